@@ -1,0 +1,45 @@
+# Palier — the two commands a new user needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+
+.PHONY: demo test check lint typecheck bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP) $@
+
+## Build a demo program on SQLite and serve the API, docs, portal and console on localhost.
+demo: $(STAMP)
+	$(BIN)/palier demo
+
+## Run the whole suite (SQLite, plus PostgreSQL when PALIER_TEST_DATABASE_URL is set).
+test: $(DEV_STAMP)
+	$(BIN)/pytest -n 2 -q
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(DEV_STAMP)
+	$(BIN)/mypy
+
+## Every gate: ruff, mypy and the tests.
+check: lint typecheck test
+
+## Benchmarks against the raw database limits (see bench/README.md).
+bench: $(DEV_STAMP)
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache palier.db palier.db-*

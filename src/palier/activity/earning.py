@@ -1,0 +1,49 @@
+"""What a purchase earns, line by line: pure arithmetic, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from palier.activity.models import PurchaseIn
+from palier.programs.models import ProgramSettings
+from palier.units import Rounding, points_for_amount, split_proportionally
+
+
+@dataclass(frozen=True)
+class Earning:
+    total: int  # everything paid: lines, shipping, tax
+    eligible: int  # the part that earns points
+    points: int
+    line_eligible: list[int]
+    line_points: list[int]
+
+
+def purchase_earning(purchase: PurchaseIn, program: ProgramSettings) -> Earning:
+    """Points for the eligible part of the order at the program's base rate and rounding.
+
+    The order's points are then split over its lines (largest remainder) so returning every line
+    gives back exactly what the order earned.
+    """
+    line_eligible = [
+        line.amount if line.kind != "gift_card" or program.earn_on_gift_cards else 0
+        for line in purchase.lines
+    ]
+    eligible = sum(line_eligible)
+    if program.earn_on_shipping:
+        eligible += purchase.shipping
+    if program.earn_on_tax:
+        eligible += purchase.tax
+    total = sum(line.amount for line in purchase.lines) + purchase.shipping + purchase.tax
+    points = points_for_amount(
+        eligible,
+        points=program.earn_points,
+        per_amount=program.earn_per_amount,
+        mode=Rounding(program.rounding),
+    )
+    return Earning(
+        total=total,
+        eligible=eligible,
+        points=points,
+        line_eligible=line_eligible,
+        line_points=split_proportionally(points, line_eligible),
+    )

@@ -1,0 +1,125 @@
+"""Purchases, returns and adjustments as integrators send them. Money is in minor units (cents)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from palier.members.identities import IdentityKind
+from palier.text import contains_card_number
+
+MAX_MONEY = 10**11  # one billion in major units: anything above is a typo, not a purchase
+Money = Annotated[int, Field(ge=0, le=MAX_MONEY)]
+
+
+def _plain_text(value: str) -> str:
+    if contains_card_number(value):
+        raise ValueError("card_number_in_text: this looks like a payment card number, never stored")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_plain_text)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class MemberRef(Strict):
+    """Who bought: a member id, or any identity (a scanned loyalty card, a phone, the card they paid with)."""
+
+    member_id: str | None = None
+    kind: IdentityKind | None = None
+    value: str | None = Field(default=None, min_length=1, max_length=254)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> MemberRef:
+        if (self.member_id is None) == (self.kind is None or self.value is None):
+            raise ValueError("give either member_id, or kind and value of an identity")
+        return self
+
+
+class Line(Strict):
+    sku: Annotated[Text, Field(min_length=1, max_length=64)]
+    name: Annotated[Text, Field(max_length=120)] | None = None
+    category: Annotated[Text, Field(max_length=64)] | None = None
+    brand: Annotated[Text, Field(max_length=64)] | None = None
+    quantity: int = Field(ge=1, le=10_000)
+    unit_price: Money
+    discount: Money = 0
+    kind: Literal["product", "gift_card", "service"] = "product"
+
+    @model_validator(mode="after")
+    def _discount_within_line(self) -> Line:
+        if self.discount > self.quantity * self.unit_price:
+            raise ValueError("discount_exceeds_line: the discount is larger than quantity × unit_price")
+        return self
+
+    @property
+    def amount(self) -> int:
+        return self.quantity * self.unit_price - self.discount
+
+
+class PurchaseIn(Strict):
+    order_id: Annotated[Text, Field(min_length=1, max_length=64, description="unique per program")]
+    member: MemberRef
+    channel: Literal["web", "store", "phone", "app", "partner"]
+    store_id: Annotated[Text, Field(max_length=64)] | None = None
+    store_name: Annotated[Text, Field(max_length=80)] | None = None
+    occurred_at: datetime
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    lines: list[Line] = Field(min_length=1, max_length=500)
+    shipping: Money = 0
+    tax: Money = 0
+
+
+class ReturnLine(Strict):
+    sku: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(ge=1, le=10_000)
+
+
+class ReturnIn(Strict):
+    return_id: Annotated[Text, Field(min_length=1, max_length=64, description="unique per program")]
+    order_id: str = Field(min_length=1, max_length=64)
+    occurred_at: datetime
+    lines: list[ReturnLine] | None = Field(default=None, min_length=1, max_length=500)
+    amount: Annotated[int, Field(ge=1, le=MAX_MONEY)] | None = Field(
+        default=None, description="a refund by amount"
+    )
+    reason: Annotated[Text, Field(max_length=200)] | None = None
+
+    @model_validator(mode="after")
+    def _lines_or_amount(self) -> ReturnIn:
+        if (self.lines is None) == (self.amount is None):
+            raise ValueError("give either lines (returned items) or amount (a refund), not both")
+        return self
+
+
+class AdjustmentIn(Strict):
+    points: int = Field(ge=-10_000_000, le=10_000_000, description="positive credits, negative debits")
+    reason: Annotated[Text, Field(min_length=3, max_length=200)]
+    external_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _not_zero(self) -> AdjustmentIn:
+        if self.points == 0:
+            raise ValueError("an adjustment of 0 points changes nothing")
+        return self
+
+
+class EventResult(BaseModel):
+    """What the engine did with a fact. Sending the same fact again returns this, unchanged."""
+
+    event_id: str
+    type: Literal["purchase", "return", "adjustment"]
+    external_id: str
+    status: Literal["processed", "unclaimed"]
+    member_id: str | None
+    points: int = Field(description="points earned (purchase) or taken back (return, negative), or adjusted")
+    pending: bool = False
+    matures_at: datetime | None = None
+    transaction_id: str | None = None
+    reason: str
+    details: dict[str, int] = Field(default_factory=dict)

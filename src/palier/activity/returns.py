@@ -1,0 +1,95 @@
+"""What a return takes back: pure arithmetic over an order's lines and what was returned before.
+
+Everything is cumulative: after each return we compute what the *whole* returned part of the order
+earned and take back the difference with what was already taken. So several partial returns of one
+order add up exactly to what a single full return would take, never a point more or less.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from palier.activity.models import ReturnIn
+from palier.errors import Unprocessable
+
+
+@dataclass(frozen=True)
+class ReturnPlan:
+    points: int  # to take back now
+    refund: int  # money refunded by this return, minor units
+    items: int  # units returned by this return (0 for a refund by amount)
+    lines: list[dict[str, Any]]  # the order's lines with updated returned quantities
+
+    def label(self, order_id: str) -> str:
+        if self.items:
+            return f"Returned {self.items} item{'s' if self.items > 1 else ''} from order #{order_id}"
+        return f"Refund on order #{order_id}"
+
+
+def _line_value(line: dict[str, Any], returned: int) -> int:
+    return int(line["amount"]) * returned // int(line["quantity"])
+
+
+def _line_points(line: dict[str, Any], returned: int) -> int:
+    return int(line["points"]) * returned // int(line["quantity"])
+
+
+def _returned_points(order: dict[str, Any], lines: list[dict[str, Any]], refunded: int) -> int:
+    """Points earned by everything returned or refunded so far (capped at what the order earned)."""
+    by_lines = sum(_line_points(line, line["returned"]) for line in lines)
+    by_amount_refunds = refunded - sum(_line_value(line, line["returned"]) for line in lines)
+    by_amount = int(order["points"]) * by_amount_refunds // int(order["total"]) if order["total"] else 0
+    return min(int(order["points"]), by_lines + by_amount)
+
+
+def plan_return(*, order: dict[str, Any], ret: ReturnIn) -> ReturnPlan:
+    lines = copy.deepcopy(order["lines"])
+    refunded_before = int(order["refunded"])
+    refund = 0
+    items = 0
+    if ret.lines is not None:
+        for i, wanted in enumerate(ret.lines):
+            matching = [line for line in lines if line["sku"] == wanted.sku]
+            if not matching:
+                raise Unprocessable(
+                    "line_not_in_order",
+                    f"Order #{order['order_id']} has no item {wanted.sku!r}.",
+                    field=f"lines[{i}].sku",
+                )
+            returnable = sum(line["quantity"] - line["returned"] for line in matching)
+            if wanted.quantity > returnable:
+                raise Unprocessable(
+                    "return_exceeds_purchase",
+                    f"Only {returnable} of {wanted.sku!r} can still be returned on order #{order['order_id']}.",
+                    field=f"lines[{i}].quantity",
+                    returnable=returnable,
+                )
+            left = wanted.quantity
+            for line in matching:
+                part = min(left, line["quantity"] - line["returned"])
+                refund += _line_value(line, line["returned"] + part) - _line_value(line, line["returned"])
+                line["returned"] += part
+                left -= part
+            items += wanted.quantity
+    else:
+        assert ret.amount is not None
+        refundable = int(order["total"]) - refunded_before
+        if ret.amount > refundable:
+            raise Unprocessable(
+                "return_exceeds_purchase",
+                f"Only {refundable} (minor units) of order #{order['order_id']} can still be refunded.",
+                field="amount",
+                refundable=refundable,
+            )
+        refund = ret.amount
+    if refunded_before + refund > int(order["total"]):
+        raise Unprocessable(
+            "return_exceeds_purchase",
+            "This return would refund more than the order cost.",
+            field="lines" if ret.lines is not None else "amount",
+        )
+    before = _returned_points(order, order["lines"], refunded_before)
+    after = _returned_points(order, lines, refunded_before + refund)
+    return ReturnPlan(points=after - before, refund=refund, items=items, lines=lines)

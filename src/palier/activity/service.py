@@ -1,0 +1,507 @@
+"""Facts from outside: purchases earn, returns take back, adjustments correct. Each stored once.
+
+A fact is unique by (program, type, external id): sending it again returns the first result, and a
+different body under the same id is refused (409). Purchases paid with a payment card nobody has
+linked yet are kept as *unclaimed* and credited when that card is linked to a member.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import Connection, insert, select, update
+
+from palier.activity.earning import purchase_earning
+from palier.activity.models import AdjustmentIn, EventResult, MemberRef, PurchaseIn, ReturnIn
+from palier.activity.returns import ReturnPlan, plan_return
+from palier.activity.tables import events, purchases
+from palier.clock import Clock, utc
+from palier.errors import Conflict, InvalidInput, NotFound, Unprocessable
+from palier.ids import new_id
+from palier.ledger import operations as ledger
+from palier.ledger.locks import lock_members
+from palier.members import service as members
+from palier.programs.models import Program
+
+FUTURE_TOLERANCE = timedelta(minutes=5)
+_WHERE = {
+    "web": "online",
+    "phone": "by phone",
+    "app": "in the app",
+    "partner": "at a partner",
+    "store": "in store",
+}
+
+
+def payload_hash(body: BaseModel) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def replay(
+    *, conn: Connection, program_id: str, type_: str, external_id: str, body_hash: str
+) -> EventResult | None:
+    """The stored result of this fact if it was already received; 409 if it came with another body."""
+    row = conn.execute(
+        select(events.c.payload_hash, events.c.result).where(
+            events.c.program_id == program_id, events.c.type == type_, events.c.external_id == external_id
+        )
+    ).first()
+    if row is None:
+        return None
+    if row.payload_hash != body_hash:
+        field = {"purchase": "order_id", "return": "return_id", "adjustment": "external_id"}[type_]
+        raise Conflict(
+            "event_conflict",
+            f"A {type_} with id {external_id!r} was already received with different "
+            "content. Use a new id for a new fact.",
+            field=field,
+        )
+    return EventResult.model_validate(row.result)
+
+
+def purchase_label(p: PurchaseIn) -> str:
+    where = (
+        f"at {p.store_name or p.store_id}"
+        if p.channel == "store" and (p.store_name or p.store_id)
+        else _WHERE[p.channel]
+    )
+    return f"Purchase #{p.order_id} {where}"
+
+
+def record_purchase(
+    *, conn: Connection, clock: Clock, program: Program, purchase: PurchaseIn, card_key: bytes
+) -> tuple[EventResult, bool]:
+    """Earn the base rate on an order. Returns the result and whether it is a replay of an earlier send."""
+    body_hash = payload_hash(purchase)
+    if (
+        found := replay(
+            conn=conn,
+            program_id=program.id,
+            type_="purchase",
+            external_id=purchase.order_id,
+            body_hash=body_hash,
+        )
+    ) is not None:
+        return found, True
+    now = clock.now()
+    occurred_at = _occurred_at(purchase.occurred_at, now)
+    if purchase.currency != program.currency:
+        raise InvalidInput(
+            "currency_mismatch",
+            f"This program counts in {program.currency}, not {purchase.currency}.",
+            field="currency",
+        )
+    member_id, claim = _resolve(conn, program, purchase.member, card_key)
+    earning = purchase_earning(purchase, program)
+    label = purchase_label(purchase)
+    event_id = new_id("event")
+    matures_at = occurred_at + timedelta(days=program.return_window_days)
+    result = EventResult(
+        event_id=event_id,
+        type="purchase",
+        external_id=purchase.order_id,
+        status="processed" if member_id else "unclaimed",
+        member_id=member_id,
+        points=earning.points,
+        reason=label,
+    )
+    lot_id = None
+    if member_id is not None:
+        lock_members(conn, [member_id])
+        booking = ledger.Booking(
+            program_id=program.id,
+            member_id=member_id,
+            kind="earn",
+            reason=label,
+            reason_code="purchase",
+            now=now,
+            effective_at=occurred_at,
+            event_id=event_id,
+            details={"order_id": purchase.order_id},
+        )
+        earned = ledger.earn(
+            conn,
+            booking,
+            amount=earning.points,
+            source="purchase",
+            label=label,
+            matures_at=matures_at,
+            expires_at=members.expiry_for(program, occurred_at),
+        )
+        lot_id = earned.lot_id
+        result.transaction_id, result.pending = earned.transaction_id, earned.pending
+        result.matures_at = matures_at if earned.pending else None
+        if earned.repaid_debt:
+            result.details["debt_repaid"] = earned.repaid_debt
+    _insert_event(
+        conn,
+        program,
+        event_id,
+        "purchase",
+        purchase.order_id,
+        member_id,
+        claim,
+        purchase.channel,
+        purchase.store_id,
+        occurred_at,
+        now,
+        body_hash,
+        purchase,
+        result,
+    )
+    conn.execute(
+        insert(purchases).values(
+            event_id=event_id,
+            program_id=program.id,
+            member_id=member_id,
+            order_id=purchase.order_id,
+            label=label,
+            total=earning.total,
+            eligible=earning.eligible,
+            points=earning.points,
+            lot_id=lot_id,
+            lines=[
+                {
+                    "sku": line.sku,
+                    "quantity": line.quantity,
+                    "amount": line.amount,
+                    "points": pts,
+                    "returned": 0,
+                }
+                for line, pts in zip(purchase.lines, earning.line_points, strict=True)
+            ],
+        )
+    )
+    return result, False
+
+
+def record_return(
+    *, conn: Connection, clock: Clock, program: Program, ret: ReturnIn
+) -> tuple[EventResult, bool]:
+    """Take back exactly what the returned goods earned: pending first, then available, then debt."""
+    body_hash = payload_hash(ret)
+    if (
+        found := replay(
+            conn=conn, program_id=program.id, type_="return", external_id=ret.return_id, body_hash=body_hash
+        )
+    ) is not None:
+        return found, True
+    now = clock.now()
+    occurred_at = _occurred_at(ret.occurred_at, now)
+    order = (
+        conn.execute(
+            select(purchases, events.c.occurred_at)
+            .join(events, events.c.id == purchases.c.event_id)
+            .where(purchases.c.program_id == program.id, purchases.c.order_id == ret.order_id)
+        )
+        .mappings()
+        .first()
+    )
+    if order is None:
+        raise NotFound(
+            "order_not_found",
+            f"No purchase with order id {ret.order_id!r} in this program.",
+            field="order_id",
+        )
+    if occurred_at < utc(order["occurred_at"]):
+        raise InvalidInput(
+            "return_before_purchase", "A return cannot happen before its purchase.", field="occurred_at"
+        )
+    if order["member_id"] is not None:
+        lock_members(conn, [order["member_id"]])
+        # re-read under the lock: a concurrent return of the same order may have just committed
+        order = (
+            conn.execute(select(purchases).where(purchases.c.event_id == order["event_id"])).mappings().one()
+        )
+    plan: ReturnPlan = plan_return(order=dict(order), ret=ret)
+    event_id = new_id("event")
+    member_id = order["member_id"]
+    label = plan.label(ret.order_id)
+    result = EventResult(
+        event_id=event_id,
+        type="return",
+        external_id=ret.return_id,
+        status="processed" if member_id else "unclaimed",
+        member_id=member_id,
+        points=-plan.points,
+        reason=label,
+    )
+    if member_id is not None and plan.points:
+        booking = ledger.Booking(
+            program_id=program.id,
+            member_id=member_id,
+            kind="return",
+            reason=label,
+            reason_code="return",
+            now=now,
+            effective_at=occurred_at,
+            event_id=event_id,
+            details={"order_id": ret.order_id},
+        )
+        taken = ledger.take_back(
+            conn, booking, amount=plan.points, own_lot_id=order["lot_id"], shortfall=program.return_shortfall
+        )
+        result.transaction_id = taken.transaction_id
+        result.details = {
+            "from_pending": taken.from_pending,
+            "from_available": taken.from_available,
+            "to_debt": taken.to_debt,
+            "written_off": taken.written_off,
+        }
+    conn.execute(
+        update(purchases)
+        .where(purchases.c.event_id == order["event_id"])
+        .values(
+            lines=plan.lines,
+            refunded=order["refunded"] + plan.refund,
+            points_returned=order["points_returned"] + plan.points,
+        )
+    )
+    _insert_event(
+        conn,
+        program,
+        event_id,
+        "return",
+        ret.return_id,
+        member_id,
+        None,
+        None,
+        None,
+        occurred_at,
+        now,
+        body_hash,
+        ret,
+        result,
+    )
+    return result, False
+
+
+def adjust(
+    *, conn: Connection, clock: Clock, program: Program, member_id: str, adjustment: AdjustmentIn, actor: str
+) -> tuple[EventResult, bool]:
+    """A manual correction with a reason: a credit (a new lot) or a debit (never below zero)."""
+    body_hash = payload_hash(adjustment)
+    if adjustment.external_id and (
+        found := replay(
+            conn=conn,
+            program_id=program.id,
+            type_="adjustment",
+            external_id=adjustment.external_id,
+            body_hash=body_hash,
+        )
+    ):
+        return found, True
+    members.require_active(conn=conn, program_id=program.id, member_id=member_id)
+    lock_members(conn, [member_id])
+    now = clock.now()
+    event_id = new_id("event")
+    booking = ledger.Booking(
+        program_id=program.id,
+        member_id=member_id,
+        kind="adjust",
+        reason=adjustment.reason,
+        reason_code="adjustment",
+        now=now,
+        effective_at=now,
+        event_id=event_id,
+        details={"actor": actor},
+    )
+    if adjustment.points > 0:
+        transaction_id = ledger.earn(
+            conn,
+            booking,
+            amount=adjustment.points,
+            source="adjustment",
+            label=adjustment.reason,
+            matures_at=None,
+            expires_at=members.expiry_for(program, now),
+        ).transaction_id
+    else:
+        try:
+            transaction_id = ledger.spend(conn, booking, amount=-adjustment.points, sink="adjusted")
+        except ledger.InsufficientPoints as exc:
+            raise Unprocessable(
+                "insufficient_points",
+                f"The member has {exc.available} points available; this debit needs {exc.needed}.",
+                field="points",
+                needed=exc.needed,
+                available=exc.available,
+            ) from None
+    result = EventResult(
+        event_id=event_id,
+        type="adjustment",
+        external_id=adjustment.external_id or event_id,
+        status="processed",
+        member_id=member_id,
+        points=adjustment.points,
+        transaction_id=transaction_id,
+        reason=adjustment.reason,
+    )
+    _insert_event(
+        conn,
+        program,
+        event_id,
+        "adjustment",
+        result.external_id,
+        member_id,
+        None,
+        None,
+        None,
+        now,
+        now,
+        body_hash,
+        adjustment,
+        result,
+    )
+    return result, False
+
+
+def claim_unclaimed(
+    *, conn: Connection, clock: Clock, program: Program, member_id: str, kind: str, value: str
+) -> int:
+    """Credit ``member_id`` with the purchases made with this card before it was linked; returns how many."""
+    rows = conn.execute(
+        select(
+            events.c.id,
+            events.c.occurred_at,
+            purchases.c.points,
+            purchases.c.points_returned,
+            purchases.c.label,
+            purchases.c.order_id,
+        )
+        .join(purchases, purchases.c.event_id == events.c.id)
+        .where(
+            events.c.program_id == program.id,
+            events.c.claim_kind == kind,
+            events.c.claim_value == value,
+            events.c.status == "unclaimed",
+        )
+        .order_by(events.c.occurred_at)
+    ).all()
+    if not rows:
+        return 0
+    lock_members(conn, [member_id])
+    now = clock.now()
+    for row in rows:
+        occurred_at = utc(row.occurred_at)
+        booking = ledger.Booking(
+            program_id=program.id,
+            member_id=member_id,
+            kind="earn",
+            reason=f"{row.label} (card linked later)",
+            reason_code="purchase_claimed",
+            now=now,
+            effective_at=occurred_at,
+            event_id=row.id,
+            details={"order_id": row.order_id},
+        )
+        earned = ledger.earn(
+            conn,
+            booking,
+            amount=row.points - row.points_returned,
+            source="purchase",
+            label=row.label,
+            matures_at=occurred_at + timedelta(days=program.return_window_days),
+            expires_at=members.expiry_for(program, occurred_at),
+        )
+        conn.execute(
+            update(events).where(events.c.id == row.id).values(member_id=member_id, status="processed")
+        )
+        conn.execute(
+            update(purchases)
+            .where(purchases.c.event_id == row.id)
+            .values(member_id=member_id, lot_id=earned.lot_id)
+        )
+    return len(rows)
+
+
+def reassign_member(*, conn: Connection, source_id: str, target_id: str) -> None:
+    """After a merge, the orders of the closed account belong to the remaining one (for later returns)."""
+    conn.execute(update(purchases).where(purchases.c.member_id == source_id).values(member_id=target_id))
+
+
+# --- helpers ---
+
+
+def _occurred_at(value: datetime, now: datetime) -> datetime:
+    value = utc(value)
+    if value > now + FUTURE_TOLERANCE:
+        raise InvalidInput("occurred_in_future", "This event is dated in the future.", field="occurred_at")
+    return value
+
+
+def _resolve(
+    conn: Connection, program: Program, ref: MemberRef, card_key: bytes
+) -> tuple[str | None, tuple[str, str] | None]:
+    """(member id, None) for a known member; (None, claim) for a payment card nobody has linked yet."""
+    if ref.member_id is not None:
+        members.require_active(conn=conn, program_id=program.id, member_id=ref.member_id)
+        return ref.member_id, None
+    assert ref.kind is not None and ref.value is not None
+    from palier.members.identities import normalise
+
+    normalised = normalise(
+        ref.kind, ref.value, field="member.value", card_key=card_key, default_country=program.default_country
+    )
+    member_id = members.find_member_id(
+        conn=conn, program=program, kind=ref.kind, value=ref.value, card_key=card_key, field="member.value"
+    )
+    if member_id is not None:
+        return member_id, None
+    if ref.kind == "payment_card":
+        return None, (normalised.kind, normalised.value)
+    raise NotFound(
+        "member_not_found", f"No member has this {ref.kind.replace('_', ' ')}.", field="member.value"
+    )
+
+
+def _insert_event(
+    conn: Connection,
+    program: Program,
+    event_id: str,
+    type_: str,
+    external_id: str,
+    member_id: str | None,
+    claim: tuple[str, str] | None,
+    channel: str | None,
+    store_id: str | None,
+    occurred_at: datetime,
+    now: datetime,
+    body_hash: str,
+    body: BaseModel,
+    result: EventResult,
+) -> None:
+    conn.execute(
+        insert(events).values(
+            id=event_id,
+            program_id=program.id,
+            type=type_,
+            external_id=external_id,
+            member_id=member_id,
+            status="processed" if claim is None else "unclaimed",
+            claim_kind=claim[0] if claim else None,
+            claim_value=claim[1] if claim else None,
+            channel=channel,
+            store_id=store_id,
+            occurred_at=occurred_at,
+            received_at=now,
+            payload_hash=body_hash,
+            body=_redacted(body),
+            result=result.model_dump(mode="json"),
+        )
+    )
+
+
+def _redacted(body: BaseModel) -> dict[str, Any]:
+    """The stored copy of a request: a payment card number is replaced by its last four digits."""
+    data: dict[str, Any] = body.model_dump(mode="json")
+    member = data.get("member")
+    if isinstance(member, dict) and member.get("kind") == "payment_card" and member.get("value"):
+        digits = "".join(ch for ch in member["value"] if ch.isdigit())
+        member["value"] = f"•••• {digits[-4:]}"
+    return data

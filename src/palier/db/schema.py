@@ -1,0 +1,9 @@
+"""Imports every domain's tables so the shared MetaData is complete (for Alembic and tests)."""
+
+from palier.activity import tables as activity_tables
+from palier.db.metadata import metadata
+from palier.ledger import tables as ledger_tables
+from palier.members import tables as member_tables
+from palier.programs import tables as program_tables
+
+__all__ = ["activity_tables", "ledger_tables", "member_tables", "metadata", "program_tables"]

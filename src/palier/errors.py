@@ -1,0 +1,72 @@
+"""Every refusal Palier can give, as one tree of exceptions with stable codes.
+
+    PalierError                      code, status, field, detail, extra
+    ├── InvalidInput          422    the request is malformed (unknown field, bad phone, card in a name…)
+    ├── Unauthenticated       401    no or unknown API key
+    ├── Forbidden             403    the key lacks the scope, or the object belongs to another program
+    ├── NotFound              404    unknown member, order, identity…
+    ├── Conflict              409    duplicate identity, idempotency key reused with another body…
+    └── Unprocessable         422    well-formed but refused by the rules (return exceeds purchase…)
+
+Services raise these; ``api/problems.py`` maps them to RFC 9457 problem+json and the CLI prints them.
+A service never raises an HTTP exception. ``code`` values are part of the public API: never rename one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PalierError(Exception):
+    status = 400
+    title = "Bad request"
+
+    def __init__(self, code: str, detail: str, *, field: str | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.field = field
+        self.extra = extra
+
+    def to_problem(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": f"https://palier.dev/problems/{self.code}",
+            "title": self.title,
+            "status": self.status,
+            "code": self.code,
+            "detail": self.detail,
+        }
+        if self.field is not None:
+            body["field"] = self.field
+        body.update(self.extra)
+        return body
+
+
+class InvalidInput(PalierError):
+    status = 422
+    title = "Invalid input"
+
+
+class Unauthenticated(PalierError):
+    status = 401
+    title = "Unauthenticated"
+
+
+class Forbidden(PalierError):
+    status = 403
+    title = "Forbidden"
+
+
+class NotFound(PalierError):
+    status = 404
+    title = "Not found"
+
+
+class Conflict(PalierError):
+    status = 409
+    title = "Conflict"
+
+
+class Unprocessable(PalierError):
+    status = 422
+    title = "Unprocessable"

@@ -1,0 +1,1 @@
+"""Sweeps that run on a schedule: mature pending points, expire old lots."""

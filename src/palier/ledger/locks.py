@@ -1,0 +1,40 @@
+"""Serialising a member's commands.
+
+PostgreSQL: ``SELECT … FOR UPDATE`` on the members' ``available`` account rows, always in id order,
+so two commands touching the same two members (a merge) cannot deadlock. SQLite: every write already
+holds the database write lock from ``BEGIN IMMEDIATE``, so there is nothing more to take.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import Connection, select
+
+from palier.ledger.accounts import member_account
+from palier.ledger.tables import accounts
+
+
+def lock_members(conn: Connection, member_ids: Iterable[str]) -> None:
+    if conn.dialect.name != "postgresql":
+        return
+    ids = sorted({member_account(m, "available") for m in member_ids})
+    if ids:
+        conn.execute(
+            select(accounts.c.id).where(accounts.c.id.in_(ids)).order_by(accounts.c.id).with_for_update()
+        )
+
+
+def try_lock_members(conn: Connection, member_ids: Iterable[str]) -> set[str]:
+    """Lock what can be locked now and skip the rest (batch jobs never wait on a member's command)."""
+    wanted = set(member_ids)
+    if conn.dialect.name != "postgresql" or not wanted:
+        return wanted
+    ids = sorted(member_account(m, "available") for m in wanted)
+    got = conn.execute(
+        select(accounts.c.member_id)
+        .where(accounts.c.id.in_(ids))
+        .order_by(accounts.c.id)
+        .with_for_update(skip_locked=True)
+    ).scalars()
+    return {m for m in got if m is not None}

@@ -1,0 +1,303 @@
+"""The ledger's operations on one member: earn, take back, spend, expire and merge.
+
+Each builds one balanced :class:`Entry`, moves lots with allocations, and writes it. The caller
+holds the member's lock (``locks.lock_members``) and the database transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Connection, select
+
+from palier.ledger.accounts import member_account, program_account
+from palier.ledger.lots import Taken, add_lot, choose_lots, record_allocations, set_state
+from palier.ledger.post import Entry, Posting, write
+from palier.ledger.tables import accounts
+
+
+@dataclass(frozen=True)
+class Booking:
+    """What a ledger transaction is about, as the member will read it."""
+
+    program_id: str
+    member_id: str
+    kind: str
+    reason: str
+    reason_code: str
+    now: datetime
+    effective_at: datetime
+    event_id: str | None = None
+    details: dict[str, Any] | None = None
+
+    def entry(self, postings: list[Posting], *, extra: dict[str, Any] | None = None) -> Entry:
+        details = {**(self.details or {}), **(extra or {})} or None
+        return Entry(
+            program_id=self.program_id,
+            kind=self.kind,
+            reason=self.reason,
+            reason_code=self.reason_code,
+            postings=postings,
+            created_at=self.now,
+            effective_at=self.effective_at,
+            member_id=self.member_id,
+            event_id=self.event_id,
+            details=details,
+        )
+
+
+def member_posting(member_id: str, kind: str, amount: int) -> Posting:
+    return Posting(member_account(member_id, kind), amount, member_id=member_id)
+
+
+def program_posting(program_id: str, kind: str, amount: int, *, member_id: str) -> Posting:
+    return Posting(program_account(program_id, kind, for_member=member_id), amount)
+
+
+def balances(conn: Connection, *, member_id: str) -> dict[str, int]:
+    """The member's points balances by account kind (available, pending, held, debt)."""
+    rows = conn.execute(select(accounts.c.kind, accounts.c.balance).where(accounts.c.member_id == member_id))
+    return {kind: int(balance) for kind, balance in rows}
+
+
+@dataclass(frozen=True)
+class Earned:
+    transaction_id: str | None
+    lot_id: str | None
+    pending: bool
+    repaid_debt: int = 0
+
+
+def earn(
+    conn: Connection,
+    booking: Booking,
+    *,
+    amount: int,
+    source: str,
+    label: str,
+    matures_at: datetime | None,
+    expires_at: datetime | None,
+) -> Earned:
+    """Issue ``amount`` points to the member as a new lot.
+
+    Pending until ``matures_at`` if that is still ahead; otherwise available at once, after repaying
+    any debt first (points earned later repay debt before they become spendable).
+    """
+    if amount <= 0:
+        return Earned(None, None, pending=False)
+    b = booking
+    pending = matures_at is not None and matures_at > b.now
+    repay = 0 if pending else min(amount, -balances_of(conn, b.member_id, "debt"))
+    entry = b.entry(
+        [program_posting(b.program_id, "issued", -amount, member_id=b.member_id)],
+        extra={"debt_repaid": repay} if repay else None,
+    )
+    if pending:
+        entry.postings.append(member_posting(b.member_id, "pending", amount))
+    else:
+        entry.postings += [
+            member_posting(b.member_id, "debt", repay),
+            member_posting(b.member_id, "available", amount - repay),
+        ]
+    write(conn, [entry])
+    lot_id = add_lot_for(
+        conn,
+        b,
+        entry.id,
+        amount=amount,
+        source=source,
+        label=label,
+        state="pending" if pending else "active",
+        matures_at=matures_at,
+        expires_at=expires_at,
+    )
+    if repay:
+        record_allocations(
+            conn,
+            program_id=b.program_id,
+            member_id=b.member_id,
+            transaction_id=entry.id,
+            purpose="repay_debt",
+            parts=[(lot_id, repay)],
+        )
+    return Earned(entry.id, lot_id, pending=pending, repaid_debt=repay)
+
+
+def balances_of(conn: Connection, member_id: str, kind: str) -> int:
+    value = conn.execute(
+        select(accounts.c.balance).where(accounts.c.id == member_account(member_id, kind))
+    ).scalar()
+    return int(value or 0)
+
+
+def add_lot_for(conn: Connection, b: Booking, transaction_id: str, **lot: Any) -> str:
+    """A new lot made by ``transaction_id`` (written before it: lots refer to their transaction)."""
+    return add_lot(
+        conn,
+        program_id=b.program_id,
+        member_id=b.member_id,
+        transaction_id=transaction_id,
+        event_id=b.event_id,
+        earned_at=b.effective_at,
+        **lot,
+    )
+
+
+@dataclass
+class TakenBack:
+    transaction_id: str | None = None
+    from_pending: int = 0
+    from_available: int = 0
+    to_debt: int = 0
+    written_off: int = 0
+    lots: list[str] = field(default_factory=list)
+
+    @property
+    def recovered(self) -> int:
+        return self.from_pending + self.from_available + self.to_debt
+
+
+def take_back(
+    conn: Connection,
+    booking: Booking,
+    *,
+    amount: int,
+    own_lot_id: str | None,
+    shortfall: Literal["debt", "write_off"],
+) -> TakenBack:
+    """Take back ``amount`` points that should not have been issued (a return).
+
+    From the purchase's own lot first (still pending, or available), then from other available
+    points soonest-expiring first; what is missing goes to ``debt`` or is written off, and is
+    recorded either way.
+    """
+    result = TakenBack()
+    if amount <= 0:
+        return result
+    b = booking
+    taken: list[Taken] = []
+    if own_lot_id is not None:
+        taken += choose_lots(
+            conn,
+            program_id=b.program_id,
+            member_id=b.member_id,
+            amount=amount,
+            states=("pending", "active"),
+            only_lot_id=own_lot_id,
+        )
+    taken += choose_lots(
+        conn,
+        program_id=b.program_id,
+        member_id=b.member_id,
+        amount=amount - sum(t.amount for t in taken),
+        exclude=[t.lot_id for t in taken],
+    )
+    result.from_pending = sum(t.amount for t in taken if t.state == "pending")
+    result.from_available = sum(t.amount for t in taken if t.state == "active")
+    missing = amount - result.from_pending - result.from_available
+    if shortfall == "debt":
+        result.to_debt = missing
+    else:
+        result.written_off = missing
+    result.lots = [t.lot_id for t in taken]
+    entry = b.entry(
+        [
+            member_posting(b.member_id, "pending", -result.from_pending),
+            member_posting(b.member_id, "available", -result.from_available),
+            member_posting(b.member_id, "debt", -result.to_debt),
+            program_posting(b.program_id, "issued", result.recovered, member_id=b.member_id),
+        ],
+        extra={
+            "from_pending": result.from_pending,
+            "from_available": result.from_available,
+            "to_debt": result.to_debt,
+            "written_off": result.written_off,
+        },
+    )
+    if result.recovered:
+        write(conn, [entry])
+        record_allocations(
+            conn,
+            program_id=b.program_id,
+            member_id=b.member_id,
+            transaction_id=entry.id,
+            purpose="return",
+            parts=[(t.lot_id, t.amount) for t in taken],
+        )
+        result.transaction_id = entry.id
+        emptied = [t.lot_id for t in taken if t.state == "pending"]
+        _mark_reversed_if_empty(conn, emptied)
+    return result
+
+
+def _mark_reversed_if_empty(conn: Connection, lot_ids: list[str]) -> None:
+    from palier.ledger.tables import lots
+
+    if lot_ids:
+        empty = (
+            conn.execute(select(lots.c.id).where(lots.c.id.in_(lot_ids), lots.c.remaining == 0))
+            .scalars()
+            .all()
+        )
+        set_state(conn, lot_ids=list(empty), state="reversed")
+
+
+class InsufficientPoints(Exception):
+    def __init__(self, needed: int, available: int) -> None:
+        super().__init__(f"needs {needed} points, {available} available")
+        self.needed = needed
+        self.available = available
+
+
+def spend(conn: Connection, booking: Booking, *, amount: int, sink: str) -> str:
+    """Move ``amount`` available points to the program account ``sink`` (adjusted, redeemed…)."""
+    b = booking
+    available = balances_of(conn, b.member_id, "available")
+    if amount > available:
+        raise InsufficientPoints(amount, available)
+    taken = choose_lots(conn, program_id=b.program_id, member_id=b.member_id, amount=amount)
+    entry = b.entry(
+        [
+            member_posting(b.member_id, "available", -amount),
+            program_posting(b.program_id, sink, amount, member_id=b.member_id),
+        ]
+    )
+    write(conn, [entry])
+    record_allocations(
+        conn,
+        program_id=b.program_id,
+        member_id=b.member_id,
+        transaction_id=entry.id,
+        purpose="spend",
+        parts=[(t.lot_id, t.amount) for t in taken],
+    )
+    return entry.id
+
+
+def move_member(
+    conn: Connection, booking: Booking, *, source_id: str
+) -> tuple[str | None, dict[str, int], int]:
+    """Move all of ``source_id``'s points, lots and open holds to ``booking.member_id`` (a merge).
+
+    One transaction: for each account kind, source ``-balance`` and target ``+balance``.
+    Returns the transaction id (None if there was nothing to move), the amounts moved and lots moved.
+    """
+    from palier.ledger.tables import holds, lots
+
+    b = booking
+    moved = {kind: amount for kind, amount in balances(conn, member_id=source_id).items() if amount}
+    transaction_id = None
+    if moved:
+        postings: list[Posting] = []
+        for kind, amount in sorted(moved.items()):
+            postings += [member_posting(source_id, kind, -amount), member_posting(b.member_id, kind, amount)]
+        entry = b.entry(postings, extra={"source_member_id": source_id, "moved": moved})
+        write(conn, [entry])
+        transaction_id = entry.id
+    lots_moved = conn.execute(
+        lots.update().where(lots.c.member_id == source_id).values(member_id=b.member_id)
+    ).rowcount
+    conn.execute(holds.update().where(holds.c.member_id == source_id).values(member_id=b.member_id))
+    return transaction_id, moved, int(lots_moved)

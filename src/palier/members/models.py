@@ -1,0 +1,142 @@
+"""Members, their identities, balances and history, as the API and CLI see them."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from palier.members.identities import IdentityKind
+from palier.text import contains_card_number
+
+Channel = Literal["web", "store", "phone", "app", "partner"]
+Language = Literal["fr", "en"]
+
+
+def _person_name(value: str) -> str:
+    if contains_card_number(value):
+        raise ValueError("card_number_in_text: this looks like a payment card number, never stored in a name")
+    if re.search(r"[\x00-\x1f\x7f]", value):
+        raise ValueError("control characters are not allowed in a name")
+    return value
+
+
+PersonName = Annotated[str, Field(min_length=1, max_length=80), AfterValidator(_person_name)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Consents(Strict):
+    email_marketing: bool = False
+    sms_marketing: bool = False
+    push: bool = False
+    profiling: bool = False
+
+
+class IdentityIn(Strict):
+    kind: IdentityKind
+    value: str = Field(
+        min_length=1, max_length=254, description="for payment_card: the number (only its keyed hash is kept)"
+    )
+
+
+class Identity(BaseModel):
+    id: str
+    kind: IdentityKind
+    value: str = Field(description="for payment cards, brand and last four digits only")
+    created_at: datetime
+
+
+class MemberCreate(Strict):
+    first_name: PersonName | None = None
+    last_name: PersonName | None = None
+    email: str | None = Field(default=None, max_length=254)
+    phone: str | None = Field(default=None, max_length=32)
+    birthday: date | None = None
+    language: Language = "fr"
+    consents: Consents = Field(default_factory=Consents)
+    identities: list[IdentityIn] = Field(default_factory=list, max_length=20)
+    channel: Channel = "web"
+
+
+class MemberUpdate(Strict):
+    first_name: PersonName | None = None
+    last_name: PersonName | None = None
+    email: str | None = Field(default=None, max_length=254)
+    phone: str | None = Field(default=None, max_length=32)
+    birthday: date | None = None
+    language: Language | None = None
+    consents: Consents | None = None
+
+
+class Member(BaseModel):
+    id: str
+    status: Literal["active", "merged"]
+    merged_into_id: str | None = None
+    first_name: str | None
+    last_name: str | None
+    email: str | None
+    phone: str | None
+    birthday: date | None
+    language: Language
+    consents: Consents
+    enrolled_at: datetime
+    enrolment_channel: Channel
+    identities: list[Identity]
+
+
+class Expiry(BaseModel):
+    points: int
+    expires_at: datetime
+
+
+class Balance(BaseModel):
+    member_id: str
+    points_name: str
+    available: int = Field(description="spendable now")
+    pending: int = Field(description="earned, spendable once the return window closes")
+    held: int = Field(description="reserved by redemptions not yet used")
+    debt: int = Field(description="points owed after returns of goods whose points were already spent")
+    next_expiry: Expiry | None = Field(description="the soonest lot to expire and how many points it holds")
+    next_maturity: Expiry | None = Field(
+        default=None, description="the next pending points to become available"
+    )
+
+
+class HistoryLine(BaseModel):
+    id: str
+    kind: str
+    reason: str
+    reason_code: str
+    occurred_at: datetime
+    booked_at: datetime
+    available: int
+    pending: int
+    held: int
+    debt: int
+    event_id: str | None = None
+    reverses_id: str | None = None
+
+
+class HistoryPage(BaseModel):
+    items: list[HistoryLine]
+    next_cursor: str | None
+
+
+class MergeRequest(Strict):
+    source_member_id: str = Field(description="the duplicate account; it is closed")
+    target_member_id: str = Field(description="the account that remains")
+
+
+class MergeResult(BaseModel):
+    merge_id: str
+    source_member_id: str
+    target_member_id: str
+    transaction_id: str | None
+    moved: dict[str, int]
+    lots_moved: int
+    identities_moved: int

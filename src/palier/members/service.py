@@ -1,0 +1,453 @@
+"""Members on every channel: enrol, profile, identities, lookup, merge, balance."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from palier.clock import Clock, utc
+from palier.errors import Conflict, InvalidInput, NotFound
+from palier.ids import new_id
+from palier.ledger import operations as ledger
+from palier.ledger.accounts import open_member_accounts
+from palier.ledger.locks import lock_members
+from palier.ledger.tables import lots
+from palier.members import identities as ident
+from palier.members.models import (
+    Balance,
+    Consents,
+    Expiry,
+    Identity,
+    IdentityIn,
+    Member,
+    MemberCreate,
+    MemberUpdate,
+    MergeResult,
+)
+from palier.members.tables import identities, members, merges
+from palier.programs.models import Program
+from palier.programs.service import record_audit
+from palier.timeutil import add_months
+
+
+def enrol(
+    *, conn: Connection, clock: Clock, program: Program, data: MemberCreate, card_key: bytes, actor: str
+) -> Member:
+    """A new member, found from now on by every identity given; welcome points if the program gives them."""
+    now = clock.now()
+    member_id = new_id("member")
+    wanted = _profile_identities(data.email, data.phone, program) + [
+        _normalise(i, f"identities[{n}].value", program, card_key) for n, i in enumerate(data.identities)
+    ]
+    conn.execute(
+        insert(members).values(
+            id=member_id,
+            program_id=program.id,
+            status="active",
+            first_name=data.first_name,
+            last_name=data.last_name,
+            email=_only(wanted, "email"),
+            phone=_only(wanted, "phone"),
+            birthday=data.birthday,
+            language=data.language,
+            consents=data.consents.model_dump(),
+            enrolled_at=now,
+            enrolment_channel=data.channel,
+            updated_at=now,
+        )
+    )
+    open_member_accounts(conn, program_id=program.id, member_id=member_id)
+    for field, normalised in wanted:
+        _insert_identity(conn, program.id, member_id, normalised, now, field=field)
+    if program.welcome_points:
+        booking = ledger.Booking(
+            program_id=program.id,
+            member_id=member_id,
+            kind="welcome",
+            reason=f"Welcome to {program.name}",
+            reason_code="welcome",
+            now=now,
+            effective_at=now,
+        )
+        ledger.earn(
+            conn,
+            booking,
+            amount=program.welcome_points,
+            source="welcome",
+            label="Welcome bonus",
+            matures_at=None,
+            expires_at=expiry_for(program, now),
+        )
+    record_audit(
+        conn=conn,
+        clock=clock,
+        program_id=program.id,
+        actor=actor,
+        action="member.enrolled",
+        subject_id=member_id,
+    )
+    for field, normalised in wanted:
+        if normalised.kind == "payment_card":
+            _claim(conn, clock, program, member_id, normalised)
+    return get_member(conn=conn, program_id=program.id, member_id=member_id)
+
+
+def expiry_for(program: Program, earned_at: datetime) -> datetime | None:
+    if program.points_lifetime_months is None:
+        return None
+    return add_months(earned_at, program.points_lifetime_months)
+
+
+def get_member(*, conn: Connection, program_id: str, member_id: str) -> Member:
+    row = (
+        conn.execute(select(members).where(members.c.id == member_id, members.c.program_id == program_id))
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise NotFound("member_not_found", f"No member {member_id} in this program.", field="member_id")
+    rows = conn.execute(
+        select(identities).where(identities.c.member_id == member_id).order_by(identities.c.id)
+    ).mappings()
+    found = [
+        Identity(
+            id=r["id"],
+            kind=r["kind"],
+            value=ident.display(r["kind"], r["value"], r["last4"], r["brand"]),
+            created_at=utc(r["created_at"]),
+        )
+        for r in rows
+    ]
+    data: dict[str, Any] = dict(row)
+    data.pop("program_id")
+    data.pop("updated_at")
+    data["enrolled_at"] = utc(data["enrolled_at"])
+    data["consents"] = Consents.model_validate(data["consents"])
+    return Member(identities=found, **data)
+
+
+def require_active(*, conn: Connection, program_id: str, member_id: str) -> None:
+    status = conn.execute(
+        select(members.c.status, members.c.merged_into_id).where(
+            members.c.id == member_id, members.c.program_id == program_id
+        )
+    ).first()
+    if status is None:
+        raise NotFound("member_not_found", f"No member {member_id} in this program.", field="member_id")
+    if status.status != "active":
+        raise Conflict(
+            "member_merged",
+            f"Member {member_id} was merged into {status.merged_into_id}.",
+            field="member_id",
+            merged_into_id=status.merged_into_id,
+        )
+
+
+def update_member(
+    *, conn: Connection, clock: Clock, program: Program, member_id: str, changes: MemberUpdate, actor: str
+) -> Member:
+    require_active(conn=conn, program_id=program.id, member_id=member_id)
+    values = changes.model_dump(exclude_unset=True)
+    now = clock.now()
+    for kind in ("email", "phone"):
+        if kind in values:
+            new = _profile_identities(
+                values[kind] if kind == "email" else None, values[kind] if kind == "phone" else None, program
+            )
+            conn.execute(
+                delete(identities).where(identities.c.member_id == member_id, identities.c.kind == kind)
+            )
+            values[kind] = None
+            for field, normalised in new:
+                _insert_identity(conn, program.id, member_id, normalised, now, field=field)
+                values[kind] = normalised.value
+    if "consents" in values and changes.consents is not None:
+        values["consents"] = changes.consents.model_dump()
+    if values:
+        conn.execute(update(members).where(members.c.id == member_id).values(updated_at=now, **values))
+        record_audit(
+            conn=conn,
+            clock=clock,
+            program_id=program.id,
+            actor=actor,
+            action="member.updated",
+            subject_id=member_id,
+            details={"fields": sorted(values)},
+        )
+    return get_member(conn=conn, program_id=program.id, member_id=member_id)
+
+
+def add_identity(
+    *,
+    conn: Connection,
+    clock: Clock,
+    program: Program,
+    member_id: str,
+    identity: IdentityIn,
+    card_key: bytes,
+    actor: str,
+) -> Member:
+    """Link another identity; linking a payment card credits the purchases it made while unclaimed."""
+    require_active(conn=conn, program_id=program.id, member_id=member_id)
+    field, normalised = _normalise(identity, "value", program, card_key)
+    owner = _owner(conn, program.id, normalised)
+    if owner != member_id:
+        _insert_identity(conn, program.id, member_id, normalised, clock.now(), field=field)
+        if normalised.kind in ("email", "phone"):
+            conn.execute(
+                update(members).where(members.c.id == member_id).values({normalised.kind: normalised.value})
+            )
+        record_audit(
+            conn=conn,
+            clock=clock,
+            program_id=program.id,
+            actor=actor,
+            action="identity.linked",
+            subject_id=member_id,
+            details={"kind": normalised.kind},
+        )
+        if normalised.kind == "payment_card":
+            _claim(conn, clock, program, member_id, normalised)
+    return get_member(conn=conn, program_id=program.id, member_id=member_id)
+
+
+def remove_identity(
+    *, conn: Connection, clock: Clock, program: Program, member_id: str, identity_id: str, actor: str
+) -> Member:
+    require_active(conn=conn, program_id=program.id, member_id=member_id)
+    row = conn.execute(
+        select(identities.c.kind).where(identities.c.id == identity_id, identities.c.member_id == member_id)
+    ).first()
+    if row is None:
+        raise NotFound(
+            "identity_not_found", f"Member {member_id} has no identity {identity_id}.", field="identity_id"
+        )
+    conn.execute(delete(identities).where(identities.c.id == identity_id))
+    if row.kind in ("email", "phone"):
+        conn.execute(update(members).where(members.c.id == member_id).values({row.kind: None}))
+    record_audit(
+        conn=conn,
+        clock=clock,
+        program_id=program.id,
+        actor=actor,
+        action="identity.removed",
+        subject_id=member_id,
+        details={"kind": row.kind},
+    )
+    return get_member(conn=conn, program_id=program.id, member_id=member_id)
+
+
+def find_member_id(
+    *, conn: Connection, program: Program, kind: str, value: str, card_key: bytes, field: str = "value"
+) -> str | None:
+    """The member holding this identity, or None. Merged members are followed to the one that remains."""
+    normalised = ident.normalise(
+        kind, value, field=field, card_key=card_key, default_country=program.default_country
+    )
+    return _owner(conn, program.id, normalised)
+
+
+def lookup(*, conn: Connection, program: Program, kind: str, value: str, card_key: bytes) -> Member:
+    member_id = find_member_id(conn=conn, program=program, kind=kind, value=value, card_key=card_key)
+    if member_id is None:
+        raise NotFound("member_not_found", f"No member has this {kind.replace('_', ' ')}.", field="value")
+    return get_member(conn=conn, program_id=program.id, member_id=member_id)
+
+
+def merge(
+    *, conn: Connection, clock: Clock, program: Program, source_id: str, target_id: str, actor: str
+) -> MergeResult:
+    """Merge two accounts of one person: ``source`` is closed, everything it had moves to ``target``."""
+    if source_id == target_id:
+        raise InvalidInput(
+            "merge_same_member", "A member cannot be merged into itself.", field="source_member_id"
+        )
+    for member_id, field in ((source_id, "source_member_id"), (target_id, "target_member_id")):
+        try:
+            require_active(conn=conn, program_id=program.id, member_id=member_id)
+        except (NotFound, Conflict) as exc:
+            exc.field = field
+            raise
+    lock_members(conn, [source_id, target_id])
+    now = clock.now()
+    booking = ledger.Booking(
+        program_id=program.id,
+        member_id=target_id,
+        kind="merge",
+        reason="Points from a merged duplicate account",
+        reason_code="merge",
+        now=now,
+        effective_at=now,
+    )
+    transaction_id, moved, lots_moved = ledger.move_member(conn, booking, source_id=source_id)
+    moved_identities = conn.execute(
+        update(identities).where(identities.c.member_id == source_id).values(member_id=target_id)
+    ).rowcount
+    from palier.activity.service import reassign_member
+
+    reassign_member(conn=conn, source_id=source_id, target_id=target_id)
+    conn.execute(
+        update(members)
+        .where(members.c.id == source_id)
+        .values(status="merged", merged_into_id=target_id, updated_at=now)
+    )
+    merge_id = new_id("merge")
+    details = {"moved": moved, "lots_moved": lots_moved, "identities_moved": moved_identities}
+    conn.execute(
+        insert(merges).values(
+            id=merge_id,
+            program_id=program.id,
+            source_member_id=source_id,
+            target_member_id=target_id,
+            transaction_id=transaction_id or "",
+            actor=actor,
+            created_at=now,
+            details=details,
+        )
+    )
+    record_audit(
+        conn=conn,
+        clock=clock,
+        program_id=program.id,
+        actor=actor,
+        action="member.merged",
+        subject_id=target_id,
+        details={"source_member_id": source_id, **details},
+    )
+    return MergeResult(
+        merge_id=merge_id,
+        source_member_id=source_id,
+        target_member_id=target_id,
+        transaction_id=transaction_id,
+        moved=moved,
+        lots_moved=lots_moved,
+        identities_moved=moved_identities,
+    )
+
+
+def balance(*, conn: Connection, program: Program, member_id: str) -> Balance:
+    require_known(conn=conn, program_id=program.id, member_id=member_id)
+    amounts = ledger.balances(conn, member_id=member_id)
+    return Balance(
+        member_id=member_id,
+        points_name=program.points_name,
+        available=amounts.get("available", 0),
+        pending=amounts.get("pending", 0),
+        held=amounts.get("held", 0),
+        debt=-amounts.get("debt", 0),
+        next_expiry=_next(conn, member_id, "active", lots.c.expires_at),
+        next_maturity=_next(conn, member_id, "pending", lots.c.matures_at),
+    )
+
+
+def require_known(*, conn: Connection, program_id: str, member_id: str) -> None:
+    found = conn.execute(
+        select(members.c.id).where(members.c.id == member_id, members.c.program_id == program_id)
+    ).first()
+    if found is None:
+        raise NotFound("member_not_found", f"No member {member_id} in this program.", field="member_id")
+
+
+def _next(conn: Connection, member_id: str, state: str, column: Any) -> Expiry | None:
+    """The soonest date in ``column`` among the member's lots in ``state``, and the points due then."""
+    soonest = conn.execute(
+        select(func.min(column)).where(
+            lots.c.member_id == member_id, lots.c.state == state, lots.c.remaining > 0, column.is_not(None)
+        )
+    ).scalar()
+    if soonest is None:
+        return None
+    points = conn.execute(
+        select(func.sum(lots.c.remaining)).where(
+            lots.c.member_id == member_id, lots.c.state == state, column == soonest
+        )
+    ).scalar()
+    return Expiry(points=int(points or 0), expires_at=utc(soonest))
+
+
+# --- identities ---
+
+
+def _profile_identities(
+    email: str | None, phone: str | None, program: Program
+) -> list[tuple[str, ident.Normalised]]:
+    found = []
+    if email:
+        found.append(("email", ident.Normalised("email", ident.normalise_email(email, field="email"))))
+    if phone:
+        value = ident.normalise_phone(phone, field="phone", default_country=program.default_country)
+        found.append(("phone", ident.Normalised("phone", value)))
+    return found
+
+
+def _normalise(
+    identity: IdentityIn, field: str, program: Program, card_key: bytes
+) -> tuple[str, ident.Normalised]:
+    return field, ident.normalise(
+        identity.kind, identity.value, field=field, card_key=card_key, default_country=program.default_country
+    )
+
+
+def _only(wanted: list[tuple[str, ident.Normalised]], kind: str) -> str | None:
+    return next((n.value for _, n in wanted if n.kind == kind), None)
+
+
+def _owner(conn: Connection, program_id: str, normalised: ident.Normalised) -> str | None:
+    return conn.execute(
+        select(identities.c.member_id).where(
+            identities.c.program_id == program_id,
+            identities.c.kind == normalised.kind,
+            identities.c.value == normalised.value,
+        )
+    ).scalar()
+
+
+def _insert_identity(
+    conn: Connection,
+    program_id: str,
+    member_id: str,
+    normalised: ident.Normalised,
+    now: datetime,
+    *,
+    field: str,
+) -> None:
+    owner = _owner(conn, program_id, normalised)
+    if owner is not None:
+        if owner == member_id:
+            return
+        raise Conflict(
+            "identity_taken",
+            f"This {normalised.kind.replace('_', ' ')} already belongs to another member.",
+            field=field,
+        )
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                insert(identities).values(
+                    id=new_id("identity"),
+                    program_id=program_id,
+                    member_id=member_id,
+                    kind=normalised.kind,
+                    value=normalised.value,
+                    last4=normalised.last4,
+                    brand=normalised.brand,
+                    created_at=now,
+                )
+            )
+    except IntegrityError:
+        raise Conflict(
+            "identity_taken",
+            f"This {normalised.kind.replace('_', ' ')} already belongs to another member.",
+            field=field,
+        ) from None
+
+
+def _claim(conn: Connection, clock: Clock, program: Program, member_id: str, card: ident.Normalised) -> None:
+    from palier.activity.service import claim_unclaimed
+
+    claim_unclaimed(
+        conn=conn, clock=clock, program=program, member_id=member_id, kind=card.kind, value=card.value
+    )

@@ -1,0 +1,124 @@
+"""Program settings and API keys as the API and CLI see them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from palier.units import Rounding
+
+# Minor-unit exponents that differ from 2 (ISO 4217).
+CURRENCY_EXPONENTS = {
+    "JPY": 0,
+    "KRW": 0,
+    "ISK": 0,
+    "CLP": 0,
+    "VND": 0,
+    "XOF": 0,
+    "XAF": 0,
+    "BHD": 3,
+    "KWD": 3,
+    "TND": 3,
+}
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from None
+    return value
+
+
+TimeZoneName = Annotated[str, AfterValidator(_timezone)]
+Scope = Literal["admin", "pos", "read"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ProgramSettings(Strict):
+    """Everything a merchant configures about the points economy of a program."""
+
+    name: str = Field(min_length=1, max_length=120)
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    points_name: str = Field(default="points", min_length=1, max_length=40)
+    timezone: TimeZoneName = "Europe/Paris"
+    default_country: str = Field(
+        default="FR", pattern=r"^[A-Z]{2}$", description="for phone numbers typed without +"
+    )
+    earn_points: int = Field(default=1, ge=0, le=1000, description="points earned …")
+    earn_per_amount: int = Field(default=100, ge=1, le=100_000_000, description="… per this many minor units")
+    rounding: Rounding = Rounding.FLOOR
+    return_window_days: int = Field(default=14, ge=0, le=365)
+    points_lifetime_months: int | None = Field(default=12, ge=1, le=240, description="null: never expire")
+    earn_on_shipping: bool = False
+    earn_on_tax: bool = False
+    earn_on_gift_cards: bool = False
+    return_shortfall: Literal["debt", "write_off"] = "debt"
+    welcome_points: int = Field(default=0, ge=0, le=1_000_000)
+
+
+class ProgramUpdate(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=120)
+    points_name: str | None = Field(default=None, min_length=1, max_length=40)
+    timezone: TimeZoneName | None = None
+    default_country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    earn_points: int | None = Field(default=None, ge=0, le=1000)
+    earn_per_amount: int | None = Field(default=None, ge=1, le=100_000_000)
+    rounding: Rounding | None = None
+    return_window_days: int | None = Field(default=None, ge=0, le=365)
+    points_lifetime_months: int | None = Field(default=None, ge=1, le=240)
+    never_expire: bool | None = Field(default=None, description="true: points never expire")
+    earn_on_shipping: bool | None = None
+    earn_on_tax: bool | None = None
+    earn_on_gift_cards: bool | None = None
+    return_shortfall: Literal["debt", "write_off"] | None = None
+    welcome_points: int | None = Field(default=None, ge=0, le=1_000_000)
+
+
+class Program(ProgramSettings):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    currency_exponent: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class KeyCreate(Strict):
+    name: str = Field(min_length=1, max_length=80)
+    scopes: list[Scope] = Field(min_length=1)
+
+    @field_validator("scopes")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        return sorted(set(value))
+
+
+class ApiKey(BaseModel):
+    id: str
+    name: str
+    scopes: list[Scope]
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class NewApiKey(ApiKey):
+    secret: str = Field(description="the full key; shown once, never again")
+
+
+class Caller(BaseModel):
+    """Who is calling: the program and scopes of an API key (or the CLI)."""
+
+    program_id: str
+    key_id: str
+    scopes: frozenset[str]
+
+    @property
+    def actor(self) -> str:
+        return self.key_id

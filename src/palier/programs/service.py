@@ -1,0 +1,213 @@
+"""Programs: create and configure them, issue and check their API keys, keep the audit trail."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from palier.clock import Clock, utc
+from palier.errors import Forbidden, NotFound, Unauthenticated
+from palier.ids import new_id
+from palier.ledger.accounts import open_program_accounts
+from palier.programs.models import (
+    CURRENCY_EXPONENTS,
+    ApiKey,
+    Caller,
+    KeyCreate,
+    NewApiKey,
+    Program,
+    ProgramSettings,
+    ProgramUpdate,
+)
+from palier.programs.tables import api_keys, audit_entries, programs
+
+
+def create_program(
+    *, conn: Connection, clock: Clock, settings: ProgramSettings, actor: str = "cli"
+) -> Program:
+    now = clock.now()
+    program_id = new_id("program")
+    conn.execute(
+        insert(programs).values(
+            id=program_id,
+            currency_exponent=CURRENCY_EXPONENTS.get(settings.currency, 2),
+            created_at=now,
+            updated_at=now,
+            **settings.model_dump(),
+        )
+    )
+    open_program_accounts(conn, program_id=program_id)
+    record_audit(
+        conn=conn,
+        clock=clock,
+        program_id=program_id,
+        actor=actor,
+        action="program.created",
+        subject_id=program_id,
+        details=settings.model_dump(mode="json"),
+    )
+    return get_program(conn=conn, program_id=program_id)
+
+
+def get_program(*, conn: Connection, program_id: str) -> Program:
+    row = conn.execute(select(programs).where(programs.c.id == program_id)).mappings().first()
+    if row is None:
+        raise NotFound("program_not_found", f"No program {program_id}.", field="program_id")
+    data = dict(row)
+    data["created_at"], data["updated_at"] = utc(data["created_at"]), utc(data["updated_at"])
+    return Program.model_validate(data)
+
+
+def update_program(
+    *, conn: Connection, clock: Clock, program_id: str, changes: ProgramUpdate, actor: str
+) -> Program:
+    values = changes.model_dump(exclude_unset=True)
+    if values.pop("never_expire", None):
+        values["points_lifetime_months"] = None
+    if values:
+        conn.execute(
+            update(programs).where(programs.c.id == program_id).values(updated_at=clock.now(), **values)
+        )
+        record_audit(
+            conn=conn,
+            clock=clock,
+            program_id=program_id,
+            actor=actor,
+            action="program.updated",
+            subject_id=program_id,
+            details=changes.model_dump(mode="json", exclude_unset=True),
+        )
+    return get_program(conn=conn, program_id=program_id)
+
+
+# --- API keys: "<key id>.<secret>"; only sha256(secret) is stored. The secret is 256 random bits,
+# so a fast hash is the right tool (a slow password hash would only slow every request down).
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(*, conn: Connection, clock: Clock, program_id: str, spec: KeyCreate, actor: str) -> NewApiKey:
+    key_id = new_id("key")
+    secret = secrets.token_urlsafe(32)
+    now = clock.now()
+    conn.execute(
+        insert(api_keys).values(
+            id=key_id,
+            program_id=program_id,
+            name=spec.name,
+            scopes=",".join(spec.scopes),
+            secret_hash=_hash(secret),
+            created_at=now,
+        )
+    )
+    record_audit(
+        conn=conn,
+        clock=clock,
+        program_id=program_id,
+        actor=actor,
+        action="key.created",
+        subject_id=key_id,
+        details={"name": spec.name, "scopes": spec.scopes},
+    )
+    return NewApiKey(
+        id=key_id, name=spec.name, scopes=spec.scopes, created_at=now, secret=f"{key_id}.{secret}"
+    )
+
+
+def list_keys(*, conn: Connection, program_id: str) -> list[ApiKey]:
+    rows = conn.execute(
+        select(api_keys).where(api_keys.c.program_id == program_id).order_by(api_keys.c.id)
+    ).mappings()
+    return [_key(row) for row in rows]
+
+
+def revoke_key(*, conn: Connection, clock: Clock, program_id: str, key_id: str, actor: str) -> ApiKey:
+    result = conn.execute(
+        update(api_keys)
+        .where(api_keys.c.id == key_id, api_keys.c.program_id == program_id, api_keys.c.revoked_at.is_(None))
+        .values(revoked_at=clock.now())
+    )
+    row = (
+        conn.execute(select(api_keys).where(api_keys.c.id == key_id, api_keys.c.program_id == program_id))
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise NotFound("key_not_found", f"No API key {key_id} in this program.", field="key_id")
+    if result.rowcount:
+        record_audit(
+            conn=conn,
+            clock=clock,
+            program_id=program_id,
+            actor=actor,
+            action="key.revoked",
+            subject_id=key_id,
+        )
+    return _key(row)
+
+
+def authenticate(*, conn: Connection, token: str) -> Caller:
+    """The caller behind an API key, or Unauthenticated (same answer for unknown, wrong or revoked)."""
+    key_id, _, secret = token.partition(".")
+    row = None
+    if key_id.startswith("key_") and secret:
+        row = conn.execute(
+            select(
+                api_keys.c.program_id, api_keys.c.scopes, api_keys.c.secret_hash, api_keys.c.revoked_at
+            ).where(api_keys.c.id == key_id)
+        ).first()
+    if row is None or row.revoked_at is not None or not hmac.compare_digest(row.secret_hash, _hash(secret)):
+        raise Unauthenticated(
+            "invalid_api_key", "The API key is missing, unknown or revoked.", field="Authorization"
+        )
+    return Caller(program_id=row.program_id, key_id=key_id, scopes=frozenset(row.scopes.split(",")))
+
+
+def require_scope(caller: Caller, *allowed: str) -> None:
+    """Admin may do everything; otherwise the key needs one of ``allowed``."""
+    if "admin" in caller.scopes or caller.scopes.intersection(allowed):
+        return
+    raise Forbidden(
+        "insufficient_scope",
+        f"This API key has scopes {sorted(caller.scopes)}; this action needs one of {sorted({'admin', *allowed})}.",
+        field="Authorization",
+    )
+
+
+def _key(row: Any) -> ApiKey:
+    return ApiKey(
+        id=row["id"],
+        name=row["name"],
+        scopes=row["scopes"].split(","),
+        created_at=utc(row["created_at"]),
+        revoked_at=utc(row["revoked_at"]) if row["revoked_at"] else None,
+    )
+
+
+def record_audit(
+    *,
+    conn: Connection,
+    clock: Clock,
+    program_id: str,
+    actor: str,
+    action: str,
+    subject_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    conn.execute(
+        insert(audit_entries).values(
+            id=new_id("audit"),
+            program_id=program_id,
+            actor=actor,
+            action=action,
+            subject_id=subject_id,
+            details=details,
+            created_at=clock.now(),
+        )
+    )

@@ -1,0 +1,59 @@
+"""Integer points and money, and the one rounding function every conversion goes through.
+
+Points and money are always ``int`` (money in minor units: cents). Any division that can leave a
+remainder goes through :func:`divide`, with the rounding mode named explicitly.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Rounding(StrEnum):
+    """How a fractional number of points is rounded to an integer."""
+
+    FLOOR = "floor"  # toward minus infinity: 9.99 € at 1 pt/€ earns 9
+    HALF_UP = "half_up"  # nearest, halves away from zero: 2.5 -> 3
+    HALF_EVEN = "half_even"  # nearest, halves to even (banker's): 2.5 -> 2, 3.5 -> 4
+    CEILING = "ceiling"  # toward plus infinity
+
+
+def divide(numerator: int, denominator: int, mode: Rounding) -> int:
+    """Return ``numerator / denominator`` rounded with ``mode``, in exact integer arithmetic."""
+    if denominator <= 0:
+        raise ValueError("denominator must be positive")
+    quotient, remainder = divmod(numerator, denominator)  # floor division; 0 <= remainder < denominator
+    if remainder == 0 or mode is Rounding.FLOOR:
+        return quotient
+    if mode is Rounding.CEILING:
+        return quotient + 1
+    twice = 2 * remainder
+    if twice > denominator:
+        return quotient + 1
+    if twice < denominator:
+        return quotient
+    # exactly half-way
+    if mode is Rounding.HALF_UP:
+        return quotient + 1 if numerator >= 0 else quotient
+    return quotient + (quotient % 2)  # HALF_EVEN
+
+
+def points_for_amount(amount: int, *, points: int, per_amount: int, mode: Rounding) -> int:
+    """Points earned by ``amount`` minor units at a rate of ``points`` per ``per_amount`` minor units."""
+    return divide(amount * points, per_amount, mode)
+
+
+def split_proportionally(total: int, weights: list[int]) -> list[int]:
+    """Split ``total`` over ``weights`` so the parts sum exactly to ``total`` (largest remainder).
+
+    Used to attribute a purchase's points to its lines, so returning every line gives back exactly
+    what the purchase earned, never one point more or less.
+    """
+    weight_sum = sum(weights)
+    if total == 0 or weight_sum == 0:
+        return [0] * len(weights)
+    parts = [total * w // weight_sum for w in weights]
+    remainders = sorted(range(len(weights)), key=lambda i: (-(total * weights[i] % weight_sum), i))
+    for i in remainders[: total - sum(parts)]:
+        parts[i] += 1
+    return parts
