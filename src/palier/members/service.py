@@ -13,6 +13,7 @@ from palier.errors import Conflict, InvalidInput, NotFound
 from palier.ids import new_id
 from palier.ledger import operations as ledger
 from palier.ledger.accounts import open_member_accounts
+from palier.ledger.history import member_history
 from palier.ledger.locks import lock_members
 from palier.ledger.tables import lots
 from palier.members import identities as ident
@@ -20,6 +21,8 @@ from palier.members.models import (
     Balance,
     Consents,
     Expiry,
+    HistoryLine,
+    HistoryPage,
     Identity,
     IdentityIn,
     Member,
@@ -451,3 +454,16 @@ def _claim(conn: Connection, clock: Clock, program: Program, member_id: str, car
     claim_unclaimed(
         conn=conn, clock=clock, program=program, member_id=member_id, kind=card.kind, value=card.value
     )
+
+
+def history(
+    *, conn: Connection, program: Program, member_id: str, cursor: str | None, limit: int
+) -> HistoryPage:
+    """The member's history, newest first; every line says why in words the member understands."""
+    require_known(conn=conn, program_id=program.id, member_id=member_id)
+    if cursor is not None and not cursor.startswith("txn_"):
+        raise InvalidInput("invalid_cursor", "This cursor was not issued by a history page.", field="cursor")
+    lines, next_cursor = member_history(
+        conn, program_id=program.id, member_id=member_id, before=cursor, limit=limit
+    )
+    return HistoryPage(items=[HistoryLine(**line) for line in lines], next_cursor=next_cursor)

@@ -1,0 +1,57 @@
+"""Idempotency keys: the response to a POST, kept so a retry gets the same answer, refusals included."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select
+
+from palier.activity.tables import idempotency_keys
+from palier.errors import Conflict
+
+KEEP_FOR = timedelta(hours=48)
+
+
+def request_hash(method: str, path: str, body: Any) -> str:
+    canonical = json.dumps([method, path, body], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def stored(conn: Connection, *, program_id: str, key: str, hash_: str) -> tuple[int, Any] | None:
+    """The kept (status, body) for this key, or None; 409 if the key came with another request."""
+    row = conn.execute(
+        select(
+            idempotency_keys.c.request_hash, idempotency_keys.c.status_code, idempotency_keys.c.response
+        ).where(idempotency_keys.c.program_id == program_id, idempotency_keys.c.key == key)
+    ).first()
+    if row is None:
+        return None
+    if row.request_hash != hash_:
+        raise Conflict(
+            "idempotency_key_reused",
+            "This Idempotency-Key was used for a different request.",
+            field="Idempotency-Key",
+        )
+    return int(row.status_code), row.response
+
+
+def keep(
+    conn: Connection, *, program_id: str, key: str, hash_: str, status: int, body: Any, now: datetime
+) -> None:
+    conn.execute(
+        insert(idempotency_keys).values(
+            program_id=program_id,
+            key=key,
+            request_hash=hash_,
+            status_code=status,
+            response=body,
+            created_at=now,
+        )
+    )
+
+
+def forget_older_than(conn: Connection, *, cutoff: datetime) -> int:
+    return conn.execute(delete(idempotency_keys).where(idempotency_keys.c.created_at < cutoff)).rowcount

@@ -1,0 +1,50 @@
+"""The HTTP API: ``create_app()`` builds it (uvicorn: ``palier.api.app:create_app --factory``)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+
+from palier import __version__
+from palier.api import problems
+from palier.api.routes import events, members, programs
+from palier.clock import Clock, SystemClock
+from palier.config import Settings, load_settings
+from palier.db import Database, make_database
+
+DESCRIPTION = """Palier is an open-source loyalty engine. Send purchases and returns from every channel,
+read balances and history, and manage members. Authenticate with an API key:
+`Authorization: Bearer key_….secret`. Every POST accepts an `Idempotency-Key` header. Errors are
+`application/problem+json` with a stable `code` and the offending `field`."""
+
+
+def create_app(
+    settings: Settings | None = None, *, db: Database | None = None, clock: Clock | None = None
+) -> FastAPI:
+    settings = settings or load_settings()
+    app = FastAPI(
+        title="Palier",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.db = db or make_database(settings.database_url)
+    app.state.clock = clock or SystemClock()
+    problems.install(app)
+    for module in (programs, members, events):
+        app.include_router(module.router)
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    @app.get("/health", tags=["operations"], summary="Liveness and database reachability")
+    def health() -> dict[str, str]:
+        with app.state.db.read() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,105 @@
+"""Every error as RFC 9457 problem+json with a stable ``code`` and the offending ``field``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from palier.errors import PalierError
+
+log = logging.getLogger("palier.api")
+PROBLEM = "application/problem+json"
+
+# pydantic error types -> our stable codes
+_CODES = {
+    "extra_forbidden": "unknown_field",
+    "missing": "missing_field",
+    "greater_than": "out_of_range",
+    "greater_than_equal": "out_of_range",
+    "less_than": "out_of_range",
+    "less_than_equal": "out_of_range",
+    "string_too_short": "invalid_length",
+    "string_too_long": "invalid_length",
+    "too_short": "invalid_length",
+    "too_long": "invalid_length",
+    "string_pattern_mismatch": "invalid_format",
+    "literal_error": "invalid_choice",
+    "enum": "invalid_choice",
+    "json_invalid": "invalid_json",
+}
+
+
+def problem(status: int, code: str, detail: str, *, field: str | None = None, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"https://palier.dev/problems/{code}",
+        "title": detail.split(".")[0][:80],
+        "status": status,
+        "code": code,
+        "detail": detail,
+    }
+    if field is not None:
+        body["field"] = field
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def field_path(loc: tuple[Any, ...]) -> str:
+    """("body", "lines", 0, "quantity") -> "lines[0].quantity"."""
+    path = ""
+    for part in loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif not str(part).startswith("function-"):
+            path += f".{part}" if path else str(part)
+    return path or "body"
+
+
+def validation_code(error: dict[str, Any]) -> str:
+    kind = str(error.get("type", ""))
+    if kind == "value_error":
+        message = str(error.get("msg", "")).removeprefix("Value error, ")
+        head = message.split(":", 1)[0]
+        return (
+            head if head.replace("_", "").isalpha() and head.islower() and ":" in message else "invalid_value"
+        )
+    if kind in _CODES:
+        return _CODES[kind]
+    if kind.endswith(("_parsing", "_type")):
+        return "invalid_type"
+    return "invalid_value"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(PalierError)
+    async def _palier(_: Request, exc: PalierError) -> JSONResponse:
+        return JSONResponse(exc.to_problem(), status_code=exc.status, media_type=PROBLEM)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "field": field_path(tuple(e.get("loc", ()))),
+                "code": validation_code(e),
+                "message": str(e.get("msg", "")).removeprefix("Value error, "),
+            }
+            for e in exc.errors()
+        ]
+        first = (
+            errors[0] if errors else {"field": "body", "code": "invalid_input", "message": "Invalid request."}
+        )
+        return problem(422, first["code"], first["message"], field=first["field"], errors=errors)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 403: "forbidden"}
+        return problem(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "internal_error", "Something went wrong on our side; nothing was written.")

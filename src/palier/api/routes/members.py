@@ -1,0 +1,216 @@
+"""Routes: enrol, read and update members, their identities, lookup, merge, balance and history."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from palier.activity import service as activity
+from palier.activity.models import AdjustmentIn, EventResult
+from palier.api import commands
+from palier.api.deps import DB, AdminAccess, ClockDep, PosAccess, ReadAccess, SettingsDep
+from palier.members import service
+from palier.members.identities import IdentityKind
+from palier.members.models import (
+    Balance,
+    HistoryPage,
+    IdentityIn,
+    Member,
+    MemberCreate,
+    MemberUpdate,
+    MergeRequest,
+    MergeResult,
+)
+
+router = APIRouter(prefix="/v1/members", tags=["members"])
+
+
+class Lookup(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    kind: IdentityKind
+    value: str = Field(min_length=1, max_length=254)
+
+
+@router.post("", status_code=201, response_model=Member, summary="Enrol a member")
+def enrol(
+    data: MemberCreate, access: PosAccess, db: DB, clock: ClockDep, settings: SettingsDep, request: Request
+) -> JSONResponse:
+    return commands.run(
+        request=request,
+        db=db,
+        clock=clock,
+        program_id=access.program.id,
+        body=data,
+        command=lambda conn: (
+            service.enrol(
+                conn=conn,
+                clock=clock,
+                program=access.program,
+                data=data,
+                card_key=settings.card_hash_key,
+                actor=access.caller.actor,
+            ),
+            201,
+        ),
+    )
+
+
+@router.post(
+    "/lookup",
+    response_model=Member,
+    summary="Find a member by card, e-mail, phone, customer id or payment card",
+)
+def lookup(query: Lookup, access: ReadAccess, db: DB, settings: SettingsDep) -> Member:
+    """A POST, so that phone numbers and payment card numbers never appear in URLs or access logs."""
+    with db.read() as conn:
+        return service.lookup(
+            conn=conn,
+            program=access.program,
+            kind=query.kind,
+            value=query.value,
+            card_key=settings.card_hash_key,
+        )
+
+
+@router.post("/merge", response_model=MergeResult, summary="Merge two accounts of one person")
+def merge(data: MergeRequest, access: AdminAccess, db: DB, clock: ClockDep, request: Request) -> JSONResponse:
+    return commands.run(
+        request=request,
+        db=db,
+        clock=clock,
+        program_id=access.program.id,
+        body=data,
+        command=lambda conn: (
+            service.merge(
+                conn=conn,
+                clock=clock,
+                program=access.program,
+                source_id=data.source_member_id,
+                target_id=data.target_member_id,
+                actor=access.caller.actor,
+            ),
+            200,
+        ),
+    )
+
+
+@router.get("/{member_id}", response_model=Member, summary="A member's profile and identities")
+def read(member_id: str, access: ReadAccess, db: DB) -> Member:
+    with db.read() as conn:
+        return service.get_member(conn=conn, program_id=access.program.id, member_id=member_id)
+
+
+@router.patch("/{member_id}", response_model=Member, summary="Update a member's profile")
+def update(member_id: str, changes: MemberUpdate, access: PosAccess, db: DB, clock: ClockDep) -> Member:
+    with db.write() as conn:
+        return service.update_member(
+            conn=conn,
+            clock=clock,
+            program=access.program,
+            member_id=member_id,
+            changes=changes,
+            actor=access.caller.actor,
+        )
+
+
+@router.post(
+    "/{member_id}/identities",
+    response_model=Member,
+    summary="Link an identity (credits unclaimed card purchases)",
+)
+def link_identity(
+    member_id: str,
+    identity: IdentityIn,
+    access: PosAccess,
+    db: DB,
+    clock: ClockDep,
+    settings: SettingsDep,
+    request: Request,
+) -> JSONResponse:
+    return commands.run(
+        request=request,
+        db=db,
+        clock=clock,
+        program_id=access.program.id,
+        body=identity,
+        command=lambda conn: (
+            service.add_identity(
+                conn=conn,
+                clock=clock,
+                program=access.program,
+                member_id=member_id,
+                identity=identity,
+                card_key=settings.card_hash_key,
+                actor=access.caller.actor,
+            ),
+            200,
+        ),
+    )
+
+
+@router.delete("/{member_id}/identities/{identity_id}", response_model=Member, summary="Unlink an identity")
+def unlink_identity(member_id: str, identity_id: str, access: AdminAccess, db: DB, clock: ClockDep) -> Member:
+    with db.write() as conn:
+        return service.remove_identity(
+            conn=conn,
+            clock=clock,
+            program=access.program,
+            member_id=member_id,
+            identity_id=identity_id,
+            actor=access.caller.actor,
+        )
+
+
+@router.get(
+    "/{member_id}/balance", response_model=Balance, summary="Available, pending, held, debt and next expiry"
+)
+def balance(member_id: str, access: ReadAccess, db: DB) -> Balance:
+    with db.read() as conn:
+        return service.balance(conn=conn, program=access.program, member_id=member_id)
+
+
+@router.get(
+    "/{member_id}/history",
+    response_model=HistoryPage,
+    summary="Every change to a member's points, newest first",
+)
+def history(
+    member_id: str,
+    access: ReadAccess,
+    db: DB,
+    cursor: Annotated[str | None, Query(max_length=40)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> HistoryPage:
+    with db.read() as conn:
+        return service.history(
+            conn=conn, program=access.program, member_id=member_id, cursor=cursor, limit=limit
+        )
+
+
+@router.post(
+    "/{member_id}/adjustments",
+    status_code=201,
+    response_model=EventResult,
+    summary="Credit or debit points by hand, with a reason",
+)
+def adjust(
+    member_id: str, adjustment: AdjustmentIn, access: AdminAccess, db: DB, clock: ClockDep, request: Request
+) -> JSONResponse:
+    def command(conn):  # type: ignore[no-untyped-def]
+        result, replayed = activity.adjust(
+            conn=conn,
+            clock=clock,
+            program=access.program,
+            member_id=member_id,
+            adjustment=adjustment,
+            actor=access.caller.actor,
+        )
+        return result, 200 if replayed else 201
+
+    return commands.run(
+        request=request, db=db, clock=clock, program_id=access.program.id, body=adjustment, command=command
+    )

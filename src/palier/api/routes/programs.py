@@ -1,0 +1,103 @@
+"""Routes: the caller's program, its settings and its API keys; creating programs (operator only)."""
+
+from __future__ import annotations
+
+import hmac
+import os
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from palier.api import commands
+from palier.api.deps import DB, AdminAccess, ClockDep, ReadAccess
+from palier.errors import Forbidden
+from palier.programs import service
+from palier.programs.models import ApiKey, KeyCreate, NewApiKey, Program, ProgramSettings, ProgramUpdate
+
+router = APIRouter(prefix="/v1", tags=["programs"])
+
+
+class CreatedProgram(BaseModel):
+    program: Program
+    admin_key: NewApiKey
+
+
+@router.post(
+    "/programs", status_code=201, response_model=CreatedProgram, summary="Create a program (operator token)"
+)
+def create_program(
+    settings: ProgramSettings, db: DB, clock: ClockDep, authorization: Annotated[str | None, Header()] = None
+) -> JSONResponse:
+    """Needs the instance operator token (`PALIER_OPERATOR_TOKEN`), not a program key. Returns the new
+    program and its first admin key; the key's secret is shown once."""
+    token = os.environ.get("PALIER_OPERATOR_TOKEN", "")
+    given = (authorization or "").removeprefix("Bearer ").strip()
+    if not token or not hmac.compare_digest(token.encode(), given.encode()):
+        raise Forbidden(
+            "operator_token_required",
+            "Creating programs needs the operator token "
+            "(PALIER_OPERATOR_TOKEN); or use `palier program create`.",
+            field="Authorization",
+        )
+    with db.write() as conn:
+        program = service.create_program(conn=conn, clock=clock, settings=settings, actor="operator")
+        key = service.create_key(
+            conn=conn,
+            clock=clock,
+            program_id=program.id,
+            spec=KeyCreate(name="admin", scopes=["admin"]),
+            actor="operator",
+        )
+    return JSONResponse(
+        CreatedProgram(program=program, admin_key=key).model_dump(mode="json"), status_code=201
+    )
+
+
+@router.get("/program", response_model=Program, summary="The program of this API key")
+def read_program(access: ReadAccess) -> Program:
+    return access.program
+
+
+@router.patch("/program", response_model=Program, summary="Change program settings")
+def update_program(changes: ProgramUpdate, access: AdminAccess, db: DB, clock: ClockDep) -> Program:
+    with db.write() as conn:
+        return service.update_program(
+            conn=conn, clock=clock, program_id=access.program.id, changes=changes, actor=access.caller.actor
+        )
+
+
+@router.get("/keys", response_model=list[ApiKey], summary="API keys of this program (never their secrets)")
+def list_keys(access: AdminAccess, db: DB) -> list[ApiKey]:
+    with db.read() as conn:
+        return service.list_keys(conn=conn, program_id=access.program.id)
+
+
+@router.post(
+    "/keys", status_code=201, response_model=NewApiKey, summary="Create an API key (secret shown once)"
+)
+def create_key(
+    spec: KeyCreate, access: AdminAccess, db: DB, clock: ClockDep, request: Request
+) -> JSONResponse:
+    return commands.run(
+        request=request,
+        db=db,
+        clock=clock,
+        program_id=access.program.id,
+        body=spec,
+        command=lambda conn: (
+            service.create_key(
+                conn=conn, clock=clock, program_id=access.program.id, spec=spec, actor=access.caller.actor
+            ),
+            201,
+        ),
+    )
+
+
+@router.delete("/keys/{key_id}", response_model=ApiKey, summary="Revoke an API key")
+def revoke_key(key_id: str, access: AdminAccess, db: DB, clock: ClockDep) -> ApiKey:
+    with db.write() as conn:
+        return service.revoke_key(
+            conn=conn, clock=clock, program_id=access.program.id, key_id=key_id, actor=access.caller.actor
+        )
