@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from palier.activity.earning import purchase_earning
 from palier.activity.models import AdjustmentIn, EventResult, MemberRef, PurchaseIn, ReturnIn
@@ -505,3 +506,54 @@ def _redacted(body: BaseModel) -> dict[str, Any]:
         digits = "".join(ch for ch in member["value"] if ch.isdigit())
         member["value"] = f"•••• {digits[-4:]}"
     return data
+
+
+def reverse_transaction(
+    *,
+    conn: Connection,
+    clock: Clock,
+    program: Program,
+    member_id: str,
+    transaction_id: str,
+    reason: str,
+    actor: str,
+) -> EventResult:
+    """Correct a manual adjustment or welcome credit by reversing it (nothing is ever edited or deleted)."""
+    members.require_active(conn=conn, program_id=program.id, member_id=member_id)
+    lock_members(conn, [member_id])
+    now = clock.now()
+    booking = ledger.Booking(
+        program_id=program.id,
+        member_id=member_id,
+        kind="reversal",
+        reason=reason,
+        reason_code="reversal",
+        now=now,
+        effective_at=now,
+        details={"actor": actor},
+    )
+    try:
+        reversal_id = ledger.reverse(conn, booking, original_id=transaction_id)
+    except LookupError:
+        raise NotFound(
+            "transaction_not_found",
+            f"Member {member_id} has no transaction {transaction_id}.",
+            field="transaction_id",
+        ) from None
+    except ledger.NotReversible as exc:
+        raise Unprocessable("not_reversible", str(exc).capitalize() + ".", field="transaction_id") from None
+    except IntegrityError:
+        raise Conflict(
+            "already_reversed", f"Transaction {transaction_id} was already reversed.", field="transaction_id"
+        ) from None
+    moved = ledger.balances_moved(conn, transaction_id=reversal_id, member_id=member_id)
+    return EventResult(
+        event_id=reversal_id,
+        type="adjustment",
+        external_id=transaction_id,
+        status="processed",
+        member_id=member_id,
+        points=moved,
+        transaction_id=reversal_id,
+        reason=reason,
+    )

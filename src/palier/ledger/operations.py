@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from palier.ledger.accounts import member_account, program_account
 from palier.ledger.lots import Taken, add_lot, choose_lots, record_allocations, set_state
@@ -301,3 +301,93 @@ def move_member(
     ).rowcount
     conn.execute(holds.update().where(holds.c.member_id == source_id).values(member_id=b.member_id))
     return transaction_id, moved, int(lots_moved)
+
+
+class NotReversible(Exception):
+    """The transaction cannot be undone exactly (its points were already used, or it is not a correction)."""
+
+
+def reverse(conn: Connection, booking: Booking, *, original_id: str) -> str:
+    """Undo a manual credit or debit with a new transaction that references it.
+
+    A credit is reversible while its lot is untouched. A debit gives the points back to the lots it
+    took them from; the share of lots that have expired since goes to ``expired`` instead.
+    """
+    from palier.ledger.tables import allocations, ledger_transactions, lots, postings
+
+    b = booking
+    original = conn.execute(
+        select(ledger_transactions.c.kind, ledger_transactions.c.member_id).where(
+            ledger_transactions.c.id == original_id, ledger_transactions.c.program_id == b.program_id
+        )
+    ).first()
+    if original is None or original.member_id != b.member_id:
+        raise LookupError(original_id)
+    if original.kind not in ("adjust", "welcome"):
+        raise NotReversible(
+            "only manual adjustments and welcome points are reversed; returns correct purchases"
+        )
+    moved = conn.execute(
+        select(postings.c.account_id, postings.c.amount, postings.c.member_id).where(
+            postings.c.transaction_id == original_id
+        )
+    ).all()
+    created = conn.execute(
+        select(lots.c.id, lots.c.amount, lots.c.remaining, lots.c.state).where(
+            lots.c.transaction_id == original_id
+        )
+    ).first()
+    entry = b.entry([], extra={"reverses": original_id})
+    entry.reverses_id = original_id
+    if created is not None:  # a credit: take the whole lot back
+        if created.remaining != created.amount or created.state not in ("active", "pending"):
+            raise NotReversible(
+                "these points were already used or have expired; debit them with an adjustment"
+            )
+        entry.postings = [Posting(p.account_id, -p.amount, member_id=p.member_id) for p in moved]
+        write(conn, [entry])
+        record_allocations(
+            conn,
+            program_id=b.program_id,
+            member_id=b.member_id,
+            transaction_id=entry.id,
+            purpose="reverse",
+            parts=[(created.id, created.amount)],
+        )
+        set_state(conn, lot_ids=[created.id], state="reversed")
+        return entry.id
+    taken = conn.execute(
+        select(allocations.c.lot_id, allocations.c.amount, lots.c.state)
+        .join(lots, lots.c.id == allocations.c.lot_id)
+        .where(allocations.c.transaction_id == original_id)
+    ).all()
+    back = sum(int(t.amount) for t in taken if t.state == "active")
+    lapsed = sum(int(t.amount) for t in taken) - back
+    sink = next(p for p in moved if p.member_id is None)
+    entry.postings = [
+        Posting(sink.account_id, -int(sink.amount)),
+        member_posting(b.member_id, "available", back),
+        program_posting(b.program_id, "expired", lapsed, member_id=b.member_id),
+    ]
+    write(conn, [entry])
+    record_allocations(
+        conn,
+        program_id=b.program_id,
+        member_id=b.member_id,
+        transaction_id=entry.id,
+        purpose="restore",
+        parts=[(t.lot_id, -int(t.amount)) for t in taken if t.state == "active"],
+    )
+    return entry.id
+
+
+def balances_moved(conn: Connection, *, transaction_id: str, member_id: str) -> int:
+    """How many points a transaction added to (or took from) the member, all accounts together."""
+    from palier.ledger.tables import postings
+
+    total = conn.execute(
+        select(func.coalesce(func.sum(postings.c.amount), 0)).where(
+            postings.c.transaction_id == transaction_id, postings.c.member_id == member_id
+        )
+    ).scalar()
+    return int(total or 0)

@@ -14,6 +14,7 @@ from palier.api import commands
 from palier.api.deps import DB, AdminAccess, ClockDep, PosAccess, ReadAccess, SettingsDep
 from palier.members import service
 from palier.members.identities import IdentityKind
+from palier.text import reject_card_numbers
 from palier.members.models import (
     Balance,
     HistoryPage,
@@ -213,4 +214,46 @@ def adjust(
 
     return commands.run(
         request=request, db=db, clock=clock, program_id=access.program.id, body=adjustment, command=command
+    )
+
+
+class Reversal(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reason: str = Field(min_length=3, max_length=200)
+
+
+@router.post(
+    "/{member_id}/transactions/{transaction_id}/reverse",
+    status_code=201,
+    response_model=EventResult,
+    summary="Correct a manual adjustment or welcome credit by reversing it",
+)
+def reverse(
+    member_id: str,
+    transaction_id: str,
+    data: Reversal,
+    access: AdminAccess,
+    db: DB,
+    clock: ClockDep,
+    request: Request,
+) -> JSONResponse:
+    return commands.run(
+        request=request,
+        db=db,
+        clock=clock,
+        program_id=access.program.id,
+        body=data,
+        command=lambda conn: (
+            activity.reverse_transaction(
+                conn=conn,
+                clock=clock,
+                program=access.program,
+                member_id=member_id,
+                transaction_id=transaction_id,
+                reason=reject_card_numbers(data.reason, field="reason"),
+                actor=access.caller.actor,
+            ),
+            201,
+        ),
     )
