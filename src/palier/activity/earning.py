@@ -25,8 +25,7 @@ def purchase_earning(purchase: PurchaseIn, program: ProgramSettings) -> Earning:
     gives back exactly what the order earned.
     """
     line_eligible = [
-        line.amount if line.kind != "gift_card" or program.earn_on_gift_cards else 0
-        for line in purchase.lines
+        line.amount if line.kind != "gift_card" or program.earn_on_gift_cards else 0 for line in purchase.lines
     ]
     eligible = sum(line_eligible)
     if program.earn_on_shipping:

@@ -23,9 +23,9 @@ def request_hash(method: str, path: str, body: Any) -> str:
 def stored(conn: Connection, *, program_id: str, key: str, hash_: str) -> tuple[int, Any] | None:
     """The kept (status, body) for this key, or None; 409 if the key came with another request."""
     row = conn.execute(
-        select(
-            idempotency_keys.c.request_hash, idempotency_keys.c.status_code, idempotency_keys.c.response
-        ).where(idempotency_keys.c.program_id == program_id, idempotency_keys.c.key == key)
+        select(idempotency_keys.c.request_hash, idempotency_keys.c.status_code, idempotency_keys.c.response).where(
+            idempotency_keys.c.program_id == program_id, idempotency_keys.c.key == key
+        )
     ).first()
     if row is None:
         return None
@@ -38,9 +38,7 @@ def stored(conn: Connection, *, program_id: str, key: str, hash_: str) -> tuple[
     return int(row.status_code), row.response
 
 
-def keep(
-    conn: Connection, *, program_id: str, key: str, hash_: str, status: int, body: Any, now: datetime
-) -> None:
+def keep(conn: Connection, *, program_id: str, key: str, hash_: str, status: int, body: Any, now: datetime) -> None:
     conn.execute(
         insert(idempotency_keys).values(
             program_id=program_id,

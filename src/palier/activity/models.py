@@ -85,9 +85,7 @@ class ReturnIn(Strict):
     order_id: str = Field(min_length=1, max_length=64)
     occurred_at: datetime
     lines: list[ReturnLine] | None = Field(default=None, min_length=1, max_length=500)
-    amount: Annotated[int, Field(ge=1, le=MAX_MONEY)] | None = Field(
-        default=None, description="a refund by amount"
-    )
+    amount: Annotated[int, Field(ge=1, le=MAX_MONEY)] | None = Field(default=None, description="a refund by amount")
     reason: Annotated[Text, Field(max_length=200)] | None = None
 
     @model_validator(mode="after")

@@ -43,9 +43,7 @@ def payload_hash(body: BaseModel) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def replay(
-    *, conn: Connection, program_id: str, type_: str, external_id: str, body_hash: str
-) -> EventResult | None:
+def replay(*, conn: Connection, program_id: str, type_: str, external_id: str, body_hash: str) -> EventResult | None:
     """The stored result of this fact if it was already received; 409 if it came with another body."""
     row = conn.execute(
         select(events.c.payload_hash, events.c.result).where(
@@ -181,9 +179,7 @@ def record_purchase(
     return result, False
 
 
-def record_return(
-    *, conn: Connection, clock: Clock, program: Program, ret: ReturnIn
-) -> tuple[EventResult, bool]:
+def record_return(*, conn: Connection, clock: Clock, program: Program, ret: ReturnIn) -> tuple[EventResult, bool]:
     """Take back exactly what the returned goods earned: pending first, then available, then debt."""
     body_hash = payload_hash(ret)
     if (
@@ -210,15 +206,11 @@ def record_return(
             field="order_id",
         )
     if occurred_at < utc(order["occurred_at"]):
-        raise InvalidInput(
-            "return_before_purchase", "A return cannot happen before its purchase.", field="occurred_at"
-        )
+        raise InvalidInput("return_before_purchase", "A return cannot happen before its purchase.", field="occurred_at")
     if order["member_id"] is not None:
         lock_members(conn, [order["member_id"]])
         # re-read under the lock: a concurrent return of the same order may have just committed
-        order = (
-            conn.execute(select(purchases).where(purchases.c.event_id == order["event_id"])).mappings().one()
-        )
+        order = conn.execute(select(purchases).where(purchases.c.event_id == order["event_id"])).mappings().one()
     plan: ReturnPlan = plan_return(order=dict(order), ret=ret)
     event_id = new_id("event")
     member_id = order["member_id"]
@@ -362,9 +354,7 @@ def adjust(
     return result, False
 
 
-def claim_unclaimed(
-    *, conn: Connection, clock: Clock, program: Program, member_id: str, kind: str, value: str
-) -> int:
+def claim_unclaimed(*, conn: Connection, clock: Clock, program: Program, member_id: str, kind: str, value: str) -> int:
     """Credit ``member_id`` with the purchases made with this card before it was linked; returns how many."""
     rows = conn.execute(
         select(
@@ -410,13 +400,9 @@ def claim_unclaimed(
             matures_at=occurred_at + timedelta(days=program.return_window_days),
             expires_at=members.expiry_for(program, occurred_at),
         )
+        conn.execute(update(events).where(events.c.id == row.id).values(member_id=member_id, status="processed"))
         conn.execute(
-            update(events).where(events.c.id == row.id).values(member_id=member_id, status="processed")
-        )
-        conn.execute(
-            update(purchases)
-            .where(purchases.c.event_id == row.id)
-            .values(member_id=member_id, lot_id=earned.lot_id)
+            update(purchases).where(purchases.c.event_id == row.id).values(member_id=member_id, lot_id=earned.lot_id)
         )
     return len(rows)
 
@@ -456,9 +442,7 @@ def _resolve(
         return member_id, None
     if ref.kind == "payment_card":
         return None, (normalised.kind, normalised.value)
-    raise NotFound(
-        "member_not_found", f"No member has this {ref.kind.replace('_', ' ')}.", field="member.value"
-    )
+    raise NotFound("member_not_found", f"No member has this {ref.kind.replace('_', ' ')}.", field="member.value")
 
 
 def _insert_event(

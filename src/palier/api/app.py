@@ -18,9 +18,7 @@ read balances and history, and manage members. Authenticate with an API key:
 `application/problem+json` with a stable `code` and the offending `field`."""
 
 
-def create_app(
-    settings: Settings | None = None, *, db: Database | None = None, clock: Clock | None = None
-) -> FastAPI:
+def create_app(settings: Settings | None = None, *, db: Database | None = None, clock: Clock | None = None) -> FastAPI:
     settings = settings or load_settings()
     app = FastAPI(
         title="Palier",

@@ -32,9 +32,7 @@ def _retryable(exc: DBAPIError) -> bool:
     if isinstance(exc, IntegrityError):
         return "unique" in str(exc.orig).lower() or "duplicate" in str(exc.orig).lower()
     code = getattr(exc.orig, "sqlstate", None)
-    return code in ("40P01", "40001", "55P03") or (
-        isinstance(exc, OperationalError) and "locked" in str(exc.orig)
-    )
+    return code in ("40P01", "40001", "55P03") or (isinstance(exc, OperationalError) and "locked" in str(exc.orig))
 
 
 def run(
@@ -85,9 +83,7 @@ def run(
     raise AssertionError("unreachable")
 
 
-def _keep_refusal(
-    db: Database, clock: Clock, program_id: str, key: str, hash_: str, refusal: PalierError
-) -> None:
+def _keep_refusal(db: Database, clock: Clock, program_id: str, key: str, hash_: str, refusal: PalierError) -> None:
     try:
         with db.write() as conn:
             if idempotency.stored(conn, program_id=program_id, key=key, hash_=hash_) is None:

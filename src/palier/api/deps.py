@@ -50,9 +50,7 @@ class Scoped:
     def __init__(self, *scopes: str) -> None:
         self.scopes = scopes
 
-    def __call__(
-        self, who: Annotated[Caller, Depends(caller)], db: Annotated[Database, Depends(database)]
-    ) -> Access:
+    def __call__(self, who: Annotated[Caller, Depends(caller)], db: Annotated[Database, Depends(database)]) -> Access:
         require_scope(who, *self.scopes)
         with db.read() as conn:
             return Access(caller=who, program=get_program(conn=conn, program_id=who.program_id))

@@ -64,9 +64,7 @@ def validation_code(error: dict[str, Any]) -> str:
     if kind == "value_error":
         message = str(error.get("msg", "")).removeprefix("Value error, ")
         head = message.split(":", 1)[0]
-        return (
-            head if head.replace("_", "").isalpha() and head.islower() and ":" in message else "invalid_value"
-        )
+        return head if head.replace("_", "").isalpha() and head.islower() and ":" in message else "invalid_value"
     if kind in _CODES:
         return _CODES[kind]
     if kind.endswith(("_parsing", "_type")):
@@ -89,9 +87,7 @@ def install(app: FastAPI) -> None:
             }
             for e in exc.errors()
         ]
-        first = (
-            errors[0] if errors else {"field": "body", "code": "invalid_input", "message": "Invalid request."}
-        )
+        first = errors[0] if errors else {"field": "body", "code": "invalid_input", "message": "Invalid request."}
         return problem(422, first["code"], first["message"], field=first["field"], errors=errors)
 
     @app.exception_handler(HTTPException)

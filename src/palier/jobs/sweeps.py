@@ -66,9 +66,7 @@ def _sweep(
             return result
 
 
-def _due(
-    conn: Connection, condition: list[object], order: object, size: int
-) -> list[tuple[str, str, str, int, str]]:
+def _due(conn: Connection, condition: list[object], order: object, size: int) -> list[tuple[str, str, str, int, str]]:
     query = (
         select(lots.c.id, lots.c.program_id, lots.c.member_id, lots.c.remaining, lots.c.label)
         .where(*condition)  # type: ignore[arg-type]
@@ -77,7 +75,7 @@ def _due(
     )
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    return [tuple(row) for row in conn.execute(query)]  # type: ignore[misc]
+    return [tuple(row) for row in conn.execute(query)]
 
 
 def _mature_batch(conn: Connection, now: datetime, size: int) -> tuple[int, int, int]:

@@ -40,9 +40,7 @@ def member_history(
     ):
         moves[txn_id][account_id.rsplit(":", 1)[1]] += int(amount)
     rows = conn.execute(
-        select(ledger_transactions)
-        .where(ledger_transactions.c.id.in_(page))
-        .order_by(ledger_transactions.c.id.desc())
+        select(ledger_transactions).where(ledger_transactions.c.id.in_(page)).order_by(ledger_transactions.c.id.desc())
     ).mappings()
     lines = [
         {

@@ -20,9 +20,7 @@ def lock_members(conn: Connection, member_ids: Iterable[str]) -> None:
         return
     ids = sorted({member_account(m, "available") for m in member_ids})
     if ids:
-        conn.execute(
-            select(accounts.c.id).where(accounts.c.id.in_(ids)).order_by(accounts.c.id).with_for_update()
-        )
+        conn.execute(select(accounts.c.id).where(accounts.c.id.in_(ids)).order_by(accounts.c.id).with_for_update())
 
 
 def try_lock_members(conn: Connection, member_ids: Iterable[str]) -> set[str]:

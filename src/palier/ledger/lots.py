@@ -102,9 +102,7 @@ def choose_lots(
 
 
 _reduce_lot = (
-    update(lots)
-    .where(lots.c.id == bindparam("lot_id"))
-    .values(remaining=lots.c.remaining - bindparam("delta"))
+    update(lots).where(lots.c.id == bindparam("lot_id")).values(remaining=lots.c.remaining - bindparam("delta"))
 )
 
 

@@ -126,9 +126,7 @@ def earn(
 
 
 def balances_of(conn: Connection, member_id: str, kind: str) -> int:
-    value = conn.execute(
-        select(accounts.c.balance).where(accounts.c.id == member_account(member_id, kind))
-    ).scalar()
+    value = conn.execute(select(accounts.c.balance).where(accounts.c.id == member_account(member_id, kind))).scalar()
     return int(value or 0)
 
 
@@ -236,11 +234,7 @@ def _mark_reversed_if_empty(conn: Connection, lot_ids: list[str]) -> None:
     from palier.ledger.tables import lots
 
     if lot_ids:
-        empty = (
-            conn.execute(select(lots.c.id).where(lots.c.id.in_(lot_ids), lots.c.remaining == 0))
-            .scalars()
-            .all()
-        )
+        empty = conn.execute(select(lots.c.id).where(lots.c.id.in_(lot_ids), lots.c.remaining == 0)).scalars().all()
         set_state(conn, lot_ids=list(empty), state="reversed")
 
 
@@ -276,9 +270,7 @@ def spend(conn: Connection, booking: Booking, *, amount: int, sink: str) -> str:
     return entry.id
 
 
-def move_member(
-    conn: Connection, booking: Booking, *, source_id: str
-) -> tuple[str | None, dict[str, int], int]:
+def move_member(conn: Connection, booking: Booking, *, source_id: str) -> tuple[str | None, dict[str, int], int]:
     """Move all of ``source_id``'s points, lots and open holds to ``booking.member_id`` (a merge).
 
     One transaction: for each account kind, source ``-balance`` and target ``+balance``.
@@ -296,9 +288,7 @@ def move_member(
         entry = b.entry(postings, extra={"source_member_id": source_id, "moved": moved})
         write(conn, [entry])
         transaction_id = entry.id
-    lots_moved = conn.execute(
-        lots.update().where(lots.c.member_id == source_id).values(member_id=b.member_id)
-    ).rowcount
+    lots_moved = conn.execute(lots.update().where(lots.c.member_id == source_id).values(member_id=b.member_id)).rowcount
     conn.execute(holds.update().where(holds.c.member_id == source_id).values(member_id=b.member_id))
     return transaction_id, moved, int(lots_moved)
 
@@ -324,26 +314,20 @@ def reverse(conn: Connection, booking: Booking, *, original_id: str) -> str:
     if original is None or original.member_id != b.member_id:
         raise LookupError(original_id)
     if original.kind not in ("adjust", "welcome"):
-        raise NotReversible(
-            "only manual adjustments and welcome points are reversed; returns correct purchases"
-        )
+        raise NotReversible("only manual adjustments and welcome points are reversed; returns correct purchases")
     moved = conn.execute(
         select(postings.c.account_id, postings.c.amount, postings.c.member_id).where(
             postings.c.transaction_id == original_id
         )
     ).all()
     created = conn.execute(
-        select(lots.c.id, lots.c.amount, lots.c.remaining, lots.c.state).where(
-            lots.c.transaction_id == original_id
-        )
+        select(lots.c.id, lots.c.amount, lots.c.remaining, lots.c.state).where(lots.c.transaction_id == original_id)
     ).first()
     entry = b.entry([], extra={"reverses": original_id})
     entry.reverses_id = original_id
     if created is not None:  # a credit: take the whole lot back
         if created.remaining != created.amount or created.state not in ("active", "pending"):
-            raise NotReversible(
-                "these points were already used or have expired; debit them with an adjustment"
-            )
+            raise NotReversible("these points were already used or have expired; debit them with an adjustment")
         entry.postings = [Posting(p.account_id, -p.amount, member_id=p.member_id) for p in moved]
         write(conn, [entry])
         record_allocations(

@@ -99,8 +99,9 @@ def write(conn: Connection, entries: Sequence[Entry]) -> None:
     ]
     conn.execute(insert(postings), rows)
     deltas: dict[str, int] = defaultdict(int)
-    for row in rows:
-        deltas[row["account_id"]] += row["amount"]
+    for e in entries:
+        for p in e.postings:
+            deltas[p.account_id] += p.amount
     apply_deltas(conn, deltas)
 
 
@@ -123,18 +124,14 @@ def apply_deltas(conn: Connection, deltas: Mapping[str, int]) -> None:
     if conn.dialect.name == "postgresql" and sum(1 for i in ids if i.count(":") == 2) > 1:
         for chunk in _chunks(ids, _CHUNK):
             conn.execute(
-                select(accounts.c.id)
-                .where(accounts.c.id.in_(chunk))
-                .order_by(accounts.c.id)
-                .with_for_update()
+                select(accounts.c.id).where(accounts.c.id.in_(chunk)).order_by(accounts.c.id).with_for_update()
             )
     for chunk in _chunks(ids, _CHUNK):
         result = conn.execute(
             update(accounts)
             .where(accounts.c.id.in_(chunk))
             .values(
-                balance=accounts.c.balance
-                + case({i: deltas[i] for i in chunk}, value=accounts.c.id, else_=0),
+                balance=accounts.c.balance + case({i: deltas[i] for i in chunk}, value=accounts.c.id, else_=0),
                 version=accounts.c.version + 1,
             )
         )

@@ -46,15 +46,11 @@ def normalise(kind: str, raw: str, *, field: str, card_key: bytes, default_count
         return Normalised("card", value)
     if kind == "external":
         if not 1 <= len(raw) <= 128:
-            raise InvalidInput(
-                "invalid_external_id", "An external customer id is 1 to 128 characters.", field=field
-            )
+            raise InvalidInput("invalid_external_id", "An external customer id is 1 to 128 characters.", field=field)
         return Normalised("external", raw)
     if kind == "payment_card":
         return hash_payment_card(raw, field=field, key=card_key)
-    raise InvalidInput(
-        "unknown_identity_kind", f"Identity kind must be one of {', '.join(KINDS)}.", field=field
-    )
+    raise InvalidInput("unknown_identity_kind", f"Identity kind must be one of {', '.join(KINDS)}.", field=field)
 
 
 def normalise_email(raw: str, *, field: str) -> str:

@@ -102,9 +102,7 @@ class Balance(BaseModel):
     held: int = Field(description="reserved by redemptions not yet used")
     debt: int = Field(description="points owed after returns of goods whose points were already spent")
     next_expiry: Expiry | None = Field(description="the soonest lot to expire and how many points it holds")
-    next_maturity: Expiry | None = Field(
-        default=None, description="the next pending points to become available"
-    )
+    next_maturity: Expiry | None = Field(default=None, description="the next pending points to become available")
 
 
 class HistoryLine(BaseModel):

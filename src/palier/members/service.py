@@ -92,7 +92,7 @@ def enrol(
         action="member.enrolled",
         subject_id=member_id,
     )
-    for field, normalised in wanted:
+    for _, normalised in wanted:
         if normalised.kind == "payment_card":
             _claim(conn, clock, program, member_id, normalised)
     return get_member(conn=conn, program_id=program.id, member_id=member_id)
@@ -160,9 +160,7 @@ def update_member(
             new = _profile_identities(
                 values[kind] if kind == "email" else None, values[kind] if kind == "phone" else None, program
             )
-            conn.execute(
-                delete(identities).where(identities.c.member_id == member_id, identities.c.kind == kind)
-            )
+            conn.execute(delete(identities).where(identities.c.member_id == member_id, identities.c.kind == kind))
             values[kind] = None
             for field, normalised in new:
                 _insert_identity(conn, program.id, member_id, normalised, now, field=field)
@@ -200,9 +198,7 @@ def add_identity(
     if owner != member_id:
         _insert_identity(conn, program.id, member_id, normalised, clock.now(), field=field)
         if normalised.kind in ("email", "phone"):
-            conn.execute(
-                update(members).where(members.c.id == member_id).values({normalised.kind: normalised.value})
-            )
+            conn.execute(update(members).where(members.c.id == member_id).values({normalised.kind: normalised.value}))
         record_audit(
             conn=conn,
             clock=clock,
@@ -225,9 +221,7 @@ def remove_identity(
         select(identities.c.kind).where(identities.c.id == identity_id, identities.c.member_id == member_id)
     ).first()
     if row is None:
-        raise NotFound(
-            "identity_not_found", f"Member {member_id} has no identity {identity_id}.", field="identity_id"
-        )
+        raise NotFound("identity_not_found", f"Member {member_id} has no identity {identity_id}.", field="identity_id")
     conn.execute(delete(identities).where(identities.c.id == identity_id))
     if row.kind in ("email", "phone"):
         conn.execute(update(members).where(members.c.id == member_id).values({row.kind: None}))
@@ -247,9 +241,7 @@ def find_member_id(
     *, conn: Connection, program: Program, kind: str, value: str, card_key: bytes, field: str = "value"
 ) -> str | None:
     """The member holding this identity, or None. Merged members are followed to the one that remains."""
-    normalised = ident.normalise(
-        kind, value, field=field, card_key=card_key, default_country=program.default_country
-    )
+    normalised = ident.normalise(kind, value, field=field, card_key=card_key, default_country=program.default_country)
     return _owner(conn, program.id, normalised)
 
 
@@ -265,9 +257,7 @@ def merge(
 ) -> MergeResult:
     """Merge two accounts of one person: ``source`` is closed, everything it had moves to ``target``."""
     if source_id == target_id:
-        raise InvalidInput(
-            "merge_same_member", "A member cannot be merged into itself.", field="source_member_id"
-        )
+        raise InvalidInput("merge_same_member", "A member cannot be merged into itself.", field="source_member_id")
     for member_id, field in ((source_id, "source_member_id"), (target_id, "target_member_id")):
         try:
             require_active(conn=conn, program_id=program.id, member_id=member_id)
@@ -374,9 +364,7 @@ def _next(conn: Connection, member_id: str, state: str, column: Any) -> Expiry |
 # --- identities ---
 
 
-def _profile_identities(
-    email: str | None, phone: str | None, program: Program
-) -> list[tuple[str, ident.Normalised]]:
+def _profile_identities(email: str | None, phone: str | None, program: Program) -> list[tuple[str, ident.Normalised]]:
     found = []
     if email:
         found.append(("email", ident.Normalised("email", ident.normalise_email(email, field="email"))))
@@ -386,9 +374,7 @@ def _profile_identities(
     return found
 
 
-def _normalise(
-    identity: IdentityIn, field: str, program: Program, card_key: bytes
-) -> tuple[str, ident.Normalised]:
+def _normalise(identity: IdentityIn, field: str, program: Program, card_key: bytes) -> tuple[str, ident.Normalised]:
     return field, ident.normalise(
         identity.kind, identity.value, field=field, card_key=card_key, default_country=program.default_country
     )
@@ -451,19 +437,13 @@ def _insert_identity(
 def _claim(conn: Connection, clock: Clock, program: Program, member_id: str, card: ident.Normalised) -> None:
     from palier.activity.service import claim_unclaimed
 
-    claim_unclaimed(
-        conn=conn, clock=clock, program=program, member_id=member_id, kind=card.kind, value=card.value
-    )
+    claim_unclaimed(conn=conn, clock=clock, program=program, member_id=member_id, kind=card.kind, value=card.value)
 
 
-def history(
-    *, conn: Connection, program: Program, member_id: str, cursor: str | None, limit: int
-) -> HistoryPage:
+def history(*, conn: Connection, program: Program, member_id: str, cursor: str | None, limit: int) -> HistoryPage:
     """The member's history, newest first; every line says why in words the member understands."""
     require_known(conn=conn, program_id=program.id, member_id=member_id)
     if cursor is not None and not cursor.startswith("txn_"):
         raise InvalidInput("invalid_cursor", "This cursor was not issued by a history page.", field="cursor")
-    lines, next_cursor = member_history(
-        conn, program_id=program.id, member_id=member_id, before=cursor, limit=limit
-    )
+    lines, next_cursor = member_history(conn, program_id=program.id, member_id=member_id, before=cursor, limit=limit)
     return HistoryPage(items=[HistoryLine(**line) for line in lines], next_cursor=next_cursor)

@@ -48,9 +48,7 @@ class ProgramSettings(Strict):
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     points_name: str = Field(default="points", min_length=1, max_length=40)
     timezone: TimeZoneName = "Europe/Paris"
-    default_country: str = Field(
-        default="FR", pattern=r"^[A-Z]{2}$", description="for phone numbers typed without +"
-    )
+    default_country: str = Field(default="FR", pattern=r"^[A-Z]{2}$", description="for phone numbers typed without +")
     earn_points: int = Field(default=1, ge=0, le=1000, description="points earned …")
     earn_per_amount: int = Field(default=100, ge=1, le=100_000_000, description="… per this many minor units")
     rounding: Rounding = Rounding.FLOOR

@@ -26,9 +26,7 @@ from palier.programs.models import (
 from palier.programs.tables import api_keys, audit_entries, programs
 
 
-def create_program(
-    *, conn: Connection, clock: Clock, settings: ProgramSettings, actor: str = "cli"
-) -> Program:
+def create_program(*, conn: Connection, clock: Clock, settings: ProgramSettings, actor: str = "cli") -> Program:
     now = clock.now()
     program_id = new_id("program")
     conn.execute(
@@ -62,16 +60,12 @@ def get_program(*, conn: Connection, program_id: str) -> Program:
     return Program.model_validate(data)
 
 
-def update_program(
-    *, conn: Connection, clock: Clock, program_id: str, changes: ProgramUpdate, actor: str
-) -> Program:
+def update_program(*, conn: Connection, clock: Clock, program_id: str, changes: ProgramUpdate, actor: str) -> Program:
     values = changes.model_dump(exclude_unset=True)
     if values.pop("never_expire", None):
         values["points_lifetime_months"] = None
     if values:
-        conn.execute(
-            update(programs).where(programs.c.id == program_id).values(updated_at=clock.now(), **values)
-        )
+        conn.execute(update(programs).where(programs.c.id == program_id).values(updated_at=clock.now(), **values))
         record_audit(
             conn=conn,
             clock=clock,
@@ -115,15 +109,11 @@ def create_key(*, conn: Connection, clock: Clock, program_id: str, spec: KeyCrea
         subject_id=key_id,
         details={"name": spec.name, "scopes": spec.scopes},
     )
-    return NewApiKey(
-        id=key_id, name=spec.name, scopes=spec.scopes, created_at=now, secret=f"{key_id}.{secret}"
-    )
+    return NewApiKey(id=key_id, name=spec.name, scopes=spec.scopes, created_at=now, secret=f"{key_id}.{secret}")
 
 
 def list_keys(*, conn: Connection, program_id: str) -> list[ApiKey]:
-    rows = conn.execute(
-        select(api_keys).where(api_keys.c.program_id == program_id).order_by(api_keys.c.id)
-    ).mappings()
+    rows = conn.execute(select(api_keys).where(api_keys.c.program_id == program_id).order_by(api_keys.c.id)).mappings()
     return [_key(row) for row in rows]
 
 
@@ -158,14 +148,12 @@ def authenticate(*, conn: Connection, token: str) -> Caller:
     row = None
     if key_id.startswith("key_") and secret:
         row = conn.execute(
-            select(
-                api_keys.c.program_id, api_keys.c.scopes, api_keys.c.secret_hash, api_keys.c.revoked_at
-            ).where(api_keys.c.id == key_id)
+            select(api_keys.c.program_id, api_keys.c.scopes, api_keys.c.secret_hash, api_keys.c.revoked_at).where(
+                api_keys.c.id == key_id
+            )
         ).first()
     if row is None or row.revoked_at is not None or not hmac.compare_digest(row.secret_hash, _hash(secret)):
-        raise Unauthenticated(
-            "invalid_api_key", "The API key is missing, unknown or revoked.", field="Authorization"
-        )
+        raise Unauthenticated("invalid_api_key", "The API key is missing, unknown or revoked.", field="Authorization")
     return Caller(program_id=row.program_id, key_id=key_id, scopes=frozenset(row.scopes.split(",")))
 
 

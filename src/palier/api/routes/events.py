@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
@@ -12,7 +14,7 @@ from palier.api.deps import DB, ClockDep, PosAccess, SettingsDep
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
-REPLAY = {
+REPLAY: dict[int | str, dict[str, Any]] = {
     200: {"model": EventResult, "description": "This fact was already received: the first result, unchanged"}
 }
 
@@ -33,9 +35,7 @@ def purchase(
         )
         return result, 200 if replayed else 201
 
-    return commands.run(
-        request=request, db=db, clock=clock, program_id=access.program.id, body=data, command=command
-    )
+    return commands.run(request=request, db=db, clock=clock, program_id=access.program.id, body=data, command=command)
 
 
 @router.post(
@@ -50,6 +50,4 @@ def return_(data: ReturnIn, access: PosAccess, db: DB, clock: ClockDep, request:
         result, replayed = service.record_return(conn=conn, clock=clock, program=access.program, ret=data)
         return result, 200 if replayed else 201
 
-    return commands.run(
-        request=request, db=db, clock=clock, program_id=access.program.id, body=data, command=command
-    )
+    return commands.run(request=request, db=db, clock=clock, program_id=access.program.id, body=data, command=command)

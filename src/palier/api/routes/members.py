@@ -14,7 +14,6 @@ from palier.api import commands
 from palier.api.deps import DB, AdminAccess, ClockDep, PosAccess, ReadAccess, SettingsDep
 from palier.members import service
 from palier.members.identities import IdentityKind
-from palier.text import reject_card_numbers
 from palier.members.models import (
     Balance,
     HistoryPage,
@@ -25,6 +24,7 @@ from palier.members.models import (
     MergeRequest,
     MergeResult,
 )
+from palier.text import reject_card_numbers
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
 
@@ -166,9 +166,7 @@ def unlink_identity(member_id: str, identity_id: str, access: AdminAccess, db: D
         )
 
 
-@router.get(
-    "/{member_id}/balance", response_model=Balance, summary="Available, pending, held, debt and next expiry"
-)
+@router.get("/{member_id}/balance", response_model=Balance, summary="Available, pending, held, debt and next expiry")
 def balance(member_id: str, access: ReadAccess, db: DB) -> Balance:
     with db.read() as conn:
         return service.balance(conn=conn, program=access.program, member_id=member_id)
@@ -187,9 +185,7 @@ def history(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> HistoryPage:
     with db.read() as conn:
-        return service.history(
-            conn=conn, program=access.program, member_id=member_id, cursor=cursor, limit=limit
-        )
+        return service.history(conn=conn, program=access.program, member_id=member_id, cursor=cursor, limit=limit)
 
 
 @router.post(

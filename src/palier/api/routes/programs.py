@@ -24,9 +24,7 @@ class CreatedProgram(BaseModel):
     admin_key: NewApiKey
 
 
-@router.post(
-    "/programs", status_code=201, response_model=CreatedProgram, summary="Create a program (operator token)"
-)
+@router.post("/programs", status_code=201, response_model=CreatedProgram, summary="Create a program (operator token)")
 def create_program(
     settings: ProgramSettings, db: DB, clock: ClockDep, authorization: Annotated[str | None, Header()] = None
 ) -> JSONResponse:
@@ -37,8 +35,7 @@ def create_program(
     if not token or not hmac.compare_digest(token.encode(), given.encode()):
         raise Forbidden(
             "operator_token_required",
-            "Creating programs needs the operator token "
-            "(PALIER_OPERATOR_TOKEN); or use `palier program create`.",
+            "Creating programs needs the operator token (PALIER_OPERATOR_TOKEN); or use `palier program create`.",
             field="Authorization",
         )
     with db.write() as conn:
@@ -50,9 +47,7 @@ def create_program(
             spec=KeyCreate(name="admin", scopes=["admin"]),
             actor="operator",
         )
-    return JSONResponse(
-        CreatedProgram(program=program, admin_key=key).model_dump(mode="json"), status_code=201
-    )
+    return JSONResponse(CreatedProgram(program=program, admin_key=key).model_dump(mode="json"), status_code=201)
 
 
 @router.get("/program", response_model=Program, summary="The program of this API key")
@@ -74,12 +69,8 @@ def list_keys(access: AdminAccess, db: DB) -> list[ApiKey]:
         return service.list_keys(conn=conn, program_id=access.program.id)
 
 
-@router.post(
-    "/keys", status_code=201, response_model=NewApiKey, summary="Create an API key (secret shown once)"
-)
-def create_key(
-    spec: KeyCreate, access: AdminAccess, db: DB, clock: ClockDep, request: Request
-) -> JSONResponse:
+@router.post("/keys", status_code=201, response_model=NewApiKey, summary="Create an API key (secret shown once)")
+def create_key(spec: KeyCreate, access: AdminAccess, db: DB, clock: ClockDep, request: Request) -> JSONResponse:
     return commands.run(
         request=request,
         db=db,

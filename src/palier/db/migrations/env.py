@@ -43,9 +43,7 @@ def run_migrations_online() -> None:
         event.listen(database.engine, "connect", _foreign_keys_off)
     try:
         with database.write() as connection:
-            context.configure(
-                connection=connection, target_metadata=metadata, render_as_batch=database.is_sqlite
-            )
+            context.configure(connection=connection, target_metadata=metadata, render_as_batch=database.is_sqlite)
             if database.is_postgres:
                 connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('palier.migrations'))"))
             context.run_migrations()

@@ -133,14 +133,10 @@ def _create_tables() -> None:
             "kind NOT IN ('available', 'pending', 'held', 'wallet') OR balance >= 0",
             name=op.f("ck_accounts_member_not_negative"),
         ),
-        sa.ForeignKeyConstraint(
-            ["program_id"], ["programs.id"], name=op.f("fk_accounts_program_id_programs")
-        ),
+        sa.ForeignKeyConstraint(["program_id"], ["programs.id"], name=op.f("fk_accounts_program_id_programs")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_accounts")),
     )
-    op.create_index(
-        op.f("ix_accounts_program_id_member_id"), "accounts", ["program_id", "member_id"], unique=False
-    )
+    op.create_index(op.f("ix_accounts_program_id_member_id"), "accounts", ["program_id", "member_id"], unique=False)
 
     op.create_table(
         "api_keys",
@@ -151,9 +147,7 @@ def _create_tables() -> None:
         sa.Column("secret_hash", sa.String(length=64), nullable=False),
         sa.Column("created_at", TIMESTAMP, nullable=False),
         sa.Column("revoked_at", TIMESTAMP, nullable=True),
-        sa.ForeignKeyConstraint(
-            ["program_id"], ["programs.id"], name=op.f("fk_api_keys_program_id_programs")
-        ),
+        sa.ForeignKeyConstraint(["program_id"], ["programs.id"], name=op.f("fk_api_keys_program_id_programs")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_keys")),
     )
     op.create_index(op.f("ix_api_keys_program_id"), "api_keys", ["program_id"], unique=False)
@@ -167,9 +161,7 @@ def _create_tables() -> None:
         sa.Column("subject_id", sa.String(length=32), nullable=True),
         sa.Column("details", JSON, nullable=True),
         sa.Column("created_at", TIMESTAMP, nullable=False),
-        sa.ForeignKeyConstraint(
-            ["program_id"], ["programs.id"], name=op.f("fk_audit_entries_program_id_programs")
-        ),
+        sa.ForeignKeyConstraint(["program_id"], ["programs.id"], name=op.f("fk_audit_entries_program_id_programs")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_entries")),
     )
     op.create_index(
@@ -198,9 +190,7 @@ def _create_tables() -> None:
         sa.Column("result", JSON, nullable=True),
         sa.ForeignKeyConstraint(["program_id"], ["programs.id"], name=op.f("fk_events_program_id_programs")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
-        sa.UniqueConstraint(
-            "program_id", "type", "external_id", name=op.f("uq_events_program_id_type_external_id")
-        ),
+        sa.UniqueConstraint("program_id", "type", "external_id", name=op.f("uq_events_program_id_type_external_id")),
     )
     op.create_index(
         op.f("ix_events_program_id_member_id_occurred_at"),
@@ -241,9 +231,7 @@ def _create_tables() -> None:
         ["program_id", "member_id", "id"],
         unique=False,
     )
-    op.create_index(
-        op.f("ix_ledger_transactions_reverses_id"), "ledger_transactions", ["reverses_id"], unique=True
-    )
+    op.create_index(op.f("ix_ledger_transactions_reverses_id"), "ledger_transactions", ["reverses_id"], unique=True)
 
     op.create_table(
         "members",
@@ -264,9 +252,7 @@ def _create_tables() -> None:
         sa.ForeignKeyConstraint(["program_id"], ["programs.id"], name=op.f("fk_members_program_id_programs")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_members")),
     )
-    op.create_index(
-        op.f("ix_members_program_id_enrolled_at"), "members", ["program_id", "enrolled_at"], unique=False
-    )
+    op.create_index(op.f("ix_members_program_id_enrolled_at"), "members", ["program_id", "enrolled_at"], unique=False)
 
     op.create_table(
         "holds",
@@ -304,9 +290,7 @@ def _create_tables() -> None:
         sa.Column("brand", sa.String(length=16), nullable=True),
         sa.Column("created_at", TIMESTAMP, nullable=False),
         sa.ForeignKeyConstraint(["member_id"], ["members.id"], name=op.f("fk_identities_member_id_members")),
-        sa.ForeignKeyConstraint(
-            ["program_id"], ["programs.id"], name=op.f("fk_identities_program_id_programs")
-        ),
+        sa.ForeignKeyConstraint(["program_id"], ["programs.id"], name=op.f("fk_identities_program_id_programs")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_identities")),
         sa.UniqueConstraint("program_id", "kind", "value", name=op.f("uq_identities_program_id_kind_value")),
     )
@@ -357,12 +341,8 @@ def _create_tables() -> None:
         sa.Column("created_at", TIMESTAMP, nullable=False),
         sa.Column("details", JSON, nullable=False),
         sa.ForeignKeyConstraint(["program_id"], ["programs.id"], name=op.f("fk_merges_program_id_programs")),
-        sa.ForeignKeyConstraint(
-            ["source_member_id"], ["members.id"], name=op.f("fk_merges_source_member_id_members")
-        ),
-        sa.ForeignKeyConstraint(
-            ["target_member_id"], ["members.id"], name=op.f("fk_merges_target_member_id_members")
-        ),
+        sa.ForeignKeyConstraint(["source_member_id"], ["members.id"], name=op.f("fk_merges_source_member_id_members")),
+        sa.ForeignKeyConstraint(["target_member_id"], ["members.id"], name=op.f("fk_merges_target_member_id_members")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_merges")),
     )
     op.create_table(
@@ -374,9 +354,7 @@ def _create_tables() -> None:
         sa.Column("account_id", sa.String(length=80), nullable=False),
         sa.Column("asset", sa.String(length=16), nullable=False),
         sa.Column("amount", sa.BigInteger(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["account_id"], ["accounts.id"], name=op.f("fk_postings_account_id_accounts")
-        ),
+        sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], name=op.f("fk_postings_account_id_accounts")),
         sa.ForeignKeyConstraint(
             ["transaction_id"],
             ["ledger_transactions.id"],
