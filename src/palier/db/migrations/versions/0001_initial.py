@@ -59,6 +59,7 @@ def downgrade() -> None:
     if _is_postgres():
         for table in APPEND_ONLY_TABLES:
             op.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
         op.execute("DROP FUNCTION IF EXISTS palier_refuse_change()")
     for table in reversed(TABLES):
         op.drop_table(table)  # its indexes and constraints go with it
@@ -79,6 +80,10 @@ def _make_ledger_append_only() -> None:
         op.execute(
             f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
             "FOR EACH ROW EXECUTE FUNCTION palier_refuse_change()"
+        )
+        op.execute(
+            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION palier_refuse_change()"
         )
 
 

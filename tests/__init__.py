@@ -1,0 +1,1 @@
+"""Palier's test suite, mirroring the domains of src/palier."""

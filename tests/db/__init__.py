@@ -1,0 +1,1 @@
+"""Tests of the database layer: migrations and engine helpers."""

@@ -1,0 +1,150 @@
+"""The packaged migrations build exactly the declared schema, on both engines, and undo it.
+
+On PostgreSQL they also make the ledger's history append-only: UPDATE and DELETE are refused.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Connection, delete, func, insert, inspect, select, text, update
+from sqlalchemy.exc import DBAPIError
+
+from palier.db import Database, make_database
+from palier.db.migrate import current, downgrade, head, schema_diffs, upgrade
+from palier.db.schema import metadata
+from palier.ids import new_id
+from palier.ledger.tables import accounts, allocations, ledger_transactions, lots, postings
+from tests.factories import insert_program_row
+
+APPEND_ONLY = ["ledger_transactions", "postings", "allocations"]
+
+
+def test_upgrade_builds_the_declared_schema(empty_database_url: str) -> None:
+    assert current(empty_database_url) is None
+    upgrade(empty_database_url)
+    upgrade(empty_database_url)  # a second run has nothing to do
+    assert current(empty_database_url) == head()
+    database = make_database(empty_database_url)
+    try:
+        with database.read() as conn:
+            assert schema_diffs(conn) == []
+            assert set(inspect(conn).get_table_names()) == {*metadata.tables, "alembic_version"}
+    finally:
+        database.dispose()
+
+
+def test_downgrade_removes_everything(empty_database_url: str) -> None:
+    upgrade(empty_database_url)
+    downgrade(empty_database_url, "base")
+    assert current(empty_database_url) is None
+    database = make_database(empty_database_url)
+    try:
+        with database.read() as conn:
+            assert inspect(conn).get_table_names() == ["alembic_version"]
+            if database.is_postgres:
+                functions = text("SELECT count(*) FROM pg_proc WHERE proname = 'palier_refuse_change'")
+                assert conn.execute(functions).scalar_one() == 0
+    finally:
+        database.dispose()
+    upgrade(empty_database_url)  # and it can be built again
+    assert current(empty_database_url) == head()
+
+
+def test_the_session_database_is_in_step_with_the_metadata(db: Database) -> None:
+    with db.read() as conn:
+        assert schema_diffs(conn) == []
+
+
+def _insert_ledger_history(conn: Connection, member_id: str) -> str:
+    """One program, two accounts, one transaction with its postings, a lot and an allocation."""
+    program_id = insert_program_row(conn, new_id("program"))
+    mine = {"program_id": program_id, "member_id": member_id}
+    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    issued, available = f"{program_id}:issued:00", f"{member_id}:available"
+    conn.execute(
+        insert(accounts),
+        [
+            {**mine, "id": issued, "member_id": None, "kind": "issued", "asset": "PTS"},
+            {**mine, "id": available, "kind": "available", "asset": "PTS"},
+        ],
+    )
+    txn = new_id("transaction")
+    conn.execute(
+        insert(ledger_transactions).values(
+            **mine,
+            id=txn,
+            kind="earn",
+            reason="Welcome",
+            reason_code="welcome",
+            created_at=now,
+            effective_at=now,
+        )
+    )
+    conn.execute(
+        insert(postings),
+        [
+            {
+                **mine,
+                "transaction_id": txn,
+                "member_id": None,
+                "account_id": issued,
+                "asset": "PTS",
+                "amount": -100,
+            },
+            {**mine, "transaction_id": txn, "account_id": available, "asset": "PTS", "amount": 100},
+        ],
+    )
+    lot_id = new_id("lot")
+    conn.execute(
+        insert(lots).values(
+            **mine,
+            id=lot_id,
+            transaction_id=txn,
+            source="welcome",
+            label="Welcome",
+            amount=100,
+            remaining=100,
+            state="active",
+            earned_at=now,
+        )
+    )
+    conn.execute(insert(allocations).values(**mine, transaction_id=txn, lot_id=lot_id, amount=10, purpose="spend"))
+    return txn
+
+
+@pytest.mark.parametrize("change", ["update", "delete"])
+@pytest.mark.parametrize("table_name", APPEND_ONLY)
+def test_postgresql_refuses_to_change_ledger_history(postgresql_db: Database, table_name: str, change: str) -> None:
+    member_id = new_id("member")
+    with postgresql_db.write() as conn:
+        txn = _insert_ledger_history(conn, member_id)
+    table = metadata.tables[table_name]
+    mine = (table.c.id if table_name == "ledger_transactions" else table.c.transaction_id) == txn
+    statement = (
+        update(table).where(mine).values(member_id=new_id("member"))
+        if change == "update"
+        else delete(table).where(mine)
+    )
+    with (
+        pytest.raises(DBAPIError, match="ledger rows are append-only: correct by reversal"),
+        postgresql_db.write() as conn,
+    ):
+        conn.execute(statement)
+    with postgresql_db.read() as conn:
+        untouched = select(func.count()).select_from(table).where(mine, table.c.member_id == member_id)
+        assert conn.execute(untouched).scalar_one() >= 1
+
+
+@pytest.mark.parametrize("table_name", APPEND_ONLY)
+def test_postgresql_refuses_to_truncate_ledger_history(postgresql_db: Database, table_name: str) -> None:
+    with postgresql_db.write() as conn:
+        _insert_ledger_history(conn, new_id("member"))
+    with (
+        pytest.raises(DBAPIError, match="ledger rows are append-only: correct by reversal"),
+        postgresql_db.write() as conn,
+    ):
+        conn.exec_driver_sql(f"TRUNCATE {table_name} CASCADE")
+    with postgresql_db.read() as conn:
+        assert conn.execute(select(func.count()).select_from(metadata.tables[table_name])).scalar_one() >= 1

@@ -1,0 +1,82 @@
+"""Points arithmetic: the one rounding function and the exact proportional split."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from palier.units import Rounding, divide, points_for_amount, split_proportionally
+
+
+def reference(value: Fraction, mode: Rounding) -> int:
+    """What each mode means, said with exact fractions."""
+    if mode is Rounding.FLOOR:
+        return math.floor(value)
+    if mode is Rounding.CEILING:
+        return math.ceil(value)
+    if mode is Rounding.HALF_UP:  # halves away from zero
+        return int(math.copysign(math.floor(abs(value) + Fraction(1, 2)), value))
+    return round(value)  # Fraction rounds halves to even
+
+
+@given(
+    numerator=st.integers(min_value=-(10**12), max_value=10**12),
+    denominator=st.integers(min_value=1, max_value=10**6),
+    mode=st.sampled_from(Rounding),
+)
+def test_divide_matches_exact_fractions(numerator: int, denominator: int, mode: Rounding) -> None:
+    assert divide(numerator, denominator, mode) == reference(Fraction(numerator, denominator), mode)
+
+
+@given(half=st.integers(min_value=-1000, max_value=1000), mode=st.sampled_from(Rounding))
+def test_divide_on_exact_halves(half: int, mode: Rounding) -> None:
+    # Random numerators rarely land on a half: this is where HALF_UP and HALF_EVEN differ.
+    numerator = 2 * half + 1
+    assert divide(numerator, 2, mode) == reference(Fraction(numerator, 2), mode)
+
+
+@pytest.mark.parametrize(
+    ("numerator", "mode", "expected"),
+    [
+        (5, Rounding.HALF_UP, 3),
+        (-5, Rounding.HALF_UP, -3),
+        (5, Rounding.HALF_EVEN, 2),
+        (7, Rounding.HALF_EVEN, 4),
+        (-5, Rounding.HALF_EVEN, -2),
+        (-5, Rounding.FLOOR, -3),
+        (-5, Rounding.CEILING, -2),
+    ],
+)
+def test_divide_by_two_examples(numerator: int, mode: Rounding, expected: int) -> None:
+    assert divide(numerator, 2, mode) == expected
+
+
+@pytest.mark.parametrize("denominator", [0, -3])
+def test_divide_refuses_non_positive_denominators(denominator: int) -> None:
+    with pytest.raises(ValueError, match="denominator"):
+        divide(10, denominator, Rounding.FLOOR)
+
+
+def test_points_for_amount_at_one_point_per_euro() -> None:
+    assert points_for_amount(999, points=1, per_amount=100, mode=Rounding.FLOOR) == 9
+    assert points_for_amount(950, points=1, per_amount=100, mode=Rounding.HALF_UP) == 10
+
+
+@given(
+    total=st.integers(min_value=-(10**9), max_value=10**9),
+    weights=st.lists(st.integers(min_value=0, max_value=10**7), min_size=1, max_size=40).filter(any),
+)
+def test_split_sums_to_total_and_each_part_is_within_one_of_its_share(total: int, weights: list[int]) -> None:
+    parts = split_proportionally(total, weights)
+    assert len(parts) == len(weights)
+    assert sum(parts) == total
+    for part, weight in zip(parts, weights, strict=True):
+        assert abs(part - Fraction(total * weight, sum(weights))) < 1
+
+
+def test_split_with_no_weight_gives_nothing() -> None:
+    assert split_proportionally(100, [0, 0]) == [0, 0]
