@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from palier.members.identities import IdentityKind
 from palier.text import contains_card_number
@@ -21,6 +21,7 @@ def _plain_text(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_plain_text)]
+MemberId = Annotated[str, Field(pattern=r"^mem_[0-9A-Z]{26}$", description="a member id such as mem_01J…")]
 
 
 class Strict(BaseModel):
@@ -30,7 +31,7 @@ class Strict(BaseModel):
 class MemberRef(Strict):
     """Who bought: a member id, or any identity (a scanned loyalty card, a phone, the card they paid with)."""
 
-    member_id: str | None = None
+    member_id: MemberId | None = None
     kind: IdentityKind | None = None
     value: str | None = Field(default=None, min_length=1, max_length=254)
 
@@ -51,11 +52,13 @@ class Line(Strict):
     discount: Money = 0
     kind: Literal["product", "gift_card", "service"] = "product"
 
-    @model_validator(mode="after")
-    def _discount_within_line(self) -> Line:
-        if self.discount > self.quantity * self.unit_price:
+    @field_validator("discount")
+    @classmethod
+    def _discount_within_line(cls, discount: int, info: ValidationInfo) -> int:
+        quantity, unit_price = info.data.get("quantity"), info.data.get("unit_price")
+        if quantity is not None and unit_price is not None and discount > quantity * unit_price:
             raise ValueError("discount_exceeds_line: the discount is larger than quantity × unit_price")
-        return self
+        return discount
 
     @property
     def amount(self) -> int:
@@ -76,13 +79,13 @@ class PurchaseIn(Strict):
 
 
 class ReturnLine(Strict):
-    sku: str = Field(min_length=1, max_length=64)
+    sku: Annotated[Text, Field(min_length=1, max_length=64)]
     quantity: int = Field(ge=1, le=10_000)
 
 
 class ReturnIn(Strict):
     return_id: Annotated[Text, Field(min_length=1, max_length=64, description="unique per program")]
-    order_id: str = Field(min_length=1, max_length=64)
+    order_id: Annotated[Text, Field(min_length=1, max_length=64)]
     occurred_at: datetime
     lines: list[ReturnLine] | None = Field(default=None, min_length=1, max_length=500)
     amount: Annotated[int, Field(ge=1, le=MAX_MONEY)] | None = Field(default=None, description="a refund by amount")
@@ -98,7 +101,7 @@ class ReturnIn(Strict):
 class AdjustmentIn(Strict):
     points: int = Field(ge=-10_000_000, le=10_000_000, description="positive credits, negative debits")
     reason: Annotated[Text, Field(min_length=3, max_length=200)]
-    external_id: str | None = Field(default=None, min_length=1, max_length=64)
+    external_id: Annotated[Text, Field(min_length=1, max_length=64)] | None = None
 
     @model_validator(mode="after")
     def _not_zero(self) -> AdjustmentIn:

@@ -38,8 +38,9 @@ _WHERE = {
 }
 
 
-def payload_hash(body: BaseModel) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+def payload_hash(body: BaseModel, *context: str) -> str:
+    """A fingerprint of a fact's content (and of what it applies to, e.g. the member adjusted)."""
+    canonical = json.dumps([body.model_dump(mode="json"), *context], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -278,7 +279,7 @@ def adjust(
     *, conn: Connection, clock: Clock, program: Program, member_id: str, adjustment: AdjustmentIn, actor: str
 ) -> tuple[EventResult, bool]:
     """A manual correction with a reason: a credit (a new lot) or a debit (never below zero)."""
-    body_hash = payload_hash(adjustment)
+    body_hash = payload_hash(adjustment, member_id)
     if adjustment.external_id and (
         found := replay(
             conn=conn,
@@ -427,7 +428,11 @@ def _resolve(
 ) -> tuple[str | None, tuple[str, str] | None]:
     """(member id, None) for a known member; (None, claim) for a payment card nobody has linked yet."""
     if ref.member_id is not None:
-        members.require_active(conn=conn, program_id=program.id, member_id=ref.member_id)
+        try:
+            members.require_active(conn=conn, program_id=program.id, member_id=ref.member_id)
+        except (NotFound, Conflict) as exc:
+            exc.field = "member.member_id"
+            raise
         return ref.member_id, None
     assert ref.kind is not None and ref.value is not None
     from palier.members.identities import normalise

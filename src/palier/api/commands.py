@@ -43,7 +43,9 @@ def run(
     program_id: str,
     body: BaseModel | None,
     command: Callable[[Connection], Outcome],
+    redact: Callable[[Any], Any] | None = None,
 ) -> JSONResponse:
+    """``redact`` turns the response into what may be kept for replays (a new key's secret is not)."""
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= 255:
         raise InvalidInput(
@@ -68,7 +70,7 @@ def run(
                         key=key,
                         hash_=hash_,
                         status=status,
-                        body=content,
+                        body=redact(content) if redact else content,
                         now=clock.now(),
                     )
                 return _response(status, content, replayed=False)

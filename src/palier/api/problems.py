@@ -75,7 +75,8 @@ def validation_code(error: dict[str, Any]) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(PalierError)
     async def _palier(_: Request, exc: PalierError) -> JSONResponse:
-        return JSONResponse(exc.to_problem(), status_code=exc.status, media_type=PROBLEM)
+        headers = {"WWW-Authenticate": 'Bearer realm="palier"'} if exc.status == 401 else None
+        return JSONResponse(exc.to_problem(), status_code=exc.status, media_type=PROBLEM, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -32,31 +32,46 @@ class SweepResult:
     batches: int = 0
 
 
+Progress = Callable[[int], None]
+
+
 def mature(
-    db: Database, clock: Clock, *, batch_size: int = BATCH, progress: Callable[[int], None] | None = None
+    db: Database,
+    clock: Clock,
+    *,
+    batch_size: int = BATCH,
+    program_id: str | None = None,
+    progress: Progress | None = None,
 ) -> SweepResult:
-    """Pending points whose return window has closed become available (repaying any debt first)."""
-    return _sweep(db, clock, _mature_batch, batch_size, progress)
+    """Pending points whose return window has closed become available (repaying any debt first).
+
+    All programs, or only ``program_id``."""
+    return _sweep(db, clock, _mature_batch, batch_size, program_id, progress)
 
 
 def expire(
-    db: Database, clock: Clock, *, batch_size: int = BATCH, progress: Callable[[int], None] | None = None
+    db: Database,
+    clock: Clock,
+    *,
+    batch_size: int = BATCH,
+    program_id: str | None = None,
+    progress: Progress | None = None,
 ) -> SweepResult:
-    """Active lots past their expiry date give up what remains of them."""
-    return _sweep(db, clock, _expire_batch, batch_size, progress)
+    """Active lots past their expiry date give up what remains of them (all programs, or ``program_id``)."""
+    return _sweep(db, clock, _expire_batch, batch_size, program_id, progress)
 
 
-BatchFn = Callable[[Connection, datetime, int], tuple[int, int, int]]
+BatchFn = Callable[[Connection, datetime, int, str | None], tuple[int, int, int]]
 
 
 def _sweep(
-    db: Database, clock: Clock, batch: BatchFn, size: int, progress: Callable[[int], None] | None
+    db: Database, clock: Clock, batch: BatchFn, size: int, program_id: str | None, progress: Progress | None
 ) -> SweepResult:
     result = SweepResult()
     now = clock.now()
     while True:
         with db.write() as conn:
-            selected, done, points = batch(conn, now, size)
+            selected, done, points = batch(conn, now, size, program_id)
         result.lots += done
         result.points += points
         result.batches += 1
@@ -66,7 +81,11 @@ def _sweep(
             return result
 
 
-def _due(conn: Connection, condition: list[object], order: object, size: int) -> list[tuple[str, str, str, int, str]]:
+def _due(
+    conn: Connection, condition: list[object], order: object, size: int, program_id: str | None
+) -> list[tuple[str, str, str, int, str]]:
+    if program_id is not None:
+        condition = [*condition, lots.c.program_id == program_id]
     query = (
         select(lots.c.id, lots.c.program_id, lots.c.member_id, lots.c.remaining, lots.c.label)
         .where(*condition)  # type: ignore[arg-type]
@@ -78,8 +97,8 @@ def _due(conn: Connection, condition: list[object], order: object, size: int) ->
     return [tuple(row) for row in conn.execute(query)]
 
 
-def _mature_batch(conn: Connection, now: datetime, size: int) -> tuple[int, int, int]:
-    rows = _due(conn, [lots.c.state == "pending", lots.c.matures_at <= now], lots.c.matures_at, size)
+def _mature_batch(conn: Connection, now: datetime, size: int, program_id: str | None) -> tuple[int, int, int]:
+    rows = _due(conn, [lots.c.state == "pending", lots.c.matures_at <= now], lots.c.matures_at, size, program_id)
     locked = try_lock_members(conn, {r[2] for r in rows})
     todo = [r for r in rows if r[2] in locked]
     debts = _debts(conn, {r[2] for r in todo})
@@ -119,8 +138,8 @@ def _mature_batch(conn: Connection, now: datetime, size: int) -> tuple[int, int,
     return len(rows), len(todo), sum(r[3] for r in todo)
 
 
-def _expire_batch(conn: Connection, now: datetime, size: int) -> tuple[int, int, int]:
-    rows = _due(conn, [lots.c.state == "active", lots.c.expires_at <= now], lots.c.expires_at, size)
+def _expire_batch(conn: Connection, now: datetime, size: int, program_id: str | None) -> tuple[int, int, int]:
+    rows = _due(conn, [lots.c.state == "active", lots.c.expires_at <= now], lots.c.expires_at, size, program_id)
     locked = try_lock_members(conn, {r[2] for r in rows})
     todo = [r for r in rows if r[2] in locked]
     entries, allocations = [], []

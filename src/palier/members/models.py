@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from palier.members.identities import IdentityKind
 from palier.text import contains_card_number
 
+MEMBER_ID = r"^mem_[0-9A-Z]{26}$"
 Channel = Literal["web", "store", "phone", "app", "partner"]
 Language = Literal["fr", "en"]
 
@@ -126,8 +127,8 @@ class HistoryPage(BaseModel):
 
 
 class MergeRequest(Strict):
-    source_member_id: str = Field(description="the duplicate account; it is closed")
-    target_member_id: str = Field(description="the account that remains")
+    source_member_id: str = Field(pattern=MEMBER_ID, description="the duplicate account; it is closed")
+    target_member_id: str = Field(pattern=MEMBER_ID, description="the account that remains")
 
 
 class MergeResult(BaseModel):

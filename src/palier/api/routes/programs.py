@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
@@ -83,7 +83,13 @@ def create_key(spec: KeyCreate, access: AdminAccess, db: DB, clock: ClockDep, re
             ),
             201,
         ),
+        redact=_without_secret,
     )
+
+
+def _without_secret(created: dict[str, Any]) -> dict[str, Any]:
+    """A retry of a key creation gets the key's id, never its secret again (secrets are shown once)."""
+    return {**created, "secret": "(shown once, when the key was created)"}
 
 
 @router.delete("/keys/{key_id}", response_model=ApiKey, summary="Revoke an API key")
