@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,9 +16,10 @@ from palier.errors import Conflict
 KEEP_FOR = timedelta(hours=48)
 
 
-def request_hash(method: str, path: str, body: Any) -> str:
+def request_hash(method: str, path: str, body: Any, *, key: bytes) -> str:
+    """Keyed (HMAC): a request may hold a payment card number, which must not be recoverable from this."""
     canonical = json.dumps([method, path, body], sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
 
 
 def stored(conn: Connection, *, program_id: str, key: str, hash_: str) -> tuple[int, Any] | None:

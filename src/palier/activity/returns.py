@@ -37,11 +37,20 @@ def _line_points(line: dict[str, Any], returned: int) -> int:
 
 
 def _returned_points(order: dict[str, Any], lines: list[dict[str, Any]], refunded: int) -> int:
-    """Points earned by everything returned or refunded so far (capped at what the order earned)."""
+    """Points earned by everything returned or refunded so far (capped at what the order earned).
+
+    Returned items give back their own points; a refund by amount gives back a share of the points not
+    already returned, in proportion to the money not already refunded. A fully refunded order keeps
+    no points.
+    """
+    points, total = int(order["points"]), int(order["total"])
+    if refunded >= total:
+        return points
     by_lines = sum(_line_points(line, line["returned"]) for line in lines)
-    by_amount_refunds = refunded - sum(_line_value(line, line["returned"]) for line in lines)
-    by_amount = int(order["points"]) * by_amount_refunds // int(order["total"]) if order["total"] else 0
-    return min(int(order["points"]), by_lines + by_amount)
+    by_lines_value = sum(_line_value(line, line["returned"]) for line in lines)
+    rest_points, rest_total = points - by_lines, total - by_lines_value
+    by_amount = rest_points * (refunded - by_lines_value) // rest_total if rest_total > 0 else 0
+    return min(points, by_lines + by_amount)
 
 
 def plan_return(*, order: dict[str, Any], ret: ReturnIn) -> ReturnPlan:
@@ -90,6 +99,7 @@ def plan_return(*, order: dict[str, Any], ret: ReturnIn) -> ReturnPlan:
             "This return would refund more than the order cost.",
             field="lines" if ret.lines is not None else "amount",
         )
-    before = _returned_points(order, order["lines"], refunded_before)
+    before = int(order["points_returned"])  # what was actually taken back so far
     after = _returned_points(order, lines, refunded_before + refund)
-    return ReturnPlan(points=after - before, refund=refund, items=items, lines=lines)
+    # never negative: a later item return can re-spread earlier refunds, but points only ever go back
+    return ReturnPlan(points=max(0, after - before), refund=refund, items=items, lines=lines)

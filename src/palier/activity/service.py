@@ -8,6 +8,7 @@ linked yet are kept as *unclaimed* and credited when that card is linked to a me
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,8 +25,9 @@ from palier.clock import Clock, utc
 from palier.errors import Conflict, InvalidInput, NotFound, Unprocessable
 from palier.ids import new_id
 from palier.ledger import operations as ledger
-from palier.ledger.locks import lock_members
+from palier.ledger.locks import lock_key, lock_members
 from palier.members import service as members
+from palier.members.identities import card_claim_key, normalise
 from palier.programs.models import Program
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -38,10 +40,18 @@ _WHERE = {
 }
 
 
-def payload_hash(body: BaseModel, *context: str) -> str:
-    """A fingerprint of a fact's content (and of what it applies to, e.g. the member adjusted)."""
-    canonical = json.dumps([body.model_dump(mode="json"), *context], sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+def payload_hash(body: BaseModel, *context: str, key: bytes = b"") -> str:
+    """A fingerprint of a fact's content (and of what it applies to, e.g. the member adjusted).
+
+    Keyed (HMAC) with the card key for anything that may hold a payment card number: a plain hash of a
+    body whose card number is otherwise redacted would let anyone recover it by trying the missing digits.
+    """
+    return fingerprint([body.model_dump(mode="json"), *context], key=key)
+
+
+def fingerprint(value: Any, *, key: bytes) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
 
 
 def replay(*, conn: Connection, program_id: str, type_: str, external_id: str, body_hash: str) -> EventResult | None:
@@ -77,7 +87,7 @@ def record_purchase(
     *, conn: Connection, clock: Clock, program: Program, purchase: PurchaseIn, card_key: bytes
 ) -> tuple[EventResult, bool]:
     """Earn the base rate on an order. Returns the result and whether it is a replay of an earlier send."""
-    body_hash = payload_hash(purchase)
+    body_hash = payload_hash(purchase, key=card_key)
     if (
         found := replay(
             conn=conn,
@@ -96,7 +106,7 @@ def record_purchase(
             f"This program counts in {program.currency}, not {purchase.currency}.",
             field="currency",
         )
-    member_id, claim = _resolve(conn, program, purchase.member, card_key)
+    member_id, claim = _resolve_and_lock(conn, program, purchase.member, card_key)
     earning = purchase_earning(purchase, program)
     label = purchase_label(purchase)
     event_id = new_id("event")
@@ -112,7 +122,6 @@ def record_purchase(
     )
     lot_id = None
     if member_id is not None:
-        lock_members(conn, [member_id])
         booking = ledger.Booking(
             program_id=program.id,
             member_id=member_id,
@@ -208,10 +217,7 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
         )
     if occurred_at < utc(order["occurred_at"]):
         raise InvalidInput("return_before_purchase", "A return cannot happen before its purchase.", field="occurred_at")
-    if order["member_id"] is not None:
-        lock_members(conn, [order["member_id"]])
-        # re-read under the lock: a concurrent return of the same order may have just committed
-        order = conn.execute(select(purchases).where(purchases.c.event_id == order["event_id"])).mappings().one()
+    order = _lock_order(conn, order["event_id"], order["member_id"])
     plan: ReturnPlan = plan_return(order=dict(order), ret=ret)
     event_id = new_id("event")
     member_id = order["member_id"]
@@ -290,8 +296,8 @@ def adjust(
         )
     ):
         return found, True
-    members.require_active(conn=conn, program_id=program.id, member_id=member_id)
     lock_members(conn, [member_id])
+    members.require_active(conn=conn, program_id=program.id, member_id=member_id)
     now = clock.now()
     event_id = new_id("event")
     booking = ledger.Booking(
@@ -356,7 +362,12 @@ def adjust(
 
 
 def claim_unclaimed(*, conn: Connection, clock: Clock, program: Program, member_id: str, kind: str, value: str) -> int:
-    """Credit ``member_id`` with the purchases made with this card before it was linked; returns how many."""
+    """Credit ``member_id`` with the purchases made with this card before it was linked; returns how many.
+
+    The caller holds the card's claim lock (``card_claim_key``); the orders are locked so that a return
+    being recorded on one of them at this moment is counted exactly once.
+    """
+    lock_members(conn, [member_id])
     rows = conn.execute(
         select(
             events.c.id,
@@ -374,10 +385,10 @@ def claim_unclaimed(*, conn: Connection, clock: Clock, program: Program, member_
             events.c.status == "unclaimed",
         )
         .order_by(events.c.occurred_at)
+        .with_for_update(of=purchases)
     ).all()
     if not rows:
         return 0
-    lock_members(conn, [member_id])
     now = clock.now()
     for row in rows:
         occurred_at = utc(row.occurred_at)
@@ -423,11 +434,16 @@ def _occurred_at(value: datetime, now: datetime) -> datetime:
     return value
 
 
-def _resolve(
+def _resolve_and_lock(
     conn: Connection, program: Program, ref: MemberRef, card_key: bytes
 ) -> tuple[str | None, tuple[str, str] | None]:
-    """(member id, None) for a known member; (None, claim) for a payment card nobody has linked yet."""
+    """Who bought, locked: (member id, None); or (None, claim) for a payment card nobody has linked yet.
+
+    The member is checked *after* its lock is held: a merge that committed while we waited has closed
+    it, and an identity then belongs to the member that remains, so we look again.
+    """
     if ref.member_id is not None:
+        lock_members(conn, [ref.member_id])
         try:
             members.require_active(conn=conn, program_id=program.id, member_id=ref.member_id)
         except (NotFound, Conflict) as exc:
@@ -435,19 +451,41 @@ def _resolve(
             raise
         return ref.member_id, None
     assert ref.kind is not None and ref.value is not None
-    from palier.members.identities import normalise
-
     normalised = normalise(
         ref.kind, ref.value, field="member.value", card_key=card_key, default_country=program.default_country
     )
-    member_id = members.find_member_id(
-        conn=conn, program=program, kind=ref.kind, value=ref.value, card_key=card_key, field="member.value"
-    )
-    if member_id is not None:
-        return member_id, None
-    if ref.kind == "payment_card":
-        return None, (normalised.kind, normalised.value)
-    raise NotFound("member_not_found", f"No member has this {ref.kind.replace('_', ' ')}.", field="member.value")
+    if normalised.kind == "payment_card":
+        lock_key(conn, card_claim_key(program.id, normalised.value))  # see members.service.add_identity
+    for _ in range(3):
+        member_id = members.owner_of(conn=conn, program_id=program.id, normalised=normalised)
+        if member_id is None:
+            if normalised.kind == "payment_card":
+                return None, (normalised.kind, normalised.value)
+            raise NotFound(
+                "member_not_found", f"No member has this {ref.kind.replace('_', ' ')}.", field="member.value"
+            )
+        lock_members(conn, [member_id])
+        if members.is_active(conn=conn, member_id=member_id):
+            return member_id, None
+    raise Conflict("member_merged", "This member was just merged; send the purchase again.", field="member.value")
+
+
+def _lock_order(conn: Connection, event_id: str, member_id: str | None) -> Any:
+    """The order's row, re-read under its member's lock (or its own, while unclaimed).
+
+    A concurrent return of the same order, a claim or a merge may have committed while we waited; if
+    the order changed hands, lock its new owner and read again.
+    """
+    for _ in range(3):
+        if member_id is not None:
+            lock_members(conn, [member_id])
+        order = (
+            conn.execute(select(purchases).where(purchases.c.event_id == event_id).with_for_update()).mappings().one()
+        )
+        if order["member_id"] == member_id:
+            return order
+        member_id = order["member_id"]
+    raise Conflict("order_busy", "This order is changing hands; send the return again.", field="order_id")
 
 
 def _insert_event(
@@ -508,8 +546,8 @@ def reverse_transaction(
     actor: str,
 ) -> EventResult:
     """Correct a manual adjustment or welcome credit by reversing it (nothing is ever edited or deleted)."""
-    members.require_active(conn=conn, program_id=program.id, member_id=member_id)
     lock_members(conn, [member_id])
+    members.require_active(conn=conn, program_id=program.id, member_id=member_id)
     now = clock.now()
     booking = ledger.Booking(
         program_id=program.id,

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
 from palier import __version__
-from palier.api import problems
+from palier.api import openapi, problems
 from palier.api.routes import events, members, programs
 from palier.clock import Clock, SystemClock
 from palier.config import Settings, load_settings
@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
     app.state.db = db or make_database(settings.database_url)
     app.state.clock = clock or SystemClock()
     problems.install(app)
+    openapi.install(app)
     for module in (programs, members, events):
         app.include_router(module.router)
 

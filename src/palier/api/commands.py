@@ -52,7 +52,10 @@ def run(
             "invalid_idempotency_key", "An Idempotency-Key is 1 to 255 characters.", field="Idempotency-Key"
         )
     hash_ = idempotency.request_hash(
-        request.method, request.url.path, body.model_dump(mode="json") if body is not None else None
+        request.method,
+        request.url.path,
+        body.model_dump(mode="json") if body is not None else None,
+        key=request.app.state.settings.card_hash_key,
     )
     for attempt in range(RETRIES):
         try:

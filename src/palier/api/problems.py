@@ -82,7 +82,7 @@ def install(app: FastAPI) -> None:
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
             {
-                "field": field_path(tuple(e.get("loc", ()))),
+                "field": "body" if e.get("type") == "json_invalid" else field_path(tuple(e.get("loc", ()))),
                 "code": validation_code(e),
                 "message": str(e.get("msg", "")).removeprefix("Value error, "),
             }

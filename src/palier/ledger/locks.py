@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, text
 
 from palier.ledger.accounts import member_account
 from palier.ledger.tables import accounts
@@ -36,3 +36,13 @@ def try_lock_members(conn: Connection, member_ids: Iterable[str]) -> set[str]:
         .with_for_update(skip_locked=True)
     ).scalars()
     return {m for m in got if m is not None}
+
+
+def lock_key(conn: Connection, key: str) -> None:
+    """A transaction-scoped lock on an arbitrary key (PostgreSQL advisory lock; SQLite needs none).
+
+    Used where two commands must not interleave but share no row yet, e.g. a purchase paid with a card
+    and the linking of that card: whichever comes second sees what the first committed.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})

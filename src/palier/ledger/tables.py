@@ -93,6 +93,7 @@ allocations = Table(
     Column("purpose", String(16), nullable=False),  # spend, hold, return, expire, repay_debt, merge, restore
     Index(None, "lot_id"),
     Index(None, "transaction_id"),
+    Index(None, "program_id", "lot_id"),  # palier verify --program
 )
 
 # Redemption holds (two-phase): open while points sit in `held`. Filled by the rewards domain.

@@ -115,3 +115,8 @@ def display(kind: str, value: str, last4: str | None, brand: str | None) -> str:
     if kind == "payment_card":
         return f"{brand or 'card'} •••• {last4}"
     return value
+
+
+def card_claim_key(program_id: str, card_hash: str) -> str:
+    """The lock that serialises purchases paid with a card and the linking of that card to a member."""
+    return f"card-claim:{program_id}:{card_hash}"

@@ -6,7 +6,7 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from palier.members.identities import IdentityKind
 from palier.text import contains_card_number
@@ -36,6 +36,15 @@ class Consents(Strict):
     sms_marketing: bool = False
     push: bool = False
     profiling: bool = False
+
+
+class ConsentsUpdate(Strict):
+    """Only the consents sent change; the others stay as they were."""
+
+    email_marketing: bool | None = None
+    sms_marketing: bool | None = None
+    push: bool | None = None
+    profiling: bool | None = None
 
 
 class IdentityIn(Strict):
@@ -71,7 +80,14 @@ class MemberUpdate(Strict):
     phone: str | None = Field(default=None, max_length=32)
     birthday: date | None = None
     language: Language | None = None
-    consents: Consents | None = None
+    consents: ConsentsUpdate | None = None
+
+    @field_validator("language", "consents", mode="before")
+    @classmethod
+    def _no_null(cls, value: object, info: ValidationInfo) -> object:
+        if value is None:
+            raise ValueError(f"null_not_allowed: {info.field_name} cannot be null; leave it out to keep it")
+        return value
 
 
 class Member(BaseModel):
@@ -95,6 +111,11 @@ class Expiry(BaseModel):
     expires_at: datetime
 
 
+class Maturity(BaseModel):
+    points: int
+    matures_at: datetime
+
+
 class Balance(BaseModel):
     member_id: str
     points_name: str
@@ -103,7 +124,7 @@ class Balance(BaseModel):
     held: int = Field(description="reserved by redemptions not yet used")
     debt: int = Field(description="points owed after returns of goods whose points were already spent")
     next_expiry: Expiry | None = Field(description="the soonest lot to expire and how many points it holds")
-    next_maturity: Expiry | None = Field(default=None, description="the next pending points to become available")
+    next_maturity: Maturity | None = Field(default=None, description="the next pending points to become available")
 
 
 class HistoryLine(BaseModel):

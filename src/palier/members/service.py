@@ -14,7 +14,7 @@ from palier.ids import new_id
 from palier.ledger import operations as ledger
 from palier.ledger.accounts import open_member_accounts
 from palier.ledger.history import member_history
-from palier.ledger.locks import lock_members
+from palier.ledger.locks import lock_key, lock_members
 from palier.ledger.tables import lots
 from palier.members import identities as ident
 from palier.members.models import (
@@ -25,6 +25,7 @@ from palier.members.models import (
     HistoryPage,
     Identity,
     IdentityIn,
+    Maturity,
     Member,
     MemberCreate,
     MemberUpdate,
@@ -157,16 +158,24 @@ def update_member(
     now = clock.now()
     for kind in ("email", "phone"):
         if kind in values:
+            # the profile's e-mail / phone is one identity among possibly several: replace that one only
+            current = conn.execute(select(members.c[kind]).where(members.c.id == member_id)).scalar()
             new = _profile_identities(
                 values[kind] if kind == "email" else None, values[kind] if kind == "phone" else None, program
             )
-            conn.execute(delete(identities).where(identities.c.member_id == member_id, identities.c.kind == kind))
-            values[kind] = None
+            if current is not None:
+                conn.execute(
+                    delete(identities).where(
+                        identities.c.member_id == member_id, identities.c.kind == kind, identities.c.value == current
+                    )
+                )
             for field, normalised in new:
                 _insert_identity(conn, program.id, member_id, normalised, now, field=field)
-                values[kind] = normalised.value
-    if "consents" in values and changes.consents is not None:
-        values["consents"] = changes.consents.model_dump()
+            values[kind] = new[0][1].value if new else None
+    if changes.consents is not None:
+        stored = conn.execute(select(members.c.consents).where(members.c.id == member_id)).scalar_one()
+        sent = {k: v for k, v in changes.consents.model_dump(exclude_unset=True).items() if v is not None}
+        values["consents"] = {**Consents.model_validate(stored).model_dump(), **sent}
     if values:
         conn.execute(update(members).where(members.c.id == member_id).values(updated_at=now, **values))
         record_audit(
@@ -218,13 +227,17 @@ def remove_identity(
 ) -> Member:
     require_active(conn=conn, program_id=program.id, member_id=member_id)
     row = conn.execute(
-        select(identities.c.kind).where(identities.c.id == identity_id, identities.c.member_id == member_id)
+        select(identities.c.kind, identities.c.value).where(
+            identities.c.id == identity_id, identities.c.member_id == member_id
+        )
     ).first()
     if row is None:
         raise NotFound("identity_not_found", f"Member {member_id} has no identity {identity_id}.", field="identity_id")
     conn.execute(delete(identities).where(identities.c.id == identity_id))
     if row.kind in ("email", "phone"):
-        conn.execute(update(members).where(members.c.id == member_id).values({row.kind: None}))
+        shown = conn.execute(select(members.c[row.kind]).where(members.c.id == member_id)).scalar()
+        if shown == row.value:
+            _refresh_profile_contact(conn, member_id, row.kind)
     record_audit(
         conn=conn,
         clock=clock,
@@ -258,13 +271,13 @@ def merge(
     """Merge two accounts of one person: ``source`` is closed, everything it had moves to ``target``."""
     if source_id == target_id:
         raise InvalidInput("merge_same_member", "A member cannot be merged into itself.", field="source_member_id")
+    lock_members(conn, [source_id, target_id])  # then check: a merge may have committed while we waited
     for member_id, field in ((source_id, "source_member_id"), (target_id, "target_member_id")):
         try:
             require_active(conn=conn, program_id=program.id, member_id=member_id)
         except (NotFound, Conflict) as exc:
             exc.field = field
             raise
-    lock_members(conn, [source_id, target_id])
     now = clock.now()
     booking = ledger.Booking(
         program_id=program.id,
@@ -324,6 +337,8 @@ def merge(
 def balance(*, conn: Connection, program: Program, member_id: str) -> Balance:
     require_known(conn=conn, program_id=program.id, member_id=member_id)
     amounts = ledger.balances(conn, member_id=member_id)
+    expiry = _next(conn, member_id, "active", lots.c.expires_at)
+    maturity = _next(conn, member_id, "pending", lots.c.matures_at)
     return Balance(
         member_id=member_id,
         points_name=program.points_name,
@@ -331,8 +346,8 @@ def balance(*, conn: Connection, program: Program, member_id: str) -> Balance:
         pending=amounts.get("pending", 0),
         held=amounts.get("held", 0),
         debt=-amounts.get("debt", 0),
-        next_expiry=_next(conn, member_id, "active", lots.c.expires_at),
-        next_maturity=_next(conn, member_id, "pending", lots.c.matures_at),
+        next_expiry=Expiry(points=expiry[0], expires_at=expiry[1]) if expiry else None,
+        next_maturity=Maturity(points=maturity[0], matures_at=maturity[1]) if maturity else None,
     )
 
 
@@ -344,7 +359,7 @@ def require_known(*, conn: Connection, program_id: str, member_id: str) -> None:
         raise NotFound("member_not_found", f"No member {member_id} in this program.", field="member_id")
 
 
-def _next(conn: Connection, member_id: str, state: str, column: Any) -> Expiry | None:
+def _next(conn: Connection, member_id: str, state: str, column: Any) -> tuple[int, datetime] | None:
     """The soonest date in ``column`` among the member's lots in ``state``, and the points due then."""
     soonest = conn.execute(
         select(func.min(column)).where(
@@ -358,10 +373,21 @@ def _next(conn: Connection, member_id: str, state: str, column: Any) -> Expiry |
             lots.c.member_id == member_id, lots.c.state == state, column == soonest
         )
     ).scalar()
-    return Expiry(points=int(points or 0), expires_at=utc(soonest))
+    return int(points or 0), utc(soonest)
 
 
 # --- identities ---
+
+
+def _refresh_profile_contact(conn: Connection, member_id: str, kind: str) -> None:
+    """The profile shows one of the member's identities of ``kind`` (the oldest left), or none."""
+    remaining = conn.execute(
+        select(identities.c.value)
+        .where(identities.c.member_id == member_id, identities.c.kind == kind)
+        .order_by(identities.c.id)
+        .limit(1)
+    ).scalar()
+    conn.execute(update(members).where(members.c.id == member_id).values({kind: remaining}))
 
 
 def _profile_identities(email: str | None, phone: str | None, program: Program) -> list[tuple[str, ident.Normalised]]:
@@ -384,6 +410,15 @@ def _only(wanted: list[tuple[str, ident.Normalised]], kind: str) -> str | None:
     return next((n.value for _, n in wanted if n.kind == kind), None)
 
 
+def owner_of(*, conn: Connection, program_id: str, normalised: ident.Normalised) -> str | None:
+    """The member holding this (normalised) identity, or None."""
+    return _owner(conn, program_id, normalised)
+
+
+def is_active(*, conn: Connection, member_id: str) -> bool:
+    return conn.execute(select(members.c.status).where(members.c.id == member_id)).scalar() == "active"
+
+
 def _owner(conn: Connection, program_id: str, normalised: ident.Normalised) -> str | None:
     return conn.execute(
         select(identities.c.member_id).where(
@@ -392,6 +427,12 @@ def _owner(conn: Connection, program_id: str, normalised: ident.Normalised) -> s
             identities.c.value == normalised.value,
         )
     ).scalar()
+
+
+def _lock_card_claim(conn: Connection, program_id: str, normalised: ident.Normalised) -> None:
+    """Linking a payment card and a purchase paid with it take turns (see activity.service)."""
+    if normalised.kind == "payment_card":
+        lock_key(conn, ident.card_claim_key(program_id, normalised.value))
 
 
 def _insert_identity(
@@ -403,6 +444,7 @@ def _insert_identity(
     *,
     field: str,
 ) -> None:
+    _lock_card_claim(conn, program_id, normalised)
     owner = _owner(conn, program_id, normalised)
     if owner is not None:
         if owner == member_id:

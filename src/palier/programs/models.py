@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from palier.units import Rounding
 
@@ -77,6 +77,13 @@ class ProgramUpdate(Strict):
     earn_on_gift_cards: bool | None = None
     return_shortfall: Literal["debt", "write_off"] | None = None
     welcome_points: int | None = Field(default=None, ge=0, le=1_000_000)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_null(cls, value: object, info: ValidationInfo) -> object:
+        if value is None:
+            raise ValueError(f"null_not_allowed: {info.field_name} cannot be null; leave it out to keep it")
+        return value
 
 
 class Program(ProgramSettings):

@@ -61,6 +61,7 @@ def get_program(*, conn: Connection, program_id: str) -> Program:
 
 
 def update_program(*, conn: Connection, clock: Clock, program_id: str, changes: ProgramUpdate, actor: str) -> Program:
+    get_program(conn=conn, program_id=program_id)  # NotFound before anything is written
     values = changes.model_dump(exclude_unset=True)
     if values.pop("never_expire", None):
         values["points_lifetime_months"] = None

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy import Connection
 
 from palier.api import commands
 from palier.api.deps import DB, AdminAccess, ClockDep, ReadAccess
@@ -16,6 +17,7 @@ from palier.errors import Forbidden
 from palier.programs import service
 from palier.programs.models import ApiKey, KeyCreate, NewApiKey, Program, ProgramSettings, ProgramUpdate
 
+OPERATOR = "operator"
 router = APIRouter(prefix="/v1", tags=["programs"])
 
 
@@ -26,7 +28,11 @@ class CreatedProgram(BaseModel):
 
 @router.post("/programs", status_code=201, response_model=CreatedProgram, summary="Create a program (operator token)")
 def create_program(
-    settings: ProgramSettings, db: DB, clock: ClockDep, authorization: Annotated[str | None, Header()] = None
+    settings: ProgramSettings,
+    db: DB,
+    clock: ClockDep,
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
     """Needs the instance operator token (`PALIER_OPERATOR_TOKEN`), not a program key. Returns the new
     program and its first admin key; the key's secret is shown once."""
@@ -38,7 +44,8 @@ def create_program(
             "Creating programs needs the operator token (PALIER_OPERATOR_TOKEN); or use `palier program create`.",
             field="Authorization",
         )
-    with db.write() as conn:
+
+    def command(conn: Connection) -> tuple[CreatedProgram, int]:
         program = service.create_program(conn=conn, clock=clock, settings=settings, actor="operator")
         key = service.create_key(
             conn=conn,
@@ -47,7 +54,15 @@ def create_program(
             spec=KeyCreate(name="admin", scopes=["admin"]),
             actor="operator",
         )
-    return JSONResponse(CreatedProgram(program=program, admin_key=key).model_dump(mode="json"), status_code=201)
+        return CreatedProgram(program=program, admin_key=key), 201
+
+    def without_secret(created: dict[str, Any]) -> dict[str, Any]:
+        return {**created, "admin_key": _without_secret(created["admin_key"])}
+
+    # Operator requests are kept under their own namespace, apart from every program's keys.
+    return commands.run(
+        request=request, db=db, clock=clock, program_id=OPERATOR, body=settings, command=command, redact=without_secret
+    )
 
 
 @router.get("/program", response_model=Program, summary="The program of this API key")

@@ -413,3 +413,4 @@ def _create_tables() -> None:
     )
     op.create_index(op.f("ix_allocations_lot_id"), "allocations", ["lot_id"], unique=False)
     op.create_index(op.f("ix_allocations_transaction_id"), "allocations", ["transaction_id"], unique=False)
+    op.create_index(op.f("ix_allocations_program_id_lot_id"), "allocations", ["program_id", "lot_id"], unique=False)

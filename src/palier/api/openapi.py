@@ -1,0 +1,64 @@
+"""The OpenAPI document, with errors described as they are sent: application/problem+json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, ConfigDict, Field
+
+from palier.api.problems import PROBLEM
+
+
+class FieldProblem(BaseModel):
+    field: str
+    code: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details with Palier's stable ``code`` and the offending ``field``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    code: str = Field(description="stable, machine-readable: never renamed")
+    detail: str
+    field: str | None = Field(default=None, description="the offending field, e.g. lines[0].quantity")
+    errors: list[FieldProblem] | None = Field(default=None, description="every invalid field, for 422s")
+
+
+ERRORS = {
+    "401": "No API key, or an unknown or revoked one",
+    "403": "The key's scopes do not allow this",
+    "404": "Not found in this program",
+    "409": "Conflicts with what is already recorded",
+    "422": "Invalid input, or refused by the program's rules; nothing was written",
+}
+
+
+def install(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (FieldProblem, Problem):
+            components[model.__name__] = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        reference = {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for path, operations in schema.get("paths", {}).items():
+            if not path.startswith("/v1"):
+                continue
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for status, description in ERRORS.items():
+                    responses[status] = {"description": description, "content": reference}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,153 @@
+"""The API's routes as the tests see them: who may call each one, and a valid request for each.
+
+``POLICY`` pins the least scope each route needs. A route the app has but ``POLICY`` lacks fails
+``test_every_route_has_a_declared_scope``: a new route must say who may call it before it ships.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import fastapi.routing
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from palier.api.app import create_app
+from palier.config import Settings
+from palier.db import Database
+from tests.api.helpers import purchase_body, return_body, unique
+
+Route = tuple[str, str]  # (method, path template)
+
+# Least scope a key needs (admin may do everything). "operator" and "public" take no program key.
+POLICY: dict[Route, str] = {
+    ("POST", "/v1/programs"): "operator",
+    ("GET", "/"): "public",
+    ("GET", "/health"): "public",
+    ("GET", "/v1/program"): "read",
+    ("PATCH", "/v1/program"): "admin",
+    ("GET", "/v1/keys"): "admin",
+    ("POST", "/v1/keys"): "admin",
+    ("DELETE", "/v1/keys/{key_id}"): "admin",
+    ("POST", "/v1/members"): "pos",
+    ("POST", "/v1/members/lookup"): "read",
+    ("POST", "/v1/members/merge"): "admin",
+    ("GET", "/v1/members/{member_id}"): "read",
+    ("PATCH", "/v1/members/{member_id}"): "pos",
+    ("POST", "/v1/members/{member_id}/identities"): "pos",
+    ("DELETE", "/v1/members/{member_id}/identities/{identity_id}"): "admin",
+    ("GET", "/v1/members/{member_id}/balance"): "read",
+    ("GET", "/v1/members/{member_id}/history"): "read",
+    ("POST", "/v1/members/{member_id}/adjustments"): "admin",
+    ("POST", "/v1/members/{member_id}/transactions/{transaction_id}/reverse"): "admin",
+    ("POST", "/v1/events/purchases"): "pos",
+    ("POST", "/v1/events/returns"): "pos",
+}
+RANK = {"read": 0, "pos": 1, "admin": 2}
+
+
+def app_routes(app: FastAPI | None = None) -> list[Route]:
+    """Every (method, path) the app serves and documents (HEAD/OPTIONS aside)."""
+    app = app or create_app(Settings(database_url="sqlite:///never-opened.db", card_hash_key=b"x"))
+    # FastAPI ≥ 0.130 keeps included routers as branches; iter_route_contexts flattens them.
+    flatten = getattr(fastapi.routing, "iter_route_contexts", list)
+    found = {
+        (method, str(route.path))
+        for route in flatten(app.routes)
+        if isinstance(getattr(route, "original_route", route), APIRoute)
+        for method in route.methods or ()
+        if method not in ("HEAD", "OPTIONS")
+    }
+    return sorted(found, key=lambda r: (r[1], r[0]))
+
+
+ROUTES = app_routes()
+KEYED = [r for r in ROUTES if POLICY.get(r) in RANK]
+BEYOND_READ = [r for r in KEYED if RANK[POLICY[r]] >= RANK["pos"]]
+ADMIN_ONLY = [r for r in KEYED if POLICY[r] == "admin"]
+MEMBER_ROUTES = [r for r in ROUTES if "{member_id}" in r[1]]
+
+
+@dataclass
+class World:
+    """A program with a member who has an identity, a purchase and a manual credit, and keys of each scope."""
+
+    program: Any  # ApiProgram
+    db: Database
+    keys: dict[str, str]
+    member: dict[str, Any]
+    other_member: dict[str, Any]
+    order_id: str
+    adjustment_transaction_id: str
+    spare_key_id: str
+
+    @property
+    def member_id(self) -> str:
+        return str(self.member["id"])
+
+    @property
+    def identity_id(self) -> str:
+        return str(self.member["identities"][0]["id"])
+
+
+def make_world(program: Any, db: Database) -> World:
+    keys = {scope: program.make_key(scope, name=f"{scope} key") for scope in ("read", "pos")}
+    keys["admin"] = program.admin_key
+    spare = program.make_key("read", name="spare")
+    member = program.enrol(first_name="Alice", email=f"{unique('alice')}@example.com")
+    other = program.enrol(first_name="Bob", email=f"{unique('bob')}@example.com")
+    order = program.purchase(member["id"])
+    adjustment = program.adjust(member["id"], 50)
+    return World(
+        program=program,
+        db=db,
+        keys=keys,
+        member=member,
+        other_member=other,
+        order_id=order["external_id"],
+        adjustment_transaction_id=adjustment["transaction_id"],
+        spare_key_id=spare.split(".")[0],
+    )
+
+
+BODIES: dict[Route, Callable[[World], dict[str, Any]]] = {
+    ("POST", "/v1/programs"): lambda w: {"name": unique("Program")},
+    ("PATCH", "/v1/program"): lambda w: {"earn_points": 100},
+    ("POST", "/v1/keys"): lambda w: {"name": "sneaky", "scopes": ["admin"]},
+    ("POST", "/v1/members"): lambda w: {"first_name": "Eve"},
+    ("POST", "/v1/members/lookup"): lambda w: {"kind": "email", "value": w.member["email"]},
+    ("POST", "/v1/members/merge"): lambda w: {
+        "source_member_id": w.other_member["id"],
+        "target_member_id": w.member_id,
+    },
+    ("PATCH", "/v1/members/{member_id}"): lambda w: {"first_name": "Mallory"},
+    ("POST", "/v1/members/{member_id}/identities"): lambda w: {
+        "kind": "email",
+        "value": f"{unique('mallory')}@example.com",
+    },
+    ("POST", "/v1/members/{member_id}/adjustments"): lambda w: {"points": 500, "reason": "Free points"},
+    ("POST", "/v1/members/{member_id}/transactions/{transaction_id}/reverse"): lambda w: {"reason": "Undo the credit"},
+    ("POST", "/v1/events/purchases"): lambda w: purchase_body(w.member_id),
+    ("POST", "/v1/events/returns"): lambda w: return_body(w.order_id),
+}
+
+
+def request_for(route: Route, world: World) -> tuple[str, str, dict[str, Any]]:
+    """(method, concrete url, httpx keyword arguments) for a valid call of ``route`` on ``world``."""
+    method, template = route
+    url = template.format(
+        member_id=world.member_id,
+        identity_id=world.identity_id,
+        transaction_id=world.adjustment_transaction_id,
+        key_id=world.spare_key_id,
+    )
+    kwargs: dict[str, Any] = {}
+    if route in BODIES:
+        kwargs["json"] = BODIES[route](world)
+    return method, url, kwargs
+
+
+def route_id(route: Route) -> str:
+    return f"{route[0]} {route[1]}"

@@ -1,0 +1,302 @@
+"""Who may call what: API keys, scopes, and programs that never see each other's members."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from palier.activity.tables import idempotency_keys
+from palier.db import Database
+from tests.api.conftest import OPERATOR_TOKEN
+from tests.api.helpers import ApiProgram, assert_problem, footprint, purchase_body, return_body, unique
+from tests.api.routes import (
+    ADMIN_ONLY,
+    BEYOND_READ,
+    KEYED,
+    MEMBER_ROUTES,
+    POLICY,
+    ROUTES,
+    Route,
+    World,
+    make_world,
+    request_for,
+    route_id,
+)
+
+
+@pytest.fixture(scope="module")
+def world(module_programs: Callable[..., ApiProgram], module_db: Database) -> World:
+    """Shared by the module's tests: they are refused, or only read, and check nothing moved."""
+    return make_world(module_programs(), module_db)
+
+
+@pytest.fixture(scope="module")
+def intruder(module_programs: Callable[..., ApiProgram]) -> ApiProgram:
+    """Program B, whose admin key tries to reach program A's (the world's) members."""
+    return module_programs()
+
+
+@pytest.fixture
+def fresh_world(program: ApiProgram, db: Database) -> World:
+    """A world of its own, for a test that changes it."""
+    return make_world(program, db)
+
+
+def state(world: World) -> dict[str, Any]:
+    """What a refused call must leave as it was: every row of the program, and the member's balance."""
+    return {**footprint(world.db, world.program.id), "balance": world.program.balance(world.member_id)}
+
+
+# --- the policy table covers the app ---
+
+
+def test_every_route_has_a_declared_scope() -> None:
+    undeclared = [route_id(r) for r in ROUTES if r not in POLICY]
+    assert undeclared == [], "declare the least scope of these routes in tests/api/routes.py POLICY"
+    assert len(KEYED) >= 18
+
+
+# --- authentication ---
+
+
+def test_no_api_key_is_401_missing_api_key_on_every_route(module_client: TestClient, world: World) -> None:
+    before = state(world)
+    for route in KEYED:
+        method, url, kwargs = request_for(route, world)
+        for headers in ({}, {"Authorization": "Basic YWxhZGRpbjpvcGVuc2VzYW1l"}, {"Authorization": "Bearer"}):
+            response = module_client.request(method, url, headers=headers, **kwargs)
+            assert_problem(response, 401, "missing_api_key", field="Authorization")
+    assert state(world) == before
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["garbage", "key_", "key_01HZZZZZZZZZZZZZZZZZZZZZZZ.not-the-secret", "Bearer key_x.y", "x" * 2000],
+    ids=["garbage", "bare-prefix", "unknown-key", "doubled-scheme", "very-long"],
+)
+def test_unknown_key_is_401_invalid_api_key(module_client: TestClient, world: World, token: str) -> None:
+    response = module_client.get("/v1/program", headers={"Authorization": f"Bearer {token}"})
+    assert_problem(response, 401, "invalid_api_key", field="Authorization")
+    assert "not-the-secret" not in response.text and "xxxxxxxx" not in response.text
+
+
+def test_wrong_secret_unknown_and_revoked_keys_get_the_same_answer(fresh_world: World) -> None:
+    """No oracle: a caller cannot tell a real key id with a wrong secret from a made-up or revoked key."""
+    p = fresh_world.program
+    read = fresh_world.keys["read"]
+    key_id = read.split(".")[0]
+    answers = [p.call("GET", "/v1/program", key=f"{key_id}.wrong-secret")]
+    answers.append(p.call("GET", "/v1/program", key="key_01HZZZZZZZZZZZZZZZZZZZZZZZ.wrong-secret"))
+    assert p.call("DELETE", f"/v1/keys/{key_id}").status_code == 200
+    answers.append(p.call("GET", "/v1/program", key=read))
+    for answer in answers:
+        assert_problem(answer, 401, "invalid_api_key", field="Authorization")
+    assert len({a.text for a in answers}) == 1
+
+
+def test_revoked_key_is_401_from_then_on(fresh_world: World) -> None:
+    world = fresh_world
+    p = world.program
+    pos = world.keys["pos"]
+    assert p.call("GET", "/v1/program", key=pos).status_code == 200
+    revoked = p.call("DELETE", f"/v1/keys/{pos.split('.')[0]}")
+    assert revoked.status_code == 200, revoked.text
+    assert revoked.json()["revoked_at"] is not None
+    assert_problem(p.call("GET", "/v1/program", key=pos), 401, "invalid_api_key", field="Authorization")
+    refused = p.call("POST", "/v1/events/purchases", key=pos, json=purchase_body(world.member_id))
+    assert_problem(refused, 401, "invalid_api_key")
+    assert p.balance(world.member_id)["pending"] == 10  # the purchase of make_world only
+    again = p.call("DELETE", f"/v1/keys/{pos.split('.')[0]}")  # revoking twice changes nothing
+    assert again.status_code == 200 and again.json()["revoked_at"] == revoked.json()["revoked_at"]
+
+
+def test_401_says_how_to_authenticate(module_client: TestClient, world: World) -> None:
+    for headers in ({}, {"Authorization": "Bearer garbage"}):
+        response = module_client.get("/v1/program", headers=headers)
+        assert response.status_code == 401  # RFC 9110 §15.5.2: a 401 MUST say how to authenticate
+        assert response.headers.get("www-authenticate", "").startswith("Bearer")
+
+
+# --- scopes ---
+
+
+@pytest.mark.parametrize("route", BEYOND_READ, ids=route_id)
+def test_read_key_is_403_on_every_route_beyond_read(world: World, route: Route) -> None:
+    method, url, kwargs = request_for(route, world)
+    before = state(world)
+    response = world.program.call(method, url, key=world.keys["read"], **kwargs)
+    body = assert_problem(response, 403, "insufficient_scope", field="Authorization")
+    assert "read" in body["detail"]
+    assert state(world) == before
+
+
+@pytest.mark.parametrize("route", ADMIN_ONLY, ids=route_id)
+def test_pos_key_is_403_on_admin_routes(world: World, route: Route) -> None:
+    method, url, kwargs = request_for(route, world)
+    before = state(world)
+    response = world.program.call(method, url, key=world.keys["pos"], **kwargs)
+    assert_problem(response, 403, "insufficient_scope", field="Authorization")
+    assert state(world) == before
+
+
+def test_admin_only_routes_are_the_ones_integrators_expect() -> None:
+    """The routes a till (pos key) must never reach, pinned by name."""
+    expected = {
+        ("PATCH", "/v1/program"),
+        ("GET", "/v1/keys"),
+        ("POST", "/v1/keys"),
+        ("DELETE", "/v1/keys/{key_id}"),
+        ("POST", "/v1/members/merge"),
+        ("POST", "/v1/members/{member_id}/adjustments"),
+        ("DELETE", "/v1/members/{member_id}/identities/{identity_id}"),
+    }
+    assert expected <= set(ADMIN_ONLY)
+
+
+def test_a_key_with_the_least_scope_is_let_through_every_route(fresh_world: World) -> None:
+    """Each route, called with a key of exactly its least scope, does its work (reads first, then writes)."""
+    order = sorted(KEYED, key=lambda r: (r[0] != "GET", r[0] == "DELETE", "merge" in r[1], "reverse" in r[1]))
+    refused = {}
+    for route in order:
+        method, url, kwargs = request_for(route, fresh_world)
+        response = fresh_world.program.call(method, url, key=fresh_world.keys[POLICY[route]], **kwargs)
+        if response.status_code >= 300:
+            refused[route_id(route)] = response.text
+    assert refused == {}
+
+
+def test_operator_route_refuses_program_keys(module_client: TestClient, world: World) -> None:
+    for key in world.keys.values():
+        response = module_client.post("/v1/programs", json={"name": "X"}, headers={"Authorization": f"Bearer {key}"})
+        assert_problem(response, 403, "operator_token_required", field="Authorization")
+    assert_problem(module_client.post("/v1/programs", json={"name": "X"}), 403, "operator_token_required")
+
+
+def test_no_operator_token_configured_means_nobody_creates_programs(
+    module_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PALIER_OPERATOR_TOKEN")
+    for header in ("Bearer ", "Bearer", f"Bearer {OPERATOR_TOKEN}"):
+        response = module_client.post("/v1/programs", json={"name": "X"}, headers={"Authorization": header})
+        assert_problem(response, 403, "operator_token_required")
+
+
+def test_a_retried_program_creation_makes_one_program(module_client: TestClient) -> None:
+    headers = {"Authorization": f"Bearer {OPERATOR_TOKEN}", "Idempotency-Key": "create-program-1"}
+    name = unique("Program")
+    first = module_client.post("/v1/programs", json={"name": name}, headers=headers)
+    again = module_client.post("/v1/programs", json={"name": name}, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json()["program"]["id"] == first.json()["program"]["id"]
+    assert again.headers.get("idempotent-replayed") == "true"
+
+
+def test_unknown_routes_and_methods_answer_problem_json(module_client: TestClient, world: World) -> None:
+    headers = world.program.headers()
+    assert_problem(module_client.get("/v1/nowhere", headers=headers), 404, "not_found")
+    assert_problem(module_client.get("/v1/nowhere"), 404, "not_found")
+    assert_problem(module_client.put("/v1/program", headers=headers), 405, "method_not_allowed")
+
+
+# --- keys: secrets shown once ---
+
+
+def test_key_secret_is_shown_once_and_never_listed(world: World) -> None:
+    p = world.program
+    created = p.call("POST", "/v1/keys", json={"name": "till 3", "scopes": ["pos", "read", "pos"]})
+    assert created.status_code == 201, created.text
+    new = created.json()
+    assert new["scopes"] == ["pos", "read"]
+    key_id, _, secret = new["secret"].partition(".")
+    assert key_id == new["id"] and len(secret) >= 32
+    assert p.call("GET", "/v1/program", key=new["secret"]).status_code == 200
+
+    listed = p.call("GET", "/v1/keys")
+    assert listed.status_code == 200
+    assert {k["id"] for k in listed.json()} >= {new["id"], world.spare_key_id}
+    for item in listed.json():
+        assert set(item) == {"id", "name", "scopes", "created_at", "revoked_at"}
+    every_secret = [new["secret"], *world.keys.values()]
+    for full in every_secret:
+        assert full.partition(".")[2] not in listed.text
+    revoked = p.call("DELETE", f"/v1/keys/{new['id']}")
+    assert "secret" not in revoked.json() and secret not in revoked.text
+
+
+def test_keys_list_shows_only_this_programs_keys(world: World, intruder: ApiProgram) -> None:
+    mine = {k["id"] for k in world.program.call("GET", "/v1/keys").json()}
+    theirs = {k["id"] for k in intruder.call("GET", "/v1/keys").json()}
+    assert mine and theirs and not mine & theirs
+
+
+def test_key_secret_is_never_stored_in_clear(world: World, module_db: Database) -> None:
+    p = world.program
+    created = p.call("POST", "/v1/keys", idempotency_key="make-key-1", json={"name": "till 4", "scopes": ["pos"]})
+    assert created.status_code == 201
+    secret = created.json()["secret"].partition(".")[2]
+    with module_db.read() as conn:
+        kept = conn.execute(select(idempotency_keys.c.response).where(idempotency_keys.c.program_id == p.id)).all()
+    assert kept and all(secret not in str(row.response) for row in kept)
+    replay = p.call("POST", "/v1/keys", idempotency_key="make-key-1", json={"name": "till 4", "scopes": ["pos"]})
+    assert replay.status_code == 201 and replay.headers["idempotent-replayed"] == "true"
+    assert replay.json()["id"] == created.json()["id"] and secret not in replay.text
+    assert p.call("GET", "/v1/program", key=created.json()["secret"]).status_code == 200
+
+
+# --- object-level authorisation: program B's key never reaches program A's members ---
+
+
+@pytest.mark.parametrize("route", MEMBER_ROUTES, ids=route_id)
+def test_another_programs_key_never_reaches_a_member(world: World, intruder: ApiProgram, route: Route) -> None:
+    method, url, kwargs = request_for(route, world)
+    before = state(world)
+    response = intruder.call(method, url, **kwargs)  # program B's admin key, program A's member
+    assert_problem(response, 404, "member_not_found", field="member_id")
+    for secret in ("Alice", world.member["email"], world.identity_id, world.order_id):
+        assert secret not in response.text
+    assert state(world) == before
+
+
+def test_another_programs_key_cannot_lookup_merge_buy_return_or_revoke(world: World, intruder: ApiProgram) -> None:
+    before = state(world)
+    lookup = intruder.call("POST", "/v1/members/lookup", json={"kind": "email", "value": world.member["email"]})
+    assert_problem(lookup, 404, "member_not_found", field="value")
+    merge = intruder.call(
+        "POST",
+        "/v1/members/merge",
+        json={"source_member_id": world.other_member["id"], "target_member_id": world.member_id},
+    )
+    assert_problem(merge, 404, "member_not_found", field="source_member_id")
+    own = intruder.enrol(first_name="Trudy")
+    merge_into_own = intruder.call(
+        "POST", "/v1/members/merge", json={"source_member_id": world.member_id, "target_member_id": own["id"]}
+    )
+    assert_problem(merge_into_own, 404, "member_not_found", field="source_member_id")
+    buy = intruder.call("POST", "/v1/events/purchases", json=purchase_body(world.member_id))
+    assert_problem(buy, 404, "member_not_found")
+    by_identity = intruder.call(
+        "POST",
+        "/v1/events/purchases",
+        json=purchase_body({"kind": "email", "value": world.member["email"]}),
+    )
+    assert_problem(by_identity, 404, "member_not_found", field="member.value")
+    ret = intruder.call("POST", "/v1/events/returns", json=return_body(world.order_id))
+    assert_problem(ret, 404, "order_not_found", field="order_id")
+    revoke = intruder.call("DELETE", f"/v1/keys/{world.spare_key_id}")
+    assert_problem(revoke, 404, "key_not_found", field="key_id")
+    assert state(world) == before
+    assert intruder.balance(own["id"])["pending"] == 0
+
+
+def test_idempotency_keys_do_not_cross_programs(world: World, intruder: ApiProgram) -> None:
+    """The same Idempotency-Key in two programs is two requests, never a replay of the other's answer."""
+    mine = world.program.call("POST", "/v1/members", idempotency_key="shared-key", json={"first_name": "Alice"})
+    theirs = intruder.call("POST", "/v1/members", idempotency_key="shared-key", json={"first_name": "Alice"})
+    assert mine.status_code == theirs.status_code == 201
+    assert "idempotent-replayed" not in theirs.headers
+    assert theirs.json()["id"] != mine.json()["id"]
+    assert intruder.call("GET", f"/v1/members/{mine.json()['id']}").status_code == 404

@@ -1,0 +1,412 @@
+"""Purchases and returns through the API: each fact counted once, retries answered alike, bad input refused.
+
+A refused request must write nothing: every case compares the member's balance and history, and the
+count of every kind of row the program has (``footprint``), before and after.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from palier.db import Database
+from tests.api.helpers import (
+    ApiProgram,
+    assert_problem,
+    footprint,
+    line,
+    luhn_card,
+    purchase_body,
+    return_body,
+    spaced,
+    unique,
+)
+
+PURCHASES = "/v1/events/purchases"
+RETURNS = "/v1/events/returns"
+
+
+def member_state(program: ApiProgram, member_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    return program.balance(member_id), program.history(member_id)
+
+
+# --- the same fact twice ---
+
+
+def test_purchase_earns_once_and_a_resend_gets_the_first_answer(program: ApiProgram) -> None:
+    member = program.enrol(first_name="Ann")
+    body = purchase_body(
+        member["id"], store_id="lyon-2", store_name="Lyon Part-Dieu", lines=[line(unit_price=1999, quantity=3)]
+    )
+    first = program.call("POST", PURCHASES, json=body)
+    assert first.status_code == 201, first.text
+    assert first.headers["content-type"] == "application/json"
+    result = first.json()
+    assert result["event_id"].startswith("evt_") and result["transaction_id"].startswith("txn_")
+    assert (result["type"], result["status"], result["external_id"]) == ("purchase", "processed", body["order_id"])
+    assert (result["member_id"], result["points"], result["pending"]) == (member["id"], 59, True)
+    assert result["matures_at"] == "2026-03-16T09:00:00Z"
+    assert result["reason"] == f"Purchase #{body['order_id']} at Lyon Part-Dieu"
+    before = member_state(program, member["id"])
+    assert before[0]["pending"] == 59 and len(before[1]) == 1
+
+    again = program.call("POST", PURCHASES, json=body)
+    assert again.status_code == 200, again.text
+    assert again.json() == result
+    assert "idempotent-replayed" not in again.headers
+    assert member_state(program, member["id"]) == before
+
+
+def test_same_order_id_with_another_body_is_409(program: ApiProgram) -> None:
+    member = program.enrol(first_name="Ann")
+    body = purchase_body(member["id"])
+    assert program.call("POST", PURCHASES, json=body).status_code == 201
+    before = member_state(program, member["id"])
+    for change in (
+        {"lines": [line(unit_price=5000)]},
+        {"channel": "web"},
+        {"member": {"member_id": member["id"]}, "tax": 1},
+    ):
+        conflict = program.call("POST", PURCHASES, json=body | change)
+        assert_problem(conflict, 409, "event_conflict", field="order_id")
+    assert member_state(program, member["id"]) == before
+
+
+def test_same_return_id_with_another_body_is_409(program: ApiProgram) -> None:
+    member = program.enrol(first_name="Ann")
+    order = program.purchase(member["id"], lines=[line(quantity=3)])
+    body = return_body(order["external_id"])
+    first = program.call("POST", RETURNS, json=body)
+    assert first.status_code == 201, first.text
+    assert first.json()["points"] == -10
+    again = program.call("POST", RETURNS, json=body)
+    assert again.status_code == 200 and again.json() == first.json()
+    conflict = program.call("POST", RETURNS, json=body | {"lines": [{"sku": "SKU-1", "quantity": 2}]})
+    assert_problem(conflict, 409, "event_conflict", field="return_id")
+    assert program.balance(member["id"])["pending"] == 20
+
+
+def test_adjustment_external_id_reused_for_another_member_is_409(program: ApiProgram) -> None:
+    ann, bob = program.enrol(first_name="Ann"), program.enrol(first_name="Bob")
+    body = {"points": 40, "reason": "Late delivery", "external_id": unique("ticket")}
+    assert program.call("POST", f"/v1/members/{ann['id']}/adjustments", json=body).status_code == 201
+    other = program.call("POST", f"/v1/members/{bob['id']}/adjustments", json=body)
+    assert_problem(other, 409, "event_conflict", field="external_id")
+    assert program.balance(ann["id"])["available"] == 40 and program.balance(bob["id"])["available"] == 0
+    again = program.call("POST", f"/v1/members/{ann['id']}/adjustments", json=body)
+    assert again.status_code == 200 and program.balance(ann["id"])["available"] == 40
+
+
+# --- Idempotency-Key ---
+
+
+def test_idempotency_key_replays_the_first_response(program: ApiProgram) -> None:
+    member = program.enrol(first_name="Ann")
+    body = purchase_body(member["id"])
+    first = program.call("POST", PURCHASES, json=body, idempotency_key="till-7-0001")
+    assert first.status_code == 201, first.text
+    assert "idempotent-replayed" not in first.headers
+    before = member_state(program, member["id"])
+    replay = program.call("POST", PURCHASES, json=body, idempotency_key="till-7-0001")
+    assert replay.status_code == 201
+    assert replay.json() == first.json()
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.headers["content-type"] == "application/json"
+    assert member_state(program, member["id"]) == before
+
+    reused = program.call("POST", PURCHASES, json=purchase_body(member["id"]), idempotency_key="till-7-0001")
+    assert_problem(reused, 409, "idempotency_key_reused", field="Idempotency-Key")
+    elsewhere = program.call("POST", "/v1/members", json={"first_name": "Bob"}, idempotency_key="till-7-0001")
+    assert_problem(elsewhere, 409, "idempotency_key_reused", field="Idempotency-Key")
+    assert member_state(program, member["id"]) == before
+    for bad in ("", "k" * 256):
+        refused = program.call("POST", PURCHASES, json=purchase_body(member["id"]), idempotency_key=bad)
+        assert_problem(refused, 422, "invalid_idempotency_key", field="Idempotency-Key")
+    assert member_state(program, member["id"]) == before
+
+
+def test_a_refusal_replays_as_the_same_refusal(program: ApiProgram, db: Database) -> None:
+    member = program.enrol(first_name="Ann")
+    body = purchase_body(member["id"], currency="USD")
+    first = program.call("POST", PURCHASES, json=body, idempotency_key="usd-1")
+    assert_problem(first, 422, "currency_mismatch", field="currency")
+    replay = program.call("POST", PURCHASES, json=body, idempotency_key="usd-1")
+    assert_problem(replay, 422, "currency_mismatch", field="currency")
+    assert replay.json() == first.json()
+    assert replay.headers["idempotent-replayed"] == "true"
+
+    # a return of an order not received yet stays refused under its key, even once the order arrives
+    ret = return_body(unique("late-order"))
+    missing = program.call("POST", RETURNS, json=ret, idempotency_key="ret-1")
+    assert_problem(missing, 404, "order_not_found", field="order_id")
+    program.purchase(member["id"], order_id=ret["order_id"])
+    before = footprint(db, program.id)
+    still = program.call("POST", RETURNS, json=ret, idempotency_key="ret-1")
+    assert_problem(still, 404, "order_not_found", field="order_id")
+    assert still.json() == missing.json()
+    assert footprint(db, program.id) == before
+    assert program.call("POST", RETURNS, json=ret, idempotency_key="ret-2").status_code == 201
+
+
+def _together(n: int, send: Callable[[], httpx.Response]) -> list[httpx.Response]:
+    """Send ``n`` requests at the same moment from ``n`` threads."""
+    start = threading.Barrier(n)
+
+    def one(_: int) -> httpx.Response:
+        start.wait()
+        return send()
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def test_ten_concurrent_retries_with_one_key_have_one_effect(client: TestClient, program: ApiProgram) -> None:
+    member = program.enrol(first_name="Ann")
+    body = purchase_body(member["id"], lines=[line(unit_price=4200)])
+    headers = program.headers(idempotency_key=unique("retry-storm"))
+    responses = _together(10, lambda: client.post(PURCHASES, json=body, headers=headers))
+    assert [r.status_code for r in responses] == [201] * 10, [r.text for r in responses]
+    assert all(r.json() == responses[0].json() for r in responses)  # JSONB may reorder keys on replay
+    assert sum("idempotent-replayed" not in r.headers for r in responses) == 1
+    balance, history = member_state(program, member["id"])
+    assert balance["pending"] == 42
+    assert len(history) == 1 and history[0]["event_id"] == responses[0].json()["event_id"]
+
+
+def test_ten_concurrent_sends_of_one_order_have_one_effect(client: TestClient, program: ApiProgram) -> None:
+    member = program.enrol(first_name="Ann")
+    body = purchase_body(member["id"], lines=[line(unit_price=4200)])
+    headers = program.headers()
+    responses = _together(10, lambda: client.post(PURCHASES, json=body, headers=headers))
+    assert sorted(r.status_code for r in responses) == [200] * 9 + [201], [r.text for r in responses]
+    assert all(r.json() == responses[0].json() for r in responses)
+    balance, history = member_state(program, member["id"])
+    assert balance["pending"] == 42 and len(history) == 1
+
+
+def test_malformed_json_is_422_invalid_json_on_the_body(program: ApiProgram) -> None:
+    response = program.call(
+        "POST", PURCHASES, content=b'{"order_id": oops}', headers={"Content-Type": "application/json"}
+    )
+    assert_problem(response, 422, "invalid_json", field="body")
+
+
+# --- bad input: refused with a stable code and field, nothing written ---
+
+
+@dataclass
+class Shop:
+    program: ApiProgram
+    db: Database
+    member: dict[str, Any]
+    order_id: str  # 2 x SKU-1 at 10.00
+
+
+@pytest.fixture(scope="module")
+def shop(module_programs: Callable[..., ApiProgram], module_db: Database) -> Shop:
+    program = module_programs()
+    member = program.enrol(first_name="Ann", phone="06 11 22 33 44")
+    order = program.purchase(member["id"], lines=[line(quantity=2)])
+    return Shop(program, module_db, member, order["external_id"])
+
+
+def _purchase(shop: Shop, **change: Any) -> tuple[str, str, dict[str, Any]]:
+    return "POST", PURCHASES, purchase_body(shop.member["id"]) | change
+
+
+def _line(**change: Any) -> dict[str, Any]:
+    return {"lines": [line() | change]}
+
+
+def _return(shop: Shop, **change: Any) -> tuple[str, str, dict[str, Any]]:
+    return "POST", RETURNS, return_body(shop.order_id) | change
+
+
+CARD = luhn_card()  # made up at import, never a real one
+Case = Callable[[Shop], tuple[str, str, dict[str, Any]]]
+BAD_INPUT: list[tuple[str, Case, int, str, str]] = [
+    ("negative quantity", lambda s: _purchase(s, **_line(quantity=-1)), 422, "out_of_range", "lines[0].quantity"),
+    ("zero quantity", lambda s: _purchase(s, **_line(quantity=0)), 422, "out_of_range", "lines[0].quantity"),
+    (
+        "unit price above max",
+        lambda s: _purchase(s, **_line(unit_price=10**11 + 1)),
+        422,
+        "out_of_range",
+        "lines[0].unit_price",
+    ),
+    ("negative shipping", lambda s: _purchase(s, shipping=-5), 422, "out_of_range", "shipping"),
+    ("points are not writable", lambda s: _purchase(s, points=1000), 422, "unknown_field", "points"),
+    ("unknown line field", lambda s: _purchase(s, **_line(colour="red")), 422, "unknown_field", "lines[0].colour"),
+    (
+        "unknown member field",
+        lambda s: _purchase(s, member={"member_id": s.member["id"], "tier": "gold"}),
+        422,
+        "unknown_field",
+        "member.tier",
+    ),
+    ("no lines", lambda s: _purchase(s, lines=[]), 422, "invalid_length", "lines"),
+    ("missing currency", lambda s: _purchase(s, currency=None), 422, "missing_field", "currency"),
+    ("currency mismatch", lambda s: _purchase(s, currency="USD"), 422, "currency_mismatch", "currency"),
+    (
+        "future occurred_at",
+        lambda s: _purchase(s, occurred_at="2026-03-03T09:00:00Z"),
+        422,
+        "occurred_in_future",
+        "occurred_at",
+    ),
+    (
+        "naive occurred_at garbage",
+        lambda s: _purchase(s, occurred_at="yesterday"),
+        422,
+        "invalid_type",
+        "occurred_at",
+    ),
+    (
+        "malformed phone in member",
+        lambda s: _purchase(s, member={"kind": "phone", "value": "06 12"}),
+        422,
+        "invalid_phone",
+        "member.value",
+    ),
+    (
+        "malformed phone in lookup",
+        lambda s: ("POST", "/v1/members/lookup", {"kind": "phone", "value": "+33 6"}),
+        422,
+        "invalid_phone",
+        "value",
+    ),
+    (
+        "unknown member by phone",
+        lambda s: _purchase(s, member={"kind": "phone", "value": "06 99 98 97 96"}),
+        404,
+        "member_not_found",
+        "member.value",
+    ),
+    (
+        "unknown member id",
+        lambda s: _purchase(s, member={"member_id": "mem_00000000000000000000000000"}),
+        404,
+        "member_not_found",
+        "member.member_id",
+    ),
+    (
+        "malformed member id",
+        lambda s: _purchase(s, member={"member_id": "ann"}),
+        422,
+        "invalid_format",
+        "member.member_id",
+    ),
+    (
+        "card number in store_name",
+        lambda s: _purchase(s, store_name=f"Till {spaced(CARD)}"),
+        422,
+        "card_number_in_text",
+        "store_name",
+    ),
+    ("card number in order_id", lambda s: _purchase(s, order_id=CARD), 422, "card_number_in_text", "order_id"),
+    (
+        "card number in a line name",
+        lambda s: _purchase(s, **_line(name=CARD)),
+        422,
+        "card_number_in_text",
+        "lines[0].name",
+    ),
+    (
+        "card number in first_name",
+        lambda s: ("POST", "/v1/members", {"first_name": spaced(CARD)}),
+        422,
+        "card_number_in_text",
+        "first_name",
+    ),
+    (
+        "discount larger than line",
+        lambda s: _purchase(s, **_line(unit_price=500, quantity=2, discount=1001)),
+        422,
+        "discount_exceeds_line",
+        "lines[0].discount",
+    ),
+    (
+        "return larger than bought",
+        lambda s: _return(s, lines=[{"sku": "SKU-1", "quantity": 3}]),
+        422,
+        "return_exceeds_purchase",
+        "lines[0].quantity",
+    ),
+    (
+        "refund larger than paid",
+        lambda s: _return(s, lines=None, amount=2001),
+        422,
+        "return_exceeds_purchase",
+        "amount",
+    ),
+    ("card number as returned order", lambda s: _return(s, order_id=CARD), 422, "card_number_in_text", "order_id"),
+    ("return of an unknown order", lambda s: _return(s, order_id="no-such-order"), 404, "order_not_found", "order_id"),
+    (
+        "return of an unknown sku",
+        lambda s: _return(s, lines=[{"sku": "SKU-404", "quantity": 1}]),
+        422,
+        "line_not_in_order",
+        "lines[0].sku",
+    ),
+    (
+        "return before its purchase",
+        lambda s: _return(s, occurred_at="2026-03-01T09:00:00Z"),
+        422,
+        "return_before_purchase",
+        "occurred_at",
+    ),
+    (
+        "return with lines and amount",
+        lambda s: _return(s, amount=100),
+        422,
+        "invalid_value",
+        "body",
+    ),
+    (
+        "card number in a returned sku",
+        lambda s: _return(s, lines=[{"sku": spaced(CARD), "quantity": 1}]),
+        422,
+        "card_number_in_text",
+        "lines[0].sku",
+    ),
+    (
+        "card number in an adjustment external_id",
+        lambda s: (
+            "POST",
+            f"/v1/members/{s.member['id']}/adjustments",
+            {"points": 5, "reason": "Goodwill", "external_id": CARD},
+        ),
+        422,
+        "card_number_in_text",
+        "external_id",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "case", "status", "code", "field"),
+    BAD_INPUT,
+    ids=[case[0] for case in BAD_INPUT],
+)
+def test_bad_input_is_refused_and_writes_nothing(
+    shop: Shop, name: str, case: Case, status: int, code: str, field: str
+) -> None:
+    method, path, body = case(shop)
+    body = {k: v for k, v in body.items() if v is not None}
+    before = footprint(shop.db, shop.program.id), member_state(shop.program, shop.member["id"])
+    response = shop.program.call(method, path, json=body, idempotency_key=unique("bad"))
+    problem = assert_problem(response, status, code, field=field)
+    assert CARD not in response.text and spaced(CARD) not in response.text
+    if status == 422 and "errors" in problem:
+        assert problem["errors"][0] == {"field": field, "code": code, "message": problem["detail"]}
+    kept = footprint(shop.db, shop.program.id)
+    assert kept["idempotency_keys"] in (before[0]["idempotency_keys"], before[0]["idempotency_keys"] + 1)
+    kept["idempotency_keys"] = before[0]["idempotency_keys"]  # a kept refusal is the one row allowed
+    assert (kept, member_state(shop.program, shop.member["id"])) == before

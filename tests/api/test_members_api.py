@@ -1,0 +1,458 @@
+"""Members through the API: enrol, read, update, find by any identity, link, unlink, merge, balance, history."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.api.helpers import ANY, ApiProgram, assert_problem, line, luhn_card, purchase_body, spaced, unique
+
+
+def email() -> str:
+    return f"{unique('ann')}@example.com"
+
+
+def phone() -> str:
+    """A fresh French mobile number, national form with spaces: ``06 12 34 56 78``."""
+    digits = unique("x").split("-")[2].zfill(6)[-6:]
+    return f"06 12 {digits[:2]} {digits[2:4]} {digits[4:]}"
+
+
+def e164(national: str) -> str:
+    return "+33" + national.replace(" ", "")[1:]
+
+
+def identity(member: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next(i for i in member["identities"] if i["kind"] == kind)
+
+
+def lookup(program: ApiProgram, kind: str, value: str) -> Any:
+    return program.call("POST", "/v1/members/lookup", json={"kind": kind, "value": value})
+
+
+# --- enrol, read, update ---
+
+
+def test_enrol_normalises_every_identity_and_never_shows_a_card_number(program: ApiProgram) -> None:
+    card = luhn_card()
+    mail, tel, loyalty = email(), phone(), unique("ab").replace("-", "")
+    response = program.call(
+        "POST",
+        "/v1/members",
+        json={
+            "first_name": "  Ann ",
+            "last_name": "Martin",
+            "email": mail.upper(),
+            "phone": tel,
+            "birthday": "1990-05-17",
+            "language": "en",
+            "consents": {"email_marketing": True},
+            "channel": "store",
+            "identities": [
+                {"kind": "card", "value": f" {loyalty.lower()} "},
+                {"kind": "external", "value": "crm-42"},
+                {"kind": "payment_card", "value": spaced(card)},
+            ],
+        },
+    )
+    assert response.status_code == 201, response.text
+    member = response.json()
+    assert member["id"].startswith("mem_") and member["status"] == "active"
+    assert member["merged_into_id"] is None
+    assert (member["first_name"], member["last_name"]) == ("Ann", "Martin")
+    assert member["email"] == mail and member["phone"] == e164(tel)
+    assert member["birthday"] == "1990-05-17" and member["language"] == "en"
+    assert member["consents"] == {"email_marketing": True, "sms_marketing": False, "push": False, "profiling": False}
+    assert member["enrolment_channel"] == "store" and member["enrolled_at"] == "2026-03-02T09:00:00Z"
+    shown = {i["kind"]: i["value"] for i in member["identities"]}
+    assert shown == {
+        "email": mail,
+        "phone": e164(tel),
+        "card": loyalty.upper(),
+        "external": "crm-42",
+        "payment_card": f"visa •••• {card[-4:]}",
+    }
+    assert card not in response.text and card[:12] not in response.text
+    read = program.call("GET", f"/v1/members/{member['id']}")
+    assert read.status_code == 200 and read.json() == member
+
+
+def test_enrol_refuses_what_a_member_cannot_set(program: ApiProgram) -> None:
+    for field, value in (("status", "merged"), ("id", "mem_x"), ("balance", 1000), ("available", 5)):
+        response = program.call("POST", "/v1/members", json={"first_name": "Ann", field: value})
+        assert_problem(response, 422, "unknown_field", field=field)
+    card = luhn_card()
+    for name in (card, f"Ann {spaced(card)}", f"Ann {card[:4]}-{card[4:8]}-{card[8:12]}-{card[12:]}"):
+        response = program.call("POST", "/v1/members", json={"first_name": name})
+        assert_problem(response, 422, "card_number_in_text", field="first_name")
+        assert card not in response.text
+    assert_problem(program.call("POST", "/v1/members", json={"phone": "12"}), 422, "invalid_phone", field="phone")
+    assert_problem(program.call("POST", "/v1/members", json={"email": "not-mail"}), 422, "invalid_email", field="email")
+    bad_card = program.call(
+        "POST", "/v1/members", json={"identities": [{"kind": "payment_card", "value": "4970 0000 0000 0001"}]}
+    )
+    assert_problem(bad_card, 422, "invalid_payment_card", field="identities[0].value")
+    taken = program.enrol(email=email())
+    again = program.call("POST", "/v1/members", json={"email": taken["email"].upper()})
+    assert_problem(again, 409, "identity_taken", field="email")
+
+
+def test_update_changes_the_profile_and_the_identities_it_is_found_by(program: ApiProgram) -> None:
+    old_mail, tel = email(), phone()
+    member = program.enrol(first_name="Ann", email=old_mail, phone=tel)
+    new_mail = email()
+    response = program.call(
+        "PATCH",
+        f"/v1/members/{member['id']}",
+        json={"first_name": "Anne", "email": new_mail, "phone": None, "consents": {"sms_marketing": True}},
+    )
+    assert response.status_code == 200, response.text
+    updated = response.json()
+    assert updated["first_name"] == "Anne" and updated["last_name"] is None
+    assert updated["email"] == new_mail and updated["phone"] is None
+    assert updated["consents"]["sms_marketing"] is True
+    assert {i["kind"] for i in updated["identities"]} == {"email"}
+    assert lookup(program, "email", new_mail).json()["id"] == member["id"]
+    assert_problem(lookup(program, "email", old_mail), 404, "member_not_found", field="value")
+    assert_problem(lookup(program, "phone", tel), 404, "member_not_found", field="value")
+    assert program.call("GET", f"/v1/members/{member['id']}").json() == updated
+    for field, value in (("status", "merged"), ("enrolled_at", "2020-01-01T00:00:00Z"), ("pending", 3)):
+        refused = program.call("PATCH", f"/v1/members/{member['id']}", json={field: value})
+        assert_problem(refused, 422, "unknown_field", field=field)
+    card = luhn_card()
+    refused = program.call("PATCH", f"/v1/members/{member['id']}", json={"last_name": spaced(card)})
+    assert_problem(refused, 422, "card_number_in_text", field="last_name")
+    unknown = program.call("PATCH", "/v1/members/mem_00000000000000000000000000", json={"first_name": "X"})
+    assert_problem(unknown, 404, "member_not_found", field="member_id")
+    assert program.call("GET", f"/v1/members/{member['id']}").json() == updated
+
+
+# --- lookup by every kind of identity ---
+
+
+def test_lookup_finds_the_member_by_each_identity_however_it_is_typed(program: ApiProgram) -> None:
+    card, mail, tel = luhn_card(), email(), phone()
+    loyalty = unique("LC").replace("-", "")
+    member = program.enrol(
+        email=mail,
+        phone=tel,
+        identities=[
+            {"kind": "card", "value": loyalty},
+            {"kind": "external", "value": "shop-customer-77"},
+            {"kind": "payment_card", "value": card},
+        ],
+    )
+    other = program.enrol(email=email())
+    typed = [
+        ("email", mail),
+        ("email", f"  {mail.upper()} "),
+        ("phone", tel),
+        ("phone", e164(tel)),
+        ("phone", "+33 " + tel.replace(" ", "")[1:]),
+        ("card", loyalty.lower()),
+        ("card", " ".join(loyalty)),
+        ("external", "shop-customer-77"),
+        ("payment_card", card),
+        ("payment_card", spaced(card)),
+        ("payment_card", f"{card[:4]}-{card[4:8]}-{card[8:12]}-{card[12:]}"),
+    ]
+    for kind, value in typed:
+        response = lookup(program, kind, value)
+        assert response.status_code == 200, (kind, value, response.text)
+        assert response.json()["id"] == member["id"]
+        assert card not in response.text
+    assert lookup(program, "email", other["email"]).json()["id"] == other["id"]
+    assert_problem(lookup(program, "external", "shop-customer-78"), 404, "member_not_found", field="value")
+    assert_problem(lookup(program, "payment_card", luhn_card()), 404, "member_not_found", field="value")
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "code"),
+    [
+        ("phone", "+33 6 99", "invalid_phone"),
+        ("phone", "call me maybe", "invalid_phone"),
+        ("email", "ann@", "invalid_email"),
+        ("card", "a!", "invalid_loyalty_card"),
+        ("payment_card", "4970 1234", "invalid_payment_card"),
+        ("payment_card", "4970 0000 0000 0001", "invalid_payment_card"),
+    ],
+)
+def test_lookup_refuses_malformed_identities(program: ApiProgram, kind: str, value: str, code: str) -> None:
+    response = lookup(program, kind, value)
+    body = assert_problem(response, 422, code, field="value")
+    assert value not in body["detail"]
+
+
+def test_lookup_refuses_unknown_kinds_and_fields(program: ApiProgram) -> None:
+    assert_problem(lookup(program, "iban", "FR76"), 422, "invalid_choice", field="kind")
+    extra = program.call("POST", "/v1/members/lookup", json={"kind": "email", "value": "a@b.fr", "x": 1})
+    assert_problem(extra, 422, "unknown_field", field="x")
+    assert_problem(
+        program.call("POST", "/v1/members/lookup", json={"kind": "email"}), 422, "missing_field", field="value"
+    )
+
+
+# --- identities: link and unlink ---
+
+
+def test_link_and_unlink_an_identity(program: ApiProgram) -> None:
+    member = program.enrol(first_name="Ann", email=email())
+    other = program.enrol(first_name="Bob", email=email())
+    mail = email()
+    linked = program.call("POST", f"/v1/members/{member['id']}/identities", json={"kind": "email", "value": mail})
+    assert linked.status_code == 200, linked.text
+    assert mail in [i["value"] for i in linked.json()["identities"] if i["kind"] == "email"]
+    assert lookup(program, "email", mail).json()["id"] == member["id"]
+
+    twice = program.call("POST", f"/v1/members/{member['id']}/identities", json={"kind": "email", "value": mail})
+    assert twice.status_code == 200
+    assert len(twice.json()["identities"]) == len(linked.json()["identities"])
+    stolen = program.call("POST", f"/v1/members/{other['id']}/identities", json={"kind": "email", "value": mail})
+    assert_problem(stolen, 409, "identity_taken", field="value")
+    bad = program.call("POST", f"/v1/members/{member['id']}/identities", json={"kind": "phone", "value": "12"})
+    assert_problem(bad, 422, "invalid_phone", field="value")
+
+    identity_id = next(i["id"] for i in linked.json()["identities"] if i["value"] == mail)
+    not_theirs = program.call("DELETE", f"/v1/members/{other['id']}/identities/{identity_id}")
+    assert_problem(not_theirs, 404, "identity_not_found", field="identity_id")
+    unlinked = program.call("DELETE", f"/v1/members/{member['id']}/identities/{identity_id}")
+    assert unlinked.status_code == 200, unlinked.text
+    assert identity_id not in [i["id"] for i in unlinked.json()["identities"]]
+    assert_problem(lookup(program, "email", mail), 404, "member_not_found")
+    again = program.call("DELETE", f"/v1/members/{member['id']}/identities/{identity_id}")
+    assert_problem(again, 404, "identity_not_found", field="identity_id")
+    # once unlinked, the identity is free for another member
+    moved = program.call("POST", f"/v1/members/{other['id']}/identities", json={"kind": "email", "value": mail})
+    assert moved.status_code == 200
+    assert lookup(program, "email", mail).json()["id"] == other["id"]
+
+
+def test_linking_a_payment_card_credits_the_purchases_it_made_before(program: ApiProgram) -> None:
+    card = luhn_card()
+    unclaimed = program.call(
+        "POST",
+        "/v1/events/purchases",
+        json=purchase_body({"kind": "payment_card", "value": spaced(card)}, lines=[line(unit_price=2599)]),
+    )
+    assert unclaimed.status_code == 201, unclaimed.text
+    assert unclaimed.json()["status"] == "unclaimed" and unclaimed.json()["member_id"] is None
+    assert unclaimed.json()["points"] == 25
+    member = program.enrol(first_name="Ann")
+    assert program.balance(member["id"])["pending"] == 0
+    linked = program.call(
+        "POST", f"/v1/members/{member['id']}/identities", json={"kind": "payment_card", "value": card}
+    )
+    assert linked.status_code == 200, linked.text
+    assert identity(linked.json(), "payment_card")["value"] == f"visa •••• {card[-4:]}"
+    assert card not in linked.text
+    assert program.balance(member["id"])["pending"] == 25
+    [claimed] = program.history(member["id"])
+    assert claimed["reason_code"] == "purchase_claimed" and claimed["pending"] == 25
+    assert claimed["event_id"] == unclaimed.json()["event_id"]
+    assert lookup(program, "payment_card", spaced(card)).json()["id"] == member["id"]
+
+
+# --- merge ---
+
+
+def test_merge_moves_points_identities_and_orders_to_the_remaining_account(program: ApiProgram) -> None:
+    source = program.enrol(first_name="Ann", email=email())
+    target = program.enrol(first_name="Anne", email=email())
+    order = program.purchase(source["id"], lines=[line(unit_price=3000)])
+    program.adjust(source["id"], 70)
+    program.purchase(target["id"])
+    response = program.call(
+        "POST", "/v1/members/merge", json={"source_member_id": source["id"], "target_member_id": target["id"]}
+    )
+    assert response.status_code == 200, response.text
+    merged = response.json()
+    assert merged["merge_id"].startswith("mrg_") and merged["transaction_id"].startswith("txn_")
+    assert (merged["source_member_id"], merged["target_member_id"]) == (source["id"], target["id"])
+    assert merged["identities_moved"] == 1 and merged["lots_moved"] == 2
+    assert merged["moved"] == {"available": 70, "pending": 30}
+
+    closed = program.call("GET", f"/v1/members/{source['id']}").json()
+    assert closed["status"] == "merged" and closed["merged_into_id"] == target["id"]
+    assert closed["identities"] == []
+    kept = program.balance(target["id"])
+    assert (kept["available"], kept["pending"]) == (70, 40)
+    gone = program.balance(source["id"])
+    assert (gone["available"], gone["pending"]) == (0, 0)
+    assert lookup(program, "email", source["email"]).json()["id"] == target["id"]
+
+    # the closed account takes nothing more; the remaining one can return the closed one's order
+    buy = program.call("POST", "/v1/events/purchases", json=purchase_body(source["id"]))
+    assert_problem(buy, 409, "member_merged", field="member.member_id")
+    assert buy.json()["merged_into_id"] == target["id"]
+    again = program.call(
+        "POST", "/v1/members/merge", json={"source_member_id": source["id"], "target_member_id": target["id"]}
+    )
+    assert_problem(again, 409, "member_merged", field="source_member_id")
+    itself = program.call(
+        "POST", "/v1/members/merge", json={"source_member_id": target["id"], "target_member_id": target["id"]}
+    )
+    assert_problem(itself, 422, "merge_same_member", field="source_member_id")
+    returned = program.call(
+        "POST",
+        "/v1/events/returns",
+        json={
+            "return_id": unique("r"),
+            "order_id": order["external_id"],
+            "occurred_at": "2026-03-02T09:00:00Z",
+            "lines": [{"sku": "SKU-1", "quantity": 1}],
+        },
+    )
+    assert returned.status_code == 201, returned.text
+    assert returned.json()["member_id"] == target["id"] and returned.json()["points"] == -30
+    assert program.balance(target["id"])["pending"] == 10
+
+
+# --- balance ---
+
+
+def test_balance_shows_available_pending_held_debt_and_what_comes_next(
+    new_program: Callable[..., ApiProgram],
+) -> None:
+    program = new_program(points_name="étoiles", return_window_days=14, points_lifetime_months=12)
+    member = program.enrol(first_name="Ann")
+    empty = program.balance(member["id"])
+    assert empty == {
+        "member_id": member["id"],
+        "points_name": "étoiles",
+        "available": 0,
+        "pending": 0,
+        "held": 0,
+        "debt": 0,
+        "next_expiry": None,
+        "next_maturity": None,
+    }
+    program.adjust(member["id"], 50)
+    program.purchase(member["id"], lines=[line(unit_price=1234, quantity=2)])
+    balance = program.balance(member["id"])
+    assert (balance["available"], balance["pending"], balance["held"], balance["debt"]) == (50, 24, 0, 0)
+    assert balance["next_expiry"] == {"points": 50, "expires_at": "2027-03-02T09:00:00Z"}
+    assert balance["next_maturity"] == {"points": 24, "matures_at": "2026-03-16T09:00:00Z"}
+    unknown = program.call("GET", "/v1/members/mem_00000000000000000000000000/balance")
+    assert_problem(unknown, 404, "member_not_found", field="member_id")
+
+
+def test_a_return_of_spent_points_shows_as_debt(new_program: Callable[..., ApiProgram]) -> None:
+    program = new_program(return_window_days=0)  # points are available at once
+    member = program.enrol(first_name="Ann")
+    order = program.purchase(member["id"], lines=[line(unit_price=10000)])
+    assert program.balance(member["id"])["available"] == 100
+    program.adjust(member["id"], -80, reason="Spent at the desk")
+    returned = program.call(
+        "POST",
+        "/v1/events/returns",
+        json={
+            "return_id": unique("r"),
+            "order_id": order["external_id"],
+            "occurred_at": "2026-03-02T09:00:00Z",
+            "amount": 10000,
+        },
+    )
+    assert returned.status_code == 201, returned.text
+    assert returned.json()["details"] == {"from_pending": 0, "from_available": 20, "to_debt": 80, "written_off": 0}
+    balance = program.balance(member["id"])
+    assert (balance["available"], balance["pending"], balance["debt"]) == (0, 0, 80)
+    assert program.history(member["id"])[0]["debt"] == 80
+    repaid = program.adjust(member["id"], 100)
+    assert repaid["points"] == 100
+    balance = program.balance(member["id"])
+    assert (balance["available"], balance["debt"]) == (20, 0)
+
+
+# --- history ---
+
+
+def test_history_pages_through_every_transaction_once(program: ApiProgram) -> None:
+    member = program.enrol(first_name="Ann")
+    for n in range(7):
+        if n % 2:
+            program.adjust(member["id"], 10 + n, reason=f"Gesture number {n}")
+        else:
+            program.purchase(member["id"], lines=[line(unit_price=100 * (n + 1))])
+    pages: list[list[dict[str, Any]]] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 3} | ({"cursor": cursor} if cursor else {})
+        response = program.call("GET", f"/v1/members/{member['id']}/history", params=params)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        pages.append(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+        assert len(pages) < 10, "the cursor never ends"
+    assert [len(p) for p in pages] == [3, 3, 1]
+    ids = [item["id"] for p in pages for item in p]
+    assert len(set(ids)) == 7
+    assert ids == sorted(ids, reverse=True)  # newest first
+    everything = program.call("GET", f"/v1/members/{member['id']}/history", params={"limit": 50}).json()
+    assert everything["next_cursor"] is None
+    assert [i["id"] for i in everything["items"]] == ids
+    oldest = pages[-1][0]
+    assert oldest["kind"] == "earn" and oldest["reason_code"] == "purchase" and oldest["pending"] == 1
+    newest = pages[0][0]
+    assert newest["reason_code"] == "purchase" and newest["pending"] == 7
+    assert pages[0][1]["reason"] == "Gesture number 5" and pages[0][1]["available"] == 15
+    exact = program.call("GET", f"/v1/members/{member['id']}/history", params={"limit": 7}).json()
+    assert len(exact["items"]) == 7 and exact["next_cursor"] is None
+
+
+def test_history_refuses_bad_cursors_and_limits(program: ApiProgram) -> None:
+    member = program.enrol(first_name="Ann")
+    program.adjust(member["id"], 10)
+    url = f"/v1/members/{member['id']}/history"
+    for cursor in ("garbage", "mem_01ABC", "12345"):
+        assert_problem(program.call("GET", url, params={"cursor": cursor}), 422, "invalid_cursor", field="cursor")
+    assert_problem(
+        program.call("GET", url, params={"cursor": "txn_" + "0" * 60}), 422, "invalid_length", field="cursor"
+    )
+    for limit in (0, 201, -1):
+        assert_problem(program.call("GET", url, params={"limit": limit}), 422, "out_of_range", field="limit")
+    assert_problem(program.call("GET", url, params={"limit": "ten"}), 422, "invalid_type", field="limit")
+    unknown = program.call("GET", "/v1/members/mem_00000000000000000000000000/history")
+    assert_problem(unknown, 404, "member_not_found", field="member_id")
+
+
+# --- found by probing PATCH and unlink with what integrators send ---
+
+
+@pytest.mark.parametrize("field", ["language", "consents"])
+def test_patch_with_null_for_a_required_field_is_422_not_500(program: ApiProgram, field: str) -> None:
+    """A 422 naming the field (or, if null means "unchanged", a 200); never a crash, never a change."""
+    member = program.enrol(first_name="Ann")
+    with TestClient(program.client.app, raise_server_exceptions=False) as client:
+        response = client.patch(f"/v1/members/{member['id']}", json={field: None}, headers=program.headers())
+    assert response.status_code in (200, 422), response.text
+    if response.status_code == 422:
+        assert_problem(response, 422, ANY, field=field)
+    assert program.call("GET", f"/v1/members/{member['id']}").json()[field] == member[field]
+
+
+def test_patch_consents_changes_only_the_consents_sent(program: ApiProgram) -> None:
+    member = program.enrol(first_name="Ann", consents={"email_marketing": True, "profiling": True})
+    response = program.call("PATCH", f"/v1/members/{member['id']}", json={"consents": {"sms_marketing": True}})
+    assert response.status_code == 200, response.text
+    assert response.json()["consents"] == {
+        "email_marketing": True,
+        "sms_marketing": True,
+        "push": False,
+        "profiling": True,
+    }
+
+
+def test_unlinking_one_of_two_emails_keeps_the_other_on_the_profile(program: ApiProgram) -> None:
+    first, second = email(), email()
+    member = program.enrol(first_name="Ann", email=first)
+    linked = program.call("POST", f"/v1/members/{member['id']}/identities", json={"kind": "email", "value": second})
+    assert linked.json()["email"] == second
+    second_id = next(i["id"] for i in linked.json()["identities"] if i["value"] == second)
+    unlinked = program.call("DELETE", f"/v1/members/{member['id']}/identities/{second_id}")
+    assert lookup(program, "email", first).json()["id"] == member["id"]
+    assert unlinked.json()["email"] == first

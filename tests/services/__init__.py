@@ -1,0 +1,1 @@
+"""Service-level tests: programs, members, purchases, returns and adjustments on both engines."""
