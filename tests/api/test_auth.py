@@ -186,7 +186,7 @@ def test_no_operator_token_configured_means_nobody_creates_programs(
 
 
 def test_a_retried_program_creation_makes_one_program(module_client: TestClient) -> None:
-    headers = {"Authorization": f"Bearer {OPERATOR_TOKEN}", "Idempotency-Key": "create-program-1"}
+    headers = {"Authorization": f"Bearer {OPERATOR_TOKEN}", "Idempotency-Key": unique("create-program")}
     name = unique("Program")
     first = module_client.post("/v1/programs", json={"name": name}, headers=headers)
     again = module_client.post("/v1/programs", json={"name": name}, headers=headers)

@@ -1,0 +1,85 @@
+"""What every command shares: the consoles, the database from the environment, the one error handler."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from typer.core import TyperGroup
+
+from palier.api.problems import field_path, validation_code
+from palier.config import Settings, load_settings
+from palier.db import Database, make_database
+from palier.errors import InvalidInput, PalierError
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+EXIT_REFUSED = 2  # a PalierError: the command was refused, nothing was changed by it
+
+
+def print_error(error: PalierError) -> None:
+    where = f" ({error.field})" if error.field else ""
+    err_console.print(f"[red]error {error.code}: {error.detail}{where}[/red]", markup=True, soft_wrap=True)
+
+
+def from_validation(error: ValidationError) -> InvalidInput:
+    """The first problem of a pydantic error, with the same code and field the API would give."""
+    first = error.errors()[0]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    code = validation_code(dict(first))
+    message = message.removeprefix(f"{code}: ")
+    return InvalidInput(code, message, field=field_path(tuple(first["loc"])))
+
+
+def _missing_tables(error: Exception) -> bool:
+    text = str(error)
+    return "no such table" in text or ("relation" in text and "does not exist" in text)
+
+
+class PalierGroup(TyperGroup):
+    """Routes every refusal through one handler: ``error <code>: <detail> (field)`` in red, exit 2."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PalierError as error:
+            print_error(error)
+            raise typer.Exit(EXIT_REFUSED) from None
+        except ValidationError as error:
+            print_error(from_validation(error))
+            raise typer.Exit(EXIT_REFUSED) from None
+        except (OperationalError, ProgrammingError) as error:
+            if not _missing_tables(error):
+                raise
+            print_error(
+                PalierError(
+                    "database_not_ready",
+                    "The database has no Palier tables yet: run `palier db upgrade` first.",
+                    field="PALIER_DATABASE_URL",
+                )
+            )
+            raise typer.Exit(EXIT_REFUSED) from None
+
+
+def new_app(help_text: str) -> typer.Typer:
+    return typer.Typer(cls=PalierGroup, help=help_text, no_args_is_help=True, add_completion=False)
+
+
+def settings() -> Settings:
+    return load_settings()
+
+
+@contextmanager
+def open_database(url: str | None = None) -> Iterator[Database]:
+    """The database named by ``PALIER_DATABASE_URL`` (or ``url``), disposed of afterwards."""
+    database = make_database(url or settings().database_url)
+    try:
+        yield database
+    finally:
+        database.dispose()

@@ -1,0 +1,127 @@
+"""``palier import purchases``: a CSV of past or daily orders, in bulk, safe to run again."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from palier.activity.bulk import ImportStats, RowProblem, import_batches
+from palier.activity.models import PurchaseIn
+from palier.cli.common import console, new_app, open_database, settings
+from palier.cli.purchases_csv import HELP, Batch, count_rows, read_batches
+from palier.clock import SystemClock
+from palier.programs.service import get_program
+
+app = new_app("Bulk imports from files.")
+SHOWN_PROBLEMS = 100
+
+
+@app.command(
+    "purchases",
+    help="Import purchases from a CSV file, in batches (one transaction each).\n\n"
+    "Safe to run again, after a crash too: orders already present with the same content are skipped, "
+    "orders present with different content are reported as conflicts, and the import goes on. "
+    "Exits 0 when every row was imported or skipped, 1 when some were rejected.\n\n" + HELP,
+)
+def purchases(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="The CSV file."),
+    program: str = typer.Option(..., "--program", help="The program's id (prg_…)."),
+    batch_size: int = typer.Option(1000, min=1, max=50_000, help="Orders per database transaction."),
+) -> None:
+    config = settings()
+    clock = SystemClock()
+    total_rows = count_rows(file)
+    started = time.perf_counter()
+    with open_database(config.database_url) as db:
+        with db.read() as conn:
+            name = get_program(conn=conn, program_id=program).name
+        with file.open(encoding="utf-8-sig", newline="") as stream, _progress() as progress:
+            task = progress.add_task(f"Importing {file.name}", total=total_rows)
+            batches = _Batches(read_batches(stream, size=batch_size), progress, task)
+            try:
+                stats = import_batches(
+                    db=db,
+                    clock=clock,
+                    program_id=program,
+                    batches=batches,
+                    card_key=config.card_hash_key,
+                    after_batch=batches.done,
+                )
+            except KeyboardInterrupt:
+                progress.stop()
+                console.print(
+                    f"[yellow]Interrupted: {batches.committed:,} orders were committed. Run the same command "
+                    "again to finish: they will be skipped.[/yellow]"
+                )
+                raise typer.Exit(130) from None
+    stats.rejected = sorted(batches.problems + stats.rejected, key=lambda p: p.row)
+    _summary(file, program, name, stats, time.perf_counter() - started)
+    if stats.rejected:
+        raise typer.Exit(1)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rows"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+class _Batches:
+    """Feeds valid purchases to the importer, keeps the rows that failed validation, moves the bar."""
+
+    def __init__(self, batches: Iterator[Batch], progress: Progress, task: TaskID) -> None:
+        self._batches = batches
+        self._progress = progress
+        self._task = task
+        self._in_flight = 0
+        self.problems: list[RowProblem] = []
+        self.committed = 0  # orders in the batches committed so far
+
+    def __iter__(self) -> Iterator[tuple[Sequence[PurchaseIn], Sequence[int]]]:
+        for batch in self._batches:
+            self.problems += batch.problems
+            self._in_flight = batch.csv_rows
+            yield batch.purchases, batch.rows
+
+    def done(self, stats: ImportStats) -> None:
+        self.committed += stats.imported + stats.unclaimed
+        self._progress.advance(self._task, self._in_flight)
+
+
+def _summary(file: Path, program_id: str, name: str, stats: ImportStats, seconds: float) -> None:
+    orders = stats.imported + stats.unclaimed + stats.skipped + len(stats.rejected)
+    table = Table(title=f"{file.name} → {name} ({program_id})", title_justify="left", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("orders", justify="right")
+    table.add_column("")
+    table.add_row("imported", f"{stats.imported:,}", f"credited to members: {stats.points:,} points")
+    table.add_row("unclaimed", f"{stats.unclaimed:,}", "paid with a payment card nobody has linked yet")
+    table.add_row("already present", f"{stats.skipped:,}", "skipped: received before with the same content")
+    conflicts = f", {stats.conflicts:,} conflict(s) with orders already present" if stats.conflicts else ""
+    table.add_row("rejected", f"{len(stats.rejected):,}", f"not imported{conflicts}")
+    console.print(table)
+    rate = orders / seconds if seconds else 0.0
+    console.print(f"{orders:,} orders in {seconds:.1f} s ({rate:,.0f} orders/s)")
+    if stats.rejected:
+        _problems(stats.rejected)
+
+
+def _problems(problems: list[RowProblem]) -> None:
+    table = Table(title="Rejected rows", title_justify="left", title_style="bold red")
+    for column in ("row", "order", "code", "field", "detail"):
+        table.add_column(column, overflow="fold")
+    for p in problems[:SHOWN_PROBLEMS]:
+        table.add_row(str(p.row), p.order_id or "", p.code, p.field or "", p.detail)
+    console.print(table)
+    if len(problems) > SHOWN_PROBLEMS:
+        console.print(f"… and {len(problems) - SHOWN_PROBLEMS:,} more.")

@@ -1,0 +1,155 @@
+"""``palier jobs run`` (once, with progress) and ``palier worker`` (on a schedule, until stopped)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from enum import StrEnum
+from types import FrameType
+
+import typer
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import func, select
+
+from palier.cli.common import console, new_app, open_database
+from palier.clock import Clock, SystemClock
+from palier.db import Database
+from palier.jobs import sweeps
+from palier.ledger.tables import lots
+
+app = new_app("Batch jobs: mature pending points, expire old ones.")
+log = logging.getLogger("palier.worker")
+
+
+class Job(StrEnum):
+    mature = "mature"
+    expire = "expire"
+    all = "all"
+
+
+Sweep = Callable[..., sweeps.SweepResult]
+# (name, sweep, lot state it works on, date column that makes a lot due)
+SWEEPS: dict[str, tuple[Sweep, str, str]] = {
+    "mature": (sweeps.mature, "pending", "matures_at"),
+    "expire": (sweeps.expire, "active", "expires_at"),
+}
+
+
+def _names(job: Job) -> list[str]:
+    return list(SWEEPS) if job is Job.all else [job.value]
+
+
+def _due(db: Database, name: str, now: datetime, program_id: str | None) -> int:
+    _, state, column = SWEEPS[name]
+    query = select(func.count()).where(lots.c.state == state, lots.c[column] <= now)
+    if program_id is not None:
+        query = query.where(lots.c.program_id == program_id)
+    with db.read() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+@app.command("run")
+def run(
+    job: Job = typer.Argument(..., help="mature (pending points whose return window closed), expire, or all."),
+    batch_size: int = typer.Option(sweeps.BATCH, min=1, help="Lots per database transaction."),
+    program: str | None = typer.Option(None, "--program", help="Only this program's lots (default: all)."),
+) -> None:
+    """Run a job once, now, with a progress bar; several may run at once (they never share a lot)."""
+    clock = SystemClock()
+    results: dict[str, tuple[sweeps.SweepResult, float]] = {}
+    with open_database() as db:
+        for name in _names(job):
+            results[name] = _run_with_progress(db, clock, name, batch_size, program)
+    table = Table(title="Jobs", title_justify="left")
+    for column in ("job", "lots", "points", "batches", "seconds"):
+        table.add_column(column, justify="left" if column == "job" else "right")
+    for name, (result, seconds) in results.items():
+        table.add_row(name, f"{result.lots:,}", f"{result.points:,}", str(result.batches), f"{seconds:.2f}")
+    console.print(table)
+
+
+def _run_with_progress(
+    db: Database, clock: Clock, name: str, batch_size: int, program_id: str | None
+) -> tuple[sweeps.SweepResult, float]:
+    sweep = SWEEPS[name][0]
+    started = time.perf_counter()
+    due = _due(db, name, clock.now(), program_id)
+    if not due:  # nothing to show a bar for (the job still runs: lots may have come due since)
+        result = sweep(db, clock, batch_size=batch_size, program_id=program_id)
+        return result, time.perf_counter() - started
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(name, total=due)
+        advance: Callable[[int], None] = lambda n: progress.advance(task, n)  # noqa: E731
+        result = sweep(db, clock, batch_size=batch_size, program_id=program_id, progress=advance)
+    return result, time.perf_counter() - started
+
+
+class _Stop(Exception):
+    """Raised between two committed batches when the worker is asked to stop."""
+
+
+def worker(
+    interval: float = typer.Option(60.0, min=0.1, help="Seconds between two runs."),
+    once: bool = typer.Option(False, "--once", help="Run mature then expire once, and exit."),
+    batch_size: int = typer.Option(sweeps.BATCH, min=1, help="Lots per database transaction."),
+) -> None:
+    """Run mature then expire every --interval seconds until SIGINT or SIGTERM.
+
+    Stopping is graceful: the batch in flight commits, then the worker exits. Several workers may
+    run at once against PostgreSQL (batches lock their lots with SKIP LOCKED) or SQLite.
+    """
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+        force=True,
+    )
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s received: stopping after the batch in flight", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with open_database() as db:
+            _work(db, SystemClock(), stop, interval=interval, once=once, batch_size=batch_size)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("worker stopped")
+
+
+def _work(db: Database, clock: Clock, stop: threading.Event, *, interval: float, once: bool, batch_size: int) -> None:
+    def between_batches(_done: int) -> None:
+        if stop.is_set():
+            raise _Stop  # the batch that just ran is committed; the next one never starts
+
+    log.info("worker started: mature then expire every %ss", interval)
+    while not stop.is_set():
+        for name in SWEEPS:
+            started = time.perf_counter()
+            try:
+                result = SWEEPS[name][0](db, clock, batch_size=batch_size, progress=between_batches)
+            except _Stop:
+                return
+            except Exception:  # a failed run is logged and retried at the next interval
+                log.exception("%s failed", name)
+                continue
+            log.info(
+                "%s: %s lots, %s points in %.2fs",
+                name,
+                f"{result.lots:,}",
+                f"{result.points:,}",
+                time.perf_counter() - started,
+            )
+        if once:
+            return
+        stop.wait(interval)

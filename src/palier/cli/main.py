@@ -1,0 +1,22 @@
+"""The ``palier`` command: each group of commands lives in its own module of this package."""
+
+from __future__ import annotations
+
+from palier.cli import db, demo, imports, jobs, programs, serve, verify
+from palier.cli.common import new_app
+
+app = new_app(
+    "Palier, the open-source loyalty engine. The database is PALIER_DATABASE_URL "
+    "(default: sqlite:///palier.db); payment cards are keyed with PALIER_CARD_KEY."
+)
+app.add_typer(db.app, name="db")
+app.add_typer(programs.app, name="program")
+app.add_typer(imports.app, name="import")
+app.add_typer(jobs.app, name="jobs")
+app.command("verify")(verify.verify)
+app.command("worker")(jobs.worker)
+app.command("serve")(serve.serve)
+app.command("demo")(demo.demo)
+
+if __name__ == "__main__":
+    app()

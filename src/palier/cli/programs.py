@@ -1,0 +1,133 @@
+"""``palier program``: create a program, show it, issue its API keys."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import typer
+from rich.table import Table
+
+from palier.cli.common import console, new_app, open_database
+from palier.clock import SystemClock
+from palier.errors import InvalidInput
+from palier.programs.models import KeyCreate, NewApiKey, Program, ProgramSettings
+from palier.programs.service import create_key, create_program, get_program, list_keys
+
+app = new_app("Loyalty programs: create, show, API keys.")
+keys_app = new_app("API keys of a program (stored hashed: a key is shown once, when created).")
+app.add_typer(keys_app, name="keys")
+
+
+class ScopeName(StrEnum):
+    admin = "admin"
+    pos = "pos"
+    read = "read"
+
+
+@app.command("create")
+def create(
+    name: str = typer.Option(..., help="The program's name, as members will read it."),
+    currency: str = typer.Option("EUR", help="ISO 4217 code of the money purchases are counted in."),
+    timezone: str = typer.Option("Europe/Paris", help="IANA time zone (birthdays, calendar periods)."),
+    earn_points: int = typer.Option(1, help="Points earned…"),
+    earn_per_amount: int = typer.Option(100, help="…per this many minor units (100 = per euro)."),
+    return_window_days: int = typer.Option(14, help="Days purchase points stay pending (returns)."),
+    lifetime_months: int | None = typer.Option(None, help="Months before points expire [default: 12]."),
+    never_expire: bool = typer.Option(False, "--never-expire", help="Points never expire."),
+    welcome_points: int = typer.Option(0, help="Points given to every new member."),
+    points_name: str = typer.Option("points", help="What members call the points."),
+) -> None:
+    """Create a program and its first admin API key (shown once)."""
+    if never_expire and lifetime_months is not None:
+        raise InvalidInput(
+            "conflicting_options", "Give --lifetime-months or --never-expire, not both.", field="--never-expire"
+        )
+    spec = ProgramSettings(
+        name=name,
+        currency=currency,
+        timezone=timezone,
+        earn_points=earn_points,
+        earn_per_amount=earn_per_amount,
+        return_window_days=return_window_days,
+        points_lifetime_months=None if never_expire else (lifetime_months or 12),
+        welcome_points=welcome_points,
+        points_name=points_name,
+    )
+    clock = SystemClock()
+    with open_database() as db, db.write() as conn:
+        program = create_program(conn=conn, clock=clock, settings=spec, actor="cli")
+        key = create_key(
+            conn=conn,
+            clock=clock,
+            program_id=program.id,
+            spec=KeyCreate(name="admin (created with the program)", scopes=["admin"]),
+            actor="cli",
+        )
+    console.print(f"Program [bold]{program.name}[/bold] created: [bold cyan]{program.id}[/bold cyan]")
+    print_new_key(key)
+
+
+@app.command("show")
+def show(program_id: str = typer.Argument(..., help="The program's id (prg_…).")) -> None:
+    """A program's settings and its API keys (names and scopes; secrets are never shown again)."""
+    with open_database() as db, db.read() as conn:
+        program = get_program(conn=conn, program_id=program_id)
+        keys = list_keys(conn=conn, program_id=program_id)
+    console.print(settings_table(program))
+    table = Table(title="API keys", title_justify="left")
+    for column in ("id", "name", "scopes", "created", "revoked"):
+        table.add_column(column)
+    for key in keys:
+        table.add_row(
+            key.id,
+            key.name,
+            ", ".join(key.scopes),
+            f"{key.created_at:%Y-%m-%d %H:%M}",
+            f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "",
+        )
+    console.print(table)
+
+
+def settings_table(program: Program) -> Table:
+    table = Table(title=f"{program.name} ({program.id})", title_justify="left", show_header=False)
+    table.add_column("setting", style="bold")
+    table.add_column("value")
+    lifetime = program.points_lifetime_months
+    rows = {
+        "currency": program.currency,
+        "time zone": program.timezone,
+        "earning": f"{program.earn_points} {program.points_name} per {program.earn_per_amount} minor units "
+        f"({program.rounding})",
+        "return window": f"{program.return_window_days} days (points pending until then)",
+        "expiry": f"{lifetime} months after earning" if lifetime else "never",
+        "welcome bonus": f"{program.welcome_points} {program.points_name}",
+        "return shortfall": program.return_shortfall,
+        "created": f"{program.created_at:%Y-%m-%d %H:%M} UTC",
+    }
+    for setting, value in rows.items():
+        table.add_row(setting, value)
+    return table
+
+
+@keys_app.command("create")
+def create_key_command(
+    program_id: str = typer.Argument(..., help="The program's id (prg_…)."),
+    name: str = typer.Option(..., help="What the key is for (e.g. 'Lyon till 2')."),
+    scope: list[ScopeName] = typer.Option(..., help="admin, pos or read; repeat for several."),
+) -> None:
+    """Issue a new API key for a program (shown once)."""
+    spec = KeyCreate(name=name, scopes=[s.value for s in scope])
+    clock = SystemClock()
+    with open_database() as db, db.write() as conn:
+        get_program(conn=conn, program_id=program_id)
+        key = create_key(conn=conn, clock=clock, program_id=program_id, spec=spec, actor="cli")
+    print_new_key(key)
+
+
+def print_new_key(key: NewApiKey) -> None:
+    """The secret on a line of its own (easy to copy), and the warning that it will not be shown again."""
+    console.print(f"API key [bold]{key.name}[/bold] ({key.id}), scopes: {', '.join(key.scopes)}")
+    console.print(f"  [bold green]{key.secret}[/bold green]", soft_wrap=True)
+    console.print(
+        "[yellow]Shown once: only its hash is stored. Copy it now; send it as 'Authorization: Bearer <key>'.[/yellow]"
+    )

@@ -1,0 +1,21 @@
+"""``palier serve``: the HTTP API (OpenAPI at /openapi.json, docs at /docs) under uvicorn."""
+
+from __future__ import annotations
+
+import typer
+import uvicorn
+
+APP_FACTORY = "palier.api.app:create_app"
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for every interface)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    workers: int = typer.Option(1, min=1, help="Worker processes (stateless: scale out freely)."),
+) -> None:
+    """Serve the API for the database in PALIER_DATABASE_URL."""
+    run_api(host=host, port=port, workers=workers)
+
+
+def run_api(*, host: str, port: int, workers: int = 1) -> None:
+    uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers, proxy_headers=True)

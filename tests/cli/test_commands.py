@@ -1,0 +1,196 @@
+"""The ``palier`` commands other than import and demo, run through Typer's runner on a SQLite file."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+from typer.testing import CliRunner
+
+from palier.cli import serve
+from palier.cli.common import console, err_console
+from palier.cli.main import app
+from palier.clock import FrozenClock
+from palier.db import Database, make_database
+from palier.ledger.tables import accounts
+from palier.programs.service import authenticate, get_program
+from tests.services import factories as f
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(console, "width", 250)
+    monkeypatch.setattr(err_console, "width", 250)
+
+
+@pytest.fixture
+def database_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite:///{tmp_path / 'palier.db'}"
+    monkeypatch.setenv("PALIER_DATABASE_URL", url)
+    return url
+
+
+@pytest.fixture
+def cli_db(database_url: str) -> Iterator[Database]:
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    database = make_database(database_url)
+    yield database
+    database.dispose()
+
+
+def invoke(*args: str) -> Any:
+    return runner.invoke(app, list(args))
+
+
+def created_program(output: str) -> str:
+    found = re.search(r"created: (prg_\w+)", output)
+    assert found, output
+    return found.group(1)
+
+
+def test_db_upgrade_twice(database_url: str) -> None:
+    first, second = invoke("db", "upgrade"), invoke("db", "upgrade")
+    assert first.exit_code == second.exit_code == 0
+    assert "upgraded from empty" in first.output and "nothing to do" in second.output
+
+
+def test_a_command_before_db_upgrade_says_what_to_do(database_url: str) -> None:
+    result = invoke("verify")
+    assert result.exit_code == 2
+    assert "error database_not_ready" in result.output and "palier db upgrade" in result.output
+
+
+def test_program_create_show_and_keys(cli_db: Database) -> None:
+    result = invoke(
+        "program", "create", "--name", "Maison Test", "--earn-points", "2", "--return-window-days", "7",
+        "--never-expire", "--welcome-points", "25",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    program_id = created_program(result.output)
+    secret = re.search(r"(key_\w+\.\S+)", result.output)
+    assert secret and "Shown once" in result.output
+    with cli_db.read() as conn:
+        program = get_program(conn=conn, program_id=program_id)
+        assert authenticate(conn=conn, token=secret.group(1)).scopes == {"admin"}
+    assert (program.earn_points, program.return_window_days, program.points_lifetime_months) == (2, 7, None)
+    assert program.welcome_points == 25
+
+    key = invoke("program", "keys", "create", program_id, "--name", "Till 2", "--scope", "pos", "--scope", "read")
+    assert key.exit_code == 0, key.output
+    shown = invoke("program", "show", program_id)
+    assert shown.exit_code == 0
+    assert "Maison Test" in shown.output and "never" in shown.output
+    assert re.search(r"Till 2\s*│\s*pos, read", shown.output)
+    new_secret = re.search(r"(key_\w+\.\S+)", key.output)
+    assert new_secret and new_secret.group(1).split(".")[1] not in shown.output  # secrets are shown once
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "field"),
+    [
+        (["program", "create", "--name", ""], "invalid_length", "name"),
+        (["program", "create", "--name", "X", "--timezone", "Mars/Base"], "invalid_value", "timezone"),
+        (["program", "create", "--name", "X", "--never-expire", "--lifetime-months", "3"], "conflicting_options", None),
+        (["program", "show", "prg_nope"], "program_not_found", "program_id"),
+        (["program", "keys", "create", "prg_nope", "--name", "k", "--scope", "pos"], "program_not_found", None),
+        (["verify", "--program", "prg_nope"], "program_not_found", "program_id"),
+    ],
+)
+def test_refusals_print_code_detail_and_field_and_exit_2(
+    cli_db: Database, args: list[str], code: str, field: str | None
+) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("error "))
+    assert line.startswith(f"error {code}: ")
+    if field:
+        assert line.endswith(f"({field})")
+
+
+def shop_with_due_points(db: Database) -> Any:
+    """A program whose purchases from 3 weeks and 13 months ago are due to mature and to expire."""
+    clock = FrozenClock(datetime.now(UTC) - timedelta(days=400))
+    program = f.make_program(db, clock)
+    member = f.enrol(db, clock, program)
+    f.purchase(db, clock, program, member, amount=5000)  # expires in a year: long gone now
+    clock.set(datetime.now(UTC) - timedelta(days=21))
+    f.purchase(db, clock, program, member, amount=1200)  # its 14-day window has closed
+    return program, member
+
+
+def test_jobs_run_all_matures_and_expires(cli_db: Database) -> None:
+    program, member = shop_with_due_points(cli_db)
+    result = invoke("jobs", "run", "all", "--batch-size", "1", "--program", program.id)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"mature\s*│\s*\d+\s*│\s*[\d,]+", result.output)
+    balance = f.balance(cli_db, program, member)
+    assert (balance.available, balance.pending) == (12, 0)  # the 50 from a year ago expired
+    assert invoke("verify", "--program", program.id).exit_code == 0
+
+
+def test_worker_once_runs_both_jobs(cli_db: Database) -> None:
+    program, member = shop_with_due_points(cli_db)
+    result = invoke("worker", "--once")
+    assert result.exit_code == 0, result.output
+    assert "mature: " in result.output and "expire: " in result.output and "worker stopped" in result.output
+    assert f.balance(cli_db, program, member).available == 12
+
+
+def test_verify_reports_violations_and_exits_1(cli_db: Database) -> None:
+    program, member = shop_with_due_points(cli_db)
+    clean = invoke("verify")
+    assert clean.exit_code == 0
+    assert re.search(r"Ledger verified: \d+ transactions, \d+ accounts, all invariants hold", clean.output)
+    with cli_db.write() as conn:  # drift a cached balance behind the ledger's back
+        conn.execute(update(accounts).where(accounts.c.id == f"{member.id}:pending").values(balance=999))
+    broken = invoke("verify", "--program", program.id)
+    assert broken.exit_code == 1
+    assert "balance_matches_postings" in broken.output and f"{member.id}:pending" in broken.output
+
+
+def test_serve_runs_the_app_factory_under_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    monkeypatch.setattr(serve.uvicorn, "run", lambda *a, **k: calls.append((a, k)))
+    result = invoke("serve", "--port", "8123", "--workers", "2")
+    assert result.exit_code == 0, result.output
+    assert calls == [
+        (
+            ("palier.api.app:create_app",),
+            {"factory": True, "host": "127.0.0.1", "port": 8123, "workers": 2, "proxy_headers": True},
+        )
+    ]
+
+
+def test_worker_stops_gracefully_on_sigterm(database_url: str, cli_db: Database) -> None:
+    palier = Path(sys.executable).with_name("palier")
+    worker = subprocess.Popen(
+        [str(palier), "worker", "--interval", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PALIER_DATABASE_URL": database_url, "COLUMNS": "200"},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        assert worker.stdout is not None
+        seen = ""
+        while "expire:" not in seen and time.monotonic() < deadline:  # it has run at least once
+            seen += worker.stdout.readline()
+        worker.send_signal(signal.SIGTERM)
+        out, _ = worker.communicate(timeout=30)
+    finally:
+        worker.kill()
+    assert worker.returncode == 0, seen + out
+    assert "SIGTERM received" in out and "worker stopped" in out

@@ -1,0 +1,131 @@
+"""The demo: a believable year of Maison Fournil whose ledger verifies, and the command that serves it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from sqlalchemy import String, cast, func, select
+from typer.testing import CliRunner
+
+from palier.activity.tables import events
+from palier.cli import demo as demo_command
+from palier.cli.common import console
+from palier.cli.main import app
+from palier.db import Database
+from palier.demo import DemoInfo, build_demo
+from palier.ledger.tables import accounts, lots
+from palier.ledger.verify import verify
+from palier.members.tables import identities, members, merges
+from palier.programs.service import authenticate
+from tests.conftest import ENGINES
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def built(request: pytest.FixtureRequest) -> tuple[Database, DemoInfo]:
+    """One demo of 40 members per engine, shared by this module's tests (they only read it)."""
+    database: Database = request.getfixturevalue(f"{request.param}_db")
+    return database, build_demo(database, members=40, seed=7)
+
+
+@pytest.fixture
+def db(built: tuple[Database, DemoInfo]) -> Database:
+    return built[0]
+
+
+@pytest.fixture
+def demo(built: tuple[Database, DemoInfo]) -> DemoInfo:
+    return built[1]
+
+
+def test_the_demo_ledger_verifies_and_has_points_in_every_state(db: Database, demo: DemoInfo) -> None:
+    with db.read() as conn:
+        assert verify(conn, program_id=demo.program_id) == []
+        by_state = dict(
+            conn.execute(
+                select(lots.c.state, func.sum(lots.c.amount))
+                .where(lots.c.program_id == demo.program_id)
+                .group_by(lots.c.state)
+            ).all()
+        )
+        balances = dict(
+            conn.execute(
+                select(accounts.c.kind, func.sum(accounts.c.balance))
+                .where(accounts.c.program_id == demo.program_id)
+                .group_by(accounts.c.kind)
+            ).all()
+        )
+        statuses = dict(
+            conn.execute(
+                select(events.c.status, func.count()).where(events.c.program_id == demo.program_id).group_by("status")
+            ).all()
+        )
+        merged = conn.execute(select(func.count()).where(merges.c.program_id == demo.program_id)).scalar_one()
+        enrolled = conn.execute(select(func.count()).where(members.c.program_id == demo.program_id)).scalar_one()
+    assert by_state["pending"] > 0 and by_state["active"] > 0 and by_state["expired"] > 0
+    assert balances["pending"] > 0 and balances["available"] > 0 and balances["expired"] > 0
+    assert statuses["processed"] > 40 * 10 and statuses["unclaimed"] > 0
+    assert merged == 1 and enrolled == 41
+
+
+def test_the_demo_keys_authenticate_with_their_scope(db: Database, demo: DemoInfo) -> None:
+    with db.read() as conn:
+        for secret, scope in ((demo.admin_key, "admin"), (demo.pos_key, "pos"), (demo.read_key, "read")):
+            caller = authenticate(conn=conn, token=secret)
+            assert caller.program_id == demo.program_id and caller.scopes == {scope}
+        assert demo.sample_member_ids
+        for member_id in demo.sample_member_ids:
+            kinds = dict(
+                conn.execute(select(accounts.c.kind, accounts.c.balance).where(accounts.c.member_id == member_id)).all()
+            )
+            assert kinds["available"] > 0 and kinds["pending"] > 0
+
+
+def test_no_card_number_is_stored(db: Database, demo: DemoInfo) -> None:
+    """The demo's payment cards are 424242… test numbers: none may appear in any stored text."""
+    with db.read() as conn:
+        bodies = conn.execute(
+            select(cast(events.c.body, String)).where(events.c.program_id == demo.program_id)
+        ).scalars()
+        cards = conn.execute(
+            select(identities.c.value, identities.c.last4).where(
+                identities.c.program_id == demo.program_id, identities.c.kind == "payment_card"
+            )
+        ).all()
+    assert not [b for b in bodies if re.search(r"424242\d{6,}", b)]
+    assert cards and all(len(value) == 64 and len(last4) == 4 for value, last4 in cards)
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(console, "width", 250)
+    # palier demo points PALIER_DATABASE_URL at ./palier.db for the API it serves: restored afterwards
+    monkeypatch.setenv("PALIER_DATABASE_URL", f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    return tmp_path
+
+
+def test_demo_command_builds_once_then_reuses(in_tmp: Path) -> None:
+    first = runner.invoke(app, ["demo", "--no-serve", "--members", "12"])
+    assert first.exit_code == 0, first.output
+    assert "the demo is ready" in first.output
+    assert re.search(r"Admin key\s+key_\w+\.\S+", first.output)
+    assert "/v1/events/purchases" in first.output and "/balance" in first.output
+    assert (in_tmp / demo_command.DEMO_FILE).exists()
+
+    again = runner.invoke(app, ["demo", "--no-serve"])
+    assert again.exit_code == 0, again.output
+    assert "Reusing the demo" in again.output
+
+
+def test_demo_refuses_a_database_that_holds_other_programs(in_tmp: Path) -> None:
+    url = f"sqlite:///{in_tmp / demo_command.DEMO_FILE}"
+    assert runner.invoke(app, ["db", "upgrade"], env={"PALIER_DATABASE_URL": url}).exit_code == 0
+    created = runner.invoke(app, ["program", "create", "--name", "My shop"], env={"PALIER_DATABASE_URL": url})
+    assert created.exit_code == 0, created.output
+    refused = runner.invoke(app, ["demo", "--no-serve"])
+    assert refused.exit_code == 2
+    assert "error demo_database_in_use" in refused.output

@@ -1,0 +1,312 @@
+"""Bulk import of purchases: the same rows as record_purchase, idempotent re-runs, conflicts, crashes.
+
+Service-level tests run on SQLite and PostgreSQL (``db``); the CLI tests drive ``palier import
+purchases`` through Typer's runner on a fresh SQLite file.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from palier.activity import bulk
+from palier.activity.bulk import ImportStats, import_purchases
+from palier.activity.models import PurchaseIn
+from palier.activity.service import record_purchase
+from palier.activity.tables import events
+from palier.cli.common import console, err_console
+from palier.cli.main import app
+from palier.cli.purchases_csv import read_batches
+from palier.clock import FrozenClock
+from palier.config import load_settings
+from palier.db import Database, make_database
+from palier.errors import PalierError
+from palier.ledger.verify import verify
+from tests.cli.shop import Shop, for_twin, open_shop, order_rows, problem_rows, snapshot, to_csv
+from tests.services import factories as f
+
+runner = CliRunner()
+
+
+def parsed(rows: list[dict[str, Any]], size: int = 1000) -> tuple[list[PurchaseIn], list[int], dict[str, str]]:
+    """Purchases from CSV rows as the CLI reads them, and the codes of the rows that failed validation."""
+    purchases: list[PurchaseIn] = []
+    numbers: list[int] = []
+    invalid: dict[str, str] = {}
+    for batch in read_batches(io.StringIO(to_csv(rows)), size=size):
+        purchases += batch.purchases
+        numbers += batch.rows
+        invalid |= {p.order_id or "": p.code for p in batch.problems}
+    return purchases, numbers, invalid
+
+
+def bulk_import(db: Database, clock: FrozenClock, shop: Shop, purchases: list[PurchaseIn], size: int) -> ImportStats:
+    total = ImportStats()
+    for start in range(0, len(purchases), size):
+        with db.write() as conn:
+            total.add(
+                import_purchases(
+                    conn=conn,
+                    clock=clock,
+                    program=shop.program,
+                    purchases=purchases[start : start + size],
+                    card_key=f.CARD_KEY,
+                )
+            )
+    return total
+
+
+def one_by_one(
+    db: Database, clock: FrozenClock, shop: Shop, purchases: list[PurchaseIn], card_key: bytes = f.CARD_KEY
+) -> dict[str, tuple[str, str | None]]:
+    """record_purchase for each, in its own transaction; the code and field of those it refused."""
+    refused: dict[str, tuple[str, str | None]] = {}
+    for purchase in purchases:
+        try:
+            with db.write() as conn:
+                record_purchase(conn=conn, clock=clock, program=shop.program, purchase=purchase, card_key=card_key)
+        except PalierError as error:
+            refused[purchase.order_id] = (error.code, error.field)
+    return refused
+
+
+def assert_sound(db: Database, program_id: str) -> None:
+    with db.read() as conn:
+        assert verify(conn, program_id=program_id) == []
+
+
+@pytest.mark.parametrize("batch_size", [7, 1000])
+def test_bulk_writes_exactly_what_record_purchase_writes(db: Database, clock: FrozenClock, batch_size: int) -> None:
+    cards = [f.luhn_card() for _ in range(3)]
+    by_bulk, by_service = open_shop(db, clock, cards=cards), open_shop(db, clock, cards=cards)
+    rows = order_rows(by_bulk, clock.now()) + problem_rows(by_bulk, clock.now())
+    purchases, _, invalid = parsed(rows)
+    twin_purchases, _, _ = parsed(for_twin(rows, by_bulk, by_service))
+    stats = bulk_import(db, clock, by_bulk, purchases, batch_size)
+    refused = one_by_one(db, clock, by_service, twin_purchases)
+
+    assert {p.order_id: (p.code, p.field) for p in stats.rejected} == refused
+    codes = {order_id: code for order_id, (code, _) in refused.items()} | invalid
+    assert codes == {r["order_id"]: r["code"] for r in problem_rows(by_bulk, clock.now())}
+    assert stats.imported + stats.unclaimed == len(purchases) - len(refused)
+    assert stats.unclaimed == 5  # every order paid with the card nobody has linked
+    assert snapshot(db, by_bulk) == snapshot(db, by_service)
+    balances = snapshot(db, by_bulk)["balances"]
+    assert balances["m5:debt"] == 0 and balances["m5:available"] > 0  # older purchases repaid the debt
+    assert balances["m0:pending"] > 0 and balances["m0:available"] > 0
+    assert_sound(db, by_bulk.program.id)
+    assert_sound(db, by_service.program.id)
+
+
+def test_a_bulk_import_is_what_the_api_would_replay(db: Database, clock: FrozenClock) -> None:
+    shop = open_shop(db, clock)
+    purchases, _, _ = parsed(order_rows(shop, clock.now(), orders=12))
+    bulk_import(db, clock, shop, purchases, 5)
+    with db.write() as conn:
+        for purchase in purchases:
+            result, replayed = record_purchase(
+                conn=conn, clock=clock, program=shop.program, purchase=purchase, card_key=f.CARD_KEY
+            )
+            assert replayed and result.external_id == purchase.order_id
+
+
+def test_rerun_skips_everything_and_a_changed_order_is_a_conflict(db: Database, clock: FrozenClock) -> None:
+    shop = open_shop(db, clock)
+    rows = order_rows(shop, clock.now(), orders=20)
+    purchases, _, _ = parsed(rows)
+    first = bulk_import(db, clock, shop, purchases, 6)
+    before = snapshot(db, shop)
+
+    again = bulk_import(db, clock, shop, purchases, 6)
+    assert (again.imported, again.unclaimed, again.skipped, again.rejected) == (0, 0, len(purchases), [])
+    assert snapshot(db, shop) == before
+
+    changed = [{**r, "quantity": 9} if r["order_id"] == "ORD-0003" else r for r in rows]
+    purchases, _, _ = parsed(changed)
+    third = bulk_import(db, clock, shop, purchases, 6)
+    assert [(p.order_id, p.code, p.field) for p in third.rejected] == [("ORD-0003", "event_conflict", "order_id")]
+    assert third.skipped == len(purchases) - 1
+    assert snapshot(db, shop) == before
+    assert first.imported + first.unclaimed == len(purchases)
+
+
+def test_an_order_twice_in_one_batch(db: Database, clock: FrozenClock) -> None:
+    shop = open_shop(db, clock)
+    rows = order_rows(shop, clock.now(), orders=3)
+    same = [r for r in rows if r["order_id"] == "ORD-0001"]
+    changed = [{**r, "unit_price": 999} for r in same]
+    unknown_card = problem_rows(shop, clock.now())[1]
+    purchases, _, _ = parsed([*rows, *same, unknown_card, *changed])  # not consecutive: three orders
+    stats = bulk_import(db, clock, shop, purchases, 100)
+    assert stats.skipped == 1
+    assert [(p.order_id, p.code) for p in stats.rejected] == [
+        ("BAD-CARD", "member_not_found"),
+        ("ORD-0001", "event_conflict"),
+    ]
+
+
+def test_a_batch_racing_another_writer_is_retried_and_skips_what_it_sent(
+    db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop = open_shop(db, clock)
+    purchases, rows, _ = parsed(order_rows(shop, clock.now(), orders=8))
+    bulk_import(db, clock, shop, purchases[:3], 10)  # "the other writer" got these in first
+    real, calls = bulk._drop_known, 0
+
+    def blind_first_time(*args: Any) -> Any:  # as if the orders arrived between our check and our insert
+        nonlocal calls
+        calls += 1
+        return args[2] if calls == 1 else real(*args)
+
+    monkeypatch.setattr(bulk, "_drop_known", blind_first_time)
+    stats = bulk.import_batches(
+        db=db, clock=clock, program_id=shop.program.id, batches=[(purchases, rows)], card_key=f.CARD_KEY
+    )
+    assert calls == 2
+    assert (stats.skipped, stats.imported + stats.unclaimed, stats.rejected) == (3, len(purchases) - 3, [])
+    assert_sound(db, shop.program.id)
+
+
+# --- the command ---
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tables as wide as they need: rows are matched in the output."""
+    monkeypatch.setattr(console, "width", 250)
+    monkeypatch.setattr(err_console, "width", 250)
+
+
+@pytest.fixture
+def database_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path / 'palier.db'}"
+    monkeypatch.setenv("PALIER_DATABASE_URL", url)
+    result = runner.invoke(app, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    yield url
+
+
+@pytest.fixture
+def cli_db(database_url: str) -> Iterator[Database]:
+    database = make_database(database_url)
+    yield database
+    database.dispose()
+
+
+def cli_shop(db: Database, cards: list[str] | None = None) -> Shop:
+    """A shop whose members were enrolled a month ago, with the card key the CLI uses."""
+    clock = FrozenClock(datetime.now(UTC) - timedelta(days=31))
+    f.CARD_KEY, saved = load_settings().card_hash_key, f.CARD_KEY
+    try:
+        return open_shop(db, clock, cards=cards)
+    finally:
+        f.CARD_KEY = saved
+
+
+def run_import(path: Path, shop: Shop, *extra: str) -> Any:
+    return runner.invoke(app, ["import", "purchases", str(path), "--program", shop.program.id, *extra])
+
+
+def event_count(db: Database, shop: Shop) -> int:
+    """Purchases from the CSV files (every order id there starts with ORD-)."""
+    with db.read() as conn:
+        query = select(func.count()).where(
+            events.c.program_id == shop.program.id, events.c.type == "purchase", events.c.external_id.like("ORD-%")
+        )
+        return int(conn.execute(query).scalar_one())
+
+
+def summary(output: str) -> dict[str, int]:
+    found = re.findall(r"^│ (imported|unclaimed|already present|rejected)\s*│\s*([\d,]+) │", output, re.MULTILINE)
+    return {name: int(count.replace(",", "")) for name, count in found}
+
+
+def test_import_command(cli_db: Database, tmp_path: Path) -> None:
+    cards = [f.luhn_card() for _ in range(3)]
+    shop, twin = cli_shop(cli_db, cards), cli_shop(cli_db, cards)
+    now = datetime.now(UTC)
+    rows = order_rows(shop, now, orders=50) + problem_rows(shop, now)
+    path = tmp_path / "orders.csv"
+    to_csv(rows, path)
+
+    result = run_import(path, shop, "--batch-size", "8")
+    assert result.exit_code == 1, result.output  # some rows were rejected
+    assert summary(result.output) == {"imported": 46, "unclaimed": 5, "already present": 0, "rejected": 6}
+    for row in problem_rows(shop, now):
+        assert re.search(rf"\d+\s*│\s*{row['order_id']}\s*│\s*{row['code']}", result.output), row
+    assert event_count(cli_db, shop) == 51
+
+    again = run_import(path, shop)
+    assert summary(again.output) == {"imported": 0, "unclaimed": 0, "already present": 51, "rejected": 6}
+    assert event_count(cli_db, shop) == 51
+
+    # the same orders through record_purchase, one by one, leave the same balances
+    purchases, _, _ = parsed(for_twin(rows, shop, twin))
+    one_by_one(cli_db, FrozenClock(datetime.now(UTC)), twin, purchases, load_settings().card_hash_key)
+    assert snapshot(cli_db, shop)["balances"] == snapshot(cli_db, twin)["balances"]
+    assert_sound(cli_db, shop.program.id)
+
+
+def test_import_reports_a_conflicting_row_and_goes_on(cli_db: Database, tmp_path: Path) -> None:
+    shop = cli_shop(cli_db)
+    rows = order_rows(shop, datetime.now(UTC), orders=10)
+    to_csv(rows, tmp_path / "first.csv")
+    assert run_import(tmp_path / "first.csv", shop).exit_code == 0
+    changed = [{**r, "quantity": 7} if r["order_id"] == "ORD-0004" else r for r in rows]
+    changed += [r for r in order_rows(shop, datetime.now(UTC), orders=12) if r["order_id"] == "ORD-0011"]
+    to_csv(changed, tmp_path / "second.csv")
+    result = run_import(tmp_path / "second.csv", shop)
+    assert result.exit_code == 1
+    assert "event_conflict" in result.output and "ORD-0004" in result.output
+    assert summary(result.output) == {"imported": 1, "unclaimed": 0, "already present": 10, "rejected": 1}
+    assert event_count(cli_db, shop) == 12
+
+
+@pytest.mark.parametrize("crash", [RuntimeError, KeyboardInterrupt])
+def test_an_import_killed_mid_way_counts_every_order_once_after_a_rerun(
+    cli_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash: type[BaseException]
+) -> None:
+    shop = cli_shop(cli_db)
+    rows = order_rows(shop, datetime.now(UTC), orders=50)
+    path = tmp_path / "orders.csv"
+    to_csv(rows, path)
+    real = bulk.import_purchases
+    calls = 0
+
+    def crash_in_the_third_batch(**kwargs: Any) -> ImportStats:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise crash("power cut")
+        return real(**kwargs)
+
+    monkeypatch.setattr(bulk, "import_purchases", crash_in_the_third_batch)
+    crashed = run_import(path, shop, "--batch-size", "10")
+    if crash is KeyboardInterrupt:  # Ctrl-C: told how to resume
+        assert crashed.exit_code == 130 and "20 orders were committed" in crashed.output
+    else:
+        assert isinstance(crashed.exception, RuntimeError)
+    assert event_count(cli_db, shop) == 20  # two batches committed, the third rolled back
+
+    monkeypatch.setattr(bulk, "import_purchases", real)
+    rerun = run_import(path, shop, "--batch-size", "10")
+    assert rerun.exit_code == 0, rerun.output
+    assert summary(rerun.output) == {"imported": 28, "unclaimed": 3, "already present": 20, "rejected": 0}
+    assert event_count(cli_db, shop) == 51
+    with cli_db.read() as conn:
+        counted = conn.execute(
+            select(events.c.external_id, func.count())
+            .where(events.c.program_id == shop.program.id)
+            .group_by(events.c.external_id)
+            .having(func.count() > 1)
+        ).all()
+    assert counted == []
+    assert_sound(cli_db, shop.program.id)
