@@ -6,6 +6,8 @@ so ids sort by creation time, which is what cursor pagination relies on.
 
 from __future__ import annotations
 
+import base64
+import functools
 import secrets
 import threading
 import time
@@ -29,12 +31,25 @@ _lock = threading.Lock()
 _last = (0, 0)
 
 
+_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", CROCKFORD.encode())
+
+
 def _encode(value: int, length: int) -> str:
     chars = []
     for _ in range(length):
         value, digit = divmod(value, 32)
         chars.append(CROCKFORD[digit])
     return "".join(reversed(chars))
+
+
+def _encode_random(rand: int) -> str:
+    """80 bits as 16 Crockford characters: base32 of 10 bytes is exactly 16 characters, no padding."""
+    return base64.b32encode(rand.to_bytes(10, "big")).translate(_TO_CROCKFORD).decode()
+
+
+@functools.lru_cache(maxsize=4)
+def _encode_time(ms: int) -> str:
+    return _encode(ms, 10)
 
 
 def new_id(kind: str) -> str:
@@ -44,7 +59,7 @@ def new_id(kind: str) -> str:
     with _lock:
         ms = time.time_ns() // 1_000_000
         last_ms, last_rand = _last
-        rand = last_rand + 1 if ms <= last_ms else secrets.randbits(80)
+        rand = last_rand + 1 if ms <= last_ms else secrets.randbits(79)  # headroom: +1 never overflows 80 bits
         ms = max(ms, last_ms)
         _last = (ms, rand)
-    return f"{prefix}_{_encode(ms, 10)}{_encode(rand & ((1 << 80) - 1), 16)}"
+    return f"{prefix}_{_encode_time(ms)}{_encode_random(rand)}"

@@ -7,12 +7,12 @@ transactions, postings and allocations are never updated or deleted (corrections
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, update
 
 from palier.ids import new_id
 from palier.ledger.accounts import POINTS
@@ -111,34 +111,22 @@ def post(conn: Connection, entry: Entry) -> str:
     return entry.id
 
 
-_CHUNK = 500
+_move_balance = (
+    update(accounts)
+    .where(accounts.c.id == bindparam("account_id"))
+    .values(balance=accounts.c.balance + bindparam("delta"), version=accounts.c.version + 1)
+)
 
 
 def apply_deltas(conn: Connection, deltas: Mapping[str, int]) -> None:
     """Add each delta to its account's cached balance and bump its version.
 
-    Several program-account slots in one command are locked in id order first, so two batch jobs
-    can never deadlock on them (member accounts are already serialised by ``locks.lock_members``).
+    Rows are updated in account-id order, which is also the order their row locks are taken in on
+    PostgreSQL: two commands or batch jobs touching the same program slots can never deadlock.
     """
     ids = sorted(account_id for account_id, delta in deltas.items() if delta)
-    if conn.dialect.name == "postgresql" and sum(1 for i in ids if i.count(":") == 2) > 1:
-        for chunk in _chunks(ids, _CHUNK):
-            conn.execute(
-                select(accounts.c.id).where(accounts.c.id.in_(chunk)).order_by(accounts.c.id).with_for_update()
-            )
-    for chunk in _chunks(ids, _CHUNK):
-        result = conn.execute(
-            update(accounts)
-            .where(accounts.c.id.in_(chunk))
-            .values(
-                balance=accounts.c.balance + case({i: deltas[i] for i in chunk}, value=accounts.c.id, else_=0),
-                version=accounts.c.version + 1,
-            )
-        )
-        if result.rowcount != len(chunk):
-            raise LookupError(f"postings name accounts that do not exist: {chunk}")
-
-
-def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+    if not ids:
+        return
+    result = conn.execute(_move_balance, [{"account_id": i, "delta": deltas[i]} for i in ids])
+    if result.rowcount != len(ids):
+        raise LookupError(f"postings name accounts that do not exist: {ids}")
