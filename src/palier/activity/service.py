@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from palier.activity.earning import purchase_earning
@@ -40,6 +40,16 @@ _WHERE = {
 }
 
 
+# Built once: on the purchase path, building statements per call costs more than running them.
+_insert_event_row = insert(events)
+_insert_purchase = insert(purchases)
+_find_event = select(events.c.payload_hash, events.c.result).where(
+    events.c.program_id == bindparam("program_id"),
+    events.c.type == bindparam("type"),
+    events.c.external_id == bindparam("external_id"),
+)
+
+
 def payload_hash(body: BaseModel, *context: str, key: bytes = b"") -> str:
     """A fingerprint of a fact's content (and of what it applies to, e.g. the member adjusted).
 
@@ -56,11 +66,7 @@ def fingerprint(value: Any, *, key: bytes) -> str:
 
 def replay(*, conn: Connection, program_id: str, type_: str, external_id: str, body_hash: str) -> EventResult | None:
     """The stored result of this fact if it was already received; 409 if it came with another body."""
-    row = conn.execute(
-        select(events.c.payload_hash, events.c.result).where(
-            events.c.program_id == program_id, events.c.type == type_, events.c.external_id == external_id
-        )
-    ).first()
+    row = conn.execute(_find_event, {"program_id": program_id, "type": type_, "external_id": external_id}).first()
     if row is None:
         return None
     if row.payload_hash != body_hash:
@@ -164,7 +170,8 @@ def record_purchase(
         result,
     )
     conn.execute(
-        insert(purchases).values(
+        _insert_purchase,
+        dict(
             event_id=event_id,
             program_id=program.id,
             member_id=member_id,
@@ -184,7 +191,7 @@ def record_purchase(
                 }
                 for line, pts in zip(purchase.lines, earning.line_points, strict=True)
             ],
-        )
+        ),
     )
     return result, False
 
@@ -505,7 +512,8 @@ def _insert_event(
     result: EventResult,
 ) -> None:
     conn.execute(
-        insert(events).values(
+        _insert_event_row,
+        dict(
             id=event_id,
             program_id=program.id,
             type=type_,
@@ -521,7 +529,7 @@ def _insert_event(
             payload_hash=body_hash,
             body=_redacted(body),
             result=result.model_dump(mode="json"),
-        )
+        ),
     )
 
 

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, bindparam, select, text
 
 from palier.ledger.accounts import member_account
 from palier.ledger.tables import accounts
+
+_lock_accounts = (
+    select(accounts.c.id)
+    .where(accounts.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(accounts.c.id)
+    .with_for_update()
+)
 
 
 def lock_members(conn: Connection, member_ids: Iterable[str]) -> None:
@@ -20,7 +27,7 @@ def lock_members(conn: Connection, member_ids: Iterable[str]) -> None:
         return
     ids = sorted({member_account(m, "available") for m in member_ids})
     if ids:
-        conn.execute(select(accounts.c.id).where(accounts.c.id.in_(ids)).order_by(accounts.c.id).with_for_update())
+        conn.execute(_lock_accounts, {"ids": ids})
 
 
 def try_lock_members(conn: Connection, member_ids: Iterable[str]) -> set[str]:

@@ -23,6 +23,10 @@ class Taken:
     state: str  # the lot's state when taken (pending or active)
 
 
+_insert_lot = insert(lots)
+_insert_allocations = insert(allocations)
+
+
 def add_lot(
     conn: Connection,
     *,
@@ -40,7 +44,8 @@ def add_lot(
 ) -> str:
     lot_id = new_id("lot")
     conn.execute(
-        insert(lots).values(
+        _insert_lot,
+        dict(
             id=lot_id,
             program_id=program_id,
             member_id=member_id,
@@ -54,7 +59,7 @@ def add_lot(
             earned_at=earned_at,
             matures_at=matures_at,
             expires_at=expires_at,
-        )
+        ),
     )
     return lot_id
 
@@ -136,7 +141,7 @@ def write_allocations(conn: Connection, rows: Sequence[dict[str, object]]) -> No
     """Allocation rows (transaction_id, program_id, member_id, lot_id, amount, purpose), in bulk."""
     rows = [row for row in rows if row["amount"]]
     if rows:
-        conn.execute(insert(allocations), rows)
+        conn.execute(_insert_allocations, rows)
         conn.execute(_reduce_lot, [{"lot_id": row["lot_id"], "delta": row["amount"]} for row in rows])
 
 

@@ -49,6 +49,11 @@ class Entry:
     id: str = field(default_factory=lambda: new_id("transaction"))
 
 
+# Built once: a statement built per call costs more in SQLAlchemy than the SQL itself costs the database.
+_insert_transactions = insert(ledger_transactions)
+_insert_postings = insert(postings)
+
+
 def check_balanced(items: Sequence[Posting]) -> None:
     totals: dict[str, int] = defaultdict(int)
     for p in items:
@@ -66,7 +71,7 @@ def write(conn: Connection, entries: Sequence[Entry]) -> None:
     for e in entries:
         check_balanced(e.postings)
     conn.execute(
-        insert(ledger_transactions),
+        _insert_transactions,
         [
             {
                 "id": e.id,
@@ -97,7 +102,7 @@ def write(conn: Connection, entries: Sequence[Entry]) -> None:
         for p in e.postings
         if p.amount
     ]
-    conn.execute(insert(postings), rows)
+    conn.execute(_insert_postings, rows)
     deltas: dict[str, int] = defaultdict(int)
     for e in entries:
         for p in e.postings:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from palier.clock import Clock, utc
@@ -133,12 +133,13 @@ def get_member(*, conn: Connection, program_id: str, member_id: str) -> Member:
     return Member(identities=found, **data)
 
 
+_member_status = select(members.c.status, members.c.merged_into_id).where(
+    members.c.id == bindparam("member_id"), members.c.program_id == bindparam("program_id")
+)
+
+
 def require_active(*, conn: Connection, program_id: str, member_id: str) -> None:
-    status = conn.execute(
-        select(members.c.status, members.c.merged_into_id).where(
-            members.c.id == member_id, members.c.program_id == program_id
-        )
-    ).first()
+    status = conn.execute(_member_status, {"member_id": member_id, "program_id": program_id}).first()
     if status is None:
         raise NotFound("member_not_found", f"No member {member_id} in this program.", field="member_id")
     if status.status != "active":
