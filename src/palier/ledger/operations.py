@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, bindparam, func, select
 
-from palier.ledger.accounts import member_account, program_account
+from palier.ledger.accounts import MEMBER_KINDS, member_account, program_account
 from palier.ledger.lots import Taken, add_lot, choose_lots, record_allocations, set_state
 from palier.ledger.post import Entry, Posting, write
 from palier.ledger.tables import accounts
@@ -57,9 +57,13 @@ def program_posting(program_id: str, kind: str, amount: int, *, member_id: str) 
 
 
 def balances(conn: Connection, *, member_id: str) -> dict[str, int]:
-    """The member's points balances by account kind (available, pending, held, debt)."""
-    rows = conn.execute(select(accounts.c.kind, accounts.c.balance).where(accounts.c.member_id == member_id))
+    """The member's points balances by account kind (available, pending, held, debt): four key lookups."""
+    ids = [member_account(member_id, kind) for kind in MEMBER_KINDS]
+    rows = conn.execute(_read_balances, {"ids": ids})
     return {kind: int(balance) for kind, balance in rows}
+
+
+_read_balances = select(accounts.c.kind, accounts.c.balance).where(accounts.c.id.in_(bindparam("ids", expanding=True)))
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from palier.clock import Clock, utc
@@ -338,8 +338,8 @@ def merge(
 def balance(*, conn: Connection, program: Program, member_id: str) -> Balance:
     require_known(conn=conn, program_id=program.id, member_id=member_id)
     amounts = ledger.balances(conn, member_id=member_id)
-    expiry = _next(conn, member_id, "active", lots.c.expires_at)
-    maturity = _next(conn, member_id, "pending", lots.c.matures_at)
+    due = _soonest(conn, program.id, member_id)
+    expiry, maturity = due.get("active"), due.get("pending")
     return Balance(
         member_id=member_id,
         points_name=program.points_name,
@@ -360,21 +360,32 @@ def require_known(*, conn: Connection, program_id: str, member_id: str) -> None:
         raise NotFound("member_not_found", f"No member {member_id} in this program.", field="member_id")
 
 
-def _next(conn: Connection, member_id: str, state: str, column: Any) -> tuple[int, datetime] | None:
-    """The soonest date in ``column`` among the member's lots in ``state``, and the points due then."""
-    soonest = conn.execute(
-        select(func.min(column)).where(
-            lots.c.member_id == member_id, lots.c.state == state, lots.c.remaining > 0, column.is_not(None)
-        )
-    ).scalar()
-    if soonest is None:
-        return None
-    points = conn.execute(
-        select(func.sum(lots.c.remaining)).where(
-            lots.c.member_id == member_id, lots.c.state == state, column == soonest
-        )
-    ).scalar()
-    return int(points or 0), utc(soonest)
+def _soonest(conn: Connection, program_id: str, member_id: str) -> dict[str, tuple[int, datetime]]:
+    """For active lots the soonest expiry, for pending lots the soonest maturity, and the points due then.
+
+    One indexed read of the member's live lots (program_id, member_id, state).
+    """
+    due: dict[str, tuple[int, datetime]] = {}
+    rows = conn.execute(_live_lots, {"program_id": program_id, "member_id": member_id})
+    for state, remaining, expires_at, matures_at in rows:
+        when = expires_at if state == "active" else matures_at
+        if when is None:
+            continue
+        when = utc(when)
+        points, soonest = due.get(state, (0, when))
+        if when < soonest:
+            points, soonest = 0, when
+        if when == soonest:
+            due[state] = (points + int(remaining), soonest)
+    return due
+
+
+_live_lots = select(lots.c.state, lots.c.remaining, lots.c.expires_at, lots.c.matures_at).where(
+    lots.c.program_id == bindparam("program_id"),
+    lots.c.member_id == bindparam("member_id"),
+    lots.c.state.in_(("active", "pending")),
+    lots.c.remaining > 0,
+)
 
 
 # --- identities ---
