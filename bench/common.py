@@ -404,9 +404,6 @@ class Seeded:
     def card(self, g: int) -> str:
         return f"BENCH{g}"
 
-    def has_lots(self, g: int) -> bool:
-        return self.plan.per_member > 0 and g % 100 < self.plan.percent
-
 
 # text() reads ":name" as a bound parameter even inside quotes: account ids are built as ':' || kind.
 

@@ -1,6 +1,6 @@
 """Every benchmark against the limits measured right before it, written to bench/RESULTS.md.
 
-    .venv/bin/python bench/run_all.py            # the real sizes (about 45 minutes on 2 cores)
+    .venv/bin/python bench/run_all.py            # the real sizes (about 30 minutes on 2 cores)
     .venv/bin/python bench/run_all.py --quick    # small sizes, a smoke run (bench/RESULTS-quick.md)
     .venv/bin/python bench/run_all.py --only purchases,balance_read --engine sqlite
 
@@ -42,7 +42,7 @@ def machine(pg_dsn: str, engines: Sequence[str]) -> dict[str, str]:
         "Python": platform.python_version(),
         "SQLite": sqlite3.sqlite_version,
         "commit": _git("rev-parse", "--short", "HEAD")
-        + (" + uncommitted changes" if _git("status", "--porcelain") else ""),
+        + (" + uncommitted changes" if _git("status", "--porcelain", "--untracked-files=no") else ""),
     }
     if "pg" in engines:
         info["PostgreSQL"] = _pg(pg_dsn, "SELECT version()").split(" on ")[0]
