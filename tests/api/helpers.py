@@ -124,6 +124,16 @@ def return_body(order_id: str, *, occurred_at: str = "2026-03-02T09:00:00Z", **e
     return body
 
 
+def reward_body(**overrides: Any) -> dict[str, Any]:
+    """A €5 voucher for 500 points, unless told otherwise."""
+    return {
+        "kind": "amount_off",
+        "cost_points": 500,
+        "amount": 500,
+        "title": {"fr": "Bon de 5 €", "en": "€5 voucher"},
+    } | overrides
+
+
 class ApiProgram:
     """A program made through the API, and the calls tests make on it (with its admin key by default)."""
 

@@ -29,6 +29,7 @@ from palier.ledger.locks import lock_key, lock_members
 from palier.members import service as members
 from palier.members.identities import card_claim_key, normalise
 from palier.programs.models import Program
+from palier.rewards import payments
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 _WHERE = {
@@ -113,7 +114,8 @@ def record_purchase(
             field="currency",
         )
     member_id, claim = _resolve_and_lock(conn, program, purchase.member, card_key)
-    earning = purchase_earning(purchase, program)
+    paid_otherwise = payments.paid_otherwise(conn, program_id=program.id, order_id=purchase.order_id)
+    earning = purchase_earning(purchase, program, paid_otherwise=paid_otherwise)
     label = purchase_label(purchase)
     event_id = new_id("event")
     matures_at = occurred_at + timedelta(days=program.return_window_days)
@@ -269,6 +271,15 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
             points_returned=order["points_returned"] + plan.points,
         )
     )
+    if member_id is not None:  # what was paid with points or credit comes back in proportion
+        result.details |= payments.on_return(
+            conn=conn,
+            clock=clock,
+            program=program,
+            order_id=ret.order_id,
+            refunded=order["refunded"] + plan.refund,
+            total=order["total"],
+        )
     _insert_event(
         conn,
         program,
