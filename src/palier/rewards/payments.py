@@ -52,7 +52,7 @@ def pay(*, conn: Connection, clock: Clock, program: Program, member_id: str, dat
                 "cancel it first to pay differently.",
                 field="order_id",
             )
-        return existing
+        return _with_balances(conn, existing, member_id)
     if _order_recorded(conn, program.id, data.order_id):
         raise Conflict(
             "order_already_recorded",
