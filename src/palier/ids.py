@@ -29,6 +29,12 @@ PREFIXES = {
     "reward": "rwd",
     "coupon": "cpn",
     "payment": "pay",
+    "outbox": "obx",
+    "tier_change": "tch",
+    "plan": "pln",
+    "membership": "vip",
+    "segment": "seg",
+    "invitation": "inv",
 }
 
 _lock = threading.Lock()

@@ -30,6 +30,7 @@ from palier.members import service as members
 from palier.members.identities import card_claim_key, normalise
 from palier.programs.models import Program
 from palier.rewards import payments
+from palier.tiers import service as tiers
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 _WHERE = {
@@ -195,6 +196,8 @@ def record_purchase(
             ],
         ),
     )
+    if member_id is not None:  # the event that crosses a tier threshold upgrades at once
+        tiers.on_activity(conn=conn, clock=clock, program=program, member_id=member_id)
     return result, False
 
 
@@ -296,6 +299,8 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
         ret,
         result,
     )
+    if member_id is not None:  # the event that crosses a tier threshold upgrades at once
+        tiers.on_activity(conn=conn, clock=clock, program=program, member_id=member_id, returned=True)
     return result, False
 
 

@@ -4,7 +4,22 @@ from palier.activity import tables as activity_tables
 from palier.db.metadata import metadata
 from palier.ledger import tables as ledger_tables
 from palier.members import tables as member_tables
+from palier.memberships import tables as membership_tables
+from palier.notify import tables as notify_tables
 from palier.programs import tables as program_tables
 from palier.rewards import tables as reward_tables
+from palier.segments import tables as segment_tables
+from palier.tiers import tables as tier_tables
 
-__all__ = ["activity_tables", "ledger_tables", "member_tables", "metadata", "program_tables", "reward_tables"]
+__all__ = [
+    "activity_tables",
+    "ledger_tables",
+    "member_tables",
+    "membership_tables",
+    "metadata",
+    "notify_tables",
+    "program_tables",
+    "reward_tables",
+    "segment_tables",
+    "tier_tables",
+]

@@ -71,6 +71,9 @@ class MemberCreate(Strict):
     consents: Consents = Field(default_factory=Consents)
     identities: list[IdentityIn] = Field(default_factory=list, max_length=20)
     channel: Channel = "web"
+    invitation_code: str | None = Field(
+        default=None, min_length=1, max_length=40, description="needed when the program is invite-only"
+    )
 
 
 class MemberUpdate(Strict):

@@ -64,6 +64,12 @@ def enrol(
         )
     )
     open_member_accounts(conn, program_id=program.id, member_id=member_id)
+    if program.enrolment == "invitation":
+        from palier.memberships.service import use_invitation
+
+        use_invitation(
+            conn=conn, clock=clock, program=program, code=data.invitation_code, member_id=member_id, purpose="enrol"
+        )
     for field, normalised in wanted:
         _insert_identity(conn, program.id, member_id, normalised, now, field=field)
     if program.welcome_points:
@@ -299,6 +305,7 @@ def merge(
     from palier.rewards.service import move_member as move_rewards
 
     credit_moved = move_rewards(conn, booking=booking, program=program, source_id=source_id)
+    _move_status(conn, clock, program, source_id, target_id)
     conn.execute(
         update(members)
         .where(members.c.id == source_id)
@@ -338,6 +345,17 @@ def merge(
         lots_moved=lots_moved,
         identities_moved=moved_identities,
     )
+
+
+def _move_status(conn: Connection, clock: Clock, program: Program, source_id: str, target_id: str) -> None:
+    """Tier, memberships and segments of a merged member: the one that remains keeps the better of each."""
+    from palier.memberships.service import move_member as move_memberships
+    from palier.segments.service import move_member as move_segments
+    from palier.tiers.service import move_member as move_tier
+
+    move_tier(conn, program_id=program.id, source_id=source_id, target_id=target_id)
+    move_memberships(conn, source_id=source_id, target_id=target_id, now=clock.now())
+    move_segments(conn, source_id=source_id, target_id=target_id)
 
 
 def balance(*, conn: Connection, program: Program, member_id: str, clock: Clock | None = None) -> Balance:

@@ -66,6 +66,9 @@ class ProgramSettings(Strict):
     pay_with_points_max_percent: int = Field(
         default=50, ge=0, le=100, description="the largest share of an order points may pay (0: not allowed)"
     )
+    enrolment: Literal["open", "invitation"] = Field(
+        default="open", description="invitation: joining needs an invitation code (an invite-only program)"
+    )
 
 
 class ProgramUpdate(Strict):
@@ -87,6 +90,7 @@ class ProgramUpdate(Strict):
     redeem_points: int | None = Field(default=None, ge=1, le=1_000_000)
     redeem_amount: int | None = Field(default=None, ge=1, le=100_000_000)
     pay_with_points_max_percent: int | None = Field(default=None, ge=0, le=100)
+    enrolment: Literal["open", "invitation"] | None = None
 
     @field_validator("*", mode="before")
     @classmethod

@@ -48,10 +48,13 @@ class MemberLimit(Strict):
 
 
 class Eligibility(Strict):
-    """Who may redeem: members of any of these tiers / segments (empty: everyone)."""
+    """Who may redeem: members of any of these tiers, segments or VIP plans (all empty: everyone)."""
 
     tiers: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(default_factory=list, max_length=20)
     segments: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(default_factory=list, max_length=20)
+    plans: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
+        default_factory=list, max_length=20, description="VIP plans whose members may redeem it"
+    )
 
 
 class RewardIn(Strict):

@@ -12,7 +12,7 @@ Lock order: the member, then lots, then accounts, then the reward's stock row la
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -162,9 +162,10 @@ def catalog(
     available = ledger.balances(conn, member_id=member_id).get("available", 0)
     language = _language(conn, member_id)
     counts = _redeemed_counts(conn, program, member_id, now)
+    who = audience(conn, member_id, now)
     items = []
     for reward in list_rewards(conn=conn, program_id=program.id):
-        if not _on_offer(reward, now) or not _eligible(reward) or (channel and not _on_channel(reward, channel)):
+        if not _on_offer(reward, now) or not _eligible(reward, who) or (channel and not _on_channel(reward, channel)):
             continue
         needed = max(0, reward.cost_points - available)
         blocked = (
@@ -232,14 +233,33 @@ def _on_channel(reward: Reward, channel: str) -> bool:
     return reward.channels is None or channel in reward.channels
 
 
-def _eligible(reward: Reward) -> bool:
-    """The tiers and segments hook: a reward reserved to tiers or segments is offered to their members.
+@dataclass(frozen=True)
+class Audience:
+    """What a reward's eligibility looks at: the member's tier, segments and VIP plans."""
 
-    Members have no tier or segment until those capabilities arrive, so such rewards are offered to
-    nobody yet rather than to everyone.
-    """
+    tier: str | None = None
+    segments: frozenset[str] = frozenset()
+    plans: frozenset[str] = frozenset()
+
+
+def audience(conn: Connection, member_id: str, now: datetime) -> Audience:
+    from palier.memberships.service import live_plans
+    from palier.segments.service import member_segments
+    from palier.tiers.service import member_tier
+
+    return Audience(
+        tier=member_tier(conn, member_id=member_id),
+        segments=member_segments(conn, member_id=member_id),
+        plans=live_plans(conn, member_id=member_id, now=now),
+    )
+
+
+def _eligible(reward: Reward, who: Audience) -> bool:
+    """A reward reserved to tiers, segments or VIP plans is offered to members of any of them."""
     e = reward.eligibility
-    return e is None or (not e.tiers and not e.segments)
+    if e is None or not (e.tiers or e.segments or e.plans):
+        return True
+    return who.tier in e.tiers or bool(who.segments & set(e.segments)) or bool(who.plans & set(e.plans))
 
 
 # --- redeeming ---
@@ -335,7 +355,7 @@ def _check_redeemable(
             f"This reward cannot be redeemed {channel}; it is for {', '.join(reward.channels or [])}.",
             field="channel",
         )
-    if not _eligible(reward):
+    if not _eligible(reward, audience(conn, member_id, now)):
         raise Unprocessable("reward_not_eligible", "This reward is reserved to other members.", field="reward_id")
     if _over_limit(reward, _redeemed_counts(conn, program, member_id, now, reward_id=reward.id)):
         limit = reward.limit_per_member

@@ -1,0 +1,102 @@
+"""Paid VIP plans, memberships, their payments, and invitations, as the API and CLI see them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from palier.rewards.models import Localized
+
+Code = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Benefits(Strict):
+    multiplier_percent: int = Field(default=100, ge=100, le=1000, description="150: points ×1.5 (the rules apply it)")
+    period_rewards: list[Annotated[str, Field(max_length=32)]] = Field(
+        default_factory=list, max_length=10, description="rewards given as a coupon at the start of every period"
+    )
+    perks: list[Localized] = Field(default_factory=list, max_length=20)
+
+
+class PlanIn(Strict):
+    code: Code
+    name: Localized
+    price: int = Field(ge=1, le=10**9, description="minor units per period; the merchant's checkout takes it")
+    period: Literal["monthly", "yearly"]
+    trial_days: int = Field(default=0, ge=0, le=365)
+    benefits: Benefits = Field(default_factory=Benefits)
+    access: Literal["open", "segment", "invitation"] = "open"
+    segment: Code | None = Field(default=None, description="access segment: only its members may join")
+
+    @model_validator(mode="after")
+    def _access(self) -> PlanIn:
+        if (self.access == "segment") != (self.segment is not None):
+            raise ValueError("segment_required: segment goes with (and only with) access segment")
+        return self
+
+
+class Plan(PlanIn):
+    id: str
+    status: Literal["active", "archived"]
+    created_at: datetime
+
+
+class JoinIn(Strict):
+    """Start a free trial of a plan (the merchant's checkout records paid starts as payments)."""
+
+    plan: Code
+    invitation_code: Annotated[str, Field(min_length=1, max_length=40)] | None = None
+
+
+class MembershipPaymentIn(Strict):
+    """The merchant's checkout took a membership fee: start or renew the member's membership."""
+
+    payment_id: Annotated[str, Field(min_length=1, max_length=64, description="unique per program")]
+    member_id: Annotated[str, Field(pattern=r"^mem_[0-9A-Z]{26}$")]
+    plan: Code
+    amount: int = Field(ge=1, le=10**9, description="minor units; must be the plan's price")
+    paid_at: datetime
+    invitation_code: Annotated[str, Field(min_length=1, max_length=40)] | None = None
+
+
+class Membership(BaseModel):
+    id: str
+    member_id: str
+    plan: str
+    plan_name: Localized
+    state: Literal["trial", "active", "cancelled", "lapsed"]
+    started_at: datetime
+    period_start: datetime
+    period_end: datetime = Field(description="benefits last until then; a payment renews from there")
+    cancelled_at: datetime | None = None
+    ended_at: datetime | None = None
+    benefits: Benefits
+
+
+class InvitationsIn(Strict):
+    count: int = Field(default=1, ge=1, le=10_000)
+    purpose: Literal["enrol", "plan"] = "enrol"
+    plan: Code | None = Field(default=None, description="purpose plan: the plan it opens")
+    expires_at: datetime | None = None
+    note: Annotated[str, Field(max_length=200)] | None = None
+
+    @model_validator(mode="after")
+    def _plan(self) -> InvitationsIn:
+        if (self.purpose == "plan") != (self.plan is not None):
+            raise ValueError("plan_required: plan goes with (and only with) purpose plan")
+        return self
+
+
+class Invitation(BaseModel):
+    code: str
+    purpose: str
+    plan: str | None
+    expires_at: datetime | None
+    used_at: datetime | None = None
+    used_by: str | None = None

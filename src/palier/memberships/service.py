@@ -1,0 +1,443 @@
+"""Paid VIP membership: the merchant's checkout takes the fee, Palier records it and keeps the status.
+
+A payment starts a membership (or ends its trial) and each later payment renews it from the end of
+the paid period. Cancelling keeps the benefits to the period's end; a membership whose period ended
+without a payment lapses (a job). Plans may be open to all, to one segment, or to invitation holders.
+Every start, renewal, cancellation and lapse is written to the outbox; period rewards (a free-delivery
+coupon each month…) are granted once per period.
+
+Invitations also make a whole program invite-only (program setting ``enrolment: invitation``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from palier.clock import Clock, utc
+from palier.db import Database
+from palier.errors import Conflict, InvalidInput, NotFound, Unprocessable
+from palier.ids import new_id
+from palier.ledger.locks import lock_members
+from palier.members import service as members
+from palier.memberships.models import (
+    Invitation,
+    InvitationsIn,
+    JoinIn,
+    Membership,
+    MembershipPaymentIn,
+    Plan,
+    PlanIn,
+)
+from palier.memberships.tables import invitations, membership_payments, memberships, plans
+from palier.notify.outbox import emit
+from palier.programs.models import Program
+from palier.programs.service import record_audit
+from palier.rewards import codes
+from palier.timeutil import add_months
+
+LIVE = ("trial", "active", "cancelled")
+
+
+# --- plans ---
+
+
+def create_plan(*, conn: Connection, clock: Clock, program: Program, data: PlanIn, actor: str) -> Plan:
+    if data.access == "segment":
+        from palier.segments.service import get_segment
+
+        get_segment(conn=conn, program_id=program.id, code=data.segment or "")
+    for reward_id in data.benefits.period_rewards:
+        from palier.rewards.service import get_reward
+
+        get_reward(conn=conn, program_id=program.id, reward_id=reward_id)
+    plan_id = new_id("plan")
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                insert(plans).values(
+                    id=plan_id,
+                    program_id=program.id,
+                    status="active",
+                    created_at=clock.now(),
+                    **data.model_dump(mode="json"),
+                )
+            )
+    except IntegrityError:
+        raise Conflict("plan_code_taken", f"A plan {data.code!r} already exists.", field="code") from None
+    record_audit(
+        conn=conn, clock=clock, program_id=program.id, actor=actor, action="plan.created", subject_id=plan_id,
+        details=data.model_dump(mode="json"),
+    )  # fmt: skip
+    return get_plan(conn=conn, program_id=program.id, code=data.code)
+
+
+def get_plan(*, conn: Connection, program_id: str, code: str) -> Plan:
+    row = conn.execute(select(plans).where(plans.c.program_id == program_id, plans.c.code == code)).mappings().first()
+    if row is None:
+        raise NotFound("plan_not_found", f"No plan {code!r} in this program.", field="plan")
+    return _plan(row)
+
+
+def list_plans(*, conn: Connection, program_id: str) -> list[Plan]:
+    rows = conn.execute(select(plans).where(plans.c.program_id == program_id).order_by(plans.c.price, plans.c.code))
+    return [_plan(r) for r in rows.mappings()]
+
+
+def _plan(row: Any) -> Plan:
+    data = {k: row[k] for k in Plan.model_fields}
+    data["created_at"] = utc(data["created_at"])
+    return Plan.model_validate(data)
+
+
+# --- joining, paying, cancelling ---
+
+
+def start_trial(*, conn: Connection, clock: Clock, program: Program, member_id: str, data: JoinIn) -> Membership:
+    lock_members(conn, [member_id])
+    members.require_active(conn=conn, program_id=program.id, member_id=member_id)
+    plan = get_plan(conn=conn, program_id=program.id, code=data.plan)
+    if plan.trial_days == 0:
+        raise Unprocessable(
+            "no_trial", f"Plan {plan.code!r} has no free trial: it starts with a payment.", field="plan"
+        )
+    if _live(conn, program.id, member_id, plan.id) is not None:
+        raise Conflict("already_member", f"The member already has plan {plan.code!r}.", field="plan")
+    if _had_plan(conn, program.id, member_id, plan.id):
+        raise Unprocessable("trial_used", "A free trial is for a first membership only.", field="plan")
+    now = clock.now()
+    _check_access(conn, clock, program, plan, member_id, data.invitation_code)
+    membership_id = _insert(conn, program, member_id, plan, "trial", now, now + timedelta(days=plan.trial_days))
+    emit(
+        conn, program_id=program.id, type_="membership_started", subject_id=member_id,
+        payload={"member_id": member_id, "plan": plan.code, "trial": True}, now=now,
+    )  # fmt: skip
+    _period_rewards(conn, clock, program, plan, member_id, membership_id, now)
+    return get_membership(conn=conn, program_id=program.id, membership_id=membership_id)
+
+
+def record_payment(
+    *, conn: Connection, clock: Clock, program: Program, data: MembershipPaymentIn
+) -> tuple[Membership, bool]:
+    """Start or renew for a payment; the same payment again returns the first answer (True: a replay)."""
+    kept = conn.execute(
+        select(membership_payments.c.result).where(
+            membership_payments.c.program_id == program.id, membership_payments.c.payment_id == data.payment_id
+        )
+    ).scalar()
+    if kept is not None:
+        found = Membership.model_validate(kept)
+        if found.member_id != data.member_id or found.plan != data.plan:
+            raise Conflict(
+                "payment_conflict", "This payment was already recorded for another member or plan.", field="payment_id"
+            )
+        return found, True
+    lock_members(conn, [data.member_id])
+    members.require_active(conn=conn, program_id=program.id, member_id=data.member_id)
+    plan = get_plan(conn=conn, program_id=program.id, code=data.plan)
+    if data.amount != plan.price:
+        raise Unprocessable(
+            "payment_amount_mismatch",
+            f"Plan {plan.code!r} costs {plan.price} per period; the payment was {data.amount}.",
+            field="amount",
+            price=plan.price,
+        )
+    now = clock.now()
+    paid_at = min(utc(data.paid_at), now)
+    live = _live(conn, program.id, data.member_id, plan.id)
+    if live is None:
+        _check_access(conn, clock, program, plan, data.member_id, data.invitation_code)
+        end = _next_end(plan.period, paid_at)
+        membership_id = _insert(conn, program, data.member_id, plan, "active", paid_at, end)
+        event, start = "membership_started", paid_at
+    else:
+        membership_id = live["id"]
+        start = max(utc(live["period_end"]), paid_at) if live["state"] != "trial" else paid_at
+        end = _next_end(plan.period, start)
+        conn.execute(
+            update(memberships)
+            .where(memberships.c.id == membership_id)
+            .values(state="active", period_start=start, period_end=end, cancelled_at=None, updated_at=now)
+        )
+        event = "membership_started" if live["state"] == "trial" else "membership_renewed"
+    emit(
+        conn, program_id=program.id, type_=event, subject_id=data.member_id,
+        payload={"member_id": data.member_id, "plan": plan.code, "period_end": end.isoformat()}, now=now,
+    )  # fmt: skip
+    _period_rewards(conn, clock, program, plan, data.member_id, membership_id, start)
+    result = get_membership(conn=conn, program_id=program.id, membership_id=membership_id)
+    conn.execute(
+        insert(membership_payments).values(
+            id=new_id("payment"),
+            program_id=program.id,
+            membership_id=membership_id,
+            payment_id=data.payment_id,
+            amount=data.amount,
+            paid_at=paid_at,
+            period_start=start,
+            period_end=end,
+            result=result.model_dump(mode="json"),
+        )
+    )
+    return result, False
+
+
+def cancel(*, conn: Connection, clock: Clock, program: Program, member_id: str, membership_id: str) -> Membership:
+    """No more renewals: the benefits last to the end of the paid period (a trial ends at once)."""
+    lock_members(conn, [member_id])
+    members.require_known(conn=conn, program_id=program.id, member_id=member_id)
+    found = get_membership(conn=conn, program_id=program.id, membership_id=membership_id)
+    if found.member_id != member_id:
+        raise NotFound("membership_not_found", f"No membership {membership_id} for this member.", field="membership_id")
+    if found.state in ("cancelled", "lapsed"):
+        return found
+    now = clock.now()
+    values: dict[str, Any] = {"state": "cancelled", "cancelled_at": now, "updated_at": now}
+    if found.state == "trial":
+        values |= {"state": "lapsed", "period_end": now, "ended_at": now}
+    conn.execute(update(memberships).where(memberships.c.id == membership_id).values(**values))
+    emit(
+        conn, program_id=program.id, type_="membership_cancelled", subject_id=member_id,
+        payload={"member_id": member_id, "plan": found.plan}, now=now,
+    )  # fmt: skip
+    return get_membership(conn=conn, program_id=program.id, membership_id=membership_id)
+
+
+def lapse(db: Database, clock: Clock, *, program_id: str | None = None, batch_size: int = 1000) -> int:
+    """Memberships whose period ended without a payment lapse (the job). Safe to run twice."""
+    done = 0
+    while True:
+        with db.write() as conn:
+            now = clock.now()
+            query = select(memberships.c.id, memberships.c.program_id, memberships.c.member_id, plans.c.code).join(
+                plans, plans.c.id == memberships.c.plan_id
+            )
+            query = query.where(memberships.c.state.in_(LIVE), memberships.c.period_end <= now)
+            if program_id is not None:
+                query = query.where(memberships.c.program_id == program_id)
+            due = conn.execute(
+                query.order_by(memberships.c.period_end)
+                .limit(batch_size)
+                .with_for_update(of=memberships, skip_locked=True)
+            ).all()
+            if not due:
+                return done
+            conn.execute(
+                update(memberships)
+                .where(memberships.c.id.in_([d.id for d in due]))
+                .values(state="lapsed", ended_at=now, updated_at=now)
+            )
+            for d in due:
+                emit(
+                    conn, program_id=d.program_id, type_="membership_lapsed", subject_id=d.member_id,
+                    payload={"member_id": d.member_id, "plan": d.code}, now=now,
+                )  # fmt: skip
+            done += len(due)
+
+
+def member_memberships(*, conn: Connection, program_id: str, member_id: str) -> list[Membership]:
+    members.require_known(conn=conn, program_id=program_id, member_id=member_id)
+    rows = conn.execute(
+        _query().where(memberships.c.program_id == program_id, memberships.c.member_id == member_id)
+        .order_by(memberships.c.started_at.desc())
+    ).mappings()  # fmt: skip
+    return [_membership(r) for r in rows]
+
+
+def get_membership(*, conn: Connection, program_id: str, membership_id: str) -> Membership:
+    row = conn.execute(
+        _query().where(memberships.c.id == membership_id, memberships.c.program_id == program_id)
+    ).mappings().first()  # fmt: skip
+    if row is None:
+        raise NotFound("membership_not_found", f"No membership {membership_id}.", field="membership_id")
+    return _membership(row)
+
+
+def live_plans(conn: Connection, *, member_id: str, now: datetime) -> frozenset[str]:
+    """Codes of the plans whose benefits the member has right now (reward eligibility, rules)."""
+    rows = conn.execute(
+        select(plans.c.code)
+        .join(memberships, memberships.c.plan_id == plans.c.id)
+        .where(memberships.c.member_id == member_id, memberships.c.state.in_(LIVE), memberships.c.period_end > now)
+    )
+    return frozenset(rows.scalars())
+
+
+def _query() -> Any:
+    return select(memberships, plans.c.code.label("plan"), plans.c.name.label("plan_name"), plans.c.benefits).join(
+        plans, plans.c.id == memberships.c.plan_id
+    )
+
+
+def _membership(row: Any) -> Membership:
+    data = {k: row[k] for k in Membership.model_fields}
+    for name in ("started_at", "period_start", "period_end", "cancelled_at", "ended_at"):
+        if data[name] is not None:
+            data[name] = utc(data[name])
+    return Membership.model_validate(data)
+
+
+def _live(conn: Connection, program_id: str, member_id: str, plan_id: str) -> Any:
+    return (
+        conn.execute(
+            select(memberships).where(
+                memberships.c.program_id == program_id,
+                memberships.c.member_id == member_id,
+                memberships.c.plan_id == plan_id,
+                memberships.c.state.in_(LIVE),
+            )
+        )
+        .mappings()
+        .first()
+    )
+
+
+def _had_plan(conn: Connection, program_id: str, member_id: str, plan_id: str) -> bool:
+    return (
+        conn.execute(
+            select(memberships.c.id).where(
+                memberships.c.program_id == program_id,
+                memberships.c.member_id == member_id,
+                memberships.c.plan_id == plan_id,
+            )
+        ).first()
+        is not None
+    )
+
+
+def _insert(
+    conn: Connection, program: Program, member_id: str, plan: Plan, state: str, start: datetime, end: datetime
+) -> str:
+    membership_id = new_id("membership")
+    conn.execute(
+        insert(memberships).values(
+            id=membership_id,
+            program_id=program.id,
+            member_id=member_id,
+            plan_id=plan.id,
+            state=state,
+            started_at=start,
+            period_start=start,
+            period_end=end,
+            updated_at=start,
+        )
+    )
+    return membership_id
+
+
+def _next_end(period: str, start: datetime) -> datetime:
+    return add_months(start, 1 if period == "monthly" else 12)
+
+
+def _period_rewards(
+    conn: Connection, clock: Clock, program: Program, plan: Plan, member_id: str, membership_id: str, start: datetime
+) -> None:
+    from palier.rewards.service import grant_coupon
+
+    for reward_id in plan.benefits.period_rewards:
+        grant_coupon(
+            conn=conn,
+            clock=clock,
+            program=program,
+            member_id=member_id,
+            reward_id=reward_id,
+            reason=f"{plan.name.en}: this period's benefit",
+            source_ref=f"plan:{membership_id}:{reward_id}:{start.date().isoformat()}",
+        )
+
+
+def _check_access(
+    conn: Connection, clock: Clock, program: Program, plan: Plan, member_id: str, invitation_code: str | None
+) -> None:
+    if plan.access == "segment":
+        from palier.segments.service import member_segments
+
+        if plan.segment not in member_segments(conn, member_id=member_id):
+            raise Unprocessable(
+                "not_in_segment", f"Plan {plan.code!r} is open to the {plan.segment!r} segment only.", field="plan"
+            )
+    elif plan.access == "invitation":
+        use_invitation(
+            conn=conn, clock=clock, program=program, code=invitation_code, member_id=member_id, purpose="plan",
+            plan_id=plan.id,
+        )  # fmt: skip
+
+
+# --- invitations ---
+
+
+def create_invitations(
+    *, conn: Connection, clock: Clock, program: Program, data: InvitationsIn, actor: str
+) -> list[Invitation]:
+    plan_id = get_plan(conn=conn, program_id=program.id, code=data.plan).id if data.plan else None
+    now = clock.now()
+    if data.expires_at is not None and utc(data.expires_at) <= now:
+        raise InvalidInput("expires_in_past", "An invitation must expire in the future.", field="expires_at")
+    rows = [
+        {
+            "id": new_id("invitation"),
+            "program_id": program.id,
+            "code": codes.new_code(),
+            "purpose": data.purpose,
+            "plan_id": plan_id,
+            "note": data.note,
+            "expires_at": data.expires_at,
+            "created_at": now,
+        }
+        for _ in range(data.count)
+    ]
+    conn.execute(insert(invitations), rows)
+    record_audit(
+        conn=conn, clock=clock, program_id=program.id, actor=actor, action="invitations.created",
+        details={"count": data.count, "purpose": data.purpose, "plan": data.plan},
+    )  # fmt: skip
+    return [
+        Invitation(code=str(r["code"]), purpose=data.purpose, plan=data.plan, expires_at=data.expires_at) for r in rows
+    ]
+
+
+def use_invitation(
+    *,
+    conn: Connection,
+    clock: Clock,
+    program: Program,
+    code: str | None,
+    member_id: str,
+    purpose: str,
+    plan_id: str | None = None,
+) -> None:
+    """Spend an invitation code (once) for ``purpose``; each problem has its own code, nothing is written."""
+    field = "invitation_code"
+    if not code:
+        raise Unprocessable("invitation_required", "Joining needs an invitation code.", field=field)
+    typed = codes.normalise(code)
+    if not codes.is_well_formed(typed):
+        raise InvalidInput("invitation_code_mistyped", "This invitation code is mistyped.", field=field)
+    row = conn.execute(
+        select(invitations).where(invitations.c.code == typed, invitations.c.program_id == program.id).with_for_update()
+    ).mappings().first()  # fmt: skip
+    if row is None or row["purpose"] != purpose or (plan_id is not None and row["plan_id"] != plan_id):
+        raise NotFound("invitation_not_found", "No such invitation for this.", field=field)
+    now = clock.now()
+    if row["used_at"] is not None:
+        raise Conflict("invitation_used", "This invitation was already used.", field=field)
+    if row["expires_at"] is not None and utc(row["expires_at"]) <= now:
+        raise Unprocessable("invitation_expired", "This invitation has expired.", field=field)
+    conn.execute(
+        update(invitations)
+        .where(invitations.c.id == row["id"], invitations.c.used_at.is_(None))
+        .values(used_at=now, used_by=member_id)
+    )
+
+
+def move_member(conn: Connection, *, source_id: str, target_id: str, now: datetime) -> None:
+    """A merge: the source's memberships move over, except a plan the target already has, which lapses."""
+    for row in conn.execute(select(memberships).where(memberships.c.member_id == source_id)).mappings().all():
+        clash = row["state"] in LIVE and _live(conn, row["program_id"], target_id, row["plan_id"]) is not None
+        values: dict[str, Any] = {"member_id": target_id, "updated_at": now}
+        if clash:
+            values |= {"state": "lapsed", "ended_at": now}
+        conn.execute(update(memberships).where(memberships.c.id == row["id"]).values(**values))

@@ -1,0 +1,108 @@
+"""Segments as the API and CLI see them: conditions over what members do, validated data, never code."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from palier.rewards.models import Localized
+
+# What a condition can look at, per member (money in minor units; shares in percent of orders).
+NUMERIC_FIELDS = (
+    "total_spend",
+    "order_count",
+    "days_since_last_purchase",
+    "days_since_enrolment",
+    "rfm_recency",  # 1 (long ago) … 5 (most recent); 0 without orders
+    "rfm_frequency",
+    "rfm_monetary",
+    "rfm_score",  # the three added: 3 … 15
+    "birthday_month",  # 1 … 12
+    "web_share",
+    "store_share",
+    "app_share",
+    "phone_share",
+)
+TEXT_FIELDS = ("tier", "language", "enrolment_channel")
+Field_ = Literal[
+    "total_spend",
+    "order_count",
+    "days_since_last_purchase",
+    "days_since_enrolment",
+    "rfm_recency",
+    "rfm_frequency",
+    "rfm_monetary",
+    "rfm_score",
+    "birthday_month",
+    "web_share",
+    "store_share",
+    "app_share",
+    "phone_share",
+    "tier",
+    "language",
+    "enrolment_channel",
+]
+Op = Literal["=", "!=", "<", "<=", ">", ">=", "in", "not_in"]
+Value = int | str | list[int] | list[str]
+SegmentCode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Condition(Strict):
+    field: Field_
+    op: Op
+    value: Value
+
+    @model_validator(mode="after")
+    def _fits(self) -> Condition:
+        listed = isinstance(self.value, list)
+        if self.op in ("in", "not_in") and not (listed and self.value):
+            raise ValueError(f"list_required: {self.op} takes a non-empty list")
+        if self.op not in ("in", "not_in") and listed:
+            raise ValueError(f"single_value_required: {self.op} takes one value, not a list")
+        values = self.value if isinstance(self.value, list) else [self.value]
+        numeric = self.field in NUMERIC_FIELDS
+        if numeric and not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"number_required: {self.field} is compared with whole numbers")
+        if not numeric and not all(isinstance(v, str) for v in values):
+            raise ValueError(f"text_required: {self.field} is compared with text")
+        if not numeric and self.op in ("<", "<=", ">", ">="):
+            raise ValueError(f"op_not_applicable: {self.field} is compared with =, !=, in or not_in")
+        return self
+
+
+class SegmentIn(Strict):
+    code: SegmentCode
+    name: Localized
+    kind: Literal["rules", "top_revenue"] = "rules"
+    conditions: list[Condition] = Field(default_factory=list, max_length=30, description="all must hold")
+    percent: int | None = Field(default=None, ge=1, le=100, description="top_revenue: the top X% of customers")
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> SegmentIn:
+        if self.kind == "top_revenue" and self.percent is None:
+            self.percent = 20
+        if self.kind == "rules" and self.percent is not None:
+            raise ValueError("percent_not_applicable: percent is for kind top_revenue")
+        if self.kind == "rules" and not self.conditions:
+            raise ValueError("conditions_required: a rules segment needs at least one condition")
+        return self
+
+
+class Segment(SegmentIn):
+    id: str
+    members_count: int
+    refreshed_at: datetime | None
+    created_at: datetime
+
+
+class Refreshed(BaseModel):
+    segment: str
+    members: int
+    entered: int
+    left: int

@@ -1,0 +1,303 @@
+"""Segments, refreshed by set-based SQL: one statement computes every member's figures, conditions filter them.
+
+A member's figures (total spend net of refunds, orders, recency, RFM scores in quintiles, channel mix,
+birthday month, tier, language…) are computed in one grouped query with window functions, on both
+engines. A segment's conditions are validated data turned into SQL comparisons (no eval). Refreshing a
+segment diffs the new member set with the stored one and writes segment_entered / segment_left events.
+
+The built-in kind ``top_revenue`` keeps the top X % of customers (members with at least one order),
+ranked by net spend (ties by member id, so the cut is exact and repeatable).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Select, and_, case, false, func, insert, literal, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ColumnElement
+
+from palier.activity.tables import events, purchases
+from palier.clock import Clock, utc
+from palier.db import Database
+from palier.errors import Conflict, NotFound
+from palier.ids import new_id
+from palier.members.tables import members
+from palier.notify.outbox import emit_many
+from palier.programs.models import Program
+from palier.programs.service import record_audit
+from palier.segments.models import Condition, Refreshed, Segment, SegmentIn
+from palier.segments.tables import segment_members, segments
+from palier.tiers.tables import member_tiers
+
+CHANNELS = ("web", "store", "app", "phone")
+
+
+def create_segment(*, conn: Connection, clock: Clock, program: Program, data: SegmentIn, actor: str) -> Segment:
+    now = clock.now()
+    segment_id = new_id("segment")
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                insert(segments).values(
+                    id=segment_id,
+                    program_id=program.id,
+                    code=data.code,
+                    name=data.name.model_dump(),
+                    kind=data.kind,
+                    definition=data.model_dump(mode="json"),
+                    created_at=now,
+                )
+            )
+    except IntegrityError:
+        raise Conflict("segment_code_taken", f"A segment {data.code!r} already exists.", field="code") from None
+    record_audit(
+        conn=conn, clock=clock, program_id=program.id, actor=actor, action="segment.created", subject_id=segment_id,
+        details=data.model_dump(mode="json"),
+    )  # fmt: skip
+    return get_segment(conn=conn, program_id=program.id, code=data.code)
+
+
+def get_segment(*, conn: Connection, program_id: str, code: str) -> Segment:
+    row = conn.execute(select(segments).where(segments.c.program_id == program_id, segments.c.code == code)).mappings()
+    found = row.first()
+    if found is None:
+        raise NotFound("segment_not_found", f"No segment {code!r} in this program.", field="segment")
+    return _segment(found)
+
+
+def list_segments(*, conn: Connection, program_id: str) -> list[Segment]:
+    rows = conn.execute(select(segments).where(segments.c.program_id == program_id).order_by(segments.c.code))
+    return [_segment(r) for r in rows.mappings()]
+
+
+def _segment(row: Any) -> Segment:
+    return Segment.model_validate(
+        row["definition"]
+        | {
+            "id": row["id"],
+            "members_count": row["members_count"],
+            "refreshed_at": utc(row["refreshed_at"]) if row["refreshed_at"] else None,
+            "created_at": utc(row["created_at"]),
+        }
+    )
+
+
+def member_segments(conn: Connection, *, member_id: str) -> frozenset[str]:
+    """The codes of the segments the member is in (for rules, reward eligibility and plans)."""
+    rows = conn.execute(
+        select(segments.c.code)
+        .join(segment_members, segment_members.c.segment_id == segments.c.id)
+        .where(segment_members.c.member_id == member_id)
+    )
+    return frozenset(rows.scalars())
+
+
+# --- every member's figures, in one statement ---
+
+
+def figures(program_id: str, now: datetime) -> Select[Any]:
+    """Per active member of the program: the columns conditions can use (see models.NUMERIC_FIELDS)."""
+    net = purchases.c.total - purchases.c.refunded
+    counted = case((purchases.c.refunded < purchases.c.total, 1), else_=0)
+    orders = (
+        select(
+            purchases.c.member_id.label("member_id"),
+            func.sum(net).label("total_spend"),
+            func.sum(counted).label("order_count"),
+            func.max(events.c.occurred_at).label("last_purchase"),
+            *[
+                func.sum(
+                    case((and_(events.c.channel == channel, purchases.c.refunded < purchases.c.total), 1), else_=0)
+                ).label(f"{channel}_orders")
+                for channel in CHANNELS
+            ],
+        )
+        .join(events, events.c.id == purchases.c.event_id)
+        .where(purchases.c.program_id == program_id, purchases.c.member_id.is_not(None))
+        .group_by(purchases.c.member_id)
+        .subquery("orders")
+    )
+    order_count = func.coalesce(orders.c.order_count, 0)
+    has_orders = order_count > 0
+    buyers = func.sum(case((has_orders, 1), else_=0)).over()
+
+    def quintile(column: ColumnElement[Any]) -> ColumnElement[Any]:
+        """1 … 5 among members with orders (5: the most recent / frequent / spending); 0 without."""
+        rank = func.rank().over(partition_by=has_orders, order_by=column)
+        return case((has_orders, (rank - 1) * 5 // buyers + 1), else_=0)
+
+    recency = quintile(func.coalesce(orders.c.last_purchase, literal(datetime(1970, 1, 1))))
+    frequency = quintile(order_count)
+    monetary = quintile(func.coalesce(orders.c.total_spend, 0))
+    base = (
+        select(
+            members.c.id.label("member_id"),
+            func.coalesce(orders.c.total_spend, 0).label("total_spend"),
+            order_count.label("order_count"),
+            orders.c.last_purchase.label("last_purchase"),
+            members.c.enrolled_at.label("enrolled_at"),
+            recency.label("rfm_recency"),
+            frequency.label("rfm_frequency"),
+            monetary.label("rfm_monetary"),
+            func.extract("month", members.c.birthday).label("birthday_month"),
+            *[
+                case((has_orders, func.coalesce(orders.c[f"{ch}_orders"], 0) * 100 // order_count), else_=0).label(
+                    f"{ch}_share"
+                )
+                for ch in CHANNELS
+            ],
+            member_tiers.c.tier.label("tier"),
+            members.c.language.label("language"),
+            members.c.enrolment_channel.label("enrolment_channel"),
+            func.row_number()
+            .over(order_by=(func.coalesce(orders.c.total_spend, 0).desc(), members.c.id))
+            .label("revenue_rank"),
+            buyers.label("buyers"),
+        )
+        .select_from(
+            members.outerjoin(orders, orders.c.member_id == members.c.id).outerjoin(
+                member_tiers, member_tiers.c.member_id == members.c.id
+            )
+        )
+        .where(members.c.program_id == program_id, members.c.status == "active")
+    )
+    return base
+
+
+def _comparison(stats: Any, condition: Condition, now: datetime) -> ColumnElement[bool]:
+    """One condition as SQL over the figures subquery ``stats``."""
+    op, value = condition.op, condition.value
+    column: Any
+    if condition.field in ("days_since_last_purchase", "days_since_enrolment"):
+        column = stats.c.last_purchase if condition.field == "days_since_last_purchase" else stats.c.enrolled_at
+        return _days_since(column, op, value, now)
+    if condition.field == "rfm_score":
+        column = stats.c.rfm_recency + stats.c.rfm_frequency + stats.c.rfm_monetary
+    else:
+        column = stats.c[condition.field]
+    return _compare(column, op, value)
+
+
+def _compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
+    if op == "in":
+        return column.in_(value)  # type: ignore[no-any-return]
+    if op == "not_in":
+        return column.is_(None) | column.not_in(value)  # type: ignore[no-any-return]
+    return {  # type: ignore[no-any-return]
+        "=": column == value,
+        "!=": column.is_(None) | (column != value),
+        "<": column < value,
+        "<=": column <= value,
+        ">": column > value,
+        ">=": column >= value,
+    }[op]
+
+
+def _days_since(column: Any, op: str, value: Any, now: datetime) -> ColumnElement[bool]:
+    """'days since X op N' as a comparison of X with a moment, so it uses no date arithmetic in SQL.
+
+    Days are whole days: X happened d days ago when now - X is at least d days and less than d + 1.
+    Never (no purchase) counts as infinitely long ago.
+    """
+
+    def ago(days: int) -> datetime:
+        return now - timedelta(days=days)
+
+    never = column.is_(None)
+    if op in ("in", "not_in"):
+        inside = [and_(column <= ago(d), column > ago(d + 1)) for d in value]
+        matched = or_(*inside) if inside else false()
+        return matched if op == "in" else (never | ~matched)
+    return {  # type: ignore[no-any-return]
+        ">=": never | (column <= ago(value)),
+        ">": never | (column <= ago(value + 1)),
+        "<=": column > ago(value + 1),
+        "<": column > ago(value),
+        "=": and_(column <= ago(value), column > ago(value + 1)),
+        "!=": never | ~and_(column <= ago(value), column > ago(value + 1)),
+    }[op]
+
+
+def members_query(program_id: str, segment: SegmentIn, now: datetime) -> Select[Any]:
+    """The member ids a segment holds right now."""
+    stats = figures(program_id, now).subquery("stats")
+    query = select(stats.c.member_id)
+    if segment.kind == "top_revenue":
+        assert segment.percent is not None
+        # ceil(buyers × percent / 100) in integers
+        cut = (stats.c.buyers * segment.percent + 99) // 100
+        query = query.where(stats.c.order_count > 0, stats.c.revenue_rank <= cut)
+    for condition in segment.conditions:
+        query = query.where(_comparison(stats, condition, now))
+    return query
+
+
+# --- refreshing ---
+
+
+def refresh(db: Database, clock: Clock, *, program_id: str, code: str | None = None) -> list[Refreshed]:
+    """Recompute one segment (or all of the program's): who entered, who left, written with their events."""
+    with db.read() as conn:
+        wanted = [s for s in list_segments(conn=conn, program_id=program_id) if code is None or s.code == code]
+        if code is not None and not wanted:
+            raise NotFound("segment_not_found", f"No segment {code!r} in this program.", field="segment")
+    return [_refresh_one(db, clock, program_id, segment) for segment in wanted]
+
+
+def _refresh_one(db: Database, clock: Clock, program_id: str, segment: Segment) -> Refreshed:
+    with db.write() as conn:
+        now = clock.now()
+        conn.execute(select(segments.c.id).where(segments.c.id == segment.id).with_for_update())  # one refresh at once
+        new = {row[0] for row in conn.execute(members_query(program_id, segment, now))}
+        old = set(
+            conn.execute(
+                select(segment_members.c.member_id).where(segment_members.c.segment_id == segment.id)
+            ).scalars()
+        )
+        entered, left = sorted(new - old), sorted(old - new)
+        if entered:
+            conn.execute(
+                insert(segment_members),
+                [{"segment_id": segment.id, "member_id": m, "program_id": program_id, "since": now} for m in entered],
+            )
+        for chunk in _chunks(left, 5000):
+            conn.execute(
+                segment_members.delete().where(
+                    segment_members.c.segment_id == segment.id, segment_members.c.member_id.in_(chunk)
+                )
+            )
+        emit_many(
+            conn,
+            [(program_id, "segment_entered", m, {"member_id": m, "segment": segment.code}) for m in entered]
+            + [(program_id, "segment_left", m, {"member_id": m, "segment": segment.code}) for m in left],
+            now=now,
+        )
+        conn.execute(
+            update(segments).where(segments.c.id == segment.id).values(members_count=len(new), refreshed_at=now)
+        )
+        return Refreshed(segment=segment.code, members=len(new), entered=len(entered), left=len(left))
+
+
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def refresh_all(db: Database, clock: Clock, *, program_id: str | None = None) -> list[Refreshed]:
+    """Every segment of every program (or of ``program_id``): the job."""
+    with db.read() as conn:
+        query = select(segments.c.program_id).distinct()
+        if program_id is not None:
+            query = query.where(segments.c.program_id == program_id)
+        program_ids = list(conn.execute(query).scalars())
+    done: list[Refreshed] = []
+    for pid in program_ids:
+        done += refresh(db, clock, program_id=pid)
+    return done
+
+
+def move_member(conn: Connection, *, source_id: str, target_id: str) -> None:
+    """A merge: the closed member leaves its segments; the next refresh judges the one that remains."""
+    conn.execute(segment_members.delete().where(segment_members.c.member_id == source_id))
+    del target_id

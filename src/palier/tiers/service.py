@@ -1,0 +1,644 @@
+"""Tiers: reached on the event that crosses a threshold, judged again when their period ends.
+
+A member's status is judged on one metric (points earned on purchases, qualifying spend, or orders;
+returns count against it) over a window in the program's time zone: lifetime, the calendar year,
+rolling N months, or the member's anniversary year. Each status row carries the period it is judged
+on; when that period ends, :func:`requalify` (a job, set-based in batches) keeps, lowers or starts a
+grace period as the program's policy says. A tier given by hand holds until its end date.
+
+Every change is written to the member's tier history and to the outbox (tier_upgraded,
+tier_downgraded), in the transaction that makes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.sql.elements import ColumnElement
+
+from palier.activity.tables import events, purchases
+from palier.clock import Clock, utc
+from palier.db import Database
+from palier.errors import InvalidInput, Unprocessable
+from palier.ids import new_id
+from palier.members import service as members
+from palier.members.tables import members as members_table
+from palier.notify.outbox import emit_many
+from palier.programs.models import Program
+from palier.programs.service import get_program, record_audit
+from palier.tiers.models import ManualTier, TierChange, TierPolicy, TierProgress
+from palier.tiers.tables import member_tiers, tier_history, tier_policies
+from palier.timeutil import add_months
+
+# --- the policy ---
+
+
+def set_policy(*, conn: Connection, clock: Clock, program: Program, policy: TierPolicy, actor: str) -> TierPolicy:
+    """Replace the program's tiers. Members keep their status until their next event or requalification."""
+    now = clock.now()
+    current = conn.execute(
+        select(tier_policies.c.version).where(tier_policies.c.program_id == program.id).with_for_update()
+    ).scalar()
+    document = policy.model_dump(mode="json")
+    if current is None:
+        conn.execute(
+            insert(tier_policies).values(
+                program_id=program.id, document=document, version=1, updated_at=now, updated_by=actor
+            )
+        )
+    else:
+        conn.execute(
+            update(tier_policies)
+            .where(tier_policies.c.program_id == program.id)
+            .values(document=document, version=current + 1, updated_at=now, updated_by=actor)
+        )
+    known = {t.code for t in policy.tiers}
+    orphaned = conn.execute(
+        select(func.count())
+        .select_from(member_tiers)
+        .where(
+            member_tiers.c.program_id == program.id, member_tiers.c.tier.is_not(None), member_tiers.c.tier.not_in(known)
+        )
+    ).scalar_one()
+    if orphaned:
+        raise InvalidInput(
+            "tier_in_use",
+            f"{orphaned} members hold a tier this policy removes; keep its code (rename it with name).",
+            field="tiers",
+        )
+    record_audit(conn=conn, clock=clock, program_id=program.id, actor=actor, action="tiers.updated", details=document)
+    return policy
+
+
+def get_policy(conn: Connection, *, program_id: str) -> TierPolicy | None:
+    row = conn.execute(select(tier_policies.c.document).where(tier_policies.c.program_id == program_id)).first()
+    return None if row is None else TierPolicy.model_validate(row.document)
+
+
+def member_tier(conn: Connection, *, member_id: str) -> str | None:
+    """The member's tier code (for rules, reward eligibility and the portal), or None."""
+    return conn.execute(select(member_tiers.c.tier).where(member_tiers.c.member_id == member_id)).scalar()
+
+
+# --- windows ---
+
+
+def window(
+    policy: TierPolicy, program: Program, *, at: datetime, enrolled_at: datetime
+) -> tuple[datetime | None, datetime | None]:
+    """The window containing ``at``: [start, end), in UTC; (None, None) for lifetime."""
+    zone = ZoneInfo(program.timezone)
+    local = at.astimezone(zone)
+    if policy.window == "lifetime":
+        return None, None
+    if policy.window == "calendar_year":
+        start = local.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
+        return utc(start), utc(start.replace(year=start.year + 1))
+    if policy.window == "rolling_months":
+        assert policy.rolling_months is not None
+        end = local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)  # next local midnight
+        return utc(add_months(end, -policy.rolling_months)), utc(end)
+    # anniversary_year: from the member's last enrolment anniversary
+    enrolled = enrolled_at.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    years = local.year - enrolled.year - (1 if (local.month, local.day) < (enrolled.month, enrolled.day) else 0)
+    start = add_months(enrolled, 12 * years)
+    return utc(start), utc(add_months(enrolled, 12 * (years + 1)))
+
+
+def _metric_column(policy: TierPolicy) -> ColumnElement[Any]:
+    if policy.metric == "points":
+        return purchases.c.points - purchases.c.points_returned
+    if policy.metric == "spend":
+        return purchases.c.total - purchases.c.refunded
+    # orders: a fully refunded order does not count
+    return func.cast(purchases.c.refunded < purchases.c.total, purchases.c.points.type)
+
+
+def metric_value(
+    conn: Connection,
+    *,
+    program_id: str,
+    member_id: str,
+    policy: TierPolicy,
+    start: datetime | None,
+    end: datetime | None,
+) -> int:
+    conditions = [purchases.c.program_id == program_id, purchases.c.member_id == member_id]
+    if start is not None:
+        conditions.append(events.c.occurred_at >= start)
+    if end is not None:
+        conditions.append(events.c.occurred_at < end)
+    total = conn.execute(
+        select(func.coalesce(func.sum(_metric_column(policy)), 0))
+        .select_from(purchases.join(events, events.c.id == purchases.c.event_id))
+        .where(*conditions)
+    ).scalar()
+    return int(total or 0)
+
+
+# --- on each purchase and return ---
+
+
+@dataclass
+class Status:
+    member_id: str
+    tier: str | None
+    since: datetime
+    period_start: datetime | None
+    period_end: datetime | None
+    grace_until: datetime | None
+    manual_until: datetime | None
+    manual_reason: str | None = None
+
+
+def on_activity(*, conn: Connection, clock: Clock, program: Program, member_id: str, returned: bool = False) -> None:
+    """After a purchase (or a return) of ``member_id``, whose lock the caller holds: upgrade on the crossing."""
+    policy = get_policy(conn, program_id=program.id)
+    if policy is None:
+        return
+    now = clock.now()
+    status = _status(conn, member_id)
+    enrolled_at = _enrolled_at(conn, member_id)
+    start, end = window(policy, program, at=now, enrolled_at=enrolled_at)
+    value = metric_value(conn, program_id=program.id, member_id=member_id, policy=policy, start=start, end=end)
+    qualified = policy.qualified(value)
+    current = status.tier if status else None
+    rank, current_rank = policy.rank(qualified), policy.rank(current)
+    changes: list[tuple[str | None, str | None, str, dict[str, Any]]] = []
+    if rank > current_rank:
+        changes.append((current, qualified, "upgrade", {"value": value}))
+        status = _save(conn, program, status, member_id, qualified, now, start, end, grace_until=None)
+    elif status is not None and status.grace_until is not None and rank >= current_rank:
+        changes.append((current, current, "requalified", {"value": value}))
+        _save(conn, program, status, member_id, current, now, start, end, grace_until=None, since=status.since)
+    elif (
+        returned
+        and policy.returns_downgrade
+        and rank < current_rank
+        and status is not None
+        and (status.manual_until is None or status.manual_until <= now)
+    ):
+        changes.append((current, qualified, "return", {"value": value}))
+        _save(conn, program, status, member_id, qualified, now, start, end, grace_until=None)
+    _record(conn, program.id, member_id, changes, now, policy)
+
+
+def _save(
+    conn: Connection,
+    program: Program,
+    status: Status | None,
+    member_id: str,
+    tier: str | None,
+    now: datetime,
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    grace_until: datetime | None,
+    since: datetime | None = None,
+) -> Status:
+    since = since or now
+    values = {
+        "tier": tier,
+        "since": since,
+        "period_start": start,
+        "period_end": end,
+        "grace_until": grace_until,
+        "updated_at": now,
+    }
+    if status is None:
+        conn.execute(insert(member_tiers).values(member_id=member_id, program_id=program.id, **values))
+    else:
+        conn.execute(update(member_tiers).where(member_tiers.c.member_id == member_id).values(**values))
+    return Status(member_id, tier, since, start, end, grace_until, status.manual_until if status else None)
+
+
+def _record(
+    conn: Connection,
+    program_id: str,
+    member_id: str,
+    changes: list[tuple[str | None, str | None, str, dict[str, Any]]],
+    now: datetime,
+    policy: TierPolicy,
+) -> None:
+    """History rows and outbox events for ``changes`` (from, to, reason, details) of one member."""
+    if not changes:
+        return
+    conn.execute(
+        insert(tier_history),
+        [
+            {
+                "id": new_id("tier_change"),
+                "program_id": program_id,
+                "member_id": member_id,
+                "from_tier": old,
+                "to_tier": new,
+                "reason": reason,
+                "details": details,
+                "created_at": now,
+            }
+            for old, new, reason, details in changes
+        ],
+    )
+    emit_many(
+        conn,
+        [
+            (
+                program_id,
+                "tier_upgraded" if policy.rank(new) > policy.rank(old) else "tier_downgraded",
+                member_id,
+                {"member_id": member_id, "from": old, "to": new, "reason": reason},
+            )
+            for old, new, reason, _ in changes
+            if old != new
+        ],
+        now=now,
+    )
+
+
+# --- by hand ---
+
+
+def assign(
+    *, conn: Connection, clock: Clock, program: Program, member_id: str, data: ManualTier, actor: str
+) -> TierProgress:
+    """Give (or take away) a tier by hand, with a reason, until a date; then the metric judges again."""
+    from palier.ledger.locks import lock_members
+
+    lock_members(conn, [member_id])
+    members.require_active(conn=conn, program_id=program.id, member_id=member_id)
+    policy = _require_policy(conn, program)
+    now = clock.now()
+    if data.tier is not None and policy.tier(data.tier) is None:
+        raise InvalidInput("tier_not_found", f"This program has no tier {data.tier!r}.", field="tier")
+    if utc(data.until) <= now:
+        raise InvalidInput("until_in_past", "A manual tier must last until a future date.", field="until")
+    status = _status(conn, member_id)
+    start, end = window(policy, program, at=now, enrolled_at=_enrolled_at(conn, member_id))
+    old = status.tier if status else None
+    _save(conn, program, status, member_id, data.tier, now, start, end, grace_until=None)
+    conn.execute(
+        update(member_tiers)
+        .where(member_tiers.c.member_id == member_id)
+        .values(manual_until=utc(data.until), manual_reason=data.reason)
+    )
+    _record(
+        conn, program.id, member_id, [(old, data.tier, "manual", {"reason": data.reason, "actor": actor})], now, policy
+    )
+    record_audit(
+        conn=conn,
+        clock=clock,
+        program_id=program.id,
+        actor=actor,
+        action="tier.assigned",
+        subject_id=member_id,
+        details=data.model_dump(mode="json"),
+    )
+    return progress(conn=conn, clock=clock, program=program, member_id=member_id)
+
+
+def _require_policy(conn: Connection, program: Program) -> TierPolicy:
+    policy = get_policy(conn, program_id=program.id)
+    if policy is None:
+        raise Unprocessable("no_tiers", "This program has no tiers yet (PUT /v1/tiers).", field="tier")
+    return policy
+
+
+# --- what the member sees ---
+
+
+def progress(*, conn: Connection, clock: Clock, program: Program, member_id: str) -> TierProgress:
+    members.require_known(conn=conn, program_id=program.id, member_id=member_id)
+    policy = _require_policy(conn, program)
+    now = clock.now()
+    language = conn.execute(select(members_table.c.language).where(members_table.c.id == member_id)).scalar() or "fr"
+    status = _status(conn, member_id)
+    start, end = window(policy, program, at=now, enrolled_at=_enrolled_at(conn, member_id))
+    value = metric_value(conn, program_id=program.id, member_id=member_id, policy=policy, start=start, end=end)
+    current = policy.tier(status.tier if status else None)
+    above = [t for t in policy.tiers if policy.rank(t.code) > policy.rank(current.code if current else None)]
+    following = above[0] if above else None
+    needed_next = max(0, following.threshold - value) if following else None
+    needed_keep = max(0, current.threshold - value) if current and policy.downgrade != "never" else None
+    return TierProgress(
+        member_id=member_id,
+        metric=policy.metric,
+        tier=current.code if current else None,
+        tier_name=getattr(current.name, language) if current else None,
+        multiplier_percent=current.multiplier_percent if current else 100,
+        perks=[getattr(p, language) for p in current.perks] if current else [],
+        value=value,
+        window_start=start,
+        window_end=end,
+        next_tier=following.code if following else None,
+        next_tier_name=getattr(following.name, language) if following else None,
+        needed_for_next=needed_next,
+        needed_to_keep=needed_keep,
+        grace_until=status.grace_until if status else None,
+        manual_until=status.manual_until if status else None,
+        message=_message(policy, program, language, following, needed_next, end),
+        history=_history(conn, member_id),
+    )
+
+
+def _message(
+    policy: TierPolicy, program: Program, language: str, following: Any, needed: int | None, end: datetime | None
+) -> str:
+    if following is None or needed is None:
+        return "Vous êtes au niveau le plus haut." if language == "fr" else "You are at the top tier."
+    name = getattr(following.name, language)
+    if policy.metric == "spend":
+        major = needed / 10**program.currency_exponent
+        amount = (
+            f"{major:,.{program.currency_exponent}f}".replace(",", "\u202f").replace(".", ",") + f" {program.currency}"
+            if language == "fr"
+            else f"{major:,.{program.currency_exponent}f} {program.currency}"
+        )
+    elif policy.metric == "points":
+        amount = f"{needed} {program.points_name}"
+    else:
+        amount = f"{needed} " + ("commandes" if language == "fr" else "orders" if needed != 1 else "order")
+    if end is None:
+        return f"Encore {amount} pour atteindre {name}" if language == "fr" else f"{amount} more to reach {name}"
+    day = (end - timedelta(seconds=1)).astimezone(ZoneInfo(program.timezone))
+    if language == "fr":
+        return f"Encore {amount} avant le {day.day} {MONTHS_FR[day.month - 1]} pour atteindre {name}"
+    return f"{amount} more before {day.day} {day.strftime('%B')} to reach {name}"
+
+
+MONTHS_FR = (
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
+)
+
+
+def _history(conn: Connection, member_id: str) -> list[TierChange]:
+    rows = conn.execute(
+        select(tier_history)
+        .where(tier_history.c.member_id == member_id)
+        .order_by(tier_history.c.created_at.desc(), tier_history.c.id.desc())
+        .limit(50)
+    ).mappings()
+    return [
+        TierChange(
+            from_tier=r["from_tier"],
+            to_tier=r["to_tier"],
+            reason=r["reason"],
+            at=utc(r["created_at"]),
+            details=r["details"],
+        )
+        for r in rows
+    ]
+
+
+def _status(conn: Connection, member_id: str) -> Status | None:
+    row = conn.execute(select(member_tiers).where(member_tiers.c.member_id == member_id)).mappings().first()
+    if row is None:
+        return None
+    return Status(
+        member_id=member_id,
+        tier=row["tier"],
+        since=utc(row["since"]),
+        period_start=_utc_or_none(row["period_start"]),
+        period_end=_utc_or_none(row["period_end"]),
+        grace_until=_utc_or_none(row["grace_until"]),
+        manual_until=_utc_or_none(row["manual_until"]),
+        manual_reason=row["manual_reason"],
+    )
+
+
+def _utc_or_none(value: datetime | None) -> datetime | None:
+    return None if value is None else utc(value)
+
+
+def _enrolled_at(conn: Connection, member_id: str) -> datetime:
+    return utc(conn.execute(select(members_table.c.enrolled_at).where(members_table.c.id == member_id)).scalar_one())
+
+
+# --- requalification: a job, set-based in batches ---
+
+
+@dataclass(frozen=True)
+class Decision:
+    tier: str | None
+    reason: str | None  # None: nothing changes but the period
+    grace_until: datetime | None
+    period: tuple[datetime | None, datetime | None]
+    clear_manual: bool = False
+
+
+def decide(policy: TierPolicy, status: Status, value: int, now: datetime, next_period: Any) -> Decision:
+    """What requalification does to one member whose period, grace or manual tier has ended. Pure."""
+    qualified = policy.qualified(value)
+    rank, current = policy.rank(qualified), policy.rank(status.tier)
+    if status.manual_until is not None and status.manual_until <= now:  # back to what the metric says
+        return Decision(qualified, "manual_ended", None, (status.period_start, status.period_end), clear_manual=True)
+    if status.manual_until is not None:  # a manual tier outlasts its periods
+        return Decision(status.tier, None, None, next_period(status.period_end))
+    if status.grace_until is not None and status.grace_until <= now:
+        if rank >= current:
+            return Decision(status.tier, "requalified", None, (status.period_start, status.period_end))
+        return Decision(
+            _lowered(policy, status.tier, qualified), "downgrade", None, (status.period_start, status.period_end)
+        )
+    # the period has ended: judge it
+    following = next_period(status.period_end)
+    if rank >= current:
+        return Decision(qualified, "requalified" if rank == current else "upgrade", None, following)
+    if policy.downgrade == "never":
+        return Decision(status.tier, None, None, following)
+    if policy.downgrade == "grace":
+        assert policy.grace_months is not None
+        if status.grace_until is not None:  # already in grace: it runs its course
+            return Decision(status.tier, None, status.grace_until, following)
+        assert status.period_end is not None
+        return Decision(status.tier, "grace_started", add_months(status.period_end, policy.grace_months), following)
+    return Decision(_lowered(policy, status.tier, qualified), "downgrade", None, following)
+
+
+def _lowered(policy: TierPolicy, current: str | None, qualified: str | None) -> str | None:
+    if policy.downgrade_step == "to_qualified":
+        return qualified
+    step = max(policy.rank(current) - 1, policy.rank(qualified))
+    return None if step == 0 else policy.tiers[step - 1].code
+
+
+def requalify(db: Database, clock: Clock, *, program_id: str | None = None, batch_size: int = 5000) -> int:
+    """Judge every member whose period, grace or manual tier has ended. Returns how many were judged."""
+    done = 0
+    with db.read() as conn:
+        query = select(tier_policies.c.program_id)
+        if program_id is not None:
+            query = query.where(tier_policies.c.program_id == program_id)
+        program_ids = list(conn.execute(query).scalars())
+    for pid in program_ids:
+        while True:
+            judged = _requalify_batch(db, clock, pid, batch_size)
+            done += judged
+            if judged < batch_size:
+                break
+    return done
+
+
+def _requalify_batch(db: Database, clock: Clock, program_id: str, batch_size: int) -> int:
+    with db.write() as conn:
+        now = clock.now()
+        program = get_program(conn=conn, program_id=program_id)
+        policy = get_policy(conn, program_id=program_id)
+        assert policy is not None
+        due = or_(
+            member_tiers.c.period_end <= now, member_tiers.c.grace_until <= now, member_tiers.c.manual_until <= now
+        )
+        rows = (
+            conn.execute(
+                select(member_tiers, members_table.c.enrolled_at)
+                .join(members_table, members_table.c.id == member_tiers.c.member_id)
+                .where(member_tiers.c.program_id == program_id, due)
+                .order_by(member_tiers.c.member_id)
+                .limit(batch_size)
+                .with_for_update(of=member_tiers, skip_locked=True)
+            )
+            .mappings()
+            .all()
+        )
+        if not rows:
+            return 0
+        values = _values(conn, program_id, policy, [r["member_id"] for r in rows])
+        updates, changes = [], []
+        for row in rows:
+            status = _status_of(row)
+            enrolled_at = utc(row["enrolled_at"])
+
+            def following(
+                end: datetime | None, enrolled_at: datetime = enrolled_at
+            ) -> tuple[datetime | None, datetime | None]:
+                at = max(end, now) if end is not None else now
+                return window(policy, program, at=at, enrolled_at=enrolled_at)
+
+            decision = decide(policy, status, values.get(status.member_id, 0), now, following)
+            updates.append(
+                {
+                    "m": status.member_id,
+                    "tier": decision.tier,
+                    "since": now if decision.tier != status.tier else status.since,
+                    "period_start": decision.period[0],
+                    "period_end": decision.period[1],
+                    "grace_until": decision.grace_until,
+                    "manual_until": None if decision.clear_manual else status.manual_until,
+                    "manual_reason": None if decision.clear_manual else status.manual_reason,
+                    "updated_at": now,
+                }
+            )
+            if decision.reason is not None:
+                changes.append(
+                    (status.member_id, status.tier, decision.tier, decision.reason, values.get(status.member_id, 0))
+                )
+        conn.execute(
+            update(member_tiers)
+            .where(member_tiers.c.member_id == bindparam("m"))
+            .values(
+                tier=bindparam("tier"),
+                since=bindparam("since"),
+                period_start=bindparam("period_start"),
+                period_end=bindparam("period_end"),
+                grace_until=bindparam("grace_until"),
+                manual_until=bindparam("manual_until"),
+                manual_reason=bindparam("manual_reason"),
+                updated_at=bindparam("updated_at"),
+            ),
+            updates,
+        )
+        if changes:
+            conn.execute(
+                insert(tier_history),
+                [
+                    {
+                        "id": new_id("tier_change"),
+                        "program_id": program_id,
+                        "member_id": m,
+                        "from_tier": old,
+                        "to_tier": new,
+                        "reason": reason,
+                        "details": {"value": value},
+                        "created_at": now,
+                    }
+                    for m, old, new, reason, value in changes
+                ],
+            )
+            emit_many(
+                conn,
+                [
+                    (
+                        program_id,
+                        "tier_upgraded" if policy.rank(new) > policy.rank(old) else "tier_downgraded",
+                        m,
+                        {"member_id": m, "from": old, "to": new, "reason": reason},
+                    )
+                    for m, old, new, reason, _ in changes
+                    if old != new
+                ],
+                now=now,
+            )
+        return len(rows)
+
+
+def _values(conn: Connection, program_id: str, policy: TierPolicy, member_ids: list[str]) -> dict[str, int]:
+    """Each member's metric over their own status period [period_start, period_end): one grouped query."""
+    in_period = and_(
+        or_(member_tiers.c.period_start.is_(None), events.c.occurred_at >= member_tiers.c.period_start),
+        or_(member_tiers.c.period_end.is_(None), events.c.occurred_at < member_tiers.c.period_end),
+    )
+    rows = conn.execute(
+        select(member_tiers.c.member_id, func.coalesce(func.sum(_metric_column(policy)), 0))
+        .select_from(
+            member_tiers.join(
+                purchases,
+                and_(purchases.c.member_id == member_tiers.c.member_id, purchases.c.program_id == program_id),
+            ).join(events, and_(events.c.id == purchases.c.event_id, in_period))
+        )
+        .where(member_tiers.c.member_id.in_(member_ids))
+        .group_by(member_tiers.c.member_id)
+    )
+    return {m: int(v) for m, v in rows}
+
+
+def _status_of(row: Any) -> Status:
+    return Status(
+        member_id=row["member_id"],
+        tier=row["tier"],
+        since=utc(row["since"]),
+        period_start=_utc_or_none(row["period_start"]),
+        period_end=_utc_or_none(row["period_end"]),
+        grace_until=_utc_or_none(row["grace_until"]),
+        manual_until=_utc_or_none(row["manual_until"]),
+        manual_reason=row["manual_reason"],
+    )
+
+
+def move_member(conn: Connection, *, program_id: str, source_id: str, target_id: str) -> None:
+    """A merge: the member that remains keeps the higher of the two statuses; the history follows."""
+    policy = get_policy(conn, program_id=program_id)
+    conn.execute(update(tier_history).where(tier_history.c.member_id == source_id).values(member_id=target_id))
+    source, target = _status(conn, source_id), _status(conn, target_id)
+    if (
+        source is not None
+        and policy is not None
+        and policy.rank(source.tier) > policy.rank(target.tier if target else None)
+    ):
+        conn.execute(member_tiers.delete().where(member_tiers.c.member_id == target_id))
+        conn.execute(update(member_tiers).where(member_tiers.c.member_id == source_id).values(member_id=target_id))
+    else:
+        conn.execute(member_tiers.delete().where(member_tiers.c.member_id == source_id))
