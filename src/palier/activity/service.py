@@ -17,7 +17,6 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from palier.activity.earning import purchase_earning
 from palier.activity.models import AdjustmentIn, EventResult, MemberRef, PurchaseIn, ReturnIn
 from palier.activity.returns import ReturnPlan, plan_return
 from palier.activity.tables import events, purchases
@@ -29,6 +28,7 @@ from palier.ledger.locks import lock_key, lock_members
 from palier.members import service as members
 from palier.members.identities import card_claim_key, normalise
 from palier.programs.models import Program
+from palier.rules import service as rules
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 _WHERE = {
@@ -113,9 +113,18 @@ def record_purchase(
             field="currency",
         )
     member_id, claim = _resolve_and_lock(conn, program, purchase.member, card_key)
-    earning = purchase_earning(purchase, program)
-    label = purchase_label(purchase)
     event_id = new_id("event")
+    # the base rate, or what the rules in force when it occurred award (recorded as awards of event_id)
+    earning = rules.purchase_earning(
+        conn=conn,
+        clock=clock,
+        program=program,
+        purchase=purchase,
+        member_id=member_id,
+        event_id=event_id,
+        occurred_at=occurred_at,
+    )
+    label = purchase_label(purchase)
     matures_at = occurred_at + timedelta(days=program.return_window_days)
     result = EventResult(
         event_id=event_id,
@@ -125,6 +134,7 @@ def record_purchase(
         member_id=member_id,
         points=earning.points,
         reason=label,
+        awards=rules.award_lines(earning.awards),
     )
     lot_id = None
     if member_id is not None:

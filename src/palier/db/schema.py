@@ -5,5 +5,6 @@ from palier.db.metadata import metadata
 from palier.ledger import tables as ledger_tables
 from palier.members import tables as member_tables
 from palier.programs import tables as program_tables
+from palier.rules import tables as rule_tables
 
-__all__ = ["activity_tables", "ledger_tables", "member_tables", "metadata", "program_tables"]
+__all__ = ["activity_tables", "ledger_tables", "member_tables", "metadata", "program_tables", "rule_tables"]

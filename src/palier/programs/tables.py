@@ -26,6 +26,7 @@ programs = Table(
     Column("earn_on_gift_cards", Boolean, nullable=False),
     Column("return_shortfall", String(12), nullable=False),  # debt | write_off
     Column("welcome_points", BigInteger, nullable=False),
+    Column("rules_version", Integer, nullable=False, server_default="0"),  # 0: no rules, the base rate applies
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
 )
