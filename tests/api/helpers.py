@@ -14,6 +14,7 @@ from palier.db import Database
 from palier.ledger.tables import allocations, holds, ledger_transactions, lots, postings
 from palier.members.tables import identities, members, merges
 from palier.programs.tables import api_keys, audit_entries, programs
+from palier.rules.tables import awards, counters, rule_sets
 
 PROBLEM = "application/problem+json"
 ANY = object()  # "the field may be anything" for assert_problem
@@ -52,6 +53,9 @@ _WRITTEN = (
     lots,
     allocations,
     holds,
+    rule_sets,
+    awards,
+    counters,
 )
 
 
