@@ -40,4 +40,4 @@ def test_an_id_starts_with_the_time_it_was_made() -> None:
 
 def test_unknown_kinds_are_refused() -> None:
     with pytest.raises(KeyError):
-        new_id("coupon")
+        new_id("voucher")

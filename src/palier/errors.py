@@ -70,3 +70,17 @@ class Conflict(PalierError):
 class Unprocessable(PalierError):
     status = 422
     title = "Unprocessable"
+
+
+def value_error_code(message: str) -> str | None:
+    """Our validators raise ``ValueError("some_code: what is wrong")``: the stable code, if there is one."""
+    head = message.split(":", 1)[0]
+    return head if ":" in message and head.replace("_", "").isalpha() and head.islower() else None
+
+
+def invalid_input(exc: Any, *, default_field: str = "body") -> InvalidInput:
+    """The first error of a pydantic ``ValidationError`` raised inside a service, as an :class:`InvalidInput`."""
+    first = exc.errors()[0]
+    message = str(first.get("msg", "")).removeprefix("Value error, ")
+    loc = [str(part) for part in first.get("loc", ()) if not str(part).startswith("function-")]
+    return InvalidInput(value_error_code(message) or "invalid_value", message, field=".".join(loc) or default_field)

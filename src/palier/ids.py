@@ -25,6 +25,10 @@ PREFIXES = {
     "merge": "mrg",
     "return": "ret",
     "audit": "aud",
+    "hold": "hld",
+    "reward": "rwd",
+    "coupon": "cpn",
+    "payment": "pay",
 }
 
 _lock = threading.Lock()

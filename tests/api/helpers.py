@@ -14,6 +14,7 @@ from palier.db import Database
 from palier.ledger.tables import allocations, holds, ledger_transactions, lots, postings
 from palier.members.tables import identities, members, merges
 from palier.programs.tables import api_keys, audit_entries, programs
+from palier.rewards.tables import coupons, order_payments, rewards
 from palier.rules.tables import awards, counters, rule_sets
 
 PROBLEM = "application/problem+json"
@@ -56,6 +57,9 @@ _WRITTEN = (
     rule_sets,
     awards,
     counters,
+    rewards,
+    coupons,
+    order_payments,
 )
 
 
@@ -126,6 +130,16 @@ def return_body(order_id: str, *, occurred_at: str = "2026-03-02T09:00:00Z", **e
     if "lines" not in body and "amount" not in body:
         body["lines"] = [{"sku": "SKU-1", "quantity": 1}]
     return body
+
+
+def reward_body(**overrides: Any) -> dict[str, Any]:
+    """A €5 voucher for 500 points, unless told otherwise."""
+    return {
+        "kind": "amount_off",
+        "cost_points": 500,
+        "amount": 500,
+        "title": {"fr": "Bon de 5 €", "en": "€5 voucher"},
+    } | overrides
 
 
 class ApiProgram:

@@ -17,7 +17,7 @@ from fastapi.routing import APIRoute
 from palier.api.app import create_app
 from palier.config import Settings
 from palier.db import Database
-from tests.api.helpers import purchase_body, return_body, unique
+from tests.api.helpers import purchase_body, return_body, reward_body, unique
 
 Route = tuple[str, str]  # (method, path template)
 
@@ -50,6 +50,20 @@ POLICY: dict[Route, str] = {
     ("POST", "/v1/preview"): "read",
     ("GET", "/v1/how-to-earn"): "read",
     ("POST", "/v1/members/{member_id}/actions"): "pos",
+    ("POST", "/v1/rewards"): "admin",
+    ("GET", "/v1/rewards"): "read",
+    ("GET", "/v1/rewards/{reward_id}"): "read",
+    ("PATCH", "/v1/rewards/{reward_id}"): "admin",
+    ("GET", "/v1/members/{member_id}/rewards"): "read",
+    ("POST", "/v1/members/{member_id}/redemptions"): "pos",
+    ("GET", "/v1/members/{member_id}/coupons"): "read",
+    ("GET", "/v1/coupons/{code}"): "read",
+    ("POST", "/v1/coupons/{code}/validate"): "pos",
+    ("POST", "/v1/coupons/{code}/use"): "pos",
+    ("POST", "/v1/coupons/{code}/cancel"): "pos",
+    ("POST", "/v1/members/{member_id}/payments"): "pos",
+    ("POST", "/v1/members/{member_id}/payments/{payment_id}/cancel"): "pos",
+    ("GET", "/v1/members/{member_id}/wallet"): "read",
 }
 RANK = {"read": 0, "pos": 1, "admin": 2}
 
@@ -88,6 +102,10 @@ class World:
     order_id: str
     adjustment_transaction_id: str
     spare_key_id: str
+    reward_id: str
+    coupon_to_use: str
+    coupon_to_cancel: str
+    payment_id: str
 
     @property
     def member_id(self) -> str:
@@ -121,7 +139,23 @@ def make_world(program: Any, db: Database) -> World:
     member = program.enrol(first_name="Alice", email=f"{unique('alice')}@example.com")
     other = program.enrol(first_name="Bob", email=f"{unique('bob')}@example.com")
     order = program.purchase(member["id"])
+    program.adjust(member["id"], 100, reason="Points to spend")  # older: rewards and payments take these first
     adjustment = program.adjust(member["id"], 50)
+    reward = program.call("POST", "/v1/rewards", json=reward_body(cost_points=10))
+    assert reward.status_code == 201, reward.text
+    codes = []
+    for _ in range(2):
+        redeemed = program.call(
+            "POST", f"/v1/members/{member['id']}/redemptions", json={"reward_id": reward.json()["id"]}
+        )
+        assert redeemed.status_code == 201, redeemed.text
+        codes.append(redeemed.json()["coupon"]["code"])
+    paid = program.call(
+        "POST",
+        f"/v1/members/{member['id']}/payments",
+        json={"kind": "points", "order_id": unique("paid"), "order_total": 1000, "points": 10},
+    )
+    assert paid.status_code == 201, paid.text
     return World(
         program=program,
         db=db,
@@ -131,6 +165,10 @@ def make_world(program: Any, db: Database) -> World:
         order_id=order["external_id"],
         adjustment_transaction_id=adjustment["transaction_id"],
         spare_key_id=spare.split(".")[0],
+        reward_id=reward.json()["id"],
+        coupon_to_use=codes[0],
+        coupon_to_cancel=codes[1],
+        payment_id=paid.json()["id"],
     )
 
 
@@ -156,6 +194,18 @@ BODIES: dict[Route, Callable[[World], dict[str, Any]]] = {
     ("POST", "/v1/program/rules"): lambda w: WORLD_RULES,
     ("POST", "/v1/preview"): lambda w: {"lines": [{"sku": "SKU-1", "quantity": 1, "unit_price": 1000}]},
     ("POST", "/v1/members/{member_id}/actions"): lambda w: {"action": "newsletter", "reference": unique("nl")},
+    ("POST", "/v1/rewards"): lambda w: reward_body(),
+    ("PATCH", "/v1/rewards/{reward_id}"): lambda w: {"cost_points": 12},
+    ("POST", "/v1/members/{member_id}/redemptions"): lambda w: {"reward_id": w.reward_id},
+    ("POST", "/v1/coupons/{code}/validate"): lambda w: {"channel": "store", "order_total": 2000},
+    ("POST", "/v1/coupons/{code}/use"): lambda w: {"channel": "store", "order_id": unique("order")},
+    ("POST", "/v1/coupons/{code}/cancel"): lambda w: {},
+    ("POST", "/v1/members/{member_id}/payments"): lambda w: {
+        "kind": "points",
+        "order_id": unique("pay"),
+        "order_total": 1000,
+        "points": 5,
+    },
 }
 
 
@@ -167,6 +217,9 @@ def request_for(route: Route, world: World) -> tuple[str, str, dict[str, Any]]:
         identity_id=world.identity_id,
         transaction_id=world.adjustment_transaction_id,
         key_id=world.spare_key_id,
+        reward_id=world.reward_id,
+        code=world.coupon_to_cancel if template.endswith("/cancel") else world.coupon_to_use,
+        payment_id=world.payment_id,
     )
     kwargs: dict[str, Any] = {}
     if route in BODIES:

@@ -328,6 +328,7 @@ def test_balance_shows_available_pending_held_debt_and_what_comes_next(
         "debt": 0,
         "next_expiry": None,
         "next_maturity": None,
+        "next_rewards": [],
     }
     program.adjust(member["id"], 50)
     program.purchase(member["id"], lines=[line(unit_price=1234, quantity=2)])

@@ -37,7 +37,7 @@ def member(db: Database) -> Member:
     program_id, member_id = new_id("program"), new_id("member")
     with db.write() as conn:
         insert_program_row(conn, program_id)
-        open_program_accounts(conn, program_id=program_id)
+        open_program_accounts(conn, program_id=program_id, money="EUR/2")
         open_member_accounts(conn, program_id=program_id, member_id=member_id)
     return Member(program_id, member_id)
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from palier.clock import FrozenClock
 from palier.db import Database
+from palier.errors import InvalidInput
 from palier.programs.models import Program
+from palier.rewards import service as rewards
+from palier.rewards.models import RewardIn
+from palier.rewards.tables import coupons
 from palier.rules import service as rules
 from palier.rules.tables import awards
 from tests.services.factories import (
@@ -194,3 +199,43 @@ def test_unclaimed_purchases_earn_by_the_rules_too(db: Database, clock: FrozenCl
     )
     result, _ = send_purchase(db, clock, program, body)
     assert (result.status, result.points) == ("unclaimed", 12)
+
+
+def test_ten_euros_for_every_hundred_spent_grants_a_coupon_per_step_crossed(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    voucher = {"kind": "amount_off", "cost_points": 1000, "amount": 1000, "title": {"fr": "Bon de 10 €", "en": "€10"}}
+    with db.write() as conn:
+        reward = rewards.create_reward(
+            conn=conn, clock=clock, program=program, data=RewardIn.model_validate(voucher), actor="test"
+        )
+    step = {
+        "id": "ten-for-hundred",
+        "name": {"en": "€10 for every €100"},
+        "event": "purchase",
+        "effect": {"type": "spend_step", "step": 10000, "reward_id": reward.id},
+    }
+    program = apply_rules(db, clock, program, document(step))
+    member = enrol(db, clock, program)
+    granted = []
+    for amount in (6000, 5000, 25000):
+        result = purchase(db, clock, program, member, amount=amount)
+        granted.append([a.points for a in result.awards if a.kind == "coupon"])
+    assert granted == [[0], [1], [2]]  # 60 €, 110 €, 360 €: the counter crossed 100, then 200 and 300
+    with db.read() as conn:
+        given = conn.execute(
+            select(coupons.c.source_ref).where(coupons.c.program_id == program.id, coupons.c.member_id == member.id)
+        ).all()
+    assert len(given) == 3
+
+
+def test_a_spend_step_naming_an_unknown_reward_is_refused(db: Database, clock: FrozenClock, program: Program) -> None:
+    step = {
+        "id": "s",
+        "name": {"en": "S"},
+        "event": "purchase",
+        "effect": {"type": "spend_step", "step": 100, "reward_id": "rwd_nope"},
+    }
+    with pytest.raises(InvalidInput) as refused:
+        apply_rules(db, clock, program, document(step))
+    assert (refused.value.code, refused.value.field) == ("unknown_reward", "rules[1].effect.reward_id")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from palier.activity.models import PurchaseIn
 from palier.programs.models import ProgramSettings
-from palier.units import Rounding, points_for_amount, split_proportionally
+from palier.units import Rounding, divide, points_for_amount, split_proportionally
 
 
 @dataclass(frozen=True)
@@ -18,8 +18,11 @@ class Earning:
     line_points: list[int]
 
 
-def purchase_earning(purchase: PurchaseIn, program: ProgramSettings) -> Earning:
+def purchase_earning(purchase: PurchaseIn, program: ProgramSettings, *, paid_otherwise: int = 0) -> Earning:
     """Points for the eligible part of the order at the program's base rate and rounding.
+
+    ``paid_otherwise``: minor units of the order paid with points or store credit. Points are earned
+    only on the part paid with money, so the eligible amount shrinks in the same proportion.
 
     The order's points are then split over its lines (largest remainder) so returning every line
     gives back exactly what the order earned.
@@ -33,6 +36,8 @@ def purchase_earning(purchase: PurchaseIn, program: ProgramSettings) -> Earning:
     if program.earn_on_tax:
         eligible += purchase.tax
     total = sum(line.amount for line in purchase.lines) + purchase.shipping + purchase.tax
+    if paid_otherwise and total:
+        eligible = divide(eligible * max(total - paid_otherwise, 0), total, Rounding.FLOOR)
     points = points_for_amount(
         eligible,
         points=program.earn_points,

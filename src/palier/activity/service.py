@@ -28,6 +28,7 @@ from palier.ledger.locks import lock_key, lock_members
 from palier.members import service as members
 from palier.members.identities import card_claim_key, normalise
 from palier.programs.models import Program
+from palier.rewards import payments
 from palier.rules import service as rules
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -113,6 +114,7 @@ def record_purchase(
             field="currency",
         )
     member_id, claim = _resolve_and_lock(conn, program, purchase.member, card_key)
+    paid_otherwise = payments.paid_otherwise(conn, program_id=program.id, order_id=purchase.order_id)
     event_id = new_id("event")
     # the base rate, or what the rules in force when it occurred award (recorded as awards of event_id)
     earning = rules.purchase_earning(
@@ -123,6 +125,7 @@ def record_purchase(
         member_id=member_id,
         event_id=event_id,
         occurred_at=occurred_at,
+        paid_otherwise=paid_otherwise,
     )
     label = purchase_label(purchase)
     matures_at = occurred_at + timedelta(days=program.return_window_days)
@@ -279,6 +282,15 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
             points_returned=order["points_returned"] + plan.points,
         )
     )
+    if member_id is not None:  # what was paid with points or credit comes back in proportion
+        result.details |= payments.on_return(
+            conn=conn,
+            clock=clock,
+            program=program,
+            order_id=ret.order_id,
+            refunded=order["refunded"] + plan.refund,
+            total=order["total"],
+        )
     _insert_event(
         conn,
         program,

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from palier.errors import PalierError
+from palier.errors import PalierError, value_error_code
 
 log = logging.getLogger("palier.api")
 PROBLEM = "application/problem+json"
@@ -62,9 +62,7 @@ def field_path(loc: tuple[Any, ...]) -> str:
 def validation_code(error: dict[str, Any]) -> str:
     kind = str(error.get("type", ""))
     if kind == "value_error":
-        message = str(error.get("msg", "")).removeprefix("Value error, ")
-        head = message.split(":", 1)[0]
-        return head if head.replace("_", "").isalpha() and head.islower() and ":" in message else "invalid_value"
+        return value_error_code(str(error.get("msg", "")).removeprefix("Value error, ")) or "invalid_value"
     if kind in _CODES:
         return _CODES[kind]
     if kind.endswith(("_parsing", "_type")):

@@ -5,6 +5,15 @@ from palier.db.metadata import metadata
 from palier.ledger import tables as ledger_tables
 from palier.members import tables as member_tables
 from palier.programs import tables as program_tables
+from palier.rewards import tables as reward_tables
 from palier.rules import tables as rule_tables
 
-__all__ = ["activity_tables", "ledger_tables", "member_tables", "metadata", "program_tables", "rule_tables"]
+__all__ = [
+    "activity_tables",
+    "ledger_tables",
+    "member_tables",
+    "metadata",
+    "program_tables",
+    "reward_tables",
+    "rule_tables",
+]

@@ -55,7 +55,7 @@ rules:
   - id: ten-for-hundred
     name: {en: €10 for every €100 spent, fr: 10 € offerts tous les 100 € d'achats}
     event: purchase
-    effect: {type: spend_step, step: 10000, reward_id: bon-10-euros}
+    effect: {type: spend_step, step: 10000, reward_id: "{reward_id}"}
   - id: free-drink
     name: {en: A free drink for joining, fr: Une boisson offerte à l'inscription}
     event: enrolment
@@ -71,14 +71,24 @@ rules:
 """
 
 
-def demo_rules_text(now: datetime) -> str:
-    """The rules, with the gourmet weekend on the coming Saturday and Sunday (Paris time)."""
+def demo_rules_text(now: datetime, *, reward_id: str) -> str:
+    """The rules, with the gourmet weekend on the coming Saturday and Sunday (Paris time) and ``reward_id``
+    (the catalog's €10 voucher) as the reward of every €100 spent."""
     today = now.astimezone(ZoneInfo("Europe/Paris")).date()
     saturday = today + timedelta(days=(5 - today.weekday()) % 7)
     starts = f"{saturday.isoformat()}T00:00:00"
     ends = f"{(saturday + timedelta(days=2)).isoformat()}T00:00:00"
-    return DEMO_RULES.replace("{starts}", starts).replace("{ends}", ends)
+    return DEMO_RULES.replace("{starts}", starts).replace("{ends}", ends).replace("{reward_id}", reward_id)
 
 
-def demo_rules(now: datetime) -> RuleSetDocument:
-    return parse_text(demo_rules_text(now))
+def demo_rules(now: datetime, *, reward_id: str) -> RuleSetDocument:
+    return parse_text(demo_rules_text(now, reward_id=reward_id))
+
+
+# The reward a member gets for every €100 spent (granted, not bought: its points cost is for the catalog).
+TEN_EUROS = {
+    "kind": "amount_off",
+    "cost_points": 1000,
+    "amount": 1000,
+    "title": {"fr": "Bon de 10 €", "en": "€10 voucher"},
+}

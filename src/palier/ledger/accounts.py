@@ -11,7 +11,7 @@ from __future__ import annotations
 import zlib
 from typing import Final
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, insert, select
 
 from palier.ledger.tables import accounts
 
@@ -20,6 +20,14 @@ SLOTS: Final = 32
 MEMBER_KINDS: Final = ("available", "pending", "held", "debt")
 # issued is the source of every point (its negative balance is the liability); the others are sinks.
 PROGRAM_KINDS: Final = ("issued", "redeemed", "expired", "adjusted")
+# Store credit, in the program's currency: credit_issued is its source (the money owed to members),
+# credit_spent where it goes when a member pays with it. A member's credit sits in their ``wallet``.
+MONEY_PROGRAM_KINDS: Final = ("credit_issued", "credit_spent")
+
+
+def money_asset(currency: str, exponent: int) -> str:
+    """The asset code of a currency: ``EUR/2`` is euros counted in cents."""
+    return f"{currency}/{exponent}"
 
 
 def member_account(member_id: str, kind: str) -> str:
@@ -35,7 +43,9 @@ def program_account(program_id: str, kind: str, *, for_member: str) -> str:
     return f"{program_id}:{kind}:{slot_of(for_member):02d}"
 
 
-def open_program_accounts(conn: Connection, *, program_id: str) -> None:
+def open_program_accounts(conn: Connection, *, program_id: str, money: str) -> None:
+    """The program's points accounts and its store-credit accounts in asset ``money`` (``EUR/2``)."""
+    kinds = [(kind, POINTS) for kind in PROGRAM_KINDS] + [(kind, money) for kind in MONEY_PROGRAM_KINDS]
     conn.execute(
         insert(accounts),
         [
@@ -44,13 +54,25 @@ def open_program_accounts(conn: Connection, *, program_id: str) -> None:
                 "program_id": program_id,
                 "member_id": None,
                 "kind": kind,
-                "asset": POINTS,
+                "asset": asset,
                 "slot": slot,
             }
-            for kind in PROGRAM_KINDS
+            for kind, asset in kinds
             for slot in range(SLOTS)
         ],
     )
+
+
+def open_wallet(conn: Connection, *, program_id: str, member_id: str, money: str) -> str:
+    """The member's store-credit account, opened on first use (the caller holds the member's lock)."""
+    account_id = member_account(member_id, "wallet")
+    if conn.execute(select(accounts.c.id).where(accounts.c.id == account_id)).first() is None:
+        conn.execute(
+            insert(accounts).values(
+                id=account_id, program_id=program_id, member_id=member_id, kind="wallet", asset=money, slot=0
+            )
+        )
+    return account_id
 
 
 def open_member_accounts(conn: Connection, *, program_id: str, member_id: str) -> None:

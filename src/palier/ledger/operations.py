@@ -6,13 +6,15 @@ holds the member's lock (``locks.lock_members``) and the database transaction.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import Connection, bindparam, func, select
 
-from palier.ledger.accounts import MEMBER_KINDS, member_account, program_account
+from palier.clock import utc
+from palier.ledger.accounts import MEMBER_KINDS, POINTS, member_account, program_account
 from palier.ledger.lots import Taken, add_lot, choose_lots, record_allocations, set_state
 from palier.ledger.post import Entry, Posting, write
 from palier.ledger.tables import accounts
@@ -52,8 +54,8 @@ def member_posting(member_id: str, kind: str, amount: int) -> Posting:
     return Posting(member_account(member_id, kind), amount, member_id=member_id)
 
 
-def program_posting(program_id: str, kind: str, amount: int, *, member_id: str) -> Posting:
-    return Posting(program_account(program_id, kind, for_member=member_id), amount)
+def program_posting(program_id: str, kind: str, amount: int, *, member_id: str, asset: str = POINTS) -> Posting:
+    return Posting(program_account(program_id, kind, for_member=member_id), amount, asset=asset)
 
 
 def balances(conn: Connection, *, member_id: str) -> dict[str, int]:
@@ -249,8 +251,11 @@ class InsufficientPoints(Exception):
         self.available = available
 
 
-def spend(conn: Connection, booking: Booking, *, amount: int, sink: str) -> str:
-    """Move ``amount`` available points to the program account ``sink`` (adjusted, redeemed…)."""
+def spend(conn: Connection, booking: Booking, *, amount: int, sink: str, also: Sequence[Posting] = ()) -> str:
+    """Move ``amount`` available points to the program account ``sink`` (adjusted, redeemed…).
+
+    ``also``: more postings of the same transaction, balanced on their own (the store credit a
+    redemption buys, in money)."""
     b = booking
     available = balances_of(conn, b.member_id, "available")
     if amount > available:
@@ -260,6 +265,7 @@ def spend(conn: Connection, booking: Booking, *, amount: int, sink: str) -> str:
         [
             member_posting(b.member_id, "available", -amount),
             program_posting(b.program_id, sink, amount, member_id=b.member_id),
+            *also,
         ]
     )
     write(conn, [entry])
@@ -379,3 +385,68 @@ def balances_moved(conn: Connection, *, transaction_id: str, member_id: str) -> 
         )
     ).scalar()
     return int(total or 0)
+
+
+@dataclass(frozen=True)
+class GivenBack:
+    transaction_id: str | None
+    restored: int  # back in their lots, available again
+    expired: int  # their lots expired meanwhile
+
+
+def give_back(
+    conn: Connection, booking: Booking, *, original_id: str, amount: int, already: int, sink: str
+) -> GivenBack:
+    """Return ``amount`` of the points that transaction ``original_id`` spent into program account ``sink``.
+
+    Points go back to the lots they came from, longest-lasting lots first; ``already`` points of it were
+    given back before (the order is fixed, so each call continues where the last stopped). Points whose
+    lot has expired since expire instead.
+    """
+    from palier.ledger.tables import allocations, lots
+
+    b = booking
+    if amount <= 0:
+        return GivenBack(None, 0, 0)
+    parts = conn.execute(
+        select(allocations.c.lot_id, allocations.c.amount, lots.c.state, lots.c.expires_at)
+        .join(lots, lots.c.id == allocations.c.lot_id)
+        .where(allocations.c.transaction_id == original_id)
+        .order_by(lots.c.expires_at.is_(None).desc(), lots.c.expires_at.desc(), lots.c.id)
+        .with_for_update(of=lots)
+    ).all()
+    back: list[tuple[str, int]] = []
+    skip, left, lapsed = already, amount, 0
+    for lot_id, taken, state, expires_at in parts:
+        taken = int(taken)
+        used = min(skip, taken)
+        skip -= used
+        part = min(left, taken - used)
+        if part <= 0:
+            continue
+        left -= part
+        live = state == "active" and (expires_at is None or utc(expires_at) > b.now)
+        if live:
+            back.append((lot_id, part))
+        else:
+            lapsed += part
+    given = amount - left
+    restored = given - lapsed
+    entry = b.entry(
+        [
+            program_posting(b.program_id, sink, -given, member_id=b.member_id),
+            member_posting(b.member_id, "available", restored),
+            program_posting(b.program_id, "expired", lapsed, member_id=b.member_id),
+        ],
+        extra={"gives_back": original_id, "restored": restored, "expired": lapsed},
+    )
+    write(conn, [entry])
+    record_allocations(
+        conn,
+        program_id=b.program_id,
+        member_id=b.member_id,
+        transaction_id=entry.id,
+        purpose="restore",
+        parts=[(lot_id, -part) for lot_id, part in back],
+    )
+    return GivenBack(entry.id if given else None, restored, lapsed)

@@ -116,6 +116,16 @@ class Maturity(BaseModel):
     matures_at: datetime
 
 
+class NextReward(BaseModel):
+    """A reward within reach: "40 points to a free coffee"."""
+
+    reward_id: str
+    title: str = Field(description="in the member's language")
+    cost_points: int
+    points_needed: int = Field(description="0: affordable now")
+    message: str
+
+
 class Balance(BaseModel):
     member_id: str
     points_name: str
@@ -125,6 +135,10 @@ class Balance(BaseModel):
     debt: int = Field(description="points owed after returns of goods whose points were already spent")
     next_expiry: Expiry | None = Field(description="the soonest lot to expire and how many points it holds")
     next_maturity: Maturity | None = Field(default=None, description="the next pending points to become available")
+    next_rewards: list[NextReward] = Field(
+        default_factory=list,
+        description="every reward the member is eligible for, with the points still needed, nearest first",
+    )
 
 
 class HistoryLine(BaseModel):

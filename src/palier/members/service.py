@@ -299,6 +299,9 @@ def merge(
     from palier.activity.service import reassign_member
 
     reassign_member(conn=conn, source_id=source_id, target_id=target_id)
+    from palier.rewards.service import move_member as move_rewards
+
+    credit_moved = move_rewards(conn, booking=booking, program=program, source_id=source_id)
     conn.execute(
         update(members)
         .where(members.c.id == source_id)
@@ -306,6 +309,8 @@ def merge(
     )
     merge_id = new_id("merge")
     details = {"moved": moved, "lots_moved": lots_moved, "identities_moved": moved_identities}
+    if credit_moved:
+        details["store_credit_moved"] = credit_moved
     conn.execute(
         insert(merges).values(
             id=merge_id,
@@ -338,7 +343,8 @@ def merge(
     )
 
 
-def balance(*, conn: Connection, program: Program, member_id: str) -> Balance:
+def balance(*, conn: Connection, program: Program, member_id: str, clock: Clock | None = None) -> Balance:
+    """Points by account, next expiry and maturity; with ``clock``, also the rewards within reach."""
     require_known(conn=conn, program_id=program.id, member_id=member_id)
     amounts = ledger.balances(conn, member_id=member_id)
     due = _soonest(conn, program.id, member_id)
@@ -352,7 +358,14 @@ def balance(*, conn: Connection, program: Program, member_id: str) -> Balance:
         debt=-amounts.get("debt", 0),
         next_expiry=Expiry(points=expiry[0], expires_at=expiry[1]) if expiry else None,
         next_maturity=Maturity(points=maturity[0], matures_at=maturity[1]) if maturity else None,
+        next_rewards=_next_rewards(conn, clock, program, member_id) if clock is not None else [],
     )
+
+
+def _next_rewards(conn: Connection, clock: Clock, program: Program, member_id: str) -> list[Any]:
+    from palier.rewards.service import next_rewards
+
+    return list(next_rewards(conn=conn, clock=clock, program=program, member_id=member_id))
 
 
 def require_known(*, conn: Connection, program_id: str, member_id: str) -> None:

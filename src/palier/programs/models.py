@@ -59,6 +59,13 @@ class ProgramSettings(Strict):
     earn_on_gift_cards: bool = False
     return_shortfall: Literal["debt", "write_off"] = "debt"
     welcome_points: int = Field(default=0, ge=0, le=1_000_000)
+    redeem_points: int = Field(default=100, ge=1, le=1_000_000, description="this many points …")
+    redeem_amount: int = Field(
+        default=100, ge=1, le=100_000_000, description="… are worth this many minor units (store credit, paying)"
+    )
+    pay_with_points_max_percent: int = Field(
+        default=50, ge=0, le=100, description="the largest share of an order points may pay (0: not allowed)"
+    )
 
 
 class ProgramUpdate(Strict):
@@ -77,6 +84,9 @@ class ProgramUpdate(Strict):
     earn_on_gift_cards: bool | None = None
     return_shortfall: Literal["debt", "write_off"] | None = None
     welcome_points: int | None = Field(default=None, ge=0, le=1_000_000)
+    redeem_points: int | None = Field(default=None, ge=1, le=1_000_000)
+    redeem_amount: int | None = Field(default=None, ge=1, le=100_000_000)
+    pay_with_points_max_percent: int | None = Field(default=None, ge=0, le=100)
 
     @field_validator("*", mode="before")
     @classmethod

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, insert, select, update
 from palier.clock import Clock, utc
 from palier.errors import Forbidden, NotFound, Unauthenticated
 from palier.ids import new_id
-from palier.ledger.accounts import open_program_accounts
+from palier.ledger.accounts import money_asset, open_program_accounts
 from palier.programs.models import (
     CURRENCY_EXPONENTS,
     ApiKey,
@@ -29,16 +29,17 @@ from palier.programs.tables import api_keys, audit_entries, programs
 def create_program(*, conn: Connection, clock: Clock, settings: ProgramSettings, actor: str = "cli") -> Program:
     now = clock.now()
     program_id = new_id("program")
+    exponent = CURRENCY_EXPONENTS.get(settings.currency, 2)
     conn.execute(
         insert(programs).values(
             id=program_id,
-            currency_exponent=CURRENCY_EXPONENTS.get(settings.currency, 2),
+            currency_exponent=exponent,
             created_at=now,
             updated_at=now,
             **settings.model_dump(),
         )
     )
-    open_program_accounts(conn, program_id=program_id)
+    open_program_accounts(conn, program_id=program_id, money=money_asset(settings.currency, exponent))
     record_audit(
         conn=conn,
         clock=clock,

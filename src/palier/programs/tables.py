@@ -27,6 +27,9 @@ programs = Table(
     Column("return_shortfall", String(12), nullable=False),  # debt | write_off
     Column("welcome_points", BigInteger, nullable=False),
     Column("rules_version", Integer, nullable=False, server_default="0"),  # 0: no rules, the base rate applies
+    Column("redeem_points", BigInteger, nullable=False, server_default="100"),  # … points are worth
+    Column("redeem_amount", BigInteger, nullable=False, server_default="100"),  # … minor units
+    Column("pay_with_points_max_percent", Integer, nullable=False, server_default="50"),
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
 )

@@ -7,14 +7,12 @@ A member's cap and spend counters need no lock of their own: the caller holds th
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from typing import Any
-
 from sqlalchemy import Connection
 
 from palier.clock import Clock
+from palier.errors import PalierError
 from palier.programs.models import Program
+from palier.rewards import service as rewards
 from palier.rules import counters
 from palier.rules.counters import PROGRAM_WIDE, campaign_counter
 from palier.rules.engine import Award, CompiledRuleSet, within_limits
@@ -72,32 +70,27 @@ def reserve(
 def count_spend(
     *, conn: Connection, clock: Clock, program: Program, member_id: str, event_id: str, awards: list[Award]
 ) -> list[Award]:
-    """Add each spend_step award's spend to the member's counter and grant a coupon per step crossed."""
-    grant = coupon_granter()
+    """Add each spend_step award's spend to the member's counter and grant a coupon per step crossed.
+
+    The crossings were counted from the counter read under the member's lock, so they are exact. A
+    reward withdrawn from the catalog since the rules were applied gives no coupon (the award still
+    records the crossing) rather than refusing the purchase.
+    """
     for award in awards:
-        if award.kind != "coupon" or award.counter is None:
+        if award.kind != "coupon" or award.counter is None or award.reward_id is None:
             continue
         counters.add(conn, program_id=program.id, member_id=member_id, name=award.counter, delta=award.amount)
-        if grant is None:
-            continue  # the rewards domain is not there yet: the crossing is recorded as an award
         for n in range(award.coupons):
-            grant(
-                conn=conn,
-                clock=clock,
-                program_id=program.id,
-                member_id=member_id,
-                reward_id=award.reward_id,
-                reason=award.name.en,
-                source_ref=f"{event_id}:{award.rule_id}:{n + 1}",
-            )
+            try:
+                rewards.grant_coupon(
+                    conn=conn,
+                    clock=clock,
+                    program=program,
+                    member_id=member_id,
+                    reward_id=award.reward_id,
+                    reason=award.name.en,
+                    source_ref=f"{event_id}:{award.rule_id}:{n + 1}",
+                )
+            except PalierError:
+                break
     return awards
-
-
-def coupon_granter() -> Callable[..., Any] | None:
-    """``palier.rewards.service.grant_coupon`` once the rewards domain provides it."""
-    try:
-        module = importlib.import_module("palier.rewards.service")
-    except ModuleNotFoundError:
-        return None
-    found = getattr(module, "grant_coupon", None)
-    return found if callable(found) else None

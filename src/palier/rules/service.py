@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -19,9 +19,11 @@ from palier.activity.earning import Earning
 from palier.activity.earning import purchase_earning as base_earning
 from palier.activity.models import AwardLine, PurchaseIn
 from palier.clock import Clock, utc
+from palier.errors import InvalidInput, NotFound
 from palier.programs.models import Program
 from palier.programs.service import record_audit
 from palier.programs.tables import programs
+from palier.rewards import service as rewards
 from palier.rules import context, limits
 from palier.rules.document import check_document
 from palier.rules.engine import (
@@ -35,7 +37,7 @@ from palier.rules.engine import (
     compile_rules,
     total_points,
 )
-from palier.rules.models import PointsPerAmount, Rule, RuleSetDocument, RuleSetVersion, Text
+from palier.rules.models import PointsPerAmount, Rule, RuleSetDocument, RuleSetVersion, SpendStep, Text
 from palier.rules.tables import awards as award_rows
 from palier.rules.tables import rule_sets
 
@@ -61,6 +63,7 @@ def apply_rules(
 ) -> RuleSetVersion:
     """Make ``document`` the program's rules from now on, as a new version (the old ones are kept)."""
     check_document(document)
+    _check_rewards(conn, program_id, document)
     now = clock.now()
     query = select(programs.c.rules_version).where(programs.c.id == program_id).with_for_update()
     current = int(conn.execute(query).scalar_one())
@@ -92,6 +95,21 @@ def apply_rules(
     return RuleSetVersion(
         version=version, actor=actor, created_at=now, effective_from=effective_from, document=document
     )
+
+
+def _check_rewards(conn: Connection, program_id: str, document: RuleSetDocument) -> None:
+    """A spend_step rule must name a reward of the program's catalog."""
+    for i, rule in enumerate(document.rules):
+        if isinstance(rule.effect, SpendStep):
+            try:
+                rewards.get_reward(conn=conn, program_id=program_id, reward_id=rule.effect.reward_id)
+            except NotFound:
+                raise InvalidInput(
+                    "unknown_reward",
+                    f"The rules were not applied: rules[{i}].effect.reward_id: no reward "
+                    f"{rule.effect.reward_id!r} in this program's catalog.",
+                    field=f"rules[{i}].effect.reward_id",
+                ) from None
 
 
 def versions(*, conn: Connection, program_id: str) -> list[RuleSetVersion]:
@@ -222,6 +240,12 @@ def purchase_snapshot(
     )
 
 
+def paid_with_money_only(event: EventSnapshot, *, paid: int, total: int) -> EventSnapshot:
+    """The cart as far as it was paid with money: points or store credit earn nothing (each line shrinks)."""
+    lines = tuple(replace(line, amount=line.amount * paid // total) for line in event.lines)
+    return replace(event, lines=lines, extra_eligible=event.extra_eligible * paid // total)
+
+
 def purchase_earning(
     *,
     conn: Connection,
@@ -231,13 +255,14 @@ def purchase_earning(
     member_id: str | None,
     event_id: str,
     occurred_at: datetime,
+    paid_otherwise: int = 0,
 ) -> RuledEarning:
     """What ``purchase`` earns: the base rate when the program has no rules in force at ``occurred_at``;
     otherwise what the rules award, within campaign budgets and caps, recorded as awards of ``event_id``.
 
     The caller holds the member's lock. Without rules this runs no statement at all.
     """
-    base = base_earning(purchase, program)
+    base = base_earning(purchase, program, paid_otherwise=paid_otherwise)
     rules = rules_at(conn=conn, program=program, when=occurred_at)
     if rules is None:
         return RuledEarning(**vars(base))
@@ -249,6 +274,8 @@ def purchase_earning(
         shipping=purchase.shipping,
         tax=purchase.tax,
     )
+    if paid_otherwise and base.total:
+        event = paid_with_money_only(event, paid=max(base.total - paid_otherwise, 0), total=base.total)
     member = member_context(conn=conn, program=program, member_id=member_id, rules=rules)
     found = book_awards(
         conn=conn,

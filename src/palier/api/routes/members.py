@@ -167,9 +167,9 @@ def unlink_identity(member_id: str, identity_id: str, access: AdminAccess, db: D
 
 
 @router.get("/{member_id}/balance", response_model=Balance, summary="Available, pending, held, debt and next expiry")
-def balance(member_id: str, access: ReadAccess, db: DB) -> Balance:
+def balance(member_id: str, access: ReadAccess, db: DB, clock: ClockDep) -> Balance:
     with db.read() as conn:
-        return service.balance(conn=conn, program=access.program, member_id=member_id)
+        return service.balance(conn=conn, program=access.program, member_id=member_id, clock=clock)
 
 
 @router.get(

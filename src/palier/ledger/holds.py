@@ -1,0 +1,164 @@
+"""Two-phase spending: hold points, then capture them or void the hold.
+
+A redemption first moves points ``available -> held`` and takes them from the member's lots at once
+(soonest-expiring first, as any debit), so the points cannot be spent twice. Using the coupon
+*captures* the hold (``held -> redeemed``). Cancelling or letting the coupon expire *voids* it: each
+point goes back to the lot it came from, unless that lot has expired in the meantime, in which case
+the point expires too (``held -> expired``).
+
+The caller holds the member's lock (``locks.lock_members``) and the database transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, bindparam, insert, select, update
+
+from palier.clock import utc
+from palier.ids import new_id
+from palier.ledger.lots import choose_lots, record_allocations
+from palier.ledger.operations import Booking, InsufficientPoints, balances_of, member_posting, program_posting
+from palier.ledger.post import write
+from palier.ledger.tables import allocations, holds, lots
+
+
+@dataclass(frozen=True)
+class Hold:
+    id: str
+    member_id: str
+    amount: int
+    state: str  # open, captured, voided
+    transaction_id: str
+
+
+@dataclass(frozen=True)
+class Voided:
+    transaction_id: str
+    restored: int  # points back in their lots, available again
+    expired: int  # points whose lots expired while they were held
+
+
+class HoldClosed(Exception):
+    """The hold was already captured or voided."""
+
+    def __init__(self, state: str) -> None:
+        super().__init__(f"hold is {state}")
+        self.state = state
+
+
+def hold(conn: Connection, booking: Booking, *, amount: int) -> Hold:
+    """Reserve ``amount`` available points; raises :class:`InsufficientPoints` if there are not enough."""
+    b = booking
+    if amount <= 0:
+        raise ValueError("a hold is for a positive number of points")
+    available = balances_of(conn, b.member_id, "available")
+    if amount > available:
+        raise InsufficientPoints(amount, available)
+    taken = choose_lots(conn, program_id=b.program_id, member_id=b.member_id, amount=amount)
+    hold_id = new_id("hold")
+    entry = b.entry(
+        [member_posting(b.member_id, "available", -amount), member_posting(b.member_id, "held", amount)],
+        extra={"hold_id": hold_id},
+    )
+    write(conn, [entry])
+    conn.execute(
+        _insert_hold,
+        {
+            "id": hold_id,
+            "program_id": b.program_id,
+            "member_id": b.member_id,
+            "transaction_id": entry.id,
+            "amount": amount,
+            "state": "open",
+            "created_at": b.now,
+        },
+    )
+    record_allocations(
+        conn,
+        program_id=b.program_id,
+        member_id=b.member_id,
+        transaction_id=entry.id,
+        purpose="hold",
+        parts=[(t.lot_id, t.amount) for t in taken],
+    )
+    return Hold(hold_id, b.member_id, amount, "open", entry.id)
+
+
+def get_hold(conn: Connection, *, hold_id: str) -> Hold:
+    row = conn.execute(_select_hold, {"hold_id": hold_id}).one()
+    return Hold(row.id, row.member_id, int(row.amount), row.state, row.transaction_id)
+
+
+def capture(conn: Connection, booking: Booking, *, hold_id: str) -> str:
+    """The held points are spent for good: ``held -> redeemed``. Returns the transaction id."""
+    b = booking
+    held = _open(conn, hold_id)
+    entry = b.entry(
+        [
+            member_posting(held.member_id, "held", -held.amount),
+            program_posting(b.program_id, "redeemed", held.amount, member_id=held.member_id),
+        ],
+        extra={"hold_id": hold_id},
+    )
+    write(conn, [entry])
+    _close(conn, hold_id, "captured", b.now)
+    return entry.id
+
+
+def void(conn: Connection, booking: Booking, *, hold_id: str) -> Voided:
+    """Give the held points back to the lots they came from; those of lots expired since expire."""
+    b = booking
+    held = _open(conn, hold_id)
+    parts = conn.execute(_hold_parts, {"transaction_id": held.transaction_id}).all()
+    back = [(p.lot_id, int(p.amount)) for p in parts if _still_live(p.state, p.expires_at, b.now)]
+    restored = sum(amount for _, amount in back)
+    lapsed = held.amount - restored
+    entry = b.entry(
+        [
+            member_posting(held.member_id, "held", -held.amount),
+            member_posting(held.member_id, "available", restored),
+            program_posting(b.program_id, "expired", lapsed, member_id=held.member_id),
+        ],
+        extra={"hold_id": hold_id, "restored": restored, "expired": lapsed},
+    )
+    write(conn, [entry])
+    record_allocations(
+        conn,
+        program_id=b.program_id,
+        member_id=held.member_id,
+        transaction_id=entry.id,
+        purpose="release",
+        parts=[(lot_id, -amount) for lot_id, amount in back],
+    )
+    _close(conn, hold_id, "voided", b.now)
+    return Voided(entry.id, restored=restored, expired=lapsed)
+
+
+def _still_live(state: str, expires_at: datetime | None, now: datetime) -> bool:
+    return state == "active" and (expires_at is None or utc(expires_at) > now)
+
+
+def _open(conn: Connection, hold_id: str) -> Hold:
+    held = get_hold(conn, hold_id=hold_id)
+    if held.state != "open":
+        raise HoldClosed(held.state)
+    return held
+
+
+def _close(conn: Connection, hold_id: str, state: str, now: datetime) -> None:
+    conn.execute(update(holds).where(holds.c.id == hold_id).values(state=state, closed_at=now))
+
+
+_insert_hold = insert(holds)
+_select_hold = select(holds.c.id, holds.c.member_id, holds.c.amount, holds.c.state, holds.c.transaction_id).where(
+    holds.c.id == bindparam("hold_id")
+)
+_hold_parts = (
+    select(allocations.c.lot_id, allocations.c.amount, lots.c.state, lots.c.expires_at)
+    .join(lots, lots.c.id == allocations.c.lot_id)
+    .where(allocations.c.transaction_id == bindparam("transaction_id"))
+    .order_by(allocations.c.lot_id)
+    .with_for_update(of=lots)  # lots before any account row: the order every writer keeps
+)

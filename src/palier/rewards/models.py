@@ -1,0 +1,253 @@
+"""Rewards, coupons and payments with points, as the API and CLI see them. Money is in minor units."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from palier.activity.models import Line, MemberId, Money, Text
+from palier.members.models import Channel
+
+RewardKind = Literal["amount_off", "percent_off", "free_product", "free_shipping", "gift", "store_credit"]
+Period = Literal["day", "week", "month", "year", "ever"]
+CouponState = Literal["issued", "used", "expired", "cancelled"]
+PaymentKind = Literal["points", "credit"]
+
+# What each kind of reward needs, and what it must not have.
+NEEDS: dict[str, tuple[str, ...]] = {
+    "amount_off": ("amount",),
+    "percent_off": ("percent",),
+    "free_product": ("sku",),
+    "free_shipping": (),
+    "gift": (),
+    "store_credit": ("amount",),
+}
+KIND_FIELDS = ("amount", "percent", "max_discount", "sku")
+ALLOWED: dict[str, tuple[str, ...]] = {**NEEDS, "percent_off": ("percent", "max_discount")}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Localized(Strict):
+    fr: Annotated[Text, Field(min_length=1, max_length=200)]
+    en: Annotated[Text, Field(min_length=1, max_length=200)]
+
+
+class LocalizedLong(Strict):
+    fr: Annotated[Text, Field(max_length=2000)] = ""
+    en: Annotated[Text, Field(max_length=2000)] = ""
+
+
+class MemberLimit(Strict):
+    count: int = Field(ge=1, le=1000, description="redemptions allowed …")
+    period: Period = Field(description="… per day, week, month or year (program time zone), or ever")
+
+
+class Eligibility(Strict):
+    """Who may redeem: members of any of these tiers / segments (empty: everyone)."""
+
+    tiers: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(default_factory=list, max_length=20)
+    segments: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(default_factory=list, max_length=20)
+
+
+class RewardIn(Strict):
+    kind: RewardKind
+    cost_points: int = Field(ge=1, le=100_000_000)
+    title: Localized
+    description: LocalizedLong | None = None
+    amount: Annotated[int, Field(ge=1, le=10**9)] | None = Field(
+        default=None, description="amount_off: taken off the order; store_credit: put in the wallet (minor units)"
+    )
+    percent: Annotated[int, Field(ge=1, le=100)] | None = Field(default=None, description="percent_off")
+    max_discount: Annotated[int, Field(ge=1, le=10**9)] | None = Field(default=None, description="percent_off cap")
+    sku: Annotated[Text, Field(min_length=1, max_length=64)] | None = Field(default=None, description="free_product")
+    min_order: Annotated[int, Field(ge=1, le=10**11)] | None = Field(
+        default=None, description="the cart must reach this amount for the coupon to apply"
+    )
+    image_url: Annotated[str, Field(max_length=500, pattern=r"^https?://\S+$")] | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    stock: Annotated[int, Field(ge=0, le=10**9)] | None = Field(default=None, description="null: unlimited")
+    limit_per_member: MemberLimit | None = None
+    channels: list[Channel] | None = Field(default=None, min_length=1, description="null: every channel")
+    eligibility: Eligibility | None = None
+    valid_days: int = Field(default=30, ge=1, le=3650, description="how long a coupon can be used")
+
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def _aware(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give a time zone (e.g. 2026-12-01T00:00:00+01:00 or …Z)")
+        return value
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> RewardIn:
+        for name in NEEDS[self.kind]:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name}_required: a {self.kind} reward needs {name}")
+        for name in KIND_FIELDS:
+            if getattr(self, name) is not None and name not in ALLOWED[self.kind]:
+                raise ValueError(f"{name}_not_applicable: a {self.kind} reward has no {name}")
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            raise ValueError("ends_before_start: ends_at must be after starts_at")
+        if self.channels is not None:
+            self.channels = sorted(set(self.channels))
+        return self
+
+
+class RewardUpdate(Strict):
+    """Fields sent replace the reward's; the others stay. ``status: archived`` takes it out of the catalog."""
+
+    status: Literal["active", "archived"] | None = None
+    cost_points: int | None = Field(default=None, ge=1, le=100_000_000)
+    title: Localized | None = None
+    description: LocalizedLong | None = None
+    amount: Annotated[int, Field(ge=1, le=10**9)] | None = None
+    percent: Annotated[int, Field(ge=1, le=100)] | None = None
+    max_discount: Annotated[int, Field(ge=1, le=10**9)] | None = None
+    sku: Annotated[Text, Field(min_length=1, max_length=64)] | None = None
+    min_order: Annotated[int, Field(ge=1, le=10**11)] | None = None
+    image_url: Annotated[str, Field(max_length=500, pattern=r"^https?://\S+$")] | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    stock: Annotated[int, Field(ge=0, le=10**9)] | None = None
+    limit_per_member: MemberLimit | None = None
+    channels: list[Channel] | None = Field(default=None, min_length=1)
+    eligibility: Eligibility | None = None
+    valid_days: int | None = Field(default=None, ge=1, le=3650)
+
+    def changes(self) -> dict[str, Any]:
+        """What was sent (``null`` clears an optional field such as stock or ends_at)."""
+        return self.model_dump(exclude_unset=True)
+
+
+class Reward(RewardIn):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    status: Literal["active", "archived"]
+    stock_left: int | None = Field(description="null: unlimited")
+    created_at: datetime
+    updated_at: datetime
+
+
+class CatalogItem(BaseModel):
+    """A reward as one member sees it: can they redeem it now, and if not, why."""
+
+    reward: Reward
+    title: str = Field(description="in the member's language")
+    points_needed: int = Field(description="points still to earn before it is affordable (0: affordable now)")
+    redeemable: bool
+    blocked_by: str | None = Field(
+        default=None, description="why it cannot be redeemed now: insufficient_points, out_of_stock, limit_reached…"
+    )
+    message: str = Field(description="e.g. '40 points to a free coffee', in the member's language")
+
+
+class RedeemIn(Strict):
+    reward_id: str = Field(min_length=1, max_length=32)
+    channel: Channel | None = Field(default=None, description="where the member asks (for the channel check)")
+
+
+class Coupon(BaseModel):
+    id: str
+    code: str = Field(description="what the member shows or types at checkout; the last character is a check")
+    member_id: str
+    reward_id: str
+    kind: RewardKind
+    title: Localized
+    state: CouponState
+    points: int = Field(description="points the coupon cost (0 for a gift)")
+    source: Literal["redeem", "grant"]
+    issued_at: datetime
+    expires_at: datetime | None
+    used_at: datetime | None = None
+    order_id: str | None = None
+    channel: str | None = None
+    store_id: str | None = None
+    discount: int | None = Field(default=None, description="minor units taken off the order it was used on")
+    closed_at: datetime | None = None
+    hold_id: str | None = Field(default=None, description="the ledger hold keeping its points until used")
+
+
+class Redemption(BaseModel):
+    coupon: Coupon
+    available: int = Field(description="the member's available points after the redemption")
+    held: int
+    wallet: int | None = Field(default=None, description="store credit after the redemption (store_credit)")
+
+
+class Cart(Strict):
+    """The order a coupon is checked against (all optional: without a cart, only the coupon is checked)."""
+
+    order_total: Money | None = Field(default=None, description="what the order costs before this coupon")
+    shipping: Money | None = None
+    lines: list[Line] | None = Field(default=None, max_length=500)
+
+
+class CouponCheck(Cart):
+    channel: Channel
+    member_id: MemberId | None = Field(default=None, description="the member at the till, to refuse others' coupons")
+    store_id: Annotated[Text, Field(max_length=64)] | None = None
+
+
+class CouponUse(CouponCheck):
+    order_id: Annotated[Text, Field(min_length=1, max_length=64)]
+
+
+class CouponCancel(Strict):
+    reason: Annotated[Text, Field(max_length=200)] | None = None
+
+
+class CouponValidity(BaseModel):
+    valid: Literal[True] = True
+    coupon: Coupon
+    discount: int | None = Field(description="minor units this coupon takes off the cart (null: no cart given)")
+    describes: str = Field(description="what the till shows, e.g. '€5.00 off' or 'Free: SKU-COFFEE'")
+
+
+class PaymentIn(Strict):
+    """Pay part of an order with points (``points``) or with store credit (``amount``)."""
+
+    kind: PaymentKind
+    order_id: Annotated[Text, Field(min_length=1, max_length=64)]
+    order_total: int = Field(ge=1, le=10**11, description="the order's total before this payment, minor units")
+    points: int | None = Field(default=None, ge=1, le=100_000_000, description="kind points: points to burn")
+    amount: int | None = Field(default=None, ge=1, le=10**11, description="kind credit: credit to spend")
+    channel: Channel | None = None
+
+    @model_validator(mode="after")
+    def _one_means(self) -> PaymentIn:
+        if self.kind == "points" and (self.points is None or self.amount is not None):
+            raise ValueError("a points payment gives points (how many to burn), not amount")
+        if self.kind == "credit" and (self.amount is None or self.points is not None):
+            raise ValueError("a credit payment gives amount (credit to spend), not points")
+        return self
+
+
+class Payment(BaseModel):
+    id: str
+    member_id: str
+    order_id: str
+    kind: PaymentKind
+    state: Literal["paid", "cancelled"]
+    order_total: int
+    amount: int = Field(description="minor units taken off the order")
+    points: int = Field(description="points burnt (0 for credit)")
+    points_returned: int = 0
+    amount_returned: int = 0
+    transaction_id: str
+    created_at: datetime
+    closed_at: datetime | None = None
+    available: int | None = Field(default=None, description="the member's available points after this payment")
+    wallet: int | None = Field(default=None, description="the member's store credit after this payment")
+
+
+class Wallet(BaseModel):
+    member_id: str
+    currency: str
+    balance: int = Field(description="store credit, minor units")

@@ -1,0 +1,338 @@
+"""Paying part of an order with points or store credit, and what returns and earning make of it.
+
+Points burnt at checkout are worth the program's redemption rate (``redeem_amount`` minor units per
+``redeem_points`` points) and may pay at most ``pay_with_points_max_percent`` of the order. Points
+are earned only on the part of an order paid with money (see :func:`paid_otherwise`); returning the
+order gives points and credit back in proportion to what is refunded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from palier.clock import Clock, utc
+from palier.errors import Conflict, NotFound, Unprocessable
+from palier.ids import new_id
+from palier.ledger import operations as ledger
+from palier.ledger.accounts import member_account, money_asset, open_wallet
+from palier.ledger.locks import lock_members
+from palier.ledger.post import Entry, Posting, write
+from palier.members import service as members
+from palier.programs.models import Program
+from palier.rewards.models import Payment, PaymentIn, Wallet
+from palier.rewards.tables import order_payments
+from palier.units import Rounding, divide
+
+
+def points_value(program: Program, points: int) -> int:
+    """What ``points`` are worth in minor units, rounded down (a point never pays more than its worth)."""
+    return divide(points * program.redeem_amount, program.redeem_points, Rounding.FLOOR)
+
+
+def pay(*, conn: Connection, clock: Clock, program: Program, member_id: str, data: PaymentIn) -> Payment:
+    """Burn points, or spend store credit, for part of order ``data.order_id``. Once per order and kind."""
+    lock_members(conn, [member_id])
+    members.require_active(conn=conn, program_id=program.id, member_id=member_id)
+    existing = _find(conn, program.id, data.order_id, data.kind)
+    if existing is not None:
+        if (
+            existing.member_id != member_id
+            or (existing.points, existing.order_total)
+            != (
+                data.points or 0,
+                data.order_total,
+            )
+            or (data.kind == "credit" and existing.amount != data.amount)
+        ):
+            raise Conflict(
+                "payment_conflict",
+                f"Order {data.order_id!r} already has a {data.kind} payment with other amounts; "
+                "cancel it first to pay differently.",
+                field="order_id",
+            )
+        return _with_balances(conn, existing, member_id)
+    if _order_recorded(conn, program.id, data.order_id):
+        raise Conflict(
+            "order_already_recorded",
+            f"Order {data.order_id!r} was already recorded as a purchase: pay with points at checkout, before it.",
+            field="order_id",
+        )
+    now = clock.now()
+    money = money_asset(program.currency, program.currency_exponent)
+    booking = ledger.Booking(
+        program_id=program.id,
+        member_id=member_id,
+        kind="pay",
+        reason=f"Paid with {'points' if data.kind == 'points' else 'store credit'}: order #{data.order_id}",
+        reason_code="paid_with_points" if data.kind == "points" else "paid_with_credit",
+        now=now,
+        effective_at=now,
+        details={"order_id": data.order_id},
+    )
+    already = _paid_on_order(conn, program.id, data.order_id)
+    if data.kind == "points":
+        assert data.points is not None
+        points, amount = data.points, points_value(program, data.points)
+        cap = divide(data.order_total * program.pay_with_points_max_percent, 100, Rounding.FLOOR)
+        if program.pay_with_points_max_percent == 0:
+            raise Unprocessable(
+                "pay_with_points_disabled", "This program does not take points as payment.", field="kind"
+            )
+        if amount < 1:
+            raise Unprocessable(
+                "payment_too_small",
+                f"{points} points are worth less than one minor unit; use at least {program.redeem_points}.",
+                field="points",
+            )
+        if amount > cap:
+            raise Unprocessable(
+                "payment_above_share",
+                f"Points may pay at most {program.pay_with_points_max_percent}% of this order ({cap} minor units); "
+                f"{points} points are worth {amount}.",
+                field="points",
+                max_amount=cap,
+                max_points=divide(cap * program.redeem_points, program.redeem_amount, Rounding.FLOOR),
+            )
+        _refuse_above_total(data, already + amount)
+        try:
+            transaction_id = ledger.spend(conn, booking, amount=points, sink="redeemed")
+        except ledger.InsufficientPoints as short:
+            raise Unprocessable(
+                "insufficient_points",
+                f"{short.needed} points asked; {short.available} are available.",
+                field="points",
+                needed=short.needed,
+                available=short.available,
+            ) from None
+    else:
+        assert data.amount is not None
+        points, amount = 0, data.amount
+        _refuse_above_total(data, already + amount)
+        wallet_id = open_wallet(conn, program_id=program.id, member_id=member_id, money=money)
+        balance = ledger.balances_of(conn, member_id, "wallet")
+        if amount > balance:
+            raise Unprocessable(
+                "insufficient_credit",
+                f"{amount} asked; the member has {balance} of store credit.",
+                field="amount",
+                needed=amount,
+                available=balance,
+            )
+        entry = booking.entry(
+            [
+                Posting(wallet_id, -amount, member_id=member_id, asset=money),
+                ledger.program_posting(program.id, "credit_spent", amount, member_id=member_id, asset=money),
+            ]
+        )
+        write(conn, [entry])
+        transaction_id = entry.id
+    payment_id = new_id("payment")
+    conn.execute(
+        insert(order_payments).values(
+            id=payment_id,
+            program_id=program.id,
+            member_id=member_id,
+            order_id=data.order_id,
+            kind=data.kind,
+            state="paid",
+            order_total=data.order_total,
+            amount=amount,
+            points=points,
+            transaction_id=transaction_id,
+            channel=data.channel,
+            created_at=now,
+        )
+    )
+    return _with_balances(conn, _get(conn, program.id, payment_id), member_id)
+
+
+def _refuse_above_total(data: PaymentIn, paid: int) -> None:
+    if paid > data.order_total:
+        raise Unprocessable(
+            "payment_above_total",
+            f"Points and credit would pay {paid}, more than the order's {data.order_total}.",
+            field="order_total",
+        )
+
+
+def cancel(*, conn: Connection, clock: Clock, program: Program, member_id: str, payment_id: str) -> Payment:
+    """The checkout was abandoned: the points go back to their lots (or expire), the credit to the wallet."""
+    lock_members(conn, [member_id])
+    members.require_known(conn=conn, program_id=program.id, member_id=member_id)
+    payment = _get(conn, program.id, payment_id)
+    if payment.member_id != member_id:
+        raise NotFound("payment_not_found", f"No payment {payment_id} for this member.", field="payment_id")
+    if payment.state == "cancelled":
+        return _with_balances(conn, payment, member_id)
+    if _order_recorded(conn, program.id, payment.order_id):
+        raise Conflict(
+            "order_already_recorded",
+            "The order was recorded as a purchase: a return gives the points back, not a cancellation.",
+            field="payment_id",
+        )
+    now = clock.now()
+    _give_back(conn, program, payment, points=payment.points, amount=payment.amount, now=now, reason="cancelled")
+    conn.execute(
+        update(order_payments)
+        .where(order_payments.c.id == payment.id)
+        .values(
+            state="cancelled",
+            closed_at=now,
+            points_returned=payment.points,
+            amount_returned=payment.amount,
+        )
+    )
+    return _with_balances(conn, _get(conn, program.id, payment_id), member_id)
+
+
+def on_return(
+    *, conn: Connection, clock: Clock, program: Program, order_id: str, refunded: int, total: int
+) -> dict[str, int]:
+    """An order was (partly) returned: give back points and credit in proportion to ``refunded`` of ``total``.
+
+    Cumulative and exact: returning the whole order in several goes gives back exactly what was paid.
+    The caller holds the member's lock."""
+    found: dict[str, int] = {}
+    rows = conn.execute(
+        select(order_payments).where(
+            order_payments.c.program_id == program.id,
+            order_payments.c.order_id == order_id,
+            order_payments.c.state == "paid",
+        )
+    ).mappings()
+    for row in list(rows):
+        payment = _payment(row)
+        share = min(refunded, total)
+        points_due = divide(payment.points * share, total, Rounding.FLOOR) if total else payment.points
+        amount_due = divide(payment.amount * share, total, Rounding.FLOOR) if total else payment.amount
+        points = points_due - payment.points_returned
+        amount = amount_due - payment.amount_returned if payment.kind == "credit" else 0
+        if points <= 0 and amount <= 0:
+            continue
+        _give_back(
+            conn,
+            program,
+            payment,
+            points=max(points, 0),
+            amount=max(amount, 0),
+            now=clock.now(),
+            reason="returned",
+        )
+        conn.execute(
+            update(order_payments)
+            .where(order_payments.c.id == payment.id)
+            .values(points_returned=points_due, amount_returned=amount_due if payment.kind == "credit" else 0)
+        )
+        if points > 0:
+            found["points_given_back"] = found.get("points_given_back", 0) + points
+        if amount > 0:
+            found["credit_given_back"] = found.get("credit_given_back", 0) + amount
+    return found
+
+
+def _give_back(
+    conn: Connection, program: Program, payment: Payment, *, points: int, amount: int, now: Any, reason: str
+) -> None:
+    booking = ledger.Booking(
+        program_id=program.id,
+        member_id=payment.member_id,
+        kind="pay_back",
+        reason=f"Payment for order #{payment.order_id} {reason}: "
+        + (f"{points} points back" if payment.kind == "points" else "store credit back"),
+        reason_code="payment_" + reason,
+        now=now,
+        effective_at=now,
+        details={"order_id": payment.order_id, "payment_id": payment.id},
+    )
+    if payment.kind == "points":
+        ledger.give_back(
+            conn,
+            booking,
+            original_id=payment.transaction_id,
+            amount=points,
+            already=payment.points_returned,
+            sink="redeemed",
+        )
+        return
+    money = money_asset(program.currency, program.currency_exponent)
+    entry: Entry = booking.entry(
+        [
+            Posting(member_account(payment.member_id, "wallet"), amount, member_id=payment.member_id, asset=money),
+            ledger.program_posting(program.id, "credit_spent", -amount, member_id=payment.member_id, asset=money),
+        ]
+    )
+    write(conn, [entry])
+
+
+def paid_otherwise(conn: Connection, *, program_id: str, order_id: str) -> int:
+    """Minor units of an order paid with points or store credit: no points are earned on them."""
+    total = conn.execute(
+        select(func.coalesce(func.sum(order_payments.c.amount), 0)).where(
+            order_payments.c.program_id == program_id,
+            order_payments.c.order_id == order_id,
+            order_payments.c.state == "paid",
+        )
+    ).scalar()
+    return int(total or 0)
+
+
+def wallet(*, conn: Connection, program: Program, member_id: str) -> Wallet:
+    members.require_known(conn=conn, program_id=program.id, member_id=member_id)
+    return Wallet(member_id=member_id, currency=program.currency, balance=ledger.balances_of(conn, member_id, "wallet"))
+
+
+def _paid_on_order(conn: Connection, program_id: str, order_id: str) -> int:
+    return paid_otherwise(conn, program_id=program_id, order_id=order_id)
+
+
+def _order_recorded(conn: Connection, program_id: str, order_id: str) -> bool:
+    from palier.activity.tables import purchases
+
+    found = conn.execute(
+        select(purchases.c.event_id).where(purchases.c.program_id == program_id, purchases.c.order_id == order_id)
+    ).first()
+    return found is not None
+
+
+def _find(conn: Connection, program_id: str, order_id: str, kind: str) -> Payment | None:
+    row = (
+        conn.execute(
+            select(order_payments).where(
+                order_payments.c.program_id == program_id,
+                order_payments.c.order_id == order_id,
+                order_payments.c.kind == kind,
+                order_payments.c.state == "paid",
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return _payment(row) if row is not None else None
+
+
+def _get(conn: Connection, program_id: str, payment_id: str) -> Payment:
+    row = (
+        conn.execute(
+            select(order_payments).where(order_payments.c.id == payment_id, order_payments.c.program_id == program_id)
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise NotFound("payment_not_found", f"No payment {payment_id} in this program.", field="payment_id")
+    return _payment(row)
+
+
+def _payment(row: Any) -> Payment:
+    data = {k: row[k] for k in Payment.model_fields if k in row}
+    data["created_at"] = utc(data["created_at"])
+    data["closed_at"] = utc(data["closed_at"]) if data.get("closed_at") else None
+    return Payment.model_validate(data)
+
+
+def _with_balances(conn: Connection, payment: Payment, member_id: str) -> Payment:
+    payment.available = ledger.balances_of(conn, member_id, "available")
+    payment.wallet = ledger.balances_of(conn, member_id, "wallet")
+    return payment

@@ -1,0 +1,785 @@
+"""The catalog, redemption and coupons.
+
+Redeeming a reward holds its points (``available -> held``) and issues a coupon; using the coupon at
+checkout or the till captures the hold (``held -> redeemed``); cancelling it, or letting it expire,
+voids the hold and the points go back to their lots (ledger/holds.py). Store credit is the one reward
+used at once: the points are spent and the credit lands in the member's wallet.
+
+Every refusal has its own code and writes nothing: the whole command is one database transaction.
+Lock order: the member, then lots, then accounts, then the reward's stock row last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+from sqlalchemy import Connection, insert, select, update
+
+from palier.clock import Clock, utc
+from palier.db import Database
+from palier.errors import Conflict, InvalidInput, NotFound, Unprocessable, invalid_input
+from palier.ids import new_id
+from palier.ledger import holds
+from palier.ledger import operations as ledger
+from palier.ledger.accounts import member_account, money_asset, open_wallet
+from palier.ledger.locks import lock_members, try_lock_members
+from palier.ledger.post import Posting, write
+from palier.members import service as members
+from palier.members.models import NextReward
+from palier.members.tables import members as members_table
+from palier.programs.models import Program
+from palier.programs.service import record_audit
+from palier.rewards import codes
+from palier.rewards.models import (
+    CatalogItem,
+    Coupon,
+    CouponCheck,
+    CouponUse,
+    CouponValidity,
+    RedeemIn,
+    Redemption,
+    Reward,
+    RewardIn,
+    RewardUpdate,
+)
+from palier.rewards.tables import coupons, rewards
+from palier.units import Rounding, divide
+
+# --- the catalog (admin) ---
+
+
+def create_reward(*, conn: Connection, clock: Clock, program: Program, data: RewardIn, actor: str) -> Reward:
+    now = clock.now()
+    reward_id = new_id("reward")
+    conn.execute(
+        insert(rewards).values(id=reward_id, program_id=program.id, status="active", created_at=now, **_row(data, now))
+    )
+    record_audit(
+        conn=conn,
+        clock=clock,
+        program_id=program.id,
+        actor=actor,
+        action="reward.created",
+        subject_id=reward_id,
+        details=data.model_dump(mode="json"),
+    )
+    return get_reward(conn=conn, program_id=program.id, reward_id=reward_id)
+
+
+def update_reward(
+    *, conn: Connection, clock: Clock, program: Program, reward_id: str, changes: RewardUpdate, actor: str
+) -> Reward:
+    current = get_reward(conn=conn, program_id=program.id, reward_id=reward_id)
+    sent = changes.changes()
+    status = sent.pop("status", current.status)
+    merged = current.model_dump(exclude={"id", "status", "stock_left", "created_at", "updated_at"}) | sent
+    try:
+        data = RewardIn.model_validate(merged)
+    except ValidationError as exc:  # the change leaves the reward inconsistent (a percent on an amount_off…)
+        raise invalid_input(exc, default_field=next(iter(sent), "body")) from None
+    stock_used = conn.execute(select(rewards.c.stock_used).where(rewards.c.id == reward_id)).scalar_one()
+    if data.stock is not None and data.stock < stock_used:
+        raise InvalidInput(
+            "stock_below_issued",
+            f"{stock_used} coupons of this reward are out already; stock cannot be set below that.",
+            field="stock",
+        )
+    conn.execute(update(rewards).where(rewards.c.id == reward_id).values(status=status, **_row(data, clock.now())))
+    record_audit(
+        conn=conn,
+        clock=clock,
+        program_id=program.id,
+        actor=actor,
+        action="reward.updated",
+        subject_id=reward_id,
+        details=changes.model_dump(mode="json", exclude_unset=True),
+    )
+    return get_reward(conn=conn, program_id=program.id, reward_id=reward_id)
+
+
+def _row(data: RewardIn, now: datetime) -> dict[str, Any]:
+    row = data.model_dump(mode="json", exclude={"limit_per_member", "starts_at", "ends_at"})
+    limit = data.limit_per_member
+    return row | {
+        "starts_at": data.starts_at,
+        "ends_at": data.ends_at,
+        "member_limit": limit.count if limit else None,
+        "limit_period": limit.period if limit else None,
+        "updated_at": now,
+    }
+
+
+def get_reward(*, conn: Connection, program_id: str, reward_id: str) -> Reward:
+    row = (
+        conn.execute(select(rewards).where(rewards.c.id == reward_id, rewards.c.program_id == program_id))
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise NotFound("reward_not_found", f"No reward {reward_id} in this program.", field="reward_id")
+    return _reward(row)
+
+
+def list_rewards(*, conn: Connection, program_id: str, status: str | None = "active") -> list[Reward]:
+    query = select(rewards).where(rewards.c.program_id == program_id)
+    if status is not None:
+        query = query.where(rewards.c.status == status)
+    return [_reward(r) for r in conn.execute(query.order_by(rewards.c.cost_points, rewards.c.id)).mappings()]
+
+
+def _reward(row: Any) -> Reward:
+    data = dict(row)
+    data.pop("program_id")
+    count, period = data.pop("member_limit"), data.pop("limit_period")
+    data["limit_per_member"] = {"count": count, "period": period} if count else None
+    stock_used = data.pop("stock_used")
+    data["stock_left"] = None if data["stock"] is None else data["stock"] - stock_used
+    for name in ("starts_at", "ends_at", "created_at", "updated_at"):
+        data[name] = utc(data[name]) if data[name] is not None else None
+    return Reward.model_validate(data)
+
+
+# --- what a member can have ---
+
+
+def catalog(
+    *,
+    conn: Connection,
+    clock: Clock,
+    program: Program,
+    member_id: str,
+    affordable_only: bool = False,
+    channel: str | None = None,
+) -> list[CatalogItem]:
+    """Every reward on offer now that the member is eligible for, with what stands in the way, if anything."""
+    members.require_known(conn=conn, program_id=program.id, member_id=member_id)
+    now = clock.now()
+    available = ledger.balances(conn, member_id=member_id).get("available", 0)
+    language = _language(conn, member_id)
+    counts = _redeemed_counts(conn, program, member_id, now)
+    items = []
+    for reward in list_rewards(conn=conn, program_id=program.id):
+        if not _on_offer(reward, now) or not _eligible(reward) or (channel and not _on_channel(reward, channel)):
+            continue
+        needed = max(0, reward.cost_points - available)
+        blocked = (
+            "out_of_stock"
+            if reward.stock_left == 0
+            else "limit_reached"
+            if _over_limit(reward, counts)
+            else "insufficient_points"
+            if needed
+            else None
+        )
+        if affordable_only and blocked is not None:
+            continue
+        title = getattr(reward.title, language)
+        items.append(
+            CatalogItem(
+                reward=reward,
+                title=title,
+                points_needed=needed,
+                redeemable=blocked is None,
+                blocked_by=blocked,
+                message=_needed_message(needed, title, program.points_name, language),
+            )
+        )
+    items.sort(key=lambda i: (i.points_needed, i.reward.cost_points, i.reward.id))
+    return items
+
+
+def next_rewards(*, conn: Connection, clock: Clock, program: Program, member_id: str) -> list[NextReward]:
+    """For every reward the member is eligible for: the points still needed, nearest first."""
+    return [
+        NextReward(
+            reward_id=item.reward.id,
+            title=item.title,
+            cost_points=item.reward.cost_points,
+            points_needed=item.points_needed,
+            message=item.message,
+        )
+        for item in catalog(conn=conn, clock=clock, program=program, member_id=member_id)
+        if item.blocked_by in (None, "insufficient_points")
+    ]
+
+
+def _needed_message(needed: int, title: str, points_name: str, language: str) -> str:
+    if needed == 0:
+        return f"{title} : disponible maintenant" if language == "fr" else f"{title}: yours now"
+    if language == "fr":
+        return f"Plus que {needed:,} {points_name} pour : {title}".replace(",", "\u202f")
+    return f"{needed:,} {points_name} to {title[0].lower() + title[1:]}"
+
+
+def _language(conn: Connection, member_id: str) -> str:
+    return conn.execute(select(members_table.c.language).where(members_table.c.id == member_id)).scalar() or "fr"
+
+
+def _on_offer(reward: Reward, now: datetime) -> bool:
+    return (
+        reward.status == "active"
+        and (reward.starts_at is None or reward.starts_at <= now)
+        and (reward.ends_at is None or now < reward.ends_at)
+    )
+
+
+def _on_channel(reward: Reward, channel: str) -> bool:
+    return reward.channels is None or channel in reward.channels
+
+
+def _eligible(reward: Reward) -> bool:
+    """The tiers and segments hook: a reward reserved to tiers or segments is offered to their members.
+
+    Members have no tier or segment until those capabilities arrive, so such rewards are offered to
+    nobody yet rather than to everyone.
+    """
+    e = reward.eligibility
+    return e is None or (not e.tiers and not e.segments)
+
+
+# --- redeeming ---
+
+
+def redeem(*, conn: Connection, clock: Clock, program: Program, member_id: str, data: RedeemIn) -> Redemption:
+    lock_members(conn, [member_id])
+    members.require_active(conn=conn, program_id=program.id, member_id=member_id)
+    now = clock.now()
+    reward = get_reward(conn=conn, program_id=program.id, reward_id=data.reward_id)
+    _check_redeemable(conn, program, member_id, reward, data.channel, now)
+    title = reward.title.en
+    booking = ledger.Booking(
+        program_id=program.id,
+        member_id=member_id,
+        kind="redeem",
+        reason=f"Redeemed: {title}",
+        reason_code="reward_redeemed",
+        now=now,
+        effective_at=now,
+        details={"reward_id": reward.id},
+    )
+    coupon_id = new_id("coupon")
+    wallet = None
+    try:
+        if reward.kind == "store_credit":
+            assert reward.amount is not None
+            money = money_asset(program.currency, program.currency_exponent)
+            wallet_id = open_wallet(conn, program_id=program.id, member_id=member_id, money=money)
+            ledger.spend(
+                conn,
+                booking,
+                amount=reward.cost_points,
+                sink="redeemed",
+                also=[
+                    Posting(wallet_id, reward.amount, member_id=member_id, asset=money),
+                    ledger.program_posting(
+                        program.id, "credit_issued", -reward.amount, member_id=member_id, asset=money
+                    ),
+                ],
+            )
+            hold_id, state = None, "used"
+            wallet = ledger.balances_of(conn, member_id, "wallet")
+        else:
+            held = holds.hold(conn, booking, amount=reward.cost_points)
+            hold_id, state = held.id, "issued"
+    except ledger.InsufficientPoints as short:
+        raise _insufficient(short.needed, short.available) from None
+    coupon = _issue(
+        conn,
+        coupon_id=coupon_id,
+        program=program,
+        member_id=member_id,
+        reward=reward,
+        points=reward.cost_points,
+        hold_id=hold_id,
+        state=state,
+        source="redeem",
+        source_ref=None,
+        now=now,
+    )
+    _take_stock(conn, reward)
+    amounts = ledger.balances(conn, member_id=member_id)
+    return Redemption(coupon=coupon, available=amounts["available"], held=amounts["held"], wallet=wallet)
+
+
+def _insufficient(needed: int, available: int) -> Unprocessable:
+    return Unprocessable(
+        "insufficient_points",
+        f"This reward costs {needed} points; {available} are available ({needed - available} more needed).",
+        field="reward_id",
+        needed=needed,
+        available=available,
+        missing=needed - available,
+    )
+
+
+def _check_redeemable(
+    conn: Connection, program: Program, member_id: str, reward: Reward, channel: str | None, now: datetime
+) -> None:
+    if reward.status != "active" or (reward.ends_at is not None and now >= reward.ends_at):
+        raise Unprocessable("reward_ended", "This reward is no longer on offer.", field="reward_id")
+    if reward.starts_at is not None and now < reward.starts_at:
+        raise Unprocessable(
+            "reward_not_started",
+            f"This reward is on offer from {reward.starts_at.isoformat()}.",
+            field="reward_id",
+            starts_at=reward.starts_at.isoformat(),
+        )
+    if channel is not None and not _on_channel(reward, channel):
+        raise Unprocessable(
+            "reward_wrong_channel",
+            f"This reward cannot be redeemed {channel}; it is for {', '.join(reward.channels or [])}.",
+            field="channel",
+        )
+    if not _eligible(reward):
+        raise Unprocessable("reward_not_eligible", "This reward is reserved to other members.", field="reward_id")
+    if _over_limit(reward, _redeemed_counts(conn, program, member_id, now, reward_id=reward.id)):
+        limit = reward.limit_per_member
+        assert limit is not None
+        raise Unprocessable(
+            "reward_limit_reached",
+            f"This reward can be redeemed {limit.count} time(s) "
+            + ("in all." if limit.period == "ever" else f"per {limit.period}."),
+            field="reward_id",
+            limit=limit.count,
+            period=limit.period,
+        )
+    if reward.stock_left == 0:
+        raise Unprocessable("out_of_stock", "This reward is out of stock.", field="reward_id")
+    available = ledger.balances_of(conn, member_id, "available")
+    if reward.cost_points > available:
+        raise _insufficient(reward.cost_points, available)
+
+
+def period_start(period: str, now: datetime, timezone: str) -> datetime | None:
+    """When the member-limit period containing ``now`` began, in the program's time zone."""
+    if period == "ever":
+        return None
+    local = now.astimezone(ZoneInfo(timezone)).replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "week":
+        local -= timedelta(days=local.weekday())
+    elif period == "month":
+        local = local.replace(day=1)
+    elif period == "year":
+        local = local.replace(month=1, day=1)
+    return utc(local.replace(tzinfo=ZoneInfo(timezone)))
+
+
+def _redeemed_counts(
+    conn: Connection, program: Program, member_id: str, now: datetime, *, reward_id: str | None = None
+) -> dict[str, Any]:
+    """Issue times of the member's redeemed coupons still counting against limits, by reward."""
+    query = select(coupons.c.reward_id, coupons.c.issued_at).where(
+        coupons.c.program_id == program.id,
+        coupons.c.member_id == member_id,
+        coupons.c.source == "redeem",
+        coupons.c.state.in_(("issued", "used")),
+    )
+    if reward_id is not None:
+        query = query.where(coupons.c.reward_id == reward_id)
+    found: dict[str, list[datetime]] = {}
+    for rid, issued_at in conn.execute(query):
+        found.setdefault(rid, []).append(utc(issued_at))
+    return {"by_reward": found, "now": now, "timezone": program.timezone}
+
+
+def _over_limit(reward: Reward, counts: dict[str, Any]) -> bool:
+    limit = reward.limit_per_member
+    if limit is None:
+        return False
+    since = period_start(limit.period, counts["now"], counts["timezone"])
+    times = counts["by_reward"].get(reward.id, [])
+    return sum(1 for t in times if since is None or t >= since) >= limit.count
+
+
+def _take_stock(conn: Connection, reward: Reward) -> None:
+    """One unit of a stocked reward, taken atomically: 20 members racing for the last 5 get exactly 5."""
+    if reward.stock is None:
+        return
+    taken = conn.execute(
+        update(rewards)
+        .where(rewards.c.id == reward.id, rewards.c.stock_used < rewards.c.stock)
+        .values(stock_used=rewards.c.stock_used + 1)
+    ).rowcount
+    if taken != 1:
+        raise Unprocessable("out_of_stock", "This reward is out of stock.", field="reward_id")
+
+
+def _give_back_stock(conn: Connection, reward_id: str) -> None:
+    conn.execute(
+        update(rewards)
+        .where(rewards.c.id == reward_id, rewards.c.stock.is_not(None), rewards.c.stock_used > 0)
+        .values(stock_used=rewards.c.stock_used - 1)
+    )
+
+
+def _issue(
+    conn: Connection,
+    *,
+    coupon_id: str,
+    program: Program,
+    member_id: str,
+    reward: Reward,
+    points: int,
+    hold_id: str | None,
+    state: str,
+    source: str,
+    source_ref: str | None,
+    now: datetime,
+) -> Coupon:
+    row = {
+        "id": coupon_id,
+        "program_id": program.id,
+        "member_id": member_id,
+        "reward_id": reward.id,
+        "code": codes.new_code(),
+        "state": state,
+        "points": points,
+        "hold_id": hold_id,
+        "source": source,
+        "source_ref": source_ref,
+        "issued_at": now,
+        "expires_at": now + timedelta(days=reward.valid_days) if state == "issued" else None,
+        "used_at": now if state == "used" else None,
+        "channel": "wallet" if state == "used" else None,
+        "closed_at": now if state == "used" else None,
+    }
+    conn.execute(insert(coupons).values(row))
+    return _coupon(row | {"kind": reward.kind, "title": reward.title.model_dump()})
+
+
+def grant_coupon(
+    *,
+    conn: Connection,
+    clock: Clock,
+    program: Program,
+    member_id: str,
+    reward_id: str,
+    reason: str,
+    source_ref: str,
+) -> Coupon:
+    """A coupon given, not bought (a rule's award, a birthday gift): no points held. Once per ``source_ref``."""
+    existing = (
+        conn.execute(_coupon_query().where(coupons.c.program_id == program.id, coupons.c.source_ref == source_ref))
+        .mappings()
+        .first()
+    )
+    if existing is not None:
+        return _coupon(existing)
+    reward = get_reward(conn=conn, program_id=program.id, reward_id=reward_id)
+    if reward.kind == "store_credit":
+        raise InvalidInput("reward_not_grantable", "Store credit is redeemed, not granted.", field="reward_id")
+    now = clock.now()
+    coupon = _issue(
+        conn,
+        coupon_id=new_id("coupon"),
+        program=program,
+        member_id=member_id,
+        reward=reward,
+        points=0,
+        hold_id=None,
+        state="issued",
+        source="grant",
+        source_ref=source_ref,
+        now=now,
+    )
+    if reward.stock is not None:
+        _take_stock(conn, reward)
+    record_audit(
+        conn=conn,
+        clock=clock,
+        program_id=program.id,
+        actor="engine",
+        action="coupon.granted",
+        subject_id=coupon.id,
+        details={"member_id": member_id, "reward_id": reward_id, "reason": reason, "source_ref": source_ref},
+    )
+    return coupon
+
+
+# --- coupons at checkout and the till ---
+
+
+def find_coupon(*, conn: Connection, program_id: str, code: str, field: str = "code") -> Coupon:
+    """A coupon by the code the member shows; a mistyped code is caught by its check character first."""
+    typed = codes.normalise(code)
+    if not codes.is_well_formed(typed):
+        raise InvalidInput(
+            "coupon_code_mistyped",
+            f"{code!r} is not a valid coupon code: check it character by character "
+            f"({codes.LENGTH} characters, the last one is a check).",
+            field=field,
+        )
+    row = conn.execute(_coupon_query().where(coupons.c.code == typed, coupons.c.program_id == program_id)).mappings()
+    found = row.first()
+    if found is None:
+        raise NotFound("coupon_not_found", "No coupon with this code in this program.", field=field)
+    return _coupon(found)
+
+
+def member_coupons(
+    *, conn: Connection, program_id: str, member_id: str, states: Sequence[str] | None = None
+) -> list[Coupon]:
+    members.require_known(conn=conn, program_id=program_id, member_id=member_id)
+    query = _coupon_query().where(coupons.c.program_id == program_id, coupons.c.member_id == member_id)
+    if states:
+        query = query.where(coupons.c.state.in_(list(states)))
+    return [
+        _coupon(r) for r in conn.execute(query.order_by(coupons.c.issued_at.desc(), coupons.c.id.desc())).mappings()
+    ]
+
+
+def validate_coupon(
+    *, conn: Connection, clock: Clock, program: Program, code: str, check: CouponCheck
+) -> CouponValidity:
+    """Can this coupon be used here, by this member, on this cart? And what does it take off? Writes nothing."""
+    coupon = find_coupon(conn=conn, program_id=program.id, code=code)
+    reward = get_reward(conn=conn, program_id=program.id, reward_id=coupon.reward_id)
+    _check_usable(coupon, reward, check, clock.now())
+    discount = _discount(reward, check)
+    return CouponValidity(coupon=coupon, discount=discount, describes=_describe(reward, program))
+
+
+def use_coupon(*, conn: Connection, clock: Clock, program: Program, code: str, use: CouponUse) -> tuple[Coupon, bool]:
+    """Capture the coupon's points for this order. Using it again for the same order returns the same answer."""
+    found = find_coupon(conn=conn, program_id=program.id, code=code)
+    lock_members(conn, [found.member_id])
+    coupon = find_coupon(conn=conn, program_id=program.id, code=code)  # as it is now that we hold the lock
+    if coupon.state == "used" and coupon.order_id == use.order_id:
+        return coupon, True
+    reward = get_reward(conn=conn, program_id=program.id, reward_id=coupon.reward_id)
+    now = clock.now()
+    _check_usable(coupon, reward, use, now)
+    discount = _discount(reward, use)
+    if coupon.hold_id is not None:
+        booking = ledger.Booking(
+            program_id=program.id,
+            member_id=coupon.member_id,
+            kind="redeem",
+            reason=f"Coupon used: {reward.title.en} (order #{use.order_id})",
+            reason_code="coupon_used",
+            now=now,
+            effective_at=now,
+            details={"coupon_id": coupon.id, "order_id": use.order_id},
+        )
+        holds.capture(conn, booking, hold_id=coupon.hold_id)
+    conn.execute(
+        update(coupons)
+        .where(coupons.c.id == coupon.id, coupons.c.state == "issued")
+        .values(
+            state="used",
+            used_at=now,
+            closed_at=now,
+            order_id=use.order_id,
+            channel=use.channel,
+            store_id=use.store_id,
+            discount=discount,
+        )
+    )
+    return find_coupon(conn=conn, program_id=program.id, code=code), False
+
+
+def cancel_coupon(*, conn: Connection, clock: Clock, program: Program, code: str, actor: str) -> Coupon:
+    """The member changed their mind: the points go back (those of lots expired since expire)."""
+    found = find_coupon(conn=conn, program_id=program.id, code=code)
+    lock_members(conn, [found.member_id])
+    coupon = find_coupon(conn=conn, program_id=program.id, code=code)
+    if coupon.state == "cancelled":
+        return coupon
+    _refuse_closed(coupon)
+    _close(conn, clock, program, coupon, state="cancelled", actor=actor)
+    return find_coupon(conn=conn, program_id=program.id, code=code)
+
+
+def _close(conn: Connection, clock: Clock, program: Program, coupon: Coupon, *, state: str, actor: str) -> None:
+    """Cancel or expire an issued coupon: void its hold, give its stock back."""
+    now = clock.now()
+    title = coupon.title.en
+    if coupon.hold_id is not None:
+        booking = ledger.Booking(
+            program_id=program.id,
+            member_id=coupon.member_id,
+            kind="release",
+            reason=f"Coupon {'cancelled' if state == 'cancelled' else 'expired unused'}: {title}, points returned",
+            reason_code="coupon_cancelled" if state == "cancelled" else "coupon_expired",
+            now=now,
+            effective_at=now,
+            details={"coupon_id": coupon.id, "actor": actor},
+        )
+        holds.void(conn, booking, hold_id=coupon.hold_id)
+    conn.execute(
+        update(coupons).where(coupons.c.id == coupon.id, coupons.c.state == "issued").values(state=state, closed_at=now)
+    )
+    _give_back_stock(conn, coupon.reward_id)
+
+
+def expire_coupons(db: Database, clock: Clock, *, batch_size: int = 500, program_id: str | None = None) -> int:
+    """Issued coupons past their date expire and their points go back: batches, safe with several workers."""
+    done = 0
+    while True:
+        with db.write() as conn:
+            now = clock.now()
+            query = select(coupons.c.id, coupons.c.member_id, coupons.c.program_id).where(
+                coupons.c.state == "issued", coupons.c.expires_at <= now
+            )
+            if program_id is not None:
+                query = query.where(coupons.c.program_id == program_id)
+            due = conn.execute(
+                query.order_by(coupons.c.expires_at, coupons.c.id).limit(batch_size).with_for_update(skip_locked=True)
+            ).all()
+            if not due:
+                return done
+            free = try_lock_members(conn, {d.member_id for d in due})
+            programs: dict[str, Program] = {}
+            for d in due:
+                if d.member_id not in free:
+                    continue
+                program = programs.get(d.program_id) or _program(conn, d.program_id)
+                programs[d.program_id] = program
+                coupon = _coupon(conn.execute(_coupon_query().where(coupons.c.id == d.id)).mappings().one())
+                _close(conn, clock, program, coupon, state="expired", actor="engine")
+                done += 1
+            if not free:
+                return done
+
+
+def _program(conn: Connection, program_id: str) -> Program:
+    from palier.programs.service import get_program
+
+    return get_program(conn=conn, program_id=program_id)
+
+
+def _refuse_closed(coupon: Coupon) -> None:
+    if coupon.state == "used":
+        raise Conflict(
+            "coupon_used",
+            f"This coupon was already used (order #{coupon.order_id}).",
+            field="code",
+            order_id=coupon.order_id,
+        )
+    if coupon.state == "expired":
+        raise Unprocessable("coupon_expired", "This coupon has expired.", field="code")
+    if coupon.state == "cancelled":
+        raise Unprocessable("coupon_cancelled", "This coupon was cancelled.", field="code")
+
+
+def _check_usable(coupon: Coupon, reward: Reward, check: CouponCheck, now: datetime) -> None:
+    _refuse_closed(coupon)
+    if coupon.expires_at is not None and coupon.expires_at <= now:
+        raise Unprocessable("coupon_expired", "This coupon has expired.", field="code")
+    if check.member_id is not None and check.member_id != coupon.member_id:
+        raise Unprocessable("coupon_other_member", "This coupon belongs to another member.", field="member_id")
+    if not _on_channel(reward, check.channel):
+        raise Unprocessable(
+            "coupon_wrong_channel",
+            f"This coupon cannot be used {check.channel}; it is for {', '.join(reward.channels or [])}.",
+            field="channel",
+        )
+    total = _cart_total(check)
+    if reward.min_order is not None and total is not None and total < reward.min_order:
+        raise Unprocessable(
+            "coupon_min_order",
+            f"This coupon needs an order of at least {reward.min_order} (minor units); the cart is {total}.",
+            field="order_total",
+            min_order=reward.min_order,
+        )
+    if (
+        reward.kind == "free_product"
+        and check.lines is not None
+        and not any(line.sku == reward.sku for line in check.lines)
+    ):
+        raise Unprocessable(
+            "coupon_product_missing",
+            f"This coupon gives {reward.sku}: add it to the cart first.",
+            field="lines",
+            sku=reward.sku,
+        )
+
+
+def _cart_total(cart: CouponCheck) -> int | None:
+    if cart.order_total is not None:
+        return cart.order_total
+    if cart.lines is not None:
+        return sum(line.amount for line in cart.lines) + (cart.shipping or 0)
+    return None
+
+
+def _discount(reward: Reward, cart: CouponCheck) -> int | None:
+    """Minor units the coupon takes off this cart (None when the cart does not say enough)."""
+    total = _cart_total(cart)
+    if reward.kind == "amount_off":
+        assert reward.amount is not None
+        return reward.amount if total is None else min(reward.amount, total)
+    if reward.kind == "percent_off":
+        if total is None:
+            return None
+        assert reward.percent is not None
+        off = divide(total * reward.percent, 100, Rounding.FLOOR)
+        return min(off, reward.max_discount) if reward.max_discount is not None else off
+    if reward.kind == "free_shipping":
+        return cart.shipping
+    if reward.kind == "free_product":
+        line = next((item for item in cart.lines or [] if item.sku == reward.sku), None)
+        return None if line is None else line.unit_price
+    return 0
+
+
+def _describe(reward: Reward, program: Program) -> str:
+    def money(amount: int) -> str:
+        return f"{amount / 10**program.currency_exponent:.{program.currency_exponent}f} {program.currency}"
+
+    if reward.kind == "amount_off":
+        assert reward.amount is not None
+        return f"{money(reward.amount)} off"
+    if reward.kind == "percent_off":
+        cap = f" (at most {money(reward.max_discount)})" if reward.max_discount else ""
+        return f"{reward.percent}% off{cap}"
+    if reward.kind == "free_product":
+        return f"Free: {reward.sku}"
+    if reward.kind == "free_shipping":
+        return "Free shipping"
+    return f"Hand over: {reward.title.en}"
+
+
+def move_member(conn: Connection, *, booking: ledger.Booking, program: Program, source_id: str) -> int:
+    """A merge into ``booking.member_id``: the source's coupons, payments and store credit move over.
+
+    Returns the store credit moved (minor units). The caller holds both members' locks."""
+    from palier.rewards.tables import order_payments
+
+    target_id = booking.member_id
+    conn.execute(update(coupons).where(coupons.c.member_id == source_id).values(member_id=target_id))
+    conn.execute(update(order_payments).where(order_payments.c.member_id == source_id).values(member_id=target_id))
+    credit = ledger.balances_of(conn, source_id, "wallet")
+    if credit:
+        money = money_asset(program.currency, program.currency_exponent)
+        target_wallet = open_wallet(conn, program_id=program.id, member_id=target_id, money=money)
+        write(
+            conn,
+            [
+                replace(booking, reason="Store credit from a merged duplicate account").entry(
+                    [
+                        Posting(target_wallet, credit, member_id=target_id, asset=money),
+                        Posting(member_account(source_id, "wallet"), -credit, member_id=source_id, asset=money),
+                    ],
+                    extra={"source_member_id": source_id},
+                )
+            ],
+        )
+    return credit
+
+
+def _coupon_query() -> Any:
+    return select(coupons, rewards.c.kind, rewards.c.title).join(rewards, rewards.c.id == coupons.c.reward_id)
+
+
+def _coupon(row: Any) -> Coupon:
+    data = {k: row[k] for k in Coupon.model_fields if k in row}
+    for name in ("issued_at", "expires_at", "used_at", "closed_at"):
+        if data.get(name) is not None:
+            data[name] = utc(data[name])
+    return Coupon.model_validate(data)

@@ -1,0 +1,110 @@
+"""Rewards over HTTP: the README's walk-through (earn, redeem, use at the till), refusals and retries."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from palier.db import Database
+from tests.api.helpers import ApiProgram, assert_problem, footprint, line, luhn_card, reward_body, spaced, unique
+
+
+def test_earn_redeem_and_use_at_the_till(new_program: Callable[..., ApiProgram]) -> None:
+    program = new_program(return_window_days=0)
+    ann = program.enrol(first_name="Ann", language="en")
+    program.purchase(ann["id"], lines=[line("COAT", 25_000)])  # 250 points, available at once
+    coffee = program.call(
+        "POST",
+        "/v1/rewards",
+        json=reward_body(
+            kind="free_product", amount=None, sku="COFFEE", cost_points=100, title={"fr": "Café", "en": "Free coffee"}
+        ),
+    ).json()
+    assert program.call("POST", "/v1/rewards", json=reward_body()).status_code == 201
+
+    shown = program.balance(ann["id"])
+    assert [(r["title"], r["points_needed"]) for r in shown["next_rewards"]] == [
+        ("Free coffee", 0),
+        ("€5 voucher", 250),
+    ]
+    assert shown["next_rewards"][1]["message"] == "250 points to €5 voucher"
+    affordable = program.call("GET", f"/v1/members/{ann['id']}/rewards", params={"affordable": "true"}).json()
+    assert [item["reward"]["id"] for item in affordable] == [coffee["id"]]
+
+    key = unique("redeem")
+    redeemed = program.call(
+        "POST", f"/v1/members/{ann['id']}/redemptions", idempotency_key=key, json={"reward_id": coffee["id"]}
+    )
+    assert redeemed.status_code == 201, redeemed.text
+    again = program.call(
+        "POST", f"/v1/members/{ann['id']}/redemptions", idempotency_key=key, json={"reward_id": coffee["id"]}
+    )
+    assert again.json() == redeemed.json() and again.headers["idempotent-replayed"] == "true"
+    code = redeemed.json()["coupon"]["code"]
+    assert (redeemed.json()["available"], redeemed.json()["held"]) == (150, 100)
+
+    till = program.make_key("pos", name="till 1")
+    found = program.call("GET", f"/v1/coupons/{code[:5].lower()}-{code[5:]}", key=till)
+    assert found.status_code == 200 and found.json()["member_id"] == ann["id"]
+    check = program.call(
+        "POST",
+        f"/v1/coupons/{code}/validate",
+        key=till,
+        json={"channel": "store", "member_id": ann["id"], "lines": [line("COFFEE", 250), line("CROISSANT", 120)]},
+    )
+    assert check.status_code == 200, check.text
+    assert (check.json()["discount"], check.json()["describes"]) == (250, "Free: COFFEE")
+    used = program.call("POST", f"/v1/coupons/{code}/use", key=till, json={"channel": "store", "order_id": "T-1"})
+    assert used.status_code == 200 and used.json()["state"] == "used"
+    twice = program.call("POST", f"/v1/coupons/{code}/use", key=till, json={"channel": "store", "order_id": "T-2"})
+    assert_problem(twice, 409, "coupon_used", field="code")
+    after = program.balance(ann["id"])
+    assert (after["available"], after["held"]) == (150, 0)
+    coupons = program.call("GET", f"/v1/members/{ann['id']}/coupons", params={"state": "used"}).json()
+    assert [c["code"] for c in coupons] == [code]
+
+
+def test_refusals_are_problems_with_their_own_code_and_write_nothing(
+    new_program: Callable[..., ApiProgram], db: Database
+) -> None:
+    program = new_program()
+    bo = program.enrol(first_name="Bo")
+    program.adjust(bo["id"], 120)
+    voucher = program.call("POST", "/v1/rewards", json=reward_body()).json()
+    before = footprint(db, program.id)
+
+    short = program.call("POST", f"/v1/members/{bo['id']}/redemptions", json={"reward_id": voucher["id"]})
+    body = assert_problem(short, 422, "insufficient_points", field="reward_id")
+    assert (body["needed"], body["available"], body["missing"]) == (500, 120, 380)
+    unknown = program.call("POST", f"/v1/members/{bo['id']}/redemptions", json={"reward_id": "rwd_nope"})
+    assert_problem(unknown, 404, "reward_not_found", field="reward_id")
+    assert_problem(program.call("GET", "/v1/coupons/ABCDE-FGHJK-0"), 422, "coupon_code_mistyped", field="code")
+    bad_kind = program.call("POST", "/v1/rewards", json=reward_body(percent=10))
+    assert_problem(bad_kind, 422, "percent_not_applicable")
+    missing = program.call("POST", "/v1/rewards", json=reward_body(kind="percent_off", amount=None))
+    assert_problem(missing, 422, "percent_required")
+    card = program.call("POST", "/v1/rewards", json=reward_body(title={"fr": spaced(luhn_card()), "en": "x"}))
+    assert_problem(card, 422, "card_number_in_text", field="title.fr")
+    too_much = program.call(
+        "POST",
+        f"/v1/members/{bo['id']}/payments",
+        json={"kind": "points", "order_id": "W-1", "order_total": 100, "points": 100},
+    )
+    assert_problem(too_much, 422, "payment_above_share", field="points")
+    assert footprint(db, program.id) == before
+
+
+def test_another_program_never_sees_a_coupon(new_program: Callable[..., ApiProgram]) -> None:
+    mine, theirs = new_program(), new_program()
+    cy = mine.enrol(first_name="Cy")
+    mine.adjust(cy["id"], 500)
+    voucher = mine.call("POST", "/v1/rewards", json=reward_body()).json()
+    code = mine.call("POST", f"/v1/members/{cy['id']}/redemptions", json={"reward_id": voucher["id"]}).json()
+    code = code["coupon"]["code"]
+    assert_problem(theirs.call("GET", f"/v1/coupons/{code}"), 404, "coupon_not_found")
+    assert_problem(
+        theirs.call("POST", f"/v1/coupons/{code}/use", json={"channel": "store", "order_id": "X"}),
+        404,
+        "coupon_not_found",
+    )
+    assert_problem(theirs.call("GET", f"/v1/rewards/{voucher['id']}"), 404, "reward_not_found")
+    assert mine.call("GET", f"/v1/coupons/{code}").json()["state"] == "issued"

@@ -1,0 +1,146 @@
+"""Paying part of an order with points or store credit: bounded, earns nothing, comes back with a return."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from palier.clock import FrozenClock
+from palier.db import Database
+from palier.errors import PalierError
+from palier.members.models import Member
+from palier.programs.models import Program
+from palier.rewards import payments
+from palier.rewards.models import Payment, PaymentIn
+from tests.services.factories import adjust, balance, enrol, expire, line, merge, purchase, return_
+from tests.services.test_rewards import add_reward, redeem
+
+
+def pay(db: Database, clock: FrozenClock, program: Program, who: Member, **fields: Any) -> Payment:
+    data = PaymentIn.model_validate({"kind": "points", "order_total": 10_000} | fields)
+    with db.write() as conn:
+        return payments.pay(conn=conn, clock=clock, program=program, member_id=who.id, data=data)
+
+
+def refused(code: str, *args: Any, **kwargs: Any) -> PalierError:
+    with pytest.raises(PalierError) as caught:
+        pay(*args, **kwargs)
+    assert caught.value.code == code, caught.value.detail
+    return caught.value
+
+
+@pytest.fixture
+def payer(db: Database, clock: FrozenClock, program: Program) -> Member:
+    member = enrol(db, clock, program, first_name="Pia")
+    adjust(db, clock, program, member, 3_000)
+    return member
+
+
+def test_points_pay_part_of_an_order_and_earn_nothing_on_that_part(
+    db: Database, clock: FrozenClock, new_program: Any
+) -> None:
+    program = new_program(redeem_points=100, redeem_amount=100, return_window_days=0)  # 1 point = 1 cent
+    member = enrol(db, clock, program, first_name="Pia")
+    adjust(db, clock, program, member, 3_000)
+    paid = pay(db, clock, program, member, order_id="W-1", points=2_000, order_total=10_000)
+    assert (paid.amount, paid.points, paid.available) == (2_000, 2_000, 1_000)
+    assert pay(db, clock, program, member, order_id="W-1", points=2_000, order_total=10_000) == paid  # a retry
+    earned = purchase(db, clock, program, member, order_id="W-1", lines=[line("BAG", 10_000)])
+    assert earned.points == 80  # 1 point per euro on the €80 paid with money, not on the €20 paid with points
+    assert balance(db, program, member).available == 1_080
+
+
+def test_a_return_gives_the_points_back_in_proportion(db: Database, clock: FrozenClock, new_program: Any) -> None:
+    program = new_program(return_window_days=0)
+    member = enrol(db, clock, program, first_name="Pia")
+    adjust(db, clock, program, member, 3_000)
+    pay(db, clock, program, member, order_id="W-2", points=3_000, order_total=10_000)
+    purchase(db, clock, program, member, order_id="W-2", lines=[line("A", 5_000), line("B", 2_500), line("C", 2_500)])
+    assert balance(db, program, member).available == 70
+    first = return_(db, clock, program, "W-2", lines=[("B", 1)])  # a quarter of the order
+    assert first.details["points_given_back"] == 750
+    return_(db, clock, program, "W-2", lines=[("A", 1), ("C", 1)])  # the rest
+    assert balance(db, program, member).available == 3_000  # every point paid came back, the 70 earned went
+
+
+def test_points_payment_refusals_write_nothing(
+    db: Database, clock: FrozenClock, program: Program, payer: Member
+) -> None:
+    before = balance(db, program, payer)
+    error = refused("payment_above_share", db, clock, program, payer, order_id="X", points=6_000, order_total=10_000)
+    assert error.extra["max_points"] == 5_000
+    refused("insufficient_points", db, clock, program, payer, order_id="X", points=4_000, order_total=100_000)
+    purchase(db, clock, program, payer, order_id="DONE")
+    refused("order_already_recorded", db, clock, program, payer, order_id="DONE", points=100)
+    pay(db, clock, program, payer, order_id="Y", points=100, order_total=10_000)
+    refused("payment_conflict", db, clock, program, payer, order_id="Y", points=200, order_total=10_000)
+    assert balance(db, program, payer).available == before.available - 100
+
+
+def test_points_worth_less_than_a_cent_cannot_pay(db: Database, clock: FrozenClock, new_program: Any) -> None:
+    program = new_program(redeem_points=1_000, redeem_amount=100)  # 10 points to the cent
+    member = enrol(db, clock, program, first_name="Tim")
+    adjust(db, clock, program, member, 100)
+    error = refused("payment_too_small", db, clock, program, member, order_id="T", points=5)
+    assert "1000" in error.detail
+
+
+def test_cancelling_a_payment_before_the_order_gives_everything_back(
+    db: Database, clock: FrozenClock, program: Program, payer: Member
+) -> None:
+    paid = pay(db, clock, program, payer, order_id="Z", points=1_000)
+    with db.write() as conn:
+        cancelled = payments.cancel(conn=conn, clock=clock, program=program, member_id=payer.id, payment_id=paid.id)
+    assert cancelled.state == "cancelled" and cancelled.available == 3_000
+    again = pay(db, clock, program, payer, order_id="Z", points=500)  # paying again after a cancellation is fine
+    assert again.id != paid.id and again.available == 2_500
+
+
+def test_store_credit_pays_and_comes_back_with_a_return(db: Database, clock: FrozenClock, new_program: Any) -> None:
+    program = new_program(return_window_days=0)
+    member = enrol(db, clock, program, first_name="Cid")
+    adjust(db, clock, program, member, 1_000)
+    credit = add_reward(db, clock, program, kind="store_credit", cost_points=1_000, amount=1_000)
+    assert redeem(db, clock, program, member, credit).wallet == 1_000
+    with pytest.raises(PalierError) as short:
+        pay(db, clock, program, member, kind="credit", order_id="S-1", amount=1_500, order_total=4_000)
+    assert short.value.code == "insufficient_credit"
+    paid = pay(db, clock, program, member, kind="credit", order_id="S-1", amount=1_000, order_total=4_000)
+    assert paid.wallet == 0
+    earned = purchase(db, clock, program, member, order_id="S-1", lines=[line("A", 4_000)])
+    assert earned.points == 30  # only the €30 paid with money earns
+    return_(db, clock, program, "S-1", lines=[("A", 1)])
+    with db.read() as conn:
+        assert payments.wallet(conn=conn, program=program, member_id=member.id).balance == 1_000
+
+
+def test_a_merge_moves_store_credit_and_coupons(db: Database, clock: FrozenClock, program: Program) -> None:
+    old, new = enrol(db, clock, program, first_name="Old"), enrol(db, clock, program, first_name="New")
+    adjust(db, clock, program, old, 1_500)
+    redeem(db, clock, program, old, add_reward(db, clock, program, kind="store_credit", cost_points=1_000, amount=900))
+    coupon = redeem(db, clock, program, old, add_reward(db, clock, program, cost_points=100)).coupon
+    merge(db, clock, program, old, new)
+    with db.read() as conn:
+        assert payments.wallet(conn=conn, program=program, member_id=new.id).balance == 900
+        assert payments.wallet(conn=conn, program=program, member_id=old.id).balance == 0
+        from palier.rewards import service as rewards
+
+        mine = rewards.member_coupons(conn=conn, program_id=program.id, member_id=new.id)
+    assert coupon.code in {c.code for c in mine}
+    assert (balance(db, program, new).available, balance(db, program, new).held) == (400, 100)
+
+
+def test_points_paid_from_a_lot_that_expired_come_back_expired(
+    db: Database, clock: FrozenClock, new_program: Any
+) -> None:
+    program = new_program(points_lifetime_months=1, return_window_days=0)
+    member = enrol(db, clock, program, first_name="Exp")
+    adjust(db, clock, program, member, 2_000)
+    pay(db, clock, program, member, order_id="E-1", points=1_000, order_total=10_000)
+    purchase(db, clock, program, member, order_id="E-1", lines=[line("A", 10_000)])
+    clock.advance(days=40)
+    expire(db, clock, program)
+    back = return_(db, clock, program, "E-1", lines=[("A", 1)])
+    assert back.details["points_given_back"] == 1_000
+    assert balance(db, program, member).available == 0  # their lot had expired: they expired, not resurrected
