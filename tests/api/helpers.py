@@ -15,6 +15,7 @@ from palier.ledger.tables import allocations, holds, ledger_transactions, lots, 
 from palier.members.tables import identities, members, merges
 from palier.programs.tables import api_keys, audit_entries, programs
 from palier.rewards.tables import coupons, order_payments, rewards
+from palier.rules.tables import awards, counters, rule_sets
 
 PROBLEM = "application/problem+json"
 ANY = object()  # "the field may be anything" for assert_problem
@@ -53,6 +54,9 @@ _WRITTEN = (
     lots,
     allocations,
     holds,
+    rule_sets,
+    awards,
+    counters,
     rewards,
     coupons,
     order_payments,

@@ -44,6 +44,12 @@ POLICY: dict[Route, str] = {
     ("POST", "/v1/members/{member_id}/transactions/{transaction_id}/reverse"): "admin",
     ("POST", "/v1/events/purchases"): "pos",
     ("POST", "/v1/events/returns"): "pos",
+    ("POST", "/v1/program/rules"): "admin",
+    ("GET", "/v1/program/rules"): "admin",
+    ("GET", "/v1/program/rules/versions"): "admin",
+    ("POST", "/v1/preview"): "read",
+    ("GET", "/v1/how-to-earn"): "read",
+    ("POST", "/v1/members/{member_id}/actions"): "pos",
     ("POST", "/v1/rewards"): "admin",
     ("GET", "/v1/rewards"): "read",
     ("GET", "/v1/rewards/{reward_id}"): "read",
@@ -110,7 +116,23 @@ class World:
         return str(self.member["identities"][0]["id"])
 
 
+# The world's program has rules with a newsletter action, so that the actions route has something to pay.
+WORLD_RULES: dict[str, Any] = {
+    "actions": [{"id": "newsletter", "name": {"en": "Newsletter sign-up"}, "points": 20}],
+    "rules": [
+        {
+            "id": "base",
+            "name": {"en": "1 point per euro"},
+            "event": "purchase",
+            "effect": {"type": "points_per_amount", "points": 1, "per_amount": 100},
+        }
+    ],
+}
+
+
 def make_world(program: Any, db: Database) -> World:
+    applied = program.call("POST", "/v1/program/rules", json=WORLD_RULES)
+    assert applied.status_code == 201, applied.text
     keys = {scope: program.make_key(scope, name=f"{scope} key") for scope in ("read", "pos")}
     keys["admin"] = program.admin_key
     spare = program.make_key("read", name="spare")
@@ -169,6 +191,9 @@ BODIES: dict[Route, Callable[[World], dict[str, Any]]] = {
     ("POST", "/v1/members/{member_id}/transactions/{transaction_id}/reverse"): lambda w: {"reason": "Undo the credit"},
     ("POST", "/v1/events/purchases"): lambda w: purchase_body(w.member_id),
     ("POST", "/v1/events/returns"): lambda w: return_body(w.order_id),
+    ("POST", "/v1/program/rules"): lambda w: WORLD_RULES,
+    ("POST", "/v1/preview"): lambda w: {"lines": [{"sku": "SKU-1", "quantity": 1, "unit_price": 1000}]},
+    ("POST", "/v1/members/{member_id}/actions"): lambda w: {"action": "newsletter", "reference": unique("nl")},
     ("POST", "/v1/rewards"): lambda w: reward_body(),
     ("PATCH", "/v1/rewards/{reward_id}"): lambda w: {"cost_points": 12},
     ("POST", "/v1/members/{member_id}/redemptions"): lambda w: {"reward_id": w.reward_id},

@@ -259,3 +259,17 @@ def _id(who: Who) -> str:
     if isinstance(who, str):
         return who
     raise TypeError(f"need a member or member id, not {who!r}")
+
+
+# --- rules ---
+
+
+def apply_rules(db: Database, clock: FrozenClock, program: Program, document: dict[str, Any] | str) -> Program:
+    """Apply a rules document (a dict, or YAML text) and return the program as it is now (new version)."""
+    from palier.rules.document import parse_data, parse_text
+    from palier.rules.service import apply_rules as apply
+
+    parsed = parse_text(document) if isinstance(document, str) else parse_data(document)
+    with db.write() as conn:
+        apply(conn=conn, clock=clock, program_id=program.id, document=parsed, actor=ACTOR)
+        return programs.get_program(conn=conn, program_id=program.id)

@@ -110,11 +110,21 @@ class AdjustmentIn(Strict):
         return self
 
 
+class AwardLine(BaseModel):
+    """What one earning rule gave: "Double points weekend ×2: +46"."""
+
+    rule_id: str
+    version: int = Field(description="the version of the rules that made this award")
+    kind: Literal["points", "coupon", "cashback"]
+    points: int
+    text: str
+
+
 class EventResult(BaseModel):
     """What the engine did with a fact. Sending the same fact again returns this, unchanged."""
 
     event_id: str
-    type: Literal["purchase", "return", "adjustment"]
+    type: Literal["purchase", "return", "adjustment", "action", "enrolment", "birthday", "anniversary"]
     external_id: str
     status: Literal["processed", "unclaimed"]
     member_id: str | None
@@ -124,3 +134,4 @@ class EventResult(BaseModel):
     transaction_id: str | None = None
     reason: str
     details: dict[str, int] = Field(default_factory=dict)
+    awards: list[AwardLine] = Field(default_factory=list, description="what each earning rule gave, when rules apply")

@@ -17,7 +17,6 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from palier.activity.earning import purchase_earning
 from palier.activity.models import AdjustmentIn, EventResult, MemberRef, PurchaseIn, ReturnIn
 from palier.activity.returns import ReturnPlan, plan_return
 from palier.activity.tables import events, purchases
@@ -30,6 +29,7 @@ from palier.members import service as members
 from palier.members.identities import card_claim_key, normalise
 from palier.programs.models import Program
 from palier.rewards import payments
+from palier.rules import service as rules
 from palier.tiers import service as tiers
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -116,9 +116,19 @@ def record_purchase(
         )
     member_id, claim = _resolve_and_lock(conn, program, purchase.member, card_key)
     paid_otherwise = payments.paid_otherwise(conn, program_id=program.id, order_id=purchase.order_id)
-    earning = purchase_earning(purchase, program, paid_otherwise=paid_otherwise)
-    label = purchase_label(purchase)
     event_id = new_id("event")
+    # the base rate, or what the rules in force when it occurred award (recorded as awards of event_id)
+    earning = rules.purchase_earning(
+        conn=conn,
+        clock=clock,
+        program=program,
+        purchase=purchase,
+        member_id=member_id,
+        event_id=event_id,
+        occurred_at=occurred_at,
+        paid_otherwise=paid_otherwise,
+    )
+    label = purchase_label(purchase)
     matures_at = occurred_at + timedelta(days=program.return_window_days)
     result = EventResult(
         event_id=event_id,
@@ -128,6 +138,7 @@ def record_purchase(
         member_id=member_id,
         points=earning.points,
         reason=label,
+        awards=rules.award_lines(earning.awards),
     )
     lot_id = None
     if member_id is not None:

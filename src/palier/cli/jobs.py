@@ -22,15 +22,22 @@ from palier.clock import Clock, SystemClock
 from palier.db import Database
 from palier.jobs import sweeps
 from palier.ledger.tables import lots
+from palier.rules import gifts
 
-app = new_app("Batch jobs: mature pending points, expire old ones.")
+app = new_app("Batch jobs: mature pending points, expire old ones, birthday and anniversary gifts.")
 log = logging.getLogger("palier.worker")
 
 
 class Job(StrEnum):
     mature = "mature"
     expire = "expire"
+    birthdays = "birthdays"
+    anniversaries = "anniversaries"
     all = "all"
+
+
+# Gifts of the earning rules, once per member and year: safe to run twice, or on two workers at once.
+GIFTS: dict[str, Callable[..., gifts.GiftRun]] = {"birthdays": gifts.birthdays, "anniversaries": gifts.anniversaries}
 
 
 Sweep = Callable[..., sweeps.SweepResult]
@@ -42,7 +49,7 @@ SWEEPS: dict[str, tuple[Sweep, str, str]] = {
 
 
 def _names(job: Job) -> list[str]:
-    return list(SWEEPS) if job is Job.all else [job.value]
+    return [*SWEEPS, *GIFTS] if job is Job.all else [job.value]
 
 
 def _due(db: Database, name: str, now: datetime, program_id: str | None) -> int:
@@ -56,21 +63,29 @@ def _due(db: Database, name: str, now: datetime, program_id: str | None) -> int:
 
 @app.command("run")
 def run(
-    job: Job = typer.Argument(..., help="mature (pending points whose return window closed), expire, or all."),
+    job: Job = typer.Argument(
+        ..., help="mature (pending points whose return window closed), expire, birthdays, anniversaries, or all."
+    ),
     batch_size: int = typer.Option(sweeps.BATCH, min=1, help="Lots per database transaction."),
     program: str | None = typer.Option(None, "--program", help="Only this program's lots (default: all)."),
 ) -> None:
     """Run a job once, now, with a progress bar; several may run at once (they never share a lot)."""
     clock = SystemClock()
-    results: dict[str, tuple[sweeps.SweepResult, float]] = {}
+    results: dict[str, tuple[sweeps.SweepResult | gifts.GiftRun, float]] = {}
     with open_database() as db:
         for name in _names(job):
-            results[name] = _run_with_progress(db, clock, name, batch_size, program)
+            if name in GIFTS:
+                started = time.perf_counter()
+                given = GIFTS[name](db, clock, program_id=program, batch_size=batch_size)
+                results[name] = (given, time.perf_counter() - started)
+            else:
+                results[name] = _run_with_progress(db, clock, name, batch_size, program)
     table = Table(title="Jobs", title_justify="left")
-    for column in ("job", "lots", "points", "batches", "seconds"):
+    for column in ("job", "lots / members", "points", "batches", "seconds"):
         table.add_column(column, justify="left" if column == "job" else "right")
     for name, (result, seconds) in results.items():
-        table.add_row(name, f"{result.lots:,}", f"{result.points:,}", str(result.batches), f"{seconds:.2f}")
+        count = result.lots if isinstance(result, sweeps.SweepResult) else result.members
+        table.add_row(name, f"{count:,}", f"{result.points:,}", str(result.batches), f"{seconds:.2f}")
     console.print(table)
 
 
@@ -150,6 +165,14 @@ def _work(db: Database, clock: Clock, stop: threading.Event, *, interval: float,
                 f"{result.points:,}",
                 time.perf_counter() - started,
             )
+        for name, give in GIFTS.items():
+            try:
+                given = give(db, clock, batch_size=batch_size)
+            except Exception:
+                log.exception("%s failed", name)
+                continue
+            if given.members:
+                log.info("%s: %s gifts, %s points", name, f"{given.members:,}", f"{given.points:,}")
         if once:
             return
         stop.wait(interval)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from palier.cli.common import console, new_app, open_database
+from palier.cli.common import console, new_app, open_database, settings
 from palier.clock import SystemClock
 from palier.errors import InvalidInput
 from palier.programs.models import KeyCreate, NewApiKey, Program, ProgramSettings
 from palier.programs.service import create_key, create_program, get_program, list_keys
+from palier.rules.actions import ActionIn, record_action
+from palier.rules.document import dump_yaml, parse_text
+from palier.rules.service import apply_rules, current_document
 
-app = new_app("Loyalty programs: create, show, API keys.")
+app = new_app("Loyalty programs: create, show, API keys, earning rules (apply, export), actions.")
 keys_app = new_app("API keys of a program (stored hashed: a key is shown once, when created).")
 app.add_typer(keys_app, name="keys")
 
@@ -131,3 +135,60 @@ def print_new_key(key: NewApiKey) -> None:
     console.print(
         "[yellow]Shown once: only its hash is stored. Copy it now; send it as 'Authorization: Bearer <key>'.[/yellow]"
     )
+
+
+@app.command("apply")
+def apply_command(
+    program_id: str = typer.Argument(..., help="The program's id (prg_…)."),
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="A rules file, YAML or JSON."),
+) -> None:
+    """Apply a rules file as the program's new version of its earning rules (refused whole if invalid)."""
+    document = parse_text(file.read_text(encoding="utf-8"))
+    with open_database() as db, db.write() as conn:
+        get_program(conn=conn, program_id=program_id)
+        applied = apply_rules(conn=conn, clock=SystemClock(), program_id=program_id, document=document, actor="cli")
+    console.print(
+        f"Rules version [bold]{applied.version}[/bold] applied: {len(document.rules)} rules, "
+        f"{len(document.campaigns)} campaigns, {len(document.actions)} action types; "
+        f"in force for events from {applied.effective_from:%Y-%m-%d %H:%M:%S} UTC."
+    )
+
+
+@app.command("export")
+def export_command(
+    program_id: str = typer.Argument(..., help="The program's id (prg_…)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file (default: print)."),
+) -> None:
+    """The rules in force, as YAML (the base rate as a rule when none were applied yet)."""
+    with open_database() as db, db.read() as conn:
+        program = get_program(conn=conn, program_id=program_id)
+        version, document = current_document(conn=conn, program=program)
+    text = f"# {program.name}: earning rules, version {version}\n" + dump_yaml(document)
+    if output is None:
+        console.print(text, markup=False, highlight=False, end="")
+    else:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"Rules version {version} written to {output}")
+
+
+@app.command("action")
+def action_command(
+    program_id: str = typer.Argument(..., help="The program's id (prg_…)."),
+    member_id: str = typer.Argument(..., help="The member (mem_…)."),
+    action: str = typer.Argument(..., help="An action type of the program's rules (newsletter, review…)."),
+    reference: str = typer.Argument(..., help="Unique per action type: the review id, the account followed…"),
+) -> None:
+    """Record a behaviour action for a member and pay its points (once per reference, within its limit)."""
+    data = ActionIn(action=action, reference=reference)
+    with open_database() as db, db.write() as conn:
+        program = get_program(conn=conn, program_id=program_id)
+        result, replayed = record_action(
+            conn=conn,
+            clock=SystemClock(),
+            program=program,
+            member_id=member_id,
+            data=data,
+            key=settings().card_hash_key,
+        )
+    again = " (already recorded: nothing changed)" if replayed else ""
+    console.print(f"{result.reason}: +{result.points} {program.points_name}{again}")

@@ -8,6 +8,7 @@ from palier.memberships import tables as membership_tables
 from palier.notify import tables as notify_tables
 from palier.programs import tables as program_tables
 from palier.rewards import tables as reward_tables
+from palier.rules import tables as rule_tables
 from palier.segments import tables as segment_tables
 from palier.tiers import tables as tier_tables
 
@@ -20,6 +21,7 @@ __all__ = [
     "notify_tables",
     "program_tables",
     "reward_tables",
+    "rule_tables",
     "segment_tables",
     "tier_tables",
 ]

@@ -23,6 +23,7 @@ from palier.db import Database
 from palier.demo import catalog
 from palier.demo.history import Day, Plan, Purchase, plan_history
 from palier.demo.people import Person
+from palier.demo.rules import TEN_EUROS, demo_rules
 from palier.jobs import sweeps
 from palier.ledger.tables import accounts
 from palier.members import service as members
@@ -30,6 +31,9 @@ from palier.members.models import Consents, IdentityIn, MemberCreate
 from palier.programs.models import KeyCreate, Program, ProgramSettings
 from palier.programs.service import create_key, create_program, get_program
 from palier.programs.tables import programs
+from palier.rewards.models import RewardIn
+from palier.rewards.service import create_reward
+from palier.rules.service import apply_rules
 
 DEMO_NAME = "Maison Fournil"
 DEMO_SETTINGS = ProgramSettings(
@@ -71,6 +75,12 @@ def build_demo(
     for start in range(0, len(plan.days), STEP_DAYS):
         player.play(plan.days[start : start + STEP_DAYS])
     clock.set(end)
+    with db.write() as conn:  # from now on, purchases earn by the demo's rules (see demo/rules.py)
+        voucher = create_reward(
+            conn=conn, clock=clock, program=program, data=RewardIn.model_validate(TEN_EUROS), actor=ACTOR
+        )
+        document = demo_rules(end, reward_id=voucher.id)
+        apply_rules(conn=conn, clock=clock, program_id=program.id, document=document, actor=ACTOR)
     return demo_access(db, program.id, clock=clock)
 
 

@@ -91,6 +91,9 @@ def enrol(
             matures_at=None,
             expires_at=expiry_for(program, now),
         )
+    from palier.rules.gifts import on_enrolment  # here: rules build on members
+
+    on_enrolment(conn=conn, clock=clock, program=program, member_id=member_id)
     record_audit(
         conn=conn,
         clock=clock,

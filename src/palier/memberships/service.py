@@ -37,6 +37,8 @@ from palier.notify.outbox import emit
 from palier.programs.models import Program
 from palier.programs.service import record_audit
 from palier.rewards import codes
+from palier.rewards.models import Localized
+from palier.tiers.status import bump
 from palier.timeutil import add_months
 
 LIVE = ("trial", "active", "cancelled")
@@ -68,6 +70,7 @@ def create_plan(*, conn: Connection, clock: Clock, program: Program, data: PlanI
             )
     except IntegrityError:
         raise Conflict("plan_code_taken", f"A plan {data.code!r} already exists.", field="code") from None
+    bump(conn, program_id=program.id)
     record_audit(
         conn=conn, clock=clock, program_id=program.id, actor=actor, action="plan.created", subject_id=plan_id,
         details=data.model_dump(mode="json"),
@@ -258,12 +261,20 @@ def get_membership(*, conn: Connection, program_id: str, membership_id: str) -> 
 
 def live_plans(conn: Connection, *, member_id: str, now: datetime) -> frozenset[str]:
     """Codes of the plans whose benefits the member has right now (reward eligibility, rules)."""
+    return frozenset(live_plan_benefits(conn, member_id=member_id, now=now))
+
+
+def live_plan_benefits(conn: Connection, *, member_id: str, now: datetime) -> dict[str, tuple[Localized, int]]:
+    """The member's live plans: code -> (name, earn multiplier percent)."""
     rows = conn.execute(
-        select(plans.c.code)
+        select(plans.c.code, plans.c.name, plans.c.benefits)
         .join(memberships, memberships.c.plan_id == plans.c.id)
         .where(memberships.c.member_id == member_id, memberships.c.state.in_(LIVE), memberships.c.period_end > now)
     )
-    return frozenset(rows.scalars())
+    return {
+        code: (Localized.model_validate(name), int(benefits.get("multiplier_percent", 100)))
+        for code, name, benefits in rows
+    }
 
 
 def _query() -> Any:

@@ -105,6 +105,8 @@ class Program(ProgramSettings):
 
     id: str
     currency_exponent: int
+    rules_version: int = Field(default=0, description="the latest version of the earning rules (0: none yet)")
+    status_version: int = Field(default=0, description="changes with tiers and VIP plans (0: none yet)")
     created_at: datetime
     updated_at: datetime
 

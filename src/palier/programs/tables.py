@@ -26,6 +26,9 @@ programs = Table(
     Column("earn_on_gift_cards", Boolean, nullable=False),
     Column("return_shortfall", String(12), nullable=False),  # debt | write_off
     Column("welcome_points", BigInteger, nullable=False),
+    Column("rules_version", Integer, nullable=False, server_default="0"),  # 0: no rules, the base rate applies
+    # bumped by tier policies and VIP plans: 0 means no member can have a status, and purchases skip the lookups
+    Column("status_version", Integer, nullable=False, server_default="0"),
     Column("redeem_points", BigInteger, nullable=False, server_default="100"),  # … points are worth
     Column("redeem_amount", BigInteger, nullable=False, server_default="100"),  # … minor units
     Column("pay_with_points_max_percent", Integer, nullable=False, server_default="50"),

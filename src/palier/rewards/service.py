@@ -162,7 +162,7 @@ def catalog(
     available = ledger.balances(conn, member_id=member_id).get("available", 0)
     language = _language(conn, member_id)
     counts = _redeemed_counts(conn, program, member_id, now)
-    who = audience(conn, member_id, now)
+    who = audience(conn, program, member_id, now)
     items = []
     for reward in list_rewards(conn=conn, program_id=program.id):
         if not _on_offer(reward, now) or not _eligible(reward, who) or (channel and not _on_channel(reward, channel)):
@@ -242,16 +242,11 @@ class Audience:
     plans: frozenset[str] = frozenset()
 
 
-def audience(conn: Connection, member_id: str, now: datetime) -> Audience:
-    from palier.memberships.service import live_plans
-    from palier.segments.service import member_segments
-    from palier.tiers.service import member_tier
+def audience(conn: Connection, program: Program, member_id: str, now: datetime) -> Audience:
+    from palier.tiers.status import standing
 
-    return Audience(
-        tier=member_tier(conn, member_id=member_id),
-        segments=member_segments(conn, member_id=member_id),
-        plans=live_plans(conn, member_id=member_id, now=now),
-    )
+    found = standing(conn, program=program, member_id=member_id, now=now)
+    return Audience(tier=found.tier, segments=found.segments, plans=found.plans)
 
 
 def _eligible(reward: Reward, who: Audience) -> bool:
@@ -355,7 +350,7 @@ def _check_redeemable(
             f"This reward cannot be redeemed {channel}; it is for {', '.join(reward.channels or [])}.",
             field="channel",
         )
-    if not _eligible(reward, audience(conn, member_id, now)):
+    if not _eligible(reward, audience(conn, program, member_id, now)):
         raise Unprocessable("reward_not_eligible", "This reward is reserved to other members.", field="reward_id")
     if _over_limit(reward, _redeemed_counts(conn, program, member_id, now, reward_id=reward.id)):
         limit = reward.limit_per_member

@@ -29,6 +29,7 @@ from palier.programs.models import Program
 from palier.programs.service import record_audit
 from palier.segments.models import Condition, Refreshed, Segment, SegmentIn
 from palier.segments.tables import segment_members, segments
+from palier.tiers.status import bump
 from palier.tiers.tables import member_tiers
 
 CHANNELS = ("web", "store", "app", "phone")
@@ -52,6 +53,7 @@ def create_segment(*, conn: Connection, clock: Clock, program: Program, data: Se
             )
     except IntegrityError:
         raise Conflict("segment_code_taken", f"A segment {data.code!r} already exists.", field="code") from None
+    bump(conn, program_id=program.id)
     record_audit(
         conn=conn, clock=clock, program_id=program.id, actor=actor, action="segment.created", subject_id=segment_id,
         details=data.model_dump(mode="json"),

@@ -31,6 +31,7 @@ from palier.notify.outbox import emit_many
 from palier.programs.models import Program
 from palier.programs.service import get_program, record_audit
 from palier.tiers.models import ManualTier, TierChange, TierPolicy, TierProgress
+from palier.tiers.status import bump
 from palier.tiers.tables import member_tiers, tier_history, tier_policies
 from palier.timeutil import add_months
 
@@ -70,6 +71,7 @@ def set_policy(*, conn: Connection, clock: Clock, program: Program, policy: Tier
             f"{orphaned} members hold a tier this policy removes; keep its code (rename it with name).",
             field="tiers",
         )
+    bump(conn, program_id=program.id)
     record_audit(conn=conn, clock=clock, program_id=program.id, actor=actor, action="tiers.updated", details=document)
     return policy
 
@@ -157,6 +159,8 @@ class Status:
 
 def on_activity(*, conn: Connection, clock: Clock, program: Program, member_id: str, returned: bool = False) -> None:
     """After a purchase (or a return) of ``member_id``, whose lock the caller holds: upgrade on the crossing."""
+    if program.status_version == 0:  # no tiers, plans or segments: nothing to look up
+        return
     policy = get_policy(conn, program_id=program.id)
     if policy is None:
         return

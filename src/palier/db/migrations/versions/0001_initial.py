@@ -1,4 +1,4 @@
-"""Initial schema: programs, members, activity and the ledger (15 tables).
+"""Initial schema: programs, members, activity, the ledger and the rules (18 tables).
 
 On PostgreSQL, the ledger's history is also made append-only: a trigger refuses any UPDATE or DELETE
 of ledger_transactions, postings and allocations (corrections are reversing transactions).
@@ -41,6 +41,9 @@ TABLES = (  # in creation order: each after the tables it references
     "postings",
     "purchases",
     "allocations",
+    "rule_sets",
+    "awards",
+    "counters",
 )
 
 
@@ -119,6 +122,7 @@ def _create_tables() -> None:
         sa.Column("earn_on_gift_cards", sa.Boolean(), nullable=False),
         sa.Column("return_shortfall", sa.String(length=12), nullable=False),
         sa.Column("welcome_points", sa.BigInteger(), nullable=False),
+        sa.Column("rules_version", sa.Integer(), server_default="0", nullable=False),
         sa.Column("created_at", TIMESTAMP, nullable=False),
         sa.Column("updated_at", TIMESTAMP, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_programs")),
@@ -414,3 +418,42 @@ def _create_tables() -> None:
     op.create_index(op.f("ix_allocations_lot_id"), "allocations", ["lot_id"], unique=False)
     op.create_index(op.f("ix_allocations_transaction_id"), "allocations", ["transaction_id"], unique=False)
     op.create_index(op.f("ix_allocations_program_id_lot_id"), "allocations", ["program_id", "lot_id"], unique=False)
+
+    op.create_table(
+        "rule_sets",
+        sa.Column("program_id", sa.String(length=32), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("document", JSON, nullable=False),
+        sa.Column("actor", sa.Text(), nullable=False),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.Column("effective_from", TIMESTAMP, nullable=False),
+        sa.ForeignKeyConstraint(["program_id"], ["programs.id"], name=op.f("fk_rule_sets_program_id_programs")),
+        sa.PrimaryKeyConstraint("program_id", "version", name=op.f("pk_rule_sets")),
+    )
+    op.create_table(
+        "awards",
+        sa.Column("id", BIG_ID, autoincrement=True, nullable=False),
+        sa.Column("program_id", sa.String(length=32), nullable=False),
+        sa.Column("member_id", sa.String(length=32), nullable=True),
+        sa.Column("event_id", sa.String(length=32), nullable=False),
+        sa.Column("rule_id", sa.String(length=72), nullable=False),
+        sa.Column("rule_version", sa.Integer(), nullable=False),
+        sa.Column("campaign_id", sa.String(length=64), nullable=True),
+        sa.Column("kind", sa.String(length=12), nullable=False),
+        sa.Column("points", sa.BigInteger(), nullable=False),
+        sa.Column("amount", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_awards")),
+    )
+    op.create_index(op.f("ix_awards_program_id_event_id"), "awards", ["program_id", "event_id"], unique=False)
+    op.create_index(
+        op.f("ix_awards_program_id_member_id_rule_id"), "awards", ["program_id", "member_id", "rule_id"], unique=False
+    )
+    op.create_table(
+        "counters",
+        sa.Column("program_id", sa.String(length=32), nullable=False),
+        sa.Column("member_id", sa.String(length=32), nullable=False),
+        sa.Column("name", sa.String(length=80), nullable=False),
+        sa.Column("value", sa.BigInteger(), server_default="0", nullable=False),
+        sa.PrimaryKeyConstraint("program_id", "member_id", "name", name=op.f("pk_counters")),
+    )

@@ -209,6 +209,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("programs") as batch:
         batch.add_column(sa.Column("enrolment", sa.String(length=12), server_default="open", nullable=False))
+        batch.add_column(sa.Column("status_version", sa.Integer(), server_default="0", nullable=False))
 
 
 def downgrade() -> None:
@@ -216,3 +217,4 @@ def downgrade() -> None:
         op.drop_table(table)
     with op.batch_alter_table("programs") as batch:
         batch.drop_column("enrolment")
+        batch.drop_column("status_version")

@@ -1,0 +1,134 @@
+"""Routes: the program's earning rules (apply, export, versions), behaviour actions, cart preview, how to earn."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import Connection
+
+from palier.activity.models import EventResult
+from palier.api import commands
+from palier.api.deps import DB, AdminAccess, ClockDep, PosAccess, ReadAccess, SettingsDep
+from palier.rules import service
+from palier.rules.actions import ActionIn, record_action
+from palier.rules.document import parse_data
+from palier.rules.explain import how_to_earn
+from palier.rules.models import RuleSetDocument, RuleSetVersion
+from palier.rules.preview import Preview, PreviewIn, preview
+
+router = APIRouter(prefix="/v1", tags=["rules"])
+
+
+class CurrentRules(BaseModel):
+    version: int = Field(description="0: no rules applied yet; the document is then the base rate as a rule")
+    document: RuleSetDocument
+
+
+class HowToEarn(BaseModel):
+    language: Literal["en", "fr"]
+    version: int
+    lines: list[str]
+
+
+# The body is read as plain JSON and checked by the rules' own parser, so that every problem names the
+# path of its field exactly as in a rules file (``rules[2].effect.factor``); the document shows its schema.
+_DOCUMENT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RuleSetDocument"}}},
+    }
+}
+
+
+@router.post(
+    "/program/rules",
+    status_code=201,
+    response_model=RuleSetVersion,
+    summary="Apply new earning rules",
+    openapi_extra=_DOCUMENT_BODY,
+)
+def apply_rules(
+    body: Annotated[Any, Body(include_in_schema=False)], access: AdminAccess, db: DB, clock: ClockDep, request: Request
+) -> JSONResponse:
+    """The whole rule set (actions, campaigns, rules) becomes a new version, in force from now. An invalid
+    document is refused whole, with the path of each problem; nothing is applied."""
+    document = parse_data(body)
+
+    def command(conn: Connection) -> tuple[RuleSetVersion, int]:
+        applied = service.apply_rules(
+            conn=conn, clock=clock, program_id=access.program.id, document=document, actor=access.caller.actor
+        )
+        return applied, 201
+
+    return commands.run(
+        request=request, db=db, clock=clock, program_id=access.program.id, body=document, command=command
+    )
+
+
+@router.get("/program/rules", response_model=CurrentRules, summary="The earning rules in force (export)")
+def read_rules(access: AdminAccess, db: DB) -> CurrentRules:
+    with db.read() as conn:
+        version, document = service.current_document(conn=conn, program=access.program)
+    return CurrentRules(version=version, document=document)
+
+
+@router.get("/program/rules/versions", response_model=list[RuleSetVersion], summary="Every version of the rules")
+def rule_versions(access: AdminAccess, db: DB) -> list[RuleSetVersion]:
+    with db.read() as conn:
+        return service.versions(conn=conn, program_id=access.program.id)
+
+
+@router.post("/preview", response_model=Preview, summary="What a cart would earn, one line per rule (no writes)")
+def preview_cart(data: PreviewIn, access: ReadAccess, db: DB, clock: ClockDep) -> Preview:
+    with db.read() as conn:
+        return preview(conn=conn, clock=clock, program=access.program, data=data)
+
+
+@router.get("/how-to-earn", response_model=HowToEarn, summary="How to earn points, from the active rules")
+def explain(access: ReadAccess, db: DB, clock: ClockDep, language: Literal["en", "fr"] = Query("en")) -> HowToEarn:
+    now = clock.now()
+    program = access.program
+    with db.read() as conn:
+        rules = service.rules_or_default(conn=conn, program=program, when=now)
+    lines = how_to_earn(
+        rules,
+        now=now,
+        language=language,
+        currency=program.currency,
+        exponent=program.currency_exponent,
+        points_name=program.points_name,
+    )
+    return HowToEarn(language=language, version=rules.version, lines=lines)
+
+
+@router.post(
+    "/members/{member_id}/actions",
+    status_code=201,
+    response_model=EventResult,
+    responses={200: {"model": EventResult, "description": "This action was already received: the first result"}},
+    summary="A behaviour action (newsletter, review, follow…): pays the action type's points",
+)
+def action(
+    member_id: str,
+    data: ActionIn,
+    access: PosAccess,
+    db: DB,
+    clock: ClockDep,
+    settings: SettingsDep,
+    request: Request,
+) -> JSONResponse:
+    def command(conn: Connection) -> tuple[EventResult, int]:
+        result, replayed = record_action(
+            conn=conn,
+            clock=clock,
+            program=access.program,
+            member_id=member_id,
+            data=data,
+            key=settings.card_hash_key,
+        )
+        return result, 200 if replayed else 201
+
+    return commands.run(request=request, db=db, clock=clock, program_id=access.program.id, body=data, command=command)

@@ -1,0 +1,114 @@
+"""Behaviour events: a member did something the program rewards (newsletter, review, follow, app install…).
+
+Each action type has its points and a limit (once ever, N per day/week/month in the program's time zone).
+An action is stored once by its type and reference, so the same review is never paid twice; above the
+limit the member gets a clear refusal, never a silent zero.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection, func, select
+
+from palier.activity.models import EventResult
+from palier.activity.service import payload_hash
+from palier.activity.tables import events
+from palier.clock import Clock, utc
+from palier.errors import InvalidInput, Unprocessable
+from palier.ledger.locks import lock_members
+from palier.members import service as members
+from palier.programs.models import Program
+from palier.rules import bookings
+from palier.rules.calendar import period
+from palier.rules.engine import EventSnapshot
+from palier.rules.models import Channel, Ident
+from palier.rules.service import member_context, rules_at
+
+FUTURE_TOLERANCE = timedelta(minutes=5)
+_PER = {"ever": "ever", "day": "per day", "week": "per week", "month": "per month"}
+
+
+class ActionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    action: Ident = Field(description="an action type of the program's rules: newsletter, review…")
+    reference: Annotated[str, Field(min_length=1, max_length=128)] = Field(
+        description="unique per action type: the review id, the social account followed… (paid once)"
+    )
+    occurred_at: datetime | None = Field(default=None, description="default: now")
+    channel: Channel | None = None
+
+
+def record_action(
+    *, conn: Connection, clock: Clock, program: Program, member_id: str, data: ActionIn, key: bytes = b""
+) -> tuple[EventResult, bool]:
+    """Pay an action's points (and what rules add); the result and whether it is a replay."""
+    external_id = f"{data.action}:{data.reference}"
+    body_hash = payload_hash(data, member_id, key=key)
+    found = bookings.replay(
+        conn=conn,
+        program_id=program.id,
+        type_="action",
+        external_id=external_id,
+        body_hash=body_hash,
+        field="reference",
+    )
+    if found is not None:
+        return found, True
+    now = clock.now()
+    occurred_at = utc(data.occurred_at) if data.occurred_at else now
+    if occurred_at > now + FUTURE_TOLERANCE:
+        raise InvalidInput("occurred_in_future", "This action is dated in the future.", field="occurred_at")
+    lock_members(conn, [member_id])
+    members.require_active(conn=conn, program_id=program.id, member_id=member_id)
+    rules = rules_at(conn=conn, program=program, when=occurred_at)
+    action = rules.actions.get(data.action) if rules is not None else None
+    if rules is None or action is None:
+        known = ", ".join(sorted(rules.actions)) if rules is not None and rules.actions else "none"
+        raise InvalidInput(
+            "unknown_action", f"This program has no action {data.action!r} (known: {known}).", field="action"
+        )
+    if action.limit is not None:
+        start, end = period(action.limit.per, occurred_at, rules.timezone)
+        query = select(func.count()).where(
+            events.c.program_id == program.id,
+            events.c.member_id == member_id,
+            events.c.type == "action",
+            events.c.external_id.startswith(f"{data.action}:", autoescape=True),
+        )
+        if start is not None and end is not None:
+            query = query.where(events.c.occurred_at >= start, events.c.occurred_at < end)
+        done = int(conn.execute(query).scalar_one())
+        if done >= action.limit.count:
+            per = _PER[action.limit.per]
+            raise Unprocessable(
+                "action_limit_reached",
+                f"{action.name.en} is paid {action.limit.count} time{'s' if action.limit.count > 1 else ''} "
+                f"{per}; this member has reached it.",
+                field="action",
+                limit=action.limit.count,
+                per=action.limit.per,
+                **({"next_period_at": end.isoformat()} if end is not None else {}),
+            )
+    event = EventSnapshot(type="action", action=data.action, channel=data.channel)
+    context = member_context(conn=conn, program=program, member_id=member_id, rules=rules)
+    result = bookings.credit(
+        conn=conn,
+        clock=clock,
+        program=program,
+        rules=rules,
+        member_id=member_id,
+        type_="action",
+        external_id=external_id,
+        shown_id=data.reference,
+        occurred_at=occurred_at,
+        awards=rules.evaluate(event, context, occurred_at),
+        label=action.name.en,
+        body=data.model_dump(mode="json"),
+        body_hash=body_hash,
+        channel=data.channel,
+    )
+    return result, False

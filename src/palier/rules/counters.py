@@ -1,0 +1,63 @@
+"""Running totals kept in SQL (``value = value + n``, never read-modify-write): campaign budgets and caps,
+and each member's running spend for a spend_step rule.
+
+A campaign's program-wide budget row is locked (``FOR UPDATE``) before it is read, so two purchases racing
+for the last points of a budget are served one after the other and never overspend it. Lock order: the
+member (held by the caller), then budget rows in name order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import Connection, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from palier.rules.tables import counters
+
+PROGRAM_WIDE = ""  # member_id of a counter that belongs to the whole program
+
+
+def campaign_counter(campaign_id: str) -> str:
+    return f"campaign:{campaign_id}"
+
+
+def _ensure(conn: Connection, program_id: str, member_id: str, name: str) -> None:
+    values = {"program_id": program_id, "member_id": member_id, "name": name, "value": 0}
+    if conn.dialect.name == "postgresql":
+        conn.execute(postgresql.insert(counters).values(values).on_conflict_do_nothing())
+    else:
+        conn.execute(sqlite.insert(counters).values(values).on_conflict_do_nothing())
+
+
+def read(
+    conn: Connection, *, program_id: str, member_id: str, names: Iterable[str], lock: bool = False
+) -> dict[str, int]:
+    """Current values (absent counters are 0). ``lock``: create the rows and lock them, in name order."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return {}
+    if lock:
+        for name in wanted:
+            _ensure(conn, program_id, member_id, name)
+    query = (
+        select(counters.c.name, counters.c.value)
+        .where(counters.c.program_id == program_id, counters.c.member_id == member_id, counters.c.name.in_(wanted))
+        .order_by(counters.c.name)
+    )
+    if lock:
+        query = query.with_for_update()
+    found = {str(name): int(value) for name, value in conn.execute(query)}
+    return {name: found.get(name, 0) for name in wanted}
+
+
+def add(conn: Connection, *, program_id: str, member_id: str, name: str, delta: int) -> int:
+    """Add ``delta`` and return the new value."""
+    _ensure(conn, program_id, member_id, name)
+    row = conn.execute(
+        update(counters)
+        .where(counters.c.program_id == program_id, counters.c.member_id == member_id, counters.c.name == name)
+        .values(value=counters.c.value + delta)
+        .returning(counters.c.value)
+    ).scalar_one()
+    return int(row)

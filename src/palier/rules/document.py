@@ -1,0 +1,175 @@
+"""Reading a rules file (YAML or JSON) into a checked :class:`RuleSetDocument`, or refusing it whole.
+
+Every problem is reported with the path of the offending field (``rules[2].conditions.weekdays``):
+the first as the error's ``field`` and all of them in ``errors``. Nothing is applied from a refused file.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from palier.errors import InvalidInput
+from palier.rules.models import EFFECT_TYPES, EFFECTS_FOR, PURCHASE_ONLY, Campaign, RuleSetDocument
+
+_PYDANTIC_CODES = {
+    "extra_forbidden": "unknown_field",
+    "missing": "missing_field",
+    "literal_error": "invalid_choice",
+    "union_tag_invalid": "invalid_choice",
+    "union_tag_not_found": "missing_field",
+    "greater_than": "out_of_range",
+    "greater_than_equal": "out_of_range",
+    "less_than": "out_of_range",
+    "less_than_equal": "out_of_range",
+    "too_short": "invalid_length",
+    "too_long": "invalid_length",
+    "string_too_short": "invalid_length",
+    "string_too_long": "invalid_length",
+    "string_pattern_mismatch": "invalid_format",
+}
+
+
+def path_of(loc: tuple[int | str, ...]) -> str:
+    """("rules", 2, "effect", "multiplier", "factor") -> "rules[2].effect.factor" (union tags dropped)."""
+    out = ""
+    previous: int | str | None = None
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not (previous == "effect" and part in EFFECT_TYPES) and not part.startswith("function-"):
+            out += f".{part}" if out else part
+        previous = part
+    return out or "document"
+
+
+def _code(error: Any) -> tuple[str, str]:
+    kind, message = str(error["type"]), str(error["msg"]).removeprefix("Value error, ")
+    if kind == "value_error" and ":" in message:
+        head, _, rest = message.partition(":")
+        if head.replace("_", "").isalpha() and head.islower():
+            return head, rest.strip()
+    if kind in _PYDANTIC_CODES:
+        return _PYDANTIC_CODES[kind], message
+    return ("invalid_type" if kind.endswith(("_parsing", "_type")) else "invalid_value"), message
+
+
+def _refuse(problems: list[dict[str, str]]) -> InvalidInput:
+    first = problems[0]
+    more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+    return InvalidInput(
+        first["code"],
+        f"The rules were not applied: {first['field']}: {first['message']}{more}.",
+        field=first["field"],
+        errors=problems,
+    )
+
+
+def parse_text(text: str) -> RuleSetDocument:
+    """A YAML or JSON rules file (JSON is YAML), checked whole."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise InvalidInput("invalid_rules_file", f"This is not valid YAML or JSON{where}.", field="document") from None
+    if data is None:
+        data = {}
+    return parse_data(data)
+
+
+def parse_data(data: Any) -> RuleSetDocument:
+    if not isinstance(data, dict):
+        raise InvalidInput("invalid_rules_file", "A rules file is a mapping with actions, campaigns and rules.")
+    try:
+        document = RuleSetDocument.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            code, message = _code(error)
+            problems.append({"field": path_of(tuple(error["loc"])), "code": code, "message": message})
+        raise _refuse(problems) from None
+    check_document(document)
+    return document
+
+
+def check_document(document: RuleSetDocument) -> None:
+    """What one field cannot tell: references, duplicates, conditions that do not fit the event."""
+    problems: list[dict[str, str]] = []
+
+    def problem(field: str, code: str, message: str) -> None:
+        problems.append({"field": field, "code": code, "message": message})
+
+    sections = {
+        "actions": [a.id for a in document.actions],
+        "campaigns": [c.id for c in document.campaigns],
+        "rules": [r.id for r in document.rules],
+    }
+    for section, ids in sections.items():
+        seen: set[str] = set()
+        for i, id_ in enumerate(ids):
+            if id_ in seen:
+                problem(f"{section}[{i}].id", "duplicate_id", f"{id_!r} is used twice in {section}")
+            seen.add(id_)
+    campaigns = {c.id: c for c in document.campaigns}
+    actions = {a.id for a in document.actions}
+    for i, rule in enumerate(document.rules):
+        at = f"rules[{i}]"
+        if rule.campaign is not None and rule.campaign not in campaigns:
+            problem(f"{at}.campaign", "unknown_campaign", f"no campaign {rule.campaign!r} in this document")
+        if rule.effect.type not in EFFECTS_FOR[rule.event]:
+            allowed = ", ".join(EFFECTS_FOR[rule.event])
+            problem(
+                f"{at}.effect.type", "effect_not_applicable", f"for event {rule.event} the effect can be: {allowed}"
+            )
+        conditions = rule.conditions
+        if rule.event != "purchase":
+            for name in PURCHASE_ONLY:
+                if getattr(conditions, name) is not None:
+                    problem(f"{at}.conditions.{name}", "condition_not_applicable", f"{name} only applies to purchases")
+        if conditions.actions is not None:
+            if rule.event != "action":
+                problem(f"{at}.conditions.actions", "condition_not_applicable", "actions only applies to event: action")
+            for j, action in enumerate(conditions.actions):
+                if action not in actions:
+                    problem(f"{at}.conditions.actions[{j}]", "unknown_action", f"no action type {action!r}")
+    problems += _overlapping_exclusives(document, campaigns)
+    if problems:
+        raise _refuse(problems)
+
+
+def _overlapping_exclusives(document: RuleSetDocument, campaigns: dict[str, Campaign]) -> list[dict[str, str]]:
+    """Two exclusive rules of one event and one priority that can be in force at once: which wins is unclear."""
+    found = []
+    exclusive = [(i, r) for i, r in enumerate(document.rules) if r.exclusive]
+    for n, (i, rule) in enumerate(exclusive):
+        for _, other in exclusive[:n]:
+            if other.event != rule.event or other.priority != rule.priority:
+                continue
+            a, b = campaigns.get(rule.campaign or ""), campaigns.get(other.campaign or "")
+            if a is None or b is None or _overlap(a, b):
+                found.append(
+                    {
+                        "field": f"rules[{i}].exclusive",
+                        "code": "overlapping_exclusive_rules",
+                        "message": f"rules {other.id!r} and {rule.id!r} are both exclusive, with the same "
+                        "priority, at overlapping times: give one a higher priority",
+                    }
+                )
+    return found
+
+
+def _overlap(a: Campaign, b: Campaign) -> bool:
+    def naive(value: datetime) -> datetime:
+        return value.replace(tzinfo=None)  # an approximation when offsets differ: errs towards reporting
+
+    return naive(a.starts) < naive(b.ends) and naive(b.starts) < naive(a.ends)
+
+
+def dump_yaml(document: RuleSetDocument) -> str:
+    data = json.loads(document.model_dump_json(exclude_none=True, exclude_defaults=False))
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

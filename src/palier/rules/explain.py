@@ -1,0 +1,131 @@
+""" "How to earn", written from the active rules in French and English, for the how-it-works page."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from palier.rules.engine import CompiledRuleSet, local_to_utc
+from palier.rules.models import (
+    WEEKDAYS,
+    CashbackPercent,
+    Conditions,
+    FixedPoints,
+    Multiplier,
+    PerItem,
+    PointsPerAmount,
+    Rule,
+    SpendStep,
+)
+
+_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "CHF": "CHF", "CAD": "$"}
+_DAYS = {
+    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+    "fr": ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"),
+}
+_EVENTS = {
+    "en": {
+        "enrolment": "when you join",
+        "birthday": "on your birthday",
+        "anniversary": "on your membership anniversary",
+    },
+    "fr": {
+        "enrolment": "à votre inscription",
+        "birthday": "pour votre anniversaire",
+        "anniversary": "à chaque anniversaire d'adhésion",
+    },
+}
+_PER = {
+    "en": {"ever": "once", "day": "per day", "week": "per week", "month": "per month"},
+    "fr": {"ever": "une fois", "day": "par jour", "week": "par semaine", "month": "par mois"},
+}
+
+
+def money(amount: int, currency: str, exponent: int, language: str) -> str:
+    major = f"{amount / 10**exponent:.{exponent}f}"
+    symbol = _SYMBOLS.get(currency, currency)
+    if language == "fr":
+        return f"{major.replace('.', ',')} {symbol}"
+    return f"{symbol}{major}" if symbol in ("€", "$", "£") else f"{major} {symbol}"
+
+
+def how_to_earn(
+    rules: CompiledRuleSet, *, now: datetime, language: str, currency: str, exponent: int, points_name: str
+) -> list[str]:
+    """One sentence per active rule and action type, in ``language`` (fr or en)."""
+    lang = "fr" if language == "fr" else "en"
+    lines = []
+    for action in rules.document.actions:
+        limit = (
+            f" ({_PER[lang][action.limit.per]}" + (f", {action.limit.count}×)" if action.limit.count > 1 else ")")
+            if action.limit
+            else ""
+        )
+        lines.append(f"{action.name.in_language(lang)}: {action.points} {points_name}{limit}")
+    for rule in rules.document.rules:
+        campaign = rules.campaigns.get(rule.campaign or "")
+        if campaign is not None and local_to_utc(campaign.ends, rules.timezone) <= now:
+            continue  # over: not worth telling
+        sentence = _effect(rule, lang, currency, exponent, points_name)
+        sentence += _when(rule.conditions, lang, currency, exponent)
+        if campaign is not None:
+            starts, ends = campaign.starts, campaign.ends
+            if lang == "fr":
+                sentence += f", du {starts:%d/%m/%Y %H:%M} au {ends:%d/%m/%Y %H:%M}"
+            else:
+                sentence += f", from {starts:%Y-%m-%d %H:%M} to {ends:%Y-%m-%d %H:%M}"
+        lines.append(f"{rule.name.in_language(lang)} — {sentence}")
+    return lines
+
+
+def _effect(rule: Rule, lang: str, currency: str, exponent: int, points_name: str) -> str:
+    e = rule.effect
+    fr = lang == "fr"
+    if isinstance(e, PointsPerAmount):
+        amount = money(e.per_amount, currency, exponent, lang)
+        return f"{e.points} {points_name} par tranche de {amount}" if fr else f"{e.points} {points_name} per {amount}"
+    if isinstance(e, FixedPoints):
+        text = f"{e.points} {points_name}"
+        if rule.event in _EVENTS[lang]:
+            return f"{text} {_EVENTS[lang][rule.event]}"
+        return text + (
+            " par achat" if fr and rule.event == "purchase" else " per purchase" if rule.event == "purchase" else ""
+        )
+    if isinstance(e, Multiplier):
+        factor = f"{e.factor.normalize():f}"
+        return f"{points_name} multipliés par {factor}" if fr else f"{points_name} multiplied by {factor}"
+    if isinstance(e, PerItem):
+        return f"{e.points} {points_name} par article" if fr else f"{e.points} {points_name} per item"
+    if isinstance(e, SpendStep):
+        amount = money(e.step, currency, exponent, lang)
+        return f"un bon d'achat tous les {amount} dépensés" if fr else f"a reward for every {amount} spent"
+    assert isinstance(e, CashbackPercent)
+    return f"{e.percent}% remboursés" if fr else f"{e.percent}% back"
+
+
+def _when(c: Conditions, lang: str, currency: str, exponent: int) -> str:
+    fr = lang == "fr"
+    parts = []
+    what = [*(c.categories or []), *(c.brands or []), *(c.skus or [])]
+    if what:
+        parts.append(("sur " if fr else "on ") + ", ".join(what))
+    if c.channels:
+        parts.append(("canal : " if fr else "channel: ") + ", ".join(c.channels))
+    if c.stores:
+        parts.append(("en magasin : " if fr else "at ") + ", ".join(c.stores))
+    if c.min_spend:
+        amount = money(c.min_spend, currency, exponent, lang)
+        parts.append(f"dès {amount} d'achat" if fr else f"from {amount} spent")
+    if c.weekdays:
+        days = [_DAYS[lang][WEEKDAYS.index(d)] for d in c.weekdays]
+        parts.append(("le " if fr else "on ") + ", ".join(days))
+    if c.hours:
+        parts.append(f"{'de' if fr else 'from'} {c.hours.start:%H:%M} {'à' if fr else 'to'} {c.hours.end:%H:%M}")
+    if c.dates:
+        parts.append(f"{'du' if fr else 'from'} {c.dates.start} {'au' if fr else 'to'} {c.dates.end}")
+    if c.first_purchase:
+        parts.append("pour votre premier achat" if fr else "on your first purchase")
+    if c.tiers:
+        parts.append(("niveau " if fr else "tier ") + ", ".join(c.tiers))
+    if c.actions:
+        parts.append(("pour : " if fr else "for: ") + ", ".join(c.actions))
+    return (" " + ", ".join(parts)) if parts else ""

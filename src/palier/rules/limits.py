@@ -1,0 +1,96 @@
+"""Campaign budgets and per-member caps, and the running spend behind "a €10 reward for every €100".
+
+A campaign's budget is a program-wide counter locked before it is read (see ``counters``), so racing
+purchases are served one after the other: the sum of what a campaign gave never exceeds its budget.
+A member's cap and spend counters need no lock of their own: the caller holds the member's lock.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection
+
+from palier.clock import Clock
+from palier.errors import PalierError
+from palier.programs.models import Program
+from palier.rewards import service as rewards
+from palier.rules import counters
+from palier.rules.counters import PROGRAM_WIDE, campaign_counter
+from palier.rules.engine import Award, CompiledRuleSet, within_limits
+
+
+def reserve(
+    *,
+    conn: Connection,
+    program: Program,
+    rules: CompiledRuleSet,
+    member_id: str | None,
+    awards: list[Award],
+    take: bool = True,
+) -> list[Award]:
+    """``awards`` cut to what their campaigns may still give; with ``take``, count what they give.
+
+    Without ``take`` (a preview) nothing is locked or written.
+    """
+    wanted = sorted({a.campaign_id for a in awards if a.campaign_id and a.kind == "points" and a.points > 0})
+    limited = [
+        rules.campaigns[c]
+        for c in wanted
+        if rules.campaigns[c].budget is not None or rules.campaigns[c].member_cap is not None
+    ]
+    if not limited:
+        return awards
+    budget_names = [campaign_counter(c.id) for c in limited if c.budget is not None]
+    cap_names = [campaign_counter(c.id) for c in limited if c.member_cap is not None]
+    given = counters.read(conn, program_id=program.id, member_id=PROGRAM_WIDE, names=budget_names, lock=take)
+    mine = counters.read(conn, program_id=program.id, member_id=member_id, names=cap_names) if member_id else {}
+    left: dict[str, int] = {}
+    for campaign in limited:
+        name = campaign_counter(campaign.id)
+        bounds = []
+        if campaign.budget is not None:
+            bounds.append(campaign.budget - given[name])
+        if campaign.member_cap is not None and member_id is not None:
+            bounds.append(campaign.member_cap - mine[name])
+        if bounds:
+            left[campaign.id] = min(bounds)
+    granted = within_limits(awards, left)
+    if take:
+        for campaign in limited:
+            points = sum(a.points for a in granted if a.campaign_id == campaign.id and a.kind == "points")
+            if not points:
+                continue
+            name = campaign_counter(campaign.id)
+            if campaign.budget is not None:
+                counters.add(conn, program_id=program.id, member_id=PROGRAM_WIDE, name=name, delta=points)
+            if campaign.member_cap is not None and member_id is not None:
+                counters.add(conn, program_id=program.id, member_id=member_id, name=name, delta=points)
+    return granted
+
+
+def count_spend(
+    *, conn: Connection, clock: Clock, program: Program, member_id: str, event_id: str, awards: list[Award]
+) -> list[Award]:
+    """Add each spend_step award's spend to the member's counter and grant a coupon per step crossed.
+
+    The crossings were counted from the counter read under the member's lock, so they are exact. A
+    reward withdrawn from the catalog since the rules were applied gives no coupon (the award still
+    records the crossing) rather than refusing the purchase.
+    """
+    for award in awards:
+        if award.kind != "coupon" or award.counter is None or award.reward_id is None:
+            continue
+        counters.add(conn, program_id=program.id, member_id=member_id, name=award.counter, delta=award.amount)
+        for n in range(award.coupons):
+            try:
+                rewards.grant_coupon(
+                    conn=conn,
+                    clock=clock,
+                    program=program,
+                    member_id=member_id,
+                    reward_id=award.reward_id,
+                    reason=award.name.en,
+                    source_ref=f"{event_id}:{award.rule_id}:{n + 1}",
+                )
+            except PalierError:
+                break
+    return awards

@@ -1,0 +1,222 @@
+"""A program's rules as data: the document a marketer writes (YAML or JSON), validated field by field.
+
+    RuleSetDocument
+    ├── actions[]    behaviour action types (newsletter, review…) with points and a limit
+    ├── campaigns[]  time windows with a total points budget and a per-member cap
+    └── rules[]      on an event (purchase, action, enrolment, birthday, anniversary):
+                     conditions (all must hold) -> one effect; priority and exclusivity for stacking
+
+Unknown fields, negative multipliers, empty windows and unknown event types are refused here; what
+needs the whole document (unknown campaign, duplicate ids, overlapping exclusive rules) is checked by
+``document.check_document``. Nothing here is code: no expression is ever evaluated.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="lower-case id: letters, digits, - _")]
+EventType = Literal["purchase", "action", "enrolment", "birthday", "anniversary"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Channel = Literal["web", "store", "phone", "app", "partner"]
+Label = Annotated[str, Field(min_length=1, max_length=120)]
+Points = Annotated[int, Field(ge=0, le=10_000_000)]
+Money = Annotated[int, Field(ge=0, le=10**11)]
+Names = Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(min_length=1, max_length=500)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+
+class Text(Strict):
+    """A label in English and French (French falls back to English)."""
+
+    en: Label
+    fr: Label | None = None
+
+    def in_language(self, language: str) -> str:
+        return self.fr if language == "fr" and self.fr else self.en
+
+
+class Limit(Strict):
+    """At most ``count`` times ``per`` period in the program's time zone (``ever``: in the member's life)."""
+
+    count: int = Field(ge=1, le=10_000)
+    per: Literal["ever", "day", "week", "month"]
+
+
+class Action(Strict):
+    id: Ident
+    name: Text
+    points: Points
+    limit: Limit | None = Field(default=None, description="none: no limit beyond the unique reference")
+
+
+class Campaign(Strict):
+    """A time window (in the program's time zone when no offset is given) with optional budget and caps."""
+
+    id: Ident
+    name: Text
+    starts: datetime
+    ends: datetime
+    budget: Points | None = Field(default=None, description="total points the campaign may give, all members")
+    member_cap: Points | None = Field(default=None, description="points one member may get from it")
+
+    @model_validator(mode="after")
+    def _window(self) -> Campaign:
+        if (self.starts.tzinfo is None) != (self.ends.tzinfo is None):
+            raise ValueError("mixed_offsets: give starts and ends both with or both without a UTC offset")
+        if self.ends <= self.starts:
+            raise ValueError("empty_window: ends must be after starts")
+        if not (self.starts.year >= 2000 and self.ends.year <= 2200):
+            raise ValueError("out_of_range: campaigns run between the years 2000 and 2200")
+        return self
+
+
+class DateRange(Strict):
+    """Local dates, both included."""
+
+    start: date
+    end: date
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> DateRange:
+        if self.end < self.start:
+            raise ValueError("empty_window: end is before start")
+        return self
+
+
+class HourRange(Strict):
+    """Local times of day, from ``start`` (included) to ``end`` (excluded)."""
+
+    start: time
+    end: time
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> HourRange:
+        if self.end <= self.start:
+            raise ValueError("empty_window: end must be after start (split a window that crosses midnight)")
+        return self
+
+
+class Conditions(Strict):
+    """Everything given must hold. Lists match any of their values; line filters pick the lines that count."""
+
+    channels: list[Channel] | None = Field(default=None, min_length=1)
+    stores: Names | None = None
+    skus: Names | None = Field(default=None, description="only lines with one of these SKUs count")
+    categories: Names | None = None
+    brands: Names | None = None
+    min_spend: Money | None = Field(default=None, description="minor units, of the lines that count")
+    max_spend: Money | None = None
+    min_quantity: int | None = Field(default=None, ge=1, le=10_000)
+    dates: DateRange | None = None
+    weekdays: list[Weekday] | None = Field(default=None, min_length=1)
+    hours: HourRange | None = None
+    first_purchase: bool | None = None
+    tiers: Names | None = None
+    segments: Names | None = Field(default=None, description="the member is in any of these segments")
+    attributes: dict[Annotated[str, Field(min_length=1, max_length=40)], str] | None = Field(
+        default=None, description="member attributes that must equal these values (language, enrolment_channel…)"
+    )
+    actions: list[Ident] | None = Field(default=None, min_length=1, description="action types (event: action)")
+
+    @model_validator(mode="after")
+    def _spend_range(self) -> Conditions:
+        if self.min_spend is not None and self.max_spend is not None and self.max_spend < self.min_spend:
+            raise ValueError("empty_window: max_spend is below min_spend")
+        return self
+
+
+# Purchase-only conditions: they read the cart.
+PURCHASE_ONLY = ("stores", "skus", "categories", "brands", "min_spend", "max_spend", "min_quantity", "first_purchase")
+
+
+class PointsPerAmount(Strict):
+    """``points`` per ``per_amount`` minor units of the lines that count, with the program's rounding."""
+
+    type: Literal["points_per_amount"]
+    points: int = Field(ge=1, le=100_000)
+    per_amount: int = Field(ge=1, le=100_000_000)
+
+
+class FixedPoints(Strict):
+    type: Literal["fixed"]
+    points: int = Field(ge=1, le=10_000_000)
+
+
+class Multiplier(Strict):
+    """Multiplies the points earned per amount on the lines that count (×2 adds as much again)."""
+
+    type: Literal["multiplier"]
+    factor: Decimal = Field(gt=1, le=100, max_digits=6, decimal_places=3)
+
+
+class PerItem(Strict):
+    type: Literal["per_item"]
+    points: int = Field(ge=1, le=100_000)
+
+
+class SpendStep(Strict):
+    """A reward coupon each time the member's running spend crosses another ``step`` (€10 every €100)."""
+
+    type: Literal["spend_step"]
+    step: int = Field(ge=1, le=10**11, description="minor units")
+    reward_id: str = Field(min_length=1, max_length=64)
+
+
+class CashbackPercent(Strict):
+    """Money back: ``percent`` of the lines that count (kept for the cashback work: recorded, not paid)."""
+
+    type: Literal["cashback_percent"]
+    percent: Decimal = Field(gt=0, le=100, max_digits=5, decimal_places=2)
+
+
+Effect = Annotated[
+    PointsPerAmount | FixedPoints | Multiplier | PerItem | SpendStep | CashbackPercent,
+    Field(discriminator="type"),
+]
+EFFECT_TYPES = ("points_per_amount", "fixed", "multiplier", "per_item", "spend_step", "cashback_percent")
+# What each event may do: only purchases have a cart to count; other events give fixed points.
+EFFECTS_FOR: dict[str, tuple[str, ...]] = {
+    "purchase": EFFECT_TYPES,
+    "action": ("fixed", "multiplier"),
+    "enrolment": ("fixed",),
+    "birthday": ("fixed",),
+    "anniversary": ("fixed",),
+}
+
+
+class Rule(Strict):
+    id: Ident
+    name: Text
+    event: EventType
+    conditions: Conditions = Field(default_factory=Conditions)
+    effect: Effect
+    priority: int = Field(default=0, ge=-1000, le=1000, description="higher first")
+    exclusive: bool = Field(default=False, description="when it applies, no rule after it applies")
+    campaign: Ident | None = Field(default=None, description="limits the rule to a campaign's window and budget")
+
+
+class RuleSetDocument(Strict):
+    """A program's whole rule set; applying it makes a new version."""
+
+    actions: list[Action] = Field(default_factory=list, max_length=200)
+    campaigns: list[Campaign] = Field(default_factory=list, max_length=200)
+    rules: list[Rule] = Field(default_factory=list, max_length=500)
+
+
+class RuleSetVersion(BaseModel):
+    """One applied version: who applied it and when (it is in force for events from ``effective_from``)."""
+
+    version: int
+    actor: str
+    created_at: datetime
+    effective_from: datetime
+    document: RuleSetDocument

@@ -1,0 +1,53 @@
+"""What a cart would earn, one line per rule, without writing anything (product page, cart, checkout)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection
+
+from palier.activity.models import AwardLine, Line, MemberId, Money
+from palier.clock import Clock, utc
+from palier.members import service as members
+from palier.programs.models import Program
+from palier.rules import limits
+from palier.rules.engine import total_points
+from palier.rules.models import Channel
+from palier.rules.service import award_lines, member_context, purchase_snapshot, rules_or_default
+
+
+class PreviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    member_id: MemberId | None = Field(default=None, description="to apply their tier, first purchase, caps…")
+    channel: Channel = "web"
+    store_id: Annotated[str, Field(max_length=64)] | None = None
+    lines: list[Line] = Field(min_length=1, max_length=500)
+    shipping: Money = 0
+    tax: Money = 0
+    at: datetime | None = Field(default=None, description="a dry run at this time (default: now)")
+    language: Literal["en", "fr"] = "en"
+
+
+class Preview(BaseModel):
+    at: datetime
+    version: int = Field(description="the version of the rules in force at that time (0: the base rate)")
+    points: int
+    lines: list[AwardLine]
+
+
+def preview(*, conn: Connection, clock: Clock, program: Program, data: PreviewIn) -> Preview:
+    at = utc(data.at) if data.at is not None else clock.now()
+    rules = rules_or_default(conn=conn, program=program, when=at)
+    if data.member_id is not None:
+        members.require_active(conn=conn, program_id=program.id, member_id=data.member_id)
+    event = purchase_snapshot(
+        program, lines=data.lines, channel=data.channel, store_id=data.store_id, shipping=data.shipping, tax=data.tax
+    )
+    context = member_context(conn=conn, program=program, member_id=data.member_id, rules=rules)
+    found = rules.evaluate(event, context, at)
+    found = limits.reserve(conn=conn, program=program, rules=rules, member_id=data.member_id, awards=found, take=False)
+    points, _ = total_points(found, len(data.lines))
+    return Preview(at=at, version=rules.version, points=points, lines=award_lines(found, data.language))

@@ -1,0 +1,415 @@
+"""Rule sets with the database: apply a new version, export, and evaluate events with the version in force.
+
+Compiled rule sets are cached per process by (program, latest version, settings that change the
+arithmetic): versions are never changed, so a purchase reads no rules from the database once its
+program's rules are compiled, and a new version (a new ``programs.rules_version``) is seen at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy import Connection, insert, select, update
+
+from palier.activity.earning import Earning
+from palier.activity.earning import purchase_earning as base_earning
+from palier.activity.models import AwardLine, PurchaseIn
+from palier.clock import Clock, utc
+from palier.errors import InvalidInput, NotFound
+from palier.programs.models import Program
+from palier.programs.service import record_audit
+from palier.programs.tables import programs
+from palier.rewards import service as rewards
+from palier.rules import context, limits
+from palier.rules.document import check_document
+from palier.rules.engine import (
+    ANONYMOUS,
+    Award,
+    CompiledRuleSet,
+    EventSnapshot,
+    LineSnapshot,
+    MemberContext,
+    Timeline,
+    compile_rules,
+    total_points,
+)
+from palier.rules.models import PointsPerAmount, Rule, RuleSetDocument, RuleSetVersion, SpendStep, Text
+from palier.rules.tables import awards as award_rows
+from palier.rules.tables import rule_sets
+from palier.tiers.status import Standing, standing
+from palier.units import Rounding, divide, split_proportionally
+
+# --- versions ---
+
+
+def default_document(program: Program) -> RuleSetDocument:
+    """The rules a program has before any are applied: its base rate as a rule."""
+    if program.earn_points == 0:
+        return RuleSetDocument()
+    per = program.earn_per_amount
+    base = Rule(
+        id="base",
+        name=Text(en=f"{program.earn_points} {program.points_name} per {per} (minor units)", fr=None),
+        event="purchase",
+        effect=PointsPerAmount(type="points_per_amount", points=program.earn_points, per_amount=per),
+    )
+    return RuleSetDocument(rules=[base])
+
+
+def apply_rules(
+    *, conn: Connection, clock: Clock, program_id: str, document: RuleSetDocument, actor: str
+) -> RuleSetVersion:
+    """Make ``document`` the program's rules from now on, as a new version (the old ones are kept)."""
+    check_document(document)
+    _check_rewards(conn, program_id, document)
+    now = clock.now()
+    query = select(programs.c.rules_version).where(programs.c.id == program_id).with_for_update()
+    current = int(conn.execute(query).scalar_one())
+    previous = conn.execute(
+        select(rule_sets.c.effective_from).where(rule_sets.c.program_id == program_id, rule_sets.c.version == current)
+    ).scalar()
+    effective_from = max(now, utc(previous)) if previous is not None else now  # versions never go back in time
+    version = current + 1
+    conn.execute(
+        insert(rule_sets).values(
+            program_id=program_id,
+            version=version,
+            document=document.model_dump(mode="json", exclude_none=True),
+            actor=actor,
+            created_at=now,
+            effective_from=effective_from,
+        )
+    )
+    conn.execute(update(programs).where(programs.c.id == program_id).values(rules_version=version, updated_at=now))
+    record_audit(
+        conn=conn,
+        clock=clock,
+        program_id=program_id,
+        actor=actor,
+        action="rules.applied",
+        subject_id=program_id,
+        details={"version": version, "rules": len(document.rules), "campaigns": len(document.campaigns)},
+    )
+    return RuleSetVersion(
+        version=version, actor=actor, created_at=now, effective_from=effective_from, document=document
+    )
+
+
+def _check_rewards(conn: Connection, program_id: str, document: RuleSetDocument) -> None:
+    """A spend_step rule must name a reward of the program's catalog."""
+    for i, rule in enumerate(document.rules):
+        if isinstance(rule.effect, SpendStep):
+            try:
+                rewards.get_reward(conn=conn, program_id=program_id, reward_id=rule.effect.reward_id)
+            except NotFound:
+                raise InvalidInput(
+                    "unknown_reward",
+                    f"The rules were not applied: rules[{i}].effect.reward_id: no reward "
+                    f"{rule.effect.reward_id!r} in this program's catalog.",
+                    field=f"rules[{i}].effect.reward_id",
+                ) from None
+
+
+def versions(*, conn: Connection, program_id: str) -> list[RuleSetVersion]:
+    """Every version of the program's rules, oldest first."""
+    rows = conn.execute(
+        select(rule_sets).where(rule_sets.c.program_id == program_id).order_by(rule_sets.c.version)
+    ).mappings()
+    return [
+        RuleSetVersion(
+            version=int(row["version"]),
+            actor=str(row["actor"]),
+            created_at=utc(row["created_at"]),
+            effective_from=utc(row["effective_from"]),
+            document=RuleSetDocument.model_validate(row["document"]),
+        )
+        for row in rows
+    ]
+
+
+def current_document(*, conn: Connection, program: Program) -> tuple[int, RuleSetDocument]:
+    """(version, document) in force now; (0, the base rate as a rule) before any version."""
+    line = timeline(conn=conn, program=program)
+    latest = line.latest if line is not None else None
+    if latest is None:
+        return 0, default_document(program)
+    return latest.version, latest.document
+
+
+# --- compiled versions, cached per process ---
+
+_CACHE_SIZE = 256
+_cache: dict[tuple[object, ...], Timeline] = {}
+_cache_lock = threading.Lock()
+
+
+def timeline(*, conn: Connection, program: Program) -> Timeline | None:
+    """All versions of the program's rules, compiled; None when it has none (the base rate applies)."""
+    if program.rules_version == 0:
+        return None
+    key = (program.id, program.rules_version, program.timezone, program.rounding)
+    found = _cache.get(key)
+    if found is not None:
+        return found
+    rows = conn.execute(
+        select(rule_sets.c.version, rule_sets.c.effective_from, rule_sets.c.document)
+        .where(rule_sets.c.program_id == program.id, rule_sets.c.version <= program.rules_version)
+        .order_by(rule_sets.c.version)
+    ).all()
+    line = Timeline(
+        starts=tuple(utc(row.effective_from) for row in rows),
+        versions=tuple(
+            compile_rules(
+                RuleSetDocument.model_validate(row.document),
+                version=int(row.version),
+                timezone=program.timezone,
+                rounding=program.rounding,
+            )
+            for row in rows
+        ),
+    )
+    with _cache_lock:
+        if len(_cache) >= _CACHE_SIZE:
+            _cache.pop(next(iter(_cache)))
+        _cache[key] = line
+    return line
+
+
+def rules_at(*, conn: Connection, program: Program, when: datetime) -> CompiledRuleSet | None:
+    line = timeline(conn=conn, program=program)
+    return line.at(when) if line is not None else None
+
+
+def rules_or_default(*, conn: Connection, program: Program, when: datetime) -> CompiledRuleSet:
+    """The version in force at ``when``, or the base rate as version 0."""
+    found = rules_at(conn=conn, program=program, when=when)
+    if found is not None:
+        return found
+    return compile_rules(default_document(program), version=0, timezone=program.timezone, rounding=program.rounding)
+
+
+# --- purchases ---
+
+
+class LineIn(Protocol):
+    """A cart line as these functions read it (``activity.models.Line`` is one)."""
+
+    @property
+    def sku(self) -> str: ...
+    @property
+    def quantity(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def category(self) -> str | None: ...
+    @property
+    def brand(self) -> str | None: ...
+    @property
+    def amount(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class RuledEarning(Earning):
+    """What a purchase earns under the rules, with the awards that make it up."""
+
+    awards: tuple[Award, ...] = ()
+    version: int = 0
+
+
+def purchase_snapshot(
+    program: Program, *, lines: Sequence[LineIn], channel: str | None, store_id: str | None, shipping: int, tax: int
+) -> EventSnapshot:
+    return EventSnapshot(
+        type="purchase",
+        channel=channel,
+        store_id=store_id,
+        lines=tuple(
+            LineSnapshot(
+                sku=line.sku,
+                quantity=line.quantity,
+                amount=line.amount,
+                earns=line.kind != "gift_card" or program.earn_on_gift_cards,
+                category=line.category,
+                brand=line.brand,
+            )
+            for line in lines
+        ),
+        extra_eligible=(shipping if program.earn_on_shipping else 0) + (tax if program.earn_on_tax else 0),
+    )
+
+
+def paid_with_money_only(event: EventSnapshot, *, paid: int, total: int) -> EventSnapshot:
+    """The cart as far as it was paid with money: points or store credit earn nothing (each line shrinks)."""
+    lines = tuple(replace(line, amount=line.amount * paid // total) for line in event.lines)
+    return replace(event, lines=lines, extra_eligible=event.extra_eligible * paid // total)
+
+
+def purchase_earning(
+    *,
+    conn: Connection,
+    clock: Clock,
+    program: Program,
+    purchase: PurchaseIn,
+    member_id: str | None,
+    event_id: str,
+    occurred_at: datetime,
+    paid_otherwise: int = 0,
+) -> RuledEarning:
+    """What ``purchase`` earns: the base rate when the program has no rules in force at ``occurred_at``;
+    otherwise what the rules award, within campaign budgets and caps, recorded as awards of ``event_id``.
+
+    The caller holds the member's lock. Without rules this runs no statement at all.
+    """
+    base = base_earning(purchase, program, paid_otherwise=paid_otherwise)
+    rules = rules_at(conn=conn, program=program, when=occurred_at)
+    member_standing = standing(conn, program=program, member_id=member_id, now=occurred_at)
+    if rules is None:
+        bonus = status_bonus(program, member_standing, base.points, base.line_points)
+        if bonus is None:
+            return RuledEarning(**vars(base))
+        points, line_points = total_points([bonus], len(purchase.lines))
+        return RuledEarning(
+            **(vars(base) | {"points": base.points + points, "line_points": _add_lines(base.line_points, line_points)}),
+            awards=(bonus,),
+        )
+    event = purchase_snapshot(
+        program,
+        lines=purchase.lines,
+        channel=purchase.channel,
+        store_id=purchase.store_id,
+        shipping=purchase.shipping,
+        tax=purchase.tax,
+    )
+    if paid_otherwise and base.total:
+        event = paid_with_money_only(event, paid=max(base.total - paid_otherwise, 0), total=base.total)
+    member = member_context(conn=conn, program=program, member_id=member_id, rules=rules)
+    if member_standing.tier is not None or member_standing.segments:
+        member = replace(member, tier=member_standing.tier, segments=member_standing.segments)
+    awarded = rules.evaluate(event, member, occurred_at)
+    earned, earned_lines = total_points(awarded, len(purchase.lines))
+    bonus = status_bonus(program, member_standing, earned, earned_lines)
+    found = book_awards(
+        conn=conn,
+        clock=clock,
+        program=program,
+        rules=rules,
+        member_id=member_id,
+        event_id=event_id,
+        awards=awarded + ([bonus] if bonus is not None else []),
+    )
+    points, line_points = total_points(found, len(purchase.lines))
+    return RuledEarning(
+        total=base.total,
+        eligible=base.eligible,
+        points=points,
+        line_eligible=base.line_eligible,
+        line_points=line_points,
+        awards=tuple(found),
+        version=rules.version,
+    )
+
+
+def status_bonus(program: Program, found: Standing, points: int, line_points: Sequence[int]) -> Award | None:
+    """The extra points of the member's tier or VIP plan multiplier ("Gold ×1.5: +12"), on what they earned."""
+    if found.multiplier_percent <= 100 or points <= 0 or found.multiplier_name is None:
+        return None
+    extra = divide(points * (found.multiplier_percent - 100), 100, Rounding(program.rounding))
+    if extra <= 0:
+        return None
+    factor = f"×{found.multiplier_percent // 100}" + (
+        f".{found.multiplier_percent % 100:02d}".rstrip("0") if found.multiplier_percent % 100 else ""
+    )
+    name = found.multiplier_name
+    return Award(
+        rule_id=found.multiplier_source or "status",
+        version=program.status_version,
+        name=Text(en=name.en, fr=name.fr),
+        kind="points",
+        points=extra,
+        line_points=tuple(split_proportionally(extra, list(line_points))) if any(line_points) else (),
+        detail=factor,
+    )
+
+
+def _add_lines(a: Sequence[int], b: Sequence[int]) -> list[int]:
+    return [x + y for x, y in zip(a, b, strict=True)]
+
+
+def member_context(
+    *, conn: Connection, program: Program, member_id: str | None, rules: CompiledRuleSet
+) -> MemberContext:
+    """What the rules need to know of the member, read only when some rule asks for it.
+
+    The tiers and segments work fills ``tier`` and ``segments`` here.
+    """
+    if member_id is None:
+        return ANONYMOUS
+    return context.load(conn=conn, program_id=program.id, member_id=member_id, rules=rules)
+
+
+def book_awards(
+    *,
+    conn: Connection,
+    clock: Clock,
+    program: Program,
+    rules: CompiledRuleSet,
+    member_id: str | None,
+    event_id: str,
+    awards: list[Award],
+) -> list[Award]:
+    """Cut ``awards`` to campaign budgets and caps (taking what they give), count spend, grant coupons,
+    and record every award. Returns the awards as given. The ledger booking is the caller's."""
+    granted = limits.reserve(conn=conn, program=program, rules=rules, member_id=member_id, awards=awards)
+    if member_id is not None:
+        granted = limits.count_spend(
+            conn=conn, clock=clock, program=program, member_id=member_id, event_id=event_id, awards=granted
+        )
+    if granted:
+        now = clock.now()
+        conn.execute(
+            insert(award_rows),
+            [
+                {
+                    "program_id": program.id,
+                    "member_id": member_id,
+                    "event_id": event_id,
+                    "rule_id": a.rule_id,
+                    "rule_version": a.version,
+                    "campaign_id": a.campaign_id,
+                    "kind": a.kind,
+                    "points": a.coupons if a.kind == "coupon" else a.points,
+                    "amount": a.amount,
+                    "created_at": now,
+                }
+                for a in granted
+            ],
+        )
+    return granted
+
+
+def award_lines(found: Sequence[Award], language: str = "en") -> list[AwardLine]:
+    return [
+        AwardLine(
+            rule_id=a.rule_id,
+            version=a.version,
+            kind=a.kind,
+            points=a.points if a.kind == "points" else a.coupons if a.kind == "coupon" else a.amount,
+            text=a.line(language),
+        )
+        for a in found
+    ]
+
+
+def event_awards(*, conn: Connection, program_id: str, event_id: str) -> list[dict[str, object]]:
+    rows = conn.execute(
+        select(
+            award_rows.c.rule_id, award_rows.c.rule_version, award_rows.c.kind, award_rows.c.points, award_rows.c.amount
+        )
+        .where(award_rows.c.program_id == program_id, award_rows.c.event_id == event_id)
+        .order_by(award_rows.c.id)
+    ).mappings()
+    return [dict(row) for row in rows]

@@ -1,0 +1,179 @@
+"""Earning rules over HTTP: apply (refused whole with paths), export, versions, actions, preview, how to earn."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from palier.clock import FrozenClock
+from tests.api.helpers import ApiProgram, assert_problem, footprint, line, purchase_body
+
+RULES: dict[str, Any] = {
+    "actions": [
+        {
+            "id": "review",
+            "name": {"en": "Product review", "fr": "Avis produit"},
+            "points": 15,
+            "limit": {"count": 1, "per": "week"},
+        }
+    ],
+    "campaigns": [
+        {
+            "id": "weekend",
+            "name": {"en": "Double points weekend"},
+            "starts": "2026-03-07T00:00:00",
+            "ends": "2026-03-09T00:00:00",
+            "budget": 5000,
+        }
+    ],
+    "rules": [
+        {
+            "id": "base",
+            "name": {"en": "1 point per euro", "fr": "1 point par euro"},
+            "event": "purchase",
+            "effect": {"type": "points_per_amount", "points": 1, "per_amount": 100},
+        },
+        {
+            "id": "weekend-x2",
+            "name": {"en": "Double points weekend", "fr": "Week-end double"},
+            "event": "purchase",
+            "campaign": "weekend",
+            "effect": {"type": "multiplier", "factor": 2},
+        },
+        {
+            "id": "pastry",
+            "name": {"en": "Pastry bonus", "fr": "Bonus viennoiserie"},
+            "event": "purchase",
+            "conditions": {"categories": ["viennoiserie"]},
+            "effect": {"type": "per_item", "points": 2},
+        },
+    ],
+}
+
+
+def apply(program: ApiProgram, document: dict[str, Any]) -> Any:
+    return program.call("POST", "/v1/program/rules", json=document)
+
+
+def test_apply_export_and_versions(program: ApiProgram) -> None:
+    assert program.call("GET", "/v1/program/rules").json()["version"] == 0
+    applied = apply(program, RULES)
+    assert applied.status_code == 201, applied.text
+    assert applied.json()["version"] == 1
+    exported = program.call("GET", "/v1/program/rules").json()
+    assert exported["version"] == 1 and [r["id"] for r in exported["document"]["rules"]] == [
+        "base",
+        "weekend-x2",
+        "pastry",
+    ]
+    assert apply(program, exported["document"]).json()["version"] == 2  # the export applies as it is
+    versions = program.call("GET", "/v1/program/rules/versions").json()
+    assert [v["version"] for v in versions] == [1, 2] and versions[0]["actor"].startswith("key_")
+    assert program.call("GET", "/v1/program").json()["rules_version"] == 2
+
+
+def test_a_bad_document_is_refused_whole_with_the_path_and_nothing_applied(program: ApiProgram) -> None:
+    before = footprint(program.client.app.state.db, program.id)
+    bad = {
+        **RULES,
+        "rules": [*RULES["rules"], {**RULES["rules"][2], "id": "p2", "conditions": {"weekdays": ["funday"]}}],
+    }
+    assert_problem(apply(program, bad), 422, "invalid_choice", field="rules[3].conditions.weekdays[0]")
+    unknown = {**RULES, "rules": [{**RULES["rules"][1], "campaign": "summer"}]}
+    body = assert_problem(apply(program, unknown), 422, "unknown_campaign", field="rules[0].campaign")
+    assert body["errors"][0]["field"] == "rules[0].campaign"
+    negative = {"rules": [{**RULES["rules"][1], "effect": {"type": "multiplier", "factor": -1}}]}
+    assert_problem(apply(program, negative), 422, "out_of_range", field="rules[0].effect.factor")
+    assert footprint(program.client.app.state.db, program.id) == before
+
+
+def test_a_weekend_purchase_earns_double_and_the_preview_said_so(program: ApiProgram) -> None:
+    apply(program, RULES)
+    member = program.enrol(first_name="Léa")
+    cart = [line("CROISSANT", 130, 2, category="viennoiserie"), line("CAKE", 2050)]
+    preview = program.call(
+        "POST", "/v1/preview", json={"lines": cart, "at": "2026-03-07T10:00:00Z", "member_id": member["id"]}
+    )
+    assert preview.status_code == 200, preview.text
+    shown = preview.json()
+    assert [x["text"] for x in shown["lines"]] == [
+        "1 point per euro: +23",
+        "Pastry bonus +2/item: +4",
+        "Double points weekend ×2: +23",
+    ]
+    assert shown["points"] == 50
+    french = program.call(
+        "POST", "/v1/preview", json={"lines": cart, "at": "2026-03-07T10:00:00Z", "language": "fr"}
+    ).json()
+    assert french["lines"][2]["text"] == "Week-end double ×2: +23"
+    today = program.call("POST", "/v1/preview", json={"lines": cart}).json()  # Monday 2 March: no weekend
+    assert today["points"] == 27
+    bought = program.purchase(member["id"], lines=cart, occurred_at="2026-03-02T09:00:00Z")
+    assert bought["points"] == today["points"]
+    assert [a["rule_id"] for a in bought["awards"]] == ["base", "pastry"]
+
+
+def test_actions_over_http(program: ApiProgram) -> None:
+    apply(program, RULES)
+    member = program.enrol(first_name="Léa")
+    path = f"/v1/members/{member['id']}/actions"
+    first = program.call("POST", path, json={"action": "review", "reference": "R-1"})
+    assert first.status_code == 201, first.text
+    assert first.json()["points"] == 15 and first.json()["type"] == "action"
+    assert program.call("POST", path, json={"action": "review", "reference": "R-1"}).status_code == 200
+    assert_problem(
+        program.call("POST", path, json={"action": "review", "reference": "R-2"}),
+        422,
+        "action_limit_reached",
+        field="action",
+    )
+    assert_problem(
+        program.call("POST", path, json={"action": "tweet", "reference": "T"}), 422, "unknown_action", field="action"
+    )
+    assert program.balance(member["id"])["available"] == 15
+
+
+def test_how_to_earn_in_french_and_english(program: ApiProgram) -> None:
+    apply(program, RULES)
+    english = program.call("GET", "/v1/how-to-earn").json()
+    french = program.call("GET", "/v1/how-to-earn", params={"language": "fr"}).json()
+    assert "Product review: 15 points (per week)" in english["lines"]
+    assert "1 point per euro — 1 points per €1.00" in english["lines"]
+    assert "Avis produit: 15 points (par semaine)" in french["lines"]
+    assert "Bonus viennoiserie — 2 points par article sur viennoiserie" in french["lines"]
+    assert any(x.startswith("Week-end double — points multipliés par 2") for x in french["lines"])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    carts=st.lists(
+        st.lists(
+            st.tuples(st.sampled_from(["viennoiserie", "coffee", None]), st.integers(1, 4), st.integers(0, 5000)),
+            min_size=1,
+            max_size=6,
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    weekend=st.booleans(),
+)
+def test_preview_and_the_real_award_agree_for_random_carts(
+    new_program: Any, clock: FrozenClock, carts: list[Any], weekend: bool
+) -> None:
+    clock.set(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    program = new_program()
+    apply(program, RULES)
+    member = program.enrol(first_name="Ann")
+    clock.set(datetime(2026, 3, 7, 10, 0, tzinfo=UTC) if weekend else datetime(2026, 3, 3, 8, 0, tzinfo=UTC))
+    for cart in carts:
+        lines = [
+            line(f"SKU-{i}", price, qty, **({"category": c} if c else {})) for i, (c, qty, price) in enumerate(cart)
+        ]
+        shown = program.call("POST", "/v1/preview", json={"lines": lines, "member_id": member["id"]}).json()
+        body = purchase_body(member["id"], lines=lines, occurred_at=clock.now().isoformat())
+        bought = program.call("POST", "/v1/events/purchases", json=body).json()
+        assert bought["points"] == shown["points"]
+        assert [a["text"] for a in bought["awards"]] == [x["text"] for x in shown["lines"]]

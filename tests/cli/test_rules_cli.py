@@ -1,0 +1,66 @@
+"""``palier program apply / export / action`` and ``palier jobs run birthdays`` on a SQLite file."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from palier.clock import SystemClock
+from palier.db import Database
+from tests.cli.test_commands import cli_db, database_url, invoke, wide_console  # noqa: F401
+from tests.services import factories as f
+
+RULES = """
+actions:
+  - id: newsletter
+    name: {en: Newsletter sign-up, fr: Inscription à la newsletter}
+    points: 20
+    limit: {count: 1, per: ever}
+rules:
+  - id: base
+    name: {en: 1 point per euro, fr: 1 point par euro}
+    event: purchase
+    effect: {type: points_per_amount, points: 1, per_amount: 100}
+  - id: birthday
+    name: {en: Birthday gift, fr: Cadeau d'anniversaire}
+    event: birthday
+    effect: {type: fixed, points: 100}
+"""
+
+
+def test_apply_export_action_and_birthdays(cli_db: Database, tmp_path: Path) -> None:  # noqa: F811
+    clock = SystemClock()
+    program = f.make_program(cli_db, clock)  # type: ignore[arg-type]
+    today = clock.now().astimezone(ZoneInfo("Europe/Paris")).date()
+    member = f.enrol(cli_db, clock, program, birthday=date(1990, today.month, min(today.day, 28)))  # type: ignore[arg-type]
+    file = tmp_path / "rules.yaml"
+    file.write_text(RULES, encoding="utf-8")
+    applied = invoke("program", "apply", program.id, str(file))
+    assert applied.exit_code == 0, applied.output
+    assert "Rules version 1 applied: 2 rules, 0 campaigns, 1 action types" in applied.output
+    exported = invoke("program", "export", program.id)
+    assert exported.exit_code == 0 and "version 1" in exported.output and "per_amount: 100" in exported.output
+    out = tmp_path / "out.yaml"
+    assert invoke("program", "export", program.id, "-o", str(out)).exit_code == 0
+    assert invoke("program", "apply", program.id, str(out)).exit_code == 0  # an export applies as it is
+    paid = invoke("program", "action", program.id, member.id, "newsletter", "camille@example.fr")
+    assert paid.exit_code == 0 and "Newsletter sign-up: +20 points" in paid.output, paid.output
+    again = invoke("program", "action", program.id, member.id, "newsletter", "other@example.fr")
+    assert again.exit_code == 2 and "error action_limit_reached" in again.output
+    if today.day <= 28:
+        gifts = invoke("jobs", "run", "birthdays", "--program", program.id)
+        assert gifts.exit_code == 0, gifts.output
+        assert invoke("jobs", "run", "birthdays", "--program", program.id).exit_code == 0
+        assert f.balance(cli_db, program, member).available == 20 + 100
+    assert invoke("verify", "--program", program.id).exit_code == 0
+
+
+def test_a_bad_rules_file_is_refused_with_the_path(cli_db: Database, tmp_path: Path) -> None:  # noqa: F811
+    program = f.make_program(cli_db, SystemClock())  # type: ignore[arg-type]
+    file = tmp_path / "rules.yaml"
+    file.write_text(RULES.replace("per: ever", "per: fortnight"), encoding="utf-8")
+    refused = invoke("program", "apply", program.id, str(file))
+    assert refused.exit_code == 2
+    assert "error invalid_choice" in refused.output and "(actions[0].limit.per)" in refused.output
+    assert "version 0" in invoke("program", "export", program.id).output

@@ -1,0 +1,334 @@
+"""Pure evaluation: conditions, effects, stacking, limits and the split of points over lines (no database)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from palier.errors import InvalidInput
+from palier.rules.document import parse_data, parse_text
+from palier.rules.engine import (
+    EventSnapshot,
+    LineSnapshot,
+    MemberContext,
+    Timeline,
+    compile_rules,
+    total_points,
+    within_limits,
+)
+
+BASE = {
+    "id": "base",
+    "name": {"en": "1 point per euro"},
+    "event": "purchase",
+    "effect": {"type": "points_per_amount", "points": 1, "per_amount": 100},
+}
+# Monday 2 March 2026, 08:30 in Paris (07:30 UTC)
+MONDAY_MORNING = datetime(2026, 3, 2, 7, 30, tzinfo=UTC)
+SATURDAY_NOON = datetime(2026, 3, 7, 11, 0, tzinfo=UTC)
+
+
+def rules(*extra: dict[str, Any], rounding: str = "floor", **sections: Any) -> Any:
+    document = parse_data({"rules": [BASE, *extra], **sections})
+    return compile_rules(document, version=3, timezone="Europe/Paris", rounding=rounding)
+
+
+def cart(*lines: LineSnapshot, **extra: Any) -> EventSnapshot:
+    return EventSnapshot(type="purchase", channel=extra.pop("channel", "store"), lines=lines, **extra)
+
+
+CROISSANT = LineSnapshot(sku="CROISSANT", quantity=2, amount=260, category="viennoiserie")
+COFFEE = LineSnapshot(sku="CAFE", quantity=1, amount=320, category="coffee")
+CAKE = LineSnapshot(sku="CAKE", quantity=1, amount=2450, category="patisserie")
+
+
+def test_the_base_rule_earns_per_amount_with_the_program_rounding() -> None:
+    event = cart(LineSnapshot(sku="A", quantity=1, amount=999))
+    assert [a.points for a in rules().evaluate(event, MemberContext(), MONDAY_MORNING)] == [9]
+    assert [a.points for a in rules(rounding="half_up").evaluate(event, MemberContext(), MONDAY_MORNING)] == [10]
+
+
+def test_every_award_names_its_rule_and_version() -> None:
+    [award] = rules().evaluate(cart(CAKE), MemberContext(), MONDAY_MORNING)
+    assert (award.rule_id, award.version, award.line()) == ("base", 3, "1 point per euro: +24")
+
+
+def test_a_weekday_morning_multiplier_doubles_in_the_program_time_zone() -> None:
+    morning = {
+        "id": "mornings",
+        "name": {"en": "Double points weekday mornings", "fr": "Points doublés le matin"},
+        "event": "purchase",
+        "conditions": {"weekdays": ["mon", "tue", "wed", "thu", "fri"], "hours": {"start": "07:00", "end": "10:00"}},
+        "effect": {"type": "multiplier", "factor": 2},
+    }
+    compiled = rules(morning)
+    found = compiled.evaluate(cart(CAKE), MemberContext(), MONDAY_MORNING)
+    assert [a.line() for a in found] == ["1 point per euro: +24", "Double points weekday mornings ×2: +24"]
+    assert found[1].line("fr") == "Points doublés le matin ×2: +24"
+    # 10:00 in Paris is 09:00 UTC: the window is closed
+    assert len(compiled.evaluate(cart(CAKE), MemberContext(), datetime(2026, 3, 2, 9, 0, tzinfo=UTC))) == 1
+    assert len(compiled.evaluate(cart(CAKE), MemberContext(), SATURDAY_NOON)) == 1
+
+
+def test_line_filters_count_only_their_lines() -> None:
+    pastry = {
+        "id": "pastry",
+        "name": {"en": "Pastry bonus"},
+        "event": "purchase",
+        "conditions": {"categories": ["viennoiserie", "patisserie"]},
+        "effect": {"type": "per_item", "points": 5},
+    }
+    found = rules(pastry).evaluate(cart(CROISSANT, COFFEE, CAKE), MemberContext(), MONDAY_MORNING)
+    bonus = found[1]
+    assert (bonus.points, bonus.line_points) == (15, (10, 0, 5))
+    assert bonus.line() == "Pastry bonus +5/item: +15"
+    assert rules(pastry).evaluate(cart(COFFEE), MemberContext(), MONDAY_MORNING)[1:] == []
+
+
+def test_an_exclusive_rule_stops_the_rules_after_it() -> None:
+    big = {
+        "id": "big",
+        "name": {"en": "Big basket"},
+        "event": "purchase",
+        "priority": 10,
+        "exclusive": True,
+        "conditions": {"min_spend": 2000},
+        "effect": {"type": "fixed", "points": 100},
+    }
+    found = rules(big).evaluate(cart(CAKE), MemberContext(), MONDAY_MORNING)
+    assert [a.rule_id for a in found] == ["big"]
+    assert [a.rule_id for a in rules(big).evaluate(cart(COFFEE), MemberContext(), MONDAY_MORNING)] == ["base"]
+
+
+def test_campaign_windows_are_read_in_the_program_time_zone() -> None:
+    weekend = {
+        "id": "weekend",
+        "name": {"en": "Weekend"},
+        "starts": "2026-03-07T00:00:00",
+        "ends": "2026-03-09T00:00:00",
+    }
+    double = {
+        "id": "double",
+        "name": {"en": "Double points weekend"},
+        "event": "purchase",
+        "campaign": "weekend",
+        "effect": {"type": "multiplier", "factor": 2},
+    }
+    compiled = rules(double, campaigns=[weekend])
+    assert len(compiled.evaluate(cart(CAKE), MemberContext(), SATURDAY_NOON)) == 2
+    # Friday 23:30 in Paris (22:30 UTC) is before the weekend, Sunday 23:30 is in it
+    assert len(compiled.evaluate(cart(CAKE), MemberContext(), datetime(2026, 3, 6, 22, 30, tzinfo=UTC))) == 1
+    assert len(compiled.evaluate(cart(CAKE), MemberContext(), datetime(2026, 3, 8, 22, 30, tzinfo=UTC))) == 2
+
+
+def test_first_purchase_tier_segment_and_attribute_conditions_read_the_member_context() -> None:
+    def bonus(rule_id: str, **conditions: Any) -> dict[str, Any]:
+        return {
+            "id": rule_id,
+            "name": {"en": rule_id},
+            "event": "purchase",
+            "conditions": conditions,
+            "effect": {"type": "fixed", "points": 1},
+        }
+
+    compiled = rules(
+        bonus("first", first_purchase=True),
+        bonus("gold", tiers=["gold"]),
+        bonus("vip", segments=["vip", "top20"]),
+        bonus("fr", attributes={"language": "fr"}),
+    )
+    assert compiled.needs_first_purchase and compiled.needs_attributes
+    nobody = compiled.evaluate(cart(CAKE), MemberContext(), MONDAY_MORNING)
+    member = MemberContext(
+        tier="gold", segments=frozenset({"top20"}), attributes={"language": "fr"}, first_purchase=True
+    )
+    everybody = compiled.evaluate(cart(CAKE), member, MONDAY_MORNING)
+    assert [a.rule_id for a in nobody] == ["base"]
+    assert [a.rule_id for a in everybody] == ["base", "first", "gold", "vip", "fr"]
+
+
+def test_spend_steps_count_each_crossing() -> None:
+    step = {
+        "id": "ten-per-hundred",
+        "name": {"en": "€10 for every €100"},
+        "event": "purchase",
+        "effect": {"type": "spend_step", "step": 10000, "reward_id": "rwd_10"},
+    }
+    compiled = rules(step)
+    event = cart(LineSnapshot(sku="A", quantity=1, amount=25000))
+    [_, award] = compiled.evaluate(event, MemberContext(counters={"spend:ten-per-hundred": 9000}), MONDAY_MORNING)
+    assert (award.kind, award.amount, award.coupons, award.reward_id) == ("coupon", 25000, 3, "rwd_10")
+    [_, award] = compiled.evaluate(event, MemberContext(counters={"spend:ten-per-hundred": 0}), MONDAY_MORNING)
+    assert award.coupons == 2
+
+
+def test_actions_earn_their_points_and_multipliers_apply_to_them() -> None:
+    compiled = rules(
+        {
+            "id": "review-week",
+            "name": {"en": "Reviews week"},
+            "event": "action",
+            "conditions": {"actions": ["review"]},
+            "effect": {"type": "multiplier", "factor": "1.5"},
+        },
+        actions=[{"id": "review", "name": {"en": "Review"}, "points": 25}],
+    )
+    found = compiled.evaluate(EventSnapshot(type="action", action="review"), MemberContext(), MONDAY_MORNING)
+    assert [(a.rule_id, a.points) for a in found] == [("action:review", 25), ("review-week", 12)]
+
+
+def test_limits_cut_awards_and_keep_line_points_summing() -> None:
+    campaign = {"id": "c", "name": {"en": "C"}, "starts": "2026-01-01T00:00:00", "ends": "2027-01-01T00:00:00"}
+    bonus = {
+        "id": "b",
+        "name": {"en": "B"},
+        "event": "purchase",
+        "campaign": "c",
+        "effect": {"type": "points_per_amount", "points": 5, "per_amount": 100},
+    }
+    found = rules(bonus, campaigns=[campaign]).evaluate(cart(CROISSANT, COFFEE, CAKE), MemberContext(), MONDAY_MORNING)
+    cut = within_limits(found, {"c": 7})
+    assert [a.points for a in cut] == [30, 7]
+    assert sum(cut[1].line_points) == 7
+    assert within_limits(found, {"c": 0})[1:] == []
+
+
+def test_the_timeline_picks_the_version_in_force() -> None:
+    one, two = rules(), rules()
+    line = Timeline(starts=(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)), versions=(one, two))
+    assert line.at(datetime(2025, 12, 31, tzinfo=UTC)) is None
+    assert line.at(datetime(2026, 2, 28, tzinfo=UTC)) is one
+    assert line.at(datetime(2026, 3, 1, tzinfo=UTC)) is two
+
+
+line_strategy = st.builds(
+    LineSnapshot,
+    sku=st.sampled_from(["A", "B", "C"]),
+    quantity=st.integers(1, 5),
+    amount=st.integers(0, 50_000),
+    earns=st.booleans(),
+    category=st.sampled_from(["viennoiserie", "coffee", None]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=st.lists(line_strategy, min_size=1, max_size=20),
+    shipping=st.integers(0, 2000),
+    factor=st.sampled_from(["1.5", "2", "3"]),
+)
+def test_line_points_always_sum_to_the_total(lines: list[LineSnapshot], shipping: int, factor: str) -> None:
+    compiled = rules(
+        {"id": "x", "name": {"en": "x"}, "event": "purchase", "effect": {"type": "multiplier", "factor": factor}},
+        {
+            "id": "v",
+            "name": {"en": "v"},
+            "event": "purchase",
+            "conditions": {"categories": ["viennoiserie"]},
+            "effect": {"type": "per_item", "points": 3},
+        },
+        {
+            "id": "f",
+            "name": {"en": "f"},
+            "event": "purchase",
+            "conditions": {"min_spend": 100},
+            "effect": {"type": "fixed", "points": 7},
+        },
+        rounding="half_even",
+    )
+    found = compiled.evaluate(cart(*lines, extra_eligible=shipping), MemberContext(), MONDAY_MORNING)
+    total, per_line = total_points(found, len(lines))
+    assert sum(per_line) == total == sum(a.points for a in found)
+    assert all(p >= 0 for p in per_line)
+    assert all(
+        per_line[i] == 0
+        for i, line in enumerate(lines)
+        if not line.earns and total > 0 and any(x.earns and x.amount for x in lines)
+    )
+
+
+# --- refusals: precise paths, the whole file ---
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "field"),
+    [
+        ({"conditions": {"weekdays": ["mon", "someday"]}}, "invalid_choice", "rules[1].conditions.weekdays[1]"),
+        ({"effect": {"type": "multiplier", "factor": -2}}, "out_of_range", "rules[1].effect.factor"),
+        ({"colour": "red"}, "unknown_field", "rules[1].colour"),
+        ({"event": "pageview"}, "invalid_choice", "rules[1].event"),
+        ({"conditions": {"hours": {"start": "10:00", "end": "10:00"}}}, "empty_window", "rules[1].conditions.hours"),
+        ({"campaign": "nope"}, "unknown_campaign", "rules[1].campaign"),
+        ({"id": "base"}, "duplicate_id", "rules[1].id"),
+        (
+            {"event": "birthday", "effect": {"type": "per_item", "points": 5}},
+            "effect_not_applicable",
+            "rules[1].effect.type",
+        ),
+        ({"effect": {"type": "teleport"}}, "invalid_choice", "rules[1].effect"),
+    ],
+)
+def test_a_bad_rule_is_refused_with_the_path_of_the_field(change: dict[str, Any], code: str, field: str) -> None:
+    rule = {
+        "id": "other",
+        "name": {"en": "Other"},
+        "event": "purchase",
+        "effect": {"type": "fixed", "points": 5},
+    } | change
+    with pytest.raises(InvalidInput) as caught:
+        parse_data({"rules": [BASE, rule]})
+    assert (caught.value.code, caught.value.field) == (code, field), caught.value.extra
+
+
+def test_every_problem_of_a_file_is_reported() -> None:
+    text = """
+rules:
+  - id: a
+    name: {en: A}
+    event: purchase
+    effect: {type: fixed, points: 0}
+  - id: b
+    name: {en: B}
+    event: purchase
+    conditions: {dates: {start: 2026-05-02, end: 2026-05-01}}
+    effect: {type: fixed, points: 5}
+"""
+    with pytest.raises(InvalidInput) as caught:
+        parse_text(text)
+    fields = [e["field"] for e in caught.value.extra["errors"]]
+    assert fields == ["rules[0].effect.points", "rules[1].conditions.dates"]
+
+
+def test_overlapping_exclusive_campaigns_are_reported() -> None:
+    campaigns = [
+        {"id": "a", "name": {"en": "A"}, "starts": "2026-03-01T00:00:00", "ends": "2026-03-10T00:00:00"},
+        {"id": "b", "name": {"en": "B"}, "starts": "2026-03-09T00:00:00", "ends": "2026-03-20T00:00:00"},
+    ]
+    rule = {
+        "name": {"en": "x"},
+        "event": "purchase",
+        "exclusive": True,
+        "priority": 5,
+        "effect": {"type": "fixed", "points": 5},
+    }
+    with pytest.raises(InvalidInput) as caught:
+        parse_data(
+            {
+                "campaigns": campaigns,
+                "rules": [rule | {"id": "x", "campaign": "a"}, rule | {"id": "y", "campaign": "b"}],
+            }
+        )
+    assert (caught.value.code, caught.value.field) == ("overlapping_exclusive_rules", "rules[1].exclusive")
+    campaigns[1]["starts"] = "2026-03-10T00:00:00"
+    parse_data(
+        {"campaigns": campaigns, "rules": [rule | {"id": "x", "campaign": "a"}, rule | {"id": "y", "campaign": "b"}]}
+    )
+
+
+def test_no_code_is_ever_evaluated() -> None:
+    with pytest.raises(InvalidInput):
+        parse_text("rules: !!python/object/apply:os.system ['true']")

@@ -1,0 +1,152 @@
+"""Behaviour actions (limits, unique references) and gifts: welcome, birthdays and anniversaries by job."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+
+from palier.clock import FrozenClock
+from palier.db import Database
+from palier.errors import Conflict, InvalidInput, Unprocessable
+from palier.programs.models import Program
+from palier.rules import gifts
+from palier.rules.actions import ActionIn, record_action
+from palier.rules.calendar import birthday_in
+from tests.services.factories import apply_rules, balance, enrol, history
+
+BASE = {
+    "id": "base",
+    "name": {"en": "1 point per euro"},
+    "event": "purchase",
+    "effect": {"type": "points_per_amount", "points": 1, "per_amount": 100},
+}
+ACTIONS = [
+    {
+        "id": "newsletter",
+        "name": {"en": "Newsletter sign-up", "fr": "Inscription à la newsletter"},
+        "points": 20,
+        "limit": {"count": 1, "per": "ever"},
+    },
+    {"id": "review", "name": {"en": "Product review"}, "points": 10, "limit": {"count": 2, "per": "day"}},
+]
+GIFTS = [
+    {
+        "id": "welcome",
+        "name": {"en": "A free drink for joining"},
+        "event": "enrolment",
+        "effect": {"type": "fixed", "points": 30},
+    },
+    {
+        "id": "birthday",
+        "name": {"en": "Birthday gift"},
+        "event": "birthday",
+        "effect": {"type": "fixed", "points": 100},
+    },
+    {
+        "id": "anniversary",
+        "name": {"en": "Anniversary gift"},
+        "event": "anniversary",
+        "effect": {"type": "fixed", "points": 200},
+    },
+]
+
+
+def with_rules(db: Database, clock: FrozenClock, program: Program) -> Program:
+    return apply_rules(db, clock, program, {"actions": ACTIONS, "rules": [BASE, *GIFTS]})
+
+
+def act(
+    db: Database, clock: FrozenClock, program: Program, member_id: str, action: str, reference: str, **extra: Any
+) -> Any:
+    with db.write() as conn:
+        return record_action(
+            conn=conn,
+            clock=clock,
+            program=program,
+            member_id=member_id,
+            data=ActionIn(action=action, reference=reference, **extra),
+        )
+
+
+def test_an_action_pays_once_per_reference_and_refuses_above_its_limit(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    program = with_rules(db, clock, program)
+    member = enrol(db, clock, program)
+    result, replayed = act(db, clock, program, member.id, "review", "rev-1")
+    assert (result.points, replayed, result.awards[0].rule_id) == (10, False, "action:review")
+    again, replayed = act(db, clock, program, member.id, "review", "rev-1")
+    assert (again, replayed) == (result, True)  # the same review is never paid twice
+    act(db, clock, program, member.id, "review", "rev-2")
+    with pytest.raises(Unprocessable) as refused:
+        act(db, clock, program, member.id, "review", "rev-3")
+    assert (refused.value.code, refused.value.field, refused.value.extra["per"]) == (
+        "action_limit_reached",
+        "action",
+        "day",
+    )
+    clock.advance(days=1)
+    assert act(db, clock, program, member.id, "review", "rev-3")[0].points == 10  # a new day in Paris
+    assert balance(db, program, member).available == 30 + 30
+
+
+def test_once_ever_and_unknown_actions_and_other_members(db: Database, clock: FrozenClock, program: Program) -> None:
+    program = with_rules(db, clock, program)
+    member, other = enrol(db, clock, program), enrol(db, clock, program)
+    act(db, clock, program, member.id, "newsletter", "member-email")
+    with pytest.raises(Unprocessable):
+        act(db, clock, program, member.id, "newsletter", "another-email")
+    with pytest.raises(InvalidInput) as unknown:
+        act(db, clock, program, member.id, "dance", "x")
+    assert (unknown.value.code, unknown.value.field) == ("unknown_action", "action")
+    with pytest.raises(Conflict):  # the same reference sent for another member
+        act(db, clock, program, other.id, "newsletter", "member-email")
+
+
+def test_the_welcome_gift_is_given_on_enrolment(db: Database, clock: FrozenClock, program: Program) -> None:
+    program = with_rules(db, clock, program)
+    member = enrol(db, clock, program)
+    assert balance(db, program, member).available == 30
+    assert [line.reason for line in history(db, program, member)] == ["A free drink for joining"]
+
+
+@pytest.mark.parametrize(
+    ("birthday", "year", "celebrated"),
+    [
+        (date(1992, 2, 29), 2027, date(2027, 2, 28)),
+        (date(1992, 2, 29), 2028, date(2028, 2, 29)),
+        (date(1990, 7, 14), 2026, date(2026, 7, 14)),
+    ],
+)
+def test_29_february_is_celebrated_on_28_february_in_other_years(birthday: date, year: int, celebrated: date) -> None:
+    assert birthday_in(year, birthday) == celebrated
+
+
+def test_birthday_gifts_once_a_year_on_the_local_day_by_a_job_safe_to_run_twice(
+    db: Database, clock: FrozenClock, new_program: Any
+) -> None:
+    program = with_rules(db, clock, new_program(timezone="Pacific/Auckland"))
+    leap = enrol(db, clock, program, birthday=date(1992, 2, 29))
+    today = enrol(db, clock, program, birthday=date(1990, 3, 3))
+    # 2 March 2026 at 12:00 UTC is already 3 March (01:00) in Auckland
+    clock.set(datetime(2026, 3, 2, 12, 0, tzinfo=UTC))
+    first = gifts.birthdays(db, clock, program_id=program.id)
+    second = gifts.birthdays(db, clock, program_id=program.id)
+    assert (first.members, first.points, second.members) == (1, 100, 0)
+    assert balance(db, program, today).available == 30 + 100
+    clock.set(datetime(2027, 2, 28, 0, 0, tzinfo=UTC))  # 28 Feb 2027 in Auckland (13:00): no 29 Feb that year
+    assert gifts.birthdays(db, clock, program_id=program.id).members == 1
+    assert balance(db, program, leap).available == 30 + 100
+
+
+def test_membership_anniversaries_are_given_once(db: Database, clock: FrozenClock, program: Program) -> None:
+    program = with_rules(db, clock, program)
+    member = enrol(db, clock, program)  # joined 2 March 2026, 10:00 in Paris
+    clock.set(datetime(2027, 3, 1, 22, 0, tzinfo=UTC))  # 23:00 on 1 March in Paris: not yet
+    assert gifts.anniversaries(db, clock, program_id=program.id).members == 0
+    clock.set(datetime(2027, 3, 1, 23, 30, tzinfo=UTC))  # 00:30 on 2 March in Paris
+    assert gifts.anniversaries(db, clock, program_id=program.id).members == 1
+    assert gifts.anniversaries(db, clock, program_id=program.id).members == 0
+    assert balance(db, program, member).available == 30 + 200

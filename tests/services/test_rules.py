@@ -1,0 +1,241 @@
+"""Purchases under earning rules: the version in force when they occurred, awards, returns, budgets and caps."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from palier.clock import FrozenClock
+from palier.db import Database
+from palier.errors import InvalidInput
+from palier.programs.models import Program
+from palier.rewards import service as rewards
+from palier.rewards.models import RewardIn
+from palier.rewards.tables import coupons
+from palier.rules import service as rules
+from palier.rules.tables import awards
+from tests.services.factories import (
+    apply_rules,
+    balance,
+    enrol,
+    line,
+    luhn_card,
+    purchase,
+    purchase_body,
+    return_,
+    send_purchase,
+)
+from tests.services.test_concurrency import Outcome, run_threads
+
+BASE = {
+    "id": "base",
+    "name": {"en": "1 point per euro"},
+    "event": "purchase",
+    "effect": {"type": "points_per_amount", "points": 1, "per_amount": 100},
+}
+PASTRY = {
+    "id": "pastry",
+    "name": {"en": "Pastry bonus"},
+    "event": "purchase",
+    "conditions": {"categories": ["viennoiserie"]},
+    "effect": {"type": "per_item", "points": 5},
+}
+
+
+def document(*extra: dict[str, Any], **sections: Any) -> dict[str, Any]:
+    return {"rules": [BASE, *extra], **sections}
+
+
+def awards_of(db: Database, program: Program, event_id: str) -> list[tuple[str, int, int]]:
+    with db.read() as conn:
+        rows = conn.execute(
+            select(awards.c.rule_id, awards.c.rule_version, awards.c.points)
+            .where(awards.c.program_id == program.id, awards.c.event_id == event_id)
+            .order_by(awards.c.id)
+        )
+        return [tuple(row) for row in rows]
+
+
+def test_without_rules_a_purchase_earns_the_base_rate_and_records_no_award(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    member = enrol(db, clock, program)
+    result = purchase(db, clock, program, member, amount=1250)
+    assert (result.points, result.awards) == (12, [])
+    assert awards_of(db, program, result.event_id) == []
+
+
+def test_a_purchase_earns_what_the_rules_award_each_with_rule_and_version(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    program = apply_rules(db, clock, program, document(PASTRY))
+    member = enrol(db, clock, program)
+    lines = [line("CROISSANT", 130, 2, category="viennoiserie"), line("CAFE", 320)]
+    result = purchase(db, clock, program, member, lines=lines)
+    assert result.points == 5 + 10
+    assert [a.text for a in result.awards] == ["1 point per euro: +5", "Pastry bonus +5/item: +10"]
+    assert awards_of(db, program, result.event_id) == [("base", 1, 5), ("pastry", 1, 10)]
+    assert balance(db, program, member).pending == 15
+
+
+def test_returns_give_back_exactly_what_the_returned_lines_earned(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    program = apply_rules(db, clock, program, document(PASTRY))
+    member = enrol(db, clock, program)
+    lines = [line("CROISSANT", 130, 2, category="viennoiserie"), line("CAFE", 320)]
+    order = purchase(db, clock, program, member, lines=lines)
+    first = return_(db, clock, program, order.external_id, lines=[("CROISSANT", 1)])
+    second = return_(db, clock, program, order.external_id, lines=[("CROISSANT", 1), ("CAFE", 1)])
+    assert -first.points - second.points == order.points
+    assert balance(db, program, member).pending == 0
+
+
+def test_an_event_is_evaluated_with_the_rules_in_force_when_it_occurred(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    member = enrol(db, clock, program)
+    before_rules = clock.now()
+    clock.advance(hours=1)
+    program = apply_rules(db, clock, program, document())
+    clock.advance(hours=1)
+    version_1 = clock.now()
+    clock.advance(hours=1)
+    program = apply_rules(db, clock, program, document(PASTRY))
+    clock.advance(hours=1)
+    lines = [line("CROISSANT", 130, 2, category="viennoiserie")]
+    late = purchase(db, clock, program, member, lines=lines, occurred_at=before_rules)
+    older = purchase(db, clock, program, member, lines=lines, occurred_at=version_1)
+    now = purchase(db, clock, program, member, lines=lines)
+    assert (late.points, late.awards) == (2, [])  # the base rate: no rules yet when it happened
+    assert [(a.rule_id, a.version) for a in older.awards] == [("base", 1)]
+    assert [(a.rule_id, a.version) for a in now.awards] == [("base", 2), ("pastry", 2)]
+    with db.read() as conn:
+        assert [v.version for v in rules.versions(conn=conn, program_id=program.id)] == [1, 2]
+
+
+def test_first_purchase_bonus_is_paid_once(db: Database, clock: FrozenClock, program: Program) -> None:
+    first = {
+        "id": "first",
+        "name": {"en": "First order"},
+        "event": "purchase",
+        "conditions": {"first_purchase": True},
+        "effect": {"type": "fixed", "points": 100},
+    }
+    program = apply_rules(db, clock, program, document(first))
+    member = enrol(db, clock, program)
+    assert purchase(db, clock, program, member, amount=1000).points == 110
+    assert purchase(db, clock, program, member, amount=1000).points == 10
+
+
+def test_a_member_cap_limits_what_one_member_gets_from_a_campaign(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    campaign = {
+        "id": "spring",
+        "name": {"en": "Spring"},
+        "starts": "2026-01-01T00:00:00",
+        "ends": "2027-01-01T00:00:00",
+        "member_cap": 25,
+    }
+    bonus = {
+        "id": "spring-x",
+        "name": {"en": "Spring bonus"},
+        "event": "purchase",
+        "campaign": "spring",
+        "effect": {"type": "fixed", "points": 10},
+    }
+    program = apply_rules(db, clock, program, document(bonus, campaigns=[campaign]))
+    member, other = enrol(db, clock, program), enrol(db, clock, program)
+    got = [purchase(db, clock, program, member, amount=100).points for _ in range(4)]
+    assert got == [11, 11, 6, 1]
+    assert purchase(db, clock, program, other, amount=100).points == 11
+
+
+def test_sixteen_purchases_racing_never_spend_more_than_the_budget(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    campaign = {
+        "id": "launch",
+        "name": {"en": "Launch"},
+        "starts": "2026-01-01T00:00:00",
+        "ends": "2027-01-01T00:00:00",
+        "budget": 100,
+    }
+    bonus = {
+        "id": "launch-x",
+        "name": {"en": "Launch bonus"},
+        "event": "purchase",
+        "campaign": "launch",
+        "effect": {"type": "fixed", "points": 30},
+    }
+    program = apply_rules(db, clock, program, document(bonus, campaigns=[campaign]))
+    buyers = [enrol(db, clock, program) for _ in range(16)]
+    outcome = Outcome()
+
+    def work(index: int, barrier: threading.Barrier) -> None:
+        body = purchase_body(program, buyers[index], clock=clock, amount=100)
+        barrier.wait()
+        outcome.run(lambda: send_purchase(db, clock, program, body))
+
+    run_threads(16, work)
+    assert outcome.failures == []
+    bonuses = [a.points for r in outcome.results for a in r.awards if a.rule_id == "launch-x"]
+    assert sum(bonuses) == 100
+    assert sorted(bonuses) == [10, 30, 30, 30]
+    assert sum(r.points for r in outcome.results) == 16 + 100
+
+
+def test_unclaimed_purchases_earn_by_the_rules_too(db: Database, clock: FrozenClock, program: Program) -> None:
+    program = apply_rules(db, clock, program, document(PASTRY))
+    body = purchase_body(
+        program,
+        ("payment_card", luhn_card()),
+        clock=clock,
+        lines=[line("CROISSANT", 130, 2, category="viennoiserie")],
+    )
+    result, _ = send_purchase(db, clock, program, body)
+    assert (result.status, result.points) == ("unclaimed", 12)
+
+
+def test_ten_euros_for_every_hundred_spent_grants_a_coupon_per_step_crossed(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    voucher = {"kind": "amount_off", "cost_points": 1000, "amount": 1000, "title": {"fr": "Bon de 10 €", "en": "€10"}}
+    with db.write() as conn:
+        reward = rewards.create_reward(
+            conn=conn, clock=clock, program=program, data=RewardIn.model_validate(voucher), actor="test"
+        )
+    step = {
+        "id": "ten-for-hundred",
+        "name": {"en": "€10 for every €100"},
+        "event": "purchase",
+        "effect": {"type": "spend_step", "step": 10000, "reward_id": reward.id},
+    }
+    program = apply_rules(db, clock, program, document(step))
+    member = enrol(db, clock, program)
+    granted = []
+    for amount in (6000, 5000, 25000):
+        result = purchase(db, clock, program, member, amount=amount)
+        granted.append([a.points for a in result.awards if a.kind == "coupon"])
+    assert granted == [[0], [1], [2]]  # 60 €, 110 €, 360 €: the counter crossed 100, then 200 and 300
+    with db.read() as conn:
+        given = conn.execute(
+            select(coupons.c.source_ref).where(coupons.c.program_id == program.id, coupons.c.member_id == member.id)
+        ).all()
+    assert len(given) == 3
+
+
+def test_a_spend_step_naming_an_unknown_reward_is_refused(db: Database, clock: FrozenClock, program: Program) -> None:
+    step = {
+        "id": "s",
+        "name": {"en": "S"},
+        "event": "purchase",
+        "effect": {"type": "spend_step", "step": 100, "reward_id": "rwd_nope"},
+    }
+    with pytest.raises(InvalidInput) as refused:
+        apply_rules(db, clock, program, document(step))
+    assert (refused.value.code, refused.value.field) == ("unknown_reward", "rules[1].effect.reward_id")
