@@ -50,6 +50,21 @@ POLICY: dict[Route, str] = {
     ("POST", "/v1/preview"): "read",
     ("GET", "/v1/how-to-earn"): "read",
     ("POST", "/v1/members/{member_id}/actions"): "pos",
+    ("PUT", "/v1/tiers"): "admin",
+    ("GET", "/v1/tiers"): "read",
+    ("GET", "/v1/members/{member_id}/tier"): "read",
+    ("POST", "/v1/members/{member_id}/tier"): "admin",
+    ("POST", "/v1/plans"): "admin",
+    ("GET", "/v1/plans"): "read",
+    ("POST", "/v1/memberships/payments"): "pos",
+    ("POST", "/v1/members/{member_id}/memberships"): "pos",
+    ("GET", "/v1/members/{member_id}/memberships"): "read",
+    ("POST", "/v1/members/{member_id}/memberships/{membership_id}/cancel"): "pos",
+    ("POST", "/v1/invitations"): "admin",
+    ("POST", "/v1/segments"): "admin",
+    ("GET", "/v1/segments"): "read",
+    ("POST", "/v1/segments/{code}/refresh"): "admin",
+    ("GET", "/v1/members/{member_id}/segments"): "read",
     ("POST", "/v1/rewards"): "admin",
     ("GET", "/v1/rewards"): "read",
     ("GET", "/v1/rewards/{reward_id}"): "read",
@@ -106,6 +121,7 @@ class World:
     coupon_to_use: str
     coupon_to_cancel: str
     payment_id: str
+    membership_id: str
 
     @property
     def member_id(self) -> str:
@@ -156,6 +172,19 @@ def make_world(program: Any, db: Database) -> World:
         json={"kind": "points", "order_id": unique("paid"), "order_total": 1000, "points": 10},
     )
     assert paid.status_code == 201, paid.text
+    assert program.call("PUT", "/v1/tiers", json=WORLD_TIERS).status_code == 200
+    for plan in (WORLD_PLAN, WORLD_PLAN | {"code": "club-trial", "trial_days": 30}):
+        made = program.call("POST", "/v1/plans", json=plan)
+        assert made.status_code == 201, made.text
+    joined = program.call(
+        "POST",
+        "/v1/memberships/payments",
+        json={"payment_id": unique("fee"), "member_id": member["id"], "plan": "club", "amount": 499,
+              "paid_at": "2026-03-01T00:00:00Z"},
+    )  # fmt: skip
+    assert joined.status_code == 200, joined.text
+    made = program.call("POST", "/v1/segments", json=WORLD_SEGMENT)
+    assert made.status_code == 201, made.text
     return World(
         program=program,
         db=db,
@@ -169,7 +198,22 @@ def make_world(program: Any, db: Database) -> World:
         coupon_to_use=codes[0],
         coupon_to_cancel=codes[1],
         payment_id=paid.json()["id"],
+        membership_id=joined.json()["id"],
     )
+
+
+WORLD_TIERS = {
+    "metric": "spend",
+    "window": "calendar_year",
+    "downgrade": "grace",
+    "grace_months": 3,
+    "tiers": [
+        {"code": "silver", "name": {"fr": "Argent", "en": "Silver"}, "threshold": 100_00},
+        {"code": "gold", "name": {"fr": "Or", "en": "Gold"}, "threshold": 500_00, "multiplier_percent": 150},
+    ],
+}
+WORLD_PLAN = {"code": "club", "name": {"fr": "Club", "en": "Club"}, "price": 499, "period": "monthly"}
+WORLD_SEGMENT = {"code": "top", "name": {"fr": "Meilleurs clients", "en": "Best customers"}, "kind": "top_revenue"}
 
 
 BODIES: dict[Route, Callable[[World], dict[str, Any]]] = {
@@ -194,6 +238,23 @@ BODIES: dict[Route, Callable[[World], dict[str, Any]]] = {
     ("POST", "/v1/program/rules"): lambda w: WORLD_RULES,
     ("POST", "/v1/preview"): lambda w: {"lines": [{"sku": "SKU-1", "quantity": 1, "unit_price": 1000}]},
     ("POST", "/v1/members/{member_id}/actions"): lambda w: {"action": "newsletter", "reference": unique("nl")},
+    ("PUT", "/v1/tiers"): lambda w: WORLD_TIERS,
+    ("POST", "/v1/members/{member_id}/tier"): lambda w: {
+        "tier": "gold",
+        "reason": "Store manager's gesture",
+        "until": "2099-01-01T00:00:00Z",
+    },
+    ("POST", "/v1/plans"): lambda w: WORLD_PLAN | {"code": unique("plan").replace("-", "")[:30].lower()},
+    ("POST", "/v1/memberships/payments"): lambda w: {
+        "payment_id": unique("pay"),
+        "member_id": w.member_id,
+        "plan": "club",
+        "amount": 499,
+        "paid_at": "2026-03-01T00:00:00Z",
+    },
+    ("POST", "/v1/members/{member_id}/memberships"): lambda w: {"plan": "club-trial"},
+    ("POST", "/v1/invitations"): lambda w: {"count": 2},
+    ("POST", "/v1/segments"): lambda w: WORLD_SEGMENT | {"code": unique("seg").replace("-", "")[:30].lower()},
     ("POST", "/v1/rewards"): lambda w: reward_body(),
     ("PATCH", "/v1/rewards/{reward_id}"): lambda w: {"cost_points": 12},
     ("POST", "/v1/members/{member_id}/redemptions"): lambda w: {"reward_id": w.reward_id},
@@ -218,8 +279,13 @@ def request_for(route: Route, world: World) -> tuple[str, str, dict[str, Any]]:
         transaction_id=world.adjustment_transaction_id,
         key_id=world.spare_key_id,
         reward_id=world.reward_id,
-        code=world.coupon_to_cancel if template.endswith("/cancel") else world.coupon_to_use,
+        code="top"
+        if "/segments/" in template
+        else world.coupon_to_cancel
+        if template.endswith("/cancel")
+        else world.coupon_to_use,
         payment_id=world.payment_id,
+        membership_id=world.membership_id,
     )
     kwargs: dict[str, Any] = {}
     if route in BODIES:

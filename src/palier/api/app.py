@@ -7,7 +7,7 @@ from fastapi.responses import RedirectResponse
 
 from palier import __version__
 from palier.api import openapi, problems
-from palier.api.routes import events, members, programs, rewards, rules
+from palier.api.routes import events, members, programs, rewards, rules, status
 from palier.clock import Clock, SystemClock
 from palier.config import Settings, load_settings
 from palier.db import Database, make_database
@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
     app.state.clock = clock or SystemClock()
     problems.install(app)
     openapi.install(app)
-    for module in (programs, members, events, rewards, rules):
+    for module in (programs, members, events, rewards, rules, status):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)
