@@ -1,0 +1,108 @@
+"""Many rows at once: key lookups and multi-row inserts, a handful of statements per batch.
+
+For batch work (the bulk import): :func:`lookup` finds the rows of thousands of keys in one query per
+chunk, :func:`insert_many` writes thousands of rows in one statement — ``COPY … FROM STDIN`` on
+PostgreSQL, one prepared ``executemany`` on SQLite — both in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any, cast
+
+import psycopg
+from sqlalchemy import ARRAY, ColumnElement, Connection, String, Table, bindparam, func, insert, select, true
+
+# Keys per query: one array parameter on PostgreSQL; on SQLite an IN (…) list, well under its parameter limit.
+_CHUNK = {"postgresql": 10_000, "sqlite": 500}
+
+
+def _chunks(values: Iterable[str], size: int) -> Iterator[list[str]]:
+    ordered = sorted(set(values))
+    for start in range(0, len(ordered), size):
+        yield ordered[start : start + size]
+
+
+def lookup(
+    conn: Connection, key: ColumnElement[Any], value: ColumnElement[Any], keys: Iterable[str], *where: Any
+) -> dict[Any, Any]:
+    """``{key: value}`` for the rows (matching ``where``) whose ``key`` is among ``keys``.
+
+    On PostgreSQL each key is looked up through a LATERAL subquery: one unique-index probe per key
+    whatever the planner believes. A plain ``IN`` list is planned from statistics, which a bulk load
+    leaves stale, and then filters every row of the program instead (10x slower on 20,000 orders).
+    """
+    found: dict[Any, Any] = {}
+    for chunk in _chunks(keys, _CHUNK.get(conn.dialect.name, 500)):
+        if conn.dialect.name == "postgresql":
+            wanted = (
+                func.unnest(bindparam("keys", chunk, type_=ARRAY(String))).table_valued("k").render_derived("wanted")
+            )
+            probe = select(value.label("v")).where(*where, key == wanted.c.k).limit(1).lateral()
+            query = select(wanted.c.k, probe.c.v).select_from(wanted).join(probe, true())
+        else:
+            query = select(key, value).where(*where, key.in_(chunk))
+        found.update((k, v) for k, v in conn.execute(query))
+    return found
+
+
+@dataclass(frozen=True)
+class _Insert:
+    sql: str
+    columns: list[str]  # in the statement's parameter order
+    processors: list[tuple[int, Callable[[Any], Any]]]  # (position, bind processor) where there is one
+
+
+_compiled: dict[tuple[str, str, tuple[str, ...]], _Insert] = {}
+
+
+def _plan(conn: Connection, table: Table, keys: tuple[str, ...]) -> _Insert:
+    dialect = conn.dialect
+    plan = _compiled.get((dialect.name, table.name, keys))
+    if plan is None:
+        statement = insert(table).compile(dialect=dialect, column_keys=list(keys))
+        columns = list(statement.positiontup or []) if statement.positional else list(keys)
+        processors: list[tuple[int, Callable[[Any], Any]]] = []
+        for i, name in enumerate(columns):
+            process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                processors.append((i, process))
+        plan = _compiled[(dialect.name, table.name, keys)] = _Insert(statement.string, columns, processors)
+    return plan
+
+
+def insert_many(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows`` (dicts with the same keys) in one statement.
+
+    The values go through the columns' own bind processors (JSON, timestamps), so they are stored
+    exactly as ``conn.execute(insert(table), rows)`` would store them, minus its per-row bookkeeping,
+    which dominates the cost of a large batch.
+    """
+    if not rows:
+        return
+    plan = _plan(conn, table, tuple(rows[0]))
+    pick = itemgetter(*plan.columns)
+    values = []
+    for row in rows:
+        value = list(pick(row))
+        for i, convert in plan.processors:
+            value[i] = convert(value[i])
+        values.append(value)
+    if conn.dialect.name == "postgresql":
+        _copy(conn, table, plan.columns, values)
+    elif conn.dialect.positional:
+        conn.exec_driver_sql(plan.sql, [tuple(v) for v in values])
+    else:
+        conn.exec_driver_sql(plan.sql, [dict(zip(plan.columns, v, strict=True)) for v in values])
+
+
+def _copy(conn: Connection, table: Table, columns: list[str], values: list[list[Any]]) -> None:
+    """PostgreSQL: ``COPY … FROM STDIN`` in the caller's transaction, several times faster than INSERTs."""
+    quote = conn.dialect.identifier_preparer.quote
+    names = ", ".join(quote(c) for c in columns)
+    raw = cast(psycopg.Connection[Any], conn.connection.dbapi_connection)
+    with raw.cursor() as cursor, cursor.copy(f"COPY {quote(table.name)} ({names}) FROM STDIN") as copy:
+        for value in values:
+            copy.write_row(value)
