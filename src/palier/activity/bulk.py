@@ -129,8 +129,8 @@ def import_purchases(
 @contextmanager
 def _without_cycle_collection() -> Iterator[None]:
     """A batch allocates some 50 objects a purchase, none in a reference cycle (reference counting
-    frees them all); left on, the cycle collector would run every few purchases and, now and then,
-    walk every object alive in the process (10 % of a batch's time when the caller holds its file)."""
+    frees them all); left on, the cycle collector runs every few purchases and, now and then, walks
+    every object alive in the process: 10 % of the time when the caller holds a large file in memory."""
     enabled = gc.isenabled()
     gc.disable()
     try:
