@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 import time
 
 import pytest
 
-from palier.ids import CROCKFORD, PREFIXES, new_id
+from palier.ids import CROCKFORD, PREFIXES, _encode_random, new_id
 
 
 @pytest.mark.parametrize(("kind", "prefix"), sorted(PREFIXES.items()))
@@ -41,3 +42,11 @@ def test_an_id_starts_with_the_time_it_was_made() -> None:
 def test_unknown_kinds_are_refused() -> None:
     with pytest.raises(KeyError):
         new_id("voucher")
+
+
+@pytest.mark.parametrize("rand", [0, 1, 2**79, 2**80 - 1, 0x0123456789ABCDEF0123, 987654321987654321])
+def test_the_random_part_is_base32_of_its_10_bytes_in_crockford_digits(rand: int) -> None:
+    expected = base64.b32encode(rand.to_bytes(10, "big")).translate(
+        bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", CROCKFORD.encode())
+    )
+    assert _encode_random(rand) == expected.decode()

@@ -6,7 +6,6 @@ so ids sort by creation time, which is what cursor pagination relies on.
 
 from __future__ import annotations
 
-import base64
 import functools
 import secrets
 import threading
@@ -41,7 +40,8 @@ _lock = threading.Lock()
 _last = (0, 0)
 
 
-_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", CROCKFORD.encode())
+# Every pair of Crockford digits, by the 10 bits it stands for: 80 random bits are 8 lookups.
+_PAIRS = [high + low for high in CROCKFORD for low in CROCKFORD]
 
 
 def _encode(value: int, length: int) -> str:
@@ -53,8 +53,8 @@ def _encode(value: int, length: int) -> str:
 
 
 def _encode_random(rand: int) -> str:
-    """80 bits as 16 Crockford characters: base32 of 10 bytes is exactly 16 characters, no padding."""
-    return base64.b32encode(rand.to_bytes(10, "big")).translate(_TO_CROCKFORD).decode()
+    """80 bits as 16 Crockford characters, most significant first (a bulk import makes 3 ids a purchase)."""
+    return "".join([_PAIRS[(rand >> shift) & 1023] for shift in (70, 60, 50, 40, 30, 20, 10, 0)])
 
 
 @functools.lru_cache(maxsize=4)

@@ -17,7 +17,15 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from palier.activity.facts import checked_occurred_at, event_row, redacted
 from palier.activity.models import AdjustmentIn, EventResult, MemberRef, PurchaseIn, ReturnIn
+from palier.activity.purchase_rows import (
+    check_currency,
+    note_earned,
+    purchase_booking,
+    purchase_result,
+    purchase_row,
+)
 from palier.activity.returns import ReturnPlan, plan_return
 from palier.activity.tables import events, purchases
 from palier.clock import Clock, utc
@@ -32,7 +40,6 @@ from palier.rewards import payments
 from palier.rules import service as rules
 from palier.tiers import service as tiers
 
-FUTURE_TOLERANCE = timedelta(minutes=5)
 _WHERE = {
     "web": "online",
     "phone": "by phone",
@@ -107,13 +114,8 @@ def record_purchase(
     ) is not None:
         return found, True
     now = clock.now()
-    occurred_at = _occurred_at(purchase.occurred_at, now)
-    if purchase.currency != program.currency:
-        raise InvalidInput(
-            "currency_mismatch",
-            f"This program counts in {program.currency}, not {purchase.currency}.",
-            field="currency",
-        )
+    occurred_at = checked_occurred_at(purchase.occurred_at, now)
+    check_currency(purchase, program)
     member_id, claim = _resolve_and_lock(conn, program, purchase.member, card_key)
     paid_otherwise = payments.paid_otherwise(conn, program_id=program.id, order_id=purchase.order_id)
     event_id = new_id("event")
@@ -130,28 +132,20 @@ def record_purchase(
     )
     label = purchase_label(purchase)
     matures_at = occurred_at + timedelta(days=program.return_window_days)
-    result = EventResult(
-        event_id=event_id,
-        type="purchase",
-        external_id=purchase.order_id,
-        status="processed" if member_id else "unclaimed",
-        member_id=member_id,
-        points=earning.points,
-        reason=label,
-        awards=rules.award_lines(earning.awards),
+    result = purchase_result(
+        event_id=event_id, purchase=purchase, member_id=member_id, points=earning.points, label=label
     )
+    result.awards = rules.award_lines(earning.awards)
     lot_id = None
     if member_id is not None:
-        booking = ledger.Booking(
+        booking = purchase_booking(
             program_id=program.id,
             member_id=member_id,
-            kind="earn",
-            reason=label,
-            reason_code="purchase",
+            purchase=purchase,
+            label=label,
             now=now,
-            effective_at=occurred_at,
+            occurred_at=occurred_at,
             event_id=event_id,
-            details={"order_id": purchase.order_id},
         )
         earned = ledger.earn(
             conn,
@@ -163,10 +157,13 @@ def record_purchase(
             expires_at=members.expiry_for(program, occurred_at),
         )
         lot_id = earned.lot_id
-        result.transaction_id, result.pending = earned.transaction_id, earned.pending
-        result.matures_at = matures_at if earned.pending else None
-        if earned.repaid_debt:
-            result.details["debt_repaid"] = earned.repaid_debt
+        note_earned(
+            result,
+            transaction_id=earned.transaction_id,
+            pending=earned.pending,
+            matures_at=matures_at,
+            repaid=earned.repaid_debt,
+        )
     _insert_event(
         conn,
         program,
@@ -183,30 +180,16 @@ def record_purchase(
         purchase,
         result,
     )
-    conn.execute(
-        _insert_purchase,
-        dict(
-            event_id=event_id,
-            program_id=program.id,
-            member_id=member_id,
-            order_id=purchase.order_id,
-            label=label,
-            total=earning.total,
-            eligible=earning.eligible,
-            points=earning.points,
-            lot_id=lot_id,
-            lines=[
-                {
-                    "sku": line.sku,
-                    "quantity": line.quantity,
-                    "amount": line.amount,
-                    "points": pts,
-                    "returned": 0,
-                }
-                for line, pts in zip(purchase.lines, earning.line_points, strict=True)
-            ],
-        ),
+    row = purchase_row(
+        event_id=event_id,
+        program_id=program.id,
+        member_id=member_id,
+        purchase=purchase,
+        earning=earning,
+        label=label,
+        lot_id=lot_id,
     )
+    conn.execute(_insert_purchase, row)
     if member_id is not None:  # the event that crosses a tier threshold upgrades at once
         tiers.on_activity(conn=conn, clock=clock, program=program, member_id=member_id)
     return result, False
@@ -222,7 +205,7 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
     ) is not None:
         return found, True
     now = clock.now()
-    occurred_at = _occurred_at(ret.occurred_at, now)
+    occurred_at = checked_occurred_at(ret.occurred_at, now)
     order = (
         conn.execute(
             select(purchases, events.c.occurred_at)
@@ -461,13 +444,6 @@ def reassign_member(*, conn: Connection, source_id: str, target_id: str) -> None
 # --- helpers ---
 
 
-def _occurred_at(value: datetime, now: datetime) -> datetime:
-    value = utc(value)
-    if value > now + FUTURE_TOLERANCE:
-        raise InvalidInput("occurred_in_future", "This event is dated in the future.", field="occurred_at")
-    return value
-
-
 def _resolve_and_lock(
     conn: Connection, program: Program, ref: MemberRef, card_key: bytes
 ) -> tuple[str | None, tuple[str, str] | None]:
@@ -538,36 +514,22 @@ def _insert_event(
     body: BaseModel,
     result: EventResult,
 ) -> None:
-    conn.execute(
-        _insert_event_row,
-        dict(
-            id=event_id,
-            program_id=program.id,
-            type=type_,
-            external_id=external_id,
-            member_id=member_id,
-            status="processed" if claim is None else "unclaimed",
-            claim_kind=claim[0] if claim else None,
-            claim_value=claim[1] if claim else None,
-            channel=channel,
-            store_id=store_id,
-            occurred_at=occurred_at,
-            received_at=now,
-            payload_hash=body_hash,
-            body=_redacted(body),
-            result=result.model_dump(mode="json"),
-        ),
+    row = event_row(
+        event_id=event_id,
+        program_id=program.id,
+        type_=type_,
+        external_id=external_id,
+        member_id=member_id,
+        claim=claim,
+        channel=channel,
+        store_id=store_id,
+        occurred_at=occurred_at,
+        now=now,
+        body_hash=body_hash,
+        body=redacted(body),
+        result=result,
     )
-
-
-def _redacted(body: BaseModel) -> dict[str, Any]:
-    """The stored copy of a request: a payment card number is replaced by its last four digits."""
-    data: dict[str, Any] = body.model_dump(mode="json")
-    member = data.get("member")
-    if isinstance(member, dict) and member.get("kind") == "payment_card" and member.get("value"):
-        digits = "".join(ch for ch in member["value"] if ch.isdigit())
-        member["value"] = f"•••• {digits[-4:]}"
-    return data
+    conn.execute(_insert_event_row, row)
 
 
 def reverse_transaction(

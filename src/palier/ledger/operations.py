@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, bindparam, func, insert, select
 
 from palier.clock import utc
 from palier.ledger.accounts import MEMBER_KINDS, POINTS, member_account, program_account
-from palier.ledger.lots import Taken, add_lot, choose_lots, record_allocations, set_state
+from palier.ledger.earning_rows import earn_rows, is_pending
+from palier.ledger.lots import Taken, choose_lots, record_allocations, set_state, write_allocations
 from palier.ledger.post import Entry, Posting, write
-from palier.ledger.tables import accounts
+from palier.ledger.tables import accounts, lots
 
 
 @dataclass(frozen=True)
@@ -93,60 +94,23 @@ def earn(
     """
     if amount <= 0:
         return Earned(None, None, pending=False)
-    b = booking
-    pending = matures_at is not None and matures_at > b.now
-    repay = 0 if pending else min(amount, -balances_of(conn, b.member_id, "debt"))
-    entry = b.entry(
-        [program_posting(b.program_id, "issued", -amount, member_id=b.member_id)],
-        extra={"debt_repaid": repay} if repay else None,
+    owed = 0 if is_pending(matures_at, booking.now) else -balances_of(conn, booking.member_id, "debt")
+    rows = earn_rows(
+        booking, amount=amount, owed=owed, source=source, label=label, matures_at=matures_at, expires_at=expires_at
     )
-    if pending:
-        entry.postings.append(member_posting(b.member_id, "pending", amount))
-    else:
-        entry.postings += [
-            member_posting(b.member_id, "debt", repay),
-            member_posting(b.member_id, "available", amount - repay),
-        ]
-    write(conn, [entry])
-    lot_id = add_lot_for(
-        conn,
-        b,
-        entry.id,
-        amount=amount,
-        source=source,
-        label=label,
-        state="pending" if pending else "active",
-        matures_at=matures_at,
-        expires_at=expires_at,
-    )
-    if repay:
-        record_allocations(
-            conn,
-            program_id=b.program_id,
-            member_id=b.member_id,
-            transaction_id=entry.id,
-            purpose="repay_debt",
-            parts=[(lot_id, repay)],
-        )
-    return Earned(entry.id, lot_id, pending=pending, repaid_debt=repay)
+    write(conn, [rows.entry])
+    conn.execute(_insert_lot, rows.lot)
+    if rows.repayment:
+        write_allocations(conn, [rows.repayment])
+    return Earned(rows.entry.id, rows.lot_id, pending=rows.pending, repaid_debt=rows.repaid)
+
+
+_insert_lot = insert(lots)
 
 
 def balances_of(conn: Connection, member_id: str, kind: str) -> int:
     value = conn.execute(select(accounts.c.balance).where(accounts.c.id == member_account(member_id, kind))).scalar()
     return int(value or 0)
-
-
-def add_lot_for(conn: Connection, b: Booking, transaction_id: str, **lot: Any) -> str:
-    """A new lot made by ``transaction_id`` (written before it: lots refer to their transaction)."""
-    return add_lot(
-        conn,
-        program_id=b.program_id,
-        member_id=b.member_id,
-        transaction_id=transaction_id,
-        event_id=b.event_id,
-        earned_at=b.effective_at,
-        **lot,
-    )
 
 
 @dataclass

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, bindparam, insert, update
 
 from palier.ids import new_id
 from palier.ledger.accounts import POINTS
+from palier.ledger.entry_rows import balance_deltas, posting_rows, transaction_row
 from palier.ledger.tables import accounts, ledger_transactions, postings
 
 
@@ -70,44 +71,9 @@ def write(conn: Connection, entries: Sequence[Entry]) -> None:
         return
     for e in entries:
         check_balanced(e.postings)
-    conn.execute(
-        _insert_transactions,
-        [
-            {
-                "id": e.id,
-                "program_id": e.program_id,
-                "member_id": e.member_id,
-                "kind": e.kind,
-                "reason": e.reason,
-                "reason_code": e.reason_code,
-                "event_id": e.event_id,
-                "reverses_id": e.reverses_id,
-                "created_at": e.created_at,
-                "effective_at": e.effective_at,
-                "details": e.details,
-            }
-            for e in entries
-        ],
-    )
-    rows = [
-        {
-            "transaction_id": e.id,
-            "program_id": e.program_id,
-            "member_id": p.member_id,
-            "account_id": p.account_id,
-            "asset": p.asset,
-            "amount": p.amount,
-        }
-        for e in entries
-        for p in e.postings
-        if p.amount
-    ]
-    conn.execute(_insert_postings, rows)
-    deltas: dict[str, int] = defaultdict(int)
-    for e in entries:
-        for p in e.postings:
-            deltas[p.account_id] += p.amount
-    apply_deltas(conn, deltas)
+    conn.execute(_insert_transactions, [transaction_row(e) for e in entries])
+    conn.execute(_insert_postings, posting_rows(entries))
+    apply_deltas(conn, balance_deltas(entries))
 
 
 def post(conn: Connection, entry: Entry) -> str:
