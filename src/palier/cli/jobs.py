@@ -59,13 +59,16 @@ def run(
     job: Job = typer.Argument(..., help="mature (pending points whose return window closed), expire, or all."),
     batch_size: int = typer.Option(sweeps.BATCH, min=1, help="Lots per database transaction."),
     program: str | None = typer.Option(None, "--program", help="Only this program's lots (default: all)."),
+    workers: int = typer.Option(
+        1, min=1, help="Batches at once, each in its own connection (PostgreSQL: a core each)."
+    ),
 ) -> None:
     """Run a job once, now, with a progress bar; several may run at once (they never share a lot)."""
     clock = SystemClock()
     results: dict[str, tuple[sweeps.SweepResult, float]] = {}
     with open_database() as db:
         for name in _names(job):
-            results[name] = _run_with_progress(db, clock, name, batch_size, program)
+            results[name] = _run_with_progress(db, clock, name, batch_size, program, workers)
     table = Table(title="Jobs", title_justify="left")
     for column in ("job", "lots", "points", "batches", "seconds"):
         table.add_column(column, justify="left" if column == "job" else "right")
@@ -75,19 +78,19 @@ def run(
 
 
 def _run_with_progress(
-    db: Database, clock: Clock, name: str, batch_size: int, program_id: str | None
+    db: Database, clock: Clock, name: str, batch_size: int, program_id: str | None, workers: int
 ) -> tuple[sweeps.SweepResult, float]:
     sweep = SWEEPS[name][0]
     started = time.perf_counter()
     due = _due(db, name, clock.now(), program_id)
     if not due:  # nothing to show a bar for (the job still runs: lots may have come due since)
-        result = sweep(db, clock, batch_size=batch_size, program_id=program_id)
+        result = sweep(db, clock, batch_size=batch_size, program_id=program_id, workers=workers)
         return result, time.perf_counter() - started
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         task = progress.add_task(name, total=due)
         advance: Callable[[int], None] = lambda n: progress.advance(task, n)  # noqa: E731
-        result = sweep(db, clock, batch_size=batch_size, program_id=program_id, progress=advance)
+        result = sweep(db, clock, batch_size=batch_size, program_id=program_id, progress=advance, workers=workers)
     return result, time.perf_counter() - started
 
 

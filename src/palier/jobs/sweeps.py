@@ -3,12 +3,16 @@
 Each batch is one database transaction of a handful of statements over up to ``batch_size`` due lots
 (``ledger.sweep_sql``, which also explains the lock order). A batch claims its lots with ``FOR UPDATE
 SKIP LOCKED`` on PostgreSQL and skips members busy with a command, so two workers never share a lot
-and a job never waits on a member's purchase; what was skipped is picked up by the next run.
+and a job never waits on a member's purchase; what was skipped is picked up by the next run. The same
+holds for ``workers`` threads of one sweep, each with its own connection: on PostgreSQL they use as
+many server processes (cores); on SQLite they simply take turns.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from palier.clock import Clock
@@ -35,11 +39,12 @@ def mature(
     batch_size: int = BATCH,
     program_id: str | None = None,
     progress: Progress | None = None,
+    workers: int = 1,
 ) -> SweepResult:
     """Pending points whose return window has closed become available (repaying any debt first).
 
     All programs, or only ``program_id``."""
-    return _sweep(db, clock, "mature", batch_size, program_id, progress)
+    return _sweep(db, clock, "mature", batch_size, program_id, progress, workers)
 
 
 def expire(
@@ -49,24 +54,48 @@ def expire(
     batch_size: int = BATCH,
     program_id: str | None = None,
     progress: Progress | None = None,
+    workers: int = 1,
 ) -> SweepResult:
     """Active lots past their expiry date give up what remains of them (all programs, or ``program_id``)."""
-    return _sweep(db, clock, "expire", batch_size, program_id, progress)
+    return _sweep(db, clock, "expire", batch_size, program_id, progress, workers)
 
 
 def _sweep(
-    db: Database, clock: Clock, sweep: Sweep, size: int, program_id: str | None, progress: Progress | None
+    db: Database,
+    clock: Clock,
+    sweep: Sweep,
+    size: int,
+    program_id: str | None,
+    progress: Progress | None,
+    workers: int,
 ) -> SweepResult:
     result = SweepResult()
     now = clock.now()
-    while True:
-        with db.write() as conn:
-            batch = sweep_batch(conn, sweep, now=now, size=size, program_id=program_id)
-        result.lots += batch.swept
-        result.points += batch.points
-        result.batches += 1
-        if progress and batch.swept:
-            progress(batch.swept)
-        # Done when nothing more is due, or when every lot left is held by a busy member or another worker.
-        if batch.claimed < size or batch.swept == 0:
-            return result
+    tally = threading.Lock()
+    stop = threading.Event()  # one worker failed (or progress raised to stop): the others stop too
+
+    def work() -> None:
+        try:
+            while not stop.is_set():
+                with db.write() as conn:
+                    batch = sweep_batch(conn, sweep, now=now, size=size, program_id=program_id)
+                with tally:
+                    result.lots += batch.swept
+                    result.points += batch.points
+                    result.batches += 1
+                    if progress and batch.swept:
+                        progress(batch.swept)
+                # Done when nothing more is due, or every lot left is held by a busy member or another worker.
+                if batch.claimed < size or batch.swept == 0:
+                    return
+        except BaseException:
+            stop.set()
+            raise
+
+    if workers <= 1:
+        work()
+        return result
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"palier-{sweep}") as pool:
+        for done in [pool.submit(work) for _ in range(workers)]:
+            done.result()
+    return result

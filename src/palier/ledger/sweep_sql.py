@@ -5,7 +5,7 @@ the id of the ledger transaction it will get); every later statement reads it:
 
   1. claim     due lots into the batch, soonest due first (PostgreSQL: ``FOR UPDATE SKIP LOCKED``)
   2. members   lock their ``available`` rows (``SKIP LOCKED``); drop the lots of members busy elsewhere
-  3. mature: what each lot repays of its member's debt / expire: the program slot each member's go to
+  3. mature: what each lot repays of its member's debt / expire: each member's slot of ``expired``
   4. INSERT … SELECT ledger_transactions  (one per lot: the member's history line names the lot)
   5. INSERT … SELECT postings             (member legs, and program slot legs for expiry)
   6. INSERT … SELECT allocations          (debt repaid, or points expired)
@@ -21,6 +21,7 @@ order by both sides, so there is no deadlock. On SQLite the batch holds the writ
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -65,16 +66,17 @@ def sweep_batch(
     swept, points = conn.execute(text(_COUNT)).one()
     if not swept:
         return BatchResult(claimed, 0, 0)
+    sinks: dict[str, str] = {}
+    slot_deltas: dict[str, int] = {}
     if sweep == "mature":
         conn.execute(text(_REPAY_DEBT.format(greatest=sql.greatest, least=sql.least)))
     else:
-        _choose_slots(conn, sql)
+        sinks, slot_deltas = _expired_slots(conn)
     spec = _SPECS[sweep]
     for write in _writes(spec, sql):
-        conn.execute(write, {"now": now})
-    conn.execute(text(_MOVE_MEMBER_BALANCES.format(legs=spec.legs)))
-    slot_deltas = conn.execute(text(_PROGRAM_DELTAS.format(legs=spec.legs))).all()
-    apply_deltas(conn, {account_id: int(delta) for account_id, delta in slot_deltas})
+        conn.execute(write, {"now": now, "sinks": json.dumps(sinks)})
+    conn.execute(text(_MOVE_MEMBER_BALANCES.format(member_legs=spec.member_legs)))
+    apply_deltas(conn, slot_deltas)
     return BatchResult(claimed, int(swept), int(points or 0))
 
 
@@ -85,17 +87,17 @@ class _Dialect:
         self.pg = conn.dialect.name == "postgresql"
         self.greatest, self.least = ("GREATEST", "LEAST") if self.pg else ("max", "min")
         self.json_object = "jsonb_build_object" if self.pg else "json_object"
+        # The pairs (key, value) of a JSON object sent as parameter :sinks.
+        self.sinks = "jsonb_each_text(CAST(:sinks AS jsonb))" if self.pg else "json_each(:sinks)"
 
     def temp_tables(self) -> list[str]:
-        # PostgreSQL empties them at commit (and rollback); SQLite keeps rows, so they are emptied first.
-        keep = " ON COMMIT DELETE ROWS" if self.pg else ""
-        created = [
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS palier_sweep_batch ({_BATCH_COLUMNS}){keep}",
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS palier_sweep_slots ({_SLOT_COLUMNS}){keep}",
-        ]
+        # PostgreSQL empties it at commit (and rollback); SQLite keeps rows, so it is emptied first.
         if self.pg:
-            return created
-        return [*created, "DELETE FROM palier_sweep_batch", "DELETE FROM palier_sweep_slots"]
+            return [f"CREATE TEMPORARY TABLE IF NOT EXISTS palier_sweep_batch ({_BATCH_COLUMNS}) ON COMMIT DELETE ROWS"]
+        return [
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS palier_sweep_batch ({_BATCH_COLUMNS})",
+            "DELETE FROM palier_sweep_batch",
+        ]
 
 
 _BATCH_COLUMNS = """
@@ -107,7 +109,6 @@ _BATCH_COLUMNS = """
     remaining BIGINT NOT NULL,
     transaction_id VARCHAR(32) NOT NULL,
     repay BIGINT NOT NULL DEFAULT 0"""
-_SLOT_COLUMNS = "member_id VARCHAR(32) PRIMARY KEY, account_id VARCHAR(80) NOT NULL"
 
 # The due lots of each sweep: (state, date column), both served by an index on (state, date).
 _DUE: Final = {"mature": ("pending", "matures_at"), "expire": ("active", "expires_at")}
@@ -125,7 +126,8 @@ def _claim(sql: _Dialect, sweep: Sweep, program_id: str | None) -> TextClause:
         FROM (SELECT due.*, {seq} AS seq
               FROM (SELECT id, program_id, member_id, label, remaining, {due_at} AS due_at FROM lots
                     WHERE state = '{state}' AND {due_at} <= :now {only_program}
-                    ORDER BY {due_at} LIMIT :size {lock}) AS due) AS numbered"""
+                    ORDER BY {due_at} LIMIT :size {lock}) AS due) AS numbered
+        ORDER BY id"""
     )
 
 
@@ -177,26 +179,22 @@ _REPAY_DEBT = f"""
     WHERE palier_sweep_batch.lot_id = owed.lot_id AND owed.repay > 0"""
 
 
-def _choose_slots(conn: Connection, sql: _Dialect) -> None:
-    """Each member's slot of the program's ``expired`` account (``accounts.program_account``: a crc32,
-    which PostgreSQL lacks, so it is computed here and sent back, one row per member)."""
-    members = conn.execute(text("SELECT DISTINCT program_id, member_id FROM palier_sweep_batch WHERE remaining > 0"))
-    slots = [(m, program_account(p, "expired", for_member=m)) for p, m in members]
-    if not slots:
-        return
-    if sql.pg:
-        conn.execute(
-            text(
-                "INSERT INTO palier_sweep_slots (member_id, account_id) "
-                "SELECT * FROM unnest(CAST(:members AS text[]), CAST(:accounts AS text[]))"
-            ),
-            {"members": [m for m, _ in slots], "accounts": [a for _, a in slots]},
-        )
-    else:
-        conn.execute(
-            text("INSERT INTO palier_sweep_slots (member_id, account_id) VALUES (:member_id, :account_id)"),
-            [{"member_id": m, "account_id": a} for m, a in slots],
-        )
+def _expired_slots(conn: Connection) -> tuple[dict[str, str], dict[str, int]]:
+    """Each member's slot of the program's ``expired`` account, and what each slot takes in this batch.
+
+    A slot is ``accounts.program_account``'s crc32 of the member id, which PostgreSQL lacks, so it is
+    computed here from one row per member and sent back (``:sinks``) to the postings' INSERT."""
+    sinks: dict[str, str] = {}
+    deltas: dict[str, int] = {}
+    for program_id, member_id, points in conn.execute(text(_POINTS_BY_MEMBER)):
+        sinks[member_id] = program_account(program_id, "expired", for_member=member_id)
+        deltas[sinks[member_id]] = deltas.get(sinks[member_id], 0) + int(points)
+    return sinks, deltas
+
+
+_POINTS_BY_MEMBER = """
+    SELECT program_id, member_id, SUM(remaining) FROM palier_sweep_batch WHERE remaining > 0
+    GROUP BY program_id, member_id"""
 
 
 # Postings of each lot's transaction (transaction_id, program_id, member_id, account_id, amount); member_id
@@ -215,10 +213,12 @@ _MATURE_LEGS = f"""
 _EXPIRE_LEGS = f"""
     SELECT transaction_id, program_id, member_id, {_member_account("member_id", "available")} AS account_id,
            -remaining AS amount
-      FROM palier_sweep_batch WHERE remaining > 0
+      FROM palier_sweep_batch WHERE remaining > 0"""
+
+_EXPIRE_PROGRAM_LEGS = """
     UNION ALL
-    SELECT b.transaction_id, b.program_id, NULL, slot.account_id, b.remaining
-      FROM palier_sweep_batch AS b JOIN palier_sweep_slots AS slot ON slot.member_id = b.member_id
+    SELECT b.transaction_id, b.program_id, NULL, sink.value, b.remaining
+      FROM palier_sweep_batch AS b JOIN {sinks} AS sink ON sink.key = b.member_id
      WHERE b.remaining > 0"""
 
 
@@ -230,7 +230,8 @@ class _Spec:
     reason: str  # what the member's history shows, as it always has
     reason_code: str
     details: str
-    legs: str
+    member_legs: str
+    program_legs: str  # UNION ALL … (their balances move in Python: post.apply_deltas)
     allocated: str  # points allocated from the lot (its remaining falls by as much)
     purpose: str  # of those allocations
     state: str  # of the lot afterwards
@@ -243,7 +244,8 @@ _SPECS: Final = {
         reason_code="matured",
         details="CASE WHEN repay > 0 THEN {json_object}('lot_id', lot_id, 'debt_repaid', repay) "
         "ELSE {json_object}('lot_id', lot_id) END",
-        legs=_MATURE_LEGS,
+        member_legs=_MATURE_LEGS,
+        program_legs="",
         allocated="repay",
         purpose="repay_debt",
         state="active",
@@ -253,7 +255,8 @@ _SPECS: Final = {
         reason="CAST(remaining AS TEXT) || ' points from ' || label || ' expired'",
         reason_code="expired",
         details="{json_object}('lot_id', lot_id)",
-        legs=_EXPIRE_LEGS,
+        member_legs=_EXPIRE_LEGS,
+        program_legs=_EXPIRE_PROGRAM_LEGS,
         allocated="remaining",
         purpose="expire",
         state="expired",
@@ -269,7 +272,8 @@ _WRITES = (
     FROM palier_sweep_batch WHERE remaining > 0""",
     f"""
     INSERT INTO postings (transaction_id, program_id, member_id, account_id, asset, amount)
-    SELECT transaction_id, program_id, member_id, account_id, '{POINTS}', amount FROM ({{legs}}) AS legs""",
+    SELECT transaction_id, program_id, member_id, account_id, '{POINTS}', amount
+    FROM ({{member_legs}} {{program_legs}}) AS legs""",
     """
     INSERT INTO allocations (transaction_id, program_id, member_id, lot_id, amount, purpose)
     SELECT transaction_id, program_id, member_id, lot_id, {allocated}, '{purpose}' FROM palier_sweep_batch
@@ -281,7 +285,11 @@ _WRITES = (
 
 
 def _writes(spec: _Spec, sql: _Dialect) -> list[TextClause]:
-    fields = {**asdict(spec), "details": spec.details.format(json_object=sql.json_object)}
+    fields = {
+        **asdict(spec),
+        "details": spec.details.format(json_object=sql.json_object),
+        "program_legs": spec.program_legs.format(sinks=sql.sinks),
+    }
     return [_timed(statement.format(**fields)) for statement in _WRITES]
 
 
@@ -289,9 +297,6 @@ def _writes(spec: _Spec, sql: _Dialect) -> list[TextClause]:
 # locked in step 2 (``available``) or belong to a member locked there (pending, debt).
 _MOVE_MEMBER_BALANCES = """
     UPDATE accounts SET balance = accounts.balance + moved.delta, version = accounts.version + 1
-    FROM (SELECT account_id, SUM(amount) AS delta FROM ({legs}) AS legs
-          WHERE member_id IS NOT NULL GROUP BY account_id HAVING SUM(amount) <> 0) AS moved
+    FROM (SELECT account_id, SUM(amount) AS delta FROM ({member_legs}) AS legs
+          GROUP BY account_id HAVING SUM(amount) <> 0 ORDER BY account_id) AS moved
     WHERE accounts.id = moved.account_id"""
-
-_PROGRAM_DELTAS = """
-    SELECT account_id, SUM(amount) FROM ({legs}) AS legs WHERE member_id IS NULL GROUP BY account_id"""
