@@ -15,9 +15,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
+
 from palier.clock import Clock
 from palier.db import Database
-from palier.ledger.sweep_sql import Sweep, sweep_batch
+from palier.ledger.sweep_sql import BatchResult, Sweep, sweep_batch
 
 BATCH = 20_000
 
@@ -77,8 +80,9 @@ def _sweep(
     def work() -> None:
         try:
             while not stop.is_set():
-                with db.write() as conn:
-                    batch = sweep_batch(conn, sweep, now=now, size=size, program_id=program_id)
+                batch = _batch_with_retries(
+                    db, lambda conn: sweep_batch(conn, sweep, now=now, size=size, program_id=program_id)
+                )
                 with tally:
                     result.lots += batch.swept
                     result.points += batch.points
@@ -99,3 +103,24 @@ def _sweep(
         for done in [pool.submit(work) for _ in range(workers)]:
             done.result()
     return result
+
+
+RETRIES = 5
+
+
+def _batch_with_retries(db: Database, batch: Callable[[Connection], BatchResult]) -> BatchResult:
+    """One batch in its own transaction; run again if PostgreSQL chose it as a deadlock's victim.
+
+    A batch waits on nothing but program slots, taken last and in id order. A command that updates
+    a slot before locking a lot (``ledger.operations.reverse`` gives points back to lots after
+    writing its postings) can still close a cycle with a batch holding that lot: one of the two is
+    rolled back, and running the batch again is safe (it commits all or nothing).
+    """
+    for attempt in range(RETRIES):
+        try:
+            with db.write() as conn:
+                return batch(conn)
+        except DBAPIError as error:
+            if attempt == RETRIES - 1 or getattr(error.orig, "sqlstate", None) not in ("40P01", "40001"):
+                raise
+    raise AssertionError("unreachable")

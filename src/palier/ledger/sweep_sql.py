@@ -15,8 +15,9 @@ the id of the ledger transaction it will get); every later statement reads it:
 
 Lock order: lots, then members, then program slots. Member commands lock member, then lots, then
 slots; the batch never waits on a lot or a member (it skips them), and slots are taken last in id
-order by both sides, so there is no deadlock. On SQLite the batch holds the write lock
-(``BEGIN IMMEDIATE``) and steps 1–2 only claim.
+order by both sides, so there is no deadlock (but see ``jobs.sweeps._batch_with_retries`` for the one
+command that takes a slot before a lot). On SQLite the batch holds the write lock (``BEGIN IMMEDIATE``)
+and steps 1–2 only claim.
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ def _claim(sql: _Dialect, sweep: Sweep, program_id: str | None) -> TextClause:
     only_program = "AND program_id = :program_id" if program_id is not None else ""
     lock = "FOR UPDATE SKIP LOCKED" if sql.pg else ""
     seq = "row_number() OVER (ORDER BY due_at, id)"
+    # Stored in lot id order: ids sort by time, like the lots' rows on disk, so the UPDATE of lots (and
+    # of accounts, sorted likewise) walks the table and its index in order instead of jumping about.
     return _timed(
         f"""
         INSERT INTO palier_sweep_batch (seq, lot_id, program_id, member_id, label, remaining, transaction_id)
