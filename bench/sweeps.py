@@ -10,7 +10,8 @@ default) is stopped between two committed batches and its time for every due lot
 rate measured so far (the note says so), which keeps a slow run within minutes. For reference, the ledger
 rows written per second are shown against ``pg_insert_rows_s`` from the same run (no target).
 
-    .venv/bin/python bench/sweeps.py [--quick] [--members 1000000] [--lots-per-member 10] [--batch 2000]
+    .venv/bin/python bench/sweeps.py [--quick] [--members 1000000] [--lots-per-member 10] [--batch 20000]
+                                     [--workers 2]
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from palier.ledger.tables import lots, postings
 from palier.ledger.verify import verify
 
 TARGET_SECONDS = 60.0
+WORKERS = 2  # what `palier jobs run --workers 2` does: one server process per core of this 2-core machine
 
 
 class OutOfTime(Exception):
@@ -52,7 +54,13 @@ class Swept:
 
 
 def timed_sweep(
-    sweep: Callable[..., sweeps.SweepResult], db: Database, clock: SystemClock, batch: int, budget: float, what: str
+    sweep: Callable[..., sweeps.SweepResult],
+    db: Database,
+    clock: SystemClock,
+    batch: int,
+    workers: int,
+    budget: float,
+    what: str,
 ) -> Swept:
     """Run ``sweep`` to the end, or until ``budget`` seconds have passed (then stopped between batches)."""
     swept = Swept()
@@ -64,9 +72,9 @@ def timed_sweep(
         if time.perf_counter() - started > budget:
             raise OutOfTime
 
-    with common.step(f"{what} (batches of {batch:,}, budget {budget:g} s)"):
+    with common.step(f"{what} (batches of {batch:,}, {workers} worker(s), budget {budget:g} s)"):
         try:
-            sweep(db, clock, batch_size=batch, progress=progress)
+            sweep(db, clock, batch_size=batch, progress=progress, workers=workers)
         except OutOfTime:
             swept.cut = True
         swept.seconds = time.perf_counter() - started
@@ -90,6 +98,7 @@ def run(engine: str, options: object, limits: dict[str, float]) -> list[common.F
     members = getattr(options, "members", None) or (20_000 if quick else 1_000_000)
     per_member = getattr(options, "lots_per_member", None) or 10
     batch = getattr(options, "batch", None) or sweeps.BATCH
+    workers = getattr(options, "workers", None) or WORKERS
     check = getattr(options, "verify", None)
     check = quick if check is None else check
     budget = getattr(options, "budget", None) or (600.0 if quick else 150.0)
@@ -113,8 +122,8 @@ def run(engine: str, options: object, limits: dict[str, float]) -> list[common.F
     clock = SystemClock()
     due = members  # one lot of each kind per member (LotPlan: j = 0 and j = 1)
     with common.autoanalyze(db):
-        matured = timed_sweep(sweeps.mature, db, clock, batch, budget, f"sweeps/{engine}: mature")
-        expired = timed_sweep(sweeps.expire, db, clock, batch, budget, f"sweeps/{engine}: expire")
+        matured = timed_sweep(sweeps.mature, db, clock, batch, workers, budget, f"sweeps/{engine}: mature")
+        expired = timed_sweep(sweeps.expire, db, clock, batch, workers, budget, f"sweeps/{engine}: expire")
     after = counts(db)
     common.say(f"sweeps/{engine}: lots by state after: {after}")
     if check:
@@ -128,7 +137,7 @@ def run(engine: str, options: object, limits: dict[str, float]) -> list[common.F
     ledger_rows = after["postings"] - before["postings"] + matured.lots + expired.lots  # postings + transactions
     note = (
         f"{due:,} lots due to mature and {due:,} to expire of {total_lots:,}; {matured} / {expired}, "
-        f"batches of {batch:,}"
+        f"batches of {batch:,}, {workers} worker(s)"
     )
     if matured.cut or expired.cut:
         note += f"; EXTRAPOLATED to all due lots at the measured rates (budget {budget:g} s per sweep)"
@@ -153,6 +162,9 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=None, help="seeded members (default 1,000,000)")
     parser.add_argument("--lots-per-member", type=int, default=None, help="lots per member (default 10)")
     parser.add_argument("--batch", type=int, default=None, help=f"lots per sweep batch (default {sweeps.BATCH})")
+    parser.add_argument(
+        "--workers", type=int, default=None, help=f"threads per sweep, each its own connection (default {WORKERS})"
+    )
     parser.add_argument("--verify", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument(
         "--budget", type=float, default=None, help="seconds per sweep before stopping and extrapolating (default 150)"

@@ -21,6 +21,9 @@ from palier.cli.common import console, new_app, open_database
 from palier.clock import Clock, SystemClock
 from palier.db import Database
 from palier.jobs import sweeps
+from palier.memberships import service as memberships
+from palier.segments import service as segments
+from palier.tiers import service as tiers
 from palier.ledger.tables import lots
 from palier.rules import gifts
 
@@ -33,11 +36,34 @@ class Job(StrEnum):
     expire = "expire"
     birthdays = "birthdays"
     anniversaries = "anniversaries"
+    tiers = "tiers"
+    memberships = "memberships"
+    segments = "segments"
     all = "all"
 
 
 # Gifts of the earning rules, once per member and year: safe to run twice, or on two workers at once.
 GIFTS: dict[str, Callable[..., gifts.GiftRun]] = {"birthdays": gifts.birthdays, "anniversaries": gifts.anniversaries}
+
+
+def _requalify(db: Database, clock: Clock, program_id: str | None) -> int:
+    return tiers.requalify(db, clock, program_id=program_id)
+
+
+def _lapse(db: Database, clock: Clock, program_id: str | None) -> int:
+    return memberships.lapse(db, clock, program_id=program_id)
+
+
+def _refresh(db: Database, clock: Clock, program_id: str | None) -> int:
+    return sum(r.entered + r.left for r in segments.refresh_all(db, clock, program_id=program_id))
+
+
+# Members' standing, set-based in batches, safe to run twice: (job, what its count counts)
+STATUS: dict[str, tuple[Callable[[Database, Clock, str | None], int], str]] = {
+    "tiers": (_requalify, "members judged"),
+    "memberships": (_lapse, "memberships lapsed"),
+    "segments": (_refresh, "members in or out"),
+}
 
 
 Sweep = Callable[..., sweeps.SweepResult]
@@ -49,7 +75,7 @@ SWEEPS: dict[str, tuple[Sweep, str, str]] = {
 
 
 def _names(job: Job) -> list[str]:
-    return [*SWEEPS, *GIFTS] if job is Job.all else [job.value]
+    return [*SWEEPS, *GIFTS, *STATUS] if job is Job.all else [job.value]
 
 
 def _due(db: Database, name: str, now: datetime, program_id: str | None) -> int:
@@ -64,22 +90,31 @@ def _due(db: Database, name: str, now: datetime, program_id: str | None) -> int:
 @app.command("run")
 def run(
     job: Job = typer.Argument(
-        ..., help="mature (pending points whose return window closed), expire, birthdays, anniversaries, or all."
+        ...,
+        help="mature (pending points whose return window closed), expire, birthdays, anniversaries, tiers "
+        "(requalification), memberships (lapse unpaid ones), segments (refresh), or all.",
     ),
     batch_size: int = typer.Option(sweeps.BATCH, min=1, help="Lots per database transaction."),
     program: str | None = typer.Option(None, "--program", help="Only this program's lots (default: all)."),
+    workers: int = typer.Option(
+        1, min=1, help="Batches at once, each in its own connection (PostgreSQL: a core each)."
+    ),
 ) -> None:
     """Run a job once, now, with a progress bar; several may run at once (they never share a lot)."""
     clock = SystemClock()
     results: dict[str, tuple[sweeps.SweepResult | gifts.GiftRun, float]] = {}
     with open_database() as db:
         for name in _names(job):
-            if name in GIFTS:
+            if name in STATUS:
+                started = time.perf_counter()
+                count = STATUS[name][0](db, clock, program)
+                results[name] = (sweeps.SweepResult(lots=count), time.perf_counter() - started)
+            elif name in GIFTS:
                 started = time.perf_counter()
                 given = GIFTS[name](db, clock, program_id=program, batch_size=batch_size)
                 results[name] = (given, time.perf_counter() - started)
             else:
-                results[name] = _run_with_progress(db, clock, name, batch_size, program)
+                results[name] = _run_with_progress(db, clock, name, batch_size, program, workers)
     table = Table(title="Jobs", title_justify="left")
     for column in ("job", "lots / members", "points", "batches", "seconds"):
         table.add_column(column, justify="left" if column == "job" else "right")
@@ -90,19 +125,19 @@ def run(
 
 
 def _run_with_progress(
-    db: Database, clock: Clock, name: str, batch_size: int, program_id: str | None
+    db: Database, clock: Clock, name: str, batch_size: int, program_id: str | None, workers: int
 ) -> tuple[sweeps.SweepResult, float]:
     sweep = SWEEPS[name][0]
     started = time.perf_counter()
     due = _due(db, name, clock.now(), program_id)
     if not due:  # nothing to show a bar for (the job still runs: lots may have come due since)
-        result = sweep(db, clock, batch_size=batch_size, program_id=program_id)
+        result = sweep(db, clock, batch_size=batch_size, program_id=program_id, workers=workers)
         return result, time.perf_counter() - started
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         task = progress.add_task(name, total=due)
         advance: Callable[[int], None] = lambda n: progress.advance(task, n)  # noqa: E731
-        result = sweep(db, clock, batch_size=batch_size, program_id=program_id, progress=advance)
+        result = sweep(db, clock, batch_size=batch_size, program_id=program_id, progress=advance, workers=workers)
     return result, time.perf_counter() - started
 
 
@@ -173,6 +208,14 @@ def _work(db: Database, clock: Clock, stop: threading.Event, *, interval: float,
                 continue
             if given.members:
                 log.info("%s: %s gifts, %s points", name, f"{given.members:,}", f"{given.points:,}")
+        for name, (job, counts) in STATUS.items():
+            try:
+                count = job(db, clock, None)
+            except Exception:
+                log.exception("%s failed", name)
+                continue
+            if count:
+                log.info("%s: %s %s", name, f"{count:,}", counts)
         if once:
             return
         stop.wait(interval)
