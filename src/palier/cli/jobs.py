@@ -21,11 +21,11 @@ from palier.cli.common import console, new_app, open_database
 from palier.clock import Clock, SystemClock
 from palier.db import Database
 from palier.jobs import sweeps
+from palier.ledger.tables import lots
 from palier.memberships import service as memberships
+from palier.rules import gifts
 from palier.segments import service as segments
 from palier.tiers import service as tiers
-from palier.ledger.tables import lots
-from palier.rules import gifts
 
 app = new_app("Batch jobs: mature pending points, expire old ones, birthday and anniversary gifts.")
 log = logging.getLogger("palier.worker")
