@@ -520,7 +520,8 @@ def _requalify_batch(db: Database, clock: Clock, program_id: str, batch_size: in
         )
         if not rows:
             return 0
-        values = _values(conn, program_id, policy, [r["member_id"] for r in rows])
+        rolling = window(policy, program, at=now, enrolled_at=now) if policy.window == "rolling_months" else None
+        values = _values(conn, program_id, policy, [r["member_id"] for r in rows], rolling)
         updates, changes = [], []
         for row in rows:
             status = _status_of(row)
@@ -599,12 +600,23 @@ def _requalify_batch(db: Database, clock: Clock, program_id: str, batch_size: in
         return len(rows)
 
 
-def _values(conn: Connection, program_id: str, policy: TierPolicy, member_ids: list[str]) -> dict[str, int]:
-    """Each member's metric over their own status period [period_start, period_end): one grouped query."""
-    in_period = and_(
-        or_(member_tiers.c.period_start.is_(None), events.c.occurred_at >= member_tiers.c.period_start),
-        or_(member_tiers.c.period_end.is_(None), events.c.occurred_at < member_tiers.c.period_end),
-    )
+def _values(
+    conn: Connection,
+    program_id: str,
+    policy: TierPolicy,
+    member_ids: list[str],
+    rolling: tuple[datetime | None, datetime | None] | None = None,
+) -> dict[str, int]:
+    """Each member's metric over their own status period [period_start, period_end): one grouped query.
+
+    A rolling window is judged on the months that end today, the same for everyone (``rolling``)."""
+    if rolling is not None:
+        in_period = and_(events.c.occurred_at >= rolling[0], events.c.occurred_at < rolling[1])
+    else:
+        in_period = and_(
+            or_(member_tiers.c.period_start.is_(None), events.c.occurred_at >= member_tiers.c.period_start),
+            or_(member_tiers.c.period_end.is_(None), events.c.occurred_at < member_tiers.c.period_end),
+        )
     rows = conn.execute(
         select(member_tiers.c.member_id, func.coalesce(func.sum(_metric_column(policy)), 0))
         .select_from(

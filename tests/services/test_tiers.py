@@ -1,0 +1,241 @@
+"""Tiers: upgrade on the crossing event, requalification at the period's end in the program's time zone,
+grace periods, one-level steps, returns, manual tiers, merges, and the multiplier on what members earn."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from palier.clock import FrozenClock
+from palier.db import Database
+from palier.errors import PalierError
+from palier.notify.outbox import recent
+from palier.programs.models import Program
+from palier.programs.service import get_program
+from palier.tiers import service as tiers
+from palier.tiers.models import ManualTier, TierPolicy
+from tests.services.factories import ACTOR, enrol, line, merge, purchase, return_
+
+GOLD = {"fr": "Or", "en": "Gold"}
+
+
+def policy(**overrides: Any) -> TierPolicy:
+    """Bronze at 0, Silver at €100, Gold at €500 of yearly spend, straight down at the year's end."""
+    return TierPolicy.model_validate(
+        {
+            "metric": "spend",
+            "window": "calendar_year",
+            "downgrade": "period_end",
+            "tiers": [
+                {"code": "bronze", "name": {"fr": "Bronze", "en": "Bronze"}, "threshold": 0},
+                {"code": "silver", "name": {"fr": "Argent", "en": "Silver"}, "threshold": 100_00},
+                {"code": "gold", "name": GOLD, "threshold": 500_00, "multiplier_percent": 150},
+            ],
+        }
+        | overrides
+    )
+
+
+def with_tiers(db: Database, clock: FrozenClock, program: Program, **overrides: Any) -> Program:
+    with db.write() as conn:
+        tiers.set_policy(conn=conn, clock=clock, program=program, policy=policy(**overrides), actor=ACTOR)
+        return get_program(conn=conn, program_id=program.id)
+
+
+def tier_of(db: Database, member_id: str) -> str | None:
+    with db.read() as conn:
+        return tiers.member_tier(conn, member_id=member_id)
+
+
+def spend(db: Database, clock: FrozenClock, program: Program, who: Any, euros: int, **kwargs: Any) -> Any:
+    return purchase(db, clock, program, who, lines=[line("SKU", euros * 100)], **kwargs)
+
+
+def requalify(db: Database, clock: FrozenClock, program: Program) -> int:
+    return tiers.requalify(db, clock, program_id=program.id)
+
+
+def test_the_purchase_that_crosses_the_threshold_upgrades_at_once(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    program = with_tiers(db, clock, program)
+    ann = enrol(db, clock, program, first_name="Ann", language="en")
+    spend(db, clock, program, ann, 60)
+    assert tier_of(db, ann.id) == "bronze"
+    spend(db, clock, program, ann, 50)  # 110 €: Silver on this very purchase
+    assert tier_of(db, ann.id) == "silver"
+    with db.read() as conn:
+        shown = tiers.progress(conn=conn, clock=clock, program=program, member_id=ann.id)
+        events = recent(conn, program_id=program.id, types=["tier_upgraded"])
+    assert (shown.value, shown.next_tier, shown.needed_for_next, shown.needed_to_keep) == (110_00, "gold", 390_00, 0)
+    assert shown.message == "390.00 EUR more before 31 December to reach Gold"
+    assert [e["payload"]["to"] for e in events] == ["silver", "bronze"]
+    assert [c.reason for c in shown.history] == ["upgrade", "upgrade"]
+
+
+def test_gold_earns_half_as_much_again(db: Database, clock: FrozenClock, program: Program) -> None:
+    program = with_tiers(db, clock, program)
+    bo = enrol(db, clock, program, first_name="Bo")
+    spend(db, clock, program, bo, 500)
+    assert tier_of(db, bo.id) == "gold"
+    earned = spend(db, clock, program, bo, 40)
+    assert earned.points == 60  # 40 at the base rate, +20 for Gold ×1.5
+    assert [a.text for a in earned.awards] == ["Gold ×1.5: +20"]
+
+
+def test_requalification_at_new_year_in_the_programs_time_zone(
+    db: Database, clock: FrozenClock, new_program: Any
+) -> None:
+    program = with_tiers(db, clock, new_program(timezone="America/New_York"))
+    cy = enrol(db, clock, program, first_name="Cy")
+    spend(db, clock, program, cy, 150, occurred_at=clock.now())
+    assert tier_of(db, cy.id) == "silver"
+    clock.set(datetime(2027, 1, 1, 4, 59, tzinfo=UTC))  # still 31 December, 23:59 in New York
+    assert requalify(db, clock, program) == 0
+    clock.set(datetime(2027, 1, 1, 5, 0, tzinfo=UTC))  # midnight in New York
+    assert requalify(db, clock, program) == 1
+    assert tier_of(db, cy.id) == "silver"  # 150 € in 2026: kept for 2027
+    assert requalify(db, clock, program) == 0  # twice changes nothing
+    clock.set(datetime(2028, 1, 1, 5, 0, tzinfo=UTC))  # nothing bought in 2027
+    requalify(db, clock, program)
+    assert tier_of(db, cy.id) == "bronze"  # everyone is Bronze (threshold 0)
+
+
+def test_downgrade_only_after_the_grace_period(db: Database, clock: FrozenClock, new_program: Any) -> None:
+    program = with_tiers(db, clock, new_program(timezone="UTC"), downgrade="grace", grace_months=3)
+    di = enrol(db, clock, program, first_name="Di")
+    spend(db, clock, program, di, 600)
+    clock.set(datetime(2027, 1, 1, tzinfo=UTC))
+    requalify(db, clock, program)
+    clock.set(datetime(2028, 1, 1, tzinfo=UTC))  # nothing in 2027: grace until 1 April
+    requalify(db, clock, program)
+    assert tier_of(db, di.id) == "gold"
+    clock.set(datetime(2028, 3, 31, 23, 59, tzinfo=UTC))
+    requalify(db, clock, program)
+    assert tier_of(db, di.id) == "gold"
+    clock.set(datetime(2028, 4, 1, tzinfo=UTC))
+    requalify(db, clock, program)
+    assert tier_of(db, di.id) == "bronze"
+    with db.read() as conn:
+        reasons = [c.reason for c in tiers.progress(conn=conn, clock=clock, program=program, member_id=di.id).history]
+    assert reasons[:2] == ["downgrade", "grace_started"]
+
+
+def test_buying_during_the_grace_period_keeps_the_tier(db: Database, clock: FrozenClock, new_program: Any) -> None:
+    program = with_tiers(db, clock, new_program(timezone="UTC"), downgrade="grace", grace_months=3)
+    ed = enrol(db, clock, program, first_name="Ed")
+    spend(db, clock, program, ed, 120)
+    clock.set(datetime(2027, 1, 1, tzinfo=UTC))
+    requalify(db, clock, program)
+    clock.set(datetime(2028, 1, 1, tzinfo=UTC))
+    requalify(db, clock, program)  # grace
+    clock.set(datetime(2028, 2, 1, tzinfo=UTC))
+    spend(db, clock, program, ed, 100, occurred_at=clock.now())  # Silver again this year: grace over
+    clock.set(datetime(2028, 4, 2, tzinfo=UTC))
+    requalify(db, clock, program)
+    assert tier_of(db, ed.id) == "silver"
+
+
+def test_one_level_at_a_time(db: Database, clock: FrozenClock, new_program: Any) -> None:
+    program = with_tiers(db, clock, new_program(timezone="UTC"), downgrade_step="one_level")
+    fa = enrol(db, clock, program, first_name="Fa")
+    spend(db, clock, program, fa, 700)
+    clock.set(datetime(2027, 1, 1, tzinfo=UTC))
+    requalify(db, clock, program)
+    clock.set(datetime(2028, 1, 1, tzinfo=UTC))
+    requalify(db, clock, program)
+    assert tier_of(db, fa.id) == "silver"  # not straight to nothing
+    clock.set(datetime(2029, 1, 1, tzinfo=UTC))
+    requalify(db, clock, program)
+    assert tier_of(db, fa.id) == "bronze"
+
+
+@pytest.mark.parametrize("returns_downgrade", [False, True])
+def test_a_return_under_the_threshold_does_as_the_policy_says(
+    db: Database, clock: FrozenClock, program: Program, returns_downgrade: bool
+) -> None:
+    program = with_tiers(db, clock, program, returns_downgrade=returns_downgrade)
+    gus = enrol(db, clock, program, first_name="Gus")
+    spend(db, clock, program, gus, 80)
+    spend(db, clock, program, gus, 30, order_id="G-2")
+    assert tier_of(db, gus.id) == "silver"
+    return_(db, clock, program, "G-2", lines=[("SKU", 1)])  # back to 80 €
+    assert tier_of(db, gus.id) == ("bronze" if returns_downgrade else "silver")
+    clock.set(datetime(2027, 1, 1, tzinfo=UTC))
+    requalify(db, clock, program)
+    assert tier_of(db, gus.id) == "bronze"  # the year's end judges the net spend either way
+
+
+def test_a_manual_tier_holds_until_its_end_date(db: Database, clock: FrozenClock, program: Program) -> None:
+    program = with_tiers(db, clock, program)
+    hal = enrol(db, clock, program, first_name="Hal")
+    until = clock.now() + timedelta(days=400)
+    with db.write() as conn:
+        shown = tiers.assign(
+            conn=conn, clock=clock, program=program, member_id=hal.id,
+            data=ManualTier(tier="gold", reason="Press partner", until=until), actor=ACTOR,
+        )  # fmt: skip
+    assert shown.tier == "gold" and shown.manual_until == until
+    clock.set(datetime(2027, 1, 1, 1, tzinfo=UTC))
+    requalify(db, clock, program)
+    assert tier_of(db, hal.id) == "gold"
+    clock.set(until + timedelta(days=1))
+    requalify(db, clock, program)
+    assert tier_of(db, hal.id) == "bronze"  # what his (empty) spend gives
+    with db.write() as conn, pytest.raises(PalierError) as caught:
+        tiers.assign(
+            conn=conn, clock=clock, program=program, member_id=hal.id,
+            data=ManualTier(tier="platinum", reason="Oops", until=until + timedelta(days=9)), actor=ACTOR,
+        )  # fmt: skip
+    assert caught.value.code == "tier_not_found"
+
+
+def test_a_merge_keeps_the_higher_tier(db: Database, clock: FrozenClock, program: Program) -> None:
+    program = with_tiers(db, clock, program)
+    old, new = enrol(db, clock, program, first_name="Old"), enrol(db, clock, program, first_name="New")
+    spend(db, clock, program, old, 600)
+    spend(db, clock, program, new, 20)
+    merge(db, clock, program, old, new)
+    assert tier_of(db, new.id) == "gold" and tier_of(db, old.id) is None
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"tiers": [{"code": "a", "name": GOLD, "threshold": 10}, {"code": "b", "name": GOLD, "threshold": 10}]},
+         "thresholds_not_increasing"),
+        ({"tiers": [{"code": "a", "name": GOLD, "threshold": 10}, {"code": "b", "name": GOLD, "threshold": 5}]},
+         "thresholds_not_increasing"),
+        ({"window": "lifetime"}, "window_has_no_period"),
+        ({"window": "rolling_months"}, "rolling_months_required"),
+        ({"downgrade": "grace"}, "grace_months_required"),
+        ({"tiers": [{"code": "a", "name": GOLD, "threshold": 1}, {"code": "a", "name": GOLD, "threshold": 2}]},
+         "duplicate_tier_code"),
+    ],
+)  # fmt: skip
+def test_inconsistent_policies_are_refused(change: dict[str, Any], code: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        policy(**change)
+    assert code in str(caught.value)
+
+
+def test_rolling_and_anniversary_windows(db: Database, clock: FrozenClock, new_program: Any) -> None:
+    program = with_tiers(db, clock, new_program(timezone="UTC"), window="rolling_months", rolling_months=12)
+    ivy = enrol(db, clock, program, first_name="Ivy")
+    spend(db, clock, program, ivy, 150)
+    clock.advance(days=200)
+    requalify(db, clock, program)
+    assert tier_of(db, ivy.id) == "silver"
+    clock.advance(days=200)  # the purchase has left the 12-month window
+    requalify(db, clock, program)
+    assert tier_of(db, ivy.id) == "bronze"
+    with db.read() as conn:
+        start, end = tiers.window(
+            policy(window="anniversary_year"), program, at=datetime(2027, 2, 1, tzinfo=UTC),
+            enrolled_at=datetime(2024, 2, 29, 10, tzinfo=UTC),
+        )  # fmt: skip
+        del conn
+    assert (start, end) == (datetime(2027, 2, 28, tzinfo=UTC) - timedelta(days=365), datetime(2027, 2, 28, tzinfo=UTC))
