@@ -126,9 +126,11 @@ def figures(program_id: str, now: datetime) -> Select[Any]:
     buyers = func.sum(case((has_orders, 1), else_=0)).over()
 
     def quintile(column: ColumnElement[Any]) -> ColumnElement[Any]:
-        """1 … 5 among members with orders (5: the most recent / frequent / spending); 0 without."""
-        rank = func.rank().over(partition_by=has_orders, order_by=column)
-        return case((has_orders, (rank - 1) * 5 // buyers + 1), else_=0)
+        """1 … 5 among members with orders (5: the most recent / frequent / spending); 0 without.
+
+        ceil(5 × the share of buyers at or below this member), in integers: the best is always 5."""
+        at_or_below = buyers - func.rank().over(partition_by=has_orders, order_by=column.desc()) + 1
+        return case((has_orders, (at_or_below * 5 + buyers - 1) // buyers), else_=0)
 
     recency = quintile(func.coalesce(orders.c.last_purchase, literal(datetime(1970, 1, 1))))
     frequency = quintile(order_count)

@@ -1,0 +1,156 @@
+"""Paid VIP membership: trial, payment, renewal, cancellation, lapse, period rewards, the plan's multiplier,
+plans open to a segment or by invitation, and invite-only programs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from palier.clock import FrozenClock
+from palier.db import Database
+from palier.errors import PalierError
+from palier.members.models import MemberCreate
+from palier.memberships import service as memberships
+from palier.memberships.models import InvitationsIn, JoinIn, Membership, MembershipPaymentIn, PlanIn
+from palier.notify.outbox import recent
+from palier.programs.models import Program
+from palier.programs.service import get_program
+from palier.rewards import service as rewards
+from tests.services.factories import ACTOR, CARD_KEY, enrol, line, purchase
+from tests.services.test_rewards import add_reward
+from tests.services.test_segments import define
+
+
+def add_plan(db: Database, clock: FrozenClock, program: Program, **fields: Any) -> Program:
+    data = {"code": "club", "name": {"fr": "Club", "en": "Club"}, "price": 499, "period": "monthly"} | fields
+    with db.write() as conn:
+        memberships.create_plan(conn=conn, clock=clock, program=program, data=PlanIn.model_validate(data), actor=ACTOR)
+        return get_program(conn=conn, program_id=program.id)
+
+
+def pay(db: Database, clock: FrozenClock, program: Program, member_id: str, **fields: Any) -> Membership:
+    data = {"payment_id": f"fee-{clock.now().isoformat()}", "member_id": member_id, "plan": "club", "amount": 499,
+            "paid_at": clock.now()} | fields  # fmt: skip
+    with db.write() as conn:
+        found, _ = memberships.record_payment(
+            conn=conn, clock=clock, program=program, data=MembershipPaymentIn.model_validate(data)
+        )
+    return found
+
+
+def refused(code: str, call: Any, *args: Any, **kwargs: Any) -> PalierError:
+    with pytest.raises(PalierError) as caught:
+        call(*args, **kwargs)
+    assert caught.value.code == code, caught.value.detail
+    return caught.value
+
+
+def test_trial_payment_renewal_cancel_and_lapse(db: Database, clock: FrozenClock, program: Program) -> None:
+    delivery = add_reward(db, clock, program, kind="free_shipping", amount=None, cost_points=300)
+    program = add_plan(db, clock, program, trial_days=14, benefits={"period_rewards": [delivery.id]})
+    ann = enrol(db, clock, program, first_name="Ann")
+    with db.write() as conn:
+        trial = memberships.start_trial(
+            conn=conn, clock=clock, program=program, member_id=ann.id, data=JoinIn(plan="club")
+        )
+    assert trial.state == "trial" and trial.period_end == clock.now() + timedelta(days=14)
+    clock.advance(days=10)
+    paid = pay(db, clock, program, ann.id, payment_id="fee-1")
+    assert paid.state == "active" and paid.period_start == clock.now()
+    assert pay(db, clock, program, ann.id, payment_id="fee-1") == paid  # the same payment again: no second month
+    clock.advance(days=29)
+    renewed = pay(db, clock, program, ann.id, payment_id="fee-2")
+    assert renewed.period_start == paid.period_end  # renewal runs on from the paid period, nothing lost
+    with db.read() as conn:
+        coupons = rewards.member_coupons(conn=conn, program_id=program.id, member_id=ann.id)
+    assert len(coupons) == 3 and all(c.points == 0 for c in coupons)  # one free delivery per period, trial too
+    with db.write() as conn:
+        cancelled = memberships.cancel(conn=conn, clock=clock, program=program, member_id=ann.id, membership_id=paid.id)
+    assert cancelled.state == "cancelled" and cancelled.period_end == renewed.period_end
+    assert memberships.lapse(db, clock, program_id=program.id) == 0  # benefits last to the period's end
+    clock.set(renewed.period_end)
+    assert memberships.lapse(db, clock, program_id=program.id) == 1
+    assert memberships.lapse(db, clock, program_id=program.id) == 0
+    with db.read() as conn:
+        kinds = [e["type"] for e in reversed(recent(conn, program_id=program.id))]
+    assert [k for k in kinds if k.startswith("membership")] == [
+        "membership_started",
+        "membership_started",
+        "membership_renewed",
+        "membership_cancelled",
+        "membership_lapsed",
+    ]
+
+
+def test_the_plan_multiplier_applies_while_the_membership_lives(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    program = add_plan(db, clock, program, benefits={"multiplier_percent": 200})
+    bo = enrol(db, clock, program, first_name="Bo")
+    pay(db, clock, program, bo.id)
+    assert purchase(db, clock, program, bo, lines=[line("A", 2_000)]).points == 40
+    clock.advance(days=40)
+    memberships.lapse(db, clock, program_id=program.id)
+    assert purchase(db, clock, program, bo, lines=[line("A", 2_000)]).points == 20
+
+
+def test_refusals(db: Database, clock: FrozenClock, program: Program) -> None:
+    program = add_plan(db, clock, program)
+    cy = enrol(db, clock, program, first_name="Cy")
+    error = refused("payment_amount_mismatch", pay, db, clock, program, cy.id, amount=399)
+    assert error.extra["price"] == 499
+    with db.write() as conn:
+        refused("no_trial", memberships.start_trial, conn=conn, clock=clock, program=program, member_id=cy.id,
+                data=JoinIn(plan="club"))  # fmt: skip
+        refused("plan_not_found", memberships.start_trial, conn=conn, clock=clock, program=program, member_id=cy.id,
+                data=JoinIn(plan="gold"))  # fmt: skip
+    with pytest.raises(ValidationError):
+        PlanIn.model_validate({"code": "x", "name": {"fr": "x", "en": "x"}, "period": "monthly"})  # no price
+    with pytest.raises(ValidationError) as caught:
+        PlanIn.model_validate({"code": "x", "name": {"fr": "x", "en": "x"}, "price": 1, "period": "monthly",
+                               "access": "segment"})  # fmt: skip
+    assert "segment_required" in str(caught.value)
+
+
+def test_a_plan_open_to_a_segment_only(db: Database, clock: FrozenClock, program: Program) -> None:
+    from palier.segments import service as segments
+
+    big, small = enrol(db, clock, program, first_name="Big"), enrol(db, clock, program, first_name="Small")
+    purchase(db, clock, program, big, lines=[line("A", 90_000)])
+    purchase(db, clock, program, small, lines=[line("A", 1_000)])
+    define(db, clock, program, code="top", kind="top_revenue", percent=50)
+    segments.refresh(db, clock, program_id=program.id)
+    program = add_plan(db, clock, program, access="segment", segment="top")
+    refused("not_in_segment", pay, db, clock, program, small.id)
+    assert pay(db, clock, program, big.id).state == "active"
+
+
+def test_invitations_open_a_plan_or_the_program_once(db: Database, clock: FrozenClock, new_program: Any) -> None:
+    program = new_program(enrolment="invitation")
+    program = add_plan(db, clock, program, access="invitation")
+    with db.write() as conn:
+        week = InvitationsIn(count=2, expires_at=clock.now() + timedelta(days=7))
+        codes = memberships.create_invitations(conn=conn, clock=clock, program=program, data=week, actor=ACTOR)
+        plan_code = memberships.create_invitations(
+            conn=conn, clock=clock, program=program, data=InvitationsIn(purpose="plan", plan="club"), actor=ACTOR
+        )[0].code
+
+    def join(code: str | None) -> Any:
+        from palier.members import service as members
+
+        with db.write() as conn:
+            data = MemberCreate(first_name="Guest", invitation_code=code)
+            return members.enrol(conn=conn, clock=clock, program=program, data=data, card_key=CARD_KEY, actor=ACTOR)
+
+    refused("invitation_required", join, None)
+    refused("invitation_code_mistyped", join, "NOT-A-CODE")
+    first = join(codes[0].code)
+    refused("invitation_used", join, codes[0].code)
+    refused("invitation_not_found", join, plan_code)  # a plan's invitation does not open the program
+    clock.advance(days=8)
+    refused("invitation_expired", join, codes[1].code)
+    refused("invitation_required", pay, db, clock, program, first.id)
+    assert pay(db, clock, program, first.id, invitation_code=plan_code).state == "active"

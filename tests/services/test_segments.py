@@ -1,0 +1,117 @@
+"""Segments: the top X % of customers by revenue checked against a direct computation on random data,
+rule segments over RFM, recency, birthday month and channel mix, and the events of who enters and leaves."""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from palier.clock import FrozenClock
+from palier.db import Database
+from palier.notify.outbox import recent
+from palier.programs.models import Program
+from palier.segments import service as segments
+from palier.segments.models import SegmentIn
+from tests.services.factories import ACTOR, enrol, line, purchase, return_
+
+
+def define(db: Database, clock: FrozenClock, program: Program, **fields: Any) -> None:
+    data = SegmentIn.model_validate({"name": {"fr": "Segment", "en": "Segment"}} | fields)
+    with db.write() as conn:
+        segments.create_segment(conn=conn, clock=clock, program=program, data=data, actor=ACTOR)
+
+
+def members_of(db: Database, program: Program, code: str) -> set[str]:
+    from sqlalchemy import select
+
+    from palier.segments.tables import segment_members
+    from palier.segments.tables import segments as table
+
+    with db.read() as conn:
+        return set(
+            conn.execute(
+                select(segment_members.c.member_id)
+                .join(table, table.c.id == segment_members.c.segment_id)
+                .where(table.c.program_id == program.id, table.c.code == code)
+            ).scalars()
+        )
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_top_revenue_matches_a_direct_computation(
+    db: Database, clock: FrozenClock, program: Program, seed: int
+) -> None:
+    rng = random.Random(seed)
+    people = [enrol(db, clock, program, first_name=f"P{i}") for i in range(rng.randint(15, 30))]
+    spent: dict[str, int] = {p.id: 0 for p in people}
+    for person in people:
+        for n in range(rng.choice([0, 0, 1, 1, 2, 3])):
+            amount = rng.choice([500, 1000, 1000, 2500, rng.randint(100, 90_000)])
+            order = f"{person.id}-{n}"
+            purchase(db, clock, program, person, order_id=order, lines=[line("A", amount)])
+            spent[person.id] += amount
+            if rng.random() < 0.2:  # a full refund: the order no longer counts
+                return_(db, clock, program, order, lines=[("A", 1)])
+                spent[person.id] -= amount
+    define(db, clock, program, code="top", kind="top_revenue", percent=20)
+    segments.refresh(db, clock, program_id=program.id)
+
+    buyers = [m for m, s in spent.items() if s > 0]
+    ranked = sorted(buyers, key=lambda m: (-spent[m], m))
+    expected = set(ranked[: math.ceil(len(buyers) * 20 / 100)])
+    assert members_of(db, program, "top") == expected
+
+
+def test_rules_segments_and_their_events(db: Database, clock: FrozenClock, program: Program) -> None:
+    loyal = enrol(db, clock, program, first_name="Loyal", birthday=date(1990, 3, 14))
+    lapsed = enrol(db, clock, program, first_name="Lapsed", birthday=date(1985, 7, 2))
+    web = enrol(db, clock, program, first_name="Web")
+    for n in range(4):
+        purchase(db, clock, program, loyal, lines=[line("A", 3_000)], occurred_at=clock.now() - timedelta(days=n))
+    purchase(db, clock, program, lapsed, lines=[line("A", 9_000)], occurred_at=clock.now() - timedelta(days=200))
+    purchase(db, clock, program, web, channel="web", lines=[line("A", 1_000)])
+    define(db, clock, program, code="march", conditions=[{"field": "birthday_month", "op": "=", "value": 3}])
+    define(
+        db, clock, program, code="lapsing",
+        conditions=[{"field": "days_since_last_purchase", "op": ">=", "value": 90},
+                    {"field": "total_spend", "op": ">=", "value": 5_000}],
+    )  # fmt: skip
+    define(db, clock, program, code="online", conditions=[{"field": "web_share", "op": ">=", "value": 50}])
+    champions = [{"field": "rfm_frequency", "op": "=", "value": 5}, {"field": "rfm_recency", "op": ">=", "value": 4}]
+    define(db, clock, program, code="champions", conditions=champions)
+    refreshed = {r.segment: r for r in segments.refresh(db, clock, program_id=program.id)}
+    assert members_of(db, program, "march") == {loyal.id}
+    assert members_of(db, program, "lapsing") == {lapsed.id}
+    assert members_of(db, program, "online") == {web.id}
+    assert members_of(db, program, "champions") == {loyal.id}
+    assert refreshed["march"].entered == 1 and refreshed["march"].left == 0
+
+    clock.advance(days=120)  # Loyal stops buying; Web buys a lot in store
+    purchase(db, clock, program, web, lines=[line("B", 1_000)] * 1)
+    purchase(db, clock, program, web, lines=[line("B", 9_000)])
+    segments.refresh(db, clock, program_id=program.id)
+    assert members_of(db, program, "online") == set()  # now 1 order of 3 online
+    with db.read() as conn:
+        events = recent(conn, program_id=program.id, types=["segment_left"])
+    assert {(e["payload"]["segment"], e["subject_id"]) for e in events} >= {("online", web.id)}
+
+
+@pytest.mark.parametrize(
+    ("condition", "code"),
+    [
+        ({"field": "tier", "op": ">=", "value": "gold"}, "op_not_applicable"),
+        ({"field": "total_spend", "op": "in", "value": []}, "list_required"),
+        ({"field": "total_spend", "op": "=", "value": "lots"}, "number_required"),
+        ({"field": "language", "op": "=", "value": 3}, "text_required"),
+        ({"field": "wealth", "op": "=", "value": 3}, "literal_error"),
+    ],
+)
+def test_bad_conditions_are_refused(condition: dict[str, Any], code: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        SegmentIn.model_validate({"code": "x", "name": {"fr": "x", "en": "x"}, "conditions": [condition]})
+    assert code in str(caught.value) or code in {e["type"] for e in caught.value.errors()}
