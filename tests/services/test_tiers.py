@@ -239,3 +239,14 @@ def test_rolling_and_anniversary_windows(db: Database, clock: FrozenClock, new_p
         )  # fmt: skip
         del conn
     assert (start, end) == (datetime(2027, 2, 28, tzinfo=UTC) - timedelta(days=365), datetime(2027, 2, 28, tzinfo=UTC))
+
+
+def test_tiers_set_on_a_program_with_members_place_them(db: Database, clock: FrozenClock, program: Program) -> None:
+    big, small = enrol(db, clock, program, first_name="Big"), enrol(db, clock, program, first_name="Small")
+    spend(db, clock, program, big, 600)
+    spend(db, clock, program, small, 20)
+    program = with_tiers(db, clock, program)
+    assert (tier_of(db, big.id), tier_of(db, small.id)) == (None, None)
+    assert requalify(db, clock, program) == 2  # both placed
+    assert (tier_of(db, big.id), tier_of(db, small.id)) == ("gold", "bronze")
+    assert requalify(db, clock, program) == 0

@@ -24,6 +24,7 @@ from palier.demo import catalog
 from palier.demo.history import Day, Plan, Purchase, plan_history
 from palier.demo.people import Person
 from palier.demo.rules import TEN_EUROS, demo_rules
+from palier.demo.status import add_status
 from palier.jobs import sweeps
 from palier.ledger.tables import accounts
 from palier.members import service as members
@@ -81,6 +82,8 @@ def build_demo(
         )
         document = demo_rules(end, reward_id=voucher.id)
         apply_rules(conn=conn, clock=clock, program_id=program.id, document=document, actor=ACTOR)
+        program = get_program(conn=conn, program_id=program.id)
+    add_status(db, clock, program, seed=seed)  # tiers, the Club plan, segments (see demo/status.py)
     return demo_access(db, program.id, clock=clock)
 
 

@@ -294,8 +294,10 @@ def reverse(conn: Connection, booking: Booking, *, original_id: str) -> str:
             postings.c.transaction_id == original_id
         )
     ).all()
-    created = conn.execute(
-        select(lots.c.id, lots.c.amount, lots.c.remaining, lots.c.state).where(lots.c.transaction_id == original_id)
+    created = conn.execute(  # lots are locked before any account row: the order every writer keeps
+        select(lots.c.id, lots.c.amount, lots.c.remaining, lots.c.state)
+        .where(lots.c.transaction_id == original_id)
+        .with_for_update()
     ).first()
     entry = b.entry([], extra={"reverses": original_id})
     entry.reverses_id = original_id
@@ -318,6 +320,8 @@ def reverse(conn: Connection, booking: Booking, *, original_id: str) -> str:
         select(allocations.c.lot_id, allocations.c.amount, lots.c.state)
         .join(lots, lots.c.id == allocations.c.lot_id)
         .where(allocations.c.transaction_id == original_id)
+        .order_by(allocations.c.lot_id)
+        .with_for_update(of=lots)
     ).all()
     back = sum(int(t.amount) for t in taken if t.state == "active")
     lapsed = sum(int(t.amount) for t in taken) - back

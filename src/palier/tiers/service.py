@@ -481,7 +481,8 @@ def _lowered(policy: TierPolicy, current: str | None, qualified: str | None) -> 
 
 
 def requalify(db: Database, clock: Clock, *, program_id: str | None = None, batch_size: int = 5000) -> int:
-    """Judge every member whose period, grace or manual tier has ended. Returns how many were judged."""
+    """Place members without a status yet, then judge every member whose period, grace or manual tier has
+    ended. Returns how many were placed or judged."""
     done = 0
     with db.read() as conn:
         query = select(tier_policies.c.program_id)
@@ -489,6 +490,7 @@ def requalify(db: Database, clock: Clock, *, program_id: str | None = None, batc
             query = query.where(tier_policies.c.program_id == program_id)
         program_ids = list(conn.execute(query).scalars())
     for pid in program_ids:
+        done += place(db, clock, program_id=pid, batch_size=batch_size)
         while True:
             judged = _requalify_batch(db, clock, pid, batch_size)
             done += judged
@@ -658,3 +660,88 @@ def move_member(conn: Connection, *, program_id: str, source_id: str, target_id:
         conn.execute(update(member_tiers).where(member_tiers.c.member_id == source_id).values(member_id=target_id))
     else:
         conn.execute(member_tiers.delete().where(member_tiers.c.member_id == source_id))
+
+
+def place(db: Database, clock: Clock, *, program_id: str, batch_size: int = 5000) -> int:
+    """Give members who have no status yet the tier their metric earns in the current window.
+
+    For tiers set on a program that already has members (and after imports): set-based, in batches.
+    Anniversary-year windows differ per member and are placed by their next purchase instead.
+    """
+    placed = 0
+    while True:
+        with db.write() as conn:
+            now = clock.now()
+            program = get_program(conn=conn, program_id=program_id)
+            policy = get_policy(conn, program_id=program_id)
+            if policy is None or policy.window == "anniversary_year":
+                return placed
+            start, end = window(policy, program, at=now, enrolled_at=now)
+            unplaced = (
+                select(members_table.c.id)
+                .outerjoin(member_tiers, member_tiers.c.member_id == members_table.c.id)
+                .where(
+                    members_table.c.program_id == program_id,
+                    members_table.c.status == "active",
+                    member_tiers.c.member_id.is_(None),
+                )
+                .order_by(members_table.c.id)
+                .limit(batch_size)
+            )
+            ids = list(conn.execute(unplaced).scalars())
+            if not ids:
+                return placed
+            conditions = [purchases.c.program_id == program_id, purchases.c.member_id.in_(ids)]
+            if start is not None:
+                conditions.append(events.c.occurred_at >= start)
+            if end is not None:
+                conditions.append(events.c.occurred_at < end)
+            values = dict(
+                conn.execute(
+                    select(purchases.c.member_id, func.coalesce(func.sum(_metric_column(policy)), 0))
+                    .select_from(purchases.join(events, events.c.id == purchases.c.event_id))
+                    .where(*conditions)
+                    .group_by(purchases.c.member_id)
+                ).all()
+            )
+            rows = [
+                {
+                    "member_id": m,
+                    "program_id": program_id,
+                    "tier": policy.qualified(int(values.get(m, 0))),
+                    "since": now,
+                    "period_start": start,
+                    "period_end": end,
+                    "updated_at": now,
+                }
+                for m in ids
+            ]
+            conn.execute(insert(member_tiers), rows)
+            changes = [r for r in rows if r["tier"] is not None]
+            if changes:
+                conn.execute(
+                    insert(tier_history),
+                    [
+                        {
+                            "id": new_id("tier_change"),
+                            "program_id": program_id,
+                            "member_id": r["member_id"],
+                            "from_tier": None,
+                            "to_tier": r["tier"],
+                            "reason": "placed",
+                            "details": {"value": int(values.get(r["member_id"], 0))},
+                            "created_at": now,
+                        }
+                        for r in changes
+                    ],
+                )
+                emit_many(
+                    conn,
+                    [
+                        (program_id, "tier_upgraded", r["member_id"], {"member_id": r["member_id"], "from": None,
+                                                                       "to": r["tier"], "reason": "placed"})
+                        for r in changes
+                    ],
+                    now=now,
+                )  # fmt: skip
+            placed += len(changes)
