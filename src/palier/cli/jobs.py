@@ -22,6 +22,7 @@ from palier.clock import Clock, SystemClock
 from palier.db import Database
 from palier.jobs import sweeps
 from palier.ledger.tables import lots
+from palier.rewards.service import expire_coupons
 
 app = new_app("Batch jobs: mature pending points, expire old ones.")
 log = logging.getLogger("palier.worker")
@@ -56,7 +57,9 @@ def _due(db: Database, name: str, now: datetime, program_id: str | None) -> int:
 
 @app.command("run")
 def run(
-    job: Job = typer.Argument(..., help="mature (pending points whose return window closed), expire, or all."),
+    job: Job = typer.Argument(
+        ..., help="mature (pending points whose return window closed), expire (old points, overdue coupons), or all."
+    ),
     batch_size: int = typer.Option(sweeps.BATCH, min=1, help="Lots per database transaction."),
     program: str | None = typer.Option(None, "--program", help="Only this program's lots (default: all)."),
 ) -> None:
@@ -66,12 +69,16 @@ def run(
     with open_database() as db:
         for name in _names(job):
             results[name] = _run_with_progress(db, clock, name, batch_size, program)
+        # coupons past their date expire with the points (their held points go back): expire and all
+        expired_coupons = expire_coupons(db, clock, program_id=program) if job is not Job.mature else None
     table = Table(title="Jobs", title_justify="left")
     for column in ("job", "lots", "points", "batches", "seconds"):
         table.add_column(column, justify="left" if column == "job" else "right")
     for name, (result, seconds) in results.items():
         table.add_row(name, f"{result.lots:,}", f"{result.points:,}", str(result.batches), f"{seconds:.2f}")
     console.print(table)
+    if expired_coupons is not None:
+        console.print(f"coupons: {expired_coupons:,} past their date expired, their points released")
 
 
 def _run_with_progress(

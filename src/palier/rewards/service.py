@@ -541,7 +541,7 @@ def validate_coupon(
     reward = get_reward(conn=conn, program_id=program.id, reward_id=coupon.reward_id)
     _check_usable(coupon, reward, check, clock.now())
     discount = _discount(reward, check)
-    return CouponValidity(coupon=coupon, discount=discount, describes=_describe(reward, program))
+    return CouponValidity(coupon=coupon, discount=discount, describes=describe_reward(reward, program))
 
 
 def use_coupon(*, conn: Connection, clock: Clock, program: Program, code: str, use: CouponUse) -> tuple[Coupon, bool]:
@@ -728,9 +728,17 @@ def _discount(reward: Reward, cart: CouponCheck) -> int | None:
     return 0
 
 
-def _describe(reward: Reward, program: Program) -> str:
+def format_money(amount: int, program: Program) -> str:
+    """``5.00 EUR``: minor units in the program's currency."""
+    exponent = program.currency_exponent
+    return f"{amount / 10**exponent:.{exponent}f} {program.currency}"
+
+
+def describe_reward(reward: Reward, program: Program) -> str:
+    """What the reward gives, as the till shows it: ``5.00 EUR off``, ``Free: SKU``, ``Free shipping``…"""
+
     def money(amount: int) -> str:
-        return f"{amount / 10**program.currency_exponent:.{program.currency_exponent}f} {program.currency}"
+        return format_money(amount, program)
 
     if reward.kind == "amount_off":
         assert reward.amount is not None
@@ -742,6 +750,9 @@ def _describe(reward: Reward, program: Program) -> str:
         return f"Free: {reward.sku}"
     if reward.kind == "free_shipping":
         return "Free shipping"
+    if reward.kind == "store_credit":
+        assert reward.amount is not None
+        return f"{money(reward.amount)} store credit"
     return f"Hand over: {reward.title.en}"
 
 
