@@ -655,9 +655,11 @@ def _program(conn: Connection, program_id: str) -> Program:
 
 def _refuse_closed(coupon: Coupon) -> None:
     if coupon.state == "used":
+        # store credit is used when redeemed, on no order
+        where = f"order #{coupon.order_id}" if coupon.order_id else "its store credit is in the member's wallet"
         raise Conflict(
             "coupon_used",
-            f"This coupon was already used (order #{coupon.order_id}).",
+            f"This coupon was already used ({where}).",
             field="code",
             order_id=coupon.order_id,
         )
