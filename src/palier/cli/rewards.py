@@ -9,10 +9,11 @@ from typing import Any
 
 import typer
 import yaml
+from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from palier.cli.common import console, new_app, open_database
+from palier.cli.common import console, from_validation, new_app, open_database
 from palier.clock import SystemClock
 from palier.errors import InvalidInput
 from palier.programs.models import Program
@@ -137,7 +138,13 @@ def add(
             f"Give the reward in --file or in options, not both (also given: {shown}).",
             field="--file",
         )
-    data = RewardIn.model_validate(read_reward_file(file) if file is not None else given)
+    try:
+        data = RewardIn.model_validate(read_reward_file(file) if file is not None else given)
+    except ValidationError as error:
+        problem = from_validation(error)
+        if problem.field == "body":  # a rule across fields ("an amount_off reward needs amount"): no one option
+            problem.field = None
+        raise problem from None
     with open_database() as db, db.write() as conn:
         found = get_program(conn=conn, program_id=program)
         reward = create_reward(conn=conn, clock=SystemClock(), program=found, data=data, actor=ACTOR)
