@@ -168,6 +168,20 @@ def test_stock_cannot_go_below_the_coupons_out(cli_db: Database, clock: FrozenCl
     assert "error stock_below_issued" in refused.output and refused.output.strip().endswith("(stock)")
 
 
+def test_a_stock_set_later_counts_the_coupons_already_out(
+    cli_db: Database, clock: FrozenClock, program: Program
+) -> None:
+    reward_id = add_reward(cli_db, clock, program, kind="gift", sku=None)  # unlimited at first
+    member = member_with_points(cli_db, clock, program)
+    first, _second = (redeem(cli_db, clock, program, member, reward_id) for _ in range(2))
+    refused = invoke("rewards", "set", reward_id, "--program", program.id, "--stock", "1")
+    assert refused.exit_code == 2 and "error stock_below_issued: 2 coupons" in refused.output
+    assert invoke("rewards", "set", reward_id, "--program", program.id, "--stock", "3").exit_code == 0
+    assert re.search(r"1 of 3 left", invoke("rewards", "list", "--program", program.id).output)
+    assert invoke("coupons", "cancel", first, "--program", program.id).exit_code == 0
+    assert re.search(r"2 of 3 left", invoke("rewards", "list", "--program", program.id).output)
+
+
 def write(tmp_path: Path, name: str, text: str) -> str:
     (tmp_path / name).write_text(text, encoding="utf-8")
     return str(tmp_path / name)

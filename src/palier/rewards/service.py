@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from palier.clock import Clock, utc
 from palier.db import Database
@@ -83,13 +83,23 @@ def update_reward(
     except ValidationError as exc:  # the change leaves the reward inconsistent (a percent on an amount_off…)
         raise invalid_input(exc, default_field=next(iter(sent), "body")) from None
     stock_used = conn.execute(select(rewards.c.stock_used).where(rewards.c.id == reward_id)).scalar_one()
+    if current.stock is None and data.stock is not None:
+        # coupons issued while the reward was unlimited took no stock: count those out now, or the new
+        # stock would let that many more out (and cancelling one would give back stock it never took)
+        stock_used = conn.execute(
+            select(func.count()).where(coupons.c.reward_id == reward_id, coupons.c.state.in_(("issued", "used")))
+        ).scalar_one()
     if data.stock is not None and data.stock < stock_used:
         raise InvalidInput(
             "stock_below_issued",
             f"{stock_used} coupons of this reward are out already; stock cannot be set below that.",
             field="stock",
         )
-    conn.execute(update(rewards).where(rewards.c.id == reward_id).values(status=status, **_row(data, clock.now())))
+    conn.execute(
+        update(rewards)
+        .where(rewards.c.id == reward_id)
+        .values(status=status, stock_used=stock_used, **_row(data, clock.now()))
+    )
     record_audit(
         conn=conn,
         clock=clock,
