@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import String, cast, func, select
 from typer.testing import CliRunner
 
-from palier.activity.tables import events
+from palier.activity.tables import events, purchases
 from palier.cli import demo as demo_command
 from palier.cli.common import console
 from palier.cli.main import app
@@ -19,6 +19,7 @@ from palier.ledger.tables import accounts, lots
 from palier.ledger.verify import verify
 from palier.members.tables import identities, members, merges
 from palier.programs.service import authenticate
+from palier.rewards.tables import coupons, order_payments, rewards
 from tests.conftest import ENGINES
 
 runner = CliRunner()
@@ -99,6 +100,74 @@ def test_no_card_number_is_stored(db: Database, demo: DemoInfo) -> None:
     assert cards and all(len(value) == 64 and len(last4) == 4 for value, last4 in cards)
 
 
+def test_the_demo_catalog_is_bilingual_and_members_used_it(db: Database, demo: DemoInfo) -> None:
+    with db.read() as conn:
+        catalog = conn.execute(
+            select(rewards.c.kind, rewards.c.cost_points, rewards.c.title, rewards.c.description, rewards.c.stock)
+            .where(rewards.c.program_id == demo.program_id)
+            .order_by(rewards.c.cost_points, rewards.c.id)
+        ).all()
+        states = conn.execute(
+            select(rewards.c.kind, coupons.c.state, coupons.c.channel, coupons.c.discount)
+            .join(rewards, rewards.c.id == coupons.c.reward_id)
+            .where(coupons.c.program_id == demo.program_id, coupons.c.source == "redeem")  # not the Club's gifts
+        ).all()
+        paid = conn.execute(
+            select(order_payments.c.order_id, order_payments.c.points, order_payments.c.amount).where(
+                order_payments.c.program_id == demo.program_id
+            )
+        ).all()
+        order = conn.execute(
+            select(purchases.c.total, purchases.c.points).where(
+                purchases.c.program_id == demo.program_id, purchases.c.order_id == paid[0].order_id
+            )
+        ).one()
+        wallets = conn.execute(
+            select(func.sum(accounts.c.balance)).where(
+                accounts.c.program_id == demo.program_id, accounts.c.kind == "wallet"
+            )
+        ).scalar_one()
+    assert [(r.kind, r.cost_points, r.stock) for r in catalog] == [
+        ("free_product", 100, None), ("free_shipping", 300, None), ("amount_off", 500, None), ("gift", 700, 50),
+        ("store_credit", 1000, None), ("amount_off", 1000, None),  # the last: "€10 for every €100" of the rules
+    ]  # fmt: skip
+    assert all(r.title["fr"] and r.title["en"] and r.description["fr"] and r.description["en"] for r in catalog)
+    used_at_till = [s for s in states if s.state == "used" and s.channel == "store"]
+    assert len(used_at_till) >= 3 and all(s.discount is not None for s in used_at_till)
+    assert [s.state for s in states].count("cancelled") == 1 and [s.state for s in states].count("issued") == 1
+    assert [(s.kind, s.state, s.channel) for s in states if s.kind == "store_credit"] == [
+        ("store_credit", "used", "wallet")
+    ]
+    assert wallets == 1000
+    assert [(p.points, p.amount) for p in paid] == [(1500, 1500)]
+    assert order.points == (order.total - 1500) // 100  # points are earned on the part paid with money only
+
+
+def test_palier_verify_and_the_rewards_commands_on_the_demo(
+    db: Database, demo: DemoInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PALIER_DATABASE_URL", db.engine.url.render_as_string(hide_password=False))
+    monkeypatch.setattr(console, "width", 250)
+    verified = runner.invoke(app, ["verify", "--program", demo.program_id])
+    assert verified.exit_code == 0, verified.output
+    assert "all invariants hold" in verified.output
+    listed = runner.invoke(app, ["rewards", "list", "--program", demo.program_id])
+    assert listed.exit_code == 0, listed.output
+    assert "Free café crème" in listed.output and "Café crème offert" in listed.output
+    assert re.search(
+        r"Maison Fournil tote bag\s*│ gift\s*│.*│\s*48 of 50 left", listed.output
+    )  # one handed over, one still open
+    with db.read() as conn:
+        code = conn.execute(
+            select(coupons.c.code).where(
+                coupons.c.program_id == demo.program_id, coupons.c.state == "issued", coupons.c.source == "redeem"
+            )
+        ).scalar_one()
+    shown = runner.invoke(app, ["coupons", "show", code, "--program", demo.program_id])
+    assert shown.exit_code == 0, shown.output
+    assert re.search(r"state\s*│ issued: can be used until", shown.output) and "700 points (held" in shown.output
+
+
 @pytest.fixture
 def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
@@ -114,6 +183,7 @@ def test_demo_command_builds_once_then_reuses(in_tmp: Path) -> None:
     assert "the demo is ready" in first.output
     assert re.search(r"Admin key\s+key_\w+\.\S+", first.output)
     assert "/v1/events/purchases" in first.output and "/balance" in first.output
+    assert re.search(r"curl -s -H .*/v1/members/mem_\w+/rewards", first.output)
     assert (in_tmp / demo_command.DEMO_FILE).exists()
 
     again = runner.invoke(app, ["demo", "--no-serve"])

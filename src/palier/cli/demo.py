@@ -109,6 +109,12 @@ def show_access(info: DemoInfo, *, host: str, port: int) -> None:
         soft_wrap=True,
         markup=False,
     )
+    console.print("\n[bold]The rewards the member can have, nearest first (redeem with POST …/redemptions):[/bold]")
+    console.print(
+        f'curl -s -H "Authorization: Bearer {info.read_key}" {base}/v1/members/{member}/rewards',
+        soft_wrap=True,
+        markup=False,
+    )
     console.print("\n[bold]A café crème and two croissants at the Lyon store:[/bold]")
     console.print(
         f"curl -s -X POST {base}/v1/events/purchases -H 'Authorization: Bearer {info.pos_key}' "

@@ -23,6 +23,7 @@ from palier.db import Database
 from palier.jobs import sweeps
 from palier.ledger.tables import lots
 from palier.memberships import service as memberships
+from palier.rewards.service import expire_coupons
 from palier.rules import gifts
 from palier.segments import service as segments
 from palier.tiers import service as tiers
@@ -91,8 +92,9 @@ def _due(db: Database, name: str, now: datetime, program_id: str | None) -> int:
 def run(
     job: Job = typer.Argument(
         ...,
-        help="mature (pending points whose return window closed), expire, birthdays, anniversaries, tiers "
-        "(requalification), memberships (lapse unpaid ones), segments (refresh), or all.",
+        help="mature (pending points whose return window closed), expire (old points, overdue coupons), "
+        "birthdays, anniversaries, tiers (requalification), memberships (lapse unpaid ones), segments (refresh), "
+        "or all.",
     ),
     batch_size: int = typer.Option(sweeps.BATCH, min=1, help="Lots per database transaction."),
     program: str | None = typer.Option(None, "--program", help="Only this program's lots (default: all)."),
@@ -115,6 +117,8 @@ def run(
                 results[name] = (given, time.perf_counter() - started)
             else:
                 results[name] = _run_with_progress(db, clock, name, batch_size, program, workers)
+        # coupons past their date expire with the points (their held points go back): expire and all
+        expired_coupons = expire_coupons(db, clock, program_id=program) if job is not Job.mature else None
     table = Table(title="Jobs", title_justify="left")
     for column in ("job", "lots / members", "points", "batches", "seconds"):
         table.add_column(column, justify="left" if column == "job" else "right")
@@ -122,6 +126,8 @@ def run(
         count = result.lots if isinstance(result, sweeps.SweepResult) else result.members
         table.add_row(name, f"{count:,}", f"{result.points:,}", str(result.batches), f"{seconds:.2f}")
     console.print(table)
+    if expired_coupons is not None:
+        console.print(f"coupons: {expired_coupons:,} past their date expired, their points released")
 
 
 def _run_with_progress(
@@ -208,6 +214,13 @@ def _work(db: Database, clock: Clock, stop: threading.Event, *, interval: float,
                 continue
             if given.members:
                 log.info("%s: %s gifts, %s points", name, f"{given.members:,}", f"{given.points:,}")
+        try:
+            expired = expire_coupons(db, clock)
+        except Exception:
+            log.exception("coupons failed")
+        else:
+            if expired:
+                log.info("coupons: %s past their date expired", f"{expired:,}")
         for name, (job, counts) in STATUS.items():
             try:
                 count = job(db, clock, None)

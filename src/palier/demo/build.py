@@ -1,9 +1,11 @@
 """Play the planned year of Maison Fournil through the services, a week at a time, with a moving clock.
 
-Each week: new members enrol at their own time; at the week's close its purchases are imported in
-bulk, cards are linked, returns, adjustments and merges are booked, and the jobs run (pending points
-mature after the 14-day window, year-old points expire). So every balance, pending and expired point
-in the demo was made by the same code that runs in production.
+Each week: at opening time on its first morning the reward catalog opens (once) and the week's
+redemptions are made (demo/rewards.py); new members enrol at their own time; at the week's close its
+purchases are imported in bulk, cards are linked, returns, adjustments and merges are booked, and the
+jobs run (pending points mature after the 14-day window, year-old points expire, unused coupons expire).
+So every balance, pending and expired point, coupon and store credit in the demo was made by the same
+code that runs in production.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from palier.db import Database
 from palier.demo import catalog
 from palier.demo.history import Day, Plan, Purchase, plan_history
 from palier.demo.people import Person
+from palier.demo.rewards import Redeemer
 from palier.demo.rules import TEN_EUROS, demo_rules
 from palier.demo.status import add_status
 from palier.jobs import sweeps
@@ -33,7 +36,7 @@ from palier.programs.models import KeyCreate, Program, ProgramSettings
 from palier.programs.service import create_key, create_program, get_program
 from palier.programs.tables import programs
 from palier.rewards.models import RewardIn
-from palier.rewards.service import create_reward
+from palier.rewards.service import create_reward, expire_coupons
 from palier.rules.service import apply_rules
 
 DEMO_NAME = "Maison Fournil"
@@ -126,13 +129,16 @@ class _Player:
     def __init__(self, db: Database, clock: FrozenClock, program: Program, plan: Plan, card_key: bytes) -> None:
         self.db, self.clock, self.program, self.plan, self.card_key = db, clock, program, plan, card_key
         self.member_ids: dict[int, str] = {}
+        self.redeemer = Redeemer(clock, program, plan.people, plan.days[-1].day, card_key)
 
     def person(self, index: int) -> Person:
         return self.plan.people[index]
 
     def play(self, days: list[Day]) -> None:
-        """A stretch of days in one transaction: enrolments at their time, then the rest at closing time."""
+        """A stretch of days in one transaction: redemptions at opening time on the first morning, enrolments
+        at their time, then the rest at closing time."""
         with self.db.write() as conn:
+            self.redeemer.morning(conn, days, self.member_ids)
             for index in (i for day in days for i in day.enrolments):
                 self._enrol(conn, self.person(index))
             self.clock.set(days[-1].close)
@@ -142,6 +148,7 @@ class _Player:
         # only this program's lots: other programs in the database live on another clock
         sweeps.mature(self.db, self.clock, program_id=self.program.id)
         sweeps.expire(self.db, self.clock, program_id=self.program.id)
+        expire_coupons(self.db, self.clock, program_id=self.program.id)
 
     def _import(self, conn: Connection, planned: list[Purchase]) -> None:
         stats = import_purchases(

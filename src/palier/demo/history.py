@@ -16,6 +16,7 @@ from palier.demo.people import FIRST_NAMES, LAST_NAMES, Person, Registry
 
 PARIS = ZoneInfo("Europe/Paris")
 HISTORY_DAYS = 395  # a year and a month: the first month's points have expired by today
+CATALOG_OPENS_DAYS = 100  # the reward catalog (demo/rewards.py) opens this many days before today
 # (share, store visits, web orders, phone orders per week)
 SEGMENTS = {
     "regular": (0.12, 4.0, 0.02, 0.03),
@@ -165,6 +166,7 @@ def _link_later(rng: random.Random, people: list[Person], end: datetime) -> None
 def _plan_days(rng: random.Random, plan: Plan, end: datetime) -> None:
     counters: dict[str, int] = {}
     by_day = {d.day: d for d in plan.days}
+    catalog_opens = end.astimezone(PARIS).date() - timedelta(days=CATALOG_OPENS_DAYS)
 
     def order_id(prefix: str, day: date) -> str:
         # at most 9 digits in a row: a 12-digit run could pass for a card number (and be refused)
@@ -210,6 +212,8 @@ def _plan_days(rng: random.Random, plan: Plan, end: datetime) -> None:
             if ret is not None and later is not None and ret.when < later.close:
                 later.returns.append(ret)
         _adjustments(rng, d, plan.people)
+        if d.day >= catalog_opens:  # free coffees are coupons now (demo/rewards.py), not manual debits
+            d.adjustments = [a for a in d.adjustments if a.points > 0]
 
 
 def _active(person: Person, when: datetime) -> bool:
@@ -276,7 +280,7 @@ def _adjustments(rng: random.Random, d: Day, people: list[Person]) -> None:
         if _active(person, d.close):
             reason = rng.choice(["Goodwill gesture: web order delivered late", "Sorry for the wait at the till"])
             d.adjustments.append(Adjustment(person.index, rng.choice((20, 30, 50)), reason))
-    if rng.random() < len(members) / 12 / 365:  # rewards taken at the till, before the catalogue existed
+    if rng.random() < len(members) / 12 / 365:  # rewards taken at the till, before the catalog opened
         person = rng.choice(members)
         if _active(person, d.close):
             d.adjustments.append(Adjustment(person.index, -30, "Free café crème taken at the till"))

@@ -91,4 +91,8 @@ TEN_EUROS = {
     "cost_points": 1000,
     "amount": 1000,
     "title": {"fr": "Bon de 10 €", "en": "€10 voucher"},
+    "description": {
+        "fr": "Offert automatiquement pour chaque tranche de 100 € d'achats.",
+        "en": "Given automatically for every €100 you spend.",
+    },
 }

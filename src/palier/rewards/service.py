@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from palier.clock import Clock, utc
 from palier.db import Database
@@ -83,13 +83,23 @@ def update_reward(
     except ValidationError as exc:  # the change leaves the reward inconsistent (a percent on an amount_off…)
         raise invalid_input(exc, default_field=next(iter(sent), "body")) from None
     stock_used = conn.execute(select(rewards.c.stock_used).where(rewards.c.id == reward_id)).scalar_one()
+    if current.stock is None and data.stock is not None:
+        # coupons issued while the reward was unlimited took no stock: count those out now, or the new
+        # stock would let that many more out (and cancelling one would give back stock it never took)
+        stock_used = conn.execute(
+            select(func.count()).where(coupons.c.reward_id == reward_id, coupons.c.state.in_(("issued", "used")))
+        ).scalar_one()
     if data.stock is not None and data.stock < stock_used:
         raise InvalidInput(
             "stock_below_issued",
             f"{stock_used} coupons of this reward are out already; stock cannot be set below that.",
             field="stock",
         )
-    conn.execute(update(rewards).where(rewards.c.id == reward_id).values(status=status, **_row(data, clock.now())))
+    conn.execute(
+        update(rewards)
+        .where(rewards.c.id == reward_id)
+        .values(status=status, stock_used=stock_used, **_row(data, clock.now()))
+    )
     record_audit(
         conn=conn,
         clock=clock,
@@ -556,7 +566,7 @@ def validate_coupon(
     reward = get_reward(conn=conn, program_id=program.id, reward_id=coupon.reward_id)
     _check_usable(coupon, reward, check, clock.now())
     discount = _discount(reward, check)
-    return CouponValidity(coupon=coupon, discount=discount, describes=_describe(reward, program))
+    return CouponValidity(coupon=coupon, discount=discount, describes=describe_reward(reward, program))
 
 
 def use_coupon(*, conn: Connection, clock: Clock, program: Program, code: str, use: CouponUse) -> tuple[Coupon, bool]:
@@ -670,9 +680,11 @@ def _program(conn: Connection, program_id: str) -> Program:
 
 def _refuse_closed(coupon: Coupon) -> None:
     if coupon.state == "used":
+        # store credit is used when redeemed, on no order
+        where = f"order #{coupon.order_id}" if coupon.order_id else "its store credit is in the member's wallet"
         raise Conflict(
             "coupon_used",
-            f"This coupon was already used (order #{coupon.order_id}).",
+            f"This coupon was already used ({where}).",
             field="code",
             order_id=coupon.order_id,
         )
@@ -743,9 +755,17 @@ def _discount(reward: Reward, cart: CouponCheck) -> int | None:
     return 0
 
 
-def _describe(reward: Reward, program: Program) -> str:
+def format_money(amount: int, program: Program) -> str:
+    """``5.00 EUR``: minor units in the program's currency."""
+    exponent = program.currency_exponent
+    return f"{amount / 10**exponent:.{exponent}f} {program.currency}"
+
+
+def describe_reward(reward: Reward, program: Program) -> str:
+    """What the reward gives, as the till shows it: ``5.00 EUR off``, ``Free: SKU``, ``Free shipping``…"""
+
     def money(amount: int) -> str:
-        return f"{amount / 10**program.currency_exponent:.{program.currency_exponent}f} {program.currency}"
+        return format_money(amount, program)
 
     if reward.kind == "amount_off":
         assert reward.amount is not None
@@ -757,6 +777,9 @@ def _describe(reward: Reward, program: Program) -> str:
         return f"Free: {reward.sku}"
     if reward.kind == "free_shipping":
         return "Free shipping"
+    if reward.kind == "store_credit":
+        assert reward.amount is not None
+        return f"{money(reward.amount)} store credit"
     return f"Hand over: {reward.title.en}"
 
 
