@@ -15,11 +15,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import Connection, bindparam, text
@@ -335,6 +336,118 @@ def autoanalyze(db: Database, every: float = 60.0) -> Iterator[None]:
         worker.join()
 
 
+# --- commands from many processes -----------------------------------------------------------------------
+#
+# Each worker is a process (the GIL would serialise threads) with its own engine, as an API worker has.
+# It runs commands one after the other, each in one ``db.write()`` transaction retried exactly as
+# ``palier.api.commands.run`` retries a command; only those that start and finish inside the measured
+# window count.
+
+Command = Callable[[Connection], object]
+Commands = Callable[[Database, int], Iterator[Command]]  # (database, worker index) -> that worker's commands
+
+
+def write_retrying(db: Database, command: Command) -> int:
+    """Run ``command`` in ``db.write()`` as the API's command runner does; how many times it was retried."""
+    from sqlalchemy.exc import DBAPIError
+
+    from palier.api.commands import RETRIES, _retryable  # the API's own rule, so the benchmarks retry alike
+
+    for attempt in range(RETRIES):
+        try:
+            with db.write() as conn:
+                command(conn)
+            return attempt
+        except DBAPIError as exc:
+            if attempt == RETRIES - 1 or not _retryable(exc):
+                raise
+            time.sleep(0.002 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class WorkerResult:
+    latencies: list[float] = field(default_factory=list)  # seconds, commands completed inside the window
+    retries: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _worker(
+    index: int,
+    url: str,
+    commands: Commands,
+    ready: Any,  # multiprocessing Barrier
+    window: Any,  # multiprocessing Value: the window's start, 0 until every worker is ready
+    seconds: float,
+    results: Any,  # multiprocessing Queue
+) -> None:
+    from palier.db import make_database
+
+    db = make_database(url)
+    result = WorkerResult()
+    try:
+        stream = commands(db, index)
+        command = next(stream)  # the worker's own setup (reading the program…) happens before the start
+    except Exception as exc:
+        result.errors.append(f"setup: {type(exc).__name__}: {exc}"[:500])
+        stream = iter(())
+    ready.wait()
+    while window.value == 0:
+        time.sleep(0.001)
+    start = window.value
+    end = start + seconds
+    try:
+        while not result.errors:
+            began = time.time()
+            if began >= end:
+                break
+            result.retries += write_retrying(db, command)
+            finished = time.time()
+            if began >= start and finished <= end:
+                result.latencies.append(finished - began)
+            command = next(stream)
+    except Exception as exc:  # reported by the parent; the other workers go on
+        result.errors.append(f"{type(exc).__name__}: {exc}"[:500])
+    finally:
+        db.dispose()
+    results.put((index, result))
+
+
+def run_processes(url: str, commands: Commands, *, workers: int, seconds: float, warmup: float) -> dict[str, float]:
+    """``workers`` processes run their ``commands(db, index)`` for ``warmup`` + ``seconds`` seconds.
+
+    ``commands`` must pickle (a module-level function, or a ``functools.partial`` of one). Returns the
+    rate over the measured ``seconds``, how many completed, retries, worker errors and p50/p99/max/mean.
+    """
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    ready = ctx.Barrier(workers + 1)
+    window = ctx.Value("d", 0.0)
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(target=_worker, args=(i, url, commands, ready, window, seconds, results)) for i in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    ready.wait()
+    window.value = time.time() + warmup  # every worker runs from now; only the window after warm-up counts
+    gathered = [results.get(timeout=warmup + seconds + 300) for _ in procs]
+    for p in procs:
+        p.join()
+    latencies = [lat for _, r in gathered for lat in r.latencies]
+    errors = [e for _, r in gathered for e in r.errors]
+    for error in errors:
+        say(f"worker error: {error}")
+    return {
+        "rate": len(latencies) / seconds,
+        "done": len(latencies),
+        "retries": sum(r.retries for _, r in gathered),
+        "errors": len(errors),
+        **latency_summary(latencies),
+    }
+
+
 # --- set-based seeding ----------------------------------------------------------------------------------
 #
 # Members are numbered g = 1..N; every id is a function of g, in Palier's own id format
@@ -366,22 +479,31 @@ class LotPlan:
       j = 1  active, expired 1..720 minutes ago                              (due to expire)
       j = 2  pending, matures within the next 13 days
       j ≥ 3  active, expires in 30..330 days
-    amount = 10 + (31 g + 17 j) mod 491, all of it remaining. One opening transaction per member posts
+    amount = least + (31 g + 17 j) mod 491, all of it remaining. One opening transaction per member posts
     issued -total, pending +Σ pending lots, available +Σ active lots, so ``palier verify`` holds.
+
+    ``spendable=True``: every lot is like j ≥ 3 (active, expiring in 30..330 days), nothing is due: a
+    member who can spend all their points now (redemption).
     """
 
     per_member: int = 0
     percent: int = 100
+    spendable: bool = False
+    least: int = 10  # the smallest lot
 
     def pending(self) -> list[int]:
-        return [j for j in range(self.per_member) if j in (0, 2)]
+        return [j for j in range(self.per_member) if j in (0, 2) and not self.spendable]
 
     def active(self) -> list[int]:
-        return [j for j in range(self.per_member) if j not in (0, 2)]
+        return [j for j in range(self.per_member) if j not in self.pending()]
 
+    def amount(self, j: int | str) -> str:
+        """SQL for the amount of lot ``j`` of member ``g``."""
+        return f"({self.least} + (g * 31 + {j} * 17) % 491)"
 
-def _amount(j: int | str) -> str:
-    return f"(10 + (g * 31 + {j} * 17) % 491)"
+    def smallest_balance(self) -> int:
+        """A floor for the ``available`` balance of a member holding lots."""
+        return self.least * len(self.active())
 
 
 def member_id(stamp: str, g: int) -> str:
@@ -550,8 +672,8 @@ def _seed_chunk(conn: Connection, seeded: Seeded, lo: int, hi: int, now: datetim
         consents={"email_marketing": False, "sms_marketing": False, "push": False, "profiling": False},
     )
     holds = f"({plan.per_member} > 0 AND g % 100 < {plan.percent})"
-    pending = " + ".join(_amount(j) for j in plan.pending()) or "0"
-    active = " + ".join(_amount(j) for j in plan.active()) or "0"
+    pending = " + ".join(plan.amount(j) for j in plan.pending()) or "0"
+    active = " + ".join(plan.amount(j) for j in plan.active()) or "0"
     kinds = " UNION ALL ".join(f"SELECT '{k}' AS kind" for k in MEMBER_KINDS)
     run(
         "INSERT INTO accounts (id, program_id, member_id, kind, asset, slot, balance, version) "
@@ -596,17 +718,19 @@ def _seed_chunk(conn: Connection, seeded: Seeded, lo: int, hi: int, now: datetim
         f"WHERE {holds} AND {active} > 0) AS p ORDER BY p.g, p.n"
     )
     jcte, jsource = sql.series("j", "j0", "j1")
-    is_pending = "j IN (0, 2)"
+    is_pending = f"j IN ({', '.join(map(str, plan.pending()))})" if plan.pending() else "1 = 0"
+    later = f"{_DAY} * (30 + (g * 7 + j * 29) % 300)"  # minutes from now to an expiry or maturity
     key = (
-        f"CASE WHEN j <= 1 THEN -(1 + g % 720) WHEN j = 2 THEN 60 + g % {13 * _DAY} "
-        f"ELSE {_DAY} * (30 + (g * 7 + j * 29) % 300) END"
+        later
+        if plan.spendable
+        else f"CASE WHEN j <= 1 THEN -(1 + g % 720) WHEN j = 2 THEN 60 + g % {13 * _DAY} ELSE {later} END"
     )
     earned = f"(CASE WHEN {is_pending} THEN {key} - {_RETURN_WINDOW} ELSE {key} - {_LIFETIME} END)"
     run(
         "INSERT INTO lots (id, program_id, member_id, transaction_id, source, label, amount, remaining, "
         "state, earned_at, matures_at, expires_at) "
         f"SELECT {_id('lot', stamp, f'g * {plan.per_member} + j')}, :program, {member}, {txn}, 'import', "
-        f"'Opening balance #' || j, {_amount('j')}, {_amount('j')}, "
+        f"'Opening balance #' || j, {plan.amount('j')}, {plan.amount('j')}, "
         f"CASE WHEN {is_pending} THEN 'pending' ELSE 'active' END, {sql.ts(earned)}, "
         f"{sql.ts(f'{earned} + {_RETURN_WINDOW}')}, {sql.ts(f'{earned} + {_LIFETIME}')} "
         f"FROM {source} CROSS JOIN {jsource} WHERE {holds} ORDER BY g, j",
