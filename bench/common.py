@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, bindparam, event, text
 
 from palier.clock import SystemClock
 from palier.db import Database
@@ -31,8 +32,11 @@ from palier.db.metadata import Json, Timestamp
 from palier.db.migrate import upgrade
 from palier.ids import CROCKFORD
 from palier.ledger.accounts import MEMBER_KINDS, SLOTS
+from palier.ledger.verify import verify
 from palier.programs.models import Program, ProgramSettings
 from palier.programs.service import create_program
+from palier.rewards.models import Reward, RewardIn
+from palier.rewards.service import create_reward
 
 REPO = Path(__file__).resolve().parents[1]
 LIMITS_DIR = Path(os.environ.get("PALIER_LIMITS_DIR", REPO.parent / "shared" / "bench"))
@@ -170,6 +174,60 @@ def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
     }
 
 
+@contextlib.contextmanager
+def counting_statements(db: Database) -> Iterator[Counter[str]]:
+    """Every statement sent to the database while inside, by its text (SQLAlchemy's ``before_cursor_execute``).
+
+    An ``executemany`` counts once: it is one statement (one round trip with psycopg's pipeline).
+    """
+    seen: Counter[str] = Counter()
+
+    def listener(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        seen[" ".join(statement.split())] += 1
+
+    event.listen(db.engine, "before_cursor_execute", listener)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listener)
+
+
+# --- one process reading ----------------------------------------------------------------------------------
+
+
+def timed(items: Sequence[Any], read: Callable[[Any], float], budget: float) -> tuple[list[float], bool]:
+    """Latencies of ``read(item)`` over ``items``; stops early (False) when ``budget`` seconds pass."""
+    latencies: list[float] = []
+    stop = time.perf_counter() + budget
+    for item in items:
+        latencies.append(read(item))
+        if time.perf_counter() > stop:
+            return latencies, False
+    return latencies, True
+
+
+def raw_read(db: Database, sql: str, params: Sequence[Any]) -> float:
+    """Seconds for ``sql`` (``%s`` marks; ``?`` on SQLite) in a transaction of its own, on the raw DB-API
+    connection: what the read costs without Palier, SQLAlchemy or Pydantic (the floor for a read)."""
+    if db.is_sqlite:
+        sql = sql.replace("%s", "?")
+    began = time.perf_counter()
+    with db.engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        cursor = raw.cursor()
+        if db.is_sqlite:
+            cursor.execute("BEGIN")
+        cursor.execute(sql, params)
+        cursor.fetchall()
+        if db.is_postgres:
+            raw.commit()
+        else:
+            cursor.execute("COMMIT")
+        cursor.close()
+    return time.perf_counter() - began
+
+
 # --- the raw limits -----------------------------------------------------------------------------------
 
 
@@ -289,6 +347,25 @@ def bench_program(db: Database, **settings: object) -> Program:
         return create_program(conn=conn, clock=SystemClock(), settings=ProgramSettings(**settings))
 
 
+def bench_reward(db: Database, program: Program, **fields: Any) -> Reward:
+    """A reward in the catalog, created through ``rewards.service.create_reward`` (valid for 365 days)."""
+    fields.setdefault("title", {"fr": f"Bon de {fields.get('cost_points')} points", "en": "Benchmark reward"})
+    fields.setdefault("valid_days", 365)
+    with db.write() as conn:
+        return create_reward(
+            conn=conn, clock=SystemClock(), program=program, data=RewardIn.model_validate(fields), actor="bench"
+        )
+
+
+def violations(db: Database, program: Program, what: str) -> int:
+    """``palier verify`` over the program (reads every row); how many invariants fail, the first few logged."""
+    with step(f"{what}: palier verify"), db.read() as conn:
+        found = verify(conn, program_id=program.id)
+    for v in found[:5]:
+        say(f"  violation {v.check} {v.subject}: {v.detail}")
+    return len(found)
+
+
 def vacuum_analyze(db: Database) -> None:
     """What autovacuum / a DBA would have done after a bulk load (PostgreSQL); SQLite: a WAL checkpoint.
 
@@ -339,9 +416,9 @@ def autoanalyze(db: Database, every: float = 60.0) -> Iterator[None]:
 # --- commands from many processes -----------------------------------------------------------------------
 #
 # Each worker is a process (the GIL would serialise threads) with its own engine, as an API worker has.
-# It runs commands one after the other, each in one ``db.write()`` transaction retried exactly as
-# ``palier.api.commands.run`` retries a command; only those that start and finish inside the measured
-# window count.
+# It runs one command untimed, waits for the others, then runs commands one after the other, each in one
+# ``db.write()`` transaction retried exactly as ``palier.api.commands.run`` retries a command; only those
+# that start and finish inside the measured window (after the warm-up) count.
 
 Command = Callable[[Connection], object]
 Commands = Callable[[Database, int], Iterator[Command]]  # (database, worker index) -> that worker's commands
@@ -386,8 +463,12 @@ def _worker(
     db = make_database(url)
     result = WorkerResult()
     try:
+        # Before the start: the worker's own setup (reading the program…) and one command, untimed, so that
+        # the first command's cold costs (connecting, compiling every statement: seconds on a busy machine)
+        # fall before the window instead of eating into it.
         stream = commands(db, index)
-        command = next(stream)  # the worker's own setup (reading the program…) happens before the start
+        result.retries += write_retrying(db, next(stream))
+        command = next(stream)
     except Exception as exc:
         result.errors.append(f"setup: {type(exc).__name__}: {exc}"[:500])
         stream = iter(())
@@ -446,6 +527,73 @@ def run_processes(url: str, commands: Commands, *, workers: int, seconds: float,
         "errors": len(errors),
         **latency_summary(latencies),
     }
+
+
+@dataclass(frozen=True)
+class Concurrency:
+    """The sizes of a benchmark of commands from many processes, from its options (``--quick`` or not)."""
+
+    members: int
+    seconds: float
+    warmup: float
+    workers: int
+
+    @classmethod
+    def of(cls, options: object) -> Concurrency:
+        quick = getattr(options, "quick", False)
+        return cls(
+            members=getattr(options, "members", None) or (10_000 if quick else 100_000),
+            seconds=getattr(options, "seconds", None) or (3.0 if quick else 10.0),
+            warmup=1.0 if quick else 3.0,
+            workers=getattr(options, "workers", None) or 8,
+        )
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--workers", type=int, default=None, help="worker processes (default 8)")
+        parser.add_argument("--seconds", type=float, default=None, help="measured seconds (default 10; quick 3)")
+        parser.add_argument("--members", type=int, default=None, help="seeded members (default 100,000)")
+
+
+def measure_processes(url: str, commands: Commands, sizes: Concurrency, what: str) -> dict[str, float]:
+    """:func:`run_processes` with ``sizes``, logged as ``what`` (e.g. "redeem/pg: redemptions")."""
+    bench, noun = what.split(": ")
+    with step(f"{bench}: {sizes.workers} processes, {sizes.warmup:g} s warm-up + {sizes.seconds:g} s"):
+        got = run_processes(url, commands, workers=sizes.workers, seconds=sizes.seconds, warmup=sizes.warmup)
+    say(
+        f"{bench}: {got['done']:,} {noun}, {got['rate']:,.0f}/s, p50 {got['p50']:.1f} ms, p99 {got['p99']:.1f} ms, "
+        f"max {got['max']:.0f} ms, {got['retries']} retries, {got['errors']} errors"
+    )
+    return got
+
+
+def throughput_figures(
+    bench: str,
+    engine: str,
+    metric: str,
+    got: dict[str, float],
+    limit: tuple[str, float | None],
+    limits: dict[str, float],
+    note: str,
+) -> list[Figure]:
+    """The rate against ``limit`` (its name, the target ratio or None) and the latencies p50 and p99."""
+    name, target = limit
+    return [
+        Figure(bench, engine, metric, got["rate"], "/s", name, limits.get(name), target_ratio=target, note=note),
+        Figure(bench, engine, "latency p50", got["p50"], "ms"),
+        Figure(bench, engine, "latency p99", got["p99"], "ms"),
+    ]
+
+
+def throughput_main(doc: str, run: Callable[[str, Any, dict[str, float]], list[Figure]]) -> None:
+    """The command line of a :class:`Concurrency` benchmark: the limits first, then ``run`` per engine."""
+    parser = arguments(doc.splitlines()[0])
+    Concurrency.add_arguments(parser)
+    options = parser.parse_args()
+    engines = chosen_engines(options.engine)
+    limits = measure_limits(engines, options.pg, options.limit_seconds, skip=options.skip_limits)
+    print_figures([f for engine in engines for f in run(engine, options, limits)])
+    sys.exit(0)
 
 
 # --- set-based seeding ----------------------------------------------------------------------------------
@@ -595,7 +743,7 @@ def seed_members(
     plan = plan or LotPlan()
     now = now or datetime.now(UTC)
     seeded = Seeded(program=program, members=members, stamp=encode(int(now.timestamp() * 1000), 10), plan=plan)
-    rebuild = _drop_secondary_indexes(db) if db.is_postgres else []
+    rebuild = drop_secondary_indexes(db) if db.is_postgres else []
 
     def load(lo: int) -> None:
         hi = min(members, lo + chunk - 1)
@@ -610,12 +758,7 @@ def seed_members(
     # PostgreSQL loads two chunks at once (one per core); SQLite has one writer.
     with ThreadPoolExecutor(max_workers=2 if db.is_postgres else 1) as pool:
         list(pool.map(load, range(1, members + 1, chunk)))
-    if rebuild:
-        with step(f"  rebuilding {len(rebuild)} indexes"), db.engine.connect() as conn:
-            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            conn.exec_driver_sql("SET maintenance_work_mem = '1GB'")
-            for statement in rebuild:
-                conn.exec_driver_sql(statement)
+    rebuild_indexes(db, rebuild)
     if plan.per_member:
         with db.engine.begin() as conn:
             # The program's issued slots: each the sum of its postings (seed postings use slot g % 32).
@@ -629,8 +772,8 @@ def seed_members(
     return seeded
 
 
-def _drop_secondary_indexes(db: Database) -> list[str]:
-    """Drop the seeded tables' indexes that back no constraint; the statements that recreate them."""
+def drop_secondary_indexes(db: Database, tables: Sequence[str] = SEEDED_TABLES) -> list[str]:
+    """Drop the ``tables``' indexes that back no constraint (PostgreSQL); the statements that recreate them."""
     with db.engine.begin() as conn:
         found = conn.execute(
             text(
@@ -638,11 +781,22 @@ def _drop_secondary_indexes(db: Database) -> list[str]:
                 "AND i.tablename = ANY(:tables) AND NOT EXISTS (SELECT 1 FROM pg_constraint c "
                 "WHERE c.conname = i.indexname)"
             ),
-            {"tables": list(SEEDED_TABLES)},
+            {"tables": list(tables)},
         ).all()
         for name, _ in found:
             conn.exec_driver_sql(f'DROP INDEX "{name}"')
     return [definition for _, definition in found]
+
+
+def rebuild_indexes(db: Database, statements: Sequence[str]) -> None:
+    """Run the statements :func:`drop_secondary_indexes` returned (one sort per index)."""
+    if not statements:
+        return
+    with step(f"  rebuilding {len(statements)} indexes"), db.engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.exec_driver_sql("SET maintenance_work_mem = '1GB'")
+        for statement in statements:
+            conn.exec_driver_sql(statement)
 
 
 def _seed_chunk(conn: Connection, seeded: Seeded, lo: int, hi: int, now: datetime, *, contact: bool) -> None:

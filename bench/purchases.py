@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -70,64 +69,24 @@ def _record(conn: Connection, *, clock: SystemClock, program: Program, purchase:
     record_purchase(conn=conn, clock=clock, program=program, purchase=purchase, card_key=common.CARD_KEY)
 
 
-def measure(url: str, seeded: common.Seeded, *, workers: int, seconds: float, warmup: float) -> dict[str, float]:
-    tag = "R" + common.encode(int(time.time() * 1000), 10)  # letters between digits: no card-like runs
-    commands = partial(purchases, program_id=seeded.program.id, stamp=seeded.stamp, members=seeded.members, tag=tag)
-    got = common.run_processes(url, commands, workers=workers, seconds=seconds, warmup=warmup)
-    return {**got, "purchases": got["done"]}
-
-
 def run(engine: str, options: object, limits: dict[str, float]) -> list[common.Figure]:
-    quick = getattr(options, "quick", False)
-    members = getattr(options, "members", None) or (10_000 if quick else 100_000)
-    seconds = getattr(options, "seconds", None) or (3.0 if quick else 10.0)
-    warmup = 1.0 if quick else 3.0
-    workers = getattr(options, "workers", None) or 8
+    sizes = common.Concurrency.of(options)
     pg_dsn = getattr(options, "pg", common.DEFAULT_PG)
-    with common.step(f"purchases/{engine}: fresh database, {members:,} members"):
+    with common.step(f"purchases/{engine}: fresh database, {sizes.members:,} members"):
         url = common.fresh_database(engine, pg_dsn, "purchases")
         db = make_database(url)
         program = common.bench_program(db)
-        seeded = common.seed_members(db, program, members)
+        seeded = common.seed_members(db, program, sizes.members)
         common.vacuum_analyze(db)
         db.dispose()
-    with common.step(f"purchases/{engine}: {workers} processes, {warmup:g} s warm-up + {seconds:g} s"):
-        got = measure(url, seeded, workers=workers, seconds=seconds, warmup=warmup)
-    common.say(
-        f"purchases/{engine}: {got['purchases']:,} purchases, {got['rate']:,.0f}/s, p50 {got['p50']:.1f} ms, "
-        f"p99 {got['p99']:.1f} ms, max {got['max']:.0f} ms, {got['retries']} retries, {got['errors']} errors"
+    tag = "R" + common.encode(int(time.time() * 1000), 10)  # letters between digits: no card-like runs
+    commands = partial(purchases, program_id=program.id, stamp=seeded.stamp, members=sizes.members, tag=tag)
+    got = common.measure_processes(url, commands, sizes, f"purchases/{engine}: purchases")
+    note = (
+        f"{sizes.workers} processes, {sizes.members:,} members, {got['retries']} retries, {got['errors']} worker errors"
     )
-    limit_name, target = TARGETS[engine]
-    note = f"{workers} processes, {members:,} members, {got['retries']} retries, {got['errors']} worker errors"
-    return [
-        common.Figure(
-            "purchases",
-            engine,
-            "purchases/s",
-            got["rate"],
-            "/s",
-            limit_name,
-            limits.get(limit_name),
-            target_ratio=target,
-            note=note,
-        ),
-        common.Figure("purchases", engine, "latency p50", got["p50"], "ms"),
-        common.Figure("purchases", engine, "latency p99", got["p99"], "ms"),
-    ]
-
-
-def main() -> None:
-    parser = common.arguments(__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=None, help="worker processes (default 8)")
-    parser.add_argument("--seconds", type=float, default=None, help="measured seconds (default 10; quick 3)")
-    parser.add_argument("--members", type=int, default=None, help="seeded members (default 100,000)")
-    options = parser.parse_args()
-    engines = common.chosen_engines(options.engine)
-    limits = common.measure_limits(engines, options.pg, options.limit_seconds, skip=options.skip_limits)
-    figures = [f for engine in engines for f in run(engine, options, limits)]
-    common.print_figures(figures)
-    sys.exit(0)
+    return common.throughput_figures("purchases", engine, "purchases/s", got, TARGETS[engine], limits, note)
 
 
 if __name__ == "__main__":
-    main()
+    common.throughput_main(__doc__, run)
