@@ -35,34 +35,7 @@ def palier_balance(db: Database, program: Program, member_id: str) -> float:
 def raw_balance(db: Database, member_id: str) -> float:
     """The 4 cached balances by primary key, on the raw DB-API connection: the floor for a balance read."""
     ids = [f"{member_id}:{kind}" for kind in MEMBER_KINDS]
-    mark = "%s" if db.is_postgres else "?"
-    sql = f"SELECT id, balance FROM accounts WHERE id IN ({', '.join([mark] * len(ids))})"
-    began = time.perf_counter()
-    with db.engine.connect() as conn:
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        cursor = raw.cursor()
-        if db.is_sqlite:
-            cursor.execute("BEGIN")
-        cursor.execute(sql, ids)
-        cursor.fetchall()
-        if db.is_postgres:
-            raw.commit()
-        else:
-            cursor.execute("COMMIT")
-        cursor.close()
-    return time.perf_counter() - began
-
-
-def timed(reads: list[str], read: object, budget: float) -> tuple[list[float], bool]:
-    """Latencies of ``read(member_id)`` over ``reads``; stops early (False) when ``budget`` seconds pass."""
-    latencies: list[float] = []
-    stop = time.perf_counter() + budget
-    for member_id in reads:
-        latencies.append(read(member_id))  # type: ignore[operator]
-        if time.perf_counter() > stop:
-            return latencies, False
-    return latencies, True
+    return common.raw_read(db, f"SELECT id, balance FROM accounts WHERE id IN ({', '.join(['%s'] * len(ids))})", ids)
 
 
 def run(engine: str, options: object, limits: dict[str, float]) -> list[common.Figure]:
@@ -80,11 +53,11 @@ def run(engine: str, options: object, limits: dict[str, float]) -> list[common.F
     warm = common.random_members(seeded, min(200, count), seed=1)
     reads = common.random_members(seeded, count, seed=2)
     # Warm-up: connections opened, statements compiled and cached (at most 10 s: a slow read is slow).
-    timed(warm, lambda m: palier_balance(db, program, m) + raw_balance(db, m), 10.0)
+    common.timed(warm, lambda m: palier_balance(db, program, m) + raw_balance(db, m), 10.0)
     with common.step(f"balance_read/{engine}: {count:,} raw reads"):
-        raw, _ = timed(reads, lambda m: raw_balance(db, m), budget)
+        raw, _ = common.timed(reads, lambda m: raw_balance(db, m), budget)
     with common.step(f"balance_read/{engine}: {count:,} balances"):
-        got, complete = timed(reads, lambda m: palier_balance(db, program, m), budget)
+        got, complete = common.timed(reads, lambda m: palier_balance(db, program, m), budget)
     db.dispose()
     ours, floor = common.latency_summary(got), common.latency_summary(raw)
     common.say(

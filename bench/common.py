@@ -15,14 +15,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, bindparam, event, text
 
 from palier.clock import SystemClock
 from palier.db import Database
@@ -30,8 +32,11 @@ from palier.db.metadata import Json, Timestamp
 from palier.db.migrate import upgrade
 from palier.ids import CROCKFORD
 from palier.ledger.accounts import MEMBER_KINDS, SLOTS
+from palier.ledger.verify import verify
 from palier.programs.models import Program, ProgramSettings
 from palier.programs.service import create_program
+from palier.rewards.models import Reward, RewardIn
+from palier.rewards.service import create_reward
 
 REPO = Path(__file__).resolve().parents[1]
 LIMITS_DIR = Path(os.environ.get("PALIER_LIMITS_DIR", REPO.parent / "shared" / "bench"))
@@ -169,6 +174,60 @@ def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
     }
 
 
+@contextlib.contextmanager
+def counting_statements(db: Database) -> Iterator[Counter[str]]:
+    """Every statement sent to the database while inside, by its text (SQLAlchemy's ``before_cursor_execute``).
+
+    An ``executemany`` counts once: it is one statement (one round trip with psycopg's pipeline).
+    """
+    seen: Counter[str] = Counter()
+
+    def listener(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        seen[" ".join(statement.split())] += 1
+
+    event.listen(db.engine, "before_cursor_execute", listener)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listener)
+
+
+# --- one process reading ----------------------------------------------------------------------------------
+
+
+def timed(items: Sequence[Any], read: Callable[[Any], float], budget: float) -> tuple[list[float], bool]:
+    """Latencies of ``read(item)`` over ``items``; stops early (False) when ``budget`` seconds pass."""
+    latencies: list[float] = []
+    stop = time.perf_counter() + budget
+    for item in items:
+        latencies.append(read(item))
+        if time.perf_counter() > stop:
+            return latencies, False
+    return latencies, True
+
+
+def raw_read(db: Database, sql: str, params: Sequence[Any]) -> float:
+    """Seconds for ``sql`` (``%s`` marks; ``?`` on SQLite) in a transaction of its own, on the raw DB-API
+    connection: what the read costs without Palier, SQLAlchemy or Pydantic (the floor for a read)."""
+    if db.is_sqlite:
+        sql = sql.replace("%s", "?")
+    began = time.perf_counter()
+    with db.engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        cursor = raw.cursor()
+        if db.is_sqlite:
+            cursor.execute("BEGIN")
+        cursor.execute(sql, params)
+        cursor.fetchall()
+        if db.is_postgres:
+            raw.commit()
+        else:
+            cursor.execute("COMMIT")
+        cursor.close()
+    return time.perf_counter() - began
+
+
 # --- the raw limits -----------------------------------------------------------------------------------
 
 
@@ -288,6 +347,25 @@ def bench_program(db: Database, **settings: object) -> Program:
         return create_program(conn=conn, clock=SystemClock(), settings=ProgramSettings(**settings))
 
 
+def bench_reward(db: Database, program: Program, **fields: Any) -> Reward:
+    """A reward in the catalog, created through ``rewards.service.create_reward`` (valid for 365 days)."""
+    fields.setdefault("title", {"fr": f"Bon de {fields.get('cost_points')} points", "en": "Benchmark reward"})
+    fields.setdefault("valid_days", 365)
+    with db.write() as conn:
+        return create_reward(
+            conn=conn, clock=SystemClock(), program=program, data=RewardIn.model_validate(fields), actor="bench"
+        )
+
+
+def violations(db: Database, program: Program, what: str) -> int:
+    """``palier verify`` over the program (reads every row); how many invariants fail, the first few logged."""
+    with step(f"{what}: palier verify"), db.read() as conn:
+        found = verify(conn, program_id=program.id)
+    for v in found[:5]:
+        say(f"  violation {v.check} {v.subject}: {v.detail}")
+    return len(found)
+
+
 def vacuum_analyze(db: Database) -> None:
     """What autovacuum / a DBA would have done after a bulk load (PostgreSQL); SQLite: a WAL checkpoint.
 
@@ -335,6 +413,189 @@ def autoanalyze(db: Database, every: float = 60.0) -> Iterator[None]:
         worker.join()
 
 
+# --- commands from many processes -----------------------------------------------------------------------
+#
+# Each worker is a process (the GIL would serialise threads) with its own engine, as an API worker has.
+# It runs one command untimed, waits for the others, then runs commands one after the other, each in one
+# ``db.write()`` transaction retried exactly as ``palier.api.commands.run`` retries a command; only those
+# that start and finish inside the measured window (after the warm-up) count.
+
+Command = Callable[[Connection], object]
+Commands = Callable[[Database, int], Iterator[Command]]  # (database, worker index) -> that worker's commands
+
+
+def write_retrying(db: Database, command: Command) -> int:
+    """Run ``command`` in ``db.write()`` as the API's command runner does; how many times it was retried."""
+    from sqlalchemy.exc import DBAPIError
+
+    from palier.api.commands import RETRIES, _retryable  # the API's own rule, so the benchmarks retry alike
+
+    for attempt in range(RETRIES):
+        try:
+            with db.write() as conn:
+                command(conn)
+            return attempt
+        except DBAPIError as exc:
+            if attempt == RETRIES - 1 or not _retryable(exc):
+                raise
+            time.sleep(0.002 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class WorkerResult:
+    latencies: list[float] = field(default_factory=list)  # seconds, commands completed inside the window
+    retries: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _worker(
+    index: int,
+    url: str,
+    commands: Commands,
+    ready: Any,  # multiprocessing Barrier
+    window: Any,  # multiprocessing Value: the window's start, 0 until every worker is ready
+    seconds: float,
+    results: Any,  # multiprocessing Queue
+) -> None:
+    from palier.db import make_database
+
+    db = make_database(url)
+    result = WorkerResult()
+    try:
+        # Before the start: the worker's own setup (reading the program…) and one command, untimed, so that
+        # the first command's cold costs (connecting, compiling every statement: seconds on a busy machine)
+        # fall before the window instead of eating into it.
+        stream = commands(db, index)
+        result.retries += write_retrying(db, next(stream))
+        command = next(stream)
+    except Exception as exc:
+        result.errors.append(f"setup: {type(exc).__name__}: {exc}"[:500])
+        stream = iter(())
+    ready.wait()
+    while window.value == 0:
+        time.sleep(0.001)
+    start = window.value
+    end = start + seconds
+    try:
+        while not result.errors:
+            began = time.time()
+            if began >= end:
+                break
+            result.retries += write_retrying(db, command)
+            finished = time.time()
+            if began >= start and finished <= end:
+                result.latencies.append(finished - began)
+            command = next(stream)
+    except Exception as exc:  # reported by the parent; the other workers go on
+        result.errors.append(f"{type(exc).__name__}: {exc}"[:500])
+    finally:
+        db.dispose()
+    results.put((index, result))
+
+
+def run_processes(url: str, commands: Commands, *, workers: int, seconds: float, warmup: float) -> dict[str, float]:
+    """``workers`` processes run their ``commands(db, index)`` for ``warmup`` + ``seconds`` seconds.
+
+    ``commands`` must pickle (a module-level function, or a ``functools.partial`` of one). Returns the
+    rate over the measured ``seconds``, how many completed, retries, worker errors and p50/p99/max/mean.
+    """
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    ready = ctx.Barrier(workers + 1)
+    window = ctx.Value("d", 0.0)
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(target=_worker, args=(i, url, commands, ready, window, seconds, results)) for i in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    ready.wait()
+    window.value = time.time() + warmup  # every worker runs from now; only the window after warm-up counts
+    gathered = [results.get(timeout=warmup + seconds + 300) for _ in procs]
+    for p in procs:
+        p.join()
+    latencies = [lat for _, r in gathered for lat in r.latencies]
+    errors = [e for _, r in gathered for e in r.errors]
+    for error in errors:
+        say(f"worker error: {error}")
+    return {
+        "rate": len(latencies) / seconds,
+        "done": len(latencies),
+        "retries": sum(r.retries for _, r in gathered),
+        "errors": len(errors),
+        **latency_summary(latencies),
+    }
+
+
+@dataclass(frozen=True)
+class Concurrency:
+    """The sizes of a benchmark of commands from many processes, from its options (``--quick`` or not)."""
+
+    members: int
+    seconds: float
+    warmup: float
+    workers: int
+
+    @classmethod
+    def of(cls, options: object) -> Concurrency:
+        quick = getattr(options, "quick", False)
+        return cls(
+            members=getattr(options, "members", None) or (10_000 if quick else 100_000),
+            seconds=getattr(options, "seconds", None) or (3.0 if quick else 10.0),
+            warmup=1.0 if quick else 3.0,
+            workers=getattr(options, "workers", None) or 8,
+        )
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--workers", type=int, default=None, help="worker processes (default 8)")
+        parser.add_argument("--seconds", type=float, default=None, help="measured seconds (default 10; quick 3)")
+        parser.add_argument("--members", type=int, default=None, help="seeded members (default 100,000)")
+
+
+def measure_processes(url: str, commands: Commands, sizes: Concurrency, what: str) -> dict[str, float]:
+    """:func:`run_processes` with ``sizes``, logged as ``what`` (e.g. "redeem/pg: redemptions")."""
+    bench, noun = what.split(": ")
+    with step(f"{bench}: {sizes.workers} processes, {sizes.warmup:g} s warm-up + {sizes.seconds:g} s"):
+        got = run_processes(url, commands, workers=sizes.workers, seconds=sizes.seconds, warmup=sizes.warmup)
+    say(
+        f"{bench}: {got['done']:,} {noun}, {got['rate']:,.0f}/s, p50 {got['p50']:.1f} ms, p99 {got['p99']:.1f} ms, "
+        f"max {got['max']:.0f} ms, {got['retries']} retries, {got['errors']} errors"
+    )
+    return got
+
+
+def throughput_figures(
+    bench: str,
+    engine: str,
+    metric: str,
+    got: dict[str, float],
+    limit: tuple[str, float | None],
+    limits: dict[str, float],
+    note: str,
+) -> list[Figure]:
+    """The rate against ``limit`` (its name, the target ratio or None) and the latencies p50 and p99."""
+    name, target = limit
+    return [
+        Figure(bench, engine, metric, got["rate"], "/s", name, limits.get(name), target_ratio=target, note=note),
+        Figure(bench, engine, "latency p50", got["p50"], "ms"),
+        Figure(bench, engine, "latency p99", got["p99"], "ms"),
+    ]
+
+
+def throughput_main(doc: str, run: Callable[[str, Any, dict[str, float]], list[Figure]]) -> None:
+    """The command line of a :class:`Concurrency` benchmark: the limits first, then ``run`` per engine."""
+    parser = arguments(doc.splitlines()[0])
+    Concurrency.add_arguments(parser)
+    options = parser.parse_args()
+    engines = chosen_engines(options.engine)
+    limits = measure_limits(engines, options.pg, options.limit_seconds, skip=options.skip_limits)
+    print_figures([f for engine in engines for f in run(engine, options, limits)])
+    sys.exit(0)
+
+
 # --- set-based seeding ----------------------------------------------------------------------------------
 #
 # Members are numbered g = 1..N; every id is a function of g, in Palier's own id format
@@ -366,22 +627,31 @@ class LotPlan:
       j = 1  active, expired 1..720 minutes ago                              (due to expire)
       j = 2  pending, matures within the next 13 days
       j ≥ 3  active, expires in 30..330 days
-    amount = 10 + (31 g + 17 j) mod 491, all of it remaining. One opening transaction per member posts
+    amount = least + (31 g + 17 j) mod 491, all of it remaining. One opening transaction per member posts
     issued -total, pending +Σ pending lots, available +Σ active lots, so ``palier verify`` holds.
+
+    ``spendable=True``: every lot is like j ≥ 3 (active, expiring in 30..330 days), nothing is due: a
+    member who can spend all their points now (redemption).
     """
 
     per_member: int = 0
     percent: int = 100
+    spendable: bool = False
+    least: int = 10  # the smallest lot
 
     def pending(self) -> list[int]:
-        return [j for j in range(self.per_member) if j in (0, 2)]
+        return [j for j in range(self.per_member) if j in (0, 2) and not self.spendable]
 
     def active(self) -> list[int]:
-        return [j for j in range(self.per_member) if j not in (0, 2)]
+        return [j for j in range(self.per_member) if j not in self.pending()]
 
+    def amount(self, j: int | str) -> str:
+        """SQL for the amount of lot ``j`` of member ``g``."""
+        return f"({self.least} + (g * 31 + {j} * 17) % 491)"
 
-def _amount(j: int | str) -> str:
-    return f"(10 + (g * 31 + {j} * 17) % 491)"
+    def smallest_balance(self) -> int:
+        """A floor for the ``available`` balance of a member holding lots."""
+        return self.least * len(self.active())
 
 
 def member_id(stamp: str, g: int) -> str:
@@ -473,7 +743,7 @@ def seed_members(
     plan = plan or LotPlan()
     now = now or datetime.now(UTC)
     seeded = Seeded(program=program, members=members, stamp=encode(int(now.timestamp() * 1000), 10), plan=plan)
-    rebuild = _drop_secondary_indexes(db) if db.is_postgres else []
+    rebuild = drop_secondary_indexes(db) if db.is_postgres else []
 
     def load(lo: int) -> None:
         hi = min(members, lo + chunk - 1)
@@ -488,12 +758,7 @@ def seed_members(
     # PostgreSQL loads two chunks at once (one per core); SQLite has one writer.
     with ThreadPoolExecutor(max_workers=2 if db.is_postgres else 1) as pool:
         list(pool.map(load, range(1, members + 1, chunk)))
-    if rebuild:
-        with step(f"  rebuilding {len(rebuild)} indexes"), db.engine.connect() as conn:
-            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            conn.exec_driver_sql("SET maintenance_work_mem = '1GB'")
-            for statement in rebuild:
-                conn.exec_driver_sql(statement)
+    rebuild_indexes(db, rebuild)
     if plan.per_member:
         with db.engine.begin() as conn:
             # The program's issued slots: each the sum of its postings (seed postings use slot g % 32).
@@ -507,8 +772,8 @@ def seed_members(
     return seeded
 
 
-def _drop_secondary_indexes(db: Database) -> list[str]:
-    """Drop the seeded tables' indexes that back no constraint; the statements that recreate them."""
+def drop_secondary_indexes(db: Database, tables: Sequence[str] = SEEDED_TABLES) -> list[str]:
+    """Drop the ``tables``' indexes that back no constraint (PostgreSQL); the statements that recreate them."""
     with db.engine.begin() as conn:
         found = conn.execute(
             text(
@@ -516,11 +781,22 @@ def _drop_secondary_indexes(db: Database) -> list[str]:
                 "AND i.tablename = ANY(:tables) AND NOT EXISTS (SELECT 1 FROM pg_constraint c "
                 "WHERE c.conname = i.indexname)"
             ),
-            {"tables": list(SEEDED_TABLES)},
+            {"tables": list(tables)},
         ).all()
         for name, _ in found:
             conn.exec_driver_sql(f'DROP INDEX "{name}"')
     return [definition for _, definition in found]
+
+
+def rebuild_indexes(db: Database, statements: Sequence[str]) -> None:
+    """Run the statements :func:`drop_secondary_indexes` returned (one sort per index)."""
+    if not statements:
+        return
+    with step(f"  rebuilding {len(statements)} indexes"), db.engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.exec_driver_sql("SET maintenance_work_mem = '1GB'")
+        for statement in statements:
+            conn.exec_driver_sql(statement)
 
 
 def _seed_chunk(conn: Connection, seeded: Seeded, lo: int, hi: int, now: datetime, *, contact: bool) -> None:
@@ -550,8 +826,8 @@ def _seed_chunk(conn: Connection, seeded: Seeded, lo: int, hi: int, now: datetim
         consents={"email_marketing": False, "sms_marketing": False, "push": False, "profiling": False},
     )
     holds = f"({plan.per_member} > 0 AND g % 100 < {plan.percent})"
-    pending = " + ".join(_amount(j) for j in plan.pending()) or "0"
-    active = " + ".join(_amount(j) for j in plan.active()) or "0"
+    pending = " + ".join(plan.amount(j) for j in plan.pending()) or "0"
+    active = " + ".join(plan.amount(j) for j in plan.active()) or "0"
     kinds = " UNION ALL ".join(f"SELECT '{k}' AS kind" for k in MEMBER_KINDS)
     run(
         "INSERT INTO accounts (id, program_id, member_id, kind, asset, slot, balance, version) "
@@ -596,17 +872,19 @@ def _seed_chunk(conn: Connection, seeded: Seeded, lo: int, hi: int, now: datetim
         f"WHERE {holds} AND {active} > 0) AS p ORDER BY p.g, p.n"
     )
     jcte, jsource = sql.series("j", "j0", "j1")
-    is_pending = "j IN (0, 2)"
+    is_pending = f"j IN ({', '.join(map(str, plan.pending()))})" if plan.pending() else "1 = 0"
+    later = f"{_DAY} * (30 + (g * 7 + j * 29) % 300)"  # minutes from now to an expiry or maturity
     key = (
-        f"CASE WHEN j <= 1 THEN -(1 + g % 720) WHEN j = 2 THEN 60 + g % {13 * _DAY} "
-        f"ELSE {_DAY} * (30 + (g * 7 + j * 29) % 300) END"
+        later
+        if plan.spendable
+        else f"CASE WHEN j <= 1 THEN -(1 + g % 720) WHEN j = 2 THEN 60 + g % {13 * _DAY} ELSE {later} END"
     )
     earned = f"(CASE WHEN {is_pending} THEN {key} - {_RETURN_WINDOW} ELSE {key} - {_LIFETIME} END)"
     run(
         "INSERT INTO lots (id, program_id, member_id, transaction_id, source, label, amount, remaining, "
         "state, earned_at, matures_at, expires_at) "
         f"SELECT {_id('lot', stamp, f'g * {plan.per_member} + j')}, :program, {member}, {txn}, 'import', "
-        f"'Opening balance #' || j, {_amount('j')}, {_amount('j')}, "
+        f"'Opening balance #' || j, {plan.amount('j')}, {plan.amount('j')}, "
         f"CASE WHEN {is_pending} THEN 'pending' ELSE 'active' END, {sql.ts(earned)}, "
         f"{sql.ts(f'{earned} + {_RETURN_WINDOW}')}, {sql.ts(f'{earned} + {_LIFETIME}')} "
         f"FROM {source} CROSS JOIN {jsource} WHERE {holds} ORDER BY g, j",

@@ -30,6 +30,8 @@ BENCHES: dict[str, tuple[str, ...]] = {  # module: the engines it runs on
     "bulk_import": ("pg", "sqlite"),
     "balance_read": ("pg", "sqlite"),
     "sweeps": ("pg",),
+    "redeem": ("pg", "sqlite"),
+    "coupon_validate": ("pg", "sqlite"),
 }
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from palier.clock import Clock, utc
 from palier.db import Database
@@ -125,11 +125,7 @@ def _row(data: RewardIn, now: datetime) -> dict[str, Any]:
 
 
 def get_reward(*, conn: Connection, program_id: str, reward_id: str) -> Reward:
-    row = (
-        conn.execute(select(rewards).where(rewards.c.id == reward_id, rewards.c.program_id == program_id))
-        .mappings()
-        .first()
-    )
+    row = conn.execute(_select_reward, {"reward_id": reward_id, "program_id": program_id}).mappings().first()
     if row is None:
         raise NotFound("reward_not_found", f"No reward {reward_id} in this program.", field="reward_id")
     return _reward(row)
@@ -362,9 +358,8 @@ def _check_redeemable(
         )
     if not _eligible(reward, audience(conn, program, member_id, now)):
         raise Unprocessable("reward_not_eligible", "This reward is reserved to other members.", field="reward_id")
-    if _over_limit(reward, _redeemed_counts(conn, program, member_id, now, reward_id=reward.id)):
-        limit = reward.limit_per_member
-        assert limit is not None
+    limit = reward.limit_per_member
+    if limit is not None and _over_limit(reward, _redeemed_counts(conn, program, member_id, now, reward_id=reward.id)):
         raise Unprocessable(
             "reward_limit_reached",
             f"This reward can be redeemed {limit.count} time(s) "
@@ -375,9 +370,8 @@ def _check_redeemable(
         )
     if reward.stock_left == 0:
         raise Unprocessable("out_of_stock", "This reward is out of stock.", field="reward_id")
-    available = ledger.balances_of(conn, member_id, "available")
-    if reward.cost_points > available:
-        raise _insufficient(reward.cost_points, available)
+    # The balance is checked next, once, by the hold (or the spend) that takes the points: it reads the
+    # available balance under the member's lock and raises InsufficientPoints, which redeem() maps.
 
 
 def period_start(period: str, now: datetime, timezone: str) -> datetime | None:
@@ -473,7 +467,7 @@ def _issue(
         "channel": "wallet" if state == "used" else None,
         "closed_at": now if state == "used" else None,
     }
-    conn.execute(insert(coupons).values(row))
+    conn.execute(_insert_coupon, row)
     return _coupon(row | {"kind": reward.kind, "title": reward.title.model_dump()})
 
 
@@ -539,8 +533,7 @@ def find_coupon(*, conn: Connection, program_id: str, code: str, field: str = "c
             f"({codes.LENGTH} characters, the last one is a check).",
             field=field,
         )
-    row = conn.execute(_coupon_query().where(coupons.c.code == typed, coupons.c.program_id == program_id)).mappings()
-    found = row.first()
+    found = conn.execute(_coupon_by_code, {"code": typed, "program_id": program_id}).mappings().first()
     if found is None:
         raise NotFound("coupon_not_found", "No coupon with this code in this program.", field=field)
     return _coupon(found)
@@ -813,6 +806,17 @@ def move_member(conn: Connection, *, booking: ledger.Booking, program: Program, 
 
 def _coupon_query() -> Any:
     return select(coupons, rewards.c.kind, rewards.c.title).join(rewards, rewards.c.id == coupons.c.reward_id)
+
+
+# Built once: on the hot paths (redeem, validate, use) building a statement per call costs more Python
+# than executing it.
+_select_reward = select(rewards).where(
+    rewards.c.id == bindparam("reward_id"), rewards.c.program_id == bindparam("program_id")
+)
+_insert_coupon = insert(coupons)
+_coupon_by_code = _coupon_query().where(
+    coupons.c.code == bindparam("code"), coupons.c.program_id == bindparam("program_id")
+)
 
 
 def _coupon(row: Any) -> Coupon:
