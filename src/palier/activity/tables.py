@@ -49,6 +49,7 @@ purchases = Table(
     Column("points_returned", BigInteger, nullable=False, server_default="0"),
     Column("lines", Json, nullable=False),
     UniqueConstraint("program_id", "order_id"),
+    Index(None, "program_id", "member_id"),  # a member's orders: tier metric, requalification, merges
 )
 
 idempotency_keys = Table(
