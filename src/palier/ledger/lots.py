@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
@@ -42,26 +43,54 @@ def add_lot(
     expires_at: datetime | None,
     event_id: str | None = None,
 ) -> str:
-    lot_id = new_id("lot")
-    conn.execute(
-        _insert_lot,
-        dict(
-            id=lot_id,
-            program_id=program_id,
-            member_id=member_id,
-            transaction_id=transaction_id,
-            event_id=event_id,
-            source=source,
-            label=label,
-            amount=amount,
-            remaining=amount,
-            state=state,
-            earned_at=earned_at,
-            matures_at=matures_at,
-            expires_at=expires_at,
-        ),
+    row = lot_row(
+        program_id=program_id,
+        member_id=member_id,
+        transaction_id=transaction_id,
+        source=source,
+        label=label,
+        amount=amount,
+        state=state,
+        earned_at=earned_at,
+        matures_at=matures_at,
+        expires_at=expires_at,
+        event_id=event_id,
     )
-    return lot_id
+    conn.execute(_insert_lot, row)
+    return str(row["id"])
+
+
+def lot_row(
+    *,
+    program_id: str,
+    member_id: str,
+    transaction_id: str,
+    source: str,
+    label: str,
+    amount: int,
+    state: str,
+    earned_at: datetime,
+    matures_at: datetime | None,
+    expires_at: datetime | None,
+    event_id: str | None = None,
+    remaining: int | None = None,
+) -> dict[str, Any]:
+    """A new lot's row (a new id), to insert; ``remaining`` is ``amount`` unless allocations take some."""
+    return dict(
+        id=new_id("lot"),
+        program_id=program_id,
+        member_id=member_id,
+        transaction_id=transaction_id,
+        event_id=event_id,
+        source=source,
+        label=label,
+        amount=amount,
+        remaining=amount if remaining is None else remaining,
+        state=state,
+        earned_at=earned_at,
+        matures_at=matures_at,
+        expires_at=expires_at,
+    )
 
 
 def choose_lots(

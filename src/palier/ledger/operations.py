@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, Table, bindparam, func, select
 
 from palier.ledger.accounts import MEMBER_KINDS, member_account, program_account
-from palier.ledger.lots import Taken, add_lot, choose_lots, record_allocations, set_state
-from palier.ledger.post import Entry, Posting, write
-from palier.ledger.tables import accounts
+from palier.ledger.lots import Taken, add_lot, choose_lots, lot_row, record_allocations, set_state
+from palier.ledger.post import Entry, Posting, write, write_with
+from palier.ledger.tables import accounts, allocations, lots
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,15 @@ class Earned:
     repaid_debt: int = 0
 
 
+@dataclass(frozen=True)
+class EarnPlan:
+    """An earn ready to write: its transaction, its lot (and the allocation that repays debt), its outcome."""
+
+    earned: Earned
+    entries: list[Entry]
+    rows: list[tuple[Table, list[dict[str, Any]]]]
+
+
 def earn(
     conn: Connection,
     booking: Booking,
@@ -91,9 +100,38 @@ def earn(
     """
     if amount <= 0:
         return Earned(None, None, pending=False)
+    plan = plan_earn(
+        booking,
+        amount=amount,
+        source=source,
+        label=label,
+        matures_at=matures_at,
+        expires_at=expires_at,
+        owed_debt=debt_owed(conn, booking, matures_at=matures_at),
+    )
+    write_with(conn, plan.entries, rows=plan.rows)
+    return plan.earned
+
+
+def plan_earn(
+    booking: Booking,
+    *,
+    amount: int,
+    source: str,
+    label: str,
+    matures_at: datetime | None,
+    expires_at: datetime | None,
+    owed_debt: int = 0,
+) -> EarnPlan:
+    """What :func:`earn` writes, built without I/O; write it with ``post.write_with`` (adding rows of your own).
+
+    ``owed_debt`` is what the member owes (:func:`debt_owed`); points available at once repay it first.
+    """
     b = booking
-    pending = matures_at is not None and matures_at > b.now
-    repay = 0 if pending else min(amount, -balances_of(conn, b.member_id, "debt"))
+    if amount <= 0:
+        return EarnPlan(Earned(None, None, pending=False), [], [])
+    pending = earns_pending(matures_at, b.now)
+    repay = 0 if pending else min(amount, owed_debt)
     entry = b.entry(
         [program_posting(b.program_id, "issued", -amount, member_id=b.member_id)],
         extra={"debt_repaid": repay} if repay else None,
@@ -105,28 +143,47 @@ def earn(
             member_posting(b.member_id, "debt", repay),
             member_posting(b.member_id, "available", amount - repay),
         ]
-    write(conn, [entry])
-    lot_id = add_lot_for(
-        conn,
-        b,
-        entry.id,
-        amount=amount,
+    lot = lot_row(
+        program_id=b.program_id,
+        member_id=b.member_id,
+        transaction_id=entry.id,
+        event_id=b.event_id,
         source=source,
         label=label,
+        amount=amount,
+        remaining=amount - repay,  # the repaid part is allocated away at once, below
         state="pending" if pending else "active",
+        earned_at=b.effective_at,
         matures_at=matures_at,
         expires_at=expires_at,
     )
-    if repay:
-        record_allocations(
-            conn,
-            program_id=b.program_id,
-            member_id=b.member_id,
-            transaction_id=entry.id,
-            purpose="repay_debt",
-            parts=[(lot_id, repay)],
-        )
-    return Earned(entry.id, lot_id, pending=pending, repaid_debt=repay)
+    repaid = [
+        {
+            "transaction_id": entry.id,
+            "program_id": b.program_id,
+            "member_id": b.member_id,
+            "lot_id": lot["id"],
+            "amount": repay,
+            "purpose": "repay_debt",
+        }
+    ]
+    return EarnPlan(
+        Earned(entry.id, lot["id"], pending=pending, repaid_debt=repay),
+        [entry],
+        [(lots, [lot]), (allocations, repaid if repay else [])],
+    )
+
+
+def earns_pending(matures_at: datetime | None, now: datetime) -> bool:
+    """Points earned now stay pending until ``matures_at`` (a purchase's return window) if it is ahead."""
+    return matures_at is not None and matures_at > now
+
+
+def debt_owed(conn: Connection, booking: Booking, *, matures_at: datetime | None) -> int:
+    """The debt points earned now would repay first: 0 without a read when they stay pending."""
+    if earns_pending(matures_at, booking.now):
+        return 0
+    return -balances_of(conn, booking.member_id, "debt")
 
 
 def balances_of(conn: Connection, member_id: str, kind: str) -> int:
