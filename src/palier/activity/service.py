@@ -10,14 +10,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from palier.activity.earning import purchase_earning
+from palier.activity.earning import Earning, purchase_earning
 from palier.activity.models import AdjustmentIn, EventResult, MemberRef, PurchaseIn, ReturnIn
 from palier.activity.returns import ReturnPlan, plan_return
 from palier.activity.tables import events, purchases
@@ -25,9 +26,13 @@ from palier.clock import Clock, utc
 from palier.errors import Conflict, InvalidInput, NotFound, Unprocessable
 from palier.ids import new_id
 from palier.ledger import operations as ledger
+from palier.ledger.accounts import member_account
 from palier.ledger.locks import lock_key, lock_members
+from palier.ledger.post import Entry, write_with
+from palier.ledger.tables import accounts
 from palier.members import service as members
 from palier.members.identities import card_claim_key, normalise
+from palier.members.tables import members as members_table
 from palier.programs.models import Program
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -69,7 +74,11 @@ def replay(*, conn: Connection, program_id: str, type_: str, external_id: str, b
     row = conn.execute(_find_event, {"program_id": program_id, "type": type_, "external_id": external_id}).first()
     if row is None:
         return None
-    if row.payload_hash != body_hash:
+    return _replayed(type_, external_id, body_hash, row.payload_hash, row.result)
+
+
+def _replayed(type_: str, external_id: str, body_hash: str, stored_hash: str, stored_result: Any) -> EventResult:
+    if stored_hash != body_hash:
         field = {"purchase": "order_id", "return": "return_id", "adjustment": "external_id"}[type_]
         raise Conflict(
             "event_conflict",
@@ -77,7 +86,7 @@ def replay(*, conn: Connection, program_id: str, type_: str, external_id: str, b
             "content. Use a new id for a new fact.",
             field=field,
         )
-    return EventResult.model_validate(row.result)
+    return EventResult.model_validate(stored_result)
 
 
 def purchase_label(p: PurchaseIn) -> str:
@@ -89,111 +98,224 @@ def purchase_label(p: PurchaseIn) -> str:
     return f"Purchase #{p.order_id} {where}"
 
 
+@dataclass(frozen=True)
+class _Receipt:
+    """A purchase worked out without the database: its fingerprint, what it earns, its ids and dates."""
+
+    purchase: PurchaseIn
+    body: dict[str, Any]  # as stored: a payment card number redacted
+    body_hash: str
+    earning: Earning
+    label: str
+    event_id: str
+    now: datetime
+    occurred_at: datetime
+    matures_at: datetime
+    expires_at: datetime | None
+
+
+def _receipt(program: Program, purchase: PurchaseIn, now: datetime, card_key: bytes) -> _Receipt:
+    dumped = purchase.model_dump(mode="json")
+    occurred_at = utc(purchase.occurred_at)
+    return _Receipt(
+        purchase=purchase,
+        body=_redact(dumped),
+        body_hash=fingerprint([dumped], key=card_key),  # = payload_hash(purchase, key=card_key)
+        earning=purchase_earning(purchase, program),
+        label=purchase_label(purchase),
+        event_id=new_id("event"),
+        now=now,
+        occurred_at=occurred_at,
+        matures_at=occurred_at + timedelta(days=program.return_window_days),
+        expires_at=members.expiry_for(program, occurred_at),
+    )
+
+
 def record_purchase(
     *, conn: Connection, clock: Clock, program: Program, purchase: PurchaseIn, card_key: bytes
 ) -> tuple[EventResult, bool]:
-    """Earn the base rate on an order. Returns the result and whether it is a replay of an earlier send."""
-    body_hash = payload_hash(purchase, key=card_key)
-    if (
-        found := replay(
+    """Earn the base rate on an order. Returns the result and whether it is a replay of an earlier send.
+
+    Everything that needs no database (the fingerprint, the earning, every row to write) is worked out
+    before the first statement: on SQLite that is before the write lock is taken. A buyer named by
+    member id then costs two statements: :func:`_lock_buyer` and one write of every row.
+    """
+    receipt = _receipt(program, purchase, clock.now(), card_key)
+    member_id = purchase.member.member_id
+    if member_id is not None:
+        # Points that stay pending repay no debt, so their rows are known before the member is locked.
+        pending = ledger.earns_pending(receipt.matures_at, receipt.now)
+        booked = _booking(program, receipt, member_id, None, owed_debt=0) if pending else None
+        found, status = _lock_buyer(conn, program, receipt, member_id)
+        if found is not None:
+            return found, True
+        _check(program, receipt)
+        members.refuse_unless_active(member_id, status, field="member.member_id")
+        if booked is None:
+            booked = _booking(program, receipt, member_id, None, owed_debt=_debt(conn, program, receipt, member_id))
+    else:
+        found = replay(
             conn=conn,
             program_id=program.id,
             type_="purchase",
             external_id=purchase.order_id,
-            body_hash=body_hash,
+            body_hash=receipt.body_hash,
         )
-    ) is not None:
-        return found, True
-    now = clock.now()
-    occurred_at = _occurred_at(purchase.occurred_at, now)
-    if purchase.currency != program.currency:
+        if found is not None:
+            return found, True
+        _check(program, receipt)
+        buyer, claim = _resolve_and_lock(conn, program, purchase.member, card_key)
+        owed = _debt(conn, program, receipt, buyer) if buyer is not None else 0
+        booked = _booking(program, receipt, buyer, claim, owed_debt=owed)
+    write_with(conn, booked.entries, rows=booked.rows)
+    return booked.result, False
+
+
+# One round trip instead of three: the member's lock (its `available` account row, as ledger.locks takes
+# it) and its status, with the order's earlier result if it was already received. The member row is
+# locked too: PostgreSQL re-reads the rows it locks after waiting, not the others, so a merge that
+# committed while we waited is seen. An order received meanwhile is not seen; its unique key then
+# refuses our insert and the command is retried, as any unique-key race is.
+_lock_buyer_row = (
+    select(members_table.c.status, members_table.c.merged_into_id, events.c.payload_hash, events.c.result)
+    .select_from(
+        accounts.join(members_table, members_table.c.id == accounts.c.member_id).outerjoin(
+            events,
+            and_(
+                events.c.program_id == members_table.c.program_id,
+                events.c.type == "purchase",
+                events.c.external_id == bindparam("order_id"),
+            ),
+        )
+    )
+    .where(accounts.c.id == bindparam("account_id"), members_table.c.program_id == bindparam("program_id"))
+    .with_for_update(of=[accounts, members_table])
+)
+
+
+def _lock_buyer(
+    conn: Connection, program: Program, receipt: _Receipt, member_id: str
+) -> tuple[EventResult | None, Any]:
+    """The first result if this order was already received; else lock the member: its status row (or None)."""
+    order_id = receipt.purchase.order_id
+    row = conn.execute(
+        _lock_buyer_row,
+        {"account_id": member_account(member_id, "available"), "program_id": program.id, "order_id": order_id},
+    ).first()
+    if row is None:  # no such member: a replay still answers first
+        found = replay(
+            conn=conn, program_id=program.id, type_="purchase", external_id=order_id, body_hash=receipt.body_hash
+        )
+        return found, None
+    if row.payload_hash is not None:
+        return _replayed("purchase", order_id, receipt.body_hash, row.payload_hash, row.result), row
+    return None, row
+
+
+def _check(program: Program, receipt: _Receipt) -> None:
+    _occurred_at(receipt.occurred_at, receipt.now)
+    if receipt.purchase.currency != program.currency:
         raise InvalidInput(
             "currency_mismatch",
-            f"This program counts in {program.currency}, not {purchase.currency}.",
+            f"This program counts in {program.currency}, not {receipt.purchase.currency}.",
             field="currency",
         )
-    member_id, claim = _resolve_and_lock(conn, program, purchase.member, card_key)
-    earning = purchase_earning(purchase, program)
-    label = purchase_label(purchase)
-    event_id = new_id("event")
-    matures_at = occurred_at + timedelta(days=program.return_window_days)
+
+
+def _debt(conn: Connection, program: Program, receipt: _Receipt, member_id: str) -> int:
+    return ledger.debt_owed(conn, _ledger_booking(program, receipt, member_id), matures_at=receipt.matures_at)
+
+
+@dataclass(frozen=True)
+class _Booked:
+    """What recording a purchase writes: the ledger transaction and the rows that go with it."""
+
+    result: EventResult
+    entries: list[Entry]
+    rows: list[tuple[Table, list[dict[str, Any]]]]
+
+
+def _ledger_booking(program: Program, receipt: _Receipt, member_id: str) -> ledger.Booking:
+    return ledger.Booking(
+        program_id=program.id,
+        member_id=member_id,
+        kind="earn",
+        reason=receipt.label,
+        reason_code="purchase",
+        now=receipt.now,
+        effective_at=receipt.occurred_at,
+        event_id=receipt.event_id,
+        details={"order_id": receipt.purchase.order_id},
+    )
+
+
+def _booking(
+    program: Program, receipt: _Receipt, member_id: str | None, claim: tuple[str, str] | None, *, owed_debt: int
+) -> _Booked:
+    """The purchase's ledger transaction (for a known buyer), event and purchase rows."""
+    purchase, earning = receipt.purchase, receipt.earning
     result = EventResult(
-        event_id=event_id,
+        event_id=receipt.event_id,
         type="purchase",
         external_id=purchase.order_id,
         status="processed" if member_id else "unclaimed",
         member_id=member_id,
         points=earning.points,
-        reason=label,
+        reason=receipt.label,
     )
-    lot_id = None
+    plan = None
     if member_id is not None:
-        booking = ledger.Booking(
-            program_id=program.id,
-            member_id=member_id,
-            kind="earn",
-            reason=label,
-            reason_code="purchase",
-            now=now,
-            effective_at=occurred_at,
-            event_id=event_id,
-            details={"order_id": purchase.order_id},
-        )
-        earned = ledger.earn(
-            conn,
-            booking,
+        plan = ledger.plan_earn(
+            _ledger_booking(program, receipt, member_id),
             amount=earning.points,
             source="purchase",
-            label=label,
-            matures_at=matures_at,
-            expires_at=members.expiry_for(program, occurred_at),
+            label=receipt.label,
+            matures_at=receipt.matures_at,
+            expires_at=receipt.expires_at,
+            owed_debt=owed_debt,
         )
-        lot_id = earned.lot_id
+        earned = plan.earned
         result.transaction_id, result.pending = earned.transaction_id, earned.pending
-        result.matures_at = matures_at if earned.pending else None
+        result.matures_at = receipt.matures_at if earned.pending else None
         if earned.repaid_debt:
             result.details["debt_repaid"] = earned.repaid_debt
-    _insert_event(
-        conn,
+    event = _event_row(
         program,
-        event_id,
+        receipt.event_id,
         "purchase",
         purchase.order_id,
         member_id,
         claim,
         purchase.channel,
         purchase.store_id,
-        occurred_at,
-        now,
-        body_hash,
-        purchase,
+        receipt.occurred_at,
+        receipt.now,
+        receipt.body_hash,
+        receipt.body,
         result,
     )
-    conn.execute(
-        _insert_purchase,
-        dict(
-            event_id=event_id,
-            program_id=program.id,
-            member_id=member_id,
-            order_id=purchase.order_id,
-            label=label,
-            total=earning.total,
-            eligible=earning.eligible,
-            points=earning.points,
-            lot_id=lot_id,
-            lines=[
-                {
-                    "sku": line.sku,
-                    "quantity": line.quantity,
-                    "amount": line.amount,
-                    "points": pts,
-                    "returned": 0,
-                }
-                for line, pts in zip(purchase.lines, earning.line_points, strict=True)
-            ],
-        ),
+    order = dict(
+        event_id=receipt.event_id,
+        program_id=program.id,
+        member_id=member_id,
+        order_id=purchase.order_id,
+        label=receipt.label,
+        total=earning.total,
+        eligible=earning.eligible,
+        points=earning.points,
+        lot_id=plan.earned.lot_id if plan else None,
+        lines=[
+            {"sku": line.sku, "quantity": line.quantity, "amount": line.amount, "points": pts, "returned": 0}
+            for line, pts in zip(purchase.lines, earning.line_points, strict=True)
+        ],
     )
-    return result, False
+    return _Booked(
+        result=result,
+        entries=plan.entries if plan else [],
+        # parents first (SQLite checks each foreign key at once): the lot refers to the transaction,
+        # the purchase to the event
+        rows=[*(plan.rows if plan else []), (events, [event]), (purchases, [order])],
+    )
 
 
 def record_return(*, conn: Connection, clock: Clock, program: Program, ret: ReturnIn) -> tuple[EventResult, bool]:
@@ -513,33 +635,69 @@ def _insert_event(
 ) -> None:
     conn.execute(
         _insert_event_row,
-        dict(
-            id=event_id,
-            program_id=program.id,
-            type=type_,
-            external_id=external_id,
-            member_id=member_id,
-            status="processed" if claim is None else "unclaimed",
-            claim_kind=claim[0] if claim else None,
-            claim_value=claim[1] if claim else None,
-            channel=channel,
-            store_id=store_id,
-            occurred_at=occurred_at,
-            received_at=now,
-            payload_hash=body_hash,
-            body=_redacted(body),
-            result=result.model_dump(mode="json"),
+        _event_row(
+            program,
+            event_id,
+            type_,
+            external_id,
+            member_id,
+            claim,
+            channel,
+            store_id,
+            occurred_at,
+            now,
+            body_hash,
+            _redacted(body),
+            result,
         ),
+    )
+
+
+def _event_row(
+    program: Program,
+    event_id: str,
+    type_: str,
+    external_id: str,
+    member_id: str | None,
+    claim: tuple[str, str] | None,
+    channel: str | None,
+    store_id: str | None,
+    occurred_at: datetime,
+    now: datetime,
+    body_hash: str,
+    stored_body: dict[str, Any],
+    result: EventResult,
+) -> dict[str, Any]:
+    return dict(
+        id=event_id,
+        program_id=program.id,
+        type=type_,
+        external_id=external_id,
+        member_id=member_id,
+        status="processed" if claim is None else "unclaimed",
+        claim_kind=claim[0] if claim else None,
+        claim_value=claim[1] if claim else None,
+        channel=channel,
+        store_id=store_id,
+        occurred_at=occurred_at,
+        received_at=now,
+        payload_hash=body_hash,
+        body=stored_body,
+        result=result.model_dump(mode="json"),
     )
 
 
 def _redacted(body: BaseModel) -> dict[str, Any]:
     """The stored copy of a request: a payment card number is replaced by its last four digits."""
-    data: dict[str, Any] = body.model_dump(mode="json")
+    return _redact(body.model_dump(mode="json"))
+
+
+def _redact(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (a request as JSON) with a payment card number replaced by its last four digits (a copy)."""
     member = data.get("member")
     if isinstance(member, dict) and member.get("kind") == "payment_card" and member.get("value"):
         digits = "".join(ch for ch in member["value"] if ch.isdigit())
-        member["value"] = f"•••• {digits[-4:]}"
+        data = {**data, "member": {**member, "value": f"•••• {digits[-4:]}"}}
     return data
 
 
