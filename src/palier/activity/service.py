@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, Table, and_, bindparam, insert, select, update
+from sqlalchemy import Connection, Dialect, and_, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from palier.activity.earning import Earning, purchase_earning
@@ -28,7 +28,7 @@ from palier.ids import new_id
 from palier.ledger import operations as ledger
 from palier.ledger.accounts import member_account
 from palier.ledger.locks import lock_key, lock_members
-from palier.ledger.post import Entry, write_with
+from palier.ledger.post import PreparedWrite, prepare_write
 from palier.ledger.tables import accounts
 from palier.members import service as members
 from palier.members.identities import card_claim_key, normalise
@@ -145,14 +145,16 @@ def record_purchase(
     if member_id is not None:
         # Points that stay pending repay no debt, so their rows are known before the member is locked.
         pending = ledger.earns_pending(receipt.matures_at, receipt.now)
-        booked = _booking(program, receipt, member_id, None, owed_debt=0) if pending else None
+        booked = _booking(conn.dialect, program, receipt, member_id, None, owed_debt=0) if pending else None
         found, status = _lock_buyer(conn, program, receipt, member_id)
         if found is not None:
             return found, True
         _check(program, receipt)
         members.refuse_unless_active(member_id, status, field="member.member_id")
         if booked is None:
-            booked = _booking(program, receipt, member_id, None, owed_debt=_debt(conn, program, receipt, member_id))
+            booked = _booking(
+                conn.dialect, program, receipt, member_id, None, owed_debt=_debt(conn, program, receipt, member_id)
+            )
     else:
         found = replay(
             conn=conn,
@@ -166,8 +168,8 @@ def record_purchase(
         _check(program, receipt)
         buyer, claim = _resolve_and_lock(conn, program, purchase.member, card_key)
         owed = _debt(conn, program, receipt, buyer) if buyer is not None else 0
-        booked = _booking(program, receipt, buyer, claim, owed_debt=owed)
-    write_with(conn, booked.entries, rows=booked.rows)
+        booked = _booking(conn.dialect, program, receipt, buyer, claim, owed_debt=owed)
+    booked.write.run(conn)
     return booked.result, False
 
 
@@ -231,8 +233,7 @@ class _Booked:
     """What recording a purchase writes: the ledger transaction and the rows that go with it."""
 
     result: EventResult
-    entries: list[Entry]
-    rows: list[tuple[Table, list[dict[str, Any]]]]
+    write: PreparedWrite  # every row, parameters encoded: run it holding the member's lock
 
 
 def _ledger_booking(program: Program, receipt: _Receipt, member_id: str) -> ledger.Booking:
@@ -250,7 +251,13 @@ def _ledger_booking(program: Program, receipt: _Receipt, member_id: str) -> ledg
 
 
 def _booking(
-    program: Program, receipt: _Receipt, member_id: str | None, claim: tuple[str, str] | None, *, owed_debt: int
+    dialect: Dialect,
+    program: Program,
+    receipt: _Receipt,
+    member_id: str | None,
+    claim: tuple[str, str] | None,
+    *,
+    owed_debt: int,
 ) -> _Booked:
     """The purchase's ledger transaction (for a known buyer), event and purchase rows."""
     purchase, earning = receipt.purchase, receipt.earning
@@ -309,13 +316,14 @@ def _booking(
             for line, pts in zip(purchase.lines, earning.line_points, strict=True)
         ],
     )
-    return _Booked(
-        result=result,
-        entries=plan.entries if plan else [],
+    write = prepare_write(
+        dialect,
+        plan.entries if plan else [],
         # parents first (SQLite checks each foreign key at once): the lot refers to the transaction,
         # the purchase to the event
         rows=[*(plan.rows if plan else []), (events, [event]), (purchases, [order])],
     )
+    return _Booked(result, write)
 
 
 def record_return(*, conn: Connection, clock: Clock, program: Program, ret: ReturnIn) -> tuple[EventResult, bool]:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import Connection, Executable, Table, TextClause, bindparam, insert, text, update
+from sqlalchemy import Connection, Dialect, Table, TextClause, bindparam, insert, text, update
 
 from palier.ids import new_id
 from palier.ledger.accounts import POINTS
@@ -83,7 +83,17 @@ def write(conn: Connection, entries: Sequence[Entry]) -> None:
 
 
 def write_with(conn: Connection, entries: Sequence[Entry], *, rows: Rows = ()) -> None:
-    """Write ``entries`` as :func:`write` does, and insert ``rows`` with them (lots, events, …).
+    """Write ``entries`` as :func:`write` does, and insert ``rows`` with them (lots, events, …)."""
+    prepare_write(conn.dialect, entries, rows=rows).run(conn)
+
+
+class PreparedWrite(Protocol):
+    def run(self, conn: Connection) -> None: ...
+
+
+def prepare_write(dialect: Dialect, entries: Sequence[Entry], *, rows: Rows = ()) -> PreparedWrite:
+    """:func:`write_with`'s statements with their parameters encoded, ready to run: build it before
+    taking a lock (SQLite's write lock is the whole database's), run it once holding it.
 
     PostgreSQL: one statement, each insert and the balance update a CTE of it; the foreign keys are
     checked at its end. The rows travel as one JSON parameter per table, so the statement's text does
@@ -97,18 +107,69 @@ def write_with(conn: Connection, entries: Sequence[Entry], *, rows: Rows = ()) -
         inserts += [(ledger_transactions, _transaction_rows(entries)), (postings, _posting_rows(entries))]
     inserts += [(table, table_rows) for table, table_rows in rows if table_rows]
     deltas = {account_id: delta for account_id, delta in _deltas(entries).items() if delta}
-    if conn.dialect.name != "postgresql":
-        for table, table_rows in inserts:
-            conn.execute(_insert_into(table), table_rows)
-        apply_deltas(conn, deltas)
-        return
+    ids = sorted(deltas)
     shape = tuple((table, tuple(table_rows[0])) for table, table_rows in inserts)
-    params: dict[str, Any] = {f"rows_{i}": _as_json(table_rows) for i, (_, table_rows) in enumerate(inserts)}
-    params["ids"] = sorted(deltas)
-    params["deltas"] = [deltas[account_id] for account_id in params["ids"]]
-    moved = conn.execute(_one_statement(shape), params).scalar_one()
-    if moved != len(deltas):
-        raise LookupError(f"postings name accounts that do not exist: {sorted(deltas)}")
+    if dialect.name == "postgresql":
+        params: dict[str, Any] = {f"rows_{i}": _as_json(table_rows) for i, (_, table_rows) in enumerate(inserts)}
+        params.update(ids=ids, deltas=[deltas[account_id] for account_id in ids])
+        return _OneStatement(_one_statement(shape), params, accounts_moved=len(ids))
+    return _StatementPerTable(
+        [
+            (_insert_sql(table, columns), _encoded(dialect, table, columns, table_rows))
+            for (table, columns), (_, table_rows) in zip(shape, inserts, strict=True)
+        ],
+        [(deltas[account_id], account_id) for account_id in ids],
+    )
+
+
+@dataclass(frozen=True)
+class _OneStatement:
+    statement: TextClause
+    params: dict[str, Any]
+    accounts_moved: int
+
+    def run(self, conn: Connection) -> None:
+        if conn.execute(self.statement, self.params).scalar_one() != self.accounts_moved:
+            raise LookupError(f"postings name accounts that do not exist: {self.params['ids']}")
+
+
+@dataclass(frozen=True)
+class _StatementPerTable:
+    inserts: list[tuple[str, list[tuple[Any, ...]]]]
+    moves: list[tuple[int, str]]  # (delta, account id), in account-id order
+
+    def run(self, conn: Connection) -> None:
+        for sql, encoded_rows in self.inserts:
+            conn.exec_driver_sql(sql, encoded_rows)
+        if self.moves and conn.exec_driver_sql(_MOVE_BALANCE, self.moves).rowcount != len(self.moves):
+            raise LookupError(f"postings name accounts that do not exist: {[i for _, i in self.moves]}")
+
+
+_MOVE_BALANCE = "UPDATE accounts SET balance = balance + ?, version = version + 1 WHERE id = ?"
+
+
+@lru_cache(maxsize=64)
+def _insert_sql(table: Table, columns: tuple[str, ...]) -> str:
+    names = ", ".join(f'"{column}"' for column in columns)
+    return f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" for _ in columns)})'
+
+
+def _encoded(
+    dialect: Dialect, table: Table, columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]]
+) -> list[tuple[Any, ...]]:
+    """Rows as the driver takes them: each value through its column type's bind processor."""
+    processors = _bind_processors(dialect, table, columns)
+    return [
+        tuple(row[column] if process is None else process(row[column]) for column, process in processors)
+        for row in rows
+    ]
+
+
+@lru_cache(maxsize=64)
+def _bind_processors(
+    dialect: Dialect, table: Table, columns: tuple[str, ...]
+) -> list[tuple[str, Callable[[Any], Any] | None]]:
+    return [(column, table.c[column].type.dialect_impl(dialect).bind_processor(dialect)) for column in columns]
 
 
 @lru_cache(maxsize=64)
@@ -140,11 +201,6 @@ def _json_value(value: object) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
-
-
-@lru_cache(maxsize=32)
-def _insert_into(table: Table) -> Executable:
-    return insert(table)
 
 
 def _balanced(entries: Sequence[Entry]) -> list[Entry]:
