@@ -13,6 +13,7 @@ shared baseline scripts in the same run: PostgreSQL ``pg_ledger_tps`` (target â‰
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import random
 import sys
 import time
@@ -163,14 +164,19 @@ def run(engine: str, options: object, limits: dict[str, float]) -> list[common.F
         seeded = common.seed_members(db, program, members)
         common.vacuum_analyze(db)
         db.dispose()
+    load_before = os.getloadavg()[0]
     with common.step(f"purchases/{engine}: {workers} processes, {warmup:g} s warm-up + {seconds:g} s"):
         got = measure(url, seeded, workers=workers, seconds=seconds, warmup=warmup)
+    load_after = os.getloadavg()[0]
     common.say(
         f"purchases/{engine}: {got['purchases']:,} purchases, {got['rate']:,.0f}/s, p50 {got['p50']:.1f} ms, "
         f"p99 {got['p99']:.1f} ms, max {got['max']:.0f} ms, {got['retries']} retries, {got['errors']} errors"
     )
     limit_name, target = TARGETS[engine]
-    note = f"{workers} processes, {members:,} members, {got['retries']} retries, {got['errors']} worker errors"
+    note = (
+        f"{workers} processes, {members:,} members, {got['retries']} retries, {got['errors']} worker errors, "
+        f"1-min load average {load_before:.1f} before, {load_after:.1f} after"
+    )
     return [
         common.Figure(
             "purchases",
