@@ -399,21 +399,23 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
             points_returned=order["points_returned"] + plan.points,
         )
     )
-    _insert_event(
-        conn,
-        program,
-        event_id,
-        "return",
-        ret.return_id,
-        member_id,
-        None,
-        None,
-        None,
-        occurred_at,
-        now,
-        body_hash,
-        ret,
-        result,
+    conn.execute(
+        _insert_event_row,
+        _event_row(
+            program,
+            event_id,
+            "return",
+            ret.return_id,
+            member_id,
+            None,
+            None,
+            None,
+            occurred_at,
+            now,
+            body_hash,
+            _redacted(ret),
+            result,
+        ),
     )
     return result, False
 
@@ -479,21 +481,23 @@ def adjust(
         transaction_id=transaction_id,
         reason=adjustment.reason,
     )
-    _insert_event(
-        conn,
-        program,
-        event_id,
-        "adjustment",
-        result.external_id,
-        member_id,
-        None,
-        None,
-        None,
-        now,
-        now,
-        body_hash,
-        adjustment,
-        result,
+    conn.execute(
+        _insert_event_row,
+        _event_row(
+            program,
+            event_id,
+            "adjustment",
+            result.external_id,
+            member_id,
+            None,
+            None,
+            None,
+            now,
+            now,
+            body_hash,
+            _redacted(adjustment),
+            result,
+        ),
     )
     return result, False
 
@@ -623,42 +627,6 @@ def _lock_order(conn: Connection, event_id: str, member_id: str | None) -> Any:
             return order
         member_id = order["member_id"]
     raise Conflict("order_busy", "This order is changing hands; send the return again.", field="order_id")
-
-
-def _insert_event(
-    conn: Connection,
-    program: Program,
-    event_id: str,
-    type_: str,
-    external_id: str,
-    member_id: str | None,
-    claim: tuple[str, str] | None,
-    channel: str | None,
-    store_id: str | None,
-    occurred_at: datetime,
-    now: datetime,
-    body_hash: str,
-    body: BaseModel,
-    result: EventResult,
-) -> None:
-    conn.execute(
-        _insert_event_row,
-        _event_row(
-            program,
-            event_id,
-            type_,
-            external_id,
-            member_id,
-            claim,
-            channel,
-            store_id,
-            occurred_at,
-            now,
-            body_hash,
-            _redacted(body),
-            result,
-        ),
-    )
 
 
 def _event_row(

@@ -28,34 +28,9 @@ _insert_lot = insert(lots)
 _insert_allocations = insert(allocations)
 
 
-def add_lot(
-    conn: Connection,
-    *,
-    program_id: str,
-    member_id: str,
-    transaction_id: str,
-    source: str,
-    label: str,
-    amount: int,
-    state: str,
-    earned_at: datetime,
-    matures_at: datetime | None,
-    expires_at: datetime | None,
-    event_id: str | None = None,
-) -> str:
-    row = lot_row(
-        program_id=program_id,
-        member_id=member_id,
-        transaction_id=transaction_id,
-        source=source,
-        label=label,
-        amount=amount,
-        state=state,
-        earned_at=earned_at,
-        matures_at=matures_at,
-        expires_at=expires_at,
-        event_id=event_id,
-    )
+def add_lot(conn: Connection, **lot: Any) -> str:
+    """Insert a new lot (its fields: :func:`lot_row`); returns its id."""
+    row = lot_row(**lot)
     conn.execute(_insert_lot, row)
     return str(row["id"])
 
