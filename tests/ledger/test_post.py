@@ -7,13 +7,14 @@ from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import Connection, func, select, text
+from sqlalchemy.exc import IntegrityError
 
-from palier.clock import FrozenClock
+from palier.clock import FrozenClock, utc
 from palier.db import Database
 from palier.ids import new_id
 from palier.ledger.accounts import member_account, open_member_accounts, open_program_accounts, program_account
-from palier.ledger.lots import Taken, add_lot, choose_lots, record_allocations
-from palier.ledger.post import Entry, Posting, UnbalancedTransaction, post, write
+from palier.ledger.lots import Taken, add_lot, choose_lots, lot_row, record_allocations
+from palier.ledger.post import Entry, Posting, UnbalancedTransaction, post, write, write_with
 from palier.ledger.tables import accounts, allocations, ledger_transactions, lots, postings
 from palier.ledger.verify import verify
 from tests.factories import insert_program_row
@@ -209,3 +210,46 @@ def test_debits_take_soonest_expiring_lots_first_and_never_expiring_last(
         assert [(t.lot_id, t.amount) for t in rest] == [(never, 20)]
         assert account_state(conn, member.account("available"))[0] == 0
         assert verify(conn, program_id=member.program_id) == []
+
+
+def test_write_with_writes_the_rows_that_go_with_a_transaction_and_moves_balances(
+    db: Database, member: Member, clock: FrozenClock
+) -> None:
+    now = clock.now()
+    earned = entry(member, now, (member.program_account("issued"), -40), (member.account("available"), 40), kind="earn")
+    lot = lot_row(
+        program_id=member.program_id,
+        member_id=member.id,
+        transaction_id=earned.id,
+        source="adjustment",
+        label="Goodwill",
+        amount=40,
+        state="active",
+        earned_at=now,
+        matures_at=None,
+        expires_at=now + timedelta(days=365),
+    )
+    with db.write() as conn:
+        write_with(conn, [earned], rows=[(lots, [lot])])
+    with db.read() as conn:
+        assert account_state(conn, member.account("available")) == (40, 1)
+        assert account_state(conn, member.program_account("issued")) == (-40, 1)
+        stored = conn.execute(select(lots.c.remaining, lots.c.expires_at).where(lots.c.id == lot["id"])).one()
+        assert stored.remaining == 40 and utc(stored.expires_at) == now + timedelta(days=365)
+        assert (
+            conn.execute(select(ledger_transactions.c.details).where(ledger_transactions.c.id == earned.id)).scalar()
+            is None
+        )
+        assert verify(conn, program_id=member.program_id) == []
+
+
+def test_write_with_refuses_postings_to_an_account_that_does_not_exist(
+    db: Database, member: Member, clock: FrozenClock
+) -> None:
+    now = clock.now()
+    stray = entry(member, now, (member.program_account("issued"), -5), ("mem_nobody:available", 5))
+    with pytest.raises((LookupError, IntegrityError)), db.write() as conn:  # a foreign key may refuse it first
+        write_with(conn, [stray])
+    with db.read() as conn:
+        assert count(conn, "ledger_transactions", member) == 0
+        assert account_state(conn, member.program_account("issued")) == (0, 0)

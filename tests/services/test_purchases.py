@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from palier.activity.tables import events
 from palier.clock import FrozenClock
@@ -292,3 +293,34 @@ def test_points_never_expire_when_the_program_says_so(
     expire(db, clock, program)
     shown = balance(db, program, member)
     assert (shown.available, shown.next_expiry) == (10, None)
+
+
+@contextmanager
+def statements_run(db: Database) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", note)
+
+
+def test_a_purchase_by_member_id_costs_seven_statements_on_postgresql_and_a_resend_one(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """What a purchase costs the database (see bench/purchases.py): the resend check, the member's lock
+    and status, the order's payments with points, one statement for the ledger transaction with its
+    postings, balances and lot (ledger.post.write_with), the event and the purchase. SQLite writes the
+    ledger one statement per table, in process. A resend is one statement."""
+    member = enrol(db, clock, program)
+    body = purchase_body(program, member, clock=clock, amount=1000)
+    with statements_run(db) as first:
+        send_purchase(db, clock, program, body)
+    with statements_run(db) as resent:
+        assert send_purchase(db, clock, program, body)[1] is True
+    assert (len(first), len(resent)) == ((7, 1) if db.is_postgres else (9, 1)), first
+    assert balance(db, program, member).pending == 10

@@ -4,20 +4,44 @@ Every command runs in one transaction opened with :meth:`Database.write`. On SQL
 ``BEGIN IMMEDIATE``: the write lock is taken up front, so two commands never interleave and never
 fail on a lock upgrade. On PostgreSQL it is a READ COMMITTED transaction in which member rows are
 locked with ``SELECT … FOR UPDATE`` (see ``ledger/locks.py``).
+
+SQLite, two details that decide how many writers per second one file takes:
+
+* ``BEGIN`` is sent with the transaction's first statement, not when the transaction object is made,
+  so a command's pure Python work (validation, earning, building rows) done before its first
+  statement runs outside the write lock.
+* Writers of this process and of every other Palier process queue on an OS file lock
+  (``<database>-writer``) before ``BEGIN IMMEDIATE``. SQLite's own busy handler makes a waiting writer
+  sleep 1, 2, 5, 10 … 100 ms between tries, so the lock sits idle while waiters sleep and the slowest
+  commands wait for seconds; the kernel wakes a waiter of the file lock the moment it is released. The
+  busy timeout stays as the fallback for writers that do not take the file lock (other programs).
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import NullPool
 
+try:
+    import fcntl
+except ImportError:  # Windows: SQLite's busy timeout alone serialises writers
+    fcntl = None  # type: ignore[assignment]
+
 _WRITE = "palier_write"
+_PENDING_BEGIN = "palier_pending_begin"  # Connection.info: the BEGIN still to send with the first statement
+_LOCK_FD = "palier_writer_fd"  # pool record info: this connection's own descriptor of the writer lock file
+_IDLE_SINCE = "palier_idle_since"
+PING_AFTER_IDLE = 10.0  # seconds: a pooled PostgreSQL connection idle longer is pinged before use
+_held = threading.local()  # .file: the writer lock file this thread holds (a nested write must not wait on itself)
 
 
 @dataclass
@@ -37,8 +61,13 @@ class Database:
         """One command: a transaction that commits on success and rolls back on any error."""
         with self.engine.connect() as conn:
             conn.execution_options(**{_WRITE: True})
-            with conn.begin():
-                yield conn
+            nested = getattr(_held, "file", None) is not None
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                if not nested:
+                    _release_writer_lock()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -56,9 +85,11 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
         connect_args={"timeout": 60, "check_same_thread": False},
         **kwargs,
     )
+    database = engine.url.database
+    lock_path = f"{database}-writer" if fcntl is not None and database else None
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    def _on_connect(dbapi_conn: sqlite3.Connection, record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
@@ -66,11 +97,78 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=60000")
         cur.close()
+        if lock_path is not None:
+            # One open file per connection: flock() locks belong to an open file, so two connections
+            # (two threads) of this process exclude each other exactly as two processes do.
+            record.info[_LOCK_FD] = open(lock_path, "a+b")  # noqa: SIM115 (closed with the connection)
+
+    @event.listens_for(engine, "close")
+    def _on_close(_dbapi_conn: sqlite3.Connection, record: Any) -> None:
+        if (lock_file := record.info.pop(_LOCK_FD, None)) is not None:
+            lock_file.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get(_WRITE)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        conn.info[_PENDING_BEGIN] = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _begin_with_first_statement(conn: Connection, cursor: Any, *_args: Any) -> None:
+        begin = conn.info.pop(_PENDING_BEGIN, None)
+        if begin is None:
+            return
+        if begin == "BEGIN IMMEDIATE":
+            _take_writer_lock(conn)
+        cursor.execute(begin)
+
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def _forget_begin(conn: Connection) -> None:
+        conn.info.pop(_PENDING_BEGIN, None)  # a transaction that ran no statement never began
+
+    return engine
+
+
+def _take_writer_lock(conn: Connection) -> None:
+    lock_file = conn.connection.info.get(_LOCK_FD)
+    if lock_file is None or getattr(_held, "file", None) is not None:
+        return  # no file lock here, or a write nested in this thread's own write: the busy timeout decides
+    fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+    _held.file = lock_file
+
+
+def _release_writer_lock() -> None:
+    """After COMMIT or ROLLBACK (a closed file has already given its lock back)."""
+    lock_file = _held.__dict__.pop("file", None)
+    if lock_file is not None and not lock_file.closed:
+        with suppress(OSError, ValueError):
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+
+
+def _postgres_engine(url: str, *, pool_size: int, echo: bool) -> Engine:
+    """A pool without SQLAlchemy's pre-ping: that is one more round trip on every command.
+
+    A connection that sat idle for ``PING_AFTER_IDLE`` seconds or more (the ones a server restart or a
+    firewall may have cut) is still checked before use, and replaced if dead.
+    """
+    engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size)
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop(_IDLE_SINCE, None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+            dbapi_conn.rollback()  # the ping opened a transaction: the command begins its own
+        except Exception as exc:
+            raise DisconnectionError("the pooled connection is dead") from exc
+        if not alive:
+            raise DisconnectionError("the pooled connection is dead")
 
     return engine
 
@@ -84,5 +182,4 @@ def make_database(url: str, *, pool_size: int = 10, echo: bool = False) -> Datab
             raise ValueError("use a file for SQLite: connections must share one database")
         extra: dict[str, Any] = {"poolclass": NullPool} if pool_size == 0 else {}
         return Database(_sqlite_engine(url, echo=echo, **extra))
-    engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
-    return Database(engine)
+    return Database(_postgres_engine(url, pool_size=pool_size, echo=echo))

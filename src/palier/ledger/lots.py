@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
@@ -27,8 +28,14 @@ _insert_lot = insert(lots)
 _insert_allocations = insert(allocations)
 
 
-def add_lot(
-    conn: Connection,
+def add_lot(conn: Connection, **lot: Any) -> str:
+    """Insert a new lot (its fields: :func:`lot_row`); returns its id."""
+    row = lot_row(**lot)
+    conn.execute(_insert_lot, row)
+    return str(row["id"])
+
+
+def lot_row(
     *,
     program_id: str,
     member_id: str,
@@ -41,27 +48,24 @@ def add_lot(
     matures_at: datetime | None,
     expires_at: datetime | None,
     event_id: str | None = None,
-) -> str:
-    lot_id = new_id("lot")
-    conn.execute(
-        _insert_lot,
-        dict(
-            id=lot_id,
-            program_id=program_id,
-            member_id=member_id,
-            transaction_id=transaction_id,
-            event_id=event_id,
-            source=source,
-            label=label,
-            amount=amount,
-            remaining=amount,
-            state=state,
-            earned_at=earned_at,
-            matures_at=matures_at,
-            expires_at=expires_at,
-        ),
+    remaining: int | None = None,
+) -> dict[str, Any]:
+    """A new lot's row (a new id), to insert; ``remaining`` is ``amount`` unless allocations take some."""
+    return dict(
+        id=new_id("lot"),
+        program_id=program_id,
+        member_id=member_id,
+        transaction_id=transaction_id,
+        event_id=event_id,
+        source=source,
+        label=label,
+        amount=amount,
+        remaining=amount if remaining is None else remaining,
+        state=state,
+        earned_at=earned_at,
+        matures_at=matures_at,
+        expires_at=expires_at,
     )
-    return lot_id
 
 
 def choose_lots(

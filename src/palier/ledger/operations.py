@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, bindparam, func, insert, select
+from sqlalchemy import Connection, Table, bindparam, func, select
 
 from palier.clock import utc
 from palier.ledger.accounts import MEMBER_KINDS, POINTS, member_account, program_account
 from palier.ledger.earning_rows import earn_rows, is_pending
-from palier.ledger.lots import Taken, choose_lots, record_allocations, set_state, write_allocations
-from palier.ledger.post import Entry, Posting, write
-from palier.ledger.tables import accounts, lots
+from palier.ledger.lots import Taken, choose_lots, record_allocations, set_state
+from palier.ledger.post import Entry, Posting, write, write_with
+from palier.ledger.tables import accounts, allocations, lots
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,15 @@ class Earned:
     repaid_debt: int = 0
 
 
+@dataclass(frozen=True)
+class EarnPlan:
+    """An earn ready to write: its transaction, its lot (and the allocation that repays debt), its outcome."""
+
+    earned: Earned
+    entries: list[Entry]
+    rows: list[tuple[Table, list[dict[str, Any]]]]
+
+
 def earn(
     conn: Connection,
     booking: Booking,
@@ -94,18 +103,52 @@ def earn(
     """
     if amount <= 0:
         return Earned(None, None, pending=False)
-    owed = 0 if is_pending(matures_at, booking.now) else -balances_of(conn, booking.member_id, "debt")
-    rows = earn_rows(
-        booking, amount=amount, owed=owed, source=source, label=label, matures_at=matures_at, expires_at=expires_at
+    plan = plan_earn(
+        booking,
+        amount=amount,
+        source=source,
+        label=label,
+        matures_at=matures_at,
+        expires_at=expires_at,
+        owed_debt=debt_owed(conn, booking, matures_at=matures_at),
     )
-    write(conn, [rows.entry])
-    conn.execute(_insert_lot, rows.lot)
-    if rows.repayment:
-        write_allocations(conn, [rows.repayment])
-    return Earned(rows.entry.id, rows.lot_id, pending=rows.pending, repaid_debt=rows.repaid)
+    write_with(conn, plan.entries, rows=plan.rows)
+    return plan.earned
 
 
-_insert_lot = insert(lots)
+def plan_earn(
+    booking: Booking,
+    *,
+    amount: int,
+    source: str,
+    label: str,
+    matures_at: datetime | None,
+    expires_at: datetime | None,
+    owed_debt: int = 0,
+) -> EarnPlan:
+    """What :func:`earn` writes, built without I/O (the rows of ``earning_rows.earn_rows``, as the bulk
+    import builds them); write it with ``post.write_with``, adding rows of your own.
+
+    ``owed_debt`` is what the member owes (:func:`debt_owed`); points available at once repay it first.
+    """
+    if amount <= 0:
+        return EarnPlan(Earned(None, None, pending=False), [], [])
+    rows = earn_rows(
+        booking, amount=amount, owed=owed_debt, source=source, label=label, matures_at=matures_at, expires_at=expires_at
+    )
+    lot = rows.lot | {"remaining": rows.lot["amount"] - rows.repaid}  # written with its repayment, at once
+    return EarnPlan(
+        Earned(rows.entry.id, rows.lot_id, pending=rows.pending, repaid_debt=rows.repaid),
+        [rows.entry],
+        [(lots, [lot]), (allocations, [rows.repayment] if rows.repayment else [])],
+    )
+
+
+def debt_owed(conn: Connection, booking: Booking, *, matures_at: datetime | None) -> int:
+    """The debt points earned now would repay first: 0 without a read when they stay pending."""
+    if is_pending(matures_at, booking.now):
+        return 0
+    return -balances_of(conn, booking.member_id, "debt")
 
 
 def balances_of(conn: Connection, member_id: str, kind: str) -> int:

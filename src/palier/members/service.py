@@ -149,13 +149,18 @@ _member_status = select(members.c.status, members.c.merged_into_id).where(
 
 def require_active(*, conn: Connection, program_id: str, member_id: str) -> None:
     status = conn.execute(_member_status, {"member_id": member_id, "program_id": program_id}).first()
+    refuse_unless_active(member_id, status, field="member_id")
+
+
+def refuse_unless_active(member_id: str, status: Any, *, field: str) -> None:
+    """Raise unless ``status`` (a row with ``status`` and ``merged_into_id``, or None) is an active member's."""
     if status is None:
-        raise NotFound("member_not_found", f"No member {member_id} in this program.", field="member_id")
+        raise NotFound("member_not_found", f"No member {member_id} in this program.", field=field)
     if status.status != "active":
         raise Conflict(
             "member_merged",
             f"Member {member_id} was merged into {status.merged_into_id}.",
-            field="member_id",
+            field=field,
             merged_into_id=status.merged_into_id,
         )
 
