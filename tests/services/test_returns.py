@@ -19,6 +19,7 @@ from tests.services.factories import (
     assert_ledger_sound,
     balance,
     enrol,
+    expire,
     line,
     luhn_card,
     make_program,
@@ -300,3 +301,21 @@ def test_a_claimed_card_purchase_is_returned_from_its_own_lot(
     result = return_(db, clock, program, order.external_id, amount=2000)
     assert result.details == {"from_pending": 20, "from_available": 0, "to_debt": 0, "written_off": 0}
     assert (balance(db, program, member).available, balance(db, program, member).pending) == (40, 0)
+
+
+def test_returning_an_order_whose_points_expired_takes_nothing_more(
+    db: Database, clock: FrozenClock, new_program: Callable[..., Program]
+) -> None:
+    """Its points left the member once, at expiry: the return must not take them again from other lots."""
+    program = new_program(return_window_days=0, points_lifetime_months=1)
+    member = enrol(db, clock, program)
+    purchase(db, clock, program, member, order_id="OLD", lines=[line("A", 6_000), line("B", 4_000)])  # 100 pts
+    clock.advance(days=40)
+    expire(db, clock, program)
+    adjust(db, clock, program, member, 80, reason="Later goodwill")
+    first = return_(db, clock, program, "OLD", lines=[("A", 1)])
+    assert (first.points, first.details["excused_expired"], first.details["from_available"]) == (-60, 60, 0)
+    second = return_(db, clock, program, "OLD", lines=[("B", 1)])
+    assert second.details["excused_expired"] == 40
+    shown = balance(db, program, member)
+    assert (shown.available, shown.debt) == (80, 0)  # the later points are untouched, nothing owed

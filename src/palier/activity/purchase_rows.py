@@ -101,5 +101,6 @@ def purchase_row(
         "lot_id": lot_id,
         "refunded": 0,
         "points_returned": 0,
+        "points_excused": 0,
         "lines": lines,
     }

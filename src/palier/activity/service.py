@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from palier.activity.facts import checked_occurred_at, event_row, redacted
@@ -33,6 +33,7 @@ from palier.errors import Conflict, InvalidInput, NotFound, Unprocessable
 from palier.ids import new_id
 from palier.ledger import operations as ledger
 from palier.ledger.locks import lock_key, lock_members
+from palier.ledger.tables import allocations
 from palier.members import service as members
 from palier.members.identities import card_claim_key, normalise
 from palier.programs.models import Program
@@ -224,6 +225,7 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
     if occurred_at < utc(order["occurred_at"]):
         raise InvalidInput("return_before_purchase", "A return cannot happen before its purchase.", field="occurred_at")
     order = _lock_order(conn, order["event_id"], order["member_id"])
+    excused = 0
     plan: ReturnPlan = plan_return(order=dict(order), ret=ret)
     event_id = new_id("event")
     member_id = order["member_id"]
@@ -249,16 +251,23 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
             event_id=event_id,
             details={"order_id": ret.order_id},
         )
+        lapsed = _expired_of(conn, order["lot_id"]) - order["points_excused"] if order["lot_id"] else 0
         taken = ledger.take_back(
-            conn, booking, amount=plan.points, own_lot_id=order["lot_id"], shortfall=program.return_shortfall
+            conn,
+            booking,
+            amount=plan.points,
+            own_lot_id=order["lot_id"],
+            shortfall=program.return_shortfall,
+            lapsed=max(lapsed, 0),
         )
+        excused = taken.excused
         result.transaction_id = taken.transaction_id
         result.details = {
             "from_pending": taken.from_pending,
             "from_available": taken.from_available,
             "to_debt": taken.to_debt,
             "written_off": taken.written_off,
-        }
+        } | ({"excused_expired": excused} if excused else {})
     conn.execute(
         update(purchases)
         .where(purchases.c.event_id == order["event_id"])
@@ -266,6 +275,7 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
             lines=plan.lines,
             refunded=order["refunded"] + plan.refund,
             points_returned=order["points_returned"] + plan.points,
+            points_excused=order["points_excused"] + excused,
         )
     )
     if member_id is not None:  # what was paid with points or credit comes back in proportion
@@ -296,6 +306,16 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
     if member_id is not None:  # the event that crosses a tier threshold upgrades at once
         tiers.on_activity(conn=conn, clock=clock, program=program, member_id=member_id, returned=True)
     return result, False
+
+
+def _expired_of(conn: Connection, lot_id: str) -> int:
+    """Points of a lot that expired (its expiry allocations)."""
+    total = conn.execute(
+        select(func.coalesce(func.sum(allocations.c.amount), 0)).where(
+            allocations.c.lot_id == lot_id, allocations.c.purpose == "expire"
+        )
+    ).scalar()
+    return int(total or 0)
 
 
 def adjust(

@@ -47,6 +47,8 @@ purchases = Table(
     Column("lot_id", String(32), nullable=True),
     Column("refunded", BigInteger, nullable=False, server_default="0"),
     Column("points_returned", BigInteger, nullable=False, server_default="0"),
+    # returned points whose lot had already expired: they left once, at expiry, and are not taken again
+    Column("points_excused", BigInteger, nullable=False, server_default="0"),
     Column("lines", Json, nullable=False),
     UniqueConstraint("program_id", "order_id"),
     Index(None, "program_id", "member_id"),  # a member's orders: tier metric, requalification, merges

@@ -163,6 +163,7 @@ class TakenBack:
     from_available: int = 0
     to_debt: int = 0
     written_off: int = 0
+    excused: int = 0  # of the purchase's own points that had already expired: gone once, not taken again
     lots: list[str] = field(default_factory=list)
 
     @property
@@ -177,12 +178,14 @@ def take_back(
     amount: int,
     own_lot_id: str | None,
     shortfall: Literal["debt", "write_off"],
+    lapsed: int = 0,
 ) -> TakenBack:
     """Take back ``amount`` points that should not have been issued (a return).
 
-    From the purchase's own lot first (still pending, or available), then from other available
-    points soonest-expiring first; what is missing goes to ``debt`` or is written off, and is
-    recorded either way.
+    From the purchase's own lot first (still pending, or available); then, up to ``lapsed`` (points
+    of that lot which expired and no earlier return excused), nothing: those points already left the
+    member when they expired and are not taken twice. The rest from other available points
+    soonest-expiring first; what is missing goes to ``debt`` or is written off, recorded either way.
     """
     result = TakenBack()
     if amount <= 0:
@@ -198,16 +201,17 @@ def take_back(
             states=("pending", "active"),
             only_lot_id=own_lot_id,
         )
+    result.excused = min(lapsed, amount - sum(t.amount for t in taken))
     taken += choose_lots(
         conn,
         program_id=b.program_id,
         member_id=b.member_id,
-        amount=amount - sum(t.amount for t in taken),
+        amount=amount - result.excused - sum(t.amount for t in taken),
         exclude=[t.lot_id for t in taken],
     )
     result.from_pending = sum(t.amount for t in taken if t.state == "pending")
     result.from_available = sum(t.amount for t in taken if t.state == "active")
-    missing = amount - result.from_pending - result.from_available
+    missing = amount - result.excused - result.from_pending - result.from_available
     if shortfall == "debt":
         result.to_debt = missing
     else:
@@ -225,6 +229,7 @@ def take_back(
             "from_available": result.from_available,
             "to_debt": result.to_debt,
             "written_off": result.written_off,
+            **({"excused_expired": result.excused} if result.excused else {}),
         },
     )
     if result.recovered:

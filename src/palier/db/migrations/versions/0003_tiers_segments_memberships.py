@@ -210,12 +210,16 @@ def upgrade() -> None:
     with op.batch_alter_table("programs") as batch:
         batch.add_column(sa.Column("enrolment", sa.String(length=12), server_default="open", nullable=False))
         batch.add_column(sa.Column("status_version", sa.Integer(), server_default="0", nullable=False))
+    with op.batch_alter_table("purchases") as batch:
+        batch.add_column(sa.Column("points_excused", sa.BigInteger(), server_default="0", nullable=False))
     # A member's orders, for their tier metric (on each purchase and in requalification batches): without
     # it each lookup reads every purchase of the program.
     op.create_index(op.f("ix_purchases_program_id_member_id"), "purchases", ["program_id", "member_id"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("purchases") as batch:
+        batch.drop_column("points_excused")
     op.drop_index(op.f("ix_purchases_program_id_member_id"), table_name="purchases")
     for table in reversed(TABLES):
         op.drop_table(table)
