@@ -52,8 +52,12 @@ def split_proportionally(total: int, weights: list[int]) -> list[int]:
     weight_sum = sum(weights)
     if total == 0 or weight_sum == 0:
         return [0] * len(weights)
+    if len(weights) == 1:
+        return [total]
     parts = [total * w // weight_sum for w in weights]
-    remainders = sorted(range(len(weights)), key=lambda i: (-(total * weights[i] % weight_sum), i))
-    for i in remainders[: total - sum(parts)]:
-        parts[i] += 1
+    short = total - sum(parts)
+    if short:
+        behind = [-(total * w % weight_sum) for w in weights]  # largest remainder first; ties by position
+        for i in sorted(range(len(weights)), key=behind.__getitem__)[:short]:
+            parts[i] += 1
     return parts
