@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
+from palier.db.bulk import insert_many
 from palier.ids import new_id
 from palier.notify.tables import outbox_events
 
@@ -49,7 +50,9 @@ def emit_many(
                 "created_at": now,
             }
         )
-    if rows:
+    if len(rows) >= 50:  # a job's batch: one COPY on PostgreSQL
+        insert_many(conn, outbox_events, rows)
+    elif rows:
         conn.execute(insert(outbox_events), rows)
 
 
