@@ -33,6 +33,7 @@ BENCHES: dict[str, tuple[str, ...]] = {  # module: the engines it runs on
     "redeem": ("pg", "sqlite"),
     "coupon_validate": ("pg", "sqlite"),
     "rules_eval": ("pg", "sqlite"),
+    "status": ("pg",),
 }
 
 

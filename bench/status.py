@@ -44,7 +44,10 @@ def seed_activity(db: object, seeded: common.Seeded, now: datetime) -> int:
         params = {"program": program, "lo": lo, "hi": hi, "now": now}
         with db.engine.begin() as conn:  # type: ignore[attr-defined]
             conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
-            series = "FROM generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint)) g CROSS JOIN generate_series(0, (g * 7919) % 5) k"
+            series = (
+                "FROM generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint)) g "
+                "CROSS JOIN generate_series(0, (g * 7919) % 5) k"
+            )
             amount = "(1000 + (g * 104729 + k * 7) % 60000)"
             when = "CAST(:now AS timestamptz) - ((g * 31 + k * 97) % 360 + 1) * interval '1 day'"
             channel = "(ARRAY['web','store','phone','app'])[1 + (g + k) % 4]"
@@ -122,13 +125,43 @@ def run(engine: str, options: object, limits: dict[str, float]) -> list[common.F
     figures = []
     for what, seconds, first in (("tier requalification", requalify_s, True), ("segment refresh", refresh_s, False)):
         if size == 1_000_000:
-            figures.append(common.Figure("status", "pg", f"{what}, 1,000,000 members", seconds, "s",
-                                         "one row per member, raw", raw_s, target_max=60, note=note if first else ""))
+            figures.append(
+                common.Figure(
+                    "status",
+                    "pg",
+                    f"{what}, 1,000,000 members",
+                    seconds,
+                    "s",
+                    "one row per member, raw",
+                    raw_s,
+                    target_max=60,
+                    note=note if first else "",
+                )
+            )
             continue
-        figures.append(common.Figure("status", "pg", f"{what}, {size:,} members", seconds, "s",
-                                     "one row per member, raw", raw_s, note=note if first else ""))
-        figures.append(common.Figure("status", "pg", f"{what}, extrapolated to 1,000,000", seconds * 1e6 / size, "s",
-                                     target_max=60, note="linear extrapolation: measure at 1,000,000 to be sure"))
+        figures.append(
+            common.Figure(
+                "status",
+                "pg",
+                f"{what}, {size:,} members",
+                seconds,
+                "s",
+                "one row per member, raw",
+                raw_s,
+                note=note if first else "",
+            )
+        )
+        figures.append(
+            common.Figure(
+                "status",
+                "pg",
+                f"{what}, extrapolated to 1,000,000",
+                seconds * 1e6 / size,
+                "s",
+                target_max=60,
+                note="linear extrapolation: measure at 1,000,000 to be sure",
+            )
+        )
     return figures  # fmt: skip
 
 
