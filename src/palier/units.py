@@ -54,10 +54,13 @@ def split_proportionally(total: int, weights: list[int]) -> list[int]:
         return [0] * len(weights)
     if len(weights) == 1:
         return [total]
-    parts = [total * w // weight_sum for w in weights]
+    parts, behind = [], []
+    for weight in weights:
+        part, remainder = divmod(total * weight, weight_sum)
+        parts.append(part)
+        behind.append(-remainder)  # sorted ascending: largest remainder first, ties by position
     short = total - sum(parts)
     if short:
-        behind = [-(total * w % weight_sum) for w in weights]  # largest remainder first; ties by position
         for i in sorted(range(len(weights)), key=behind.__getitem__)[:short]:
             parts[i] += 1
     return parts
