@@ -12,11 +12,16 @@ from palier.db import Database
 from palier.notify import outbox
 from tests.api.helpers import ApiProgram, unique
 
+
+def _reward(kind: str, cost: int, fr: str, en: str, **extra: Any) -> dict[str, Any]:
+    return {"kind": kind, "cost_points": cost, "title": {"fr": fr, "en": en}, **extra}
+
+
 REWARDS = {
-    "coffee": {"kind": "free_product", "sku": "CAFE", "cost_points": 100, "title": {"fr": "Café offert", "en": "Free coffee"}},
-    "voucher": {"kind": "amount_off", "amount": 500, "cost_points": 200, "title": {"fr": "Bon de 5 €", "en": "€5 voucher"}},
-    "tote": {"kind": "gift", "cost_points": 1000, "title": {"fr": "Sac en toile", "en": "Tote bag"}},
-}  # fmt: skip
+    "coffee": _reward("free_product", 100, "Café offert", "Free coffee", sku="CAFE"),
+    "voucher": _reward("amount_off", 200, "Bon de 5 €", "€5 voucher", amount=500),
+    "tote": _reward("gift", 1000, "Sac en toile", "Tote bag"),
+}
 TIERS = {
     "metric": "spend",
     "window": "calendar_year",
