@@ -25,6 +25,8 @@ from palier.tiers.models import TierPolicy
 from palier.web import i18n, present
 
 REACH_CARDS = 4
+RECENT = 5
+RECENT_SCAN = 40
 
 
 @dataclass(frozen=True)
@@ -187,13 +189,14 @@ def history_views(lines: list[HistoryLine], program: Program, language: str) -> 
     for line in lines:
         key = f"history.{line.reason_code}"
         title = catalog_.get(key) or catalog_.get(f"history.{line.kind}") or line.reason
+        matured = line.reason_code == "matured"  # pending → available: one move, shown as the points gained
         views.append(
             HistoryView(
                 when=present.moment(line.occurred_at, program, language),
                 title=title,
-                detail=line.reason if title != line.reason else "",
+                detail=line.reason.removesuffix(": points now available") if title != line.reason else "",
                 points=line.available,
-                pending=line.pending,
+                pending=0 if matured else line.pending,
                 held=line.held,
             )
         )
@@ -207,6 +210,14 @@ def history(
     return history_views(page.items, program, language), page.next_cursor
 
 
+def _recent(conn: Connection, program: Program, member_id: str, language: str) -> list[HistoryView]:
+    """The latest lines that mean something to the member: points maturing after the return window are
+    left out here (the full history has them), or a week of them would hide every purchase."""
+    page = members.history(conn=conn, program=program, member_id=member_id, cursor=None, limit=RECENT_SCAN)
+    meaningful = [line for line in page.items if line.reason_code != "matured"][:RECENT]
+    return history_views(meaningful, program, language)
+
+
 def dashboard(conn: Connection, clock: Clock, program: Program, member_id: str, language: str) -> Dashboard:
     balance = members.balance(conn=conn, program=program, member_id=member_id)
     items = rewards.catalog(conn=conn, clock=clock, program=program, member_id=member_id, channel="web")
@@ -217,7 +228,7 @@ def dashboard(conn: Connection, clock: Clock, program: Program, member_id: str, 
         within_reach=reward_views(reachable[:REACH_CARDS], program, language, balance.available),
         tier=tier_view(conn, clock, program, member_id, language),
         vip=vip_lines(conn, clock, program, member_id, language),
-        recent=history(conn, program, member_id, language, cursor=None, limit=5)[0],
+        recent=_recent(conn, program, member_id, language),
     )
 
 
