@@ -26,7 +26,7 @@ from palier.web import i18n, present
 
 REACH_CARDS = 4
 RECENT = 5
-RECENT_SCAN = 40
+RECENT_SCAN = 25
 
 
 @dataclass(frozen=True)
@@ -239,7 +239,7 @@ def display_code(code: str) -> str:
 
 def qr_svg(code: str, label: str) -> Markup:
     """The coupon code as an inline SVG QR code for the till's scanner."""
-    svg = segno.make(code, error="m", micro=False).svg_inline(scale=5, border=2, dark="#111827")
+    svg = segno.make(code, error="m", micro=False).svg_inline(scale=5, border=2, dark="#111827", omitsize=True)
     return Markup(svg.replace("<svg ", f'<svg role="img" aria-label="{Markup.escape(label)}" ', 1))
 
 
