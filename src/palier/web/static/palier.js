@@ -10,3 +10,12 @@ document.addEventListener("submit", (event) => {
     button.setAttribute("aria-disabled", "true");
   }
 });
+
+// Back to a page kept in the browser's cache: its forms may be sent again.
+window.addEventListener("pageshow", (event) => {
+  if (!event.persisted) return;
+  for (const form of document.querySelectorAll("form[data-sent]")) {
+    delete form.dataset.sent;
+    for (const button of form.querySelectorAll("button[aria-disabled]")) button.removeAttribute("aria-disabled");
+  }
+});
