@@ -144,3 +144,25 @@ def test_a_refused_redemption_shows_why_and_changes_nothing(
     page.get_by_role("button", name="Échanger 200 points contre : Bon de 5 €").click()
     assert page.locator("#redeem-error").inner_text() == "Il vous manque 150 points pour cette récompense."
     assert shop.program.snapshot(shop.member_id) == before
+
+
+def test_the_history_gives_a_reason_on_every_line_and_pages_with_htmx(
+    new_program: Callable[..., ApiProgram], page: Any, shoot: Callable[..., Any]
+) -> None:
+    shop = make_shop(new_program(), points=10)
+    for n in range(1, 28):
+        shop.program.adjust(shop.member_id, n, reason=f"Gesture number {n}")
+    page.goto(shop.portal_link()["url"])
+    page.goto(f"/p/{shop.program.id}/history")
+    lines = page.locator("#history-lines .history-line")
+    assert lines.count() == 25  # a page; 29 lines in all (27 gestures, the purchase, the first credit)
+    first = lines.first.inner_text()
+    assert "Ajustement" in first and "Gesture number 27" in first and "+27" in first
+    page.get_by_role("link", name="Plus ancien").click()
+    lines.nth(28).wait_for()
+    assert lines.count() == 29 and page.url.endswith("/history")  # appended in place
+    purchase, oldest = lines.nth(27).inner_text(), lines.last.inner_text()
+    assert "Achat" in purchase and "+120" in purchase and "en attente" in purchase
+    assert "Points to spend" in oldest and "+10" in oldest
+    assert page.get_by_role("link", name="Plus ancien").count() == 0
+    shoot(page, "all")

@@ -47,6 +47,8 @@ def test_every_portal_page_needs_a_session(shop: Shop, visitor: httpx.Client) ->
         response = visitor.get(f"/p/{shop.program.id}{path}")
         assert response.status_code == 303 and response.headers["location"] == f"/p/{shop.program.id}/sign-in"
     assert visitor.get("/p/prg_01AAAAAAAAAAAAAAAAAAAAAAAA").status_code == 404
+    mistyped = visitor.get(f"/p/{shop.program.id}/coupon")
+    assert mistyped.status_code == 404 and "Cette page n&#39;existe pas." in mistyped.text
 
 
 def test_a_member_cannot_read_or_redeem_as_another_member(web: LiveServer, shop: Shop) -> None:
