@@ -173,6 +173,7 @@ def shoot(request: pytest.FixtureRequest, web: LiveServer) -> Callable[[Any, str
     def take(page: Any, name: str) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{test}-{name}-{web.engine}.png"
+        page.evaluate("window.scrollTo(0, 0)")  # the sticky header stays at the top of the picture
         page.screenshot(path=str(path), full_page=True)
         return path
 
