@@ -114,7 +114,8 @@ def coupons(program_id: str, request: Request, new: Annotated[str | None, Query(
     ready = [c for c in found if c.state == "issued"]
     past = [c for c in found if c.state != "issued"]
     fresh = new if any(c.id == new for c in ready) else None  # only the member's own coupon is highlighted
-    return _page(request, who, "portal/coupons.html", ready=ready, past=past, fresh=fresh)
+    done = next((c.title for c in past if c.id == new), None)  # store credit: in the wallet at once
+    return _page(request, who, "portal/coupons.html", ready=ready, past=past, fresh=fresh, done=done)
 
 
 @router.get("/p/{program_id}/settings", response_class=HTMLResponse)
