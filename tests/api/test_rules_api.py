@@ -141,7 +141,7 @@ def test_how_to_earn_in_french_and_english(program: ApiProgram) -> None:
     english = program.call("GET", "/v1/how-to-earn").json()
     french = program.call("GET", "/v1/how-to-earn", params={"language": "fr"}).json()
     assert "Product review: 15 points (per week)" in english["lines"]
-    assert "1 point per euro — 1 points per €1.00" in english["lines"]
+    assert "1 point per euro — 1 point per €1.00" in english["lines"]
     assert "Avis produit: 15 points (par semaine)" in french["lines"]
     assert "Bonus viennoiserie — 2 points par article sur viennoiserie" in french["lines"]
     assert any(x.startswith("Week-end double — points multipliés par 2") for x in french["lines"])

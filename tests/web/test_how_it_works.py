@@ -68,7 +68,7 @@ def test_how_it_works_follows_the_configuration(
     reward_id = made.json()["id"]
     page.goto(f"/how-it-works/{program.id}?lang=en")
     before = page.locator("main").inner_text()
-    assert "Purchases — 1 points per €1.00" in before
+    assert "Purchases — 1 point per €1.00" in before
     assert "Points from a purchase are pending for 14 days" in before
     assert "expire 12 months after" in before
     assert page.locator(".reward-card .cost-value").inner_text() == "300"
@@ -99,7 +99,7 @@ def test_how_it_works_follows_the_configuration(
 
     page.reload()
     after = page.locator("main").inner_text()
-    assert "Every euro — 2 points per €1.00" in after and "Purchases — 1 points" not in after
+    assert "Every euro — 2 points per €1.00" in after and "Purchases — 1 point" not in after
     assert "Pastry bonus — 5 points per item on pastry" in after
     assert page.locator(".reward-card .cost-value").inner_text() == "250"
     assert page.locator(".tier-card h3").all_inner_texts() == ["Silver", "Gold"]

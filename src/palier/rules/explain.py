@@ -60,7 +60,7 @@ def how_to_earn(
             if action.limit
             else ""
         )
-        lines.append(f"{action.name.in_language(lang)}: {action.points} {points_name}{limit}")
+        lines.append(f"{action.name.in_language(lang)}: {counted(action.points, points_name, lang)}{limit}")
     for rule in rules.document.rules:
         campaign = rules.campaigns.get(rule.campaign or "")
         if campaign is not None and local_to_utc(campaign.ends, rules.timezone) <= now:
@@ -77,14 +77,22 @@ def how_to_earn(
     return lines
 
 
+def counted(n: int, points_name: str, lang: str) -> str:
+    """ "1 point", "2 points" ("0 point" in French): a plural points name loses its final s when singular."""
+    singular = n == 1 or (lang == "fr" and n == 0)
+    name = points_name[:-1] if singular and len(points_name) > 2 and points_name.endswith("s") else points_name
+    return f"{n} {name}"
+
+
 def _effect(rule: Rule, lang: str, currency: str, exponent: int, points_name: str) -> str:
     e = rule.effect
     fr = lang == "fr"
     if isinstance(e, PointsPerAmount):
         amount = money(e.per_amount, currency, exponent, lang)
-        return f"{e.points} {points_name} par tranche de {amount}" if fr else f"{e.points} {points_name} per {amount}"
+        per = f"par tranche de {amount}" if fr else f"per {amount}"
+        return f"{counted(e.points, points_name, lang)} {per}"
     if isinstance(e, FixedPoints):
-        text = f"{e.points} {points_name}"
+        text = counted(e.points, points_name, lang)
         if rule.event in _EVENTS[lang]:
             return f"{text} {_EVENTS[lang][rule.event]}"
         return text + (
@@ -94,7 +102,7 @@ def _effect(rule: Rule, lang: str, currency: str, exponent: int, points_name: st
         factor = f"{e.factor.normalize():f}"
         return f"{points_name} multipliés par {factor}" if fr else f"{points_name} multiplied by {factor}"
     if isinstance(e, PerItem):
-        return f"{e.points} {points_name} par article" if fr else f"{e.points} {points_name} per item"
+        return f"{counted(e.points, points_name, lang)} {'par article' if fr else 'per item'}"
     if isinstance(e, SpendStep):
         amount = money(e.step, currency, exponent, lang)
         return f"un bon d'achat tous les {amount} dépensés" if fr else f"a reward for every {amount} spent"
