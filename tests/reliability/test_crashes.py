@@ -166,7 +166,7 @@ def test_server_killed_loses_no_acknowledged_write_and_retries_have_one_effect(d
     try:
         program_id, token, reward_id, member_ids = _setup_over_http(server.base, members=6)
         writes = _workload(seed, member_ids, reward_id)
-        kills = 0
+        kills = retried = 0
         for crash in range(SERVER_CRASHES):
             stop = threading.Event()
             clients = drive(server.base, token, writes, stop, threads=2)
@@ -183,7 +183,9 @@ def test_server_killed_loses_no_acknowledged_write_and_retries_have_one_effect(d
             assert_verified(db, program_id, seed, when)
             _check_acknowledged(db, program_id, writes, seed, when)
             server.start()
-            retry(server.base, token, writes.unacknowledged(), seed)
+            pending = writes.unacknowledged()
+            retried += len(pending)
+            retry(server.base, token, pending, seed)
             # Everything ever sent is now acknowledged, and each has had exactly one effect.
             present = _present(db, program_id)
             sent = Counter(w.kind for w in writes.sent)
@@ -192,6 +194,7 @@ def test_server_killed_loses_no_acknowledged_write_and_retries_have_one_effect(d
             assert sum(present["adjustment"].values()) == sent["adjustment"] + len(member_ids), f"seed {seed}: {when}"
             _check_acknowledged(db, program_id, writes, seed, when)
         assert kills == SERVER_CRASHES
+        assert retried > 0, f"seed {seed}: no write was ever cut off by a kill"
         assert len(writes.sent) > 3 * SERVER_CRASHES, f"seed {seed}: too few writes to mean anything"
         _check_balances(db, program_id, writes, member_ids, seed)
     except AssertionError as failure:
