@@ -18,6 +18,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -169,8 +170,13 @@ def test_server_killed_loses_no_acknowledged_write_and_retries_have_one_effect(d
         kills = retried = 0
         for crash in range(SERVER_CRASHES):
             stop = threading.Event()
+            acknowledged = sum(w.acknowledged for w in writes.sent)
             clients = drive(server.base, token, writes, stop, threads=2)
-            time.sleep(rng.uniform(0.05, 0.6))
+            # The kill point: after a seeded number of answers in this round, then a seeded pause (a few ms
+            # to a few requests' worth): however slow the machine, each round has writes to lose.
+            target = acknowledged + rng.randint(2, 12)
+            _wait_for(lambda: sum(w.acknowledged for w in writes.sent) >= target, seed)  # noqa: B023
+            time.sleep(rng.uniform(0, 0.05))
             server.kill()
             kills += 1
             stop.set()
@@ -202,6 +208,13 @@ def test_server_killed_loses_no_acknowledged_write_and_retries_have_one_effect(d
     finally:
         server.stop()
     assert_cli_verify(url, program_id, seed)
+
+
+def _wait_for(condition: Callable[[], bool], seed: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"seed {seed}: the server answered too few writes in {timeout} s"
+        time.sleep(0.005)
 
 
 def _check_balances(db: Database, program_id: str, writes: Writes, member_ids: list[str], seed: int) -> None:
