@@ -32,6 +32,8 @@ BENCHES: dict[str, tuple[str, ...]] = {  # module: the engines it runs on
     "sweeps": ("pg",),
     "redeem": ("pg", "sqlite"),
     "coupon_validate": ("pg", "sqlite"),
+    "rules_eval": ("pg", "sqlite"),
+    "status": ("pg",),
     "http_load": ("pg",),
     "member_scale": ("pg",),
 }

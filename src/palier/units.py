@@ -52,8 +52,15 @@ def split_proportionally(total: int, weights: list[int]) -> list[int]:
     weight_sum = sum(weights)
     if total == 0 or weight_sum == 0:
         return [0] * len(weights)
-    parts = [total * w // weight_sum for w in weights]
-    remainders = sorted(range(len(weights)), key=lambda i: (-(total * weights[i] % weight_sum), i))
-    for i in remainders[: total - sum(parts)]:
-        parts[i] += 1
+    if len(weights) == 1:
+        return [total]
+    parts, behind = [], []
+    for weight in weights:
+        part, remainder = divmod(total * weight, weight_sum)
+        parts.append(part)
+        behind.append(-remainder)  # sorted ascending: largest remainder first, ties by position
+    short = total - sum(parts)
+    if short:
+        for i in sorted(range(len(weights)), key=behind.__getitem__)[:short]:
+            parts[i] += 1
     return parts

@@ -332,3 +332,75 @@ def test_overlapping_exclusive_campaigns_are_reported() -> None:
 def test_no_code_is_ever_evaluated() -> None:
     with pytest.raises(InvalidInput):
         parse_text("rules: !!python/object/apply:os.system ['true']")
+
+
+# The index: each rule's channel, store, action and line filters are answered by bit masks. Whatever the
+# rules and the cart, the rules it lets through (and the lines each counts) are those the conditions name.
+VALUES = ["a", "b", "c"]
+maybe_values = st.none() | st.lists(st.sampled_from(VALUES), min_size=1, max_size=2, unique=True)
+
+
+@st.composite
+def filtered_rules(draw: st.DrawFn) -> dict[str, Any]:
+    conditions = {
+        "channels": draw(st.none() | st.lists(st.sampled_from(["web", "store", "app"]), min_size=1, unique=True)),
+        "stores": draw(maybe_values),
+        "skus": draw(maybe_values),
+        "categories": draw(maybe_values),
+        "brands": draw(maybe_values),
+    }
+    return {
+        "name": {"en": "promo"},
+        "event": "purchase",
+        "conditions": {k: v for k, v in conditions.items() if v is not None},
+        "effect": {"type": "fixed", "points": draw(st.integers(1, 50))},
+        "priority": draw(st.integers(-2, 2)),
+    }
+
+
+lines_of_any_kind = st.builds(
+    LineSnapshot,
+    sku=st.sampled_from(VALUES),
+    quantity=st.integers(1, 3),
+    amount=st.integers(0, 500),
+    earns=st.booleans(),
+    category=st.none() | st.sampled_from(VALUES),
+    brand=st.none() | st.sampled_from(VALUES),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(filtered_rules(), min_size=1, max_size=12),
+    st.lists(lines_of_any_kind, min_size=1, max_size=6),
+    st.sampled_from(["web", "store", "app"]),
+    st.none() | st.sampled_from(VALUES),
+)
+def test_the_rule_index_lets_through_exactly_the_rules_whose_filters_hold(
+    drawn: list[dict[str, Any]], lines: list[LineSnapshot], channel: str, store: str | None
+) -> None:
+    document = parse_data({"rules": [{"id": f"r{i}", **rule} for i, rule in enumerate(drawn)]})
+    compiled = compile_rules(document, version=1, timezone="UTC", rounding="floor")
+    event = EventSnapshot(type="purchase", channel=channel, store_id=store, lines=tuple(lines))
+
+    def counts(rule: Any, line: LineSnapshot) -> bool:
+        c = rule.conditions
+        return line.earns and all(
+            wanted is None or value in wanted
+            for wanted, value in ((c.skus, line.sku), (c.categories, line.category), (c.brands, line.brand))
+        )
+
+    expected = {}
+    for rule in document.rules:
+        c = rule.conditions
+        if (c.channels is not None and channel not in c.channels) or (c.stores is not None and store not in c.stores):
+            continue
+        filtered = c.skus is not None or c.categories is not None or c.brands is not None
+        counted = [line for line in lines if counts(rule, line)] if filtered else [line for line in lines if line.earns]
+        if filtered and not counted:
+            continue
+        expected[rule.id] = rule.effect.points  # type: ignore[union-attr]
+    awards = compiled.evaluate(event, MemberContext(), MONDAY_MORNING)
+    assert {a.rule_id: a.points for a in awards} == expected
+    ordered = [r.id for r in sorted(document.rules, key=lambda r: -r.priority)]  # stable: as written on ties
+    assert [a.rule_id for a in awards] == [rule_id for rule_id in ordered if rule_id in expected]

@@ -272,14 +272,19 @@ def machine_for(db: Database) -> type[RuleBasedStateMachine]:
             taken = result.details
             assert result.points <= 0
             if result.points:
+                # points of the order's own lot that had already expired are excused: they left at expiry
                 assert -result.points == (
-                    taken["from_pending"] + taken["from_available"] + taken["to_debt"] + taken["written_off"]
+                    taken["from_pending"]
+                    + taken["from_available"]
+                    + taken["to_debt"]
+                    + taken["written_off"]
+                    + taken.get("excused_expired", 0)
                 )
                 if self.prog.return_shortfall == "write_off":
                     assert taken["to_debt"] == 0
                 else:
                     assert taken["written_off"] == 0
-            self.model.net[owner] += result.points + taken.get("written_off", 0)
+            self.model.net[owner] += result.points + taken.get("written_off", 0) + taken.get("excused_expired", 0)
             order.returned -= result.points
             assert order.returned <= order.points  # never more than the order earned
             all_lines_back = not any(order.left.values()) and order.earning_lines > 0

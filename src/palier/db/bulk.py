@@ -1,8 +1,9 @@
 """Many rows at once: key lookups and multi-row inserts, a handful of statements per batch.
 
-For batch work (the bulk import): :func:`lookup` finds the rows of thousands of keys in one query per
-chunk, :func:`insert_many` writes thousands of rows in one statement — ``COPY … FROM STDIN`` on
-PostgreSQL, one prepared ``executemany`` on SQLite — both in the caller's transaction.
+For batch work (the bulk import, the tier and segment jobs): :func:`lookup` finds the rows of thousands
+of keys in one query per chunk, :func:`insert_many` writes thousands of rows in one statement —
+``COPY … FROM STDIN`` on PostgreSQL, one prepared ``executemany`` on SQLite — and :func:`update_many`
+changes thousands of rows by key in one statement; all in the caller's transaction.
 """
 
 from __future__ import annotations
@@ -11,11 +12,25 @@ import functools
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from operator import itemgetter
 from typing import Any, cast
 
 import psycopg
-from sqlalchemy import ARRAY, ColumnElement, Connection, DateTime, String, Table, bindparam, func, insert, select, true
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Connection,
+    DateTime,
+    String,
+    Table,
+    bindparam,
+    func,
+    insert,
+    select,
+    true,
+    update,
+)
 
 _CHUNK = 10_000  # keys per query, all in one parameter (an array, or a JSON list on SQLite)
 
@@ -122,3 +137,43 @@ def _copy(conn: Connection, table: Table, columns: list[str], values: list[list[
     with raw.cursor() as cursor, cursor.copy(f"COPY {quote(table.name)} ({names}) FROM STDIN") as copy:
         for value in values:
             copy.write_row(value)
+
+
+def update_many(conn: Connection, table: Table, key: str, rows: Sequence[dict[str, Any]]) -> None:
+    """Set the other columns of each row of ``rows`` on the row of ``table`` whose ``key`` column matches.
+
+    PostgreSQL: one ``UPDATE … FROM`` the rows sent as one JSON parameter, instead of a statement per row
+    (each costs a round trip's bookkeeping, even pipelined) or an array per column (psycopg builds arrays
+    element by element in Python). SQLite: one prepared ``executemany``.
+    """
+    if not rows:
+        return
+    columns = [c for c in rows[0] if c != key]
+    if conn.dialect.name != "postgresql":
+        statement = update(table).where(table.c[key] == bindparam("key_")).values({c: bindparam(c) for c in columns})
+        conn.execute(statement, [{"key_": row[key], **{c: row[c] for c in columns}} for row in rows])
+        return
+    quote = conn.dialect.identifier_preparer.quote
+    names = [key, *columns]
+    payload = json.dumps([[_plain(row[name]) for name in names] for row in rows])
+    fields = ", ".join(
+        f"(r->>{i})::{table.c[name].type.compile(dialect=conn.dialect)} AS {quote(name)}"
+        for i, name in enumerate(names)
+    )
+    assignments = ", ".join(f"{quote(c)} = v.{quote(c)}" for c in columns)
+    conn.exec_driver_sql(
+        f"UPDATE {quote(table.name)} AS t SET {assignments} "
+        f"FROM (SELECT {fields} FROM jsonb_array_elements(%(rows)s::jsonb) AS r) AS v "
+        f"WHERE t.{quote(key)} = v.{quote(key)}",
+        {"rows": payload},
+    )
+
+
+def _plain(value: Any) -> Any:
+    """A value as JSON carries it: timestamps as ISO 8601 text, which PostgreSQL casts back exactly."""
+    return _iso(value) if isinstance(value, datetime) else value
+
+
+@functools.lru_cache(maxsize=8192)  # a batch repeats the same few instants
+def _iso(value: datetime) -> str:
+    return value.isoformat()

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
+from palier.db.bulk import insert_many
 from palier.ids import new_id
 from palier.notify.tables import outbox_events
 
@@ -21,6 +22,7 @@ EVENT_TYPES = frozenset(
         "membership_lapsed",
         "segment_entered",
         "segment_left",
+        "portal_sign_in_code",  # a member asked for a one-time code: the merchant's mailer sends it
     }
 )
 
@@ -49,7 +51,9 @@ def emit_many(
                 "created_at": now,
             }
         )
-    if rows:
+    if len(rows) >= 50:  # a job's batch: one COPY on PostgreSQL
+        insert_many(conn, outbox_events, rows)
+    elif rows:
         conn.execute(insert(outbox_events), rows)
 
 

@@ -67,8 +67,10 @@ ANONYMOUS = MemberContext()
 AwardKind = Literal["points", "coupon", "cashback"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: an evaluation makes many, and frozen dataclasses are four times slower to build
 class Award:
+    """One rule's award on one event. Treat it as a value: build a changed copy with ``replace``."""
+
     rule_id: str
     version: int
     name: Text
@@ -100,28 +102,99 @@ Check = Callable[[EventSnapshot, MemberContext, datetime, datetime], bool]  # ev
 
 @dataclass(frozen=True, slots=True)
 class CompiledRule:
+    """A rule with its time, member and campaign conditions as checks; channels, stores, actions and line
+    filters are answered for all rules at once by the :class:`RuleIndex` of its event."""
+
     rule: Rule
     checks: tuple[Check, ...]
-    line_filter: Callable[[LineSnapshot], bool] | None
+    filtered: bool  # only some lines count (skus, categories or brands)
+    cart: bool  # has spend or quantity conditions
+    multiplier: bool  # a multiplier: worked out after the other rules
 
     def applies(self, event: EventSnapshot, member: MemberContext, local: datetime, now: datetime) -> bool:
-        return all(check(event, member, local, now) for check in self.checks)
+        for check in self.checks:  # noqa: SIM110 - a plain loop is faster than all(generator) here
+            if not check(event, member, local, now):
+                return False
+        return True
 
-    def matched(self, event: EventSnapshot) -> tuple[int, ...] | None:
-        """The indexes of the lines that count, or None when the rule's cart conditions do not hold."""
-        lines = event.lines
-        keep = self.line_filter
-        matched = tuple(i for i, line in enumerate(lines) if line.earns and (keep is None or keep(line)))
-        if keep is not None and not matched:
-            return None
+    def cart_holds(self, lines: Sequence[LineSnapshot], matched: tuple[int, ...]) -> bool:
+        """The rule's spend and quantity conditions, on the lines that count."""
         c = self.rule.conditions
         if c.min_spend is not None or c.max_spend is not None:
             spend = sum(lines[i].amount for i in matched)
             if (c.min_spend is not None and spend < c.min_spend) or (c.max_spend is not None and spend > c.max_spend):
-                return None
-        if c.min_quantity is not None and sum(lines[i].quantity for i in matched) < c.min_quantity:
-            return None
-        return matched
+                return False
+        return c.min_quantity is None or sum(lines[i].quantity for i in matched) >= c.min_quantity
+
+
+class _Masks:
+    """For one condition over rules numbered 0..n-1: the bit set of rules a value lets through.
+
+    A rule without the condition lets every value through; a rule with it, only its listed values.
+    """
+
+    def __init__(self, rules: Sequence[CompiledRule], values_of: Callable[[Rule], Sequence[str] | None]) -> None:
+        self.free = 0  # rules without this condition
+        self.by_value: dict[str | None, int] = {}
+        for bit, compiled in enumerate(rules):
+            values = values_of(compiled.rule)
+            if values is None:
+                self.free |= 1 << bit
+                continue
+            for value in values:
+                self.by_value[value] = self.by_value.get(value, 0) | 1 << bit
+
+    def allowed(self, value: str | None) -> int:
+        return self.free | self.by_value.get(value, 0)
+
+
+class RuleIndex:
+    """One event type's rules in the order they run, with bit masks so that an evaluation looks only at the
+    rules whose channel, store, action and line filters can hold (rule ``i`` is bit ``i``).
+
+    A line's mask (the filtered rules it counts for) depends only on its SKU, category and brand, so it is
+    remembered per distinct line kind, up to :attr:`REMEMBERED` of them.
+    """
+
+    REMEMBERED = 100_000
+
+    def __init__(self, rules: Sequence[CompiledRule]) -> None:
+        self.rules = tuple(rules)
+        self.unfiltered = sum(1 << i for i, r in enumerate(rules) if not r.filtered)
+        self.filtered_mask = ((1 << len(rules)) - 1) ^ self.unfiltered
+        self._skus = _Masks(rules, lambda rule: rule.conditions.skus)
+        self._categories = _Masks(rules, lambda rule: rule.conditions.categories)
+        self._brands = _Masks(rules, lambda rule: rule.conditions.brands)
+        self._channels = _Masks(rules, lambda rule: rule.conditions.channels)
+        self._stores = _Masks(rules, lambda rule: rule.conditions.stores)
+        self._actions = _Masks(rules, lambda rule: rule.conditions.actions)
+        self._lines: dict[tuple[str, str | None, str | None], int] = {}
+
+    def event_mask(self, event: EventSnapshot) -> int:
+        """The rules whose channel, store and action conditions hold for ``event``."""
+        return (
+            self._channels.allowed(event.channel)
+            & self._stores.allowed(event.store_id)
+            & self._actions.allowed(event.action)
+        )
+
+    def line_mask(self, line: LineSnapshot) -> int:
+        """The filtered rules ``line`` counts for (none when it earns nothing)."""
+        if not line.earns:
+            return 0
+        key = (line.sku, line.category, line.brand)
+        mask = self._lines.get(key)
+        if mask is None:
+            mask = (
+                self.filtered_mask
+                & self._skus.allowed(line.sku)
+                & self._categories.allowed(line.category)
+                & self._brands.allowed(line.brand)
+            )
+            if len(self._lines) >= self.REMEMBERED:
+                self._lines.clear()
+            self._lines[key] = mask
+        return mask
 
 
 @dataclass(frozen=True)
@@ -130,7 +203,7 @@ class CompiledRuleSet:
     timezone: ZoneInfo
     rounding: Rounding
     document: RuleSetDocument
-    by_event: Mapping[str, tuple[CompiledRule, ...]]
+    by_event: Mapping[str, RuleIndex]
     actions: Mapping[str, Action]
     campaigns: Mapping[str, Campaign]
     needs_first_purchase: bool
@@ -157,7 +230,7 @@ def compile_rules(
         timezone=tz,
         rounding=Rounding(rounding),
         document=document,
-        by_event={on: tuple(rules) for on, rules in by_event.items()},
+        by_event={on: RuleIndex(rules) for on, rules in by_event.items()},
         actions={a.id: a for a in document.actions},
         campaigns=campaigns,
         needs_first_purchase=any(r.conditions.first_purchase is not None for r in document.rules),
@@ -181,15 +254,6 @@ def _compile(rule: Rule, campaign: Campaign | None, tz: ZoneInfo) -> CompiledRul
     if campaign is not None:
         starts, ends = local_to_utc(campaign.starts, tz), local_to_utc(campaign.ends, tz)
         checks.append(lambda e, m, local, now: starts <= now < ends)
-    if c.channels is not None:
-        channels = frozenset(c.channels)
-        checks.append(lambda e, m, local, now: e.channel in channels)
-    if c.stores is not None:
-        stores = frozenset(c.stores)
-        checks.append(lambda e, m, local, now: e.store_id in stores)
-    if c.actions is not None:
-        actions = frozenset(c.actions)
-        checks.append(lambda e, m, local, now: e.action in actions)
     if c.dates is not None:
         first, last = c.dates.start, c.dates.end
         checks.append(lambda e, m, local, now: first <= local.date() <= last)
@@ -211,35 +275,23 @@ def _compile(rule: Rule, campaign: Campaign | None, tz: ZoneInfo) -> CompiledRul
     if c.attributes:
         attributes = tuple(c.attributes.items())
         checks.append(lambda e, m, local, now: all(m.attributes.get(k) == v for k, v in attributes))
-    return CompiledRule(rule=rule, checks=tuple(checks), line_filter=_line_filter(rule))
+    return CompiledRule(
+        rule=rule,
+        checks=tuple(checks),
+        filtered=_filters(rule),
+        cart=c.min_spend is not None or c.max_spend is not None or c.min_quantity is not None,
+        multiplier=isinstance(rule.effect, Multiplier),
+    )
 
 
 def _time_of(local: datetime) -> time:
     return local.time().replace(tzinfo=None)
 
 
-def _line_filter(rule: Rule) -> Callable[[LineSnapshot], bool] | None:
-    c = rule.conditions
-    skus = frozenset(c.skus) if c.skus is not None else None
-    categories = frozenset(c.categories) if c.categories is not None else None
-    brands = frozenset(c.brands) if c.brands is not None else None
-    if skus is None and categories is None and brands is None:
-        return None
-
-    def keep(line: LineSnapshot) -> bool:
-        return (
-            (skus is None or line.sku in skus)
-            and (categories is None or line.category in categories)
-            and (brands is None or line.brand in brands)
-        )
-
-    return keep
-
-
 def _spread(points: int, weights: Sequence[int], fallback: Sequence[int]) -> list[int]:
     """Split ``points`` over lines by ``weights`` (or ``fallback`` when they are all zero), summing exactly."""
-    if not weights:
-        return []
+    if len(weights) <= 1:
+        return [points] * len(weights)
     if sum(weights) > 0:
         return split_proportionally(points, list(weights))
     if sum(fallback) > 0:
@@ -257,6 +309,10 @@ class _Evaluation:
         self.base = [0] * len(event.lines)  # points per amount earned by each line
         self.base_total = 0  # for events without lines: the action's own points
         self.awards: list[Award] = []
+        lines = event.lines
+        self.earning = tuple(i for i, line in enumerate(lines) if line.earns)  # what rules without filters count
+        self.earning_amounts = [lines[i].amount for i in self.earning]
+        self.earning_quantities = [lines[i].quantity for i in self.earning]
 
     def run(self) -> list[Award]:
         event = self.event
@@ -264,17 +320,36 @@ class _Evaluation:
         if action is not None:
             self.base_total = action.points
             self._add(f"action:{action.id}", action.name, None, "points", action.points, ())
+        index = self.rules.by_event.get(event.type)
+        if index is None:
+            return self.awards
+        lines = event.lines
+        counted = 0  # the filtered rules some line counts for
+        lines_of: dict[int, list[int]] = {}  # rule bit -> the lines that count for that filtered rule
+        for i, line in enumerate(lines):
+            mask = index.line_mask(line)
+            counted |= mask
+            while mask:
+                bit = mask & -mask
+                mask ^= bit
+                lines_of.setdefault(bit, []).append(i)
+        earning = self.earning
+        candidates = (index.unfiltered | counted) & index.event_mask(event)
+        member, local, now = self.member, self.local, self.now
         multipliers: list[tuple[CompiledRule, tuple[int, ...]]] = []
-        for compiled in self.rules.by_event.get(event.type, ()):
-            if not compiled.applies(event, self.member, self.local, self.now):
+        while candidates:
+            bit = candidates & -candidates
+            candidates ^= bit
+            compiled = index.rules[bit.bit_length() - 1]
+            if compiled.checks and not compiled.applies(event, member, local, now):
                 continue
-            matched = compiled.matched(event)
-            if matched is None:
+            matched = tuple(lines_of[bit]) if compiled.filtered else earning
+            if compiled.cart and not compiled.cart_holds(lines, matched):
                 continue
-            if isinstance(compiled.rule.effect, Multiplier):
+            if compiled.multiplier:
                 multipliers.append((compiled, matched))
             else:
-                self._apply(compiled.rule, matched)
+                self._apply(compiled.rule, matched, filtered=compiled.filtered)
             if compiled.rule.exclusive:
                 break
         for compiled, matched in multipliers:
@@ -283,7 +358,10 @@ class _Evaluation:
 
     def _lines_of(self, matched: tuple[int, ...], values: Sequence[int]) -> tuple[int, ...]:
         """Per-line values on the matched lines, zero elsewhere (as long as the event's lines)."""
-        out = [0] * len(self.event.lines)
+        size = len(self.event.lines)
+        if len(matched) == size:  # every line: ``matched`` is 0..n-1
+            return tuple(values)
+        out = [0] * size
         for i, value in zip(matched, values, strict=True):
             out[i] = value
         return tuple(out)
@@ -313,11 +391,14 @@ class _Evaluation:
             )
         )
 
-    def _apply(self, rule: Rule, matched: tuple[int, ...]) -> None:
+    def _apply(self, rule: Rule, matched: tuple[int, ...], *, filtered: bool) -> None:
         lines, effect, rounding = self.event.lines, rule.effect, self.rules.rounding
-        eligible = [lines[i].amount for i in matched]
-        quantities = [lines[i].quantity for i in matched]
-        spend = sum(eligible) + (0 if _filters(rule) else self.event.extra_eligible)
+        if matched is self.earning:
+            eligible, quantities = self.earning_amounts, self.earning_quantities
+        else:
+            eligible = [lines[i].amount for i in matched]
+            quantities = [lines[i].quantity for i in matched]
+        spend = sum(eligible) + (0 if filtered else self.event.extra_eligible)
         add = self._add
         if isinstance(effect, PointsPerAmount):
             points = divide(spend * effect.points, effect.per_amount, rounding)

@@ -21,6 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from palier.activity.tables import events, purchases
 from palier.clock import Clock, utc
 from palier.db import Database
+from palier.db.bulk import insert_many
 from palier.errors import Conflict, NotFound
 from palier.ids import new_id
 from palier.members.tables import members
@@ -224,64 +225,78 @@ def _days_since(column: Any, op: str, value: Any, now: datetime) -> ColumnElemen
     }[op]
 
 
-def members_query(program_id: str, segment: SegmentIn, now: datetime) -> Select[Any]:
-    """The member ids a segment holds right now."""
-    stats = figures(program_id, now).subquery("stats")
-    query = select(stats.c.member_id)
+def holds(stats: Any, segment: SegmentIn, now: datetime) -> ColumnElement[bool]:
+    """Whether a member of ``stats`` (the :func:`figures` of ``now``) is in ``segment``."""
+    tests = []
     if segment.kind == "top_revenue":
         assert segment.percent is not None
         # ceil(buyers × percent / 100) in integers
         cut = (stats.c.buyers * segment.percent + 99) // 100
-        query = query.where(stats.c.order_count > 0, stats.c.revenue_rank <= cut)
-    for condition in segment.conditions:
-        query = query.where(_comparison(stats, condition, now))
-    return query
+        tests += [stats.c.order_count > 0, stats.c.revenue_rank <= cut]
+    tests += [_comparison(stats, condition, now) for condition in segment.conditions]
+    return and_(*tests)
 
 
 # --- refreshing ---
 
 
 def refresh(db: Database, clock: Clock, *, program_id: str, code: str | None = None) -> list[Refreshed]:
-    """Recompute one segment (or all of the program's): who entered, who left, written with their events."""
-    with db.read() as conn:
+    """Recompute one segment (or all of the program's): who entered, who left, written with their events.
+
+    Every member's figures are worked out once for all the segments, in one transaction: the segments agree
+    with each other, and refreshing many costs about as much as refreshing one.
+    """
+    with db.write() as conn:
+        now = clock.now()
         wanted = [s for s in list_segments(conn=conn, program_id=program_id) if code is None or s.code == code]
         if code is not None and not wanted:
             raise NotFound("segment_not_found", f"No segment {code!r} in this program.", field="segment")
-    return [_refresh_one(db, clock, program_id, segment) for segment in wanted]
+        if not wanted:
+            return []
+        ids = sorted(s.id for s in wanted)
+        conn.execute(select(segments.c.id).where(segments.c.id.in_(ids)).with_for_update())  # one refresh at once
+        found = _members_of(conn, program_id, wanted, now)
+        return [_save(conn, now, program_id, segment, members) for segment, members in zip(wanted, found, strict=True)]
 
 
-def _refresh_one(db: Database, clock: Clock, program_id: str, segment: Segment) -> Refreshed:
-    with db.write() as conn:
-        now = clock.now()
-        conn.execute(select(segments.c.id).where(segments.c.id == segment.id).with_for_update())  # one refresh at once
-        new = {row[0] for row in conn.execute(members_query(program_id, segment, now))}
-        old = set(
-            conn.execute(
-                select(segment_members.c.member_id).where(segment_members.c.segment_id == segment.id)
-            ).scalars()
-        )
-        entered, left = sorted(new - old), sorted(old - new)
-        if entered:
-            conn.execute(
-                insert(segment_members),
-                [{"segment_id": segment.id, "member_id": m, "program_id": program_id, "since": now} for m in entered],
-            )
-        for chunk in _chunks(left, 5000):
-            conn.execute(
-                segment_members.delete().where(
-                    segment_members.c.segment_id == segment.id, segment_members.c.member_id.in_(chunk)
-                )
-            )
-        emit_many(
-            conn,
-            [(program_id, "segment_entered", m, {"member_id": m, "segment": segment.code}) for m in entered]
-            + [(program_id, "segment_left", m, {"member_id": m, "segment": segment.code}) for m in left],
-            now=now,
-        )
+def _members_of(conn: Connection, program_id: str, wanted: list[Segment], now: datetime) -> list[set[str]]:
+    """The members of each segment: one pass over every member's figures, a column per segment."""
+    stats = figures(program_id, now).subquery("stats")
+    tests = [holds(stats, segment, now) for segment in wanted]
+    query = select(stats.c.member_id, *[case((test, 1), else_=0) for test in tests]).where(or_(*tests))
+    found: list[set[str]] = [set() for _ in wanted]
+    for member_id, *inside in conn.execute(query):
+        for members_of_segment, is_in in zip(found, inside, strict=True):
+            if is_in:
+                members_of_segment.add(member_id)
+    return found
+
+
+def _save(conn: Connection, now: datetime, program_id: str, segment: Segment, new: set[str]) -> Refreshed:
+    """Write who entered and who left ``segment`` (now holding ``new``), with their events."""
+    old = set(
+        conn.execute(select(segment_members.c.member_id).where(segment_members.c.segment_id == segment.id)).scalars()
+    )
+    entered, left = sorted(new - old), sorted(old - new)
+    insert_many(
+        conn,
+        segment_members,
+        [{"segment_id": segment.id, "member_id": m, "program_id": program_id, "since": now} for m in entered],
+    )
+    for chunk in _chunks(left, 5000):
         conn.execute(
-            update(segments).where(segments.c.id == segment.id).values(members_count=len(new), refreshed_at=now)
+            segment_members.delete().where(
+                segment_members.c.segment_id == segment.id, segment_members.c.member_id.in_(chunk)
+            )
         )
-        return Refreshed(segment=segment.code, members=len(new), entered=len(entered), left=len(left))
+    emit_many(
+        conn,
+        [(program_id, "segment_entered", m, {"member_id": m, "segment": segment.code}) for m in entered]
+        + [(program_id, "segment_left", m, {"member_id": m, "segment": segment.code}) for m in left],
+        now=now,
+    )
+    conn.execute(update(segments).where(segments.c.id == segment.id).values(members_count=len(new), refreshed_at=now))
+    return Refreshed(segment=segment.code, members=len(new), entered=len(entered), left=len(left))
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:

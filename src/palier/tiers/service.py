@@ -17,12 +17,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, true, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from palier.activity.tables import events, purchases
 from palier.clock import Clock, utc
 from palier.db import Database
+from palier.db.bulk import insert_many, update_many
 from palier.errors import InvalidInput, Unprocessable
 from palier.ids import new_id
 from palier.members import service as members
@@ -491,15 +492,20 @@ def requalify(db: Database, clock: Clock, *, program_id: str | None = None, batc
         program_ids = list(conn.execute(query).scalars())
     for pid in program_ids:
         done += place(db, clock, program_id=pid, batch_size=batch_size)
+        after: str | None = None  # batches walk the members in id order: each starts where the last ended
         while True:
-            judged = _requalify_batch(db, clock, pid, batch_size)
+            judged, after = _requalify_batch(db, clock, pid, batch_size, after)
             done += judged
-            if judged < batch_size:
+            if after is None:
                 break
     return done
 
 
-def _requalify_batch(db: Database, clock: Clock, program_id: str, batch_size: int) -> int:
+def _requalify_batch(
+    db: Database, clock: Clock, program_id: str, batch_size: int, after: str | None
+) -> tuple[int, str | None]:
+    """Judge up to ``batch_size`` due members with ids above ``after``; how many, and the last id seen
+    (None when there are no more). A member another worker holds is left to that worker or the next run."""
     with db.write() as conn:
         now = clock.now()
         program = get_program(conn=conn, program_id=program_id)
@@ -512,7 +518,11 @@ def _requalify_batch(db: Database, clock: Clock, program_id: str, batch_size: in
             conn.execute(
                 select(member_tiers, members_table.c.enrolled_at)
                 .join(members_table, members_table.c.id == member_tiers.c.member_id)
-                .where(member_tiers.c.program_id == program_id, due)
+                .where(
+                    member_tiers.c.program_id == program_id,
+                    due,
+                    member_tiers.c.member_id > after if after is not None else true(),
+                )
                 .order_by(member_tiers.c.member_id)
                 .limit(batch_size)
                 .with_for_update(of=member_tiers, skip_locked=True)
@@ -521,7 +531,7 @@ def _requalify_batch(db: Database, clock: Clock, program_id: str, batch_size: in
             .all()
         )
         if not rows:
-            return 0
+            return 0, None
         rolling = window(policy, program, at=now, enrolled_at=now) if policy.window == "rolling_months" else None
         values = _values(conn, program_id, policy, [r["member_id"] for r in rows], rolling)
         updates, changes = [], []
@@ -538,7 +548,7 @@ def _requalify_batch(db: Database, clock: Clock, program_id: str, batch_size: in
             decision = decide(policy, status, values.get(status.member_id, 0), now, following)
             updates.append(
                 {
-                    "m": status.member_id,
+                    "member_id": status.member_id,
                     "tier": decision.tier,
                     "since": now if decision.tier != status.tier else status.since,
                     "period_start": decision.period[0],
@@ -553,24 +563,11 @@ def _requalify_batch(db: Database, clock: Clock, program_id: str, batch_size: in
                 changes.append(
                     (status.member_id, status.tier, decision.tier, decision.reason, values.get(status.member_id, 0))
                 )
-        conn.execute(
-            update(member_tiers)
-            .where(member_tiers.c.member_id == bindparam("m"))
-            .values(
-                tier=bindparam("tier"),
-                since=bindparam("since"),
-                period_start=bindparam("period_start"),
-                period_end=bindparam("period_end"),
-                grace_until=bindparam("grace_until"),
-                manual_until=bindparam("manual_until"),
-                manual_reason=bindparam("manual_reason"),
-                updated_at=bindparam("updated_at"),
-            ),
-            updates,
-        )
+        update_many(conn, member_tiers, "member_id", updates)
         if changes:
-            conn.execute(
-                insert(tier_history),
+            insert_many(
+                conn,
+                tier_history,
                 [
                     {
                         "id": new_id("tier_change"),
@@ -599,7 +596,7 @@ def _requalify_batch(db: Database, clock: Clock, program_id: str, batch_size: in
                 ],
                 now=now,
             )
-        return len(rows)
+        return len(rows), rows[-1]["member_id"] if len(rows) == batch_size else None
 
 
 def _values(
@@ -716,11 +713,12 @@ def place(db: Database, clock: Clock, *, program_id: str, batch_size: int = 5000
                 }
                 for m in ids
             ]
-            conn.execute(insert(member_tiers), rows)
+            insert_many(conn, member_tiers, rows)
             changes = [r for r in rows if r["tier"] is not None]
             if changes:
-                conn.execute(
-                    insert(tier_history),
+                insert_many(
+                    conn,
+                    tier_history,
                     [
                         {
                             "id": new_id("tier_change"),

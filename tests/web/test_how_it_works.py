@@ -1,0 +1,111 @@
+"""The public how-it-works page: written from the live configuration, in French and English."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tests.api.helpers import ApiProgram, reward_body
+from tests.web.conftest import MOBILE, assert_accessible
+from tests.web.world import TIERS
+
+
+def test_how_it_works_shows_the_rewards_and_switches_language(
+    new_program: Callable[..., ApiProgram], page: Any, new_page: Callable[..., Any], shoot: Callable[..., Any]
+) -> None:
+    program = new_program(name="Maison Test", welcome_points=50)
+    made = program.call(
+        "POST",
+        "/v1/rewards",
+        json={
+            "kind": "amount_off",
+            "amount": 500,
+            "cost_points": 200,
+            "title": {"fr": "Bon de 5 €", "en": "€5 voucher"},
+        },
+    )
+    assert made.status_code == 201, made.text
+
+    page.goto(f"/how-it-works/{program.id}")
+    assert page.locator("html").get_attribute("lang") == "fr"  # the browser asks for French
+    assert page.locator("h1").inner_text() == "Comment ça marche"
+    card = page.locator(".reward-card")
+    assert card.locator("h3").inner_text() == "Bon de 5 €"
+    assert "5,00 € de remise" in card.inner_text()
+    assert "Bienvenue : 50 points offerts à votre inscription" in page.locator(".earn-list").inner_text()
+    assert_accessible(page)
+    shoot(page, "fr")
+
+    page.get_by_role("link", name="English").click()
+    page.wait_for_url("**lang=en")
+    assert page.locator("html").get_attribute("lang") == "en"
+    assert page.locator("h1").inner_text() == "How it works"
+    assert card.locator("h3").inner_text() == "€5 voucher"
+    assert "€5.00 off" in card.inner_text()
+    shoot(page, "en")
+
+    page.goto(f"/how-it-works/{program.id}")  # the choice is remembered (lang cookie)
+    assert page.locator("h1").inner_text() == "How it works"
+
+    phone = new_page(viewport=MOBILE)
+    phone.goto(f"/how-it-works/{program.id}")
+    width = phone.evaluate("document.documentElement.scrollWidth")
+    assert width <= MOBILE["width"], "the page must not scroll sideways on a phone"
+    shoot(phone, "mobile")
+
+
+def test_an_unknown_program_is_a_404_page(page: Any) -> None:
+    response = page.goto("/how-it-works/prg_01AAAAAAAAAAAAAAAAAAAAAAAA")
+    assert response.status == 404
+    assert "Ce programme de fidélité n'existe pas." in page.locator("main").inner_text()
+
+
+def test_how_it_works_follows_the_configuration(
+    new_program: Callable[..., ApiProgram], page: Any, shoot: Callable[..., Any]
+) -> None:
+    program = new_program(name="Boulangerie Test")
+    made = program.call("POST", "/v1/rewards", json=reward_body(cost_points=300, title={"fr": "Bon", "en": "Voucher"}))
+    reward_id = made.json()["id"]
+    page.goto(f"/how-it-works/{program.id}?lang=en")
+    before = page.locator("main").inner_text()
+    assert "Purchases — 1 points per €1.00" in before
+    assert "Points from a purchase are pending for 14 days" in before
+    assert "expire 12 months after" in before
+    assert page.locator(".reward-card .cost-value").inner_text() == "300"
+    assert page.locator(".tier-card").count() == 0
+
+    rules = {
+        "rules": [
+            {
+                "id": "base",
+                "name": {"en": "Every euro", "fr": "Chaque euro"},
+                "event": "purchase",
+                "effect": {"type": "points_per_amount", "points": 2, "per_amount": 100},
+            },
+            {
+                "id": "pastry",
+                "name": {"en": "Pastry bonus", "fr": "Bonus viennoiserie"},
+                "event": "purchase",
+                "conditions": {"categories": ["pastry"]},
+                "effect": {"type": "per_item", "points": 5},
+            },
+        ]
+    }
+    assert program.call("POST", "/v1/program/rules", json=rules).status_code == 201
+    assert program.call("PATCH", f"/v1/rewards/{reward_id}", json={"cost_points": 250}).status_code == 200
+    assert program.call("PUT", "/v1/tiers", json=TIERS).status_code == 200
+    changed = program.call("PATCH", "/v1/program", json={"return_window_days": 30, "never_expire": True})
+    assert changed.status_code == 200, changed.text
+
+    page.reload()
+    after = page.locator("main").inner_text()
+    assert "Every euro — 2 points per €1.00" in after and "Purchases — 1 points" not in after
+    assert "Pastry bonus — 5 points per item on pastry" in after
+    assert page.locator(".reward-card .cost-value").inner_text() == "250"
+    assert page.locator(".tier-card h3").all_inner_texts() == ["Silver", "Gold"]
+    assert "€500.00 spent" in page.locator(".tier-card").nth(1).inner_text()
+    assert "Points from a purchase are pending for 30 days" in after
+    assert "Your points never expire." in after
+    assert "rules version 1" in page.locator("footer").inner_text()
+    assert_accessible(page)
+    shoot(page, "changed")
