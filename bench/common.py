@@ -67,6 +67,7 @@ class Figure:
     """One measured figure, its limit (if it has one) and its target.
 
     ``target_ratio``: pass when value / limit >= it. ``target_max``: pass when value <= it.
+    ``target_min``: pass when value >= it (an absolute floor, e.g. requests per second).
     """
 
     bench: str
@@ -79,6 +80,7 @@ class Figure:
     target_ratio: float | None = None
     target_max: float | None = None
     note: str = ""
+    target_min: float | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -92,6 +94,8 @@ class Figure:
             return f">= {self.target_ratio:.0%} of limit"
         if self.target_max is not None:
             return f"<= {self.target_max:g} {self.unit}"
+        if self.target_min is not None:
+            return f">= {self.target_min:,g} {self.unit}"
         return ""
 
     @property
@@ -100,6 +104,8 @@ class Figure:
             return self.ratio is not None and self.ratio >= self.target_ratio
         if self.target_max is not None:
             return self.value <= self.target_max
+        if self.target_min is not None:
+            return self.value >= self.target_min
         return None
 
     @property

@@ -34,6 +34,8 @@ BENCHES: dict[str, tuple[str, ...]] = {  # module: the engines it runs on
     "coupon_validate": ("pg", "sqlite"),
     "rules_eval": ("pg", "sqlite"),
     "status": ("pg",),
+    "http_load": ("pg",),
+    "member_scale": ("pg",),
 }
 
 

@@ -165,11 +165,12 @@ def test_serve_runs_the_app_factory_under_uvicorn(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(serve.uvicorn, "run", lambda *a, **k: calls.append((a, k)))
     result = invoke("serve", "--port", "8123", "--workers", "2")
     assert result.exit_code == 0, result.output
+    quiet = invoke("serve", "--no-access-log")
+    assert quiet.exit_code == 0, quiet.output
+    served = {"factory": True, "host": "127.0.0.1", "proxy_headers": True}
     assert calls == [
-        (
-            ("palier.api.app:create_app",),
-            {"factory": True, "host": "127.0.0.1", "port": 8123, "workers": 2, "proxy_headers": True},
-        )
+        (("palier.api.app:create_app",), {**served, "port": 8123, "workers": 2, "access_log": True}),
+        (("palier.api.app:create_app",), {**served, "port": 8000, "workers": 1, "access_log": False}),
     ]
 
 

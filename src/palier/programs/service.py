@@ -56,7 +56,11 @@ def get_program(*, conn: Connection, program_id: str) -> Program:
     row = conn.execute(select(programs).where(programs.c.id == program_id)).mappings().first()
     if row is None:
         raise NotFound("program_not_found", f"No program {program_id}.", field="program_id")
-    data = dict(row)
+    return _program(row)
+
+
+def _program(row: Any) -> Program:
+    data = {column.name: row[column.name] for column in programs.c}
     data["created_at"], data["updated_at"] = utc(data["created_at"]), utc(data["updated_at"])
     return Program.model_validate(data)
 
@@ -146,17 +150,26 @@ def revoke_key(*, conn: Connection, clock: Clock, program_id: str, key_id: str, 
 
 def authenticate(*, conn: Connection, token: str) -> Caller:
     """The caller behind an API key, or Unauthenticated (same answer for unknown, wrong or revoked)."""
+    return authenticate_with_program(conn=conn, token=token, program=False)[0]
+
+
+_KEY_COLUMNS = (api_keys.c.program_id, api_keys.c.scopes, api_keys.c.secret_hash, api_keys.c.revoked_at)
+
+
+def authenticate_with_program(*, conn: Connection, token: str, program: bool = True) -> tuple[Caller, Program | None]:
+    """:func:`authenticate`, and the key's program read by the same statement (what every API request needs:
+    one round trip instead of two). ``program=False``: the key alone."""
     key_id, _, secret = token.partition(".")
     row = None
     if key_id.startswith("key_") and secret:
-        row = conn.execute(
-            select(api_keys.c.program_id, api_keys.c.scopes, api_keys.c.secret_hash, api_keys.c.revoked_at).where(
-                api_keys.c.id == key_id
-            )
-        ).first()
-    if row is None or row.revoked_at is not None or not hmac.compare_digest(row.secret_hash, _hash(secret)):
+        query = select(*_KEY_COLUMNS).where(api_keys.c.id == key_id)
+        if program:
+            query = query.add_columns(*programs.c).join_from(api_keys, programs, programs.c.id == api_keys.c.program_id)
+        row = conn.execute(query).mappings().first()
+    if row is None or row["revoked_at"] is not None or not hmac.compare_digest(row["secret_hash"], _hash(secret)):
         raise Unauthenticated("invalid_api_key", "The API key is missing, unknown or revoked.", field="Authorization")
-    return Caller(program_id=row.program_id, key_id=key_id, scopes=frozenset(row.scopes.split(",")))
+    caller = Caller(program_id=row["program_id"], key_id=key_id, scopes=frozenset(row["scopes"].split(",")))
+    return caller, _program(row) if program else None
 
 
 def require_scope(caller: Caller, *allowed: str) -> None:
