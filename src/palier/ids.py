@@ -34,6 +34,8 @@ PREFIXES = {
     "membership": "vip",
     "segment": "seg",
     "invitation": "inv",
+    "staff": "stf",
+    "sign_in": "sgn",
 }
 
 _lock = threading.Lock()
