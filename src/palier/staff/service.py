@@ -42,8 +42,9 @@ def _user(row: object) -> StaffUser:
 def create(*, conn: Connection, clock: Clock, program_id: str, data: StaffCreate, actor: str) -> StaffUser:
     """A new staff user of ``program_id``; the e-mail must be new in this program."""
     now = clock.now()
+    staff_id = new_id("staff")
     row = {
-        "id": new_id("staff"),
+        "id": staff_id,
         "program_id": program_id,
         "email": data.email.lower(),
         "display_name": data.display_name,
@@ -71,10 +72,10 @@ def create(*, conn: Connection, clock: Clock, program_id: str, data: StaffCreate
         program_id=program_id,
         actor=actor,
         action="staff.create",
-        subject_id=row["id"],
+        subject_id=staff_id,
         details={"email": row["email"], "role": data.role},
     )
-    return _user(_get_row(conn, row["id"]))
+    return _user(_get_row(conn, staff_id))
 
 
 def list_users(*, conn: Connection, program_id: str) -> list[StaffUser]:
