@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 
 DEMO_CARD_KEY = "palier-demo-card-key-not-for-production"
+# Without PALIER_SECRET_KEY, web sessions are signed with a key made when the process starts: they do not
+# survive a restart and are not shared between processes. Production sets the variable.
+_PROCESS_SECRET = secrets.token_urlsafe(32)
+
+
+def _secret_key() -> str:
+    return os.environ.get("PALIER_SECRET_KEY") or _PROCESS_SECRET
 
 
 @dataclass(frozen=True)
 class Settings:
     database_url: str
     card_hash_key: bytes
+    secret_key: str = field(default_factory=_secret_key, repr=False)  # signs web sessions and sign-in links
 
     @property
     def is_sqlite(self) -> bool:
@@ -19,9 +28,10 @@ class Settings:
 
 
 def load_settings() -> Settings:
-    """``PALIER_DATABASE_URL`` (default ``sqlite:///palier.db``) and ``PALIER_CARD_KEY``.
+    """``PALIER_DATABASE_URL`` (default ``sqlite:///palier.db``), ``PALIER_CARD_KEY``, ``PALIER_SECRET_KEY``.
 
     ``PALIER_CARD_KEY`` keys the HMAC under which payment cards are stored; production must set it.
+    ``PALIER_SECRET_KEY`` signs web sessions, CSRF tokens and member sign-in links; production must set it.
     """
     return Settings(
         database_url=os.environ.get("PALIER_DATABASE_URL", "sqlite:///palier.db"),

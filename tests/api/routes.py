@@ -83,15 +83,21 @@ POLICY: dict[Route, str] = {
 RANK = {"read": 0, "pos": 1, "admin": 2}
 
 
+def _is_page(route: object) -> bool:
+    """A web page (palier.web): cookie sessions and CSRF, not API keys; tested under tests/web."""
+    endpoint = getattr(getattr(route, "original_route", route), "endpoint", None)
+    return str(getattr(endpoint, "__module__", "")).startswith("palier.web")
+
+
 def app_routes(app: FastAPI | None = None) -> list[Route]:
-    """Every (method, path) the app serves and documents (HEAD/OPTIONS aside)."""
+    """Every (method, path) the app serves and documents (HEAD/OPTIONS aside), web pages aside."""
     app = app or create_app(Settings(database_url="sqlite:///never-opened.db", card_hash_key=b"x"))
     # FastAPI ≥ 0.130 keeps included routers as branches; iter_route_contexts flattens them.
     flatten = getattr(fastapi.routing, "iter_route_contexts", list)
     found = {
         (method, str(route.path))
         for route in flatten(app.routes)
-        if isinstance(getattr(route, "original_route", route), APIRoute)
+        if isinstance(getattr(route, "original_route", route), APIRoute) and not _is_page(route)
         for method in route.methods or ()
         if method not in ("HEAD", "OPTIONS")
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
-from palier import __version__
+from palier import __version__, web
 from palier.api import openapi, problems
 from palier.api.routes import events, members, programs, rewards, rules, status
 from palier.clock import Clock, SystemClock
@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
     openapi.install(app)
     for module in (programs, members, events, rewards, rules, status):
         app.include_router(module.router)
+    web.install(app)
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:

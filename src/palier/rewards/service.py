@@ -138,6 +138,11 @@ def list_rewards(*, conn: Connection, program_id: str, status: str | None = "act
     return [_reward(r) for r in conn.execute(query.order_by(rewards.c.cost_points, rewards.c.id)).mappings()]
 
 
+def offered_rewards(*, conn: Connection, program_id: str, now: datetime) -> list[Reward]:
+    """The catalog on offer at ``now`` (active, started, not ended), cheapest first: what any member may see."""
+    return [r for r in list_rewards(conn=conn, program_id=program_id) if _on_offer(r, now)]
+
+
 def _reward(row: Any) -> Reward:
     data = dict(row)
     data.pop("program_id")

@@ -53,7 +53,7 @@ def default_document(program: Program) -> RuleSetDocument:
     per = program.earn_per_amount
     base = Rule(
         id="base",
-        name=Text(en=f"{program.earn_points} {program.points_name} per {per} (minor units)", fr=None),
+        name=Text(en="Purchases", fr="Achats"),
         event="purchase",
         effect=PointsPerAmount(type="points_per_amount", points=program.earn_points, per_amount=per),
     )
@@ -190,6 +190,22 @@ def rules_or_default(*, conn: Connection, program: Program, when: datetime) -> C
     if found is not None:
         return found
     return compile_rules(default_document(program), version=0, timezone=program.timezone, rounding=program.rounding)
+
+
+def how_to_earn_lines(*, conn: Connection, program: Program, now: datetime, language: str) -> tuple[int, list[str]]:
+    """(rules version, one sentence per way to earn) from the rules in force: the API and how-it-works page."""
+    from palier.rules.explain import how_to_earn
+
+    rules = rules_or_default(conn=conn, program=program, when=now)
+    lines = how_to_earn(
+        rules,
+        now=now,
+        language=language,
+        currency=program.currency,
+        exponent=program.currency_exponent,
+        points_name=program.points_name,
+    )
+    return rules.version, lines
 
 
 # --- purchases ---

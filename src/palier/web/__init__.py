@@ -1,0 +1,46 @@
+"""The web pages: member portal, how-it-works, and (from web-staff) the admin console and till.
+
+``install(app)`` mounts ``/static`` and includes the page routers; pages are not in the OpenAPI schema.
+A page router is made with :func:`page_router`: every unsafe request to it must carry the CSRF token.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from palier.web.render import STATIC_DIR, PageError, SignInRequired, render
+from palier.web.sessions import CsrfRefused, csrf_guard
+
+
+def page_router(**kwargs: object) -> APIRouter:
+    """An APIRouter for pages: hidden from the OpenAPI schema, CSRF-checked on every unsafe method."""
+    return APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)], **kwargs)  # type: ignore[arg-type]
+
+
+def install(app: FastAPI) -> None:
+    from palier.web import howto
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    for module in (howto,):
+        app.include_router(module.router)
+
+    @app.exception_handler(PageError)
+    async def _page_error(request: Request, exc: PageError) -> HTMLResponse:
+        return render(
+            request,
+            "error.html",
+            status=exc.status,
+            error_code=exc.status,
+            message_key=exc.message_key,
+            params=exc.params,
+        )
+
+    @app.exception_handler(CsrfRefused)
+    async def _csrf(request: Request, exc: CsrfRefused) -> HTMLResponse:
+        return render(request, "error.html", status=403, error_code=403, message_key="error.csrf", params={})
+
+    @app.exception_handler(SignInRequired)
+    async def _sign_in(request: Request, exc: SignInRequired) -> Response:
+        return RedirectResponse(exc.sign_in_url, status_code=303)

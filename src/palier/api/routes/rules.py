@@ -15,7 +15,6 @@ from palier.api.deps import DB, AdminAccess, ClockDep, PosAccess, ReadAccess, Se
 from palier.rules import service
 from palier.rules.actions import ActionIn, record_action
 from palier.rules.document import parse_data
-from palier.rules.explain import how_to_earn
 from palier.rules.models import RuleSetDocument, RuleSetVersion
 from palier.rules.preview import Preview, PreviewIn, preview
 
@@ -89,19 +88,11 @@ def preview_cart(data: PreviewIn, access: ReadAccess, db: DB, clock: ClockDep) -
 
 @router.get("/how-to-earn", response_model=HowToEarn, summary="How to earn points, from the active rules")
 def explain(access: ReadAccess, db: DB, clock: ClockDep, language: Literal["en", "fr"] = Query("en")) -> HowToEarn:
-    now = clock.now()
-    program = access.program
     with db.read() as conn:
-        rules = service.rules_or_default(conn=conn, program=program, when=now)
-    lines = how_to_earn(
-        rules,
-        now=now,
-        language=language,
-        currency=program.currency,
-        exponent=program.currency_exponent,
-        points_name=program.points_name,
-    )
-    return HowToEarn(language=language, version=rules.version, lines=lines)
+        version, lines = service.how_to_earn_lines(
+            conn=conn, program=access.program, now=clock.now(), language=language
+        )
+    return HowToEarn(language=language, version=version, lines=lines)
 
 
 @router.post(

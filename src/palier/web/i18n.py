@@ -1,0 +1,88 @@
+"""French and English for the web pages: message catalogs, ``t(key, **params)``, and choosing the language.
+
+Catalogs are YAML files under ``web/locales/``, one per area of the site (``common``, ``portal``,
+``howto``, …), each mapping a key to its ``fr`` and ``en`` text side by side, so that a message is never
+added in one language only (a test checks it). Texts are ``str.format`` templates: ``{points}``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from fastapi import Request
+
+Language = Literal["fr", "en"]
+LANGUAGES: tuple[Language, ...] = ("fr", "en")
+DEFAULT_LANGUAGE: Language = "fr"
+LANG_COOKIE = "lang"
+LOCALES_DIR = Path(__file__).parent / "locales"
+
+
+@functools.cache
+def catalogs() -> dict[str, dict[str, str]]:
+    """{language: {key: text}} from every locale file (read once)."""
+    found: dict[str, dict[str, str]] = {lang: {} for lang in LANGUAGES}
+    for path in sorted(LOCALES_DIR.glob("*.yaml")):
+        entries = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        for key, texts in entries.items():
+            if key in found["fr"]:
+                raise ValueError(f"{path.name}: message {key!r} is defined twice")
+            for lang in LANGUAGES:
+                found[lang][key] = str(texts[lang])
+    return found
+
+
+def translate(language: str, key: str, **params: Any) -> str:
+    """The message ``key`` in ``language``; an unknown key shows as itself, so a gap is visible, not fatal."""
+    text = catalogs()[language if language in LANGUAGES else DEFAULT_LANGUAGE].get(key, key)
+    return text.format(**params) if params else text
+
+
+def translator(language: str) -> Callable[..., str]:
+    return functools.partial(translate, language)
+
+
+def pick(language: str | None) -> Language | None:
+    if language is None:
+        return None
+    code = language.strip().lower()[:2]
+    return "fr" if code == "fr" else "en" if code == "en" else None
+
+
+def from_accept_language(header: str) -> Language | None:
+    """The first of our languages in an ``Accept-Language`` header, by the client's weights."""
+    weighted = []
+    for n, part in enumerate(header.split(",")):
+        tag, _, q = part.strip().partition(";q=")
+        try:
+            weight = float(q) if q else 1.0
+        except ValueError:
+            continue
+        weighted.append((-weight, n, tag))
+    for _, _, tag in sorted(weighted):
+        if (found := pick(tag)) is not None:
+            return found
+    return None
+
+
+def request_language(request: Request, preferred: str | None = None) -> Language:
+    """``?lang=`` first (the visible switch), then the ``lang`` cookie, then ``preferred`` (e.g. the
+    signed-in member's profile), then the browser's ``Accept-Language``, then French."""
+    return (
+        pick(request.query_params.get("lang"))
+        or pick(request.cookies.get(LANG_COOKIE))
+        or pick(preferred)
+        or from_accept_language(request.headers.get("accept-language", ""))
+        or DEFAULT_LANGUAGE
+    )
+
+
+def localized(value: Any, language: str) -> str:
+    """A ``{fr, en}`` value (a model or a mapping) in ``language``."""
+    if isinstance(value, Mapping):
+        return str(value.get(language) or value.get("en") or "")
+    return str(getattr(value, language, None) or getattr(value, "en", ""))

@@ -1,0 +1,63 @@
+"""How numbers, money, dates and rewards read on a page, in French or English."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from palier.programs.models import Program
+from palier.rewards.models import Reward
+from palier.rules.explain import money as format_money
+from palier.web.i18n import translator
+
+_MONTHS = {
+    "fr": (
+        "janvier", "février", "mars", "avril", "mai", "juin",
+        "juillet", "août", "septembre", "octobre", "novembre", "décembre",
+    ),
+    "en": (
+        "January", "February", "March", "April", "May", "June",
+        "July", "August", "September", "October", "November", "December",
+    ),
+}  # fmt: skip
+
+
+def number(value: int, language: str) -> str:
+    """1234567 → '1 234 567' (fr, narrow no-break spaces) or '1,234,567' (en)."""
+    text = f"{value:,}"
+    return text.replace(",", "\u202f") if language == "fr" else text
+
+
+def money(amount: int, program: Program, language: str) -> str:
+    return format_money(amount, program.currency, program.currency_exponent, language)
+
+
+def day(when: datetime, program: Program, language: str) -> str:
+    """'31 mars 2026' / '31 March 2026', in the program's time zone."""
+    local = when.astimezone(ZoneInfo(program.timezone))
+    return f"{local.day} {_MONTHS[language if language in _MONTHS else 'en'][local.month - 1]} {local.year}"
+
+
+def moment(when: datetime, program: Program, language: str) -> str:
+    """'31 mars 2026, 14:05' in the program's time zone."""
+    local = when.astimezone(ZoneInfo(program.timezone))
+    return f"{day(when, program, language)}, {local:%H:%M}"
+
+
+def reward_gives(reward: Reward, program: Program, language: str) -> str:
+    """What a reward gives: '5,00 € de remise', '10 % de remise (au plus 3,00 €)', 'Livraison offerte'…"""
+    t = translator(language)
+    if reward.kind == "amount_off" and reward.amount is not None:
+        return t("reward.amount_off", amount=money(reward.amount, program, language))
+    if reward.kind == "percent_off":
+        text = t("reward.percent_off", percent=reward.percent)
+        if reward.max_discount:
+            text += " " + t("reward.at_most", amount=money(reward.max_discount, program, language))
+        return text
+    if reward.kind == "store_credit" and reward.amount is not None:
+        return t("reward.store_credit", amount=money(reward.amount, program, language))
+    if reward.kind == "free_shipping":
+        return t("reward.free_shipping")
+    if reward.kind == "free_product":
+        return t("reward.free_product")
+    return t("reward.gift")

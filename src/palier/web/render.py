@@ -1,0 +1,102 @@
+"""Rendering pages: one Jinja2 environment, ``render(request, template, **ctx)``, and the page errors.
+
+Every template gets ``lang``, ``t`` (the translator for it), ``csrf`` (the browser's token, for forms),
+``lang_url(code)`` (this page in another language: the visible switch) and ``static(path)``.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from palier import __version__
+from palier.web import i18n
+from palier.web.sessions import csrf_token, remember_csrf
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+class PageError(Exception):
+    """A refusal shown as a page: ``status`` and a message key (rendered by ``error.html``)."""
+
+    def __init__(self, status: int, message_key: str, **params: Any) -> None:
+        super().__init__(message_key)
+        self.status = status
+        self.message_key = message_key
+        self.params = params
+
+
+class SignInRequired(Exception):
+    """The page needs a session: the visitor is sent to ``sign_in_url`` (303)."""
+
+    def __init__(self, sign_in_url: str) -> None:
+        super().__init__(sign_in_url)
+        self.sign_in_url = sign_in_url
+
+
+def _group_digits(value: int, language: str) -> str:
+    """1234567 → '1 234 567' (fr, narrow no-break spaces) or '1,234,567' (en)."""
+    text = f"{value:,}"
+    return text.replace(",", "\u202f") if language == "fr" else text
+
+
+@functools.cache
+def environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=select_autoescape(("html", "svg")),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+    )
+    env.globals["static"] = lambda path: f"/static/{path}?v={__version__}"
+    return env
+
+
+def lang_url(request: Request, language: str) -> str:
+    """The current page in ``language`` (its query kept)."""
+    query = {k: v for k, v in request.query_params.items() if k != "lang"}
+    query["lang"] = language
+    return f"{request.url.path}?{urlencode(query)}"
+
+
+def render(
+    request: Request,
+    template: str,
+    *,
+    status: int = 200,
+    language: str | None = None,
+    headers: dict[str, str] | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    """``template`` rendered for this request; ``language`` is the preferred one (e.g. the member's)."""
+    lang = i18n.request_language(request, preferred=language)
+    token = csrf_token(request)
+    html = (
+        environment()
+        .get_template(template)
+        .render(
+            request=request,
+            lang=lang,
+            t=i18n.translator(lang),
+            csrf=token,
+            lang_url=functools.partial(lang_url, request),
+            fmt_int=lambda value: _group_digits(int(value), lang),
+            **context,
+        )
+    )
+    response = HTMLResponse(html, status_code=status, headers=headers)
+    response.headers.setdefault("Cache-Control", "no-store")
+    remember_csrf(request, response)
+    chosen = i18n.pick(request.query_params.get("lang"))
+    if chosen is not None and chosen != request.cookies.get(i18n.LANG_COOKIE):
+        response.set_cookie(i18n.LANG_COOKIE, chosen, max_age=365 * 86400, samesite="lax")
+    return response

@@ -1,0 +1,59 @@
+"""The web pages' French and English catalogs, and how a page's language is chosen."""
+
+from __future__ import annotations
+
+import string
+
+import pytest
+from starlette.requests import Request
+
+from palier.web import i18n
+
+
+def _fields(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+def test_every_message_exists_in_both_languages_with_the_same_placeholders() -> None:
+    catalogs = i18n.catalogs()
+    assert set(catalogs["fr"]) == set(catalogs["en"]) and len(catalogs["fr"]) > 40
+    for key, french in catalogs["fr"].items():
+        english = catalogs["en"][key]
+        assert french.strip() and english.strip(), key
+        assert _fields(french) == _fields(english), key
+
+
+def test_an_unknown_key_shows_as_itself() -> None:
+    assert i18n.translate("en", "no.such.key") == "no.such.key"
+    assert i18n.translate("fr", "reward.amount_off", amount="5,00 €") == "5,00 € de remise"
+    assert i18n.translate("de", "reward.amount_off", amount="€5") == "€5 de remise"  # French by default
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("en-GB,en;q=0.9,fr;q=0.8", "en"),
+        ("de-DE,fr;q=0.5,en;q=0.7", "en"),
+        ("fr-CA", "fr"),
+        ("de, it;q=0.9", None),
+        ("en;q=zz, fr;q=0.2", "fr"),
+        ("", None),
+    ],
+)
+def test_accept_language(header: str, expected: str | None) -> None:
+    assert i18n.from_accept_language(header) == expected
+
+
+def _request(query: str = "", cookie: str = "", accept: str = "") -> Request:
+    headers = [(b"accept-language", accept.encode())]
+    if cookie:
+        headers.append((b"cookie", f"lang={cookie}".encode()))
+    return Request({"type": "http", "method": "GET", "path": "/", "query_string": query.encode(), "headers": headers})
+
+
+def test_the_switch_beats_the_cookie_which_beats_the_profile_which_beats_the_browser() -> None:
+    assert i18n.request_language(_request("lang=en", cookie="fr", accept="fr"), preferred="fr") == "en"
+    assert i18n.request_language(_request(cookie="en", accept="fr"), preferred="fr") == "en"
+    assert i18n.request_language(_request(accept="fr"), preferred="en") == "en"
+    assert i18n.request_language(_request(accept="en-US")) == "en"
+    assert i18n.request_language(_request("lang=xx")) == "fr"
