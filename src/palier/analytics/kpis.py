@@ -1,0 +1,316 @@
+"""The KPIs of the dashboard, read set-based from the ledger and the stored purchases (both engines).
+
+A period is a range of days in the program's time zone, first and last day included; weeks start on
+Monday. Points figures come from the ledger's program accounts: *issued* is what left ``issued`` (net of
+returns taken back), *redeemed* what reached ``redeemed`` (coupons used, points paid at checkout, net of
+refunds), *expired* what reached ``expired``. Outstanding points are what members hold now (available,
+pending and held); the liability is what they are worth at the program's redemption value
+(``redeem_points`` points = ``redeem_amount`` minor units).
+
+By channel: members by the channel they joined on; purchases and active members by the order's channel;
+points issued for purchases made on that channel; points redeemed by the channel the coupon was used or
+the order paid on; points expired by the channel of the purchase that earned them. Programme-wide
+movements with no channel (welcome points, manual adjustments) count only without a channel filter.
+
+A non-member purchase is one with no member: sent anonymously, or paid with a payment card nobody has
+linked yet. The repeat-purchase rate is a members' figure (non-members cannot be recognised twice).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, and_, case, distinct, func, literal, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from palier.activity.tables import events, purchases
+from palier.ledger.tables import accounts, allocations, ledger_transactions, lots, postings
+from palier.members.tables import members
+from palier.programs.models import Program
+from palier.rewards.payments import points_value
+from palier.rewards.tables import coupons, order_payments
+
+CHANNELS = ("web", "store", "phone", "app", "partner")
+FLOWS = ("issued", "redeemed", "expired")
+
+
+@dataclass(frozen=True)
+class Period:
+    """Days ``first`` to ``last`` (both included), in the program's time zone."""
+
+    first: date
+    last: date
+
+    @classmethod
+    def last_weeks(cls, today: date, weeks: int) -> Period:
+        """The ``weeks`` whole weeks up to and including the current one (Monday-based)."""
+        monday = today - timedelta(days=today.weekday())
+        return cls(monday - timedelta(weeks=weeks - 1), today)
+
+    def bounds(self, program: Program) -> tuple[datetime, datetime]:
+        """[start, end) in UTC."""
+        zone = ZoneInfo(program.timezone)
+        start = datetime.combine(self.first, time(), zone).astimezone(UTC)
+        end = datetime.combine(self.last + timedelta(days=1), time(), zone).astimezone(UTC)
+        return start, end
+
+    def weeks(self) -> list[date]:
+        """The Mondays of the weeks the period touches."""
+        monday = self.first - timedelta(days=self.first.weekday())
+        found = []
+        while monday <= self.last:
+            found.append(monday)
+            monday += timedelta(weeks=1)
+        return found
+
+
+@dataclass(frozen=True)
+class WeekPoints:
+    week: date  # its Monday
+    issued: int
+    redeemed: int
+    expired: int
+
+
+@dataclass(frozen=True)
+class Orders:
+    """Orders of one kind of shopper in the period: how many, what they paid, the average basket."""
+
+    orders: int = 0
+    revenue: int = 0  # minor units, as bought (returns not deducted)
+
+    @property
+    def basket(self) -> int | None:
+        """Average order value in minor units (rounded half up), or None without orders."""
+        return (2 * self.revenue + self.orders) // (2 * self.orders) if self.orders else None
+
+
+@dataclass(frozen=True)
+class Kpis:
+    period: Period
+    channel: str | None
+    members: int  # enrolled by the end of the period (not merged away)
+    new_members: int  # enrolled during the period
+    active_members: int  # members with at least one purchase in the period
+    buying_members_repeat: int  # of those, how many bought at least twice
+    weeks: list[WeekPoints]
+    outstanding_points: int  # held by members now: available + pending + held
+    liability: int  # minor units: outstanding points at the program's redemption value
+    member_orders: Orders = field(default_factory=Orders)
+    non_member_orders: Orders = field(default_factory=Orders)
+
+    @property
+    def issued(self) -> int:
+        return sum(w.issued for w in self.weeks)
+
+    @property
+    def redeemed(self) -> int:
+        return sum(w.redeemed for w in self.weeks)
+
+    @property
+    def expired(self) -> int:
+        return sum(w.expired for w in self.weeks)
+
+    @property
+    def redemption_rate(self) -> float | None:
+        """Points redeemed per point issued in the period (None when nothing was issued)."""
+        return self.redeemed / self.issued if self.issued > 0 else None
+
+    @property
+    def repeat_rate(self) -> float | None:
+        """Share of the period's buying members who bought at least twice in it."""
+        return self.buying_members_repeat / self.active_members if self.active_members else None
+
+
+def kpis(*, conn: Connection, program: Program, period: Period, channel: str | None = None) -> Kpis:
+    """Every figure of the dashboard for ``period`` (and ``channel``, when given)."""
+    if channel is not None and channel not in CHANNELS:
+        raise ValueError(f"unknown channel {channel!r}")
+    start, end = period.bounds(program)
+    enrolled, new = _members(conn, program, start, end, channel)
+    active, repeat = _repeat(conn, program, start, end, channel)
+    outstanding = _outstanding(conn, program)
+    member_orders, non_member_orders = _orders(conn, program, start, end, channel)
+    return Kpis(
+        period=period,
+        channel=channel,
+        members=enrolled,
+        new_members=new,
+        active_members=active,
+        buying_members_repeat=repeat,
+        weeks=_weekly_points(conn, program, period, channel),
+        outstanding_points=outstanding,
+        liability=points_value(program, outstanding),
+        member_orders=member_orders,
+        non_member_orders=non_member_orders,
+    )
+
+
+def _members(
+    conn: Connection, program: Program, start: datetime, end: datetime, channel: str | None
+) -> tuple[int, int]:
+    new = case((members.c.enrolled_at >= start, 1), else_=0)
+    query = select(func.count(), func.coalesce(func.sum(new), 0)).where(
+        members.c.program_id == program.id, members.c.status == "active", members.c.enrolled_at < end
+    )
+    if channel is not None:
+        query = query.where(members.c.enrolment_channel == channel)
+    total, joined = conn.execute(query).one()
+    return int(total), int(joined)
+
+
+def _purchases_in(program: Program, start: datetime, end: datetime, channel: str | None) -> list[ColumnElement[bool]]:
+    where = [
+        events.c.program_id == program.id,
+        events.c.type == "purchase",
+        events.c.occurred_at >= start,
+        events.c.occurred_at < end,
+    ]
+    if channel is not None:
+        where.append(events.c.channel == channel)
+    return where
+
+
+def _orders(
+    conn: Connection, program: Program, start: datetime, end: datetime, channel: str | None
+) -> tuple[Orders, Orders]:
+    is_member = case((purchases.c.member_id.is_(None), 0), else_=1).label("is_member")
+    rows = conn.execute(
+        select(is_member, func.count(), func.coalesce(func.sum(purchases.c.total), 0))
+        .select_from(events.join(purchases, purchases.c.event_id == events.c.id))
+        .where(*_purchases_in(program, start, end, channel))
+        .group_by(is_member)
+    ).all()
+    found = {int(flag): Orders(orders=int(n), revenue=int(total)) for flag, n, total in rows}
+    return found.get(1, Orders()), found.get(0, Orders())
+
+
+def _repeat(conn: Connection, program: Program, start: datetime, end: datetime, channel: str | None) -> tuple[int, int]:
+    per_member = (
+        select(purchases.c.member_id, func.count().label("orders"))
+        .select_from(events.join(purchases, purchases.c.event_id == events.c.id))
+        .where(*_purchases_in(program, start, end, channel), purchases.c.member_id.is_not(None))
+        .group_by(purchases.c.member_id)
+        .subquery()
+    )
+    buyers, repeat = conn.execute(
+        select(func.count(), func.coalesce(func.sum(case((per_member.c.orders >= 2, 1), else_=0)), 0))
+    ).one()
+    return int(buyers), int(repeat)
+
+
+def _outstanding(conn: Connection, program: Program) -> int:
+    held = conn.execute(
+        select(func.coalesce(func.sum(accounts.c.balance), 0)).where(
+            accounts.c.program_id == program.id,
+            accounts.c.member_id.is_not(None),
+            accounts.c.kind.in_(("available", "pending", "held")),
+            accounts.c.asset == "PTS",
+        )
+    ).scalar()
+    return int(held or 0)
+
+
+def _week_of(column: Any, program: Program, period: Period) -> Any:
+    """A CASE giving the index of the week ``column`` falls in (weeks begin Monday 00:00, local time)."""
+    zone = ZoneInfo(program.timezone)
+    mondays = period.weeks()[1:]
+    whens = [
+        (column < datetime.combine(monday, time(), zone).astimezone(UTC), index) for index, monday in enumerate(mondays)
+    ]
+    return case(*whens, else_=len(mondays)) if whens else literal(0)
+
+
+def _weekly_points(conn: Connection, program: Program, period: Period, channel: str | None) -> list[WeekPoints]:
+    start, end = period.bounds(program)
+    when = ledger_transactions.c.effective_at
+    in_period = and_(ledger_transactions.c.program_id == program.id, when >= start, when < end)
+    week = _week_of(when, program, period).label("week")
+    totals: dict[tuple[int, str], int] = {}
+    if channel is None:
+        rows = conn.execute(
+            select(week, accounts.c.kind, func.sum(postings.c.amount))
+            .select_from(
+                postings.join(accounts, accounts.c.id == postings.c.account_id).join(
+                    ledger_transactions, ledger_transactions.c.id == postings.c.transaction_id
+                )
+            )
+            .where(in_period, accounts.c.program_id == program.id, accounts.c.kind.in_(FLOWS))
+            .group_by(week, accounts.c.kind)
+        ).all()
+        totals = {(int(w), kind): int(total) for w, kind, total in rows}
+    else:
+        totals = _channel_flows(conn, program, week, in_period, channel)
+    return [
+        WeekPoints(
+            week=monday,
+            issued=-totals.get((n, "issued"), 0),
+            redeemed=totals.get((n, "redeemed"), 0),
+            expired=totals.get((n, "expired"), 0),
+        )
+        for n, monday in enumerate(period.weeks())
+    ]
+
+
+def _channel_flows(
+    conn: Connection, program: Program, week: Any, in_period: ColumnElement[bool], channel: str
+) -> dict[tuple[int, str], int]:
+    """Issued, redeemed and expired points of one channel, by week (see the module's note)."""
+    on_accounts = postings.join(accounts, accounts.c.id == postings.c.account_id).join(
+        ledger_transactions, ledger_transactions.c.id == postings.c.transaction_id
+    )
+    totals: dict[tuple[int, str], int] = {}
+    # issued: the purchases of the channel (and their claims, which carry the purchase's event)
+    issued = conn.execute(
+        select(week, func.sum(postings.c.amount))
+        .select_from(on_accounts.join(events, events.c.id == ledger_transactions.c.event_id))
+        .where(in_period, accounts.c.program_id == program.id, accounts.c.kind == "issued", events.c.channel == channel)
+        .group_by(week)
+    ).all()
+    # redeemed: coupons used on the channel, orders paid with points on it
+    coupon_id = ledger_transactions.c.details["coupon_id"].as_string()
+    used_on = func.coalesce(coupons.c.channel, order_payments.c.channel)
+    redeemed = conn.execute(
+        select(week, func.sum(postings.c.amount))
+        .select_from(
+            on_accounts.outerjoin(coupons, coupons.c.id == coupon_id).outerjoin(
+                order_payments, order_payments.c.transaction_id == ledger_transactions.c.id
+            )
+        )
+        .where(in_period, accounts.c.program_id == program.id, accounts.c.kind == "redeemed", used_on == channel)
+        .group_by(week)
+    ).all()
+    # expired: what lapsed from lots earned by the channel's purchases
+    expired = conn.execute(
+        select(week, func.sum(allocations.c.amount))
+        .select_from(
+            allocations.join(ledger_transactions, ledger_transactions.c.id == allocations.c.transaction_id)
+            .join(lots, lots.c.id == allocations.c.lot_id)
+            .join(events, events.c.id == lots.c.event_id)
+        )
+        .where(
+            in_period,
+            allocations.c.program_id == program.id,
+            allocations.c.purpose == "expire",
+            events.c.channel == channel,
+        )
+        .group_by(week)
+    ).all()
+    for kind, rows in (("issued", issued), ("redeemed", redeemed), ("expired", expired)):
+        for w, total in rows:
+            totals[(int(w), kind)] = int(total or 0)
+    return totals
+
+
+def channel_mix(conn: Connection, program: Program, period: Period) -> dict[str, int]:
+    """Orders per channel in the period (for the channel filter's counts)."""
+    start, end = period.bounds(program)
+    rows = conn.execute(
+        select(events.c.channel, func.count(distinct(events.c.id)))
+        .where(*_purchases_in(program, start, end, None))
+        .group_by(events.c.channel)
+    ).all()
+    return {str(ch): int(n) for ch, n in rows}
