@@ -38,6 +38,7 @@ from palier.ledger.tables import allocations
 from palier.members import service as members
 from palier.members.identities import card_claim_key, normalise
 from palier.programs.models import Program
+from palier.programs.service import record_audit
 from palier.rewards import payments
 from palier.rules import service as rules
 from palier.tiers import service as tiers
@@ -376,6 +377,15 @@ def adjust(
                 needed=exc.needed,
                 available=exc.available,
             ) from None
+    record_audit(
+        conn=conn,
+        clock=clock,
+        program_id=program.id,
+        actor=actor,
+        action="member.adjusted",
+        subject_id=member_id,
+        details={"points": adjustment.points, "reason": adjustment.reason, "transaction_id": transaction_id},
+    )
     result = EventResult(
         event_id=event_id,
         type="adjustment",
