@@ -124,6 +124,7 @@ def authenticate(
             f"Too many failed sign-in attempts. Try again in {minutes} minute{'s' if minutes > 1 else ''}.",
             field="email",
             retry_after=int(wait.total_seconds()) + 1,
+            minutes=minutes,
         )
     query = select(staff_users).where(staff_users.c.email == email, staff_users.c.active.is_(True))
     if program_id is not None:

@@ -51,7 +51,7 @@ async def sign_in(request: Request) -> Response:
     except Unauthenticated:
         error = "console.sign_in.failed"
     except Throttled as exc:
-        error, params = "console.sign_in.throttled", {"minutes": max(1, (int(exc.extra["retry_after"]) + 59) // 60)}
+        error, params = "console.sign_in.throttled", {"minutes": exc.extra["minutes"]}
     if error is not None:
         status = 429 if error.endswith("throttled") else 401
         return render(
