@@ -21,6 +21,7 @@ class Settings:
     database_url: str
     card_hash_key: bytes
     secret_key: str = field(default_factory=_secret_key, repr=False)  # signs web sessions and sign-in links
+    show_sign_in_codes: bool = False  # the demo: print members' one-time sign-in codes (there is no mailer)
 
     @property
     def is_sqlite(self) -> bool:
@@ -32,8 +33,10 @@ def load_settings() -> Settings:
 
     ``PALIER_CARD_KEY`` keys the HMAC under which payment cards are stored; production must set it.
     ``PALIER_SECRET_KEY`` signs web sessions, CSRF tokens and member sign-in links; production must set it.
+    ``PALIER_SHOW_SIGN_IN_CODES=1`` (the demo) logs members' one-time portal codes to the console.
     """
     return Settings(
         database_url=os.environ.get("PALIER_DATABASE_URL", "sqlite:///palier.db"),
         card_hash_key=os.environ.get("PALIER_CARD_KEY", DEMO_CARD_KEY).encode(),
+        show_sign_in_codes=os.environ.get("PALIER_SHOW_SIGN_IN_CODES", "") == "1",
     )

@@ -27,6 +27,7 @@ PREFIXES = {
     "hold": "hld",
     "reward": "rwd",
     "coupon": "cpn",
+    "sign_in": "sgn",
     "payment": "pay",
     "outbox": "obx",
     "tier_change": "tch",

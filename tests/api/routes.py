@@ -40,6 +40,7 @@ POLICY: dict[Route, str] = {
     ("DELETE", "/v1/members/{member_id}/identities/{identity_id}"): "admin",
     ("GET", "/v1/members/{member_id}/balance"): "read",
     ("GET", "/v1/members/{member_id}/history"): "read",
+    ("POST", "/v1/members/{member_id}/portal-link"): "pos",
     ("POST", "/v1/members/{member_id}/adjustments"): "admin",
     ("POST", "/v1/members/{member_id}/transactions/{transaction_id}/reverse"): "admin",
     ("POST", "/v1/events/purchases"): "pos",

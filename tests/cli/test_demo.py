@@ -174,6 +174,7 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(console, "width", 250)
     # palier demo points PALIER_DATABASE_URL at ./palier.db for the API it serves: restored afterwards
     monkeypatch.setenv("PALIER_DATABASE_URL", f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    monkeypatch.setenv("PALIER_SHOW_SIGN_IN_CODES", "0")  # the demo turns it on for the API it serves
     return tmp_path
 
 
@@ -184,6 +185,10 @@ def test_demo_command_builds_once_then_reuses(in_tmp: Path) -> None:
     assert re.search(r"Admin key\s+key_\w+\.\S+", first.output)
     assert "/v1/events/purchases" in first.output and "/balance" in first.output
     assert re.search(r"curl -s -H .*/v1/members/mem_\w+/rewards", first.output)
+    assert re.search(r"Member portal\s+http://127.0.0.1:8000/p/prg_\w+", first.output)
+    assert re.search(r"How it works\s+http://127.0.0.1:8000/how-it-works/prg_\w+", first.output)
+    assert re.search(r"Sign in to the portal with \S+@\S+", first.output)
+    assert re.search(r"curl -s -X POST .*/v1/members/mem_\w+/portal-link", first.output)
     assert (in_tmp / demo_command.DEMO_FILE).exists()
 
     again = runner.invoke(app, ["demo", "--no-serve"])

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tests.api.helpers import ApiProgram
+from tests.api.helpers import ApiProgram, reward_body
 from tests.web.conftest import MOBILE
+from tests.web.world import TIERS
 
 
 def test_how_it_works_shows_the_rewards_and_switches_language(
@@ -56,3 +57,53 @@ def test_an_unknown_program_is_a_404_page(page: Any) -> None:
     response = page.goto("/how-it-works/prg_01AAAAAAAAAAAAAAAAAAAAAAAA")
     assert response.status == 404
     assert "Ce programme de fidélité n'existe pas." in page.locator("main").inner_text()
+
+
+def test_how_it_works_follows_the_configuration(
+    new_program: Callable[..., ApiProgram], page: Any, shoot: Callable[..., Any]
+) -> None:
+    program = new_program(name="Boulangerie Test")
+    made = program.call("POST", "/v1/rewards", json=reward_body(cost_points=300, title={"fr": "Bon", "en": "Voucher"}))
+    reward_id = made.json()["id"]
+    page.goto(f"/how-it-works/{program.id}?lang=en")
+    before = page.locator("main").inner_text()
+    assert "Purchases — 1 points per €1.00" in before
+    assert "Points from a purchase are pending for 14 days" in before
+    assert "expire 12 months after" in before
+    assert page.locator(".reward-card .cost-value").inner_text() == "300"
+    assert page.locator(".tier-card").count() == 0
+
+    rules = {
+        "rules": [
+            {
+                "id": "base",
+                "name": {"en": "Every euro", "fr": "Chaque euro"},
+                "event": "purchase",
+                "effect": {"type": "points_per_amount", "points": 2, "per_amount": 100},
+            },
+            {
+                "id": "pastry",
+                "name": {"en": "Pastry bonus", "fr": "Bonus viennoiserie"},
+                "event": "purchase",
+                "conditions": {"categories": ["pastry"]},
+                "effect": {"type": "per_item", "points": 5},
+            },
+        ]
+    }
+    assert program.call("POST", "/v1/program/rules", json=rules).status_code == 201
+    assert program.call("PATCH", f"/v1/rewards/{reward_id}", json={"cost_points": 250}).status_code == 200
+    assert program.call("PUT", "/v1/tiers", json=TIERS).status_code == 200
+    changed = program.call("PATCH", "/v1/program", json={"return_window_days": 30, "never_expire": True})
+    assert changed.status_code == 200, changed.text
+
+    page.reload()
+    after = page.locator("main").inner_text()
+    assert "Every euro — 2 points per €1.00" in after and "Purchases — 1 points" not in after
+    assert "Pastry bonus — 5 points per item on pastry" in after
+    assert page.locator(".reward-card .cost-value").inner_text() == "250"
+    assert page.locator(".tier-card h3").all_inner_texts() == ["Silver", "Gold"]
+    assert "€500.00 spent" in page.locator(".tier-card").nth(1).inner_text()
+    assert "Points from a purchase are pending for 30 days" in after
+    assert "Your points never expire." in after
+    assert "rules version 1" in page.locator("footer").inner_text()
+    shoot(page, "changed")

@@ -17,6 +17,7 @@ from rich.table import Table
 from sqlalchemy import event, func, select
 
 from palier.cli.common import console, open_database
+from palier.cli.demo_portal import show_portal
 from palier.cli.serve import run_api
 from palier.db import Database
 from palier.db.migrate import upgrade
@@ -59,6 +60,8 @@ def demo(
             info = demo_access(db, program_id)
             console.print(f"Reusing the demo in {path} (--fresh builds it again)")
     show_access(info, host=host, port=port)
+    with open_database(url) as db:
+        show_portal(db, info, base=f"http://{host}:{port}")
     if serve:
         run_api(host=host, port=port)
 

@@ -6,6 +6,7 @@ from palier.ledger import tables as ledger_tables
 from palier.members import tables as member_tables
 from palier.memberships import tables as membership_tables
 from palier.notify import tables as notify_tables
+from palier.portal import tables as portal_tables
 from palier.programs import tables as program_tables
 from palier.rewards import tables as reward_tables
 from palier.rules import tables as rule_tables
@@ -20,6 +21,7 @@ __all__ = [
     "membership_tables",
     "metadata",
     "notify_tables",
+    "portal_tables",
     "program_tables",
     "reward_tables",
     "rule_tables",

@@ -21,6 +21,7 @@ EVENT_TYPES = frozenset(
         "membership_lapsed",
         "segment_entered",
         "segment_left",
+        "portal_sign_in_code",  # a member asked for a one-time code: the merchant's mailer sends it
     }
 )
 

@@ -20,10 +20,10 @@ def page_router(**kwargs: object) -> APIRouter:
 
 
 def install(app: FastAPI) -> None:
-    from palier.web import howto
+    from palier.web import howto, portal, portal_auth
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (howto,):
+    for module in (howto, portal_auth, portal):
         app.include_router(module.router)
     from palier.web import console
 

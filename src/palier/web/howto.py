@@ -120,6 +120,8 @@ def _multiplier(percent: int, language: str) -> str | None:
 
 def _threshold(policy: TierPolicy, value: int, program: Program, language: str) -> str:
     t = i18n.translator(language)
+    if value == 0:
+        return t("tier.metric.start")
     if policy.metric == "spend":
         return t("tier.metric.spend", amount=present.money(value, program, language))
     if policy.metric == "orders":

@@ -7,6 +7,7 @@ Every template gets ``lang``, ``t`` (the translator for it), ``csrf`` (the brows
 from __future__ import annotations
 
 import functools
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -16,7 +17,8 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from palier import __version__
-from palier.web import i18n
+from palier.programs.models import Program
+from palier.web import i18n, present
 from palier.web.sessions import csrf_token, remember_csrf
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -41,10 +43,11 @@ class SignInRequired(Exception):
         self.sign_in_url = sign_in_url
 
 
-def _group_digits(value: int, language: str) -> str:
-    """1234567 → '1 234 567' (fr, narrow no-break spaces) or '1,234,567' (en)."""
-    text = f"{value:,}"
-    return text.replace(",", "\u202f") if language == "fr" else text
+def _day(program: Program | None, language: str, when: datetime) -> str:
+    """A date in the program's time zone (UTC without a program), as the page's language writes it."""
+    if program is None:
+        return f"{when:%Y-%m-%d}"
+    return present.day(when, program, language)
 
 
 @functools.cache
@@ -89,7 +92,8 @@ def render(
             t=i18n.translator(lang),
             csrf=token,
             lang_url=functools.partial(lang_url, request),
-            fmt_int=lambda value: _group_digits(int(value), lang),
+            fmt_int=lambda value: present.number(int(value), lang),
+            day=functools.partial(_day, context.get("program"), lang),
             **context,
         )
     )

@@ -1,7 +1,8 @@
-"""Routes: enrol, read and update members, their identities, lookup, merge, balance and history."""
+"""Routes: enrol, read and update members, their identities, lookup, merge, balance, history, portal links."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -24,6 +25,7 @@ from palier.members.models import (
     MergeRequest,
     MergeResult,
 )
+from palier.portal import service as portal
 from palier.text import reject_card_numbers
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
@@ -253,3 +255,27 @@ def reverse(
             201,
         ),
     )
+
+
+class PortalLink(BaseModel):
+    url: str = Field(description="send the member there: it signs them in to the member portal, once")
+    expires_at: datetime
+
+
+@router.post(
+    "/{member_id}/portal-link",
+    status_code=201,
+    response_model=PortalLink,
+    summary="A single-use link that signs a member in to the member portal (valid 15 minutes)",
+)
+def portal_link(
+    member_id: str, access: PosAccess, db: DB, clock: ClockDep, settings: SettingsDep, request: Request
+) -> PortalLink:
+    """For the merchant's site, which has signed its customer in already: redirect them to ``url``.
+    The link is bound to this program and member, and works once."""
+    with db.write() as conn:
+        issued = portal.issue_link(
+            conn=conn, clock=clock, program=access.program, member_id=member_id, secret_key=settings.secret_key
+        )
+    url = f"{str(request.base_url).rstrip('/')}/p/{access.program.id}/enter?token={issued.token}"
+    return PortalLink(url=url, expires_at=issued.expires_at)

@@ -1,0 +1,229 @@
+"""Signing members in to the portal: signed links from the merchant's site, and one-time codes by e-mail.
+
+A **link** is made by the merchant's site through the API (``POST /v1/members/{id}/portal-link``) for a
+member it has already signed in: a token signed with ``PALIER_SECRET_KEY``, bound to the program and
+the member, valid ``LINK_MINUTES`` and usable once (its nonce is recorded, hashed, and spent on use).
+
+A **code** is six digits a member asks for by typing their e-mail. Only its keyed hash is stored; it is
+valid ``CODE_MINUTES``, usable once, and dies after ``CODE_ATTEMPTS`` wrong tries. There is no mailer in
+Palier: the code goes out through the outbox as a ``portal_sign_in_code`` event for the merchant's
+mailer (and the demo prints it). Asking never tells whether the e-mail belongs to a member: an unknown
+e-mail gets the same answer, and no code. A member gets at most ``CODES_PER_WINDOW`` codes per
+``CODE_WINDOW_MINUTES``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import Connection, func, insert, select, update
+
+from palier.clock import Clock, utc
+from palier.errors import InvalidInput
+from palier.ids import new_id
+from palier.members import service as members
+from palier.members.tables import members as members_table
+from palier.notify import outbox
+from palier.portal.tables import portal_sign_ins
+from palier.programs.models import Program
+
+LINK_MINUTES = 15
+CODE_MINUTES = 10
+CODE_ATTEMPTS = 5
+CODES_PER_WINDOW = 5
+CODE_WINDOW_MINUTES = 60
+_LINK_SALT = "palier.portal-link"
+
+
+@dataclass(frozen=True)
+class IssuedLink:
+    token: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class IssuedCode:
+    sign_in_id: str
+    code: str
+    email: str
+    expires_at: datetime
+
+
+def _hash(secret_key: str, value: str) -> str:
+    return hmac.new(secret_key.encode(), value.encode(), hashlib.sha256).hexdigest()
+
+
+def _insert(
+    conn: Connection, *, program_id: str, member_id: str, kind: str, secret_hash: str, now: datetime, minutes: int
+) -> tuple[str, datetime]:
+    sign_in_id = new_id("sign_in")
+    expires_at = now + timedelta(minutes=minutes)
+    conn.execute(
+        insert(portal_sign_ins).values(
+            id=sign_in_id,
+            program_id=program_id,
+            member_id=member_id,
+            kind=kind,
+            secret_hash=secret_hash,
+            attempts=0,
+            created_at=now,
+            expires_at=expires_at,
+        )
+    )
+    return sign_in_id, expires_at
+
+
+def _spend(conn: Connection, sign_in_id: str, now: datetime) -> bool:
+    """Mark a sign-in used; False if another request used it first (the UPDATE is the arbiter)."""
+    done = conn.execute(
+        update(portal_sign_ins)
+        .where(portal_sign_ins.c.id == sign_in_id, portal_sign_ins.c.used_at.is_(None))
+        .values(used_at=now)
+    )
+    return done.rowcount == 1
+
+
+def _active(conn: Connection, program_id: str, member_id: str) -> bool:
+    status = conn.execute(
+        select(members_table.c.status).where(members_table.c.id == member_id, members_table.c.program_id == program_id)
+    ).scalar()
+    return status == "active"
+
+
+# --- signed links ---
+
+
+def issue_link(*, conn: Connection, clock: Clock, program: Program, member_id: str, secret_key: str) -> IssuedLink:
+    """A single-use sign-in token for ``member_id`` (who must be an active member of ``program``)."""
+    members.require_active(conn=conn, program_id=program.id, member_id=member_id)
+    nonce = secrets.token_urlsafe(16)
+    sign_in_id, expires_at = _insert(
+        conn,
+        program_id=program.id,
+        member_id=member_id,
+        kind="link",
+        secret_hash=_hash(secret_key, nonce),
+        now=clock.now(),
+        minutes=LINK_MINUTES,
+    )
+    token = URLSafeTimedSerializer(secret_key, salt=_LINK_SALT).dumps(
+        {"p": program.id, "m": member_id, "s": sign_in_id, "n": nonce}
+    )
+    return IssuedLink(token=token, expires_at=expires_at)
+
+
+def redeem_link(*, conn: Connection, clock: Clock, program_id: str, token: str, secret_key: str) -> str | None:
+    """The member a link signs in, spending it; None if forged, for another program, expired or used."""
+    try:
+        data = URLSafeTimedSerializer(secret_key, salt=_LINK_SALT).loads(token, max_age=LINK_MINUTES * 60)
+    except BadSignature:
+        return None
+    if not isinstance(data, dict) or data.get("p") != program_id:
+        return None
+    now = clock.now()
+    row = conn.execute(
+        select(portal_sign_ins).where(
+            portal_sign_ins.c.id == str(data.get("s")),
+            portal_sign_ins.c.program_id == program_id,
+            portal_sign_ins.c.member_id == str(data.get("m")),
+            portal_sign_ins.c.kind == "link",
+        )
+    ).first()
+    if (
+        row is None
+        or row.used_at is not None
+        or utc(row.expires_at) <= now
+        or not hmac.compare_digest(row.secret_hash, _hash(secret_key, str(data.get("n"))))
+        or not _active(conn, program_id, row.member_id)
+        or not _spend(conn, row.id, now)
+    ):
+        return None
+    return str(row.member_id)
+
+
+# --- one-time codes ---
+
+
+def request_code(
+    *, conn: Connection, clock: Clock, program: Program, email: str, card_key: bytes, secret_key: str
+) -> IssuedCode | None:
+    """A code for the member with this e-mail, sent through the outbox; None (and nothing sent) when no
+    active member has it or they asked too often. The caller answers the same either way."""
+    try:
+        member_id = members.find_member_id(conn=conn, program=program, kind="email", value=email, card_key=card_key)
+    except InvalidInput:
+        return None
+    if member_id is None or not _active(conn, program.id, member_id):
+        return None
+    now = clock.now()
+    recent = conn.execute(
+        select(func.count()).where(
+            portal_sign_ins.c.program_id == program.id,
+            portal_sign_ins.c.member_id == member_id,
+            portal_sign_ins.c.kind == "code",
+            portal_sign_ins.c.created_at > now - timedelta(minutes=CODE_WINDOW_MINUTES),
+        )
+    ).scalar_one()
+    if recent >= CODES_PER_WINDOW:
+        return None
+    code = f"{secrets.randbelow(10**6):06d}"
+    sign_in_id, expires_at = _insert(
+        conn,
+        program_id=program.id,
+        member_id=member_id,
+        kind="code",
+        secret_hash=_hash(secret_key, code),
+        now=now,
+        minutes=CODE_MINUTES,
+    )
+    row = conn.execute(
+        select(members_table.c.email, members_table.c.language).where(members_table.c.id == member_id)
+    ).one()
+    outbox.emit(
+        conn,
+        program_id=program.id,
+        type_="portal_sign_in_code",
+        subject_id=member_id,
+        payload={
+            "member_id": member_id,
+            "email": row.email,
+            "language": row.language,
+            "code": code,
+            "expires_at": expires_at.isoformat(),
+        },
+        now=now,
+    )
+    return IssuedCode(sign_in_id=sign_in_id, code=code, email=str(row.email), expires_at=expires_at)
+
+
+def check_code(
+    *, conn: Connection, clock: Clock, program_id: str, sign_in_id: str, code: str, secret_key: str
+) -> str | None:
+    """The member a code signs in, spending it; None if wrong, expired, used or tried too often.
+
+    A wrong code counts an attempt; after ``CODE_ATTEMPTS`` the code is dead even if the right one comes.
+    """
+    query = select(portal_sign_ins).where(
+        portal_sign_ins.c.id == sign_in_id,
+        portal_sign_ins.c.program_id == program_id,
+        portal_sign_ins.c.kind == "code",
+    )
+    row = conn.execute(query.with_for_update()).first()
+    now = clock.now()
+    if row is None or row.used_at is not None or utc(row.expires_at) <= now or row.attempts >= CODE_ATTEMPTS:
+        return None
+    if not hmac.compare_digest(row.secret_hash, _hash(secret_key, code.strip())):
+        conn.execute(
+            update(portal_sign_ins)
+            .where(portal_sign_ins.c.id == sign_in_id)
+            .values(attempts=portal_sign_ins.c.attempts + 1)
+        )
+        return None
+    if not _active(conn, program_id, row.member_id) or not _spend(conn, row.id, now):
+        return None
+    return str(row.member_id)

@@ -1,0 +1,147 @@
+"""The member portal: balance, rewards within reach, status, history, catalog with redeem, coupons, settings.
+
+Every page starts from ``signed_in(request, program_id)``: the member comes from the session only.
+Redeeming calls ``rewards.service.redeem``, as ``POST /v1/members/{id}/redemptions`` does, so every
+ledger rule applies; a refusal is shown on the catalog with the problem's message.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from palier.db import Database
+from palier.errors import PalierError
+from palier.members import service as members
+from palier.members.models import ConsentsUpdate, MemberUpdate
+from palier.rewards import service as rewards
+from palier.rewards.models import RedeemIn
+from palier.web import i18n, page_router, portal_view
+from palier.web.portal_auth import SignedIn, signed_in
+from palier.web.render import render
+
+router = page_router()
+CONSENTS = ("email_marketing", "sms_marketing", "push", "profiling")
+HISTORY_PAGE = 25
+
+
+def _db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def _page(request: Request, who: SignedIn, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
+    return render(
+        request,
+        template,
+        status=status,
+        language=who.language,
+        program=who.program,
+        section=template.removeprefix("portal/").removesuffix(".html"),
+        **context,
+    )
+
+
+@router.get("/p/{program_id}", response_class=HTMLResponse)
+def dashboard(program_id: str, request: Request) -> HTMLResponse:
+    who = signed_in(request, program_id)
+    language = i18n.request_language(request, preferred=who.language)
+    with _db(request).read() as conn:
+        view = portal_view.dashboard(conn, request.app.state.clock, who.program, who.member_id, language)
+    return _page(request, who, "portal/dashboard.html", view=view)
+
+
+@router.get("/p/{program_id}/history", response_class=HTMLResponse)
+def history(
+    program_id: str, request: Request, before: Annotated[str | None, Query(max_length=40)] = None
+) -> HTMLResponse:
+    who = signed_in(request, program_id)
+    language = i18n.request_language(request, preferred=who.language)
+    cursor = before if before and before.startswith("txn_") else None
+    with _db(request).read() as conn:
+        lines, next_cursor = portal_view.history(
+            conn, who.program, who.member_id, language, cursor=cursor, limit=HISTORY_PAGE
+        )
+    return _page(request, who, "portal/history.html", lines=lines, next_cursor=next_cursor)
+
+
+def _catalog_page(request: Request, who: SignedIn, *, status: int = 200, error: str | None = None) -> HTMLResponse:
+    language = i18n.request_language(request, preferred=who.language)
+    with _db(request).read() as conn:
+        items = portal_view.catalog(conn, request.app.state.clock, who.program, who.member_id, language)
+        available = members.balance(conn=conn, program=who.program, member_id=who.member_id).available
+    return _page(request, who, "portal/rewards.html", status=status, items=items, available=available, error=error)
+
+
+@router.get("/p/{program_id}/rewards", response_class=HTMLResponse)
+def catalog(program_id: str, request: Request) -> HTMLResponse:
+    return _catalog_page(request, signed_in(request, program_id))
+
+
+@router.post("/p/{program_id}/rewards/{reward_id}/redeem", response_model=None)
+def redeem(program_id: str, reward_id: str, request: Request) -> Response:
+    who = signed_in(request, program_id)
+    language = i18n.request_language(request, preferred=who.language)
+    try:
+        with _db(request).write() as conn:
+            done = rewards.redeem(
+                conn=conn,
+                clock=request.app.state.clock,
+                program=who.program,
+                member_id=who.member_id,
+                data=RedeemIn(reward_id=reward_id[:32], channel="web"),
+            )
+    except PalierError as refused:
+        key = f"redeem.error.{refused.code}"
+        if key in i18n.catalogs()[language]:
+            message = i18n.translate(language, key, **{k: v for k, v in refused.extra.items() if isinstance(v, int)})
+        else:
+            message = i18n.translate(language, "redeem.error.other", detail=refused.detail)
+        return _catalog_page(request, who, status=refused.status, error=message)
+    return RedirectResponse(f"/p/{who.program.id}/coupons?new={done.coupon.id}", status_code=303)
+
+
+@router.get("/p/{program_id}/coupons", response_class=HTMLResponse)
+def coupons(program_id: str, request: Request, new: Annotated[str | None, Query(max_length=40)] = None) -> HTMLResponse:
+    who = signed_in(request, program_id)
+    language = i18n.request_language(request, preferred=who.language)
+    with _db(request).read() as conn:
+        found = portal_view.coupons(conn, who.program, who.member_id, language)
+    ready = [c for c in found if c.state == "issued"]
+    past = [c for c in found if c.state != "issued"]
+    fresh = new if any(c.id == new for c in ready) else None  # only the member's own coupon is highlighted
+    return _page(request, who, "portal/coupons.html", ready=ready, past=past, fresh=fresh)
+
+
+@router.get("/p/{program_id}/settings", response_class=HTMLResponse)
+def settings_form(program_id: str, request: Request, saved: bool = False) -> HTMLResponse:
+    who = signed_in(request, program_id)
+    with _db(request).read() as conn:
+        member = members.get_member(conn=conn, program_id=who.program.id, member_id=who.member_id)
+    return _page(request, who, "portal/settings.html", member=member, consents=CONSENTS, saved=saved)
+
+
+@router.post("/p/{program_id}/settings", response_model=None)
+async def save_settings(program_id: str, request: Request) -> Response:
+    """Language and consents only: a checkbox left unticked is a consent withdrawn."""
+    form = await request.form()
+    who = signed_in(request, program_id)
+    language = i18n.pick(str(form.get("language", ""))) or i18n.pick(who.language) or i18n.DEFAULT_LANGUAGE
+    changes = MemberUpdate(
+        language=language,
+        consents=ConsentsUpdate(**{name: form.get(name) == "on" for name in CONSENTS}),
+    )
+    with _db(request).write() as conn:
+        members.update_member(
+            conn=conn,
+            clock=request.app.state.clock,
+            program=who.program,
+            member_id=who.member_id,
+            changes=changes,
+            actor="portal",
+        )
+    response = RedirectResponse(f"/p/{who.program.id}/settings?saved=1", status_code=303)
+    response.set_cookie(i18n.LANG_COOKIE, language, max_age=365 * 86400, samesite="lax")
+    return response

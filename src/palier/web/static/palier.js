@@ -1,0 +1,21 @@
+// Palier pages: a form sent once. A second click while the page loads would redeem twice.
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (!(form instanceof HTMLFormElement) || form.dataset.sent) {
+    if (form instanceof HTMLFormElement) event.preventDefault();
+    return;
+  }
+  form.dataset.sent = "1";
+  for (const button of form.querySelectorAll("button[type=submit]")) {
+    button.setAttribute("aria-disabled", "true");
+  }
+});
+
+// Back to a page kept in the browser's cache: its forms may be sent again.
+window.addEventListener("pageshow", (event) => {
+  if (!event.persisted) return;
+  for (const form of document.querySelectorAll("form[data-sent]")) {
+    delete form.dataset.sent;
+    for (const button of form.querySelectorAll("button[aria-disabled]")) button.removeAttribute("aria-disabled");
+  }
+});

@@ -1,0 +1,146 @@
+"""The member portal in a browser: signing in (signed link, one-time code), balance, redeem, coupon, language."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tests.api.helpers import ApiProgram
+from tests.web.conftest import MOBILE, LiveServer
+from tests.web.world import enrol_another, make_shop, sent_codes
+
+
+def test_a_member_signs_in_by_link_sees_the_balance_redeems_and_gets_a_coupon_with_a_qr_code(
+    new_program: Callable[..., ApiProgram], page: Any, new_page: Callable[..., Any], shoot: Callable[..., Any]
+) -> None:
+    shop = make_shop(new_program(name="Maison Portail"))
+    link = shop.portal_link()
+
+    page.goto(link["url"])
+    assert page.url.endswith(f"/p/{shop.program.id}")
+    assert page.locator("h1").inner_text() == "Bonjour Alice"
+    assert page.locator("#available-points").inner_text() == "350 points"
+    assert page.locator("#pending-points").inner_text() == "120"  # the €120 purchase, in its return window
+    assert page.locator("#held-points").inner_text() == "0"
+    reach = page.locator(".reach-section .reward-card h3").all_inner_texts()
+    assert reach == ["Café offert", "Bon de 5 €", "Sac en toile"]  # nearest first
+    assert "Plus que 650 points pour : Sac en toile" in page.locator(".reach-section").inner_text()
+    status = page.locator(".status-card").inner_text()
+    assert "Argent" in status and "pour atteindre Or" in status  # €120 of €500: Silver, on the way to Gold
+    assert page.locator(".tier-meter").get_attribute("aria-valuenow") == "24"
+    assert "Points to spend" in page.locator(".history").inner_text()
+    shoot(page, "dashboard")
+
+    page.get_by_role("link", name="Récompenses").click()
+    page.get_by_role("button", name="Échanger 200 points contre : Bon de 5 €").click()
+    page.wait_for_url("**/coupons?new=*")
+    coupon = page.locator(".coupon.fresh")
+    assert coupon.locator("h2").inner_text() == "Bon de 5 €"
+    code = coupon.get_attribute("data-code")
+    assert code and coupon.locator(".coupon-code").inner_text().replace("-", "") == code
+    qr = coupon.locator(".qr svg")
+    assert qr.get_attribute("role") == "img" and code[:4] in (qr.get_attribute("aria-label") or "")
+    assert qr.locator("path").count() >= 1
+    shoot(page, "coupon")
+    found = shop.program.call("GET", f"/v1/coupons/{code}").json()
+    assert found["member_id"] == shop.member_id and found["state"] == "issued"
+    balance = shop.program.balance(shop.member_id)
+    assert (balance["available"], balance["held"]) == (150, 200)
+
+    page.get_by_role("link", name="Accueil").click()
+    assert page.locator("#available-points").inner_text() == "150 points"
+    assert page.locator("#held-points").inner_text() == "200"
+
+    again = new_page()
+    again.goto(link["url"])  # a link works once
+    assert "a déjà servi" in again.locator(".notice.error").inner_text()
+
+    phone = new_page(viewport=MOBILE)
+    phone.goto(shop.portal_link()["url"])
+    for path, name in (("", "dashboard"), ("/rewards", "rewards"), ("/coupons", "coupons"), ("/history", "history")):
+        phone.goto(f"/p/{shop.program.id}{path}")
+        assert phone.evaluate("document.documentElement.scrollWidth") <= MOBILE["width"], name
+        shoot(phone, f"mobile-{name}")
+    for path in ("/rewards", "/history", "/settings"):
+        page.goto(f"/p/{shop.program.id}{path}")
+        shoot(page, path.strip("/"))
+
+
+def test_a_member_signs_in_with_a_one_time_code_and_a_stranger_learns_nothing(
+    web: LiveServer, new_program: Callable[..., ApiProgram], page: Any, shoot: Callable[..., Any]
+) -> None:
+    shop = make_shop(new_program())
+    page.goto(f"/p/{shop.program.id}")  # not signed in: to the sign-in page
+    assert page.url.endswith("/sign-in")
+    shoot(page, "sign-in")
+
+    page.get_by_label("Adresse e-mail").fill("nobody@example.com")
+    page.get_by_role("button", name="Recevoir un code").click()
+    stranger = page.locator("main").inner_text()
+    assert sent_codes(web.db, shop.program.id) == []
+
+    page.goto(f"/p/{shop.program.id}/sign-in")
+    page.get_by_label("Adresse e-mail").fill(shop.email.upper())
+    page.get_by_role("button", name="Recevoir un code").click()
+    member = page.locator("main").inner_text()
+    assert member.replace(shop.email, "nobody@example.com") == stranger  # the same answer either way
+    [sent] = sent_codes(web.db, shop.program.id)
+    assert sent["email"] == shop.email and len(sent["code"]) == 6
+    shoot(page, "code")
+
+    wrong = "000000" if sent["code"] != "000000" else "111111"
+    page.get_by_label("Code à 6 chiffres").fill(wrong)
+    page.get_by_role("button", name="Me connecter").click()
+    assert "incorrect" in page.locator(".notice.error").inner_text()
+    page.get_by_label("Code à 6 chiffres").fill(sent["code"])
+    page.get_by_role("button", name="Me connecter").click()
+    assert page.locator("#available-points").inner_text() == "350 points"
+
+
+def test_the_language_switch_and_the_settings_change_the_language(
+    new_program: Callable[..., ApiProgram], page: Any, shoot: Callable[..., Any]
+) -> None:
+    shop = make_shop(new_program())
+    page.goto(shop.portal_link()["url"])
+    assert page.locator("html").get_attribute("lang") == "fr"
+    page.get_by_role("link", name="English").click()
+    assert page.locator("html").get_attribute("lang") == "en"
+    assert page.locator("h1").inner_text() == "Hello Alice"
+    assert "650 points to Tote bag" in page.locator(".reach-section").inner_text()
+
+    page.get_by_role("link", name="Settings").click()
+    page.get_by_label("English").check()
+    page.get_by_label("Offers by e-mail").check()
+    page.get_by_role("button", name="Save").click()
+    assert page.locator(".notice.ok").inner_text() == "Your settings are saved."
+    shoot(page, "settings")
+    member = shop.program.call("GET", f"/v1/members/{shop.member_id}").json()
+    assert member["language"] == "en" and member["consents"]["email_marketing"] is True
+
+    page.get_by_role("link", name="Français").click()
+    assert page.locator("h1").inner_text() == "Mes préférences"
+    page.get_by_label("Offres par e-mail").uncheck()
+    page.get_by_role("button", name="Enregistrer").click()
+    member = shop.program.call("GET", f"/v1/members/{shop.member_id}").json()
+    assert member["consents"]["email_marketing"] is False and member["language"] == "en"
+
+
+def test_a_refused_redemption_shows_why_and_changes_nothing(
+    new_program: Callable[..., ApiProgram], page: Any, new_page: Callable[..., Any]
+) -> None:
+    shop = make_shop(new_program(), points=250)
+    bob = enrol_another(shop)
+    del bob
+    link = shop.portal_link()
+    page.goto(link["url"])
+    page.goto(f"/p/{shop.program.id}/rewards")
+    assert page.get_by_role("button", name="Encore 750 points").is_disabled()
+    # the points go elsewhere (a till redeems the voucher) while the catalog is open in the browser
+    till = shop.program.call(
+        "POST", f"/v1/members/{shop.member_id}/redemptions", json={"reward_id": shop.rewards["voucher"]}
+    )
+    assert till.status_code == 201
+    before = shop.program.snapshot(shop.member_id)
+    page.get_by_role("button", name="Échanger 200 points contre : Bon de 5 €").click()
+    assert page.locator("#redeem-error").inner_text() == "Il vous manque 150 points pour cette récompense."
+    assert shop.program.snapshot(shop.member_id) == before

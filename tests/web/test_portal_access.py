@@ -1,0 +1,175 @@
+"""Who may use the member portal: sessions, signed links, one-time codes, CSRF, and members kept apart.
+
+Plain HTTP against the live server (no browser needed): what a tampering client could send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from itsdangerous import URLSafeTimedSerializer
+from sqlalchemy import select
+
+from palier.portal.service import CODE_ATTEMPTS, CODES_PER_WINDOW
+from palier.portal.tables import portal_sign_ins
+from tests.api.helpers import ApiProgram, assert_problem
+from tests.web.conftest import LiveServer
+from tests.web.world import Shop, csrf_of, enrol_another, make_shop, sent_codes, signed_in_client
+
+PAGES = ("", "/rewards", "/coupons", "/history", "/settings")
+
+
+@pytest.fixture
+def shop(new_program: Callable[..., ApiProgram]) -> Shop:
+    return make_shop(new_program())
+
+
+@pytest.fixture
+def visitor(web: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=web.url, timeout=30) as client:
+        yield client
+
+
+def _ask_code(client: httpx.Client, program_id: str, email: str) -> httpx.Response:
+    form = client.get(f"/p/{program_id}/sign-in")
+    return client.post(f"/p/{program_id}/sign-in", data={"email": email, "csrf": csrf_of(form.text)})
+
+
+def _send_code(client: httpx.Client, program_id: str, code: str) -> httpx.Response:
+    form = client.get(f"/p/{program_id}/sign-in/code")
+    return client.post(f"/p/{program_id}/sign-in/code", data={"code": code, "csrf": csrf_of(form.text)})
+
+
+def test_every_portal_page_needs_a_session(shop: Shop, visitor: httpx.Client) -> None:
+    for path in PAGES:
+        response = visitor.get(f"/p/{shop.program.id}{path}")
+        assert response.status_code == 303 and response.headers["location"] == f"/p/{shop.program.id}/sign-in"
+    assert visitor.get("/p/prg_01AAAAAAAAAAAAAAAAAAAAAAAA").status_code == 404
+
+
+def test_a_member_cannot_read_or_redeem_as_another_member(web: LiveServer, shop: Shop) -> None:
+    p = shop.program
+    bob = enrol_another(shop, "Bob", points=500)
+    bobs = p.call("POST", f"/v1/members/{bob['id']}/redemptions", json={"reward_id": shop.rewards["coffee"]}).json()
+    bob_coupon = bobs["coupon"]
+    bob_before = p.snapshot(bob["id"])
+    alice = signed_in_client(web.url, shop.portal_link())
+
+    for path in PAGES:  # ids slipped into the query choose nothing
+        page = alice.get(f"/p/{p.id}{path}", params={"member_id": bob["id"], "new": bob_coupon["id"]})
+        assert page.status_code == 200
+        assert "Bob" not in page.text and bob_coupon["code"][:4] not in page.text and bob["email"] not in page.text
+    assert "Alice" in alice.get(f"/p/{p.id}").text
+
+    token = csrf_of(alice.get(f"/p/{p.id}/rewards").text)
+    redeemed = alice.post(
+        f"/p/{p.id}/rewards/{shop.rewards['voucher']}/redeem",
+        data={"csrf": token, "member_id": bob["id"]},
+    )
+    assert redeemed.status_code == 303
+    assert p.snapshot(bob["id"]) == bob_before  # Bob untouched: the voucher is Alice's
+    assert p.balance(shop.member_id)["held"] == 200
+
+    # a session cookie edited to name Bob: its signature no longer matches
+    cookie = alice.cookies["palier_member"]
+    unsigned = URLSafeTimedSerializer("any", salt="palier.member-session")
+    _, data = unsigned.loads_unsafe(cookie)
+    assert data["m"] == shop.member_id
+    data["m"] = bob["id"]
+    _payload, _, rest = cookie.lstrip(".").partition(".")
+    forged = unsigned.dump_payload(data).decode()
+    alice.cookies.set("palier_member", f"{forged}.{rest}", domain="127.0.0.1")
+    assert alice.get(f"/p/{p.id}").status_code == 303
+    # signed with another key: refused too
+    other = URLSafeTimedSerializer("not-the-key", salt="palier.member-session").dumps(data)
+    alice.cookies.set("palier_member", other, domain="127.0.0.1")
+    assert alice.get(f"/p/{p.id}").status_code == 303
+
+
+def test_a_session_is_for_its_own_program_and_browser(
+    web: LiveServer, shop: Shop, new_program: Callable[..., ApiProgram]
+) -> None:
+    elsewhere = make_shop(new_program(), first_name="Carol")
+    alice = signed_in_client(web.url, shop.portal_link())
+    assert alice.get(f"/p/{shop.program.id}").status_code == 200
+    assert alice.get(f"/p/{elsewhere.program.id}").status_code == 303  # program B: sign in there
+    carol_link = elsewhere.portal_link()["url"].replace(elsewhere.program.id, shop.program.id)
+    assert alice.get(carol_link.removeprefix(web.url)).status_code == 400  # B's link at A's door
+    # the session cookie alone, in a browser with another CSRF cookie, is not a session
+    with httpx.Client(base_url=web.url) as thief:
+        thief.get(f"/p/{shop.program.id}/sign-in")  # gets its own CSRF cookie
+        thief.cookies.set("palier_member", alice.cookies["palier_member"], domain="127.0.0.1")
+        assert thief.get(f"/p/{shop.program.id}").status_code == 303
+
+
+def test_forms_without_the_csrf_token_are_refused_and_change_nothing(web: LiveServer, shop: Shop) -> None:
+    p = shop.program
+    alice = signed_in_client(web.url, shop.portal_link())
+    before = p.snapshot(shop.member_id)
+    url = f"/p/{p.id}/rewards/{shop.rewards['voucher']}/redeem"
+    for data in ({}, {"csrf": "forged"}):
+        refused = alice.post(url, data=data)
+        assert refused.status_code == 403 and "Rechargez la page" in refused.text
+    assert alice.post(f"/p/{p.id}/settings", data={"language": "en"}).status_code == 403
+    assert alice.post(f"/p/{p.id}/sign-out").status_code == 403
+    assert p.snapshot(shop.member_id) == before
+    assert p.call("GET", f"/v1/members/{shop.member_id}").json()["language"] == "fr"
+    token = csrf_of(alice.get(f"/p/{p.id}/rewards").text)
+    assert alice.post(url, headers={"X-CSRF-Token": token}).status_code == 303  # htmx sends it as a header
+
+
+def test_portal_links_work_once_and_expire(web: LiveServer, shop: Shop, visitor: httpx.Client) -> None:
+    link = shop.portal_link()
+    assert set(link) == {"url", "expires_at"} and link["expires_at"] == "2026-03-02T09:15:00Z"
+    late = shop.portal_link()
+    assert visitor.get(link["url"]).status_code == 303
+    assert visitor.get(link["url"]).status_code == 400  # used
+    web.clock.advance(minutes=16)
+    with httpx.Client(base_url=web.url) as other:
+        refused = other.get(late["url"])
+        assert refused.status_code == 400 and "a expiré" in refused.text
+        assert other.get(f"/p/{shop.program.id}/enter", params={"token": "garbage"}).status_code == 400
+    unknown = shop.program.call("POST", "/v1/members/mem_01AAAAAAAAAAAAAAAAAAAAAAAA/portal-link")
+    assert_problem(unknown, 404, "member_not_found", field="member_id")
+
+
+def test_one_time_codes_are_hashed_single_use_limited_and_short_lived(web: LiveServer, shop: Shop) -> None:
+    p = shop.program
+    with httpx.Client(base_url=web.url) as client:
+        _ask_code(client, p.id, shop.email)
+        code = sent_codes(web.db, p.id)[0]["code"]
+        with web.db.read() as conn:
+            stored = conn.execute(select(portal_sign_ins.c.secret_hash).where(portal_sign_ins.c.program_id == p.id))
+            assert code not in str(stored.all())
+        pending = client.cookies["palier_sign_in"]
+        assert _send_code(client, p.id, code).status_code == 303
+        assert "palier_sign_in" not in client.cookies  # the pending sign-in is over
+        client.cookies.delete("palier_member")
+        client.cookies.set("palier_sign_in", pending, domain="127.0.0.1", path=f"/p/{p.id}")
+        again = _send_code(client, p.id, code)  # the same pending sign-in and code once more: spent
+        assert again.status_code == 422 and "incorrect" in again.text
+
+    with httpx.Client(base_url=web.url) as guesser:  # wrong tries kill the code
+        _ask_code(guesser, p.id, shop.email)
+        code = sent_codes(web.db, p.id)[0]["code"]
+        wrong = f"{(int(code) + 1) % 10**6:06d}"
+        for _ in range(CODE_ATTEMPTS):
+            assert _send_code(guesser, p.id, wrong).status_code == 422
+        assert _send_code(guesser, p.id, code).status_code == 422
+
+    with httpx.Client(base_url=web.url) as slow:  # ten minutes, then it is gone
+        _ask_code(slow, p.id, shop.email)
+        code = sent_codes(web.db, p.id)[0]["code"]
+        web.clock.advance(minutes=11)
+        assert _send_code(slow, p.id, code).status_code == 422
+
+    with httpx.Client(base_url=web.url) as flood:  # a few codes an hour at most, and the same answer
+        assert len(sent_codes(web.db, p.id)) == 3  # asked above, within the hour
+        answers = {_ask_code(flood, p.id, shop.email).status_code for _ in range(CODES_PER_WINDOW)}
+        assert answers == {303}
+        assert len(sent_codes(web.db, p.id)) == CODES_PER_WINDOW
+        web.clock.advance(minutes=60)
+        _ask_code(flood, p.id, shop.email)
+        assert len(sent_codes(web.db, p.id)) == CODES_PER_WINDOW + 1
