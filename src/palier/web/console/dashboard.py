@@ -87,6 +87,6 @@ def dashboard(
         mix=mix,
         chart=_chart_data(found, language, program.currency_exponent) | {"currency": program.currency},
         money=lambda amount: present.money(amount, program, language),
-        day=lambda d: fmt.day_of(d, language),
+        on_day=lambda d: fmt.day_of(d, language),
         percent=lambda v: fmt.percent(v, language),
     )
