@@ -36,7 +36,7 @@ PREFIXES = {
     "segment": "seg",
     "invitation": "inv",
     "staff": "stf",
-    "sign_in": "sgn",
+    "staff_sign_in": "ssi",
 }
 
 _lock = threading.Lock()

@@ -139,7 +139,7 @@ def authenticate(
         _verify(_DUMMY_HASH, password)
     conn.execute(
         insert(staff_sign_ins).values(
-            id=new_id("sign_in"), email=email, ip=ip[:64], succeeded=found is not None, created_at=now
+            id=new_id("staff_sign_in"), email=email, ip=ip[:64], succeeded=found is not None, created_at=now
         )
     )
     if found is None:
