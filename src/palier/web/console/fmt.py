@@ -12,10 +12,14 @@ def day_of(value: date, language: str) -> str:
     return f"{value.day} {_MONTHS[language if language in _MONTHS else 'en'][value.month - 1]} {value.year}"
 
 
+_SHORT_FR = ("janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.", "oct.", "nov.", "déc.")
+
+
 def short_day(value: date, language: str) -> str:
-    """'2 mars' / '2 Mar' (chart labels)."""
-    month = _MONTHS[language if language in _MONTHS else "en"][value.month - 1]
-    return f"{value.day} {month[:4].rstrip('.') if language == 'fr' else month[:3]}"
+    """'2 mars', '15 déc.' / '2 Mar' (chart labels)."""
+    if language == "fr":
+        return f"{value.day} {_SHORT_FR[value.month - 1]}"
+    return f"{value.day} {_MONTHS['en'][value.month - 1][:3]}"
 
 
 def percent(value: float | None, language: str) -> str:

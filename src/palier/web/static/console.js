@@ -11,8 +11,8 @@
   function charts() {
     var data = json("kpi-data"), labels = json("kpi-labels");
     if (!data || !window.Chart) return;
-    var font = { family: getComputedStyle(document.body).fontFamily };
-    Chart.defaults.font = font;
+    Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
+    Chart.defaults.font.size = 13;
     Chart.defaults.color = "#4b5563";
     var points = document.getElementById("points-chart");
     if (points) {
