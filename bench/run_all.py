@@ -32,6 +32,7 @@ BENCHES: dict[str, tuple[str, ...]] = {  # module: the engines it runs on
     "sweeps": ("pg",),
     "redeem": ("pg", "sqlite"),
     "coupon_validate": ("pg", "sqlite"),
+    "pages": ("pg", "sqlite"),
 }
 
 

@@ -215,13 +215,21 @@ def _outstanding(conn: Connection, program: Program) -> int:
 
 
 def _week_of(column: Any, program: Program, period: Period) -> Any:
-    """A CASE giving the index of the week ``column`` falls in (weeks begin Monday 00:00, local time)."""
+    """The index of the week ``column`` falls in (weeks begin Monday 00:00, local time), as SQL.
+
+    A balanced tree of CASEs over the weeks' starts in UTC: log2(weeks) comparisons a row, the same on
+    both engines, and exact across daylight-saving changes (each boundary is its own local midnight).
+    """
     zone = ZoneInfo(program.timezone)
-    mondays = period.weeks()[1:]
-    whens = [
-        (column < datetime.combine(monday, time(), zone).astimezone(UTC), index) for index, monday in enumerate(mondays)
-    ]
-    return case(*whens, else_=len(mondays)) if whens else literal(0)
+    starts = [datetime.combine(monday, time(), zone).astimezone(UTC) for monday in period.weeks()]
+
+    def tree(lo: int, hi: int) -> Any:  # weeks lo..hi (inclusive)
+        if lo == hi:
+            return literal(lo)
+        mid = (lo + hi + 1) // 2
+        return case((column < starts[mid], tree(lo, mid - 1)), else_=tree(mid, hi))
+
+    return tree(0, len(starts) - 1)
 
 
 def _weekly_points(conn: Connection, program: Program, period: Period, channel: str | None) -> list[WeekPoints]:
@@ -231,17 +239,18 @@ def _weekly_points(conn: Connection, program: Program, period: Period, channel: 
     week = _week_of(when, program, period).label("week")
     totals: dict[tuple[int, str], int] = {}
     if channel is None:
+        # Driven by the period's transactions (index program_id, effective_at), not by a year of postings.
+        # Program legs are the postings without a member; their account id names the kind (see accounts.py).
         rows = conn.execute(
-            select(week, accounts.c.kind, func.sum(postings.c.amount))
-            .select_from(
-                postings.join(accounts, accounts.c.id == postings.c.account_id).join(
-                    ledger_transactions, ledger_transactions.c.id == postings.c.transaction_id
-                )
-            )
-            .where(in_period, accounts.c.program_id == program.id, accounts.c.kind.in_(FLOWS))
-            .group_by(week, accounts.c.kind)
+            select(week, postings.c.account_id, func.sum(postings.c.amount))
+            .select_from(ledger_transactions.join(postings, postings.c.transaction_id == ledger_transactions.c.id))
+            .where(in_period, postings.c.member_id.is_(None))
+            .group_by(week, postings.c.account_id)
         ).all()
-        totals = {(int(w), kind): int(total) for w, kind, total in rows}
+        for w, account_id, total in rows:
+            kind = str(account_id).split(":")[1]
+            if kind in FLOWS:
+                totals[(int(w), kind)] = totals.get((int(w), kind), 0) + int(total)
     else:
         totals = _channel_flows(conn, program, week, in_period, channel)
     return [
@@ -270,38 +279,52 @@ def _channel_flows(
         .where(in_period, accounts.c.program_id == program.id, accounts.c.kind == "issued", events.c.channel == channel)
         .group_by(week)
     ).all()
-    # redeemed: coupons used on the channel, orders paid with points on it
+    # redeemed: coupons used on the channel; orders paid with points on it, and the points given back
+    # when such an order is returned (each path joined on its own key, so that each uses an index)
+    program_legs = and_(in_period, accounts.c.program_id == program.id, accounts.c.kind == "redeemed")
     coupon_id = ledger_transactions.c.details["coupon_id"].as_string()
-    used_on = func.coalesce(coupons.c.channel, order_payments.c.channel)
-    redeemed = conn.execute(
-        select(week, func.sum(postings.c.amount))
-        .select_from(
-            on_accounts.outerjoin(coupons, coupons.c.id == coupon_id).outerjoin(
-                order_payments, order_payments.c.transaction_id == ledger_transactions.c.id
+    payment_id = ledger_transactions.c.details["payment_id"].as_string()
+    redeemed = [
+        *conn.execute(
+            select(week, func.sum(postings.c.amount))
+            .select_from(on_accounts.join(coupons, coupons.c.id == coupon_id))
+            .where(program_legs, coupons.c.channel == channel)
+            .group_by(week)
+        ).all(),
+        *conn.execute(
+            select(week, func.sum(postings.c.amount))
+            .select_from(on_accounts)
+            .where(
+                program_legs,
+                ledger_transactions.c.id.in_(
+                    select(order_payments.c.transaction_id).where(
+                        order_payments.c.program_id == program.id, order_payments.c.channel == channel
+                    )
+                ),
             )
-        )
-        .where(in_period, accounts.c.program_id == program.id, accounts.c.kind == "redeemed", used_on == channel)
-        .group_by(week)
-    ).all()
-    # expired: what lapsed from lots earned by the channel's purchases
+            .group_by(week)
+        ).all(),
+        *conn.execute(
+            select(week, func.sum(postings.c.amount))
+            .select_from(on_accounts.join(order_payments, order_payments.c.id == payment_id))
+            .where(program_legs, order_payments.c.channel == channel)
+            .group_by(week)
+        ).all(),
+    ]
+    # expired: what lapsed from lots earned by the channel's purchases (the period's expiry transactions)
     expired = conn.execute(
         select(week, func.sum(allocations.c.amount))
         .select_from(
-            allocations.join(ledger_transactions, ledger_transactions.c.id == allocations.c.transaction_id)
+            ledger_transactions.join(allocations, allocations.c.transaction_id == ledger_transactions.c.id)
             .join(lots, lots.c.id == allocations.c.lot_id)
             .join(events, events.c.id == lots.c.event_id)
         )
-        .where(
-            in_period,
-            allocations.c.program_id == program.id,
-            allocations.c.purpose == "expire",
-            events.c.channel == channel,
-        )
+        .where(in_period, allocations.c.purpose == "expire", events.c.channel == channel)
         .group_by(week)
     ).all()
     for kind, rows in (("issued", issued), ("redeemed", redeemed), ("expired", expired)):
         for w, total in rows:
-            totals[(int(w), kind)] = int(total or 0)
+            totals[(int(w), kind)] = totals.get((int(w), kind), 0) + int(total or 0)
     return totals
 
 

@@ -41,7 +41,7 @@ def member_view(
     return MemberView(
         member=member,
         name=display_name(member),
-        balance=members.balance(conn=conn, program=program, member_id=member_id, clock=clock),
+        balance=members.balance(conn=conn, program=program, member_id=member_id),  # no next rewards: not shown
         tier=tiers.member_tier(conn, member_id=member_id),
         coupons=rewards.member_coupons(conn=conn, program_id=program.id, member_id=member_id)[:coupons],
         history=found,

@@ -1,4 +1,4 @@
-"""Staff users of the console and the till, their sign-in attempts, and an index for the KPI dashboard.
+"""Staff users of the console and the till, their sign-in attempts, and indexes for the KPI dashboard.
 
 Revision ID: 0004
 Revises: 0003
@@ -49,9 +49,14 @@ def upgrade() -> None:
     op.create_index(op.f("ix_staff_sign_ins_ip_created_at"), "staff_sign_ins", ["ip", "created_at"])
     # The dashboard reads a program's purchases by period (members vs non-members, basket size).
     op.create_index(op.f("ix_events_program_id_type_occurred_at"), "events", ["program_id", "type", "occurred_at"])
+    # … and its points issued, redeemed and expired by week.
+    op.create_index(
+        op.f("ix_ledger_transactions_program_id_effective_at"), "ledger_transactions", ["program_id", "effective_at"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_ledger_transactions_program_id_effective_at"), table_name="ledger_transactions")
     op.drop_index(op.f("ix_events_program_id_type_occurred_at"), table_name="events")
     op.drop_table("staff_sign_ins")
     op.drop_index(op.f("ix_staff_users_email"), table_name="staff_users")
