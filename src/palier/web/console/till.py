@@ -8,6 +8,7 @@ double tap is answered once.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 from urllib.parse import urlencode
 
@@ -31,8 +32,9 @@ router = staff_router()
 
 
 def _ticket(request: Request) -> str:
+    """A ticket number for the forms of this page: posting the same form twice gives the same answer."""
     now = request.app.state.clock.now()
-    return f"T{now:%y%m%d-%H%M%S}"
+    return f"T{now:%y%m%d-%H%M%S}-{secrets.token_hex(2).upper()}"
 
 
 @router.get("/till")
