@@ -165,6 +165,35 @@ def page(new_page: Callable[..., Any]) -> Any:
     return new_page()
 
 
+# Run in the page: what an accessibility audit would flag first on our pages.
+_AUDIT = """() => {
+  const problems = [];
+  const named = (el) => el.labels?.length || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby');
+  for (const el of document.querySelectorAll('input:not([type=hidden]), select, textarea')) {
+    if (!named(el)) problems.push('no label: ' + el.outerHTML.slice(0, 80));
+  }
+  for (const el of document.querySelectorAll('button, a[href]')) {
+    if (!(el.innerText.trim() || el.getAttribute('aria-label'))) problems.push('no name: ' + el.outerHTML.slice(0, 80));
+  }
+  for (const role of ['main', 'header', 'footer', 'nav']) {
+    if (!document.querySelector(role)) problems.push('no ' + role + ' landmark');
+  }
+  if (document.querySelectorAll('h1').length !== 1) problems.push('not exactly one h1');
+  if (!['fr', 'en'].includes(document.documentElement.lang)) problems.push('no page language');
+  for (const bar of document.querySelectorAll('[role=progressbar]')) {
+    const named = bar.getAttribute('aria-label') && bar.getAttribute('aria-valuenow') !== null;
+    if (!named) problems.push('unnamed progress bar');
+  }
+  return problems;
+}"""
+
+
+def assert_accessible(page: Any) -> None:
+    """Labels on every field, names on every button and link, landmarks, one h1, the page's language."""
+    problems = page.evaluate(_AUDIT)
+    assert problems == [], f"{page.url}: {problems}"
+
+
 @pytest.fixture
 def shoot(request: pytest.FixtureRequest, web: LiveServer) -> Callable[[Any, str], Path]:
     """``shoot(page, "dashboard")``: a full-page screenshot under test-artifacts/screenshots/."""
@@ -173,6 +202,7 @@ def shoot(request: pytest.FixtureRequest, web: LiveServer) -> Callable[[Any, str
     def take(page: Any, name: str) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{test}-{name}-{web.engine}.png"
+        page.evaluate("window.scrollTo(0, 0)")  # the sticky header stays at the top of the picture
         page.screenshot(path=str(path), full_page=True)
         return path
 

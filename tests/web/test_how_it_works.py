@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.api.helpers import ApiProgram, reward_body
-from tests.web.conftest import MOBILE
+from tests.web.conftest import MOBILE, assert_accessible
 from tests.web.world import TIERS
 
 
@@ -33,6 +33,7 @@ def test_how_it_works_shows_the_rewards_and_switches_language(
     assert card.locator("h3").inner_text() == "Bon de 5 €"
     assert "5,00 € de remise" in card.inner_text()
     assert "Bienvenue : 50 points offerts à votre inscription" in page.locator(".earn-list").inner_text()
+    assert_accessible(page)
     shoot(page, "fr")
 
     page.get_by_role("link", name="English").click()
@@ -106,4 +107,5 @@ def test_how_it_works_follows_the_configuration(
     assert "Points from a purchase are pending for 30 days" in after
     assert "Your points never expire." in after
     assert "rules version 1" in page.locator("footer").inner_text()
+    assert_accessible(page)
     shoot(page, "changed")

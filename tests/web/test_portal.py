@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.api.helpers import ApiProgram
-from tests.web.conftest import MOBILE, LiveServer
+from tests.web.conftest import MOBILE, LiveServer, assert_accessible
 from tests.web.world import enrol_another, make_shop, sent_codes
 
 
@@ -60,9 +60,11 @@ def test_a_member_signs_in_by_link_sees_the_balance_redeems_and_gets_a_coupon_wi
     for path, name in (("", "dashboard"), ("/rewards", "rewards"), ("/coupons", "coupons"), ("/history", "history")):
         phone.goto(f"/p/{shop.program.id}{path}")
         assert phone.evaluate("document.documentElement.scrollWidth") <= MOBILE["width"], name
+        assert_accessible(phone)
         shoot(phone, f"mobile-{name}")
     for path in ("/rewards", "/history", "/settings"):
         page.goto(f"/p/{shop.program.id}{path}")
+        assert_accessible(page)
         shoot(page, path.strip("/"))
 
 
@@ -72,6 +74,7 @@ def test_a_member_signs_in_with_a_one_time_code_and_a_stranger_learns_nothing(
     shop = make_shop(new_program())
     page.goto(f"/p/{shop.program.id}")  # not signed in: to the sign-in page
     assert page.url.endswith("/sign-in")
+    assert_accessible(page)
     shoot(page, "sign-in")
 
     page.get_by_label("Adresse e-mail").fill("nobody@example.com")
@@ -86,6 +89,7 @@ def test_a_member_signs_in_with_a_one_time_code_and_a_stranger_learns_nothing(
     assert member.replace(shop.email, "nobody@example.com") == stranger  # the same answer either way
     [sent] = sent_codes(web.db, shop.program.id)
     assert sent["email"] == shop.email and len(sent["code"]) == 6
+    assert_accessible(page)
     shoot(page, "code")
 
     wrong = "000000" if sent["code"] != "000000" else "111111"
@@ -101,12 +105,21 @@ def test_the_language_switch_and_the_settings_change_the_language(
     new_program: Callable[..., ApiProgram], page: Any, shoot: Callable[..., Any]
 ) -> None:
     shop = make_shop(new_program())
+    joined = shop.program.call(
+        "POST",
+        "/v1/memberships/payments",
+        json={"payment_id": "fee-1", "member_id": shop.member_id, "plan": "club", "amount": 499,
+              "paid_at": "2026-03-01T00:00:00Z"},
+    )  # fmt: skip
+    assert joined.status_code == 200, joined.text
     page.goto(shop.portal_link()["url"])
     assert page.locator("html").get_attribute("lang") == "fr"
+    assert "Adhésion Club — active jusqu'au 1 avril 2026" in page.locator(".vip").inner_text()
     page.get_by_role("link", name="English").click()
     assert page.locator("html").get_attribute("lang") == "en"
     assert page.locator("h1").inner_text() == "Hello Alice"
     assert "650 points to Tote bag" in page.locator(".reach-section").inner_text()
+    assert "Club membership — active until 1 April 2026" in page.locator(".vip").inner_text()
 
     page.get_by_role("link", name="Settings").click()
     page.get_by_label("English").check()
@@ -130,9 +143,13 @@ def test_a_refused_redemption_shows_why_and_changes_nothing(
 ) -> None:
     shop = make_shop(new_program(), points=250)
     bob = enrol_another(shop)
-    del bob
+    bobs = shop.program.call("POST", f"/v1/members/{bob['id']}/redemptions", json={"reward_id": shop.rewards["coffee"]})
+    bob_coupon = bobs.json()["coupon"]
     link = shop.portal_link()
     page.goto(link["url"])
+    page.goto(f"/p/{shop.program.id}/coupons?new={bob_coupon['id']}&member_id={bob['id']}")  # ids choose nothing
+    assert page.locator(".coupon").count() == 0 and bob_coupon["code"][:4] not in page.content()
+    assert "Bob" not in page.content()
     page.goto(f"/p/{shop.program.id}/rewards")
     assert page.get_by_role("button", name="Encore 750 points").is_disabled()
     # the points go elsewhere (a till redeems the voucher) while the catalog is open in the browser
@@ -144,3 +161,25 @@ def test_a_refused_redemption_shows_why_and_changes_nothing(
     page.get_by_role("button", name="Échanger 200 points contre : Bon de 5 €").click()
     assert page.locator("#redeem-error").inner_text() == "Il vous manque 150 points pour cette récompense."
     assert shop.program.snapshot(shop.member_id) == before
+
+
+def test_the_history_gives_a_reason_on_every_line_and_pages_with_htmx(
+    new_program: Callable[..., ApiProgram], page: Any, shoot: Callable[..., Any]
+) -> None:
+    shop = make_shop(new_program(), points=10)
+    for n in range(1, 28):
+        shop.program.adjust(shop.member_id, n, reason=f"Gesture number {n}")
+    page.goto(shop.portal_link()["url"])
+    page.goto(f"/p/{shop.program.id}/history")
+    lines = page.locator("#history-lines .history-line")
+    assert lines.count() == 25  # a page; 29 lines in all (27 gestures, the purchase, the first credit)
+    first = lines.first.inner_text()
+    assert "Ajustement" in first and "Gesture number 27" in first and "+27" in first
+    page.get_by_role("link", name="Plus ancien").click()
+    lines.nth(28).wait_for()
+    assert lines.count() == 29 and page.url.endswith("/history")  # appended in place
+    purchase, oldest = lines.nth(27).inner_text(), lines.last.inner_text()
+    assert "Achat" in purchase and "+120" in purchase and "en attente" in purchase
+    assert "Points to spend" in oldest and "+10" in oldest
+    assert page.get_by_role("link", name="Plus ancien").count() == 0
+    shoot(page, "all")

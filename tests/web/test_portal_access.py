@@ -47,6 +47,8 @@ def test_every_portal_page_needs_a_session(shop: Shop, visitor: httpx.Client) ->
         response = visitor.get(f"/p/{shop.program.id}{path}")
         assert response.status_code == 303 and response.headers["location"] == f"/p/{shop.program.id}/sign-in"
     assert visitor.get("/p/prg_01AAAAAAAAAAAAAAAAAAAAAAAA").status_code == 404
+    mistyped = visitor.get(f"/p/{shop.program.id}/coupon")
+    assert mistyped.status_code == 404 and "Cette page n&#39;existe pas." in mistyped.text
 
 
 def test_a_member_cannot_read_or_redeem_as_another_member(web: LiveServer, shop: Shop) -> None:
@@ -173,3 +175,24 @@ def test_one_time_codes_are_hashed_single_use_limited_and_short_lived(web: LiveS
         web.clock.advance(minutes=60)
         _ask_code(flood, p.id, shop.email)
         assert len(sent_codes(web.db, p.id)) == CODES_PER_WINDOW + 1
+
+
+def test_store_credit_goes_to_the_wallet_at_once_and_the_portal_says_so(web: LiveServer, shop: Shop) -> None:
+    p = shop.program
+    credit = p.call(
+        "POST",
+        "/v1/rewards",
+        json={
+            "kind": "store_credit",
+            "amount": 1000,
+            "cost_points": 300,
+            "title": {"fr": "Avoir de 10 €", "en": "€10"},
+        },
+    )
+    assert credit.status_code == 201, credit.text
+    alice = signed_in_client(web.url, shop.portal_link())
+    token = csrf_of(alice.get(f"/p/{p.id}/rewards").text)
+    done = alice.post(f"/p/{p.id}/rewards/{credit.json()['id']}/redeem", data={"csrf": token}, follow_redirects=True)
+    assert done.status_code == 200 and "C&#39;est fait : Avoir de 10 € est à vous." in done.text
+    assert p.call("GET", f"/v1/members/{shop.member_id}/wallet").json()["balance"] == 1000
+    assert p.balance(shop.member_id)["available"] == 50

@@ -20,7 +20,7 @@ from palier.rewards import service as rewards
 from palier.rewards.models import RedeemIn
 from palier.web import i18n, page_router, portal_view
 from palier.web.portal_auth import SignedIn, signed_in
-from palier.web.render import render
+from palier.web.render import PageError, render
 
 router = page_router()
 CONSENTS = ("email_marketing", "sms_marketing", "push", "profiling")
@@ -64,7 +64,9 @@ def history(
         lines, next_cursor = portal_view.history(
             conn, who.program, who.member_id, language, cursor=cursor, limit=HISTORY_PAGE
         )
-    return _page(request, who, "portal/history.html", lines=lines, next_cursor=next_cursor)
+    more = request.headers.get("HX-Request") == "true" and cursor is not None  # htmx: "Older" appends lines
+    template = "portal/history_more.html" if more else "portal/history.html"
+    return _page(request, who, template, lines=lines, next_cursor=next_cursor)
 
 
 def _catalog_page(request: Request, who: SignedIn, *, status: int = 200, error: str | None = None) -> HTMLResponse:
@@ -112,7 +114,8 @@ def coupons(program_id: str, request: Request, new: Annotated[str | None, Query(
     ready = [c for c in found if c.state == "issued"]
     past = [c for c in found if c.state != "issued"]
     fresh = new if any(c.id == new for c in ready) else None  # only the member's own coupon is highlighted
-    return _page(request, who, "portal/coupons.html", ready=ready, past=past, fresh=fresh)
+    done = next((c.title for c in past if c.id == new), None)  # store credit: in the wallet at once
+    return _page(request, who, "portal/coupons.html", ready=ready, past=past, fresh=fresh, done=done)
 
 
 @router.get("/p/{program_id}/settings", response_class=HTMLResponse)
@@ -145,3 +148,9 @@ async def save_settings(program_id: str, request: Request) -> Response:
     response = RedirectResponse(f"/p/{who.program.id}/settings?saved=1", status_code=303)
     response.set_cookie(i18n.LANG_COOKIE, language, max_age=365 * 86400, samesite="lax")
     return response
+
+
+@router.get("/p/{program_id}/{rest:path}", response_class=HTMLResponse)
+def not_found(program_id: str, rest: str, request: Request) -> HTMLResponse:
+    """A mistyped portal address: a page saying so (not the API's problem+json), for people."""
+    raise PageError(404, "error.not_found")
