@@ -15,7 +15,7 @@ import pytest
 from palier.staff import service as staff
 from palier.staff.models import StaffCreate
 from tests.api.helpers import ApiProgram, unique
-from tests.web.conftest import LiveServer
+from tests.web.conftest import MOBILE, LiveServer, assert_accessible
 
 PASSWORD = "a long test password"
 CARD = "2900000000123"
@@ -86,6 +86,7 @@ def test_an_admin_adjusts_points_with_a_reason_and_sees_history_and_dashboard_ch
     assert page.locator('[data-kpi="non-member-basket"]').inner_text() == "8,10 €"
     assert page.locator("#points-chart").is_visible()
     shoot(page, "dashboard")
+    assert_accessible(page)
 
     page.get_by_role("link", name="Membres").click()
     page.get_by_label("Rechercher un membre").fill(CARD)
@@ -101,6 +102,7 @@ def test_an_admin_adjusts_points_with_a_reason_and_sees_history_and_dashboard_ch
     first_line = page.locator("table.history tbody tr").first
     assert "Gâteau d'anniversaire raté" in first_line.inner_text() and "+250" in first_line.inner_text()
     shoot(page, "member")
+    assert_accessible(page)
     assert program.balance(world["member"]["id"])["available"] == 650
 
     page.get_by_role("link", name="Tableau de bord").click()
@@ -112,15 +114,21 @@ def test_an_admin_adjusts_points_with_a_reason_and_sees_history_and_dashboard_ch
 
 
 def test_the_till_goes_from_a_card_scan_to_a_used_coupon_and_pays_with_points(
-    new_program: Callable[..., ApiProgram], page: Any, add_staff: Callable[..., str], shoot: Callable[..., Any]
+    new_program: Callable[..., ApiProgram],
+    page: Any,
+    new_page: Callable[..., Any],
+    add_staff: Callable[..., str],
+    shoot: Callable[..., Any],
 ) -> None:
     program = new_program(name="Maison Caisse")
     world = shop(program)
-    sign_in(page, add_staff(program, "store_staff", "Hugo Caisse"))
+    email = add_staff(program, "store_staff", "Hugo Caisse")
+    sign_in(page, email)
     page.wait_for_url("**/till")
     search = page.get_by_label("Scannez ou tapez la carte, le téléphone ou l'e-mail")
     assert search.evaluate("node => node === document.activeElement")  # a scanner types straight in
     shoot(page, "search")
+    assert_accessible(page)
     search.type(CARD)
     search.press("Enter")  # what a barcode scanner sends after the digits
     page.wait_for_url(f"**/till/members/{world['member']['id']}")
@@ -128,6 +136,7 @@ def test_the_till_goes_from_a_card_scan_to_a_used_coupon_and_pays_with_points(
     assert page.locator('[data-balance="available"]').inner_text() == "400"
     assert page.locator('[data-balance="held"]').inner_text() == "200"
     shoot(page, "member")
+    assert_accessible(page)
 
     page.locator(f'button[data-code="{world["code"]}"]').click()
     assert f"Coupon {world['code']} utilisé." in page.locator(".notice.ok").inner_text()
@@ -141,7 +150,15 @@ def test_the_till_goes_from_a_card_scan_to_a_used_coupon_and_pays_with_points(
     assert "150 points utilisés : 1,50 € déduits du ticket." in page.locator(".notice.ok").inner_text()
     assert page.locator('[data-balance="available"]').inner_text() == "250"
     shoot(page, "paid")
+    assert_accessible(page)
     assert program.balance(world["member"]["id"])["available"] == 250
+
+    tablet = new_page(viewport=MOBILE)  # a phone or a small tablet at the counter
+    sign_in(tablet, email, next_path=f"/till/members/{world['member']['id']}")
+    assert tablet.locator('[data-balance="available"]').inner_text() == "250"
+    assert tablet.get_by_role("button", name="Payer avec les points").bounding_box()["height"] >= 56  # thumb-sized
+    shoot(tablet, "mobile")
+    assert_accessible(tablet)
 
     page.get_by_role("link", name="Client suivant").click()
     page.get_by_label("Scannez ou tapez la carte, le téléphone ou l'e-mail").fill("0000000")
@@ -162,6 +179,7 @@ def test_store_staff_are_refused_the_settings_and_rules(
         assert response.status == 403, path
         assert "Votre rôle ne permet pas d'ouvrir cette page." in page.locator(".error-card").inner_text()
     shoot(page, "refused")
+    assert_accessible(page)
     assert program.call("GET", "/v1/program").json()["name"] == "Maison Refus"
 
 
@@ -198,6 +216,7 @@ def test_the_rules_editor_shows_a_yaml_error_at_its_line(
     assert page.locator(".line-marks div").nth(9).get_attribute("class") == "bad"
     assert editor.input_value() == bad_field  # what was typed is kept to be fixed
     shoot(page, "field-error")
+    assert_accessible(page)
 
     editor.fill("rules:\n- id: base\n  event: purchase\n  effect: {type: points_per_amount, points: 1\n")
     page.get_by_role("button", name="Vérifier et enregistrer").click()
@@ -209,6 +228,7 @@ def test_the_rules_editor_shows_a_yaml_error_at_its_line(
     assert "la version 1 est en vigueur" in page.locator(".notice.ok").inner_text()
     assert program.call("GET", "/v1/program").json()["rules_version"] == 1
     shoot(page, "saved")
+    assert_accessible(page)
 
 
 def test_the_console_switches_language(
@@ -225,9 +245,11 @@ def test_the_console_switches_language(
     page.get_by_role("link", name="Dashboard").click()  # the choice is kept from page to page
     assert page.locator("h1").inner_text() == "Dashboard"
     shoot(page, "english-dashboard")
+    assert_accessible(page)
     page.goto("/console/settings")
     page.get_by_label("Points earned…").fill("2")
     page.get_by_role("button", name="Save settings").click()
     assert page.locator(".notice.ok").inner_text() == "Settings saved."
     assert program.call("GET", "/v1/program").json()["earn_points"] == 2
     shoot(page, "english-settings")
+    assert_accessible(page)
