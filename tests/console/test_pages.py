@@ -148,3 +148,21 @@ def test_the_till_refuses_paying_more_points_than_held_and_a_coupon_of_someone_e
     assert program.call("GET", f"/v1/coupons/{code}").json()["state"] == "issued"
     paid = client.post(f"/till/members/{ann['id']}/pay", data=pay | {"points": "100"}, follow_redirects=False)
     assert paid.status_code == 303 and program.balance(ann["id"])["available"] == 200
+
+
+def test_the_dashboard_takes_chosen_dates_and_falls_back_to_twelve_weeks(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    ann = program.enrol(first_name="Ann")
+    program.purchase(ann["id"], occurred_at="2026-03-02T08:00:00Z")  # 10 points
+    program.purchase(ann["id"], occurred_at="2026-02-10T08:00:00Z")  # 10 points, in an earlier week
+    admin(client, program, add_staff)
+    chosen = client.get("/console/dashboard", params={"first": "2026-03-01", "last": "2026-03-02"}).text
+    assert "Du 1 mars 2026 au 2 mars 2026" in chosen
+    assert '<p class="kpi-value" data-kpi="issued">10</p>' in chosen
+    assert 'value="2026-03-01"' in chosen and '<option value="" selected>Dates choisies</option>' in chosen
+    default = client.get("/console/dashboard", params={"first": "2026-03-05", "last": "2026-03-01"}).text
+    assert "Du 15 décembre 2025 au 2 mars 2026" in default  # an impossible range: the last 12 weeks
+    assert '<p class="kpi-value" data-kpi="issued">20</p>' in default
+    english = client.get("/console/dashboard", params={"weeks": "4", "channel": "web", "lang": "en"}).text
+    assert "Dashboard" in english and "Online" in english and "Last 4 weeks" in english
