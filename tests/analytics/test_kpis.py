@@ -146,3 +146,37 @@ def test_weeks_follow_the_program_time_zone(
 
 def test_last_weeks() -> None:
     assert Period.last_weeks(date(2026, 3, 12), 4) == Period(date(2026, 2, 16), date(2026, 3, 12))
+
+
+def test_the_dashboard_is_computed_once_per_data_version(
+    db: Database, clock: FrozenClock, new_program: Callable[..., Program]
+) -> None:
+    from palier.analytics.kpis import dashboard
+    from palier.programs import service as programs
+    from palier.programs.models import ProgramUpdate
+
+    program = new_program(return_window_days=0)
+    member = f.enrol(db, clock, program)
+    f.purchase(db, clock, program, member, amount=1500)
+    period = Period.last_weeks(date(2026, 3, 2), 4)
+
+    def shown(p: Program) -> Any:
+        with db.read() as conn:
+            return dashboard(conn=conn, program=p, period=period)
+
+    first = shown(program)
+    assert first is shown(program)  # nothing written since: the same figures, not computed again
+    assert first.kpis.issued == 15 and first.mix == {"store": 1}
+    f.adjust(db, clock, program, member, 5)
+    after_adjustment = shown(program)
+    assert after_adjustment.kpis.issued == 20  # a ledger write: computed again
+    anonymous(db, clock, program, clock.now(), 700, "web")
+    after_walk_in = shown(program)
+    assert after_walk_in.mix == {"store": 1, "web": 1} and after_walk_in.kpis.non_member_orders.orders == 1
+    f.enrol(db, clock, program)
+    assert shown(program).kpis.members == 2
+    with db.write() as conn:
+        changed = programs.update_program(
+            conn=conn, clock=clock, program_id=program.id, changes=ProgramUpdate(redeem_amount=200), actor="t"
+        )
+    assert shown(program).kpis.liability == 20 and shown(changed).kpis.liability == 40  # 20 points at 2 cents

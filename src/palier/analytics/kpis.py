@@ -18,6 +18,8 @@ linked yet. The repeat-purchase rate is a members' figure (non-members cannot be
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -337,3 +339,61 @@ def channel_mix(conn: Connection, program: Program, period: Period) -> dict[str,
         .group_by(events.c.channel)
     ).all()
     return {str(ch): int(n) for ch, n in rows}
+
+
+# --- the dashboard's cache ------------------------------------------------------------------------------
+#
+# A year of a busy program is tens of thousands of transactions to add up: too slow for a page that is
+# opened again and again. The figures are kept per process, keyed by what they are computed from: the
+# program's settings (all of them), the period and channel, and a *data version* that changes with any
+# write the figures depend on. Every ledger write bumps the ``version`` of the program accounts it posts
+# to (issued, redeemed, expired, adjusted); purchases by non-members write no ledger line but add an
+# event; enrolments and merges change the members. So an unchanged version means unchanged figures, and
+# a changed one is never served stale. What moves without a program posting (maturity, holds) leaves
+# every figure as it was.
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    kpis: Kpis
+    mix: dict[str, int]  # orders per channel in the period
+
+
+_CACHE: OrderedDict[tuple[Any, ...], Dashboard] = OrderedDict()
+_CACHE_SIZE = 128
+_cache_lock = threading.Lock()
+
+
+def data_version(conn: Connection, program: Program) -> tuple[int, int, int]:
+    """(Σ versions of the program accounts, purchases received, members): cheap, index-only reads."""
+    row = conn.execute(
+        select(
+            select(func.coalesce(func.sum(accounts.c.version), 0))
+            .where(accounts.c.program_id == program.id, accounts.c.member_id.is_(None))
+            .scalar_subquery(),
+            select(func.count())
+            .select_from(events)
+            .where(events.c.program_id == program.id, events.c.type == "purchase")
+            .scalar_subquery(),
+            select(func.count()).select_from(members).where(members.c.program_id == program.id).scalar_subquery(),
+        )
+    ).one()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def dashboard(*, conn: Connection, program: Program, period: Period, channel: str | None = None) -> Dashboard:
+    """:func:`kpis` and :func:`channel_mix`, computed once per data version (see the note above)."""
+    key = (program.model_dump_json(), period, channel, data_version(conn, program))
+    with _cache_lock:
+        found = _CACHE.get(key)
+        if found is not None:
+            _CACHE.move_to_end(key)
+            return found
+    made = Dashboard(
+        kpis(conn=conn, program=program, period=period, channel=channel), channel_mix(conn, program, period)
+    )
+    with _cache_lock:
+        _CACHE[key] = made
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return made

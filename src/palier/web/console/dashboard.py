@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from palier.analytics.kpis import CHANNELS, Kpis, Period, channel_mix, kpis
+from palier.analytics.kpis import CHANNELS, Kpis, Period
+from palier.analytics.kpis import dashboard as dashboard_figures
 from palier.clock import Clock
 from palier.db import Database
 from palier.web import i18n, present
@@ -72,8 +73,8 @@ def dashboard(
     language = i18n.request_language(request)
     db: Database = request.app.state.db
     with db.read() as conn:
-        found = kpis(conn=conn, program=program, period=period, channel=chosen)
-        mix = channel_mix(conn, program, period)
+        shown = dashboard_figures(conn=conn, program=program, period=period, channel=chosen)
+    found, mix = shown.kpis, shown.mix
     return render(
         request,
         "console/dashboard.html",
