@@ -40,6 +40,12 @@ def sign_in(page: Any, email: str, next_path: str = "") -> None:
     page.get_by_role("button", name="Se connecter").click()
 
 
+def navigate(page: Any, target: Any) -> None:
+    """Click ``target`` and wait for the page it leads to (so that what follows reads the new page)."""
+    with page.expect_navigation():
+        target.click()
+
+
 def shop(program: ApiProgram) -> dict[str, Any]:
     """Léa, a member with a loyalty card, 600 points and a coupon for a €5 voucher; a few sales."""
     member = program.enrol(
@@ -88,7 +94,7 @@ def test_an_admin_adjusts_points_with_a_reason_and_sees_history_and_dashboard_ch
     shoot(page, "dashboard")
     assert_accessible(page)
 
-    page.get_by_role("link", name="Membres").click()
+    navigate(page, page.get_by_role("link", name="Membres"))
     page.get_by_label("Rechercher un membre").fill(CARD)
     page.get_by_label("Rechercher un membre").press("Enter")
     page.wait_for_url(f"**/console/members/{world['member']['id']}")
@@ -96,7 +102,7 @@ def test_an_admin_adjusts_points_with_a_reason_and_sees_history_and_dashboard_ch
     assert page.locator('[data-balance="available"]').inner_text() == "400"
     page.get_by_label("Points").fill("250")
     page.get_by_label("Motif (vu par le membre)").fill("Gâteau d'anniversaire raté")
-    page.get_by_role("button", name="Enregistrer l'ajustement").click()
+    navigate(page, page.get_by_role("button", name="Enregistrer l'ajustement"))
     assert "Ajustement enregistré : +250 points." in page.locator(".notice.ok").inner_text()
     assert page.locator('[data-balance="available"]').inner_text() == "650"
     first_line = page.locator("table.history tbody tr").first
@@ -105,7 +111,7 @@ def test_an_admin_adjusts_points_with_a_reason_and_sees_history_and_dashboard_ch
     assert_accessible(page)
     assert program.balance(world["member"]["id"])["available"] == 650
 
-    page.get_by_role("link", name="Tableau de bord").click()
+    navigate(page, page.get_by_role("link", name="Tableau de bord"))
     assert page.locator('[data-kpi="issued"]').inner_text() == "891"  # 641 + 250
     page.select_option("#channel", "web")
     page.wait_for_url("**channel=web**")
@@ -138,7 +144,8 @@ def test_the_till_goes_from_a_card_scan_to_a_used_coupon_and_pays_with_points(
     shoot(page, "member")
     assert_accessible(page)
 
-    page.locator(f'button[data-code="{world["code"]}"]').click()
+    navigate(page, page.locator(f'button[data-code="{world["code"]}"]'))
+    page.wait_for_url("**ok=coupon**")  # the post answers with a redirect to the member, with what was done
     assert f"Coupon {world['code']} utilisé." in page.locator(".notice.ok").inner_text()
     assert page.locator('[data-balance="held"]').inner_text() == "0"
     assert page.locator(f'button[data-code="{world["code"]}"]').count() == 0
@@ -146,7 +153,8 @@ def test_the_till_goes_from_a_card_scan_to_a_used_coupon_and_pays_with_points(
 
     page.get_by_label("Total du ticket").fill("12,50")
     page.get_by_label("Points à utiliser").fill("150")
-    page.get_by_role("button", name="Payer avec les points").click()
+    navigate(page, page.get_by_role("button", name="Payer avec les points"))
+    page.wait_for_url("**ok=paid**")
     assert "150 points utilisés : 1,50 € déduits du ticket." in page.locator(".notice.ok").inner_text()
     assert page.locator('[data-balance="available"]').inner_text() == "250"
     shoot(page, "paid")
@@ -160,7 +168,7 @@ def test_the_till_goes_from_a_card_scan_to_a_used_coupon_and_pays_with_points(
     shoot(tablet, "mobile")
     assert_accessible(tablet)
 
-    page.get_by_role("link", name="Client suivant").click()
+    navigate(page, page.get_by_role("link", name="Client suivant"))
     page.get_by_label("Scannez ou tapez la carte, le téléphone ou l'e-mail").fill("0000000")
     page.keyboard.press("Enter")
     assert "Aucun membre pour « 0000000 »" in page.locator(".notice.error").inner_text()
@@ -207,7 +215,7 @@ def test_the_rules_editor_shows_a_yaml_error_at_its_line(
         ]
     )
     editor.fill(bad_field)
-    page.get_by_role("button", name="Vérifier et enregistrer").click()
+    navigate(page, page.get_by_role("button", name="Vérifier et enregistrer"))
     problems = page.locator("#problems")
     assert "Rien n'a été enregistré" in problems.inner_text()
     assert page.locator(".problem-list li").first.locator(".line-ref").inner_text() == "Ligne 10"
@@ -219,12 +227,12 @@ def test_the_rules_editor_shows_a_yaml_error_at_its_line(
     assert_accessible(page)
 
     editor.fill("rules:\n- id: base\n  event: purchase\n  effect: {type: points_per_amount, points: 1\n")
-    page.get_by_role("button", name="Vérifier et enregistrer").click()
+    navigate(page, page.get_by_role("button", name="Vérifier et enregistrer"))
     assert page.locator(".gutter li.bad").all_inner_texts() == ["5"]  # the mapping is never closed
     assert program.call("GET", "/v1/program").json()["rules_version"] == 0  # nothing applied
 
     editor.fill(bad_field.replace("  colour: blue\n", ""))  # fixed
-    page.get_by_role("button", name="Vérifier et enregistrer").click()
+    navigate(page, page.get_by_role("button", name="Vérifier et enregistrer"))
     assert "la version 1 est en vigueur" in page.locator(".notice.ok").inner_text()
     assert program.call("GET", "/v1/program").json()["rules_version"] == 1
     shoot(page, "saved")
@@ -238,17 +246,17 @@ def test_the_console_switches_language(
     sign_in(page, add_staff(program, "admin", "Camille Martin"), next_path="/console/settings")
     page.wait_for_url("**/console/settings")
     assert page.locator("h1").inner_text() == "Réglages du programme"
-    page.get_by_role("link", name="EN — English").click()
+    navigate(page, page.get_by_role("link", name="EN — English"))
     assert page.locator("h1").inner_text() == "Program settings"
     nav = page.locator(".console-nav").inner_text()
     assert "Dashboard" in nav and "Members" in nav and "Tableau de bord" not in nav
-    page.get_by_role("link", name="Dashboard").click()  # the choice is kept from page to page
+    navigate(page, page.get_by_role("link", name="Dashboard"))  # the choice is kept from page to page
     assert page.locator("h1").inner_text() == "Dashboard"
     shoot(page, "english-dashboard")
     assert_accessible(page)
     page.goto("/console/settings")
     page.get_by_label("Points earned…").fill("2")
-    page.get_by_role("button", name="Save settings").click()
+    navigate(page, page.get_by_role("button", name="Save settings"))
     assert page.locator(".notice.ok").inner_text() == "Settings saved."
     assert program.call("GET", "/v1/program").json()["earn_points"] == 2
     shoot(page, "english-settings")

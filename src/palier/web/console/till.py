@@ -29,12 +29,14 @@ from palier.web.console.search import display_name, find_members
 from palier.web.render import PageError, render
 
 router = staff_router()
+_TICKET_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
 
 
 def _ticket(request: Request) -> str:
     """A ticket number for the forms of this page: posting the same form twice gives the same answer."""
+    # Letters for the random part: a long run of digits could pass for a card number (and be refused).
     now = request.app.state.clock.now()
-    return f"T{now:%y%m%d-%H%M%S}-{secrets.token_hex(2).upper()}"
+    return f"T{now:%H%M}-{''.join(secrets.choice(_TICKET_LETTERS) for _ in range(5))}"
 
 
 @router.get("/till")
