@@ -47,6 +47,12 @@ def test_every_portal_page_needs_a_session(shop: Shop, visitor: httpx.Client) ->
         response = visitor.get(f"/p/{shop.program.id}{path}")
         assert response.status_code == 303 and response.headers["location"] == f"/p/{shop.program.id}/sign-in"
     assert visitor.get("/p/prg_01AAAAAAAAAAAAAAAAAAAAAAAA").status_code == 404
+    page = visitor.get(f"/p/{shop.program.id}/sign-in")
+    assert (
+        page.headers["x-frame-options"] == "DENY"
+        and "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    )
+    assert page.headers["referrer-policy"] == "same-origin" and page.headers["cache-control"] == "no-store"
     mistyped = visitor.get(f"/p/{shop.program.id}/coupon")
     assert mistyped.status_code == 404 and "Cette page n&#39;existe pas." in mistyped.text
 

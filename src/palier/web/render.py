@@ -25,6 +25,17 @@ TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
 
 
+# Pages are never framed (a Redeem button under someone else's page is clickjacking), never cached, and
+# never send their address (a sign-in link's token) to another site.
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
 class PageError(Exception):
     """A refusal shown as a page: ``status`` and a message key (rendered by ``error.html``)."""
 
@@ -98,7 +109,8 @@ def render(
         )
     )
     response = HTMLResponse(html, status_code=status, headers=headers)
-    response.headers.setdefault("Cache-Control", "no-store")
+    for name, value in PAGE_HEADERS.items():
+        response.headers.setdefault(name, value)
     remember_csrf(request, response)
     chosen = i18n.pick(request.query_params.get("lang"))
     if chosen is not None and chosen != request.cookies.get(i18n.LANG_COOKIE):
