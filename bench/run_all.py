@@ -36,6 +36,7 @@ BENCHES: dict[str, tuple[str, ...]] = {  # module: the engines it runs on
     "status": ("pg",),
     "http_load": ("pg",),
     "member_scale": ("pg",),
+    "pages": ("pg", "sqlite"),
 }
 
 

@@ -6,7 +6,8 @@
     ├── Forbidden             403    the key lacks the scope, or the object belongs to another program
     ├── NotFound              404    unknown member, order, identity…
     ├── Conflict              409    duplicate identity, idempotency key reused with another body…
-    └── Unprocessable         422    well-formed but refused by the rules (return exceeds purchase…)
+    ├── Unprocessable         422    well-formed but refused by the rules (return exceeds purchase…)
+    └── Throttled             429    too many failed sign-ins: wait, then try again
 
 Services raise these; ``api/problems.py`` maps them to RFC 9457 problem+json and the CLI prints them.
 A service never raises an HTTP exception. ``code`` values are part of the public API: never rename one.
@@ -70,6 +71,11 @@ class Conflict(PalierError):
 class Unprocessable(PalierError):
     status = 422
     title = "Unprocessable"
+
+
+class Throttled(PalierError):
+    status = 429
+    title = "Too many attempts"
 
 
 def value_error_code(message: str) -> str | None:

@@ -35,6 +35,8 @@ PREFIXES = {
     "membership": "vip",
     "segment": "seg",
     "invitation": "inv",
+    "staff": "stf",
+    "staff_sign_in": "ssi",
 }
 
 _lock = threading.Lock()

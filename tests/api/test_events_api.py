@@ -15,7 +15,9 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from palier.activity.tables import events, purchases
 from palier.db import Database
 from tests.api.helpers import (
     ApiProgram,
@@ -221,6 +223,12 @@ def _purchase(shop: Shop, **change: Any) -> tuple[str, str, dict[str, Any]]:
     return "POST", PURCHASES, purchase_body(shop.member["id"]) | change
 
 
+def _anonymous_body(**change: Any) -> dict[str, Any]:
+    body = purchase_body("unused") | change
+    del body["member"]
+    return body
+
+
 def _line(**change: Any) -> dict[str, Any]:
     return {"lines": [line() | change]}
 
@@ -252,6 +260,21 @@ BAD_INPUT: list[tuple[str, Case, int, str, str]] = [
         "member.tier",
     ),
     ("no lines", lambda s: _purchase(s, lines=[]), 422, "invalid_length", "lines"),
+    ("empty member object", lambda s: _purchase(s, member={}), 422, "invalid_value", "member"),
+    (
+        "anonymous purchase in another currency",
+        lambda s: ("POST", PURCHASES, _anonymous_body(currency="USD")),
+        422,
+        "currency_mismatch",
+        "currency",
+    ),
+    (
+        "anonymous purchase with a card number as order id",
+        lambda s: ("POST", PURCHASES, _anonymous_body(order_id=CARD)),
+        422,
+        "card_number_in_text",
+        "order_id",
+    ),
     ("missing currency", lambda s: _purchase(s, currency=None), 422, "missing_field", "currency"),
     ("currency mismatch", lambda s: _purchase(s, currency="USD"), 422, "currency_mismatch", "currency"),
     (
@@ -410,3 +433,64 @@ def test_bad_input_is_refused_and_writes_nothing(
     assert kept["idempotency_keys"] in (before[0]["idempotency_keys"], before[0]["idempotency_keys"] + 1)
     kept["idempotency_keys"] = before[0]["idempotency_keys"]  # a kept refusal is the one row allowed
     assert (kept, member_state(shop.program, shop.member["id"])) == before
+
+
+# --- purchases by shoppers who are not members ---
+
+
+def test_an_anonymous_purchase_is_kept_earns_nothing_and_is_counted_once(program: ApiProgram, db: Database) -> None:
+    body = _anonymous_body(lines=[line(unit_price=2500, quantity=2)], shipping=490)
+    before = footprint(db, program.id)
+    first = program.call("POST", PURCHASES, json=body)
+    assert first.status_code == 201, first.text
+    result = first.json()
+    assert (result["status"], result["member_id"], result["points"]) == ("anonymous", None, 0)
+    assert result["transaction_id"] is None and result["pending"] is False and result["awards"] == []
+    assert result["reason"] == f"Purchase #{body['order_id']} in store"
+    after = footprint(db, program.id)
+    # the order is stored (for basket size and the members vs non-members figures); the ledger is untouched
+    assert after["events"] == before["events"] + 1 and after["purchases"] == before["purchases"] + 1
+    for table in ("ledger_transactions", "postings", "lots", "allocations", "members"):
+        assert after[table] == before[table], table
+    with db.read() as conn:
+        stored = conn.execute(
+            select(purchases.c.member_id, purchases.c.total, purchases.c.points, events.c.status)
+            .join(events, events.c.id == purchases.c.event_id)
+            .where(purchases.c.program_id == program.id, purchases.c.order_id == body["order_id"])
+        ).one()
+    assert tuple(stored) == (None, 5490, 0, "anonymous")
+
+    again = program.call("POST", PURCHASES, json=body)
+    assert again.status_code == 200 and again.json() == result
+    assert footprint(db, program.id) == after
+    changed = program.call("POST", PURCHASES, json=body | {"shipping": 0})
+    assert_problem(changed, 409, "event_conflict", field="order_id")
+
+
+def test_an_anonymous_order_can_be_returned_without_touching_any_balance(program: ApiProgram, db: Database) -> None:
+    body = _anonymous_body(lines=[line(sku="BREAD", unit_price=400, quantity=3)])
+    assert program.call("POST", PURCHASES, json=body).status_code == 201
+    before = footprint(db, program.id)
+    returned = program.call(
+        "POST", RETURNS, json=return_body(body["order_id"], lines=[{"sku": "BREAD", "quantity": 1}])
+    )
+    assert returned.status_code == 201, returned.text
+    answer = returned.json()
+    assert (answer["status"], answer["points"], answer["member_id"]) == ("anonymous", 0, None)
+    after = footprint(db, program.id)
+    assert after["ledger_transactions"] == before["ledger_transactions"] and after["events"] == before["events"] + 1
+    with db.read() as conn:
+        refunded = conn.execute(
+            select(purchases.c.refunded).where(
+                purchases.c.program_id == program.id, purchases.c.order_id == body["order_id"]
+            )
+        ).scalar_one()
+    assert refunded == 400
+
+
+def test_a_member_purchase_next_to_anonymous_ones_still_earns(program: ApiProgram) -> None:
+    member = program.enrol(first_name="Bea")
+    assert program.call("POST", PURCHASES, json=_anonymous_body()).status_code == 201
+    earned = program.purchase(member["id"])
+    assert (earned["status"], earned["points"]) == ("processed", 10)
+    assert program.balance(member["id"])["pending"] == 10

@@ -13,13 +13,15 @@ from palier.activity.tables import events, purchases
 from palier.cli import demo as demo_command
 from palier.cli.common import console
 from palier.cli.main import app
-from palier.db import Database
+from palier.clock import SystemClock
+from palier.db import Database, make_database
 from palier.demo import DemoInfo, build_demo
 from palier.ledger.tables import accounts, lots
 from palier.ledger.verify import verify
 from palier.members.tables import identities, members, merges
 from palier.programs.service import authenticate
 from palier.rewards.tables import coupons, order_payments, rewards
+from palier.staff import service as staff_service
 from tests.conftest import ENGINES
 
 runner = CliRunner()
@@ -69,6 +71,7 @@ def test_the_demo_ledger_verifies_and_has_points_in_every_state(db: Database, de
     assert by_state["pending"] > 0 and by_state["active"] > 0 and by_state["expired"] > 0
     assert balances["pending"] > 0 and balances["available"] > 0 and balances["expired"] > 0
     assert statuses["processed"] > 40 * 10 and statuses["unclaimed"] > 0
+    assert statuses["anonymous"] > 100  # shoppers who are not members, for the members vs non-members KPIs
     assert merged == 1 and enrolled == 41
 
 
@@ -190,10 +193,26 @@ def test_demo_command_builds_once_then_reuses(in_tmp: Path) -> None:
     assert re.search(r"Sign in to the portal with \S+@\S+", first.output)
     assert re.search(r"curl -s -X POST .*/v1/members/mem_\w+/portal-link", first.output)
     assert (in_tmp / demo_command.DEMO_FILE).exists()
+    assert re.search(r"Admin console\s+http://127.0.0.1:8000/console", first.output)
+    assert re.search(r"Till\s+http://127.0.0.1:8000/till", first.output)
+    staff_rows = re.findall(r"(admin|marketer|store_staff)\s*│ (\S+@maison-fournil\.example)\s*│ (\S+)", first.output)
+    assert [row[0] for row in staff_rows] == ["admin", "marketer", "store_staff"], first.output
 
     again = runner.invoke(app, ["demo", "--no-serve"])
     assert again.exit_code == 0, again.output
     assert "Reusing the demo" in again.output
+    # every run prints new passwords; the old ones stop working, the new ones sign in
+    new_rows = re.findall(r"(admin|marketer|store_staff)\s*│ (\S+@maison-fournil\.example)\s*│ (\S+)", again.output)
+    assert len(new_rows) == 3 and new_rows[0][2] != staff_rows[0][2]
+    database = make_database(f"sqlite:///{in_tmp / demo_command.DEMO_FILE}")
+    try:
+        with database.write() as conn:
+            user = staff_service.authenticate(
+                conn=conn, clock=SystemClock(), email=new_rows[0][1], password=new_rows[0][2], ip="demo-test"
+            )
+        assert user.role == "admin"
+    finally:
+        database.dispose()
 
 
 def test_demo_refuses_a_database_that_holds_other_programs(in_tmp: Path) -> None:

@@ -42,7 +42,7 @@ from palier.activity.tables import events, purchases
 from palier.clock import Clock
 from palier.db import Database
 from palier.db.bulk import insert_many, lookup
-from palier.errors import Conflict, NotFound, PalierError
+from palier.errors import Conflict, InvalidInput, NotFound, PalierError
 from palier.ids import new_id
 from palier.ledger.bulk_write import write_earnings
 from palier.ledger.earning_rows import EarnRows, earn_rows
@@ -241,7 +241,9 @@ def _resolved(
                 else:
                     _reject(stats, item, _unknown_identity(kind))
     for item in items:
-        if item.purchase.member.member_id is not None:
+        if item.purchase.member is None:
+            _reject(stats, item, _anonymous())
+        elif item.purchase.member.member_id is not None:
             item.member_id = item.purchase.member.member_id
     return [i for i in items if i.member_id is not None or i.claim is not None]
 
@@ -253,6 +255,8 @@ def _identities(
     wanted: dict[str, dict[str, list[_Item]]] = defaultdict(lambda: defaultdict(list))
     seen: dict[tuple[str, str], Normalised | PalierError] = {}  # a regular's card comes up again and again
     for item in items:
+        if item.purchase.member is None:
+            continue  # refused by the caller
         kind, value = item.purchase.member.kind, item.purchase.member.value
         if kind is None or value is None:
             continue  # found by member id
@@ -272,6 +276,14 @@ def _identities(
     return wanted
 
 
+def _anonymous() -> InvalidInput:
+    return InvalidInput(
+        "member_required",
+        "The bulk import loads members' purchases; send purchases by non-members to POST /v1/events/purchases.",
+        field="member",
+    )
+
+
 def _unknown_identity(kind: str) -> NotFound:
     return NotFound("member_not_found", f"No member has this {kind.replace('_', ' ')}.", field="member.value")
 
@@ -285,7 +297,7 @@ def _active_only(conn: Connection, program: Program, items: list[_Item], stats: 
     kept = []
     for item in items:
         member_id = item.member_id
-        where = "member.member_id" if item.purchase.member.member_id else "member.value"
+        where = "member.member_id" if item.purchase.member and item.purchase.member.member_id else "member.value"
         if member_id is None or status.get(member_id) == "active":
             kept.append(item)
         elif member_id not in status:

@@ -51,3 +51,15 @@ def purchase_earning(purchase: PurchaseIn, program: ProgramSettings, *, paid_oth
         line_eligible=line_eligible,
         line_points=split_proportionally(points, line_eligible),
     )
+
+
+def anonymous_earning(purchase: PurchaseIn, program: ProgramSettings) -> Earning:
+    """A purchase by a shopper who is not a member: its amounts are kept (basket size), it earns nothing."""
+    base = purchase_earning(purchase, program)
+    return Earning(
+        total=base.total,
+        eligible=base.eligible,
+        points=0,
+        line_eligible=base.line_eligible,
+        line_points=[0] * len(purchase.lines),
+    )

@@ -64,7 +64,7 @@ def event_row(
         "type": type_,
         "external_id": external_id,
         "member_id": member_id,
-        "status": "processed" if claim is None else "unclaimed",
+        "status": result.status if result.status == "anonymous" else "processed" if claim is None else "unclaimed",
         "claim_kind": claim[0] if claim else None,
         "claim_value": claim[1] if claim else None,
         "channel": channel,

@@ -67,7 +67,11 @@ class Line(Strict):
 
 class PurchaseIn(Strict):
     order_id: Annotated[Text, Field(min_length=1, max_length=64, description="unique per program")]
-    member: MemberRef
+    member: MemberRef | None = Field(
+        default=None,
+        description="who bought; leave it out for a shopper who is not a member: the purchase is kept "
+        "(for the members vs non-members figures) and earns nothing",
+    )
     channel: Literal["web", "store", "phone", "app", "partner"]
     store_id: Annotated[Text, Field(max_length=64)] | None = None
     store_name: Annotated[Text, Field(max_length=80)] | None = None
@@ -126,7 +130,10 @@ class EventResult(BaseModel):
     event_id: str
     type: Literal["purchase", "return", "adjustment", "action", "enrolment", "birthday", "anniversary"]
     external_id: str
-    status: Literal["processed", "unclaimed"]
+    status: Literal["processed", "unclaimed", "anonymous"] = Field(
+        description="processed; unclaimed: paid with a payment card nobody has linked yet; "
+        "anonymous: a purchase by a shopper who is not a member (earns nothing)"
+    )
     member_id: str | None
     points: int = Field(description="points earned (purchase) or taken back (return, negative), or adjusted")
     pending: bool = False

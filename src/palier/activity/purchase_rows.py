@@ -33,7 +33,7 @@ def purchase_result(
         event_id=event_id,
         type="purchase",
         external_id=purchase.order_id,
-        status="processed" if member_id else "unclaimed",
+        status="processed" if member_id else "unclaimed" if purchase.member else "anonymous",
         member_id=member_id,
         points=points,
         reason=label,

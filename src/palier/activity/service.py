@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from palier.activity.earning import Earning, anonymous_earning
 from palier.activity.facts import checked_occurred_at, event_row, redacted
 from palier.activity.models import AdjustmentIn, EventResult, MemberRef, PurchaseIn, ReturnIn
 from palier.activity.purchase_rows import (
@@ -37,6 +38,7 @@ from palier.ledger.tables import allocations
 from palier.members import service as members
 from palier.members.identities import card_claim_key, normalise
 from palier.programs.models import Program
+from palier.programs.service import record_audit
 from palier.rewards import payments
 from palier.rules import service as rules
 from palier.tiers import service as tiers
@@ -117,26 +119,31 @@ def record_purchase(
     now = clock.now()
     occurred_at = checked_occurred_at(purchase.occurred_at, now)
     check_currency(purchase, program)
-    member_id, claim = _resolve_and_lock(conn, program, purchase.member, card_key)
-    paid_otherwise = payments.paid_otherwise(conn, program_id=program.id, order_id=purchase.order_id)
     event_id = new_id("event")
-    # the base rate, or what the rules in force when it occurred award (recorded as awards of event_id)
-    earning = rules.purchase_earning(
-        conn=conn,
-        clock=clock,
-        program=program,
-        purchase=purchase,
-        member_id=member_id,
-        event_id=event_id,
-        occurred_at=occurred_at,
-        paid_otherwise=paid_otherwise,
-    )
+    if purchase.member is None:  # a shopper who is not a member: kept for the KPIs, earns nothing
+        member_id, claim = None, None
+        earning: Earning = anonymous_earning(purchase, program)
+    else:
+        member_id, claim = _resolve_and_lock(conn, program, purchase.member, card_key)
+        paid_otherwise = payments.paid_otherwise(conn, program_id=program.id, order_id=purchase.order_id)
+        # the base rate, or what the rules in force when it occurred award (recorded as awards of event_id)
+        earning = rules.purchase_earning(
+            conn=conn,
+            clock=clock,
+            program=program,
+            purchase=purchase,
+            member_id=member_id,
+            event_id=event_id,
+            occurred_at=occurred_at,
+            paid_otherwise=paid_otherwise,
+        )
     label = purchase_label(purchase)
     matures_at = occurred_at + timedelta(days=program.return_window_days)
     result = purchase_result(
         event_id=event_id, purchase=purchase, member_id=member_id, points=earning.points, label=label
     )
-    result.awards = rules.award_lines(earning.awards)
+    if isinstance(earning, rules.RuledEarning):
+        result.awards = rules.award_lines(earning.awards)
     lot_id = None
     if member_id is not None:
         booking = purchase_booking(
@@ -209,7 +216,7 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
     occurred_at = checked_occurred_at(ret.occurred_at, now)
     order = (
         conn.execute(
-            select(purchases, events.c.occurred_at)
+            select(purchases, events.c.occurred_at, events.c.status.label("order_status"))
             .join(events, events.c.id == purchases.c.event_id)
             .where(purchases.c.program_id == program.id, purchases.c.order_id == ret.order_id)
         )
@@ -224,6 +231,7 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
         )
     if occurred_at < utc(order["occurred_at"]):
         raise InvalidInput("return_before_purchase", "A return cannot happen before its purchase.", field="occurred_at")
+    anonymous = order["order_status"] == "anonymous"
     order = _lock_order(conn, order["event_id"], order["member_id"])
     excused = 0
     plan: ReturnPlan = plan_return(order=dict(order), ret=ret)
@@ -234,7 +242,7 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
         event_id=event_id,
         type="return",
         external_id=ret.return_id,
-        status="processed" if member_id else "unclaimed",
+        status="processed" if member_id else "anonymous" if anonymous else "unclaimed",
         member_id=member_id,
         points=-plan.points,
         reason=label,
@@ -369,6 +377,15 @@ def adjust(
                 needed=exc.needed,
                 available=exc.available,
             ) from None
+    record_audit(
+        conn=conn,
+        clock=clock,
+        program_id=program.id,
+        actor=actor,
+        action="member.adjusted",
+        subject_id=member_id,
+        details={"points": adjustment.points, "reason": adjustment.reason, "transaction_id": transaction_id},
+    )
     result = EventResult(
         event_id=event_id,
         type="adjustment",

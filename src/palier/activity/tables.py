@@ -17,7 +17,7 @@ events = Table(
     Column("type", String(16), nullable=False),  # purchase | return | adjustment
     Column("external_id", Text, nullable=False),
     Column("member_id", String(32), nullable=True),
-    Column("status", String(12), nullable=False),  # processed | unclaimed
+    Column("status", String(12), nullable=False),  # processed | unclaimed | anonymous
     Column("claim_kind", String(16), nullable=True),
     Column("claim_value", Text, nullable=True),
     Column("channel", String(12), nullable=True),
@@ -30,6 +30,7 @@ events = Table(
     UniqueConstraint("program_id", "type", "external_id"),
     Index(None, "program_id", "member_id", "occurred_at"),
     Index("ix_events_unclaimed", "program_id", "claim_kind", "claim_value", "status"),
+    Index(None, "program_id", "type", "occurred_at"),  # the dashboard: a program's purchases by period
 )
 
 # What a purchase earned, line by line, and how much of it has been returned so far.

@@ -18,10 +18,12 @@ from sqlalchemy import event, func, select
 
 from palier.cli.common import console, open_database
 from palier.cli.demo_portal import show_portal
+from palier.cli.demo_staff import show_staff
 from palier.cli.serve import run_api
 from palier.db import Database
 from palier.db.migrate import upgrade
 from palier.demo import DEMO_NAME, DemoInfo, build_demo, demo_access, find_demo
+from palier.demo.staff import demo_staff
 from palier.errors import Conflict
 from palier.programs.tables import programs
 
@@ -62,6 +64,7 @@ def demo(
     show_access(info, host=host, port=port)
     with open_database(url) as db:
         show_portal(db, info, base=f"http://{host}:{port}")
+        show_staff(demo_staff(db, info.program_id), base=f"http://{host}:{port}")
     if serve:
         run_api(host=host, port=port)
 

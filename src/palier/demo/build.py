@@ -18,7 +18,7 @@ from sqlalchemy import Connection, and_, select
 
 from palier.activity.bulk import import_purchases
 from palier.activity.models import AdjustmentIn, PurchaseIn, ReturnIn, ReturnLine
-from palier.activity.service import adjust, record_return
+from palier.activity.service import adjust, record_purchase, record_return
 from palier.clock import FrozenClock, SystemClock
 from palier.config import load_settings
 from palier.db import Database
@@ -155,9 +155,18 @@ class _Player:
             conn=conn,
             clock=self.clock,
             program=self.program,
-            purchases=[self._purchase(p) for p in planned],
+            purchases=[self._purchase(p) for p in planned if p.ref != "anonymous"],
             card_key=self.card_key,
         )
+        for p in planned:  # shoppers who are not members: sent one by one, like a till would (no ledger work)
+            if p.ref == "anonymous":
+                record_purchase(
+                    conn=conn,
+                    clock=self.clock,
+                    program=self.program,
+                    purchase=self._purchase(p),
+                    card_key=self.card_key,
+                )
         if stats.rejected:  # the plan only sends what the engine must accept
             raise RuntimeError(f"demo purchases rejected: {stats.rejected[:3]}")
 
@@ -183,8 +192,10 @@ class _Player:
         self.member_ids[person.index] = member.id
 
     def _purchase(self, p: Purchase) -> PurchaseIn:
-        member: dict[str, Any]
-        if p.person is None:
+        member: dict[str, Any] | None
+        if p.ref == "anonymous":
+            member = None
+        elif p.person is None:
             member = {"kind": "payment_card", "value": p.pan}
         else:
             person = self.person(p.person)

@@ -33,8 +33,8 @@ class Purchase:
     channel: str
     store_id: str | None
     basket: catalog.Basket
-    person: int | None  # None: a passer-by paying by card, not a member
-    ref: str  # member_id | card | payment_card | phone | email
+    person: int | None  # None: a passer-by, not a member (paying by card, or anonymous)
+    ref: str  # member_id | card | payment_card | phone | email | anonymous
     pan: str | None = None  # passers-by only (members' cards are on their Person)
     shipping: int = 0
 
@@ -92,7 +92,27 @@ def plan_history(*, members: int, seed: int, end: datetime) -> Plan:
     passers_by = [(registry.payment_card(), rng.choice(list(catalog.STORES))) for _ in range(max(3, members // 12))]
     plan = Plan(start, people, passers_by, [Day(d, min(local(d, 22.0), end)) for d in days])
     _plan_days(rng, plan, end)
+    _walk_ins(random.Random(seed * 7919 + 1), plan)  # its own generator: the members' year stays as it was
     return plan
+
+
+WALK_INS_PER_DAY = 3  # shoppers who are not members, on average, across the stores
+
+
+def _walk_ins(rng: random.Random, plan: Plan) -> None:
+    """Shoppers who are not members: each sale is sent with no member (for the members vs non-members KPIs)."""
+    stores = list(catalog.STORES)
+    for d in plan.days:
+        weekend = d.day.weekday() >= 5
+        count = sum(rng.random() < WALK_INS_PER_DAY / 6 for _ in range(6))
+        for n in range(count):
+            store = rng.choice(stores)
+            basket, hours = catalog.store_visit(rng, weekend=weekend)
+            when = local(d.day, rng.uniform(*hours))
+            if when < d.close:
+                order_id = f"{catalog.STORE_CODES[store]}-{d.day:%y%m%d}-P{n + 1:02d}"
+                d.purchases.append(Purchase(when, order_id, "store", store, basket, None, "anonymous"))
+        d.purchases.sort(key=lambda p: p.when)
 
 
 def _person(rng: random.Random, registry: Registry, index: int, first_day: date, end: datetime) -> Person:

@@ -41,6 +41,7 @@ ledger_transactions = Table(
     Column("details", Json, nullable=True),
     Index(None, "program_id", "member_id", "id"),
     Index(None, "reverses_id", unique=True),  # a transaction is reversed at most once
+    Index(None, "program_id", "effective_at"),  # the dashboard: a program's points flows by week
 )
 
 postings = Table(

@@ -25,6 +25,10 @@ def install(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for module in (howto, portal_auth, portal):
         app.include_router(module.router)
+    from palier.web import console
+
+    for router in console.routers():
+        app.include_router(router)
 
     @app.exception_handler(PageError)
     async def _page_error(request: Request, exc: PageError) -> HTMLResponse:

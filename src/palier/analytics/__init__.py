@@ -1,0 +1,1 @@
+"""Analytics: the KPIs of a program (members, points flows, liability, members vs non-members)."""

@@ -1,0 +1,1 @@
+"""Staff users of a program (admin, marketer, store staff): sign-in, passwords, and what each role may do."""

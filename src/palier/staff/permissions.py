@@ -1,0 +1,53 @@
+"""What each staff role may do: one table, read by the console, the till and the CLI.
+
+admin does everything; a marketer shapes the program (rules, rewards, tiers, segments) and reads members
+and the dashboard; store staff work the till: find a member, use a coupon, pay with points, no settings.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+Role = Literal["admin", "marketer", "store_staff"]
+ROLES: Final[tuple[Role, ...]] = ("admin", "marketer", "store_staff")
+
+Permission = Literal[
+    "settings.edit",
+    "staff.manage",
+    "rules.edit",
+    "rewards.edit",
+    "tiers.edit",
+    "segments.view",
+    "dashboard.view",
+    "members.view",
+    "members.adjust",
+    "members.lookup",
+    "coupons.lookup",
+    "coupons.use",
+    "points.pay",
+    "till.use",
+]
+
+_ALL: Final[frozenset[Permission]] = frozenset(Permission.__args__)  # type: ignore[attr-defined]
+
+PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
+    "admin": _ALL,
+    "marketer": frozenset(
+        {
+            "rules.edit",
+            "rewards.edit",
+            "tiers.edit",
+            "segments.view",
+            "dashboard.view",
+            "members.view",
+            "members.lookup",
+            "coupons.lookup",
+        }
+    ),
+    "store_staff": frozenset({"till.use", "members.lookup", "coupons.lookup", "coupons.use", "points.pay"}),
+}
+
+
+def allows(role: str, permission: Permission) -> bool:
+    """Whether ``role`` may do ``permission`` (an unknown role may do nothing)."""
+    return permission in PERMISSIONS.get(role, frozenset())  # type: ignore[call-overload]

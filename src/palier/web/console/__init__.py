@@ -1,0 +1,15 @@
+"""The staff side of the web: admin console (/console), KPI dashboard and till (/till).
+
+Every page but sign-in goes through one guard (``access.staff_guard``) that checks the staff session
+and the page's permission from ``palier.staff.permissions``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from palier.web.console import auth, catalog, dashboard, editors, members, settings, till
+
+
+def routers() -> list[APIRouter]:
+    return [auth.router, dashboard.router, settings.router, editors.router, catalog.router, members.router, till.router]

@@ -1,0 +1,112 @@
+"""Who may open a console or till page: one guard for every staff route, driven by the permissions table.
+
+Each page declares what it needs with ``@requires("rules.edit")`` (see ``palier.staff.permissions``);
+the guard, a dependency of every staff router, reads that mark from the matched endpoint. A visitor
+without a staff session is sent to the sign-in page; a staff user whose role lacks the permission gets
+the 403 page; a page without a mark is refused to everyone (fail closed). The user and their role are
+read from the database on each request, so a deactivation or a role change applies at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request
+
+from palier.db import Database
+from palier.errors import NotFound
+from palier.programs.models import Program
+from palier.programs.service import get_program
+from palier.staff import service as staff
+from palier.staff.models import StaffUser
+from palier.staff.permissions import Permission, allows
+from palier.web import page_router
+from palier.web.render import PageError, SignInRequired
+from palier.web.sessions import STAFF_SESSION
+
+SIGN_IN = "/console/sign-in"
+_MARK = "__palier_permission__"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Staff:
+    """The signed-in staff user and their program, for a page."""
+
+    user: StaffUser
+    program: Program
+
+    def may(self, permission: Permission) -> bool:
+        return allows(self.user.role, permission)
+
+
+def requires(permission: Permission) -> Callable[[F], F]:
+    """Mark a page with the permission it needs (read by :func:`staff_guard`)."""
+
+    def mark(endpoint: F) -> F:
+        setattr(endpoint, _MARK, permission)
+        return endpoint
+
+    return mark
+
+
+def permission_of(endpoint: Any) -> Permission | None:
+    found: Permission | None = getattr(endpoint, _MARK, None)
+    return found
+
+
+def signed_in(request: Request) -> Staff | None:
+    """The staff user of this browser's session, if it is valid and the user still active."""
+    cached = getattr(request.state, "staff", None)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    session = STAFF_SESSION.read(request)
+    if session is None or not isinstance(session.get("staff_id"), str):
+        return None
+    db: Database = request.app.state.db
+    with db.read() as conn:
+        try:
+            user = staff.get(conn=conn, staff_id=session["staff_id"])
+        except NotFound:
+            return None
+        if not user.active:
+            return None
+        program = get_program(conn=conn, program_id=user.program_id)
+    found = Staff(user=user, program=program)
+    request.state.staff = found
+    return found
+
+
+def staff_guard(request: Request) -> Staff:
+    """The dependency of every staff router: signed in, and allowed this page's permission."""
+    who = signed_in(request)
+    if who is None:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise SignInRequired(f"{SIGN_IN}?next={quote(target, safe='')}")
+    permission = permission_of(request.scope.get("endpoint"))
+    if permission is None or not who.may(permission):
+        raise PageError(403, "console.forbidden")
+    return who
+
+
+def staff_router(**kwargs: Any) -> APIRouter:
+    """A page router whose every route needs a staff session and the route's permission."""
+    router = page_router(**kwargs)
+    router.dependencies.append(Depends(staff_guard))  # after the CSRF check
+    return router
+
+
+def current(request: Request) -> Staff:
+    """The staff user the guard let in (for the page's own use)."""
+    who: Staff = request.state.staff
+    return who
+
+
+def safe_next(value: str | None) -> str | None:
+    """A post-sign-in destination: a path of this site only (no open redirect)."""
+    if value and value.startswith(("/console", "/till")) and "//" not in value and "\\" not in value:
+        return value
+    return None

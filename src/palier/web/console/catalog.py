@@ -1,0 +1,149 @@
+"""Rewards, segments and coupon lookup in the console."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+
+from palier.db import Database
+from palier.errors import PalierError
+from palier.members import service as members
+from palier.rewards import service as rewards
+from palier.rewards.models import RewardUpdate
+from palier.segments import service as segments
+from palier.web import i18n, present
+from palier.web.console.access import current, requires, staff_router
+from palier.web.console.forms import errors_by_field
+from palier.web.console.search import display_name
+from palier.web.render import PageError, render
+
+router = staff_router()
+
+
+@router.get("/console/rewards")
+@requires("rewards.edit")
+def rewards_page(request: Request) -> HTMLResponse:
+    who = current(request)
+    language = i18n.request_language(request)
+    db: Database = request.app.state.db
+    with db.read() as conn:
+        found = rewards.list_rewards(conn=conn, program_id=who.program.id, status=None)
+    rows = [
+        {
+            "reward": r,
+            "title": i18n.localized(r.title, language),
+            "gives": present.reward_gives(r, who.program, language),
+        }
+        for r in found
+    ]
+    return render(request, "console/rewards.html", staff=who, section="rewards", rows=rows)
+
+
+def _reward_or_404(request: Request, reward_id: str) -> Any:
+    who = current(request)
+    db: Database = request.app.state.db
+    with db.read() as conn:
+        try:
+            return rewards.get_reward(conn=conn, program_id=who.program.id, reward_id=reward_id[:40])
+        except PalierError:
+            raise PageError(404, "error.not_found") from None
+
+
+@router.get("/console/rewards/{reward_id}")
+@requires("rewards.edit")
+def reward_page(request: Request, reward_id: str, saved: int | None = None) -> HTMLResponse:
+    reward = _reward_or_404(request, reward_id)
+    return render(
+        request, "console/reward.html", staff=current(request), section="rewards", reward=reward, errors={}, saved=saved
+    )
+
+
+@router.post("/console/rewards/{reward_id}")
+@requires("rewards.edit")
+async def save_reward(request: Request, reward_id: str) -> Response:
+    who = current(request)
+    reward = _reward_or_404(request, reward_id)
+    form = await request.form()
+    stock = str(form.get("stock", "")).strip()
+    cost = str(form.get("cost_points", "")).strip()
+    sent: dict[str, Any] = {
+        "title": {"fr": str(form.get("title_fr", "")).strip(), "en": str(form.get("title_en", "")).strip()},
+        "cost_points": int(cost) if cost.isdigit() else cost,
+        "status": str(form.get("status", reward.status)),
+        "stock": (int(stock) if stock.isdigit() else stock) if stock else None,
+    }
+    try:
+        changes = RewardUpdate.model_validate(sent)
+        db: Database = request.app.state.db
+        with db.write() as conn:
+            rewards.update_reward(
+                conn=conn,
+                clock=request.app.state.clock,
+                program=who.program,
+                reward_id=reward.id,
+                changes=changes,
+                actor=f"staff:{who.user.id}",
+            )
+    except ValidationError as error:
+        errors = errors_by_field(error)
+    except PalierError as error:
+        errors = {error.field or "form": error.detail}
+    else:
+        return RedirectResponse(f"/console/rewards/{reward.id}?saved=1", status_code=303)
+    return render(
+        request,
+        "console/reward.html",
+        status=422,
+        staff=who,
+        section="rewards",
+        reward=reward,
+        errors=errors,
+        saved=None,
+    )
+
+
+@router.get("/console/segments")
+@requires("segments.view")
+def segments_page(request: Request) -> HTMLResponse:
+    who = current(request)
+    db: Database = request.app.state.db
+    with db.read() as conn:
+        found = segments.list_segments(conn=conn, program_id=who.program.id)
+    return render(request, "console/segments.html", staff=who, section="segments", segments=found)
+
+
+@router.get("/console/coupons")
+@requires("coupons.lookup")
+def coupons_page(request: Request, code: str | None = None) -> HTMLResponse:
+    who = current(request)
+    language = i18n.request_language(request)
+    found: dict[str, Any] | None = None
+    error: str | None = None
+    if code and code.strip():
+        db: Database = request.app.state.db
+        with db.read() as conn:
+            try:
+                coupon = rewards.find_coupon(conn=conn, program_id=who.program.id, code=code.strip()[:40])
+                reward = rewards.get_reward(conn=conn, program_id=who.program.id, reward_id=coupon.reward_id)
+                holder = members.get_member(conn=conn, program_id=who.program.id, member_id=coupon.member_id)
+                found = {
+                    "coupon": coupon,
+                    "title": i18n.localized(coupon.title, language),
+                    "gives": present.reward_gives(reward, who.program, language),
+                    "holder": display_name(holder),
+                }
+            except PalierError as exc:
+                error = exc.detail
+    return render(
+        request,
+        "console/coupons.html",
+        status=404 if error else 200,
+        staff=who,
+        section="coupons",
+        code=code or "",
+        found=found,
+        error=error,
+    )

@@ -1,0 +1,93 @@
+"""The KPI dashboard: members, points flows per week, liability, members vs non-members, by period and channel."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from palier.analytics.kpis import CHANNELS, Kpis, Period
+from palier.analytics.kpis import dashboard as dashboard_figures
+from palier.clock import Clock
+from palier.db import Database
+from palier.web import i18n, present
+from palier.web.console import fmt
+from palier.web.console.access import current, requires, staff_router
+from palier.web.console.auth import home_of
+from palier.web.render import render
+
+router = staff_router()
+PRESETS = (4, 12, 26, 52)
+
+
+@router.get("/console")
+@requires("members.lookup")
+def console_home(request: Request) -> RedirectResponse:
+    return RedirectResponse(home_of(current(request).user.role), status_code=303)
+
+
+def _period(today: date, weeks: str | None, first: str | None, last: str | None) -> tuple[Period, int | None]:
+    """The period asked for: custom dates when both are valid, else a preset number of weeks (12)."""
+    if first and last:
+        try:
+            start, end = date.fromisoformat(first), date.fromisoformat(last)
+            if start <= end and (end - start).days <= 3 * 366:
+                return Period(start, end), None
+        except ValueError:
+            pass
+    count = int(weeks) if weeks and weeks.isdigit() and int(weeks) in PRESETS else 12
+    return Period.last_weeks(today, count), count
+
+
+def _chart_data(found: Kpis, language: str, exponent: int) -> dict[str, Any]:
+    weeks = [fmt.short_day(w.week, language) for w in found.weeks]
+    unit = 10**exponent
+    return {
+        "weeks": weeks,
+        "issued": [w.issued for w in found.weeks],
+        "redeemed": [w.redeemed for w in found.weeks],
+        "expired": [w.expired for w in found.weeks],
+        "basket": [(found.member_orders.basket or 0) / unit, (found.non_member_orders.basket or 0) / unit],
+        "currency": "",
+    }
+
+
+@router.get("/console/dashboard")
+@requires("dashboard.view")
+def dashboard(
+    request: Request,
+    weeks: str | None = None,
+    channel: str | None = None,
+    first: str | None = None,
+    last: str | None = None,
+) -> HTMLResponse:
+    who = current(request)
+    program = who.program
+    clock: Clock = request.app.state.clock
+    today = clock.now().astimezone(ZoneInfo(program.timezone)).date()
+    period, preset = _period(today, weeks, first, last)
+    chosen = channel if channel in CHANNELS else None
+    language = i18n.request_language(request)
+    db: Database = request.app.state.db
+    with db.read() as conn:
+        shown = dashboard_figures(conn=conn, program=program, period=period, channel=chosen)
+    found, mix = shown.kpis, shown.mix
+    return render(
+        request,
+        "console/dashboard.html",
+        staff=who,
+        section="dashboard",
+        k=found,
+        preset=preset,
+        presets=PRESETS,
+        channel=chosen,
+        channels=CHANNELS,
+        mix=mix,
+        chart=_chart_data(found, language, program.currency_exponent) | {"currency": program.currency},
+        money=lambda amount: present.money(amount, program, language),
+        on_day=lambda d: fmt.day_of(d, language),
+        percent=lambda v: fmt.percent(v, language),
+    )

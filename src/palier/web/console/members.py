@@ -1,0 +1,87 @@
+"""Members in the console: search by any identity, detail with balances and history, manual adjustment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+
+from palier.activity import service as activity
+from palier.activity.models import AdjustmentIn
+from palier.db import Database
+from palier.errors import PalierError
+from palier.web.console.access import current, requires, staff_router
+from palier.web.console.forms import errors_by_field
+from palier.web.console.people import member_view
+from palier.web.console.search import display_name, find_members
+from palier.web.render import PageError, render
+
+router = staff_router()
+
+
+@router.get("/console/members")
+@requires("members.view")
+def members_page(request: Request, q: str | None = None) -> Response:
+    who = current(request)
+    found = []
+    if q and q.strip():
+        db: Database = request.app.state.db
+        with db.read() as conn:
+            found = find_members(
+                conn=conn, program=who.program, text=q[:254], card_key=request.app.state.settings.card_hash_key
+            )
+        if len(found) == 1:
+            return RedirectResponse(f"/console/members/{found[0].id}", status_code=303)
+    rows = [{"member": m, "name": display_name(m)} for m in found]
+    return render(request, "console/members.html", staff=who, section="members", q=q or "", rows=rows)
+
+
+def _detail(request: Request, member_id: str, *, status: int = 200, **ctx: Any) -> HTMLResponse:
+    who = current(request)
+    db: Database = request.app.state.db
+    with db.read() as conn:
+        try:
+            view = member_view(conn=conn, clock=request.app.state.clock, program=who.program, member_id=member_id[:40])
+        except PalierError:
+            raise PageError(404, "error.not_found") from None
+    ctx.setdefault("errors", {})
+    ctx.setdefault("sent", {})
+    return render(request, "console/member.html", status=status, staff=who, section="members", v=view, **ctx)
+
+
+@router.get("/console/members/{member_id}")
+@requires("members.view")
+def member_page(request: Request, member_id: str, adjusted: int | None = None) -> HTMLResponse:
+    return _detail(request, member_id, adjusted=adjusted)
+
+
+@router.post("/console/members/{member_id}/adjust")
+@requires("members.adjust")
+async def adjust(request: Request, member_id: str) -> Response:
+    """The same service as ``POST /v1/members/{id}/adjustments``: a lot or a debit, a reason, an audit entry."""
+    who = current(request)
+    form = await request.form()
+    points_text, reason = str(form.get("points", "")).strip(), str(form.get("reason", "")).strip()
+    sent = {"points": points_text, "reason": reason}
+    try:
+        points = int(points_text.replace("+", "").replace(" ", "")) if points_text else 0
+        adjustment = AdjustmentIn.model_validate({"points": points, "reason": reason})
+        db: Database = request.app.state.db
+        with db.write() as conn:
+            done, _ = activity.adjust(
+                conn=conn,
+                clock=request.app.state.clock,
+                program=who.program,
+                member_id=member_id[:40],
+                adjustment=adjustment,
+                actor=f"staff:{who.user.id}",
+            )
+    except ValueError as error:  # not a number, or pydantic's ValidationError
+        errors = errors_by_field(error) if isinstance(error, ValidationError) else {"points": "not_a_number"}
+    except PalierError as error:
+        errors = {error.field or "points": error.detail}
+    else:
+        return RedirectResponse(f"/console/members/{member_id}?adjusted={done.points}", status_code=303)
+    return _detail(request, member_id, status=422, errors=errors, sent=sent, adjusted=None)

@@ -1,0 +1,48 @@
+"""What the console and the till show about a member, read in one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection
+
+from palier.clock import Clock
+from palier.members import service as members
+from palier.members.models import Balance, HistoryLine, Member
+from palier.programs.models import Program
+from palier.rewards import service as rewards
+from palier.rewards.models import Coupon
+from palier.tiers import service as tiers
+from palier.web.console.search import display_name
+
+
+@dataclass(frozen=True)
+class MemberView:
+    member: Member
+    name: str
+    balance: Balance
+    tier: str | None
+    coupons: list[Coupon]  # newest first
+    history: list[HistoryLine]  # newest first
+
+    @property
+    def usable_coupons(self) -> list[Coupon]:
+        return [c for c in self.coupons if c.state == "issued"]
+
+
+def member_view(
+    *, conn: Connection, clock: Clock, program: Program, member_id: str, history: int = 50, coupons: int = 50
+) -> MemberView:
+    member = members.get_member(conn=conn, program_id=program.id, member_id=member_id)
+    found: list[Any] = members.history(
+        conn=conn, program=program, member_id=member_id, cursor=None, limit=history
+    ).items
+    return MemberView(
+        member=member,
+        name=display_name(member),
+        balance=members.balance(conn=conn, program=program, member_id=member_id),  # no next rewards: not shown
+        tier=tiers.member_tier(conn, member_id=member_id),
+        coupons=rewards.member_coupons(conn=conn, program_id=program.id, member_id=member_id)[:coupons],
+        history=found,
+    )

@@ -1,0 +1,66 @@
+"""Find members by whatever the staff types: a card, an e-mail, a phone, an external id, a member id or a name."""
+
+from __future__ import annotations
+
+import contextlib
+
+from sqlalchemy import Connection, func, or_, select
+
+from palier.errors import PalierError
+from palier.members import service as members
+from palier.members.models import Member
+from palier.members.tables import members as member_rows
+from palier.programs.models import Program
+
+MAX_FOUND = 20
+
+
+def _kinds(text: str) -> list[str]:
+    """The identity kinds ``text`` could be, most likely first."""
+    if "@" in text:
+        return ["email", "external"]
+    digits = sum(ch.isdigit() for ch in text)
+    if digits and digits >= len(text.replace(" ", "").replace("+", "").replace("-", "")) - 1:
+        return ["card", "phone", "external", "payment_card"]
+    return ["card", "external"]
+
+
+def find_members(*, conn: Connection, program: Program, text: str, card_key: bytes) -> list[Member]:
+    """Every member ``text`` identifies (exactly, through ``members.find_member_id``), then name matches."""
+    text = text.strip()
+    if not text:
+        return []
+    found: dict[str, None] = {}
+    if text.startswith("mem_") and len(text) <= 40:
+        with contextlib.suppress(PalierError):
+            found[members.get_member(conn=conn, program_id=program.id, member_id=text).id] = None
+    for kind in _kinds(text):
+        try:
+            member_id = members.find_member_id(conn=conn, program=program, kind=kind, value=text, card_key=card_key)
+        except PalierError:  # not a valid phone, e-mail or card number: try the next kind
+            continue
+        if member_id is not None:
+            found[member_id] = None
+    if len(text) >= 2 and not any(ch.isdigit() for ch in text) and "@" not in text:
+        pattern = text.lower().replace("%", "").replace("_", "") + "%"
+        names = conn.execute(
+            select(member_rows.c.id)
+            .where(
+                member_rows.c.program_id == program.id,
+                member_rows.c.status == "active",
+                or_(
+                    func.lower(member_rows.c.first_name).like(pattern),
+                    func.lower(member_rows.c.last_name).like(pattern),
+                ),
+            )
+            .order_by(member_rows.c.last_name, member_rows.c.first_name)
+            .limit(MAX_FOUND)
+        ).scalars()
+        for member_id in names:
+            found[member_id] = None
+    return [members.get_member(conn=conn, program_id=program.id, member_id=m) for m in list(found)[:MAX_FOUND]]
+
+
+def display_name(member: Member) -> str:
+    name = " ".join(part for part in (member.first_name, member.last_name) if part)
+    return name or member.email or member.phone or member.id

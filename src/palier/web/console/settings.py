@@ -1,0 +1,99 @@
+"""Program settings in the console: the same checks and audit trail as ``PATCH /v1/program``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+
+from palier.db import Database
+from palier.errors import PalierError
+from palier.programs import service as programs
+from palier.programs.models import ProgramUpdate
+from palier.web.console.access import current, requires, staff_router
+from palier.web.console.forms import errors_by_field
+from palier.web.render import render
+
+router = staff_router()
+
+NUMBERS = (
+    "earn_points",
+    "earn_per_amount",
+    "return_window_days",
+    "welcome_points",
+    "redeem_points",
+    "redeem_amount",
+    "pay_with_points_max_percent",
+)
+TEXTS = ("name", "points_name", "timezone", "default_country", "rounding", "return_shortfall", "enrolment")
+FLAGS = ("earn_on_shipping", "earn_on_tax", "earn_on_gift_cards")
+
+
+def _changes(form: Any) -> dict[str, Any]:
+    changes: dict[str, Any] = {name: str(form.get(name, "")).strip() for name in TEXTS}
+    for name in NUMBERS:
+        raw = str(form.get(name, "")).strip()
+        changes[name] = int(raw) if raw.lstrip("-").isdigit() else raw
+    for name in FLAGS:
+        changes[name] = form.get(name) == "on"
+    lifetime = str(form.get("points_lifetime_months", "")).strip()
+    if lifetime:
+        changes["points_lifetime_months"] = int(lifetime) if lifetime.isdigit() else lifetime
+    else:
+        changes["never_expire"] = True
+    return changes
+
+
+@router.get("/console/settings")
+@requires("settings.edit")
+def settings_page(request: Request, saved: int | None = None) -> HTMLResponse:
+    who = current(request)
+    return render(
+        request,
+        "console/settings.html",
+        staff=who,
+        section="settings",
+        values=who.program.model_dump(),
+        errors={},
+        saved=saved,
+    )
+
+
+@router.post("/console/settings")
+@requires("settings.edit")
+async def save_settings(request: Request) -> Response:
+    who = current(request)
+    form = await request.form()
+    sent = _changes(form)
+    try:
+        changes = ProgramUpdate.model_validate(sent)
+        db: Database = request.app.state.db
+        with db.write() as conn:
+            programs.update_program(
+                conn=conn,
+                clock=request.app.state.clock,
+                program_id=who.program.id,
+                changes=changes,
+                actor=f"staff:{who.user.id}",
+            )
+    except ValidationError as error:
+        errors = errors_by_field(error)
+    except PalierError as error:
+        errors = {error.field or "form": error.detail}
+    else:
+        return RedirectResponse("/console/settings?saved=1", status_code=303)
+    values = who.program.model_dump() | {k: v for k, v in sent.items() if k != "never_expire"}
+    if sent.get("never_expire"):
+        values["points_lifetime_months"] = None
+    return render(
+        request,
+        "console/settings.html",
+        status=422,
+        staff=who,
+        section="settings",
+        values=values,
+        errors=errors,
+        saved=None,
+    )

@@ -1,0 +1,156 @@
+"""The till: find the member (card scan, phone, e-mail), see their points and coupons, use one or pay with points.
+
+Made for a counter: one big search box that a barcode scanner fills and submits (it types, then Enter),
+big buttons, and each action one form post. Coupons are used and points paid through the same services
+as the API (``rewards.use_coupon``, ``payments.pay``), with the ticket number as the order id so that a
+double tap is answered once.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+
+from palier.db import Database
+from palier.errors import PalierError
+from palier.rewards import payments
+from palier.rewards import service as rewards
+from palier.rewards.models import CouponUse, PaymentIn
+from palier.web import i18n, present
+from palier.web.console.access import current, requires, staff_router
+from palier.web.console.forms import errors_by_field, parse_money
+from palier.web.console.people import member_view
+from palier.web.console.search import display_name, find_members
+from palier.web.render import PageError, render
+
+router = staff_router()
+_TICKET_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+
+
+def _ticket(request: Request) -> str:
+    """A ticket number for the forms of this page: posting the same form twice gives the same answer."""
+    # Letters for the random part: a long run of digits could pass for a card number (and be refused).
+    now = request.app.state.clock.now()
+    return f"T{now:%H%M}-{''.join(secrets.choice(_TICKET_LETTERS) for _ in range(5))}"
+
+
+@router.get("/till")
+@requires("till.use")
+def till(request: Request, q: str | None = None) -> Response:
+    who = current(request)
+    rows = []
+    searched = bool(q and q.strip())
+    if searched:
+        db: Database = request.app.state.db
+        with db.read() as conn:
+            found = find_members(
+                conn=conn, program=who.program, text=(q or "")[:254], card_key=request.app.state.settings.card_hash_key
+            )
+        if len(found) == 1:
+            return RedirectResponse(f"/till/members/{found[0].id}", status_code=303)
+        rows = [{"member": m, "name": display_name(m)} for m in found]
+    return render(request, "console/till.html", staff=who, section="till", q=q or "", rows=rows, searched=searched)
+
+
+def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) -> HTMLResponse:
+    who = current(request)
+    language = i18n.request_language(request)
+    db: Database = request.app.state.db
+    with db.read() as conn:
+        try:
+            view = member_view(
+                conn=conn, clock=request.app.state.clock, program=who.program, member_id=member_id[:40], history=5
+            )
+        except PalierError:
+            raise PageError(404, "error.not_found") from None
+        gives = {}
+        for coupon in view.usable_coupons:
+            reward = rewards.get_reward(conn=conn, program_id=who.program.id, reward_id=coupon.reward_id)
+            gives[coupon.code] = present.reward_gives(reward, who.program, language)
+    ctx.setdefault("error", None)
+    ctx.setdefault("ok", None)
+    return render(
+        request,
+        "console/till_member.html",
+        status=status,
+        staff=who,
+        section="till",
+        v=view,
+        gives=gives,
+        ticket=_ticket(request),
+        worth=lambda points: present.money(payments.points_value(who.program, points), who.program, language),
+        money=lambda amount: present.money(amount, who.program, language),
+        **ctx,
+    )
+
+
+@router.get("/till/members/{member_id}")
+@requires("till.use")
+def till_member(request: Request, member_id: str, ok: str | None = None, code: str | None = None,
+                points: int | None = None, amount: int | None = None) -> HTMLResponse:  # fmt: skip
+    done = {"kind": ok, "code": code, "points": points, "amount": amount} if ok in ("coupon", "paid") else None
+    return _member(request, member_id, ok=done)
+
+
+@router.post("/till/members/{member_id}/coupons/{code}/use")
+@requires("coupons.use")
+async def use_coupon(request: Request, member_id: str, code: str) -> Response:
+    who = current(request)
+    form = await request.form()
+    try:
+        total_text = str(form.get("order_total", "")).strip()
+        total = parse_money(total_text, who.program.currency_exponent, field="order_total") if total_text else None
+        use = CouponUse.model_validate(
+            {
+                "channel": "store",
+                "member_id": member_id[:40],
+                "order_id": str(form.get("order_id", "")).strip() or _ticket(request),
+                "order_total": total,
+            }
+        )
+        db: Database = request.app.state.db
+        with db.write() as conn:
+            coupon, _ = rewards.use_coupon(
+                conn=conn, clock=request.app.state.clock, program=who.program, code=code[:40], use=use
+            )
+    except ValidationError as error:
+        return _member(request, member_id, status=422, error=next(iter(errors_by_field(error).values())))
+    except PalierError as error:
+        return _member(request, member_id, status=422, error=error.detail)
+    query = urlencode({"ok": "coupon", "code": coupon.code, "amount": coupon.discount or 0})
+    return RedirectResponse(f"/till/members/{member_id}?{query}", status_code=303)
+
+
+@router.post("/till/members/{member_id}/pay")
+@requires("points.pay")
+async def pay_with_points(request: Request, member_id: str) -> Response:
+    who = current(request)
+    form = await request.form()
+    try:
+        total = parse_money(str(form.get("order_total", "")), who.program.currency_exponent, field="order_total")
+        points_text = str(form.get("points", "")).strip()
+        data = PaymentIn.model_validate(
+            {
+                "kind": "points",
+                "order_id": str(form.get("order_id", "")).strip() or _ticket(request),
+                "order_total": total,
+                "points": int(points_text) if points_text.isdigit() else points_text,
+                "channel": "store",
+            }
+        )
+        db: Database = request.app.state.db
+        with db.write() as conn:
+            paid = payments.pay(
+                conn=conn, clock=request.app.state.clock, program=who.program, member_id=member_id[:40], data=data
+            )
+    except ValidationError as error:
+        return _member(request, member_id, status=422, error=next(iter(errors_by_field(error).values())))
+    except PalierError as error:
+        return _member(request, member_id, status=422, error=error.detail)
+    query = urlencode({"ok": "paid", "points": paid.points, "amount": paid.amount})
+    return RedirectResponse(f"/till/members/{member_id}?{query}", status_code=303)

@@ -1,0 +1,65 @@
+"""Where a problem sits in a YAML text: the line of a field path such as ``rules[2].conditions.weekdays``.
+
+The console's editors show each problem at its line, highlighted, so the merchant does not hunt for it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import yaml
+from yaml.nodes import MappingNode, Node, SequenceNode
+
+_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem of a document: its line (1-based, None when it has none), field, code and message."""
+
+    line: int | None
+    field: str
+    code: str
+    message: str
+
+
+def parts_of(path: str) -> list[str | int]:
+    return [int(index) if index else name for name, index in _PART.findall(path)]
+
+
+def syntax_problem(text: str) -> Problem | None:
+    """The YAML syntax error of ``text``, at its line, or None if it parses."""
+    try:
+        yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        reason = getattr(exc, "problem", None) or str(exc)
+        line = mark.line + 1 if mark is not None else None
+        return Problem(line=line, field="document", code="invalid_yaml", message=str(reason))
+    return None
+
+
+def line_of(text: str, path: str) -> int | None:
+    """The 1-based line of ``path`` in ``text``: the deepest part of the path that exists there."""
+    try:
+        node: Node | None = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    if node is None:
+        return None
+    line = node.start_mark.line
+    for part in parts_of(path):
+        if isinstance(node, MappingNode) and isinstance(part, str):
+            for key, value in node.value:
+                if getattr(key, "value", None) == part:
+                    line, node = key.start_mark.line, value
+                    break
+            else:
+                break
+        elif isinstance(node, SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line
+        else:
+            break
+    return line + 1

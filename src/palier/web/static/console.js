@@ -1,0 +1,101 @@
+/* The console's few behaviours: the dashboard's charts (Chart.js, vendored) and the YAML editor's
+   line numbers and error highlighting. Pages work without it; it only adds to them. */
+(function () {
+  "use strict";
+
+  function json(id) {
+    var node = document.getElementById(id);
+    return node ? JSON.parse(node.textContent) : null;
+  }
+
+  function charts() {
+    var data = json("kpi-data"), labels = json("kpi-labels");
+    if (!data || !window.Chart) return;
+    Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
+    Chart.defaults.font.size = 13;
+    Chart.defaults.color = "#4b5563";
+    var points = document.getElementById("points-chart");
+    if (points) {
+      new Chart(points, {
+        type: "bar",
+        data: {
+          labels: data.weeks,
+          datasets: [
+            { label: labels.issued, data: data.issued, backgroundColor: "#4338ca", borderRadius: 4 },
+            { label: labels.redeemed, data: data.redeemed, backgroundColor: "#059669", borderRadius: 4 },
+            { label: labels.expired, data: data.expired, backgroundColor: "#d97706", borderRadius: 4 }
+          ]
+        },
+        options: {
+          maintainAspectRatio: false, animation: false,
+          plugins: { legend: { position: "bottom" } },
+          scales: { y: { beginAtZero: true, grid: { color: "#eef0f4" } }, x: { grid: { display: false } } }
+        }
+      });
+    }
+    var basket = document.getElementById("basket-chart");
+    if (basket) {
+      new Chart(basket, {
+        type: "bar",
+        data: {
+          labels: [labels.members, labels.non_members],
+          datasets: [{ label: labels.basket + " (" + data.currency + ")", data: data.basket,
+                       backgroundColor: ["#4338ca", "#9ca3af"], borderRadius: 6 }]
+        },
+        options: {
+          indexAxis: "y", maintainAspectRatio: false, animation: false,
+          plugins: { legend: { display: false } },
+          scales: { x: { beginAtZero: true, grid: { color: "#eef0f4" } }, y: { grid: { display: false } } }
+        }
+      });
+    }
+  }
+
+  function editor() {
+    var box = document.querySelector(".code-editor");
+    if (!box) return;
+    var area = box.querySelector("textarea"), gutter = box.querySelector(".gutter"), marks = box.querySelector(".line-marks");
+    var bad = (box.dataset.badLines || "").split(",").filter(Boolean).map(Number);
+    function sync() {
+      var count = area.value.split("\n").length;
+      area.rows = count + 1;
+      if (gutter.children.length !== count) {
+        var html = "", lines = "";
+        for (var n = 1; n <= count; n++) {
+          var cls = bad.indexOf(n) >= 0 ? ' class="bad"' : "";
+          html += "<li id=\"line-" + n + "\"" + cls + ">" + n + "</li>";
+          lines += "<div" + cls + "></div>";
+        }
+        gutter.innerHTML = html;
+        marks.innerHTML = lines;
+      }
+    }
+    area.addEventListener("input", sync);
+    area.addEventListener("keydown", function (event) {
+      if (event.key === "Tab" && !event.shiftKey && !event.ctrlKey && !event.altKey) {
+        event.preventDefault();
+        var start = area.selectionStart;
+        area.setRangeText("  ", start, area.selectionEnd, "end");
+        sync();
+      }
+    });
+    sync();
+    document.querySelectorAll(".line-ref").forEach(function (link) {
+      link.addEventListener("click", function (event) {
+        event.preventDefault();
+        var line = Number(link.dataset.line), lines = area.value.split("\n"), offset = 0;
+        for (var i = 0; i < line - 1 && i < lines.length; i++) offset += lines[i].length + 1;
+        area.focus();
+        area.setSelectionRange(offset, offset + (lines[line - 1] || "").length);
+        var target = document.getElementById("line-" + line);
+        if (target) target.scrollIntoView({ block: "center" });
+      });
+    });
+    if (bad.length) {
+      var first = document.getElementById("line-" + bad[0]);
+      if (first) first.scrollIntoView({ block: "center" });
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { charts(); editor(); });
+})();

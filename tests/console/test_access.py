@@ -1,0 +1,158 @@
+"""Every console and till page checks the staff session, the role's permission and the CSRF token.
+
+The walk below takes every page route the app serves under /console and /till (so a new page is
+covered the day it is added) and tries it anonymously, with each role, and without the CSRF token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from palier.staff.permissions import ROLES, allows
+from palier.web import console
+from palier.web.console.access import permission_of
+from tests.api.helpers import ApiProgram
+from tests.console.conftest import csrf_of, sign_in
+
+OPEN = {"/console/sign-in", "/console/sign-out"}
+
+
+def staff_routes(app: FastAPI) -> list[tuple[str, str, Any]]:
+    """Every (method, path, endpoint) of the staff routers the app includes (``web.install``)."""
+    found = []
+    for router in console.routers():
+        for route in router.routes:
+            if isinstance(route, APIRoute) and route.path not in OPEN:
+                assert route.path.startswith(("/console", "/till")), route.path
+                found.extend((method, route.path, route.endpoint) for method in sorted(route.methods))
+    return found
+
+
+def test_every_staff_page_declares_its_permission(app: FastAPI) -> None:
+    routes = staff_routes(app)
+    assert len(routes) >= 20
+    assert [(m, p) for m, p, endpoint in routes if permission_of(endpoint) is None] == []
+
+
+@pytest.fixture
+def shop(program: ApiProgram) -> dict[str, str]:
+    """A member with a coupon, and a reward: real ids for the routes' path parameters."""
+    member = program.enrol(first_name="Ann", identities=[{"kind": "card", "value": "2900000000017"}])
+    program.adjust(member["id"], 500)
+    reward = program.call(
+        "POST",
+        "/v1/rewards",
+        json={"kind": "amount_off", "amount": 500, "cost_points": 100, "title": {"fr": "Bon", "en": "Voucher"}},
+    ).json()
+    coupon = program.call("POST", f"/v1/members/{member['id']}/redemptions", json={"reward_id": reward["id"]}).json()
+    return {"member_id": member["id"], "reward_id": reward["id"], "code": coupon["coupon"]["code"]}
+
+
+def _url(path: str, ids: dict[str, str]) -> str:
+    for name, value in ids.items():
+        path = path.replace("{" + name + "}", value)
+    assert "{" not in path, path
+    return path
+
+
+def test_anonymous_visitors_are_sent_to_sign_in(app: FastAPI, client: TestClient, shop: dict[str, str]) -> None:
+    token = csrf_of(client.get("/console/sign-in").text)
+    for method, path, _ in staff_routes(app):
+        url = _url(path, shop)
+        data = {"csrf": token} if method == "POST" else None
+        response = client.request(method, url, data=data, follow_redirects=False)
+        assert response.status_code == 303, (method, url, response.status_code)
+        assert response.headers["location"].startswith("/console/sign-in?next=%2F"), url
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_each_role_gets_exactly_its_pages(
+    role: str,
+    app: FastAPI,
+    client: TestClient,
+    program: ApiProgram,
+    shop: dict[str, str],
+    add_staff: Callable[..., str],
+) -> None:
+    email = add_staff(program.id, role)
+    assert sign_in(client, email).status_code == 303
+    token = csrf_of(client.get("/console", follow_redirects=True).text)
+    refused, allowed = [], []
+    for method, path, endpoint in staff_routes(app):
+        url = _url(path, shop)
+        may = allows(role, permission_of(endpoint))  # type: ignore[arg-type]
+        response = client.request(
+            method, url, data={"csrf": token} if method == "POST" else None, follow_redirects=False
+        )
+        if may:
+            assert response.status_code != 403, (role, method, url, response.text[:300])
+            allowed.append(path)
+        else:
+            assert response.status_code == 403, (role, method, url, response.status_code)
+            assert "text/html" in response.headers["content-type"]
+            assert "Votre rôle ne permet pas" in response.text
+            refused.append(path)
+    if role == "admin":
+        assert refused == []
+    if role == "store_staff":
+        for page in ("/console/settings", "/console/rules", "/console/tiers", "/console/dashboard"):
+            assert page in refused
+        assert "/till" in allowed and "/till/members/{member_id}/coupons/{code}/use" in allowed
+    if role == "marketer":
+        assert "/console/rules" in allowed and "/console/settings" in refused and "/till" in refused
+        assert "/console/members/{member_id}/adjust" in refused
+
+
+def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(
+    client: TestClient, program: ApiProgram, shop: dict[str, str], add_staff: Callable[..., str]
+) -> None:
+    sign_in(client, add_staff(program.id, "admin"))
+    before = program.balance(shop["member_id"])["available"]
+    url = f"/console/members/{shop['member_id']}/adjust"
+    for data in ({"points": "50", "reason": "No token"}, {"points": "50", "reason": "Bad token", "csrf": "forged"}):
+        response = client.post(url, data=data, follow_redirects=False)
+        assert response.status_code == 403 and "Ce formulaire a expiré" in response.text
+    assert program.balance(shop["member_id"])["available"] == before
+    token = csrf_of(client.get(f"/console/members/{shop['member_id']}").text)
+    done = client.post(url, data={"points": "50", "reason": "With token", "csrf": token}, follow_redirects=False)
+    assert done.status_code == 303 and program.balance(shop["member_id"])["available"] == before + 50
+
+
+def test_sign_in_refusals_throttling_and_sign_out(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    email = add_staff(program.id, "marketer")
+    wrong = sign_in(client, email, "not the password")
+    assert wrong.status_code == 401 and "E-mail ou mot de passe incorrect." in wrong.text
+    for _ in range(4):
+        sign_in(client, email, "still wrong")
+    throttled = sign_in(client, email)  # the right password, too late
+    assert throttled.status_code == 429 and "Trop de tentatives échouées. Réessayez dans 15 min." in throttled.text
+    other = add_staff(program.id, "marketer")
+    ok = sign_in(client, other, next="https://evil.example/")  # no open redirect
+    assert ok.status_code == 303 and ok.headers["location"] == "/console/dashboard"
+    assert client.get("/console/rules", follow_redirects=False).status_code == 200
+    token = csrf_of(client.get("/console/rules").text)
+    assert client.post("/console/sign-out", data={"csrf": token}, follow_redirects=False).status_code == 303
+    assert client.get("/console/rules", follow_redirects=False).status_code == 303
+
+
+def test_store_staff_land_on_the_till_and_a_deactivated_user_is_signed_out(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str], db: Any, clock: Any
+) -> None:
+    from palier.staff import service as staff
+
+    email = add_staff(program.id, "store_staff")
+    landed = sign_in(client, email)
+    assert landed.headers["location"] == "/till"
+    assert client.get("/till").status_code == 200
+    with db.write() as conn:
+        user = staff.find(conn=conn, program_id=program.id, email=email)
+        staff.set_active(conn=conn, clock=clock, staff_id=user.id, active=False, actor="test")
+    assert client.get("/till", follow_redirects=False).status_code == 303

@@ -1,0 +1,168 @@
+"""Console and till forms over HTTP: what is saved, what is refused (and shown), and the audit trail."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from palier.db import Database
+from palier.programs.tables import audit_entries
+from tests.api.helpers import ApiProgram
+from tests.console.conftest import csrf_of, sign_in
+
+TIERS_BAD = (
+    "metric: spend\nwindow: rolling_months\ntiers:\n- code: silver\n  name: {fr: Argent, en: Silver}\n  threshold: -5\n"
+)
+
+
+def admin(client: TestClient, program: ApiProgram, add_staff: Callable[..., str]) -> str:
+    assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
+    return csrf_of(client.get("/console/settings").text)
+
+
+def test_settings_are_saved_audited_and_bad_values_shown_next_to_their_field(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str], db: Database
+) -> None:
+    token = admin(client, program, add_staff)
+    form = client.get("/console/settings").text
+    assert 'value="Europe/Paris"' in form
+    sent = {"csrf": token, "name": "Maison Réglée", "points_name": "grains", "timezone": "Europe/Paris",
+            "default_country": "FR", "rounding": "floor", "return_shortfall": "debt", "enrolment": "open",
+            "earn_points": "3", "earn_per_amount": "100", "return_window_days": "14", "welcome_points": "50",
+            "redeem_points": "100", "redeem_amount": "100", "pay_with_points_max_percent": "50",
+            "points_lifetime_months": "", "earn_on_tax": "on"}  # fmt: skip
+    saved = client.post("/console/settings", data=sent, follow_redirects=False)
+    assert saved.status_code == 303
+    now = program.call("GET", "/v1/program").json()
+    assert (now["name"], now["earn_points"], now["welcome_points"]) == ("Maison Réglée", 3, 50)
+    assert now["points_lifetime_months"] is None and now["earn_on_tax"] is True and now["earn_on_shipping"] is False
+    with db.read() as conn:
+        actors = conn.execute(
+            select(audit_entries.c.actor).where(
+                audit_entries.c.program_id == program.id, audit_entries.c.action == "program.updated"
+            )
+        ).scalars()
+        assert any(actor.startswith("staff:stf_") for actor in actors)
+    refused = client.post("/console/settings", data=sent | {"timezone": "Mars/Olympus", "earn_points": "-1"})
+    assert refused.status_code == 422
+    assert "Rien n&#39;a été enregistré" in refused.text and "unknown time zone" in refused.text
+    assert 'value="Mars/Olympus"' in refused.text  # what was typed is kept
+    assert program.call("GET", "/v1/program").json()["timezone"] == "Europe/Paris"
+
+
+def test_the_tiers_editor_refuses_a_bad_policy_at_its_line_and_saves_a_good_one(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    token = admin(client, program, add_staff)
+    refused = client.post("/console/tiers", data={"csrf": token, "document": TIERS_BAD})
+    assert refused.status_code == 422
+    assert 'class="bad">6</li>' in refused.text  # threshold: -5
+    good = TIERS_BAD.replace("-5", "20000").replace("rolling_months", "calendar_year")
+    saved = client.post("/console/tiers", data={"csrf": token, "document": good}, follow_redirects=False)
+    assert saved.status_code == 303
+    page = client.get("/console/tiers").text
+    assert "Argent" in page and "20 000" in page.replace("\u202f", " ")
+    assert program.call("GET", "/v1/tiers").json()["tiers"][0]["threshold"] == 20000
+
+
+def test_a_reward_is_edited_and_archived(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    reward = program.call(
+        "POST",
+        "/v1/rewards",
+        json={"kind": "free_product", "sku": "CAFE", "cost_points": 100, "title": {"fr": "Café", "en": "Coffee"}},
+    ).json()
+    token = admin(client, program, add_staff)
+    listed = client.get("/console/rewards").text
+    assert "Café" in listed and "Un produit offert" in listed
+    form = {"csrf": token, "title_fr": "Grand café", "title_en": "Large coffee", "cost_points": "120", "stock": "",
+            "status": "archived"}  # fmt: skip
+    assert client.post(f"/console/rewards/{reward['id']}", data=form, follow_redirects=False).status_code == 303
+    now = program.call("GET", f"/v1/rewards/{reward['id']}").json()
+    assert (now["title"]["fr"], now["cost_points"], now["status"]) == ("Grand café", 120, "archived")
+    bad = client.post(f"/console/rewards/{reward['id']}", data=form | {"cost_points": "0"})
+    assert bad.status_code == 422 and "cost_points" in bad.text
+    assert client.get("/console/rewards/rwd_nope").status_code == 404
+
+
+def test_member_search_by_identity_or_name_and_a_refused_adjustment(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str], db: Database
+) -> None:
+    ann = program.enrol(first_name="Annabelle", last_name="Roux", email="annabelle@example.com", phone="06 12 34 56 78")
+    program.enrol(first_name="Anne", last_name="Vidal")
+    admin(client, program, add_staff)
+    for typed in ("annabelle@example.com", "+33 6 12 34 56 78", "0612345678", ann["id"]):
+        found = client.get("/console/members", params={"q": typed}, follow_redirects=False)
+        assert found.headers.get("location") == f"/console/members/{ann['id']}", typed
+    both = client.get("/console/members", params={"q": "ann"})
+    assert "2 membre(s) trouvé(s)" in both.text and "Annabelle Roux" in both.text and "Anne Vidal" in both.text
+    nobody = client.get("/console/members", params={"q": "zoé"})
+    assert "Aucun membre ne correspond" in nobody.text
+    page = client.get(f"/console/members/{ann['id']}")
+    token = csrf_of(page.text)
+    too_much = client.post(
+        f"/console/members/{ann['id']}/adjust", data={"csrf": token, "points": "-10", "reason": "Oops"}
+    )
+    assert too_much.status_code == 422 and "0 points available" in too_much.text
+    no_reason = client.post(f"/console/members/{ann['id']}/adjust", data={"csrf": token, "points": "10", "reason": ""})
+    assert no_reason.status_code == 422
+    assert program.balance(ann["id"])["available"] == 0
+    done = client.post(f"/console/members/{ann['id']}/adjust", data={"csrf": token, "points": "10", "reason": "Sorry"})
+    assert done.status_code == 200 and "Ajustement enregistré : +10 points." in done.text  # after the redirect
+    with db.read() as conn:
+        entry = conn.execute(
+            select(audit_entries.c.actor, audit_entries.c.details).where(
+                audit_entries.c.subject_id == ann["id"], audit_entries.c.action == "member.adjusted"
+            )
+        ).one()
+    assert entry.actor.startswith("staff:stf_") and entry.details["reason"] == "Sorry"
+
+
+def test_the_till_refuses_paying_more_points_than_held_and_a_coupon_of_someone_else(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    ann, bob = program.enrol(first_name="Ann"), program.enrol(first_name="Bob")
+    program.adjust(ann["id"], 300)
+    program.adjust(bob["id"], 300)
+    reward = program.call(
+        "POST",
+        "/v1/rewards",
+        json={"kind": "amount_off", "amount": 200, "cost_points": 100, "title": {"fr": "Bon", "en": "V"}},
+    ).json()
+    bobs: Any = program.call("POST", f"/v1/members/{bob['id']}/redemptions", json={"reward_id": reward["id"]}).json()
+    assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
+    token = csrf_of(client.get(f"/till/members/{ann['id']}").text)
+    pay = {"csrf": token, "order_id": "T-1", "order_total": "10,00", "points": "400"}
+    refused = client.post(f"/till/members/{ann['id']}/pay", data=pay)
+    assert refused.status_code == 422 and "notice error" in refused.text
+    malformed = client.post(f"/till/members/{ann['id']}/pay", data=pay | {"order_total": "dix euros"})
+    assert malformed.status_code == 422 and "12.50" in malformed.text
+    assert program.balance(ann["id"])["available"] == 300
+    code = bobs["coupon"]["code"]
+    theirs = client.post(f"/till/members/{ann['id']}/coupons/{code}/use", data={"csrf": token, "order_id": "T-2"})
+    assert theirs.status_code == 422
+    assert program.call("GET", f"/v1/coupons/{code}").json()["state"] == "issued"
+    paid = client.post(f"/till/members/{ann['id']}/pay", data=pay | {"points": "100"}, follow_redirects=False)
+    assert paid.status_code == 303 and program.balance(ann["id"])["available"] == 200
+
+
+def test_the_dashboard_takes_chosen_dates_and_falls_back_to_twelve_weeks(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    ann = program.enrol(first_name="Ann")
+    program.purchase(ann["id"], occurred_at="2026-03-02T08:00:00Z")  # 10 points
+    program.purchase(ann["id"], occurred_at="2026-02-10T08:00:00Z")  # 10 points, in an earlier week
+    admin(client, program, add_staff)
+    chosen = client.get("/console/dashboard", params={"first": "2026-03-01", "last": "2026-03-02"}).text
+    assert "Du 1 mars 2026 au 2 mars 2026" in chosen
+    assert '<p class="kpi-value" data-kpi="issued">10</p>' in chosen
+    assert 'value="2026-03-01"' in chosen and '<option value="" selected>Dates choisies</option>' in chosen
+    default = client.get("/console/dashboard", params={"first": "2026-03-05", "last": "2026-03-01"}).text
+    assert "Du 15 décembre 2025 au 2 mars 2026" in default  # an impossible range: the last 12 weeks
+    assert '<p class="kpi-value" data-kpi="issued">20</p>' in default
+    english = client.get("/console/dashboard", params={"weeks": "4", "channel": "web", "lang": "en"}).text
+    assert "Dashboard" in english and "Online" in english and "Last 4 weeks" in english

@@ -1,0 +1,263 @@
+"""The admin console, the dashboard and the till in a browser (Chromium): what staff do in a day.
+
+An admin adjusts a member's points and sees it in the history and on the dashboard; the till goes from a
+card scan to a used coupon and a payment with points; store staff are refused the settings and rules;
+the rules editor points at the offending line; the console speaks French and English.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from palier.staff import service as staff
+from palier.staff.models import StaffCreate
+from tests.api.helpers import ApiProgram, unique
+from tests.web.conftest import MOBILE, LiveServer, assert_accessible
+
+PASSWORD = "a long test password"
+CARD = "2900000000123"
+
+
+@pytest.fixture
+def add_staff(web: LiveServer) -> Callable[..., str]:
+    def add(program: ApiProgram, role: str, name: str) -> str:
+        email = f"{role}.{unique('w')}@maison.example"
+        data = StaffCreate.model_validate({"email": email, "display_name": name, "role": role, "password": PASSWORD})
+        with web.db.write() as conn:
+            staff.create(conn=conn, clock=web.clock, program_id=program.id, data=data, actor="test")
+        return email
+
+    return add
+
+
+def sign_in(page: Any, email: str, next_path: str = "") -> None:
+    page.goto(f"/console/sign-in{'?next=' + next_path if next_path else ''}")
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Mot de passe").fill(PASSWORD)
+    page.get_by_role("button", name="Se connecter").click()
+
+
+def navigate(page: Any, target: Any) -> None:
+    """Click ``target`` and wait for the page it leads to (so that what follows reads the new page)."""
+    with page.expect_navigation():
+        target.click()
+
+
+def shop(program: ApiProgram) -> dict[str, Any]:
+    """Léa, a member with a loyalty card, 600 points and a coupon for a €5 voucher; a few sales."""
+    member = program.enrol(
+        first_name="Léa", last_name="Moreau", email=f"{unique('lea')}@example.com",
+        identities=[{"kind": "card", "value": CARD}],
+    )  # fmt: skip
+    program.adjust(member["id"], 600, reason="Welcome to the club")
+    program.purchase(member["id"], lines=[{"sku": "CAKE", "quantity": 2, "unit_price": 1850}])
+    program.purchase(member["id"], lines=[{"sku": "BREAD", "quantity": 1, "unit_price": 420}], channel="web")
+    for price in (640, 980):  # two shoppers who are not members
+        line = {"sku": "CROISSANT", "quantity": 2, "unit_price": price // 2}
+        body = {
+            "order_id": unique("walkin"),
+            "channel": "store",
+            "occurred_at": "2026-03-01T10:00:00Z",
+            "currency": "EUR",
+            "lines": [line],
+        }
+        assert program.call("POST", "/v1/events/purchases", json=body).json()["status"] == "anonymous"
+    voucher = program.call(
+        "POST",
+        "/v1/rewards",
+        json={
+            "kind": "amount_off",
+            "amount": 500,
+            "cost_points": 200,
+            "title": {"fr": "Bon de 5 €", "en": "€5 voucher"},
+        },
+    ).json()
+    coupon = program.call("POST", f"/v1/members/{member['id']}/redemptions", json={"reward_id": voucher["id"]}).json()
+    return {"member": member, "code": coupon["coupon"]["code"]}
+
+
+def test_an_admin_adjusts_points_with_a_reason_and_sees_history_and_dashboard_change(
+    new_program: Callable[..., ApiProgram], page: Any, add_staff: Callable[..., str], shoot: Callable[..., Any]
+) -> None:
+    program = new_program(name="Maison Console")
+    world = shop(program)
+    sign_in(page, add_staff(program, "admin", "Camille Martin"))
+    page.wait_for_url("**/console/dashboard")
+    issued = page.locator('[data-kpi="issued"]')
+    assert issued.inner_text() == "641"  # 600 welcome, 37 for the cakes, 4 for the bread
+    assert page.locator('[data-kpi="non-member-orders"]').inner_text() == "2"
+    assert page.locator('[data-kpi="non-member-basket"]').inner_text() == "8,10 €"
+    assert page.locator("#points-chart").is_visible()
+    shoot(page, "dashboard")
+    assert_accessible(page)
+
+    navigate(page, page.get_by_role("link", name="Membres"))
+    page.get_by_label("Rechercher un membre").fill(CARD)
+    page.get_by_label("Rechercher un membre").press("Enter")
+    page.wait_for_url(f"**/console/members/{world['member']['id']}")
+    assert page.locator("h1").inner_text() == "Léa Moreau"
+    assert page.locator('[data-balance="available"]').inner_text() == "400"
+    page.get_by_label("Points").fill("250")
+    page.get_by_label("Motif (vu par le membre)").fill("Gâteau d'anniversaire raté")
+    navigate(page, page.get_by_role("button", name="Enregistrer l'ajustement"))
+    assert "Ajustement enregistré : +250 points." in page.locator(".notice.ok").inner_text()
+    assert page.locator('[data-balance="available"]').inner_text() == "650"
+    first_line = page.locator("table.history tbody tr").first
+    assert "Gâteau d'anniversaire raté" in first_line.inner_text() and "+250" in first_line.inner_text()
+    shoot(page, "member")
+    assert_accessible(page)
+    assert program.balance(world["member"]["id"])["available"] == 650
+
+    navigate(page, page.get_by_role("link", name="Tableau de bord"))
+    assert page.locator('[data-kpi="issued"]').inner_text() == "891"  # 641 + 250
+    page.select_option("#channel", "web")
+    page.wait_for_url("**channel=web**")
+    assert page.locator('[data-kpi="issued"]').inner_text() == "4"  # only the bread bought online
+    assert page.locator('[data-kpi="member-orders"]').inner_text() == "1"
+
+
+def test_the_till_goes_from_a_card_scan_to_a_used_coupon_and_pays_with_points(
+    new_program: Callable[..., ApiProgram],
+    page: Any,
+    new_page: Callable[..., Any],
+    add_staff: Callable[..., str],
+    shoot: Callable[..., Any],
+) -> None:
+    program = new_program(name="Maison Caisse")
+    world = shop(program)
+    email = add_staff(program, "store_staff", "Hugo Caisse")
+    sign_in(page, email)
+    page.wait_for_url("**/till")
+    search = page.get_by_label("Scannez ou tapez la carte, le téléphone ou l'e-mail")
+    assert search.evaluate("node => node === document.activeElement")  # a scanner types straight in
+    shoot(page, "search")
+    assert_accessible(page)
+    search.type(CARD)
+    search.press("Enter")  # what a barcode scanner sends after the digits
+    page.wait_for_url(f"**/till/members/{world['member']['id']}")
+    assert page.locator("h1").inner_text() == "Léa Moreau"
+    assert page.locator('[data-balance="available"]').inner_text() == "400"
+    assert page.locator('[data-balance="held"]').inner_text() == "200"
+    shoot(page, "member")
+    assert_accessible(page)
+
+    navigate(page, page.locator(f'button[data-code="{world["code"]}"]'))
+    page.wait_for_url("**ok=coupon**")  # the post answers with a redirect to the member, with what was done
+    assert f"Coupon {world['code']} utilisé." in page.locator(".notice.ok").inner_text()
+    assert page.locator('[data-balance="held"]').inner_text() == "0"
+    assert page.locator(f'button[data-code="{world["code"]}"]').count() == 0
+    assert program.call("GET", f"/v1/coupons/{world['code']}").json()["state"] == "used"
+
+    page.get_by_label("Total du ticket").fill("12,50")
+    page.get_by_label("Points à utiliser").fill("150")
+    navigate(page, page.get_by_role("button", name="Payer avec les points"))
+    page.wait_for_url("**ok=paid**")
+    assert "150 points utilisés : 1,50 € déduits du ticket." in page.locator(".notice.ok").inner_text()
+    assert page.locator('[data-balance="available"]').inner_text() == "250"
+    shoot(page, "paid")
+    assert_accessible(page)
+    assert program.balance(world["member"]["id"])["available"] == 250
+
+    tablet = new_page(viewport=MOBILE)  # a phone or a small tablet at the counter
+    sign_in(tablet, email, next_path=f"/till/members/{world['member']['id']}")
+    assert tablet.locator('[data-balance="available"]').inner_text() == "250"
+    assert tablet.get_by_role("button", name="Payer avec les points").bounding_box()["height"] >= 56  # thumb-sized
+    shoot(tablet, "mobile")
+    assert_accessible(tablet)
+
+    navigate(page, page.get_by_role("link", name="Client suivant"))
+    page.get_by_label("Scannez ou tapez la carte, le téléphone ou l'e-mail").fill("0000000")
+    page.keyboard.press("Enter")
+    assert "Aucun membre pour « 0000000 »" in page.locator(".notice.error").inner_text()
+
+
+def test_store_staff_are_refused_the_settings_and_rules(
+    new_program: Callable[..., ApiProgram], page: Any, add_staff: Callable[..., str], shoot: Callable[..., Any]
+) -> None:
+    program = new_program(name="Maison Refus")
+    sign_in(page, add_staff(program, "store_staff", "Hugo Caisse"))
+    page.wait_for_url("**/till")
+    nav = page.locator(".console-nav").inner_text()
+    assert "Caisse" in nav and "Réglages" not in nav and "Règles" not in nav
+    for path in ("/console/settings", "/console/rules", "/console/dashboard"):
+        response = page.goto(path)
+        assert response.status == 403, path
+        assert "Votre rôle ne permet pas d'ouvrir cette page." in page.locator(".error-card").inner_text()
+    shoot(page, "refused")
+    assert_accessible(page)
+    assert program.call("GET", "/v1/program").json()["name"] == "Maison Refus"
+
+
+def test_the_rules_editor_shows_a_yaml_error_at_its_line(
+    new_program: Callable[..., ApiProgram], page: Any, add_staff: Callable[..., str], shoot: Callable[..., Any]
+) -> None:
+    program = new_program(name="Maison Règles")
+    sign_in(page, add_staff(program, "marketer", "Inès Laurent"), next_path="/console/rules")
+    page.wait_for_url("**/console/rules")
+    editor = page.locator("textarea#document")
+    assert "rules:" in editor.input_value()
+    bad_field = "\n".join(
+        [
+            "rules:",
+            "- id: base",
+            "  name: {fr: Achats, en: Purchases}",
+            "  event: purchase",
+            "  effect: {type: points_per_amount, points: 1, per_amount: 100}",
+            "- id: weekend",
+            "  name: {fr: Week-end, en: Weekend}",
+            "  event: purchase",
+            "  conditions: {weekdays: [sat, sun]}",
+            "  colour: blue",  # line 10: not a field of a rule
+            "  effect: {type: multiplier, factor: 2}",
+        ]
+    )
+    editor.fill(bad_field)
+    navigate(page, page.get_by_role("button", name="Vérifier et enregistrer"))
+    problems = page.locator("#problems")
+    assert "Rien n'a été enregistré" in problems.inner_text()
+    assert page.locator(".problem-list li").first.locator(".line-ref").inner_text() == "Ligne 10"
+    assert "rules[1].colour" in problems.inner_text()
+    assert page.locator(".gutter li.bad").all_inner_texts() == ["10"]
+    assert page.locator(".line-marks div").nth(9).get_attribute("class") == "bad"
+    assert editor.input_value() == bad_field  # what was typed is kept to be fixed
+    shoot(page, "field-error")
+    assert_accessible(page)
+
+    editor.fill("rules:\n- id: base\n  event: purchase\n  effect: {type: points_per_amount, points: 1\n")
+    navigate(page, page.get_by_role("button", name="Vérifier et enregistrer"))
+    assert page.locator(".gutter li.bad").all_inner_texts() == ["5"]  # the mapping is never closed
+    assert program.call("GET", "/v1/program").json()["rules_version"] == 0  # nothing applied
+
+    editor.fill(bad_field.replace("  colour: blue\n", ""))  # fixed
+    navigate(page, page.get_by_role("button", name="Vérifier et enregistrer"))
+    assert "la version 1 est en vigueur" in page.locator(".notice.ok").inner_text()
+    assert program.call("GET", "/v1/program").json()["rules_version"] == 1
+    shoot(page, "saved")
+    assert_accessible(page)
+
+
+def test_the_console_switches_language(
+    new_program: Callable[..., ApiProgram], page: Any, add_staff: Callable[..., str], shoot: Callable[..., Any]
+) -> None:
+    program = new_program(name="Maison Langues")
+    sign_in(page, add_staff(program, "admin", "Camille Martin"), next_path="/console/settings")
+    page.wait_for_url("**/console/settings")
+    assert page.locator("h1").inner_text() == "Réglages du programme"
+    navigate(page, page.get_by_role("link", name="EN — English"))
+    assert page.locator("h1").inner_text() == "Program settings"
+    nav = page.locator(".console-nav").inner_text()
+    assert "Dashboard" in nav and "Members" in nav and "Tableau de bord" not in nav
+    navigate(page, page.get_by_role("link", name="Dashboard"))  # the choice is kept from page to page
+    assert page.locator("h1").inner_text() == "Dashboard"
+    shoot(page, "english-dashboard")
+    assert_accessible(page)
+    page.goto("/console/settings")
+    page.get_by_label("Points earned…").fill("2")
+    navigate(page, page.get_by_role("button", name="Save settings"))
+    assert page.locator(".notice.ok").inner_text() == "Settings saved."
+    assert program.call("GET", "/v1/program").json()["earn_points"] == 2
+    shoot(page, "english-settings")
+    assert_accessible(page)
