@@ -166,3 +166,33 @@ def test_the_dashboard_takes_chosen_dates_and_falls_back_to_twelve_weeks(
     assert '<p class="kpi-value" data-kpi="issued">20</p>' in default
     english = client.get("/console/dashboard", params={"weeks": "4", "channel": "web", "lang": "en"}).text
     assert "Dashboard" in english and "Online" in english and "Last 4 weeks" in english
+
+
+def test_a_new_reward_and_a_new_segment_are_written_in_yaml_with_problems_at_their_line(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    token = admin(client, program, add_staff)
+    assert "amount_off" in client.get("/console/new-reward").text  # a worked example to start from
+    reward = 'kind: amount_off\ncost_points: 300\ntitle: {fr: "Bon de 3 €", en: "€3 voucher"}\namount: -3\n'
+    refused = client.post("/console/new-reward", data={"csrf": token, "document": reward})
+    assert refused.status_code == 422 and 'class="bad">4</li>' in refused.text  # amount: -3
+    assert program.call("GET", "/v1/rewards").json() == []  # nothing written
+    made = client.post(
+        "/console/new-reward", data={"csrf": token, "document": reward.replace("-3", "300")}, follow_redirects=False
+    )
+    assert made.status_code == 303
+    [created] = program.call("GET", "/v1/rewards").json()
+    assert made.headers["location"] == f"/console/rewards/{created['id']}?saved=1"
+    assert (created["title"]["fr"], created["cost_points"], created["amount"]) == ("Bon de 3 €", 300, 300)
+
+    segment = "code: big\nname: {fr: Gros paniers, en: Big spenders}\nconditions:\n"
+    segment += "  - {field: total_spend, op: '>>', value: 1}\n"
+    refused = client.post("/console/new-segment", data={"csrf": token, "document": segment})
+    assert refused.status_code == 422 and 'class="bad">4</li>' in refused.text
+    made = client.post(
+        "/console/new-segment", data={"csrf": token, "document": segment.replace(">>", ">=")}, follow_redirects=False
+    )
+    assert made.status_code == 303
+    page = client.get(made.headers["location"]).text
+    assert "Gros paniers" in page and "big" in page
+    assert [s["code"] for s in program.call("GET", "/v1/segments").json()] == ["big"]

@@ -1,8 +1,11 @@
-"""The YAML editors of the console: earning rules and tiers, checked on save, problems shown at their line.
+"""The YAML editors of the console: earning rules, tiers, a new reward and a new segment, checked on save,
+problems shown at their line.
 
 Rules are read by the rules document loader (``palier.rules.document``) and applied as a new version by
 ``rules.service.apply_rules``, exactly as ``POST /v1/program/rules`` does; tiers by ``TierPolicy`` and
-``tiers.service.set_policy``, as the API and ``palier program apply`` do.
+``tiers.service.set_policy``, as the API and ``palier program apply`` do; a new reward by ``RewardIn`` and
+``rewards.service.create_reward`` (``POST /v1/rewards``), a new segment by ``SegmentIn`` and
+``segments.service.create_segment`` (``POST /v1/segments``).
 """
 
 from __future__ import annotations
@@ -19,8 +22,12 @@ from palier.api.problems import field_path, validation_code
 from palier.clock import Clock
 from palier.db import Database
 from palier.errors import PalierError
+from palier.rewards import service as rewards
+from palier.rewards.models import RewardIn
 from palier.rules import document as rules_document
 from palier.rules import service as rules
+from palier.segments import service as segments
+from palier.segments.models import SegmentIn
 from palier.tiers import service as tiers
 from palier.tiers.models import TierPolicy
 from palier.web.console.access import Staff, current, requires, staff_router
@@ -47,7 +54,19 @@ def _validation_problems(text: str, error: ValidationError) -> list[Problem]:
     return found
 
 
-def _editor(request: Request, who: Staff, *, kind: str, text: str, problems: list[Problem], **ctx: Any) -> HTMLResponse:
+def _editor(
+    request: Request,
+    who: Staff,
+    *,
+    kind: str,
+    text: str,
+    problems: list[Problem],
+    section: str | None = None,
+    action: str | None = None,
+    back: str | None = None,
+    **ctx: Any,
+) -> HTMLResponse:
+    """The editor page for ``kind`` (its texts are ``console.<kind>.*``), posting to ``action``."""
     lines = text.split("\n")
     bad = {p.line for p in problems if p.line}
     return render(
@@ -55,7 +74,9 @@ def _editor(request: Request, who: Staff, *, kind: str, text: str, problems: lis
         "console/editor.html",
         status=422 if problems else 200,
         staff=who,
-        section=kind,
+        section=section or kind,
+        action=action or f"/console/{kind}",
+        back=back,
         kind=kind,
         text=text,
         line_count=max(len(lines), 1),
@@ -164,3 +185,75 @@ async def save_tiers(request: Request) -> Response:
             request, who, kind="tiers", text=text, problems=_problems(text, error), policy=policy, saved=None
         )
     return RedirectResponse("/console/tiers?saved=1", status_code=303)
+
+
+# --- a new reward, a new segment ---
+
+NEW_REWARD = """# A reward of the catalog. Kinds: amount_off, percent_off, free_product, store_credit, gift.
+kind: amount_off
+cost_points: 500
+title: {fr: "Bon de 5 €", en: "€5 voucher"}
+amount: 500          # minor units: 5.00
+valid_days: 30       # how long the coupon can be used
+# stock: 100         # leave out for unlimited
+"""
+
+NEW_SEGMENT = """# An audience, recomputed by `palier jobs run segments`. Kind: rules (all hold) or top_revenue.
+code: big-spenders
+name: {fr: "Gros paniers", en: "Big spenders"}
+conditions:
+  - {field: total_spend, op: ">=", value: 50000}   # minor units: 500.00
+"""
+
+
+async def _create(request: Request, *, kind: str, section: str, parse: Any, create: Any, done: str) -> Response:
+    """Check the posted YAML with ``parse`` and save it with ``create``; problems at their line."""
+    who = current(request)
+    text = str((await request.form()).get("document", ""))[:MAX_TEXT].replace("\r\n", "\n")
+    page = {"kind": kind, "section": section, "action": f"/console/{kind}", "back": f"/console/{section}"}
+    problem = syntax_problem(text)
+    if problem is not None:
+        return _editor(request, who, text=text, problems=[problem], saved=None, **page)
+    try:
+        data = parse(yaml.safe_load(text) or {})
+        db: Database = request.app.state.db
+        with db.write() as conn:
+            made = create(conn=conn, clock=request.app.state.clock, program=who.program, data=data,
+                          actor=f"staff:{who.user.id}")  # fmt: skip
+    except ValidationError as error:
+        return _editor(request, who, text=text, problems=_validation_problems(text, error), saved=None, **page)
+    except PalierError as error:
+        return _editor(request, who, text=text, problems=_problems(text, error), saved=None, **page)
+    return RedirectResponse(done.format(made=made), status_code=303)
+
+
+@router.get("/console/new-reward")
+@requires("rewards.edit")
+def new_reward_page(request: Request) -> HTMLResponse:
+    page = {"kind": "new-reward", "section": "rewards", "action": "/console/new-reward", "back": "/console/rewards"}
+    return _editor(request, current(request), text=NEW_REWARD, problems=[], saved=None, **page)
+
+
+@router.post("/console/new-reward")
+@requires("rewards.edit")
+async def create_reward(request: Request) -> Response:
+    return await _create(
+        request, kind="new-reward", section="rewards", parse=RewardIn.model_validate, create=rewards.create_reward,
+        done="/console/rewards/{made.id}?saved=1",
+    )  # fmt: skip
+
+
+@router.get("/console/new-segment")
+@requires("segments.edit")
+def new_segment_page(request: Request) -> HTMLResponse:
+    page = {"kind": "new-segment", "section": "segments", "action": "/console/new-segment", "back": "/console/segments"}
+    return _editor(request, current(request), text=NEW_SEGMENT, problems=[], saved=None, **page)
+
+
+@router.post("/console/new-segment")
+@requires("segments.edit")
+async def create_segment(request: Request) -> Response:
+    return await _create(
+        request, kind="new-segment", section="segments", parse=SegmentIn.model_validate,
+        create=segments.create_segment, done="/console/segments?created={made.code}",
+    )  # fmt: skip
