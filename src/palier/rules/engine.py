@@ -168,7 +168,7 @@ class RuleIndex:
         self._channels = _Masks(rules, lambda rule: rule.conditions.channels)
         self._stores = _Masks(rules, lambda rule: rule.conditions.stores)
         self._actions = _Masks(rules, lambda rule: rule.conditions.actions)
-        self._lines: dict[tuple[str, str | None, str | None], int] = {}
+        self.remembered: dict[tuple[str, str | None, str | None], int] = {}  # line kind -> its mask
 
     def event_mask(self, event: EventSnapshot) -> int:
         """The rules whose channel, store and action conditions hold for ``event``."""
@@ -183,7 +183,7 @@ class RuleIndex:
         if not line.earns:
             return 0
         key = (line.sku, line.category, line.brand)
-        mask = self._lines.get(key)
+        mask = self.remembered.get(key)
         if mask is None:
             mask = (
                 self.filtered_mask
@@ -191,9 +191,9 @@ class RuleIndex:
                 & self._categories.allowed(line.category)
                 & self._brands.allowed(line.brand)
             )
-            if len(self._lines) >= self.REMEMBERED:
-                self._lines.clear()
-            self._lines[key] = mask
+            if len(self.remembered) >= self.REMEMBERED:
+                self.remembered.clear()
+            self.remembered[key] = mask
         return mask
 
 
@@ -307,6 +307,7 @@ class _Evaluation:
         self.now = now.astimezone(UTC)
         self.local = now.astimezone(rules.timezone)
         self.base = [0] * len(event.lines)  # points per amount earned by each line
+        self.zeros = (0,) * len(event.lines)
         self.base_total = 0  # for events without lines: the action's own points
         self.awards: list[Award] = []
         lines = event.lines
@@ -326,8 +327,11 @@ class _Evaluation:
         lines = event.lines
         counted = 0  # the filtered rules some line counts for
         lines_of: dict[int, list[int]] = {}  # rule bit -> the lines that count for that filtered rule
+        remembered = index.remembered
         for i, line in enumerate(lines):
-            mask = index.line_mask(line)
+            mask = remembered.get((line.sku, line.category, line.brand)) if line.earns else 0
+            if mask is None:
+                mask = index.line_mask(line)
             counted |= mask
             while mask:
                 bit = mask & -mask
@@ -358,9 +362,12 @@ class _Evaluation:
 
     def _lines_of(self, matched: tuple[int, ...], values: Sequence[int]) -> tuple[int, ...]:
         """Per-line values on the matched lines, zero elsewhere (as long as the event's lines)."""
-        size = len(self.event.lines)
+        size = len(self.zeros)
         if len(matched) == size:  # every line: ``matched`` is 0..n-1
             return tuple(values)
+        if len(matched) == 1:
+            i = matched[0]
+            return (*self.zeros[:i], values[0], *self.zeros[i + 1 :])
         out = [0] * size
         for i, value in zip(matched, values, strict=True):
             out[i] = value
@@ -393,6 +400,9 @@ class _Evaluation:
 
     def _apply(self, rule: Rule, matched: tuple[int, ...], *, filtered: bool) -> None:
         lines, effect, rounding = self.event.lines, rule.effect, self.rules.rounding
+        if filtered and len(matched) == 1 and type(effect) in (PointsPerAmount, FixedPoints):
+            self._apply_to_line(rule, matched[0])
+            return
         if matched is self.earning:
             eligible, quantities = self.earning_amounts, self.earning_quantities
         else:
@@ -402,13 +412,18 @@ class _Evaluation:
         add = self._add
         if isinstance(effect, PointsPerAmount):
             points = divide(spend * effect.points, effect.per_amount, rounding)
+            if points <= 0:
+                return
             split = _spread(points, eligible, quantities)
+            base = self.base
             for i, p in zip(matched, split, strict=True):
-                self.base[i] += p
-            add(rule.id, rule.name, rule.campaign, "points", points, self._lines_of(matched, split))
+                base[i] += p
+            self._points(rule, points, self._lines_of(matched, split))
         elif isinstance(effect, FixedPoints):
+            if effect.points <= 0:
+                return
             split = _spread(effect.points, eligible, quantities)
-            add(rule.id, rule.name, rule.campaign, "points", effect.points, self._lines_of(matched, split))
+            self._points(rule, effect.points, self._lines_of(matched, split))
         elif isinstance(effect, PerItem):
             split = [effect.points * q for q in quantities]
             detail = f"+{effect.points}/item"
@@ -435,6 +450,27 @@ class _Evaluation:
             cash = divide(spend * numerator, 100 * denominator, Rounding.FLOOR)
             if cash > 0:
                 add(rule.id, rule.name, rule.campaign, "cashback", 0, (), amount=cash, detail=f"{effect.percent}%")
+
+    def _apply_to_line(self, rule: Rule, i: int) -> None:
+        """``_apply`` when one line counts (a promotion on a SKU, category or brand that is in the cart once):
+        the same points, without splitting them over lines."""
+        effect = rule.effect
+        if isinstance(effect, PointsPerAmount):
+            points = divide(self.event.lines[i].amount * effect.points, effect.per_amount, self.rules.rounding)
+            if points <= 0:
+                return
+            self.base[i] += points
+        else:
+            assert isinstance(effect, FixedPoints)
+            points = effect.points
+            if points <= 0:
+                return
+        zeros = self.zeros
+        self._points(rule, points, (*zeros[:i], points, *zeros[i + 1 :]))
+
+    def _points(self, rule: Rule, points: int, line_points: tuple[int, ...]) -> None:
+        """A points award (``_add`` without its checks and keywords: most awards are these)."""
+        self.awards.append(Award(rule.id, self.rules.version, rule.name, "points", points, line_points, rule.campaign))
 
     def _multiply(self, rule: Rule, matched: tuple[int, ...]) -> None:
         assert isinstance(rule.effect, Multiplier)
