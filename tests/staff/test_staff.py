@@ -134,7 +134,9 @@ def test_changing_a_password_and_deactivating(db: Database, clock: FrozenClock, 
 
 
 def test_each_role_may_do_exactly_what_the_table_says() -> None:
-    assert all(allows("admin", p) for p in PERMISSIONS["admin"]) and PERMISSIONS["admin"] == frozenset(get_args(Permission))
+    assert all(allows("admin", p) for p in PERMISSIONS["admin"]) and PERMISSIONS["admin"] == frozenset(
+        get_args(Permission)
+    )
     assert allows("marketer", "rules.edit") and allows("marketer", "dashboard.view")
     assert not allows("marketer", "settings.edit") and not allows("marketer", "members.adjust")
     assert not allows("marketer", "till.use")
