@@ -61,6 +61,9 @@ EXEMPT: dict[Route, str] = {
     ),
 }
 
+# What two calls of an exempt operation may write (nothing, unless named here).
+EXEMPT_WRITES: dict[Route, dict[str, int]] = {("POST", "/v1/members/{member_id}/portal-link"): {"portal_sign_ins": 2}}
+
 # Replays never show a secret again: these fields of the original answer are redacted in the replays.
 SECRETS: dict[Route, tuple[str, ...]] = {
     ("POST", "/v1/keys"): ("secret",),
@@ -268,6 +271,20 @@ def test_every_write_is_keyed_or_exempt_with_a_reason(served: Served) -> None:
     assert writes - keyed - set(EXEMPT) == set(), "write operations neither keyed nor exempt"
     assert keyed & set(EXEMPT) == set(), "exempt operations that declare the header all the same"
     assert set(EXEMPT) <= writes, "exempt operations the API no longer has"
+
+
+def test_exempt_writes_are_safe_to_retry_without_a_key(served: Served, new_world: Callable[[], World]) -> None:
+    """What ``EXEMPT`` says holds: sent twice (with a key they ignore), they write nothing a retry doubles."""
+    world = new_world()
+    wrote: dict[Route, dict[str, Any]] = {}
+    for route in EXEMPT:
+        method, url, kwargs = request_for(route, world)
+        before = footprint(served.db, world.program.id)
+        for _ in range(2):
+            answer = world.program.call(method, url, idempotency_key=f"exempt {route_id(route)}", **kwargs)
+            assert 200 <= answer.status_code < 300, f"{route_id(route)}: {answer.text}"
+        wrote[route] = changes(before, footprint(served.db, world.program.id))
+    assert wrote == {route: EXEMPT_WRITES.get(route, {}) for route in EXEMPT}
 
 
 def test_ten_concurrent_replays_of_every_write_have_one_effect(

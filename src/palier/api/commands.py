@@ -120,7 +120,7 @@ def _keep_refusal(
 ) -> tuple[int, Any] | None:
     """Keep ``refusal`` as the key's answer; or return the answer a concurrent request with the key kept first.
 
-    That request's effect may be the very reason for this refusal (the coupon it used, the plan it made):
+    That request's effect may be the very reason for this refusal (the member it merged, the plan code it took):
     a client retrying must get the first answer, not a refusal caused by its own earlier attempt. A key
     kept with another request raises ``idempotency_key_reused``, as it would have before the command.
     """
