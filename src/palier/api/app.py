@@ -14,8 +14,9 @@ from palier.db import Database, make_database
 
 DESCRIPTION = """Palier is an open-source loyalty engine. Send purchases and returns from every channel,
 read balances and history, and manage members. Authenticate with an API key:
-`Authorization: Bearer key_….secret`. Every POST accepts an `Idempotency-Key` header. Errors are
-`application/problem+json` with a stable `code` and the offending `field`."""
+`Authorization: Bearer key_….secret`. Every write that shows the `Idempotency-Key` header honours it:
+a retry with the same key gets the first answer. Errors are `application/problem+json` with a stable
+`code` and the offending `field`."""
 
 
 def create_app(settings: Settings | None = None, *, db: Database | None = None, clock: Clock | None = None) -> FastAPI:

@@ -3,6 +3,12 @@
 ``Idempotency-Key``: the key, a hash of the request and the response are kept in the command's own
 transaction, so a retry after a lost response gets the first answer and never a second effect. A
 refusal (4xx) is kept as well and replays as the same refusal.
+
+Concurrent requests with one key: on SQLite the write lock runs them one after the other, and each one
+after the first finds the kept answer. On PostgreSQL they may run side by side; the first to commit
+keeps its answer, and each other one either blocks on the key's unique index and then, its own effect
+rolled back, retries and finds the kept answer, or is refused by the first one's effect (the member
+was merged, the plan code is taken…): that refusal is not its answer either, the kept one is.
 """
 
 from __future__ import annotations
@@ -25,6 +31,23 @@ from palier.errors import InvalidInput, PalierError
 
 RETRIES = 8
 Outcome = tuple[BaseModel, int]  # the response model and the HTTP status
+
+# The header, as the OpenAPI document shows it on every route that runs through ``run``.
+IDEMPOTENT: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "description": (
+                "1 to 255 characters, one per intended write, kept 48 h. A retry with the same key and body gets"
+                " the first answer (`Idempotent-Replayed: true`), a refusal included; the same key with another"
+                " body is refused with 409 `idempotency_key_reused`."
+            ),
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+        }
+    ]
+}
 
 
 def _retryable(exc: DBAPIError) -> bool:
@@ -54,7 +77,8 @@ def run(
     hash_ = idempotency.request_hash(
         request.method,
         request.url.path,
-        body.model_dump(mode="json") if body is not None else None,
+        # As sent: a PATCH that names a field (to clear it) is another request than one that leaves it out.
+        body.model_dump(mode="json", exclude_unset=True) if body is not None else None,
         key=request.app.state.settings.card_hash_key,
     )
     for attempt in range(RETRIES):
@@ -78,9 +102,12 @@ def run(
                     )
                 return _response(status, content, replayed=False)
         except PalierError as refusal:
-            if key is not None and refusal.status < 500:
-                _keep_refusal(db, clock, program_id, key, hash_, refusal)
-            raise
+            if key is None or refusal.status >= 500:
+                raise
+            kept = _keep_refusal(db, clock, program_id, key, hash_, refusal)
+            if kept is None:
+                raise
+            return _response(kept[0], kept[1], replayed=True)
         except DBAPIError as exc:
             if attempt == RETRIES - 1 or not _retryable(exc):
                 raise
@@ -88,10 +115,21 @@ def run(
     raise AssertionError("unreachable")
 
 
-def _keep_refusal(db: Database, clock: Clock, program_id: str, key: str, hash_: str, refusal: PalierError) -> None:
-    try:
-        with db.write() as conn:
-            if idempotency.stored(conn, program_id=program_id, key=key, hash_=hash_) is None:
+def _keep_refusal(
+    db: Database, clock: Clock, program_id: str, key: str, hash_: str, refusal: PalierError
+) -> tuple[int, Any] | None:
+    """Keep ``refusal`` as the key's answer; or return the answer a concurrent request with the key kept first.
+
+    That request's effect may be the very reason for this refusal (the member it merged, the plan code it took):
+    a client retrying must get the first answer, not a refusal caused by its own earlier attempt. A key
+    kept with another request raises ``idempotency_key_reused``, as it would have before the command.
+    """
+    for _ in range(2):
+        try:
+            with db.write() as conn:
+                kept = idempotency.stored(conn, program_id=program_id, key=key, hash_=hash_)
+                if kept is not None:
+                    return kept
                 idempotency.keep(
                     conn,
                     program_id=program_id,
@@ -101,8 +139,10 @@ def _keep_refusal(db: Database, clock: Clock, program_id: str, key: str, hash_: 
                     body=refusal.to_problem(),
                     now=clock.now(),
                 )
-    except (IntegrityError, PalierError):
-        pass  # a concurrent retry kept it first; the answer is the same
+                return None
+        except IntegrityError:
+            continue  # a concurrent request kept its answer between our read and our insert: read it
+    return None
 
 
 def _response(status: int, content: Any, *, replayed: bool) -> JSONResponse:

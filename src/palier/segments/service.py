@@ -247,16 +247,21 @@ def refresh(db: Database, clock: Clock, *, program_id: str, code: str | None = N
     with each other, and refreshing many costs about as much as refreshing one.
     """
     with db.write() as conn:
-        now = clock.now()
-        wanted = [s for s in list_segments(conn=conn, program_id=program_id) if code is None or s.code == code]
-        if code is not None and not wanted:
-            raise NotFound("segment_not_found", f"No segment {code!r} in this program.", field="segment")
-        if not wanted:
-            return []
-        ids = sorted(s.id for s in wanted)
-        conn.execute(select(segments.c.id).where(segments.c.id.in_(ids)).with_for_update())  # one refresh at once
-        found = _members_of(conn, program_id, wanted, now)
-        return [_save(conn, now, program_id, segment, members) for segment, members in zip(wanted, found, strict=True)]
+        return refresh_in(conn=conn, clock=clock, program_id=program_id, code=code)
+
+
+def refresh_in(*, conn: Connection, clock: Clock, program_id: str, code: str | None = None) -> list[Refreshed]:
+    """:func:`refresh` in the caller's transaction (the API keeps its answer there, for retries)."""
+    now = clock.now()
+    wanted = [s for s in list_segments(conn=conn, program_id=program_id) if code is None or s.code == code]
+    if code is not None and not wanted:
+        raise NotFound("segment_not_found", f"No segment {code!r} in this program.", field="segment")
+    if not wanted:
+        return []
+    ids = sorted(s.id for s in wanted)
+    conn.execute(select(segments.c.id).where(segments.c.id.in_(ids)).with_for_update())  # one refresh at once
+    found = _members_of(conn, program_id, wanted, now)
+    return [_save(conn, now, program_id, segment, members) for segment, members in zip(wanted, found, strict=True)]
 
 
 def _members_of(conn: Connection, program_id: str, wanted: list[Segment], now: datetime) -> list[set[str]]:

@@ -25,6 +25,7 @@ REPLAY: dict[int | str, dict[str, Any]] = {
     response_model=EventResult,
     responses=REPLAY,
     summary="A purchase: earns points, pending through the return window",
+    openapi_extra=commands.IDEMPOTENT,
 )
 def purchase(
     data: PurchaseIn, access: PosAccess, db: DB, clock: ClockDep, settings: SettingsDep, request: Request
@@ -44,6 +45,7 @@ def purchase(
     response_model=EventResult,
     responses=REPLAY,
     summary="A return or refund: takes back what the returned goods earned",
+    openapi_extra=commands.IDEMPOTENT,
 )
 def return_(data: ReturnIn, access: PosAccess, db: DB, clock: ClockDep, request: Request) -> JSONResponse:
     def command(conn):  # type: ignore[no-untyped-def]

@@ -38,7 +38,7 @@ class Lookup(BaseModel):
     value: str = Field(min_length=1, max_length=254)
 
 
-@router.post("", status_code=201, response_model=Member, summary="Enrol a member")
+@router.post("", status_code=201, response_model=Member, summary="Enrol a member", openapi_extra=commands.IDEMPOTENT)
 def enrol(
     data: MemberCreate, access: PosAccess, db: DB, clock: ClockDep, settings: SettingsDep, request: Request
 ) -> JSONResponse:
@@ -79,7 +79,9 @@ def lookup(query: Lookup, access: ReadAccess, db: DB, settings: SettingsDep) -> 
         )
 
 
-@router.post("/merge", response_model=MergeResult, summary="Merge two accounts of one person")
+@router.post(
+    "/merge", response_model=MergeResult, summary="Merge two accounts of one person", openapi_extra=commands.IDEMPOTENT
+)
 def merge(data: MergeRequest, access: AdminAccess, db: DB, clock: ClockDep, request: Request) -> JSONResponse:
     return commands.run(
         request=request,
@@ -107,23 +109,37 @@ def read(member_id: str, access: ReadAccess, db: DB) -> Member:
         return service.get_member(conn=conn, program_id=access.program.id, member_id=member_id)
 
 
-@router.patch("/{member_id}", response_model=Member, summary="Update a member's profile")
-def update(member_id: str, changes: MemberUpdate, access: PosAccess, db: DB, clock: ClockDep) -> Member:
-    with db.write() as conn:
-        return service.update_member(
-            conn=conn,
-            clock=clock,
-            program=access.program,
-            member_id=member_id,
-            changes=changes,
-            actor=access.caller.actor,
-        )
+@router.patch(
+    "/{member_id}", response_model=Member, summary="Update a member's profile", openapi_extra=commands.IDEMPOTENT
+)
+def update(
+    member_id: str, changes: MemberUpdate, access: PosAccess, db: DB, clock: ClockDep, request: Request
+) -> JSONResponse:
+    return commands.run(
+        request=request,
+        db=db,
+        clock=clock,
+        program_id=access.program.id,
+        body=changes,
+        command=lambda conn: (
+            service.update_member(
+                conn=conn,
+                clock=clock,
+                program=access.program,
+                member_id=member_id,
+                changes=changes,
+                actor=access.caller.actor,
+            ),
+            200,
+        ),
+    )
 
 
 @router.post(
     "/{member_id}/identities",
     response_model=Member,
     summary="Link an identity (credits unclaimed card purchases)",
+    openapi_extra=commands.IDEMPOTENT,
 )
 def link_identity(
     member_id: str,
@@ -155,17 +171,33 @@ def link_identity(
     )
 
 
-@router.delete("/{member_id}/identities/{identity_id}", response_model=Member, summary="Unlink an identity")
-def unlink_identity(member_id: str, identity_id: str, access: AdminAccess, db: DB, clock: ClockDep) -> Member:
-    with db.write() as conn:
-        return service.remove_identity(
-            conn=conn,
-            clock=clock,
-            program=access.program,
-            member_id=member_id,
-            identity_id=identity_id,
-            actor=access.caller.actor,
-        )
+@router.delete(
+    "/{member_id}/identities/{identity_id}",
+    response_model=Member,
+    summary="Unlink an identity",
+    openapi_extra=commands.IDEMPOTENT,
+)
+def unlink_identity(
+    member_id: str, identity_id: str, access: AdminAccess, db: DB, clock: ClockDep, request: Request
+) -> JSONResponse:
+    return commands.run(
+        request=request,
+        db=db,
+        clock=clock,
+        program_id=access.program.id,
+        body=None,
+        command=lambda conn: (
+            service.remove_identity(
+                conn=conn,
+                clock=clock,
+                program=access.program,
+                member_id=member_id,
+                identity_id=identity_id,
+                actor=access.caller.actor,
+            ),
+            200,
+        ),
+    )
 
 
 @router.get("/{member_id}/balance", response_model=Balance, summary="Available, pending, held, debt and next expiry")
@@ -195,6 +227,7 @@ def history(
     status_code=201,
     response_model=EventResult,
     summary="Credit or debit points by hand, with a reason",
+    openapi_extra=commands.IDEMPOTENT,
 )
 def adjust(
     member_id: str, adjustment: AdjustmentIn, access: AdminAccess, db: DB, clock: ClockDep, request: Request
@@ -226,6 +259,7 @@ class Reversal(BaseModel):
     status_code=201,
     response_model=EventResult,
     summary="Correct a manual adjustment or welcome credit by reversing it",
+    openapi_extra=commands.IDEMPOTENT,
 )
 def reverse(
     member_id: str,

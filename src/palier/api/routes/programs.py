@@ -26,7 +26,13 @@ class CreatedProgram(BaseModel):
     admin_key: NewApiKey
 
 
-@router.post("/programs", status_code=201, response_model=CreatedProgram, summary="Create a program (operator token)")
+@router.post(
+    "/programs",
+    status_code=201,
+    response_model=CreatedProgram,
+    summary="Create a program (operator token)",
+    openapi_extra=commands.IDEMPOTENT,
+)
 def create_program(
     settings: ProgramSettings,
     db: DB,
@@ -70,12 +76,23 @@ def read_program(access: ReadAccess) -> Program:
     return access.program
 
 
-@router.patch("/program", response_model=Program, summary="Change program settings")
-def update_program(changes: ProgramUpdate, access: AdminAccess, db: DB, clock: ClockDep) -> Program:
-    with db.write() as conn:
-        return service.update_program(
-            conn=conn, clock=clock, program_id=access.program.id, changes=changes, actor=access.caller.actor
-        )
+@router.patch("/program", response_model=Program, summary="Change program settings", openapi_extra=commands.IDEMPOTENT)
+def update_program(
+    changes: ProgramUpdate, access: AdminAccess, db: DB, clock: ClockDep, request: Request
+) -> JSONResponse:
+    return commands.run(
+        request=request,
+        db=db,
+        clock=clock,
+        program_id=access.program.id,
+        body=changes,
+        command=lambda conn: (
+            service.update_program(
+                conn=conn, clock=clock, program_id=access.program.id, changes=changes, actor=access.caller.actor
+            ),
+            200,
+        ),
+    )
 
 
 @router.get("/keys", response_model=list[ApiKey], summary="API keys of this program (never their secrets)")
@@ -84,7 +101,13 @@ def list_keys(access: AdminAccess, db: DB) -> list[ApiKey]:
         return service.list_keys(conn=conn, program_id=access.program.id)
 
 
-@router.post("/keys", status_code=201, response_model=NewApiKey, summary="Create an API key (secret shown once)")
+@router.post(
+    "/keys",
+    status_code=201,
+    response_model=NewApiKey,
+    summary="Create an API key (secret shown once)",
+    openapi_extra=commands.IDEMPOTENT,
+)
 def create_key(spec: KeyCreate, access: AdminAccess, db: DB, clock: ClockDep, request: Request) -> JSONResponse:
     return commands.run(
         request=request,
@@ -107,9 +130,18 @@ def _without_secret(created: dict[str, Any]) -> dict[str, Any]:
     return {**created, "secret": "(shown once, when the key was created)"}
 
 
-@router.delete("/keys/{key_id}", response_model=ApiKey, summary="Revoke an API key")
-def revoke_key(key_id: str, access: AdminAccess, db: DB, clock: ClockDep) -> ApiKey:
-    with db.write() as conn:
-        return service.revoke_key(
-            conn=conn, clock=clock, program_id=access.program.id, key_id=key_id, actor=access.caller.actor
-        )
+@router.delete("/keys/{key_id}", response_model=ApiKey, summary="Revoke an API key", openapi_extra=commands.IDEMPOTENT)
+def revoke_key(key_id: str, access: AdminAccess, db: DB, clock: ClockDep, request: Request) -> JSONResponse:
+    return commands.run(
+        request=request,
+        db=db,
+        clock=clock,
+        program_id=access.program.id,
+        body=None,
+        command=lambda conn: (
+            service.revoke_key(
+                conn=conn, clock=clock, program_id=access.program.id, key_id=key_id, actor=access.caller.actor
+            ),
+            200,
+        ),
+    )

@@ -33,7 +33,13 @@ Code = Annotated[str, Path(min_length=1, max_length=40, description="the coupon 
 CouponStates = Literal["issued", "used", "expired", "cancelled"]
 
 
-@router.post("/v1/rewards", status_code=201, response_model=Reward, summary="Add a reward to the catalog")
+@router.post(
+    "/v1/rewards",
+    status_code=201,
+    response_model=Reward,
+    summary="Add a reward to the catalog",
+    openapi_extra=commands.IDEMPOTENT,
+)
 def create(data: RewardIn, access: AdminAccess, db: DB, clock: ClockDep, request: Request) -> JSONResponse:
     return commands.run(
         request=request,
@@ -62,19 +68,38 @@ def read(reward_id: Annotated[str, Path(max_length=32)], access: ReadAccess, db:
         return rewards.get_reward(conn=conn, program_id=access.program.id, reward_id=reward_id)
 
 
-@router.patch("/v1/rewards/{reward_id}", response_model=Reward, summary="Change a reward, or archive it")
+@router.patch(
+    "/v1/rewards/{reward_id}",
+    response_model=Reward,
+    summary="Change a reward, or archive it",
+    openapi_extra=commands.IDEMPOTENT,
+)
 def update(
-    reward_id: Annotated[str, Path(max_length=32)], changes: RewardUpdate, access: AdminAccess, db: DB, clock: ClockDep
-) -> Reward:
-    with db.write() as conn:
-        return rewards.update_reward(
-            conn=conn,
-            clock=clock,
-            program=access.program,
-            reward_id=reward_id,
-            changes=changes,
-            actor=access.caller.actor,
-        )
+    reward_id: Annotated[str, Path(max_length=32)],
+    changes: RewardUpdate,
+    access: AdminAccess,
+    db: DB,
+    clock: ClockDep,
+    request: Request,
+) -> JSONResponse:
+    return commands.run(
+        request=request,
+        db=db,
+        clock=clock,
+        program_id=access.program.id,
+        body=changes,
+        command=lambda conn: (
+            rewards.update_reward(
+                conn=conn,
+                clock=clock,
+                program=access.program,
+                reward_id=reward_id,
+                changes=changes,
+                actor=access.caller.actor,
+            ),
+            200,
+        ),
+    )
 
 
 @router.get(
@@ -106,6 +131,7 @@ def member_catalog(
     status_code=201,
     response_model=Redemption,
     summary="Redeem a reward: its points are held and a coupon issued",
+    openapi_extra=commands.IDEMPOTENT,
 )
 def redeem(
     member_id: str, data: RedeemIn, access: PosAccess, db: DB, clock: ClockDep, request: Request
@@ -154,6 +180,7 @@ def validate(code: Code, check: CouponCheck, access: PosAccess, db: DB, clock: C
     "/v1/coupons/{code}/use",
     response_model=Coupon,
     summary="Use a coupon on an order (idempotent for the same order)",
+    openapi_extra=commands.IDEMPOTENT,
 )
 def use(code: Code, data: CouponUse, access: PosAccess, db: DB, clock: ClockDep, request: Request) -> JSONResponse:
     def command(conn):  # type: ignore[no-untyped-def]
@@ -167,6 +194,7 @@ def use(code: Code, data: CouponUse, access: PosAccess, db: DB, clock: ClockDep,
     "/v1/coupons/{code}/cancel",
     response_model=Coupon,
     summary="Cancel an unused coupon: its points go back",
+    openapi_extra=commands.IDEMPOTENT,
 )
 def cancel(
     code: Code, data: CouponCancel, access: PosAccess, db: DB, clock: ClockDep, request: Request
@@ -189,6 +217,7 @@ def cancel(
     status_code=201,
     response_model=Payment,
     summary="Pay part of an order with points or store credit (once per order and kind)",
+    openapi_extra=commands.IDEMPOTENT,
 )
 def pay(member_id: str, data: PaymentIn, access: PosAccess, db: DB, clock: ClockDep, request: Request) -> JSONResponse:
     return commands.run(
@@ -208,6 +237,7 @@ def pay(member_id: str, data: PaymentIn, access: PosAccess, db: DB, clock: Clock
     "/v1/members/{member_id}/payments/{payment_id}/cancel",
     response_model=Payment,
     summary="Undo a payment with points or credit before the order is recorded",
+    openapi_extra=commands.IDEMPOTENT,
 )
 def cancel_payment(
     member_id: str,

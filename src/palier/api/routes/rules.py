@@ -47,7 +47,7 @@ _DOCUMENT_BODY: dict[str, Any] = {
     status_code=201,
     response_model=RuleSetVersion,
     summary="Apply new earning rules",
-    openapi_extra=_DOCUMENT_BODY,
+    openapi_extra=_DOCUMENT_BODY | commands.IDEMPOTENT,
 )
 def apply_rules(
     body: Annotated[Any, Body(include_in_schema=False)], access: AdminAccess, db: DB, clock: ClockDep, request: Request
@@ -101,6 +101,7 @@ def explain(access: ReadAccess, db: DB, clock: ClockDep, language: Literal["en",
     response_model=EventResult,
     responses={200: {"model": EventResult, "description": "This action was already received: the first result"}},
     summary="A behaviour action (newsletter, review, follow…): pays the action type's points",
+    openapi_extra=commands.IDEMPOTENT,
 )
 def action(
     member_id: str,

@@ -34,12 +34,24 @@ Code = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
 # --- tiers ---
 
 
-@router.put("/v1/tiers", response_model=TierPolicy, summary="Set the program's tiers and how they are kept")
-def set_tiers(policy: TierPolicy, access: AdminAccess, db: DB, clock: ClockDep) -> TierPolicy:
-    with db.write() as conn:
-        return tiers.set_policy(
-            conn=conn, clock=clock, program=access.program, policy=policy, actor=access.caller.actor
-        )
+@router.put(
+    "/v1/tiers",
+    response_model=TierPolicy,
+    summary="Set the program's tiers and how they are kept",
+    openapi_extra=commands.IDEMPOTENT,
+)
+def set_tiers(policy: TierPolicy, access: AdminAccess, db: DB, clock: ClockDep, request: Request) -> JSONResponse:
+    return commands.run(
+        request=request,
+        db=db,
+        clock=clock,
+        program_id=access.program.id,
+        body=policy,
+        command=lambda conn: (
+            tiers.set_policy(conn=conn, clock=clock, program=access.program, policy=policy, actor=access.caller.actor),
+            200,
+        ),
+    )
 
 
 @router.get("/v1/tiers", response_model=TierPolicy | None, summary="The program's tiers (null: none)")
@@ -62,6 +74,7 @@ def tier_progress(member_id: str, access: ReadAccess, db: DB, clock: ClockDep) -
     "/v1/members/{member_id}/tier",
     response_model=TierProgress,
     summary="Give (or take away) a tier by hand, with a reason, until a date",
+    openapi_extra=commands.IDEMPOTENT,
 )
 def assign_tier(
     member_id: str, data: ManualTier, access: AdminAccess, db: DB, clock: ClockDep, request: Request
@@ -89,7 +102,9 @@ def assign_tier(
 # --- VIP plans and memberships ---
 
 
-@router.post("/v1/plans", status_code=201, response_model=Plan, summary="Add a paid VIP plan")
+@router.post(
+    "/v1/plans", status_code=201, response_model=Plan, summary="Add a paid VIP plan", openapi_extra=commands.IDEMPOTENT
+)
 def create_plan(data: PlanIn, access: AdminAccess, db: DB, clock: ClockDep, request: Request) -> JSONResponse:
     return commands.run(
         request=request,
@@ -116,6 +131,7 @@ def list_plans(access: ReadAccess, db: DB) -> list[Plan]:
     "/v1/memberships/payments",
     response_model=Membership,
     summary="The merchant's checkout took a membership fee: start or renew (once per payment_id)",
+    openapi_extra=commands.IDEMPOTENT,
 )
 def membership_payment(
     data: MembershipPaymentIn, access: PosAccess, db: DB, clock: ClockDep, request: Request
@@ -132,6 +148,7 @@ def membership_payment(
     status_code=201,
     response_model=Membership,
     summary="Start a plan's free trial",
+    openapi_extra=commands.IDEMPOTENT,
 )
 def start_trial(
     member_id: str, data: JoinIn, access: PosAccess, db: DB, clock: ClockDep, request: Request
@@ -159,6 +176,7 @@ def member_memberships(member_id: str, access: ReadAccess, db: DB) -> list[Membe
     "/v1/members/{member_id}/memberships/{membership_id}/cancel",
     response_model=Membership,
     summary="Stop renewing: benefits last to the end of the paid period",
+    openapi_extra=commands.IDEMPOTENT,
 )
 def cancel_membership(
     member_id: str,
@@ -188,6 +206,7 @@ def cancel_membership(
     status_code=201,
     response_model=list[Invitation],
     summary="Invitation codes: to join an invite-only program, or a plan open by invitation",
+    openapi_extra=commands.IDEMPOTENT,
 )
 def create_invitations(
     data: InvitationsIn, access: AdminAccess, db: DB, clock: ClockDep, request: Request
@@ -204,7 +223,13 @@ def create_invitations(
 # --- segments ---
 
 
-@router.post("/v1/segments", status_code=201, response_model=Segment, summary="Define a segment")
+@router.post(
+    "/v1/segments",
+    status_code=201,
+    response_model=Segment,
+    summary="Define a segment",
+    openapi_extra=commands.IDEMPOTENT,
+)
 def create_segment(data: SegmentIn, access: AdminAccess, db: DB, clock: ClockDep, request: Request) -> JSONResponse:
     return commands.run(
         request=request,
@@ -231,9 +256,20 @@ def list_segments(access: ReadAccess, db: DB) -> list[Segment]:
     "/v1/segments/{code}/refresh",
     response_model=Refreshed,
     summary="Recompute a segment now (the job does it for all)",
+    openapi_extra=commands.IDEMPOTENT,
 )
-def refresh_segment(code: Code, access: AdminAccess, db: DB, clock: ClockDep) -> Refreshed:
-    return segments.refresh(db, clock, program_id=access.program.id, code=code)[0]
+def refresh_segment(code: Code, access: AdminAccess, db: DB, clock: ClockDep, request: Request) -> JSONResponse:
+    return commands.run(
+        request=request,
+        db=db,
+        clock=clock,
+        program_id=access.program.id,
+        body=None,
+        command=lambda conn: (
+            segments.refresh_in(conn=conn, clock=clock, program_id=access.program.id, code=code)[0],
+            200,
+        ),
+    )
 
 
 @router.get("/v1/members/{member_id}/segments", response_model=list[str], summary="The codes of a member's segments")
