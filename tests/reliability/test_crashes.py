@@ -427,7 +427,11 @@ def test_worker_killed_mid_sweep_matures_and_expires_every_lot_once(db: Database
     assert program.return_window_days == 14
     due_mature = {i for i, lot in state.items() if lot.state == "pending" and _utc(lot.matures_at) <= now}
     due_expire = {i for i, lot in state.items() if _utc(lot.expires_at) <= now}
-    assert len(due_mature) == young + young // 2 and len(due_expire) == young // 2
+    # An order too small to earn a point makes no lot, so the lots are counted, not the orders.
+    old_lots = {i for i, lot in state.items() if lot.label.startswith(f"Purchase #OLD{seed + 1}K")}
+    young_lots = {i for i, lot in state.items() if lot.label.startswith(f"Purchase #DUE{seed}K")}
+    assert len(young_lots) > young * 0.9 and len(old_lots) > young // 2 * 0.9, f"seed {seed}: too few lots"
+    assert due_mature == young_lots | old_lots and due_expire == old_lots, f"seed {seed}: lots not due as set up"
     swept = (
         select(func.count())
         .select_from(ledger_transactions)
