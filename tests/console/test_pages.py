@@ -86,7 +86,9 @@ def test_a_reward_is_edited_and_archived(
     assert (now["title"]["fr"], now["cost_points"], now["status"]) == ("Grand café", 120, "archived")
     bad = client.post(f"/console/rewards/{reward['id']}", data=form | {"cost_points": "0"})
     assert bad.status_code == 422 and "cost_points" in bad.text
-    assert client.get("/console/rewards/rwd_nope").status_code == 404
+    missing = client.get("/console/rewards/rwd_nope")
+    assert missing.status_code == 404
+    assert 'class="button secondary" href="/console">' in missing.text  # back into the console, not to the API
 
 
 def test_member_search_by_identity_or_name_and_a_refused_adjustment(

@@ -55,6 +55,7 @@ def test_every_portal_page_needs_a_session(shop: Shop, visitor: httpx.Client) ->
     assert page.headers["referrer-policy"] == "same-origin" and page.headers["cache-control"] == "no-store"
     mistyped = visitor.get(f"/p/{shop.program.id}/coupon")
     assert mistyped.status_code == 404 and "Cette page n&#39;existe pas." in mistyped.text
+    assert f'class="button secondary" href="/p/{shop.program.id}">' in mistyped.text  # back to the portal's home
 
 
 def test_a_member_cannot_read_or_redeem_as_another_member(web: LiveServer, shop: Shop) -> None:

@@ -10,7 +10,7 @@ import functools
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -72,7 +72,19 @@ def environment() -> Environment:
         auto_reload=False,
     )
     env.globals["static"] = lambda path: f"/static/{path}?v={__version__}"
+    env.globals["area_home"] = area_home
     return env
+
+
+def area_home(path: str) -> str:
+    """Where an error page's way back leads: the home of the area the visitor was in (the member's portal,
+    the console or the till), never the API's root."""
+    parts = path.strip("/").split("/")
+    if parts[0] in ("p", "how-it-works") and len(parts) > 1 and parts[1]:
+        return f"/p/{quote(parts[1], safe='')}"
+    if parts[0] in ("console", "till"):
+        return f"/{parts[0]}"
+    return "/"
 
 
 def lang_url(request: Request, language: str) -> str:
