@@ -141,6 +141,39 @@ def test_birthday_gifts_once_a_year_on_the_local_day_by_a_job_safe_to_run_twice(
     assert balance(db, program, leap).available == 30 + 100
 
 
+def test_a_birthday_missed_while_no_job_ran_is_given_within_a_week_once(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    clock.set(datetime(2026, 2, 1, 9, 0, tzinfo=UTC))
+    program = with_rules(db, clock, program)  # Paris
+    missed = enrol(db, clock, program, birthday=date(1985, 2, 26))  # 4 days before the job: the worker was down
+    too_old = enrol(db, clock, program, birthday=date(1985, 2, 20))  # 10 days before: past the catch-up
+    clock.set(datetime(2026, 3, 2, 12, 0, tzinfo=UTC))
+    late = enrol(db, clock, program, birthday=date(1985, 2, 28))  # joined after that birthday: not this year
+    first = gifts.birthdays(db, clock, program_id=program.id)
+    assert (first.members, gifts.birthdays(db, clock, program_id=program.id).members) == (1, 0)
+    assert balance(db, program, missed).available == 30 + 100
+    assert balance(db, program, too_old).available == balance(db, program, late).available == 30
+    clock.set(datetime(2027, 2, 26, 12, 0, tzinfo=UTC))  # a year on: 26 February's, and 20 February's (in the week)
+    assert gifts.birthdays(db, clock, program_id=program.id).members == 2
+    clock.set(datetime(2027, 3, 1, 12, 0, tzinfo=UTC))  # the late joiner's first birthday with us
+    assert gifts.birthdays(db, clock, program_id=program.id).members == 1
+    assert [balance(db, program, m).available for m in (missed, too_old, late)] == [230, 130, 130]
+
+
+def test_a_birthday_caught_up_after_new_year_counts_for_the_year_it_fell_in(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    program = with_rules(db, clock, program)
+    member = enrol(db, clock, program, birthday=date(1990, 12, 30))
+    clock.set(datetime(2027, 1, 2, 9, 0, tzinfo=UTC))  # the jobs were off over the holidays
+    assert gifts.birthdays(db, clock, program_id=program.id).members == 1
+    clock.set(datetime(2027, 12, 30, 9, 0, tzinfo=UTC))  # 2027's birthday is still given
+    assert gifts.birthdays(db, clock, program_id=program.id).members == 1
+    assert gifts.birthdays(db, clock, program_id=program.id).members == 0
+    assert balance(db, program, member).available == 30 + 100 + 100
+
+
 def test_membership_anniversaries_are_given_once(db: Database, clock: FrozenClock, program: Program) -> None:
     program = with_rules(db, clock, program)
     member = enrol(db, clock, program)  # joined 2 March 2026, 10:00 in Paris

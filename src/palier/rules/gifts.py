@@ -3,16 +3,18 @@ on their membership anniversary, both on the local day in the program's time zon
 
 Birthdays and anniversaries are jobs, safe to run twice (or on two workers at once): each gift is an
 event stored once per member and year, ``birthday`` / ``anniversary`` with external id
-``<member id>:<year>``. Members are picked by set-based queries, in batches locked with SKIP LOCKED.
+``<member id>:<year of the day celebrated>``. Members are picked by set-based queries, in batches locked
+with SKIP LOCKED. A job catches up the last :data:`CATCH_UP_DAYS` days, so a worker stopped over a weekend
+still gives the gifts it missed (a birthday only to members who had joined by that day).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, and_, extract, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, extract, false, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from palier.activity.models import EventResult
@@ -25,11 +27,12 @@ from palier.programs.models import Program
 from palier.programs.service import get_program
 from palier.programs.tables import programs
 from palier.rules import bookings
-from palier.rules.calendar import anniversary_windows, month_days_celebrated_on
+from palier.rules.calendar import anniversary_windows, local_midnight, month_days_celebrated_on
 from palier.rules.engine import CompiledRuleSet, EventSnapshot
 from palier.rules.service import member_context, rules_at
 
 BATCH = 500
+CATCH_UP_DAYS = 7  # a gift whose day passed while no job ran is still given within this many days
 
 
 def on_enrolment(*, conn: Connection, clock: Clock, program: Program, member_id: str) -> EventResult | None:
@@ -86,48 +89,62 @@ def _batch(conn: Connection, clock: Clock, program: Program, kind: str, size: in
     if rules is None or kind not in rules.by_event:
         return 0, 0, 0
     today = now.astimezone(rules.timezone).date()
-    year = today.year
     candidates = _candidates(conn, program, kind, today, size)
-    locked = try_lock_members(conn, candidates)
+    locked = try_lock_members(conn, list(candidates))
     given = points = 0
     label = "Happy birthday!" if kind == "birthday" else "Happy membership anniversary!"
     for member_id in sorted(locked):
-        result = _give(conn, clock, program, rules, member_id, kind, f"{member_id}:{year}", now, label)
+        external_id = f"{member_id}:{candidates[member_id]}"
+        result = _give(conn, clock, program, rules, member_id, kind, external_id, now, label)
         given += 1
         points += result.points
     return given, points, len(candidates)
 
 
-def _candidates(conn: Connection, program: Program, kind: str, today: date, size: int) -> list[str]:
-    """Active members due this gift today who have not had this year's (a set-based query)."""
+def _candidates(conn: Connection, program: Program, kind: str, today: date, size: int) -> dict[str, int]:
+    """Active members whose gift day was one of the last :data:`CATCH_UP_DAYS` days (today included) and who
+    have not had that year's gift, with that year (a set-based query)."""
+    tz = _tz(program)
+    days = [today - timedelta(days=back) for back in range(CATCH_UP_DAYS)]
+    by_year = []
+    for year in sorted({day.year for day in days}):
+        due = or_(*(_due_on(day, kind, program, tz) for day in days if day.year == year))
+        already = (
+            select(events.c.id)
+            .where(
+                events.c.program_id == program.id,
+                events.c.type == kind,
+                events.c.external_id == members.c.id + f":{year}",
+            )
+            .exists()
+        )
+        by_year.append((year, and_(due, ~already)))
+    found: dict[str, int] = {}
+    for year, due in by_year:  # a member due in two years (the turn of the year): the earlier first
+        query = (
+            select(members.c.id)
+            .where(members.c.program_id == program.id, members.c.status == "active", due)
+            .order_by(members.c.id)
+            .limit(size)
+        )
+        for member_id in conn.execute(query).scalars():
+            found.setdefault(member_id, year)
+    return dict(sorted(found.items())[:size])
+
+
+def _due_on(day: date, kind: str, program: Program, tz: ZoneInfo) -> ColumnElement[bool]:
+    """Members whose gift falls on ``day``: their birthday (if they had joined by the end of that day), or
+    the day they joined in an earlier year."""
     if kind == "birthday":
-        due = or_(
+        born = or_(
             *(
                 and_(extract("month", members.c.birthday) == m, extract("day", members.c.birthday) == d)
-                for m, d in month_days_celebrated_on(today)
+                for m, d in month_days_celebrated_on(day)
             )
         )
-    else:
-        windows = anniversary_windows(today, utc(program.created_at).date(), _tz(program))
-        if not windows:
-            return []
-        due = or_(*(and_(members.c.enrolled_at >= start, members.c.enrolled_at < end) for start, end in windows))
-    already = (
-        select(events.c.id)
-        .where(
-            events.c.program_id == program.id,
-            events.c.type == kind,
-            events.c.external_id == members.c.id + f":{today.year}",
-        )
-        .exists()
-    )
-    query = (
-        select(members.c.id)
-        .where(members.c.program_id == program.id, members.c.status == "active", due, ~already)
-        .order_by(members.c.id)
-        .limit(size)
-    )
-    return list(conn.execute(query).scalars())
+        return and_(born, members.c.enrolled_at < local_midnight(day + timedelta(days=1), tz))
+    windows = anniversary_windows(day, utc(program.created_at).date(), tz)
+    return or_(false(), *(and_(members.c.enrolled_at >= start, members.c.enrolled_at < end) for start, end in windows))
 
 
 def _tz(program: Program) -> ZoneInfo:
