@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from palier.portal.service import CODE_ATTEMPTS, CODES_PER_WINDOW
 from palier.portal.tables import portal_sign_ins
-from tests.api.helpers import ApiProgram, assert_problem
+from tests.api.helpers import ApiProgram, assert_problem, return_body
 from tests.web.conftest import LiveServer
 from tests.web.world import Shop, csrf_of, enrol_another, make_shop, sent_codes, signed_in_client
 
@@ -203,3 +203,34 @@ def test_store_credit_goes_to_the_wallet_at_once_and_the_portal_says_so(web: Liv
     assert done.status_code == 200 and "C&#39;est fait : Avoir de 10 € est à vous." in done.text
     assert p.call("GET", f"/v1/members/{shop.member_id}/wallet").json()["balance"] == 1000
     assert p.balance(shop.member_id)["available"] == 50
+
+
+def test_the_history_speaks_the_members_language_with_the_facts_of_each_line(web: LiveServer, shop: Shop) -> None:
+    p, member = shop.program, shop.member_id
+    p.purchase(member, order_id="LYO-1042", store_id="S-LYO", store_name="Fournil Lyon")
+    web_order = p.purchase(member, order_id="WEB-77", channel="web")
+    assert web_order["points"] > 0
+    back = p.call("POST", "/v1/events/returns", json=return_body("LYO-1042"))
+    assert back.status_code == 201, back.text
+    redeemed = p.call("POST", f"/v1/members/{member}/redemptions", json={"reward_id": shop.rewards["coffee"]})
+    assert redeemed.status_code == 201, redeemed.text
+    alice = signed_in_client(web.url, shop.portal_link())
+
+    french = alice.get(f"/p/{p.id}/history").text.replace("&#39;", "'")
+    said_in_french = [
+        "Commande n°LYO-1042 à Fournil Lyon",
+        "Commande n°WEB-77 en ligne",
+        "1 article(s) de la commande n°LYO-1042",
+        "Récompense échangée",
+        "Café offert",
+        "Points to spend",  # an adjustment's reason, as the staff typed it
+    ]
+    for said in said_in_french:
+        assert said in french, said
+    for english in ("Purchase #", "Redeemed:", "Returned 1 item", "online", "Free coffee"):
+        assert english not in french, english
+
+    english = alice.get(f"/p/{p.id}/history", params={"lang": "en"}).text
+    said_in_english = ["Order #LYO-1042 at Fournil Lyon", "Order #WEB-77 online", "1 item(s) from order #LYO-1042"]
+    for said in [*said_in_english, "Reward redeemed", "Free coffee"]:
+        assert said in english, said

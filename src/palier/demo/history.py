@@ -298,7 +298,7 @@ def _adjustments(rng: random.Random, d: Day, people: list[Person]) -> None:
     if rng.random() < len(members) / 25 / 365:  # goodwill credits: one a year per 25 members
         person = rng.choice(members)
         if _active(person, d.close):
-            reason = rng.choice(["Goodwill gesture: web order delivered late", "Sorry for the wait at the till"])
+            reason = rng.choice(["Geste commercial : commande web livrée en retard", "Désolé pour l'attente en caisse"])
             d.adjustments.append(Adjustment(person.index, rng.choice((20, 30, 50)), reason))
     if rng.random() < len(members) / 12 / 365:  # rewards taken at the till, before the catalog opened
         person = rng.choice(members)

@@ -22,7 +22,7 @@ from palier.rewards import service as rewards
 from palier.rewards.models import CatalogItem, Coupon
 from palier.tiers import service as tiers
 from palier.tiers.models import TierPolicy
-from palier.web import i18n, present
+from palier.web import history_text, i18n, present
 
 REACH_CARDS = 4
 RECENT = 5
@@ -183,18 +183,15 @@ def vip_lines(conn: Connection, clock: Clock, program: Program, member_id: str, 
     return lines
 
 
-def history_views(lines: list[HistoryLine], program: Program, language: str) -> list[HistoryView]:
-    catalog_ = i18n.catalogs()[language]
+def history_views(conn: Connection, lines: list[HistoryLine], program: Program, language: str) -> list[HistoryView]:
     views = []
-    for line in lines:
-        key = f"history.{line.reason_code}"
-        title = catalog_.get(key) or catalog_.get(f"history.{line.kind}") or line.reason
+    for line, said in zip(lines, history_text.describe(conn, program, lines, language), strict=True):
         matured = line.reason_code == "matured"  # pending → available: one move, shown as the points gained
         views.append(
             HistoryView(
                 when=present.moment(line.occurred_at, program, language),
-                title=title,
-                detail=line.reason.removesuffix(": points now available") if title != line.reason else "",
+                title=said.title,
+                detail=said.detail,
                 points=line.available,
                 pending=0 if matured else line.pending,
                 held=line.held,
@@ -207,7 +204,7 @@ def history(
     conn: Connection, program: Program, member_id: str, language: str, *, cursor: str | None, limit: int
 ) -> tuple[list[HistoryView], str | None]:
     page = members.history(conn=conn, program=program, member_id=member_id, cursor=cursor, limit=limit)
-    return history_views(page.items, program, language), page.next_cursor
+    return history_views(conn, page.items, program, language), page.next_cursor
 
 
 def _recent(conn: Connection, program: Program, member_id: str, language: str) -> list[HistoryView]:
@@ -215,7 +212,7 @@ def _recent(conn: Connection, program: Program, member_id: str, language: str) -
     left out here (the full history has them), or a week of them would hide every purchase."""
     page = members.history(conn=conn, program=program, member_id=member_id, cursor=None, limit=RECENT_SCAN)
     meaningful = [line for line in page.items if line.reason_code != "matured"][:RECENT]
-    return history_views(meaningful, program, language)
+    return history_views(conn, meaningful, program, language)
 
 
 def dashboard(conn: Connection, clock: Clock, program: Program, member_id: str, language: str) -> Dashboard:

@@ -12,6 +12,7 @@ from palier.activity import service as activity
 from palier.activity.models import AdjustmentIn
 from palier.db import Database
 from palier.errors import PalierError
+from palier.web import history_text, i18n
 from palier.web.console.access import current, requires, staff_router
 from palier.web.console.forms import errors_by_field
 from palier.web.console.people import member_view
@@ -46,9 +47,13 @@ def _detail(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
             view = member_view(conn=conn, clock=request.app.state.clock, program=who.program, member_id=member_id[:40])
         except PalierError:
             raise PageError(404, "error.not_found") from None
+        said = history_text.describe(conn, who.program, view.history, i18n.request_language(request))
     ctx.setdefault("errors", {})
     ctx.setdefault("sent", {})
-    return render(request, "console/member.html", status=status, staff=who, section="members", v=view, **ctx)
+    lines = list(zip(view.history, said, strict=True))
+    return render(
+        request, "console/member.html", status=status, staff=who, section="members", v=view, lines=lines, **ctx
+    )
 
 
 @router.get("/console/members/{member_id}")
