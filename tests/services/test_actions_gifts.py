@@ -14,6 +14,7 @@ from palier.programs.models import Program
 from palier.rules import gifts
 from palier.rules.actions import ActionIn, record_action
 from palier.rules.calendar import birthday_in
+from palier.web import history_text
 from tests.services.factories import apply_rules, balance, enrol, history
 
 BASE = {
@@ -183,3 +184,22 @@ def test_membership_anniversaries_are_given_once(db: Database, clock: FrozenCloc
     assert gifts.anniversaries(db, clock, program_id=program.id).members == 1
     assert gifts.anniversaries(db, clock, program_id=program.id).members == 0
     assert balance(db, program, member).available == 30 + 200
+
+
+def test_history_names_the_rule_behind_a_bonus_or_gift_in_the_members_language(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    program = with_rules(db, clock, program)
+    member = enrol(db, clock, program, birthday=date(1990, 3, 2))
+    act(db, clock, program, member.id, "newsletter", "nl-1")
+    gifts.birthdays(db, clock, program_id=program.id)
+    lines = history(db, program, member)
+    with db.read() as conn:
+        french = history_text.describe(conn, program, lines, "fr")
+        english = history_text.describe(conn, program, lines, "en")
+    assert [(d.title, d.detail) for d in french] == [  # oldest first
+        ("Cadeau de bienvenue", "A free drink for joining"),  # the rule has no French name: its English one
+        ("Bonus", "Inscription à la newsletter"),
+        ("Anniversaire", "Birthday gift"),
+    ]
+    assert [d.detail for d in english] == ["A free drink for joining", "Newsletter sign-up", "Birthday gift"]
