@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from palier.errors import InvalidInput
 
 DEMO_CARD_KEY = "palier-demo-card-key-not-for-production"
 # Without PALIER_SECRET_KEY, web sessions are signed with a key made when the process starts: they do not
@@ -22,6 +25,7 @@ class Settings:
     card_hash_key: bytes
     secret_key: str = field(default_factory=_secret_key, repr=False)  # signs web sessions and sign-in links
     show_sign_in_codes: bool = False  # the demo: print members' one-time sign-in codes (there is no mailer)
+    public_url: str | None = None  # where members reach the portal; None: the address the API was called at
 
     @property
     def is_sqlite(self) -> bool:
@@ -34,9 +38,28 @@ def load_settings() -> Settings:
     ``PALIER_CARD_KEY`` keys the HMAC under which payment cards are stored; production must set it.
     ``PALIER_SECRET_KEY`` signs web sessions, CSRF tokens and member sign-in links; production must set it.
     ``PALIER_SHOW_SIGN_IN_CODES=1`` (the demo) logs members' one-time portal codes to the console.
+    ``PALIER_PUBLIC_URL`` (e.g. ``https://loyalty.example.com``) is where members reach the portal: the
+    portal links the API makes start with it, even when the shop's server calls the API at an inner address.
     """
     return Settings(
         database_url=os.environ.get("PALIER_DATABASE_URL", "sqlite:///palier.db"),
         card_hash_key=os.environ.get("PALIER_CARD_KEY", DEMO_CARD_KEY).encode(),
         show_sign_in_codes=os.environ.get("PALIER_SHOW_SIGN_IN_CODES", "") == "1",
+        public_url=public_url(os.environ.get("PALIER_PUBLIC_URL", "")),
     )
+
+
+def public_url(value: str) -> str | None:
+    """``value`` as a base address without a trailing slash; None when empty. Anything but an http(s)
+    address without query or fragment is refused, so a typo fails at start-up, not in a member's inbox."""
+    url = value.strip().rstrip("/")
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise InvalidInput(
+            "invalid_setting",
+            f"PALIER_PUBLIC_URL must be an address such as https://loyalty.example.com, not {value!r}.",
+            field="PALIER_PUBLIC_URL",
+        )
+    return url

@@ -8,6 +8,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from palier.api.app import create_app
+from palier.clock import FrozenClock
+from palier.config import Settings, public_url
+from palier.db import Database
+from palier.errors import InvalidInput
+from tests.api.conftest import CARD_KEY, program_maker
 from tests.api.helpers import ANY, ApiProgram, assert_problem, line, luhn_card, purchase_body, spaced, unique
 
 
@@ -457,3 +463,22 @@ def test_unlinking_one_of_two_emails_keeps_the_other_on_the_profile(program: Api
     unlinked = program.call("DELETE", f"/v1/members/{member['id']}/identities/{second_id}")
     assert lookup(program, "email", first).json()["id"] == member["id"]
     assert unlinked.json()["email"] == first
+
+
+def test_portal_links_start_with_the_public_url_when_one_is_set(db: Database, clock: FrozenClock) -> None:
+    url = db.engine.url.render_as_string(hide_password=False)
+    public = Settings(database_url=url, card_hash_key=CARD_KEY, public_url=public_url("https://loyalty.example.com/"))
+    app = create_app(public, db=db, clock=clock)
+    with TestClient(app, base_url="http://10.0.0.7:8000") as inner, program_maker(db, inner) as make:
+        program = make()
+        member = program.enrol(first_name="Zoé")
+        link = program.call("POST", f"/v1/members/{member['id']}/portal-link").json()
+    assert link["url"].startswith(f"https://loyalty.example.com/p/{program.id}/enter?token=")
+
+
+@pytest.mark.parametrize("typed", ["loyalty.example.com", "ftp://loyalty.example.com", "https://x.fr/?a=1", "https://"])
+def test_a_public_url_that_is_not_an_address_is_refused_at_start_up(typed: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        public_url(typed)
+    assert refused.value.code == "invalid_setting" and refused.value.field == "PALIER_PUBLIC_URL"
+    assert public_url("  ") is None and public_url("http://127.0.0.1:8000/") == "http://127.0.0.1:8000"

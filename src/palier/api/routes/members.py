@@ -311,5 +311,6 @@ def portal_link(
         issued = portal.issue_link(
             conn=conn, clock=clock, program=access.program, member_id=member_id, secret_key=settings.secret_key
         )
-    url = f"{str(request.base_url).rstrip('/')}/p/{access.program.id}/enter?token={issued.token}"
+    base = settings.public_url or str(request.base_url).rstrip("/")
+    url = f"{base}/p/{access.program.id}/enter?token={issued.token}"
     return PortalLink(url=url, expires_at=issued.expires_at)
