@@ -14,6 +14,8 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
+from palier.db import Database
+from palier.staff import service as staff
 from palier.staff.permissions import ROLES, allows
 from palier.web import console
 from palier.web.console.access import permission_of
@@ -41,8 +43,10 @@ def test_every_staff_page_declares_its_permission(app: FastAPI) -> None:
 
 
 @pytest.fixture
-def shop(program: ApiProgram) -> dict[str, str]:
-    """A member with a coupon, and a reward: real ids for the routes' path parameters."""
+def shop(program: ApiProgram, db: Database, add_staff: Callable[..., str]) -> dict[str, str]:
+    """A member with a coupon, a reward and a colleague: real ids for the routes' path parameters."""
+    with db.read() as conn:
+        colleague = staff.find(conn=conn, program_id=program.id, email=add_staff(program.id, "store_staff"))
     member = program.enrol(first_name="Ann", identities=[{"kind": "card", "value": "2900000000017"}])
     program.adjust(member["id"], 500)
     reward = program.call(
@@ -51,7 +55,12 @@ def shop(program: ApiProgram) -> dict[str, str]:
         json={"kind": "amount_off", "amount": 500, "cost_points": 100, "title": {"fr": "Bon", "en": "Voucher"}},
     ).json()
     coupon = program.call("POST", f"/v1/members/{member['id']}/redemptions", json={"reward_id": reward["id"]}).json()
-    return {"member_id": member["id"], "reward_id": reward["id"], "code": coupon["coupon"]["code"]}
+    return {
+        "member_id": member["id"],
+        "reward_id": reward["id"],
+        "code": coupon["coupon"]["code"],
+        "staff_id": colleague.id,
+    }
 
 
 def _url(path: str, ids: dict[str, str]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import get_args
 
 import pytest
@@ -115,7 +116,7 @@ def test_an_address_trying_many_accounts_is_refused(db: Database, clock: FrozenC
 
 
 def test_changing_a_password_and_deactivating(db: Database, clock: FrozenClock, program: Program) -> None:
-    user = add(db, clock, program)
+    user = add(db, clock, program, role="marketer")
     with db.write() as conn, pytest.raises(Unauthenticated):
         staff.change_password(
             conn=conn, clock=clock, staff_id=user.id, new_password="a new long one", actor="t", current_password="x"
@@ -147,3 +148,52 @@ def test_each_role_may_do_exactly_what_the_table_says() -> None:
     for refused in ("settings.edit", "rules.edit", "rewards.edit", "dashboard.view", "members.adjust", "staff.manage"):
         assert not allows("store_staff", refused), refused  # type: ignore[arg-type]
     assert not allows("owner", "till.use")
+
+
+def test_the_last_active_admin_is_never_deactivated_or_demoted(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    first = add(db, clock, program)
+    with db.write() as conn, pytest.raises(Conflict) as refused:
+        staff.set_role(conn=conn, clock=clock, staff_id=first.id, role="marketer", actor="test")
+    assert (refused.value.code, refused.value.field) == ("last_admin", "role")
+    with db.write() as conn, pytest.raises(Conflict) as refused:
+        staff.set_active(conn=conn, clock=clock, staff_id=first.id, active=False, actor="test")
+    assert (refused.value.code, refused.value.field) == ("last_admin", "active")
+    second = add(db, clock, program)
+    with db.write() as conn:
+        staff.set_role(conn=conn, clock=clock, staff_id=first.id, role="marketer", actor="test")
+    with db.write() as conn:  # the marketer may go: an admin remains
+        assert not staff.set_active(conn=conn, clock=clock, staff_id=first.id, active=False, actor="test").active
+    with db.read() as conn:
+        actions = conn.execute(
+            select(audit_entries.c.action).where(audit_entries.c.subject_id == first.id).order_by(audit_entries.c.id)
+        ).scalars()
+        assert list(actions) == ["staff.create", "staff.role", "staff.deactivate"]
+        assert staff.get(conn=conn, staff_id=second.id).role == "admin"
+
+
+def test_two_admins_removing_each_other_at_once_leave_one_admin(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    admins = [add(db, clock, program), add(db, clock, program)]
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def remove(target: StaffUser) -> None:
+        barrier.wait()
+        try:
+            with db.write() as conn:
+                staff.set_active(conn=conn, clock=clock, staff_id=target.id, active=False, actor="test")
+            outcomes.append("done")
+        except Conflict as refused:
+            outcomes.append(refused.code)
+
+    threads = [threading.Thread(target=remove, args=(a,)) for a in admins]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["done", "last_admin"]
+    with db.read() as conn:
+        assert [u.active for u in staff.list_users(conn=conn, program_id=program.id)].count(True) == 1

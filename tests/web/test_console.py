@@ -261,3 +261,25 @@ def test_the_console_switches_language(
     assert program.call("GET", "/v1/program").json()["earn_points"] == 2
     shoot(page, "english-settings")
     assert_accessible(page)
+
+
+def test_an_admin_adds_a_colleague_from_the_staff_page(
+    new_program: Callable[..., ApiProgram], page: Any, add_staff: Callable[..., str], shoot: Callable[..., Any]
+) -> None:
+    program = new_program(name="Maison Équipe")
+    sign_in(page, add_staff(program, "admin", "Camille Martin"), next_path="/console/dashboard")
+    page.wait_for_url("**/console/dashboard")
+    navigate(page, page.locator(".console-nav").get_by_role("link", name="Équipe"))
+    assert page.locator("h1").inner_text() == "Équipe"
+    page.get_by_label("Nom affiché").fill("Hugo Caisse")
+    page.get_by_label("E-mail (identifiant de connexion)").fill(f"{unique('hugo')}@fournil.example")
+    page.get_by_label("Rôle", exact=True).select_option("store_staff")
+    page.get_by_label("Mot de passe provisoire").fill("chausson aux pommes 42")
+    navigate(page, page.get_by_role("button", name="Ajouter", exact=True))
+    assert "Personne ajoutée" in page.locator(".notice.ok").inner_text()
+    row = page.locator("tr", has_text="Hugo Caisse")
+    assert "Équipe magasin" in row.locator("select option:checked").inner_text()
+    assert row.get_by_role("button", name="Désactiver Hugo Caisse").is_visible()
+    assert page.locator("tr", has_text="Camille Martin").get_by_role("button", name="Désactiver").count() == 0
+    shoot(page, "staff")
+    assert_accessible(page)

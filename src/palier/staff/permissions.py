@@ -2,6 +2,7 @@
 
 admin does everything; a marketer shapes the program (rules, rewards, tiers, segments) and reads members
 and the dashboard; store staff work the till: find a member, use a coupon, pay with points, no settings.
+Everyone may change their own password.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ Permission = Literal[
     "coupons.use",
     "points.pay",
     "till.use",
+    "account.password",
 ]
 
 _ALL: Final[frozenset[Permission]] = frozenset(Permission.__args__)  # type: ignore[attr-defined]
@@ -44,9 +46,12 @@ PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
             "members.view",
             "members.lookup",
             "coupons.lookup",
+            "account.password",
         }
     ),
-    "store_staff": frozenset({"till.use", "members.lookup", "coupons.lookup", "coupons.use", "points.pay"}),
+    "store_staff": frozenset(
+        {"till.use", "members.lookup", "coupons.lookup", "coupons.use", "points.pay", "account.password"}
+    ),
 }
 
 

@@ -1,4 +1,4 @@
-"""Staff users: create, list, sign in (with throttling), change password, deactivate.
+"""Staff users: create, list, sign in (with throttling), change password or role, deactivate.
 
 Passwords are hashed with argon2id (argon2-cffi, its recommended parameters); a hash made with older
 parameters is upgraded at the next successful sign-in. Sign-in failures are counted per account and per
@@ -9,6 +9,7 @@ with the right password, so guessing is slow whatever the attacker rotates.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -20,6 +21,7 @@ from palier.errors import Conflict, InvalidInput, NotFound, Throttled, Unauthent
 from palier.ids import new_id
 from palier.programs.service import record_audit
 from palier.staff.models import MIN_PASSWORD, StaffCreate, StaffUser
+from palier.staff.permissions import ROLES, Role
 from palier.staff.tables import staff_sign_ins, staff_users
 
 WINDOW = timedelta(minutes=15)
@@ -211,6 +213,8 @@ def change_password(
 
 def set_active(*, conn: Connection, clock: Clock, staff_id: str, active: bool, actor: str) -> StaffUser:
     row = _get_row(conn, staff_id)
+    if not active:
+        _keep_an_admin(conn, row, field="active")
     now = clock.now()
     conn.execute(update(staff_users).where(staff_users.c.id == staff_id).values(active=active, updated_at=now))
     record_audit(
@@ -222,3 +226,50 @@ def set_active(*, conn: Connection, clock: Clock, staff_id: str, active: bool, a
         subject_id=staff_id,
     )
     return get(conn=conn, staff_id=staff_id)
+
+
+def set_role(*, conn: Connection, clock: Clock, staff_id: str, role: Role, actor: str) -> StaffUser:
+    """Give a staff user another role (it applies at their next request)."""
+    if role not in ROLES:
+        raise InvalidInput("invalid_role", f"Unknown role {role!r}: use {', '.join(ROLES)}.", field="role")
+    row = _get_row(conn, staff_id)
+    if role == row.role:
+        return _user(row)
+    if row.role == "admin":
+        _keep_an_admin(conn, row, field="role")
+    conn.execute(update(staff_users).where(staff_users.c.id == staff_id).values(role=role, updated_at=clock.now()))
+    record_audit(
+        conn=conn,
+        clock=clock,
+        program_id=row.program_id,
+        actor=actor,
+        action="staff.role",
+        subject_id=staff_id,
+        details={"from": row.role, "to": role},
+    )
+    return get(conn=conn, staff_id=staff_id)
+
+
+def _keep_an_admin(conn: Connection, row: Any, *, field: str) -> None:
+    """Refuse to deactivate or demote the program's last active admin: nobody could manage staff after.
+
+    The active admins are locked in id order, so two admins removing each other at once are served one
+    after the other (the second is refused) instead of leaving the program with none."""
+    if row.role != "admin" or not row.active:
+        return
+    admins = conn.execute(
+        select(staff_users.c.id)
+        .where(
+            staff_users.c.program_id == row.program_id,
+            staff_users.c.role == "admin",
+            staff_users.c.active.is_(True),
+        )
+        .order_by(staff_users.c.id)
+        .with_for_update()
+    ).scalars()
+    if set(admins) <= {row.id}:
+        raise Conflict(
+            "last_admin",
+            f"{row.email} is the program's last active admin: make another admin first.",
+            field=field,
+        )

@@ -8,8 +8,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from palier.web.console import auth, catalog, dashboard, editors, members, settings, till
+from palier.web.console import account, auth, catalog, dashboard, editors, members, settings, team, till
 
 
 def routers() -> list[APIRouter]:
-    return [auth.router, dashboard.router, settings.router, editors.router, catalog.router, members.router, till.router]
+    return [
+        auth.router,
+        account.router,
+        dashboard.router,
+        settings.router,
+        team.router,
+        editors.router,
+        catalog.router,
+        members.router,
+        till.router,
+    ]
