@@ -89,5 +89,15 @@ def test_add_list_change_password_and_deactivate(cli_db: Database) -> None:
     assert runner.invoke(app, ["staff", "deactivate", "till@maison.example", "--program", program.id]).exit_code == 0
     with cli_db.write() as conn, pytest.raises(Unauthenticated):
         staff.authenticate(conn=conn, clock=clock, email="till@maison.example", password="another secret", ip="cli-t")
+    back = runner.invoke(app, ["staff", "reactivate", "till@maison.example", "--program", program.id])
+    assert back.exit_code == 0 and "can sign in again" in back.output
+    promoted = runner.invoke(app, ["staff", "role", "till@maison.example", "--program", program.id, "--role", "admin"])
+    assert promoted.exit_code == 0 and "is now admin" in promoted.output
+    with cli_db.read() as conn:
+        assert [(u.email, u.role) for u in staff.list_users(conn=conn, program_id=program.id)] == [
+            ("till@maison.example", "admin")
+        ]
+    last = runner.invoke(app, ["staff", "role", "till@maison.example", "--program", program.id, "--role", "marketer"])
+    assert last.exit_code == 2 and "last_admin" in last.output  # the program's only admin stays one
     unknown = runner.invoke(app, ["staff", "passwd", "nobody@maison.example", "--program", program.id], input="x\nx\n")
     assert unknown.exit_code == 2 and "staff_not_found" in unknown.output

@@ -16,7 +16,7 @@ from palier.staff import service as staff
 from palier.staff.models import StaffCreate
 from palier.staff.permissions import PERMISSIONS, ROLES
 
-app = new_app("Staff users of the console and the till: add one, list them, set a password.")
+app = new_app("Staff users of the console and the till: add, list, set a password or a role, deactivate.")
 PROGRAM = typer.Option(..., "--program", help="The program's id (prg_…).")
 EMAIL = typer.Argument(..., help="The staff user's e-mail (their sign-in name).")
 STDIN = typer.Option(False, "--password-stdin", help="Read the password from standard input (for scripts).")
@@ -89,3 +89,27 @@ def deactivate(email: str = EMAIL, program: str = PROGRAM) -> None:
         user = staff.find(conn=conn, program_id=program, email=email)
         staff.set_active(conn=conn, clock=SystemClock(), staff_id=user.id, active=False, actor="cli")
     console.print(f"{escape(user.email)} can no longer sign in.")
+
+
+@app.command("reactivate")
+def reactivate(email: str = EMAIL, program: str = PROGRAM) -> None:
+    """Let a deactivated staff user sign in again (with their password as it was)."""
+    with open_database() as db, db.write() as conn:
+        user = staff.find(conn=conn, program_id=program, email=email)
+        staff.set_active(conn=conn, clock=SystemClock(), staff_id=user.id, active=True, actor="cli")
+    console.print(f"{escape(user.email)} can sign in again.")
+
+
+@app.command("role")
+def role(
+    email: str = EMAIL,
+    program: str = PROGRAM,
+    to: str = typer.Option(..., "--role", help="admin | marketer | store_staff"),
+) -> None:
+    """Give a staff user another role (it applies at their next request; never demotes the last admin)."""
+    if to not in ROLES:
+        raise InvalidInput("invalid_role", f"Unknown role {to!r}: use {', '.join(ROLES)}.", field="role")
+    with open_database() as db, db.write() as conn:
+        user = staff.find(conn=conn, program_id=program, email=email)
+        staff.set_role(conn=conn, clock=SystemClock(), staff_id=user.id, role=to, actor="cli")
+    console.print(f"{escape(user.email)} is now {to}.")
