@@ -283,3 +283,28 @@ def test_an_admin_adds_a_colleague_from_the_staff_page(
     assert page.locator("tr", has_text="Camille Martin").get_by_role("button", name="Désactiver").count() == 0
     shoot(page, "staff")
     assert_accessible(page)
+
+
+def test_a_new_customer_is_enrolled_at_the_till_from_the_card_they_were_just_given(
+    new_program: Callable[..., ApiProgram], page: Any, add_staff: Callable[..., str], shoot: Callable[..., Any]
+) -> None:
+    program = new_program(name="Maison Nouveaux")
+    sign_in(page, add_staff(program, "store_staff", "Hugo Caisse"))
+    page.wait_for_url("**/till")
+    search = page.get_by_label("Scannez ou tapez la carte, le téléphone ou l'e-mail")
+    search.type("2900000000031")
+    search.press("Enter")
+    page.wait_for_url("**/till?q=2900000000031")
+    navigate(page, page.get_by_role("link", name="Inscrire un nouveau client"))
+    assert page.get_by_label("Carte de fidélité (scannez-la)").input_value() == "2900000000031"
+    page.get_by_label("Prénom").fill("Inès")
+    page.get_by_label("Nom", exact=True).fill("Garnier")
+    page.get_by_label("Téléphone").fill("06 11 22 33 44")
+    page.get_by_label("les offres par SMS").check()
+    shoot(page, "enrol")
+    assert_accessible(page)
+    navigate(page, page.get_by_role("button", name="Inscrire"))
+    assert page.locator(".notice.ok").inner_text() == "Bienvenue ! Le membre est inscrit."
+    assert page.locator("h1").inner_text() == "Inès Garnier"
+    found = program.call("POST", "/v1/members/lookup", json={"kind": "phone", "value": "0611223344"}).json()
+    assert found["first_name"] == "Inès" and found["consents"]["sms_marketing"] is True

@@ -1,7 +1,8 @@
 """What each staff role may do: one table, read by the console, the till and the CLI.
 
 admin does everything; a marketer shapes the program (rules, rewards, tiers, segments) and reads members
-and the dashboard; store staff work the till: find a member, use a coupon, pay with points, no settings.
+and the dashboard; store staff work the till: find or enrol a member, use a coupon, pay with points, no
+settings.
 Everyone may change their own password.
 """
 
@@ -28,6 +29,7 @@ Permission = Literal[
     "coupons.use",
     "points.pay",
     "till.use",
+    "members.enrol",
     "account.password",
 ]
 
@@ -50,7 +52,15 @@ PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
         }
     ),
     "store_staff": frozenset(
-        {"till.use", "members.lookup", "coupons.lookup", "coupons.use", "points.pay", "account.password"}
+        {
+            "till.use",
+            "members.lookup",
+            "members.enrol",
+            "coupons.lookup",
+            "coupons.use",
+            "points.pay",
+            "account.password",
+        }
     ),
 }
 

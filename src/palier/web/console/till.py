@@ -1,4 +1,5 @@
-"""The till: find the member (card scan, phone, e-mail), see their points and coupons, use one or pay with points.
+"""The till: find the member (card scan, phone, e-mail) or enrol a new one, see their points and coupons, use
+one or pay with points.
 
 Made for a counter: one big search box that a barcode scanner fills and submits (it types, then Enter),
 big buttons, and each action one form post. Coupons are used and points paid through the same services
@@ -18,6 +19,8 @@ from pydantic import ValidationError
 
 from palier.db import Database
 from palier.errors import PalierError
+from palier.members import service as members
+from palier.members.models import MemberCreate
 from palier.rewards import payments
 from palier.rewards import service as rewards
 from palier.rewards.models import CouponUse, PaymentIn
@@ -93,7 +96,8 @@ def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
 @requires("till.use")
 def till_member(request: Request, member_id: str, ok: str | None = None, code: str | None = None,
                 points: int | None = None, amount: int | None = None) -> HTMLResponse:  # fmt: skip
-    done = {"kind": ok, "code": code, "points": points, "amount": amount} if ok in ("coupon", "paid") else None
+    shown = ok in ("coupon", "paid", "enrolled")
+    done = {"kind": ok, "code": code, "points": points, "amount": amount} if shown else None
     return _member(request, member_id, ok=done)
 
 
@@ -154,3 +158,85 @@ async def pay_with_points(request: Request, member_id: str) -> Response:
         return _member(request, member_id, status=422, error=error.detail)
     query = urlencode({"ok": "paid", "points": paid.points, "amount": paid.amount})
     return RedirectResponse(f"/till/members/{member_id}?{query}", status_code=303)
+
+
+# --- enrolling a customer at the counter --------------------------------------------------------------------
+
+ENROL_FIELDS = ("first_name", "last_name", "email", "phone", "card", "birthday", "language", "invitation_code")
+
+
+def _prefill(q: str | None) -> dict[str, str]:
+    """What the search box held, in the field it belongs to: an e-mail, a phone number, or a card scanned."""
+    text = (q or "").strip()[:254]
+    if not text:
+        return {}
+    if "@" in text:
+        return {"email": text}
+    digits = text.replace(" ", "").replace(".", "").replace("-", "")
+    if digits.startswith("+") or (digits.startswith("0") and len(digits) == 10 and digits.isdigit()):
+        return {"phone": text}
+    if digits.isalnum() and any(ch.isdigit() for ch in digits):
+        return {"card": text}
+    return {"first_name": text} if text.replace(" ", "").isalpha() else {}
+
+
+def _enrol_page(request: Request, *, status: int = 200, sent: dict[str, str], errors: dict[str, str],
+                existing: str | None = None) -> HTMLResponse:  # fmt: skip
+    who = current(request)
+    return render(
+        request, "console/till_enrol.html", status=status, staff=who, section="till", sent=sent, errors=errors,
+        existing=existing, invitation=who.program.enrolment == "invitation",
+    )  # fmt: skip
+
+
+@router.get("/till/new-member")
+@requires("members.enrol")
+def enrol_form(request: Request, q: str | None = None) -> HTMLResponse:
+    language = i18n.request_language(request)
+    return _enrol_page(request, sent={"language": language} | _prefill(q), errors={})
+
+
+@router.post("/till/new-member")
+@requires("members.enrol")
+async def enrol_customer(request: Request) -> Response:
+    """The same service as ``POST /v1/members`` (channel ``store``). A customer the till can find again:
+    an e-mail, a phone or a loyalty card is needed. Someone already a member (or a second tap) is shown
+    the way to their page, not enrolled twice."""
+    who = current(request)
+    form = await request.form()
+    sent = {name: str(form.get(name, "")).strip() for name in ENROL_FIELDS}
+    consents = {name: form.get(name) == "on" for name in ("email_marketing", "sms_marketing")}
+    if not (sent["email"] or sent["phone"] or sent["card"]):
+        why = i18n.translate(i18n.request_language(request), "console.enrol.need_identity")
+        return _enrol_page(request, status=422, sent=sent, errors={"email": why})
+    body: dict[str, Any] = {k: v for k, v in sent.items() if v and k != "card"}
+    body |= {"channel": "store", "consents": consents}
+    if sent["card"]:
+        body["identities"] = [{"kind": "card", "value": sent["card"]}]
+    settings = request.app.state.settings
+    db: Database = request.app.state.db
+    try:
+        data = MemberCreate.model_validate(body)
+        with db.write() as conn:
+            member = members.enrol(
+                conn=conn, clock=request.app.state.clock, program=who.program, data=data,
+                card_key=settings.card_hash_key, actor=f"staff:{who.user.id}",
+            )  # fmt: skip
+    except ValidationError as error:
+        return _enrol_page(request, status=422, sent=sent, errors=_enrol_errors(errors_by_field(error)))
+    except PalierError as error:
+        existing = None
+        if error.code == "identity_taken":
+            field = error.field or ""
+            value = sent["card"] if field.startswith("identities") else sent.get(field, "")
+            with db.read() as conn:
+                found = find_members(conn=conn, program=who.program, text=value, card_key=settings.card_hash_key)
+            existing = found[0].id if len(found) == 1 else None
+        errors = _enrol_errors({error.field or "email": error.detail})
+        return _enrol_page(request, status=error.status, sent=sent, errors=errors, existing=existing)
+    return RedirectResponse(f"/till/members/{member.id}?ok=enrolled", status_code=303)
+
+
+def _enrol_errors(found: dict[str, str]) -> dict[str, str]:
+    """Field errors under the form's names (a card is ``identities[0].value`` to the service)."""
+    return {("card" if field.startswith("identities") else field): message for field, message in found.items()}

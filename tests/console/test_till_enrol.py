@@ -1,0 +1,68 @@
+"""Enrolling a customer at the till: the same service as ``POST /v1/members`` (channel store), prefilled from
+what the search box held, refused without a way to find the customer again, and a second tap (or someone
+already a member) leads to that member's page instead of a twin account."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from palier.db import Database
+from palier.members.tables import members
+from tests.api.helpers import ApiProgram
+from tests.console.conftest import csrf_of, sign_in
+
+CARD = "2900000000024"
+
+
+def _count(db: Database, program: ApiProgram) -> int:
+    with db.read() as conn:
+        return int(conn.execute(select(func.count()).where(members.c.program_id == program.id)).scalar_one())
+
+
+def test_store_staff_enrol_a_customer_the_search_did_not_find(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str], db: Database
+) -> None:
+    assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
+    missed = client.get("/till", params={"q": CARD})
+    assert "Aucun membre" in missed.text and f'href="/till/new-member?q={CARD}"' in missed.text
+    form = client.get("/till/new-member", params={"q": CARD}).text
+    assert f'name="card" type="text" value="{CARD}"' in form  # the scanned card, already in its field
+    token = csrf_of(form)
+    sent = {"csrf": token, "first_name": "Inès", "last_name": "Garnier", "card": CARD, "phone": "06 11 22 33 44",
+            "email": "", "birthday": "1991-05-14", "language": "fr", "email_marketing": "on"}  # fmt: skip
+    done = client.post("/till/new-member", data=sent, follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"].endswith("?ok=enrolled")
+    page = client.get(done.headers["location"]).text
+    assert "Bienvenue ! Le membre est inscrit." in page and "Inès Garnier" in page
+    member_id = done.headers["location"].split("/")[3].split("?")[0]
+    found = program.call("POST", "/v1/members/lookup", json={"kind": "card", "value": CARD}).json()
+    assert found["id"] == member_id and found["phone"] == "+33611223344"
+    assert found["consents"]["email_marketing"] is True and found["consents"]["sms_marketing"] is False
+    assert found["enrolment_channel"] == "store" and found["birthday"] == "1991-05-14"
+
+    twice = client.post("/till/new-member", data=sent)  # the second tap
+    assert twice.status_code == 409 and f'href="/till/members/{member_id}"' in twice.text
+    assert _count(db, program) == 1
+
+
+def test_a_customer_nobody_could_find_again_is_not_enrolled(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str], db: Database
+) -> None:
+    assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
+    token = csrf_of(client.get("/till/new-member").text)
+    nameless = client.post("/till/new-member", data={"csrf": token, "first_name": "Anonyme", "language": "fr"})
+    assert nameless.status_code == 422 and "Un e-mail, un téléphone ou une carte" in nameless.text
+    sent = {"csrf": token, "first_name": "Léo", "email": "leo@", "language": "fr"}
+    bad_mail = client.post("/till/new-member", data=sent)
+    assert bad_mail.status_code == 422 and 'id="email-error"' in bad_mail.text and 'value="Léo"' in bad_mail.text
+    assert _count(db, program) == 0
+
+
+def test_a_marketer_cannot_enrol_at_the_till(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    assert sign_in(client, add_staff(program.id, "marketer")).status_code == 303
+    assert client.get("/till/new-member", follow_redirects=False).status_code == 403
