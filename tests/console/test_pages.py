@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from typing import Any
 
@@ -198,3 +199,29 @@ def test_a_new_reward_and_a_new_segment_are_written_in_yaml_with_problems_at_the
     page = client.get(made.headers["location"]).text
     assert "Gros paniers" in page and "big" in page
     assert [s["code"] for s in program.call("GET", "/v1/segments").json()] == ["big"]
+
+
+def test_a_segment_is_edited_in_yaml_under_its_code(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    made = program.call(
+        "POST", "/v1/segments",
+        json={"code": "big", "name": {"fr": "Gros paniers", "en": "Big spenders"},
+              "conditions": [{"field": "total_spend", "op": ">=", "value": 50_000}]},
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    token = admin(client, program, add_staff)
+    assert 'href="/console/segments/big"' in client.get("/console/segments").text
+    shown = client.get("/console/segments/big").text
+    assert "code: big" in shown and "value: 50000" in shown  # the definition as YAML, ready to change
+    text = html.unescape(shown.split('name="document"')[1].split(">", 1)[1].split("</textarea>")[0])
+    renamed = {"csrf": token, "document": text.replace("code: big", "code: huge")}
+    refused = client.post("/console/segments/big", data=renamed)
+    assert refused.status_code == 422 and "segment_code_fixed" in refused.text
+    changed = {"csrf": token, "document": text.replace("50000", "80000")}
+    saved = client.post("/console/segments/big", data=changed, follow_redirects=False)
+    assert saved.status_code == 303 and saved.headers["location"] == "/console/segments?updated=big"
+    assert "Segment « big » enregistré" in client.get(saved.headers["location"]).text
+    [segment] = program.call("GET", "/v1/segments").json()
+    assert segment["conditions"] == [{"field": "total_spend", "op": ">=", "value": 80_000}]
+    assert client.get("/console/segments/nobody").status_code == 404

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from palier.db import Database
 from palier.programs.tables import audit_entries
 from palier.staff import service as staff
+from tests.api.conftest import own_address
 from tests.api.helpers import ApiProgram
 from tests.console.conftest import PASSWORD, csrf_of, sign_in
 
@@ -44,7 +45,7 @@ def test_an_admin_adds_a_colleague_who_signs_in_then_changes_their_role_and_pass
     assert again.status_code == 409 and "already a staff user" in again.text
     hugo = _colleague(db, program, "hugo@fournil.example")
 
-    with TestClient(app) as till:  # the newcomer, on their own browser
+    with TestClient(app, client=own_address()) as till:  # the newcomer, on their own browser
         assert sign_in(till, "hugo@fournil.example", TEMPORARY).headers["location"] == "/till"
         assert till.get("/console/rules", follow_redirects=False).status_code == 403
         to_marketer = {"csrf": token, "role": "marketer"}
@@ -52,7 +53,7 @@ def test_an_admin_adds_a_colleague_who_signs_in_then_changes_their_role_and_pass
         assert till.get("/console/rules", follow_redirects=False).status_code == 200  # at their next page
         sent = {"csrf": token, "password": "un nouveau mot de passe"}
         assert client.post(f"/console/staff/{hugo}/password", data=sent, follow_redirects=False).status_code == 303
-    with TestClient(app) as later:
+    with TestClient(app, client=own_address()) as later:
         assert sign_in(later, "hugo@fournil.example", TEMPORARY).status_code == 401
         assert sign_in(later, "hugo@fournil.example", "un nouveau mot de passe").status_code == 303
 
@@ -79,7 +80,7 @@ def test_a_deactivated_colleague_is_signed_out_at_once_and_can_be_let_back_in(
     token = _admin(client, program, add_staff)
     email = add_staff(program.id, "store_staff")
     colleague = _colleague(db, program, email)
-    with TestClient(app) as till:
+    with TestClient(app, client=own_address()) as till:
         assert sign_in(till, email).status_code == 303
         off = {"csrf": token, "active": "off"}
         done = client.post(f"/console/staff/{colleague}/active", data=off, follow_redirects=False)
@@ -140,6 +141,6 @@ def test_anyone_signed_in_changes_their_own_password(
     assert typo.status_code == 422 and "Les deux saisies diffèrent." in typo.text
     done = client.post("/console/password", data=new | {"current_password": PASSWORD}, follow_redirects=False)
     assert done.headers["location"] == "/console/password?saved=1"
-    with TestClient(app) as later:
+    with TestClient(app, client=own_address()) as later:
         assert sign_in(later, email, PASSWORD).status_code == 401
         assert sign_in(later, email, TEMPORARY).status_code == 303

@@ -115,3 +115,42 @@ def test_bad_conditions_are_refused(condition: dict[str, Any], code: str) -> Non
     with pytest.raises(ValidationError) as caught:
         SegmentIn.model_validate({"code": "x", "name": {"fr": "x", "en": "x"}, "conditions": [condition]})
     assert code in str(caught.value) or code in {e["type"] for e in caught.value.errors()}
+
+
+def test_a_segment_is_redefined_under_its_code_and_members_move_at_the_refresh(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    from sqlalchemy import select
+
+    from palier.errors import InvalidInput, NotFound
+    from palier.programs.tables import audit_entries
+
+    march = enrol(db, clock, program, first_name="Mars", birthday=date(1990, 3, 14))
+    july = enrol(db, clock, program, first_name="Juillet", birthday=date(1985, 7, 2))
+    define(db, clock, program, code="birthdays", conditions=[{"field": "birthday_month", "op": "=", "value": 3}])
+    segments.refresh(db, clock, program_id=program.id)
+    assert members_of(db, program, "birthdays") == {march.id}
+    july_only = SegmentIn.model_validate(
+        {"code": "birthdays", "name": {"fr": "Nés en juillet", "en": "Born in July"},
+         "conditions": [{"field": "birthday_month", "op": "=", "value": 7}]}
+    )  # fmt: skip
+    with db.write() as conn:
+        updated = segments.update_segment(
+            conn=conn, clock=clock, program=program, code="birthdays", data=july_only, actor=ACTOR
+        )
+    assert updated.name.en == "Born in July" and updated.members_count == 1  # until the refresh
+    refreshed = segments.refresh(db, clock, program_id=program.id, code="birthdays")[0]
+    assert (refreshed.entered, refreshed.left) == (1, 1) and members_of(db, program, "birthdays") == {july.id}
+    renamed = july_only.model_copy(update={"code": "july"})
+    with db.write() as conn, pytest.raises(InvalidInput) as refused:
+        segments.update_segment(conn=conn, clock=clock, program=program, code="birthdays", data=renamed, actor=ACTOR)
+    assert (refused.value.code, refused.value.field) == ("segment_code_fixed", "code")
+    with db.write() as conn, pytest.raises(NotFound):
+        segments.update_segment(conn=conn, clock=clock, program=program, code="nobody", data=july_only, actor=ACTOR)
+    with db.read() as conn:
+        audit = conn.execute(
+            select(audit_entries.c.details).where(
+                audit_entries.c.program_id == program.id, audit_entries.c.action == "segment.updated"
+            )
+        ).scalar_one()
+    assert audit["before"]["conditions"][0]["value"] == 3 and audit["after"]["conditions"][0]["value"] == 7

@@ -22,7 +22,7 @@ from palier.activity.tables import events, purchases
 from palier.clock import Clock, utc
 from palier.db import Database
 from palier.db.bulk import insert_many
-from palier.errors import Conflict, NotFound
+from palier.errors import Conflict, InvalidInput, NotFound
 from palier.ids import new_id
 from palier.members.tables import members
 from palier.notify.outbox import emit_many
@@ -60,6 +60,33 @@ def create_segment(*, conn: Connection, clock: Clock, program: Program, data: Se
         details=data.model_dump(mode="json"),
     )  # fmt: skip
     return get_segment(conn=conn, program_id=program.id, code=data.code)
+
+
+def update_segment(
+    *, conn: Connection, clock: Clock, program: Program, code: str, data: SegmentIn, actor: str
+) -> Segment:
+    """A new definition for segment ``code`` (its code stays: rules, rewards and plans name it). Members
+    move in or out at the next refresh, as after a creation."""
+    before = get_segment(conn=conn, program_id=program.id, code=code)
+    if data.code != code:
+        raise InvalidInput(
+            "segment_code_fixed",
+            f"A segment's code cannot change (rules, rewards and plans name it): send code {code!r}.",
+            field="code",
+        )
+    definition = data.model_dump(mode="json")
+    conn.execute(
+        update(segments)
+        .where(segments.c.id == before.id)
+        .values(name=data.name.model_dump(), kind=data.kind, definition=definition)
+    )
+    bump(conn, program_id=program.id)
+    old = SegmentIn.model_validate(before.model_dump(include=set(SegmentIn.model_fields))).model_dump(mode="json")
+    record_audit(
+        conn=conn, clock=clock, program_id=program.id, actor=actor, action="segment.updated", subject_id=before.id,
+        details={"before": old, "after": definition},
+    )  # fmt: skip
+    return get_segment(conn=conn, program_id=program.id, code=code)
 
 
 def get_segment(*, conn: Connection, program_id: str, code: str) -> Segment:

@@ -246,6 +246,31 @@ def create_segment(data: SegmentIn, access: AdminAccess, db: DB, clock: ClockDep
     )
 
 
+@router.put(
+    "/v1/segments/{code}",
+    response_model=Segment,
+    summary="Redefine a segment (members move at the next refresh)",
+    openapi_extra=commands.IDEMPOTENT,
+)
+def update_segment(
+    code: Code, data: SegmentIn, access: AdminAccess, db: DB, clock: ClockDep, request: Request
+) -> JSONResponse:
+    """The whole definition, as for a creation; the code in the body must be the one in the path."""
+    return commands.run(
+        request=request,
+        db=db,
+        clock=clock,
+        program_id=access.program.id,
+        body=data,
+        command=lambda conn: (
+            segments.update_segment(
+                conn=conn, clock=clock, program=access.program, code=code, data=data, actor=access.caller.actor
+            ),
+            200,
+        ),
+    )
+
+
 @router.get("/v1/segments", response_model=list[Segment], summary="The program's segments and their sizes")
 def list_segments(access: ReadAccess, db: DB) -> list[Segment]:
     with db.read() as conn:

@@ -107,13 +107,16 @@ async def save_reward(request: Request, reward_id: str) -> Response:
 
 @router.get("/console/segments")
 @requires("segments.view")
-def segments_page(request: Request, created: str | None = None) -> HTMLResponse:
+def segments_page(request: Request, created: str | None = None, updated: str | None = None) -> HTMLResponse:
     who = current(request)
     db: Database = request.app.state.db
     with db.read() as conn:
         found = segments.list_segments(conn=conn, program_id=who.program.id)
-    shown = created if created and any(s.code == created for s in found) else None
-    return render(request, "console/segments.html", staff=who, section="segments", segments=found, created=shown)
+    codes = {s.code for s in found}
+    return render(
+        request, "console/segments.html", staff=who, section="segments", segments=found,
+        created=created if created in codes else None, updated=updated if updated in codes else None,
+    )  # fmt: skip
 
 
 @router.get("/console/coupons")

@@ -4,8 +4,8 @@ problems shown at their line.
 Rules are read by the rules document loader (``palier.rules.document``) and applied as a new version by
 ``rules.service.apply_rules``, exactly as ``POST /v1/program/rules`` does; tiers by ``TierPolicy`` and
 ``tiers.service.set_policy``, as the API and ``palier program apply`` do; a new reward by ``RewardIn`` and
-``rewards.service.create_reward`` (``POST /v1/rewards``), a new segment by ``SegmentIn`` and
-``segments.service.create_segment`` (``POST /v1/segments``).
+``rewards.service.create_reward`` (``POST /v1/rewards``), a new or changed segment by ``SegmentIn`` and
+``segments.service.create_segment`` / ``update_segment`` (``POST /v1/segments``, ``PUT /v1/segments/{code}``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from palier.tiers import service as tiers
 from palier.tiers.models import TierPolicy
 from palier.web.console.access import Staff, current, requires, staff_router
 from palier.web.console.yaml_lines import Problem, line_of, syntax_problem
-from palier.web.render import render
+from palier.web.render import PageError, render
 
 router = staff_router()
 MAX_TEXT = 200_000
@@ -206,11 +206,13 @@ conditions:
 """
 
 
-async def _create(request: Request, *, kind: str, section: str, parse: Any, create: Any, done: str) -> Response:
+async def _create(
+    request: Request, *, kind: str, section: str, parse: Any, create: Any, done: str, action: str | None = None
+) -> Response:
     """Check the posted YAML with ``parse`` and save it with ``create``; problems at their line."""
     who = current(request)
     text = str((await request.form()).get("document", ""))[:MAX_TEXT].replace("\r\n", "\n")
-    page = {"kind": kind, "section": section, "action": f"/console/{kind}", "back": f"/console/{section}"}
+    page = {"kind": kind, "section": section, "action": action or f"/console/{kind}", "back": f"/console/{section}"}
     problem = syntax_problem(text)
     if problem is not None:
         return _editor(request, who, text=text, problems=[problem], saved=None, **page)
@@ -256,4 +258,47 @@ async def create_segment(request: Request) -> Response:
     return await _create(
         request, kind="new-segment", section="segments", parse=SegmentIn.model_validate,
         create=segments.create_segment, done="/console/segments?created={made.code}",
+    )  # fmt: skip
+
+
+def _segment_text(segment: SegmentIn) -> str:
+    """A segment's definition as the editor shows it: the YAML a marketer would have written."""
+    fields = SegmentIn.model_validate(segment.model_dump(include=set(SegmentIn.model_fields)))
+    document = fields.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+    if document.get("kind") == "top_revenue":
+        document.pop("conditions", None)
+    head = "# Saved as a new definition under the same code; members move at the next refresh.\n"
+    return head + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=110)
+
+
+def _segment_or_404(request: Request, code: str) -> Any:
+    who = current(request)
+    db: Database = request.app.state.db
+    with db.read() as conn:
+        try:
+            return segments.get_segment(conn=conn, program_id=who.program.id, code=code[:40])
+        except PalierError:
+            raise PageError(404, "error.not_found") from None
+
+
+@router.get("/console/segments/{code}")
+@requires("segments.edit")
+def segment_page(request: Request, code: str) -> HTMLResponse:
+    segment = _segment_or_404(request, code)
+    page = {"kind": "edit-segment", "section": "segments", "action": f"/console/segments/{segment.code}",
+            "back": "/console/segments"}  # fmt: skip
+    return _editor(request, current(request), text=_segment_text(segment), problems=[], saved=None, **page)
+
+
+@router.post("/console/segments/{code}")
+@requires("segments.edit")
+async def save_segment(request: Request, code: str) -> Response:
+    segment = _segment_or_404(request, code)
+
+    def update(**kwargs: Any) -> Any:
+        return segments.update_segment(code=segment.code, **kwargs)
+
+    return await _create(
+        request, kind="edit-segment", section="segments", parse=SegmentIn.model_validate, create=update,
+        done="/console/segments?updated={made.code}", action=f"/console/segments/{segment.code}",
     )  # fmt: skip
