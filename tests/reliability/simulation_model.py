@@ -1,0 +1,259 @@
+"""The reference model of the deterministic simulation: a member's points as the README and DESIGN describe
+them, in plain Python, written without the engine's code.
+
+- A purchase earns 1 point per 1.00 of its amount, rounded down. Its points make one lot, pending until the
+  return window has passed (available at once without one), expiring 12 calendar months after the purchase
+  (the day clamped to the month's end). Points that become available repay debt first.
+- Spending (a redemption's hold, a payment in points) takes the soonest-expiring lots first, never-expiring
+  last, older before newer. A redemption holds its cost; using the coupon keeps the points spent, cancelling
+  it gives each part back to its lot unless that lot has expired since, whose part expires.
+- A return takes back what the refunded share of the order earned — cumulative over the order's returns —
+  from the order's own lot first (pending or available), then nothing for the part of that lot which has
+  expired (it already left the member), then other available points soonest-expiring first, and what is
+  still missing becomes debt. A pending lot emptied by returns is reversed.
+- The maturity job makes due pending lots available (repaying debt first, lot by lot); the expiry job
+  expires every due available lot, taking what is left of it.
+- A merge moves the duplicate's lots, holds, coupons, orders and debt to the member who remains.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+LIFETIME_MONTHS = 12
+PER_POINT = 100  # minor units per point
+
+
+def add_months(when: datetime, months: int) -> datetime:
+    index = when.month - 1 + months
+    year, month = when.year + index // 12, index % 12 + 1
+    return when.replace(year=year, month=month, day=min(when.day, calendar.monthrange(year, month)[1]))
+
+
+@dataclass
+class Lot:
+    order_id: str
+    member: str
+    amount: int
+    remaining: int
+    state: str  # pending, active, expired, reversed
+    earned_at: datetime
+    matures_at: datetime
+    expires_at: datetime
+    expired_part: int = 0  # what the expiry took from it (a return later excuses up to this much)
+
+    def sort_key(self) -> tuple[datetime, datetime, str]:
+        return (self.expires_at, self.earned_at, self.order_id)
+
+
+@dataclass
+class Order:
+    order_id: str
+    member: str
+    total: int
+    points: int
+    lot: Lot | None
+    refunded: int = 0
+    returned: int = 0  # points taken back so far
+    excused: int = 0  # expired points of the own lot already excused by earlier returns
+
+
+@dataclass
+class Coupon:
+    key: str
+    member: str
+    cost: int
+    parts: list[tuple[Lot, int]]
+    state: str = "issued"  # issued, used, cancelled
+
+
+@dataclass
+class Account:
+    available: int = 0
+    pending: int = 0
+    held: int = 0
+    debt: int = 0
+
+
+class Refused(Exception):
+    """The model's refusal; ``code`` is the problem code the engine must answer with."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass
+class Model:
+    window_days: int
+    now: datetime
+    accounts: dict[str, Account] = field(default_factory=dict)
+    merged_into: dict[str, str] = field(default_factory=dict)
+    lots: list[Lot] = field(default_factory=list)
+    orders: dict[str, Order] = field(default_factory=dict)
+    coupons: dict[str, Coupon] = field(default_factory=dict)
+
+    def enrol(self, member: str) -> None:
+        self.accounts[member] = Account()
+
+    def active_members(self) -> list[str]:
+        return [m for m in self.accounts if m not in self.merged_into]
+
+    # --- earning ---
+
+    def purchase(self, member: str, order_id: str, amount: int) -> int:
+        points = amount // PER_POINT
+        account = self.accounts[member]
+        lot = None
+        if points > 0:
+            matures = self.now + timedelta(days=self.window_days)
+            pending = matures > self.now
+            lot = Lot(order_id, member, points, points, "pending" if pending else "active", self.now, matures,
+                      add_months(self.now, LIFETIME_MONTHS))  # fmt: skip
+            self.lots.append(lot)
+            if pending:
+                account.pending += points
+            else:
+                self._credit(account, lot)
+        self.orders[order_id] = Order(order_id, member, amount, points, lot)
+        return points
+
+    def _credit(self, account: Account, lot: Lot) -> None:
+        """``lot`` becomes spendable: it repays debt first."""
+        repay = min(account.debt, lot.remaining)
+        account.debt -= repay
+        lot.remaining -= repay
+        account.available += lot.remaining
+
+    # --- spending ---
+
+    def _take(self, member: str, amount: int, *, exclude: Lot | None = None) -> list[tuple[Lot, int]]:
+        parts, left = [], amount
+        for lot in sorted(self._spendable(member), key=Lot.sort_key):
+            if left == 0:
+                break
+            if lot is exclude:
+                continue
+            part = min(left, lot.remaining)
+            lot.remaining -= part
+            parts.append((lot, part))
+            left -= part
+        return parts
+
+    def _spendable(self, member: str) -> list[Lot]:
+        return [lot for lot in self.lots if lot.member == member and lot.state == "active" and lot.remaining > 0]
+
+    def redeem(self, member: str, key: str, cost: int) -> None:
+        account = self.accounts[member]
+        if account.available < cost:
+            raise Refused("insufficient_points")
+        parts = self._take(member, cost)
+        account.available -= cost
+        account.held += cost
+        self.coupons[key] = Coupon(key, member, cost, parts)
+
+    def use(self, key: str) -> None:
+        coupon = self.coupons[key]
+        if coupon.state != "issued":
+            raise Refused("coupon_used" if coupon.state == "used" else "coupon_cancelled")
+        coupon.state = "used"
+        self.accounts[coupon.member].held -= coupon.cost
+
+    def cancel(self, key: str) -> None:
+        coupon = self.coupons[key]
+        if coupon.state == "cancelled":
+            return  # cancelling twice is the same cancellation
+        if coupon.state == "used":
+            raise Refused("coupon_used")
+        coupon.state = "cancelled"
+        account = self.accounts[coupon.member]
+        account.held -= coupon.cost
+        for lot, part in coupon.parts:
+            if lot.state == "active" and lot.expires_at > self.now:
+                lot.remaining += part
+                account.available += part
+            # else the part expires with its lot: it leaves the member
+
+    def pay(self, member: str, points: int) -> None:
+        account = self.accounts[member]
+        if account.available < points:
+            raise Refused("insufficient_points")
+        self._take(member, points)
+        account.available -= points
+
+    # --- returns ---
+
+    def refund(self, order_id: str, amount: int) -> int:
+        """A refund by amount; the points taken back."""
+        order = self.orders[order_id]
+        if amount > order.total - order.refunded:
+            raise Refused("return_exceeds_purchase")
+        order.refunded += amount
+        earned_back = order.points if order.refunded >= order.total else order.points * order.refunded // order.total
+        owed = max(0, earned_back - order.returned)
+        order.returned += owed
+        if owed == 0:
+            return 0
+        member = order.member
+        account = self.accounts[member]
+        taken = 0
+        lot = order.lot
+        if lot is not None and lot.state in ("pending", "active"):
+            part = min(owed, lot.remaining)
+            lot.remaining -= part
+            if lot.state == "pending":
+                account.pending -= part
+                if lot.remaining == 0:
+                    lot.state = "reversed"
+            else:
+                account.available -= part
+            taken += part
+        lapsed = (lot.expired_part - order.excused) if lot is not None else 0
+        excused = min(max(lapsed, 0), owed - taken)
+        order.excused += excused
+        rest = owed - taken - excused
+        for _, part in self._take(member, rest, exclude=lot):
+            account.available -= part
+            taken += part
+            rest -= part
+        account.debt += rest
+        return owed
+
+    # --- jobs ---
+
+    def mature(self) -> None:
+        due = [lot for lot in self.lots if lot.state == "pending" and lot.matures_at <= self.now]
+        for lot in sorted(due, key=lambda lot: (lot.matures_at, lot.order_id)):
+            account = self.accounts[lot.member]
+            lot.state = "active"
+            account.pending -= lot.remaining
+            self._credit(account, lot)
+
+    def expire(self) -> None:
+        """Every available lot past its date expires (a spent one too, with nothing left to take)."""
+        for lot in self.lots:
+            if lot.state == "active" and lot.expires_at <= self.now:
+                self.accounts[lot.member].available -= lot.remaining
+                lot.expired_part += lot.remaining
+                lot.remaining = 0
+                lot.state = "expired"
+
+    def merge(self, source: str, target: str) -> None:
+        a, b = self.accounts[source], self.accounts[target]
+        b.available += a.available
+        b.pending += a.pending
+        b.held += a.held
+        b.debt += a.debt
+        self.accounts[source] = Account()
+        self.merged_into[source] = target
+        for lot in self.lots:
+            if lot.member == source:
+                lot.member = target
+        for order in self.orders.values():
+            if order.member == source:
+                order.member = target
+        for coupon in self.coupons.values():
+            if coupon.member == source:
+                coupon.member = target
