@@ -283,6 +283,15 @@ def test_an_admin_adds_a_colleague_from_the_staff_page(
     assert page.locator("tr", has_text="Camille Martin").get_by_role("button", name="Désactiver").count() == 0
     shoot(page, "staff")
     assert_accessible(page)
+    navigate(page, page.locator(".staff-menu").get_by_role("link", name="Mot de passe"))
+    assert page.locator("h1").inner_text() == "Mon mot de passe"
+    page.get_by_label("Mot de passe actuel").fill("not my password")
+    page.get_by_label("Nouveau mot de passe", exact=True).fill("un nouveau mot de passe")
+    page.get_by_label("Nouveau mot de passe, encore").fill("un nouveau mot de passe")
+    navigate(page, page.get_by_role("button", name="Changer mon mot de passe"))
+    assert page.locator("#current_password-error").inner_text() == "Ce n'est pas votre mot de passe actuel."
+    shoot(page, "password")
+    assert_accessible(page)
 
 
 def test_a_new_customer_is_enrolled_at_the_till_from_the_card_they_were_just_given(
