@@ -13,6 +13,8 @@ from palier.activity import service as activity
 from palier.activity.models import AdjustmentIn, EventResult
 from palier.api import commands
 from palier.api.deps import DB, AdminAccess, ClockDep, PosAccess, ReadAccess, SettingsDep
+from palier.api.openapi import RATE_LIMITED
+from palier.api.ratelimit import limit
 from palier.members import service
 from palier.members.identities import IdentityKind
 from palier.members.models import (
@@ -66,9 +68,11 @@ def enrol(
     "/lookup",
     response_model=Member,
     summary="Find a member by card, e-mail, phone, customer id or payment card",
+    openapi_extra=RATE_LIMITED,
 )
-def lookup(query: Lookup, access: ReadAccess, db: DB, settings: SettingsDep) -> Member:
+def lookup(query: Lookup, access: ReadAccess, db: DB, settings: SettingsDep, request: Request) -> Member:
     """A POST, so that phone numbers and payment card numbers never appear in URLs or access logs."""
+    limit(request, "lookup", access.caller.key_id)
     with db.read() as conn:
         return service.lookup(
             conn=conn,
