@@ -67,8 +67,14 @@ class RateLimiter:
         self._since_sweep = 0
 
 
-def limit(request: Request, kind: str, *subject: str) -> None:
+def check(request: Request, kind: str, *subject: str) -> None:
     """Count a call of ``kind`` (redeem, lookup, sign_in) by ``subject`` against the app's limits."""
     limits: RateLimits = request.app.state.settings.rate_limits
     limiter: RateLimiter = request.app.state.rate_limiter
     limiter.hit(kind, "\x1f".join(subject), getattr(limits, kind))
+
+
+def check_sign_in(request: Request, where: str, email: str) -> None:
+    """Count a sign-in attempt on page ``where`` by this client address for this e-mail (however typed)."""
+    address = request.client.host if request.client else "unknown"
+    check(request, "sign_in", where, address, email.strip().lower())

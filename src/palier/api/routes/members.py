@@ -11,10 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from palier.activity import service as activity
 from palier.activity.models import AdjustmentIn, EventResult
-from palier.api import commands
+from palier.api import commands, ratelimit
 from palier.api.deps import DB, AdminAccess, ClockDep, PosAccess, ReadAccess, SettingsDep
 from palier.api.openapi import RATE_LIMITED
-from palier.api.ratelimit import limit
 from palier.members import service
 from palier.members.identities import IdentityKind
 from palier.members.models import (
@@ -72,7 +71,7 @@ def enrol(
 )
 def lookup(query: Lookup, access: ReadAccess, db: DB, settings: SettingsDep, request: Request) -> Member:
     """A POST, so that phone numbers and payment card numbers never appear in URLs or access logs."""
-    limit(request, "lookup", access.caller.key_id)
+    ratelimit.check(request, "lookup", access.caller.key_id)
     with db.read() as conn:
         return service.lookup(
             conn=conn,

@@ -7,10 +7,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from palier.api import commands
+from palier.api import commands, ratelimit
 from palier.api.deps import DB, AdminAccess, ClockDep, PosAccess, ReadAccess
 from palier.api.openapi import RATE_LIMITED
-from palier.api.ratelimit import limit
 from palier.rewards import payments
 from palier.rewards import service as rewards
 from palier.rewards.models import (
@@ -138,7 +137,7 @@ def member_catalog(
 def redeem(
     member_id: str, data: RedeemIn, access: PosAccess, db: DB, clock: ClockDep, request: Request
 ) -> JSONResponse:
-    limit(request, "redeem", access.program.id, member_id)
+    ratelimit.check(request, "redeem", access.program.id, member_id)
     return commands.run(
         request=request,
         db=db,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 
-from palier.api.ratelimit import limit
+from palier.api import ratelimit
 from palier.db import Database
 from palier.errors import Throttled, Unauthenticated
 from palier.staff import service as staff
@@ -38,7 +38,7 @@ async def sign_in(request: Request) -> Response:
     target = safe_next(str(form.get("next", "")))
     db: Database = request.app.state.db
     ip = request.client.host if request.client else "unknown"
-    limit(request, "sign_in", "console", ip, email.strip().lower())
+    ratelimit.check_sign_in(request, "console", email)
     error: str | None = None
     params: dict[str, object] = {}
     try:
