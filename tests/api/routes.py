@@ -28,6 +28,7 @@ POLICY: dict[Route, str] = {
     ("GET", "/health"): "public",
     ("GET", "/v1/program"): "read",
     ("PATCH", "/v1/program"): "admin",
+    ("GET", "/v1/audit"): "admin",
     ("GET", "/v1/keys"): "admin",
     ("POST", "/v1/keys"): "admin",
     ("DELETE", "/v1/keys/{key_id}"): "admin",
