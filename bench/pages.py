@@ -52,7 +52,12 @@ def _free_port() -> int:
 def serve(url: str) -> tuple[subprocess.Popen[bytes], str]:
     """uvicorn serving the app on ``url``'s database, in a subprocess; (process, base URL) once it answers."""
     port = _free_port()
-    env = os.environ | {"PALIER_DATABASE_URL": url, "PALIER_SECRET_KEY": SECRET_KEY, "PALIER_CARD_KEY": DEMO_CARD_KEY}
+    env = os.environ | {
+        "PALIER_DATABASE_URL": url,
+        "PALIER_SECRET_KEY": SECRET_KEY,
+        "PALIER_CARD_KEY": DEMO_CARD_KEY,
+        "PALIER_RATE_LIMITS": "off",  # throughput, not abuse: pages are requested far faster than a person would
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "palier.api.app:create_app", "--factory", "--port", str(port),
          "--log-level", "warning", "--no-access-log"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -20,12 +21,56 @@ def _secret_key() -> str:
 
 
 @dataclass(frozen=True)
+class Limit:
+    count: int
+    seconds: float
+
+    @classmethod
+    def parse(cls, text: str, *, name: str) -> Limit | None:
+        """``"30/60"`` -> 30 calls per 60 s; ``"off"`` -> None (no limit)."""
+        text = text.strip().lower()
+        if text == "off":
+            return None
+        count, _, seconds = text.partition("/")
+        try:
+            limit = cls(int(count), float(seconds))
+        except ValueError:
+            limit = cls(0, 0)
+        if limit.count < 1 or not 0 < limit.seconds < math.inf:
+            raise ValueError(f"{name} must be COUNT/SECONDS (e.g. 30/60) or off, not {text!r}")
+        return limit
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """The limit of each kind of call; None turns that kind off."""
+
+    redeem: Limit | None = Limit(30, 60)  # per program and member: a till redeems a few at a time
+    lookup: Limit | None = Limit(600, 60)  # per API key: a busy till looks members up every few seconds
+    sign_in: Limit | None = Limit(10, 300)  # per client address and identity (e-mail)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> RateLimits:
+        """``PALIER_RATE_LIMITS=off`` turns every limit off; ``PALIER_RATE_LIMIT_<KIND>`` sets one."""
+        env = dict(os.environ) if env is None else env
+        if env.get("PALIER_RATE_LIMITS", "").strip().lower() == "off":
+            return cls(redeem=None, lookup=None, sign_in=None)
+        found = {}
+        for kind in ("redeem", "lookup", "sign_in"):
+            name = f"PALIER_RATE_LIMIT_{kind.upper()}"
+            if env.get(name, "").strip():
+                found[kind] = Limit.parse(env[name], name=name)
+        return cls(**found)
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str
     card_hash_key: bytes
     secret_key: str = field(default_factory=_secret_key, repr=False)  # signs web sessions and sign-in links
     show_sign_in_codes: bool = False  # the demo: print members' one-time sign-in codes (there is no mailer)
     public_url: str | None = None  # where members reach the portal; None: the address the API was called at
+    rate_limits: RateLimits = field(default_factory=RateLimits.from_env)
 
     @property
     def is_sqlite(self) -> bool:
@@ -40,6 +85,8 @@ def load_settings() -> Settings:
     ``PALIER_SHOW_SIGN_IN_CODES=1`` (the demo) logs members' one-time portal codes to the console.
     ``PALIER_PUBLIC_URL`` (e.g. ``https://loyalty.example.com``) is where members reach the portal: the
     portal links the API makes start with it, even when the shop's server calls the API at an inner address.
+    ``PALIER_RATE_LIMIT_REDEEM`` / ``_LOOKUP`` / ``_SIGN_IN`` (``COUNT/SECONDS`` or ``off``) and
+    ``PALIER_RATE_LIMITS=off`` (all of them): see :class:`RateLimits`.
     """
     return Settings(
         database_url=os.environ.get("PALIER_DATABASE_URL", "sqlite:///palier.db"),

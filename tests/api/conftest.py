@@ -113,7 +113,7 @@ def module_db(request: pytest.FixtureRequest) -> Database:
 @pytest.fixture(scope="module")
 def module_client(module_db: Database) -> Iterator[TestClient]:
     clock = FrozenClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
-    with TestClient(build_app(module_db, clock)) as test_client:
+    with TestClient(build_app(module_db, clock), client=own_address()) as test_client:
         yield test_client
 
 

@@ -28,6 +28,7 @@ POLICY: dict[Route, str] = {
     ("GET", "/health"): "public",
     ("GET", "/v1/program"): "read",
     ("PATCH", "/v1/program"): "admin",
+    ("GET", "/v1/audit"): "admin",
     ("GET", "/v1/keys"): "admin",
     ("POST", "/v1/keys"): "admin",
     ("DELETE", "/v1/keys/{key_id}"): "admin",
@@ -91,15 +92,15 @@ def _is_page(route: object) -> bool:
     return str(getattr(endpoint, "__module__", "")).startswith("palier.web")
 
 
-def app_routes(app: FastAPI | None = None) -> list[Route]:
-    """Every (method, path) the app serves and documents (HEAD/OPTIONS aside), web pages aside."""
+def app_routes(app: FastAPI | None = None, *, pages: bool = False) -> list[Route]:
+    """Every (method, path) the app serves and documents (HEAD/OPTIONS aside), web pages aside (or only them)."""
     app = app or create_app(Settings(database_url="sqlite:///never-opened.db", card_hash_key=b"x"))
     # FastAPI ≥ 0.130 keeps included routers as branches; iter_route_contexts flattens them.
     flatten = getattr(fastapi.routing, "iter_route_contexts", list)
     found = {
         (method, str(route.path))
         for route in flatten(app.routes)
-        if isinstance(getattr(route, "original_route", route), APIRoute) and not _is_page(route)
+        if isinstance(getattr(route, "original_route", route), APIRoute) and _is_page(route) == pages
         for method in route.methods or ()
         if method not in ("HEAD", "OPTIONS")
     }

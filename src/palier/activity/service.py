@@ -608,6 +608,10 @@ def reverse_transaction(
             "already_reversed", f"Transaction {transaction_id} was already reversed.", field="transaction_id"
         ) from None
     moved = ledger.balances_moved(conn, transaction_id=reversal_id, member_id=member_id)
+    record_audit(
+        conn=conn, clock=clock, program_id=program.id, actor=actor, action="transaction.reversed",
+        subject_id=transaction_id, details={"member_id": member_id, "reversal_id": reversal_id, "reason": reason},
+    )  # fmt: skip
     return EventResult(
         event_id=reversal_id,
         type="adjustment",

@@ -7,6 +7,7 @@ from fastapi.responses import RedirectResponse
 
 from palier import __version__, web
 from palier.api import openapi, problems
+from palier.api.ratelimit import RateLimiter
 from palier.api.routes import events, members, programs, rewards, rules, status
 from palier.clock import Clock, SystemClock
 from palier.config import Settings, load_settings
@@ -32,6 +33,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
     app.state.settings = settings
     app.state.db = db or make_database(settings.database_url)
     app.state.clock = clock or SystemClock()
+    # The app's clock (not a monotonic one): tests move a FrozenClock and the windows move with it.
+    app.state.rate_limiter = RateLimiter(lambda: app.state.clock.now().timestamp())
     problems.install(app)
     openapi.install(app)
     for module in (programs, members, events, rewards, rules, status):

@@ -38,6 +38,21 @@ ERRORS = {
     "409": "Conflicts with what is already recorded",
     "422": "Invalid input, or refused by the program's rules; nothing was written",
 }
+# Routes under a rate limit (api/ratelimit.py) answer 429 `rate_limited`, with a Retry-After header.
+RATE_LIMITED: dict[str, Any] = {
+    "responses": {
+        "429": {
+            "description": "Too many calls: `rate_limited`; nothing was written. Try again after Retry-After seconds",
+            "headers": {
+                "Retry-After": {
+                    "description": "whole seconds to wait (≥ 1)",
+                    "schema": {"type": "integer", "minimum": 1},
+                }
+            },
+            "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+    }
+}
 
 
 def install(app: FastAPI) -> None:

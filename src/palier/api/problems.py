@@ -70,11 +70,22 @@ def validation_code(error: dict[str, Any]) -> str:
     return "invalid_value"
 
 
+def refusal_headers(exc: PalierError) -> dict[str, str]:
+    """The headers a refusal carries: how to authenticate (401), when to try again (429)."""
+    headers = {"WWW-Authenticate": 'Bearer realm="palier"'} if exc.status == 401 else {}
+    if "retry_after" in exc.extra:
+        headers["Retry-After"] = str(exc.extra["retry_after"])
+    return headers
+
+
+def refusal(exc: PalierError) -> JSONResponse:
+    return JSONResponse(exc.to_problem(), status_code=exc.status, media_type=PROBLEM, headers=refusal_headers(exc))
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(PalierError)
     async def _palier(_: Request, exc: PalierError) -> JSONResponse:
-        headers = {"WWW-Authenticate": 'Bearer realm="palier"'} if exc.status == 401 else None
-        return JSONResponse(exc.to_problem(), status_code=exc.status, media_type=PROBLEM, headers=headers)
+        return refusal(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

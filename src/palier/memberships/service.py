@@ -403,7 +403,7 @@ def create_invitations(
     conn.execute(insert(invitations), rows)
     record_audit(
         conn=conn, clock=clock, program_id=program.id, actor=actor, action="invitations.created",
-        details={"count": data.count, "purpose": data.purpose, "plan": data.plan},
+        subject_id=program.id, details={"count": data.count, "purpose": data.purpose, "plan": data.plan},
     )  # fmt: skip
     return [
         Invitation(code=str(r["code"]), purpose=data.purpose, plan=data.plan, expires_at=data.expires_at) for r in rows

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -143,3 +143,19 @@ class Caller(BaseModel):
     @property
     def actor(self) -> str:
         return self.key_id
+
+
+class AuditEntry(BaseModel):
+    """One admin action: who (an API key id, ``staff:<id>`` in the console, or ``cli``), what, on what, when."""
+
+    id: str
+    actor: str
+    action: str = Field(description="e.g. key.created, member.adjusted, rules.applied")
+    subject_id: str | None = Field(description="the object acted on: a member, key, reward, program…")
+    details: dict[str, Any] | None
+    created_at: datetime
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntry]
+    next_cursor: str | None = Field(description="pass as `cursor` for older entries; null on the last page")

@@ -10,12 +10,14 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from palier.clock import Clock, utc
-from palier.errors import Forbidden, NotFound, Unauthenticated
+from palier.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from palier.ids import new_id
 from palier.ledger.accounts import money_asset, open_program_accounts
 from palier.programs.models import (
     CURRENCY_EXPONENTS,
     ApiKey,
+    AuditEntry,
+    AuditPage,
     Caller,
     KeyCreate,
     NewApiKey,
@@ -214,3 +216,15 @@ def record_audit(
             created_at=clock.now(),
         )
     )
+
+
+def audit_trail(*, conn: Connection, program_id: str, cursor: str | None, limit: int) -> AuditPage:
+    """The program's audit entries, newest first; ``cursor`` is the id of the last entry of the page before."""
+    if cursor is not None and not cursor.startswith("aud_"):
+        raise InvalidInput("invalid_cursor", "This cursor was not issued by an audit page.", field="cursor")
+    query = select(audit_entries).where(audit_entries.c.program_id == program_id)
+    if cursor is not None:
+        query = query.where(audit_entries.c.id < cursor)
+    rows = conn.execute(query.order_by(audit_entries.c.id.desc()).limit(limit + 1)).mappings().all()
+    items = [AuditEntry(**{**row, "created_at": utc(row["created_at"])}) for row in rows[:limit]]
+    return AuditPage(items=items, next_cursor=items[-1].id if len(rows) > limit else None)

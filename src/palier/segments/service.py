@@ -277,8 +277,12 @@ def refresh(db: Database, clock: Clock, *, program_id: str, code: str | None = N
         return refresh_in(conn=conn, clock=clock, program_id=program_id, code=code)
 
 
-def refresh_in(*, conn: Connection, clock: Clock, program_id: str, code: str | None = None) -> list[Refreshed]:
-    """:func:`refresh` in the caller's transaction (the API keeps its answer there, for retries)."""
+def refresh_in(
+    *, conn: Connection, clock: Clock, program_id: str, code: str | None = None, actor: str | None = None
+) -> list[Refreshed]:
+    """:func:`refresh` in the caller's transaction (the API keeps its answer there, for retries).
+
+    ``actor``: an admin asked for it (audited, one entry per segment); the nightly job passes none."""
     now = clock.now()
     wanted = [s for s in list_segments(conn=conn, program_id=program_id) if code is None or s.code == code]
     if code is not None and not wanted:
@@ -288,7 +292,14 @@ def refresh_in(*, conn: Connection, clock: Clock, program_id: str, code: str | N
     ids = sorted(s.id for s in wanted)
     conn.execute(select(segments.c.id).where(segments.c.id.in_(ids)).with_for_update())  # one refresh at once
     found = _members_of(conn, program_id, wanted, now)
-    return [_save(conn, now, program_id, segment, members) for segment, members in zip(wanted, found, strict=True)]
+    done = [_save(conn, now, program_id, segment, members) for segment, members in zip(wanted, found, strict=True)]
+    for segment, result in zip(wanted, done, strict=True):
+        if actor is not None:
+            record_audit(
+                conn=conn, clock=clock, program_id=program_id, actor=actor, action="segment.refreshed",
+                subject_id=segment.id, details=result.model_dump(),
+            )  # fmt: skip
+    return done
 
 
 def _members_of(conn: Connection, program_id: str, wanted: list[Segment], now: datetime) -> list[set[str]]:

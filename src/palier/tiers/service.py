@@ -73,7 +73,10 @@ def set_policy(*, conn: Connection, clock: Clock, program: Program, policy: Tier
             field="tiers",
         )
     bump(conn, program_id=program.id)
-    record_audit(conn=conn, clock=clock, program_id=program.id, actor=actor, action="tiers.updated", details=document)
+    record_audit(
+        conn=conn, clock=clock, program_id=program.id, actor=actor, action="tiers.updated", subject_id=program.id,
+        details=document,
+    )  # fmt: skip
     return policy
 
 

@@ -10,6 +10,8 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from palier.api import problems
+from palier.api.ratelimit import RateLimited
 from palier.web.render import STATIC_DIR, PageError, SignInRequired, render
 from palier.web.sessions import CsrfRefused, csrf_guard
 
@@ -40,6 +42,21 @@ def install(app: FastAPI) -> None:
             message_key=exc.message_key,
             params=exc.params,
         )
+
+    @app.exception_handler(RateLimited)
+    async def _rate_limited(request: Request, exc: RateLimited) -> Response:
+        if request.url.path.startswith("/v1/"):  # the API's own answer: problem+json
+            return problems.refusal(exc)
+        page = render(
+            request,
+            "error.html",
+            status=429,
+            error_code=429,
+            message_key="error.rate_limited",
+            params={"seconds": exc.extra["retry_after"]},
+        )
+        page.headers.update(problems.refusal_headers(exc))
+        return page
 
     @app.exception_handler(CsrfRefused)
     async def _csrf(request: Request, exc: CsrfRefused) -> HTMLResponse:

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from palier.api import ratelimit
 from palier.db import Database
 from palier.errors import PalierError
 from palier.members import service as members
@@ -85,6 +86,7 @@ def catalog(program_id: str, request: Request) -> HTMLResponse:
 @router.post("/p/{program_id}/rewards/{reward_id}/redeem", response_model=None)
 def redeem(program_id: str, reward_id: str, request: Request) -> Response:
     who = signed_in(request, program_id)
+    ratelimit.check(request, "redeem", who.program.id, who.member_id)  # the same count as the API's redemptions
     language = i18n.request_language(request, preferred=who.language)
     try:
         with _db(request).write() as conn:

@@ -14,6 +14,7 @@ from fastapi import Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from palier.api import ratelimit
 from palier.config import Settings
 from palier.db import Database
 from palier.errors import InvalidInput
@@ -121,6 +122,7 @@ def ask_for_code(program_id: str, request: Request, email: Annotated[str, Form(m
     db: Database = request.app.state.db
     settings: Settings = request.app.state.settings
     program = load_program(db, program_id)
+    ratelimit.check_sign_in(request, program.id, email)
     try:
         typed = normalise_email(email, field="email")
     except InvalidInput:

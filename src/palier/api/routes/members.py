@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from palier.activity import service as activity
 from palier.activity.models import AdjustmentIn, EventResult
-from palier.api import commands
+from palier.api import commands, ratelimit
 from palier.api.deps import DB, AdminAccess, ClockDep, PosAccess, ReadAccess, SettingsDep
+from palier.api.openapi import RATE_LIMITED
 from palier.members import service
 from palier.members.identities import IdentityKind
 from palier.members.models import (
@@ -66,9 +67,11 @@ def enrol(
     "/lookup",
     response_model=Member,
     summary="Find a member by card, e-mail, phone, customer id or payment card",
+    openapi_extra=RATE_LIMITED,
 )
-def lookup(query: Lookup, access: ReadAccess, db: DB, settings: SettingsDep) -> Member:
+def lookup(query: Lookup, access: ReadAccess, db: DB, settings: SettingsDep, request: Request) -> Member:
     """A POST, so that phone numbers and payment card numbers never appear in URLs or access logs."""
+    ratelimit.check(request, "lookup", access.caller.key_id)
     with db.read() as conn:
         return service.lookup(
             conn=conn,

@@ -6,7 +6,7 @@ import hmac
 import os
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import Connection
@@ -15,7 +15,7 @@ from palier.api import commands
 from palier.api.deps import DB, AdminAccess, ClockDep, ReadAccess
 from palier.errors import Forbidden
 from palier.programs import service
-from palier.programs.models import ApiKey, KeyCreate, NewApiKey, Program, ProgramSettings, ProgramUpdate
+from palier.programs.models import ApiKey, AuditPage, KeyCreate, NewApiKey, Program, ProgramSettings, ProgramUpdate
 
 OPERATOR = "operator"
 router = APIRouter(prefix="/v1", tags=["programs"])
@@ -93,6 +93,17 @@ def update_program(
             200,
         ),
     )
+
+
+@router.get("/audit", response_model=AuditPage, summary="The audit trail of admin actions, newest first")
+def audit_trail(
+    access: AdminAccess,
+    db: DB,
+    cursor: Annotated[str | None, Query(max_length=40)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> AuditPage:
+    with db.read() as conn:
+        return service.audit_trail(conn=conn, program_id=access.program.id, cursor=cursor, limit=limit)
 
 
 @router.get("/keys", response_model=list[ApiKey], summary="API keys of this program (never their secrets)")

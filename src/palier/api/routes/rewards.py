@@ -7,8 +7,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from palier.api import commands
+from palier.api import commands, ratelimit
 from palier.api.deps import DB, AdminAccess, ClockDep, PosAccess, ReadAccess
+from palier.api.openapi import RATE_LIMITED
 from palier.rewards import payments
 from palier.rewards import service as rewards
 from palier.rewards.models import (
@@ -131,11 +132,12 @@ def member_catalog(
     status_code=201,
     response_model=Redemption,
     summary="Redeem a reward: its points are held and a coupon issued",
-    openapi_extra=commands.IDEMPOTENT,
+    openapi_extra=commands.IDEMPOTENT | RATE_LIMITED,
 )
 def redeem(
     member_id: str, data: RedeemIn, access: PosAccess, db: DB, clock: ClockDep, request: Request
 ) -> JSONResponse:
+    ratelimit.check(request, "redeem", access.program.id, member_id)
     return commands.run(
         request=request,
         db=db,

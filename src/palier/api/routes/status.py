@@ -291,7 +291,9 @@ def refresh_segment(code: Code, access: AdminAccess, db: DB, clock: ClockDep, re
         program_id=access.program.id,
         body=None,
         command=lambda conn: (
-            segments.refresh_in(conn=conn, clock=clock, program_id=access.program.id, code=code)[0],
+            segments.refresh_in(
+                conn=conn, clock=clock, program_id=access.program.id, code=code, actor=access.caller.actor
+            )[0],
             200,
         ),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 
+from palier.api import ratelimit
 from palier.db import Database
 from palier.errors import Throttled, Unauthenticated
 from palier.staff import service as staff
@@ -37,6 +38,7 @@ async def sign_in(request: Request) -> Response:
     target = safe_next(str(form.get("next", "")))
     db: Database = request.app.state.db
     ip = request.client.host if request.client else "unknown"
+    ratelimit.check_sign_in(request, "console", email)
     error: str | None = None
     params: dict[str, object] = {}
     try:
@@ -51,12 +53,18 @@ async def sign_in(request: Request) -> Response:
     except Unauthenticated:
         error = "console.sign_in.failed"
     except Throttled as exc:
-        error, params = "console.sign_in.throttled", {"minutes": exc.extra["minutes"]}
+        error, params = (
+            "console.sign_in.throttled",
+            {"minutes": exc.extra["minutes"], "retry_after": exc.extra["retry_after"]},
+        )
     if error is not None:
         status = 429 if error.endswith("throttled") else 401
-        return render(
+        page = render(
             request, "console/sign_in.html", status=status, next=target or "", email=email, error=error, params=params
         )
+        if status == 429:
+            page.headers["Retry-After"] = str(params["retry_after"])
+        return page
     response = RedirectResponse(target or home_of(user.role), status_code=303)
     STAFF_SESSION.open(request, response, {"staff_id": user.id})
     return response
