@@ -88,6 +88,7 @@ def staff_client(base: str, email: str, password: str) -> httpx.Client:
     signed = client.post("/console/sign-in", data={"csrf": _csrf(page.text), "email": email, "password": password})
     if signed.status_code != 303:
         raise RuntimeError(f"staff sign-in refused: {signed.status_code}")
+    client.headers["X-CSRF-Token"] = _csrf(page.text)  # the searches are posted, as the pages' forms do
     return client
 
 
@@ -103,12 +104,13 @@ def member_client(base: str, pos_key: str, member_id: str) -> httpx.Client:
     return client
 
 
-def timed_get(client: httpx.Client, path: str, expect: int = 200) -> float:
+def timed_page(client: httpx.Client, path: str, expect: int = 200, form: dict[str, str] | None = None) -> float:
+    """One page: ``GET path``, or ``POST path`` when a form is given (the searches are posted, as the box does)."""
     began = time.perf_counter()
-    response = client.get(path)
+    response = client.get(path) if form is None else client.post(path, data=form)
     spent = time.perf_counter() - began
     if response.status_code != expect:
-        raise RuntimeError(f"GET {path}: {response.status_code} (expected {expect})")
+        raise RuntimeError(f"{response.request.method} {path}: {response.status_code} (expected {expect})")
     return spent
 
 
@@ -142,35 +144,35 @@ def run(engine: str, options: object, limits: dict[str, float]) -> list[common.F
         till = staff_client(base, staff["store_staff"].email, staff["store_staff"].password)
         member = member_client(base, info.pos_key, member_id)
         anonymous = httpx.Client(base_url=base, timeout=30)
-        pages: list[tuple[str, httpx.Client, str, int]] = [
-            ("portal home", member, f"/p/{pid}", 200),
-            ("portal history", member, f"/p/{pid}/history", 200),
-            ("portal rewards", member, f"/p/{pid}/rewards", 200),
-            ("portal coupons", member, f"/p/{pid}/coupons", 200),
-            ("portal settings", member, f"/p/{pid}/settings", 200),
-            ("how it works", anonymous, f"/how-it-works/{pid}", 200),
-            ("console dashboard 12 weeks", admin, "/console/dashboard", 200),
-            ("console dashboard 52 weeks, store", admin, "/console/dashboard?weeks=52&channel=store", 200),
-            ("console member search", admin, f"/console/members?q={card}", 303),
-            ("console member detail", admin, f"/console/members/{member_id}", 200),
-            ("console rules", admin, "/console/rules", 200),
-            ("console rewards", admin, "/console/rewards", 200),
-            ("console tiers", admin, "/console/tiers", 200),
-            ("console segments", admin, "/console/segments", 200),
-            ("console settings", admin, "/console/settings", 200),
-            ("console coupon lookup", admin, f"/console/coupons?code={code}", 200),
-            ("till search", till, f"/till?q={card}", 303),
-            ("till member", till, f"/till/members/{member_id}", 200),
+        pages: list[tuple[str, httpx.Client, str, int, dict[str, str] | None]] = [
+            ("portal home", member, f"/p/{pid}", 200, None),
+            ("portal history", member, f"/p/{pid}/history", 200, None),
+            ("portal rewards", member, f"/p/{pid}/rewards", 200, None),
+            ("portal coupons", member, f"/p/{pid}/coupons", 200, None),
+            ("portal settings", member, f"/p/{pid}/settings", 200, None),
+            ("how it works", anonymous, f"/how-it-works/{pid}", 200, None),
+            ("console dashboard 12 weeks", admin, "/console/dashboard", 200, None),
+            ("console dashboard 52 weeks, store", admin, "/console/dashboard?weeks=52&channel=store", 200, None),
+            ("console member search", admin, "/console/members", 303, {"q": card}),
+            ("console member detail", admin, f"/console/members/{member_id}", 200, None),
+            ("console rules", admin, "/console/rules", 200, None),
+            ("console rewards", admin, "/console/rewards", 200, None),
+            ("console tiers", admin, "/console/tiers", 200, None),
+            ("console segments", admin, "/console/segments", 200, None),
+            ("console settings", admin, "/console/settings", 200, None),
+            ("console coupon lookup", admin, f"/console/coupons?code={code}", 200, None),
+            ("till search", till, "/till", 303, {"q": card}),
+            ("till member", till, f"/till/members/{member_id}", 200, None),
         ]
         ids = [f"{member_id}:{kind}" for kind in MEMBER_KINDS]
         raw_sql = f"SELECT id, balance FROM accounts WHERE id IN ({', '.join(['%s'] * len(ids))})"
         with common.step(f"pages/{engine}: references (raw read, GET /health), {count} each"):
             raw = percentiles(measure(lambda: common.raw_read(db, raw_sql, ids), count))
-            health = percentiles(measure(lambda: timed_get(anonymous, "/health"), count))
+            health = percentiles(measure(lambda: timed_page(anonymous, "/health"), count))
         results: list[tuple[str, dict[str, float]]] = []
-        for name, client, path, expect in pages:
+        for name, client, path, expect, form in pages:
             with common.step(f"pages/{engine}: {name}, {count} requests"):
-                spent = measure(lambda c=client, p=path, e=expect: timed_get(c, p, e), count)  # type: ignore[misc]
+                spent = measure(lambda c=client, p=path, e=expect, f=form: timed_page(c, p, e, f), count)  # type: ignore[misc]
             found = percentiles(spent)
             common.say(f"pages/{engine}: {name}: p50 {found['p50']:.1f} ms, p95 {found['p95']:.1f} ms")
             results.append((name, found))

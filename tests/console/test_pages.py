@@ -98,12 +98,15 @@ def test_member_search_by_identity_or_name_and_a_refused_adjustment(
     ann = program.enrol(first_name="Annabelle", last_name="Roux", email="annabelle@example.com", phone="06 12 34 56 78")
     program.enrol(first_name="Anne", last_name="Vidal")
     admin(client, program, add_staff)
+    search = client.get("/console/members")
+    assert 'method="post" action="/console/members"' in search.text  # what is typed stays out of the URL
+    token = csrf_of(search.text)
     for typed in ("annabelle@example.com", "+33 6 12 34 56 78", "0612345678", ann["id"]):
-        found = client.get("/console/members", params={"q": typed}, follow_redirects=False)
+        found = client.post("/console/members", data={"csrf": token, "q": typed}, follow_redirects=False)
         assert found.headers.get("location") == f"/console/members/{ann['id']}", typed
-    both = client.get("/console/members", params={"q": "ann"})
+    both = client.post("/console/members", data={"csrf": token, "q": "ann"})
     assert "2 membre(s) trouvé(s)" in both.text and "Annabelle Roux" in both.text and "Anne Vidal" in both.text
-    nobody = client.get("/console/members", params={"q": "zoé"})
+    nobody = client.post("/console/members", data={"csrf": token, "q": "zoé"})
     assert "Aucun membre ne correspond" in nobody.text
     page = client.get(f"/console/members/{ann['id']}")
     token = csrf_of(page.text)

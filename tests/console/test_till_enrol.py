@@ -26,9 +26,10 @@ def test_store_staff_enrol_a_customer_the_search_did_not_find(
     client: TestClient, program: ApiProgram, add_staff: Callable[..., str], db: Database
 ) -> None:
     assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
-    missed = client.get("/till", params={"q": CARD})
-    assert "Aucun membre" in missed.text and f'href="/till/new-member?q={CARD}"' in missed.text
-    form = client.get("/till/new-member", params={"q": CARD}).text
+    token = csrf_of(client.get("/till").text)
+    missed = client.post("/till", data={"csrf": token, "q": CARD})
+    assert "Aucun membre" in missed.text and f'<input type="hidden" name="q" value="{CARD}">' in missed.text
+    form = client.post("/till/new-member/start", data={"csrf": token, "q": CARD}).text
     assert f'name="card" type="text" value="{CARD}"' in form  # the scanned card, already in its field
     token = csrf_of(form)
     sent = {"csrf": token, "first_name": "Inès", "last_name": "Garnier", "card": CARD, "phone": "06 11 22 33 44",

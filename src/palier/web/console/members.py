@@ -16,7 +16,7 @@ from palier.web import history_text, i18n
 from palier.web.console.access import current, requires, staff_router
 from palier.web.console.forms import errors_by_field
 from palier.web.console.people import member_view
-from palier.web.console.search import display_name, find_members
+from palier.web.console.search import display_name, posted_search
 from palier.web.render import PageError, render
 
 router = staff_router()
@@ -24,19 +24,19 @@ router = staff_router()
 
 @router.get("/console/members")
 @requires("members.view")
-def members_page(request: Request, q: str | None = None) -> Response:
+def members_page(request: Request) -> Response:
+    return render(request, "console/members.html", staff=current(request), section="members", q="", rows=[])
+
+
+@router.post("/console/members")
+@requires("members.view")
+async def members_search(request: Request) -> Response:
     who = current(request)
-    found = []
-    if q and q.strip():
-        db: Database = request.app.state.db
-        with db.read() as conn:
-            found = find_members(
-                conn=conn, program=who.program, text=q[:254], card_key=request.app.state.settings.card_hash_key
-            )
-        if len(found) == 1:
-            return RedirectResponse(f"/console/members/{found[0].id}", status_code=303)
+    q, found = await posted_search(request, who.program)
+    if len(found) == 1:
+        return RedirectResponse(f"/console/members/{found[0].id}", status_code=303)
     rows = [{"member": m, "name": display_name(m)} for m in found]
-    return render(request, "console/members.html", staff=who, section="members", q=q or "", rows=rows)
+    return render(request, "console/members.html", staff=who, section="members", q=q, rows=rows)
 
 
 def _detail(request: Request, member_id: str, *, status: int = 200, **ctx: Any) -> HTMLResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
+from fastapi import Request
 from sqlalchemy import Connection, func, or_, select
 
 from palier.errors import PalierError
@@ -23,6 +24,17 @@ def _kinds(text: str) -> list[str]:
     if digits and digits >= len(text.replace(" ", "").replace("+", "").replace("-", "")) - 1:
         return ["card", "phone", "external", "payment_card"]
     return ["card", "external"]
+
+
+async def posted_search(request: Request, program: Program) -> tuple[str, list[Member]]:
+    """What the search box posted (``q``: posted, so a phone or card number stays out of URLs, browser
+    history and access logs) and the members it finds."""
+    text = str((await request.form()).get("q", "")).strip()[:254]
+    if not text:
+        return text, []
+    with request.app.state.db.read() as conn:
+        card_key = request.app.state.settings.card_hash_key
+        return text, find_members(conn=conn, program=program, text=text, card_key=card_key)
 
 
 def find_members(*, conn: Connection, program: Program, text: str, card_key: bytes) -> list[Member]:

@@ -28,7 +28,7 @@ from palier.web import i18n, present
 from palier.web.console.access import current, requires, staff_router
 from palier.web.console.forms import errors_by_field, parse_money
 from palier.web.console.people import member_view
-from palier.web.console.search import display_name, find_members
+from palier.web.console.search import display_name, find_members, posted_search
 from palier.web.render import PageError, render
 
 router = staff_router()
@@ -44,20 +44,20 @@ def _ticket(request: Request) -> str:
 
 @router.get("/till")
 @requires("till.use")
-def till(request: Request, q: str | None = None) -> Response:
+def till(request: Request) -> Response:
+    return render(request, "console/till.html", staff=current(request), section="till", q="", rows=[], searched=False)
+
+
+@router.post("/till")
+@requires("till.use")
+async def till_search(request: Request) -> Response:
+    """One member found: their page; several: a choice; none: the way to enrol them."""
     who = current(request)
-    rows = []
-    searched = bool(q and q.strip())
-    if searched:
-        db: Database = request.app.state.db
-        with db.read() as conn:
-            found = find_members(
-                conn=conn, program=who.program, text=(q or "")[:254], card_key=request.app.state.settings.card_hash_key
-            )
-        if len(found) == 1:
-            return RedirectResponse(f"/till/members/{found[0].id}", status_code=303)
-        rows = [{"member": m, "name": display_name(m)} for m in found]
-    return render(request, "console/till.html", staff=who, section="till", q=q or "", rows=rows, searched=searched)
+    q, found = await posted_search(request, who.program)
+    if len(found) == 1:
+        return RedirectResponse(f"/till/members/{found[0].id}", status_code=303)
+    rows = [{"member": m, "name": display_name(m)} for m in found]
+    return render(request, "console/till.html", staff=who, section="till", q=q, rows=rows, searched=bool(q))
 
 
 def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) -> HTMLResponse:
@@ -191,9 +191,16 @@ def _enrol_page(request: Request, *, status: int = 200, sent: dict[str, str], er
 
 @router.get("/till/new-member")
 @requires("members.enrol")
-def enrol_form(request: Request, q: str | None = None) -> HTMLResponse:
-    language = i18n.request_language(request)
-    return _enrol_page(request, sent={"language": language} | _prefill(q), errors={})
+def enrol_form(request: Request) -> HTMLResponse:
+    return _enrol_page(request, sent={"language": i18n.request_language(request)}, errors={})
+
+
+@router.post("/till/new-member/start")
+@requires("members.enrol")
+async def enrol_from_search(request: Request) -> HTMLResponse:
+    """The enrolment form, with what the till searched for in its field (posted, to keep it out of the URL)."""
+    q = str((await request.form()).get("q", ""))
+    return _enrol_page(request, sent={"language": i18n.request_language(request)} | _prefill(q), errors={})
 
 
 @router.post("/till/new-member")
