@@ -37,3 +37,42 @@ def reject_card_numbers(value: str, *, field: str) -> str:
             field=field,
         )
     return value
+
+
+# What a leaked card number looks like in stored data or a log line: 12 to 19 digits, written in one run or
+# printed in groups (4-4-4-4[-n], or the 4-6-5 of American Express; spaces also as a URL writes them),
+# starting with a payment-network digit (2 to 6), and Luhn-valid. Stricter than the free-text guard above,
+# which refuses any Luhn-valid run: a scan must not cry wolf at a hex digest, an E.164 phone (``+33…``),
+# a decimal fraction or a date-stamped order id.
+_CARD_SHAPED = re.compile(
+    r"(?<![\w+.])"
+    r"(?:\d{12,19}|\d{4}(?P<s>[ +-]|%20)\d{4}(?P=s)\d{4}(?:(?P=s)\d{1,7})?|\d{4}(?P<a>[ +-]|%20)\d{6}(?P=a)\d{4,5})"
+    r"(?![\w]|\.\d)"
+)
+
+
+def digits_of(written: str) -> str:
+    """The digits of a number as written (spaces, dashes, ``+`` or ``%20`` between its groups)."""
+    return re.sub(r"\D", "", written.replace("%20", " "))
+
+
+def find_card_numbers(value: str) -> list[str]:
+    """The payment card numbers written in ``value``, as written (empty when there are none)."""
+    found = []
+    for match in _CARD_SHAPED.finditer(value):
+        digits = digits_of(match.group())
+        if 12 <= len(digits) <= 19 and digits[0] in "23456" and luhn_valid(digits):
+            found.append(match.group())
+    return found
+
+
+def masked(card_number: str) -> str:
+    """A card number as it may be shown or logged: ``****7890``."""
+    return "****" + digits_of(card_number)[-4:]
+
+
+def mask_card_numbers(value: str) -> str:
+    """``value`` with every payment card number in it replaced by ``****`` and its last four digits."""
+    if not any(ch.isdigit() for ch in value):
+        return value
+    return _CARD_SHAPED.sub(lambda m: masked(m.group()) if find_card_numbers(m.group()) else m.group(), value)

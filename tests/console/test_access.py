@@ -47,7 +47,7 @@ def shop(program: ApiProgram, db: Database, add_staff: Callable[..., str]) -> di
     """A member with a coupon, a reward and a colleague: real ids for the routes' path parameters."""
     with db.read() as conn:
         colleague = staff.find(conn=conn, program_id=program.id, email=add_staff(program.id, "store_staff"))
-    member = program.enrol(first_name="Ann", identities=[{"kind": "card", "value": "2900000000017"}])
+    member = program.enrol(first_name="Ann", identities=[{"kind": "card", "value": "2900000000024"}])
     program.adjust(member["id"], 500)
     reward = program.call(
         "POST",

@@ -43,9 +43,9 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{next(_serial)}-{random.randrange(10**6)}"
 
 
-def luhn_card(prefix: str = "4970") -> str:
-    """A fresh, Luhn-valid 16-digit card number (random, so tests never share one)."""
-    body = prefix + "".join(random.choice("0123456789") for _ in range(15 - len(prefix)))
+def luhn_card(prefix: str = "4970", length: int = 16) -> str:
+    """A fresh, Luhn-valid card number of ``length`` digits (random, so tests never share one)."""
+    body = prefix + "".join(random.choice("0123456789") for _ in range(length - 1 - len(prefix)))
     for check in "0123456789":
         digits = body + check
         total = 0
@@ -59,9 +59,12 @@ def luhn_card(prefix: str = "4970") -> str:
     raise AssertionError("unreachable")
 
 
-def spaced(card: str) -> str:
-    """``4970123412341234`` -> ``4970 1234 1234 1234``, as printed on the card."""
-    return " ".join(card[i : i + 4] for i in range(0, len(card), 4))
+def spaced(card: str, separator: str = " ") -> str:
+    """``4970123412341234`` -> ``4970 1234 1234 1234``, as printed on the card.
+
+    Tests build the card numbers they need at run time: none is written in the repository, which
+    ``tests/reliability/test_no_card_numbers.py`` checks."""
+    return separator.join(card[i : i + 4] for i in range(0, len(card), 4))
 
 
 # --- programs ---

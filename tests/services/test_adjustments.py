@@ -17,7 +17,7 @@ from palier.ids import new_id
 from palier.ledger.tables import ledger_transactions
 from palier.programs.models import Program
 from palier.timeutil import add_months
-from tests.services.factories import adjust, balance, enrol, history, purchase
+from tests.services.factories import adjust, balance, enrol, history, luhn_card, purchase, spaced
 
 
 def written(db: Database, program: Program) -> tuple[int, int]:
@@ -116,7 +116,7 @@ def test_adjusting_an_unknown_member_is_not_found(db: Database, clock: FrozenClo
         {"points": 10, "reason": "   ab   "},  # spaces do not count
         {"points": 0, "reason": "Nothing at all"},
         {"points": 10_000_001, "reason": "Typo"},
-        {"points": 10, "reason": "Refund card 4111 1111 1111 1111"},
+        {"points": 10, "reason": f"Refund card {spaced(luhn_card())}"},
         {"points": 10, "reason": "Goodwill", "member_id": "mem_x"},  # unknown field
     ],
 )

@@ -22,6 +22,7 @@ from palier.clock import Clock, SystemClock
 from palier.db import Database
 from palier.jobs import sweeps
 from palier.ledger.tables import lots
+from palier.logs import mask_handlers
 from palier.memberships import service as memberships
 from palier.rewards.service import expire_coupons
 from palier.rules import gifts
@@ -167,6 +168,7 @@ def worker(
         handlers=[RichHandler(console=console, show_path=False)],
         force=True,
     )
+    mask_handlers()
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:

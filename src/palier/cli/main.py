@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from palier.cli import coupons, db, demo, imports, jobs, programs, rewards, serve, staff, verify
+from palier.cli import coupons, db, demo, imports, jobs, programs, rewards, scan, serve, staff, verify
 from palier.cli.common import new_app
 
 app = new_app(
@@ -17,6 +17,7 @@ app.add_typer(rewards.app, name="rewards")
 app.add_typer(coupons.app, name="coupons")
 app.add_typer(staff.app, name="staff")
 app.command("verify")(verify.verify)
+app.command("scan-cards")(scan.scan_cards)
 app.command("worker")(jobs.worker)
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 import uvicorn
 
+from palier.logs import uvicorn_log_config
+
 APP_FACTORY = "palier.api.app:create_app"
 
 
@@ -22,5 +24,6 @@ def serve(
 
 def run_api(*, host: str, port: int, workers: int = 1, access_log: bool = True) -> None:
     uvicorn.run(
-        APP_FACTORY, factory=True, host=host, port=port, workers=workers, proxy_headers=True, access_log=access_log
-    )
+        APP_FACTORY, factory=True, host=host, port=port, workers=workers, proxy_headers=True, access_log=access_log,
+        log_config=uvicorn_log_config(),
+    )  # fmt: skip

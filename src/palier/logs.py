@@ -1,0 +1,62 @@
+"""Logs that never hold a payment card number.
+
+A card number can reach a log line without Palier storing it: a URL someone built by hand
+(``GET /v1/members/4970…``) lands in the access log, an exception message repeats what was sent. Every handler
+Palier sets up — ``palier serve`` (uvicorn's error and access logs, Palier's own loggers) and ``palier worker``
+— carries :class:`MaskCardNumbers`, which rewrites such a number to ``****`` and its last
+four digits before the line is written. ``palier scan-cards`` checks log files for what got through.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+from uvicorn.config import LOGGING_CONFIG
+
+from palier.text import mask_card_numbers
+
+
+class MaskCardNumbers(logging.Filter):
+    """Masks card numbers in a record's message, its arguments and its traceback; drops nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = mask_card_numbers(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_masked(arg) for arg in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {name: _masked(arg) for name, arg in record.args.items()}
+        if record.exc_info and not record.exc_text:
+            record.exc_text = mask_card_numbers(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+def _masked(arg: Any) -> Any:
+    # Formatters format some arguments themselves (uvicorn's access line reads its five as they are):
+    # strings are masked in place, anything else only if its text holds a card number.
+    if isinstance(arg, str):
+        return mask_card_numbers(arg)
+    if isinstance(arg, int | float | bool) or arg is None:
+        return arg
+    text = str(arg)
+    clean = mask_card_numbers(text)
+    return arg if clean == text else clean
+
+
+def uvicorn_log_config() -> dict[str, Any]:
+    """uvicorn's own logging set-up, with the mask on each handler and Palier's loggers on its error stream."""
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"cards": {"()": MaskCardNumbers}}
+    for handler in config["handlers"].values():
+        handler["filters"] = ["cards"]
+    config["loggers"]["palier"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
+
+
+def mask_handlers(logger: logging.Logger | None = None) -> None:
+    """Put the mask on every handler of ``logger`` (the root logger by default), once."""
+    for handler in (logger or logging.getLogger()).handlers:
+        if not any(isinstance(f, MaskCardNumbers) for f in handler.filters):
+            handler.addFilter(MaskCardNumbers())
