@@ -23,6 +23,7 @@ from palier.cli.main import app
 from palier.clock import FrozenClock
 from palier.db import Database, make_database
 from palier.ledger.tables import accounts
+from palier.logs import uvicorn_log_config
 from palier.programs.service import authenticate, get_program
 from tests.services import factories as f
 
@@ -167,7 +168,8 @@ def test_serve_runs_the_app_factory_under_uvicorn(monkeypatch: pytest.MonkeyPatc
     assert result.exit_code == 0, result.output
     quiet = invoke("serve", "--no-access-log")
     assert quiet.exit_code == 0, quiet.output
-    served = {"factory": True, "host": "127.0.0.1", "proxy_headers": True}
+    # Every handler masks card numbers (palier.logs; tests/reliability/test_no_card_numbers.py serves for real).
+    served = {"factory": True, "host": "127.0.0.1", "proxy_headers": True, "log_config": uvicorn_log_config()}
     assert calls == [
         (("palier.api.app:create_app",), {**served, "port": 8123, "workers": 2, "access_log": True}),
         (("palier.api.app:create_app",), {**served, "port": 8000, "workers": 1, "access_log": False}),
