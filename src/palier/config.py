@@ -37,7 +37,9 @@ class Limit:
         except ValueError:
             limit = cls(0, 0)
         if limit.count < 1 or not 0 < limit.seconds < math.inf:
-            raise ValueError(f"{name} must be COUNT/SECONDS (e.g. 30/60) or off, not {text!r}")
+            raise InvalidInput(
+                "invalid_setting", f"{name} must be COUNT/SECONDS (e.g. 30/60) or off, not {text!r}.", field=name
+            )
         return limit
 
 

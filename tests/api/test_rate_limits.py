@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from palier.clock import FrozenClock
 from palier.config import Limit, RateLimits
 from palier.db import Database
+from palier.errors import InvalidInput
 from palier.staff import service as staff
 from palier.staff.models import StaffCreate
 from tests.api.conftest import assert_ledger_sound
@@ -121,8 +122,9 @@ def test_the_environment_sets_the_limits() -> None:
     read = RateLimits.from_env({"PALIER_RATE_LIMIT_REDEEM": "5/10", "PALIER_RATE_LIMIT_SIGN_IN": "OFF"})
     assert read == RateLimits(redeem=Limit(5, 10), sign_in=None)
     for bad in ("5", "0/60", "5/0", "five/60", "5/-1"):
-        with pytest.raises(ValueError, match="PALIER_RATE_LIMIT_LOOKUP must be COUNT/SECONDS"):
+        with pytest.raises(InvalidInput, match="PALIER_RATE_LIMIT_LOOKUP must be COUNT/SECONDS") as refused:
             RateLimits.from_env({"PALIER_RATE_LIMIT_LOOKUP": bad})
+        assert (refused.value.code, refused.value.field) == ("invalid_setting", "PALIER_RATE_LIMIT_LOOKUP")
 
 
 def test_the_openapi_document_declares_the_429(client: TestClient) -> None:
