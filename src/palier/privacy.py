@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Collection, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import JSON, Connection, String, Table, select
@@ -40,6 +40,7 @@ class Scan:
     values: int = 0  # database values read
     files: int = 0
     lines: int = 0
+    own: set[str] = field(default_factory=set)  # the programs' own member numbers, set aside (see above)
 
 
 def program_numbers(conn: Connection) -> set[str]:
@@ -63,7 +64,7 @@ def _text_columns(table: Table) -> list[str]:
 def scan_database(conn: Connection, scan: Scan | None = None) -> Scan:
     """Every text and JSON value of every Palier table."""
     scan = scan or Scan(findings=[])
-    own = program_numbers(conn)
+    own = scan.own = program_numbers(conn)
     for table in metadata.sorted_tables:
         names = _text_columns(table)
         if not names:
@@ -93,7 +94,7 @@ def _files(paths: Iterable[Path]) -> Iterator[Path]:
             yield path
 
 
-def scan_files(paths: Iterable[Path], scan: Scan | None = None, *, own: Collection[str] = ()) -> Scan:
+def scan_files(paths: Iterable[Path], scan: Scan | None = None) -> Scan:
     """Every line of the files given (directories walked; binary files, .git and virtualenvs skipped)."""
     scan = scan or Scan(findings=[])
     for path in _files(paths):
@@ -107,6 +108,6 @@ def scan_files(paths: Iterable[Path], scan: Scan | None = None, *, own: Collecti
         for number_line, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
             scan.lines += 1
             for number in find_card_numbers(line):
-                if digits_of(number) not in own:
+                if digits_of(number) not in scan.own:
                     scan.findings.append(Finding(f"{path}:{number_line}", masked(number)))
     return scan

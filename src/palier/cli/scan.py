@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from palier.cli.common import console, open_database
-from palier.privacy import Scan, program_numbers, scan_database, scan_files
+from palier.privacy import Scan, scan_database, scan_files
 
 
 def scan_cards(
@@ -20,12 +20,11 @@ def scan_cards(
 
     Findings show where and the last four digits only. Exits 0 when nothing is found, 1 otherwise.
     """
-    scan, own = Scan(findings=[]), set[str]()
+    scan = Scan(findings=[])
     if database:
         with open_database() as db, db.read() as conn:
-            scan_database(conn, scan)
-            own = program_numbers(conn)
-    scan_files(paths or [], scan, own=own)
+            scan_database(conn, scan)  # also notes the program's own numbers, set aside in the files too
+    scan_files(paths or [], scan)
     read = f"{scan.values:,} database values" if database else "no database"
     read += f", {scan.files:,} file{'s' if scan.files != 1 else ''} ({scan.lines:,} lines)" if paths else ""
     if scan.findings:
