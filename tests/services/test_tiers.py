@@ -250,3 +250,17 @@ def test_tiers_set_on_a_program_with_members_place_them(db: Database, clock: Fro
     assert requalify(db, clock, program) == 2  # both placed
     assert (tier_of(db, big.id), tier_of(db, small.id)) == ("gold", "bronze")
     assert requalify(db, clock, program) == 0
+
+
+def test_several_workers_judge_each_member_exactly_once(db: Database, clock: FrozenClock, new_program: Any) -> None:
+    program = with_tiers(db, clock, new_program(timezone="UTC"))
+    people = [enrol(db, clock, program, first_name=f"W{i}") for i in range(12)]
+    for i, person in enumerate(people):
+        spend(db, clock, program, person, [20, 150, 600][i % 3])  # bronze, silver, gold
+    clock.set(datetime(clock.now().year + 1, 1, 1, tzinfo=UTC))
+    assert tiers.requalify(db, clock, program_id=program.id, batch_size=2, workers=3) == 12
+    assert [tier_of(db, p.id) for p in people] == ["bronze", "silver", "gold"] * 4  # each kept for the new year
+    with db.read() as conn:
+        histories = [tiers.progress(conn=conn, clock=clock, program=program, member_id=p.id).history for p in people]
+    assert [[c.reason for c in h] for h in histories] == [["requalified", "upgrade"]] * 12  # judged once each
+    assert tiers.requalify(db, clock, program_id=program.id, workers=3) == 0

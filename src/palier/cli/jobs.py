@@ -48,20 +48,21 @@ class Job(StrEnum):
 GIFTS: dict[str, Callable[..., gifts.GiftRun]] = {"birthdays": gifts.birthdays, "anniversaries": gifts.anniversaries}
 
 
-def _requalify(db: Database, clock: Clock, program_id: str | None) -> int:
-    return tiers.requalify(db, clock, program_id=program_id)
+def _requalify(db: Database, clock: Clock, program_id: str | None, workers: int) -> int:
+    return tiers.requalify(db, clock, program_id=program_id, workers=workers)
 
 
-def _lapse(db: Database, clock: Clock, program_id: str | None) -> int:
+def _lapse(db: Database, clock: Clock, program_id: str | None, workers: int) -> int:
     return memberships.lapse(db, clock, program_id=program_id)
 
 
-def _refresh(db: Database, clock: Clock, program_id: str | None) -> int:
+def _refresh(db: Database, clock: Clock, program_id: str | None, workers: int) -> int:
     return sum(r.entered + r.left for r in segments.refresh_all(db, clock, program_id=program_id))
 
 
-# Members' standing, set-based in batches, safe to run twice: (job, what its count counts)
-STATUS: dict[str, tuple[Callable[[Database, Clock, str | None], int], str]] = {
+# Members' standing, set-based in batches, safe to run twice: (job, what its count counts). Only the
+# requalification uses several workers (segments are refreshed in a few statements over all members).
+STATUS: dict[str, tuple[Callable[[Database, Clock, str | None, int], int], str]] = {
     "tiers": (_requalify, "members judged"),
     "memberships": (_lapse, "memberships lapsed"),
     "segments": (_refresh, "members in or out"),
@@ -110,7 +111,7 @@ def run(
         for name in _names(job):
             if name in STATUS:
                 started = time.perf_counter()
-                count = STATUS[name][0](db, clock, program)
+                count = STATUS[name][0](db, clock, program, workers)
                 results[name] = (sweeps.SweepResult(lots=count), time.perf_counter() - started)
             elif name in GIFTS:
                 started = time.perf_counter()
@@ -225,7 +226,7 @@ def _work(db: Database, clock: Clock, stop: threading.Event, *, interval: float,
                 log.info("coupons: %s past their date expired", f"{expired:,}")
         for name, (job, counts) in STATUS.items():
             try:
-                count = job(db, clock, None)
+                count = job(db, clock, None, 1)
             except Exception:
                 log.exception("%s failed", name)
                 continue

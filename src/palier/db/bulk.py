@@ -19,6 +19,7 @@ from typing import Any, cast
 import psycopg
 from sqlalchemy import (
     ARRAY,
+    JSON,
     ColumnElement,
     Connection,
     DateTime,
@@ -96,7 +97,9 @@ def _plan(conn: Connection, table: Table, keys: tuple[str, ...]) -> _Insert:
         for i, name in enumerate(columns):
             type_ = table.c[name].type.dialect_impl(dialect)
             process: Callable[[Any], Any] | None = type_.bind_processor(dialect)
-            if process is not None and isinstance(type_, DateTime):
+            if dialect.name == "postgresql" and isinstance(type_, JSON):  # COPY takes the JSON text as it is
+                process = _json_text
+            elif process is not None and isinstance(type_, DateTime):
                 process = _memoised(process, (dialect.name, type(type_).__name__, type_.timezone))
             if process is not None:
                 processors.append((i, process))
@@ -149,13 +152,16 @@ def update_many(conn: Connection, table: Table, key: str, rows: Sequence[dict[st
     if not rows:
         return
     columns = [c for c in rows[0] if c != key]
+    if not columns:
+        return
     if conn.dialect.name != "postgresql":
         statement = update(table).where(table.c[key] == bindparam("key_")).values({c: bindparam(c) for c in columns})
         conn.execute(statement, [{"key_": row[key], **{c: row[c] for c in columns}} for row in rows])
         return
     quote = conn.dialect.identifier_preparer.quote
     names = [key, *columns]
-    payload = json.dumps([[_plain(row[name]) for name in names] for row in rows])
+    pick = itemgetter(*names)
+    payload = json.dumps([pick(row) for row in rows], default=_plain)
     fields = ", ".join(
         f"(r->>{i})::{table.c[name].type.compile(dialect=conn.dialect)} AS {quote(name)}"
         for i, name in enumerate(names)
@@ -170,8 +176,16 @@ def update_many(conn: Connection, table: Table, key: str, rows: Sequence[dict[st
 
 
 def _plain(value: Any) -> Any:
-    """A value as JSON carries it: timestamps as ISO 8601 text, which PostgreSQL casts back exactly."""
-    return _iso(value) if isinstance(value, datetime) else value
+    """A value JSON has no type for, as JSON carries it: timestamps as ISO 8601 text, which PostgreSQL
+    casts back exactly (``json.dumps`` asks only for these)."""
+    if isinstance(value, datetime):
+        return _iso(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _json_text(value: Any) -> str | None:
+    """A JSON column's value as the text COPY loads (what the column's own bind processor would send)."""
+    return None if value is JSON.NULL else json.dumps(value)
 
 
 @functools.lru_cache(maxsize=8192)  # a batch repeats the same few instants

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
@@ -20,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from palier.clock import Clock
 from palier.db import Database
+from palier.jobs.parallel import in_parallel
 from palier.ledger.sweep_sql import BatchResult, Sweep, sweep_batch
 
 BATCH = 20_000
@@ -75,33 +75,23 @@ def _sweep(
     result = SweepResult()
     now = clock.now()
     tally = threading.Lock()
-    stop = threading.Event()  # one worker failed (or progress raised to stop): the others stop too
 
-    def work() -> None:
-        try:
-            while not stop.is_set():
-                batch = _batch_with_retries(
-                    db, lambda conn: sweep_batch(conn, sweep, now=now, size=size, program_id=program_id)
-                )
-                with tally:
-                    result.lots += batch.swept
-                    result.points += batch.points
-                    result.batches += 1
-                    if progress and batch.swept:
-                        progress(batch.swept)
-                # Done when nothing more is due, or every lot left is held by a busy member or another worker.
-                if batch.claimed < size or batch.swept == 0:
-                    return
-        except BaseException:
-            stop.set()
-            raise
+    def work(stop: threading.Event) -> None:
+        while not stop.is_set():
+            batch = _batch_with_retries(
+                db, lambda conn: sweep_batch(conn, sweep, now=now, size=size, program_id=program_id)
+            )
+            with tally:
+                result.lots += batch.swept
+                result.points += batch.points
+                result.batches += 1
+                if progress and batch.swept:
+                    progress(batch.swept)
+            # Done when nothing more is due, or every lot left is held by a busy member or another worker.
+            if batch.claimed < size or batch.swept == 0:
+                return
 
-    if workers <= 1:
-        work()
-        return result
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"palier-{sweep}") as pool:
-        for done in [pool.submit(work) for _ in range(workers)]:
-            done.result()
+    in_parallel(workers, work, name=f"palier-{sweep}")
     return result
 
 

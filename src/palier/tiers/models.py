@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -63,13 +64,20 @@ class TierPolicy(Strict):
                 )
         return self
 
+    @cached_property
+    def _ranks(self) -> dict[str | None, int]:
+        return {None: 0} | {t.code: i for i, t in enumerate(self.tiers, start=1)}
+
     def rank(self, code: str | None) -> int:
         """0 for no tier, 1 for the lowest, …"""
-        return 0 if code is None else 1 + [t.code for t in self.tiers].index(code)
+        return self._ranks[code]
 
     def qualified(self, value: int) -> str | None:
-        reached = [t.code for t in self.tiers if value >= t.threshold]
-        return reached[-1] if reached else None
+        """The highest tier whose threshold ``value`` reaches."""
+        for tier in reversed(self.tiers):
+            if value >= tier.threshold:
+                return tier.code
+        return None
 
     def tier(self, code: str | None) -> TierIn | None:
         return next((t for t in self.tiers if t.code == code), None)
