@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from palier.ids import CROCKFORD, PREFIXES, _encode_random, new_id
+from palier.ids import CROCKFORD, PREFIXES, _encode_random, new_id, new_ids
 
 
 @pytest.mark.parametrize(("kind", "prefix"), sorted(PREFIXES.items()))
@@ -22,6 +22,13 @@ def test_ids_are_prefixed_and_30_characters_of_crockford_base32(kind: str, prefi
 def test_ids_strictly_increase_within_a_process() -> None:
     ids = [new_id("transaction") for _ in range(10_000)]
     assert all(a < b for a, b in itertools.pairwise(ids))
+
+
+def test_ids_made_many_at_once_keep_the_same_order() -> None:
+    ids = [new_id("outbox"), *new_ids("outbox", 5_000), new_id("outbox"), *new_ids("outbox", 3), new_id("outbox")]
+    assert all(a < b for a, b in itertools.pairwise(ids))
+    assert all(len(value) == 30 and value.startswith("obx_") for value in ids)
+    assert new_ids("outbox", 0) == []
 
 
 def test_ids_of_different_kinds_share_one_order() -> None:

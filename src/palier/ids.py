@@ -76,3 +76,19 @@ def new_id(kind: str) -> str:
         ms = max(ms, last_ms)
         _last = (ms, rand)
     return f"{prefix}_{_encode_time(ms)}{_encode_random(rand)}"
+
+
+def new_ids(kind: str, count: int) -> list[str]:
+    """``count`` new ids for ``kind`` at once, in order (what ``new_id`` would give ``count`` times, cheaper)."""
+    global _last
+    if count <= 0:
+        return []
+    prefix = PREFIXES[kind]
+    with _lock:
+        ms = time.time_ns() // 1_000_000
+        last_ms, last_rand = _last
+        first = last_rand + 1 if ms <= last_ms else secrets.randbits(79)  # 79 bits: room for 2**79 more
+        ms = max(ms, last_ms)
+        _last = (ms, first + count - 1)
+    stem = f"{prefix}_{_encode_time(ms)}"
+    return [stem + _encode_random(rand) for rand in range(first, first + count)]

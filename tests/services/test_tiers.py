@@ -264,3 +264,21 @@ def test_several_workers_judge_each_member_exactly_once(db: Database, clock: Fro
         histories = [tiers.progress(conn=conn, clock=clock, program=program, member_id=p.id).history for p in people]
     assert [[c.reason for c in h] for h in histories] == [["requalified", "upgrade"]] * 12  # judged once each
     assert tiers.requalify(db, clock, program_id=program.id, workers=3) == 0
+
+
+def test_anniversary_years_are_judged_on_each_members_own_year(
+    db: Database, clock: FrozenClock, new_program: Any
+) -> None:
+    program = with_tiers(db, clock, new_program(timezone="UTC"), window="anniversary_year")
+    joined = clock.now()
+    fay = enrol(db, clock, program, first_name="Fay")
+    spend(db, clock, program, fay, 150)
+    assert tier_of(db, fay.id) == "silver"
+    clock.set(joined + timedelta(days=200))
+    assert requalify(db, clock, program) == 0  # her year is not over
+    clock.set(joined + timedelta(days=367))
+    assert requalify(db, clock, program) == 1
+    assert tier_of(db, fay.id) == "silver"  # 150 € in her first year: kept for the second
+    clock.set(joined + timedelta(days=731))  # her second year ended yesterday; nothing bought in it
+    assert requalify(db, clock, program) == 1
+    assert tier_of(db, fay.id) == "bronze"

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select
 
 from palier.db.bulk import insert_many
-from palier.ids import new_id
+from palier.ids import new_ids
 from palier.notify.tables import outbox_events
 
 EVENT_TYPES = frozenset(
@@ -38,12 +38,12 @@ def emit_many(
 ) -> None:
     """Several events at once: (program_id, type, subject_id, payload)."""
     rows = []
-    for program_id, type_, subject_id, payload in events:
+    for id_, (program_id, type_, subject_id, payload) in zip(new_ids("outbox", len(events)), events, strict=True):
         if type_ not in EVENT_TYPES:
             raise ValueError(f"unknown event type {type_!r}")
         rows.append(
             {
-                "id": new_id("outbox"),
+                "id": id_,
                 "program_id": program_id,
                 "type": type_,
                 "subject_id": subject_id,

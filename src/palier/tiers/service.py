@@ -22,13 +22,14 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, RowMapping, and_, func, insert, or_, select, true, update
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.expression import FromClause
 
 from palier.activity.tables import events, purchases
 from palier.clock import Clock, utc
 from palier.db import Database
 from palier.db.bulk import insert_many, update_many
 from palier.errors import InvalidInput, Unprocessable
-from palier.ids import new_id
+from palier.ids import new_id, new_ids
 from palier.jobs.parallel import in_parallel
 from palier.members import service as members
 from palier.members.tables import members as members_table
@@ -541,7 +542,7 @@ def _requalify_batch(
         for row in rows:
             status = _status_of(row)
             value = int(row["value"])
-            enrolled_at = utc(row["enrolled_at"]) if anniversary else None
+            enrolled_at = utc(row["enrolled_at"]) if anniversary else None  # only then selected
 
             def following(
                 end: datetime | None, enrolled_at: datetime | None = enrolled_at
@@ -576,7 +577,7 @@ def _requalify_batch(
                 tier_history,
                 [
                     {
-                        "id": new_id("tier_change"),
+                        "id": id_,
                         "program_id": program_id,
                         "member_id": m,
                         "from_tier": old,
@@ -585,7 +586,9 @@ def _requalify_batch(
                         "details": {"value": value},
                         "created_at": now,
                     }
-                    for m, old, new, reason, value in changes
+                    for id_, (m, old, new, reason, value) in zip(
+                        new_ids("tier_change", len(changes)), changes, strict=True
+                    )
                 ],
             )
             emit_many(
@@ -609,12 +612,17 @@ def _due_with_values(
     conn: Connection, program: Program, policy: TierPolicy, now: datetime, batch_size: int, after: str | None
 ) -> Sequence[RowMapping]:
     """Up to ``batch_size`` due statuses with ids above ``after``, locked (skipping those another worker
-    holds), each with the member's enrolment date and metric ``value`` over the status period
-    [period_start, period_end): one statement. A rolling window is judged on the months that end today,
-    the same for everyone."""
+    holds), each with its metric ``value`` over the status period [period_start, period_end) and, for
+    anniversary years, the member's enrolment date: one statement. A rolling window is judged on the
+    months that end today, the same for everyone."""
+    joined: FromClause = member_tiers
+    enrolment: list[ColumnElement[Any]] = []
+    if policy.window == "anniversary_year":
+        joined = member_tiers.join(members_table, members_table.c.id == member_tiers.c.member_id)
+        enrolment = [members_table.c.enrolled_at]
     due = (
-        select(*(member_tiers.c[name] for name in STATUS_COLUMNS), members_table.c.enrolled_at)
-        .join(members_table, members_table.c.id == member_tiers.c.member_id)
+        select(*(member_tiers.c[name] for name in STATUS_COLUMNS), *enrolment)
+        .select_from(joined)
         .where(
             member_tiers.c.program_id == program.id,
             or_(
