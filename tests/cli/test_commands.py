@@ -25,6 +25,8 @@ from palier.db import Database, make_database
 from palier.ledger.tables import accounts
 from palier.logs import uvicorn_log_config
 from palier.programs.service import authenticate, get_program
+from palier.tiers import service as tiers
+from palier.tiers.models import TierPolicy
 from tests.services import factories as f
 
 runner = CliRunner()
@@ -139,6 +141,25 @@ def test_jobs_run_all_matures_and_expires(cli_db: Database) -> None:
     balance = f.balance(cli_db, program, member)
     assert (balance.available, balance.pending) == (12, 0)  # the 50 from a year ago expired
     assert invoke("verify", "--program", program.id).exit_code == 0
+
+
+def test_jobs_run_tiers_on_several_workers(cli_db: Database) -> None:
+    program, member = shop_with_due_points(cli_db)
+    with cli_db.write() as conn:
+        tiers.set_policy(
+            conn=conn, clock=FrozenClock(datetime.now(UTC)), program=program,
+            policy=TierPolicy.model_validate(
+                {"metric": "orders", "window": "lifetime", "downgrade": "never", "tiers": [
+                    {"code": "member", "name": {"fr": "Membre", "en": "Member"}, "threshold": 1},
+                    {"code": "regular", "name": {"fr": "Habitué", "en": "Regular"}, "threshold": 2}]}
+            ),
+            actor="test",
+        )  # fmt: skip
+    result = invoke("jobs", "run", "tiers", "--workers", "2", "--program", program.id)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"tiers\s*│\s*1\s*│", result.output)  # placed: she has two orders
+    with cli_db.read() as conn:
+        assert tiers.member_tier(conn, member_id=member.id) == "regular"
 
 
 def test_worker_once_runs_both_jobs(cli_db: Database) -> None:
