@@ -117,14 +117,12 @@ class CompiledRule:
                 return False
         return True
 
-    def cart_holds(self, lines: Sequence[LineSnapshot], matched: tuple[int, ...]) -> bool:
-        """The rule's spend and quantity conditions, on the lines that count."""
+    def cart_holds(self, spend: int, quantity: int) -> bool:
+        """The rule's spend and quantity conditions, given what the lines that count add up to."""
         c = self.rule.conditions
-        if c.min_spend is not None or c.max_spend is not None:
-            spend = sum(lines[i].amount for i in matched)
-            if (c.min_spend is not None and spend < c.min_spend) or (c.max_spend is not None and spend > c.max_spend):
-                return False
-        return c.min_quantity is None or sum(lines[i].quantity for i in matched) >= c.min_quantity
+        if (c.min_spend is not None and spend < c.min_spend) or (c.max_spend is not None and spend > c.max_spend):
+            return False
+        return c.min_quantity is None or quantity >= c.min_quantity
 
 
 class _Masks:
@@ -314,6 +312,7 @@ class _Evaluation:
         self.earning = tuple(i for i, line in enumerate(lines) if line.earns)  # what rules without filters count
         self.earning_amounts = [lines[i].amount for i in self.earning]
         self.earning_quantities = [lines[i].quantity for i in self.earning]
+        self.earning_spend, self.earning_quantity = sum(self.earning_amounts), sum(self.earning_quantities)
 
     def run(self) -> list[Award]:
         event = self.event
@@ -348,8 +347,14 @@ class _Evaluation:
             if compiled.checks and not compiled.applies(event, member, local, now):
                 continue
             matched = tuple(lines_of[bit]) if compiled.filtered else earning
-            if compiled.cart and not compiled.cart_holds(lines, matched):
-                continue
+            if compiled.cart:
+                if matched is earning:  # every line that earns: summed once for all such rules
+                    spend, quantity = self.earning_spend, self.earning_quantity
+                else:
+                    spend = sum(lines[i].amount for i in matched)
+                    quantity = sum(lines[i].quantity for i in matched)
+                if not compiled.cart_holds(spend, quantity):
+                    continue
             if compiled.multiplier:
                 multipliers.append((compiled, matched))
             else:
@@ -426,8 +431,11 @@ class _Evaluation:
             self._points(rule, effect.points, self._lines_of(matched, split))
         elif isinstance(effect, PerItem):
             split = [effect.points * q for q in quantities]
-            detail = f"+{effect.points}/item"
-            add(rule.id, rule.name, rule.campaign, "points", sum(split), self._lines_of(matched, split), detail=detail)
+            points = sum(split)
+            if points > 0:  # built directly: the commonest award after points per amount
+                on_lines, detail = self._lines_of(matched, split), f"+{effect.points}/item"
+                award = Award(rule.id, self.rules.version, rule.name, "points", points, on_lines, rule.campaign, detail)
+                self.awards.append(award)
         elif isinstance(effect, SpendStep):
             counter = counter_name(rule.id)
             before = self.member.counters.get(counter, 0)
