@@ -65,30 +65,30 @@ def _encode_time(ms: int) -> str:
     return _encode(ms, 10)
 
 
-def new_id(kind: str) -> str:
-    """A new id for ``kind`` (a key of PREFIXES); monotonic within this process."""
+def _reserve(count: int) -> tuple[int, int]:
+    """The millisecond and the first of ``count`` consecutive random parts for the next ids of this process."""
     global _last
-    prefix = PREFIXES[kind]
     with _lock:
         ms = time.time_ns() // 1_000_000
         last_ms, last_rand = _last
-        rand = last_rand + 1 if ms <= last_ms else secrets.randbits(79)  # headroom: +1 never overflows 80 bits
+        first = last_rand + 1 if ms <= last_ms else secrets.randbits(79)  # headroom: adding never overflows 80 bits
         ms = max(ms, last_ms)
-        _last = (ms, rand)
+        _last = (ms, first + count - 1)
+    return ms, first
+
+
+def new_id(kind: str) -> str:
+    """A new id for ``kind`` (a key of PREFIXES); monotonic within this process."""
+    prefix = PREFIXES[kind]
+    ms, rand = _reserve(1)
     return f"{prefix}_{_encode_time(ms)}{_encode_random(rand)}"
 
 
 def new_ids(kind: str, count: int) -> list[str]:
     """``count`` new ids for ``kind`` at once, in order (what ``new_id`` would give ``count`` times, cheaper)."""
-    global _last
     if count <= 0:
         return []
     prefix = PREFIXES[kind]
-    with _lock:
-        ms = time.time_ns() // 1_000_000
-        last_ms, last_rand = _last
-        first = last_rand + 1 if ms <= last_ms else secrets.randbits(79)  # 79 bits: room for 2**79 more
-        ms = max(ms, last_ms)
-        _last = (ms, first + count - 1)
+    ms, first = _reserve(count)
     stem = f"{prefix}_{_encode_time(ms)}"
     return [stem + _encode_random(rand) for rand in range(first, first + count)]
