@@ -7,9 +7,9 @@ year, on every channel. Seeded set-based (``common.seed_members`` then one INSER
 
 Measured: ``palier jobs run tiers --workers 3`` (``tiers.service.requalify``; three workers on two cores,
 so that one prepares its batch in Python while the database works on the others') and ``palier jobs run
-segments`` (``segments.service.refresh_all``), each timed once. Target: ≤ 60 s each at 1,000,000 members. Beside them,
-``pg_insert_rows_s`` from the same run: the time the raw database would take just to write one row per
-member.
+segments`` (``segments.service.refresh_all``), each timed once. Target: ≤ 60 s each at 1,000,000 members.
+Beside them, ``pg_insert_rows_s`` from the same run: the time the raw database would take just to write
+one row per member.
 
     .venv/bin/python bench/status.py [--members 1000000] [--workers 3] [--quick]
 """

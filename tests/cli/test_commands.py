@@ -20,13 +20,14 @@ from typer.testing import CliRunner
 from palier.cli import serve
 from palier.cli.common import console, err_console
 from palier.cli.main import app
-from palier.clock import FrozenClock
+from palier.clock import FrozenClock, SystemClock
 from palier.db import Database, make_database
 from palier.ledger.tables import accounts
 from palier.logs import uvicorn_log_config
 from palier.programs.service import authenticate, get_program
 from palier.tiers import service as tiers
 from palier.tiers.models import TierPolicy
+from palier.tiers.tables import member_tiers
 from tests.services import factories as f
 
 runner = CliRunner()
@@ -155,11 +156,23 @@ def test_jobs_run_tiers_on_several_workers(cli_db: Database) -> None:
             ),
             actor="test",
         )  # fmt: skip
-    result = invoke("jobs", "run", "tiers", "--workers", "2", "--program", program.id)
-    assert result.exit_code == 0, result.output
-    assert re.search(r"tiers\s*│\s*1\s*│", result.output)  # placed: she has two orders
+    placed = invoke("jobs", "run", "tiers", "--workers", "2", "--program", program.id)
+    assert placed.exit_code == 0, placed.output
+    assert re.search(r"tiers\s*│\s*1\s*│", placed.output)  # placed: she has two orders
+    with cli_db.write() as conn:  # her period ended an hour ago: the workers judge her
+        conn.execute(update(member_tiers).values(period_end=datetime.now(UTC) - timedelta(hours=1)))
+    judged = invoke("jobs", "run", "tiers", "--workers", "2", "--program", program.id)
+    assert judged.exit_code == 0, judged.output
+    assert re.search(r"tiers\s*│\s*1\s*│", judged.output)
+    assert re.search(r"tiers\s*│\s*0\s*│", invoke("jobs", "run", "tiers", "--workers", "2").output)  # judged once
     with cli_db.read() as conn:
         assert tiers.member_tier(conn, member_id=member.id) == "regular"
+        reasons = [
+            c.reason
+            for c in tiers.progress(conn=conn, clock=SystemClock(), program=program, member_id=member.id).history
+        ]
+    assert reasons == ["requalified", "placed"]
+    assert invoke("verify", "--program", program.id).exit_code == 0
 
 
 def test_worker_once_runs_both_jobs(cli_db: Database) -> None:
