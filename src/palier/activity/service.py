@@ -34,6 +34,7 @@ from palier.errors import Conflict, InvalidInput, NotFound, Unprocessable
 from palier.ids import new_id
 from palier.ledger import operations as ledger
 from palier.ledger.locks import lock_key, lock_members
+from palier.ledger.post import write_with
 from palier.ledger.tables import allocations
 from palier.members import service as members
 from palier.members.identities import card_claim_key, normalise
@@ -41,6 +42,7 @@ from palier.programs.models import Program
 from palier.programs.service import record_audit
 from palier.rewards import payments
 from palier.rules import service as rules
+from palier.rules.tables import awards as award_rows
 from palier.tiers import service as tiers
 
 _WHERE = {
@@ -54,7 +56,6 @@ _WHERE = {
 
 # Built once: on the purchase path, building statements per call costs more than running them.
 _insert_event_row = insert(events)
-_insert_purchase = insert(purchases)
 _find_event = select(events.c.payload_hash, events.c.result).where(
     events.c.program_id == bindparam("program_id"),
     events.c.type == bindparam("type"),
@@ -144,7 +145,7 @@ def record_purchase(
     )
     if isinstance(earning, rules.RuledEarning):
         result.awards = rules.award_lines(earning.awards)
-    lot_id = None
+    plan = None
     if member_id is not None:
         booking = purchase_booking(
             program_id=program.id,
@@ -155,7 +156,7 @@ def record_purchase(
             occurred_at=occurred_at,
             event_id=event_id,
         )
-        earned = ledger.earn(
+        plan = ledger.prepare_earn(
             conn,
             booking,
             amount=earning.points,
@@ -164,29 +165,27 @@ def record_purchase(
             matures_at=matures_at,
             expires_at=members.expiry_for(program, occurred_at),
         )
-        lot_id = earned.lot_id
         note_earned(
             result,
-            transaction_id=earned.transaction_id,
-            pending=earned.pending,
+            transaction_id=plan.earned.transaction_id,
+            pending=plan.earned.pending,
             matures_at=matures_at,
-            repaid=earned.repaid_debt,
+            repaid=plan.earned.repaid_debt,
         )
-    _insert_event(
-        conn,
-        program,
-        event_id,
-        "purchase",
-        purchase.order_id,
-        member_id,
-        claim,
-        purchase.channel,
-        purchase.store_id,
-        occurred_at,
-        now,
-        body_hash,
-        purchase,
-        result,
+    event = event_row(
+        event_id=event_id,
+        program_id=program.id,
+        type_="purchase",
+        external_id=purchase.order_id,
+        member_id=member_id,
+        claim=claim,
+        channel=purchase.channel,
+        store_id=purchase.store_id,
+        occurred_at=occurred_at,
+        now=now,
+        body_hash=body_hash,
+        body=redacted(purchase),
+        result=result,
     )
     row = purchase_row(
         event_id=event_id,
@@ -195,9 +194,17 @@ def record_purchase(
         purchase=purchase,
         earning=earning,
         label=label,
-        lot_id=lot_id,
+        lot_id=plan.earned.lot_id if plan is not None else None,
     )
-    conn.execute(_insert_purchase, row)
+    # The points, the event, its purchase and its awards: one statement on PostgreSQL (events before the
+    # purchase that refers to it, for SQLite, which checks each foreign key at once).
+    ledger_rows = plan.rows if plan is not None else []
+    awarded = earning.award_rows if isinstance(earning, rules.RuledEarning) else ()
+    write_with(
+        conn,
+        plan.entries if plan is not None else [],
+        rows=[*ledger_rows, (events, [event]), (purchases, [row]), (award_rows, awarded)],
+    )
     if member_id is not None:  # the event that crosses a tier threshold upgrades at once
         tiers.on_activity(conn=conn, clock=clock, program=program, member_id=member_id)
     return result, False

@@ -101,9 +101,28 @@ def earn(
     Pending until ``matures_at`` if that is still ahead; otherwise available at once, after repaying
     any debt first (points earned later repay debt before they become spendable).
     """
+    plan = prepare_earn(
+        conn, booking, amount=amount, source=source, label=label, matures_at=matures_at, expires_at=expires_at
+    )
+    write_with(conn, plan.entries, rows=plan.rows)
+    return plan.earned
+
+
+def prepare_earn(
+    conn: Connection,
+    booking: Booking,
+    *,
+    amount: int,
+    source: str,
+    label: str,
+    matures_at: datetime | None,
+    expires_at: datetime | None,
+) -> EarnPlan:
+    """What :func:`earn` writes, the member's debt read: write it with ``post.write_with``, adding rows of
+    your own (a purchase writes its event with it, in one statement)."""
     if amount <= 0:
-        return Earned(None, None, pending=False)
-    plan = plan_earn(
+        return plan_earn(booking, amount=0, source=source, label=label, matures_at=matures_at, expires_at=None)
+    return plan_earn(
         booking,
         amount=amount,
         source=source,
@@ -112,8 +131,6 @@ def earn(
         expires_at=expires_at,
         owed_debt=debt_owed(conn, booking, matures_at=matures_at),
     )
-    write_with(conn, plan.entries, rows=plan.rows)
-    return plan.earned
 
 
 def plan_earn(

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, insert, select, update
 
@@ -230,10 +230,14 @@ class LineIn(Protocol):
 
 @dataclass(frozen=True)
 class RuledEarning(Earning):
-    """What a purchase earns under the rules, with the awards that make it up."""
+    """What a purchase earns under the rules, with the awards that make it up.
+
+    ``award_rows`` are the ``awards`` rows still to write: the caller writes them with the event (and the
+    ledger transaction) in one statement."""
 
     awards: tuple[Award, ...] = ()
     version: int = 0
+    award_rows: tuple[dict[str, Any], ...] = ()
 
 
 def purchase_snapshot(
@@ -276,7 +280,8 @@ def purchase_earning(
     paid_otherwise: int = 0,
 ) -> RuledEarning:
     """What ``purchase`` earns: the base rate when the program has no rules in force at ``occurred_at``;
-    otherwise what the rules award, within campaign budgets and caps, recorded as awards of ``event_id``.
+    otherwise what the rules award, within campaign budgets and caps, as awards of ``event_id`` whose rows
+    the caller writes (``award_rows``).
 
     The caller holds the member's lock. Without rules this runs no statement at all.
     """
@@ -308,7 +313,7 @@ def purchase_earning(
     awarded = rules.evaluate(event, member, occurred_at)
     earned, earned_lines = total_points(awarded, len(purchase.lines))
     bonus = status_bonus(program, member_standing, earned, earned_lines)
-    found = book_awards(
+    found, rows = grant_awards(
         conn=conn,
         clock=clock,
         program=program,
@@ -326,6 +331,7 @@ def purchase_earning(
         line_points=line_points,
         awards=tuple(found),
         version=rules.version,
+        award_rows=tuple(rows),
     )
 
 
@@ -377,34 +383,51 @@ def book_awards(
     event_id: str,
     awards: list[Award],
 ) -> list[Award]:
-    """Cut ``awards`` to campaign budgets and caps (taking what they give), count spend, grant coupons,
-    and record every award. Returns the awards as given. The ledger booking is the caller's."""
+    """:func:`grant_awards`, and its rows written at once. Returns the awards as given."""
+    granted, rows = grant_awards(
+        conn=conn, clock=clock, program=program, rules=rules, member_id=member_id, event_id=event_id, awards=awards
+    )
+    if rows:
+        conn.execute(insert(award_rows), rows)
+    return granted
+
+
+def grant_awards(
+    *,
+    conn: Connection,
+    clock: Clock,
+    program: Program,
+    rules: CompiledRuleSet,
+    member_id: str | None,
+    event_id: str,
+    awards: list[Award],
+) -> tuple[list[Award], list[dict[str, Any]]]:
+    """Cut ``awards`` to campaign budgets and caps (taking what they give), count spend and grant coupons.
+
+    Returns the awards as given and their ``awards`` rows, for the caller to write. The ledger booking is
+    the caller's too."""
     granted = limits.reserve(conn=conn, program=program, rules=rules, member_id=member_id, awards=awards)
     if member_id is not None:
         granted = limits.count_spend(
             conn=conn, clock=clock, program=program, member_id=member_id, event_id=event_id, awards=granted
         )
-    if granted:
-        now = clock.now()
-        conn.execute(
-            insert(award_rows),
-            [
-                {
-                    "program_id": program.id,
-                    "member_id": member_id,
-                    "event_id": event_id,
-                    "rule_id": a.rule_id,
-                    "rule_version": a.version,
-                    "campaign_id": a.campaign_id,
-                    "kind": a.kind,
-                    "points": a.coupons if a.kind == "coupon" else a.points,
-                    "amount": a.amount,
-                    "created_at": now,
-                }
-                for a in granted
-            ],
-        )
-    return granted
+    now = clock.now()
+    rows = [
+        {
+            "program_id": program.id,
+            "member_id": member_id,
+            "event_id": event_id,
+            "rule_id": a.rule_id,
+            "rule_version": a.version,
+            "campaign_id": a.campaign_id,
+            "kind": a.kind,
+            "points": a.coupons if a.kind == "coupon" else a.points,
+            "amount": a.amount,
+            "created_at": now,
+        }
+        for a in granted
+    ]
+    return granted, rows
 
 
 def award_lines(found: Sequence[Award], language: str = "en") -> list[AwardLine]:
