@@ -253,3 +253,39 @@ def test_write_with_refuses_postings_to_an_account_that_does_not_exist(
     with db.read() as conn:
         assert count(conn, "ledger_transactions", member) == 0
         assert account_state(conn, member.program_account("issued")) == (0, 0)
+
+
+def test_write_with_takes_points_from_lots_with_their_allocations(
+    db: Database, member: Member, clock: FrozenClock
+) -> None:
+    """A debit written in one statement: the transaction, its allocations and each lot's ``remaining``."""
+    now = clock.now()
+    with db.write() as conn:
+        soon = earn(conn, member, 30, now=now, expires_at=now + timedelta(days=30))
+        late = earn(conn, member, 50, now=now, expires_at=now + timedelta(days=90))
+    debit = entry(member, now, (member.account("available"), -45), (member.program_account("redeemed"), 45))
+    parts = [
+        {"transaction_id": debit.id, "program_id": member.program_id, "member_id": member.id, "lot_id": lot_id,
+         "amount": amount, "purpose": "spend"}
+        for lot_id, amount in ((soon, 30), (late, 15))
+    ]  # fmt: skip
+    with db.write() as conn:
+        write_with(conn, [debit], rows=[(allocations, parts)], lots_taken={soon: 30, late: 15})
+    with db.read() as conn:
+        assert remaining_by_lot(conn, member) == {soon: 0, late: 35}
+        assert account_state(conn, member.account("available")) == (35, 3)
+        assert verify(conn, program_id=member.program_id) == []
+
+
+def test_write_with_refuses_to_take_from_a_lot_that_does_not_exist(
+    db: Database, member: Member, clock: FrozenClock
+) -> None:
+    now = clock.now()
+    with db.write() as conn:
+        earn(conn, member, 30, now=now)
+    debit = entry(member, now, (member.account("available"), -5), (member.program_account("redeemed"), 5))
+    with pytest.raises(LookupError), db.write() as conn:
+        write_with(conn, [debit], lots_taken={"lot_nobody": 5})
+    with db.read() as conn:
+        assert account_state(conn, member.account("available")) == (30, 1)
+        assert count(conn, "ledger_transactions", member) == 1

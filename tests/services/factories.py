@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
+
+from sqlalchemy import event
 
 from palier.activity import service as activity
 from palier.activity.models import (
@@ -276,3 +279,18 @@ def apply_rules(db: Database, clock: FrozenClock, program: Program, document: di
     with db.write() as conn:
         apply(conn=conn, clock=clock, program_id=program.id, document=parsed, actor=ACTOR)
         return programs.get_program(conn=conn, program_id=program.id)
+
+
+@contextmanager
+def statements_run(db: Database) -> Iterator[list[str]]:
+    """The SQL statements sent while the block runs, in order."""
+    seen: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", note)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from palier.activity.tables import events
 from palier.clock import FrozenClock
@@ -31,6 +30,7 @@ from tests.services.factories import (
     purchase_body,
     send_purchase,
     spaced,
+    statements_run,
 )
 
 
@@ -293,20 +293,6 @@ def test_points_never_expire_when_the_program_says_so(
     expire(db, clock, program)
     shown = balance(db, program, member)
     assert (shown.available, shown.next_expiry) == (10, None)
-
-
-@contextmanager
-def statements_run(db: Database) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def note(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        seen.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", note)
-    try:
-        yield seen
-    finally:
-        event.remove(db.engine, "before_cursor_execute", note)
 
 
 def test_a_purchase_by_member_id_costs_five_statements_on_postgresql_and_a_resend_one(

@@ -10,12 +10,14 @@ from sqlalchemy import func, select
 from palier.clock import FrozenClock
 from palier.db import Database
 from palier.errors import Unprocessable
+from palier.ledger.tables import lots
+from palier.ledger.verify import verify
 from palier.members.models import Member
 from palier.programs.models import Program
 from palier.rewards import service as rewards
 from palier.rewards.models import CouponCheck, CouponUse, RedeemIn, Redemption, Reward, RewardIn
 from palier.rewards.tables import coupons
-from tests.services.factories import adjust, balance, enrol
+from tests.services.factories import adjust, balance, enrol, statements_run
 
 
 def a_reward(db: Database, clock: FrozenClock, program: Program, **fields: Any) -> Reward:
@@ -56,6 +58,29 @@ def test_a_redemption_holds_the_points_until_the_coupon_is_used(
     assert used.state == "used"
     after = balance(db, program, member)
     assert (after.available, after.held) == (700, 0)
+
+
+def test_a_redemption_across_two_lots_costs_six_statements_on_postgresql_and_tells_the_stored_balances(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """What a redemption costs the database (see bench/redeem.py): the member's lock and status, the
+    reward, the balances, the lots it takes from, and one statement (ledger.post.write_with) for the
+    transaction, its postings and balances, the hold, its allocations, the lots' remaining points and the
+    coupon. SQLite writes those one statement per table, in process. The balances it answers are computed
+    from the ones read under the member's lock: they must be what is stored."""
+    member = enrol(db, clock, program)
+    adjust(db, clock, program, member, 200)
+    adjust(db, clock, program, member, 250)
+    reward = a_reward(db, clock, program)
+    with statements_run(db) as seen:
+        done = redeem(db, clock, program, member, reward)
+    assert len(seen) == (6 if db.is_postgres else 11), seen
+    stored = balance(db, program, member)
+    assert (done.available, done.held) == (stored.available, stored.held) == (150, 300)
+    with db.read() as conn:
+        left = conn.execute(select(lots.c.remaining).where(lots.c.member_id == member.id).order_by(lots.c.earned_at))
+        assert sorted(r for (r,) in left) == [0, 150]  # one lot emptied, 100 of the other taken
+        assert verify(conn, program_id=program.id) == []
 
 
 def test_too_few_points_is_refused_with_what_is_missing_and_writes_nothing(

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, select, update
 
 from palier.clock import utc
 from palier.ids import new_id
 from palier.ledger.lots import choose_lots, record_allocations
-from palier.ledger.operations import Booking, InsufficientPoints, balances_of, member_posting, program_posting
-from palier.ledger.post import write
+from palier.ledger.operations import Booking, InsufficientPoints, balances, member_posting, program_posting
+from palier.ledger.post import Entry, write, write_with
 from palier.ledger.tables import allocations, holds, lots
 
 
@@ -48,42 +49,68 @@ class HoldClosed(Exception):
         self.state = state
 
 
+@dataclass(frozen=True)
+class HoldPlan:
+    """A hold ready to write (``post.write_with(conn, entries, rows=rows, lots_taken=lots_taken)``), and the
+    member's balances before it (``balances_before``: available, pending, held, debt)."""
+
+    hold: Hold
+    entries: list[Entry]
+    rows: list[tuple[Table, list[dict[str, Any]]]]
+    lots_taken: dict[str, int]
+    balances_before: dict[str, int]
+
+
 def hold(conn: Connection, booking: Booking, *, amount: int) -> Hold:
     """Reserve ``amount`` available points; raises :class:`InsufficientPoints` if there are not enough."""
+    plan = prepare_hold(conn, booking, amount=amount)
+    write_with(conn, plan.entries, rows=plan.rows, lots_taken=plan.lots_taken)
+    return plan.hold
+
+
+def prepare_hold(conn: Connection, booking: Booking, *, amount: int) -> HoldPlan:
+    """What :func:`hold` writes, the member's balances and lots read: write it with ``post.write_with``,
+    adding rows of your own (a redemption writes its coupon with it, in one statement)."""
     b = booking
     if amount <= 0:
         raise ValueError("a hold is for a positive number of points")
-    available = balances_of(conn, b.member_id, "available")
-    if amount > available:
-        raise InsufficientPoints(amount, available)
-    taken = choose_lots(conn, program_id=b.program_id, member_id=b.member_id, amount=amount)
+    before = balances(conn, member_id=b.member_id)
+    if amount > before["available"]:
+        raise InsufficientPoints(amount, before["available"])
+    taken = [t for t in choose_lots(conn, program_id=b.program_id, member_id=b.member_id, amount=amount) if t.amount]
     hold_id = new_id("hold")
     entry = b.entry(
         [member_posting(b.member_id, "available", -amount), member_posting(b.member_id, "held", amount)],
         extra={"hold_id": hold_id},
     )
-    write(conn, [entry])
-    conn.execute(
-        _insert_hold,
+    hold_row = {
+        "id": hold_id,
+        "program_id": b.program_id,
+        "member_id": b.member_id,
+        "transaction_id": entry.id,
+        "amount": amount,
+        "state": "open",
+        "created_at": b.now,
+    }
+    parts = [
         {
-            "id": hold_id,
+            "transaction_id": entry.id,
             "program_id": b.program_id,
             "member_id": b.member_id,
-            "transaction_id": entry.id,
-            "amount": amount,
-            "state": "open",
-            "created_at": b.now,
-        },
+            "lot_id": t.lot_id,
+            "amount": t.amount,
+            "purpose": "hold",
+        }
+        for t in taken
+    ]
+    return HoldPlan(
+        hold=Hold(hold_id, b.member_id, amount, "open", entry.id),
+        entries=[entry],
+        # the hold refers to its transaction, each allocation to the transaction and its lot
+        rows=[(holds, [hold_row]), (allocations, parts)],
+        lots_taken={t.lot_id: t.amount for t in taken},
+        balances_before=before,
     )
-    record_allocations(
-        conn,
-        program_id=b.program_id,
-        member_id=b.member_id,
-        transaction_id=entry.id,
-        purpose="hold",
-        parts=[(t.lot_id, t.amount) for t in taken],
-    )
-    return Hold(hold_id, b.member_id, amount, "open", entry.id)
 
 
 def get_hold(conn: Connection, *, hold_id: str) -> Hold:
@@ -151,7 +178,6 @@ def _close(conn: Connection, hold_id: str, state: str, now: datetime) -> None:
     conn.execute(update(holds).where(holds.c.id == hold_id).values(state=state, closed_at=now))
 
 
-_insert_hold = insert(holds)
 _select_hold = select(holds.c.id, holds.c.member_id, holds.c.amount, holds.c.state, holds.c.transaction_id).where(
     holds.c.id == bindparam("hold_id")
 )

@@ -83,16 +83,23 @@ def write(conn: Connection, entries: Sequence[Entry]) -> None:
     apply_deltas(conn, balance_deltas(entries))
 
 
-def write_with(conn: Connection, entries: Sequence[Entry], *, rows: Rows = ()) -> None:
-    """Write ``entries`` as :func:`write` does, and insert ``rows`` with them (lots, events, …)."""
-    prepare_write(conn.dialect, entries, rows=rows).run(conn)
+def write_with(
+    conn: Connection, entries: Sequence[Entry], *, rows: Rows = (), lots_taken: Mapping[str, int] | None = None
+) -> None:
+    """Write ``entries`` as :func:`write` does, and insert ``rows`` with them (lots, events, …).
+
+    ``lots_taken``: points taken from each lot (``lots.remaining`` goes down), as the allocation rows
+    among ``rows`` record."""
+    prepare_write(conn.dialect, entries, rows=rows, lots_taken=lots_taken).run(conn)
 
 
 class PreparedWrite(Protocol):
     def run(self, conn: Connection) -> None: ...
 
 
-def prepare_write(dialect: Dialect, entries: Sequence[Entry], *, rows: Rows = ()) -> PreparedWrite:
+def prepare_write(
+    dialect: Dialect, entries: Sequence[Entry], *, rows: Rows = (), lots_taken: Mapping[str, int] | None = None
+) -> PreparedWrite:
     """:func:`write_with`'s statements with their parameters encoded, ready to run: build it before
     taking a lock (SQLite's write lock is the whole database's), run it once holding it.
 
@@ -109,17 +116,22 @@ def prepare_write(dialect: Dialect, entries: Sequence[Entry], *, rows: Rows = ()
     inserts += [(table, table_rows) for table, table_rows in rows if table_rows]
     deltas = {account_id: delta for account_id, delta in balance_deltas(entries).items() if delta}
     ids = sorted(deltas)
+    taken = {lot_id: amount for lot_id, amount in (lots_taken or {}).items() if amount}
+    lot_ids = sorted(taken)
     shape = tuple((table, tuple(table_rows[0])) for table, table_rows in inserts)
     if dialect.name == "postgresql":
         params: dict[str, Any] = {f"rows_{i}": _as_json(table_rows) for i, (_, table_rows) in enumerate(inserts)}
         params.update(ids=ids, deltas=[deltas[account_id] for account_id in ids])
-        return _OneStatement(_one_statement(shape), params, accounts_moved=len(ids))
+        if lot_ids:
+            params.update(lot_ids=lot_ids, lot_amounts=[taken[lot_id] for lot_id in lot_ids])
+        return _OneStatement(_one_statement(shape, takes_lots=bool(lot_ids)), params, moved=len(ids) + len(lot_ids))
     return _StatementPerTable(
         [
             (_insert_sql(table, columns), _encoded(dialect, table, columns, table_rows))
             for (table, columns), (_, table_rows) in zip(shape, inserts, strict=True)
         ],
         [(deltas[account_id], account_id) for account_id in ids],
+        [(taken[lot_id], lot_id) for lot_id in lot_ids],
     )
 
 
@@ -127,26 +139,33 @@ def prepare_write(dialect: Dialect, entries: Sequence[Entry], *, rows: Rows = ()
 class _OneStatement:
     statement: TextClause
     params: dict[str, Any]
-    accounts_moved: int
+    moved: int  # accounts and lots the statement must find
 
     def run(self, conn: Connection) -> None:
-        if conn.execute(self.statement, self.params).scalar_one() != self.accounts_moved:
-            raise LookupError(f"postings name accounts that do not exist: {self.params['ids']}")
+        if conn.execute(self.statement, self.params).scalar_one() != self.moved:
+            raise LookupError(
+                f"postings or allocations name accounts or lots that do not exist: {self.params['ids']}"
+                f" {self.params.get('lot_ids', [])}"
+            )
 
 
 @dataclass(frozen=True)
 class _StatementPerTable:
     inserts: list[tuple[str, list[tuple[Any, ...]]]]
     moves: list[tuple[int, str]]  # (delta, account id), in account-id order
+    takes: list[tuple[int, str]] = field(default_factory=list)  # (points taken, lot id), in lot-id order
 
     def run(self, conn: Connection) -> None:
         for sql, encoded_rows in self.inserts:
             conn.exec_driver_sql(sql, encoded_rows)
         if self.moves and conn.exec_driver_sql(_MOVE_BALANCE, self.moves).rowcount != len(self.moves):
             raise LookupError(f"postings name accounts that do not exist: {[i for _, i in self.moves]}")
+        if self.takes and conn.exec_driver_sql(_TAKE_FROM_LOT, self.takes).rowcount != len(self.takes):
+            raise LookupError(f"allocations name lots that do not exist: {[i for _, i in self.takes]}")
 
 
 _MOVE_BALANCE = "UPDATE accounts SET balance = balance + ?, version = version + 1 WHERE id = ?"
+_TAKE_FROM_LOT = "UPDATE lots SET remaining = remaining - ? WHERE id = ?"
 
 
 @lru_cache(maxsize=64)
@@ -174,8 +193,9 @@ def _bind_processors(
 
 
 @lru_cache(maxsize=64)
-def _one_statement(shape: tuple[tuple[Table, tuple[str, ...]], ...]) -> TextClause:
-    """``WITH i0 AS (INSERT …), i1 AS (INSERT …), moved AS (UPDATE accounts …) SELECT count(*) FROM moved``."""
+def _one_statement(shape: tuple[tuple[Table, tuple[str, ...]], ...], *, takes_lots: bool = False) -> TextClause:
+    """``WITH i0 AS (INSERT …), i1 AS (INSERT …), moved AS (UPDATE accounts …) SELECT count(*) FROM moved``
+    (and ``taken AS (UPDATE lots …)``, counted with them, when points are taken from lots)."""
     ctes = []
     for i, (table, columns) in enumerate(shape):
         names = ", ".join(f'"{column}"' for column in columns)
@@ -191,7 +211,15 @@ def _one_statement(shape: tuple[tuple[Table, tuple[str, ...]], ...]) -> TextClau
         " version = accounts.version + 1"
         " WHERE accounts.id = ANY(CAST(:ids AS text[])) RETURNING accounts.id)"
     )
-    return text("WITH " + ",\n".join(ctes) + "\nSELECT count(*) FROM moved")
+    if not takes_lots:
+        return text("WITH " + ",\n".join(ctes) + "\nSELECT count(*) FROM moved")
+    ctes.append(
+        "taken AS (UPDATE lots SET"
+        " remaining = lots.remaining"
+        " - (CAST(:lot_amounts AS bigint[]))[array_position(CAST(:lot_ids AS text[]), lots.id)]"
+        " WHERE lots.id = ANY(CAST(:lot_ids AS text[])) RETURNING lots.id)"
+    )
+    return text("WITH " + ",\n".join(ctes) + "\nSELECT (SELECT count(*) FROM moved) + (SELECT count(*) FROM taken)")
 
 
 def _as_json(rows: Sequence[Mapping[str, Any]]) -> str:

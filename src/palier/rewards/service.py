@@ -28,7 +28,7 @@ from palier.ledger import holds
 from palier.ledger import operations as ledger
 from palier.ledger.accounts import member_account, money_asset, open_wallet
 from palier.ledger.locks import lock_members, try_lock_members
-from palier.ledger.post import Posting, write
+from palier.ledger.post import Posting, write, write_with
 from palier.members import service as members
 from palier.members.models import NextReward
 from palier.members.tables import members as members_table
@@ -288,48 +288,76 @@ def redeem(*, conn: Connection, clock: Clock, program: Program, member_id: str, 
         effective_at=now,
         details={"reward_id": reward.id},
     )
-    coupon_id = new_id("coupon")
-    wallet = None
     try:
         if reward.kind == "store_credit":
-            assert reward.amount is not None
-            money = money_asset(program.currency, program.currency_exponent)
-            wallet_id = open_wallet(conn, program_id=program.id, member_id=member_id, money=money)
-            ledger.spend(
-                conn,
-                booking,
-                amount=reward.cost_points,
-                sink="redeemed",
-                also=[
-                    Posting(wallet_id, reward.amount, member_id=member_id, asset=money),
-                    ledger.program_posting(
-                        program.id, "credit_issued", -reward.amount, member_id=member_id, asset=money
-                    ),
-                ],
-            )
-            hold_id, state = None, "used"
-            wallet = ledger.balances_of(conn, member_id, "wallet")
-        else:
-            held = holds.hold(conn, booking, amount=reward.cost_points)
-            hold_id, state = held.id, "issued"
+            return _redeem_for_credit(conn, program, member_id, reward, booking, now)
+        return _redeem_for_coupon(conn, program, member_id, reward, booking, now)
     except ledger.InsufficientPoints as short:
         raise _insufficient(short.needed, short.available) from None
+
+
+def _redeem_for_credit(
+    conn: Connection, program: Program, member_id: str, reward: Reward, booking: ledger.Booking, now: datetime
+) -> Redemption:
+    """Points spent at once for store credit in the member's wallet; the coupon is born used."""
+    assert reward.amount is not None
+    money = money_asset(program.currency, program.currency_exponent)
+    wallet_id = open_wallet(conn, program_id=program.id, member_id=member_id, money=money)
+    ledger.spend(
+        conn,
+        booking,
+        amount=reward.cost_points,
+        sink="redeemed",
+        also=[
+            Posting(wallet_id, reward.amount, member_id=member_id, asset=money),
+            ledger.program_posting(program.id, "credit_issued", -reward.amount, member_id=member_id, asset=money),
+        ],
+    )
     coupon = _issue(
         conn,
-        coupon_id=coupon_id,
+        coupon_id=new_id("coupon"),
         program=program,
         member_id=member_id,
         reward=reward,
         points=reward.cost_points,
-        hold_id=hold_id,
-        state=state,
+        hold_id=None,
+        state="used",
         source="redeem",
         source_ref=None,
         now=now,
     )
     _take_stock(conn, reward)
     amounts = ledger.balances(conn, member_id=member_id)
+    wallet = ledger.balances_of(conn, member_id, "wallet")
     return Redemption(coupon=coupon, available=amounts["available"], held=amounts["held"], wallet=wallet)
+
+
+def _redeem_for_coupon(
+    conn: Connection, program: Program, member_id: str, reward: Reward, booking: ledger.Booking, now: datetime
+) -> Redemption:
+    """Points held for a coupon: captured when it is used, given back if it is cancelled or expires."""
+    planned = holds.prepare_hold(conn, booking, amount=reward.cost_points)
+    _take_stock(conn, reward)
+    row = _coupon_row(
+        coupon_id=new_id("coupon"),
+        program=program,
+        member_id=member_id,
+        reward=reward,
+        points=reward.cost_points,
+        hold_id=planned.hold.id,
+        state="issued",
+        source="redeem",
+        source_ref=None,
+        now=now,
+    )
+    # The hold, its allocations, the points taken from the lots and the coupon: one statement on PostgreSQL.
+    write_with(conn, planned.entries, rows=[*planned.rows, (coupons, [row])], lots_taken=planned.lots_taken)
+    before = planned.balances_before  # read under the member's lock: after = before ± the points held
+    return Redemption(
+        coupon=_coupon(row | {"kind": reward.kind, "title": reward.title.model_dump()}),
+        available=before["available"] - reward.cost_points,
+        held=before["held"] + reward.cost_points,
+    )
 
 
 def _insufficient(needed: int, available: int) -> Unprocessable:
@@ -455,7 +483,36 @@ def _issue(
     source_ref: str | None,
     now: datetime,
 ) -> Coupon:
-    row = {
+    row = _coupon_row(
+        coupon_id=coupon_id,
+        program=program,
+        member_id=member_id,
+        reward=reward,
+        points=points,
+        hold_id=hold_id,
+        state=state,
+        source=source,
+        source_ref=source_ref,
+        now=now,
+    )
+    conn.execute(_insert_coupon, row)
+    return _coupon(row | {"kind": reward.kind, "title": reward.title.model_dump()})
+
+
+def _coupon_row(
+    *,
+    coupon_id: str,
+    program: Program,
+    member_id: str,
+    reward: Reward,
+    points: int,
+    hold_id: str | None,
+    state: str,
+    source: str,
+    source_ref: str | None,
+    now: datetime,
+) -> dict[str, Any]:
+    return {
         "id": coupon_id,
         "program_id": program.id,
         "member_id": member_id,
@@ -472,8 +529,6 @@ def _issue(
         "channel": "wallet" if state == "used" else None,
         "closed_at": now if state == "used" else None,
     }
-    conn.execute(_insert_coupon, row)
-    return _coupon(row | {"kind": reward.kind, "title": reward.title.model_dump()})
 
 
 def grant_coupon(
