@@ -45,7 +45,7 @@ def _token(credentials: HTTPAuthorizationCredentials | None) -> str:
 class Scoped:
     """A dependency that admits callers with one of ``scopes`` (admin always) and loads their program.
 
-    The key and its program are read by one statement in one short transaction (on every request)."""
+    The key and its program are read by one statement, outside a transaction (on every request)."""
 
     def __init__(self, *scopes: str) -> None:
         self.scopes = scopes
@@ -56,7 +56,7 @@ class Scoped:
         db: Annotated[Database, Depends(database)],
     ) -> Access:
         token = _token(credentials)
-        with db.read() as conn:
+        with db.read_one() as conn:
             who, program = authenticate_with_program(conn=conn, token=token)
         require_scope(who, *self.scopes)
         assert program is not None
