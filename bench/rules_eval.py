@@ -3,15 +3,17 @@
 1. **Evaluation** (no I/O): ``CompiledRuleSet.evaluate`` of seeded 20-line baskets against the 100 rules of
    :func:`hundred_rules` (a base rate, category and brand promotions, SKU bundles, campaign multipliers,
    channel, tier, segment and happy-hour rules), median and p99 in microseconds. Target: median ≤ 50 µs.
-2. **Ingestion**: purchases per second through the service layer (8 processes, durable), first with only the
-   base rule, then with the 100 rules applied to the same program, in the same run. Target: ≥ 80 % of the
-   base-only rate. The raw ledger limit of the same run is printed beside both.
+2. **Ingestion**: purchases per second through the service layer (8 processes, durable) in two programs of
+   one database, one with only the base rule and one with the 100 rules, taking turns (three of each, the
+   measured seconds split among them) so that a change in the machine's speed during the run weighs on
+   both. Target: ≥ 80 % of the base-only rate. The raw ledger limit of the same run is printed beside both.
 
     .venv/bin/python bench/rules_eval.py [--engine pg|sqlite|both] [--quick] [--evaluations 20000]
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 import statistics
@@ -192,37 +194,48 @@ def _record(conn: Connection, *, clock: SystemClock, program: Program, purchase:
     record_purchase(conn=conn, clock=clock, program=program, purchase=purchase, card_key=common.CARD_KEY)
 
 
+INGESTION_ROUNDS = 3  # the two take turns: a drift in this shared machine's speed hits both alike
+INGESTION_LABELS = ("base rule only", "100 rules")
+
+
 def ingestion(engine: str, options: object, limits: dict[str, float]) -> list[common.Figure]:
     sizes = common.Concurrency.of(options)
     pg_dsn = getattr(options, "pg", common.DEFAULT_PG)
-    with common.step(f"rules_eval/{engine}: fresh database, {sizes.members:,} members"):
+    with common.step(f"rules_eval/{engine}: fresh database, two programs of {sizes.members:,} members"):
         url = common.fresh_database(engine, pg_dsn, "rules_eval")
         db = make_database(url)
-        program = common.bench_program(db)
-        seeded = common.seed_members(db, program, sizes.members)
+        programs = {label: common.bench_program(db, name=label.capitalize()) for label in INGESTION_LABELS}
+        seeded = {label: common.seed_members(db, programs[label], sizes.members) for label in INGESTION_LABELS}
+        with db.write() as conn:
+            apply_rules(
+                conn=conn, clock=SystemClock(), program_id=programs["100 rules"].id,
+                document=hundred_rules(datetime.now(UTC)), actor="bench",
+            )  # fmt: skip
         common.vacuum_analyze(db)
-    got = {}
-    for label in ("base rule only", "100 rules"):
-        if label == "100 rules":
-            with db.write() as conn:
-                apply_rules(
-                    conn=conn, clock=SystemClock(), program_id=program.id, document=hundred_rules(datetime.now(UTC)),
-                    actor="bench",
-                )  # fmt: skip
-        tag = "R" + common.encode(int(time.time() * 1000), 10)
-        commands = partial(purchases, program_id=program.id, stamp=seeded.stamp, members=sizes.members, tag=tag)
-        got[label] = common.measure_processes(url, commands, sizes, f"rules_eval/{engine}: purchases ({label})")
     db.dispose()
-    base, ruled = got["base rule only"], got["100 rules"]
+    turn = dataclasses.replace(sizes, seconds=sizes.seconds / INGESTION_ROUNDS)
+    done = dict.fromkeys(INGESTION_LABELS, 0)
+    for round_ in range(1, INGESTION_ROUNDS + 1):
+        for label in INGESTION_LABELS:
+            tag = "R" + common.encode(int(time.time() * 1000), 10)
+            commands = partial(
+                purchases, program_id=programs[label].id, stamp=seeded[label].stamp, members=sizes.members, tag=tag
+            )
+            what = f"rules_eval/{engine}: purchases ({label}, turn {round_} of {INGESTION_ROUNDS})"
+            done[label] += int(common.measure_processes(url, commands, turn, what)["done"])
+    base, ruled = (done[label] / sizes.seconds for label in INGESTION_LABELS)
     limit_name = INGESTION_TARGETS[engine]
-    note = f"{sizes.workers} processes, {sizes.members:,} members, 3-6 lines with categories and brands"
+    note = (
+        f"{sizes.workers} processes, two programs of {sizes.members:,} members, 3-6 lines with categories and"
+        f" brands; {INGESTION_ROUNDS} turns of {turn.seconds:g} s each, taken in alternation"
+    )
     return [
-        common.Figure("rules_eval", engine, "purchases/s, base rule only", base["rate"], "/s", limit_name,
+        common.Figure("rules_eval", engine, "purchases/s, base rule only", base, "/s", limit_name,
                       limits.get(limit_name), note=note),
-        common.Figure("rules_eval", engine, "purchases/s, 100 rules", ruled["rate"], "/s", limit_name,
+        common.Figure("rules_eval", engine, "purchases/s, 100 rules", ruled, "/s", limit_name,
                       limits.get(limit_name)),
-        common.Figure("rules_eval", engine, "100 rules vs base only", ruled["rate"], "/s",
-                      "base-only rate (same run)", base["rate"], target_ratio=0.80),
+        common.Figure("rules_eval", engine, "100 rules vs base only", ruled, "/s",
+                      "base-only rate (same run)", base, target_ratio=0.80),
     ]  # fmt: skip
 
 
