@@ -193,6 +193,6 @@ def make_database(url: str, *, pool_size: int = 10, echo: bool = False) -> Datab
     if url.startswith("sqlite"):
         if url in ("sqlite://", "sqlite:///:memory:"):
             raise ValueError("use a file for SQLite: connections must share one database")
-        extra: dict[str, Any] = {"poolclass": NullPool} if pool_size == 0 else {}
+        extra: dict[str, Any] = {"poolclass": NullPool} if pool_size == 0 else {"pool_size": pool_size}
         return Database(_sqlite_engine(url, echo=echo, **extra))
     return Database(_postgres_engine(url, pool_size=pool_size, echo=echo))
