@@ -120,16 +120,9 @@ def prepare_earn(
 ) -> EarnPlan:
     """What :func:`earn` writes, the member's debt read: write it with ``post.write_with``, adding rows of
     your own (a purchase writes its event with it, in one statement)."""
-    if amount <= 0:
-        return plan_earn(booking, amount=0, source=source, label=label, matures_at=matures_at, expires_at=None)
+    owed = debt_owed(conn, booking, matures_at=matures_at) if amount > 0 else 0
     return plan_earn(
-        booking,
-        amount=amount,
-        source=source,
-        label=label,
-        matures_at=matures_at,
-        expires_at=expires_at,
-        owed_debt=debt_owed(conn, booking, matures_at=matures_at),
+        booking, amount=amount, source=source, label=label, matures_at=matures_at, expires_at=expires_at, owed_debt=owed
     )
 
 

@@ -313,9 +313,7 @@ def _redeem_for_credit(
             ledger.program_posting(program.id, "credit_issued", -reward.amount, member_id=member_id, asset=money),
         ],
     )
-    coupon = _issue(
-        conn,
-        coupon_id=new_id("coupon"),
+    row = _coupon_row(
         program=program,
         member_id=member_id,
         reward=reward,
@@ -326,6 +324,7 @@ def _redeem_for_credit(
         source_ref=None,
         now=now,
     )
+    coupon = _issue(conn, reward, row)
     _take_stock(conn, reward)
     amounts = ledger.balances(conn, member_id=member_id)
     wallet = ledger.balances_of(conn, member_id, "wallet")
@@ -339,7 +338,6 @@ def _redeem_for_coupon(
     planned = holds.prepare_hold(conn, booking, amount=reward.cost_points)
     _take_stock(conn, reward)
     row = _coupon_row(
-        coupon_id=new_id("coupon"),
         program=program,
         member_id=member_id,
         reward=reward,
@@ -354,7 +352,7 @@ def _redeem_for_coupon(
     write_with(conn, planned.entries, rows=[*planned.rows, (coupons, [row])], lots_taken=planned.lots_taken)
     before = planned.balances_before  # read under the member's lock: after = before ± the points held
     return Redemption(
-        coupon=_coupon(row | {"kind": reward.kind, "title": reward.title.model_dump()}),
+        coupon=_issued(reward, row),
         available=before["available"] - reward.cost_points,
         held=before["held"] + reward.cost_points,
     )
@@ -469,39 +467,18 @@ def _give_back_stock(conn: Connection, reward_id: str) -> None:
     )
 
 
-def _issue(
-    conn: Connection,
-    *,
-    coupon_id: str,
-    program: Program,
-    member_id: str,
-    reward: Reward,
-    points: int,
-    hold_id: str | None,
-    state: str,
-    source: str,
-    source_ref: str | None,
-    now: datetime,
-) -> Coupon:
-    row = _coupon_row(
-        coupon_id=coupon_id,
-        program=program,
-        member_id=member_id,
-        reward=reward,
-        points=points,
-        hold_id=hold_id,
-        state=state,
-        source=source,
-        source_ref=source_ref,
-        now=now,
-    )
+def _issue(conn: Connection, reward: Reward, row: dict[str, Any]) -> Coupon:
+    """Write the coupon ``row`` (:func:`_coupon_row`) of ``reward``."""
     conn.execute(_insert_coupon, row)
+    return _issued(reward, row)
+
+
+def _issued(reward: Reward, row: dict[str, Any]) -> Coupon:
     return _coupon(row | {"kind": reward.kind, "title": reward.title.model_dump()})
 
 
 def _coupon_row(
     *,
-    coupon_id: str,
     program: Program,
     member_id: str,
     reward: Reward,
@@ -513,7 +490,7 @@ def _coupon_row(
     now: datetime,
 ) -> dict[str, Any]:
     return {
-        "id": coupon_id,
+        "id": new_id("coupon"),
         "program_id": program.id,
         "member_id": member_id,
         "reward_id": reward.id,
@@ -553,9 +530,7 @@ def grant_coupon(
     if reward.kind == "store_credit":
         raise InvalidInput("reward_not_grantable", "Store credit is redeemed, not granted.", field="reward_id")
     now = clock.now()
-    coupon = _issue(
-        conn,
-        coupon_id=new_id("coupon"),
+    row = _coupon_row(
         program=program,
         member_id=member_id,
         reward=reward,
@@ -566,6 +541,7 @@ def grant_coupon(
         source_ref=source_ref,
         now=now,
     )
+    coupon = _issue(conn, reward, row)
     if reward.stock is not None:
         _take_stock(conn, reward)
     record_audit(
