@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Table, bindparam, select, update
 
 from palier.clock import utc
 from palier.ids import new_id
-from palier.ledger.lots import choose_lots, record_allocations
+from palier.ledger.lots import allocation_rows, choose_lots, record_allocations
 from palier.ledger.operations import Booking, InsufficientPoints, balances, member_posting, program_posting
 from palier.ledger.post import Entry, write, write_with
 from palier.ledger.tables import allocations, holds, lots
@@ -92,17 +92,7 @@ def prepare_hold(conn: Connection, booking: Booking, *, amount: int) -> HoldPlan
         "state": "open",
         "created_at": b.now,
     }
-    parts = [
-        {
-            "transaction_id": entry.id,
-            "program_id": b.program_id,
-            "member_id": b.member_id,
-            "lot_id": t.lot_id,
-            "amount": t.amount,
-            "purpose": "hold",
-        }
-        for t in taken
-    ]
+    parts = allocation_rows(b.program_id, b.member_id, entry.id, "hold", [(t.lot_id, t.amount) for t in taken])
     return HoldPlan(
         hold=Hold(hold_id, b.member_id, amount, "open", entry.id),
         entries=[entry],

@@ -125,20 +125,24 @@ def record_allocations(
     parts: Sequence[tuple[str, int]],
 ) -> None:
     """Write allocation rows and move the lots' ``remaining`` (positive takes, negative gives back)."""
-    write_allocations(
-        conn,
-        [
-            {
-                "transaction_id": transaction_id,
-                "program_id": program_id,
-                "member_id": member_id,
-                "lot_id": lot_id,
-                "amount": amount,
-                "purpose": purpose,
-            }
-            for lot_id, amount in parts
-        ],
-    )
+    write_allocations(conn, allocation_rows(program_id, member_id, transaction_id, purpose, parts))
+
+
+def allocation_rows(
+    program_id: str, member_id: str, transaction_id: str, purpose: str, parts: Sequence[tuple[str, int]]
+) -> list[dict[str, object]]:
+    """The ``allocations`` rows of ``parts`` ((lot id, points) pairs) in one transaction."""
+    return [
+        {
+            "transaction_id": transaction_id,
+            "program_id": program_id,
+            "member_id": member_id,
+            "lot_id": lot_id,
+            "amount": amount,
+            "purpose": purpose,
+        }
+        for lot_id, amount in parts
+    ]
 
 
 def write_allocations(conn: Connection, rows: Sequence[dict[str, object]]) -> None:
