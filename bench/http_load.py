@@ -19,7 +19,9 @@ Every figure is printed beside the raw database's ledger rate ``pg_ledger_tps`` 
 (``../shared/bench/pg_limits.sh``, in a database of its own, ``palier_perf_limits`` by default) and the
 ratio, and against the issue's targets: ≥ 1,000/s each with p99 ≤ 50 ms at 70 % (the goal is 2,000/s).
 It also prints where the CPU went during each saturated run (server processes, PostgreSQL, the load
-generator), from ``/proc``: on 2 shared cores that is what decides the figure. ``palier verify`` runs at the end.
+generator, and each server worker's share of the server's: the workers share one listening socket, and
+keep-alive connections can pile up on one of them), from ``/proc``: on 2 shared cores that is what decides
+the figure. ``palier verify`` runs at the end.
 
     .venv/bin/python bench/http_load.py [--quick] [--members 100000] [--server-workers 2] [--seconds 10]
     .venv/bin/python bench/http_load.py --profile /tmp/serve.txt   # py-spy on the server during saturation
@@ -144,6 +146,13 @@ def _ticks(pids: list[int]) -> dict[int, int]:
     return found
 
 
+def _is_resource_tracker(pid: int) -> bool:
+    """multiprocessing's helper beside uvicorn's workers (it serves no request)."""
+    with contextlib.suppress(OSError):
+        return b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    return False
+
+
 def _cpu_between(before: dict[int, int], after: dict[int, int]) -> float:
     """CPU seconds used between two readings by the processes alive at both (other sessions come and go)."""
     return sum(after[pid] - before[pid] for pid in before.keys() & after.keys()) / CLK_TCK
@@ -191,6 +200,7 @@ class Phase:
     server_cpu: float
     postgres_cpu: float
     label: str
+    worker_shares: list[float]  # each server worker's part of the server's CPU: uneven when connections are
 
     def summary(self) -> dict[str, float]:
         return common.latency_summary(self.result.latencies)
@@ -201,7 +211,8 @@ class Phase:
         return (
             f"{self.label}: {r.rate:,.0f}/s, p50 {s['p50']:.1f} ms, p99 {s['p99']:.1f} ms, {r.failed} failed; "
             f"CPU ms per request: server {self.server_cpu * per:.2f}, PostgreSQL {self.postgres_cpu * per:.2f}, "
-            f"load generator {r.client_cpu * per:.2f}"
+            f"load generator {r.client_cpu * per:.2f}; server workers' shares "
+            + " / ".join(f"{share:.0%}" for share in self.worker_shares)
         )
 
 
@@ -211,7 +222,11 @@ def measure(server: subprocess.Popen[bytes], spec: dict[str, Any], make: Any, la
     result = run_in_process(spec, make)
     # PostgreSQL: every server process, the server's own backends and the WAL writer, checkpointer… (other
     # databases' sessions too, when other work runs: the note says the load).
-    phase = Phase(result, _cpu_between(server0, _ticks(pids)), _cpu_between(pg0, _ticks(_postgres_pids())), label)
+    server1 = _ticks(pids)
+    workers = [pid for pid in server0 if pid in server1 and pid != server.pid and not _is_resource_tracker(pid)]
+    used = {pid: server1[pid] - server0[pid] for pid in workers}
+    shares = sorted((ticks / (sum(used.values()) or 1) for ticks in used.values()), reverse=True)
+    phase = Phase(result, _cpu_between(server0, server1), _cpu_between(pg0, _ticks(_postgres_pids())), label, shares)
     common.say("  " + phase.describe())
     for error in result.sample_errors:
         common.say(f"    failed: {error}")
