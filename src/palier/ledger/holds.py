@@ -21,7 +21,7 @@ from palier.clock import utc
 from palier.ids import new_id
 from palier.ledger.lots import allocation_rows, choose_lots, record_allocations
 from palier.ledger.operations import Booking, InsufficientPoints, balances, member_posting, program_posting
-from palier.ledger.post import Entry, write, write_with
+from palier.ledger.post import Entry, write
 from palier.ledger.tables import allocations, holds, lots
 
 
@@ -61,16 +61,10 @@ class HoldPlan:
     balances_before: dict[str, int]
 
 
-def hold(conn: Connection, booking: Booking, *, amount: int) -> Hold:
-    """Reserve ``amount`` available points; raises :class:`InsufficientPoints` if there are not enough."""
-    plan = prepare_hold(conn, booking, amount=amount)
-    write_with(conn, plan.entries, rows=plan.rows, lots_taken=plan.lots_taken)
-    return plan.hold
-
-
 def prepare_hold(conn: Connection, booking: Booking, *, amount: int) -> HoldPlan:
-    """What :func:`hold` writes, the member's balances and lots read: write it with ``post.write_with``,
-    adding rows of your own (a redemption writes its coupon with it, in one statement)."""
+    """A hold of ``amount`` available points, planned from the member's balances and lots (the lots locked);
+    raises :class:`InsufficientPoints` if there are not enough. Write it with ``post.write_with``, adding
+    rows of your own (a redemption writes its coupon with it, in one statement)."""
     b = booking
     if amount <= 0:
         raise ValueError("a hold is for a positive number of points")
