@@ -11,7 +11,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -110,6 +110,9 @@ class CompiledRule:
     filtered: bool  # only some lines count (skus, categories or brands)
     cart: bool  # has spend or quantity conditions
     multiplier: bool  # a multiplier: worked out after the other rules
+    per_amount: bool  # points per amount (else fixed points, when ``simple``)
+    simple: bool  # points per amount or fixed points: on a single line, no split is needed
+    exclusive: bool  # when it applies, no rule after it applies
 
     def applies(self, event: EventSnapshot, member: MemberContext, local: datetime, now: datetime) -> bool:
         for check in self.checks:  # noqa: SIM110 - a plain loop is faster than all(generator) here
@@ -150,8 +153,8 @@ class RuleIndex:
     """One event type's rules in the order they run, with bit masks so that an evaluation looks only at the
     rules whose channel, store, action and line filters can hold (rule ``i`` is bit ``i``).
 
-    A line's mask (the filtered rules it counts for) depends only on its SKU, category and brand, so it is
-    remembered per distinct line kind, up to :attr:`REMEMBERED` of them.
+    The filtered rules a line counts for depend only on its SKU, category and brand, so they are remembered
+    per distinct line kind (as the rules' bits), up to :attr:`REMEMBERED` of them.
     """
 
     REMEMBERED = 100_000
@@ -166,7 +169,7 @@ class RuleIndex:
         self._channels = _Masks(rules, lambda rule: rule.conditions.channels)
         self._stores = _Masks(rules, lambda rule: rule.conditions.stores)
         self._actions = _Masks(rules, lambda rule: rule.conditions.actions)
-        self.remembered: dict[tuple[str, str | None, str | None], int] = {}  # line kind -> its mask
+        self.remembered: dict[tuple[str, str | None, str | None], tuple[int, ...]] = {}  # line kind -> rule bits
 
     def event_mask(self, event: EventSnapshot) -> int:
         """The rules whose channel, store and action conditions hold for ``event``."""
@@ -176,23 +179,24 @@ class RuleIndex:
             & self._actions.allowed(event.action)
         )
 
-    def line_mask(self, line: LineSnapshot) -> int:
-        """The filtered rules ``line`` counts for (none when it earns nothing)."""
+    def line_bits(self, line: LineSnapshot) -> tuple[int, ...]:
+        """The filtered rules ``line`` counts for, one bit each (none when it earns nothing)."""
         if not line.earns:
-            return 0
+            return ()
         key = (line.sku, line.category, line.brand)
-        mask = self.remembered.get(key)
-        if mask is None:
+        bits = self.remembered.get(key)
+        if bits is None:
             mask = (
                 self.filtered_mask
                 & self._skus.allowed(line.sku)
                 & self._categories.allowed(line.category)
                 & self._brands.allowed(line.brand)
             )
+            bits = tuple(1 << i for i in range(mask.bit_length()) if mask >> i & 1)
             if len(self.remembered) >= self.REMEMBERED:
                 self.remembered.clear()
-            self.remembered[key] = mask
-        return mask
+            self.remembered[key] = bits
+        return bits
 
 
 @dataclass(frozen=True)
@@ -260,7 +264,7 @@ def _compile(rule: Rule, campaign: Campaign | None, tz: ZoneInfo) -> CompiledRul
         checks.append(lambda e, m, local, now: local.weekday() in days)
     if c.hours is not None:
         opens, closes = c.hours.start, c.hours.end
-        checks.append(lambda e, m, local, now: opens <= _time_of(local) < closes)
+        checks.append(lambda e, m, local, now: opens <= local.time() < closes)  # wall-clock, no zone
     if c.first_purchase is not None:
         wanted = c.first_purchase
         checks.append(lambda e, m, local, now: m.first_purchase is wanted)
@@ -279,11 +283,10 @@ def _compile(rule: Rule, campaign: Campaign | None, tz: ZoneInfo) -> CompiledRul
         filtered=_filters(rule),
         cart=c.min_spend is not None or c.max_spend is not None or c.min_quantity is not None,
         multiplier=isinstance(rule.effect, Multiplier),
+        per_amount=isinstance(rule.effect, PointsPerAmount),
+        simple=isinstance(rule.effect, PointsPerAmount | FixedPoints),
+        exclusive=rule.exclusive,
     )
-
-
-def _time_of(local: datetime) -> time:
-    return local.time().replace(tzinfo=None)
 
 
 def _spread(points: int, weights: Sequence[int], fallback: Sequence[int]) -> list[int]:
@@ -300,19 +303,37 @@ def _spread(points: int, weights: Sequence[int], fallback: Sequence[int]) -> lis
 class _Evaluation:
     """One evaluation's working state: base points per line (for multipliers) and the awards so far."""
 
+    __slots__ = (
+        "awards", "base", "base_total", "earning", "earning_amounts", "earning_quantities", "earning_quantity",
+        "earning_spend", "earning_weights", "event", "local", "member", "now", "rules", "version", "zeros",
+    )  # fmt: skip
+
     def __init__(self, rules: CompiledRuleSet, event: EventSnapshot, member: MemberContext, now: datetime) -> None:
-        self.rules, self.event, self.member = rules, event, member
+        self.rules, self.event, self.member, self.version = rules, event, member, rules.version
         self.now = now.astimezone(UTC)
         self.local = now.astimezone(rules.timezone)
-        self.base = [0] * len(event.lines)  # points per amount earned by each line
-        self.zeros = (0,) * len(event.lines)
+        lines = event.lines
+        self.base = [0] * len(lines)  # points per amount earned by each line
+        self.zeros = (0,) * len(lines)
         self.base_total = 0  # for events without lines: the action's own points
         self.awards: list[Award] = []
-        lines = event.lines
-        self.earning = tuple(i for i, line in enumerate(lines) if line.earns)  # what rules without filters count
-        self.earning_amounts = [lines[i].amount for i in self.earning]
-        self.earning_quantities = [lines[i].quantity for i in self.earning]
+        earns = [line.earns for line in lines]
+        if all(earns):
+            self.earning = tuple(range(len(lines)))  # what rules without filters count
+            self.earning_amounts = [line.amount for line in lines]
+            self.earning_quantities = [line.quantity for line in lines]
+        else:
+            self.earning = tuple(i for i, line_earns in enumerate(earns) if line_earns)
+            self.earning_amounts = [lines[i].amount for i in self.earning]
+            self.earning_quantities = [lines[i].quantity for i in self.earning]
         self.earning_spend, self.earning_quantity = sum(self.earning_amounts), sum(self.earning_quantities)
+        # how rules without filters split their points over the lines: by amount, else by quantity, else evenly
+        if self.earning_spend > 0:
+            self.earning_weights = self.earning_amounts
+        elif self.earning_quantity > 0:
+            self.earning_weights = self.earning_quantities
+        else:
+            self.earning_weights = [1] * len(self.earning)
 
     def run(self) -> list[Award]:
         event = self.event
@@ -328,25 +349,29 @@ class _Evaluation:
         lines_of: dict[int, list[int]] = {}  # rule bit -> the lines that count for that filtered rule
         remembered = index.remembered
         for i, line in enumerate(lines):
-            mask = remembered.get((line.sku, line.category, line.brand)) if line.earns else 0
-            if mask is None:
-                mask = index.line_mask(line)
-            counted |= mask
-            while mask:
-                bit = mask & -mask
-                mask ^= bit
-                lines_of.setdefault(bit, []).append(i)
+            if not line.earns:
+                continue
+            bits = remembered.get((line.sku, line.category, line.brand))
+            if bits is None:
+                bits = index.line_bits(line)
+            for bit in bits:  # most lines count for no filtered rule, or one
+                counted |= bit
+                found = lines_of.get(bit)
+                if found is None:
+                    lines_of[bit] = [i]
+                else:
+                    found.append(i)
         earning = self.earning
         candidates = (index.unfiltered | counted) & index.event_mask(event)
         member, local, now = self.member, self.local, self.now
-        multipliers: list[tuple[CompiledRule, tuple[int, ...]]] = []
+        multipliers: list[tuple[CompiledRule, Sequence[int]]] = []
         while candidates:
             bit = candidates & -candidates
             candidates ^= bit
             compiled = index.rules[bit.bit_length() - 1]
             if compiled.checks and not compiled.applies(event, member, local, now):
                 continue
-            matched = tuple(lines_of[bit]) if compiled.filtered else earning
+            matched: Sequence[int] = lines_of[bit] if compiled.filtered else earning
             if compiled.cart:
                 if matched is earning:  # every line that earns: summed once for all such rules
                     spend, quantity = self.earning_spend, self.earning_quantity
@@ -357,23 +382,22 @@ class _Evaluation:
                     continue
             if compiled.multiplier:
                 multipliers.append((compiled, matched))
+            elif compiled.simple and len(matched) == 1 and compiled.filtered:
+                self._apply_to_line(compiled, matched[0])
             else:
-                self._apply(compiled.rule, matched, filtered=compiled.filtered)
-            if compiled.rule.exclusive:
+                self._apply(compiled, matched)
+            if compiled.exclusive:
                 break
         for compiled, matched in multipliers:
             self._multiply(compiled.rule, matched)
         return self.awards
 
-    def _lines_of(self, matched: tuple[int, ...], values: Sequence[int]) -> tuple[int, ...]:
+    def _lines_of(self, matched: Sequence[int], values: Sequence[int]) -> tuple[int, ...]:
         """Per-line values on the matched lines, zero elsewhere (as long as the event's lines)."""
         size = len(self.zeros)
         if len(matched) == size:  # every line: ``matched`` is 0..n-1
             return tuple(values)
-        if len(matched) == 1:
-            i = matched[0]
-            return (*self.zeros[:i], values[0], *self.zeros[i + 1 :])
-        out = [0] * size
+        out = list(self.zeros)
         for i, value in zip(matched, values, strict=True):
             out[i] = value
         return tuple(out)
@@ -393,7 +417,7 @@ class _Evaluation:
         self.awards.append(
             Award(
                 rule_id=rule_id,
-                version=self.rules.version,
+                version=self.version,
                 name=name,
                 kind=kind,
                 points=points,
@@ -403,45 +427,48 @@ class _Evaluation:
             )
         )
 
-    def _apply(self, rule: Rule, matched: tuple[int, ...], *, filtered: bool) -> None:
-        lines, effect, rounding = self.event.lines, rule.effect, self.rules.rounding
-        if filtered and len(matched) == 1 and type(effect) in (PointsPerAmount, FixedPoints):
-            self._apply_to_line(rule, matched[0])
-            return
+    def _apply(self, compiled: CompiledRule, matched: Sequence[int]) -> None:
+        rule, lines, rounding = compiled.rule, self.event.lines, self.rules.rounding
+        effect = rule.effect
         if matched is self.earning:
             eligible, quantities = self.earning_amounts, self.earning_quantities
+            spend = self.earning_spend + self.event.extra_eligible
         else:
             eligible = [lines[i].amount for i in matched]
             quantities = [lines[i].quantity for i in matched]
-        spend = sum(eligible) + (0 if filtered else self.event.extra_eligible)
-        add = self._add
-        if isinstance(effect, PointsPerAmount):
-            points = divide(spend * effect.points, effect.per_amount, rounding)
+            spend = sum(eligible)
+        if compiled.simple:
+            if compiled.per_amount:
+                assert isinstance(effect, PointsPerAmount)
+                points = divide(spend * effect.points, effect.per_amount, rounding)
+            else:
+                assert isinstance(effect, FixedPoints)
+                points = effect.points
             if points <= 0:
                 return
-            split = _spread(points, eligible, quantities)
-            base = self.base
-            for i, p in zip(matched, split, strict=True):
-                base[i] += p
-            self._points(rule, points, self._lines_of(matched, split))
-        elif isinstance(effect, FixedPoints):
-            if effect.points <= 0:
-                return
-            split = _spread(effect.points, eligible, quantities)
-            self._points(rule, effect.points, self._lines_of(matched, split))
+            if matched is self.earning and len(matched) > 1:  # the weights were chosen once for all such rules
+                split = split_proportionally(points, self.earning_weights)
+            else:
+                split = _spread(points, eligible, quantities)
+            if compiled.per_amount:
+                base = self.base
+                for i, p in zip(matched, split, strict=True):
+                    base[i] += p
+            on_lines = self._lines_of(matched, split)
+            self.awards.append(Award(rule.id, self.version, rule.name, "points", points, on_lines, rule.campaign))
         elif isinstance(effect, PerItem):
             split = [effect.points * q for q in quantities]
             points = sum(split)
-            if points > 0:  # built directly: the commonest award after points per amount
+            if points > 0:
                 on_lines, detail = self._lines_of(matched, split), f"+{effect.points}/item"
-                award = Award(rule.id, self.rules.version, rule.name, "points", points, on_lines, rule.campaign, detail)
+                award = Award(rule.id, self.version, rule.name, "points", points, on_lines, rule.campaign, detail)
                 self.awards.append(award)
         elif isinstance(effect, SpendStep):
             counter = counter_name(rule.id)
             before = self.member.counters.get(counter, 0)
             coupons = (before + spend) // effect.step - before // effect.step
             if spend > 0:
-                add(
+                self._add(
                     rule.id,
                     rule.name,
                     rule.campaign,
@@ -457,13 +484,16 @@ class _Evaluation:
             numerator, denominator = effect.percent.as_integer_ratio()
             cash = divide(spend * numerator, 100 * denominator, Rounding.FLOOR)
             if cash > 0:
-                add(rule.id, rule.name, rule.campaign, "cashback", 0, (), amount=cash, detail=f"{effect.percent}%")
+                detail = f"{effect.percent}%"
+                self._add(rule.id, rule.name, rule.campaign, "cashback", 0, (), amount=cash, detail=detail)
 
-    def _apply_to_line(self, rule: Rule, i: int) -> None:
+    def _apply_to_line(self, compiled: CompiledRule, i: int) -> None:
         """``_apply`` when one line counts (a promotion on a SKU, category or brand that is in the cart once):
         the same points, without splitting them over lines."""
+        rule = compiled.rule
         effect = rule.effect
-        if isinstance(effect, PointsPerAmount):
+        if compiled.per_amount:
+            assert isinstance(effect, PointsPerAmount)
             points = divide(self.event.lines[i].amount * effect.points, effect.per_amount, self.rules.rounding)
             if points <= 0:
                 return
@@ -471,16 +501,11 @@ class _Evaluation:
         else:
             assert isinstance(effect, FixedPoints)
             points = effect.points
-            if points <= 0:
-                return
-        zeros = self.zeros
-        self._points(rule, points, (*zeros[:i], points, *zeros[i + 1 :]))
+        on_line = list(self.zeros)
+        on_line[i] = points
+        self.awards.append(Award(rule.id, self.version, rule.name, "points", points, tuple(on_line), rule.campaign))
 
-    def _points(self, rule: Rule, points: int, line_points: tuple[int, ...]) -> None:
-        """A points award (``_add`` without its checks and keywords: most awards are these)."""
-        self.awards.append(Award(rule.id, self.rules.version, rule.name, "points", points, line_points, rule.campaign))
-
-    def _multiply(self, rule: Rule, matched: tuple[int, ...]) -> None:
+    def _multiply(self, rule: Rule, matched: Sequence[int]) -> None:
         assert isinstance(rule.effect, Multiplier)
         numerator, denominator = rule.effect.factor.as_integer_ratio()
         detail = f"×{rule.effect.factor.normalize():f}"
