@@ -8,12 +8,18 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, bindparam, delete, insert, select
 
 from palier.activity.tables import idempotency_keys
 from palier.errors import Conflict
 
 KEEP_FOR = timedelta(hours=48)
+
+# Built once: every POST runs these two, and building a statement costs more than running it here.
+_STORED = select(idempotency_keys.c.request_hash, idempotency_keys.c.status_code, idempotency_keys.c.response).where(
+    idempotency_keys.c.program_id == bindparam("program_id"), idempotency_keys.c.key == bindparam("key")
+)
+_KEEP = insert(idempotency_keys)
 
 
 def request_hash(method: str, path: str, body: Any, *, key: bytes) -> str:
@@ -24,11 +30,7 @@ def request_hash(method: str, path: str, body: Any, *, key: bytes) -> str:
 
 def stored(conn: Connection, *, program_id: str, key: str, hash_: str) -> tuple[int, Any] | None:
     """The kept (status, body) for this key, or None; 409 if the key came with another request."""
-    row = conn.execute(
-        select(idempotency_keys.c.request_hash, idempotency_keys.c.status_code, idempotency_keys.c.response).where(
-            idempotency_keys.c.program_id == program_id, idempotency_keys.c.key == key
-        )
-    ).first()
+    row = conn.execute(_STORED, {"program_id": program_id, "key": key}).first()
     if row is None:
         return None
     if row.request_hash != hash_:
@@ -42,14 +44,15 @@ def stored(conn: Connection, *, program_id: str, key: str, hash_: str) -> tuple[
 
 def keep(conn: Connection, *, program_id: str, key: str, hash_: str, status: int, body: Any, now: datetime) -> None:
     conn.execute(
-        insert(idempotency_keys).values(
-            program_id=program_id,
-            key=key,
-            request_hash=hash_,
-            status_code=status,
-            response=body,
-            created_at=now,
-        )
+        _KEEP,
+        {
+            "program_id": program_id,
+            "key": key,
+            "request_hash": hash_,
+            "status_code": status,
+            "response": body,
+            "created_at": now,
+        },
     )
 
 

@@ -7,7 +7,7 @@ import hmac
 import secrets
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from palier.clock import Clock, utc
 from palier.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
@@ -156,6 +156,11 @@ def authenticate(*, conn: Connection, token: str) -> Caller:
 
 
 _KEY_COLUMNS = (api_keys.c.program_id, api_keys.c.scopes, api_keys.c.secret_hash, api_keys.c.revoked_at)
+# Built once (every API request runs one of them): building a statement costs about as much as running it.
+_find_key = select(*_KEY_COLUMNS).where(api_keys.c.id == bindparam("key_id"))
+_find_key_and_program = _find_key.add_columns(*programs.c).join_from(
+    api_keys, programs, programs.c.id == api_keys.c.program_id
+)
 
 
 def authenticate_with_program(*, conn: Connection, token: str, program: bool = True) -> tuple[Caller, Program | None]:
@@ -164,10 +169,8 @@ def authenticate_with_program(*, conn: Connection, token: str, program: bool = T
     key_id, _, secret = token.partition(".")
     row = None
     if key_id.startswith("key_") and secret:
-        query = select(*_KEY_COLUMNS).where(api_keys.c.id == key_id)
-        if program:
-            query = query.add_columns(*programs.c).join_from(api_keys, programs, programs.c.id == api_keys.c.program_id)
-        row = conn.execute(query).mappings().first()
+        query = _find_key_and_program if program else _find_key
+        row = conn.execute(query, {"key_id": key_id}).mappings().first()
     if row is None or row["revoked_at"] is not None or not hmac.compare_digest(row["secret_hash"], _hash(secret)):
         raise Unauthenticated("invalid_api_key", "The API key is missing, unknown or revoked.", field="Authorization")
     caller = Caller(program_id=row["program_id"], key_id=key_id, scopes=frozenset(row["scopes"].split(",")))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from palier.clock import Clock, utc
 from palier.errors import Conflict, NotFound, Unprocessable
@@ -71,7 +71,7 @@ def pay(*, conn: Connection, clock: Clock, program: Program, member_id: str, dat
         effective_at=now,
         details={"order_id": data.order_id},
     )
-    already = _paid_on_order(conn, program.id, data.order_id)
+    already = paid_otherwise(conn, program_id=program.id, order_id=data.order_id)
     if data.kind == "points":
         assert data.points is not None
         points, amount = data.points, points_value(program, data.points)
@@ -266,25 +266,22 @@ def _give_back(
     write(conn, [entry])
 
 
+_sum_paid = select(func.coalesce(func.sum(order_payments.c.amount), 0)).where(
+    order_payments.c.program_id == bindparam("program_id"),
+    order_payments.c.order_id == bindparam("order_id"),
+    order_payments.c.state == "paid",
+)  # built once: every purchase of a member runs it
+
+
 def paid_otherwise(conn: Connection, *, program_id: str, order_id: str) -> int:
     """Minor units of an order paid with points or store credit: no points are earned on them."""
-    total = conn.execute(
-        select(func.coalesce(func.sum(order_payments.c.amount), 0)).where(
-            order_payments.c.program_id == program_id,
-            order_payments.c.order_id == order_id,
-            order_payments.c.state == "paid",
-        )
-    ).scalar()
+    total = conn.execute(_sum_paid, {"program_id": program_id, "order_id": order_id}).scalar()
     return int(total or 0)
 
 
 def wallet(*, conn: Connection, program: Program, member_id: str) -> Wallet:
     members.require_known(conn=conn, program_id=program.id, member_id=member_id)
     return Wallet(member_id=member_id, currency=program.currency, balance=ledger.balances_of(conn, member_id, "wallet"))
-
-
-def _paid_on_order(conn: Connection, program_id: str, order_id: str) -> int:
-    return paid_otherwise(conn, program_id=program_id, order_id=order_id)
 
 
 def _order_recorded(conn: Connection, program_id: str, order_id: str) -> bool:
