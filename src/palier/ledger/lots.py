@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, Select, bindparam, insert, select, update
 
 from palier.ids import new_id
 from palier.ledger.tables import allocations, lots
@@ -85,29 +86,40 @@ def choose_lots(
     """
     if amount <= 0:
         return []
-    query = select(lots.c.id, lots.c.remaining, lots.c.state).where(
-        lots.c.program_id == program_id,
-        lots.c.member_id == member_id,
-        lots.c.state.in_(states),
-        lots.c.remaining > 0,
-    )
+    params: dict[str, Any] = {"program_id": program_id, "member_id": member_id, "states": list(states)}
     if only_lot_id is not None:
-        query = query.where(lots.c.id == only_lot_id)
+        params["lot_id"] = only_lot_id
     if exclude:
-        query = query.where(lots.c.id.not_in(exclude))
-    order = [lots.c.expires_at.is_(None), lots.c.expires_at, lots.c.earned_at, lots.c.id]
-    # Lock the lots before the command touches any program slot: a sweep job may hold a lot and
-    # wait on a slot, never the other way round (see jobs/sweeps.py).
-    query = query.order_by(*order).with_for_update()
+        params["exclude"] = list(exclude)
+    query = _lots_to_take(one_lot=only_lot_id is not None, excluding=bool(exclude))
     taken: list[Taken] = []
     left = amount
-    for lot_id, remaining, state in conn.execute(query):
+    for lot_id, remaining, state in conn.execute(query, params):
         part = min(left, int(remaining))
         taken.append(Taken(lot_id=lot_id, amount=part, state=state))
         left -= part
         if left == 0:
             break
     return taken
+
+
+@lru_cache(maxsize=4)
+def _lots_to_take(*, one_lot: bool, excluding: bool) -> Select[str, int, str]:
+    """:func:`choose_lots`'s query, built once per variant (a debit runs it under the member's lock)."""
+    query = select(lots.c.id, lots.c.remaining, lots.c.state).where(
+        lots.c.program_id == bindparam("program_id"),
+        lots.c.member_id == bindparam("member_id"),
+        lots.c.state.in_(bindparam("states", expanding=True)),
+        lots.c.remaining > 0,
+    )
+    if one_lot:
+        query = query.where(lots.c.id == bindparam("lot_id"))
+    if excluding:
+        query = query.where(lots.c.id.not_in(bindparam("exclude", expanding=True)))
+    order = [lots.c.expires_at.is_(None), lots.c.expires_at, lots.c.earned_at, lots.c.id]
+    # Lock the lots before the command touches any program slot: a sweep job may hold a lot and
+    # wait on a slot, never the other way round (see jobs/sweeps.py).
+    return query.order_by(*order).with_for_update()
 
 
 _reduce_lot = (

@@ -161,8 +161,11 @@ def debt_owed(conn: Connection, booking: Booking, *, matures_at: datetime | None
     return -balances_of(conn, booking.member_id, "debt")
 
 
+_read_balance = select(accounts.c.balance).where(accounts.c.id == bindparam("account_id"))
+
+
 def balances_of(conn: Connection, member_id: str, kind: str) -> int:
-    value = conn.execute(select(accounts.c.balance).where(accounts.c.id == member_account(member_id, kind))).scalar()
+    value = conn.execute(_read_balance, {"account_id": member_account(member_id, kind)}).scalar()
     return int(value or 0)
 
 

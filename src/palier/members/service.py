@@ -114,17 +114,24 @@ def expiry_for(program: Program, earned_at: datetime) -> datetime | None:
     return add_months(earned_at, program.points_lifetime_months)
 
 
+# Built once, like every statement a request runs: building one costs about as much as running it.
+_member = select(members).where(members.c.id == bindparam("member_id"), members.c.program_id == bindparam("program_id"))
+_identities_of = select(identities).where(identities.c.member_id == bindparam("member_id")).order_by(identities.c.id)
+_member_known = select(members.c.id).where(
+    members.c.id == bindparam("member_id"), members.c.program_id == bindparam("program_id")
+)
+_identity_owner = select(identities.c.member_id).where(
+    identities.c.program_id == bindparam("program_id"),
+    identities.c.kind == bindparam("kind"),
+    identities.c.value == bindparam("value"),
+)
+
+
 def get_member(*, conn: Connection, program_id: str, member_id: str) -> Member:
-    row = (
-        conn.execute(select(members).where(members.c.id == member_id, members.c.program_id == program_id))
-        .mappings()
-        .first()
-    )
+    row = conn.execute(_member, {"member_id": member_id, "program_id": program_id}).mappings().first()
     if row is None:
         raise NotFound("member_not_found", f"No member {member_id} in this program.", field="member_id")
-    rows = conn.execute(
-        select(identities).where(identities.c.member_id == member_id).order_by(identities.c.id)
-    ).mappings()
+    rows = conn.execute(_identities_of, {"member_id": member_id}).mappings()
     found = [
         Identity(
             id=r["id"],
@@ -392,9 +399,7 @@ def _next_rewards(conn: Connection, clock: Clock, program: Program, member_id: s
 
 
 def require_known(*, conn: Connection, program_id: str, member_id: str) -> None:
-    found = conn.execute(
-        select(members.c.id).where(members.c.id == member_id, members.c.program_id == program_id)
-    ).first()
+    found = conn.execute(_member_known, {"member_id": member_id, "program_id": program_id}).first()
     if found is None:
         raise NotFound("member_not_found", f"No member {member_id} in this program.", field="member_id")
 
@@ -471,13 +476,8 @@ def is_active(*, conn: Connection, member_id: str) -> bool:
 
 
 def _owner(conn: Connection, program_id: str, normalised: ident.Normalised) -> str | None:
-    return conn.execute(
-        select(identities.c.member_id).where(
-            identities.c.program_id == program_id,
-            identities.c.kind == normalised.kind,
-            identities.c.value == normalised.value,
-        )
-    ).scalar()
+    params = {"program_id": program_id, "kind": normalised.kind, "value": normalised.value}
+    return conn.execute(_identity_owner, params).scalar()
 
 
 def _lock_card_claim(conn: Connection, program_id: str, normalised: ident.Normalised) -> None:

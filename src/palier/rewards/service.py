@@ -132,10 +132,9 @@ def get_reward(*, conn: Connection, program_id: str, reward_id: str) -> Reward:
 
 
 def list_rewards(*, conn: Connection, program_id: str, status: str | None = "active") -> list[Reward]:
-    query = select(rewards).where(rewards.c.program_id == program_id)
-    if status is not None:
-        query = query.where(rewards.c.status == status)
-    return [_reward(r) for r in conn.execute(query.order_by(rewards.c.cost_points, rewards.c.id)).mappings()]
+    query = _catalog if status is None else _catalog_in_status
+    found = conn.execute(query, {"program_id": program_id, "status": status}).mappings()
+    return [_reward(r) for r in found]
 
 
 def offered_rewards(*, conn: Connection, program_id: str, now: datetime) -> list[Reward]:
@@ -229,7 +228,7 @@ def _needed_message(needed: int, title: str, points_name: str, language: str) ->
 
 
 def _language(conn: Connection, member_id: str) -> str:
-    return conn.execute(select(members_table.c.language).where(members_table.c.id == member_id)).scalar() or "fr"
+    return conn.execute(_member_language, {"member_id": member_id}).scalar() or "fr"
 
 
 def _on_offer(reward: Reward, now: datetime) -> bool:
@@ -423,16 +422,10 @@ def _redeemed_counts(
     conn: Connection, program: Program, member_id: str, now: datetime, *, reward_id: str | None = None
 ) -> dict[str, Any]:
     """Issue times of the member's redeemed coupons still counting against limits, by reward."""
-    query = select(coupons.c.reward_id, coupons.c.issued_at).where(
-        coupons.c.program_id == program.id,
-        coupons.c.member_id == member_id,
-        coupons.c.source == "redeem",
-        coupons.c.state.in_(("issued", "used")),
-    )
-    if reward_id is not None:
-        query = query.where(coupons.c.reward_id == reward_id)
+    query = _redeemed if reward_id is None else _redeemed_of_reward
+    params = {"program_id": program.id, "member_id": member_id, "reward_id": reward_id}
     found: dict[str, list[datetime]] = {}
-    for rid, issued_at in conn.execute(query):
+    for rid, issued_at in conn.execute(query, params):
         found.setdefault(rid, []).append(utc(issued_at))
     return {"by_reward": found, "now": now, "timezone": program.timezone}
 
@@ -844,8 +837,20 @@ def _coupon_query() -> Any:
     return select(coupons, rewards.c.kind, rewards.c.title).join(rewards, rewards.c.id == coupons.c.reward_id)
 
 
-# Built once: on the hot paths (redeem, validate, use) building a statement per call costs more Python
-# than executing it.
+# Built once: on the hot paths (the balance, the catalog, redeem, validate, use) building a statement per
+# call costs more Python than executing it.
+_catalog = (
+    select(rewards).where(rewards.c.program_id == bindparam("program_id")).order_by(rewards.c.cost_points, rewards.c.id)
+)
+_catalog_in_status = _catalog.where(rewards.c.status == bindparam("status"))
+_member_language = select(members_table.c.language).where(members_table.c.id == bindparam("member_id"))
+_redeemed = select(coupons.c.reward_id, coupons.c.issued_at).where(
+    coupons.c.program_id == bindparam("program_id"),
+    coupons.c.member_id == bindparam("member_id"),
+    coupons.c.source == "redeem",
+    coupons.c.state.in_(("issued", "used")),
+)
+_redeemed_of_reward = _redeemed.where(coupons.c.reward_id == bindparam("reward_id"))
 _select_reward = select(rewards).where(
     rewards.c.id == bindparam("reward_id"), rewards.c.program_id == bindparam("program_id")
 )
