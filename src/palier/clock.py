@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Annotated, Protocol
+
+from pydantic import AfterValidator
 
 
 class Clock(Protocol):
@@ -41,3 +43,22 @@ def utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2999, 12, 31, tzinfo=UTC)
+
+
+def _in_range(value: datetime) -> datetime:
+    """A moment a loyalty program can mean: 1970 to 2999 once in UTC (an offset on year 1 or 9999 would not
+    even convert). Naive values pass through as they are (a campaign's are wall-clock time)."""
+    try:
+        moment = utc(value)
+    except OverflowError:
+        moment = None
+    if moment is None or not EARLIEST <= moment <= LATEST:
+        raise ValueError("date_out_of_range: a date between 1970 and 2999 is expected")
+    return value
+
+
+# Every date and time an API client, a CLI file or an import sends.
+Moment = Annotated[datetime, AfterValidator(_in_range)]

@@ -285,6 +285,31 @@ BAD_INPUT: list[tuple[str, Case, int, str, str]] = [
         "occurred_at",
     ),
     (
+        "occurred_at in year 1 with an offset (no such moment in UTC)",
+        lambda s: _purchase(s, occurred_at="0001-01-01T00:00:00+00:01"),
+        422,
+        "date_out_of_range",
+        "occurred_at",
+    ),
+    (
+        "occurred_at before 1970",
+        lambda s: _purchase(s, occurred_at="1969-12-31T23:59:59Z"),
+        422,
+        "date_out_of_range",
+        "occurred_at",
+    ),
+    (
+        "return dated in year 9999",
+        lambda s: (
+            "POST",
+            "/v1/events/returns",
+            {"return_id": "R-9999", "order_id": "O-1", "occurred_at": "9999-12-31T23:59:59-01:00", "amount": 100},
+        ),
+        422,
+        "date_out_of_range",
+        "occurred_at",
+    ),
+    (
         "naive occurred_at garbage",
         lambda s: _purchase(s, occurred_at="yesterday"),
         422,

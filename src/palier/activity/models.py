@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from palier.clock import Moment
 from palier.members.identities import IdentityKind
 from palier.text import contains_card_number
 
@@ -75,7 +76,7 @@ class PurchaseIn(Strict):
     channel: Literal["web", "store", "phone", "app", "partner"]
     store_id: Annotated[Text, Field(max_length=64)] | None = None
     store_name: Annotated[Text, Field(max_length=80)] | None = None
-    occurred_at: datetime
+    occurred_at: Moment
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     lines: list[Line] = Field(min_length=1, max_length=500)
     shipping: Money = 0
@@ -90,7 +91,7 @@ class ReturnLine(Strict):
 class ReturnIn(Strict):
     return_id: Annotated[Text, Field(min_length=1, max_length=64, description="unique per program")]
     order_id: Annotated[Text, Field(min_length=1, max_length=64)]
-    occurred_at: datetime
+    occurred_at: Moment
     lines: list[ReturnLine] | None = Field(default=None, min_length=1, max_length=500)
     amount: Annotated[int, Field(ge=1, le=MAX_MONEY)] | None = Field(default=None, description="a refund by amount")
     reason: Annotated[Text, Field(max_length=200)] | None = None

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from palier.clock import Moment
 from palier.rewards.models import Localized
 
 Code = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
@@ -61,7 +62,7 @@ class MembershipPaymentIn(Strict):
     member_id: Annotated[str, Field(pattern=r"^mem_[0-9A-Z]{26}$")]
     plan: Code
     amount: int = Field(ge=1, le=10**9, description="minor units; must be the plan's price")
-    paid_at: datetime
+    paid_at: Moment
     invitation_code: Annotated[str, Field(min_length=1, max_length=40)] | None = None
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from palier.activity.models import Line, MemberId, Money, Text
+from palier.clock import Moment
 from palier.members.models import Channel
 
 RewardKind = Literal["amount_off", "percent_off", "free_product", "free_shipping", "gift", "store_credit"]
@@ -72,8 +73,8 @@ class RewardIn(Strict):
         default=None, description="the cart must reach this amount for the coupon to apply"
     )
     image_url: Annotated[str, Field(max_length=500, pattern=r"^https?://\S+$")] | None = None
-    starts_at: datetime | None = None
-    ends_at: datetime | None = None
+    starts_at: Moment | None = None
+    ends_at: Moment | None = None
     stock: Annotated[int, Field(ge=0, le=10**9)] | None = Field(default=None, description="null: unlimited")
     limit_per_member: MemberLimit | None = None
     channels: list[Channel] | None = Field(default=None, min_length=1, description="null: every channel")
@@ -115,8 +116,8 @@ class RewardUpdate(Strict):
     sku: Annotated[Text, Field(min_length=1, max_length=64)] | None = None
     min_order: Annotated[int, Field(ge=1, le=10**11)] | None = None
     image_url: Annotated[str, Field(max_length=500, pattern=r"^https?://\S+$")] | None = None
-    starts_at: datetime | None = None
-    ends_at: datetime | None = None
+    starts_at: Moment | None = None
+    ends_at: Moment | None = None
     stock: Annotated[int, Field(ge=0, le=10**9)] | None = None
     limit_per_member: MemberLimit | None = None
     channels: list[Channel] | None = Field(default=None, min_length=1)

@@ -19,6 +19,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from palier.clock import Moment
+
 Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="lower-case id: letters, digits, - _")]
 EventType = Literal["purchase", "action", "enrolment", "birthday", "anniversary"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -63,8 +65,8 @@ class Campaign(Strict):
 
     id: Ident
     name: Text
-    starts: datetime
-    ends: datetime
+    starts: Moment
+    ends: Moment
     budget: Points | None = Field(default=None, description="total points the campaign may give, all members")
     member_cap: Points | None = Field(default=None, description="points one member may get from it")
 

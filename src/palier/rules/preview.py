@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 
 from palier.activity.models import AwardLine, Line, MemberId, Money
-from palier.clock import Clock, utc
+from palier.clock import Clock, Moment, utc
 from palier.members import service as members
 from palier.programs.models import Program
 from palier.rules import limits
@@ -27,7 +27,7 @@ class PreviewIn(BaseModel):
     lines: list[Line] = Field(min_length=1, max_length=500)
     shipping: Money = 0
     tax: Money = 0
-    at: datetime | None = Field(default=None, description="a dry run at this time (default: now)")
+    at: Moment | None = Field(default=None, description="a dry run at this time (default: now)")
     language: Literal["en", "fr"] = "en"
 
 

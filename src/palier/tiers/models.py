@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from palier.clock import Moment
 from palier.rewards.models import Localized
 
 Metric = Literal["points", "spend", "orders"]
@@ -86,7 +87,7 @@ class TierPolicy(Strict):
 class ManualTier(Strict):
     tier: TierCode | None = Field(description="the tier to give; null takes the tier away")
     reason: Annotated[str, Field(min_length=3, max_length=200)]
-    until: datetime = Field(description="kept until then whatever the metric says; then judged again")
+    until: Moment = Field(description="kept until then whatever the metric says; then judged again")
 
 
 class TierChange(BaseModel):
