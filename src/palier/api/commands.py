@@ -4,6 +4,10 @@
 transaction, so a retry after a lost response gets the first answer and never a second effect. A
 refusal (4xx) is kept as well and replays as the same refusal.
 
+The first attempt does not look the key up: most keys are new, and a kept one makes the command's
+insert of the key fail on its unique index, which rolls the command's effect back; the next attempt
+looks the key up and answers what was kept. One statement fewer on every keyed write.
+
 Concurrent requests with one key: on SQLite the write lock runs them one after the other, and each one
 after the first finds the kept answer. On PostgreSQL they may run side by side; the first to commit
 keeps its answer, and each other one either blocks on the key's unique index and then, its own effect
@@ -84,7 +88,7 @@ def run(
     for attempt in range(RETRIES):
         try:
             with db.write() as conn:
-                if key is not None:
+                if key is not None and attempt > 0:  # first attempt: the key's unique index answers (see above)
                     kept = idempotency.stored(conn, program_id=program_id, key=key, hash_=hash_)
                     if kept is not None:
                         return _response(kept[0], kept[1], replayed=True)
