@@ -411,6 +411,22 @@ def test_history_pages_through_every_transaction_once(program: ApiProgram) -> No
     assert len(exact["items"]) == 7 and exact["next_cursor"] is None
 
 
+def test_history_lines_are_told_in_the_members_language_or_the_one_asked_for(program: ApiProgram) -> None:
+    member = program.enrol(first_name="Léa", language="fr")
+    order = unique("L")
+    program.purchase(member["id"], store_id="lyon-1", order_id=order)
+    program.adjust(member["id"], 25, reason="Geste commercial")
+    url = f"/v1/members/{member['id']}/history"
+    gesture, bought = program.call("GET", url).json()["items"]
+    assert (bought["title"], bought["detail"]) == ("Achat", f"Commande n°{order} à lyon-1")
+    assert bought["reason"] == f"Purchase #{order} at lyon-1"  # the stored reason stays as it was
+    assert (gesture["title"], gesture["detail"]) == ("Ajustement", "Geste commercial")  # her own words
+    gesture, bought = program.call("GET", url, params={"language": "en"}).json()["items"]
+    assert (bought["title"], bought["detail"]) == ("Purchase", f"Order #{order} at lyon-1")
+    assert gesture["title"] == "Adjustment"
+    assert_problem(program.call("GET", url, params={"language": "de"}), 422, ANY, field="language")
+
+
 def test_history_refuses_bad_cursors_and_limits(program: ApiProgram) -> None:
     member = program.enrol(first_name="Ann")
     program.adjust(member["id"], 10)

@@ -157,6 +157,12 @@ class HistoryLine(BaseModel):
     debt: int
     event_id: str | None = None
     reverses_id: str | None = None
+    title: str | None = Field(
+        default=None, description="what happened, in the language asked for (as the portal says it)"
+    )
+    detail: str | None = Field(
+        default=None, description="the order and store, reward or rule it concerns, in that language"
+    )
 
 
 class HistoryPage(BaseModel):

@@ -120,6 +120,7 @@ _identities_of = select(identities).where(identities.c.member_id == bindparam("m
 _member_known = select(members.c.id).where(
     members.c.id == bindparam("member_id"), members.c.program_id == bindparam("program_id")
 )
+_member_language = select(members.c.language).where(members.c.id == bindparam("member_id"))
 _identity_owner = select(identities.c.member_id).where(
     identities.c.program_id == bindparam("program_id"),
     identities.c.kind == bindparam("kind"),
@@ -396,6 +397,11 @@ def _next_rewards(conn: Connection, clock: Clock, program: Program, member_id: s
     from palier.rewards.service import next_rewards
 
     return list(next_rewards(conn=conn, clock=clock, program=program, member_id=member_id))
+
+
+def language_of(conn: Connection, member_id: str) -> str:
+    """The member's language (``fr`` when unknown)."""
+    return conn.execute(_member_language, {"member_id": member_id}).scalar() or "fr"
 
 
 def require_known(*, conn: Connection, program_id: str, member_id: str) -> None:

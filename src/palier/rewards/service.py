@@ -31,7 +31,6 @@ from palier.ledger.locks import lock_members, try_lock_members
 from palier.ledger.post import Posting, write, write_with
 from palier.members import service as members
 from palier.members.models import NextReward
-from palier.members.tables import members as members_table
 from palier.programs.models import Program
 from palier.programs.service import record_audit
 from palier.rewards import codes
@@ -170,7 +169,7 @@ def catalog(
     members.require_known(conn=conn, program_id=program.id, member_id=member_id)
     now = clock.now()
     available = ledger.balances(conn, member_id=member_id).get("available", 0)
-    language = _language(conn, member_id)
+    language = members.language_of(conn, member_id)
     counts = _redeemed_counts(conn, program, member_id, now)
     who = audience(conn, program, member_id, now)
     items = []
@@ -225,10 +224,6 @@ def _needed_message(needed: int, title: str, points_name: str, language: str) ->
     if language == "fr":
         return f"Plus que {needed:,} {points_name} pour : {title}".replace(",", "\u202f")
     return f"{needed:,} {points_name} to {title[0].lower() + title[1:]}"
-
-
-def _language(conn: Connection, member_id: str) -> str:
-    return conn.execute(_member_language, {"member_id": member_id}).scalar() or "fr"
 
 
 def _on_offer(reward: Reward, now: datetime) -> bool:
@@ -843,7 +838,6 @@ _catalog = (
     select(rewards).where(rewards.c.program_id == bindparam("program_id")).order_by(rewards.c.cost_points, rewards.c.id)
 )
 _catalog_in_status = _catalog.where(rewards.c.status == bindparam("status"))
-_member_language = select(members_table.c.language).where(members_table.c.id == bindparam("member_id"))
 _redeemed = select(coupons.c.reward_id, coupons.c.issued_at).where(
     coupons.c.program_id == bindparam("program_id"),
     coupons.c.member_id == bindparam("member_id"),

@@ -330,7 +330,7 @@ def progress(*, conn: Connection, clock: Clock, program: Program, member_id: str
     members.require_known(conn=conn, program_id=program.id, member_id=member_id)
     policy = _require_policy(conn, program)
     now = clock.now()
-    language = conn.execute(select(members_table.c.language).where(members_table.c.id == member_id)).scalar() or "fr"
+    language = members.language_of(conn, member_id)
     status = _status(conn, member_id)
     start, end = window(policy, program, at=now, enrolled_at=_enrolled_at(conn, member_id))
     value = metric_value(conn, program_id=program.id, member_id=member_id, policy=policy, start=start, end=end)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
@@ -28,6 +28,7 @@ from palier.members.models import (
 )
 from palier.portal import service as portal
 from palier.text import reject_card_numbers
+from palier.web import history_text
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
 
@@ -220,9 +221,19 @@ def history(
     db: DB,
     cursor: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    language: Annotated[
+        Literal["en", "fr"] | None,
+        Query(description="the language of each line's title and detail (default: the member's)"),
+    ] = None,
 ) -> HistoryPage:
     with db.read() as conn:
-        return service.history(conn=conn, program=access.program, member_id=member_id, cursor=cursor, limit=limit)
+        page = service.history(conn=conn, program=access.program, member_id=member_id, cursor=cursor, limit=limit)
+        in_words = history_text.describe(
+            conn, access.program, page.items, language or service.language_of(conn, member_id)
+        )
+        for line, said in zip(page.items, in_words, strict=True):
+            line.title, line.detail = said.title, said.detail
+        return page
 
 
 @router.post(
