@@ -19,8 +19,8 @@ Every figure is printed beside the raw database's ledger rate ``pg_ledger_tps`` 
 (``../shared/bench/pg_limits.sh``, in a database of its own, ``palier_perf_limits`` by default) and the
 ratio, and against the issue's targets: ≥ 1,000/s each with p99 ≤ 50 ms at 70 % (the goal is 2,000/s).
 It also prints where the CPU went during each saturated run (server processes, PostgreSQL, the load
-generator, and each server worker's share of the server's: the workers share one listening socket, and
-keep-alive connections can pile up on one of them), from ``/proc``: on 2 shared cores that is what decides
+generator, and each server worker's share of the server's: with one listening socket shared by the
+workers, keep-alive connections could pile up on one of them), from ``/proc``: on 2 shared cores that is what decides
 the figure. ``palier verify`` runs at the end.
 
     .venv/bin/python bench/http_load.py [--quick] [--members 100000] [--server-workers 2] [--seconds 10]

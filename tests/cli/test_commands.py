@@ -198,16 +198,22 @@ def test_verify_reports_violations_and_exits_1(cli_db: Database) -> None:
 def test_serve_runs_the_app_factory_under_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     monkeypatch.setattr(serve.uvicorn, "run", lambda *a, **k: calls.append((a, k)))
+    monkeypatch.setattr(serve, "run_workers", lambda **k: calls.append((("workers",), k)))
+    monkeypatch.setattr(serve, "spreads_connections", lambda: False)  # elsewhere than Linux: uvicorn's workers
     result = invoke("serve", "--port", "8123", "--workers", "2")
     assert result.exit_code == 0, result.output
     quiet = invoke("serve", "--no-access-log")
     assert quiet.exit_code == 0, quiet.output
+    monkeypatch.setattr(serve, "spreads_connections", lambda: True)  # Linux: a socket per worker (workers.py)
+    assert invoke("serve", "--workers", "3").exit_code == 0
     # Every handler masks card numbers (palier.logs; tests/reliability/test_no_card_numbers.py serves for real).
     served = {"factory": True, "host": "127.0.0.1", "proxy_headers": True, "log_config": uvicorn_log_config()}
     assert calls == [
         (("palier.api.app:create_app",), {**served, "port": 8123, "workers": 2, "access_log": True}),
         (("palier.api.app:create_app",), {**served, "port": 8000, "workers": 1, "access_log": False}),
-    ]
+        (("workers",), {"app": "palier.api.app:create_app", "host": "127.0.0.1", "port": 8000, "workers": 3,
+                        "access_log": True}),
+    ]  # fmt: skip
 
 
 def test_worker_stops_gracefully_on_sigterm(database_url: str, cli_db: Database) -> None:

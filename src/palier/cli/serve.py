@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 import uvicorn
 
+from palier.cli.workers import run_workers, spreads_connections
 from palier.logs import uvicorn_log_config
 
 APP_FACTORY = "palier.api.app:create_app"
@@ -23,6 +24,9 @@ def serve(
 
 
 def run_api(*, host: str, port: int, workers: int = 1, access_log: bool = True) -> None:
+    if workers > 1 and spreads_connections():  # a socket per worker: connections spread evenly (see workers.py)
+        run_workers(app=APP_FACTORY, host=host, port=port, workers=workers, access_log=access_log)
+        return
     uvicorn.run(
         APP_FACTORY, factory=True, host=host, port=port, workers=workers, proxy_headers=True, access_log=access_log,
         log_config=uvicorn_log_config(),

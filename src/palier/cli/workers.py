@@ -1,0 +1,116 @@
+"""``palier serve --workers N`` on Linux: N uvicorn processes, each listening on a socket of its own.
+
+With one listening socket shared by every worker (what uvicorn's ``--workers`` does), the first worker to
+wake accepts every connection waiting, and a keep-alive connection stays with the worker that accepted it:
+a proxy's or a till system's pool of 16 connections can land on one worker while the others idle. Here
+each worker binds the port with ``SO_REUSEPORT`` and the kernel spreads new connections evenly over them.
+
+The supervisor binds nothing: it starts the workers, starts a worker again if one dies, and stops them all
+on SIGINT or SIGTERM. A worker whose supervisor is gone (``kill -9``) shuts itself down.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+import uvicorn
+
+from palier.logs import uvicorn_log_config
+
+log = logging.getLogger("uvicorn.error")  # where uvicorn says what it serves, in the same format
+
+BACKLOG = 2048
+STOP_GRACE = 10.0  # seconds a worker has to finish its requests after SIGTERM
+QUICK_DEATH = 2.0  # a worker dying this soon after starting counts as a failure to start
+STARTS_BEFORE_GIVING_UP = 5  # failures to start in a row, then the supervisor stops
+
+
+def spreads_connections() -> bool:
+    """Whether the kernel balances connections over sockets sharing a port (Linux)."""
+    return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def run_workers(*, app: str, host: str, port: int, workers: int, access_log: bool) -> None:
+    """Serve ``app`` (an app factory's import path) with ``workers`` processes until SIGINT or SIGTERM."""
+    logging.config.dictConfig(uvicorn_log_config())
+    listening_socket(host, port).close()  # the port is free (or ours to share): fail now, not in every worker
+    context = multiprocessing.get_context("spawn")
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+
+    def start() -> tuple[BaseProcess, float]:
+        process = context.Process(
+            target=serve_one, args=(app, host, port, access_log, os.getpid()), name="palier-api-worker"
+        )
+        process.start()
+        return process, time.monotonic()
+
+    running = [start() for _ in range(workers)]
+    log.info("Serving on http://%s:%s with %d workers, one socket each (Press CTRL+C to quit)", host, port, workers)
+    failed_starts = 0
+    while not stop.wait(0.5):
+        for n, (process, started) in enumerate(running):
+            if process.is_alive():
+                continue
+            failed_starts = failed_starts + 1 if time.monotonic() - started < QUICK_DEATH else 0
+            if failed_starts >= STARTS_BEFORE_GIVING_UP:
+                log.error("Workers keep dying as they start (exit code %s): stopping", process.exitcode)
+                stop.set()
+                break
+            log.warning("Worker %s exited with %s: starting another", process.pid, process.exitcode)
+            running[n] = start()
+    for process, _ in running:
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + STOP_GRACE
+    for process, _ in running:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
+    if failed_starts >= STARTS_BEFORE_GIVING_UP:
+        raise SystemExit(1)
+
+
+def serve_one(app: str, host: str, port: int, access_log: bool, supervisor: int) -> None:
+    """One worker: its own socket on the shared port, the app, and an eye on its supervisor."""
+    sock = listening_socket(host, port)
+    config = uvicorn.Config(
+        app, factory=True, host=host, port=port, proxy_headers=True, access_log=access_log,
+        log_config=uvicorn_log_config(), backlog=BACKLOG,
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    threading.Thread(target=_stop_when_orphaned, args=(server, supervisor), daemon=True).start()
+    server.run(sockets=[sock])
+
+
+def _stop_when_orphaned(server: uvicorn.Server, supervisor: int) -> None:
+    while os.getppid() == supervisor:
+        time.sleep(1.0)
+    server.should_exit = True  # finish the requests in flight, then exit
+    time.sleep(STOP_GRACE)
+    os._exit(1)
