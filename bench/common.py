@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 from sqlalchemy import Connection, bindparam, event, text
 
 from palier.clock import SystemClock
-from palier.db import Database
+from palier.db import Database, make_database
 from palier.db.metadata import Json, Timestamp
 from palier.db.migrate import upgrade
 from palier.ids import CROCKFORD
@@ -387,9 +387,13 @@ def vacuum_analyze(db: Database) -> None:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
+ANALYZE_EVERY = 10.0  # s, while a throughput is measured: autovacuum analyses a growing table about as often
+
+
 @contextlib.contextmanager
-def autoanalyze(db: Database, every: float = 60.0) -> Iterator[None]:
-    """Stand in for autovacuum's ANALYZE (every ``every`` s) when the PostgreSQL server runs without it.
+def autoanalyze(db: Database, every: float = 60.0, first: float | None = None) -> Iterator[None]:
+    """Stand in for autovacuum's ANALYZE (every ``every`` s, the first after ``first`` s) when the PostgreSQL
+    server runs without it.
 
     With ``autovacuum = off`` a table that starts empty keeps its "empty" statistics for ever, and plans
     made for an empty table (an index prefix scan plus a filter) turn a growing import quadratic. A
@@ -405,7 +409,9 @@ def autoanalyze(db: Database, every: float = 60.0) -> Iterator[None]:
     stop = threading.Event()
 
     def analyse() -> None:
-        while not stop.wait(every):
+        wait = every if first is None else first
+        while not stop.wait(wait):
+            wait = every
             with db.engine.connect() as conn:
                 conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
 
@@ -564,8 +570,13 @@ class Concurrency:
 def measure_processes(url: str, commands: Commands, sizes: Concurrency, what: str) -> dict[str, float]:
     """:func:`run_processes` with ``sizes``, logged as ``what`` (e.g. "redeem/pg: redemptions")."""
     bench, noun = what.split(": ")
-    with step(f"{bench}: {sizes.workers} processes, {sizes.warmup:g} s warm-up + {sizes.seconds:g} s"):
+    db = make_database(url)
+    with (
+        step(f"{bench}: {sizes.workers} processes, {sizes.warmup:g} s warm-up + {sizes.seconds:g} s"),
+        autoanalyze(db, every=ANALYZE_EVERY, first=sizes.warmup),  # tables seeded empty grow while it runs
+    ):
         got = run_processes(url, commands, workers=sizes.workers, seconds=sizes.seconds, warmup=sizes.warmup)
+    db.dispose()
     say(
         f"{bench}: {got['done']:,} {noun}, {got['rate']:,.0f}/s, p50 {got['p50']:.1f} ms, p99 {got['p99']:.1f} ms, "
         f"max {got['max']:.0f} ms, {got['retries']} retries, {got['errors']} errors"

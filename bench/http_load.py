@@ -265,10 +265,10 @@ def run(engine: str, options: Any, limits: dict[str, float]) -> list[common.Figu
     base = {"host": "127.0.0.1", "port": port, "token": token}
     phases: dict[str, tuple[float, Phase, Phase]] = {}
     makers = Makers(seeded, order, reward_id, tag, when)
-    with serving(url, options.server_workers, port, log) as server:
+    db = make_database(url)
+    with serving(url, options.server_workers, port, log) as server, common.autoanalyze(db, every=common.ANALYZE_EVERY):
         for kind in ("purchases", "redemptions"):
             phases[kind] = saturate_then_steady(server, base, kind, makers, options)
-    db = make_database(url)
     unsound = common.violations(db, seeded.program, "http_load/pg")
     db.dispose()
     return figures(phases, limits, options, unsound, seeded.members)
