@@ -14,7 +14,7 @@ import pytest
 
 from palier.cli.workers import spreads_connections
 from palier.db.migrate import upgrade
-from tests.reliability.crash_helpers import free_port, kill_9, start_palier
+from tests.reliability.crash_helpers import free_port, kill_9, run_palier, start_palier
 
 pytestmark = pytest.mark.skipif(not spreads_connections(), reason="the kernel spreads connections on Linux only")
 
@@ -115,3 +115,15 @@ def test_connections_spread_over_workers_a_dead_worker_is_replaced_and_sigterm_s
         for pid in _workers_of(server.pid):
             os.kill(pid, signal.SIGKILL)
         kill_9(server)
+
+
+def test_a_port_already_taken_is_said_once_and_serve_exits(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'serve.db'}"
+    upgrade(url)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_palier(url, "serve", "--port", str(port), "--workers", "2", timeout=60)
+    assert done.returncode == 1
+    assert f"Cannot listen on 127.0.0.1:{port}: Address already in use" in done.stdout + done.stderr

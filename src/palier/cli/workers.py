@@ -52,7 +52,11 @@ def listening_socket(host: str, port: int) -> socket.socket:
 def run_workers(*, app: str, host: str, port: int, workers: int, access_log: bool) -> None:
     """Serve ``app`` (an app factory's import path) with ``workers`` processes until SIGINT or SIGTERM."""
     logging.config.dictConfig(uvicorn_log_config())
-    listening_socket(host, port).close()  # the port is free (or ours to share): fail now, not in every worker
+    try:  # the port is free (or ours to share): say so now, not once per worker
+        listening_socket(host, port).close()
+    except OSError as exc:
+        log.error("Cannot listen on %s:%s: %s", host, port, exc.strerror or exc)
+        raise SystemExit(1) from None
     context = multiprocessing.get_context("spawn")
     stop = threading.Event()
 
