@@ -45,7 +45,7 @@ def utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2999, 12, 31, tzinfo=UTC)
+EARLIEST, TOO_LATE = datetime(1970, 1, 1, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC)
 
 
 def _in_range(value: datetime) -> datetime:
@@ -55,7 +55,7 @@ def _in_range(value: datetime) -> datetime:
         moment = utc(value)
     except OverflowError:
         moment = None
-    if moment is None or not EARLIEST <= moment <= LATEST:
+    if moment is None or not EARLIEST <= moment < TOO_LATE:
         raise ValueError("date_out_of_range: a date between 1970 and 2999 is expected")
     return value
 

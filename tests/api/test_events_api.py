@@ -299,6 +299,13 @@ BAD_INPUT: list[tuple[str, Case, int, str, str]] = [
         "occurred_at",
     ),
     (
+        "occurred_at in the year 3000",
+        lambda s: _purchase(s, occurred_at="3000-01-01T00:00:00Z"),
+        422,
+        "date_out_of_range",
+        "occurred_at",
+    ),
+    (
         "return dated in year 9999",
         lambda s: (
             "POST",
