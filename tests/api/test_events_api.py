@@ -30,6 +30,7 @@ from tests.api.helpers import (
     spaced,
     unique,
 )
+from tests.services.factories import statements_run
 
 PURCHASES = "/v1/events/purchases"
 RETURNS = "/v1/events/returns"
@@ -526,3 +527,23 @@ def test_a_member_purchase_next_to_anonymous_ones_still_earns(program: ApiProgra
     earned = program.purchase(member["id"])
     assert (earned["status"], earned["points"]) == ("processed", 10)
     assert program.balance(member["id"])["pending"] == 10
+
+
+def test_a_keyed_purchase_does_not_look_its_key_up_first_and_a_resend_gets_the_kept_answer(
+    db: Database, program: ApiProgram
+) -> None:
+    """Most keys are new: the command runs at once and keeps its answer with its own writes (on PostgreSQL
+    the key and program read, the purchase's five statements, the kept answer). The same key again fails
+    that insert on the key's unique index, the command is rolled back and the kept answer is sent."""
+    member = program.enrol(first_name="Ann")
+    body, key = purchase_body(member["id"]), unique("till-7")
+    with statements_run(db) as first:
+        sent = program.call("POST", PURCHASES, json=body, idempotency_key=key)
+    assert sent.status_code == 201, sent.text
+    assert not any("FROM idempotency_keys" in statement for statement in first), first
+    if db.is_postgres:
+        assert len(first) == 7, first
+    again = program.call("POST", PURCHASES, json=body, idempotency_key=key)
+    assert (again.status_code, again.headers.get("Idempotent-Replayed")) == (201, "true")
+    assert again.json() == sent.json()
+    assert program.balance(member["id"])["pending"] == sent.json()["points"]  # earned once
