@@ -84,7 +84,7 @@ class InvitationsIn(Strict):
     count: int = Field(default=1, ge=1, le=10_000)
     purpose: Literal["enrol", "plan"] = "enrol"
     plan: Code | None = Field(default=None, description="purpose plan: the plan it opens")
-    expires_at: datetime | None = None
+    expires_at: Moment | None = None
     note: Annotated[str, Field(max_length=200)] | None = None
 
     @model_validator(mode="after")

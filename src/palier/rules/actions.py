@@ -7,7 +7,7 @@ limit the member gets a clear refusal, never a silent zero.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,7 +16,7 @@ from sqlalchemy import Connection, func, select
 from palier.activity.models import EventResult
 from palier.activity.service import payload_hash
 from palier.activity.tables import events
-from palier.clock import Clock, utc
+from palier.clock import Clock, Moment, utc
 from palier.errors import InvalidInput, Unprocessable
 from palier.ledger.locks import lock_members
 from palier.members import service as members
@@ -38,7 +38,7 @@ class ActionIn(BaseModel):
     reference: Annotated[str, Field(min_length=1, max_length=128)] = Field(
         description="unique per action type: the review id, the social account followed… (paid once)"
     )
-    occurred_at: datetime | None = Field(default=None, description="default: now")
+    occurred_at: Moment | None = Field(default=None, description="default: now")
     channel: Channel | None = None
 
 
