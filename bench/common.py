@@ -470,8 +470,6 @@ def _worker(
     seconds: float,
     results: Any,  # multiprocessing Queue
 ) -> None:
-    from palier.db import make_database
-
     db = make_database(url)
     result = WorkerResult()
     try:

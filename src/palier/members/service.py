@@ -114,7 +114,7 @@ def expiry_for(program: Program, earned_at: datetime) -> datetime | None:
     return add_months(earned_at, program.points_lifetime_months)
 
 
-# Built once, like every statement a request runs: building one costs about as much as running it.
+# Built once, as the statements of the other request paths: building one costs about as much as running it.
 _member = select(members).where(members.c.id == bindparam("member_id"), members.c.program_id == bindparam("program_id"))
 _identities_of = select(identities).where(identities.c.member_id == bindparam("member_id")).order_by(identities.c.id)
 _member_known = select(members.c.id).where(
