@@ -127,3 +127,11 @@ def test_a_port_already_taken_is_said_once_and_serve_exits(tmp_path: Path) -> No
         done = run_palier(url, "serve", "--port", str(port), "--workers", "2", timeout=60)
     assert done.returncode == 1
     assert f"Cannot listen on 127.0.0.1:{port}: Address already in use" in done.stdout + done.stderr
+
+
+def test_workers_that_cannot_start_are_given_up_on_and_serve_exits(tmp_path: Path) -> None:
+    port = free_port()
+    unusable = "sqlite://"  # an in-memory database: every worker's app refuses it as it starts
+    done = run_palier(unusable, "serve", "--port", str(port), "--workers", "2", timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Workers keep dying as they start" in done.stdout + done.stderr

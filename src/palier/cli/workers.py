@@ -31,7 +31,7 @@ log = logging.getLogger("uvicorn.error")  # where uvicorn says what it serves, i
 
 BACKLOG = 2048
 STOP_GRACE = 10.0  # seconds a worker has to finish its requests after SIGTERM
-QUICK_DEATH = 2.0  # a worker dying this soon after starting counts as a failure to start
+QUICK_DEATH = 30.0  # s: a worker dying this soon after starting (importing the app takes seconds) failed to start
 STARTS_BEFORE_GIVING_UP = 5  # failures to start in a row, then the supervisor stops
 
 
