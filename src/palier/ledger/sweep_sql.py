@@ -166,7 +166,7 @@ _DROP_BUSY_MEMBERS = f"""
         SELECT member_id FROM accounts
         WHERE id IN (SELECT {_member_account("member_id", "available")} FROM palier_sweep_batch)
         FOR UPDATE SKIP LOCKED)
-    DELETE FROM palier_sweep_batch WHERE member_id NOT IN (SELECT member_id FROM locked)"""
+    DELETE FROM palier_sweep_batch AS b WHERE NOT EXISTS (SELECT FROM locked WHERE locked.member_id = b.member_id)"""
 
 _COUNT = "SELECT count(*), sum(remaining) FROM palier_sweep_batch"
 
