@@ -6,7 +6,10 @@ remainder goes through :func:`divide`, with the rounding mode named explicitly.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from enum import StrEnum
+from functools import partial
 
 
 class Rounding(StrEnum):
@@ -38,6 +41,13 @@ def divide(numerator: int, denominator: int, mode: Rounding) -> int:
     return quotient + (quotient % 2)  # HALF_EVEN
 
 
+def divider(mode: Rounding) -> Callable[[int, int], int]:
+    """:func:`divide` with ``mode`` fixed, for code that divides in a loop; the denominator must be positive.
+
+    Rounding down is plain floor division (``divide`` gives the same, after checking the denominator)."""
+    return _DIVIDERS[mode]
+
+
 def points_for_amount(amount: int, *, points: int, per_amount: int, mode: Rounding) -> int:
     """Points earned by ``amount`` minor units at a rate of ``points`` per ``per_amount`` minor units."""
     return divide(amount * points, per_amount, mode)
@@ -54,13 +64,16 @@ def split_proportionally(total: int, weights: list[int]) -> list[int]:
         return [0] * len(weights)
     if len(weights) == 1:
         return [total]
-    parts, behind = [], []
-    for weight in weights:
-        part, remainder = divmod(total * weight, weight_sum)
-        parts.append(part)
-        behind.append(-remainder)  # sorted ascending: largest remainder first, ties by position
+    parts = [total * weight // weight_sum for weight in weights]
     short = total - sum(parts)
     if short:
-        for i in sorted(range(len(weights)), key=behind.__getitem__)[:short]:
+        remainders = [total * weight % weight_sum for weight in weights]
+        # largest remainder first; a stable sort keeps ties in line order, even reversed
+        for i in sorted(range(len(weights)), key=remainders.__getitem__, reverse=True)[:short]:
             parts[i] += 1
     return parts
+
+
+_DIVIDERS: dict[Rounding, Callable[[int, int], int]] = {
+    mode: operator.floordiv if mode is Rounding.FLOOR else partial(divide, mode=mode) for mode in Rounding
+}

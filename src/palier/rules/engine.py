@@ -29,7 +29,7 @@ from palier.rules.models import (
     SpendStep,
     Text,
 )
-from palier.units import Rounding, divide, split_proportionally
+from palier.units import Rounding, divide, divider, split_proportionally
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +110,12 @@ class CompiledRule:
     filtered: bool  # only some lines count (skus, categories or brands)
     cart: bool  # has spend or quantity conditions
     multiplier: bool  # a multiplier: worked out after the other rules
-    per_amount: bool  # points per amount (else fixed points, when ``simple``)
+    by_amount: bool  # points per amount (else fixed points, when ``simple``)
     simple: bool  # points per amount or fixed points: on a single line, no split is needed
     exclusive: bool  # when it applies, no rule after it applies
+    points: int  # of a points-per-amount, fixed or per-item effect (else 0)
+    per_amount: int  # of a points-per-amount effect (else 1)
+    detail: str  # of a per-item effect: "+5/item"
 
     def applies(self, event: EventSnapshot, member: MemberContext, local: datetime, now: datetime) -> bool:
         for check in self.checks:  # noqa: SIM110 - a plain loop is faster than all(generator) here
@@ -251,7 +254,7 @@ def local_to_utc(value: datetime, tz: ZoneInfo) -> datetime:
 
 
 def _compile(rule: Rule, campaign: Campaign | None, tz: ZoneInfo) -> CompiledRule:
-    c = rule.conditions
+    c, effect = rule.conditions, rule.effect
     checks: list[Check] = []
     if campaign is not None:
         starts, ends = local_to_utc(campaign.starts, tz), local_to_utc(campaign.ends, tz)
@@ -282,10 +285,13 @@ def _compile(rule: Rule, campaign: Campaign | None, tz: ZoneInfo) -> CompiledRul
         checks=tuple(checks),
         filtered=_filters(rule),
         cart=c.min_spend is not None or c.max_spend is not None or c.min_quantity is not None,
-        multiplier=isinstance(rule.effect, Multiplier),
-        per_amount=isinstance(rule.effect, PointsPerAmount),
-        simple=isinstance(rule.effect, PointsPerAmount | FixedPoints),
+        multiplier=isinstance(effect, Multiplier),
+        by_amount=isinstance(effect, PointsPerAmount),
+        simple=isinstance(effect, PointsPerAmount | FixedPoints),
         exclusive=rule.exclusive,
+        points=effect.points if isinstance(effect, PointsPerAmount | FixedPoints | PerItem) else 0,
+        per_amount=effect.per_amount if isinstance(effect, PointsPerAmount) else 1,
+        detail=f"+{effect.points}/item" if isinstance(effect, PerItem) else "",
     )
 
 
@@ -304,12 +310,14 @@ class _Evaluation:
     """One evaluation's working state: base points per line (for multipliers) and the awards so far."""
 
     __slots__ = (
-        "awards", "base", "base_total", "earning", "earning_amounts", "earning_quantities", "earning_quantity",
-        "earning_spend", "earning_weights", "event", "local", "member", "now", "rules", "version", "zeros",
+        "awards", "base", "base_total", "divide", "earning", "earning_amounts", "earning_quantities",
+        "earning_quantity", "earning_spend", "earning_weights", "event", "local", "member", "now", "rules", "version",
+        "zeros",
     )  # fmt: skip
 
     def __init__(self, rules: CompiledRuleSet, event: EventSnapshot, member: MemberContext, now: datetime) -> None:
         self.rules, self.event, self.member, self.version = rules, event, member, rules.version
+        self.divide = divider(rules.rounding)
         self.now = now.astimezone(UTC)
         self.local = now.astimezone(rules.timezone)
         lines = event.lines
@@ -428,7 +436,7 @@ class _Evaluation:
         )
 
     def _apply(self, compiled: CompiledRule, matched: Sequence[int]) -> None:
-        rule, lines, rounding = compiled.rule, self.event.lines, self.rules.rounding
+        rule, lines = compiled.rule, self.event.lines
         effect = rule.effect
         if matched is self.earning:
             eligible, quantities = self.earning_amounts, self.earning_quantities
@@ -438,30 +446,29 @@ class _Evaluation:
             quantities = [lines[i].quantity for i in matched]
             spend = sum(eligible)
         if compiled.simple:
-            if compiled.per_amount:
-                assert isinstance(effect, PointsPerAmount)
-                points = divide(spend * effect.points, effect.per_amount, rounding)
-            else:
-                assert isinstance(effect, FixedPoints)
-                points = effect.points
+            points = compiled.points
+            if compiled.by_amount:
+                points = self.divide(spend * points, compiled.per_amount)
             if points <= 0:
                 return
             if matched is self.earning and len(matched) > 1:  # the weights were chosen once for all such rules
                 split = split_proportionally(points, self.earning_weights)
             else:
                 split = _spread(points, eligible, quantities)
-            if compiled.per_amount:
+            if compiled.by_amount:
                 base = self.base
                 for i, p in zip(matched, split, strict=True):
                     base[i] += p
             on_lines = self._lines_of(matched, split)
             self.awards.append(Award(rule.id, self.version, rule.name, "points", points, on_lines, rule.campaign))
         elif isinstance(effect, PerItem):
-            split = [effect.points * q for q in quantities]
+            each = compiled.points
+            split = [each * q for q in quantities]
             points = sum(split)
             if points > 0:
-                on_lines, detail = self._lines_of(matched, split), f"+{effect.points}/item"
-                award = Award(rule.id, self.version, rule.name, "points", points, on_lines, rule.campaign, detail)
+                on_lines = self._lines_of(matched, split)
+                award = Award(rule.id, self.version, rule.name, "points", points, on_lines, rule.campaign)
+                award.detail = compiled.detail
                 self.awards.append(award)
         elif isinstance(effect, SpendStep):
             counter = counter_name(rule.id)
@@ -490,20 +497,15 @@ class _Evaluation:
     def _apply_to_line(self, compiled: CompiledRule, i: int) -> None:
         """``_apply`` when one line counts (a promotion on a SKU, category or brand that is in the cart once):
         the same points, without splitting them over lines."""
-        rule = compiled.rule
-        effect = rule.effect
-        if compiled.per_amount:
-            assert isinstance(effect, PointsPerAmount)
-            points = divide(self.event.lines[i].amount * effect.points, effect.per_amount, self.rules.rounding)
+        rule, points = compiled.rule, compiled.points
+        if compiled.by_amount:
+            points = self.divide(self.event.lines[i].amount * points, compiled.per_amount)
             if points <= 0:
                 return
             self.base[i] += points
-        else:
-            assert isinstance(effect, FixedPoints)
-            points = effect.points
-        on_line = list(self.zeros)
-        on_line[i] = points
-        self.awards.append(Award(rule.id, self.version, rule.name, "points", points, tuple(on_line), rule.campaign))
+        zeros = self.zeros
+        on_line = (*zeros[:i], points, *zeros[i + 1 :])
+        self.awards.append(Award(rule.id, self.version, rule.name, "points", points, on_line, rule.campaign))
 
     def _multiply(self, rule: Rule, matched: Sequence[int]) -> None:
         assert isinstance(rule.effect, Multiplier)
