@@ -16,7 +16,7 @@ from palier.rewards import service as rewards
 from palier.rewards.models import RewardIn
 from palier.rewards.tables import coupons
 from palier.rules import service as rules
-from palier.rules.tables import awards
+from palier.rules.tables import awards, counters
 from tests.services.factories import (
     apply_rules,
     balance,
@@ -153,6 +153,50 @@ def test_a_member_cap_limits_what_one_member_gets_from_a_campaign(
     got = [purchase(db, clock, program, member, amount=100).points for _ in range(4)]
     assert got == [11, 11, 6, 1]
     assert purchase(db, clock, program, other, amount=100).points == 11
+
+
+def campaign_counters(db: Database, program: Program) -> dict[str, int]:
+    """What each campaign counter holds: "" for the program-wide budget, else the member's id."""
+    with db.read() as conn:
+        rows = conn.execute(select(counters.c.member_id, counters.c.value).where(counters.c.program_id == program.id))
+        return {str(member_id): int(value) for member_id, value in rows}
+
+
+def test_a_return_gives_back_to_the_budget_and_the_cap_the_share_of_campaign_points_it_takes_back(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    campaign = {
+        "id": "spring",
+        "name": {"en": "Spring"},
+        "starts": "2026-01-01T00:00:00",
+        "ends": "2027-01-01T00:00:00",
+        "budget": 20,
+        "member_cap": 20,
+    }
+    bonus = {
+        "id": "spring-x",
+        "name": {"en": "Spring bonus"},
+        "event": "purchase",
+        "campaign": "spring",
+        "effect": {"type": "fixed", "points": 20},
+    }
+    program = apply_rules(db, clock, program, document(bonus, campaigns=[campaign]))
+    member, other = enrol(db, clock, program), enrol(db, clock, program)
+    order = purchase(db, clock, program, member, lines=[line("BREAD", 500), line("CAKE", 500)])
+    assert order.points == 10 + 20
+    assert purchase(db, clock, program, other, amount=1000).points == 10  # the budget is spent
+    assert campaign_counters(db, program) == {"": 20, member.id: 20}
+
+    half = return_(db, clock, program, order.external_id, lines=[("BREAD", 1)])
+    assert half.points == -15  # half the order's points: half its campaign points come back
+    assert campaign_counters(db, program) == {"": 10, member.id: 10}
+    rest = return_(db, clock, program, order.external_id, lines=[("CAKE", 1)])
+    assert rest.points == -15
+    assert campaign_counters(db, program) == {"": 0, member.id: 0}
+
+    assert purchase(db, clock, program, other, amount=1000).points == 10 + 20  # the budget serves again
+    assert purchase(db, clock, program, member, amount=1000).points == 10  # the budget, not the cap, is spent
+    assert campaign_counters(db, program) == {"": 20, member.id: 0, other.id: 20}
 
 
 def test_sixteen_purchases_racing_never_spend_more_than_the_budget(

@@ -254,6 +254,15 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
         points=-plan.points,
         reason=label,
     )
+    # before the ledger: budget rows, then program accounts, in the order a purchase takes them
+    rules.give_back_to_campaigns(
+        conn=conn,
+        program=program,
+        event_id=order["event_id"],
+        earned=order["points"],
+        returned_before=order["points_returned"],
+        returned_after=order["points_returned"] + plan.points,
+    )
     if member_id is not None and plan.points:
         booking = ledger.Booking(
             program_id=program.id,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from palier.activity.earning import Earning
 from palier.activity.earning import purchase_earning as base_earning
@@ -24,7 +24,7 @@ from palier.programs.models import Program
 from palier.programs.service import record_audit
 from palier.programs.tables import programs
 from palier.rewards import service as rewards
-from palier.rules import context, limits
+from palier.rules import context, counters, limits
 from palier.rules.document import check_document
 from palier.rules.engine import (
     ANONYMOUS,
@@ -428,6 +428,61 @@ def grant_awards(
         for a in granted
     ]
     return granted, rows
+
+
+def give_back_to_campaigns(
+    *,
+    conn: Connection,
+    program: Program,
+    event_id: str,
+    earned: int,
+    returned_before: int,
+    returned_after: int,
+) -> dict[str, int]:
+    """A return took back part of a purchase's points: each campaign that gave some of them gets the same share
+    back in its budget, and the member in their cap, so a budget counts the points members keep.
+
+    Shares are of everything returned so far (``returned_before`` -> ``returned_after`` of ``earned``), so an
+    order returned in several parts gives back exactly what one full return would. Only the counters the
+    award was counted in come back (the campaign's budget and cap in the rules version that made the award;
+    the cap of the member the award went to). The caller holds the member's lock; the budget rows are
+    taken in name order, as purchases take them. Returns the points given back per campaign."""
+    if earned <= 0 or returned_after <= returned_before:
+        return {}
+    rows = conn.execute(
+        select(
+            award_rows.c.campaign_id, award_rows.c.rule_version, award_rows.c.member_id, func.sum(award_rows.c.points)
+        )
+        .where(
+            award_rows.c.program_id == program.id,
+            award_rows.c.event_id == event_id,
+            award_rows.c.kind == "points",
+            award_rows.c.campaign_id.is_not(None),
+        )
+        .group_by(award_rows.c.campaign_id, award_rows.c.rule_version, award_rows.c.member_id)
+        .order_by(award_rows.c.campaign_id)
+    ).all()
+    line = timeline(conn=conn, program=program) if rows else None
+    if line is None:
+        return {}
+    by_version = {rules.version: rules for rules in line.versions}
+    given_back: dict[str, int] = {}
+    for campaign_id, version, member_id, points in rows:
+        rules = by_version.get(version)
+        campaign = rules.campaigns.get(campaign_id) if rules is not None else None
+        if campaign is None:
+            continue
+        given = int(points)
+        share = given * min(returned_after, earned) // earned - given * min(returned_before, earned) // earned
+        if share <= 0:
+            continue
+        name = counters.campaign_counter(campaign_id)
+        if campaign.budget is not None:
+            counters.add(conn, program_id=program.id, member_id=counters.PROGRAM_WIDE, name=name, delta=-share)
+        if campaign.member_cap is not None and member_id is not None:
+            counters.add(conn, program_id=program.id, member_id=member_id, name=name, delta=-share)
+        given_back[campaign_id] = given_back.get(campaign_id, 0) + share
+    return given_back
 
 
 def award_lines(found: Sequence[Award], language: str = "en") -> list[AwardLine]:
