@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from palier.clock import FrozenClock
 from palier.db import Database
@@ -26,7 +26,9 @@ from tests.services.factories import (
     purchase,
     purchase_body,
     return_,
+    return_body,
     send_purchase,
+    send_return,
 )
 from tests.services.test_concurrency import Outcome, run_threads
 
@@ -231,6 +233,52 @@ def test_sixteen_purchases_racing_never_spend_more_than_the_budget(
     assert sum(bonuses) == 100
     assert sorted(bonuses) == [10, 30, 30, 30]
     assert sum(r.points for r in outcome.results) == 16 + 100
+
+
+def test_returns_racing_purchases_keep_the_budget_equal_to_what_members_keep(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    campaign = {
+        "id": "launch",
+        "name": {"en": "Launch"},
+        "starts": "2026-01-01T00:00:00",
+        "ends": "2027-01-01T00:00:00",
+        "budget": 100,
+    }
+    bonus = {
+        "id": "launch-x",
+        "name": {"en": "Launch bonus"},
+        "event": "purchase",
+        "campaign": "launch",
+        "effect": {"type": "fixed", "points": 30},
+    }
+    program = apply_rules(db, clock, program, document(bonus, campaigns=[campaign]))
+    first = [enrol(db, clock, program) for _ in range(4)]
+    orders = [purchase(db, clock, program, m, amount=100) for m in first]  # 30 + 30 + 30 + 10: all of it
+    later = [enrol(db, clock, program) for _ in range(12)]
+    outcome = Outcome()
+
+    def work(index: int, barrier: threading.Barrier) -> None:
+        if index < len(orders):
+            body = return_body(orders[index].external_id, clock=clock, lines=[("SKU-1", 1)])
+            barrier.wait()
+            outcome.run(lambda: send_return(db, clock, program, body))
+        else:
+            body = purchase_body(program, later[index - len(orders)], clock=clock, amount=100)
+            barrier.wait()
+            outcome.run(lambda: send_purchase(db, clock, program, body))
+
+    run_threads(len(orders) + len(later), work)
+    assert outcome.failures == []
+    with db.read() as conn:
+        kept = conn.execute(
+            select(func.sum(awards.c.points)).where(awards.c.program_id == program.id, awards.c.rule_id == "launch-x")
+        ).scalar_one()
+    taken_again = kept - 100  # every first order was returned whole: its bonus came back
+    assert 0 <= taken_again <= 100  # how much depends on who won the races; never above the budget
+    assert campaign_counters(db, program) == {"": taken_again}
+    after = purchase(db, clock, program, enrol(db, clock, program), amount=100)
+    assert after.points == 1 + min(30, 100 - taken_again)  # what is left of the budget serves the next one
 
 
 def test_unclaimed_purchases_earn_by_the_rules_too(db: Database, clock: FrozenClock, program: Program) -> None:
