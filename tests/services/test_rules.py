@@ -321,6 +321,47 @@ def test_ten_euros_for_every_hundred_spent_grants_a_coupon_per_step_crossed(
     assert len(given) == 3
 
 
+def test_spend_taken_back_by_a_return_must_be_spent_again_before_the_next_step_pays(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    voucher = {"kind": "amount_off", "cost_points": 1000, "amount": 1000, "title": {"fr": "Bon de 10 €", "en": "€10"}}
+    with db.write() as conn:
+        reward = rewards.create_reward(
+            conn=conn, clock=clock, program=program, data=RewardIn.model_validate(voucher), actor="test"
+        )
+    step = {
+        "id": "ten-for-hundred",
+        "name": {"en": "€10 for every €100"},
+        "event": "purchase",
+        "effect": {"type": "spend_step", "step": 10000, "reward_id": reward.id},
+    }
+    program = apply_rules(db, clock, program, document(step))
+    member = enrol(db, clock, program)
+
+    def coupons_of(result: Any) -> int:
+        return sum(a.points for a in result.awards if a.kind == "coupon")
+
+    order = purchase(db, clock, program, member, lines=[line("COAT", 8000), line("HAT", 4000)])
+    assert coupons_of(order) == 1  # 120 €: the first step
+    return_(db, clock, program, order.external_id, lines=[("COAT", 1)])  # 80 € back: 40 € kept
+    with db.read() as conn:
+        kept = counters_of(conn, program, member.id)
+    assert kept == {"spend:ten-for-hundred": 4000, "steps:ten-for-hundred": 1}
+    assert coupons_of(purchase(db, clock, program, member, amount=9000)) == 0  # 130 € kept: step 1 was paid
+    assert coupons_of(purchase(db, clock, program, member, amount=7000)) == 1  # 200 € kept: step 2 pays
+    with db.read() as conn:
+        assert counters_of(conn, program, member.id) == {"spend:ten-for-hundred": 20000, "steps:ten-for-hundred": 2}
+
+
+def counters_of(conn: Any, program: Program, member_id: str) -> dict[str, int]:
+    rows = conn.execute(
+        select(counters.c.name, counters.c.value).where(
+            counters.c.program_id == program.id, counters.c.member_id == member_id
+        )
+    )
+    return {str(name): int(value) for name, value in rows}
+
+
 def test_a_spend_step_naming_an_unknown_reward_is_refused(db: Database, clock: FrozenClock, program: Program) -> None:
     step = {
         "id": "s",

@@ -255,13 +255,12 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
         reason=label,
     )
     # before the ledger: budget rows, then program accounts, in the order a purchase takes them
-    rules.give_back_to_campaigns(
+    rules.give_back(
         conn=conn,
         program=program,
         event_id=order["event_id"],
-        earned=order["points"],
-        returned_before=order["points_returned"],
-        returned_after=order["points_returned"] + plan.points,
+        points=rules.Returned(order["points"], order["points_returned"], order["points_returned"] + plan.points),
+        money=rules.Returned(order["total"], order["refunded"], order["refunded"] + plan.refund),
     )
     if member_id is not None and plan.points:
         booking = ledger.Booking(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from palier.rules.tables import counters
@@ -61,3 +61,13 @@ def add(conn: Connection, *, program_id: str, member_id: str, name: str, delta: 
         .returning(counters.c.value)
     ).scalar_one()
     return int(row)
+
+
+def raise_to(conn: Connection, *, program_id: str, member_id: str, name: str, value: int) -> None:
+    """Set the counter to ``value`` unless it already holds more."""
+    _ensure(conn, program_id, member_id, name)
+    conn.execute(
+        update(counters)
+        .where(counters.c.program_id == program_id, counters.c.member_id == member_id, counters.c.name == name)
+        .values(value=case((counters.c.value < value, value), else_=counters.c.value))
+    )

@@ -83,6 +83,7 @@ class Award:
     coupons: int = 0
     reward_id: str | None = None
     counter: str | None = None
+    steps: int = 0  # spend_step: the steps of its spend rewarded once this award is granted
 
     def line(self, language: str = "en") -> str:
         """ "Double points weekend ×2: +46" (or the coupons / cashback it gives)."""
@@ -240,12 +241,21 @@ def compile_rules(
         campaigns=campaigns,
         needs_first_purchase=any(r.conditions.first_purchase is not None for r in document.rules),
         needs_attributes=any(r.conditions.attributes for r in document.rules),
-        counters=frozenset(counter_name(r.id) for r in document.rules if isinstance(r.effect, SpendStep)),
+        counters=frozenset(
+            name(r.id) for r in document.rules if isinstance(r.effect, SpendStep) for name in (counter_name, steps_name)
+        ),
     )
 
 
 def counter_name(rule_id: str) -> str:
+    """The member's running spend counted by a spend_step rule (returns lower it)."""
     return f"spend:{rule_id}"
+
+
+def steps_name(rule_id: str) -> str:
+    """The steps of a spend_step rule already rewarded to the member (returns do not lower it: spend returned
+    must be spent again before the next step pays)."""
+    return f"steps:{rule_id}"
 
 
 def local_to_utc(value: datetime, tz: ZoneInfo) -> datetime:
@@ -471,9 +481,11 @@ class _Evaluation:
                 award.detail = compiled.detail
                 self.awards.append(award)
         elif isinstance(effect, SpendStep):
-            counter = counter_name(rule.id)
-            before = self.member.counters.get(counter, 0)
-            coupons = (before + spend) // effect.step - before // effect.step
+            counter, counters = counter_name(rule.id), self.member.counters
+            before = counters.get(counter, 0)
+            rewarded = max(before // effect.step, counters.get(steps_name(rule.id), 0))
+            reached = (before + spend) // effect.step
+            coupons = max(reached - rewarded, 0)
             if spend > 0:
                 self._add(
                     rule.id,
@@ -486,6 +498,7 @@ class _Evaluation:
                     coupons=coupons,
                     reward_id=effect.reward_id,
                     counter=counter,
+                    steps=max(reached, rewarded),
                 )
         elif isinstance(effect, CashbackPercent):
             numerator, denominator = effect.percent.as_integer_ratio()

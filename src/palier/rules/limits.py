@@ -15,7 +15,7 @@ from palier.programs.models import Program
 from palier.rewards import service as rewards
 from palier.rules import counters
 from palier.rules.counters import PROGRAM_WIDE, campaign_counter
-from palier.rules.engine import Award, CompiledRuleSet, within_limits
+from palier.rules.engine import Award, CompiledRuleSet, steps_name, within_limits
 
 
 def reserve(
@@ -70,7 +70,8 @@ def reserve(
 def count_spend(
     *, conn: Connection, clock: Clock, program: Program, member_id: str, event_id: str, awards: list[Award]
 ) -> list[Award]:
-    """Add each spend_step award's spend to the member's counter and grant a coupon per step crossed.
+    """Add each spend_step award's spend to the member's counter and grant a coupon per step crossed (and
+    remember the steps rewarded: spend a return took back does not pay the same step twice).
 
     The crossings were counted from the counter read under the member's lock, so they are exact. A
     reward withdrawn from the catalog since the rules were applied gives no coupon (the award still
@@ -80,6 +81,9 @@ def count_spend(
         if award.kind != "coupon" or award.counter is None or award.reward_id is None:
             continue
         counters.add(conn, program_id=program.id, member_id=member_id, name=award.counter, delta=award.amount)
+        if award.coupons:
+            steps = steps_name(award.rule_id)
+            counters.raise_to(conn, program_id=program.id, member_id=member_id, name=steps, value=award.steps)
         for n in range(award.coupons):
             try:
                 rewards.grant_coupon(

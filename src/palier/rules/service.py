@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, and_, insert, or_, select, update
 
 from palier.activity.earning import Earning
 from palier.activity.earning import purchase_earning as base_earning
@@ -35,6 +35,7 @@ from palier.rules.engine import (
     MemberContext,
     Timeline,
     compile_rules,
+    counter_name,
     total_points,
 )
 from palier.rules.models import PointsPerAmount, Rule, RuleSetDocument, RuleSetVersion, SpendStep, Text
@@ -430,59 +431,78 @@ def grant_awards(
     return granted, rows
 
 
-def give_back_to_campaigns(
-    *,
-    conn: Connection,
-    program: Program,
-    event_id: str,
-    earned: int,
-    returned_before: int,
-    returned_after: int,
-) -> dict[str, int]:
-    """A return took back part of a purchase's points: each campaign that gave some of them gets the same share
-    back in its budget, and the member in their cap, so a budget counts the points members keep.
+@dataclass(frozen=True)
+class Returned:
+    """How much of a purchase had been returned before a return and after it, out of the ``whole``."""
 
-    Shares are of everything returned so far (``returned_before`` -> ``returned_after`` of ``earned``), so an
-    order returned in several parts gives back exactly what one full return would. Only the counters the
-    award was counted in come back (the campaign's budget and cap in the rules version that made the award;
-    the cap of the member the award went to). The caller holds the member's lock; the budget rows are
-    taken in name order, as purchases take them. Returns the points given back per campaign."""
-    if earned <= 0 or returned_after <= returned_before:
-        return {}
+    whole: int
+    before: int
+    after: int
+
+    def share(self, of: int) -> int:
+        """The part of ``of`` this return takes back. Of everything returned so far, less what earlier returns
+        took: an order returned in several parts takes back exactly what one full return would."""
+        if self.whole <= 0:
+            return 0
+        return of * min(self.after, self.whole) // self.whole - of * min(self.before, self.whole) // self.whole
+
+
+def give_back(*, conn: Connection, program: Program, event_id: str, points: Returned, money: Returned) -> None:
+    """A return of a purchase undoes the same share of what its awards counted.
+
+    - Each campaign that gave some of the purchase's points gets back in its budget, and the member in
+      their cap, the share of those points the return takes back (``points``): a budget counts the points
+      members keep. Only the counters the award was counted in: the campaign's budget and cap in the rules
+      version that made the award, the cap of the member the award went to.
+    - A spend_step rule's running spend falls by the share of the spend it counted that was refunded
+      (``money``); the steps already rewarded stay, so that spend must be made again before the next step.
+
+    The caller holds the member's lock and calls this before its ledger writes: counter rows, then program
+    accounts, in the order a purchase takes them (budget rows in name order).
+    """
+    if points.after <= points.before and money.after <= money.before:
+        return
     rows = conn.execute(
         select(
-            award_rows.c.campaign_id, award_rows.c.rule_version, award_rows.c.member_id, func.sum(award_rows.c.points)
+            award_rows.c.campaign_id,
+            award_rows.c.rule_id,
+            award_rows.c.rule_version,
+            award_rows.c.member_id,
+            award_rows.c.kind,
+            award_rows.c.points,
+            award_rows.c.amount,
         )
         .where(
             award_rows.c.program_id == program.id,
             award_rows.c.event_id == event_id,
-            award_rows.c.kind == "points",
-            award_rows.c.campaign_id.is_not(None),
+            or_(
+                and_(award_rows.c.kind == "points", award_rows.c.campaign_id.is_not(None)),
+                and_(award_rows.c.kind == "coupon", award_rows.c.member_id.is_not(None)),
+            ),
         )
-        .group_by(award_rows.c.campaign_id, award_rows.c.rule_version, award_rows.c.member_id)
-        .order_by(award_rows.c.campaign_id)
+        .order_by(award_rows.c.campaign_id, award_rows.c.id)
     ).all()
     line = timeline(conn=conn, program=program) if rows else None
     if line is None:
-        return {}
+        return
     by_version = {rules.version: rules for rules in line.versions}
-    given_back: dict[str, int] = {}
-    for campaign_id, version, member_id, points in rows:
-        rules = by_version.get(version)
-        campaign = rules.campaigns.get(campaign_id) if rules is not None else None
-        if campaign is None:
+    for row in rows:
+        if row.kind == "coupon":  # a spend_step award: ``amount`` is the spend it counted
+            spent = money.share(int(row.amount))
+            if spent > 0:
+                name = counter_name(row.rule_id)
+                counters.add(conn, program_id=program.id, member_id=row.member_id, name=name, delta=-spent)
             continue
-        given = int(points)
-        share = given * min(returned_after, earned) // earned - given * min(returned_before, earned) // earned
-        if share <= 0:
+        rules = by_version.get(row.rule_version)
+        campaign = rules.campaigns.get(row.campaign_id) if rules is not None else None
+        back = points.share(int(row.points))
+        if campaign is None or back <= 0:
             continue
-        name = counters.campaign_counter(campaign_id)
+        name = counters.campaign_counter(row.campaign_id)
         if campaign.budget is not None:
-            counters.add(conn, program_id=program.id, member_id=counters.PROGRAM_WIDE, name=name, delta=-share)
-        if campaign.member_cap is not None and member_id is not None:
-            counters.add(conn, program_id=program.id, member_id=member_id, name=name, delta=-share)
-        given_back[campaign_id] = given_back.get(campaign_id, 0) + share
-    return given_back
+            counters.add(conn, program_id=program.id, member_id=counters.PROGRAM_WIDE, name=name, delta=-back)
+        if campaign.member_cap is not None and row.member_id is not None:
+            counters.add(conn, program_id=program.id, member_id=row.member_id, name=name, delta=-back)
 
 
 def award_lines(found: Sequence[Award], language: str = "en") -> list[AwardLine]:
