@@ -460,8 +460,8 @@ def give_back(*, conn: Connection, program: Program, event_id: str, points: Retu
     The caller holds the member's lock and calls this before its ledger writes: counter rows, then program
     accounts, in the order a purchase takes them (budget rows in name order).
     """
-    if points.after <= points.before and money.after <= money.before:
-        return
+    if program.rules_version == 0 or (points.after <= points.before and money.after <= money.before):
+        return  # no rules ever (the base rate awards nothing to undo), or nothing returned
     rows = conn.execute(
         select(
             award_rows.c.campaign_id,
