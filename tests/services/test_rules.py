@@ -51,6 +51,44 @@ def document(*extra: dict[str, Any], **sections: Any) -> dict[str, Any]:
     return {"rules": [BASE, *extra], **sections}
 
 
+def with_campaign_bonus(
+    db: Database, clock: FrozenClock, program: Program, campaign_id: str, points: int, **limits: int
+) -> Program:
+    """The base rule and a fixed bonus of ``points`` per purchase (rule ``<campaign_id>-x``) under a campaign
+    running through 2026 with the given ``budget`` and/or ``member_cap``."""
+    campaign = {
+        "id": campaign_id,
+        "name": {"en": campaign_id.title()},
+        "starts": "2026-01-01T00:00:00",
+        "ends": "2027-01-01T00:00:00",
+        **limits,
+    }
+    bonus = {
+        "id": f"{campaign_id}-x",
+        "name": {"en": f"{campaign_id.title()} bonus"},
+        "event": "purchase",
+        "campaign": campaign_id,
+        "effect": {"type": "fixed", "points": points},
+    }
+    return apply_rules(db, clock, program, document(bonus, campaigns=[campaign]))
+
+
+def with_ten_for_every_hundred(db: Database, clock: FrozenClock, program: Program) -> Program:
+    """The base rule and "€10 for every €100" (rule ``ten-for-hundred``), granting a €10 voucher per step."""
+    voucher = {"kind": "amount_off", "cost_points": 1000, "amount": 1000, "title": {"fr": "Bon de 10 €", "en": "€10"}}
+    with db.write() as conn:
+        reward = rewards.create_reward(
+            conn=conn, clock=clock, program=program, data=RewardIn.model_validate(voucher), actor="test"
+        )
+    step = {
+        "id": "ten-for-hundred",
+        "name": {"en": "€10 for every €100"},
+        "event": "purchase",
+        "effect": {"type": "spend_step", "step": 10000, "reward_id": reward.id},
+    }
+    return apply_rules(db, clock, program, document(step))
+
+
 def awards_of(db: Database, program: Program, event_id: str) -> list[tuple[str, int, int]]:
     with db.read() as conn:
         rows = conn.execute(
@@ -136,21 +174,7 @@ def test_first_purchase_bonus_is_paid_once(db: Database, clock: FrozenClock, pro
 def test_a_member_cap_limits_what_one_member_gets_from_a_campaign(
     db: Database, clock: FrozenClock, program: Program
 ) -> None:
-    campaign = {
-        "id": "spring",
-        "name": {"en": "Spring"},
-        "starts": "2026-01-01T00:00:00",
-        "ends": "2027-01-01T00:00:00",
-        "member_cap": 25,
-    }
-    bonus = {
-        "id": "spring-x",
-        "name": {"en": "Spring bonus"},
-        "event": "purchase",
-        "campaign": "spring",
-        "effect": {"type": "fixed", "points": 10},
-    }
-    program = apply_rules(db, clock, program, document(bonus, campaigns=[campaign]))
+    program = with_campaign_bonus(db, clock, program, "spring", 10, member_cap=25)
     member, other = enrol(db, clock, program), enrol(db, clock, program)
     got = [purchase(db, clock, program, member, amount=100).points for _ in range(4)]
     assert got == [11, 11, 6, 1]
@@ -167,22 +191,7 @@ def campaign_counters(db: Database, program: Program) -> dict[str, int]:
 def test_a_return_gives_back_to_the_budget_and_the_cap_the_share_of_campaign_points_it_takes_back(
     db: Database, clock: FrozenClock, program: Program
 ) -> None:
-    campaign = {
-        "id": "spring",
-        "name": {"en": "Spring"},
-        "starts": "2026-01-01T00:00:00",
-        "ends": "2027-01-01T00:00:00",
-        "budget": 20,
-        "member_cap": 20,
-    }
-    bonus = {
-        "id": "spring-x",
-        "name": {"en": "Spring bonus"},
-        "event": "purchase",
-        "campaign": "spring",
-        "effect": {"type": "fixed", "points": 20},
-    }
-    program = apply_rules(db, clock, program, document(bonus, campaigns=[campaign]))
+    program = with_campaign_bonus(db, clock, program, "spring", 20, budget=20, member_cap=20)
     member, other = enrol(db, clock, program), enrol(db, clock, program)
     order = purchase(db, clock, program, member, lines=[line("BREAD", 500), line("CAKE", 500)])
     assert order.points == 10 + 20
@@ -204,21 +213,7 @@ def test_a_return_gives_back_to_the_budget_and_the_cap_the_share_of_campaign_poi
 def test_sixteen_purchases_racing_never_spend_more_than_the_budget(
     db: Database, clock: FrozenClock, program: Program
 ) -> None:
-    campaign = {
-        "id": "launch",
-        "name": {"en": "Launch"},
-        "starts": "2026-01-01T00:00:00",
-        "ends": "2027-01-01T00:00:00",
-        "budget": 100,
-    }
-    bonus = {
-        "id": "launch-x",
-        "name": {"en": "Launch bonus"},
-        "event": "purchase",
-        "campaign": "launch",
-        "effect": {"type": "fixed", "points": 30},
-    }
-    program = apply_rules(db, clock, program, document(bonus, campaigns=[campaign]))
+    program = with_campaign_bonus(db, clock, program, "launch", 30, budget=100)
     buyers = [enrol(db, clock, program) for _ in range(16)]
     outcome = Outcome()
 
@@ -238,21 +233,7 @@ def test_sixteen_purchases_racing_never_spend_more_than_the_budget(
 def test_returns_racing_purchases_keep_the_budget_equal_to_what_members_keep(
     db: Database, clock: FrozenClock, program: Program
 ) -> None:
-    campaign = {
-        "id": "launch",
-        "name": {"en": "Launch"},
-        "starts": "2026-01-01T00:00:00",
-        "ends": "2027-01-01T00:00:00",
-        "budget": 100,
-    }
-    bonus = {
-        "id": "launch-x",
-        "name": {"en": "Launch bonus"},
-        "event": "purchase",
-        "campaign": "launch",
-        "effect": {"type": "fixed", "points": 30},
-    }
-    program = apply_rules(db, clock, program, document(bonus, campaigns=[campaign]))
+    program = with_campaign_bonus(db, clock, program, "launch", 30, budget=100)
     first = [enrol(db, clock, program) for _ in range(4)]
     orders = [purchase(db, clock, program, m, amount=100) for m in first]  # 30 + 30 + 30 + 10: all of it
     later = [enrol(db, clock, program) for _ in range(12)]
@@ -296,18 +277,7 @@ def test_unclaimed_purchases_earn_by_the_rules_too(db: Database, clock: FrozenCl
 def test_ten_euros_for_every_hundred_spent_grants_a_coupon_per_step_crossed(
     db: Database, clock: FrozenClock, program: Program
 ) -> None:
-    voucher = {"kind": "amount_off", "cost_points": 1000, "amount": 1000, "title": {"fr": "Bon de 10 €", "en": "€10"}}
-    with db.write() as conn:
-        reward = rewards.create_reward(
-            conn=conn, clock=clock, program=program, data=RewardIn.model_validate(voucher), actor="test"
-        )
-    step = {
-        "id": "ten-for-hundred",
-        "name": {"en": "€10 for every €100"},
-        "event": "purchase",
-        "effect": {"type": "spend_step", "step": 10000, "reward_id": reward.id},
-    }
-    program = apply_rules(db, clock, program, document(step))
+    program = with_ten_for_every_hundred(db, clock, program)
     member = enrol(db, clock, program)
     granted = []
     for amount in (6000, 5000, 25000):
@@ -324,18 +294,7 @@ def test_ten_euros_for_every_hundred_spent_grants_a_coupon_per_step_crossed(
 def test_spend_taken_back_by_a_return_must_be_spent_again_before_the_next_step_pays(
     db: Database, clock: FrozenClock, program: Program
 ) -> None:
-    voucher = {"kind": "amount_off", "cost_points": 1000, "amount": 1000, "title": {"fr": "Bon de 10 €", "en": "€10"}}
-    with db.write() as conn:
-        reward = rewards.create_reward(
-            conn=conn, clock=clock, program=program, data=RewardIn.model_validate(voucher), actor="test"
-        )
-    step = {
-        "id": "ten-for-hundred",
-        "name": {"en": "€10 for every €100"},
-        "event": "purchase",
-        "effect": {"type": "spend_step", "step": 10000, "reward_id": reward.id},
-    }
-    program = apply_rules(db, clock, program, document(step))
+    program = with_ten_for_every_hundred(db, clock, program)
     member = enrol(db, clock, program)
 
     def coupons_of(result: Any) -> int:
