@@ -36,7 +36,6 @@ awards = Table(
     Column("amount", BigInteger, nullable=False, server_default="0"),  # cashback / spend counted, minor units
     Column("created_at", Timestamp, nullable=False),
     Index(None, "program_id", "event_id"),
-    Index(None, "program_id", "member_id", "rule_id"),
 )
 
 # Running totals changed in SQL (value = value + n): a campaign's points given ("campaign:<id>", member_id
