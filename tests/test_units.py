@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from palier.units import Rounding, divide, points_for_amount, split_proportionally
+from palier.units import Rounding, Shares, divide, points_for_amount, split_proportionally
 
 
 def reference(value: Fraction, mode: Rounding) -> int:
@@ -80,3 +80,15 @@ def test_split_sums_to_total_and_each_part_is_within_one_of_its_share(total: int
 
 def test_split_with_no_weight_gives_nothing() -> None:
     assert split_proportionally(100, [0, 0]) == [0, 0]
+
+
+@given(
+    totals=st.lists(st.integers(min_value=-(10**6), max_value=10**6), min_size=1, max_size=5),
+    weights=st.lists(st.integers(min_value=0, max_value=10**5), min_size=2, max_size=20).filter(any),
+)
+def test_shares_split_many_totals_over_the_same_weights_as_split_does(totals: list[int], weights: list[int]) -> None:
+    shares = Shares(weights)
+    for total in totals:
+        parts = shares.split(total)
+        assert list(parts) == split_proportionally(total, weights)
+        assert all(part == 0 for part, weight in zip(parts, weights, strict=True) if weight == 0)

@@ -7,9 +7,10 @@ remainder goes through :func:`divide`, with the rounding mode named explicitly.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from functools import partial
+from itertools import accumulate
 
 
 class Rounding(StrEnum):
@@ -53,25 +54,40 @@ def points_for_amount(amount: int, *, points: int, per_amount: int, mode: Roundi
     return divide(amount * points, per_amount, mode)
 
 
-def split_proportionally(total: int, weights: list[int]) -> list[int]:
-    """Split ``total`` over ``weights`` so the parts sum exactly to ``total`` (largest remainder).
+def split_proportionally(total: int, weights: Sequence[int]) -> list[int]:
+    """Split ``total`` over ``weights`` so the parts sum exactly to ``total``, each part within one of its
+    exact share (``total * weight / sum(weights)``, rounded down or up).
 
     Used to attribute a purchase's points to its lines, so returning every line gives back exactly
     what the purchase earned, never one point more or less.
     """
-    weight_sum = sum(weights)
-    if total == 0 or weight_sum == 0:
-        return [0] * len(weights)
-    if len(weights) == 1:
-        return [total]
-    parts = [total * weight // weight_sum for weight in weights]
-    short = total - sum(parts)
-    if short:
-        remainders = [total * weight % weight_sum for weight in weights]
-        # largest remainder first; a stable sort keeps ties in line order, even reversed
-        for i in sorted(range(len(weights)), key=remainders.__getitem__, reverse=True)[:short]:
-            parts[i] += 1
-    return parts
+    if total == 0 or len(weights) <= 1:
+        return [total if any(weights) else 0] * len(weights)
+    return list(Shares(weights).split(total))
+
+
+class Shares:
+    """Splits of many totals over the same weights (one rule after another over a cart's lines).
+
+    Cumulative rounding: the parts up to line ``i`` add up to ``total * (w0 + … + wi) // sum(weights)``, so
+    the parts sum exactly to ``total`` and each is its exact share rounded down or up (a zero weight gets
+    zero). The running sums are worked out once, so a split is one pass without sorting.
+    """
+
+    __slots__ = ("_running", "_sum", "size")
+
+    def __init__(self, weights: Sequence[int]) -> None:
+        self._running = list(accumulate(weights))
+        self._sum = self._running[-1] if self._running else 0
+        self.size = len(self._running)
+
+    def split(self, total: int) -> tuple[int, ...]:
+        """``total`` over the weights (all zeros when the weights are)."""
+        weight_sum = self._sum
+        if weight_sum == 0:
+            return (0,) * self.size
+        bounds = [total * running // weight_sum for running in self._running]
+        return tuple(map(operator.sub, bounds, [0, *bounds]))
 
 
 _DIVIDERS: dict[Rounding, Callable[[int, int], int]] = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,6 +20,7 @@ from palier.rules.engine import (
     total_points,
     within_limits,
 )
+from palier.rules.models import WEEKDAYS
 
 BASE = {
     "id": "base",
@@ -334,8 +335,9 @@ def test_no_code_is_ever_evaluated() -> None:
         parse_text("rules: !!python/object/apply:os.system ['true']")
 
 
-# The index: each rule's channel, store, action and line filters are answered by bit masks. Whatever the
-# rules and the cart, the rules it lets through (and the lines each counts) are those the conditions name.
+# The index: each rule's channel, store, action, weekday, tier, segment and line filters are answered by bit
+# masks. Whatever the rules, the member, the day and the cart, the rules it lets through (and the lines each
+# counts) are those the conditions name.
 VALUES = ["a", "b", "c"]
 maybe_values = st.none() | st.lists(st.sampled_from(VALUES), min_size=1, max_size=2, unique=True)
 
@@ -348,6 +350,9 @@ def filtered_rules(draw: st.DrawFn) -> dict[str, Any]:
         "skus": draw(maybe_values),
         "categories": draw(maybe_values),
         "brands": draw(maybe_values),
+        "weekdays": draw(st.none() | st.lists(st.sampled_from(["mon", "tue", "sat"]), min_size=1, unique=True)),
+        "tiers": draw(st.none() | st.lists(st.sampled_from(["gold", "silver"]), min_size=1, unique=True)),
+        "segments": draw(st.none() | st.lists(st.sampled_from(["vip", "new"]), min_size=1, unique=True)),
     }
     return {
         "name": {"en": "promo"},
@@ -375,9 +380,20 @@ lines_of_any_kind = st.builds(
     st.lists(lines_of_any_kind, min_size=1, max_size=6),
     st.sampled_from(["web", "store", "app"]),
     st.none() | st.sampled_from(VALUES),
+    st.builds(
+        MemberContext,
+        tier=st.none() | st.sampled_from(["gold", "silver"]),
+        segments=st.frozensets(st.sampled_from(["vip", "new", "lapsed"])),
+    ),
+    st.integers(0, 6),
 )
 def test_the_rule_index_lets_through_exactly_the_rules_whose_filters_hold(
-    drawn: list[dict[str, Any]], lines: list[LineSnapshot], channel: str, store: str | None
+    drawn: list[dict[str, Any]],
+    lines: list[LineSnapshot],
+    channel: str,
+    store: str | None,
+    member: MemberContext,
+    days_after_monday: int,
 ) -> None:
     document = parse_data({"rules": [{"id": f"r{i}", **rule} for i, rule in enumerate(drawn)]})
     compiled = compile_rules(document, version=1, timezone="UTC", rounding="floor")
@@ -395,12 +411,18 @@ def test_the_rule_index_lets_through_exactly_the_rules_whose_filters_hold(
         c = rule.conditions
         if (c.channels is not None and channel not in c.channels) or (c.stores is not None and store not in c.stores):
             continue
+        if c.weekdays is not None and WEEKDAYS[days_after_monday] not in c.weekdays:
+            continue
+        if (c.tiers is not None and member.tier not in c.tiers) or (
+            c.segments is not None and not member.segments & set(c.segments)
+        ):
+            continue
         filtered = c.skus is not None or c.categories is not None or c.brands is not None
         counted = [line for line in lines if counts(rule, line)] if filtered else [line for line in lines if line.earns]
         if filtered and not counted:
             continue
         expected[rule.id] = rule.effect.points  # type: ignore[union-attr]
-    awards = compiled.evaluate(event, MemberContext(), MONDAY_MORNING)
+    awards = compiled.evaluate(event, member, MONDAY_MORNING + timedelta(days=days_after_monday))
     assert {a.rule_id: a.points for a in awards} == expected
     ordered = [r.id for r in sorted(document.rules, key=lambda r: -r.priority)]  # stable: as written on ties
     assert [a.rule_id for a in awards] == [rule_id for rule_id in ordered if rule_id in expected]

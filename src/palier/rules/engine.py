@@ -9,9 +9,10 @@ worked out last, on the points earned per amount by the rules that applied on th
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from operator import add
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -29,7 +30,7 @@ from palier.rules.models import (
     SpendStep,
     Text,
 )
-from palier.units import Rounding, divide, divider, split_proportionally
+from palier.units import Rounding, Shares, divide, divider, split_proportionally
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +104,9 @@ Check = Callable[[EventSnapshot, MemberContext, datetime, datetime], bool]  # ev
 
 @dataclass(frozen=True, slots=True)
 class CompiledRule:
-    """A rule with its time, member and campaign conditions as checks; channels, stores, actions and line
-    filters are answered for all rules at once by the :class:`RuleIndex` of its event."""
+    """A rule with its campaign, dates, hours, first-purchase and attribute conditions as checks; channels,
+    stores, actions, weekdays, tiers, segments and line filters are answered for all rules at once by the
+    :class:`RuleIndex` of its event."""
 
     rule: Rule
     checks: tuple[Check, ...]
@@ -112,6 +114,7 @@ class CompiledRule:
     cart: bool  # has spend or quantity conditions
     multiplier: bool  # a multiplier: worked out after the other rules
     by_amount: bool  # points per amount (else fixed points, when ``simple``)
+    per_item: bool  # points per item bought
     simple: bool  # points per amount or fixed points: on a single line, no split is needed
     exclusive: bool  # when it applies, no rule after it applies
     points: int  # of a points-per-amount, fixed or per-item effect (else 0)
@@ -152,10 +155,18 @@ class _Masks:
     def allowed(self, value: str | None) -> int:
         return self.free | self.by_value.get(value, 0)
 
+    def any_of(self, values: Iterable[str]) -> int:
+        """The rules that let through at least one of ``values`` (a member in several segments)."""
+        allowed = self.free
+        for value in values:
+            allowed |= self.by_value.get(value, 0)
+        return allowed
+
 
 class RuleIndex:
     """One event type's rules in the order they run, with bit masks so that an evaluation looks only at the
-    rules whose channel, store, action and line filters can hold (rule ``i`` is bit ``i``).
+    rules whose channel, store, action, weekday, tier, segment and line filters can hold (rule ``i`` is bit
+    ``i``).
 
     The filtered rules a line counts for depend only on its SKU, category and brand, so they are remembered
     per distinct line kind (as the rules' bits), up to :attr:`REMEMBERED` of them.
@@ -173,14 +184,20 @@ class RuleIndex:
         self._channels = _Masks(rules, lambda rule: rule.conditions.channels)
         self._stores = _Masks(rules, lambda rule: rule.conditions.stores)
         self._actions = _Masks(rules, lambda rule: rule.conditions.actions)
+        self._weekdays = _Masks(rules, lambda rule: rule.conditions.weekdays)
+        self._tiers = _Masks(rules, lambda rule: rule.conditions.tiers)
+        self._segments = _Masks(rules, lambda rule: rule.conditions.segments)
         self.remembered: dict[tuple[str, str | None, str | None], tuple[int, ...]] = {}  # line kind -> rule bits
 
-    def event_mask(self, event: EventSnapshot) -> int:
-        """The rules whose channel, store and action conditions hold for ``event``."""
+    def event_mask(self, event: EventSnapshot, member: MemberContext, local: datetime) -> int:
+        """The rules whose channel, store, action, weekday, tier and segment conditions hold."""
         return (
             self._channels.allowed(event.channel)
             & self._stores.allowed(event.store_id)
             & self._actions.allowed(event.action)
+            & self._weekdays.allowed(WEEKDAYS[local.weekday()])
+            & self._tiers.allowed(member.tier)
+            & self._segments.any_of(member.segments)
         )
 
     def line_bits(self, line: LineSnapshot) -> tuple[int, ...]:
@@ -196,7 +213,12 @@ class RuleIndex:
                 & self._categories.allowed(line.category)
                 & self._brands.allowed(line.brand)
             )
-            bits = tuple(1 << i for i in range(mask.bit_length()) if mask >> i & 1)
+            found = []
+            while mask:  # one step per rule the line counts for
+                low = mask & -mask
+                found.append(low)
+                mask ^= low
+            bits = tuple(found)
             if len(self.remembered) >= self.REMEMBERED:
                 self.remembered.clear()
             self.remembered[key] = bits
@@ -272,21 +294,12 @@ def _compile(rule: Rule, campaign: Campaign | None, tz: ZoneInfo) -> CompiledRul
     if c.dates is not None:
         first, last = c.dates.start, c.dates.end
         checks.append(lambda e, m, local, now: first <= local.date() <= last)
-    if c.weekdays is not None:
-        days = frozenset(WEEKDAYS.index(d) for d in c.weekdays)
-        checks.append(lambda e, m, local, now: local.weekday() in days)
     if c.hours is not None:
         opens, closes = c.hours.start, c.hours.end
         checks.append(lambda e, m, local, now: opens <= local.time() < closes)  # wall-clock, no zone
     if c.first_purchase is not None:
         wanted = c.first_purchase
         checks.append(lambda e, m, local, now: m.first_purchase is wanted)
-    if c.tiers is not None:
-        tiers = frozenset(c.tiers)
-        checks.append(lambda e, m, local, now: m.tier in tiers)
-    if c.segments is not None:
-        segments = frozenset(c.segments)
-        checks.append(lambda e, m, local, now: not segments.isdisjoint(m.segments))
     if c.attributes:
         attributes = tuple(c.attributes.items())
         checks.append(lambda e, m, local, now: all(m.attributes.get(k) == v for k, v in attributes))
@@ -297,6 +310,7 @@ def _compile(rule: Rule, campaign: Campaign | None, tz: ZoneInfo) -> CompiledRul
         cart=c.min_spend is not None or c.max_spend is not None or c.min_quantity is not None,
         multiplier=isinstance(effect, Multiplier),
         by_amount=isinstance(effect, PointsPerAmount),
+        per_item=isinstance(effect, PerItem),
         simple=isinstance(effect, PointsPerAmount | FixedPoints),
         exclusive=rule.exclusive,
         points=effect.points if isinstance(effect, PointsPerAmount | FixedPoints | PerItem) else 0,
@@ -321,8 +335,8 @@ class _Evaluation:
 
     __slots__ = (
         "awards", "base", "base_total", "divide", "earning", "earning_amounts", "earning_quantities",
-        "earning_quantity", "earning_spend", "earning_weights", "event", "local", "member", "now", "rules", "version",
-        "zeros",
+        "earning_quantity", "earning_shares", "earning_spend", "earning_weights", "event", "local", "member", "now",
+        "rules", "version", "zeros",
     )  # fmt: skip
 
     def __init__(self, rules: CompiledRuleSet, event: EventSnapshot, member: MemberContext, now: datetime) -> None:
@@ -352,6 +366,7 @@ class _Evaluation:
             self.earning_weights = self.earning_quantities
         else:
             self.earning_weights = [1] * len(self.earning)
+        self.earning_shares: Shares | None = None  # the weights' running sums, once a rule splits over them
 
     def run(self) -> list[Award]:
         event = self.event
@@ -380,8 +395,8 @@ class _Evaluation:
                 else:
                     found.append(i)
         earning = self.earning
-        candidates = (index.unfiltered | counted) & index.event_mask(event)
         member, local, now = self.member, self.local, self.now
+        candidates = (index.unfiltered | counted) & index.event_mask(event, member, local)
         multipliers: list[tuple[CompiledRule, Sequence[int]]] = []
         while candidates:
             bit = candidates & -candidates
@@ -402,6 +417,8 @@ class _Evaluation:
                 multipliers.append((compiled, matched))
             elif compiled.simple and len(matched) == 1 and compiled.filtered:
                 self._apply_to_line(compiled, matched[0])
+            elif compiled.per_item:
+                self._apply_per_item(compiled, matched)
             else:
                 self._apply(compiled, matched)
             if compiled.exclusive:
@@ -445,15 +462,23 @@ class _Evaluation:
             )
         )
 
+    def _apply_per_item(self, compiled: CompiledRule, matched: Sequence[int]) -> None:
+        each, lines = compiled.points, self.event.lines
+        split = [each * lines[i].quantity for i in matched]
+        points = sum(split)
+        if points > 0:
+            rule = compiled.rule
+            award = Award(rule.id, self.version, rule.name, "points", points, self._lines_of(matched, split))
+            award.campaign_id, award.detail = rule.campaign, compiled.detail
+            self.awards.append(award)
+
     def _apply(self, compiled: CompiledRule, matched: Sequence[int]) -> None:
         rule, lines = compiled.rule, self.event.lines
         effect = rule.effect
         if matched is self.earning:
-            eligible, quantities = self.earning_amounts, self.earning_quantities
-            spend = self.earning_spend + self.event.extra_eligible
+            eligible, spend = self.earning_amounts, self.earning_spend + self.event.extra_eligible
         else:
             eligible = [lines[i].amount for i in matched]
-            quantities = [lines[i].quantity for i in matched]
             spend = sum(eligible)
         if compiled.simple:
             points = compiled.points
@@ -462,24 +487,21 @@ class _Evaluation:
             if points <= 0:
                 return
             if matched is self.earning and len(matched) > 1:  # the weights were chosen once for all such rules
-                split = split_proportionally(points, self.earning_weights)
+                shares = self.earning_shares
+                if shares is None:
+                    shares = self.earning_shares = Shares(self.earning_weights)
+                split: Sequence[int] = shares.split(points)
             else:
-                split = _spread(points, eligible, quantities)
+                split = _spread(points, eligible, [lines[i].quantity for i in matched])
             if compiled.by_amount:
                 base = self.base
-                for i, p in zip(matched, split, strict=True):
-                    base[i] += p
+                if len(matched) == len(base):  # every line: ``matched`` is 0..n-1
+                    self.base = list(map(add, base, split))
+                else:
+                    for i, p in zip(matched, split, strict=True):
+                        base[i] += p
             on_lines = self._lines_of(matched, split)
             self.awards.append(Award(rule.id, self.version, rule.name, "points", points, on_lines, rule.campaign))
-        elif isinstance(effect, PerItem):
-            each = compiled.points
-            split = [each * q for q in quantities]
-            points = sum(split)
-            if points > 0:
-                on_lines = self._lines_of(matched, split)
-                award = Award(rule.id, self.version, rule.name, "points", points, on_lines, rule.campaign)
-                award.detail = compiled.detail
-                self.awards.append(award)
         elif isinstance(effect, SpendStep):
             counter, counters = counter_name(rule.id), self.member.counters
             before = counters.get(counter, 0)
@@ -516,9 +538,9 @@ class _Evaluation:
             if points <= 0:
                 return
             self.base[i] += points
-        zeros = self.zeros
-        on_line = (*zeros[:i], points, *zeros[i + 1 :])
-        self.awards.append(Award(rule.id, self.version, rule.name, "points", points, on_line, rule.campaign))
+        on_line = list(self.zeros)
+        on_line[i] = points
+        self.awards.append(Award(rule.id, self.version, rule.name, "points", points, tuple(on_line), rule.campaign))
 
     def _multiply(self, rule: Rule, matched: Sequence[int]) -> None:
         assert isinstance(rule.effect, Multiplier)
