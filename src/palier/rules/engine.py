@@ -77,7 +77,8 @@ class Award:
     name: Text
     kind: AwardKind
     points: int
-    line_points: tuple[int, ...] = ()  # the points split over the event's lines (sums to ``points``)
+    line_points: tuple[int, ...] = ()  # the points on each of ``lines`` (they sum to ``points``)
+    lines: tuple[int, ...] = ()  # the event's lines (their positions) the points fall on
     campaign_id: str | None = None
     detail: str = ""  # "×2", "+5 per item"…
     amount: int = 0  # cashback in minor units, or the spend a spend_step rule counted
@@ -85,6 +86,13 @@ class Award:
     reward_id: str | None = None
     counter: str | None = None
     steps: int = 0  # spend_step: the steps of its spend rewarded once this award is granted
+
+    def per_line(self, size: int) -> list[int]:
+        """The points on each of the event's ``size`` lines (zero on the others)."""
+        out = [0] * size
+        for i, points in zip(self.lines, self.line_points, strict=True):
+            out[i] += points
+        return out
 
     def line(self, language: str = "en") -> str:
         """ "Double points weekend ×2: +46" (or the coupons / cashback it gives)."""
@@ -336,7 +344,7 @@ class _Evaluation:
     __slots__ = (
         "awards", "base", "base_total", "divide", "earning", "earning_amounts", "earning_quantities",
         "earning_quantity", "earning_shares", "earning_spend", "earning_weights", "event", "local", "member", "now",
-        "rules", "version", "zeros",
+        "rules", "version",
     )  # fmt: skip
 
     def __init__(self, rules: CompiledRuleSet, event: EventSnapshot, member: MemberContext, now: datetime) -> None:
@@ -346,7 +354,6 @@ class _Evaluation:
         self.local = now.astimezone(rules.timezone)
         lines = event.lines
         self.base = [0] * len(lines)  # points per amount earned by each line
-        self.zeros = (0,) * len(lines)
         self.base_total = 0  # for events without lines: the action's own points
         self.awards: list[Award] = []
         earns = [line.earns for line in lines]
@@ -373,7 +380,7 @@ class _Evaluation:
         action = self.rules.actions.get(event.action or "") if event.type == "action" else None
         if action is not None:
             self.base_total = action.points
-            self._add(f"action:{action.id}", action.name, None, "points", action.points, ())
+            self._add(f"action:{action.id}", action.name, None, "points", action.points)
         index = self.rules.by_event.get(event.type)
         if index is None:
             return self.awards
@@ -427,16 +434,6 @@ class _Evaluation:
             self._multiply(compiled.rule, matched)
         return self.awards
 
-    def _lines_of(self, matched: Sequence[int], values: Sequence[int]) -> tuple[int, ...]:
-        """Per-line values on the matched lines, zero elsewhere (as long as the event's lines)."""
-        size = len(self.zeros)
-        if len(matched) == size:  # every line: ``matched`` is 0..n-1
-            return tuple(values)
-        out = list(self.zeros)
-        for i, value in zip(matched, values, strict=True):
-            out[i] = value
-        return tuple(out)
-
     def _add(
         self,
         rule_id: str,
@@ -444,8 +441,7 @@ class _Evaluation:
         campaign: str | None,
         kind: AwardKind,
         points: int,
-        line_points: tuple[int, ...],
-        **extra: int | str | None,
+        **extra: int | str | tuple[int, ...] | None,
     ) -> None:
         if points <= 0 and kind == "points":
             return
@@ -456,7 +452,6 @@ class _Evaluation:
                 name=name,
                 kind=kind,
                 points=points,
-                line_points=line_points,
                 campaign_id=campaign,
                 **extra,  # type: ignore[arg-type]
             )
@@ -468,7 +463,7 @@ class _Evaluation:
         points = sum(split)
         if points > 0:
             rule = compiled.rule
-            award = Award(rule.id, self.version, rule.name, "points", points, self._lines_of(matched, split))
+            award = Award(rule.id, self.version, rule.name, "points", points, tuple(split), tuple(matched))
             award.campaign_id, award.detail = rule.campaign, compiled.detail
             self.awards.append(award)
 
@@ -500,8 +495,9 @@ class _Evaluation:
                 else:
                     for i, p in zip(matched, split, strict=True):
                         base[i] += p
-            on_lines = self._lines_of(matched, split)
-            self.awards.append(Award(rule.id, self.version, rule.name, "points", points, on_lines, rule.campaign))
+            award = Award(rule.id, self.version, rule.name, "points", points, tuple(split), tuple(matched))
+            award.campaign_id = rule.campaign
+            self.awards.append(award)
         elif isinstance(effect, SpendStep):
             counter, counters = counter_name(rule.id), self.member.counters
             before = counters.get(counter, 0)
@@ -515,7 +511,6 @@ class _Evaluation:
                     rule.campaign,
                     "coupon",
                     0,
-                    (),
                     amount=spend,
                     coupons=coupons,
                     reward_id=effect.reward_id,
@@ -527,7 +522,7 @@ class _Evaluation:
             cash = divide(spend * numerator, 100 * denominator, Rounding.FLOOR)
             if cash > 0:
                 detail = f"{effect.percent}%"
-                self._add(rule.id, rule.name, rule.campaign, "cashback", 0, (), amount=cash, detail=detail)
+                self._add(rule.id, rule.name, rule.campaign, "cashback", 0, amount=cash, detail=detail)
 
     def _apply_to_line(self, compiled: CompiledRule, i: int) -> None:
         """``_apply`` when one line counts (a promotion on a SKU, category or brand that is in the cart once):
@@ -538,9 +533,7 @@ class _Evaluation:
             if points <= 0:
                 return
             self.base[i] += points
-        on_line = list(self.zeros)
-        on_line[i] = points
-        self.awards.append(Award(rule.id, self.version, rule.name, "points", points, tuple(on_line), rule.campaign))
+        self.awards.append(Award(rule.id, self.version, rule.name, "points", points, (points,), (i,), rule.campaign))
 
     def _multiply(self, rule: Rule, matched: Sequence[int]) -> None:
         assert isinstance(rule.effect, Multiplier)
@@ -549,12 +542,15 @@ class _Evaluation:
         if not self.event.lines:  # an action: multiplies the action's own points
             base = self.base_total
             extra = divide(base * (numerator - denominator), denominator, self.rules.rounding)
-            self._add(rule.id, rule.name, rule.campaign, "points", extra, (), detail=detail)
+            self._add(rule.id, rule.name, rule.campaign, "points", extra, detail=detail)
             return
         weights = [self.base[i] for i in matched]
         extra = divide(sum(weights) * (numerator - denominator), denominator, self.rules.rounding)
         split = _spread(extra, weights, [0] * len(weights)) if sum(weights) else [0] * len(weights)
-        self._add(rule.id, rule.name, rule.campaign, "points", extra, self._lines_of(matched, split), detail=detail)
+        lines = tuple(matched)
+        self._add(
+            rule.id, rule.name, rule.campaign, "points", extra, line_points=tuple(split), lines=lines, detail=detail
+        )
 
 
 def _filters(rule: Rule) -> bool:
@@ -570,9 +566,8 @@ def total_points(awards: Sequence[Award], lines: int) -> tuple[int, list[int]]:
         if award.kind != "points":
             continue
         total += award.points
-        if award.line_points:
-            for i, p in enumerate(award.line_points):
-                per_line[i] += p
+        for i, p in zip(award.lines, award.line_points, strict=True):
+            per_line[i] += p
     rest = total - sum(per_line)  # points with no line (none on purchases today): spread by what lines earned
     if rest and lines:
         for i, p in enumerate(_spread(rest, per_line, [1] * lines)):
@@ -597,8 +592,8 @@ def within_limits(awards: Sequence[Award], left: Mapping[str, int]) -> list[Awar
         if granted == award.points:
             out.append(award)
         elif granted > 0:
-            lines = tuple(_spread(granted, award.line_points, [1] * len(award.line_points)))
-            out.append(replace(award, points=granted, line_points=lines))
+            split = tuple(_spread(granted, award.line_points, [1] * len(award.line_points)))
+            out.append(replace(award, points=granted, line_points=split))
     return out
 
 
