@@ -312,8 +312,9 @@ def purchase_earning(
     if member_standing.tier is not None or member_standing.segments:
         member = replace(member, tier=member_standing.tier, segments=member_standing.segments)
     awarded = rules.evaluate(event, member, occurred_at)
-    earned, earned_lines = total_points(awarded, len(purchase.lines))
-    bonus = status_bonus(program, member_standing, earned, earned_lines)
+    bonus = None
+    if member_standing.multiplier_percent > 100:  # a tier or plan multiplies what the rules gave
+        bonus = status_bonus(program, member_standing, *total_points(awarded, len(purchase.lines)))
     found, rows = grant_awards(
         conn=conn,
         clock=clock,
