@@ -85,8 +85,8 @@ def test_line_filters_count_only_their_lines() -> None:
     }
     found = rules(pastry).evaluate(cart(CROISSANT, COFFEE, CAKE), MemberContext(), MONDAY_MORNING)
     bonus = found[1]
-    assert (bonus.points, bonus.per_line(3)) == (15, [10, 0, 5])
-    assert (bonus.lines, bonus.line_points) == ((0, 2), (10, 5))
+    assert (bonus.points, bonus.lines, bonus.line_points) == (15, (0, 2), (10, 5))  # croissants and cake
+    assert total_points(found, 3) == (45, [12, 3, 30])  # with the base rule: 30 points for €30.30, 2 + 3 + 25
     assert bonus.line() == "Pastry bonus +5/item: +15"
     assert rules(pastry).evaluate(cart(COFFEE), MemberContext(), MONDAY_MORNING)[1:] == []
 

@@ -87,13 +87,6 @@ class Award:
     counter: str | None = None
     steps: int = 0  # spend_step: the steps of its spend rewarded once this award is granted
 
-    def per_line(self, size: int) -> list[int]:
-        """The points on each of the event's ``size`` lines (zero on the others)."""
-        out = [0] * size
-        for i, points in zip(self.lines, self.line_points, strict=True):
-            out[i] += points
-        return out
-
     def line(self, language: str = "en") -> str:
         """ "Double points weekend ×2: +46" (or the coupons / cashback it gives)."""
         name = self.name.in_language(language)
