@@ -325,9 +325,9 @@ def _spread(points: int, weights: Sequence[int], fallback: Sequence[int]) -> lis
     if len(weights) <= 1:
         return [points] * len(weights)
     if sum(weights) > 0:
-        return split_proportionally(points, list(weights))
+        return split_proportionally(points, weights)
     if sum(fallback) > 0:
-        return split_proportionally(points, list(fallback))
+        return split_proportionally(points, fallback)
     return split_proportionally(points, [1] * len(weights))
 
 

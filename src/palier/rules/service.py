@@ -348,7 +348,7 @@ def status_bonus(program: Program, found: Standing, points: int, line_points: Se
         f".{found.multiplier_percent % 100:02d}".rstrip("0") if found.multiplier_percent % 100 else ""
     )
     name = found.multiplier_name
-    on_lines = tuple(split_proportionally(extra, list(line_points))) if any(line_points) else ()
+    on_lines = tuple(split_proportionally(extra, line_points)) if any(line_points) else ()
     return Award(
         rule_id=found.multiplier_source or "status",
         version=program.status_version,
