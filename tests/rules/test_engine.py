@@ -20,6 +20,7 @@ from palier.rules.engine import (
     total_points,
     within_limits,
 )
+from palier.rules.explain import money
 from palier.rules.models import WEEKDAYS
 
 BASE = {
@@ -89,6 +90,18 @@ def test_line_filters_count_only_their_lines() -> None:
     assert total_points(found, 3) == (45, [12, 3, 30])  # with the base rule: 30 points for €30.30, 2 + 3 + 25
     assert bonus.line() == "Pastry bonus +5/item: +15"
     assert rules(pastry).evaluate(cart(COFFEE), MemberContext(), MONDAY_MORNING)[1:] == []
+
+
+def test_a_cashback_award_reads_as_money_in_the_program_currency() -> None:
+    cashback = {
+        "id": "cashback",
+        "name": {"en": "Cashback", "fr": "Remboursement"},
+        "event": "purchase",
+        "effect": {"type": "cashback_percent", "percent": "2.5"},
+    }
+    [_, award] = rules(cashback).evaluate(cart(CAKE, COFFEE), MemberContext(), MONDAY_MORNING)
+    assert (award.kind, award.amount) == ("cashback", 69)  # 2.5 % of €27.70, rounded down
+    assert award.line("fr", money=lambda cents: money(cents, "EUR", 2, "fr")) == "Remboursement 2.5%: 0,69 €"
 
 
 def test_an_exclusive_rule_stops_the_rules_after_it() -> None:

@@ -279,11 +279,17 @@ def test_ten_euros_for_every_hundred_spent_grants_a_coupon_per_step_crossed(
 ) -> None:
     program = with_ten_for_every_hundred(db, clock, program)
     member = enrol(db, clock, program)
-    granted = []
+    granted, texts = [], []
     for amount in (6000, 5000, 25000):
         result = purchase(db, clock, program, member, amount=amount)
         granted.append([a.points for a in result.awards if a.kind == "coupon"])
+        texts += [a.text for a in result.awards if a.kind == "coupon"]
     assert granted == [[0], [1], [2]]  # 60 €, 110 €, 360 €: the counter crossed 100, then 200 and 300
+    assert texts == [
+        "€10 for every €100: €40.00 to the next reward",
+        "€10 for every €100: 1 reward (€90.00 to the next)",
+        "€10 for every €100: 2 rewards (€40.00 to the next)",
+    ]
     with db.read() as conn:
         given = conn.execute(
             select(coupons.c.source_ref).where(coupons.c.program_id == program.id, coupons.c.member_id == member.id)
@@ -306,7 +312,9 @@ def test_spend_taken_back_by_a_return_must_be_spent_again_before_the_next_step_p
     with db.read() as conn:
         kept = counters_of(conn, program, member.id)
     assert kept == {"spend:ten-for-hundred": 4000, "steps:ten-for-hundred": 1}
-    assert coupons_of(purchase(db, clock, program, member, amount=9000)) == 0  # 130 € kept: step 1 was paid
+    small = purchase(db, clock, program, member, amount=1000)  # 50 € kept, step 1 paid: the next is at 200 €
+    assert [a.text for a in small.awards if a.kind == "coupon"] == ["€10 for every €100: €150.00 to the next reward"]
+    assert coupons_of(purchase(db, clock, program, member, amount=8000)) == 0  # 130 € kept: step 1 was paid
     assert coupons_of(purchase(db, clock, program, member, amount=7000)) == 1  # 200 € kept: step 2 pays
     with db.read() as conn:
         assert counters_of(conn, program, member.id) == {"spend:ten-for-hundred": 20000, "steps:ten-for-hundred": 2}

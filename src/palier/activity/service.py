@@ -144,7 +144,7 @@ def record_purchase(
         event_id=event_id, purchase=purchase, member_id=member_id, points=earning.points, label=label
     )
     if isinstance(earning, rules.RuledEarning):
-        result.awards = rules.award_lines(earning.awards)
+        result.awards = rules.award_lines(earning.awards, program)
     plan = None
     if member_id is not None:
         booking = purchase_booking(

@@ -72,7 +72,7 @@ def credit(
         member_id=member_id,
         points=points,
         reason=label,
-        awards=award_lines(granted),
+        awards=award_lines(granted, program),
     )
     booking = ledger.Booking(
         program_id=program.id,

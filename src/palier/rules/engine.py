@@ -86,17 +86,25 @@ class Award:
     reward_id: str | None = None
     counter: str | None = None
     steps: int = 0  # spend_step: the steps of its spend rewarded once this award is granted
+    to_next: int = 0  # spend_step: what is still to spend, in minor units, before its next reward
 
-    def line(self, language: str = "en") -> str:
-        """ "Double points weekend ×2: +46" (or the coupons / cashback it gives)."""
+    def line(self, language: str = "en", money: Callable[[int], str] = str) -> str:
+        """ "Double points weekend ×2: +46" (or the coupons / cashback it gives); ``money`` writes an amount
+        in minor units in the program's currency ("€62.80")."""
         name = self.name.in_language(language)
         head = f"{name} {self.detail}" if self.detail else name
+        fr = language == "fr"
         if self.kind == "coupon":
-            word = "bon" if language == "fr" else "reward"
+            to_next = money(self.to_next)
+            if not self.coupons:
+                progress = f"encore {to_next} avant le prochain bon" if fr else f"{to_next} to the next reward"
+                return f"{head}: {progress}"
+            word = "bon" if fr else "reward"
             plural = "s" if self.coupons != 1 else ""
-            return f"{head}: {self.coupons} {word}{plural}"
+            then = f"encore {to_next} avant le suivant" if fr else f"{to_next} to the next"
+            return f"{head}: {self.coupons} {word}{plural} ({then})"
         if self.kind == "cashback":
-            return f"{head}: {self.amount}"
+            return f"{head}: {money(self.amount)}"
         return f"{head}: +{self.points}"
 
 
@@ -497,6 +505,7 @@ class _Evaluation:
             rewarded = max(before // effect.step, counters.get(steps_name(rule.id), 0))
             reached = (before + spend) // effect.step
             coupons = max(reached - rewarded, 0)
+            paid = max(reached, rewarded)  # steps rewarded once this award is granted
             if spend > 0:
                 self._add(
                     rule.id,
@@ -508,7 +517,8 @@ class _Evaluation:
                     coupons=coupons,
                     reward_id=effect.reward_id,
                     counter=counter,
-                    steps=max(reached, rewarded),
+                    steps=paid,
+                    to_next=(paid + 1) * effect.step - before - spend,
                 )
         elif isinstance(effect, CashbackPercent):
             numerator, denominator = effect.percent.as_integer_ratio()

@@ -50,4 +50,4 @@ def preview(*, conn: Connection, clock: Clock, program: Program, data: PreviewIn
     found = rules.evaluate(event, context, at)
     found = limits.reserve(conn=conn, program=program, rules=rules, member_id=data.member_id, awards=found, take=False)
     points, _ = total_points(found, len(data.lines))
-    return Preview(at=at, version=rules.version, points=points, lines=award_lines(found, data.language))
+    return Preview(at=at, version=rules.version, points=points, lines=award_lines(found, program, data.language))

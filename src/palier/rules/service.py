@@ -38,6 +38,7 @@ from palier.rules.engine import (
     counter_name,
     total_points,
 )
+from palier.rules.explain import money
 from palier.rules.models import PointsPerAmount, Rule, RuleSetDocument, RuleSetVersion, SpendStep, Text
 from palier.rules.tables import awards as award_rows
 from palier.rules.tables import rule_sets
@@ -508,14 +509,17 @@ def give_back(*, conn: Connection, program: Program, event_id: str, points: Retu
             counters.add(conn, program_id=program.id, member_id=row.member_id, name=name, delta=-back)
 
 
-def award_lines(found: Sequence[Award], language: str = "en") -> list[AwardLine]:
+def award_lines(found: Sequence[Award], program: Program, language: str = "en") -> list[AwardLine]:
+    def in_currency(amount: int) -> str:
+        return money(amount, program.currency, program.currency_exponent, language)
+
     return [
         AwardLine(
             rule_id=a.rule_id,
             version=a.version,
             kind=a.kind,
             points=a.points if a.kind == "points" else a.coupons if a.kind == "coupon" else a.amount,
-            text=a.line(language),
+            text=a.line(language, in_currency),
         )
         for a in found
     ]
