@@ -17,6 +17,7 @@ from fastapi.routing import APIRoute
 from palier.api.app import create_app
 from palier.config import Settings
 from palier.db import Database
+from palier.notify import outbox
 from tests.api.helpers import purchase_body, return_body, reward_body, unique
 
 Route = tuple[str, str]  # (method, path template)
@@ -82,6 +83,8 @@ POLICY: dict[Route, str] = {
     ("POST", "/v1/members/{member_id}/payments"): "pos",
     ("POST", "/v1/members/{member_id}/payments/{payment_id}/cancel"): "pos",
     ("GET", "/v1/members/{member_id}/wallet"): "read",
+    ("GET", "/v1/outbox"): "admin",  # sign-in codes are in it
+    ("POST", "/v1/outbox/ack"): "admin",
 }
 RANK = {"read": 0, "pos": 1, "admin": 2}
 
@@ -277,7 +280,14 @@ BODIES: dict[Route, Callable[[World], dict[str, Any]]] = {
         "order_total": 1000,
         "points": 5,
     },
+    ("POST", "/v1/outbox/ack"): lambda w: {"ids": [an_outbox_event(w)]},
 }
+
+
+def an_outbox_event(world: World) -> str:
+    """The id of one of the world's outbox events (its membership started: there is one)."""
+    with world.db.read() as conn:
+        return str(outbox.recent(conn, program_id=world.program.id, limit=1)[0]["id"])
 
 
 def request_for(route: Route, world: World) -> tuple[str, str, dict[str, Any]]:

@@ -34,11 +34,16 @@ def test_settings_are_saved_audited_and_bad_values_shown_next_to_their_field(
             "default_country": "FR", "rounding": "floor", "return_shortfall": "debt", "enrolment": "open",
             "earn_points": "3", "earn_per_amount": "100", "return_window_days": "14", "welcome_points": "50",
             "redeem_points": "100", "redeem_amount": "100", "pay_with_points_max_percent": "50",
-            "points_lifetime_months": "", "earn_on_tax": "on"}  # fmt: skip
+            "points_lifetime_months": "", "expiry_warning_days": "21", "earn_on_tax": "on"}  # fmt: skip
     saved = client.post("/console/settings", data=sent, follow_redirects=False)
     assert saved.status_code == 303
     now = program.call("GET", "/v1/program").json()
-    assert (now["name"], now["earn_points"], now["welcome_points"]) == ("Maison Réglée", 3, 50)
+    assert (now["name"], now["earn_points"], now["welcome_points"], now["expiry_warning_days"]) == (
+        "Maison Réglée",
+        3,
+        50,
+        21,
+    )
     assert now["points_lifetime_months"] is None and now["earn_on_tax"] is True and now["earn_on_shipping"] is False
     with db.read() as conn:
         actors = conn.execute(

@@ -16,6 +16,8 @@ from palier.db.migrate import current, downgrade, head, schema_diffs, upgrade
 from palier.db.schema import metadata
 from palier.ids import new_id
 from palier.ledger.tables import accounts, allocations, ledger_transactions, lots, postings
+from palier.notify import outbox
+from palier.notify.tables import outbox_events
 from tests.factories import insert_program_row
 
 APPEND_ONLY = ["ledger_transactions", "postings", "allocations"]
@@ -55,6 +57,29 @@ def test_downgrade_removes_everything(empty_database_url: str) -> None:
 def test_the_session_database_is_in_step_with_the_metadata(db: Database) -> None:
     with db.read() as conn:
         assert schema_diffs(conn) == []
+
+
+def test_events_written_before_the_outbox_was_served_are_not_served(empty_database_url: str) -> None:
+    """0008: the outbox becomes a feed of what is not yet delivered; older events must not reach members now."""
+    upgrade(empty_database_url, "0007")
+    database = make_database(empty_database_url)
+    try:
+        written = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+        with database.write() as conn:
+            program_id = insert_program_row(conn, new_id("program"))
+            conn.execute(
+                insert(outbox_events).values(
+                    id=new_id("outbox"), program_id=program_id, type="tier_upgraded", subject_id=None,
+                    payload={"member_id": "mem_1"}, created_at=written,
+                )
+            )  # fmt: skip
+        upgrade(empty_database_url)
+        with database.read() as conn:
+            assert outbox.undelivered(conn, program_id=program_id).items == []
+            delivered = conn.execute(select(outbox_events.c.delivered_at)).scalar_one()
+            assert delivered.replace(tzinfo=UTC) == written
+    finally:
+        database.dispose()
 
 
 def _insert_ledger_history(conn: Connection, member_id: str) -> str:

@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse
 from palier import __version__, web
 from palier.api import openapi, problems
 from palier.api.ratelimit import RateLimiter
-from palier.api.routes import events, members, programs, rewards, rules, status
+from palier.api.routes import events, members, outbox, programs, rewards, rules, status
 from palier.clock import Clock, SystemClock
 from palier.config import Settings, load_settings
 from palier.db import Database, make_database
@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
     app.state.rate_limiter = RateLimiter(lambda: app.state.clock.now().timestamp())
     problems.install(app)
     openapi.install(app)
-    for module in (programs, members, events, rewards, rules, status):
+    for module in (programs, members, events, rewards, rules, status, outbox):
         app.include_router(module.router)
     web.install(app)
 

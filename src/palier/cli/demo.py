@@ -121,6 +121,12 @@ def show_access(info: DemoInfo, *, host: str, port: int) -> None:
         soft_wrap=True,
         markup=False,
     )
+    console.print("\n[bold]What the mailer has to send (expiry warnings, sign-in codes…; then POST …/ack):[/bold]")
+    console.print(
+        f'curl -s -H "Authorization: Bearer {info.admin_key}" "{base}/v1/outbox?type=points_expiring&limit=3"',
+        soft_wrap=True,
+        markup=False,
+    )
     console.print("\n[bold]A café crème and two croissants at the Lyon store:[/bold]")
     console.print(
         f"curl -s -X POST {base}/v1/events/purchases -H 'Authorization: Bearer {info.pos_key}' "

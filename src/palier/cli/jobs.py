@@ -24,12 +24,15 @@ from palier.jobs import sweeps
 from palier.ledger.tables import lots
 from palier.logs import mask_handlers
 from palier.memberships import service as memberships
+from palier.notify import expiry
 from palier.rewards.service import expire_coupons
 from palier.rules import gifts
 from palier.segments import service as segments
 from palier.tiers import service as tiers
 
-app = new_app("Batch jobs: mature pending points, expire old ones, birthday and anniversary gifts.")
+app = new_app(
+    "Batch jobs: mature pending points, expire old ones, birthday and anniversary gifts, expiry warnings, status."
+)
 log = logging.getLogger("palier.worker")
 
 
@@ -41,11 +44,17 @@ class Job(StrEnum):
     tiers = "tiers"
     memberships = "memberships"
     segments = "segments"
+    expiry_warnings = "expiry-warnings"
     all = "all"
 
 
-# Gifts of the earning rules, once per member and year: safe to run twice, or on two workers at once.
-GIFTS: dict[str, Callable[..., gifts.GiftRun]] = {"birthdays": gifts.birthdays, "anniversaries": gifts.anniversaries}
+# Per member, in batches, safe to run twice or on two workers at once: gifts of the earning rules (once per
+# member and year) and warnings before points expire (once per window): (job, what it gives each member).
+PER_MEMBER: dict[str, tuple[Callable[..., gifts.GiftRun | expiry.WarningRun], str]] = {
+    "birthdays": (gifts.birthdays, "gifts"),
+    "anniversaries": (gifts.anniversaries, "gifts"),
+    "expiry-warnings": (expiry.warn, "warnings"),
+}
 
 
 def _requalify(db: Database, clock: Clock, program_id: str | None, workers: int) -> int:
@@ -78,7 +87,7 @@ SWEEPS: dict[str, tuple[Sweep, str, str]] = {
 
 
 def _names(job: Job) -> list[str]:
-    return [*SWEEPS, *GIFTS, *STATUS] if job is Job.all else [job.value]
+    return [*SWEEPS, *PER_MEMBER, *STATUS] if job is Job.all else [job.value]
 
 
 def _due(db: Database, name: str, now: datetime, program_id: str | None) -> int:
@@ -96,7 +105,7 @@ def run(
         ...,
         help="mature (pending points whose return window closed), expire (old points, overdue coupons), "
         "birthdays, anniversaries, tiers (requalification), memberships (lapse unpaid ones), segments (refresh), "
-        "or all.",
+        "expiry-warnings (points_expiring events for the mailer), or all.",
     ),
     batch_size: int = typer.Option(sweeps.BATCH, min=1, help="Lots per database transaction."),
     program: str | None = typer.Option(None, "--program", help="Only this program's lots (default: all)."),
@@ -106,16 +115,16 @@ def run(
 ) -> None:
     """Run a job once, now, with a progress bar; several may run at once (they never share a lot)."""
     clock = SystemClock()
-    results: dict[str, tuple[sweeps.SweepResult | gifts.GiftRun, float]] = {}
+    results: dict[str, tuple[sweeps.SweepResult | gifts.GiftRun | expiry.WarningRun, float]] = {}
     with open_database() as db:
         for name in _names(job):
             if name in STATUS:
                 started = time.perf_counter()
                 count = STATUS[name][0](db, clock, program, workers)
                 results[name] = (sweeps.SweepResult(lots=count), time.perf_counter() - started)
-            elif name in GIFTS:
+            elif name in PER_MEMBER:
                 started = time.perf_counter()
-                given = GIFTS[name](db, clock, program_id=program, batch_size=batch_size)
+                given = PER_MEMBER[name][0](db, clock, program_id=program, batch_size=batch_size)
                 results[name] = (given, time.perf_counter() - started)
             else:
                 results[name] = _run_with_progress(db, clock, name, batch_size, program, workers)
@@ -209,14 +218,14 @@ def _work(db: Database, clock: Clock, stop: threading.Event, *, interval: float,
                 f"{result.points:,}",
                 time.perf_counter() - started,
             )
-        for name, give in GIFTS.items():
+        for name, (give, what) in PER_MEMBER.items():
             try:
                 given = give(db, clock, batch_size=batch_size)
             except Exception:
                 log.exception("%s failed", name)
                 continue
             if given.members:
-                log.info("%s: %s gifts, %s points", name, f"{given.members:,}", f"{given.points:,}")
+                log.info("%s: %s %s, %s points", name, f"{given.members:,}", what, f"{given.points:,}")
         try:
             expired = expire_coupons(db, clock)
         except Exception:

@@ -38,6 +38,9 @@ def create(
     return_window_days: int = typer.Option(14, help="Days purchase points stay pending (returns)."),
     lifetime_months: int | None = typer.Option(None, help="Months before points expire [default: 12]."),
     never_expire: bool = typer.Option(False, "--never-expire", help="Points never expire."),
+    expiry_warning_days: int = typer.Option(
+        30, min=0, help="Warn members this many days before points expire (0: never)."
+    ),
     welcome_points: int = typer.Option(0, help="Points given to every new member."),
     points_name: str = typer.Option("points", help="What members call the points."),
 ) -> None:
@@ -54,6 +57,7 @@ def create(
         earn_per_amount=earn_per_amount,
         return_window_days=return_window_days,
         points_lifetime_months=None if never_expire else (lifetime_months or 12),
+        expiry_warning_days=expiry_warning_days,
         welcome_points=welcome_points,
         points_name=points_name,
     )

@@ -32,8 +32,14 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 _CHUNK = 10_000  # keys per query, all in one parameter (an array, or a JSON list on SQLite)
+
+
+def upsert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """``INSERT`` into ``table`` in the connection's dialect, which can say ``ON CONFLICT …``."""
+    return postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
 
 
 def _chunks(values: Iterable[str], size: int) -> Iterator[list[str]]:

@@ -32,6 +32,7 @@ from palier.jobs import sweeps
 from palier.ledger.tables import accounts
 from palier.members import service as members
 from palier.members.models import Consents, IdentityIn, MemberCreate
+from palier.notify import expiry
 from palier.programs.models import KeyCreate, Program, ProgramSettings
 from palier.programs.service import create_key, create_program, get_program
 from palier.programs.tables import programs
@@ -87,6 +88,7 @@ def build_demo(
         apply_rules(conn=conn, clock=clock, program_id=program.id, document=document, actor=ACTOR)
         program = get_program(conn=conn, program_id=program.id)
     add_status(db, clock, program, seed=seed)  # tiers, the Club plan, segments (see demo/status.py)
+    expiry.warn(db, clock, program_id=program.id)  # points earned a year ago expire soon: the mailer's work
     return demo_access(db, program.id, clock=clock)
 
 

@@ -1,30 +1,27 @@
-"""Writing domain events to the outbox, in the caller's transaction: an event exists iff its change committed."""
+"""Domain events written to the outbox in the caller's transaction (an event exists iff its change committed),
+and served to the merchant's systems until they acknowledge them.
+
+A consumer (the merchant's mailer, a webhook sender) asks for the events not yet acknowledged, oldest first,
+handles them and acknowledges their ids; an event is served again until then, so nothing is lost when the
+consumer stops half-way, and one committed late (ids are taken before commit) is not skipped.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, update
 
+from palier.clock import utc
 from palier.db.bulk import insert_many
+from palier.errors import NotFound
 from palier.ids import new_ids
+from palier.notify.models import EventType, OutboxEvent, OutboxPage
 from palier.notify.tables import outbox_events
 
-EVENT_TYPES = frozenset(
-    {
-        "tier_upgraded",
-        "tier_downgraded",
-        "membership_started",
-        "membership_renewed",
-        "membership_cancelled",
-        "membership_lapsed",
-        "segment_entered",
-        "segment_left",
-        "portal_sign_in_code",  # a member asked for a one-time code: the merchant's mailer sends it
-    }
-)
+EVENT_TYPES = frozenset(get_args(EventType))
 
 
 def emit(
@@ -63,3 +60,41 @@ def recent(conn: Connection, *, program_id: str, types: Sequence[str] = (), limi
     if types:
         query = query.where(outbox_events.c.type.in_(list(types)))
     return [dict(r) for r in conn.execute(query.order_by(outbox_events.c.id.desc()).limit(limit)).mappings()]
+
+
+def undelivered(conn: Connection, *, program_id: str, types: Sequence[str] = (), limit: int = 100) -> OutboxPage:
+    """The program's events not yet acknowledged, oldest first (``types``: only those)."""
+    query = select(outbox_events).where(
+        outbox_events.c.program_id == program_id, outbox_events.c.delivered_at.is_(None)
+    )
+    if types:
+        query = query.where(outbox_events.c.type.in_(sorted(set(types))))
+    rows = conn.execute(query.order_by(outbox_events.c.id).limit(limit + 1)).mappings().all()
+    items = [OutboxEvent(**{**row, "created_at": utc(row["created_at"])}) for row in rows[:limit]]
+    return OutboxPage(items=items, more=len(rows) > limit)
+
+
+def acknowledge(conn: Connection, *, program_id: str, ids: Sequence[str], now: datetime) -> int:
+    """Mark these events delivered; how many were not already. An id that is not one of the program's
+    events is refused (nothing is marked)."""
+    wanted = list(dict.fromkeys(ids))
+    known = set(
+        conn.execute(
+            select(outbox_events.c.id).where(outbox_events.c.program_id == program_id, outbox_events.c.id.in_(wanted))
+        ).scalars()
+    )
+    for position, event_id in enumerate(ids):
+        if event_id not in known:
+            raise NotFound(
+                "outbox_event_not_found", f"No event {event_id!r} in this program's outbox.", field=f"ids[{position}]"
+            )
+    done = conn.execute(
+        update(outbox_events)
+        .where(
+            outbox_events.c.program_id == program_id,
+            outbox_events.c.id.in_(wanted),
+            outbox_events.c.delivered_at.is_(None),
+        )
+        .values(delivered_at=now)
+    )
+    return int(done.rowcount)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, ForeignKey, Index, String, Table
+from sqlalchemy import Column, ForeignKey, Index, PrimaryKeyConstraint, String, Table
 
 from palier.db.metadata import Json, Timestamp, metadata
 
@@ -18,4 +18,15 @@ outbox_events = Table(
     Column("delivered_at", Timestamp, nullable=True),
     Index("ix_outbox_events_undelivered", "delivered_at", "id"),
     Index(None, "program_id", "type", "id"),
+)
+
+# Members warned that points expire soon: not warned again before ``quiet_until`` (the end of the window
+# the last warning covered), so every point is announced once and no member hears of it twice.
+expiry_warnings = Table(
+    "expiry_warnings",
+    metadata,
+    Column("program_id", String(32), ForeignKey("programs.id"), nullable=False),
+    Column("member_id", String(32), nullable=False),
+    Column("quiet_until", Timestamp, nullable=False),
+    PrimaryKeyConstraint("program_id", "member_id"),
 )

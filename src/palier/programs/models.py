@@ -54,6 +54,9 @@ class ProgramSettings(Strict):
     rounding: Rounding = Rounding.FLOOR
     return_window_days: int = Field(default=14, ge=0, le=365)
     points_lifetime_months: int | None = Field(default=12, ge=1, le=240, description="null: never expire")
+    expiry_warning_days: int = Field(
+        default=30, ge=0, le=365, description="warn members this many days before points expire (0: never)"
+    )
     earn_on_shipping: bool = False
     earn_on_tax: bool = False
     earn_on_gift_cards: bool = False
@@ -82,6 +85,7 @@ class ProgramUpdate(Strict):
     return_window_days: int | None = Field(default=None, ge=0, le=365)
     points_lifetime_months: int | None = Field(default=None, ge=1, le=240)
     never_expire: bool | None = Field(default=None, description="true: points never expire")
+    expiry_warning_days: int | None = Field(default=None, ge=0, le=365)
     earn_on_shipping: bool | None = None
     earn_on_tax: bool | None = None
     earn_on_gift_cards: bool | None = None

@@ -33,6 +33,7 @@ programs = Table(
     Column("redeem_amount", BigInteger, nullable=False, server_default="100"),  # … minor units
     Column("pay_with_points_max_percent", Integer, nullable=False, server_default="50"),
     Column("enrolment", String(12), nullable=False, server_default="open"),  # open | invitation
+    Column("expiry_warning_days", Integer, nullable=False, server_default="30"),  # 0: no warnings
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
 )

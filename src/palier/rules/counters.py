@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sqlalchemy import Connection, case, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from palier.db.bulk import upsert
 from palier.rules.tables import counters
 
 PROGRAM_WIDE = ""  # member_id of a counter that belongs to the whole program
@@ -24,10 +24,7 @@ def campaign_counter(campaign_id: str) -> str:
 
 def _ensure(conn: Connection, program_id: str, member_id: str, name: str) -> None:
     values = {"program_id": program_id, "member_id": member_id, "name": name, "value": 0}
-    if conn.dialect.name == "postgresql":
-        conn.execute(postgresql.insert(counters).values(values).on_conflict_do_nothing())
-    else:
-        conn.execute(sqlite.insert(counters).values(values).on_conflict_do_nothing())
+    conn.execute(upsert(conn, counters).values(values).on_conflict_do_nothing())
 
 
 def read(

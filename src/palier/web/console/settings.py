@@ -22,6 +22,7 @@ NUMBERS = (
     "earn_points",
     "earn_per_amount",
     "return_window_days",
+    "expiry_warning_days",
     "welcome_points",
     "redeem_points",
     "redeem_amount",

@@ -1,0 +1,141 @@
+"""Warning members before their points expire: a ``points_expiring`` event in the outbox for the mailer.
+
+A program's ``expiry_warning_days`` (30 by default; 0: no warnings) is the window: a member with points
+expiring within it is warned once, about all of them ("120 points expire from 31 March"), and not warned
+again until that window has ended; the next warning then covers the window after it. Every point is thus
+announced once, whatever the day the job runs, and a member never hears of the same points twice.
+
+Safe to run twice, or on two workers at once: a member is claimed by an upsert of their row in
+``expiry_warnings`` that only takes when their last window has ended, and the events are written in the same
+transaction as the claim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, func, select
+
+from palier.clock import Clock, utc
+from palier.db import Database
+from palier.db.bulk import upsert
+from palier.ledger.tables import lots
+from palier.members.tables import members
+from palier.notify.outbox import emit_many
+from palier.notify.tables import expiry_warnings
+from palier.programs.tables import programs
+
+BATCH = 1_000
+
+
+@dataclass
+class WarningRun:
+    members: int = 0  # warned
+    points: int = 0  # announced
+    batches: int = 0
+
+
+@dataclass(frozen=True)
+class _Due:
+    member_id: str
+    points: int  # expiring within the window
+    first_expiry: datetime  # the soonest of them
+
+
+def warn(db: Database, clock: Clock, *, program_id: str | None = None, batch_size: int = BATCH) -> WarningRun:
+    """Warn every member whose points expire within their program's warning window (all programs, or one)."""
+    run = WarningRun()
+    now = clock.now()
+    with db.read() as conn:
+        query = select(programs.c.id, programs.c.expiry_warning_days).where(programs.c.expiry_warning_days > 0)
+        if program_id is not None:
+            query = query.where(programs.c.id == program_id)
+        windows = [(pid, now + timedelta(days=days)) for pid, days in conn.execute(query)]
+    for pid, until in windows:
+        with db.read() as conn:
+            due = _due(conn, pid, now, until)
+        for start in range(0, len(due), batch_size):
+            batch = due[start : start + batch_size]
+            with db.write() as conn:
+                warned = _claim_and_emit(conn, pid, batch, now, until)
+            run.batches += 1
+            run.members += len(warned)
+            run.points += sum(d.points for d in warned)
+    return run
+
+
+def _due(conn: Connection, program_id: str, now: datetime, until: datetime) -> list[_Due]:
+    """Members with active points expiring in (now, until] and no window still running: how many, and the
+    soonest expiry."""
+    quiet = (
+        select(expiry_warnings.c.member_id)
+        .where(
+            expiry_warnings.c.program_id == program_id,
+            expiry_warnings.c.member_id == lots.c.member_id,
+            expiry_warnings.c.quiet_until > now,
+        )
+        .exists()
+    )
+    rows = conn.execute(
+        select(lots.c.member_id, func.sum(lots.c.remaining), func.min(lots.c.expires_at))
+        .where(
+            lots.c.program_id == program_id,
+            lots.c.state == "active",
+            lots.c.remaining > 0,
+            lots.c.expires_at > now,
+            lots.c.expires_at <= until,
+            ~quiet,
+        )
+        .group_by(lots.c.member_id)
+        .order_by(lots.c.member_id)
+    ).all()
+    return [_Due(member_id, int(points), utc(first)) for member_id, points, first in rows]
+
+
+def _claim_and_emit(conn: Connection, program_id: str, batch: list[_Due], now: datetime, until: datetime) -> list[_Due]:
+    """Claim the members whose last window has ended (another worker may have just warned some), then write
+    one event for each of them; the warned."""
+    insert = upsert(conn, expiry_warnings)
+    claim = (
+        insert.values([{"program_id": program_id, "member_id": d.member_id, "quiet_until": until} for d in batch])
+        .on_conflict_do_update(
+            index_elements=[expiry_warnings.c.program_id, expiry_warnings.c.member_id],
+            set_={"quiet_until": insert.excluded.quiet_until},
+            where=expiry_warnings.c.quiet_until <= now,
+        )
+        .returning(expiry_warnings.c.member_id)
+    )
+    claimed = set(conn.execute(claim).scalars())
+    warned = [d for d in batch if d.member_id in claimed]
+    if not warned:
+        return []
+    contacts = {
+        row.id: row
+        for row in conn.execute(
+            select(members.c.id, members.c.email, members.c.language).where(
+                members.c.id.in_([d.member_id for d in warned])
+            )
+        )
+    }
+    emit_many(
+        conn,
+        [
+            (
+                program_id,
+                "points_expiring",
+                d.member_id,
+                {
+                    "member_id": d.member_id,
+                    "email": contacts[d.member_id].email,
+                    "language": contacts[d.member_id].language,
+                    "points": d.points,
+                    "first_expiry": d.first_expiry.isoformat(),
+                    "until": until.isoformat(),
+                },
+            )
+            for d in warned
+        ],
+        now=now,
+    )
+    return warned

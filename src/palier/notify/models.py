@@ -1,0 +1,44 @@
+"""The outbox as the merchant's systems read it: domain events waiting for the mailer or webhook sender."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EventType = Literal[
+    "tier_upgraded",
+    "tier_downgraded",
+    "membership_started",
+    "membership_renewed",
+    "membership_cancelled",
+    "membership_lapsed",
+    "segment_entered",
+    "segment_left",
+    "portal_sign_in_code",  # a member asked for a one-time code: the merchant's mailer sends it
+    "points_expiring",  # a member's points expire soon: the merchant's mailer warns them
+]
+
+
+class OutboxEvent(BaseModel):
+    id: str = Field(description="ids sort in the order the events were written")
+    type: EventType
+    subject_id: str | None = Field(description="usually the member")
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+class OutboxPage(BaseModel):
+    items: list[OutboxEvent] = Field(description="events not yet acknowledged, oldest first")
+    more: bool = Field(description="true: more are waiting; acknowledge these and ask again")
+
+
+class Acknowledge(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[str] = Field(min_length=1, max_length=500, description="events handled: they are not served again")
+
+
+class Acknowledged(BaseModel):
+    acknowledged: int = Field(description="events marked delivered now (those acknowledged before are not counted)")
