@@ -47,8 +47,8 @@ def test_a_member_is_warned_once_about_the_points_expiring_within_the_window(
         "email": "camille@example.fr",
         "language": "fr",
         "points": 100,
-        "first_expiry": (start + LIFETIME).isoformat(),
-        "until": (clock.now() + timedelta(days=30)).isoformat(),
+        "first_expiry": (start + LIFETIME).isoformat(timespec="seconds"),
+        "until": (clock.now() + timedelta(days=30)).isoformat(timespec="seconds"),
     }
     clock.advance(days=3)
     assert expiry.warn(db, clock, program_id=program.id).members == 0  # the same points: not twice

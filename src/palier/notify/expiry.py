@@ -130,8 +130,8 @@ def _claim_and_emit(conn: Connection, program_id: str, batch: list[_Due], now: d
                     "email": contacts[d.member_id].email,
                     "language": contacts[d.member_id].language,
                     "points": d.points,
-                    "first_expiry": d.first_expiry.isoformat(),
-                    "until": until.isoformat(),
+                    "first_expiry": d.first_expiry.isoformat(timespec="seconds"),
+                    "until": until.isoformat(timespec="seconds"),
                 },
             )
             for d in warned
