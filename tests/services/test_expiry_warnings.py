@@ -105,3 +105,19 @@ def test_two_workers_at_once_warn_each_member_once(
     run_threads(2, work)
     assert sum(r.members for r in runs) == 30
     assert sorted(w["subject"] for w in warnings(db, program)) == sorted(m.id for m in members)
+
+
+def test_points_spent_after_the_candidates_were_read_are_not_announced(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """The job reads its candidates, then claims them in batches: what a warning says is read again in the
+    claiming transaction (a purchase paid with points may come in between)."""
+    member, _ = earn_three_lots(db, clock, program)
+    until = clock.now() + timedelta(days=30)
+    with db.read() as conn:
+        candidates = expiry._due(conn, program.id, clock.now(), until)
+    assert [(c.member_id, c.points) for c in candidates] == [(member.id, 100)]
+    adjust(db, clock, program, member, -90)  # the 40 and 50 of the 60
+    with db.write() as conn:
+        expiry._claim_and_emit(conn, program.id, candidates, clock.now(), until)
+    assert [w["points"] for w in warnings(db, program)] == [10]

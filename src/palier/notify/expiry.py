@@ -65,11 +65,15 @@ def warn(db: Database, clock: Clock, *, program_id: str | None = None, batch_siz
     return run
 
 
-def _due(conn: Connection, program_id: str, now: datetime, until: datetime) -> list[_Due]:
-    """Members with active points expiring in (now, until] and no window still running: how many, and the
-    soonest expiry."""
-    quiet = (
-        select(expiry_warnings.c.member_id)
+def _due(
+    conn: Connection, program_id: str, now: datetime, until: datetime, *, among: list[str] | None = None
+) -> list[_Due]:
+    """Members with active points expiring in (now, until]: how many, and the soonest expiry. Without
+    ``among``: those whose last window has ended (the candidates); with it: these members, as they are now."""
+    wanted = (
+        lots.c.member_id.in_(among)
+        if among is not None
+        else ~select(expiry_warnings.c.member_id)
         .where(
             expiry_warnings.c.program_id == program_id,
             expiry_warnings.c.member_id == lots.c.member_id,
@@ -85,7 +89,7 @@ def _due(conn: Connection, program_id: str, now: datetime, until: datetime) -> l
             lots.c.remaining > 0,
             lots.c.expires_at > now,
             lots.c.expires_at <= until,
-            ~quiet,
+            wanted,
         )
         .group_by(lots.c.member_id)
         .order_by(lots.c.member_id)
@@ -95,7 +99,7 @@ def _due(conn: Connection, program_id: str, now: datetime, until: datetime) -> l
 
 def _claim_and_emit(conn: Connection, program_id: str, batch: list[_Due], now: datetime, until: datetime) -> list[_Due]:
     """Claim the members whose last window has ended (another worker may have just warned some), then write
-    one event for each of them; the warned."""
+    one event for each with points still expiring; the warned."""
     insert = upsert(conn, expiry_warnings)
     claim = (
         insert.values([{"program_id": program_id, "member_id": d.member_id, "quiet_until": until} for d in batch])
@@ -106,8 +110,11 @@ def _claim_and_emit(conn: Connection, program_id: str, batch: list[_Due], now: d
         )
         .returning(expiry_warnings.c.member_id)
     )
-    claimed = set(conn.execute(claim).scalars())
-    warned = [d for d in batch if d.member_id in claimed]
+    claimed = sorted(conn.execute(claim).scalars())
+    if not claimed:
+        return []
+    # What expires now, in this transaction: points spent since the candidates were read are not announced.
+    warned = _due(conn, program_id, now, until, among=claimed)
     if not warned:
         return []
     contacts = {
