@@ -7,8 +7,10 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ import pytest
 from sqlalchemy import update
 from typer.testing import CliRunner
 
-from palier.cli import serve
+from palier.cli import jobs, serve
 from palier.cli.common import console, err_console
 from palier.cli.main import app
 from palier.clock import FrozenClock, SystemClock
@@ -25,6 +27,7 @@ from palier.db import Database, make_database
 from palier.ledger.tables import accounts
 from palier.logs import uvicorn_log_config
 from palier.programs.service import authenticate, get_program
+from palier.rules import gifts
 from palier.tiers import service as tiers
 from palier.tiers.models import TierPolicy
 from palier.tiers.tables import member_tiers
@@ -181,6 +184,32 @@ def test_worker_once_runs_both_jobs(cli_db: Database) -> None:
     assert result.exit_code == 0, result.output
     assert "mature: " in result.output and "expire: " in result.output and "worker stopped" in result.output
     assert f.balance(cli_db, program, member).available == 12
+
+
+def test_the_worker_looks_for_expiring_points_at_most_once_an_hour(
+    cli_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs: Counter[str] = Counter()
+
+    def counting(name: str) -> Callable[..., gifts.GiftRun]:
+        def run(*_args: Any, **_kwargs: Any) -> gifts.GiftRun:
+            runs.update([name])
+            return gifts.GiftRun()
+
+        return run
+
+    for name, (_job, what) in list(jobs.PER_MEMBER.items()):
+        monkeypatch.setitem(jobs.PER_MEMBER, name, (counting(name), what))
+    stop = threading.Event()
+    options = {"interval": 0.01, "once": False, "batch_size": 100}
+    worker = threading.Thread(target=jobs._work, args=(cli_db, SystemClock(), stop), kwargs=options)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while runs["birthdays"] < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()
+    worker.join(timeout=30)
+    assert runs["birthdays"] >= 3 and runs["expiry-warnings"] == 1, runs
 
 
 def test_verify_reports_violations_and_exits_1(cli_db: Database) -> None:

@@ -115,7 +115,7 @@ def test_points_spent_after_the_candidates_were_read_are_not_announced(
     member, _ = earn_three_lots(db, clock, program)
     until = clock.now() + timedelta(days=30)
     with db.read() as conn:
-        candidates = expiry._due(conn, program.id, clock.now(), until)
+        candidates = [expiry._Due.of(row) for row in conn.execute(expiry._due(program.id, clock.now(), until))]
     assert [(c.member_id, c.points) for c in candidates] == [(member.id, 100)]
     adjust(db, clock, program, member, -90)  # the 40 and 50 of the 60
     with db.write() as conn:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Row, Select, func, select
 
 from palier.clock import Clock, utc
 from palier.db import Database
@@ -42,6 +42,10 @@ class _Due:
     points: int  # expiring within the window
     first_expiry: datetime  # the soonest of them
 
+    @classmethod
+    def of(cls, row: Row[str, int, datetime]) -> _Due:
+        return cls(row[0], int(row[1]), utc(row[2]))
+
 
 def warn(db: Database, clock: Clock, *, program_id: str | None = None, batch_size: int = BATCH) -> WarningRun:
     """Warn every member whose points expire within their program's warning window (all programs, or one)."""
@@ -53,21 +57,20 @@ def warn(db: Database, clock: Clock, *, program_id: str | None = None, batch_siz
             query = query.where(programs.c.id == program_id)
         windows = [(pid, now + timedelta(days=days)) for pid, days in conn.execute(query)]
     for pid, until in windows:
-        with db.read() as conn:
-            due = _due(conn, pid, now, until)
-        for start in range(0, len(due), batch_size):
-            batch = due[start : start + batch_size]
-            with db.write() as conn:
-                warned = _claim_and_emit(conn, pid, batch, now, until)
-            run.batches += 1
-            run.members += len(warned)
-            run.points += sum(d.points for d in warned)
+        # The candidates stream in batches from one read; each batch is claimed in its own transaction.
+        with db.read() as reading:
+            for rows in reading.execution_options(yield_per=batch_size).execute(_due(pid, now, until)).partitions():
+                with db.write() as conn:
+                    warned = _claim_and_emit(conn, pid, [_Due.of(row) for row in rows], now, until)
+                run.batches += 1
+                run.members += len(warned)
+                run.points += sum(d.points for d in warned)
     return run
 
 
 def _due(
-    conn: Connection, program_id: str, now: datetime, until: datetime, *, among: list[str] | None = None
-) -> list[_Due]:
+    program_id: str, now: datetime, until: datetime, *, among: list[str] | None = None
+) -> Select[str, int, datetime]:
     """Members with active points expiring in (now, until]: how many, and the soonest expiry. Without
     ``among``: those whose last window has ended (the candidates); with it: these members, as they are now."""
     wanted = (
@@ -81,7 +84,7 @@ def _due(
         )
         .exists()
     )
-    rows = conn.execute(
+    return (
         select(lots.c.member_id, func.sum(lots.c.remaining), func.min(lots.c.expires_at))
         .where(
             lots.c.program_id == program_id,
@@ -93,8 +96,7 @@ def _due(
         )
         .group_by(lots.c.member_id)
         .order_by(lots.c.member_id)
-    ).all()
-    return [_Due(member_id, int(points), utc(first)) for member_id, points, first in rows]
+    )
 
 
 def _claim_and_emit(conn: Connection, program_id: str, batch: list[_Due], now: datetime, until: datetime) -> list[_Due]:
@@ -114,7 +116,7 @@ def _claim_and_emit(conn: Connection, program_id: str, batch: list[_Due], now: d
     if not claimed:
         return []
     # What expires now, in this transaction: points spent since the candidates were read are not announced.
-    warned = _due(conn, program_id, now, until, among=claimed)
+    warned = [_Due.of(row) for row in conn.execute(_due(program_id, now, until, among=claimed))]
     if not warned:
         return []
     contacts = {
