@@ -132,7 +132,7 @@ def run(
             else:
                 results[name] = _run_with_progress(db, clock, name, batch_size, program, workers)
         # coupons past their date expire with the points (their held points go back): expire and all
-        expired_coupons = expire_coupons(db, clock, program_id=program) if job is not Job.mature else None
+        expired_coupons = expire_coupons(db, clock, program_id=program) if job in (Job.expire, Job.all) else None
     table = Table(title="Jobs", title_justify="left")
     for column in ("job", "lots / members", "points", "batches", "seconds"):
         table.add_column(column, justify="left" if column == "job" else "right")
