@@ -1,4 +1,5 @@
-"""Bulk import of purchases (``activity.bulk.import_purchases``), batches of 1,000, one transaction each.
+"""Bulk import of purchases (``activity.bulk.import_batches``, as ``palier import purchases`` runs it), batches
+of 1,000, one transaction each.
 
 The purchases are built (validated ``PurchaseIn`` models, as the CSV reader hands them over) before the
 clock starts; the figure is the import itself: purchases committed per second. Half the buyers are named
@@ -21,7 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 
 import common
-from palier.activity.bulk import ImportStats, import_purchases
+from palier.activity.bulk import ImportStats, import_batches
 from palier.activity.models import Line, MemberRef, PurchaseIn
 from palier.activity.tables import events
 from palier.clock import SystemClock
@@ -75,22 +76,25 @@ def run(engine: str, options: object, limits: dict[str, float]) -> list[common.F
         common.vacuum_analyze(db)
     with common.step(f"bulk_import/{engine}: building {count:,} purchases"):
         purchases = build_purchases(seeded, count, clock.now())
-    total = ImportStats()
+    batches = [(purchases[at : at + batch], range(at + 1, at + batch + 1)) for at in range(0, count, batch)]
+    done = ImportStats()
+
+    def progress(stats: ImportStats) -> None:
+        done.add(stats)
+        if done.imported % (20 * batch) == 0:
+            common.say(f"  {done.imported:,} imported, {done.imported / (time.perf_counter() - started):,.0f}/s")
+
     with common.step(f"bulk_import/{engine}: importing {count:,} purchases in batches of {batch:,}"):
         started = time.perf_counter()
         with common.autoanalyze(db):
-            for at in range(0, count, batch):
-                with db.write() as conn:
-                    stats = import_purchases(
-                        conn=conn,
-                        clock=clock,
-                        program=program,
-                        purchases=purchases[at : at + batch],
-                        card_key=common.CARD_KEY,
-                    )
-                total.add(stats)
-                if (at // batch + 1) % 20 == 0:
-                    common.say(f"  {at + batch:,} imported, {(at + batch) / (time.perf_counter() - started):,.0f}/s")
+            total = import_batches(
+                db=db,
+                clock=clock,
+                program_id=program.id,
+                batches=batches,
+                card_key=common.CARD_KEY,
+                after_batch=progress,
+            )
         seconds = time.perf_counter() - started
     with db.read() as conn:
         stored = conn.execute(select(func.count()).select_from(events)).scalar_one()

@@ -28,6 +28,8 @@ from palier.cli.purchases_csv import read_batches
 from palier.clock import FrozenClock
 from palier.config import load_settings
 from palier.db import Database, make_database
+from palier.db.bulk import GrowingTables, lookup_query
+from palier.db.migrate import upgrade
 from palier.errors import PalierError
 from palier.ledger.verify import verify
 from tests.cli.shop import Shop, for_twin, open_shop, order_rows, problem_rows, snapshot, to_csv
@@ -173,6 +175,43 @@ def test_a_batch_racing_another_writer_is_retried_and_skips_what_it_sent(
     assert calls == 2
     assert (stats.skipped, stats.imported + stats.unclaimed, stats.rejected) == (3, len(purchases) - 3, [])
     assert_sound(db, shop.program.id)
+
+
+@pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
+def test_a_long_import_keeps_probing_order_ids_by_their_index(empty_database_url: str, clock: FrozenClock) -> None:
+    """Statistics taken while a new program's tables were nearly empty would have each batch look its
+    order ids up through the program's purchases by date, slower with every batch; the import refreshes
+    them as it grows the tables."""
+    upgrade(empty_database_url)
+    db = make_database(empty_database_url)
+    try:
+        shop = open_shop(db, clock)
+        with db.engine.connect() as conn:  # as autovacuum's first pass leaves a new program's tables
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM ANALYZE")
+        purchases, rows, _ = parsed(order_rows(shop, clock.now(), orders=2500))
+        batches = [(purchases[at : at + 500], rows[at : at + 500]) for at in range(0, len(purchases), 500)]
+        stats = bulk.import_batches(
+            db=db, clock=clock, program_id=shop.program.id, batches=batches, card_key=f.CARD_KEY
+        )
+        assert (stats.imported + stats.unclaimed, stats.rejected) == (len(purchases), [])
+        probe = lookup_query(
+            "postgresql",
+            events.c.external_id,
+            events.c.payload_hash,
+            ["ORD-0001", "ORD-2400"],
+            events.c.program_id == shop.program.id,
+            events.c.type == "purchase",
+        ).compile(dialect=db.engine.dialect)
+        with db.read() as conn:
+            plan = "\n".join(conn.exec_driver_sql(f"EXPLAIN {probe}", probe.params).scalars())
+        assert "uq_events_program_id_type_external_id" in plan, plan
+        assert_sound(db, shop.program.id)
+    finally:
+        db.dispose()
+
+
+def test_only_postgresql_tables_are_analysed(sqlite_db: Database) -> None:
+    assert GrowingTables(sqlite_db.engine, [events]).grew(1_000_000) == []
 
 
 # --- the command ---

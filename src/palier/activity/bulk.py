@@ -41,13 +41,13 @@ from palier.activity.service import fingerprint, purchase_label
 from palier.activity.tables import events, purchases
 from palier.clock import Clock
 from palier.db import Database
-from palier.db.bulk import insert_many, lookup
+from palier.db.bulk import GrowingTables, insert_many, lookup
 from palier.errors import Conflict, InvalidInput, NotFound, PalierError
 from palier.ids import new_id
 from palier.ledger.bulk_write import write_earnings
 from palier.ledger.earning_rows import EarnRows, earn_rows
 from palier.ledger.locks import lock_members
-from palier.ledger.tables import accounts
+from palier.ledger.tables import accounts, ledger_transactions, lots, postings
 from palier.members.identities import Normalised, normalise
 from palier.members.service import expiry_for
 from palier.members.tables import identities, members
@@ -153,9 +153,12 @@ def import_batches(
     """Import ``(purchases, row numbers)`` batches, each in its own transaction; the totals.
 
     A batch that collides with a concurrent writer of the same order ids (a unique-constraint
-    violation) is retried once: the retry finds those orders already present and skips them.
+    violation) is retried once: the retry finds those orders already present and skips them. Between
+    batches the statistics of the tables written are refreshed once they have grown stale
+    (:class:`palier.db.bulk.GrowingTables`), so the lookups stay index probes as the tables grow.
     """
     total = ImportStats()
+    written = GrowingTables(db.engine, _WRITTEN)
     for batch, rows in batches:
         for attempt in (1, 2):
             try:
@@ -168,10 +171,14 @@ def import_batches(
             except (IntegrityError, psycopg.IntegrityError):  # the latter from COPY, below SQLAlchemy
                 if attempt == 2:
                     raise
+        written.grew(stats.imported + stats.unclaimed)
         total.add(stats)
         if after_batch is not None:
             after_batch(stats)
     return total
+
+
+_WRITTEN = (events, purchases, ledger_transactions, postings, lots)  # by a batch, and read by the next
 
 
 def _reject(stats: ImportStats, item: _Item, error: PalierError) -> None:
