@@ -93,3 +93,15 @@ class Shares:
 _DIVIDERS: dict[Rounding, Callable[[int, int], int]] = {
     mode: operator.floordiv if mode is Rounding.FLOOR else partial(divide, mode=mode) for mode in Rounding
 }
+
+
+_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "CHF": "CHF", "CAD": "$"}
+
+
+def money(amount: int, currency: str, exponent: int, language: str) -> str:
+    """``amount`` minor units as a person reads them: ``€12.50`` in English, ``12,50 €`` in French."""
+    major = f"{amount / 10**exponent:.{exponent}f}"
+    symbol = _SYMBOLS.get(currency, currency)
+    if language == "fr":
+        return f"{major.replace('.', ',')} {symbol}"
+    return f"{symbol}{major}" if symbol in ("€", "$", "£") else f"{major} {symbol}"

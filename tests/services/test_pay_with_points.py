@@ -70,6 +70,7 @@ def test_points_payment_refusals_write_nothing(
     before = balance(db, program, payer)
     error = refused("payment_above_share", db, clock, program, payer, order_id="X", points=6_000, order_total=10_000)
     assert error.extra["max_points"] == 5_000
+    assert "of this order (€50.00); 6000 points are worth €60.00" in error.detail, error.detail
     refused("insufficient_points", db, clock, program, payer, order_id="X", points=4_000, order_total=100_000)
     purchase(db, clock, program, payer, order_id="DONE")
     refused("order_already_recorded", db, clock, program, payer, order_id="DONE", points=100)

@@ -175,6 +175,8 @@ def test_returning_more_than_was_bought_is_refused(db: Database, clock: FrozenCl
         with pytest.raises(Unprocessable) as caught:
             return_(db, clock, program, order.external_id, **args)  # type: ignore[arg-type]
         assert (caught.value.code, caught.value.field, caught.value.extra) == ("return_exceeds_purchase", field, extra)
+        if field == "amount":  # the till reads money, not minor units
+            assert "Only €20.23 of order" in caught.value.detail, caught.value.detail
     return_(db, clock, program, order.external_id, lines=[("MUG", 2)])
     with pytest.raises(Unprocessable) as caught:
         return_(db, clock, program, order.external_id, lines=[("MUG", 2)])

@@ -239,7 +239,8 @@ def test_coupon_refusals_at_the_till(db: Database, clock: FrozenClock, program: 
     refused("coupon_not_found", validate, db, clock, program, unknown)
     refused("coupon_other_member", validate, db, clock, program, coupon.code, member_id=bob.id)
     refused("coupon_wrong_channel", validate, db, clock, program, web_coupon.code)
-    refused("coupon_min_order", validate, db, clock, program, web_coupon.code, channel="web", order_total=1_999)
+    short = refused("coupon_min_order", validate, db, clock, program, web_coupon.code, channel="web", order_total=1_999)
+    assert "at least €20.00; the cart is €19.99" in short.detail, short.detail
     refused(
         "coupon_product_missing", validate, db, clock, program, coupon.code, lines=[line("BREAD", 250).model_dump()]
     )

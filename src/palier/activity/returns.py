@@ -13,6 +13,7 @@ from typing import Any
 
 from palier.activity.models import ReturnIn
 from palier.errors import Unprocessable
+from palier.programs.models import Program
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def _returned_points(order: dict[str, Any], lines: list[dict[str, Any]], refunde
     return min(points, by_lines + by_amount)
 
 
-def plan_return(*, order: dict[str, Any], ret: ReturnIn) -> ReturnPlan:
+def plan_return(*, order: dict[str, Any], ret: ReturnIn, program: Program) -> ReturnPlan:
     lines = copy.deepcopy(order["lines"])
     refunded_before = int(order["refunded"])
     refund = 0
@@ -88,7 +89,7 @@ def plan_return(*, order: dict[str, Any], ret: ReturnIn) -> ReturnPlan:
         if ret.amount > refundable:
             raise Unprocessable(
                 "return_exceeds_purchase",
-                f"Only {refundable} (minor units) of order #{order['order_id']} can still be refunded.",
+                f"Only {program.money(refundable)} of order #{order['order_id']} can still be refunded.",
                 field="amount",
                 refundable=refundable,
             )

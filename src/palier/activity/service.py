@@ -241,7 +241,7 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
     anonymous = order["order_status"] == "anonymous"
     order = _lock_order(conn, order["event_id"], order["member_id"])
     excused = 0
-    plan: ReturnPlan = plan_return(order=dict(order), ret=ret)
+    plan: ReturnPlan = plan_return(order=dict(order), ret=ret, program=program)
     event_id = new_id("event")
     member_id = order["member_id"]
     label = plan.label(ret.order_id)

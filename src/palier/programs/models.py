@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from palier.units import Rounding
+from palier.units import Rounding, money
 
 # Minor-unit exponents that differ from 2 (ISO 4217).
 CURRENCY_EXPONENTS = {
@@ -113,6 +113,10 @@ class Program(ProgramSettings):
     status_version: int = Field(default=0, description="changes with tiers and VIP plans (0: none yet)")
     created_at: datetime
     updated_at: datetime
+
+    def money(self, amount: int, language: str = "en") -> str:
+        """``amount`` minor units of the program's currency as a person reads them (``€12.50``)."""
+        return money(amount, self.currency, self.currency_exponent, language)
 
 
 class KeyCreate(Strict):

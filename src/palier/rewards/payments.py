@@ -89,8 +89,8 @@ def pay(*, conn: Connection, clock: Clock, program: Program, member_id: str, dat
         if amount > cap:
             raise Unprocessable(
                 "payment_above_share",
-                f"Points may pay at most {program.pay_with_points_max_percent}% of this order ({cap} minor units); "
-                f"{points} points are worth {amount}.",
+                f"Points may pay at most {program.pay_with_points_max_percent}% of this order "
+                f"({program.money(cap)}); {points} points are worth {program.money(amount)}.",
                 field="points",
                 max_amount=cap,
                 max_points=divide(cap * program.redeem_points, program.redeem_amount, Rounding.FLOOR),

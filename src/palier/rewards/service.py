@@ -581,7 +581,7 @@ def validate_coupon(
     """Can this coupon be used here, by this member, on this cart? And what does it take off? Writes nothing."""
     coupon = find_coupon(conn=conn, program_id=program.id, code=code)
     reward = get_reward(conn=conn, program_id=program.id, reward_id=coupon.reward_id)
-    _check_usable(coupon, reward, check, clock.now())
+    _check_usable(coupon, reward, check, clock.now(), program)
     discount = _discount(reward, check)
     return CouponValidity(coupon=coupon, discount=discount, describes=describe_reward(reward, program))
 
@@ -595,7 +595,7 @@ def use_coupon(*, conn: Connection, clock: Clock, program: Program, code: str, u
         return coupon, True
     reward = get_reward(conn=conn, program_id=program.id, reward_id=coupon.reward_id)
     now = clock.now()
-    _check_usable(coupon, reward, use, now)
+    _check_usable(coupon, reward, use, now, program)
     discount = _discount(reward, use)
     if coupon.hold_id is not None:
         booking = ledger.Booking(
@@ -711,7 +711,7 @@ def _refuse_closed(coupon: Coupon) -> None:
         raise Unprocessable("coupon_cancelled", "This coupon was cancelled.", field="code")
 
 
-def _check_usable(coupon: Coupon, reward: Reward, check: CouponCheck, now: datetime) -> None:
+def _check_usable(coupon: Coupon, reward: Reward, check: CouponCheck, now: datetime, program: Program) -> None:
     _refuse_closed(coupon)
     if coupon.expires_at is not None and coupon.expires_at <= now:
         raise Unprocessable("coupon_expired", "This coupon has expired.", field="code")
@@ -727,7 +727,8 @@ def _check_usable(coupon: Coupon, reward: Reward, check: CouponCheck, now: datet
     if reward.min_order is not None and total is not None and total < reward.min_order:
         raise Unprocessable(
             "coupon_min_order",
-            f"This coupon needs an order of at least {reward.min_order} (minor units); the cart is {total}.",
+            f"This coupon needs an order of at least {program.money(reward.min_order)}; "
+            f"the cart is {program.money(total)}.",
             field="order_total",
             min_order=reward.min_order,
         )

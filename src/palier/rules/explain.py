@@ -16,8 +16,8 @@ from palier.rules.models import (
     Rule,
     SpendStep,
 )
+from palier.units import money
 
-_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "CHF": "CHF", "CAD": "$"}
 _DAYS = {
     "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
     "fr": ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"),
@@ -38,14 +38,6 @@ _PER = {
     "en": {"ever": "once", "day": "per day", "week": "per week", "month": "per month"},
     "fr": {"ever": "une fois", "day": "par jour", "week": "par semaine", "month": "par mois"},
 }
-
-
-def money(amount: int, currency: str, exponent: int, language: str) -> str:
-    major = f"{amount / 10**exponent:.{exponent}f}"
-    symbol = _SYMBOLS.get(currency, currency)
-    if language == "fr":
-        return f"{major.replace('.', ',')} {symbol}"
-    return f"{symbol}{major}" if symbol in ("€", "$", "£") else f"{major} {symbol}"
 
 
 def how_to_earn(

@@ -38,7 +38,6 @@ from palier.rules.engine import (
     counter_name,
     total_points,
 )
-from palier.rules.explain import money
 from palier.rules.models import PointsPerAmount, Rule, RuleSetDocument, RuleSetVersion, SpendStep, Text
 from palier.rules.tables import awards as award_rows
 from palier.rules.tables import rule_sets
@@ -511,7 +510,7 @@ def give_back(*, conn: Connection, program: Program, event_id: str, points: Retu
 
 def award_lines(found: Sequence[Award], program: Program, language: str = "en") -> list[AwardLine]:
     def in_currency(amount: int) -> str:
-        return money(amount, program.currency, program.currency_exponent, language)
+        return program.money(amount, language)
 
     return [
         AwardLine(

@@ -7,7 +7,6 @@ from zoneinfo import ZoneInfo
 
 from palier.programs.models import Program
 from palier.rewards.models import Reward
-from palier.rules.explain import money as format_money
 from palier.web.i18n import translator
 
 _MONTHS = {
@@ -29,7 +28,7 @@ def number(value: int, language: str) -> str:
 
 
 def money(amount: int, program: Program, language: str) -> str:
-    return format_money(amount, program.currency, program.currency_exponent, language)
+    return program.money(amount, language)
 
 
 def day(when: datetime, program: Program, language: str) -> str:
