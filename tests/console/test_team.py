@@ -53,6 +53,8 @@ def test_an_admin_adds_a_colleague_who_signs_in_then_changes_their_role_and_pass
         assert till.get("/console/rules", follow_redirects=False).status_code == 200  # at their next page
         sent = {"csrf": token, "password": "un nouveau mot de passe"}
         assert client.post(f"/console/staff/{hugo}/password", data=sent, follow_redirects=False).status_code == 303
+        signed_out = till.get("/till", follow_redirects=False)  # a new password ends the sessions of the old one
+        assert signed_out.status_code == 303 and signed_out.headers["location"].startswith("/console/sign-in")
     with TestClient(app, client=own_address()) as later:
         assert sign_in(later, "hugo@fournil.example", TEMPORARY).status_code == 401
         assert sign_in(later, "hugo@fournil.example", "un nouveau mot de passe").status_code == 303
@@ -133,6 +135,8 @@ def test_anyone_signed_in_changes_their_own_password(
 ) -> None:
     email = add_staff(program.id, "store_staff")
     assert sign_in(client, email).status_code == 303
+    elsewhere = TestClient(app, client=own_address())  # the same person, signed in on another computer
+    assert sign_in(elsewhere, email).status_code == 303
     token = csrf_of(client.get("/console/password").text)
     new = {"csrf": token, "new_password": TEMPORARY, "new_password_again": TEMPORARY}
     wrong = client.post("/console/password", data=new | {"current_password": "not it at all"})
@@ -141,6 +145,9 @@ def test_anyone_signed_in_changes_their_own_password(
     assert typo.status_code == 422 and "Les deux saisies diffèrent." in typo.text
     done = client.post("/console/password", data=new | {"current_password": PASSWORD}, follow_redirects=False)
     assert done.headers["location"] == "/console/password?saved=1"
+    assert client.get("/console/password?saved=1", follow_redirects=False).status_code == 200  # still signed in here
+    assert elsewhere.get("/till", follow_redirects=False).headers["location"].startswith("/console/sign-in")
+    elsewhere.close()
     with TestClient(app, client=own_address()) as later:
         assert sign_in(later, email, PASSWORD).status_code == 401
         assert sign_in(later, email, TEMPORARY).status_code == 303

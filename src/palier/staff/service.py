@@ -8,6 +8,7 @@ with the right password, so guessing is slow whatever the attacker rotates.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -89,6 +90,14 @@ def list_users(*, conn: Connection, program_id: str) -> list[StaffUser]:
 
 def get(*, conn: Connection, staff_id: str) -> StaffUser:
     return _user(_get_row(conn, staff_id))
+
+
+def get_with_stamp(*, conn: Connection, staff_id: str) -> tuple[StaffUser, str]:
+    """The user and their session stamp: a fingerprint of their password hash, which a console session
+    records when it opens and must still match, so that a new password ends every session opened
+    with the old one (a stolen session included)."""
+    row = _get_row(conn, staff_id)
+    return _user(row), hashlib.sha256(row.password_hash.encode()).hexdigest()[:32]
 
 
 def find(*, conn: Connection, program_id: str, email: str) -> StaffUser:

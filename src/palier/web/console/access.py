@@ -9,12 +9,13 @@ read from the database on each request, so a deactivation or a role change appli
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 
 from palier.db import Database
 from palier.errors import NotFound
@@ -59,7 +60,8 @@ def permission_of(endpoint: Any) -> Permission | None:
 
 
 def signed_in(request: Request) -> Staff | None:
-    """The staff user of this browser's session, if it is valid and the user still active."""
+    """The staff user of this browser's session, if it is valid, the user still active and their password
+    the one the session was opened with."""
     cached = getattr(request.state, "staff", None)
     if cached is not None:
         return cached  # type: ignore[no-any-return]
@@ -69,11 +71,11 @@ def signed_in(request: Request) -> Staff | None:
     db: Database = request.app.state.db
     with db.read() as conn:
         try:
-            user = staff.get(conn=conn, staff_id=session["staff_id"])
+            user, stamp = staff.get_with_stamp(conn=conn, staff_id=session["staff_id"])
         except NotFound:
             return None
-        if not user.active:
-            return None
+        if not user.active or not hmac.compare_digest(str(session.get("stamp", "")), stamp):
+            return None  # deactivated, or the password changed since this session opened
         program = get_program(conn=conn, program_id=user.program_id)
     found = Staff(user=user, program=program)
     request.state.staff = found
@@ -97,6 +99,11 @@ def staff_router(**kwargs: Any) -> APIRouter:
     router = page_router(**kwargs)
     router.dependencies.append(Depends(staff_guard))  # after the CSRF check
     return router
+
+
+def open_session(request: Request, response: Response, user: StaffUser, stamp: str) -> None:
+    """Sign this browser in as ``user`` (``stamp``: from :func:`palier.staff.service.get_with_stamp`)."""
+    STAFF_SESSION.open(request, response, {"staff_id": user.id, "stamp": stamp})
 
 
 def current(request: Request) -> Staff:

@@ -8,7 +8,7 @@ from fastapi.responses import RedirectResponse, Response
 from palier.db import Database
 from palier.errors import PalierError
 from palier.staff import service as staff
-from palier.web.console.access import current, requires, staff_router
+from palier.web.console.access import current, open_session, requires, staff_router
 from palier.web.render import render
 
 router = staff_router()
@@ -48,7 +48,10 @@ async def change_own_password(request: Request) -> Response:
                 current_password=str(form.get("current_password", "")),
                 actor=f"staff:{who.user.id}",
             )
+            user, stamp = staff.get_with_stamp(conn=conn, staff_id=who.user.id)
     except PalierError as error:
         field = error.field or "new_password"
         return _page(request, status=422, errors={field: f"console.password.refused.{error.code}"})
-    return RedirectResponse("/console/password?saved=1", status_code=303)
+    response = RedirectResponse("/console/password?saved=1", status_code=303)
+    open_session(request, response, user, stamp)  # this browser stays signed in; the others are signed out
+    return response

@@ -11,7 +11,7 @@ from palier.errors import Throttled, Unauthenticated
 from palier.staff import service as staff
 from palier.staff.permissions import allows
 from palier.web import page_router
-from palier.web.console.access import safe_next, signed_in
+from palier.web.console.access import open_session, safe_next, signed_in
 from palier.web.render import render
 from palier.web.sessions import STAFF_SESSION
 
@@ -47,6 +47,7 @@ async def sign_in(request: Request) -> Response:
                 user = staff.authenticate(
                     conn=conn, clock=request.app.state.clock, email=email, password=password, ip=ip
                 )
+                user, stamp = staff.get_with_stamp(conn=conn, staff_id=user.id)
             except Unauthenticated:
                 conn.commit()  # the failed attempt counts towards throttling
                 raise
@@ -66,7 +67,7 @@ async def sign_in(request: Request) -> Response:
             page.headers["Retry-After"] = str(params["retry_after"])
         return page
     response = RedirectResponse(target or home_of(user.role), status_code=303)
-    STAFF_SESSION.open(request, response, {"staff_id": user.id})
+    open_session(request, response, user, stamp)
     return response
 
 
