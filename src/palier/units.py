@@ -95,13 +95,16 @@ _DIVIDERS: dict[Rounding, Callable[[int, int], int]] = {
 }
 
 
+NARROW_SPACE = "\u202f"  # between groups of digits in French: 1 212,50 €
 _SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "CHF": "CHF", "CAD": "$"}
 
 
 def money(amount: int, currency: str, exponent: int, language: str) -> str:
-    """``amount`` minor units as a person reads them: ``€12.50`` in English, ``12,50 €`` in French."""
-    major = f"{amount / 10**exponent:.{exponent}f}"
+    """``amount`` minor units as a person reads them: ``€1,212.50`` in English, ``1 212,50 €`` in French."""
+    if amount < 0:
+        return "-" + money(-amount, currency, exponent, language)
+    major = f"{amount / 10**exponent:,.{exponent}f}"
     symbol = _SYMBOLS.get(currency, currency)
     if language == "fr":
-        return f"{major.replace('.', ',')} {symbol}"
+        return major.replace(",", NARROW_SPACE).replace(".", ",") + f" {symbol}"
     return f"{symbol}{major}" if symbol in ("€", "$", "£") else f"{major} {symbol}"

@@ -286,7 +286,7 @@ def test_a_used_coupon_shows_its_order_and_cannot_be_cancelled(
         rewards.use_coupon(conn=conn, clock=clock, program=program, code=code, use=use)
     shown = invoke("coupons", "show", code, "--program", program.id)
     assert re.search(r"state\s*│ used \d{4}-", shown.output), shown.output
-    assert re.search(r"used on\s*│ order #LYO-1042 \(store at lyon\), 5.00 EUR off", shown.output)
+    assert re.search(r"used on\s*│ order #LYO-1042 \(store at lyon\), €5.00 off", shown.output)
     assert re.search(r"points\s*│ 500 points \(spent\)", shown.output)
     refused = invoke("coupons", "cancel", code, "--program", program.id)
     assert refused.exit_code == 2
@@ -300,7 +300,7 @@ def test_store_credit_is_shown_as_such_and_cannot_be_cancelled(
     member = member_with_points(cli_db, clock, program)
     code = redeem(cli_db, clock, program, member, reward_id)
     shown = invoke("coupons", "show", code, "--program", program.id)
-    assert re.search(r"gives\s*│ 10.00 EUR store credit", shown.output), shown.output
+    assert re.search(r"gives\s*│ €10.00 store credit", shown.output), shown.output
     assert re.search(r"state\s*│ used: store credit put in the member's wallet", shown.output)
     refused = invoke("coupons", "cancel", code, "--program", program.id)
     assert refused.exit_code == 2

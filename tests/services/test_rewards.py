@@ -115,7 +115,7 @@ def test_redeeming_holds_the_points_and_using_the_coupon_spends_them(
     assert coupon.expires_at == clock.now() + timedelta(days=30)
 
     checked = validate(db, clock, program, coupon.code, member_id=alice.id, order_total=3_000)
-    assert checked.discount == 500 and checked.describes == "5.00 EUR off"
+    assert checked.discount == 500 and checked.describes == "€5.00 off"
     assert points(db, program, alice) == (700, 500)  # validating writes nothing
 
     clock.advance(days=2)

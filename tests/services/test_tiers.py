@@ -71,7 +71,7 @@ def test_the_purchase_that_crosses_the_threshold_upgrades_at_once(
         shown = tiers.progress(conn=conn, clock=clock, program=program, member_id=ann.id)
         events = recent(conn, program_id=program.id, types=["tier_upgraded"])
     assert (shown.value, shown.next_tier, shown.needed_for_next, shown.needed_to_keep) == (110_00, "gold", 390_00, 0)
-    assert shown.message == "390.00 EUR more before 31 December to reach Gold"
+    assert shown.message == "€390.00 more before 31 December to reach Gold"
     assert [e["payload"]["to"] for e in events] == ["silver", "bronze"]
     assert [c.reason for c in shown.history] == ["upgrade", "upgrade"]
 

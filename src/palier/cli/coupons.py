@@ -19,7 +19,7 @@ from palier.programs.models import Program
 from palier.programs.service import get_program
 from palier.rewards import codes
 from palier.rewards.models import Coupon
-from palier.rewards.service import cancel_coupon, describe_reward, find_coupon, format_money, get_reward
+from palier.rewards.service import cancel_coupon, describe_reward, find_coupon, get_reward
 
 app = new_app("Coupons at the till: look one up by its code, cancel it.")
 CODE = typer.Argument(..., help="The code the member shows, with or without dashes (O and 0, I and 1 alike).")
@@ -50,7 +50,7 @@ def show(code: str = CODE, program: str = PROGRAM) -> None:
     }
     if coupon.state == "used" and coupon.order_id:
         where = f" at {coupon.store_id}" if coupon.store_id else ""
-        discount = f", {format_money(coupon.discount, found)} off" if coupon.discount else ""
+        discount = f", {found.money(coupon.discount)} off" if coupon.discount else ""
         rows["used on"] = f"order #{coupon.order_id} ({coupon.channel}{where}){discount}"
     for name, value in rows.items():
         table.add_row(name, escape(value) if name != "state" else value)

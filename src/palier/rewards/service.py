@@ -773,18 +773,9 @@ def _discount(reward: Reward, cart: CouponCheck) -> int | None:
     return 0
 
 
-def format_money(amount: int, program: Program) -> str:
-    """``5.00 EUR``: minor units in the program's currency."""
-    exponent = program.currency_exponent
-    return f"{amount / 10**exponent:.{exponent}f} {program.currency}"
-
-
 def describe_reward(reward: Reward, program: Program) -> str:
-    """What the reward gives, as the till shows it: ``5.00 EUR off``, ``Free: SKU``, ``Free shipping``…"""
-
-    def money(amount: int) -> str:
-        return format_money(amount, program)
-
+    """What the reward gives, as the till shows it: ``€5.00 off``, ``Free: SKU``, ``Free shipping``…"""
+    money = program.money
     if reward.kind == "amount_off":
         assert reward.amount is not None
         return f"{money(reward.amount)} off"

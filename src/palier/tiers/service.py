@@ -367,12 +367,7 @@ def _message(
         return "Vous êtes au niveau le plus haut." if language == "fr" else "You are at the top tier."
     name = getattr(following.name, language)
     if policy.metric == "spend":
-        major = needed / 10**program.currency_exponent
-        amount = (
-            f"{major:,.{program.currency_exponent}f}".replace(",", "\u202f").replace(".", ",") + f" {program.currency}"
-            if language == "fr"
-            else f"{major:,.{program.currency_exponent}f} {program.currency}"
-        )
+        amount = program.money(needed, language)
     elif policy.metric == "points":
         amount = f"{needed} {program.points_name}"
     else:
