@@ -111,7 +111,8 @@ _BATCH_COLUMNS = """
     transaction_id VARCHAR(32) NOT NULL,
     repay BIGINT NOT NULL DEFAULT 0"""
 
-# The due lots of each sweep: (state, date column), both served by an index on (state, date).
+# The due lots of each sweep: (state, date column), each served by a partial index of the lots in that state
+# (``ledger.tables``: the state is written into the SQL, so the planner sees the index fits).
 _DUE: Final = {"mature": ("pending", "matures_at"), "expire": ("active", "expires_at")}
 
 

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, Integer, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    ColumnElement,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    literal_column,
+    text,
+)
 
 from palier.db.metadata import BigId, Json, Timestamp, metadata
 
@@ -40,7 +53,14 @@ ledger_transactions = Table(
     Column("effective_at", Timestamp, nullable=False),  # when the fact happened
     Column("details", Json, nullable=True),
     Index(None, "program_id", "member_id", "id"),
-    Index(None, "reverses_id", unique=True),  # a transaction is reversed at most once
+    # A transaction is reversed at most once (the index holds reversals only).
+    Index(
+        None,
+        "reverses_id",
+        unique=True,
+        postgresql_where=text("reverses_id IS NOT NULL"),
+        sqlite_where=text("reverses_id IS NOT NULL"),
+    ),
     Index(None, "program_id", "effective_at"),  # the dashboard: a program's points flows by week
 )
 
@@ -77,10 +97,28 @@ lots = Table(
     Column("expires_at", Timestamp, nullable=True),
     CheckConstraint("remaining >= 0 AND remaining <= amount", name="remaining_in_range"),
     Index(None, "program_id", "member_id", "state", "expires_at"),
-    Index("ix_lots_due_to_mature", "state", "matures_at"),
-    Index("ix_lots_due_to_expire", "state", "expires_at"),
+    # What the sweeps look for, and only that: a matured lot leaves the first, an expired one the second.
+    Index(
+        "ix_lots_due_to_mature",
+        "matures_at",
+        postgresql_where=text("state = 'pending'"),
+        sqlite_where=text("state = 'pending'"),
+    ),
+    Index(
+        "ix_lots_due_to_expire",
+        "expires_at",
+        postgresql_where=text("state = 'active'"),
+        sqlite_where=text("state = 'active'"),
+    ),
     Index(None, "event_id"),
 )
+
+
+def lot_state_is(state: str) -> ColumnElement[bool]:
+    """``lots.state = '<state>'`` with the state written into the SQL, not bound: the planner then sees that a
+    partial index on that state (the due-lot indexes above) can serve the query."""
+    return lots.c.state == literal_column(f"'{state}'")
+
 
 allocations = Table(
     "allocations",

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Row, Select, func, select
 from palier.clock import Clock, utc
 from palier.db import Database
 from palier.db.bulk import upsert
-from palier.ledger.tables import lots
+from palier.ledger.tables import lot_state_is, lots
 from palier.members.tables import members
 from palier.notify.outbox import emit_many
 from palier.notify.tables import expiry_warnings
@@ -88,7 +88,7 @@ def _due(
         select(lots.c.member_id, func.sum(lots.c.remaining), func.min(lots.c.expires_at))
         .where(
             lots.c.program_id == program_id,
-            lots.c.state == "active",
+            lot_state_is("active"),
             lots.c.remaining > 0,
             lots.c.expires_at > now,
             lots.c.expires_at <= until,
