@@ -120,7 +120,7 @@ def test_the_audit_trail_pages_newest_first(new_program: Callable[..., ApiProgra
 
 CONSOLE_EXEMPT: dict[Route, str] = {
     ("POST", "/console/sign-in"): "signs a staff user in: no change to the program (attempts are in staff_sign_ins)",
-    ("POST", "/console/sign-out"): "ends a session: writes nothing",
+    ("POST", "/console/sign-out"): "ends the browser's own session (web_sessions): no change to the program",
     ("POST", "/console/members"): "a member search (posted to keep identities out of URLs): writes nothing",
     ("POST", "/till"): "the till's search box (posted to keep card numbers out of URLs): writes nothing",
     ("POST", "/till/new-member/start"): "the enrolment form filled from the search: writes nothing",

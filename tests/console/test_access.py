@@ -147,9 +147,22 @@ def test_sign_in_refusals_throttling_and_sign_out(
     ok = sign_in(client, other, next="https://evil.example/")  # no open redirect
     assert ok.status_code == 303 and ok.headers["location"] == "/console/dashboard"
     assert client.get("/console/rules", follow_redirects=False).status_code == 200
+    kept = client.cookies.get("palier_staff")  # a copy of the session cookie, taken before signing out
     token = csrf_of(client.get("/console/rules").text)
     assert client.post("/console/sign-out", data={"csrf": token}, follow_redirects=False).status_code == 303
     assert client.get("/console/rules", follow_redirects=False).status_code == 303
+    client.cookies.set("palier_staff", kept)  # put back in the same browser: the session has ended on the server
+    assert client.get("/console/rules", follow_redirects=False).headers["location"].startswith("/console/sign-in")
+
+
+def test_a_staff_session_ends_after_ten_hours(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str], clock: Any
+) -> None:
+    assert sign_in(client, add_staff(program.id, "marketer")).status_code == 303
+    clock.advance(hours=9, minutes=59)
+    assert client.get("/console/rules", follow_redirects=False).status_code == 200
+    clock.advance(minutes=1)
+    assert client.get("/console/rules", follow_redirects=False).headers["location"].startswith("/console/sign-in")
 
 
 def test_store_staff_land_on_the_till_and_a_deactivated_user_is_signed_out(
@@ -165,3 +178,7 @@ def test_store_staff_land_on_the_till_and_a_deactivated_user_is_signed_out(
         user = staff.find(conn=conn, program_id=program.id, email=email)
         staff.set_active(conn=conn, clock=clock, staff_id=user.id, active=False, actor="test")
     assert client.get("/till", follow_redirects=False).status_code == 303
+    with db.write() as conn:
+        staff.set_active(conn=conn, clock=clock, staff_id=user.id, active=True, actor="test")
+    assert client.get("/till", follow_redirects=False).status_code == 303  # back at work: signs in again
+    assert sign_in(client, email).headers["location"] == "/till"

@@ -85,8 +85,8 @@ def test_a_member_cannot_read_or_redeem_as_another_member(web: LiveServer, shop:
     cookie = alice.cookies["palier_member"]
     unsigned = URLSafeTimedSerializer("any", salt="palier.member-session")
     _, data = unsigned.loads_unsafe(cookie)
-    assert data["m"] == shop.member_id
-    data["m"] = bob["id"]
+    assert data["s"] == shop.member_id
+    data["s"] = bob["id"]
     _payload, _, rest = cookie.lstrip(".").partition(".")
     forged = unsigned.dump_payload(data).decode()
     alice.cookies.set("palier_member", f"{forged}.{rest}", domain="127.0.0.1")
@@ -111,6 +111,37 @@ def test_a_session_is_for_its_own_program_and_browser(
         thief.get(f"/p/{shop.program.id}/sign-in")  # gets its own CSRF cookie
         thief.cookies.set("palier_member", alice.cookies["palier_member"], domain="127.0.0.1")
         assert thief.get(f"/p/{shop.program.id}").status_code == 303
+
+
+def test_signing_out_ends_the_session_on_the_server(web: LiveServer, shop: Shop) -> None:
+    p = shop.program
+    alice = signed_in_client(web.url, shop.portal_link())
+    kept = alice.cookies["palier_member"]  # what a shared computer's browser, or a thief, may keep
+    token = csrf_of(alice.get(f"/p/{p.id}").text)
+    out = alice.post(f"/p/{p.id}/sign-out", data={"csrf": token})
+    assert out.status_code == 303 and out.headers["location"] == f"/p/{p.id}/sign-in?signed_out=1"
+    alice.cookies.set("palier_member", kept, domain="127.0.0.1")  # put back, with the same CSRF cookie
+    assert alice.get(f"/p/{p.id}").headers["location"] == f"/p/{p.id}/sign-in"
+
+    # on every device: the phone left on the bus is signed out too
+    laptop = signed_in_client(web.url, shop.portal_link())
+    phone = signed_in_client(web.url, shop.portal_link())
+    bob = enrol_another(shop, "Bob", points=10)
+    bobs = signed_in_client(web.url, shop.portal_link(bob["id"]))
+    settings = laptop.get(f"/p/{p.id}/settings").text
+    assert "Se déconnecter sur tous les appareils" in settings
+    out = laptop.post(f"/p/{p.id}/sign-out", data={"csrf": csrf_of(settings), "everywhere": "1"})
+    assert out.status_code == 303
+    assert laptop.get(f"/p/{p.id}").status_code == 303 and phone.get(f"/p/{p.id}").status_code == 303
+    assert bobs.get(f"/p/{p.id}").status_code == 200  # another member's session is not touched
+
+
+def test_a_portal_session_lasts_twelve_hours(web: LiveServer, shop: Shop) -> None:
+    alice = signed_in_client(web.url, shop.portal_link())
+    web.clock.advance(hours=11, minutes=59)
+    assert alice.get(f"/p/{shop.program.id}").status_code == 200
+    web.clock.advance(minutes=1)
+    assert alice.get(f"/p/{shop.program.id}").status_code == 303
 
 
 def test_forms_without_the_csrf_token_are_refused_and_change_nothing(web: LiveServer, shop: Shop) -> None:

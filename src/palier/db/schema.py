@@ -11,6 +11,7 @@ from palier.programs import tables as program_tables
 from palier.rewards import tables as reward_tables
 from palier.rules import tables as rule_tables
 from palier.segments import tables as segment_tables
+from palier.sessions import tables as session_tables
 from palier.staff import tables as staff_tables
 from palier.tiers import tables as tier_tables
 
@@ -26,6 +27,7 @@ __all__ = [
     "reward_tables",
     "rule_tables",
     "segment_tables",
+    "session_tables",
     "staff_tables",
     "tier_tables",
 ]

@@ -8,7 +8,6 @@ with the right password, so guessing is slow whatever the attacker rotates.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +20,7 @@ from palier.clock import Clock, utc
 from palier.errors import Conflict, InvalidInput, NotFound, Throttled, Unauthenticated
 from palier.ids import new_id
 from palier.programs.service import record_audit
+from palier.sessions import service as sessions
 from palier.staff.models import MIN_PASSWORD, StaffCreate, StaffUser
 from palier.staff.permissions import ROLES, Role
 from palier.staff.tables import staff_sign_ins, staff_users
@@ -90,14 +90,6 @@ def list_users(*, conn: Connection, program_id: str) -> list[StaffUser]:
 
 def get(*, conn: Connection, staff_id: str) -> StaffUser:
     return _user(_get_row(conn, staff_id))
-
-
-def get_with_stamp(*, conn: Connection, staff_id: str) -> tuple[StaffUser, str]:
-    """The user and their session stamp: a fingerprint of their password hash, which a console session
-    records when it opens and must still match, so that a new password ends every session opened
-    with the old one (a stolen session included)."""
-    row = _get_row(conn, staff_id)
-    return _user(row), hashlib.sha256(row.password_hash.encode()).hexdigest()[:32]
 
 
 def find(*, conn: Connection, program_id: str, email: str) -> StaffUser:
@@ -201,7 +193,8 @@ def _throttled_for(conn: Connection, *, email: str, ip: str, now: datetime) -> t
 def change_password(
     *, conn: Connection, clock: Clock, staff_id: str, new_password: str, actor: str, current_password: str | None = None
 ) -> None:
-    """Set a new password; ``current_password`` is checked when given (a user changing their own)."""
+    """Set a new password; ``current_password`` is checked when given (a user changing their own). Every
+    session of the user ends: one opened with the old password, a stolen one included, is signed out."""
     if len(new_password) < MIN_PASSWORD:
         raise InvalidInput(
             "password_too_short", f"A password has at least {MIN_PASSWORD} characters.", field="new_password"
@@ -215,6 +208,7 @@ def change_password(
         .where(staff_users.c.id == staff_id)
         .values(password_hash=hash_password(new_password), updated_at=now)
     )
+    sessions.end_all(conn=conn, clock=clock, kind="staff", subject_id=staff_id)
     record_audit(
         conn=conn, clock=clock, program_id=row.program_id, actor=actor, action="staff.password", subject_id=staff_id
     )
@@ -226,6 +220,8 @@ def set_active(*, conn: Connection, clock: Clock, staff_id: str, active: bool, a
         _keep_an_admin(conn, row, field="active")
     now = clock.now()
     conn.execute(update(staff_users).where(staff_users.c.id == staff_id).values(active=active, updated_at=now))
+    if not active:  # reactivating the user later does not bring their old sessions back
+        sessions.end_all(conn=conn, clock=clock, kind="staff", subject_id=staff_id)
     record_audit(
         conn=conn,
         clock=clock,

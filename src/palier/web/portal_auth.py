@@ -59,7 +59,7 @@ def signed_in(request: Request, program_id: str) -> SignedIn:
     session = MEMBER_SESSION.read(request)
     if session is None or session.get("p") != program.id:
         raise SignInRequired(sign_in_url(program.id))
-    member_id = str(session.get("m"))
+    member_id = str(session["s"])
     with db.read() as conn:
         row = conn.execute(
             members.select()
@@ -73,7 +73,7 @@ def signed_in(request: Request, program_id: str) -> SignedIn:
 
 def _start_session(request: Request, program_id: str, member_id: str) -> Response:
     response = RedirectResponse(home_url(program_id), status_code=303)
-    MEMBER_SESSION.open(request, response, {"p": program_id, "m": member_id})
+    MEMBER_SESSION.open(request, response, member_id, {"p": program_id})
     response.delete_cookie(_PENDING_COOKIE, path=f"/p/{program_id}")
     return response
 
@@ -215,8 +215,12 @@ def check_code(program_id: str, request: Request, code: Annotated[str, Form(max_
 
 
 @router.post("/p/{program_id}/sign-out")
-def sign_out(program_id: str, request: Request) -> Response:
+def sign_out(program_id: str, request: Request, everywhere: Annotated[bool, Form()] = False) -> Response:
+    """End this browser's session; with ``everywhere``, every session the member has open (a lost phone)."""
     program = load_program(request.app.state.db, program_id)
+    session = MEMBER_SESSION.read(request)
+    if everywhere and session is not None and session.get("p") == program.id:
+        MEMBER_SESSION.end_all(request, session["s"])
     response = RedirectResponse(f"{sign_in_url(program.id)}?signed_out=1", status_code=303)
     MEMBER_SESSION.close(request, response)
     return response

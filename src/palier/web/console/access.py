@@ -9,7 +9,6 @@ read from the database on each request, so a deactivation or a role change appli
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -60,22 +59,22 @@ def permission_of(endpoint: Any) -> Permission | None:
 
 
 def signed_in(request: Request) -> Staff | None:
-    """The staff user of this browser's session, if it is valid, the user still active and their password
-    the one the session was opened with."""
+    """The staff user of this browser's session, if it is live (not signed out, expired, or ended by a
+    new password) and the user still active."""
     cached = getattr(request.state, "staff", None)
     if cached is not None:
         return cached  # type: ignore[no-any-return]
     session = STAFF_SESSION.read(request)
-    if session is None or not isinstance(session.get("staff_id"), str):
+    if session is None:
         return None
     db: Database = request.app.state.db
     with db.read() as conn:
         try:
-            user, stamp = staff.get_with_stamp(conn=conn, staff_id=session["staff_id"])
+            user = staff.get(conn=conn, staff_id=session["s"])
         except NotFound:
             return None
-        if not user.active or not hmac.compare_digest(str(session.get("stamp", "")), stamp):
-            return None  # deactivated, or the password changed since this session opened
+        if not user.active:
+            return None
         program = get_program(conn=conn, program_id=user.program_id)
     found = Staff(user=user, program=program)
     request.state.staff = found
@@ -101,9 +100,9 @@ def staff_router(**kwargs: Any) -> APIRouter:
     return router
 
 
-def open_session(request: Request, response: Response, user: StaffUser, stamp: str) -> None:
-    """Sign this browser in as ``user`` (``stamp``: from :func:`palier.staff.service.get_with_stamp`)."""
-    STAFF_SESSION.open(request, response, {"staff_id": user.id, "stamp": stamp})
+def open_session(request: Request, response: Response, user: StaffUser) -> None:
+    """Sign this browser in as ``user``."""
+    STAFF_SESSION.open(request, response, user.id, {})
 
 
 def current(request: Request) -> Staff:

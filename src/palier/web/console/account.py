@@ -48,10 +48,9 @@ async def change_own_password(request: Request) -> Response:
                 current_password=str(form.get("current_password", "")),
                 actor=f"staff:{who.user.id}",
             )
-            user, stamp = staff.get_with_stamp(conn=conn, staff_id=who.user.id)
     except PalierError as error:
         field = error.field or "new_password"
         return _page(request, status=422, errors={field: f"console.password.refused.{error.code}"})
     response = RedirectResponse("/console/password?saved=1", status_code=303)
-    open_session(request, response, user, stamp)  # this browser stays signed in; the others are signed out
+    open_session(request, response, who.user)  # the new password ended every session; this browser opens a new one
     return response

@@ -47,7 +47,6 @@ async def sign_in(request: Request) -> Response:
                 user = staff.authenticate(
                     conn=conn, clock=request.app.state.clock, email=email, password=password, ip=ip
                 )
-                user, stamp = staff.get_with_stamp(conn=conn, staff_id=user.id)
             except Unauthenticated:
                 conn.commit()  # the failed attempt counts towards throttling
                 raise
@@ -67,7 +66,7 @@ async def sign_in(request: Request) -> Response:
             page.headers["Retry-After"] = str(params["retry_after"])
         return page
     response = RedirectResponse(target or home_of(user.role), status_code=303)
-    open_session(request, response, user, stamp)
+    open_session(request, response, user)
     return response
 
 
