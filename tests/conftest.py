@@ -26,6 +26,9 @@ from sqlalchemy.pool import NullPool
 from palier.clock import FrozenClock
 from palier.db import Database, make_database
 from palier.db.migrate import MIGRATIONS_DIR, upgrade
+from tests.receiver import receiver
+
+__all__ = ["receiver"]  # a fixture for every test
 
 PG_ENV = "PALIER_TEST_DATABASE_URL"
 ENGINES = ["sqlite", "postgresql"]

@@ -85,6 +85,9 @@ POLICY: dict[Route, str] = {
     ("GET", "/v1/members/{member_id}/wallet"): "read",
     ("GET", "/v1/outbox"): "admin",  # sign-in codes are in it
     ("POST", "/v1/outbox/ack"): "admin",
+    ("GET", "/v1/webhook"): "admin",  # its signing secret is in it
+    ("PUT", "/v1/webhook"): "admin",
+    ("DELETE", "/v1/webhook"): "admin",
 }
 RANK = {"read": 0, "pos": 1, "admin": 2}
 
@@ -197,6 +200,8 @@ def make_world(program: Any, db: Database) -> World:
     assert joined.status_code == 200, joined.text
     made = program.call("POST", "/v1/segments", json=WORLD_SEGMENT)
     assert made.status_code == 201, made.text
+    hooked = program.call("PUT", "/v1/webhook", json={"url": "https://shop.example/palier-events"})
+    assert hooked.status_code == 200, hooked.text
     return World(
         program=program,
         db=db,
@@ -281,6 +286,7 @@ BODIES: dict[Route, Callable[[World], dict[str, Any]]] = {
         "points": 5,
     },
     ("POST", "/v1/outbox/ack"): lambda w: {"ids": [an_outbox_event(w)]},
+    ("PUT", "/v1/webhook"): lambda w: {"url": "https://shop.example/palier-events"},
 }
 
 

@@ -26,11 +26,13 @@ from palier.clock import FrozenClock, SystemClock
 from palier.db import Database, make_database
 from palier.ledger.tables import accounts
 from palier.logs import uvicorn_log_config
+from palier.notify import outbox, webhooks
 from palier.programs.service import authenticate, get_program
 from palier.rules import gifts
 from palier.tiers import service as tiers
 from palier.tiers.models import TierPolicy
 from palier.tiers.tables import member_tiers
+from tests.receiver import Receiver
 from tests.services import factories as f
 
 runner = CliRunner()
@@ -266,3 +268,23 @@ def test_worker_stops_gracefully_on_sigterm(database_url: str, cli_db: Database)
         worker.kill()
     assert worker.returncode == 0, seen + out
     assert "SIGTERM received" in out and "worker stopped" in out
+
+
+def test_the_worker_and_jobs_run_push_events_to_the_webhook(cli_db: Database, receiver: Receiver) -> None:
+    program, _member = shop_with_due_points(cli_db)
+    clock = SystemClock()
+    with cli_db.write() as conn:
+        spec = webhooks.WebhookSet(url="http://127.0.0.1:9/nobody-listens")
+        webhooks.set_webhook(conn=conn, clock=clock, program_id=program.id, spec=spec, actor="test")
+        outbox.emit(conn, program_id=program.id, type_="segment_entered", subject_id=None, payload={}, now=clock.now())
+    failed = invoke("jobs", "run", "webhooks")
+    assert failed.exit_code == 0, failed.output
+    assert "0 events delivered in 1 requests" in failed.output and "webhook failed" in failed.output
+    with cli_db.write() as conn:  # the merchant fixes the address: the event goes at once
+        spec = webhooks.WebhookSet(url=receiver.url)
+        webhooks.set_webhook(conn=conn, clock=clock, program_id=program.id, spec=spec, actor="test")
+        outbox.emit(conn, program_id=program.id, type_="segment_left", subject_id=None, payload={}, now=clock.now())
+    result = invoke("worker", "--once")
+    assert result.exit_code == 0, result.output
+    assert "webhooks: 2 events delivered in 1 requests" in result.output
+    assert [e["type"] for e in receiver.events()] == ["segment_entered", "segment_left"]

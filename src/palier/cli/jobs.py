@@ -24,7 +24,7 @@ from palier.jobs import sweeps
 from palier.ledger.tables import lots
 from palier.logs import mask_handlers
 from palier.memberships import service as memberships
-from palier.notify import expiry
+from palier.notify import expiry, webhooks
 from palier.rewards.service import expire_coupons
 from palier.rules import gifts
 from palier.segments import service as segments
@@ -45,6 +45,7 @@ class Job(StrEnum):
     memberships = "memberships"
     segments = "segments"
     expiry_warnings = "expiry-warnings"
+    webhooks = "webhooks"
     all = "all"
 
 
@@ -90,7 +91,7 @@ SWEEPS: dict[str, tuple[Sweep, str, str]] = {
 
 
 def _names(job: Job) -> list[str]:
-    return [*SWEEPS, *PER_MEMBER, *STATUS] if job is Job.all else [job.value]
+    return [*SWEEPS, *PER_MEMBER, *STATUS, Job.webhooks.value] if job is Job.all else [job.value]
 
 
 def _due(db: Database, name: str, now: datetime, program_id: str | None) -> int:
@@ -108,7 +109,7 @@ def run(
         ...,
         help="mature (pending points whose return window closed), expire (old points, overdue coupons), "
         "birthdays, anniversaries, tiers (requalification), memberships (lapse unpaid ones), segments (refresh), "
-        "expiry-warnings (points_expiring events for the mailer), or all.",
+        "expiry-warnings (points_expiring events for the mailer), webhooks (push waiting events), or all.",
     ),
     batch_size: int = typer.Option(sweeps.BATCH, min=1, help="Lots per database transaction."),
     program: str | None = typer.Option(None, "--program", help="Only this program's lots (default: all)."),
@@ -119,9 +120,12 @@ def run(
     """Run a job once, now, with a progress bar; several may run at once (they never share a lot)."""
     clock = SystemClock()
     results: dict[str, tuple[sweeps.SweepResult | gifts.GiftRun | expiry.WarningRun, float]] = {}
+    pushed: webhooks.DeliveryRun | None = None
     with open_database() as db:
         for name in _names(job):
-            if name in STATUS:
+            if name == Job.webhooks.value:
+                pushed = webhooks.deliver(db, clock, program_id=program)
+            elif name in STATUS:
                 started = time.perf_counter()
                 count = STATUS[name][0](db, clock, program, workers)
                 results[name] = (sweeps.SweepResult(lots=count), time.perf_counter() - started)
@@ -139,7 +143,12 @@ def run(
     for name, (result, seconds) in results.items():
         count = result.lots if isinstance(result, sweeps.SweepResult) else result.members
         table.add_row(name, f"{count:,}", f"{result.points:,}", str(result.batches), f"{seconds:.2f}")
-    console.print(table)
+    if results:
+        console.print(table)
+    if pushed is not None:
+        console.print(f"webhooks: {pushed.events:,} events delivered in {pushed.requests:,} requests")
+        for error in pushed.errors:
+            console.print(f"[yellow]webhook failed[/] {error} (tried again later)")
     if expired_coupons is not None:
         console.print(f"coupons: {expired_coupons:,} past their date expired, their points released")
 
@@ -169,8 +178,12 @@ def worker(
     interval: float = typer.Option(60.0, min=0.1, help="Seconds between two runs."),
     once: bool = typer.Option(False, "--once", help="Run mature then expire once, and exit."),
     batch_size: int = typer.Option(sweeps.BATCH, min=1, help="Lots per database transaction."),
+    webhook_interval: float = typer.Option(
+        5.0, min=0.1, help="Seconds between two pushes of waiting events to the programs' webhooks."
+    ),
 ) -> None:
-    """Run mature then expire every --interval seconds until SIGINT or SIGTERM.
+    """Run mature then expire every --interval seconds until SIGINT or SIGTERM, and push events to the
+    programs' webhooks every --webhook-interval seconds.
 
     Stopping is graceful: the batch in flight commits, then the worker exits. Several workers may
     run at once against PostgreSQL (batches lock their lots with SKIP LOCKED) or SQLite.
@@ -191,11 +204,40 @@ def worker(
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with open_database() as db:
-            _work(db, SystemClock(), stop, interval=interval, once=once, batch_size=batch_size)
+            clock = SystemClock()
+            pusher = threading.Thread(
+                target=_push, args=(db, clock, stop), kwargs={"interval": webhook_interval}, name="webhooks"
+            )
+            if not once:
+                pusher.start()
+            try:
+                _work(db, clock, stop, interval=interval, once=once, batch_size=batch_size)
+            finally:
+                stop.set()
+                if pusher.is_alive():
+                    pusher.join()
+            if once:
+                _push(db, clock, stop, interval=0.0)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     log.info("worker stopped")
+
+
+def _push(db: Database, clock: Clock, stop: threading.Event, *, interval: float) -> None:
+    """Deliver waiting events to the webhooks every ``interval`` seconds until ``stop`` (once if it is set)."""
+    while True:
+        try:
+            pushed = webhooks.deliver(db, clock)
+        except Exception:  # a failed run is logged and retried at the next interval
+            log.exception("webhooks failed")
+        else:
+            if pushed.requests:
+                log.info("webhooks: %s events delivered in %s requests", f"{pushed.events:,}", f"{pushed.requests:,}")
+            for error in pushed.errors:
+                log.warning("webhook failed, tried again later: %s", error)
+        if stop.wait(interval):
+            return
 
 
 def _work(db: Database, clock: Clock, stop: threading.Event, *, interval: float, once: bool, batch_size: int) -> None:

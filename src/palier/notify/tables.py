@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, ForeignKey, Index, PrimaryKeyConstraint, String, Table
+from sqlalchemy import Column, ForeignKey, Index, Integer, PrimaryKeyConstraint, String, Table, Text
 
 from palier.db.metadata import Json, Timestamp, metadata
 
@@ -16,6 +16,10 @@ outbox_events = Table(
     Column("payload", Json, nullable=False),
     Column("created_at", Timestamp, nullable=False),
     Column("delivered_at", Timestamp, nullable=True),
+    # The program's webhook: failed deliveries so far, when the next may be tried, and why the last failed.
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Timestamp, nullable=True),
+    Column("last_error", String(200), nullable=True),
     Index("ix_outbox_events_undelivered", "delivered_at", "id"),
     Index(None, "program_id", "type", "id"),
 )
@@ -29,4 +33,15 @@ expiry_warnings = Table(
     Column("member_id", String(32), nullable=False),
     Column("quiet_until", Timestamp, nullable=False),
     PrimaryKeyConstraint("program_id", "member_id"),
+)
+
+# Where a program's events are pushed (one webhook per program), and the secret their signature is made with.
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("program_id", String(32), ForeignKey("programs.id"), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("secret", String(64), nullable=False),  # kept as is: each delivery is signed with it
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
 )

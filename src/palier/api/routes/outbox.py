@@ -1,4 +1,4 @@
-"""Routes: the outbox of domain events, for the merchant's mailer or webhook sender (admin key)."""
+"""Routes: the outbox of domain events for the merchant's mailer, and the webhook they are pushed to (admin key)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from palier.api import commands
 from palier.api.deps import DB, AdminAccess, ClockDep
-from palier.notify import outbox
+from palier.notify import outbox, webhooks
 from palier.notify.models import Acknowledge, Acknowledged, EventType, OutboxPage
 
 router = APIRouter(prefix="/v1", tags=["outbox"])
@@ -47,6 +47,56 @@ def acknowledge(body: Acknowledge, access: AdminAccess, db: DB, clock: ClockDep,
             Acknowledged(
                 acknowledged=outbox.acknowledge(conn, program_id=access.program.id, ids=body.ids, now=clock.now())
             ),
+            200,
+        ),
+    )
+
+
+@router.get("/webhook", response_model=webhooks.Webhook, summary="The program's webhook, its secret and what waits")
+def get_webhook(access: AdminAccess, db: DB) -> webhooks.Webhook:
+    with db.read() as conn:
+        return webhooks.get_webhook(conn=conn, program_id=access.program.id)
+
+
+@router.put(
+    "/webhook",
+    response_model=webhooks.Webhook,
+    summary="Push the program's events to this URL (signed; retried until delivered)",
+    openapi_extra=commands.IDEMPOTENT,
+)
+def set_webhook(
+    spec: webhooks.WebhookSet, access: AdminAccess, db: DB, clock: ClockDep, request: Request
+) -> JSONResponse:
+    return commands.run(
+        request=request,
+        db=db,
+        clock=clock,
+        program_id=access.program.id,
+        body=spec,
+        command=lambda conn: (
+            webhooks.set_webhook(
+                conn=conn, clock=clock, program_id=access.program.id, spec=spec, actor=access.caller.actor
+            ),
+            200,
+        ),
+    )
+
+
+@router.delete(
+    "/webhook",
+    response_model=webhooks.Webhook,
+    summary="Stop pushing events (they stay readable with GET /v1/outbox)",
+    openapi_extra=commands.IDEMPOTENT,
+)
+def remove_webhook(access: AdminAccess, db: DB, clock: ClockDep, request: Request) -> JSONResponse:
+    return commands.run(
+        request=request,
+        db=db,
+        clock=clock,
+        program_id=access.program.id,
+        body=None,
+        command=lambda conn: (
+            webhooks.remove_webhook(conn=conn, clock=clock, program_id=access.program.id, actor=access.caller.actor),
             200,
         ),
     )

@@ -1,0 +1,289 @@
+"""Webhooks: a program's outbox events pushed to its URL as they happen, signed, retried until delivered.
+
+A program has at most one webhook: an https URL (http only to this machine, for development) and a secret.
+``deliver`` (run by ``palier worker`` every few seconds, or ``palier jobs run webhooks``) takes each program's
+events not yet delivered, oldest first, up to ``BATCH`` at a time, and POSTs them as one JSON body::
+
+    {"events": [{"id": "obx_…", "type": "points_expiring", "subject_id": "mem_…", "payload": {…},
+                 "created_at": "…"}, …]}
+
+with ``Palier-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" under the secret>``. A 2xx
+answer marks them delivered; anything else (an error status, a refused connection, no answer within
+``TIMEOUT``) leaves them waiting, and they are tried again after 30 s, 1 min, 2 min… up to 6 h between
+tries, for as long as it takes: an event is dropped only by a delivery or an acknowledgement
+(``POST /v1/outbox/ack``). Delivery is at least once: a receiver dedupes by event id.
+
+Before sending, a batch is claimed (its next try set a lease ahead, in a transaction that skips rows another
+sender has locked), so two workers do not send the same events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from sqlalchemy import Connection, delete, func, insert, or_, select, update
+
+from palier.clock import Clock, utc
+from palier.db import Database
+from palier.errors import NotFound
+from palier.notify.models import OutboxEvent
+from palier.notify.tables import outbox_events, webhooks
+from palier.programs.service import record_audit
+
+BATCH = 100  # events per request
+TIMEOUT = 10.0  # seconds to wait for the receiver's answer
+LEASE = timedelta(seconds=60)  # a claimed batch is not claimed again before (the request times out first)
+FIRST_RETRY = timedelta(seconds=30)
+LONGEST_WAIT = timedelta(hours=6)
+SIGNATURE_HEADER = "Palier-Signature"
+LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _webhook_url(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+    except ValueError:
+        host, parts = "", None
+    if parts is not None and host and (parts.scheme == "https" or (parts.scheme == "http" and host in LOOPBACK)):
+        return value
+    raise ValueError(
+        "invalid_webhook_url: an https:// address is expected (http:// only to localhost, for development)"
+    )
+
+
+WebhookUrl = Annotated[str, AfterValidator(_webhook_url)]
+
+
+class WebhookSet(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    url: WebhookUrl = Field(max_length=2000, description="where events are POSTed: https (http only to localhost)")
+    new_secret: bool = Field(
+        default=False, description="make a new signing secret (the first PUT always makes one); the old one ends"
+    )
+
+
+class Webhook(BaseModel):
+    url: str
+    secret: str = Field(description="signs every delivery: verify Palier-Signature with it")
+    created_at: datetime
+    updated_at: datetime
+    waiting: int = Field(description="events not yet delivered")
+    retrying: int = Field(description="of those, events whose delivery failed and will be tried again")
+    last_error: str | None = Field(description="why the oldest failing delivery failed, if one is failing")
+
+
+def backoff(attempts: int) -> timedelta:
+    """How long after its ``attempts``-th failed delivery an event is tried again: 30 s, doubling, at most 6 h."""
+    wait: timedelta = FIRST_RETRY * 2 ** min(max(0, attempts - 1), 20)
+    return min(wait, LONGEST_WAIT)
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The ``Palier-Signature`` header value of ``body`` sent at ``timestamp`` (unix seconds)."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify(secret: str, header: str, body: bytes, *, now: float, tolerance: float = 300.0) -> bool:
+    """What a receiver checks: the signature is the secret's, over this body, made within ``tolerance``
+    seconds of ``now`` (so a delivery captured on the way cannot be replayed later)."""
+    parts = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+    try:
+        timestamp = int(parts.get("t", ""))
+    except ValueError:
+        return False
+    return abs(now - timestamp) <= tolerance and hmac.compare_digest(sign(secret, timestamp, body), header)
+
+
+# --- the program's webhook ---
+
+
+def _status(conn: Connection, program_id: str) -> dict[str, Any]:
+    waiting = outbox_events.c.program_id == program_id, outbox_events.c.delivered_at.is_(None)
+    counts = conn.execute(select(func.count(), func.count().filter(outbox_events.c.attempts > 0)).where(*waiting)).one()
+    last_error = conn.execute(
+        select(outbox_events.c.last_error)
+        .where(*waiting, outbox_events.c.attempts > 0)
+        .order_by(outbox_events.c.id)
+        .limit(1)
+    ).scalar_one_or_none()
+    return {"waiting": counts[0], "retrying": counts[1], "last_error": last_error}
+
+
+def get_webhook(*, conn: Connection, program_id: str) -> Webhook:
+    row = conn.execute(select(webhooks).where(webhooks.c.program_id == program_id)).mappings().first()
+    if row is None:
+        raise NotFound("webhook_not_set", "This program has no webhook: PUT /v1/webhook sets one.")
+    return Webhook(
+        url=row["url"],
+        secret=row["secret"],
+        created_at=utc(row["created_at"]),
+        updated_at=utc(row["updated_at"]),
+        **_status(conn, program_id),
+    )
+
+
+def set_webhook(*, conn: Connection, clock: Clock, program_id: str, spec: WebhookSet, actor: str) -> Webhook:
+    """Point the program's events at ``spec.url`` (a first webhook gets a secret; ``new_secret`` rotates it)."""
+    now = clock.now()
+    current = conn.execute(select(webhooks.c.secret).where(webhooks.c.program_id == program_id)).scalar()
+    secret = current if current is not None and not spec.new_secret else f"whsec_{secrets.token_hex(24)}"
+    if current is None:
+        conn.execute(
+            insert(webhooks).values(program_id=program_id, url=spec.url, secret=secret, created_at=now, updated_at=now)
+        )
+    else:
+        conn.execute(
+            update(webhooks)
+            .where(webhooks.c.program_id == program_id)
+            .values(url=spec.url, secret=secret, updated_at=now)
+        )
+    # the new address is tried at once, not after the backoff the old one earned
+    conn.execute(
+        update(outbox_events)
+        .where(outbox_events.c.program_id == program_id, outbox_events.c.delivered_at.is_(None))
+        .values(next_attempt_at=None)
+    )
+    details = {"url": spec.url, "new_secret": current is None or spec.new_secret}
+    record_audit(
+        conn=conn,
+        clock=clock,
+        program_id=program_id,
+        actor=actor,
+        action="webhook.set",
+        subject_id=program_id,
+        details=details,
+    )
+    return get_webhook(conn=conn, program_id=program_id)
+
+
+def remove_webhook(*, conn: Connection, clock: Clock, program_id: str, actor: str) -> Webhook:
+    """Stop pushing events (they stay in the outbox for ``GET /v1/outbox``); the removed webhook."""
+    removed = get_webhook(conn=conn, program_id=program_id)
+    conn.execute(delete(webhooks).where(webhooks.c.program_id == program_id))
+    record_audit(
+        conn=conn,
+        clock=clock,
+        program_id=program_id,
+        actor=actor,
+        action="webhook.removed",
+        subject_id=program_id,
+        details={"url": removed.url},
+    )
+    return removed
+
+
+# --- delivering ---
+
+
+@dataclass
+class DeliveryRun:
+    """What a run of :func:`deliver` did: events delivered, requests sent, and those that failed."""
+
+    events: int = 0
+    requests: int = 0
+    failures: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _claim(db: Database, program_id: str, now: datetime, batch_size: int) -> list[dict[str, Any]]:
+    """The program's next due events, oldest first, leased to this sender."""
+    due = or_(outbox_events.c.next_attempt_at.is_(None), outbox_events.c.next_attempt_at <= now)
+    with db.write() as conn:
+        rows = (
+            conn.execute(
+                select(outbox_events)
+                .where(outbox_events.c.program_id == program_id, outbox_events.c.delivered_at.is_(None), due)
+                .order_by(outbox_events.c.id)
+                .limit(batch_size)
+                .with_for_update(skip_locked=True)
+            )
+            .mappings()
+            .all()
+        )
+        if rows:
+            conn.execute(
+                update(outbox_events)
+                .where(outbox_events.c.id.in_([r["id"] for r in rows]))
+                .values(next_attempt_at=now + LEASE)
+            )
+    return [dict(r) for r in rows]
+
+
+def _body(rows: list[dict[str, Any]]) -> bytes:
+    events = [
+        OutboxEvent(**{k: row[k] for k in ("id", "type", "subject_id", "payload")}, created_at=utc(row["created_at"]))
+        for row in rows
+    ]
+    return json.dumps({"events": [e.model_dump(mode="json") for e in events]}, separators=(",", ":")).encode()
+
+
+def _settle(db: Database, rows: list[dict[str, Any]], now: datetime, error: str | None) -> None:
+    ids = [r["id"] for r in rows]
+    waiting = outbox_events.c.id.in_(ids), outbox_events.c.delivered_at.is_(None)
+    with db.write() as conn:
+        if error is None:
+            conn.execute(update(outbox_events).where(*waiting).values(delivered_at=now, last_error=None))
+            return
+        attempts = max(r["attempts"] for r in rows) + 1
+        conn.execute(
+            update(outbox_events)
+            .where(*waiting)
+            .values(
+                attempts=outbox_events.c.attempts + 1,
+                next_attempt_at=now + backoff(attempts),
+                last_error=error[:200],
+            )
+        )
+
+
+def deliver(
+    db: Database,
+    clock: Clock,
+    *,
+    program_id: str | None = None,
+    batch_size: int = BATCH,
+) -> DeliveryRun:
+    """Push every program's due events to its webhook (``program_id``: that program's only). A program whose
+    receiver fails is left until its next try; the others go on."""
+    run = DeliveryRun()
+    query = select(webhooks.c.program_id, webhooks.c.url, webhooks.c.secret).order_by(webhooks.c.program_id)
+    if program_id is not None:
+        query = query.where(webhooks.c.program_id == program_id)
+    with db.read() as conn:
+        targets = conn.execute(query).all()
+    if not targets:
+        return run
+    with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
+        for target in targets:
+            while rows := _claim(db, target.program_id, clock.now(), batch_size):
+                body = _body(rows)
+                headers = {
+                    "Content-Type": "application/json",
+                    "User-Agent": "Palier-Webhooks/1",
+                    SIGNATURE_HEADER: sign(target.secret, int(clock.now().timestamp()), body),
+                }
+                run.requests += 1
+                try:
+                    status = client.post(target.url, content=body, headers=headers).status_code
+                    error = None if 200 <= status < 300 else f"HTTP {status}"
+                except httpx.HTTPError as exc:
+                    error = f"{type(exc).__name__}: {exc}"
+                _settle(db, rows, clock.now(), error)
+                if error is not None:
+                    run.failures += 1
+                    run.errors.append(f"{target.program_id}: {error}")
+                    break  # this receiver is down: its events wait for their next try
+                run.events += len(rows)
+    return run

@@ -1,0 +1,146 @@
+"""Webhooks: a program's events POSTed to a real HTTP receiver, signed, retried with backoff, sent once.
+
+The receiver (``tests/receiver.py``) is a real HTTP server on this machine; the deliveries are those
+``palier worker`` makes (``webhooks.deliver``), over real sockets, with the app's frozen clock deciding when
+a retry is due.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from fastapi.testclient import TestClient
+
+from palier.clock import FrozenClock
+from palier.db import Database
+from palier.notify import webhooks
+from tests.api.helpers import ApiProgram, assert_problem
+from tests.api.test_outbox_api import emit
+from tests.receiver import Receiver
+
+
+def _clock(client: TestClient) -> FrozenClock:
+    clock: FrozenClock = client.app.state.clock  # type: ignore[attr-defined]
+    return clock
+
+
+def test_events_are_pushed_signed_oldest_first_and_delivered_once(
+    db: Database, client: TestClient, new_program: Callable[..., ApiProgram], receiver: Receiver
+) -> None:
+    program, clock = new_program(), _clock(client)
+    made = program.call("PUT", "/v1/webhook", json={"url": receiver.url})
+    assert made.status_code == 200, made.text
+    hook = made.json()
+    assert hook["url"] == receiver.url and hook["secret"].startswith("whsec_") and hook["waiting"] == 0
+    emit(db, clock, program, "segment_entered", "points_expiring", "segment_left")
+    assert program.call("GET", "/v1/webhook").json()["waiting"] == 3
+
+    run = webhooks.deliver(db, clock, program_id=program.id)
+    assert (run.events, run.requests, run.failures) == (3, 1, 0)
+    [(headers, body)] = receiver.received
+    assert headers["Content-Type"] == "application/json"
+    signature = headers["Palier-Signature"]
+    now = clock.now().timestamp()
+    assert webhooks.verify(hook["secret"], signature, body, now=now)
+    assert not webhooks.verify(hook["secret"], signature, body.replace(b"segment_left", b"segment_lefT"), now=now)
+    assert not webhooks.verify("whsec_another", signature, body, now=now)
+    assert not webhooks.verify(hook["secret"], signature, body, now=now + 301)  # a replay, later
+    assert [(e["type"], e["payload"]) for e in receiver.events()] == [
+        ("segment_entered", {"n": 0}),
+        ("points_expiring", {"n": 1}),
+        ("segment_left", {"n": 2}),
+    ]
+    assert program.call("GET", "/v1/outbox").json()["items"] == []  # delivered: not served to pollers
+    assert program.call("GET", "/v1/webhook").json()["waiting"] == 0
+    assert webhooks.deliver(db, clock, program_id=program.id).requests == 0  # nothing sent twice
+
+
+def test_a_failing_receiver_is_tried_again_later_and_nothing_is_lost(
+    db: Database, client: TestClient, new_program: Callable[..., ApiProgram], receiver: Receiver
+) -> None:
+    program, clock = new_program(), _clock(client)
+    program.call("PUT", "/v1/webhook", json={"url": receiver.url})
+    emit(db, clock, program, "tier_upgraded", "segment_left")
+    receiver.statuses = [503, 500]
+
+    assert webhooks.deliver(db, clock, program_id=program.id).failures == 1
+    hook = program.call("GET", "/v1/webhook").json()
+    assert (hook["waiting"], hook["retrying"], hook["last_error"]) == (2, 2, "HTTP 503")
+    assert len(program.call("GET", "/v1/outbox").json()["items"]) == 2  # still there for a poller
+    assert webhooks.deliver(db, clock, program_id=program.id).requests == 0  # not due yet
+    clock.advance(seconds=30)
+    assert webhooks.deliver(db, clock, program_id=program.id).failures == 1  # the second failure: wait 60 s
+    clock.advance(seconds=59)
+    assert webhooks.deliver(db, clock, program_id=program.id).requests == 0
+    clock.advance(seconds=1)
+    run = webhooks.deliver(db, clock, program_id=program.id)
+    assert (run.events, run.failures) == (2, 0)
+    assert len(receiver.received) == 3 and [e["type"] for e in receiver.events()[-2:]] == [
+        "tier_upgraded",
+        "segment_left",
+    ]
+    hook = program.call("GET", "/v1/webhook").json()
+    assert (hook["waiting"], hook["retrying"], hook["last_error"]) == (0, 0, None)
+    assert webhooks.backoff(1).total_seconds() == 30 and webhooks.backoff(30).total_seconds() == 6 * 3600
+
+
+def test_an_unreachable_receiver_is_recorded_and_a_new_address_is_tried_at_once(
+    db: Database, client: TestClient, new_program: Callable[..., ApiProgram], receiver: Receiver
+) -> None:
+    program, clock = new_program(), _clock(client)
+    program.call("PUT", "/v1/webhook", json={"url": "http://127.0.0.1:9/nobody-listens"})
+    emit(db, clock, program, "segment_entered")
+    run = webhooks.deliver(db, clock, program_id=program.id)
+    assert run.failures == 1 and "ConnectError" in run.errors[0]
+    assert program.call("GET", "/v1/webhook").json()["last_error"].startswith("ConnectError")
+    moved = program.call("PUT", "/v1/webhook", json={"url": receiver.url})  # fixed: no need to wait 30 s
+    assert webhooks.deliver(db, clock, program_id=program.id).events == 1
+    assert [e["type"] for e in receiver.events()] == ["segment_entered"]
+    assert moved.json()["secret"] == program.call("GET", "/v1/webhook").json()["secret"]
+
+
+def test_two_senders_at_once_send_every_event_exactly_once(
+    db: Database, client: TestClient, new_program: Callable[..., ApiProgram], receiver: Receiver
+) -> None:
+    program, clock = new_program(), _clock(client)
+    program.call("PUT", "/v1/webhook", json={"url": receiver.url})
+    emit(db, clock, program, *["segment_entered"] * 260)
+    runs: list[webhooks.DeliveryRun] = []
+    start = threading.Barrier(3)
+
+    def sender() -> None:
+        start.wait()
+        runs.append(webhooks.deliver(db, clock, program_id=program.id, batch_size=20))
+
+    threads = [threading.Thread(target=sender) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids = [e["id"] for e in receiver.events()]
+    assert len(ids) == 260 and len(set(ids)) == 260
+    assert sum(r.events for r in runs) == 260 and all(r.failures == 0 for r in runs)
+
+
+def test_setting_rotating_and_removing_the_webhook(
+    client: TestClient, new_program: Callable[..., ApiProgram], receiver: Receiver
+) -> None:
+    program = new_program()
+    assert_problem(program.call("GET", "/v1/webhook"), 404, "webhook_not_set")
+    for url in ("http://shop.example/hooks", "ftp://127.0.0.1/hooks", "hooks", "https://", "http://[::1"):
+        assert_problem(program.call("PUT", "/v1/webhook", json={"url": url}), 422, "invalid_webhook_url", "url")
+    assert_problem(program.call("GET", "/v1/webhook"), 404, "webhook_not_set")  # nothing written
+    first = program.call("PUT", "/v1/webhook", json={"url": "https://shop.example/hooks"}).json()
+    again = program.call("PUT", "/v1/webhook", json={"url": receiver.url}).json()
+    assert again["secret"] == first["secret"] and again["url"] == receiver.url
+    rotated = program.call("PUT", "/v1/webhook", json={"url": receiver.url, "new_secret": True}).json()
+    assert rotated["secret"] != first["secret"]
+    other = new_program()
+    assert_problem(other.call("GET", "/v1/webhook"), 404, "webhook_not_set")  # one program's, not another's
+    removed = program.call("DELETE", "/v1/webhook")
+    assert removed.status_code == 200 and removed.json()["url"] == receiver.url
+    assert_problem(program.call("GET", "/v1/webhook"), 404, "webhook_not_set")
+    assert_problem(program.call("DELETE", "/v1/webhook"), 404, "webhook_not_set")
+    actions = [entry["action"] for entry in program.call("GET", "/v1/audit").json()["items"]]
+    assert actions[:4] == ["webhook.removed", "webhook.set", "webhook.set", "webhook.set"]
