@@ -156,7 +156,16 @@ CONSOLE_FORMS: dict[Route, Callable[[World], dict[str, str]]] = {
     },
     ("POST", "/console/members/{member_id}/adjust"): lambda w: {"points": "50", "reason": "Console gesture"},
     ("POST", "/console/segments/{code}"): lambda w: {"document": yaml.safe_dump(WORLD_SEGMENT | {"percent": 15})},
+    ("POST", "/console/settings/webhook"): lambda w: {"url": "https://shop.example/palier-events"},
+    ("POST", "/console/settings/webhook/remove"): lambda w: hooked(w, {}),
 }
+
+
+def hooked(world: World, form: dict[str, str]) -> dict[str, str]:
+    """``form``, once the world's program has a webhook (for the form that removes it)."""
+    made = world.program.call("PUT", "/v1/webhook", json={"url": "https://shop.example/palier-events"})
+    assert made.status_code == 200, made.text
+    return form
 
 
 CONSOLE_WRITES = [r for r in app_routes(pages=True) if r[0] in WRITES and r[1].startswith(("/console", "/till"))]

@@ -10,9 +10,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from palier.db import Database
+from palier.notify import outbox, webhooks
 from palier.programs.tables import audit_entries
 from tests.api.helpers import ApiProgram
 from tests.console.conftest import csrf_of, sign_in
+from tests.receiver import Receiver
 
 TIERS_BAD = (
     "metric: spend\nwindow: rolling_months\ntiers:\n- code: silver\n  name: {fr: Argent, en: Silver}\n  threshold: -5\n"
@@ -57,6 +59,42 @@ def test_settings_are_saved_audited_and_bad_values_shown_next_to_their_field(
     assert "Rien n&#39;a été enregistré" in refused.text and "unknown time zone" in refused.text
     assert 'value="Mars/Olympus"' in refused.text  # what was typed is kept
     assert program.call("GET", "/v1/program").json()["timezone"] == "Europe/Paris"
+
+
+def test_an_admin_sets_the_webhook_sees_what_waits_and_removes_it(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str], db: Database, receiver: Receiver
+) -> None:
+    token = admin(client, program, add_staff)
+    assert "Enregistrer le webhook" in client.get("/console/settings").text
+    refused = client.post("/console/settings/webhook", data={"csrf": token, "url": "http://shop.example/hook"})
+    assert refused.status_code == 422 and "Une adresse https:// est attendue" in refused.text
+    assert 'value="http://shop.example/hook"' in refused.text  # what was typed is kept
+    assert program.call("GET", "/v1/webhook").status_code == 404  # nothing saved
+    saved = client.post("/console/settings/webhook", data={"csrf": token, "url": receiver.url})
+    assert saved.status_code == 200 and "Webhook enregistré" in saved.text
+    secret = program.call("GET", "/v1/webhook").json()["secret"]
+    assert f"<code>{secret}</code>" in saved.text and "Réglages enregistrés" not in saved.text
+    clock = client.app.state.clock  # type: ignore[attr-defined]
+    with db.write() as conn:
+        outbox.emit(conn, program_id=program.id, type_="segment_left", subject_id=None, payload={}, now=clock.now())
+    receiver.statuses = [502]
+    webhooks.deliver(db, clock, program_id=program.id)
+    page = client.get("/console/settings").text
+    assert "1 en échec, réessayés plus tard" in page and "HTTP 502" in page
+    rotated = client.post("/console/settings/webhook", data={"csrf": token, "url": receiver.url, "new_secret": "on"})
+    assert secret not in rotated.text and program.call("GET", "/v1/webhook").json()["secret"] in rotated.text
+    removed = client.post("/console/settings/webhook/remove", data={"csrf": token})
+    assert removed.status_code == 200 and "Webhook supprimé" in removed.text
+    assert program.call("GET", "/v1/webhook").status_code == 404
+    with db.read() as conn:
+        actions = conn.execute(
+            select(audit_entries.c.action).where(
+                audit_entries.c.program_id == program.id,
+                audit_entries.c.action.like("webhook.%"),
+                audit_entries.c.actor.like("staff:%"),
+            )
+        ).scalars()
+        assert sorted(actions) == ["webhook.removed", "webhook.set", "webhook.set"]
 
 
 def test_the_tiers_editor_refuses_a_bad_policy_at_its_line_and_saves_a_good_one(

@@ -1,7 +1,9 @@
-"""Program settings in the console: the same checks and audit trail as ``PATCH /v1/program``."""
+"""Program settings in the console: the same checks and audit trail as ``PATCH /v1/program``; and the
+program's webhook, as ``PUT`` / ``DELETE /v1/webhook``."""
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 
 from fastapi import Request
@@ -9,7 +11,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from palier.db import Database
-from palier.errors import PalierError
+from palier.errors import NotFound, PalierError
+from palier.notify import webhooks
 from palier.programs import service as programs
 from palier.programs.models import ProgramUpdate
 from palier.web.console.access import current, requires, staff_router
@@ -47,9 +50,18 @@ def _changes(form: Any) -> dict[str, Any]:
     return changes
 
 
+def _webhook(request: Request, program_id: str) -> webhooks.Webhook | None:
+    db: Database = request.app.state.db
+    with db.read() as conn:
+        try:
+            return webhooks.get_webhook(conn=conn, program_id=program_id)
+        except NotFound:
+            return None
+
+
 @router.get("/console/settings")
 @requires("settings.edit")
-def settings_page(request: Request, saved: int | None = None) -> HTMLResponse:
+def settings_page(request: Request, saved: str | None = None) -> HTMLResponse:
     who = current(request)
     return render(
         request,
@@ -59,7 +71,52 @@ def settings_page(request: Request, saved: int | None = None) -> HTMLResponse:
         values=who.program.model_dump(),
         errors={},
         saved=saved,
+        hook=_webhook(request, who.program.id),
+        hook_url=None,
+        hook_error=None,
     )
+
+
+@router.post("/console/settings/webhook")
+@requires("settings.edit")
+async def save_webhook(request: Request) -> Response:
+    who = current(request)
+    form = await request.form()
+    url = str(form.get("url", ""))
+    try:
+        spec = webhooks.WebhookSet.model_validate({"url": url, "new_secret": form.get("new_secret") == "on"})
+    except ValidationError:
+        return render(
+            request,
+            "console/settings.html",
+            status=422,
+            staff=who,
+            section="settings",
+            values=who.program.model_dump(),
+            errors={},
+            saved=None,
+            hook=_webhook(request, who.program.id),
+            hook_url=url,
+            hook_error="console.webhook.url_invalid",
+        )
+    db: Database = request.app.state.db
+    with db.write() as conn:
+        webhooks.set_webhook(
+            conn=conn, clock=request.app.state.clock, program_id=who.program.id, spec=spec, actor=f"staff:{who.user.id}"
+        )
+    return RedirectResponse("/console/settings?saved=webhook#webhook", status_code=303)
+
+
+@router.post("/console/settings/webhook/remove")
+@requires("settings.edit")
+def remove_webhook(request: Request) -> Response:
+    who = current(request)
+    db: Database = request.app.state.db
+    with db.write() as conn, suppress(NotFound):  # NotFound: removed already (another tab); the page shows none
+        webhooks.remove_webhook(
+            conn=conn, clock=request.app.state.clock, program_id=who.program.id, actor=f"staff:{who.user.id}"
+        )
+    return RedirectResponse("/console/settings?saved=webhook-removed#webhook", status_code=303)
 
 
 @router.post("/console/settings")
@@ -97,4 +154,7 @@ async def save_settings(request: Request) -> Response:
         values=values,
         errors=errors,
         saved=None,
+        hook=_webhook(request, who.program.id),
+        hook_url=None,
+        hook_error=None,
     )
