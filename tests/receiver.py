@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +22,7 @@ class Receiver:
 
     url: str = ""
     statuses: list[int] = field(default_factory=list)
+    delay: float = 0.0  # seconds before each answer (a slow receiver: deliveries are in flight longer)
     received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -36,6 +38,7 @@ def receiver() -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
+            time.sleep(found.delay)
             with found.lock:
                 found.received.append((dict(self.headers.items()), body))
                 status = found.statuses.pop(0) if found.statuses else 204

@@ -7,13 +7,17 @@ retrying the unacknowledged ones with the same Idempotency-Key has exactly one e
 again after a crash neither loses nor doubles an order, and a sweep run again matures or expires every
 lot exactly once.
 
-Default: 6 + 7 + 7 crashes per engine (small workloads). ``PALIER_SLOW=1``: 20 + 12 + 12.
+A fourth test kills the worker while it pushes events to a webhook: every event still reaches the
+receiver (at least once: a batch in flight at the kill comes again) and ends up marked delivered.
+
+Default: 6 + 7 + 7 + 5 crashes per engine (small workloads). ``PALIER_SLOW=1``: 20 + 12 + 12 + 12.
 A failure names its seed; ``PALIER_CRASH_SEED=<seed>`` replays the same kill points.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import random
 import threading
 import time
@@ -25,7 +29,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from palier.activity.bulk import import_batches
 from palier.activity.models import MemberRef, PurchaseIn
@@ -35,9 +39,12 @@ from palier.db import Database
 from palier.ledger.tables import accounts, ledger_transactions, lots
 from palier.members.models import IdentityIn, MemberCreate
 from palier.members.service import enrol
+from palier.notify import outbox, webhooks
+from palier.notify.tables import outbox_events
 from palier.programs.models import ProgramSettings
 from palier.programs.service import create_program, get_program
 from palier.rewards.tables import coupons
+from tests.receiver import Receiver
 from tests.reliability.crash_helpers import (
     CARD_KEY,
     OPERATOR_TOKEN,
@@ -59,6 +66,7 @@ from tests.reliability.crash_helpers import (
 SERVER_CRASHES = 20 if SLOW else 6
 IMPORT_CRASHES = 12 if SLOW else 7
 WORKER_CRASHES = 12 if SLOW else 7
+WEBHOOK_CRASHES = 12 if SLOW else 5
 
 
 # --- the API server ----------------------------------------------------------------------------------------
@@ -482,3 +490,39 @@ def test_worker_killed_mid_sweep_matures_and_expires_every_lot_once(db: Database
 def _utc(value: datetime | None) -> datetime:
     assert value is not None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"], indirect=True)
+def test_worker_killed_mid_delivery_loses_no_webhook_event(db: Database, tmp_path: Path, receiver: Receiver) -> None:
+    seed = seed_for("webhooks")
+    rng = random.Random(seed)
+    url, clock, total = url_of(db), SystemClock(), 2_000  # 20 requests of 100 events
+    program_id, _cards = _program_with_cards(db, "Webhook crash", 0)
+    with db.write() as conn:
+        spec = webhooks.WebhookSet(url=receiver.url)
+        webhooks.set_webhook(conn=conn, clock=clock, program_id=program_id, spec=spec, actor="test")
+        emitted = [(program_id, "segment_entered", None, {"n": n}) for n in range(total)]
+        outbox.emit_many(conn, emitted, now=clock.now())
+    receiver.delay = 0.03  # each delivery is in flight a while: the kills land in and between them
+    kill_points = sorted(rng.sample(range(1, total // webhooks.BATCH - 2), WEBHOOK_CRASHES))
+    killed, log = 0, tmp_path / "worker.log"
+    waiting = (outbox_events.c.program_id == program_id, outbox_events.c.delivered_at.is_(None))
+    try:
+        for point in kill_points:
+            process = start_palier(url, "jobs", "run", "webhooks", "--program", program_id, log=log)
+            killed += kill_when(process, lambda p=point: len(receiver.received) >= p, rng=rng, jitter=0.05)
+        with db.write() as conn:  # a minute later: the batches claimed by the killed runs are free again
+            conn.execute(update(outbox_events).where(*waiting).values(next_attempt_at=None))
+        done = run_palier(url, "jobs", "run", "webhooks", "--program", program_id)
+        assert done.returncode == 0, f"the re-run failed:\n{done.stdout}\n{done.stderr}"
+    except AssertionError as failure:
+        raise AssertionError(f"[seed {seed}] {failure}\n--- worker log ---\n{log.read_text()[-3000:]}") from failure
+    assert killed >= WEBHOOK_CRASHES - 1, f"seed {seed}: only {killed} runs were killed mid-way"
+    received = Counter(event["payload"]["n"] for event in receiver.events())
+    assert set(received) == set(range(total)), f"seed {seed}: events never delivered"
+    doubled = sum(count - 1 for count in received.values())
+    assert doubled <= killed * webhooks.BATCH, f"seed {seed}: {doubled} events came twice, more than were in flight"
+    assert _count(db, select(func.count()).where(*waiting)) == 0, f"seed {seed}: events left undelivered"
+    for _headers, body in receiver.received:  # each request holds its events oldest first
+        numbers = [event["payload"]["n"] for event in json.loads(body)["events"]]
+        assert numbers == sorted(numbers), f"seed {seed}: a request out of order"
