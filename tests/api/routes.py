@@ -88,6 +88,7 @@ POLICY: dict[Route, str] = {
     ("GET", "/v1/webhook"): "admin",  # its signing secret is in it
     ("PUT", "/v1/webhook"): "admin",
     ("DELETE", "/v1/webhook"): "admin",
+    ("POST", "/v1/webhook/test"): "admin",
 }
 RANK = {"read": 0, "pos": 1, "admin": 2}
 
@@ -200,7 +201,8 @@ def make_world(program: Any, db: Database) -> World:
     assert joined.status_code == 200, joined.text
     made = program.call("POST", "/v1/segments", json=WORLD_SEGMENT)
     assert made.status_code == 201, made.text
-    hooked = program.call("PUT", "/v1/webhook", json={"url": "https://shop.example/palier-events"})
+    # a webhook nobody listens to (port 9): its test call fails at once, without leaving this machine
+    hooked = program.call("PUT", "/v1/webhook", json={"url": "http://127.0.0.1:9/palier-events"})
     assert hooked.status_code == 200, hooked.text
     return World(
         program=program,
@@ -286,7 +288,7 @@ BODIES: dict[Route, Callable[[World], dict[str, Any]]] = {
         "points": 5,
     },
     ("POST", "/v1/outbox/ack"): lambda w: {"ids": [an_outbox_event(w)]},
-    ("PUT", "/v1/webhook"): lambda w: {"url": "https://shop.example/palier-events"},
+    ("PUT", "/v1/webhook"): lambda w: {"url": "http://127.0.0.1:9/palier-events"},
 }
 
 

@@ -43,6 +43,7 @@ WRITES = ("POST", "PATCH", "PUT", "DELETE")
 # Admin-scope writes that need no audit entry, and why.
 EXEMPT: dict[Route, str] = {
     ("POST", "/v1/outbox/ack"): "the mailer's bookkeeping of events it handled: no setting, member or point changes",
+    ("POST", "/v1/webhook/test"): "sends a test event to the webhook: writes nothing",
 }
 ADMIN_WRITES = [r for r in ADMIN_ONLY if r[0] in WRITES and r not in EXEMPT]
 # Path parameters that name an object: the entry's subject must be one of those in the URL.
@@ -128,6 +129,7 @@ CONSOLE_EXEMPT: dict[Route, str] = {
     ("POST", "/till/members/{member_id}/pay"): "store staff at the till, as POST /v1/members/{id}/payments",
     ("POST", "/till/new-member"): "store staff enrolling a customer at the till, as POST /v1/members (pos)",
     ("POST", "/console/password"): "a staff user's own password (any role); audited as staff.password",
+    ("POST", "/console/settings/webhook/test"): "sends a test event to the webhook: writes nothing",
     # The staff page's writes are audited (staff.create, staff.role, staff.password, staff.deactivate /
     # staff.activate) and checked with their actor in tests/console/test_team.py and tests/staff.
     ("POST", "/console/staff"): "adds a colleague: audit checked in tests/console/test_team.py",

@@ -144,3 +144,24 @@ def test_setting_rotating_and_removing_the_webhook(
     assert_problem(program.call("DELETE", "/v1/webhook"), 404, "webhook_not_set")
     actions = [entry["action"] for entry in program.call("GET", "/v1/audit").json()["items"]]
     assert actions[:4] == ["webhook.removed", "webhook.set", "webhook.set", "webhook.set"]
+
+
+def test_a_test_event_shows_how_the_receiver_answers_and_writes_nothing(
+    db: Database, client: TestClient, new_program: Callable[..., ApiProgram], receiver: Receiver
+) -> None:
+    program, clock = new_program(), _clock(client)
+    assert_problem(program.call("POST", "/v1/webhook/test"), 404, "webhook_not_set")
+    secret = program.call("PUT", "/v1/webhook", json={"url": receiver.url}).json()["secret"]
+    before = program.call("GET", "/v1/outbox").json()
+    assert program.call("POST", "/v1/webhook/test").json() == {"delivered": True, "status": 204, "error": None}
+    [(headers, body)] = receiver.received
+    assert webhooks.verify(secret, headers["Palier-Signature"], body, now=clock.now().timestamp())
+    [event] = receiver.events()
+    assert event["type"] == "webhook_test" and event["id"].startswith("obx_")
+    receiver.statuses = [500]
+    assert program.call("POST", "/v1/webhook/test").json() == {"delivered": False, "status": 500, "error": "HTTP 500"}
+    program.call("PUT", "/v1/webhook", json={"url": "http://127.0.0.1:9/nobody-listens"})
+    down = program.call("POST", "/v1/webhook/test").json()
+    assert (down["delivered"], down["status"]) == (False, None) and down["error"].startswith("ConnectError")
+    assert program.call("GET", "/v1/outbox").json() == before  # the test events are not in the outbox
+    assert webhooks.deliver(db, clock, program_id=program.id).requests == 0  # and are not sent again

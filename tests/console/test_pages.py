@@ -81,6 +81,9 @@ def test_an_admin_sets_the_webhook_sees_what_waits_and_removes_it(
     webhooks.deliver(db, clock, program_id=program.id)
     page = client.get("/console/settings").text
     assert "1 en échec, réessayés plus tard" in page and "HTTP 502" in page
+    tested = client.post("/console/settings/webhook/test", data={"csrf": token})
+    assert "Événement de test reçu : l&#39;adresse a répondu HTTP 204." in tested.text
+    assert receiver.events()[-1]["type"] == "webhook_test"
     rotated = client.post("/console/settings/webhook", data={"csrf": token, "url": receiver.url, "new_secret": "on"})
     assert secret not in rotated.text and program.call("GET", "/v1/webhook").json()["secret"] in rotated.text
     removed = client.post("/console/settings/webhook/remove", data={"csrf": token})

@@ -55,6 +55,7 @@ EXEMPT: dict[Route, str] = {
     ("POST", "/v1/members/lookup"): "a read sent as POST (card and phone numbers stay out of URLs): writes nothing",
     ("POST", "/v1/preview"): "a read sent as POST (a whole cart): writes nothing",
     ("POST", "/v1/coupons/{code}/validate"): "a read sent as POST (a whole cart): writes nothing",
+    ("POST", "/v1/webhook/test"): "sends a test event to the webhook and writes nothing: a retry sends another",
     ("POST", "/v1/members/{member_id}/portal-link"): (
         "a single-use sign-in link: keeping it to replay would keep a live credential; a retry gets a fresh"
         " link, the unused one expires in 15 minutes, and no points, coupon or profile change is made"

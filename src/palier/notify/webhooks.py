@@ -35,6 +35,7 @@ from sqlalchemy import Connection, delete, func, insert, or_, select, update
 from palier.clock import Clock, utc
 from palier.db import Database
 from palier.errors import NotFound
+from palier.ids import new_id
 from palier.notify.models import OutboxEvent
 from palier.notify.tables import outbox_events, webhooks
 from palier.programs.service import record_audit
@@ -229,6 +230,43 @@ def _body(rows: list[dict[str, Any]]) -> bytes:
     return json.dumps({"events": [e.model_dump(mode="json") for e in events]}, separators=(",", ":")).encode()
 
 
+def _post(client: httpx.Client, url: str, secret: str, body: bytes, clock: Clock) -> tuple[int | None, str | None]:
+    """Send one signed request: the receiver's status (None if it never answered) and what went wrong, if
+    anything (None: a 2xx)."""
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "Palier-Webhooks/1",
+        SIGNATURE_HEADER: sign(secret, int(clock.now().timestamp()), body),
+    }
+    try:
+        status = client.post(url, content=body, headers=headers).status_code
+    except httpx.HTTPError as exc:
+        return None, f"{type(exc).__name__}: {exc}"[:200]
+    return status, None if 200 <= status < 300 else f"HTTP {status}"
+
+
+class WebhookTest(BaseModel):
+    delivered: bool = Field(description="the receiver answered 2xx")
+    status: int | None = Field(description="the receiver's HTTP status (null: it never answered)")
+    error: str | None = Field(description="what went wrong, if it did")
+
+
+def send_test(hook: Webhook, clock: Clock) -> WebhookTest:
+    """POST one ``webhook_test`` event to the webhook now, signed like any delivery, and say how it went.
+    Nothing is written: the test event is not in the outbox and is not sent again."""
+    event = {
+        "id": new_id("outbox"),
+        "type": "webhook_test",
+        "subject_id": None,
+        "payload": {"message": "A test from Palier: the signature is made with your webhook's secret."},
+        "created_at": clock.now().isoformat().replace("+00:00", "Z"),
+    }
+    body = json.dumps({"events": [event]}, separators=(",", ":")).encode()
+    with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
+        status, error = _post(client, hook.url, hook.secret, body, clock)
+    return WebhookTest(delivered=error is None, status=status, error=error)
+
+
 def _settle(db: Database, rows: list[dict[str, Any]], now: datetime, error: str | None) -> None:
     ids = [r["id"] for r in rows]
     waiting = outbox_events.c.id.in_(ids), outbox_events.c.delivered_at.is_(None)
@@ -268,18 +306,8 @@ def deliver(
     with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
         for target in targets:
             while rows := _claim(db, target.program_id, clock.now(), batch_size):
-                body = _body(rows)
-                headers = {
-                    "Content-Type": "application/json",
-                    "User-Agent": "Palier-Webhooks/1",
-                    SIGNATURE_HEADER: sign(target.secret, int(clock.now().timestamp()), body),
-                }
                 run.requests += 1
-                try:
-                    status = client.post(target.url, content=body, headers=headers).status_code
-                    error = None if 200 <= status < 300 else f"HTTP {status}"
-                except httpx.HTTPError as exc:
-                    error = f"{type(exc).__name__}: {exc}"
+                _status, error = _post(client, target.url, target.secret, _body(rows), clock)
                 _settle(db, rows, clock.now(), error)
                 if error is not None:
                     run.failures += 1

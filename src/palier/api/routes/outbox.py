@@ -100,3 +100,14 @@ def remove_webhook(access: AdminAccess, db: DB, clock: ClockDep, request: Reques
             200,
         ),
     )
+
+
+@router.post(
+    "/webhook/test",
+    response_model=webhooks.WebhookTest,
+    summary="Send one signed webhook_test event to the webhook now, and see how the receiver answered",
+)
+def test_webhook(access: AdminAccess, db: DB, clock: ClockDep) -> webhooks.WebhookTest:
+    with db.read() as conn:
+        hook = webhooks.get_webhook(conn=conn, program_id=access.program.id)
+    return webhooks.send_test(hook, clock)

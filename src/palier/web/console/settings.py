@@ -15,7 +15,7 @@ from palier.errors import NotFound, PalierError
 from palier.notify import webhooks
 from palier.programs import service as programs
 from palier.programs.models import ProgramUpdate
-from palier.web.console.access import current, requires, staff_router
+from palier.web.console.access import Staff, current, requires, staff_router
 from palier.web.console.forms import errors_by_field
 from palier.web.render import render
 
@@ -59,22 +59,27 @@ def _webhook(request: Request, program_id: str) -> webhooks.Webhook | None:
             return None
 
 
+def _page(request: Request, who: Staff, *, status: int = 200, **shown: Any) -> HTMLResponse:
+    """The settings page: the program's settings (``values``, ``errors``), then its webhook (``hook``, and
+    ``hook_url`` / ``hook_error`` for a refused address, ``hook_test`` for a test's outcome)."""
+    page: dict[str, Any] = {
+        "values": who.program.model_dump(),
+        "errors": {},
+        "saved": None,
+        "hook_url": None,
+        "hook_error": None,
+        "hook_test": None,
+    }
+    page |= shown
+    if "hook" not in page:
+        page["hook"] = _webhook(request, who.program.id)
+    return render(request, "console/settings.html", status=status, staff=who, section="settings", **page)
+
+
 @router.get("/console/settings")
 @requires("settings.edit")
 def settings_page(request: Request, saved: str | None = None) -> HTMLResponse:
-    who = current(request)
-    return render(
-        request,
-        "console/settings.html",
-        staff=who,
-        section="settings",
-        values=who.program.model_dump(),
-        errors={},
-        saved=saved,
-        hook=_webhook(request, who.program.id),
-        hook_url=None,
-        hook_error=None,
-    )
+    return _page(request, current(request), saved=saved)
 
 
 @router.post("/console/settings/webhook")
@@ -86,25 +91,23 @@ async def save_webhook(request: Request) -> Response:
     try:
         spec = webhooks.WebhookSet.model_validate({"url": url, "new_secret": form.get("new_secret") == "on"})
     except ValidationError:
-        return render(
-            request,
-            "console/settings.html",
-            status=422,
-            staff=who,
-            section="settings",
-            values=who.program.model_dump(),
-            errors={},
-            saved=None,
-            hook=_webhook(request, who.program.id),
-            hook_url=url,
-            hook_error="console.webhook.url_invalid",
-        )
+        return _page(request, who, status=422, hook_url=url, hook_error="console.webhook.url_invalid")
     db: Database = request.app.state.db
     with db.write() as conn:
         webhooks.set_webhook(
             conn=conn, clock=request.app.state.clock, program_id=who.program.id, spec=spec, actor=f"staff:{who.user.id}"
         )
     return RedirectResponse("/console/settings?saved=webhook#webhook", status_code=303)
+
+
+@router.post("/console/settings/webhook/test")
+@requires("settings.edit")
+def test_webhook(request: Request) -> Response:
+    who = current(request)
+    hook = _webhook(request, who.program.id)
+    if hook is None:  # removed meanwhile (another tab)
+        return RedirectResponse("/console/settings#webhook", status_code=303)
+    return _page(request, who, hook=hook, hook_test=webhooks.send_test(hook, request.app.state.clock))
 
 
 @router.post("/console/settings/webhook/remove")
@@ -145,16 +148,4 @@ async def save_settings(request: Request) -> Response:
     values = who.program.model_dump() | {k: v for k, v in sent.items() if k != "never_expire"}
     if sent.get("never_expire"):
         values["points_lifetime_months"] = None
-    return render(
-        request,
-        "console/settings.html",
-        status=422,
-        staff=who,
-        section="settings",
-        values=values,
-        errors=errors,
-        saved=None,
-        hook=_webhook(request, who.program.id),
-        hook_url=None,
-        hook_error=None,
-    )
+    return _page(request, who, status=422, values=values, errors=errors)
