@@ -288,3 +288,19 @@ def test_the_worker_and_jobs_run_push_events_to_the_webhook(cli_db: Database, re
     assert result.exit_code == 0, result.output
     assert "webhooks: 2 events delivered in 1 requests" in result.output
     assert [e["type"] for e in receiver.events()] == ["segment_entered", "segment_left"]
+
+
+def test_jobs_run_housekeeping_says_what_it_deleted(cli_db: Database) -> None:
+    program, _member = shop_with_due_points(cli_db)
+    long_ago = datetime.now(UTC) - timedelta(days=40)
+    with cli_db.write() as conn:
+        outbox.emit(conn, program_id=program.id, type_="segment_left", subject_id=None, payload={}, now=long_ago)
+        [event] = outbox.recent(conn, program_id=program.id, types=["segment_left"])
+        outbox.acknowledge(conn, program_id=program.id, ids=[event["id"]], now=long_ago)
+    result = invoke("jobs", "run", "housekeeping")
+    assert result.exit_code == 0, result.output
+    assert "housekeeping: deleted 0 old sessions, 0 old sign-in codes and links, 1 events delivered over 30" in (
+        result.output
+    )
+    with cli_db.read() as conn:
+        assert outbox.recent(conn, program_id=program.id, types=["segment_left"]) == []

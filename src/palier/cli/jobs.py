@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from palier.cli.common import console, new_app, open_database
 from palier.clock import Clock, SystemClock
 from palier.db import Database
-from palier.jobs import sweeps
+from palier.jobs import housekeeping, sweeps
 from palier.ledger.tables import lots
 from palier.logs import mask_handlers
 from palier.memberships import service as memberships
@@ -46,6 +46,7 @@ class Job(StrEnum):
     segments = "segments"
     expiry_warnings = "expiry-warnings"
     webhooks = "webhooks"
+    housekeeping = "housekeeping"
     all = "all"
 
 
@@ -58,7 +59,7 @@ PER_MEMBER: dict[str, tuple[Callable[..., gifts.GiftRun | expiry.WarningRun], st
 }
 # Seconds between two runs of these by the worker, when more than its --interval: a warning window is days
 # wide, and finding who is due reads every lot that expires within it.
-SLOWER = {"expiry-warnings": 3600.0}
+SLOWER = {"expiry-warnings": 3600.0, "housekeeping": 3600.0}
 
 
 def _requalify(db: Database, clock: Clock, program_id: str | None, workers: int) -> int:
@@ -91,7 +92,9 @@ SWEEPS: dict[str, tuple[Sweep, str, str]] = {
 
 
 def _names(job: Job) -> list[str]:
-    return [*SWEEPS, *PER_MEMBER, *STATUS, Job.webhooks.value] if job is Job.all else [job.value]
+    if job is Job.all:
+        return [*SWEEPS, *PER_MEMBER, *STATUS, Job.webhooks.value, Job.housekeeping.value]
+    return [job.value]
 
 
 def _due(db: Database, name: str, now: datetime, program_id: str | None) -> int:
@@ -109,7 +112,8 @@ def run(
         ...,
         help="mature (pending points whose return window closed), expire (old points, overdue coupons), "
         "birthdays, anniversaries, tiers (requalification), memberships (lapse unpaid ones), segments (refresh), "
-        "expiry-warnings (points_expiring events for the mailer), webhooks (push waiting events), or all.",
+        "expiry-warnings (points_expiring events for the mailer), webhooks (push waiting events), "
+        "housekeeping (delete old sessions, sign-in codes and delivered events), or all.",
     ),
     batch_size: int = typer.Option(sweeps.BATCH, min=1, help="Lots per database transaction."),
     program: str | None = typer.Option(None, "--program", help="Only this program's lots (default: all)."),
@@ -121,10 +125,13 @@ def run(
     clock = SystemClock()
     results: dict[str, tuple[sweeps.SweepResult | gifts.GiftRun | expiry.WarningRun, float]] = {}
     pushed: webhooks.DeliveryRun | None = None
+    tidied: housekeeping.Tidied | None = None
     with open_database() as db:
         for name in _names(job):
             if name == Job.webhooks.value:
                 pushed = webhooks.deliver(db, clock, program_id=program)
+            elif name == Job.housekeeping.value:
+                tidied = housekeeping.tidy(db, clock, program_id=program)
             elif name in STATUS:
                 started = time.perf_counter()
                 count = STATUS[name][0](db, clock, program, workers)
@@ -149,6 +156,11 @@ def run(
         console.print(f"webhooks: {pushed.events:,} events delivered in {pushed.requests:,} requests")
         for error in pushed.errors:
             console.print(f"[yellow]webhook failed[/] {error} (tried again later)")
+    if tidied is not None:
+        console.print(
+            f"housekeeping: deleted {tidied.sessions:,} old sessions, {tidied.sign_ins:,} old sign-in codes and "
+            f"links, {tidied.events:,} events delivered over {housekeeping.KEEP_DELIVERED.days} days ago"
+        )
     if expired_coupons is not None:
         console.print(f"coupons: {expired_coupons:,} past their date expired, their points released")
 
@@ -290,6 +302,20 @@ def _work(db: Database, clock: Clock, stop: threading.Event, *, interval: float,
                 continue
             if count:
                 log.info("%s: %s %s", name, f"{count:,}", counts)
+        if "housekeeping" not in last_run or time.monotonic() - last_run["housekeeping"] >= SLOWER["housekeeping"]:
+            last_run["housekeeping"] = time.monotonic()
+            try:
+                tidied = housekeeping.tidy(db, clock)
+            except Exception:
+                log.exception("housekeeping failed")
+            else:
+                if tidied.rows:
+                    log.info(
+                        "housekeeping: %s sessions, %s sign-ins, %s delivered events deleted",
+                        f"{tidied.sessions:,}",
+                        f"{tidied.sign_ins:,}",
+                        f"{tidied.events:,}",
+                    )
         if once:
             return
         stop.wait(interval)

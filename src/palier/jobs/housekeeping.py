@@ -1,0 +1,72 @@
+"""Housekeeping: rows that served a moment are deleted once it has long passed, so these tables stop growing.
+
+* web sessions signed out or expired more than a day ago (``palier.sessions``);
+* portal sign-in links and codes expired more than a day ago (each lives 15 minutes at most, and the
+  hourly cap on codes looks back one hour);
+* outbox events delivered (pushed to the webhook or acknowledged) more than ``KEEP_DELIVERED`` ago: they
+  carry e-mail addresses and sign-in codes, which should not be kept once the merchant has them.
+
+Nothing the ledger, the audit trail or a member's history needs is touched. Rows go in batches of
+``BATCH``, each its own short transaction, so a first run over a large table does not hold locks for long.
+The worker runs it once an hour; it is safe to run twice, or on two workers at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import ColumnElement, Table, delete, or_, select
+
+from palier.clock import Clock
+from palier.db import Database
+from palier.notify.tables import outbox_events
+from palier.portal.tables import portal_sign_ins
+from palier.sessions.tables import web_sessions
+
+KEEP_DELIVERED = timedelta(days=30)
+KEEP_EXPIRED = timedelta(days=1)
+BATCH = 10_000
+
+
+@dataclass(frozen=True)
+class Tidied:
+    """How many rows a run deleted, by kind."""
+
+    sessions: int
+    sign_ins: int
+    events: int
+
+    @property
+    def rows(self) -> int:
+        return self.sessions + self.sign_ins + self.events
+
+
+def _delete(db: Database, table: Table, gone: ColumnElement[bool]) -> int:
+    key = table.c.id
+    deleted = 0
+    while True:
+        with db.write() as conn:
+            batch = select(key).where(gone).limit(BATCH).scalar_subquery()
+            count = int(conn.execute(delete(table).where(key.in_(batch))).rowcount)
+        deleted += count
+        if count < BATCH:
+            return deleted
+
+
+def tidy(db: Database, clock: Clock, *, program_id: str | None = None) -> Tidied:
+    """Delete what has long served its moment (``program_id``: only that program's sign-ins and events;
+    sessions belong to people, not to a program, and are left to a run for all programs)."""
+    now = clock.now()
+    expired = now - KEEP_EXPIRED
+    sign_ins: ColumnElement[bool] = portal_sign_ins.c.expires_at < expired
+    events: ColumnElement[bool] = outbox_events.c.delivered_at < now - KEEP_DELIVERED
+    if program_id is not None:
+        sign_ins = sign_ins & (portal_sign_ins.c.program_id == program_id)
+        events = events & (outbox_events.c.program_id == program_id)
+    old_sessions = or_(web_sessions.c.ended_at < expired, web_sessions.c.expires_at < expired)
+    return Tidied(
+        sessions=_delete(db, web_sessions, old_sessions) if program_id is None else 0,
+        sign_ins=_delete(db, portal_sign_ins, sign_ins),
+        events=_delete(db, outbox_events, events),
+    )
