@@ -496,7 +496,10 @@ def _utc(value: datetime | None) -> datetime:
 def test_worker_killed_mid_delivery_loses_no_webhook_event(db: Database, tmp_path: Path, receiver: Receiver) -> None:
     seed = seed_for("webhooks")
     rng = random.Random(seed)
-    url, clock, total = url_of(db), SystemClock(), 2_000  # 20 requests of 100 events
+    # Each kill may leave the batch it had claimed leased for a minute: enough batches that the kill points
+    # are always reached by the batches still free (20 requests of 100 events by default).
+    batches = 3 * WEBHOOK_CRASHES + 5
+    url, clock, total = url_of(db), SystemClock(), batches * webhooks.BATCH
     program_id, _cards = _program_with_cards(db, "Webhook crash", 0)
     with db.write() as conn:
         spec = webhooks.WebhookSet(url=receiver.url)
@@ -504,7 +507,7 @@ def test_worker_killed_mid_delivery_loses_no_webhook_event(db: Database, tmp_pat
         emitted = [(program_id, "segment_entered", None, {"n": n}) for n in range(total)]
         outbox.emit_many(conn, emitted, now=clock.now())
     receiver.delay = 0.03  # each delivery is in flight a while: the kills land in and between them
-    kill_points = sorted(rng.sample(range(1, total // webhooks.BATCH - 2), WEBHOOK_CRASHES))
+    kill_points = sorted(rng.sample(range(1, batches - WEBHOOK_CRASHES - 1), WEBHOOK_CRASHES))
     killed, log = 0, tmp_path / "worker.log"
     waiting = (outbox_events.c.program_id == program_id, outbox_events.c.delivered_at.is_(None))
     try:
