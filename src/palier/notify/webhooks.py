@@ -150,10 +150,15 @@ def set_webhook(*, conn: Connection, clock: Clock, program_id: str, spec: Webhoo
             .where(webhooks.c.program_id == program_id)
             .values(url=spec.url, secret=secret, updated_at=now)
         )
-    # the new address is tried at once, not after the backoff the old one earned
+    # events that failed are tried at the new address at once, not after the backoff the old one earned
+    # (a batch in flight for the first time keeps its claim)
     conn.execute(
         update(outbox_events)
-        .where(outbox_events.c.program_id == program_id, outbox_events.c.delivered_at.is_(None))
+        .where(
+            outbox_events.c.program_id == program_id,
+            outbox_events.c.delivered_at.is_(None),
+            outbox_events.c.attempts > 0,
+        )
         .values(next_attempt_at=None)
     )
     details = {"url": spec.url, "new_secret": current is None or spec.new_secret}

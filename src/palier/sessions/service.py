@@ -12,7 +12,7 @@ import secrets
 from datetime import timedelta
 from typing import Literal
 
-from sqlalchemy import Connection, delete, or_, select, update
+from sqlalchemy import Connection, select, update
 
 from palier.clock import Clock
 from palier.sessions.tables import web_sessions
@@ -25,16 +25,9 @@ def _key(token: str) -> str:
 
 
 def open_session(*, conn: Connection, clock: Clock, kind: Kind, subject_id: str, lasts: timedelta) -> str:
-    """Start a session for ``subject_id`` and return its token (for the cookie only). The subject's ended
-    and expired sessions are cleared at the same time, so the table holds about one row per live session."""
+    """Start a session for ``subject_id`` and return its token (for the cookie only). Ended and expired
+    sessions are deleted a day later by the housekeeping job (``palier.jobs.housekeeping``)."""
     now = clock.now()
-    conn.execute(
-        delete(web_sessions).where(
-            web_sessions.c.kind == kind,
-            web_sessions.c.subject_id == subject_id,
-            or_(web_sessions.c.ended_at.is_not(None), web_sessions.c.expires_at <= now),
-        )
-    )
     token = secrets.token_urlsafe(32)
     conn.execute(
         web_sessions.insert().values(
