@@ -236,6 +236,15 @@ def worker(
     log.info("worker stopped")
 
 
+def _due_now(last_run: dict[str, float], name: str) -> bool:
+    """Whether the worker runs ``name`` on this pass (at most every ``SLOWER[name]`` seconds); if so, the run
+    is recorded as started now."""
+    if name in last_run and time.monotonic() - last_run[name] < SLOWER.get(name, 0.0):
+        return False
+    last_run[name] = time.monotonic()
+    return True
+
+
 def _push(db: Database, clock: Clock, stop: threading.Event, *, interval: float) -> None:
     """Deliver waiting events to the webhooks every ``interval`` seconds until ``stop`` (once if it is set)."""
     while True:
@@ -277,9 +286,8 @@ def _work(db: Database, clock: Clock, stop: threading.Event, *, interval: float,
                 time.perf_counter() - started,
             )
         for name, (give, what) in PER_MEMBER.items():
-            if name in last_run and time.monotonic() - last_run[name] < SLOWER.get(name, 0.0):
+            if not _due_now(last_run, name):
                 continue
-            last_run[name] = time.monotonic()
             try:
                 given = give(db, clock, batch_size=batch_size)
             except Exception:
@@ -302,8 +310,7 @@ def _work(db: Database, clock: Clock, stop: threading.Event, *, interval: float,
                 continue
             if count:
                 log.info("%s: %s %s", name, f"{count:,}", counts)
-        if "housekeeping" not in last_run or time.monotonic() - last_run["housekeeping"] >= SLOWER["housekeeping"]:
-            last_run["housekeeping"] = time.monotonic()
+        if _due_now(last_run, "housekeeping"):
             try:
                 tidied = housekeeping.tidy(db, clock)
             except Exception:

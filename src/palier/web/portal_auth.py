@@ -218,8 +218,8 @@ def check_code(program_id: str, request: Request, code: Annotated[str, Form(max_
 def sign_out(program_id: str, request: Request, everywhere: Annotated[bool, Form()] = False) -> Response:
     """End this browser's session; with ``everywhere``, every session the member has open (a lost phone)."""
     program = load_program(request.app.state.db, program_id)
-    session = MEMBER_SESSION.read(request)
-    if everywhere and session is not None and session.get("p") == program.id:
+    session = MEMBER_SESSION.read(request) if everywhere else None
+    if session is not None and session.get("p") == program.id:
         MEMBER_SESSION.end_all(request, session["s"])
     response = RedirectResponse(f"{sign_in_url(program.id)}?signed_out=1", status_code=303)
     MEMBER_SESSION.close(request, response)
