@@ -1,4 +1,5 @@
-"""Housekeeping deletes old sessions, sign-in codes and delivered events, and nothing else.
+"""Housekeeping deletes old sessions, sign-in codes, delivered events and console sign-in attempts, and nothing
+else.
 
 It runs on a database of its own (``empty_database_url``): a run for all programs tidies every session,
 and the shared test database holds other tests' live ones.
@@ -15,6 +16,7 @@ from sqlalchemy import func, select
 from palier.clock import FrozenClock
 from palier.db import Database, make_database
 from palier.db.migrate import upgrade
+from palier.errors import Unauthenticated
 from palier.jobs import housekeeping
 from palier.notify import outbox
 from palier.notify.tables import outbox_events
@@ -22,6 +24,8 @@ from palier.portal import service as portal
 from palier.portal.tables import portal_sign_ins
 from palier.sessions import service as sessions
 from palier.sessions.tables import web_sessions
+from palier.staff import service as staff
+from palier.staff.tables import staff_sign_ins
 from tests.services import factories as f
 
 SECRET = "a secret key for housekeeping tests"
@@ -71,7 +75,7 @@ def test_what_has_long_served_is_deleted_and_nothing_else(
     one_program = housekeeping.tidy(db, clock, program_id=shop.id)
     assert (one_program.sessions, one_program.sign_ins, one_program.events) == (0, 3, 0)  # sessions: all only
     everything = housekeeping.tidy(db, clock)
-    assert (everything.sessions, everything.sign_ins, everything.events) == (4, 0, 0)
+    assert (everything.sessions, everything.sign_ins, everything.events, everything.attempts) == (4, 0, 0, 0)
     with db.read() as conn:
         assert sessions.find(conn=conn, clock=clock, kind="member", token=live) == "mem_e"  # still signed in
     assert _count(db, web_sessions) == 1 and _count(db, portal_sign_ins) == 0
@@ -79,9 +83,34 @@ def test_what_has_long_served_is_deleted_and_nothing_else(
     clock.advance(days=29)  # the events delivered at the start, 30 days and 13 hours ago
     assert housekeeping.tidy(db, clock, program_id=shop.id).events == 3  # only this program's
     everything = housekeeping.tidy(db, clock)
-    assert (everything.sessions, everything.sign_ins, everything.events) == (1, 0, 2)
+    assert (everything.sessions, everything.sign_ins, everything.events, everything.attempts) == (1, 0, 2, 0)
     # events not yet delivered are never deleted, however old: they wait for the webhook or the mailer
     assert _count(db, outbox_events, outbox_events.c.program_id == shop.id) == 5  # 3 codes, 2 events
     assert _count(db, outbox_events, outbox_events.c.program_id == other.id) == 3
     assert _count(db, outbox_events, outbox_events.c.delivered_at.isnot(None)) == 0
     assert f.balance(db, shop, member).available == 0  # a member's own rows are untouched
+
+
+def test_console_sign_in_attempts_are_deleted_after_90_days(own_db: Database, clock: FrozenClock) -> None:
+    db = own_db
+    shop = f.make_program(db, clock)
+    _wrong_password(db, clock, times=5)
+    clock.advance(days=89)
+    _wrong_password(db, clock, times=2)
+    assert housekeeping.tidy(db, clock, program_id=shop.id).attempts == 0  # they belong to no program
+    assert housekeeping.tidy(db, clock).attempts == 0  # none is 90 days old yet
+    clock.advance(days=1, minutes=1)
+    tidied = housekeeping.tidy(db, clock)
+    assert tidied.attempts == 5 and _count(db, staff_sign_ins) == 2
+    assert "5 console sign-in attempts over 90 days old" in tidied.summary()
+
+
+def _wrong_password(db: Database, clock: FrozenClock, *, times: int) -> None:
+    """Failed console sign-ins, kept as the console keeps them (committed although refused)."""
+    for _ in range(times):
+        with db.write() as conn, pytest.raises(Unauthenticated):
+            try:
+                staff.authenticate(conn=conn, clock=clock, email="nobody@example.fr", password="wrong", ip="192.0.2.7")
+            except Unauthenticated:
+                conn.commit()
+                raise

@@ -113,7 +113,7 @@ def run(
         help="mature (pending points whose return window closed), expire (old points, overdue coupons), "
         "birthdays, anniversaries, tiers (requalification), memberships (lapse unpaid ones), segments (refresh), "
         "expiry-warnings (points_expiring events for the mailer), webhooks (push waiting events), "
-        "housekeeping (delete old sessions, sign-in codes and delivered events), or all.",
+        "housekeeping (delete old sessions, sign-in codes, delivered events and sign-in attempts), or all.",
     ),
     batch_size: int = typer.Option(sweeps.BATCH, min=1, help="Lots per database transaction."),
     program: str | None = typer.Option(None, "--program", help="Only this program's lots (default: all)."),
@@ -157,10 +157,7 @@ def run(
         for error in pushed.errors:
             console.print(f"[yellow]webhook failed[/] {error} (tried again later)")
     if tidied is not None:
-        console.print(
-            f"housekeeping: deleted {tidied.sessions:,} old sessions, {tidied.sign_ins:,} old sign-in codes and "
-            f"links, {tidied.events:,} events delivered over {housekeeping.KEEP_DELIVERED.days} days ago"
-        )
+        console.print(f"housekeeping: {tidied.summary()}")
     if expired_coupons is not None:
         console.print(f"coupons: {expired_coupons:,} past their date expired, their points released")
 
@@ -317,12 +314,7 @@ def _work(db: Database, clock: Clock, stop: threading.Event, *, interval: float,
                 log.exception("housekeeping failed")
             else:
                 if tidied.rows:
-                    log.info(
-                        "housekeeping: %s sessions, %s sign-ins, %s delivered events deleted",
-                        f"{tidied.sessions:,}",
-                        f"{tidied.sign_ins:,}",
-                        f"{tidied.events:,}",
-                    )
+                    log.info("housekeeping: %s", tidied.summary())
         if once:
             return
         stop.wait(interval)

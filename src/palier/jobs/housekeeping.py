@@ -4,7 +4,9 @@
 * portal sign-in links and codes expired more than a day ago (each lives 15 minutes at most, and the
   hourly cap on codes looks back one hour);
 * outbox events delivered (pushed to the webhook or acknowledged) more than ``KEEP_DELIVERED`` ago: they
-  carry e-mail addresses and sign-in codes, which should not be kept once the merchant has them.
+  carry e-mail addresses and sign-in codes, which should not be kept once the merchant has them;
+* console sign-in attempts (an e-mail and a client address each) more than ``KEEP_ATTEMPTS`` ago: the
+  lockout looks back 15 minutes, and the rest is kept long enough to look into a break-in attempt.
 
 Nothing the ledger, the audit trail or a member's history needs is touched. Rows go in batches of
 ``BATCH``, each its own short transaction, so a first run over a large table does not hold locks for long.
@@ -23,9 +25,11 @@ from palier.db import Database
 from palier.notify.tables import outbox_events
 from palier.portal.tables import portal_sign_ins
 from palier.sessions.tables import web_sessions
+from palier.staff.tables import staff_sign_ins
 
 KEEP_DELIVERED = timedelta(days=30)
 KEEP_EXPIRED = timedelta(days=1)
+KEEP_ATTEMPTS = timedelta(days=90)
 BATCH = 10_000
 
 
@@ -36,10 +40,18 @@ class Tidied:
     sessions: int
     sign_ins: int
     events: int
+    attempts: int
 
     @property
     def rows(self) -> int:
-        return self.sessions + self.sign_ins + self.events
+        return self.sessions + self.sign_ins + self.events + self.attempts
+
+    def summary(self) -> str:
+        return (
+            f"deleted {self.sessions:,} old sessions, {self.sign_ins:,} old portal sign-in codes and links, "
+            f"{self.events:,} events delivered over {KEEP_DELIVERED.days} days ago and {self.attempts:,} console "
+            f"sign-in attempts over {KEEP_ATTEMPTS.days} days old"
+        )
 
 
 def _delete(db: Database, table: Table, gone: ColumnElement[bool]) -> int:
@@ -56,7 +68,7 @@ def _delete(db: Database, table: Table, gone: ColumnElement[bool]) -> int:
 
 def tidy(db: Database, clock: Clock, *, program_id: str | None = None) -> Tidied:
     """Delete what has long served its moment (``program_id``: only that program's sign-ins and events;
-    sessions belong to people, not to a program, and are left to a run for all programs)."""
+    sessions and console sign-in attempts belong to no program, and are left to a run for all programs)."""
     now = clock.now()
     expired = now - KEEP_EXPIRED
     sign_ins: ColumnElement[bool] = portal_sign_ins.c.expires_at < expired
@@ -65,8 +77,10 @@ def tidy(db: Database, clock: Clock, *, program_id: str | None = None) -> Tidied
         sign_ins = sign_ins & (portal_sign_ins.c.program_id == program_id)
         events = events & (outbox_events.c.program_id == program_id)
     old_sessions = or_(web_sessions.c.ended_at < expired, web_sessions.c.expires_at < expired)
+    everyone = program_id is None
     return Tidied(
-        sessions=_delete(db, web_sessions, old_sessions) if program_id is None else 0,
+        sessions=_delete(db, web_sessions, old_sessions) if everyone else 0,
         sign_ins=_delete(db, portal_sign_ins, sign_ins),
         events=_delete(db, outbox_events, events),
+        attempts=_delete(db, staff_sign_ins, staff_sign_ins.c.created_at < now - KEEP_ATTEMPTS) if everyone else 0,
     )
