@@ -182,6 +182,7 @@ def test_lookup_finds_the_member_by_each_identity_however_it_is_typed(program: A
         ("phone", "call me maybe", "invalid_phone"),
         ("email", "ann@", "invalid_email"),
         ("card", "a!", "invalid_loyalty_card"),
+        ("card", "5555555555554444", "payment_card_as_loyalty_card"),
         ("payment_card", "4970 1234", "invalid_payment_card"),
         ("payment_card", "4970 0000 0000 0001", "invalid_payment_card"),
     ],

@@ -186,6 +186,7 @@ def test_an_identity_belongs_to_one_member(db: Database, clock: FrozenClock, pro
         ({"identities": [("payment_card", "4970 1234 1234 1235")]}, "invalid_payment_card", "identities[0].value"),
         ({"identities": [("payment_card", "1234")]}, "invalid_payment_card", "identities[0].value"),
         ({"identities": [("card", "a!")]}, "invalid_loyalty_card", "identities[0].value"),
+        ({"identities": [("card", "4000 0566 5566 5556")]}, "payment_card_as_loyalty_card", "identities[0].value"),
     ],
 )
 def test_invalid_identities_are_refused_with_their_field(

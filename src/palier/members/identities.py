@@ -43,6 +43,13 @@ def normalise(kind: str, raw: str, *, field: str, card_key: bytes, default_count
             raise InvalidInput(
                 "invalid_loyalty_card", "A loyalty card number is 4 to 32 letters or digits.", field=field
             )
+        if is_payment_card_number(value):
+            raise InvalidInput(
+                "payment_card_as_loyalty_card",
+                "This is a payment card number, which is never stored as it is. Link it as a payment card "
+                "(kind payment_card): only its keyed hash and last four digits are kept.",
+                field=field,
+            )
         return Normalised("card", value)
     if kind == "external":
         if not 1 <= len(raw) <= 128:
@@ -83,6 +90,12 @@ _BRANDS = (
     ("jcb", re.compile(r"35")),
     ("diners", re.compile(r"3(0[0-5]|[689])")),
 )
+
+
+def is_payment_card_number(value: str) -> bool:
+    """13 to 19 digits, Luhn-valid, in a payment network's range: a bank card, not a loyalty card
+    (loyalty card numbers are issued outside those ranges)."""
+    return value.isdigit() and 13 <= len(value) <= 19 and luhn_valid(value) and card_brand(value) != "other"
 
 
 def card_brand(digits: str) -> str:

@@ -12,6 +12,7 @@ from palier.members import service as members
 from palier.members.models import Member
 from palier.members.tables import members as member_rows
 from palier.programs.models import Program
+from palier.text import mask_card_numbers
 
 MAX_FOUND = 20
 
@@ -28,13 +29,14 @@ def _kinds(text: str) -> list[str]:
 
 async def posted_search(request: Request, program: Program) -> tuple[str, list[Member]]:
     """What the search box posted (``q``: posted, so a phone or card number stays out of URLs, browser
-    history and access logs) and the members it finds."""
+    history and access logs), as it may be shown again (a payment card number masked), and the members
+    it finds."""
     text = str((await request.form()).get("q", "")).strip()[:254]
     if not text:
         return text, []
     with request.app.state.db.read() as conn:
         card_key = request.app.state.settings.card_hash_key
-        return text, find_members(conn=conn, program=program, text=text, card_key=card_key)
+        return mask_card_numbers(text), find_members(conn=conn, program=program, text=text, card_key=card_key)
 
 
 def find_members(*, conn: Connection, program: Program, text: str, card_key: bytes) -> list[Member]:

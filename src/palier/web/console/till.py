@@ -20,10 +20,12 @@ from pydantic import ValidationError
 from palier.db import Database
 from palier.errors import PalierError
 from palier.members import service as members
+from palier.members.identities import is_payment_card_number
 from palier.members.models import MemberCreate
 from palier.rewards import payments
 from palier.rewards import service as rewards
 from palier.rewards.models import CouponUse, PaymentIn
+from palier.text import mask_card_numbers
 from palier.web import i18n, present
 from palier.web.console.access import current, requires, staff_router
 from palier.web.console.forms import errors_by_field, parse_money
@@ -175,6 +177,8 @@ def _prefill(q: str | None) -> dict[str, str]:
     digits = text.replace(" ", "").replace(".", "").replace("-", "")
     if digits.startswith("+") or (digits.startswith("0") and len(digits) == 10 and digits.isdigit()):
         return {"phone": text}
+    if is_payment_card_number(digits):
+        return {}  # a bank card swiped at the till: never a loyalty card number, and never shown again
     if digits.isalnum() and any(ch.isdigit() for ch in digits):
         return {"card": text}
     return {"first_name": text} if text.replace(" ", "").isalpha() else {}
@@ -240,6 +244,7 @@ async def enrol_customer(request: Request) -> Response:
                 found = find_members(conn=conn, program=who.program, text=value, card_key=settings.card_hash_key)
             existing = found[0].id if len(found) == 1 else None
         errors = _enrol_errors({error.field or "email": error.detail})
+        sent = {name: mask_card_numbers(value) for name, value in sent.items()}  # never shown back in full
         return _enrol_page(request, status=error.status, sent=sent, errors=errors, existing=existing)
     return RedirectResponse(f"/till/members/{member.id}?ok=enrolled", status_code=303)
 
