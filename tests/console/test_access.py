@@ -182,3 +182,15 @@ def test_store_staff_land_on_the_till_and_a_deactivated_user_is_signed_out(
         staff.set_active(conn=conn, clock=clock, staff_id=user.id, active=True, actor="test")
     assert client.get("/till", follow_redirects=False).status_code == 303  # back at work: signs in again
     assert sign_in(client, email).headers["location"] == "/till"
+
+
+@pytest.mark.parametrize("path", ["/console/rules", "/console/tiers"])
+def test_a_cleared_editor_saves_nothing(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str], path: str
+) -> None:
+    assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
+    before = client.get(path).text
+    for blank in ("", "   \n", "# every rule removed\n"):
+        refused = client.post(path, data={"csrf": csrf_of(before), "document": blank})
+        assert refused.status_code == 422 and "Le document est vide" in refused.text
+    assert client.get(path).text == before  # the same document, the same version in force

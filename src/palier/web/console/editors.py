@@ -30,6 +30,7 @@ from palier.segments import service as segments
 from palier.segments.models import SegmentIn
 from palier.tiers import service as tiers
 from palier.tiers.models import TierPolicy
+from palier.web import i18n
 from palier.web.console.access import Staff, current, requires, staff_router
 from palier.web.console.yaml_lines import Problem, line_of, syntax_problem
 from palier.web.render import PageError, render
@@ -43,6 +44,16 @@ def _problems(text: str, error: PalierError) -> list[Problem]:
         {"field": error.field or "document", "code": error.code, "message": error.detail}
     ]
     return [Problem(line_of(text, p["field"]), p["field"], p["code"], p["message"]) for p in listed]
+
+
+def _document_problem(request: Request, text: str) -> Problem | None:
+    """A YAML syntax error, or a blank document: saving one would remove every rule or tier at a stroke,
+    which is never what a cleared editor means (an explicit ``rules: []`` or ``tiers: []`` still does it)."""
+    problem = syntax_problem(text)
+    if problem is None and yaml.safe_load(text) is None:
+        message = i18n.translate(i18n.request_language(request), "console.editor.empty")
+        problem = Problem(line=None, field="document", code="empty_document", message=message)
+    return problem
 
 
 def _validation_problems(text: str, error: ValidationError) -> list[Problem]:
@@ -110,7 +121,7 @@ async def save_rules(request: Request) -> Response:
     clock: Clock = request.app.state.clock
     with db.read() as conn:
         version, _ = rules.current_document(conn=conn, program=who.program)
-    problem = syntax_problem(text)
+    problem = _document_problem(request, text)
     if problem is not None:
         return _editor(request, who, kind="rules", text=text, problems=[problem], version=version, saved=None)
     try:
@@ -163,7 +174,7 @@ async def save_tiers(request: Request) -> Response:
     db: Database = request.app.state.db
     with db.read() as conn:
         policy = tiers.get_policy(conn, program_id=who.program.id)
-    problem = syntax_problem(text)
+    problem = _document_problem(request, text)
     if problem is not None:
         return _editor(request, who, kind="tiers", text=text, problems=[problem], policy=policy, saved=None)
     try:
@@ -213,7 +224,7 @@ async def _create(
     who = current(request)
     text = str((await request.form()).get("document", ""))[:MAX_TEXT].replace("\r\n", "\n")
     page = {"kind": kind, "section": section, "action": action or f"/console/{kind}", "back": f"/console/{section}"}
-    problem = syntax_problem(text)
+    problem = _document_problem(request, text)
     if problem is not None:
         return _editor(request, who, text=text, problems=[problem], saved=None, **page)
     try:
