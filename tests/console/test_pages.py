@@ -274,3 +274,24 @@ def test_a_segment_is_edited_in_yaml_under_its_code(
     [segment] = program.call("GET", "/v1/segments").json()
     assert segment["conditions"] == [{"field": "total_spend", "op": ">=", "value": 80_000}]
     assert client.get("/console/segments/nobody").status_code == 404
+
+
+def test_tier_and_segment_names_are_shown_in_the_page_language(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    from tests.api.routes import WORLD_SEGMENT, WORLD_TIERS
+
+    assert program.call("PUT", "/v1/tiers", json=WORLD_TIERS).status_code == 200
+    assert program.call("POST", "/v1/segments", json=WORLD_SEGMENT).status_code == 201
+    member = program.call("POST", "/v1/members", json={"email": "ines@example.fr"}).json()["id"]
+    given = {"tier": "gold", "reason": "Ambassadrice", "until": "2099-01-01T00:00:00Z"}
+    assert program.call("POST", f"/v1/members/{member}/tier", json=given).status_code == 200
+    admin(client, program, add_staff)
+    console, till = f"/console/members/{member}", f"/till/members/{member}"
+    assert 'tier-pill">Niveau Or</span>' in client.get(console + "?lang=fr").text
+    assert 'tier-pill">Or</span>' in client.get(till + "?lang=fr").text
+    assert 'tier-pill">Tier Gold</span>' in client.get(console + "?lang=en").text
+    assert 'tier-pill">Gold</span>' in client.get(till + "?lang=en").text
+    segments_fr = client.get("/console/segments?lang=fr").text
+    assert "Meilleurs clients</a>" in segments_fr and "fr=" not in segments_fr
+    assert "Best customers</a>" in client.get("/console/segments?lang=en").text

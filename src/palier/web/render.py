@@ -116,6 +116,7 @@ def render(
             csrf=token,
             lang_url=functools.partial(lang_url, request),
             fmt_int=lambda value: present.number(int(value), lang),
+            local=lambda value: i18n.localized(value, lang),
             day=functools.partial(_day, context.get("program"), lang),
             **context,
         )

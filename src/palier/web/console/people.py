@@ -12,7 +12,7 @@ from palier.members import service as members
 from palier.members.models import Balance, HistoryLine, Member
 from palier.programs.models import Program
 from palier.rewards import service as rewards
-from palier.rewards.models import Coupon
+from palier.rewards.models import Coupon, Localized
 from palier.tiers import service as tiers
 from palier.web.console.search import display_name
 
@@ -22,7 +22,7 @@ class MemberView:
     member: Member
     name: str
     balance: Balance
-    tier: str | None
+    tier: Localized | None  # the member's tier, by its name
     coupons: list[Coupon]  # newest first
     history: list[HistoryLine]  # newest first
 
@@ -42,7 +42,16 @@ def member_view(
         member=member,
         name=display_name(member),
         balance=members.balance(conn=conn, program=program, member_id=member_id),  # no next rewards: not shown
-        tier=tiers.member_tier(conn, member_id=member_id),
+        tier=_tier_name(conn, program, member_id),
         coupons=rewards.member_coupons(conn=conn, program_id=program.id, member_id=member_id)[:coupons],
         history=found,
     )
+
+
+def _tier_name(conn: Connection, program: Program, member_id: str) -> Localized | None:
+    code = tiers.member_tier(conn, member_id=member_id)
+    if code is None:
+        return None
+    policy = tiers.get_policy(conn, program_id=program.id)
+    tier = policy.tier(code) if policy is not None else None
+    return tier.name if tier is not None else Localized(fr=code, en=code)  # a tier since removed from the ladder
