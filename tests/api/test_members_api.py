@@ -96,6 +96,9 @@ def test_enrol_refuses_what_a_member_cannot_set(program: ApiProgram) -> None:
         assert_problem(response, 422, "card_number_in_text", field="first_name")
         assert card not in response.text
     assert_problem(program.call("POST", "/v1/members", json={"phone": "12"}), 422, "invalid_phone", field="phone")
+    for birthday, code in (("2031-04-02", "birthday_in_future"), ("1890-04-02", "invalid_birthday")):
+        response = program.call("POST", "/v1/members", json={"first_name": "Ann", "birthday": birthday})
+        assert_problem(response, 422, code, field="birthday")
     assert_problem(program.call("POST", "/v1/members", json={"email": "not-mail"}), 422, "invalid_email", field="email")
     bad_card = program.call(
         "POST", "/v1/members", json={"identities": [{"kind": "payment_card", "value": "4970 0000 0000 0001"}]}
@@ -499,3 +502,12 @@ def test_a_public_url_that_is_not_an_address_is_refused_at_start_up(typed: str) 
         public_url(typed)
     assert refused.value.code == "invalid_setting" and refused.value.field == "PALIER_PUBLIC_URL"
     assert public_url("  ") is None and public_url("http://127.0.0.1:8000/") == "http://127.0.0.1:8000"
+
+
+def test_the_program_refuses_a_default_country_that_does_not_exist(program: ApiProgram) -> None:
+    refused = program.call("PATCH", "/v1/program", json={"default_country": "ZZ"})
+    assert_problem(refused, 422, "invalid_country", field="default_country")
+    assert program.call("GET", "/v1/program").json()["default_country"] == "FR"
+    assert program.call("PATCH", "/v1/program", json={"default_country": "BE"}).status_code == 200
+    found = program.call("POST", "/v1/members", json={"phone": "0470 12 34 56"})  # read as a Belgian number
+    assert found.status_code == 201 and found.json()["phone"] == "+32470123456"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -25,6 +25,18 @@ def _person_name(value: str) -> str:
 
 
 PersonName = Annotated[str, Field(min_length=1, max_length=80), AfterValidator(_person_name)]
+
+
+def _birthday(value: date) -> date:
+    # a day of slack: it is already tomorrow somewhere
+    if value > date.today() + timedelta(days=1):
+        raise ValueError("birthday_in_future: a birthday cannot be in the future")
+    if value.year < 1900:
+        raise ValueError("invalid_birthday: a birthday is after 1900")
+    return value
+
+
+Birthday = Annotated[date, AfterValidator(_birthday)]
 
 
 class Strict(BaseModel):
@@ -66,7 +78,7 @@ class MemberCreate(Strict):
     last_name: PersonName | None = None
     email: str | None = Field(default=None, max_length=254)
     phone: str | None = Field(default=None, max_length=32)
-    birthday: date | None = None
+    birthday: Birthday | None = None
     language: Language = "fr"
     consents: Consents = Field(default_factory=Consents)
     identities: list[IdentityIn] = Field(default_factory=list, max_length=20)
@@ -81,7 +93,7 @@ class MemberUpdate(Strict):
     last_name: PersonName | None = None
     email: str | None = Field(default=None, max_length=254)
     phone: str | None = Field(default=None, max_length=32)
-    birthday: date | None = None
+    birthday: Birthday | None = None
     language: Language | None = None
     consents: ConsentsUpdate | None = None
 

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import phonenumbers
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from palier.units import Rounding, money
@@ -34,6 +35,15 @@ def _timezone(value: str) -> str:
 
 
 TimeZoneName = Annotated[str, AfterValidator(_timezone)]
+
+
+def _country(value: str) -> str:
+    if value not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"invalid_country: {value!r} is not a country code such as FR, BE or CH (ISO 3166)")
+    return value
+
+
+Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$"), AfterValidator(_country)]
 Scope = Literal["admin", "pos", "read"]
 
 
@@ -48,7 +58,7 @@ class ProgramSettings(Strict):
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     points_name: str = Field(default="points", min_length=1, max_length=40)
     timezone: TimeZoneName = "Europe/Paris"
-    default_country: str = Field(default="FR", pattern=r"^[A-Z]{2}$", description="for phone numbers typed without +")
+    default_country: Country = Field(default="FR", description="for phone numbers typed without +")
     earn_points: int = Field(default=1, ge=0, le=1000, description="points earned …")
     earn_per_amount: int = Field(default=100, ge=1, le=100_000_000, description="… per this many minor units")
     rounding: Rounding = Rounding.FLOOR
@@ -78,7 +88,7 @@ class ProgramUpdate(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=120)
     points_name: str | None = Field(default=None, min_length=1, max_length=40)
     timezone: TimeZoneName | None = None
-    default_country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    default_country: Country | None = None
     earn_points: int | None = Field(default=None, ge=0, le=1000)
     earn_per_amount: int | None = Field(default=None, ge=1, le=100_000_000)
     rounding: Rounding | None = None
