@@ -194,3 +194,10 @@ def test_a_cleared_editor_saves_nothing(
         refused = client.post(path, data={"csrf": csrf_of(before), "document": blank})
         assert refused.status_code == 422 and "Le document est vide" in refused.text
     assert client.get(path).text == before  # the same document, the same version in force
+
+
+def test_a_mistyped_console_or_till_address_is_a_page_not_problem_json(client: TestClient) -> None:
+    for path in ("/console/audit", "/console/members/x/y/z", "/till/nope"):
+        response = client.get(path)
+        assert response.status_code == 404 and response.headers["content-type"].startswith("text/html"), path
+        assert "/console" in response.text or "/till" in response.text  # the way back to the console or till

@@ -31,6 +31,7 @@ def install(app: FastAPI) -> None:
 
     for router in console.routers():
         app.include_router(router)
+    app.include_router(console.missing)
 
     @app.exception_handler(PageError)
     async def _page_error(request: Request, exc: PageError) -> HTMLResponse:

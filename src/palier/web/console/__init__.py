@@ -7,8 +7,20 @@ and the page's permission from ``palier.staff.permissions``.
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
 
 from palier.web.console import account, auth, catalog, dashboard, editors, members, settings, team, till
+from palier.web.render import PageError
+
+# Included after every router of routers(), by web.install: it answers only what no page does.
+missing = APIRouter(include_in_schema=False)
+
+
+@missing.get("/console/{rest:path}", response_class=HTMLResponse)
+@missing.get("/till/{rest:path}", response_class=HTMLResponse)
+def not_found(rest: str) -> HTMLResponse:
+    """A mistyped console or till address: a page saying so (not the API's problem+json), for people."""
+    raise PageError(404, "error.not_found")
 
 
 def routers() -> list[APIRouter]:
