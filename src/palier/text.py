@@ -10,6 +10,28 @@ from palier.errors import InvalidInput
 _DIGIT_RUN = re.compile(r"\d(?:[ -]?\d){11,18}")
 
 
+# Letters with accents and what they are without, for searches that ignore both (Élodie, élodie, Elodie).
+# The same two strings feed PostgreSQL's translate() and, on SQLite, the function Palier registers under
+# that name (palier.db.engine), so one SQL expression folds names alike on both engines.
+ACCENTED = "ÀÁÂÃÄÅÇÈÉÊËÌÍÎÏÑÒÓÔÕÖÙÚÛÜÝŸàáâãäåçèéêëìíîïñòóôõöùúûüýÿ"
+PLAIN = "AAAAAACEEEEIIIINOOOOOUUUUYYaaaaaaceeeeiiiinooooouuuuyy"
+_UNACCENT = str.maketrans(ACCENTED, PLAIN)
+
+
+def translate(value: str | None, accented: str, plain: str) -> str | None:
+    """PostgreSQL's ``translate(value, from, to)``: each character of ``from`` replaced by the one at the
+    same place in ``to``."""
+    if value is None:
+        return None
+    table = _UNACCENT if (accented, plain) == (ACCENTED, PLAIN) else str.maketrans(accented, plain[: len(accented)])
+    return value.translate(table)
+
+
+def folded(value: str) -> str:
+    """``value`` without accents and in lower case, as a name search compares it."""
+    return value.translate(_UNACCENT).lower()
+
+
 def luhn_valid(digits: str) -> bool:
     total = 0
     for i, ch in enumerate(reversed(digits)):

@@ -295,3 +295,18 @@ def test_tier_and_segment_names_are_shown_in_the_page_language(
     segments_fr = client.get("/console/segments?lang=fr").text
     assert "Meilleurs clients</a>" in segments_fr and "fr=" not in segments_fr
     assert "Best customers</a>" in client.get("/console/segments?lang=en").text
+
+
+def test_a_name_is_found_whatever_its_accents_and_case_or_typed_in_full(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    elodie = program.enrol(first_name="Élodie", last_name="Gérard")["id"]
+    program.enrol(first_name="Romain", last_name="Roy")
+    token = admin(client, program, add_staff)
+    for typed in ("Élodie", "élodie", "ELODIE", "elo", "Gerard", "gÉr", "élodie gérard", "Elodie  Gerard"):
+        found = client.post("/console/members", data={"csrf": token, "q": typed}, follow_redirects=False)
+        assert found.headers.get("location") == f"/console/members/{elodie}", typed
+    both = client.post("/console/members", data={"csrf": token, "q": "Romain Roy"}, follow_redirects=False)
+    assert both.status_code == 303 and "/console/members/mem_" in both.headers["location"]
+    nobody = client.post("/console/members", data={"csrf": token, "q": "Élodie Roy"})
+    assert "Aucun membre ne correspond" in nobody.text

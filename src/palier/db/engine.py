@@ -31,6 +31,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import NullPool
 
+from palier.text import translate
+
 try:
     import fcntl
 except ImportError:  # Windows: SQLite's busy timeout alone serialises writers
@@ -110,6 +112,7 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=60000")
         cur.close()
+        dbapi_conn.create_function("translate", 3, translate, deterministic=True)  # as PostgreSQL's
         if lock_path is not None:
             # One open file per connection: flock() locks belong to an open file, so two connections
             # (two threads) of this process exclude each other exactly as two processes do.

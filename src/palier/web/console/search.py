@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextlib
 
 from fastapi import Request
-from sqlalchemy import Connection, func, or_, select
+from sqlalchemy import ColumnElement, Connection, func, or_, select
 
 from palier.errors import PalierError
 from palier.members import service as members
 from palier.members.models import Member
 from palier.members.tables import members as member_rows
 from palier.programs.models import Program
-from palier.text import mask_card_numbers
+from palier.text import ACCENTED, PLAIN, folded, mask_card_numbers
 
 MAX_FOUND = 20
 
@@ -56,16 +56,15 @@ def find_members(*, conn: Connection, program: Program, text: str, card_key: byt
         if member_id is not None:
             found[member_id] = None
     if len(text) >= 2 and not any(ch.isdigit() for ch in text) and "@" not in text:
-        pattern = text.lower().replace("%", "").replace("_", "") + "%"
+        # a prefix of the first name, the last name or both, whatever the accents and the case
+        pattern = folded(" ".join(text.split())).replace("%", "").replace("_", "") + "%"
+        first, last = (func.coalesce(c, "") for c in (member_rows.c.first_name, member_rows.c.last_name))
         names = conn.execute(
             select(member_rows.c.id)
             .where(
                 member_rows.c.program_id == program.id,
                 member_rows.c.status == "active",
-                or_(
-                    func.lower(member_rows.c.first_name).like(pattern),
-                    func.lower(member_rows.c.last_name).like(pattern),
-                ),
+                or_(*(_folded(name).like(pattern) for name in (first, last, first + " " + last))),
             )
             .order_by(member_rows.c.last_name, member_rows.c.first_name)
             .limit(MAX_FOUND)
@@ -73,6 +72,10 @@ def find_members(*, conn: Connection, program: Program, text: str, card_key: byt
         for member_id in names:
             found[member_id] = None
     return [members.get_member(conn=conn, program_id=program.id, member_id=m) for m in list(found)[:MAX_FOUND]]
+
+
+def _folded(name: ColumnElement[str]) -> ColumnElement[str]:
+    return func.lower(func.translate(name, ACCENTED, PLAIN))
 
 
 def display_name(member: Member) -> str:
