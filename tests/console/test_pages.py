@@ -160,6 +160,11 @@ def test_member_search_by_identity_or_name_and_a_refused_adjustment(
         f"/console/members/{ann['id']}/adjust", data={"csrf": token, "points": "-10", "reason": "Oops"}
     )
     assert too_much.status_code == 422 and "0 points available" in too_much.text
+    for typed in ("1.5", "abc"):
+        not_a_number = client.post(
+            f"/console/members/{ann['id']}/adjust", data={"csrf": token, "points": typed, "reason": "Geste"}
+        )
+        assert not_a_number.status_code == 422 and "un nombre entier de points, par exemple 50" in not_a_number.text
     no_reason = client.post(f"/console/members/{ann['id']}/adjust", data={"csrf": token, "points": "10", "reason": ""})
     assert no_reason.status_code == 422
     assert program.balance(ann["id"])["available"] == 0
