@@ -144,13 +144,23 @@ def test_the_till_goes_from_a_card_scan_to_a_used_coupon_and_pays_with_points(
     shoot(page, "member")
     assert_accessible(page)
 
+    page.get_by_label(f"N° de ticket {world['code']}").fill("R-2026-0042")  # the receipt's own number
     navigate(page, page.locator(f'button[data-code="{world["code"]}"]'))
     page.wait_for_url("**ok=coupon**")  # the post answers with a redirect to the member, with what was done
     assert f"Coupon {world['code']} utilisé." in page.locator(".notice.ok").inner_text()
     assert page.locator('[data-balance="held"]').inner_text() == "0"
     assert page.locator(f'button[data-code="{world["code"]}"]').count() == 0
-    assert program.call("GET", f"/v1/coupons/{world['code']}").json()["state"] == "used"
+    used = program.call("GET", f"/v1/coupons/{world['code']}").json()
+    assert used["state"] == "used" and used["order_id"] == "R-2026-0042"
 
+    page.get_by_label("Total du ticket").fill("2,00")
+    page.get_by_label("Points à utiliser").fill("300")  # more than half of the ticket
+    ticket = page.locator("#order_id").input_value()
+    navigate(page, page.get_by_role("button", name="Payer avec les points"))
+    assert page.locator(".notice.error").count() == 1  # refused, and what was typed is still there
+    assert page.get_by_label("Total du ticket").input_value() == "2,00"
+    assert page.get_by_label("Points à utiliser").input_value() == "300"
+    assert page.locator("#order_id").input_value() == ticket
     page.get_by_label("Total du ticket").fill("12,50")
     page.get_by_label("Points à utiliser").fill("150")
     navigate(page, page.get_by_role("button", name="Payer avec les points"))

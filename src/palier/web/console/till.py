@@ -79,6 +79,7 @@ def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
             gives[coupon.code] = present.reward_gives(reward, who.program, language)
     ctx.setdefault("error", None)
     ctx.setdefault("ok", None)
+    ctx.setdefault("sent", {})  # what a refused payment form held, shown again
     return render(
         request,
         "console/till_member.html",
@@ -137,6 +138,9 @@ async def use_coupon(request: Request, member_id: str, code: str) -> Response:
 async def pay_with_points(request: Request, member_id: str) -> Response:
     who = current(request)
     form = await request.form()
+    sent = {
+        name: mask_card_numbers(str(form.get(name, "")).strip()[:64]) for name in ("order_id", "order_total", "points")
+    }
     try:
         total = parse_money(str(form.get("order_total", "")), who.program.currency_exponent, field="order_total")
         points_text = str(form.get("points", "")).strip()
@@ -155,9 +159,9 @@ async def pay_with_points(request: Request, member_id: str) -> Response:
                 conn=conn, clock=request.app.state.clock, program=who.program, member_id=member_id[:40], data=data
             )
     except ValidationError as error:
-        return _member(request, member_id, status=422, error=next(iter(errors_by_field(error).values())))
+        return _member(request, member_id, status=422, error=next(iter(errors_by_field(error).values())), sent=sent)
     except PalierError as error:
-        return _member(request, member_id, status=422, error=error.detail)
+        return _member(request, member_id, status=422, error=error.detail, sent=sent)
     query = urlencode({"ok": "paid", "points": paid.points, "amount": paid.amount})
     return RedirectResponse(f"/till/members/{member_id}?{query}", status_code=303)
 
