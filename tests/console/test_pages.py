@@ -131,8 +131,20 @@ def test_a_reward_is_edited_and_archived(
     assert client.post(f"/console/rewards/{reward['id']}", data=form, follow_redirects=False).status_code == 303
     now = program.call("GET", f"/v1/rewards/{reward['id']}").json()
     assert (now["title"]["fr"], now["cost_points"], now["status"]) == ("Grand café", 120, "archived")
-    bad = client.post(f"/console/rewards/{reward['id']}", data=form | {"cost_points": "0"})
+    typed = form | {"cost_points": "0", "title_fr": "Très grand café"}
+    bad = client.post(f"/console/rewards/{reward['id']}", data=typed)
     assert bad.status_code == 422 and "cost_points" in bad.text
+    assert 'value="Très grand café"' in bad.text and 'name="cost_points" type="number" min="1" value="0"' in bad.text
+    stocked = program.call(
+        "POST", "/v1/rewards",
+        json={"kind": "gift", "cost_points": 10, "stock": 50, "title": {"fr": "Sac", "en": "Bag"}},
+    ).json()  # fmt: skip
+    member = program.enrol(first_name="Ann")
+    program.adjust(member["id"], 20)
+    for _ in range(2):
+        program.call("POST", f"/v1/members/{member['id']}/redemptions", json={"reward_id": stocked["id"]})
+    page = client.get(f"/console/rewards/{stocked['id']}").text
+    assert "Stock total (coupons déjà émis compris)" in page and "48 encore disponibles : 2 coupons" in page
     missing = client.get("/console/rewards/rwd_nope")
     assert missing.status_code == 404
     assert 'class="button secondary" href="/console">' in missing.text  # back into the console, not to the API

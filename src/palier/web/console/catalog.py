@@ -57,8 +57,9 @@ def _reward_or_404(request: Request, reward_id: str) -> Any:
 def reward_page(request: Request, reward_id: str, saved: int | None = None) -> HTMLResponse:
     reward = _reward_or_404(request, reward_id)
     return render(
-        request, "console/reward.html", staff=current(request), section="rewards", reward=reward, errors={}, saved=saved
-    )
+        request, "console/reward.html", staff=current(request), section="rewards", reward=reward, errors={},
+        saved=saved, typed={},  # typed: what a refused form held, shown again
+    )  # fmt: skip
 
 
 @router.post("/console/rewards/{reward_id}")
@@ -102,6 +103,7 @@ async def save_reward(request: Request, reward_id: str) -> Response:
         reward=reward,
         errors=errors,
         saved=None,
+        typed={name: str(form.get(name, "")) for name in ("title_fr", "title_en", "cost_points", "stock", "status")},
     )
 
 
