@@ -233,6 +233,12 @@ def test_the_dashboard_takes_chosen_dates_and_falls_back_to_twelve_weeks(
     default = client.get("/console/dashboard", params={"first": "2026-03-05", "last": "2026-03-01"}).text
     assert "Du 15 décembre 2025 au 2 mars 2026" in default  # an impossible range: the last 12 weeks
     assert '<p class="kpi-value" data-kpi="issued">20</p>' in default
+    assert "La date de début est après la date de fin" in default and 'value="2026-03-05"' in default  # kept
+    for first, said in (("2026-13-01", "ne sont pas valides"), ("2020-01-01", "au plus 3 ans")):
+        last = "2026-03-01"
+        refused = client.get("/console/dashboard", params={"first": first, "last": last}).text
+        assert said in refused and f'value="{first}"' in refused, first
+    assert 'class="notice error"' not in chosen
     english = client.get("/console/dashboard", params={"weeks": "4", "channel": "web", "lang": "en"}).text
     assert "Dashboard" in english and "Online" in english and "Last 4 weeks" in english
 

@@ -29,17 +29,26 @@ def console_home(request: Request) -> RedirectResponse:
     return RedirectResponse(home_of(current(request).user.role), status_code=303)
 
 
-def _period(today: date, weeks: str | None, first: str | None, last: str | None) -> tuple[Period, int | None]:
-    """The period asked for: custom dates when both are valid, else a preset number of weeks (12)."""
-    if first and last:
+def _period(
+    today: date, weeks: str | None, first: str | None, last: str | None
+) -> tuple[Period, int | None, str | None]:
+    """The period asked for: custom dates when both are valid, else a preset number of weeks (12); and
+    why the custom dates were not used, when they were sent but make no period (a message key)."""
+    refused = None
+    if first or last:
         try:
-            start, end = date.fromisoformat(first), date.fromisoformat(last)
-            if start <= end and (end - start).days <= 3 * 366:
-                return Period(start, end), None
+            start, end = date.fromisoformat(first or ""), date.fromisoformat(last or "")
         except ValueError:
-            pass
+            refused = "console.dashboard.bad_dates"
+        else:
+            if start > end:
+                refused = "console.dashboard.reversed"
+            elif (end - start).days > 3 * 366:
+                refused = "console.dashboard.too_long"
+            else:
+                return Period(start, end), None, None
     count = int(weeks) if weeks and weeks.isdigit() and int(weeks) in PRESETS else 12
-    return Period.last_weeks(today, count), count
+    return Period.last_weeks(today, count), count, refused
 
 
 def _chart_data(found: Kpis, language: str, exponent: int) -> dict[str, Any]:
@@ -68,7 +77,7 @@ def dashboard(
     program = who.program
     clock: Clock = request.app.state.clock
     today = clock.now().astimezone(ZoneInfo(program.timezone)).date()
-    period, preset = _period(today, weeks, first, last)
+    period, preset, refused = _period(today, weeks, first, last)
     chosen = channel if channel in CHANNELS else None
     language = i18n.request_language(request)
     db: Database = request.app.state.db
@@ -90,4 +99,6 @@ def dashboard(
         money=lambda amount: present.money(amount, program, language),
         on_day=lambda d: fmt.day_of(d, language),
         percent=lambda v: fmt.percent(v, language),
+        refused=refused,
+        typed={"first": (first or "")[:10], "last": (last or "")[:10]} if refused else None,
     )
