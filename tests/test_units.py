@@ -92,3 +92,12 @@ def test_shares_split_many_totals_over_the_same_weights_as_split_does(totals: li
         parts = shares.split(total)
         assert list(parts) == split_proportionally(total, weights)
         assert all(part == 0 for part, weight in zip(parts, weights, strict=True) if weight == 0)
+
+
+def test_translate_on_sqlite_does_what_postgresqls_does() -> None:
+    from palier.text import ACCENTED, PLAIN, folded, translate
+
+    assert translate("Élodie Gérard", ACCENTED, PLAIN) == "Elodie Gerard"
+    assert translate("12345", "143", "ax") == "a2x5"  # PostgreSQL: the 3, beyond "ax", is deleted
+    assert translate(None, "a", "b") is None
+    assert folded("ÉLODIE") == "elodie"

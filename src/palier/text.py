@@ -18,13 +18,15 @@ PLAIN = "AAAAAACEEEEIIIINOOOOOUUUUYYaaaaaaceeeeiiiinooooouuuuyy"
 _UNACCENT = str.maketrans(ACCENTED, PLAIN)
 
 
-def translate(value: str | None, accented: str, plain: str) -> str | None:
+def translate(value: str | None, source: str, target: str) -> str | None:
     """PostgreSQL's ``translate(value, from, to)``: each character of ``from`` replaced by the one at the
-    same place in ``to``."""
+    same place in ``to``, or deleted when ``to`` is shorter."""
     if value is None:
         return None
-    table = _UNACCENT if (accented, plain) == (ACCENTED, PLAIN) else str.maketrans(accented, plain[: len(accented)])
-    return value.translate(table)
+    if (source, target) == (ACCENTED, PLAIN):
+        return value.translate(_UNACCENT)
+    kept = min(len(source), len(target))
+    return value.translate(str.maketrans(source[:kept], target[:kept], source[kept:]))
 
 
 def folded(value: str) -> str:
