@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from palier.rewards.models import Localized
 
@@ -46,6 +46,9 @@ Field_ = Literal[
 ]
 Op = Literal["=", "!=", "<", "<=", ">", ">=", "in", "not_in"]
 Value = int | str | list[int] | list[str]
+# Beyond these a value is a typo: a trillion minor units of spend, or a day count past any calendar.
+MAX_VALUE = 10**12
+MAX_TEXT = 100
 SegmentCode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
 
 
@@ -56,7 +59,20 @@ class Strict(BaseModel):
 class Condition(Strict):
     field: Field_
     op: Op
-    value: Value
+    value: Value = Field(description="a whole number or text; a non-empty list of them for in and not_in")
+
+    @field_validator("value")
+    @classmethod
+    def _bounded(cls, value: Value) -> Value:
+        values = value if isinstance(value, list) else [value]
+        if len(values) > MAX_TEXT:
+            raise ValueError(f"too_many_values: a list holds at most {MAX_TEXT} values")
+        for v in values:
+            if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_VALUE:
+                raise ValueError(f"out_of_range: {v} is beyond ±{MAX_VALUE:,}, which no member can reach")
+            if isinstance(v, str) and len(v) > MAX_TEXT:
+                raise ValueError(f"invalid_length: a text value holds at most {MAX_TEXT} characters")
+        return value
 
     @model_validator(mode="after")
     def _fits(self) -> Condition:

@@ -1,0 +1,42 @@
+"""Segments over HTTP: what a merchant types that no member could ever match is refused, not stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.api.helpers import ApiProgram, assert_problem, purchase_body
+
+
+def segment(code: str, **condition: Any) -> dict[str, Any]:
+    return {"code": code, "name": {"fr": code, "en": code}, "conditions": [condition]}
+
+
+@pytest.mark.parametrize(
+    ("condition", "code"),
+    [
+        ({"field": "total_spend", "op": ">=", "value": 10**30}, "out_of_range"),
+        ({"field": "order_count", "op": "in", "value": [1, -(10**13)]}, "out_of_range"),
+        ({"field": "language", "op": "=", "value": "x" * 101}, "invalid_length"),
+        ({"field": "order_count", "op": "in", "value": list(range(101))}, "too_many_values"),
+    ],
+)
+def test_a_value_no_member_can_reach_is_refused_and_nothing_is_stored(
+    program: ApiProgram, condition: dict[str, Any], code: str
+) -> None:
+    refused = program.call("POST", "/v1/segments", json=segment("huge", **condition))
+    assert_problem(refused, 422, code, "conditions[0].value")
+    assert program.call("GET", "/v1/segments").json() == []
+
+
+def test_the_largest_values_allowed_still_refresh(program: ApiProgram) -> None:
+    member = program.call("POST", "/v1/members", json={"email": "big@example.com"}).json()
+    program.call("POST", "/v1/purchases", json=purchase_body(member["id"]))
+    for code, value in (("rich", 10**12), ("anyone", -(10**12))):
+        made = program.call("POST", "/v1/segments", json=segment(code, field="total_spend", op=">=", value=value))
+        assert made.status_code == 201, made.text
+        refreshed = program.call("POST", f"/v1/segments/{code}/refresh")
+        assert refreshed.status_code == 200, refreshed.text
+    counts = {s["code"]: s["members_count"] for s in program.call("GET", "/v1/segments").json()}
+    assert counts == {"rich": 0, "anyone": 1}
