@@ -7,10 +7,32 @@ remainder goes through :func:`divide`, with the rounding mode named explicitly.
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 from functools import partial
 from itertools import accumulate
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
+
+_DIGITS = re.compile(r"\s*[+-]?\d+\s*")
+
+
+def _whole(value: Any) -> Any:
+    """Refuse what a lax integer would quietly bend: ``true`` as 1, ``"10.00"`` as 10 (a hundred times less
+    than the 10.00 € meant). Digits in a string stay accepted: a CSV file or a form sends nothing else."""
+    if isinstance(value, bool):
+        raise ValueError(f"invalid_type: {str(value).lower()} is not a number")
+    if isinstance(value, str) and not _DIGITS.fullmatch(value):
+        raise ValueError(
+            f"invalid_type: {value.strip()!r} is not a whole number; money is in minor units (12.50 is sent as 1250)"
+        )
+    return value
+
+
+Whole = Annotated[int, BeforeValidator(_whole)]
+"""A whole number as the API takes it: points, money in minor units, a quantity."""
 
 
 class Rounding(StrEnum):

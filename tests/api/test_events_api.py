@@ -243,6 +243,16 @@ Case = Callable[[Shop], tuple[str, str, dict[str, Any]]]
 BAD_INPUT: list[tuple[str, Case, int, str, str]] = [
     ("negative quantity", lambda s: _purchase(s, **_line(quantity=-1)), 422, "out_of_range", "lines[0].quantity"),
     ("zero quantity", lambda s: _purchase(s, **_line(quantity=0)), 422, "out_of_range", "lines[0].quantity"),
+    ("quantity true", lambda s: _purchase(s, **_line(quantity=True)), 422, "invalid_type", "lines[0].quantity"),
+    (
+        "price in major units as text",
+        lambda s: _purchase(s, **_line(unit_price="10.00")),
+        422,
+        "invalid_type",
+        "lines[0].unit_price",
+    ),
+    ("shipping as a decimal", lambda s: _purchase(s, shipping="4.90"), 422, "invalid_type", "shipping"),
+    ("refund amount true", lambda s: _return(s, amount=True), 422, "invalid_type", "amount"),
     (
         "unit price above max",
         lambda s: _purchase(s, **_line(unit_price=10**11 + 1)),

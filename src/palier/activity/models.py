@@ -10,9 +10,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 from palier.clock import Moment
 from palier.members.identities import IdentityKind
 from palier.text import contains_card_number
+from palier.units import Whole
 
 MAX_MONEY = 10**11  # one billion in major units: anything above is a typo, not a purchase
-Money = Annotated[int, Field(ge=0, le=MAX_MONEY)]
+Money = Annotated[Whole, Field(ge=0, le=MAX_MONEY)]
 
 
 def _plain_text(value: str) -> str:
@@ -48,7 +49,7 @@ class Line(Strict):
     name: Annotated[Text, Field(max_length=120)] | None = None
     category: Annotated[Text, Field(max_length=64)] | None = None
     brand: Annotated[Text, Field(max_length=64)] | None = None
-    quantity: int = Field(ge=1, le=10_000)
+    quantity: Whole = Field(ge=1, le=10_000)
     unit_price: Money
     discount: Money = 0
     kind: Literal["product", "gift_card", "service"] = "product"
@@ -85,7 +86,7 @@ class PurchaseIn(Strict):
 
 class ReturnLine(Strict):
     sku: Annotated[Text, Field(min_length=1, max_length=64)]
-    quantity: int = Field(ge=1, le=10_000)
+    quantity: Whole = Field(ge=1, le=10_000)
 
 
 class ReturnIn(Strict):
@@ -93,7 +94,7 @@ class ReturnIn(Strict):
     order_id: Annotated[Text, Field(min_length=1, max_length=64)]
     occurred_at: Moment
     lines: list[ReturnLine] | None = Field(default=None, min_length=1, max_length=500)
-    amount: Annotated[int, Field(ge=1, le=MAX_MONEY)] | None = Field(default=None, description="a refund by amount")
+    amount: Annotated[Whole, Field(ge=1, le=MAX_MONEY)] | None = Field(default=None, description="a refund by amount")
     reason: Annotated[Text, Field(max_length=200)] | None = None
 
     @model_validator(mode="after")
@@ -104,7 +105,7 @@ class ReturnIn(Strict):
 
 
 class AdjustmentIn(Strict):
-    points: int = Field(ge=-10_000_000, le=10_000_000, description="positive credits, negative debits")
+    points: Whole = Field(ge=-10_000_000, le=10_000_000, description="positive credits, negative debits")
     reason: Annotated[Text, Field(min_length=3, max_length=200)]
     external_id: Annotated[Text, Field(min_length=1, max_length=64)] | None = None
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from palier.clock import Moment
 from palier.rewards.models import Localized
+from palier.units import Whole
 
 Code = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
 
@@ -18,7 +19,7 @@ class Strict(BaseModel):
 
 
 class Benefits(Strict):
-    multiplier_percent: int = Field(default=100, ge=100, le=1000, description="150: points ×1.5 (the rules apply it)")
+    multiplier_percent: Whole = Field(default=100, ge=100, le=1000, description="150: points ×1.5 (the rules apply it)")
     period_rewards: list[Annotated[str, Field(max_length=32)]] = Field(
         default_factory=list, max_length=10, description="rewards given as a coupon at the start of every period"
     )
@@ -28,9 +29,9 @@ class Benefits(Strict):
 class PlanIn(Strict):
     code: Code
     name: Localized
-    price: int = Field(ge=1, le=10**9, description="minor units per period; the merchant's checkout takes it")
+    price: Whole = Field(ge=1, le=10**9, description="minor units per period; the merchant's checkout takes it")
     period: Literal["monthly", "yearly"]
-    trial_days: int = Field(default=0, ge=0, le=365)
+    trial_days: Whole = Field(default=0, ge=0, le=365)
     benefits: Benefits = Field(default_factory=Benefits)
     access: Literal["open", "segment", "invitation"] = "open"
     segment: Code | None = Field(default=None, description="access segment: only its members may join")
@@ -61,7 +62,7 @@ class MembershipPaymentIn(Strict):
     payment_id: Annotated[str, Field(min_length=1, max_length=64, description="unique per program")]
     member_id: Annotated[str, Field(pattern=r"^mem_[0-9A-Z]{26}$")]
     plan: Code
-    amount: int = Field(ge=1, le=10**9, description="minor units; must be the plan's price")
+    amount: Whole = Field(ge=1, le=10**9, description="minor units; must be the plan's price")
     paid_at: Moment
     invitation_code: Annotated[str, Field(min_length=1, max_length=40)] | None = None
 
@@ -81,7 +82,7 @@ class Membership(BaseModel):
 
 
 class InvitationsIn(Strict):
-    count: int = Field(default=1, ge=1, le=10_000)
+    count: Whole = Field(default=1, ge=1, le=10_000)
     purpose: Literal["enrol", "plan"] = "enrol"
     plan: Code | None = Field(default=None, description="purpose plan: the plan it opens")
     expires_at: Moment | None = None

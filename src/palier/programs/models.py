@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from palier.units import Rounding, money
+from palier.units import Rounding, Whole, money
 
 # Minor-unit exponents that differ from 2 (ISO 4217).
 CURRENCY_EXPONENTS = {
@@ -59,11 +59,11 @@ class ProgramSettings(Strict):
     points_name: str = Field(default="points", min_length=1, max_length=40)
     timezone: TimeZoneName = "Europe/Paris"
     default_country: Country = Field(default="FR", description="for phone numbers typed without +")
-    earn_points: int = Field(default=1, ge=0, le=1000, description="points earned …")
-    earn_per_amount: int = Field(default=100, ge=1, le=100_000_000, description="… per this many minor units")
+    earn_points: Whole = Field(default=1, ge=0, le=1000, description="points earned …")
+    earn_per_amount: Whole = Field(default=100, ge=1, le=100_000_000, description="… per this many minor units")
     rounding: Rounding = Rounding.FLOOR
-    return_window_days: int = Field(default=14, ge=0, le=365)
-    points_lifetime_months: int | None = Field(default=12, ge=1, le=240, description="null: never expire")
+    return_window_days: Whole = Field(default=14, ge=0, le=365)
+    points_lifetime_months: Whole | None = Field(default=12, ge=1, le=240, description="null: never expire")
     expiry_warning_days: int = Field(
         default=30, ge=0, le=365, description="warn members this many days before points expire (0: never)"
     )
@@ -71,8 +71,8 @@ class ProgramSettings(Strict):
     earn_on_tax: bool = False
     earn_on_gift_cards: bool = False
     return_shortfall: Literal["debt", "write_off"] = "debt"
-    welcome_points: int = Field(default=0, ge=0, le=1_000_000)
-    redeem_points: int = Field(default=100, ge=1, le=1_000_000, description="this many points …")
+    welcome_points: Whole = Field(default=0, ge=0, le=1_000_000)
+    redeem_points: Whole = Field(default=100, ge=1, le=1_000_000, description="this many points …")
     redeem_amount: int = Field(
         default=100, ge=1, le=100_000_000, description="… are worth this many minor units (store credit, paying)"
     )
@@ -89,21 +89,21 @@ class ProgramUpdate(Strict):
     points_name: str | None = Field(default=None, min_length=1, max_length=40)
     timezone: TimeZoneName | None = None
     default_country: Country | None = None
-    earn_points: int | None = Field(default=None, ge=0, le=1000)
-    earn_per_amount: int | None = Field(default=None, ge=1, le=100_000_000)
+    earn_points: Whole | None = Field(default=None, ge=0, le=1000)
+    earn_per_amount: Whole | None = Field(default=None, ge=1, le=100_000_000)
     rounding: Rounding | None = None
-    return_window_days: int | None = Field(default=None, ge=0, le=365)
-    points_lifetime_months: int | None = Field(default=None, ge=1, le=240)
+    return_window_days: Whole | None = Field(default=None, ge=0, le=365)
+    points_lifetime_months: Whole | None = Field(default=None, ge=1, le=240)
     never_expire: bool | None = Field(default=None, description="true: points never expire")
-    expiry_warning_days: int | None = Field(default=None, ge=0, le=365)
+    expiry_warning_days: Whole | None = Field(default=None, ge=0, le=365)
     earn_on_shipping: bool | None = None
     earn_on_tax: bool | None = None
     earn_on_gift_cards: bool | None = None
     return_shortfall: Literal["debt", "write_off"] | None = None
-    welcome_points: int | None = Field(default=None, ge=0, le=1_000_000)
-    redeem_points: int | None = Field(default=None, ge=1, le=1_000_000)
-    redeem_amount: int | None = Field(default=None, ge=1, le=100_000_000)
-    pay_with_points_max_percent: int | None = Field(default=None, ge=0, le=100)
+    welcome_points: Whole | None = Field(default=None, ge=0, le=1_000_000)
+    redeem_points: Whole | None = Field(default=None, ge=1, le=1_000_000)
+    redeem_amount: Whole | None = Field(default=None, ge=1, le=100_000_000)
+    pay_with_points_max_percent: Whole | None = Field(default=None, ge=0, le=100)
     enrolment: Literal["open", "invitation"] | None = None
 
     @field_validator("*", mode="before")

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from palier.activity.models import Line, MemberId, Money, Text
 from palier.clock import Moment
 from palier.members.models import Channel
+from palier.units import Whole
 
 RewardKind = Literal["amount_off", "percent_off", "free_product", "free_shipping", "gift", "store_credit"]
 Period = Literal["day", "week", "month", "year", "ever"]
@@ -44,7 +45,7 @@ class LocalizedLong(Strict):
 
 
 class MemberLimit(Strict):
-    count: int = Field(ge=1, le=1000, description="redemptions allowed …")
+    count: Whole = Field(ge=1, le=1000, description="redemptions allowed …")
     period: Period = Field(description="… per day, week, month or year (program time zone), or ever")
 
 
@@ -60,26 +61,26 @@ class Eligibility(Strict):
 
 class RewardIn(Strict):
     kind: RewardKind
-    cost_points: int = Field(ge=1, le=100_000_000)
+    cost_points: Whole = Field(ge=1, le=100_000_000)
     title: Localized
     description: LocalizedLong | None = None
-    amount: Annotated[int, Field(ge=1, le=10**9)] | None = Field(
+    amount: Annotated[Whole, Field(ge=1, le=10**9)] | None = Field(
         default=None, description="amount_off: taken off the order; store_credit: put in the wallet (minor units)"
     )
-    percent: Annotated[int, Field(ge=1, le=100)] | None = Field(default=None, description="percent_off")
-    max_discount: Annotated[int, Field(ge=1, le=10**9)] | None = Field(default=None, description="percent_off cap")
+    percent: Annotated[Whole, Field(ge=1, le=100)] | None = Field(default=None, description="percent_off")
+    max_discount: Annotated[Whole, Field(ge=1, le=10**9)] | None = Field(default=None, description="percent_off cap")
     sku: Annotated[Text, Field(min_length=1, max_length=64)] | None = Field(default=None, description="free_product")
-    min_order: Annotated[int, Field(ge=1, le=10**11)] | None = Field(
+    min_order: Annotated[Whole, Field(ge=1, le=10**11)] | None = Field(
         default=None, description="the cart must reach this amount for the coupon to apply"
     )
     image_url: Annotated[str, Field(max_length=500, pattern=r"^https?://\S+$")] | None = None
     starts_at: Moment | None = None
     ends_at: Moment | None = None
-    stock: Annotated[int, Field(ge=0, le=10**9)] | None = Field(default=None, description="null: unlimited")
+    stock: Annotated[Whole, Field(ge=0, le=10**9)] | None = Field(default=None, description="null: unlimited")
     limit_per_member: MemberLimit | None = None
     channels: list[Channel] | None = Field(default=None, min_length=1, description="null: every channel")
     eligibility: Eligibility | None = None
-    valid_days: int = Field(default=30, ge=1, le=3650, description="how long a coupon can be used")
+    valid_days: Whole = Field(default=30, ge=1, le=3650, description="how long a coupon can be used")
 
     @field_validator("starts_at", "ends_at")
     @classmethod
@@ -107,22 +108,22 @@ class RewardUpdate(Strict):
     """Fields sent replace the reward's; the others stay. ``status: archived`` takes it out of the catalog."""
 
     status: Literal["active", "archived"] | None = None
-    cost_points: int | None = Field(default=None, ge=1, le=100_000_000)
+    cost_points: Whole | None = Field(default=None, ge=1, le=100_000_000)
     title: Localized | None = None
     description: LocalizedLong | None = None
-    amount: Annotated[int, Field(ge=1, le=10**9)] | None = None
-    percent: Annotated[int, Field(ge=1, le=100)] | None = None
-    max_discount: Annotated[int, Field(ge=1, le=10**9)] | None = None
+    amount: Annotated[Whole, Field(ge=1, le=10**9)] | None = None
+    percent: Annotated[Whole, Field(ge=1, le=100)] | None = None
+    max_discount: Annotated[Whole, Field(ge=1, le=10**9)] | None = None
     sku: Annotated[Text, Field(min_length=1, max_length=64)] | None = None
-    min_order: Annotated[int, Field(ge=1, le=10**11)] | None = None
+    min_order: Annotated[Whole, Field(ge=1, le=10**11)] | None = None
     image_url: Annotated[str, Field(max_length=500, pattern=r"^https?://\S+$")] | None = None
     starts_at: Moment | None = None
     ends_at: Moment | None = None
-    stock: Annotated[int, Field(ge=0, le=10**9)] | None = None
+    stock: Annotated[Whole, Field(ge=0, le=10**9)] | None = None
     limit_per_member: MemberLimit | None = None
     channels: list[Channel] | None = Field(default=None, min_length=1)
     eligibility: Eligibility | None = None
-    valid_days: int | None = Field(default=None, ge=1, le=3650)
+    valid_days: Whole | None = Field(default=None, ge=1, le=3650)
 
     def changes(self) -> dict[str, Any]:
         """What was sent (``null`` clears an optional field such as stock or ends_at)."""
@@ -219,9 +220,9 @@ class PaymentIn(Strict):
 
     kind: PaymentKind
     order_id: Annotated[Text, Field(min_length=1, max_length=64)]
-    order_total: int = Field(ge=1, le=10**11, description="the order's total before this payment, minor units")
-    points: int | None = Field(default=None, ge=1, le=100_000_000, description="kind points: points to burn")
-    amount: int | None = Field(default=None, ge=1, le=10**11, description="kind credit: credit to spend")
+    order_total: Whole = Field(ge=1, le=10**11, description="the order's total before this payment, minor units")
+    points: Whole | None = Field(default=None, ge=1, le=100_000_000, description="kind points: points to burn")
+    amount: Whole | None = Field(default=None, ge=1, le=10**11, description="kind credit: credit to spend")
     channel: Channel | None = None
 
     @model_validator(mode="after")

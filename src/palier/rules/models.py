@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from palier.clock import Moment
+from palier.units import Whole
 
 Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="lower-case id: letters, digits, - _")]
 EventType = Literal["purchase", "action", "enrolment", "birthday", "anniversary"]
@@ -27,8 +28,8 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Channel = Literal["web", "store", "phone", "app", "partner"]
 Label = Annotated[str, Field(min_length=1, max_length=120)]
-Points = Annotated[int, Field(ge=0, le=10_000_000)]
-Money = Annotated[int, Field(ge=0, le=10**11)]
+Points = Annotated[Whole, Field(ge=0, le=10_000_000)]
+Money = Annotated[Whole, Field(ge=0, le=10**11)]
 Names = Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(min_length=1, max_length=500)]
 
 
@@ -49,7 +50,7 @@ class Text(Strict):
 class Limit(Strict):
     """At most ``count`` times ``per`` period in the program's time zone (``ever``: in the member's life)."""
 
-    count: int = Field(ge=1, le=10_000)
+    count: Whole = Field(ge=1, le=10_000)
     per: Literal["ever", "day", "week", "month"]
 
 
@@ -117,7 +118,7 @@ class Conditions(Strict):
     brands: Names | None = None
     min_spend: Money | None = Field(default=None, description="minor units, of the lines that count")
     max_spend: Money | None = None
-    min_quantity: int | None = Field(default=None, ge=1, le=10_000)
+    min_quantity: Whole | None = Field(default=None, ge=1, le=10_000)
     dates: DateRange | None = None
     weekdays: list[Weekday] | None = Field(default=None, min_length=1)
     hours: HourRange | None = None
@@ -144,13 +145,13 @@ class PointsPerAmount(Strict):
     """``points`` per ``per_amount`` minor units of the lines that count, with the program's rounding."""
 
     type: Literal["points_per_amount"]
-    points: int = Field(ge=1, le=100_000)
-    per_amount: int = Field(ge=1, le=100_000_000)
+    points: Whole = Field(ge=1, le=100_000)
+    per_amount: Whole = Field(ge=1, le=100_000_000)
 
 
 class FixedPoints(Strict):
     type: Literal["fixed"]
-    points: int = Field(ge=1, le=10_000_000)
+    points: Whole = Field(ge=1, le=10_000_000)
 
 
 class Multiplier(Strict):
@@ -162,14 +163,14 @@ class Multiplier(Strict):
 
 class PerItem(Strict):
     type: Literal["per_item"]
-    points: int = Field(ge=1, le=100_000)
+    points: Whole = Field(ge=1, le=100_000)
 
 
 class SpendStep(Strict):
     """A reward coupon each time the member's running spend crosses another ``step`` (€10 every €100)."""
 
     type: Literal["spend_step"]
-    step: int = Field(ge=1, le=10**11, description="minor units")
+    step: Whole = Field(ge=1, le=10**11, description="minor units")
     reward_id: str = Field(min_length=1, max_length=64)
 
 
@@ -201,7 +202,7 @@ class Rule(Strict):
     event: EventType
     conditions: Conditions = Field(default_factory=Conditions)
     effect: Effect
-    priority: int = Field(default=0, ge=-1000, le=1000, description="higher first")
+    priority: Whole = Field(default=0, ge=-1000, le=1000, description="higher first")
     exclusive: bool = Field(default=False, description="when it applies, no rule after it applies")
     campaign: Ident | None = Field(default=None, description="limits the rule to a campaign's window and budget")
 
