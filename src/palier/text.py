@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
-from palier.errors import InvalidInput
+from pydantic import AfterValidator
 
-# 12 to 19 digits, optionally grouped by spaces or dashes, as card numbers are printed.
-_DIGIT_RUN = re.compile(r"\d(?:[ -]?\d){11,18}")
+# 12 to 19 digits, optionally grouped as card numbers are printed or pasted: by spaces, dashes, dots, slashes,
+# underscores, plus signs or a URL's %20.
+_DIGIT_RUN = re.compile(r"\d(?:(?:[ ._/+-]|%20)?\d){11,18}")
 
 
 # Letters with accents and what they are without, for searches that ignore both (Élodie, élodie, Elodie).
@@ -45,22 +47,30 @@ def luhn_valid(digits: str) -> bool:
 
 
 def contains_card_number(value: str) -> bool:
-    for match in _DIGIT_RUN.finditer(value):
-        digits = re.sub(r"\D", "", match.group())
-        if luhn_valid(digits):
-            return True
-    return False
+    return any(luhn_valid(digits_of(match.group())) for match in _DIGIT_RUN.finditer(value))
 
 
-def reject_card_numbers(value: str, *, field: str) -> str:
-    """Return ``value`` unless it holds something that looks like a payment card number."""
+def no_card_number(value: str) -> str:
+    """A validator for free text (names, labels, reasons): refuses any Luhn-valid run of 12 to 19 digits."""
     if contains_card_number(value):
-        raise InvalidInput(
-            "card_number_in_text",
-            "This text looks like a payment card number; card numbers are never stored in free text.",
-            field=field,
-        )
+        raise ValueError("card_number_in_text: this looks like a payment card number, never stored in free text")
     return value
+
+
+PlainText = Annotated[str, AfterValidator(no_card_number)]
+"""Free text a person types, which must never carry a payment card number."""
+
+
+def no_card_shaped_number(value: str) -> str:
+    """A validator for references a system makes (order ids, SKUs): refuses only what is shaped like a card
+    number (see ``find_card_numbers``), so that ``20261123-0001234`` is not refused one time in ten."""
+    if find_card_numbers(value):
+        raise ValueError("card_number_in_text: this holds a payment card number, which is never stored")
+    return value
+
+
+Reference = Annotated[str, AfterValidator(no_card_shaped_number)]
+"""An id or code another system made, which must never carry a payment card number."""
 
 
 # What a leaked card number looks like in stored data or a log line: 12 to 19 digits, written in one run or

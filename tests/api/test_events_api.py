@@ -443,6 +443,34 @@ BAD_INPUT: list[tuple[str, Case, int, str, str]] = [
         "lines[0].sku",
     ),
     (
+        "card number dotted into a line name",
+        lambda s: _purchase(s, **_line(name=f"gift {spaced(CARD).replace(' ', '.')}")),
+        422,
+        "card_number_in_text",
+        "lines[0].name",
+    ),
+    (
+        "card number in a url-encoded reason",
+        lambda s: _return(s, reason=spaced(CARD).replace(" ", "%20")),
+        422,
+        "card_number_in_text",
+        "reason",
+    ),
+    (
+        "card number as a customer id",
+        lambda s: _purchase(s, member={"kind": "external", "value": f"CUST-{CARD}"}),
+        422,
+        "card_number_in_text",
+        "member.value",
+    ),
+    (
+        "card number in an e-mail address",
+        lambda s: ("POST", "/v1/members", {"email": f"{CARD}@example.com"}),
+        422,
+        "card_number_in_text",
+        "email",
+    ),
+    (
         "card number in an adjustment external_id",
         lambda s: (
             "POST",

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from palier.clock import FrozenClock
 from palier.db import Database
 from palier.notify import webhooks
-from tests.api.helpers import ApiProgram, assert_problem
+from tests.api.helpers import ApiProgram, assert_problem, luhn_card, spaced
 from tests.api.test_outbox_api import emit
 from tests.receiver import Receiver
 
@@ -130,6 +130,10 @@ def test_setting_rotating_and_removing_the_webhook(
     assert_problem(program.call("GET", "/v1/webhook"), 404, "webhook_not_set")
     for url in ("http://shop.example/hooks", "ftp://127.0.0.1/hooks", "hooks", "https://", "http://[::1"):
         assert_problem(program.call("PUT", "/v1/webhook", json={"url": url}), 422, "invalid_webhook_url", "url")
+    card_in_url = {"url": f"https://shop.example/hooks?card={luhn_card()}"}
+    assert_problem(program.call("PUT", "/v1/webhook", json=card_in_url), 422, "card_number_in_text", "url")
+    renamed = program.call("PATCH", "/v1/program", json={"name": f"Shop {spaced(luhn_card())}"})
+    assert_problem(renamed, 422, "card_number_in_text", "name")
     assert_problem(program.call("GET", "/v1/webhook"), 404, "webhook_not_set")  # nothing written
     first = program.call("PUT", "/v1/webhook", json={"url": "https://shop.example/hooks"}).json()
     again = program.call("PUT", "/v1/webhook", json={"url": receiver.url}).json()

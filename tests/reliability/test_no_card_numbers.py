@@ -24,7 +24,7 @@ from palier.db import make_database
 from palier.logs import MaskCardNumbers
 from palier.members.tables import members
 from palier.privacy import Scan, scan_database, scan_files
-from palier.text import digits_of, find_card_numbers, mask_card_numbers
+from palier.text import contains_card_number, digits_of, find_card_numbers, mask_card_numbers
 from tests.reliability.crash_helpers import (
     OPERATOR_TOKEN,
     assert_cli_verify,
@@ -57,6 +57,18 @@ def test_the_scan_knows_a_card_number_from_what_only_looks_like_one() -> None:
         card[:11],  # too short
     ]
     assert [text for text in not_cards if find_card_numbers(text)] == []
+
+
+def test_free_text_refuses_a_card_however_it_is_pasted_and_references_keep_date_stamps() -> None:
+    card = luhn_card()
+    for separator in (" ", "-", ".", "/", "_", "+", "%20"):
+        assert contains_card_number(f"note {spaced(card, separator)} end"), separator
+    stamped = [f"20261123-{n:07d}" for n in range(200)]
+    luhn_valid_stamps = [order for order in stamped if contains_card_number(order)]
+    assert len(luhn_valid_stamps) == 20  # one in ten passes a Luhn check: free text would refuse them ...
+    assert [order for order in luhn_valid_stamps if find_card_numbers(order)] == []  # ... an order id must not
+    for written in (card, f"CUST-{card}", f"{card}@example.com", f"https://hooks.example.com/x?card={card}"):
+        assert find_card_numbers(written), written
 
 
 def test_log_lines_are_masked_including_uvicorn_access_lines() -> None:

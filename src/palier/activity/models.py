@@ -5,24 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from palier.clock import Moment
 from palier.members.identities import IdentityKind
-from palier.text import contains_card_number
+from palier.text import PlainText, Reference
 from palier.units import Whole
 
 MAX_MONEY = 10**11  # one billion in major units: anything above is a typo, not a purchase
 Money = Annotated[Whole, Field(ge=0, le=MAX_MONEY)]
 
-
-def _plain_text(value: str) -> str:
-    if contains_card_number(value):
-        raise ValueError("card_number_in_text: this looks like a payment card number, never stored")
-    return value
-
-
-Text = Annotated[str, AfterValidator(_plain_text)]
 MemberId = Annotated[str, Field(pattern=r"^mem_[0-9A-Z]{26}$", description="a member id such as mem_01J…")]
 
 
@@ -45,10 +37,10 @@ class MemberRef(Strict):
 
 
 class Line(Strict):
-    sku: Annotated[Text, Field(min_length=1, max_length=64)]
-    name: Annotated[Text, Field(max_length=120)] | None = None
-    category: Annotated[Text, Field(max_length=64)] | None = None
-    brand: Annotated[Text, Field(max_length=64)] | None = None
+    sku: Annotated[Reference, Field(min_length=1, max_length=64)]
+    name: Annotated[PlainText, Field(max_length=120)] | None = None
+    category: Annotated[PlainText, Field(max_length=64)] | None = None
+    brand: Annotated[PlainText, Field(max_length=64)] | None = None
     quantity: Whole = Field(ge=1, le=10_000)
     unit_price: Money
     discount: Money = 0
@@ -68,15 +60,15 @@ class Line(Strict):
 
 
 class PurchaseIn(Strict):
-    order_id: Annotated[Text, Field(min_length=1, max_length=64, description="unique per program")]
+    order_id: Annotated[Reference, Field(min_length=1, max_length=64, description="unique per program")]
     member: MemberRef | None = Field(
         default=None,
         description="who bought; leave it out for a shopper who is not a member: the purchase is kept "
         "(for the members vs non-members figures) and earns nothing",
     )
     channel: Literal["web", "store", "phone", "app", "partner"]
-    store_id: Annotated[Text, Field(max_length=64)] | None = None
-    store_name: Annotated[Text, Field(max_length=80)] | None = None
+    store_id: Annotated[Reference, Field(max_length=64)] | None = None
+    store_name: Annotated[PlainText, Field(max_length=80)] | None = None
     occurred_at: Moment
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     lines: list[Line] = Field(min_length=1, max_length=500)
@@ -85,17 +77,17 @@ class PurchaseIn(Strict):
 
 
 class ReturnLine(Strict):
-    sku: Annotated[Text, Field(min_length=1, max_length=64)]
+    sku: Annotated[Reference, Field(min_length=1, max_length=64)]
     quantity: Whole = Field(ge=1, le=10_000)
 
 
 class ReturnIn(Strict):
-    return_id: Annotated[Text, Field(min_length=1, max_length=64, description="unique per program")]
-    order_id: Annotated[Text, Field(min_length=1, max_length=64)]
+    return_id: Annotated[Reference, Field(min_length=1, max_length=64, description="unique per program")]
+    order_id: Annotated[Reference, Field(min_length=1, max_length=64)]
     occurred_at: Moment
     lines: list[ReturnLine] | None = Field(default=None, min_length=1, max_length=500)
     amount: Annotated[Whole, Field(ge=1, le=MAX_MONEY)] | None = Field(default=None, description="a refund by amount")
-    reason: Annotated[Text, Field(max_length=200)] | None = None
+    reason: Annotated[PlainText, Field(max_length=200)] | None = None
 
     @model_validator(mode="after")
     def _lines_or_amount(self) -> ReturnIn:
@@ -106,8 +98,8 @@ class ReturnIn(Strict):
 
 class AdjustmentIn(Strict):
     points: Whole = Field(ge=-10_000_000, le=10_000_000, description="positive credits, negative debits")
-    reason: Annotated[Text, Field(min_length=3, max_length=200)]
-    external_id: Annotated[Text, Field(min_length=1, max_length=64)] | None = None
+    reason: Annotated[PlainText, Field(min_length=3, max_length=200)]
+    external_id: Annotated[Reference, Field(min_length=1, max_length=64)] | None = None
 
     @model_validator(mode="after")
     def _not_zero(self) -> AdjustmentIn:

@@ -16,7 +16,7 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from palier.errors import InvalidInput
-from palier.text import luhn_valid
+from palier.text import find_card_numbers, luhn_valid
 
 IdentityKind = Literal["card", "email", "phone", "external", "payment_card"]
 KINDS: tuple[str, ...] = ("card", "email", "phone", "external", "payment_card")
@@ -54,13 +54,25 @@ def normalise(kind: str, raw: str, *, field: str, card_key: bytes, default_count
     if kind == "external":
         if not 1 <= len(raw) <= 128:
             raise InvalidInput("invalid_external_id", "An external customer id is 1 to 128 characters.", field=field)
-        return Normalised("external", raw)
+        return Normalised("external", _without_card_number(raw, "customer id", field=field))
     if kind == "payment_card":
         return hash_payment_card(raw, field=field, key=card_key)
     raise InvalidInput("unknown_identity_kind", f"Identity kind must be one of {', '.join(KINDS)}.", field=field)
 
 
+def _without_card_number(raw: str, what: str, *, field: str) -> str:
+    if find_card_numbers(raw):
+        raise InvalidInput(
+            "card_number_in_text",
+            f"This {what} holds a payment card number, which is never stored as it is. Link the card as a "
+            "payment card (kind payment_card): only its keyed hash and last four digits are kept.",
+            field=field,
+        )
+    return raw
+
+
 def normalise_email(raw: str, *, field: str) -> str:
+    _without_card_number(raw, "e-mail address", field=field)
     try:
         return validate_email(raw, check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:

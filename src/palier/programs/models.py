@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from palier.text import PlainText
 from palier.units import Rounding, Whole, money
 
 # Minor-unit exponents that differ from 2 (ISO 4217).
@@ -54,9 +55,9 @@ class Strict(BaseModel):
 class ProgramSettings(Strict):
     """Everything a merchant configures about the points economy of a program."""
 
-    name: str = Field(min_length=1, max_length=120)
+    name: PlainText = Field(min_length=1, max_length=120)
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
-    points_name: str = Field(default="points", min_length=1, max_length=40)
+    points_name: PlainText = Field(default="points", min_length=1, max_length=40)
     timezone: TimeZoneName = "Europe/Paris"
     default_country: Country = Field(default="FR", description="for phone numbers typed without +")
     earn_points: Whole = Field(default=1, ge=0, le=1000, description="points earned …")
@@ -85,8 +86,8 @@ class ProgramSettings(Strict):
 
 
 class ProgramUpdate(Strict):
-    name: str | None = Field(default=None, min_length=1, max_length=120)
-    points_name: str | None = Field(default=None, min_length=1, max_length=40)
+    name: PlainText | None = Field(default=None, min_length=1, max_length=120)
+    points_name: PlainText | None = Field(default=None, min_length=1, max_length=40)
     timezone: TimeZoneName | None = None
     default_country: Country | None = None
     earn_points: Whole | None = Field(default=None, ge=0, le=1000)
@@ -130,7 +131,7 @@ class Program(ProgramSettings):
 
 
 class KeyCreate(Strict):
-    name: str = Field(min_length=1, max_length=80)
+    name: PlainText = Field(min_length=1, max_length=80)
     scopes: list[Scope] = Field(min_length=1)
 
     @field_validator("scopes")

@@ -7,9 +7,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from palier.activity.models import Line, MemberId, Money, Text
+from palier.activity.models import Line, MemberId, Money
 from palier.clock import Moment
 from palier.members.models import Channel
+from palier.text import PlainText, Reference
 from palier.units import Whole
 
 RewardKind = Literal["amount_off", "percent_off", "free_product", "free_shipping", "gift", "store_credit"]
@@ -35,13 +36,13 @@ class Strict(BaseModel):
 
 
 class Localized(Strict):
-    fr: Annotated[Text, Field(min_length=1, max_length=200)]
-    en: Annotated[Text, Field(min_length=1, max_length=200)]
+    fr: Annotated[PlainText, Field(min_length=1, max_length=200)]
+    en: Annotated[PlainText, Field(min_length=1, max_length=200)]
 
 
 class LocalizedLong(Strict):
-    fr: Annotated[Text, Field(max_length=2000)] = ""
-    en: Annotated[Text, Field(max_length=2000)] = ""
+    fr: Annotated[PlainText, Field(max_length=2000)] = ""
+    en: Annotated[PlainText, Field(max_length=2000)] = ""
 
 
 class MemberLimit(Strict):
@@ -69,7 +70,9 @@ class RewardIn(Strict):
     )
     percent: Annotated[Whole, Field(ge=1, le=100)] | None = Field(default=None, description="percent_off")
     max_discount: Annotated[Whole, Field(ge=1, le=10**9)] | None = Field(default=None, description="percent_off cap")
-    sku: Annotated[Text, Field(min_length=1, max_length=64)] | None = Field(default=None, description="free_product")
+    sku: Annotated[Reference, Field(min_length=1, max_length=64)] | None = Field(
+        default=None, description="free_product"
+    )
     min_order: Annotated[Whole, Field(ge=1, le=10**11)] | None = Field(
         default=None, description="the cart must reach this amount for the coupon to apply"
     )
@@ -114,7 +117,7 @@ class RewardUpdate(Strict):
     amount: Annotated[Whole, Field(ge=1, le=10**9)] | None = None
     percent: Annotated[Whole, Field(ge=1, le=100)] | None = None
     max_discount: Annotated[Whole, Field(ge=1, le=10**9)] | None = None
-    sku: Annotated[Text, Field(min_length=1, max_length=64)] | None = None
+    sku: Annotated[Reference, Field(min_length=1, max_length=64)] | None = None
     min_order: Annotated[Whole, Field(ge=1, le=10**11)] | None = None
     image_url: Annotated[str, Field(max_length=500, pattern=r"^https?://\S+$")] | None = None
     starts_at: Moment | None = None
@@ -197,15 +200,15 @@ class Cart(Strict):
 class CouponCheck(Cart):
     channel: Channel
     member_id: MemberId | None = Field(default=None, description="the member at the till, to refuse others' coupons")
-    store_id: Annotated[Text, Field(max_length=64)] | None = None
+    store_id: Annotated[Reference, Field(max_length=64)] | None = None
 
 
 class CouponUse(CouponCheck):
-    order_id: Annotated[Text, Field(min_length=1, max_length=64)]
+    order_id: Annotated[Reference, Field(min_length=1, max_length=64)]
 
 
 class CouponCancel(Strict):
-    reason: Annotated[Text, Field(max_length=200)] | None = None
+    reason: Annotated[PlainText, Field(max_length=200)] | None = None
 
 
 class CouponValidity(BaseModel):
@@ -219,7 +222,7 @@ class PaymentIn(Strict):
     """Pay part of an order with points (``points``) or with store credit (``amount``)."""
 
     kind: PaymentKind
-    order_id: Annotated[Text, Field(min_length=1, max_length=64)]
+    order_id: Annotated[Reference, Field(min_length=1, max_length=64)]
     order_total: Whole = Field(ge=1, le=10**11, description="the order's total before this payment, minor units")
     points: Whole | None = Field(default=None, ge=1, le=100_000_000, description="kind points: points to burn")
     amount: Whole | None = Field(default=None, ge=1, le=10**11, description="kind credit: credit to spend")

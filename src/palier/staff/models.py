@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from palier.clock import utc
 from palier.staff.permissions import Role
+from palier.text import PlainText
 
 MIN_PASSWORD = 10
 
@@ -16,7 +17,7 @@ class StaffCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     email: EmailStr
-    display_name: str = Field(min_length=1, max_length=80)
+    display_name: PlainText = Field(min_length=1, max_length=80)
     role: Role
     password: str = Field(min_length=MIN_PASSWORD, max_length=200)
 

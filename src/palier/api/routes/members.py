@@ -27,7 +27,7 @@ from palier.members.models import (
     MergeResult,
 )
 from palier.portal import service as portal
-from palier.text import reject_card_numbers
+from palier.text import PlainText
 from palier.web import history_text
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
@@ -265,7 +265,7 @@ def adjust(
 class Reversal(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    reason: str = Field(min_length=3, max_length=200)
+    reason: PlainText = Field(min_length=3, max_length=200)
 
 
 @router.post(
@@ -297,7 +297,7 @@ def reverse(
                 program=access.program,
                 member_id=member_id,
                 transaction_id=transaction_id,
-                reason=reject_card_numbers(data.reason, field="reason"),
+                reason=data.reason,
                 actor=access.caller.actor,
             ),
             201,
