@@ -37,7 +37,11 @@ def receiver() -> Iterator[Receiver]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
+            length = int(self.headers["Content-Length"])
+            body = self.rfile.read(length)
+            if len(body) < length:  # the sender died mid-request: no web server hands that to the application
+                self.close_connection = True
+                return
             time.sleep(found.delay)
             with found.lock:
                 found.received.append((dict(self.headers.items()), body))
