@@ -13,6 +13,8 @@ they appear (in identities, event payloads, stored responses).
 
 from __future__ import annotations
 
+import codecs
+import gzip
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -22,6 +24,7 @@ from pathlib import Path
 from sqlalchemy import JSON, Connection, String, Table, select
 
 from palier.db.schema import metadata
+from palier.members.identities import is_payment_card_number
 from palier.members.tables import identities
 from palier.text import digits_of, find_card_numbers, masked
 
@@ -40,15 +43,21 @@ class Scan:
     values: int = 0  # database values read
     files: int = 0
     lines: int = 0
+    unreadable: list[str] = field(default_factory=list)  # "app.log: no such file": the scan is not complete
+    binary: int = 0  # files skipped as binary (images, databases, archives other than gzip)
     own: set[str] = field(default_factory=set)  # the programs' own member numbers, set aside (see above)
 
 
 def program_numbers(conn: Connection) -> set[str]:
-    """The card-shaped numbers that are the programs' own member numbers (loyalty cards, customer ids)."""
+    """The card-shaped numbers that are the programs' own member numbers (loyalty cards, customer ids).
+
+    A number in a payment network's range is not set aside: a bank card stored as a loyalty card or customer
+    id before those were refused is exactly what the scan is for."""
     query = select(identities.c.value).where(identities.c.kind.in_(("card", "external")))
     own: set[str] = set()
     for (value,) in conn.execution_options(yield_per=5_000).execute(query):
-        own.update(digits_of(number) for number in find_card_numbers(value))
+        numbers = (digits_of(number) for number in find_card_numbers(value))
+        own.update(number for number in numbers if not is_payment_card_number(number))
     return own
 
 
@@ -94,18 +103,39 @@ def _files(paths: Iterable[Path]) -> Iterator[Path]:
             yield path
 
 
+def _text_of(path: Path) -> str | None:
+    """What a file says: gzip unpacked (rotated logs), UTF-16 read by its byte-order mark, anything else as
+    UTF-8 (undecodable bytes replaced, so a Latin-1 log is still read); None for a binary file."""
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    for mark, encoding in (
+        (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    ):
+        if data.startswith(mark):
+            return data.decode(encoding, errors="replace")
+    if b"\0" in data[:8192]:
+        return None
+    return data.decode("utf-8", errors="replace")
+
+
 def scan_files(paths: Iterable[Path], scan: Scan | None = None) -> Scan:
-    """Every line of the files given (directories walked; binary files, .git and virtualenvs skipped)."""
+    """Every line of the files given (directories walked; .git and virtualenvs skipped). A file that cannot be
+    read is listed in ``unreadable``: a scan that skipped it proves nothing about it."""
     scan = scan or Scan(findings=[])
     for path in _files(paths):
         try:
-            data = path.read_bytes()
-        except OSError:
+            text = _text_of(path)
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            scan.unreadable.append(f"{path}: {getattr(exc, 'strerror', None) or exc}")
             continue
-        if b"\0" in data[:8192]:
-            continue  # binary: images, databases, archives
+        if text is None:
+            scan.binary += 1
+            continue
         scan.files += 1
-        for number_line, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
+        for number_line, line in enumerate(text.splitlines(), start=1):
             scan.lines += 1
             for number in find_card_numbers(line):
                 if digits_of(number) not in scan.own:

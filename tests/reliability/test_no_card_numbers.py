@@ -10,6 +10,7 @@ access log, masked. A card number slipped into a row by hand is found (the scan 
 
 from __future__ import annotations
 
+import gzip
 import logging
 import subprocess
 import sys
@@ -87,6 +88,23 @@ def test_log_lines_are_masked_including_uvicorn_access_lines() -> None:
     MaskCardNumbers().filter(failed)
     text = logging.Formatter().format(failed)
     assert card not in text.replace(" ", "") and text.count(f"****{card[-4:]}") == 2, text
+
+
+def test_the_scan_reads_rotated_and_utf16_logs_and_says_what_it_could_not_read(tmp_path: Path) -> None:
+    card = luhn_card()
+    (tmp_path / "api.log.1.gz").write_bytes(gzip.compress(f"ok\ndeclined {card}\n".encode()))
+    (tmp_path / "export.csv").write_text(f"name;card\nAnn;{spaced(card, ' ')}\n", encoding="utf-16")
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG\0\0" + card.encode())
+    scan = scan_files([tmp_path, tmp_path / "gone.log"])
+    assert sorted(f.where for f in scan.findings) == [f"{tmp_path / 'api.log.1.gz'}:2", f"{tmp_path / 'export.csv'}:2"]
+    assert (scan.files, scan.binary) == (2, 1)
+    assert scan.unreadable == [f"{tmp_path / 'gone.log'}: No such file or directory"]
+
+    (tmp_path / "api.log.1.gz").write_bytes(b"\x1f\x8b not really gzip")
+    (tmp_path / "export.csv").unlink()
+    incomplete = run_palier("sqlite:///unused.db", "scan-cards", "--no-database", str(tmp_path))
+    assert incomplete.returncode == 2, incomplete.stdout + incomplete.stderr
+    assert "Not read:" in incomplete.stdout and "api.log.1.gz" in incomplete.stdout, incomplete.stdout
 
 
 def test_no_card_number_is_written_in_the_repository() -> None:
