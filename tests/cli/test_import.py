@@ -294,6 +294,16 @@ def test_import_command(cli_db: Database, tmp_path: Path) -> None:
     assert_sound(cli_db, shop.program.id)
 
 
+def test_a_card_number_pasted_as_an_order_id_is_rejected_and_shown_masked(cli_db: Database, tmp_path: Path) -> None:
+    shop, card = cli_shop(cli_db), f.luhn_card()
+    rows = order_rows(shop, datetime.now(UTC), orders=2)
+    to_csv([*rows, {**rows[0], "order_id": card}], tmp_path / "orders.csv")
+    result = run_import(tmp_path / "orders.csv", shop)
+    assert summary(result.output)["rejected"] == 1, result.output
+    assert f"****{card[-4:]}" in result.output and "card_number_in_text" in result.output, result.output
+    assert card not in result.output.replace(" ", "").replace("│", "").replace("\n", "")
+
+
 def test_import_reports_a_conflicting_row_and_goes_on(cli_db: Database, tmp_path: Path) -> None:
     shop = cli_shop(cli_db)
     rows = order_rows(shop, datetime.now(UTC), orders=10)

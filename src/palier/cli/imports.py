@@ -16,6 +16,7 @@ from palier.cli.common import console, new_app, open_database, settings
 from palier.cli.purchases_csv import HELP, Batch, count_rows, read_batches
 from palier.clock import SystemClock
 from palier.programs.service import get_program
+from palier.text import mask_card_numbers
 
 app = new_app("Bulk imports from files.")
 SHOWN_PROBLEMS = 100
@@ -121,7 +122,7 @@ def _problems(problems: list[RowProblem]) -> None:
     for column in ("row", "order", "code", "field", "detail"):
         table.add_column(column, overflow="fold")
     for p in problems[:SHOWN_PROBLEMS]:
-        table.add_row(str(p.row), p.order_id or "", p.code, p.field or "", p.detail)
+        table.add_row(str(p.row), mask_card_numbers(p.order_id or ""), p.code, p.field or "", p.detail)
     console.print(table)
     if len(problems) > SHOWN_PROBLEMS:
         console.print(f"… and {len(problems) - SHOWN_PROBLEMS:,} more.")
