@@ -81,6 +81,26 @@ def test_a_command_before_db_upgrade_says_what_to_do(database_url: str) -> None:
     assert "error database_not_ready" in result.output and "palier db upgrade" in result.output
 
 
+@pytest.mark.parametrize(
+    ("url", "code", "said"),
+    [
+        ("postgresql://palier:s3cret@127.0.0.1:1/palier", "database_unavailable", "palier:***@127.0.0.1:1"),
+        ("sqlite:////no/such/directory/palier.db", "database_unavailable", "unable to open database file"),
+        ("mysql://palier:s3cret@db/palier", "invalid_database_url", "Palier runs on SQLite"),
+        ("palier.db", "invalid_database_url", "sqlite:///path/to/palier.db"),
+    ],
+)
+def test_a_database_url_that_cannot_work_is_one_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, url: str, code: str, said: str
+) -> None:
+    monkeypatch.setenv("PALIER_DATABASE_URL", url)
+    for command in (("verify",), ("db", "upgrade")):
+        result = invoke(*command)
+        assert result.exit_code == 2, result.output
+        assert f"error {code}:" in result.output and said in result.output, result.output
+        assert "s3cret" not in result.output and "Traceback" not in result.output
+
+
 def test_program_create_show_and_keys(cli_db: Database) -> None:
     result = invoke(
         "program", "create", "--name", "Maison Test", "--earn-points", "2", "--return-window-days", "7",

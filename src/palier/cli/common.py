@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -9,7 +10,8 @@ from typing import Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
 from typer.core import TyperGroup
 
 from palier.api.problems import field_path, validation_code
@@ -42,6 +44,24 @@ def _missing_tables(error: Exception) -> bool:
     return "no such table" in text or ("relation" in text and "does not exist" in text)
 
 
+def shown_url(url: str) -> str:
+    """A database URL as it may be printed: its password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return re.sub(r"(?<=:)[^:@/]*(?=@)", "***", url)
+
+
+def _unavailable(error: OperationalError) -> PalierError:
+    reason = str(error.orig or error).strip().splitlines()[0] if str(error.orig or error).strip() else "no answer"
+    url = shown_url(settings().database_url)
+    return PalierError(
+        "database_unavailable",
+        f"Could not use the database at {url}: {reason}. Check PALIER_DATABASE_URL, and that the server runs.",
+        field="PALIER_DATABASE_URL",
+    )
+
+
 class PalierGroup(TyperGroup):
     """Routes every refusal through one handler: ``error <code>: <detail> (field)`` in red, exit 2."""
 
@@ -54,9 +74,23 @@ class PalierGroup(TyperGroup):
         except ValidationError as error:
             print_error(from_validation(error))
             raise typer.Exit(EXIT_REFUSED) from None
+        except (ArgumentError, NoSuchModuleError) as error:
+            url = shown_url(settings().database_url)
+            reason = str(error).splitlines()[0]
+            print_error(
+                PalierError(
+                    "invalid_database_url",
+                    f"{url}: {reason}.",
+                    field="PALIER_DATABASE_URL",
+                )
+            )
+            raise typer.Exit(EXIT_REFUSED) from None
         except (OperationalError, ProgrammingError) as error:
             if not _missing_tables(error):
-                raise
+                if not isinstance(error, OperationalError):
+                    raise
+                print_error(_unavailable(error))
+                raise typer.Exit(EXIT_REFUSED) from None
             print_error(
                 PalierError(
                     "database_not_ready",

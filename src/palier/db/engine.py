@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.pool import NullPool
 
 from palier.text import translate
@@ -195,7 +195,13 @@ def make_database(url: str, *, pool_size: int = 10, echo: bool = False) -> Datab
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if url.startswith("sqlite"):
         if url in ("sqlite://", "sqlite:///:memory:"):
-            raise ValueError("use a file for SQLite: connections must share one database")
+            raise ArgumentError(
+                "SQLite needs a file (sqlite:///path/to/palier.db): connections must share one database"
+            )
         extra: dict[str, Any] = {"poolclass": NullPool} if pool_size == 0 else {"pool_size": pool_size}
         return Database(_sqlite_engine(url, echo=echo, **extra))
+    if not url.startswith("postgresql+psycopg://"):
+        raise ArgumentError(
+            "Palier runs on SQLite (sqlite:///path/to/palier.db) or PostgreSQL (postgresql://user:password@host:5432/name)"
+        )
     return Database(_postgres_engine(url, pool_size=pool_size, echo=echo))
