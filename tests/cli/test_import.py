@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -302,6 +302,61 @@ def test_a_card_number_pasted_as_an_order_id_is_rejected_and_shown_masked(cli_db
     assert summary(result.output)["rejected"] == 1, result.output
     assert f"****{card[-4:]}" in result.output and "card_number_in_text" in result.output, result.output
     assert card not in result.output.replace(" ", "").replace("│", "").replace("\n", "")
+
+
+def test_a_file_excel_saved_in_windows_1252_is_refused_whole_then_read_with_its_encoding(
+    cli_db: Database, tmp_path: Path
+) -> None:
+    shop = cli_shop(cli_db)
+    rows = order_rows(shop, datetime.now(UTC), orders=6)
+    rows[-1] = {**rows[-1], "name": "Éclair café"}
+    path = tmp_path / "excel.csv"
+    path.write_text(to_csv(rows), encoding="cp1252")
+    refused = run_import(path, shop)
+    assert refused.exit_code == 2, refused.output
+    first = 1 + next(n for n, line in enumerate(to_csv(rows).splitlines()) if not line.isascii())
+    assert "csv_wrong_encoding" in refused.output and f"Row {first} " in refused.output, refused.output
+    assert "--encoding cp1252" in refused.output
+    assert event_count(cli_db, shop) == 0  # refused before the first order was written
+
+    read = run_import(path, shop, "--encoding", "cp1252")
+    assert read.exit_code == 0, read.output
+    with cli_db.read() as conn:
+        query = select(events.c.body).where(events.c.program_id == shop.program.id, events.c.type == "purchase")
+        bodies = conn.execute(query).scalars()
+        names = {line.get("name") for body in bodies for line in body["lines"]}
+    assert "Éclair café" in names
+
+
+@pytest.mark.parametrize(
+    ("spoil", "code", "row"),
+    [
+        (lambda text: text.replace("ORD-0003,", '"ORD-0003,', 1), "csv_unclosed_quote", "ORD-0003"),
+        (
+            lambda text: text.replace("ORD-0003,", 'ORD-0003,"', 1).replace("ORD-0005,", 'ORD-0005",', 1),
+            "csv_unclosed_quote",
+            "ORD-0003",
+        ),
+        (lambda text: text + text.splitlines()[1] + "\n", "csv_order_rows_apart", "end"),
+        (lambda text: text.replace("order_id", "order_number", 1), "csv_unknown_columns", "header"),
+    ],
+    ids=["quote left open", "quote closed rows later", "order rows apart", "no order_id column"],
+)
+def test_a_spoilt_file_is_refused_whole_before_any_order_is_written(
+    cli_db: Database, tmp_path: Path, spoil: Callable[[str], str], code: str, row: str
+) -> None:
+    shop = cli_shop(cli_db)
+    text = to_csv(order_rows(shop, datetime.now(UTC), orders=8))
+    path = tmp_path / "orders.csv"
+    path.write_text(spoil(text), encoding="utf-8")
+    refused = run_import(path, shop)
+    assert refused.exit_code == 2 and f"error {code}" in refused.output, refused.output
+    if row == "ORD-0003":
+        first = 1 + next(n for n, line in enumerate(text.splitlines()) if line.startswith("ORD-0003,"))
+        assert f"Row {first}:" in refused.output, refused.output
+    if row == "end":
+        assert f"Row {len(text.splitlines()) + 1}:" in refused.output and "sort the file" in refused.output
+    assert event_count(cli_db, shop) == 0
 
 
 def test_import_reports_a_conflicting_row_and_goes_on(cli_db: Database, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from rich.table import Table
 from palier.activity.bulk import ImportStats, RowProblem, import_batches
 from palier.activity.models import PurchaseIn
 from palier.cli.common import console, new_app, open_database, settings
-from palier.cli.purchases_csv import HELP, Batch, count_rows, read_batches
+from palier.cli.purchases_csv import HELP, Batch, check_file, read_batches, reading_encoding
 from palier.clock import SystemClock
 from palier.programs.service import get_program
 from palier.text import mask_card_numbers
@@ -33,15 +33,16 @@ def purchases(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="The CSV file."),
     program: str = typer.Option(..., "--program", help="The program's id (prg_…)."),
     batch_size: int = typer.Option(1000, min=1, max=50_000, help="Orders per database transaction."),
+    encoding: str = typer.Option("utf-8", help="The file's encoding: utf-8, or cp1252 for Excel's plain CSV."),
 ) -> None:
     config = settings()
     clock = SystemClock()
-    total_rows = count_rows(file)
+    total_rows = check_file(file, encoding=encoding)
     started = time.perf_counter()
     with open_database(config.database_url) as db:
         with db.read() as conn:
             name = get_program(conn=conn, program_id=program).name
-        with file.open(encoding="utf-8-sig", newline="") as stream, _progress() as progress:
+        with file.open(encoding=reading_encoding(encoding), newline="") as stream, _progress() as progress:
             task = progress.add_task(f"Importing {file.name}", total=total_rows)
             batches = _Batches(read_batches(stream, size=batch_size), progress, task)
             try:

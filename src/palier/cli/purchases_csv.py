@@ -7,8 +7,9 @@ row gets the code the API would answer with, and the row number it came from.
 
 from __future__ import annotations
 
+import codecs
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
@@ -20,6 +21,7 @@ from palier.activity.bulk import RowProblem
 from palier.activity.models import PurchaseIn
 from palier.cli.common import from_validation
 from palier.errors import InvalidInput
+from palier.text import mask_card_numbers
 
 ORDER_COLUMNS = (
     "order_id", "member_id", "member_kind", "member_value", "channel", "store_id", "store_name",
@@ -30,9 +32,10 @@ COLUMNS = ORDER_COLUMNS + LINE_COLUMNS
 REQUIRED = ("order_id", "channel", "occurred_at", "currency", "sku", "quantity", "unit_price")
 
 HELP = """\
-CSV format: one row per order line, header first, UTF-8, comma- or semicolon-separated. \
+CSV format: one row per order line, header first, UTF-8 (or --encoding), comma- or semicolon-separated. \
 The order's columns are repeated on each of its rows and read from its first one; \
-rows of one order must be consecutive. Columns (* required):
+rows of one order must be consecutive. The whole file is checked before anything is written. \
+Columns (* required):
 
 \b
   order_id *     the order number, unique per program
@@ -62,9 +65,78 @@ class Batch:
     csv_rows: int = 0  # CSV rows read for this batch (for progress)
 
 
-def count_rows(path: Path) -> int:
-    with path.open("rb") as f:
-        return max(sum(1 for _ in f) - 1, 0)
+def reading_encoding(encoding: str) -> str:
+    """The codec to read a file said to be in ``encoding`` (UTF-8 also without its byte-order mark)."""
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise InvalidInput(
+            "csv_unknown_encoding", f"Unknown encoding {encoding!r}: try utf-8 or cp1252.", field="--encoding"
+        ) from None
+    return "utf-8-sig" if name == "utf-8" else name
+
+
+def check_file(path: Path, *, encoding: str) -> int:
+    """Read the whole file once before anything is written, and return how many rows it holds.
+
+    Refuses what would otherwise be found half-way, after some orders were imported: a header that does not
+    fit, a row in another encoding (Excel's "CSV" is Windows-1252), a quote left open (it swallows the rows
+    after it), the rows of one order split by another order (the second part would clash with the first)."""
+    with path.open("rb") as binary:
+        lines = _decoded(binary, encoding)
+        columns, delimiter = _columns(next(lines, ""))
+        records = csv.reader(lines, delimiter=delimiter, strict=True)
+        at = columns.index("order_id")
+        seen: set[int] = set()  # hashes of the order ids met so far: a few bytes an order, not the ids
+        previous, rows = None, 0
+        while True:
+            row = records.line_num + 2  # where the next record starts: the header is row 1
+            try:
+                record = next(records)
+            except StopIteration:
+                break
+            except csv.Error as error:
+                if "unexpected end of data" in str(error):
+                    raise _refused("csv_unclosed_quote", row, _UNCLOSED) from None
+                raise _refused("csv_malformed", records.line_num + 1, str(error)) from None
+            rows += 1
+            if any("\n" in value or "\r" in value for value in record):
+                raise _refused("csv_unclosed_quote", row, _UNCLOSED)
+            order = record[at].strip() if at < len(record) else ""
+            if order != previous:
+                if order and hash(order) in seen:
+                    raise _refused(
+                        "csv_order_rows_apart",
+                        row,
+                        f"it belongs to order {mask_card_numbers(order)!r}, whose first rows come earlier, "
+                        "before other orders; the rows of an order must follow each other (sort the file by "
+                        "order_id)",
+                    )
+                seen.add(hash(order))
+                previous = order
+    return rows
+
+
+_UNCLOSED = 'a quote (") opened in it is not closed on its line, so the rows after it would be read as part of it'
+
+
+def _refused(code: str, row: int, why: str) -> InvalidInput:
+    return InvalidInput(code, f"Row {row}: {why}. Nothing was imported.", field=f"row {row}")
+
+
+def _decoded(binary: Iterable[bytes], encoding: str) -> Iterator[str]:
+    decode = codecs.getdecoder(reading_encoding(encoding))
+    for number, raw in enumerate(binary, start=1):
+        try:
+            yield decode(raw)[0]
+        except UnicodeDecodeError as error:
+            byte = raw[error.start : error.start + 1].hex()
+            raise InvalidInput(
+                "csv_wrong_encoding",
+                f'Row {number} is not {encoding} (byte 0x{byte}). A file Excel saves as "CSV" is usually '
+                'Windows-1252: run again with --encoding cp1252, or save it as "CSV UTF-8".',
+                field=f"row {number}",
+            ) from None
 
 
 def read_batches(stream: IO[str], *, size: int) -> Iterator[Batch]:
@@ -89,7 +161,12 @@ def read_batches(stream: IO[str], *, size: int) -> Iterator[Batch]:
 
 
 def _reader(stream: IO[str]) -> csv.DictReader[str]:
-    header = stream.readline()
+    columns, delimiter = _columns(stream.readline())
+    return csv.DictReader(stream, fieldnames=columns, delimiter=delimiter)
+
+
+def _columns(header: str) -> tuple[list[str], str]:
+    """The columns a header names and the delimiter it uses, or the refusal of a header that does not fit."""
     delimiter = ";" if header.count(";") > header.count(",") else ","
     columns = [c.strip().lower() for c in next(csv.reader([header], delimiter=delimiter), [])]
     unknown = sorted(set(columns) - set(COLUMNS))
@@ -100,7 +177,7 @@ def _reader(stream: IO[str]) -> csv.DictReader[str]:
         missing.append("member_id (or member_kind and member_value)")
     if missing:
         raise InvalidInput("csv_missing_columns", f"Missing column(s): {', '.join(missing)}.", field="header")
-    return csv.DictReader(stream, fieldnames=columns, delimiter=delimiter)
+    return columns, delimiter
 
 
 def _present(row: dict[str, Any], columns: tuple[str, ...]) -> dict[str, str]:
