@@ -90,6 +90,20 @@ def get_policy(conn: Connection, *, program_id: str) -> TierPolicy | None:
     return None if row is None else TierPolicy.model_validate(row.document)
 
 
+_POLICIES: dict[tuple[str, int], TierPolicy | None] = {}
+
+
+def policy_for(conn: Connection, program: Program) -> TierPolicy | None:
+    """The program's policy as of ``program.status_version``, which every change of it bumps: read and
+    validated once per version and process, not on every purchase."""
+    key = (program.id, program.status_version)
+    if key not in _POLICIES:
+        if len(_POLICIES) >= 1_000:
+            _POLICIES.clear()
+        _POLICIES[key] = get_policy(conn, program_id=program.id)
+    return _POLICIES[key]
+
+
 def member_tier(conn: Connection, *, member_id: str) -> str | None:
     """The member's tier code (for rules, reward eligibility and the portal), or None."""
     return conn.execute(select(member_tiers.c.tier).where(member_tiers.c.member_id == member_id)).scalar()
@@ -173,12 +187,11 @@ def on_activity(*, conn: Connection, clock: Clock, program: Program, member_id: 
     """After a purchase (or a return) of ``member_id``, whose lock the caller holds: upgrade on the crossing."""
     if program.status_version == 0:  # no tiers, plans or segments: nothing to look up
         return
-    policy = get_policy(conn, program_id=program.id)
+    policy = policy_for(conn, program)
     if policy is None:
         return
     now = clock.now()
-    status = _status(conn, member_id)
-    enrolled_at = _enrolled_at(conn, member_id)
+    status, enrolled_at = _status_and_enrolment(conn, member_id)
     start, end = window(policy, program, at=now, enrolled_at=enrolled_at)
     value = metric_value(conn, program_id=program.id, member_id=member_id, policy=policy, start=start, end=end)
     qualified = policy.qualified(value)
@@ -417,8 +430,24 @@ def _history(conn: Connection, member_id: str) -> list[TierChange]:
 
 def _status(conn: Connection, member_id: str) -> Status | None:
     row = conn.execute(select(member_tiers).where(member_tiers.c.member_id == member_id)).mappings().first()
-    if row is None:
-        return None
+    return None if row is None else _status_from(member_id, row)
+
+
+def _status_and_enrolment(conn: Connection, member_id: str) -> tuple[Status | None, datetime]:
+    """The member's tier status (None before their first) and when they enrolled, in one statement."""
+    row = (
+        conn.execute(
+            select(member_tiers, members_table.c.enrolled_at)
+            .select_from(members_table.outerjoin(member_tiers, member_tiers.c.member_id == members_table.c.id))
+            .where(members_table.c.id == member_id)
+        )
+        .mappings()
+        .one()
+    )
+    return (None if row["member_id"] is None else _status_from(member_id, row)), utc(row["enrolled_at"])
+
+
+def _status_from(member_id: str, row: Any) -> Status:
     return Status(
         member_id=member_id,
         tier=row["tier"],

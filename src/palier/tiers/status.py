@@ -35,11 +35,11 @@ def standing(conn: Connection, *, program: Program, member_id: str | None, now: 
         return NONE
     from palier.memberships.service import live_plan_benefits
     from palier.segments.service import member_segments
-    from palier.tiers.service import get_policy, member_tier
+    from palier.tiers.service import member_tier, policy_for
 
     tier = member_tier(conn, member_id=member_id)
     best, source, name = 100, None, None
-    if tier is not None and (policy := get_policy(conn, program_id=program.id)) is not None:
+    if tier is not None and (policy := policy_for(conn, program)) is not None:
         found = policy.tier(tier)
         if found is not None and found.multiplier_percent > best:
             best, source, name = found.multiplier_percent, f"tier:{tier}", found.name
