@@ -513,3 +513,26 @@ def test_the_program_refuses_a_default_country_that_does_not_exist(program: ApiP
     assert program.call("PATCH", "/v1/program", json={"default_country": "BE"}).status_code == 200
     found = program.call("POST", "/v1/members", json={"phone": "0470 12 34 56"})  # read as a Belgian number
     assert found.status_code == 201 and found.json()["phone"] == "+32470123456"
+
+
+def test_a_correction_is_reversed_once_and_only_corrections_are(program: ApiProgram) -> None:
+    member = program.call("POST", "/v1/members", json={"email": "undo@example.com"}).json()
+    adjustments, undo = f"/v1/members/{member['id']}/adjustments", "/v1/members/{}/transactions/{}/reverse"
+    credit = program.call("POST", adjustments, json={"points": 50, "reason": "Goodwill"}).json()
+    debit = program.call("POST", adjustments, json={"points": -20, "reason": "Mistyped credit"}).json()
+    assert program.balance(member["id"])["available"] == 30
+
+    for done in (debit, credit):  # the debit first: it took its points from the credit
+        reversed_ = program.call("POST", undo.format(member["id"], done["transaction_id"]), json={"reason": "Undo"})
+        assert reversed_.status_code == 201, reversed_.text
+        again = program.call("POST", undo.format(member["id"], done["transaction_id"]), json={"reason": "Undo"})
+        assert_problem(again, 409, "already_reversed", "transaction_id")
+    assert program.balance(member["id"])["available"] == 0
+
+    bought = program.purchase(member["id"])
+    not_a_correction = program.call(
+        "POST", undo.format(member["id"], bought["transaction_id"]), json={"reason": "x" * 5}
+    )
+    assert_problem(not_a_correction, 422, "not_reversible", "transaction_id")
+    unknown = program.call("POST", undo.format(member["id"], "txn_nope"), json={"reason": "Undo"})
+    assert_problem(unknown, 404, "transaction_not_found", "transaction_id")

@@ -617,7 +617,11 @@ def reverse_transaction(
             field="transaction_id",
         ) from None
     except ledger.NotReversible as exc:
-        raise Unprocessable("not_reversible", str(exc).capitalize() + ".", field="transaction_id") from None
+        if not isinstance(exc, ledger.AlreadyReversed):
+            raise Unprocessable("not_reversible", str(exc).capitalize() + ".", field="transaction_id") from None
+        raise Conflict(
+            "already_reversed", f"Transaction {transaction_id} was already reversed.", field="transaction_id"
+        ) from None
     except IntegrityError:
         raise Conflict(
             "already_reversed", f"Transaction {transaction_id} was already reversed.", field="transaction_id"

@@ -332,6 +332,10 @@ class NotReversible(Exception):
     """The transaction cannot be undone exactly (its points were already used, or it is not a correction)."""
 
 
+class AlreadyReversed(NotReversible):
+    """The transaction was reversed before: a second reversal would give or take the points twice."""
+
+
 def reverse(conn: Connection, booking: Booking, *, original_id: str) -> str:
     """Undo a manual credit or debit with a new transaction that references it.
 
@@ -350,6 +354,9 @@ def reverse(conn: Connection, booking: Booking, *, original_id: str) -> str:
         raise LookupError(original_id)
     if original.kind not in ("adjust", "welcome"):
         raise NotReversible("only manual adjustments and welcome points are reversed; returns correct purchases")
+    reversed_by = select(ledger_transactions.c.id).where(ledger_transactions.c.reverses_id == original_id)
+    if conn.execute(reversed_by).first() is not None:
+        raise AlreadyReversed(original_id)
     moved = conn.execute(
         select(postings.c.account_id, postings.c.amount, postings.c.member_id).where(
             postings.c.transaction_id == original_id
