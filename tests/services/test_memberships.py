@@ -102,6 +102,12 @@ def test_refusals(db: Database, clock: FrozenClock, program: Program) -> None:
     cy = enrol(db, clock, program, first_name="Cy")
     error = refused("payment_amount_mismatch", pay, db, clock, program, cy.id, amount=399)
     assert error.extra["price"] == 499
+    ahead = refused("occurred_in_future", pay, db, clock, program, cy.id, paid_at=clock.now() + timedelta(days=1500))
+    assert ahead.field == "paid_at"
+    pay(db, clock, program, cy.id, paid_at=clock.now() + timedelta(minutes=2))  # a till's clock a little fast
+    with db.read() as conn:
+        [fast] = memberships.member_memberships(conn=conn, program_id=program.id, member_id=cy.id)
+    assert fast.period_start == clock.now()
     with db.write() as conn:
         refused("no_trial", memberships.start_trial, conn=conn, clock=clock, program=program, member_id=cy.id,
                 data=JoinIn(plan="club"))  # fmt: skip

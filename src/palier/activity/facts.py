@@ -18,11 +18,11 @@ from palier.errors import InvalidInput
 FUTURE_TOLERANCE = timedelta(minutes=5)  # tills' clocks run a little fast
 
 
-def checked_occurred_at(value: datetime, now: datetime) -> datetime:
+def checked_occurred_at(value: datetime, now: datetime, *, field: str = "occurred_at") -> datetime:
     """``value`` in UTC; refused if it is in the future (beyond the tolerance)."""
     value = utc(value)
     if value > now + FUTURE_TOLERANCE:
-        raise InvalidInput("occurred_in_future", "This event is dated in the future.", field="occurred_at")
+        raise InvalidInput("occurred_in_future", "This event is dated in the future.", field=field)
     return value
 
 

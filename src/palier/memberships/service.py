@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from palier.activity.facts import checked_occurred_at
 from palier.clock import Clock, utc
 from palier.db import Database
 from palier.errors import Conflict, InvalidInput, NotFound, Unprocessable
@@ -149,7 +150,7 @@ def record_payment(
             price=plan.price,
         )
     now = clock.now()
-    paid_at = min(utc(data.paid_at), now)
+    paid_at = min(checked_occurred_at(data.paid_at, now, field="paid_at"), now)  # a till a little fast: now
     live = _live(conn, program.id, data.member_id, plan.id)
     if live is None:
         _check_access(conn, clock, program, plan, data.member_id, data.invitation_code)
