@@ -8,6 +8,7 @@ a retry is due.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from fastapi.testclient import TestClient
@@ -46,6 +47,8 @@ def test_events_are_pushed_signed_oldest_first_and_delivered_once(
     assert not webhooks.verify(hook["secret"], signature, body.replace(b"segment_left", b"segment_lefT"), now=now)
     assert not webhooks.verify("whsec_another", signature, body, now=now)
     assert not webhooks.verify(hook["secret"], signature, body, now=now + 301)  # a replay, later
+    assert not webhooks.verify(hook["secret"], signature, body)  # without now: the real time, long after the test clock
+    assert webhooks.verify(hook["secret"], webhooks.sign(hook["secret"], int(time.time()), body), body)
     assert [(e["type"], e["payload"]) for e in receiver.events()] == [
         ("segment_entered", {"n": 0}),
         ("points_expiring", {"n": 1}),

@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -99,9 +100,10 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={mac}"
 
 
-def verify(secret: str, header: str, body: bytes, *, now: float, tolerance: float = 300.0) -> bool:
+def verify(secret: str, header: str, body: bytes, *, now: float | None = None, tolerance: float = 300.0) -> bool:
     """What a receiver checks: the signature is the secret's, over this body, made within ``tolerance``
-    seconds of ``now`` (so a delivery captured on the way cannot be replayed later)."""
+    seconds of ``now`` (the current time unless given) so a delivery captured on the way cannot be replayed."""
+    now = time.time() if now is None else now
     parts = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
     try:
         timestamp = int(parts.get("t", ""))
