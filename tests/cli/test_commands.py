@@ -324,3 +324,8 @@ def test_jobs_run_housekeeping_says_what_it_deleted(cli_db: Database) -> None:
     )
     with cli_db.read() as conn:
         assert outbox.recent(conn, program_id=program.id, types=["segment_left"]) == []
+
+
+def test_a_job_for_a_mistyped_program_is_refused_not_run_on_nothing(cli_db: Database) -> None:
+    result = invoke("jobs", "run", "segments", "--program", "prg_nope")
+    assert result.exit_code == 2 and "error program_not_found" in result.output, result.output

@@ -25,6 +25,7 @@ from palier.ledger.tables import lots
 from palier.logs import mask_handlers
 from palier.memberships import service as memberships
 from palier.notify import expiry, webhooks
+from palier.programs.service import get_program
 from palier.rewards.service import expire_coupons
 from palier.rules import gifts
 from palier.segments import service as segments
@@ -127,6 +128,9 @@ def run(
     pushed: webhooks.DeliveryRun | None = None
     tidied: housekeeping.Tidied | None = None
     with open_database() as db:
+        if program is not None:
+            with db.read() as conn:
+                get_program(conn=conn, program_id=program)  # a mistyped id is refused, not an empty run
         for name in _names(job):
             if name == Job.webhooks.value:
                 pushed = webhooks.deliver(db, clock, program_id=program)
@@ -185,14 +189,16 @@ class _Stop(Exception):
 
 def worker(
     interval: float = typer.Option(60.0, min=0.1, help="Seconds between two runs."),
-    once: bool = typer.Option(False, "--once", help="Run mature then expire once, and exit."),
+    once: bool = typer.Option(False, "--once", help="Run every job once, deliver waiting events, and exit."),
     batch_size: int = typer.Option(sweeps.BATCH, min=1, help="Lots per database transaction."),
     webhook_interval: float = typer.Option(
         5.0, min=0.1, help="Seconds between two pushes of waiting events to the programs' webhooks."
     ),
 ) -> None:
-    """Run mature then expire every --interval seconds until SIGINT or SIGTERM, and push events to the
-    programs' webhooks every --webhook-interval seconds.
+    """Run the scheduled jobs every --interval seconds until SIGINT or SIGTERM: mature and expire points,
+    expire overdue coupons, birthday and anniversary gifts, tier requalification, lapsed memberships, segment
+    refreshes, and (hourly) expiry warnings and housekeeping; and push events to the programs' webhooks every
+    --webhook-interval seconds.
 
     Stopping is graceful: the batch in flight commits, then the worker exits. Several workers may
     run at once against PostgreSQL (batches lock their lots with SKIP LOCKED) or SQLite.
@@ -263,7 +269,7 @@ def _work(db: Database, clock: Clock, stop: threading.Event, *, interval: float,
         if stop.is_set():
             raise _Stop  # the batch that just ran is committed; the next one never starts
 
-    log.info("worker started: mature then expire every %ss", interval)
+    log.info("worker started: every job every %ss", interval)
     last_run: dict[str, float] = {}
     while not stop.is_set():
         for name in SWEEPS:
