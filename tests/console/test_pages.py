@@ -7,11 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi.testclient import TestClient
+from markupsafe import escape
 from sqlalchemy import select
 
 from palier.db import Database
 from palier.notify import outbox, webhooks
 from palier.programs.tables import audit_entries
+from palier.web import i18n
 from tests.api.helpers import ApiProgram
 from tests.console.conftest import csrf_of, sign_in
 from tests.receiver import Receiver
@@ -171,7 +173,7 @@ def test_member_search_by_identity_or_name_and_a_refused_adjustment(
     too_much = client.post(
         f"/console/members/{ann['id']}/adjust", data={"csrf": token, "points": "-10", "reason": "Oops"}
     )
-    assert too_much.status_code == 422 and "0 points available" in too_much.text
+    assert too_much.status_code == 422 and "Le membre a 0 points disponibles ; il en faut 10." in too_much.text
     for typed in ("1.5", "abc"):
         not_a_number = client.post(
             f"/console/members/{ann['id']}/adjust", data={"csrf": token, "points": typed, "reason": "Geste"}
@@ -208,8 +210,12 @@ def test_the_till_refuses_paying_more_points_than_held_and_a_coupon_of_someone_e
     pay = {"csrf": token, "order_id": "T-1", "order_total": "10,00", "points": "400"}
     refused = client.post(f"/till/members/{ann['id']}/pay", data=pay)
     assert refused.status_code == 422 and "notice error" in refused.text
+    assert "Le membre a 300 points disponibles ; il en faut 400." in refused.text  # in French, with the figures
     malformed = client.post(f"/till/members/{ann['id']}/pay", data=pay | {"order_total": "dix euros"})
-    assert malformed.status_code == 422 and "12.50" in malformed.text
+    assert malformed.status_code == 422 and str(escape(refusals("fr")["invalid_amount"])) in malformed.text
+    client.get(f"/till/members/{ann['id']}?lang=en")
+    in_english = client.post(f"/till/members/{ann['id']}/pay", data=pay | {"order_total": "dix euros"})
+    assert "Type an amount such as 12.50." in in_english.text
     assert program.balance(ann["id"])["available"] == 300
     code = bobs["coupon"]["code"]
     theirs = client.post(f"/till/members/{ann['id']}/coupons/{code}/use", data={"csrf": token, "order_id": "T-2"})
@@ -333,3 +339,8 @@ def test_a_name_is_found_whatever_its_accents_and_case_or_typed_in_full(
     assert both.status_code == 303 and "/console/members/mem_" in both.headers["location"]
     nobody = client.post("/console/members", data={"csrf": token, "q": "Élodie Roy"})
     assert "Aucun membre ne correspond" in nobody.text
+
+
+def refusals(language: str) -> dict[str, str]:
+    """The words a page in ``language`` gives for each refusal code."""
+    return {k.removeprefix("refusal."): v for k, v in i18n.catalogs()[language].items() if k.startswith("refusal.")}

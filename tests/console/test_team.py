@@ -42,7 +42,7 @@ def test_an_admin_adds_a_colleague_who_signs_in_then_changes_their_role_and_pass
     page = client.get(added.headers["location"]).text
     assert "Personne ajoutée" in page and "hugo@fournil.example" in page
     again = client.post("/console/staff", data=form | {"password": TEMPORARY})
-    assert again.status_code == 409 and "already a staff user" in again.text
+    assert again.status_code == 409 and "fait déjà partie de l&#39;équipe" in again.text
     hugo = _colleague(db, program, "hugo@fournil.example")
 
     with TestClient(app, client=own_address()) as till:  # the newcomer, on their own browser

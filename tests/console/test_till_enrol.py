@@ -82,6 +82,6 @@ def test_a_bank_card_swiped_at_the_till_is_never_shown_nor_kept_as_a_loyalty_car
     assert 'name="card" type="text" value=""' in form and bank_card not in form  # not put in the card field
     typed = {"csrf": csrf_of(form), "first_name": "Inès", "card": spaced(bank_card), "language": "fr"}
     refused = client.post("/till/new-member", data=typed)
-    assert refused.status_code == 422 and 'id="card-error"' in refused.text and "payment card" in refused.text
+    assert refused.status_code == 422 and 'id="card-error"' in refused.text and "carte bancaire" in refused.text
     assert bank_card[4:12] not in refused.text.replace(" ", "")  # the number is not shown back
     assert _count(db, program) == 0

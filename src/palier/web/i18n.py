@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from fastapi import Request
 
+from palier.errors import PalierError
+
 Language = Literal["fr", "en"]
 LANGUAGES: tuple[Language, ...] = ("fr", "en")
 DEFAULT_LANGUAGE: Language = "fr"
@@ -40,6 +42,27 @@ def translate(language: str, key: str, **params: Any) -> str:
     """The message ``key`` in ``language``; an unknown key shows as itself, so a gap is visible, not fatal."""
     text = catalogs()[language if language in LANGUAGES else DEFAULT_LANGUAGE].get(key, key)
     return text.format(**params) if params else text
+
+
+def refusal(language: str, code: str, detail: str, figures: Mapping[str, Any] | None = None) -> str:
+    """What a refusal says on a page. In English, its detail, which names the figures; in French, the
+    catalogue's words for its stable code, as the detail is English: ``refusal.<code>.figures`` when the
+    refusal carries the figures it names (points available and needed…), else ``refusal.<code>``."""
+    if language == "en":
+        return detail
+    catalog = catalogs()[language]
+    with_figures = catalog.get(f"refusal.{code}.figures")
+    if with_figures is not None and figures:
+        try:
+            return with_figures.format(**figures)
+        except (KeyError, IndexError, ValueError):
+            pass
+    return catalog.get(f"refusal.{code}", detail)
+
+
+def said(language: str, error: PalierError) -> str:
+    """:func:`refusal` of an engine refusal."""
+    return refusal(language, error.code, error.detail, error.extra)
 
 
 def translator(language: str) -> Callable[..., str]:

@@ -102,7 +102,7 @@ def redeem(program_id: str, reward_id: str, request: Request) -> Response:
         if key in i18n.catalogs()[language]:
             message = i18n.translate(language, key, **{k: v for k, v in refused.extra.items() if isinstance(v, int)})
         else:
-            message = i18n.translate(language, "redeem.error.other", detail=refused.detail)
+            message = i18n.translate(language, "redeem.error.other", detail=i18n.said(language, refused))
         return _catalog_page(request, who, status=refused.status, error=message)
     return RedirectResponse(f"/p/{who.program.id}/coupons?new={done.coupon.id}", status_code=303)
 

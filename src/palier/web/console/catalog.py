@@ -89,9 +89,9 @@ async def save_reward(request: Request, reward_id: str) -> Response:
                 actor=f"staff:{who.user.id}",
             )
     except ValidationError as error:
-        errors = errors_by_field(error)
+        errors = errors_by_field(error, i18n.request_language(request))
     except PalierError as error:
-        errors = {error.field or "form": error.detail}
+        errors = {error.field or "form": i18n.said(i18n.request_language(request), error)}
     else:
         return RedirectResponse(f"/console/rewards/{reward.id}?saved=1", status_code=303)
     return render(
@@ -142,7 +142,7 @@ def coupons_page(request: Request, code: str | None = None) -> HTMLResponse:
                     "holder": display_name(holder),
                 }
             except PalierError as exc:
-                error = exc.detail
+                error = i18n.said(language, exc)
     return render(
         request,
         "console/coupons.html",

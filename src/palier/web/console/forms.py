@@ -7,8 +7,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from palier.api.problems import field_path
+from palier.api.problems import field_path, validation_code
 from palier.errors import InvalidInput
+from palier.web import i18n
 
 _MONEY = re.compile(r"^\s*(\d{1,9})(?:[.,](\d{1,3}))?\s*$")
 
@@ -23,11 +24,13 @@ def parse_money(text: str, exponent: int, *, field: str) -> int:
     return units
 
 
-def errors_by_field(error: ValidationError) -> dict[str, str]:
+def errors_by_field(error: ValidationError, language: str) -> dict[str, str]:
+    """The first problem of each field, in the page's language."""
     found: dict[str, str] = {}
     for e in error.errors():
         field = field_path(tuple(e["loc"])) or "form"
-        found.setdefault(field, str(e["msg"]).removeprefix("Value error, ").split(": ", 1)[-1])
+        detail = str(e["msg"]).removeprefix("Value error, ").split(": ", 1)[-1]
+        found.setdefault(field, i18n.refusal(language, validation_code(dict(e)), detail))
     return found
 
 

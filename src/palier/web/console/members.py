@@ -84,9 +84,10 @@ async def adjust(request: Request, member_id: str) -> Response:
                 actor=f"staff:{who.user.id}",
             )
     except ValueError as error:  # not a number, or pydantic's ValidationError
-        errors = errors_by_field(error) if isinstance(error, ValidationError) else {"points": "not_a_number"}
+        language = i18n.request_language(request)
+        errors = errors_by_field(error, language) if isinstance(error, ValidationError) else {"points": "not_a_number"}
     except PalierError as error:
-        errors = {error.field or "points": error.detail}
+        errors = {error.field or "points": i18n.said(i18n.request_language(request), error)}
     else:
         return RedirectResponse(f"/console/members/{member_id}?adjusted={done.points}", status_code=303)
     return _detail(request, member_id, status=422, errors=errors, sent=sent, adjusted=None)

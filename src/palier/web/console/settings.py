@@ -15,6 +15,7 @@ from palier.errors import NotFound, PalierError
 from palier.notify import webhooks
 from palier.programs import service as programs
 from palier.programs.models import ProgramUpdate
+from palier.web import i18n
 from palier.web.console.access import Staff, current, requires, staff_router
 from palier.web.console.forms import errors_by_field
 from palier.web.render import render
@@ -140,9 +141,9 @@ async def save_settings(request: Request) -> Response:
                 actor=f"staff:{who.user.id}",
             )
     except ValidationError as error:
-        errors = errors_by_field(error)
+        errors = errors_by_field(error, i18n.request_language(request))
     except PalierError as error:
-        errors = {error.field or "form": error.detail}
+        errors = {error.field or "form": i18n.said(i18n.request_language(request), error)}
     else:
         return RedirectResponse("/console/settings?saved=1", status_code=303)
     values = who.program.model_dump() | {k: v for k, v in sent.items() if k != "never_expire"}

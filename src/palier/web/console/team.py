@@ -59,7 +59,7 @@ def _page(
 
 def _in_words(error: PalierError, language: str) -> str:
     """A refusal in the page's language when the catalogue has words for its code, else its detail."""
-    return i18n.catalogs()[language].get(f"console.team.refused.{error.code}") or error.detail
+    return i18n.catalogs()[language].get(f"console.team.refused.{error.code}") or i18n.said(language, error)
 
 
 def _actor(who: Staff) -> str:
@@ -96,9 +96,12 @@ async def add_staff(request: Request) -> Response:
         with db.write() as conn:
             staff.create(conn=conn, clock=clock, program_id=who.program.id, data=data, actor=_actor(who))
     except ValidationError as error:
-        return _page(request, status=422, errors=errors_by_field(error), sent=sent)
+        return _page(request, status=422, errors=errors_by_field(error, i18n.request_language(request)), sent=sent)
     except PalierError as error:
-        return _page(request, status=error.status, errors={error.field or "email": error.detail}, sent=sent)
+        language = i18n.request_language(request)
+        return _page(
+            request, status=error.status, errors={error.field or "email": _in_words(error, language)}, sent=sent
+        )
     return RedirectResponse("/console/staff?done=added", status_code=303)
 
 

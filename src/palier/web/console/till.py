@@ -126,9 +126,10 @@ async def use_coupon(request: Request, member_id: str, code: str) -> Response:
                 conn=conn, clock=request.app.state.clock, program=who.program, code=code[:40], use=use
             )
     except ValidationError as error:
-        return _member(request, member_id, status=422, error=next(iter(errors_by_field(error).values())))
+        first = next(iter(errors_by_field(error, i18n.request_language(request)).values()))
+        return _member(request, member_id, status=422, error=first)
     except PalierError as error:
-        return _member(request, member_id, status=422, error=error.detail)
+        return _member(request, member_id, status=422, error=_in_words(request, error))
     query = urlencode({"ok": "coupon", "code": coupon.code, "amount": coupon.discount or 0})
     return RedirectResponse(f"/till/members/{member_id}?{query}", status_code=303)
 
@@ -159,9 +160,10 @@ async def pay_with_points(request: Request, member_id: str) -> Response:
                 conn=conn, clock=request.app.state.clock, program=who.program, member_id=member_id[:40], data=data
             )
     except ValidationError as error:
-        return _member(request, member_id, status=422, error=next(iter(errors_by_field(error).values())), sent=sent)
+        first = next(iter(errors_by_field(error, i18n.request_language(request)).values()))
+        return _member(request, member_id, status=422, error=first, sent=sent)
     except PalierError as error:
-        return _member(request, member_id, status=422, error=error.detail, sent=sent)
+        return _member(request, member_id, status=422, error=_in_words(request, error), sent=sent)
     query = urlencode({"ok": "paid", "points": paid.points, "amount": paid.amount})
     return RedirectResponse(f"/till/members/{member_id}?{query}", status_code=303)
 
@@ -238,7 +240,8 @@ async def enrol_customer(request: Request) -> Response:
                 card_key=settings.card_hash_key, actor=f"staff:{who.user.id}",
             )  # fmt: skip
     except ValidationError as error:
-        return _enrol_page(request, status=422, sent=sent, errors=_enrol_errors(errors_by_field(error)))
+        errors = _enrol_errors(errors_by_field(error, i18n.request_language(request)))
+        return _enrol_page(request, status=422, sent=sent, errors=errors)
     except PalierError as error:
         existing = None
         if error.code == "identity_taken":
@@ -247,10 +250,14 @@ async def enrol_customer(request: Request) -> Response:
             with db.read() as conn:
                 found = find_members(conn=conn, program=who.program, text=value, card_key=settings.card_hash_key)
             existing = found[0].id if len(found) == 1 else None
-        errors = _enrol_errors({error.field or "email": error.detail})
+        errors = _enrol_errors({error.field or "email": _in_words(request, error)})
         sent = {name: mask_card_numbers(value) for name, value in sent.items()}  # never shown back in full
         return _enrol_page(request, status=error.status, sent=sent, errors=errors, existing=existing)
     return RedirectResponse(f"/till/members/{member.id}?ok=enrolled", status_code=303)
+
+
+def _in_words(request: Request, error: PalierError) -> str:
+    return i18n.said(i18n.request_language(request), error)
 
 
 def _enrol_errors(found: dict[str, str]) -> dict[str, str]:
