@@ -41,6 +41,7 @@ def test_an_admin_adds_a_colleague_who_signs_in_then_changes_their_role_and_pass
     assert added.status_code == 303 and added.headers["location"] == "/console/staff?done=added"
     page = client.get(added.headers["location"]).text
     assert "Personne ajoutée" in page and "hugo@fournil.example" in page
+    assert 'data-confirm="Désactiver Hugo Caisse ? Ses sessions se terminent tout de suite."' in page  # asks first
     again = client.post("/console/staff", data=form | {"password": TEMPORARY})
     assert again.status_code == 409 and "fait déjà partie de l&#39;équipe" in again.text
     hugo = _colleague(db, program, "hugo@fournil.example")

@@ -102,6 +102,13 @@ def test_an_admin_adjusts_points_with_a_reason_and_sees_history_and_dashboard_ch
     assert page.locator('[data-balance="available"]').inner_text() == "400"
     page.get_by_label("Points").fill("250")
     page.get_by_label("Motif (vu par le membre)").fill("Gâteau d'anniversaire raté")
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.get_by_role("button", name="Enregistrer l'ajustement").click()
+    assert page.locator("form.adjust-form").evaluate("form => form.dataset.sent === undefined")  # not sent
+    assert asked == ["Ajuster de +250 points le solde de Léa Moreau ? L'ajustement reste dans son historique."]
+    assert program.balance(world["member"]["id"])["available"] == 400
+    page.once("dialog", lambda dialog: dialog.accept())
     navigate(page, page.get_by_role("button", name="Enregistrer l'ajustement"))
     assert "Ajustement enregistré : +250 points." in page.locator(".notice.ok").inner_text()
     assert page.locator('[data-balance="available"]').inner_text() == "650"

@@ -1,9 +1,19 @@
 // Palier pages: a form sent once. A second click while the page loads would redeem twice.
+// A form that cannot be taken back asks first (data-confirm; "{points}" is the points typed in it).
 document.addEventListener("submit", (event) => {
   const form = event.target;
   if (!(form instanceof HTMLFormElement) || form.dataset.sent) {
     if (form instanceof HTMLFormElement) event.preventDefault();
     return;
+  }
+  const question = form.dataset.confirm;
+  if (question) {
+    const points = Number(form.elements.namedItem("points")?.value || 0);
+    const signed = (points > 0 ? "+" : "") + points.toLocaleString(document.documentElement.lang || "fr");
+    if (!window.confirm(question.replace("{points}", signed))) {
+      event.preventDefault();
+      return;
+    }
   }
   form.dataset.sent = "1";
   for (const button of form.querySelectorAll("button[type=submit]")) {
