@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -346,3 +349,19 @@ def test_jobs_run_expires_overdue_coupons(cli_db: Database, clock: FrozenClock, 
     assert (balance.available, balance.held) == (200, 100)
     assert "coupons: 0 past" in invoke("jobs", "run", "expire", "--program", program.id).output
     assert invoke("verify", "--program", program.id).exit_code == 0
+
+
+@pytest.mark.parametrize("columns", ["80", None], ids=["an 80-column terminal", "piped to a file"])
+def test_the_list_never_cuts_an_id_short(cli_db: Database, program: Program, columns: str | None) -> None:
+    added = invoke("rewards", "add", "--program", program.id, "--kind", "gift", "--cost", "900", "--stock", "3",
+                   "--title-fr", "Tablier brodé du Fournil", "--title-en", "Embroidered Fournil apron")  # fmt: skip
+    reward_id = added_id(added.output)
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"} | ({"COLUMNS": columns} if columns else {})
+    listed = subprocess.run(
+        [sys.executable, "-m", "palier.cli.main", "rewards", "list", "--program", program.id],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert reward_id in listed.stdout and "…" not in listed.stdout, listed.stdout
+    if columns is None:
+        assert "Embroidered Fournil apron" in listed.stdout  # wide enough not to fold the title

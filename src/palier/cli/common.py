@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
 from typer.core import TyperGroup
@@ -19,7 +22,10 @@ from palier.config import Settings, load_settings
 from palier.db import Database, make_database
 from palier.errors import InvalidInput, PalierError
 
-console = Console(highlight=False)
+# Piped into a file or another program, tables are laid out 160 columns wide rather than a terminal's
+# default 80, where ids and names would be folded; COLUMNS, or a terminal's own width, wins.
+_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
+console = Console(highlight=False, width=_WIDTH)
 err_console = Console(stderr=True, highlight=False)
 
 EXIT_REFUSED = 2  # a PalierError: the command was refused, nothing was changed by it
@@ -99,6 +105,20 @@ class PalierGroup(TyperGroup):
                 )
             )
             raise typer.Exit(EXIT_REFUSED) from None
+
+
+ID_WIDTH = 30  # prg_, rwd_, key_… and 26 characters: shown whole, since people copy them into the next command
+
+
+def table_columns(table: Table, columns: Iterable[str], *, right: Iterable[str] = ()) -> None:
+    """Add ``columns`` to ``table``: an ``id`` column never cut, the others folded onto more lines when the
+    terminal is narrow (never cut short with "…", which would hide what a person needs to read)."""
+    aligned = set(right)
+    for column in columns:
+        if column == "id":
+            table.add_column(column, no_wrap=True, min_width=ID_WIDTH)
+        else:
+            table.add_column(column, overflow="fold", justify="right" if column in aligned else "left")
 
 
 def new_app(help_text: str) -> typer.Typer:

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from palier.cli.common import console, new_app, open_database, settings
+from palier.cli.common import console, new_app, open_database, settings, table_columns
 from palier.clock import SystemClock
 from palier.errors import InvalidInput
 from palier.programs.models import KeyCreate, NewApiKey, Program, ProgramSettings
@@ -83,8 +83,7 @@ def show(program_id: str = typer.Argument(..., help="The program's id (prg_…).
         keys = list_keys(conn=conn, program_id=program_id)
     console.print(settings_table(program))
     table = Table(title="API keys", title_justify="left")
-    for column in ("id", "name", "scopes", "created", "revoked"):
-        table.add_column(column)
+    table_columns(table, ("id", "name", "scopes", "created", "revoked"))
     for key in keys:
         table.add_row(
             key.id,

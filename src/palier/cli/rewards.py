@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from palier.cli.common import console, from_validation, new_app, open_database
+from palier.cli.common import console, from_validation, new_app, open_database, table_columns
 from palier.clock import SystemClock
 from palier.errors import InvalidInput
 from palier.programs.models import Program
@@ -65,8 +65,7 @@ def list_command(
         return
     table = Table(title=f"Rewards of {found.name} ({program})", title_justify="left")
     columns = ["id", "title (en / fr)", "kind", "gives", "cost", "stock", "channels", "coupon valid"]
-    for column in [*columns, *(["status"] if show_all else [])]:
-        table.add_column(column, justify="right" if column in ("cost", "stock") else "left")
+    table_columns(table, [*columns, *(["status"] if show_all else [])], right=("cost", "stock"))
     for reward in catalog:
         row = [
             reward.id,

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from palier.cli.common import console, new_app, open_database
+from palier.cli.common import console, new_app, open_database, table_columns
 from palier.clock import SystemClock
 from palier.errors import InvalidInput
 from palier.programs.service import get_program
@@ -56,8 +56,7 @@ def list_(program: str = PROGRAM) -> None:
         get_program(conn=conn, program_id=program)
         users = staff.list_users(conn=conn, program_id=program)
     table = Table(title="Staff users", title_justify="left")
-    for column in ("e-mail", "name", "role", "active", "last sign-in", "may"):
-        table.add_column(column)
+    table_columns(table, ("e-mail", "name", "role", "active", "last sign-in", "may"))
     for user in users:
         table.add_row(
             escape(user.email),
