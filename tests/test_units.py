@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from palier.text import points_word
 from palier.units import Rounding, Shares, divide, points_for_amount, split_proportionally
 
 
@@ -101,3 +102,9 @@ def test_translate_on_sqlite_does_what_postgresqls_does() -> None:
     assert translate("12345", "143", "ax") == "a2x5"  # PostgreSQL: the 3, beyond "ax", is deleted
     assert translate(None, "a", "b") is None
     assert folded("ÉLODIE") == "elodie"
+
+
+def test_the_points_name_agrees_with_its_count() -> None:
+    assert [points_word(n, "points", "en") for n in (0, 1, -1, 2)] == ["points", "point", "point", "points"]
+    assert [points_word(n, "étoiles", "fr") for n in (0, 1, 2, 1000)] == ["étoile", "étoile", "étoiles", "étoiles"]
+    assert points_word(1, "miles", "en") == "mile" and points_word(1, "Fournil", "fr") == "Fournil"

@@ -36,6 +36,13 @@ def folded(value: str) -> str:
     return value.translate(_UNACCENT).lower()
 
 
+def points_word(count: int, points_name: str, language: str) -> str:
+    """The program's name for points as it reads after ``count``: "1 point", "2 points" ("0 point" in
+    French, where 0 and 1 are singular). A plural name loses its final s when singular (étoiles → étoile)."""
+    singular = abs(count) == 1 or (language == "fr" and count == 0)
+    return points_name[:-1] if singular and len(points_name) > 2 and points_name.endswith("s") else points_name
+
+
 def luhn_valid(digits: str) -> bool:
     total = 0
     for i, ch in enumerate(reversed(digits)):

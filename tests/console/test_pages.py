@@ -344,3 +344,13 @@ def test_a_name_is_found_whatever_its_accents_and_case_or_typed_in_full(
 def refusals(language: str) -> dict[str, str]:
     """The words a page in ``language`` gives for each refusal code."""
     return {k.removeprefix("refusal."): v for k, v in i18n.catalogs()[language].items() if k.startswith("refusal.")}
+
+
+def test_the_points_name_agrees_with_the_count_on_how_it_works(client: TestClient, program: ApiProgram) -> None:
+    assert program.call("PATCH", "/v1/program", json={"points_name": "étoiles"}).status_code == 200
+    for cost in (1, 2):
+        body = {"kind": "gift", "cost_points": cost, "title": {"fr": f"Cadeau {cost}", "en": f"Gift {cost}"}}
+        assert program.call("POST", "/v1/rewards", json=body).status_code == 201
+    page = client.get(f"/how-it-works/{program.id}").text
+    assert '<span class="cost-value">1</span> étoile</div>' in page
+    assert '<span class="cost-value">2</span> étoiles</div>' in page

@@ -47,6 +47,7 @@ from palier.rewards.models import (
     RewardUpdate,
 )
 from palier.rewards.tables import coupons, rewards
+from palier.text import points_word
 from palier.units import Rounding, divide
 
 # --- the catalog (admin) ---
@@ -221,9 +222,10 @@ def next_rewards(*, conn: Connection, clock: Clock, program: Program, member_id:
 def _needed_message(needed: int, title: str, points_name: str, language: str) -> str:
     if needed == 0:
         return f"{title} : disponible maintenant" if language == "fr" else f"{title}: yours now"
+    name = points_word(needed, points_name, language)
     if language == "fr":
-        return f"Plus que {needed:,} {points_name} pour : {title}".replace(",", "\u202f")
-    return f"{needed:,} {points_name} to {title[0].lower() + title[1:]}"
+        return f"Plus que {needed:,} {name} pour : {title}".replace(",", "\u202f")
+    return f"{needed:,} {name} to {title[0].lower() + title[1:]}"
 
 
 def _on_offer(reward: Reward, now: datetime) -> bool:

@@ -16,6 +16,7 @@ from palier.rules.models import (
     Rule,
     SpendStep,
 )
+from palier.text import points_word
 from palier.units import money
 
 _DAYS = {
@@ -71,9 +72,7 @@ def how_to_earn(
 
 def counted(n: int, points_name: str, lang: str) -> str:
     """ "1 point", "2 points" ("0 point" in French): a plural points name loses its final s when singular."""
-    singular = n == 1 or (lang == "fr" and n == 0)
-    name = points_name[:-1] if singular and len(points_name) > 2 and points_name.endswith("s") else points_name
-    return f"{n} {name}"
+    return f"{n} {points_word(n, points_name, lang)}"
 
 
 def _effect(rule: Rule, lang: str, currency: str, exponent: int, points_name: str) -> str:

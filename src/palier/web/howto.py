@@ -22,6 +22,7 @@ from palier.programs.models import Program
 from palier.programs.service import get_program
 from palier.rewards import service as rewards
 from palier.rules import service as rules
+from palier.text import points_word
 from palier.tiers import service as tiers
 from palier.tiers.models import TierPolicy
 from palier.web import i18n, present
@@ -65,7 +66,12 @@ def how_it_works(*, db: Database, clock: Clock, program: Program, language: str)
     t = i18n.translator(language)
     if program.welcome_points:
         earn.insert(
-            0, t("howto.welcome", points=present.number(program.welcome_points, language), name=program.points_name)
+            0,
+            t(
+                "howto.welcome",
+                points=present.number(program.welcome_points, language),
+                name=points_word(program.welcome_points, program.points_name, language),
+            ),
         )
     return HowItWorks(
         program=program,
@@ -105,6 +111,7 @@ def _reward(reward: Any, program: Program, language: str) -> dict[str, Any]:
         "description": i18n.localized(reward.description, language) if reward.description else "",
         "gives": present.reward_gives(reward, program, language),
         "cost": present.number(reward.cost_points, language),
+        "cost_points": reward.cost_points,
         "conditions": conditions,
         "kind": reward.kind,
     }
@@ -126,7 +133,11 @@ def _threshold(policy: TierPolicy, value: int, program: Program, language: str) 
         return t("tier.metric.spend", amount=present.money(value, program, language))
     if policy.metric == "orders":
         return t("tier.metric.orders", count=present.number(value, language))
-    return t("tier.metric.points", count=present.number(value, language), name=program.points_name)
+    return t(
+        "tier.metric.points",
+        count=present.number(value, language),
+        name=points_word(value, program.points_name, language),
+    )
 
 
 def _tiers(policy: TierPolicy, program: Program, language: str) -> list[dict[str, Any]]:
@@ -165,7 +176,7 @@ def _fine_print(program: Program, language: str) -> list[str]:
             t(
                 "howto.pay_with_points",
                 points=present.number(program.redeem_points, language),
-                name=program.points_name,
+                name=points_word(program.redeem_points, program.points_name, language),
                 amount=present.money(program.redeem_amount, program, language),
                 percent=program.pay_with_points_max_percent,
             )

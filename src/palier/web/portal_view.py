@@ -20,6 +20,7 @@ from palier.memberships import service as memberships
 from palier.programs.models import Program
 from palier.rewards import service as rewards
 from palier.rewards.models import CatalogItem, Coupon
+from palier.text import points_word
 from palier.tiers import service as tiers
 from palier.tiers.models import TierPolicy
 from palier.web import history_text, i18n, present
@@ -96,7 +97,12 @@ def reward_views(items: list[CatalogItem], program: Program, language: str, avai
         message = (
             t("dash.yours_now", title=title)
             if needed == 0
-            else t("dash.points_to", points=present.number(needed, language), name=program.points_name, title=title)
+            else t(
+                "dash.points_to",
+                points=present.number(needed, language),
+                name=points_word(needed, program.points_name, language),
+                title=title,
+            )
         )
         views.append(
             RewardView(
@@ -127,7 +133,7 @@ def _amount(policy: TierPolicy, value: int, program: Program, language: str) -> 
         return present.money(value, program, language)
     if policy.metric == "orders":
         return i18n.translate(language, "tier.metric.orders", count=present.number(value, language))
-    return f"{present.number(value, language)} {program.points_name}"
+    return f"{present.number(value, language)} {points_word(value, program.points_name, language)}"
 
 
 def tier_view(conn: Connection, clock: Clock, program: Program, member_id: str, language: str) -> TierView | None:

@@ -18,6 +18,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from palier import __version__
 from palier.programs.models import Program
+from palier.text import points_word
 from palier.web import i18n, present
 from palier.web.sessions import csrf_token, remember_csrf
 
@@ -116,6 +117,7 @@ def render(
             csrf=token,
             lang_url=functools.partial(lang_url, request),
             fmt_int=lambda value: present.number(int(value), lang),
+            points_word=lambda count, name: points_word(int(count), name, lang),
             local=lambda value: i18n.localized(value, lang),
             day=functools.partial(_day, context.get("program"), lang),
             **context,
