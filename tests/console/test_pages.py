@@ -213,16 +213,19 @@ def test_the_till_refuses_paying_more_points_than_held_and_a_coupon_of_someone_e
     assert "Le membre a 300 points disponibles ; il en faut 400." in refused.text  # in French, with the figures
     malformed = client.post(f"/till/members/{ann['id']}/pay", data=pay | {"order_total": "dix euros"})
     assert malformed.status_code == 422 and str(escape(refusals("fr")["invalid_amount"])) in malformed.text
-    client.get(f"/till/members/{ann['id']}?lang=en")
-    in_english = client.post(f"/till/members/{ann['id']}/pay", data=pay | {"order_total": "dix euros"})
-    assert "Type an amount such as 12.50." in in_english.text
     assert program.balance(ann["id"])["available"] == 300
     code = bobs["coupon"]["code"]
-    theirs = client.post(f"/till/members/{ann['id']}/coupons/{code}/use", data={"csrf": token, "order_id": "T-2"})
-    assert theirs.status_code == 422
+    use = {"csrf": token, "order_id": "T-2", "order_total": "10,00"}
+    theirs = client.post(f"/till/members/{ann['id']}/coupons/{code}/use", data=use)
+    assert theirs.status_code == 422 and str(escape(refusals("fr")["coupon_other_member"])) in theirs.text
+    no_total = client.post(f"/till/members/{bob['id']}/coupons/{code}/use", data=use | {"order_total": ""})
+    assert no_total.status_code == 422 and str(escape(refusals("fr")["invalid_amount"])) in no_total.text
     assert program.call("GET", f"/v1/coupons/{code}").json()["state"] == "issued"
     paid = client.post(f"/till/members/{ann['id']}/pay", data=pay | {"points": "100"}, follow_redirects=False)
     assert paid.status_code == 303 and program.balance(ann["id"])["available"] == 200
+    client.get(f"/till/members/{ann['id']}?lang=en")  # an English page keeps the engine's own words
+    in_english = client.post(f"/till/members/{ann['id']}/pay", data=pay | {"order_total": "dix euros"})
+    assert "Type an amount such as 12.50." in in_english.text
 
 
 def test_the_dashboard_takes_chosen_dates_and_falls_back_to_twelve_weeks(

@@ -57,8 +57,10 @@ def test_a_customer_nobody_could_find_again_is_not_enrolled(
     nameless = client.post("/till/new-member", data={"csrf": token, "first_name": "Anonyme", "language": "fr"})
     assert nameless.status_code == 422 and "Un e-mail, un téléphone ou une carte" in nameless.text
     sent = {"csrf": token, "first_name": "Léo", "email": "leo@", "language": "fr"}
-    bad_mail = client.post("/till/new-member", data=sent)
+    bad_mail = client.post("/till/new-member", data=sent | {"sms_marketing": "on"})
     assert bad_mail.status_code == 422 and 'id="email-error"' in bad_mail.text and 'value="Léo"' in bad_mail.text
+    assert '<input type="checkbox" name="sms_marketing" checked>' in bad_mail.text  # the consent is still given
+    assert '<input type="checkbox" name="email_marketing">' in bad_mail.text
     assert _count(db, program) == 0
 
 

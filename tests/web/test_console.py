@@ -152,23 +152,24 @@ def test_the_till_goes_from_a_card_scan_to_a_used_coupon_and_pays_with_points(
     assert_accessible(page)
 
     page.get_by_label(f"N° de ticket {world['code']}").fill("R-2026-0042")  # the receipt's own number
+    page.get_by_label(f"Total du ticket {world['code']}").fill("23,40")  # the minimum order is checked on it
     navigate(page, page.locator(f'button[data-code="{world["code"]}"]'))
     page.wait_for_url("**ok=coupon**")  # the post answers with a redirect to the member, with what was done
-    assert f"Coupon {world['code']} utilisé." in page.locator(".notice.ok").inner_text()
+    assert f"Coupon {world['code']} utilisé : 5,00 € à déduire du ticket." in page.locator(".notice.ok").inner_text()
     assert page.locator('[data-balance="held"]').inner_text() == "0"
     assert page.locator(f'button[data-code="{world["code"]}"]').count() == 0
     used = program.call("GET", f"/v1/coupons/{world['code']}").json()
     assert used["state"] == "used" and used["order_id"] == "R-2026-0042"
 
-    page.get_by_label("Total du ticket").fill("2,00")
+    page.get_by_label("Total du ticket", exact=True).fill("2,00")
     page.get_by_label("Points à utiliser").fill("300")  # more than half of the ticket
     ticket = page.locator("#order_id").input_value()
     navigate(page, page.get_by_role("button", name="Payer avec les points"))
     assert page.locator(".notice.error").count() == 1  # refused, and what was typed is still there
-    assert page.get_by_label("Total du ticket").input_value() == "2,00"
+    assert page.get_by_label("Total du ticket", exact=True).input_value() == "2,00"
     assert page.get_by_label("Points à utiliser").input_value() == "300"
     assert page.locator("#order_id").input_value() == ticket
-    page.get_by_label("Total du ticket").fill("12,50")
+    page.get_by_label("Total du ticket", exact=True).fill("12,50")
     page.get_by_label("Points à utiliser").fill("150")
     navigate(page, page.get_by_role("button", name="Payer avec les points"))
     page.wait_for_url("**ok=paid**")
@@ -335,3 +336,17 @@ def test_a_new_customer_is_enrolled_at_the_till_from_the_card_they_were_just_giv
     assert page.locator("h1").inner_text() == "Inès Garnier"
     found = program.call("POST", "/v1/members/lookup", json={"kind": "phone", "value": "0611223344"}).json()
     assert found["first_name"] == "Inès" and found["consents"]["sms_marketing"] is True
+
+
+def test_the_console_fits_a_phone_without_scrolling_sideways(
+    new_program: Callable[..., ApiProgram], new_page: Callable[..., Any], add_staff: Callable[..., str]
+) -> None:
+    program = new_program(name="Maison Mobile")
+    world = shop(program)
+    phone = new_page(viewport=MOBILE)
+    sign_in(phone, add_staff(program, "admin", "Camille Martin"), next_path=f"/console/members/{world['member']['id']}")
+    phone.wait_for_url(f"**/console/members/{world['member']['id']}")
+    for path in (f"/console/members/{world['member']['id']}", "/console/staff", "/console/dashboard"):
+        phone.goto(path)
+        width = phone.evaluate("document.documentElement.scrollWidth")
+        assert width <= MOBILE["width"], f"{path} is {width} px wide on a {MOBILE['width']} px phone"

@@ -32,8 +32,13 @@ def test_a_member_signs_in_by_link_sees_the_balance_redeems_and_gets_a_coupon_wi
     shoot(page, "dashboard")
 
     page.get_by_role("link", name="Récompenses").click()
+    asked: list[str] = []
+    page.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))  # "sure?" — yes
     page.get_by_role("button", name="Échanger 200 points contre : Bon de 5 €").click()
     page.wait_for_url("**/coupons?new=*")
+    assert asked == [
+        "Échanger 200 points contre : Bon de 5 € ? Vos points sont réservés pour ce bon jusqu'à son utilisation."
+    ]
     coupon = page.locator(".coupon.fresh")
     assert coupon.locator("h2").inner_text() == "Bon de 5 €"
     code = coupon.get_attribute("data-code")
@@ -158,6 +163,7 @@ def test_a_refused_redemption_shows_why_and_changes_nothing(
     )
     assert till.status_code == 201
     before = shop.program.snapshot(shop.member_id)
+    page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Échanger 200 points contre : Bon de 5 €").click()
     assert page.locator("#redeem-error").inner_text() == "Il vous manque 150 points pour cette récompense."
     assert shop.program.snapshot(shop.member_id) == before

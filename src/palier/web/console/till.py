@@ -73,10 +73,12 @@ def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
             )
         except PalierError:
             raise PageError(404, "error.not_found") from None
-        gives = {}
+        gives, in_store = {}, []
         for coupon in view.usable_coupons:
             reward = rewards.get_reward(conn=conn, program_id=who.program.id, reward_id=coupon.reward_id)
-            gives[coupon.code] = present.reward_gives(reward, who.program, language)
+            if reward.channels is None or "store" in reward.channels:  # the others are for the web shop, the app…
+                in_store.append(coupon)
+                gives[coupon.code] = present.reward_gives(reward, who.program, language)
     ctx.setdefault("error", None)
     ctx.setdefault("ok", None)
     ctx.setdefault("sent", {})  # what a refused payment form held, shown again
@@ -88,6 +90,7 @@ def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
         section="till",
         v=view,
         gives=gives,
+        in_store=in_store,
         ticket=_ticket(request),
         worth=lambda points: present.money(payments.points_value(who.program, points), who.program, language),
         money=lambda amount: present.money(amount, who.program, language),
@@ -110,8 +113,8 @@ async def use_coupon(request: Request, member_id: str, code: str) -> Response:
     who = current(request)
     form = await request.form()
     try:
-        total_text = str(form.get("order_total", "")).strip()
-        total = parse_money(total_text, who.program.currency_exponent, field="order_total") if total_text else None
+        # the receipt's total: the coupon's minimum order is checked and its discount worked out on it
+        total = parse_money(str(form.get("order_total", "")), who.program.currency_exponent, field="order_total")
         use = CouponUse.model_validate(
             {
                 "channel": "store",
@@ -223,11 +226,12 @@ async def enrol_customer(request: Request) -> Response:
     form = await request.form()
     sent = {name: str(form.get(name, "")).strip() for name in ENROL_FIELDS}
     consents = {name: form.get(name) == "on" for name in ("email_marketing", "sms_marketing")}
+    body: dict[str, Any] = {k: v for k, v in sent.items() if v and k != "card"}
+    body |= {"channel": "store", "consents": consents}
+    sent |= {name: "on" for name, given in consents.items() if given}  # ticked again if the form comes back
     if not (sent["email"] or sent["phone"] or sent["card"]):
         why = i18n.translate(i18n.request_language(request), "console.enrol.need_identity")
         return _enrol_page(request, status=422, sent=sent, errors={"email": why})
-    body: dict[str, Any] = {k: v for k, v in sent.items() if v and k != "card"}
-    body |= {"channel": "store", "consents": consents}
     if sent["card"]:
         body["identities"] = [{"kind": "card", "value": sent["card"]}]
     settings = request.app.state.settings
