@@ -252,6 +252,13 @@ BAD_INPUT: list[tuple[str, Case, int, str, str]] = [
         "lines[0].unit_price",
     ),
     ("shipping as a decimal", lambda s: _purchase(s, shipping="4.90"), 422, "invalid_type", "shipping"),
+    (
+        "price with a fraction",
+        lambda s: _purchase(s, **_line(unit_price=1000.5)),
+        422,
+        "invalid_type",
+        "lines[0].unit_price",
+    ),
     ("refund amount true", lambda s: _return(s, amount=True), 422, "invalid_type", "amount"),
     (
         "unit price above max",

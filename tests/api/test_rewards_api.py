@@ -108,3 +108,14 @@ def test_another_program_never_sees_a_coupon(new_program: Callable[..., ApiProgr
     )
     assert_problem(theirs.call("GET", f"/v1/rewards/{voucher['id']}"), 404, "reward_not_found")
     assert mine.call("GET", f"/v1/coupons/{code}").json()["state"] == "issued"
+
+
+def test_a_field_a_reward_always_has_cannot_be_nulled(new_program: Callable[..., ApiProgram]) -> None:
+    program = new_program()
+    reward = program.call("POST", "/v1/rewards", json=reward_body()).json()
+    for field in ("status", "cost_points", "title", "valid_days"):
+        nulled = program.call("PATCH", f"/v1/rewards/{reward['id']}", json={field: None})
+        assert_problem(nulled, 422, "null_not_allowed", field)
+    assert program.call("GET", f"/v1/rewards/{reward['id']}").json() == reward  # nothing changed
+    cleared = program.call("PATCH", f"/v1/rewards/{reward['id']}", json={"stock": None})  # null clears a limit
+    assert cleared.status_code == 200 and cleared.json()["stock"] is None

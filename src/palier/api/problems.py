@@ -31,6 +31,7 @@ _CODES = {
     "literal_error": "invalid_choice",
     "enum": "invalid_choice",
     "json_invalid": "invalid_json",
+    "int_from_float": "invalid_type",  # 1000.5 where a whole number goes
 }
 
 

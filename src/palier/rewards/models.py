@@ -128,6 +128,13 @@ class RewardUpdate(Strict):
     eligibility: Eligibility | None = None
     valid_days: Whole | None = Field(default=None, ge=1, le=3650)
 
+    @field_validator("status", "cost_points", "title", "valid_days", mode="before")
+    @classmethod
+    def _no_null(cls, value: object, info: ValidationInfo) -> object:
+        if value is None:  # these always have a value: null cannot clear them
+            raise ValueError(f"null_not_allowed: {info.field_name} cannot be null; leave it out to keep it")
+        return value
+
     def changes(self) -> dict[str, Any]:
         """What was sent (``null`` clears an optional field such as stock or ends_at)."""
         return self.model_dump(exclude_unset=True)
