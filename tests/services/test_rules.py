@@ -31,6 +31,7 @@ from tests.services.factories import (
     send_return,
 )
 from tests.services.test_concurrency import Outcome, run_threads
+from tests.services.test_tiers import with_tiers
 
 BASE = {
     "id": "base",
@@ -179,6 +180,19 @@ def test_a_member_cap_limits_what_one_member_gets_from_a_campaign(
     got = [purchase(db, clock, program, member, amount=100).points for _ in range(4)]
     assert got == [11, 11, 6, 1]
     assert purchase(db, clock, program, other, amount=100).points == 11
+
+
+def test_a_tier_multiplies_what_the_campaign_cap_let_through_not_what_it_cut(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    program = with_campaign_bonus(db, clock, program, "spring", 100, member_cap=100)
+    program = with_tiers(db, clock, program)  # Gold ×1.5 from €500 of spend in the year
+    member = enrol(db, clock, program)
+    first = purchase(db, clock, program, member, amount=500_00)  # 500 base + 100 bonus: the cap is reached
+    assert first.points == 600  # not Gold yet when it was bought
+    after = purchase(db, clock, program, member, amount=10_00)  # 10 base, the bonus capped away to 0
+    assert [a.text for a in after.awards if a.rule_id.startswith("tier:")] == ["Gold ×1.5: +5"]
+    assert after.points == 15  # not 10 + 5 + half of the 100 the cap did not pay
 
 
 def campaign_counters(db: Database, program: Program) -> dict[str, int]:

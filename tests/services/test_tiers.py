@@ -15,6 +15,7 @@ from palier.errors import PalierError
 from palier.notify.outbox import recent
 from palier.programs.models import Program
 from palier.programs.service import get_program
+from palier.rules.preview import PreviewIn, preview
 from palier.tiers import service as tiers
 from palier.tiers.models import ManualTier, TierPolicy
 from tests.services.factories import ACTOR, enrol, line, merge, purchase, return_
@@ -81,9 +82,13 @@ def test_gold_earns_half_as_much_again(db: Database, clock: FrozenClock, program
     bo = enrol(db, clock, program, first_name="Bo")
     spend(db, clock, program, bo, 500)
     assert tier_of(db, bo.id) == "gold"
+    cart = PreviewIn.model_validate({"member_id": bo.id, "lines": [{"sku": "SKU", "quantity": 1, "unit_price": 4000}]})
+    with db.read() as conn:
+        told = preview(conn=conn, clock=clock, program=program, data=cart)
     earned = spend(db, clock, program, bo, 40)
     assert earned.points == 60  # 40 at the base rate, +20 for Gold ×1.5
     assert [a.text for a in earned.awards] == ["Gold ×1.5: +20"]
+    assert told.points == 60 and told.lines[-1].text == "Gold ×1.5: +20"  # the preview said so beforehand
 
 
 def test_requalification_at_new_year_in_the_programs_time_zone(

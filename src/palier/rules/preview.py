@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -15,7 +16,8 @@ from palier.programs.models import Program
 from palier.rules import limits
 from palier.rules.engine import total_points
 from palier.rules.models import Channel
-from palier.rules.service import award_lines, member_context, purchase_snapshot, rules_or_default
+from palier.rules.service import award_lines, member_context, purchase_snapshot, rules_or_default, status_bonus
+from palier.tiers.status import standing
 
 
 class PreviewIn(BaseModel):
@@ -47,7 +49,14 @@ def preview(*, conn: Connection, clock: Clock, program: Program, data: PreviewIn
         program, lines=data.lines, channel=data.channel, store_id=data.store_id, shipping=data.shipping, tax=data.tax
     )
     context = member_context(conn=conn, program=program, member_id=data.member_id, rules=rules)
+    member_standing = standing(conn, program=program, member_id=data.member_id, now=at)
+    if member_standing.tier is not None or member_standing.segments:  # as the purchase will see the member
+        context = replace(context, tier=member_standing.tier, segments=member_standing.segments)
     found = rules.evaluate(event, context, at)
     found = limits.reserve(conn=conn, program=program, rules=rules, member_id=data.member_id, awards=found, take=False)
-    points, _ = total_points(found, len(data.lines))
+    points, line_points = total_points(found, len(data.lines))
+    bonus = status_bonus(program, member_standing, points, line_points)  # "Gold ×1.5: +18", as the purchase
+    if bonus is not None:
+        found = [*found, bonus]
+        points += bonus.points
     return Preview(at=at, version=rules.version, points=points, lines=award_lines(found, program, data.language))

@@ -312,19 +312,18 @@ def purchase_earning(
     if member_standing.tier is not None or member_standing.segments:
         member = replace(member, tier=member_standing.tier, segments=member_standing.segments)
     awarded = rules.evaluate(event, member, occurred_at)
-    bonus = None
-    if member_standing.multiplier_percent > 100:  # a tier or plan multiplies what the rules gave
-        bonus = status_bonus(program, member_standing, *total_points(awarded, len(purchase.lines)))
     found, rows = grant_awards(
-        conn=conn,
-        clock=clock,
-        program=program,
-        rules=rules,
-        member_id=member_id,
-        event_id=event_id,
-        awards=awarded + ([bonus] if bonus is not None else []),
+        conn=conn, clock=clock, program=program, rules=rules, member_id=member_id, event_id=event_id, awards=awarded
     )
     points, line_points = total_points(found, len(purchase.lines))
+    # a tier or plan multiplies what the rules gave: what campaign budgets and caps let through, not more
+    bonus = status_bonus(program, member_standing, points, line_points)
+    if bonus is not None:
+        more, more_rows = grant_awards(
+            conn=conn, clock=clock, program=program, rules=rules, member_id=member_id, event_id=event_id, awards=[bonus]
+        )
+        found, rows = found + more, rows + more_rows
+        points, line_points = total_points(found, len(purchase.lines))
     return RuledEarning(
         total=base.total,
         eligible=base.eligible,
