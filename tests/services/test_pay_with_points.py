@@ -13,7 +13,19 @@ from palier.members.models import Member
 from palier.programs.models import Program
 from palier.rewards import payments
 from palier.rewards.models import Payment, PaymentIn
-from tests.services.factories import adjust, balance, enrol, expire, line, merge, purchase, return_
+from tests.services.factories import (
+    adjust,
+    balance,
+    enrol,
+    expire,
+    line,
+    luhn_card,
+    merge,
+    purchase,
+    purchase_body,
+    return_,
+    send_purchase,
+)
 from tests.services.test_rewards import add_reward, redeem
 
 
@@ -62,6 +74,24 @@ def test_a_return_gives_the_points_back_in_proportion(db: Database, clock: Froze
     assert first.details["points_given_back"] == 750
     return_(db, clock, program, "W-2", lines=[("A", 1), ("C", 1)])  # the rest
     assert balance(db, program, member).available == 3_000  # every point paid came back, the 70 earned went
+
+
+@pytest.mark.parametrize("recorded_as", ["a walk-in", "a card nobody has linked"])
+def test_points_paid_on_an_order_recorded_without_the_member_come_back_with_its_return(
+    db: Database, clock: FrozenClock, new_program: Any, recorded_as: str
+) -> None:
+    program = new_program(return_window_days=0)
+    member = enrol(db, clock, program, first_name="Pia")
+    adjust(db, clock, program, member, 3_000)
+    pay(db, clock, program, member, order_id="ANON-1", points=2_000, order_total=10_000)
+    body = purchase_body(program, ("payment_card", luhn_card()), clock=clock, order_id="ANON-1", amount=10_000)
+    if recorded_as == "a walk-in":
+        body = body.model_copy(update={"member": None})
+    recorded, _ = send_purchase(db, clock, program, body)
+    assert recorded.member_id is None and balance(db, program, member).available == 1_000
+    back = return_(db, clock, program, "ANON-1", lines=[("SKU-1", 1)])
+    assert back.details["points_given_back"] == 2_000
+    assert balance(db, program, member).available == 3_000  # every point paid came back to who paid them
 
 
 def test_points_payment_refusals_write_nothing(

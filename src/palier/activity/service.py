@@ -301,7 +301,14 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
             points_excused=order["points_excused"] + excused,
         )
     )
-    if member_id is not None:  # what was paid with points or credit comes back in proportion
+    # what was paid with points or credit comes back in proportion, to whoever paid it: the order may have
+    # been recorded without a member (a walk-in, a card nobody has linked) after a member paid with points
+    paid_by = (
+        [member_id] if member_id is not None else payments.payers(conn, program_id=program.id, order_id=ret.order_id)
+    )
+    if paid_by:
+        if member_id is None:
+            lock_members(conn, paid_by)
         result.details |= payments.on_return(
             conn=conn,
             clock=clock,

@@ -187,6 +187,20 @@ def cancel(*, conn: Connection, clock: Clock, program: Program, member_id: str, 
     return _with_balances(conn, _get(conn, program.id, payment_id), member_id)
 
 
+def payers(conn: Connection, *, program_id: str, order_id: str) -> list[str]:
+    """The members who paid part of ``order_id`` with points or credit (usually one, or none)."""
+    query = (
+        select(order_payments.c.member_id)
+        .where(
+            order_payments.c.program_id == program_id,
+            order_payments.c.order_id == order_id,
+            order_payments.c.state == "paid",
+        )
+        .distinct()
+    )
+    return sorted(conn.execute(query).scalars())
+
+
 def on_return(
     *, conn: Connection, clock: Clock, program: Program, order_id: str, refunded: int, total: int
 ) -> dict[str, int]:
