@@ -94,6 +94,17 @@ def test_points_paid_on_an_order_recorded_without_the_member_come_back_with_its_
     assert balance(db, program, member).available == 3_000  # every point paid came back to who paid them
 
 
+def test_no_point_is_burnt_for_a_fraction_of_a_minor_unit(db: Database, clock: FrozenClock, new_program: Any) -> None:
+    program = new_program(currency="KWD", redeem_points=3, redeem_amount=1)  # 3 points are worth 1 fils
+    member = enrol(db, clock, program, first_name="Pia")
+    adjust(db, clock, program, member, 3_000)
+    error = refused("payment_points_not_whole", db, clock, program, member, order_id="KW-1", points=4)
+    assert (error.extra["lower_points"], error.extra["higher_points"]) == (3, 6)
+    assert balance(db, program, member).available == 3_000
+    paid = pay(db, clock, program, member, order_id="KW-1", points=6)
+    assert (paid.points, paid.amount, paid.available) == (6, 2, 2_994)
+
+
 def test_points_payment_refusals_write_nothing(
     db: Database, clock: FrozenClock, program: Program, payer: Member
 ) -> None:

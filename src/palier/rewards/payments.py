@@ -86,6 +86,17 @@ def pay(*, conn: Connection, clock: Clock, program: Program, member_id: str, dat
                 f"{points} points are worth less than one minor unit; use at least {program.redeem_points}.",
                 field="points",
             )
+        worth_exactly = divide(amount * program.redeem_points, program.redeem_amount, Rounding.CEILING)
+        if worth_exactly != points:  # the points beyond would be burnt for nothing
+            above = divide((amount + 1) * program.redeem_points, program.redeem_amount, Rounding.CEILING)
+            raise Unprocessable(
+                "payment_points_not_whole",
+                f"{points} points are worth {program.money(amount)} and a fraction, which cannot be paid; use "
+                f"{worth_exactly} points ({program.money(amount)}) or {above} ({program.money(amount + 1)}).",
+                field="points",
+                lower_points=worth_exactly,
+                higher_points=above,
+            )
         if amount > cap:
             raise Unprocessable(
                 "payment_above_share",
