@@ -119,3 +119,21 @@ def test_a_field_a_reward_always_has_cannot_be_nulled(new_program: Callable[...,
     assert program.call("GET", f"/v1/rewards/{reward['id']}").json() == reward  # nothing changed
     cleared = program.call("PATCH", f"/v1/rewards/{reward['id']}", json={"stock": None})  # null clears a limit
     assert cleared.status_code == 200 and cleared.json()["stock"] is None
+
+
+def test_a_percentage_or_minimum_order_coupon_is_used_on_the_orders_total(
+    new_program: Callable[..., ApiProgram],
+) -> None:
+    program = new_program(return_window_days=0)
+    ann = program.enrol(first_name="Ann", language="en")
+    program.purchase(ann["id"], lines=[line("COAT", 25_000)])  # 250 points
+    ten_percent = reward_body(kind="percent_off", amount=None, percent=10, min_order=2_000, cost_points=100)
+    reward = program.call("POST", "/v1/rewards", json=ten_percent).json()
+    code = program.call("POST", f"/v1/members/{ann['id']}/redemptions", json={"reward_id": reward["id"]}).json()
+    code = code["coupon"]["code"]
+    blind = program.call("POST", f"/v1/coupons/{code}/use", json={"channel": "store", "order_id": "T-1"})
+    assert_problem(blind, 422, "coupon_needs_total", "order_total")
+    small = {"channel": "store", "order_id": "T-1", "order_total": 1_500}
+    assert_problem(program.call("POST", f"/v1/coupons/{code}/use", json=small), 422, "coupon_min_order")
+    used = program.call("POST", f"/v1/coupons/{code}/use", json=small | {"order_total": 3_000})
+    assert used.status_code == 200 and used.json()["discount"] == 300, used.text

@@ -598,6 +598,12 @@ def use_coupon(*, conn: Connection, clock: Clock, program: Program, code: str, u
     reward = get_reward(conn=conn, program_id=program.id, reward_id=coupon.reward_id)
     now = clock.now()
     _check_usable(coupon, reward, use, now, program)
+    if _cart_total(use) is None and (reward.min_order is not None or reward.kind == "percent_off"):
+        raise Unprocessable(
+            "coupon_needs_total",
+            "This coupon's minimum order or percentage is worked out on the order: send order_total (or lines).",
+            field="order_total",
+        )
     discount = _discount(reward, use)
     if coupon.hold_id is not None:
         booking = ledger.Booking(
