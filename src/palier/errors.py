@@ -84,9 +84,20 @@ def value_error_code(message: str) -> str | None:
     return head if ":" in message and head.replace("_", "").isalpha() and head.islower() else None
 
 
+def validation_message(error: Any) -> str:
+    """What one pydantic error says, in our words: a text's length in characters (pydantic counts "items"
+    when a length is checked after our own validators), and without pydantic's "Value error, " prefix."""
+    context = error.get("ctx") or {}
+    if error.get("type") in ("too_short", "too_long") and isinstance(error.get("input"), str):
+        if "min_length" in context:
+            return f"Text should have at least {context['min_length']} characters, not {len(error['input'])}"
+        return f"Text should have at most {context['max_length']} characters, not {len(error['input'])}"
+    return str(error.get("msg", "")).removeprefix("Value error, ")
+
+
 def invalid_input(exc: Any, *, default_field: str = "body") -> InvalidInput:
     """The first error of a pydantic ``ValidationError`` raised inside a service, as an :class:`InvalidInput`."""
     first = exc.errors()[0]
-    message = str(first.get("msg", "")).removeprefix("Value error, ")
+    message = validation_message(first)
     loc = [str(part) for part in first.get("loc", ()) if not str(part).startswith("function-")]
     return InvalidInput(value_error_code(message) or "invalid_value", message, field=".".join(loc) or default_field)

@@ -536,3 +536,13 @@ def test_a_correction_is_reversed_once_and_only_corrections_are(program: ApiProg
     assert_problem(not_a_correction, 422, "not_reversible", "transaction_id")
     unknown = program.call("POST", undo.format(member["id"], "txn_nope"), json={"reason": "Undo"})
     assert_problem(unknown, 404, "transaction_not_found", "transaction_id")
+
+
+def test_an_adjustment_of_nothing_or_with_a_too_short_reason_says_so_in_plain_words(program: ApiProgram) -> None:
+    member = program.call("POST", "/v1/members", json={"email": "plain@example.com"}).json()
+    adjustments = f"/v1/members/{member['id']}/adjustments"
+    zero = program.call("POST", adjustments, json={"points": 0, "reason": "Goodwill"})
+    assert_problem(zero, 422, "zero_points")
+    short = assert_problem(program.call("POST", adjustments, json={"points": 5, "reason": "ok"}), 422, "invalid_length")
+    assert short["detail"] == "Text should have at least 3 characters, not 2", short
+    assert program.balance(member["id"])["available"] == 0

@@ -130,7 +130,7 @@ def test_program_create_show_and_keys(cli_db: Database) -> None:
     ("args", "code", "field"),
     [
         (["program", "create", "--name", ""], "invalid_length", "name"),
-        (["program", "create", "--name", "X", "--timezone", "Mars/Base"], "invalid_value", "timezone"),
+        (["program", "create", "--name", "X", "--timezone", "Mars/Base"], "invalid_timezone", "timezone"),
         (["program", "create", "--name", "X", "--never-expire", "--lifetime-months", "3"], "conflicting_options", None),
         (["program", "show", "prg_nope"], "program_not_found", "program_id"),
         (["program", "keys", "create", "prg_nope", "--name", "k", "--scope", "pos"], "program_not_found", None),

@@ -58,7 +58,7 @@ def test_settings_are_saved_audited_and_bad_values_shown_next_to_their_field(
         assert any(actor.startswith("staff:stf_") for actor in actors)
     refused = client.post("/console/settings", data=sent | {"timezone": "Mars/Olympus", "earn_points": "-1"})
     assert refused.status_code == 422
-    assert "Rien n&#39;a été enregistré" in refused.text and "unknown time zone" in refused.text
+    assert "Rien n&#39;a été enregistré" in refused.text and "Fuseau horaire inconnu" in refused.text
     assert 'value="Mars/Olympus"' in refused.text  # what was typed is kept
     assert program.call("GET", "/v1/program").json()["timezone"] == "Europe/Paris"
 

@@ -104,7 +104,7 @@ class AdjustmentIn(Strict):
     @model_validator(mode="after")
     def _not_zero(self) -> AdjustmentIn:
         if self.points == 0:
-            raise ValueError("an adjustment of 0 points changes nothing")
+            raise ValueError("zero_points: an adjustment of 0 points changes nothing")
         return self
 
 

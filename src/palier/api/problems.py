@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from palier.errors import PalierError, value_error_code
+from palier.errors import PalierError, validation_message, value_error_code
 
 log = logging.getLogger("palier.api")
 PROBLEM = "application/problem+json"
@@ -94,7 +94,7 @@ def install(app: FastAPI) -> None:
             {
                 "field": "body" if e.get("type") == "json_invalid" else field_path(tuple(e.get("loc", ()))),
                 "code": validation_code(e),
-                "message": str(e.get("msg", "")).removeprefix("Value error, "),
+                "message": validation_message(e),
             }
             for e in exc.errors()
         ]

@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 from palier.api.problems import field_path, validation_code
 from palier.config import Settings, load_settings
 from palier.db import Database, make_database
-from palier.errors import InvalidInput, PalierError
+from palier.errors import InvalidInput, PalierError, validation_message
 
 # Piped into a file or another program, tables are laid out 160 columns wide rather than a terminal's
 # default 80, where ids and names would be folded; COLUMNS, or a terminal's own width, wins.
@@ -39,7 +39,7 @@ def print_error(error: PalierError) -> None:
 def from_validation(error: ValidationError) -> InvalidInput:
     """The first problem of a pydantic error, with the same code and field the API would give."""
     first = error.errors()[0]
-    message = str(first["msg"]).removeprefix("Value error, ")
+    message = validation_message(first)
     code = validation_code(dict(first))
     message = message.removeprefix(f"{code}: ")
     return InvalidInput(code, message, field=field_path(tuple(first["loc"])))

@@ -31,7 +31,9 @@ def _timezone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from None
+        raise ValueError(
+            f"invalid_timezone: unknown time zone {value!r} (use an IANA name such as Europe/Paris)"
+        ) from None
     return value
 
 

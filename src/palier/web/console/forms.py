@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from palier.api.problems import field_path, validation_code
-from palier.errors import InvalidInput
+from palier.errors import InvalidInput, validation_message
 from palier.web import i18n
 
 _MONEY = re.compile(r"^\s*(\d{1,9})(?:[.,](\d{1,3}))?\s*$")
@@ -29,7 +29,7 @@ def errors_by_field(error: ValidationError, language: str) -> dict[str, str]:
     found: dict[str, str] = {}
     for e in error.errors():
         field = field_path(tuple(e["loc"])) or "form"
-        detail = str(e["msg"]).removeprefix("Value error, ").split(": ", 1)[-1]
+        detail = validation_message(e).split(": ", 1)[-1]
         found.setdefault(field, i18n.refusal(language, validation_code(dict(e)), detail))
     return found
 
