@@ -349,8 +349,14 @@ def refusals(language: str) -> dict[str, str]:
     return {k.removeprefix("refusal."): v for k, v in i18n.catalogs()[language].items() if k.startswith("refusal.")}
 
 
-def test_the_points_name_agrees_with_the_count_on_how_it_works(client: TestClient, program: ApiProgram) -> None:
+def test_the_points_name_agrees_with_the_count_on_how_it_works_and_at_the_till(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
     assert program.call("PATCH", "/v1/program", json={"points_name": "étoiles"}).status_code == 200
+    ann = program.enrol(first_name="Ann")
+    program.call("POST", f"/v1/members/{ann['id']}/adjustments", json={"points": 1, "reason": "Bienvenue"})
+    assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
+    assert "Solde : 1 étoile, soit" in client.get(f"/till/members/{ann['id']}").text
     for cost in (1, 2):
         body = {"kind": "gift", "cost_points": cost, "title": {"fr": f"Cadeau {cost}", "en": f"Gift {cost}"}}
         assert program.call("POST", "/v1/rewards", json=body).status_code == 201

@@ -173,7 +173,7 @@ def test_the_till_goes_from_a_card_scan_to_a_used_coupon_and_pays_with_points(
     page.get_by_label("Points à utiliser").fill("150")
     navigate(page, page.get_by_role("button", name="Payer avec les points"))
     page.wait_for_url("**ok=paid**")
-    assert "150 points utilisés : 1,50 € déduits du ticket." in page.locator(".notice.ok").inner_text()
+    assert "Payé avec 150 points : 1,50 € déduits du ticket." in page.locator(".notice.ok").inner_text()
     assert page.locator('[data-balance="available"]').inner_text() == "250"
     shoot(page, "paid")
     assert_accessible(page)
