@@ -123,3 +123,16 @@ def test_adjusting_an_unknown_member_is_not_found(db: Database, clock: FrozenClo
 def test_invalid_adjustments_are_refused_before_the_service(body: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         AdjustmentIn(**body)  # type: ignore[arg-type]
+
+
+def test_points_earned_moments_apart_expire_on_one_day_and_are_counted_together(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    member = enrol(db, clock, program)
+    adjust(db, clock, program, member, 30)
+    clock.advance(milliseconds=7)  # a welcome credit and a first order, one after the other
+    adjust(db, clock, program, member, 50)
+    clock.advance(days=1)
+    adjust(db, clock, program, member, 5)  # a day later: expires a day later
+    shown = balance(db, program, member)
+    assert shown.next_expiry is not None and shown.next_expiry.points == 80

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -378,7 +379,7 @@ def balance(*, conn: Connection, program: Program, member_id: str, clock: Clock 
     """Points by account, next expiry and maturity; with ``clock``, also the rewards within reach."""
     require_known(conn=conn, program_id=program.id, member_id=member_id)
     amounts = ledger.balances(conn, member_id=member_id)
-    due = _soonest(conn, program.id, member_id)
+    due = _soonest(conn, program, member_id)
     expiry, maturity = due.get("active"), due.get("pending")
     return Balance(
         member_id=member_id,
@@ -410,23 +411,24 @@ def require_known(*, conn: Connection, program_id: str, member_id: str) -> None:
         raise NotFound("member_not_found", f"No member {member_id} in this program.", field="member_id")
 
 
-def _soonest(conn: Connection, program_id: str, member_id: str) -> dict[str, tuple[int, datetime]]:
-    """For active lots the soonest expiry, for pending lots the soonest maturity, and the points due then.
+def _soonest(conn: Connection, program: Program, member_id: str) -> dict[str, tuple[int, datetime]]:
+    """For active lots the soonest expiry, for pending lots the soonest maturity, and the points due on that
+    day in the program's time zone (lots earned moments apart expire moments apart: one day for a member).
 
     One indexed read of the member's live lots (program_id, member_id, state).
     """
-    due: dict[str, tuple[int, datetime]] = {}
-    rows = conn.execute(_live_lots, {"program_id": program_id, "member_id": member_id})
+    zone = ZoneInfo(program.timezone)
+    found: dict[str, list[tuple[datetime, int]]] = {}
+    rows = conn.execute(_live_lots, {"program_id": program.id, "member_id": member_id})
     for state, remaining, expires_at, matures_at in rows:
         when = expires_at if state == "active" else matures_at
-        if when is None:
-            continue
-        when = utc(when)
-        points, soonest = due.get(state, (0, when))
-        if when < soonest:
-            points, soonest = 0, when
-        if when == soonest:
-            due[state] = (points + int(remaining), soonest)
+        if when is not None:
+            found.setdefault(state, []).append((utc(when), int(remaining)))
+    due: dict[str, tuple[int, datetime]] = {}
+    for state, items in found.items():
+        soonest = min(when for when, _ in items)
+        day = soonest.astimezone(zone).date()
+        due[state] = (sum(points for when, points in items if when.astimezone(zone).date() == day), soonest)
     return due
 
 
