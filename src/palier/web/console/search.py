@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 
 from fastapi import Request
-from sqlalchemy import ColumnElement, Connection, func, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, func, or_, select
 
 from palier.errors import PalierError
 from palier.members import service as members
@@ -56,15 +56,22 @@ def find_members(*, conn: Connection, program: Program, text: str, card_key: byt
         if member_id is not None:
             found[member_id] = None
     if len(text) >= 2 and not any(ch.isdigit() for ch in text) and "@" not in text:
-        # a prefix of the first name, the last name or both, whatever the accents and the case
-        pattern = folded(" ".join(text.split())).replace("%", "").replace("_", "") + "%"
+        # a prefix of the first name, the last name or both in either order ("Léa Moreau", "MOREAU Léa"), or
+        # of each word ("lea mor"), whatever the accents and the case
+        words = [folded(word).replace("%", "").replace("_", "") for word in text.split()]
+        pattern = " ".join(words) + "%"
         first, last = (func.coalesce(c, "") for c in (member_rows.c.first_name, member_rows.c.last_name))
+        either: list[ColumnElement[bool]] = [
+            _folded(name).like(pattern) for name in (first, last, first + " " + last, last + " " + first)
+        ]
+        if len(words) > 1:
+            either.append(and_(*(or_(_folded(first).like(f"{w}%"), _folded(last).like(f"{w}%")) for w in words)))
         names = conn.execute(
             select(member_rows.c.id)
             .where(
                 member_rows.c.program_id == program.id,
                 member_rows.c.status == "active",
-                or_(*(_folded(name).like(pattern) for name in (first, last, first + " " + last))),
+                or_(*either),
             )
             .order_by(member_rows.c.last_name, member_rows.c.first_name)
             .limit(MAX_FOUND)
