@@ -99,5 +99,6 @@ def invalid_input(exc: Any, *, default_field: str = "body") -> InvalidInput:
     """The first error of a pydantic ``ValidationError`` raised inside a service, as an :class:`InvalidInput`."""
     first = exc.errors()[0]
     message = validation_message(first)
+    code = value_error_code(message) or "invalid_value"
     loc = [str(part) for part in first.get("loc", ()) if not str(part).startswith("function-")]
-    return InvalidInput(value_error_code(message) or "invalid_value", message, field=".".join(loc) or default_field)
+    return InvalidInput(code, message.removeprefix(f"{code}: "), field=".".join(loc) or default_field)

@@ -94,7 +94,7 @@ def install(app: FastAPI) -> None:
             {
                 "field": "body" if e.get("type") == "json_invalid" else field_path(tuple(e.get("loc", ()))),
                 "code": validation_code(e),
-                "message": validation_message(e),
+                "message": validation_message(e).removeprefix(f"{validation_code(e)}: "),  # the code is its own field
             }
             for e in exc.errors()
         ]
