@@ -366,3 +366,16 @@ def test_the_points_name_agrees_with_the_count_on_how_it_works_and_at_the_till(
     page = client.get(f"/how-it-works/{program.id}").text
     assert '<span class="cost-value">1</span> étoile</div>' in page
     assert '<span class="cost-value">2</span> étoiles</div>' in page
+
+
+def test_a_store_credit_coupon_is_shown_as_credited_to_the_wallet(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    ann = program.enrol(first_name="Ann")
+    program.call("POST", f"/v1/members/{ann['id']}/adjustments", json={"points": 600, "reason": "Bienvenue"})
+    credit = {"kind": "store_credit", "amount": 500, "cost_points": 500, "title": {"fr": "Avoir", "en": "Credit"}}
+    reward = program.call("POST", "/v1/rewards", json=credit).json()
+    redeemed = program.call("POST", f"/v1/members/{ann['id']}/redemptions", json={"reward_id": reward["id"]}).json()
+    admin(client, program, add_staff)
+    page = client.get(f"/console/coupons?code={redeemed['coupon']['code']}").text
+    assert "Crédité sur l&#39;avoir du membre" in page and "None" not in page and "console.channel" not in page
