@@ -253,6 +253,13 @@ BAD_INPUT: list[tuple[str, Case, int, str, str]] = [
     ),
     ("shipping as a decimal", lambda s: _purchase(s, shipping="4.90"), 422, "invalid_type", "shipping"),
     (
+        "card number pasted as a price",
+        lambda s: _purchase(s, **_line(unit_price=spaced(CARD))),
+        422,
+        "invalid_type",
+        "lines[0].unit_price",
+    ),
+    (
         "price with a fraction",
         lambda s: _purchase(s, **_line(unit_price=1000.5)),
         422,
