@@ -88,6 +88,7 @@ def test_a_command_before_db_upgrade_says_what_to_do(database_url: str) -> None:
         ("sqlite:////no/such/directory/palier.db", "database_unavailable", "unable to open database file"),
         ("mysql://palier:s3cret@db/palier", "invalid_database_url", "Palier runs on SQLite"),
         ("palier.db", "invalid_database_url", "sqlite:///path/to/palier.db"),
+        ("postgresql://palier:s3cret@db:port/palier", "invalid_database_url", "palier:***@db:port"),
     ],
 )
 def test_a_database_url_that_cannot_work_is_one_line_not_a_traceback(

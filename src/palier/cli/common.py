@@ -14,12 +14,12 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
+from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 from typer.core import TyperGroup
 
 from palier.api.problems import field_path, validation_code
 from palier.config import Settings, load_settings
-from palier.db import Database, make_database
+from palier.db import Database, DatabaseUrlError, make_database
 from palier.errors import InvalidInput, PalierError, validation_message
 
 # Piped into a file or another program, tables are laid out 160 columns wide rather than a terminal's
@@ -54,7 +54,7 @@ def shown_url(url: str) -> str:
     """A database URL as it may be printed: its password hidden."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # not even parsed: hide what sits between "user:" and "@"
         return re.sub(r"(?<=:)[^:@/]*(?=@)", "***", url)
 
 
@@ -80,16 +80,9 @@ class PalierGroup(TyperGroup):
         except ValidationError as error:
             print_error(from_validation(error))
             raise typer.Exit(EXIT_REFUSED) from None
-        except (ArgumentError, NoSuchModuleError) as error:
+        except DatabaseUrlError as error:
             url = shown_url(settings().database_url)
-            reason = str(error).splitlines()[0]
-            print_error(
-                PalierError(
-                    "invalid_database_url",
-                    f"{url}: {reason}.",
-                    field="PALIER_DATABASE_URL",
-                )
-            )
+            print_error(PalierError("invalid_database_url", f"{url}: {error}.", field="PALIER_DATABASE_URL"))
             raise typer.Exit(EXIT_REFUSED) from None
         except (OperationalError, ProgrammingError) as error:
             if not _missing_tables(error):

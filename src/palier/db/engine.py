@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import ArgumentError, DisconnectionError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError
 from sqlalchemy.pool import NullPool
 
 from palier.text import translate
@@ -189,19 +189,24 @@ def _postgres_engine(url: str, *, pool_size: int, echo: bool) -> Engine:
     return engine
 
 
+class DatabaseUrlError(ValueError):
+    """A database URL Palier cannot use (not SQLite or PostgreSQL, malformed, SQLite in memory)."""
+
+
 def make_database(url: str, *, pool_size: int = 10, echo: bool = False) -> Database:
     """A :class:`Database` for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://…``)."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    if url.startswith("sqlite"):
-        if url in ("sqlite://", "sqlite:///:memory:"):
-            raise ArgumentError(
-                "SQLite needs a file (sqlite:///path/to/palier.db): connections must share one database"
-            )
-        extra: dict[str, Any] = {"poolclass": NullPool} if pool_size == 0 else {"pool_size": pool_size}
-        return Database(_sqlite_engine(url, echo=echo, **extra))
-    if not url.startswith("postgresql+psycopg://"):
-        raise ArgumentError(
+    if url in ("sqlite://", "sqlite:///:memory:"):
+        raise DatabaseUrlError("SQLite needs a file (sqlite:///path/to/palier.db): connections must share one database")
+    if not url.startswith(("sqlite:", "postgresql+psycopg://")):
+        raise DatabaseUrlError(
             "Palier runs on SQLite (sqlite:///path/to/palier.db) or PostgreSQL (postgresql://user:password@host:5432/name)"
         )
-    return Database(_postgres_engine(url, pool_size=pool_size, echo=echo))
+    try:
+        if url.startswith("sqlite"):
+            extra: dict[str, Any] = {"poolclass": NullPool} if pool_size == 0 else {"pool_size": pool_size}
+            return Database(_sqlite_engine(url, echo=echo, **extra))
+        return Database(_postgres_engine(url, pool_size=pool_size, echo=echo))
+    except (ArgumentError, NoSuchModuleError, ValueError) as error:  # e.g. a port that is not a number
+        raise DatabaseUrlError(str(error).splitlines()[0]) from None
