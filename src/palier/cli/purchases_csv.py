@@ -87,7 +87,7 @@ def check_file(path: Path, *, encoding: str) -> int:
         columns, delimiter = _columns(next(lines, ""))
         records = csv.reader(lines, delimiter=delimiter, strict=True)
         at = columns.index("order_id")
-        seen: set[int] = set()  # hashes of the order ids met so far: a few bytes an order, not the ids
+        seen: set[int] = set()  # hashes of the order ids met so far: an int each rather than the id's text
         previous, rows = None, 0
         while True:
             row = records.line_num + 2  # where the next record starts: the header is row 1

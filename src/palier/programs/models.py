@@ -40,6 +40,13 @@ def _timezone(value: str) -> str:
 TimeZoneName = Annotated[str, AfterValidator(_timezone)]
 
 
+def refuse_null(value: object, info: ValidationInfo) -> object:
+    """A ``mode="before"`` validator for updates: ``null`` cannot clear a setting that always has a value."""
+    if value is None:
+        raise ValueError(f"null_not_allowed: {info.field_name} cannot be null; leave it out to keep it")
+    return value
+
+
 def _country(value: str) -> str:
     if value not in phonenumbers.SUPPORTED_REGIONS:
         raise ValueError(f"invalid_country: {value!r} is not a country code such as FR, BE or CH (ISO 3166)")
@@ -109,12 +116,7 @@ class ProgramUpdate(Strict):
     pay_with_points_max_percent: Whole | None = Field(default=None, ge=0, le=100)
     enrolment: Literal["open", "invitation"] | None = None
 
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_null(cls, value: object, info: ValidationInfo) -> object:
-        if value is None:
-            raise ValueError(f"null_not_allowed: {info.field_name} cannot be null; leave it out to keep it")
-        return value
+    _no_null = field_validator("*", mode="before")(refuse_null)
 
 
 class Program(ProgramSettings):

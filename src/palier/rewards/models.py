@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from palier.activity.models import Line, MemberId, Money
 from palier.clock import Moment
 from palier.members.models import Channel
+from palier.programs.models import refuse_null
 from palier.text import PlainText, Reference
 from palier.units import Whole
 
@@ -128,12 +129,8 @@ class RewardUpdate(Strict):
     eligibility: Eligibility | None = None
     valid_days: Whole | None = Field(default=None, ge=1, le=3650)
 
-    @field_validator("status", "cost_points", "title", "valid_days", mode="before")
-    @classmethod
-    def _no_null(cls, value: object, info: ValidationInfo) -> object:
-        if value is None:  # these always have a value: null cannot clear them
-            raise ValueError(f"null_not_allowed: {info.field_name} cannot be null; leave it out to keep it")
-        return value
+    # these always have a value: null cannot clear them (it clears stock, ends_at… to "none")
+    _no_null = field_validator("status", "cost_points", "title", "valid_days", mode="before")(refuse_null)
 
     def changes(self) -> dict[str, Any]:
         """What was sent (``null`` clears an optional field such as stock or ends_at)."""

@@ -97,11 +97,13 @@ def policy_for(conn: Connection, program: Program) -> TierPolicy | None:
     """The program's policy as of ``program.status_version``, which every change of it bumps: read and
     validated once per version and process, not on every purchase."""
     key = (program.id, program.status_version)
-    if key not in _POLICIES:
-        if len(_POLICIES) >= 1_000:
-            _POLICIES.clear()
-        _POLICIES[key] = get_policy(conn, program_id=program.id)
-    return _POLICIES[key]
+    if key in _POLICIES:
+        return _POLICIES[key]
+    policy = get_policy(conn, program_id=program.id)
+    if len(_POLICIES) >= 1_000:  # old versions: cleared now and then (another thread may be adding one)
+        _POLICIES.clear()
+    _POLICIES[key] = policy
+    return policy
 
 
 def member_tier(conn: Connection, *, member_id: str) -> str | None:
