@@ -13,7 +13,8 @@ them, in plain Python, written without the engine's code.
   still missing becomes debt. A pending lot emptied by returns is reversed.
 - The maturity job makes due pending lots available (repaying debt first, lot by lot); the expiry job
   expires every due available lot, taking what is left of it.
-- A merge moves the duplicate's lots, holds, coupons, orders and debt to the member who remains.
+- A merge moves the duplicate's lots, holds, coupons, orders and debt to the member who remains; if
+  one owed points the other could spend, those repay the debt at once, soonest-expiring first.
 """
 
 from __future__ import annotations
@@ -251,6 +252,10 @@ class Model:
         for lot in self.lots:
             if lot.member == source:
                 lot.member = target
+        repay = min(b.debt, b.available)  # what one owed, the other's points repay at once
+        self._take(target, repay)
+        b.available -= repay
+        b.debt -= repay
         for order in self.orders.values():
             if order.member == source:
                 order.member = target

@@ -19,6 +19,7 @@ from palier.db.schema import metadata
 from palier.demo import people
 from palier.errors import Conflict, InvalidInput, NotFound
 from palier.ids import new_id
+from palier.ledger.tables import ledger_transactions
 from palier.members.models import MemberCreate
 from palier.programs.models import Program
 from palier.timeutil import add_months
@@ -303,11 +304,33 @@ def test_merge_carries_debt_over(db: Database, clock: FrozenClock, program: Prog
     adjust(db, clock, program, source, -50, reason="Redeemed in store")
     return_(db, clock, program, order.external_id, lines=[("SKU-1", 1)])
     assert balance(db, program, source).debt == 50
-    adjust(db, clock, program, target, 30, reason="Birthday gift")
     merge(db, clock, program, source, target)
     shown = balance(db, program, target)
-    assert (shown.available, shown.debt) == (30, 50)
+    assert (shown.available, shown.debt) == (0, 50)
     repaid = purchase(db, clock, program, target, amount=6000, occurred_at=clock.now() - timedelta(days=20))
     assert repaid.details == {"debt_repaid": 50}
     shown = balance(db, program, target)
-    assert (shown.available, shown.debt) == (40, 0)
+    assert (shown.available, shown.debt) == (10, 0)
+
+
+@pytest.mark.parametrize("owes", ["source", "target"])
+def test_merge_repays_debt_from_the_other_accounts_points(
+    db: Database, clock: FrozenClock, program: Program, owes: str
+) -> None:
+    """A member never owes points while holding some to spend: the merged points repay the debt at once."""
+    source, target = enrol(db, clock, program), enrol(db, clock, program)
+    debtor, saver = (source, target) if owes == "source" else (target, source)
+    order = purchase(db, clock, program, debtor, amount=5000, occurred_at=clock.now() - timedelta(days=20))
+    adjust(db, clock, program, debtor, -50, reason="Redeemed in store")
+    return_(db, clock, program, order.external_id, lines=[("SKU-1", 1)])
+    adjust(db, clock, program, saver, 30, reason="Birthday gift")
+    adjust(db, clock, program, saver, 40, reason="Survey answered")
+    result = merge(db, clock, program, source, target)
+    shown = balance(db, program, target)
+    assert (shown.available, shown.debt) == (20, 0)
+    with db.read() as conn:
+        row = conn.execute(
+            select(ledger_transactions.c.details).where(ledger_transactions.c.id == result.transaction_id)
+        ).one()
+    assert row.details["debt_repaid"] == 50
+

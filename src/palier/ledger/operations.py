@@ -308,24 +308,48 @@ def spend(conn: Connection, booking: Booking, *, amount: int, sink: str, also: S
 def move_member(conn: Connection, booking: Booking, *, source_id: str) -> tuple[str | None, dict[str, int], int]:
     """Move all of ``source_id``'s points, lots and open holds to ``booking.member_id`` (a merge).
 
-    One transaction: for each account kind, source ``-balance`` and target ``+balance``.
+    One transaction: for each account kind, source ``-balance`` and target ``+balance``. If one account
+    owed points and the other had points to spend, the merged member repays the debt from what they
+    can spend, soonest-expiring first (recorded as ``debt_repaid``): a member never owes points while
+    holding some to spend.
     Returns the transaction id (None if there was nothing to move), the amounts moved and lots moved.
     """
     from palier.ledger.tables import holds, lots
 
     b = booking
     moved = {kind: amount for kind, amount in balances(conn, member_id=source_id).items() if amount}
-    transaction_id = None
-    if moved:
-        postings: list[Posting] = []
-        for kind, amount in sorted(moved.items()):
-            postings += [member_posting(source_id, kind, -amount), member_posting(b.member_id, kind, amount)]
-        entry = b.entry(postings, extra={"source_member_id": source_id, "moved": moved})
-        write(conn, [entry])
-        transaction_id = entry.id
     lots_moved = conn.execute(lots.update().where(lots.c.member_id == source_id).values(member_id=b.member_id)).rowcount
     conn.execute(holds.update().where(holds.c.member_id == source_id).values(member_id=b.member_id))
-    return transaction_id, moved, int(lots_moved)
+    if not moved:
+        return None, moved, int(lots_moved)
+    kept = balances(conn, member_id=b.member_id)
+    owed = -(kept.get("debt", 0) + moved.get("debt", 0))
+    repay = min(owed, kept.get("available", 0) + moved.get("available", 0))
+    arriving = dict(moved)
+    if repay > 0:
+        arriving["available"] = arriving.get("available", 0) - repay
+        arriving["debt"] = arriving.get("debt", 0) + repay
+    postings: list[Posting] = []
+    for kind in sorted(set(moved) | set(arriving)):
+        postings += [
+            member_posting(source_id, kind, -moved.get(kind, 0)),
+            member_posting(b.member_id, kind, arriving[kind]),
+        ]
+    extra: dict[str, Any] = {"source_member_id": source_id, "moved": moved}
+    if repay > 0:
+        extra["debt_repaid"] = repay
+    entry = b.entry(postings, extra=extra)
+    taken = choose_lots(conn, program_id=b.program_id, member_id=b.member_id, amount=repay) if repay > 0 else []
+    write(conn, [entry])
+    record_allocations(
+        conn,
+        program_id=b.program_id,
+        member_id=b.member_id,
+        transaction_id=entry.id,
+        purpose="repay_debt",
+        parts=[(t.lot_id, t.amount) for t in taken],
+    )
+    return entry.id, moved, int(lots_moved)
 
 
 class NotReversible(Exception):
