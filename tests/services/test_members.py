@@ -333,4 +333,3 @@ def test_merge_repays_debt_from_the_other_accounts_points(
             select(ledger_transactions.c.details).where(ledger_transactions.c.id == result.transaction_id)
         ).one()
     assert row.details["debt_repaid"] == 50
-
