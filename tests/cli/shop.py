@@ -115,23 +115,28 @@ def order_rows(shop: Shop, now: datetime, *, orders: int = 50, seed: int = 7) ->
             head = {k: head[k] for k in ("order_id", "member_id", "member_kind", "member_value") if k in head}
     rows[-1]["discount"] = 50
     rows.append({**rows[-1], "sku": "CADEAU", "name": "Carte cadeau", "line_kind": "gift_card", "unit_price": 2500})
-    rows.append(_row("ORD-SMALL", {"member_id": m[2].id}, now, unit_price=40))  # earns 0 points
+    rows.append(csv_row("ORD-SMALL", {"member_id": m[2].id}, now, unit_price=40))  # earns 0 points
     return rows
+
+
+def lapsed_row(shop: Shop, now: datetime) -> dict[str, Any]:
+    """An order sent 400 days late, by the member in debt: its points expire as they are recorded."""
+    return csv_row("ORD-LAPSED", {"member_id": shop.members[5].id}, now - timedelta(days=400), unit_price=2500)
 
 
 def problem_rows(shop: Shop, now: datetime) -> list[dict[str, Any]]:
     """Rows the import must refuse, one per reason, each with the code it must report."""
     return [
-        _row("BAD-FUTURE", {"member_id": shop.members[0].id}, now + timedelta(days=2), code="occurred_in_future"),
-        _row("BAD-CARD", {"member_kind": "card", "member_value": "LC-9999"}, now, code="member_not_found"),
-        _row("BAD-MERGED", {"member_id": shop.merged.id}, now, code="member_merged"),
-        _row("BAD-CURRENCY", {"member_id": shop.members[0].id}, now, currency="USD", code="currency_mismatch"),
-        _row("BAD-PRICE", {"member_id": shop.members[0].id}, now, unit_price="1.30", code="invalid_type"),
-        _row("BAD-EMAIL", {"member_kind": "email", "member_value": "not-an-email"}, now, code="invalid_email"),
+        csv_row("BAD-FUTURE", {"member_id": shop.members[0].id}, now + timedelta(days=2), code="occurred_in_future"),
+        csv_row("BAD-CARD", {"member_kind": "card", "member_value": "LC-9999"}, now, code="member_not_found"),
+        csv_row("BAD-MERGED", {"member_id": shop.merged.id}, now, code="member_merged"),
+        csv_row("BAD-CURRENCY", {"member_id": shop.members[0].id}, now, currency="USD", code="currency_mismatch"),
+        csv_row("BAD-PRICE", {"member_id": shop.members[0].id}, now, unit_price="1.30", code="invalid_type"),
+        csv_row("BAD-EMAIL", {"member_kind": "email", "member_value": "not-an-email"}, now, code="invalid_email"),
     ]
 
 
-def _row(order_id: str, ref: dict[str, str], when: datetime, **values: Any) -> dict[str, Any]:
+def csv_row(order_id: str, ref: dict[str, str], when: datetime, **values: Any) -> dict[str, Any]:
     row = {"order_id": order_id, **ref, "channel": "store", "occurred_at": when.isoformat(), "currency": "EUR"}
     return row | {"sku": "CRO", "quantity": 1, "unit_price": 130} | values
 
@@ -195,7 +200,7 @@ def snapshot(db: Database, shop: Shop) -> dict[str, Any]:
                     t["kind"],
                     t["reason"],
                     t["reason_code"],
-                    repr(t["details"]),
+                    repr(_without_ids(t["details"])),
                     str(t["effective_at"])[:19],
                     str(t["created_at"])[:19],
                     shop.name(t["member_id"]),
@@ -216,6 +221,11 @@ def snapshot(db: Database, shop: Shop) -> dict[str, Any]:
             key = f"{shop.name(member_id) or 'program'}:{kind}"
             snap["balances"][key] = snap["balances"].get(key, 0) + amount
     return snap
+
+
+def _without_ids(details: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A transaction's details, the lot it names (a new id in each shop) left out."""
+    return None if details is None else {k: v for k, v in details.items() if k != "lot_id"}
 
 
 def _account(posting: Any, shop: Shop) -> str:

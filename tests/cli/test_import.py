@@ -32,7 +32,9 @@ from palier.db.bulk import GrowingTables, lookup_query
 from palier.db.migrate import upgrade
 from palier.errors import PalierError
 from palier.ledger.verify import verify
-from tests.cli.shop import Shop, for_twin, open_shop, order_rows, problem_rows, snapshot, to_csv
+from palier.rewards import payments
+from palier.rewards.models import PaymentIn
+from tests.cli.shop import Shop, csv_row, for_twin, lapsed_row, open_shop, order_rows, problem_rows, snapshot, to_csv
 from tests.services import factories as f
 
 runner = CliRunner()
@@ -89,7 +91,7 @@ def assert_sound(db: Database, program_id: str) -> None:
 def test_bulk_writes_exactly_what_record_purchase_writes(db: Database, clock: FrozenClock, batch_size: int) -> None:
     cards = [f.luhn_card() for _ in range(3)]
     by_bulk, by_service = open_shop(db, clock, cards=cards), open_shop(db, clock, cards=cards)
-    rows = order_rows(by_bulk, clock.now()) + problem_rows(by_bulk, clock.now())
+    rows = [*order_rows(by_bulk, clock.now()), lapsed_row(by_bulk, clock.now()), *problem_rows(by_bulk, clock.now())]
     purchases, _, invalid = parsed(rows)
     twin_purchases, _, _ = parsed(for_twin(rows, by_bulk, by_service))
     stats = bulk_import(db, clock, by_bulk, purchases, batch_size)
@@ -101,11 +103,33 @@ def test_bulk_writes_exactly_what_record_purchase_writes(db: Database, clock: Fr
     assert stats.imported + stats.unclaimed == len(purchases) - len(refused)
     assert stats.unclaimed == 5  # every order paid with the card nobody has linked
     assert snapshot(db, by_bulk) == snapshot(db, by_service)
+    assert snapshot(db, by_bulk)["events"]["ORD-LAPSED"]["result"]["details"] == {"expired": 25}
     balances = snapshot(db, by_bulk)["balances"]
     assert balances["m5:debt"] == 0 and balances["m5:available"] > 0  # older purchases repaid the debt
     assert balances["m0:pending"] > 0 and balances["m0:available"] > 0
     assert_sound(db, by_bulk.program.id)
     assert_sound(db, by_service.program.id)
+
+
+def test_an_order_imported_below_what_points_paid_for_is_rejected_alone(db: Database, clock: FrozenClock) -> None:
+    shop = open_shop(db, clock)
+    payer = shop.members[0]
+    f.adjust(db, clock, shop.program, payer, 5_000)
+    for order_id in ("PAID-LOW", "PAID-OK"):
+        data = PaymentIn.model_validate({"kind": "points", "order_id": order_id, "order_total": 5_000, "points": 2_500})
+        with db.write() as conn:
+            payments.pay(conn=conn, clock=clock, program=shop.program, member_id=payer.id, data=data)
+    rows = [
+        csv_row("PAID-LOW", {"member_id": payer.id}, clock.now(), unit_price=2_000),
+        csv_row("PAID-OK", {"member_id": payer.id}, clock.now(), unit_price=5_000),
+    ]
+    purchases, _, _ = parsed(rows)
+    stats = bulk_import(db, clock, shop, purchases, 10)
+    assert [(p.order_id, p.code, p.field) for p in stats.rejected] == [
+        ("PAID-LOW", "order_total_below_payment", "order_id")
+    ]
+    assert (stats.imported, stats.points) == (1, 25)  # on the €25 of PAID-OK paid with money
+    assert_sound(db, shop.program.id)
 
 
 def test_a_bulk_import_is_what_the_api_would_replay(db: Database, clock: FrozenClock) -> None:

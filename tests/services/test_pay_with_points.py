@@ -94,6 +94,27 @@ def test_points_paid_on_an_order_recorded_without_the_member_come_back_with_its_
     assert balance(db, program, member).available == 3_000  # every point paid came back to who paid them
 
 
+@pytest.mark.parametrize("recorded_as", ["the member", "a walk-in"])
+def test_an_order_recorded_below_the_total_points_paid_for_is_refused(
+    db: Database, clock: FrozenClock, program: Program, payer: Member, recorded_as: str
+) -> None:
+    """Points paid half of a €50 order at checkout; the order cannot then be recorded as €20 (and the
+    points have paid more than all of it): the till is told, and nothing is written."""
+    pay(db, clock, program, payer, order_id="TILL-7", points=2_500, order_total=5_000)
+    body = purchase_body(program, payer, clock=clock, order_id="TILL-7", amount=2_000)
+    if recorded_as == "a walk-in":
+        body = body.model_copy(update={"member": None})
+    with pytest.raises(PalierError) as caught:
+        send_purchase(db, clock, program, body)
+    error = caught.value
+    assert (error.code, error.field) == ("order_total_below_payment", "order_id")
+    assert (error.extra["paid_for_total"], error.extra["total"]) == (5_000, 2_000)
+    assert "for a total of €50.00, but is recorded with a total of €20.00" in error.detail, error.detail
+    assert balance(db, program, payer).available == 500  # nothing earned, nothing given back
+    recorded, _ = send_purchase(db, clock, program, body.model_copy(update={"lines": [line("SKU-1", 5_000)]}))
+    assert recorded.points == (25 if recorded_as == "the member" else 0)  # on the €25 paid with money
+
+
 def test_no_point_is_burnt_for_a_fraction_of_a_minor_unit(db: Database, clock: FrozenClock, new_program: Any) -> None:
     program = new_program(currency="KWD", redeem_points=3, redeem_amount=1)  # 3 points are worth 1 fils
     member = enrol(db, clock, program, first_name="Pia")

@@ -28,6 +28,7 @@ from tests.services.factories import (
     mature,
     purchase,
     purchase_body,
+    return_,
     send_purchase,
     spaced,
     statements_run,
@@ -132,6 +133,28 @@ def test_an_old_purchase_is_available_at_once(db: Database, clock: FrozenClock, 
     result = purchase(db, clock, program, member, amount=1000, occurred_at=clock.now() - timedelta(days=15))
     assert (result.pending, result.matures_at) == (False, None)
     assert (balance(db, program, member).available, balance(db, program, member).pending) == (10, 0)
+
+
+def test_a_purchase_sent_after_its_points_would_have_expired_earns_them_expired(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """An order found in a drawer 13 months later: its points are recorded, and expired, never spendable."""
+    member = enrol(db, clock, program)
+    adjust(db, clock, program, member, 15, reason="Birthday gift")
+    made = clock.now() - timedelta(days=400)
+    result = purchase(db, clock, program, member, amount=4000, occurred_at=made)
+    assert (result.points, result.pending, result.details) == (40, False, {"expired": 40})
+    shown = balance(db, program, member)
+    assert (shown.available, shown.pending, shown.debt) == (15, 0, 0)
+    assert shown.next_expiry is not None and shown.next_expiry.points == 15
+    expired = [t for t in history(db, program, member) if t.kind == "expire"]
+    assert [(t.available, t.reason_code) for t in expired] == [(-40, "expired")]
+    assert expired[0].reason == f"40 points from Purchase #{result.external_id} in store expired"
+    expire(db, clock, program)  # the expiry job finds nothing more to take
+    assert balance(db, program, member).available == 15
+    back = return_(db, clock, program, result.external_id, lines=[("SKU-1", 1)])
+    assert back.details["excused_expired"] == 40  # gone once already: not taken from the birthday points
+    assert balance(db, program, member).available == 15
 
 
 def test_the_same_order_sent_again_returns_the_first_result(db: Database, clock: FrozenClock, program: Program) -> None:

@@ -386,7 +386,13 @@ def _one_by_one(
     from palier.activity.service import record_purchase
 
     for item in ruled:
-        result, _ = record_purchase(conn=conn, clock=clock, program=program, purchase=item.purchase, card_key=card_key)
+        try:  # it refuses before writing anything (an order recorded below what points paid at checkout)
+            result, _ = record_purchase(
+                conn=conn, clock=clock, program=program, purchase=item.purchase, card_key=card_key
+            )
+        except PalierError as error:
+            _reject(stats, item, error)
+            continue
         if result.member_id is None:
             stats.unclaimed += 1
         else:
@@ -436,7 +442,12 @@ def _rows_for(
         )
         debts[member_id] = debts.get(member_id, 0) - earned.repaid
         note_earned(
-            result, transaction_id=earned.entry.id, pending=earned.pending, matures_at=matures_at, repaid=earned.repaid
+            result,
+            transaction_id=earned.entry.id,
+            pending=earned.pending,
+            matures_at=matures_at,
+            repaid=earned.repaid,
+            expired=earned.expired,
         )
         lot_id = earned.lot_id
         rows.earnings.append(earned)

@@ -35,7 +35,7 @@ def purchase_earning(purchase: PurchaseIn, program: ProgramSettings, *, paid_oth
         eligible += purchase.shipping
     if program.earn_on_tax:
         eligible += purchase.tax
-    total = sum(line.amount for line in purchase.lines) + purchase.shipping + purchase.tax
+    total = order_total(purchase)
     if paid_otherwise and total:
         eligible = divide(eligible * max(total - paid_otherwise, 0), total, Rounding.FLOOR)
     points = points_for_amount(
@@ -51,6 +51,11 @@ def purchase_earning(purchase: PurchaseIn, program: ProgramSettings, *, paid_oth
         line_eligible=line_eligible,
         line_points=split_proportionally(points, line_eligible),
     )
+
+
+def order_total(purchase: PurchaseIn) -> int:
+    """Everything the order costs: its lines (after their discounts), shipping and tax."""
+    return sum(line.amount for line in purchase.lines) + purchase.shipping + purchase.tax
 
 
 def anonymous_earning(purchase: PurchaseIn, program: ProgramSettings) -> Earning:

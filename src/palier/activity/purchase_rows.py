@@ -41,13 +41,21 @@ def purchase_result(
 
 
 def note_earned(
-    result: EventResult, *, transaction_id: str | None, pending: bool, matures_at: datetime, repaid: int
+    result: EventResult,
+    *,
+    transaction_id: str | None,
+    pending: bool,
+    matures_at: datetime,
+    repaid: int,
+    expired: int = 0,
 ) -> None:
     """Add to ``result`` what the ledger did with the points."""
     result.transaction_id, result.pending = transaction_id, pending
     result.matures_at = matures_at if pending else None
     if repaid:
         result.details["debt_repaid"] = repaid
+    if expired:  # sent after the points' life had ended: issued and expired at once
+        result.details["expired"] = expired
 
 
 def purchase_booking(

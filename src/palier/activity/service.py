@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from palier.activity.earning import Earning, anonymous_earning
+from palier.activity.earning import Earning, anonymous_earning, order_total
 from palier.activity.facts import checked_occurred_at, event_row, redacted
 from palier.activity.models import AdjustmentIn, EventResult, MemberRef, PurchaseIn, ReturnIn
 from palier.activity.purchase_rows import (
@@ -121,12 +121,14 @@ def record_purchase(
     occurred_at = checked_occurred_at(purchase.occurred_at, now)
     check_currency(purchase, program)
     event_id = new_id("event")
+    paid_otherwise = payments.paid_otherwise(
+        conn, program=program, order_id=purchase.order_id, total=order_total(purchase)
+    )
     if purchase.member is None:  # a shopper who is not a member: kept for the KPIs, earns nothing
         member_id, claim = None, None
         earning: Earning = anonymous_earning(purchase, program)
     else:
         member_id, claim = _resolve_and_lock(conn, program, purchase.member, card_key)
-        paid_otherwise = payments.paid_otherwise(conn, program_id=program.id, order_id=purchase.order_id)
         # the base rate, or what the rules in force when it occurred award (recorded as awards of event_id)
         earning = rules.purchase_earning(
             conn=conn,
@@ -171,6 +173,7 @@ def record_purchase(
             pending=plan.earned.pending,
             matures_at=matures_at,
             repaid=plan.earned.repaid_debt,
+            expired=plan.earned.expired,
         )
     event = event_row(
         event_id=event_id,

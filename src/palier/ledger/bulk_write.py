@@ -27,13 +27,13 @@ def write_earnings(conn: Connection, earnings: Sequence[EarnRows]) -> None:
     """Write ``earnings`` (of members whose locks the caller holds) and move their balances."""
     if not earnings:
         return
-    entries = [e.entry for e in earnings]
+    entries = [entry for e in earnings for entry in e.entries]
     for entry in entries:
         check_balanced(entry.postings)
     insert_many(conn, ledger_transactions, [transaction_row(e) for e in entries])
     insert_many(conn, postings, posting_rows(entries))
     insert_many(conn, lots, [e.lot for e in earnings])
-    write_allocations(conn, [e.repayment for e in earnings if e.repayment])
+    write_allocations(conn, [row for e in earnings for row in e.allocations])
     deltas = balance_deltas(entries)
     of_members = {p.account_id for e in entries for p in e.postings if p.member_id is not None}
     add_to_member_balances(conn, {a: d for a, d in deltas.items() if a in of_members})

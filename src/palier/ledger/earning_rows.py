@@ -7,7 +7,7 @@ the bulk import builds many members' rows and writes each table in one statement
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,12 +21,18 @@ if TYPE_CHECKING:  # operations.py imports this module
 
 @dataclass(frozen=True)
 class EarnRows:
-    """A new lot and the transaction that issues it, and the allocation of the debt it repays (if any)."""
+    """A new lot and the transaction that issues it, and the allocation of the debt it repays (if any).
+
+    A lot whose life had already ended when it was recorded (a purchase sent long after it was made)
+    also gets its expiry: ``expiry`` is that transaction and ``expiry_allocation`` takes the whole lot.
+    """
 
     entry: Entry
     lot: dict[str, Any]  # a ``lots`` row
     repayment: dict[str, Any] | None  # an ``allocations`` row (purpose repay_debt) taking from the lot
     pending: bool
+    expiry: Entry | None = None
+    expiry_allocation: dict[str, Any] | None = None
 
     @property
     def lot_id(self) -> str:
@@ -35,6 +41,23 @@ class EarnRows:
     @property
     def repaid(self) -> int:
         return int(self.repayment["amount"]) if self.repayment else 0
+
+    @property
+    def expired(self) -> int:
+        return int(self.expiry_allocation["amount"]) if self.expiry_allocation else 0
+
+    @property
+    def entries(self) -> list[Entry]:
+        return [self.entry, *([self.expiry] if self.expiry else [])]
+
+    @property
+    def allocations(self) -> list[dict[str, Any]]:
+        return [row for row in (self.repayment, self.expiry_allocation) if row]
+
+
+def is_expired(expires_at: datetime | None, now: datetime) -> bool:
+    """Points whose life has ended: the expiry job takes them, or their recording does at once."""
+    return expires_at is not None and expires_at <= now
 
 
 def is_pending(matures_at: datetime | None, now: datetime) -> bool:
@@ -57,10 +80,15 @@ def earn_rows(
     Pending until ``matures_at`` if that is still ahead; otherwise available at once, after repaying
     first what the member owes (``owed``, their debt as a positive number): points earned later repay
     debt before they become spendable. Pending points never repay debt.
+
+    Points whose ``expires_at`` has already passed (an order sent long after it was made) are issued and
+    expire in the same write, as the expiry job would have done: they are never spendable, and being
+    gone already they repay no debt.
     """
     b, member_id = booking, booking.member_id
-    pending = is_pending(matures_at, b.now)
-    repay = 0 if pending else min(amount, owed)
+    dead = is_expired(expires_at, b.now)
+    pending = not dead and is_pending(matures_at, b.now)
+    repay = 0 if pending or dead else min(amount, owed)
     issued = Posting(program_account(b.program_id, "issued", for_member=member_id), -amount)
     entry = b.entry([issued], extra={"debt_repaid": repay} if repay else None)
     if pending:
@@ -81,7 +109,7 @@ def earn_rows(
         "label": label,
         "amount": amount,
         "remaining": amount,  # the repayment's allocation takes its share, as any debit does
-        "state": "pending" if pending else "active",
+        "state": "expired" if dead else "pending" if pending else "active",
         "earned_at": b.effective_at,
         "matures_at": matures_at,
         "expires_at": expires_at,
@@ -96,7 +124,33 @@ def earn_rows(
             "amount": repay,
             "purpose": "repay_debt",
         }
-    return EarnRows(entry, lot, repayment, pending)
+    if not dead:
+        return EarnRows(entry, lot, repayment, pending)
+    assert expires_at is not None
+    expiry = replace(
+        b,
+        kind="expire",
+        reason=f"{amount} points from {label} expired",
+        reason_code="expired",
+        effective_at=expires_at,
+        event_id=None,
+        details=None,
+    ).entry(
+        [
+            _member_posting(member_id, "available", -amount),
+            Posting(program_account(b.program_id, "expired", for_member=member_id), amount),
+        ],
+        extra={"lot_id": lot_id},
+    )
+    expired = {
+        "transaction_id": expiry.id,
+        "program_id": b.program_id,
+        "member_id": member_id,
+        "lot_id": lot_id,
+        "amount": amount,
+        "purpose": "expire",
+    }
+    return EarnRows(entry, lot, None, False, expiry, expired)
 
 
 def _member_posting(member_id: str, kind: str, amount: int) -> Posting:

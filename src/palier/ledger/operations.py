@@ -75,6 +75,7 @@ class Earned:
     lot_id: str | None
     pending: bool
     repaid_debt: int = 0
+    expired: int = 0  # recorded after their life had ended: issued and expired at once
 
 
 @dataclass(frozen=True)
@@ -146,11 +147,12 @@ def plan_earn(
     rows = earn_rows(
         booking, amount=amount, owed=owed_debt, source=source, label=label, matures_at=matures_at, expires_at=expires_at
     )
-    lot = rows.lot | {"remaining": rows.lot["amount"] - rows.repaid}  # written with its repayment, at once
+    taken = sum(int(row["amount"]) for row in rows.allocations)
+    lot = rows.lot | {"remaining": rows.lot["amount"] - taken}  # written with its allocations, at once
     return EarnPlan(
-        Earned(rows.entry.id, rows.lot_id, pending=rows.pending, repaid_debt=rows.repaid),
-        [rows.entry],
-        [(lots, [lot]), (allocations, [rows.repayment] if rows.repayment else [])],
+        Earned(rows.entry.id, rows.lot_id, pending=rows.pending, repaid_debt=rows.repaid, expired=rows.expired),
+        rows.entries,
+        [(lots, [lot]), (allocations, rows.allocations)],
     )
 
 

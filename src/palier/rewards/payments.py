@@ -71,7 +71,7 @@ def pay(*, conn: Connection, clock: Clock, program: Program, member_id: str, dat
         effective_at=now,
         details={"order_id": data.order_id},
     )
-    already = paid_otherwise(conn, program_id=program.id, order_id=data.order_id)
+    already, _ = _paid(conn, program.id, data.order_id)
     if data.kind == "points":
         assert data.points is not None
         points, amount = data.points, points_value(program, data.points)
@@ -291,17 +291,38 @@ def _give_back(
     write(conn, [entry])
 
 
-_sum_paid = select(func.coalesce(func.sum(order_payments.c.amount), 0)).where(
+_sum_paid = select(func.coalesce(func.sum(order_payments.c.amount), 0), func.max(order_payments.c.order_total)).where(
     order_payments.c.program_id == bindparam("program_id"),
     order_payments.c.order_id == bindparam("order_id"),
     order_payments.c.state == "paid",
 )  # built once: every purchase of a member runs it
 
 
-def paid_otherwise(conn: Connection, *, program_id: str, order_id: str) -> int:
-    """Minor units of an order paid with points or store credit: no points are earned on them."""
-    total = conn.execute(_sum_paid, {"program_id": program_id, "order_id": order_id}).scalar()
-    return int(total or 0)
+def paid_otherwise(conn: Connection, *, program: Program, order_id: str, total: int) -> int:
+    """Minor units of an order paid with points or store credit: no points are earned on them.
+
+    The order being recorded with ``total``: refused (``order_total_below_payment``) if that is less than
+    the total the payments were checked against at checkout, since points would then pay more than
+    their share of it, or more than all of it.
+    """
+    paid, declared = _paid(conn, program.id, order_id)
+    if declared is not None and total < declared:
+        raise Unprocessable(
+            "order_total_below_payment",
+            f"Order {order_id!r} was paid with points or store credit at checkout for a total of "
+            f"{program.money(int(declared))}, but is recorded with a total of {program.money(total)}. Record the "
+            "order as it was paid, or cancel the payment and pay again.",
+            field="order_id",
+            paid_for_total=declared,
+            total=total,
+        )
+    return paid
+
+
+def _paid(conn: Connection, program_id: str, order_id: str) -> tuple[int, int | None]:
+    """What an order's payments paid, and the largest order total they were checked against (None: no payment)."""
+    paid, declared = conn.execute(_sum_paid, {"program_id": program_id, "order_id": order_id}).one()
+    return int(paid or 0), None if declared is None else int(declared)
 
 
 def wallet(*, conn: Connection, program: Program, member_id: str) -> Wallet:
