@@ -64,6 +64,7 @@ def test_the_purchase_that_crosses_the_threshold_upgrades_at_once(
 ) -> None:
     program = with_tiers(db, clock, program)
     ann = enrol(db, clock, program, first_name="Ann", language="en")
+    assert tier_of(db, ann.id) == "bronze"  # Bronze asks for nothing: a new member starts there
     spend(db, clock, program, ann, 60)
     assert tier_of(db, ann.id) == "bronze"
     spend(db, clock, program, ann, 50)  # 110 €: Silver on this very purchase
@@ -74,7 +75,21 @@ def test_the_purchase_that_crosses_the_threshold_upgrades_at_once(
     assert (shown.value, shown.next_tier, shown.needed_for_next, shown.needed_to_keep) == (110_00, "gold", 390_00, 0)
     assert shown.message == "€390.00 more before 31 December to reach Gold"
     assert [e["payload"]["to"] for e in events] == ["silver", "bronze"]
-    assert [c.reason for c in shown.history] == ["upgrade", "upgrade"]
+    assert [c.reason for c in shown.history] == ["upgrade", "placed"]
+
+
+def test_a_member_not_yet_placed_is_shown_the_tier_they_earn(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """Tiers set on a program with members: until the job places them, progress shows what they earn,
+    never "€0.00 more to reach Bronze"."""
+    ann = enrol(db, clock, program, first_name="Ann", language="fr")
+    program = with_tiers(db, clock, program)
+    assert tier_of(db, ann.id) is None
+    with db.read() as conn:
+        shown = tiers.progress(conn=conn, clock=clock, program=program, member_id=ann.id)
+    assert (shown.tier, shown.next_tier, shown.needed_for_next) == ("bronze", "silver", 100_00)
+    assert shown.message.startswith("Encore 100,00")
 
 
 def test_gold_earns_half_as_much_again(db: Database, clock: FrozenClock, program: Program) -> None:
@@ -267,7 +282,8 @@ def test_several_workers_judge_each_member_exactly_once(db: Database, clock: Fro
     assert [tier_of(db, p.id) for p in people] == ["bronze", "silver", "gold"] * 4  # each kept for the new year
     with db.read() as conn:
         histories = [tiers.progress(conn=conn, clock=clock, program=program, member_id=p.id).history for p in people]
-    assert [[c.reason for c in h] for h in histories] == [["requalified", "upgrade"]] * 12  # judged once each
+    placed, upgraded = ["requalified", "placed"], ["requalified", "upgrade", "placed"]  # judged once each
+    assert [[c.reason for c in h] for h in histories] == [placed, upgraded, upgraded] * 4
     assert tiers.requalify(db, clock, program_id=program.id, workers=3) == 0
 
 

@@ -92,8 +92,10 @@ def enrol(
             matures_at=None,
             expires_at=expiry_for(program, now),
         )
-    from palier.rules.gifts import on_enrolment  # here: rules build on members
+    from palier.rules.gifts import on_enrolment  # here: rules and tiers build on members
+    from palier.tiers.service import on_enrolment as place_in_tier
 
+    place_in_tier(conn=conn, clock=clock, program=program, member_id=member_id)
     on_enrolment(conn=conn, clock=clock, program=program, member_id=member_id)
     record_audit(
         conn=conn,

@@ -218,6 +218,20 @@ def on_activity(*, conn: Connection, clock: Clock, program: Program, member_id: 
     _record(conn, program.id, member_id, changes, now, policy)
 
 
+def on_enrolment(*, conn: Connection, clock: Clock, program: Program, member_id: str) -> None:
+    """A new member starts in the tier that asks for nothing (threshold 0), if the program has one."""
+    if program.status_version == 0:
+        return
+    policy = policy_for(conn, program)
+    tier = policy.qualified(0) if policy is not None else None
+    if policy is None or tier is None:
+        return
+    now = clock.now()
+    start, end = window(policy, program, at=now, enrolled_at=now)
+    _save(conn, program, None, member_id, tier, now, start, end, grace_until=None)
+    _record(conn, program.id, member_id, [(None, tier, "placed", {"value": 0})], now, policy)
+
+
 def _save(
     conn: Connection,
     program: Program,
@@ -349,7 +363,7 @@ def progress(*, conn: Connection, clock: Clock, program: Program, member_id: str
     status = _status(conn, member_id)
     start, end = window(policy, program, at=now, enrolled_at=_enrolled_at(conn, member_id))
     value = metric_value(conn, program_id=program.id, member_id=member_id, policy=policy, start=start, end=end)
-    current = policy.tier(status.tier if status else None)
+    current = policy.tier(status.tier if status else policy.qualified(value))  # not placed yet: what they earn
     above = [t for t in policy.tiers if policy.rank(t.code) > policy.rank(current.code if current else None)]
     following = above[0] if above else None
     needed_next = max(0, following.threshold - value) if following else None
