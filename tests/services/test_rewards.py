@@ -259,6 +259,17 @@ def test_percent_off_is_capped_and_rounded_down(
     assert validate(db, clock, program, coupon.code).discount is None  # no cart: the till must send one
 
 
+def test_free_shipping_takes_off_the_carts_shipping(
+    db: Database, clock: FrozenClock, program: Program, alice: Member
+) -> None:
+    delivery = add_reward(db, clock, program, kind="free_shipping", amount=None, cost_points=10)
+    coupon = redeem(db, clock, program, alice, delivery).coupon
+    cart = [line("BOX", 3_500).model_dump()]
+    assert validate(db, clock, program, coupon.code, lines=cart, shipping=490).discount == 490
+    assert validate(db, clock, program, coupon.code, lines=cart).discount == 0  # a cart without shipping
+    assert validate(db, clock, program, coupon.code).discount is None  # no cart: the till must send one
+
+
 def test_store_credit_lands_in_the_wallet_at_once(
     db: Database, clock: FrozenClock, program: Program, alice: Member
 ) -> None:

@@ -773,8 +773,8 @@ def _discount(reward: Reward, cart: CouponCheck) -> int | None:
         assert reward.percent is not None
         off = divide(total * reward.percent, 100, Rounding.FLOOR)
         return min(off, reward.max_discount) if reward.max_discount is not None else off
-    if reward.kind == "free_shipping":
-        return cart.shipping
+    if reward.kind == "free_shipping":  # a cart of lines that names no shipping has none to take off
+        return cart.shipping if cart.shipping is not None or cart.lines is None else 0
     if reward.kind == "free_product":
         line = next((item for item in cart.lines or [] if item.sku == reward.sku), None)
         return None if line is None else line.unit_price
