@@ -14,6 +14,7 @@ from markupsafe import Markup
 from sqlalchemy import Connection
 
 from palier.clock import Clock
+from palier.ledger import operations as ledger
 from palier.members import service as members
 from palier.members.models import Balance, HistoryLine, Member
 from palier.memberships import service as memberships
@@ -85,6 +86,7 @@ class Dashboard:
     tier: TierView | None
     vip: list[str] = field(default_factory=list)
     recent: list[HistoryView] = field(default_factory=list)
+    store_credit: str | None = None  # the wallet's balance, in the member's language, when there is some
 
 
 def reward_views(items: list[CatalogItem], program: Program, language: str, available: int) -> list[RewardView]:
@@ -232,7 +234,13 @@ def dashboard(conn: Connection, clock: Clock, program: Program, member_id: str, 
         tier=tier_view(conn, clock, program, member_id, language),
         vip=vip_lines(conn, clock, program, member_id, language),
         recent=_recent(conn, program, member_id, language),
+        store_credit=_store_credit(conn, program, member_id, language),
     )
+
+
+def _store_credit(conn: Connection, program: Program, member_id: str, language: str) -> str | None:
+    credit = ledger.balances_of(conn, member_id, "wallet")
+    return present.money(credit, program, language) if credit else None
 
 
 def display_code(code: str) -> str:
