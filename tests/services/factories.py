@@ -219,6 +219,7 @@ def return_body(
     clock: FrozenClock,
     lines: Sequence[tuple[str, int]] | None = None,
     amount: int | None = None,
+    shipping: int | None = None,
     return_id: str | None = None,
     occurred_at: datetime | None = None,
 ) -> ReturnIn:
@@ -228,6 +229,7 @@ def return_body(
         occurred_at=occurred_at or clock.now(),
         lines=[ReturnLine(sku=sku, quantity=qty) for sku, qty in lines] if lines is not None else None,
         amount=amount,
+        shipping=shipping,
     )
 
 

@@ -3,7 +3,7 @@ plans open to a segment or by invitation, and invite-only programs."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -83,6 +83,37 @@ def test_trial_payment_renewal_cancel_and_lapse(db: Database, clock: FrozenClock
         "membership_cancelled",
         "membership_lapsed",
     ]
+
+
+def test_monthly_renewals_keep_the_day_they_started_on(db: Database, new_program: Any) -> None:
+    """Joined on 31 January: renews on 28 February, 31 March, 30 April; never drifts to the 28th."""
+    clock = FrozenClock(datetime(2027, 1, 31, 18, 0, tzinfo=UTC))
+    program = add_plan(db, clock, new_program(timezone="UTC"))
+    ann = enrol(db, clock, program, first_name="Ann")
+    ends = [pay(db, clock, program, ann.id, payment_id="fee-jan").period_end]
+    for month in ("feb", "mar", "apr"):
+        clock.set(ends[-1] - timedelta(hours=2))  # the processor charges on the day
+        ends.append(pay(db, clock, program, ann.id, payment_id=f"fee-{month}").period_end)
+    assert [end.date().isoformat() for end in ends] == ["2027-02-28", "2027-03-31", "2027-04-30", "2027-05-31"]
+    assert {end.time().isoformat() for end in ends} == {"18:00:00"}
+
+
+def test_a_renewal_a_few_days_late_keeps_the_billing_dates(db: Database, clock: FrozenClock, program: Program) -> None:
+    """A card payment retried two days late renews the membership from where it ended; the lapse job waits
+    three days for it; benefits pause meanwhile."""
+    program = add_plan(db, clock, program, benefits={"multiplier_percent": 200})
+    bo = enrol(db, clock, program, first_name="Bo")
+    first = pay(db, clock, program, bo.id, payment_id="fee-1")
+    clock.set(first.period_end + timedelta(days=2))
+    assert memberships.lapse(db, clock, program_id=program.id) == 0  # still waiting for the payment
+    assert purchase(db, clock, program, bo, lines=[line("A", 2_000)]).points == 20  # not paid: no multiplier
+    late = pay(db, clock, program, bo.id, payment_id="fee-2")
+    assert (late.id, late.state, late.period_start) == (first.id, "active", first.period_end)
+    assert purchase(db, clock, program, bo, lines=[line("A", 2_000)]).points == 40
+    clock.set(late.period_end + timedelta(days=3))
+    assert memberships.lapse(db, clock, program_id=program.id) == 1
+    again = pay(db, clock, program, bo.id, payment_id="fee-3")  # after the lapse: a new membership
+    assert again.id != first.id and again.period_start == clock.now()
 
 
 def test_the_plan_multiplier_applies_while_the_membership_lives(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -155,6 +155,21 @@ def test_a_purchase_sent_after_its_points_would_have_expired_earns_them_expired(
     back = return_(db, clock, program, result.external_id, lines=[("SKU-1", 1)])
     assert back.details["excused_expired"] == 40  # gone once already: not taken from the birthday points
     assert balance(db, program, member).available == 15
+
+
+def test_a_time_without_an_offset_is_the_shops_local_time(
+    db: Database, clock: FrozenClock, new_program: Callable[..., Program]
+) -> None:
+    """A Paris till sends "08:12" without an offset: that is 07:12 UTC in winter, not 08:12 UTC."""
+    program = new_program(timezone="Europe/Paris")
+    member = enrol(db, clock, program)
+    result = purchase(db, clock, program, member, amount=1000, occurred_at=datetime(2026, 2, 20, 8, 12))
+    assert result.matures_at == datetime(2026, 3, 6, 7, 12, tzinfo=UTC)  # 14 days after 07:12 UTC
+    just_now = purchase(db, clock, program, member, amount=1000, occurred_at=datetime(2026, 3, 2, 9, 30))
+    assert just_now.matures_at == datetime(2026, 3, 16, 8, 30, tzinfo=UTC)  # 09:30 in Paris: not in the future
+    with pytest.raises(InvalidInput) as caught:
+        purchase(db, clock, program, member, amount=1000, occurred_at=datetime(2026, 3, 2, 10, 30))
+    assert caught.value.code == "occurred_in_future"
 
 
 def test_the_same_order_sent_again_returns_the_first_result(db: Database, clock: FrozenClock, program: Program) -> None:

@@ -126,7 +126,7 @@ def test_refunds_by_amount_are_proportional_and_add_up(db: Database, clock: Froz
     order = purchase(db, clock, program, member, lines=[line("SOFA", 9001)], shipping=999)  # 10000 total, 90 pts
     assert order.points == 90
     taken = [return_(db, clock, program, order.external_id, amount=amount).points for amount in (2500, 2501, 4999)]
-    assert taken == [-22, -23, -45]
+    assert taken == [-24, -26, -40]  # the goods first: €50.01 of the €90.01 sofa refunded takes 50 of its 90 points
     assert sum(taken) == -90
     with pytest.raises(Unprocessable) as caught:
         return_(db, clock, program, order.external_id, amount=1)
@@ -135,6 +135,43 @@ def test_refunds_by_amount_are_proportional_and_add_up(db: Database, clock: Froz
         "amount",
         {"refundable": 0},
     )
+
+
+def test_a_refund_of_shipping_takes_back_no_points(db: Database, clock: FrozenClock, program: Program) -> None:
+    """Shipping earns nothing here: refunding it takes nothing; refunding every good takes every point."""
+    member = enrol(db, clock, program)
+    order = purchase(db, clock, program, member, lines=[line("LAMP", 5000)], shipping=500)
+    assert order.points == 50
+    shipped = return_(db, clock, program, order.external_id, shipping=500)
+    assert (shipped.points, shipped.reason) == (0, f"Shipping refunded on order #{order.external_id}")
+    with pytest.raises(Unprocessable) as caught:
+        return_(db, clock, program, order.external_id, shipping=1)
+    assert (caught.value.code, caught.value.field, caught.value.extra) == (
+        "return_exceeds_purchase",
+        "shipping",
+        {"refundable": 0},
+    )
+    assert return_(db, clock, program, order.external_id, amount=2000).points == -20
+    assert return_(db, clock, program, order.external_id, amount=3000).points == -30
+    assert balance(db, program, member).pending == 0
+
+
+def test_a_refund_of_the_goods_alone_takes_every_point(db: Database, clock: FrozenClock, program: Program) -> None:
+    member = enrol(db, clock, program)
+    order = purchase(db, clock, program, member, lines=[line("LAMP", 5000)], shipping=500)
+    assert return_(db, clock, program, order.external_id, amount=5000).points == -50  # shipping kept by the shop
+    assert return_(db, clock, program, order.external_id, amount=500).points == 0
+
+
+def test_when_shipping_earns_its_refund_takes_its_share(
+    db: Database, clock: FrozenClock, new_program: Callable[..., Program]
+) -> None:
+    program = new_program(earn_on_shipping=True)
+    member = enrol(db, clock, program)
+    order = purchase(db, clock, program, member, lines=[line("LAMP", 5000)], shipping=1000)
+    assert order.points == 60
+    assert return_(db, clock, program, order.external_id, shipping=1000).points == -10
+    assert return_(db, clock, program, order.external_id, lines=[("LAMP", 1)]).points == -50
 
 
 def test_lines_and_a_refund_together_take_back_everything_once(

@@ -223,7 +223,7 @@ def _checked(items: list[_Item], program: Program, now: datetime, stats: ImportS
     kept = []
     for item in items:
         try:
-            item.occurred_at = checked_occurred_at(item.purchase.occurred_at, now)
+            item.occurred_at = checked_occurred_at(item.purchase.occurred_at, now, timezone=program.timezone)
             check_currency(item.purchase, program)
         except PalierError as error:
             _reject(stats, item, error)

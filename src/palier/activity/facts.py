@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 
@@ -18,11 +19,16 @@ from palier.errors import InvalidInput
 FUTURE_TOLERANCE = timedelta(minutes=5)  # tills' clocks run a little fast
 
 
-def checked_occurred_at(value: datetime, now: datetime, *, field: str = "occurred_at") -> datetime:
-    """``value`` in UTC; refused if it is in the future (beyond the tolerance)."""
-    value = utc(value)
+def checked_occurred_at(
+    value: datetime, now: datetime, *, timezone: str, field: str = "occurred_at", what: str = "event"
+) -> datetime:
+    """``value`` in UTC; refused if it is in the future (beyond the tolerance).
+
+    A time sent without an offset ("2026-11-23T08:12:00", as tills and spreadsheets write it) is read in
+    the program's ``timezone``, where the shop is, not in UTC."""
+    value = utc(value.replace(tzinfo=ZoneInfo(timezone)) if value.tzinfo is None else value)
     if value > now + FUTURE_TOLERANCE:
-        raise InvalidInput("occurred_in_future", "This event is dated in the future.", field=field)
+        raise InvalidInput("occurred_in_future", f"This {what} is dated in the future.", field=field)
     return value
 
 

@@ -86,13 +86,21 @@ class ReturnIn(Strict):
     order_id: Annotated[Reference, Field(min_length=1, max_length=64)]
     occurred_at: Moment
     lines: list[ReturnLine] | None = Field(default=None, min_length=1, max_length=500)
-    amount: Annotated[Whole, Field(ge=1, le=MAX_MONEY)] | None = Field(default=None, description="a refund by amount")
+    amount: Annotated[Whole, Field(ge=1, le=MAX_MONEY)] | None = Field(
+        default=None, description="a refund by amount, of the goods first: it takes back their share of the points"
+    )
+    shipping: Annotated[Whole, Field(ge=1, le=MAX_MONEY)] | None = Field(
+        default=None,
+        description="shipping refunded, alone or with lines or amount: takes back no points unless shipping earns",
+    )
     reason: Annotated[PlainText, Field(max_length=200)] | None = None
 
     @model_validator(mode="after")
     def _lines_or_amount(self) -> ReturnIn:
-        if (self.lines is None) == (self.amount is None):
+        if self.lines is not None and self.amount is not None:
             raise ValueError("give either lines (returned items) or amount (a refund), not both")
+        if self.lines is None and self.amount is None and self.shipping is None:
+            raise ValueError("give lines (returned items), amount (a refund) or shipping (its refund)")
         return self
 
 

@@ -108,6 +108,8 @@ def purchase_row(
         "points": earning.points,
         "lot_id": lot_id,
         "refunded": 0,
+        "shipping": purchase.shipping,
+        "shipping_refunded": 0,
         "points_returned": 0,
         "points_excused": 0,
         "lines": lines,

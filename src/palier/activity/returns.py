@@ -19,13 +19,16 @@ from palier.programs.models import Program
 @dataclass(frozen=True)
 class ReturnPlan:
     points: int  # to take back now
-    refund: int  # money refunded by this return, minor units
+    refund: int  # money refunded by this return, minor units, shipping included
     items: int  # units returned by this return (0 for a refund by amount)
     lines: list[dict[str, Any]]  # the order's lines with updated returned quantities
+    shipping: int = 0  # shipping refunded by this return (part of ``refund``)
 
     def label(self, order_id: str) -> str:
         if self.items:
             return f"Returned {self.items} item{'s' if self.items > 1 else ''} from order #{order_id}"
+        if self.shipping == self.refund:
+            return f"Shipping refunded on order #{order_id}"
         return f"Refund on order #{order_id}"
 
 
@@ -37,20 +40,25 @@ def _line_points(line: dict[str, Any], returned: int) -> int:
     return int(line["points"]) * returned // int(line["quantity"])
 
 
-def _returned_points(order: dict[str, Any], lines: list[dict[str, Any]], refunded: int) -> int:
+def _returned_points(order: dict[str, Any], lines: list[dict[str, Any]], refunded: int, *, program: Program) -> int:
     """Points earned by everything returned or refunded so far (capped at what the order earned).
 
-    Returned items give back their own points; a refund by amount gives back a share of the points not
-    already returned, in proportion to the money not already refunded. A fully refunded order keeps
-    no points.
+    Returned items give back their own points. A refund by amount refunds the goods first: it gives back a
+    share of the points not already returned, in proportion to the money not already refunded, shipping
+    left out when shipping earns nothing (refunding €50 of a €50 order shipped for €5 takes every point; a
+    refund of its shipping takes none). A fully refunded order keeps no points.
     """
     points, total = int(order["points"]), int(order["total"])
     if refunded >= total:
         return points
     by_lines = sum(_line_points(line, line["returned"]) for line in lines)
     by_lines_value = sum(_line_value(line, line["returned"]) for line in lines)
-    rest_points, rest_total = points - by_lines, total - by_lines_value
-    by_amount = rest_points * (refunded - by_lines_value) // rest_total if rest_total > 0 else 0
+    by_amount_value, rest_total = refunded - by_lines_value, total - by_lines_value
+    if not program.earn_on_shipping:
+        by_amount_value -= int(order["shipping_refunded"])
+        rest_total -= int(order["shipping"])
+    rest_points = points - by_lines
+    by_amount = rest_points * min(by_amount_value, rest_total) // rest_total if rest_total > 0 else 0
     return min(points, by_lines + by_amount)
 
 
@@ -83,8 +91,7 @@ def plan_return(*, order: dict[str, Any], ret: ReturnIn, program: Program) -> Re
                 line["returned"] += part
                 left -= part
             items += wanted.quantity
-    else:
-        assert ret.amount is not None
+    elif ret.amount is not None:
         refundable = int(order["total"]) - refunded_before
         if ret.amount > refundable:
             raise Unprocessable(
@@ -94,13 +101,25 @@ def plan_return(*, order: dict[str, Any], ret: ReturnIn, program: Program) -> Re
                 refundable=refundable,
             )
         refund = ret.amount
+    shipping = ret.shipping or 0
+    if shipping:
+        left = int(order["shipping"]) - int(order["shipping_refunded"])
+        if shipping > left:
+            raise Unprocessable(
+                "return_exceeds_purchase",
+                f"Only {program.money(left)} of shipping on order #{order['order_id']} can still be refunded.",
+                field="shipping",
+                refundable=left,
+            )
+        refund += shipping
     if refunded_before + refund > int(order["total"]):
         raise Unprocessable(
             "return_exceeds_purchase",
             "This return would refund more than the order cost.",
-            field="lines" if ret.lines is not None else "amount",
+            field="lines" if ret.lines is not None else "amount" if ret.amount is not None else "shipping",
         )
     before = int(order["points_returned"])  # what was actually taken back so far
-    after = _returned_points(order, lines, refunded_before + refund)
+    now_refunded = {**order, "shipping_refunded": int(order["shipping_refunded"]) + shipping}
+    after = _returned_points(now_refunded, lines, refunded_before + refund, program=program)
     # never negative: a later item return can re-spread earlier refunds, but points only ever go back
-    return ReturnPlan(points=max(0, after - before), refund=refund, items=items, lines=lines)
+    return ReturnPlan(points=max(0, after - before), refund=refund, items=items, lines=lines, shipping=shipping)

@@ -118,7 +118,7 @@ def record_purchase(
     ) is not None:
         return found, True
     now = clock.now()
-    occurred_at = checked_occurred_at(purchase.occurred_at, now)
+    occurred_at = checked_occurred_at(purchase.occurred_at, now, timezone=program.timezone)
     check_currency(purchase, program)
     event_id = new_id("event")
     paid_otherwise = payments.paid_otherwise(
@@ -223,7 +223,7 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
     ) is not None:
         return found, True
     now = clock.now()
-    occurred_at = checked_occurred_at(ret.occurred_at, now)
+    occurred_at = checked_occurred_at(ret.occurred_at, now, timezone=program.timezone)
     order = (
         conn.execute(
             select(purchases, events.c.occurred_at, events.c.status.label("order_status"))
@@ -300,6 +300,7 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
         .values(
             lines=plan.lines,
             refunded=order["refunded"] + plan.refund,
+            shipping_refunded=order["shipping_refunded"] + plan.shipping,
             points_returned=order["points_returned"] + plan.points,
             points_excused=order["points_excused"] + excused,
         )

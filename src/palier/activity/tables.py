@@ -46,7 +46,9 @@ purchases = Table(
     Column("eligible", BigInteger, nullable=False),  # the part that earns points
     Column("points", BigInteger, nullable=False),
     Column("lot_id", String(32), nullable=True),
-    Column("refunded", BigInteger, nullable=False, server_default="0"),
+    Column("refunded", BigInteger, nullable=False, server_default="0"),  # minor units, shipping included
+    Column("shipping", BigInteger, nullable=False, server_default="0"),  # the order's, minor units
+    Column("shipping_refunded", BigInteger, nullable=False, server_default="0"),  # by returns that say so
     Column("points_returned", BigInteger, nullable=False, server_default="0"),
     # returned points whose lot had already expired: they left once, at expiry, and are not taken again
     Column("points_excused", BigInteger, nullable=False, server_default="0"),

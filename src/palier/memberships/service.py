@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from palier.activity.facts import checked_occurred_at
@@ -43,6 +43,10 @@ from palier.tiers.status import bump
 from palier.timeutil import add_months
 
 LIVE = ("trial", "active", "cancelled")
+# An active membership's renewal may come this late (a card payment retried by the processor): it then
+# renews on the same billing dates. The benefits pause from the period's end until it is paid; the lapse
+# job waits this long before lapsing it. A trial or a cancelled membership lapses at its period's end.
+LAPSE_GRACE = timedelta(days=3)
 
 
 # --- plans ---
@@ -150,21 +154,33 @@ def record_payment(
             price=plan.price,
         )
     now = clock.now()
-    paid_at = min(checked_occurred_at(data.paid_at, now, field="paid_at"), now)  # a till a little fast: now
+    paid_at = checked_occurred_at(data.paid_at, now, timezone=program.timezone, field="paid_at")
+    paid_at = min(paid_at, now)  # a till a little fast: now
     live = _live(conn, program.id, data.member_id, plan.id)
     if live is None:
         _check_access(conn, clock, program, plan, data.member_id, data.invitation_code)
-        end = _next_end(plan.period, paid_at)
-        membership_id = _insert(conn, program, data.member_id, plan, "active", paid_at, end)
+        end = period_end(plan.period, anchor=paid_at, after=paid_at)
+        membership_id = _insert(conn, program, data.member_id, plan, "active", paid_at, end, anchor=paid_at)
         event, start = "membership_started", paid_at
     else:
         membership_id = live["id"]
-        start = max(utc(live["period_end"]), paid_at) if live["state"] != "trial" else paid_at
-        end = _next_end(plan.period, start)
+        ended = utc(live["period_end"])
+        if live["state"] != "trial" and paid_at <= ended + LAPSE_GRACE:  # on the same billing dates
+            start, anchor = ended, utc(live["billing_anchor"] or live["period_start"])
+        else:  # a trial converts, or a payment long after the period ended starts a new cycle
+            start, anchor = paid_at, paid_at
+        end = period_end(plan.period, anchor=anchor, after=start)
         conn.execute(
             update(memberships)
             .where(memberships.c.id == membership_id)
-            .values(state="active", period_start=start, period_end=end, cancelled_at=None, updated_at=now)
+            .values(
+                state="active",
+                period_start=start,
+                period_end=end,
+                billing_anchor=anchor,
+                cancelled_at=None,
+                updated_at=now,
+            )
         )
         event = "membership_started" if live["state"] == "trial" else "membership_renewed"
     emit(
@@ -219,7 +235,11 @@ def lapse(db: Database, clock: Clock, *, program_id: str | None = None, batch_si
             query = select(memberships.c.id, memberships.c.program_id, memberships.c.member_id, plans.c.code).join(
                 plans, plans.c.id == memberships.c.plan_id
             )
-            query = query.where(memberships.c.state.in_(LIVE), memberships.c.period_end <= now)
+            ended = or_(
+                and_(memberships.c.state.in_(("trial", "cancelled")), memberships.c.period_end <= now),
+                and_(memberships.c.state == "active", memberships.c.period_end <= now - LAPSE_GRACE),
+            )
+            query = query.where(ended)
             if program_id is not None:
                 query = query.where(memberships.c.program_id == program_id)
             due = conn.execute(
@@ -321,7 +341,15 @@ def _had_plan(conn: Connection, program_id: str, member_id: str, plan_id: str) -
 
 
 def _insert(
-    conn: Connection, program: Program, member_id: str, plan: Plan, state: str, start: datetime, end: datetime
+    conn: Connection,
+    program: Program,
+    member_id: str,
+    plan: Plan,
+    state: str,
+    start: datetime,
+    end: datetime,
+    *,
+    anchor: datetime | None = None,
 ) -> str:
     membership_id = new_id("membership")
     conn.execute(
@@ -334,14 +362,25 @@ def _insert(
             started_at=start,
             period_start=start,
             period_end=end,
+            billing_anchor=anchor,
             updated_at=start,
         )
     )
     return membership_id
 
 
-def _next_end(period: str, start: datetime) -> datetime:
-    return add_months(start, 1 if period == "monthly" else 12)
+def period_end(period: str, *, anchor: datetime, after: datetime) -> datetime:
+    """The first billing date after ``after`` of a membership whose paid periods count from ``anchor``.
+
+    Months are counted from the anchor, each clamped to its month's end, so one paid on 31 January renews
+    on 28 February, then 31 March: never drifting to the 28th.
+    """
+    step = 1 if period == "monthly" else 12
+    months = (after.year - anchor.year) * 12 + after.month - anchor.month
+    n = max(step, months // step * step)
+    while add_months(anchor, n) <= after:
+        n += step
+    return add_months(anchor, n)
 
 
 def _period_rewards(

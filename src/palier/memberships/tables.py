@@ -35,6 +35,8 @@ memberships = Table(
     Column("started_at", Timestamp, nullable=False),
     Column("period_start", Timestamp, nullable=False),
     Column("period_end", Timestamp, nullable=False),
+    # paid periods are counted from here (31 Jan: 28 Feb, then 31 Mar); NULL: from period_start
+    Column("billing_anchor", Timestamp, nullable=True),
     Column("cancelled_at", Timestamp, nullable=True),
     Column("ended_at", Timestamp, nullable=True),
     Column("updated_at", Timestamp, nullable=False),

@@ -7,16 +7,16 @@ limit the member gets a clear refusal, never a silent zero.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, func, select
 
+from palier.activity.facts import checked_occurred_at
 from palier.activity.models import EventResult
 from palier.activity.service import payload_hash
 from palier.activity.tables import events
-from palier.clock import Clock, Moment, utc
+from palier.clock import Clock, Moment
 from palier.errors import InvalidInput, Unprocessable
 from palier.ledger.locks import lock_members
 from palier.members import service as members
@@ -27,7 +27,6 @@ from palier.rules.engine import EventSnapshot
 from palier.rules.models import Channel, Ident
 from palier.rules.service import member_context, rules_at
 
-FUTURE_TOLERANCE = timedelta(minutes=5)
 _PER = {"ever": "ever", "day": "per day", "week": "per week", "month": "per month"}
 
 
@@ -59,9 +58,11 @@ def record_action(
     if found is not None:
         return found, True
     now = clock.now()
-    occurred_at = utc(data.occurred_at) if data.occurred_at else now
-    if occurred_at > now + FUTURE_TOLERANCE:
-        raise InvalidInput("occurred_in_future", "This action is dated in the future.", field="occurred_at")
+    occurred_at = (
+        checked_occurred_at(data.occurred_at, now, timezone=program.timezone, what="action")
+        if data.occurred_at
+        else now
+    )
     lock_members(conn, [member_id])
     members.require_active(conn=conn, program_id=program.id, member_id=member_id)
     rules = rules_at(conn=conn, program=program, when=occurred_at)
