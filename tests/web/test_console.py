@@ -7,6 +7,7 @@ the rules editor points at the offending line; the console speaks French and Eng
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -114,6 +115,8 @@ def test_an_admin_adjusts_points_with_a_reason_and_sees_history_and_dashboard_ch
     assert page.locator('[data-balance="available"]').inner_text() == "650"
     first_line = page.locator("table.history tbody tr").first
     assert "Gâteau d'anniversaire raté" in first_line.inner_text() and "+250" in first_line.inner_text()
+    months = "janvier|février|mars|avril|mai|juin|juillet|août|septembre|octobre|novembre|décembre"
+    assert re.match(rf"\d{{1,2}} ({months}) \d{{4}}, \d\d:\d\d", first_line.inner_text()), first_line.inner_text()
     shoot(page, "member")
     assert_accessible(page)
     assert program.balance(world["member"]["id"])["available"] == 650

@@ -7,7 +7,7 @@ import string
 import pytest
 from starlette.requests import Request
 
-from palier.web import i18n
+from palier.web import i18n, present
 
 
 def _fields(text: str) -> set[str]:
@@ -57,3 +57,11 @@ def test_the_switch_beats_the_cookie_which_beats_the_profile_which_beats_the_bro
     assert i18n.request_language(_request(accept="fr"), preferred="en") == "en"
     assert i18n.request_language(_request(accept="en-US")) == "en"
     assert i18n.request_language(_request("lang=xx")) == "fr"
+
+
+@pytest.mark.parametrize(
+    ("count", "language", "expected"),
+    [(1, "fr", "1 commande"), (2, "fr", "2 commandes"), (1, "en", "1 order"), (12, "en", "12 orders")],
+)
+def test_a_count_of_orders_agrees_with_its_number(count: int, language: str, expected: str) -> None:
+    assert i18n.translate(language, present.orders_key(count), count=str(count)) == expected

@@ -132,7 +132,7 @@ def _threshold(policy: TierPolicy, value: int, program: Program, language: str) 
     if policy.metric == "spend":
         return t("tier.metric.spend", amount=present.money(value, program, language))
     if policy.metric == "orders":
-        return t("tier.metric.orders", count=present.number(value, language))
+        return t(present.orders_key(value), count=present.number(value, language))
     return t(
         "tier.metric.points",
         count=present.number(value, language),

@@ -134,7 +134,7 @@ def _amount(policy: TierPolicy, value: int, program: Program, language: str) -> 
     if policy.metric == "spend":
         return present.money(value, program, language)
     if policy.metric == "orders":
-        return i18n.translate(language, "tier.metric.orders", count=present.number(value, language))
+        return i18n.translate(language, present.orders_key(value), count=present.number(value, language))
     return f"{present.number(value, language)} {points_word(value, program.points_name, language)}"
 
 

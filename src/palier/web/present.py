@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from palier.clock import utc
 from palier.programs.models import Program
 from palier.rewards.models import Reward
 from palier.web.i18n import translator
@@ -27,19 +28,24 @@ def number(value: int, language: str) -> str:
     return text.replace(",", "\u202f") if language == "fr" else text
 
 
+def orders_key(count: int) -> str:
+    """The message for a number of orders: "1 commande", "2 commandes"."""
+    return "tier.metric.orders_one" if count == 1 else "tier.metric.orders"
+
+
 def money(amount: int, program: Program, language: str) -> str:
     return program.money(amount, language)
 
 
 def day(when: datetime, program: Program, language: str) -> str:
     """'31 mars 2026' / '31 March 2026', in the program's time zone."""
-    local = when.astimezone(ZoneInfo(program.timezone))
+    local = utc(when).astimezone(ZoneInfo(program.timezone))
     return f"{local.day} {_MONTHS[language if language in _MONTHS else 'en'][local.month - 1]} {local.year}"
 
 
 def moment(when: datetime, program: Program, language: str) -> str:
     """'31 mars 2026, 14:05' in the program's time zone."""
-    local = when.astimezone(ZoneInfo(program.timezone))
+    local = utc(when).astimezone(ZoneInfo(program.timezone))
     return f"{day(when, program, language)}, {local:%H:%M}"
 
 

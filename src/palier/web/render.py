@@ -62,6 +62,13 @@ def _day(program: Program | None, language: str, when: datetime) -> str:
     return present.day(when, program, language)
 
 
+def _moment(program: Program | None, language: str, when: datetime) -> str:
+    """A date and time in the program's time zone (UTC, said so, without a program)."""
+    if program is None:
+        return f"{when:%Y-%m-%d %H:%M} UTC"
+    return present.moment(when, program, language)
+
+
 @functools.cache
 def environment() -> Environment:
     env = Environment(
@@ -107,6 +114,7 @@ def render(
     """``template`` rendered for this request; ``language`` is the preferred one (e.g. the member's)."""
     lang = i18n.request_language(request, preferred=language)
     token = csrf_token(request)
+    program = context.get("program") or getattr(context.get("staff"), "program", None)  # member or console pages
     html = (
         environment()
         .get_template(template)
@@ -119,7 +127,8 @@ def render(
             fmt_int=lambda value: present.number(int(value), lang),
             points_word=lambda count, name: points_word(int(count), name, lang),
             local=lambda value: i18n.localized(value, lang),
-            day=functools.partial(_day, context.get("program"), lang),
+            day=functools.partial(_day, program, lang),
+            moment=functools.partial(_moment, program, lang),
             **context,
         )
     )
