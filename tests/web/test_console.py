@@ -241,6 +241,7 @@ def test_the_rules_editor_shows_a_yaml_error_at_its_line(
     assert "Rien n'a été enregistré" in problems.inner_text()
     assert page.locator(".problem-list li").first.locator(".line-ref").inner_text() == "Ligne 10"
     assert "rules[1].colour" in problems.inner_text()
+    assert "Cette information n'est pas attendue ici" in problems.inner_text()  # said in French
     assert page.locator(".gutter li.bad").all_inner_texts() == ["10"]
     assert page.locator(".line-marks div").nth(9).get_attribute("class") == "bad"
     assert editor.input_value() == bad_field  # what was typed is kept to be fixed
@@ -250,6 +251,7 @@ def test_the_rules_editor_shows_a_yaml_error_at_its_line(
     editor.fill("rules:\n- id: base\n  event: purchase\n  effect: {type: points_per_amount, points: 1\n")
     navigate(page, page.get_by_role("button", name="Vérifier et enregistrer"))
     assert page.locator(".gutter li.bad").all_inner_texts() == ["5"]  # the mapping is never closed
+    assert "Ce n'est pas du YAML valide à cette ligne" in page.locator("#problems").inner_text()
     assert program.call("GET", "/v1/program").json()["rules_version"] == 0  # nothing applied
 
     editor.fill(bad_field.replace("  colour: blue\n", ""))  # fixed

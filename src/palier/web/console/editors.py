@@ -11,6 +11,7 @@ Rules are read by the rules document loader (``palier.rules.document``) and appl
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import yaml
@@ -80,6 +81,8 @@ def _editor(
     """The editor page for ``kind`` (its texts are ``console.<kind>.*``), posting to ``action``."""
     lines = text.split("\n")
     bad = {p.line for p in problems if p.line}
+    language = i18n.request_language(request)  # the engine's details are English: French says them by code
+    problems = [replace(p, message=i18n.refusal(language, p.code, p.message)) for p in problems]
     return render(
         request,
         "console/editor.html",
