@@ -182,9 +182,14 @@ def test_the_till_goes_from_a_card_scan_to_a_used_coupon_and_pays_with_points(
     assert_accessible(page)
     assert program.balance(world["member"]["id"])["available"] == 250
 
+    credit = {"kind": "store_credit", "amount": 300, "cost_points": 50, "title": {"fr": "Avoir 3 €", "en": "€3"}}
+    reward = program.call("POST", "/v1/rewards", json=credit).json()
+    bought = program.call("POST", f"/v1/members/{world['member']['id']}/redemptions", json={"reward_id": reward["id"]})
+    assert bought.status_code == 201, bought.text
     tablet = new_page(viewport=MOBILE)  # a phone or a small tablet at the counter
     sign_in(tablet, email, next_path=f"/till/members/{world['member']['id']}")
-    assert tablet.locator('[data-balance="available"]').inner_text() == "250"
+    assert tablet.locator('[data-balance="available"]').inner_text() == "200"
+    assert tablet.locator('[data-balance="store-credit"]').inner_text() == "3,00 €"  # the wallet, at the till
     assert tablet.get_by_role("button", name="Payer avec les points").bounding_box()["height"] >= 56  # thumb-sized
     shoot(tablet, "mobile")
     assert_accessible(tablet)

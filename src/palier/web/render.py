@@ -62,6 +62,13 @@ def _day(program: Program | None, language: str, when: datetime) -> str:
     return present.day(when, program, language)
 
 
+def _money(program: Program | None, language: str, amount: int) -> str:
+    """Minor units in the program's currency, as the page's language writes them."""
+    if program is None:
+        raise ValueError("money is shown for a program's page only")
+    return present.money(amount, program, language)
+
+
 def _moment(program: Program | None, language: str, when: datetime) -> str:
     """A date and time in the program's time zone (UTC, said so, without a program)."""
     if program is None:
@@ -129,6 +136,7 @@ def render(
             local=lambda value: i18n.localized(value, lang),
             day=functools.partial(_day, program, lang),
             moment=functools.partial(_moment, program, lang),
+            money=functools.partial(_money, program, lang),
             **context,
         )
     )

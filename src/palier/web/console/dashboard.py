@@ -13,7 +13,7 @@ from palier.analytics.kpis import CHANNELS, Kpis, Period
 from palier.analytics.kpis import dashboard as dashboard_figures
 from palier.clock import Clock
 from palier.db import Database
-from palier.web import i18n, present
+from palier.web import i18n
 from palier.web.console import fmt
 from palier.web.console.access import current, requires, staff_router
 from palier.web.console.auth import home_of
@@ -96,7 +96,6 @@ def dashboard(
         channels=CHANNELS,
         mix=mix,
         chart=_chart_data(found, language, program.currency_exponent) | {"currency": program.currency},
-        money=lambda amount: present.money(amount, program, language),
         on_day=lambda d: fmt.day_of(d, language),
         percent=lambda v: fmt.percent(v, language),
         refused=refused,

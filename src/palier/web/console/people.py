@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from palier.clock import Clock
+from palier.ledger import operations as ledger
 from palier.members import service as members
 from palier.members.models import Balance, HistoryLine, Member
 from palier.programs.models import Program
@@ -25,6 +26,7 @@ class MemberView:
     tier: Localized | None  # the member's tier, by its name
     coupons: list[Coupon]  # newest first
     history: list[HistoryLine]  # newest first
+    store_credit: int  # the wallet, minor units
 
     @property
     def usable_coupons(self) -> list[Coupon]:
@@ -45,6 +47,7 @@ def member_view(
         tier=_tier_name(conn, program, member_id),
         coupons=rewards.member_coupons(conn=conn, program_id=program.id, member_id=member_id)[:coupons],
         history=found,
+        store_credit=ledger.balances_of(conn, member_id, "wallet"),
     )
 
 

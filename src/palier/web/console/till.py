@@ -93,7 +93,6 @@ def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
         in_store=in_store,
         ticket=_ticket(request),
         worth=lambda points: present.money(payments.points_value(who.program, points), who.program, language),
-        money=lambda amount: present.money(amount, who.program, language),
         **ctx,
     )
 
