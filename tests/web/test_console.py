@@ -190,6 +190,16 @@ def test_the_till_goes_from_a_card_scan_to_a_used_coupon_and_pays_with_points(
     sign_in(tablet, email, next_path=f"/till/members/{world['member']['id']}")
     assert tablet.locator('[data-balance="available"]').inner_text() == "200"
     assert tablet.locator('[data-balance="store-credit"]').inner_text() == "3,00 €"  # the wallet, at the till
+    tablet.get_by_label("Total du ticket", exact=True).nth(1).fill("8,00")
+    tablet.get_by_label("Montant de l'avoir à utiliser").fill("5,00")  # more than the member has
+    navigate(tablet, tablet.get_by_role("button", name="Payer avec l'avoir"))
+    assert tablet.locator(".notice.error").count() == 1
+    assert tablet.get_by_label("Montant de l'avoir à utiliser").input_value() == "5,00"  # kept, to be corrected
+    tablet.get_by_label("Montant de l'avoir à utiliser").fill("3,00")
+    navigate(tablet, tablet.get_by_role("button", name="Payer avec l'avoir"))
+    assert "Avoir utilisé : 3,00 € déduits du ticket." in tablet.locator(".notice.ok").inner_text()
+    assert tablet.locator('[data-balance="store-credit"]').count() == 0  # spent
+    assert program.call("GET", f"/v1/members/{world['member']['id']}/wallet").json()["balance"] == 0
     assert tablet.get_by_role("button", name="Payer avec les points").bounding_box()["height"] >= 56  # thumb-sized
     shoot(tablet, "mobile")
     assert_accessible(tablet)

@@ -101,7 +101,7 @@ def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
 @requires("till.use")
 def till_member(request: Request, member_id: str, ok: str | None = None, code: str | None = None,
                 points: int | None = None, amount: int | None = None) -> HTMLResponse:  # fmt: skip
-    shown = ok in ("coupon", "paid", "enrolled")
+    shown = ok in ("coupon", "paid", "credit", "enrolled")
     done = {"kind": ok, "code": code, "points": points, "amount": amount} if shown else None
     return _member(request, member_id, ok=done)
 
@@ -139,34 +139,38 @@ async def use_coupon(request: Request, member_id: str, code: str) -> Response:
 @router.post("/till/members/{member_id}/pay")
 @requires("points.pay")
 async def pay_with_points(request: Request, member_id: str) -> Response:
+    """Part of the ticket paid with points (``kind=points``) or with the member's store credit (``kind=credit``)."""
     who = current(request)
     form = await request.form()
-    sent = {
-        name: mask_card_numbers(str(form.get(name, "")).strip()[:64]) for name in ("order_id", "order_total", "points")
-    }
+    kind = "credit" if form.get("kind") == "credit" else "points"
+    fields = ("order_id", "order_total", "points" if kind == "points" else "amount")
+    sent = {name: mask_card_numbers(str(form.get(name, "")).strip()[:64]) for name in fields} | {"kind": kind}
+    exponent = who.program.currency_exponent
     try:
-        total = parse_money(str(form.get("order_total", "")), who.program.currency_exponent, field="order_total")
-        points_text = str(form.get("points", "")).strip()
-        data = PaymentIn.model_validate(
-            {
-                "kind": "points",
-                "order_id": str(form.get("order_id", "")).strip() or _ticket(request),
-                "order_total": total,
-                "points": int(points_text) if points_text.isdigit() else points_text,
-                "channel": "store",
-            }
-        )
+        total = parse_money(str(form.get("order_total", "")), exponent, field="order_total")
+        data: dict[str, object] = {
+            "kind": kind,
+            "order_id": str(form.get("order_id", "")).strip() or _ticket(request),
+            "order_total": total,
+            "channel": "store",
+        }
+        if kind == "points":
+            points_text = str(form.get("points", "")).strip()
+            data["points"] = int(points_text) if points_text.isdigit() else points_text
+        else:
+            data["amount"] = parse_money(str(form.get("amount", "")), exponent, field="amount")
+        payment = PaymentIn.model_validate(data)
         db: Database = request.app.state.db
         with db.write() as conn:
             paid = payments.pay(
-                conn=conn, clock=request.app.state.clock, program=who.program, member_id=member_id[:40], data=data
+                conn=conn, clock=request.app.state.clock, program=who.program, member_id=member_id[:40], data=payment
             )
     except ValidationError as error:
         first = next(iter(errors_by_field(error, i18n.request_language(request)).values()))
         return _member(request, member_id, status=422, error=first, sent=sent)
     except PalierError as error:
         return _member(request, member_id, status=422, error=_in_words(request, error), sent=sent)
-    query = urlencode({"ok": "paid", "points": paid.points, "amount": paid.amount})
+    query = urlencode({"ok": "paid" if kind == "points" else "credit", "points": paid.points, "amount": paid.amount})
     return RedirectResponse(f"/till/members/{member_id}?{query}", status_code=303)
 
 
