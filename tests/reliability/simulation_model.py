@@ -1,13 +1,16 @@
 """The reference model of the deterministic simulation: a member's points as the README and DESIGN describe
 them, in plain Python, written without the engine's code.
 
-- A purchase earns 1 point per 1.00 of its amount, rounded down. Its points make one lot, pending until the
-  return window has passed (available at once without one), expiring 12 calendar months after the purchase
-  (the day clamped to the month's end). Points that become available repay debt first.
+- A purchase earns 1 point per 1.00 of its amount, rounded down; its shipping earns nothing. Its points make
+  one lot, pending until the return window has passed (available at once without one), expiring 12 calendar
+  months after the purchase (the day clamped to the month's end). Points that become available repay debt
+  first. A purchase sent after its points' life has ended earns them expired: never spendable.
 - Spending (a redemption's hold, a payment in points) takes the soonest-expiring lots first, never-expiring
   last, older before newer. A redemption holds its cost; using the coupon keeps the points spent, cancelling
   it gives each part back to its lot unless that lot has expired since, whose part expires.
-- A return takes back what the refunded share of the order earned — cumulative over the order's returns —
+- A refund by amount refunds the goods first, a refund of shipping refunds no goods; a return takes back what
+  the refunded share of the goods earned (all of it once the whole order is refunded) — cumulative over the
+  order's returns —
   from the order's own lot first (pending or available), then nothing for the part of that lot which has
   expired (it already left the member), then other available points soonest-expiring first, and what is
   still missing becomes debt. A pending lot emptied by returns is reversed.
@@ -56,7 +59,9 @@ class Order:
     total: int
     points: int
     lot: Lot | None
-    refunded: int = 0
+    shipping: int = 0
+    refunded: int = 0  # shipping included
+    shipping_refunded: int = 0
     returned: int = 0  # points taken back so far
     excused: int = 0  # expired points of the own lot already excused by earlier returns
 
@@ -104,21 +109,25 @@ class Model:
 
     # --- earning ---
 
-    def purchase(self, member: str, order_id: str, amount: int) -> int:
+    def purchase(
+        self, member: str, order_id: str, amount: int, *, shipping: int = 0, occurred: datetime | None = None
+    ) -> int:
+        occurred = occurred or self.now
         points = amount // PER_POINT
         account = self.accounts[member]
         lot = None
         if points > 0:
-            matures = self.now + timedelta(days=self.window_days)
-            pending = matures > self.now
-            lot = Lot(order_id, member, points, points, "pending" if pending else "active", self.now, matures,
-                      add_months(self.now, LIFETIME_MONTHS))  # fmt: skip
+            matures, expires = occurred + timedelta(days=self.window_days), add_months(occurred, LIFETIME_MONTHS)
+            lot = Lot(order_id, member, points, points, "pending", occurred, matures, expires)
             self.lots.append(lot)
-            if pending:
+            if expires <= self.now:  # its life is over: gone as it comes
+                lot.state, lot.remaining, lot.expired_part = "expired", 0, points
+            elif matures > self.now:
                 account.pending += points
             else:
+                lot.state = "active"
                 self._credit(account, lot)
-        self.orders[order_id] = Order(order_id, member, amount, points, lot)
+        self.orders[order_id] = Order(order_id, member, amount + shipping, points, lot, shipping)
         return points
 
     def _credit(self, account: Account, lot: Lot) -> None:
@@ -186,13 +195,18 @@ class Model:
 
     # --- returns ---
 
-    def refund(self, order_id: str, amount: int) -> int:
-        """A refund by amount; the points taken back."""
+    def refund(self, order_id: str, amount: int = 0, *, shipping: int = 0) -> int:
+        """A refund by amount, or of shipping; the points taken back."""
         order = self.orders[order_id]
-        if amount > order.total - order.refunded:
-            raise Refused("return_exceeds_purchase")
-        order.refunded += amount
-        earned_back = order.points if order.refunded >= order.total else order.points * order.refunded // order.total
+        if shipping > order.shipping - order.shipping_refunded or amount + shipping > order.total - order.refunded:
+            raise Refused("return_exceeds_purchase")  # nor more than the order cost, however it was refunded
+        order.refunded += amount + shipping
+        order.shipping_refunded += shipping
+        goods, goods_refunded = order.total - order.shipping, order.refunded - order.shipping_refunded
+        if order.refunded >= order.total:
+            earned_back = order.points
+        else:
+            earned_back = order.points * min(goods_refunded, goods) // goods
         owed = max(0, earned_back - order.returned)
         order.returned += owed
         if owed == 0:

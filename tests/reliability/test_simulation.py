@@ -142,8 +142,9 @@ class Simulation:
 
     def _pick(self, rng: random.Random) -> Callable[[random.Random], None]:
         choices: list[tuple[Callable[[random.Random], None], int]] = [
-            (self._purchase, 30), (self._refund, 14), (self._redeem, 16), (self._use, 7), (self._cancel, 7),
-            (self._pay, 8), (self._mature, 6), (self._expire, 5), (self._jump, 7), (self._merge, 2),
+            (self._purchase, 26), (self._late_purchase, 4), (self._refund, 11), (self._refund_shipping, 3),
+            (self._redeem, 16), (self._use, 7), (self._cancel, 7), (self._pay, 8), (self._mature, 6),
+            (self._expire, 5), (self._jump, 7), (self._merge, 2),
         ]  # fmt: skip
         operation = rng.choices([c for c, _ in choices], weights=[w for _, w in choices])[0]
         self.last_args = ()
@@ -169,17 +170,25 @@ class Simulation:
 
     # --- the operations ---
 
-    def _purchase(self, rng: random.Random) -> None:
-        member, amount = self._member(rng), rng.randint(50, 6_000)
+    def _purchase(self, rng: random.Random, *, days_late: int = 0) -> None:
+        member, amount, shipping = self._member(rng), rng.randint(50, 6_000), rng.choice([0, 0, 490])
         self.serial += 1
         order_id = f"S{self.seed}N{self.serial}"
-        self.last_args = (member, order_id, amount)
-        body = purchase_body(self.program, self.ids[member], clock=self.clock, amount=amount, order_id=order_id)
+        occurred = self.clock.now() - timedelta(days=days_late)
+        self.last_args = (member, order_id, amount, shipping, days_late)
+        body = purchase_body(
+            self.program, self.ids[member], clock=self.clock, amount=amount, order_id=order_id, shipping=shipping,
+            occurred_at=occurred,
+        )  # fmt: skip
         points = self._agree(
-            lambda: self.model.purchase(member, order_id, amount),
+            lambda: self.model.purchase(member, order_id, amount, shipping=shipping, occurred=occurred),
             lambda: send_purchase(self.db, self.clock, self.program, body)[0],
         )
         assert points is not None
+
+    def _late_purchase(self, rng: random.Random) -> None:
+        """A receipt sent days late, or after its points' life is over (they expire as they are recorded)."""
+        self._purchase(rng, days_late=rng.choice([3, 20, 200, 400]))
 
     def _refund(self, rng: random.Random) -> None:
         if not self.model.orders:
@@ -190,6 +199,19 @@ class Simulation:
         body = return_body(order.order_id, clock=self.clock, amount=amount)
         self._agree(
             lambda: self.model.refund(order.order_id, amount),
+            lambda: send_return(self.db, self.clock, self.program, body)[0],
+        )
+
+    def _refund_shipping(self, rng: random.Random) -> None:
+        shipped = sorted(o.order_id for o in self.model.orders.values() if o.shipping)
+        if not shipped:
+            return
+        order = self.model.orders[rng.choice(shipped)]
+        amount = rng.choice([order.shipping - order.shipping_refunded + 1, rng.randint(1, order.shipping)])
+        self.last_args = (order.order_id, amount)
+        body = return_body(order.order_id, clock=self.clock, shipping=amount)
+        self._agree(
+            lambda: self.model.refund(order.order_id, shipping=amount),
             lambda: send_return(self.db, self.clock, self.program, body)[0],
         )
 
