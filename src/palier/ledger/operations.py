@@ -51,6 +51,21 @@ class Booking:
         )
 
 
+def write_allocating(conn: Connection, entry: Entry, *, purpose: str, parts: Sequence[tuple[str, int]]) -> None:
+    """Write ``entry`` and its allocations: ``parts`` are (lot id, points) its member's lots give (a negative
+    number gives points back to the lot)."""
+    assert entry.member_id is not None
+    write(conn, [entry])
+    record_allocations(
+        conn,
+        program_id=entry.program_id,
+        member_id=entry.member_id,
+        transaction_id=entry.id,
+        purpose=purpose,
+        parts=parts,
+    )
+
+
 def member_posting(member_id: str, kind: str, amount: int) -> Posting:
     return Posting(member_account(member_id, kind), amount, member_id=member_id)
 
@@ -248,15 +263,7 @@ def take_back(
         },
     )
     if result.recovered:
-        write(conn, [entry])
-        record_allocations(
-            conn,
-            program_id=b.program_id,
-            member_id=b.member_id,
-            transaction_id=entry.id,
-            purpose="return",
-            parts=[(t.lot_id, t.amount) for t in taken],
-        )
+        write_allocating(conn, entry, purpose="return", parts=[(t.lot_id, t.amount) for t in taken])
         result.transaction_id = entry.id
         emptied = [t.lot_id for t in taken if t.state == "pending"]
         _mark_reversed_if_empty(conn, emptied)
@@ -295,15 +302,7 @@ def spend(conn: Connection, booking: Booking, *, amount: int, sink: str, also: S
             *also,
         ]
     )
-    write(conn, [entry])
-    record_allocations(
-        conn,
-        program_id=b.program_id,
-        member_id=b.member_id,
-        transaction_id=entry.id,
-        purpose="spend",
-        parts=[(t.lot_id, t.amount) for t in taken],
-    )
+    write_allocating(conn, entry, purpose="spend", parts=[(t.lot_id, t.amount) for t in taken])
     return entry.id
 
 
@@ -342,15 +341,7 @@ def move_member(conn: Connection, booking: Booking, *, source_id: str) -> tuple[
         extra["debt_repaid"] = repay
     entry = b.entry(postings, extra=extra)
     taken = choose_lots(conn, program_id=b.program_id, member_id=b.member_id, amount=repay) if repay > 0 else []
-    write(conn, [entry])
-    record_allocations(
-        conn,
-        program_id=b.program_id,
-        member_id=b.member_id,
-        transaction_id=entry.id,
-        purpose="repay_debt",
-        parts=[(t.lot_id, t.amount) for t in taken],
-    )
+    write_allocating(conn, entry, purpose="repay_debt", parts=[(t.lot_id, t.amount) for t in taken])
     return entry.id, moved, int(lots_moved)
 
 
@@ -399,15 +390,7 @@ def reverse(conn: Connection, booking: Booking, *, original_id: str) -> str:
         if created.remaining != created.amount or created.state not in ("active", "pending"):
             raise NotReversible("these points were already used or have expired; debit them with an adjustment")
         entry.postings = [Posting(p.account_id, -p.amount, member_id=p.member_id) for p in moved]
-        write(conn, [entry])
-        record_allocations(
-            conn,
-            program_id=b.program_id,
-            member_id=b.member_id,
-            transaction_id=entry.id,
-            purpose="reverse",
-            parts=[(created.id, created.amount)],
-        )
+        write_allocating(conn, entry, purpose="reverse", parts=[(created.id, created.amount)])
         set_state(conn, lot_ids=[created.id], state="reversed")
         return entry.id
     taken = conn.execute(
@@ -425,14 +408,8 @@ def reverse(conn: Connection, booking: Booking, *, original_id: str) -> str:
         member_posting(b.member_id, "available", back),
         program_posting(b.program_id, "expired", lapsed, member_id=b.member_id),
     ]
-    write(conn, [entry])
-    record_allocations(
-        conn,
-        program_id=b.program_id,
-        member_id=b.member_id,
-        transaction_id=entry.id,
-        purpose="restore",
-        parts=[(t.lot_id, -int(t.amount)) for t in taken if t.state == "active"],
+    write_allocating(
+        conn, entry, purpose="restore", parts=[(t.lot_id, -int(t.amount)) for t in taken if t.state == "active"]
     )
     return entry.id
 
@@ -502,13 +479,5 @@ def give_back(
         ],
         extra={"gives_back": original_id, "restored": restored, "expired": lapsed},
     )
-    write(conn, [entry])
-    record_allocations(
-        conn,
-        program_id=b.program_id,
-        member_id=b.member_id,
-        transaction_id=entry.id,
-        purpose="restore",
-        parts=[(lot_id, -part) for lot_id, part in back],
-    )
+    write_allocating(conn, entry, purpose="restore", parts=[(lot_id, -part) for lot_id, part in back])
     return GivenBack(entry.id if given else None, restored, lapsed)
