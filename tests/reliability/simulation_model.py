@@ -16,8 +16,9 @@ them, in plain Python, written without the engine's code.
   still missing becomes debt. A pending lot emptied by returns is reversed.
 - The maturity job makes due pending lots available (repaying debt first, lot by lot); the expiry job
   expires every due available lot, taking what is left of it.
-- A merge moves the duplicate's lots, holds, coupons, orders and debt to the member who remains; if
-  one owed points the other could spend, those repay the debt at once, soonest-expiring first.
+- A merge moves the duplicate's lots, holds, coupons, orders and debt to the member who remains.
+- A member never owes points while holding some to spend: after a merge, and when a cancelled coupon gives
+  points back, those repay the debt at once, soonest-expiring first.
 """
 
 from __future__ import annotations
@@ -171,6 +172,14 @@ class Model:
         coupon.state = "used"
         self.accounts[coupon.member].held -= coupon.cost
 
+    def _settle(self, member: str) -> None:
+        """A member who owes points and has some to spend repays the debt from them, soonest-expiring first."""
+        account = self.accounts[member]
+        repay = min(account.debt, account.available)
+        self._take(member, repay)
+        account.available -= repay
+        account.debt -= repay
+
     def cancel(self, key: str) -> None:
         coupon = self.coupons[key]
         if coupon.state == "cancelled":
@@ -185,6 +194,7 @@ class Model:
                 lot.remaining += part
                 account.available += part
             # else the part expires with its lot: it leaves the member
+        self._settle(coupon.member)
 
     def pay(self, member: str, points: int) -> None:
         account = self.accounts[member]
@@ -266,10 +276,7 @@ class Model:
         for lot in self.lots:
             if lot.member == source:
                 lot.member = target
-        repay = min(b.debt, b.available)  # what one owed, the other's points repay at once
-        self._take(target, repay)
-        b.available -= repay
-        b.debt -= repay
+        self._settle(target)  # what one owed, the other's points repay at once
         for order in self.orders.values():
             if order.member == source:
                 order.member = target

@@ -350,8 +350,8 @@ def test_the_model_refuses_what_a_till_is_refused() -> None:
     with pytest.raises(Refused, match="return_exceeds_purchase"):
         model.refund("O1", 2_600)
     assert model.refund("O1", 2_599) == 25 and model.accounts["A"].debt == 25  # the points were held: debt
-    model.cancel("C1")  # back to the lot, which repays nothing (debt is repaid by points earned later)
-    assert (model.accounts["A"].available, model.accounts["A"].held) == (25, 0)
+    model.cancel("C1")  # back to the lot, and at once to the debt: never owing while holding points to spend
+    assert (model.accounts["A"].available, model.accounts["A"].held, model.accounts["A"].debt) == (0, 0, 0)
     model.now += timedelta(days=400)
     model.expire()
     assert model.accounts["A"].available == 0 and model.lots[0].state == "expired"

@@ -261,6 +261,16 @@ def adjust(
     return result
 
 
+def reverse(db: Database, clock: FrozenClock, program: Program, who: Who, transaction_id: str | None) -> EventResult:
+    """Undo a manual adjustment (or welcome credit) by its reversal."""
+    assert transaction_id is not None
+    with db.write() as conn:
+        return activity.reverse_transaction(
+            conn=conn, clock=clock, program=program, member_id=_id(who), transaction_id=transaction_id,
+            reason="Entered twice", actor=ACTOR,
+        )  # fmt: skip
+
+
 def _id(who: Who) -> str:
     if isinstance(who, Member):
         return who.id

@@ -20,15 +20,21 @@ from tests.services.factories import (
     balance,
     enrol,
     expire,
+    history,
     line,
     luhn_card,
     make_program,
     mature,
     purchase,
+    purchase_body,
     return_,
     return_body,
+    reverse,
+    send_purchase,
     send_return,
 )
+from tests.services.test_pay_with_points import pay as pay_points
+from tests.services.test_rewards import add_reward, cancel, redeem
 
 LINES = [line("MUG", 333, quantity=3), line("TEA", 149, quantity=7, discount=20), line("PIN", 1)]
 # 999 + 1023 + 1 = 2023 cents: 20 points at 1 pt/EUR, split 10 / 10 / 0 over the lines
@@ -358,3 +364,32 @@ def test_returning_an_order_whose_points_expired_takes_nothing_more(
     assert second.details["excused_expired"] == 40
     shown = balance(db, program, member)
     assert (shown.available, shown.debt) == (80, 0)  # the later points are untouched, nothing owed
+
+
+@pytest.mark.parametrize("back", ["a coupon cancelled", "a points payment returned", "a debit reversed"])
+def test_points_coming_back_to_a_member_in_debt_repay_it_first(
+    db: Database, clock: FrozenClock, program: Program, back: str
+) -> None:
+    """A member never owes points while holding some to spend, whichever way points come back."""
+    member = enrol(db, clock, program)
+    order = purchase(db, clock, program, member, amount=20_000, **aged(clock))  # 200 points, available
+    if back == "a coupon cancelled":
+        coupon = redeem(db, clock, program, member, add_reward(db, clock, program, cost_points=100)).coupon
+    elif back == "a points payment returned":
+        pay_points(db, clock, program, member, order_id="W-77", points=100)
+        walk_in = purchase_body(program, member, clock=clock, order_id="W-77", amount=10_000)
+        send_purchase(db, clock, program, walk_in.model_copy(update={"member": None}))
+    else:
+        debit = adjust(db, clock, program, member, -100, reason="Voucher handed over")
+    adjust(db, clock, program, member, -100, reason="Gift basket")
+    return_(db, clock, program, order.external_id, amount=20_000)
+    assert (balance(db, program, member).available, balance(db, program, member).debt) == (0, 200)
+    if back == "a coupon cancelled":
+        cancel(db, clock, program, coupon.code)
+    elif back == "a points payment returned":
+        return_(db, clock, program, "W-77", amount=10_000)
+    else:
+        reverse(db, clock, program, member, debit.transaction_id)
+    shown = balance(db, program, member)
+    assert (shown.available, shown.debt) == (0, 100)  # the 100 points back repaid half the debt
+    assert [line.available for line in history(db, program, member) if line.reason_code == "debt_repaid"] == [-100]

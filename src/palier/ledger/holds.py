@@ -11,7 +11,7 @@ The caller holds the member's lock (``locks.lock_members``) and the database tra
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +20,14 @@ from sqlalchemy import Connection, Table, bindparam, select, update
 from palier.clock import utc
 from palier.ids import new_id
 from palier.ledger.lots import allocation_rows, choose_lots, record_allocations
-from palier.ledger.operations import Booking, InsufficientPoints, balances, member_posting, program_posting
+from palier.ledger.operations import (
+    Booking,
+    InsufficientPoints,
+    balances,
+    member_posting,
+    program_posting,
+    settle_debt,
+)
 from palier.ledger.post import Entry, write
 from palier.ledger.tables import allocations, holds, lots
 
@@ -144,6 +151,7 @@ def void(conn: Connection, booking: Booking, *, hold_id: str) -> Voided:
         parts=[(lot_id, -amount) for lot_id, amount in back],
     )
     _close(conn, hold_id, "voided", b.now)
+    settle_debt(conn, replace(b, member_id=held.member_id))
     return Voided(entry.id, restored=restored, expired=lapsed)
 
 

@@ -7,7 +7,7 @@ holds the member's lock (``locks.lock_members``) and the database transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -309,40 +309,52 @@ def spend(conn: Connection, booking: Booking, *, amount: int, sink: str, also: S
 def move_member(conn: Connection, booking: Booking, *, source_id: str) -> tuple[str | None, dict[str, int], int]:
     """Move all of ``source_id``'s points, lots and open holds to ``booking.member_id`` (a merge).
 
-    One transaction: for each account kind, source ``-balance`` and target ``+balance``. If one account
-    owed points and the other had points to spend, the merged member repays the debt from what they
-    can spend, soonest-expiring first (recorded as ``debt_repaid``): a member never owes points while
-    holding some to spend.
-    Returns the transaction id (None if there was nothing to move), the amounts moved and lots moved.
+    One transaction: for each account kind, source ``-balance`` and target ``+balance``. The caller then
+    settles the merged member's debt (:func:`settle_debt`): one account may have owed points the other
+    could spend. Returns the transaction id (None if there was nothing to move), the amounts moved and
+    lots moved.
     """
     from palier.ledger.tables import holds, lots
 
     b = booking
     moved = {kind: amount for kind, amount in balances(conn, member_id=source_id).items() if amount}
+    transaction_id = None
+    if moved:
+        postings: list[Posting] = []
+        for kind, amount in sorted(moved.items()):
+            postings += [member_posting(source_id, kind, -amount), member_posting(b.member_id, kind, amount)]
+        entry = b.entry(postings, extra={"source_member_id": source_id, "moved": moved})
+        write(conn, [entry])
+        transaction_id = entry.id
     lots_moved = conn.execute(lots.update().where(lots.c.member_id == source_id).values(member_id=b.member_id)).rowcount
     conn.execute(holds.update().where(holds.c.member_id == source_id).values(member_id=b.member_id))
-    if not moved:
-        return None, moved, int(lots_moved)
-    kept = balances(conn, member_id=b.member_id)
-    owed = -(kept.get("debt", 0) + moved.get("debt", 0))
-    repay = min(owed, kept.get("available", 0) + moved.get("available", 0))
-    arriving = dict(moved)
-    if repay > 0:
-        arriving["available"] = arriving.get("available", 0) - repay
-        arriving["debt"] = arriving.get("debt", 0) + repay
-    postings: list[Posting] = []
-    for kind in sorted(set(moved) | set(arriving)):
-        postings += [
-            member_posting(source_id, kind, -moved.get(kind, 0)),
-            member_posting(b.member_id, kind, arriving[kind]),
-        ]
-    extra: dict[str, Any] = {"source_member_id": source_id, "moved": moved}
-    if repay > 0:
-        extra["debt_repaid"] = repay
-    entry = b.entry(postings, extra=extra)
-    taken = choose_lots(conn, program_id=b.program_id, member_id=b.member_id, amount=repay) if repay > 0 else []
+    return transaction_id, moved, int(lots_moved)
+
+
+def settle_debt(conn: Connection, booking: Booking) -> int:
+    """A member who owes points and has some to spend repays the debt from them now, soonest-expiring
+    first, in a transaction of its own ("12 points owed repaid"): after a merge, or when points come back
+    to a member in debt (a coupon cancelled, a payment returned, a debit reversed). A member never owes
+    points while holding some to spend. Returns the points repaid."""
+    b = booking
+    owed = -balances_of(conn, b.member_id, "debt")
+    repay = min(owed, balances_of(conn, b.member_id, "available")) if owed > 0 else 0
+    if repay <= 0:
+        return 0
+    taken = choose_lots(conn, program_id=b.program_id, member_id=b.member_id, amount=repay)
+    entry = replace(
+        b,
+        kind="repay",
+        reason=f"{repay} points owed repaid",
+        reason_code="debt_repaid",
+        event_id=None,
+        details=None,
+    ).entry(
+        [member_posting(b.member_id, "available", -repay), member_posting(b.member_id, "debt", repay)],
+        extra={"debt_repaid": repay},
+    )
     write_allocating(conn, entry, purpose="repay_debt", parts=[(t.lot_id, t.amount) for t in taken])
-    return entry.id, moved, int(lots_moved)
+    return repay
 
 
 class NotReversible(Exception):
@@ -411,6 +423,7 @@ def reverse(conn: Connection, booking: Booking, *, original_id: str) -> str:
     write_allocating(
         conn, entry, purpose="restore", parts=[(t.lot_id, -int(t.amount)) for t in taken if t.state == "active"]
     )
+    settle_debt(conn, b)
     return entry.id
 
 
@@ -480,4 +493,5 @@ def give_back(
         extra={"gives_back": original_id, "restored": restored, "expired": lapsed},
     )
     write_allocating(conn, entry, purpose="restore", parts=[(lot_id, -part) for lot_id, part in back])
+    settle_debt(conn, b)
     return GivenBack(entry.id if given else None, restored, lapsed)

@@ -194,3 +194,4 @@ class MergeResult(BaseModel):
     moved: dict[str, int]
     lots_moved: int
     identities_moved: int
+    debt_repaid: int = Field(default=0, description="points one account owed, repaid from the other's points")

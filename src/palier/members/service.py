@@ -315,6 +315,7 @@ def merge(
         effective_at=now,
     )
     transaction_id, moved, lots_moved = ledger.move_member(conn, booking, source_id=source_id)
+    debt_repaid = ledger.settle_debt(conn, booking)  # one account owed points the other could spend
     moved_identities = conn.execute(
         update(identities).where(identities.c.member_id == source_id).values(member_id=target_id)
     ).rowcount
@@ -332,6 +333,8 @@ def merge(
     )
     merge_id = new_id("merge")
     details = {"moved": moved, "lots_moved": lots_moved, "identities_moved": moved_identities}
+    if debt_repaid:
+        details["debt_repaid"] = debt_repaid
     if credit_moved:
         details["store_credit_moved"] = credit_moved
     conn.execute(
@@ -363,6 +366,7 @@ def merge(
         moved=moved,
         lots_moved=lots_moved,
         identities_moved=moved_identities,
+        debt_repaid=debt_repaid,
     )
 
 

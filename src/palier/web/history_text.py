@@ -27,7 +27,7 @@ ORDER_CODES = frozenset({"purchase", "purchase_claimed", "return", "paid_with_po
 COUPON_CODES = frozenset({"coupon_used", "coupon_cancelled", "coupon_expired"})
 RULE_CODES = frozenset({"action", "birthday", "anniversary", "enrolment"})
 TYPED_CODES = frozenset({"adjustment", "reversal"})  # the reason is a person's own words
-SAID_BY_TITLE = frozenset({"merge"})  # the title says it all
+SAID_BY_TITLE = frozenset({"merge", "debt_repaid"})  # the title says it all
 
 
 @dataclass(frozen=True)
