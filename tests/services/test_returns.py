@@ -12,8 +12,10 @@ from hypothesis import strategies as st
 from palier.clock import FrozenClock
 from palier.db import Database
 from palier.errors import Conflict, InvalidInput, NotFound, Unprocessable
-from palier.programs.models import Program
+from palier.programs import service as programs
+from palier.programs.models import Program, ProgramUpdate
 from tests.services.factories import (
+    ACTOR,
     add_identity,
     adjust,
     assert_ledger_sound,
@@ -178,6 +180,24 @@ def test_when_shipping_earns_its_refund_takes_its_share(
     assert order.points == 60
     assert return_(db, clock, program, order.external_id, shipping=1000).points == -10
     assert return_(db, clock, program, order.external_id, lines=[("LAMP", 1)]).points == -50
+
+
+@pytest.mark.parametrize("earned", [False, True])
+def test_a_shipping_refund_follows_what_shipping_earned_when_the_order_was_recorded(
+    db: Database, clock: FrozenClock, new_program: Callable[..., Program], earned: bool
+) -> None:
+    program = new_program(earn_on_shipping=earned)
+    member = enrol(db, clock, program)
+    order = purchase(db, clock, program, member, lines=[line("LAMP", 5000)], shipping=500)
+    assert order.points == (55 if earned else 50)
+    with db.write() as conn:  # the merchant changes the setting afterwards
+        program = programs.update_program(
+            conn=conn, clock=clock, program_id=program.id,
+            changes=ProgramUpdate(earn_on_shipping=not earned), actor=ACTOR,
+        )  # fmt: skip
+    assert return_(db, clock, program, order.external_id, shipping=500).points == (-5 if earned else 0)
+    assert return_(db, clock, program, order.external_id, amount=5000).points == -50  # the rest, all of it
+    assert balance(db, program, member).pending == 0
 
 
 def test_lines_and_a_refund_together_take_back_everything_once(

@@ -477,6 +477,7 @@ def _rows_for(
             earning=earning,
             label=label,
             lot_id=lot_id,
+            shipping_earns=program.earn_on_shipping,
         )
     )
     if member_id is None:

@@ -91,8 +91,10 @@ def purchase_row(
     earning: Earning,
     label: str,
     lot_id: str | None,
+    shipping_earns: bool,
 ) -> dict[str, Any]:
-    """The ``purchases`` row: what the order earned, line by line, nothing returned yet."""
+    """The ``purchases`` row: what the order earned, line by line, nothing returned yet; whether its shipping
+    earned (``shipping_eligible``), as the program said then: a refund of shipping takes back points only then."""
     lines = [
         {"sku": line.sku, "quantity": line.quantity, "amount": line.amount, "points": points, "returned": 0}
         for line, points in zip(purchase.lines, earning.line_points, strict=True)
@@ -110,6 +112,7 @@ def purchase_row(
         "refunded": 0,
         "shipping": purchase.shipping,
         "shipping_refunded": 0,
+        "shipping_eligible": purchase.shipping if shipping_earns else 0,
         "points_returned": 0,
         "points_excused": 0,
         "lines": lines,

@@ -40,13 +40,15 @@ def _line_points(line: dict[str, Any], returned: int) -> int:
     return int(line["points"]) * returned // int(line["quantity"])
 
 
-def _returned_points(order: dict[str, Any], lines: list[dict[str, Any]], refunded: int, *, program: Program) -> int:
+def _returned_points(order: dict[str, Any], lines: list[dict[str, Any]], refunded: int) -> int:
     """Points earned by everything returned or refunded so far (capped at what the order earned).
 
     Returned items give back their own points. A refund by amount refunds the goods first: it gives back a
     share of the points not already returned, in proportion to the money not already refunded, shipping
-    left out when shipping earns nothing (refunding €50 of a €50 order shipped for €5 takes every point; a
-    refund of its shipping takes none). A fully refunded order keeps no points.
+    left out when it earned nothing when the order was recorded (refunding €50 of a €50 order shipped for
+    €5 takes every point; a refund of its shipping takes none). Tax and gift cards are shared in
+    proportion (a refund of an item refunds its tax); return gift-card lines by line. A fully refunded
+    order keeps no points.
     """
     points, total = int(order["points"]), int(order["total"])
     if refunded >= total:
@@ -54,7 +56,7 @@ def _returned_points(order: dict[str, Any], lines: list[dict[str, Any]], refunde
     by_lines = sum(_line_points(line, line["returned"]) for line in lines)
     by_lines_value = sum(_line_value(line, line["returned"]) for line in lines)
     by_amount_value, rest_total = refunded - by_lines_value, total - by_lines_value
-    if not program.earn_on_shipping:
+    if int(order["shipping_eligible"]) == 0:  # shipping earned nothing when the order was recorded
         by_amount_value -= int(order["shipping_refunded"])
         rest_total -= int(order["shipping"])
     rest_points = points - by_lines
@@ -113,13 +115,15 @@ def plan_return(*, order: dict[str, Any], ret: ReturnIn, program: Program) -> Re
             )
         refund += shipping
     if refunded_before + refund > int(order["total"]):
+        left = int(order["total"]) - refunded_before
         raise Unprocessable(
             "return_exceeds_purchase",
-            "This return would refund more than the order cost.",
+            f"This return would refund more than the order cost: {program.money(left)} can still be refunded.",
             field="lines" if ret.lines is not None else "amount" if ret.amount is not None else "shipping",
+            refundable=left,
         )
     before = int(order["points_returned"])  # what was actually taken back so far
     now_refunded = {**order, "shipping_refunded": int(order["shipping_refunded"]) + shipping}
-    after = _returned_points(now_refunded, lines, refunded_before + refund, program=program)
+    after = _returned_points(now_refunded, lines, refunded_before + refund)
     # never negative: a later item return can re-spread earlier refunds, but points only ever go back
     return ReturnPlan(points=max(0, after - before), refund=refund, items=items, lines=lines, shipping=shipping)

@@ -198,6 +198,7 @@ def record_purchase(
         earning=earning,
         label=label,
         lot_id=plan.earned.lot_id if plan is not None else None,
+        shipping_earns=program.earn_on_shipping,
     )
     # The points, the event, its purchase and its awards: one statement on PostgreSQL (events before the
     # purchase that refers to it, for SQLite, which checks each foreign key at once).

@@ -49,6 +49,7 @@ purchases = Table(
     Column("refunded", BigInteger, nullable=False, server_default="0"),  # minor units, shipping included
     Column("shipping", BigInteger, nullable=False, server_default="0"),  # the order's, minor units
     Column("shipping_refunded", BigInteger, nullable=False, server_default="0"),  # by returns that say so
+    Column("shipping_eligible", BigInteger, nullable=False, server_default="0"),  # shipping, if it earned
     Column("points_returned", BigInteger, nullable=False, server_default="0"),
     # returned points whose lot had already expired: they left once, at expiry, and are not taken again
     Column("points_excused", BigInteger, nullable=False, server_default="0"),
