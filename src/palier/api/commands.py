@@ -32,6 +32,7 @@ from palier.api.problems import PROBLEM
 from palier.clock import Clock
 from palier.db import Database
 from palier.errors import InvalidInput, PalierError
+from palier.text import find_card_numbers
 
 RETRIES = 8
 Outcome = tuple[BaseModel, int]  # the response model and the HTTP status
@@ -77,6 +78,12 @@ def run(
     if key is not None and not 1 <= len(key) <= 255:
         raise InvalidInput(
             "invalid_idempotency_key", "An Idempotency-Key is 1 to 255 characters.", field="Idempotency-Key"
+        )
+    if key is not None and find_card_numbers(key):  # it is stored, and a card number never is
+        raise InvalidInput(
+            "card_number_in_text",
+            "This Idempotency-Key holds a payment card number, which is never stored: use another key.",
+            field="Idempotency-Key",
         )
     hash_ = idempotency.request_hash(
         request.method,

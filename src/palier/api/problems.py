@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from palier.errors import PalierError, validation_message, value_error_code
+from palier.text import contains_card_number
 
 log = logging.getLogger("palier.api")
 PROBLEM = "application/problem+json"
@@ -56,7 +57,8 @@ def field_path(loc: tuple[Any, ...]) -> str:
         if isinstance(part, int):
             path += f"[{part}]"
         elif not str(part).startswith("function-"):
-            path += f".{part}" if path else str(part)
+            name = "(card number)" if contains_card_number(str(part)) else str(part)  # an unknown key, never echoed
+            path += f".{name}" if path else name
     return path or "body"
 
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from palier.clock import Moment
 from palier.rewards.models import Localized
+from palier.text import Reference
 from palier.units import Whole
 
 Code = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
@@ -59,7 +60,7 @@ class JoinIn(Strict):
 class MembershipPaymentIn(Strict):
     """The merchant's checkout took a membership fee: start or renew the member's membership."""
 
-    payment_id: Annotated[str, Field(min_length=1, max_length=64, description="unique per program")]
+    payment_id: Annotated[Reference, Field(min_length=1, max_length=64, description="unique per program")]
     member_id: Annotated[str, Field(pattern=r"^mem_[0-9A-Z]{26}$")]
     plan: Code
     amount: Whole = Field(ge=1, le=10**9, description="minor units; must be the plan's price")

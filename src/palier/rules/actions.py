@@ -26,6 +26,7 @@ from palier.rules.calendar import period
 from palier.rules.engine import EventSnapshot
 from palier.rules.models import Channel, Ident
 from palier.rules.service import member_context, rules_at
+from palier.text import Reference
 
 _PER = {"ever": "ever", "day": "per day", "week": "per week", "month": "per month"}
 
@@ -34,7 +35,7 @@ class ActionIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     action: Ident = Field(description="an action type of the program's rules: newsletter, review…")
-    reference: Annotated[str, Field(min_length=1, max_length=128)] = Field(
+    reference: Annotated[Reference, Field(min_length=1, max_length=128)] = Field(
         description="unique per action type: the review id, the social account followed… (paid once)"
     )
     occurred_at: Moment | None = Field(default=None, description="default: now")
