@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import ValidationError
@@ -96,6 +97,20 @@ def test_monthly_renewals_keep_the_day_they_started_on(db: Database, new_program
         ends.append(pay(db, clock, program, ann.id, payment_id=f"fee-{month}").period_end)
     assert [end.date().isoformat() for end in ends] == ["2027-02-28", "2027-03-31", "2027-04-30", "2027-05-31"]
     assert {end.time().isoformat() for end in ends} == {"18:00:00"}
+
+
+def test_billing_dates_are_on_the_programs_calendar(db: Database, new_program: Any) -> None:
+    """Paid at 00:30 on 31 August in Paris (22:30 UTC on the 30th): renews on 30 September, then 31 October,
+    at 00:30 Paris time."""
+    paris = ZoneInfo("Europe/Paris")
+    clock = FrozenClock(datetime(2026, 8, 31, 0, 30, tzinfo=paris).astimezone(UTC))
+    program = add_plan(db, clock, new_program(timezone="Europe/Paris"))
+    ann = enrol(db, clock, program, first_name="Ann")
+    ends = [pay(db, clock, program, ann.id, payment_id="fee-aug").period_end]
+    clock.set(ends[-1] - timedelta(hours=1))
+    ends.append(pay(db, clock, program, ann.id, payment_id="fee-sep").period_end)
+    local = [end.astimezone(paris) for end in ends]
+    assert [(d.month, d.day, d.hour, d.minute) for d in local] == [(9, 30, 0, 30), (10, 31, 0, 30)]
 
 
 def test_a_renewal_a_few_days_late_keeps_the_billing_dates(db: Database, clock: FrozenClock, program: Program) -> None:

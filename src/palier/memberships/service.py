@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -159,7 +160,7 @@ def record_payment(
     live = _live(conn, program.id, data.member_id, plan.id)
     if live is None:
         _check_access(conn, clock, program, plan, data.member_id, data.invitation_code)
-        end = period_end(plan.period, anchor=paid_at, after=paid_at)
+        end = period_end(plan.period, anchor=paid_at, after=paid_at, timezone=program.timezone)
         membership_id = _insert(conn, program, data.member_id, plan, "active", paid_at, end, anchor=paid_at)
         event, start = "membership_started", paid_at
     else:
@@ -167,9 +168,9 @@ def record_payment(
         ended = utc(live["period_end"])
         if live["state"] != "trial" and paid_at <= ended + LAPSE_GRACE:  # on the same billing dates
             start, anchor = ended, utc(live["billing_anchor"] or live["period_start"])
-        else:  # a trial converts, or a payment long after the period ended starts a new cycle
-            start, anchor = paid_at, paid_at
-        end = period_end(plan.period, anchor=anchor, after=start)
+        else:  # a trial converts (never before it began), or a payment long after the period ended starts anew
+            start = anchor = max(paid_at, utc(live["period_start"]))
+        end = period_end(plan.period, anchor=anchor, after=start, timezone=program.timezone)
         conn.execute(
             update(memberships)
             .where(memberships.c.id == membership_id)
@@ -369,18 +370,24 @@ def _insert(
     return membership_id
 
 
-def period_end(period: str, *, anchor: datetime, after: datetime) -> datetime:
+def period_end(period: str, *, anchor: datetime, after: datetime, timezone: str) -> datetime:
     """The first billing date after ``after`` of a membership whose paid periods count from ``anchor``.
 
-    Months are counted from the anchor, each clamped to its month's end, so one paid on 31 January renews
-    on 28 February, then 31 March: never drifting to the 28th.
+    Months are counted from the anchor on the program's calendar (``timezone``), each clamped to its month's
+    end, so one paid on 31 January renews on 28 February, then 31 March: never drifting to the 28th.
     """
+    zone = ZoneInfo(timezone)
+    local = utc(anchor).astimezone(zone).replace(tzinfo=None)  # wall-clock time: months are added to it
+
+    def nth(n: int) -> datetime:
+        return utc(add_months(local, n).replace(tzinfo=zone))
+
     step = 1 if period == "monthly" else 12
     months = (after.year - anchor.year) * 12 + after.month - anchor.month
-    n = max(step, months // step * step)
-    while add_months(anchor, n) <= after:
+    n = max(step, (months - 1) // step * step)
+    while nth(n) <= after:
         n += step
-    return add_months(anchor, n)
+    return nth(n)
 
 
 def _period_rewards(
