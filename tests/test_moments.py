@@ -80,3 +80,14 @@ def test_every_datetime_a_client_sends_is_a_moment() -> None:
     assert {"PurchaseIn", "ActionIn", "InvitationsIn"} <= {m.__name__ for m in sent}
     bare = [path for model in sorted(sent, key=repr) for path in _bare_datetimes(model, model.__name__, set())]
     assert [path for path in bare if path.rsplit(".", 1)[1] not in SERVER_STAMPED] == []
+
+
+def test_a_moment_without_an_offset_is_the_programs_wall_clock_time() -> None:
+    from datetime import UTC
+
+    from palier.clock import in_zone
+
+    assert in_zone(datetime(2026, 8, 31, 0, 30), "Europe/Paris") == datetime(2026, 8, 30, 22, 30, tzinfo=UTC)
+    assert in_zone(datetime(2026, 1, 15, 9, 0), "America/New_York") == datetime(2026, 1, 15, 14, 0, tzinfo=UTC)
+    sent = datetime.fromisoformat("2026-08-31T00:30:00+00:00")
+    assert in_zone(sent, "Europe/Paris") == sent  # an offset sent is kept

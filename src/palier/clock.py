@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Protocol
+from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator
 
@@ -43,6 +44,12 @@ def utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def in_zone(value: datetime, timezone: str) -> datetime:
+    """``value`` in UTC; a value sent without an offset ("2026-11-23T08:12:00", as tills and spreadsheets write
+    it) is wall-clock time in ``timezone``, the program's, where the shop is."""
+    return utc(value.replace(tzinfo=ZoneInfo(timezone)) if value.tzinfo is None else value)
 
 
 EARLIEST, TOO_LATE = datetime(1970, 1, 1, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC)

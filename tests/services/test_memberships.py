@@ -99,6 +99,18 @@ def test_monthly_renewals_keep_the_day_they_started_on(db: Database, new_program
     assert {end.time().isoformat() for end in ends} == {"18:00:00"}
 
 
+def test_an_invitation_expiry_without_an_offset_is_the_programs_time(
+    db: Database, clock: FrozenClock, new_program: Any
+) -> None:
+    program = new_program(timezone="Europe/Paris")
+    with db.write() as conn:
+        made = memberships.create_invitations(
+            conn=conn, clock=clock, program=program, actor=ACTOR,
+            data=InvitationsIn.model_validate({"count": 1, "expires_at": "2026-12-31T23:59:00"}),
+        )  # fmt: skip
+    assert made[0].expires_at == datetime(2026, 12, 31, 22, 59, tzinfo=UTC)  # 23:59 in Paris
+
+
 def test_billing_dates_are_on_the_programs_calendar(db: Database, new_program: Any) -> None:
     """Paid at 00:30 on 31 August in Paris (22:30 UTC on the 30th): renews on 30 September, then 31 October,
     at 00:30 Paris time."""

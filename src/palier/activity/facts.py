@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 
 from palier.activity.models import EventResult
-from palier.clock import utc
+from palier.clock import in_zone
 from palier.errors import InvalidInput
 
 FUTURE_TOLERANCE = timedelta(minutes=5)  # tills' clocks run a little fast
@@ -26,7 +25,7 @@ def checked_occurred_at(
 
     A time sent without an offset ("2026-11-23T08:12:00", as tills and spreadsheets write it) is read in
     the program's ``timezone``, where the shop is, not in UTC."""
-    value = utc(value.replace(tzinfo=ZoneInfo(timezone)) if value.tzinfo is None else value)
+    value = in_zone(value, timezone)
     if value > now + FUTURE_TOLERANCE:
         raise InvalidInput("occurred_in_future", f"This {what} is dated in the future.", field=field)
     return value

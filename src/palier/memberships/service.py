@@ -19,7 +19,7 @@ from sqlalchemy import Connection, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from palier.activity.facts import checked_occurred_at
-from palier.clock import Clock, utc
+from palier.clock import Clock, in_zone, utc
 from palier.db import Database
 from palier.errors import Conflict, InvalidInput, NotFound, Unprocessable
 from palier.ids import new_id
@@ -432,7 +432,8 @@ def create_invitations(
 ) -> list[Invitation]:
     plan_id = get_plan(conn=conn, program_id=program.id, code=data.plan).id if data.plan else None
     now = clock.now()
-    if data.expires_at is not None and utc(data.expires_at) <= now:
+    expires_at = in_zone(data.expires_at, program.timezone) if data.expires_at is not None else None
+    if expires_at is not None and expires_at <= now:
         raise InvalidInput("expires_in_past", "An invitation must expire in the future.", field="expires_at")
     rows = [
         {
@@ -442,7 +443,7 @@ def create_invitations(
             "purpose": data.purpose,
             "plan_id": plan_id,
             "note": data.note,
-            "expires_at": data.expires_at,
+            "expires_at": expires_at,
             "created_at": now,
         }
         for _ in range(data.count)
@@ -452,9 +453,7 @@ def create_invitations(
         conn=conn, clock=clock, program_id=program.id, actor=actor, action="invitations.created",
         subject_id=program.id, details={"count": data.count, "purpose": data.purpose, "plan": data.plan},
     )  # fmt: skip
-    return [
-        Invitation(code=str(r["code"]), purpose=data.purpose, plan=data.plan, expires_at=data.expires_at) for r in rows
-    ]
+    return [Invitation(code=str(r["code"]), purpose=data.purpose, plan=data.plan, expires_at=expires_at) for r in rows]
 
 
 def use_invitation(

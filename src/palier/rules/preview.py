@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 
 from palier.activity.models import AwardLine, Line, MemberId, Money
-from palier.clock import Clock, Moment, utc
+from palier.clock import Clock, Moment, in_zone
 from palier.members import service as members
 from palier.programs.models import Program
 from palier.rules import limits
@@ -41,7 +41,7 @@ class Preview(BaseModel):
 
 
 def preview(*, conn: Connection, clock: Clock, program: Program, data: PreviewIn) -> Preview:
-    at = utc(data.at) if data.at is not None else clock.now()
+    at = in_zone(data.at, program.timezone) if data.at is not None else clock.now()
     rules = rules_or_default(conn=conn, program=program, when=at)
     if data.member_id is not None:
         members.require_active(conn=conn, program_id=program.id, member_id=data.member_id)

@@ -25,7 +25,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import FromClause
 
 from palier.activity.tables import events, purchases
-from palier.clock import Clock, utc
+from palier.clock import Clock, in_zone, utc
 from palier.db import Database
 from palier.db.bulk import insert_many, update_many
 from palier.errors import InvalidInput, Unprocessable
@@ -319,7 +319,8 @@ def assign(
     now = clock.now()
     if data.tier is not None and policy.tier(data.tier) is None:
         raise InvalidInput("tier_not_found", f"This program has no tier {data.tier!r}.", field="tier")
-    if utc(data.until) <= now:
+    until = in_zone(data.until, program.timezone)
+    if until <= now:
         raise InvalidInput("until_in_past", "A manual tier must last until a future date.", field="until")
     status = _status(conn, member_id)
     start, end = window(policy, program, at=now, enrolled_at=_enrolled_at(conn, member_id))
@@ -328,7 +329,7 @@ def assign(
     conn.execute(
         update(member_tiers)
         .where(member_tiers.c.member_id == member_id)
-        .values(manual_until=utc(data.until), manual_reason=data.reason)
+        .values(manual_until=until, manual_reason=data.reason)
     )
     _record(
         conn, program.id, member_id, [(old, data.tier, "manual", {"reason": data.reason, "actor": actor})], now, policy
