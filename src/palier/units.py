@@ -25,7 +25,9 @@ def _whole(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError(f"invalid_type: {str(value).lower()} is not a number")
     if isinstance(value, str) and not _DIGITS.fullmatch(value):  # not echoed: it may be a pasted card number
-        raise ValueError("invalid_type: not a whole number; money is in minor units (12.50 is sent as 1250)")
+        raise ValueError(
+            "invalid_type: a whole number is expected (points, a quantity, or money in minor units: 12.50 is 1250)"
+        )
     return value
 
 

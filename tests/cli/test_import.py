@@ -104,6 +104,7 @@ def test_bulk_writes_exactly_what_record_purchase_writes(db: Database, clock: Fr
     assert stats.unclaimed == 5  # every order paid with the card nobody has linked
     assert snapshot(db, by_bulk) == snapshot(db, by_service)
     assert snapshot(db, by_bulk)["events"]["ORD-LAPSED"]["result"]["details"] == {"expired": 25}
+    assert stats.expired == 25  # the summary says so, next to the points credited
     balances = snapshot(db, by_bulk)["balances"]
     assert balances["m5:debt"] == 0 and balances["m5:available"] > 0  # older purchases repaid the debt
     assert balances["m0:pending"] > 0 and balances["m0:available"] > 0

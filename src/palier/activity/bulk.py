@@ -73,6 +73,7 @@ class ImportStats:
     unclaimed: int = 0  # new purchases kept until their payment card is linked to a member
     skipped: int = 0  # already present with the same content (a re-run, a resend)
     points: int = 0  # points earned by the imported purchases
+    expired: int = 0  # of those, points whose life was over when they were recorded (they expired at once)
     rejected: list[RowProblem] = field(default_factory=list)
 
     @property
@@ -85,6 +86,7 @@ class ImportStats:
         self.unclaimed += other.unclaimed
         self.skipped += other.skipped
         self.points += other.points
+        self.expired += other.expired
         self.rejected += other.rejected
 
 
@@ -398,6 +400,7 @@ def _one_by_one(
         else:
             stats.imported += 1
             stats.points += result.points
+            stats.expired += result.details.get("expired", 0)
     return rest
 
 
@@ -441,6 +444,7 @@ def _rows_for(
             expires_at=expiry_for(program, occurred_at),
         )
         debts[member_id] = debts.get(member_id, 0) - earned.repaid
+        stats.expired += earned.expired
         note_earned(
             result,
             transaction_id=earned.entry.id,

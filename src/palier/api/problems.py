@@ -39,7 +39,7 @@ _CODES = {
 def problem(status: int, code: str, detail: str, *, field: str | None = None, **extra: Any) -> JSONResponse:
     body: dict[str, Any] = {
         "type": f"https://palier.dev/problems/{code}",
-        "title": detail.split(".")[0][:80],
+        "title": code.replace("_", " ").capitalize(),  # the same for every problem of this code (RFC 9457)
         "status": status,
         "code": code,
         "detail": detail,

@@ -106,7 +106,8 @@ def _summary(file: Path, program_id: str, name: str, stats: ImportStats, seconds
     table.add_column("what", style="bold")
     table.add_column("orders", justify="right")
     table.add_column("")
-    table.add_row("imported", f"{stats.imported:,}", f"credited to members: {stats.points:,} points")
+    expired = f" ({stats.expired:,} of them expired as recorded: sent after their life)" if stats.expired else ""
+    table.add_row("imported", f"{stats.imported:,}", f"credited to members: {stats.points:,} points{expired}")
     table.add_row("unclaimed", f"{stats.unclaimed:,}", "paid with a payment card nobody has linked yet")
     table.add_row("already present", f"{stats.skipped:,}", "skipped: received before with the same content")
     conflicts = f", {stats.conflicts:,} conflict(s) with orders already present" if stats.conflicts else ""

@@ -46,10 +46,11 @@ def pay(*, conn: Connection, clock: Clock, program: Program, member_id: str, dat
             )
             or (data.kind == "credit" and existing.amount != data.amount)
         ):
+            other = "by another member" if existing.member_id != member_id else "with other amounts"
             raise Conflict(
                 "payment_conflict",
-                f"Order {data.order_id!r} already has a {data.kind} payment with other amounts; "
-                "cancel it first to pay differently.",
+                f"Order {data.order_id!r} already has a {data.kind} payment {other}; cancel it first to pay "
+                "differently.",
                 field="order_id",
             )
         return _with_balances(conn, existing, member_id)
