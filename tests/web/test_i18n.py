@@ -65,3 +65,14 @@ def test_the_switch_beats_the_cookie_which_beats_the_profile_which_beats_the_bro
 )
 def test_a_count_of_orders_agrees_with_its_number(count: int, language: str, expected: str) -> None:
     assert i18n.translate(language, present.orders_key(count), count=str(count)) == expected
+
+
+def test_a_refusals_figures_are_grouped_as_the_page_writes_numbers() -> None:
+    said = i18n.refusal("fr", "insufficient_points", "…", {"available": 2646, "needed": 999_999})
+    assert said == "Le membre a 2\u202f646 points disponibles ; il en faut 999\u202f999."
+    assert i18n.translate_count("fr", "dash.expiry", 1, points="1", name="point", date="5 mai") == (
+        "1 point expire le 5 mai."
+    )
+    assert i18n.translate_count("fr", "dash.expiry", 3, points="3", name="points", date="5 mai") == (
+        "3 points expirent le 5 mai."
+    )

@@ -236,6 +236,7 @@ def test_store_credit_goes_to_the_wallet_at_once_and_the_portal_says_so(web: Liv
     assert p.balance(shop.member_id)["available"] == 50
     home = alice.get(f"/p/{p.id}")
     assert "Vous avez 10,00 € d&#39;avoir" in home.text, home.text  # the wallet, on the member's home page
+    assert "Crédité sur votre avoir" in alice.get(f"/p/{p.id}/coupons").text  # not "Utilisé": it is still to spend
 
 
 def test_the_history_speaks_the_members_language_with_the_facts_of_each_line(web: LiveServer, shop: Shop) -> None:

@@ -44,6 +44,14 @@ def translate(language: str, key: str, **params: Any) -> str:
     return text.format(**params) if params else text
 
 
+def translate_count(language: str, key: str, count: int, **params: Any) -> str:
+    """:func:`translate`, agreeing with ``count``: ``key_one`` when the count is singular (1, and 0 in
+    French) and the catalogue has that form ("1 point expire", "2 points expirent")."""
+    singular = abs(count) == 1 or (language == "fr" and count == 0)
+    catalog = catalogs()[language if language in LANGUAGES else DEFAULT_LANGUAGE]
+    return translate(language, f"{key}_one" if singular and f"{key}_one" in catalog else key, **params)
+
+
 def refusal(language: str, code: str, detail: str, figures: Mapping[str, Any] | None = None) -> str:
     """What a refusal says on a page. In English, its detail, which names the figures; in French, the
     catalogue's words for its stable code, as the detail is English: ``refusal.<code>.figures`` when the
@@ -53,11 +61,19 @@ def refusal(language: str, code: str, detail: str, figures: Mapping[str, Any] | 
     catalog = catalogs()[language]
     with_figures = catalog.get(f"refusal.{code}.figures")
     if with_figures is not None and figures:
+        shown = {name: _grouped(value, language) for name, value in figures.items()}
         try:
-            return with_figures.format(**figures)
+            return with_figures.format(**shown)
         except (KeyError, IndexError, ValueError):
             pass
     return catalog.get(f"refusal.{code}", detail)
+
+
+def _grouped(value: Any, language: str) -> Any:
+    """A figure as the page writes it: 12 500 in French, 12,500 in English."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return value
+    return f"{value:,}".replace(",", "\u202f" if language == "fr" else ",")
 
 
 def said(language: str, error: PalierError) -> str:

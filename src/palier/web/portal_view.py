@@ -43,6 +43,7 @@ class RewardView:
     blocked_by: str | None
     percent: int  # how far the available points go towards it
     message: str
+    kind: str = ""  # the reward's kind: store_credit is credited at once, not set aside
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ def reward_views(items: list[CatalogItem], program: Program, language: str, avai
                 blocked_by=item.blocked_by,
                 percent=min(100, available * 100 // max(1, reward.cost_points)),
                 message=message,
+                kind=reward.kind,
             )
         )
     return views
@@ -267,7 +269,9 @@ def coupon_views(found: list[Coupon], program: Program, language: str, offered: 
                 display_code=shown,
                 title=i18n.localized(c.title, language),
                 gives=present.reward_gives(reward, program, language) if reward is not None else "",
-                state=c.state,
+                state="credited"
+                if reward is not None and reward.kind == "store_credit" and c.state == "used"
+                else c.state,
                 expires=present.day(c.expires_at, program, language) if c.expires_at else None,
                 qr_svg=qr_svg(c.code, t("coupons.qr", code=shown)) if c.state == "issued" else None,
             )

@@ -129,6 +129,7 @@ def render(
             request=request,
             lang=lang,
             t=i18n.translator(lang),
+            tn=functools.partial(i18n.translate_count, lang),
             csrf=token,
             lang_url=functools.partial(lang_url, request),
             fmt_int=lambda value: present.number(int(value), lang),
