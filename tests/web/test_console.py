@@ -101,9 +101,14 @@ def test_an_admin_adjusts_points_with_a_reason_and_sees_history_and_dashboard_ch
     page.wait_for_url(f"**/console/members/{world['member']['id']}")
     assert page.locator("h1").inner_text() == "Léa Moreau"
     assert page.locator('[data-balance="available"]').inner_text() == "400"
-    page.get_by_label("Points").fill("250")
+    page.get_by_label("Points").fill("1")
     page.get_by_label("Motif (vu par le membre)").fill("Gâteau d'anniversaire raté")
     asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.get_by_role("button", name="Enregistrer l'ajustement").click()
+    assert asked == ["Ajuster de +1 point le solde de Léa Moreau ? L'ajustement reste dans son historique."]
+    page.get_by_label("Points").fill("250")
+    asked.clear()
     page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
     page.get_by_role("button", name="Enregistrer l'ajustement").click()
     assert page.locator("form.adjust-form").evaluate("form => form.dataset.sent === undefined")  # not sent
@@ -176,7 +181,7 @@ def test_the_till_goes_from_a_card_scan_to_a_used_coupon_and_pays_with_points(
     page.get_by_label("Points à utiliser").fill("150")
     navigate(page, page.get_by_role("button", name="Payer avec les points"))
     page.wait_for_url("**ok=paid**")
-    assert "Payé avec 150 points : 1,50 € déduits du ticket." in page.locator(".notice.ok").inner_text()
+    assert "Payé avec 150 points : 1,50 € en moins sur le ticket." in page.locator(".notice.ok").inner_text()
     assert page.locator('[data-balance="available"]').inner_text() == "250"
     shoot(page, "paid")
     assert_accessible(page)
@@ -197,7 +202,7 @@ def test_the_till_goes_from_a_card_scan_to_a_used_coupon_and_pays_with_points(
     assert tablet.get_by_label("Montant de l'avoir à utiliser").input_value() == "5,00"  # kept, to be corrected
     tablet.get_by_label("Montant de l'avoir à utiliser").fill("3,00")
     navigate(tablet, tablet.get_by_role("button", name="Payer avec l'avoir"))
-    assert "Avoir utilisé : 3,00 € déduits du ticket." in tablet.locator(".notice.ok").inner_text()
+    assert "Avoir utilisé : 3,00 € en moins sur le ticket." in tablet.locator(".notice.ok").inner_text()
     assert tablet.locator('[data-balance="store-credit"]').count() == 0  # spent
     assert program.call("GET", f"/v1/members/{world['member']['id']}/wallet").json()["balance"] == 0
     assert tablet.get_by_role("button", name="Payer avec les points").bounding_box()["height"] >= 56  # thumb-sized

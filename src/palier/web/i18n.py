@@ -44,10 +44,10 @@ def translate(language: str, key: str, **params: Any) -> str:
     return text.format(**params) if params else text
 
 
-def translate_count(language: str, key: str, count: int, **params: Any) -> str:
-    """:func:`translate`, agreeing with ``count``: ``key_one`` when the count is singular (1, and 0 in
-    French) and the catalogue has that form ("1 point expire", "2 points expirent")."""
-    singular = abs(count) == 1 or (language == "fr" and count == 0)
+def translate_count(language: str, key: str, number: int, **params: Any) -> str:
+    """:func:`translate`, agreeing with ``number``: ``key_one`` when it is singular (1, and 0 in French)
+    and the catalogue has that form ("1 point expire", "2 points expirent")."""
+    singular = abs(number) == 1 or (language == "fr" and number == 0)
     catalog = catalogs()[language if language in LANGUAGES else DEFAULT_LANGUAGE]
     return translate(language, f"{key}_one" if singular and f"{key}_one" in catalog else key, **params)
 

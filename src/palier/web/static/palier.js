@@ -1,14 +1,16 @@
 // Palier pages: a form sent once. A second click while the page loads would redeem twice.
-// A form that cannot be taken back asks first (data-confirm; "{points}" is the points typed in it).
+// A form that cannot be taken back asks first (data-confirm; "{points}" is the points typed in it, and
+// data-confirm-one the question for a single point, where the words agree with it: "1 point", "2 points").
 document.addEventListener("submit", (event) => {
   const form = event.target;
   if (!(form instanceof HTMLFormElement) || form.dataset.sent) {
     if (form instanceof HTMLFormElement) event.preventDefault();
     return;
   }
-  const question = form.dataset.confirm;
+  let question = form.dataset.confirm;
   if (question) {
     const points = Number(form.elements.namedItem("points")?.value || 0);
+    if (form.dataset.confirmOne && Math.abs(points) <= 1) question = form.dataset.confirmOne;
     const signed = (points > 0 ? "+" : "") + points.toLocaleString(document.documentElement.lang || "fr");
     if (!window.confirm(question.replace("{points}", signed))) {
       event.preventDefault();
