@@ -214,6 +214,21 @@ def test_the_till_goes_from_a_card_scan_to_a_used_coupon_and_pays_with_points(
     page.keyboard.press("Enter")
     assert "Aucun membre pour « 0000000 »" in page.locator(".notice.error").inner_text()
 
+    voucher = program.call("GET", f"/v1/coupons/{world['code']}").json()["reward_id"]
+    fresh = program.call("POST", f"/v1/members/{world['member']['id']}/redemptions", json={"reward_id": voucher})
+    code = fresh.json()["coupon"]["code"]
+    search = page.get_by_label("Scannez ou tapez la carte, le téléphone ou l'e-mail")
+    search.fill(code)  # the QR code the portal shows for the till
+    search.press("Enter")
+    page.wait_for_url(f"**/till/members/{world['member']['id']}**")
+    assert f"Bon {code} de ce client : utilisez-le ci-dessous." in page.locator(".notice.ok").inner_text()
+    assert page.locator(f'button[data-code="{code}"]').count() == 1
+    navigate(page, page.get_by_role("link", name="Client suivant"))
+    page.get_by_label("Scannez ou tapez la carte, le téléphone ou l'e-mail").fill(world["code"])  # used earlier
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/till/members/{world['member']['id']}**")
+    assert "ne peut plus servir en magasin" in page.locator(".notice.error").inner_text()
+
 
 def test_store_staff_are_refused_the_settings_and_rules(
     new_program: Callable[..., ApiProgram], page: Any, add_staff: Callable[..., str], shoot: Callable[..., Any]

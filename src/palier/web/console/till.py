@@ -22,7 +22,7 @@ from palier.errors import PalierError
 from palier.members import service as members
 from palier.members.identities import is_payment_card_number
 from palier.members.models import MemberCreate
-from palier.rewards import payments
+from palier.rewards import codes, payments
 from palier.rewards import service as rewards
 from palier.rewards.models import CouponUse, PaymentIn
 from palier.text import mask_card_numbers
@@ -58,6 +58,9 @@ async def till_search(request: Request) -> Response:
     q, found = await posted_search(request, who.program)
     if len(found) == 1:
         return RedirectResponse(f"/till/members/{found[0].id}", status_code=303)
+    if not found and (owner := _coupon_owner(request, q)) is not None:  # the QR code of a coupon, scanned
+        query = urlencode({"ok": "scanned", "code": codes.normalise(q)})
+        return RedirectResponse(f"/till/members/{owner}?{query}", status_code=303)
     rows = [{"member": m, "name": display_name(m)} for m in found]
     return render(request, "console/till.html", staff=who, section="till", q=q, rows=rows, searched=bool(q))
 
@@ -101,7 +104,7 @@ def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
 @requires("till.use")
 def till_member(request: Request, member_id: str, ok: str | None = None, code: str | None = None,
                 points: int | None = None, amount: int | None = None) -> HTMLResponse:  # fmt: skip
-    shown = ok in ("coupon", "paid", "credit", "enrolled")
+    shown = ok in ("coupon", "paid", "credit", "enrolled", "scanned")
     done = {"kind": ok, "code": code, "points": points, "amount": amount} if shown else None
     return _member(request, member_id, ok=done)
 
@@ -179,6 +182,18 @@ async def pay_with_points(request: Request, member_id: str) -> Response:
 ENROL_FIELDS = ("first_name", "last_name", "email", "phone", "card", "birthday", "language", "invitation_code")
 
 
+def _coupon_owner(request: Request, text: str) -> str | None:
+    """The member whose coupon ``text`` is (a coupon code scanned from its QR code), or None."""
+    if not codes.is_well_formed(codes.normalise(text)):
+        return None
+    with request.app.state.db.read() as conn:
+        try:
+            coupon = rewards.find_coupon(conn=conn, program_id=current(request).program.id, code=text)
+        except PalierError:
+            return None
+    return coupon.member_id
+
+
 def _prefill(q: str | None) -> dict[str, str]:
     """What the search box held, in the field it belongs to: an e-mail, a phone number, or a card scanned."""
     text = (q or "").strip()[:254]
@@ -191,6 +206,8 @@ def _prefill(q: str | None) -> dict[str, str]:
         return {"phone": text}
     if is_payment_card_number(digits):
         return {}  # a bank card swiped at the till: never a loyalty card number, and never shown again
+    if codes.is_well_formed(codes.normalise(text)):
+        return {}  # a coupon's code, not a loyalty card
     if digits.isalnum() and any(ch.isdigit() for ch in digits):
         return {"card": text}
     return {"first_name": text} if text.replace(" ", "").isalpha() else {}
