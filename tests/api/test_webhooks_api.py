@@ -160,15 +160,18 @@ def test_a_test_event_shows_how_the_receiver_answers_and_writes_nothing(
     assert_problem(program.call("POST", "/v1/webhook/test"), 404, "webhook_not_set")
     secret = program.call("PUT", "/v1/webhook", json={"url": receiver.url}).json()["secret"]
     before = program.call("GET", "/v1/outbox").json()
-    assert program.call("POST", "/v1/webhook/test").json() == {"delivered": True, "status": 204, "error": None}
+    ok = {"delivered": True, "status": 204, "error": None, "failure": None}
+    assert program.call("POST", "/v1/webhook/test").json() == ok
     [(headers, body)] = receiver.received
     assert webhooks.verify(secret, headers["Palier-Signature"], body, now=clock.now().timestamp())
     [event] = receiver.events()
     assert event["type"] == "webhook_test" and event["id"].startswith("obx_")
     receiver.statuses = [500]
-    assert program.call("POST", "/v1/webhook/test").json() == {"delivered": False, "status": 500, "error": "HTTP 500"}
+    refused = {"delivered": False, "status": 500, "error": "HTTP 500", "failure": "status"}
+    assert program.call("POST", "/v1/webhook/test").json() == refused
     program.call("PUT", "/v1/webhook", json={"url": "http://127.0.0.1:9/nobody-listens"})
     down = program.call("POST", "/v1/webhook/test").json()
-    assert (down["delivered"], down["status"]) == (False, None) and down["error"].startswith("ConnectError")
+    assert (down["delivered"], down["status"], down["failure"]) == (False, None, "unreachable")
+    assert down["error"].startswith("ConnectError")
     assert program.call("GET", "/v1/outbox").json() == before  # the test events are not in the outbox
     assert webhooks.deliver(db, clock, program_id=program.id).requests == 0  # and are not sent again

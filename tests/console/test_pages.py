@@ -86,6 +86,9 @@ def test_an_admin_sets_the_webhook_sees_what_waits_and_removes_it(
     tested = client.post("/console/settings/webhook/test", data={"csrf": token})
     assert "Événement de test reçu : l&#39;adresse a répondu HTTP 204." in tested.text
     assert receiver.events()[-1]["type"] == "webhook_test"
+    receiver.statuses = [503]
+    failed = client.post("/console/settings/webhook/test", data={"csrf": token})
+    assert "L&#39;événement de test n&#39;est pas passé : l&#39;adresse a répondu HTTP 503, une erreur." in failed.text
     rotated = client.post("/console/settings/webhook", data={"csrf": token, "url": receiver.url, "new_secret": "on"})
     assert secret not in rotated.text and program.call("GET", "/v1/webhook").json()["secret"] in rotated.text
     removed = client.post("/console/settings/webhook/remove", data={"csrf": token})

@@ -26,7 +26,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -255,10 +255,28 @@ def _post(client: httpx.Client, url: str, secret: str, body: bytes, clock: Clock
     return status, None if 200 <= status < 300 else f"HTTP {status}"
 
 
+Failure = Literal["unreachable", "timeout", "status", "network"]
+
+
+def failure(status: int | None, error: str | None) -> Failure | None:
+    """What kind of failure ``_post``'s outcome is, for a person: nobody answered at that address, it
+    answered too slowly, it answered with an error status, or another network error."""
+    if error is None:
+        return None
+    if status is not None:
+        return "status"
+    if error.startswith("ConnectError") or error.startswith("ConnectTimeout"):
+        return "unreachable"
+    return "timeout" if "Timeout" in error.split(":")[0] else "network"
+
+
 class WebhookTest(BaseModel):
     delivered: bool = Field(description="the receiver answered 2xx")
     status: int | None = Field(description="the receiver's HTTP status (null: it never answered)")
     error: str | None = Field(description="what went wrong, if it did")
+    failure: Failure | None = Field(
+        default=None, description="unreachable, timeout, status (an error status) or network; null when delivered"
+    )
 
 
 def send_test(hook: Webhook, clock: Clock) -> WebhookTest:
@@ -274,7 +292,7 @@ def send_test(hook: Webhook, clock: Clock) -> WebhookTest:
     body = json.dumps({"events": [event]}, separators=(",", ":")).encode()
     with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
         status, error = _post(client, hook.url, hook.secret, body, clock)
-    return WebhookTest(delivered=error is None, status=status, error=error)
+    return WebhookTest(delivered=error is None, status=status, error=error, failure=failure(status, error))
 
 
 def _settle(db: Database, rows: list[dict[str, Any]], now: datetime, error: str | None) -> None:
