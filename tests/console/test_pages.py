@@ -382,3 +382,19 @@ def test_a_store_credit_coupon_is_shown_as_credited_to_the_wallet(
     admin(client, program, add_staff)
     page = client.get(f"/console/coupons?code={redeemed['coupon']['code']}").text
     assert "Crédité sur l&#39;avoir du membre" in page and "None" not in page and "console.channel" not in page
+
+
+def test_a_members_vip_membership_is_shown_on_their_page_and_at_the_till(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    ann = program.enrol(first_name="Ann")
+    plan = {"code": "club", "name": {"fr": "Club Fournil", "en": "Bakery Club"}, "price": 499, "period": "monthly"}
+    assert program.call("POST", "/v1/plans", json=plan).status_code == 201
+    now = client.app.state.clock.now().isoformat()  # type: ignore[attr-defined]
+    fee = {"payment_id": f"fee-{ann['id']}", "member_id": ann["id"], "plan": "club", "amount": 499, "paid_at": now}
+    paid = program.call("POST", "/v1/memberships/payments", json=fee)
+    assert paid.status_code in (200, 201), paid.text
+    assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
+    page = client.get(f"/console/members/{ann['id']}").text
+    assert "Club Fournil : adhésion payée jusqu&#39;au" in page, page
+    assert "VIP Club Fournil" in client.get(f"/till/members/{ann['id']}").text

@@ -11,6 +11,8 @@ from palier.clock import Clock
 from palier.ledger import operations as ledger
 from palier.members import service as members
 from palier.members.models import Balance, HistoryLine, Member
+from palier.memberships import service as memberships
+from palier.memberships.models import Membership
 from palier.programs.models import Program
 from palier.rewards import service as rewards
 from palier.rewards.models import Coupon, Localized
@@ -27,6 +29,7 @@ class MemberView:
     coupons: list[Coupon]  # newest first
     history: list[HistoryLine]  # newest first
     store_credit: int  # the wallet, minor units
+    memberships: list[Membership]  # VIP plans not lapsed: in trial, active or cancelled (to their period's end)
 
     @property
     def usable_coupons(self) -> list[Coupon]:
@@ -48,6 +51,11 @@ def member_view(
         coupons=rewards.member_coupons(conn=conn, program_id=program.id, member_id=member_id)[:coupons],
         history=found,
         store_credit=ledger.balances_of(conn, member_id, "wallet"),
+        memberships=[
+            m
+            for m in memberships.member_memberships(conn=conn, program_id=program.id, member_id=member_id)
+            if m.state != "lapsed"
+        ],
     )
 
 
