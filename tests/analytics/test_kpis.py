@@ -180,3 +180,21 @@ def test_the_dashboard_is_computed_once_per_data_version(
             conn=conn, clock=clock, program_id=program.id, changes=ProgramUpdate(redeem_amount=200), actor="t"
         )
     assert shown(program).kpis.liability == 20 and shown(changed).kpis.liability == 40  # 20 points at 2 cents
+
+
+def test_what_the_program_owes_counts_store_credit_with_points(
+    db: Database, clock: FrozenClock, new_program: Callable[..., Program]
+) -> None:
+    """Turning 1 000 points into €10 of store credit does not lower what the program owes its members."""
+    program = new_program(redeem_points=100, redeem_amount=100)  # 100 points are worth 1.00 €
+    eve = f.enrol(db, clock, program, first_name="Eve")
+    f.adjust(db, clock, program, eve, 1_500)
+    data = {"kind": "store_credit", "cost_points": 1_000, "amount": 1_000, "title": {"fr": "Avoir", "en": "Credit"}}
+    with db.write() as conn:
+        credit = rewards.create_reward(conn=conn, clock=clock, program=program, data=RewardIn.model_validate(data),
+                                       actor=f.ACTOR)  # fmt: skip
+        rewards.redeem(conn=conn, clock=clock, program=program, member_id=eve.id, data=RedeemIn(reward_id=credit.id))
+    with db.read() as conn:
+        found = kpis(conn=conn, program=program, period=TWO_WEEKS)
+    assert (found.outstanding_points, found.liability, found.store_credit) == (500, 500, 1_000)
+    assert found.owed == 1_500  # what it owed before the redemption: 1 500 points at a cent each

@@ -101,8 +101,14 @@ class Kpis:
     weeks: list[WeekPoints]
     outstanding_points: int  # held by members now: available + pending + held
     liability: int  # minor units: outstanding points at the program's redemption value
+    store_credit: int = 0  # minor units: what members hold in their wallets, owed as money
     member_orders: Orders = field(default_factory=Orders)
     non_member_orders: Orders = field(default_factory=Orders)
+
+    @property
+    def owed(self) -> int:
+        """Everything the program owes its members now, in minor units: their points' worth and store credit."""
+        return self.liability + self.store_credit
 
     @property
     def issued(self) -> int:
@@ -146,6 +152,7 @@ def kpis(*, conn: Connection, program: Program, period: Period, channel: str | N
         weeks=_weekly_points(conn, program, period, channel),
         outstanding_points=outstanding,
         liability=points_value(program, outstanding),
+        store_credit=_store_credit(conn, program),
         member_orders=member_orders,
         non_member_orders=non_member_orders,
     )
@@ -211,6 +218,15 @@ def _outstanding(conn: Connection, program: Program) -> int:
             accounts.c.member_id.is_not(None),
             accounts.c.kind.in_(("available", "pending", "held")),
             accounts.c.asset == "PTS",
+        )
+    ).scalar()
+    return int(held or 0)
+
+
+def _store_credit(conn: Connection, program: Program) -> int:
+    held = conn.execute(
+        select(func.coalesce(func.sum(accounts.c.balance), 0)).where(
+            accounts.c.program_id == program.id, accounts.c.member_id.is_not(None), accounts.c.kind == "wallet"
         )
     ).scalar()
     return int(held or 0)
