@@ -142,9 +142,12 @@ def test_how_to_earn_in_french_and_english(program: ApiProgram) -> None:
     french = program.call("GET", "/v1/how-to-earn", params={"language": "fr"}).json()
     assert "Product review: 15 points (per week)" in english["lines"]
     assert "1 point per euro — 1 point per €1.00" in english["lines"]
-    assert "Avis produit: 15 points (par semaine)" in french["lines"]
+    assert "Avis produit : 15 points (par semaine)" in french["lines"]  # a space before the colon, in French
     assert "Bonus viennoiserie — 2 points par article sur viennoiserie" in french["lines"]
-    assert any(x.startswith("Week-end double — points multipliés par 2") for x in french["lines"])
+    weekend = next(x for x in french["lines"] if x.startswith("Week-end double"))
+    assert weekend.startswith("Week-end double — gains multipliés par 2")  # whatever the points are called
+    assert weekend.endswith(", du 7 mars 2026 au 9 mars 2026"), weekend  # dates as people write them
+    assert any(x.endswith(", from 7 March 2026 to 9 March 2026") for x in english["lines"]), english["lines"]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))

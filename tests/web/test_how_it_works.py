@@ -32,7 +32,7 @@ def test_how_it_works_shows_the_rewards_and_switches_language(
     card = page.locator(".reward-card")
     assert card.locator("h3").inner_text() == "Bon de 5 €"
     assert "5,00 € de remise" in card.inner_text()
-    assert "Bienvenue : 50 points offerts à votre inscription" in page.locator(".earn-list").inner_text()
+    assert "Bienvenue : 50 points en cadeau à votre inscription" in page.locator(".earn-list").inner_text()
     assert_accessible(page)
     shoot(page, "fr")
 
@@ -69,7 +69,7 @@ def test_how_it_works_follows_the_configuration(
     page.goto(f"/how-it-works/{program.id}?lang=en")
     before = page.locator("main").inner_text()
     assert "Purchases — 1 point per €1.00" in before
-    assert "Points from a purchase are pending for 14 days" in before
+    assert "Your points from a purchase are pending for 14 days" in before
     assert "expire 12 months after" in before
     assert page.locator(".reward-card .cost-value").inner_text() == "300"
     assert page.locator(".tier-card").count() == 0
@@ -104,7 +104,7 @@ def test_how_it_works_follows_the_configuration(
     assert page.locator(".reward-card .cost-value").inner_text() == "250"
     assert page.locator(".tier-card h3").all_inner_texts() == ["Silver", "Gold"]
     assert "€500.00 spent" in page.locator(".tier-card").nth(1).inner_text()
-    assert "Points from a purchase are pending for 30 days" in after
+    assert "Your points from a purchase are pending for 30 days" in after
     assert "Your points never expire." in after
     assert "rules version 1" in page.locator("footer").inner_text()
     assert_accessible(page)

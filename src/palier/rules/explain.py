@@ -53,7 +53,8 @@ def how_to_earn(
             if action.limit
             else ""
         )
-        lines.append(f"{action.name.in_language(lang)}: {counted(action.points, points_name, lang)}{limit}")
+        colon = " : " if lang == "fr" else ": "  # French puts a space before the colon
+        lines.append(f"{action.name.in_language(lang)}{colon}{counted(action.points, points_name, lang)}{limit}")
     for rule in rules.document.rules:
         campaign = rules.campaigns.get(rule.campaign or "")
         if campaign is not None and local_to_utc(campaign.ends, rules.timezone) <= now:
@@ -61,13 +62,27 @@ def how_to_earn(
         sentence = _effect(rule, lang, currency, exponent, points_name)
         sentence += _when(rule.conditions, lang, currency, exponent)
         if campaign is not None:
-            starts, ends = campaign.starts, campaign.ends
-            if lang == "fr":
-                sentence += f", du {starts:%d/%m/%Y %H:%M} au {ends:%d/%m/%Y %H:%M}"
-            else:
-                sentence += f", from {starts:%Y-%m-%d %H:%M} to {ends:%Y-%m-%d %H:%M}"
+            starts, ends = _moment(campaign.starts, lang), _moment(campaign.ends, lang)
+            sentence += f", du {starts} au {ends}" if lang == "fr" else f", from {starts} to {ends}"
         lines.append(f"{rule.name.in_language(lang)} — {sentence}")
     return lines
+
+
+_MONTHS = {
+    "fr": ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
+           "novembre", "décembre"),
+    "en": ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December"),
+}  # fmt: skip
+
+
+def _moment(when: datetime, lang: str) -> str:
+    """A campaign's bound as it was written (wall-clock time in the program's zone): "5 décembre 2026 à 18:00",
+    "5 December 2026 at 18:00"; the time left out at midnight."""
+    day = f"{when.day} {_MONTHS[lang][when.month - 1]} {when.year}"
+    if (when.hour, when.minute) == (0, 0):
+        return day
+    return f"{day} {'à' if lang == 'fr' else 'at'} {when:%H:%M}"
 
 
 def counted(n: int, points_name: str, lang: str) -> str:
@@ -91,7 +106,8 @@ def _effect(rule: Rule, lang: str, currency: str, exponent: int, points_name: st
         )
     if isinstance(e, Multiplier):
         factor = f"{e.factor.normalize():f}"
-        return f"{points_name} multipliés par {factor}" if fr else f"{points_name} multiplied by {factor}"
+        factor = factor.replace(".", ",") if fr else factor
+        return f"gains multipliés par {factor}" if fr else f"earnings multiplied by {factor}"
     if isinstance(e, PerItem):
         return f"{counted(e.points, points_name, lang)} {'par article' if fr else 'per item'}"
     if isinstance(e, SpendStep):

@@ -164,13 +164,13 @@ def _fine_print(program: Program, language: str) -> list[str]:
     t = i18n.translator(language)
     lines = []
     if program.return_window_days:
-        lines.append(t("howto.pending", days=program.return_window_days))
+        lines.append(t("howto.pending", days=program.return_window_days, name=program.points_name))
     else:
-        lines.append(t("howto.pending_none"))
+        lines.append(t("howto.pending_none", name=program.points_name))
     if program.points_lifetime_months:
-        lines.append(t("howto.expiry", months=program.points_lifetime_months))
+        lines.append(t("howto.expiry", months=program.points_lifetime_months, name=program.points_name))
     else:
-        lines.append(t("howto.no_expiry"))
+        lines.append(t("howto.no_expiry", name=program.points_name))
     if program.pay_with_points_max_percent:
         lines.append(
             t(
@@ -181,7 +181,7 @@ def _fine_print(program: Program, language: str) -> list[str]:
                 percent=program.pay_with_points_max_percent,
             )
         )
-    lines.append(t("howto.returns"))
+    lines.append(t("howto.returns", name=program.points_name))
     return lines
 
 
