@@ -116,7 +116,7 @@ def test_the_tiers_editor_refuses_a_bad_policy_at_its_line_and_saves_a_good_one(
     saved = client.post("/console/tiers", data={"csrf": token, "document": good}, follow_redirects=False)
     assert saved.status_code == 303
     page = client.get("/console/tiers").text
-    assert "Argent" in page and "20 000" in page.replace("\u202f", " ")
+    assert "Argent" in page and "200,00 €" in page  # a spend threshold is shown as money, not centimes
     assert program.call("GET", "/v1/tiers").json()["tiers"][0]["threshold"] == 20000
 
 
