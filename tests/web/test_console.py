@@ -390,3 +390,8 @@ def test_the_console_fits_a_phone_without_scrolling_sideways(
         phone.goto(path)
         width = phone.evaluate("document.documentElement.scrollWidth")
         assert width <= MOBILE["width"], f"{path} is {width} px wide on a {MOBILE['width']} px phone"
+    for label in ("Équipe", "Réglages", "Caisse"):  # every section is in sight, none hidden off the edge
+        link = phone.locator(".console-nav").get_by_role("link", name=label, exact=True)
+        box = link.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= MOBILE["width"], label
+    assert phone.get_by_role("link", name="Mot de passe").is_visible()  # a phone can change it too

@@ -67,6 +67,9 @@ def test_a_member_signs_in_by_link_sees_the_balance_redeems_and_gets_a_coupon_wi
         assert phone.evaluate("document.documentElement.scrollWidth") <= MOBILE["width"], name
         assert_accessible(phone)
         shoot(phone, f"mobile-{name}")
+    for label in ("Historique", "Préférences"):  # the whole menu is in sight on a phone, none cut at the edge
+        box = phone.locator(".portal-nav").get_by_role("link", name=label, exact=True).bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= MOBILE["width"], label
     for path in ("/rewards", "/history", "/settings"):
         page.goto(f"/p/{shop.program.id}{path}")
         assert_accessible(page)
