@@ -6,8 +6,10 @@ import threading
 from typing import get_args
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import select
 
+from palier.api.problems import validation_code
 from palier.clock import FrozenClock
 from palier.db import Database
 from palier.errors import Conflict, InvalidInput, Throttled, Unauthenticated
@@ -79,8 +81,9 @@ def test_the_same_email_twice_in_a_program_and_short_passwords_are_refused(
     with pytest.raises(Conflict) as twice:
         add(db, clock, program, email=user.email.upper())
     assert (twice.value.code, twice.value.field) == ("staff_exists", "email")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValidationError) as short:
         StaffCreate.model_validate({"email": "a@b.example", "display_name": "A", "role": "admin", "password": "short"})
+    assert validation_code(dict(short.value.errors()[0])) == "password_too_short"  # said as such in the console
     with pytest.raises(ValueError):
         StaffCreate.model_validate({"email": "a@b.example", "display_name": "A", "role": "owner", "password": PASSWORD})
 
