@@ -52,7 +52,7 @@ REWARDS = {
         sku=COFFEE,
     ),
     "delivery": _reward(
-        "free_shipping", 300, "Livraison offerte", "Free delivery",
+        "free_shipping", 300, "Frais de port offerts", "Shipping on us",
         "Les frais de port de votre prochaine commande en ligne.", "Shipping on your next online order.",
         channels=["web", "app"],
     ),

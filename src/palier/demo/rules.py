@@ -92,7 +92,7 @@ TEN_EUROS = {
     "amount": 1000,
     "title": {"fr": "Bon de 10 €", "en": "€10 voucher"},
     "description": {
-        "fr": "Offert automatiquement pour chaque tranche de 100 € d'achats.",
-        "en": "Given automatically for every €100 you spend.",
+        "fr": "Offert pour chaque tranche de 100 € d'achats, ou contre 1 000 points.",
+        "en": "Given for every €100 you spend, or yours for 1,000 points.",
     },
 }
