@@ -169,6 +169,7 @@ def test_member_search_by_identity_or_name_and_a_refused_adjustment(
         assert found.headers.get("location") == f"/console/members/{ann['id']}", typed
     both = client.post("/console/members", data={"csrf": token, "q": "ann"})
     assert "2 membres trouvés" in both.text and "Annabelle Roux" in both.text and "Anne Vidal" in both.text
+    assert "+33 6 12 34 56 78" in both.text  # a phone number as people read it, not +33612345678
     for typed in ("ROUX Annabelle", "annab rou", "rou ann"):  # the French order, or the start of each name
         found = client.post("/console/members", data={"csrf": token, "q": typed}, follow_redirects=False)
         assert found.headers.get("location") == f"/console/members/{ann['id']}", typed

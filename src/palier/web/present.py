@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import phonenumbers
+
 from palier.clock import utc
 from palier.programs.models import Program
 from palier.rewards.models import Reward
@@ -26,6 +28,14 @@ def number(value: int, language: str) -> str:
     """1234567 → '1 234 567' (fr, narrow no-break spaces) or '1,234,567' (en)."""
     text = f"{value:,}"
     return text.replace(",", "\u202f") if language == "fr" else text
+
+
+def phone(number: str) -> str:
+    """A stored E.164 number as people read it: ``+33 6 12 34 56 78``."""
+    try:
+        return phonenumbers.format_number(phonenumbers.parse(number), phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    except phonenumbers.NumberParseException:
+        return number
 
 
 def orders_key(count: int) -> str:
