@@ -103,8 +103,9 @@ def _batch_with_retries(db: Database, batch: Callable[[Connection], BatchResult]
 
     A batch waits on nothing but program slots, taken last and in id order. A command that updates
     a slot before locking a lot (``ledger.operations.reverse`` gives points back to lots after
-    writing its postings) can still close a cycle with a batch holding that lot: one of the two is
-    rolled back, and running the batch again is safe (it commits all or nothing).
+    writing its postings; ``settle_debt`` takes lots to repay a debt after points came back) can
+    still close a cycle with a batch holding that lot: one of the two is rolled back, and running
+    the batch again is safe (it commits all or nothing); API commands run again too.
     """
     for attempt in range(RETRIES):
         try:
