@@ -137,9 +137,14 @@ def test_a_renewal_a_few_days_late_keeps_the_billing_dates(db: Database, clock: 
     late = pay(db, clock, program, bo.id, payment_id="fee-2")
     assert (late.id, late.state, late.period_start) == (first.id, "active", first.period_end)
     assert purchase(db, clock, program, bo, lines=[line("A", 2_000)]).points == 40
-    clock.set(late.period_end + timedelta(days=3))
+    clock.set(late.period_end + timedelta(days=3, hours=1))
     assert memberships.lapse(db, clock, program_id=program.id) == 1
-    again = pay(db, clock, program, bo.id, payment_id="fee-3")  # after the lapse: a new membership
+    dated = late.period_end + timedelta(days=2)  # paid in the grace, recorded after the job lapsed it
+    revived = pay(db, clock, program, bo.id, payment_id="fee-3", paid_at=dated)
+    assert (revived.id, revived.state, revived.period_start) == (first.id, "active", late.period_end)
+    clock.set(revived.period_end + timedelta(days=10))
+    assert memberships.lapse(db, clock, program_id=program.id) == 1
+    again = pay(db, clock, program, bo.id, payment_id="fee-4")  # long after: a new membership
     assert again.id != first.id and again.period_start == clock.now()
 
 

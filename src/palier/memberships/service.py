@@ -157,7 +157,9 @@ def record_payment(
     now = clock.now()
     paid_at = checked_occurred_at(data.paid_at, now, timezone=program.timezone, field="paid_at")
     paid_at = min(paid_at, now)  # a till a little fast: now
-    live = _live(conn, program.id, data.member_id, plan.id)
+    live = _live(conn, program.id, data.member_id, plan.id) or _lapsed_in_grace(
+        conn, program.id, data.member_id, plan.id, paid_at
+    )
     if live is None:
         _check_access(conn, clock, program, plan, data.member_id, data.invitation_code)
         end = period_end(plan.period, anchor=paid_at, after=paid_at, timezone=program.timezone)
@@ -180,6 +182,7 @@ def record_payment(
                 period_end=end,
                 billing_anchor=anchor,
                 cancelled_at=None,
+                ended_at=None,
                 updated_at=now,
             )
         )
@@ -322,6 +325,27 @@ def _live(conn: Connection, program_id: str, member_id: str, plan_id: str) -> An
                 memberships.c.plan_id == plan_id,
                 memberships.c.state.in_(LIVE),
             )
+        )
+        .mappings()
+        .first()
+    )
+
+
+def _lapsed_in_grace(conn: Connection, program_id: str, member_id: str, plan_id: str, paid_at: datetime) -> Any:
+    """A paid membership the lapse job ended although this payment is dated within its grace (recorded late,
+    after the job ran): the payment renews it on its billing dates, as it would have before the job."""
+    return (
+        conn.execute(
+            select(memberships)
+            .where(
+                memberships.c.program_id == program_id,
+                memberships.c.member_id == member_id,
+                memberships.c.plan_id == plan_id,
+                memberships.c.state == "lapsed",
+                memberships.c.billing_anchor.is_not(None),  # it was paid for, not a trial
+                memberships.c.period_end >= paid_at - LAPSE_GRACE,
+            )
+            .order_by(memberships.c.period_end.desc())
         )
         .mappings()
         .first()
