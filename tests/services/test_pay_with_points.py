@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -207,3 +209,26 @@ def test_points_paid_from_a_lot_that_expired_come_back_expired(
     back = return_(db, clock, program, "E-1", lines=[("A", 1)])
     assert back.details["points_given_back"] == 1_000
     assert balance(db, program, member).available == 0  # their lot had expired: they expired, not resurrected
+
+
+def test_a_payment_committing_while_its_purchase_waits_is_counted(
+    db: Database, clock: FrozenClock, new_program: Any
+) -> None:
+    """The till's payment is still being written when the order arrives: the purchase reads the payments
+    under the member's lock, so it waits for the payment and earns on the money part only."""
+    if not db.is_postgres:
+        pytest.skip("SQLite runs one writer at a time: there is no race to show")
+    program = new_program(redeem_points=100, redeem_amount=100, return_window_days=0)
+    member = enrol(db, clock, program, first_name="Pia")
+    adjust(db, clock, program, member, 3_000)
+    body = purchase_body(program, member, clock=clock, order_id="RACE-1", lines=[line("BAG", 10_000)])
+    recorded: list[Any] = []
+    with db.write() as conn:  # the till pays 2 000 points for the order, not committed yet
+        data = PaymentIn(kind="points", order_id="RACE-1", points=2_000, order_total=10_000)
+        payments.pay(conn=conn, clock=clock, program=program, member_id=member.id, data=data)
+        sender = threading.Thread(target=lambda: recorded.append(send_purchase(db, clock, program, body)[0]))
+        sender.start()
+        time.sleep(0.5)  # the purchase now waits on the member's lock
+    sender.join()
+    assert recorded[0].points == 80  # on the €80 paid with money
+    assert balance(db, program, member).available == 1_080

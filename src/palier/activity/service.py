@@ -121,14 +121,16 @@ def record_purchase(
     occurred_at = checked_occurred_at(purchase.occurred_at, now, timezone=program.timezone)
     check_currency(purchase, program)
     event_id = new_id("event")
-    paid_otherwise = payments.paid_otherwise(
-        conn, program=program, order_id=purchase.order_id, total=order_total(purchase)
-    )
     if purchase.member is None:  # a shopper who is not a member: kept for the KPIs, earns nothing
         member_id, claim = None, None
+        payments.paid_otherwise(conn, program=program, order_id=purchase.order_id, total=order_total(purchase))
         earning: Earning = anonymous_earning(purchase, program)
     else:
         member_id, claim = _resolve_and_lock(conn, program, purchase.member, card_key)
+        # read under the member's lock: a payment of this order at the till, committing meanwhile, is counted
+        paid_otherwise = payments.paid_otherwise(
+            conn, program=program, order_id=purchase.order_id, total=order_total(purchase)
+        )
         # the base rate, or what the rules in force when it occurred award (recorded as awards of event_id)
         earning = rules.purchase_earning(
             conn=conn,
