@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import update
 
 from palier.clock import FrozenClock
 from palier.db import Database
@@ -16,6 +17,7 @@ from palier.errors import PalierError
 from palier.members.models import MemberCreate
 from palier.memberships import service as memberships
 from palier.memberships.models import InvitationsIn, JoinIn, Membership, MembershipPaymentIn, PlanIn
+from palier.memberships.tables import memberships as membership_rows
 from palier.notify.outbox import recent
 from palier.programs.models import Program
 from palier.programs.service import get_program
@@ -146,6 +148,20 @@ def test_a_renewal_a_few_days_late_keeps_the_billing_dates(db: Database, clock: 
     assert memberships.lapse(db, clock, program_id=program.id) == 1
     again = pay(db, clock, program, bo.id, payment_id="fee-4")  # long after: a new membership
     assert again.id != first.id and again.period_start == clock.now()
+
+
+def test_a_membership_paid_before_billing_dates_were_kept_is_renewed_in_its_grace_too(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    program = add_plan(db, clock, program)
+    bo = enrol(db, clock, program, first_name="Bo")
+    first = pay(db, clock, program, bo.id, payment_id="fee-1")
+    with db.write() as conn:  # as a membership paid before the upgrade that added billing dates
+        conn.execute(update(membership_rows).where(membership_rows.c.id == first.id).values(billing_anchor=None))
+    clock.set(first.period_end + timedelta(days=3, hours=1))
+    assert memberships.lapse(db, clock, program_id=program.id) == 1
+    revived = pay(db, clock, program, bo.id, payment_id="fee-2", paid_at=first.period_end + timedelta(days=1))
+    assert (revived.id, revived.period_start) == (first.id, first.period_end)
 
 
 def test_the_plan_multiplier_applies_while_the_membership_lives(

@@ -342,8 +342,10 @@ def _lapsed_in_grace(conn: Connection, program_id: str, member_id: str, plan_id:
                 memberships.c.member_id == member_id,
                 memberships.c.plan_id == plan_id,
                 memberships.c.state == "lapsed",
-                memberships.c.billing_anchor.is_not(None),  # it was paid for, not a trial
                 memberships.c.period_end >= paid_at - LAPSE_GRACE,
+                select(membership_payments.c.id)  # it was paid for, not a trial that ended
+                .where(membership_payments.c.membership_id == memberships.c.id)
+                .exists(),
             )
             .order_by(memberships.c.period_end.desc())
         )
