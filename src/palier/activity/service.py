@@ -309,13 +309,12 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
         )
     )
     # what was paid with points or credit comes back in proportion, to whoever paid it: the order may have
-    # been recorded without a member (a walk-in, a card nobody has linked) after a member paid with points
-    paid_by = (
-        [member_id] if member_id is not None else payments.payers(conn, program_id=program.id, order_id=ret.order_id)
-    )
+    # been recorded without a member (a walk-in, a card nobody has linked) or for another member than the
+    # one who paid; each payer's lock is taken before their points move
+    paid_by = payments.payers(conn, program_id=program.id, order_id=ret.order_id)
     if paid_by:
-        if member_id is None:
-            lock_members(conn, paid_by)
+        if others := [payer for payer in paid_by if payer != member_id]:
+            lock_members(conn, others)
         result.details |= payments.on_return(
             conn=conn,
             clock=clock,
