@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from palier.clock import FrozenClock
 from palier.db import Database
@@ -365,3 +366,11 @@ def test_a_return_after_the_points_were_redeemed_books_debt(db: Database, clock:
     return_(db, clock, program, "A-1", lines=[("TV", 1)])
     b = balance(db, program, member)
     assert (b.available, b.held, b.debt) == (0, 0, 500)
+
+
+@pytest.mark.parametrize("model", [RewardIn, RewardUpdate])
+def test_a_rewards_window_is_sent_with_its_offset_on_create_and_on_change(model: Any) -> None:
+    fields = {"kind": "gift", "cost_points": 10, "title": {"fr": "T", "en": "T"}} if model is RewardIn else {}
+    with pytest.raises(ValidationError, match="give a time zone"):
+        model.model_validate(fields | {"ends_at": "2026-12-31T23:59:00"})
+    assert model.model_validate(fields | {"ends_at": "2026-12-31T23:59:00+01:00"}).ends_at is not None

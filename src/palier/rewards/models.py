@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from palier.activity.models import Line, MemberId, Money
 from palier.clock import Moment
@@ -61,6 +61,13 @@ class Eligibility(Strict):
     )
 
 
+def _with_offset(value: datetime | None) -> datetime | None:
+    """A reward's window is sent with its offset, on create and on change alike."""
+    if value is not None and value.tzinfo is None:
+        raise ValueError("give a time zone (e.g. 2026-12-01T00:00:00+01:00 or …Z)")
+    return value
+
+
 class RewardIn(Strict):
     kind: RewardKind
     cost_points: Whole = Field(ge=1, le=100_000_000)
@@ -86,12 +93,7 @@ class RewardIn(Strict):
     eligibility: Eligibility | None = None
     valid_days: Whole = Field(default=30, ge=1, le=3650, description="how long a coupon can be used")
 
-    @field_validator("starts_at", "ends_at")
-    @classmethod
-    def _aware(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("give a time zone (e.g. 2026-12-01T00:00:00+01:00 or …Z)")
-        return value
+    _aware = field_validator("starts_at", "ends_at")(lambda value: _with_offset(value))
 
     @model_validator(mode="after")
     def _fits_kind(self) -> RewardIn:
@@ -129,6 +131,7 @@ class RewardUpdate(Strict):
     eligibility: Eligibility | None = None
     valid_days: Whole | None = Field(default=None, ge=1, le=3650)
 
+    _aware = field_validator("starts_at", "ends_at")(lambda value: _with_offset(value))
     # these always have a value: null cannot clear them (it clears stock, ends_at… to "none")
     _no_null = field_validator("status", "cost_points", "title", "valid_days", mode="before")(refuse_null)
 
