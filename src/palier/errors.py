@@ -18,9 +18,13 @@ from __future__ import annotations
 from typing import Any
 
 
+def title_of(code: str) -> str:
+    """A problem's title: the same for every problem of ``code`` (RFC 9457), ``Insufficient points``."""
+    return code.replace("_", " ").capitalize()
+
+
 class PalierError(Exception):
     status = 400
-    title = "Bad request"
 
     def __init__(self, code: str, detail: str, *, field: str | None = None, **extra: Any) -> None:
         super().__init__(detail)
@@ -32,7 +36,7 @@ class PalierError(Exception):
     def to_problem(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "type": f"https://palier.dev/problems/{self.code}",
-            "title": self.title,
+            "title": title_of(self.code),
             "status": self.status,
             "code": self.code,
             "detail": self.detail,
@@ -45,37 +49,30 @@ class PalierError(Exception):
 
 class InvalidInput(PalierError):
     status = 422
-    title = "Invalid input"
 
 
 class Unauthenticated(PalierError):
     status = 401
-    title = "Unauthenticated"
 
 
 class Forbidden(PalierError):
     status = 403
-    title = "Forbidden"
 
 
 class NotFound(PalierError):
     status = 404
-    title = "Not found"
 
 
 class Conflict(PalierError):
     status = 409
-    title = "Conflict"
 
 
 class Unprocessable(PalierError):
     status = 422
-    title = "Unprocessable"
 
 
 class Throttled(PalierError):
     status = 429
-    title = "Too many attempts"
 
 
 def value_error_code(message: str) -> str | None:

@@ -33,6 +33,7 @@ def assert_problem(response: httpx.Response, status: int, code: str, field: Any 
     body: dict[str, Any] = response.json()
     assert body["status"] == status, body
     assert body["type"].endswith(f"/{body['code']}"), body
+    assert body["title"] == body["code"].replace("_", " ").capitalize(), body  # the same for every problem of a code
     if code is not ANY:
         assert body["code"] == code, body
     if field is not ANY:

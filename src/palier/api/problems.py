@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from palier.errors import PalierError, validation_message, value_error_code
+from palier.errors import PalierError, title_of, validation_message, value_error_code
 from palier.text import contains_card_number
 
 log = logging.getLogger("palier.api")
@@ -39,7 +39,7 @@ _CODES = {
 def problem(status: int, code: str, detail: str, *, field: str | None = None, **extra: Any) -> JSONResponse:
     body: dict[str, Any] = {
         "type": f"https://palier.dev/problems/{code}",
-        "title": code.replace("_", " ").capitalize(),  # the same for every problem of this code (RFC 9457)
+        "title": title_of(code),
         "status": status,
         "code": code,
         "detail": detail,
