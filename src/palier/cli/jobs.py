@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from palier.cli.common import console, new_app, open_database
 from palier.clock import Clock, SystemClock
 from palier.db import Database
-from palier.jobs import housekeeping, sweeps
+from palier.jobs import debts, housekeeping, sweeps
 from palier.ledger.tables import lots
 from palier.logs import mask_handlers
 from palier.memberships import service as memberships
@@ -45,6 +45,7 @@ class Job(StrEnum):
     tiers = "tiers"
     memberships = "memberships"
     segments = "segments"
+    debts = "debts"
     expiry_warnings = "expiry-warnings"
     webhooks = "webhooks"
     housekeeping = "housekeeping"
@@ -60,7 +61,7 @@ PER_MEMBER: dict[str, tuple[Callable[..., gifts.GiftRun | expiry.WarningRun], st
 }
 # Seconds between two runs of these by the worker, when more than its --interval: a warning window is days
 # wide, and finding who is due reads every lot that expires within it.
-SLOWER = {"expiry-warnings": 3600.0, "housekeeping": 3600.0}
+SLOWER = {"expiry-warnings": 3600.0, "housekeeping": 3600.0, "debts": 3600.0}
 
 
 def _requalify(db: Database, clock: Clock, program_id: str | None, workers: int) -> int:
@@ -77,10 +78,15 @@ def _refresh(db: Database, clock: Clock, program_id: str | None, workers: int) -
 
 # Members' standing, set-based in batches, safe to run twice: (job, what its count counts). Only the
 # requalification uses several workers (segments are refreshed in a few statements over all members).
+def _settle(db: Database, clock: Clock, program_id: str | None, workers: int) -> int:
+    return debts.settle_all(db, clock, program_id=program_id)
+
+
 STATUS: dict[str, tuple[Callable[[Database, Clock, str | None, int], int], str]] = {
     "tiers": (_requalify, "members judged"),
     "memberships": (_lapse, "memberships lapsed"),
     "segments": (_refresh, "members in or out"),
+    "debts": (_settle, "members who repaid a debt"),
 }
 
 
@@ -113,6 +119,7 @@ def run(
         ...,
         help="mature (pending points whose return window closed), expire (old points, overdue coupons), "
         "birthdays, anniversaries, tiers (requalification), memberships (lapse unpaid ones), segments (refresh), "
+        "debts (members who owe points and hold some repay from them), "
         "expiry-warnings (points_expiring events for the mailer), webhooks (push waiting events), "
         "housekeeping (delete old sessions, sign-in codes, delivered events and sign-in attempts), or all.",
     ),
@@ -197,8 +204,8 @@ def worker(
 ) -> None:
     """Run the scheduled jobs every --interval seconds until SIGINT or SIGTERM: mature and expire points,
     expire overdue coupons, birthday and anniversary gifts, tier requalification, lapsed memberships, segment
-    refreshes, and (hourly) expiry warnings and housekeeping; and push events to the programs' webhooks every
-    --webhook-interval seconds.
+    refreshes, and (hourly) expiry warnings, debts still to settle and housekeeping; and push events to the
+    programs' webhooks every --webhook-interval seconds.
 
     Stopping is graceful: the batch in flight commits, then the worker exits. Several workers may
     run at once against PostgreSQL (batches lock their lots with SKIP LOCKED) or SQLite.
@@ -306,6 +313,8 @@ def _work(db: Database, clock: Clock, stop: threading.Event, *, interval: float,
             if expired:
                 log.info("coupons: %s past their date expired", f"{expired:,}")
         for name, (job, counts) in STATUS.items():
+            if not _due_now(last_run, name):
+                continue
             try:
                 count = job(db, clock, None, 1)
             except Exception:
