@@ -123,6 +123,7 @@ def record_purchase(
     event_id = new_id("event")
     if purchase.member is None:  # a shopper who is not a member: kept for the KPIs, earns nothing
         member_id, claim = None, None
+        # it earns nothing, but a member may have paid part of it: refused below what they paid for
         payments.paid_otherwise(conn, program=program, order_id=purchase.order_id, total=order_total(purchase))
         earning: Earning = anonymous_earning(purchase, program)
     else:
