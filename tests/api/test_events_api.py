@@ -82,6 +82,26 @@ def test_same_order_id_with_another_body_is_409(program: ApiProgram) -> None:
     assert member_state(program, member["id"]) == before
 
 
+def test_a_resend_that_writes_the_time_another_way_is_the_same_order(program: ApiProgram) -> None:
+    """A queue that re-serialises times in UTC, or a till that drops the offset, resends the same order."""
+    member = program.enrol(first_name="Ann")
+    body = purchase_body(member["id"], occurred_at="2026-03-02T10:00:00+01:00")
+    first = program.call("POST", PURCHASES, json=body)
+    assert first.status_code == 201, first.text
+    before = member_state(program, member["id"])
+    for written in ("2026-03-02T09:00:00Z", "2026-03-02T09:00:00+00:00", "2026-03-02T10:00:00"):  # Paris
+        again = program.call("POST", PURCHASES, json=body | {"occurred_at": written})
+        assert again.status_code == 200, (written, again.text)
+        assert again.json() == first.json()
+    assert member_state(program, member["id"]) == before
+    another_time = program.call("POST", PURCHASES, json=body | {"occurred_at": "2026-03-02T10:00:00Z"})
+    assert_problem(another_time, 409, "event_conflict", field="order_id")
+    ret = return_body(body["order_id"], occurred_at="2026-03-02T10:00:00+01:00")
+    assert program.call("POST", RETURNS, json=ret).status_code == 201
+    again = program.call("POST", RETURNS, json=ret | {"occurred_at": "2026-03-02T09:00:00Z"})
+    assert again.status_code == 200, again.text
+
+
 def test_same_return_id_with_another_body_is_409(program: ApiProgram) -> None:
     member = program.enrol(first_name="Ann")
     order = program.purchase(member["id"], lines=[line(quantity=3)])

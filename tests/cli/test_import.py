@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
@@ -145,6 +146,10 @@ def test_a_bulk_import_is_what_the_api_would_replay(db: Database, clock: FrozenC
             assert replayed and result.external_id == purchase.order_id
 
 
+def local(moment: str, timezone: str) -> str:
+    return datetime.fromisoformat(moment).astimezone(ZoneInfo(timezone)).replace(tzinfo=None).isoformat()
+
+
 def test_rerun_skips_everything_and_a_changed_order_is_a_conflict(db: Database, clock: FrozenClock) -> None:
     shop = open_shop(db, clock)
     rows = order_rows(shop, clock.now(), orders=20)
@@ -152,6 +157,16 @@ def test_rerun_skips_everything_and_a_changed_order_is_a_conflict(db: Database, 
     first = bulk_import(db, clock, shop, purchases, 6)
     before = snapshot(db, shop)
 
+    again = bulk_import(db, clock, shop, purchases, 6)
+    assert (again.imported, again.unclaimed, again.skipped, again.rejected) == (0, 0, len(purchases), [])
+    assert snapshot(db, shop) == before
+
+    # the same orders exported again with their times in Paris, without an offset (as a spreadsheet does)
+    in_paris = [
+        {**r, "occurred_at": local(r["occurred_at"], shop.program.timezone)} if "occurred_at" in r else r for r in rows
+    ]
+    assert in_paris[0]["occurred_at"] != rows[0]["occurred_at"]
+    purchases, _, _ = parsed(in_paris)
     again = bulk_import(db, clock, shop, purchases, 6)
     assert (again.imported, again.unclaimed, again.skipped, again.rejected) == (0, 0, len(purchases), [])
     assert snapshot(db, shop) == before

@@ -6,8 +6,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from palier.activity.service import payload_hash
 from palier.activity.tables import events
 from palier.clock import FrozenClock
 from palier.db import Database
@@ -17,6 +18,7 @@ from palier.ledger.tables import accounts, ledger_transactions
 from palier.programs.models import Program
 from palier.timeutil import add_months
 from tests.services.factories import (
+    CARD_KEY,
     add_identity,
     adjust,
     balance,
@@ -185,6 +187,27 @@ def test_the_same_order_sent_again_returns_the_first_result(db: Database, clock:
     assert event_count(db, program) == before[0]
     assert balance(db, program, member).available == 25  # matured once, not earned twice
     assert transaction_count(db, program) == before[1] + 1  # only the maturity
+
+
+def test_an_order_recorded_by_an_earlier_version_still_replays(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """Earlier versions fingerprinted the body exactly as sent; a retry of such an order is still a replay."""
+    member = enrol(db, clock, program)
+    body = purchase_body(program, member, clock=clock, amount=2590)
+    first, _ = send_purchase(db, clock, program, body)
+    sent = payload_hash(body, timezone=program.timezone, key=CARD_KEY)
+    assert sent.as_sent != sent.value  # "…Z" as pydantic writes it, "…+00:00" as an instant
+    with db.write() as conn:
+        conn.execute(
+            update(events)
+            .where(events.c.program_id == program.id, events.c.external_id == body.order_id)
+            .values(payload_hash=sent.as_sent)
+        )
+    again, replayed = send_purchase(db, clock, program, body)
+    assert replayed is True and again == first
+    with pytest.raises(Conflict):
+        send_purchase(db, clock, program, body.model_copy(update={"lines": [line("SKU-1", 2600)]}))
 
 
 def test_the_same_order_id_with_another_body_is_a_conflict(db: Database, clock: FrozenClock, program: Program) -> None:

@@ -37,7 +37,7 @@ from palier.activity.purchase_rows import (
     purchase_result,
     purchase_row,
 )
-from palier.activity.service import fingerprint, purchase_label
+from palier.activity.service import Fingerprint, event_conflict, fingerprinted, purchase_label
 from palier.activity.tables import events, purchases
 from palier.clock import Clock
 from palier.db import Database
@@ -94,7 +94,7 @@ class ImportStats:
 class _Item:
     row: int
     purchase: PurchaseIn
-    body_hash: str  # payload_hash(purchase, key=card_key)
+    body_hash: Fingerprint  # payload_hash(purchase, timezone=program.timezone, key=card_key)
     body: dict[str, Any]  # the stored copy: redacted(purchase)
     occurred_at: datetime | None = None
     member_id: str | None = None
@@ -118,7 +118,7 @@ def import_purchases(
     stats = ImportStats()
     now = clock.now()
     with _without_cycle_collection():
-        items = _fingerprinted(purchases, rows or range(1, len(purchases) + 1), card_key)
+        items = _fingerprinted(purchases, rows or range(1, len(purchases) + 1), program.timezone, card_key)
         items = _drop_known(conn, program, items, stats)
         items = _checked(items, program, now, stats)
         items = _resolved(conn, program, items, card_key, stats)
@@ -187,21 +187,13 @@ def _reject(stats: ImportStats, item: _Item, error: PalierError) -> None:
     stats.rejected.append(RowProblem(item.row, item.purchase.order_id, error.code, error.detail, error.field))
 
 
-def _fingerprinted(purchases: Sequence[PurchaseIn], rows: Iterable[int], card_key: bytes) -> list[_Item]:
+def _fingerprinted(purchases: Sequence[PurchaseIn], rows: Iterable[int], timezone: str, card_key: bytes) -> list[_Item]:
     """Each purchase with its fingerprint and stored copy, from one dump (as payload_hash and redacted)."""
     items = []
     for row, p in zip(rows, purchases, strict=True):
         dump = p.model_dump(mode="json")
-        items.append(_Item(row, p, fingerprint([dump], key=card_key), redact(dump)))
+        items.append(_Item(row, p, fingerprinted(p, dump, timezone=timezone, key=card_key), redact(dump)))
     return items
-
-
-def _conflict(order_id: str) -> Conflict:
-    return Conflict(
-        "event_conflict",
-        f"A purchase with id {order_id!r} was already received with different content. Use a new id for a new fact.",
-        field="order_id",
-    )
 
 
 def _drop_known(conn: Connection, program: Program, items: list[_Item], stats: ImportStats) -> list[_Item]:
@@ -213,10 +205,10 @@ def _drop_known(conn: Connection, program: Program, items: list[_Item], stats: I
         stored = known.get(item.purchase.order_id)
         if stored is None:
             fresh.append(item)
-        elif stored == item.body_hash:
+        elif item.body_hash.matches(stored):
             stats.skipped += 1
         else:
-            _reject(stats, item, _conflict(item.purchase.order_id))
+            _reject(stats, item, event_conflict("purchase", item.purchase.order_id, "order_id"))
     return fresh
 
 
@@ -322,17 +314,17 @@ def _active_only(conn: Connection, program: Program, items: list[_Item], stats: 
 
 def _first_of_each_order(items: list[_Item], stats: ImportStats) -> list[_Item]:
     """An order id twice in one batch: the second is a resend of the first (skipped or a conflict)."""
-    first: dict[str, str] = {}
+    first: dict[str, Fingerprint] = {}
     kept = []
     for item in items:
         order_id = item.purchase.order_id
         if order_id not in first:
             first[order_id] = item.body_hash
             kept.append(item)
-        elif first[order_id] == item.body_hash:
+        elif first[order_id].value == item.body_hash.value:
             stats.skipped += 1
         else:
-            _reject(stats, item, _conflict(order_id))
+            _reject(stats, item, event_conflict("purchase", order_id, "order_id"))
     return kept
 
 
@@ -467,7 +459,7 @@ def _rows_for(
             store_id=p.store_id,
             occurred_at=occurred_at,
             now=now,
-            body_hash=item.body_hash,
+            body_hash=item.body_hash.value,
             body=item.body,
             result=result,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,7 +30,7 @@ from palier.activity.purchase_rows import (
 )
 from palier.activity.returns import ReturnPlan, plan_return
 from palier.activity.tables import events, purchases
-from palier.clock import Clock, utc
+from palier.clock import Clock, in_zone, utc
 from palier.errors import Conflict, InvalidInput, NotFound, Unprocessable
 from palier.ids import new_id
 from palier.ledger import operations as ledger
@@ -63,13 +64,46 @@ _find_event = select(events.c.payload_hash, events.c.result).where(
 )
 
 
-def payload_hash(body: BaseModel, *context: str, key: bytes = b"") -> str:
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    """What makes two sends of a fact the same fact.
+
+    ``value`` reads each moment as the instant it names, so a retry that writes the time another way
+    ("08:12:00+01:00", "07:12:00Z", or "08:12:00" without an offset, in the program's time zone) is the same
+    fact. ``as_sent`` hashes the body exactly as sent, as earlier versions stored it: a fact recorded before
+    the upgrade still replays.
+    """
+
+    value: str
+    as_sent: str
+
+    def matches(self, stored: str) -> bool:
+        return stored in (self.value, self.as_sent)
+
+
+def payload_hash(body: BaseModel, *context: str, timezone: str, key: bytes = b"") -> Fingerprint:
     """A fingerprint of a fact's content (and of what it applies to, e.g. the member adjusted).
 
     Keyed (HMAC) with the card key for anything that may hold a payment card number: a plain hash of a
     body whose card number is otherwise redacted would let anyone recover it by trying the missing digits.
     """
-    return fingerprint([body.model_dump(mode="json"), *context], key=key)
+    return fingerprinted(body, body.model_dump(mode="json"), *context, timezone=timezone, key=key)
+
+
+def fingerprinted(body: BaseModel, sent: dict[str, Any], *context: str, timezone: str, key: bytes) -> Fingerprint:
+    """``payload_hash`` of ``body``, given its JSON dump ``sent`` (made once by a caller that needs it too)."""
+    moments = {name: _instant(value, timezone) for name, value in body if isinstance(value, datetime)}
+    as_sent = fingerprint([sent, *context], key=key)
+    if not moments:
+        return Fingerprint(as_sent, as_sent)
+    return Fingerprint(fingerprint([{**sent, **moments}, *context], key=key), as_sent)
+
+
+def _instant(value: datetime, timezone: str) -> str:
+    try:
+        return in_zone(value, timezone).isoformat()
+    except OverflowError:  # refused later as out of range; any stable form will do
+        return value.isoformat()
 
 
 def fingerprint(value: Any, *, key: bytes) -> str:
@@ -77,20 +111,25 @@ def fingerprint(value: Any, *, key: bytes) -> str:
     return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
 
 
-def replay(*, conn: Connection, program_id: str, type_: str, external_id: str, body_hash: str) -> EventResult | None:
-    """The stored result of this fact if it was already received; 409 if it came with another body."""
+def replay(
+    *, conn: Connection, program_id: str, type_: str, external_id: str, body_hash: Fingerprint, field: str
+) -> EventResult | None:
+    """The stored result of this fact if it was already received; 409 naming ``field`` if it came with
+    another body."""
     row = conn.execute(_find_event, {"program_id": program_id, "type": type_, "external_id": external_id}).first()
     if row is None:
         return None
-    if row.payload_hash != body_hash:
-        field = {"purchase": "order_id", "return": "return_id", "adjustment": "external_id"}[type_]
-        raise Conflict(
-            "event_conflict",
-            f"A {type_} with id {external_id!r} was already received with different "
-            "content. Use a new id for a new fact.",
-            field=field,
-        )
+    if not body_hash.matches(row.payload_hash):
+        raise event_conflict(type_, external_id, field)
     return EventResult.model_validate(row.result)
+
+
+def event_conflict(type_: str, external_id: str, field: str) -> Conflict:
+    return Conflict(
+        "event_conflict",
+        f"The {type_} {external_id!r} was already received with different content. Use a new id for a new fact.",
+        field=field,
+    )
 
 
 def purchase_label(p: PurchaseIn) -> str:
@@ -106,7 +145,7 @@ def record_purchase(
     *, conn: Connection, clock: Clock, program: Program, purchase: PurchaseIn, card_key: bytes
 ) -> tuple[EventResult, bool]:
     """Earn the base rate on an order. Returns the result and whether it is a replay of an earlier send."""
-    body_hash = payload_hash(purchase, key=card_key)
+    body_hash = payload_hash(purchase, timezone=program.timezone, key=card_key)
     if (
         found := replay(
             conn=conn,
@@ -114,6 +153,7 @@ def record_purchase(
             type_="purchase",
             external_id=purchase.order_id,
             body_hash=body_hash,
+            field="order_id",
         )
     ) is not None:
         return found, True
@@ -189,7 +229,7 @@ def record_purchase(
         store_id=purchase.store_id,
         occurred_at=occurred_at,
         now=now,
-        body_hash=body_hash,
+        body_hash=body_hash.value,
         body=redacted(purchase),
         result=result,
     )
@@ -219,10 +259,15 @@ def record_purchase(
 
 def record_return(*, conn: Connection, clock: Clock, program: Program, ret: ReturnIn) -> tuple[EventResult, bool]:
     """Take back exactly what the returned goods earned: pending first, then available, then debt."""
-    body_hash = payload_hash(ret)
+    body_hash = payload_hash(ret, timezone=program.timezone)
     if (
         found := replay(
-            conn=conn, program_id=program.id, type_="return", external_id=ret.return_id, body_hash=body_hash
+            conn=conn,
+            program_id=program.id,
+            type_="return",
+            external_id=ret.return_id,
+            body_hash=body_hash,
+            field="return_id",
         )
     ) is not None:
         return found, True
@@ -336,7 +381,7 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
         None,
         occurred_at,
         now,
-        body_hash,
+        body_hash.value,
         ret,
         result,
     )
@@ -359,7 +404,7 @@ def adjust(
     *, conn: Connection, clock: Clock, program: Program, member_id: str, adjustment: AdjustmentIn, actor: str
 ) -> tuple[EventResult, bool]:
     """A manual correction with a reason: a credit (a new lot) or a debit (never below zero)."""
-    body_hash = payload_hash(adjustment, member_id)
+    body_hash = payload_hash(adjustment, member_id, timezone=program.timezone)
     if adjustment.external_id and (
         found := replay(
             conn=conn,
@@ -367,6 +412,7 @@ def adjust(
             type_="adjustment",
             external_id=adjustment.external_id,
             body_hash=body_hash,
+            field="external_id",
         )
     ):
         return found, True
@@ -437,7 +483,7 @@ def adjust(
         None,
         now,
         now,
-        body_hash,
+        body_hash.value,
         adjustment,
         result,
     )

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, func, select
 
 from palier.activity.facts import checked_occurred_at
 from palier.activity.models import EventResult
-from palier.activity.service import payload_hash
+from palier.activity.service import payload_hash, replay
 from palier.activity.tables import events
 from palier.clock import Clock, Moment
 from palier.errors import InvalidInput, Unprocessable
@@ -47,8 +47,8 @@ def record_action(
 ) -> tuple[EventResult, bool]:
     """Pay an action's points (and what rules add); the result and whether it is a replay."""
     external_id = f"{data.action}:{data.reference}"
-    body_hash = payload_hash(data, member_id, key=key)
-    found = bookings.replay(
+    body_hash = payload_hash(data, member_id, timezone=program.timezone, key=key)
+    found = replay(
         conn=conn,
         program_id=program.id,
         type_="action",
@@ -110,7 +110,7 @@ def record_action(
         awards=rules.evaluate(event, context, occurred_at),
         label=action.name.en,
         body=data.model_dump(mode="json"),
-        body_hash=body_hash,
+        body_hash=body_hash.value,
         channel=data.channel,
     )
     return result, False

@@ -6,38 +6,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert
 
 from palier.activity.models import EventResult
 from palier.activity.tables import events
 from palier.clock import Clock
-from palier.errors import Conflict
 from palier.ids import new_id
 from palier.ledger import operations as ledger
 from palier.members.service import expiry_for
 from palier.programs.models import Program
 from palier.rules.engine import Award, CompiledRuleSet
 from palier.rules.service import award_lines, book_awards
-
-
-def replay(
-    *, conn: Connection, program_id: str, type_: str, external_id: str, body_hash: str, field: str
-) -> EventResult | None:
-    """The first result of this event if it was already booked; 409 if it came with another body."""
-    row = conn.execute(
-        select(events.c.payload_hash, events.c.result).where(
-            events.c.program_id == program_id, events.c.type == type_, events.c.external_id == external_id
-        )
-    ).first()
-    if row is None:
-        return None
-    if row.payload_hash != body_hash:
-        raise Conflict(
-            "event_conflict",
-            f"This {type_} ({external_id}) was already received with different content.",
-            field=field,
-        )
-    return EventResult.model_validate(row.result)
 
 
 def credit(
