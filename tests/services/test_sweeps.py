@@ -7,21 +7,17 @@ import threading
 from collections import Counter
 from datetime import timedelta
 
-import pytest
-from sqlalchemy import Connection, func, insert, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import func, insert, select
 
 from palier.activity.models import EventResult
 from palier.clock import FrozenClock
 from palier.db import Database
 from palier.ids import new_id
 from palier.jobs import sweeps
-from palier.jobs.sweeps import _batch_with_retries
 from palier.ledger.locks import lock_members
 from palier.ledger.lots import choose_lots, record_allocations
 from palier.ledger.operations import member_posting
 from palier.ledger.post import Entry, write
-from palier.ledger.sweep_sql import BatchResult
 from palier.ledger.tables import accounts, allocations, holds, ledger_transactions, lots
 from palier.programs.models import Program
 from tests.services.factories import adjust, balance, enrol, history, mature, purchase, return_
@@ -208,26 +204,3 @@ def test_expiry_workers_beside_purchases_expire_each_lot_once(
     assert states == Counter({"expired": 30})
     assert expired_total(db, program) == taken == sum(result.points for result in earned)
     assert sum(balance(db, program, m).available for m in people) == 7 * len(outcome.results)
-
-
-class _Deadlock(Exception):
-    sqlstate = "40P01"  # as psycopg reports PostgreSQL's deadlock_detected
-
-
-def test_a_batch_chosen_as_a_deadlock_victim_runs_again(db: Database) -> None:
-    calls: list[int] = []
-
-    def batch(conn: Connection) -> BatchResult:
-        calls.append(1)
-        if len(calls) == 1:
-            raise OperationalError("UPDATE accounts …", {}, _Deadlock())
-        return BatchResult(claimed=3, swept=3, points=30)
-
-    assert _batch_with_retries(db, batch) == BatchResult(claimed=3, swept=3, points=30)
-    assert len(calls) == 2
-
-    def broken(conn: Connection) -> BatchResult:
-        raise OperationalError("SELECT 1", {}, Exception("connection lost"))
-
-    with pytest.raises(OperationalError):  # anything else is not retried
-        _batch_with_retries(db, broken)

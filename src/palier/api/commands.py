@@ -27,16 +27,16 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from palier.activity import idempotency
 from palier.api.problems import PROBLEM
 from palier.clock import Clock
 from palier.db import Database
+from palier.db.engine import ATTEMPTS, transient
 from palier.errors import InvalidInput, PalierError
 from palier.text import find_card_numbers
 
-RETRIES = 8
 Outcome = tuple[BaseModel, int]  # the response model and the HTTP status
 
 # The header, as the OpenAPI document shows it on every route that runs through ``run``.
@@ -55,14 +55,6 @@ IDEMPOTENT: dict[str, Any] = {
         }
     ]
 }
-
-
-def _retryable(exc: DBAPIError) -> bool:
-    """Unique-key races, deadlocks and serialisation failures: running the command again is safe."""
-    if isinstance(exc, IntegrityError):
-        return "unique" in str(exc.orig).lower() or "duplicate" in str(exc.orig).lower()
-    code = getattr(exc.orig, "sqlstate", None)
-    return code in ("40P01", "40001", "55P03") or (isinstance(exc, OperationalError) and "locked" in str(exc.orig))
 
 
 def run(
@@ -91,7 +83,7 @@ def run(
         body.model_dump(mode="json", exclude_unset=True) if body is not None else None,
         key=request.app.state.settings.card_hash_key,
     )
-    for attempt in range(RETRIES):
+    for attempt in range(ATTEMPTS):
         try:
             with db.write() as conn:
                 if key is not None and attempt > 0:  # first attempt: the key's unique index answers (see above)
@@ -119,7 +111,7 @@ def run(
                 raise
             return _response(kept[0], kept[1], replayed=True)
         except DBAPIError as exc:
-            if attempt == RETRIES - 1 or not _retryable(exc):
+            if attempt == ATTEMPTS - 1 or not transient(exc):
                 raise
             time.sleep(0.002 * (attempt + 1))
     raise AssertionError("unreachable")

@@ -22,13 +22,20 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    NoSuchModuleError,
+    OperationalError,
+)
 from sqlalchemy.pool import NullPool
 
 from palier.text import translate
@@ -44,6 +51,17 @@ _LOCK_FD = "palier_writer_fd"  # pool record info: this connection's own descrip
 _IDLE_SINCE = "palier_idle_since"
 PING_AFTER_IDLE = 10.0  # seconds: a pooled PostgreSQL connection idle longer is pinged before use
 _held = threading.local()  # .file: the writer lock file this thread holds (a nested write must not wait on itself)
+ATTEMPTS = 8
+T = TypeVar("T")
+
+
+def transient(exc: DBAPIError) -> bool:
+    """Unique-key races, deadlocks, serialisation failures and lock timeouts: the transaction was rolled back
+    whole, and running the command again is safe."""
+    if isinstance(exc, IntegrityError):
+        return "unique" in str(exc.orig).lower() or "duplicate" in str(exc.orig).lower()
+    code = getattr(exc.orig, "sqlstate", None)
+    return code in ("40P01", "40001", "55P03") or (isinstance(exc, OperationalError) and "locked" in str(exc.orig))
 
 
 @dataclass
@@ -70,6 +88,20 @@ class Database:
             finally:
                 if not nested:
                     _release_writer_lock()
+
+    def run(self, command: Callable[[Connection], T], *, attempts: int = ATTEMPTS) -> T:
+        """``command`` in a :meth:`write` transaction, run again when the database rolled it back for a
+        :func:`transient` reason (PostgreSQL chose it as a deadlock's victim, a concurrent insert took the
+        same key). It commits all or nothing, so a second run never doubles an effect."""
+        for attempt in range(attempts):
+            try:
+                with self.write() as conn:
+                    return command(conn)
+            except DBAPIError as exc:
+                if attempt == attempts - 1 or not transient(exc):
+                    raise
+                time.sleep(0.002 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -14,13 +14,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
-
 from palier.clock import Clock
 from palier.db import Database
 from palier.jobs.parallel import in_parallel
-from palier.ledger.sweep_sql import BatchResult, Sweep, sweep_batch
+from palier.ledger.sweep_sql import Sweep, sweep_batch
 
 BATCH = 20_000
 
@@ -78,9 +75,11 @@ def _sweep(
 
     def work(stop: threading.Event) -> None:
         while not stop.is_set():
-            batch = _batch_with_retries(
-                db, lambda conn: sweep_batch(conn, sweep, now=now, size=size, program_id=program_id)
-            )
+            # Run again if PostgreSQL chose it as a deadlock's victim (all or nothing, so that is safe). A
+            # batch waits on nothing but program slots, taken last and in id order, but a command that updates
+            # a slot before it takes a lot (``settle_debt`` after points came back, ``reverse``) can close a
+            # cycle with a batch holding that lot; one of the two is rolled back and runs again.
+            batch = db.run(lambda conn: sweep_batch(conn, sweep, now=now, size=size, program_id=program_id))
             with tally:
                 result.lots += batch.swept
                 result.points += batch.points
@@ -93,25 +92,3 @@ def _sweep(
 
     in_parallel(workers, work, name=f"palier-{sweep}")
     return result
-
-
-RETRIES = 5
-
-
-def _batch_with_retries(db: Database, batch: Callable[[Connection], BatchResult]) -> BatchResult:
-    """One batch in its own transaction; run again if PostgreSQL chose it as a deadlock's victim.
-
-    A batch waits on nothing but program slots, taken last and in id order. A command that updates
-    a slot before locking a lot (``ledger.operations.reverse`` gives points back to lots after
-    writing its postings; ``settle_debt`` takes lots to repay a debt after points came back) can
-    still close a cycle with a batch holding that lot: one of the two is rolled back, and running
-    the batch again is safe (it commits all or nothing); API commands run again too.
-    """
-    for attempt in range(RETRIES):
-        try:
-            with db.write() as conn:
-                return batch(conn)
-        except DBAPIError as error:
-            if attempt == RETRIES - 1 or getattr(error.orig, "sqlstate", None) not in ("40P01", "40001"):
-                raise
-    raise AssertionError("unreachable")

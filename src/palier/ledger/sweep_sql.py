@@ -15,8 +15,8 @@ the id of the ledger transaction it will get); every later statement reads it:
 
 Lock order: lots, then members, then program slots. Member commands lock member, then lots, then
 slots; the batch never waits on a lot or a member (it skips them), and slots are taken last in id
-order by both sides, so there is no deadlock (but see ``jobs.sweeps._batch_with_retries`` for the one
-command that takes a slot before a lot). On SQLite the batch holds the write lock (``BEGIN IMMEDIATE``)
+order by both sides, so there is no deadlock (but see ``jobs.sweeps._sweep`` for the
+commands that take a slot before a lot). On SQLite the batch holds the write lock (``BEGIN IMMEDIATE``)
 and steps 1–2 only claim.
 """
 

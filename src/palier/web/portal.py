@@ -89,14 +89,15 @@ def redeem(program_id: str, reward_id: str, request: Request) -> Response:
     ratelimit.check(request, "redeem", who.program.id, who.member_id)  # the same count as the API's redemptions
     language = i18n.request_language(request, preferred=who.language)
     try:
-        with _db(request).write() as conn:
-            done = rewards.redeem(
+        done = _db(request).run(
+            lambda conn: rewards.redeem(
                 conn=conn,
                 clock=request.app.state.clock,
                 program=who.program,
                 member_id=who.member_id,
                 data=RedeemIn(reward_id=reward_id[:32], channel="web"),
             )
+        )
     except PalierError as refused:
         key = f"redeem.error.{refused.code}"
         if key in i18n.catalogs()[language]:

@@ -74,8 +74,8 @@ async def adjust(request: Request, member_id: str) -> Response:
         points = int(points_text.replace("+", "").replace(" ", "")) if points_text else 0
         adjustment = AdjustmentIn.model_validate({"points": points, "reason": reason})
         db: Database = request.app.state.db
-        with db.write() as conn:
-            done, _ = activity.adjust(
+        done, _ = db.run(
+            lambda conn: activity.adjust(
                 conn=conn,
                 clock=request.app.state.clock,
                 program=who.program,
@@ -83,6 +83,7 @@ async def adjust(request: Request, member_id: str) -> Response:
                 adjustment=adjustment,
                 actor=f"staff:{who.user.id}",
             )
+        )
     except ValueError as error:  # not a number, or pydantic's ValidationError
         language = i18n.request_language(request)
         errors = errors_by_field(error, language) if isinstance(error, ValidationError) else {"points": "not_a_number"}

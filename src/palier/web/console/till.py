@@ -126,10 +126,11 @@ async def use_coupon(request: Request, member_id: str, code: str) -> Response:
             }
         )
         db: Database = request.app.state.db
-        with db.write() as conn:
-            coupon, _ = rewards.use_coupon(
+        coupon, _ = db.run(
+            lambda conn: rewards.use_coupon(
                 conn=conn, clock=request.app.state.clock, program=who.program, code=code[:40], use=use
             )
+        )
     except ValidationError as error:
         first = next(iter(errors_by_field(error, i18n.request_language(request)).values()))
         return _member(request, member_id, status=422, error=first)
@@ -164,10 +165,11 @@ async def pay_with_points(request: Request, member_id: str) -> Response:
             data["amount"] = parse_money(str(form.get("amount", "")), exponent, field="amount")
         payment = PaymentIn.model_validate(data)
         db: Database = request.app.state.db
-        with db.write() as conn:
-            paid = payments.pay(
+        paid = db.run(
+            lambda conn: payments.pay(
                 conn=conn, clock=request.app.state.clock, program=who.program, member_id=member_id[:40], data=payment
             )
+        )
     except ValidationError as error:
         first = next(iter(errors_by_field(error, i18n.request_language(request)).values()))
         return _member(request, member_id, status=422, error=first, sent=sent)
@@ -258,11 +260,12 @@ async def enrol_customer(request: Request) -> Response:
     db: Database = request.app.state.db
     try:
         data = MemberCreate.model_validate(body)
-        with db.write() as conn:
-            member = members.enrol(
+        member = db.run(
+            lambda conn: members.enrol(
                 conn=conn, clock=request.app.state.clock, program=who.program, data=data,
                 card_key=settings.card_hash_key, actor=f"staff:{who.user.id}",
-            )  # fmt: skip
+            )
+        )  # fmt: skip
     except ValidationError as error:
         errors = _enrol_errors(errors_by_field(error, i18n.request_language(request)))
         return _enrol_page(request, status=422, sent=sent, errors=errors)
