@@ -75,6 +75,21 @@ def test_apply_export_and_versions(program: ApiProgram) -> None:
     assert program.call("GET", "/v1/program").json()["rules_version"] == 2
 
 
+def test_once_rules_are_applied_the_base_rate_is_changed_in_them_not_in_the_settings(program: ApiProgram) -> None:
+    """The rules' rate decides what a purchase earns: a settings rate changed beside them would change nothing
+    while the console and how-it-works page went on showing one or the other."""
+    assert program.call("PATCH", "/v1/program", json={"earn_points": 2}).json()["earn_points"] == 2  # no rules yet
+    assert program.call("PATCH", "/v1/program", json={"earn_points": 1}).status_code == 200
+    apply(program, RULES)
+    refused = program.call("PATCH", "/v1/program", json={"return_window_days": 7, "earn_per_amount": 50})
+    body = assert_problem(refused, 409, "rate_set_by_rules", field="earn_per_amount")
+    assert body["rules_version"] == 1
+    now = program.call("GET", "/v1/program").json()
+    assert (now["earn_points"], now["earn_per_amount"], now["return_window_days"]) == (1, 100, 14)  # nothing saved
+    same = program.call("PATCH", "/v1/program", json={"earn_points": 1, "return_window_days": 7})  # unchanged rate
+    assert same.status_code == 200 and same.json()["return_window_days"] == 7
+
+
 def test_a_bad_document_is_refused_whole_with_the_path_and_nothing_applied(program: ApiProgram) -> None:
     before = footprint(program.client.app.state.db, program.id)
     bad = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -61,6 +62,24 @@ def test_settings_are_saved_audited_and_bad_values_shown_next_to_their_field(
     assert "Rien n&#39;a été enregistré" in refused.text and "Fuseau horaire inconnu" in refused.text
     assert 'value="Mars/Olympus"' in refused.text  # what was typed is kept
     assert program.call("GET", "/v1/program").json()["timezone"] == "Europe/Paris"
+
+
+def test_once_rules_are_applied_the_settings_show_the_base_rate_as_set_by_them(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    token = admin(client, program, add_staff)
+    rules = program.call("GET", "/v1/program/rules").json()["document"]
+    assert program.call("POST", "/v1/program/rules", json=rules).status_code == 201
+    form = client.get("/console/settings").text
+    assert "Les achats gagnent selon les règles de gain (version 1)" in form and 'href="/console/rules"' in form
+    assert re.search(r'<input id="earn_points"[^>]*\bdisabled\b', form)
+    values = dict(re.findall(r'<input id="(\w+)" name="\w+" type="(?:text|number)" value="([^"]*)"', form))
+    sent = {k: v for k, v in values.items() if k not in ("earn_points", "earn_per_amount")}  # disabled: not sent
+    sent |= {"csrf": token, "rounding": "floor", "return_shortfall": "debt", "enrolment": "open"}
+    saved = client.post("/console/settings", data=sent | {"welcome_points": "25"}, follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    now = program.call("GET", "/v1/program").json()
+    assert (now["welcome_points"], now["earn_points"], now["earn_per_amount"]) == (25, 1, 100)
 
 
 def test_an_admin_sets_the_webhook_sees_what_waits_and_removes_it(

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from palier.clock import Clock, utc
-from palier.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+from palier.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from palier.ids import new_id
 from palier.ledger.accounts import money_asset, open_program_accounts
 from palier.programs.models import (
@@ -68,8 +68,9 @@ def _program(row: Any) -> Program:
 
 
 def update_program(*, conn: Connection, clock: Clock, program_id: str, changes: ProgramUpdate, actor: str) -> Program:
-    get_program(conn=conn, program_id=program_id)  # NotFound before anything is written
+    current = get_program(conn=conn, program_id=program_id)  # NotFound before anything is written
     values = changes.model_dump(exclude_unset=True)
+    _check_rate(current, values)
     if values.pop("never_expire", None):
         values["points_lifetime_months"] = None
     if values:
@@ -84,6 +85,19 @@ def update_program(*, conn: Connection, clock: Clock, program_id: str, changes: 
             details=changes.model_dump(mode="json", exclude_unset=True),
         )
     return get_program(conn=conn, program_id=program_id)
+
+
+def _check_rate(program: Program, values: dict[str, Any]) -> None:
+    """Once earning rules are applied, purchases earn by them: a base rate changed here would change nothing."""
+    changed = [n for n in ("earn_points", "earn_per_amount") if n in values and values[n] != getattr(program, n)]
+    if program.rules_version and changed:
+        raise Conflict(
+            "rate_set_by_rules",
+            f"Purchases earn by the earning rules (version {program.rules_version}), not by the base rate: change "
+            "the rate in the rules (GET /v1/program/rules, then POST it changed).",
+            field=changed[0],
+            rules_version=program.rules_version,
+        )
 
 
 # --- API keys: "<key id>.<secret>"; only sha256(secret) is stored. The secret is 256 random bits,

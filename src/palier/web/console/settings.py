@@ -39,6 +39,8 @@ FLAGS = ("earn_on_shipping", "earn_on_tax", "earn_on_gift_cards")
 def _changes(form: Any) -> dict[str, Any]:
     changes: dict[str, Any] = {name: str(form.get(name, "")).strip() for name in TEXTS}
     for name in NUMBERS:
+        if name not in form:  # the base rate, shown but not sent once the earning rules set the rate
+            continue
         raw = str(form.get(name, "")).strip()
         changes[name] = int(raw) if raw.lstrip("-").isdigit() else raw
     for name in FLAGS:
