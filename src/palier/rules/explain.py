@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 from palier.rules.engine import CompiledRuleSet, local_to_utc
 from palier.rules.models import (
@@ -62,7 +62,7 @@ def how_to_earn(
         sentence = _effect(rule, lang, currency, exponent, points_name)
         sentence += _when(rule.conditions, lang, currency, exponent)
         if campaign is not None:
-            starts, ends = _moment(campaign.starts, lang), _moment(campaign.ends, lang)
+            starts, ends = _moment(campaign.starts, lang), _moment(campaign.ends, lang, end=True)
             sentence += f", du {starts} au {ends}" if lang == "fr" else f", from {starts} to {ends}"
         lines.append(f"{rule.name.in_language(lang)} — {sentence}")
     return lines
@@ -76,13 +76,17 @@ _MONTHS = {
 }  # fmt: skip
 
 
-def _moment(when: datetime, lang: str) -> str:
+def _moment(when: datetime, lang: str, *, end: bool = False) -> str:
     """A campaign's bound as it was written (wall-clock time in the program's zone): "5 décembre 2026 à 18:00",
-    "5 December 2026 at 18:00"; the time left out at midnight."""
-    day = f"{when.day} {_MONTHS[lang][when.month - 1]} {when.year}"
+    "5 December 2026 at 18:00"; the time left out at midnight, where an ``end`` is the day before, the last
+    day the campaign runs ("to 6 December" for an end at 7 December 00:00: readers take "to" as included)."""
     if (when.hour, when.minute) == (0, 0):
-        return day
-    return f"{day} {'à' if lang == 'fr' else 'at'} {when:%H:%M}"
+        return _day(when.date() - timedelta(days=1) if end else when.date(), lang)
+    return f"{_day(when.date(), lang)} {'à' if lang == 'fr' else 'at'} {when:%H:%M}"
+
+
+def _day(when: date, lang: str) -> str:
+    return f"{when.day} {_MONTHS[lang][when.month - 1]} {when.year}"
 
 
 def counted(n: int, points_name: str, lang: str) -> str:
@@ -136,7 +140,8 @@ def _when(c: Conditions, lang: str, currency: str, exponent: int) -> str:
     if c.hours:
         parts.append(f"{'de' if fr else 'from'} {c.hours.start:%H:%M} {'à' if fr else 'to'} {c.hours.end:%H:%M}")
     if c.dates:
-        parts.append(f"{'du' if fr else 'from'} {c.dates.start} {'au' if fr else 'to'} {c.dates.end}")
+        start, end = _day(c.dates.start, lang), _day(c.dates.end, lang)  # both included
+        parts.append(f"{'du' if fr else 'from'} {start} {'au' if fr else 'to'} {end}")
     if c.first_purchase:
         parts.append("pour votre premier achat" if fr else "on your first purchase")
     if c.tiers:

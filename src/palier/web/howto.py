@@ -104,7 +104,7 @@ def _reward(reward: Any, program: Program, language: str) -> dict[str, Any]:
     if e is not None and (e.tiers or e.segments or e.plans):
         conditions.append(t("reward.reserved"))
     if reward.ends_at is not None:
-        conditions.append(t("reward.until", date=present.day(reward.ends_at, program, language)))
+        conditions.append(t("reward.until", date=present.last_day(reward.ends_at, program, language)))
     return {
         "id": reward.id,
         "title": i18n.localized(reward.title, language),

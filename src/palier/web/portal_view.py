@@ -176,7 +176,7 @@ def tier_view(conn: Connection, clock: Clock, program: Program, member_id: str, 
 def _grace(until: datetime | None, program: Program, language: str) -> str | None:
     if until is None:
         return None
-    return i18n.translate(language, "dash.tier_grace", date=present.day(until, program, language))
+    return i18n.translate(language, "dash.tier_grace", date=present.last_day(until, program, language))
 
 
 def vip_lines(conn: Connection, clock: Clock, program: Program, member_id: str, language: str) -> list[str]:
@@ -187,7 +187,7 @@ def vip_lines(conn: Connection, clock: Clock, program: Program, member_id: str, 
     for m in memberships.member_memberships(conn=conn, program_id=program.id, member_id=member_id):
         if m.state not in ("trial", "active", "cancelled") or m.period_end <= now:
             continue
-        date = present.day(m.period_end, program, language)
+        date = present.last_day(m.period_end, program, language)
         key = {"trial": "dash.vip_trial", "active": "dash.vip_until", "cancelled": "dash.vip_ending"}[m.state]
         lines.append(f"{t('dash.vip', plan=i18n.localized(m.plan_name, language))} — {t(key, date=date)}")
     return lines
@@ -272,7 +272,7 @@ def coupon_views(found: list[Coupon], program: Program, language: str, offered: 
                 state="credited"
                 if reward is not None and reward.kind == "store_credit" and c.state == "used"
                 else c.state,
-                expires=present.day(c.expires_at, program, language) if c.expires_at else None,
+                expires=present.last_day(c.expires_at, program, language) if c.expires_at else None,
                 qr_svg=qr_svg(c.code, t("coupons.qr", code=shown)) if c.state == "issued" else None,
             )
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import phonenumbers
@@ -49,7 +49,17 @@ def money(amount: int, program: Program, language: str) -> str:
 
 def day(when: datetime, program: Program, language: str) -> str:
     """'31 mars 2026' / '31 March 2026', in the program's time zone."""
-    local = utc(when).astimezone(ZoneInfo(program.timezone))
+    return _written(utc(when).astimezone(ZoneInfo(program.timezone)), language)
+
+
+def last_day(until: datetime, program: Program, language: str) -> str:
+    """The last day something lasts, for "until …" ("jusqu'au …"), which readers take as including that day:
+    an end at midnight sharp is the day before (a reward ending 25 December 00:00 is "until 24 December")."""
+    local = utc(until).astimezone(ZoneInfo(program.timezone))
+    return _written(local - timedelta(days=1) if local.time() == time(0) else local, language)
+
+
+def _written(local: datetime, language: str) -> str:
     return f"{local.day} {_MONTHS[language if language in _MONTHS else 'en'][local.month - 1]} {local.year}"
 
 

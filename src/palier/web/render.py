@@ -55,11 +55,12 @@ class SignInRequired(Exception):
         self.sign_in_url = sign_in_url
 
 
-def _day(program: Program | None, language: str, when: datetime) -> str:
-    """A date in the program's time zone (UTC without a program), as the page's language writes it."""
+def _day(program: Program | None, language: str, when: datetime, *, last: bool = False) -> str:
+    """A date in the program's time zone (UTC without a program), as the page's language writes it; ``last``:
+    the last day of a period ending at ``when`` (:func:`present.last_day`)."""
     if program is None:
         return f"{when:%Y-%m-%d}"
-    return present.day(when, program, language)
+    return (present.last_day if last else present.day)(when, program, language)
 
 
 def _money(program: Program | None, language: str, amount: int) -> str:
@@ -137,6 +138,7 @@ def render(
             points_word=lambda count, name: points_word(int(count), name, lang),
             local=lambda value: i18n.localized(value, lang),
             day=functools.partial(_day, program, lang),
+            last_day=functools.partial(_day, program, lang, last=True),
             moment=functools.partial(_moment, program, lang),
             money=functools.partial(_money, program, lang),
             **context,
