@@ -168,7 +168,7 @@ def test_a_reward_is_edited_and_archived(
     for _ in range(2):
         program.call("POST", f"/v1/members/{member['id']}/redemptions", json={"reward_id": stocked["id"]})
     page = client.get(f"/console/rewards/{stocked['id']}").text
-    assert "Stock total (coupons déjà émis compris)" in page and "48 encore disponibles : 2 coupons" in page
+    assert "Stock total (coupons déjà émis compris)" in page and "48 encore disponibles, 2 coupons déjà émis" in page
     missing = client.get("/console/rewards/rwd_nope")
     assert missing.status_code == 404
     assert 'class="button secondary" href="/console">' in missing.text  # back into the console, not to the API

@@ -61,6 +61,11 @@ def test_a_customer_nobody_could_find_again_is_not_enrolled(
     assert bad_mail.status_code == 422 and 'id="email-error"' in bad_mail.text and 'value="Léo"' in bad_mail.text
     assert '<input type="checkbox" name="sms_marketing" checked>' in bad_mail.text  # the consent is still given
     assert '<input type="checkbox" name="email_marketing">' in bad_mail.text
+    assert "corrigez les champs signalés ci-dessous" in bad_mail.text
+    all_wrong = client.post("/till/new-member", data=sent | {"phone": "12", "card": spaced(luhn_card())})
+    assert all_wrong.status_code == 422
+    for name in ("email", "phone", "card"):  # every mistake at once, each at its field
+        assert f'id="{name}-error"' in all_wrong.text, name
     assert _count(db, program) == 0
 
 

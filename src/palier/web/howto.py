@@ -164,7 +164,8 @@ def _fine_print(program: Program, language: str) -> list[str]:
     t = i18n.translator(language)
     lines = []
     if program.return_window_days:
-        lines.append(t("howto.pending", days=program.return_window_days, name=program.points_name))
+        days = program.return_window_days
+        lines.append(i18n.translate_count(language, "howto.pending", days, days=days, name=program.points_name))
     else:
         lines.append(t("howto.pending_none", name=program.points_name))
     if program.points_lifetime_months:

@@ -20,8 +20,9 @@ from pydantic import ValidationError
 from palier.db import Database
 from palier.errors import PalierError
 from palier.members import service as members
-from palier.members.identities import is_payment_card_number
+from palier.members.identities import is_payment_card_number, normalise
 from palier.members.models import MemberCreate
+from palier.programs.models import Program
 from palier.rewards import codes, payments
 from palier.rewards import service as rewards
 from palier.rewards.models import CouponUse, PaymentIn
@@ -257,6 +258,9 @@ async def enrol_customer(request: Request) -> Response:
     if sent["card"]:
         body["identities"] = [{"kind": "card", "value": sent["card"]}]
     settings = request.app.state.settings
+    if errors := _identity_errors(request, who.program, sent, settings.card_hash_key):  # each one at its field
+        sent = {name: mask_card_numbers(value) for name, value in sent.items()}
+        return _enrol_page(request, status=422, sent=sent, errors=errors)
     db: Database = request.app.state.db
     try:
         data = MemberCreate.model_validate(body)
@@ -281,6 +285,18 @@ async def enrol_customer(request: Request) -> Response:
         sent = {name: mask_card_numbers(value) for name, value in sent.items()}  # never shown back in full
         return _enrol_page(request, status=error.status, sent=sent, errors=errors, existing=existing)
     return RedirectResponse(f"/till/members/{member.id}?ok=enrolled", status_code=303)
+
+
+def _identity_errors(request: Request, program: Program, sent: dict[str, str], card_key: bytes) -> dict[str, str]:
+    """What is wrong with each identity typed, all at once (the service stops at the first)."""
+    errors = {}
+    for kind, name in (("email", "email"), ("phone", "phone"), ("card", "card")):
+        if sent[name]:
+            try:
+                normalise(kind, sent[name], field=name, card_key=card_key, default_country=program.default_country)
+            except PalierError as error:
+                errors[name] = _in_words(request, error)
+    return errors
 
 
 def _in_words(request: Request, error: PalierError) -> str:
