@@ -199,7 +199,7 @@ def test_member_search_by_identity_or_name_and_a_refused_adjustment(
     too_much = client.post(
         f"/console/members/{ann['id']}/adjust", data={"csrf": token, "points": "-10", "reason": "Oops"}
     )
-    assert too_much.status_code == 422 and "Le membre a 0 points disponibles ; il en faut 10." in too_much.text
+    assert too_much.status_code == 422 and "Il faut 10 points ; le membre en a 0." in too_much.text
     for typed in ("1.5", "abc"):
         not_a_number = client.post(
             f"/console/members/{ann['id']}/adjust", data={"csrf": token, "points": typed, "reason": "Geste"}
@@ -236,7 +236,7 @@ def test_the_till_refuses_paying_more_points_than_held_and_a_coupon_of_someone_e
     pay = {"csrf": token, "order_id": "T-1", "order_total": "10,00", "points": "400"}
     refused = client.post(f"/till/members/{ann['id']}/pay", data=pay)
     assert refused.status_code == 422 and "notice error" in refused.text
-    assert "Le membre a 300 points disponibles ; il en faut 400." in refused.text  # in French, with the figures
+    assert "Il faut 400 points ; le membre en a 300." in refused.text  # in French, with the figures
     malformed = client.post(f"/till/members/{ann['id']}/pay", data=pay | {"order_total": "dix euros"})
     assert malformed.status_code == 422 and str(escape(refusals("fr")["invalid_amount"])) in malformed.text
     assert program.balance(ann["id"])["available"] == 300

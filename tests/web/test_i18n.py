@@ -69,7 +69,11 @@ def test_a_count_of_orders_agrees_with_its_number(count: int, language: str, exp
 
 def test_a_refusals_figures_are_grouped_as_the_page_writes_numbers() -> None:
     said = i18n.refusal("fr", "insufficient_points", "…", {"available": 2646, "needed": 999_999})
-    assert said == "Le membre a 2\u202f646 points disponibles ; il en faut 999\u202f999."
+    assert said == "Il faut 999\u202f999 points ; le membre en a 2\u202f646."
+    named = i18n.refusal("en", "payment_above_share", "…", {"max_points": 1, "available": 5}, points_name="stars")
+    assert named == "On this ticket, paying with points is limited to 1 star."  # the program's name, agreeing
+    said = i18n.refusal("fr", "insufficient_points", "…", {"available": 0, "needed": 1200}, points_name="étoiles")
+    assert said == "Il faut 1\u202f200 étoiles ; le membre en a 0."
     assert i18n.translate_count("fr", "dash.expiry", 1, points="1", name="point", date="5 mai") == (
         "1 point expire le 5 mai."
     )

@@ -8,6 +8,7 @@ added in one language only (a test checks it). Texts are ``str.format`` template
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +17,7 @@ import yaml
 from fastapi import Request
 
 from palier.errors import PalierError
+from palier.text import points_word
 
 Language = Literal["fr", "en"]
 LANGUAGES: tuple[Language, ...] = ("fr", "en")
@@ -52,33 +54,43 @@ def translate_count(language: str, key: str, number: int, **params: Any) -> str:
     return translate(language, f"{key}_one" if singular and f"{key}_one" in catalog else key, **params)
 
 
-def refusal(language: str, code: str, detail: str, figures: Mapping[str, Any] | None = None) -> str:
-    """What a refusal says on a page. In English, its detail, which names the figures; in French, the
-    catalogue's words for its stable code, as the detail is English: ``refusal.<code>.figures`` when the
-    refusal carries the figures it names (points available and needed…), else ``refusal.<code>``."""
-    if language == "en":
-        return detail
-    catalog = catalogs()[language]
+def refusal(
+    language: str, code: str, detail: str, figures: Mapping[str, Any] | None = None, *, points_name: str = "points"
+) -> str:
+    """What a refusal says on a page: ``refusal.<code>.figures`` when the refusal carries the figures it names
+    (points available and needed…), with the program's name for points; otherwise, in English, its detail,
+    and in French the catalogue's words for its stable code (the detail is English), ``refusal.<code>``."""
+    catalog = catalogs()[language if language in LANGUAGES else DEFAULT_LANGUAGE]
     with_figures = catalog.get(f"refusal.{code}.figures")
     if with_figures is not None and figures:
-        shown = {name: _grouped(value, language) for name, value in figures.items()}
+        shown = {name: grouped(value, language) for name, value in figures.items()}
         try:
-            return with_figures.format(**shown)
+            text = with_figures.format(**shown, name=_POINTS)
         except (KeyError, IndexError, ValueError):
             pass
-    return catalog.get(f"refusal.{code}", detail)
+        else:  # "{available} {name}": the program's name for points, agreeing with the figure before it
+            return _AFTER_FIGURE.sub(lambda found: _counted(found[1], points_name, language), text)
+    return detail if language == "en" else catalog.get(f"refusal.{code}", detail)
 
 
-def _grouped(value: Any, language: str) -> Any:
+def grouped(value: Any, language: str) -> Any:
     """A figure as the page writes it: 12 500 in French, 12,500 in English."""
     if isinstance(value, bool) or not isinstance(value, int):
         return value
     return f"{value:,}".replace(",", "\u202f" if language == "fr" else ",")
 
 
-def said(language: str, error: PalierError) -> str:
-    """:func:`refusal` of an engine refusal."""
-    return refusal(language, error.code, error.detail, error.extra)
+_POINTS = "\x00points"  # where a refusal's words put the program's name for points
+_AFTER_FIGURE = re.compile(r"(\d[\d\u202f,]*) \x00points")
+
+
+def _counted(figure: str, points_name: str, language: str) -> str:
+    return f"{figure} {points_word(int(re.sub(r'[^0-9]', '', figure)), points_name, language)}"
+
+
+def said(language: str, error: PalierError, *, points_name: str = "points") -> str:
+    """:func:`refusal` of an engine refusal; ``points_name``: the program's name for points."""
+    return refusal(language, error.code, error.detail, error.extra, points_name=points_name)
 
 
 def translator(language: str) -> Callable[..., str]:

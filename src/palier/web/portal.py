@@ -19,6 +19,7 @@ from palier.members import service as members
 from palier.members.models import ConsentsUpdate, MemberUpdate
 from palier.rewards import service as rewards
 from palier.rewards.models import RedeemIn
+from palier.text import points_word
 from palier.web import i18n, page_router, portal_view
 from palier.web.portal_auth import SignedIn, signed_in
 from palier.web.render import PageError, render
@@ -101,9 +102,12 @@ def redeem(program_id: str, reward_id: str, request: Request) -> Response:
     except PalierError as refused:
         key = f"redeem.error.{refused.code}"
         if key in i18n.catalogs()[language]:
-            message = i18n.translate(language, key, **{k: v for k, v in refused.extra.items() if isinstance(v, int)})
+            figures = {k: v for k, v in refused.extra.items() if isinstance(v, int)}
+            name = points_word(figures.get("missing", 2), who.program.points_name, language)
+            message = i18n.translate(language, key, name=name, **figures)
         else:
-            message = i18n.translate(language, "redeem.error.other", detail=i18n.said(language, refused))
+            detail = i18n.said(language, refused, points_name=who.program.points_name)
+            message = i18n.translate(language, "redeem.error.other", detail=detail)
         return _catalog_page(request, who, status=refused.status, error=message)
     return RedirectResponse(f"/p/{who.program.id}/coupons?new={done.coupon.id}", status_code=303)
 

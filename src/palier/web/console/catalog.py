@@ -91,7 +91,8 @@ async def save_reward(request: Request, reward_id: str) -> Response:
     except ValidationError as error:
         errors = errors_by_field(error, i18n.request_language(request))
     except PalierError as error:
-        errors = {error.field or "form": i18n.said(i18n.request_language(request), error)}
+        said = i18n.said(i18n.request_language(request), error, points_name=who.program.points_name)
+        errors = {error.field or "form": said}
     else:
         return RedirectResponse(f"/console/rewards/{reward.id}?saved=1", status_code=303)
     return render(
@@ -142,7 +143,7 @@ def coupons_page(request: Request, code: str | None = None) -> HTMLResponse:
                     "holder": display_name(holder),
                 }
             except PalierError as exc:
-                error = i18n.said(language, exc)
+                error = i18n.said(language, exc, points_name=who.program.points_name)
     return render(
         request,
         "console/coupons.html",

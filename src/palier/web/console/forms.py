@@ -24,13 +24,31 @@ def parse_money(text: str, exponent: int, *, field: str) -> int:
     return units
 
 
+_BOUNDS = {  # pydantic's error type: the bound its context gives
+    "greater_than": "gt",
+    "greater_than_equal": "ge",
+    "less_than": "lt",
+    "less_than_equal": "le",
+    "string_too_short": "min_length",
+    "string_too_long": "max_length",
+}
+
+
 def errors_by_field(error: ValidationError, language: str) -> dict[str, str]:
-    """The first problem of each field, in the page's language."""
+    """The first problem of each field, in the page's language; a bound says its figure ("Give at least 1")."""
     found: dict[str, str] = {}
     for e in error.errors():
         field = field_path(tuple(e["loc"])) or "form"
+        if field in found:
+            continue
+        kind, context = str(e.get("type", "")), e.get("ctx") or {}
+        if kind in _BOUNDS and _BOUNDS[kind] in context:
+            limit = context[_BOUNDS[kind]]
+            key = "refusal.bound.required" if kind == "string_too_short" and limit == 1 else f"refusal.bound.{kind}"
+            found[field] = i18n.translate_count(language, key, limit, limit=i18n.grouped(limit, language))
+            continue
         detail = validation_message(e).split(": ", 1)[-1]
-        found.setdefault(field, i18n.refusal(language, validation_code(dict(e)), detail))
+        found[field] = i18n.refusal(language, validation_code(dict(e)), detail)
     return found
 
 

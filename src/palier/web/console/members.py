@@ -88,7 +88,8 @@ async def adjust(request: Request, member_id: str) -> Response:
         language = i18n.request_language(request)
         errors = errors_by_field(error, language) if isinstance(error, ValidationError) else {"points": "not_a_number"}
     except PalierError as error:
-        errors = {error.field or "points": i18n.said(i18n.request_language(request), error)}
+        said = i18n.said(i18n.request_language(request), error, points_name=who.program.points_name)
+        errors = {error.field or "points": said}
     else:
         return RedirectResponse(f"/console/members/{member_id}?adjusted={done.points}", status_code=303)
     return _detail(request, member_id, status=422, errors=errors, sent=sent, adjusted=None)

@@ -300,7 +300,7 @@ def _identity_errors(request: Request, program: Program, sent: dict[str, str], c
 
 
 def _in_words(request: Request, error: PalierError) -> str:
-    return i18n.said(i18n.request_language(request), error)
+    return i18n.said(i18n.request_language(request), error, points_name=current(request).program.points_name)
 
 
 def _enrol_errors(found: dict[str, str]) -> dict[str, str]:
