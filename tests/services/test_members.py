@@ -154,7 +154,7 @@ def test_the_stored_request_hash_does_not_reveal_a_card_number(
     for middle in range(10_000):  # what anyone who can read the table (and this open source) would try
         candidate = f"{card[:8]}{middle:04d}{last4}"
         body = PurchaseIn.model_validate({**stored, "member": {"kind": "payment_card", "value": candidate}})
-        if payload_hash(body) == stored_hash:
+        if payload_hash(body, timezone=program.timezone).matches(stored_hash):
             recovered = candidate
             break
     assert recovered is None, "the card number was recovered from events.payload_hash"

@@ -386,6 +386,40 @@ def test_returning_an_order_whose_points_expired_takes_nothing_more(
     assert (shown.available, shown.debt) == (80, 0)  # the later points are untouched, nothing owed
 
 
+@pytest.mark.parametrize("held_by", ["a coupon", "a points payment"])
+def test_returning_an_order_whose_points_expired_while_spent_takes_nothing_more(
+    db: Database, clock: FrozenClock, new_program: Callable[..., Program], held_by: str
+) -> None:
+    """Points of the order that a coupon held (or a payment spent) when their lot expired expire as they come
+    back; a return of the order afterwards must excuse them, not take them again from other points."""
+    program = new_program(return_window_days=0, points_lifetime_months=1)
+    member = enrol(db, clock, program)
+    purchase(db, clock, program, member, order_id="EX-1", lines=[line("A", 5_000), line("B", 5_000)])  # 100 pts
+    if held_by == "a coupon":
+        coupon = redeem(db, clock, program, member, add_reward(db, clock, program, cost_points=100)).coupon
+    else:
+        pay_points(db, clock, program, member, order_id="W-9", points=100)
+        walk_in = purchase_body(program, member, clock=clock, order_id="W-9", amount=10_000)
+        send_purchase(db, clock, program, walk_in.model_copy(update={"member": None}))
+    clock.advance(days=40)
+    expire(db, clock, program)  # the lot's remaining (0) expires; its 100 points are held or spent
+    adjust(db, clock, program, member, 80, reason="Later goodwill")
+    if held_by == "a coupon":
+        cancel(db, clock, program, coupon.code)
+        back = next(x for x in history(db, program, member) if x.reason_code == "coupon_cancelled")
+        assert back.reason.endswith(", 100 points expired meanwhile") and back.available == 0
+    else:
+        given = return_(db, clock, program, "W-9", amount=10_000)
+        assert given.details.get("points_expired") == 100 and "points_given_back" not in given.details
+    first = return_(db, clock, program, "EX-1", lines=[("A", 1)])
+    assert (first.points, first.details["excused_expired"], first.details["from_available"]) == (-50, 50, 0)
+    second = return_(db, clock, program, "EX-1", lines=[("B", 1)])
+    assert second.details["excused_expired"] == 50
+    shown = balance(db, program, member)
+    assert (shown.available, shown.debt) == (80, 0)  # the goodwill points are untouched, nothing owed
+    assert_ledger_sound(db, program)
+
+
 @pytest.mark.parametrize("back", ["a coupon cancelled", "a points payment returned", "a debit reversed"])
 def test_points_coming_back_to_a_member_in_debt_repay_it_first(
     db: Database, clock: FrozenClock, program: Program, back: str

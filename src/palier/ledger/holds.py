@@ -24,7 +24,9 @@ from palier.ledger.operations import (
     Booking,
     InsufficientPoints,
     balances,
+    expire_from_lots,
     member_posting,
+    outcome,
     program_posting,
     settle_debt,
 )
@@ -131,8 +133,10 @@ def void(conn: Connection, booking: Booking, *, hold_id: str) -> Voided:
     held = _open(conn, hold_id)
     parts = conn.execute(_hold_parts, {"transaction_id": held.transaction_id}).all()
     back = [(p.lot_id, int(p.amount)) for p in parts if _still_live(p.state, p.expires_at, b.now)]
+    gone = [(p.lot_id, int(p.amount)) for p in parts if not _still_live(p.state, p.expires_at, b.now)]
     restored = sum(amount for _, amount in back)
     lapsed = held.amount - restored
+    b = replace(b, reason=b.reason + outcome(restored, lapsed))
     entry = b.entry(
         [
             member_posting(held.member_id, "held", -held.amount),
@@ -148,8 +152,9 @@ def void(conn: Connection, booking: Booking, *, hold_id: str) -> Voided:
         member_id=held.member_id,
         transaction_id=entry.id,
         purpose="release",
-        parts=[(lot_id, -amount) for lot_id, amount in back],
+        parts=[(lot_id, -amount) for lot_id, amount in back + gone],
     )
+    expire_from_lots(conn, entry, member_id=held.member_id, parts=gone)
     _close(conn, hold_id, "voided", b.now)
     settle_debt(conn, replace(b, member_id=held.member_id))
     return Voided(entry.id, restored=restored, expired=lapsed)

@@ -66,6 +66,28 @@ def write_allocating(conn: Connection, entry: Entry, *, purpose: str, parts: Seq
     )
 
 
+def expire_from_lots(conn: Connection, entry: Entry, *, member_id: str, parts: Sequence[tuple[str, int]]) -> None:
+    """Points that came back after their lots expired: ``expire`` allocations on those lots (``parts``, given
+    back to them first by the caller, so their remaining does not move). A later return of the order that
+    earned them then knows they expired, and takes nothing else for them."""
+    record_allocations(
+        conn,
+        program_id=entry.program_id,
+        member_id=member_id,
+        transaction_id=entry.id,
+        purpose="expire",
+        parts=parts,
+    )
+
+
+def outcome(restored: int, lapsed: int) -> str:
+    """How a history line ends when points come back: ", points returned", ", 40 points expired meanwhile"."""
+    if not lapsed:
+        return ", points returned"
+    gone = f"{lapsed} point{'s' if lapsed != 1 else ''} expired meanwhile"
+    return f", {gone}" if not restored else f", {restored} point{'s' if restored != 1 else ''} returned, {gone}"
+
+
 def member_posting(member_id: str, kind: str, amount: int) -> Posting:
     return Posting(member_account(member_id, kind), amount, member_id=member_id)
 
@@ -468,6 +490,7 @@ def give_back(
         .with_for_update(of=lots)
     ).all()
     back: list[tuple[str, int]] = []
+    gone: list[tuple[str, int]] = []
     skip, left, lapsed = already, amount, 0
     for lot_id, taken, state, expires_at in parts:
         taken = int(taken)
@@ -481,9 +504,11 @@ def give_back(
         if live:
             back.append((lot_id, part))
         else:
+            gone.append((lot_id, part))
             lapsed += part
     given = amount - left
     restored = given - lapsed
+    b = replace(b, reason=b.reason + outcome(restored, lapsed))
     entry = b.entry(
         [
             program_posting(b.program_id, sink, -given, member_id=b.member_id),
@@ -492,6 +517,7 @@ def give_back(
         ],
         extra={"gives_back": original_id, "restored": restored, "expired": lapsed},
     )
-    write_allocating(conn, entry, purpose="restore", parts=[(lot_id, -part) for lot_id, part in back])
+    write_allocating(conn, entry, purpose="restore", parts=[(lot_id, -part) for lot_id, part in back + gone])
+    expire_from_lots(conn, entry, member_id=b.member_id, parts=gone)
     settle_debt(conn, b)
     return GivenBack(entry.id if given else None, restored, lapsed)

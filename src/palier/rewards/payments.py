@@ -237,7 +237,7 @@ def on_return(
         amount = amount_due - payment.amount_returned if payment.kind == "credit" else 0
         if points <= 0 and amount <= 0:
             continue
-        _give_back(
+        lapsed = _give_back(
             conn,
             program,
             payment,
@@ -251,8 +251,10 @@ def on_return(
             .where(order_payments.c.id == payment.id)
             .values(points_returned=points_due, amount_returned=amount_due if payment.kind == "credit" else 0)
         )
-        if points > 0:
-            found["points_given_back"] = found.get("points_given_back", 0) + points
+        if points - lapsed > 0:
+            found["points_given_back"] = found.get("points_given_back", 0) + points - lapsed
+        if lapsed:  # their lots expired since the payment: they expire now instead of coming back
+            found["points_expired"] = found.get("points_expired", 0) + lapsed
         if amount > 0:
             found["credit_given_back"] = found.get("credit_given_back", 0) + amount
     return found
@@ -260,20 +262,21 @@ def on_return(
 
 def _give_back(
     conn: Connection, program: Program, payment: Payment, *, points: int, amount: int, now: Any, reason: str
-) -> None:
+) -> int:
+    """Give ``points`` (or ``amount`` of credit) of ``payment`` back; returns the points that expired instead."""
     booking = ledger.Booking(
         program_id=program.id,
         member_id=payment.member_id,
         kind="pay_back",
-        reason=f"Payment for order #{payment.order_id} {reason}: "
-        + (f"{points} points back" if payment.kind == "points" else "store credit back"),
+        reason=f"Payment for order #{payment.order_id} {reason}"
+        + ("" if payment.kind == "points" else ": store credit back"),  # points: give_back says what came back
         reason_code="payment_" + reason,
         now=now,
         effective_at=now,
         details={"order_id": payment.order_id, "payment_id": payment.id},
     )
     if payment.kind == "points":
-        ledger.give_back(
+        given = ledger.give_back(
             conn,
             booking,
             original_id=payment.transaction_id,
@@ -281,7 +284,7 @@ def _give_back(
             already=payment.points_returned,
             sink="redeemed",
         )
-        return
+        return given.expired
     money = money_asset(program.currency, program.currency_exponent)
     entry: Entry = booking.entry(
         [
@@ -290,6 +293,7 @@ def _give_back(
         ]
     )
     write(conn, [entry])
+    return 0
 
 
 _sum_paid = select(func.coalesce(func.sum(order_payments.c.amount), 0), func.max(order_payments.c.order_total)).where(

@@ -654,7 +654,7 @@ def _close(conn: Connection, clock: Clock, program: Program, coupon: Coupon, *, 
             program_id=program.id,
             member_id=coupon.member_id,
             kind="release",
-            reason=f"Coupon {'cancelled' if state == 'cancelled' else 'expired unused'}: {title}, points returned",
+            reason=f"Coupon {'cancelled' if state == 'cancelled' else 'expired unused'}: {title}",  # + what came back
             reason_code="coupon_cancelled" if state == "cancelled" else "coupon_expired",
             now=now,
             effective_at=now,

@@ -43,13 +43,23 @@ def describe(conn: Connection, program: Program, lines: Sequence[HistoryLine], l
     t = i18n.translator(language)
     described = []
     for line in lines:
-        title = catalog.get(f"history.{_title_code(line.reason_code)}") or catalog.get(f"history.{line.kind}")
+        code = _title_code(line.reason_code) + _lapsed(facts.details.get(line.id, {}))
+        title = catalog.get(f"history.{code}") or catalog.get(f"history.{_title_code(line.reason_code)}")
+        title = title or catalog.get(f"history.{line.kind}")
         if title is None:  # a kind of line this page has no words for: its stored reason, whole
             described.append(Described(line.reason, ""))
             continue
         detail = _detail(line, facts, t, language)
         described.append(Described(title, line.reason if detail is None else detail))
     return described
+
+
+def _lapsed(details: dict[str, Any]) -> str:
+    """Points that came back after their lots expired (a coupon cancelled, a payment given back): they expired
+    instead, all of them (".lapsed") or some (".partly")."""
+    if not details.get("expired"):
+        return ""
+    return ".partly" if details.get("restored") else ".lapsed"
 
 
 def _title_code(code: str) -> str:
