@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from palier.text import mask_card_numbers
+
 
 def title_of(code: str) -> str:
     """A problem's title: the same for every problem of ``code`` (RFC 9457), ``Insufficient points``."""
@@ -27,6 +29,10 @@ class PalierError(Exception):
     status = 400
 
     def __init__(self, code: str, detail: str, *, field: str | None = None, **extra: Any) -> None:
+        # A detail names what was sent ("No member 4970… in this program"): never a card number, which would
+        # then reach the answer, the page and the logs. Masked here, once, for every refusal.
+        detail = mask_card_numbers(detail)
+        extra = {name: mask_card_numbers(value) if isinstance(value, str) else value for name, value in extra.items()}
         super().__init__(detail)
         self.code = code
         self.detail = detail

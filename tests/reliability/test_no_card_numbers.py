@@ -166,7 +166,15 @@ def _shop_day(base: str, url: str, cards: dict[str, str]) -> dict[str, Any]:
         assert keyed.status_code == 201 and again.json()["id"] == keyed.json()["id"]  # kept as its HMAC, still a key
         extra = client.post("/v1/members", json={"first_name": "Bo", f"extra_{cards['pasted']}": 1})
         assert extra.status_code == 422 and cards["pasted"] not in extra.text, extra.text  # an unknown key, not echoed
-        assert client.get(f"/v1/members/{cards['in_url']}").status_code == 404  # typed into a URL: logged, masked
+        for path in (  # typed into a URL: refused, logged masked, and the answer does not repeat it
+            f"/v1/members/{cards['in_url']}",
+            f"/v1/members/{spaced(cards['in_url'])}",
+            f"/v1/coupons/{cards['in_url']}",
+        ):
+            missed = client.get(path)
+            assert missed.status_code in (404, 422) and not find_card_numbers(missed.text), missed.text
+        reversed_ = client.post(f"/v1/members/{ann['id']}/transactions/{cards['in_url']}/reverse", json={})
+        assert reversed_.status_code >= 400 and not find_card_numbers(reversed_.text), reversed_.text
         assert client.get(f"/v1/members/{ann['id']}/history").status_code == 200
 
     # The till: a cashier signs in and scans the customer's payment card into the search box.
