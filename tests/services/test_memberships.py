@@ -176,6 +176,21 @@ def test_the_plan_multiplier_applies_while_the_membership_lives(
     assert purchase(db, clock, program, bo, lines=[line("A", 2_000)]).points == 20
 
 
+def test_the_plan_multiplier_applies_to_purchases_made_while_the_membership_lived(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """A purchase sent late, or a history imported after joining, earns with the plans of its own day."""
+    program = add_plan(db, clock, program, benefits={"multiplier_percent": 200})
+    bo = enrol(db, clock, program, first_name="Bo")
+    pay(db, clock, program, bo.id)
+    before = purchase(db, clock, program, bo, lines=[line("A", 2_000)], occurred_at=clock.now() - timedelta(days=20))
+    assert before.points == 20  # made before the membership began
+    clock.advance(days=40)
+    memberships.lapse(db, clock, program_id=program.id)
+    during = purchase(db, clock, program, bo, lines=[line("A", 2_000)], occurred_at=clock.now() - timedelta(days=30))
+    assert during.points == 40  # made while it lived, though it has lapsed since
+
+
 def test_refusals(db: Database, clock: FrozenClock, program: Program) -> None:
     program = add_plan(db, clock, program)
     cy = enrol(db, clock, program, first_name="Cy")

@@ -106,6 +106,26 @@ def test_gold_earns_half_as_much_again(db: Database, clock: FrozenClock, program
     assert told.points == 60 and told.lines[-1].text == "Gold ×1.5: +20"  # the preview said so beforehand
 
 
+def test_a_purchase_sent_late_earns_with_the_tier_of_its_day(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """A till that was offline, or a history loaded after the fact: today's Gold does not multiply a purchase
+    made while the member was Bronze, nor one made before they joined."""
+    program = with_tiers(db, clock, program)
+    clock.advance(days=-10)
+    bo = enrol(db, clock, program, first_name="Bo")
+    clock.advance(days=5)
+    spend(db, clock, program, bo, 500)  # Gold from this purchase, 5 days ago
+    clock.advance(days=5)
+    assert tier_of(db, bo.id) == "gold"
+    today = spend(db, clock, program, bo, 40)
+    assert [a.text for a in today.awards] == ["Gold ×1.5: +20"]
+    while_bronze = spend(db, clock, program, bo, 40, occurred_at=clock.now() - timedelta(days=7))
+    assert (while_bronze.points, while_bronze.awards) == (40, [])
+    before_joining = spend(db, clock, program, bo, 40, occurred_at=clock.now() - timedelta(days=30))
+    assert (before_joining.points, before_joining.awards) == (40, [])
+
+
 def test_requalification_at_new_year_in_the_programs_time_zone(
     db: Database, clock: FrozenClock, new_program: Any
 ) -> None:

@@ -290,11 +290,17 @@ def live_plans(conn: Connection, *, member_id: str, now: datetime) -> frozenset[
 
 
 def live_plan_benefits(conn: Connection, *, member_id: str, now: datetime) -> dict[str, tuple[Localized, int]]:
-    """The member's live plans: code -> (name, earn multiplier percent)."""
+    """The member's plans live at ``now``: code -> (name, earn multiplier percent). ``now`` may be in the past
+    (a purchase sent late earns with the plans of its day): begun by then, its period not over, not ended."""
     rows = conn.execute(
         select(plans.c.code, plans.c.name, plans.c.benefits)
         .join(memberships, memberships.c.plan_id == plans.c.id)
-        .where(memberships.c.member_id == member_id, memberships.c.state.in_(LIVE), memberships.c.period_end > now)
+        .where(
+            memberships.c.member_id == member_id,
+            memberships.c.started_at <= now,
+            memberships.c.period_end > now,
+            or_(memberships.c.ended_at.is_(None), memberships.c.ended_at > now),
+        )
     )
     return {
         code: (Localized.model_validate(name), int(benefits.get("multiplier_percent", 100)))

@@ -111,6 +111,22 @@ def member_tier(conn: Connection, *, member_id: str) -> str | None:
     return conn.execute(select(member_tiers.c.tier).where(member_tiers.c.member_id == member_id)).scalar()
 
 
+def tier_at(conn: Connection, *, member_id: str, at: datetime) -> str | None:
+    """The member's tier at ``at``: today's, unless it changed since (a purchase sent late earns with the tier
+    of its day, read from the tier history), or None before the member had one."""
+    row = conn.execute(
+        select(member_tiers.c.tier, member_tiers.c.since).where(member_tiers.c.member_id == member_id)
+    ).first()
+    if row is None or utc(row.since) <= at:
+        return row.tier if row is not None else None
+    return conn.execute(
+        select(tier_history.c.to_tier)
+        .where(tier_history.c.member_id == member_id, tier_history.c.created_at <= at)
+        .order_by(tier_history.c.created_at.desc(), tier_history.c.id.desc())
+        .limit(1)
+    ).scalar()
+
+
 # --- windows ---
 
 

@@ -35,9 +35,9 @@ def standing(conn: Connection, *, program: Program, member_id: str | None, now: 
         return NONE
     from palier.memberships.service import live_plan_benefits
     from palier.segments.service import member_segments
-    from palier.tiers.service import member_tier, policy_for
+    from palier.tiers.service import policy_for, tier_at
 
-    tier = member_tier(conn, member_id=member_id)
+    tier = tier_at(conn, member_id=member_id, at=now)
     best, source, name = 100, None, None
     if tier is not None and (policy := policy_for(conn, program)) is not None:
         found = policy.tier(tier)
