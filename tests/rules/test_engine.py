@@ -181,6 +181,24 @@ def test_spend_steps_count_each_crossing() -> None:
     assert award.coupons == 2
 
 
+def test_one_purchase_brings_at_most_max_per_purchase_step_coupons() -> None:
+    """A €10M order (or a price typed with too many zeros) does not mint 100,000 vouchers."""
+    step = {
+        "id": "ten-per-hundred",
+        "name": {"en": "€10 for every €100"},
+        "event": "purchase",
+        "effect": {"type": "spend_step", "step": 10000, "reward_id": "rwd_10"},
+    }
+    huge = cart(LineSnapshot(sku="A", quantity=1, amount=1_000_000_000))
+    [_, award] = rules(step).evaluate(huge, MemberContext(), MONDAY_MORNING)
+    assert (award.coupons, award.steps) == (10, 100_000)  # the default: 10, and the steps beyond count as paid
+    three = {**step, "effect": {**step["effect"], "max_per_purchase": 3}}
+    [_, award] = rules(three).evaluate(
+        cart(LineSnapshot(sku="A", quantity=1, amount=50000)), MemberContext(), MONDAY_MORNING
+    )
+    assert award.coupons == 3
+
+
 def test_actions_earn_their_points_and_multipliers_apply_to_them() -> None:
     compiled = rules(
         {

@@ -504,7 +504,8 @@ class _Evaluation:
             before = counters.get(counter, 0)
             rewarded = max(before // effect.step, counters.get(steps_name(rule.id), 0))
             reached = (before + spend) // effect.step
-            coupons = max(reached - rewarded, 0)
+            # at most max_per_purchase coupons: a €1M order does not mint ten thousand vouchers
+            coupons = min(max(reached - rewarded, 0), effect.max_per_purchase)
             paid = max(reached, rewarded)  # steps rewarded once this award is granted
             if spend > 0:
                 self._add(

@@ -172,6 +172,12 @@ class SpendStep(Strict):
     type: Literal["spend_step"]
     step: Whole = Field(ge=1, le=10**11, description="minor units")
     reward_id: str = Field(min_length=1, max_length=64)
+    max_per_purchase: Whole = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="coupons one purchase can bring at most; the steps beyond are counted as paid",
+    )
 
 
 class CashbackPercent(Strict):
