@@ -217,17 +217,20 @@ def return_body(
     order_id: str,
     *,
     clock: FrozenClock,
-    lines: Sequence[tuple[str, int]] | None = None,
+    lines: Sequence[tuple[str, int]] | Sequence[tuple[str, int, int]] | None = None,
     amount: int | None = None,
     shipping: int | None = None,
     return_id: str | None = None,
     occurred_at: datetime | None = None,
 ) -> ReturnIn:
+    """``lines``: (sku, quantity) or (sku, quantity, position of the order's line)."""
     return ReturnIn(
         return_id=return_id or unique("return"),
         order_id=order_id,
         occurred_at=occurred_at or clock.now(),
-        lines=[ReturnLine(sku=sku, quantity=qty) for sku, qty in lines] if lines is not None else None,
+        lines=[ReturnLine(sku=x[0], quantity=x[1], line=x[2] if len(x) > 2 else None) for x in lines]
+        if lines is not None
+        else None,
         amount=amount,
         shipping=shipping,
     )

@@ -247,6 +247,29 @@ def test_returning_more_than_was_bought_is_refused(db: Database, clock: FrozenCl
     assert balance(db, program, member).pending == 20 - 6
 
 
+def test_a_sku_on_lines_at_different_prices_is_returned_by_its_line(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """Which of two mugs came back decides the points: the till says which line, or the return is refused."""
+    member = enrol(db, clock, program)
+    order = purchase(db, clock, program, member, lines=[line("MUG", 100), line("MUG", 10_000)])  # 1 + 100 points
+    with pytest.raises(Unprocessable) as caught:
+        return_(db, clock, program, order.external_id, lines=[("MUG", 1)])
+    assert (caught.value.code, caught.value.field, caught.value.extra) == (
+        "line_ambiguous",
+        "lines[0].line",
+        {"lines": [0, 1]},
+    )
+    with pytest.raises(Unprocessable) as wrong:
+        return_(db, clock, program, order.external_id, lines=[("SPOON", 1, 1)])
+    assert (wrong.value.code, wrong.value.field) == ("line_not_in_order", "lines[0].line")
+    dear = return_(db, clock, program, order.external_id, lines=[("MUG", 1, 1)])
+    assert (dear.points, dear.details["from_pending"]) == (-100, 100)
+    cheap = return_(db, clock, program, order.external_id, lines=[("MUG", 1)])  # one line left: no doubt
+    assert cheap.points == -1
+    assert balance(db, program, member).pending == 0
+
+
 def test_unknown_orders_and_items_are_refused(db: Database, clock: FrozenClock, program: Program) -> None:
     member = enrol(db, clock, program)
     order = purchase(db, clock, program, member, lines=LINES)

@@ -79,6 +79,13 @@ class PurchaseIn(Strict):
 class ReturnLine(Strict):
     sku: Annotated[Reference, Field(min_length=1, max_length=64)]
     quantity: Whole = Field(ge=1, le=10_000)
+    line: Whole | None = Field(
+        default=None,
+        ge=0,
+        le=499,
+        description="the line's position in the order's lines, from 0: needed when the SKU is on several lines "
+        "at different prices",
+    )
 
 
 class ReturnIn(Strict):

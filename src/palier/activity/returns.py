@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
-from palier.activity.models import ReturnIn
+from palier.activity.models import ReturnIn, ReturnLine
 from palier.errors import Unprocessable
 from palier.programs.models import Program
 
@@ -64,6 +65,38 @@ def _returned_points(order: dict[str, Any], lines: list[dict[str, Any]], refunde
     return min(points, by_lines + by_amount)
 
 
+def _matching(order: dict[str, Any], lines: list[dict[str, Any]], wanted: ReturnLine, i: int) -> list[dict[str, Any]]:
+    """The order's lines a returned item can come from: its ``line``, or every line of its SKU."""
+    if wanted.line is not None:
+        matching = [lines[wanted.line]] if wanted.line < len(lines) and lines[wanted.line]["sku"] == wanted.sku else []
+    else:
+        matching = [line for line in lines if line["sku"] == wanted.sku]
+    if not matching:
+        where = f" at line {wanted.line}" if wanted.line is not None else ""
+        raise Unprocessable(
+            "line_not_in_order",
+            f"Order #{order['order_id']} has no item {wanted.sku!r}{where}.",
+            field=f"lines[{i}].line" if wanted.line is not None else f"lines[{i}].sku",
+        )
+    return matching
+
+
+def _refuse_ambiguous(
+    order: dict[str, Any], lines: list[dict[str, Any]], matching: list[dict[str, Any]], wanted: ReturnLine, i: int
+) -> None:
+    """Some of a SKU bought on several lines at different prices: which ones came back decides the points."""
+    open_lines = [line for line in matching if line["quantity"] > line["returned"]]
+    prices = {Fraction(int(line["amount"]), int(line["quantity"])) for line in open_lines}
+    if len(prices) > 1:
+        raise Unprocessable(
+            "line_ambiguous",
+            f"Order #{order['order_id']} has {wanted.sku!r} on several lines at different prices: say which with "
+            "`line` (its position in the order's lines, from 0).",
+            field=f"lines[{i}].line",
+            lines=[n for n, line in enumerate(lines) if any(line is o for o in open_lines)],
+        )
+
+
 def plan_return(*, order: dict[str, Any], ret: ReturnIn, program: Program) -> ReturnPlan:
     lines = copy.deepcopy(order["lines"])
     refunded_before = int(order["refunded"])
@@ -71,14 +104,10 @@ def plan_return(*, order: dict[str, Any], ret: ReturnIn, program: Program) -> Re
     items = 0
     if ret.lines is not None:
         for i, wanted in enumerate(ret.lines):
-            matching = [line for line in lines if line["sku"] == wanted.sku]
-            if not matching:
-                raise Unprocessable(
-                    "line_not_in_order",
-                    f"Order #{order['order_id']} has no item {wanted.sku!r}.",
-                    field=f"lines[{i}].sku",
-                )
+            matching = _matching(order, lines, wanted, i)
             returnable = sum(line["quantity"] - line["returned"] for line in matching)
+            if wanted.line is None and wanted.quantity < returnable:
+                _refuse_ambiguous(order, lines, matching, wanted, i)
             if wanted.quantity > returnable:
                 raise Unprocessable(
                     "return_exceeds_purchase",
