@@ -131,6 +131,30 @@ def test_a_weekend_purchase_earns_double_and_the_preview_said_so(program: ApiPro
     assert [a["rule_id"] for a in bought["awards"]] == ["base", "pastry"]
 
 
+def test_a_multiplier_doubles_what_a_spent_campaign_budget_granted_in_the_preview_and_the_purchase(
+    program: ApiProgram,
+) -> None:
+    base = RULES["rules"][0]
+    flash = {"id": "flash2", "name": {"en": "Flash"}, "starts": "2026-03-01T00:00:00", "ends": "2026-04-01T00:00:00"}
+    bonus = {**base, "id": "bonus", "name": {"en": "Flash bonus"}, "campaign": "flash2"}
+    double = {"id": "double", "name": {"en": "Double points"}, "event": "purchase"}
+    double["effect"] = {"type": "multiplier", "factor": 2}
+    assert apply(program, {"campaigns": [{**flash, "budget": 10}], "rules": [base, bonus, double]}).status_code == 201
+    member = program.enrol(first_name="Léa")
+    cart = [line("BAG", 5000)]
+    expected = [
+        (["1 point per euro: +50", "Flash bonus: +10", "Double points ×2: +60"], 120),
+        (["1 point per euro: +50", "Double points ×2: +50"], 100),  # the budget is spent
+        (["1 point per euro: +50", "Double points ×2: +50"], 100),
+    ]
+    for texts, points in expected:
+        shown = program.call("POST", "/v1/preview", json={"lines": cart, "member_id": member["id"]}).json()
+        assert ([x["text"] for x in shown["lines"]], shown["points"]) == (texts, points)
+        bought = program.purchase(member["id"], lines=cart)
+        assert ([a["text"] for a in bought["awards"]], bought["points"]) == (texts, points)
+    assert program.balance(member["id"])["pending"] == 320
+
+
 def test_actions_over_http(program: ApiProgram) -> None:
     apply(program, RULES)
     member = program.enrol(first_name="Léa")

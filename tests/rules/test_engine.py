@@ -22,6 +22,7 @@ from palier.rules.engine import (
 )
 from palier.rules.explain import money
 from palier.rules.models import WEEKDAYS
+from palier.units import Rounding
 
 BASE = {
     "id": "base",
@@ -224,10 +225,49 @@ def test_limits_cut_awards_and_keep_line_points_summing() -> None:
         "effect": {"type": "points_per_amount", "points": 5, "per_amount": 100},
     }
     found = rules(bonus, campaigns=[campaign]).evaluate(cart(CROISSANT, COFFEE, CAKE), MemberContext(), MONDAY_MORNING)
-    cut = within_limits(found, {"c": 7})
+    cut = within_limits(found, {"c": 7}, Rounding.FLOOR)
     assert [a.points for a in cut] == [30, 7]
     assert sum(cut[1].line_points) == 7
-    assert within_limits(found, {"c": 0})[1:] == []
+    assert within_limits(found, {"c": 0}, Rounding.FLOOR)[1:] == []
+
+
+FLASH = {"id": "flash", "name": {"en": "Flash"}, "starts": "2026-01-01T00:00:00", "ends": "2027-01-01T00:00:00"}
+FLASH_BONUS = {**BASE, "id": "bonus", "name": {"en": "Flash bonus"}, "campaign": "flash"}
+DOUBLE = {"id": "double", "name": {"en": "Double points"}, "event": "purchase"}
+DOUBLE["effect"] = {"type": "multiplier", "factor": 2}
+
+
+def test_a_multiplier_multiplies_what_the_budget_let_through_not_what_it_cut() -> None:
+    compiled = rules(FLASH_BONUS, DOUBLE, campaigns=[FLASH])
+    found = compiled.evaluate(cart(LineSnapshot(sku="A", quantity=1, amount=5000)), MemberContext(), MONDAY_MORNING)
+    assert [(a.rule_id, a.points) for a in found] == [("base", 50), ("bonus", 50), ("double", 100)]  # uncut
+    cut = within_limits(found, {"flash": 10}, Rounding.FLOOR)
+    assert [(a.rule_id, a.points) for a in cut] == [("base", 50), ("bonus", 10), ("double", 60)]
+    spent = within_limits(found, {"flash": 0}, Rounding.FLOOR)
+    assert [(a.rule_id, a.points) for a in spent] == [("base", 50), ("double", 50)]
+    assert spent[-1].line() == "Double points ×2: +50"
+
+
+def test_a_multiplier_on_cut_points_counts_its_own_lines_only_then_is_cut_by_its_own_budget() -> None:
+    pastry_double = {**DOUBLE, "campaign": "flash", "conditions": {"categories": ["viennoiserie"]}}
+    promo = {**FLASH, "id": "promo", "name": {"en": "Promo"}}
+    compiled = rules({**FLASH_BONUS, "campaign": "promo"}, pastry_double, campaigns=[FLASH, promo])
+    pastry = LineSnapshot(sku="P", quantity=1, amount=1000, category="viennoiserie")
+    coffee = LineSnapshot(sku="C", quantity=1, amount=3000, category="coffee")
+    found = compiled.evaluate(cart(pastry, coffee), MemberContext(), MONDAY_MORNING)
+    assert [(a.rule_id, a.points, a.line_points) for a in found] == [
+        ("base", 40, (10, 30)),
+        ("bonus", 40, (10, 30)),
+        ("double", 20, (20,)),  # on the pastry's 10 + 10
+    ]
+    cut = within_limits(found, {"promo": 8, "flash": 100}, Rounding.FLOOR)
+    assert [(a.rule_id, a.points, a.line_points) for a in cut] == [
+        ("base", 40, (10, 30)),
+        ("bonus", 8, (2, 6)),
+        ("double", 12, (12,)),  # the pastry kept 10 + 2
+    ]
+    own_budget = within_limits(found, {"promo": 8, "flash": 5}, Rounding.FLOOR)
+    assert [(a.rule_id, a.points) for a in own_budget] == [("base", 40), ("bonus", 8), ("double", 5)]
 
 
 def test_the_timeline_picks_the_version_in_force() -> None:

@@ -46,6 +46,8 @@ PASTRY = {
     "conditions": {"categories": ["viennoiserie"]},
     "effect": {"type": "per_item", "points": 5},
 }
+DOUBLE = {"id": "double", "name": {"en": "Double points"}, "event": "purchase"}
+DOUBLE["effect"] = {"type": "multiplier", "factor": 2}
 
 
 def document(*extra: dict[str, Any], **sections: Any) -> dict[str, Any]:
@@ -193,6 +195,60 @@ def test_a_tier_multiplies_what_the_campaign_cap_let_through_not_what_it_cut(
     after = purchase(db, clock, program, member, amount=10_00)  # 10 base, the bonus capped away to 0
     assert [a.text for a in after.awards if a.rule_id.startswith("tier:")] == ["Gold ×1.5: +5"]
     assert after.points == 15  # not 10 + 5 + half of the 100 the cap did not pay
+
+
+def with_budgeted_bonus_and_double(db: Database, clock: FrozenClock, program: Program, **limits: int) -> Program:
+    """The base rule, a 1 point per euro bonus in campaign ``flash2`` with ``limits``, and a ×2 multiplier."""
+    flash = {"id": "flash2", "name": {"en": "Flash"}, "starts": "2026-01-01T00:00:00", "ends": "2027-01-01T00:00:00"}
+    bonus = {**BASE, "id": "bonus", "name": {"en": "Flash bonus"}, "campaign": "flash2"}
+    return apply_rules(db, clock, program, document(bonus, DOUBLE, campaigns=[{**flash, **limits}]))
+
+
+def test_a_multiplier_multiplies_what_the_campaign_budget_granted_not_what_it_refused(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    program = with_budgeted_bonus_and_double(db, clock, program, budget=10)
+    member = enrol(db, clock, program)
+    first, second, third = (purchase(db, clock, program, member, amount=5000) for _ in range(3))
+    assert [a.text for a in first.awards] == ["1 point per euro: +50", "Flash bonus: +10", "Double points ×2: +60"]
+    assert first.points == 120
+    for later in (second, third):  # the budget is spent: ×2 of the base alone
+        assert [a.text for a in later.awards] == ["1 point per euro: +50", "Double points ×2: +50"]
+        assert later.points == 100
+    assert awards_of(db, program, first.event_id) == [("base", 1, 50), ("bonus", 1, 10), ("double", 1, 60)]
+    assert balance(db, program, member).pending == 120 + 100 + 100
+
+
+def test_a_multiplier_multiplies_what_the_member_cap_granted_not_what_it_cut(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    program = with_budgeted_bonus_and_double(db, clock, program, member_cap=30)
+    member, other = enrol(db, clock, program), enrol(db, clock, program)
+    assert [purchase(db, clock, program, member, amount=2000).points for _ in range(3)] == [80, 60, 40]
+    assert purchase(db, clock, program, other, amount=2000).points == 80  # another member has their own cap
+
+
+def test_a_multiplier_in_a_budgeted_campaign_is_cut_by_its_own_budget_after_it_is_worked_out(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    weekend = {"id": "weekend", "name": {"en": "Weekend"}, "starts": "2026-01-01T00:00:00"}
+    weekend |= {"ends": "2027-01-01T00:00:00", "budget": 70}
+    flash = {**weekend, "id": "flash2", "name": {"en": "Flash"}, "budget": 10}
+    bonus = {**BASE, "id": "bonus", "name": {"en": "Flash bonus"}, "campaign": "flash2"}
+    double = {**DOUBLE, "name": {"en": "Double weekend"}, "campaign": "weekend"}
+    program = apply_rules(db, clock, program, document(bonus, double, campaigns=[flash, weekend]))
+    member = enrol(db, clock, program)
+    first = purchase(db, clock, program, member, amount=5000)
+    assert [(a.rule_id, a.points) for a in first.awards] == [("base", 50), ("bonus", 10), ("double", 60)]
+    second = purchase(db, clock, program, member, amount=5000)  # ×2 of the 50 granted: 10 left in its budget
+    assert [(a.rule_id, a.points) for a in second.awards] == [("base", 50), ("double", 10)]
+    assert purchase(db, clock, program, member, amount=5000).points == 50
+    assert campaign_counters_by_name(db, program) == {"campaign:flash2": 10, "campaign:weekend": 70}
+
+
+def campaign_counters_by_name(db: Database, program: Program) -> dict[str, int]:
+    with db.read() as conn:
+        return counters_of(conn, program, "")
 
 
 def campaign_counters(db: Database, program: Program) -> dict[str, int]:

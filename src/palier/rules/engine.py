@@ -3,7 +3,8 @@
 No I/O here: the service hands in a snapshot of the event and what is known of the member, and gets
 back the awards, each naming the rule and version that made it. Rules run in priority order (higher
 first, then as written); an *exclusive* rule that applies stops every rule after it. Multipliers are
-worked out last, on the points earned per amount by the rules that applied on the same lines.
+worked out last, on the points earned per amount by the rules that applied on the same lines; when campaign
+budgets or caps cut those points, :func:`within_limits` works the multipliers out again on what is granted.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ class Award:
     counter: str | None = None
     steps: int = 0  # spend_step: the steps of its spend rewarded once this award is granted
     to_next: int = 0  # spend_step: what is still to spend, in minor units, before its next reward
+    by_amount: bool = False  # points per amount: what multipliers multiply
+    factor: tuple[int, int] | None = None  # a multiplier's (numerator, denominator)
 
     def line(self, language: str = "en", money: Callable[[int], str] = str) -> str:
         """ "Double points weekend ×2: +46" (or the coupons / cashback it gives); ``money`` writes an amount
@@ -497,7 +500,7 @@ class _Evaluation:
                     for i, p in zip(matched, split, strict=True):
                         base[i] += p
             award = Award(rule.id, self.version, rule.name, "points", points, tuple(split), tuple(matched))
-            award.campaign_id = rule.campaign
+            award.campaign_id, award.by_amount = rule.campaign, compiled.by_amount
             self.awards.append(award)
         elif isinstance(effect, SpendStep):
             counter, counters = counter_name(rule.id), self.member.counters
@@ -537,24 +540,46 @@ class _Evaluation:
             if points <= 0:
                 return
             self.base[i] += points
-        self.awards.append(Award(rule.id, self.version, rule.name, "points", points, (points,), (i,), rule.campaign))
+        award = Award(rule.id, self.version, rule.name, "points", points, (points,), (i,), rule.campaign)
+        award.by_amount = compiled.by_amount
+        self.awards.append(award)
 
     def _multiply(self, rule: Rule, matched: Sequence[int]) -> None:
         assert isinstance(rule.effect, Multiplier)
-        numerator, denominator = rule.effect.factor.as_integer_ratio()
+        factor = rule.effect.factor.as_integer_ratio()
         detail = f"×{rule.effect.factor.normalize():f}"
         if not self.event.lines:  # an action: multiplies the action's own points
-            base = self.base_total
-            extra = divide(base * (numerator - denominator), denominator, self.rules.rounding)
-            self._add(rule.id, rule.name, rule.campaign, "points", extra, detail=detail)
+            extra = _extra(self.base_total, factor, self.rules.rounding)
+            self._add(rule.id, rule.name, rule.campaign, "points", extra, detail=detail, factor=factor)
             return
-        weights = [self.base[i] for i in matched]
-        extra = divide(sum(weights) * (numerator - denominator), denominator, self.rules.rounding)
-        split = _spread(extra, weights, [0] * len(weights)) if sum(weights) else [0] * len(weights)
+        extra, split = _multiplied([self.base[i] for i in matched], factor, self.rules.rounding)
         lines = tuple(matched)
         self._add(
-            rule.id, rule.name, rule.campaign, "points", extra, line_points=tuple(split), lines=lines, detail=detail
+            rule.id,
+            rule.name,
+            rule.campaign,
+            "points",
+            extra,
+            line_points=split,
+            lines=lines,
+            detail=detail,
+            factor=factor,
         )
+
+
+def _extra(points: int, factor: tuple[int, int], rounding: Rounding) -> int:
+    """The points a multiplier adds to ``points`` (×2 adds as many again), with the program's rounding."""
+    numerator, denominator = factor
+    return divide(points * (numerator - denominator), denominator, rounding)
+
+
+def _multiplied(weights: Sequence[int], factor: tuple[int, int], rounding: Rounding) -> tuple[int, tuple[int, ...]]:
+    """A multiplier's extra points on its lines, given the points per amount of each (``weights``), and their
+    split over those lines."""
+    total = sum(weights)
+    extra = _extra(total, factor, rounding)
+    split = _spread(extra, weights, [0] * len(weights)) if total else [0] * len(weights)
+    return extra, tuple(split)
 
 
 def _filters(rule: Rule) -> bool:
@@ -579,26 +604,49 @@ def total_points(awards: Sequence[Award], lines: int) -> tuple[int, list[int]]:
     return total, per_line
 
 
-def within_limits(awards: Sequence[Award], left: Mapping[str, int]) -> list[Award]:
+def within_limits(awards: Sequence[Award], left: Mapping[str, int], rounding: Rounding) -> list[Award]:
     """Awards cut to what each campaign may still give (``left``: campaign id -> points; absent: unlimited).
 
-    Awards are served in order; a cut award's line points are re-split so they still sum exactly.
+    Awards are served in order; a cut award's line points are re-split so they still sum exactly. A
+    multiplier (they come after the rules they multiply) multiplies the points per amount actually granted:
+    once a budget or cap has cut some, it is worked out again on what is left, with ``rounding``, and then
+    cut by its own campaign's limits like any award.
     """
     remaining = dict(left)
     out = []
+    granted_base: dict[int, int] = {}  # line -> points per amount granted on it
+    base_cut = False  # some points per amount were cut: multipliers must be worked out again
     for award in awards:
-        cid = award.campaign_id
-        if award.kind != "points" or cid is None or cid not in remaining:
+        if award.kind != "points":
             out.append(award)
             continue
-        granted = min(award.points, max(remaining[cid], 0))
-        remaining[cid] -= granted
-        if granted == award.points:
-            out.append(award)
-        elif granted > 0:
-            split = tuple(_spread(granted, award.line_points, [1] * len(award.line_points)))
-            out.append(replace(award, points=granted, line_points=split))
+        if award.factor is not None and base_cut and award.lines:
+            award = _remultiplied(award, granted_base, rounding)
+            if award.points <= 0:
+                continue
+        cid = award.campaign_id
+        points = award.points
+        if cid is not None and cid in remaining:
+            points = min(points, max(remaining[cid], 0))
+            remaining[cid] -= points
+        if points < award.points:
+            base_cut = base_cut or award.by_amount
+            if points <= 0:
+                continue
+            split = tuple(_spread(points, award.line_points, [1] * len(award.line_points)))
+            award = replace(award, points=points, line_points=split)
+        if award.by_amount:
+            for i, p in zip(award.lines, award.line_points, strict=True):
+                granted_base[i] = granted_base.get(i, 0) + p
+        out.append(award)
     return out
+
+
+def _remultiplied(award: Award, granted_base: Mapping[int, int], rounding: Rounding) -> Award:
+    """A multiplier's award on the points per amount granted on its lines."""
+    assert award.factor is not None
+    extra, split = _multiplied([granted_base.get(i, 0) for i in award.lines], award.factor, rounding)
+    return replace(award, points=extra, line_points=split)
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ def reserve(
             bounds.append(campaign.member_cap - mine[name])
         if bounds:
             left[campaign.id] = min(bounds)
-    granted = within_limits(awards, left)
+    granted = within_limits(awards, left, rules.rounding)
     if take:
         for campaign in limited:
             points = sum(a.points for a in granted if a.campaign_id == campaign.id and a.kind == "points")
