@@ -270,6 +270,22 @@ def test_linking_a_payment_card_credits_the_purchases_it_made_before(program: Ap
 # --- merge ---
 
 
+def test_after_a_merge_one_person_gets_no_more_than_the_campaign_member_cap(program: ApiProgram) -> None:
+    weekend = {"id": "weekend", "name": {"en": "Weekend"}, "starts": "2026-03-01T00:00:00"}
+    weekend |= {"ends": "2026-04-01T00:00:00", "member_cap": 200}
+    bonus = {"id": "weekend-bonus", "name": {"en": "Weekend bonus"}, "event": "purchase", "campaign": "weekend"}
+    bonus["effect"] = {"type": "points_per_amount", "points": 2, "per_amount": 100}
+    applied = program.call("POST", "/v1/program/rules", json={"campaigns": [weekend], "rules": [bonus]})
+    assert applied.status_code == 201, applied.text
+    x, y = program.enrol(first_name="Ann"), program.enrol(first_name="Anne")
+    assert program.purchase(x["id"], lines=[line(unit_price=20000)])["points"] == 200  # X at the cap
+    assert program.purchase(y["id"], lines=[line(unit_price=9000)])["points"] == 180
+    merged = program.call("POST", "/v1/members/merge", json={"source_member_id": x["id"], "target_member_id": y["id"]})
+    assert merged.status_code == 200, merged.text
+    after = program.purchase(y["id"], lines=[line(unit_price=20000)])
+    assert (after["points"], after["awards"]) == (0, [])  # 380 campaign points already: not +20 more
+
+
 def test_merge_moves_points_identities_and_orders_to_the_remaining_account(program: ApiProgram) -> None:
     source = program.enrol(first_name="Ann", email=email())
     target = program.enrol(first_name="Anne", email=email())

@@ -320,7 +320,10 @@ def merge(
         update(identities).where(identities.c.member_id == source_id).values(member_id=target_id)
     ).rowcount
     from palier.activity.service import reassign_member
+    from palier.rules.service import move_member as move_counters
 
+    # campaign caps and spend counters add up, and the awards of the source's orders follow them
+    counters_moved = move_counters(conn=conn, program_id=program.id, source_id=source_id, target_id=target_id)
     reassign_member(conn=conn, source_id=source_id, target_id=target_id)
     from palier.rewards.service import move_member as move_rewards
 
@@ -337,6 +340,8 @@ def merge(
         details["debt_repaid"] = debt_repaid
     if credit_moved:
         details["store_credit_moved"] = credit_moved
+    if counters_moved:
+        details["counters_moved"] = counters_moved
     conn.execute(
         insert(merges).values(
             id=merge_id,

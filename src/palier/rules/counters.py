@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, case, select, update
+from sqlalchemy import Connection, case, delete, select, update
 
 from palier.db.bulk import upsert
 from palier.rules.tables import counters
@@ -68,3 +68,24 @@ def raise_to(conn: Connection, *, program_id: str, member_id: str, name: str, va
         .where(counters.c.program_id == program_id, counters.c.member_id == member_id, counters.c.name == name)
         .values(value=case((counters.c.value < value, value), else_=counters.c.value))
     )
+
+
+def move_member(conn: Connection, *, program_id: str, source_id: str, target_id: str) -> dict[str, int]:
+    """A merge: add each of ``source``'s counters to ``target``'s (campaign points against a cap, running
+    spend and steps rewarded of spend_step rules all add up, as if one person had earned them) and remove
+    the source's. Returns what moved, by name.
+
+    The caller holds both members' locks, which guard these rows (never the program-wide ones); a handful of
+    rows per member, each changed in SQL.
+    """
+    query = (
+        select(counters.c.name, counters.c.value)
+        .where(counters.c.program_id == program_id, counters.c.member_id == source_id)
+        .order_by(counters.c.name)
+    )
+    moved = {str(name): int(value) for name, value in conn.execute(query)}
+    for name, value in moved.items():
+        add(conn, program_id=program_id, member_id=target_id, name=name, delta=value)
+    if moved:
+        conn.execute(delete(counters).where(counters.c.program_id == program_id, counters.c.member_id == source_id))
+    return {name: value for name, value in moved.items() if value}

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, and_, insert, or_, select, update
 from palier.activity.earning import Earning
 from palier.activity.earning import purchase_earning as base_earning
 from palier.activity.models import AwardLine, PurchaseIn
+from palier.activity.tables import purchases
 from palier.clock import Clock, utc
 from palier.errors import InvalidInput, NotFound
 from palier.programs.models import Program
@@ -505,6 +506,29 @@ def give_back(*, conn: Connection, program: Program, event_id: str, points: Retu
             counters.add(conn, program_id=program.id, member_id=counters.PROGRAM_WIDE, name=name, delta=-back)
         if campaign.member_cap is not None and row.member_id is not None:
             counters.add(conn, program_id=program.id, member_id=row.member_id, name=name, delta=-back)
+
+
+def move_member(*, conn: Connection, program_id: str, source_id: str, target_id: str) -> dict[str, int]:
+    """A merge: the source's campaign caps and spend_step counters add up into the target's, and the awards
+    of the source's orders name the target, so that a later return gives back to the target's counters.
+
+    The caller holds both members' locks and calls this before the orders move to the target. Returns the
+    counters moved (name -> value).
+    """
+    moved = counters.move_member(conn, program_id=program_id, source_id=source_id, target_id=target_id)
+    orders = select(purchases.c.event_id).where(
+        purchases.c.program_id == program_id, purchases.c.member_id == source_id
+    )
+    conn.execute(
+        update(award_rows)
+        .where(
+            award_rows.c.program_id == program_id,
+            award_rows.c.event_id.in_(orders),
+            award_rows.c.member_id == source_id,
+        )
+        .values(member_id=target_id)
+    )
+    return moved
 
 
 def award_lines(found: Sequence[Award], program: Program, language: str = "en") -> list[AwardLine]:

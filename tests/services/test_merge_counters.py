@@ -1,0 +1,103 @@
+"""A merge adds up the rules' per-member counters: campaign caps and spend_step running spend, as one person."""
+
+from __future__ import annotations
+
+import threading
+
+from palier.activity.models import EventResult
+from palier.clock import FrozenClock
+from palier.db import Database
+from palier.programs.models import Program
+from tests.services.factories import apply_rules, enrol, merge, purchase, purchase_body, return_, send_purchase
+from tests.services.test_concurrency import Outcome, run_threads
+from tests.services.test_rules import BASE, counters_of, document, with_ten_for_every_hundred
+
+WEEKEND = {
+    "id": "weekend",
+    "name": {"en": "Weekend"},
+    "starts": "2026-01-01T00:00:00",
+    "ends": "2027-01-01T00:00:00",
+    "member_cap": 200,
+}
+DOUBLE_BONUS = {**BASE, "id": "weekend-bonus", "name": {"en": "Weekend bonus"}, "campaign": "weekend"}
+DOUBLE_BONUS["effect"] = {"type": "points_per_amount", "points": 2, "per_amount": 100}
+
+
+def with_capped_campaign(db: Database, clock: FrozenClock, program: Program) -> Program:
+    """The base rule and 2 points per euro more in campaign ``weekend``, capped at 200 points per member."""
+    return apply_rules(db, clock, program, document(DOUBLE_BONUS, campaigns=[WEEKEND]))
+
+
+def bonus_of(result: EventResult) -> int:
+    return sum(a.points for a in result.awards if a.rule_id == "weekend-bonus")
+
+
+def test_after_a_merge_the_member_cap_counts_what_both_accounts_got(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    program = with_capped_campaign(db, clock, program)
+    x, y = enrol(db, clock, program), enrol(db, clock, program)
+    at_cap = purchase(db, clock, program, x, amount=20000)
+    assert bonus_of(at_cap) == 200  # X is at the cap
+    assert bonus_of(purchase(db, clock, program, y, amount=9000)) == 180
+    result = merge(db, clock, program, x, y)
+    with db.read() as conn:
+        assert counters_of(conn, program, x.id) == {}
+        assert counters_of(conn, program, y.id) == {"campaign:weekend": 380}
+    assert result.source_member_id == x.id
+    after = purchase(db, clock, program, y, amount=20000)
+    assert (after.points, bonus_of(after)) == (200, 0)  # one person, 380 campaign points: nothing more
+
+    # X's order, now Y's, returned: its campaign points come back to Y's cap (the one they are counted in)
+    return_(db, clock, program, at_cap.external_id, lines=[("SKU-1", 1)])
+    with db.read() as conn:
+        assert counters_of(conn, program, y.id) == {"campaign:weekend": 180}
+    assert bonus_of(purchase(db, clock, program, y, amount=5000)) == 20
+
+
+def test_after_a_merge_spend_steps_count_the_spend_of_both_accounts(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    program = with_ten_for_every_hundred(db, clock, program)
+    x, y = enrol(db, clock, program), enrol(db, clock, program)
+
+    def coupons(result: EventResult) -> int:
+        return sum(a.points for a in result.awards if a.kind == "coupon")
+
+    assert coupons(purchase(db, clock, program, x, amount=15000)) == 1  # 150 €: the first step
+    assert coupons(purchase(db, clock, program, y, amount=3000)) == 0
+    merge(db, clock, program, x, y)
+    with db.read() as conn:
+        assert counters_of(conn, program, x.id) == {}
+        assert counters_of(conn, program, y.id) == {"spend:ten-for-hundred": 18000, "steps:ten-for-hundred": 1}
+    assert coupons(purchase(db, clock, program, y, amount=3000)) == 1  # 210 € in all: the second step
+    assert coupons(purchase(db, clock, program, y, amount=5000)) == 0  # 260 €: the third is at 300 €
+    with db.read() as conn:
+        assert counters_of(conn, program, y.id) == {"spend:ten-for-hundred": 26000, "steps:ten-for-hundred": 2}
+
+
+def test_purchases_racing_a_merge_lose_no_campaign_points_from_the_cap(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    program = with_capped_campaign(db, clock, program)
+    x, y = enrol(db, clock, program), enrol(db, clock, program)
+    buyers = [x, y] * 4
+    bodies = [purchase_body(program, who, clock=clock, amount=2000) for who in buyers]
+    outcome = Outcome()
+    merged: list[object] = []
+
+    def work(index: int, barrier: threading.Barrier) -> None:
+        barrier.wait()
+        if index == len(bodies):
+            merged.append(outcome.run(lambda: merge(db, clock, program, x, y)))
+        else:
+            outcome.run(lambda: send_purchase(db, clock, program, bodies[index]))
+
+    run_threads(len(bodies) + 1, work)
+    assert [f for f in outcome.failures if not f.startswith("member_merged")] == []
+    assert merged[0] is not None
+    given = sum(bonus_of(result) for result in outcome.results if result is not None)
+    with db.read() as conn:
+        assert counters_of(conn, program, x.id) == {}
+        assert counters_of(conn, program, y.id) == {"campaign:weekend": given}
+    assert bonus_of(purchase(db, clock, program, y, amount=20000)) == max(200 - given, 0)
