@@ -64,9 +64,12 @@ def test_trial_payment_renewal_cancel_and_lapse(db: Database, clock: FrozenClock
     paid = pay(db, clock, program, ann.id, payment_id="fee-1")
     assert paid.state == "active" and paid.period_start == clock.now()
     assert pay(db, clock, program, ann.id, payment_id="fee-1") == paid  # the same payment again: no second month
+    refused("payment_conflict", pay, db, clock, program, ann.id, payment_id="fee-1", amount=498)  # not the same
     clock.advance(days=29)
     renewed = pay(db, clock, program, ann.id, payment_id="fee-2")
     assert renewed.period_start == paid.period_end  # renewal runs on from the paid period, nothing lost
+    ahead = refused("paid_ahead", pay, db, clock, program, ann.id, payment_id="fee-3")  # a third month at once
+    assert (ahead.field, ahead.extra["paid_until"]) == ("paid_at", renewed.period_end.isoformat())
     with db.read() as conn:
         coupons = rewards.member_coupons(conn=conn, program_id=program.id, member_id=ann.id)
     assert len(coupons) == 3 and all(c.points == 0 for c in coupons)  # one free delivery per period, trial too

@@ -133,15 +133,17 @@ def record_payment(
 ) -> tuple[Membership, bool]:
     """Start or renew for a payment; the same payment again returns the first answer (True: a replay)."""
     kept = conn.execute(
-        select(membership_payments.c.result).where(
+        select(membership_payments.c.result, membership_payments.c.amount).where(
             membership_payments.c.program_id == program.id, membership_payments.c.payment_id == data.payment_id
         )
-    ).scalar()
+    ).first()
     if kept is not None:
-        found = Membership.model_validate(kept)
-        if found.member_id != data.member_id or found.plan != data.plan:
+        found = Membership.model_validate(kept.result)
+        if found.member_id != data.member_id or found.plan != data.plan or kept.amount != data.amount:
             raise Conflict(
-                "payment_conflict", "This payment was already recorded for another member or plan.", field="payment_id"
+                "payment_conflict",
+                "This payment was already recorded for another member, plan or amount.",
+                field="payment_id",
             )
         return found, True
     lock_members(conn, [data.member_id])
@@ -170,6 +172,15 @@ def record_payment(
         ended = utc(live["period_end"])
         if live["state"] != "trial" and paid_at <= ended + LAPSE_GRACE:  # on the same billing dates
             start, anchor = ended, utc(live["billing_anchor"] or live["period_start"])
+            if ended > period_end(plan.period, anchor=anchor, after=paid_at, timezone=program.timezone):
+                # the next period is paid already: this one's perks would be handed out now, periods ahead
+                raise Conflict(
+                    "paid_ahead",
+                    f"The membership is already paid until {ended.isoformat()}: a payment renews it at most one "
+                    "period ahead. Record it when that period is about to end.",
+                    field="paid_at",
+                    paid_until=ended.isoformat(),
+                )
         else:  # a trial converts (never before it began), or a payment long after the period ended starts anew
             start = anchor = max(paid_at, utc(live["period_start"]))
         end = period_end(plan.period, anchor=anchor, after=start, timezone=program.timezone)
