@@ -19,7 +19,7 @@ from palier.programs.models import Program
 from palier.rewards import codes
 from palier.rewards import service as rewards
 from palier.rewards.models import Coupon, CouponCheck, CouponUse, RedeemIn, Reward, RewardIn, RewardUpdate
-from tests.services.factories import ACTOR, adjust, balance, enrol, expire, history, line, purchase, return_
+from tests.services.factories import ACTOR, adjust, balance, enrol, expire, history, line, mature, purchase, return_
 
 # --- helpers ---
 
@@ -322,6 +322,24 @@ def test_the_catalog_says_how_far_each_reward_is_nearest_first(
     assert affordable == []
     shown = balance_with_rewards(db, clock, program, member)
     assert [(n.reward_id, n.points_needed) for n in shown][:1] == [(coffee.id, 40)]
+
+
+def test_a_member_in_debt_is_told_the_points_the_debt_asks_first(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """Points earned repay a debt first: owing 50, a 100-point coffee is 150 points away, not 100."""
+    member = enrol(db, clock, program, first_name="Dan", language="en")
+    order = purchase(db, clock, program, member, lines=[line("A", 5_000)])  # 50 points
+    clock.advance(days=40)
+    mature(db, clock, program)
+    redeem(db, clock, program, member, add_reward(db, clock, program, cost_points=50))  # all 50 spent
+    coffee = add_reward(db, clock, program, cost_points=100, title={"fr": "Café offert", "en": "Free coffee"})
+    return_(db, clock, program, order.external_id, amount=5_000)
+    assert (balance(db, program, member).available, balance(db, program, member).debt) == (0, 50)
+    shown = balance_with_rewards(db, clock, program, member)
+    assert [(n.points_needed, n.message) for n in shown if n.reward_id == coffee.id] == [
+        (150, "150 points to Free coffee")
+    ]
 
 
 def balance_with_rewards(db: Database, clock: FrozenClock, program: Program, who: Member) -> list[Any]:

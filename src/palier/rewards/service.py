@@ -169,7 +169,9 @@ def catalog(
     """Every reward on offer now that the member is eligible for, with what stands in the way, if anything."""
     members.require_known(conn=conn, program_id=program.id, member_id=member_id)
     now = clock.now()
-    available = ledger.balances(conn, member_id=member_id).get("available", 0)
+    balances = ledger.balances(conn, member_id=member_id)
+    # points earned go to a debt first: a member who owes 420 needs 520 more for a 100-point reward
+    spendable = balances.get("available", 0) + balances.get("debt", 0)
     language = members.language_of(conn, member_id)
     counts = _redeemed_counts(conn, program, member_id, now)
     who = audience(conn, program, member_id, now)
@@ -177,7 +179,7 @@ def catalog(
     for reward in list_rewards(conn=conn, program_id=program.id):
         if not _on_offer(reward, now) or not _eligible(reward, who) or (channel and not _on_channel(reward, channel)):
             continue
-        needed = max(0, reward.cost_points - available)
+        needed = max(0, reward.cost_points - spendable)
         blocked = (
             "out_of_stock"
             if reward.stock_left == 0
@@ -225,7 +227,7 @@ def _needed_message(needed: int, title: str, points_name: str, language: str) ->
     name = points_word(needed, points_name, language)
     if language == "fr":
         return f"Plus que {needed:,} {name} pour : {title}".replace(",", "\u202f")
-    return f"{needed:,} {name} to {title[0].lower() + title[1:]}"
+    return f"{needed:,} {name} to {title}"
 
 
 def _on_offer(reward: Reward, now: datetime) -> bool:
