@@ -254,7 +254,7 @@ def test_the_history_speaks_the_members_language_with_the_facts_of_each_line(web
     said_in_french = [
         "Commande n°LYO-1042 à Fournil Lyon",
         "Commande n°WEB-77 en ligne",
-        "1 article(s) de la commande n°LYO-1042",
+        "1 article de la commande n°LYO-1042",
         "Récompense échangée",
         "Café offert",
         "Points to spend",  # an adjustment's reason, as the staff typed it
@@ -265,6 +265,6 @@ def test_the_history_speaks_the_members_language_with_the_facts_of_each_line(web
         assert english not in french, english
 
     english = alice.get(f"/p/{p.id}/history", params={"lang": "en"}).text
-    said_in_english = ["Order #LYO-1042 at Fournil Lyon", "Order #WEB-77 online", "1 item(s) from order #LYO-1042"]
+    said_in_english = ["Order #LYO-1042 at Fournil Lyon", "Order #WEB-77 online", "1 item from order #LYO-1042"]
     for said in [*said_in_english, "Reward redeemed", "Free coffee"]:
         assert said in english, said

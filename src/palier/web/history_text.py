@@ -95,7 +95,9 @@ def _detail(line: HistoryLine, facts: _Facts, t: Callable[..., str], language: s
         if order is None:
             return None
         items = sum(int(item.get("quantity", 0)) for item in (event or {}).get("body", {}).get("lines") or [])
-        return t("history.returned_items", count=items, order=order) if items else _order(t, str(order))
+        if not items:
+            return _order(t, str(order))
+        return i18n.translate_count(language, "history.returned_items", items, count=items, order=order)
     if code == "reward_redeemed":
         return facts.reward_title(details.get("reward_id"), language)
     if code in COUPON_CODES:

@@ -65,6 +65,7 @@ class HistoryView:
     points: int
     pending: int
     held: int
+    owed: int = 0  # points the member owes more (a return after they were spent), or fewer (< 0: repaid)
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,7 @@ def history_views(conn: Connection, lines: list[HistoryLine], program: Program, 
                 points=line.available,
                 pending=0 if matured else line.pending,
                 held=line.held,
+                owed=line.debt,
             )
         )
     return views
