@@ -237,7 +237,7 @@ WORLD_SEGMENT = {"code": "top", "name": {"fr": "Meilleurs clients", "en": "Best 
 
 BODIES: dict[Route, Callable[[World], dict[str, Any]]] = {
     ("POST", "/v1/programs"): lambda w: {"name": unique("Program")},
-    ("PATCH", "/v1/program"): lambda w: {"earn_points": 100},
+    ("PATCH", "/v1/program"): lambda w: {"welcome_points": 100},
     ("POST", "/v1/keys"): lambda w: {"name": "sneaky", "scopes": ["admin"]},
     ("POST", "/v1/members"): lambda w: {"first_name": "Eve"},
     ("POST", "/v1/members/lookup"): lambda w: {"kind": "email", "value": w.member["email"]},

@@ -139,7 +139,7 @@ CONSOLE_EXEMPT: dict[Route, str] = {
 }
 SETTINGS_FORM = {"name": "Maison Réglée", "points_name": "grains", "timezone": "Europe/Paris",
                  "default_country": "FR", "rounding": "floor", "return_shortfall": "debt", "enrolment": "open",
-                 "earn_points": "3", "earn_per_amount": "100", "return_window_days": "14", "welcome_points": "50",
+                 "earn_points": "1", "earn_per_amount": "100", "return_window_days": "14", "welcome_points": "50",
                  "redeem_points": "100", "redeem_amount": "100", "pay_with_points_max_percent": "50",
                  "points_lifetime_months": "", "expiry_warning_days": "30"}  # fmt: skip
 # A valid form for each console admin write, and the page whose CSRF token it sends.

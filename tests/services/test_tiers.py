@@ -71,10 +71,11 @@ def test_the_purchase_that_crosses_the_threshold_upgrades_at_once(
     assert tier_of(db, ann.id) == "silver"
     with db.read() as conn:
         shown = tiers.progress(conn=conn, clock=clock, program=program, member_id=ann.id)
-        events = recent(conn, program_id=program.id, types=["tier_upgraded"])
+        events = recent(conn, program_id=program.id, types=["tier_upgraded", "tier_placed"])
     assert (shown.value, shown.next_tier, shown.needed_for_next, shown.needed_to_keep) == (110_00, "gold", 390_00, 0)
     assert shown.message == "€390.00 more before 31 December to reach Gold"
-    assert [e["payload"]["to"] for e in events] == ["silver", "bronze"]
+    # starting in Bronze is not an upgrade to congratulate: a mailer listening to tier_upgraded hears Silver only
+    assert [(e["type"], e["payload"]["to"]) for e in events] == [("tier_upgraded", "silver"), ("tier_placed", "bronze")]
     assert [c.reason for c in shown.history] == ["upgrade", "placed"]
 
 
@@ -240,6 +241,15 @@ def test_a_merge_keeps_the_higher_tier(db: Database, clock: FrozenClock, program
     spend(db, clock, program, new, 20)
     merge(db, clock, program, old, new)
     assert tier_of(db, new.id) == "gold" and tier_of(db, old.id) is None
+    with db.read() as conn:  # New became Gold by the merge: a change of its own, told like any other
+        shown = tiers.progress(conn=conn, clock=clock, program=program, member_id=new.id)
+        [event] = recent(conn, program_id=program.id, types=["tier_upgraded"])[:1]
+    assert (shown.history[0].reason, shown.history[0].from_tier, shown.history[0].to_tier) == (
+        "merged",
+        "bronze",
+        "gold",
+    )
+    assert (event["subject_id"], event["payload"]["to"], event["payload"]["reason"]) == (new.id, "gold", "merged")
 
 
 @pytest.mark.parametrize(

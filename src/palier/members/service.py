@@ -381,7 +381,7 @@ def _move_status(conn: Connection, clock: Clock, program: Program, source_id: st
     from palier.segments.service import move_member as move_segments
     from palier.tiers.service import move_member as move_tier
 
-    move_tier(conn, program_id=program.id, source_id=source_id, target_id=target_id)
+    move_tier(conn, program_id=program.id, source_id=source_id, target_id=target_id, now=clock.now())
     move_memberships(conn, source_id=source_id, target_id=target_id, now=clock.now())
     move_segments(conn, source_id=source_id, target_id=target_id)
 

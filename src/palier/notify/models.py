@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 EventType = Literal[
+    "tier_placed",  # a new member starts in the first tier: not an upgrade to congratulate
     "tier_upgraded",
     "tier_downgraded",
     "membership_started",

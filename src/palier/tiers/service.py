@@ -7,7 +7,7 @@ on; when that period ends, :func:`requalify` (a job, set-based in batches) keeps
 grace period as the program's policy says. A tier given by hand holds until its end date.
 
 Every change is written to the member's tier history and to the outbox (tier_upgraded,
-tier_downgraded), in the transaction that makes it.
+tier_downgraded; tier_placed for a new member starting in the first tier), in the transaction that makes it.
 """
 
 from __future__ import annotations
@@ -309,7 +309,7 @@ def _record(
         [
             (
                 program_id,
-                "tier_upgraded" if policy.rank(new) > policy.rank(old) else "tier_downgraded",
+                _change_event(policy, old, new, reason),
                 member_id,
                 {"member_id": member_id, "from": old, "to": new, "reason": reason},
             )
@@ -318,6 +318,14 @@ def _record(
         ],
         now=now,
     )
+
+
+def _change_event(policy: TierPolicy, old: str | None, new: str | None, reason: str) -> str:
+    """The outbox event of a change: a new member starting in the first tier is placed there, not upgraded (a
+    mailer congratulating every upgrade would congratulate every sign-up)."""
+    if reason == "placed":
+        return "tier_placed"
+    return "tier_upgraded" if policy.rank(new) > policy.rank(old) else "tier_downgraded"
 
 
 # --- by hand ---
@@ -724,8 +732,9 @@ def _status_of(row: Any) -> Status:
     )
 
 
-def move_member(conn: Connection, *, program_id: str, source_id: str, target_id: str) -> None:
-    """A merge: the member that remains keeps the higher of the two statuses; the history follows."""
+def move_member(conn: Connection, *, program_id: str, source_id: str, target_id: str, now: datetime) -> None:
+    """A merge: the member that remains keeps the higher of the two statuses; the history follows. Taking the
+    merged account's higher tier is a change of its own: a history line and a ``tier_upgraded`` event."""
     policy = get_policy(conn, program_id=program_id)
     conn.execute(update(tier_history).where(tier_history.c.member_id == source_id).values(member_id=target_id))
     source, target = _status(conn, source_id), _status(conn, target_id)
@@ -736,6 +745,8 @@ def move_member(conn: Connection, *, program_id: str, source_id: str, target_id:
     ):
         conn.execute(member_tiers.delete().where(member_tiers.c.member_id == target_id))
         conn.execute(update(member_tiers).where(member_tiers.c.member_id == source_id).values(member_id=target_id))
+        before = target.tier if target else None
+        _record(conn, program_id, target_id, [(before, source.tier, "merged", {"merged": source_id})], now, policy)
     else:
         conn.execute(member_tiers.delete().where(member_tiers.c.member_id == source_id))
 
@@ -817,7 +828,7 @@ def place(db: Database, clock: Clock, *, program_id: str, batch_size: int = 5000
                 emit_many(
                     conn,
                     [
-                        (program_id, "tier_upgraded", r["member_id"], {"member_id": r["member_id"], "from": None,
+                        (program_id, "tier_placed", r["member_id"], {"member_id": r["member_id"], "from": None,
                                                                        "to": r["tier"], "reason": "placed"})
                         for r in changes
                     ],
