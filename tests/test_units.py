@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import importlib
+import json
 import math
+import pkgutil
+import types
+import typing
+from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
+import palier
 from palier.text import points_word
-from palier.units import Rounding, Shares, divide, points_for_amount, split_proportionally
+from palier.units import Rounding, Shares, Whole, divide, points_for_amount, split_proportionally
 
 
 def reference(value: Fraction, mode: Rounding) -> int:
@@ -108,3 +117,66 @@ def test_the_points_name_agrees_with_its_count() -> None:
     assert [points_word(n, "points", "en") for n in (0, 1, -1, 2)] == ["points", "point", "point", "points"]
     assert [points_word(n, "étoiles", "fr") for n in (0, 1, 2, 1000)] == ["étoile", "étoile", "étoiles", "étoiles"]
     assert points_word(1, "miles", "en") == "mile" and points_word(1, "Fournil", "fr") == "Fournil"
+
+
+# --- whole numbers as clients send them ---
+
+WHOLE = TypeAdapter(Whole)
+
+
+@pytest.mark.parametrize("sent", [10.0, 1000.0, 10.5, 0.0, Decimal("10")])
+def test_a_number_with_a_decimal_point_is_no_whole_number(sent: object) -> None:
+    """10.00 sent for a price meant euros: read as 10 cents it would be a hundred times less, so it is refused."""
+    with pytest.raises(ValidationError, match="invalid_type"):
+        WHOLE.validate_python(sent)
+
+
+@pytest.mark.parametrize(("sent", "read"), [(10, 10), ("1250", 1250), (" -3 ", -3), (0, 0)])
+def test_integers_and_digit_strings_stay_whole_numbers(sent: object, read: int) -> None:
+    assert WHOLE.validate_python(sent) == read
+    assert WHOLE.validate_json(json.dumps(sent)) == read
+
+
+SERVER_COUNTED = {"currency_exponent", "rules_version", "status_version", "stock_left", "members_count"}
+
+
+def _bare_ints(annotation: Any, path: str, checked: bool, seen: set[type]) -> list[str]:
+    """The places under ``annotation`` typed ``int`` without Whole's check."""
+    if annotation is int:
+        return [] if checked else [path]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if annotation in seen:
+            return []
+        seen.add(annotation)
+        return [
+            bad
+            for name, field in annotation.model_fields.items()
+            for bad in _bare_ints(field.annotation, f"{path}.{name}", _WHOLE in field.metadata, seen)
+        ]
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        base, *metadata = typing.get_args(annotation)
+        return _bare_ints(base, path, checked or _WHOLE in metadata, seen)
+    if origin in (typing.Union, types.UnionType, list, tuple, dict):
+        return [bad for arg in typing.get_args(annotation) for bad in _bare_ints(arg, path, checked, seen)]
+    return []
+
+
+_WHOLE = Whole.__metadata__[0]
+
+
+def _subclasses(base: type[BaseModel]) -> list[type[BaseModel]]:
+    return [found for sub in base.__subclasses__() for found in (sub, *_subclasses(sub))]
+
+
+def test_every_integer_a_client_sends_is_whole() -> None:
+    """Models that refuse unknown fields are what clients send: none takes 10.0 for 10."""
+    for module in pkgutil.walk_packages(palier.__path__, "palier."):
+        importlib.import_module(module.name)
+    sent = [
+        m
+        for m in _subclasses(BaseModel)
+        if m.__module__.startswith("palier.") and m.model_config.get("extra") == "forbid"
+    ]
+    bare = [path for model in sorted(sent, key=repr) for path in _bare_ints(model, model.__name__, False, set())]
+    assert [path for path in bare if path.rsplit(".", 1)[1] not in SERVER_COUNTED] == []

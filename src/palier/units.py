@@ -9,6 +9,7 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from enum import StrEnum
 from functools import partial
 from itertools import accumulate
@@ -20,10 +21,16 @@ _DIGITS = re.compile(r"\s*[+-]?\d+\s*")
 
 
 def _whole(value: Any) -> Any:
-    """Refuse what a lax integer would quietly bend: ``true`` as 1, ``"10.00"`` as 10 (a hundred times less
-    than the 10.00 € meant). Digits in a string stay accepted: a CSV file or a form sends nothing else."""
+    """Refuse what a lax integer would quietly bend: ``true`` as 1, ``"10.00"`` as 10, and any JSON number with
+    a decimal point, ``10.00`` or ``1000.0`` alike (euros read as cents: a hundred times less than meant).
+    Digits in a string stay accepted: a CSV file or a form sends nothing else."""
     if isinstance(value, bool):
         raise ValueError(f"invalid_type: {str(value).lower()} is not a number")
+    if isinstance(value, float | Decimal):  # even 10.0: whoever wrote the point meant a decimal amount
+        raise ValueError(
+            "invalid_type: a whole number is expected, without a decimal point "
+            "(points, a quantity, or money in minor units: 12.50 is 1250)"
+        )
     if isinstance(value, str) and not _DIGITS.fullmatch(value):  # not echoed: it may be a pasted card number
         raise ValueError(
             "invalid_type: a whole number is expected (points, a quantity, or money in minor units: 12.50 is 1250)"

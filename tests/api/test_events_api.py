@@ -287,6 +287,30 @@ BAD_INPUT: list[tuple[str, Case, int, str, str]] = [
         "lines[0].unit_price",
     ),
     ("refund amount true", lambda s: _return(s, amount=True), 422, "invalid_type", "amount"),
+    # euros sent as a JSON number: 10.00 would be read as 10 cents, a hundred times less than meant
+    (
+        "price in euros as a number",
+        lambda s: _purchase(s, **_line(unit_price=10.00)),
+        422,
+        "invalid_type",
+        "lines[0].unit_price",
+    ),
+    (
+        "price with a zero fraction",
+        lambda s: _purchase(s, **_line(unit_price=1000.0)),
+        422,
+        "invalid_type",
+        "lines[0].unit_price",
+    ),
+    (
+        "quantity with a zero fraction",
+        lambda s: _purchase(s, **_line(quantity=2.0)),
+        422,
+        "invalid_type",
+        "lines[0].quantity",
+    ),
+    ("shipping with a zero fraction", lambda s: _purchase(s, shipping=5.0), 422, "invalid_type", "shipping"),
+    ("refund amount with a zero fraction", lambda s: _return(s, amount=300.0), 422, "invalid_type", "amount"),
     (
         "unit price above max",
         lambda s: _purchase(s, **_line(unit_price=10**11 + 1)),

@@ -74,7 +74,7 @@ class ProgramSettings(Strict):
     rounding: Rounding = Rounding.FLOOR
     return_window_days: Whole = Field(default=14, ge=0, le=365)
     points_lifetime_months: Whole | None = Field(default=12, ge=1, le=240, description="null: never expire")
-    expiry_warning_days: int = Field(
+    expiry_warning_days: Whole = Field(
         default=30, ge=0, le=365, description="warn members this many days before points expire (0: never)"
     )
     earn_on_shipping: bool = False
@@ -83,10 +83,10 @@ class ProgramSettings(Strict):
     return_shortfall: Literal["debt", "write_off"] = "debt"
     welcome_points: Whole = Field(default=0, ge=0, le=1_000_000)
     redeem_points: Whole = Field(default=100, ge=1, le=1_000_000, description="this many points …")
-    redeem_amount: int = Field(
+    redeem_amount: Whole = Field(
         default=100, ge=1, le=100_000_000, description="… are worth this many minor units (store credit, paying)"
     )
-    pay_with_points_max_percent: int = Field(
+    pay_with_points_max_percent: Whole = Field(
         default=50, ge=0, le=100, description="the largest share of an order points may pay (0: not allowed)"
     )
     enrolment: Literal["open", "invitation"] = Field(

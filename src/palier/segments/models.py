@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from palier.rewards.models import Localized
+from palier.units import Whole
 
 # What a condition can look at, per member (money in minor units; shares in percent of orders).
 NUMERIC_FIELDS = (
@@ -45,7 +46,7 @@ Field_ = Literal[
     "enrolment_channel",
 ]
 Op = Literal["=", "!=", "<", "<=", ">", ">=", "in", "not_in"]
-Value = int | str | list[int] | list[str]
+Value = Whole | str | list[Whole] | list[str]
 # Beyond these a value is a typo: a trillion minor units of spend, or a day count past any calendar.
 MAX_VALUE = 10**12
 MAX_TEXT = 100
@@ -97,7 +98,7 @@ class SegmentIn(Strict):
     name: Localized
     kind: Literal["rules", "top_revenue"] = "rules"
     conditions: list[Condition] = Field(default_factory=list, max_length=30, description="all must hold")
-    percent: int | None = Field(default=None, ge=1, le=100, description="top_revenue: the top X% of customers")
+    percent: Whole | None = Field(default=None, ge=1, le=100, description="top_revenue: the top X% of customers")
 
     @model_validator(mode="after")
     def _fits_kind(self) -> SegmentIn:

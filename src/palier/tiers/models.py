@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from palier.clock import Moment
 from palier.rewards.models import Localized
+from palier.units import Whole
 
 Metric = Literal["points", "spend", "orders"]
 Window = Literal["lifetime", "calendar_year", "rolling_months", "anniversary_year"]
@@ -25,8 +26,8 @@ class Strict(BaseModel):
 class TierIn(Strict):
     code: TierCode
     name: Localized
-    threshold: int = Field(ge=0, le=10**12, description="points, minor units of spend, or orders over the window")
-    multiplier_percent: int = Field(default=100, ge=100, le=1000, description="150: points ×1.5 (the rules apply it)")
+    threshold: Whole = Field(ge=0, le=10**12, description="points, minor units of spend, or orders over the window")
+    multiplier_percent: Whole = Field(default=100, ge=100, le=1000, description="150: points ×1.5 (the rules apply it)")
     perks: list[Localized] = Field(default_factory=list, max_length=20)
 
 
@@ -35,9 +36,9 @@ class TierPolicy(Strict):
 
     metric: Metric = Field(description="points earned on purchases (never the balance), qualifying spend, or orders")
     window: Window = "calendar_year"
-    rolling_months: int | None = Field(default=None, ge=1, le=36, description="for window rolling_months")
+    rolling_months: Whole | None = Field(default=None, ge=1, le=36, description="for window rolling_months")
     downgrade: Downgrade = "period_end"
-    grace_months: int | None = Field(default=None, ge=1, le=24, description="for downgrade grace")
+    grace_months: Whole | None = Field(default=None, ge=1, le=24, description="for downgrade grace")
     downgrade_step: Step = "to_qualified"
     returns_downgrade: bool = Field(
         default=False, description="true: a return that undoes the crossing takes the tier back at once"
