@@ -5,6 +5,7 @@ The last test walks every model a client fills in, so a new datetime field that 
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
 import types
 import typing
@@ -36,6 +37,16 @@ def test_moments_a_program_can_mean_pass_as_sent(sent: str) -> None:
 def test_moments_outside_1970_to_2999_are_date_out_of_range(sent: str) -> None:
     with pytest.raises(ValidationError, match="date_out_of_range"):
         MOMENT.validate_python(sent)
+
+
+@pytest.mark.parametrize("sent", [0, 1764900000, 1764900000000, 1764900000.5, "1764900000", " 0 ", True])
+def test_a_number_is_no_moment(sent: object) -> None:
+    """pydantic would read 0 as 1970 and 13 digits as milliseconds: a till sending a counter would date a
+    purchase silently wrong."""
+    with pytest.raises(ValidationError, match="invalid_type"):
+        MOMENT.validate_python(sent)
+    with pytest.raises(ValidationError, match="invalid_type"):
+        MOMENT.validate_json(json.dumps(sent))
 
 
 def _bare_datetimes(model: type[BaseModel], path: str, seen: set[type]) -> list[str]:

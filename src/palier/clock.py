@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Protocol
+from decimal import Decimal
+from typing import Annotated, Any, Protocol
 from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 
 
 class Clock(Protocol):
@@ -67,5 +69,21 @@ def _in_range(value: datetime) -> datetime:
     return value
 
 
-# Every date and time an API client, a CLI file or an import sends.
-Moment = Annotated[datetime, AfterValidator(_in_range)]
+_NUMERIC = re.compile(r"\s*[+-]?\d+(\.\d*)?\s*")
+
+
+def _not_a_number(value: Any) -> Any:
+    """Refuse a number, or digits in a string, where a date goes: pydantic would read ``0`` as 1970-01-01,
+    ``1764900000`` as seconds and ``1764900000000`` as milliseconds since then, quietly dating a purchase
+    wrongly when a till sends a counter, a price or a timestamp in the wrong unit."""
+    if isinstance(value, int | float | Decimal) or (isinstance(value, str) and _NUMERIC.fullmatch(value)):
+        raise ValueError(
+            "invalid_type: a date and time in ISO 8601 is expected (2026-11-23T08:12:00+01:00, …Z, or without "
+            "an offset in the program's time zone), not a number"
+        )
+    return value
+
+
+# Every date and time an API client, a CLI file or an import sends. (The before-validator is listed second so
+# it runs first: pydantic applies the metadata from the outside in.)
+Moment = Annotated[datetime, AfterValidator(_in_range), BeforeValidator(_not_a_number)]

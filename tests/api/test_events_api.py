@@ -385,6 +385,17 @@ BAD_INPUT: list[tuple[str, Case, int, str, str]] = [
         "date_out_of_range",
         "occurred_at",
     ),
+    # a timestamp is no date: 0 would date a purchase 1970, and 13 digits read as milliseconds
+    ("occurred_at as zero", lambda s: _purchase(s, occurred_at=0), 422, "invalid_type", "occurred_at"),
+    (
+        "occurred_at in milliseconds",
+        lambda s: _purchase(s, occurred_at=1764900000000),
+        422,
+        "invalid_type",
+        "occurred_at",
+    ),
+    ("occurred_at as digits", lambda s: _purchase(s, occurred_at="1764900000"), 422, "invalid_type", "occurred_at"),
+    ("return occurred_at as seconds", lambda s: _return(s, occurred_at=1764900000), 422, "invalid_type", "occurred_at"),
     (
         "naive occurred_at garbage",
         lambda s: _purchase(s, occurred_at="yesterday"),
