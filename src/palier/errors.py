@@ -81,6 +81,22 @@ class Throttled(PalierError):
     status = 429
 
 
+class FieldError(ValueError):
+    """A model-level check's refusal that names the field at fault: pydantic gives an error raised by a model
+    validator no location of its own, so it would point at the whole body. Read it with :func:`error_location`."""
+
+    def __init__(self, field: str, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.field = field
+
+
+def error_location(error: Any) -> tuple[Any, ...]:
+    """Where one pydantic error points: its ``loc``, and the field a :class:`FieldError` names under it."""
+    loc = tuple(error.get("loc", ()))
+    cause = (error.get("ctx") or {}).get("error")
+    return (*loc, cause.field) if isinstance(cause, FieldError) else loc
+
+
 def value_error_code(message: str) -> str | None:
     """Our validators raise ``ValueError("some_code: what is wrong")``: the stable code, if there is one."""
     head = message.split(":", 1)[0]
@@ -103,5 +119,5 @@ def invalid_input(exc: Any, *, default_field: str = "body") -> InvalidInput:
     first = exc.errors()[0]
     message = validation_message(first)
     code = value_error_code(message) or "invalid_value"
-    loc = [str(part) for part in first.get("loc", ()) if not str(part).startswith("function-")]
+    loc = [str(part) for part in error_location(first) if not str(part).startswith("function-")]
     return InvalidInput(code, message.removeprefix(f"{code}: "), field=".".join(loc) or default_field)

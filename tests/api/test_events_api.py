@@ -467,6 +467,7 @@ BAD_INPUT: list[tuple[str, Case, int, str, str]] = [
         "discount_exceeds_line",
         "lines[0].discount",
     ),
+    ("return of nothing", lambda s: _return(s, lines=None), 422, "lines_or_amount_required", "lines"),
     (
         "return larger than bought",
         lambda s: _return(s, lines=[{"sku": "SKU-1", "quantity": 3}]),
@@ -501,8 +502,8 @@ BAD_INPUT: list[tuple[str, Case, int, str, str]] = [
         "return with lines and amount",
         lambda s: _return(s, amount=100),
         422,
-        "invalid_value",
-        "body",
+        "amount_not_applicable",
+        "amount",
     ),
     (
         "card number in a returned sku",

@@ -558,7 +558,7 @@ def test_an_adjustment_of_nothing_or_with_a_too_short_reason_says_so_in_plain_wo
     member = program.call("POST", "/v1/members", json={"email": "plain@example.com"}).json()
     adjustments = f"/v1/members/{member['id']}/adjustments"
     zero = program.call("POST", adjustments, json={"points": 0, "reason": "Goodwill"})
-    assert_problem(zero, 422, "zero_points")
+    assert_problem(zero, 422, "zero_points", field="points")
     short = assert_problem(program.call("POST", adjustments, json={"points": 5, "reason": "ok"}), 422, "invalid_length")
     assert short["detail"] == "Text should have at least 3 characters, not 2", short
     assert program.balance(member["id"])["available"] == 0

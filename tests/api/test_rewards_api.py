@@ -79,9 +79,29 @@ def test_refusals_are_problems_with_their_own_code_and_write_nothing(
     assert_problem(unknown, 404, "reward_not_found", field="reward_id")
     assert_problem(program.call("GET", "/v1/coupons/ABCDE-FGHJK-0"), 422, "coupon_code_mistyped", field="code")
     bad_kind = program.call("POST", "/v1/rewards", json=reward_body(percent=10))
-    assert_problem(bad_kind, 422, "percent_not_applicable")
+    assert_problem(bad_kind, 422, "percent_not_applicable", field="percent")
     missing = program.call("POST", "/v1/rewards", json=reward_body(kind="percent_off", amount=None))
-    assert_problem(missing, 422, "percent_required")
+    assert_problem(missing, 422, "percent_required", field="percent")
+    no_amount = program.call("POST", "/v1/rewards", json={k: v for k, v in reward_body().items() if k != "amount"})
+    body = assert_problem(no_amount, 422, "amount_required", field="amount")
+    assert body["detail"] == "an amount_off reward needs amount", body
+    window = {"starts_at": "2026-12-01T00:00:00Z", "ends_at": "2026-11-01T00:00:00Z"}
+    backwards = program.call("POST", "/v1/rewards", json=reward_body(**window))
+    assert_problem(backwards, 422, "ends_before_start", field="ends_at")
+    plan = {"code": "club", "name": {"fr": "Club", "en": "Club"}, "price": 499, "period": "monthly"}
+    for sent, code, field in [
+        (plan | {"access": "segment"}, "segment_required", "segment"),
+        (plan | {"segment": "top"}, "segment_required", "segment"),
+    ]:
+        assert_problem(program.call("POST", "/v1/plans", json=sent), 422, code, field=field)
+    both = {"kind": "points", "order_id": "W-2", "order_total": 1000, "points": 10, "amount": 10}
+    assert_problem(
+        program.call("POST", f"/v1/members/{bo['id']}/payments", json=both), 422, "amount_not_applicable", "amount"
+    )
+    neither = {"kind": "credit", "order_id": "W-2", "order_total": 1000}
+    assert_problem(
+        program.call("POST", f"/v1/members/{bo['id']}/payments", json=neither), 422, "amount_required", "amount"
+    )
     card = program.call("POST", "/v1/rewards", json=reward_body(title={"fr": spaced(luhn_card()), "en": "x"}))
     assert_problem(card, 422, "card_number_in_text", field="title.fr")
     too_much = program.call(

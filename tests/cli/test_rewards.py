@@ -195,7 +195,7 @@ def write(tmp_path: Path, name: str, text: str) -> str:
     [
         (["rewards", "list", "--program", "prg_nope"], "program_not_found", "program_id"),
         (["rewards", "add", "--kind", "amount_off", "--cost", "500", "--title-fr", "Bon", "--title-en", "Voucher"],
-         "amount_required", None),
+         "amount_required", "amount"),
         (["rewards", "add", "--kind", "gift", "--cost", "5", "--title-en", "Mug"], "missing_field", "title.fr"),
         (["rewards", "add", "--kind", "gift", "--cost", "0", "--title-fr", "Tasse", "--title-en", "Mug"],
          "out_of_range", "cost_points"),

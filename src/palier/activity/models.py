@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from palier.clock import Moment
+from palier.errors import FieldError
 from palier.members.identities import IdentityKind
 from palier.text import PlainText, Reference
 from palier.units import Whole
@@ -105,9 +106,15 @@ class ReturnIn(Strict):
     @model_validator(mode="after")
     def _lines_or_amount(self) -> ReturnIn:
         if self.lines is not None and self.amount is not None:
-            raise ValueError("give either lines (returned items) or amount (a refund), not both")
+            raise FieldError(
+                "amount", "amount_not_applicable", "give either lines (returned items) or amount (a refund), not both"
+            )
         if self.lines is None and self.amount is None and self.shipping is None:
-            raise ValueError("give lines (returned items), amount (a refund) or shipping (its refund)")
+            raise FieldError(
+                "lines",
+                "lines_or_amount_required",
+                "give lines (returned items), amount (a refund) or shipping (its refund)",
+            )
         return self
 
 
@@ -119,7 +126,7 @@ class AdjustmentIn(Strict):
     @model_validator(mode="after")
     def _not_zero(self) -> AdjustmentIn:
         if self.points == 0:
-            raise ValueError("zero_points: an adjustment of 0 points changes nothing")
+            raise FieldError("points", "zero_points", "an adjustment of 0 points changes nothing")
         return self
 
 

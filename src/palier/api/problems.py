@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from palier.errors import PalierError, title_of, validation_message, value_error_code
+from palier.errors import PalierError, error_location, title_of, validation_message, value_error_code
 from palier.text import contains_card_number
 
 log = logging.getLogger("palier.api")
@@ -94,7 +94,7 @@ def install(app: FastAPI) -> None:
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
             {
-                "field": "body" if e.get("type") == "json_invalid" else field_path(tuple(e.get("loc", ()))),
+                "field": "body" if e.get("type") == "json_invalid" else field_path(error_location(e)),
                 "code": validation_code(e),
                 "message": validation_message(e).removeprefix(f"{validation_code(e)}: "),  # the code is its own field
             }

@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 from palier.api.problems import field_path, validation_code
 from palier.config import Settings, load_settings
 from palier.db import Database, DatabaseUrlError, make_database
-from palier.errors import InvalidInput, PalierError, validation_message
+from palier.errors import InvalidInput, PalierError, error_location, validation_message
 
 # Piped into a file or another program, tables are laid out 160 columns wide rather than a terminal's
 # default 80, where ids and names would be folded; COLUMNS, or a terminal's own width, wins.
@@ -42,7 +42,7 @@ def from_validation(error: ValidationError) -> InvalidInput:
     message = validation_message(first)
     code = validation_code(dict(first))
     message = message.removeprefix(f"{code}: ")
-    return InvalidInput(code, message, field=field_path(tuple(first["loc"])))
+    return InvalidInput(code, message, field=field_path(error_location(first)))
 
 
 def _missing_tables(error: Exception) -> bool:

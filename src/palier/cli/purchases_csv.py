@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from palier.activity.bulk import RowProblem
 from palier.activity.models import PurchaseIn
 from palier.cli.common import from_validation
-from palier.errors import InvalidInput
+from palier.errors import InvalidInput, error_location
 from palier.text import mask_card_numbers
 
 ORDER_COLUMNS = (
@@ -204,7 +204,7 @@ def _order(order_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
 def _problem(error: ValidationError, order_id: str, first_row: int) -> RowProblem:
     problem = from_validation(error)
     row = first_row
-    loc = error.errors()[0]["loc"]
+    loc = error_location(error.errors()[0])
     if len(loc) >= 2 and loc[0] == "lines" and isinstance(loc[1], int):
         row += loc[1]  # the line's own row
     return RowProblem(row, order_id or None, problem.code, problem.detail, problem.field)

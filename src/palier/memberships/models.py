@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from palier.clock import Moment
+from palier.errors import FieldError
 from palier.rewards.models import Localized
 from palier.text import Reference
 from palier.units import Whole
@@ -40,7 +41,7 @@ class PlanIn(Strict):
     @model_validator(mode="after")
     def _access(self) -> PlanIn:
         if (self.access == "segment") != (self.segment is not None):
-            raise ValueError("segment_required: segment goes with (and only with) access segment")
+            raise FieldError("segment", "segment_required", "segment goes with (and only with) access segment")
         return self
 
 
@@ -92,7 +93,7 @@ class InvitationsIn(Strict):
     @model_validator(mode="after")
     def _plan(self) -> InvitationsIn:
         if (self.purpose == "plan") != (self.plan is not None):
-            raise ValueError("plan_required: plan goes with (and only with) purpose plan")
+            raise FieldError("plan", "plan_required", "plan goes with (and only with) purpose plan")
         return self
 
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from palier.activity.models import Line, MemberId, Money
 from palier.clock import Moment
+from palier.errors import FieldError
 from palier.members.models import Channel
 from palier.programs.models import refuse_null
 from palier.text import PlainText, Reference
@@ -97,14 +98,15 @@ class RewardIn(Strict):
 
     @model_validator(mode="after")
     def _fits_kind(self) -> RewardIn:
+        article = "an" if self.kind[0] in "aeiou" else "a"
         for name in NEEDS[self.kind]:
             if getattr(self, name) is None:
-                raise ValueError(f"{name}_required: a {self.kind} reward needs {name}")
+                raise FieldError(name, f"{name}_required", f"{article} {self.kind} reward needs {name}")
         for name in KIND_FIELDS:
             if getattr(self, name) is not None and name not in ALLOWED[self.kind]:
-                raise ValueError(f"{name}_not_applicable: a {self.kind} reward has no {name}")
+                raise FieldError(name, f"{name}_not_applicable", f"{article} {self.kind} reward has no {name}")
         if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
-            raise ValueError("ends_before_start: ends_at must be after starts_at")
+            raise FieldError("ends_at", "ends_before_start", "ends_at must be after starts_at")
         if self.channels is not None:
             self.channels = sorted(set(self.channels))
         return self
@@ -237,10 +239,11 @@ class PaymentIn(Strict):
 
     @model_validator(mode="after")
     def _one_means(self) -> PaymentIn:
-        if self.kind == "points" and (self.points is None or self.amount is not None):
-            raise ValueError("a points payment gives points (how many to burn), not amount")
-        if self.kind == "credit" and (self.amount is None or self.points is not None):
-            raise ValueError("a credit payment gives amount (credit to spend), not points")
+        wanted, other = ("points", "amount") if self.kind == "points" else ("amount", "points")
+        if getattr(self, other) is not None:
+            raise FieldError(other, f"{other}_not_applicable", f"a {self.kind} payment gives {wanted}, not {other}")
+        if getattr(self, wanted) is None:
+            raise FieldError(wanted, f"{wanted}_required", f"a {self.kind} payment gives {wanted}")
         return self
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from palier.errors import InvalidInput
+from palier.errors import InvalidInput, error_location
 from palier.rules.models import EFFECT_TYPES, EFFECTS_FOR, PURCHASE_ONLY, Campaign, RuleSetDocument
 
 _PYDANTIC_CODES = {
@@ -91,7 +91,7 @@ def parse_data(data: Any) -> RuleSetDocument:
         problems = []
         for error in exc.errors():
             code, message = _code(error)
-            problems.append({"field": path_of(tuple(error["loc"])), "code": code, "message": message})
+            problems.append({"field": path_of(error_location(error)), "code": code, "message": message})
         raise _refuse(problems) from None
     check_document(document)
     return document

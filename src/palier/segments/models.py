@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from palier.errors import FieldError
 from palier.rewards.models import Localized
 from palier.units import Whole
 
@@ -105,9 +106,9 @@ class SegmentIn(Strict):
         if self.kind == "top_revenue" and self.percent is None:
             self.percent = 20
         if self.kind == "rules" and self.percent is not None:
-            raise ValueError("percent_not_applicable: percent is for kind top_revenue")
+            raise FieldError("percent", "percent_not_applicable", "percent is for kind top_revenue")
         if self.kind == "rules" and not self.conditions:
-            raise ValueError("conditions_required: a rules segment needs at least one condition")
+            raise FieldError("conditions", "conditions_required", "a rules segment needs at least one condition")
         return self
 
 

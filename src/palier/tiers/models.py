@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from palier.clock import Moment
+from palier.errors import FieldError
 from palier.rewards.models import Localized
 from palier.units import Whole
 
@@ -48,9 +49,15 @@ class TierPolicy(Strict):
     @model_validator(mode="after")
     def _consistent(self) -> TierPolicy:
         if (self.window == "rolling_months") != (self.rolling_months is not None):
-            raise ValueError("rolling_months_required: rolling_months goes with (and only with) window rolling_months")
+            raise FieldError(
+                "rolling_months",
+                "rolling_months_required",
+                "rolling_months goes with (and only with) window rolling_months",
+            )
         if (self.downgrade == "grace") != (self.grace_months is not None):
-            raise ValueError("grace_months_required: grace_months goes with (and only with) downgrade grace")
+            raise FieldError(
+                "grace_months", "grace_months_required", "grace_months goes with (and only with) downgrade grace"
+            )
         if self.window == "lifetime" and self.downgrade != "never":
             raise ValueError(
                 "window_has_no_period: a lifetime window never ends, so nobody requalifies; use downgrade never"

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from palier.api.problems import field_path, validation_code
 from palier.clock import Clock
 from palier.db import Database
-from palier.errors import PalierError
+from palier.errors import PalierError, error_location
 from palier.rewards import service as rewards
 from palier.rewards.models import RewardIn
 from palier.rules import document as rules_document
@@ -60,7 +60,7 @@ def _document_problem(request: Request, text: str) -> Problem | None:
 def _validation_problems(text: str, error: ValidationError) -> list[Problem]:
     found = []
     for e in error.errors():
-        field = field_path(tuple(e["loc"])) or "document"
+        field = field_path(error_location(e)) or "document"
         message = str(e["msg"]).removeprefix("Value error, ")
         found.append(Problem(line_of(text, field), field, validation_code(dict(e)), message))
     return found

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from palier.api.problems import field_path, validation_code
-from palier.errors import InvalidInput, validation_message
+from palier.errors import InvalidInput, error_location, validation_message
 from palier.web import i18n
 
 _MONEY = re.compile(r"^\s*(\d{1,9})(?:[.,](\d{1,3}))?\s*$")
@@ -38,7 +38,7 @@ def errors_by_field(error: ValidationError, language: str) -> dict[str, str]:
     """The first problem of each field, in the page's language; a bound says its figure ("Give at least 1")."""
     found: dict[str, str] = {}
     for e in error.errors():
-        field = field_path(tuple(e["loc"])) or "form"
+        field = field_path(error_location(e)) or "form"
         if field in found:
             continue
         kind, context = str(e.get("type", "")), e.get("ctx") or {}
