@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
 from palier.cli import jobs, serve
@@ -28,6 +28,7 @@ from palier.ledger.tables import accounts
 from palier.logs import uvicorn_log_config
 from palier.notify import outbox, webhooks
 from palier.programs.service import authenticate, get_program
+from palier.programs.tables import programs
 from palier.rules import gifts
 from palier.tiers import service as tiers
 from palier.tiers.models import TierPolicy
@@ -127,12 +128,24 @@ def test_program_create_show_and_keys(cli_db: Database) -> None:
     assert new_secret and new_secret.group(1).split(".")[1] not in shown.output  # secrets are shown once
 
 
+def test_a_lifetime_of_zero_months_is_refused_not_read_as_twelve(cli_db: Database) -> None:
+    with cli_db.read() as conn:
+        before = conn.execute(select(func.count()).select_from(programs)).scalar_one()
+    result = invoke("program", "create", "--name", "Zero", "--lifetime-months", "0")
+    assert result.exit_code == 2, result.output
+    assert "error out_of_range: " in result.output
+    with cli_db.read() as conn:
+        assert conn.execute(select(func.count()).select_from(programs)).scalar_one() == before
+
+
 @pytest.mark.parametrize(
     ("args", "code", "field"),
     [
         (["program", "create", "--name", ""], "invalid_length", "name"),
         (["program", "create", "--name", "X", "--timezone", "Mars/Base"], "invalid_timezone", "timezone"),
         (["program", "create", "--name", "X", "--never-expire", "--lifetime-months", "3"], "conflicting_options", None),
+        (["program", "create", "--name", "X", "--lifetime-months", "0"], "out_of_range", "points_lifetime_months"),
+        (["program", "create", "--name", "X", "--lifetime-months", "241"], "out_of_range", "points_lifetime_months"),
         (["program", "show", "prg_nope"], "program_not_found", "program_id"),
         (["program", "keys", "create", "prg_nope", "--name", "k", "--scope", "pos"], "program_not_found", None),
         (["verify", "--program", "prg_nope"], "program_not_found", "program_id"),

@@ -36,7 +36,9 @@ def create(
     earn_points: int = typer.Option(1, help="Points earned…"),
     earn_per_amount: int = typer.Option(100, help="…per this many minor units (100 = per euro)."),
     return_window_days: int = typer.Option(14, help="Days purchase points stay pending (returns)."),
-    lifetime_months: int | None = typer.Option(None, help="Months before points expire [default: 12]."),
+    lifetime_months: int | None = typer.Option(
+        None, help="Months before points expire, 1 to 240 [default: 12]; --never-expire for none."
+    ),
     never_expire: bool = typer.Option(False, "--never-expire", help="Points never expire."),
     expiry_warning_days: int = typer.Option(
         30, min=0, help="Warn members this many days before points expire (0: never)."
@@ -56,7 +58,8 @@ def create(
         earn_points=earn_points,
         earn_per_amount=earn_per_amount,
         return_window_days=return_window_days,
-        points_lifetime_months=None if never_expire else (lifetime_months or 12),
+        # 0 is refused as the API refuses it (out_of_range), never quietly read as the default
+        points_lifetime_months=None if never_expire else (12 if lifetime_months is None else lifetime_months),
         expiry_warning_days=expiry_warning_days,
         welcome_points=welcome_points,
         points_name=points_name,
