@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from palier.activity.tables import idempotency_keys
 from palier.db import Database
+from palier.programs.tables import programs
 from tests.api.conftest import OPERATOR_TOKEN
 from tests.api.helpers import ApiProgram, assert_problem, footprint, purchase_body, return_body, unique
 from tests.api.routes import (
@@ -303,3 +304,29 @@ def test_idempotency_keys_do_not_cross_programs(world: World, intruder: ApiProgr
     assert "idempotent-replayed" not in theirs.headers
     assert theirs.json()["id"] != mine.json()["id"]
     assert intruder.call("GET", f"/v1/members/{mine.json()['id']}").status_code == 404
+
+
+@pytest.mark.parametrize("currency", ["XYZ", "EUX", "XAU"])
+def test_a_program_in_no_iso_currency_is_refused_and_not_created(
+    module_client: TestClient, module_db: Database, currency: str
+) -> None:
+    headers = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    with module_db.read() as conn:
+        before = conn.execute(select(func.count()).select_from(programs)).scalar_one()
+    response = module_client.post("/v1/programs", json={"name": "X", "currency": currency}, headers=headers)
+    assert_problem(response, 422, "invalid_currency", field="currency")
+    with module_db.read() as conn:
+        assert conn.execute(select(func.count()).select_from(programs)).scalar_one() == before
+
+
+@pytest.mark.parametrize(("currency", "exponent"), [("EUR", 2), ("JPY", 0), ("KWD", 3), ("CLF", 4), ("CHF", 2)])
+def test_a_program_in_an_iso_currency_counts_its_minor_units(
+    module_client: TestClient, currency: str, exponent: int
+) -> None:
+    headers = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    response = module_client.post("/v1/programs", json={"name": "X", "currency": currency}, headers=headers)
+    assert response.status_code == 201, response.text
+    assert (response.json()["program"]["currency"], response.json()["program"]["currency_exponent"]) == (
+        currency,
+        exponent,
+    )

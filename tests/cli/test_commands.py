@@ -145,6 +145,7 @@ def test_a_lifetime_of_zero_months_is_refused_not_read_as_twelve(cli_db: Databas
         (["program", "create", "--name", "X", "--timezone", "Mars/Base"], "invalid_timezone", "timezone"),
         (["program", "create", "--name", "X", "--never-expire", "--lifetime-months", "3"], "conflicting_options", None),
         (["program", "create", "--name", "X", "--lifetime-months", "0"], "out_of_range", "points_lifetime_months"),
+        (["program", "create", "--name", "X", "--currency", "XYZ"], "invalid_currency", "currency"),
         (["program", "create", "--name", "X", "--lifetime-months", "241"], "out_of_range", "points_lifetime_months"),
         (["program", "show", "prg_nope"], "program_not_found", "program_id"),
         (["program", "keys", "create", "prg_nope", "--name", "k", "--scope", "pos"], "program_not_found", None),

@@ -9,22 +9,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from palier.programs.currencies import check_currency
 from palier.text import PlainText
 from palier.units import Rounding, Whole, money
 
-# Minor-unit exponents that differ from 2 (ISO 4217).
-CURRENCY_EXPONENTS = {
-    "JPY": 0,
-    "KRW": 0,
-    "ISK": 0,
-    "CLP": 0,
-    "VND": 0,
-    "XOF": 0,
-    "XAF": 0,
-    "BHD": 3,
-    "KWD": 3,
-    "TND": 3,
-}
+CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$"), AfterValidator(check_currency)]
 
 
 def _timezone(value: str) -> str:
@@ -65,7 +54,7 @@ class ProgramSettings(Strict):
     """Everything a merchant configures about the points economy of a program."""
 
     name: PlainText = Field(min_length=1, max_length=120)
-    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    currency: CurrencyCode = "EUR"
     points_name: PlainText = Field(default="points", min_length=1, max_length=40)
     timezone: TimeZoneName = "Europe/Paris"
     default_country: Country = Field(default="FR", description="for phone numbers typed without +")
@@ -123,6 +112,7 @@ class Program(ProgramSettings):
     model_config = ConfigDict(extra="forbid")
 
     id: str
+    currency: str  # as stored: read back without checking it against today's ISO 4217 table
     currency_exponent: int
     rules_version: int = Field(default=0, description="the latest version of the earning rules (0: none yet)")
     status_version: int = Field(default=0, description="changes with tiers and VIP plans (0: none yet)")

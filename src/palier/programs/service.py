@@ -13,8 +13,8 @@ from palier.clock import Clock, utc
 from palier.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from palier.ids import new_id
 from palier.ledger.accounts import money_asset, open_program_accounts
+from palier.programs.currencies import CURRENCY_EXPONENTS
 from palier.programs.models import (
-    CURRENCY_EXPONENTS,
     ApiKey,
     AuditEntry,
     AuditPage,
@@ -31,7 +31,7 @@ from palier.programs.tables import api_keys, audit_entries, programs
 def create_program(*, conn: Connection, clock: Clock, settings: ProgramSettings, actor: str = "cli") -> Program:
     now = clock.now()
     program_id = new_id("program")
-    exponent = CURRENCY_EXPONENTS.get(settings.currency, 2)
+    exponent = CURRENCY_EXPONENTS[settings.currency]  # ProgramSettings only takes ISO 4217 codes
     conn.execute(
         insert(programs).values(
             id=program_id,
