@@ -22,7 +22,7 @@ from palier.activity import bulk
 from palier.activity.bulk import ImportStats, import_purchases
 from palier.activity.models import PurchaseIn
 from palier.activity.service import record_purchase
-from palier.activity.tables import events
+from palier.activity.tables import events, purchases
 from palier.cli.common import console, err_console
 from palier.cli.main import app
 from palier.cli.purchases_csv import read_batches
@@ -412,6 +412,27 @@ def test_import_reports_a_conflicting_row_and_goes_on(cli_db: Database, tmp_path
     assert "event_conflict" in result.output and "ORD-0004" in result.output
     assert summary(result.output) == {"imported": 1, "unclaimed": 0, "already present": 10, "rejected": 1}
     assert event_count(cli_db, shop) == 12
+
+
+def test_an_order_whose_rows_disagree_or_without_a_member_is_rejected_alone(cli_db: Database, tmp_path: Path) -> None:
+    shop = cli_shop(cli_db)
+    now, ann = datetime.now(UTC) - timedelta(days=1), {"member_id": shop.members[0].id}
+    rows = [
+        csv_row("ORD-C9", ann, now, shipping=0),
+        csv_row("ORD-C9", ann, now, sku="PAIN", shipping=500),  # two orders sharing a number, or a typo
+        csv_row("ORD-C10", ann, now, shipping=490),
+        csv_row("ORD-C10", {"member_id": ""}, now, sku="PAIN", shipping=""),  # left empty after the first: fine
+        csv_row("ORD-C11", {"member_id": ""}, now),
+    ]
+    to_csv(rows, tmp_path / "orders.csv")
+    result = run_import(tmp_path / "orders.csv", shop)
+    assert result.exit_code == 1
+    assert "order_rows_disagree" in result.output and "shipping" in result.output, result.output
+    assert "member_required" in result.output, result.output
+    assert summary(result.output) == {"imported": 1, "unclaimed": 0, "already present": 0, "rejected": 2}
+    with cli_db.read() as conn:
+        kept = conn.execute(select(purchases.c.shipping).where(purchases.c.order_id == "ORD-C10")).scalar_one()
+    assert kept == 490
 
 
 @pytest.mark.parametrize("crash", [RuntimeError, KeyboardInterrupt])

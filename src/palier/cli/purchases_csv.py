@@ -33,7 +33,7 @@ REQUIRED = ("order_id", "channel", "occurred_at", "currency", "sku", "quantity",
 
 HELP = """\
 CSV format: one row per order line, header first, UTF-8 (or --encoding), comma- or semicolon-separated. \
-The order's columns are repeated on each of its rows and read from its first one; \
+The order's columns are repeated on each of its rows (or left empty after its first one) and must agree; \
 rows of one order must be consecutive. The whole file is checked before anything is written. \
 Columns (* required):
 
@@ -149,10 +149,13 @@ def read_batches(stream: IO[str], *, size: int) -> Iterator[Batch]:
         batch.csv_rows += len(lines)
         first_row = lines[0][0]
         try:
+            _check_agreement(order_id, lines)
             batch.purchases.append(PurchaseIn.model_validate(_order(order_id, [row for _, row in lines])))
             batch.rows.append(first_row)
         except ValidationError as error:
             batch.problems.append(_problem(error, order_id, first_row))
+        except _Disagreement as found:
+            batch.problems.append(found.problem)
         if len(batch.purchases) + len(batch.problems) >= size:
             yield batch
             batch = Batch()
@@ -184,6 +187,31 @@ def _present(row: dict[str, Any], columns: tuple[str, ...]) -> dict[str, str]:
     return {c: v.strip() for c in columns if (v := row.get(c)) is not None and v.strip() != ""}
 
 
+class _Disagreement(Exception):
+    def __init__(self, problem: RowProblem) -> None:
+        self.problem = problem
+
+
+def _check_agreement(order_id: str, lines: list[tuple[int, dict[str, Any]]]) -> None:
+    """The order's columns say the same on each of its rows (or are left empty after the first): rows of two
+    orders sharing a number, or a shipping total typed twice, are refused rather than read from the first."""
+    first = _present(lines[0][1], ORDER_COLUMNS)
+    for row_number, row in lines[1:]:
+        for column, value in _present(row, ORDER_COLUMNS).items():
+            if column != "order_id" and first.get(column) != value:
+                raise _Disagreement(
+                    RowProblem(
+                        row_number,
+                        order_id or None,
+                        "order_rows_disagree",
+                        f"Row {row_number} gives {column} {mask_card_numbers(value)!r} where the order's first row "
+                        f"gives {mask_card_numbers(first.get(column, ''))!r}: an order's columns must agree on each "
+                        "of its rows (or be left empty after the first).",
+                        column,
+                    )
+                )
+
+
 def _order(order_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     head = _present(rows[0], ORDER_COLUMNS)
     member: dict[str, str] = {}
@@ -198,7 +226,8 @@ def _order(order_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
         if "line_kind" in line:
             line["kind"] = line.pop("line_kind")
         lines.append(line)
-    return {**head, "order_id": order_id, "member": member, "lines": lines}
+    who = {"member": member} if member else {}  # none: refused as member_required, as the import says
+    return {**head, "order_id": order_id, **who, "lines": lines}
 
 
 def _problem(error: ValidationError, order_id: str, first_row: int) -> RowProblem:
