@@ -86,6 +86,7 @@ def test_a_command_before_db_upgrade_says_what_to_do(database_url: str) -> None:
     ("url", "code", "said"),
     [
         ("postgresql://palier:s3cret@127.0.0.1:1/palier", "database_unavailable", "palier:***@127.0.0.1:1"),
+        ("postgres://palier:s3cret@127.0.0.1:1/palier", "database_unavailable", "palier:***@127.0.0.1:1"),
         ("sqlite:////no/such/directory/palier.db", "database_unavailable", "unable to open database file"),
         ("mysql://palier:s3cret@db/palier", "invalid_database_url", "Palier runs on SQLite"),
         ("palier.db", "invalid_database_url", "sqlite:///path/to/palier.db"),

@@ -227,8 +227,9 @@ class DatabaseUrlError(ValueError):
 
 def make_database(url: str, *, pool_size: int = 10, echo: bool = False) -> Database:
     """A :class:`Database` for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://…``)."""
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    for scheme in ("postgresql://", "postgres://"):  # postgres:// as Heroku and many hosts write it
+        if url.startswith(scheme):
+            url = "postgresql+psycopg://" + url.removeprefix(scheme)
     if url in ("sqlite://", "sqlite:///:memory:"):
         raise DatabaseUrlError("SQLite needs a file (sqlite:///path/to/palier.db): connections must share one database")
     if not url.startswith(("sqlite:", "postgresql+psycopg://")):
