@@ -389,6 +389,6 @@ def test_a_return_after_the_points_were_redeemed_books_debt(db: Database, clock:
 @pytest.mark.parametrize("model", [RewardIn, RewardUpdate])
 def test_a_rewards_window_is_sent_with_its_offset_on_create_and_on_change(model: Any) -> None:
     fields = {"kind": "gift", "cost_points": 10, "title": {"fr": "T", "en": "T"}} if model is RewardIn else {}
-    with pytest.raises(ValidationError, match="give a time zone"):
+    with pytest.raises(ValidationError, match="offset_required: give a time zone"):
         model.model_validate(fields | {"ends_at": "2026-12-31T23:59:00"})
     assert model.model_validate(fields | {"ends_at": "2026-12-31T23:59:00+01:00"}).ends_at is not None

@@ -65,7 +65,7 @@ class Eligibility(Strict):
 def _with_offset(value: datetime | None) -> datetime | None:
     """A reward's window is sent with its offset, on create and on change alike."""
     if value is not None and value.tzinfo is None:
-        raise ValueError("give a time zone (e.g. 2026-12-01T00:00:00+01:00 or …Z)")
+        raise ValueError("offset_required: give a time zone (e.g. 2026-12-01T00:00:00+01:00 or …Z)")
     return value
 
 
