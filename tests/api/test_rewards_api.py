@@ -141,6 +141,17 @@ def test_a_field_a_reward_always_has_cannot_be_nulled(new_program: Callable[...,
     assert cleared.status_code == 200 and cleared.json()["stock"] is None
 
 
+def test_a_window_sent_with_an_offset_is_kept_as_that_moment(new_program: Callable[..., ApiProgram]) -> None:
+    """SQLite stores a moment's digits without its offset: ``+01:00`` must not turn into an hour later."""
+    program = new_program()
+    body = reward_body() | {"starts_at": "2026-12-20T00:00:00+01:00"}
+    reward = program.call("POST", "/v1/rewards", json=body).json()
+    changed = program.call("PATCH", f"/v1/rewards/{reward['id']}", json={"ends_at": "2026-12-25T00:00:00+01:00"})
+    assert changed.status_code == 200, changed.text
+    shown = program.call("GET", f"/v1/rewards/{reward['id']}").json()
+    assert (shown["starts_at"], shown["ends_at"]) == ("2026-12-19T23:00:00Z", "2026-12-24T23:00:00Z")
+
+
 def test_a_percentage_or_minimum_order_coupon_is_used_on_the_orders_total(
     new_program: Callable[..., ApiProgram],
 ) -> None:

@@ -155,10 +155,21 @@ def test_a_reward_is_edited_and_archived(
     assert client.post(f"/console/rewards/{reward['id']}", data=form, follow_redirects=False).status_code == 303
     now = program.call("GET", f"/v1/rewards/{reward['id']}").json()
     assert (now["title"]["fr"], now["cost_points"], now["status"]) == ("Grand café", 120, "archived")
-    typed = form | {"cost_points": "0", "title_fr": "Très grand café"}
+    typed = form | {"cost_points": "0", "title_fr": "Très grand café", "title_en": ""}
     bad = client.post(f"/console/rewards/{reward['id']}", data=typed)
-    assert bad.status_code == 422 and "cost_points" in bad.text
-    assert 'value="Très grand café"' in bad.text and 'name="cost_points" type="number" min="1" value="0"' in bad.text
+    assert bad.status_code == 422
+    assert 'value="Très grand café"' in bad.text and 'name="cost_points" type="number" value="0"' in bad.text
+    shown = html.unescape(bad.text)  # every mistake at its field, in words, not the model's path
+    assert '<p class="field-error" id="cost_points-error">Donnez au moins 1.</p>' in shown
+    assert '<p class="field-error" id="title_en-error">Ce champ est obligatoire.</p>' in shown
+    assert "title.en" not in shown
+    window = form | {"status": "active", "starts_at": "2026-12-20T00:00", "ends_at": "2026-12-25T00:00"}
+    assert client.post(f"/console/rewards/{reward['id']}", data=window, follow_redirects=False).status_code == 303
+    now = program.call("GET", f"/v1/rewards/{reward['id']}").json()  # the program's wall-clock time: Paris
+    assert (now["starts_at"], now["ends_at"]) == ("2026-12-19T23:00:00Z", "2026-12-24T23:00:00Z")
+    assert 'value="2026-12-20T00:00"' in client.get(f"/console/rewards/{reward['id']}").text
+    backwards = client.post(f"/console/rewards/{reward['id']}", data=window | {"ends_at": "2026-12-01T00:00"})
+    assert backwards.status_code == 422 and 'id="ends_at-error"' in backwards.text
     stocked = program.call(
         "POST", "/v1/rewards",
         json={"kind": "gift", "cost_points": 10, "stock": 50, "title": {"fr": "Sac", "en": "Bag"}},

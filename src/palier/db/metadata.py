@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, DateTime, MetaData
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect, MetaData
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData(
     naming_convention={
@@ -19,4 +22,18 @@ metadata = MetaData(
 BigId = BigInteger().with_variant(sqlite.INTEGER(), "sqlite")
 # JSONB on PostgreSQL.
 Json = JSON().with_variant(postgresql.JSONB(), "postgresql")
-Timestamp = DateTime(timezone=True)
+
+
+class _Moment(TypeDecorator[datetime]):
+    """A moment, stored in UTC. PostgreSQL keeps the offset itself; SQLite stores the wall-clock digits alone,
+    so a moment sent as ``2026-12-20T00:00+01:00`` would read back as midnight UTC, an hour late. Every
+    aware value is turned to UTC on its way in, on both engines."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.astimezone(UTC) if value is not None and value.tzinfo is not None else value
+
+
+Timestamp = _Moment()

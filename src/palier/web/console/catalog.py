@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -42,6 +44,32 @@ def rewards_page(request: Request) -> HTMLResponse:
     return render(request, "console/rewards.html", staff=who, section="rewards", rows=rows)
 
 
+REWARD_FIELDS = ("title_fr", "title_en", "cost_points", "stock", "status", "starts_at", "ends_at")
+
+
+def _in_program_zone(typed: str, timezone: str) -> str | None:
+    """A ``datetime-local`` field ("2026-12-20T00:00") as the moment it names in the program's time zone; a
+    value that is not one is passed on as typed, to be refused at its field."""
+    if not typed:
+        return None
+    try:
+        return datetime.fromisoformat(typed).replace(tzinfo=ZoneInfo(timezone)).isoformat()
+    except ValueError:
+        return typed
+
+
+def _shown(reward: Any, timezone: str) -> dict[str, str]:
+    """The reward's fields as the form shows them; its window in the program's wall-clock time."""
+    zone = ZoneInfo(timezone)
+    window = {
+        name: f"{value.astimezone(zone):%Y-%m-%dT%H:%M}" if (value := getattr(reward, name)) is not None else ""
+        for name in ("starts_at", "ends_at")
+    }
+    stock = "" if reward.stock is None else str(reward.stock)
+    return {"title_fr": reward.title.fr, "title_en": reward.title.en, "cost_points": str(reward.cost_points),
+            "stock": stock, "status": reward.status} | window  # fmt: skip
+
+
 def _reward_or_404(request: Request, reward_id: str) -> Any:
     who = current(request)
     db: Database = request.app.state.db
@@ -55,10 +83,10 @@ def _reward_or_404(request: Request, reward_id: str) -> Any:
 @router.get("/console/rewards/{reward_id}")
 @requires("rewards.edit")
 def reward_page(request: Request, reward_id: str, saved: int | None = None) -> HTMLResponse:
-    reward = _reward_or_404(request, reward_id)
+    reward, who = _reward_or_404(request, reward_id), current(request)
     return render(
-        request, "console/reward.html", staff=current(request), section="rewards", reward=reward, errors={},
-        saved=saved, typed={},  # typed: what a refused form held, shown again
+        request, "console/reward.html", staff=who, section="rewards", reward=reward, errors={},
+        saved=saved, typed=_shown(reward, who.program.timezone),  # or what a refused form held, shown again
     )  # fmt: skip
 
 
@@ -76,6 +104,8 @@ async def save_reward(request: Request, reward_id: str) -> Response:
         "status": str(form.get("status", reward.status)),
         "stock": (int(stock) if stock.isdigit() else stock) if stock else None,
     }
+    for bound in ("starts_at", "ends_at"):  # the program's wall-clock time, as the page shows it
+        sent[bound] = _in_program_zone(str(form.get(bound, "")).strip(), who.program.timezone)
     try:
         changes = RewardUpdate.model_validate(sent)
         db: Database = request.app.state.db
@@ -95,6 +125,7 @@ async def save_reward(request: Request, reward_id: str) -> Response:
         errors = {error.field or "form": said}
     else:
         return RedirectResponse(f"/console/rewards/{reward.id}?saved=1", status_code=303)
+    errors = {name.replace(".", "_"): message for name, message in errors.items()}  # title.fr: the title_fr field
     return render(
         request,
         "console/reward.html",
@@ -104,7 +135,7 @@ async def save_reward(request: Request, reward_id: str) -> Response:
         reward=reward,
         errors=errors,
         saved=None,
-        typed={name: str(form.get(name, "")) for name in ("title_fr", "title_en", "cost_points", "stock", "status")},
+        typed={name: str(form.get(name, "")) for name in REWARD_FIELDS},
     )
 
 

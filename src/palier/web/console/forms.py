@@ -42,6 +42,8 @@ def errors_by_field(error: ValidationError, language: str) -> dict[str, str]:
         if field in found:
             continue
         kind, context = str(e.get("type", "")), e.get("ctx") or {}
+        if kind in ("too_short", "too_long") and isinstance(e.get("input"), str):  # a text checked after our validators
+            kind = f"string_{kind}"
         if kind in _BOUNDS and _BOUNDS[kind] in context:
             limit = context[_BOUNDS[kind]]
             key = "refusal.bound.required" if kind == "string_too_short" and limit == 1 else f"refusal.bound.{kind}"
