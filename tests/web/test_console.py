@@ -15,6 +15,7 @@ import pytest
 
 from palier.staff import service as staff
 from palier.staff.models import StaffCreate
+from palier.web import present
 from tests.api.helpers import ApiProgram, unique
 from tests.web.conftest import MOBILE, LiveServer, assert_accessible
 
@@ -163,7 +164,8 @@ def test_the_till_goes_from_a_card_scan_to_a_used_coupon_and_pays_with_points(
     page.get_by_label(f"Total du ticket {world['code']}").fill("23,40")  # the minimum order is checked on it
     navigate(page, page.locator(f'button[data-code="{world["code"]}"]'))
     page.wait_for_url("**ok=coupon**")  # the post answers with a redirect to the member, with what was done
-    assert f"Coupon {world['code']} utilisé : 5,00 € à déduire du ticket." in page.locator(".notice.ok").inner_text()
+    shown = present.display_code(world["code"])  # as the portal shows it to the member: ABCD-EFGH-JKM
+    assert f"Coupon {shown} utilisé : 5,00 € à déduire du ticket." in page.locator(".notice.ok").inner_text()
     assert page.locator('[data-balance="held"]').inner_text() == "0"
     assert page.locator(f'button[data-code="{world["code"]}"]').count() == 0
     used = program.call("GET", f"/v1/coupons/{world['code']}").json()
@@ -221,7 +223,8 @@ def test_the_till_goes_from_a_card_scan_to_a_used_coupon_and_pays_with_points(
     search.fill(code)  # the QR code the portal shows for the till
     search.press("Enter")
     page.wait_for_url(f"**/till/members/{world['member']['id']}**")
-    assert f"Bon {code} de ce client : utilisez-le ci-dessous." in page.locator(".notice.ok").inner_text()
+    shown = page.locator(".notice.ok").inner_text()
+    assert f"Coupon {present.display_code(code)} de ce client : utilisez-le ci-dessous." in shown
     assert page.locator(f'button[data-code="{code}"]').count() == 1
     navigate(page, page.get_by_role("link", name="Client suivant"))
     page.get_by_label("Scannez ou tapez la carte, le téléphone ou l'e-mail").fill(world["code"])  # used earlier

@@ -247,11 +247,6 @@ def _store_credit(conn: Connection, program: Program, member_id: str, language: 
     return present.money(credit, program, language) if credit else None
 
 
-def display_code(code: str) -> str:
-    """'ABCDEFGHJKM' → 'ABCD-EFGH-JKM': easier to read aloud and type (dashes are ignored when typed)."""
-    return "-".join(code[i : i + 4] for i in range(0, len(code), 4))
-
-
 def qr_svg(code: str, label: str) -> Markup:
     """The coupon code as an inline SVG QR code for the till's scanner."""
     svg = segno.make(code, error="m", micro=False).svg_inline(scale=5, border=2, dark="#111827", omitsize=True)
@@ -263,7 +258,7 @@ def coupon_views(found: list[Coupon], program: Program, language: str, offered: 
     views = []
     for c in found:
         reward = offered.get(c.reward_id)
-        shown = display_code(c.code)
+        shown = present.display_code(c.code)
         views.append(
             CouponView(
                 id=c.id,

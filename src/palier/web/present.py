@@ -43,6 +43,11 @@ def orders_key(count: int) -> str:
     return "tier.metric.orders_one" if count == 1 else "tier.metric.orders"
 
 
+def display_code(code: str) -> str:
+    """'ABCDEFGHJKM' → 'ABCD-EFGH-JKM': easier to read aloud and type (dashes are ignored when typed)."""
+    return "-".join(code[i : i + 4] for i in range(0, len(code), 4))
+
+
 def money(amount: int, program: Program, language: str) -> str:
     return program.money(amount, language)
 

@@ -141,6 +141,7 @@ def render(
             last_day=functools.partial(_day, program, lang, last=True),
             moment=functools.partial(_moment, program, lang),
             money=functools.partial(_money, program, lang),
+            coupon_code=present.display_code,
             **context,
         )
     )
