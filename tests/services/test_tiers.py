@@ -18,7 +18,7 @@ from palier.programs.service import get_program
 from palier.rules.preview import PreviewIn, preview
 from palier.tiers import service as tiers
 from palier.tiers.models import ManualTier, TierPolicy
-from tests.services.factories import ACTOR, enrol, line, merge, purchase, return_
+from tests.services.factories import ACTOR, add_identity, enrol, line, luhn_card, merge, purchase, return_
 
 GOLD = {"fr": "Or", "en": "Gold"}
 
@@ -105,6 +105,19 @@ def test_gold_earns_half_as_much_again(db: Database, clock: FrozenClock, program
     assert earned.points == 60  # 40 at the base rate, +20 for Gold ×1.5
     assert [a.text for a in earned.awards] == ["Gold ×1.5: +20"]
     assert told.points == 60 and told.lines[-1].text == "Gold ×1.5: +20"  # the preview said so beforehand
+
+
+def test_purchases_of_a_card_linked_later_count_for_the_tier_at_once(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    program = with_tiers(db, clock, program)
+    ann = enrol(db, clock, program, first_name="Ann")
+    card = luhn_card()
+    spend(db, clock, program, ann, 60)
+    spend(db, clock, program, ("payment_card", card), 60)  # a card nobody has linked yet: unclaimed
+    assert tier_of(db, ann.id) == "bronze"
+    add_identity(db, clock, program, ann, "payment_card", card)
+    assert tier_of(db, ann.id) == "silver"  # €120 of the year now hers: Silver on the link, not at her next order
 
 
 def test_a_purchase_sent_late_earns_with_the_tier_of_its_day(

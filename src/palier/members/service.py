@@ -548,8 +548,10 @@ def _insert_identity(
 
 def _claim(conn: Connection, clock: Clock, program: Program, member_id: str, card: ident.Normalised) -> None:
     from palier.activity.service import claim_unclaimed
+    from palier.tiers.service import on_activity
 
-    claim_unclaimed(conn=conn, clock=clock, program=program, member_id=member_id, kind=card.kind, value=card.value)
+    if claim_unclaimed(conn=conn, clock=clock, program=program, member_id=member_id, kind=card.kind, value=card.value):
+        on_activity(conn=conn, clock=clock, program=program, member_id=member_id)  # the orders now count for a tier
 
 
 def history(*, conn: Connection, program: Program, member_id: str, cursor: str | None, limit: int) -> HistoryPage:
