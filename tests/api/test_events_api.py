@@ -655,3 +655,20 @@ def test_a_keyed_purchase_does_not_look_its_key_up_first_and_a_resend_gets_the_k
     assert (again.status_code, again.headers.get("Idempotent-Replayed")) == (201, "true")
     assert again.json() == sent.json()
     assert program.balance(member["id"])["pending"] == sent.json()["points"]  # earned once
+
+
+def test_a_nul_character_anywhere_in_a_body_is_refused_at_its_field(program: ApiProgram) -> None:
+    """PostgreSQL cannot store a NUL in text: refused at the field, on both engines, never a 500."""
+    member = program.enrol(first_name="Ann")
+    for field, body in (
+        ("lines[0].sku", purchase_body(member["id"], lines=[line(sku="A\u0000B")])),
+        ("store_id", purchase_body(member["id"], store_id="S\u0000")),
+        ("order_id", purchase_body(member["id"]) | {"order_id": "O-\u00001"}),
+    ):
+        assert_problem(program.call("POST", PURCHASES, json=body), 422, "nul_character", field=field)
+    named = program.call("PATCH", f"/v1/members/{member['id']}", json={"first_name": "Ann\u0000"})
+    assert_problem(named, 422, "nul_character", field="first_name")
+    assert program.balance(member["id"])["pending"] == 0  # nothing was written
+    for path in ("/console/sign-in", f"/p/{program.id}/sign-in"):  # forms too: %00 in a field
+        form = program.client.post(path, data={"email": "ann\u0000@example.com", "password": "x", "csrf": "x"})
+        assert_problem(form, 422, "nul_character", field="email")

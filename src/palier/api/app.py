@@ -6,11 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import RedirectResponse
 
 from palier import __version__, web
 from palier.api import openapi, problems
+from palier.api.deps import no_nul_character
 from palier.api.ratelimit import RateLimiter
 from palier.api.routes import events, members, outbox, programs, rewards, rules, status
 from palier.clock import Clock, SystemClock
@@ -40,6 +41,7 @@ async def _threads_as_pooled_connections(_app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None, *, db: Database | None = None, clock: Clock | None = None) -> FastAPI:
     settings = settings or load_settings()
     app = FastAPI(
+        dependencies=[Depends(no_nul_character)],
         lifespan=_threads_as_pooled_connections,
         title="Palier",
         version=__version__,

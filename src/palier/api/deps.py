@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -10,7 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from palier.clock import Clock
 from palier.config import Settings
 from palier.db import Database
-from palier.errors import Unauthenticated
+from palier.errors import InvalidInput, Unauthenticated
 from palier.programs.models import Caller, Program
 from palier.programs.service import authenticate_with_program, require_scope
 
@@ -22,6 +24,47 @@ bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: B
 async def database(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
+
+
+async def no_nul_character(request: Request) -> None:
+    """Refuse a body holding a NUL character (``\\u0000`` in JSON, ``%00`` in a form), naming its field: no
+    database stores it in text (PostgreSQL refuses it outright), and no till or shop means to send it."""
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return
+    try:
+        body = await request.body()
+    except RuntimeError:  # a route taking form fields has read them already (the stream is gone, the form kept)
+        form = await request.form()
+        field = next((name for name, value in form.multi_items() if "\x00" in f"{name}{value}"), None)
+    else:
+        if b"\\u0000" not in body and b"\x00" not in body and b"%00" not in body:
+            return
+        field = _holding_nul(body) or "body"
+    if field is not None:
+        raise InvalidInput("nul_character", "A NUL character (\\u0000) cannot be stored: remove it.", field=field)
+
+
+def _holding_nul(body: bytes) -> str | None:
+    """Where the NUL is: a JSON field's path ("lines[0].sku"), or a form field's name."""
+    try:
+        sent = json.loads(body)
+    except ValueError:
+        pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+        return next((name for name, value in pairs if "\x00" in name + value), None)
+    return _path_to_nul(sent, "")
+
+
+def _path_to_nul(value: Any, path: str) -> str | None:
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        here = f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else str(key)
+        if "\x00" in str(key):
+            return here.replace("\x00", "")
+        if (inside := _path_to_nul(item, here)) is not None:
+            return inside
+    return None
 
 
 async def clock(request: Request) -> Clock:
