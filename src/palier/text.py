@@ -43,6 +43,11 @@ def points_word(count: int, points_name: str, language: str) -> str:
     return points_name[:-1] if singular and len(points_name) > 2 and points_name.endswith("s") else points_name
 
 
+def counted(count: int, word: str, plural: str | None = None) -> str:
+    """ "1 campaign", "2 campaigns", "1,200 orders": a count with its noun agreeing (English)."""
+    return f"{count:,} {word if abs(count) == 1 else plural or word + 's'}"
+
+
 def luhn_valid(digits: str) -> bool:
     total = 0
     for i, ch in enumerate(reversed(digits)):

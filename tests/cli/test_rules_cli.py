@@ -38,7 +38,7 @@ def test_apply_export_action_and_birthdays(cli_db: Database, tmp_path: Path) -> 
     file.write_text(RULES, encoding="utf-8")
     applied = invoke("program", "apply", program.id, str(file))
     assert applied.exit_code == 0, applied.output
-    assert "Rules version 1 applied: 2 rules, 0 campaigns, 1 action types" in applied.output
+    assert "Rules version 1 applied: 2 rules, 0 campaigns, 1 action type;" in applied.output
     exported = invoke("program", "export", program.id)
     assert exported.exit_code == 0 and "version 1" in exported.output and "per_amount: 100" in exported.output
     out = tmp_path / "out.yaml"

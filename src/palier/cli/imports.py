@@ -16,7 +16,7 @@ from palier.cli.common import console, new_app, open_database, settings
 from palier.cli.purchases_csv import HELP, Batch, check_file, read_batches, reading_encoding
 from palier.clock import SystemClock
 from palier.programs.service import get_program
-from palier.text import mask_card_numbers
+from palier.text import counted, mask_card_numbers
 
 app = new_app("Bulk imports from files.")
 SHOWN_PROBLEMS = 100
@@ -57,7 +57,7 @@ def purchases(
             except KeyboardInterrupt:
                 progress.stop()
                 console.print(
-                    f"[yellow]Interrupted: {batches.committed:,} orders were committed. Run the same command "
+                    f"[yellow]Interrupted: {counted(batches.committed, 'order')} committed. Run the same command "
                     "again to finish: they will be skipped.[/yellow]"
                 )
                 raise typer.Exit(130) from None
@@ -110,11 +110,11 @@ def _summary(file: Path, program_id: str, name: str, stats: ImportStats, seconds
     table.add_row("imported", f"{stats.imported:,}", f"credited to members: {stats.points:,} points{expired}")
     table.add_row("unclaimed", f"{stats.unclaimed:,}", "paid with a payment card nobody has linked yet")
     table.add_row("already present", f"{stats.skipped:,}", "skipped: received before with the same content")
-    conflicts = f", {stats.conflicts:,} conflict(s) with orders already present" if stats.conflicts else ""
+    conflicts = f", {counted(stats.conflicts, 'conflict')} with orders already present" if stats.conflicts else ""
     table.add_row("rejected", f"{len(stats.rejected):,}", f"not imported{conflicts}")
     console.print(table)
     rate = orders / seconds if seconds else 0.0
-    console.print(f"{orders:,} orders in {seconds:.1f} s ({rate:,.0f} orders/s)")
+    console.print(f"{counted(orders, 'order')} in {seconds:.1f} s ({rate:,.0f} orders/s)")
     if stats.rejected:
         _problems(stats.rejected)
 

@@ -16,6 +16,7 @@ from palier.programs.service import create_key, create_program, get_program, lis
 from palier.rules.actions import ActionIn, record_action
 from palier.rules.document import dump_yaml, parse_text
 from palier.rules.service import apply_rules, current_document
+from palier.text import counted, points_word
 
 app = new_app("Loyalty programs: create, show, API keys, earning rules (apply, export), actions.")
 keys_app = new_app("API keys of a program (stored hashed: a key is shown once, when created).")
@@ -106,8 +107,8 @@ def settings_table(program: Program) -> Table:
     rows = {
         "currency": program.currency,
         "time zone": program.timezone,
-        "earning": f"{program.earn_points} {program.points_name} per {program.earn_per_amount} minor units "
-        f"({program.rounding})",
+        "earning": f"{program.earn_points} {points_word(program.earn_points, program.points_name, 'en')} per "
+        f"{counted(program.earn_per_amount, 'minor unit')} ({program.rounding})",
         "return window": f"{program.return_window_days} days (points pending until then)",
         "expiry": f"{lifetime} months after earning" if lifetime else "never",
         "welcome bonus": f"{program.welcome_points} {program.points_name}",
@@ -154,8 +155,8 @@ def apply_command(
         get_program(conn=conn, program_id=program_id)
         applied = apply_rules(conn=conn, clock=SystemClock(), program_id=program_id, document=document, actor="cli")
     console.print(
-        f"Rules version [bold]{applied.version}[/bold] applied: {len(document.rules)} rules, "
-        f"{len(document.campaigns)} campaigns, {len(document.actions)} action types; "
+        f"Rules version [bold]{applied.version}[/bold] applied: {counted(len(document.rules), 'rule')}, "
+        f"{counted(len(document.campaigns), 'campaign')}, {counted(len(document.actions), 'action type')}; "
         f"in force for events from {applied.effective_from:%Y-%m-%d %H:%M:%S} UTC."
     )
 

@@ -254,7 +254,9 @@ def reward_table(reward: Reward, program: Program) -> Table:
         "stock": _stock(reward),
         "channels": ", ".join(reward.channels) if reward.channels else "all",
         "coupon valid": f"{reward.valid_days} days",
-        "per member": f"{limit.count} per {limit.period}" if limit else "no limit",
+        "per member": (f"{limit.count} ever" if limit.period == "ever" else f"{limit.count} per {limit.period}")
+        if limit
+        else "no limit",
         "on offer": f"{_when(reward.starts_at, 'now')} → {_when(reward.ends_at, 'no end')}",
         "status": reward.status,
     }

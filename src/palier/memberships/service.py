@@ -152,7 +152,8 @@ def record_payment(
     if data.amount != plan.price:
         raise Unprocessable(
             "payment_amount_mismatch",
-            f"Plan {plan.code!r} costs {plan.price} per period; the payment was {data.amount}.",
+            f"Plan {plan.code!r} costs {program.money(plan.price)} per period; the payment was "
+            f"{program.money(data.amount)}.",
             field="amount",
             price=plan.price,
         )

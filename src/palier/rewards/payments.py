@@ -127,7 +127,7 @@ def pay(*, conn: Connection, clock: Clock, program: Program, member_id: str, dat
         if amount > balance:
             raise Unprocessable(
                 "insufficient_credit",
-                f"{amount} asked; the member has {balance} of store credit.",
+                f"{program.money(amount)} asked; the member has {program.money(balance)} of store credit.",
                 field="amount",
                 needed=amount,
                 available=balance,

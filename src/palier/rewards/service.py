@@ -738,7 +738,7 @@ def _check_usable(coupon: Coupon, reward: Reward, check: CouponCheck, now: datet
     if not _on_channel(reward, check.channel):
         raise Unprocessable(
             "coupon_wrong_channel",
-            f"This coupon cannot be used {check.channel}; it is for {', '.join(reward.channels or [])}.",
+            f"This coupon cannot be used on the {check.channel} channel; it is for {', '.join(reward.channels or [])}.",
             field="channel",
         )
     total = _cart_total(check)

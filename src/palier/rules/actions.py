@@ -7,6 +7,7 @@ limit the member gets a clear refusal, never a silent zero.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -70,8 +71,11 @@ def record_action(
     action = rules.actions.get(data.action) if rules is not None else None
     if rules is None or action is None:
         known = ", ".join(sorted(rules.actions)) if rules is not None and rules.actions else "none"
+        when = "" if occurred_at >= now - timedelta(minutes=5) else f" on {occurred_at:%Y-%m-%d}, when it occurred"
         raise InvalidInput(
-            "unknown_action", f"This program has no action {data.action!r} (known: {known}).", field="action"
+            "unknown_action",
+            f"This program had no action {data.action!r}{when} (known then: {known}).",
+            field="action",
         )
     if action.limit is not None:
         start, end = period(action.limit.per, occurred_at, rules.timezone)
