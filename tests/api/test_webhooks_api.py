@@ -98,6 +98,7 @@ def test_an_unreachable_receiver_is_recorded_and_a_new_address_is_tried_at_once(
     assert run.failures == 1 and "ConnectError" in run.errors[0]
     assert program.call("GET", "/v1/webhook").json()["last_error"].startswith("ConnectError")
     moved = program.call("PUT", "/v1/webhook", json={"url": receiver.url})  # fixed: no need to wait 30 s
+    assert moved.json()["last_error"] is None  # the old address's error is not the new one's
     assert webhooks.deliver(db, clock, program_id=program.id).events == 1
     assert [e["type"] for e in receiver.events()] == ["segment_entered"]
     assert moved.json()["secret"] == program.call("GET", "/v1/webhook").json()["secret"]

@@ -156,7 +156,7 @@ def set_webhook(*, conn: Connection, clock: Clock, program_id: str, spec: Webhoo
             .values(url=spec.url, secret=secret, updated_at=now)
         )
     # events that failed are tried at the new address at once, not after the backoff the old one earned
-    # (a batch in flight for the first time keeps its claim)
+    # (a batch in flight for the first time keeps its claim), and the old address's error is not shown for it
     conn.execute(
         update(outbox_events)
         .where(
@@ -164,7 +164,7 @@ def set_webhook(*, conn: Connection, clock: Clock, program_id: str, spec: Webhoo
             outbox_events.c.delivered_at.is_(None),
             outbox_events.c.attempts > 0,
         )
-        .values(next_attempt_at=None)
+        .values(next_attempt_at=None, last_error=None)
     )
     details = {"url": spec.url, "new_secret": current is None or spec.new_secret}
     record_audit(
