@@ -210,7 +210,7 @@ def test_member_search_by_identity_or_name_and_a_refused_adjustment(
     too_much = client.post(
         f"/console/members/{ann['id']}/adjust", data={"csrf": token, "points": "-10", "reason": "Oops"}
     )
-    assert too_much.status_code == 422 and "Il faut 10 points ; le membre en a 0." in too_much.text
+    assert too_much.status_code == 422 and "Points : il faut 10 points ; le membre en a 0." in too_much.text
     for typed in ("1.5", "abc"):
         not_a_number = client.post(
             f"/console/members/{ann['id']}/adjust", data={"csrf": token, "points": typed, "reason": "Geste"}

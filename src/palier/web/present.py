@@ -43,6 +43,14 @@ def orders_key(count: int) -> str:
     return "tier.metric.orders_one" if count == 1 else "tier.metric.orders"
 
 
+def after_colon(sentence: str) -> str:
+    """A sentence as it continues after a colon: "Un ajustement…" → "un ajustement…" (a word in capitals, an
+    acronym or a code, keeps them)."""
+    if len(sentence) > 1 and sentence[0].isupper() and sentence[1].islower():
+        return sentence[0].lower() + sentence[1:]
+    return sentence
+
+
 def display_code(code: str) -> str:
     """'ABCDEFGHJKM' → 'ABCD-EFGH-JKM': easier to read aloud and type (dashes are ignored when typed)."""
     return "-".join(code[i : i + 4] for i in range(0, len(code), 4))

@@ -90,6 +90,7 @@ def environment() -> Environment:
     env.globals["static"] = lambda path: f"/static/{path}?v={__version__}"
     env.globals["area_home"] = area_home
     env.filters["phone"] = present.phone
+    env.filters["after_colon"] = present.after_colon
     return env
 
 
