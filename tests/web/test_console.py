@@ -102,9 +102,20 @@ def test_an_admin_adjusts_points_with_a_reason_and_sees_history_and_dashboard_ch
     page.wait_for_url(f"**/console/members/{world['member']['id']}")
     assert page.locator("h1").inner_text() == "Léa Moreau"
     assert page.locator('[data-balance="available"]').inner_text() == "400"
+    page.get_by_label("Points").fill("0")
+    page.get_by_label("Motif (vu par le membre)").fill("Rien")
+    asked: list[str] = []
+
+    def ask(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", ask)
+    navigate(page, page.get_by_role("button", name="Enregistrer l'ajustement"))  # 0: nothing to confirm
+    page.remove_listener("dialog", ask)
+    assert asked == [] and "un ajustement de 0 point ne change rien" in page.locator(".notice.error").inner_text()
     page.get_by_label("Points").fill("1")
     page.get_by_label("Motif (vu par le membre)").fill("Gâteau d'anniversaire raté")
-    asked: list[str] = []
     page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
     page.get_by_role("button", name="Enregistrer l'ajustement").click()
     assert asked == ["Ajuster de +1 point le solde de Léa Moreau ? L'ajustement reste dans son historique."]

@@ -25,8 +25,9 @@ _MONTHS = {
 
 
 def number(value: int, language: str) -> str:
-    """1234567 → '1 234 567' (fr, narrow no-break spaces) or '1,234,567' (en)."""
-    text = f"{value:,}"
+    """1234567 → '1 234 567' (fr, narrow no-break spaces) or '1,234,567' (en); -500 → '−500', the minus sign
+    every page writes (not a hyphen)."""
+    text = f"{value:,}".replace("-", "\u2212")
     return text.replace(",", "\u202f") if language == "fr" else text
 
 

@@ -8,10 +8,13 @@ document.addEventListener("submit", (event) => {
     return;
   }
   let question = form.dataset.confirm;
-  if (question) {
-    const points = Number(form.elements.namedItem("points")?.value || 0);
+  const typed = form.elements.namedItem("points");
+  const points = Number(String(typed?.value || "0").replace(/\s/g, ""));
+  // 0 or not a number: nothing to confirm, the page says what is wrong
+  if (question && !(typed && (!points || Number.isNaN(points)))) {
     if (form.dataset.confirmOne && Math.abs(points) <= 1) question = form.dataset.confirmOne;
-    const signed = (points > 0 ? "+" : "") + points.toLocaleString(document.documentElement.lang || "fr");
+    const shown = Math.abs(points).toLocaleString(document.documentElement.lang || "fr");
+    const signed = (points > 0 ? "+" : "\u2212") + shown;
     if (!window.confirm(question.replace("{points}", signed))) {
       event.preventDefault();
       return;
