@@ -113,6 +113,18 @@ def test_refusals_are_problems_with_their_own_code_and_write_nothing(
     assert footprint(db, program.id) == before
 
 
+def test_a_payment_sent_again_answers_200_with_the_first_payment(new_program: Callable[..., ApiProgram]) -> None:
+    program = new_program()
+    member = program.enrol(first_name="Ann")
+    program.adjust(member["id"], 500)
+    body = {"kind": "points", "order_id": "W-7", "order_total": 4000, "points": 300}
+    first = program.call("POST", f"/v1/members/{member['id']}/payments", json=body)
+    assert first.status_code == 201, first.text
+    again = program.call("POST", f"/v1/members/{member['id']}/payments", json=body)
+    assert again.status_code == 200 and again.json() == first.json()  # as a resent purchase: nothing new
+    assert program.balance(member["id"])["available"] == 200
+
+
 def test_another_program_never_sees_a_coupon(new_program: Callable[..., ApiProgram]) -> None:
     mine, theirs = new_program(), new_program()
     cy = mine.enrol(first_name="Cy")

@@ -31,6 +31,11 @@ def points_value(program: Program, points: int) -> int:
     return divide(points * program.redeem_amount, program.redeem_points, Rounding.FLOOR)
 
 
+def paid_already(*, conn: Connection, program: Program, data: PaymentIn) -> bool:
+    """This order was paid with this kind already: ``pay`` answers the first payment (a resend), or refuses."""
+    return _find(conn, program.id, data.order_id, data.kind) is not None
+
+
 def pay(*, conn: Connection, clock: Clock, program: Program, member_id: str, data: PaymentIn) -> Payment:
     """Burn points, or spend store credit, for part of order ``data.order_id``. Once per order and kind."""
     lock_members(conn, [member_id])

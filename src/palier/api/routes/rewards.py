@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import Connection
 
 from palier.api import commands, ratelimit
 from palier.api.deps import DB, AdminAccess, ClockDep, PosAccess, ReadAccess
@@ -222,17 +223,12 @@ def cancel(
     openapi_extra=commands.IDEMPOTENT,
 )
 def pay(member_id: str, data: PaymentIn, access: PosAccess, db: DB, clock: ClockDep, request: Request) -> JSONResponse:
-    return commands.run(
-        request=request,
-        db=db,
-        clock=clock,
-        program_id=access.program.id,
-        body=data,
-        command=lambda conn: (
-            payments.pay(conn=conn, clock=clock, program=access.program, member_id=member_id, data=data),
-            201,
-        ),
-    )
+    def command(conn: Connection) -> tuple[Payment, int]:
+        resent = payments.paid_already(conn=conn, program=access.program, data=data)  # answered 200, as a purchase
+        paid = payments.pay(conn=conn, clock=clock, program=access.program, member_id=member_id, data=data)
+        return paid, 200 if resent else 201
+
+    return commands.run(request=request, db=db, clock=clock, program_id=access.program.id, body=data, command=command)
 
 
 @router.post(
