@@ -193,7 +193,8 @@ class Model:
             if lot.state == "active" and lot.expires_at > self.now:
                 lot.remaining += part
                 account.available += part
-            # else the part expires with its lot: it leaves the member
+            else:  # the part expires with its lot: it leaves the member, and a return of the order excuses it
+                lot.expired_part += part
         self._settle(coupon.member)
 
     def pay(self, member: str, points: int) -> None:

@@ -19,6 +19,7 @@ from palier.rules import service as rules
 from palier.rules.tables import awards, counters
 from tests.services.factories import (
     apply_rules,
+    assert_ledger_sound,
     balance,
     enrol,
     line,
@@ -31,6 +32,7 @@ from tests.services.factories import (
     send_return,
 )
 from tests.services.test_concurrency import Outcome, run_threads
+from tests.services.test_rewards import use
 from tests.services.test_tiers import with_tiers
 
 BASE = {
@@ -367,9 +369,36 @@ def test_ten_euros_for_every_hundred_spent_grants_a_coupon_per_step_crossed(
     assert len(given) == 3
 
 
+def step_coupons(db: Database, program: Program, member_id: str) -> list[str]:
+    with db.read() as conn:
+        found = rewards.member_coupons(conn=conn, program_id=program.id, member_id=member_id)
+    return sorted(c.state for c in found)
+
+
+def test_a_refund_cancels_the_unused_step_coupons_its_spend_no_longer_covers(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """A €300 order refunded whole does not leave its three €10 vouchers to spend: they are cancelled, and the
+    steps are paid again when the spend is made again."""
+    program = with_ten_for_every_hundred(db, clock, program)
+    member = enrol(db, clock, program)
+    order = purchase(db, clock, program, member, lines=[line("COAT", 20000), line("HAT", 10000)])
+    assert step_coupons(db, program, member.id) == ["issued"] * 3
+    return_(db, clock, program, order.external_id, lines=[("HAT", 1)])  # €100 back: €200 still covers two
+    assert step_coupons(db, program, member.id) == ["cancelled", "issued", "issued"]
+    return_(db, clock, program, order.external_id, lines=[("COAT", 1)])
+    assert step_coupons(db, program, member.id) == ["cancelled"] * 3
+    with db.read() as conn:
+        assert counters_of(conn, program, member.id) == {"spend:ten-for-hundred": 0, "steps:ten-for-hundred": 0}
+    again = purchase(db, clock, program, member, amount=12000)  # €120 spent again: the first step pays again
+    assert sum(a.points for a in again.awards if a.kind == "coupon") == 1
+    assert_ledger_sound(db, program)
+
+
 def test_spend_taken_back_by_a_return_must_be_spent_again_before_the_next_step_pays(
     db: Database, clock: FrozenClock, program: Program
 ) -> None:
+    """Once its voucher is used, a step stays paid: the spend a return took back must be made again first."""
     program = with_ten_for_every_hundred(db, clock, program)
     member = enrol(db, clock, program)
 
@@ -378,10 +407,14 @@ def test_spend_taken_back_by_a_return_must_be_spent_again_before_the_next_step_p
 
     order = purchase(db, clock, program, member, lines=[line("COAT", 8000), line("HAT", 4000)])
     assert coupons_of(order) == 1  # 120 €: the first step
+    with db.read() as conn:
+        [voucher] = rewards.member_coupons(conn=conn, program_id=program.id, member_id=member.id)
+    use(db, clock, program, voucher.code)
     return_(db, clock, program, order.external_id, lines=[("COAT", 1)])  # 80 € back: 40 € kept
     with db.read() as conn:
         kept = counters_of(conn, program, member.id)
     assert kept == {"spend:ten-for-hundred": 4000, "steps:ten-for-hundred": 1}
+    assert step_coupons(db, program, member.id) == ["used"]
     small = purchase(db, clock, program, member, amount=1000)  # 50 € kept, step 1 paid: the next is at 200 €
     assert [a.text for a in small.awards if a.kind == "coupon"] == ["€10 for every €100: €150.00 to the next reward"]
     assert coupons_of(purchase(db, clock, program, member, amount=8000)) == 0  # 130 € kept: step 1 was paid

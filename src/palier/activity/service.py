@@ -309,6 +309,7 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
     # before the ledger: budget rows, then program accounts, in the order a purchase takes them
     rules.give_back(
         conn=conn,
+        clock=clock,
         program=program,
         event_id=order["event_id"],
         points=rules.Returned(order["points"], order["points_returned"], order["points_returned"] + plan.points),

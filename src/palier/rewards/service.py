@@ -669,6 +669,28 @@ def _close(conn: Connection, clock: Clock, program: Program, coupon: Coupon, *, 
     _give_back_stock(conn, coupon.reward_id)
 
 
+def cancel_granted(
+    *, conn: Connection, clock: Clock, program: Program, member_id: str, source_prefix: str, limit: int
+) -> int:
+    """Cancel up to ``limit`` of the member's unused coupons granted under ``source_prefix`` (a rule's award
+    on one order), newest first; returns how many. The caller holds the member's lock."""
+    found = conn.execute(
+        _coupon_query()
+        .where(
+            coupons.c.program_id == program.id,
+            coupons.c.member_id == member_id,
+            coupons.c.state == "issued",
+            coupons.c.source_ref.like(source_prefix.replace("%", r"\%").replace("_", r"\_") + "%", escape="\\"),
+        )
+        .order_by(coupons.c.issued_at.desc(), coupons.c.id.desc())
+        .limit(limit)
+    ).mappings()
+    taken = [_coupon(row) for row in found]
+    for coupon in taken:
+        _close(conn, clock, program, coupon, state="cancelled", actor="engine")
+    return len(taken)
+
+
 def expire_coupons(db: Database, clock: Clock, *, batch_size: int = 500, program_id: str | None = None) -> int:
     """Issued coupons past their date expire and their points go back: batches, safe with several workers."""
     done = 0

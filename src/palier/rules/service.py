@@ -37,6 +37,7 @@ from palier.rules.engine import (
     Timeline,
     compile_rules,
     counter_name,
+    steps_name,
     total_points,
 )
 from palier.rules.models import PointsPerAmount, Rule, RuleSetDocument, RuleSetVersion, SpendStep, Text
@@ -450,7 +451,9 @@ class Returned:
         return of * min(self.after, self.whole) // self.whole - of * min(self.before, self.whole) // self.whole
 
 
-def give_back(*, conn: Connection, program: Program, event_id: str, points: Returned, money: Returned) -> None:
+def give_back(
+    *, conn: Connection, clock: Clock, program: Program, event_id: str, points: Returned, money: Returned
+) -> None:
     """A return of a purchase undoes the same share of what its awards counted.
 
     - Each campaign that gave some of the purchase's points gets back in its budget, and the member in
@@ -458,7 +461,9 @@ def give_back(*, conn: Connection, program: Program, event_id: str, points: Retu
       members keep. Only the counters the award was counted in: the campaign's budget and cap in the rules
       version that made the award, the cap of the member the award went to.
     - A spend_step rule's running spend falls by the share of the spend it counted that was refunded
-      (``money``); the steps already rewarded stay, so that spend must be made again before the next step.
+      (``money``). Coupons this order brought that the spend left no longer covers are cancelled while still
+      unused, and their steps are to be paid again; a coupon already used stays paid, so that spend must be
+      made again before the next step (no second voucher for the same €100).
 
     The caller holds the member's lock and calls this before its ledger writes: counter rows, then program
     accounts, in the order a purchase takes them (budget rows in name order).
@@ -494,7 +499,10 @@ def give_back(*, conn: Connection, program: Program, event_id: str, points: Retu
             spent = money.share(int(row.amount))
             if spent > 0:
                 name = counter_name(row.rule_id)
-                counters.add(conn, program_id=program.id, member_id=row.member_id, name=name, delta=-spent)
+                left = counters.add(conn, program_id=program.id, member_id=row.member_id, name=name, delta=-spent)
+                step = _step_of(by_version.get(row.rule_version), row.rule_id)
+                if step:
+                    _cancel_uncovered(conn, clock, program, event_id, row.rule_id, row.member_id, left // step)
             continue
         rules = by_version.get(row.rule_version)
         campaign = rules.campaigns.get(row.campaign_id) if rules is not None else None
@@ -506,6 +514,30 @@ def give_back(*, conn: Connection, program: Program, event_id: str, points: Retu
             counters.add(conn, program_id=program.id, member_id=counters.PROGRAM_WIDE, name=name, delta=-back)
         if campaign.member_cap is not None and row.member_id is not None:
             counters.add(conn, program_id=program.id, member_id=row.member_id, name=name, delta=-back)
+
+
+def _step_of(rules: CompiledRuleSet | None, rule_id: str) -> int:
+    rule = next((r for r in rules.document.rules if r.id == rule_id), None) if rules is not None else None
+    return rule.effect.step if rule is not None and isinstance(rule.effect, SpendStep) else 0
+
+
+def _cancel_uncovered(
+    conn: Connection, clock: Clock, program: Program, event_id: str, rule_id: str, member_id: str, covered: int
+) -> None:
+    """Cancel the unused coupons of ``event_id``'s step award beyond the ``covered`` steps the spend left pays
+    for, newest first, and let those steps be paid again."""
+    from palier.rewards import service as rewards
+
+    steps = steps_name(rule_id)
+    paid = counters.read(conn, program_id=program.id, member_id=member_id, names=[steps])[steps]
+    if paid <= covered:
+        return
+    cancelled = rewards.cancel_granted(
+        conn=conn, clock=clock, program=program, member_id=member_id, source_prefix=f"{event_id}:{rule_id}:",
+        limit=paid - covered,
+    )  # fmt: skip
+    if cancelled:
+        counters.add(conn, program_id=program.id, member_id=member_id, name=steps, delta=-cancelled)
 
 
 def move_member(*, conn: Connection, program_id: str, source_id: str, target_id: str) -> dict[str, int]:
