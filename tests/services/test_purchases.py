@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select, update
@@ -15,7 +16,8 @@ from palier.db import Database
 from palier.errors import Conflict, InvalidInput, NotFound
 from palier.ids import new_id
 from palier.ledger.tables import accounts, ledger_transactions
-from palier.programs.models import Program
+from palier.programs import service as programs
+from palier.programs.models import Program, ProgramUpdate
 from palier.timeutil import add_months
 from tests.services.factories import (
     CARD_KEY,
@@ -208,6 +210,23 @@ def test_an_order_recorded_by_an_earlier_version_still_replays(
     assert replayed is True and again == first
     with pytest.raises(Conflict):
         send_purchase(db, clock, program, body.model_copy(update={"lines": [line("SKU-1", 2600)]}))
+
+
+def test_an_identical_resend_after_the_time_zone_changed_is_still_the_same_order(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """A time sent without an offset is compared as written: the program moving to another zone meanwhile
+    does not turn a till's retry into a conflict."""
+    member = enrol(db, clock, program)
+    local = clock.now().astimezone(ZoneInfo(program.timezone)).replace(tzinfo=None) - timedelta(hours=1)
+    body = purchase_body(program, member, clock=clock, amount=2590).model_copy(update={"occurred_at": local})
+    first, _ = send_purchase(db, clock, program, body)
+    with db.write() as conn:
+        moved = programs.update_program(
+            conn=conn, clock=clock, program_id=program.id, changes=ProgramUpdate(timezone="Europe/London"), actor="t"
+        )
+    again, replayed = send_purchase(db, clock, moved, body)
+    assert replayed is True and again == first
 
 
 def test_the_same_order_id_with_another_body_is_a_conflict(db: Database, clock: FrozenClock, program: Program) -> None:

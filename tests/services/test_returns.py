@@ -8,7 +8,10 @@ from datetime import timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import update
 
+from palier.activity.service import fingerprint
+from palier.activity.tables import events
 from palier.clock import FrozenClock
 from palier.db import Database
 from palier.errors import Conflict, InvalidInput, NotFound, Unprocessable
@@ -268,6 +271,26 @@ def test_a_sku_on_lines_at_different_prices_is_returned_by_its_line(
     cheap = return_(db, clock, program, order.external_id, lines=[("MUG", 1)])  # one line left: no doubt
     assert cheap.points == -1
     assert balance(db, program, member).pending == 0
+
+
+def test_a_return_recorded_by_an_earlier_version_still_replays(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """Earlier versions hashed return lines without ``line`` (added since): their returns still replay."""
+    member = enrol(db, clock, program)
+    order = purchase(db, clock, program, member, lines=LINES)
+    body = return_body(order.external_id, clock=clock, lines=[("MUG", 1)])
+    first, _ = send_return(db, clock, program, body)
+    sent = body.model_dump(mode="json")
+    earlier = {**sent, "lines": [{k: v for k, v in x.items() if k != "line"} for x in sent["lines"]]}
+    with db.write() as conn:
+        conn.execute(
+            update(events)
+            .where(events.c.program_id == program.id, events.c.external_id == body.return_id)
+            .values(payload_hash=fingerprint([earlier], key=b""))
+        )
+    again, replayed = send_return(db, clock, program, body)
+    assert replayed is True and again == first
 
 
 def test_unknown_orders_and_items_are_refused(db: Database, clock: FrozenClock, program: Program) -> None:

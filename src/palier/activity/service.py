@@ -68,17 +68,20 @@ _find_event = select(events.c.payload_hash, events.c.result).where(
 class Fingerprint:
     """What makes two sends of a fact the same fact.
 
-    ``value`` reads each moment as the instant it names, so a retry that writes the time another way
-    ("08:12:00+01:00", "07:12:00Z", or "08:12:00" without an offset, in the program's time zone) is the same
-    fact. ``as_sent`` hashes the body exactly as sent, as earlier versions stored it: a fact recorded before
-    the upgrade still replays.
+    ``value`` (the one stored) reads each moment sent with an offset as the instant it names, so a retry that
+    writes it another way ("08:12:00+01:00", "07:12:00Z") is the same fact; a moment sent without an offset
+    is kept as written, so an identical retry matches whatever the program's time zone has become since.
+    ``local`` reads such a moment in the program's time zone: a fact first sent with an offset, resent
+    without one, matches through it. ``as_sent`` is the body as earlier versions hashed it (without fields
+    added since): a fact recorded before the upgrade still replays.
     """
 
     value: str
+    local: str
     as_sent: str
 
     def matches(self, stored: str) -> bool:
-        return stored in (self.value, self.as_sent)
+        return stored in (self.value, self.local, self.as_sent)
 
 
 def payload_hash(body: BaseModel, *context: str, timezone: str, key: bytes = b"") -> Fingerprint:
@@ -92,11 +95,23 @@ def payload_hash(body: BaseModel, *context: str, timezone: str, key: bytes = b""
 
 def fingerprinted(body: BaseModel, sent: dict[str, Any], *context: str, timezone: str, key: bytes) -> Fingerprint:
     """``payload_hash`` of ``body``, given its JSON dump ``sent`` (made once by a caller that needs it too)."""
-    moments = {name: _instant(value, timezone) for name, value in body if isinstance(value, datetime)}
-    as_sent = fingerprint([sent, *context], key=key)
-    if not moments:
-        return Fingerprint(as_sent, as_sent)
-    return Fingerprint(fingerprint([{**sent, **moments}, *context], key=key), as_sent)
+    moments = {name: value for name, value in body if isinstance(value, datetime)}
+    instants = {name: _instant(value, timezone) for name, value in moments.items() if value.tzinfo is not None}
+    local = {name: _instant(value, timezone) for name, value in moments.items()}
+    return Fingerprint(
+        value=fingerprint([{**sent, **instants}, *context], key=key),
+        local=fingerprint([{**sent, **local}, *context], key=key),
+        as_sent=fingerprint([_as_earlier_versions_sent(sent), *context], key=key),
+    )
+
+
+def _as_earlier_versions_sent(sent: dict[str, Any]) -> dict[str, Any]:
+    """The dump without the fields added since (a return line's ``line``), when they are left out."""
+    lines = sent.get("lines")
+    if not isinstance(lines, list) or not any(isinstance(x, dict) and "line" in x for x in lines):
+        return sent
+    kept = [{k: v for k, v in x.items() if not (k == "line" and v is None)} for x in lines]
+    return {**sent, "lines": kept}
 
 
 def _instant(value: datetime, timezone: str) -> str:
