@@ -669,6 +669,9 @@ def test_a_nul_character_anywhere_in_a_body_is_refused_at_its_field(program: Api
     named = program.call("PATCH", f"/v1/members/{member['id']}", json={"first_name": "Ann\u0000"})
     assert_problem(named, 422, "nul_character", field="first_name")
     assert program.balance(member["id"])["pending"] == 0  # nothing was written
+    for reason in ("remise 100%00 bis", "C:\\u0000x"):  # what only looks like one is no NUL
+        kept = program.call("POST", f"/v1/members/{member['id']}/adjustments", json={"points": 1, "reason": reason})
+        assert kept.status_code == 201, kept.text
     for path in ("/console/sign-in", f"/p/{program.id}/sign-in"):  # forms too: %00 in a field
         form = program.client.post(path, data={"email": "ann\u0000@example.com", "password": "x", "csrf": "x"})
         assert_problem(form, 422, "nul_character", field="email")

@@ -313,6 +313,9 @@ def test_tiers_set_on_a_program_with_members_place_them(db: Database, clock: Fro
     assert requalify(db, clock, program) == 2  # both placed
     assert (tier_of(db, big.id), tier_of(db, small.id)) == ("gold", "bronze")
     assert requalify(db, clock, program) == 0
+    with db.read() as conn:  # Gold by past spend is an upgrade to congratulate; starting in Bronze is not
+        told = {e["subject_id"]: e["type"] for e in recent(conn, program_id=program.id)}
+    assert (told[big.id], told[small.id]) == ("tier_upgraded", "tier_placed")
 
 
 def test_several_workers_judge_each_member_exactly_once(db: Database, clock: FrozenClock, new_program: Any) -> None:

@@ -39,7 +39,7 @@ async def no_nul_character(request: Request) -> None:
     else:
         if b"\\u0000" not in body and b"\x00" not in body and b"%00" not in body:
             return
-        field = _holding_nul(body) or "body"
+        field = _holding_nul(body)  # None: only what looks like one ("100%00" in a text, an escaped backslash)
     if field is not None:
         raise InvalidInput("nul_character", "A NUL character (\\u0000) cannot be stored: remove it.", field=field)
 

@@ -323,7 +323,7 @@ def _record(
 def _change_event(policy: TierPolicy, old: str | None, new: str | None, reason: str) -> str:
     """The outbox event of a change: a new member starting in the first tier is placed there, not upgraded (a
     mailer congratulating every upgrade would congratulate every sign-up)."""
-    if reason == "placed":
+    if reason == "placed" and policy.rank(new) <= 1:  # placed higher (past spend when tiers are set): an upgrade
         return "tier_placed"
     return "tier_upgraded" if policy.rank(new) > policy.rank(old) else "tier_downgraded"
 
@@ -828,7 +828,8 @@ def place(db: Database, clock: Clock, *, program_id: str, batch_size: int = 5000
                 emit_many(
                     conn,
                     [
-                        (program_id, "tier_placed", r["member_id"], {"member_id": r["member_id"], "from": None,
+                        (program_id, _change_event(policy, None, r["tier"], "placed"), r["member_id"],
+                         {"member_id": r["member_id"], "from": None,
                                                                        "to": r["tier"], "reason": "placed"})
                         for r in changes
                     ],
