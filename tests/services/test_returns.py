@@ -432,7 +432,7 @@ def test_returning_an_order_whose_points_expired_takes_nothing_more(
     assert (shown.available, shown.debt) == (80, 0)  # the later points are untouched, nothing owed
 
 
-@pytest.mark.parametrize("held_by", ["a coupon", "a points payment"])
+@pytest.mark.parametrize("held_by", ["a coupon", "a points payment", "a debit"])
 def test_returning_an_order_whose_points_expired_while_spent_takes_nothing_more(
     db: Database, clock: FrozenClock, new_program: Callable[..., Program], held_by: str
 ) -> None:
@@ -443,6 +443,8 @@ def test_returning_an_order_whose_points_expired_while_spent_takes_nothing_more(
     purchase(db, clock, program, member, order_id="EX-1", lines=[line("A", 5_000), line("B", 5_000)])  # 100 pts
     if held_by == "a coupon":
         coupon = redeem(db, clock, program, member, add_reward(db, clock, program, cost_points=100)).coupon
+    elif held_by == "a debit":
+        debit = adjust(db, clock, program, member, -100, reason="Voucher handed over")
     else:
         pay_points(db, clock, program, member, order_id="W-9", points=100)
         walk_in = purchase_body(program, member, clock=clock, order_id="W-9", amount=10_000)
@@ -454,6 +456,8 @@ def test_returning_an_order_whose_points_expired_while_spent_takes_nothing_more(
         cancel(db, clock, program, coupon.code)
         back = next(x for x in history(db, program, member) if x.reason_code == "coupon_cancelled")
         assert back.reason.endswith(", 100 points expired meanwhile") and back.available == 0
+    elif held_by == "a debit":
+        assert reverse(db, clock, program, member, debit.transaction_id).points == 0  # its lot expired: nothing back
     else:
         given = return_(db, clock, program, "W-9", amount=10_000)
         assert given.details.get("points_expired") == 100 and "points_given_back" not in given.details

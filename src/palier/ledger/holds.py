@@ -17,7 +17,6 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, select, update
 
-from palier.clock import utc
 from palier.ids import new_id
 from palier.ledger.lots import allocation_rows, choose_lots, record_allocations
 from palier.ledger.operations import (
@@ -25,6 +24,7 @@ from palier.ledger.operations import (
     InsufficientPoints,
     balances,
     expire_from_lots,
+    lot_is_live,
     member_posting,
     outcome,
     program_posting,
@@ -132,8 +132,8 @@ def void(conn: Connection, booking: Booking, *, hold_id: str) -> Voided:
     b = booking
     held = _open(conn, hold_id)
     parts = conn.execute(_hold_parts, {"transaction_id": held.transaction_id}).all()
-    back = [(p.lot_id, int(p.amount)) for p in parts if _still_live(p.state, p.expires_at, b.now)]
-    gone = [(p.lot_id, int(p.amount)) for p in parts if not _still_live(p.state, p.expires_at, b.now)]
+    back = [(p.lot_id, int(p.amount)) for p in parts if lot_is_live(p.state, p.expires_at, b.now)]
+    gone = [(p.lot_id, int(p.amount)) for p in parts if not lot_is_live(p.state, p.expires_at, b.now)]
     restored = sum(amount for _, amount in back)
     lapsed = held.amount - restored
     b = replace(b, reason=b.reason + outcome(restored, lapsed))
@@ -158,10 +158,6 @@ def void(conn: Connection, booking: Booking, *, hold_id: str) -> Voided:
     _close(conn, hold_id, "voided", b.now)
     settle_debt(conn, replace(b, member_id=held.member_id))
     return Voided(entry.id, restored=restored, expired=lapsed)
-
-
-def _still_live(state: str, expires_at: datetime | None, now: datetime) -> bool:
-    return state == "active" and (expires_at is None or utc(expires_at) > now)
 
 
 def _open(conn: Connection, hold_id: str) -> Hold:

@@ -428,25 +428,30 @@ def reverse(conn: Connection, booking: Booking, *, original_id: str) -> str:
         set_state(conn, lot_ids=[created.id], state="reversed")
         return entry.id
     taken = conn.execute(
-        select(allocations.c.lot_id, allocations.c.amount, lots.c.state)
+        select(allocations.c.lot_id, allocations.c.amount, lots.c.state, lots.c.expires_at)
         .join(lots, lots.c.id == allocations.c.lot_id)
         .where(allocations.c.transaction_id == original_id)
         .order_by(allocations.c.lot_id)
         .with_for_update(of=lots)
     ).all()
-    back = sum(int(t.amount) for t in taken if t.state == "active")
-    lapsed = sum(int(t.amount) for t in taken) - back
+    live = [(t.lot_id, int(t.amount)) for t in taken if lot_is_live(t.state, t.expires_at, b.now)]
+    gone = [(t.lot_id, int(t.amount)) for t in taken if not lot_is_live(t.state, t.expires_at, b.now)]
+    back, lapsed = sum(amount for _, amount in live), sum(amount for _, amount in gone)
     sink = next(p for p in moved if p.member_id is None)
     entry.postings = [
         Posting(sink.account_id, -int(sink.amount)),
         member_posting(b.member_id, "available", back),
         program_posting(b.program_id, "expired", lapsed, member_id=b.member_id),
     ]
-    write_allocating(
-        conn, entry, purpose="restore", parts=[(t.lot_id, -int(t.amount)) for t in taken if t.state == "active"]
-    )
+    write_allocating(conn, entry, purpose="restore", parts=[(lot_id, -amount) for lot_id, amount in live + gone])
+    expire_from_lots(conn, entry, member_id=b.member_id, parts=gone)  # a return of their order excuses them
     settle_debt(conn, b)
     return entry.id
+
+
+def lot_is_live(state: str, expires_at: datetime | None, now: datetime) -> bool:
+    """A lot points can go back to: active, and not past its expiry (the expiry job may not have run yet)."""
+    return state == "active" and (expires_at is None or utc(expires_at) > now)
 
 
 def balances_moved(conn: Connection, *, transaction_id: str, member_id: str) -> int:
@@ -500,8 +505,7 @@ def give_back(
         if part <= 0:
             continue
         left -= part
-        live = state == "active" and (expires_at is None or utc(expires_at) > b.now)
-        if live:
+        if lot_is_live(state, expires_at, b.now):
             back.append((lot_id, part))
         else:
             gone.append((lot_id, part))
