@@ -265,6 +265,33 @@ def test_the_till_refuses_paying_more_points_than_held_and_a_coupon_of_someone_e
     assert "Type an amount such as 12.50." in in_english.text
 
 
+def test_the_till_asks_before_taking_the_same_points_payment_again_under_a_new_ticket(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    """Back after paying shows a page with a new ticket number: sent again, it would charge the customer twice."""
+    ann = program.enrol(first_name="Ann")
+    program.adjust(ann["id"], 500)
+    assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
+    token = csrf_of(client.get(f"/till/members/{ann['id']}").text)
+    pay = {"csrf": token, "order_id": "T1012-ABCDE", "order_total": "10,00", "points": "100"}
+    assert client.post(f"/till/members/{ann['id']}/pay", data=pay, follow_redirects=False).status_code == 303
+    again = client.post(f"/till/members/{ann['id']}/pay", data=pay | {"order_id": "T1013-FGHJK"})
+    assert again.status_code == 409 and program.balance(ann["id"])["available"] == 400  # nothing taken yet
+    assert "Ce client a déjà payé 100 points sur un ticket de 10,00 €" in again.text
+    assert "(ticket T1012-ABCDE). Est-ce une autre vente ?" in again.text
+    question = again.text[again.text.index('class="notice error big-notice repeat-payment"') :]
+    assert '<input type="hidden" name="order_id" value="T1013-FGHJK">' in question
+    assert '<input type="hidden" name="repeat" value="yes">' in question
+    confirmed = {"csrf": token, "order_id": "T1013-FGHJK", "order_total": "10,00", "points": "100", "repeat": "yes"}
+    paid = client.post(f"/till/members/{ann['id']}/pay", data=confirmed, follow_redirects=False)
+    assert paid.status_code == 303 and program.balance(ann["id"])["available"] == 300  # another sale, paid
+    other = pay | {"order_id": "T1014-LMNPQ", "points": "200", "order_total": "20,00"}  # other figures: no question
+    assert client.post(f"/till/members/{ann['id']}/pay", data=other, follow_redirects=False).status_code == 303
+    assert program.balance(ann["id"])["available"] == 100
+    resent = client.post(f"/till/members/{ann['id']}/pay", data=other, follow_redirects=False)  # the same ticket
+    assert resent.status_code == 303 and program.balance(ann["id"])["available"] == 100
+
+
 def test_the_dashboard_takes_chosen_dates_and_falls_back_to_twelve_weeks(
     client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
 ) -> None:

@@ -8,6 +8,7 @@ order gives points and credit back in proportion to what is refunded.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
@@ -34,6 +35,39 @@ def points_value(program: Program, points: int) -> int:
 def paid_already(*, conn: Connection, program: Program, data: PaymentIn) -> bool:
     """This order was paid with this kind already: ``pay`` answers the first payment (a resend), or refuses."""
     return _find(conn, program.id, data.order_id, data.kind) is not None
+
+
+def looks_repeated(
+    *, conn: Connection, program: Program, member_id: str, data: PaymentIn, since: datetime
+) -> Payment | None:
+    """The member's latest live payment since ``since`` of the same kind and figures under another order id.
+
+    The till asks before paying it again: a form sent again after the browser's Back button carries a new
+    ticket number, so the order id alone does not catch the customer charged twice for one sale.
+    """
+    figures = order_payments.c.points == (data.points or 0)
+    if data.kind == "credit":
+        figures = order_payments.c.amount == (data.amount or 0)
+    row = (
+        conn.execute(
+            select(order_payments)
+            .where(
+                order_payments.c.program_id == program.id,
+                order_payments.c.member_id == member_id,
+                order_payments.c.kind == data.kind,
+                order_payments.c.state == "paid",
+                order_payments.c.order_total == data.order_total,
+                figures,
+                order_payments.c.order_id != data.order_id,
+                order_payments.c.created_at >= since,
+            )
+            .order_by(order_payments.c.created_at.desc())
+            .limit(1)
+        )
+        .mappings()
+        .first()
+    )
+    return _payment(row) if row is not None else None
 
 
 def pay(*, conn: Connection, clock: Clock, program: Program, member_id: str, data: PaymentIn) -> Payment:

@@ -10,6 +10,7 @@ double tap is answered once.
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -25,7 +26,7 @@ from palier.members.models import MemberCreate
 from palier.programs.models import Program
 from palier.rewards import codes, payments
 from palier.rewards import service as rewards
-from palier.rewards.models import CouponUse, PaymentIn
+from palier.rewards.models import CouponUse, Payment, PaymentIn
 from palier.text import mask_card_numbers
 from palier.web import i18n, present
 from palier.web.console.access import current, requires, staff_router
@@ -36,6 +37,7 @@ from palier.web.render import PageError, render
 
 router = staff_router()
 _TICKET_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+REPEAT_WINDOW = timedelta(minutes=10)  # a payment like one made this recently asks before paying again
 
 
 def _ticket(request: Request) -> str:
@@ -86,6 +88,7 @@ def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
     ctx.setdefault("error", None)
     ctx.setdefault("ok", None)
     ctx.setdefault("sent", {})  # what a refused payment form held, shown again
+    ctx.setdefault("repeat", None)  # a payment like this one, made minutes ago: confirm before paying again
     return render(
         request,
         "console/till_member.html",
@@ -166,6 +169,8 @@ async def pay_with_points(request: Request, member_id: str) -> Response:
             data["amount"] = parse_money(str(form.get("amount", "")), exponent, field="amount")
         payment = PaymentIn.model_validate(data)
         db: Database = request.app.state.db
+        if form.get("repeat") != "yes" and (twin := _repeated(request, member_id[:40], payment)) is not None:
+            return _member(request, member_id, status=409, repeat=twin, sent=sent)
         paid = db.run(
             lambda conn: payments.pay(
                 conn=conn, clock=request.app.state.clock, program=who.program, member_id=member_id[:40], data=payment
@@ -178,6 +183,15 @@ async def pay_with_points(request: Request, member_id: str) -> Response:
         return _member(request, member_id, status=422, error=_in_words(request, error), sent=sent)
     query = urlencode({"ok": "paid" if kind == "points" else "credit", "points": paid.points, "amount": paid.amount})
     return RedirectResponse(f"/till/members/{member_id}?{query}", status_code=303)
+
+
+def _repeated(request: Request, member_id: str, payment: PaymentIn) -> Payment | None:
+    """The same payment made for this member in the last minutes under another ticket: asked about first."""
+    who = current(request)
+    since = request.app.state.clock.now() - REPEAT_WINDOW
+    db: Database = request.app.state.db
+    with db.read() as conn:
+        return payments.looks_repeated(conn=conn, program=who.program, member_id=member_id, data=payment, since=since)
 
 
 # --- enrolling a customer at the counter --------------------------------------------------------------------
