@@ -292,6 +292,63 @@ def test_the_till_asks_before_taking_the_same_points_payment_again_under_a_new_t
     assert resent.status_code == 303 and program.balance(ann["id"])["available"] == 100
 
 
+def test_an_admin_merges_a_duplicate_account_found_by_its_e_mail_into_the_member_shown(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str], db: Database
+) -> None:
+    kept = program.enrol(first_name="Léa", last_name="Moreau", email="lea@example.fr")
+    twin = program.enrol(first_name="Léa", last_name="M.", email="lea.moreau@example.fr")
+    program.adjust(kept["id"], 120)
+    program.adjust(twin["id"], 80)
+    token = admin(client, program, add_staff)
+    page = client.get(f"/console/members/{kept['id']}").text
+    assert f'action="/console/members/{kept["id"]}/merge/find"' in page
+    nobody = client.post(f"/console/members/{kept['id']}/merge/find", data={"csrf": token, "q": "personne@example.fr"})
+    assert "Aucun autre compte actif pour « personne@example.fr »." in nobody.text
+    itself = client.post(f"/console/members/{kept['id']}/merge/find", data={"csrf": token, "q": "lea@example.fr"})
+    assert "Aucun autre compte actif" in itself.text  # the member shown is not offered as its own duplicate
+    found = client.post(f"/console/members/{kept['id']}/merge/find", data={"csrf": token, "q": "LEA.MOREAU@example.fr"})
+    assert found.status_code == 200 and f'data-member="{twin["id"]}"' in found.text
+    assert "80 points disponibles, 0 en attente, 0 réservés" in found.text
+    assert "Fusionner Léa M. dans Léa Moreau" in found.text
+    merged = client.post(
+        f"/console/members/{kept['id']}/merge", data={"csrf": token, "source_id": twin["id"]}, follow_redirects=False
+    )
+    assert merged.status_code == 303 and merged.headers["location"].endswith(f"?merged={twin['id']}")
+    assert program.balance(kept["id"])["available"] == 200
+    done = client.get(merged.headers["location"]).text
+    assert "Doublon fusionné : ses points, coupons, commandes et identifiants" in done
+    again = client.post(
+        f"/console/members/{kept['id']}/merge", data={"csrf": token, "source_id": twin["id"]}, follow_redirects=False
+    )
+    assert again.status_code == 303 and program.balance(kept["id"])["available"] == 200  # the second tap: no more
+    closed = client.get(f"/console/members/{twin['id']}").text
+    assert f'Compte fusionné dans <a href="/console/members/{kept["id"]}">' in closed
+    assert "merge/find" not in closed  # a closed account offers no merge
+    backwards = client.post(f"/console/members/{twin['id']}/merge", data={"csrf": token, "source_id": kept["id"]})
+    assert backwards.status_code == 422 and "Ce membre a été fusionné avec un autre" in backwards.text
+    with db.read() as conn:
+        entry = conn.execute(
+            select(audit_entries.c.actor).where(
+                audit_entries.c.subject_id == kept["id"], audit_entries.c.action == "member.merged"
+            )
+        ).one()
+    assert entry.actor.startswith("staff:stf_")
+
+
+def test_only_an_admin_may_merge_members_in_the_console(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    one, two = program.enrol(first_name="Un"), program.enrol(first_name="Deux")
+    assert sign_in(client, add_staff(program.id, "marketer")).status_code == 303
+    token = csrf_of(client.get(f"/console/members/{one['id']}").text)
+    assert "merge/find" not in client.get(f"/console/members/{one['id']}").text
+    refused = client.post(
+        f"/console/members/{one['id']}/merge", data={"csrf": token, "source_id": two["id"]}, follow_redirects=False
+    )
+    assert refused.status_code == 403
+    assert program.call("GET", f"/v1/members/{two['id']}").json()["status"] == "active"
+
+
 def test_the_dashboard_takes_chosen_dates_and_falls_back_to_twelve_weeks(
     client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
 ) -> None:

@@ -24,6 +24,7 @@ Permission = Literal[
     "dashboard.view",
     "members.view",
     "members.adjust",
+    "members.merge",
     "members.lookup",
     "coupons.lookup",
     "coupons.use",

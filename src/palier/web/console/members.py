@@ -1,4 +1,5 @@
-"""Members in the console: search by any identity, detail with balances and history, manual adjustment."""
+"""Members in the console: search by any identity, detail with balances and history, manual adjustment, and
+merging a duplicate account of the same person into the one shown."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from palier.activity import service as activity
 from palier.activity.models import AdjustmentIn
 from palier.db import Database
 from palier.errors import PalierError
+from palier.members import service as members
+from palier.members.models import Balance, Member
 from palier.web import history_text, i18n
 from palier.web.console.access import current, requires, staff_router
 from palier.web.console.forms import errors_by_field
@@ -50,6 +53,7 @@ def _detail(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
         said = history_text.describe(conn, who.program, view.history, i18n.request_language(request))
     ctx.setdefault("errors", {})
     ctx.setdefault("sent", {})
+    ctx.setdefault("merged", False)
     lines = list(zip(view.history, said, strict=True))
     return render(
         request, "console/member.html", status=status, staff=who, section="members", v=view, lines=lines, **ctx
@@ -58,8 +62,12 @@ def _detail(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
 
 @router.get("/console/members/{member_id}")
 @requires("members.view")
-def member_page(request: Request, member_id: str, adjusted: int | None = None) -> HTMLResponse:
-    return _detail(request, member_id, adjusted=adjusted)
+def member_page(
+    request: Request, member_id: str, adjusted: int | None = None, merged: str | None = None
+) -> HTMLResponse:
+    return _detail(
+        request, member_id, adjusted=adjusted, merged=merged is not None and _merged_into(request, merged, member_id)
+    )
 
 
 @router.post("/console/members/{member_id}/adjust")
@@ -93,3 +101,83 @@ async def adjust(request: Request, member_id: str) -> Response:
     else:
         return RedirectResponse(f"/console/members/{member_id}?adjusted={done.points}", status_code=303)
     return _detail(request, member_id, status=422, errors=errors, sent=sent, adjusted=None)
+
+
+# --- merging a duplicate account ------------------------------------------------------------------------------
+
+
+def _merged_into(request: Request, source_id: str, target_id: str) -> bool:
+    """Whether ``source_id`` was merged into ``target_id`` (what the page after a merge says, checked)."""
+    who = current(request)
+    db: Database = request.app.state.db
+    with db.read() as conn:
+        try:
+            source = members.get_member(conn=conn, program_id=who.program.id, member_id=source_id[:40])
+        except PalierError:
+            return False
+    return source.merged_into_id == target_id
+
+
+def _merge_page(
+    request: Request, member_id: str, *, q: str, found: list[Member], status: int = 200, error: str | None = None
+) -> HTMLResponse:
+    """The account shown (``member_id``, which stays) beside the duplicates the search found, each with its balance."""
+    who = current(request)
+    db: Database = request.app.state.db
+    with db.read() as conn:
+        try:
+            target = member_view(
+                conn=conn, clock=request.app.state.clock, program=who.program, member_id=member_id[:40], history=1
+            )
+        except PalierError:
+            raise PageError(404, "error.not_found") from None
+        others: list[tuple[Member, str, Balance]] = [
+            (m, display_name(m), members.balance(conn=conn, program=who.program, member_id=m.id))
+            for m in found
+            if m.id != target.member.id and m.status == "active"
+        ]
+    return render(
+        request,
+        "console/merge.html",
+        status=status,
+        staff=who,
+        section="members",
+        v=target,
+        q=q,
+        others=others,
+        error=error,
+    )
+
+
+@router.post("/console/members/{member_id}/merge/find")
+@requires("members.merge")
+async def merge_find(request: Request, member_id: str) -> Response:
+    """Find the duplicate to merge into this member: by card, phone, e-mail, member id or name."""
+    q, found = await posted_search(request, current(request).program)
+    return _merge_page(request, member_id, q=q, found=found)
+
+
+@router.post("/console/members/{member_id}/merge")
+@requires("members.merge")
+async def merge(request: Request, member_id: str) -> Response:
+    """The same service as ``POST /v1/members/merge``: the other account is closed, all it had moves here."""
+    who = current(request)
+    source_id = str((await request.form()).get("source_id", "")).strip()[:40]
+    target_id = member_id[:40]
+    db: Database = request.app.state.db
+    try:
+        db.run(
+            lambda conn: members.merge(
+                conn=conn,
+                clock=request.app.state.clock,
+                program=who.program,
+                source_id=source_id,
+                target_id=target_id,
+                actor=f"staff:{who.user.id}",
+            )
+        )
+    except PalierError as error:
+        if not _merged_into(request, source_id, target_id):  # else: the second tap, answered as the first
+            said = i18n.said(i18n.request_language(request), error, points_name=who.program.points_name)
+            return _merge_page(request, member_id, q="", found=[], status=422, error=said)
+    return RedirectResponse(f"/console/members/{target_id}?merged={source_id}", status_code=303)
