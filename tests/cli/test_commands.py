@@ -107,7 +107,7 @@ def test_a_database_url_that_cannot_work_is_one_line_not_a_traceback(
 def test_program_create_show_and_keys(cli_db: Database) -> None:
     result = invoke(
         "program", "create", "--name", "Maison Test", "--earn-points", "2", "--return-window-days", "7",
-        "--never-expire", "--welcome-points", "25",
+        "--never-expire", "--welcome-points", "25", "--points-name", "étoiles", "--points-name-en", "stars",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     program_id = created_program(result.output)
@@ -118,11 +118,13 @@ def test_program_create_show_and_keys(cli_db: Database) -> None:
         assert authenticate(conn=conn, token=secret.group(1)).scopes == {"admin"}
     assert (program.earn_points, program.return_window_days, program.points_lifetime_months) == (2, 7, None)
     assert program.welcome_points == 25
+    assert (program.points_name, program.points_name_by_language) == ("étoiles", {"en": "stars"})
 
     key = invoke("program", "keys", "create", program_id, "--name", "Till 2", "--scope", "pos", "--scope", "read")
     assert key.exit_code == 0, key.output
     shown = invoke("program", "show", program_id)
     assert shown.exit_code == 0
+    assert "25 stars" in shown.output and "étoiles, en: stars" in shown.output  # the CLI speaks English
     assert "Maison Test" in shown.output and "never" in shown.output
     assert re.search(r"Till 2\s*│\s*pos, read", shown.output)
     new_secret = re.search(r"(key_\w+\.\S+)", key.output)

@@ -15,7 +15,7 @@ from palier.db import Database
 from palier.notify import outbox, webhooks
 from palier.programs.tables import audit_entries
 from palier.web import i18n
-from tests.api.helpers import ApiProgram
+from tests.api.helpers import ApiProgram, luhn_card
 from tests.console.conftest import csrf_of, sign_in
 from tests.receiver import Receiver
 
@@ -484,6 +484,39 @@ def test_the_points_name_agrees_with_the_count_on_how_it_works_and_at_the_till(
     page = client.get(f"/how-it-works/{program.id}").text
     assert '<span class="cost-value">1</span> étoile</div>' in page
     assert '<span class="cost-value">2</span> étoiles</div>' in page
+
+
+def test_the_points_have_their_name_in_each_language_on_pages_in_that_language(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    named = {"points_name": "étoiles", "points_name_by_language": {"en": "stars"}}
+    assert program.call("PATCH", "/v1/program", json=named).json()["points_name_by_language"] == {"en": "stars"}
+    german = program.call("PATCH", "/v1/program", json={"points_name_by_language": {"de": "Sterne"}})
+    assert german.status_code == 422 and german.json()["errors"][0]["field"].startswith("points_name_by_language.de")
+    ann = program.enrol(first_name="Ann")
+    program.call("POST", f"/v1/members/{ann['id']}/adjustments", json={"points": 1, "reason": "Welcome"})
+    body = {"kind": "gift", "cost_points": 2, "title": {"fr": "Cadeau", "en": "Gift"}}
+    assert program.call("POST", "/v1/rewards", json=body).status_code == 201
+    assert '<span class="cost-value">2</span> stars</div>' in client.get(f"/how-it-works/{program.id}?lang=en").text
+    assert '<span class="cost-value">2</span> étoiles</div>' in client.get(f"/how-it-works/{program.id}?lang=fr").text
+    email = add_staff(program.id, "admin")
+    assert sign_in(client, email).status_code == 303
+    assert "Balance: 1 star, worth" in client.get(f"/till/members/{ann['id']}?lang=en").text
+    assert "Solde : 1 étoile, soit" in client.get(f"/till/members/{ann['id']}?lang=fr").text
+    form = client.get("/console/settings").text
+    assert 'name="points_name_en" type="text" value="stars"' in form
+    assert 'name="points_name_fr" type="text" value=""' in form
+    sent = {
+        name: value
+        for name, value in re.findall(r'<input id="[^"]+" name="([^"]+)" type="[^"]+" value="([^"]*)"', form)
+    }
+    sent |= {"csrf": csrf_of(form), "rounding": "floor", "return_shortfall": "debt", "enrolment": "open"}
+    card = client.post("/console/settings", data=sent | {"points_name_en": luhn_card()})
+    assert card.status_code == 422 and 'id="points_name_en-error"' in card.text  # a card number is no name
+    cleared = client.post("/console/settings", data=sent | {"points_name_en": ""}, follow_redirects=False)
+    assert cleared.status_code == 303
+    assert program.call("GET", "/v1/program").json()["points_name_by_language"] == {}
+    assert "Balance: 1 étoile, worth" in client.get(f"/till/members/{ann['id']}?lang=en").text
 
 
 def test_a_store_credit_coupon_is_shown_as_credited_to_the_wallet(

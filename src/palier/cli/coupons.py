@@ -78,12 +78,14 @@ def cancel(code: str = CODE, program: str = PROGRAM) -> None:
     console.print(f"Coupon {shown} ({escape(coupon.title.en)}) cancelled.")
     if coupon.points:
         console.print(
-            f"{back:,} {found.points_name} back to {escape(holder)} ({coupon.member_id}); "
+            f"{back:,} {found.points_name_in('en')} back to {escape(holder)} ({coupon.member_id}); "
             f"available now: {now_available:,}.",
             soft_wrap=True,
         )
     if lapsed:
-        console.print(f"[yellow]{lapsed:,} {found.points_name} came from lots that expired meanwhile: they expired.")
+        console.print(
+            f"[yellow]{lapsed:,} {found.points_name_in('en')} came from lots that expired meanwhile: they expired."
+        )
 
 
 def _member_name(conn: Connection, program: Program, member_id: str) -> str:
@@ -126,4 +128,4 @@ def _points(coupon: Coupon, program: Program) -> str:
         "cancelled": "given back to the member",
         "expired": "given back to the member",
     }[coupon.state]
-    return f"{coupon.points:,} {program.points_name} ({fate})"
+    return f"{coupon.points:,} {program.points_name_in('en')} ({fate})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 import typer
 from rich.table import Table
@@ -46,6 +47,8 @@ def create(
     ),
     welcome_points: int = typer.Option(0, help="Points given to every new member."),
     points_name: str = typer.Option("points", help="What members call the points."),
+    points_name_fr: str | None = typer.Option(None, help="Their name for French-speaking members, if another."),
+    points_name_en: str | None = typer.Option(None, help="Their name for English-speaking members, if another."),
 ) -> None:
     """Create a program and its first admin API key (shown once)."""
     if never_expire and lifetime_months is not None:
@@ -64,6 +67,7 @@ def create(
         expiry_warning_days=expiry_warning_days,
         welcome_points=welcome_points,
         points_name=points_name,
+        points_name_by_language=_by_language(fr=points_name_fr, en=points_name_en),
     )
     clock = SystemClock()
     with open_database() as db, db.write() as conn:
@@ -77,6 +81,15 @@ def create(
         )
     console.print(f"Program [bold]{program.name}[/bold] created: [bold cyan]{program.id}[/bold cyan]")
     print_new_key(key)
+
+
+def _by_language(*, fr: str | None, en: str | None) -> dict[Literal["fr", "en"], str]:
+    names: dict[Literal["fr", "en"], str] = {}
+    if fr:
+        names["fr"] = fr
+    if en:
+        names["en"] = en
+    return names
 
 
 @app.command("show")
@@ -107,11 +120,15 @@ def settings_table(program: Program) -> Table:
     rows = {
         "currency": program.currency,
         "time zone": program.timezone,
-        "earning": f"{program.earn_points} {points_word(program.earn_points, program.points_name, 'en')} per "
+        "earning": f"{program.earn_points} {points_word(program.earn_points, program.points_name_in('en'), 'en')} per "
         f"{counted(program.earn_per_amount, 'minor unit')} ({program.rounding})",
         "return window": f"{program.return_window_days} days (points pending until then)",
         "expiry": f"{lifetime} months after earning" if lifetime else "never",
-        "welcome bonus": f"{program.welcome_points} {program.points_name}",
+        "welcome bonus": f"{program.welcome_points} {program.points_name_in('en')}",
+        "points name": ", ".join(
+            [program.points_name]
+            + [f"{lang}: {name}" for lang, name in sorted(program.points_name_by_language.items())]
+        ),
         "return shortfall": program.return_shortfall,
         "created": f"{program.created_at:%Y-%m-%d %H:%M} UTC",
     }
@@ -198,4 +215,4 @@ def action_command(
             key=settings().card_hash_key,
         )
     again = " (already recorded: nothing changed)" if replayed else ""
-    console.print(f"{result.reason}: +{result.points} {program.points_name}{again}")
+    console.print(f"{result.reason}: +{result.points} {program.points_name_in('en')}{again}")

@@ -72,7 +72,7 @@ def list_command(
             f"{escape(reward.title.en)}\n[dim]{escape(reward.title.fr)}[/dim]",
             reward.kind,
             escape(describe_reward(reward, found)),
-            f"{reward.cost_points:,} {found.points_name}",
+            f"{reward.cost_points:,} {found.points_name_in('en')}",
             _stock(reward),
             ", ".join(reward.channels) if reward.channels else "all",
             f"{reward.valid_days} days",
@@ -250,7 +250,7 @@ def reward_table(reward: Reward, program: Program) -> Table:
     rows = {
         "title": f"{reward.title.en} / {reward.title.fr}",
         "gives": describe_reward(reward, program),
-        "cost": f"{reward.cost_points:,} {program.points_name}",
+        "cost": f"{reward.cost_points:,} {program.points_name_in('en')}",
         "stock": _stock(reward),
         "channels": ", ".join(reward.channels) if reward.channels else "all",
         "coupon valid": f"{reward.valid_days} days",

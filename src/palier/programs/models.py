@@ -27,6 +27,8 @@ def _timezone(value: str) -> str:
 
 
 TimeZoneName = Annotated[str, AfterValidator(_timezone)]
+PointsName = Annotated[PlainText, Field(min_length=1, max_length=40)]
+PointsNames = dict[Literal["fr", "en"], PointsName]
 
 
 def refuse_null(value: object, info: ValidationInfo) -> object:
@@ -55,7 +57,12 @@ class ProgramSettings(Strict):
 
     name: PlainText = Field(min_length=1, max_length=120)
     currency: CurrencyCode = "EUR"
-    points_name: PlainText = Field(default="points", min_length=1, max_length=40)
+    points_name: PointsName = "points"
+    points_name_by_language: PointsNames = Field(
+        default_factory=dict,
+        description='the points\' name in a language where it is not points_name, e.g. {"en": "stars"} beside '
+        '"points_name": "étoiles"; members, the portal and the console read the name of their language',
+    )
     timezone: TimeZoneName = "Europe/Paris"
     default_country: Country = Field(default="FR", description="for phone numbers typed without +")
     earn_points: Whole = Field(default=1, ge=0, le=1000, description="points earned …")
@@ -85,7 +92,8 @@ class ProgramSettings(Strict):
 
 class ProgramUpdate(Strict):
     name: PlainText | None = Field(default=None, min_length=1, max_length=120)
-    points_name: PlainText | None = Field(default=None, min_length=1, max_length=40)
+    points_name: PointsName | None = None
+    points_name_by_language: PointsNames | None = Field(default=None, description="replaces it whole; {} to clear")
     timezone: TimeZoneName | None = None
     default_country: Country | None = None
     earn_points: Whole | None = Field(default=None, ge=0, le=1000)
@@ -118,6 +126,13 @@ class Program(ProgramSettings):
     status_version: int = Field(default=0, description="changes with tiers and VIP plans (0: none yet)")
     created_at: datetime
     updated_at: datetime
+
+    def points_name_in(self, language: str) -> str:
+        """What members of ``language`` call the points (``points_name`` unless the program says otherwise)."""
+        for known, name in self.points_name_by_language.items():
+            if known == language:
+                return name
+        return self.points_name
 
     def money(self, amount: int, language: str = "en") -> str:
         """``amount`` minor units of the program's currency as a person reads them (``€12.50``)."""

@@ -14,6 +14,7 @@ programs = Table(
     Column("currency", String(3), nullable=False),
     Column("currency_exponent", Integer, nullable=False),
     Column("points_name", Text, nullable=False),
+    Column("points_name_by_language", Json, nullable=False, server_default="{}"),  # {"en": "stars"}: where it differs
     Column("timezone", Text, nullable=False),
     Column("default_country", String(2), nullable=False),
     Column("earn_points", Integer, nullable=False),  # … points

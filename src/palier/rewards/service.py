@@ -199,7 +199,7 @@ def catalog(
                 points_needed=needed,
                 redeemable=blocked is None,
                 blocked_by=blocked,
-                message=_needed_message(needed, title, program.points_name, language),
+                message=_needed_message(needed, title, program.points_name_in(language), language),
             )
         )
     items.sort(key=lambda i: (i.points_needed, i.reward.cost_points, i.reward.id))

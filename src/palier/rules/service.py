@@ -206,7 +206,7 @@ def how_to_earn_lines(*, conn: Connection, program: Program, now: datetime, lang
         language=language,
         currency=program.currency,
         exponent=program.currency_exponent,
-        points_name=program.points_name,
+        points_name=program.points_name_in(language),
     )
     return rules.version, lines
 

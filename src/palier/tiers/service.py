@@ -36,6 +36,7 @@ from palier.members.tables import members as members_table
 from palier.notify.outbox import emit_many
 from palier.programs.models import Program
 from palier.programs.service import get_program, record_audit
+from palier.text import points_word
 from palier.tiers.models import ManualTier, TierChange, TierPolicy, TierProgress
 from palier.tiers.status import bump
 from palier.tiers.tables import member_tiers, tier_history, tier_policies
@@ -423,7 +424,7 @@ def _message(
     if policy.metric == "spend":
         amount = program.money(needed, language)
     elif policy.metric == "points":
-        amount = f"{needed} {program.points_name}"
+        amount = f"{needed} {points_word(needed, program.points_name_in(language), language)}"
     else:
         amount = f"{needed} " + ("commandes" if language == "fr" else "orders" if needed != 1 else "order")
     if end is None:

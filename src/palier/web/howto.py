@@ -70,7 +70,7 @@ def how_it_works(*, db: Database, clock: Clock, program: Program, language: str)
             t(
                 "howto.welcome",
                 points=present.number(program.welcome_points, language),
-                name=points_word(program.welcome_points, program.points_name, language),
+                name=points_word(program.welcome_points, program.points_name_in(language), language),
             ),
         )
     return HowItWorks(
@@ -136,7 +136,7 @@ def _threshold(policy: TierPolicy, value: int, program: Program, language: str) 
     return t(
         "tier.metric.points",
         count=present.number(value, language),
-        name=points_word(value, program.points_name, language),
+        name=points_word(value, program.points_name_in(language), language),
     )
 
 
@@ -165,24 +165,26 @@ def _fine_print(program: Program, language: str) -> list[str]:
     lines = []
     if program.return_window_days:
         days = program.return_window_days
-        lines.append(i18n.translate_count(language, "howto.pending", days, days=days, name=program.points_name))
+        lines.append(
+            i18n.translate_count(language, "howto.pending", days, days=days, name=program.points_name_in(language))
+        )
     else:
-        lines.append(t("howto.pending_none", name=program.points_name))
+        lines.append(t("howto.pending_none", name=program.points_name_in(language)))
     if program.points_lifetime_months:
-        lines.append(t("howto.expiry", months=program.points_lifetime_months, name=program.points_name))
+        lines.append(t("howto.expiry", months=program.points_lifetime_months, name=program.points_name_in(language)))
     else:
-        lines.append(t("howto.no_expiry", name=program.points_name))
+        lines.append(t("howto.no_expiry", name=program.points_name_in(language)))
     if program.pay_with_points_max_percent:
         lines.append(
             t(
                 "howto.pay_with_points",
                 points=present.number(program.redeem_points, language),
-                name=points_word(program.redeem_points, program.points_name, language),
+                name=points_word(program.redeem_points, program.points_name_in(language), language),
                 amount=present.money(program.redeem_amount, program, language),
                 percent=program.pay_with_points_max_percent,
             )
         )
-    lines.append(t("howto.returns", name=program.points_name))
+    lines.append(t("howto.returns", name=program.points_name_in(language)))
     return lines
 
 

@@ -26,12 +26,25 @@ LANG_COOKIE = "lang"
 LOCALES_DIR = Path(__file__).parent / "locales"
 
 
+class _OnceLoader(yaml.SafeLoader):
+    """YAML where a key given twice in one mapping is an error (plain YAML keeps the last, silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ValueError(f"message {key!r} is defined twice (line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 @functools.cache
 def catalogs() -> dict[str, dict[str, str]]:
-    """{language: {key: text}} from every locale file (read once)."""
+    """{language: {key: text}} from every locale file (read once); a message defined twice is an error."""
     found: dict[str, dict[str, str]] = {lang: {} for lang in LANGUAGES}
     for path in sorted(LOCALES_DIR.glob("*.yaml")):
-        entries = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        entries = yaml.load(path.read_text(encoding="utf-8"), Loader=_OnceLoader) or {}  # a SafeLoader
         for key, texts in entries.items():
             if key in found["fr"]:
                 raise ValueError(f"{path.name}: message {key!r} is defined twice")

@@ -103,10 +103,10 @@ def redeem(program_id: str, reward_id: str, request: Request) -> Response:
         key = f"redeem.error.{refused.code}"
         if key in i18n.catalogs()[language]:
             figures = {k: v for k, v in refused.extra.items() if isinstance(v, int)}
-            name = points_word(figures.get("missing", 2), who.program.points_name, language)
+            name = points_word(figures.get("missing", 2), who.program.points_name_in(language), language)
             message = i18n.translate(language, key, name=name, **figures)
         else:
-            detail = i18n.said(language, refused, points_name=who.program.points_name)
+            detail = i18n.said(language, refused, points_name=who.program.points_name_in(language))
             message = i18n.translate(language, "redeem.error.other", detail=detail)
         return _catalog_page(request, who, status=refused.status, error=message)
     return RedirectResponse(f"/p/{who.program.id}/coupons?new={done.coupon.id}", status_code=303)

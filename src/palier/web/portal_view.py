@@ -104,7 +104,7 @@ def reward_views(items: list[CatalogItem], program: Program, language: str, avai
             else t(
                 "dash.points_to",
                 points=present.number(needed, language),
-                name=points_word(needed, program.points_name, language),
+                name=points_word(needed, program.points_name_in(language), language),
                 title=title,
             )
         )
@@ -138,7 +138,7 @@ def _amount(policy: TierPolicy, value: int, program: Program, language: str) -> 
         return present.money(value, program, language)
     if policy.metric == "orders":
         return i18n.translate(language, present.orders_key(value), count=present.number(value, language))
-    return f"{present.number(value, language)} {points_word(value, program.points_name, language)}"
+    return f"{present.number(value, language)} {points_word(value, program.points_name_in(language), language)}"
 
 
 def tier_view(conn: Connection, clock: Clock, program: Program, member_id: str, language: str) -> TierView | None:

@@ -125,6 +125,7 @@ def render(
     lang = i18n.request_language(request, preferred=language)
     token = csrf_token(request)
     program = context.get("program") or getattr(context.get("staff"), "program", None)  # member or console pages
+    points_name = program.points_name_in(lang) if program is not None else "points"  # in the page's language
     html = (
         environment()
         .get_template(template)
@@ -136,7 +137,8 @@ def render(
             csrf=token,
             lang_url=functools.partial(lang_url, request),
             fmt_int=lambda value: present.number(int(value), lang),
-            points_word=lambda count, name: points_word(int(count), name, lang),
+            points_name=points_name,
+            points_word=lambda count: points_word(int(count), points_name, lang),
             local=lambda value: i18n.localized(value, lang),
             day=functools.partial(_day, program, lang),
             last_day=functools.partial(_day, program, lang, last=True),

@@ -121,7 +121,8 @@ async def save_reward(request: Request, reward_id: str) -> Response:
     except ValidationError as error:
         errors = errors_by_field(error, i18n.request_language(request))
     except PalierError as error:
-        said = i18n.said(i18n.request_language(request), error, points_name=who.program.points_name)
+        language = i18n.request_language(request)
+        said = i18n.said(language, error, points_name=who.program.points_name_in(language))
         errors = {error.field or "form": said}
     else:
         return RedirectResponse(f"/console/rewards/{reward.id}?saved=1", status_code=303)
@@ -174,7 +175,7 @@ def coupons_page(request: Request, code: str | None = None) -> HTMLResponse:
                     "holder": display_name(holder),
                 }
             except PalierError as exc:
-                error = i18n.said(language, exc, points_name=who.program.points_name)
+                error = i18n.said(language, exc, points_name=who.program.points_name_in(language))
     return render(
         request,
         "console/coupons.html",

@@ -18,9 +18,9 @@ from palier.members.models import Balance, Member
 from palier.web import history_text, i18n
 from palier.web.console.access import current, requires, staff_router
 from palier.web.console.forms import errors_by_field
-from palier.web.console.people import member_view
+from palier.web.console.people import shown_member
 from palier.web.console.search import display_name, posted_search
-from palier.web.render import PageError, render
+from palier.web.render import render
 
 router = staff_router()
 
@@ -46,10 +46,7 @@ def _detail(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
     who = current(request)
     db: Database = request.app.state.db
     with db.read() as conn:
-        try:
-            view = member_view(conn=conn, clock=request.app.state.clock, program=who.program, member_id=member_id[:40])
-        except PalierError:
-            raise PageError(404, "error.not_found") from None
+        view = shown_member(conn, request, member_id)
         said = history_text.describe(conn, who.program, view.history, i18n.request_language(request))
     ctx.setdefault("errors", {})
     ctx.setdefault("sent", {})
@@ -96,7 +93,8 @@ async def adjust(request: Request, member_id: str) -> Response:
         language = i18n.request_language(request)
         errors = errors_by_field(error, language) if isinstance(error, ValidationError) else {"points": "not_a_number"}
     except PalierError as error:
-        said = i18n.said(i18n.request_language(request), error, points_name=who.program.points_name)
+        language = i18n.request_language(request)
+        said = i18n.said(language, error, points_name=who.program.points_name_in(language))
         errors = {error.field or "points": said}
     else:
         return RedirectResponse(f"/console/members/{member_id}?adjusted={done.points}", status_code=303)
@@ -125,12 +123,7 @@ def _merge_page(
     who = current(request)
     db: Database = request.app.state.db
     with db.read() as conn:
-        try:
-            target = member_view(
-                conn=conn, clock=request.app.state.clock, program=who.program, member_id=member_id[:40], history=1
-            )
-        except PalierError:
-            raise PageError(404, "error.not_found") from None
+        target = shown_member(conn, request, member_id, history=1)
         others: list[tuple[Member, str, Balance]] = [
             (m, display_name(m), members.balance(conn=conn, program=who.program, member_id=m.id))
             for m in found
@@ -178,6 +171,7 @@ async def merge(request: Request, member_id: str) -> Response:
         )
     except PalierError as error:
         if not _merged_into(request, source_id, target_id):  # else: the second tap, answered as the first
-            said = i18n.said(i18n.request_language(request), error, points_name=who.program.points_name)
+            language = i18n.request_language(request)
+            said = i18n.said(language, error, points_name=who.program.points_name_in(language))
             return _merge_page(request, member_id, q="", found=[], status=422, error=said)
     return RedirectResponse(f"/console/members/{target_id}?merged={source_id}", status_code=303)

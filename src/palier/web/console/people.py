@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi import Request
 from sqlalchemy import Connection
 
 from palier.clock import Clock
+from palier.errors import PalierError
 from palier.ledger import operations as ledger
 from palier.members import service as members
 from palier.members.models import Balance, HistoryLine, Member
@@ -17,7 +19,9 @@ from palier.programs.models import Program
 from palier.rewards import service as rewards
 from palier.rewards.models import Coupon, Localized
 from palier.tiers import service as tiers
+from palier.web.console.access import current
 from palier.web.console.search import display_name
+from palier.web.render import PageError
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,17 @@ class MemberView:
     @property
     def usable_coupons(self) -> list[Coupon]:
         return [c for c in self.coupons if c.state == "issued"]
+
+
+def shown_member(conn: Connection, request: Request, member_id: str, *, history: int = 50) -> MemberView:
+    """:func:`member_view` for a page of the signed-in staff user's program: an unknown member is a 404 page."""
+    try:
+        return member_view(
+            conn=conn, clock=request.app.state.clock, program=current(request).program, member_id=member_id[:40],
+            history=history,
+        )  # fmt: skip
+    except PalierError:
+        raise PageError(404, "error.not_found") from None
 
 
 def member_view(

@@ -34,6 +34,13 @@ NUMBERS = (
 )
 TEXTS = ("name", "points_name", "timezone", "default_country", "rounding", "return_shortfall", "enrolment")
 FLAGS = ("earn_on_shipping", "earn_on_tax", "earn_on_gift_cards")
+NAMES = {"points_name_fr": "fr", "points_name_en": "en"}  # the points' name in a language, where it differs
+
+
+def _shown(program_values: dict[str, Any]) -> dict[str, Any]:
+    """The settings as the form shows them: the names by language in their own fields."""
+    by_language = program_values.get("points_name_by_language") or {}
+    return program_values | {field: by_language.get(language, "") for field, language in NAMES.items()}
 
 
 def _changes(form: Any) -> dict[str, Any]:
@@ -45,6 +52,8 @@ def _changes(form: Any) -> dict[str, Any]:
         changes[name] = int(raw) if raw.lstrip("-").isdigit() else raw
     for name in FLAGS:
         changes[name] = form.get(name) == "on"
+    names = {language: str(form.get(field, "")).strip() for field, language in NAMES.items()}
+    changes["points_name_by_language"] = {language: name for language, name in names.items() if name}
     lifetime = str(form.get("points_lifetime_months", "")).strip()
     if lifetime:
         changes["points_lifetime_months"] = int(lifetime) if lifetime.isdigit() else lifetime
@@ -66,7 +75,7 @@ def _page(request: Request, who: Staff, *, status: int = 200, **shown: Any) -> H
     """The settings page: the program's settings (``values``, ``errors``), then its webhook (``hook``, and
     ``hook_url`` / ``hook_error`` for a refused address, ``hook_test`` for a test's outcome)."""
     page: dict[str, Any] = {
-        "values": who.program.model_dump(),
+        "values": _shown(who.program.model_dump()),
         "errors": {},
         "saved": None,
         "hook_url": None,
@@ -144,11 +153,14 @@ async def save_settings(request: Request) -> Response:
             )
     except ValidationError as error:
         errors = errors_by_field(error, i18n.request_language(request))
+        for field, language in NAMES.items():  # points_name_by_language.en: the field of the English name
+            if (said := errors.pop(f"points_name_by_language.{language}", None)) is not None:
+                errors[field] = said
     except PalierError as error:
         errors = {error.field or "form": i18n.said(i18n.request_language(request), error)}
     else:
         return RedirectResponse("/console/settings?saved=1", status_code=303)
-    values = who.program.model_dump() | {k: v for k, v in sent.items() if k != "never_expire"}
+    values = _shown(who.program.model_dump() | {k: v for k, v in sent.items() if k != "never_expire"})
     if sent.get("never_expire"):
         values["points_lifetime_months"] = None
     return _page(request, who, status=422, values=values, errors=errors)

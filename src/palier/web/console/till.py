@@ -31,9 +31,9 @@ from palier.text import mask_card_numbers
 from palier.web import i18n, present
 from palier.web.console.access import current, requires, staff_router
 from palier.web.console.forms import errors_by_field, parse_money
-from palier.web.console.people import member_view
+from palier.web.console.people import shown_member
 from palier.web.console.search import display_name, find_members, posted_search
-from palier.web.render import PageError, render
+from palier.web.render import render
 
 router = staff_router()
 _TICKET_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
@@ -73,12 +73,7 @@ def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
     language = i18n.request_language(request)
     db: Database = request.app.state.db
     with db.read() as conn:
-        try:
-            view = member_view(
-                conn=conn, clock=request.app.state.clock, program=who.program, member_id=member_id[:40], history=5
-            )
-        except PalierError:
-            raise PageError(404, "error.not_found") from None
+        view = shown_member(conn, request, member_id, history=5)
         gives, in_store = {}, []
         for coupon in view.usable_coupons:
             reward = rewards.get_reward(conn=conn, program_id=who.program.id, reward_id=coupon.reward_id)
@@ -314,7 +309,8 @@ def _identity_errors(request: Request, program: Program, sent: dict[str, str], c
 
 
 def _in_words(request: Request, error: PalierError) -> str:
-    return i18n.said(i18n.request_language(request), error, points_name=current(request).program.points_name)
+    language = i18n.request_language(request)
+    return i18n.said(language, error, points_name=current(request).program.points_name_in(language))
 
 
 def _enrol_errors(found: dict[str, str]) -> dict[str, str]:
