@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from palier.clock import FrozenClock
-from tests.api.helpers import ApiProgram, assert_problem, footprint, line, purchase_body
+from tests.api.helpers import ApiProgram, assert_problem, footprint, line, luhn_card, purchase_body
 
 RULES: dict[str, Any] = {
     "actions": [
@@ -102,6 +102,10 @@ def test_a_bad_document_is_refused_whole_with_the_path_and_nothing_applied(progr
     assert body["errors"][0]["field"] == "rules[0].campaign"
     negative = {"rules": [{**RULES["rules"][1], "effect": {"type": "multiplier", "factor": -1}}]}
     assert_problem(apply(program, negative), 422, "out_of_range", field="rules[0].effect.factor")
+    carded = {**RULES, "actions": [{**RULES["actions"][0], "name": {"en": "Review", "fr": f"Carte {luhn_card()}"}}]}
+    assert_problem(apply(program, carded), 422, "card_number_in_text", field="actions[0].name.fr")  # shown publicly
+    sku = {"rules": [{**RULES["rules"][2], "conditions": {"skus": [luhn_card()]}}]}
+    assert_problem(apply(program, sku), 422, "card_number_in_text", field="rules[0].conditions.skus[0]")
     assert footprint(program.client.app.state.db, program.id) == before
 
 

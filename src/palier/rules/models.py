@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from palier.clock import Moment
+from palier.text import PlainText, Reference
 from palier.units import Whole
 
 Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="lower-case id: letters, digits, - _")]
@@ -27,10 +28,10 @@ EventType = Literal["purchase", "action", "enrolment", "birthday", "anniversary"
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Channel = Literal["web", "store", "phone", "app", "partner"]
-Label = Annotated[str, Field(min_length=1, max_length=120)]
+Label = Annotated[PlainText, Field(min_length=1, max_length=120)]
 Points = Annotated[Whole, Field(ge=0, le=10_000_000)]
 Money = Annotated[Whole, Field(ge=0, le=10**11)]
-Names = Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(min_length=1, max_length=500)]
+Names = Annotated[list[Annotated[Reference, Field(min_length=1, max_length=64)]], Field(min_length=1, max_length=500)]
 
 
 class Strict(BaseModel):
@@ -125,7 +126,7 @@ class Conditions(Strict):
     first_purchase: bool | None = None
     tiers: Names | None = None
     segments: Names | None = Field(default=None, description="the member is in any of these segments")
-    attributes: dict[Annotated[str, Field(min_length=1, max_length=40)], str] | None = Field(
+    attributes: dict[Annotated[str, Field(min_length=1, max_length=40)], PlainText] | None = Field(
         default=None, description="member attributes that must equal these values (language, enrolment_channel…)"
     )
     actions: list[Ident] | None = Field(default=None, min_length=1, description="action types (event: action)")

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from palier.clock import Moment
 from palier.errors import FieldError
 from palier.rewards.models import Localized
+from palier.text import PlainText
 from palier.units import Whole
 
 Metric = Literal["points", "spend", "orders"]
@@ -94,7 +95,7 @@ class TierPolicy(Strict):
 
 class ManualTier(Strict):
     tier: TierCode | None = Field(description="the tier to give; null takes the tier away")
-    reason: Annotated[str, Field(min_length=3, max_length=200)]
+    reason: Annotated[PlainText, Field(min_length=3, max_length=200)]
     until: Moment = Field(description="kept until then whatever the metric says; then judged again")
 
 
