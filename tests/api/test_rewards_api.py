@@ -180,3 +180,23 @@ def test_a_percentage_or_minimum_order_coupon_is_used_on_the_orders_total(
     assert_problem(program.call("POST", f"/v1/coupons/{code}/use", json=small), 422, "coupon_min_order")
     used = program.call("POST", f"/v1/coupons/{code}/use", json=small | {"order_total": 3_000})
     assert used.status_code == 200 and used.json()["discount"] == 300, used.text
+
+
+def test_a_voucher_on_an_order_it_would_take_nothing_off_is_refused_and_kept(
+    new_program: Callable[..., ApiProgram],
+) -> None:
+    program = new_program()
+    bo = program.enrol(first_name="Bo")
+    program.adjust(bo["id"], 500)
+    voucher = program.call("POST", "/v1/rewards", json=reward_body()).json()
+    code = program.call("POST", f"/v1/members/{bo['id']}/redemptions", json={"reward_id": voucher["id"]}).json()
+    code = code["coupon"]["code"]
+    free = {"channel": "store", "order_id": "T-0", "order_total": 0}  # a free coffee day: nothing to take off
+    check = {"channel": "store", "order_total": 0}
+    assert_problem(
+        program.call("POST", f"/v1/coupons/{code}/validate", json=check), 422, "coupon_nothing_off", "order_total"
+    )
+    assert_problem(program.call("POST", f"/v1/coupons/{code}/use", json=free), 422, "coupon_nothing_off", "order_total")
+    assert program.call("GET", f"/v1/coupons/{code}").json()["state"] == "issued"
+    paid = program.call("POST", f"/v1/coupons/{code}/use", json=free | {"order_id": "T-1", "order_total": 320})
+    assert paid.status_code == 200 and paid.json()["discount"] == 320

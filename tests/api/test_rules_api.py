@@ -109,6 +109,26 @@ def test_a_bad_document_is_refused_whole_with_the_path_and_nothing_applied(progr
     assert footprint(program.client.app.state.db, program.id) == before
 
 
+def test_an_order_too_large_or_earning_absurdly_many_points_is_refused_whole(program: ApiProgram) -> None:
+    """A price typed with too many zeros, or a rule's typo, never mints billions of points (nor overflows)."""
+    member = program.enrol(first_name="Zoé")
+    huge = [line("TV", 10**11, 10_000)]
+    sent = program.call("POST", "/v1/events/purchases", json=purchase_body(member["id"], lines=huge))
+    assert_problem(sent, 422, "order_too_large", field="lines")
+    assert_problem(program.call("POST", "/v1/preview", json={"lines": huge}), 422, "order_too_large", field="lines")
+    typo = {"id": "base", "name": {"en": "Base"}, "event": "purchase",
+            "effect": {"type": "points_per_amount", "points": 100_000, "per_amount": 1}}  # fmt: skip
+    assert apply(program, {"rules": [typo]}).status_code == 201
+    before = footprint(program.client.app.state.db, program.id)
+    cart = [line("COAT", 100_000)]  # €1,000 at 100,000 points a cent: 10 billion points
+    body = assert_problem(program.call("POST", "/v1/preview", json={"lines": cart}), 422, "points_too_large", "lines")
+    assert body["points"] == 10**10
+    sent = program.call("POST", "/v1/events/purchases", json=purchase_body(member["id"], lines=cart))
+    assert_problem(sent, 422, "points_too_large", field="lines")
+    assert footprint(program.client.app.state.db, program.id) == before
+    assert program.call("POST", "/v1/preview", json={"lines": [line("PEN", 100)]}).json()["points"] == 10_000_000
+
+
 def test_a_weekend_purchase_earns_double_and_the_preview_said_so(program: ApiProgram) -> None:
     apply(program, RULES)
     member = program.enrol(first_name="Léa")

@@ -12,10 +12,12 @@ import time
 from collections.abc import Callable
 
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from palier.clock import FrozenClock
 from palier.db import Database
 from palier.notify import webhooks
+from palier.notify.tables import webhooks as webhook_rows
 from tests.api.helpers import ApiProgram, assert_problem, luhn_card, spaced
 from tests.api.test_outbox_api import emit
 from tests.receiver import Receiver
@@ -104,6 +106,24 @@ def test_an_unreachable_receiver_is_recorded_and_a_new_address_is_tried_at_once(
     assert moved.json()["secret"] == program.call("GET", "/v1/webhook").json()["secret"]
 
 
+def test_an_address_the_client_cannot_send_to_is_a_recorded_failure_not_a_crash(
+    db: Database, client: TestClient, new_program: Callable[..., ApiProgram]
+) -> None:
+    """An address saved by an earlier version that checked less (https://256.1.1.1/) fails like a dead one."""
+    program, clock = new_program(), _clock(client)
+    program.call("PUT", "/v1/webhook", json={"url": "https://shop.example/hooks"})
+    with db.write() as conn:
+        conn.execute(
+            update(webhook_rows).where(webhook_rows.c.program_id == program.id).values(url="https://256.1.1.1/hooks")
+        )
+    emit(db, clock, program, "segment_entered")
+    run = webhooks.deliver(db, clock, program_id=program.id)
+    assert run.failures == 1 and "InvalidURL" in run.errors[0]
+    assert program.call("GET", "/v1/webhook").json()["last_error"].startswith("InvalidURL")
+    tested = program.call("POST", "/v1/webhook/test")
+    assert tested.status_code == 200 and tested.json()["delivered"] is False
+
+
 def test_two_senders_at_once_send_every_event_exactly_once(
     db: Database, client: TestClient, new_program: Callable[..., ApiProgram], receiver: Receiver
 ) -> None:
@@ -132,7 +152,9 @@ def test_setting_rotating_and_removing_the_webhook(
 ) -> None:
     program = new_program()
     assert_problem(program.call("GET", "/v1/webhook"), 404, "webhook_not_set")
-    for url in ("http://shop.example/hooks", "ftp://127.0.0.1/hooks", "hooks", "https://", "http://[::1"):
+    refused = ("http://shop.example/hooks", "ftp://127.0.0.1/hooks", "hooks", "https://", "http://[::1",
+               "https://256.1.1.1/hooks", "https://xn--/hooks")  # fmt: skip
+    for url in refused:
         assert_problem(program.call("PUT", "/v1/webhook", json={"url": url}), 422, "invalid_webhook_url", "url")
     card_in_url = {"url": f"https://shop.example/hooks?card={luhn_card()}"}
     assert_problem(program.call("PUT", "/v1/webhook", json=card_in_url), 422, "card_number_in_text", "url")

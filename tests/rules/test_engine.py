@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -75,6 +76,26 @@ def test_a_weekday_morning_multiplier_doubles_in_the_program_time_zone() -> None
     # 10:00 in Paris is 09:00 UTC: the window is closed
     assert len(compiled.evaluate(cart(CAKE), MemberContext(), datetime(2026, 3, 2, 9, 0, tzinfo=UTC))) == 1
     assert len(compiled.evaluate(cart(CAKE), MemberContext(), SATURDAY_NOON)) == 1
+
+
+def test_an_evening_window_may_end_at_midnight() -> None:
+    evening = {
+        "id": "evenings",
+        "name": {"en": "Late bonus", "fr": "Bonus du soir"},
+        "event": "purchase",
+        "conditions": {"hours": {"start": "22:00", "end": "24:00"}},
+        "effect": {"type": "multiplier", "factor": 2},
+    }
+    compiled = rules(evening)
+    paris = ZoneInfo("Europe/Paris")
+    at = [datetime(2026, 3, 2, h, m, tzinfo=paris) for h, m in ((21, 59), (22, 0), (23, 59), (0, 0))]
+    assert [len(compiled.evaluate(cart(CAKE), MemberContext(), moment)) for moment in at] == [1, 2, 2, 1]
+    assert (
+        rules({**evening, "conditions": {"hours": {"start": "22:00", "end": "00:00"}}}).evaluate(
+            cart(CAKE), MemberContext(), at[2]
+        )[1:]
+        != []
+    )  # 00:00 reads as the same midnight
 
 
 def test_line_filters_count_only_their_lines() -> None:

@@ -13,7 +13,7 @@ from palier.db import Database
 from palier.errors import InvalidInput
 from palier.programs.models import Program
 from palier.rewards import service as rewards
-from palier.rewards.models import RewardIn
+from palier.rewards.models import RewardIn, RewardUpdate
 from palier.rewards.tables import coupons
 from palier.rules import service as rules
 from palier.rules.tables import awards, counters
@@ -78,9 +78,10 @@ def with_campaign_bonus(
     return apply_rules(db, clock, program, document(bonus, campaigns=[campaign]))
 
 
-def with_ten_for_every_hundred(db: Database, clock: FrozenClock, program: Program) -> Program:
+def with_ten_for_every_hundred(db: Database, clock: FrozenClock, program: Program, **voucher_fields: Any) -> Program:
     """The base rule and "€10 for every €100" (rule ``ten-for-hundred``), granting a €10 voucher per step."""
     voucher = {"kind": "amount_off", "cost_points": 1000, "amount": 1000, "title": {"fr": "Bon de 10 €", "en": "€10"}}
+    voucher |= voucher_fields
     with db.write() as conn:
         reward = rewards.create_reward(
             conn=conn, clock=clock, program=program, data=RewardIn.model_validate(voucher), actor="test"
@@ -367,6 +368,41 @@ def test_ten_euros_for_every_hundred_spent_grants_a_coupon_per_step_crossed(
             select(coupons.c.source_ref).where(coupons.c.program_id == program.id, coupons.c.member_id == member.id)
         ).all()
     assert len(given) == 3
+
+
+def test_a_step_voucher_out_of_stock_or_archived_is_not_given_and_stock_never_goes_above_its_total(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    program = with_ten_for_every_hundred(db, clock, program, stock=2)
+    with db.read() as conn:
+        voucher = rewards.list_rewards(conn=conn, program_id=program.id)[0]
+    first, second = enrol(db, clock, program), enrol(db, clock, program)
+    order = purchase(db, clock, program, first, amount=30000)  # three steps, two vouchers left in stock
+    assert [(a.points, a.text) for a in order.awards if a.kind == "coupon"] == [
+        (2, "€10 for every €100: 2 rewards (€100.00 to the next)")
+    ]
+    later = purchase(db, clock, program, second, amount=10000)
+    assert [a.points for a in later.awards if a.kind == "coupon"] == [0]  # none left: none given
+    assert step_coupons(db, program, second.id) == []
+
+    def stock_left() -> int | None:
+        with db.read() as conn:
+            return rewards.get_reward(conn=conn, program_id=program.id, reward_id=voucher.id).stock_left
+
+    assert stock_left() == 0
+    return_(db, clock, program, order.external_id, lines=[("SKU-1", 1)])  # refunded whole: both cancelled
+    assert step_coupons(db, program, first.id) == ["cancelled", "cancelled"] and stock_left() == 2
+    with db.write() as conn:
+        rewards.update_reward(
+            conn=conn, clock=clock, program=program, reward_id=voucher.id,
+            changes=RewardUpdate.model_validate({"status": "archived"}), actor="test",
+        )  # fmt: skip
+    withdrawn = purchase(db, clock, program, second, amount=10000)  # the second step of a withdrawn voucher
+    assert [a.points for a in withdrawn.awards if a.kind == "coupon"] == [0] and step_coupons(
+        db, program, second.id
+    ) == []
+    assert stock_left() == 2
+    assert_ledger_sound(db, program)
 
 
 def step_coupons(db: Database, program: Program, member_id: str) -> list[str]:

@@ -60,6 +60,35 @@ class Line(Strict):
         return self.quantity * self.unit_price - self.discount
 
 
+MAX_EARNED = 10**9  # points one purchase may earn: more is a price typed with too many zeros, or a rule's typo
+
+
+def check_order_total(lines: list[Line], shipping: int, tax: int) -> None:
+    """Refuse an order worth more than ``MAX_MONEY`` in all (lines after discounts, shipping and tax)."""
+    total = sum(line.amount for line in lines) + shipping + tax
+    if total > MAX_MONEY:
+        raise FieldError(
+            "lines",
+            "order_too_large",
+            f"the order's total is {total:,} minor units, above {MAX_MONEY:,}: check the prices (in minor units)",
+        )
+
+
+def check_points_earned(points: int) -> int:
+    """Refuse a purchase that would earn more than ``MAX_EARNED`` points (before anything is kept)."""
+    if points > MAX_EARNED:
+        from palier.errors import Unprocessable
+
+        raise Unprocessable(
+            "points_too_large",
+            f"This order would earn {points:,} points, more than the {MAX_EARNED:,} one purchase may earn: check "
+            "its prices and the earning rules.",
+            field="lines",
+            points=points,
+        )
+    return points
+
+
 class PurchaseIn(Strict):
     order_id: Annotated[Reference, Field(min_length=1, max_length=64, description="unique per program")]
     member: MemberRef | None = Field(
@@ -75,6 +104,11 @@ class PurchaseIn(Strict):
     lines: list[Line] = Field(min_length=1, max_length=500)
     shipping: Money = 0
     tax: Money = 0
+
+    @model_validator(mode="after")
+    def _not_too_large(self) -> PurchaseIn:
+        check_order_total(self.lines, self.shipping, self.tax)
+        return self
 
 
 class ReturnLine(Strict):

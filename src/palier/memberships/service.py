@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from palier.activity.facts import checked_occurred_at
 from palier.clock import Clock, in_zone, utc
 from palier.db import Database
-from palier.errors import Conflict, InvalidInput, NotFound, Unprocessable
+from palier.errors import Conflict, InvalidInput, NotFound, PalierError, Unprocessable
 from palier.ids import new_id
 from palier.ledger.locks import lock_members
 from palier.members import service as members
@@ -440,15 +440,18 @@ def _period_rewards(
     from palier.rewards.service import grant_coupon
 
     for reward_id in plan.benefits.period_rewards:
-        grant_coupon(
-            conn=conn,
-            clock=clock,
-            program=program,
-            member_id=member_id,
-            reward_id=reward_id,
-            reason=f"{plan.name.en}: this period's benefit",
-            source_ref=f"plan:{membership_id}:{reward_id}:{start.date().isoformat()}",
-        )
+        try:  # refused before anything is written: archived, out of its window or of stock, the period goes on
+            grant_coupon(
+                conn=conn,
+                clock=clock,
+                program=program,
+                member_id=member_id,
+                reward_id=reward_id,
+                reason=f"{plan.name.en}: this period's benefit",
+                source_ref=f"plan:{membership_id}:{reward_id}:{start.date().isoformat()}",
+            )
+        except PalierError:
+            continue
 
 
 def _check_access(

@@ -60,7 +60,12 @@ def _webhook_url(value: str) -> str:
     if find_card_numbers(value):
         raise ValueError("card_number_in_text: this address holds a payment card number, which is never stored")
     if parts is not None and host and (parts.scheme == "https" or (parts.scheme == "http" and host in LOOPBACK)):
-        return value
+        try:  # what the HTTP client refuses to send to (https://256.1.1.1/, a malformed xn-- name…)
+            httpx.Request("POST", value)
+        except (httpx.InvalidURL, UnicodeError, ValueError):
+            pass
+        else:
+            return value
     raise ValueError(
         "invalid_webhook_url: an https:// address is expected (http:// only to localhost, for development)"
     )
@@ -250,7 +255,7 @@ def _post(client: httpx.Client, url: str, secret: str, body: bytes, clock: Clock
     }
     try:
         status = client.post(url, content=body, headers=headers).status_code
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:  # an address saved by an older version, too
         return None, f"{type(exc).__name__}: {exc}"[:200]
     return status, None if 200 <= status < 300 else f"HTTP {status}"
 

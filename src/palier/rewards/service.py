@@ -367,9 +367,8 @@ def _insufficient(needed: int, available: int) -> Unprocessable:
     )
 
 
-def _check_redeemable(
-    conn: Connection, program: Program, member_id: str, reward: Reward, channel: str | None, now: datetime
-) -> None:
+def _check_on_offer(reward: Reward, now: datetime) -> None:
+    """Refuse a reward archived, or outside the window it is on offer: neither redeemed nor granted."""
     if reward.status != "active" or (reward.ends_at is not None and now >= reward.ends_at):
         raise Unprocessable("reward_ended", "This reward is no longer on offer.", field="reward_id")
     if reward.starts_at is not None and now < reward.starts_at:
@@ -379,6 +378,12 @@ def _check_redeemable(
             field="reward_id",
             starts_at=reward.starts_at.isoformat(),
         )
+
+
+def _check_redeemable(
+    conn: Connection, program: Program, member_id: str, reward: Reward, channel: str | None, now: datetime
+) -> None:
+    _check_on_offer(reward, now)
     if channel is not None and not _on_channel(reward, channel):
         raise Unprocessable(
             "reward_wrong_channel",
@@ -510,7 +515,11 @@ def grant_coupon(
     reason: str,
     source_ref: str,
 ) -> Coupon:
-    """A coupon given, not bought (a rule's award, a birthday gift): no points held. Once per ``source_ref``."""
+    """A coupon given, not bought (a rule's award, a birthday gift): no points held. Once per ``source_ref``.
+
+    A reward archived, outside its window or out of stock is refused (``reward_ended``, ``reward_not_started``,
+    ``out_of_stock``) before anything is written, so a caller may go on without the coupon.
+    """
     existing = (
         conn.execute(_coupon_query().where(coupons.c.program_id == program.id, coupons.c.source_ref == source_ref))
         .mappings()
@@ -522,6 +531,8 @@ def grant_coupon(
     if reward.kind == "store_credit":
         raise InvalidInput("reward_not_grantable", "Store credit is redeemed, not granted.", field="reward_id")
     now = clock.now()
+    _check_on_offer(reward, now)
+    _take_stock(conn, reward)  # the unit first: a coupon is never issued without it
     row = _coupon_row(
         program=program,
         member_id=member_id,
@@ -534,8 +545,6 @@ def grant_coupon(
         now=now,
     )
     coupon = _issue(conn, reward, row)
-    if reward.stock is not None:
-        _take_stock(conn, reward)
     record_audit(
         conn=conn,
         clock=clock,
@@ -587,6 +596,7 @@ def validate_coupon(
     reward = get_reward(conn=conn, program_id=program.id, reward_id=coupon.reward_id)
     _check_usable(coupon, reward, check, clock.now(), program)
     discount = _discount(reward, check)
+    _refuse_nothing_off(reward, discount, program)
     return CouponValidity(coupon=coupon, discount=discount, describes=describe_reward(reward, program))
 
 
@@ -607,6 +617,7 @@ def use_coupon(*, conn: Connection, clock: Clock, program: Program, code: str, u
             field="order_total",
         )
     discount = _discount(reward, use)
+    _refuse_nothing_off(reward, discount, program)
     if coupon.hold_id is not None:
         booking = ledger.Booking(
             program_id=program.id,
@@ -782,6 +793,18 @@ def _check_usable(coupon: Coupon, reward: Reward, check: CouponCheck, now: datet
             f"This coupon gives {reward.sku}: add it to the cart first.",
             field="lines",
             sku=reward.sku,
+        )
+
+
+def _refuse_nothing_off(reward: Reward, discount: int | None, program: Program) -> None:
+    """A discount coupon that would take nothing off this order (a €0 total, no shipping) is kept for another."""
+    if discount == 0 and reward.kind in ("amount_off", "percent_off", "free_shipping"):
+        what = "shipping" if reward.kind == "free_shipping" else "order_total"
+        raise Unprocessable(
+            "coupon_nothing_off",
+            f"This coupon would take nothing off this order (its {what.replace('_', ' ')} is "
+            f"{program.money(0)}): keep it for another one.",
+            field=what,
         )
 
 

@@ -307,8 +307,8 @@ def _compile(rule: Rule, campaign: Campaign | None, tz: ZoneInfo) -> CompiledRul
         first, last = c.dates.start, c.dates.end
         checks.append(lambda e, m, local, now: first <= local.date() <= last)
     if c.hours is not None:
-        opens, closes = c.hours.start, c.hours.end
-        checks.append(lambda e, m, local, now: opens <= local.time() < closes)  # wall-clock, no zone
+        window = c.hours
+        checks.append(lambda e, m, local, now: window.holds(local.time()))  # wall-clock, no zone
     if c.first_purchase is not None:
         wanted = c.first_purchase
         checks.append(lambda e, m, local, now: m.first_purchase is wanted)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
 from palier.rules.engine import CompiledRuleSet, local_to_utc
 from palier.rules.models import (
@@ -138,7 +138,8 @@ def _when(c: Conditions, lang: str, currency: str, exponent: int) -> str:
         days = [_DAYS[lang][WEEKDAYS.index(d)] for d in c.weekdays]
         parts.append(("le " if fr else "on ") + ", ".join(days))
     if c.hours:
-        parts.append(f"{'de' if fr else 'from'} {c.hours.start:%H:%M} {'à' if fr else 'to'} {c.hours.end:%H:%M}")
+        closes = "24:00" if c.hours.end == time(0) else f"{c.hours.end:%H:%M}"
+        parts.append(f"{'de' if fr else 'from'} {c.hours.start:%H:%M} {'à' if fr else 'to'} {closes}")
     if c.dates:
         start, end = _day(c.dates.start, lang), _day(c.dates.end, lang)  # both included
         parts.append(f"{'du' if fr else 'from'} {start} {'au' if fr else 'to'} {end}")

@@ -7,6 +7,8 @@ A member's cap and spend counters need no lock of their own: the caller holds th
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlalchemy import Connection
 
 from palier.clock import Clock
@@ -74,18 +76,22 @@ def count_spend(
     remember the steps rewarded: spend a return took back does not pay the same step twice).
 
     The crossings were counted from the counter read under the member's lock, so they are exact. A
-    reward withdrawn from the catalog since the rules were applied gives no coupon (the award still
-    records the crossing) rather than refusing the purchase.
+    reward withdrawn from the catalog (archived, out of its window) or out of stock since the rules were
+    applied gives no coupon rather than refusing the purchase: the award still records the crossing and
+    says how many coupons were given.
     """
+    given_awards = []
     for award in awards:
         if award.kind != "coupon" or award.counter is None or award.reward_id is None:
+            given_awards.append(award)
             continue
         counters.add(conn, program_id=program.id, member_id=member_id, name=award.counter, delta=award.amount)
         if award.coupons:
             steps = steps_name(award.rule_id)
             counters.raise_to(conn, program_id=program.id, member_id=member_id, name=steps, value=award.steps)
+        given = 0
         for n in range(award.coupons):
-            try:
+            try:  # refused before anything is written (grant_coupon): the purchase goes on without it
                 rewards.grant_coupon(
                     conn=conn,
                     clock=clock,
@@ -97,4 +103,6 @@ def count_spend(
                 )
             except PalierError:
                 break
-    return awards
+            given += 1
+        given_awards.append(award if given == award.coupons else replace(award, coupons=given, points=given))
+    return given_awards

@@ -17,7 +17,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from palier.clock import Moment
 from palier.text import PlainText, Reference
@@ -97,16 +97,26 @@ class DateRange(Strict):
 
 
 class HourRange(Strict):
-    """Local times of day, from ``start`` (included) to ``end`` (excluded)."""
+    """Local times of day, from ``start`` (included) to ``end`` (excluded); ``end`` ``24:00`` (or ``00:00``) is
+    midnight at the end of the day, so ``22:00``–``24:00`` is the last two hours."""
 
     start: time
     end: time
 
+    @field_validator("end", mode="before")
+    @classmethod
+    def _midnight(cls, value: object) -> object:
+        return "00:00" if isinstance(value, str) and value.strip() in ("24:00", "24:00:00") else value
+
     @model_validator(mode="after")
     def _not_empty(self) -> HourRange:
-        if self.end <= self.start:
+        if self.end != time(0) and self.end <= self.start:
             raise ValueError("empty_window: end must be after start (split a window that crosses midnight)")
         return self
+
+    def holds(self, moment: time) -> bool:
+        """Whether the wall-clock time ``moment`` is in the window."""
+        return self.start <= moment and (self.end == time(0) or moment < self.end)
 
 
 class Conditions(Strict):

@@ -6,10 +6,10 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Connection
 
-from palier.activity.models import AwardLine, Line, MemberId, Money
+from palier.activity.models import AwardLine, Line, MemberId, Money, check_order_total, check_points_earned
 from palier.clock import Clock, Moment, in_zone
 from palier.members import service as members
 from palier.programs.models import Program
@@ -31,6 +31,11 @@ class PreviewIn(BaseModel):
     tax: Money = 0
     at: Moment | None = Field(default=None, description="a dry run at this time (default: now)")
     language: Literal["en", "fr"] = "en"
+
+    @model_validator(mode="after")
+    def _not_too_large(self) -> PreviewIn:
+        check_order_total(self.lines, self.shipping, self.tax)
+        return self
 
 
 class Preview(BaseModel):
@@ -59,4 +64,5 @@ def preview(*, conn: Connection, clock: Clock, program: Program, data: PreviewIn
     if bonus is not None:
         found = [*found, bonus]
         points += bonus.points
+    check_points_earned(points)
     return Preview(at=at, version=rules.version, points=points, lines=award_lines(found, program, data.language))

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, and_, insert, or_, select, update
 
 from palier.activity.earning import Earning
 from palier.activity.earning import purchase_earning as base_earning
-from palier.activity.models import AwardLine, PurchaseIn
+from palier.activity.models import AwardLine, PurchaseIn, check_points_earned
 from palier.activity.tables import purchases
 from palier.clock import Clock, utc
 from palier.errors import InvalidInput, NotFound
@@ -292,12 +292,18 @@ def purchase_earning(
     rules = rules_at(conn=conn, program=program, when=occurred_at)
     member_standing = standing(conn, program=program, member_id=member_id, now=occurred_at)
     if rules is None:
-        bonus = status_bonus(program, member_standing, base.points, base.line_points)
+        bonus = status_bonus(program, member_standing, check_points_earned(base.points), base.line_points)
         if bonus is None:
             return RuledEarning(**vars(base))
         points, line_points = total_points([bonus], len(purchase.lines))
         return RuledEarning(
-            **(vars(base) | {"points": base.points + points, "line_points": _add_lines(base.line_points, line_points)}),
+            **(
+                vars(base)
+                | {
+                    "points": check_points_earned(base.points + points),
+                    "line_points": _add_lines(base.line_points, line_points),
+                }
+            ),
             awards=(bonus,),
         )
     event = purchase_snapshot(
@@ -329,7 +335,7 @@ def purchase_earning(
     return RuledEarning(
         total=base.total,
         eligible=base.eligible,
-        points=points,
+        points=check_points_earned(points),
         line_eligible=base.line_eligible,
         line_points=line_points,
         awards=tuple(found),
