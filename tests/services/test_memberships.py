@@ -257,3 +257,61 @@ def test_invitations_open_a_plan_or_the_program_once(db: Database, clock: Frozen
     refused("invitation_expired", join, codes[1].code)
     refused("invitation_required", pay, db, clock, program, first.id)
     assert pay(db, clock, program, first.id, invitation_code=plan_code).state == "active"
+
+
+def coupons_of(db: Database, program: Program, member_id: str) -> list[Any]:
+    with db.read() as conn:
+        return rewards.member_coupons(conn=conn, program_id=program.id, member_id=member_id)
+
+
+def test_backdated_payments_give_no_coupon_for_periods_already_over(db: Database, new_program: Any) -> None:
+    """A processor replaying a year of payments: each is recorded and the membership runs on from them, but
+    only the period that contains now hands out its period rewards."""
+    clock = FrozenClock(datetime(2025, 11, 1, 9, 0, tzinfo=UTC))
+    program = new_program(timezone="UTC")
+    delivery = add_reward(db, clock, program, kind="free_shipping", amount=None, cost_points=300)
+    program = add_plan(db, clock, program, benefits={"multiplier_percent": 200, "period_rewards": [delivery.id]})
+    bo = enrol(db, clock, program, first_name="Bo")
+    clock.set(datetime(2026, 11, 20, 9, 0, tzinfo=UTC))
+    months = [(2025, 12)] + [(2026, m) for m in range(1, 12)]  # 10 December 2025 … 10 November 2026
+    answers = [
+        pay(db, clock, program, bo.id, payment_id=f"fee-{y}-{m}", paid_at=datetime(y, m, 10, 8, 0, tzinfo=UTC))
+        for y, m in months
+    ]
+    skipped = [[(r.reward_id, r.reason) for r in a.period_rewards_not_given] for a in answers[:-1]]
+    assert skipped == [[(delivery.id, "period_ended")]] * 11
+    assert answers[-1].period_rewards_not_given == []
+    last = answers[-1]
+    assert (last.state, last.started_at, last.period_start, last.period_end) == (
+        "active", answers[0].started_at, datetime(2026, 11, 10, 8, tzinfo=UTC), datetime(2026, 12, 10, 8, tzinfo=UTC)
+    )  # fmt: skip
+    [coupon] = coupons_of(db, program, bo.id)  # this month's free delivery only
+    assert coupon.issued_at == clock.now()
+    may = purchase(db, clock, program, bo, lines=[line("A", 2_000)], occurred_at=datetime(2026, 5, 2, tzinfo=UTC))
+    assert may.points == 40  # a paid month: the plan's bonus
+
+
+def test_a_membership_never_starts_before_the_member_enrolled_or_the_plan_existed(
+    db: Database, new_program: Any
+) -> None:
+    """A payment dated before the member enrolled (or the plan was created) counts from then, on its own billing
+    dates; one whose whole period was over by then paid for nothing the member could have: 422 on paid_at."""
+    clock = FrozenClock(datetime(2026, 11, 20, 9, 0, tzinfo=UTC))
+    program = add_plan(db, clock, new_program(timezone="UTC"), benefits={"multiplier_percent": 200})
+    cy = enrol(db, clock, program, first_name="Cy")
+    error = refused("paid_before_enrolment", pay, db, clock, program, cy.id, paid_at=datetime(2026, 10, 10, tzinfo=UTC))
+    assert (error.field, error.extra["period_end"]) == ("paid_at", "2026-11-10T00:00:00+00:00")
+    paid = pay(db, clock, program, cy.id, payment_id="fee-nov", paid_at=datetime(2026, 11, 10, tzinfo=UTC))
+    assert (paid.started_at, paid.period_start, paid.period_end) == (
+        clock.now(), clock.now(), datetime(2026, 12, 10, tzinfo=UTC)
+    )  # fmt: skip
+    before = purchase(db, clock, program, cy, lines=[line("A", 2_000)], occurred_at=datetime(2026, 11, 12, tzinfo=UTC))
+    assert before.points == 20  # made before Cy enrolled: no plan bonus
+    assert purchase(db, clock, program, cy, lines=[line("A", 2_000)]).points == 40
+    clock.advance(days=2)
+    program = add_plan(db, clock, program, code="gold")  # a plan created today
+    october = datetime(2026, 10, 21, tzinfo=UTC)
+    error = refused("paid_before_plan", pay, db, clock, program, cy.id, plan="gold", paid_at=october)
+    assert error.field == "paid_at"
+    gold = pay(db, clock, program, cy.id, plan="gold", paid_at=datetime(2026, 11, 21, tzinfo=UTC))
+    assert (gold.started_at, gold.period_end) == (clock.now(), datetime(2026, 12, 21, tzinfo=UTC))

@@ -69,6 +69,13 @@ class MembershipPaymentIn(Strict):
     invitation_code: Annotated[str, Field(min_length=1, max_length=40)] | None = None
 
 
+class RewardNotGiven(BaseModel):
+    reward_id: str
+    reason: Literal["period_ended", "out_of_stock"] = Field(
+        description="period_ended: the payment was for a period already over; out_of_stock: none left to give"
+    )
+
+
 class Membership(BaseModel):
     id: str
     member_id: str
@@ -81,6 +88,10 @@ class Membership(BaseModel):
     cancelled_at: datetime | None = None
     ended_at: datetime | None = None
     benefits: Benefits
+    period_rewards_not_given: list[RewardNotGiven] = Field(
+        default_factory=list,
+        description="in the answer to the payment or trial start: the plan's period rewards it gave no coupon for",
+    )
 
 
 class InvitationsIn(Strict):

@@ -25,6 +25,7 @@ from palier.errors import Conflict, InvalidInput, NotFound, PalierError, Unproce
 from palier.ids import new_id
 from palier.ledger.locks import lock_members
 from palier.members import service as members
+from palier.members.tables import members as member_rows
 from palier.memberships.models import (
     Invitation,
     InvitationsIn,
@@ -33,6 +34,7 @@ from palier.memberships.models import (
     MembershipPaymentIn,
     Plan,
     PlanIn,
+    RewardNotGiven,
 )
 from palier.memberships.tables import invitations, membership_payments, memberships, plans
 from palier.notify.outbox import emit
@@ -119,13 +121,16 @@ def start_trial(*, conn: Connection, clock: Clock, program: Program, member_id: 
         raise Unprocessable("trial_used", "A free trial is for a first membership only.", field="plan")
     now = clock.now()
     _check_access(conn, clock, program, plan, member_id, data.invitation_code)
-    membership_id = _insert(conn, program, member_id, plan, "trial", now, now + timedelta(days=plan.trial_days))
+    trial = timedelta(days=plan.trial_days)
+    membership_id = _insert(conn, program, member_id, plan, "trial", now, now + trial)
     emit(
         conn, program_id=program.id, type_="membership_started", subject_id=member_id,
         payload={"member_id": member_id, "plan": plan.code, "trial": True}, now=now,
     )  # fmt: skip
-    _period_rewards(conn, clock, program, plan, member_id, membership_id, now)
-    return get_membership(conn=conn, program_id=program.id, membership_id=membership_id)
+    not_given = _period_rewards(conn, clock, program, plan, member_id, membership_id, now, now + trial)
+    found = get_membership(conn=conn, program_id=program.id, membership_id=membership_id)
+    found.period_rewards_not_given = not_given
+    return found
 
 
 def record_payment(
@@ -160,14 +165,16 @@ def record_payment(
     now = clock.now()
     paid_at = checked_occurred_at(data.paid_at, now, timezone=program.timezone, field="paid_at")
     paid_at = min(paid_at, now)  # a till a little fast: now
+    earliest = _earliest_start(conn, program, plan, data.member_id, paid_at)
     live = _live(conn, program.id, data.member_id, plan.id) or _lapsed_in_grace(
         conn, program.id, data.member_id, plan.id, paid_at
     )
     if live is None:
         _check_access(conn, clock, program, plan, data.member_id, data.invitation_code)
-        end = period_end(plan.period, anchor=paid_at, after=paid_at, timezone=program.timezone)
-        membership_id = _insert(conn, program, data.member_id, plan, "active", paid_at, end, anchor=paid_at)
-        event, start = "membership_started", paid_at
+        start = max(paid_at, earliest)  # never before the member or the plan; billing dates from paid_at
+        end = period_end(plan.period, anchor=paid_at, after=start, timezone=program.timezone)
+        membership_id = _insert(conn, program, data.member_id, plan, "active", start, end, anchor=paid_at)
+        event = "membership_started"
     else:
         membership_id = live["id"]
         ended = utc(live["period_end"])
@@ -203,8 +210,9 @@ def record_payment(
         conn, program_id=program.id, type_=event, subject_id=data.member_id,
         payload={"member_id": data.member_id, "plan": plan.code, "period_end": end.isoformat()}, now=now,
     )  # fmt: skip
-    _period_rewards(conn, clock, program, plan, data.member_id, membership_id, start)
+    not_given = _period_rewards(conn, clock, program, plan, data.member_id, membership_id, start, end)
     result = get_membership(conn=conn, program_id=program.id, membership_id=membership_id)
+    result.period_rewards_not_given = not_given
     conn.execute(
         insert(membership_payments).values(
             id=new_id("payment"),
@@ -327,7 +335,7 @@ def _query() -> Any:
 
 
 def _membership(row: Any) -> Membership:
-    data = {k: row[k] for k in Membership.model_fields}
+    data = {k: row[k] for k in Membership.model_fields if k != "period_rewards_not_given"}
     for name in ("started_at", "period_start", "period_end", "cancelled_at", "ended_at"):
         if data[name] is not None:
             data[name] = utc(data[name])
@@ -434,24 +442,59 @@ def period_end(period: str, *, anchor: datetime, after: datetime, timezone: str)
     return nth(n)
 
 
+def _earliest_start(conn: Connection, program: Program, plan: Plan, member_id: str, paid_at: datetime) -> datetime:
+    """When a membership paid at ``paid_at`` may begin at the earliest: once the member enrolled and the plan
+    was created (a processor replaying old payments must not make someone a member before either existed).
+
+    A payment whose whole period was over by then paid for no time the member could have had the plan:
+    refused (422 on ``paid_at``) rather than stretched over a period it did not pay for.
+    """
+    enrolled = utc(conn.execute(select(member_rows.c.enrolled_at).where(member_rows.c.id == member_id)).scalar_one())
+    paid_until = period_end(plan.period, anchor=paid_at, after=paid_at, timezone=program.timezone)
+    for since, code, what in (
+        (enrolled, "paid_before_enrolment", "the member enrolled"),
+        (plan.created_at, "paid_before_plan", f"plan {plan.code!r} was created"),
+    ):
+        if paid_until <= since:
+            raise Unprocessable(
+                code,
+                f"This payment paid for a period that ended on {paid_until.isoformat()}, before {what} "
+                f"({since.isoformat()}): it gives no membership.",
+                field="paid_at",
+                period_end=paid_until.isoformat(),
+            )
+    return max(enrolled, plan.created_at)
+
+
 def _period_rewards(
-    conn: Connection, clock: Clock, program: Program, plan: Plan, member_id: str, membership_id: str, start: datetime
-) -> None:
+    conn: Connection,
+    clock: Clock,
+    program: Program,
+    plan: Plan,
+    member_id: str,
+    membership_id: str,
+    start: datetime,
+    end: datetime,
+) -> list[RewardNotGiven]:
+    """A coupon of each period reward for the period ``start``-``end``; the rewards not given, and why.
+
+    A period already over when its payment is recorded (a backdated payment, a processor's replay) gives
+    nothing: a year of old payments must not hand out a year of coupons today."""
     from palier.rewards.service import grant_coupon
 
+    if end <= clock.now():
+        return [RewardNotGiven(reward_id=r, reason="period_ended") for r in plan.benefits.period_rewards]
     for reward_id in plan.benefits.period_rewards:
-        try:  # refused before anything is written: archived, out of its window or of stock, the period goes on
-            grant_coupon(
-                conn=conn,
-                clock=clock,
-                program=program,
-                member_id=member_id,
-                reward_id=reward_id,
-                reason=f"{plan.name.en}: this period's benefit",
-                source_ref=f"plan:{membership_id}:{reward_id}:{start.date().isoformat()}",
-            )
-        except PalierError:
-            continue
+        grant_coupon(
+            conn=conn,
+            clock=clock,
+            program=program,
+            member_id=member_id,
+            reward_id=reward_id,
+            reason=f"{plan.name.en}: this period's benefit",
+            source_ref=f"plan:{membership_id}:{reward_id}:{start.date().isoformat()}",
+        )
+    return []
 
 
 def _check_access(
