@@ -315,3 +315,27 @@ def test_a_membership_never_starts_before_the_member_enrolled_or_the_plan_existe
     assert error.field == "paid_at"
     gold = pay(db, clock, program, cy.id, plan="gold", paid_at=datetime(2026, 11, 21, tzinfo=UTC))
     assert (gold.started_at, gold.period_end) == (clock.now(), datetime(2026, 12, 21, tzinfo=UTC))
+
+
+def test_a_period_reward_out_of_stock_does_not_refuse_the_payment(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """The processor has taken the money: the membership starts (or renews), the coupon is skipped and the
+    answer says so, as it is for each member once the last unit is gone."""
+    delivery = add_reward(db, clock, program, kind="free_shipping", amount=None, cost_points=300, stock=1)
+    program = add_plan(db, clock, program, trial_days=7, benefits={"period_rewards": [delivery.id]})
+    ann, bo, cy = (enrol(db, clock, program, first_name=name) for name in ("Ann", "Bo", "Cy"))
+    assert pay(db, clock, program, ann.id, payment_id="fee-ann").period_rewards_not_given == []
+    paid = pay(db, clock, program, bo.id, payment_id="fee-bo")
+    assert paid.state == "active"
+    assert [(r.reward_id, r.reason) for r in paid.period_rewards_not_given] == [(delivery.id, "out_of_stock")]
+    assert pay(db, clock, program, bo.id, payment_id="fee-bo") == paid  # the same payment: the same answer
+    with db.write() as conn:
+        join = JoinIn(plan="club")
+        trial = memberships.start_trial(conn=conn, clock=clock, program=program, member_id=cy.id, data=join)
+    assert trial.state == "trial" and [r.reason for r in trial.period_rewards_not_given] == ["out_of_stock"]
+    assert [len(coupons_of(db, program, m.id)) for m in (ann, bo, cy)] == [1, 0, 0]
+    with db.read() as conn:
+        assert rewards.get_reward(conn=conn, program_id=program.id, reward_id=delivery.id).stock_left == 0
+        [bo_membership] = memberships.member_memberships(conn=conn, program_id=program.id, member_id=bo.id)
+    assert bo_membership.state == "active"
