@@ -22,7 +22,7 @@ from palier.notify.outbox import recent
 from palier.programs.models import Program
 from palier.programs.service import get_program
 from palier.rewards import service as rewards
-from tests.services.factories import ACTOR, CARD_KEY, enrol, line, purchase
+from tests.services.factories import ACTOR, CARD_KEY, enrol, line, merge, purchase
 from tests.services.test_rewards import add_reward
 from tests.services.test_segments import define
 
@@ -339,3 +339,39 @@ def test_a_period_reward_out_of_stock_does_not_refuse_the_payment(
         assert rewards.get_reward(conn=conn, program_id=program.id, reward_id=delivery.id).stock_left == 0
         [bo_membership] = memberships.member_memberships(conn=conn, program_id=program.id, member_id=bo.id)
     assert bo_membership.state == "active"
+
+
+def test_a_merge_keeps_the_membership_paid_furthest_ahead(db: Database, clock: FrozenClock, program: Program) -> None:
+    """Sam paid two months; his duplicate account Tom has just started a 3-day trial. Merged, Tom's account
+    keeps Sam's paid months (the trial ends) and the processor's next payment renews them."""
+    program = add_plan(db, clock, program, trial_days=3, benefits={"multiplier_percent": 200})
+    sam, tom = enrol(db, clock, program, first_name="Sam"), enrol(db, clock, program, first_name="Tom")
+    first = pay(db, clock, program, sam.id, payment_id="fee-sam-1")
+    clock.set(first.period_end - timedelta(hours=1))
+    paid = pay(db, clock, program, sam.id, payment_id="fee-sam-2")
+    with db.write() as conn:
+        memberships.start_trial(conn=conn, clock=clock, program=program, member_id=tom.id, data=JoinIn(plan="club"))
+    merge(db, clock, program, sam, tom)
+    with db.read() as conn:
+        held = memberships.member_memberships(conn=conn, program_id=program.id, member_id=tom.id)
+    assert {(m.id, m.state, m.period_end) for m in held if m.state != "lapsed"} == {
+        (paid.id, "active", paid.period_end)
+    }  # fmt: skip
+    assert [m.state for m in held if m.id != paid.id] == ["lapsed"]  # the trial
+    clock.set(paid.period_end - timedelta(hours=2))
+    renewed = pay(db, clock, program, tom.id, payment_id="fee-tom-1")
+    assert (renewed.id, renewed.period_start) == (paid.id, paid.period_end)  # runs on from Sam's paid months
+
+
+def test_a_merge_keeps_the_targets_membership_when_it_is_paid_further(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    program = add_plan(db, clock, program, trial_days=3)
+    sam, tom = enrol(db, clock, program, first_name="Sam"), enrol(db, clock, program, first_name="Tom")
+    with db.write() as conn:
+        memberships.start_trial(conn=conn, clock=clock, program=program, member_id=sam.id, data=JoinIn(plan="club"))
+    paid = pay(db, clock, program, tom.id, payment_id="fee-tom-1")
+    merge(db, clock, program, sam, tom)
+    with db.read() as conn:
+        held = memberships.member_memberships(conn=conn, program_id=program.id, member_id=tom.id)
+    assert sorted((m.id == paid.id, m.state) for m in held) == [(False, "lapsed"), (True, "active")]

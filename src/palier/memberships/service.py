@@ -589,10 +589,21 @@ def use_invitation(
 
 
 def move_member(conn: Connection, *, source_id: str, target_id: str, now: datetime) -> None:
-    """A merge: the source's memberships move over, except a plan the target already has, which lapses."""
+    """A merge: the source's memberships move over. Where both accounts have a plan live, the better one stays
+    (a paid one before a free trial, then the one paid furthest ahead) and the other lapses, so the payments
+    that come next renew the months already paid for instead of starting afresh."""
+    lapsed = {"state": "lapsed", "ended_at": now, "updated_at": now}
     for row in conn.execute(select(memberships).where(memberships.c.member_id == source_id)).mappings().all():
-        clash = row["state"] in LIVE and _live(conn, row["program_id"], target_id, row["plan_id"]) is not None
         values: dict[str, Any] = {"member_id": target_id, "updated_at": now}
-        if clash:
-            values |= {"state": "lapsed", "ended_at": now}
+        kept = _live(conn, row["program_id"], target_id, row["plan_id"]) if row["state"] in LIVE else None
+        if kept is not None and _worth(row) > _worth(kept):
+            # the target's lapses first: one live membership of a plan per member (ix_memberships_live)
+            conn.execute(update(memberships).where(memberships.c.id == kept["id"]).values(**lapsed))
+        elif kept is not None:
+            values |= lapsed
         conn.execute(update(memberships).where(memberships.c.id == row["id"]).values(**values))
+
+
+def _worth(row: Any) -> tuple[bool, datetime]:
+    """How a live membership ranks in a merge: paid for (not a trial), then paid furthest ahead."""
+    return row["state"] != "trial", utc(row["period_end"])
