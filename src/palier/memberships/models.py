@@ -71,8 +71,9 @@ class MembershipPaymentIn(Strict):
 
 class RewardNotGiven(BaseModel):
     reward_id: str
-    reason: Literal["period_ended", "out_of_stock"] = Field(
-        description="period_ended: the payment was for a period already over; out_of_stock: none left to give"
+    reason: Literal["period_ended", "out_of_stock", "reward_ended", "reward_not_started"] = Field(
+        description="period_ended: the payment was for a period already over; out_of_stock: none left to give; "
+        "reward_ended / reward_not_started: the reward is archived or outside the window it is on offer"
     )
 
 

@@ -479,29 +479,29 @@ def _period_rewards(
     """A coupon of each period reward for the period ``start``-``end``; the rewards not given, and why.
 
     A period already over when its payment is recorded (a backdated payment, a processor's replay) gives
-    nothing: a year of old payments must not hand out a year of coupons today. A reward out of stock gives
-    nothing either, but never refuses the payment: the processor has taken the money."""
+    nothing: a year of old payments must not hand out a year of coupons today. A reward out of stock, archived
+    or outside its window gives nothing either, but never refuses the payment: the processor has taken the
+    money."""
     from palier.rewards.service import grant_coupon
 
     if end <= clock.now():
         return [RewardNotGiven(reward_id=r, reason="period_ended") for r in plan.benefits.period_rewards]
     not_given = []
     for reward_id in plan.benefits.period_rewards:
-        try:
-            with conn.begin_nested():  # a refused coupon is undone alone, not the payment with it
-                grant_coupon(
-                    conn=conn,
-                    clock=clock,
-                    program=program,
-                    member_id=member_id,
-                    reward_id=reward_id,
-                    reason=f"{plan.name.en}: this period's benefit",
-                    source_ref=f"plan:{membership_id}:{reward_id}:{start.date().isoformat()}",
-                )
+        try:  # refused before anything is written (grant_coupon): the payment goes on without it
+            grant_coupon(
+                conn=conn,
+                clock=clock,
+                program=program,
+                member_id=member_id,
+                reward_id=reward_id,
+                reason=f"{plan.name.en}: this period's benefit",
+                source_ref=f"plan:{membership_id}:{reward_id}:{start.date().isoformat()}",
+            )
         except PalierError as exc:
-            if exc.code != "out_of_stock":
+            if exc.code not in ("out_of_stock", "reward_ended", "reward_not_started"):
                 raise
-            not_given.append(RewardNotGiven(reward_id=reward_id, reason="out_of_stock"))
+            not_given.append(RewardNotGiven(reward_id=reward_id, reason=exc.code))  # type: ignore[arg-type]
     return not_given
 
 
