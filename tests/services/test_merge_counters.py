@@ -1,14 +1,33 @@
-"""A merge adds up the rules' per-member counters: campaign caps and spend_step running spend, as one person."""
+"""A merge adds up the rules' per-member counters as one person's: campaign caps, spend_step running spend,
+behaviour-action limits and the year's birthday gift."""
 
 from __future__ import annotations
 
 import threading
 
+import pytest
+
 from palier.activity.models import EventResult
 from palier.clock import FrozenClock
 from palier.db import Database
+from palier.errors import Unprocessable
+from palier.members import service as members
+from palier.members.models import MemberUpdate
 from palier.programs.models import Program
-from tests.services.factories import apply_rules, enrol, merge, purchase, purchase_body, return_, send_purchase
+from palier.rules import gifts
+from tests.services.factories import (
+    ACTOR,
+    apply_rules,
+    balance,
+    enrol,
+    merge,
+    purchase,
+    purchase_body,
+    return_,
+    send_purchase,
+)
+from tests.services.test_actions_gifts import act
+from tests.services.test_actions_gifts import with_rules as with_actions
 from tests.services.test_concurrency import Outcome, run_threads
 from tests.services.test_rules import BASE, counters_of, document, with_ten_for_every_hundred
 
@@ -101,3 +120,54 @@ def test_purchases_racing_a_merge_lose_no_campaign_points_from_the_cap(
         assert counters_of(conn, program, x.id) == {}
         assert counters_of(conn, program, y.id) == {"campaign:weekend": given}
     assert bonus_of(purchase(db, clock, program, y, amount=20000)) == max(200 - given, 0)
+
+
+def test_after_a_merge_action_limits_count_what_both_accounts_did(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    program = with_actions(db, clock, program)
+    x, y = enrol(db, clock, program), enrol(db, clock, program)
+    act(db, clock, program, x.id, "newsletter", "x-email")
+    act(db, clock, program, x.id, "review", "rev-1")
+    act(db, clock, program, x.id, "review", "rev-2")
+    merge(db, clock, program, x, y)
+    for action, reference in (("newsletter", "y-email"), ("review", "rev-3")):  # once ever; 2 a day, done today
+        with pytest.raises(Unprocessable) as refused:
+            act(db, clock, program, y.id, action, reference)
+        assert refused.value.code == "action_limit_reached"
+    again, replayed = act(db, clock, program, x.id, "review", "rev-1")  # X's review resent: its first answer
+    assert (again.points, replayed) == (10, True)
+    clock.advance(days=1)
+    assert act(db, clock, program, y.id, "review", "rev-3")[0].points == 10
+    assert balance(db, program, y).available == 30 + 30 + 20 + 10 + 10 + 10
+
+
+def test_after_a_merge_the_birthday_gift_of_the_year_is_not_given_again(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    program = with_actions(db, clock, program)
+    day = clock.now().date()
+    x, y = enrol(db, clock, program, birthday=day.replace(year=1990)), enrol(db, clock, program)
+    assert gifts.birthdays(db, clock, program_id=program.id).members == 1  # X's gift
+    merge(db, clock, program, x, y)
+    with db.write() as conn:
+        members.update_member(
+            conn=conn, clock=clock, program=program, member_id=y.id,
+            changes=MemberUpdate(birthday=day.replace(year=1990)), actor=ACTOR,
+        )  # fmt: skip
+    assert gifts.birthdays(db, clock, program_id=program.id).members == 0  # one person, one gift this year
+    assert balance(db, program, y).available == 30 + 30 + 100
+    clock.set(clock.now().replace(year=clock.now().year + 1))
+    assert gifts.birthdays(db, clock, program_id=program.id).members == 1  # next year's, once
+
+
+def test_after_a_merge_a_first_purchase_bonus_is_not_paid_again(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    first = {**BASE, "id": "first", "name": {"en": "First order"}, "conditions": {"first_purchase": True}}
+    first["effect"] = {"type": "fixed", "points": 100}
+    program = apply_rules(db, clock, program, document(first))
+    x, y = enrol(db, clock, program), enrol(db, clock, program)
+    assert purchase(db, clock, program, x, amount=1000).points == 110
+    merge(db, clock, program, x, y)
+    assert purchase(db, clock, program, y, amount=1000).points == 10  # the person has bought before

@@ -564,9 +564,17 @@ def claim_unclaimed(*, conn: Connection, clock: Clock, program: Program, member_
     return len(rows)
 
 
-def reassign_member(*, conn: Connection, source_id: str, target_id: str) -> None:
-    """After a merge, the orders of the closed account belong to the remaining one (for later returns)."""
+def reassign_member(*, conn: Connection, program_id: str, source_id: str, target_id: str) -> None:
+    """After a merge, the facts of the closed account belong to the remaining one: its orders (for later
+    returns and the tier metric) and its events, so that what counts a member's events (action limits,
+    the year's birthday gift, a first purchase) counts one person. A fact resent is found by its external
+    id and body, not its member: it still answers as the first time."""
     conn.execute(update(purchases).where(purchases.c.member_id == source_id).values(member_id=target_id))
+    conn.execute(
+        update(events)
+        .where(events.c.program_id == program_id, events.c.member_id == source_id)
+        .values(member_id=target_id)
+    )
 
 
 # --- helpers ---

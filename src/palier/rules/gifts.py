@@ -3,7 +3,8 @@ on their membership anniversary, both on the local day in the program's time zon
 
 Birthdays and anniversaries are jobs, safe to run twice (or on two workers at once): each gift is an
 event stored once per member and year, ``birthday`` / ``anniversary`` with external id
-``<member id>:<year of the day celebrated>``. Members are picked by set-based queries, in batches locked
+``<member id>:<year of the day celebrated>``; after a merge, the closed account's gift of a year counts
+for the member that remains. Members are picked by set-based queries, in batches locked
 with SKIP LOCKED. A job catches up the last :data:`CATCH_UP_DAYS` days, so a worker stopped over a weekend
 still gives the gifts it missed (a birthday only to members who had joined by that day).
 """
@@ -109,12 +110,15 @@ def _candidates(conn: Connection, program: Program, kind: str, today: date, size
     by_year = []
     for year in sorted({day.year for day in days}):
         due = or_(*(_due_on(day, kind, program, tz) for day in days if day.year == year))
+        # that year's gift, whichever account of the person it went to: a merge moves the closed account's
+        # events (external id ``<its member id>:<year>``) to the member that remains
         already = (
             select(events.c.id)
             .where(
                 events.c.program_id == program.id,
+                events.c.member_id == members.c.id,
                 events.c.type == kind,
-                events.c.external_id == members.c.id + f":{year}",
+                events.c.external_id.endswith(f":{year}"),
             )
             .exists()
         )
