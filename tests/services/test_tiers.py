@@ -265,6 +265,27 @@ def test_a_merge_keeps_the_higher_tier(db: Database, clock: FrozenClock, program
     assert (event["subject_id"], event["payload"]["to"], event["payload"]["reason"]) == (new.id, "gold", "merged")
 
 
+def test_a_merge_whose_combined_spend_crosses_a_threshold_upgrades_at_once(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    program = with_tiers(db, clock, program)
+    old, new = enrol(db, clock, program, first_name="Old"), enrol(db, clock, program, first_name="New")
+    spend(db, clock, program, old, 300)
+    spend(db, clock, program, new, 250)
+    assert (tier_of(db, old.id), tier_of(db, new.id)) == ("silver", "silver")
+    merge(db, clock, program, old, new)
+    assert tier_of(db, new.id) == "gold"  # €550 of the year, one person's: Gold at the merge, as a card's link
+    with db.read() as conn:
+        shown = tiers.progress(conn=conn, clock=clock, program=program, member_id=new.id)
+    assert (shown.tier, shown.value, shown.next_tier, shown.needed_for_next) == ("gold", 550_00, None, None)
+    assert (shown.history[0].reason, shown.history[0].from_tier, shown.history[0].to_tier) == (
+        "upgrade",
+        "silver",
+        "gold",
+    )
+    assert spend(db, clock, program, new, 10).points == 15  # the next purchase: 10, +5 for Gold ×1.5
+
+
 @pytest.mark.parametrize(
     ("change", "code"),
     [

@@ -376,12 +376,15 @@ def merge(
 
 
 def _move_status(conn: Connection, clock: Clock, program: Program, source_id: str, target_id: str) -> None:
-    """Tier, memberships and segments of a merged member: the one that remains keeps the better of each."""
+    """Tier, memberships and segments of a merged member: the one that remains keeps the better of each, and
+    its orders, now both accounts' (moved before this), may reach a higher tier at once, as a card's link does."""
     from palier.memberships.service import move_member as move_memberships
     from palier.segments.service import move_member as move_segments
     from palier.tiers.service import move_member as move_tier
+    from palier.tiers.service import on_activity
 
     move_tier(conn, program_id=program.id, source_id=source_id, target_id=target_id, now=clock.now())
+    on_activity(conn=conn, clock=clock, program=program, member_id=target_id)
     move_memberships(conn, source_id=source_id, target_id=target_id, now=clock.now())
     move_segments(conn, source_id=source_id, target_id=target_id)
 
