@@ -554,6 +554,25 @@ def test_a_correction_is_reversed_once_and_only_corrections_are(program: ApiProg
     assert_problem(unknown, 404, "transaction_not_found", "transaction_id")
 
 
+def test_a_correction_on_a_merged_duplicate_is_reversed_through_the_member_that_remains(program: ApiProgram) -> None:
+    source, target = program.enrol(first_name="Dup"), program.enrol(first_name="Main")
+    adjustments, undo = f"/v1/members/{source['id']}/adjustments", "/v1/members/{}/transactions/{}/reverse"
+    credit = program.call("POST", adjustments, json={"points": 50, "reason": "Entered twice"}).json()
+    debit = program.call("POST", adjustments, json={"points": -20, "reason": "Mistyped"}).json()
+    merged = program.call(
+        "POST", "/v1/members/merge", json={"source_member_id": source["id"], "target_member_id": target["id"]}
+    )
+    assert merged.status_code == 200, merged.text
+
+    through_source = program.call("POST", undo.format(source["id"], debit["transaction_id"]), json={"reason": "Undo"})
+    assert assert_problem(through_source, 409, "member_merged")["merged_into_id"] == target["id"]
+    for done, available in ((debit, 50), (credit, 0)):
+        reversed_ = program.call("POST", undo.format(target["id"], done["transaction_id"]), json={"reason": "Undo"})
+        assert reversed_.status_code == 201, reversed_.text
+        assert reversed_.json()["member_id"] == target["id"]
+        assert program.balance(target["id"])["available"] == available
+
+
 def test_an_adjustment_of_nothing_or_with_a_too_short_reason_says_so_in_plain_words(program: ApiProgram) -> None:
     member = program.call("POST", "/v1/members", json={"email": "plain@example.com"}).json()
     adjustments = f"/v1/members/{member['id']}/adjustments"

@@ -35,6 +35,7 @@ from tests.services.factories import (
     merge,
     purchase,
     return_,
+    reverse,
     spaced,
     unique,
 )
@@ -311,6 +312,33 @@ def test_merge_carries_debt_over(db: Database, clock: FrozenClock, program: Prog
     assert repaid.details == {"debt_repaid": 50}
     shown = balance(db, program, target)
     assert (shown.available, shown.debt) == (10, 0)
+
+
+def test_a_mistake_on_a_merged_account_is_reversed_through_the_member_that_remains(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    source, target, last = (enrol(db, clock, program) for _ in range(3))
+    kept = adjust(db, clock, program, source, 100, reason="Goodwill")
+    twice = adjust(db, clock, program, source, 50, reason="Goodwill, entered twice")
+    debit = adjust(db, clock, program, source, -30, reason="Mistyped debit")
+    merge(db, clock, program, source, target)
+    assert balance(db, program, target).available == 120
+    with pytest.raises(Conflict) as caught:  # the closed account says where its points went
+        reverse(db, clock, program, source, debit.transaction_id)
+    assert (caught.value.code, caught.value.extra["merged_into_id"]) == ("member_merged", target.id)
+
+    back = reverse(db, clock, program, target, debit.transaction_id)  # back to the lots, now the target's
+    assert (back.member_id, back.points, balance(db, program, target).available) == (target.id, 30, 150)
+    merge(db, clock, program, target, last)  # and again: the points follow every merge
+    assert reverse(db, clock, program, last, twice.transaction_id).points == -50
+    with pytest.raises(Conflict) as caught:
+        reverse(db, clock, program, last, twice.transaction_id)
+    assert caught.value.code == "already_reversed"
+    with pytest.raises(NotFound) as missing:  # another member's transaction stays unknown here
+        reverse(db, clock, program, enrol(db, clock, program), kept.transaction_id)
+    assert missing.value.code == "transaction_not_found"
+    assert balance(db, program, last).available == 100
+    assert adjust(db, clock, program, last, -100, reason="Spent at the till").points == -100  # the lot is whole
 
 
 @pytest.mark.parametrize("owes", ["source", "target"])

@@ -678,9 +678,13 @@ def reverse_transaction(
     reason: str,
     actor: str,
 ) -> EventResult:
-    """Correct a manual adjustment or welcome credit by reversing it (nothing is ever edited or deleted)."""
+    """Correct a manual adjustment or welcome credit by reversing it (nothing is ever edited or deleted).
+
+    A transaction of an account merged since is reversed through the member it was merged into, which holds
+    its lots now; through the closed account, the refusal says where it went (``member_merged``)."""
     lock_members(conn, [member_id])
     members.require_active(conn=conn, program_id=program.id, member_id=member_id)
+    booked_to = _booked_to(conn, program, member_id, transaction_id)
     now = clock.now()
     booking = ledger.Booking(
         program_id=program.id,
@@ -693,13 +697,9 @@ def reverse_transaction(
         details={"actor": actor},
     )
     try:
-        reversal_id = ledger.reverse(conn, booking, original_id=transaction_id)
+        reversal_id = ledger.reverse(conn, booking, original_id=transaction_id, booked_to=booked_to)
     except LookupError:
-        raise NotFound(
-            "transaction_not_found",
-            f"Member {member_id} has no transaction {transaction_id}.",
-            field="transaction_id",
-        ) from None
+        raise _unknown_transaction(member_id, transaction_id) from None
     except ledger.NotReversible as exc:
         if not isinstance(exc, ledger.AlreadyReversed):
             raise Unprocessable("not_reversible", str(exc).capitalize() + ".", field="transaction_id") from None
@@ -724,4 +724,18 @@ def reverse_transaction(
         points=moved,
         transaction_id=reversal_id,
         reason=reason,
+    )
+
+
+def _booked_to(conn: Connection, program: Program, member_id: str, transaction_id: str) -> str:
+    """The member ``transaction_id`` was booked to: ``member_id``, or an account merged into it since."""
+    booked_to = ledger.transaction_member(conn, program_id=program.id, transaction_id=transaction_id)
+    if booked_to is None or members.holder_of(conn=conn, program_id=program.id, member_id=booked_to) != member_id:
+        raise _unknown_transaction(member_id, transaction_id)
+    return booked_to
+
+
+def _unknown_transaction(member_id: str, transaction_id: str) -> NotFound:
+    return NotFound(
+        "transaction_not_found", f"Member {member_id} has no transaction {transaction_id}.", field="transaction_id"
     )

@@ -387,11 +387,25 @@ class AlreadyReversed(NotReversible):
     """The transaction was reversed before: a second reversal would give or take the points twice."""
 
 
-def reverse(conn: Connection, booking: Booking, *, original_id: str) -> str:
+def transaction_member(conn: Connection, *, program_id: str, transaction_id: str) -> str | None:
+    """The member a transaction of the program was booked to (None if there is no such transaction)."""
+    from palier.ledger.tables import ledger_transactions
+
+    return conn.execute(
+        select(ledger_transactions.c.member_id).where(
+            ledger_transactions.c.id == transaction_id, ledger_transactions.c.program_id == program_id
+        )
+    ).scalar()
+
+
+def reverse(conn: Connection, booking: Booking, *, original_id: str, booked_to: str | None = None) -> str:
     """Undo a manual credit or debit with a new transaction that references it.
 
     A credit is reversible while its lot is untouched. A debit gives the points back to the lots it
     took them from; the share of lots that have expired since goes to ``expired`` instead.
+
+    ``booked_to``: the member the original was booked to, when it is not ``booking.member_id``: an account
+    merged into it since, whose lots (and so the points to take or give back) are now the booking member's.
     """
     from palier.ledger.tables import allocations, ledger_transactions, lots, postings
 
@@ -401,7 +415,7 @@ def reverse(conn: Connection, booking: Booking, *, original_id: str) -> str:
             ledger_transactions.c.id == original_id, ledger_transactions.c.program_id == b.program_id
         )
     ).first()
-    if original is None or original.member_id != b.member_id:
+    if original is None or original.member_id != (booked_to or b.member_id):
         raise LookupError(original_id)
     if original.kind not in ("adjust", "welcome"):
         raise NotReversible("only manual adjustments and welcome points are reversed; returns correct purchases")
@@ -409,9 +423,9 @@ def reverse(conn: Connection, booking: Booking, *, original_id: str) -> str:
     if conn.execute(reversed_by).first() is not None:
         raise AlreadyReversed(original_id)
     moved = conn.execute(
-        select(postings.c.account_id, postings.c.amount, postings.c.member_id).where(
-            postings.c.transaction_id == original_id
-        )
+        select(postings.c.account_id, postings.c.amount, postings.c.member_id, accounts.c.kind)
+        .join(accounts, accounts.c.id == postings.c.account_id)
+        .where(postings.c.transaction_id == original_id)
     ).all()
     created = conn.execute(  # lots are locked before any account row: the order every writer keeps
         select(lots.c.id, lots.c.amount, lots.c.remaining, lots.c.state)
@@ -423,7 +437,10 @@ def reverse(conn: Connection, booking: Booking, *, original_id: str) -> str:
     if created is not None:  # a credit: take the whole lot back
         if created.remaining != created.amount or created.state not in ("active", "pending"):
             raise NotReversible("these points were already used or have expired; debit them with an adjustment")
-        entry.postings = [Posting(p.account_id, -p.amount, member_id=p.member_id) for p in moved]
+        entry.postings = [  # the member's side on the booking member's account: a merge moved its lot there
+            Posting(p.account_id, -p.amount) if p.member_id is None else member_posting(b.member_id, p.kind, -p.amount)
+            for p in moved
+        ]
         write_allocating(conn, entry, purpose="reverse", parts=[(created.id, created.amount)])
         set_state(conn, lot_ids=[created.id], state="reversed")
         return entry.id

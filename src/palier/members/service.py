@@ -163,6 +163,19 @@ def require_active(*, conn: Connection, program_id: str, member_id: str) -> None
     refuse_unless_active(member_id, status, field="member_id")
 
 
+def holder_of(*, conn: Connection, program_id: str, member_id: str) -> str:
+    """The member whose accounts hold ``member_id``'s points now: itself, or the member it was merged into,
+    following later merges of that one (S into T, then T into U: U)."""
+    seen = {member_id}
+    while True:
+        status = conn.execute(_member_status, {"member_id": member_id, "program_id": program_id}).first()
+        into = status.merged_into_id if status is not None and status.status == "merged" else None
+        if into is None or into in seen:
+            return member_id
+        member_id = into
+        seen.add(into)
+
+
 def refuse_unless_active(member_id: str, status: Any, *, field: str) -> None:
     """Raise unless ``status`` (a row with ``status`` and ``merged_into_id``, or None) is an active member's."""
     if status is None:
