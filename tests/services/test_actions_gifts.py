@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -104,6 +104,36 @@ def test_once_ever_and_unknown_actions_and_other_members(db: Database, clock: Fr
     assert (unknown.value.code, unknown.value.field) == ("unknown_action", "action")
     with pytest.raises(Conflict):  # the same reference sent for another member
         act(db, clock, program, other.id, "newsletter", "member-email")
+
+
+def test_an_action_dated_before_the_member_joined_is_refused(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    program = with_rules(db, clock, program)  # in force since 2 March 2026
+    clock.advance(days=2)
+    member = enrol(db, clock, program)  # joined 4 March, 09:00 UTC
+    with pytest.raises(InvalidInput) as refused:
+        act(db, clock, program, member.id, "review", "rev-0", occurred_at=clock.now() - timedelta(days=1))
+    assert (refused.value.code, refused.value.field) == ("action_before_enrolment", "occurred_at")
+    assert refused.value.extra["enrolled_at"] == "2026-03-04T09:00:00+00:00"
+    # a till's clock a few minutes slow, the newsletter ticked at the sign-up: paid
+    assert act(db, clock, program, member.id, "newsletter", "nl", occurred_at=clock.now() - timedelta(minutes=3))[0]
+    assert balance(db, program, member).available == 30 + 20
+
+
+def test_an_action_is_dated_at_most_a_week_back(db: Database, clock: FrozenClock, program: Program) -> None:
+    """Limits count the period an action is dated in: older dates would claim every past day's allowance."""
+    program = with_rules(db, clock, program)
+    member = enrol(db, clock, program)
+    clock.advance(days=30)
+    for back in range(8):  # today and each of the 7 days before, at this hour: 7 × 24 hours back at most
+        for n in (1, 2):
+            act(db, clock, program, member.id, "review", f"rev-{back}-{n}", occurred_at=clock.now() - timedelta(back))
+    with pytest.raises(InvalidInput) as refused:
+        act(db, clock, program, member.id, "review", "rev-old", occurred_at=clock.now() - timedelta(days=7, minutes=1))
+    assert (refused.value.code, refused.value.field) == ("action_too_old", "occurred_at")
+    assert refused.value.extra["earliest"] == "2026-03-25T09:00:00+00:00"
+    assert balance(db, program, member).available == 30 + 8 * 2 * 10
 
 
 def test_the_welcome_gift_is_given_on_enrolment(db: Database, clock: FrozenClock, program: Program) -> None:

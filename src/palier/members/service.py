@@ -432,6 +432,11 @@ def language_of(conn: Connection, member_id: str) -> str:
     return conn.execute(_member_language, {"member_id": member_id}).scalar() or "fr"
 
 
+def enrolled_at(*, conn: Connection, member_id: str) -> datetime:
+    """When the member joined (UTC)."""
+    return utc(conn.execute(select(members.c.enrolled_at).where(members.c.id == member_id)).scalar_one())
+
+
 def require_known(*, conn: Connection, program_id: str, member_id: str) -> None:
     found = conn.execute(_member_known, {"member_id": member_id, "program_id": program_id}).first()
     if found is None:

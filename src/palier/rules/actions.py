@@ -1,19 +1,21 @@
 """Behaviour events: a member did something the program rewards (newsletter, review, follow, app install…).
 
 Each action type has its points and a limit (once ever, N per day/week/month in the program's time zone).
+An action may be dated back (``occurred_at``), but not before the member joined nor more than
+:data:`BACKDATE_DAYS` days ago.
 An action is stored once by its type and reference, so the same review is never paid twice; above the
 limit the member gets a clear refusal, never a silent zero.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, func, select
 
-from palier.activity.facts import checked_occurred_at
+from palier.activity.facts import FUTURE_TOLERANCE, checked_occurred_at
 from palier.activity.models import EventResult
 from palier.activity.service import payload_hash, replay
 from palier.activity.tables import events
@@ -30,6 +32,10 @@ from palier.rules.service import member_context, rules_at
 from palier.text import Reference
 
 _PER = {"ever": "ever", "day": "per day", "week": "per week", "month": "per month"}
+# How far back an action may be dated. Limits count the period an action is dated in, so without a bound
+# actions dated on each past day would claim every past day's allowance at once; a week covers a feed of
+# reviews or follows that was down over a long weekend, as the gift jobs catch up a week.
+BACKDATE_DAYS = 7
 
 
 class ActionIn(BaseModel):
@@ -39,7 +45,9 @@ class ActionIn(BaseModel):
     reference: Annotated[Reference, Field(min_length=1, max_length=128)] = Field(
         description="unique per action type: the review id, the social account followed… (paid once)"
     )
-    occurred_at: Moment | None = Field(default=None, description="default: now")
+    occurred_at: Moment | None = Field(
+        default=None, description=f"default: now; not before the member joined, at most {BACKDATE_DAYS} days back"
+    )
     channel: Channel | None = None
 
 
@@ -60,13 +68,10 @@ def record_action(
     if found is not None:
         return found, True
     now = clock.now()
-    occurred_at = (
-        checked_occurred_at(data.occurred_at, now, timezone=program.timezone, what="action")
-        if data.occurred_at
-        else now
-    )
+    occurred_at = _checked_date(data, now, program) if data.occurred_at else now
     lock_members(conn, [member_id])
     members.require_active(conn=conn, program_id=program.id, member_id=member_id)
+    _refuse_before_enrolment(conn, member_id, occurred_at)
     rules = rules_at(conn=conn, program=program, when=occurred_at)
     action = rules.actions.get(data.action) if rules is not None else None
     if rules is None or action is None:
@@ -118,3 +123,29 @@ def record_action(
         channel=data.channel,
     )
     return result, False
+
+
+def _checked_date(data: ActionIn, now: datetime, program: Program) -> datetime:
+    """``occurred_at`` in UTC: not in the future, and at most :data:`BACKDATE_DAYS` days back."""
+    assert data.occurred_at is not None
+    occurred_at = checked_occurred_at(data.occurred_at, now, timezone=program.timezone, what="action")
+    earliest = now - timedelta(days=BACKDATE_DAYS)
+    if occurred_at < earliest:
+        raise InvalidInput(
+            "action_too_old",
+            f"An action is dated at most {BACKDATE_DAYS} days back; send it without occurred_at to date it now.",
+            field="occurred_at",
+            earliest=earliest.isoformat(),
+        )
+    return occurred_at
+
+
+def _refuse_before_enrolment(conn: Connection, member_id: str, occurred_at: datetime) -> None:
+    enrolled_at = members.enrolled_at(conn=conn, member_id=member_id)
+    if occurred_at < enrolled_at - FUTURE_TOLERANCE:  # a till's clock a little slow at the sign-up is let through
+        raise InvalidInput(
+            "action_before_enrolment",
+            f"This action is dated before the member joined ({enrolled_at:%Y-%m-%d %H:%M} UTC): it is not paid.",
+            field="occurred_at",
+            enrolled_at=enrolled_at.isoformat(),
+        )
