@@ -202,9 +202,17 @@ def test_demo_command_builds_once_then_reuses(in_tmp: Path) -> None:
     staff_rows = re.findall(STAFF_LINE, first.output)
     assert [row[0] for row in staff_rows] == ["admin", "marketer", "store_staff"], first.output
 
+    program_id = re.search(r"Program\s+(prg_\w+)", first.output)
+    assert program_id is not None
+    # a program of the same name, created in the demo's folder, does not take the demo's place
+    url = f"sqlite:///{in_tmp / demo_command.DEMO_FILE}"
+    namesake = runner.invoke(app, ["program", "create", "--name", "Maison Fournil"], env={"PALIER_DATABASE_URL": url})
+    assert namesake.exit_code == 0, namesake.output
+
     again = runner.invoke(app, ["demo", "--no-serve"])
     assert again.exit_code == 0, again.output
     assert "Reusing the demo" in again.output
+    assert f"Program  {program_id[1]}" in again.output and "<member id>" not in again.output
     # every run prints new passwords; the old ones stop working, the new ones sign in
     new_rows = re.findall(STAFF_LINE, again.output)
     assert len(new_rows) == 3 and new_rows[0][2] != staff_rows[0][2]

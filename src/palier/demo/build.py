@@ -35,7 +35,7 @@ from palier.members.models import Consents, IdentityIn, MemberCreate
 from palier.notify import expiry
 from palier.programs.models import KeyCreate, Program, ProgramSettings
 from palier.programs.service import create_key, create_program, get_program
-from palier.programs.tables import programs
+from palier.programs.tables import audit_entries
 from palier.rewards.models import RewardIn
 from palier.rewards.service import create_reward, expire_coupons
 from palier.rules.service import apply_rules
@@ -93,10 +93,13 @@ def build_demo(
 
 
 def find_demo(db: Database) -> str | None:
-    """The id of the demo program in this database, if there is one."""
+    """The id of the demo program in this database, if there is one: the program the demo created, known by
+    who created it (its ``program.created`` audit entry), never by its name, which any program may share."""
     with db.read() as conn:
         return conn.execute(
-            select(programs.c.id).where(programs.c.name == DEMO_NAME).order_by(programs.c.id.desc())
+            select(audit_entries.c.program_id)
+            .where(audit_entries.c.action == "program.created", audit_entries.c.actor == ACTOR)
+            .order_by(audit_entries.c.program_id)
         ).scalar()
 
 
