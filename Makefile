@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
+PORT ?= 8000
 
 .PHONY: demo test check lint typecheck bench clean
 
@@ -19,9 +20,9 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP) $@
 
-## Build a demo program on SQLite and serve the API, docs, portal and console on localhost.
+## Build a demo program on SQLite and serve the API, docs, portal and console on localhost (make demo PORT=8001).
 demo: $(STAMP)
-	$(BIN)/palier demo
+	$(BIN)/palier demo --port $(PORT)
 
 ## Run the whole suite (SQLite, plus PostgreSQL when PALIER_TEST_DATABASE_URL is set).
 test: $(DEV_STAMP)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -235,3 +236,15 @@ def test_demo_refuses_a_database_that_holds_other_programs(in_tmp: Path) -> None
     refused = runner.invoke(app, ["demo", "--no-serve"])
     assert refused.exit_code == 2
     assert "error demo_database_in_use" in refused.output
+
+
+def test_demo_on_a_taken_port_says_so_before_making_keys(in_tmp: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        refused = runner.invoke(app, ["demo", "--port", str(port), "--members", "5"])
+    assert refused.exit_code == 2, refused.output
+    assert f"error port_in_use: Cannot listen on 127.0.0.1:{port}" in refused.output
+    assert "Admin key" not in refused.output and "the demo is ready" not in refused.output
+    assert not (in_tmp / demo_command.DEMO_FILE).exists()  # nothing built, no key made, no password reset

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 import sqlite3
 import time
 from datetime import UTC, datetime
@@ -43,6 +44,8 @@ def demo(
     expiry…) goes into ./palier.db, built once and reused on the next run (--fresh builds it again).
     New demo API keys are printed on every run.
     """
+    if serve:  # before any key or password is made: those of a demo already serving there would stop working
+        _refuse_if_port_taken(host, port)
     path = Path(DEMO_FILE).resolve()
     url = f"sqlite:///{path}"
     os.environ["PALIER_DATABASE_URL"] = url  # the API served below reads the same database
@@ -67,6 +70,21 @@ def demo(
         show_staff(demo_staff(db, info.program_id), base=f"http://{host}:{port}")
     if serve:
         run_api(host=host, port=port)
+
+
+def _refuse_if_port_taken(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a closed port is free
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise Conflict(
+                "port_in_use",
+                f"Cannot listen on {host}:{port} ({error.strerror or error}): another server, perhaps a demo "
+                f"already running, uses it. Nothing was changed; pass another port, e.g. --port {port + 1}.",
+                field="--port",
+            ) from None
 
 
 def _refuse_if_in_use(db: Database, path: Path) -> None:
