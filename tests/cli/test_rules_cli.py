@@ -59,8 +59,14 @@ def test_apply_export_action_and_birthdays(cli_db: Database, tmp_path: Path) -> 
 def test_a_bad_rules_file_is_refused_with_the_path(cli_db: Database, tmp_path: Path) -> None:  # noqa: F811
     program = f.make_program(cli_db, SystemClock())  # type: ignore[arg-type]
     file = tmp_path / "rules.yaml"
-    file.write_text(RULES.replace("per: ever", "per: fortnight"), encoding="utf-8")
+    bad = RULES.replace("per: ever", "per: fortnight").replace("points: 20", "points: many")
+    file.write_text(bad.replace("    event: birthday", "    event: birthday\n    colour: red"), encoding="utf-8")
     refused = invoke("program", "apply", program.id, str(file))
     assert refused.exit_code == 2
-    assert "error invalid_choice" in refused.output and "(actions[0].limit.per)" in refused.output
+    assert "error invalid_type: The rules were not applied: 3 problems in rules.yaml" in refused.output
+    assert "(actions[0].points)" in refused.output and "more problem" not in refused.output
+    # every problem, at the line an editor jumps to (file:line), with the path of its field
+    assert f"{file}:5  actions[0].points  invalid_type:" in refused.output
+    assert f"{file}:6  actions[0].limit.per  invalid_choice: Input should be 'ever'" in refused.output
+    assert f"{file}:15  rules[1].colour  unknown_field:" in refused.output
     assert "version 0" in invoke("program", "export", program.id).output

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from palier.web.console.yaml_lines import line_of, parts_of, syntax_problem
+from palier.yaml_lines import line_of, parts_of, syntax_problem
 
 DOCUMENT = """\
 actions: []

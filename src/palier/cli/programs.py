@@ -9,7 +9,16 @@ from typing import Literal
 import typer
 from rich.table import Table
 
-from palier.cli.common import console, new_app, open_database, settings, table_columns
+from palier.cli.common import (
+    EXIT_REFUSED,
+    console,
+    err_console,
+    new_app,
+    open_database,
+    print_error,
+    settings,
+    table_columns,
+)
 from palier.clock import SystemClock
 from palier.errors import InvalidInput
 from palier.programs.models import KeyCreate, NewApiKey, Program, ProgramSettings
@@ -18,6 +27,7 @@ from palier.rules.actions import ActionIn, record_action
 from palier.rules.document import dump_yaml, parse_text
 from palier.rules.service import apply_rules, current_document
 from palier.text import counted, points_word
+from palier.yaml_lines import line_of
 
 app = new_app("Loyalty programs: create, show, API keys, earning rules (apply, export), actions.")
 keys_app = new_app("API keys of a program (stored hashed: a key is shown once, when created).")
@@ -166,16 +176,42 @@ def apply_command(
     program_id: str = typer.Argument(..., help="The program's id (prg_…)."),
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="A rules file, YAML or JSON."),
 ) -> None:
-    """Apply a rules file as the program's new version of its earning rules (refused whole if invalid)."""
-    document = parse_text(file.read_text(encoding="utf-8"))
-    with open_database() as db, db.write() as conn:
-        get_program(conn=conn, program_id=program_id)
-        applied = apply_rules(conn=conn, clock=SystemClock(), program_id=program_id, document=document, actor="cli")
+    """Apply a rules file as the program's new version of its earning rules (refused whole if invalid, with
+    every problem at its line)."""
+    text = file.read_text(encoding="utf-8")
+    try:
+        document = parse_text(text)
+        with open_database() as db, db.write() as conn:
+            get_program(conn=conn, program_id=program_id)
+            applied = apply_rules(conn=conn, clock=SystemClock(), program_id=program_id, document=document, actor="cli")
+    except InvalidInput as error:
+        if not error.extra.get("errors"):
+            raise
+        _print_problems(file, text, error)
+        raise typer.Exit(EXIT_REFUSED) from None
     console.print(
         f"Rules version [bold]{applied.version}[/bold] applied: {counted(len(document.rules), 'rule')}, "
         f"{counted(len(document.campaigns), 'campaign')}, {counted(len(document.actions), 'action type')}; "
         f"in force for events from {applied.effective_from:%Y-%m-%d %H:%M:%S} UTC."
     )
+
+
+def _print_problems(file: Path, text: str, error: InvalidInput) -> None:
+    """Every problem of a refused rules file, each at ``file:line`` (where an editor jumps to) with its field."""
+    problems: list[dict[str, str]] = error.extra["errors"]
+    print_error(
+        InvalidInput(
+            error.code,
+            f"The rules were not applied: {counted(len(problems), 'problem')} in {file.name}, nothing changed.",
+            field=error.field,
+        )
+    )
+    for problem in problems:
+        line = line_of(text, problem["field"])
+        where = f"{file}:{line}" if line else str(file)
+        err_console.print(
+            f"  {where}  {problem['field']}  {problem['code']}: {problem['message']}", markup=False, soft_wrap=True
+        )
 
 
 @app.command("export")

@@ -33,8 +33,8 @@ from palier.tiers import service as tiers
 from palier.tiers.models import TierPolicy
 from palier.web import i18n
 from palier.web.console.access import Staff, current, requires, staff_router
-from palier.web.console.yaml_lines import Problem, line_of, syntax_problem
 from palier.web.render import PageError, render
+from palier.yaml_lines import Problem, line_of, syntax_problem
 
 router = staff_router()
 MAX_TEXT = 200_000

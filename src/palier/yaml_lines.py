@@ -1,6 +1,7 @@
 """Where a problem sits in a YAML text: the line of a field path such as ``rules[2].conditions.weekdays``.
 
-The console's editors show each problem at its line, highlighted, so the merchant does not hunt for it.
+The console's editors show each problem at its line, highlighted, and ``palier program apply`` prints it as
+``rules.yaml:12``, so the merchant does not hunt for it.
 """
 
 from __future__ import annotations
