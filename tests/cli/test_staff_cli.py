@@ -101,3 +101,4 @@ def test_add_list_change_password_and_deactivate(cli_db: Database) -> None:
     assert last.exit_code == 2 and "last_admin" in last.output  # the program's only admin stays one
     unknown = runner.invoke(app, ["staff", "passwd", "nobody@maison.example", "--program", program.id], input="x\nx\n")
     assert unknown.exit_code == 2 and "staff_not_found" in unknown.output
+    assert "Password" not in unknown.output  # said at once, not after the password was typed twice

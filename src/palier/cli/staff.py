@@ -74,6 +74,8 @@ def list_(program: str = PROGRAM) -> None:
 @app.command("passwd")
 def passwd(email: str = EMAIL, program: str = PROGRAM, password_stdin: bool = STDIN) -> None:
     """Set a staff user's password (asks for it twice, or reads it from stdin with --password-stdin)."""
+    with open_database() as db, db.read() as conn:  # an unknown user is said before the password is asked for
+        staff.find(conn=conn, program_id=program, email=email)
     password = _password(password_stdin)
     with open_database() as db, db.write() as conn:
         user = staff.find(conn=conn, program_id=program, email=email)
