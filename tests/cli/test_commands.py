@@ -76,10 +76,17 @@ def test_db_upgrade_twice(database_url: str) -> None:
     assert "upgraded from empty" in first.output and "nothing to do" in second.output
 
 
-def test_a_command_before_db_upgrade_says_what_to_do(database_url: str) -> None:
+def test_a_command_before_db_upgrade_says_what_to_do(database_url: str, tmp_path: Path) -> None:
     result = invoke("verify")
     assert result.exit_code == 2
     assert "error database_not_ready" in result.output and "palier db upgrade" in result.output
+    # the database it looked for is named, and no empty file is left behind where it ran
+    assert f"No database at {tmp_path / 'palier.db'}" in result.output.replace("\n", "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    (tmp_path / "palier.db").touch()  # a file, but without the tables
+    empty = invoke("program", "show", "prg_x")
+    assert empty.exit_code == 2 and "error database_not_ready" in empty.output
+    assert f"The database {tmp_path / 'palier.db'} has no Palier tables" in empty.output.replace("\n", "")
 
 
 @pytest.mark.parametrize(

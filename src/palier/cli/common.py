@@ -7,6 +7,7 @@ import re
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -90,10 +91,12 @@ class PalierGroup(TyperGroup):
                     raise
                 print_error(_unavailable(error))
                 raise typer.Exit(EXIT_REFUSED) from None
+            where = database_place(settings().database_url)
             print_error(
                 PalierError(
                     "database_not_ready",
-                    "The database has no Palier tables yet: run `palier db upgrade` first.",
+                    f"The database {where} has no Palier tables yet: run `palier db upgrade` first "
+                    "(or set PALIER_DATABASE_URL to the database you meant).",
                     field="PALIER_DATABASE_URL",
                 )
             )
@@ -122,10 +125,40 @@ def settings() -> Settings:
     return load_settings()
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file an SQLite URL names, resolved from this directory (None for another engine, or in memory)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return None
+    name = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not name or name == ":memory:" or name.startswith("file:"):
+        return None
+    return Path(name).resolve()
+
+
+def database_place(url: str) -> str:
+    """Where a database is, as a person would look for it: an SQLite file's full path, else its URL."""
+    file = sqlite_file(url)
+    return str(file) if file is not None else shown_url(url)
+
+
 @contextmanager
 def open_database(url: str | None = None) -> Iterator[Database]:
-    """The database named by ``PALIER_DATABASE_URL`` (or ``url``), disposed of afterwards."""
-    database = make_database(url or settings().database_url)
+    """The database named by ``PALIER_DATABASE_URL`` (or ``url``), disposed of afterwards.
+
+    An SQLite file that does not exist is refused rather than created empty (with its ``-writer`` lock file)
+    where the command happened to run: only ``palier db upgrade`` and ``palier demo`` create one."""
+    url = url or settings().database_url
+    file = sqlite_file(url)
+    if file is not None and file.parent.is_dir() and not file.exists():  # no directory: database_unavailable
+        raise PalierError(
+            "database_not_ready",
+            f"No database at {file}: run `palier db upgrade` first to create it, or run the command where the "
+            "database is (the demo's is palier.db in the folder `palier demo` ran in), or set PALIER_DATABASE_URL.",
+            field="PALIER_DATABASE_URL",
+        )
+    database = make_database(url)
     try:
         yield database
     finally:
