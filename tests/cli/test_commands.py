@@ -354,3 +354,17 @@ def test_jobs_run_housekeeping_says_what_it_deleted(cli_db: Database) -> None:
 def test_a_job_for_a_mistyped_program_is_refused_not_run_on_nothing(cli_db: Database) -> None:
     result = invoke("jobs", "run", "segments", "--program", "prg_nope")
     assert result.exit_code == 2 and "error program_not_found" in result.output, result.output
+
+
+def test_scan_cards_says_what_it_read_and_a_scan_of_nothing_proves_nothing(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(f"declined {f.luhn_card()}\n", encoding="utf-8")
+    found = invoke("scan-cards", "--no-database", str(log))
+    assert found.exit_code == 1, found.output
+    assert "1 payment card number found in 1 file (1 line)" in found.output
+    log.write_text("ok\nok\n", encoding="utf-8")
+    clean = invoke("scan-cards", "--no-database", str(log))
+    assert clean.exit_code == 0 and "No payment card number in 1 file (2 lines)" in clean.output, clean.output
+    nothing = invoke("scan-cards", "--no-database")
+    assert nothing.exit_code == 2 and "Nothing was scanned" in nothing.output, nothing.output
+    assert "in no database" not in nothing.output
