@@ -475,3 +475,28 @@ def test_an_import_killed_mid_way_counts_every_order_once_after_a_rerun(
         ).all()
     assert counted == []
     assert_sound(cli_db, shop.program.id)
+
+
+def test_rejected_rows_name_the_csv_column_and_a_bad_date_says_what_to_write(cli_db: Database, tmp_path: Path) -> None:
+    shop = cli_shop(cli_db)
+    now, ann = datetime.now(UTC) - timedelta(days=1), {"member_id": shop.members[0].id}
+    rows = [
+        csv_row("ORD-D1", ann, now.replace(tzinfo=None), unit_price=130),  # no offset: the program's time zone
+        csv_row("ORD-D2", ann, now, occurred_at="02/10/2026"),
+        csv_row("ORD-D3", ann, now, unit_price="1.50"),
+        csv_row("ORD-D4", ann, now, line_kind="thing"),
+        csv_row("ORD-D5", {"member_kind": "bogus", "member_value": "x"}, now),
+    ]
+    to_csv(rows, tmp_path / "orders.csv")
+    result = run_import(tmp_path / "orders.csv", shop)
+    assert result.exit_code == 1, result.output
+    assert summary(result.output) == {"imported": 1, "unclaimed": 0, "already present": 0, "rejected": 4}
+    assert "credited to members: 1 point " in result.output, result.output  # not "1 points"
+    for order, column in (("ORD-D2", "occurred_at"), ("ORD-D3", "unit_price"), ("ORD-D4", "line_kind")):
+        assert re.search(rf"{order}\s*│\s*\w+\s*│\s*{column}\s*│", result.output), (order, result.output)
+    assert re.search(r"ORD-D5\s*│\s*invalid_choice\s*│\s*member_kind\s*│", result.output), result.output
+    assert "lines[0]" not in result.output and "member.kind" not in result.output
+    assert "'02/10/2026' is not a date and time this import reads" in result.output
+    assert "invalid character in year" not in result.output
+    helped = runner.invoke(app, ["import", "purchases", "--help"], env={"COLUMNS": "200"})
+    assert "with a zone" not in helped.output and "program's time zone" in helped.output, helped.output

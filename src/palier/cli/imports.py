@@ -13,10 +13,11 @@ from rich.table import Table
 from palier.activity.bulk import ImportStats, RowProblem, import_batches
 from palier.activity.models import PurchaseIn
 from palier.cli.common import console, new_app, open_database, settings
-from palier.cli.purchases_csv import HELP, Batch, check_file, read_batches, reading_encoding
+from palier.cli.purchases_csv import HELP, Batch, check_file, csv_column, read_batches, reading_encoding
 from palier.clock import SystemClock
+from palier.programs.models import Program
 from palier.programs.service import get_program
-from palier.text import counted, mask_card_numbers
+from palier.text import counted, mask_card_numbers, points_word
 
 app = new_app("Bulk imports from files.")
 SHOWN_PROBLEMS = 100
@@ -41,7 +42,7 @@ def purchases(
     started = time.perf_counter()
     with open_database(config.database_url) as db:
         with db.read() as conn:
-            name = get_program(conn=conn, program_id=program).name
+            loyalty = get_program(conn=conn, program_id=program)
         with file.open(encoding=reading_encoding(encoding), newline="") as stream, _progress() as progress:
             task = progress.add_task(f"Importing {file.name}", total=total_rows)
             batches = _Batches(read_batches(stream, size=batch_size), progress, task)
@@ -62,7 +63,7 @@ def purchases(
                 )
                 raise typer.Exit(130) from None
     stats.rejected = sorted(batches.problems + stats.rejected, key=lambda p: p.row)
-    _summary(file, program, name, stats, time.perf_counter() - started)
+    _summary(file, loyalty, stats, time.perf_counter() - started)
     if stats.rejected:
         raise typer.Exit(1)
 
@@ -100,14 +101,15 @@ class _Batches:
         self._progress.advance(self._task, self._in_flight)
 
 
-def _summary(file: Path, program_id: str, name: str, stats: ImportStats, seconds: float) -> None:
+def _summary(file: Path, program: Program, stats: ImportStats, seconds: float) -> None:
     orders = stats.imported + stats.unclaimed + stats.skipped + len(stats.rejected)
-    table = Table(title=f"{file.name} → {name} ({program_id})", title_justify="left", show_header=False)
+    table = Table(title=f"{file.name} → {program.name} ({program.id})", title_justify="left", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("orders", justify="right")
     table.add_column("")
     expired = f" ({stats.expired:,} of them expired as recorded: sent after their life)" if stats.expired else ""
-    table.add_row("imported", f"{stats.imported:,}", f"credited to members: {stats.points:,} points{expired}")
+    points = f"{stats.points:,} {points_word(stats.points, program.points_name_in('en'), 'en')}"
+    table.add_row("imported", f"{stats.imported:,}", f"credited to members: {points}{expired}")
     table.add_row("unclaimed", f"{stats.unclaimed:,}", "paid with a payment card nobody has linked yet")
     table.add_row("already present", f"{stats.skipped:,}", "skipped: received before with the same content")
     conflicts = f", {counted(stats.conflicts, 'conflict')} with orders already present" if stats.conflicts else ""
@@ -124,7 +126,7 @@ def _problems(problems: list[RowProblem]) -> None:
     for column in ("row", "order", "code", "field", "detail"):
         table.add_column(column, overflow="fold")
     for p in problems[:SHOWN_PROBLEMS]:
-        table.add_row(str(p.row), mask_card_numbers(p.order_id or ""), p.code, p.field or "", p.detail)
+        table.add_row(str(p.row), mask_card_numbers(p.order_id or ""), p.code, csv_column(p.field) or "", p.detail)
     console.print(table)
     if len(problems) > SHOWN_PROBLEMS:
         console.print(f"… and {len(problems) - SHOWN_PROBLEMS:,} more.")

@@ -44,7 +44,8 @@ Columns (* required):
   member_value   the card, e-mail, phone, customer id or card number
   channel *      web | store | phone | app | partner
   store_id       store_name: where, for in-store purchases
-  occurred_at *  ISO-8601 with a zone: 2026-03-02T09:15:00+01:00
+  occurred_at *  ISO 8601: 2026-03-02T09:15:00+01:00, or without the offset
+                 (2026-03-02T09:15:00) in the program's time zone
   currency *     the program's currency, e.g. EUR
   sku *          name, category, brand: the item
   quantity *     units bought
@@ -230,10 +231,36 @@ def _order(order_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {**head, "order_id": order_id, **who, "lines": lines}
 
 
+_DATE_ERRORS = {"datetime_parsing", "datetime_from_date_parsing", "datetime_type", "date_from_datetime_parsing"}
+
+
 def _problem(error: ValidationError, order_id: str, first_row: int) -> RowProblem:
     problem = from_validation(error)
+    first = error.errors()[0]
     row = first_row
-    loc = error_location(error.errors()[0])
+    loc = error_location(first)
     if len(loc) >= 2 and loc[0] == "lines" and isinstance(loc[1], int):
         row += loc[1]  # the line's own row
-    return RowProblem(row, order_id or None, problem.code, problem.detail, problem.field)
+    detail = problem.detail
+    if first["type"] in _DATE_ERRORS:  # pydantic's "invalid character in year" tells a spreadsheet user nothing
+        detail = (
+            f"{mask_card_numbers(str(first.get('input', '')))!r} is not a date and time this import reads: write "
+            "it in ISO 8601, 2026-10-02T18:30:00+02:00, or 2026-10-02T18:30:00 for the program's time zone."
+        )
+    return RowProblem(row, order_id or None, problem.code, detail, csv_column(problem.field))
+
+
+_MEMBER_COLUMNS = {"member.kind": "member_kind", "member.value": "member_value", "member.member_id": "member_id"}
+
+
+def csv_column(field: str | None) -> str | None:
+    """The CSV column a field of the purchase comes from: ``lines[0].unit_price`` is ``unit_price``,
+    ``lines[1].kind`` is ``line_kind``, ``member.value`` is ``member_value``; other fields keep their name."""
+    if field is None:
+        return None
+    if field in _MEMBER_COLUMNS:
+        return _MEMBER_COLUMNS[field]
+    if field.startswith("lines[") and "]." in field:
+        column = field.partition("].")[2]
+        return "line_kind" if column == "kind" else column
+    return field
