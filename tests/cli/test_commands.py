@@ -138,6 +138,15 @@ def test_program_create_show_and_keys(cli_db: Database) -> None:
     assert new_secret and new_secret.group(1).split(".")[1] not in shown.output  # secrets are shown once
 
 
+def test_a_currency_in_lower_case_is_read_in_upper_case(cli_db: Database) -> None:
+    result = invoke("program", "create", "--name", "Lower", "--currency", "eur")
+    assert result.exit_code == 0, result.output
+    with cli_db.read() as conn:
+        assert get_program(conn=conn, program_id=created_program(result.output)).currency == "EUR"
+    helped = runner.invoke(app, ["program", "create", "--help"], env={"COLUMNS": "200"})
+    assert "1 to 240 (default: 12); --never-expire" in helped.output, helped.output
+
+
 def test_a_lifetime_of_zero_months_is_refused_not_read_as_twelve(cli_db: Database) -> None:
     with cli_db.read() as conn:
         before = conn.execute(select(func.count()).select_from(programs)).scalar_one()
@@ -151,12 +160,14 @@ def test_a_lifetime_of_zero_months_is_refused_not_read_as_twelve(cli_db: Databas
 @pytest.mark.parametrize(
     ("args", "code", "field"),
     [
-        (["program", "create", "--name", ""], "invalid_length", "name"),
-        (["program", "create", "--name", "X", "--timezone", "Mars/Base"], "invalid_timezone", "timezone"),
+        (["program", "create", "--name", ""], "invalid_length", "--name"),
+        (["program", "create", "--name", "X", "--timezone", "Mars/Base"], "invalid_timezone", "--timezone"),
         (["program", "create", "--name", "X", "--never-expire", "--lifetime-months", "3"], "conflicting_options", None),
-        (["program", "create", "--name", "X", "--lifetime-months", "0"], "out_of_range", "points_lifetime_months"),
-        (["program", "create", "--name", "X", "--currency", "XYZ"], "invalid_currency", "currency"),
-        (["program", "create", "--name", "X", "--lifetime-months", "241"], "out_of_range", "points_lifetime_months"),
+        (["program", "create", "--name", "X", "--lifetime-months", "0"], "out_of_range", "--lifetime-months"),
+        (["program", "create", "--name", "X", "--currency", "XYZ"], "invalid_currency", "--currency"),
+        (["program", "create", "--name", "X", "--currency", "eu"], "invalid_currency", "--currency"),
+        (["program", "create", "--name", "X", "--lifetime-months", "241"], "out_of_range", "--lifetime-months"),
+        (["program", "create", "--name", "X", "--points-name-en", "x" * 300], "invalid_length", "--points-name-en"),
         (["program", "show", "prg_nope"], "program_not_found", "program_id"),
         (["program", "keys", "create", "prg_nope", "--name", "k", "--scope", "pos"], "program_not_found", None),
         (["verify", "--program", "prg_nope"], "program_not_found", "program_id"),

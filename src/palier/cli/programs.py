@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Literal
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
 from palier.cli.common import (
     EXIT_REFUSED,
     console,
     err_console,
+    from_validation,
     new_app,
     open_database,
     print_error,
@@ -21,6 +23,7 @@ from palier.cli.common import (
 )
 from palier.clock import SystemClock
 from palier.errors import InvalidInput
+from palier.programs.currencies import CURRENCY_EXPONENTS
 from palier.programs.models import KeyCreate, NewApiKey, Program, ProgramSettings
 from palier.programs.service import create_key, create_program, get_program, list_keys
 from palier.rules.actions import ActionIn, record_action
@@ -43,13 +46,13 @@ class ScopeName(StrEnum):
 @app.command("create")
 def create(
     name: str = typer.Option(..., help="The program's name, as members will read it."),
-    currency: str = typer.Option("EUR", help="ISO 4217 code of the money purchases are counted in."),
+    currency: str = typer.Option("EUR", help="ISO 4217 code of the money purchases are counted in (eur or EUR)."),
     timezone: str = typer.Option("Europe/Paris", help="IANA time zone (birthdays, calendar periods)."),
     earn_points: int = typer.Option(1, help="Points earned…"),
     earn_per_amount: int = typer.Option(100, help="…per this many minor units (100 = per euro)."),
     return_window_days: int = typer.Option(14, help="Days purchase points stay pending (returns)."),
     lifetime_months: int | None = typer.Option(
-        None, help="Months before points expire, 1 to 240 [default: 12]; --never-expire for none."
+        None, help="Months before points expire, 1 to 240 (default: 12); --never-expire for none."
     ),
     never_expire: bool = typer.Option(False, "--never-expire", help="Points never expire."),
     expiry_warning_days: int = typer.Option(
@@ -65,20 +68,30 @@ def create(
         raise InvalidInput(
             "conflicting_options", "Give --lifetime-months or --never-expire, not both.", field="--never-expire"
         )
-    spec = ProgramSettings(
-        name=name,
-        currency=currency,
-        timezone=timezone,
-        earn_points=earn_points,
-        earn_per_amount=earn_per_amount,
-        return_window_days=return_window_days,
-        # 0 is refused as the API refuses it (out_of_range), never quietly read as the default
-        points_lifetime_months=None if never_expire else (12 if lifetime_months is None else lifetime_months),
-        expiry_warning_days=expiry_warning_days,
-        welcome_points=welcome_points,
-        points_name=points_name,
-        points_name_by_language=_by_language(fr=points_name_fr, en=points_name_en),
-    )
+    currency = currency.strip().upper()
+    if currency not in CURRENCY_EXPONENTS:  # "eu" too: invalid_currency, as the model's pattern would not say
+        why = f"{currency!r} is not an ISO 4217 currency code such as EUR, USD or JPY"
+        raise InvalidInput("invalid_currency", why, field="--currency")
+    try:
+        spec = ProgramSettings(
+            name=name,
+            currency=currency,
+            timezone=timezone,
+            earn_points=earn_points,
+            earn_per_amount=earn_per_amount,
+            return_window_days=return_window_days,
+            # 0 is refused as the API refuses it (out_of_range), never quietly read as the default
+            points_lifetime_months=None if never_expire else (12 if lifetime_months is None else lifetime_months),
+            expiry_warning_days=expiry_warning_days,
+            welcome_points=welcome_points,
+            points_name=points_name,
+            points_name_by_language=_by_language(fr=points_name_fr, en=points_name_en),
+        )
+    except ValidationError as error:  # said with the option to change, not the API's field name
+        problem = from_validation(error)
+        field = problem.field or ""
+        option = _OPTIONS.get(field, f"--{field.replace('_', '-')}")
+        raise InvalidInput(problem.code, problem.detail, field=option) from None
     clock = SystemClock()
     with open_database() as db, db.write() as conn:
         program = create_program(conn=conn, clock=clock, settings=spec, actor="cli")
@@ -91,6 +104,13 @@ def create(
         )
     console.print(f"Program [bold]{program.name}[/bold] created: [bold cyan]{program.id}[/bold cyan]")
     print_new_key(key)
+
+
+_OPTIONS = {  # the fields of ProgramSettings whose option has another name
+    "points_lifetime_months": "--lifetime-months",
+    "points_name_by_language.fr": "--points-name-fr",
+    "points_name_by_language.en": "--points-name-en",
+}
 
 
 def _by_language(*, fr: str | None, en: str | None) -> dict[Literal["fr", "en"], str]:
