@@ -123,8 +123,15 @@ def test_add_list_set_archive_and_bring_back(cli_db: Database, program: Program)
     assert re.search(rf"{reward_id}.*│ archived", invoke("rewards", "list", "--program", program.id, "--all").output)
     assert "already archived" in invoke("rewards", "archive", reward_id, "--program", program.id).output
 
-    back = invoke("rewards", "set", reward_id, "--program", program.id, "--active", "--unlimited", "--all-channels")
+    back = invoke("rewards", "set", reward_id, "--program", program.id, "--active", "--unlimited", "--all-channels",
+                  "--no-end")  # fmt: skip
     assert back.exit_code == 0, back.output
+    assert "status: archived → active" in back.output and "stock: 10 → unlimited" in back.output, back.output
+    # what was so already is not reported as a change
+    assert "channels: app, store → all" in back.output and "ends_at" not in back.output, back.output
+    same = invoke("rewards", "set", reward_id, "--program", program.id, "--unlimited", "--no-end", "--all-channels")
+    assert same.exit_code == 0 and "already so, nothing changed" in same.output, same.output
+    assert "→" not in same.output
     assert re.search(r"120 points │\s*unlimited │ all", invoke("rewards", "list", "--program", program.id).output)
 
 

@@ -198,9 +198,13 @@ def set_command(
         after = update_reward(
             conn=conn, clock=SystemClock(), program=found, reward_id=reward_id, changes=changes, actor=ACTOR
         )
-    console.print(f"Reward [bold]{escape(after.title.en)}[/bold] ({after.id}) updated:")
     old, new = before.model_dump(mode="json"), after.model_dump(mode="json")
-    for name in changes.changes():
+    changed = [name for name in changes.changes() if old[name] != new[name]]  # --no-end on no end changes nothing
+    if not changed:
+        console.print(f"Reward [bold]{escape(after.title.en)}[/bold] ({after.id}): already so, nothing changed.")
+        return
+    console.print(f"Reward [bold]{escape(after.title.en)}[/bold] ({after.id}) updated:")
+    for name in changed:
         console.print(f"  {name}: {_shown(name, old[name])} → [bold]{_shown(name, new[name])}[/bold]", soft_wrap=True)
 
 
