@@ -379,3 +379,14 @@ def test_scan_cards_says_what_it_read_and_a_scan_of_nothing_proves_nothing(tmp_p
     nothing = invoke("scan-cards", "--no-database")
     assert nothing.exit_code == 2 and "Nothing was scanned" in nothing.output, nothing.output
     assert "in no database" not in nothing.output
+
+
+def test_the_help_names_every_job_whole() -> None:
+    names = [job.value for job in jobs.Job]
+    run_help = runner.invoke(app, ["jobs", "run", "--help"], env={"COLUMNS": "80"})
+    assert run_help.exit_code == 0
+    words = set(re.findall(r"[\w-]+", run_help.output))
+    assert set(names) <= words, run_help.output  # none cut at the column's edge ("anniv" / "ersaries")
+    top = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    described = next(line for line in top.output.splitlines() if "│ jobs " in line)
+    assert all(name in described for name in names) and "status" not in described, described

@@ -31,11 +31,6 @@ from palier.rules import gifts
 from palier.segments import service as segments
 from palier.tiers import service as tiers
 
-app = new_app(
-    "Batch jobs: mature pending points, expire old ones, birthday and anniversary gifts, expiry warnings, status."
-)
-log = logging.getLogger("palier.worker")
-
 
 class Job(StrEnum):
     mature = "mature"
@@ -50,6 +45,10 @@ class Job(StrEnum):
     webhooks = "webhooks"
     housekeeping = "housekeeping"
     all = "all"
+
+
+app = new_app(f"Batch jobs, run once: {', '.join(job.value for job in Job if job is not Job.all)}, or all.")
+log = logging.getLogger("palier.worker")
 
 
 # Per member, in batches, safe to run twice or on two workers at once: gifts of the earning rules (once per
@@ -117,6 +116,8 @@ def _due(db: Database, name: str, now: datetime, program_id: str | None) -> int:
 def run(
     job: Job = typer.Argument(
         ...,
+        metavar="JOB",
+        show_choices=False,  # they are in the help, whole: listed beside it they were cut mid-word ("anniv ersaries")
         help="mature (pending points whose return window closed), expire (old points, overdue coupons), "
         "birthdays, anniversaries, tiers (requalification), memberships (lapse unpaid ones), segments (refresh), "
         "debts (members who owe points and hold some repay from them), "
