@@ -190,6 +190,7 @@ def test_demo_command_builds_once_then_reuses(in_tmp: Path) -> None:
     assert first.exit_code == 0, first.output
     assert "the demo is ready" in first.output
     assert re.search(r"Admin key\s+key_\w+\.\S+", first.output)
+    assert re.search(r"API\s+http://127\.0\.0\.1:8000\s", first.output), first.output  # the README's $API: no /v1
     assert "/v1/events/purchases" in first.output and "/balance" in first.output
     assert re.search(r"curl -s -H .*/v1/members/mem_\w+/rewards", first.output)
     assert re.search(r"Member portal\s+http://127.0.0.1:8000/p/prg_\w+", first.output)

@@ -116,7 +116,7 @@ def show_access(info: DemoInfo, *, host: str, port: int) -> None:
     grid.add_column(style="bold")
     grid.add_column()
     for label, value in (
-        ("API", f"{base}/v1"),
+        ("API", base),  # what the README's $API holds: its calls add /v1/… themselves
         ("Docs", f"{base}/docs"),
         ("OpenAPI", f"{base}/openapi.json"),
         ("Program", info.program_id),
