@@ -92,3 +92,33 @@ def test_a_bank_card_swiped_at_the_till_is_never_shown_nor_kept_as_a_loyalty_car
     assert refused.status_code == 422 and 'id="card-error"' in refused.text and "carte bancaire" in refused.text
     assert bank_card[4:12] not in refused.text.replace(" ", "")  # the number is not shown back
     assert _count(db, program) == 0
+
+
+def test_a_card_scanned_twice_in_a_row_finds_its_member_and_is_prefilled_once(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    """A scanner that fires twice types ``MF36819677MF36819677``: the member of ``MF36819677`` is found."""
+    known = program.enrol(first_name="Léa", identities=[{"kind": "card", "value": "MF36819677"}])
+    assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
+    token = csrf_of(client.get("/till").text)
+    found = client.post("/till", data={"csrf": token, "q": "MF36819677MF36819677"}, follow_redirects=False)
+    assert found.headers.get("location") == f"/till/members/{known['id']}"
+    form = client.post("/till/new-member/start", data={"csrf": token, "q": "MF55501234MF55501234"}).text
+    assert 'name="card" type="text" value="MF55501234"' in form  # an unknown card scanned twice, once
+
+
+def test_enrolling_someone_with_the_name_of_an_active_member_asks_once_and_links_to_them(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str], db: Database
+) -> None:
+    lea = program.enrol(first_name="Léa", last_name="Moreau", email="lea@example.fr")
+    assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
+    token = csrf_of(client.get("/till/new-member").text)
+    sent = {"csrf": token, "first_name": "LEA", "last_name": "moreau", "card": CARD, "language": "fr"}
+    asked = client.post("/till/new-member", data=sent)
+    assert asked.status_code == 409 and "Un membre actif porte déjà ce prénom et ce nom" in asked.text
+    assert f'href="/till/members/{lea["id"]}"' in asked.text and f'value="{CARD}"' in asked.text
+    assert '<input type="hidden" name="namesake" value="yes">' in asked.text and _count(db, program) == 1
+    done = client.post("/till/new-member", data=sent | {"namesake": "yes"}, follow_redirects=False)
+    assert done.status_code == 303 and _count(db, program) == 2  # someone else: enrolled all the same
+    other = sent | {"first_name": "Léo", "card": "2900000000031"}
+    assert client.post("/till/new-member", data=other, follow_redirects=False).status_code == 303

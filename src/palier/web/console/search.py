@@ -39,8 +39,18 @@ async def posted_search(request: Request, program: Program) -> tuple[str, list[M
         return mask_card_numbers(text), find_members(conn=conn, program=program, text=text, card_key=card_key)
 
 
+def scanned_once(text: str) -> str:
+    """``text`` as typed once: a barcode scanner that fires twice types the code twice ("MF1234MF1234")."""
+    compact = text.strip()
+    half, odd = divmod(len(compact), 2)
+    if not odd and half >= 4 and compact[:half] == compact[half:]:
+        return compact[:half]
+    return compact
+
+
 def find_members(*, conn: Connection, program: Program, text: str, card_key: bytes) -> list[Member]:
-    """Every member ``text`` identifies (exactly, through ``members.find_member_id``), then name matches."""
+    """Every member ``text`` identifies (exactly, through ``members.find_member_id``), then name matches.
+    A code typed twice in a row (a double scan) that identifies nobody is tried once."""
     text = text.strip()
     if not text:
         return []
@@ -48,13 +58,11 @@ def find_members(*, conn: Connection, program: Program, text: str, card_key: byt
     if text.startswith("mem_") and len(text) <= 40:
         with contextlib.suppress(PalierError):
             found[members.get_member(conn=conn, program_id=program.id, member_id=text).id] = None
-    for kind in _kinds(text):
-        try:
-            member_id = members.find_member_id(conn=conn, program=program, kind=kind, value=text, card_key=card_key)
-        except PalierError:  # not a valid phone, e-mail or card number: try the next kind
-            continue
-        if member_id is not None:
+    for value in dict.fromkeys((text, scanned_once(text))):
+        for member_id in _identified(conn=conn, program=program, text=value, card_key=card_key):
             found[member_id] = None
+        if found:
+            break
     if len(text) >= 2 and not any(ch.isdigit() for ch in text) and "@" not in text:
         # a prefix of the first name, the last name or both in either order ("Léa Moreau", "MOREAU Léa"), or
         # of each word ("lea mor"), whatever the accents and the case
@@ -79,6 +87,38 @@ def find_members(*, conn: Connection, program: Program, text: str, card_key: byt
         for member_id in names:
             found[member_id] = None
     return [members.get_member(conn=conn, program_id=program.id, member_id=m) for m in list(found)[:MAX_FOUND]]
+
+
+def namesakes(*, conn: Connection, program: Program, first_name: str, last_name: str) -> list[Member]:
+    """The active members with this first and last name, whatever the accents and the case."""
+    first, last = folded(first_name.strip()), folded(last_name.strip())
+    if not (first and last):
+        return []
+    same = conn.execute(
+        select(member_rows.c.id)
+        .where(
+            member_rows.c.program_id == program.id,
+            member_rows.c.status == "active",
+            _folded(func.coalesce(member_rows.c.first_name, "")) == first,
+            _folded(func.coalesce(member_rows.c.last_name, "")) == last,
+        )
+        .order_by(member_rows.c.id)
+        .limit(5)
+    ).scalars()
+    return [members.get_member(conn=conn, program_id=program.id, member_id=m) for m in same]
+
+
+def _identified(*, conn: Connection, program: Program, text: str, card_key: bytes) -> list[str]:
+    """The members ``text`` identifies as a card, a phone, an e-mail… (whichever kinds it could be)."""
+    identified = []
+    for kind in _kinds(text):
+        try:
+            member_id = members.find_member_id(conn=conn, program=program, kind=kind, value=text, card_key=card_key)
+        except PalierError:  # not a valid phone, e-mail or card number: try the next kind
+            continue
+        if member_id is not None:
+            identified.append(member_id)
+    return identified
 
 
 def _folded(name: ColumnElement[str]) -> ColumnElement[str]:

@@ -22,7 +22,7 @@ from palier.db import Database
 from palier.errors import PalierError
 from palier.members import service as members
 from palier.members.identities import is_payment_card_number, normalise
-from palier.members.models import MemberCreate
+from palier.members.models import Member, MemberCreate
 from palier.programs.models import Program
 from palier.rewards import codes, payments
 from palier.rewards import service as rewards
@@ -32,7 +32,7 @@ from palier.web import i18n, present
 from palier.web.console.access import current, requires, staff_router
 from palier.web.console.forms import errors_by_field, parse_money
 from palier.web.console.people import shown_member
-from palier.web.console.search import display_name, find_members, posted_search
+from palier.web.console.search import display_name, find_members, namesakes, posted_search, scanned_once
 from palier.web.render import render
 
 router = staff_router()
@@ -208,7 +208,7 @@ def _coupon_owner(request: Request, text: str) -> str | None:
 
 def _prefill(q: str | None) -> dict[str, str]:
     """What the search box held, in the field it belongs to: an e-mail, a phone number, or a card scanned."""
-    text = (q or "").strip()[:254]
+    text = scanned_once((q or "").strip()[:254])
     if not text:
         return {}
     if "@" in text:
@@ -226,11 +226,11 @@ def _prefill(q: str | None) -> dict[str, str]:
 
 
 def _enrol_page(request: Request, *, status: int = 200, sent: dict[str, str], errors: dict[str, str],
-                existing: str | None = None) -> HTMLResponse:  # fmt: skip
+                existing: str | None = None, same_name: list[Member] | None = None) -> HTMLResponse:  # fmt: skip
     who = current(request)
     return render(
         request, "console/till_enrol.html", status=status, staff=who, section="till", sent=sent, errors=errors,
-        existing=existing, invitation=who.program.enrolment == "invitation",
+        existing=existing, invitation=who.program.enrolment == "invitation", same_name=same_name or [],
     )  # fmt: skip
 
 
@@ -271,6 +271,11 @@ async def enrol_customer(request: Request) -> Response:
         sent = {name: mask_card_numbers(value) for name, value in sent.items()}
         return _enrol_page(request, status=422, sent=sent, errors=errors)
     db: Database = request.app.state.db
+    if form.get("namesake") != "yes":  # the same person enrolled before under another card? Asked once.
+        with db.read() as conn:
+            same = namesakes(conn=conn, program=who.program, first_name=sent["first_name"], last_name=sent["last_name"])
+        if same:
+            return _enrol_page(request, status=409, sent=sent, errors={}, same_name=same)
     try:
         data = MemberCreate.model_validate(body)
         member = db.run(
