@@ -241,7 +241,7 @@ def test_the_till_goes_from_a_card_scan_to_a_used_coupon_and_pays_with_points(
     page.get_by_label("Scannez ou tapez la carte, le téléphone ou l'e-mail").fill(world["code"])  # used earlier
     page.keyboard.press("Enter")
     page.wait_for_url(f"**/till/members/{world['member']['id']}**")
-    assert "ne peut plus servir en magasin" in page.locator(".notice.error").inner_text()
+    assert "a déjà servi le 2 mars 2026" in page.locator(".notice.error").inner_text()  # when, and on which ticket
 
 
 def test_store_staff_are_refused_the_settings_and_rules(

@@ -105,7 +105,35 @@ def till_member(request: Request, member_id: str, ok: str | None = None, code: s
                 points: int | None = None, amount: int | None = None) -> HTMLResponse:  # fmt: skip
     shown = ok in ("coupon", "paid", "credit", "enrolled", "scanned")
     done = {"kind": ok, "code": code, "points": points, "amount": amount} if shown else None
-    return _member(request, member_id, ok=done)
+    unusable = _why_unusable(request, member_id, code) if ok == "scanned" and code else None
+    return _member(request, member_id, ok=done, unusable=unusable)
+
+
+def _why_unusable(request: Request, member_id: str, code: str) -> str | None:
+    """Why the member's coupon scanned cannot be used in store, and since when; None while it can."""
+    program, language = current(request).program, i18n.request_language(request)
+    with request.app.state.db.read() as conn:
+        try:
+            coupon = rewards.find_coupon(conn=conn, program_id=program.id, code=code[:40])
+            reward = rewards.get_reward(conn=conn, program_id=program.id, reward_id=coupon.reward_id)
+        except PalierError:
+            return None
+    if coupon.member_id != member_id:
+        return None
+    t, shown = i18n.translator(language), present.display_code(coupon.code)
+    expired = coupon.expires_at is not None and coupon.expires_at <= request.app.state.clock.now()
+    if coupon.state == "used" and coupon.used_at is not None:
+        when = present.moment(coupon.used_at, program, language)
+        where = "store" if coupon.channel == "store" else "order" if coupon.order_id else "wallet"
+        return t(f"console.till.scanned_used_{where}", code=shown, when=when, order=coupon.order_id or "")
+    if coupon.state == "cancelled" and coupon.closed_at is not None:
+        return t("console.till.scanned_cancelled", code=shown, when=present.moment(coupon.closed_at, program, language))
+    if (coupon.state == "expired" or expired) and coupon.expires_at is not None:
+        return t("console.till.scanned_expired", code=shown, when=present.moment(coupon.expires_at, program, language))
+    if coupon.state == "issued" and reward.channels is not None and "store" not in reward.channels:
+        channels = ", ".join(t(f"console.channel.{channel}") for channel in reward.channels)
+        return t("console.till.scanned_not_in_store", code=shown, channels=channels)
+    return None
 
 
 @router.post("/till/members/{member_id}/coupons/{code}/use")

@@ -1,0 +1,55 @@
+"""The till over HTTP: a coupon scanned that can no longer be used says why and since when."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from palier.clock import FrozenClock
+from palier.db import Database
+from palier.rewards import service as rewards
+from palier.web.present import display_code
+from tests.api.helpers import ApiProgram, reward_body
+from tests.console.conftest import csrf_of, sign_in
+
+
+def _coupon(program: ApiProgram, member_id: str, **reward: Any) -> str:
+    made = program.call("POST", "/v1/rewards", json=reward_body(cost_points=10, **reward)).json()
+    redeemed = program.call("POST", f"/v1/members/{member_id}/redemptions", json={"reward_id": made["id"]})
+    return str(redeemed.json()["coupon"]["code"])
+
+
+def test_a_coupon_scanned_that_cannot_be_used_says_which_way_and_when(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str], clock: FrozenClock, db: Database
+) -> None:
+    ann = program.enrol(first_name="Ann")
+    program.adjust(ann["id"], 100)
+    used, cancelled = _coupon(program, ann["id"]), _coupon(program, ann["id"])
+    web_only = _coupon(program, ann["id"], channels=["web"])
+    expiring = _coupon(program, ann["id"], valid_days=1)
+    staff = add_staff(program.id, "store_staff")
+    assert sign_in(client, staff).status_code == 303
+    token = csrf_of(client.get(f"/till/members/{ann['id']}").text)
+    use = {"csrf": token, "order_id": "T1000-ABCDE", "order_total": "20,00"}
+    assert client.post(f"/till/members/{ann['id']}/coupons/{used}/use", data=use).status_code == 200
+    assert program.call("POST", f"/v1/coupons/{cancelled}/cancel", json={}).status_code == 200
+    clock.advance(days=2)
+    assert rewards.expire_coupons(db, clock, program_id=program.id) == 1  # the worker's sweep
+    assert sign_in(client, staff).status_code == 303  # the session has run out meanwhile
+
+    def scanned(code: str, language: str = "fr") -> str:
+        return client.get(f"/till/members/{ann['id']}?ok=scanned&code={code}&lang={language}").text
+
+    assert (
+        f"Le bon {display_code(used)} de ce client a déjà servi le 2 mars 2026, 10:00, sur le ticket T1000-ABCDE."
+        in scanned(used)
+    )
+    assert f"coupon {display_code(used)} was already used on 2 March 2026, 10:00, on ticket T1000-ABCDE" in scanned(
+        used, "en"
+    )
+    assert f"Le bon {display_code(cancelled)} de ce client a été annulé le 2 mars 2026, 10:00." in scanned(cancelled)
+    assert f"Le bon {display_code(expiring)} de ce client a expiré le 3 mars 2026, 10:00." in scanned(expiring)
+    assert f"coupon {display_code(expiring)} expired on 3 March 2026, 10:00." in scanned(expiring, "en")
+    assert "ne sert pas en magasin, seulement ici : En ligne." in scanned(web_only)
