@@ -400,7 +400,8 @@ def test_the_console_fits_a_phone_without_scrolling_sideways(
     phone = new_page(viewport=MOBILE)
     sign_in(phone, add_staff(program, "admin", "Camille Martin"), next_path=f"/console/members/{world['member']['id']}")
     phone.wait_for_url(f"**/console/members/{world['member']['id']}")
-    for path in (f"/console/members/{world['member']['id']}", "/console/staff", "/console/dashboard"):
+    member_id = world["member"]["id"]
+    for path in (f"/console/members/{member_id}", "/console/staff", "/console/dashboard", f"/till/members/{member_id}"):
         phone.goto(path)
         width = phone.evaluate("document.documentElement.scrollWidth")
         assert width <= MOBILE["width"], f"{path} is {width} px wide on a {MOBILE['width']} px phone"
