@@ -68,9 +68,15 @@ def day(when: datetime, program: Program, language: str) -> str:
 
 def last_day(until: datetime, program: Program, language: str) -> str:
     """The last day something lasts, for "until …" ("jusqu'au …"), which readers take as including that day:
-    an end at midnight sharp is the day before (a reward ending 25 December 00:00 is "until 24 December")."""
+    an end at midnight sharp is the day before (a reward ending 25 December 00:00 is "until 24 December"),
+    one at 23:59 is that day; an end within a day gives its time too ("5 janvier 2027, 00:31"), since the
+    day alone would promise the rest of it."""
     local = utc(until).astimezone(ZoneInfo(program.timezone))
-    return _written(local - timedelta(days=1) if local.time() == time(0) else local, language)
+    if local.time() == time(0):
+        return _written(local - timedelta(days=1), language)
+    if local.time() >= time(23, 59):
+        return _written(local, language)
+    return f"{_written(local, language)}, {local:%H:%M}"
 
 
 def _written(local: datetime, language: str) -> str:
