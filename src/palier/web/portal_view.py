@@ -44,6 +44,7 @@ class RewardView:
     percent: int  # how far the available points go towards it
     message: str
     kind: str = ""  # the reward's kind: store_credit is credited at once, not set aside
+    until: str | None = None  # the last day it is on offer ("8 mars 2026"), when it ends
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ def reward_views(items: list[CatalogItem], program: Program, language: str, avai
                 percent=min(100, available * 100 // max(1, reward.cost_points)),
                 message=message,
                 kind=reward.kind,
+                until=present.last_day(reward.ends_at, program, language) if reward.ends_at else None,
             )
         )
     return views

@@ -1,0 +1,27 @@
+"""What the member portal's pages say, over plain HTTP against the live server: a reward's last day, each
+page's own tab title, and links that keep the member's language."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tests.api.helpers import ApiProgram
+from tests.web.conftest import LiveServer
+from tests.web.world import Shop, make_shop, signed_in_client
+
+
+@pytest.fixture
+def shop(new_program: Callable[..., ApiProgram]) -> Shop:
+    return make_shop(new_program())
+
+
+def test_a_reward_card_gives_the_last_day_it_is_on_offer(web: LiveServer, shop: Shop) -> None:
+    ending = {"kind": "gift", "cost_points": 50, "title": {"fr": "Tasse", "en": "Mug"}}
+    ending["ends_at"] = "2026-03-09T00:00:00+01:00"
+    assert shop.program.call("POST", "/v1/rewards", json=ending).status_code == 201
+    alice = signed_in_client(web.url, shop.portal_link())
+    for path in ("/rewards", ""):  # the catalog, and the rewards within reach on the home page
+        page = alice.get(f"/p/{shop.program.id}{path}").text
+        assert page.count("Proposée jusqu&#39;au 8 mars 2026") == 1, path  # the mug's; the others have no end
