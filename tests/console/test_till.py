@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -53,3 +55,13 @@ def test_a_coupon_scanned_that_cannot_be_used_says_which_way_and_when(
     assert f"Le bon {display_code(expiring)} de ce client a expiré le 3 mars 2026, 10:00." in scanned(expiring)
     assert f"coupon {display_code(expiring)} expired on 3 March 2026, 10:00." in scanned(expiring, "en")
     assert "ne sert pas en magasin, seulement ici : En ligne." in scanned(web_only)
+
+
+def test_the_ticket_number_suggested_gives_the_time_in_the_programs_time_zone(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str], clock: FrozenClock
+) -> None:
+    ann = program.enrol(first_name="Ann")
+    clock.set(datetime(2026, 3, 2, 23, 30, tzinfo=UTC))  # 00:30 on 3 March in Paris
+    assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
+    page = client.get(f"/till/members/{ann['id']}").text
+    assert re.search(r'name="order_id" type="text" value="T0030-[A-Z]{5}"', page), "not the time in Paris"

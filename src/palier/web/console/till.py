@@ -13,6 +13,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -43,7 +44,8 @@ REPEAT_WINDOW = timedelta(minutes=10)  # a payment like one made this recently a
 def _ticket(request: Request) -> str:
     """A ticket number for the forms of this page: posting the same form twice gives the same answer."""
     # Letters for the random part: a long run of digits could pass for a card number (and be refused).
-    now = request.app.state.clock.now()
+    zone = ZoneInfo(current(request).program.timezone)
+    now = request.app.state.clock.now().astimezone(zone)  # the shop's time, as on its receipts
     return f"T{now:%H%M}-{''.join(secrets.choice(_TICKET_LETTERS) for _ in range(5))}"
 
 
