@@ -122,3 +122,16 @@ def test_enrolling_someone_with_the_name_of_an_active_member_asks_once_and_links
     assert done.status_code == 303 and _count(db, program) == 2  # someone else: enrolled all the same
     other = sent | {"first_name": "Léo", "card": "2900000000031"}
     assert client.post("/till/new-member", data=other, follow_redirects=False).status_code == 303
+
+
+def test_a_bank_card_number_typed_in_a_name_is_not_shown_back(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str], db: Database
+) -> None:
+    bank_card = luhn_card()
+    assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
+    token = csrf_of(client.get("/till/new-member").text)
+    typed = {"csrf": token, "first_name": f"Inès {bank_card}", "card": CARD, "language": "fr"}
+    refused = client.post("/till/new-member", data=typed)
+    assert refused.status_code == 422 and 'id="first_name-error"' in refused.text
+    assert bank_card[4:12] not in refused.text.replace(" ", "") and f"****{bank_card[-4:]}" in refused.text
+    assert _count(db, program) == 0

@@ -258,6 +258,7 @@ def _prefill(q: str | None) -> dict[str, str]:
 def _enrol_page(request: Request, *, status: int = 200, sent: dict[str, str], errors: dict[str, str],
                 existing: str | None = None, same_name: list[Member] | None = None) -> HTMLResponse:  # fmt: skip
     who = current(request)
+    sent = {name: mask_card_numbers(value) for name, value in sent.items()}  # a bank card is never shown back
     return render(
         request, "console/till_enrol.html", status=status, staff=who, section="till", sent=sent, errors=errors,
         existing=existing, invitation=who.program.enrolment == "invitation", same_name=same_name or [],
@@ -298,7 +299,6 @@ async def enrol_customer(request: Request) -> Response:
         body["identities"] = [{"kind": "card", "value": sent["card"]}]
     settings = request.app.state.settings
     if errors := _identity_errors(request, who.program, sent, settings.card_hash_key):  # each one at its field
-        sent = {name: mask_card_numbers(value) for name, value in sent.items()}
         return _enrol_page(request, status=422, sent=sent, errors=errors)
     db: Database = request.app.state.db
     if form.get("namesake") != "yes":  # the same person enrolled before under another card? Asked once.
@@ -326,7 +326,6 @@ async def enrol_customer(request: Request) -> Response:
                 found = find_members(conn=conn, program=who.program, text=value, card_key=settings.card_hash_key)
             existing = found[0].id if len(found) == 1 else None
         errors = _enrol_errors({error.field or "email": _in_words(request, error)})
-        sent = {name: mask_card_numbers(value) for name, value in sent.items()}  # never shown back in full
         return _enrol_page(request, status=error.status, sent=sent, errors=errors, existing=existing)
     return RedirectResponse(f"/till/members/{member.id}?ok=enrolled", status_code=303)
 
