@@ -25,3 +25,14 @@ def test_a_reward_card_gives_the_last_day_it_is_on_offer(web: LiveServer, shop: 
     for path in ("/rewards", ""):  # the catalog, and the rewards within reach on the home page
         page = alice.get(f"/p/{shop.program.id}{path}").text
         assert page.count("Proposée jusqu&#39;au 8 mars 2026") == 1, path  # the mug's; the others have no end
+
+
+def test_each_portal_page_has_its_own_tab_title(web: LiveServer, shop: Shop) -> None:
+    alice = signed_in_client(web.url, shop.portal_link())
+    titles = {}
+    for path in ("", "/rewards", "/coupons", "/history", "/settings"):
+        page = alice.get(f"/p/{shop.program.id}{path}").text
+        titles[path] = page[page.index("<title>") + 7 : page.index("</title>")]
+    assert len(set(titles.values())) == len(titles), titles
+    assert titles["/history"].startswith("Historique")
+
