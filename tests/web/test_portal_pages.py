@@ -3,8 +3,11 @@ page's own tab title, and links that keep the member's language."""
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Callable
 
+import httpx
 import pytest
 
 from tests.api.helpers import ApiProgram
@@ -36,3 +39,11 @@ def test_each_portal_page_has_its_own_tab_title(web: LiveServer, shop: Shop) -> 
     assert len(set(titles.values())) == len(titles), titles
     assert titles["/history"].startswith("Historique")
 
+
+def test_how_it_works_opens_in_the_language_of_the_portal_page_it_is_linked_from(web: LiveServer, shop: Shop) -> None:
+    alice = signed_in_client(web.url, shop.portal_link())
+    home = alice.get(f"/p/{shop.program.id}?lang=en").text
+    link = re.search(r'<a href="(/how-it-works/[^"]+)">How it works</a>', home)
+    assert link, "no link to how-it-works"
+    howto = httpx.get(web.url + html.unescape(link.group(1)))  # a new tab: the link alone says the language
+    assert '<html lang="en">' in howto.text
