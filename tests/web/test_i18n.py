@@ -80,3 +80,23 @@ def test_a_refusals_figures_are_grouped_as_the_page_writes_numbers() -> None:
     assert i18n.translate_count("fr", "dash.expiry", 3, points="3", name="points", date="5 mai") == (
         "3 points expirent le 5 mai."
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("Inès Laurent", "Rôle d'Inès Laurent"),
+        ("Hélène Roy", "Rôle d'Hélène Roy"),
+        ("Émile Roux", "Rôle d'Émile Roux"),
+        ("Camille Martin", "Rôle de Camille Martin"),
+    ],
+)
+def test_de_before_a_name_is_elided_before_a_vowel_or_a_mute_h(name: str, expected: str) -> None:
+    assert i18n.translate("fr", "console.team.role_of", name=name) == expected
+    assert i18n.translate("en", "console.team.role_of", name=name) == f"Role of {name}"
+
+
+def test_every_de_before_a_name_in_the_console_is_elided() -> None:
+    said = i18n.translate("fr", "console.merge.confirm", source="Anne", target="Octave")
+    assert said.startswith("Fusionner le compte d'Anne dans celui d'Octave ?") and "Le compte d'Anne sera" in said
+    assert "le solde d'Inès ?" in i18n.translate("fr", "console.adjust.confirm", name="Inès", points_name="points")

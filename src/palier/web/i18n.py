@@ -55,8 +55,26 @@ def catalogs() -> dict[str, dict[str, str]]:
 
 def translate(language: str, key: str, **params: Any) -> str:
     """The message ``key`` in ``language``; an unknown key shows as itself, so a gap is visible, not fatal."""
-    text = catalogs()[language if language in LANGUAGES else DEFAULT_LANGUAGE].get(key, key)
+    language = language if language in LANGUAGES else DEFAULT_LANGUAGE
+    text = catalogs()[language].get(key, key)
+    if params and language == "fr":
+        text = elided(text, params)
     return text.format(**params) if params else text
+
+
+_DE_BEFORE = re.compile(r"\b([Dd])e \{(\w+)\}")
+_ELIDING = set("aeiouyhàâäéèêëîïôöùûüœæ")
+
+
+def elided(text: str, params: Mapping[str, Any]) -> str:
+    """French elision before a vowel or a mute h: "Rôle de {name}" for Inès Laurent reads "Rôle d'Inès
+    Laurent" (a name is taken to begin with a mute h: d'Hélène, d'Hugo)."""
+
+    def before(found: re.Match[str]) -> str:
+        value = str(params.get(found[2], ""))
+        return f"{found[1]}'{{{found[2]}}}" if value[:1].lower() in _ELIDING else found[0]
+
+    return _DE_BEFORE.sub(before, text)
 
 
 def translate_count(language: str, key: str, number: int, **params: Any) -> str:
