@@ -154,3 +154,16 @@ def test_anyone_signed_in_changes_their_own_password(
     with TestClient(app, client=own_address()) as later:
         assert sign_in(later, email, PASSWORD).status_code == 401
         assert sign_in(later, email, TEMPORARY).status_code == 303
+
+
+def test_a_colleagues_e_mail_that_is_not_one_is_refused_in_the_pages_language(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    token = _admin(client, program, add_staff)
+    form = {"csrf": token, "display_name": "Hugo Caisse", "email": "hugo.fournil.example", "role": "store_staff"}
+    refused = client.post("/console/staff", data=form | {"password": TEMPORARY})
+    assert refused.status_code == 422 and "Cette adresse e-mail n&#39;est pas valide" in refused.text
+    assert "@-sign" not in refused.text
+    client.get("/console/staff?lang=en")
+    in_english = client.post("/console/staff", data=form | {"password": TEMPORARY})
+    assert "This e-mail address is not valid: check it, e.g. name@example.com." in in_english.text

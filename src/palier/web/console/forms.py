@@ -33,6 +33,8 @@ _BOUNDS = {  # pydantic's error type: the bound its context gives
     "string_too_long": "max_length",
 }
 
+_NOT_AN_EMAIL = "value is not a valid email address"
+
 
 def errors_by_field(error: ValidationError, language: str) -> dict[str, str]:
     """The first problem of each field, in the page's language; a bound says its figure ("Give at least 1")."""
@@ -48,6 +50,9 @@ def errors_by_field(error: ValidationError, language: str) -> dict[str, str]:
             limit = context[_BOUNDS[kind]]
             key = "refusal.bound.required" if kind == "string_too_short" and limit == 1 else f"refusal.bound.{kind}"
             found[field] = i18n.translate_count(language, key, limit, limit=i18n.grouped(limit, language))
+            continue
+        if kind == "value_error" and str(e.get("msg", "")).startswith(_NOT_AN_EMAIL):  # EmailStr: the e-mail
+            found[field] = i18n.translate(language, "refusal.invalid_email")  # library's words are English only
             continue
         detail = validation_message(e).split(": ", 1)[-1]
         found[field] = i18n.refusal(language, validation_code(dict(e)), detail)
