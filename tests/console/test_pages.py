@@ -139,6 +139,23 @@ def test_the_tiers_editor_refuses_a_bad_policy_at_its_line_and_saves_a_good_one(
     assert program.call("GET", "/v1/tiers").json()["tiers"][0]["threshold"] == 20000
 
 
+def test_tiers_out_of_order_are_shown_at_the_threshold_at_fault_and_a_whole_document_problem_at_no_line(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    token = admin(client, program, add_staff)
+    gold = "- code: gold\n  name: {fr: Or, en: Gold}\n  threshold: 500\n"
+    silver = "- code: silver\n  name: {fr: Argent, en: Silver}\n  threshold: 100\n"
+    out_of_order = "metric: spend\nwindow: calendar_year\ntiers:\n" + gold + silver
+    refused = client.post("/console/tiers", data={"csrf": token, "document": out_of_order})
+    assert refused.status_code == 422 and "Chaque niveau doit demander plus que le précédent" in refused.text
+    assert 'data-line="9">Ligne 9</a>' in refused.text and "<code>tiers[1].threshold</code>" in refused.text
+    assert "<code>body</code>" not in refused.text
+    forever = "metric: spend\nwindow: lifetime\ndowngrade: grace\ngrace_months: 3\ntiers:\n" + gold
+    whole = client.post("/console/tiers", data={"csrf": token, "document": forever})
+    assert whole.status_code == 422 and "window_has_no_period" in whole.text
+    assert 'class="line-ref"' not in whole.text and "<code>document</code>" in whole.text
+
+
 def test_a_reward_is_edited_and_archived(
     client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
 ) -> None:

@@ -66,11 +66,13 @@ class TierPolicy(Strict):
         codes = [t.code for t in self.tiers]
         if len(set(codes)) != len(codes):
             raise ValueError("duplicate_tier_code: each tier needs its own code")
-        for lower, higher in zip(self.tiers, self.tiers[1:], strict=False):
+        for index, (lower, higher) in enumerate(zip(self.tiers, self.tiers[1:], strict=False), start=1):
             if higher.threshold <= lower.threshold:
-                raise ValueError(
-                    f"thresholds_not_increasing: {higher.code} ({higher.threshold}) must need more than "
-                    f"{lower.code} ({lower.threshold}); list tiers lowest first"
+                raise FieldError(
+                    f"tiers[{index}].threshold",
+                    "thresholds_not_increasing",
+                    f"{higher.code} ({higher.threshold}) must need more than {lower.code} ({lower.threshold}); "
+                    "list tiers lowest first",
                 )
         return self
 

@@ -60,9 +60,10 @@ def _document_problem(request: Request, text: str) -> Problem | None:
 def _validation_problems(text: str, error: ValidationError) -> list[Problem]:
     found = []
     for e in error.errors():
-        field = field_path(error_location(e)) or "document"
+        where = error_location(e)
+        field = field_path(where) if where else "document"  # a check of the whole document: no line of its own
         message = str(e["msg"]).removeprefix("Value error, ")
-        found.append(Problem(line_of(text, field), field, validation_code(dict(e)), message))
+        found.append(Problem(line_of(text, field) if where else None, field, validation_code(dict(e)), message))
     return found
 
 
