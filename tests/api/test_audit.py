@@ -148,8 +148,8 @@ CONSOLE_FORMS: dict[Route, Callable[[World], dict[str, str]]] = {
     ("POST", "/console/settings"): lambda w: SETTINGS_FORM,
     ("POST", "/console/rules"): lambda w: {"document": yaml.safe_dump(WORLD_RULES)},
     ("POST", "/console/tiers"): lambda w: {"document": yaml.safe_dump(WORLD_TIERS)},
-    ("POST", "/console/new-reward"): lambda w: {"document": editors.NEW_REWARD},
-    ("POST", "/console/new-segment"): lambda w: {"document": editors.NEW_SEGMENT},
+    ("POST", "/console/new-reward"): lambda w: {"document": editors.NEW_REWARD["en"]},
+    ("POST", "/console/new-segment"): lambda w: {"document": editors.NEW_SEGMENT["en"]},
     ("POST", "/console/rewards/{reward_id}"): lambda w: {
         "title_fr": "Café",
         "title_en": "Coffee",

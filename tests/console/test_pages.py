@@ -390,6 +390,20 @@ def test_the_dashboard_takes_chosen_dates_and_falls_back_to_twelve_weeks(
     assert "Dashboard" in english and "Online" in english and "Last 4 weeks" in english
 
 
+def test_the_examples_a_new_document_starts_from_are_commented_in_the_pages_language(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    token = admin(client, program, add_staff)
+    french = {path: client.get(path).text for path in ("/console/new-reward", "/console/new-segment")}
+    assert "# Une récompense du catalogue." in french["/console/new-reward"] and "minor units" not in str(french)
+    assert "# Une audience, recalculée par" in french["/console/new-segment"]
+    assert "# Pas encore de niveaux. Par exemple :" in client.get("/console/tiers").text
+    assert "# A reward of the catalog." in client.get("/console/new-reward?lang=en").text
+    for path, page in french.items():  # the French example is as good a document as the English one
+        example = html.unescape(page.split('name="document"')[1].split(">", 1)[1].split("</textarea>")[0])
+        assert client.post(path, data={"csrf": token, "document": example}, follow_redirects=False).status_code == 303
+
+
 def test_a_new_reward_and_a_new_segment_are_written_in_yaml_with_problems_at_their_line(
     client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
 ) -> None:

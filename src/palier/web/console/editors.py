@@ -144,18 +144,18 @@ async def save_rules(request: Request) -> Response:
 # --- tiers ---
 
 
-def _policy_yaml(policy: TierPolicy | None) -> str:
+_NO_TIERS = {"fr": "# Pas encore de niveaux. Par exemple :\n", "en": "# No tiers yet. For example:\n"}
+
+
+def _policy_yaml(policy: TierPolicy | None, language: str) -> str:
     if policy is None:
-        return "# No tiers yet. For example:\n" + yaml.safe_dump(
-            {
-                "metric": "spend",
-                "window": "calendar_year",
-                "downgrade": "period_end",
-                "tiers": [{"code": "silver", "name": {"fr": "Argent", "en": "Silver"}, "threshold": 20000}],
-            },
-            sort_keys=False,
-            allow_unicode=True,
-        )
+        example = {
+            "metric": "spend",
+            "window": "calendar_year",
+            "downgrade": "period_end",
+            "tiers": [{"code": "silver", "name": {"fr": "Argent", "en": "Silver"}, "threshold": 20000}],
+        }
+        return _NO_TIERS[language] + yaml.safe_dump(example, sort_keys=False, allow_unicode=True)
     data = json.loads(policy.model_dump_json(exclude_none=True))
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
@@ -167,7 +167,15 @@ def tiers_page(request: Request, saved: int | None = None) -> HTMLResponse:
     db: Database = request.app.state.db
     with db.read() as conn:
         policy = tiers.get_policy(conn, program_id=who.program.id)
-    return _editor(request, who, kind="tiers", text=_policy_yaml(policy), problems=[], policy=policy, saved=saved)
+    return _editor(
+        request,
+        who,
+        kind="tiers",
+        text=_policy_yaml(policy, i18n.request_language(request)),
+        problems=[],
+        policy=policy,
+        saved=saved,
+    )
 
 
 @router.post("/console/tiers")
@@ -204,21 +212,40 @@ async def save_tiers(request: Request) -> Response:
 
 # --- a new reward, a new segment ---
 
-NEW_REWARD = """# A reward of the catalog. Kinds: amount_off, percent_off, free_product, store_credit, gift.
+# The examples a new document starts from, with comments in the page's language (the keys are the API's).
+NEW_REWARD = {
+    "fr": """# Une récompense du catalogue. Types (kind) : amount_off, percent_off, free_product, store_credit, gift.
+kind: amount_off
+cost_points: 500
+title: {fr: "Bon de 5 €", en: "€5 voucher"}
+amount: 500          # en centimes : 5,00 €
+valid_days: 30       # combien de jours le bon peut servir
+# stock: 100         # à omettre pour un stock illimité
+""",
+    "en": """# A reward of the catalog. Kinds: amount_off, percent_off, free_product, store_credit, gift.
 kind: amount_off
 cost_points: 500
 title: {fr: "Bon de 5 €", en: "€5 voucher"}
 amount: 500          # minor units: 5.00
 valid_days: 30       # how long the coupon can be used
 # stock: 100         # leave out for unlimited
-"""
+""",
+}
 
-NEW_SEGMENT = """# An audience, recomputed by `palier jobs run segments`. Kind: rules (all hold) or top_revenue.
+NEW_SEGMENT = {
+    "fr": """# Une audience, recalculée par `palier jobs run segments`. Type : rules (toutes vraies) ou top_revenue.
+code: big-spenders
+name: {fr: "Gros paniers", en: "Big spenders"}
+conditions:
+  - {field: total_spend, op: ">=", value: 50000}   # en centimes : 500,00 €
+""",
+    "en": """# An audience, recomputed by `palier jobs run segments`. Kind: rules (all hold) or top_revenue.
 code: big-spenders
 name: {fr: "Gros paniers", en: "Big spenders"}
 conditions:
   - {field: total_spend, op: ">=", value: 50000}   # minor units: 500.00
-"""
+""",
+}
 
 
 async def _create(
@@ -248,7 +275,8 @@ async def _create(
 @requires("rewards.edit")
 def new_reward_page(request: Request) -> HTMLResponse:
     page = {"kind": "new-reward", "section": "rewards", "action": "/console/new-reward", "back": "/console/rewards"}
-    return _editor(request, current(request), text=NEW_REWARD, problems=[], saved=None, **page)
+    text = NEW_REWARD[i18n.request_language(request)]
+    return _editor(request, current(request), text=text, problems=[], saved=None, **page)
 
 
 @router.post("/console/new-reward")
@@ -264,7 +292,8 @@ async def create_reward(request: Request) -> Response:
 @requires("segments.edit")
 def new_segment_page(request: Request) -> HTMLResponse:
     page = {"kind": "new-segment", "section": "segments", "action": "/console/new-segment", "back": "/console/segments"}
-    return _editor(request, current(request), text=NEW_SEGMENT, problems=[], saved=None, **page)
+    text = NEW_SEGMENT[i18n.request_language(request)]
+    return _editor(request, current(request), text=text, problems=[], saved=None, **page)
 
 
 @router.post("/console/new-segment")
@@ -276,13 +305,16 @@ async def create_segment(request: Request) -> Response:
     )  # fmt: skip
 
 
-def _segment_text(segment: SegmentIn) -> str:
+def _segment_text(segment: SegmentIn, language: str) -> str:
     """A segment's definition as the editor shows it: the YAML a marketer would have written."""
     fields = SegmentIn.model_validate(segment.model_dump(include=set(SegmentIn.model_fields)))
     document = fields.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
     if document.get("kind") == "top_revenue":
         document.pop("conditions", None)
-    head = "# Saved as a new definition under the same code; members move at the next refresh.\n"
+    head = {
+        "fr": "# Enregistré comme nouvelle définition sous le même code ; les membres suivent au prochain calcul.\n",
+        "en": "# Saved as a new definition under the same code; members move at the next refresh.\n",
+    }[language]
     return head + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=110)
 
 
@@ -302,7 +334,14 @@ def segment_page(request: Request, code: str) -> HTMLResponse:
     segment = _segment_or_404(request, code)
     page = {"kind": "edit-segment", "section": "segments", "action": f"/console/segments/{segment.code}",
             "back": "/console/segments"}  # fmt: skip
-    return _editor(request, current(request), text=_segment_text(segment), problems=[], saved=None, **page)
+    return _editor(
+        request,
+        current(request),
+        text=_segment_text(segment, i18n.request_language(request)),
+        problems=[],
+        saved=None,
+        **page,
+    )
 
 
 @router.post("/console/segments/{code}")
