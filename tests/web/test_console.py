@@ -242,6 +242,7 @@ def test_the_till_goes_from_a_card_scan_to_a_used_coupon_and_pays_with_points(
     page.keyboard.press("Enter")
     page.wait_for_url(f"**/till/members/{world['member']['id']}**")
     assert "a déjà servi le 2 mars 2026" in page.locator(".notice.error").inner_text()  # when, and on which ticket
+    assert page.evaluate("document.activeElement.getAttribute('role')") == "alert"  # read out first
 
 
 def test_store_staff_are_refused_the_settings_and_rules(
@@ -362,6 +363,7 @@ def test_an_admin_adds_a_colleague_from_the_staff_page(
     page.get_by_label("Nouveau mot de passe, encore").fill("un nouveau mot de passe")
     navigate(page, page.get_by_role("button", name="Changer mon mot de passe"))
     assert page.locator("#current_password-error").inner_text() == "Ce n'est pas votre mot de passe actuel."
+    assert page.evaluate("document.activeElement.id") == "current_password"  # the field to fix has the focus
     shoot(page, "password")
     assert_accessible(page)
 

@@ -34,3 +34,17 @@ window.addEventListener("pageshow", (event) => {
     for (const button of form.querySelectorAll("button[aria-disabled]")) button.removeAttribute("aria-disabled");
   }
 });
+
+// A page sent back with an error: focus goes to the first field marked invalid, or else to the alert, so that
+// keyboard and screen-reader users land on what to fix. A page that focuses a box on purpose (autofocus: the
+// till's search, which a barcode scanner types into) keeps it when no field is at fault.
+(() => {
+  const invalid = document.querySelector("[aria-invalid='true']:not([disabled])");
+  const alert = document.querySelector("[role='alert']");
+  if (invalid) {
+    invalid.focus();
+  } else if (alert && !document.querySelector("[autofocus]")) {
+    if (!alert.hasAttribute("tabindex")) alert.setAttribute("tabindex", "-1");
+    alert.focus();
+  }
+})();
