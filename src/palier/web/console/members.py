@@ -42,11 +42,13 @@ async def members_search(request: Request) -> Response:
     return render(request, "console/members.html", staff=who, section="members", q=q, rows=rows)
 
 
-def _detail(request: Request, member_id: str, *, status: int = 200, **ctx: Any) -> HTMLResponse:
+def _detail(
+    request: Request, member_id: str, *, status: int = 200, before: str | None = None, **ctx: Any
+) -> HTMLResponse:
     who = current(request)
     db: Database = request.app.state.db
     with db.read() as conn:
-        view = shown_member(conn, request, member_id)
+        view = shown_member(conn, request, member_id, before=before)
         said = history_text.describe(conn, who.program, view.history, i18n.request_language(request))
     ctx.setdefault("errors", {})
     ctx.setdefault("sent", {})
@@ -60,11 +62,12 @@ def _detail(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
 @router.get("/console/members/{member_id}")
 @requires("members.view")
 def member_page(
-    request: Request, member_id: str, adjusted: int | None = None, merged: str | None = None
+    request: Request, member_id: str, adjusted: int | None = None, merged: str | None = None, before: str | None = None
 ) -> HTMLResponse:
     return _detail(
-        request, member_id, adjusted=adjusted, merged=merged is not None and _merged_into(request, merged, member_id)
-    )
+        request, member_id, adjusted=adjusted, merged=merged is not None and _merged_into(request, merged, member_id),
+        before=before,
+    )  # fmt: skip
 
 
 @router.post("/console/members/{member_id}/adjust")

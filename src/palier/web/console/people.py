@@ -34,30 +34,36 @@ class MemberView:
     history: list[HistoryLine]  # newest first
     store_credit: int  # the wallet, minor units
     memberships: list[Membership]  # VIP plans not lapsed: in trial, active or cancelled (to their period's end)
+    older: str | None = None  # the cursor of the history lines before those shown, if there are any
+    paged: bool = False  # the history shown starts before the latest line (an "older" link was followed)
 
     @property
     def usable_coupons(self) -> list[Coupon]:
         return [c for c in self.coupons if c.state == "issued"]
 
 
-def shown_member(conn: Connection, request: Request, member_id: str, *, history: int = 50) -> MemberView:
-    """:func:`member_view` for a page of the signed-in staff user's program: an unknown member is a 404 page."""
+def shown_member(
+    conn: Connection, request: Request, member_id: str, *, history: int = 50, before: str | None = None
+) -> MemberView:
+    """:func:`member_view` for a page of the signed-in staff user's program: an unknown member is a 404 page;
+    ``before``, a cursor of an "older" link, shows the history lines before it (one not from a page: the latest)."""
+    cursor = before if before and before.startswith("txn_") and len(before) <= 40 else None
     try:
         return member_view(
             conn=conn, clock=request.app.state.clock, program=current(request).program, member_id=member_id[:40],
-            history=history,
+            history=history, before=cursor,
         )  # fmt: skip
     except PalierError:
         raise PageError(404, "error.not_found") from None
 
 
 def member_view(
-    *, conn: Connection, clock: Clock, program: Program, member_id: str, history: int = 50, coupons: int = 50
-) -> MemberView:
+    *, conn: Connection, clock: Clock, program: Program, member_id: str, history: int = 50, coupons: int = 50,
+    before: str | None = None,
+) -> MemberView:  # fmt: skip
     member = members.get_member(conn=conn, program_id=program.id, member_id=member_id)
-    found: list[Any] = members.history(
-        conn=conn, program=program, member_id=member_id, cursor=None, limit=history
-    ).items
+    page = members.history(conn=conn, program=program, member_id=member_id, cursor=before, limit=history)
+    found: list[Any] = page.items
     return MemberView(
         member=member,
         name=display_name(member),
@@ -71,6 +77,8 @@ def member_view(
             for m in memberships.member_memberships(conn=conn, program_id=program.id, member_id=member_id)
             if m.state != "lapsed"
         ],
+        older=page.next_cursor,
+        paged=before is not None,
     )
 
 
