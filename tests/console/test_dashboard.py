@@ -1,0 +1,33 @@
+"""The KPI dashboard over HTTP: with a channel chosen, each member figure says what it counts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi.testclient import TestClient
+
+from tests.api.helpers import ApiProgram
+from tests.console.conftest import sign_in
+
+
+def _kpi_heading(page: str, kpi: str) -> str:
+    card = page[: page.index(f'data-kpi="{kpi}"')]
+    return card[card.rindex("<h2>") + 4 : card.rindex("</h2>")]
+
+
+def test_with_a_channel_chosen_members_say_they_joined_there_and_active_members_that_they_bought_there(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    online = program.enrol(first_name="Ann", channel="web")  # joined online, buys in store
+    program.purchase(online["id"], occurred_at="2026-03-01T10:00:00Z")
+    assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
+    everywhere = client.get("/console/dashboard").text
+    assert (_kpi_heading(everywhere, "members"), _kpi_heading(everywhere, "active")) == ("Membres", "Membres actifs")
+    store = client.get("/console/dashboard", params={"channel": "store"}).text
+    assert '<p class="kpi-value" data-kpi="members">0</p>' in store  # nobody joined in store…
+    assert '<p class="kpi-value" data-kpi="active">1</p>' in store  # …but Ann bought there
+    assert _kpi_heading(store, "members") == "Membres inscrits via : Magasin"
+    assert _kpi_heading(store, "active") == "Membres ayant acheté via : Magasin"
+    assert "quel que soit le canal d&#39;inscription" in store
+    english = client.get("/console/dashboard", params={"channel": "store", "lang": "en"}).text
+    assert _kpi_heading(english, "members") == "Members who joined via: Store"
