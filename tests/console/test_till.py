@@ -38,8 +38,10 @@ def test_a_coupon_scanned_that_cannot_be_used_says_which_way_and_when(
     assert client.post(f"/till/members/{ann['id']}/coupons/{used}/use", data=use).status_code == 200
     assert program.call("POST", f"/v1/coupons/{cancelled}/cancel", json={}).status_code == 200
     clock.advance(days=2)
-    assert rewards.expire_coupons(db, clock, program_id=program.id) == 1  # the worker's sweep
     assert sign_in(client, staff).status_code == 303  # the session has run out meanwhile
+    unswept = client.get(f"/till/members/{ann['id']}?ok=scanned&code={expiring}").text  # the job has not run yet
+    assert "a expiré le 3 mars 2026, 10:00." in unswept and f'data-code="{expiring}"' not in unswept
+    assert rewards.expire_coupons(db, clock, program_id=program.id) == 1  # the worker's sweep
 
     def scanned(code: str, language: str = "fr") -> str:
         return client.get(f"/till/members/{ann['id']}?ok=scanned&code={code}&lang={language}").text

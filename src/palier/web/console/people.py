@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from fastapi import Request
@@ -36,10 +37,16 @@ class MemberView:
     memberships: list[Membership]  # VIP plans not lapsed: in trial, active or cancelled (to their period's end)
     older: str | None = None  # the cursor of the history lines before those shown, if there are any
     paged: bool = False  # the history shown starts before the latest line (an "older" link was followed)
+    as_of: datetime | None = None  # when it was read
 
     @property
     def usable_coupons(self) -> list[Coupon]:
-        return [c for c in self.coupons if c.state == "issued"]
+        """The coupons issued and not yet expired (the expiry job may not have closed one that just expired)."""
+        return [
+            c
+            for c in self.coupons
+            if c.state == "issued" and (c.expires_at is None or self.as_of is None or c.expires_at > self.as_of)
+        ]
 
 
 def shown_member(
@@ -79,6 +86,7 @@ def member_view(
         ],
         older=page.next_cursor,
         paged=before is not None,
+        as_of=clock.now(),
     )
 
 
