@@ -412,3 +412,25 @@ def test_the_console_fits_a_phone_without_scrolling_sideways(
         box = link.bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= MOBILE["width"], label
     assert phone.get_by_role("link", name="Mot de passe").is_visible()  # a phone can change it too
+
+
+def test_back_from_a_member_found_by_a_search_opens_the_till_again_not_a_resubmission_page(
+    new_program: Callable[..., ApiProgram], page: Any, add_staff: Callable[..., str]
+) -> None:
+    """The search is posted (numbers stay out of URLs), so its page had no address to go back to."""
+    program = new_program(name="Maison Retour")
+    for first in ("Léa", "Léon"):
+        program.enrol(first_name=first, last_name="Moreau", email=f"{unique(first.lower())}@example.com")
+    sign_in(page, add_staff(program, "store_staff", "Hugo Caisse"))
+    page.wait_for_url("**/till")
+    search = page.get_by_label("Scannez ou tapez la carte, le téléphone ou l'e-mail")
+    search.fill("moreau")
+    search.press("Enter")
+    page.wait_for_load_state()
+    choices = page.get_by_role("link", name=re.compile("Moreau"))
+    assert choices.count() == 2 and page.url.endswith("/till")
+    navigate(page, choices.first)
+    assert "/till/members/" in page.url
+    back = page.go_back()
+    assert back is not None and back.status == 200 and page.url.endswith("/till")
+    assert page.get_by_label("Scannez ou tapez la carte, le téléphone ou l'e-mail").is_visible()

@@ -39,7 +39,9 @@ async def members_search(request: Request) -> Response:
     if len(found) == 1:
         return RedirectResponse(f"/console/members/{found[0].id}", status_code=303)
     rows = [{"member": m, "name": display_name(m)} for m in found]
-    return render(request, "console/members.html", staff=who, section="members", q=q, rows=rows)
+    return render(
+        request, "console/members.html", staff=who, section="members", q=q, rows=rows, page_url="/console/members"
+    )
 
 
 def _detail(

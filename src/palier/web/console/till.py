@@ -67,7 +67,9 @@ async def till_search(request: Request) -> Response:
         query = urlencode({"ok": "scanned", "code": codes.normalise(q)})
         return RedirectResponse(f"/till/members/{owner}?{query}", status_code=303)
     rows = [{"member": m, "name": display_name(m)} for m in found]
-    return render(request, "console/till.html", staff=who, section="till", q=q, rows=rows, searched=bool(q))
+    return render(
+        request, "console/till.html", staff=who, section="till", q=q, rows=rows, searched=bool(q), page_url="/till"
+    )
 
 
 def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) -> HTMLResponse:

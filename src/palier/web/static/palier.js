@@ -48,3 +48,11 @@ window.addEventListener("pageshow", (event) => {
     alert.focus();
   }
 })();
+
+// A page answered to a posted search (posted to keep card and phone numbers out of URLs and logs): its history
+// entry becomes the plain page, so that Back to it opens the page again rather than the browser's "Confirm
+// Form Resubmission" dead end.
+(() => {
+  const url = document.querySelector("meta[name='palier-page-url']")?.content;
+  if (url) history.replaceState(null, "", url);
+})();
