@@ -200,3 +200,17 @@ def test_a_voucher_on_an_order_it_would_take_nothing_off_is_refused_and_kept(
     assert program.call("GET", f"/v1/coupons/{code}").json()["state"] == "issued"
     paid = program.call("POST", f"/v1/coupons/{code}/use", json=free | {"order_id": "T-1", "order_total": 320})
     assert paid.status_code == 200 and paid.json()["discount"] == 320
+
+
+def test_store_credit_cannot_be_named_as_a_reward_to_give(new_program: Callable[..., ApiProgram]) -> None:
+    """A plan whose period reward is store credit would refuse every payment its processor has taken."""
+    program = new_program()
+    credit = program.call("POST", "/v1/rewards", json=reward_body(kind="store_credit", amount=1000)).json()
+    plan = {"code": "club", "name": {"fr": "Club", "en": "Club"}, "price": 499, "period": "monthly",
+            "benefits": {"period_rewards": [credit["id"]]}}  # fmt: skip
+    refused = program.call("POST", "/v1/plans", json=plan)
+    assert_problem(refused, 422, "reward_not_grantable", field="benefits.period_rewards[0]")
+    step = {"id": "steps", "name": {"en": "Steps"}, "event": "purchase",
+            "effect": {"type": "spend_step", "step": 10000, "reward_id": credit["id"]}}  # fmt: skip
+    applied = program.call("POST", "/v1/program/rules", json={"rules": [step]})
+    assert_problem(applied, 422, "reward_not_grantable", field="rules[0].effect.reward_id")

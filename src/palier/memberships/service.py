@@ -60,10 +60,11 @@ def create_plan(*, conn: Connection, clock: Clock, program: Program, data: PlanI
         from palier.segments.service import get_segment
 
         get_segment(conn=conn, program_id=program.id, code=data.segment or "")
-    for reward_id in data.benefits.period_rewards:
-        from palier.rewards.service import get_reward
+    for i, reward_id in enumerate(data.benefits.period_rewards):
+        from palier.rewards.service import get_reward, require_grantable
 
-        get_reward(conn=conn, program_id=program.id, reward_id=reward_id)
+        reward = get_reward(conn=conn, program_id=program.id, reward_id=reward_id)
+        require_grantable(reward, field=f"benefits.period_rewards[{i}]")
     plan_id = new_id("plan")
     try:
         with conn.begin_nested():

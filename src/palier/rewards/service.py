@@ -505,6 +505,17 @@ def _coupon_row(
     }
 
 
+def require_grantable(reward: Reward, *, field: str) -> None:
+    """Refuse naming ``reward`` as one to give away (a spend-step rule's, a VIP plan's period reward): store
+    credit lands in the wallet when it is redeemed, it is never a coupon to give."""
+    if reward.kind == "store_credit":
+        raise InvalidInput(
+            "reward_not_grantable",
+            f"Reward {reward.id} is store credit, which is redeemed, not given: pick a coupon reward.",
+            field=field,
+        )
+
+
 def grant_coupon(
     *,
     conn: Connection,
@@ -528,8 +539,7 @@ def grant_coupon(
     if existing is not None:
         return _coupon(existing)
     reward = get_reward(conn=conn, program_id=program.id, reward_id=reward_id)
-    if reward.kind == "store_credit":
-        raise InvalidInput("reward_not_grantable", "Store credit is redeemed, not granted.", field="reward_id")
+    require_grantable(reward, field="reward_id")
     now = clock.now()
     _check_on_offer(reward, now)
     _take_stock(conn, reward)  # the unit first: a coupon is never issued without it

@@ -103,11 +103,12 @@ def apply_rules(
 
 
 def _check_rewards(conn: Connection, program_id: str, document: RuleSetDocument) -> None:
-    """A spend_step rule must name a reward of the program's catalog."""
+    """A spend_step rule must name a reward of the program's catalog, one that can be given (not store credit)."""
     for i, rule in enumerate(document.rules):
         if isinstance(rule.effect, SpendStep):
             try:
-                rewards.get_reward(conn=conn, program_id=program_id, reward_id=rule.effect.reward_id)
+                reward = rewards.get_reward(conn=conn, program_id=program_id, reward_id=rule.effect.reward_id)
+                rewards.require_grantable(reward, field=f"rules[{i}].effect.reward_id")
             except NotFound:
                 raise InvalidInput(
                     "unknown_reward",
