@@ -291,7 +291,11 @@ def test_the_till_asks_before_taking_the_same_points_payment_again_under_a_new_t
     assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
     token = csrf_of(client.get(f"/till/members/{ann['id']}").text)
     pay = {"csrf": token, "order_id": "T1012-ABCDE", "order_total": "10,00", "points": "100"}
-    assert client.post(f"/till/members/{ann['id']}/pay", data=pay, follow_redirects=False).status_code == 303
+    first = client.post(f"/till/members/{ann['id']}/pay", data=pay, follow_redirects=False)
+    assert first.status_code == 303 and "points=" not in first.headers["location"]  # the figures are read back
+    assert "Payé avec 100 points : 1,00 € en moins sur le ticket." in client.get(first.headers["location"]).text
+    made_up = client.get(f"/till/members/{ann['id']}?ok=paid&points=5000&amount=50000&payment=pay_nope").text
+    assert "Payé avec" not in made_up  # a link cannot claim a payment that was never made
     again = client.post(f"/till/members/{ann['id']}/pay", data=pay | {"order_id": "T1013-FGHJK"})
     assert again.status_code == 409 and program.balance(ann["id"])["available"] == 400  # nothing taken yet
     assert "Ce client a déjà payé 100 points sur un ticket de 10,00 €" in again.text

@@ -399,6 +399,11 @@ def _find(conn: Connection, program_id: str, order_id: str, kind: str) -> Paymen
     return _payment(row) if row is not None else None
 
 
+def get_payment(*, conn: Connection, program_id: str, payment_id: str) -> Payment:
+    """One of the program's payments by its id (``payment_not_found`` otherwise)."""
+    return _get(conn, program_id, payment_id)
+
+
 def _get(conn: Connection, program_id: str, payment_id: str) -> Payment:
     row = (
         conn.execute(

@@ -106,11 +106,41 @@ def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
 @router.get("/till/members/{member_id}")
 @requires("till.use")
 def till_member(request: Request, member_id: str, ok: str | None = None, code: str | None = None,
-                points: int | None = None, amount: int | None = None) -> HTMLResponse:  # fmt: skip
-    shown = ok in ("coupon", "paid", "credit", "enrolled", "scanned")
-    done = {"kind": ok, "code": code, "points": points, "amount": amount} if shown else None
+                payment: str | None = None) -> HTMLResponse:  # fmt: skip
+    done = _done(request, member_id[:40], ok, code, payment)
     unusable = _why_unusable(request, member_id, code) if ok == "scanned" and code else None
     return _member(request, member_id, ok=done, unusable=unusable)
+
+
+def _done(
+    request: Request, member_id: str, ok: str | None, code: str | None, payment: str | None
+) -> dict[str, Any] | None:
+    """What the last form did, as the page says it, read from what was recorded: a link with made-up figures
+    (``?ok=paid&points=5000``) shows no payment that was never made."""
+    if ok in ("enrolled", "scanned"):
+        return {"kind": ok, "code": code, "points": None, "amount": None}
+    who = current(request)
+    db: Database = request.app.state.db
+    with db.read() as conn:
+        if ok == "coupon" and code:
+            try:
+                coupon = rewards.find_coupon(conn=conn, program_id=who.program.id, code=code[:40])
+            except PalierError:
+                return None
+            if coupon.member_id == member_id and coupon.state == "used":
+                return {"kind": ok, "code": coupon.code, "points": None, "amount": coupon.discount or 0}
+        if ok in ("paid", "credit") and payment:
+            try:
+                paid = payments.get_payment(conn=conn, program_id=who.program.id, payment_id=payment[:40])
+            except PalierError:
+                return None
+            if (
+                paid.member_id == member_id
+                and paid.state == "paid"
+                and ok == ("paid" if paid.kind == "points" else "credit")
+            ):
+                return {"kind": ok, "code": None, "points": paid.points, "amount": paid.amount}
+    return None
 
 
 def _why_unusable(request: Request, member_id: str, code: str) -> str | None:
@@ -167,7 +197,7 @@ async def use_coupon(request: Request, member_id: str, code: str) -> Response:
         return _member(request, member_id, status=422, error=first)
     except PalierError as error:
         return _member(request, member_id, status=422, error=_in_words(request, error))
-    query = urlencode({"ok": "coupon", "code": coupon.code, "amount": coupon.discount or 0})
+    query = urlencode({"ok": "coupon", "code": coupon.code})
     return RedirectResponse(f"/till/members/{member_id}?{query}", status_code=303)
 
 
@@ -208,7 +238,7 @@ async def pay_with_points(request: Request, member_id: str) -> Response:
         return _member(request, member_id, status=422, error=first, sent=sent)
     except PalierError as error:
         return _member(request, member_id, status=422, error=_in_words(request, error), sent=sent)
-    query = urlencode({"ok": "paid" if kind == "points" else "credit", "points": paid.points, "amount": paid.amount})
+    query = urlencode({"ok": "paid" if kind == "points" else "credit", "payment": paid.id})
     return RedirectResponse(f"/till/members/{member_id}?{query}", status_code=303)
 
 
