@@ -102,3 +102,9 @@ def test_add_list_change_password_and_deactivate(cli_db: Database) -> None:
     unknown = runner.invoke(app, ["staff", "passwd", "nobody@maison.example", "--program", program.id], input="x\nx\n")
     assert unknown.exit_code == 2 and "staff_not_found" in unknown.output
     assert "Password" not in unknown.output  # said at once, not after the password was typed twice
+    mistyped = runner.invoke(
+        app, ["staff", "add", "new@maison.example", "--program", "prg_nope", "--name", "New", "--role", "marketer"],
+        input="a long enough password\na long enough password\n",
+    )  # fmt: skip
+    assert mistyped.exit_code == 2 and "program_not_found" in mistyped.output
+    assert "Password" not in mistyped.output  # a mistyped program is said before the password is asked

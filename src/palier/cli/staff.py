@@ -40,6 +40,8 @@ def add(
     """Add a staff user (asks for the password twice, or reads it from stdin with --password-stdin)."""
     if role not in ROLES:
         raise InvalidInput("invalid_role", f"Unknown role {role!r}: use {', '.join(ROLES)}.", field="role")
+    with open_database() as db, db.read() as conn:  # a mistyped program is said before the password is asked
+        get_program(conn=conn, program_id=program)
     data = StaffCreate.model_validate(
         {"email": email, "display_name": name, "role": role, "password": _password(password_stdin)}
     )

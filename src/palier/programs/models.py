@@ -7,13 +7,19 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
 from palier.programs.currencies import check_currency
 from palier.text import PlainText
 from palier.units import Rounding, Whole, money
 
-CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$"), AfterValidator(check_currency)]
+
+def _upper(value: object) -> object:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+# "eur" is EUR, as the CLI reads it; "EU" or "EURO" is refused
+CurrencyCode = Annotated[str, BeforeValidator(_upper), Field(pattern=r"^[A-Z]{3}$"), AfterValidator(check_currency)]
 
 
 def _timezone(value: str) -> str:
