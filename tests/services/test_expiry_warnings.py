@@ -10,7 +10,8 @@ from typing import Any
 from palier.clock import FrozenClock
 from palier.db import Database
 from palier.notify import expiry, outbox
-from palier.programs.models import Program
+from palier.programs import service as programs
+from palier.programs.models import Program, ProgramUpdate
 from tests.services.factories import adjust, enrol, expire
 from tests.services.test_concurrency import run_threads
 
@@ -47,6 +48,7 @@ def test_a_member_is_warned_once_about_the_points_expiring_within_the_window(
         "email": "camille@example.fr",
         "language": "fr",
         "points": 100,
+        "points_name": "points",  # as a mail to them writes it beside 100
         "first_expiry": (start + LIFETIME).isoformat(timespec="seconds"),
         "until": (clock.now() + timedelta(days=30)).isoformat(timespec="seconds"),
     }
@@ -119,5 +121,16 @@ def test_points_spent_after_the_candidates_were_read_are_not_announced(
     assert [(c.member_id, c.points) for c in candidates] == [(member.id, 100)]
     adjust(db, clock, program, member, -90)  # the 40 and 50 of the 60
     with db.write() as conn:
-        expiry._claim_and_emit(conn, program.id, candidates, clock.now(), until)
+        expiry._claim_and_emit(conn, program.id, candidates, clock.now(), until, expiry._Names("points", None))
     assert [w["points"] for w in warnings(db, program)] == [10]
+
+
+def test_the_warning_names_the_points_as_the_members_language_does(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    names = ProgramUpdate.model_validate({"points_name": "stars", "points_name_by_language": {"fr": "étoiles"}})
+    with db.write() as conn:
+        program = programs.update_program(conn=conn, clock=clock, program_id=program.id, changes=names, actor="test")
+    earn_three_lots(db, clock, program)  # a French-speaking member
+    expiry.warn(db, clock, program_id=program.id)
+    assert [(w["points"], w["points_name"]) for w in warnings(db, program)] == [(100, "étoiles")]

@@ -25,6 +25,7 @@ from palier.members.tables import members
 from palier.notify.outbox import emit_many
 from palier.notify.tables import expiry_warnings
 from palier.programs.tables import programs
+from palier.text import points_word
 
 BATCH = 1_000
 
@@ -52,16 +53,28 @@ def warn(db: Database, clock: Clock, *, program_id: str | None = None, batch_siz
     run = WarningRun()
     now = clock.now()
     with db.read() as conn:
-        query = select(programs.c.id, programs.c.expiry_warning_days).where(programs.c.expiry_warning_days > 0)
+        query = select(
+            programs.c.id,
+            programs.c.expiry_warning_days,
+            programs.c.points_name,
+            programs.c.points_name_by_language,
+        ).where(programs.c.expiry_warning_days > 0)
         if program_id is not None:
             query = query.where(programs.c.id == program_id)
-        windows = [(pid, now + timedelta(days=days)) for pid, days in conn.execute(query)]
-    for pid, until in windows:
+        windows = [
+            (
+                row.id,
+                now + timedelta(days=row.expiry_warning_days),
+                _Names(row.points_name, row.points_name_by_language),
+            )
+            for row in conn.execute(query)
+        ]
+    for pid, until, names in windows:
         # The candidates stream in batches from one read; each batch is claimed in its own transaction.
         with db.read() as reading:
             for rows in reading.execution_options(yield_per=batch_size).execute(_due(pid, now, until)).partitions():
                 with db.write() as conn:
-                    warned = _claim_and_emit(conn, pid, [_Due.of(row) for row in rows], now, until)
+                    warned = _claim_and_emit(conn, pid, [_Due.of(row) for row in rows], now, until, names)
                 run.batches += 1
                 run.members += len(warned)
                 run.points += sum(d.points for d in warned)
@@ -99,7 +112,21 @@ def _due(
     )
 
 
-def _claim_and_emit(conn: Connection, program_id: str, batch: list[_Due], now: datetime, until: datetime) -> list[_Due]:
+@dataclass(frozen=True)
+class _Names:
+    """A program's name for its points, and the name in each language where it differs."""
+
+    default: str
+    by_language: dict[str, str] | None
+
+    def counted(self, points: int, language: str) -> str:
+        """The name as a mail to a member of ``language`` writes it beside ``points`` ("120 étoiles", "1 star")."""
+        return points_word(points, (self.by_language or {}).get(language, self.default), language)
+
+
+def _claim_and_emit(
+    conn: Connection, program_id: str, batch: list[_Due], now: datetime, until: datetime, names: _Names
+) -> list[_Due]:
     """Claim the members whose last window has ended (another worker may have just warned some), then write
     one event for each with points still expiring; the warned."""
     insert = upsert(conn, expiry_warnings)
@@ -139,6 +166,7 @@ def _claim_and_emit(conn: Connection, program_id: str, batch: list[_Due], now: d
                     "email": contacts[d.member_id].email,
                     "language": contacts[d.member_id].language,
                     "points": d.points,
+                    "points_name": names.counted(d.points, contacts[d.member_id].language),
                     "first_expiry": d.first_expiry.isoformat(timespec="seconds"),
                     "until": until.isoformat(timespec="seconds"),
                 },
