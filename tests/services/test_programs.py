@@ -65,7 +65,7 @@ def test_defaults_are_one_point_per_euro_rounded_down(program: Program) -> None:
     "bad",
     [
         {"timezone": "Mars/Olympus"},
-        {"currency": "eur"},
+        {"currency": "euro"},
         {"earn_per_amount": 0},
         {"rounding": "sideways"},
         {"surprise": True},
