@@ -44,7 +44,7 @@ def test_every_staff_page_declares_its_permission(app: FastAPI) -> None:
 
 @pytest.fixture
 def shop(program: ApiProgram, db: Database, add_staff: Callable[..., str]) -> dict[str, str]:
-    """A member with a coupon, a reward and a colleague: real ids for the routes' path parameters."""
+    """A member with a coupon, a reward, a colleague and an API key: real ids for the routes' path parameters."""
     with db.read() as conn:
         colleague = staff.find(conn=conn, program_id=program.id, email=add_staff(program.id, "store_staff"))
     member = program.enrol(first_name="Ann", identities=[{"kind": "card", "value": "2900000000024"}])
@@ -60,6 +60,7 @@ def shop(program: ApiProgram, db: Database, add_staff: Callable[..., str]) -> di
         "reward_id": reward["id"],
         "code": coupon["coupon"]["code"],
         "staff_id": colleague.id,
+        "key_id": program.make_key("read", name="spare key").split(".", 1)[0],
     }
 
 

@@ -368,6 +368,33 @@ def test_an_admin_adds_a_colleague_from_the_staff_page(
     assert_accessible(page)
 
 
+def test_an_admin_makes_an_api_key_copies_it_once_and_revokes_it_after_a_question(
+    new_program: Callable[..., ApiProgram], page: Any, add_staff: Callable[..., str], shoot: Callable[..., Any]
+) -> None:
+    program = new_program(name="Maison Clés")
+    sign_in(page, add_staff(program, "admin", "Camille Martin"), next_path="/console/dashboard")
+    page.wait_for_url("**/console/dashboard")
+    navigate(page, page.locator(".console-nav").get_by_role("link", name="Clés d'API"))
+    page.get_by_label("Nom").fill("Caisse Lyon 2")
+    assert page.get_by_label("Caisse et boutique", exact=False).is_checked()  # the everyday key is the default
+    navigate(page, page.get_by_role("button", name="Créer la clé"))
+    secret = page.get_by_label("La clé (copiez-la maintenant", exact=False).input_value()
+    assert page.locator("code").inner_text() == f"Authorization: Bearer {secret}"
+    shoot(page, "key-made")
+    assert_accessible(page)
+    questions: list[str] = []
+    page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.dismiss()))
+    page.get_by_role("button", name="Révoquer Caisse Lyon 2").click()
+    assert questions == ["Révoquer la clé Caisse Lyon 2 ? Tout ce qui l'utilise est refusé dès sa requête suivante."]
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert program.client.get("/v1/program", headers=headers).status_code == 200  # dismissed: it still works
+    page.once("dialog", lambda dialog: dialog.accept())
+    navigate(page, page.get_by_role("button", name="Révoquer Caisse Lyon 2"))
+    assert "Clé Caisse Lyon 2 révoquée" in page.locator(".notice.ok").inner_text()
+    assert secret not in page.content()
+    assert program.client.post("/v1/members", json={"first_name": "Hugo"}, headers=headers).status_code == 401
+
+
 def test_a_new_customer_is_enrolled_at_the_till_from_the_card_they_were_just_given(
     new_program: Callable[..., ApiProgram], page: Any, add_staff: Callable[..., str], shoot: Callable[..., Any]
 ) -> None:

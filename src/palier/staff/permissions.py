@@ -16,6 +16,7 @@ ROLES: Final[tuple[Role, ...]] = ("admin", "marketer", "store_staff")
 Permission = Literal[
     "settings.edit",
     "staff.manage",
+    "keys.manage",
     "rules.edit",
     "rewards.edit",
     "tiers.edit",

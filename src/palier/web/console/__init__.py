@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from palier.web.console import account, auth, catalog, dashboard, editors, members, settings, team, till
+from palier.web.console import account, auth, catalog, dashboard, editors, keys, members, settings, team, till
 from palier.web.render import PageError
 
 # Included after every router of routers(), by web.install: it answers only what no page does.
@@ -30,6 +30,7 @@ def routers() -> list[APIRouter]:
         dashboard.router,
         settings.router,
         team.router,
+        keys.router,
         editors.router,
         catalog.router,
         members.router,
