@@ -60,7 +60,7 @@ def test_earn_redeem_and_use_at_the_till(new_program: Callable[..., ApiProgram])
     after = program.balance(ann["id"])
     assert (after["available"], after["held"]) == (150, 0)
     coupons = program.call("GET", f"/v1/members/{ann['id']}/coupons", params={"state": "used"}).json()
-    assert [c["code"] for c in coupons] == [code]
+    assert [c["code"] for c in coupons["items"]] == [code] and coupons["next_cursor"] is None
 
 
 def test_refusals_are_problems_with_their_own_code_and_write_nothing(
@@ -214,3 +214,31 @@ def test_store_credit_cannot_be_named_as_a_reward_to_give(new_program: Callable[
             "effect": {"type": "spend_step", "step": 10000, "reward_id": credit["id"]}}  # fmt: skip
     applied = program.call("POST", "/v1/program/rules", json={"rules": [step]})
     assert_problem(applied, 422, "reward_not_grantable", field="rules[0].effect.reward_id")
+
+
+def test_a_members_coupons_come_by_pages_newest_first(new_program: Callable[..., ApiProgram]) -> None:
+    program = new_program()
+    ann, bo = program.enrol(first_name="Ann"), program.enrol(first_name="Bo")
+    program.adjust(ann["id"], 50)
+    program.adjust(bo["id"], 10)
+    coffee = program.call("POST", "/v1/rewards", json=reward_body(cost_points=10)).json()
+    made = []
+    for _ in range(5):
+        redeemed = program.call("POST", f"/v1/members/{ann['id']}/redemptions", json={"reward_id": coffee["id"]})
+        made.append(redeemed.json()["coupon"]["code"])
+    path = f"/v1/members/{ann['id']}/coupons"
+    pages, cursor = [], None
+    while True:
+        page = program.call("GET", path, params={"limit": 2} | ({"cursor": cursor} if cursor else {})).json()
+        pages.append([c["code"] for c in page["items"]])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == [made[4:2:-1], made[2:0:-1], made[:1]]  # newest first, none twice, none missed
+    assert program.call("GET", path).json()["items"][0]["code"] == made[4]  # 50 by default
+
+    theirs = program.call("POST", f"/v1/members/{bo['id']}/redemptions", json={"reward_id": coffee["id"]}).json()
+    not_hers = program.call("GET", path, params={"cursor": theirs["coupon"]["id"]})
+    assert_problem(not_hers, 422, "invalid_cursor", field="cursor")
+    assert_problem(program.call("GET", path, params={"cursor": "cpn_nothing"}), 422, "invalid_cursor", field="cursor")
+    assert program.call("GET", path, params={"limit": 201}).status_code == 422

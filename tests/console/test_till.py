@@ -67,3 +67,20 @@ def test_the_ticket_number_suggested_gives_the_time_in_the_programs_time_zone(
     assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
     page = client.get(f"/till/members/{ann['id']}").text
     assert re.search(r'name="order_id" type="text" value="T0030-[A-Z]{5}"', page), "not the time in Paris"
+
+
+def test_a_coupon_kept_for_months_is_offered_at_the_till_however_many_came_after_it(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str], clock: FrozenClock
+) -> None:
+    ann = program.enrol(first_name="Ann")
+    program.adjust(ann["id"], 1000)
+    kept = _coupon(program, ann["id"])
+    clock.advance(days=1)
+    coffee = program.call("POST", "/v1/rewards", json=reward_body(cost_points=10)).json()
+    for _ in range(55):  # a regular who redeems and cancels (or uses) a coffee every visit
+        clock.advance(seconds=3)  # within the redemption rate limit
+        code = program.call("POST", f"/v1/members/{ann['id']}/redemptions", json={"reward_id": coffee["id"]})
+        assert program.call("POST", f"/v1/coupons/{code.json()['coupon']['code']}/cancel", json={}).status_code == 200
+    assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
+    till = client.get(f"/till/members/{ann['id']}").text
+    assert f'data-code="{kept}"' in till  # its Use button, although 55 newer coupons came after it

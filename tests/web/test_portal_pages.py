@@ -47,3 +47,19 @@ def test_how_it_works_opens_in_the_language_of_the_portal_page_it_is_linked_from
     assert link, "no link to how-it-works"
     howto = httpx.get(web.url + html.unescape(link.group(1)))  # a new tab: the link alone says the language
     assert '<html lang="en">' in howto.text
+
+
+def test_the_coupons_page_lists_the_latest_past_coupons_and_says_older_ones_exist(web: LiveServer, shop: Shop) -> None:
+    program, reward = shop.program, {"kind": "gift", "cost_points": 1, "title": {"fr": "Sachet", "en": "Bag"}}
+    bag = program.call("POST", "/v1/rewards", json=reward).json()["id"]
+    codes = []
+    for _ in range(31):
+        web.clock.advance(seconds=3)  # within the redemption rate limit
+        made = program.call("POST", f"/v1/members/{shop.member_id}/redemptions", json={"reward_id": bag})
+        codes.append(made.json()["coupon"]["code"])
+        assert program.call("POST", f"/v1/coupons/{codes[-1]}/cancel", json={}).status_code == 200
+    alice = signed_in_client(web.url, shop.portal_link())
+    page = alice.get(f"/p/{program.id}/coupons").text
+    past = page[page.index('id="past-title"') :]
+    assert past.count("<li>") == 30 and "Les 30 derniers ; les plus anciens restent dans" in past
+    assert f"/p/{program.id}/history" in past

@@ -18,6 +18,7 @@ from palier.units import Whole
 RewardKind = Literal["amount_off", "percent_off", "free_product", "free_shipping", "gift", "store_credit"]
 Period = Literal["day", "week", "month", "year", "ever"]
 CouponState = Literal["issued", "used", "expired", "cancelled"]
+CLOSED_STATES: tuple[CouponState, ...] = ("used", "expired", "cancelled")  # a coupon that can no longer be used
 PaymentKind = Literal["points", "credit"]
 
 # What each kind of reward needs, and what it must not have.
@@ -189,6 +190,11 @@ class Coupon(BaseModel):
     discount: int | None = Field(default=None, description="minor units taken off the order it was used on")
     closed_at: datetime | None = None
     hold_id: str | None = Field(default=None, description="the ledger hold keeping its points until used")
+
+
+class CouponPage(BaseModel):
+    items: list[Coupon]
+    next_cursor: str | None = Field(description="pass as `cursor` for older coupons; null on the last page")
 
 
 class Redemption(BaseModel):

@@ -38,6 +38,7 @@ from palier.rewards.models import (
     CatalogItem,
     Coupon,
     CouponCheck,
+    CouponPage,
     CouponUse,
     CouponValidity,
     RedeemIn,
@@ -587,15 +588,42 @@ def find_coupon(*, conn: Connection, program_id: str, code: str, field: str = "c
 
 
 def member_coupons(
-    *, conn: Connection, program_id: str, member_id: str, states: Sequence[str] | None = None
+    *,
+    conn: Connection,
+    program_id: str,
+    member_id: str,
+    states: Sequence[str] | None = None,
+    cursor: str | None = None,
+    limit: int | None = None,
 ) -> list[Coupon]:
+    """The member's coupons, newest first: up to ``limit`` of them, older than the coupon ``cursor``."""
     members.require_known(conn=conn, program_id=program_id, member_id=member_id)
     query = _coupon_query().where(coupons.c.program_id == program_id, coupons.c.member_id == member_id)
     if states:
         query = query.where(coupons.c.state.in_(list(states)))
-    return [
-        _coupon(r) for r in conn.execute(query.order_by(coupons.c.issued_at.desc(), coupons.c.id.desc())).mappings()
-    ]
+    if cursor is not None:
+        after = conn.execute(
+            select(coupons.c.issued_at).where(
+                coupons.c.id == cursor, coupons.c.program_id == program_id, coupons.c.member_id == member_id
+            )
+        ).scalar()
+        if after is None:
+            raise InvalidInput("invalid_cursor", "This cursor is not one of this member's coupons.", field="cursor")
+        query = query.where((coupons.c.issued_at < after) | ((coupons.c.issued_at == after) & (coupons.c.id < cursor)))
+    query = query.order_by(coupons.c.issued_at.desc(), coupons.c.id.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    return [_coupon(r) for r in conn.execute(query).mappings()]
+
+
+def coupon_page(
+    *, conn: Connection, program_id: str, member_id: str, states: Sequence[str] | None, cursor: str | None, limit: int
+) -> CouponPage:
+    """A page of the member's coupons, newest first; ``next_cursor`` leads to the older ones."""
+    found = member_coupons(
+        conn=conn, program_id=program_id, member_id=member_id, states=states, cursor=cursor, limit=limit + 1
+    )
+    return CouponPage(items=found[:limit], next_cursor=found[limit - 1].id if len(found) > limit else None)
 
 
 def validate_coupon(

@@ -122,7 +122,11 @@ def coupons(program_id: str, request: Request, new: Annotated[str | None, Query(
     past = [c for c in found if c.state != "issued"]
     fresh = new if any(c.id == new for c in ready) else None  # only the member's own coupon is highlighted
     done = next((c.title for c in past if c.id == new), None)  # store credit: in the wallet at once
-    return _page(request, who, "portal/coupons.html", ready=ready, past=past, fresh=fresh, done=done)
+    older = len(past) > portal_view.PAST_COUPONS
+    return _page(
+        request, who, "portal/coupons.html", ready=ready, past=past[: portal_view.PAST_COUPONS], older=older,
+        fresh=fresh, done=done,
+    )  # fmt: skip
 
 
 @router.get("/p/{program_id}/settings", response_class=HTMLResponse)

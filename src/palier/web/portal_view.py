@@ -20,7 +20,7 @@ from palier.members.models import Balance, HistoryLine, Member
 from palier.memberships import service as memberships
 from palier.programs.models import Program
 from palier.rewards import service as rewards
-from palier.rewards.models import CatalogItem, Coupon
+from palier.rewards.models import CLOSED_STATES, CatalogItem, Coupon
 from palier.text import points_word
 from palier.tiers import service as tiers
 from palier.tiers.models import TierPolicy
@@ -278,8 +278,15 @@ def coupon_views(found: list[Coupon], program: Program, language: str, offered: 
     return views
 
 
+PAST_COUPONS = 30  # the latest used, expired or cancelled coupons the portal lists
+
+
 def coupons(conn: Connection, program: Program, member_id: str, language: str) -> list[CouponView]:
-    found = rewards.member_coupons(conn=conn, program_id=program.id, member_id=member_id)
+    """Every coupon still to use, then the latest :data:`PAST_COUPONS` others (one more tells there are older)."""
+    found = rewards.member_coupons(conn=conn, program_id=program.id, member_id=member_id, states=["issued"])
+    found += rewards.member_coupons(
+        conn=conn, program_id=program.id, member_id=member_id, states=CLOSED_STATES, limit=PAST_COUPONS + 1
+    )
     ids = {c.reward_id for c in found}
     offered = {r.id: r for r in rewards.list_rewards(conn=conn, program_id=program.id, status=None) if r.id in ids}
     return coupon_views(found, program, language, offered)

@@ -18,6 +18,7 @@ from palier.rewards.models import (
     Coupon,
     CouponCancel,
     CouponCheck,
+    CouponPage,
     CouponUse,
     CouponValidity,
     Payment,
@@ -152,15 +153,21 @@ def redeem(
     )
 
 
-@router.get("/v1/members/{member_id}/coupons", response_model=list[Coupon], summary="A member's coupons, newest first")
+@router.get(
+    "/v1/members/{member_id}/coupons", response_model=CouponPage, summary="A member's coupons, newest first, by pages"
+)
 def member_coupons(
     member_id: str,
     access: ReadAccess,
     db: DB,
     state: Annotated[list[CouponStates] | None, Query(description="only these states")] = None,
-) -> list[Coupon]:
+    cursor: Annotated[str | None, Query(max_length=40, description="the previous page's next_cursor")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> CouponPage:
     with db.read() as conn:
-        return rewards.member_coupons(conn=conn, program_id=access.program.id, member_id=member_id, states=state)
+        return rewards.coupon_page(
+            conn=conn, program_id=access.program.id, member_id=member_id, states=state, cursor=cursor, limit=limit
+        )
 
 
 @router.get("/v1/coupons/{code}", response_model=Coupon, summary="Look a coupon up by its code (the till)")

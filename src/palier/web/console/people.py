@@ -18,7 +18,7 @@ from palier.memberships import service as memberships
 from palier.memberships.models import Membership
 from palier.programs.models import Program
 from palier.rewards import service as rewards
-from palier.rewards.models import Coupon, Localized
+from palier.rewards.models import CLOSED_STATES, Coupon, Localized
 from palier.tiers import service as tiers
 from palier.web.console.access import current
 from palier.web.console.search import display_name
@@ -76,7 +76,7 @@ def member_view(
         name=display_name(member),
         balance=members.balance(conn=conn, program=program, member_id=member_id),  # no next rewards: not shown
         tier=_tier_name(conn, program, member_id),
-        coupons=rewards.member_coupons(conn=conn, program_id=program.id, member_id=member_id)[:coupons],
+        coupons=_coupons(conn, program, member_id, coupons),
         history=found,
         store_credit=ledger.balances_of(conn, member_id, "wallet"),
         memberships=[
@@ -88,6 +88,15 @@ def member_view(
         paged=before is not None,
         as_of=clock.now(),
     )
+
+
+def _coupons(conn: Connection, program: Program, member_id: str, closed: int) -> list[Coupon]:
+    """Every coupon still to use (the till offers them however old), and the latest ``closed`` others."""
+    found = rewards.member_coupons(conn=conn, program_id=program.id, member_id=member_id, states=["issued"])
+    found += rewards.member_coupons(
+        conn=conn, program_id=program.id, member_id=member_id, states=CLOSED_STATES, limit=closed
+    )
+    return sorted(found, key=lambda c: (c.issued_at, c.id), reverse=True)
 
 
 def _tier_name(conn: Connection, program: Program, member_id: str) -> Localized | None:
