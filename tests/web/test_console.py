@@ -199,6 +199,14 @@ def test_the_till_goes_from_a_card_scan_to_a_used_coupon_and_pays_with_points(
     shoot(page, "paid")
     assert_accessible(page)
     assert program.balance(world["member"]["id"])["available"] == 250
+    assert page.locator("#sale_order_id").input_value() == ticket  # the sale goes on the ticket just paid
+    pending = int(page.locator('[data-balance="pending"]').inner_text())
+    page.get_by_label("Total du ticket (après remises)").fill("12,50")
+    navigate(page, page.get_by_role("button", name="Enregistrer la vente"))
+    said = page.locator(".notice.ok").inner_text()
+    assert f"Vente enregistrée (ticket {ticket}, 12,50 €) : +11 points, utilisables le 16 mars 2026." in said
+    assert int(page.locator('[data-balance="pending"]').inner_text()) == pending + 11  # not the €1.50 paid in points
+    shoot(page, "sale")
 
     credit = {"kind": "store_credit", "amount": 300, "cost_points": 50, "title": {"fr": "Avoir 3 €", "en": "€3"}}
     reward = program.call("POST", "/v1/rewards", json=credit).json()

@@ -139,6 +139,75 @@ def replay(
     return EventResult.model_validate(row.result)
 
 
+def stored_fact(
+    *, conn: Connection, program_id: str, type_: str, external_id: str
+) -> tuple[EventResult, dict[str, Any]] | None:
+    """What the engine answered when this fact (a purchase's order id, a return's id) was received, and the
+    fact as it was kept (redacted), if it was received."""
+    row = conn.execute(
+        select(events.c.result, events.c.body).where(
+            events.c.program_id == program_id, events.c.type == type_, events.c.external_id == external_id
+        )
+    ).first()
+    return None if row is None or row.result is None else (EventResult.model_validate(row.result), row.body)
+
+
+def recorded_order(*, conn: Connection, program_id: str, order_id: str) -> tuple[str | None, int] | None:
+    """The member an order was recorded for (None: not a member, or a card not linked yet) and its total."""
+    row = conn.execute(
+        select(purchases.c.member_id, purchases.c.total).where(
+            purchases.c.program_id == program_id, purchases.c.order_id == order_id
+        )
+    ).first()
+    return None if row is None else (row.member_id, int(row.total))
+
+
+def looks_repeated_purchase(
+    *, conn: Connection, program_id: str, member_id: str, order_id: str, total: int, since: datetime
+) -> tuple[str, datetime] | None:
+    """The member's latest order of the same total received since ``since`` under another order id, and when.
+
+    The till asks before recording it again: a form sent again after the browser's Back button carries a new
+    ticket number, so the order id alone does not catch a sale counted twice.
+    """
+    row = conn.execute(
+        select(purchases.c.order_id, events.c.received_at)
+        .join(events, events.c.id == purchases.c.event_id)
+        .where(
+            purchases.c.program_id == program_id,
+            purchases.c.member_id == member_id,
+            purchases.c.total == total,
+            purchases.c.order_id != order_id,
+            events.c.received_at >= since,
+        )
+        .order_by(events.c.received_at.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else (row.order_id, utc(row.received_at))
+
+
+def looks_repeated_return(
+    *, conn: Connection, program_id: str, member_id: str, ret: ReturnIn, since: datetime
+) -> tuple[str, datetime] | None:
+    """The member's latest refund of the same amount on the same order since ``since``, under another return
+    id, and when: the till asks before refunding it again (a form sent again after Back has a new id)."""
+    rows = conn.execute(
+        select(events.c.external_id, events.c.received_at, events.c.body)
+        .where(
+            events.c.program_id == program_id,
+            events.c.member_id == member_id,
+            events.c.type == "return",
+            events.c.external_id != ret.return_id,
+            events.c.received_at >= since,
+        )
+        .order_by(events.c.received_at.desc())
+    )
+    for return_id, received_at, body in rows:
+        if body.get("order_id") == ret.order_id and body.get("amount") == ret.amount:
+            return return_id, utc(received_at)
+    return None
+
+
 def event_conflict(type_: str, external_id: str, field: str) -> Conflict:
     return Conflict(
         "event_conflict",

@@ -1,8 +1,8 @@
 """What each staff role may do: one table, read by the console, the till and the CLI.
 
 admin does everything; a marketer shapes the program (rules, rewards, tiers, segments) and reads members
-and the dashboard; store staff work the till: find or enrol a member, use a coupon, pay with points, no
-settings.
+and the dashboard; store staff work the till: find or enrol a member, use a coupon, pay with points, record
+a sale or a refund, no settings.
 Everyone may change their own password.
 """
 
@@ -30,6 +30,7 @@ Permission = Literal[
     "coupons.lookup",
     "coupons.use",
     "points.pay",
+    "sales.record",
     "till.use",
     "members.enrol",
     "account.password",
@@ -61,6 +62,7 @@ PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
             "coupons.lookup",
             "coupons.use",
             "points.pay",
+            "sales.record",
             "account.password",
         }
     ),

@@ -1,10 +1,10 @@
 """The till: find the member (card scan, phone, e-mail) or enrol a new one, see their points and coupons, use
-one or pay with points.
+one or pay with points, record the sale so that it earns, and refund a ticket.
 
 Made for a counter: one big search box that a barcode scanner fills and submits (it types, then Enter),
 big buttons, and each action one form post. Coupons are used and points paid through the same services
-as the API (``rewards.use_coupon``, ``payments.pay``), with the ticket number as the order id so that a
-double tap is answered once.
+as the API (``rewards.use_coupon``, ``payments.pay``, ``activity.record_purchase`` and ``record_return``),
+with the ticket number as the order id so that a double tap is answered once.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
+from palier.activity import service as activity
+from palier.activity.models import PurchaseIn, ReturnIn
 from palier.db import Database
-from palier.errors import PalierError
+from palier.errors import PalierError, Unprocessable
 from palier.members import service as members
 from palier.members.identities import is_payment_card_number, normalise
 from palier.members.models import Member, MemberCreate
@@ -98,6 +100,7 @@ def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
         gives=gives,
         in_store=in_store,
         ticket=_ticket(request),
+        refund_id=f"R{_ticket(request)}",  # a refund form sent twice is one refund
         worth=lambda points: present.money(payments.points_value(who.program, points), who.program, language),
         **ctx,
     )
@@ -106,19 +109,19 @@ def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
 @router.get("/till/members/{member_id}")
 @requires("till.use")
 def till_member(request: Request, member_id: str, ok: str | None = None, code: str | None = None,
-                payment: str | None = None) -> HTMLResponse:  # fmt: skip
-    done = _done(request, member_id[:40], ok, code, payment)
+                payment: str | None = None, order: str | None = None) -> HTMLResponse:  # fmt: skip
+    done = _done(request, member_id[:40], ok, code, payment, order)
     unusable = _why_unusable(request, member_id, code) if ok == "scanned" and code else None
     return _member(request, member_id, ok=done, unusable=unusable)
 
 
 def _done(
-    request: Request, member_id: str, ok: str | None, code: str | None, payment: str | None
+    request: Request, member_id: str, ok: str | None, code: str | None, payment: str | None, order: str | None
 ) -> dict[str, Any] | None:
     """What the last form did, as the page says it, read from what was recorded: a link with made-up figures
     (``?ok=paid&points=5000``) shows no payment that was never made."""
     if ok in ("enrolled", "scanned"):
-        return {"kind": ok, "code": code, "points": None, "amount": None}
+        return {"kind": ok, "code": code, "points": None, "amount": None, "order_id": None}
     who = current(request)
     db: Database = request.app.state.db
     with db.read() as conn:
@@ -128,7 +131,8 @@ def _done(
             except PalierError:
                 return None
             if coupon.member_id == member_id and coupon.state == "used":
-                return {"kind": ok, "code": coupon.code, "points": None, "amount": coupon.discount or 0}
+                done = {"kind": ok, "code": coupon.code, "points": None, "amount": coupon.discount or 0}
+                return done | {"order_id": coupon.order_id}
         if ok in ("paid", "credit") and payment:
             try:
                 paid = payments.get_payment(conn=conn, program_id=who.program.id, payment_id=payment[:40])
@@ -139,7 +143,28 @@ def _done(
                 and paid.state == "paid"
                 and ok == ("paid" if paid.kind == "points" else "credit")
             ):
-                return {"kind": ok, "code": None, "points": paid.points, "amount": paid.amount}
+                return {
+                    "kind": ok,
+                    "code": None,
+                    "points": paid.points,
+                    "amount": paid.amount,
+                    "order_id": paid.order_id,
+                }
+        if ok in ("sale", "refund") and order:
+            kind = "purchase" if ok == "sale" else "return"
+            fact = activity.stored_fact(conn=conn, program_id=who.program.id, type_=kind, external_id=order[:64])
+            if fact is not None and fact[0].member_id == member_id:
+                result, order_id = fact[0], str(fact[1]["order_id"])
+                recorded = activity.recorded_order(conn=conn, program_id=who.program.id, order_id=order_id)
+                return {
+                    "kind": ok,
+                    "code": None,
+                    "points": abs(result.points),
+                    "amount": recorded[1] if recorded else None,
+                    "order_id": order_id,
+                    "matures_at": result.matures_at if result.pending else None,
+                    "given_back": result.details.get("points_given_back", 0),
+                }
     return None
 
 
@@ -249,6 +274,111 @@ def _repeated(request: Request, member_id: str, payment: PaymentIn) -> Payment |
     db: Database = request.app.state.db
     with db.read() as conn:
         return payments.looks_repeated(conn=conn, program=who.program, member_id=member_id, data=payment, since=since)
+
+
+# --- the sale itself, and refunds ---------------------------------------------------------------------------
+
+
+@router.post("/till/members/{member_id}/sale")
+@requires("sales.record")
+async def record_sale(request: Request, member_id: str) -> Response:
+    """The ticket, recorded for the member as ``POST /v1/events/purchases`` would (channel ``store``): it earns
+    the program's rate and rules on what was paid with money; a part paid with points or credit on the same
+    ticket earns nothing."""
+    who = current(request)
+    form = await request.form()
+    sent = {name: mask_card_numbers(str(form.get(name, "")).strip()[:64]) for name in ("order_id", "order_total")}
+    sent["kind"] = "sale"
+    clock = request.app.state.clock
+    try:
+        total = parse_money(str(form.get("order_total", "")), who.program.currency_exponent, field="order_total")
+        if total == 0:
+            raise Unprocessable(
+                "zero_total", "A sale of 0 earns nothing: type the ticket's total.", field="order_total"
+            )
+        purchase = PurchaseIn.model_validate(
+            {
+                "order_id": str(form.get("order_id", "")).strip() or _ticket(request),
+                "member": {"member_id": member_id[:40]},
+                "channel": "store",
+                "occurred_at": clock.now(),
+                "currency": who.program.currency,
+                "lines": [{"sku": "TILL", "name": "Till ticket", "quantity": 1, "unit_price": total}],
+            }
+        )
+        db: Database = request.app.state.db
+        if form.get("repeat") != "yes":
+            with db.read() as conn:
+                twin = activity.looks_repeated_purchase(
+                    conn=conn, program_id=who.program.id, member_id=member_id[:40], order_id=purchase.order_id,
+                    total=total, since=clock.now() - REPEAT_WINDOW,
+                )  # fmt: skip
+            if twin is not None:
+                repeat = {"kind": "sale", "order_id": twin[0], "order_total": total, "created_at": twin[1]}
+                return _member(request, member_id, status=409, repeat=repeat, sent=sent)
+        card_key = request.app.state.settings.card_hash_key
+        result, _ = db.run(
+            lambda conn: activity.record_purchase(
+                conn=conn, clock=clock, program=who.program, purchase=purchase, card_key=card_key
+            )
+        )
+    except ValidationError as error:
+        first = next(iter(errors_by_field(error, i18n.request_language(request)).values()))
+        return _member(request, member_id, status=422, error=first, sent=sent)
+    except PalierError as error:
+        return _member(request, member_id, status=422, error=_in_words(request, error), sent=sent)
+    return RedirectResponse(f"/till/members/{member_id}?{urlencode({'ok': 'sale', 'order': result.external_id})}", 303)
+
+
+@router.post("/till/members/{member_id}/refund")
+@requires("sales.record")
+async def refund(request: Request, member_id: str) -> Response:
+    """Money given back on one of the member's tickets, as ``POST /v1/events/returns`` with an ``amount``: it
+    takes back the points that part earned, and gives back the points or credit that paid for it."""
+    who = current(request)
+    form = await request.form()
+    sent = {name: mask_card_numbers(str(form.get(name, "")).strip()[:64]) for name in ("order_id", "amount")}
+    sent["kind"] = "refund"
+    clock = request.app.state.clock
+    try:
+        amount = parse_money(str(form.get("amount", "")), who.program.currency_exponent, field="amount")
+        ret = ReturnIn.model_validate(
+            {
+                "return_id": str(form.get("return_id", "")).strip() or f"R{_ticket(request)}",
+                "order_id": str(form.get("order_id", "")).strip(),
+                "occurred_at": clock.now(),
+                "amount": amount,
+            }
+        )
+
+        db: Database = request.app.state.db
+        if form.get("repeat") != "yes":
+            with db.read() as conn:
+                twin = activity.looks_repeated_return(
+                    conn=conn, program_id=who.program.id, member_id=member_id[:40], ret=ret,
+                    since=clock.now() - REPEAT_WINDOW,
+                )  # fmt: skip
+            if twin is not None:
+                repeat = {"kind": "refund", "order_id": ret.order_id, "amount": amount, "created_at": twin[1]}
+                return _member(request, member_id, status=409, repeat=repeat, sent=sent | {"return_id": ret.return_id})
+
+        def command(conn: Any) -> Any:
+            recorded = activity.recorded_order(conn=conn, program_id=who.program.id, order_id=ret.order_id)
+            if recorded is not None and recorded[0] != member_id[:40]:  # the receipt of someone else
+                raise Unprocessable(
+                    "order_of_another_member", "This ticket was recorded for another customer.", field="order_id"
+                )
+            return activity.record_return(conn=conn, clock=clock, program=who.program, ret=ret)
+
+        result, _ = db.run(command)
+    except ValidationError as error:
+        first = next(iter(errors_by_field(error, i18n.request_language(request)).values()))
+        return _member(request, member_id, status=422, error=first, sent=sent)
+    except PalierError as error:
+        return _member(request, member_id, status=422, error=_in_words(request, error), sent=sent)
+    return RedirectResponse(
+        f"/till/members/{member_id}?{urlencode({'ok': 'refund', 'order': result.external_id})}", 303
+    )
 
 
 # --- enrolling a customer at the counter --------------------------------------------------------------------

@@ -1,0 +1,125 @@
+"""The till records the sale itself and refunds a ticket, for shops whose till sends Palier nothing: the same
+services as POST /v1/events/purchases and /returns, the ticket number as the order id, points earned only on
+what was paid with money; a second tap is answered once, and a form sent again after Back asks first."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.api.helpers import ApiProgram
+from tests.console.conftest import csrf_of, sign_in
+
+
+def _till(client: TestClient, program: ApiProgram, add_staff: Callable[..., str], member_id: str) -> str:
+    assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
+    return csrf_of(client.get(f"/till/members/{member_id}").text)
+
+
+def _field(html: str, field_id: str) -> str:
+    found = re.search(rf'id="{field_id}" name="[^"]+" type="[^"]+" value="([^"]*)"', html)
+    assert found, f"no field {field_id}"
+    return found.group(1)
+
+
+def _post(client: TestClient, path: str, data: dict[str, Any]) -> Any:
+    return client.post(path, data=data, follow_redirects=False)
+
+
+def test_points_paid_then_the_sale_recorded_on_the_same_ticket_earns_on_the_money_part_only(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    ann = program.enrol(first_name="Ann")
+    program.adjust(ann["id"], 300)
+    token = _till(client, program, add_staff, ann["id"])
+    till = f"/till/members/{ann['id']}"
+    paid = _post(
+        client, f"{till}/pay", {"csrf": token, "order_id": "T0930-ABCDE", "order_total": "20", "points": "100"}
+    )
+    assert paid.status_code == 303
+    page = client.get(paid.headers["location"]).text
+    assert _field(page, "sale_order_id") == "T0930-ABCDE"  # the sale goes on the ticket the points paid
+
+    sale = {"csrf": token, "order_id": "T0930-ABCDE", "order_total": "20,00"}
+    recorded = _post(client, f"{till}/sale", sale)
+    assert recorded.status_code == 303 and "ok=sale" in recorded.headers["location"]
+    said = client.get(recorded.headers["location"]).text
+    assert "Vente enregistrée (ticket T0930-ABCDE, 20,00 €) : +19 points, utilisables le 16 mars 2026." in said
+    assert _post(client, f"{till}/sale", sale).status_code == 303  # a second tap: the same sale, once
+    balance = program.balance(ann["id"])
+    assert (balance["available"], balance["pending"]) == (200, 19)  # €1 paid with 100 points earns nothing
+
+    forged = client.get(f"{till}?ok=sale&order=T9999-NOPE").text  # a made-up link shows no sale
+    assert "Vente enregistrée" not in forged
+
+
+def test_a_sale_sent_again_under_a_new_ticket_asks_first_and_records_only_when_confirmed(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    bo = program.enrol(first_name="Bo")
+    token = _till(client, program, add_staff, bo["id"])
+    till = f"/till/members/{bo['id']}"
+    assert (
+        _post(client, f"{till}/sale", {"csrf": token, "order_id": "T1000-AAAAA", "order_total": "8,40"}).status_code
+        == 303
+    )
+    again = {"csrf": token, "order_id": "T1001-BBBBB", "order_total": "8,40"}
+    asked = _post(client, f"{till}/sale", again)  # Back, then the button again: a new ticket number
+    assert asked.status_code == 409
+    assert "Une vente de 8,40 € a déjà été enregistrée pour ce client le" in asked.text and "T1000-AAAAA" in asked.text
+    assert program.balance(bo["id"])["pending"] == 8
+    confirmed = _post(client, f"{till}/sale", again | {"repeat": "yes"})
+    assert confirmed.status_code == 303
+    assert program.balance(bo["id"])["pending"] == 16
+
+
+def test_a_refund_takes_back_what_its_part_earned_and_gives_back_the_points_that_paid_it(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    ann, bo = program.enrol(first_name="Ann"), program.enrol(first_name="Bo")
+    program.adjust(ann["id"], 300)
+    program.purchase(bo["id"], order_id="WEB-BO-1")
+    token = _till(client, program, add_staff, ann["id"])
+    till = f"/till/members/{ann['id']}"
+    _post(client, f"{till}/pay", {"csrf": token, "order_id": "T1100-CCCCC", "order_total": "40", "points": "200"})
+    assert (
+        _post(client, f"{till}/sale", {"csrf": token, "order_id": "T1100-CCCCC", "order_total": "40"}).status_code
+        == 303
+    )
+    assert program.balance(ann["id"])["pending"] == 38  # €38 paid with money
+
+    refund = {"csrf": token, "return_id": "RT1110-DDDDD", "order_id": "T1100-CCCCC", "amount": "20"}
+    done = _post(client, f"{till}/refund", refund)
+    assert done.status_code == 303
+    said = client.get(done.headers["location"]).text
+    assert "Remboursement enregistré sur le ticket T1100-CCCCC : 19 points repris. 100 points rendus au client." in said
+    assert _post(client, f"{till}/refund", refund).status_code == 303  # a second tap: one refund
+    balance = program.balance(ann["id"])
+    assert (balance["available"], balance["pending"]) == (200, 19)
+
+    twice = _post(client, f"{till}/refund", refund | {"return_id": "RT1111-EEEEE"})  # Back, then Refund again
+    assert twice.status_code == 409 and "20,00 € ont déjà été remboursés sur le ticket T1100-CCCCC" in twice.text
+    too_much = _post(client, f"{till}/refund", refund | {"return_id": "RT1112-FFFFF", "amount": "30", "repeat": "yes"})
+    assert too_much.status_code == 422 and 'role="alert"' in too_much.text
+    theirs = _post(client, f"{till}/refund", refund | {"return_id": "RT1113-GGGGG", "order_id": "WEB-BO-1"})
+    assert theirs.status_code == 422 and "autre client" in theirs.text
+    assert program.balance(bo["id"])["pending"] > 0  # Bo's order untouched
+    assert program.balance(ann["id"])["pending"] == 19
+
+
+def test_a_sale_with_no_total_or_a_made_up_one_is_refused_and_nothing_is_recorded(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    cy = program.enrol(first_name="Cy")
+    token = _till(client, program, add_staff, cy["id"])
+    for total in ("0", "abc", "12,345", "2000000000"):
+        refused = _post(
+            client, f"/till/members/{cy['id']}/sale", {"csrf": token, "order_id": "T1200-HHHHH", "order_total": total}
+        )
+        assert refused.status_code == 422, total
+        assert f'value="{total}"' in refused.text  # what was typed comes back
+    assert program.balance(cy["id"])["pending"] == 0
+    assert program.history(cy["id"]) == []
