@@ -128,8 +128,6 @@ CONSOLE_EXEMPT: dict[Route, str] = {
     ("POST", "/till/new-member/start"): "the enrolment form filled from the search: writes nothing",
     ("POST", "/till/members/{member_id}/coupons/{code}/use"): "store staff at the till, as POST /v1/coupons/{code}/use",
     ("POST", "/till/members/{member_id}/pay"): "store staff at the till, as POST /v1/members/{id}/payments",
-    ("POST", "/till/members/{member_id}/sale"): "store staff at the till, as POST /v1/events/purchases (pos)",
-    ("POST", "/till/members/{member_id}/refund"): "store staff at the till, as POST /v1/events/returns (pos)",
     ("POST", "/till/new-member"): "store staff enrolling a customer at the till, as POST /v1/members (pos)",
     ("POST", "/console/password"): "a staff user's own password (any role); audited as staff.password",
     ("POST", "/console/settings/webhook/test"): "sends a test event to the webhook: writes nothing",
@@ -166,9 +164,19 @@ CONSOLE_FORMS: dict[Route, Callable[[World], dict[str, str]]] = {
     ("POST", "/console/settings/webhook/remove"): lambda w: hooked(w, {}),
     ("POST", "/console/keys"): lambda w: {"name": "Lyon till", "scopes": "pos"},
     ("POST", "/console/keys/{key_id}/revoke"): lambda w: {},
+    # a sale or refund recorded at the till names who recorded it: a till that sends nothing has no other trace
+    ("POST", "/till/members/{member_id}/sale"): lambda w: {"order_id": unique("T"), "order_total": "12,50"},
+    ("POST", "/till/members/{member_id}/refund"): lambda w: refund_of_a_sale(w),
 }
 # A new API key's secret is shown by the page that answers the form (201), never put in a redirect's address.
 ANSWERED_IN_PLACE = {("POST", "/console/keys")}
+
+
+def refund_of_a_sale(world: World) -> dict[str, str]:
+    """A refund form for an order of the world's member (recorded through the API first)."""
+    order = unique("W")
+    world.program.purchase(world.member_id, order_id=order)
+    return {"order_id": order, "amount": "1,00", "return_id": unique("R")}
 
 
 def hooked(world: World, form: dict[str, str]) -> dict[str, str]:

@@ -9,7 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from palier.db import Database
+from palier.programs.tables import audit_entries
 from tests.api.helpers import ApiProgram
 from tests.console.conftest import csrf_of, sign_in
 
@@ -30,7 +33,7 @@ def _post(client: TestClient, path: str, data: dict[str, Any]) -> Any:
 
 
 def test_points_paid_then_the_sale_recorded_on_the_same_ticket_earns_on_the_money_part_only(
-    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str], db: Database
 ) -> None:
     ann = program.enrol(first_name="Ann")
     program.adjust(ann["id"], 300)
@@ -51,6 +54,16 @@ def test_points_paid_then_the_sale_recorded_on_the_same_ticket_earns_on_the_mone
     assert _post(client, f"{till}/sale", sale).status_code == 303  # a second tap: the same sale, once
     balance = program.balance(ann["id"])
     assert (balance["available"], balance["pending"]) == (200, 19)  # €1 paid with 100 points earns nothing
+    with db.read() as conn:
+        audit = conn.execute(
+            select(audit_entries.c.actor, audit_entries.c.details).where(
+                audit_entries.c.program_id == program.id,
+                audit_entries.c.action == "till.sale",
+                audit_entries.c.subject_id == "T0930-ABCDE",
+            )
+        ).all()
+    assert len(audit) == 1 and audit[0].actor.startswith("staff:")  # who recorded it, once
+    assert audit[0].details["points"] == 19 and audit[0].details["total"] == 2000
 
     forged = client.get(f"{till}?ok=sale&order=T9999-NOPE").text  # a made-up link shows no sale
     assert "Vente enregistrée" not in forged
