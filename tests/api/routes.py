@@ -59,6 +59,7 @@ POLICY: dict[Route, str] = {
     ("POST", "/v1/members/{member_id}/tier"): "admin",
     ("POST", "/v1/plans"): "admin",
     ("GET", "/v1/plans"): "read",
+    ("PATCH", "/v1/plans/{code}"): "admin",
     ("POST", "/v1/memberships/payments"): "pos",
     ("POST", "/v1/members/{member_id}/memberships"): "pos",
     ("GET", "/v1/members/{member_id}/memberships"): "read",
@@ -264,6 +265,7 @@ BODIES: dict[Route, Callable[[World], dict[str, Any]]] = {
         "until": "2099-01-01T00:00:00Z",
     },
     ("POST", "/v1/plans"): lambda w: WORLD_PLAN | {"code": unique("plan").replace("-", "")[:30].lower()},
+    ("PATCH", "/v1/plans/{code}"): lambda w: {"benefits": {"perks": [{"fr": "Café offert", "en": "Free coffee"}]}},
     ("POST", "/v1/memberships/payments"): lambda w: {
         "payment_id": unique("pay"),
         "member_id": w.member_id,
@@ -309,6 +311,8 @@ def request_for(route: Route, world: World) -> tuple[str, str, dict[str, Any]]:
         reward_id=world.reward_id,
         code="top"
         if "/segments/" in template
+        else "club"
+        if "/plans/" in template
         else world.coupon_to_cancel
         if template.endswith("/cancel")
         else world.coupon_to_use,

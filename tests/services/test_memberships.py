@@ -375,3 +375,40 @@ def test_a_merge_keeps_the_targets_membership_when_it_is_paid_further(
     with db.read() as conn:
         held = memberships.member_memberships(conn=conn, program_id=program.id, member_id=tom.id)
     assert sorted((m.id == paid.id, m.state) for m in held) == [(False, "lapsed"), (True, "active")]
+
+
+def test_a_plan_changes_its_benefits_for_running_memberships_and_archived_is_no_longer_offered(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    from palier.memberships.models import PlanUpdate
+
+    program = add_plan(db, clock, program, trial_days=14)
+    ann, bo = enrol(db, clock, program, first_name="Ann"), enrol(db, clock, program, first_name="Bo")
+    pay(db, clock, program, ann.id, payment_id="fee-ann-1")
+
+    def change(**fields: Any) -> Any:
+        with db.write() as conn:
+            return memberships.update_plan(
+                conn=conn, clock=clock, program=program, code="club", changes=PlanUpdate.model_validate(fields),
+                actor=ACTOR,
+            )  # fmt: skip
+
+    richer = change(benefits={"multiplier_percent": 200}, name={"fr": "Club Or", "en": "Gold club"})
+    assert richer.benefits.multiplier_percent == 200 and richer.price == 499  # the rest stays
+    assert purchase(db, clock, program, ann.id, lines=[line("CAKE", 1000)]).points == 20  # at once, mid-period
+    refused("price_fixed", change, price=599)  # members are charged it at every renewal
+    refused("price_fixed", change, period="yearly")
+    assert change(price=499).price == 499  # its own price is no change
+    refused("segment_required", change, access="segment")
+    refused("reward_not_found", change, benefits={"period_rewards": ["rwd_nothing"]})
+
+    assert change(status="archived").status == "archived"
+    with db.write() as conn:
+        refused(
+            "plan_archived", memberships.start_trial, conn=conn, clock=clock, program=program, member_id=bo.id,
+            data=JoinIn(plan="club"),
+        )  # fmt: skip
+    clock.advance(days=30)
+    renewed = pay(db, clock, program, ann.id, payment_id="fee-ann-2")  # the processor still charges Ann
+    assert renewed.state == "active" and renewed.period_end > clock.now()
+    assert change(status="active").status == "active"

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from palier.clock import Moment
 from palier.errors import FieldError
+from palier.programs.models import refuse_null
 from palier.rewards.models import Localized
 from palier.text import Reference
 from palier.units import Whole
@@ -43,6 +44,25 @@ class PlanIn(Strict):
         if (self.access == "segment") != (self.segment is not None):
             raise FieldError("segment", "segment_required", "segment goes with (and only with) access segment")
         return self
+
+
+class PlanUpdate(Strict):
+    """Fields sent replace the plan's; the others stay. ``status: archived`` stops offering it: no new free
+    trials and no longer on the how-it-works page, while the memberships already running renew as they are
+    paid. The price and period are fixed: members are charged them at every renewal (see ``price_fixed``)."""
+
+    name: Localized | None = None
+    price: Whole | None = Field(default=None, description="only the plan's own price is accepted: it cannot change")
+    period: Literal["monthly", "yearly"] | None = Field(default=None, description="likewise fixed")
+    trial_days: Whole | None = Field(default=None, ge=0, le=365)
+    benefits: Benefits | None = None
+    access: Literal["open", "segment", "invitation"] | None = None
+    segment: Code | None = None
+    status: Literal["active", "archived"] | None = None
+
+    _no_null = field_validator("name", "price", "period", "trial_days", "benefits", "access", "status", mode="before")(
+        refuse_null
+    )
 
 
 class Plan(PlanIn):

@@ -15,13 +15,14 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pydantic import ValidationError
 from sqlalchemy import Connection, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from palier.activity.facts import checked_occurred_at
 from palier.clock import Clock, in_zone, utc
 from palier.db import Database
-from palier.errors import Conflict, InvalidInput, NotFound, PalierError, Unprocessable
+from palier.errors import Conflict, InvalidInput, NotFound, PalierError, Unprocessable, invalid_input
 from palier.ids import new_id
 from palier.ledger.locks import lock_members
 from palier.members import service as members
@@ -34,6 +35,7 @@ from palier.memberships.models import (
     MembershipPaymentIn,
     Plan,
     PlanIn,
+    PlanUpdate,
     RewardNotGiven,
 )
 from palier.memberships.tables import invitations, membership_payments, memberships, plans
@@ -56,15 +58,7 @@ LAPSE_GRACE = timedelta(days=3)
 
 
 def create_plan(*, conn: Connection, clock: Clock, program: Program, data: PlanIn, actor: str) -> Plan:
-    if data.access == "segment":
-        from palier.segments.service import get_segment
-
-        get_segment(conn=conn, program_id=program.id, code=data.segment or "")
-    for i, reward_id in enumerate(data.benefits.period_rewards):
-        from palier.rewards.service import get_reward, require_grantable
-
-        reward = get_reward(conn=conn, program_id=program.id, reward_id=reward_id)
-        require_grantable(reward, field=f"benefits.period_rewards[{i}]")
+    _check_references(conn, program, data)
     plan_id = new_id("plan")
     try:
         with conn.begin_nested():
@@ -85,6 +79,53 @@ def create_plan(*, conn: Connection, clock: Clock, program: Program, data: PlanI
         details=data.model_dump(mode="json"),
     )  # fmt: skip
     return get_plan(conn=conn, program_id=program.id, code=data.code)
+
+
+def _check_references(conn: Connection, program: Program, data: PlanIn) -> None:
+    """The access segment and the period rewards a plan names exist, and the rewards can be given."""
+    if data.access == "segment":
+        from palier.segments.service import get_segment
+
+        get_segment(conn=conn, program_id=program.id, code=data.segment or "")
+    for i, reward_id in enumerate(data.benefits.period_rewards):
+        from palier.rewards.service import get_reward, require_grantable
+
+        reward = get_reward(conn=conn, program_id=program.id, reward_id=reward_id)
+        require_grantable(reward, field=f"benefits.period_rewards[{i}]")
+
+
+def update_plan(
+    *, conn: Connection, clock: Clock, program: Program, code: str, changes: PlanUpdate, actor: str
+) -> Plan:
+    """Change what a plan gives or who may join it; benefits apply to running memberships at once (their
+    next period's rewards included)."""
+    current = get_plan(conn=conn, program_id=program.id, code=code)
+    sent = changes.model_dump(mode="json", exclude_unset=True)
+    for fixed in ("price", "period"):
+        if fixed in sent and sent[fixed] != getattr(current, fixed):
+            raise Unprocessable(
+                "price_fixed",
+                f"A plan's {fixed} cannot change: members are charged it at every renewal. Add a new plan "
+                "and archive this one.",
+                field=fixed,
+            )
+    if sent.get("access") not in (None, "segment"):
+        sent.setdefault("segment", None)  # leaving segment access leaves its segment
+    status = sent.pop("status", current.status)
+    merged = current.model_dump(mode="json", exclude={"id", "status", "created_at"}) | sent
+    try:
+        data = PlanIn.model_validate(merged)
+    except ValidationError as exc:  # e.g. access segment without a segment
+        raise invalid_input(exc, default_field=next(iter(sent), "body")) from None
+    _check_references(conn, program, data)
+    values = data.model_dump(mode="json", exclude={"code", "price", "period"})
+    conn.execute(update(plans).where(plans.c.id == current.id).values(status=status, **values))
+    bump(conn, program_id=program.id)
+    record_audit(
+        conn=conn, clock=clock, program_id=program.id, actor=actor, action="plan.updated", subject_id=current.id,
+        details=changes.model_dump(mode="json", exclude_unset=True),
+    )  # fmt: skip
+    return get_plan(conn=conn, program_id=program.id, code=code)
 
 
 def get_plan(*, conn: Connection, program_id: str, code: str) -> Plan:
@@ -112,6 +153,8 @@ def start_trial(*, conn: Connection, clock: Clock, program: Program, member_id: 
     lock_members(conn, [member_id])
     members.require_active(conn=conn, program_id=program.id, member_id=member_id)
     plan = get_plan(conn=conn, program_id=program.id, code=data.plan)
+    if plan.status == "archived":
+        raise Unprocessable("plan_archived", f"Plan {plan.code!r} is no longer offered.", field="plan")
     if plan.trial_days == 0:
         raise Unprocessable(
             "no_trial", f"Plan {plan.code!r} has no free trial: it starts with a payment.", field="plan"

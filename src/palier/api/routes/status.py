@@ -19,6 +19,7 @@ from palier.memberships.models import (
     MembershipPaymentIn,
     Plan,
     PlanIn,
+    PlanUpdate,
 )
 from palier.programs.service import get_program
 from palier.segments import service as segments
@@ -117,6 +118,32 @@ def create_plan(data: PlanIn, access: AdminAccess, db: DB, clock: ClockDep, requ
                 conn=conn, clock=clock, program=access.program, data=data, actor=access.caller.actor
             ),
             201,
+        ),
+    )
+
+
+@router.patch(
+    "/v1/plans/{code}", response_model=Plan, summary="Change or archive a VIP plan", openapi_extra=commands.IDEMPOTENT
+)
+def update_plan(
+    code: Code,
+    changes: PlanUpdate,
+    access: AdminAccess,
+    db: DB,
+    clock: ClockDep,
+    request: Request,
+) -> JSONResponse:
+    return commands.run(
+        request=request,
+        db=db,
+        clock=clock,
+        program_id=access.program.id,
+        body=changes,
+        command=lambda conn: (
+            memberships.update_plan(
+                conn=conn, clock=clock, program=access.program, code=code, changes=changes, actor=access.caller.actor
+            ),
+            200,
         ),
     )
 
