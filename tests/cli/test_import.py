@@ -34,9 +34,11 @@ from palier.db.migrate import upgrade
 from palier.errors import PalierError
 from palier.ledger.verify import verify
 from palier.rewards import payments
+from palier.rewards import service as rewards
 from palier.rewards.models import PaymentIn
 from tests.cli.shop import Shop, csv_row, for_twin, lapsed_row, open_shop, order_rows, problem_rows, snapshot, to_csv
 from tests.services import factories as f
+from tests.services.test_rules import BASE, counters_of, with_ten_for_every_hundred
 
 runner = CliRunner()
 
@@ -500,3 +502,32 @@ def test_rejected_rows_name_the_csv_column_and_a_bad_date_says_what_to_write(cli
     assert "invalid character in year" not in result.output
     helped = runner.invoke(app, ["import", "purchases", "--help"], env={"COLUMNS": "200"})
     assert "with a zone" not in helped.output and "program's time zone" in helped.output, helped.output
+
+
+def test_an_order_refused_for_earning_too_many_points_gives_no_step_voucher(db: Database, clock: FrozenClock) -> None:
+    """A price typed with too many zeros is rejected alone: the step vouchers the rules gave it before the refusal,
+    the spend they counted and the stock they took are undone with it (they went to an order never recorded)."""
+    program = with_ten_for_every_hundred(db, clock, f.make_program(db, clock), stock=5)
+    with db.read() as conn:
+        [voucher] = rewards.list_rewards(conn=conn, program_id=program.id)
+    hundred_a_euro = BASE | {"effect": {"type": "points_per_amount", "points": 100, "per_amount": 100}}
+    step = {
+        "id": "ten-for-hundred",
+        "name": {"en": "€10 for every €100"},
+        "event": "purchase",
+        "effect": {"type": "spend_step", "step": 10000, "reward_id": voucher.id},
+    }
+    program = f.apply_rules(db, clock, program, {"rules": [hundred_a_euro, step]})
+    member = f.enrol(db, clock, program)
+    typo = f.purchase_body(program, member, clock=clock, order_id="TYPO", lines=[f.line("TV", 2 * 10**9)])
+    fine = f.purchase_body(program, member, clock=clock, order_id="FINE", lines=[f.line("TV", 10000)])
+    with db.write() as conn:
+        stats = import_purchases(conn=conn, clock=clock, program=program, purchases=[typo, fine], card_key=f.CARD_KEY)
+    assert [(p.order_id, p.code) for p in stats.rejected] == [("TYPO", "points_too_large")]
+    with db.read() as conn:
+        given = rewards.member_coupons(conn=conn, program_id=program.id, member_id=member.id)
+        left = rewards.get_reward(conn=conn, program_id=program.id, reward_id=voucher.id).stock_left
+        kept = counters_of(conn, program, member.id)
+    assert (len(given), left) == (1, 4)  # FINE's €100 gave one voucher; the refused order none (it took all 5)
+    assert kept == {"spend:ten-for-hundred": 10000, "steps:ten-for-hundred": 1}
+    assert_sound(db, program.id)

@@ -380,10 +380,11 @@ def _one_by_one(
     from palier.activity.service import record_purchase
 
     for item in ruled:
-        try:  # it refuses before writing anything (an order recorded below what points paid at checkout)
-            result, _ = record_purchase(
-                conn=conn, clock=clock, program=program, purchase=item.purchase, card_key=card_key
-            )
+        try:  # a refusal may come after the rules wrote (points_too_large once the step vouchers are given):
+            with conn.begin_nested():  # undone with the row, not kept for an order that is not
+                result, _ = record_purchase(
+                    conn=conn, clock=clock, program=program, purchase=item.purchase, card_key=card_key
+                )
         except PalierError as error:
             _reject(stats, item, error)
             continue
