@@ -478,3 +478,56 @@ def test_a_spend_step_naming_an_unknown_reward_is_refused(db: Database, clock: F
     with pytest.raises(InvalidInput) as refused:
         apply_rules(db, clock, program, document(step))
     assert (refused.value.code, refused.value.field) == ("unknown_reward", "rules[1].effect.reward_id")
+
+
+def test_a_step_given_no_voucher_is_taken_back_first_by_a_return(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """€300 with two vouchers left in stock gives two; the €100 returned takes back the step that gave none, and
+    the €200 kept still has its two vouchers; refunded whole, the steps are paid again on the next €100."""
+    program = with_ten_for_every_hundred(db, clock, program, stock=2)
+    member = enrol(db, clock, program)
+    order = purchase(db, clock, program, member, lines=[line("COAT", 20000), line("HAT", 10000)])
+    assert step_coupons(db, program, member.id) == ["issued", "issued"]
+    return_(db, clock, program, order.external_id, lines=[("HAT", 1)])  # €200 kept: two steps, two vouchers
+    assert step_coupons(db, program, member.id) == ["issued", "issued"]
+    return_(db, clock, program, order.external_id, lines=[("COAT", 1)])
+    assert step_coupons(db, program, member.id) == ["cancelled", "cancelled"]
+    with db.read() as conn:
+        assert counters_of(conn, program, member.id) == {
+            "spend:ten-for-hundred": 0, "steps:ten-for-hundred": 0, "bare:ten-for-hundred": 0
+        }  # fmt: skip
+    again = purchase(db, clock, program, member, amount=10000)
+    assert sum(a.points for a in again.awards if a.kind == "coupon") == 1
+    assert_ledger_sound(db, program)
+
+
+def test_a_refunded_order_beyond_max_per_purchase_does_not_hold_back_later_vouchers(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """€2,000 gives its 10 vouchers (20 steps paid); refunded whole, the next €100 gives a voucher again, not
+    after €1,000 more (the ten steps paid with none were kept as paid)."""
+    program = with_ten_for_every_hundred(db, clock, program)
+    member = enrol(db, clock, program)
+    order = purchase(db, clock, program, member, amount=200000)
+    assert step_coupons(db, program, member.id) == ["issued"] * 10
+    return_(db, clock, program, order.external_id, lines=[("SKU-1", 1)])
+    assert step_coupons(db, program, member.id) == ["cancelled"] * 10
+    again = purchase(db, clock, program, member, amount=10000)
+    assert sum(a.points for a in again.awards if a.kind == "coupon") == 1
+    assert_ledger_sound(db, program)
+
+
+def test_an_order_bought_and_returned_keeps_no_voucher_after_a_capped_order(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """€2,000 kept gives 10 vouchers for its 20 steps (max_per_purchase); a €100 order returned whole still loses
+    its voucher: the big order's steps that gave none are not a reserve to keep it with."""
+    program = with_ten_for_every_hundred(db, clock, program)
+    member = enrol(db, clock, program)
+    purchase(db, clock, program, member, amount=200000)
+    small = purchase(db, clock, program, member, amount=10000)
+    assert sum(a.points for a in small.awards if a.kind == "coupon") == 1
+    return_(db, clock, program, small.external_id, lines=[("SKU-1", 1)])
+    assert step_coupons(db, program, member.id) == ["cancelled"] + ["issued"] * 10
+    assert_ledger_sound(db, program)

@@ -87,6 +87,7 @@ class Award:
     reward_id: str | None = None
     counter: str | None = None
     steps: int = 0  # spend_step: the steps of its spend rewarded once this award is granted
+    bare: int = 0  # spend_step: steps it crossed beyond ``max_per_purchase``, counted as paid with no coupon
     to_next: int = 0  # spend_step: what is still to spend, in minor units, before its next reward
     by_amount: bool = False  # points per amount: what multipliers multiply
     factor: tuple[int, int] | None = None  # a multiplier's (numerator, denominator)
@@ -290,6 +291,12 @@ def steps_name(rule_id: str) -> str:
     """The steps of a spend_step rule already rewarded to the member (returns do not lower it: spend returned
     must be spent again before the next step pays)."""
     return f"steps:{rule_id}"
+
+
+def bare_steps_name(rule_id: str) -> str:
+    """Of the steps rewarded (:func:`steps_name`), those that gave no coupon (beyond ``max_per_purchase``, the
+    reward out of stock or withdrawn): a return takes these back before it cancels a coupon the spend kept."""
+    return f"bare:{rule_id}"
 
 
 def local_to_utc(value: datetime, tz: ZoneInfo) -> datetime:
@@ -508,7 +515,8 @@ class _Evaluation:
             rewarded = max(before // effect.step, counters.get(steps_name(rule.id), 0))
             reached = (before + spend) // effect.step
             # at most max_per_purchase coupons: a €1M order does not mint ten thousand vouchers
-            coupons = min(max(reached - rewarded, 0), effect.max_per_purchase)
+            crossed = max(reached - rewarded, 0)
+            coupons = min(crossed, effect.max_per_purchase)
             paid = max(reached, rewarded)  # steps rewarded once this award is granted
             if spend > 0:
                 self._add(
@@ -522,6 +530,7 @@ class _Evaluation:
                     reward_id=effect.reward_id,
                     counter=counter,
                     steps=paid,
+                    bare=crossed - coupons,
                     to_next=(paid + 1) * effect.step - before - spend,
                 )
         elif isinstance(effect, CashbackPercent):

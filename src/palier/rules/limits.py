@@ -17,7 +17,7 @@ from palier.programs.models import Program
 from palier.rewards import service as rewards
 from palier.rules import counters
 from palier.rules.counters import PROGRAM_WIDE, campaign_counter
-from palier.rules.engine import Award, CompiledRuleSet, steps_name, within_limits
+from palier.rules.engine import Award, CompiledRuleSet, bare_steps_name, steps_name, within_limits
 
 
 def reserve(
@@ -104,5 +104,10 @@ def count_spend(
             except PalierError:
                 break
             given += 1
+        if award.bare + award.coupons - given:  # paid with no coupon: what a return takes back first
+            bare = bare_steps_name(award.rule_id)
+            counters.add(
+                conn, program_id=program.id, member_id=member_id, name=bare, delta=award.bare + award.coupons - given
+            )
         given_awards.append(award if given == award.coupons else replace(award, coupons=given, points=given))
     return given_awards

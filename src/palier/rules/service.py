@@ -35,6 +35,7 @@ from palier.rules.engine import (
     LineSnapshot,
     MemberContext,
     Timeline,
+    bare_steps_name,
     compile_rules,
     counter_name,
     steps_name,
@@ -508,8 +509,9 @@ def give_back(
                 name = counter_name(row.rule_id)
                 left = counters.add(conn, program_id=program.id, member_id=row.member_id, name=name, delta=-spent)
                 step = _step_of(by_version.get(row.rule_version), row.rule_id)
-                if step:
-                    _cancel_uncovered(conn, clock, program, event_id, row.rule_id, row.member_id, left // step)
+                if step:  # of its steps, at most those its spend crossed beyond the coupons it gave went bare
+                    bare = max(int(row.amount) // step - int(row.points), 0)
+                    _cancel_uncovered(conn, clock, program, event_id, row.rule_id, row.member_id, left // step, bare)
             continue
         rules = by_version.get(row.rule_version)
         campaign = rules.campaigns.get(row.campaign_id) if rules is not None else None
@@ -529,22 +531,35 @@ def _step_of(rules: CompiledRuleSet | None, rule_id: str) -> int:
 
 
 def _cancel_uncovered(
-    conn: Connection, clock: Clock, program: Program, event_id: str, rule_id: str, member_id: str, covered: int
+    conn: Connection,
+    clock: Clock,
+    program: Program,
+    event_id: str,
+    rule_id: str,
+    member_id: str,
+    covered: int,
+    bare: int,
 ) -> None:
-    """Cancel the unused coupons of ``event_id``'s step award beyond the ``covered`` steps the spend left pays
-    for, newest first, and let those steps be paid again."""
+    """Take back the steps paid beyond the ``covered`` steps the spend left pays for, and let them be paid
+    again: first the order's steps that gave no coupon (out of stock, beyond ``max_per_purchase``; at most
+    ``bare``, so another order's cannot keep this one's coupons), then the unused coupons of ``event_id``'s
+    step award, newest first."""
     from palier.rewards import service as rewards
 
-    steps = steps_name(rule_id)
-    paid = counters.read(conn, program_id=program.id, member_id=member_id, names=[steps])[steps]
-    if paid <= covered:
+    steps, bare_name = steps_name(rule_id), bare_steps_name(rule_id)
+    found = counters.read(conn, program_id=program.id, member_id=member_id, names=[steps, bare_name])
+    uncovered = found[steps] - covered
+    if uncovered <= 0:
         return
+    unpaid = min(uncovered, found[bare_name], bare)
+    if unpaid:
+        counters.add(conn, program_id=program.id, member_id=member_id, name=bare_name, delta=-unpaid)
     cancelled = rewards.cancel_granted(
         conn=conn, clock=clock, program=program, member_id=member_id, source_prefix=f"{event_id}:{rule_id}:",
-        limit=paid - covered,
-    )  # fmt: skip
-    if cancelled:
-        counters.add(conn, program_id=program.id, member_id=member_id, name=steps, delta=-cancelled)
+        limit=uncovered - unpaid,
+    ) if uncovered > unpaid else 0  # fmt: skip
+    if unpaid + cancelled:
+        counters.add(conn, program_id=program.id, member_id=member_id, name=steps, delta=-(unpaid + cancelled))
 
 
 def move_member(*, conn: Connection, program_id: str, source_id: str, target_id: str) -> dict[str, int]:
