@@ -345,6 +345,19 @@ def test_line_points_always_sum_to_the_total(lines: list[LineSnapshot], shipping
     )
 
 
+@pytest.mark.parametrize(
+    "hours", ["{start: 22:00, end: 24:00}", "{start: 08:00, end: 12:00}", '{start: "22:00Z", end: "23:00"}']
+)
+def test_hours_written_without_quotes_or_with_an_offset_are_refused(hours: str) -> None:
+    """Unquoted, YAML reads 22:00 as the number 1320 (which was taken as 00:22 UTC, a time no purchase could be
+    compared with); a local hour has no offset either. Refused at the field, never a crash."""
+    text = f"rules:\n- id: late\n  name: {{en: Late}}\n  event: purchase\n  conditions: {{hours: {hours}}}\n"
+    with pytest.raises(InvalidInput) as caught:
+        parse_text(text + "  effect: {type: fixed, points: 5}\n")
+    assert caught.value.code == "invalid_time" and caught.value.field.startswith("rules[0].conditions.hours.")
+    assert '"22:00"' in caught.value.detail
+
+
 # --- refusals: precise paths, the whole file ---
 
 

@@ -103,6 +103,22 @@ class HourRange(Strict):
     start: time
     end: time
 
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _local_time(cls, value: object) -> object:
+        # Unquoted, YAML reads 22:00 as the number 1320, which pydantic took for seconds in UTC: 00:22+00:00, a
+        # time no purchase's local time can be compared with. A local hour is written as text, without offset.
+        if not isinstance(value, (str, time)):
+            raise ValueError('invalid_time: write the time in quotes, as "22:00" (without them YAML reads a number)')
+        return value
+
+    @field_validator("start", "end")
+    @classmethod
+    def _without_offset(cls, value: time) -> time:
+        if value.tzinfo is not None:
+            raise ValueError('invalid_time: a local time of day has no offset: "22:00", in the program\'s time zone')
+        return value
+
     @field_validator("end", mode="before")
     @classmethod
     def _midnight(cls, value: object) -> object:
