@@ -14,8 +14,8 @@ from palier.clock import FrozenClock
 from palier.db import Database
 from palier.programs.models import Program
 from palier.rewards import service as rewards
-from palier.rewards.models import CouponUse, RedeemIn
-from tests.services.factories import adjust, balance, enrol, history
+from palier.rewards.models import CouponUse, RedeemIn, RewardUpdate
+from tests.services.factories import adjust, assert_ledger_sound, balance, enrol, history, make_program
 from tests.services.test_concurrency import Outcome, run_threads
 from tests.services.test_rewards import add_reward
 
@@ -108,3 +108,40 @@ def test_one_coupon_used_at_two_tills_at_once_is_used_once(db: Database, clock: 
     shown = balance(db, program, member)
     assert (shown.available, shown.held) == (0, 0)
     assert sum(1 for h in history(db, program, member) if h.reason_code == "coupon_used") == 1
+
+
+def test_a_reward_edited_while_its_last_unit_is_redeemed_is_not_oversold(
+    postgresql_db: Database, clock: FrozenClock
+) -> None:
+    """A marketer fixes the title while a member takes the last unit: the edit must not write back the count
+    of units it read before (stock 1 let out two coupons). PostgreSQL: SQLite runs one writer at a time."""
+    db = postgresql_db
+    program = make_program(db, clock)
+    tote = add_reward(db, clock, program, kind="gift", amount=None, cost_points=300, stock=1)
+    first, second = enrol(db, clock, program), enrol(db, clock, program)
+    for person in (first, second):
+        adjust(db, clock, program, person, 300)
+    outcome = Outcome()
+    member = threading.Thread(target=lambda: outcome.run(lambda: _redeem(db, clock, program, first.id, tote.id)))
+
+    class MidEdit(FrozenClock):
+        """The edit's clock: once the edit has read the reward, the member redeems (given a second to commit)."""
+
+        def now(self) -> Any:
+            if not member.is_alive() and member.ident is None:
+                member.start()
+                member.join(timeout=1)
+            return clock.now()
+
+    with db.write() as conn:
+        rewards.update_reward(
+            conn=conn, clock=MidEdit(clock.now()), program=program, reward_id=tote.id,
+            changes=RewardUpdate.model_validate({"title": {"fr": "Sac", "en": "Tote bag"}}), actor="test",
+        )  # fmt: skip
+    member.join()
+    assert outcome.failures == [] and balance(db, program, first).held == 300  # the member has the last unit
+    with db.read() as conn:
+        assert rewards.get_reward(conn=conn, program_id=program.id, reward_id=tote.id).stock_left == 0
+    assert outcome.run(lambda: _redeem(db, clock, program, second.id, tote.id)) is None
+    assert outcome.failures == ["out_of_stock: This reward is out of stock."]
+    assert_ledger_sound(db, program)

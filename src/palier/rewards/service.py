@@ -75,6 +75,11 @@ def create_reward(*, conn: Connection, clock: Clock, program: Program, data: Rew
 def update_reward(
     *, conn: Connection, clock: Clock, program: Program, reward_id: str, changes: RewardUpdate, actor: str
 ) -> Reward:
+    # the row locked before its stock count is read: a unit taken meanwhile (stock_used + 1, committed) would
+    # otherwise be written back over with the count read before it, and the unit let out a second time
+    conn.execute(
+        select(rewards.c.id).where(rewards.c.id == reward_id, rewards.c.program_id == program.id).with_for_update()
+    )
     current = get_reward(conn=conn, program_id=program.id, reward_id=reward_id)
     sent = changes.changes()
     status = sent.pop("status", current.status)
