@@ -531,3 +531,23 @@ def test_an_order_refused_for_earning_too_many_points_gives_no_step_voucher(db: 
     assert (len(given), left) == (1, 4)  # FINE's €100 gave one voucher; the refused order none (it took all 5)
     assert kept == {"spend:ten-for-hundred": 10000, "steps:ten-for-hundred": 1}
     assert_sound(db, program.id)
+
+
+def test_an_order_earning_too_many_points_is_rejected_by_the_import_as_by_the_api(
+    db: Database, clock: FrozenClock
+) -> None:
+    """5 points per euro and a price typed with three zeros too many: 5 billion points. The API refuses it
+    (points_too_large); the import, which earns the base rate without a request each, must too."""
+    program = f.make_program(db, clock, earn_points=5)
+    member = f.enrol(db, clock, program)
+    typo = f.purchase_body(program, member, clock=clock, order_id="TYPO", lines=[f.line("TV", 10**11)])
+    fine = f.purchase_body(program, member, clock=clock, order_id="FINE", lines=[f.line("TV", 10000)])
+    with pytest.raises(PalierError) as caught, db.write() as conn:
+        record_purchase(conn=conn, clock=clock, program=program, purchase=typo, card_key=f.CARD_KEY)
+    assert (caught.value.code, caught.value.field) == ("points_too_large", "lines")
+    with db.write() as conn:
+        stats = import_purchases(conn=conn, clock=clock, program=program, purchases=[typo, fine], card_key=f.CARD_KEY)
+    assert [(p.order_id, p.code, p.field) for p in stats.rejected] == [("TYPO", "points_too_large", "lines")]
+    assert (stats.imported, stats.points) == (1, 500)
+    assert f.balance(db, program, member).pending == 500
+    assert_sound(db, program.id)

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from palier.activity.earning import purchase_earning
 from palier.activity.facts import checked_occurred_at, event_row, redact
-from palier.activity.models import PurchaseIn
+from palier.activity.models import PurchaseIn, check_points_earned
 from palier.activity.purchase_rows import (
     check_currency,
     note_earned,
@@ -348,7 +348,10 @@ def _write(
     rows = _Rows()
     debts = _debts(conn, program, now, items)
     for item in items:
-        _rows_for(item, program, now, debts, rows, stats)
+        try:  # refused before any of its rows is added: a price typed with too many zeros (points_too_large)
+            _rows_for(item, program, now, debts, rows, stats)
+        except PalierError as error:
+            _reject(stats, item, error)
     # Events first: a concurrent writer of the same order fails here, before the ledger is written.
     # The ledger last: it ends with the program slots, whose locks are then held only until the commit.
     insert_many(conn, events, rows.events)
@@ -412,6 +415,7 @@ def _rows_for(
     p, member_id, occurred_at = item.purchase, item.member_id, item.occurred_at
     assert occurred_at is not None
     earning = purchase_earning(p, program)
+    check_points_earned(earning.points)  # as record_purchase does, before anything is kept
     label = purchase_label(p)
     event_id = new_id("event")
     result = purchase_result(event_id=event_id, purchase=p, member_id=member_id, points=earning.points, label=label)
