@@ -412,3 +412,23 @@ def test_a_plan_changes_its_benefits_for_running_memberships_and_archived_is_no_
     renewed = pay(db, clock, program, ann.id, payment_id="fee-ann-2")  # the processor still charges Ann
     assert renewed.state == "active" and renewed.period_end > clock.now()
     assert change(status="active").status == "active"
+
+
+def test_a_trial_converted_the_day_it_began_gives_the_paid_months_coupon_too(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """One free delivery per period, trial too: paid two hours into the trial, the first paid month has its own."""
+    delivery = add_reward(db, clock, program, kind="free_shipping", amount=None, cost_points=300)
+    program = add_plan(db, clock, program, trial_days=14, benefits={"period_rewards": [delivery.id]})
+    ann = enrol(db, clock, program, first_name="Ann")
+    with db.write() as conn:
+        memberships.start_trial(conn=conn, clock=clock, program=program, member_id=ann.id, data=JoinIn(plan="club"))
+    clock.advance(hours=2)
+    paid = pay(db, clock, program, ann.id, payment_id="fee-1")
+    assert paid.state == "active" and paid.period_rewards_not_given == []
+    with db.read() as conn:
+        coupons = rewards.member_coupons(conn=conn, program_id=program.id, member_id=ann.id)
+    assert len(coupons) == 2
+    assert pay(db, clock, program, ann.id, payment_id="fee-1") == paid  # the payment again: no third
+    with db.read() as conn:
+        assert len(rewards.member_coupons(conn=conn, program_id=program.id, member_id=ann.id)) == 2

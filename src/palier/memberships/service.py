@@ -171,7 +171,7 @@ def start_trial(*, conn: Connection, clock: Clock, program: Program, member_id: 
         conn, program_id=program.id, type_="membership_started", subject_id=member_id,
         payload={"member_id": member_id, "plan": plan.code, "trial": True}, now=now,
     )  # fmt: skip
-    not_given = _period_rewards(conn, clock, program, plan, member_id, membership_id, now, now + trial)
+    not_given = _period_rewards(conn, clock, program, plan, member_id, membership_id, now, now + trial, paid=False)
     found = get_membership(conn=conn, program_id=program.id, membership_id=membership_id)
     found.period_rewards_not_given = not_given
     return found
@@ -519,8 +519,13 @@ def _period_rewards(
     membership_id: str,
     start: datetime,
     end: datetime,
+    *,
+    paid: bool = True,
 ) -> list[RewardNotGiven]:
     """A coupon of each period reward for the period ``start``-``end``; the rewards not given, and why.
+
+    A paid period's coupon is told apart from the free trial's (``paid``): a trial converted the day it began
+    starts a paid period on that same date, and it gives its coupon too.
 
     A period already over when its payment is recorded (a backdated payment, a processor's replay) gives
     nothing: a year of old payments must not hand out a year of coupons today. A reward out of stock, archived
@@ -540,7 +545,7 @@ def _period_rewards(
                 member_id=member_id,
                 reward_id=reward_id,
                 reason=f"{plan.name.en}: this period's benefit",
-                source_ref=f"plan:{membership_id}:{reward_id}:{start.date().isoformat()}",
+                source_ref=f"plan:{membership_id}:{reward_id}:{start.date().isoformat()}" + (":paid" if paid else ""),
             )
         except PalierError as exc:
             if exc.code not in ("out_of_stock", "reward_ended", "reward_not_started"):
