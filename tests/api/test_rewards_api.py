@@ -202,6 +202,21 @@ def test_a_voucher_on_an_order_it_would_take_nothing_off_is_refused_and_kept(
     assert paid.status_code == 200 and paid.json()["discount"] == 320
 
 
+def test_a_percent_coupon_that_rounds_to_nothing_says_the_total_it_was_given(
+    new_program: Callable[..., ApiProgram],
+) -> None:
+    """10% of €0.05 is nothing: refused and kept, saying the €0.05 it saw, not "its order total is €0.00"."""
+    program = new_program()
+    bo = program.enrol(first_name="Bo")
+    program.adjust(bo["id"], 500)
+    tenth = program.call("POST", "/v1/rewards", json=reward_body(kind="percent_off", amount=None, percent=10)).json()
+    code = program.call("POST", f"/v1/members/{bo['id']}/redemptions", json={"reward_id": tenth["id"]}).json()
+    sent = {"channel": "store", "order_id": "T-0", "order_total": 5}
+    refused = program.call("POST", f"/v1/coupons/{code['coupon']['code']}/use", json=sent)
+    assert_problem(refused, 422, "coupon_nothing_off", "order_total")
+    assert "€0.05" in refused.json()["detail"] and "€0.00" not in refused.json()["detail"]
+
+
 def test_store_credit_cannot_be_named_as_a_reward_to_give(new_program: Callable[..., ApiProgram]) -> None:
     """A plan whose period reward is store credit would refuse every payment its processor has taken."""
     program = new_program()

@@ -639,7 +639,7 @@ def validate_coupon(
     reward = get_reward(conn=conn, program_id=program.id, reward_id=coupon.reward_id)
     _check_usable(coupon, reward, check, clock.now(), program)
     discount = _discount(reward, check)
-    _refuse_nothing_off(reward, discount, program)
+    _refuse_nothing_off(reward, discount, check, program)
     return CouponValidity(coupon=coupon, discount=discount, describes=describe_reward(reward, program))
 
 
@@ -660,7 +660,7 @@ def use_coupon(*, conn: Connection, clock: Clock, program: Program, code: str, u
             field="order_total",
         )
     discount = _discount(reward, use)
-    _refuse_nothing_off(reward, discount, program)
+    _refuse_nothing_off(reward, discount, use, program)
     if coupon.hold_id is not None:
         booking = ledger.Booking(
             program_id=program.id,
@@ -839,14 +839,16 @@ def _check_usable(coupon: Coupon, reward: Reward, check: CouponCheck, now: datet
         )
 
 
-def _refuse_nothing_off(reward: Reward, discount: int | None, program: Program) -> None:
-    """A discount coupon that would take nothing off this order (a €0 total, no shipping) is kept for another."""
+def _refuse_nothing_off(reward: Reward, discount: int | None, cart: CouponCheck, program: Program) -> None:
+    """A discount coupon that would take nothing off this order (a €0 total, no shipping, a percentage of a few
+    cents) is kept for another."""
     if discount == 0 and reward.kind in ("amount_off", "percent_off", "free_shipping"):
         what = "shipping" if reward.kind == "free_shipping" else "order_total"
+        seen = (cart.shipping if what == "shipping" else _cart_total(cart)) or 0
         raise Unprocessable(
             "coupon_nothing_off",
             f"This coupon would take nothing off this order (its {what.replace('_', ' ')} is "
-            f"{program.money(0)}): keep it for another one.",
+            f"{program.money(seen)}): keep it for another one.",
             field=what,
         )
 
