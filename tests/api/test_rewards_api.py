@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection
 
 from palier.db import Database
-from tests.api.helpers import ApiProgram, assert_problem, footprint, line, luhn_card, reward_body, spaced, unique
+from palier.rewards import payments
+from tests.api.helpers import (
+    ApiProgram,
+    assert_problem,
+    footprint,
+    line,
+    luhn_card,
+    purchase_body,
+    reward_body,
+    spaced,
+    unique,
+)
 
 
 def test_earn_redeem_and_use_at_the_till(new_program: Callable[..., ApiProgram]) -> None:
@@ -257,3 +274,44 @@ def test_a_members_coupons_come_by_pages_newest_first(new_program: Callable[...,
     assert_problem(not_hers, 422, "invalid_cursor", field="cursor")
     assert_problem(program.call("GET", path, params={"cursor": "cpn_nothing"}), 422, "invalid_cursor", field="cursor")
     assert program.call("GET", path, params={"limit": 201}).status_code == 422
+
+
+@pytest.mark.parametrize("buyer", ["walk-in", "another member", "unlinked card"])
+def test_a_purchase_sent_while_its_order_is_being_paid_with_points_sees_the_payment(
+    new_program: Callable[..., ApiProgram], monkeypatch: pytest.MonkeyPatch, buyer: str
+) -> None:
+    """The web shop's payment service and its order service send the same order at once, the purchase
+    recorded for someone other than the payer (a walk-in, a partner's account, a card nobody has linked).
+    The purchase must see the payment: €50 of points for a €1 order is refused, not both recorded."""
+    program = new_program()
+    ann = program.enrol(first_name="Ann")
+    program.adjust(ann["id"], 5000)
+    order_id = unique("order")
+    checked, recorded = threading.Event(), threading.Event()
+    order_recorded = payments._order_recorded
+
+    def payment_pauses_after_its_check(conn: Connection, program_id: str, order: str) -> bool:
+        found = order_recorded(conn, program_id, order)
+        checked.set()
+        recorded.wait(timeout=2)  # the purchase is let through here unless it waits for this payment
+        return found
+
+    monkeypatch.setattr(payments, "_order_recorded", payment_pauses_after_its_check)
+    member: dict[str, Any] | None = {
+        "walk-in": None,
+        "another member": {"member_id": program.enrol(first_name="Bob")["id"]},
+        "unlinked card": {"kind": "payment_card", "value": luhn_card()},
+    }[buyer]
+    payment = {"kind": "points", "order_id": order_id, "order_total": 10_000, "points": 5000}
+    with ThreadPoolExecutor(1) as pool:
+        paying = pool.submit(program.call, "POST", f"/v1/members/{ann['id']}/payments", json=payment)
+        assert checked.wait(timeout=10)
+        purchase = program.call(
+            "POST", "/v1/events/purchases", json=purchase_body(member, order_id=order_id, lines=[line("PEN", 100)])
+        )
+        recorded.set()
+        paid = paying.result()
+    assert paid.status_code == 201, paid.text
+    refused = assert_problem(purchase, 422, "order_total_below_payment", field="order_id")
+    assert (refused["paid_for_total"], refused["total"]) == (10_000, 100)
+    assert program.balance(ann["id"])["available"] == 0

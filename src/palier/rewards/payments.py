@@ -18,7 +18,7 @@ from palier.errors import Conflict, NotFound, Unprocessable
 from palier.ids import new_id
 from palier.ledger import operations as ledger
 from palier.ledger.accounts import member_account, money_asset, open_wallet
-from palier.ledger.locks import lock_members
+from palier.ledger.locks import lock_key, lock_members
 from palier.ledger.post import Entry, Posting, write
 from palier.members import service as members
 from palier.programs.models import Program
@@ -30,6 +30,16 @@ from palier.units import Rounding, divide
 def points_value(program: Program, points: int) -> int:
     """What ``points`` are worth in minor units, rounded down (a point never pays more than its worth)."""
     return divide(points * program.redeem_amount, program.redeem_points, Rounding.FLOOR)
+
+
+def lock_order(conn: Connection, *, program_id: str, order_id: str) -> None:
+    """Serialise what an order's payments and its purchase decide about each other (after the members' locks).
+
+    The payer and the buyer may be different members, or the buyer none (a walk-in, a card nobody has
+    linked), so their locks do not meet: without this one, a purchase recorded while the order is being
+    paid would earn on the whole of it and pass under the total the points were checked against.
+    """
+    lock_key(conn, f"order:{program_id}:{order_id}")
 
 
 def paid_already(*, conn: Connection, program: Program, data: PaymentIn) -> bool:
@@ -74,6 +84,7 @@ def pay(*, conn: Connection, clock: Clock, program: Program, member_id: str, dat
     """Burn points, or spend store credit, for part of order ``data.order_id``. Once per order and kind."""
     lock_members(conn, [member_id])
     members.require_active(conn=conn, program_id=program.id, member_id=member_id)
+    lock_order(conn, program_id=program.id, order_id=data.order_id)
     existing = _find(conn, program.id, data.order_id, data.kind)
     if existing is not None:
         if (
@@ -217,6 +228,7 @@ def cancel(*, conn: Connection, clock: Clock, program: Program, member_id: str, 
         raise NotFound("payment_not_found", f"No payment {payment_id} for this member.", field="payment_id")
     if payment.state == "cancelled":
         return _with_balances(conn, payment, member_id)
+    lock_order(conn, program_id=program.id, order_id=payment.order_id)  # a purchase of it under way commits first
     if _order_recorded(conn, program.id, payment.order_id):
         raise Conflict(
             "order_already_recorded",
@@ -347,8 +359,9 @@ def paid_otherwise(conn: Connection, *, program: Program, order_id: str, total: 
 
     The order being recorded with ``total``: refused (``order_total_below_payment``) if that is less than
     the total the payments were checked against at checkout, since points would then pay more than
-    their share of it, or more than all of it.
+    their share of it, or more than all of it. Takes the order's lock (:func:`lock_order`) first.
     """
+    lock_order(conn, program_id=program.id, order_id=order_id)
     paid, declared = _paid(conn, program.id, order_id)
     if declared is not None and total < declared:
         raise Unprocessable(
