@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import select
 
 from palier.activity.tables import events, purchases
@@ -675,3 +676,44 @@ def test_a_nul_character_anywhere_in_a_body_is_refused_at_its_field(program: Api
     for path in ("/console/sign-in", f"/p/{program.id}/sign-in"):  # forms too: %00 in a field
         form = program.client.post(path, data={"email": "ann\u0000@example.com", "password": "x", "csrf": "x"})
         assert_problem(form, 422, "nul_character", field="email")
+
+
+def test_returns_that_give_points_back_to_each_others_payers_never_deadlock(
+    client: TestClient, db: Database, program: ApiProgram
+) -> None:
+    """Ann paid part of Bob's order with her points and Bob part of Ann's; both orders come back in parts at
+    once. Each return locks its buyer and its payer: in one order, so that PostgreSQL never has to roll one
+    back as a deadlock's victim (under enough of them a till got a 500 once the retries ran out)."""
+    ann, bob = program.enrol(first_name="Ann")["id"], program.enrol(first_name="Bob")["id"]
+    orders = {}
+    for payer, buyer in ((ann, bob), (bob, ann)):
+        program.adjust(payer, 2000)
+        order_id = unique("order")
+        payment = {"kind": "points", "order_id": order_id, "order_total": 4000, "points": 2000}
+        assert program.call("POST", f"/v1/members/{payer}/payments", json=payment).status_code == 201
+        program.purchase(buyer, order_id=order_id, lines=[line(quantity=4, unit_price=1000)])
+        orders[buyer] = order_id
+    deadlocks: list[str] = []
+
+    def note(context: Any) -> None:
+        if getattr(context.original_exception, "sqlstate", None) == "40P01":
+            deadlocks.append(str(context.original_exception))
+
+    returned = [{"sku": "SKU-1", "quantity": 1}]
+    sent = iter([return_body(orders[buyer], lines=returned) for _ in range(4) for buyer in (ann, bob)])
+    lock = threading.Lock()
+
+    def one() -> httpx.Response:
+        with lock:
+            body = next(sent)
+        return client.post(RETURNS, json=body, headers=program.headers())
+
+    sqlalchemy_event.listen(db.engine, "handle_error", note)
+    try:
+        responses = _together(8, one)
+    finally:
+        sqlalchemy_event.remove(db.engine, "handle_error", note)
+    assert [r.status_code for r in responses] == [201] * 8, [r.text for r in responses]
+    assert deadlocks == []
+    for member in (ann, bob):  # each order fully returned: its 20 points taken, the 2000 paid given back
+        assert (program.balance(member)["available"], program.balance(member)["pending"]) == (2000, 0)

@@ -375,7 +375,7 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
     if occurred_at < utc(order["occurred_at"]):
         raise InvalidInput("return_before_purchase", "A return cannot happen before its purchase.", field="occurred_at")
     anonymous = order["order_status"] == "anonymous"
-    order = _lock_order(conn, order["event_id"], order["member_id"])
+    order, paid_by = _lock_order(conn, program.id, order)
     excused = 0
     plan: ReturnPlan = plan_return(order=dict(order), ret=ret, program=program)
     event_id = new_id("event")
@@ -441,11 +441,8 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
     )
     # what was paid with points or credit comes back in proportion, to whoever paid it: the order may have
     # been recorded without a member (a walk-in, a card nobody has linked) or for another member than the
-    # one who paid; each payer's lock is taken before their points move
-    paid_by = payments.payers(conn, program_id=program.id, order_id=ret.order_id)
+    # one who paid; each payer was locked with the order (no payment is made once it is recorded)
     if paid_by:
-        if others := [payer for payer in paid_by if payer != member_id]:
-            lock_members(conn, others)
         result.details |= payments.on_return(
             conn=conn,
             clock=clock,
@@ -685,21 +682,28 @@ def _resolve_and_lock(
     raise Conflict("member_merged", "This member was just merged; send the purchase again.", field="member.value")
 
 
-def _lock_order(conn: Connection, event_id: str, member_id: str | None) -> Any:
-    """The order's row, re-read under its member's lock (or its own, while unclaimed).
+def _lock_order(conn: Connection, program_id: str, order: Any) -> tuple[Any, list[str]]:
+    """The order's row and who paid part of it, re-read under the locks of its member (or the row's own,
+    while unclaimed) and of its payers, taken together in one id order: two returns whose buyer is the
+    other's payer would otherwise each hold one member and wait for the other.
 
     A concurrent return of the same order, a claim or a merge may have committed while we waited; if
-    the order changed hands, lock its new owner and read again.
+    the order or a payment changed hands, lock the new owner and read again.
     """
+    member_id = order["member_id"]
+    payers = payments.payers(conn, program_id=program_id, order_id=order["order_id"])
     for _ in range(3):
-        if member_id is not None:
-            lock_members(conn, [member_id])
+        lock_members(conn, [*payers, *([member_id] if member_id is not None else [])])
         order = (
-            conn.execute(select(purchases).where(purchases.c.event_id == event_id).with_for_update()).mappings().one()
+            conn.execute(select(purchases).where(purchases.c.event_id == order["event_id"]).with_for_update())
+            .mappings()
+            .one()
         )
-        if order["member_id"] == member_id:
-            return order
-        member_id = order["member_id"]
+        # a merge moves payments; none is made once the order is recorded, so none are read when none were
+        now_paid_by = payments.payers(conn, program_id=program_id, order_id=order["order_id"]) if payers else []
+        if order["member_id"] == member_id and set(now_paid_by) <= set(payers):
+            return order, now_paid_by
+        member_id, payers = order["member_id"], sorted({*payers, *now_paid_by})
     raise Conflict("order_busy", "This order is changing hands; send the return again.", field="order_id")
 
 
