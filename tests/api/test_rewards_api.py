@@ -315,3 +315,25 @@ def test_a_purchase_sent_while_its_order_is_being_paid_with_points_sees_the_paym
     refused = assert_problem(purchase, 422, "order_total_below_payment", field="order_id")
     assert (refused["paid_for_total"], refused["total"]) == (10_000, 100)
     assert program.balance(ann["id"])["available"] == 0
+
+
+def test_a_free_product_coupon_takes_off_no_more_than_the_product_costs_in_the_cart(
+    new_program: Callable[..., ApiProgram],
+) -> None:
+    """A coffee already marked down to €0.20 in the cart: the free-coffee coupon takes €0.20 off, not its
+    €3.20 list price (the till would take €3.00 off the croissant too). Of two coffees with €1.00 off the
+    pair, one is free at its full price."""
+    program = new_program()
+    ann = program.enrol(first_name="Ann")
+    program.adjust(ann["id"], 200)
+    coffee = reward_body(kind="free_product", amount=None, sku="COFFEE", cost_points=100)
+    reward = program.call("POST", "/v1/rewards", json=coffee).json()
+    for coffees, discount in ((line("COFFEE", 320, discount=300), 20), (line("COFFEE", 320, 2, discount=100), 320)):
+        redeemed = program.call("POST", f"/v1/members/{ann['id']}/redemptions", json={"reward_id": reward["id"]})
+        code = redeemed.json()["coupon"]["code"]
+        cart = {"channel": "store", "lines": [coffees, line("CROISSANT", 120)]}
+        checked = program.call("POST", f"/v1/coupons/{code}/validate", json=cart)
+        assert (checked.status_code, checked.json()["discount"]) == (200, discount), checked.text
+        used = program.call("POST", f"/v1/coupons/{code}/use", json=cart | {"order_id": unique("T")})
+        assert (used.status_code, used.json()["discount"]) == (200, discount), used.text
+    assert program.balance(ann["id"])["available"] == 0

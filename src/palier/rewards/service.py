@@ -877,7 +877,8 @@ def _discount(reward: Reward, cart: CouponCheck) -> int | None:
         return cart.shipping if cart.shipping is not None or cart.lines is None else 0
     if reward.kind == "free_product":
         line = next((item for item in cart.lines or [] if item.sku == reward.sku), None)
-        return None if line is None else line.unit_price
+        # its unit price, but never more than the line costs after the cart's own discount
+        return None if line is None else min(line.unit_price, line.amount)
     return 0
 
 
