@@ -337,3 +337,17 @@ def test_a_free_product_coupon_takes_off_no_more_than_the_product_costs_in_the_c
         used = program.call("POST", f"/v1/coupons/{code}/use", json=cart | {"order_id": unique("T")})
         assert (used.status_code, used.json()["discount"]) == (200, discount), used.text
     assert program.balance(ann["id"])["available"] == 0
+
+
+def test_a_percentage_that_rounds_to_nothing_says_the_orders_real_total(new_program: Callable[..., ApiProgram]) -> None:
+    """10 % of a €0.03 order is nothing: refused and kept, saying €0.03, not that the order is €0.00."""
+    program = new_program()
+    bo = program.enrol(first_name="Bo", language="en")
+    program.adjust(bo["id"], 500)
+    ten = program.call("POST", "/v1/rewards", json=reward_body(kind="percent_off", amount=None, percent=10)).json()
+    code = program.call("POST", f"/v1/members/{bo['id']}/redemptions", json={"reward_id": ten["id"]}).json()
+    cart = {"channel": "store", "order_total": 3}
+    for action, body in (("validate", cart), ("use", cart | {"order_id": unique("T")})):
+        refused = program.call("POST", f"/v1/coupons/{code['coupon']['code']}/{action}", json=body)
+        problem = assert_problem(refused, 422, "coupon_nothing_off", "order_total")
+        assert "€0.03" in problem["detail"] and "€0.00" not in problem["detail"], problem
