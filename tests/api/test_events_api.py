@@ -717,3 +717,18 @@ def test_returns_that_give_points_back_to_each_others_payers_never_deadlock(
     assert deadlocks == []
     for member in (ann, bob):  # each order fully returned: its 20 points taken, the 2000 paid given back
         assert (program.balance(member)["available"], program.balance(member)["pending"]) == (2000, 0)
+
+
+def test_a_credit_that_repays_owed_points_says_so_as_a_purchase_does(new_program: Callable[..., ApiProgram]) -> None:
+    """Ann spent the points of an order she then returned: she owes 100. A goodwill credit of 60 repays 60 of
+    it, and the answer says so (``debt_repaid``) rather than leaving the desk to wonder where the 60 went."""
+    program = new_program(return_window_days=0)
+    ann = program.enrol(first_name="Ann")["id"]
+    order = program.purchase(ann, lines=[line(unit_price=10_000)])
+    program.adjust(ann, -100, reason="Spent at the till")
+    taken = program.call("POST", RETURNS, json=return_body(order["external_id"]))
+    assert taken.status_code == 201 and taken.json()["details"]["to_debt"] == 100, taken.text
+    credited = program.adjust(ann, 60)
+    assert (credited["points"], credited["details"]) == (60, {"debt_repaid": 60})
+    balance = program.balance(ann)
+    assert (balance["available"], balance["debt"]) == (0, 40)

@@ -513,8 +513,9 @@ def adjust(
         event_id=event_id,
         details={"actor": actor},
     )
+    repaid = 0
     if adjustment.points > 0:
-        transaction_id = ledger.earn(
+        earned = ledger.earn(
             conn,
             booking,
             amount=adjustment.points,
@@ -522,7 +523,8 @@ def adjust(
             label=adjustment.reason,
             matures_at=None,
             expires_at=members.expiry_for(program, now),
-        ).transaction_id
+        )
+        transaction_id, repaid = earned.transaction_id, earned.repaid_debt
     else:
         try:
             transaction_id = ledger.spend(conn, booking, amount=-adjustment.points, sink="adjusted")
@@ -552,6 +554,7 @@ def adjust(
         points=adjustment.points,
         transaction_id=transaction_id,
         reason=adjustment.reason,
+        details={"debt_repaid": repaid} if repaid else {},  # points owed are repaid first, as a purchase's are
     )
     _insert_event(
         conn,
