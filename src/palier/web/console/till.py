@@ -218,11 +218,8 @@ async def use_coupon(request: Request, member_id: str, code: str) -> Response:
                 conn=conn, clock=request.app.state.clock, program=who.program, code=code[:40], use=use
             )
         )
-    except ValidationError as error:
-        first = next(iter(errors_by_field(error, i18n.request_language(request)).values()))
-        return _member(request, member_id, status=422, error=first)
-    except PalierError as error:
-        return _member(request, member_id, status=422, error=_in_words(request, error))
+    except (ValidationError, PalierError) as error:
+        return _refused(request, member_id, error)
     query = urlencode({"ok": "coupon", "code": coupon.code})
     return RedirectResponse(f"/till/members/{member_id}?{query}", status_code=303)
 
@@ -235,7 +232,7 @@ async def pay_with_points(request: Request, member_id: str) -> Response:
     form = await request.form()
     kind = "credit" if form.get("kind") == "credit" else "points"
     fields = ("order_id", "order_total", "points" if kind == "points" else "amount")
-    sent = {name: mask_card_numbers(str(form.get(name, "")).strip()[:64]) for name in fields} | {"kind": kind}
+    sent = _sent(form, kind, *fields)
     exponent = who.program.currency_exponent
     try:
         total = parse_money(str(form.get("order_total", "")), exponent, field="order_total")
@@ -259,13 +256,26 @@ async def pay_with_points(request: Request, member_id: str) -> Response:
                 conn=conn, clock=request.app.state.clock, program=who.program, member_id=member_id[:40], data=payment
             )
         )
-    except ValidationError as error:
-        first = next(iter(errors_by_field(error, i18n.request_language(request)).values()))
-        return _member(request, member_id, status=422, error=first, sent=sent)
-    except PalierError as error:
-        return _member(request, member_id, status=422, error=_in_words(request, error), sent=sent)
+    except (ValidationError, PalierError) as error:
+        return _refused(request, member_id, error, sent)
     query = urlencode({"ok": "paid" if kind == "points" else "credit", "payment": paid.id})
     return RedirectResponse(f"/till/members/{member_id}?{query}", status_code=303)
+
+
+def _sent(form: Any, kind: str, *names: str) -> dict[str, str]:
+    """What a till form held, to show again if it is refused (a card number typed in it masked) and its kind."""
+    return {name: mask_card_numbers(str(form.get(name, "")).strip()[:64]) for name in names} | {"kind": kind}
+
+
+def _refused(
+    request: Request, member_id: str, error: ValidationError | PalierError, sent: dict[str, str] | None = None
+) -> HTMLResponse:
+    """The member's till page again, saying why the form was refused (its first problem), with what it held."""
+    if isinstance(error, ValidationError):
+        said = next(iter(errors_by_field(error, i18n.request_language(request)).values()))
+    else:
+        said = _in_words(request, error)
+    return _member(request, member_id, status=422, error=said, sent=sent or {})
 
 
 def _repeated(request: Request, member_id: str, payment: PaymentIn) -> Payment | None:
@@ -288,8 +298,7 @@ async def record_sale(request: Request, member_id: str) -> Response:
     ticket earns nothing."""
     who = current(request)
     form = await request.form()
-    sent = {name: mask_card_numbers(str(form.get(name, "")).strip()[:64]) for name in ("order_id", "order_total")}
-    sent["kind"] = "sale"
+    sent = _sent(form, "sale", "order_id", "order_total")
     clock = request.app.state.clock
     try:
         total = parse_money(str(form.get("order_total", "")), who.program.currency_exponent, field="order_total")
@@ -326,11 +335,8 @@ async def record_sale(request: Request, member_id: str) -> Response:
             return _audited(request, conn, "till.sale", done, total=total)
 
         result, _ = db.run(command)
-    except ValidationError as error:
-        first = next(iter(errors_by_field(error, i18n.request_language(request)).values()))
-        return _member(request, member_id, status=422, error=first, sent=sent)
-    except PalierError as error:
-        return _member(request, member_id, status=422, error=_in_words(request, error), sent=sent)
+    except (ValidationError, PalierError) as error:
+        return _refused(request, member_id, error, sent)
     return RedirectResponse(f"/till/members/{member_id}?{urlencode({'ok': 'sale', 'order': result.external_id})}", 303)
 
 
@@ -341,8 +347,7 @@ async def refund(request: Request, member_id: str) -> Response:
     takes back the points that part earned, and gives back the points or credit that paid for it."""
     who = current(request)
     form = await request.form()
-    sent = {name: mask_card_numbers(str(form.get(name, "")).strip()[:64]) for name in ("order_id", "amount")}
-    sent["kind"] = "refund"
+    sent = _sent(form, "refund", "order_id", "amount")
     clock = request.app.state.clock
     try:
         amount = parse_money(str(form.get("amount", "")), who.program.currency_exponent, field="amount")
@@ -376,11 +381,8 @@ async def refund(request: Request, member_id: str) -> Response:
             return _audited(request, conn, "till.refund", done, amount=amount, order_id=ret.order_id)
 
         result, _ = db.run(command)
-    except ValidationError as error:
-        first = next(iter(errors_by_field(error, i18n.request_language(request)).values()))
-        return _member(request, member_id, status=422, error=first, sent=sent)
-    except PalierError as error:
-        return _member(request, member_id, status=422, error=_in_words(request, error), sent=sent)
+    except (ValidationError, PalierError) as error:
+        return _refused(request, member_id, error, sent)
     return RedirectResponse(
         f"/till/members/{member_id}?{urlencode({'ok': 'refund', 'order': result.external_id})}", 303
     )
