@@ -28,6 +28,7 @@ from palier.web.console import editors
 from tests.api.helpers import ApiProgram, assert_problem, reward_body, unique
 from tests.api.routes import (
     ADMIN_ONLY,
+    WORLD_PLAN,
     WORLD_RULES,
     WORLD_SEGMENT,
     WORLD_TIERS,
@@ -150,6 +151,10 @@ CONSOLE_FORMS: dict[Route, Callable[[World], dict[str, str]]] = {
     ("POST", "/console/tiers"): lambda w: {"document": yaml.safe_dump(WORLD_TIERS)},
     ("POST", "/console/new-reward"): lambda w: {"document": editors.NEW_REWARD["en"]},
     ("POST", "/console/new-segment"): lambda w: {"document": editors.NEW_SEGMENT["en"]},
+    ("POST", "/console/new-plan"): lambda w: {
+        "document": editors.NEW_PLAN["en"].replace("code: club", f"code: {unique('plan').replace('-', '')[:30]}")
+    },
+    ("POST", "/console/plans/{code}"): lambda w: {"document": yaml.safe_dump(WORLD_PLAN | {"trial_days": 7})},
     ("POST", "/console/rewards/{reward_id}"): lambda w: {
         "title_fr": "Café",
         "title_en": "Coffee",
@@ -220,7 +225,8 @@ def console_admin(module_client: TestClient, world: World, module_db: Database) 
 def test_a_console_admin_write_leaves_one_entry_naming_the_staff_user(
     module_client: TestClient, world: World, console_admin: str, route: Route
 ) -> None:
-    ids = {"member_id": world.member_id, "reward_id": world.reward_id, "code": WORLD_SEGMENT["code"]}
+    code = WORLD_PLAN["code"] if "/plans/" in route[1] else WORLD_SEGMENT["code"]
+    ids = {"member_id": world.member_id, "reward_id": world.reward_id, "code": code}
     if "{key_id}" in route[1]:
         ids["key_id"] = world.program.make_key("pos", name="till to revoke").split(".", 1)[0]
     url = route[1].format(**ids)

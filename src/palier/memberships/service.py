@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from palier.activity.facts import checked_occurred_at
@@ -138,6 +138,17 @@ def get_plan(*, conn: Connection, program_id: str, code: str) -> Plan:
 def list_plans(*, conn: Connection, program_id: str) -> list[Plan]:
     rows = conn.execute(select(plans).where(plans.c.program_id == program_id).order_by(plans.c.price, plans.c.code))
     return [_plan(r) for r in rows.mappings()]
+
+
+def live_counts(*, conn: Connection, program_id: str) -> dict[str, int]:
+    """How many memberships of each plan (by plan code) are running: in trial, active or cancelled to their end."""
+    rows = conn.execute(
+        select(plans.c.code, func.count())
+        .join(memberships, memberships.c.plan_id == plans.c.id)
+        .where(plans.c.program_id == program_id, memberships.c.state.in_(LIVE))
+        .group_by(plans.c.code)
+    )
+    return {code: int(count) for code, count in rows}
 
 
 def _plan(row: Any) -> Plan:

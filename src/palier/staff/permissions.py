@@ -1,6 +1,6 @@
 """What each staff role may do: one table, read by the console, the till and the CLI.
 
-admin does everything; a marketer shapes the program (rules, rewards, tiers, segments) and reads members
+admin does everything; a marketer shapes the program (rules, rewards, tiers, VIP plans, segments) and reads members
 and the dashboard; store staff work the till: find or enrol a member, use a coupon, pay with points, record
 a sale or a refund, no settings.
 Everyone may change their own password.
@@ -20,6 +20,7 @@ Permission = Literal[
     "rules.edit",
     "rewards.edit",
     "tiers.edit",
+    "plans.edit",
     "segments.view",
     "segments.edit",
     "dashboard.view",
@@ -45,6 +46,7 @@ PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
             "rules.edit",
             "rewards.edit",
             "tiers.edit",
+            "plans.edit",
             "segments.view",
             "segments.edit",
             "dashboard.view",

@@ -1,4 +1,4 @@
-"""Rewards, segments and coupon lookup in the console."""
+"""Rewards, VIP plans, segments and coupon lookup in the console."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from palier.db import Database
 from palier.errors import PalierError
 from palier.members import service as members
+from palier.memberships import service as memberships
 from palier.rewards import service as rewards
 from palier.rewards.models import RewardUpdate
 from palier.segments import service as segments
@@ -150,6 +151,22 @@ def segments_page(request: Request, created: str | None = None, updated: str | N
     codes = {s.code for s in found}
     return render(
         request, "console/segments.html", staff=who, section="segments", segments=found,
+        created=created if created in codes else None, updated=updated if updated in codes else None,
+    )  # fmt: skip
+
+
+@router.get("/console/plans")
+@requires("plans.edit")
+def plans_page(request: Request, created: str | None = None, updated: str | None = None) -> HTMLResponse:
+    """The paid VIP plans: price, trial, who may join, how many members each has now."""
+    who = current(request)
+    db: Database = request.app.state.db
+    with db.read() as conn:
+        found = memberships.list_plans(conn=conn, program_id=who.program.id)
+        counts = memberships.live_counts(conn=conn, program_id=who.program.id)
+    codes = {p.code for p in found}
+    return render(
+        request, "console/plans.html", staff=who, section="plans", plans=found, counts=counts,
         created=created if created in codes else None, updated=updated if updated in codes else None,
     )  # fmt: skip
 

@@ -5,7 +5,9 @@ Rules are read by the rules document loader (``palier.rules.document``) and appl
 ``rules.service.apply_rules``, exactly as ``POST /v1/program/rules`` does; tiers by ``TierPolicy`` and
 ``tiers.service.set_policy``, as the API and ``palier program apply`` do; a new reward by ``RewardIn`` and
 ``rewards.service.create_reward`` (``POST /v1/rewards``), a new or changed segment by ``SegmentIn`` and
-``segments.service.create_segment`` / ``update_segment`` (``POST /v1/segments``, ``PUT /v1/segments/{code}``).
+``segments.service.create_segment`` / ``update_segment`` (``POST /v1/segments``, ``PUT /v1/segments/{code}``),
+a new or changed VIP plan by ``PlanIn`` / ``PlanUpdate`` and ``memberships.service.create_plan`` /
+``update_plan`` (``POST /v1/plans``, ``PATCH /v1/plans/{code}``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from pydantic import ValidationError
 from palier.api.problems import field_path, validation_code
 from palier.clock import Clock
 from palier.db import Database
-from palier.errors import PalierError, error_location
+from palier.errors import InvalidInput, PalierError, error_location
+from palier.memberships import service as memberships
+from palier.memberships.models import PlanIn, PlanUpdate
 from palier.rewards import service as rewards
 from palier.rewards.models import RewardIn
 from palier.rules import document as rules_document
@@ -355,4 +359,103 @@ async def save_segment(request: Request, code: str) -> Response:
     return await _create(
         request, kind="edit-segment", section="segments", parse=SegmentIn.model_validate, create=update,
         done="/console/segments?updated={made.code}", action=f"/console/segments/{segment.code}",
+    )  # fmt: skip
+
+
+# --- VIP plans ---
+
+NEW_PLAN = {
+    "fr": """# Une formule payante : votre caisse ou votre site encaisse le prix, Palier tient l'adhésion.
+code: club
+name: {fr: "Club Gourmet", en: "Gourmet Club"}
+price: 499            # en centimes, par période : 4,99 € ; fixé une fois créé
+period: monthly       # ou yearly ; fixé une fois créé
+trial_days: 14        # essai gratuit (0 : aucun)
+benefits:
+  multiplier_percent: 200   # points ×2
+  period_rewards: []        # des identifiants de récompenses offertes à chaque période (rwd_…)
+  perks:
+    - {fr: "Livraison offerte", en: "Free delivery"}
+access: open          # open, segment (avec segment: son code) ou invitation
+""",
+    "en": """# A paid plan: your till or web shop takes the price, Palier keeps the membership.
+code: club
+name: {fr: "Club Gourmet", en: "Gourmet Club"}
+price: 499            # minor units per period: 4.99; fixed once created
+period: monthly       # or yearly; fixed once created
+trial_days: 14        # free trial (0: none)
+benefits:
+  multiplier_percent: 200   # points x2
+  period_rewards: []        # ids of rewards given every period (rwd_…)
+  perks:
+    - {fr: "Livraison offerte", en: "Free delivery"}
+access: open          # open, segment (with segment: its code) or invitation
+""",
+}
+
+
+@router.get("/console/new-plan")
+@requires("plans.edit")
+def new_plan_page(request: Request) -> HTMLResponse:
+    page = {"kind": "new-plan", "section": "plans", "action": "/console/new-plan", "back": "/console/plans"}
+    text = NEW_PLAN[i18n.request_language(request)]
+    return _editor(request, current(request), text=text, problems=[], saved=None, **page)
+
+
+@router.post("/console/new-plan")
+@requires("plans.edit")
+async def create_plan(request: Request) -> Response:
+    return await _create(
+        request, kind="new-plan", section="plans", parse=PlanIn.model_validate, create=memberships.create_plan,
+        done="/console/plans?created={made.code}",
+    )  # fmt: skip
+
+
+def _plan_or_404(request: Request, code: str) -> Any:
+    who = current(request)
+    db: Database = request.app.state.db
+    with db.read() as conn:
+        try:
+            return memberships.get_plan(conn=conn, program_id=who.program.id, code=code[:40])
+        except PalierError:
+            raise PageError(404, "error.not_found") from None
+
+
+def _plan_text(plan: Any, language: str) -> str:
+    """A plan as the editor shows it: what ``PATCH /v1/plans/{code}`` takes, its code and price as they are."""
+    document = plan.model_dump(mode="json", exclude={"id", "created_at"}, exclude_none=True)
+    head = {
+        "fr": "# Le code, le prix et la période sont fixés ; le reste vaut tout de suite pour les adhésions en cours.\n"
+        "# status: archived ne la propose plus (plus d'essai), les adhésions en cours se renouvellent.\n",
+        "en": "# The code, price and period are fixed; the rest applies at once to the running memberships.\n"
+        "# status: archived stops offering it (no more trials); running memberships keep renewing.\n",
+    }[language]
+    return head + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=110)
+
+
+@router.get("/console/plans/{code}")
+@requires("plans.edit")
+def plan_page(request: Request, code: str) -> HTMLResponse:
+    plan = _plan_or_404(request, code)
+    page = {"kind": "edit-plan", "section": "plans", "action": f"/console/plans/{plan.code}", "back": "/console/plans"}
+    text = _plan_text(plan, i18n.request_language(request))
+    return _editor(request, current(request), text=text, problems=[], saved=None, **page)
+
+
+@router.post("/console/plans/{code}")
+@requires("plans.edit")
+async def save_plan(request: Request, code: str) -> Response:
+    plan = _plan_or_404(request, code)
+
+    def changes(document: dict[str, Any]) -> PlanUpdate:
+        if document.get("code", plan.code) != plan.code:
+            raise InvalidInput("plan_code_fixed", "A plan's code cannot change: add a new plan.", field="code")
+        return PlanUpdate.model_validate({k: v for k, v in document.items() if k != "code"})
+
+    def update(*, data: PlanUpdate, **kwargs: Any) -> Any:
+        return memberships.update_plan(code=plan.code, changes=data, **kwargs)
+
+    return await _create(
+        request, kind="edit-plan", section="plans", parse=changes, create=update,
+        done="/console/plans?updated={made.code}", action=f"/console/plans/{plan.code}",
     )  # fmt: skip
