@@ -581,3 +581,20 @@ def test_an_adjustment_of_nothing_or_with_a_too_short_reason_says_so_in_plain_wo
     short = assert_problem(program.call("POST", adjustments, json={"points": 5, "reason": "ok"}), 422, "invalid_length")
     assert short["detail"] == "Text should have at least 3 characters, not 2", short
     assert program.balance(member["id"])["available"] == 0
+
+
+def test_a_merge_says_how_much_store_credit_it_moved(program: ApiProgram) -> None:
+    source, target = program.enrol(first_name="Ann"), program.enrol(first_name="Anne")
+    program.adjust(source["id"], 1000)
+    credit = {"kind": "store_credit", "amount": 300, "cost_points": 100, "title": {"fr": "Avoir 3 €", "en": "€3"}}
+    reward = program.call("POST", "/v1/rewards", json=credit).json()
+    assert (
+        program.call("POST", f"/v1/members/{source['id']}/redemptions", json={"reward_id": reward["id"]}).status_code
+        == 201
+    )
+    merged = program.call(
+        "POST", "/v1/members/merge", json={"source_member_id": source["id"], "target_member_id": target["id"]}
+    )
+    assert merged.status_code == 200, merged.text
+    assert merged.json()["store_credit_moved"] == 300 and merged.json()["moved"] == {"available": 900}
+    assert program.call("GET", f"/v1/members/{target['id']}/wallet").json()["balance"] == 300

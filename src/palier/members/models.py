@@ -195,3 +195,4 @@ class MergeResult(BaseModel):
     lots_moved: int
     identities_moved: int
     debt_repaid: int = Field(default=0, description="points one account owed, repaid from the other's points")
+    store_credit_moved: int = Field(default=0, description="the closed account's store credit, minor units")

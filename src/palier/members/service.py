@@ -385,6 +385,7 @@ def merge(
         lots_moved=lots_moved,
         identities_moved=moved_identities,
         debt_repaid=debt_repaid,
+        store_credit_moved=credit_moved,
     )
 
 
