@@ -16,17 +16,20 @@ from palier.programs.models import Program
 from palier.rewards import payments
 from palier.rewards.models import Payment, PaymentIn
 from tests.services.factories import (
+    CARD_KEY,
     adjust,
     balance,
     enrol,
     expire,
     line,
     luhn_card,
+    make_program,
     merge,
     purchase,
     purchase_body,
     return_,
     send_purchase,
+    unique,
 )
 from tests.services.test_rewards import add_reward, redeem
 
@@ -232,3 +235,35 @@ def test_a_payment_committing_while_its_purchase_waits_is_counted(
     sender.join()
     assert recorded[0].points == 80  # on the €80 paid with money
     assert balance(db, program, member).available == 1_080
+
+
+def test_an_import_waits_for_a_payment_of_one_of_its_orders_and_earns_on_the_money_part(
+    postgresql_db: Database, clock: FrozenClock
+) -> None:
+    """Pia pays part of an order with her points while the order comes in by bulk import, recorded for Bo: the
+    import reads the order's payments only once the payment has committed (their locks never met otherwise:
+    Bo earned on the whole €100). PostgreSQL: SQLite runs one writer at a time."""
+    from palier.activity.bulk import import_purchases
+
+    db = postgresql_db
+    program = make_program(db, clock, redeem_points=100, redeem_amount=100, return_window_days=0)
+    pia, bo = enrol(db, clock, program, first_name="Pia"), enrol(db, clock, program, first_name="Bo")
+    adjust(db, clock, program, pia, 3_000)
+    body = purchase_body(program, bo, clock=clock, order_id=unique("IMPORT"), lines=[line("BAG", 10_000)])
+    imported: list[Any] = []
+
+    def run_import() -> None:
+        with db.write() as conn:
+            imported.append(
+                import_purchases(conn=conn, clock=clock, program=program, purchases=[body], card_key=CARD_KEY)
+            )
+
+    with db.write() as conn:  # Pia's till pays 2 000 points of the order, not committed yet
+        data = PaymentIn(kind="points", order_id=body.order_id, points=2_000, order_total=10_000)
+        payments.pay(conn=conn, clock=clock, program=program, member_id=pia.id, data=data)
+        importer = threading.Thread(target=run_import)
+        importer.start()
+        time.sleep(0.5)  # the import now waits on the order
+    importer.join()
+    assert imported[0].imported == 1 and imported[0].points == 80  # on the €80 paid with money
+    assert balance(db, program, bo).available == 80

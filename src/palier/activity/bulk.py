@@ -53,6 +53,7 @@ from palier.members.service import expiry_for
 from palier.members.tables import identities, members
 from palier.programs.models import Program
 from palier.programs.service import get_program
+from palier.rewards.payments import lock_orders
 from palier.rewards.tables import order_payments
 
 
@@ -125,6 +126,8 @@ def import_purchases(
         lock_members(conn, {i.member_id for i in items if i.member_id})
         items = _active_only(conn, program, items, stats)
         items = _first_of_each_order(items, stats)
+        # a points or credit payment of one of these orders, under way, commits before its payments are read
+        lock_orders(conn, program_id=program.id, order_ids=[i.purchase.order_id for i in items])
         _write(conn, clock, program, now, items, stats, card_key)
     return stats
 

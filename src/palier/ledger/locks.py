@@ -53,3 +53,17 @@ def lock_key(conn: Connection, key: str) -> None:
     """
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
+
+
+def lock_keys(conn: Connection, keys: Iterable[str]) -> None:
+    """:func:`lock_key` on each of ``keys``, in one statement and always in the same order (so that two
+    callers locking overlapping sets never wait on each other in a circle)."""
+    ordered = sorted(set(keys))
+    if conn.dialect.name == "postgresql" and ordered:
+        conn.execute(
+            text(
+                "SELECT pg_advisory_xact_lock(hashtextextended(k, 0))"
+                " FROM (SELECT unnest(CAST(:keys AS text[])) AS k ORDER BY 1) AS ordered"
+            ),
+            {"keys": ordered},
+        )
