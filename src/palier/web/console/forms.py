@@ -37,7 +37,8 @@ _NOT_AN_EMAIL = "value is not a valid email address"
 
 
 def errors_by_field(error: ValidationError, language: str) -> dict[str, str]:
-    """The first problem of each field, in the page's language; a bound says its figure ("Give at least 1")."""
+    """The first problem of each field, in the page's language, in the catalogue's words ("This field is
+    required.", never pydantic's "String should match pattern …"); a bound says its figure ("Give at least 1")."""
     found: dict[str, str] = {}
     for e in error.errors():
         field = field_path(error_location(e)) or "form"
@@ -54,8 +55,12 @@ def errors_by_field(error: ValidationError, language: str) -> dict[str, str]:
         if kind == "value_error" and str(e.get("msg", "")).startswith(_NOT_AN_EMAIL):  # EmailStr: the e-mail
             found[field] = i18n.translate(language, "refusal.invalid_email")  # library's words are English only
             continue
+        # pydantic's words (or a validator's note to developers) are English only and not meant for a
+        # merchant: a form says the catalogue's words for the code in either language, when it has them
+        code = validation_code(dict(e))
+        words = i18n.catalogs()[language if language in i18n.LANGUAGES else i18n.DEFAULT_LANGUAGE]
         detail = validation_message(e).split(": ", 1)[-1]
-        found[field] = i18n.refusal(language, validation_code(dict(e)), detail)
+        found[field] = words.get(f"refusal.{code}") or i18n.refusal(language, code, detail)
     return found
 
 

@@ -1,0 +1,64 @@
+"""Refused console forms over HTTP: each message in the page's language, in words meant for staff, and tied
+to the field it is about (``aria-invalid``, ``aria-describedby``) so that a screen reader says it there."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+
+from fastapi.testclient import TestClient
+
+from tests.api.helpers import ApiProgram
+from tests.console.conftest import csrf_of, sign_in
+
+SETTINGS = {"name": "Maison", "points_name": "points", "timezone": "Europe/Paris", "default_country": "FR",
+            "rounding": "floor", "return_shortfall": "debt", "enrolment": "open", "earn_points": "1",
+            "earn_per_amount": "100", "return_window_days": "14", "welcome_points": "0", "redeem_points": "100",
+            "redeem_amount": "100", "pay_with_points_max_percent": "50", "points_lifetime_months": "",
+            "expiry_warning_days": "21"}  # fmt: skip
+
+
+def field_error(page: str, field: str) -> str:
+    """The message shown under ``field``, which its input names with ``aria-describedby``."""
+    control = re.search(rf'<(?:input|select|textarea)[^>]*\bid="{field}"[^>]*>', page)
+    assert control, f"no field {field}"
+    assert 'aria-invalid="true"' in control[0], control[0]
+    described = re.search(r'aria-describedby="([^"]+)"', control[0])
+    assert described, control[0]
+    for ident in described[1].split():
+        found = re.search(rf'<p class="field-error" id="{ident}">(.*?)</p>', page, re.S)
+        if found:
+            return html.unescape(found[1]).strip()
+    raise AssertionError(f"{field}: no error among {described[1]}")
+
+
+def test_refused_settings_speak_english_words_to_an_english_admin_not_the_validators(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
+    token = csrf_of(client.get("/console/settings?lang=en").text)
+    sent = SETTINGS | {"csrf": token, "timezone": "Mars/Olympus", "default_country": "ZZZ", "welcome_points": "lots"}
+    page = client.post("/console/settings?lang=en", data=sent).text
+    assert field_error(page, "timezone") == (
+        "Unknown time zone: give a name such as Europe/Paris, Europe/Brussels or America/Montreal."
+    )
+    assert field_error(page, "default_country") == "This is not in the expected form: check what you typed."
+    assert field_error(page, "welcome_points") == "This is not the kind of value expected: a whole number, for example."
+    for developers_words in ("String should match", "unknown time zone", "minor units: 12.50 is 1250"):
+        assert developers_words not in html.unescape(page), developers_words
+    french = client.post("/console/settings?lang=fr", data=sent).text
+    assert field_error(french, "timezone").startswith("Fuseau horaire inconnu")
+
+
+def test_a_colleague_and_a_customer_refused_are_told_why_in_sentences_in_english(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
+    token = csrf_of(client.get("/console/staff?lang=en").text)
+    colleague = {"csrf": token, "display_name": "Zoé", "email": "zoe@shop.example", "role": "admin"}
+    page = client.post("/console/staff?lang=en", data=colleague | {"password": "short"}).text
+    assert field_error(page, "new-password") == "A password has at least 10 characters."
+    customer = {"csrf": token, "first_name": "Zed", "email": "zed@example.org", "language": "en"}
+    page = client.post("/till/new-member?lang=en", data=customer | {"birthday": "2999-01-01"}).text
+    assert field_error(page, "birthday") == "A birthday cannot be in the future."
