@@ -19,18 +19,27 @@ SETTINGS = {"name": "Maison", "points_name": "points", "timezone": "Europe/Paris
             "expiry_warning_days": "21"}  # fmt: skip
 
 
+def control(page: str, field: str) -> str:
+    found = re.search(rf'<(?:input|select|textarea)[^>]*\bid="{field}"[^>]*>', page)
+    assert found, f"no field {field}"
+    return found[0]
+
+
+def said_with(page: str, field: str) -> list[str]:
+    """What a screen reader reads out with ``field``: the texts its ``aria-describedby`` names, in order."""
+    described = re.search(r'aria-describedby="([^"]+)"', control(page, field))
+    texts = []
+    for ident in described[1].split() if described else []:
+        found = re.search(rf'<(\w+)[^>]*\bid="{ident}"[^>]*>(.*?)</\1>', page, re.S)
+        assert found, f"{field} names {ident}, which is not on the page"
+        texts.append(" ".join(html.unescape(re.sub(r"<[^>]+>", " ", found[2])).split()))
+    return texts
+
+
 def field_error(page: str, field: str) -> str:
-    """The message shown under ``field``, which its input names with ``aria-describedby``."""
-    control = re.search(rf'<(?:input|select|textarea)[^>]*\bid="{field}"[^>]*>', page)
-    assert control, f"no field {field}"
-    assert 'aria-invalid="true"' in control[0], control[0]
-    described = re.search(r'aria-describedby="([^"]+)"', control[0])
-    assert described, control[0]
-    for ident in described[1].split():
-        found = re.search(rf'<p class="field-error" id="{ident}">(.*?)</p>', page, re.S)
-        if found:
-            return html.unescape(found[1]).strip()
-    raise AssertionError(f"{field}: no error among {described[1]}")
+    """The refusal shown for ``field``: marked invalid, it names the message (first) with ``aria-describedby``."""
+    assert 'aria-invalid="true"' in control(page, field), control(page, field)
+    return said_with(page, field)[0]
 
 
 def test_refused_settings_speak_english_words_to_an_english_admin_not_the_validators(
@@ -62,3 +71,21 @@ def test_a_colleague_and_a_customer_refused_are_told_why_in_sentences_in_english
     customer = {"csrf": token, "first_name": "Zed", "email": "zed@example.org", "language": "en"}
     page = client.post("/till/new-member?lang=en", data=customer | {"birthday": "2999-01-01"}).text
     assert field_error(page, "birthday") == "A birthday cannot be in the future."
+
+
+def test_a_refused_adjustment_is_tied_to_its_field_and_every_hint_to_its_own(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    ann = program.enrol(first_name="Ann")
+    assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
+    page = client.get(f"/console/members/{ann['id']}").text
+    assert said_with(page, "points") == ["Positif pour créditer, négatif pour débiter."]
+    assert said_with(page, "reason") == ["Obligatoire, 3 caractères au moins."]
+    sent = {"csrf": csrf_of(page), "points": "beaucoup", "reason": "Geste commercial"}
+    refused = client.post(f"/console/members/{ann['id']}/adjust", data=sent)
+    assert refused.status_code == 422
+    assert field_error(refused.text, "points") == "Points : un nombre entier de points, par exemple 50 ou -20."
+    assert "aria-invalid" not in control(refused.text, "reason")  # the reason was fine
+    settings = client.get("/console/settings").text
+    assert said_with(settings, "earn_per_amount") == ["En centimes : 100 = 1,00."]
+    assert said_with(settings, "points_lifetime_months") == ["Vide : les points n'expirent jamais."]
