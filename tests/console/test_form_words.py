@@ -89,3 +89,22 @@ def test_a_refused_adjustment_is_tied_to_its_field_and_every_hint_to_its_own(
     settings = client.get("/console/settings").text
     assert said_with(settings, "earn_per_amount") == ["En centimes : 100 = 1,00."]
     assert said_with(settings, "points_lifetime_months") == ["Vide : les points n'expirent jamais."]
+
+
+def test_a_refused_payment_at_the_till_names_the_box_at_fault_and_marks_it(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    ann = program.enrol(first_name="Ann")
+    program.adjust(ann["id"], 500)
+    assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
+    till = f"/till/members/{ann['id']}"
+    pay = {"csrf": csrf_of(client.get(till).text), "order_id": "T-1", "order_total": "10,00", "points": "0"}
+    zero = client.post(f"{till}/pay", data=pay)
+    assert zero.status_code == 422
+    assert said_with(zero.text, "pay_points") == ["Points à utiliser : Donnez au moins 1."]
+    assert 'aria-invalid="true"' in control(zero.text, "pay_points")
+    assert "aria-invalid" not in control(zero.text, "order_total")
+    no_total = client.post(f"{till}/pay?lang=en", data=pay | {"points": "100", "order_total": "ten"})
+    assert field_error(no_total.text, "order_total") == "Ticket total: Type an amount such as 12.50."
+    assert "aria-invalid" not in control(no_total.text, "pay_points")
+    assert program.balance(ann["id"])["available"] == 500  # nothing paid

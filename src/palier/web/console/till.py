@@ -91,6 +91,7 @@ def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
     ctx.setdefault("ok", None)
     ctx.setdefault("sent", {})  # what a refused payment form held, shown again
     ctx.setdefault("repeat", None)  # a payment like this one, made minutes ago: confirm before paying again
+    ctx.setdefault("failed", None)  # the box of the payment form a refusal is about
     return render(
         request,
         "console/till_member.html",
@@ -267,15 +268,35 @@ def _sent(form: Any, kind: str, *names: str) -> dict[str, str]:
     return {name: mask_card_numbers(str(form.get(name, "")).strip()[:64]) for name in names} | {"kind": kind}
 
 
+# The boxes of the till's forms, by the field a refusal names (a sale's or a refund's where theirs differ).
+_LABELS = {"order_id": "console.till.ticket", "order_total": "console.till.order_total",
+           "points": "console.till.points", "amount": "console.till.credit_amount"}  # fmt: skip
+_LABELS_OF = {
+    "sale": {"order_total": "console.till.sale_total"},
+    "refund": {"order_id": "console.till.refund_ticket", "amount": "console.till.refund_amount"},
+}
+
+
 def _refused(
     request: Request, member_id: str, error: ValidationError | PalierError, sent: dict[str, str] | None = None
 ) -> HTMLResponse:
-    """The member's till page again, saying why the form was refused (its first problem), with what it held."""
+    """The member's till page again, saying why the form was refused and, where a box of the form is at fault,
+    which one ("Points to use: Give at least 1."), that box marked (``failed``) so that it is focused and read
+    out with the refusal; what the form held is shown again."""
+    field: str | None
     if isinstance(error, ValidationError):
-        said = next(iter(errors_by_field(error, i18n.request_language(request)).values()))
+        field, said = next(iter(errors_by_field(error, i18n.request_language(request)).items()))
     else:
-        said = _in_words(request, error)
-    return _member(request, member_id, status=422, error=said, sent=sent or {})
+        field, said = error.field, _in_words(request, error)
+    kind = (sent or {}).get("kind", "")
+    if kind == "sale" and field and field.startswith("lines"):  # the ticket's one line holds its total
+        field = "order_total"
+    labels = _LABELS | _LABELS_OF.get(kind, {})
+    if sent is None or field not in labels:
+        return _member(request, member_id, status=422, error=said, sent=sent or {})
+    t = i18n.translator(i18n.request_language(request))
+    said = t("console.till.field_error", field=t(labels[field]), message=said)
+    return _member(request, member_id, status=422, error=said, sent=sent, failed=field)
 
 
 def _repeated(request: Request, member_id: str, payment: PaymentIn) -> Payment | None:
