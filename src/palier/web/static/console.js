@@ -71,7 +71,18 @@
       }
     }
     area.addEventListener("input", sync);
+    // Tab indents; Esc first lets the next Tab leave the box, so that a keyboard is never shut in (said under it)
+    var released = false;
+    area.addEventListener("focus", function () { released = false; });
     area.addEventListener("keydown", function (event) {
+      if (event.key === "Escape") {
+        released = true;
+        return;
+      }
+      if (released) {
+        released = event.key === "Shift";  // Esc, Tab or Esc, Shift+Tab: the keys on their way out
+        return;
+      }
       if (event.key === "Tab" && !event.shiftKey && !event.ctrlKey && !event.altKey) {
         event.preventDefault();
         var start = area.selectionStart;
