@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.api.helpers import ApiProgram
-from tests.web.test_console import add_staff, sign_in
+from tests.web.conftest import MOBILE
+from tests.web.test_console import add_staff, shop, sign_in
 
 __all__ = ["add_staff"]  # the fixture, shared with the console's browser tests
 
@@ -38,3 +39,29 @@ def test_tab_indents_in_the_yaml_editor_and_esc_then_tab_leaves_it_as_the_page_s
     page.keyboard.press("Tab")
     assert page.evaluate(FOCUSED) == "document"  # back in: Tab indents again
     assert editor.input_value() == "    " + before
+
+
+def test_on_a_phone_a_history_wider_than_the_screen_scrolls_with_the_arrow_keys(
+    new_program: Callable[..., ApiProgram], new_page: Callable[..., Any], add_staff: Callable[..., str]
+) -> None:
+    program = new_program(name="Maison Mobile")
+    member = shop(program)["member"]
+    email = add_staff(program, "admin", "Camille Martin")
+    desk = new_page()
+    sign_in(desk, email, next_path=f"/console/members/{member['id']}")
+    desk.wait_for_url(f"**/console/members/{member['id']}")
+    assert desk.locator(".table-wrap").get_attribute("tabindex") is None  # it fits: no extra tab stop
+    phone = new_page(viewport=MOBILE)
+    sign_in(phone, email, next_path=f"/console/members/{member['id']}")
+    phone.wait_for_url(f"**/console/members/{member['id']}")
+    box = phone.locator(".table-wrap")
+    assert box.evaluate("box => box.scrollWidth > box.clientWidth")  # the history is wider than the phone
+    assert box.get_attribute("role") == "region" and box.get_attribute("aria-label") == "Historique"
+    for _ in range(40):  # from the top of the page, Tab after Tab, as far as the history
+        phone.keyboard.press("Tab")
+        if phone.evaluate("() => document.activeElement.classList.contains('table-wrap')"):
+            break
+    else:
+        raise AssertionError("the history is never reached with Tab")
+    phone.keyboard.press("ArrowRight")
+    phone.wait_for_function("() => document.querySelector('.table-wrap').scrollLeft > 0")

@@ -56,3 +56,23 @@ window.addEventListener("pageshow", (event) => {
   const url = document.querySelector("meta[name='palier-page-url']")?.content;
   if (url) history.replaceState(null, "", url);
 })();
+
+// A table wider than the screen (a phone) scrolls sideways in its box: the box then takes the keyboard's focus,
+// so that arrow keys scroll it, and is named after its heading. A table that fits is no extra tab stop.
+(() => {
+  const boxes = document.querySelectorAll(".table-wrap");
+  if (!boxes.length) return;
+  for (const box of boxes) {
+    const heading = box.closest("section")?.querySelector("h2, h1") || document.querySelector("h1");
+    box.setAttribute("role", "region");
+    if (heading) box.setAttribute("aria-label", heading.textContent.trim());
+  }
+  const fit = () => {
+    for (const box of boxes) {
+      if (box.scrollWidth > box.clientWidth + 1) box.tabIndex = 0;
+      else box.removeAttribute("tabindex");
+    }
+  };
+  fit();
+  window.addEventListener("resize", fit);
+})();
