@@ -108,3 +108,19 @@ def test_a_refused_payment_at_the_till_names_the_box_at_fault_and_marks_it(
     assert field_error(no_total.text, "order_total") == "Ticket total: Type an amount such as 12.50."
     assert "aria-invalid" not in control(no_total.text, "pay_points")
     assert program.balance(ann["id"])["available"] == 500  # nothing paid
+
+
+def test_every_table_column_has_a_header_and_a_members_language_is_named_in_the_pages(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    body = {"kind": "gift", "cost_points": 50, "title": {"fr": "Tasse", "en": "Mug"}}
+    assert program.call("POST", "/v1/rewards", json=body).status_code == 201
+    ann = program.enrol(first_name="Ann", language="en")
+    assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
+    for path in ("/console/rewards", "/console/dashboard", f"/console/members/{ann['id']}"):
+        page = client.get(path).text
+        assert not re.search(r"<th\b[^>]*>\s*</th>", page), path  # a column without a name
+    rewards = client.get("/console/rewards").text
+    assert 'Modifier<span class="visually-hidden"> Tasse</span></a>' in rewards  # which reward each link edits
+    assert "<dd>Anglais</dd>" in client.get(f"/console/members/{ann['id']}?lang=fr").text  # not "English"
+    assert "<dd>English</dd>" in client.get(f"/console/members/{ann['id']}?lang=en").text
