@@ -4,6 +4,7 @@ page's own tab title, and links that keep the member's language."""
 from __future__ import annotations
 
 import html
+import itertools
 import re
 from collections.abc import Callable
 
@@ -63,3 +64,27 @@ def test_the_coupons_page_lists_the_latest_past_coupons_and_says_older_ones_exis
     past = page[page.index('id="past-title"') :]
     assert past.count("<li>") == 30 and "Les 30 derniers ; les plus anciens restent dans" in past
     assert f"/p/{program.id}/history" in past
+
+
+def heading_levels(page: str) -> list[int]:
+    return [int(level) for level in re.findall(r"<h([1-6])\b", page)]
+
+
+def test_headings_go_down_one_level_at_a_time_on_every_member_page(web: LiveServer, shop: Shop) -> None:
+    """A screen reader's list of headings reads as an outline: no level is skipped (a catalog card's title
+    under the page's h1 is an h2; under the home page's "Within reach" h2, an h3)."""
+    alice = signed_in_client(web.url, shop.portal_link())
+    for path in ("", "/rewards", "/coupons", "/history", "/settings"):
+        levels = heading_levels(alice.get(f"/p/{shop.program.id}{path}").text)
+        assert levels[0] == 1 and levels.count(1) == 1, (path, levels)
+        assert all(after <= before + 1 for before, after in itertools.pairwise(levels)), (path, levels)
+    howto = heading_levels(httpx.get(f"{web.url}/how-it-works/{shop.program.id}").text)
+    assert all(after <= before + 1 for before, after in itertools.pairwise(howto)), howto
+
+
+def test_the_language_choices_are_marked_with_their_own_language(web: LiveServer, shop: Shop) -> None:
+    """On a French page "English" is read out in English (and "Français" on an English one)."""
+    alice = signed_in_client(web.url, shop.portal_link())
+    for lang in ("fr", "en"):
+        page = alice.get(f"/p/{shop.program.id}/settings?lang={lang}").text
+        assert '<span lang="en">English</span>' in page and '<span lang="fr">Français</span>' in page
