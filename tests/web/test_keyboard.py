@@ -1,5 +1,6 @@
 """The console from the keyboard alone, in a browser (Chromium): no box shuts a keyboard user in, and what
-scrolls sideways on a phone can be scrolled without a mouse."""
+scrolls sideways on a phone can be scrolled without a mouse; and the editor's line numbers, which the problems
+point at, are legible (contrast at least 4.5:1)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,15 @@ from tests.web.test_console import add_staff, shop, sign_in
 __all__ = ["add_staff"]  # the fixture, shared with the console's browser tests
 
 FOCUSED = "() => document.activeElement.id || document.activeElement.innerText"
+CONTRAST = """el => {
+  const rgb = (css) => css.match(/\\d+/g).slice(0, 3).map(Number);
+  const lum = (channels) => channels.map(v => v / 255)
+    .map(v => v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4)
+    .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const style = getComputedStyle(el), back = getComputedStyle(el.parentElement);
+  const [a, b] = [lum(rgb(style.color)), lum(rgb(back.backgroundColor))];
+  return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+}"""
 
 
 def test_tab_indents_in_the_yaml_editor_and_esc_then_tab_leaves_it_as_the_page_says(
@@ -25,6 +35,7 @@ def test_tab_indents_in_the_yaml_editor_and_esc_then_tab_leaves_it_as_the_page_s
     keys = page.locator("#editor-keys")
     assert "editor-keys" in (editor.get_attribute("aria-describedby") or "").split()  # read out with the box
     assert keys.inner_text() == "Tab insère deux espaces ; pour quitter la zone au clavier, appuyez sur Échap puis Tab."
+    assert page.locator(".gutter li").first.evaluate(CONTRAST) >= 4.5  # the line numbers, legible
     before = editor.input_value()
     editor.focus()
     page.keyboard.press("Control+Home")
