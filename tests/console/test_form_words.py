@@ -124,3 +124,25 @@ def test_every_table_column_has_a_header_and_a_members_language_is_named_in_the_
     assert 'Modifier<span class="visually-hidden"> Tasse</span></a>' in rewards  # which reward each link edits
     assert "<dd>Anglais</dd>" in client.get(f"/console/members/{ann['id']}?lang=fr").text  # not "English"
     assert "<dd>English</dd>" in client.get(f"/console/members/{ann['id']}?lang=en").text
+
+
+def test_a_yaml_document_refused_says_why_in_either_language_with_the_choices_and_bounds(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
+    token = csrf_of(client.get("/console/new-reward").text)
+    document = "kind: voucher\ncost_points: 0\ntitle: {fr: Tasse, en: Mug}\n"
+    english = client.post("/console/new-reward?lang=en", data={"csrf": token, "document": document})
+    assert english.status_code == 422
+    items = re.findall(r"<li>(.*?)</li>", english.text.split('class="problem-list"')[1], re.S)
+    listed = [" ".join(html.unescape(re.sub(r"<[^>]+>", " ", item)).split()) for item in items]
+    assert listed == [
+        "Line 1 kind — This is not one of the possible choices: amount_off, percent_off, free_product,"
+        " free_shipping, gift, store_credit. (invalid_choice)",
+        "Line 2 cost_points — Give at least 1. (out_of_range)",
+    ]
+    french = client.post("/console/new-reward?lang=fr", data={"csrf": token, "document": document}).text
+    assert "Cette valeur ne fait pas partie des choix possibles : amount_off, percent_off" in html.unescape(french)
+    broken = client.post("/console/new-reward?lang=en", data={"csrf": token, "document": "kind: [gift\n"}).text
+    assert "This is not valid YAML at this line: check the indentation" in html.unescape(broken)
+    assert program.call("GET", "/v1/rewards").json() == []  # nothing saved

@@ -13,6 +13,7 @@ a new or changed VIP plan by ``PlanIn`` / ``PlanUpdate`` and ``memberships.servi
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -71,6 +72,28 @@ def _validation_problems(text: str, error: ValidationError) -> list[Problem]:
     return found
 
 
+# The codes a document check gives in pydantic's or the YAML parser's words ("Field required", "Input should
+# be …", "expected the node content, but found '-'"): English only, and not written for a merchant; the
+# engine's own refusals have sentences of their own, kept in English.
+_CHECKER_CODES = {"unknown_field", "missing_field", "out_of_range", "invalid_length", "invalid_format",
+                  "invalid_choice", "invalid_type", "invalid_json", "invalid_yaml"}  # fmt: skip
+_BOUND = re.compile(r"\b(greater|less) than( or equal to)? (-?[\d.]+)")
+
+
+def _in_words(language: str, problem: Problem) -> str:
+    """A problem as the page's language says it: a check's code in the catalogue's words in either language,
+    with the choices or the bound the check named ("Choose one of: gift, store_credit."; "Give at least 1.")."""
+    if problem.code not in _CHECKER_CODES:
+        return i18n.refusal(language, problem.code, problem.message)  # French by its code, English as written
+    if problem.code == "invalid_choice" and (choices := re.findall(r"'([^']+)'", problem.message)):
+        return i18n.translate(language, "refusal.invalid_choice.figures", choices=", ".join(choices))
+    if problem.code == "out_of_range" and (bound := _BOUND.search(problem.message)):
+        kind = f"{bound[1]}_than{'_equal' if bound[2] else ''}"
+        limit = int(float(bound[3])) if float(bound[3]).is_integer() else float(bound[3])
+        return i18n.translate(language, f"refusal.bound.{kind}", limit=i18n.grouped(limit, language))
+    return i18n.translate(language, f"refusal.{problem.code}")
+
+
 def _editor(
     request: Request,
     who: Staff,
@@ -86,8 +109,8 @@ def _editor(
     """The editor page for ``kind`` (its texts are ``console.<kind>.*``), posting to ``action``."""
     lines = text.split("\n")
     bad = {p.line for p in problems if p.line}
-    language = i18n.request_language(request)  # the engine's details are English: French says them by code
-    problems = [replace(p, message=i18n.refusal(language, p.code, p.message)) for p in problems]
+    language = i18n.request_language(request)
+    problems = [replace(p, message=_in_words(language, p)) for p in problems]
     return render(
         request,
         "console/editor.html",
