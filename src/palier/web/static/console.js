@@ -14,6 +14,8 @@
     Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
     Chart.defaults.font.size = 13;
     Chart.defaults.color = "#4b5563";
+    // figures as the page writes them (13,79 on a French page, 13.79 on an English one), not as the browser would
+    Chart.defaults.locale = document.documentElement.lang || "fr";
     var points = document.getElementById("points-chart");
     if (points) {
       new Chart(points, {
