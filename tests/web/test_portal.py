@@ -190,3 +190,25 @@ def test_the_history_gives_a_reason_on_every_line_and_pages_with_htmx(
     assert "Points to spend" in oldest and "+10" in oldest
     assert page.get_by_role("link", name="Plus ancien").count() == 0
     shoot(page, "all")
+
+
+def test_older_history_from_the_keyboard_leaves_the_focus_on_the_first_line_it_adds(
+    new_program: Callable[..., ApiProgram], page: Any
+) -> None:
+    """The link pressed is replaced: without care the focus would fall back to the top of the page."""
+    shop = make_shop(new_program(), points=10)
+    for n in range(1, 28):
+        shop.program.adjust(shop.member_id, n, reason=f"Gesture number {n}")
+    page.goto(shop.portal_link()["url"])
+    page.goto(f"/p/{shop.program.id}/history")
+    lines = page.locator("#history-lines .history-line")
+    page.get_by_role("link", name="Plus ancien").focus()
+    page.keyboard.press("Enter")
+    lines.nth(28).wait_for()
+    page.wait_for_function("() => document.activeElement.classList.contains('history-line')")
+    focused = page.evaluate(
+        "() => [...document.querySelectorAll('#history-lines .history-line')].indexOf(document.activeElement)"
+    )
+    assert focused == 25  # the first line added: reading goes on from there
+    page.keyboard.press("Tab")  # and on, past the end of the list, to what follows it
+    assert page.evaluate("() => document.activeElement.tagName") in ("A", "BUTTON")

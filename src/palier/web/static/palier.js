@@ -76,3 +76,21 @@ window.addEventListener("pageshow", (event) => {
   fit();
   window.addEventListener("resize", fit);
 })();
+
+// "Older" under the member's history adds lines below without a new page, and the link it was on is replaced:
+// the focus goes to the first line added, so a keyboard or screen-reader user reads on from there instead of
+// being sent back to the top of the page.
+document.addEventListener("htmx:beforeSwap", (event) => {
+  const list = event.detail.target;
+  if (list?.id === "history-lines") list.dataset.before = String(list.children.length);
+});
+document.addEventListener("htmx:afterSettle", () => {
+  const list = document.getElementById("history-lines");
+  if (!list || list.dataset.before === undefined) return;
+  const first = list.children[Number(list.dataset.before)];
+  delete list.dataset.before;
+  if (first) {
+    first.tabIndex = -1;
+    first.focus();
+  }
+});
