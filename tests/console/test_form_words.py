@@ -146,3 +146,16 @@ def test_a_yaml_document_refused_says_why_in_either_language_with_the_choices_an
     broken = client.post("/console/new-reward?lang=en", data={"csrf": token, "document": "kind: [gift\n"}).text
     assert "This is not valid YAML at this line: check the indentation" in html.unescape(broken)
     assert program.call("GET", "/v1/rewards").json() == []  # nothing saved
+
+
+def test_a_refused_sign_in_and_an_unknown_coupon_are_read_out_with_their_boxes(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    email = add_staff(program.id, "admin")
+    refused = sign_in(client, email, password="not the password")
+    assert refused.status_code == 401
+    for box in ("email", "password"):
+        assert said_with(refused.text, box) == ["E-mail ou mot de passe incorrect."]
+    assert sign_in(client, email).status_code == 303
+    unknown = client.get("/console/coupons", params={"code": "ZZZZ-ZZZZ-ZZ"})
+    assert field_error(unknown.text, "code") == "Ce code de coupon est mal saisi : vérifiez-le caractère par caractère."
