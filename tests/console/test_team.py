@@ -4,6 +4,7 @@ the console never locks out its last admin, and another program's staff are out 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from fastapi import FastAPI
@@ -167,3 +168,16 @@ def test_a_colleagues_e_mail_that_is_not_one_is_refused_in_the_pages_language(
     client.get("/console/staff?lang=en")
     in_english = client.post("/console/staff", data=form | {"password": TEMPORARY})
     assert "This e-mail address is not valid: check it, e.g. name@example.com." in in_english.text
+
+
+def test_each_rows_buttons_name_the_colleague_they_act_on(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    """A screen reader listing the page's buttons hears whose role or password each one changes."""
+    add_staff(program.id, "marketer", name="Inès Laurent")
+    _admin(client, program, add_staff)
+    page = client.get("/console/staff").text
+    labels = re.findall(r'<button type="submit" class="secondary small" aria-label="([^"]+)">', page)
+    assert "Changer le rôle d&#39;Inès Laurent" in labels and "Définir le mot de passe d&#39;Inès Laurent" in labels
+    assert "Changer le rôle de Camille Admin" in labels
+    assert len(labels) == len(set(labels))  # no two alike

@@ -84,3 +84,15 @@ def test_a_coupon_kept_for_months_is_offered_at_the_till_however_many_came_after
     assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
     till = client.get(f"/till/members/{ann['id']}").text
     assert f'data-code="{kept}"' in till  # its Use button, although 55 newer coupons came after it
+
+
+def test_each_use_button_names_its_coupon(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    ann = program.enrol(first_name="Ann")
+    program.adjust(ann["id"], 100)
+    codes = [_coupon(program, ann["id"]) for _ in range(2)]
+    assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
+    page = client.get(f"/till/members/{ann['id']}").text
+    for code in codes:
+        assert re.search(rf'data-code="{code}" aria-label="Utiliser le coupon {display_code(code)}">Utiliser<', page)
