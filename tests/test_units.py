@@ -19,7 +19,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 import palier
 from palier.text import points_word
-from palier.units import Rounding, Shares, Whole, divide, points_for_amount, split_proportionally
+from palier.units import Rounding, Shares, Whole, divide, money, points_for_amount, split_proportionally
 
 
 def reference(value: Fraction, mode: Rounding) -> int:
@@ -180,3 +180,11 @@ def test_every_integer_a_client_sends_is_whole() -> None:
     ]
     bare = [path for model in sorted(sent, key=repr) for path in _bare_ints(model, model.__name__, False, set())]
     assert [path for path in bare if path.rsplit(".", 1)[1] not in SERVER_COUNTED] == []
+
+
+def test_an_amount_and_its_currency_are_never_split_across_two_lines() -> None:
+    """French writes "1 234,50 €": a no-break space before the symbol (a plain one lets "€" wrap alone onto
+    the next line of a phone's screen), a narrow no-break space between groups of digits."""
+    assert money(123450, "EUR", 2, "fr") == "1\u202f234,50\u00a0€"
+    assert money(123450, "CHF", 2, "en") == "1,234.50\u00a0CHF"
+    assert money(123450, "EUR", 2, "en") == "€1,234.50"

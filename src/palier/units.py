@@ -125,6 +125,7 @@ _DIVIDERS: dict[Rounding, Callable[[int, int], int]] = {
 
 
 NARROW_SPACE = "\u202f"  # between groups of digits in French: 1 212,50 €
+NO_BREAK_SPACE = "\u00a0"  # between a figure and its currency: "12,50" and "€" never on two lines
 _SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "CHF": "CHF", "CAD": "$"}
 
 
@@ -135,5 +136,5 @@ def money(amount: int, currency: str, exponent: int, language: str) -> str:
     major = f"{amount / 10**exponent:,.{exponent}f}"
     symbol = _SYMBOLS.get(currency, currency)
     if language == "fr":
-        return major.replace(",", NARROW_SPACE).replace(".", ",") + f" {symbol}"
-    return f"{symbol}{major}" if symbol in ("€", "$", "£") else f"{major} {symbol}"
+        return major.replace(",", NARROW_SPACE).replace(".", ",") + NO_BREAK_SPACE + symbol
+    return f"{symbol}{major}" if symbol in ("€", "$", "£") else major + NO_BREAK_SPACE + symbol

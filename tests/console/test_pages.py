@@ -135,7 +135,7 @@ def test_the_tiers_editor_refuses_a_bad_policy_at_its_line_and_saves_a_good_one(
     saved = client.post("/console/tiers", data={"csrf": token, "document": good}, follow_redirects=False)
     assert saved.status_code == 303
     page = client.get("/console/tiers").text
-    assert "Argent" in page and "200,00 €" in page  # a spend threshold is shown as money, not centimes
+    assert "Argent" in page and "200,00\u00a0€" in page  # a spend threshold is shown as money, not centimes
     assert program.call("GET", "/v1/tiers").json()["tiers"][0]["threshold"] == 20000
 
 
@@ -293,12 +293,12 @@ def test_the_till_asks_before_taking_the_same_points_payment_again_under_a_new_t
     pay = {"csrf": token, "order_id": "T1012-ABCDE", "order_total": "10,00", "points": "100"}
     first = client.post(f"/till/members/{ann['id']}/pay", data=pay, follow_redirects=False)
     assert first.status_code == 303 and "points=" not in first.headers["location"]  # the figures are read back
-    assert "Payé avec 100 points : 1,00 € en moins sur le ticket." in client.get(first.headers["location"]).text
+    assert "Payé avec 100 points : 1,00\u00a0€ en moins sur le ticket." in client.get(first.headers["location"]).text
     made_up = client.get(f"/till/members/{ann['id']}?ok=paid&points=5000&amount=50000&payment=pay_nope").text
     assert "Payé avec" not in made_up  # a link cannot claim a payment that was never made
     again = client.post(f"/till/members/{ann['id']}/pay", data=pay | {"order_id": "T1013-FGHJK"})
     assert again.status_code == 409 and program.balance(ann["id"])["available"] == 400  # nothing taken yet
-    assert "Ce client a déjà payé 100 points sur un ticket de 10,00 €" in again.text
+    assert "Ce client a déjà payé 100 points sur un ticket de 10,00\u00a0€" in again.text
     assert "(ticket T1012-ABCDE). Est-ce une autre vente ?" in again.text
     question = again.text[again.text.index('class="notice error big-notice repeat-payment"') :]
     assert '<input type="hidden" name="order_id" value="T1013-FGHJK">' in question

@@ -123,7 +123,7 @@ def test_a_cashback_award_reads_as_money_in_the_program_currency() -> None:
     }
     [_, award] = rules(cashback).evaluate(cart(CAKE, COFFEE), MemberContext(), MONDAY_MORNING)
     assert (award.kind, award.amount) == ("cashback", 69)  # 2.5 % of €27.70, rounded down
-    assert award.line("fr", money=lambda cents: money(cents, "EUR", 2, "fr")) == "Remboursement 2.5%: 0,69 €"
+    assert award.line("fr", money=lambda cents: money(cents, "EUR", 2, "fr")) == "Remboursement 2.5%: 0,69\u00a0€"
 
 
 def test_an_exclusive_rule_stops_the_rules_after_it() -> None:

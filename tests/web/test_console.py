@@ -91,7 +91,7 @@ def test_an_admin_adjusts_points_with_a_reason_and_sees_history_and_dashboard_ch
     issued = page.locator('[data-kpi="issued"]')
     assert issued.inner_text() == "641"  # 600 welcome, 37 for the cakes, 4 for the bread
     assert page.locator('[data-kpi="non-member-orders"]').inner_text() == "2"
-    assert page.locator('[data-kpi="non-member-basket"]').inner_text() == "8,10 €"
+    assert page.locator('[data-kpi="non-member-basket"]').inner_text() == "8,10\u00a0€"
     assert page.locator("#points-chart").is_visible()
     shoot(page, "dashboard")
     assert_accessible(page)
@@ -176,7 +176,7 @@ def test_the_till_goes_from_a_card_scan_to_a_used_coupon_and_pays_with_points(
     navigate(page, page.locator(f'button[data-code="{world["code"]}"]'))
     page.wait_for_url("**ok=coupon**")  # the post answers with a redirect to the member, with what was done
     shown = present.display_code(world["code"])  # as the portal shows it to the member: ABCD-EFGH-JKM
-    assert f"Coupon {shown} utilisé : 5,00 € à déduire du ticket." in page.locator(".notice.ok").inner_text()
+    assert f"Coupon {shown} utilisé : 5,00\u00a0€ à déduire du ticket." in page.locator(".notice.ok").inner_text()
     assert page.locator('[data-balance="held"]').inner_text() == "0"
     assert page.locator(f'button[data-code="{world["code"]}"]').count() == 0
     used = program.call("GET", f"/v1/coupons/{world['code']}").json()
@@ -194,7 +194,7 @@ def test_the_till_goes_from_a_card_scan_to_a_used_coupon_and_pays_with_points(
     page.get_by_label("Points à utiliser").fill("150")
     navigate(page, page.get_by_role("button", name="Payer avec les points"))
     page.wait_for_url("**ok=paid**")
-    assert "Payé avec 150 points : 1,50 € en moins sur le ticket." in page.locator(".notice.ok").inner_text()
+    assert "Payé avec 150 points : 1,50\u00a0€ en moins sur le ticket." in page.locator(".notice.ok").inner_text()
     assert page.locator('[data-balance="available"]').inner_text() == "250"
     shoot(page, "paid")
     assert_accessible(page)
@@ -215,7 +215,7 @@ def test_the_till_goes_from_a_card_scan_to_a_used_coupon_and_pays_with_points(
     tablet = new_page(viewport=MOBILE)  # a phone or a small tablet at the counter
     sign_in(tablet, email, next_path=f"/till/members/{world['member']['id']}")
     assert tablet.locator('[data-balance="available"]').inner_text() == "200"
-    assert tablet.locator('[data-balance="store-credit"]').inner_text() == "3,00 €"  # the wallet, at the till
+    assert tablet.locator('[data-balance="store-credit"]').inner_text() == "3,00\u00a0€"  # the wallet, at the till
     tablet.get_by_label("Total du ticket", exact=True).nth(1).fill("8,00")
     tablet.get_by_label("Montant de l'avoir à utiliser").fill("5,00")  # more than the member has
     navigate(tablet, tablet.get_by_role("button", name="Payer avec l'avoir"))
@@ -223,7 +223,7 @@ def test_the_till_goes_from_a_card_scan_to_a_used_coupon_and_pays_with_points(
     assert tablet.get_by_label("Montant de l'avoir à utiliser").input_value() == "5,00"  # kept, to be corrected
     tablet.get_by_label("Montant de l'avoir à utiliser").fill("3,00")
     navigate(tablet, tablet.get_by_role("button", name="Payer avec l'avoir"))
-    assert "Avoir utilisé : 3,00 € en moins sur le ticket." in tablet.locator(".notice.ok").inner_text()
+    assert "Avoir utilisé : 3,00\u00a0€ en moins sur le ticket." in tablet.locator(".notice.ok").inner_text()
     assert tablet.locator('[data-balance="store-credit"]').count() == 0  # spent
     assert program.call("GET", f"/v1/members/{world['member']['id']}/wallet").json()["balance"] == 0
     assert tablet.get_by_role("button", name="Payer avec les points").bounding_box()["height"] >= 56  # thumb-sized

@@ -31,7 +31,7 @@ def test_how_it_works_shows_the_rewards_and_switches_language(
     assert page.locator("h1").inner_text() == "Comment ça marche"
     card = page.locator(".reward-card")
     assert card.locator("h3").inner_text() == "Bon de 5 €"
-    assert "5,00 € de remise" in card.inner_text()
+    assert "5,00\u00a0€ de remise" in card.inner_text()
     assert "Bienvenue : 50 points en cadeau à votre inscription" in page.locator(".earn-list").inner_text()
     assert_accessible(page)
     shoot(page, "fr")

@@ -235,7 +235,7 @@ def test_store_credit_goes_to_the_wallet_at_once_and_the_portal_says_so(web: Liv
     assert p.call("GET", f"/v1/members/{shop.member_id}/wallet").json()["balance"] == 1000
     assert p.balance(shop.member_id)["available"] == 50
     home = alice.get(f"/p/{p.id}")
-    assert "Vous avez 10,00 € d&#39;avoir" in home.text, home.text  # the wallet, on the member's home page
+    assert "Vous avez 10,00\u00a0€ d&#39;avoir" in home.text, home.text  # the wallet, on the member's home page
     assert "Crédité sur votre avoir" in alice.get(f"/p/{p.id}/coupons").text  # not "Utilisé": it is still to spend
 
 

@@ -16,7 +16,7 @@ _MONEY = re.compile(r"^\s*(\d{1,9})(?:[.,](\d{1,3}))?\s*$")
 
 def parse_money(text: str, exponent: int, *, field: str) -> int:
     """'12,50' or '12.50' (or '12') → minor units; refused if malformed or with too many decimals."""
-    found = _MONEY.match(text.replace("\u202f", "").replace(" ", "").replace("€", "")) if text else None
+    found = _MONEY.match(re.sub(r"[\s\u202f€]", "", text)) if text else None  # "1 234,50 €" pasted from a page
     if found is None or (found.group(2) and len(found.group(2)) > exponent):
         raise InvalidInput("invalid_amount", "Type an amount such as 12.50.", field=field)
     decimals = (found.group(2) or "").ljust(exponent, "0")
