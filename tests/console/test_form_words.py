@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 
+from palier.web.console.forms import parse_money
 from tests.api.helpers import ApiProgram
 from tests.console.conftest import csrf_of, sign_in
 
@@ -159,3 +160,8 @@ def test_a_refused_sign_in_and_an_unknown_coupon_are_read_out_with_their_boxes(
     assert sign_in(client, email).status_code == 303
     unknown = client.get("/console/coupons", params={"code": "ZZZZ-ZZZZ-ZZ"})
     assert field_error(unknown.text, "code") == "Ce code de coupon est mal saisi : vérifiez-le caractère par caractère."
+
+
+def test_the_till_reads_an_amount_as_pages_and_other_software_write_it() -> None:
+    for typed in ("1234,50", "1 234,50", "1\u202f234,50\u00a0€", "1\u00a0234,50 €", "1234.50"):
+        assert parse_money(typed, 2, field="order_total") == 123450, typed
