@@ -96,3 +96,12 @@ def test_each_use_button_names_its_coupon(
     page = client.get(f"/till/members/{ann['id']}").text
     for code in codes:
         assert re.search(rf'data-code="{code}" aria-label="Utiliser le coupon {display_code(code)}">Utiliser<', page)
+
+
+def test_a_phone_number_is_kept_on_one_line(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    ann = program.enrol(first_name="Ann", phone="+33612345678")
+    assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
+    for path in (f"/till/members/{ann['id']}", f"/console/members/{ann['id']}"):
+        assert '<span class="nowrap">+33 6 12 34 56 78</span>' in client.get(path).text, path

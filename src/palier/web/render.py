@@ -15,6 +15,7 @@ from urllib.parse import quote, urlencode
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from palier import __version__
 from palier.programs.models import Program
@@ -89,7 +90,8 @@ def environment() -> Environment:
     )
     env.globals["static"] = lambda path: f"/static/{path}?v={__version__}"
     env.globals["area_home"] = area_home
-    env.filters["phone"] = present.phone
+    # a phone number is never cut across two lines (+33 6 46 / 71 36 95 on a phone's narrow screen)
+    env.filters["phone"] = lambda number: Markup('<span class="nowrap">{}</span>').format(present.phone(number))
     env.filters["after_colon"] = present.after_colon
     return env
 
