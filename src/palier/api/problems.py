@@ -8,6 +8,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 from palier.errors import PalierError, error_location, title_of, validation_message, value_error_code
@@ -15,6 +17,11 @@ from palier.text import contains_card_number
 
 log = logging.getLogger("palier.api")
 PROBLEM = "application/problem+json"
+RETRY_AFTER = 5  # seconds: a database restart or a fail-over is over in a few
+UNAVAILABLE = (
+    "The database cannot be used right now: try again in a few seconds. A write sent again with the same "
+    "Idempotency-Key is made once, even if this one went through."
+)
 
 # pydantic error types -> our stable codes
 _CODES = {
@@ -107,6 +114,19 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 403: "forbidden"}
         return problem(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # The database is down, restarting or out of connections (or a lock outlived the retries): not a bug
+        # to trace on every request for as long as it lasts, and a client's retry is what cures it.
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        log.warning(
+            "database unavailable on %s %s: %s", request.method, request.url.path, reason[0] if reason else "no answer"
+        )
+        response = problem(503, "database_unavailable", UNAVAILABLE)
+        response.headers["Retry-After"] = str(RETRY_AFTER)
+        return response
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
