@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -129,9 +131,33 @@ def test_a_port_already_taken_is_said_once_and_serve_exits(tmp_path: Path) -> No
     assert f"Cannot listen on 127.0.0.1:{port}: Address already in use" in done.stdout + done.stderr
 
 
-def test_workers_that_cannot_start_are_given_up_on_and_serve_exits(tmp_path: Path) -> None:
+def test_a_port_another_palier_serve_listens_on_is_refused_not_shared(tmp_path: Path) -> None:
+    """Its workers' sockets let others share the port (SO_REUSEPORT): a second `palier serve` — a second
+    deployment, another database — would have been given every other connection, silently."""
+    url = f"sqlite:///{tmp_path / 'serve.db'}"
+    upgrade(url)
     port = free_port()
-    unusable = "sqlite://"  # an in-memory database: every worker's app refuses it as it starts
-    done = run_palier(unusable, "serve", "--port", str(port), "--workers", "2", timeout=120)
+    first = start_palier(url, "serve", "--port", str(port), "--workers", "2", log=tmp_path / "serve.log")
+    try:
+        _wait_for(lambda: len(_sockets(port, "0A")) == 2 and _healthy(port), "two workers listening")
+        second = run_palier(url, "serve", "--port", str(port), "--workers", "2", timeout=60)
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert f"Cannot listen on 127.0.0.1:{port}: Address already in use" in second.stdout + second.stderr
+        assert len(_sockets(port, "0A")) == 2  # the first server's, alone
+    finally:
+        for pid in _workers_of(first.pid):
+            os.kill(pid, signal.SIGKILL)
+        kill_9(first)
+
+
+def test_workers_that_cannot_start_are_given_up_on_and_serve_exits(tmp_path: Path) -> None:
+    # `palier serve` checks the database and settings before it starts any (tests/cli/test_start_checks.py):
+    # here the app itself cannot be imported, so every worker dies as it starts.
+    port = free_port()
+    start = (
+        "from palier.cli.workers import run_workers; run_workers(app='palier.no_such_app:create_app', "
+        f"host='127.0.0.1', port={port}, workers=2, access_log=True)"
+    )
+    done = subprocess.run([sys.executable, "-c", start], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "Workers keep dying as they start" in done.stdout + done.stderr

@@ -49,11 +49,21 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _port_free(host: str, port: int) -> None:
+    """Raise if anything listens on ``host:port``. Bound without ``SO_REUSEPORT``, so another ``palier serve``
+    already there (its sockets do share the port) is found too, rather than joined: the kernel would hand it
+    every other connection, to another deployment or another database."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+
+
 def run_workers(*, app: str, host: str, port: int, workers: int, access_log: bool) -> None:
     """Serve ``app`` (an app factory's import path) with ``workers`` processes until SIGINT or SIGTERM."""
     logging.config.dictConfig(uvicorn_log_config())
-    try:  # the port is free (or ours to share): say so now, not once per worker
-        listening_socket(host, port).close()
+    try:  # the port is free: say so now, not once per worker
+        _port_free(host, port)
     except OSError as exc:
         log.error("Cannot listen on %s:%s: %s", host, port, exc.strerror or exc)
         raise SystemExit(1) from None
