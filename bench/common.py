@@ -43,7 +43,7 @@ LIMITS_DIR = Path(os.environ.get("PALIER_LIMITS_DIR", REPO.parent / "shared" / "
 DEFAULT_PG = os.environ.get("PALIER_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 BENCH_DB = os.environ.get("PALIER_BENCH_DB", "palier_bench")  # dropped and recreated by each run
 DATA_DIR = Path(os.environ.get("PALIER_BENCH_DIR", "/tmp/palier-bench"))  # SQLite files: same disk as /tmp
-CARD_KEY = b"palier-bench-card-key"
+CARD_KEY = b"palier-bench-card-key-of-32-characters"
 ENGINES = ("pg", "sqlite")
 
 

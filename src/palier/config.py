@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from palier.errors import InvalidInput
 
 DEMO_CARD_KEY = "palier-demo-card-key-not-for-production"
+MIN_CARD_KEY = 32  # characters: what `openssl rand -hex 16` gives (128 bits); the README makes 64
 # Without PALIER_SECRET_KEY, web sessions are signed with a key made when the process starts: they do not
 # survive a restart and are not shared between processes. Production sets the variable.
 _PROCESS_SECRET = secrets.token_urlsafe(32)
@@ -90,12 +91,37 @@ def load_settings() -> Settings:
     ``PALIER_RATE_LIMIT_REDEEM`` / ``_LOOKUP`` / ``_SIGN_IN`` (``COUNT/SECONDS`` or ``off``) and
     ``PALIER_RATE_LIMITS=off`` (all of them): see :class:`RateLimits`.
     """
+    database_url = os.environ.get("PALIER_DATABASE_URL", "sqlite:///palier.db")
     return Settings(
-        database_url=os.environ.get("PALIER_DATABASE_URL", "sqlite:///palier.db"),
-        card_hash_key=os.environ.get("PALIER_CARD_KEY", DEMO_CARD_KEY).encode(),
+        database_url=database_url,
+        card_hash_key=card_key(os.environ.get("PALIER_CARD_KEY", ""), database_url=database_url),
         show_sign_in_codes=os.environ.get("PALIER_SHOW_SIGN_IN_CODES", "") == "1",
         public_url=public_url(os.environ.get("PALIER_PUBLIC_URL", "")),
     )
+
+
+def card_key(value: str, *, database_url: str) -> bytes:
+    """The key of the HMAC payment cards are stored under. Without ``PALIER_CARD_KEY`` it is the demo's, which is
+    printed in this file: fine for trying Palier on SQLite, never for a PostgreSQL database, which is
+    production — anyone holding the database could then find every card number from its last four digits.
+    A key set by hand must be long enough not to be guessed either (``openssl rand -hex 32``)."""
+    if not value.strip():  # (a key is used as it is set: stripping one would change every stored card's hash)
+        if database_url.startswith("sqlite"):
+            return DEMO_CARD_KEY.encode()
+        raise InvalidInput(
+            "invalid_setting",
+            "PALIER_CARD_KEY is not set: payment cards would be stored under the demo's key, which anyone can "
+            "read. Set it once to a secret of your own (openssl rand -hex 32) and keep it: card lookups depend on it.",
+            field="PALIER_CARD_KEY",
+        )
+    if len(value) < MIN_CARD_KEY:
+        raise InvalidInput(
+            "invalid_setting",
+            f"PALIER_CARD_KEY has {len(value)} characters: at least {MIN_CARD_KEY} are needed, or the card numbers "
+            "can be found from their hashes (openssl rand -hex 32 makes one).",
+            field="PALIER_CARD_KEY",
+        )
+    return value.encode()
 
 
 def public_url(value: str) -> str | None:

@@ -104,6 +104,7 @@ def test_a_database_url_that_cannot_work_is_one_line_not_a_traceback(
     monkeypatch: pytest.MonkeyPatch, url: str, code: str, said: str
 ) -> None:
     monkeypatch.setenv("PALIER_DATABASE_URL", url)
+    monkeypatch.setenv("PALIER_CARD_KEY", "a-card-key-of-at-least-32-characters")  # PostgreSQL needs one
     for command in (("verify",), ("db", "upgrade")):
         result = invoke(*command)
         assert result.exit_code == 2, result.output
@@ -282,7 +283,7 @@ def test_verify_reports_violations_and_exits_1(cli_db: Database) -> None:
     assert "balance_matches_postings" in broken.output and f"{member.id}:pending" in broken.output
 
 
-def test_serve_runs_the_app_factory_under_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_runs_the_app_factory_under_uvicorn(monkeypatch: pytest.MonkeyPatch, cli_db: Database) -> None:
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     monkeypatch.setattr(serve.uvicorn, "run", lambda *a, **k: calls.append((a, k)))
     monkeypatch.setattr(serve, "run_workers", lambda **k: calls.append((("workers",), k)))

@@ -31,7 +31,7 @@ from palier.db import Database
 from palier.ledger.verify import verify
 
 OPERATOR_TOKEN = "operator-token-for-crash-tests"
-CARD_KEY = "crash-test-card-key"
+CARD_KEY = "crash-test-card-key-of-32-characters"
 SLOW = os.environ.get("PALIER_SLOW", "").strip() not in ("", "0")
 
 

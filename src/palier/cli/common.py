@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 
 from palier.api.problems import field_path, validation_code
 from palier.config import Settings, load_settings
-from palier.db import Database, DatabaseUrlError, make_database
+from palier.db import Database, DatabaseUrlError, make_database, migrate
 from palier.errors import InvalidInput, PalierError, error_location, validation_message
 
 # Piped into a file or another program, tables are laid out 160 columns wide rather than a terminal's
@@ -143,13 +143,7 @@ def database_place(url: str) -> str:
     return str(file) if file is not None else shown_url(url)
 
 
-@contextmanager
-def open_database(url: str | None = None) -> Iterator[Database]:
-    """The database named by ``PALIER_DATABASE_URL`` (or ``url``), disposed of afterwards.
-
-    An SQLite file that does not exist is refused rather than created empty (with its ``-writer`` lock file)
-    where the command happened to run: only ``palier db upgrade`` and ``palier demo`` create one."""
-    url = url or settings().database_url
+def _refuse_missing_file(url: str) -> None:
     file = sqlite_file(url)
     if file is not None and file.parent.is_dir() and not file.exists():  # no directory: database_unavailable
         raise PalierError(
@@ -158,6 +152,26 @@ def open_database(url: str | None = None) -> Iterator[Database]:
             "database is (the demo's is palier.db in the folder `palier demo` ran in), or set PALIER_DATABASE_URL.",
             field="PALIER_DATABASE_URL",
         )
+
+
+def require_ready_database() -> str:
+    """The URL of ``PALIER_DATABASE_URL`` once checked as a long-running process (``serve``, ``worker``) needs
+    it before it starts: reachable and migrated to this version, else one line and exit 2, not a traceback
+    per request or per job for as long as it runs."""
+    url = settings().database_url
+    _refuse_missing_file(url)
+    migrate.require_current(url, place=database_place(url))
+    return url
+
+
+@contextmanager
+def open_database(url: str | None = None) -> Iterator[Database]:
+    """The database named by ``PALIER_DATABASE_URL`` (or ``url``), disposed of afterwards.
+
+    An SQLite file that does not exist is refused rather than created empty (with its ``-writer`` lock file)
+    where the command happened to run: only ``palier db upgrade`` and ``palier demo`` create one."""
+    url = url or settings().database_url
+    _refuse_missing_file(url)
     database = make_database(url)
     try:
         yield database

@@ -16,8 +16,10 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from palier.cli.common import console, new_app, open_database
+from palier.cli.common import console, new_app, open_database, require_ready_database
 from palier.clock import Clock, SystemClock
 from palier.db import Database
 from palier.jobs import debts, housekeeping, sweeps
@@ -211,6 +213,7 @@ def worker(
     Stopping is graceful: the batch in flight commits, then the worker exits. Several workers may
     run at once against PostgreSQL (batches lock their lots with SKIP LOCKED) or SQLite.
     """
+    require_ready_database()
     logging.basicConfig(
         level=logging.INFO,
         format="%(message)s",
@@ -247,6 +250,17 @@ def worker(
     log.info("worker stopped")
 
 
+def _failed(name: str, error: Exception) -> None:
+    """Log a job that failed (it runs again at the next pass): a database that is down or restarting in one
+    line per job, as it can last minutes; anything else with its traceback."""
+    if isinstance(error, OperationalError | PoolTimeout):
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()
+        said = reason[0] if reason else "no answer"
+        log.error("%s failed: database unavailable (%s); tried again at the next run", name, said)
+    else:
+        log.error("%s failed", name, exc_info=error)
+
+
 def _due_now(last_run: dict[str, float], name: str) -> bool:
     """Whether the worker runs ``name`` on this pass (at most every ``SLOWER[name]`` seconds); if so, the run
     is recorded as started now."""
@@ -261,8 +275,8 @@ def _push(db: Database, clock: Clock, stop: threading.Event, *, interval: float)
     while True:
         try:
             pushed = webhooks.deliver(db, clock)
-        except Exception:  # a failed run is logged and retried at the next interval
-            log.exception("webhooks failed")
+        except Exception as failure:  # a failed run is logged and retried at the next interval
+            _failed("webhooks", failure)
         else:
             if pushed.requests:
                 log.info("webhooks: %s events delivered in %s requests", f"{pushed.events:,}", f"{pushed.requests:,}")
@@ -286,8 +300,8 @@ def _work(db: Database, clock: Clock, stop: threading.Event, *, interval: float,
                 result = SWEEPS[name][0](db, clock, batch_size=batch_size, progress=between_batches)
             except _Stop:
                 return
-            except Exception:  # a failed run is logged and retried at the next interval
-                log.exception("%s failed", name)
+            except Exception as error:  # a failed run is logged and retried at the next interval
+                _failed(name, error)
                 continue
             log.info(
                 "%s: %s lots, %s points in %.2fs",
@@ -301,15 +315,15 @@ def _work(db: Database, clock: Clock, stop: threading.Event, *, interval: float,
                 continue
             try:
                 given = give(db, clock, batch_size=batch_size)
-            except Exception:
-                log.exception("%s failed", name)
+            except Exception as error:
+                _failed(name, error)
                 continue
             if given.members:
                 log.info("%s: %s %s, %s points", name, f"{given.members:,}", what, f"{given.points:,}")
         try:
             expired = expire_coupons(db, clock)
-        except Exception:
-            log.exception("coupons failed")
+        except Exception as error:
+            _failed("coupons", error)
         else:
             if expired:
                 log.info("coupons: %s past their date expired", f"{expired:,}")
@@ -318,16 +332,16 @@ def _work(db: Database, clock: Clock, stop: threading.Event, *, interval: float,
                 continue
             try:
                 count = job(db, clock, None, 1)
-            except Exception:
-                log.exception("%s failed", name)
+            except Exception as error:
+                _failed(name, error)
                 continue
             if count:
                 log.info("%s: %s %s", name, f"{count:,}", counts)
         if _due_now(last_run, "housekeeping"):
             try:
                 tidied = housekeeping.tidy(db, clock)
-            except Exception:
-                log.exception("housekeeping failed")
+            except Exception as error:
+                _failed("housekeeping", error)
             else:
                 if tidied.rows:
                     log.info("housekeeping: %s", tidied.summary())

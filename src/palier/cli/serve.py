@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 import uvicorn
 
+from palier.cli.common import require_ready_database
 from palier.cli.workers import run_workers, spreads_connections
 from palier.logs import uvicorn_log_config
 
@@ -13,13 +14,14 @@ APP_FACTORY = "palier.api.app:create_app"
 
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for every interface)."),
-    port: int = typer.Option(8000, help="TCP port."),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
     workers: int = typer.Option(1, min=1, help="Worker processes (stateless: scale out freely; one per core)."),
     access_log: bool = typer.Option(
         True, "--access-log/--no-access-log", help="Log one line per request (off: less CPU per request)."
     ),
 ) -> None:
-    """Serve the API for the database in PALIER_DATABASE_URL."""
+    """Serve the API for the database in PALIER_DATABASE_URL (which must be migrated: `palier db upgrade`)."""
+    require_ready_database()
     run_api(host=host, port=port, workers=workers, access_log=access_log)
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import Connection
 
 from palier.db.engine import make_database
 from palier.db.schema import metadata
+from palier.errors import PalierError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -58,6 +59,39 @@ def current(url: str) -> str | None:
             return MigrationContext.configure(conn).get_current_revision()
     finally:
         database.dispose()
+
+
+def known(revision: str) -> bool:
+    """Whether ``revision`` is one of the migrations shipped with this version of Palier."""
+    scripts = ScriptDirectory.from_config(alembic_config(""))
+    return any(script.revision == revision for script in scripts.walk_revisions())
+
+
+def too_new(revision: str) -> PalierError:
+    """The refusal for a database migrated by a newer Palier than this one: its code would not fit the tables."""
+    return PalierError(
+        "database_too_new",
+        f"The database is at revision {revision}, which this version of Palier does not know (it goes up to "
+        f"{head()}): a newer Palier migrated it. Run that version, or restore the backup taken before it.",
+        field="PALIER_DATABASE_URL",
+    )
+
+
+def require_current(url: str, *, place: str) -> None:
+    """Refuse a database this code cannot serve: never migrated, migrated by an older Palier (``palier db
+    upgrade`` brings it up to date) or by a newer one (``place`` names it). An unreachable one raises the
+    driver's error."""
+    revision = current(url)
+    if revision == head():
+        return
+    if revision is not None and not known(revision):
+        raise too_new(revision)
+    state = "has no Palier tables yet" if revision is None else f"is at revision {revision}, this Palier needs {head()}"
+    raise PalierError(
+        "database_not_ready",
+        f"The database {place} {state}: run `palier db upgrade` first.",
+        field="PALIER_DATABASE_URL",
+    )
 
 
 def schema_diffs(conn: Connection) -> list[Any]:
