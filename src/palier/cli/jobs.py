@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -214,12 +215,7 @@ def worker(
     run at once against PostgreSQL (batches lock their lots with SKIP LOCKED) or SQLite.
     """
     require_ready_database()
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False)],
-        force=True,
-    )
+    _log_to_stdout()
     mask_handlers()
     stop = threading.Event()
 
@@ -248,6 +244,23 @@ def worker(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     log.info("worker stopped")
+
+
+def _log_to_stdout() -> None:
+    """In a terminal, rich's columns; otherwise (systemd, docker, a file) one line per record, each with its
+    full UTC time and level, for a log collector or grep: rich would fold long lines and leave a time out
+    when it is the same as the line above's."""
+    if console.is_terminal:
+        handler: logging.Handler = RichHandler(console=console, show_path=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stdout)
+        formatter = logging.Formatter(
+            "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%S"
+        )
+        formatter.converter = time.gmtime
+        handler.setFormatter(formatter)
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
 
 def _failed(name: str, error: Exception) -> None:

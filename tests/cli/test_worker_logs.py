@@ -1,0 +1,34 @@
+"""What ``palier worker`` writes when its output goes to a file, systemd or docker rather than a terminal:
+one line per record, each with its full UTC time, level and logger, never folded, so a log collector or
+``grep 2026-12-06T03`` finds every line."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from palier.db.migrate import upgrade
+
+LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (INFO|WARNING|ERROR) palier\.worker \S.*\S$")
+
+
+def test_the_worker_logs_one_dated_line_per_record_when_not_in_a_terminal(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'palier.db'}"
+    upgrade(url)
+    palier = Path(sys.executable).with_name("palier")
+    done = subprocess.run(
+        [str(palier), "worker", "--once"],
+        env={"PATH": "/usr/bin:/bin", "PALIER_DATABASE_URL": url, "COLUMNS": "60"},  # a narrow one folded lines
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert [line for line in lines if not LINE.match(line)] == [], done.stdout
+    said = [line.split(" palier.worker ", 1)[1] for line in lines]
+    assert said[0] == "worker started: every job every 60.0s" and said[-1] == "worker stopped"
+    assert any(line.startswith("mature: 0 lots, 0 points in ") for line in said), said
