@@ -261,6 +261,9 @@ def _log_to_stdout() -> None:
         formatter.converter = time.gmtime
         handler.setFormatter(formatter)
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    # httpx logs every request with its full address: a webhook's is often a secret (a token in its path or
+    # query). The worker says what it pushed in its own words; httpx's warnings still come through.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _failed(name: str, error: Exception) -> None:
