@@ -166,6 +166,7 @@ def serving(url: str, workers: int, port: int, log: Path) -> Iterator[subprocess
         **os.environ,
         "PALIER_DATABASE_URL": url,
         "PALIER_CARD_KEY": common.CARD_KEY.decode(),
+        "PALIER_SECRET_KEY": "palier-bench-secret-key",
         "PALIER_RATE_LIMITS": "off",
     }
     command = [sys.executable, "-m", "palier.cli.main", "serve", "--port", str(port), "--workers", str(workers)]

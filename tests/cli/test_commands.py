@@ -284,6 +284,7 @@ def test_verify_reports_violations_and_exits_1(cli_db: Database) -> None:
 
 
 def test_serve_runs_the_app_factory_under_uvicorn(monkeypatch: pytest.MonkeyPatch, cli_db: Database) -> None:
+    monkeypatch.setenv("PALIER_SECRET_KEY", "the-secret-of-this-test")  # several workers must share one
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     monkeypatch.setattr(serve.uvicorn, "run", lambda *a, **k: calls.append((a, k)))
     monkeypatch.setattr(serve, "run_workers", lambda **k: calls.append((("workers",), k)))

@@ -31,6 +31,7 @@ def production_env(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(console, "width", 250)
     monkeypatch.setattr(err_console, "width", 250)
     monkeypatch.setenv("PALIER_CARD_KEY", CARD_KEY)
+    monkeypatch.setenv("PALIER_SECRET_KEY", "secret-key-for-the-start-checks")
     started: list[str] = []
     monkeypatch.setattr(serve.uvicorn, "run", lambda *a, **k: started.append("serve"))
     monkeypatch.setattr(serve, "run_workers", lambda **k: started.append("serve"))
@@ -118,6 +119,32 @@ def test_postgresql_needs_a_card_key_of_its_own(
     for command in (("serve",), ("worker",), ("db", "upgrade"), ("verify",)):
         result = refused(url, *command)
         assert f"error invalid_setting: {said}" in result.output and "(PALIER_CARD_KEY)" in result.output
+    assert production_env == []
+
+
+def test_serve_needs_a_secret_key_with_several_workers_or_on_postgresql(
+    monkeypatch: pytest.MonkeyPatch, production_env: list[str], tmp_path: Any
+) -> None:
+    monkeypatch.delenv("PALIER_SECRET_KEY")
+    url = f"sqlite:///{tmp_path / 'palier.db'}"
+    upgrade(url)
+    result = refused(url, "serve", "--workers", "2")
+    assert "error invalid_setting: PALIER_SECRET_KEY is not set: each worker would sign" in result.output
+    assert production_env == []
+    alone = runner.invoke(app, ["serve"], env={"PALIER_DATABASE_URL": url})  # one process on SQLite: trying it
+    assert alone.exit_code == 0, alone.output
+    monkeypatch.setenv("PALIER_SECRET_KEY", "a-secret-of-our-own")
+    several = runner.invoke(app, ["serve", "--workers", "2"], env={"PALIER_DATABASE_URL": url})
+    assert several.exit_code == 0, several.output
+    assert production_env == ["serve", "serve"]
+
+
+def test_serve_on_postgresql_needs_a_secret_key(
+    monkeypatch: pytest.MonkeyPatch, production_env: list[str], postgresql_url: str
+) -> None:
+    monkeypatch.delenv("PALIER_SECRET_KEY")
+    result = refused(postgresql_url, "serve")
+    assert "error invalid_setting: PALIER_SECRET_KEY is not set" in result.output
     assert production_env == []
 
 

@@ -53,6 +53,7 @@ def palier_env(url: str) -> dict[str, str]:
         PALIER_DATABASE_URL=url,
         PALIER_OPERATOR_TOKEN=OPERATOR_TOKEN,
         PALIER_CARD_KEY=CARD_KEY,
+        PALIER_SECRET_KEY="crash-test-secret-key",
         # The workload sends far more redemptions per member than a till would: it measures recovery, not abuse.
         PALIER_RATE_LIMITS="off",
         PYTHONUNBUFFERED="1",

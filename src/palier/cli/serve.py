@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 import uvicorn
 
 from palier.cli.common import require_ready_database
 from palier.cli.workers import run_workers, spreads_connections
+from palier.errors import InvalidInput
 from palier.logs import uvicorn_log_config
 
 APP_FACTORY = "palier.api.app:create_app"
@@ -21,7 +24,15 @@ def serve(
     ),
 ) -> None:
     """Serve the API for the database in PALIER_DATABASE_URL (which must be migrated: `palier db upgrade`)."""
-    require_ready_database()
+    url = require_ready_database()
+    if not os.environ.get("PALIER_SECRET_KEY", "").strip() and (workers > 1 or not url.startswith("sqlite")):
+        raise InvalidInput(
+            "invalid_setting",
+            "PALIER_SECRET_KEY is not set: each worker would sign sessions, forms and portal links with a key of "
+            "its own (another worker refuses them) and every session would end at a restart. Set it to a secret "
+            "of your own (openssl rand -hex 32).",
+            field="PALIER_SECRET_KEY",
+        )
     run_api(host=host, port=port, workers=workers, access_log=access_log)
 
 
