@@ -119,16 +119,18 @@ def test_connections_spread_over_workers_a_dead_worker_is_replaced_and_sigterm_s
         kill_9(server)
 
 
-def test_a_port_already_taken_is_said_once_and_serve_exits(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_already_taken_is_said_once_and_serve_exits(tmp_path: Path, workers: str) -> None:
     url = f"sqlite:///{tmp_path / 'serve.db'}"
     upgrade(url)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = run_palier(url, "serve", "--port", str(port), "--workers", "2", timeout=60)
+        done = run_palier(url, "serve", "--port", str(port), "--workers", workers, timeout=60)
     assert done.returncode == 1
-    assert f"Cannot listen on 127.0.0.1:{port}: Address already in use" in done.stdout + done.stderr
+    said = (done.stdout + done.stderr).strip().splitlines()
+    assert said == [f"ERROR:    Cannot listen on 127.0.0.1:{port}: Address already in use"]
 
 
 def test_a_port_another_palier_serve_listens_on_is_refused_not_shared(tmp_path: Path) -> None:

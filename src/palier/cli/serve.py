@@ -8,7 +8,7 @@ import typer
 import uvicorn
 
 from palier.cli.common import require_ready_database
-from palier.cli.workers import run_workers, spreads_connections
+from palier.cli.workers import refuse_taken_port, run_workers, spreads_connections
 from palier.errors import InvalidInput
 from palier.logs import uvicorn_log_config
 
@@ -40,6 +40,7 @@ def run_api(*, host: str, port: int, workers: int = 1, access_log: bool = True) 
     if workers > 1 and spreads_connections():  # a socket per worker: connections spread evenly (see workers.py)
         run_workers(app=APP_FACTORY, host=host, port=port, workers=workers, access_log=access_log)
         return
+    refuse_taken_port(host, port)  # uvicorn would say it among its start-up lines, and exit 3
     uvicorn.run(
         APP_FACTORY, factory=True, host=host, port=port, workers=workers, proxy_headers=True, access_log=access_log,
         log_config=uvicorn_log_config(),

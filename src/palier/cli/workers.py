@@ -59,14 +59,20 @@ def _port_free(host: str, port: int) -> None:
         sock.bind((host, port))
 
 
+def refuse_taken_port(host: str, port: int) -> None:
+    """Say in one line that ``host:port`` is taken, and exit 1, before any worker or key is made."""
+    try:
+        _port_free(host, port)
+    except OSError as exc:
+        logging.config.dictConfig(uvicorn_log_config())
+        log.error("Cannot listen on %s:%s: %s", host, port, exc.strerror or exc)
+        raise SystemExit(1) from None
+
+
 def run_workers(*, app: str, host: str, port: int, workers: int, access_log: bool) -> None:
     """Serve ``app`` (an app factory's import path) with ``workers`` processes until SIGINT or SIGTERM."""
     logging.config.dictConfig(uvicorn_log_config())
-    try:  # the port is free: say so now, not once per worker
-        _port_free(host, port)
-    except OSError as exc:
-        log.error("Cannot listen on %s:%s: %s", host, port, exc.strerror or exc)
-        raise SystemExit(1) from None
+    refuse_taken_port(host, port)  # now, not once per worker
     context = multiprocessing.get_context("spawn")
     stop = threading.Event()
 
