@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import copy
 import logging
+import sys
+import time
 from typing import Any
 
 from uvicorn.config import LOGGING_CONFIG
+from uvicorn.logging import AccessFormatter, DefaultFormatter
 
 from palier.text import mask_card_numbers
 
@@ -45,9 +48,26 @@ def _masked(arg: Any) -> Any:
     return arg if clean == text else clean
 
 
+class UtcFormatter(DefaultFormatter):
+    converter = time.gmtime  # type: ignore[assignment]  # a log's times in UTC, as the worker's and the API's
+
+
+class UtcAccessFormatter(AccessFormatter):
+    converter = time.gmtime  # type: ignore[assignment]
+
+
+STAMP = "%(asctime)s.%(msecs)03dZ "  # 2026-12-06T03:00:00.123Z
+STAMP_DATES = "%Y-%m-%dT%H:%M:%S"
+
+
 def uvicorn_log_config() -> dict[str, Any]:
-    """uvicorn's own logging set-up, with the mask on each handler and Palier's loggers on its error stream."""
+    """uvicorn's own logging set-up, with the mask on each handler and Palier's loggers on its error stream.
+    Out of a terminal (a file, systemd, docker) each line starts with its UTC time, as ``palier worker``'s do."""
     config = copy.deepcopy(LOGGING_CONFIG)
+    if not (sys.stdout.isatty() and sys.stderr.isatty()):
+        for name, kind in (("default", UtcFormatter), ("access", UtcAccessFormatter)):
+            formatter = config["formatters"][name]
+            formatter.update({"()": kind, "fmt": STAMP + formatter["fmt"], "datefmt": STAMP_DATES})
     config["filters"] = {"cards": {"()": MaskCardNumbers}}
     for handler in config["handlers"].values():
         handler["filters"] = ["cards"]

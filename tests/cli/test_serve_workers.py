@@ -4,6 +4,7 @@ is replaced, and SIGTERM stops them all. Which worker holds a connection is read
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,6 +21,7 @@ from tests.reliability.crash_helpers import free_port, kill_9, run_palier, start
 
 pytestmark = pytest.mark.skipif(not spreads_connections(), reason="the kernel spreads connections on Linux only")
 
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 CONNECTIONS = 24  # each worker holds at least 3 unless the kernel's hash is badly skewed (p < 1e-4)
 
 
@@ -130,7 +132,8 @@ def test_a_port_already_taken_is_said_once_and_serve_exits(tmp_path: Path, worke
         done = run_palier(url, "serve", "--port", str(port), "--workers", workers, timeout=60)
     assert done.returncode == 1
     said = (done.stdout + done.stderr).strip().splitlines()
-    assert said == [f"ERROR:    Cannot listen on 127.0.0.1:{port}: Address already in use"]
+    assert len(said) == 1, said  # out of a terminal, with its UTC time (palier.logs)
+    assert re.fullmatch(rf"{STAMP} ERROR:    Cannot listen on 127.0.0.1:{port}: Address already in use", said[0])
 
 
 def test_a_port_another_palier_serve_listens_on_is_refused_not_shared(tmp_path: Path) -> None:
