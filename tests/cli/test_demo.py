@@ -15,6 +15,7 @@ from palier.cli import demo as demo_command
 from palier.cli.common import console
 from palier.cli.main import app
 from palier.clock import SystemClock
+from palier.config import DEMO_CARD_KEY
 from palier.db import Database, make_database
 from palier.demo import DemoInfo, build_demo
 from palier.ledger.tables import accounts, lots
@@ -151,6 +152,7 @@ def test_palier_verify_and_the_rewards_commands_on_the_demo(
     db: Database, demo: DemoInfo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PALIER_DATABASE_URL", db.engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("PALIER_CARD_KEY", DEMO_CARD_KEY)  # PostgreSQL needs one set: the demo's cards were keyed so
     monkeypatch.setattr(console, "width", 250)
     verified = runner.invoke(app, ["verify", "--program", demo.program_id])
     assert verified.exit_code == 0, verified.output
