@@ -148,6 +148,12 @@ def test_serve_on_postgresql_needs_a_secret_key(
     assert production_env == []
 
 
+def test_a_mistyped_database_url_is_said_before_a_missing_card_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PALIER_CARD_KEY")
+    result = refused("postgresgl://palier@db/palier", "serve")
+    assert "error invalid_database_url:" in result.output
+
+
 def test_a_short_card_key_is_refused_on_sqlite_too_and_none_means_the_demo(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
