@@ -36,9 +36,10 @@ def production_env(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(serve.uvicorn, "run", lambda *a, **k: started.append("serve"))
     monkeypatch.setattr(serve, "run_workers", lambda **k: started.append("serve"))
     monkeypatch.setattr(jobs, "_work", lambda *a, **k: started.append("worker"))
-    # `palier worker` sets the root logger up for its process; here the next command would print Alembic's lines
-    monkeypatch.setattr(logging.root, "handlers", list(logging.root.handlers))
-    monkeypatch.setattr(logging.root, "level", logging.root.level)
+    # `palier worker` sets the root logger up for its process: in this one, a worker run by an earlier test
+    # would have the next command print Alembic's lines. Each test starts as a fresh process does.
+    monkeypatch.setattr(logging.root, "handlers", [])
+    monkeypatch.setattr(logging.root, "level", logging.WARNING)
     return started
 
 

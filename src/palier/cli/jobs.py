@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 from types import FrameType
+from typing import Any
 
 import typer
 from rich.logging import RichHandler
@@ -246,6 +247,19 @@ def worker(
     log.info("worker stopped")
 
 
+class _Stdout(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler writing to ``sys.stdout`` as it is when a record comes, not as it was when the worker started
+    (a test's runner swaps it, and closes the one it swapped in)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def _log_to_stdout() -> None:
     """In a terminal, rich's columns; otherwise (systemd, docker, a file) one line per record, each with its
     full UTC time and level, for a log collector or grep: rich would fold long lines and leave a time out
@@ -254,7 +268,7 @@ def _log_to_stdout() -> None:
         handler: logging.Handler = RichHandler(console=console, show_path=False)
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:
-        handler = logging.StreamHandler(sys.stdout)
+        handler = _Stdout()
         formatter = logging.Formatter(
             "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%S"
         )
