@@ -32,7 +32,7 @@ def test_a_marketer_creates_a_plan_then_changes_its_benefits_and_archives_it(
     )
     assert made.status_code == 303 and made.headers["location"] == f"/console/plans?created={code}"
     listed = client.get(made.headers["location"]).text
-    assert f"Formule {code} créée." in listed and "4,99 € par mois" in listed and "14 jours" in listed
+    assert f"Formule {code} créée." in listed and "4,99\u00a0€ par mois" in listed and "14 jours" in listed
 
     ann = program.enrol(first_name="Ann")
     joined = program.call("POST", f"/v1/members/{ann['id']}/memberships", json={"plan": code})

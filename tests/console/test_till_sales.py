@@ -50,7 +50,7 @@ def test_points_paid_then_the_sale_recorded_on_the_same_ticket_earns_on_the_mone
     recorded = _post(client, f"{till}/sale", sale)
     assert recorded.status_code == 303 and "ok=sale" in recorded.headers["location"]
     said = client.get(recorded.headers["location"]).text
-    assert "Vente enregistrée (ticket T0930-ABCDE, 20,00 €) : +19 points, utilisables le 16 mars 2026." in said
+    assert "Vente enregistrée (ticket T0930-ABCDE, 20,00\u00a0€) : +19 points, utilisables le 16 mars 2026." in said
     assert _post(client, f"{till}/sale", sale).status_code == 303  # a second tap: the same sale, once
     balance = program.balance(ann["id"])
     assert (balance["available"], balance["pending"]) == (200, 19)  # €1 paid with 100 points earns nothing
@@ -82,7 +82,10 @@ def test_a_sale_sent_again_under_a_new_ticket_asks_first_and_records_only_when_c
     again = {"csrf": token, "order_id": "T1001-BBBBB", "order_total": "8,40"}
     asked = _post(client, f"{till}/sale", again)  # Back, then the button again: a new ticket number
     assert asked.status_code == 409
-    assert "Une vente de 8,40 € a déjà été enregistrée pour ce client le" in asked.text and "T1000-AAAAA" in asked.text
+    assert (
+        "Une vente de 8,40\u00a0€ a déjà été enregistrée pour ce client le" in asked.text
+        and "T1000-AAAAA" in asked.text
+    )
     assert program.balance(bo["id"])["pending"] == 8
     confirmed = _post(client, f"{till}/sale", again | {"repeat": "yes"})
     assert confirmed.status_code == 303
@@ -114,7 +117,7 @@ def test_a_refund_takes_back_what_its_part_earned_and_gives_back_the_points_that
     assert (balance["available"], balance["pending"]) == (200, 19)
 
     twice = _post(client, f"{till}/refund", refund | {"return_id": "RT1111-EEEEE"})  # Back, then Refund again
-    assert twice.status_code == 409 and "20,00 € ont déjà été remboursés sur le ticket T1100-CCCCC" in twice.text
+    assert twice.status_code == 409 and "20,00\u00a0€ ont déjà été remboursés sur le ticket T1100-CCCCC" in twice.text
     too_much = _post(client, f"{till}/refund", refund | {"return_id": "RT1112-FFFFF", "amount": "30", "repeat": "yes"})
     assert too_much.status_code == 422 and 'role="alert"' in too_much.text
     theirs = _post(client, f"{till}/refund", refund | {"return_id": "RT1113-GGGGG", "order_id": "WEB-BO-1"})

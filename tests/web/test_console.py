@@ -204,7 +204,7 @@ def test_the_till_goes_from_a_card_scan_to_a_used_coupon_and_pays_with_points(
     page.get_by_label("Total du ticket (après remises)").fill("12,50")
     navigate(page, page.get_by_role("button", name="Enregistrer la vente"))
     said = page.locator(".notice.ok").inner_text()
-    assert f"Vente enregistrée (ticket {ticket}, 12,50 €) : +11 points, utilisables le 16 mars 2026." in said
+    assert f"Vente enregistrée (ticket {ticket}, 12,50\u00a0€) : +11 points, utilisables le 16 mars 2026." in said
     assert int(page.locator('[data-balance="pending"]').inner_text()) == pending + 11  # not the €1.50 paid in points
     shoot(page, "sale")
 
