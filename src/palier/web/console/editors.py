@@ -298,12 +298,17 @@ async def _create(
     return RedirectResponse(done.format(made=made), status_code=303)
 
 
+def _new_page(request: Request, *, kind: str, section: str, examples: dict[str, str]) -> HTMLResponse:
+    """The editor for a new ``kind`` of the ``section`` page, starting from its example in the page's language."""
+    page = {"kind": kind, "section": section, "action": f"/console/{kind}", "back": f"/console/{section}"}
+    text = examples[i18n.request_language(request)]
+    return _editor(request, current(request), text=text, problems=[], saved=None, **page)
+
+
 @router.get("/console/new-reward")
 @requires("rewards.edit")
 def new_reward_page(request: Request) -> HTMLResponse:
-    page = {"kind": "new-reward", "section": "rewards", "action": "/console/new-reward", "back": "/console/rewards"}
-    text = NEW_REWARD[i18n.request_language(request)]
-    return _editor(request, current(request), text=text, problems=[], saved=None, **page)
+    return _new_page(request, kind="new-reward", section="rewards", examples=NEW_REWARD)
 
 
 @router.post("/console/new-reward")
@@ -318,9 +323,7 @@ async def create_reward(request: Request) -> Response:
 @router.get("/console/new-segment")
 @requires("segments.edit")
 def new_segment_page(request: Request) -> HTMLResponse:
-    page = {"kind": "new-segment", "section": "segments", "action": "/console/new-segment", "back": "/console/segments"}
-    text = NEW_SEGMENT[i18n.request_language(request)]
-    return _editor(request, current(request), text=text, problems=[], saved=None, **page)
+    return _new_page(request, kind="new-segment", section="segments", examples=NEW_SEGMENT)
 
 
 @router.post("/console/new-segment")
@@ -420,9 +423,7 @@ access: open          # open, segment (with segment: its code) or invitation
 @router.get("/console/new-plan")
 @requires("plans.edit")
 def new_plan_page(request: Request) -> HTMLResponse:
-    page = {"kind": "new-plan", "section": "plans", "action": "/console/new-plan", "back": "/console/plans"}
-    text = NEW_PLAN[i18n.request_language(request)]
-    return _editor(request, current(request), text=text, problems=[], saved=None, **page)
+    return _new_page(request, kind="new-plan", section="plans", examples=NEW_PLAN)
 
 
 @router.post("/console/new-plan")
