@@ -53,7 +53,7 @@ def test_refused_settings_speak_english_words_to_an_english_admin_not_the_valida
     assert field_error(page, "timezone") == (
         "Unknown time zone: give a name such as Europe/Paris, Europe/Brussels or America/Montreal."
     )
-    assert field_error(page, "default_country") == "This is not in the expected form: check what you typed."
+    assert field_error(page, "default_country") == "This is not a country code: use two letters such as FR, BE or CH."
     assert field_error(page, "welcome_points") == "This is not the kind of value expected: a whole number, for example."
     for developers_words in ("String should match", "unknown time zone", "minor units: 12.50 is 1250"):
         assert developers_words not in html.unescape(page), developers_words

@@ -88,3 +88,10 @@ def test_the_language_choices_are_marked_with_their_own_language(web: LiveServer
     for lang in ("fr", "en"):
         page = alice.get(f"/p/{shop.program.id}/settings?lang={lang}").text
         assert '<span lang="en">English</span>' in page and '<span lang="fr">Français</span>' in page
+
+
+def test_a_link_to_a_program_that_does_not_exist_offers_no_way_back_to_itself(web: LiveServer) -> None:
+    for path in ("/p/prg_nothing", "/p/prg_nothing/rewards", "/how-it-works/prg_nothing"):
+        page = httpx.get(web.url + path)
+        assert page.status_code == 404 and 'role="alert"' in page.text, path
+        assert 'href="/p/prg_nothing"' not in page.text, path  # "Back to the start" led to this same 404

@@ -50,7 +50,8 @@ def _country(value: str) -> str:
     return value
 
 
-Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$"), AfterValidator(_country)]
+# Checked by _country alone, so that "ZZZ" is said to be no country code rather than "not in the expected form".
+Country = Annotated[str, Field(json_schema_extra={"pattern": "^[A-Z]{2}$"}), AfterValidator(_country)]
 Scope = Literal["admin", "pos", "read"]
 
 
