@@ -1,16 +1,19 @@
-"""Logs that never hold a payment card number.
+"""Logs that never hold a payment card number, nor a member's sign-in link.
 
 A card number can reach a log line without Palier storing it: a URL someone built by hand
 (``GET /v1/members/4970…``) lands in the access log, an exception message repeats what was sent. Every handler
 Palier sets up — ``palier serve`` (uvicorn's error and access logs, Palier's own loggers) and ``palier worker``
 — carries :class:`MaskCardNumbers`, which rewrites such a number to ``****`` and its last
 four digits before the line is written. ``palier scan-cards`` checks log files for what got through.
+It also hides the ``token`` of a portal sign-in link (``/p/…/enter?token=…``): single use, but a request
+that failed before using it left one that still opens the member's account.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -20,19 +23,27 @@ from uvicorn.logging import AccessFormatter, DefaultFormatter
 
 from palier.text import mask_card_numbers
 
+_LINK_TOKEN = re.compile(r"([?&]token=)[^&\s\"']+")
+
+
+def _clean(text: str) -> str:
+    """``text`` with its card numbers masked and a sign-in link's token hidden."""
+    return _LINK_TOKEN.sub(r"\1…", mask_card_numbers(text))
+
 
 class MaskCardNumbers(logging.Filter):
-    """Masks card numbers in a record's message, its arguments and its traceback; drops nothing."""
+    """Masks card numbers (and sign-in tokens) in a record's message, its arguments and its traceback;
+    drops nothing."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str):
-            record.msg = mask_card_numbers(record.msg)
+            record.msg = _clean(record.msg)
         if isinstance(record.args, tuple):
             record.args = tuple(_masked(arg) for arg in record.args)
         elif isinstance(record.args, dict):
             record.args = {name: _masked(arg) for name, arg in record.args.items()}
         if record.exc_info and not record.exc_text:
-            record.exc_text = mask_card_numbers(logging.Formatter().formatException(record.exc_info))
+            record.exc_text = _clean(logging.Formatter().formatException(record.exc_info))
         return True
 
 
@@ -40,11 +51,11 @@ def _masked(arg: Any) -> Any:
     # Formatters format some arguments themselves (uvicorn's access line reads its five as they are):
     # strings are masked in place, anything else only if its text holds a card number.
     if isinstance(arg, str):
-        return mask_card_numbers(arg)
+        return _clean(arg)
     if isinstance(arg, int | float | bool) or arg is None:
         return arg
     text = str(arg)
-    clean = mask_card_numbers(text)
+    clean = _clean(text)
     return arg if clean == text else clean
 
 

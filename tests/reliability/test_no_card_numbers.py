@@ -81,6 +81,13 @@ def test_log_lines_are_masked_including_uvicorn_access_lines() -> None:
     assert MaskCardNumbers().filter(record) is True  # masks, never drops a line
     line = AccessFormatter("%(client_addr)s - %(request_line)s %(status_code)s", use_colors=False).format(record)
     assert line == f"127.0.0.1:5000 - GET /v1/members/****{card[-4:]} HTTP/1.1 404 Not Found", line
+    link = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/p/prg_1/enter?token=Zx81kQ-secret&lang=fr", "1.1", 500), None,
+    )  # fmt: skip
+    MaskCardNumbers().filter(link)  # a sign-in link whose request failed: its token still opens the account
+    line = AccessFormatter("%(request_line)s", use_colors=False).format(link)
+    assert line == "GET /p/prg_1/enter?token=…&lang=fr HTTP/1.1", line
     try:
         raise ValueError(f"declined: {spaced(card)}")
     except ValueError:
