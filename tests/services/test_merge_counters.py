@@ -171,3 +171,34 @@ def test_after_a_merge_a_first_purchase_bonus_is_not_paid_again(
     assert purchase(db, clock, program, x, amount=1000).points == 110
     merge(db, clock, program, x, y)
     assert purchase(db, clock, program, y, amount=1000).points == 10  # the person has bought before
+
+
+@pytest.mark.parametrize("gifted", ["source", "target"])
+def test_a_merge_committed_while_the_birthday_job_picks_its_members_gives_no_second_gift(
+    db: Database, clock: FrozenClock, program: Program, monkeypatch: pytest.MonkeyPatch, gifted: str
+) -> None:
+    """The job chose its members, then a merge came before it locked them: one person, one gift this year."""
+    program = with_actions(db, clock, program)
+    day = clock.now().date()
+    x, y = enrol(db, clock, program, birthday=day.replace(year=1990)), enrol(db, clock, program)
+    with db.write() as conn:
+        members.update_member(
+            conn=conn, clock=clock, program=program, member_id=y.id,
+            changes=MemberUpdate(birthday=day.replace(year=1990)), actor=ACTOR,
+        )  # fmt: skip
+    first, other = (x, y) if gifted == "source" else (y, x)
+    with db.write() as conn:  # this year's gift went to one account only (a job that ran before the other joined)
+        gifts._give(
+            conn, clock, program, gifts.rules_at(conn=conn, program=program, when=clock.now()), first.id, "birthday",
+            f"{first.id}:{day.year}", clock.now(), "Happy birthday!",
+        )  # fmt: skip
+    real_lock = gifts.try_lock_members
+
+    def merge_then_lock(conn: object, member_ids: list[str]) -> set[str]:
+        assert member_ids == [other.id]
+        members.merge(conn=conn, clock=clock, program=program, source_id=x.id, target_id=y.id, actor=ACTOR)  # type: ignore[arg-type]
+        return real_lock(conn, member_ids)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gifts, "try_lock_members", merge_then_lock)
+    assert gifts.birthdays(db, clock, program_id=program.id).members == 0
+    assert balance(db, program, y).available == 30 + 30 + 100  # two welcome gifts, one birthday

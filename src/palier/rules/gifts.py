@@ -95,6 +95,8 @@ def _batch(conn: Connection, clock: Clock, program: Program, kind: str, size: in
     given = points = 0
     label = "Happy birthday!" if kind == "birthday" else "Happy membership anniversary!"
     for member_id in sorted(locked):
+        if not _still_due(conn, program, member_id, kind, candidates[member_id]):
+            continue  # merged meanwhile: the person had that year's gift on the other account, or left this one
         external_id = f"{member_id}:{candidates[member_id]}"
         result = _give(conn, clock, program, rules, member_id, kind, external_id, now, label)
         given += 1
@@ -134,6 +136,23 @@ def _candidates(conn: Connection, program: Program, kind: str, today: date, size
         for member_id in conn.execute(query).scalars():
             found.setdefault(member_id, year)
     return dict(sorted(found.items())[:size])
+
+
+def _still_due(conn: Connection, program: Program, member_id: str, kind: str, year: int) -> bool:
+    """Read again under the member's lock: still active, and still without that year's gift (a merge that
+    committed after the candidates were chosen may have brought the other account's)."""
+    status = conn.execute(select(members.c.status).where(members.c.id == member_id)).scalar()
+    had = conn.execute(
+        select(events.c.id)
+        .where(
+            events.c.program_id == program.id,
+            events.c.member_id == member_id,
+            events.c.type == kind,
+            events.c.external_id.endswith(f":{year}"),
+        )
+        .limit(1)
+    ).first()
+    return status == "active" and had is None
 
 
 def _due_on(day: date, kind: str, program: Program, tz: ZoneInfo) -> ColumnElement[bool]:
