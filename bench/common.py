@@ -446,7 +446,7 @@ _STALE_TABLES = (
 #
 # Each worker is a process (the GIL would serialise threads) with its own engine, as an API worker has.
 # It runs one command untimed, waits for the others, then runs commands one after the other, each in one
-# ``db.write()`` transaction retried exactly as ``palier.api.commands.run`` retries a command; only those
+# ``db.write()`` transaction retried exactly as ``Database.run`` retries a command; only those
 # that start and finish inside the measured window (after the warm-up) count.
 
 Command = Callable[[Connection], object]
@@ -454,18 +454,19 @@ Commands = Callable[[Database, int], Iterator[Command]]  # (database, worker ind
 
 
 def write_retrying(db: Database, command: Command) -> int:
-    """Run ``command`` in ``db.write()`` as the API's command runner does; how many times it was retried."""
+    """Run ``command`` in ``db.write()`` as ``Database.run`` does (every API command and form); how many times
+    it was retried."""
     from sqlalchemy.exc import DBAPIError
 
-    from palier.api.commands import RETRIES, _retryable  # the API's own rule, so the benchmarks retry alike
+    from palier.db.engine import ATTEMPTS, transient  # Database.run's own rule, so the benchmarks retry alike
 
-    for attempt in range(RETRIES):
+    for attempt in range(ATTEMPTS):
         try:
             with db.write() as conn:
                 command(conn)
             return attempt
         except DBAPIError as exc:
-            if attempt == RETRIES - 1 or not _retryable(exc):
+            if attempt == ATTEMPTS - 1 or not transient(exc):
                 raise
             time.sleep(0.002 * (attempt + 1))
     raise AssertionError("unreachable")

@@ -2,7 +2,7 @@
 
 Each worker is a process (the GIL would serialise threads) with its own engine, as an API worker has
 (``common.run_processes``). A purchase is ``activity.service.record_purchase`` inside ``db.write()``,
-retried on deadlocks, serialisation failures and unique-key races exactly as ``palier.api.commands.run``
+retried on deadlocks, serialisation failures and unique-key races exactly as ``Database.run``
 retries a command.
 Buyers are random among the seeded members. Compared with the raw ledger transaction rate measured by the
 shared baseline scripts in the same run: PostgreSQL ``pg_ledger_tps`` (target ≥ 40 %), SQLite

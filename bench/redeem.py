@@ -1,7 +1,7 @@
 """Redemptions per second through the service layer, 8 worker processes, durable commits.
 
 A redemption is ``rewards.service.redeem`` inside ``db.write()``, retried on races exactly as
-``palier.api.commands.run`` retries a command (``common.run_processes``, as purchases.py): the member's
+``Database.run`` retries a command (``common.run_processes``, as purchases.py): the member's
 lock, the reward, the checks (member limit, stock, balance), a hold of the points (``available -> held``,
 taken from the member's lots soonest-expiring first, an allocation per lot), the coupon, the balances.
 Every seeded member holds 4 live active lots of 500..990 points (``LotPlan(spendable=True)``), at least
