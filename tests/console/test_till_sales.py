@@ -11,6 +11,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from palier.clock import FrozenClock
 from palier.db import Database
 from palier.programs.tables import audit_entries
 from tests.api.helpers import ApiProgram
@@ -139,3 +140,28 @@ def test_a_sale_with_no_total_or_a_made_up_one_is_refused_and_nothing_is_recorde
         assert f'value="{total}"' in refused.text  # what was typed comes back
     assert program.balance(cy["id"])["pending"] == 0
     assert program.history(cy["id"]) == []
+
+
+def test_a_second_tap_seconds_later_is_the_same_sale_and_the_same_refund_not_a_refusal(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str], clock: FrozenClock
+) -> None:
+    dee = program.enrol(first_name="Dee")
+    token = _till(client, program, add_staff, dee["id"])
+    till = f"/till/members/{dee['id']}"
+    sale = {"csrf": token, "order_id": "T1300-JJJJJ", "order_total": "30"}
+    assert _post(client, f"{till}/sale", sale).status_code == 303
+    clock.advance(seconds=2)  # the network was slow: the button tapped again
+    again = _post(client, f"{till}/sale", sale)
+    assert again.status_code == 303 and "ok=sale" in again.headers["location"]
+    assert "Vente enregistrée (ticket T1300-JJJJJ" in client.get(again.headers["location"]).text
+    assert program.balance(dee["id"])["pending"] == 30
+
+    refund = {"csrf": token, "return_id": "RT1301-KKKKK", "order_id": "T1300-JJJJJ", "amount": "10"}
+    assert _post(client, f"{till}/refund", refund).status_code == 303
+    clock.advance(seconds=2)
+    again = _post(client, f"{till}/refund", refund)
+    assert again.status_code == 303 and "ok=refund" in again.headers["location"]
+    assert program.balance(dee["id"])["pending"] == 20
+    changed = _post(client, f"{till}/sale", sale | {"order_total": "31"})  # another total on the same ticket
+    assert changed.status_code == 422 and "T1300-JJJJJ" in changed.text
+    assert program.balance(dee["id"])["pending"] == 20

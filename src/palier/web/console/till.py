@@ -10,8 +10,8 @@ with the ticket number as the order id so that a double tap is answered once.
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -41,6 +41,7 @@ from palier.web.render import render
 
 router = staff_router()
 _TICKET_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+FactIn = TypeVar("FactIn", PurchaseIn, ReturnIn)
 REPEAT_WINDOW = timedelta(minutes=10)  # a payment like one made this recently asks before paying again
 
 
@@ -350,8 +351,9 @@ async def record_sale(request: Request, member_id: str) -> Response:
         card_key = request.app.state.settings.card_hash_key
 
         def command(conn: Any) -> Any:
+            sent_first = _as_first_sent(conn, who.program.id, "purchase", purchase.order_id, purchase)
             done = activity.record_purchase(
-                conn=conn, clock=clock, program=who.program, purchase=purchase, card_key=card_key
+                conn=conn, clock=clock, program=who.program, purchase=sent_first, card_key=card_key
             )
             return _audited(request, conn, "till.sale", done, total=total)
 
@@ -398,7 +400,8 @@ async def refund(request: Request, member_id: str) -> Response:
                 raise Unprocessable(
                     "order_of_another_member", "This ticket was recorded for another customer.", field="order_id"
                 )
-            done = activity.record_return(conn=conn, clock=clock, program=who.program, ret=ret)
+            sent_first = _as_first_sent(conn, who.program.id, "return", ret.return_id, ret)
+            done = activity.record_return(conn=conn, clock=clock, program=who.program, ret=sent_first)
             return _audited(request, conn, "till.refund", done, amount=amount, order_id=ret.order_id)
 
         result, _ = db.run(command)
@@ -407,6 +410,16 @@ async def refund(request: Request, member_id: str) -> Response:
     return RedirectResponse(
         f"/till/members/{member_id}?{urlencode({'ok': 'refund', 'order': result.external_id})}", 303
     )
+
+
+def _as_first_sent(conn: Any, program_id: str, type_: str, external_id: str, fact: FactIn) -> FactIn:
+    """``fact`` dated as the first send of the same ticket (or refund), if there was one: a second tap seconds
+    later is then the same fact, answered with the first result, not refused as the same ticket with other
+    content. Any other difference (another total, another customer) is still refused as before."""
+    stored = activity.stored_fact(conn=conn, program_id=program_id, type_=type_, external_id=external_id)
+    if stored is None or not isinstance(stored[1].get("occurred_at"), str):
+        return fact
+    return fact.model_copy(update={"occurred_at": datetime.fromisoformat(stored[1]["occurred_at"])})
 
 
 def _audited(request: Request, conn: Any, action: str, done: tuple[EventResult, bool], **details: Any) -> Any:
