@@ -143,7 +143,7 @@ def test_a_sale_with_no_total_or_a_made_up_one_is_refused_and_nothing_is_recorde
 
 
 def test_a_second_tap_seconds_later_is_the_same_sale_and_the_same_refund_not_a_refusal(
-    client: TestClient, program: ApiProgram, add_staff: Callable[..., str], clock: FrozenClock
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str], clock: FrozenClock, db: Database
 ) -> None:
     dee = program.enrol(first_name="Dee")
     token = _till(client, program, add_staff, dee["id"])
@@ -165,3 +165,10 @@ def test_a_second_tap_seconds_later_is_the_same_sale_and_the_same_refund_not_a_r
     changed = _post(client, f"{till}/sale", sale | {"order_total": "31"})  # another total on the same ticket
     assert changed.status_code == 422 and "T1300-JJJJJ" in changed.text
     assert program.balance(dee["id"])["pending"] == 20
+    with db.read() as conn:
+        audited = conn.execute(
+            select(audit_entries.c.action).where(
+                audit_entries.c.program_id == program.id, audit_entries.c.action.in_(["till.sale", "till.refund"])
+            )
+        ).all()
+    assert sorted(a.action for a in audited) == ["till.refund", "till.sale"]  # each once
