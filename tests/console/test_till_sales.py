@@ -172,3 +172,29 @@ def test_a_second_tap_seconds_later_is_the_same_sale_and_the_same_refund_not_a_r
             )
         ).all()
     assert sorted(a.action for a in audited) == ["till.refund", "till.sale"]  # each once
+
+
+def test_a_refund_of_a_ticket_paid_partly_with_store_credit_says_the_credit_given_back(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    """The cashier must know how much of the refund went back to the customer's credit, not to hand it in cash too."""
+    eve = program.enrol(first_name="Eve")
+    program.adjust(eve["id"], 600)
+    credit = {"kind": "store_credit", "amount": 500, "cost_points": 500, "title": {"fr": "Avoir", "en": "Credit"}}
+    reward = program.call("POST", "/v1/rewards", json=credit).json()
+    assert program.call("POST", f"/v1/members/{eve['id']}/redemptions", json={"reward_id": reward["id"]}).is_success
+    token = _till(client, program, add_staff, eve["id"])
+    till = f"/till/members/{eve['id']}"
+    paid = {"csrf": token, "kind": "credit", "order_id": "T1400-LLLLL", "order_total": "40", "amount": "5"}
+    assert _post(client, f"{till}/pay", paid).status_code == 303
+    assert (
+        _post(client, f"{till}/sale", {"csrf": token, "order_id": "T1400-LLLLL", "order_total": "40"}).status_code
+        == 303
+    )
+
+    refund = {"csrf": token, "return_id": "RT1410-MMMMM", "order_id": "T1400-LLLLL", "amount": "40"}
+    done = _post(client, f"{till}/refund", refund)
+    assert done.status_code == 303
+    said = client.get(done.headers["location"]).text
+    assert "Remboursement enregistré sur le ticket T1400-LLLLL : 35 points repris." in said
+    assert "5,00\u00a0€ rendus en avoir : à ne pas rendre en espèces." in said

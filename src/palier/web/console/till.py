@@ -167,6 +167,7 @@ def _done(
                     "order_id": order_id,
                     "matures_at": result.matures_at if result.pending else None,
                     "given_back": result.details.get("points_given_back", 0),
+                    "credit_back": result.details.get("credit_given_back", 0),  # not to be given in cash too
                 }
     return None
 
