@@ -47,6 +47,9 @@ def test_points_paid_then_the_sale_recorded_on_the_same_ticket_earns_on_the_mone
     page = client.get(paid.headers["location"]).text
     assert _field(page, "sale_order_id") == "T0930-ABCDE"  # the sale goes on the ticket the points paid
 
+    below = _post(client, f"{till}/sale", {"csrf": token, "order_id": "T0930-ABCDE", "order_total": "0,50"})
+    assert below.status_code == 422  # less than the €1 the points paid: the total is at fault, and marked
+    assert re.search(r'id="sale_order_total"[^>]*aria-invalid="true"', below.text), below.text
     sale = {"csrf": token, "order_id": "T0930-ABCDE", "order_total": "20,00"}
     recorded = _post(client, f"{till}/sale", sale)
     assert recorded.status_code == 303 and "ok=sale" in recorded.headers["location"]
@@ -163,7 +166,7 @@ def test_a_second_tap_seconds_later_is_the_same_sale_and_the_same_refund_not_a_r
     assert again.status_code == 303 and "ok=refund" in again.headers["location"]
     assert program.balance(dee["id"])["pending"] == 20
     changed = _post(client, f"{till}/sale", sale | {"order_total": "31"})  # another total on the same ticket
-    assert changed.status_code == 422 and "T1300-JJJJJ" in changed.text
+    assert changed.status_code == 409 and "T1300-JJJJJ" in changed.text  # a conflict, said as one
     assert program.balance(dee["id"])["pending"] == 20
     with db.read() as conn:
         audited = conn.execute(

@@ -168,6 +168,7 @@ def _done(
                     "matures_at": result.matures_at if result.pending else None,
                     "given_back": result.details.get("points_given_back", 0),
                     "credit_back": result.details.get("credit_given_back", 0),  # not to be given in cash too
+                    "expired_back": result.details.get("points_expired", 0),  # their lots ran out meanwhile
                 }
     return None
 
@@ -291,14 +292,19 @@ def _refused(
     else:
         field, said = error.field, _in_words(request, error)
     kind = (sent or {}).get("kind", "")
-    if kind == "sale" and field and field.startswith("lines"):  # the ticket's one line holds its total
-        field = "order_total"
+    if kind == "sale" and field and (field.startswith("lines") or (field == "order_id" and _about_total(error))):
+        field = "order_total"  # the ticket's one line holds its total, and a total below what was paid is its fault
     labels = _LABELS | _LABELS_OF.get(kind, {})
+    status = error.status if isinstance(error, PalierError) else 422  # a conflict stays a 409
     if sent is None or field not in labels:
-        return _member(request, member_id, status=422, error=said, sent=sent or {})
+        return _member(request, member_id, status=status, error=said, sent=sent or {})
     t = i18n.translator(i18n.request_language(request))
     said = t("console.till.field_error", field=t(labels[field]), message=said)
-    return _member(request, member_id, status=422, error=said, sent=sent, failed=field)
+    return _member(request, member_id, status=status, error=said, sent=sent, failed=field)
+
+
+def _about_total(error: ValidationError | PalierError) -> bool:
+    return isinstance(error, PalierError) and error.code == "order_total_below_payment"
 
 
 def _repeated(request: Request, member_id: str, payment: PaymentIn) -> Payment | None:
