@@ -201,3 +201,26 @@ def test_a_refund_of_a_ticket_paid_partly_with_store_credit_says_the_credit_give
     said = client.get(done.headers["location"]).text
     assert "Remboursement enregistré sur le ticket T1400-LLLLL : 35 points repris." in said
     assert "5,00\u00a0€ rendus en avoir : à ne pas rendre en espèces." in said
+
+
+def test_a_refund_says_how_many_points_of_its_payment_had_expired_meanwhile(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str], db: Database, clock: FrozenClock
+) -> None:
+    from palier.jobs import sweeps
+
+    eve = program.enrol(first_name="Eve")
+    program.adjust(eve["id"], 300)  # points live 12 months
+    token = _till(client, program, add_staff, eve["id"])
+    till = f"/till/members/{eve['id']}"
+    _post(client, f"{till}/pay", {"csrf": token, "order_id": "T1400-KKKKK", "order_total": "10", "points": "200"})
+    assert (
+        _post(client, f"{till}/sale", {"csrf": token, "order_id": "T1400-KKKKK", "order_total": "10"}).status_code
+        == 303
+    )
+    clock.advance(days=400)  # the points that paid have expired since
+    sweeps.expire(db, clock, program_id=program.id)
+    token = _till(client, program, add_staff, eve["id"])
+    refund = {"csrf": token, "return_id": "RT1401-LLLLL", "order_id": "T1400-KKKKK", "amount": "10"}
+    done = _post(client, f"{till}/refund", refund)
+    said = client.get(done.headers["location"]).text
+    assert "200 points de son paiement avaient expiré entre-temps : ils ne reviennent pas." in said
