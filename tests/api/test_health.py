@@ -123,15 +123,19 @@ def test_health_and_the_api_answer_503_while_the_database_is_down_then_recover(
             with caplog.at_level(logging.WARNING, logger="palier.api"):
                 down = client.get("/health")
                 read = client.get("/v1/program", headers=key)
+                page = client.get("/how-it-works/prg_anything?lang=en")  # a person's page: an HTML page
             for answer in (down, read):
                 assert answer.status_code == 503, answer.text
                 assert answer.headers["content-type"] == "application/problem+json"
                 assert answer.json()["code"] == "database_unavailable"
                 assert int(answer.headers["Retry-After"]) >= 1
+            assert page.status_code == 503 and page.headers["content-type"].startswith("text/html")
+            assert "The service is unavailable for a moment." in page.text and page.headers["Retry-After"]
             said = [r for r in caplog.records if r.name == "palier.api"]
             assert [r.getMessage().split(":")[0] for r in said] == [
                 "database unavailable on GET /health",
                 "database unavailable on GET /v1/program",
+                "database unavailable on GET /how-it-works/prg_anything",
             ]
             assert all(r.exc_info is None and "\n" not in r.getMessage() for r in said)
             _restore(cutter)

@@ -92,6 +92,19 @@ def refusal(exc: PalierError) -> JSONResponse:
     return JSONResponse(exc.to_problem(), status_code=exc.status, media_type=PROBLEM, headers=refusal_headers(exc))
 
 
+def unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """``503 database_unavailable`` with ``Retry-After``, and one log line: the database is down, restarting or
+    out of connections (or a lock outlived the retries). Not a bug to trace on every request for as long as it
+    lasts, and a client's retry is what cures it."""
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    log.warning(
+        "database unavailable on %s %s: %s", request.method, request.url.path, reason[0] if reason else "no answer"
+    )
+    response = problem(503, "database_unavailable", UNAVAILABLE)
+    response.headers["Retry-After"] = str(RETRY_AFTER)
+    return response
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(PalierError)
     async def _palier(_: Request, exc: PalierError) -> JSONResponse:
@@ -118,15 +131,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeout)
     async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
-        # The database is down, restarting or out of connections (or a lock outlived the retries): not a bug
-        # to trace on every request for as long as it lasts, and a client's retry is what cures it.
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        log.warning(
-            "database unavailable on %s %s: %s", request.method, request.url.path, reason[0] if reason else "no answer"
-        )
-        response = problem(503, "database_unavailable", UNAVAILABLE)
-        response.headers["Retry-After"] = str(RETRY_AFTER)
-        return response
+        return unavailable(request, exc)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:

@@ -9,11 +9,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from palier.api import problems
 from palier.api.ratelimit import RateLimited
 from palier.web.render import STATIC_DIR, PageError, SignInRequired, render
 from palier.web.sessions import CsrfRefused, csrf_guard
+
+PAGES = ("/console", "/till", "/p/", "/how-it-works")  # where people, not programs, read the answers
 
 
 def page_router(**kwargs: object) -> APIRouter:
@@ -57,6 +61,17 @@ def install(app: FastAPI) -> None:
             params={"seconds": exc.extra["retry_after"]},
         )
         page.headers.update(problems.refusal_headers(exc))
+        return page
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def _unavailable(request: Request, exc: Exception) -> Response:
+        """The database is down: the API's 503 (logged once), as a page for a person on a page's address."""
+        answer = problems.unavailable(request, exc)
+        if not request.url.path.startswith(PAGES):
+            return answer
+        page = render(request, "error.html", status=503, error_code=503, message_key="error.unavailable", params={})
+        page.headers["Retry-After"] = answer.headers["Retry-After"]
         return page
 
     @app.exception_handler(CsrfRefused)
