@@ -17,7 +17,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request, Response
 
 from palier.db import Database
-from palier.errors import NotFound
+from palier.errors import NotFound, PalierError
 from palier.programs.models import Program
 from palier.programs.service import get_program
 from palier.staff import service as staff
@@ -30,6 +30,7 @@ from palier.web.sessions import STAFF_SESSION
 SIGN_IN = "/console/sign-in"
 _MARK = "__palier_permission__"
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -116,3 +117,14 @@ def safe_next(value: str | None) -> str | None:
     if value and value.startswith(("/console", "/till")) and "//" not in value and "\\" not in value:
         return value
     return None
+
+
+def own_or_404(request: Request, get: Callable[..., T], **ids: str) -> T:
+    """``get(conn=…, program_id=<the staff user's program>, **ids)``, each id cut to 40 characters: something of
+    the staff user's own program, or the 404 page (another program's id is simply not found)."""
+    db: Database = request.app.state.db
+    with db.read() as conn:
+        try:
+            return get(conn=conn, program_id=current(request).program.id, **{k: v[:40] for k, v in ids.items()})
+        except PalierError:
+            raise PageError(404, "error.not_found") from None

@@ -18,10 +18,10 @@ from palier.rewards import service as rewards
 from palier.rewards.models import RewardUpdate
 from palier.segments import service as segments
 from palier.web import i18n, present
-from palier.web.console.access import current, requires, staff_router
+from palier.web.console.access import current, own_or_404, requires, staff_router
 from palier.web.console.forms import errors_by_field
 from palier.web.console.search import display_name
-from palier.web.render import PageError, render
+from palier.web.render import render
 
 router = staff_router()
 
@@ -72,13 +72,7 @@ def _shown(reward: Any, timezone: str) -> dict[str, str]:
 
 
 def _reward_or_404(request: Request, reward_id: str) -> Any:
-    who = current(request)
-    db: Database = request.app.state.db
-    with db.read() as conn:
-        try:
-            return rewards.get_reward(conn=conn, program_id=who.program.id, reward_id=reward_id[:40])
-        except PalierError:
-            raise PageError(404, "error.not_found") from None
+    return own_or_404(request, rewards.get_reward, reward_id=reward_id)
 
 
 @router.get("/console/rewards/{reward_id}")

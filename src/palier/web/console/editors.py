@@ -37,8 +37,8 @@ from palier.segments.models import SegmentIn
 from palier.tiers import service as tiers
 from palier.tiers.models import TierPolicy
 from palier.web import i18n
-from palier.web.console.access import Staff, current, requires, staff_router
-from palier.web.render import PageError, render
+from palier.web.console.access import Staff, current, own_or_404, requires, staff_router
+from palier.web.render import render
 from palier.yaml_lines import Problem, line_of, syntax_problem
 
 router = staff_router()
@@ -349,13 +349,7 @@ def _segment_text(segment: SegmentIn, language: str) -> str:
 
 
 def _segment_or_404(request: Request, code: str) -> Any:
-    who = current(request)
-    db: Database = request.app.state.db
-    with db.read() as conn:
-        try:
-            return segments.get_segment(conn=conn, program_id=who.program.id, code=code[:40])
-        except PalierError:
-            raise PageError(404, "error.not_found") from None
+    return own_or_404(request, segments.get_segment, code=code)
 
 
 @router.get("/console/segments/{code}")
@@ -436,13 +430,7 @@ async def create_plan(request: Request) -> Response:
 
 
 def _plan_or_404(request: Request, code: str) -> Any:
-    who = current(request)
-    db: Database = request.app.state.db
-    with db.read() as conn:
-        try:
-            return memberships.get_plan(conn=conn, program_id=who.program.id, code=code[:40])
-        except PalierError:
-            raise PageError(404, "error.not_found") from None
+    return own_or_404(request, memberships.get_plan, code=code)
 
 
 def _plan_text(plan: Any, language: str) -> str:
