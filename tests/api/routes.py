@@ -61,6 +61,7 @@ POLICY: dict[Route, str] = {
     ("GET", "/v1/plans"): "read",
     ("PATCH", "/v1/plans/{code}"): "admin",
     ("POST", "/v1/memberships/payments"): "pos",
+    ("POST", "/v1/memberships/payments/{payment_id}/refund"): "pos",
     ("POST", "/v1/members/{member_id}/memberships"): "pos",
     ("GET", "/v1/members/{member_id}/memberships"): "read",
     ("POST", "/v1/members/{member_id}/memberships/{membership_id}/cancel"): "pos",
@@ -139,6 +140,7 @@ class World:
     coupon_to_cancel: str
     payment_id: str
     membership_id: str
+    fee_payment_id: str  # the membership's fee, as the merchant's checkout named it
 
     @property
     def member_id(self) -> str:
@@ -200,6 +202,10 @@ def make_world(program: Any, db: Database) -> World:
               "paid_at": "2026-03-01T00:00:00Z"},
     )  # fmt: skip
     assert joined.status_code == 200, joined.text
+    # a fee to refund, of a member no other route pays for: never renewed under it
+    fee = {"payment_id": unique("fee"), "member_id": program.enrol(first_name="Cleo")["id"], "plan": "club",
+           "amount": 499, "paid_at": "2026-03-01T00:00:00Z"}  # fmt: skip
+    assert program.call("POST", "/v1/memberships/payments", json=fee).status_code == 200
     made = program.call("POST", "/v1/segments", json=WORLD_SEGMENT)
     assert made.status_code == 201, made.text
     # a webhook nobody listens to (port 9): its test call fails at once, without leaving this machine
@@ -219,6 +225,7 @@ def make_world(program: Any, db: Database) -> World:
         coupon_to_cancel=codes[1],
         payment_id=paid.json()["id"],
         membership_id=joined.json()["id"],
+        fee_payment_id=fee["payment_id"],
     )
 
 
@@ -273,6 +280,7 @@ BODIES: dict[Route, Callable[[World], dict[str, Any]]] = {
         "amount": 499,
         "paid_at": "2026-03-01T00:00:00Z",
     },
+    ("POST", "/v1/memberships/payments/{payment_id}/refund"): lambda w: {"note": "Withdrawal within 14 days"},
     ("POST", "/v1/members/{member_id}/memberships"): lambda w: {"plan": "club-trial"},
     ("POST", "/v1/invitations"): lambda w: {"count": 2},
     ("POST", "/v1/segments"): lambda w: WORLD_SEGMENT | {"code": unique("seg").replace("-", "")[:30].lower()},
@@ -316,7 +324,7 @@ def request_for(route: Route, world: World) -> tuple[str, str, dict[str, Any]]:
         else world.coupon_to_cancel
         if template.endswith("/cancel")
         else world.coupon_to_use,
-        payment_id=world.payment_id,
+        payment_id=world.fee_payment_id if template.startswith("/v1/memberships/") else world.payment_id,
         membership_id=world.membership_id,
     )
     kwargs: dict[str, Any] = {}

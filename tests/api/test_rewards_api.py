@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection
 
+from palier.clock import FrozenClock
 from palier.db import Database
 from palier.rewards import payments
 from tests.api.helpers import (
@@ -351,3 +352,30 @@ def test_a_percentage_that_rounds_to_nothing_says_the_orders_real_total(new_prog
         refused = program.call("POST", f"/v1/coupons/{code['coupon']['code']}/{action}", json=body)
         problem = assert_problem(refused, 422, "coupon_nothing_off", "order_total")
         assert "€0.03" in problem["detail"] and "€0.00" not in problem["detail"], problem
+
+
+def test_a_refunded_membership_fee_ends_the_month_it_paid_for_once(
+    new_program: Callable[..., ApiProgram], clock: FrozenClock
+) -> None:
+    program = new_program()
+    delivery = program.call("POST", "/v1/rewards", json=reward_body(kind="free_shipping", amount=None)).json()
+    plan = {"code": "club", "name": {"fr": "Club", "en": "Club"}, "price": 499, "period": "monthly",
+            "benefits": {"period_rewards": [delivery["id"]]}}  # fmt: skip
+    assert program.call("POST", "/v1/plans", json=plan).status_code == 201
+    ann = program.enrol(first_name="Ann")
+    fee = {"payment_id": "ch_3PqX", "member_id": ann["id"], "plan": "club", "amount": 499,
+           "paid_at": clock.now().isoformat()}  # fmt: skip
+    assert program.call("POST", "/v1/memberships/payments", json=fee).status_code == 200
+    path = "/v1/memberships/payments/ch_3PqX/refund"
+    assert_problem(program.call("POST", path, json={"note": spaced(luhn_card())}), 422, "card_number_in_text", "note")
+    assert_problem(program.call("POST", path, json={"amount": 499}), 422, "unknown_field", "amount")  # the whole fee
+    unknown = program.call("POST", "/v1/memberships/payments/ch_nobody/refund", json={})
+    assert_problem(unknown, 404, "payment_not_found", "payment_id")
+    refunded = program.call("POST", path, json={"note": "Withdrawal"}, headers={"Idempotency-Key": "r-1"})
+    assert refunded.status_code == 200, refunded.text
+    body = refunded.json()
+    assert body["time_taken_back"] and body["membership"]["state"] == "lapsed" and len(body["coupons_cancelled"]) == 1
+    coupons = program.call("GET", f"/v1/members/{ann['id']}/coupons").json()["items"]
+    assert [c["state"] for c in coupons] == ["cancelled"]
+    again = program.call("POST", path, json={})  # the processor's webhook, sent again: the first refund
+    assert again.status_code == 200 and again.json() == body

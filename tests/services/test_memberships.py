@@ -9,19 +9,29 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from palier.clock import FrozenClock
 from palier.db import Database
 from palier.errors import PalierError
 from palier.members.models import MemberCreate
 from palier.memberships import service as memberships
-from palier.memberships.models import InvitationsIn, JoinIn, Membership, MembershipPaymentIn, PlanIn
+from palier.memberships.models import (
+    InvitationsIn,
+    JoinIn,
+    Membership,
+    MembershipPaymentIn,
+    MembershipRefund,
+    MembershipRefundIn,
+    PlanIn,
+)
 from palier.memberships.tables import memberships as membership_rows
 from palier.notify.outbox import recent
 from palier.programs.models import Program
 from palier.programs.service import get_program
+from palier.programs.tables import audit_entries
 from palier.rewards import service as rewards
+from palier.rewards.models import CouponUse
 from tests.services.factories import ACTOR, CARD_KEY, enrol, line, merge, purchase
 from tests.services.test_rewards import add_reward
 from tests.services.test_segments import define
@@ -432,3 +442,89 @@ def test_a_trial_converted_the_day_it_began_gives_the_paid_months_coupon_too(
     assert pay(db, clock, program, ann.id, payment_id="fee-1") == paid  # the payment again: no third
     with db.read() as conn:
         assert len(rewards.member_coupons(conn=conn, program_id=program.id, member_id=ann.id)) == 2
+
+
+def refund(db: Database, clock: FrozenClock, program: Program, payment_id: str, **fields: Any) -> MembershipRefund:
+    with db.write() as conn:
+        return memberships.refund_payment(
+            conn=conn,
+            clock=clock,
+            program=program,
+            payment_id=payment_id,
+            data=MembershipRefundIn.model_validate(fields),
+            actor=ACTOR,
+        )
+
+
+def test_a_fee_refunded_while_its_month_runs_ends_the_membership_and_cancels_its_unused_coupon(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """A withdrawal three days in: the benefits stop now, the month's free delivery is cancelled; once only."""
+    delivery = add_reward(db, clock, program, kind="free_shipping", amount=None, cost_points=300)
+    program = add_plan(db, clock, program, benefits={"period_rewards": [delivery.id], "multiplier_percent": 200})
+    ann = enrol(db, clock, program, first_name="Ann")
+    paid = pay(db, clock, program, ann.id, payment_id="fee-1")
+    clock.advance(days=3)
+    refunded = refund(db, clock, program, "fee-1", note="Withdrawal within 14 days")
+    assert refunded.time_taken_back and refunded.amount == 499 and len(refunded.coupons_cancelled) == 1
+    assert refunded.membership.state == "lapsed"
+    assert refunded.membership.period_end == refunded.membership.ended_at == clock.now()
+    with db.read() as conn:
+        assert memberships.live_plans(conn, member_id=ann.id, now=clock.now()) == frozenset()
+        (coupon,) = rewards.member_coupons(conn=conn, program_id=program.id, member_id=ann.id)
+        assert (coupon.code, coupon.state) == (refunded.coupons_cancelled[0], "cancelled")
+        kinds = [e["type"] for e in recent(conn, program_id=program.id)]
+        (note,) = conn.execute(
+            select(audit_entries.c.details).where(
+                audit_entries.c.program_id == program.id, audit_entries.c.action == "membership_payment.refunded"
+            )
+        ).scalars()
+    assert kinds.count("membership_refunded") == 1 and note["note"] == "Withdrawal within 14 days"
+    assert purchase(db, clock, program, ann, lines=[line("A", 1_000)]).points == 10  # no more ×2
+    clock.advance(minutes=1)
+    assert refund(db, clock, program, "fee-1") == refunded  # sent again: the first answer, nothing more
+    with db.read() as conn:
+        assert [e["type"] for e in recent(conn, program_id=program.id)].count("membership_refunded") == 1
+    assert paid.period_end > refunded.membership.period_end
+
+
+def test_a_refunded_renewal_paid_ahead_takes_back_that_month_only(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """Renewed a day early, then refunded: the membership ends where the first month does; the first month's
+    fee cannot be refunded before the second's."""
+    program = add_plan(db, clock, program)
+    ann = enrol(db, clock, program, first_name="Ann")
+    first = pay(db, clock, program, ann.id, payment_id="fee-1")
+    clock.set(first.period_end - timedelta(days=1))
+    second = pay(db, clock, program, ann.id, payment_id="fee-2")
+    out_of_order = refused("payment_not_latest", refund, db, clock, program, "fee-1")
+    assert (out_of_order.field, out_of_order.extra["later_payment_id"]) == ("payment_id", "fee-2")
+    taken = refund(db, clock, program, "fee-2")
+    assert taken.time_taken_back and taken.coupons_cancelled == []
+    assert (taken.membership.state, taken.membership.period_end) == ("active", first.period_end)
+    assert second.period_end > first.period_end
+    with db.read() as conn:
+        assert memberships.live_plans(conn, member_id=ann.id, now=clock.now()) == frozenset({"club"})
+
+
+def test_a_fee_refunded_after_its_month_keeps_the_membership_and_its_used_coupon(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    delivery = add_reward(db, clock, program, kind="free_shipping", amount=None, cost_points=300)
+    program = add_plan(db, clock, program, benefits={"period_rewards": [delivery.id]})
+    ann = enrol(db, clock, program, first_name="Ann")
+    first = pay(db, clock, program, ann.id, payment_id="fee-1")
+    with db.write() as conn:
+        (coupon,) = rewards.member_coupons(conn=conn, program_id=program.id, member_id=ann.id)
+        rewards.use_coupon(
+            conn=conn, clock=clock, program=program, code=coupon.code,
+            use=CouponUse(channel="web", order_id="W-1", shipping=490),
+        )  # fmt: skip
+    clock.set(first.period_end - timedelta(hours=1))
+    pay(db, clock, program, ann.id, payment_id="fee-2")
+    clock.advance(days=2)
+    kept = refund(db, clock, program, "fee-1")
+    assert not kept.time_taken_back and (kept.coupons_cancelled, kept.coupons_used) == ([], [coupon.code])
+    assert kept.membership.state == "active" and kept.membership.period_end > clock.now()
+    refused("payment_not_found", refund, db, clock, program, "fee-nobody-paid")

@@ -115,6 +115,27 @@ class Membership(BaseModel):
     )
 
 
+class MembershipRefundIn(Strict):
+    """The merchant refunded a membership fee (a withdrawal within the legal period, a chargeback)."""
+
+    note: Annotated[Reference, Field(min_length=1, max_length=200)] | None = Field(
+        default=None, description='why, for the audit trail ("withdrawal within 14 days")'
+    )
+
+
+class MembershipRefund(BaseModel):
+    payment_id: str
+    amount: int = Field(description="minor units: the fee refunded, whole")
+    refunded_at: datetime
+    time_taken_back: bool = Field(
+        description="false: the period it paid for was over, so the membership is unchanged; true: that period "
+        "is taken back (a running one ends now, one still to come is no longer paid for)"
+    )
+    coupons_cancelled: list[str] = Field(description="codes of that period's reward coupons, unused, now cancelled")
+    coupons_used: list[str] = Field(description="codes of that period's reward coupons already used: kept")
+    membership: Membership
+
+
 class InvitationsIn(Strict):
     count: Whole = Field(default=1, ge=1, le=10_000)
     purpose: Literal["enrol", "plan"] = "enrol"

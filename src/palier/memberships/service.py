@@ -33,6 +33,8 @@ from palier.memberships.models import (
     JoinIn,
     Membership,
     MembershipPaymentIn,
+    MembershipRefund,
+    MembershipRefundIn,
     Plan,
     PlanIn,
     PlanUpdate,
@@ -282,6 +284,93 @@ def record_payment(
         )
     )
     return result, False
+
+
+def refund_payment(
+    *, conn: Connection, clock: Clock, program: Program, payment_id: str, data: MembershipRefundIn, actor: str
+) -> MembershipRefund:
+    """The merchant gave a fee back: take back what it paid for that is not used yet.
+
+    A period still running ends now; one still to come is no longer paid for (the membership ends where the
+    period before it did); one already over changes nothing, since the member had it. Either way the coupons
+    that period gave and that are still unused are cancelled; those used stay used. The points the plan's
+    multiplier gave on purchases stay: they were earned while the member had the plan. A refund sent again
+    answers the first refund. Only the latest paid period can be taken back while a later one is paid."""
+    from palier.rewards.service import take_back_granted  # rewards read plans: imported when used
+
+    paid = _payment_row(conn, program.id, payment_id)
+    owner = conn.execute(select(memberships.c.member_id).where(memberships.c.id == paid["membership_id"])).scalar_one()
+    lock_members(conn, [owner])
+    paid = _payment_row(conn, program.id, payment_id)  # under the lock: a refund sent twice at once counts once
+    if paid["refund"] is not None:
+        return MembershipRefund.model_validate(paid["refund"])
+    now = clock.now()
+    start, end = utc(paid["period_start"]), utc(paid["period_end"])
+    current = get_membership(conn=conn, program_id=program.id, membership_id=paid["membership_id"])
+    taken_back = end > now and current.state != "lapsed"
+    if taken_back:
+        later = conn.execute(
+            select(membership_payments.c.payment_id).where(
+                membership_payments.c.membership_id == paid["membership_id"],
+                membership_payments.c.period_start >= end,
+                membership_payments.c.refunded_at.is_(None),
+            )
+        ).scalar()
+        if later is not None:
+            raise Conflict(
+                "payment_not_latest",
+                f"Payment {later!r} pays the period after this one: refund it first.",
+                field="payment_id",
+                later_payment_id=later,
+            )
+        values: dict[str, Any] = {"period_end": start, "updated_at": now}
+        if start <= now:  # the period runs: the membership ends now
+            values |= {"state": "lapsed", "period_end": now, "ended_at": now}
+        conn.execute(update(memberships).where(memberships.c.id == current.id).values(**values))
+    given = Membership.model_validate(paid["result"]).benefits.period_rewards
+    refs = [f"plan:{current.id}:{reward_id}:{start.date().isoformat()}:paid" for reward_id in given]
+    cancelled, used = take_back_granted(conn=conn, clock=clock, program=program, source_refs=refs, actor=actor)
+    refund = MembershipRefund(
+        payment_id=payment_id,
+        amount=int(paid["amount"]),
+        refunded_at=now,
+        time_taken_back=taken_back,
+        coupons_cancelled=cancelled,
+        coupons_used=used,
+        membership=get_membership(conn=conn, program_id=program.id, membership_id=current.id),
+    )
+    conn.execute(
+        update(membership_payments)
+        .where(membership_payments.c.id == paid["id"])
+        .values(refunded_at=now, refund=refund.model_dump(mode="json"))
+    )
+    emit(
+        conn, program_id=program.id, type_="membership_refunded", subject_id=owner,
+        payload={"member_id": owner, "plan": current.plan, "payment_id": payment_id,
+                 "state": refund.membership.state, "period_end": refund.membership.period_end.isoformat()},
+        now=now,
+    )  # fmt: skip
+    record_audit(
+        conn=conn, clock=clock, program_id=program.id, actor=actor, action="membership_payment.refunded",
+        subject_id=owner, details={"payment_id": payment_id, "amount": refund.amount, "note": data.note,
+                                   "time_taken_back": taken_back, "coupons_cancelled": cancelled},
+    )  # fmt: skip
+    return refund
+
+
+def _payment_row(conn: Connection, program_id: str, payment_id: str) -> Any:
+    found = (
+        conn.execute(
+            select(membership_payments).where(
+                membership_payments.c.program_id == program_id, membership_payments.c.payment_id == payment_id
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if found is None:
+        raise NotFound("payment_not_found", "No membership payment has this payment_id.", field="payment_id")
+    return found
 
 
 def cancel(*, conn: Connection, clock: Clock, program: Program, member_id: str, membership_id: str) -> Membership:

@@ -64,6 +64,8 @@ membership_payments = Table(
     Column("period_start", Timestamp, nullable=False),
     Column("period_end", Timestamp, nullable=False),
     Column("result", Json, nullable=False),
+    Column("refunded_at", Timestamp, nullable=True),
+    Column("refund", Json, nullable=True),  # the refund's answer, given again to a refund sent twice
     UniqueConstraint("program_id", "payment_id"),
 )
 

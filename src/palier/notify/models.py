@@ -15,6 +15,7 @@ EventType = Literal[
     "membership_renewed",
     "membership_cancelled",
     "membership_lapsed",
+    "membership_refunded",  # a fee was refunded: the period it paid for is taken back (or was over)
     "segment_entered",
     "segment_left",
     "portal_sign_in_code",  # a member asked for a one-time code: the merchant's mailer sends it

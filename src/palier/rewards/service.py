@@ -745,6 +745,27 @@ def cancel_granted(
     return len(taken)
 
 
+def take_back_granted(
+    *, conn: Connection, clock: Clock, program: Program, source_refs: Sequence[str], actor: str
+) -> tuple[list[str], list[str]]:
+    """Cancel the unused coupons granted under ``source_refs`` (what a refunded period gave); returns the codes
+    cancelled and those already used, which stay used. The caller holds the member's lock."""
+    if not source_refs:
+        return [], []
+    found = [
+        _coupon(row)
+        for row in conn.execute(
+            _coupon_query()
+            .where(coupons.c.program_id == program.id, coupons.c.source_ref.in_(list(source_refs)))
+            .order_by(coupons.c.issued_at, coupons.c.id)
+        ).mappings()
+    ]
+    for coupon in found:
+        if coupon.state == "issued":
+            _close(conn, clock, program, coupon, state="cancelled", actor=actor)
+    return [c.code for c in found if c.state == "issued"], [c.code for c in found if c.state == "used"]
+
+
 def expire_coupons(db: Database, clock: Clock, *, batch_size: int = 500, program_id: str | None = None) -> int:
     """Issued coupons past their date expire and their points go back: batches, safe with several workers."""
     done = 0

@@ -17,6 +17,8 @@ from palier.memberships.models import (
     JoinIn,
     Membership,
     MembershipPaymentIn,
+    MembershipRefund,
+    MembershipRefundIn,
     Plan,
     PlanIn,
     PlanUpdate,
@@ -168,6 +170,40 @@ def membership_payment(
         return membership, 200
 
     return commands.run(request=request, db=db, clock=clock, program_id=access.program.id, body=data, command=command)
+
+
+@router.post(
+    "/v1/memberships/payments/{payment_id}/refund",
+    response_model=MembershipRefund,
+    summary="The merchant refunded a membership fee: take back the time and coupons it paid for, unused",
+    openapi_extra=commands.IDEMPOTENT,
+)
+def refund_membership_payment(
+    payment_id: Annotated[str, Path(min_length=1, max_length=64)],
+    data: MembershipRefundIn,
+    access: PosAccess,
+    db: DB,
+    clock: ClockDep,
+    request: Request,
+) -> JSONResponse:
+    return commands.run(
+        request=request,
+        db=db,
+        clock=clock,
+        program_id=access.program.id,
+        body=data,
+        command=lambda conn: (
+            memberships.refund_payment(
+                conn=conn,
+                clock=clock,
+                program=access.program,
+                payment_id=payment_id,
+                data=data,
+                actor=access.caller.actor,
+            ),
+            200,
+        ),
+    )
 
 
 @router.post(
