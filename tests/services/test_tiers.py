@@ -223,6 +223,31 @@ def test_a_return_under_the_threshold_does_as_the_policy_says(
     assert tier_of(db, gus.id) == "bronze"  # the year's end judges the net spend either way
 
 
+def test_a_return_does_not_take_back_a_tier_kept_from_last_year(
+    db: Database, clock: FrozenClock, new_program: Any
+) -> None:
+    """returns_downgrade takes a tier back when a return undoes its crossing, not when a January return finds
+    the new year's spend still below the tier that last year's spend kept."""
+    program = with_tiers(db, clock, new_program(timezone="UTC"), returns_downgrade=True)
+    ida = enrol(db, clock, program, first_name="Ida")
+    spend(db, clock, program, ida, 150, order_id="I-1")
+    clock.set(datetime(2026, 12, 28, 10, tzinfo=UTC))
+    spend(db, clock, program, ida, 20, order_id="I-2", occurred_at=clock.now())
+    clock.set(datetime(2027, 1, 1, tzinfo=UTC))
+    requalify(db, clock, program)
+    assert tier_of(db, ida.id) == "silver"  # €170 in 2026: Silver for 2027
+    clock.set(datetime(2027, 1, 3, tzinfo=UTC))
+    return_(db, clock, program, "I-2", lines=[("SKU", 1)])  # a December order back: 2026 still €150
+    assert tier_of(db, ida.id) == "silver"
+    spend(db, clock, program, ida, 30, order_id="I-3", occurred_at=clock.now())
+    return_(db, clock, program, "I-3", lines=[("SKU", 1)])  # this year's order back: no crossing undone
+    assert tier_of(db, ida.id) == "silver"
+    spend(db, clock, program, ida, 520, order_id="I-4", occurred_at=clock.now())
+    assert tier_of(db, ida.id) == "gold"  # Gold crossed this year
+    return_(db, clock, program, "I-4", lines=[("SKU", 1)])  # and undone: back to the Silver kept from 2026
+    assert tier_of(db, ida.id) == "silver"
+
+
 def test_a_manual_tier_holds_until_its_end_date(db: Database, clock: FrozenClock, program: Program) -> None:
     program = with_tiers(db, clock, program)
     hal = enrol(db, clock, program, first_name="Hal")

@@ -229,10 +229,23 @@ def on_activity(*, conn: Connection, clock: Clock, program: Program, member_id: 
         and rank < current_rank
         and status is not None
         and (status.manual_until is None or status.manual_until <= now)
+        and policy.rank(lowered := _after_return(conn, policy, member_id, qualified, start)) < current_rank
     ):
-        changes.append((current, qualified, "return", {"value": value}))
-        _save(conn, program, status, member_id, qualified, now, start, end, grace_until=None)
+        changes.append((current, lowered, "return", {"value": value}))
+        _save(conn, program, status, member_id, lowered, now, start, end, grace_until=None)
     _record(conn, program.id, member_id, changes, now, policy)
+
+
+def _after_return(
+    conn: Connection, policy: TierPolicy, member_id: str, qualified: str | None, start: datetime | None
+) -> str | None:
+    """The tier a return leaves: what the window's net metric reaches, but never below the tier held when the
+    window opened (kept by the last period's judgement, or in its grace): a return undoes only a crossing made
+    in this window; the period's end judges the rest."""
+    held = tier_at(conn, member_id=member_id, at=start) if start is not None else None
+    if policy.tier(held) is None or policy.rank(held) <= policy.rank(qualified):
+        return qualified
+    return held
 
 
 def on_enrolment(*, conn: Connection, clock: Clock, program: Program, member_id: str) -> None:
