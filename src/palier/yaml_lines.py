@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 import yaml
-from yaml.nodes import MappingNode, Node, SequenceNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 _PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -38,6 +38,29 @@ def syntax_problem(text: str) -> Problem | None:
         reason = getattr(exc, "problem", None) or str(exc)
         line = mark.line + 1 if mark is not None else None
         return Problem(line=line, field="document", code="invalid_yaml", message=str(reason))
+    except ValueError as exc:  # a date that does not exist (2026-13-01): YAML reads it as one, and fails
+        return Problem(line=bad_value_line(text), field="document", code="invalid_yaml", message=str(exc))
+    return None
+
+
+def bad_value_line(text: str) -> int | None:
+    """The 1-based line of the first value YAML cannot build (a date such as 2026-02-30), or None."""
+    try:
+        root: Node | None = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop(0)
+        if isinstance(node, MappingNode):
+            stack[:0] = [part for pair in node.value for part in pair]
+        elif isinstance(node, SequenceNode):
+            stack[:0] = list(node.value)
+        elif isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:timestamp":
+            try:
+                yaml.SafeLoader("").construct_yaml_timestamp(node)
+            except ValueError:
+                return node.start_mark.line + 1
     return None
 
 

@@ -70,3 +70,15 @@ def test_a_bad_rules_file_is_refused_with_the_path(cli_db: Database, tmp_path: P
     assert f"{file}:6  actions[0].limit.per  invalid_choice: Input should be 'ever'" in refused.output
     assert f"{file}:15  rules[1].colour  unknown_field:" in refused.output
     assert "version 0" in invoke("program", "export", program.id).output
+
+
+def test_a_date_that_does_not_exist_is_refused_at_its_line(cli_db: Database, tmp_path: Path) -> None:  # noqa: F811
+    """YAML reads 2026-13-01 as a date and fails building it: a refusal with its line, not a traceback."""
+    program = f.make_program(cli_db, SystemClock())  # type: ignore[arg-type]
+    file = tmp_path / "rules.yaml"
+    campaign = "campaigns:\n  - id: sale\n    name: {en: Sale}\n    starts: 2026-13-01\n    ends: 2026-12-31\n"
+    file.write_text(campaign + RULES, encoding="utf-8")
+    refused = invoke("program", "apply", program.id, str(file))
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
+    assert "invalid_rules_file" in refused.output and "line 4" in refused.output
+    assert "version 0" in invoke("program", "export", program.id).output

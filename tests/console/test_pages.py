@@ -139,6 +139,19 @@ def test_the_tiers_editor_refuses_a_bad_policy_at_its_line_and_saves_a_good_one(
     assert program.call("GET", "/v1/tiers").json()["tiers"][0]["threshold"] == 20000
 
 
+def test_a_date_that_does_not_exist_is_shown_at_its_line_in_the_rules_and_tiers_editors(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    token = admin(client, program, add_staff)
+    rules = "campaigns:\n  - id: sale\n    name: {en: Sale}\n    starts: 2026-02-30\n    ends: 2026-03-05\n"
+    refused = client.post("/console/rules", data={"csrf": token, "document": rules})
+    assert refused.status_code == 422 and 'class="bad">4</li>' in refused.text
+    tiers = TIERS_BAD.replace("threshold: -5", "threshold: 5\n  since: 2026-13-01")
+    refused = client.post("/console/tiers", data={"csrf": token, "document": tiers})
+    assert refused.status_code == 422 and 'class="bad">7</li>' in refused.text
+    assert program.call("GET", "/v1/program/rules").json()["version"] == 0
+
+
 def test_tiers_out_of_order_are_shown_at_the_threshold_at_fault_and_a_whole_document_problem_at_no_line(
     client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
 ) -> None:
