@@ -233,3 +233,33 @@ def test_history_names_the_rule_behind_a_bonus_or_gift_in_the_members_language(
         ("Anniversaire", "Birthday gift"),
     ]
     assert [d.detail for d in english] == ["A free drink for joining", "Newsletter sign-up", "Birthday gift"]
+
+
+def test_action_and_birthday_rules_for_a_tier_pay_members_of_that_tier(
+    db: Database, clock: FrozenClock, new_program: Any
+) -> None:
+    """A tier condition reads the member's tier on every event, not on purchases only: "Gold reviews count
+    double" and "a bigger birthday gift for Gold" pay Gold members, and only them."""
+    from tests.services.factories import purchase
+    from tests.services.test_tiers import with_tiers
+
+    program = with_tiers(db, clock, new_program(timezone="UTC"))
+    gold_only = {"tiers": ["gold"]}
+    program = apply_rules(
+        db, clock, program,
+        {"actions": ACTIONS, "rules": [
+            BASE,
+            {"id": "gold-reviews", "name": {"en": "Gold reviews"}, "event": "action", "conditions": gold_only,
+             "effect": {"type": "multiplier", "factor": 2}},
+            {"id": "gold-birthday", "name": {"en": "Gold birthday"}, "event": "birthday", "conditions": gold_only,
+             "effect": {"type": "fixed", "points": 500}},
+        ]},
+    )  # fmt: skip
+    gold = enrol(db, clock, program, birthday=date(1990, 3, 3))
+    bronze = enrol(db, clock, program, birthday=date(1990, 3, 3))
+    purchase(db, clock, program, gold, amount=600_00)
+    assert act(db, clock, program, gold.id, "review", "g-1")[0].points == 20
+    assert act(db, clock, program, bronze.id, "review", "b-1")[0].points == 10
+    clock.set(datetime(2026, 3, 3, 9, tzinfo=UTC))
+    assert gifts.birthdays(db, clock, program_id=program.id).points == 500
+    assert "Gold birthday" in [line.reason for line in history(db, program, gold)]

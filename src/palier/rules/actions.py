@@ -28,7 +28,7 @@ from palier.rules import bookings
 from palier.rules.calendar import period
 from palier.rules.engine import EventSnapshot
 from palier.rules.models import Channel, Ident
-from palier.rules.service import member_context, rules_at
+from palier.rules.service import member_context_at, rules_at
 from palier.text import Reference
 
 _PER = {"ever": "ever", "day": "per day", "week": "per week", "month": "per month"}
@@ -105,7 +105,7 @@ def record_action(
                 **({"next_period_at": end.isoformat()} if end is not None else {}),
             )
     event = EventSnapshot(type="action", action=data.action, channel=data.channel)
-    context = member_context(conn=conn, program=program, member_id=member_id, rules=rules)
+    context = member_context_at(conn=conn, program=program, member_id=member_id, rules=rules, at=occurred_at)
     result = bookings.credit(
         conn=conn,
         clock=clock,

@@ -30,7 +30,7 @@ from palier.programs.tables import programs
 from palier.rules import bookings
 from palier.rules.calendar import anniversary_windows, local_midnight, month_days_celebrated_on
 from palier.rules.engine import CompiledRuleSet, EventSnapshot
-from palier.rules.service import member_context, rules_at
+from palier.rules.service import member_context_at, rules_at
 
 BATCH = 500
 CATCH_UP_DAYS = 7  # a gift whose day passed while no job ran is still given within this many days
@@ -185,7 +185,7 @@ def _give(
     now: datetime,
     label: str,
 ) -> EventResult:
-    context = member_context(conn=conn, program=program, member_id=member_id, rules=rules)
+    context = member_context_at(conn=conn, program=program, member_id=member_id, rules=rules, at=now)
     awards = rules.evaluate(EventSnapshot(type=kind), context, now)
     names = [a.name.en for a in awards]
     return bookings.credit(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -53,10 +52,8 @@ def preview(*, conn: Connection, clock: Clock, program: Program, data: PreviewIn
     event = purchase_snapshot(
         program, lines=data.lines, channel=data.channel, store_id=data.store_id, shipping=data.shipping, tax=data.tax
     )
-    context = member_context(conn=conn, program=program, member_id=data.member_id, rules=rules)
     member_standing = standing(conn, program=program, member_id=data.member_id, now=at)
-    if member_standing.tier is not None or member_standing.segments:  # as the purchase will see the member
-        context = replace(context, tier=member_standing.tier, segments=member_standing.segments)
+    context = member_context(conn=conn, program=program, member_id=data.member_id, rules=rules, status=member_standing)
     found = rules.evaluate(event, context, at)
     found = limits.reserve(conn=conn, program=program, rules=rules, member_id=data.member_id, awards=found, take=False)
     points, line_points = total_points(found, len(data.lines))

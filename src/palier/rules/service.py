@@ -318,9 +318,7 @@ def purchase_earning(
     )
     if paid_otherwise and base.total:
         event = paid_with_money_only(event, paid=max(base.total - paid_otherwise, 0), total=base.total)
-    member = member_context(conn=conn, program=program, member_id=member_id, rules=rules)
-    if member_standing.tier is not None or member_standing.segments:
-        member = replace(member, tier=member_standing.tier, segments=member_standing.segments)
+    member = member_context(conn=conn, program=program, member_id=member_id, rules=rules, status=member_standing)
     awarded = rules.evaluate(event, member, occurred_at)
     found, rows = grant_awards(
         conn=conn, clock=clock, program=program, rules=rules, member_id=member_id, event_id=event_id, awards=awarded
@@ -375,15 +373,25 @@ def _add_lines(a: Sequence[int], b: Sequence[int]) -> list[int]:
 
 
 def member_context(
-    *, conn: Connection, program: Program, member_id: str | None, rules: CompiledRuleSet
+    *, conn: Connection, program: Program, member_id: str | None, rules: CompiledRuleSet, status: Standing
 ) -> MemberContext:
-    """What the rules need to know of the member, read only when some rule asks for it.
-
-    The tiers and segments work fills ``tier`` and ``segments`` here.
-    """
+    """What the rules need to know of the member, read only when some rule asks for it, with the tier and
+    segments of ``status`` (the member's standing when the event occurred): on every event, not purchases
+    only, so that a rule for Gold members pays their actions and gifts too."""
     if member_id is None:
         return ANONYMOUS
-    return context.load(conn=conn, program_id=program.id, member_id=member_id, rules=rules)
+    found = context.load(conn=conn, program_id=program.id, member_id=member_id, rules=rules)
+    if status.tier is not None or status.segments:
+        found = replace(found, tier=status.tier, segments=status.segments)
+    return found
+
+
+def member_context_at(
+    *, conn: Connection, program: Program, member_id: str, rules: CompiledRuleSet, at: datetime
+) -> MemberContext:
+    """:func:`member_context` with the member's standing at ``at`` (actions and gifts: no status bonus)."""
+    status = standing(conn, program=program, member_id=member_id, now=at)
+    return member_context(conn=conn, program=program, member_id=member_id, rules=rules, status=status)
 
 
 def book_awards(
