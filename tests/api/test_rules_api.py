@@ -109,6 +109,17 @@ def test_a_bad_document_is_refused_whole_with_the_path_and_nothing_applied(progr
     assert footprint(program.client.app.state.db, program.id) == before
 
 
+def test_an_attribute_no_member_has_is_refused_rather_than_never_applying(program: ApiProgram) -> None:
+    def bonus(attributes: dict[str, str]) -> dict[str, Any]:
+        return {"rules": [{**RULES["rules"][0], "conditions": {"attributes": attributes}}]}
+
+    assert_problem(apply(program, bonus({"langauge": "fr"})), 422, "invalid_choice",
+                   field="rules[0].conditions.attributes.langauge")  # fmt: skip
+    assert_problem(apply(program, bonus({"birthday_month": "03"})), 422, "invalid_choice",
+                   field="rules[0].conditions.attributes.birthday_month")  # fmt: skip
+    assert apply(program, bonus({"birthday_month": "3", "language": "fr"})).status_code == 201
+
+
 def test_an_order_too_large_or_earning_absurdly_many_points_is_refused_whole(program: ApiProgram) -> None:
     """A price typed with too many zeros, or a rule's typo, never mints billions of points (nor overflows)."""
     member = program.enrol(first_name="Zoé")

@@ -104,6 +104,15 @@ def parse_data(data: Any) -> RuleSetDocument:
     return document
 
 
+# What ``attributes`` may test, with the values members can have (the rules' context reads these): a rule
+# naming another, or a value no member has ("03", "FR"), would never apply and nobody would be told.
+MEMBER_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "language": ("fr", "en"),
+    "enrolment_channel": ("web", "store", "phone", "app", "partner"),
+    "birthday_month": tuple(str(month) for month in range(1, 13)),
+}
+
+
 def check_document(document: RuleSetDocument) -> None:
     """What one field cannot tell: references, duplicates, conditions that do not fit the event."""
     problems: list[dict[str, str]] = []
@@ -138,6 +147,12 @@ def check_document(document: RuleSetDocument) -> None:
             for name in PURCHASE_ONLY:
                 if getattr(conditions, name) is not None:
                     problem(f"{at}.conditions.{name}", "condition_not_applicable", f"{name} only applies to purchases")
+        for name, value in (conditions.attributes or {}).items():
+            where = f"{at}.conditions.attributes.{name}"
+            if name not in MEMBER_ATTRIBUTES:
+                problem(where, "invalid_choice", f"no member attribute {name!r} ({', '.join(MEMBER_ATTRIBUTES)})")
+            elif value not in MEMBER_ATTRIBUTES[name]:
+                problem(where, "invalid_choice", f"{name} is one of: {', '.join(MEMBER_ATTRIBUTES[name])}")
         if conditions.actions is not None:
             if rule.event != "action":
                 problem(f"{at}.conditions.actions", "condition_not_applicable", "actions only applies to event: action")
