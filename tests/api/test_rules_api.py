@@ -225,6 +225,33 @@ def test_how_to_earn_in_french_and_english(program: ApiProgram) -> None:
     assert any(x.endswith(", from 7 March 2026 to 8 March 2026") for x in english["lines"]), english["lines"]
 
 
+def test_how_to_earn_tells_every_condition_a_member_must_meet_by_its_name(program: ApiProgram) -> None:
+    """A bonus for Gold members of a segment, on small baskets, is not told as a bonus for everyone."""
+    gold = {"code": "gold", "name": {"fr": "Or", "en": "Gold"}, "threshold": 500_00}
+    assert program.call("PUT", "/v1/tiers", json={"metric": "spend", "tiers": [gold]}).status_code == 200
+    segment = {"code": "regulars", "name": {"fr": "Habitués", "en": "Regulars"}, "conditions": [
+        {"field": "order_count", "op": ">=", "value": 5}]}  # fmt: skip
+    assert program.call("POST", "/v1/segments", json=segment).status_code == 201
+    vip = {"tiers": ["gold"], "segments": ["regulars"], "max_spend": 2000, "min_quantity": 2}
+    rules = [
+        {**RULES["rules"][0], "id": "vip", "name": {"en": "VIP", "fr": "VIP"}, "conditions": vip},
+        {"id": "cash", "name": {"en": "Cashback", "fr": "Remise"}, "event": "purchase",
+         "effect": {"type": "cashback_percent", "percent": "2.5"}},
+    ]  # fmt: skip
+    assert apply(program, {"rules": rules}).status_code == 201
+    english = program.call("GET", "/v1/how-to-earn").json()["lines"]
+    french = program.call("GET", "/v1/how-to-earn", params={"language": "fr"}).json()["lines"]
+    assert english == [
+        "VIP — 1 point per €1.00 up to €20.00 spent, from 2 items, at tier Gold, for members in: Regulars",
+        "Cashback — 2.5% back",
+    ]
+    assert french == [
+        "VIP — 1 point par tranche de 1,00\u00a0€ jusqu'à 20,00\u00a0€ d'achat, dès 2 articles, au niveau Or, "
+        "pour les membres : Habitués",
+        "Remise — 2,5\u00a0% remboursés",
+    ]
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     carts=st.lists(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
 
 from palier.rules.engine import CompiledRuleSet, local_to_utc
@@ -17,7 +18,7 @@ from palier.rules.models import (
     SpendStep,
 )
 from palier.text import points_word
-from palier.units import money
+from palier.units import NO_BREAK_SPACE, money
 
 _DAYS = {
     "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
@@ -42,9 +43,18 @@ _PER = {
 
 
 def how_to_earn(
-    rules: CompiledRuleSet, *, now: datetime, language: str, currency: str, exponent: int, points_name: str
+    rules: CompiledRuleSet,
+    *,
+    now: datetime,
+    language: str,
+    currency: str,
+    exponent: int,
+    points_name: str,
+    tier_names: Mapping[str, str] | None = None,
+    segment_names: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """One sentence per active rule and action type, in ``language`` (fr or en)."""
+    """One sentence per active rule and action type, in ``language`` (fr or en), with every condition a
+    member must meet; tiers and segments by their names in that language (codes -> names)."""
     lang = "fr" if language == "fr" else "en"
     lines = []
     for action in rules.document.actions:
@@ -60,7 +70,7 @@ def how_to_earn(
         if campaign is not None and local_to_utc(campaign.ends, rules.timezone) <= now:
             continue  # over: not worth telling
         sentence = _effect(rule, lang, currency, exponent, points_name)
-        sentence += _when(rule.conditions, lang, currency, exponent)
+        sentence += _when(rule.conditions, lang, currency, exponent, tier_names or {}, segment_names or {})
         if campaign is not None:
             starts, ends = _moment(campaign.starts, lang), _moment(campaign.ends, lang, end=True)
             sentence += f", du {starts} au {ends}" if lang == "fr" else f", from {starts} to {ends}"
@@ -118,10 +128,13 @@ def _effect(rule: Rule, lang: str, currency: str, exponent: int, points_name: st
         amount = money(e.step, currency, exponent, lang)
         return f"un bon d'achat tous les {amount} dépensés" if fr else f"a reward for every {amount} spent"
     assert isinstance(e, CashbackPercent)
-    return f"{e.percent}% remboursés" if fr else f"{e.percent}% back"
+    percent = f"{e.percent.normalize():f}"
+    return f"{percent.replace('.', ',')}{NO_BREAK_SPACE}% remboursés" if fr else f"{percent}% back"
 
 
-def _when(c: Conditions, lang: str, currency: str, exponent: int) -> str:
+def _when(
+    c: Conditions, lang: str, currency: str, exponent: int, tiers: Mapping[str, str], segments: Mapping[str, str]
+) -> str:
     fr = lang == "fr"
     parts = []
     what = [*(c.categories or []), *(c.brands or []), *(c.skus or [])]
@@ -134,6 +147,11 @@ def _when(c: Conditions, lang: str, currency: str, exponent: int) -> str:
     if c.min_spend:
         amount = money(c.min_spend, currency, exponent, lang)
         parts.append(f"dès {amount} d'achat" if fr else f"from {amount} spent")
+    if c.max_spend is not None:
+        amount = money(c.max_spend, currency, exponent, lang)
+        parts.append(f"jusqu'à {amount} d'achat" if fr else f"up to {amount} spent")
+    if c.min_quantity:
+        parts.append(f"dès {c.min_quantity} articles" if fr else f"from {c.min_quantity} items")
     if c.weekdays:
         days = [_DAYS[lang][WEEKDAYS.index(d)] for d in c.weekdays]
         parts.append(("le " if fr else "on ") + ", ".join(days))
@@ -146,7 +164,10 @@ def _when(c: Conditions, lang: str, currency: str, exponent: int) -> str:
     if c.first_purchase:
         parts.append("pour votre premier achat" if fr else "on your first purchase")
     if c.tiers:
-        parts.append(("niveau " if fr else "tier ") + ", ".join(c.tiers))
+        parts.append(("au niveau " if fr else "at tier ") + ", ".join(tiers.get(t, t) for t in c.tiers))
+    if c.segments:
+        in_segments = ", ".join(segments.get(x, x) for x in c.segments)
+        parts.append(f"pour les membres : {in_segments}" if fr else f"for members in: {in_segments}")
     if c.actions:
         parts.append(("pour : " if fr else "for: ") + ", ".join(c.actions))
     return (" " + ", ".join(parts)) if parts else ""

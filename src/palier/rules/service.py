@@ -200,8 +200,18 @@ def rules_or_default(*, conn: Connection, program: Program, when: datetime) -> C
 def how_to_earn_lines(*, conn: Connection, program: Program, now: datetime, language: str) -> tuple[int, list[str]]:
     """(rules version, one sentence per way to earn) from the rules in force: the API and how-it-works page."""
     from palier.rules.explain import how_to_earn
+    from palier.segments.service import list_segments
+    from palier.tiers.service import policy_for
 
     rules = rules_or_default(conn=conn, program=program, when=now)
+    lang = "fr" if language == "fr" else "en"
+    policy = policy_for(conn, program) if program.status_version else None
+    tier_names = {t.code: getattr(t.name, lang) for t in policy.tiers} if policy is not None else {}
+    segment_names = (
+        {s.code: getattr(s.name, lang) for s in list_segments(conn=conn, program_id=program.id)}
+        if any(r.conditions.segments for r in rules.document.rules)
+        else {}
+    )
     lines = how_to_earn(
         rules,
         now=now,
@@ -209,6 +219,8 @@ def how_to_earn_lines(*, conn: Connection, program: Program, now: datetime, lang
         currency=program.currency,
         exponent=program.currency_exponent,
         points_name=program.points_name_in(language),
+        tier_names=tier_names,
+        segment_names=segment_names,
     )
     return rules.version, lines
 
