@@ -335,6 +335,9 @@ def test_rolling_and_anniversary_windows(db: Database, clock: FrozenClock, new_p
     program = with_tiers(db, clock, new_program(timezone="UTC"), window="rolling_months", rolling_months=12)
     ivy = enrol(db, clock, program, first_name="Ivy")
     spend(db, clock, program, ivy, 150)
+    with db.read() as conn:  # the window rolls on every night: no "before <today>" deadline
+        told = tiers.progress(conn=conn, clock=clock, program=program, member_id=ivy.id).message
+    assert told == "Encore 350,00\u00a0€ pour atteindre Or"
     clock.advance(days=200)
     requalify(db, clock, program)
     assert tier_of(db, ivy.id) == "silver"

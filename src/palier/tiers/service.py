@@ -440,7 +440,7 @@ def _message(
         amount = f"{needed} {points_word(needed, program.points_name_in(language), language)}"
     else:
         amount = f"{needed} " + ("commandes" if language == "fr" else "orders" if needed != 1 else "order")
-    if end is None:
+    if end is None or policy.window == "rolling_months":  # a rolling window closes every night: no deadline
         return f"Encore {amount} pour atteindre {name}" if language == "fr" else f"{amount} more to reach {name}"
     day = (end - timedelta(seconds=1)).astimezone(ZoneInfo(program.timezone))
     if language == "fr":

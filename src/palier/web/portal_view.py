@@ -157,7 +157,7 @@ def tier_view(conn: Connection, clock: Clock, program: Program, member_id: str, 
         return TierView(name, None, 100, t("dash.tier_top"), None, _grace(progress.grace_until, program, language),
                         [i18n.localized(p, language) for p in current.perks] if current else [])  # fmt: skip
     amount = _amount(policy, progress.needed_for_next, program, language)
-    if progress.window_end is not None:
+    if progress.window_end is not None and policy.window != "rolling_months":  # rolling: it closes every night
         by = present.day(progress.window_end - timedelta(seconds=1), program, language)
         message = t("dash.tier_next_by", amount=amount, date=by, tier=next_name)
     else:
