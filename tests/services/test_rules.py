@@ -405,6 +405,38 @@ def test_a_step_voucher_out_of_stock_or_archived_is_not_given_and_stock_never_go
     assert_ledger_sound(db, program)
 
 
+def test_the_preview_gives_as_many_step_vouchers_as_the_stock_and_catalog_let_the_purchase_give(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    from palier.rules.preview import PreviewIn, preview
+
+    program = with_ten_for_every_hundred(db, clock, program, stock=2)
+    member = enrol(db, clock, program)
+    cart_line = {"sku": "SKU-1", "quantity": 1, "unit_price": 30000}
+    cart = PreviewIn.model_validate({"member_id": member.id, "lines": [cart_line]})
+
+    def told() -> list[str]:
+        with db.read() as conn:
+            found = preview(conn=conn, clock=clock, program=program, data=cart).lines
+        return [a.text for a in found if a.kind == "coupon"]
+
+    said = told()
+    order = purchase(db, clock, program, member, amount=30000)
+    assert (
+        said
+        == [a.text for a in order.awards if a.kind == "coupon"]
+        == ["€10 for every €100: 2 rewards (€100.00 to the next)"]
+    )
+    with db.read() as conn:
+        voucher = rewards.list_rewards(conn=conn, program_id=program.id)[0]
+    with db.write() as conn:
+        rewards.update_reward(
+            conn=conn, clock=clock, program=program, reward_id=voucher.id,
+            changes=RewardUpdate.model_validate({"status": "archived"}), actor="test",
+        )  # fmt: skip
+    assert told() == ["€10 for every €100: €100.00 to the next reward"]  # as the purchase would say
+
+
 def step_coupons(db: Database, program: Program, member_id: str) -> list[str]:
     with db.read() as conn:
         found = rewards.member_coupons(conn=conn, program_id=program.id, member_id=member_id)

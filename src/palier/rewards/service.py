@@ -22,7 +22,7 @@ from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from palier.clock import Clock, utc
 from palier.db import Database
-from palier.errors import Conflict, InvalidInput, NotFound, Unprocessable, invalid_input
+from palier.errors import Conflict, InvalidInput, NotFound, PalierError, Unprocessable, invalid_input
 from palier.ids import new_id
 from palier.ledger import holds
 from palier.ledger import operations as ledger
@@ -520,6 +520,18 @@ def require_grantable(reward: Reward, *, field: str) -> None:
             f"Reward {reward.id} is store credit, which is redeemed, not given: pick a coupon reward.",
             field=field,
         )
+
+
+def coupons_grantable(*, conn: Connection, program_id: str, reward_id: str, now: datetime, wanted: int) -> int:
+    """How many of ``wanted`` coupons of the reward :func:`grant_coupon` would give at ``now`` (archived, outside
+    its window or out of stock: fewer, or none), writing nothing: what a preview tells."""
+    try:
+        reward = get_reward(conn=conn, program_id=program_id, reward_id=reward_id)
+        require_grantable(reward, field="reward_id")
+        _check_on_offer(reward, now)
+    except PalierError:
+        return 0
+    return wanted if reward.stock_left is None else max(min(wanted, reward.stock_left), 0)
 
 
 def grant_coupon(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -12,8 +13,9 @@ from palier.activity.models import AwardLine, Line, MemberId, Money, check_order
 from palier.clock import Clock, Moment, in_zone
 from palier.members import service as members
 from palier.programs.models import Program
+from palier.rewards import service as rewards
 from palier.rules import limits
-from palier.rules.engine import total_points
+from palier.rules.engine import Award, total_points
 from palier.rules.models import Channel
 from palier.rules.service import award_lines, member_context, purchase_snapshot, rules_or_default, status_bonus
 from palier.tiers.status import standing
@@ -56,6 +58,7 @@ def preview(*, conn: Connection, clock: Clock, program: Program, data: PreviewIn
     context = member_context(conn=conn, program=program, member_id=data.member_id, rules=rules, status=member_standing)
     found = rules.evaluate(event, context, at)
     found = limits.reserve(conn=conn, program=program, rules=rules, member_id=data.member_id, awards=found, take=False)
+    found = [_as_granted(conn, program, award, at) for award in found]  # step vouchers the catalog still gives
     points, line_points = total_points(found, len(data.lines))
     bonus = status_bonus(program, member_standing, points, line_points)  # "Gold ×1.5: +18", as the purchase
     if bonus is not None:
@@ -63,3 +66,14 @@ def preview(*, conn: Connection, clock: Clock, program: Program, data: PreviewIn
         points += bonus.points
     check_points_earned(points)
     return Preview(at=at, version=rules.version, points=points, lines=award_lines(found, program, data.language))
+
+
+def _as_granted(conn: Connection, program: Program, award: Award, at: datetime) -> Award:
+    """A spend_step award with the coupons the purchase would give: none of a reward archived or out of its
+    window, at most its stock left (the purchase counts the steps all the same)."""
+    if award.kind != "coupon" or not award.coupons or award.reward_id is None:
+        return award
+    given = rewards.coupons_grantable(
+        conn=conn, program_id=program.id, reward_id=award.reward_id, now=at, wanted=award.coupons
+    )
+    return award if given == award.coupons else replace(award, coupons=given)
