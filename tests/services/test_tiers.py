@@ -272,6 +272,31 @@ def test_a_manual_tier_holds_until_its_end_date(db: Database, clock: FrozenClock
     assert caught.value.code == "tier_not_found"
 
 
+def test_a_tier_taken_away_by_hand_is_not_given_back_by_the_next_purchase(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """Lowered by hand (a suspected fraud, under review) until a date: the member's next purchases do not undo
+    it; a tier given by hand above what they earn still lets them climb higher by buying."""
+    program = with_tiers(db, clock, program)
+    jo, kim = enrol(db, clock, program, first_name="Jo"), enrol(db, clock, program, first_name="Kim")
+    spend(db, clock, program, jo, 150)
+    until = clock.now() + timedelta(days=30)
+    with db.write() as conn:
+        for who, tier in ((jo, None), (kim, "silver")):
+            tiers.assign(
+                conn=conn, clock=clock, program=program, member_id=who.id,
+                data=ManualTier(tier=tier, reason="Under review" if tier is None else "Press", until=until),
+                actor=ACTOR,
+            )  # fmt: skip
+    spend(db, clock, program, jo, 10)
+    assert tier_of(db, jo.id) is None  # held down until the review ends
+    spend(db, clock, program, kim, 600)
+    assert tier_of(db, kim.id) == "gold"  # a gift is a floor, not a ceiling
+    clock.set(until + timedelta(minutes=1))
+    requalify(db, clock, program)
+    assert tier_of(db, jo.id) == "silver"  # then the metric judges again
+
+
 def test_a_merge_keeps_the_higher_tier(db: Database, clock: FrozenClock, program: Program) -> None:
     program = with_tiers(db, clock, program)
     old, new = enrol(db, clock, program, first_name="Old"), enrol(db, clock, program, first_name="New")

@@ -217,7 +217,7 @@ def on_activity(*, conn: Connection, clock: Clock, program: Program, member_id: 
     current = status.tier if status else None
     rank, current_rank = policy.rank(qualified), policy.rank(current)
     changes: list[tuple[str | None, str | None, str, dict[str, Any]]] = []
-    if rank > current_rank:
+    if rank > current_rank and not _held_down_by_hand(conn, policy, status, now):
         changes.append((current, qualified, "upgrade", {"value": value}))
         status = _save(conn, program, status, member_id, qualified, now, start, end, grace_until=None)
     elif status is not None and status.grace_until is not None and rank >= current_rank:
@@ -234,6 +234,25 @@ def on_activity(*, conn: Connection, clock: Clock, program: Program, member_id: 
         changes.append((current, lowered, "return", {"value": value}))
         _save(conn, program, status, member_id, lowered, now, start, end, grace_until=None)
     _record(conn, program.id, member_id, changes, now, policy)
+
+
+def _held_down_by_hand(conn: Connection, policy: TierPolicy, status: Status | None, now: datetime) -> bool:
+    """Whether a tier lowered (or taken away) by hand still holds: purchases do not climb back over it until its
+    end date. A tier given by hand above what the member earned is a floor: buying can still climb higher."""
+    if status is None or status.manual_until is None or status.manual_until <= now:
+        return False
+    given = conn.execute(
+        select(tier_history.c.from_tier, tier_history.c.to_tier)
+        .where(tier_history.c.member_id == status.member_id, tier_history.c.reason == "manual")
+        .order_by(tier_history.c.created_at.desc(), tier_history.c.id.desc())
+        .limit(1)
+    ).first()
+    known = {None, *(t.code for t in policy.tiers)}
+    return (
+        given is not None
+        and {given.from_tier, given.to_tier} <= known
+        and (policy.rank(given.to_tier) < policy.rank(given.from_tier))
+    )
 
 
 def _after_return(
