@@ -263,3 +263,19 @@ def test_action_and_birthday_rules_for_a_tier_pay_members_of_that_tier(
     clock.set(datetime(2026, 3, 3, 9, tzinfo=UTC))
     assert gifts.birthdays(db, clock, program_id=program.id).points == 500
     assert "Gold birthday" in [line.reason for line in history(db, program, gold)]
+
+
+def test_a_welcome_gift_for_one_channel_goes_to_members_who_join_there(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """ "A free drink for joining in the app": the enrolment's channel is the event's; a birthday has none, so a
+    birthday rule on a channel, which could never pay, is refused."""
+    from palier.errors import PalierError
+
+    app_only = {**GIFTS[0], "conditions": {"channels": ["app"]}}
+    program = apply_rules(db, clock, program, {"rules": [BASE, app_only]})
+    assert balance(db, program, enrol(db, clock, program, channel="app")).available == 30
+    assert balance(db, program, enrol(db, clock, program, channel="web")).available == 0
+    with pytest.raises(PalierError) as refused:
+        apply_rules(db, clock, program, {"rules": [{**GIFTS[1], "conditions": {"channels": ["app"]}}]})
+    assert (refused.value.code, refused.value.field) == ("condition_not_applicable", "rules[0].conditions.channels")

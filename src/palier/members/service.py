@@ -96,7 +96,7 @@ def enrol(
     from palier.tiers.service import on_enrolment as place_in_tier
 
     place_in_tier(conn=conn, clock=clock, program=program, member_id=member_id)
-    on_enrolment(conn=conn, clock=clock, program=program, member_id=member_id)
+    on_enrolment(conn=conn, clock=clock, program=program, member_id=member_id, channel=data.channel)
     record_audit(
         conn=conn,
         clock=clock,

@@ -153,6 +153,11 @@ def check_document(document: RuleSetDocument) -> None:
                 problem(where, "invalid_choice", f"no member attribute {name!r} ({', '.join(MEMBER_ATTRIBUTES)})")
             elif value not in MEMBER_ATTRIBUTES[name]:
                 problem(where, "invalid_choice", f"{name} is one of: {', '.join(MEMBER_ATTRIBUTES[name])}")
+        if rule.event in ("birthday", "anniversary") and conditions.channels is not None:
+            problem(
+                f"{at}.conditions.channels", "condition_not_applicable",
+                f"a {rule.event} gift has no channel: test attributes.enrolment_channel for where the member joined",
+            )  # fmt: skip
         if conditions.actions is not None:
             if rule.event != "action":
                 problem(f"{at}.conditions.actions", "condition_not_applicable", "actions only applies to event: action")

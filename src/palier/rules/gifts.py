@@ -36,13 +36,16 @@ BATCH = 500
 CATCH_UP_DAYS = 7  # a gift whose day passed while no job ran is still given within this many days
 
 
-def on_enrolment(*, conn: Connection, clock: Clock, program: Program, member_id: str) -> EventResult | None:
-    """The welcome gift of the rules in force (beside the program's ``welcome_points``); None if there is none."""
+def on_enrolment(
+    *, conn: Connection, clock: Clock, program: Program, member_id: str, channel: str | None = None
+) -> EventResult | None:
+    """The welcome gift of the rules in force (beside the program's ``welcome_points``); None if there is none.
+    ``channel``: where the member joined (a gift for joining in the app)."""
     now = clock.now()
     rules = rules_at(conn=conn, program=program, when=now)
     if rules is None or "enrolment" not in rules.by_event:
         return None
-    return _give(conn, clock, program, rules, member_id, "enrolment", member_id, now, "Welcome gift")
+    return _give(conn, clock, program, rules, member_id, "enrolment", member_id, now, "Welcome gift", channel)
 
 
 @dataclass
@@ -184,9 +187,10 @@ def _give(
     external_id: str,
     now: datetime,
     label: str,
+    channel: str | None = None,
 ) -> EventResult:
     context = member_context_at(conn=conn, program=program, member_id=member_id, rules=rules, at=now)
-    awards = rules.evaluate(EventSnapshot(type=kind), context, now)
+    awards = rules.evaluate(EventSnapshot(type=kind, channel=channel), context, now)
     names = [a.name.en for a in awards]
     return bookings.credit(
         conn=conn,
@@ -202,4 +206,5 @@ def _give(
         label=names[0] if len(names) == 1 else label,
         body={"kind": kind, "member_id": member_id, "date": now.date().isoformat()},
         body_hash=f"{kind}:{external_id}",
+        channel=channel,
     )
