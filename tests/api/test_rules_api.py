@@ -252,6 +252,17 @@ def test_how_to_earn_tells_every_condition_a_member_must_meet_by_its_name(progra
     ]
 
 
+def test_how_to_earn_leaves_out_a_rule_whose_dates_are_over(program: ApiProgram, clock: FrozenClock) -> None:
+    clock.set(datetime(2026, 3, 9, 23, 30, tzinfo=UTC))  # 10 March in Paris: the sale's last day was yesterday
+    sale = {**RULES["rules"][2], "id": "sale", "name": {"en": "Sale", "fr": "Soldes"},
+            "conditions": {"dates": {"start": "2026-03-01", "end": "2026-03-09"}}}  # fmt: skip
+    today = {**sale, "id": "today", "name": {"en": "Today", "fr": "Aujourd'hui"},
+             "conditions": {"dates": {"start": "2026-03-10", "end": "2026-03-10"}}}  # fmt: skip
+    assert apply(program, {"rules": [RULES["rules"][0], sale, today]}).status_code == 201
+    lines = program.call("GET", "/v1/how-to-earn").json()["lines"]
+    assert [line.split(" — ")[0] for line in lines] == ["1 point per euro", "Today"]
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     carts=st.lists(

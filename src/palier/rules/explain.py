@@ -69,6 +69,8 @@ def how_to_earn(
         campaign = rules.campaigns.get(rule.campaign or "")
         if campaign is not None and local_to_utc(campaign.ends, rules.timezone) <= now:
             continue  # over: not worth telling
+        if rule.conditions.dates is not None and rule.conditions.dates.end < now.astimezone(rules.timezone).date():
+            continue  # its last day has passed: over too
         sentence = _effect(rule, lang, currency, exponent, points_name)
         sentence += _when(rule.conditions, lang, currency, exponent, tier_names or {}, segment_names or {})
         if campaign is not None:
