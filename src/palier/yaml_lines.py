@@ -40,14 +40,19 @@ def syntax_problem(text: str) -> Problem | None:
         return Problem(line=line, field="document", code="invalid_yaml", message=str(reason))
     except ValueError as exc:  # a date that does not exist (2026-13-01): YAML reads it as one, and fails
         return Problem(line=bad_value_line(text), field="document", code="invalid_yaml", message=str(exc))
+    except RecursionError:  # thousands of nested brackets: no document is written so
+        return Problem(line=None, field="document", code="invalid_yaml", message=TOO_DEEP)
     return None
+
+
+TOO_DEEP = "lists or mappings nested too deeply"
 
 
 def bad_value_line(text: str) -> int | None:
     """The 1-based line of the first value YAML cannot build (a date such as 2026-02-30), or None."""
     try:
         root: Node | None = yaml.compose(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return None
     stack = [root] if root is not None else []
     while stack:
@@ -68,7 +73,7 @@ def line_of(text: str, path: str) -> int | None:
     """The 1-based line of ``path`` in ``text``: the deepest part of the path that exists there."""
     try:
         node: Node | None = yaml.compose(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return None
     if node is None:
         return None

@@ -82,3 +82,12 @@ def test_a_date_that_does_not_exist_is_refused_at_its_line(cli_db: Database, tmp
     assert refused.exit_code == 2 and "Traceback" not in refused.output
     assert "invalid_rules_file" in refused.output and "line 4" in refused.output
     assert "version 0" in invoke("program", "export", program.id).output
+
+
+def test_brackets_nested_thousands_deep_are_refused_not_a_crash(cli_db: Database, tmp_path: Path) -> None:  # noqa: F811
+    program = f.make_program(cli_db, SystemClock())  # type: ignore[arg-type]
+    file = tmp_path / "rules.yaml"
+    file.write_text("rules: " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
+    refused = invoke("program", "apply", program.id, str(file))
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
+    assert "invalid_rules_file" in refused.output and "nested too deeply" in refused.output

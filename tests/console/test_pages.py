@@ -149,6 +149,8 @@ def test_a_date_that_does_not_exist_is_shown_at_its_line_in_the_rules_and_tiers_
     tiers = TIERS_BAD.replace("threshold: -5", "threshold: 5\n  since: 2026-13-01")
     refused = client.post("/console/tiers", data={"csrf": token, "document": tiers})
     assert refused.status_code == 422 and 'class="bad">7</li>' in refused.text
+    deep = client.post("/console/tiers", data={"csrf": token, "document": "tiers: " + "[" * 5000 + "]" * 5000})
+    assert deep.status_code == 422 and "invalid_yaml" in deep.text
     assert program.call("GET", "/v1/program/rules").json()["version"] == 0
 
 

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from palier.errors import InvalidInput, error_location
 from palier.rules.models import EFFECT_TYPES, EFFECTS_FOR, PURCHASE_ONLY, Campaign, RuleSetDocument
-from palier.yaml_lines import bad_value_line
+from palier.yaml_lines import TOO_DEEP, bad_value_line
 
 _PYDANTIC_CODES = {
     "extra_forbidden": "unknown_field",
@@ -78,6 +78,9 @@ def parse_text(text: str) -> RuleSetDocument:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise InvalidInput("invalid_rules_file", f"This is not valid YAML or JSON{where}.", field="document") from None
+    except RecursionError:
+        problem = f"This is not valid YAML or JSON: {TOO_DEEP}."
+        raise InvalidInput("invalid_rules_file", problem, field="document") from None
     except ValueError as exc:  # a date that does not exist (2026-13-01): YAML reads it as a date, and fails
         line = bad_value_line(text)
         where = f" at line {line}" if line is not None else ""
