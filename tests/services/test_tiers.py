@@ -93,6 +93,16 @@ def test_a_member_not_yet_placed_is_shown_the_tier_they_earn(
     assert shown.message.startswith("Encore 100,00")
 
 
+def test_one_order_to_go_is_told_in_the_singular_in_french(db: Database, clock: FrozenClock, program: Program) -> None:
+    orders = [{"code": "regular", "name": {"fr": "Habitué", "en": "Regular"}, "threshold": 2}]
+    program = with_tiers(db, clock, program, metric="orders", tiers=orders)
+    lea = enrol(db, clock, program, first_name="Léa", language="fr")
+    spend(db, clock, program, lea, 20)
+    with db.read() as conn:
+        told = tiers.progress(conn=conn, clock=clock, program=program, member_id=lea.id).message
+    assert told == "Encore 1 commande avant le 31 décembre pour atteindre Habitué"
+
+
 def test_gold_earns_half_as_much_again(db: Database, clock: FrozenClock, program: Program) -> None:
     program = with_tiers(db, clock, program)
     bo = enrol(db, clock, program, first_name="Bo")

@@ -458,7 +458,9 @@ def _message(
     elif policy.metric == "points":
         amount = f"{needed} {points_word(needed, program.points_name_in(language), language)}"
     else:
-        amount = f"{needed} " + ("commandes" if language == "fr" else "orders" if needed != 1 else "order")
+        one = needed <= 1 if language == "fr" else needed == 1  # "1 commande", "0 commande"; "0 orders"
+        word = ("commande" if one else "commandes") if language == "fr" else ("order" if one else "orders")
+        amount = f"{needed} {word}"
     if end is None or policy.window == "rolling_months":  # a rolling window closes every night: no deadline
         return f"Encore {amount} pour atteindre {name}" if language == "fr" else f"{amount} more to reach {name}"
     day = (end - timedelta(seconds=1)).astimezone(ZoneInfo(program.timezone))
