@@ -182,6 +182,25 @@ def test_the_dashboard_is_computed_once_per_data_version(
     assert shown(program).kpis.liability == 20 and shown(changed).kpis.liability == 40  # 20 points at 2 cents
 
 
+def test_the_dashboard_counts_a_merged_member_out_at_once(
+    db: Database, clock: FrozenClock, new_program: Callable[..., Program]
+) -> None:
+    """A merge posts nothing on the program's accounts nor adds a member row: one member fewer all the same."""
+    from palier.analytics.kpis import dashboard
+
+    program = new_program()
+    ann, twin = f.enrol(db, clock, program, first_name="Ann"), f.enrol(db, clock, program, first_name="Ann")
+    period = Period.last_weeks(clock.now().date(), 4)
+
+    def members() -> int:
+        with db.read() as conn:
+            return dashboard(conn=conn, program=program, period=period).kpis.members
+
+    assert members() == 2
+    f.merge(db, clock, program, twin, ann)
+    assert members() == 1
+
+
 def test_what_the_program_owes_counts_store_credit_with_points(
     db: Database, clock: FrozenClock, new_program: Callable[..., Program]
 ) -> None:

@@ -30,7 +30,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from palier.activity.tables import events, purchases
 from palier.ledger.tables import accounts, allocations, ledger_transactions, lots, postings
-from palier.members.tables import members
+from palier.members.tables import members, merges
 from palier.programs.models import Program
 from palier.rewards.payments import points_value
 from palier.rewards.tables import coupons, order_payments
@@ -364,7 +364,8 @@ def channel_mix(conn: Connection, program: Program, period: Period) -> dict[str,
 # program's settings (all of them), the period and channel, and a *data version* that changes with any
 # write the figures depend on. Every ledger write bumps the ``version`` of the program accounts it posts
 # to (issued, redeemed, expired, adjusted); purchases by non-members write no ledger line but add an
-# event; enrolments and merges change the members. So an unchanged version means unchanged figures, and
+# event; enrolments add a member and merges close one (counted apart: a merge leaves as many member rows,
+# and moves points between members only). So an unchanged version means unchanged figures, and
 # a changed one is never served stale. What moves without a program posting (maturity, holds) leaves
 # every figure as it was.
 
@@ -380,8 +381,8 @@ _CACHE_SIZE = 128
 _cache_lock = threading.Lock()
 
 
-def data_version(conn: Connection, program: Program) -> tuple[int, int, int]:
-    """(Σ versions of the program accounts, purchases received, members): cheap, index-only reads."""
+def data_version(conn: Connection, program: Program) -> tuple[int, int, int, int]:
+    """(Σ versions of the program accounts, purchases received, members, merges): cheap reads."""
     row = conn.execute(
         select(
             select(func.coalesce(func.sum(accounts.c.version), 0))
@@ -392,9 +393,10 @@ def data_version(conn: Connection, program: Program) -> tuple[int, int, int]:
             .where(events.c.program_id == program.id, events.c.type == "purchase")
             .scalar_subquery(),
             select(func.count()).select_from(members).where(members.c.program_id == program.id).scalar_subquery(),
+            select(func.count()).select_from(merges).where(merges.c.program_id == program.id).scalar_subquery(),
         )
     ).one()
-    return int(row[0]), int(row[1]), int(row[2])
+    return int(row[0]), int(row[1]), int(row[2]), int(row[3])
 
 
 def dashboard(*, conn: Connection, program: Program, period: Period, channel: str | None = None) -> Dashboard:
