@@ -31,3 +31,13 @@ def test_with_a_channel_chosen_members_say_they_joined_there_and_active_members_
     assert "quel que soit le canal d&#39;inscription" in store
     english = client.get("/console/dashboard", params={"channel": "store", "lang": "en"}).text
     assert _kpi_heading(english, "members") == "Members who joined via: Store"
+
+
+def test_dates_at_the_ends_of_the_calendar_are_refused_in_words_not_a_server_error(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
+    for first, last in (("9999-12-30", "9999-12-31"), ("0001-01-01", "0001-01-02")):
+        page = client.get("/console/dashboard", params={"first": first, "last": last})
+        assert page.status_code == 200
+        assert "Ces dates ne sont pas valides : voici les 12 dernières semaines." in page.text

@@ -21,6 +21,7 @@ from palier.web.render import render
 
 router = staff_router()
 PRESETS = (4, 12, 26, 52)
+EARLIEST, LATEST = date(1900, 1, 1), date(9998, 12, 31)
 
 
 @router.get("/console")
@@ -41,7 +42,9 @@ def _period(
         except ValueError:
             refused = "console.dashboard.bad_dates"
         else:
-            if start > end:
+            if not EARLIEST <= min(start, end) <= max(start, end) <= LATEST:  # no UTC instant at the calendar's ends
+                refused = "console.dashboard.bad_dates"
+            elif start > end:
                 refused = "console.dashboard.reversed"
             elif (end - start).days > 3 * 366:
                 refused = "console.dashboard.too_long"
