@@ -17,7 +17,7 @@ from palier.notify.outbox import recent
 from palier.programs.models import Program
 from palier.segments import service as segments
 from palier.segments.models import SegmentIn
-from tests.services.factories import ACTOR, enrol, line, purchase, return_
+from tests.services.factories import ACTOR, enrol, line, merge, purchase, return_
 
 
 def define(db: Database, clock: FrozenClock, program: Program, **fields: Any) -> None:
@@ -154,3 +154,20 @@ def test_a_segment_is_redefined_under_its_code_and_members_move_at_the_refresh(
             )
         ).scalar_one()
     assert audit["before"]["conditions"][0]["value"] == 3 and audit["after"]["conditions"][0]["value"] == 7
+
+
+def test_a_merged_member_leaves_its_segments_with_an_event(db: Database, clock: FrozenClock, program: Program) -> None:
+    """A mailer that mirrors a segment from its events drops the closed account too, not only the refresh's."""
+    twin = enrol(db, clock, program, first_name="Ann", birthday=date(1990, 3, 14))
+    ann = enrol(db, clock, program, first_name="Ann", birthday=date(1990, 3, 14))
+    define(db, clock, program, code="march", conditions=[{"field": "birthday_month", "op": "=", "value": 3}])
+    segments.refresh(db, clock, program_id=program.id)
+    merge(db, clock, program, twin, ann)
+    with db.read() as conn:
+        left = recent(conn, program_id=program.id, types=["segment_left"])
+        count = segments.get_segment(conn=conn, program_id=program.id, code="march").members_count
+    assert [(e["subject_id"], e["payload"]) for e in left] == [(twin.id, {"member_id": twin.id, "segment": "march"})]
+    assert count == 1 and members_of(db, program, "march") == {ann.id}
+    assert segments.refresh(db, clock, program_id=program.id)[0].model_dump() == {
+        "segment": "march", "members": 1, "entered": 0, "left": 0
+    }  # fmt: skip

@@ -400,7 +400,7 @@ def _move_status(conn: Connection, clock: Clock, program: Program, source_id: st
     move_tier(conn, program_id=program.id, source_id=source_id, target_id=target_id, now=clock.now())
     on_activity(conn=conn, clock=clock, program=program, member_id=target_id)
     move_memberships(conn, source_id=source_id, target_id=target_id, now=clock.now())
-    move_segments(conn, source_id=source_id, target_id=target_id)
+    move_segments(conn, source_id=source_id, target_id=target_id, now=clock.now())
 
 
 def balance(*, conn: Connection, program: Program, member_id: str, clock: Clock | None = None) -> Balance:

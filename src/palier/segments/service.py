@@ -359,7 +359,23 @@ def refresh_all(db: Database, clock: Clock, *, program_id: str | None = None) ->
     return done
 
 
-def move_member(conn: Connection, *, source_id: str, target_id: str) -> None:
-    """A merge: the closed member leaves its segments; the next refresh judges the one that remains."""
+def move_member(conn: Connection, *, source_id: str, target_id: str, now: datetime) -> None:
+    """A merge: the closed member leaves its segments, with a ``segment_left`` event each (the refresh, which
+    sees only active members, never would); the next refresh judges the one that remains."""
+    left = conn.execute(
+        select(segments.c.id, segments.c.program_id, segments.c.code)
+        .join(segment_members, segment_members.c.segment_id == segments.c.id)
+        .where(segment_members.c.member_id == source_id)
+        .order_by(segments.c.code)
+    ).all()
+    for segment_id, _, _ in left:  # the segment's row first, as a refresh locks it (one lock order)
+        conn.execute(
+            update(segments).where(segments.c.id == segment_id).values(members_count=segments.c.members_count - 1)
+        )
     conn.execute(segment_members.delete().where(segment_members.c.member_id == source_id))
+    emit_many(
+        conn,
+        [(pid, "segment_left", source_id, {"member_id": source_id, "segment": code}) for _, pid, code in left],
+        now=now,
+    )
     del target_id
