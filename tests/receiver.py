@@ -23,6 +23,7 @@ class Receiver:
     url: str = ""
     statuses: list[int] = field(default_factory=list)
     delay: float = 0.0  # seconds before each answer (a slow receiver: deliveries are in flight longer)
+    trickle: float = 0.0  # seconds between the bytes of each answer (one that answers, ever so slowly)
     received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -46,6 +47,16 @@ def receiver() -> Iterator[Receiver]:
             with found.lock:
                 found.received.append((dict(self.headers.items()), body))
                 status = found.statuses.pop(0) if found.statuses else 204
+            if found.trickle:
+                try:
+                    for byte in f"HTTP/1.1 {status} Whatever\r\nContent-Length: 0\r\n\r\n".encode():
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(found.trickle)
+                except OSError:  # the sender hung up
+                    pass
+                self.close_connection = True
+                return
             self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
@@ -122,6 +123,30 @@ def test_an_address_the_client_cannot_send_to_is_a_recorded_failure_not_a_crash(
     assert program.call("GET", "/v1/webhook").json()["last_error"].startswith("InvalidURL")
     tested = program.call("POST", "/v1/webhook/test")
     assert tested.status_code == 200 and tested.json()["delivered"] is False
+
+
+def test_a_receiver_that_answers_ever_so_slowly_is_cut_off_at_the_timeout(
+    db: Database,
+    client: TestClient,
+    new_program: Callable[..., ApiProgram],
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A timeout per read never trips on an answer dribbled a byte at a time: it would hold the sender (and every
+    other program's deliveries behind it) past the batch's lease, when another worker sends the same events."""
+    monkeypatch.setattr(webhooks, "TIMEOUT", 1.0)
+    program, clock = new_program(), _clock(client)
+    program.call("PUT", "/v1/webhook", json={"url": receiver.url})
+    emit(db, clock, program, "segment_entered")
+    receiver.trickle = 0.2  # about 50 bytes: 10 s for the whole answer
+    began = time.monotonic()
+    run = webhooks.deliver(db, clock, program_id=program.id)
+    assert time.monotonic() - began < 3
+    assert (run.events, run.failures) == (0, 1) and "Timeout" in run.errors[0]
+    hook = program.call("GET", "/v1/webhook").json()
+    assert (hook["waiting"], hook["retrying"]) == (1, 1)
+    tested = program.call("POST", "/v1/webhook/test").json()
+    assert (tested["delivered"], tested["status"], tested["failure"]) == (False, None, "timeout")
 
 
 def test_two_senders_at_once_send_every_event_exactly_once(
