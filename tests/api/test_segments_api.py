@@ -41,3 +41,19 @@ def test_the_largest_values_allowed_still_refresh(program: ApiProgram) -> None:
         assert refreshed.status_code == 200, refreshed.text
     counts = {s["code"]: s["members_count"] for s in program.call("GET", "/v1/segments").json()}
     assert counts == {"rich": 0, "anyone": 1}
+
+
+@pytest.mark.parametrize(
+    ("condition", "code", "field"),
+    [
+        ({"field": "total_spend", "op": ">=", "value": "5000"}, "number_required", "conditions[0].value"),
+        ({"field": "language", "op": "=", "value": 3}, "text_required", "conditions[0].value"),
+        ({"field": "order_count", "op": "in", "value": 3}, "list_required", "conditions[0].value"),
+        ({"field": "order_count", "op": "=", "value": [3]}, "single_value_required", "conditions[0].value"),
+        ({"field": "tier", "op": ">=", "value": "gold"}, "op_not_applicable", "conditions[0].op"),
+    ],
+)
+def test_a_condition_that_does_not_fit_names_its_part_at_fault(
+    program: ApiProgram, condition: dict[str, Any], code: str, field: str
+) -> None:
+    assert_problem(program.call("POST", "/v1/segments", json=segment("wrong", **condition)), 422, code, field)

@@ -80,17 +80,17 @@ class Condition(Strict):
     def _fits(self) -> Condition:
         listed = isinstance(self.value, list)
         if self.op in ("in", "not_in") and not (listed and self.value):
-            raise ValueError(f"list_required: {self.op} takes a non-empty list")
+            raise FieldError("value", "list_required", f"{self.op} takes a non-empty list")
         if self.op not in ("in", "not_in") and listed:
-            raise ValueError(f"single_value_required: {self.op} takes one value, not a list")
+            raise FieldError("value", "single_value_required", f"{self.op} takes one value, not a list")
         values = self.value if isinstance(self.value, list) else [self.value]
         numeric = self.field in NUMERIC_FIELDS
         if numeric and not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-            raise ValueError(f"number_required: {self.field} is compared with whole numbers")
+            raise FieldError("value", "number_required", f"{self.field} is compared with whole numbers")
         if not numeric and not all(isinstance(v, str) for v in values):
-            raise ValueError(f"text_required: {self.field} is compared with text")
+            raise FieldError("value", "text_required", f"{self.field} is compared with text")
         if not numeric and self.op in ("<", "<=", ">", ">="):
-            raise ValueError(f"op_not_applicable: {self.field} is compared with =, !=, in or not_in")
+            raise FieldError("op", "op_not_applicable", f"{self.field} is compared with =, !=, in or not_in")
         return self
 
 
