@@ -148,6 +148,26 @@ def test_last_weeks() -> None:
     assert Period.last_weeks(date(2026, 3, 12), 4) == Period(date(2026, 2, 16), date(2026, 3, 12))
 
 
+def test_a_channels_points_issued_are_net_of_the_returns_of_its_purchases(
+    db: Database, clock: FrozenClock, new_program: Callable[..., Program]
+) -> None:
+    """A return has no channel of its own: the points it takes back come off its purchase's channel."""
+    program = new_program()
+    ann = f.enrol(db, clock, program, first_name="Ann")
+    clock.set(at(3))
+    f.purchase(db, clock, program, ann, order_id="S-1", lines=[f.line("A", 4000)], channel="store")  # +40
+    f.purchase(db, clock, program, ann, order_id="W-1", lines=[f.line("B", 2000)], channel="web")  # +20
+    clock.set(at(10))
+    f.return_(db, clock, program, "S-1", lines=[("A", 1)])  # -40, in week 2
+    with db.read() as conn:
+        everywhere = kpis(conn=conn, program=program, period=TWO_WEEKS)
+        store = kpis(conn=conn, program=program, period=TWO_WEEKS, channel="store")
+        web = kpis(conn=conn, program=program, period=TWO_WEEKS, channel="web")
+    assert [w.issued for w in everywhere.weeks] == [60, -40]
+    assert [w.issued for w in store.weeks] == [40, -40] and store.issued == 0
+    assert web.issued == 20
+
+
 def test_the_dashboard_is_computed_once_per_data_version(
     db: Database, clock: FrozenClock, new_program: Callable[..., Program]
 ) -> None:

@@ -8,8 +8,9 @@ pending and held); the liability is what they are worth at the program's redempt
 (``redeem_points`` points = ``redeem_amount`` minor units).
 
 By channel: members by the channel they joined on; purchases and active members by the order's channel;
-points issued for purchases made on that channel; points redeemed by the channel the coupon was used or
-the order paid on; points expired by the channel of the purchase that earned them. Programme-wide
+points issued for purchases made on that channel (net of what their returns took back); points redeemed
+by the channel the coupon was used or the order paid on; points expired by the channel of the purchase
+that earned them. Programme-wide
 movements with no channel (welcome points, manual adjustments) count only without a channel filter.
 
 A non-member purchase is one with no member: sent anonymously, or paid with a payment card nobody has
@@ -282,6 +283,9 @@ def _weekly_points(conn: Connection, program: Program, period: Period, channel: 
     ]
 
 
+returns = events.alias("returns")
+
+
 def _channel_flows(
     conn: Connection, program: Program, week: Any, in_period: ColumnElement[bool], channel: str
 ) -> dict[tuple[int, str], int]:
@@ -290,13 +294,28 @@ def _channel_flows(
         ledger_transactions, ledger_transactions.c.id == postings.c.transaction_id
     )
     totals: dict[tuple[int, str], int] = {}
-    # issued: the purchases of the channel (and their claims, which carry the purchase's event)
-    issued = conn.execute(
-        select(week, func.sum(postings.c.amount))
-        .select_from(on_accounts.join(events, events.c.id == ledger_transactions.c.event_id))
-        .where(in_period, accounts.c.program_id == program.id, accounts.c.kind == "issued", events.c.channel == channel)
-        .group_by(week)
-    ).all()
+    # issued: the purchases of the channel (and their claims, which carry the purchase's event), net of what
+    # their returns took back (a return has no channel: it is its order's, found by the order id it names)
+    issued_legs = and_(in_period, accounts.c.program_id == program.id, accounts.c.kind == "issued")
+    returned_order = ledger_transactions.c.details["order_id"].as_string()
+    issued = [
+        *conn.execute(
+            select(week, func.sum(postings.c.amount))
+            .select_from(on_accounts.join(events, events.c.id == ledger_transactions.c.event_id))
+            .where(issued_legs, events.c.channel == channel)
+            .group_by(week)
+        ).all(),
+        *conn.execute(
+            select(week, func.sum(postings.c.amount))
+            .select_from(
+                on_accounts.join(returns, returns.c.id == ledger_transactions.c.event_id)
+                .join(purchases, and_(purchases.c.program_id == program.id, purchases.c.order_id == returned_order))
+                .join(events, events.c.id == purchases.c.event_id)
+            )
+            .where(issued_legs, returns.c.type == "return", events.c.channel == channel)
+            .group_by(week)
+        ).all(),
+    ]
     # redeemed: coupons used on the channel; orders paid with points on it, and the points given back
     # when such an order is returned (each path joined on its own key, so that each uses an index)
     program_legs = and_(in_period, accounts.c.program_id == program.id, accounts.c.kind == "redeemed")
