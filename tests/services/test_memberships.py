@@ -99,6 +99,11 @@ def test_trial_payment_renewal_cancel_and_lapse(db: Database, clock: FrozenClock
         "membership_cancelled",
         "membership_lapsed",
     ]
+    with db.read() as conn:
+        ended = recent(conn, program_id=program.id, types=["membership_cancelled", "membership_lapsed"])
+    told = {e["type"]: e["payload"] for e in ended}
+    until = {"member_id": ann.id, "plan": "club", "period_end": renewed.period_end.isoformat()}
+    assert told == {"membership_cancelled": until, "membership_lapsed": until}  # the mail says until when
 
 
 def test_monthly_renewals_keep_the_day_they_started_on(db: Database, new_program: Any) -> None:

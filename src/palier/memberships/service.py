@@ -387,9 +387,10 @@ def cancel(*, conn: Connection, clock: Clock, program: Program, member_id: str, 
     if found.state == "trial":
         values |= {"state": "lapsed", "period_end": now, "ended_at": now}
     conn.execute(update(memberships).where(memberships.c.id == membership_id).values(**values))
+    until = values.get("period_end", found.period_end)  # the benefits last until then
     emit(
         conn, program_id=program.id, type_="membership_cancelled", subject_id=member_id,
-        payload={"member_id": member_id, "plan": found.plan}, now=now,
+        payload={"member_id": member_id, "plan": found.plan, "period_end": utc(until).isoformat()}, now=now,
     )  # fmt: skip
     return get_membership(conn=conn, program_id=program.id, membership_id=membership_id)
 
@@ -400,9 +401,13 @@ def lapse(db: Database, clock: Clock, *, program_id: str | None = None, batch_si
     while True:
         with db.write() as conn:
             now = clock.now()
-            query = select(memberships.c.id, memberships.c.program_id, memberships.c.member_id, plans.c.code).join(
-                plans, plans.c.id == memberships.c.plan_id
-            )
+            query = select(
+                memberships.c.id,
+                memberships.c.program_id,
+                memberships.c.member_id,
+                memberships.c.period_end,
+                plans.c.code,
+            ).join(plans, plans.c.id == memberships.c.plan_id)
             ended = or_(
                 and_(memberships.c.state.in_(("trial", "cancelled")), memberships.c.period_end <= now),
                 and_(memberships.c.state == "active", memberships.c.period_end <= now - LAPSE_GRACE),
@@ -425,7 +430,8 @@ def lapse(db: Database, clock: Clock, *, program_id: str | None = None, batch_si
             for d in due:
                 emit(
                     conn, program_id=d.program_id, type_="membership_lapsed", subject_id=d.member_id,
-                    payload={"member_id": d.member_id, "plan": d.code}, now=now,
+                    payload={"member_id": d.member_id, "plan": d.code, "period_end": utc(d.period_end).isoformat()},
+                    now=now,
                 )  # fmt: skip
             done += len(due)
 
