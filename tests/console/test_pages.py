@@ -124,6 +124,19 @@ def test_an_admin_sets_the_webhook_sees_what_waits_and_removes_it(
         assert sorted(actions) == ["webhook.removed", "webhook.set", "webhook.set"]
 
 
+def test_a_webhook_address_with_a_card_number_says_so_and_never_shows_the_number_back(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    token = admin(client, program, add_staff)
+    card = luhn_card()
+    refused = client.post("/console/settings/webhook", data={"csrf": token, "url": f"https://shop.example/h?c={card}"})
+    assert refused.status_code == 422
+    assert "contient un numéro de carte bancaire" in html.unescape(refused.text)
+    assert "Une adresse https:// est attendue" not in refused.text  # it is one
+    assert card not in refused.text and f"https://shop.example/h?c=****{card[-4:]}" in refused.text
+    assert program.call("GET", "/v1/webhook").status_code == 404
+
+
 def test_the_tiers_editor_refuses_a_bad_policy_at_its_line_and_saves_a_good_one(
     client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
 ) -> None:

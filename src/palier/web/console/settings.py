@@ -15,6 +15,7 @@ from palier.errors import NotFound, PalierError
 from palier.notify import webhooks
 from palier.programs import service as programs
 from palier.programs.models import ProgramUpdate
+from palier.text import mask_card_numbers
 from palier.web import i18n
 from palier.web.console.access import Staff, current, requires, staff_router
 from palier.web.console.forms import errors_by_field
@@ -102,8 +103,10 @@ async def save_webhook(request: Request) -> Response:
     url = str(form.get("url", ""))
     try:
         spec = webhooks.WebhookSet.model_validate({"url": url, "new_secret": form.get("new_secret") == "on"})
-    except ValidationError:
-        return _page(request, who, status=422, hook_url=url, hook_error="console.webhook.url_invalid")
+    except ValidationError as refused:
+        card = any("card_number_in_text" in str(e.get("msg", "")) for e in refused.errors())
+        error = "refusal.card_number_in_text" if card else "console.webhook.url_invalid"
+        return _page(request, who, status=422, hook_url=mask_card_numbers(url), hook_error=error)  # never shown back
     db: Database = request.app.state.db
     with db.write() as conn:
         webhooks.set_webhook(
