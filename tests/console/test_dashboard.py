@@ -41,3 +41,16 @@ def test_dates_at_the_ends_of_the_calendar_are_refused_in_words_not_a_server_err
         page = client.get("/console/dashboard", params={"first": first, "last": last})
         assert page.status_code == 200
         assert "Ces dates ne sont pas valides : voici les 12 dernières semaines." in page.text
+
+
+def test_refused_dates_say_how_many_weeks_are_shown_instead(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    """The form sends the preset chosen with the dates: refused dates fall back on it, and the notice says so."""
+    assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
+    reversed_dates = {"weeks": "4", "first": "2026-05-01", "last": "2026-04-01"}
+    page = client.get("/console/dashboard", params=reversed_dates).text
+    assert "La date de début est après la date de fin : voici les 4 dernières semaines." in page
+    english = client.get("/console/dashboard", params={**reversed_dates, "first": "2026-02-30", "lang": "en"}).text
+    assert "These dates are not valid: here are the last 4 weeks." in english
+    assert "here are the last 12 weeks." in client.get("/console/dashboard", params={"first": "x", "lang": "en"}).text
