@@ -149,6 +149,17 @@ def test_a_receiver_that_answers_ever_so_slowly_is_cut_off_at_the_timeout(
     assert (tested["delivered"], tested["status"], tested["failure"]) == (False, None, "timeout")
 
 
+def test_a_tls_failure_is_told_as_a_certificate_or_network_error_not_as_nobody_answering(
+    client: TestClient, new_program: Callable[..., ApiProgram], receiver: Receiver
+) -> None:
+    """Something answers there, but the TLS handshake fails (here: plain HTTP at an https:// address; in life,
+    an expired or self-signed certificate): "nothing answers at this address" would send the merchant astray."""
+    program = new_program()
+    program.call("PUT", "/v1/webhook", json={"url": receiver.url.replace("http://", "https://")})
+    tested = program.call("POST", "/v1/webhook/test").json()
+    assert (tested["delivered"], tested["failure"]) == (False, "network") and "SSL" in tested["error"]
+
+
 def test_two_senders_at_once_send_every_event_exactly_once(
     db: Database, client: TestClient, new_program: Callable[..., ApiProgram], receiver: Receiver
 ) -> None:

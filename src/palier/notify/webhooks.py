@@ -317,11 +317,13 @@ Failure = Literal["unreachable", "timeout", "status", "network"]
 
 def failure(status: int | None, error: str | None) -> Failure | None:
     """What kind of failure ``_post``'s outcome is, for a person: nobody answered at that address, it
-    answered too slowly, it answered with an error status, or another network error."""
+    answered too slowly, it answered with an error status, or another network or certificate error."""
     if error is None:
         return None
     if status is not None:
         return "status"
+    if "[SSL" in error:  # something answers there, but the TLS handshake failed (a bad certificate…)
+        return "network"
     if error.startswith("ConnectError") or error.startswith("ConnectTimeout"):
         return "unreachable"
     return "timeout" if "Timeout" in error.split(":")[0] else "network"
