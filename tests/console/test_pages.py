@@ -137,6 +137,19 @@ def test_a_webhook_address_with_a_card_number_says_so_and_never_shows_the_number
     assert program.call("GET", "/v1/webhook").status_code == 404
 
 
+def test_a_webhook_test_answered_by_a_redirect_says_to_save_the_final_address(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str], receiver: Receiver
+) -> None:
+    token = admin(client, program, add_staff)
+    program.call("PUT", "/v1/webhook", json={"url": receiver.url})
+    receiver.statuses = [308]
+    french = html.unescape(client.post("/console/settings/webhook/test", data={"csrf": token}).text)
+    assert "l'adresse a répondu HTTP 308 : elle renvoie ailleurs" in french and "une erreur" not in french
+    receiver.statuses = [301]
+    english = html.unescape(client.post("/console/settings/webhook/test?lang=en", data={"csrf": token}).text)
+    assert "Palier does not follow redirects: save the final address." in english
+
+
 def test_the_tiers_editor_refuses_a_bad_policy_at_its_line_and_saves_a_good_one(
     client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
 ) -> None:
