@@ -258,6 +258,7 @@ class _Deadline:
         self._socket: socket.socket | None = None
         self._lock = threading.Lock()
         self._timer = threading.Timer(seconds, self._cut)
+        self._timer.daemon = True  # never keeps a stopping worker waiting
 
     def trace(self, name: str, info: dict[str, Any]) -> None:
         """httpcore's trace hook: the connection's socket, once open (and again once wrapped in TLS)."""
