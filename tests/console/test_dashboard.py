@@ -54,3 +54,15 @@ def test_refused_dates_say_how_many_weeks_are_shown_instead(
     english = client.get("/console/dashboard", params={**reversed_dates, "first": "2026-02-30", "lang": "en"}).text
     assert "These dates are not valid: here are the last 4 weeks." in english
     assert "here are the last 12 weeks." in client.get("/console/dashboard", params={"first": "x", "lang": "en"}).text
+
+
+def test_counts_agree_with_their_number_in_french(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    """1 new member is "1 nouveau", and 0 or 1 point redeemed or expired is "0 utilisé · 0 expiré" in French."""
+    program.enrol(first_name="Ann")
+    assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
+    page = client.get("/console/dashboard").text
+    assert "dont 1 nouveau sur la période" in page and "0 utilisé · 0 expiré" in page
+    english = client.get("/console/dashboard", params={"lang": "en"}).text
+    assert "1 joined in the period" in english and "0 redeemed · 0 expired" in english
