@@ -101,7 +101,7 @@ def test_an_admin_sets_the_webhook_sees_what_waits_and_removes_it(
     receiver.statuses = [502]
     webhooks.deliver(db, clock, program_id=program.id)
     page = client.get("/console/settings").text
-    assert "1 en échec, réessayés plus tard" in page and "HTTP 502" in page
+    assert "1 en échec, réessayé plus tard" in page and "HTTP 502" in page  # one event: singular
     tested = client.post("/console/settings/webhook/test", data={"csrf": token})
     assert "Événement de test reçu : l&#39;adresse a répondu HTTP 204." in tested.text
     assert receiver.events()[-1]["type"] == "webhook_test"
