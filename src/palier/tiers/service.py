@@ -20,7 +20,7 @@ from threading import Event
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, RowMapping, and_, func, insert, or_, select, true, update
+from sqlalchemy import Connection, RowMapping, and_, case, func, insert, or_, select, true, update
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import FromClause
 
@@ -159,7 +159,7 @@ def _metric_column(policy: TierPolicy) -> ColumnElement[Any]:
     if policy.metric == "spend":
         return purchases.c.total - purchases.c.refunded
     # orders: a fully refunded order does not count
-    return func.cast(purchases.c.refunded < purchases.c.total, purchases.c.points.type)
+    return case((purchases.c.refunded < purchases.c.total, 1), else_=0)  # PostgreSQL casts no boolean to a number
 
 
 def metric_value(
