@@ -433,3 +433,33 @@ def test_anniversary_years_are_judged_on_each_members_own_year(
     clock.set(joined + timedelta(days=731))  # her second year ended yesterday; nothing bought in it
     assert requalify(db, clock, program) == 1
     assert tier_of(db, fay.id) == "bronze"
+
+
+@pytest.mark.parametrize("metric", ["points", "spend", "orders"])
+@pytest.mark.parametrize("window", ["lifetime", "calendar_year", "rolling_months", "anniversary_year"])
+def test_every_metric_and_window_upgrades_shows_progress_and_requalifies(
+    db: Database, clock: FrozenClock, program: Program, metric: str, window: str
+) -> None:
+    """Each way of counting, on each window, on both engines: purchases, a return, progress, the yearly job."""
+    silver = {"points": 100, "spend": 100_00, "orders": 2}[metric]
+    program = with_tiers(
+        db, clock, program, metric=metric, window=window, returns_downgrade=True,
+        downgrade="never" if window == "lifetime" else "period_end",
+        rolling_months=12 if window == "rolling_months" else None,
+        tiers=[
+            {"code": "bronze", "name": {"fr": "Bronze", "en": "Bronze"}, "threshold": 0},
+            {"code": "silver", "name": {"fr": "Argent", "en": "Silver"}, "threshold": silver},
+        ],
+    )  # fmt: skip
+    ann = enrol(db, clock, program, first_name="Ann")
+    first = spend(db, clock, program, ann, 60)
+    spend(db, clock, program, ann, 60)
+    assert tier_of(db, ann.id) == "silver"
+    return_(db, clock, program, first.external_id, amount=60_00)
+    assert tier_of(db, ann.id) == "bronze"  # the return undid the crossing
+    with db.read() as conn:
+        shown = tiers.progress(conn=conn, clock=clock, program=program, member_id=ann.id)
+    assert (shown.tier, shown.next_tier) == ("bronze", "silver") and shown.needed_for_next > 0
+    clock.advance(days=400)
+    requalify(db, clock, program)
+    assert tier_of(db, ann.id) == "bronze"
