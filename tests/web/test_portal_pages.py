@@ -95,3 +95,15 @@ def test_a_link_to_a_program_that_does_not_exist_offers_no_way_back_to_itself(we
         page = httpx.get(web.url + path)
         assert page.status_code == 404 and 'role="alert"' in page.text, path
         assert 'href="/p/prg_nothing"' not in page.text, path  # "Back to the start" led to this same 404
+
+
+def test_signing_out_everywhere_says_the_account_stays(web: LiveServer, shop: Shop) -> None:
+    """The button signs out; its hint must not read as closing (deleting) the member's account."""
+    alice = signed_in_client(web.url, shop.portal_link())
+    said = {
+        "fr": "vous êtes déconnecté partout, ici compris. Votre compte et vos points restent.",
+        "en": "you are signed out everywhere, here included. Your account and points stay.",
+    }
+    for lang, hint in said.items():
+        page = html.unescape(alice.get(f"/p/{shop.program.id}/settings?lang={lang}").text)
+        assert hint in page and "se ferme" not in page and "is closed" not in page, lang
