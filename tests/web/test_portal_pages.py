@@ -107,3 +107,18 @@ def test_signing_out_everywhere_says_the_account_stays(web: LiveServer, shop: Sh
     for lang, hint in said.items():
         page = html.unescape(alice.get(f"/p/{shop.program.id}/settings?lang={lang}").text)
         assert hint in page and "se ferme" not in page and "is closed" not in page, lang
+
+
+def test_the_email_consent_does_not_promise_to_stop_expiry_warnings(web: LiveServer, shop: Shop) -> None:
+    """Expiry warnings and sign-in codes go to the outbox whatever the member's consents (their payload does
+    not carry them): unticking "offers by e-mail" must not read as stopping them."""
+    alice = signed_in_client(web.url, shop.portal_link())
+    said = {
+        "fr": "Nouveautés et offres. Les messages sur votre compte (code de connexion, points qui vont expirer) "
+        "vous parviennent dans tous les cas.",
+        "en": "News and offers. Messages about your account (sign-in codes, points about to expire) reach you "
+        "either way.",
+    }
+    for lang, hint in said.items():
+        page = html.unescape(alice.get(f"/p/{shop.program.id}/settings?lang={lang}").text)
+        assert hint in page and "rappels de points" not in page and "points reminders" not in page, lang
