@@ -215,6 +215,29 @@ def test_one_time_codes_are_hashed_single_use_limited_and_short_lived(web: LiveS
         assert len(sent_codes(web.db, p.id)) == CODES_PER_WINDOW + 1
 
 
+def test_an_unknown_email_costs_the_server_the_same_work_as_a_members(web: LiveServer, shop: Shop) -> None:
+    """The answer is the same page, and it must not come faster for an e-mail that is no member's (a stopwatch
+    would tell who is one): asking stores a sign-in either way, and a wrong code counts a try either way.
+    Only the member's sign-in can ever open a session, and only the member gets a code."""
+    p = shop.program
+
+    def sign_ins() -> list[tuple[str | None, int]]:
+        query = select(portal_sign_ins.c.member_id, portal_sign_ins.c.attempts).order_by(portal_sign_ins.c.id)
+        with web.db.read() as conn:
+            return [
+                (row.member_id, row.attempts) for row in conn.execute(query.where(portal_sign_ins.c.program_id == p.id))
+            ]
+
+    for email in (shop.email, "nobody-here@example.org"):
+        with httpx.Client(base_url=web.url) as client:
+            assert _ask_code(client, p.id, email).status_code == 303
+            sent = [int(c["code"]) for c in sent_codes(web.db, p.id)]
+            wrong = f"{(sent[0] + 1) % 10**6 if sent else 0:06d}"  # never the code just sent
+            assert _send_code(client, p.id, wrong).status_code == 422
+    assert sign_ins() == [(shop.member_id, 1), (None, 1)]
+    assert len(sent_codes(web.db, p.id)) == 1  # the member's; no code for the stranger
+
+
 def test_store_credit_goes_to_the_wallet_at_once_and_the_portal_says_so(web: LiveServer, shop: Shop) -> None:
     p = shop.program
     credit = p.call(

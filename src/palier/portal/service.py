@@ -8,7 +8,9 @@ A **code** is six digits a member asks for by typing their e-mail. Only its keye
 valid ``CODE_MINUTES``, usable once, and dies after ``CODE_ATTEMPTS`` wrong tries. There is no mailer in
 Palier: the code goes out through the outbox as a ``portal_sign_in_code`` event for the merchant's
 mailer (and the demo prints it). Asking never tells whether the e-mail belongs to a member: an unknown
-e-mail gets the same answer, and no code. A member gets at most ``CODES_PER_WINDOW`` codes per
+e-mail gets the same answer, and no code. Nor does the time the answer takes: it stores a sign-in that no
+code opens (no member, the hash of a secret nobody is told), and a wrong code counts a try on it, so the
+database does the same writes either way. A member gets at most ``CODES_PER_WINDOW`` codes per
 ``CODE_WINDOW_MINUTES``.
 """
 
@@ -54,12 +56,28 @@ class IssuedCode:
     expires_at: datetime
 
 
+@dataclass(frozen=True)
+class CodeRequest:
+    """What asking for a code did: the sign-in the code page checks against, and the code if one was sent
+    (None for an e-mail that is no active member's, or a member who asked too often)."""
+
+    sign_in_id: str
+    sent: IssuedCode | None
+
+
 def _hash(secret_key: str, value: str) -> str:
     return hmac.new(secret_key.encode(), value.encode(), hashlib.sha256).hexdigest()
 
 
 def _insert(
-    conn: Connection, *, program_id: str, member_id: str, kind: str, secret_hash: str, now: datetime, minutes: int
+    conn: Connection,
+    *,
+    program_id: str,
+    member_id: str | None,
+    kind: str,
+    secret_hash: str,
+    now: datetime,
+    minutes: int,
 ) -> tuple[str, datetime]:
     sign_in_id = new_id("sign_in")
     expires_at = now + timedelta(minutes=minutes)
@@ -151,16 +169,29 @@ def redeem_link(*, conn: Connection, clock: Clock, program_id: str, token: str, 
 
 def request_code(
     *, conn: Connection, clock: Clock, program: Program, email: str, card_key: bytes, secret_key: str
-) -> IssuedCode | None:
-    """A code for the member with this e-mail, sent through the outbox; None (and nothing sent) when no
-    active member has it or they asked too often. The caller answers the same either way."""
+) -> CodeRequest:
+    """A code for the member with this e-mail, sent through the outbox; no code (and nothing sent) when no
+    active member has it or they asked too often, but a sign-in that nothing opens is stored all the same,
+    so that the caller's answer is the same, and as quick, either way."""
+    now = clock.now()
     try:
         member_id = members.find_member_id(conn=conn, program=program, kind="email", value=email, card_key=card_key)
     except InvalidInput:
+        member_id = None
+    issued = None if member_id is None else _send_code(conn, program, member_id, now, secret_key)
+    if issued is not None:
+        return CodeRequest(sign_in_id=issued.sign_in_id, sent=issued)
+    nobody = _hash(secret_key, secrets.token_urlsafe(16))  # the hash of a code no one is told: it opens nothing
+    sign_in_id, _ = _insert(
+        conn, program_id=program.id, member_id=None, kind="code", secret_hash=nobody, now=now, minutes=CODE_MINUTES
+    )
+    return CodeRequest(sign_in_id=sign_in_id, sent=None)
+
+
+def _send_code(conn: Connection, program: Program, member_id: str, now: datetime, secret_key: str) -> IssuedCode | None:
+    """A code for an active member, stored hashed and sent through the outbox; None if they asked too often."""
+    if not _active(conn, program.id, member_id):
         return None
-    if member_id is None or not _active(conn, program.id, member_id):
-        return None
-    now = clock.now()
     recent = conn.execute(
         select(func.count()).where(
             portal_sign_ins.c.program_id == program.id,
@@ -224,6 +255,6 @@ def check_code(
             .values(attempts=portal_sign_ins.c.attempts + 1)
         )
         return None
-    if not _active(conn, program_id, row.member_id) or not _spend(conn, row.id, now):
+    if row.member_id is None or not _active(conn, program_id, row.member_id) or not _spend(conn, row.id, now):
         return None
     return str(row.member_id)

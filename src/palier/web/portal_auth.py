@@ -18,7 +18,6 @@ from palier.api import ratelimit
 from palier.config import Settings
 from palier.db import Database
 from palier.errors import InvalidInput
-from palier.ids import new_id
 from palier.members.identities import normalise_email
 from palier.members.tables import members
 from palier.portal import service as portal
@@ -130,7 +129,7 @@ def ask_for_code(program_id: str, request: Request, email: Annotated[str, Form(m
             request, "portal/sign_in.html", status=422, program=program, error="signin.email_invalid", email=email
         )
     with db.write() as conn:
-        issued = portal.request_code(
+        asked = portal.request_code(
             conn=conn,
             clock=request.app.state.clock,
             program=program,
@@ -138,12 +137,12 @@ def ask_for_code(program_id: str, request: Request, email: Annotated[str, Form(m
             card_key=settings.card_hash_key,
             secret_key=settings.secret_key,
         )
-    if issued is not None and settings.show_sign_in_codes:
+    if asked.sent is not None and settings.show_sign_in_codes:
         log.warning(
-            "Demo: the portal sign-in code for %s is %s (valid %d minutes)", typed, issued.code, portal.CODE_MINUTES
+            "Demo: the portal sign-in code for %s is %s (valid %d minutes)", typed, asked.sent.code, portal.CODE_MINUTES
         )
-    # An unknown e-mail gets a pending sign-in too, for a sign-in that does not exist: no code will match.
-    pending = {"p": program.id, "s": issued.sign_in_id if issued else new_id("sign_in"), "e": typed}
+    # An unknown e-mail gets a pending sign-in too, for a stored sign-in that no code opens.
+    pending = {"p": program.id, "s": asked.sign_in_id, "e": typed}
     response = RedirectResponse(f"/p/{program.id}/sign-in/code", status_code=303)
     response.set_cookie(
         _PENDING_COOKIE,
