@@ -291,3 +291,27 @@ def test_the_history_speaks_the_members_language_with_the_facts_of_each_line(web
     said_in_english = ["Order #LYO-1042 at Fournil Lyon", "Order #WEB-77 online", "1 item from order #LYO-1042"]
     for said in [*said_in_english, "Reward redeemed", "Free coffee"]:
         assert said in english, said
+
+
+def test_a_consent_given_or_withdrawn_on_the_portal_is_in_the_audit_trail(web: LiveServer, shop: Shop) -> None:
+    """The merchant must be able to say when a member withdrew a consent, and that the member did it."""
+    p = shop.program
+    alice = signed_in_client(web.url, shop.portal_link())
+    before = p.call("GET", f"/v1/members/{shop.member_id}").json()["consents"]
+    form = alice.get(f"/p/{p.id}/settings").text
+    sent = alice.post(f"/p/{p.id}/settings", data={"csrf": csrf_of(form), "language": "fr", "sms_marketing": "on"})
+    assert sent.status_code == 303
+    changed = {
+        name: given
+        for name, given in p.call("GET", f"/v1/members/{shop.member_id}").json()["consents"].items()
+        if given != before[name]
+    }
+    assert changed  # sms_marketing given, any other withdrawn
+    [entry] = p.call("GET", "/v1/audit", params={"limit": 1}).json()["items"]
+    assert (entry["actor"], entry["action"], entry["subject_id"]) == ("portal", "member.updated", shop.member_id)
+    assert entry["details"]["consents"] == changed  # which consents changed, and to what
+
+    again = alice.post(f"/p/{p.id}/settings", data={"csrf": csrf_of(form), "language": "fr", "sms_marketing": "on"})
+    assert again.status_code == 303
+    [entry] = p.call("GET", "/v1/audit", params={"limit": 1}).json()["items"]
+    assert "consents" not in entry["details"]  # the same choices again: no consent changed

@@ -211,10 +211,16 @@ def update_member(
             for field, normalised in new:
                 _insert_identity(conn, program.id, member_id, normalised, now, field=field)
             values[kind] = new[0][1].value if new else None
+    details: dict[str, Any] = {}
     if changes.consents is not None:
-        stored = conn.execute(select(members.c.consents).where(members.c.id == member_id)).scalar_one()
+        stored = Consents.model_validate(
+            conn.execute(select(members.c.consents).where(members.c.id == member_id)).scalar_one()
+        ).model_dump()
         sent = {k: v for k, v in changes.consents.model_dump(exclude_unset=True).items() if v is not None}
-        values["consents"] = {**Consents.model_validate(stored).model_dump(), **sent}
+        values["consents"] = {**stored, **sent}
+        # the proof of when a consent was given or withdrawn, and by whom: the audit entry names each change
+        if changed := {name: given for name, given in sent.items() if stored[name] != given}:
+            details["consents"] = changed
     if values:
         conn.execute(update(members).where(members.c.id == member_id).values(updated_at=now, **values))
         record_audit(
@@ -224,7 +230,7 @@ def update_member(
             actor=actor,
             action="member.updated",
             subject_id=member_id,
-            details={"fields": sorted(values)},
+            details={"fields": sorted(values), **details},
         )
     return get_member(conn=conn, program_id=program.id, member_id=member_id)
 
