@@ -5,6 +5,7 @@ Plain HTTP against the live server (no browser needed): what a tampering client 
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -315,3 +316,22 @@ def test_a_consent_given_or_withdrawn_on_the_portal_is_in_the_audit_trail(web: L
     assert again.status_code == 303
     [entry] = p.call("GET", "/v1/audit", params={"limit": 1}).json()["items"]
     assert "consents" not in entry["details"]  # the same choices again: no consent changed
+
+
+def test_a_code_typed_in_another_browser_says_where_to_type_it(web: LiveServer, shop: Shop) -> None:
+    """Asked for on the laptop, typed on the phone: the phone has no pending sign-in. The page must not only say
+    "expired" (the member would ask again, and again type the code on the phone)."""
+    p = shop.program
+    with httpx.Client(base_url=web.url) as laptop, httpx.Client(base_url=web.url) as phone:
+        assert _ask_code(laptop, p.id, shop.email).status_code == 303
+        code = sent_codes(web.db, p.id)[0]["code"]
+        for lang, said in (
+            ("fr", "Tapez le code dans le navigateur où vous l'avez demandé"),
+            ("en", "Type the code in the browser you asked for it in"),
+        ):
+            phone.cookies.set("lang", lang)
+            page = phone.get(f"/p/{p.id}/sign-in/code")
+            assert said in html.unescape(page.text), lang
+            sent = phone.post(f"/p/{p.id}/sign-in/code", data={"code": code, "csrf": csrf_of(page.text)})
+            assert sent.status_code == 400 and said in html.unescape(sent.text), lang
+        assert _send_code(laptop, p.id, code).status_code == 303  # where it was asked for, it still works
