@@ -198,6 +198,27 @@ def test_lookup_refuses_malformed_identities(program: ApiProgram, kind: str, val
     assert value not in body["detail"]
 
 
+@pytest.mark.parametrize(
+    "prefix",
+    ["6212", "6250", "5018", "5612", "5893", "6304", "6759", "6762", "2200", "2204"],
+    ids=["unionpay", "unionpay-625", "maestro-5018", "maestro-56", "maestro-5893", "maestro-6304", "maestro-6759",
+         "maestro-676", "mir-2200", "mir-2204"],
+)  # fmt: skip
+def test_a_unionpay_maestro_or_mir_card_is_never_stored_as_a_loyalty_card(program: ApiProgram, prefix: str) -> None:
+    """Bank cards of every big network, not only Visa, Mastercard, Amex, Discover, JCB and Diners: a till that
+    scans one into the loyalty card field must not store its number (and palier scan-cards must not set it aside
+    as one of the program's own numbers)."""
+    card = luhn_card(prefix)
+    refused = program.call(
+        "POST", "/v1/members", json={"first_name": "Zed", "identities": [{"kind": "card", "value": card}]}
+    )
+    body = assert_problem(refused, 422, "payment_card_as_loyalty_card", field="identities[0].value")
+    assert card not in str(body)
+    own = luhn_card("2900")  # the program's own numbers lie outside those ranges, even Luhn-valid
+    kept = program.enrol(first_name="Yan", identities=[{"kind": "card", "value": own}])
+    assert own in [identity["value"] for identity in kept["identities"]]
+
+
 def test_lookup_refuses_unknown_kinds_and_fields(program: ApiProgram) -> None:
     assert_problem(lookup(program, "iban", "FR76"), 422, "invalid_choice", field="kind")
     extra = program.call("POST", "/v1/members/lookup", json={"kind": "email", "value": "a@b.fr", "x": 1})

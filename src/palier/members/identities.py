@@ -101,6 +101,11 @@ _BRANDS = (
     ("discover", re.compile(r"6011|65|64[4-9]")),
     ("jcb", re.compile(r"35")),
     ("diners", re.compile(r"3(0[0-5]|[689])")),
+    # Maestro (50, 56-58, 5893, 6304, 6759, 6761-6763), UnionPay (62), Mir (2200-2204): bank cards too, which a
+    # till may scan into the loyalty card field. The rest of 6 (private-label and gift cards) stays for loyalty cards.
+    ("maestro", re.compile(r"50|5[6-8]|6304|6759|676[1-3]")),
+    ("unionpay", re.compile(r"62")),
+    ("mir", re.compile(r"220[0-4]")),
 )
 
 
