@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from palier.portal.service import CODE_ATTEMPTS, CODES_PER_WINDOW
 from palier.portal.tables import portal_sign_ins
-from tests.api.helpers import ApiProgram, assert_problem, return_body
+from tests.api.helpers import ApiProgram, assert_problem, return_body, unique
 from tests.web.conftest import LiveServer
 from tests.web.world import Shop, csrf_of, enrol_another, make_shop, sent_codes, signed_in_client
 
@@ -335,3 +335,23 @@ def test_a_code_typed_in_another_browser_says_where_to_type_it(web: LiveServer, 
             sent = phone.post(f"/p/{p.id}/sign-in/code", data={"code": code, "csrf": csrf_of(page.text)})
             assert sent.status_code == 400 and said in html.unescape(sent.text), lang
         assert _send_code(laptop, p.id, code).status_code == 303  # where it was asked for, it still works
+
+
+def test_a_code_asked_with_another_address_of_the_member_says_where_it_went(web: LiveServer, shop: Shop) -> None:
+    """The code goes to the member's profile e-mail only (an old address still linked may now be someone
+    else's): typed with another of their addresses, the page must not say it went to the one typed."""
+    p = shop.program
+    old = f"{unique('old')}@example.com"
+    linked = p.call("POST", f"/v1/members/{shop.member_id}/identities", json={"kind": "email", "value": old})
+    assert linked.status_code == 200, linked.text
+    main = linked.json()["email"]
+    typed = next(i["value"] for i in linked.json()["identities"] if i["kind"] == "email" and i["value"] != main)
+    with httpx.Client(base_url=web.url) as client:
+        client.cookies.set("lang", "en")
+        asked = _ask_code(client, p.id, typed)
+        page = html.unescape(client.get(asked.headers["location"]).text)
+    assert sent_codes(web.db, p.id)[0]["email"] == main
+    assert (
+        f"If {typed} belongs to a loyalty account, a 6-digit code has just been sent to that account's main e-mail"
+        in page
+    )
