@@ -355,3 +355,20 @@ def test_a_code_asked_with_another_address_of_the_member_says_where_it_went(web:
         f"If {typed} belongs to a loyalty account, a 6-digit code has just been sent to that account's main e-mail"
         in page
     )
+
+
+def test_a_person_in_two_programs_stays_signed_in_to_both(
+    web: LiveServer, shop: Shop, new_program: Callable[..., ApiProgram]
+) -> None:
+    """Two brands on one Palier: signing in to the second brand's portal does not sign out of the first's, and
+    signing out of one leaves the other."""
+    elsewhere = make_shop(new_program(), first_name="Alice")
+    with httpx.Client(base_url=web.url, timeout=30) as browser:
+        browser.cookies.set("palier_member", "left-by-an-older-palier", domain="127.0.0.1")  # for the whole site
+        for link in (shop.portal_link(), elsewhere.portal_link()):
+            assert browser.get(link["url"].removeprefix(web.url)).status_code == 303
+        a, b = shop.program.id, elsewhere.program.id
+        assert browser.get(f"/p/{a}").status_code == 200 and browser.get(f"/p/{b}").status_code == 200
+        out = browser.post(f"/p/{b}/sign-out", data={"csrf": csrf_of(browser.get(f"/p/{b}").text)})
+        assert out.status_code == 303
+        assert browser.get(f"/p/{b}").status_code == 303 and browser.get(f"/p/{a}").status_code == 200

@@ -72,7 +72,7 @@ def signed_in(request: Request, program_id: str) -> SignedIn:
 
 def _start_session(request: Request, program_id: str, member_id: str) -> Response:
     response = RedirectResponse(home_url(program_id), status_code=303)
-    MEMBER_SESSION.open(request, response, member_id, {"p": program_id})
+    MEMBER_SESSION.open(request, response, member_id, {"p": program_id}, path=home_url(program_id))
     response.delete_cookie(_PENDING_COOKIE, path=f"/p/{program_id}")
     return response
 
@@ -221,5 +221,5 @@ def sign_out(program_id: str, request: Request, everywhere: Annotated[bool, Form
     if session is not None and session.get("p") == program.id:
         MEMBER_SESSION.end_all(request, session["s"])
     response = RedirectResponse(f"{sign_in_url(program.id)}?signed_out=1", status_code=303)
-    MEMBER_SESSION.close(request, response)
+    MEMBER_SESSION.close(request, response, path=home_url(program.id))
     return response

@@ -6,9 +6,9 @@ POST, PUT, PATCH or DELETE to a web page must carry the same token, or it is ref
 
 A session (a member's in the portal, a staff user's in the console) is a row on the server and a cookie
 signed with itsdangerous under its own salt, so one cannot stand for the other; the cookie is HttpOnly,
-SameSite=Lax, Secure over https, and expires. It records the CSRF token of the browser it was opened in:
-a session cookie copied into another browser is not accepted there (``SessionCookie.read`` returns None),
-nor anywhere once its session is signed out.
+SameSite=Lax, Secure over https, and expires; a member's is sent to its program's portal only (``/p/<id>``).
+It records the CSRF token of the browser it was opened in: a session cookie copied into another browser is
+not accepted there (``SessionCookie.read`` returns None), nor anywhere once its session is signed out.
 """
 
 from __future__ import annotations
@@ -126,8 +126,12 @@ class SessionCookie:
             subject = sessions.find(conn=conn, clock=request.app.state.clock, kind=self.kind, token=data["t"])
         return data if subject == data["s"] else None
 
-    def open(self, request: Request, response: Response, subject_id: str, data: dict[str, Any]) -> None:
-        """Start a session of ``subject_id`` holding ``data`` (bound to this browser's CSRF token)."""
+    def open(
+        self, request: Request, response: Response, subject_id: str, data: dict[str, Any], *, path: str = "/"
+    ) -> None:
+        """Start a session of ``subject_id`` holding ``data`` (bound to this browser's CSRF token); its cookie
+        is sent to ``path`` and below only (a member's to their program's portal, so that a person in two
+        programs keeps a session in each)."""
         db: Database = request.app.state.db
         with db.write() as conn:
             token = sessions.open_session(
@@ -139,8 +143,10 @@ class SessionCookie:
             )
         value = self._serializer(request).dumps({**data, "s": subject_id, "t": token, "csrf": csrf_token(request)})
         response.set_cookie(
-            self.name, value, max_age=self.max_age, httponly=True, samesite="lax", secure=_secure(request)
+            self.name, value, max_age=self.max_age, path=path, httponly=True, samesite="lax", secure=_secure(request)
         )
+        if path != "/":  # a cookie of this name for the whole site (as member sessions had) would be read instead
+            response.delete_cookie(self.name, httponly=True, samesite="lax", secure=_secure(request))
         remember_csrf(request, response)
 
     def end_all(self, request: Request, subject_id: str) -> None:
@@ -149,14 +155,14 @@ class SessionCookie:
         with db.write() as conn:
             sessions.end_all(conn=conn, clock=request.app.state.clock, kind=self.kind, subject_id=subject_id)
 
-    def close(self, request: Request, response: Response) -> None:
-        """Sign out: end the session on the server and remove the cookie."""
+    def close(self, request: Request, response: Response, *, path: str = "/") -> None:
+        """Sign out: end the session on the server and remove the cookie (the one ``open`` set for ``path``)."""
         data = self._signed(request)
         if data is not None:
             db: Database = request.app.state.db
             with db.write() as conn:
                 sessions.end(conn=conn, clock=request.app.state.clock, token=data["t"])
-        response.delete_cookie(self.name, httponly=True, samesite="lax", secure=_secure(request))
+        response.delete_cookie(self.name, path=path, httponly=True, samesite="lax", secure=_secure(request))
 
 
 MEMBER_SESSION = SessionCookie("palier_member", "palier.member-session", "member", max_age=12 * 3600)
