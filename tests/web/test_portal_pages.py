@@ -13,7 +13,7 @@ import pytest
 
 from tests.api.helpers import ApiProgram
 from tests.web.conftest import LiveServer
-from tests.web.world import Shop, make_shop, signed_in_client
+from tests.web.world import Shop, csrf_of, make_shop, signed_in_client
 
 
 @pytest.fixture
@@ -122,3 +122,24 @@ def test_the_email_consent_does_not_promise_to_stop_expiry_warnings(web: LiveSer
     for lang, hint in said.items():
         page = html.unescape(alice.get(f"/p/{shop.program.id}/settings?lang={lang}").text)
         assert hint in page and "rappels de points" not in page and "points reminders" not in page, lang
+
+
+def test_the_language_switch_on_a_refused_redemption_leads_back_to_the_catalog(web: LiveServer, shop: Shop) -> None:
+    """A refusal is shown at the redeem form's address; its FR/EN switch (or a reload, or a bookmark) opens that
+    address again, which must lead to the catalog in that language, not to "this page does not exist"."""
+    expensive = {"kind": "gift", "cost_points": 10_000, "title": {"fr": "Vélo", "en": "Bike"}}
+    made = shop.program.call("POST", "/v1/rewards", json=expensive)
+    assert made.status_code == 201, made.text
+    alice = signed_in_client(web.url, shop.portal_link())
+    catalog = alice.get(f"/p/{shop.program.id}/rewards").text
+    refused = alice.post(
+        f"/p/{shop.program.id}/rewards/{made.json()['id']}/redeem",
+        data={"csrf": csrf_of(catalog)},
+    )
+    assert refused.status_code == 422
+    found = re.search(r'href="([^"]*lang=en[^"]*)" hreflang="en"', refused.text)
+    assert found, "no language switch on the page"
+    switch = html.unescape(found.group(1))
+    opened = alice.get(switch, follow_redirects=True)
+    assert opened.status_code == 200 and str(opened.url).endswith(f"/p/{shop.program.id}/rewards?lang=en")
+    assert "<h1>Rewards catalog</h1>" in opened.text

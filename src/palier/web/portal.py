@@ -112,6 +112,15 @@ def redeem(program_id: str, reward_id: str, request: Request) -> Response:
     return RedirectResponse(f"/p/{who.program.id}/coupons?new={done.coupon.id}", status_code=303)
 
 
+@router.get("/p/{program_id}/rewards/{reward_id}/redeem", response_model=None)
+def redeem_address(program_id: str, reward_id: str, request: Request) -> Response:
+    """A refused redemption is shown at the form's address: opened again (its language switch, a reload, a
+    bookmark), that address leads to the catalog, where the Redeem button is, with the query kept (``lang``)."""
+    who = signed_in(request, program_id)
+    query = f"?{request.url.query}" if request.url.query else ""
+    return RedirectResponse(f"/p/{who.program.id}/rewards{query}", status_code=303)
+
+
 @router.get("/p/{program_id}/coupons", response_class=HTMLResponse)
 def coupons(program_id: str, request: Request, new: Annotated[str | None, Query(max_length=40)] = None) -> HTMLResponse:
     who = signed_in(request, program_id)
