@@ -127,6 +127,7 @@ def test_signing_out_ends_the_session_on_the_server(web: LiveServer, shop: Shop)
     # on every device: the phone left on the bus is signed out too
     laptop = signed_in_client(web.url, shop.portal_link())
     phone = signed_in_client(web.url, shop.portal_link())
+    unread = shop.portal_link()["url"]  # a link still in the lost phone's mail
     bob = enrol_another(shop, "Bob", points=10)
     bobs = signed_in_client(web.url, shop.portal_link(bob["id"]))
     settings = laptop.get(f"/p/{p.id}/settings").text
@@ -135,6 +136,10 @@ def test_signing_out_ends_the_session_on_the_server(web: LiveServer, shop: Shop)
     assert out.status_code == 303
     assert laptop.get(f"/p/{p.id}").status_code == 303 and phone.get(f"/p/{p.id}").status_code == 303
     assert bobs.get(f"/p/{p.id}").status_code == 200  # another member's session is not touched
+    with httpx.Client(base_url=web.url) as finder:  # whoever finds the phone cannot sign in with it
+        finder.get(f"/p/{p.id}/sign-in")
+        assert finder.get(unread.removeprefix(web.url)).status_code == 400
+        assert finder.get(f"/p/{p.id}").status_code == 303
 
 
 def test_a_portal_session_lasts_twelve_hours(web: LiveServer, shop: Shop) -> None:

@@ -106,6 +106,21 @@ def _spend(conn: Connection, sign_in_id: str, now: datetime) -> bool:
     return done.rowcount == 1
 
 
+def void_open(*, conn: Connection, clock: Clock, program_id: str, member_id: str) -> int:
+    """Every sign-in link and code of the member not used yet stops working (signed out everywhere: a lost
+    phone may have an unread code or link on it); the number voided."""
+    done = conn.execute(
+        update(portal_sign_ins)
+        .where(
+            portal_sign_ins.c.program_id == program_id,
+            portal_sign_ins.c.member_id == member_id,
+            portal_sign_ins.c.used_at.is_(None),
+        )
+        .values(used_at=clock.now())
+    )
+    return done.rowcount
+
+
 def _active(conn: Connection, program_id: str, member_id: str) -> bool:
     status = conn.execute(
         select(members_table.c.status).where(members_table.c.id == member_id, members_table.c.program_id == program_id)

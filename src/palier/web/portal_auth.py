@@ -220,6 +220,8 @@ def sign_out(program_id: str, request: Request, everywhere: Annotated[bool, Form
     session = MEMBER_SESSION.read(request) if everywhere else None
     if session is not None and session.get("p") == program.id:
         MEMBER_SESSION.end_all(request, session["s"])
+        with request.app.state.db.write() as conn:  # and the codes and links still unused: they would open one
+            portal.void_open(conn=conn, clock=request.app.state.clock, program_id=program.id, member_id=session["s"])
     response = RedirectResponse(f"{sign_in_url(program.id)}?signed_out=1", status_code=303)
     MEMBER_SESSION.close(request, response, path=home_url(program.id))
     return response
