@@ -405,6 +405,23 @@ def test_a_step_voucher_out_of_stock_or_archived_is_not_given_and_stock_never_go
     assert_ledger_sound(db, program)
 
 
+def test_purchases_with_a_card_not_yet_linked_cannot_take_a_member_past_a_campaigns_cap(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """Three purchases with a card nobody has linked, then the card linked: the capped bonus (50 for one
+    member) is not given three times over; the points of the purchases themselves all come."""
+    from tests.services.factories import add_identity
+
+    program = with_campaign_bonus(db, clock, program, "launch", 50, member_cap=50)
+    ann = enrol(db, clock, program)
+    card = luhn_card()
+    for _ in range(3):
+        purchase(db, clock, program, ("payment_card", card), amount=1000)
+    add_identity(db, clock, program, ann, "payment_card", card)
+    assert balance(db, program, ann).pending == 3 * 10
+    assert purchase(db, clock, program, ann, amount=1000).points == 10 + 50  # her own bonus, as a member
+
+
 def test_the_preview_gives_as_many_step_vouchers_as_the_stock_and_catalog_let_the_purchase_give(
     db: Database, clock: FrozenClock, program: Program
 ) -> None:

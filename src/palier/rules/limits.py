@@ -53,6 +53,10 @@ def reserve(
             bounds.append(campaign.budget - given[name])
         if campaign.member_cap is not None and member_id is not None:
             bounds.append(campaign.member_cap - mine[name])
+        elif campaign.member_cap is not None and take:
+            # a purchase whose buyer nobody knows yet (a card not linked): no cap can be kept for them, and
+            # linking the card later would credit every such purchase in full, far beyond the cap
+            bounds.append(0)
         if bounds:
             left[campaign.id] = min(bounds)
     granted = within_limits(awards, left, rules.rounding)
