@@ -93,6 +93,17 @@ def test_a_member_not_yet_placed_is_shown_the_tier_they_earn(
     assert shown.message.startswith("Encore 100,00")
 
 
+def test_tiers_on_orders_count_orders_not_fully_refunded(db: Database, clock: FrozenClock, program: Program) -> None:
+    orders = [{"code": "regular", "name": {"fr": "Habitué", "en": "Regular"}, "threshold": 2}]
+    program = with_tiers(db, clock, program, metric="orders", tiers=orders, returns_downgrade=True)
+    max_ = enrol(db, clock, program, first_name="Max")
+    spend(db, clock, program, max_, 20, order_id="M-1")
+    spend(db, clock, program, max_, 20, order_id="M-2")
+    assert tier_of(db, max_.id) == "regular"  # the second order crosses
+    return_(db, clock, program, "M-2", lines=[("SKU", 1)])  # refunded whole: it no longer counts
+    assert tier_of(db, max_.id) is None
+
+
 def test_one_order_to_go_is_told_in_the_singular_in_french(db: Database, clock: FrozenClock, program: Program) -> None:
     orders = [{"code": "regular", "name": {"fr": "Habitué", "en": "Regular"}, "threshold": 2}]
     program = with_tiers(db, clock, program, metric="orders", tiers=orders)
