@@ -397,6 +397,13 @@ def test_rolling_and_anniversary_windows(db: Database, clock: FrozenClock, new_p
         )  # fmt: skip
         del conn
     assert (start, end) == (datetime(2027, 2, 28, tzinfo=UTC) - timedelta(days=365), datetime(2027, 2, 28, tzinfo=UTC))
+    # on 28 February of a year without a 29th, a member who joined on a 29 February starts a new year: the
+    # window holds that day (a purchase then counts, and upgrades at once)
+    on_the_day = tiers.window(
+        policy(window="anniversary_year"), program, at=datetime(2027, 2, 28, 12, tzinfo=UTC),
+        enrolled_at=datetime(2024, 2, 29, 10, tzinfo=UTC),
+    )  # fmt: skip
+    assert on_the_day == (datetime(2027, 2, 28, tzinfo=UTC), datetime(2028, 2, 29, tzinfo=UTC))
 
 
 def test_tiers_set_on_a_program_with_members_place_them(db: Database, clock: FrozenClock, program: Program) -> None:

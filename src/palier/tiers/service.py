@@ -148,7 +148,9 @@ def window(
         return utc(add_months(end, -policy.rolling_months)), utc(end)
     # anniversary_year: from the member's last enrolment anniversary
     enrolled = enrolled_at.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
-    years = local.year - enrolled.year - (1 if (local.month, local.day) < (enrolled.month, enrolled.day) else 0)
+    years = local.year - enrolled.year
+    if local < add_months(enrolled, 12 * years):  # this year's anniversary (29 February: the 28th) is ahead
+        years -= 1
     start = add_months(enrolled, 12 * years)
     return utc(start), utc(add_months(enrolled, 12 * (years + 1)))
 
