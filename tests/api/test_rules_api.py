@@ -109,6 +109,16 @@ def test_a_bad_document_is_refused_whole_with_the_path_and_nothing_applied(progr
     assert footprint(program.client.app.state.db, program.id) == before
 
 
+def test_an_exclusive_multiplier_above_every_rule_it_would_multiply_is_refused(program: ApiProgram) -> None:
+    """ "Double points, not with other offers" at a higher priority than the base rule would stop the base rule
+    and multiply nothing: every purchase would earn no points."""
+    base = {**RULES["rules"][0], "priority": 100}
+    double = {**RULES["rules"][1], "campaign": None, "exclusive": True, "priority": 200}
+    del double["campaign"]
+    assert_problem(apply(program, {"rules": [base, double]}), 422, "nothing_to_multiply", field="rules[1].exclusive")
+    assert apply(program, {"rules": [base, {**double, "priority": 50}]}).status_code == 201
+
+
 def test_an_attribute_no_member_has_is_refused_rather_than_never_applying(program: ApiProgram) -> None:
     def bonus(attributes: dict[str, str]) -> dict[str, Any]:
         return {"rules": [{**RULES["rules"][0], "conditions": {"attributes": attributes}}]}

@@ -14,7 +14,15 @@ import yaml
 from pydantic import ValidationError
 
 from palier.errors import InvalidInput, error_location
-from palier.rules.models import EFFECT_TYPES, EFFECTS_FOR, PURCHASE_ONLY, Campaign, RuleSetDocument
+from palier.rules.models import (
+    EFFECT_TYPES,
+    EFFECTS_FOR,
+    PURCHASE_ONLY,
+    Campaign,
+    Multiplier,
+    PointsPerAmount,
+    RuleSetDocument,
+)
 from palier.yaml_lines import TOO_DEEP, bad_value_line
 
 _PYDANTIC_CODES = {
@@ -168,6 +176,7 @@ def check_document(document: RuleSetDocument) -> None:
                 if action not in actions:
                     problem(f"{at}.conditions.actions[{j}]", "unknown_action", f"no action type {action!r}")
     problems += _overlapping_exclusives(document, campaigns)
+    problems += _exclusive_multipliers_with_nothing_to_multiply(document)
     if problems:
         raise _refuse(problems)
 
@@ -190,6 +199,26 @@ def _overlapping_exclusives(document: RuleSetDocument, campaigns: dict[str, Camp
                         "priority, at overlapping times: give one a higher priority",
                     }
                 )
+    return found
+
+
+def _exclusive_multipliers_with_nothing_to_multiply(document: RuleSetDocument) -> list[dict[str, str]]:
+    """An exclusive multiplier on purchases that runs before every points-per-amount rule stops them all, so it
+    multiplies nothing: "double points, not with other offers" would make a purchase earn no points at all."""
+    found = []
+    ordered = sorted(enumerate(document.rules), key=lambda item: (-item[1].priority, item[0]))
+    for n, (i, rule) in enumerate(ordered):
+        if not (rule.exclusive and rule.event == "purchase" and isinstance(rule.effect, Multiplier)):
+            continue
+        if not any(r.event == "purchase" and isinstance(r.effect, PointsPerAmount) for _, r in ordered[:n]):
+            found.append(
+                {
+                    "field": f"rules[{i}].exclusive",
+                    "code": "nothing_to_multiply",
+                    "message": f"{rule.id!r} is exclusive and runs before every points-per-amount rule, so it would "
+                    "stop them and multiply nothing: give it a lower priority than the rules it multiplies",
+                }
+            )
     return found
 
 
