@@ -180,6 +180,24 @@ def test_a_date_that_does_not_exist_is_shown_at_its_line_in_the_rules_and_tiers_
     assert program.call("GET", "/v1/program/rules").json()["version"] == 0
 
 
+def test_the_rules_editor_names_the_attributes_to_choose_from_and_why_a_multiplier_is_refused_in_french(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    token = admin(client, program, add_staff)
+    base = (
+        "  - id: base\n    name: {en: Base}\n    event: purchase\n"
+        "    effect: {type: points_per_amount, points: 1, per_amount: 100}\n"
+    )
+    typo = base + "    conditions: {attributes: {langauge: fr}}\n"
+    refused = client.post("/console/rules", data={"csrf": token, "document": "rules:\n" + typo})
+    assert refused.status_code == 422
+    assert "choix possibles : language, enrolment_channel, birthday_month" in html.unescape(refused.text)
+    double = "  - id: x2\n    name: {en: X2}\n    event: purchase\n    exclusive: true\n    priority: 5\n" \
+        "    effect: {type: multiplier, factor: 2}\n"  # fmt: skip
+    refused = client.post("/console/rules", data={"csrf": token, "document": "rules:\n" + base + double})
+    assert refused.status_code == 422 and "ne multiplierait rien" in html.unescape(refused.text)
+
+
 def test_tiers_out_of_order_are_shown_at_the_threshold_at_fault_and_a_whole_document_problem_at_no_line(
     client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
 ) -> None:

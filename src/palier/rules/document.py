@@ -160,10 +160,11 @@ def check_document(document: RuleSetDocument) -> None:
                     problem(f"{at}.conditions.{name}", "condition_not_applicable", f"{name} only applies to purchases")
         for name, value in (conditions.attributes or {}).items():
             where = f"{at}.conditions.attributes.{name}"
-            if name not in MEMBER_ATTRIBUTES:
-                problem(where, "invalid_choice", f"no member attribute {name!r} ({', '.join(MEMBER_ATTRIBUTES)})")
-            elif value not in MEMBER_ATTRIBUTES[name]:
-                problem(where, "invalid_choice", f"{name} is one of: {', '.join(MEMBER_ATTRIBUTES[name])}")
+            values = MEMBER_ATTRIBUTES.get(name)
+            if values is None or value not in values:  # the choices quoted, as pydantic says them
+                choices = ", ".join(f"'{choice}'" for choice in (MEMBER_ATTRIBUTES if values is None else values))
+                what = "a member attribute" if values is None else name
+                problem(where, "invalid_choice", f"Input should be {what}: {choices}")
         if rule.event in ("birthday", "anniversary") and conditions.channels is not None:
             problem(
                 f"{at}.conditions.channels", "condition_not_applicable",
