@@ -532,3 +532,21 @@ def test_the_rule_index_lets_through_exactly_the_rules_whose_filters_hold(
     assert {a.rule_id: a.points for a in awards} == expected
     ordered = [r.id for r in sorted(document.rules, key=lambda r: -r.priority)]  # stable: as written on ties
     assert [a.rule_id for a in awards] == [rule_id for rule_id in ordered if rule_id in expected]
+
+
+def test_how_to_earn_says_one_item_in_the_singular() -> None:
+    from palier.rules.explain import how_to_earn
+
+    two_or_one = [
+        {"id": f"q{n}", "name": {"en": f"Q{n}"}, "event": "purchase", "conditions": {"min_quantity": n},
+         "effect": {"type": "fixed", "points": 5}}
+        for n in (1, 2)
+    ]  # fmt: skip
+    compiled = rules(*two_or_one)
+    now = datetime(2026, 3, 2, tzinfo=UTC)
+    said = {
+        lang: how_to_earn(compiled, now=now, language=lang, currency="EUR", exponent=2, points_name="points")
+        for lang in ("en", "fr")
+    }
+    assert said["en"][1:] == ["Q1 — 5 points per purchase from 1 item", "Q2 — 5 points per purchase from 2 items"]
+    assert said["fr"][1:] == ["Q1 — 5 points par achat dès 1 article", "Q2 — 5 points par achat dès 2 articles"]

@@ -153,7 +153,8 @@ def _when(
         amount = money(c.max_spend, currency, exponent, lang)
         parts.append(f"jusqu'à {amount} d'achat" if fr else f"up to {amount} spent")
     if c.min_quantity:
-        parts.append(f"dès {c.min_quantity} articles" if fr else f"from {c.min_quantity} items")
+        items = ("article" if fr else "item") + ("s" if c.min_quantity > 1 else "")
+        parts.append(f"dès {c.min_quantity} {items}" if fr else f"from {c.min_quantity} {items}")
     if c.weekdays:
         days = [_DAYS[lang][WEEKDAYS.index(d)] for d in c.weekdays]
         parts.append(("le " if fr else "on ") + ", ".join(days))
