@@ -239,8 +239,10 @@ def read_reward_file(path: Path) -> Any:
     text = path.read_text(encoding="utf-8-sig")
     try:
         data = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as error:
+    except (ValueError, yaml.YAMLError) as error:  # ValueError: bad JSON, or a date that does not exist
         raise InvalidInput("invalid_file", f"{path.name} cannot be read: {error}", field="--file") from None
+    except RecursionError:
+        raise InvalidInput("invalid_file", f"{path.name} nests too deep to read.", field="--file") from None
     if not isinstance(data, dict):
         raise InvalidInput("invalid_file", f"{path.name} must hold one reward: a mapping of fields.", field="--file")
     return data
