@@ -392,3 +392,16 @@ def test_the_help_names_every_job_whole() -> None:
     top = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
     described = next(line for line in top.output.splitlines() if "│ jobs " in line)
     assert all(name in described for name in names) and "status" not in described, described
+
+
+def test_a_refusal_prints_brackets_as_typed_never_as_markup(cli_db: Database) -> None:
+    """An error's detail is text: a pattern's ``[a-z0-9]`` or a typed ``[/red]`` is printed as it is."""
+    program = created_program(invoke("program", "create", "--name", "Brackets").output)
+    pattern = invoke("program", "action", program, "mem_x", "[nope]", "ref-1")
+    assert pattern.exit_code == 2, pattern.output
+    assert "error invalid_format: String should match pattern '^[a-z0-9][a-z0-9_-]{0,63}$' (action)" in pattern.output
+    closing = invoke("staff", "role", "[/red]x@example.com", "--program", program, "--role", "admin")
+    assert closing.exit_code == 2, closing.output
+    assert "error staff_not_found: No staff user '[/red]x@example.com' in this program. (email)" in closing.output
+    shown = invoke("program", "show", "[bold]prg_x")
+    assert shown.exit_code == 2 and "No program [bold]prg_x." in shown.output, shown.output

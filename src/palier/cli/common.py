@@ -34,7 +34,8 @@ EXIT_REFUSED = 2  # a PalierError: the command was refused, nothing was changed 
 
 def print_error(error: PalierError) -> None:
     where = f" ({error.field})" if error.field else ""
-    err_console.print(f"[red]error {error.code}: {error.detail}{where}[/red]", markup=True, soft_wrap=True)
+    # the detail quotes what was typed and patterns such as [a-z0-9]: text, never Rich markup
+    err_console.print(f"error {error.code}: {error.detail}{where}", style="red", markup=False, soft_wrap=True)
 
 
 def from_validation(error: ValidationError) -> InvalidInput:
