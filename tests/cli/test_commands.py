@@ -405,3 +405,28 @@ def test_a_refusal_prints_brackets_as_typed_never_as_markup(cli_db: Database) ->
     assert "error staff_not_found: No staff user '[/red]x@example.com' in this program. (email)" in closing.output
     shown = invoke("program", "show", "[bold]prg_x")
     assert shown.exit_code == 2 and "No program [bold]prg_x." in shown.output, shown.output
+
+
+def test_a_program_or_key_named_with_brackets_is_created_and_its_key_shown(cli_db: Database, tmp_path: Path) -> None:
+    """The name is printed as typed: a ``[/b]`` in it once crashed after the write, so the key was never seen."""
+    created = invoke("program", "create", "--name", "Fournil [/b] [Lyon]", "--points-name", "[étoiles]")
+    assert created.exit_code == 0, created.output
+    program = created_program(created.output)
+    assert "Program Fournil [/b] [Lyon] created" in created.output and "key_" in created.output
+    key = invoke("program", "keys", "create", program, "--name", "till [/x]", "--scope", "pos")
+    assert key.exit_code == 0, key.output
+    assert "API key till [/x] (key_" in key.output and re.search(r"key_\w+\.\S+", key.output)
+    shown = invoke("program", "show", program)
+    assert shown.exit_code == 0, shown.output
+    assert "Fournil [/b] [Lyon]" in shown.output and "till [/x]" in shown.output
+    assert "[étoiles]" in shown.output
+    empty = invoke("rewards", "list", "--program", program)
+    assert empty.exit_code == 0 and "No rewards in Fournil [/b] [Lyon] yet" in empty.output, empty.output
+    csv = tmp_path / "orders [b] oct.csv"
+    csv.write_text(
+        "order_id,member_kind,member_value,channel,occurred_at,currency,sku,quantity,unit_price\n"
+        "W-1,email,nobody@example.com,web,2026-10-02T18:30:00Z,EUR,BEANS,1,990\n"
+    )
+    imported = invoke("import", "purchases", str(csv), "--program", program)
+    assert imported.exit_code == 1, imported.output  # the row is rejected: no such member
+    assert "orders [b] oct.csv → Fournil [/b] [Lyon]" in imported.output, imported.output

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -44,7 +45,7 @@ def purchases(
         with db.read() as conn:
             loyalty = get_program(conn=conn, program_id=program)
         with file.open(encoding=reading_encoding(encoding), newline="") as stream, _progress() as progress:
-            task = progress.add_task(f"Importing {file.name}", total=total_rows)
+            task = progress.add_task(f"Importing {escape(file.name)}", total=total_rows)
             batches = _Batches(read_batches(stream, size=batch_size), progress, task)
             try:
                 stats = import_batches(
@@ -103,7 +104,9 @@ class _Batches:
 
 def _summary(file: Path, program: Program, stats: ImportStats, seconds: float) -> None:
     orders = stats.imported + stats.unclaimed + stats.skipped + len(stats.rejected)
-    table = Table(title=f"{file.name} → {program.name} ({program.id})", title_justify="left", show_header=False)
+    table = Table(
+        title=f"{escape(file.name)} → {escape(program.name)} ({program.id})", title_justify="left", show_header=False
+    )
     table.add_column("what", style="bold")
     table.add_column("orders", justify="right")
     table.add_column("")

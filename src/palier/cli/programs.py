@@ -8,6 +8,7 @@ from typing import Literal
 
 import typer
 from pydantic import ValidationError
+from rich.markup import escape
 from rich.table import Table
 
 from palier.cli.common import (
@@ -102,7 +103,7 @@ def create(
             spec=KeyCreate(name="admin (created with the program)", scopes=["admin"]),
             actor="cli",
         )
-    console.print(f"Program [bold]{program.name}[/bold] created: [bold cyan]{program.id}[/bold cyan]")
+    console.print(f"Program [bold]{escape(program.name)}[/bold] created: [bold cyan]{program.id}[/bold cyan]")
     print_new_key(key)
 
 
@@ -134,7 +135,7 @@ def show(program_id: str = typer.Argument(..., help="The program's id (prg_…).
     for key in keys:
         table.add_row(
             key.id,
-            key.name,
+            escape(key.name),
             ", ".join(key.scopes),
             f"{key.created_at:%Y-%m-%d %H:%M}",
             f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "",
@@ -143,7 +144,7 @@ def show(program_id: str = typer.Argument(..., help="The program's id (prg_…).
 
 
 def settings_table(program: Program) -> Table:
-    table = Table(title=f"{program.name} ({program.id})", title_justify="left", show_header=False)
+    table = Table(title=f"{escape(program.name)} ({program.id})", title_justify="left", show_header=False)
     table.add_column("setting", style="bold")
     table.add_column("value")
     lifetime = program.points_lifetime_months
@@ -163,7 +164,7 @@ def settings_table(program: Program) -> Table:
         "created": f"{program.created_at:%Y-%m-%d %H:%M} UTC",
     }
     for setting, value in rows.items():
-        table.add_row(setting, value)
+        table.add_row(setting, escape(value))
     return table
 
 
@@ -184,7 +185,7 @@ def create_key_command(
 
 def print_new_key(key: NewApiKey) -> None:
     """The secret on a line of its own (easy to copy), and the warning that it will not be shown again."""
-    console.print(f"API key [bold]{key.name}[/bold] ({key.id}), scopes: {', '.join(key.scopes)}")
+    console.print(f"API key [bold]{escape(key.name)}[/bold] ({key.id}), scopes: {', '.join(key.scopes)}")
     console.print(f"  [bold green]{key.secret}[/bold green]", soft_wrap=True)
     console.print(
         "[yellow]Shown once: only its hash is stored. Copy it now; send it as 'Authorization: Bearer <key>'.[/yellow]"
@@ -271,4 +272,4 @@ def action_command(
             key=settings().card_hash_key,
         )
     again = " (already recorded: nothing changed)" if replayed else ""
-    console.print(f"{result.reason}: +{result.points} {program.points_name_in('en')}{again}")
+    console.print(f"{escape(result.reason)}: +{result.points} {program.points_name_in('en')}{again}")

@@ -61,9 +61,9 @@ def list_command(
         found = get_program(conn=conn, program_id=program)
         catalog = list_rewards(conn=conn, program_id=program, status=None if show_all else "active")
     if not catalog:
-        console.print(f"No rewards in {found.name} yet: add one with [bold]palier rewards add[/bold].")
+        console.print(f"No rewards in {escape(found.name)} yet: add one with [bold]palier rewards add[/bold].")
         return
-    table = Table(title=f"Rewards of {found.name} ({program})", title_justify="left")
+    table = Table(title=f"Rewards of {escape(found.name)} ({program})", title_justify="left")
     columns = ["id", "title (en / fr)", "kind", "gives", "cost", "stock", "channels", "coupon valid"]
     table_columns(table, [*columns, *(["status"] if show_all else [])], right=("cost", "stock"))
     for reward in catalog:
