@@ -24,6 +24,7 @@ from palier.programs.models import Program
 from palier.rewards import codes
 from palier.rewards import service as rewards
 from palier.rewards.models import CouponUse, RedeemIn, RewardIn
+from palier.web import present
 from tests.services import factories as f
 
 runner = CliRunner()
@@ -270,7 +271,8 @@ def test_coupon_show_then_cancel_gives_the_points_back(cli_db: Database, clock: 
     typed = codes.display(code).lower()  # as read out at the till: dashes, lower case
     shown = invoke("coupons", "show", typed, "--program", program.id)
     assert shown.exit_code == 0, shown.output
-    assert f"Coupon {codes.display(code)}" in shown.output
+    assert f"Coupon {code[:4]}-{code[4:8]}-{code[8:]}" in shown.output  # as the portal and the till show it
+    assert codes.display(code) == present.display_code(code)
     assert re.search(rf"member\s*│ Camille Martin \({member.id}\)", shown.output)
     assert re.search(rf"reward\s*│ Free coffee / Café offert \({reward_id}\)", shown.output)
     assert re.search(r"gives\s*│ Free: COFFEE", shown.output)

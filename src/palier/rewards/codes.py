@@ -48,5 +48,5 @@ def is_well_formed(code: str) -> bool:
 
 
 def display(code: str) -> str:
-    """``ABCDE-FGHJK-M``: easier to read out at the till."""
-    return f"{code[:5]}-{code[5:10]}-{code[10:]}"
+    """``ABCD-EFGH-JKM``: easier to read out and type; the portal, the till and the CLI all show it so."""
+    return "-".join(code[i : i + 4] for i in range(0, len(code), 4))

@@ -9,6 +9,7 @@ import phonenumbers
 
 from palier.clock import utc
 from palier.programs.models import Program
+from palier.rewards import codes
 from palier.rewards.models import Reward
 from palier.web.i18n import translator
 
@@ -54,7 +55,7 @@ def after_colon(sentence: str) -> str:
 
 def display_code(code: str) -> str:
     """'ABCDEFGHJKM' → 'ABCD-EFGH-JKM': easier to read aloud and type (dashes are ignored when typed)."""
-    return "-".join(code[i : i + 4] for i in range(0, len(code), 4))
+    return codes.display(code)
 
 
 def money(amount: int, program: Program, language: str) -> str:
