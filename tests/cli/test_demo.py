@@ -251,3 +251,21 @@ def test_demo_on_a_taken_port_says_so_before_making_keys(in_tmp: Path) -> None:
     assert f"error port_in_use: Cannot listen on 127.0.0.1:{port}" in refused.output
     assert "Admin key" not in refused.output and "the demo is ready" not in refused.output
     assert not (in_tmp / demo_command.DEMO_FILE).exists()  # nothing built, no key made, no password reset
+
+
+@pytest.mark.parametrize("port", ["0", "70000", "-1"])
+def test_demo_on_a_port_that_cannot_be_refuses_it_before_building(in_tmp: Path, port: str) -> None:
+    """As `palier serve` does: 1 to 65535, said in one line, not an OverflowError's traceback."""
+    refused = runner.invoke(app, ["demo", "--port", port, "--members", "5"])
+    assert refused.exit_code == 2, refused.output
+    assert "Invalid value for '--port': Input should be" in refused.output, refused.output
+    assert refused.exception is None or isinstance(refused.exception, SystemExit)
+    assert not (in_tmp / demo_command.DEMO_FILE).exists()
+
+
+def test_demo_on_an_unknown_host_names_the_host_not_the_port(in_tmp: Path) -> None:
+    refused = runner.invoke(app, ["demo", "--host", "no-such-host.invalid", "--members", "5"])
+    assert refused.exit_code == 2, refused.output
+    assert "error invalid_host: Cannot listen on no-such-host.invalid" in refused.output, refused.output
+    assert "another server" not in refused.output and refused.output.rstrip().endswith("(--host)")
+    assert not (in_tmp / demo_command.DEMO_FILE).exists()

@@ -25,7 +25,7 @@ from palier.db import Database
 from palier.db.migrate import upgrade
 from palier.demo import DEMO_NAME, DemoInfo, build_demo, demo_access, find_demo
 from palier.demo.staff import demo_staff
-from palier.errors import Conflict
+from palier.errors import Conflict, InvalidInput
 from palier.programs.tables import programs
 
 DEMO_FILE = "palier.db"
@@ -33,7 +33,7 @@ DEMO_FILE = "palier.db"
 
 def demo(
     host: str = typer.Option("127.0.0.1", help="Interface the API listens on."),
-    port: int = typer.Option(8000, help="TCP port of the API."),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port of the API."),
     members: int = typer.Option(300, min=5, max=5000, help="How many members the demo program has."),
     fresh: bool = typer.Option(False, "--fresh", help="Delete ./palier.db and build the demo again."),
     serve: bool = typer.Option(True, "--serve/--no-serve", help="Serve the API once the demo is ready."),
@@ -78,6 +78,13 @@ def _refuse_if_port_taken(host: str, port: int) -> None:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a closed port is free
         try:
             probe.bind((host, port))
+        except socket.gaierror as error:  # a name that resolves to no address: the host is wrong, not the port
+            raise InvalidInput(
+                "invalid_host",
+                f"Cannot listen on {host} ({error.strerror or error}): give an address of this machine, such as "
+                "127.0.0.1 (this machine only) or 0.0.0.0 (every interface). Nothing was changed.",
+                field="--host",
+            ) from None
         except OSError as error:
             raise Conflict(
                 "port_in_use",
