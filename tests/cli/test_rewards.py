@@ -378,3 +378,14 @@ def test_the_list_never_cuts_an_id_short(cli_db: Database, program: Program, col
     assert reward_id in listed.stdout and "…" not in listed.stdout, listed.stdout
     if columns is None:
         assert "Embroidered Fournil apron" in listed.stdout  # wide enough not to fold the title
+
+
+def test_rewards_add_help_says_each_default() -> None:
+    """The defaults of --stock, --channel and --valid-days are read, not taken for Rich markup and dropped."""
+    helped = runner.invoke(app, ["rewards", "add", "--help"], env={"COLUMNS": "200"})
+    assert helped.exit_code == 0
+    text = " ".join(helped.output.split())
+    assert "redeemed in all. [default: unlimited]" in text, helped.output
+    assert "repeat for several. [default: all]" in text, helped.output
+    assert "Days a coupon can be used. [default: 30]" in text, helped.output
+    assert " ." not in text

@@ -98,9 +98,11 @@ def add(
     max_discount: int | None = typer.Option(None, help="percent_off: cap, in minor units."),
     sku: str | None = typer.Option(None, help="free_product: the product's SKU."),
     min_order: int | None = typer.Option(None, help="Smallest order the coupon applies to (minor units)."),
-    stock: int | None = typer.Option(None, help="How many can be redeemed in all [default: unlimited]."),
-    channel: list[ChannelName] | None = typer.Option(None, help="Where it can be redeemed; repeat [default: all]."),
-    valid_days: int | None = typer.Option(None, help="Days a coupon can be used [default: 30]."),
+    stock: int | None = typer.Option(None, help=escape("How many can be redeemed in all. [default: unlimited]")),
+    channel: list[ChannelName] | None = typer.Option(
+        None, help=escape("Where it can be redeemed; repeat for several. [default: all]")
+    ),
+    valid_days: int | None = typer.Option(None, help=escape("Days a coupon can be used. [default: 30]")),
     starts_at: str | None = typer.Option(None, help="On offer from (ISO 8601 with a time zone)."),
     ends_at: str | None = typer.Option(None, help="On offer until (ISO 8601 with a time zone)."),
     limit: int | None = typer.Option(None, help="Redemptions allowed per member …"),
