@@ -430,3 +430,18 @@ def test_a_program_or_key_named_with_brackets_is_created_and_its_key_shown(cli_d
     imported = invoke("import", "purchases", str(csv), "--program", program)
     assert imported.exit_code == 1, imported.output  # the row is rejected: no such member
     assert "orders [b] oct.csv → Fournil [/b] [Lyon]" in imported.output, imported.output
+
+
+def test_help_paragraphs_flow_to_the_terminal_width_and_tables_keep_their_lines() -> None:
+    """A docstring's line breaks are not the terminal's: on 200 columns a paragraph is one line, not ragged."""
+    worker = runner.invoke(app, ["worker", "--help"], env={"COLUMNS": "200"})
+    assert "Several workers may run at once against PostgreSQL" in worker.output, worker.output
+    scan = runner.invoke(app, ["scan-cards", "--help"], env={"COLUMNS": "200"})
+    assert "1 when a number is found, 2 when nothing is found" in scan.output, scan.output
+    top = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    described = next(line for line in top.output.splitlines() if "│ worker " in line)
+    assert len(described.rstrip(" │")) > 180, top.output  # filled to the width, not cut at the docstring's break
+    csv = runner.invoke(app, ["import", "purchases", "--help"], env={"COLUMNS": "200"})
+    assert "must be consecutive. The whole file is checked" in csv.output, csv.output
+    assert re.search(r"^ +order_id \* +the order number, unique per program +$", csv.output, re.MULTILINE)
+    assert re.search(r"^ +\(2026-03-02T09:15:00\) in the program's time zone +$", csv.output, re.MULTILINE)

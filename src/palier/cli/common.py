@@ -70,8 +70,32 @@ def _unavailable(error: OperationalError) -> PalierError:
     )
 
 
+def flowed(text: str | None) -> str | None:
+    """A docstring's paragraphs each on one line, for the terminal to wrap at its own width (Rich keeps a
+    docstring's line breaks, which on 80 columns leaves every other line half empty); indented lines, such
+    as the table of CSV columns, keep theirs."""
+    if not text:
+        return text
+    paragraphs = []
+    for paragraph in text.split("\n\n"):
+        lines: list[str] = []
+        for line in paragraph.split("\n"):
+            if lines and line and not line[0].isspace() and lines[-1] and not lines[-1][0].isspace():
+                lines[-1] += " " + line
+            else:
+                lines.append(line)
+        paragraphs.append("\n".join(lines))
+    return "\n\n".join(paragraphs)
+
+
 class PalierGroup(TyperGroup):
     """Routes every refusal through one handler: ``error <code>: <detail> (field)`` in red, exit 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.help = flowed(self.help)
+        for command in self.commands.values():
+            command.help = flowed(command.help)
 
     def invoke(self, ctx: Any) -> Any:
         try:
