@@ -91,3 +91,21 @@ def test_brackets_nested_thousands_deep_are_refused_not_a_crash(cli_db: Database
     refused = invoke("program", "apply", program.id, str(file))
     assert refused.exit_code == 2 and "Traceback" not in refused.output
     assert "invalid_rules_file" in refused.output and "nested too deeply" in refused.output
+
+
+def test_a_rule_naming_an_unknown_reward_is_refused_at_its_line(cli_db: Database, tmp_path: Path) -> None:  # noqa: F811
+    """Refusals found against the database (a reward not in the catalog) are shown like the file's own."""
+    program = f.make_program(cli_db, SystemClock())  # type: ignore[arg-type]
+    file = tmp_path / "rules.yaml"
+    step = (
+        "  - id: ten-for-hundred\n    name: {en: Ten, fr: Dix}\n    event: purchase\n"
+        "    effect: {type: spend_step, step: 10000, reward_id: rwd_…}\n"
+    )
+    file.write_text(RULES + step, encoding="utf-8")
+    refused = invoke("program", "apply", program.id, str(file))
+    assert refused.exit_code == 2, refused.output
+    assert "error unknown_reward: The rules were not applied: 1 problem in rules.yaml" in refused.output
+    assert f"{file}:19  rules[2].effect.reward_id  unknown_reward: no reward 'rwd_…' in this program's catalog." in (
+        refused.output
+    ), refused.output
+    assert "version 0" in invoke("program", "export", program.id).output

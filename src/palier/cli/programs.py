@@ -206,9 +206,10 @@ def apply_command(
             get_program(conn=conn, program_id=program_id)
             applied = apply_rules(conn=conn, clock=SystemClock(), program_id=program_id, document=document, actor="cli")
     except InvalidInput as error:
-        if not error.extra.get("errors"):
+        problems = error.extra.get("errors") or _problem_at_a_line(text, error)
+        if not problems:
             raise
-        _print_problems(file, text, error)
+        _print_problems(file, text, error, problems)
         raise typer.Exit(EXIT_REFUSED) from None
     console.print(
         f"Rules version [bold]{applied.version}[/bold] applied: {counted(len(document.rules), 'rule')}, "
@@ -217,9 +218,17 @@ def apply_command(
     )
 
 
-def _print_problems(file: Path, text: str, error: InvalidInput) -> None:
+def _problem_at_a_line(text: str, error: InvalidInput) -> list[dict[str, str]]:
+    """A refusal found against the database (a reward not in the catalog…), as a problem of the file when its
+    field is at a line of it; none for a refusal of something else (an unknown program)."""
+    if not error.field or not line_of(text, error.field):
+        return []
+    message = error.detail.removeprefix("The rules were not applied: ").removeprefix(f"{error.field}: ")
+    return [{"field": error.field, "code": error.code, "message": message}]
+
+
+def _print_problems(file: Path, text: str, error: InvalidInput, problems: list[dict[str, str]]) -> None:
     """Every problem of a refused rules file, each at ``file:line`` (where an editor jumps to) with its field."""
-    problems: list[dict[str, str]] = error.extra["errors"]
     print_error(
         InvalidInput(
             error.code,
