@@ -108,3 +108,21 @@ def test_add_list_change_password_and_deactivate(cli_db: Database) -> None:
     )  # fmt: skip
     assert mistyped.exit_code == 2 and "program_not_found" in mistyped.output
     assert "Password" not in mistyped.output  # a mistyped program is said before the password is asked
+
+
+def test_staff_list_shows_each_email_whole_on_a_narrow_terminal(
+    cli_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The e-mail is what `staff passwd`, `role` and `deactivate` take: it is copied, so never folded."""
+    program = f.make_program(cli_db, FrozenClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC)), name="Maison Test")
+    email = "caisse.lyon.croix-rousse@maison-fournil.example"
+    added = runner.invoke(
+        app,
+        ["staff", "add", email, "--program", program.id, "--name", "Hugo", "--role", "store_staff"],
+        input="a long secret\na long secret\n",
+    )
+    assert added.exit_code == 0, added.output
+    monkeypatch.setattr(console, "width", 100)
+    listed = runner.invoke(app, ["staff", "list", "--program", program.id])
+    assert listed.exit_code == 0
+    assert email in listed.output, listed.output

@@ -131,13 +131,18 @@ class PalierGroup(TyperGroup):
 ID_WIDTH = 30  # prg_, rwd_, key_… and 26 characters: shown whole, since people copy them into the next command
 
 
-def table_columns(table: Table, columns: Iterable[str], *, right: Iterable[str] = ()) -> None:
-    """Add ``columns`` to ``table``: an ``id`` column never cut, the others folded onto more lines when the
-    terminal is narrow (never cut short with "…", which would hide what a person needs to read)."""
-    aligned = set(right)
+def table_columns(
+    table: Table, columns: Iterable[str], *, right: Iterable[str] = (), whole: Iterable[str] = ()
+) -> None:
+    """Add ``columns`` to ``table``: an ``id`` column, and the ``whole`` ones (what the next command takes, such
+    as a staff user's e-mail), never cut or folded, the others folded onto more lines when the terminal is
+    narrow (never cut short with "…", which would hide what a person needs to read)."""
+    aligned, kept = set(right), set(whole)
     for column in columns:
         if column == "id":
             table.add_column(column, no_wrap=True, min_width=ID_WIDTH)
+        elif column in kept:
+            table.add_column(column, no_wrap=True)
         else:
             table.add_column(column, overflow="fold", justify="right" if column in aligned else "left")
 

@@ -58,7 +58,7 @@ def list_(program: str = PROGRAM) -> None:
         get_program(conn=conn, program_id=program)
         users = staff.list_users(conn=conn, program_id=program)
     table = Table(title="Staff users", title_justify="left")
-    table_columns(table, ("e-mail", "name", "role", "active", "last sign-in", "may"))
+    table_columns(table, ("e-mail", "name", "role", "active", "last sign-in", "may"), whole=("e-mail",))
     for user in users:
         table.add_row(
             escape(user.email),
