@@ -108,9 +108,10 @@ def validation_message(error: Any) -> str:
     when a length is checked after our own validators), and without pydantic's "Value error, " prefix."""
     context = error.get("ctx") or {}
     if error.get("type") in ("too_short", "too_long") and isinstance(error.get("input"), str):
-        if "min_length" in context:
-            return f"Text should have at least {context['min_length']} characters, not {len(error['input'])}"
-        return f"Text should have at most {context['max_length']} characters, not {len(error['input'])}"
+        bound, limit = (
+            ("at least", context["min_length"]) if "min_length" in context else ("at most", context["max_length"])
+        )
+        return f"Text should have {bound} {limit} character{'' if limit == 1 else 's'}, not {len(error['input'])}"
     return str(error.get("msg", "")).removeprefix("Value error, ")
 
 

@@ -445,3 +445,9 @@ def test_help_paragraphs_flow_to_the_terminal_width_and_tables_keep_their_lines(
     assert "must be consecutive. The whole file is checked" in csv.output, csv.output
     assert re.search(r"^ +order_id \* +the order number, unique per program +$", csv.output, re.MULTILINE)
     assert re.search(r"^ +\(2026-03-02T09:15:00\) in the program's time zone +$", csv.output, re.MULTILINE)
+
+
+def test_an_empty_name_is_said_in_good_english(cli_db: Database) -> None:
+    refused = invoke("program", "create", "--name", "Z", "--points-name", "")
+    assert refused.exit_code == 2, refused.output
+    assert "error invalid_length: Text should have at least 1 character, not 0 (--points-name)" in refused.output
