@@ -451,3 +451,10 @@ def test_an_empty_name_is_said_in_good_english(cli_db: Database) -> None:
     refused = invoke("program", "create", "--name", "Z", "--points-name", "")
     assert refused.exit_code == 2, refused.output
     assert "error invalid_length: Text should have at least 1 character, not 0 (--points-name)" in refused.output
+
+
+def test_a_refused_key_name_names_the_option_to_change(cli_db: Database) -> None:
+    program = created_program(invoke("program", "create", "--name", "Keys").output)
+    refused = invoke("program", "keys", "create", program, "--name", "", "--scope", "pos")
+    assert refused.exit_code == 2, refused.output
+    assert refused.output.startswith("error invalid_length: ") and refused.output.rstrip().endswith("(--name)")

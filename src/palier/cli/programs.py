@@ -175,7 +175,13 @@ def create_key_command(
     scope: list[ScopeName] = typer.Option(..., help="admin, pos or read; repeat for several."),
 ) -> None:
     """Issue a new API key for a program (shown once)."""
-    spec = KeyCreate(name=name, scopes=[s.value for s in scope])
+    try:
+        spec = KeyCreate(name=name, scopes=[s.value for s in scope])
+    except ValidationError as error:  # said with the option to change, not the API's field name
+        problem = from_validation(error)
+        raise InvalidInput(
+            problem.code, problem.detail, field="--scope" if problem.field == "scopes" else "--name"
+        ) from None
     clock = SystemClock()
     with open_database() as db, db.write() as conn:
         get_program(conn=conn, program_id=program_id)
