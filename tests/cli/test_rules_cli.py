@@ -109,3 +109,33 @@ def test_a_rule_naming_an_unknown_reward_is_refused_at_its_line(cli_db: Database
         refused.output
     ), refused.output
     assert "version 0" in invoke("program", "export", program.id).output
+
+
+def test_an_empty_or_unreadable_rules_file_changes_nothing(cli_db: Database, tmp_path: Path) -> None:  # noqa: F811
+    """An empty file (a `>` that truncated it) would remove every earning rule at a stroke: refused, as the
+    console refuses a cleared editor; `rules: []` still says it on purpose."""
+    program = f.make_program(cli_db, SystemClock())  # type: ignore[arg-type]
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES, encoding="utf-8")
+    assert invoke("program", "apply", program.id, str(rules)).exit_code == 0
+    for text in ("", "   \n", "# nothing yet\n"):
+        rules.write_text(text, encoding="utf-8")
+        refused = invoke("program", "apply", program.id, str(rules))
+        assert refused.exit_code == 2, refused.output
+        assert refused.output.startswith("error empty_document: ") and "rules: []" in refused.output, refused.output
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(RULES.replace("Inscription", "Abonn\xe9").encode("cp1252"))
+    unreadable = invoke("program", "apply", program.id, str(latin))
+    assert unreadable.exit_code == 2, unreadable.output
+    assert unreadable.output.startswith("error invalid_rules_file: ") and "UTF-8" in unreadable.output
+    assert "version 1" in invoke("program", "export", program.id).output  # still the first version
+    rules.write_text("rules: []\n", encoding="utf-8")
+    assert invoke("program", "apply", program.id, str(rules)).exit_code == 0
+
+
+def test_export_to_a_folder_that_does_not_exist_says_so(cli_db: Database, tmp_path: Path) -> None:  # noqa: F811
+    program = f.make_program(cli_db, SystemClock())  # type: ignore[arg-type]
+    target = tmp_path / "no-such-folder" / "current.yaml"
+    refused = invoke("program", "export", program.id, "-o", str(target))
+    assert refused.exit_code == 2, refused.output
+    assert refused.output.startswith("error cannot_write: ") and refused.output.rstrip().endswith("(--output)")

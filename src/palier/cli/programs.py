@@ -205,7 +205,15 @@ def apply_command(
 ) -> None:
     """Apply a rules file as the program's new version of its earning rules (refused whole if invalid, with
     every problem at its line)."""
-    text = file.read_text(encoding="utf-8")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidInput(
+            "invalid_rules_file",
+            f"{file.name} is not UTF-8 text (byte {error.object[error.start]:#04x} at position {error.start}): "
+            "save it as UTF-8 and apply it again.",
+            field="file",
+        ) from None
     try:
         document = parse_text(text)
         with open_database() as db, db.write() as conn:
@@ -263,8 +271,13 @@ def export_command(
     if output is None:
         console.print(text, markup=False, highlight=False, end="")
     else:
-        output.write_text(text, encoding="utf-8")
-        console.print(f"Rules version {version} written to {output}")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise InvalidInput(
+                "cannot_write", f"Cannot write {output}: {error.strerror or error}.", field="--output"
+            ) from None
+        console.print(f"Rules version {version} written to {escape(str(output))}")
 
 
 @app.command("action")

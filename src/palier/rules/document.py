@@ -95,8 +95,12 @@ def parse_text(text: str) -> RuleSetDocument:
         raise InvalidInput(
             "invalid_rules_file", f"This is not valid YAML or JSON{where}: {exc}.", field="document"
         ) from None
-    if data is None:
-        data = {}
+    if data is None:  # an empty file (truncated by a `>`?) would remove every rule at a stroke
+        raise InvalidInput(
+            "empty_document",
+            "The rules file is empty: nothing was applied. To remove every rule on purpose, write `rules: []`.",
+            field="document",
+        )
     return parse_data(data)
 
 
