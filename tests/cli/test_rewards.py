@@ -216,6 +216,7 @@ def write(tmp_path: Path, name: str, text: str) -> str:
         (["rewards", "add", "--file", "{no_such_day}"], "invalid_file", "--file"),
         (["rewards", "add", "--file", "{deep}"], "invalid_file", "--file"),
         (["rewards", "add", "--file", "{txt}"], "unsupported_file", "--file"),
+        (["rewards", "add", "--file", "{latin}"], "invalid_file", "--file"),
         (["rewards", "set", "rwd_nope", "--cost", "5"], "reward_not_found", "reward_id"),
         (["rewards", "set", "{reward}"], "nothing_to_change", None),
         (["rewards", "set", "{reward}", "--stock", "3", "--unlimited"], "conflicting_options", "--unlimited"),
@@ -244,9 +245,13 @@ def test_refusals_print_code_detail_and_field_and_exit_2(
         "no_such_day": write(tmp_path, "day.yaml", "kind: gift\ncost_points: 5\nstarts_at: 2026-13-01\n"),
         "deep": write(tmp_path, "deep.json", "[" * 100_000 + "]" * 100_000),
         "txt": write(tmp_path, "reward.txt", "{}"),
+        "latin": str(tmp_path / "latin.yaml"),
         "reward": add_reward(cli_db, clock, program),
         "unknown_code": codes.new_code(),
     }
+    (tmp_path / "latin.yaml").write_bytes(
+        "kind: gift\ncost_points: 5\ntitle: {fr: Café, en: Coffee}\n".encode("cp1252")
+    )
     args = [a.format(**values) for a in args]
     result = invoke(*args, *([] if args[1] in ("list",) else ["--program", program.id]))
     assert result.exit_code == 2, result.output

@@ -70,6 +70,20 @@ def _unavailable(error: OperationalError) -> PalierError:
     )
 
 
+def read_text(path: Path, *, code: str, field: str, encoding: str = "utf-8") -> str:
+    """A file a person gives, as text; one not in UTF-8 (saved by Excel or an old editor) is refused with ``code``
+    at ``field``, naming the byte, rather than a traceback."""
+    try:
+        return path.read_text(encoding=encoding)
+    except UnicodeDecodeError as error:
+        raise InvalidInput(
+            code,
+            f"{path.name} is not UTF-8 text (byte {error.object[error.start]:#04x} at position {error.start}): "
+            "save it as UTF-8.",
+            field=field,
+        ) from None
+
+
 def flowed(text: str | None) -> str | None:
     """A docstring's paragraphs each on one line, for the terminal to wrap at its own width (Rich keeps a
     docstring's line breaks, which on 80 columns leaves every other line half empty); indented lines, such

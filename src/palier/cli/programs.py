@@ -19,6 +19,7 @@ from palier.cli.common import (
     new_app,
     open_database,
     print_error,
+    read_text,
     settings,
     table_columns,
 )
@@ -205,15 +206,7 @@ def apply_command(
 ) -> None:
     """Apply a rules file as the program's new version of its earning rules (refused whole if invalid, with
     every problem at its line)."""
-    try:
-        text = file.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise InvalidInput(
-            "invalid_rules_file",
-            f"{file.name} is not UTF-8 text (byte {error.object[error.start]:#04x} at position {error.start}): "
-            "save it as UTF-8 and apply it again.",
-            field="file",
-        ) from None
+    text = read_text(file, code="invalid_rules_file", field="file")
     try:
         document = parse_text(text)
         with open_database() as db, db.write() as conn:

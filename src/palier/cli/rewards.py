@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from palier.cli.common import console, from_validation, new_app, open_database, table_columns
+from palier.cli.common import console, from_validation, new_app, open_database, read_text, table_columns
 from palier.clock import SystemClock
 from palier.errors import InvalidInput
 from palier.programs.models import Program
@@ -238,7 +238,7 @@ def read_reward_file(path: Path) -> Any:
     suffix = path.suffix.lower()
     if suffix not in (".json", ".yaml", ".yml"):
         raise InvalidInput("unsupported_file", f"{path.name}: give a .json, .yaml or .yml file.", field="--file")
-    text = path.read_text(encoding="utf-8-sig")
+    text = read_text(path, code="invalid_file", field="--file", encoding="utf-8-sig")
     try:
         data = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as error:  # ValueError: bad JSON, or a date that does not exist
