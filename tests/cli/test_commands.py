@@ -458,3 +458,10 @@ def test_a_refused_key_name_names_the_option_to_change(cli_db: Database) -> None
     refused = invoke("program", "keys", "create", program, "--name", "", "--scope", "pos")
     assert refused.exit_code == 2, refused.output
     assert refused.output.startswith("error invalid_length: ") and refused.output.rstrip().endswith("(--name)")
+
+
+def test_the_top_level_help_lists_commands_in_the_order_a_new_user_needs_them() -> None:
+    top = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    listed = re.findall(r"^│ ([a-z][a-z-]*) {2,}", top.output, re.MULTILINE)
+    assert listed[:4] == ["demo", "serve", "worker", "db"], listed
+    assert listed[-2:] == ["verify", "scan-cards"], listed

@@ -102,6 +102,9 @@ def flowed(text: str | None) -> str | None:
     return "\n\n".join(paragraphs)
 
 
+_ORDER = ("demo", "serve", "worker", "db", "program", "rewards", "coupons", "staff", "import", "jobs", "verify")
+
+
 class PalierGroup(TyperGroup):
     """Routes every refusal through one handler: ``error <code>: <detail> (field)`` in red, exit 2."""
 
@@ -110,6 +113,11 @@ class PalierGroup(TyperGroup):
         self.help = flowed(self.help)
         for command in self.commands.values():
             command.help = flowed(command.help)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        """In the order a new user meets them (``palier --help``); a group's own commands as registered."""
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda name: _ORDER.index(name) if name in _ORDER else len(_ORDER))
 
     def invoke(self, ctx: Any) -> Any:
         try:
