@@ -425,11 +425,12 @@ def test_a_program_or_key_named_with_brackets_is_created_and_its_key_shown(cli_d
     csv = tmp_path / "orders [b] oct.csv"
     csv.write_text(
         "order_id,member_kind,member_value,channel,occurred_at,currency,sku,quantity,unit_price\n"
-        "W-1,email,nobody@example.com,web,2026-10-02T18:30:00Z,EUR,BEANS,1,990\n"
+        "[/b]W-1,email,nobody@example.com,web,2026-10-02T18:30:00Z,EUR,BEANS,1,990\n"
     )
     imported = invoke("import", "purchases", str(csv), "--program", program)
     assert imported.exit_code == 1, imported.output  # the row is rejected: no such member
     assert "orders [b] oct.csv → Fournil [/b] [Lyon]" in imported.output, imported.output
+    assert "[/b]W-1" in imported.output  # the rejected row's order id, as typed
 
 
 def test_help_paragraphs_flow_to_the_terminal_width_and_tables_keep_their_lines() -> None:

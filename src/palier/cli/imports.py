@@ -129,7 +129,8 @@ def _problems(problems: list[RowProblem]) -> None:
     for column in ("row", "order", "code", "field", "detail"):
         table.add_column(column, overflow="fold")
     for p in problems[:SHOWN_PROBLEMS]:
-        table.add_row(str(p.row), mask_card_numbers(p.order_id or ""), p.code, csv_column(p.field) or "", p.detail)
+        order, detail = escape(mask_card_numbers(p.order_id or "")), escape(p.detail)  # as typed, never markup
+        table.add_row(str(p.row), order, p.code, escape(csv_column(p.field) or ""), detail)
     console.print(table)
     if len(problems) > SHOWN_PROBLEMS:
         console.print(f"… and {len(problems) - SHOWN_PROBLEMS:,} more.")
