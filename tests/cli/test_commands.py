@@ -466,3 +466,17 @@ def test_the_top_level_help_lists_commands_in_the_order_a_new_user_needs_them() 
     listed = re.findall(r"^│ ([a-z][a-z-]*) {2,}", top.output, re.MULTILINE)
     assert listed[:4] == ["demo", "serve", "worker", "db"], listed
     assert listed[-2:] == ["verify", "scan-cards"], listed
+
+
+def test_scan_cards_names_a_file_with_brackets_as_it_is(tmp_path: Path) -> None:
+    from tests.api.helpers import luhn_card
+
+    card = luhn_card()
+    log = tmp_path / "app [b].log"
+    log.write_text(f"paid with {card}\n", encoding="utf-8")
+    found = invoke("scan-cards", "--no-database", str(log))
+    assert found.exit_code == 1, found.output
+    assert "app [b].log:1" in found.output and f"****{card[-4:]}" in found.output and card not in found.output
+    missing = invoke("scan-cards", "--no-database", str(tmp_path / "[red]gone.log"))
+    assert missing.exit_code == 2, missing.output
+    assert "Not read: " in missing.output and "[red]gone.log" in missing.output, missing.output

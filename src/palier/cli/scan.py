@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from palier.cli.common import EXIT_REFUSED, console, open_database
@@ -30,14 +31,14 @@ def scan_cards(
     scan_files(paths or [], scan)
     read = _what_was_read(scan, database=database, files=bool(paths))
     for problem in scan.unreadable:
-        console.print(f"[red]Not read: {problem}[/red]", soft_wrap=True)
+        console.print(f"[red]Not read: {escape(str(problem))}[/red]", soft_wrap=True)
     if scan.findings:
         found = counted(len(scan.findings), "payment card number")
         table = Table(title=f"{found} found in {read}", title_style="bold red")
         table.add_column("where")
         table.add_column("card")
         for finding in scan.findings[:limit]:
-            table.add_row(finding.where, finding.card)
+            table.add_row(escape(finding.where), finding.card)  # a path as it is, never markup
         console.print(table)
         raise typer.Exit(1)
     if scan.unreadable:
