@@ -139,3 +139,16 @@ def test_export_to_a_folder_that_does_not_exist_says_so(cli_db: Database, tmp_pa
     refused = invoke("program", "export", program.id, "-o", str(target))
     assert refused.exit_code == 2, refused.output
     assert refused.output.startswith("error cannot_write: ") and refused.output.rstrip().endswith("(--output)")
+
+
+def test_program_show_says_the_rules_set_the_rate_once_applied(cli_db: Database, tmp_path: Path) -> None:  # noqa: F811
+    """The base rate no longer decides what a purchase earns once rules are applied: show says so."""
+    program = f.make_program(cli_db, SystemClock())  # type: ignore[arg-type]
+    before = invoke("program", "show", program.id)
+    assert "1 point per 100 minor units" in before.output, before.output
+    file = tmp_path / "rules.yaml"
+    file.write_text(RULES.replace("points: 1, per_amount: 100", "points: 2, per_amount: 100"), encoding="utf-8")
+    assert invoke("program", "apply", program.id, str(file)).exit_code == 0
+    after = invoke("program", "show", program.id)
+    assert "1 point per 100 minor units" not in after.output, after.output
+    assert "by the earning rules, version 1 (palier program export)" in after.output, after.output

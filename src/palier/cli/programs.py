@@ -152,7 +152,9 @@ def settings_table(program: Program) -> Table:
     rows = {
         "currency": program.currency,
         "time zone": program.timezone,
-        "earning": f"{program.earn_points} {points_word(program.earn_points, program.points_name_in('en'), 'en')} per "
+        "earning": f"by the earning rules, version {program.rules_version} (palier program export)"
+        if program.rules_version  # the base rate decides nothing once rules are applied (rate_set_by_rules)
+        else f"{program.earn_points} {points_word(program.earn_points, program.points_name_in('en'), 'en')} per "
         f"{counted(program.earn_per_amount, 'minor unit')} ({program.rounding})",
         "return window": f"{program.return_window_days} days (points pending until then)",
         "expiry": f"{lifetime} months after earning" if lifetime else "never",
