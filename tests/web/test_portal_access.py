@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from palier.portal.service import CODE_ATTEMPTS, CODES_PER_WINDOW
 from palier.portal.tables import portal_sign_ins
+from palier.web import portal_view
 from tests.api.helpers import ApiProgram, assert_problem, return_body, unique
 from tests.web.conftest import LiveServer
 from tests.web.world import Shop, csrf_of, enrol_another, make_shop, sent_codes, signed_in_client
@@ -377,3 +378,28 @@ def test_a_person_in_two_programs_stays_signed_in_to_both(
         out = browser.post(f"/p/{b}/sign-out", data={"csrf": csrf_of(browser.get(f"/p/{b}").text)})
         assert out.status_code == 303
         assert browser.get(f"/p/{b}").status_code == 303 and browser.get(f"/p/{a}").status_code == 200
+
+
+def test_a_tampered_address_a_wrong_method_or_a_crash_on_a_page_answers_a_page(
+    web: LiveServer, shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A person reads the portal: a value longer than its box, a form sent to a page's address or a bug of ours shows
+    a page in their language, never the API's JSON; the API keeps its problem+json."""
+    p = shop.program
+    alice = signed_in_client(web.url, shop.portal_link())
+    long = alice.get(f"/p/{p.id}/history", params={"before": "txn_" + "0" * 60})
+    assert long.status_code == 400 and long.headers["content-type"].startswith("text/html")
+    assert "Cette adresse ou ce formulaire n&#39;est pas valide" in long.text
+    wrong = alice.post(f"/p/{p.id}/history")
+    assert wrong.status_code == 405 and wrong.headers["content-type"].startswith("text/html")
+    assert "GET" in wrong.headers["allow"]
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr(portal_view, "history", boom)
+    crashed = alice.get(f"/p/{p.id}/history")
+    assert crashed.status_code == 500 and "rien n&#39;a été enregistré" in crashed.text
+    assert "a bug of ours" not in crashed.text
+    api = p.call("GET", "/v1/members/" + "m" * 80 + "/balance")
+    assert api.headers["content-type"] == "application/problem+json"

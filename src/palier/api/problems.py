@@ -105,6 +105,31 @@ def unavailable(request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+def invalid_request(exc: RequestValidationError) -> JSONResponse:
+    """``422`` naming every field at fault, the first one as the problem's own ``code`` and ``field``."""
+    errors = [
+        {
+            "field": "body" if e.get("type") == "json_invalid" else field_path(error_location(e)),
+            "code": validation_code(e),
+            "message": validation_message(e).removeprefix(f"{validation_code(e)}: "),  # the code is its own field
+        }
+        for e in exc.errors()
+    ]
+    first = errors[0] if errors else {"field": "body", "code": "invalid_input", "message": "Invalid request."}
+    return problem(422, first["code"], first["message"], field=first["field"], errors=errors)
+
+
+def http_error(exc: HTTPException) -> JSONResponse:
+    codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 403: "forbidden"}
+    return problem(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+
+
+def crash(request: Request) -> JSONResponse:
+    """``500``, logged with its traceback: a bug of ours, and the transaction was rolled back."""
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem(500, "internal_error", "Something went wrong on our side; nothing was written.")
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(PalierError)
     async def _palier(_: Request, exc: PalierError) -> JSONResponse:
@@ -112,21 +137,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {
-                "field": "body" if e.get("type") == "json_invalid" else field_path(error_location(e)),
-                "code": validation_code(e),
-                "message": validation_message(e).removeprefix(f"{validation_code(e)}: "),  # the code is its own field
-            }
-            for e in exc.errors()
-        ]
-        first = errors[0] if errors else {"field": "body", "code": "invalid_input", "message": "Invalid request."}
-        return problem(422, first["code"], first["message"], field=first["field"], errors=errors)
+        return invalid_request(exc)
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 403: "forbidden"}
-        return problem(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+        return http_error(exc)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeout)
@@ -135,5 +150,4 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(500, "internal_error", "Something went wrong on our side; nothing was written.")
+        return crash(request)

@@ -7,10 +7,12 @@ A page router is made with :func:`page_router`: every unsafe request to it must 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from palier.api import problems
 from palier.api.ratelimit import RateLimited
@@ -74,6 +76,29 @@ def install(app: FastAPI) -> None:
         page.headers["Retry-After"] = answer.headers["Retry-After"]
         return page
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        """A page's address or form tampered with (a value longer than its box allows): a page, not JSON."""
+        if not request.url.path.startswith(PAGES):
+            return problems.invalid_request(exc)
+        return _error_page(request, 400, "error.bad_request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if not request.url.path.startswith(PAGES):
+            return problems.http_error(exc)
+        key = "error.not_found" if exc.status_code == 404 else "error.bad_request"
+        page = _error_page(request, exc.status_code, key)
+        page.headers.update(exc.headers or {})  # a 405's Allow
+        return page
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> Response:
+        answer = problems.crash(request)
+        if not request.url.path.startswith(PAGES):
+            return answer
+        return _error_page(request, 500, "error.internal")
+
     @app.exception_handler(CsrfRefused)
     async def _csrf(request: Request, exc: CsrfRefused) -> HTMLResponse:
         return render(request, "error.html", status=403, error_code=403, message_key="error.csrf", params={})
@@ -81,3 +106,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:
         return RedirectResponse(exc.sign_in_url, status_code=303)
+
+
+def _error_page(request: Request, status: int, message_key: str) -> HTMLResponse:
+    return render(request, "error.html", status=status, error_code=status, message_key=message_key, params={})
