@@ -619,3 +619,16 @@ def test_a_merge_says_how_much_store_credit_it_moved(program: ApiProgram) -> Non
     assert merged.status_code == 200, merged.text
     assert merged.json()["store_credit_moved"] == 300 and merged.json()["moved"] == {"available": 900}
     assert program.call("GET", f"/v1/members/{target['id']}/wallet").json()["balance"] == 300
+
+
+def test_a_card_number_typed_as_a_phone_is_refused_never_stored(program: ApiProgram) -> None:
+    """ "+4970…" and 16 digits reads as a German number: it is a Visa card's, refused wherever a phone goes."""
+    card = luhn_card()
+    for phone in (f"+{card}", f"+{spaced(card)}"):
+        refused = program.call("POST", "/v1/members", json={"first_name": "Ann", "phone": phone})
+        assert_problem(refused, 422, "card_number_in_text", field="phone")
+        assert card not in refused.text
+    ann = program.enrol(first_name="Ann")
+    linked = program.call("POST", f"/v1/members/{ann['id']}/identities", json={"kind": "phone", "value": f"+{card}"})
+    assert_problem(linked, 422, "card_number_in_text", field="value")
+    assert program.call("POST", "/v1/members", json={"phone": "+49 30 901820"}).status_code == 201  # a real one

@@ -81,6 +81,12 @@ def normalise_email(raw: str, *, field: str) -> str:
 
 def normalise_phone(raw: str, *, field: str, default_country: str) -> str:
     """E.164 (``+33612345678``); numbers typed without ``+`` are read as ``default_country`` numbers."""
+    if is_payment_card_number("".join(c for c in raw if c.isdigit())):  # "+4970…": a Visa's digits pass as German
+        raise InvalidInput(
+            "card_number_in_text",
+            "This is a payment card number, not a phone number: a card number is never stored.",
+            field=field,
+        )
     try:
         number = phonenumbers.parse(raw, default_country)
     except phonenumbers.NumberParseException:
