@@ -70,10 +70,8 @@ def _text_columns(table: Table) -> list[str]:
     return names
 
 
-def scan_database(conn: Connection, scan: Scan | None = None) -> Scan:
-    """Every text and JSON value of every Palier table."""
-    scan = scan or Scan(findings=[])
-    own = scan.own = program_numbers(conn)
+def database_values(conn: Connection) -> Iterator[tuple[str, str]]:
+    """Every text and JSON value of every Palier table, as text, with where it is: ``table.column (key)``."""
     for table in metadata.sorted_tables:
         names = _text_columns(table)
         if not names:
@@ -83,14 +81,32 @@ def scan_database(conn: Connection, scan: Scan | None = None) -> Scan:
         for row in conn.execution_options(yield_per=2_000).execute(query):
             key = "/".join(str(value) for value in row[: len(keys)])
             for name, value in zip(names, row[len(keys) :], strict=True):
-                if value is None:
-                    continue
-                scan.values += 1
-                text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-                for number in find_card_numbers(text):
-                    if digits_of(number) not in own:
-                        scan.findings.append(Finding(f"{table.name}.{name} ({key})", masked(number)))
+                if value is not None:
+                    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+                    yield f"{table.name}.{name} ({key})", text
+
+
+def scan_database(conn: Connection, scan: Scan | None = None) -> Scan:
+    """Every text and JSON value of every Palier table."""
+    scan = scan or Scan(findings=[])
+    own = scan.own = program_numbers(conn)
+    for where, text in database_values(conn):
+        scan.values += 1
+        for number in find_card_numbers(text):
+            if digits_of(number) not in own:
+                scan.findings.append(Finding(where, masked(number)))
     return scan
+
+
+def find_mentions(conn: Connection, wanted: Iterable[str]) -> list[tuple[str, str]]:
+    """Where any of the ``wanted`` strings (a member's e-mail, names, card HMAC…) is still held: (where, which),
+    case-insensitively. How an erasure is checked: nothing of the person is left anywhere."""
+    needles = [w.casefold() for w in wanted if w]
+    found = []
+    for where, text in database_values(conn):
+        folded = text.casefold()
+        found += [(where, needle) for needle in needles if needle in folded]
+    return found
 
 
 def _files(paths: Iterable[Path]) -> Iterator[Path]:

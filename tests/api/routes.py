@@ -45,6 +45,7 @@ POLICY: dict[Route, str] = {
     ("POST", "/v1/members/{member_id}/portal-link"): "pos",
     ("POST", "/v1/members/{member_id}/adjustments"): "admin",
     ("POST", "/v1/members/{member_id}/transactions/{transaction_id}/reverse"): "admin",
+    ("POST", "/v1/members/{member_id}/erase"): "admin",
     ("POST", "/v1/events/purchases"): "pos",
     ("POST", "/v1/events/returns"): "pos",
     ("POST", "/v1/program/rules"): "admin",
@@ -141,6 +142,7 @@ class World:
     payment_id: str
     membership_id: str
     fee_payment_id: str  # the membership's fee, as the merchant's checkout named it
+    erasable_id: str  # a member only the erasure route touches
 
     @property
     def member_id(self) -> str:
@@ -226,6 +228,7 @@ def make_world(program: Any, db: Database) -> World:
         payment_id=paid.json()["id"],
         membership_id=joined.json()["id"],
         fee_payment_id=fee["payment_id"],
+        erasable_id=program.enrol(first_name="Erin", email=f"{unique('erin')}@example.com")["id"],
     )
 
 
@@ -260,6 +263,7 @@ BODIES: dict[Route, Callable[[World], dict[str, Any]]] = {
     },
     ("POST", "/v1/members/{member_id}/adjustments"): lambda w: {"points": 500, "reason": "Free points"},
     ("POST", "/v1/members/{member_id}/transactions/{transaction_id}/reverse"): lambda w: {"reason": "Undo the credit"},
+    ("POST", "/v1/members/{member_id}/erase"): lambda w: {"reason": "Asked to be forgotten"},
     ("POST", "/v1/events/purchases"): lambda w: purchase_body(w.member_id),
     ("POST", "/v1/events/returns"): lambda w: return_body(w.order_id),
     ("POST", "/v1/program/rules"): lambda w: WORLD_RULES,
@@ -312,7 +316,7 @@ def request_for(route: Route, world: World) -> tuple[str, str, dict[str, Any]]:
     """(method, concrete url, httpx keyword arguments) for a valid call of ``route`` on ``world``."""
     method, template = route
     url = template.format(
-        member_id=world.member_id,
+        member_id=world.erasable_id if template.endswith("/erase") else world.member_id,
         identity_id=world.identity_id,
         transaction_id=world.adjustment_transaction_id,
         key_id=world.spare_key_id,

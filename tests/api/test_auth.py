@@ -152,6 +152,7 @@ def test_admin_only_routes_are_the_ones_integrators_expect() -> None:
         ("POST", "/v1/keys"),
         ("DELETE", "/v1/keys/{key_id}"),
         ("POST", "/v1/members/merge"),
+        ("POST", "/v1/members/{member_id}/erase"),
         ("POST", "/v1/members/{member_id}/adjustments"),
         ("DELETE", "/v1/members/{member_id}/identities/{identity_id}"),
     }

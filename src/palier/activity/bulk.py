@@ -306,6 +306,8 @@ def _active_only(conn: Connection, program: Program, items: list[_Item], stats: 
             kept.append(item)
         elif member_id not in status:
             _reject(stats, item, NotFound("member_not_found", f"No member {member_id} in this program.", field=where))
+        elif status[member_id] == "erased":
+            _reject(stats, item, Conflict("member_erased", f"Member {member_id} was erased.", field=where))
         else:
             into = merged_into[member_id]
             merged = Conflict(

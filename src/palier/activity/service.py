@@ -417,7 +417,8 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
             booking,
             amount=plan.points,
             own_lot_id=order["lot_id"],
-            shortfall=program.return_shortfall,
+            # an erased member will never earn again: what they cannot give back is written off, not owed
+            shortfall="write_off" if members.is_erased(conn=conn, member_id=member_id) else program.return_shortfall,
             lapsed=max(lapsed, 0),
         )
         excused = taken.excused

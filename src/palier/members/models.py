@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from palier.members.identities import IdentityKind
-from palier.text import no_card_number
+from palier.text import PlainText, no_card_number
 
 MEMBER_ID = r"^mem_[0-9A-Z]{26}$"
 Channel = Literal["web", "store", "phone", "app", "partner"]
@@ -106,7 +106,7 @@ class MemberUpdate(Strict):
 
 class Member(BaseModel):
     id: str
-    status: Literal["active", "merged"]
+    status: Literal["active", "merged", "erased"]
     merged_into_id: str | None = None
     first_name: str | None
     last_name: str | None
@@ -196,3 +196,25 @@ class MergeResult(BaseModel):
     identities_moved: int
     debt_repaid: int = Field(default=0, description="points one account owed, repaid from the other's points")
     store_credit_moved: int = Field(default=0, description="the closed account's store credit, minor units")
+
+
+class ErasureIn(Strict):
+    reason: PlainText = Field(min_length=3, max_length=500, description="why: kept in the audit trail")
+    forfeit_store_credit: bool = Field(
+        default=False, description="true: store credit left is forfeited; false: an erasure with credit left is refused"
+    )
+
+
+class ErasureResult(BaseModel):
+    member_id: str
+    status: Literal["erased"]
+    erased_at: datetime
+    transaction_id: str | None = Field(description="the ledger transaction that took the points out")
+    points_removed: int = Field(description="available and pending points taken out (to the adjusted account)")
+    pending_points_removed: int
+    debt_repaid: int = Field(description="points owed, repaid from the member's own points first")
+    debt_written_off: int = Field(description="points still owed, written off")
+    coupons_cancelled: int = Field(description="unused coupons cancelled (their held points came back first)")
+    store_credit_forfeited: int = Field(description="minor units")
+    memberships_lapsed: int
+    identities_deleted: int

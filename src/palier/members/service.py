@@ -180,6 +180,8 @@ def refuse_unless_active(member_id: str, status: Any, *, field: str) -> None:
     """Raise unless ``status`` (a row with ``status`` and ``merged_into_id``, or None) is an active member's."""
     if status is None:
         raise NotFound("member_not_found", f"No member {member_id} in this program.", field=field)
+    if status.status == "erased":
+        raise Conflict("member_erased", f"Member {member_id} was erased at their request.", field=field)
     if status.status != "active":
         raise Conflict(
             "member_merged",
@@ -516,6 +518,10 @@ def _only(wanted: list[tuple[str, ident.Normalised]], kind: str) -> str | None:
 def owner_of(*, conn: Connection, program_id: str, normalised: ident.Normalised) -> str | None:
     """The member holding this (normalised) identity, or None."""
     return _owner(conn, program_id, normalised)
+
+
+def is_erased(*, conn: Connection, member_id: str) -> bool:
+    return conn.execute(select(members.c.status).where(members.c.id == member_id)).scalar() == "erased"
 
 
 def is_active(*, conn: Connection, member_id: str) -> bool:

@@ -20,6 +20,7 @@ EventType = Literal[
     "segment_left",
     "portal_sign_in_code",  # a member asked for a one-time code: the merchant's mailer sends it
     "points_expiring",  # a member's points expire soon: the merchant's mailer warns them
+    "member_erased",  # a member was erased at their request: the merchant's systems erase them too
 ]
 
 

@@ -757,6 +757,20 @@ def cancel_granted(
     return len(taken)
 
 
+def cancel_issued(*, conn: Connection, clock: Clock, program: Program, member_id: str, actor: str) -> int:
+    """Cancel every unused coupon of the member (an erasure): their held points come back. Returns how many.
+    The caller holds the member's lock."""
+    found = conn.execute(
+        _coupon_query()
+        .where(coupons.c.program_id == program.id, coupons.c.member_id == member_id, coupons.c.state == "issued")
+        .order_by(coupons.c.issued_at, coupons.c.id)
+    ).mappings()
+    taken = [_coupon(row) for row in found]
+    for coupon in taken:
+        _close(conn, clock, program, coupon, state="cancelled", actor=actor)
+    return len(taken)
+
+
 def take_back_granted(
     *, conn: Connection, clock: Clock, program: Program, source_refs: Sequence[str], actor: str
 ) -> tuple[list[str], list[str]]:

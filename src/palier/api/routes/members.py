@@ -14,10 +14,12 @@ from palier.activity.models import AdjustmentIn, EventResult
 from palier.api import commands, ratelimit
 from palier.api.deps import DB, AdminAccess, ClockDep, PosAccess, ReadAccess, SettingsDep
 from palier.api.openapi import RATE_LIMITED
-from palier.members import service
+from palier.members import erasure, service
 from palier.members.identities import IdentityKind
 from palier.members.models import (
     Balance,
+    ErasureIn,
+    ErasureResult,
     HistoryPage,
     IdentityIn,
     Member,
@@ -328,3 +330,35 @@ def portal_link(
     base = settings.public_url or str(request.base_url).rstrip("/")
     url = f"{base}/p/{access.program.id}/enter?token={issued.token}"
     return PortalLink(url=url, expires_at=issued.expires_at)
+
+
+@router.post(
+    "/{member_id}/erase",
+    response_model=ErasureResult,
+    summary="Erase a member at their request (GDPR): points and personal data go, the ledger's amounts stay",
+    openapi_extra=commands.IDEMPOTENT,
+)
+def erase(
+    member_id: str, data: ErasureIn, access: AdminAccess, db: DB, clock: ClockDep, request: Request
+) -> JSONResponse:
+    """Refused with 409 `store_credit_left` while the member has store credit, unless `forfeit_store_credit`.
+    Sent again, answers the first erasure's result."""
+    return commands.run(
+        request=request,
+        db=db,
+        clock=clock,
+        program_id=access.program.id,
+        body=data,
+        command=lambda conn: (
+            erasure.erase(
+                conn=conn,
+                clock=clock,
+                program=access.program,
+                member_id=member_id,
+                reason=data.reason,
+                forfeit_store_credit=data.forfeit_store_credit,
+                actor=access.caller.actor,
+            ),
+            200,
+        ),
+    )

@@ -1,0 +1,287 @@
+"""Erasing a member at their request (GDPR right to erasure), in one transaction under the member's lock.
+
+What goes: the profile (names, e-mail, phone, birthday, consents), every identity (so the same e-mail or card
+can join again as a new member), portal sign-ins and sessions, segment memberships, expiry warnings, outbox
+events not yet delivered, and every copy of the member's e-mail, phone, names, card numbers or card HMACs in
+stored purchase bodies, stored idempotent responses and delivered outbox payloads.
+
+What stays: the ledger (amounts, ids, dates: the merchant's accounts need them; its rows are immutable), the
+purchases and their lines, coupons, the tier row, memberships (lapsed), audit entries. None of it names the
+person once the profile and identities are gone. Points leave through the ledger (``ledger.closing``),
+store credit too when the caller agrees to forfeit it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, get_args
+
+from sqlalchemy import ColumnElement, Connection, Table, Text, cast, delete, or_, select, update
+
+from palier.clock import Clock
+from palier.errors import Conflict
+from palier.ledger import operations as ledger
+from palier.ledger.accounts import member_account, money_asset
+from palier.ledger.closing import close_points
+from palier.ledger.locks import lock_members
+from palier.ledger.post import Posting, write
+from palier.members.identities import IdentityKind
+from palier.members.models import ErasureResult
+from palier.members.service import refuse_unless_active
+from palier.members.tables import identities, members
+from palier.programs.models import Program
+from palier.programs.service import record_audit
+from palier.programs.tables import audit_entries
+
+ERASED = "[erased]"
+IDENTITY_KINDS = frozenset(get_args(IdentityKind))
+REASON = "Account erased at the member's request"
+EMPTY_CONSENTS = {"email_marketing": False, "sms_marketing": False, "push": False, "profiling": False}
+
+
+def erase(
+    *,
+    conn: Connection,
+    clock: Clock,
+    program: Program,
+    member_id: str,
+    reason: str,
+    forfeit_store_credit: bool,
+    actor: str,
+) -> ErasureResult:
+    """Erase the member; the same request again answers the first result."""
+    lock_members(conn, [member_id])
+    status = conn.execute(
+        select(members.c.status, members.c.merged_into_id).where(
+            members.c.id == member_id, members.c.program_id == program.id
+        )
+    ).first()
+    if status is not None and status.status == "erased":
+        return _first_result(conn, program.id, member_id)
+    refuse_unless_active(member_id, status, field="member_id")
+    now = clock.now()
+    booking = ledger.Booking(
+        program_id=program.id,
+        member_id=member_id,
+        kind="erase",
+        reason=REASON,
+        reason_code="member_erased",
+        now=now,
+        effective_at=now,
+    )
+    credit = _forfeit_credit(conn, booking, program, forfeit=forfeit_store_credit)
+    coupons_cancelled = _cancel_coupons(conn, clock, program, member_id)
+    closed = close_points(conn, booking)
+    memberships_lapsed = _lapse_memberships(conn, member_id, now)
+    personal = _personal_strings(conn, member_id)
+    identities_deleted = conn.execute(delete(identities).where(identities.c.member_id == member_id)).rowcount
+    _clear_profile(conn, member_id, now)
+    _forget_traces(conn, program.id, member_id, personal)
+    result = ErasureResult(
+        member_id=member_id,
+        status="erased",
+        erased_at=now,
+        transaction_id=closed.transaction_id,
+        points_removed=closed.available + closed.pending,
+        pending_points_removed=closed.pending,
+        debt_repaid=closed.debt_repaid,
+        debt_written_off=closed.debt_written_off,
+        coupons_cancelled=coupons_cancelled,
+        store_credit_forfeited=credit,
+        memberships_lapsed=memberships_lapsed,
+        identities_deleted=int(identities_deleted),
+    )
+    record_audit(
+        conn=conn,
+        clock=clock,
+        program_id=program.id,
+        actor=actor,
+        action="member.erased",
+        subject_id=member_id,
+        details={"reason": reason, "result": result.model_dump(mode="json")},
+    )
+    from palier.notify import outbox
+
+    outbox.emit(
+        conn,
+        program_id=program.id,
+        type_="member_erased",
+        subject_id=member_id,
+        payload={"member_id": member_id},
+        now=now,
+    )
+    return result
+
+
+def _first_result(conn: Connection, program_id: str, member_id: str) -> ErasureResult:
+    details = conn.execute(
+        select(audit_entries.c.details)
+        .where(
+            audit_entries.c.program_id == program_id,
+            audit_entries.c.subject_id == member_id,
+            audit_entries.c.action == "member.erased",
+        )
+        .order_by(audit_entries.c.id)
+        .limit(1)
+    ).scalar_one()
+    return ErasureResult.model_validate(details["result"])
+
+
+def _forfeit_credit(conn: Connection, booking: ledger.Booking, program: Program, *, forfeit: bool) -> int:
+    """Store credit left is money the member was owed: refused unless the caller forfeits it on their behalf."""
+    credit = ledger.balances_of(conn, booking.member_id, "wallet")
+    if credit <= 0:
+        return 0
+    if not forfeit:
+        raise Conflict(
+            "store_credit_left",
+            f"The member still has {credit} (minor units) of store credit: pay it out first, or send"
+            " forfeit_store_credit: true.",
+            field="forfeit_store_credit",
+            amount=credit,
+            currency=program.currency,
+        )
+    money = money_asset(program.currency, program.currency_exponent)
+    m = booking.member_id
+    entry = replace(booking, reason="Store credit forfeited: account erased at the member's request").entry(
+        [
+            Posting(member_account(m, "wallet"), -credit, member_id=m, asset=money),
+            ledger.program_posting(booking.program_id, "credit_issued", credit, member_id=m, asset=money),
+        ],
+        extra={"store_credit_forfeited": credit},
+    )
+    write(conn, [entry])
+    return credit
+
+
+def _cancel_coupons(conn: Connection, clock: Clock, program: Program, member_id: str) -> int:
+    """The member's unused coupons are cancelled: their held points come back, then leave with the rest."""
+    from palier.rewards.service import cancel_issued
+
+    return cancel_issued(conn=conn, clock=clock, program=program, member_id=member_id, actor="erasure")
+
+
+def _lapse_memberships(conn: Connection, member_id: str, now: datetime) -> int:
+    from palier.memberships.tables import memberships
+
+    return int(
+        conn.execute(
+            update(memberships)
+            .where(memberships.c.member_id == member_id, memberships.c.state != "lapsed")
+            .values(state="lapsed", ended_at=now, updated_at=now)
+        ).rowcount
+    )
+
+
+def _personal_strings(conn: Connection, member_id: str) -> set[str]:
+    """Every string that names the member: profile fields, identity values (card HMACs included), and the
+    masked payment cards stored purchase bodies hold ("•••• 1234")."""
+    row = conn.execute(
+        select(members.c.first_name, members.c.last_name, members.c.email, members.c.phone).where(
+            members.c.id == member_id
+        )
+    ).one()
+    found = {value for value in row if value}
+    for kind, value, last4 in conn.execute(
+        select(identities.c.kind, identities.c.value, identities.c.last4).where(identities.c.member_id == member_id)
+    ):
+        found.add(value)
+        if kind == "payment_card" and last4:
+            found.add(f"•••• {last4}")
+    return {value for value in found if len(value) >= 2}
+
+
+def _clear_profile(conn: Connection, member_id: str, now: datetime) -> None:
+    conn.execute(
+        update(members)
+        .where(members.c.id == member_id)
+        .values(
+            status="erased",
+            first_name=None,
+            last_name=None,
+            email=None,
+            phone=None,
+            birthday=None,
+            consents=EMPTY_CONSENTS,
+            updated_at=now,
+        )
+    )
+
+
+def _forget_traces(conn: Connection, program_id: str, member_id: str, personal: set[str]) -> None:
+    from palier.activity.tables import events, idempotency_keys
+    from palier.memberships.tables import membership_payments
+    from palier.notify.tables import expiry_warnings, outbox_events
+    from palier.portal.tables import portal_sign_ins
+    from palier.segments.tables import segment_members
+    from palier.sessions.tables import web_sessions
+    from palier.tiers.tables import member_tiers
+
+    conn.execute(delete(portal_sign_ins).where(portal_sign_ins.c.member_id == member_id))
+    conn.execute(delete(web_sessions).where(web_sessions.c.kind == "member", web_sessions.c.subject_id == member_id))
+    conn.execute(delete(segment_members).where(segment_members.c.member_id == member_id))
+    conn.execute(delete(expiry_warnings).where(expiry_warnings.c.member_id == member_id))
+    conn.execute(
+        delete(outbox_events).where(
+            outbox_events.c.program_id == program_id,
+            outbox_events.c.subject_id == member_id,
+            outbox_events.c.delivered_at.is_(None),
+        )
+    )
+    conn.execute(update(member_tiers).where(member_tiers.c.member_id == member_id).values(manual_reason=None))
+    conn.execute(
+        update(events)
+        .where(events.c.program_id == program_id, events.c.member_id == member_id)
+        .values(claim_kind=None, claim_value=None)
+    )
+    mentions = [member_id, *personal, *(json.dumps(p)[1:-1] for p in personal)]  # SQLite keeps JSON \u-escaped
+    mine = events.c.member_id == member_id
+    _scrub(conn, events, ("body", "result"), events.c.program_id == program_id, mentions, personal, also=mine)
+    _scrub(conn, outbox_events, ("payload",), outbox_events.c.program_id == program_id, mentions, personal)
+    _scrub(conn, idempotency_keys, ("response",), idempotency_keys.c.program_id == program_id, mentions, personal)
+    scope = membership_payments.c.program_id == program_id
+    _scrub(conn, membership_payments, ("result", "refund"), scope, mentions, personal)
+
+
+def _scrub(
+    conn: Connection,
+    table: Table,
+    names: tuple[str, ...],
+    scope: ColumnElement[bool],
+    mentions: list[str],
+    personal: set[str],
+    *,
+    also: ColumnElement[bool] | None = None,
+) -> None:
+    """Replace every string naming the member in the JSON columns ``names`` of the rows in ``scope`` that
+    mention the member (their id or a personal string, found by a text search of the stored JSON) or match
+    ``also``."""
+    if not personal:
+        return
+    keys = list(table.primary_key.columns)
+    texts = [cast(table.c[name], Text) for name in names]
+    found = or_(*(text.contains(mention, autoescape=True) for text in texts for mention in mentions))
+    if also is not None:
+        found = or_(found, also)
+    for row in conn.execute(select(*keys, *(table.c[name] for name in names)).where(scope, found)).all():
+        stored = dict(zip(names, row[len(keys) :], strict=True))
+        changed = {name: _scrubbed(value, personal) for name, value in stored.items()}
+        changed = {name: value for name, value in changed.items() if value != stored[name]}
+        if changed:
+            where = [key == value for key, value in zip(keys, row[: len(keys)], strict=True)]
+            conn.execute(update(table).where(*where).values(**changed))
+
+
+def _scrubbed(value: Any, personal: set[str]) -> Any:
+    if isinstance(value, str):
+        return ERASED if any(p in value for p in personal) else value
+    if isinstance(value, dict):
+        if value.get("kind") in IDENTITY_KINDS and isinstance(value.get("value"), str):
+            # an identity as sent (a purchase's member) or shown (a stored profile): its value, whatever its spelling
+            value = {**value, "value": ERASED}
+        return {k: _scrubbed(v, personal) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed(v, personal) for v in value]
+    return value

@@ -1,0 +1,195 @@
+"""A member's GDPR rights through the API: erasure (nothing of the person left, the ledger still sound)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from palier.db import Database
+from palier.members.tables import identities
+from palier.privacy import find_mentions
+from tests.api.conftest import assert_ledger_sound
+from tests.api.helpers import (
+    ANY,
+    ApiProgram,
+    assert_problem,
+    luhn_card,
+    purchase_body,
+    return_body,
+    reward_body,
+    unique,
+)
+from tests.web.world import csrf_of
+
+ERASE = {"reason": "The member asked by e-mail to be forgotten"}
+PLAN = {"code": "vip", "name": {"fr": "VIP", "en": "VIP"}, "price": 999, "period": "monthly"}
+
+
+def _person() -> dict[str, Any]:
+    tag = "".join(random.choice("qwxz") for _ in range(8))
+    return {
+        "first_name": f"Zephyrine{tag}",
+        "last_name": f"Quillfeather{tag}",
+        "email": f"zq.{tag}@erasure-test.example",
+        "phone": f"+33 6 12 {random.randrange(10, 99)} {random.randrange(10, 99)} {random.randrange(10, 99)}",
+        "birthday": "1984-07-19",
+    }
+
+
+def _rich_member(program: ApiProgram, db: Database) -> tuple[dict[str, Any], list[str]]:
+    """A member with everything Palier can hold about a person; returns the member and the strings that name them."""
+    person = _person()
+    card, loyalty = luhn_card(), f"LOY-{random.randrange(10**9)}"
+    sent = person | {
+        "consents": {"email_marketing": True, "profiling": True},
+        "identities": [{"kind": "card", "value": loyalty}, {"kind": "payment_card", "value": card}],
+    }
+    enrolled = program.call("POST", "/v1/members", json=sent, idempotency_key=unique("enrol"))
+    assert enrolled.status_code == 201, enrolled.text
+    member = enrolled.json()
+    with db.read() as conn:
+        rows = conn.execute(
+            identities.select().where(identities.c.member_id == member["id"], identities.c.kind == "payment_card")
+        ).all()
+    hmac_value = rows[0].value
+    for ref in (
+        {"kind": "email", "value": person["email"]},
+        {"kind": "payment_card", "value": card},
+        {"kind": "card", "value": loyalty},
+        member["id"],
+    ):
+        body = purchase_body(ref, lines=[{"sku": "SKU-1", "quantity": 1, "unit_price": 40000}])
+        bought = program.call("POST", "/v1/events/purchases", json=body, idempotency_key=unique("buy"))
+        assert bought.status_code == 201, bought.text
+    program.adjust(member["id"], 1200)  # the purchases' points are still pending: these can be spent
+    reward = program.call("POST", "/v1/rewards", json=reward_body())
+    assert reward.status_code == 201, reward.text
+    for _ in range(2):  # one coupon used, one still holding points
+        redeemed = program.call(
+            "POST", f"/v1/members/{member['id']}/redemptions", json={"reward_id": reward.json()["id"]}
+        )
+        assert redeemed.status_code == 201, redeemed.text
+    use = {"order_id": "o-used", "channel": "store"}
+    used = program.call("POST", f"/v1/coupons/{redeemed.json()['coupon']['code']}/use", json=use)
+    assert used.status_code == 200, used.text
+    assert program.call("POST", "/v1/plans", json=PLAN).status_code == 201
+    fee = {"payment_id": unique("fee"), "member_id": member["id"], "plan": "vip", "amount": 999}
+    joined = program.call("POST", "/v1/memberships/payments", json=fee | {"paid_at": "2026-03-01T00:00:00Z"})
+    assert joined.status_code == 200, joined.text
+    link = program.call("POST", f"/v1/members/{member['id']}/portal-link")
+    assert link.status_code == 201, link.text
+    client: TestClient = program.client
+    entered = client.get(link.json()["url"].split("testserver", 1)[-1], follow_redirects=False)
+    assert entered.status_code in (302, 303), entered.text
+    form = client.get(f"/p/{program.id}/sign-in").text
+    sent_form = {"email": person["email"], "csrf": csrf_of(form)}
+    asked = client.post(f"/p/{program.id}/sign-in", data=sent_form, follow_redirects=False)
+    assert asked.status_code == 303, asked.text
+    outbox = program.call("GET", "/v1/outbox").json()["items"]
+    assert any(person["email"] in str(event["payload"]) for event in outbox)
+    first = outbox[0]["id"]  # one delivered: its payload is scrubbed rather than deleted
+    assert program.call("POST", "/v1/outbox/ack", json={"ids": [first]}).status_code == 200
+    named = [person["first_name"], person["last_name"], person["email"], loyalty, hmac_value, f"•••• {card[-4:]}"]
+    phone = program.call("GET", f"/v1/members/{member['id']}").json()["phone"]
+    return member, [*named, phone, phone.replace("+", "")]
+
+
+def test_an_erased_member_leaves_nothing_of_the_person_and_the_ledger_balances(
+    program: ApiProgram, db: Database
+) -> None:
+    member, named = _rich_member(program, db)
+    with db.read() as conn:
+        assert find_mentions(conn, named), "the test's member was not recorded where the scan looks"
+    assert program.balance(member["id"])["held"] > 0
+
+    erased = program.call("POST", f"/v1/members/{member['id']}/erase", json=ERASE)
+    assert erased.status_code == 200, erased.text
+    result = erased.json()
+    assert result["status"] == "erased"
+    assert result["coupons_cancelled"] == 1 and result["memberships_lapsed"] == 1
+    # pending: 4 purchases of 400 points; available: 1200 given, 1000 spent on coupons, 500 back from the one cancelled
+    assert (result["pending_points_removed"], result["points_removed"]) == (1600, 1600 + 200 + 500)
+    assert result["identities_deleted"] == 4
+
+    with db.read() as conn:
+        assert find_mentions(conn, named) == []
+    assert_ledger_sound(db, program.id)
+    balance = program.balance(member["id"])
+    assert (balance["available"], balance["pending"], balance["held"], balance["debt"]) == (0, 0, 0, 0)
+    assert program.history(member["id"])[0]["reason"] == "Account erased at the member's request"
+    profile = program.call("GET", f"/v1/members/{member['id']}").json()
+    assert profile["status"] == "erased" and profile["identities"] == []
+    assert [profile[k] for k in ("first_name", "last_name", "email", "phone", "birthday")] == [None] * 5
+    assert not any(profile["consents"].values())
+    memberships = program.call("GET", f"/v1/members/{member['id']}/memberships").json()
+    assert [m["state"] for m in memberships] == ["lapsed"]
+
+    lookup = program.call("POST", "/v1/members/lookup", json={"kind": "email", "value": named[2]})
+    assert_problem(lookup, 404, "member_not_found")
+    again = program.enrol(email=named[2], first_name="New")
+    assert again["id"] != member["id"]
+
+    audit = program.call("GET", "/v1/audit").json()["items"]
+    assert any(a["action"] == "member.erased" and a["subject_id"] == member["id"] for a in audit)
+    events = program.call("GET", "/v1/outbox", params={"types": "member_erased"}).json()["items"]
+    assert [e["payload"] for e in events if e["type"] == "member_erased"] == [{"member_id": member["id"]}]
+
+    # sent again: the same answer, nothing more done
+    twice = program.call("POST", f"/v1/members/{member['id']}/erase", json=ERASE)
+    assert twice.status_code == 200 and twice.json() == result
+    # every later write is refused
+    buy = program.call("POST", "/v1/events/purchases", json=purchase_body(member["id"]))
+    assert_problem(buy, 409, "member_erased", field="member.member_id")
+    patch = program.call("PATCH", f"/v1/members/{member['id']}", json={"first_name": "Back"})
+    assert_problem(patch, 409, "member_erased", field="member_id")
+
+
+def test_store_credit_left_refuses_an_erasure_unless_it_is_forfeited(program: ApiProgram) -> None:
+    member = program.enrol(first_name="Credit")
+    program.adjust(member["id"], 1000)
+    credit = program.call("POST", "/v1/rewards", json=reward_body(kind="store_credit", amount=500, cost_points=500))
+    assert credit.status_code == 201, credit.text
+    bought = program.call("POST", f"/v1/members/{member['id']}/redemptions", json={"reward_id": credit.json()["id"]})
+    assert bought.status_code == 201, bought.text
+    before = program.snapshot(member["id"])
+
+    refused = program.call("POST", f"/v1/members/{member['id']}/erase", json=ERASE)
+    assert assert_problem(refused, 409, "store_credit_left", field="forfeit_store_credit")["amount"] == 500
+    assert program.snapshot(member["id"]) == before
+    assert program.call("GET", f"/v1/members/{member['id']}").json()["status"] == "active"
+
+    erased = program.call("POST", f"/v1/members/{member['id']}/erase", json=ERASE | {"forfeit_store_credit": True})
+    assert erased.status_code == 200, erased.text
+    assert (erased.json()["store_credit_forfeited"], erased.json()["points_removed"]) == (500, 500)
+    assert program.call("GET", f"/v1/members/{member['id']}/wallet").json()["balance"] == 0
+
+
+def test_an_erasure_writes_off_debt_and_refuses_bad_requests(new_program: Callable[..., ApiProgram]) -> None:
+    program = new_program(return_window_days=0)
+    member = program.enrol(first_name="Debtor")
+    bought, kept = (
+        program.purchase(member["id"], lines=[{"sku": "SKU-1", "quantity": 1, "unit_price": 10000}]) for _ in range(2)
+    )
+    program.adjust(member["id"], -program.balance(member["id"])["available"], "Spent elsewhere")
+    returned = program.call("POST", "/v1/events/returns", json=return_body(bought["external_id"]))
+    assert returned.status_code == 201, returned.text
+    owed = program.balance(member["id"])["debt"]
+
+    card = program.call("POST", f"/v1/members/{member['id']}/erase", json={"reason": f"card {luhn_card()}"})
+    assert_problem(card, 422, ANY, field="reason")
+    assert_problem(program.call("POST", f"/v1/members/{member['id']}/erase", json={}), 422, ANY, field="reason")
+    missing = program.call("POST", "/v1/members/mem_00000000000000000000000000/erase", json=ERASE)
+    assert_problem(missing, 404, "member_not_found")
+
+    erased = program.call("POST", f"/v1/members/{member['id']}/erase", json=ERASE)
+    assert erased.status_code == 200, erased.text
+    assert owed > 0 and erased.json()["debt_written_off"] == owed
+    assert program.balance(member["id"])["debt"] == 0
+    # the shop still refunds an order bought before: accepted, and an erased member is owed nothing, nor owes
+    late = program.call("POST", "/v1/events/returns", json=return_body(kept["external_id"]))
+    assert late.status_code == 201, late.text
+    assert late.json()["details"]["written_off"] == 100
+    assert program.balance(member["id"])["debt"] == 0
