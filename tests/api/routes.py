@@ -46,6 +46,7 @@ POLICY: dict[Route, str] = {
     ("POST", "/v1/members/{member_id}/adjustments"): "admin",
     ("POST", "/v1/members/{member_id}/transactions/{transaction_id}/reverse"): "admin",
     ("POST", "/v1/members/{member_id}/erase"): "admin",
+    ("GET", "/v1/members/{member_id}/export"): "admin",
     ("POST", "/v1/events/purchases"): "pos",
     ("POST", "/v1/events/returns"): "pos",
     ("POST", "/v1/program/rules"): "admin",

@@ -7,10 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from palier.activity.tables import purchases
 from palier.db import Database
 from palier.members.tables import identities
 from palier.privacy import find_mentions
+from palier.text import find_card_numbers
 from tests.api.conftest import assert_ledger_sound
 from tests.api.helpers import (
     ANY,
@@ -22,6 +25,7 @@ from tests.api.helpers import (
     reward_body,
     unique,
 )
+from tests.api.routes import WORLD_TIERS
 from tests.web.world import csrf_of
 
 ERASE = {"reason": "The member asked by e-mail to be forgotten"}
@@ -193,3 +197,50 @@ def test_an_erasure_writes_off_debt_and_refuses_bad_requests(new_program: Callab
     assert late.status_code == 201, late.text
     assert late.json()["details"]["written_off"] == 100
     assert program.balance(member["id"])["debt"] == 0
+
+
+def test_the_export_holds_everything_about_the_member_and_never_a_card_number_or_hmac(
+    program: ApiProgram, db: Database
+) -> None:
+    assert program.call("PUT", "/v1/tiers", json=WORLD_TIERS).status_code == 200
+    member, named = _rich_member(program, db)
+    hmac_value, masked = named[4], named[5]
+    returned = program.call("POST", "/v1/events/returns", json=return_body(_an_order(db, member["id"])))
+    assert returned.status_code == 201, returned.text
+
+    exported = program.call("GET", f"/v1/members/{member['id']}/export")
+    assert exported.status_code == 200, exported.text
+    document = exported.json()
+    profile = document["profile"]
+    assert (profile["first_name"], profile["email"], profile["birthday"]) == (named[0], named[2], "1984-07-19")
+    assert profile["consents"]["email_marketing"] is True
+    assert sorted(i["kind"] for i in profile["identities"]) == ["card", "email", "payment_card", "phone"]
+    card = next(i for i in profile["identities"] if i["kind"] == "payment_card")
+    assert card["value"].endswith(masked)
+    assert hmac_value not in exported.text and masked[-4:] in exported.text
+    assert not find_card_numbers(exported.text)
+    assert [line["id"] for line in document["history"]] == [line["id"] for line in program.history(member["id"])]
+    assert document["balance"] == program.balance(member["id"]) | {"next_rewards": []}
+    assert len(document["purchases"]) == 4 and all(p["lines"][0]["sku"] == "SKU-1" for p in document["purchases"])
+    assert [r["lines"] for r in document["returns"]] == [[{"sku": "SKU-1", "quantity": 1, "line": None}]]
+    assert sorted(c["state"] for c in document["coupons"]) == ["issued", "used"]
+    assert [m["state"] for m in document["memberships"]] == ["active"]
+    assert document["tier"]["member_id"] == member["id"]
+    assert document["wallet"]["balance"] == 0 and isinstance(document["segments"], list)
+    assert "member.enrolled" in [entry["action"] for entry in document["audit"]]
+
+    refused = program.call("GET", f"/v1/members/{member['id']}/export", key=program.make_key("read"))
+    assert_problem(refused, 403, "insufficient_scope")
+    assert_problem(program.call("GET", "/v1/members/mem_00000000000000000000000000/export"), 404, "member_not_found")
+
+    assert program.call("POST", f"/v1/members/{member['id']}/erase", json=ERASE).status_code == 200
+    after = program.call("GET", f"/v1/members/{member['id']}/export")
+    assert after.status_code == 200 and after.json()["profile"]["status"] == "erased"
+    assert [n for n in named if n.casefold() in after.text.casefold()] == []
+
+
+def _an_order(db: Database, member_id: str) -> str:
+    with db.read() as conn:
+        return str(
+            conn.execute(select(purchases.c.order_id).where(purchases.c.member_id == member_id)).scalars().first()
+        )

@@ -15,6 +15,8 @@ from palier.api import commands, ratelimit
 from palier.api.deps import DB, AdminAccess, ClockDep, PosAccess, ReadAccess, SettingsDep
 from palier.api.openapi import RATE_LIMITED
 from palier.members import erasure, service
+from palier.members.export import MemberExport
+from palier.members.export import export as export_member
 from palier.members.identities import IdentityKind
 from palier.members.models import (
     Balance,
@@ -330,6 +332,18 @@ def portal_link(
     base = settings.public_url or str(request.base_url).rstrip("/")
     url = f"{base}/p/{access.program.id}/enter?token={issued.token}"
     return PortalLink(url=url, expires_at=issued.expires_at)
+
+
+@router.get(
+    "/{member_id}/export",
+    response_model=MemberExport,
+    summary="Everything Palier holds about a member, as one document (GDPR right of access)",
+)
+def export(member_id: str, access: AdminAccess, db: DB, clock: ClockDep) -> MemberExport:
+    """Profile, identities (payment cards as brand and last four digits), consents, balance, the whole history,
+    coupons, memberships, tier, segments, purchases and returns with their lines, store credit, audit entries."""
+    with db.read() as conn:
+        return export_member(conn=conn, clock=clock, program=access.program, member_id=member_id)
 
 
 @router.post(

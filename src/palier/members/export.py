@@ -1,0 +1,158 @@
+"""Everything Palier holds about one member, as one document (GDPR right of access).
+
+Built from the same read functions the API's routes use, so the export says what those say: the profile with
+its identities (a payment card as brand and last four digits, never its HMAC), the consents, the balance, the
+whole history, every coupon, the memberships, the tier, the segments, the purchases and returns with their
+lines, the store credit, and the audit entries about the member.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import Connection, select
+
+from palier.clock import Clock, utc
+from palier.members import service as members
+from palier.members.models import Balance, HistoryLine, Member
+from palier.memberships.models import Membership
+from palier.programs.models import AuditEntry, Program
+from palier.rewards.models import Coupon, Wallet
+from palier.tiers.models import TierProgress
+
+PAGE = 200
+
+
+class ExportedOrder(BaseModel):
+    order_id: str
+    label: str
+    occurred_at: datetime
+    channel: str | None
+    store_id: str | None
+    total: int = Field(description="minor units")
+    refunded: int = Field(description="minor units")
+    points: int
+    points_returned: int
+    lines: list[dict[str, Any]]
+
+
+class ExportedReturn(BaseModel):
+    return_id: str
+    order_id: str | None
+    occurred_at: datetime
+    lines: list[dict[str, Any]] | None
+    amount: int | None = Field(default=None, description="a refund without lines, minor units")
+    points: int | None = Field(description="points taken back (negative)")
+
+
+class MemberExport(BaseModel):
+    exported_at: datetime
+    program_id: str
+    profile: Member = Field(description="profile, consents and identities (payment cards: brand and last four only)")
+    balance: Balance
+    wallet: Wallet
+    history: list[HistoryLine] = Field(description="every change to the member's points, newest first")
+    coupons: list[Coupon]
+    memberships: list[Membership]
+    tier: TierProgress | None = Field(description="null: the program has no tiers")
+    segments: list[str]
+    purchases: list[ExportedOrder]
+    returns: list[ExportedReturn]
+    audit: list[AuditEntry] = Field(description="admin actions on the member, oldest first")
+
+
+def export(*, conn: Connection, clock: Clock, program: Program, member_id: str) -> MemberExport:
+    from palier.memberships.service import member_memberships
+    from palier.rewards.payments import wallet
+    from palier.rewards.service import member_coupons
+    from palier.segments.service import member_segments
+    from palier.tiers.service import get_policy, progress
+
+    profile = members.get_member(conn=conn, program_id=program.id, member_id=member_id)
+    has_tiers = get_policy(conn, program_id=program.id) is not None
+    return MemberExport(
+        exported_at=clock.now(),
+        program_id=program.id,
+        profile=profile,
+        balance=members.balance(conn=conn, program=program, member_id=member_id),
+        wallet=wallet(conn=conn, program=program, member_id=member_id),
+        history=_history(conn, program, member_id),
+        coupons=member_coupons(conn=conn, program_id=program.id, member_id=member_id),
+        memberships=member_memberships(conn=conn, program_id=program.id, member_id=member_id),
+        tier=progress(conn=conn, clock=clock, program=program, member_id=member_id) if has_tiers else None,
+        segments=sorted(member_segments(conn, member_id=member_id)),
+        purchases=_purchases(conn, program.id, member_id),
+        returns=_returns(conn, program.id, member_id),
+        audit=_audit(conn, program.id, member_id),
+    )
+
+
+def _history(conn: Connection, program: Program, member_id: str) -> list[HistoryLine]:
+    lines: list[HistoryLine] = []
+    cursor = None
+    while True:
+        page = members.history(conn=conn, program=program, member_id=member_id, cursor=cursor, limit=PAGE)
+        lines += page.items
+        if page.next_cursor is None:
+            return lines
+        cursor = page.next_cursor
+
+
+def _purchases(conn: Connection, program_id: str, member_id: str) -> list[ExportedOrder]:
+    from palier.activity.tables import events, purchases
+
+    rows = conn.execute(
+        select(purchases, events.c.occurred_at, events.c.channel, events.c.store_id)
+        .join(events, events.c.id == purchases.c.event_id)
+        .where(purchases.c.program_id == program_id, purchases.c.member_id == member_id)
+        .order_by(events.c.occurred_at, events.c.id)
+    ).mappings()
+    return [
+        ExportedOrder(
+            order_id=row["order_id"],
+            label=row["label"],
+            occurred_at=utc(row["occurred_at"]),
+            channel=row["channel"],
+            store_id=row["store_id"],
+            total=row["total"],
+            refunded=row["refunded"],
+            points=row["points"],
+            points_returned=row["points_returned"],
+            lines=row["lines"],
+        )
+        for row in rows
+    ]
+
+
+def _returns(conn: Connection, program_id: str, member_id: str) -> list[ExportedReturn]:
+    from palier.activity.tables import events
+
+    rows = conn.execute(
+        select(events.c.external_id, events.c.occurred_at, events.c.body, events.c.result)
+        .where(events.c.program_id == program_id, events.c.member_id == member_id, events.c.type == "return")
+        .order_by(events.c.occurred_at, events.c.id)
+    ).all()
+    return [
+        ExportedReturn(
+            return_id=row.external_id,
+            order_id=row.body.get("order_id"),
+            occurred_at=utc(row.occurred_at),
+            lines=row.body.get("lines"),
+            amount=row.body.get("amount"),
+            points=(row.result or {}).get("points"),
+        )
+        for row in rows
+    ]
+
+
+def _audit(conn: Connection, program_id: str, member_id: str) -> list[AuditEntry]:
+    from palier.programs.tables import audit_entries
+
+    rows = conn.execute(
+        select(audit_entries)
+        .where(audit_entries.c.program_id == program_id, audit_entries.c.subject_id == member_id)
+        .order_by(audit_entries.c.id)
+    ).mappings()
+    return [AuditEntry(**{**row, "created_at": utc(row["created_at"])}) for row in rows]
