@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from palier.cli import coupons, db, demo, imports, jobs, programs, rewards, scan, serve, staff, verify
+from palier.cli import coupons, db, demo, imports, jobs, members, programs, rewards, scan, serve, staff, verify
 from palier.cli.common import new_app
 
 app = new_app(
@@ -15,6 +15,7 @@ app.add_typer(imports.app, name="import")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(rewards.app, name="rewards")
 app.add_typer(coupons.app, name="coupons")
+app.add_typer(members.app, name="members")
 app.add_typer(staff.app, name="staff")
 app.command("verify")(verify.verify)
 app.command("scan-cards")(scan.scan_cards)

@@ -1,0 +1,55 @@
+"""``palier members export`` and ``palier members erase``, through Typer's runner."""
+
+from __future__ import annotations
+
+import json
+
+from palier.clock import FrozenClock
+from palier.db import Database
+from palier.ledger.verify import verify
+from palier.members import service as members
+from palier.programs.models import Program
+from tests.api.helpers import luhn_card
+
+# the same database, clock, program and wide console as the other CLI tests
+from tests.cli.test_rewards import cli_db, clock, invoke, program, wide_console  # noqa: F401
+from tests.services import factories as f
+
+
+def test_export_then_erase_from_the_command_line(
+    cli_db: Database,  # noqa: F811
+    clock: FrozenClock,  # noqa: F811
+    program: Program,  # noqa: F811
+) -> None:
+    card = luhn_card()
+    member = f.enrol(
+        cli_db,
+        clock,
+        program,
+        first_name="Solveig",
+        email="solveig.cli@example.org",
+        identities=[("payment_card", card)],
+    )
+    f.adjust(cli_db, clock, program, member, 250)
+
+    exported = invoke("members", "export", member.id, "--program", program.id)
+    assert exported.exit_code == 0, exported.output
+    document = json.loads(exported.output)
+    assert document["profile"]["email"] == "solveig.cli@example.org" and document["balance"]["available"] == 250
+    assert card not in exported.output and card[-4:] in exported.output
+
+    refused = invoke("members", "erase", member.id, "--program", program.id, "--reason", f"card {card}")
+    assert refused.exit_code == 2 and card not in refused.output
+
+    erased = invoke("members", "erase", member.id, "--program", program.id, "--reason", "Asked to be forgotten")
+    assert erased.exit_code == 0, erased.output
+    assert f"Member {member.id} erased: 250 points taken out" in erased.output
+    with cli_db.read() as conn:
+        gone = members.get_member(conn=conn, program_id=program.id, member_id=member.id)
+        assert verify(conn, program_id=program.id) == []
+    assert (gone.status, gone.email, gone.first_name, gone.identities) == ("erased", None, None, [])
+    again = invoke("members", "erase", member.id, "--program", program.id, "--reason", "Asked to be forgotten")
+    assert again.exit_code == 0 and "250 points taken out" in again.output
+
+    unknown = invoke("members", "export", "mem_00000000000000000000000000", "--program", program.id)
+    assert unknown.exit_code == 2 and "member_not_found" in unknown.output
