@@ -244,3 +244,21 @@ def _an_order(db: Database, member_id: str) -> str:
         return str(
             conn.execute(select(purchases.c.order_id).where(purchases.c.member_id == member_id)).scalars().first()
         )
+
+
+def test_erasing_a_member_also_erases_the_duplicate_accounts_merged_into_it(program: ApiProgram, db: Database) -> None:
+    first, second = _person(), _person()
+    kept = program.enrol(**first)
+    duplicate = program.enrol(**second)
+    program.adjust(duplicate["id"], 30)
+    merged = program.call(
+        "POST", "/v1/members/merge", json={"source_member_id": duplicate["id"], "target_member_id": kept["id"]}
+    )
+    assert merged.status_code == 200, merged.text
+    named = [first["first_name"], first["email"], second["first_name"], second["last_name"], second["email"]]
+
+    assert program.call("POST", f"/v1/members/{kept['id']}/erase", json=ERASE).status_code == 200
+    with db.read() as conn:
+        assert find_mentions(conn, named) == []
+    closed = program.call("GET", f"/v1/members/{duplicate['id']}").json()
+    assert (closed["status"], closed["merged_into_id"], closed["email"]) == ("merged", kept["id"], None)

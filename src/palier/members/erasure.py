@@ -75,10 +75,13 @@ def erase(
     coupons_cancelled = _cancel_coupons(conn, clock, program, member_id)
     closed = close_points(conn, booking)
     memberships_lapsed = _lapse_memberships(conn, member_id, now)
-    personal = _personal_strings(conn, member_id)
+    # the duplicate accounts merged into this one are the same person: their profiles go too (they stay merged)
+    people = [member_id, *_merged_into(conn, member_id)]
+    personal = _personal_strings(conn, people)
     identities_deleted = conn.execute(delete(identities).where(identities.c.member_id == member_id)).rowcount
-    _clear_profile(conn, member_id, now)
-    _forget_traces(conn, program.id, member_id, personal)
+    _clear_profile(conn, people, now)
+    conn.execute(update(members).where(members.c.id == member_id).values(status="erased"))
+    _forget_traces(conn, program.id, people, personal)
     result = ErasureResult(
         member_id=member_id,
         status="erased",
@@ -175,17 +178,28 @@ def _lapse_memberships(conn: Connection, member_id: str, now: datetime) -> int:
     )
 
 
-def _personal_strings(conn: Connection, member_id: str) -> set[str]:
-    """Every string that names the member: profile fields, identity values (card HMACs included), and the
+def _merged_into(conn: Connection, member_id: str) -> list[str]:
+    """The members merged into this one, and those merged into them, and so on."""
+    found: list[str] = []
+    frontier = [member_id]
+    while frontier:
+        frontier = list(conn.execute(select(members.c.id).where(members.c.merged_into_id.in_(frontier))).scalars())
+        frontier = [m for m in frontier if m not in found and m != member_id]
+        found += frontier
+    return found
+
+
+def _personal_strings(conn: Connection, people: list[str]) -> set[str]:
+    """Every string that names the person: profile fields, identity values (card HMACs included), and the
     masked payment cards stored purchase bodies hold ("•••• 1234")."""
-    row = conn.execute(
+    rows = conn.execute(
         select(members.c.first_name, members.c.last_name, members.c.email, members.c.phone).where(
-            members.c.id == member_id
+            members.c.id.in_(people)
         )
-    ).one()
-    found = {value for value in row if value}
+    )
+    found = {value for row in rows for value in row if value}
     for kind, value, last4 in conn.execute(
-        select(identities.c.kind, identities.c.value, identities.c.last4).where(identities.c.member_id == member_id)
+        select(identities.c.kind, identities.c.value, identities.c.last4).where(identities.c.member_id.in_(people))
     ):
         found.add(value)
         if kind == "payment_card" and last4:
@@ -193,12 +207,11 @@ def _personal_strings(conn: Connection, member_id: str) -> set[str]:
     return {value for value in found if len(value) >= 2}
 
 
-def _clear_profile(conn: Connection, member_id: str, now: datetime) -> None:
+def _clear_profile(conn: Connection, people: list[str], now: datetime) -> None:
     conn.execute(
         update(members)
-        .where(members.c.id == member_id)
+        .where(members.c.id.in_(people))
         .values(
-            status="erased",
             first_name=None,
             last_name=None,
             email=None,
@@ -210,7 +223,7 @@ def _clear_profile(conn: Connection, member_id: str, now: datetime) -> None:
     )
 
 
-def _forget_traces(conn: Connection, program_id: str, member_id: str, personal: set[str]) -> None:
+def _forget_traces(conn: Connection, program_id: str, people: list[str], personal: set[str]) -> None:
     from palier.activity.tables import events, idempotency_keys
     from palier.memberships.tables import membership_payments
     from palier.notify.tables import expiry_warnings, outbox_events
@@ -219,25 +232,25 @@ def _forget_traces(conn: Connection, program_id: str, member_id: str, personal: 
     from palier.sessions.tables import web_sessions
     from palier.tiers.tables import member_tiers
 
-    conn.execute(delete(portal_sign_ins).where(portal_sign_ins.c.member_id == member_id))
-    conn.execute(delete(web_sessions).where(web_sessions.c.kind == "member", web_sessions.c.subject_id == member_id))
-    conn.execute(delete(segment_members).where(segment_members.c.member_id == member_id))
-    conn.execute(delete(expiry_warnings).where(expiry_warnings.c.member_id == member_id))
+    conn.execute(delete(portal_sign_ins).where(portal_sign_ins.c.member_id.in_(people)))
+    conn.execute(delete(web_sessions).where(web_sessions.c.kind == "member", web_sessions.c.subject_id.in_(people)))
+    conn.execute(delete(segment_members).where(segment_members.c.member_id.in_(people)))
+    conn.execute(delete(expiry_warnings).where(expiry_warnings.c.member_id.in_(people)))
     conn.execute(
         delete(outbox_events).where(
             outbox_events.c.program_id == program_id,
-            outbox_events.c.subject_id == member_id,
+            outbox_events.c.subject_id.in_(people),
             outbox_events.c.delivered_at.is_(None),
         )
     )
-    conn.execute(update(member_tiers).where(member_tiers.c.member_id == member_id).values(manual_reason=None))
+    conn.execute(update(member_tiers).where(member_tiers.c.member_id.in_(people)).values(manual_reason=None))
     conn.execute(
         update(events)
-        .where(events.c.program_id == program_id, events.c.member_id == member_id)
+        .where(events.c.program_id == program_id, events.c.member_id.in_(people))
         .values(claim_kind=None, claim_value=None)
     )
-    mentions = [member_id, *personal, *(json.dumps(p)[1:-1] for p in personal)]  # SQLite keeps JSON \u-escaped
-    mine = events.c.member_id == member_id
+    mentions = [*people, *personal, *(json.dumps(p)[1:-1] for p in personal)]  # SQLite keeps JSON \u-escaped
+    mine = events.c.member_id.in_(people)
     _scrub(conn, events, ("body", "result"), events.c.program_id == program_id, mentions, personal, also=mine)
     _scrub(conn, outbox_events, ("payload",), outbox_events.c.program_id == program_id, mentions, personal)
     _scrub(conn, idempotency_keys, ("response",), idempotency_keys.c.program_id == program_id, mentions, personal)
