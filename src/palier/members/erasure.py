@@ -140,8 +140,8 @@ def _forfeit_credit(conn: Connection, booking: ledger.Booking, program: Program,
     if not forfeit:
         raise Conflict(
             "store_credit_left",
-            f"The member still has {credit} (minor units) of store credit: pay it out first, or send"
-            " forfeit_store_credit: true.",
+            f"The member still has {program.money(credit)} of store credit: let them spend it or refund it first,"
+            " or send forfeit_store_credit: true to erase them all the same.",
             field="forfeit_store_credit",
             amount=credit,
             currency=program.currency,
