@@ -75,13 +75,7 @@ def erase(
     coupons_cancelled = _cancel_coupons(conn, clock, program, member_id)
     closed = close_points(conn, booking)
     memberships_lapsed = _lapse_memberships(conn, member_id, now)
-    # the duplicate accounts merged into this one are the same person: their profiles go too (they stay merged)
-    people = [member_id, *_merged_into(conn, member_id)]
-    personal = _personal_strings(conn, people)
-    identities_deleted = conn.execute(delete(identities).where(identities.c.member_id == member_id)).rowcount
-    _clear_profile(conn, people, now)
-    conn.execute(update(members).where(members.c.id == member_id).values(status="erased"))
-    _forget_traces(conn, program.id, people, personal)
+    identities_deleted = _forget_person(conn, program.id, member_id, now)
     result = ErasureResult(
         member_id=member_id,
         status="erased",
@@ -94,28 +88,49 @@ def erase(
         coupons_cancelled=coupons_cancelled,
         store_credit_forfeited=credit,
         memberships_lapsed=memberships_lapsed,
-        identities_deleted=int(identities_deleted),
+        identities_deleted=identities_deleted,
     )
+    _record(conn, clock, program, actor=actor, reason=reason, result=result)
+    return result
+
+
+def _forget_person(conn: Connection, program_id: str, member_id: str, now: datetime) -> int:
+    """Profile, identities and every trace of them; returns how many identities were deleted."""
+    # the duplicate accounts merged into this one are the same person: their profiles go too (they stay merged)
+    people = [member_id, *_merged_into(conn, member_id)]
+    personal = _personal_strings(conn, people)
+    deleted = conn.execute(delete(identities).where(identities.c.member_id == member_id)).rowcount
+    _clear_profile(conn, people, now)
+    conn.execute(update(members).where(members.c.id == member_id).values(status="erased"))
+    _forget_traces(conn, program_id, people, personal)
+    return int(deleted)
+
+
+def _record(
+    conn: Connection, clock: Clock, program: Program, *, actor: str, reason: str, result: ErasureResult
+) -> None:
+    """The audit entry (the first result, answered again to a repeat) and the event for the merchant's systems."""
+    from palier.notify import outbox
+
+    details = {"reason": reason, "result": result.model_dump(mode="json")}
     record_audit(
         conn=conn,
         clock=clock,
         program_id=program.id,
         actor=actor,
         action="member.erased",
-        subject_id=member_id,
-        details={"reason": reason, "result": result.model_dump(mode="json")},
+        subject_id=result.member_id,
+        details=details,
     )
-    from palier.notify import outbox
-
+    payload = {"member_id": result.member_id}
     outbox.emit(
         conn,
         program_id=program.id,
         type_="member_erased",
-        subject_id=member_id,
-        payload={"member_id": member_id},
-        now=now,
+        subject_id=result.member_id,
+        payload=payload,
+        now=clock.now(),
     )
-    return result
 
 
 def _first_result(conn: Connection, program_id: str, member_id: str) -> ErasureResult:
