@@ -16,8 +16,8 @@ from sqlalchemy import Connection
 from palier.ledger.lots import choose_lots
 from palier.ledger.operations import (
     Booking,
-    _mark_reversed_if_empty,
     balances,
+    mark_reversed_if_empty,
     member_posting,
     program_posting,
     settle_debt,
@@ -60,5 +60,5 @@ def close_points(conn: Connection, booking: Booking) -> Closed:
         extra={"from_available": available, "from_pending": pending, "debt_written_off": owed},
     )
     write_allocating(conn, entry, purpose="spend", parts=[(t.lot_id, t.amount) for t in taken])
-    _mark_reversed_if_empty(conn, [t.lot_id for t in taken if t.state == "pending"])
+    mark_reversed_if_empty(conn, [t.lot_id for t in taken if t.state == "pending"])
     return Closed(entry.id, available, pending, owed, repaid)

@@ -288,11 +288,11 @@ def take_back(
         write_allocating(conn, entry, purpose="return", parts=[(t.lot_id, t.amount) for t in taken])
         result.transaction_id = entry.id
         emptied = [t.lot_id for t in taken if t.state == "pending"]
-        _mark_reversed_if_empty(conn, emptied)
+        mark_reversed_if_empty(conn, emptied)
     return result
 
 
-def _mark_reversed_if_empty(conn: Connection, lot_ids: list[str]) -> None:
+def mark_reversed_if_empty(conn: Connection, lot_ids: list[str]) -> None:
     from palier.ledger.tables import lots
 
     if lot_ids:
