@@ -245,7 +245,7 @@ def _forget_traces(conn: Connection, program_id: str, people: list[str], persona
     from palier.portal.tables import portal_sign_ins
     from palier.segments.tables import segment_members
     from palier.sessions.tables import web_sessions
-    from palier.tiers.tables import member_tiers
+    from palier.tiers.tables import member_tiers, tier_history
 
     conn.execute(delete(portal_sign_ins).where(portal_sign_ins.c.member_id.in_(people)))
     conn.execute(delete(web_sessions).where(web_sessions.c.kind == "member", web_sessions.c.subject_id.in_(people)))
@@ -271,6 +271,11 @@ def _forget_traces(conn: Connection, program_id: str, people: list[str], persona
     _scrub(conn, idempotency_keys, ("response",), idempotency_keys.c.program_id == program_id, mentions, personal)
     scope = membership_payments.c.program_id == program_id
     _scrub(conn, membership_payments, ("result", "refund"), scope, mentions, personal)
+    # what staff typed about the member (a manual tier's reason, an audited change) may name them too
+    changes = tier_history.c.member_id.in_(people)
+    _scrub(conn, tier_history, ("details",), changes, mentions, personal, also=changes)
+    audited = audit_entries.c.program_id == program_id
+    _scrub(conn, audit_entries, ("details",), audited, mentions, personal, also=audit_entries.c.subject_id.in_(people))
 
 
 def _scrub(
