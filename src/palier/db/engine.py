@@ -143,6 +143,7 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute("PRAGMA secure_delete=ON")  # what is deleted or rewritten (an erased member) is zeroed in the file
         cur.close()
         dbapi_conn.create_function("translate", 3, translate, deterministic=True)  # as PostgreSQL's
         if lock_path is not None:
