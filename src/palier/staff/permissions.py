@@ -27,6 +27,7 @@ Permission = Literal[
     "members.view",
     "members.adjust",
     "members.merge",
+    "members.privacy",  # export a member's data, erase a member at their request (GDPR): admins
     "members.lookup",
     "coupons.lookup",
     "coupons.use",

@@ -1,5 +1,5 @@
-"""Members in the console: search by any identity, detail with balances and history, manual adjustment, and
-merging a duplicate account of the same person into the one shown."""
+"""Members in the console: search by any identity, detail with balances and history, manual adjustment,
+merging a duplicate account of the same person into the one shown, and a member's data exported or erased."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from palier.activity import service as activity
 from palier.activity.models import AdjustmentIn
 from palier.db import Database
 from palier.errors import PalierError
+from palier.members import erasure
 from palier.members import service as members
-from palier.members.models import Balance, Member
+from palier.members.export import export as export_member
+from palier.members.models import Balance, ErasureIn, Member
 from palier.web import history_text, i18n
 from palier.web.console.access import current, requires, staff_router
 from palier.web.console.forms import errors_by_field
@@ -55,6 +57,10 @@ def _detail(
     ctx.setdefault("errors", {})
     ctx.setdefault("sent", {})
     ctx.setdefault("merged", False)
+    ctx.setdefault("erased", False)
+    ctx.setdefault("adjusted", None)
+    ctx.setdefault("erase_refused", None)
+    ctx.setdefault("erase_reason", "")
     lines = list(zip(view.history, said, strict=True))
     return render(
         request, "console/member.html", status=status, staff=who, section="members", v=view, lines=lines, **ctx
@@ -64,11 +70,16 @@ def _detail(
 @router.get("/console/members/{member_id}")
 @requires("members.view")
 def member_page(
-    request: Request, member_id: str, adjusted: int | None = None, merged: str | None = None, before: str | None = None
+    request: Request,
+    member_id: str,
+    adjusted: int | None = None,
+    merged: str | None = None,
+    before: str | None = None,
+    erased: bool = False,
 ) -> HTMLResponse:
     return _detail(
         request, member_id, adjusted=adjusted, merged=merged is not None and _merged_into(request, merged, member_id),
-        before=before,
+        before=before, erased=erased,
     )  # fmt: skip
 
 
@@ -180,3 +191,57 @@ async def merge(request: Request, member_id: str) -> Response:
             said = i18n.said(language, error, points_name=who.program.points_name_in(language))
             return _merge_page(request, member_id, q="", found=[], status=422, error=said)
     return RedirectResponse(f"/console/members/{target_id}?merged={source_id}", status_code=303)
+
+
+# --- a member's personal data: export and erasure (GDPR) -------------------------------------------------------
+
+
+@router.get("/console/members/{member_id}/export")
+@requires("members.privacy")
+def export_data(request: Request, member_id: str) -> Response:
+    """The same document as ``GET /v1/members/{id}/export``, downloaded as a file to hand to the member."""
+    who = current(request)
+    db: Database = request.app.state.db
+    with db.read() as conn:
+        found = export_member(conn=conn, clock=request.app.state.clock, program=who.program, member_id=member_id[:40])
+    return Response(
+        found.model_dump_json(indent=2),
+        media_type="application/json",
+        headers={
+            "Content-Disposition": f'attachment; filename="{found.profile.id}.json"',
+            "Cache-Control": "no-store",  # personal data: never kept by a proxy or the browser's cache
+        },
+    )
+
+
+@router.post("/console/members/{member_id}/erase")
+@requires("members.privacy")
+async def erase(request: Request, member_id: str) -> Response:
+    """The same service as ``POST /v1/members/{id}/erase``; the audit entry names the staff user."""
+    who = current(request)
+    form = await request.form()
+    reason = str(form.get("reason", "")).strip()
+    forfeit = form.get("forfeit_store_credit") == "on"
+    sent = {"reason": reason, "forfeit_store_credit": forfeit}
+    language = i18n.request_language(request)
+    try:
+        data = ErasureIn.model_validate(sent)
+        db: Database = request.app.state.db
+        db.run(
+            lambda conn: erasure.erase(
+                conn=conn,
+                clock=request.app.state.clock,
+                program=who.program,
+                member_id=member_id[:40],
+                reason=data.reason,
+                forfeit_store_credit=data.forfeit_store_credit,
+                actor=f"staff:{who.user.id}",
+            )
+        )
+    except ValidationError as error:
+        refused = next(iter(errors_by_field(error, language).values()))
+    except PalierError as error:
+        refused = i18n.said(language, error, points_name=who.program.points_name_in(language))
+    else:
+        return RedirectResponse(f"/console/members/{member_id[:40]}?erased=1", status_code=303)
+    return _detail(request, member_id, status=422, erase_refused=refused, erase_reason=reason)
