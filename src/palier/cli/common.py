@@ -102,7 +102,20 @@ def flowed(text: str | None) -> str | None:
     return "\n\n".join(paragraphs)
 
 
-_ORDER = ("demo", "serve", "worker", "db", "program", "rewards", "coupons", "staff", "import", "jobs", "verify")
+_ORDER = (
+    "demo",
+    "serve",
+    "worker",
+    "db",
+    "program",
+    "rewards",
+    "coupons",
+    "members",
+    "staff",
+    "import",
+    "jobs",
+    "verify",
+)
 
 
 class PalierGroup(TyperGroup):
