@@ -51,6 +51,10 @@ def test_the_largest_values_allowed_still_refresh(program: ApiProgram) -> None:
         ({"field": "order_count", "op": "in", "value": 3}, "list_required", "conditions[0].value"),
         ({"field": "order_count", "op": "=", "value": [3]}, "single_value_required", "conditions[0].value"),
         ({"field": "tier", "op": ">=", "value": "gold"}, "op_not_applicable", "conditions[0].op"),
+        # values no member can have: the segment would silently stay empty
+        ({"field": "birthday_month", "op": "=", "value": 13}, "invalid_choice", "conditions[0].value"),
+        ({"field": "language", "op": "in", "value": ["fr", "de"]}, "invalid_choice", "conditions[0].value"),
+        ({"field": "enrolment_channel", "op": "=", "value": "shop"}, "invalid_choice", "conditions[0].value"),
     ],
 )
 def test_a_condition_that_does_not_fit_names_its_part_at_fault(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from palier.errors import FieldError
+from palier.members.models import Channel, Language
 from palier.rewards.models import Localized
 from palier.units import Whole
 
@@ -28,6 +29,12 @@ NUMERIC_FIELDS = (
     "phone_share",
 )
 TEXT_FIELDS = ("tier", "language", "enrolment_channel")
+# the values a member can have, where they are known without the program (tier codes are the program's own)
+CHOICES: dict[str, tuple[str | int, ...]] = {
+    "birthday_month": tuple(range(1, 13)),
+    "language": get_args(Language),
+    "enrolment_channel": get_args(Channel),
+}
 Field_ = Literal[
     "total_spend",
     "order_count",
@@ -91,6 +98,9 @@ class Condition(Strict):
             raise FieldError("value", "text_required", f"{self.field} is compared with text")
         if not numeric and self.op in ("<", "<=", ">", ">="):
             raise FieldError("op", "op_not_applicable", f"{self.field} is compared with =, !=, in or not_in")
+        choices = CHOICES.get(self.field)
+        if choices is not None and any(v not in choices for v in values):  # else it would never match anyone
+            raise FieldError("value", "invalid_choice", f"{self.field} is one of: {', '.join(map(str, choices))}")
         return self
 
 
