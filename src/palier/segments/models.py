@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from palier.errors import FieldError
 from palier.members.models import Channel, Language
@@ -29,6 +29,7 @@ NUMERIC_FIELDS = (
     "phone_share",
 )
 TEXT_FIELDS = ("tier", "language", "enrolment_channel")
+STORED = "stored"  # validation context of a definition read back from the database, checked when it was saved
 # the values a member can have, where they are known without the program (tier codes are the program's own)
 CHOICES: dict[str, tuple[str | int, ...]] = {
     "birthday_month": tuple(range(1, 13)),
@@ -84,7 +85,7 @@ class Condition(Strict):
         return value
 
     @model_validator(mode="after")
-    def _fits(self) -> Condition:
+    def _fits(self, info: ValidationInfo) -> Condition:
         listed = isinstance(self.value, list)
         if self.op in ("in", "not_in") and not (listed and self.value):
             raise FieldError("value", "list_required", f"{self.op} takes a non-empty list")
@@ -98,7 +99,7 @@ class Condition(Strict):
             raise FieldError("value", "text_required", f"{self.field} is compared with text")
         if not numeric and self.op in ("<", "<=", ">", ">="):
             raise FieldError("op", "op_not_applicable", f"{self.field} is compared with =, !=, in or not_in")
-        choices = CHOICES.get(self.field)
+        choices = None if STORED in (info.context or {}) else CHOICES.get(self.field)  # stored ones load as they are
         if choices is not None and any(v not in choices for v in values):  # else it would never match anyone
             raise FieldError("value", "invalid_choice", f"{self.field} is one of: {', '.join(map(str, choices))}")
         return self

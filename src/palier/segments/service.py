@@ -28,7 +28,7 @@ from palier.members.tables import members
 from palier.notify.outbox import emit_many
 from palier.programs.models import Program
 from palier.programs.service import record_audit
-from palier.segments.models import Condition, Refreshed, Segment, SegmentIn
+from palier.segments.models import STORED, Condition, Refreshed, Segment, SegmentIn
 from palier.segments.tables import segment_members, segments
 from palier.tiers.status import bump
 from palier.tiers.tables import member_tiers
@@ -81,7 +81,8 @@ def update_segment(
         .values(name=data.name.model_dump(), kind=data.kind, definition=definition)
     )
     bump(conn, program_id=program.id)
-    old = SegmentIn.model_validate(before.model_dump(include=set(SegmentIn.model_fields))).model_dump(mode="json")
+    kept = before.model_dump(include=set(SegmentIn.model_fields))
+    old = SegmentIn.model_validate(kept, context={STORED: True}).model_dump(mode="json")
     record_audit(
         conn=conn, clock=clock, program_id=program.id, actor=actor, action="segment.updated", subject_id=before.id,
         details={"before": old, "after": definition},
@@ -110,7 +111,8 @@ def _segment(row: Any) -> Segment:
             "members_count": row["members_count"],
             "refreshed_at": utc(row["refreshed_at"]) if row["refreshed_at"] else None,
             "created_at": utc(row["created_at"]),
-        }
+        },
+        context={STORED: True},
     )
 
 

@@ -33,7 +33,7 @@ from palier.rewards.models import RewardIn
 from palier.rules import document as rules_document
 from palier.rules import service as rules
 from palier.segments import service as segments
-from palier.segments.models import SegmentIn
+from palier.segments.models import STORED, SegmentIn
 from palier.tiers import service as tiers
 from palier.tiers.models import TierPolicy
 from palier.web import i18n
@@ -337,7 +337,7 @@ async def create_segment(request: Request) -> Response:
 
 def _segment_text(segment: SegmentIn, language: str) -> str:
     """A segment's definition as the editor shows it: the YAML a marketer would have written."""
-    fields = SegmentIn.model_validate(segment.model_dump(include=set(SegmentIn.model_fields)))
+    fields = SegmentIn.model_validate(segment.model_dump(include=set(SegmentIn.model_fields)), context={STORED: True})
     document = fields.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
     if document.get("kind") == "top_revenue":
         document.pop("conditions", None)
