@@ -171,3 +171,30 @@ def test_a_merged_member_leaves_its_segments_with_an_event(db: Database, clock: 
     assert segments.refresh(db, clock, program_id=program.id)[0].model_dump() == {
         "segment": "march", "members": 1, "entered": 0, "left": 0
     }  # fmt: skip
+
+
+def test_a_segment_stored_before_its_values_were_checked_still_loads_refreshes_and_changes(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """A definition saved by an older Palier (language "de") stays readable: the checks are for what is sent."""
+    from sqlalchemy import select, update
+
+    from palier.segments.tables import segments as segment_rows
+
+    define(db, clock, program, code="germans", conditions=[{"field": "language", "op": "=", "value": "fr"}])
+    with db.write() as conn:
+        mine = segment_rows.c.program_id == program.id
+        row = conn.execute(select(segment_rows.c.definition).where(mine)).scalar_one()
+        stored = row | {"conditions": [{"field": "language", "op": "=", "value": "de"}]}
+        conn.execute(update(segment_rows).where(mine).values(definition=stored))
+    with db.read() as conn:
+        (found,) = segments.list_segments(conn=conn, program_id=program.id)
+    assert found.conditions[0].value == "de"
+    assert segments.refresh(db, clock, program_id=program.id)[0].members == 0
+    renamed = SegmentIn.model_validate({"name": {"fr": "Germanophones", "en": "German speakers"}, "conditions": [
+        {"field": "language", "op": "=", "value": "fr"}], "code": "germans"})  # fmt: skip
+    with db.write() as conn:
+        changed = segments.update_segment(
+            conn=conn, clock=clock, program=program, code="germans", data=renamed, actor=ACTOR
+        )
+    assert changed.conditions[0].value == "fr"
