@@ -267,3 +267,23 @@ def test_erasing_a_member_also_erases_the_duplicate_accounts_merged_into_it(prog
         assert find_mentions(conn, named) == []
     closed = program.call("GET", f"/v1/members/{duplicate['id']}").json()
     assert (closed["status"], closed["merged_into_id"], closed["email"]) == ("merged", kept["id"], None)
+
+
+def test_erasing_a_member_leaves_another_member_of_the_same_name_untouched(program: ApiProgram, db: Database) -> None:
+    """Erasing one Camille Martin scrubs her records, not those of every Camille: a first name is not an
+    identifier, so only records about the erased member lose it."""
+    tag = "".join(random.choice("qwxz") for _ in range(8))
+    erased = program.enrol(first_name=f"Camille{tag}", last_name="Martin", email=f"c1.{tag}@erasure-test.example")
+    other = {"first_name": f"Camille{tag}", "last_name": "Martin", "email": f"c2.{tag}@erasure-test.example"}
+    key = unique("enrol")
+    kept = program.call("POST", "/v1/members", json=other, idempotency_key=key)
+    assert kept.status_code == 201, kept.text
+    order = program.purchase(kept.json()["id"])
+    assert program.call("POST", f"/v1/members/{erased['id']}/erase", json=ERASE).status_code == 200
+    with db.read() as conn:
+        left = find_mentions(conn, [f"Camille{tag}"])
+    assert left, "the other Camille's records lost her name"
+    replayed = program.call("POST", "/v1/members", json=other, idempotency_key=key)
+    assert replayed.json()["first_name"] == f"Camille{tag}"  # her stored answer is hers, whole
+    assert program.call("GET", f"/v1/members/{kept.json()['id']}").json()["first_name"] == f"Camille{tag}"
+    assert order["external_id"]

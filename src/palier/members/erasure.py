@@ -98,11 +98,11 @@ def _forget_person(conn: Connection, program_id: str, member_id: str, now: datet
     """Profile, identities and every trace of them; returns how many identities were deleted."""
     # the duplicate accounts merged into this one are the same person: their profiles go too (they stay merged)
     people = [member_id, *_merged_into(conn, member_id)]
-    personal = _personal_strings(conn, people)
+    personal, identifiers = _personal_strings(conn, people)
     deleted = conn.execute(delete(identities).where(identities.c.member_id == member_id)).rowcount
     _clear_profile(conn, people, now)
     conn.execute(update(members).where(members.c.id == member_id).values(status="erased"))
-    _forget_traces(conn, program_id, people, personal)
+    _forget_traces(conn, program_id, people, personal, identifiers)
     return int(deleted)
 
 
@@ -204,22 +204,29 @@ def _merged_into(conn: Connection, member_id: str) -> list[str]:
     return found
 
 
-def _personal_strings(conn: Connection, people: list[str]) -> set[str]:
-    """Every string that names the person: profile fields, identity values (card HMACs included), and the
-    masked payment cards stored purchase bodies hold ("•••• 1234")."""
+def _personal_strings(conn: Connection, people: list[str]) -> tuple[set[str], set[str]]:
+    """Every string that names the person (profile fields, identity values with card HMACs, and the masked
+    payment cards stored purchase bodies hold, "•••• 1234"), and of those the ones that are the person's alone
+    (e-mail, phone, identity values): a record is theirs when it holds one of those or their id, never because
+    it holds a first name or four digits another member may share."""
     rows = conn.execute(
         select(members.c.first_name, members.c.last_name, members.c.email, members.c.phone).where(
             members.c.id.in_(people)
         )
     )
-    found = {value for row in rows for value in row if value}
+    names: set[str] = set()
+    identifiers: set[str] = set()
+    for first_name, last_name, email, phone in rows:
+        names |= {first_name, last_name}
+        identifiers |= {email, phone}
     for kind, value, last4 in conn.execute(
         select(identities.c.kind, identities.c.value, identities.c.last4).where(identities.c.member_id.in_(people))
     ):
-        found.add(value)
+        identifiers.add(value)
         if kind == "payment_card" and last4:
-            found.add(f"•••• {last4}")
-    return {value for value in found if len(value) >= 2}
+            names.add(f"•••• {last4}")
+    identifiers = {value for value in identifiers if value and len(value) >= 2}
+    return identifiers | {value for value in names if value and len(value) >= 2}, identifiers
 
 
 def _clear_profile(conn: Connection, people: list[str], now: datetime) -> None:
@@ -238,7 +245,9 @@ def _clear_profile(conn: Connection, people: list[str], now: datetime) -> None:
     )
 
 
-def _forget_traces(conn: Connection, program_id: str, people: list[str], personal: set[str]) -> None:
+def _forget_traces(
+    conn: Connection, program_id: str, people: list[str], personal: set[str], identifiers: set[str]
+) -> None:
     from palier.activity.tables import events, idempotency_keys
     from palier.memberships.tables import membership_payments
     from palier.notify.tables import expiry_warnings, outbox_events
@@ -264,7 +273,9 @@ def _forget_traces(conn: Connection, program_id: str, people: list[str], persona
         .where(events.c.program_id == program_id, events.c.member_id.in_(people))
         .values(claim_kind=None, claim_value=None)
     )
-    mentions = [*people, *personal, *(json.dumps(p)[1:-1] for p in personal)]  # SQLite keeps JSON \u-escaped
+    # the records about the person: by their ids and identifiers (SQLite keeps JSON \u-escaped); inside those,
+    # every string naming them goes, names and masked cards included
+    mentions = [*people, *identifiers, *(json.dumps(p)[1:-1] for p in identifiers)]
     mine = events.c.member_id.in_(people)
     _scrub(conn, events, ("body", "result"), events.c.program_id == program_id, mentions, personal, also=mine)
     _scrub(conn, outbox_events, ("payload",), outbox_events.c.program_id == program_id, mentions, personal)
