@@ -164,6 +164,7 @@ CONSOLE_FORMS: dict[Route, Callable[[World], dict[str, str]]] = {
     },
     ("POST", "/console/members/{member_id}/adjust"): lambda w: {"points": "50", "reason": "Console gesture"},
     ("POST", "/console/members/{member_id}/merge"): lambda w: {"source_id": w.program.enrol(first_name="Twin")["id"]},
+    ("POST", "/console/members/{member_id}/erase"): lambda w: {"reason": "Asked by e-mail to be forgotten"},
     ("POST", "/console/segments/{code}"): lambda w: {"document": yaml.safe_dump(WORLD_SEGMENT | {"percent": 15})},
     ("POST", "/console/settings/webhook"): lambda w: {"url": "https://shop.example/palier-events"},
     ("POST", "/console/settings/webhook/remove"): lambda w: hooked(w, {}),
@@ -229,6 +230,8 @@ def test_a_console_admin_write_leaves_one_entry_naming_the_staff_user(
     ids = {"member_id": world.member_id, "reward_id": world.reward_id, "code": code}
     if "{key_id}" in route[1]:
         ids["key_id"] = world.program.make_key("pos", name="till to revoke").split(".", 1)[0]
+    if route[1].endswith("/erase"):  # a member of its own: the world's members serve the other cases
+        ids["member_id"] = world.program.enrol(first_name="Forget")["id"]
     url = route[1].format(**ids)
     form = CONSOLE_FORMS[route](world) | {"csrf": csrf_of(module_client.get("/console/settings").text)}
     before = {e["id"] for e in entries(world.db, world.program.id)}
