@@ -274,6 +274,8 @@ def _program_with_cards(db: Database, name: str, members: int, **settings: Any) 
 def _orders(
     seed: int, cards: list[str], count: int, days_ago: tuple[int, int], prefix: str = "IMP"
 ) -> list[PurchaseIn]:
+    """Orders placed at least ``days_ago[0]`` days ago and less than ``days_ago[1] + 1``: never on a day's edge,
+    so an order never matures at the very instant a test imports it."""
     rng = random.Random(seed)
     now = datetime.now(UTC).replace(microsecond=0)
     return [
@@ -282,7 +284,7 @@ def _orders(
                 "order_id": f"{prefix}{seed}K{n}",  # letters between digits: never card-like
                 "member": {"kind": "card", "value": rng.choice(cards)},
                 "channel": rng.choice(["web", "store", "phone"]),
-                "occurred_at": now - timedelta(days=rng.randint(*days_ago), minutes=rng.randint(0, 1440)),
+                "occurred_at": now - timedelta(days=rng.randint(*days_ago), minutes=rng.randint(0, 1439)),
                 "currency": "EUR",
                 "lines": [
                     {
