@@ -30,6 +30,7 @@ from palier.errors import PalierError
 from palier.jobs import sweeps
 from palier.ledger.tables import ledger_transactions, lots
 from palier.members import service as members
+from palier.members.models import IdentityIn
 from palier.programs.models import Program
 from tests.services.factories import (
     ACTOR,
@@ -305,6 +306,33 @@ def test_a_card_linked_while_its_purchase_is_in_flight_still_earns(
     )
     assert result[0].status == "unclaimed"
     assert balance(db, program, member).pending == 25
+
+
+def test_two_members_linking_one_card_at_once_claim_its_purchases_once(
+    request: pytest.FixtureRequest, db: Database, clock: FrozenClock, program: Program
+) -> None:
+    from tests.services.test_rules import campaign_counters, with_campaign_bonus
+
+    program = with_campaign_bonus(db, clock, program, "launch", 30, budget=100)
+    card = luhn_card()
+    purchase(db, clock, program, ("payment_card", card), amount=2500)
+    ann, bo = enrol(db, clock, program), enrol(db, clock, program)
+    _, second = beside(
+        db,
+        lambda conn: members.add_identity(
+            conn=conn,
+            clock=clock,
+            program=program,
+            member_id=ann.id,
+            identity=IdentityIn(kind="payment_card", value=card),
+            card_key=CARD_KEY,
+            actor=ACTOR,
+        ),
+        lambda: add_identity(db, clock, program, bo, "payment_card", card),
+    )
+    assert isinstance(second, PalierError) and second.code == "identity_taken"
+    assert (balance(db, program, ann).pending, balance(db, program, bo).pending) == (25 + 30, 0)
+    assert campaign_counters(db, program) == {"": 30}
 
 
 @pytest.mark.parametrize("command", ["purchase", "credit"])

@@ -409,7 +409,7 @@ def test_purchases_with_a_card_not_yet_linked_cannot_take_a_member_past_a_campai
     db: Database, clock: FrozenClock, program: Program
 ) -> None:
     """Three purchases with a card nobody has linked, then the card linked: the capped bonus (50 for one
-    member) is not given three times over; the points of the purchases themselves all come."""
+    member) is given once, not three times over; the points of the purchases themselves all come."""
     from tests.services.factories import add_identity
 
     program = with_campaign_bonus(db, clock, program, "launch", 50, member_cap=50)
@@ -418,8 +418,53 @@ def test_purchases_with_a_card_not_yet_linked_cannot_take_a_member_past_a_campai
     for _ in range(3):
         purchase(db, clock, program, ("payment_card", card), amount=1000)
     add_identity(db, clock, program, ann, "payment_card", card)
-    assert balance(db, program, ann).pending == 3 * 10
-    assert purchase(db, clock, program, ann, amount=1000).points == 10 + 50  # her own bonus, as a member
+    assert balance(db, program, ann).pending == 3 * 10 + 50
+    assert purchase(db, clock, program, ann, amount=1000).points == 10  # the cap was reached by the claim
+
+
+def test_a_card_purchase_spends_its_campaign_budget_only_once_claimed_and_a_return_gives_it_back(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    from tests.services.factories import add_identity
+
+    program = with_campaign_bonus(db, clock, program, "launch", 30, budget=100, member_cap=40)
+    card = luhn_card()
+    order = purchase(db, clock, program, ("payment_card", card), amount=1000)
+    assert campaign_counters(db, program) == {}  # nobody is credited: no budget is spent
+    ann = enrol(db, clock, program)
+    add_identity(db, clock, program, ann, "payment_card", card)
+    assert balance(db, program, ann).pending == 10 + 30
+    assert campaign_counters(db, program) == {"": 30, ann.id: 30}
+    return_(db, clock, program, order.external_id, amount=1000)
+    assert campaign_counters(db, program) == {"": 0, ann.id: 0}
+    assert balance(db, program, ann).pending == 0
+
+
+def test_a_card_purchase_kept_by_an_earlier_version_gives_back_the_budget_it_held_when_claimed(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """Earlier versions spent the budget when an unclaimed purchase came, on an award to nobody."""
+    from palier.rules import counters as counting
+    from tests.services.factories import add_identity
+
+    program = with_campaign_bonus(db, clock, program, "launch", 30, budget=100)
+    card = luhn_card()
+    order = purchase(db, clock, program, ("payment_card", card), amount=1000)
+    with db.write() as conn:  # what an earlier version wrote for it
+        conn.execute(
+            awards.insert().values(
+                program_id=program.id, member_id=None, event_id=order.event_id, rule_id="launch-x", rule_version=1,
+                campaign_id="launch", kind="points", points=30, amount=0, created_at=clock.now(),
+            )
+        )  # fmt: skip
+        counting.add(conn, program_id=program.id, member_id=counting.PROGRAM_WIDE, name="campaign:launch", delta=30)
+    ann = enrol(db, clock, program)
+    add_identity(db, clock, program, ann, "payment_card", card)
+    assert balance(db, program, ann).pending == 10 + 30
+    assert campaign_counters(db, program) == {"": 30}  # the claim's, not twice
+    with db.read() as conn:
+        owners = conn.execute(select(awards.c.member_id).where(awards.c.event_id == order.event_id)).scalars().all()
+    assert set(owners) == {ann.id}
 
 
 def test_the_preview_gives_as_many_step_vouchers_as_the_stock_and_catalog_let_the_purchase_give(

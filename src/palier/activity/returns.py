@@ -41,7 +41,7 @@ def _line_points(line: dict[str, Any], returned: int) -> int:
     return int(line["points"]) * returned // int(line["quantity"])
 
 
-def _returned_points(order: dict[str, Any], lines: list[dict[str, Any]], refunded: int) -> int:
+def returned_points(order: dict[str, Any], lines: list[dict[str, Any]], refunded: int) -> int:
     """Points earned by everything returned or refunded so far (capped at what the order earned).
 
     Returned items give back their own points. A refund by amount refunds the goods first: it gives back a
@@ -153,6 +153,6 @@ def plan_return(*, order: dict[str, Any], ret: ReturnIn, program: Program) -> Re
         )
     before = int(order["points_returned"])  # what was actually taken back so far
     now_refunded = {**order, "shipping_refunded": int(order["shipping_refunded"]) + shipping}
-    after = _returned_points(now_refunded, lines, refunded_before + refund)
+    after = returned_points(now_refunded, lines, refunded_before + refund)
     # never negative: a later item return can re-spread earlier refunds, but points only ever go back
     return ReturnPlan(points=max(0, after - before), refund=refund, items=items, lines=lines, shipping=shipping)

@@ -576,64 +576,6 @@ def adjust(
     return result, False
 
 
-def claim_unclaimed(*, conn: Connection, clock: Clock, program: Program, member_id: str, kind: str, value: str) -> int:
-    """Credit ``member_id`` with the purchases made with this card before it was linked; returns how many.
-
-    The caller holds the card's claim lock (``card_claim_key``); the orders are locked so that a return
-    being recorded on one of them at this moment is counted exactly once.
-    """
-    lock_members(conn, [member_id])
-    rows = conn.execute(
-        select(
-            events.c.id,
-            events.c.occurred_at,
-            purchases.c.points,
-            purchases.c.points_returned,
-            purchases.c.label,
-            purchases.c.order_id,
-        )
-        .join(purchases, purchases.c.event_id == events.c.id)
-        .where(
-            events.c.program_id == program.id,
-            events.c.claim_kind == kind,
-            events.c.claim_value == value,
-            events.c.status == "unclaimed",
-        )
-        .order_by(events.c.occurred_at)
-        .with_for_update(of=purchases)
-    ).all()
-    if not rows:
-        return 0
-    now = clock.now()
-    for row in rows:
-        occurred_at = utc(row.occurred_at)
-        booking = ledger.Booking(
-            program_id=program.id,
-            member_id=member_id,
-            kind="earn",
-            reason=f"{row.label} (card linked later)",
-            reason_code="purchase_claimed",
-            now=now,
-            effective_at=occurred_at,
-            event_id=row.id,
-            details={"order_id": row.order_id},
-        )
-        earned = ledger.earn(
-            conn,
-            booking,
-            amount=row.points - row.points_returned,
-            source="purchase",
-            label=row.label,
-            matures_at=occurred_at + timedelta(days=program.return_window_days),
-            expires_at=members.expiry_for(program, occurred_at),
-        )
-        conn.execute(update(events).where(events.c.id == row.id).values(member_id=member_id, status="processed"))
-        conn.execute(
-            update(purchases).where(purchases.c.event_id == row.id).values(member_id=member_id, lot_id=earned.lot_id)
-        )
-    return len(rows)
-
-
 def reassign_member(*, conn: Connection, program_id: str, source_id: str, target_id: str) -> None:
     """After a merge, the facts of the closed account belong to the remaining one: its orders (for later
     returns and the tier metric) and its events, so that what counts a member's events (action limits,

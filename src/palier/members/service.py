@@ -581,7 +581,7 @@ def _insert_identity(
 
 
 def _claim(conn: Connection, clock: Clock, program: Program, member_id: str, card: ident.Normalised) -> None:
-    from palier.activity.service import claim_unclaimed
+    from palier.activity.claims import claim_unclaimed
     from palier.tiers.service import on_activity
 
     if claim_unclaimed(conn=conn, clock=clock, program=program, member_id=member_id, kind=card.kind, value=card.value):

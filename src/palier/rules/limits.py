@@ -31,7 +31,7 @@ def reserve(
 ) -> list[Award]:
     """``awards`` cut to what their campaigns may still give; with ``take``, count what they give.
 
-    Without ``take`` (a preview) nothing is locked or written.
+    Without ``take`` (a preview, or a purchase nobody is credited for yet) nothing is locked or written.
     """
     wanted = sorted({a.campaign_id for a in awards if a.campaign_id and a.kind == "points" and a.points > 0})
     limited = [
@@ -53,10 +53,6 @@ def reserve(
             bounds.append(campaign.budget - given[name])
         if campaign.member_cap is not None and member_id is not None:
             bounds.append(campaign.member_cap - mine[name])
-        elif campaign.member_cap is not None and take:
-            # a purchase whose buyer nobody knows yet (a card not linked): no cap can be kept for them, and
-            # linking the card later would credit every such purchase in full, far beyond the cap
-            bounds.append(0)
         if bounds:
             left[campaign.id] = min(bounds)
     granted = within_limits(awards, left, rules.rounding)

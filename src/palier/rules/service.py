@@ -438,12 +438,17 @@ def grant_awards(
     """Cut ``awards`` to campaign budgets and caps (taking what they give), count spend and grant coupons.
 
     Returns the awards as given and their ``awards`` rows, for the caller to write. The ledger booking is
-    the caller's too."""
+    the caller's too.
+
+    Without a member (a purchase paid with a card nobody has linked yet) nothing is taken, counted or
+    written: no one is credited, so no budget is spent; the claim prices it for the member who links the
+    card (``activity.claims``), and only then are budgets, caps and spend counted."""
+    if member_id is None:
+        return limits.reserve(conn=conn, program=program, rules=rules, member_id=None, awards=awards, take=False), []
     granted = limits.reserve(conn=conn, program=program, rules=rules, member_id=member_id, awards=awards)
-    if member_id is not None:
-        granted = limits.count_spend(
-            conn=conn, clock=clock, program=program, member_id=member_id, event_id=event_id, awards=granted
-        )
+    granted = limits.count_spend(
+        conn=conn, clock=clock, program=program, member_id=member_id, event_id=event_id, awards=granted
+    )
     now = clock.now()
     rows = [
         {
