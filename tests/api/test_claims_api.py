@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from palier.clock import FrozenClock
-from tests.api.helpers import ApiProgram, line, luhn_card, purchase_body, return_body, reward_body
+from tests.api.helpers import ApiProgram, assert_problem, line, luhn_card, purchase_body, return_body, reward_body
 
 GOLD_TIERS = {
     "metric": "spend",
@@ -163,3 +163,21 @@ def test_linking_the_card_again_credits_nothing_more(program: ApiProgram) -> Non
     assert program.call("DELETE", f"/v1/members/{member['id']}/identities/{identity_id}").status_code == 200
     link(program, member["id"], card)
     assert program.balance(member["id"])["pending"] == 30
+
+
+def test_a_card_whose_purchase_would_earn_too_much_for_the_member_is_not_linked(program: ApiProgram) -> None:
+    assert program.call("PUT", "/v1/tiers", json=GOLD_TIERS).status_code == 200
+    member = program.enrol(first_name="Hal")
+    set_tier(program, member["id"], "gold")
+    card = luhn_card()
+    order = pay_with_card(
+        program, card, lines=[line(unit_price=90_000_000_000)]
+    )  # 900 million points: the most is 1 billion
+    refused = program.call(
+        "POST", f"/v1/members/{member['id']}/identities", json={"kind": "payment_card", "value": card}
+    )
+    problem = assert_problem(refused, 422, "points_too_large", field="value")
+    assert order["external_id"] in problem["detail"] and problem["order_id"] == order["external_id"]
+    shown = program.call("GET", f"/v1/members/{member['id']}").json()
+    assert [i for i in shown["identities"] if i["kind"] == "payment_card"] == []
+    assert program.balance(member["id"])["pending"] == 0

@@ -23,6 +23,7 @@ from palier.activity.models import PurchaseIn
 from palier.activity.returns import returned_points
 from palier.activity.tables import events, purchases
 from palier.clock import Clock, utc
+from palier.errors import Unprocessable
 from palier.ledger import operations as ledger
 from palier.ledger.locks import lock_members
 from palier.members import service as members
@@ -37,7 +38,9 @@ def claim_unclaimed(*, conn: Connection, clock: Clock, program: Program, member_
 
     The caller holds the card's claim lock; the orders are locked so that a return being recorded on one of
     them at this moment is counted exactly once. Oldest first: each counts in the running spend and caps
-    the next one reads, as they would have had the card been linked then.
+    the next one reads, as they would have had the card been linked then. An order that would earn the
+    member more than one purchase may (``points_too_large``, naming it) refuses the link: the caller's
+    transaction is rolled back, nothing is kept.
     """
     lock_members(conn, [member_id])
     orders = (
@@ -58,7 +61,19 @@ def claim_unclaimed(*, conn: Connection, clock: Clock, program: Program, member_
     )
     now = clock.now()
     for order in orders:
-        _claim(conn, clock, program, member_id, dict(order), now)
+        try:
+            _claim(conn, clock, program, member_id, dict(order), now)
+        except Unprocessable as exc:  # a tier or plan bonus took it past what one purchase may earn
+            if exc.code != "points_too_large":
+                raise
+            raise Unprocessable(
+                "points_too_large",
+                f"Order #{order['order_id']}, paid with this card before it was linked, would earn "
+                f"{exc.extra.get('points', 0):,} points for this member, more than one purchase may earn: return "
+                "it or correct its prices before linking the card.",
+                points=exc.extra.get("points"),
+                order_id=order["order_id"],
+            ) from None
     return len(orders)
 
 

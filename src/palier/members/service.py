@@ -10,7 +10,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from palier.clock import Clock, utc
-from palier.errors import Conflict, InvalidInput, NotFound
+from palier.errors import Conflict, InvalidInput, NotFound, PalierError
 from palier.ids import new_id
 from palier.ledger import operations as ledger
 from palier.ledger.accounts import open_member_accounts
@@ -105,9 +105,9 @@ def enrol(
         action="member.enrolled",
         subject_id=member_id,
     )
-    for _, normalised in wanted:
+    for field, normalised in wanted:
         if normalised.kind == "payment_card":
-            _claim(conn, clock, program, member_id, normalised)
+            _claim(conn, clock, program, member_id, normalised, field=field)
     return get_member(conn=conn, program_id=program.id, member_id=member_id)
 
 
@@ -265,7 +265,7 @@ def add_identity(
             details={"kind": normalised.kind},
         )
         if normalised.kind == "payment_card":
-            _claim(conn, clock, program, member_id, normalised)
+            _claim(conn, clock, program, member_id, normalised, field=field)
     return get_member(conn=conn, program_id=program.id, member_id=member_id)
 
 
@@ -580,11 +580,20 @@ def _insert_identity(
         ) from None
 
 
-def _claim(conn: Connection, clock: Clock, program: Program, member_id: str, card: ident.Normalised) -> None:
+def _claim(
+    conn: Connection, clock: Clock, program: Program, member_id: str, card: ident.Normalised, *, field: str
+) -> None:
     from palier.activity.claims import claim_unclaimed
     from palier.tiers.service import on_activity
 
-    if claim_unclaimed(conn=conn, clock=clock, program=program, member_id=member_id, kind=card.kind, value=card.value):
+    try:
+        claimed = claim_unclaimed(
+            conn=conn, clock=clock, program=program, member_id=member_id, kind=card.kind, value=card.value
+        )
+    except PalierError as exc:  # an order the card paid that cannot be credited: the card is what was sent
+        exc.field = field
+        raise
+    if claimed:
         on_activity(conn=conn, clock=clock, program=program, member_id=member_id)  # the orders now count for a tier
 
 
