@@ -335,6 +335,33 @@ def test_two_members_linking_one_card_at_once_claim_its_purchases_once(
     assert campaign_counters(db, program) == {"": 30}
 
 
+def test_a_return_sent_while_the_card_is_being_linked_takes_back_what_the_claim_gave(
+    request: pytest.FixtureRequest, db: Database, clock: FrozenClock, program: Program
+) -> None:
+    from tests.services.test_rules import campaign_counters, with_campaign_bonus
+
+    program = with_campaign_bonus(db, clock, program, "launch", 30, budget=100)
+    card = luhn_card()
+    order = purchase(db, clock, program, ("payment_card", card), amount=2500)
+    ann = enrol(db, clock, program)
+    _, returned = beside(
+        db,
+        lambda conn: members.add_identity(
+            conn=conn,
+            clock=clock,
+            program=program,
+            member_id=ann.id,
+            identity=IdentityIn(kind="payment_card", value=card),
+            card_key=CARD_KEY,
+            actor=ACTOR,
+        ),
+        lambda: return_(db, clock, program, order.external_id, amount=2500),
+    )
+    assert isinstance(returned, EventResult) and (returned.member_id, returned.points) == (ann.id, -(25 + 30))
+    assert balance(db, program, ann).pending == 0
+    assert campaign_counters(db, program) == {"": 0}
+
+
 @pytest.mark.parametrize("command", ["purchase", "credit"])
 def test_points_sent_to_a_member_being_merged_reach_the_remaining_account(
     request: pytest.FixtureRequest, db: Database, clock: FrozenClock, program: Program, command: str
