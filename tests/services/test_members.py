@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import String, cast, select
+from sqlalchemy import String, cast, select, update
 
 from palier.activity.models import PurchaseIn
 from palier.activity.service import payload_hash
@@ -358,3 +358,16 @@ def test_merge_repays_debt_from_the_other_accounts_points(
     assert (shown.available, shown.debt, result.debt_repaid) == (20, 0, 50)
     repaid = [line for line in history(db, program, target) if line.reason_code == "debt_repaid"]
     assert [(line.available, line.debt, line.reason) for line in repaid] == [(-50, -50, "50 points owed repaid")]
+
+
+def test_a_card_purchase_kept_before_a_check_was_added_is_still_credited_when_the_card_is_linked(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    card = luhn_card()
+    order = purchase(db, clock, program, ("payment_card", card), amount=2500)
+    with db.write() as conn:  # its stored copy holds a store name longer than today's check lets through
+        body = conn.execute(select(events.c.body).where(events.c.id == order.event_id)).scalar_one()
+        conn.execute(update(events).where(events.c.id == order.event_id).values(body=body | {"store_name": "S" * 200}))
+    member = enrol(db, clock, program)
+    add_identity(db, clock, program, member, "payment_card", card)
+    assert balance(db, program, member).pending == 25

@@ -17,9 +17,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import Connection, delete, insert, select, update
 
-from palier.activity.models import PurchaseIn
+from palier.activity.models import Line, MemberRef, PurchaseIn
 from palier.activity.returns import returned_points
 from palier.activity.tables import events, purchases
 from palier.clock import Clock, utc
@@ -83,7 +84,7 @@ def _claim(
     event_id, total, refunded = order["event_id"], int(order["total"]), int(order["refunded"])
     occurred_at = utc(order["occurred_at"])
     _release_unclaimed_awards(conn, clock, program, order)
-    purchase = PurchaseIn.model_validate({**order["body"], "member": {"member_id": member_id}})
+    purchase = _stored_purchase(order["body"], member_id)
     earning = rules.purchase_earning(
         conn=conn,
         clock=clock,
@@ -95,8 +96,11 @@ def _claim(
         paid_otherwise=payments.paid_otherwise(conn, program=program, order_id=order["order_id"], total=total),
     )
     lines = [{**line, "points": points} for line, points in zip(order["lines"], earning.line_points, strict=True)]
+    # whether its shipping earned, as it was priced (a refund of shipping takes back points only then)
+    shipping_eligible = int(order["shipping"]) if program.earn_on_shipping else 0
+    repriced = {**order, "points": earning.points, "shipping_eligible": shipping_eligible}
     # what the returns recorded so far take back of the purchase as it is priced now (none reached a member)
-    returned = returned_points({**order, "points": earning.points}, lines, refunded)
+    returned = returned_points(repriced, lines, refunded)
     if earning.award_rows:
         conn.execute(insert(award_rows), list(earning.award_rows))
     # budget and cap rows before the program's accounts, in the order a purchase takes them
@@ -119,9 +123,21 @@ def _claim(
             eligible=earning.eligible,
             points=earning.points,
             points_returned=returned,
+            shipping_eligible=shipping_eligible,
             lines=lines,
         )
     )
+
+
+def _stored_purchase(body: dict[str, Any], member_id: str) -> PurchaseIn:
+    """The purchase as it was received (its stored copy), now the member's. A copy kept before a check was
+    added is read as it is, unchecked: it was accepted when it came."""
+    sent = {**body, "member": {"member_id": member_id}}
+    try:
+        return PurchaseIn.model_validate(sent)
+    except ValidationError:
+        lines = [Line.model_construct(**line) for line in body["lines"]]
+        return PurchaseIn.model_construct(**(sent | {"member": MemberRef(member_id=member_id), "lines": lines}))
 
 
 def _credit(
