@@ -5,19 +5,21 @@ On PostgreSQL they also make the ledger's history append-only: UPDATE and DELETE
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Connection, delete, func, insert, inspect, select, text, update
 from sqlalchemy.exc import DBAPIError
 
+from palier.clock import FrozenClock
 from palier.db import Database, make_database
 from palier.db.migrate import current, downgrade, head, schema_diffs, upgrade
 from palier.db.schema import metadata
 from palier.ids import new_id
 from palier.ledger.tables import accounts, allocations, ledger_transactions, lots, postings
-from palier.notify import outbox
-from palier.notify.tables import outbox_events
+from palier.members.tables import members
+from palier.notify import expiry, outbox
+from palier.notify.tables import expiry_warnings, outbox_events
 from tests.factories import insert_program_row
 
 APPEND_ONLY = ["ledger_transactions", "postings", "allocations"]
@@ -78,6 +80,56 @@ def test_events_written_before_the_outbox_was_served_are_not_served(empty_databa
             assert outbox.undelivered(conn, program_id=program_id).items == []
             delivered = conn.execute(select(outbox_events.c.delivered_at)).scalar_one()
             assert delivered.replace(tzinfo=UTC) == written
+    finally:
+        database.dispose()
+
+
+def test_lots_announced_before_lots_were_marked_are_not_announced_again(empty_database_url: str) -> None:
+    """0017: a warning written before the upgrade covered the lots spendable then; a lot matured since, within
+    its window, is still to announce."""
+    upgrade(empty_database_url, "0016")
+    database = make_database(empty_database_url)
+    now = datetime.now(UTC).replace(microsecond=0)
+    member_id = new_id("member")
+    try:
+        with database.write() as conn:
+            txn = _insert_ledger_history(conn, member_id)
+            program_id = conn.execute(select(ledger_transactions.c.program_id)).scalar_one()
+            conn.execute(
+                insert(members).values(
+                    id=member_id, program_id=program_id, status="active", language="fr", consents={},
+                    enrolled_at=now, enrolment_channel="store", updated_at=now,
+                )
+            )  # fmt: skip
+            warned_at = now - timedelta(days=10)  # the program's 30-day window: until 20 days from now
+            conn.execute(
+                insert(expiry_warnings).values(
+                    program_id=program_id, member_id=member_id, quiet_until=warned_at + timedelta(days=30)
+                )
+            )
+            lot = {"program_id": program_id, "member_id": member_id, "transaction_id": txn, "state": "active"}
+            kinds = {
+                "announced": (now - timedelta(days=300), None, now + timedelta(days=5)),
+                "matured_since": (now - timedelta(days=20), now - timedelta(days=6), now + timedelta(days=10)),
+                "next_window": (now - timedelta(days=200), None, now + timedelta(days=25)),
+            }
+            for label, (earned, matures, expires) in kinds.items():
+                conn.execute(
+                    insert(lots).values(
+                        **lot, id=new_id("lot"), source="adjustment", label=label, amount=7, remaining=7,
+                        earned_at=earned, matures_at=matures, expires_at=expires,
+                    )
+                )  # fmt: skip
+        upgrade(empty_database_url)
+        with database.read() as conn:
+            found = conn.execute(select(lots.c.label, lots.c.expiry_warned_at).where(lots.c.label.in_(kinds)))
+            marked = {label: at for label, at in found}
+            assert [label for label, at in sorted(marked.items()) if at is not None] == ["announced"]
+            recorded = conn.execute(select(expiry_warnings.c.warned_at)).scalar_one()
+            assert recorded.replace(tzinfo=UTC) == warned_at
+        run = expiry.warn(database, FrozenClock(now + timedelta(hours=1)), program_id=program_id)
+        # the lot matured since, and with it the one of the next window; not the one announced already
+        assert (run.members, run.points) == (1, 14)
     finally:
         database.dispose()
 

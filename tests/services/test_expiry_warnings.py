@@ -12,7 +12,7 @@ from palier.db import Database
 from palier.notify import expiry, outbox
 from palier.programs import service as programs
 from palier.programs.models import Program, ProgramUpdate
-from tests.services.factories import adjust, enrol, expire
+from tests.services.factories import adjust, enrol, expire, mature, purchase
 from tests.services.test_concurrency import run_threads
 
 LIFETIME = timedelta(days=365)  # 12 months from 2 March 2026 (the test clock) and the weeks after it
@@ -134,3 +134,64 @@ def test_the_warning_names_the_points_as_the_members_language_does(
     earn_three_lots(db, clock, program)  # a French-speaking member
     expiry.warn(db, clock, program_id=program.id)
     assert [(w["points"], w["points_name"]) for w in warnings(db, program)] == [(100, "étoiles")]
+
+
+def run_days(db: Database, clock: FrozenClock, program: Program, days: int) -> None:
+    """The worker's day, ``days`` times: points mature, members are warned, points expire; then a day passes."""
+    for _ in range(days):
+        mature(db, clock, program)
+        expiry.warn(db, clock, program_id=program.id)
+        expire(db, clock, program)
+        clock.advance(days=1)
+
+
+def test_points_that_mature_within_a_window_already_announced_are_announced_too(
+    db: Database, clock: FrozenClock, new_program: Callable[..., Program]
+) -> None:
+    """A lifetime shorter than the return window and the warning window together: each order's points are
+    inside the window the day they mature, while the member is still quiet after the last order's warning."""
+    program = new_program(points_lifetime_months=1, return_window_days=14)
+    member = enrol(db, clock, program)
+    orders = []
+    for points in (10, 20, 30):  # a week apart
+        order = purchase(db, clock, program, member, amount=points * 100)
+        orders.append((points, clock.now()))
+        assert order.points == points
+        run_days(db, clock, program, 7)
+    run_days(db, clock, program, 60)
+    announced = warnings(db, program)
+    assert sum(w["points"] for w in announced) == 60  # every point, once
+    assert [w["points"] for w in announced] == [10, 20, 30]  # each at maturity, days before it expires
+    for warning, (_, bought) in zip(announced, orders, strict=True):
+        assert warning["first_expiry"] > (bought + timedelta(days=14)).isoformat(timespec="seconds")
+
+
+def test_points_recorded_late_within_a_window_already_announced_are_announced(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    member, _ = earn_three_lots(db, clock, program)
+    expiry.warn(db, clock, program_id=program.id)  # the 40 and the 60, until 30 days from now
+    receipt = purchase(db, clock, program, member, amount=2500, occurred_at=clock.now() - LIFETIME + timedelta(days=20))
+    assert receipt.points == 25  # a receipt found late: its points expire in 20 days, within the window
+    run_days(db, clock, program, 1)
+    assert [w["points"] for w in warnings(db, program)] == [100, 25]
+    run_days(db, clock, program, 60)
+    assert [w["points"] for w in warnings(db, program)] == [100, 25, 100]  # and none twice
+
+
+def test_points_that_mature_within_the_window_are_announced_at_once_not_when_the_last_window_ends(
+    db: Database, clock: FrozenClock, new_program: Callable[..., Program]
+) -> None:
+    program = new_program(points_lifetime_months=1, return_window_days=14)
+    member = enrol(db, clock, program)
+    adjust(db, clock, program, member, 10)  # expires in a month
+    clock.advance(days=2)
+    expiry.warn(db, clock, program_id=program.id)  # the 10, within 30 days; the window ends in 30 days
+    clock.advance(days=1)
+    purchase(db, clock, program, member, amount=2500)  # 25 points, pending 14 days, expiring 2 days after the window
+    run_days(db, clock, program, 14)
+    assert [w["points"] for w in warnings(db, program)] == [10]  # still pending
+    run_days(db, clock, program, 1)  # they mature: 20 days before they expire
+    assert [w["points"] for w in warnings(db, program)] == [10, 25]
+    run_days(db, clock, program, 40)
+    assert [w["points"] for w in warnings(db, program)] == [10, 25]

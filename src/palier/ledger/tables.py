@@ -95,6 +95,8 @@ lots = Table(
     Column("earned_at", Timestamp, nullable=False),
     Column("matures_at", Timestamp, nullable=True),
     Column("expires_at", Timestamp, nullable=True),
+    # When the member was warned that this lot expires (notify/expiry.py): each lot is announced once.
+    Column("expiry_warned_at", Timestamp, nullable=True),
     CheckConstraint("remaining >= 0 AND remaining <= amount", name="remaining_in_range"),
     Index(None, "program_id", "member_id", "state", "expires_at"),
     # What the sweeps look for, and only that: a matured lot leaves the first, an expired one the second.

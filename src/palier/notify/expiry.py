@@ -1,25 +1,30 @@
 """Warning members before their points expire: a ``points_expiring`` event in the outbox for the mailer.
 
 A program's ``expiry_warning_days`` (30 by default; 0: no warnings) is the window: a member with points
-expiring within it is warned once, about all of them ("120 points expire from 31 March"), and not warned
-again until that window has ended; the next warning then covers the window after it. Every point is thus
-announced once, whatever the day the job runs, and a member never hears of the same points twice.
+expiring within it is warned once, about all of them ("120 points expire from 31 March"), and each lot
+announced is marked (``lots.expiry_warned_at``), so no point is announced twice. The points that enter the
+window as days pass wait until the window of the last warning has ended; the next warning then covers the
+window after it, so a member hears once per window. Points the last warning could not announce, because they
+became spendable since (they matured after the return window, or were recorded late), are announced at the
+next run if they expire within the window: every point that expires is announced, as early as it can be.
 
-Safe to run twice, or on two workers at once: a member is claimed by an upsert of their row in
-``expiry_warnings`` that only takes when their last window has ended, and the events are written in the same
-transaction as the claim.
+Safe to run twice, or on two workers at once: a batch locks its members (skipping those busy with a command)
+and marks the lots it announces, and the events are written in the same transaction as the marks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, Row, Select, func, select
+from sqlalchemy import ColumnElement, Connection, Row, Select, and_, func, select, update
 
 from palier.clock import Clock, utc
 from palier.db import Database
 from palier.db.bulk import upsert
+from palier.ledger.locks import try_lock_members
 from palier.ledger.tables import lot_state_is, lots
 from palier.members.tables import members
 from palier.notify.outbox import emit_many
@@ -84,32 +89,45 @@ def warn(db: Database, clock: Clock, *, program_id: str | None = None, batch_siz
 def _due(
     program_id: str, now: datetime, until: datetime, *, among: list[str] | None = None
 ) -> Select[str, int, datetime]:
-    """Members with active points expiring in (now, until]: how many, and the soonest expiry. Without
-    ``among``: those whose last window has ended (the candidates); with it: these members, as they are now."""
-    wanted = (
-        lots.c.member_id.in_(among)
-        if among is not None
-        else ~select(expiry_warnings.c.member_id)
+    """Members with points to announce now (see :func:`_announced`): how many, and the soonest expiry.
+    Without ``among``: every such member of the program (the candidates); with it: these, as they are now."""
+    query = select(lots.c.member_id, func.sum(lots.c.remaining), func.min(lots.c.expires_at)).where(
+        _announced(program_id, now, until)
+    )
+    if among is not None:
+        query = query.where(lots.c.member_id.in_(among))
+    return query.group_by(lots.c.member_id).order_by(lots.c.member_id)
+
+
+def _unannounced(program_id: str, now: datetime, until: datetime) -> ColumnElement[bool]:
+    """Lots with points left that expire in (now, until] and were never announced."""
+    return and_(
+        lots.c.program_id == program_id,
+        lot_state_is("active"),
+        lots.c.remaining > 0,
+        lots.c.expires_at > now,
+        lots.c.expires_at <= until,
+        lots.c.expiry_warned_at.is_(None),
+    )
+
+
+def _announced(program_id: str, now: datetime, until: datetime) -> ColumnElement[bool]:
+    """Unannounced lots that a warning announces now. Only one kind waits: a lot of a member still within the
+    window of their last warning, that expires after that window and was spendable when the warning was
+    written (the days brought it into the window: the next window's warning covers it). A lot spendable only
+    since (matured, or recorded late) is announced now, and so is one that expires within that window."""
+    waits = (
+        select(expiry_warnings.c.member_id)
         .where(
             expiry_warnings.c.program_id == program_id,
             expiry_warnings.c.member_id == lots.c.member_id,
             expiry_warnings.c.quiet_until > now,
+            lots.c.expires_at > expiry_warnings.c.quiet_until,
+            func.coalesce(lots.c.matures_at, lots.c.earned_at) <= expiry_warnings.c.warned_at,
         )
         .exists()
     )
-    return (
-        select(lots.c.member_id, func.sum(lots.c.remaining), func.min(lots.c.expires_at))
-        .where(
-            lots.c.program_id == program_id,
-            lot_state_is("active"),
-            lots.c.remaining > 0,
-            lots.c.expires_at > now,
-            lots.c.expires_at <= until,
-            wanted,
-        )
-        .group_by(lots.c.member_id)
-        .order_by(lots.c.member_id)
-    )
+    return and_(_unannounced(program_id, now, until), ~waits)
 
 
 @dataclass(frozen=True)
@@ -127,25 +145,37 @@ class _Names:
 def _claim_and_emit(
     conn: Connection, program_id: str, batch: list[_Due], now: datetime, until: datetime, names: _Names
 ) -> list[_Due]:
-    """Claim the members whose last window has ended (another worker may have just warned some), then write
-    one event for each with points still expiring; the warned."""
+    """Lock the batch's members (skipping those busy with a command), mark every unannounced lot within the
+    window of those who still have points to announce (another worker may have just warned some, and points
+    may have been spent since the candidates were read), then write one event for each; the warned."""
+    locked = sorted(try_lock_members(conn, [d.member_id for d in batch]))
+    if not locked:
+        return []
+    due = [row[0] for row in conn.execute(_due(program_id, now, until, among=locked))]
+    if not due:
+        return []
+    # The lots that wait for the next window are announced with the others: the member is written to now.
+    marked = conn.execute(
+        update(lots)
+        .where(_unannounced(program_id, now, until), lots.c.member_id.in_(due))
+        .values(expiry_warned_at=now)
+        .returning(lots.c.member_id, lots.c.remaining, lots.c.expires_at)
+    ).all()
+    warned = _totals(marked)
+    if not warned:  # expired meanwhile by the sweep
+        return []
     insert = upsert(conn, expiry_warnings)
-    claim = (
-        insert.values([{"program_id": program_id, "member_id": d.member_id, "quiet_until": until} for d in batch])
-        .on_conflict_do_update(
+    conn.execute(
+        insert.values(
+            [
+                {"program_id": program_id, "member_id": d.member_id, "quiet_until": until, "warned_at": now}
+                for d in warned
+            ]
+        ).on_conflict_do_update(
             index_elements=[expiry_warnings.c.program_id, expiry_warnings.c.member_id],
-            set_={"quiet_until": insert.excluded.quiet_until},
-            where=expiry_warnings.c.quiet_until <= now,
+            set_={"quiet_until": insert.excluded.quiet_until, "warned_at": insert.excluded.warned_at},
         )
-        .returning(expiry_warnings.c.member_id)
     )
-    claimed = sorted(conn.execute(claim).scalars())
-    if not claimed:
-        return []
-    # What expires now, in this transaction: points spent since the candidates were read are not announced.
-    warned = [_Due.of(row) for row in conn.execute(_due(program_id, now, until, among=claimed))]
-    if not warned:
-        return []
     contacts = {
         row.id: row
         for row in conn.execute(
@@ -176,3 +206,14 @@ def _claim_and_emit(
         now=now,
     )
     return warned
+
+
+def _totals(marked: Sequence[Row[Any, Any, Any]]) -> list[_Due]:
+    """Per member, in id order: the points of the lots just marked, and the soonest expiry among them."""
+    points: dict[str, int] = {}
+    first: dict[str, datetime] = {}
+    for member_id, remaining, expires_at in marked:
+        points[member_id] = points.get(member_id, 0) + int(remaining)
+        moment = utc(expires_at)
+        first[member_id] = min(first.get(member_id, moment), moment)
+    return [_Due(m, points[m], first[m]) for m in sorted(points)]

@@ -24,14 +24,17 @@ outbox_events = Table(
     Index(None, "program_id", "type", "id"),
 )
 
-# Members warned that points expire soon: not warned again before ``quiet_until`` (the end of the window
-# the last warning covered), so every point is announced once and no member hears of it twice.
+# Members warned that points expire soon: the points the next windows bring are not announced before
+# ``quiet_until`` (the end of the window the last warning covered), so a member hears once per window; points
+# that became spendable after ``warned_at`` (the last warning) are announced at once. Each lot is marked when
+# announced (``lots.expiry_warned_at``), so no point is announced twice.
 expiry_warnings = Table(
     "expiry_warnings",
     metadata,
     Column("program_id", String(32), ForeignKey("programs.id"), nullable=False),
     Column("member_id", String(32), nullable=False),
     Column("quiet_until", Timestamp, nullable=False),
+    Column("warned_at", Timestamp, nullable=True),  # NULL: a window that ended before it was recorded
     PrimaryKeyConstraint("program_id", "member_id"),
 )
 
