@@ -252,14 +252,20 @@ def _forget_traces(
     from palier.memberships.tables import membership_payments
     from palier.notify.tables import expiry_warnings, outbox_events
     from palier.portal.tables import portal_sign_ins
-    from palier.segments.tables import segment_members
+    from palier.segments.tables import segment_members, segments
     from palier.sessions.tables import web_sessions
     from palier.tiers.tables import member_tiers, tier_history
 
     conn.execute(delete(portal_sign_ins).where(portal_sign_ins.c.member_id.in_(people)))
     conn.execute(delete(web_sessions).where(web_sessions.c.kind == "member", web_sessions.c.subject_id.in_(people)))
+    # A segment refresh or a tier requalification running now may be about to write about the member: wait for
+    # it (its locks: the segments, the tier row), then its rows and events go below; any later run skips them.
+    conn.execute(
+        select(segments.c.id).where(segments.c.program_id == program_id).order_by(segments.c.id).with_for_update()
+    )
     conn.execute(delete(segment_members).where(segment_members.c.member_id.in_(people)))
     conn.execute(delete(expiry_warnings).where(expiry_warnings.c.member_id.in_(people)))
+    conn.execute(update(member_tiers).where(member_tiers.c.member_id.in_(people)).values(manual_reason=None))
     conn.execute(
         delete(outbox_events).where(
             outbox_events.c.program_id == program_id,
@@ -267,7 +273,6 @@ def _forget_traces(
             outbox_events.c.delivered_at.is_(None),
         )
     )
-    conn.execute(update(member_tiers).where(member_tiers.c.member_id.in_(people)).values(manual_reason=None))
     conn.execute(
         update(events)
         .where(events.c.program_id == program_id, events.c.member_id.in_(people))

@@ -94,8 +94,9 @@ def _due(
     query = select(lots.c.member_id, func.sum(lots.c.remaining), func.min(lots.c.expires_at)).where(
         _announced(program_id, now, until)
     )
-    if among is not None:
-        query = query.where(lots.c.member_id.in_(among))
+    if among is not None:  # read under their locks: an erased member's points are gone, and they hear no more
+        active = select(members.c.id).where(members.c.id == lots.c.member_id, members.c.status == "active").exists()
+        query = query.where(lots.c.member_id.in_(among), active)
     return query.group_by(lots.c.member_id).order_by(lots.c.member_id)
 
 

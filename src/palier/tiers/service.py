@@ -710,6 +710,13 @@ def _requalify_batch(
         return len(rows), rows[-1]["member_id"] if len(rows) == batch_size else None
 
 
+# An erased member keeps their tier row (the merchant's records) but is judged no more: no change, no event.
+_member = members_table.alias("member")  # apart from the anniversary year's join of members
+_still_active = (
+    select(_member.c.id).where(_member.c.id == member_tiers.c.member_id, _member.c.status == "active").exists()
+)
+
+
 def _due_with_values(
     conn: Connection, program: Program, policy: TierPolicy, now: datetime, batch_size: int, after: str | None
 ) -> Sequence[RowMapping]:
@@ -731,6 +738,7 @@ def _due_with_values(
                 member_tiers.c.period_end <= now, member_tiers.c.grace_until <= now, member_tiers.c.manual_until <= now
             ),
             member_tiers.c.member_id > after if after is not None else true(),
+            _still_active,
         )
         .order_by(member_tiers.c.member_id)
         .limit(batch_size)
