@@ -562,6 +562,10 @@ def test_a_correction_is_reversed_once_and_only_corrections_are(program: ApiProg
     for done in (debit, credit):  # the debit first: it took its points from the credit
         reversed_ = program.call("POST", undo.format(member["id"], done["transaction_id"]), json={"reason": "Undo"})
         assert reversed_.status_code == 201, reversed_.text
+        answer = reversed_.json()  # no fact was received: no event id; the reversal is a transaction of its own
+        assert "event_id" not in answer and answer["external_id"] == done["transaction_id"], answer
+        [line] = [h for h in program.history(member["id"]) if h["id"] == answer["transaction_id"]]
+        assert (line["kind"], line["reverses_id"], line["event_id"]) == ("reversal", done["transaction_id"], None)
         again = program.call("POST", undo.format(member["id"], done["transaction_id"]), json={"reason": "Undo"})
         assert_problem(again, 409, "already_reversed", "transaction_id")
     assert program.balance(member["id"])["available"] == 0

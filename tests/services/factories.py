@@ -25,6 +25,7 @@ from palier.activity.models import (
     PurchaseIn,
     ReturnIn,
     ReturnLine,
+    ReversalResult,
 )
 from palier.clock import FrozenClock
 from palier.db import Database
@@ -264,7 +265,7 @@ def adjust(
     return result
 
 
-def reverse(db: Database, clock: FrozenClock, program: Program, who: Who, transaction_id: str | None) -> EventResult:
+def reverse(db: Database, clock: FrozenClock, program: Program, who: Who, transaction_id: str | None) -> ReversalResult:
     """Undo a manual adjustment (or welcome credit) by its reversal."""
     assert transaction_id is not None
     with db.write() as conn:

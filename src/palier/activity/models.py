@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from palier.clock import Moment
 from palier.errors import FieldError
@@ -192,3 +193,13 @@ class EventResult(BaseModel):
     reason: str
     details: dict[str, int] = Field(default_factory=dict)
     awards: list[AwardLine] = Field(default_factory=list, description="what each earning rule gave, when rules apply")
+
+
+class ReversalResult(EventResult):
+    """What a reversal did: ``transaction_id`` is the transaction written, ``external_id`` the one it reverses.
+    No fact from outside was received, so no event was stored and there is no ``event_id``."""
+
+    event_id: SkipJsonSchema[None] = Field(default=None, exclude=True)  # type: ignore[assignment]
+    type: Literal["adjustment"] = "adjustment"
+    external_id: str = Field(description="the transaction reversed")
+    transaction_id: str = Field(description="the reversal: the transaction written")

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from palier.activity.earning import Earning, anonymous_earning, order_total
 from palier.activity.facts import checked_occurred_at, event_row, redacted
-from palier.activity.models import AdjustmentIn, EventResult, MemberRef, PurchaseIn, ReturnIn
+from palier.activity.models import AdjustmentIn, EventResult, MemberRef, PurchaseIn, ReturnIn, ReversalResult
 from palier.activity.purchase_rows import (
     check_currency,
     note_earned,
@@ -696,7 +696,7 @@ def reverse_transaction(
     transaction_id: str,
     reason: str,
     actor: str,
-) -> EventResult:
+) -> ReversalResult:
     """Correct a manual adjustment or welcome credit by reversing it (nothing is ever edited or deleted).
 
     A transaction of an account merged since is reversed through the member it was merged into, which holds
@@ -734,16 +734,10 @@ def reverse_transaction(
         conn=conn, clock=clock, program_id=program.id, actor=actor, action="transaction.reversed",
         subject_id=transaction_id, details={"member_id": member_id, "reversal_id": reversal_id, "reason": reason},
     )  # fmt: skip
-    return EventResult(
-        event_id=reversal_id,
-        type="adjustment",
-        external_id=transaction_id,
-        status="processed",
-        member_id=member_id,
-        points=moved,
-        transaction_id=reversal_id,
-        reason=reason,
-    )
+    return ReversalResult(
+        external_id=transaction_id, status="processed", member_id=member_id, points=moved,
+        transaction_id=reversal_id, reason=reason,
+    )  # fmt: skip
 
 
 def _booked_to(conn: Connection, program: Program, member_id: str, transaction_id: str) -> str:

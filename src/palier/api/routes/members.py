@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from palier.activity import service as activity
-from palier.activity.models import AdjustmentIn, EventResult
+from palier.activity.models import AdjustmentIn, EventResult, ReversalResult
 from palier.api import commands, ratelimit
 from palier.api.deps import DB, AdminAccess, ClockDep, PosAccess, ReadAccess, SettingsDep
 from palier.api.openapi import RATE_LIMITED
@@ -275,7 +275,7 @@ class Reversal(BaseModel):
 @router.post(
     "/{member_id}/transactions/{transaction_id}/reverse",
     status_code=201,
-    response_model=EventResult,
+    response_model=ReversalResult,
     summary="Correct a manual adjustment or welcome credit by reversing it",
     openapi_extra=commands.IDEMPOTENT,
 )
