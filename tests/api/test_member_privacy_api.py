@@ -26,7 +26,7 @@ from tests.api.helpers import (
     unique,
 )
 from tests.api.routes import WORLD_TIERS
-from tests.web.world import csrf_of
+from tests.web.world import csrf_of, enter
 
 ERASE = {"reason": "The member asked by e-mail to be forgotten"}
 PLAN = {"code": "vip", "name": {"fr": "VIP", "en": "VIP"}, "price": 999, "period": "monthly"}
@@ -89,7 +89,7 @@ def _rich_member(program: ApiProgram, db: Database) -> tuple[dict[str, Any], lis
     link = program.call("POST", f"/v1/members/{member['id']}/portal-link")
     assert link.status_code == 201, link.text
     client: TestClient = program.client
-    entered = client.get(link.json()["url"].split("testserver", 1)[-1], follow_redirects=False)
+    entered = enter(client, link.json()["url"].split("testserver", 1)[-1])
     assert entered.status_code in (302, 303), entered.text
     form = client.get(f"/p/{program.id}/sign-in").text
     sent_form = {"email": person["email"], "csrf": csrf_of(form)}

@@ -26,6 +26,7 @@ from palier.staff import service as staff
 from palier.staff.models import StaffCreate
 from tests.api.conftest import assert_ledger_sound
 from tests.api.helpers import ApiProgram, assert_problem, footprint, reward_body, unique
+from tests.web.world import enter
 
 ALLOWED = 3
 WINDOW = 60
@@ -162,7 +163,7 @@ def test_portal_sign_in_and_redeem_answer_a_429_page(
 
     link = program.call("POST", f"/v1/members/{member_id}/portal-link")
     assert link.status_code == 201, link.text
-    assert client.get(link.json()["url"], follow_redirects=False).status_code == 303
+    assert enter(client, link.json()["url"]).status_code == 303
     token = csrf_of(client.get(f"/p/{program.id}/rewards").text)
     url = f"/p/{program.id}/rewards/{reward_id}/redeem"
     for n in range(ALLOWED):

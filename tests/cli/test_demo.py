@@ -199,6 +199,7 @@ def test_demo_command_builds_once_then_reuses(in_tmp: Path) -> None:
     assert re.search(r"How it works\s+http://127.0.0.1:8000/how-it-works/prg_\w+", first.output)
     assert re.search(r"Sign in to the portal with \S+@\S+", first.output)
     assert re.search(r"curl -s -X POST .*/v1/members/mem_\w+/portal-link", first.output)
+    assert "its button signs the member in" in " ".join(first.output.split())
     assert (in_tmp / demo_command.DEMO_FILE).exists()
     assert re.search(r"Admin console\s+http://127.0.0.1:8000/console", first.output)
     assert re.search(r"Till\s+http://127.0.0.1:8000/till", first.output)

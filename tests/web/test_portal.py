@@ -7,7 +7,7 @@ from typing import Any
 
 from tests.api.helpers import ApiProgram
 from tests.web.conftest import MOBILE, LiveServer, assert_accessible
-from tests.web.world import enrol_another, make_shop, sent_codes
+from tests.web.world import enrol_another, make_shop, sent_codes, sign_in_by_link
 
 
 def test_a_member_signs_in_by_link_sees_the_balance_redeems_and_gets_a_coupon_with_a_qr_code(
@@ -16,8 +16,13 @@ def test_a_member_signs_in_by_link_sees_the_balance_redeems_and_gets_a_coupon_wi
     shop = make_shop(new_program(name="Maison Portail"))
     link = shop.portal_link()
 
-    page.goto(link["url"])
-    assert page.url.endswith(f"/p/{shop.program.id}")
+    page.goto(link["url"])  # opening the link only asks whose account to open
+    assert page.locator("h1").inner_text() == "Ouvrir votre espace fidélité"
+    assert "Ce lien ouvre le compte fidélité d'Alice (a•••@example.com)." in page.locator("main").inner_text()
+    assert_accessible(page)
+    shoot(page, "continue")
+    page.get_by_role("button", name="Continuer en tant que Alice (a•••@example.com)").click()
+    page.wait_for_url(f"**/p/{shop.program.id}")
     assert page.locator("h1").inner_text() == "Bonjour Alice"
     assert page.locator("#available-points").inner_text() == "350 points"
     assert page.locator("#pending-points").inner_text() == "120"  # the €120 purchase, in its return window
@@ -59,7 +64,7 @@ def test_a_member_signs_in_by_link_sees_the_balance_redeems_and_gets_a_coupon_wi
     assert "a déjà servi" in again.locator(".notice.error").inner_text()
 
     phone = new_page(viewport=MOBILE)
-    phone.goto(shop.portal_link()["url"])
+    sign_in_by_link(phone, shop.portal_link()["url"])
     for path, name in (("", "dashboard"), ("/rewards", "rewards"), ("/coupons", "coupons"), ("/history", "history")):
         phone.goto(f"/p/{shop.program.id}{path}")
         assert phone.evaluate("document.documentElement.scrollWidth") <= MOBILE["width"], name
@@ -118,7 +123,7 @@ def test_the_language_switch_and_the_settings_change_the_language(
               "paid_at": "2026-03-01T00:00:00Z"},
     )  # fmt: skip
     assert joined.status_code == 200, joined.text
-    page.goto(shop.portal_link()["url"])
+    sign_in_by_link(page, shop.portal_link()["url"])
     assert page.locator("html").get_attribute("lang") == "fr"
     assert "Adhésion Club — active jusqu'au 1 avril 2026" in page.locator(".vip").inner_text()
     page.get_by_role("link", name="English").click()
@@ -152,7 +157,7 @@ def test_a_refused_redemption_shows_why_and_changes_nothing(
     bobs = shop.program.call("POST", f"/v1/members/{bob['id']}/redemptions", json={"reward_id": shop.rewards["coffee"]})
     bob_coupon = bobs.json()["coupon"]
     link = shop.portal_link()
-    page.goto(link["url"])
+    sign_in_by_link(page, link["url"])
     page.goto(f"/p/{shop.program.id}/coupons?new={bob_coupon['id']}&member_id={bob['id']}")  # ids choose nothing
     assert page.locator(".coupon").count() == 0 and bob_coupon["code"][:4] not in page.content()
     assert "Bob" not in page.content()
@@ -176,7 +181,7 @@ def test_the_history_gives_a_reason_on_every_line_and_pages_with_htmx(
     shop = make_shop(new_program(), points=10)
     for n in range(1, 28):
         shop.program.adjust(shop.member_id, n, reason=f"Gesture number {n}")
-    page.goto(shop.portal_link()["url"])
+    sign_in_by_link(page, shop.portal_link()["url"])
     page.goto(f"/p/{shop.program.id}/history")
     lines = page.locator("#history-lines .history-line")
     assert lines.count() == 25  # a page; 29 lines in all (27 gestures, the purchase, the first credit)
@@ -199,7 +204,7 @@ def test_older_history_from_the_keyboard_leaves_the_focus_on_the_first_line_it_a
     shop = make_shop(new_program(), points=10)
     for n in range(1, 28):
         shop.program.adjust(shop.member_id, n, reason=f"Gesture number {n}")
-    page.goto(shop.portal_link()["url"])
+    sign_in_by_link(page, shop.portal_link()["url"])
     page.goto(f"/p/{shop.program.id}/history")
     lines = page.locator("#history-lines .history-line")
     page.get_by_role("link", name="Plus ancien").focus()

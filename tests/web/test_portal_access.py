@@ -6,6 +6,7 @@ Plain HTTP against the live server (no browser needed): what a tampering client 
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -18,7 +19,7 @@ from palier.portal.tables import portal_sign_ins
 from palier.web import portal_view
 from tests.api.helpers import ApiProgram, assert_problem, return_body, unique
 from tests.web.conftest import LiveServer
-from tests.web.world import Shop, csrf_of, enrol_another, make_shop, sent_codes, signed_in_client
+from tests.web.world import Shop, csrf_of, enrol_another, enter, make_shop, sent_codes, signed_in_client
 
 PAGES = ("", "/rewards", "/coupons", "/history", "/settings")
 
@@ -167,19 +168,83 @@ def test_forms_without_the_csrf_token_are_refused_and_change_nothing(web: LiveSe
     assert alice.post(url, headers={"X-CSRF-Token": token}).status_code == 303  # htmx sends it as a header
 
 
+def _link_form(page: httpx.Response) -> dict[str, str]:
+    found = re.search(r'name="token" value="([^"]+)"', page.text)
+    assert found, page.text
+    return {"token": found.group(1), "csrf": csrf_of(page.text)}
+
+
+def _link_used(web: LiveServer, program_id: str) -> list[bool]:
+    with web.db.read() as conn:
+        query = select(portal_sign_ins.c.used_at).where(
+            portal_sign_ins.c.program_id == program_id, portal_sign_ins.c.kind == "link"
+        )
+        return [used is not None for used in conn.execute(query).scalars()]
+
+
 def test_portal_links_work_once_and_expire(web: LiveServer, shop: Shop, visitor: httpx.Client) -> None:
     link = shop.portal_link()
     assert set(link) == {"url", "expires_at"} and link["expires_at"] == "2026-03-02T09:15:00Z"
     late = shop.portal_link()
-    assert visitor.get(link["url"]).status_code == 303
-    assert visitor.get(link["url"]).status_code == 400  # used
-    web.clock.advance(minutes=16)
+    url = f"/p/{shop.program.id}/enter"
+    assert enter(visitor, link["url"]).status_code == 303
+    assert visitor.get(f"/p/{shop.program.id}").status_code == 200
+    used = visitor.get(link["url"])
+    assert used.status_code == 400 and "a déjà servi" in used.text
+    form = _link_form(visitor.get(late["url"]))  # a second press on a spent link's button: the same refusal
+    assert visitor.post(url, data=form).status_code == 303
+    again = visitor.post(url, data=form)
+    assert again.status_code == 400 and "Ce lien de connexion a expiré ou a déjà servi." in again.text
+    expiring = shop.portal_link()
     with httpx.Client(base_url=web.url) as other:
-        refused = other.get(late["url"])
+        form = _link_form(other.get(expiring["url"]))
+        web.clock.advance(minutes=16)  # the page left open past the link's 15 minutes
+        refused = other.post(url, data=form)
         assert refused.status_code == 400 and "a expiré" in refused.text
-        assert other.get(f"/p/{shop.program.id}/enter", params={"token": "garbage"}).status_code == 400
+        assert other.get(expiring["url"]).status_code == 400
+        assert other.get(url, params={"token": "garbage"}).status_code == 400
+        assert other.post(url, data=form | {"token": "garbage"}).status_code == 400
+        assert other.get(f"/p/{shop.program.id}").status_code == 303  # none of it signed in
     unknown = shop.program.call("POST", "/v1/members/mem_01AAAAAAAAAAAAAAAAAAAAAAAA/portal-link")
     assert_problem(unknown, 404, "member_not_found", field="member_id")
+
+
+def test_opening_a_link_asks_whose_account_and_signs_no_one_in(
+    web: LiveServer, shop: Shop, visitor: httpx.Client
+) -> None:
+    """Someone sent another person's link (login CSRF), or a mail scanner fetching it, opens it: nothing is
+    spent and no one is signed in; the page names whose account it opens, masked."""
+    link = shop.portal_link()
+    for _ in range(2):
+        with httpx.Client(base_url=web.url) as scanner:
+            opened = scanner.get(link["url"])
+            assert opened.status_code == 200 and "palier_member" not in scanner.cookies
+            assert scanner.get(f"/p/{shop.program.id}").status_code == 303
+    text = html.unescape(opened.text)
+    assert "Continuer en tant que Alice (a•••@example.com)" in text and shop.email not in text
+    assert "Ce n'est pas vous ? Ne continuez pas" in text
+    assert _link_used(web, shop.program.id) == [False]
+    english = visitor.get(link["url"], headers={"Accept-Language": "en"})
+    assert "Continue as Alice (a•••@example.com)" in html.unescape(english.text)
+    assert enter(visitor, link["url"]).status_code == 303  # the member's own press still signs them in
+    assert visitor.get(f"/p/{shop.program.id}").status_code == 200
+    assert _link_used(web, shop.program.id) == [True]
+
+
+def test_a_links_button_needs_the_browsers_csrf_token(web: LiveServer, shop: Shop, visitor: httpx.Client) -> None:
+    """A page elsewhere that posts a link to a victim's browser lacks that browser's CSRF token: refused,
+    and the link is left as it was."""
+    link = shop.portal_link()
+    url = f"/p/{shop.program.id}/enter"
+    form = _link_form(visitor.get(link["url"]))
+    refused = visitor.post(url, data={"token": form["token"]})
+    assert refused.status_code == 403 and "Rechargez la page" in refused.text
+    with httpx.Client(base_url=web.url) as attacker:
+        theirs = csrf_of(attacker.get(f"/p/{shop.program.id}/sign-in").text)
+    assert visitor.post(url, data=form | {"csrf": theirs}).status_code == 403
+    assert visitor.get(f"/p/{shop.program.id}").status_code == 303
+    assert _link_used(web, shop.program.id) == [False]
+    assert visitor.post(url, data=form).status_code == 303
 
 
 def test_one_time_codes_are_hashed_single_use_limited_and_short_lived(web: LiveServer, shop: Shop) -> None:
@@ -372,7 +437,7 @@ def test_a_person_in_two_programs_stays_signed_in_to_both(
     with httpx.Client(base_url=web.url, timeout=30) as browser:
         browser.cookies.set("palier_member", "left-by-an-older-palier", domain="127.0.0.1")  # for the whole site
         for link in (shop.portal_link(), elsewhere.portal_link()):
-            assert browser.get(link["url"].removeprefix(web.url)).status_code == 303
+            assert enter(browser, link["url"].removeprefix(web.url)).status_code == 303
         a, b = shop.program.id, elsewhere.program.id
         assert browser.get(f"/p/{a}").status_code == 200 and browser.get(f"/p/{b}").status_code == 200
         out = browser.post(f"/p/{b}/sign-out", data={"csrf": csrf_of(browser.get(f"/p/{b}").text)})

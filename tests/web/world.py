@@ -95,6 +95,24 @@ def csrf_of(html: str) -> str:
 def signed_in_client(base_url: str, link: dict[str, Any]) -> httpx.Client:
     """An HTTP client (not a browser) signed in to the portal through a portal link."""
     client = httpx.Client(base_url=base_url, timeout=30)
-    entered = client.get(link["url"].removeprefix(base_url))
+    entered = enter(client, link["url"].removeprefix(base_url))
     assert entered.status_code == 303, entered.text
     return client
+
+
+def sign_in_by_link(page: Any, url: str) -> None:
+    """In a browser: open a portal link and press its Continue button, as a member does."""
+    page.goto(url)
+    page.locator('form[action$="/enter"] button[type=submit]').click()
+    page.wait_for_url(re.compile(r"/p/prg_\w+$"))
+
+
+def enter(client: httpx.Client, url: str) -> httpx.Response:
+    """Open a portal link and press its Continue button, as a member does."""
+    opened = client.get(url)
+    if opened.status_code != 200:
+        return opened
+    found = re.search(r'name="token" value="([^"]+)"', opened.text)
+    assert found, "no Continue form on the link's page"
+    form = {"csrf": csrf_of(opened.text), "token": found.group(1)}
+    return client.post(url.split("?", 1)[0], data=form, follow_redirects=False)

@@ -43,3 +43,4 @@ def show_portal(db: Database, info: DemoInfo, *, base: str) -> None:
         soft_wrap=True,
         markup=False,
     )
+    console.print('Open the url it returns: the page asks "Continue as …?", and its button signs the member in.')

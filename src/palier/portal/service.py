@@ -21,9 +21,10 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, Row, func, insert, select, update
 
 from palier.clock import Clock, utc
 from palier.errors import InvalidInput
@@ -150,15 +151,31 @@ def issue_link(*, conn: Connection, clock: Clock, program: Program, member_id: s
     return IssuedLink(token=token, expires_at=expires_at)
 
 
-def redeem_link(*, conn: Connection, clock: Clock, program_id: str, token: str, secret_key: str) -> str | None:
-    """The member a link signs in, spending it; None if forged, for another program, expired or used."""
+@dataclass(frozen=True)
+class LinkHolder:
+    """Whom an unused link signs in, as its page names them before anything is spent: the first name and
+    the e-mail masked (``a•••@example.com``), either None when the profile has none."""
+
+    member_id: str
+    first_name: str | None
+    masked_email: str | None
+
+
+def masked_email(email: str) -> str:
+    """An e-mail as a page shows it to whoever holds a link: the first letter and the domain, ``a•••@shop.fr``."""
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}•••@{domain}"
+
+
+def _usable_link(conn: Connection, clock: Clock, program_id: str, token: str, secret_key: str) -> Row[Any] | None:
+    """The sign-in row of a link that would sign its member in now; None if forged, for another program,
+    expired or used, or its member is no longer active. Reads only."""
     try:
         data = URLSafeTimedSerializer(secret_key, salt=_LINK_SALT).loads(token, max_age=LINK_MINUTES * 60)
     except BadSignature:
         return None
     if not isinstance(data, dict) or data.get("p") != program_id:
         return None
-    now = clock.now()
     row = conn.execute(
         select(portal_sign_ins).where(
             portal_sign_ins.c.id == str(data.get("s")),
@@ -170,11 +187,34 @@ def redeem_link(*, conn: Connection, clock: Clock, program_id: str, token: str, 
     if (
         row is None
         or row.used_at is not None
-        or utc(row.expires_at) <= now
+        or utc(row.expires_at) <= clock.now()
         or not hmac.compare_digest(row.secret_hash, _hash(secret_key, str(data.get("n"))))
         or not _active(conn, program_id, row.member_id)
-        or not _spend(conn, row.id, now)
     ):
+        return None
+    return row
+
+
+def link_holder(*, conn: Connection, clock: Clock, program_id: str, token: str, secret_key: str) -> LinkHolder | None:
+    """Whom a link would sign in, without spending it (opening a link only asks "continue as …?": a mail
+    scanner that fetches it, or a victim sent someone else's link, signs no one in); None if it would not."""
+    row = _usable_link(conn, clock, program_id, token, secret_key)
+    if row is None:
+        return None
+    who = conn.execute(
+        select(members_table.c.first_name, members_table.c.email).where(members_table.c.id == row.member_id)
+    ).one()
+    return LinkHolder(
+        member_id=str(row.member_id),
+        first_name=who.first_name or None,
+        masked_email=masked_email(who.email) if who.email else None,
+    )
+
+
+def redeem_link(*, conn: Connection, clock: Clock, program_id: str, token: str, secret_key: str) -> str | None:
+    """The member a link signs in, spending it; None if forged, for another program, expired or used."""
+    row = _usable_link(conn, clock, program_id, token, secret_key)
+    if row is None or not _spend(conn, row.id, clock.now()):
         return None
     return str(row.member_id)
 

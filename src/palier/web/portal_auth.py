@@ -1,5 +1,7 @@
 """Signing in to the member portal: by a signed link from the merchant's site, or by a one-time code.
 
+A link's address only shows whose account it opens, with a button; the button's POST signs in.
+
 The member's session holds the program and the member; every portal page reads the member from it and
 from nowhere else (``signed_in``), so a member can only ever see and act as themselves.
 """
@@ -10,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Form, Request
+from fastapi import Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
@@ -84,8 +86,30 @@ def _sign_in_page(request: Request, program: Program, error: str, *, status: int
 # --- a signed link from the merchant's site ---
 
 
-@router.get("/p/{program_id}/enter")
-def enter(program_id: str, request: Request, token: str = "") -> Response:
+def _link_refused(request: Request, program: Program) -> HTMLResponse:
+    return render(request, "portal/sign_in.html", status=400, program=program, error="signin.link_invalid", email="")
+
+
+@router.get("/p/{program_id}/enter", response_class=HTMLResponse)
+def enter_form(program_id: str, request: Request, token: Annotated[str, Query(max_length=2000)] = "") -> HTMLResponse:
+    """A page asking "Continue as …?" with a button: opening a link signs no one in and spends nothing, so a
+    mail scanner that fetches it leaves it working, and a person sent someone else's link sees whose it is."""
+    db: Database = request.app.state.db
+    settings: Settings = request.app.state.settings
+    program = load_program(db, program_id)
+    with db.read() as conn:
+        holder = portal.link_holder(
+            conn=conn, clock=request.app.state.clock, program_id=program.id, token=token, secret_key=settings.secret_key
+        )
+    if holder is None:
+        return _link_refused(request, program)
+    return render(request, "portal/enter.html", program=program, holder=holder, token=token)
+
+
+@router.post("/p/{program_id}/enter", response_model=None)
+def enter(program_id: str, request: Request, token: Annotated[str, Form(max_length=2000)] = "") -> Response:
+    """The button of the link's page (with the browser's CSRF token, as every form): spends the link and
+    signs its member in."""
     db: Database = request.app.state.db
     settings: Settings = request.app.state.settings
     program = load_program(db, program_id)
@@ -94,9 +118,7 @@ def enter(program_id: str, request: Request, token: str = "") -> Response:
             conn=conn, clock=request.app.state.clock, program_id=program.id, token=token, secret_key=settings.secret_key
         )
     if member_id is None:
-        return render(
-            request, "portal/sign_in.html", status=400, program=program, error="signin.link_invalid", email=""
-        )
+        return _link_refused(request, program)
     return _start_session(request, program.id, member_id)
 
 

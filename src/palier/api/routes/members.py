@@ -324,7 +324,8 @@ def portal_link(
     member_id: str, access: PosAccess, db: DB, clock: ClockDep, settings: SettingsDep, request: Request
 ) -> PortalLink:
     """For the merchant's site, which has signed its customer in already: redirect them to ``url``.
-    The link is bound to this program and member, and works once."""
+    The link is bound to this program and member, and works once: its page asks "Continue as …?" and
+    the button signs the member in (opening the link alone signs no one in)."""
     with db.write() as conn:
         issued = portal.issue_link(
             conn=conn, clock=clock, program=access.program, member_id=member_id, secret_key=settings.secret_key
