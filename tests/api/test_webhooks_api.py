@@ -17,7 +17,7 @@ from sqlalchemy import update
 
 from palier.clock import FrozenClock
 from palier.db import Database
-from palier.notify import webhooks
+from palier.notify import webhook_http, webhooks
 from palier.notify.tables import webhooks as webhook_rows
 from tests.api.helpers import ApiProgram, assert_problem, luhn_card, spaced
 from tests.api.test_outbox_api import emit
@@ -134,7 +134,7 @@ def test_a_receiver_that_answers_ever_so_slowly_is_cut_off_at_the_timeout(
 ) -> None:
     """A timeout per read never trips on an answer dribbled a byte at a time: it would hold the sender (and every
     other program's deliveries behind it) past the batch's lease, when another worker sends the same events."""
-    monkeypatch.setattr(webhooks, "TIMEOUT", 1.0)
+    monkeypatch.setattr(webhook_http, "TIMEOUT", 1.0)
     program, clock = new_program(), _clock(client)
     program.call("PUT", "/v1/webhook", json={"url": receiver.url})
     emit(db, clock, program, "segment_entered")
@@ -234,3 +234,100 @@ def test_a_test_event_shows_how_the_receiver_answers_and_writes_nothing(
     assert down["error"].startswith("ConnectError")
     assert program.call("GET", "/v1/outbox").json() == before  # the test events are not in the outbox
     assert webhooks.deliver(db, clock, program_id=program.id).requests == 0  # and are not sent again
+
+
+def _iso(clock: FrozenClock) -> str:
+    return clock.now().isoformat().replace("+00:00", "Z")
+
+
+def test_a_receiver_that_answers_410_gone_is_disabled_at_once_and_a_put_enables_it_again(
+    db: Database, client: TestClient, new_program: Callable[..., ApiProgram], receiver: Receiver
+) -> None:
+    program, clock = new_program(), _clock(client)
+    program.call("PUT", "/v1/webhook", json={"url": receiver.url})
+    emit(db, clock, program, "tier_upgraded", "segment_left")
+    receiver.statuses = [410]
+    run = webhooks.deliver(db, clock, program_id=program.id)
+    assert (run.failures, run.disabled) == (1, [program.id])
+    gone_at = _iso(clock)
+    hook = program.call("GET", "/v1/webhook").json()
+    assert (hook["disabled_at"], hook["disabled_reason"], hook["last_error"]) == (gone_at, "gone", "HTTP 410")
+    assert hook["waiting"] == 2  # nothing is dropped: the events wait, and GET /v1/outbox still serves them
+    [entry] = [e for e in program.call("GET", "/v1/audit").json()["items"] if e["action"] == "webhook.disabled"]
+    assert entry["actor"] == "engine" and entry["details"] == {
+        "url": receiver.url,
+        "reason": "gone",
+        "last_error": "HTTP 410",
+    }
+    clock.advance(hours=7)  # long past any retry
+    emit(db, clock, program, "points_expiring")
+    assert webhooks.deliver(db, clock, program_id=program.id).requests == 0  # no retry, no new delivery
+    assert len(receiver.received) == 1
+    assert program.call("POST", "/v1/webhook/test").json()["delivered"]  # a test still goes, to check the address
+
+    enabled = program.call("PUT", "/v1/webhook", json={"url": receiver.url}).json()  # the same address, saved again
+    assert (enabled["disabled_at"], enabled["disabled_reason"], enabled["last_error"]) == (None, None, None)
+    assert program.call("GET", "/v1/audit").json()["items"][0]["details"]["enabled_again"] is True
+    run = webhooks.deliver(db, clock, program_id=program.id)
+    assert (run.events, run.failures, run.disabled) == (3, 0, [])
+    assert [e["type"] for e in receiver.events()[-3:]] == ["tier_upgraded", "segment_left", "points_expiring"]
+
+
+def test_a_receiver_without_a_2xx_for_three_days_is_disabled(
+    db: Database, client: TestClient, new_program: Callable[..., ApiProgram], receiver: Receiver
+) -> None:
+    program, clock = new_program(), _clock(client)
+    program.call("PUT", "/v1/webhook", json={"url": receiver.url})
+    emit(db, clock, program, "segment_entered")
+    receiver.statuses = [503, 500]
+    webhooks.deliver(db, clock, program_id=program.id)
+    assert program.call("GET", "/v1/webhook").json()["failing_since"] == _iso(clock)
+    clock.advance(hours=1)
+    assert webhooks.deliver(db, clock, program_id=program.id).failures == 1
+    clock.advance(hours=1)
+    assert webhooks.deliver(db, clock, program_id=program.id).events == 1  # a 2xx: the failing run is over
+    assert program.call("GET", "/v1/webhook").json()["failing_since"] is None
+
+    emit(db, clock, program, "segment_left")
+    receiver.statuses = [500] * 20
+    started = _iso(clock)
+    for _ in range(12):  # every 6 hours, 66 hours in all: still tried
+        run = webhooks.deliver(db, clock, program_id=program.id)
+        assert (run.failures, run.disabled) == (1, [])
+        clock.advance(hours=6)
+    hook = program.call("GET", "/v1/webhook").json()
+    assert (hook["failing_since"], hook["disabled_at"]) == (started, None)
+    run = webhooks.deliver(db, clock, program_id=program.id)  # 72 hours without a 2xx
+    assert (run.failures, run.disabled) == (1, [program.id])
+    hook = program.call("GET", "/v1/webhook").json()
+    assert (hook["disabled_at"], hook["disabled_reason"], hook["last_error"]) == (_iso(clock), "failing", "HTTP 500")
+    clock.advance(hours=6)
+    assert webhooks.deliver(db, clock, program_id=program.id).requests == 0
+    enabled = program.call("PUT", "/v1/webhook", json={"url": receiver.url}).json()
+    assert (enabled["disabled_at"], enabled["failing_since"]) == (None, None)  # three more days before the next
+    assert webhooks.deliver(db, clock, program_id=program.id).disabled == []
+
+
+def test_a_410_from_an_address_replaced_meanwhile_does_not_disable_the_new_one(
+    db: Database, client: TestClient, new_program: Callable[..., ApiProgram], receiver: Receiver
+) -> None:
+    """The merchant moves the webhook while a batch is on its way to the old address, which answers 410."""
+    program, clock = new_program(), _clock(client)
+    program.call("PUT", "/v1/webhook", json={"url": receiver.url})
+    emit(db, clock, program, "segment_entered")
+    receiver.statuses = [410]
+    moved = threading.Event()
+
+    def move_while_in_flight() -> None:
+        while not receiver.received:
+            time.sleep(0.01)
+        program.call("PUT", "/v1/webhook", json={"url": receiver.url + "/v2"})
+        moved.set()
+
+    receiver.trickle = 0.02  # the answer comes slowly, after the request is recorded: time to move
+    mover = threading.Thread(target=move_while_in_flight)
+    mover.start()
+    run = webhooks.deliver(db, clock, program_id=program.id)
+    mover.join()
+    assert moved.is_set() and run.failures == 1 and run.disabled == []
+    assert program.call("GET", "/v1/webhook").json()["disabled_at"] is None

@@ -348,6 +348,24 @@ def test_the_worker_and_jobs_run_push_events_to_the_webhook(cli_db: Database, re
     assert [e["type"] for e in receiver.events()] == ["segment_entered", "segment_left"]
 
 
+def test_jobs_run_says_when_a_gone_receiver_disables_the_webhook(cli_db: Database, receiver: Receiver) -> None:
+    program, _member = shop_with_due_points(cli_db)
+    clock = SystemClock()
+    with cli_db.write() as conn:
+        webhooks.set_webhook(
+            conn=conn, clock=clock, program_id=program.id, spec=webhooks.WebhookSet(url=receiver.url), actor="test"
+        )
+        outbox.emit(conn, program_id=program.id, type_="segment_entered", subject_id=None, payload={}, now=clock.now())
+    receiver.statuses = [410]
+    gone = invoke("jobs", "run", "webhooks")
+    assert gone.exit_code == 0, gone.output
+    said = " ".join(gone.output.split())
+    assert f"webhook failed {program.id}: HTTP 410 (webhook disabled: nothing more is sent until it is saved" in said
+    assert "tried again later" not in said
+    again = invoke("jobs", "run", "webhooks")
+    assert "0 events delivered in 0 requests" in again.output and len(receiver.received) == 1
+
+
 def test_jobs_run_housekeeping_says_what_it_deleted(cli_db: Database) -> None:
     program, _member = shop_with_due_points(cli_db)
     long_ago = datetime.now(UTC) - timedelta(days=40)

@@ -124,6 +124,27 @@ def test_an_admin_sets_the_webhook_sees_what_waits_and_removes_it(
         assert sorted(actions) == ["webhook.removed", "webhook.set", "webhook.set"]
 
 
+def test_a_webhook_disabled_by_a_gone_receiver_says_when_and_why_and_is_enabled_again_with_a_press(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str], db: Database, receiver: Receiver
+) -> None:
+    token = admin(client, program, add_staff)
+    program.call("PUT", "/v1/webhook", json={"url": receiver.url})
+    clock = client.app.state.clock  # type: ignore[attr-defined]
+    with db.write() as conn:
+        outbox.emit(conn, program_id=program.id, type_="segment_left", subject_id=None, payload={}, now=clock.now())
+    receiver.statuses = [410]
+    assert webhooks.deliver(db, clock, program_id=program.id).disabled == [program.id]
+    page = html.unescape(client.get("/console/settings").text)
+    assert "Webhook désactivé le 2 mars 2026, 10:00 : l'adresse a répondu HTTP 410 (Gone), elle n'existe plus." in page
+    assert "Plus rien ne lui est envoyé" in page and "En échec depuis" in page
+    english = html.unescape(client.get("/console/settings?lang=en").text)
+    assert "Webhook disabled on " in english and "the address answered HTTP 410 (Gone): it no longer exists." in english
+    enabled = client.post("/console/settings/webhook", data={"csrf": token, "url": receiver.url})  # the button
+    assert enabled.status_code == 200 and "Webhook désactivé" not in enabled.text
+    assert program.call("GET", "/v1/webhook").json()["disabled_at"] is None
+    assert webhooks.deliver(db, clock, program_id=program.id).events == 1
+
+
 def test_a_webhook_address_with_a_card_number_says_so_and_never_shows_the_number_back(
     client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
 ) -> None:

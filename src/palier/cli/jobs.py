@@ -171,7 +171,7 @@ def run(
     if pushed is not None:
         console.print(f"webhooks: {pushed.events:,} events delivered in {pushed.requests:,} requests")
         for error in pushed.errors:
-            console.print(f"[yellow]webhook failed[/] {error} (tried again later)")
+            console.print(f"[yellow]webhook failed[/] {error} {_next_step(error, pushed)}")
     if tidied is not None:
         console.print(f"housekeeping: {tidied.summary()}")
     if expired_coupons is not None:
@@ -300,6 +300,13 @@ def _due_now(last_run: dict[str, float], name: str) -> bool:
     return True
 
 
+def _next_step(error: str, pushed: webhooks.DeliveryRun) -> str:
+    """What follows a failed delivery: another try later, or nothing until the webhook is saved again."""
+    if error.split(":", 1)[0] in pushed.disabled:
+        return "(webhook disabled: nothing more is sent until it is saved again, PUT /v1/webhook)"
+    return "(tried again later)"
+
+
 def _push(db: Database, clock: Clock, stop: threading.Event, *, interval: float) -> None:
     """Deliver waiting events to the webhooks every ``interval`` seconds until ``stop`` (once if it is set)."""
     while True:
@@ -311,7 +318,7 @@ def _push(db: Database, clock: Clock, stop: threading.Event, *, interval: float)
             if pushed.requests:
                 log.info("webhooks: %s events delivered in %s requests", f"{pushed.events:,}", f"{pushed.requests:,}")
             for error in pushed.errors:
-                log.warning("webhook failed, tried again later: %s", error)
+                log.warning("webhook failed: %s %s", error, _next_step(error, pushed))
         if stop.wait(interval):
             return
 

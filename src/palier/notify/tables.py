@@ -47,4 +47,9 @@ webhooks = Table(
     Column("secret", String(64), nullable=False),  # kept as is: each delivery is signed with it
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
+    # since when every delivery has failed (none while the last one got a 2xx); and when and why Palier stopped
+    # sending (reason: gone — the receiver answered 410; failing — no 2xx for FAILING_FOR), until saved again
+    Column("failing_since", Timestamp, nullable=True),
+    Column("disabled_at", Timestamp, nullable=True),
+    Column("disabled_reason", String(12), nullable=True),
 )

@@ -9,9 +9,10 @@ events not yet delivered, oldest first, up to ``BATCH`` at a time, and POSTs the
 
 with ``Palier-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" under the secret>``. A 2xx
 answer marks them delivered; anything else (an error status, a refused connection, no answer within
-``TIMEOUT``) leaves them waiting, and they are tried again after 30 s, 1 min, 2 min… up to 6 h between
-tries, for as long as it takes: an event is dropped only by a delivery or an acknowledgement
-(``POST /v1/outbox/ack``). Delivery is at least once: a receiver dedupes by event id.
+``webhook_http.TIMEOUT``) leaves them waiting, and they are tried again after 30 s, 1 min, 2 min… up to 6 h
+between tries: an event is dropped only by a delivery or an acknowledgement (``POST /v1/outbox/ack``).
+Delivery is at least once: a receiver dedupes by event id. A receiver that answers 410 Gone, or gives no 2xx
+for three days, has its webhook disabled until it is saved again (:mod:`palier.notify.webhook_health`).
 
 Before sending, a batch is claimed (its next try set a lease ahead, in a transaction that skips rows another
 sender has locked), so two workers do not send the same events.
@@ -19,13 +20,9 @@ sender has locked), so two workers do not send the same events.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import hmac
 import json
 import secrets
-import socket
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -40,17 +37,18 @@ from palier.clock import Clock, utc
 from palier.db import Database
 from palier.errors import NotFound
 from palier.ids import new_id
+from palier.notify import webhook_health, webhook_http
 from palier.notify.models import OutboxEvent
 from palier.notify.tables import outbox_events, webhooks
+from palier.notify.webhook_health import DisabledReason
+from palier.notify.webhook_http import sign
 from palier.programs.service import record_audit
 from palier.text import find_card_numbers
 
 BATCH = 100  # events per request
-TIMEOUT = 10.0  # seconds to wait for the receiver's answer
 LEASE = timedelta(seconds=60)  # a claimed batch is not claimed again before (the request times out first)
 FIRST_RETRY = timedelta(seconds=30)
 LONGEST_WAIT = timedelta(hours=6)
-SIGNATURE_HEADER = "Palier-Signature"
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
@@ -94,18 +92,19 @@ class Webhook(BaseModel):
     waiting: int = Field(description="events not yet delivered")
     retrying: int = Field(description="of those, events whose delivery failed and will be tried again")
     last_error: str | None = Field(description="why the oldest failing delivery failed, if one is failing")
+    failing_since: datetime | None = Field(description="since when every delivery has failed (null: not failing)")
+    disabled_at: datetime | None = Field(
+        description="when Palier stopped sending to it (null: it sends); saving the webhook again enables it"
+    )
+    disabled_reason: DisabledReason | None = Field(
+        description="gone: the receiver answered 410 Gone; failing: no 2xx for three days"
+    )
 
 
 def backoff(attempts: int) -> timedelta:
     """How long after its ``attempts``-th failed delivery an event is tried again: 30 s, doubling, at most 6 h."""
     wait: timedelta = FIRST_RETRY * 2 ** min(max(0, attempts - 1), 20)
     return min(wait, LONGEST_WAIT)
-
-
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """The ``Palier-Signature`` header value of ``body`` sent at ``timestamp`` (unix seconds)."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
 
 
 def verify(secret: str, header: str, body: bytes, *, now: float | None = None, tolerance: float = 300.0) -> bool:
@@ -135,6 +134,10 @@ def _status(conn: Connection, program_id: str) -> dict[str, Any]:
     return {"waiting": counts[0], "retrying": counts[1], "last_error": last_error}
 
 
+def _moment(value: datetime | None) -> datetime | None:
+    return None if value is None else utc(value)
+
+
 def get_webhook(*, conn: Connection, program_id: str) -> Webhook:
     row = conn.execute(select(webhooks).where(webhooks.c.program_id == program_id)).mappings().first()
     if row is None:
@@ -144,14 +147,21 @@ def get_webhook(*, conn: Connection, program_id: str) -> Webhook:
         secret=row["secret"],
         created_at=utc(row["created_at"]),
         updated_at=utc(row["updated_at"]),
+        failing_since=_moment(row["failing_since"]),
+        disabled_at=_moment(row["disabled_at"]),
+        disabled_reason=row["disabled_reason"],
         **_status(conn, program_id),
     )
 
 
 def set_webhook(*, conn: Connection, clock: Clock, program_id: str, spec: WebhookSet, actor: str) -> Webhook:
-    """Point the program's events at ``spec.url`` (a first webhook gets a secret; ``new_secret`` rotates it)."""
+    """Point the program's events at ``spec.url`` (a first webhook gets a secret; ``new_secret`` rotates it);
+    a disabled webhook is enabled again, its failing run forgotten."""
     now = clock.now()
-    current = conn.execute(select(webhooks.c.secret).where(webhooks.c.program_id == program_id)).scalar()
+    found = conn.execute(
+        select(webhooks.c.secret, webhooks.c.disabled_at).where(webhooks.c.program_id == program_id)
+    ).first()
+    current = None if found is None else found.secret
     secret = current if current is not None and not spec.new_secret else f"whsec_{secrets.token_hex(24)}"
     if current is None:
         conn.execute(
@@ -161,7 +171,9 @@ def set_webhook(*, conn: Connection, clock: Clock, program_id: str, spec: Webhoo
         conn.execute(
             update(webhooks)
             .where(webhooks.c.program_id == program_id)
-            .values(url=spec.url, secret=secret, updated_at=now)
+            .values(
+                url=spec.url, secret=secret, updated_at=now, failing_since=None, disabled_at=None, disabled_reason=None
+            )
         )
     # events that failed are tried at the new address at once, not after the backoff the old one earned
     # (a batch in flight for the first time keeps its claim), and the old address's error is not shown for it
@@ -175,6 +187,8 @@ def set_webhook(*, conn: Connection, clock: Clock, program_id: str, spec: Webhoo
         .values(next_attempt_at=None, last_error=None)
     )
     details = {"url": spec.url, "new_secret": current is None or spec.new_secret}
+    if found is not None and found.disabled_at is not None:
+        details["enabled_again"] = True
     record_audit(
         conn=conn,
         clock=clock,
@@ -208,12 +222,14 @@ def remove_webhook(*, conn: Connection, clock: Clock, program_id: str, actor: st
 
 @dataclass
 class DeliveryRun:
-    """What a run of :func:`deliver` did: events delivered, requests sent, and those that failed."""
+    """What a run of :func:`deliver` did: events delivered, requests sent, those that failed (``errors``:
+    "<program id>: <error>"), and the programs whose webhook it disabled."""
 
     events: int = 0
     requests: int = 0
     failures: int = 0
     errors: list[str] = field(default_factory=list)
+    disabled: list[str] = field(default_factory=list)
 
 
 def _claim(db: Database, program_id: str, now: datetime, batch_size: int) -> list[dict[str, Any]]:
@@ -246,71 +262,6 @@ def _body(rows: list[dict[str, Any]]) -> bytes:
         for row in rows
     ]
     return json.dumps({"events": [e.model_dump(mode="json") for e in events]}, separators=(",", ":")).encode()
-
-
-class _Deadline:
-    """Cuts a request off ``seconds`` after it began. httpx's timeouts are per read: a receiver that dribbles
-    its answer a byte every few seconds never trips them, and would hold the sender (and every program's
-    deliveries behind it) past the batch's lease, when another worker sends the same events again."""
-
-    def __init__(self, seconds: float) -> None:
-        self.expired = False
-        self._socket: socket.socket | None = None
-        self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._cut)
-        self._timer.daemon = True  # never keeps a stopping worker waiting
-
-    def trace(self, name: str, info: dict[str, Any]) -> None:
-        """httpcore's trace hook: the connection's socket, once open (and again once wrapped in TLS)."""
-        if name.endswith(("connect_tcp.complete", "start_tls.complete")):
-            with self._lock:
-                self._socket = info["return_value"].get_extra_info("socket")
-                if self.expired:
-                    self._shut()
-
-    def _cut(self) -> None:
-        with self._lock:
-            self.expired = True
-            self._shut()
-
-    def _shut(self) -> None:
-        if self._socket is not None:
-            with contextlib.suppress(OSError):  # already closed: the request is over
-                self._socket.shutdown(socket.SHUT_RDWR)
-
-    def __enter__(self) -> _Deadline:
-        self._timer.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._timer.cancel()
-
-
-def _client() -> httpx.Client:
-    """No connection is kept between requests: each one's socket is opened under its own deadline."""
-    return httpx.Client(timeout=TIMEOUT, follow_redirects=False, limits=httpx.Limits(max_keepalive_connections=0))
-
-
-def _post(client: httpx.Client, url: str, secret: str, body: bytes, clock: Clock) -> tuple[int | None, str | None]:
-    """Send one signed request: the receiver's status (None if it never answered within ``TIMEOUT``, all
-    told) and what went wrong, if anything (None: a 2xx). The answer's body is not read."""
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "Palier-Webhooks/1",
-        SIGNATURE_HEADER: sign(secret, int(clock.now().timestamp()), body),
-    }
-    deadline = _Deadline(TIMEOUT)
-    try:
-        with (
-            deadline,
-            client.stream("POST", url, content=body, headers=headers, extensions={"trace": deadline.trace}) as answer,
-        ):
-            status = answer.status_code
-    except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:  # an address saved by an older version, too
-        if deadline.expired:
-            return None, f"Timeout: no complete answer within {TIMEOUT:g} s"
-        return None, f"{type(exc).__name__}: {exc}"[:200]
-    return status, None if 200 <= status < 300 else f"HTTP {status}"
 
 
 Failure = Literal["unreachable", "timeout", "status", "network"]
@@ -350,18 +301,23 @@ def send_test(hook: Webhook, clock: Clock) -> WebhookTest:
         "created_at": clock.now().isoformat().replace("+00:00", "Z"),
     }
     body = json.dumps({"events": [event]}, separators=(",", ":")).encode()
-    with _client() as client:
-        status, error = _post(client, hook.url, hook.secret, body, clock)
+    with webhook_http.client() as client:
+        status, error = webhook_http.post(client, hook.url, hook.secret, body, clock)
     return WebhookTest(delivered=error is None, status=status, error=error, failure=failure(status, error))
 
 
-def _settle(db: Database, rows: list[dict[str, Any]], now: datetime, error: str | None) -> None:
+def _settle(
+    db: Database, clock: Clock, target: Any, rows: list[dict[str, Any]], status: int | None, error: str | None
+) -> DisabledReason | None:
+    """Mark the batch delivered, or failed and due again later; the reason if the failure disabled the webhook."""
+    now = clock.now()
     ids = [r["id"] for r in rows]
     waiting = outbox_events.c.id.in_(ids), outbox_events.c.delivered_at.is_(None)
     with db.write() as conn:
         if error is None:
             conn.execute(update(outbox_events).where(*waiting).values(delivered_at=now, last_error=None))
-            return
+            webhook_health.record_success(conn, program_id=target.program_id)
+            return None
         attempts = max(r["attempts"] for r in rows) + 1
         conn.execute(
             update(outbox_events)
@@ -371,6 +327,9 @@ def _settle(db: Database, rows: list[dict[str, Any]], now: datetime, error: str 
                 next_attempt_at=now + backoff(attempts),
                 last_error=error[:200],
             )
+        )
+        return webhook_health.record_failure(
+            conn, clock=clock, program_id=target.program_id, url=target.url, status=status, error=error
         )
 
 
@@ -382,24 +341,31 @@ def deliver(
     batch_size: int = BATCH,
 ) -> DeliveryRun:
     """Push every program's due events to its webhook (``program_id``: that program's only). A program whose
-    receiver fails is left until its next try; the others go on."""
+    receiver fails is left until its next try (or disabled, :mod:`~palier.notify.webhook_health`); the others
+    go on. A disabled webhook is skipped."""
     run = DeliveryRun()
-    query = select(webhooks.c.program_id, webhooks.c.url, webhooks.c.secret).order_by(webhooks.c.program_id)
+    query = (
+        select(webhooks.c.program_id, webhooks.c.url, webhooks.c.secret)
+        .where(webhooks.c.disabled_at.is_(None))
+        .order_by(webhooks.c.program_id)
+    )
     if program_id is not None:
         query = query.where(webhooks.c.program_id == program_id)
     with db.read() as conn:
         targets = conn.execute(query).all()
     if not targets:
         return run
-    with _client() as client:
+    with webhook_http.client() as client:
         for target in targets:
             while rows := _claim(db, target.program_id, clock.now(), batch_size):
                 run.requests += 1
-                _status, error = _post(client, target.url, target.secret, _body(rows), clock)
-                _settle(db, rows, clock.now(), error)
+                status, error = webhook_http.post(client, target.url, target.secret, _body(rows), clock)
+                disabled = _settle(db, clock, target, rows, status, error)
                 if error is not None:
                     run.failures += 1
                     run.errors.append(f"{target.program_id}: {error}")
+                    if disabled is not None:
+                        run.disabled.append(target.program_id)
                     break  # this receiver is down: its events wait for their next try
                 run.events += len(rows)
     return run

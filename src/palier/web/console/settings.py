@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from palier.db import Database
 from palier.errors import NotFound, PalierError
-from palier.notify import webhooks
+from palier.notify import webhook_health, webhooks
 from palier.programs import service as programs
 from palier.programs.models import ProgramUpdate
 from palier.text import mask_card_numbers
@@ -82,6 +82,7 @@ def _page(request: Request, who: Staff, *, status: int = 200, **shown: Any) -> H
         "hook_url": None,
         "hook_error": None,
         "hook_test": None,
+        "failing_days": webhook_health.FAILING_FOR.days,
     }
     page |= shown
     if "hook" not in page:

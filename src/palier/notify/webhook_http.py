@@ -1,0 +1,88 @@
+"""Sending one signed request to a webhook: the signature, and a deadline on the whole exchange."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import socket
+import threading
+from typing import Any
+
+import httpx
+
+from palier.clock import Clock
+
+TIMEOUT = 10.0  # seconds to wait for the receiver's answer
+SIGNATURE_HEADER = "Palier-Signature"
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The ``Palier-Signature`` header value of ``body`` sent at ``timestamp`` (unix seconds)."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+class Deadline:
+    """Cuts a request off ``seconds`` after it began. httpx's timeouts are per read: a receiver that dribbles
+    its answer a byte every few seconds never trips them, and would hold the sender (and every program's
+    deliveries behind it) past the batch's lease, when another worker sends the same events again."""
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._socket: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._cut)
+        self._timer.daemon = True  # never keeps a stopping worker waiting
+
+    def trace(self, name: str, info: dict[str, Any]) -> None:
+        """httpcore's trace hook: the connection's socket, once open (and again once wrapped in TLS)."""
+        if name.endswith(("connect_tcp.complete", "start_tls.complete")):
+            with self._lock:
+                self._socket = info["return_value"].get_extra_info("socket")
+                if self.expired:
+                    self._shut()
+
+    def _cut(self) -> None:
+        with self._lock:
+            self.expired = True
+            self._shut()
+
+    def _shut(self) -> None:
+        if self._socket is not None:
+            with contextlib.suppress(OSError):  # already closed: the request is over
+                self._socket.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._timer.cancel()
+
+
+def client() -> httpx.Client:
+    """No connection is kept between requests: each one's socket is opened under its own deadline."""
+    return httpx.Client(timeout=TIMEOUT, follow_redirects=False, limits=httpx.Limits(max_keepalive_connections=0))
+
+
+def post(client: httpx.Client, url: str, secret: str, body: bytes, clock: Clock) -> tuple[int | None, str | None]:
+    """Send one signed request: the receiver's status (None if it never answered within ``TIMEOUT``, all
+    told) and what went wrong, if anything (None: a 2xx). The answer's body is not read."""
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "Palier-Webhooks/1",
+        SIGNATURE_HEADER: sign(secret, int(clock.now().timestamp()), body),
+    }
+    deadline = Deadline(TIMEOUT)
+    try:
+        with (
+            deadline,
+            client.stream("POST", url, content=body, headers=headers, extensions={"trace": deadline.trace}) as answer,
+        ):
+            status = answer.status_code
+    except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:  # an address saved by an older version, too
+        if deadline.expired:
+            return None, f"Timeout: no complete answer within {TIMEOUT:g} s"
+        return None, f"{type(exc).__name__}: {exc}"[:200]
+    return status, None if 200 <= status < 300 else f"HTTP {status}"
