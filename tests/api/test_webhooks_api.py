@@ -331,3 +331,22 @@ def test_a_410_from_an_address_replaced_meanwhile_does_not_disable_the_new_one(
     mover.join()
     assert moved.is_set() and run.failures == 1 and run.disabled == []
     assert program.call("GET", "/v1/webhook").json()["disabled_at"] is None
+
+
+def test_a_failure_days_after_the_waiting_events_were_acknowledged_does_not_disable_at_once(
+    db: Database, client: TestClient, new_program: Callable[..., ApiProgram], receiver: Receiver
+) -> None:
+    """The mailer acknowledged the events that failed (no more tries), and a new one fails days later: that
+    receiver has not been failing for three days, only this event has been waiting for none."""
+    program, clock = new_program(), _clock(client)
+    program.call("PUT", "/v1/webhook", json={"url": receiver.url})
+    emit(db, clock, program, "segment_entered")
+    receiver.statuses = [500, 500]
+    assert webhooks.deliver(db, clock, program_id=program.id).failures == 1
+    ids = [event["id"] for event in program.call("GET", "/v1/outbox").json()["items"]]
+    assert program.call("POST", "/v1/outbox/ack", json={"ids": ids}).status_code == 200
+    clock.advance(days=4)
+    emit(db, clock, program, "segment_left")
+    run = webhooks.deliver(db, clock, program_id=program.id)
+    assert (run.failures, run.disabled) == (1, [])
+    assert program.call("GET", "/v1/webhook").json()["disabled_at"] is None

@@ -1,16 +1,16 @@
 """When Palier stops sending to a webhook: a receiver that says it is gone, or one that fails for days.
 
 A receiver that answers **410 Gone** says the address is gone for good: the webhook is disabled at once.
-One that gives no 2xx for ``FAILING_FOR`` (every try failing: error statuses, no answer, refused
-connections) is disabled too, rather than tried every 6 hours for ever. A disabled webhook gets no retries
-and no new deliveries; its events wait in the outbox (``GET /v1/outbox`` still serves them) and go once the
-webhook is saved again (``PUT /v1/webhook``, or the console's button), which enables it. Each disabling is
-an audit entry (``webhook.disabled``, actor ``engine``).
+One that gives no 2xx for ``FAILING_FOR`` while events wait for it (every try failing: error statuses, no
+answer, refused connections) is disabled too, rather than tried every 6 hours for ever. A disabled webhook
+gets no retries and no new deliveries; its events wait in the outbox (``GET /v1/outbox`` still serves them)
+and go once the webhook is saved again (``PUT /v1/webhook``, or the console's button), which enables it. Each
+disabling is an audit entry (``webhook.disabled``, actor ``engine``).
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import Connection, select, update
@@ -35,10 +35,19 @@ def record_success(conn: Connection, *, program_id: str) -> None:
 
 
 def record_failure(
-    conn: Connection, *, clock: Clock, program_id: str, url: str, status: int | None, error: str
+    conn: Connection,
+    *,
+    clock: Clock,
+    program_id: str,
+    url: str,
+    status: int | None,
+    error: str,
+    oldest: datetime,
 ) -> DisabledReason | None:
     """A failed delivery to ``url``: counts it in the webhook's failing run, and disables the webhook if the
-    receiver is gone or has failed for ``FAILING_FOR``; the reason if it disabled it now.
+    receiver is gone or has failed for ``FAILING_FOR``; the reason if it disabled it now. ``oldest`` is when
+    the batch's oldest event was written: the failing run counts only if that event has waited as long too
+    (events that failed and were then acknowledged, so never tried again, do not count against a new one).
 
     Only the webhook still at ``url`` is touched: an answer from an address the merchant has replaced since
     the batch left says nothing about the new one."""
@@ -48,7 +57,8 @@ def record_failure(
     since = conn.execute(select(webhooks.c.failing_since).where(*at_url)).scalar()
     if since is None:  # replaced, removed or disabled meanwhile
         return None
-    reason: DisabledReason | None = "gone" if status == GONE else "failing" if utc(since) <= now - FAILING_FOR else None
+    failing = utc(since) <= now - FAILING_FOR and utc(oldest) <= now - FAILING_FOR
+    reason: DisabledReason | None = "gone" if status == GONE else "failing" if failing else None
     if reason is None:
         return None
     done = conn.execute(update(webhooks).where(*at_url).values(disabled_at=now, disabled_reason=reason))

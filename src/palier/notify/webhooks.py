@@ -329,7 +329,13 @@ def _settle(
             )
         )
         return webhook_health.record_failure(
-            conn, clock=clock, program_id=target.program_id, url=target.url, status=status, error=error
+            conn,
+            clock=clock,
+            program_id=target.program_id,
+            url=target.url,
+            status=status,
+            error=error,
+            oldest=min(r["created_at"] for r in rows),
         )
 
 
