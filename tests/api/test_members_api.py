@@ -625,6 +625,56 @@ def test_a_merge_says_how_much_store_credit_it_moved(program: ApiProgram) -> Non
     assert program.call("GET", f"/v1/members/{target['id']}/wallet").json()["balance"] == 300
 
 
+def with_a_voucher_every_hundred_euros(program: ApiProgram) -> None:
+    voucher = program.call("POST", "/v1/rewards", json={"kind": "amount_off", "cost_points": 1000, "amount": 1000,
+                           "title": {"fr": "Bon de 10 €", "en": "€10 voucher"}}).json()  # fmt: skip
+    step = {"id": "steps", "name": {"en": "€10 for every €100"}, "event": "purchase",
+            "effect": {"type": "spend_step", "step": 10000, "reward_id": voucher["id"]}}  # fmt: skip
+    applied = program.call("POST", "/v1/program/rules", json={"rules": [step]})
+    assert applied.status_code == 201, applied.text
+
+
+def vouchers(program: ApiProgram, member_id: str) -> int:
+    return len(program.call("GET", f"/v1/members/{member_id}/coupons").json()["items"])
+
+
+def merge_members(program: ApiProgram, source: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
+    merged = program.call(
+        "POST", "/v1/members/merge", json={"source_member_id": source["id"], "target_member_id": target["id"]}
+    )
+    assert merged.status_code == 200, merged.text
+    result: dict[str, Any] = merged.json()
+    return result
+
+
+@pytest.mark.parametrize(
+    ("source_spend", "target_spend"),
+    [
+        (9000, 9000),  # neither account had a voucher: 180 € in all, the first step is still to pay
+        (15000, 15000),  # one voucher each: 300 € in all, the third step is still to pay
+        (15000, 9000),  # one had its voucher, the other not: 240 €, the second step is still to pay
+        (9000, 15000),
+    ],
+)
+def test_after_a_merge_the_next_purchase_pays_the_spend_step_both_accounts_reached(
+    program: ApiProgram, source_spend: int, target_spend: int
+) -> None:
+    with_a_voucher_every_hundred_euros(program)
+    source, target = program.enrol(first_name="Ann"), program.enrol(first_name="Anne")
+    program.purchase(source["id"], lines=[line(unit_price=source_spend)])
+    program.purchase(target["id"], lines=[line(unit_price=target_spend)])
+    before = vouchers(program, source["id"]) + vouchers(program, target["id"])
+    merge_members(program, source, target)
+    assert vouchers(program, target["id"]) == before
+    bought = program.purchase(target["id"], lines=[line(unit_price=100)])  # 1 € more
+    assert [a["points"] for a in bought["awards"] if a["kind"] == "coupon"] == [1]
+    spent = source_spend + target_spend + 100
+    assert vouchers(program, target["id"]) == spent // 10000  # one voucher a step, none lost
+    again = program.purchase(target["id"], lines=[line(unit_price=100)])  # and none twice
+    assert [a["points"] for a in again["awards"] if a["kind"] == "coupon"] == [0]
+    assert vouchers(program, target["id"]) == spent // 10000
+
+
 def test_a_card_number_typed_as_a_phone_is_refused_never_stored(program: ApiProgram) -> None:
     """ "+4970…" and 16 digits reads as a German number: it is a Visa card's, refused wherever a phone goes."""
     card = luhn_card()

@@ -203,6 +203,25 @@ def test_spend_steps_count_each_crossing() -> None:
     assert award.coupons == 2
 
 
+def test_the_steps_paid_tell_what_is_still_owed_and_without_them_the_running_spend_does() -> None:
+    """180 € spent over two merged accounts, no step paid yet: 1 € more pays the first. Counters kept before
+    the steps paid were recorded hold the spend alone: the steps it crossed were paid."""
+    step = {
+        "id": "ten-per-hundred",
+        "name": {"en": "€10 for every €100"},
+        "event": "purchase",
+        "effect": {"type": "spend_step", "step": 10000, "reward_id": "rwd_10"},
+    }
+    compiled = rules(step)
+    event = cart(LineSnapshot(sku="A", quantity=1, amount=100))
+    merged = {"spend:ten-per-hundred": 18000, "steps:ten-per-hundred": 0}
+    [_, award] = compiled.evaluate(event, MemberContext(counters=merged), MONDAY_MORNING)
+    assert (award.coupons, award.steps, award.to_next) == (1, 1, 1900)  # the next at 200 €
+    older = {"spend:ten-per-hundred": 18000}
+    [_, award] = compiled.evaluate(event, MemberContext(counters=older), MONDAY_MORNING)
+    assert (award.coupons, award.steps) == (0, 1)
+
+
 def test_one_purchase_brings_at_most_max_per_purchase_step_coupons() -> None:
     """A €10M order (or a price typed with too many zeros) does not mint 100,000 vouchers."""
     step = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from sqlalchemy import delete
 
 from palier.activity.models import EventResult
 from palier.clock import FrozenClock
@@ -15,6 +16,7 @@ from palier.members import service as members
 from palier.members.models import MemberUpdate
 from palier.programs.models import Program
 from palier.rules import gifts
+from palier.rules.tables import counters
 from tests.services.factories import (
     ACTOR,
     apply_rules,
@@ -93,6 +95,37 @@ def test_after_a_merge_spend_steps_count_the_spend_of_both_accounts(
     assert coupons(purchase(db, clock, program, y, amount=5000)) == 0  # 260 €: the third is at 300 €
     with db.read() as conn:
         assert counters_of(conn, program, y.id) == {"spend:ten-for-hundred": 26000, "steps:ten-for-hundred": 2}
+
+
+@pytest.mark.parametrize("older", ["source", "target", "both"])
+def test_a_merge_counts_the_steps_paid_by_counters_kept_before_steps_were_recorded(
+    db: Database, clock: FrozenClock, program: Program, older: str
+) -> None:
+    """Counters written before the steps paid were recorded hold only the running spend: the steps it crossed
+    were paid. A merge counts them so, each account on its own: none is paid twice, none is lost."""
+    program = with_ten_for_every_hundred(db, clock, program)
+    x, y = enrol(db, clock, program), enrol(db, clock, program)
+
+    def coupons(result: EventResult) -> int:
+        return sum(a.points for a in result.awards if a.kind == "coupon")
+
+    assert coupons(purchase(db, clock, program, x, amount=15000)) == 1
+    assert coupons(purchase(db, clock, program, y, amount=15000)) == 1
+    with db.write() as conn:  # as such counters were: the running spend alone
+        for who in [x, y] if older == "both" else [x] if older == "source" else [y]:
+            conn.execute(
+                delete(counters).where(
+                    counters.c.program_id == program.id,
+                    counters.c.member_id == who.id,
+                    counters.c.name == "steps:ten-for-hundred",
+                )
+            )
+    merge(db, clock, program, x, y)
+    with db.read() as conn:  # 300 € spent, two steps paid
+        assert counters_of(conn, program, y.id) == {"spend:ten-for-hundred": 30000, "steps:ten-for-hundred": 2}
+    assert coupons(purchase(db, clock, program, y, amount=100)) == 1  # the third step, at 300 €
+    assert coupons(purchase(db, clock, program, y, amount=9800)) == 0  # 399 €
+    assert coupons(purchase(db, clock, program, y, amount=100)) == 1  # 400 €
 
 
 def test_purchases_racing_a_merge_lose_no_campaign_points_from_the_cap(

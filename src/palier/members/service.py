@@ -344,7 +344,7 @@ def merge(
     from palier.rules.service import move_member as move_counters
 
     # campaign caps and spend counters add up, and the awards of the source's orders follow them
-    counters_moved = move_counters(conn=conn, program_id=program.id, source_id=source_id, target_id=target_id)
+    counters_moved = move_counters(conn=conn, clock=clock, program=program, source_id=source_id, target_id=target_id)
     reassign_member(conn=conn, program_id=program.id, source_id=source_id, target_id=target_id)
     from palier.rewards.service import move_member as move_rewards
 

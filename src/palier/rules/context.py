@@ -31,5 +31,5 @@ def load(*, conn: Connection, program_id: str, member_id: str, rules: CompiledRu
             attributes = {"language": str(row.language), "enrolment_channel": str(row.enrolment_channel)}
             if row.birthday is not None:
                 attributes["birthday_month"] = str(row.birthday.month)
-    found = counters.read(conn, program_id=program_id, member_id=member_id, names=rules.counters)
+    found = counters.stored(conn, program_id=program_id, member_id=member_id, names=rules.counters)
     return MemberContext(first_purchase=first_purchase, attributes=attributes, counters=found)

@@ -48,6 +48,18 @@ def read(
     return {name: found.get(name, 0) for name in wanted}
 
 
+def stored(conn: Connection, *, program_id: str, member_id: str, names: Iterable[str]) -> dict[str, int]:
+    """The values of those of ``names`` the member has a row for: an absent counter is left out (a spend_step
+    rule's steps paid is absent from counters kept before it was recorded, which 0 would misread)."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return {}
+    query = select(counters.c.name, counters.c.value).where(
+        counters.c.program_id == program_id, counters.c.member_id == member_id, counters.c.name.in_(wanted)
+    )
+    return {str(name): int(value) for name, value in conn.execute(query)}
+
+
 def add(conn: Connection, *, program_id: str, member_id: str, name: str, delta: int) -> int:
     """Add ``delta`` and return the new value."""
     _ensure(conn, program_id, member_id, name)

@@ -62,7 +62,8 @@ class MemberContext:
     segments: frozenset[str] = frozenset()
     attributes: Mapping[str, str] = field(default_factory=dict)
     first_purchase: bool = False
-    counters: Mapping[str, int] = field(default_factory=dict)  # running spend per spend_step rule
+    # running spend and steps paid per spend_step rule, as stored: an absent one is left out, not 0
+    counters: Mapping[str, int] = field(default_factory=dict)
 
 
 ANONYMOUS = MemberContext()
@@ -511,8 +512,10 @@ class _Evaluation:
             self.awards.append(award)
         elif isinstance(effect, SpendStep):
             counter, counters = counter_name(rule.id), self.member.counters
-            before = counters.get(counter, 0)
-            rewarded = max(before // effect.step, counters.get(steps_name(rule.id), 0))
+            before, recorded = counters.get(counter, 0), counters.get(steps_name(rule.id))
+            # the steps paid say what was paid (after a merge, 90 € + 90 € paid none of the 180 €); counters kept
+            # before they were recorded hold the running spend alone, whose steps crossed were all paid
+            rewarded = before // effect.step if recorded is None else recorded
             reached = (before + spend) // effect.step
             # at most max_per_purchase coupons: a €1M order does not mint ten thousand vouchers
             crossed = max(reached - rewarded, 0)

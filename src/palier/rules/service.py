@@ -43,6 +43,7 @@ from palier.rules.engine import (
 )
 from palier.rules.models import PointsPerAmount, Rule, RuleSetDocument, RuleSetVersion, SpendStep, Text
 from palier.rules.tables import awards as award_rows
+from palier.rules.tables import counters as counter_rows
 from palier.rules.tables import rule_sets
 from palier.tiers.status import Standing, standing
 from palier.units import Rounding, divide, split_proportionally
@@ -587,13 +588,20 @@ def _cancel_uncovered(
         counters.add(conn, program_id=program.id, member_id=member_id, name=steps, delta=-(unpaid + cancelled))
 
 
-def move_member(*, conn: Connection, program_id: str, source_id: str, target_id: str) -> dict[str, int]:
+def move_member(*, conn: Connection, clock: Clock, program: Program, source_id: str, target_id: str) -> dict[str, int]:
     """A merge: the source's campaign caps and spend_step counters add up into the target's, and the awards
     of the source's orders name the target, so that a later return gives back to the target's counters.
+
+    A spend_step rule's running spend and steps paid add up each on its own: 90 € and 90 € make 180 € with no
+    step paid, so 1 € more pays the first (the steps the sum crosses are not all paid). So each account's steps
+    paid are written down first where its counters, kept before they were recorded, hold the spend alone.
 
     The caller holds both members' locks and calls this before the orders move to the target. Returns the
     counters moved (name -> value).
     """
+    program_id = program.id
+    for member_id in (source_id, target_id):
+        _record_steps_paid(conn, clock, program, member_id)
     moved = counters.move_member(conn, program_id=program_id, source_id=source_id, target_id=target_id)
     orders = select(purchases.c.event_id).where(
         purchases.c.program_id == program_id, purchases.c.member_id == source_id
@@ -608,6 +616,32 @@ def move_member(*, conn: Connection, program_id: str, source_id: str, target_id:
         .values(member_id=target_id)
     )
     return moved
+
+
+def _record_steps_paid(conn: Connection, clock: Clock, program: Program, member_id: str) -> None:
+    """Write down the steps paid of each spend_step rule whose running spend the member has without them:
+    counters kept before those were recorded, whose crossed steps were all paid (as a purchase reads them:
+    :meth:`CompiledRuleSet.evaluate`). The step is the rule's in force now, else in its latest version."""
+    line = timeline(conn=conn, program=program)
+    if line is None:
+        return
+    held = {
+        str(name): int(value)
+        for name, value in conn.execute(
+            select(counter_rows.c.name, counter_rows.c.value).where(
+                counter_rows.c.program_id == program.id, counter_rows.c.member_id == member_id
+            )
+        )
+    }
+    spent = (name.removeprefix(counter_name("")) for name in held if name.startswith(counter_name("")))
+    older = sorted(rule_id for rule_id in spent if steps_name(rule_id) not in held)
+    now = line.at(clock.now())
+    newest_first = [*([now] if now is not None else []), *reversed(line.versions)]
+    for rule_id in older:
+        step = next((step for step in (_step_of(rules, rule_id) for rules in newest_first) if step), 0)
+        if step:
+            paid = held[counter_name(rule_id)] // step
+            counters.raise_to(conn, program_id=program.id, member_id=member_id, name=steps_name(rule_id), value=paid)
 
 
 def award_lines(found: Sequence[Award], program: Program, language: str = "en") -> list[AwardLine]:
