@@ -675,6 +675,26 @@ def test_after_a_merge_the_next_purchase_pays_the_spend_step_both_accounts_reach
     assert vouchers(program, target["id"]) == spent // 10000
 
 
+@pytest.mark.parametrize("older", ["source", "target"])
+def test_a_merged_member_is_a_member_since_the_earlier_of_the_two_enrolments(
+    program: ApiProgram, clock: FrozenClock, older: str
+) -> None:
+    now = clock.now()
+    clock.set(now.replace(year=2019))
+    first = program.enrol(first_name="Ann")
+    clock.set(now)
+    second = program.enrol(first_name="Anne")
+    source, target = (first, second) if older == "source" else (second, first)
+    loyal = {"code": "loyal", "name": {"fr": "Fidèles", "en": "Loyal"},
+             "conditions": [{"field": "days_since_enrolment", "op": ">=", "value": 365}]}  # fmt: skip
+    assert program.call("POST", "/v1/segments", json=loyal).status_code == 201
+    merge_members(program, source, target)
+    kept = program.call("GET", f"/v1/members/{target['id']}").json()
+    assert kept["enrolled_at"] == first["enrolled_at"]  # a member since 2019
+    assert program.call("POST", "/v1/segments/loyal/refresh").status_code == 200
+    assert program.call("GET", f"/v1/members/{target['id']}/segments").json() == ["loyal"]
+
+
 def test_a_card_number_typed_as_a_phone_is_refused_never_stored(program: ApiProgram) -> None:
     """ "+4970…" and 16 digits reads as a German number: it is a Visa card's, refused wherever a phone goes."""
     card = luhn_card()

@@ -194,6 +194,22 @@ def test_after_a_merge_the_birthday_gift_of_the_year_is_not_given_again(
     assert gifts.birthdays(db, clock, program_id=program.id).members == 1  # next year's, once
 
 
+def test_after_a_merge_the_anniversary_is_the_earlier_enrolments(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    program = with_actions(db, clock, program)
+    joined = clock.now()
+    x = enrol(db, clock, program)  # 2 March
+    clock.advance(days=100)
+    y = enrol(db, clock, program)  # 10 June
+    merge(db, clock, program, x, y)
+    clock.set(joined.replace(year=joined.year + 1))
+    assert gifts.anniversaries(db, clock, program_id=program.id).members == 1  # a year since the person joined
+    clock.advance(days=100)
+    assert gifts.anniversaries(db, clock, program_id=program.id).members == 0  # one anniversary a year
+    assert balance(db, program, y).available == 30 + 30 + 200
+
+
 def test_after_a_merge_a_first_purchase_bonus_is_not_paid_again(
     db: Database, clock: FrozenClock, program: Program
 ) -> None:

@@ -349,6 +349,7 @@ def merge(
     from palier.rewards.service import move_member as move_rewards
 
     credit_moved = move_rewards(conn, booking=booking, program=program, source_id=source_id)
+    _keep_earlier_enrolment(conn, source_id, target_id, now)
     _move_status(conn, clock, program, source_id, target_id)
     conn.execute(
         update(members)
@@ -395,6 +396,14 @@ def merge(
         debt_repaid=debt_repaid,
         store_credit_moved=credit_moved,
     )
+
+
+def _keep_earlier_enrolment(conn: Connection, source_id: str, target_id: str, now: datetime) -> None:
+    """The person is a member since the earlier of the two enrolments (2019 and 2024 make a member since 2019):
+    anniversaries, tenure in segments and anniversary-year tier windows follow it."""
+    source, target = (enrolled_at(conn=conn, member_id=member_id) for member_id in (source_id, target_id))
+    if source < target:
+        conn.execute(update(members).where(members.c.id == target_id).values(enrolled_at=source, updated_at=now))
 
 
 def _move_status(conn: Connection, clock: Clock, program: Program, source_id: str, target_id: str) -> None:
