@@ -695,6 +695,19 @@ def test_a_merged_member_is_a_member_since_the_earlier_of_the_two_enrolments(
     assert program.call("GET", f"/v1/members/{target['id']}/segments").json() == ["loyal"]
 
 
+def test_a_merged_member_is_written_to_at_the_e_mail_and_phone_the_other_account_brought(program: ApiProgram) -> None:
+    mail, tel, own = email(), phone(), email()
+    source = program.enrol(first_name="Ann", email=mail, phone=tel)
+    target = program.enrol(first_name="Anne")
+    merge_members(program, source, target)
+    kept = program.call("GET", f"/v1/members/{target['id']}").json()
+    assert (kept["email"], kept["phone"]) == (mail, e164(tel))  # what mails and texts are sent to
+    assert {i["kind"] for i in kept["identities"]} == {"email", "phone"}
+    other, third = program.enrol(email=own), program.enrol(email=email())
+    merge_members(program, third, other)
+    assert program.call("GET", f"/v1/members/{other['id']}").json()["email"] == own  # its own stays
+
+
 def test_a_card_number_typed_as_a_phone_is_refused_never_stored(program: ApiProgram) -> None:
     """ "+4970…" and 16 digits reads as a German number: it is a Visa card's, refused wherever a phone goes."""
     card = luhn_card()

@@ -340,6 +340,7 @@ def merge(
     moved_identities = conn.execute(
         update(identities).where(identities.c.member_id == source_id).values(member_id=target_id)
     ).rowcount
+    _fill_profile_contacts(conn, target_id)
     from palier.activity.service import reassign_member
     from palier.rules.service import move_member as move_counters
 
@@ -396,6 +397,14 @@ def merge(
         debt_repaid=debt_repaid,
         store_credit_moved=credit_moved,
     )
+
+
+def _fill_profile_contacts(conn: Connection, member_id: str) -> None:
+    """A profile with no e-mail (or phone) shows one the merged account brought: mails go to it."""
+    profile = conn.execute(select(members.c.email, members.c.phone).where(members.c.id == member_id)).one()
+    for kind, value in (("email", profile.email), ("phone", profile.phone)):
+        if value is None:
+            _refresh_profile_contact(conn, member_id, kind)
 
 
 def _keep_earlier_enrolment(conn: Connection, source_id: str, target_id: str, now: datetime) -> None:
