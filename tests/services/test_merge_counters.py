@@ -4,6 +4,7 @@ behaviour-action limits and the year's birthday gift."""
 from __future__ import annotations
 
 import threading
+from datetime import date
 
 import pytest
 from sqlalchemy import delete
@@ -208,6 +209,26 @@ def test_after_a_merge_the_anniversary_is_the_earlier_enrolments(
     clock.advance(days=100)
     assert gifts.anniversaries(db, clock, program_id=program.id).members == 0  # one anniversary a year
     assert balance(db, program, y).available == 30 + 30 + 200
+
+
+def test_a_merge_keeps_the_birthday_and_names_only_the_closed_account_knew(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    program = with_actions(db, clock, program)
+    day = clock.now().date()
+    x = enrol(db, clock, program, first_name="Ann", last_name="Martin", birthday=day.replace(year=1990))
+    y, z = enrol(db, clock, program), enrol(db, clock, program, first_name="Anne", birthday=date(1991, 1, 1))
+    merge(db, clock, program, x, y)  # before the day's birthday job
+    with db.read() as conn:
+        kept = members.get_member(conn=conn, program_id=program.id, member_id=y.id)
+    assert (kept.first_name, kept.last_name, kept.birthday) == ("Ann", "Martin", day.replace(year=1990))
+    assert gifts.birthdays(db, clock, program_id=program.id).members == 1  # the person's birthday
+    assert balance(db, program, y).available == 30 + 30 + 100
+    other = enrol(db, clock, program, first_name="Annie", birthday=day.replace(year=1992))
+    merge(db, clock, program, other, z)
+    with db.read() as conn:
+        kept = members.get_member(conn=conn, program_id=program.id, member_id=z.id)
+    assert (kept.first_name, kept.last_name, kept.birthday) == ("Anne", None, date(1991, 1, 1))  # its own stay
 
 
 def test_after_a_merge_a_first_purchase_bonus_is_not_paid_again(

@@ -340,7 +340,7 @@ def merge(
     moved_identities = conn.execute(
         update(identities).where(identities.c.member_id == source_id).values(member_id=target_id)
     ).rowcount
-    _fill_profile_contacts(conn, target_id)
+    _fill_profile(conn, source_id, target_id)
     from palier.activity.service import reassign_member
     from palier.rules.service import move_member as move_counters
 
@@ -399,12 +399,20 @@ def merge(
     )
 
 
-def _fill_profile_contacts(conn: Connection, member_id: str) -> None:
-    """A profile with no e-mail (or phone) shows one the merged account brought: mails go to it."""
-    profile = conn.execute(select(members.c.email, members.c.phone).where(members.c.id == member_id)).one()
-    for kind, value in (("email", profile.email), ("phone", profile.phone)):
-        if value is None:
-            _refresh_profile_contact(conn, member_id, kind)
+def _fill_profile(conn: Connection, source_id: str, target_id: str) -> None:
+    """What the target's profile leaves blank, the source's fills: names and birthday (the birthday gift comes on
+    the person's day), and an e-mail or phone from the identities moved (mails go to it). Its own stay."""
+    columns = (members.c.first_name, members.c.last_name, members.c.birthday, members.c.email, members.c.phone)
+    rows = conn.execute(select(members.c.id, *columns).where(members.c.id.in_((source_id, target_id)))).mappings()
+    found = {row["id"]: row for row in rows}
+    source, target = found[source_id], found[target_id]
+    names = ("first_name", "last_name", "birthday")
+    filled = {name: source[name] for name in names if target[name] is None and source[name] is not None}
+    if filled:
+        conn.execute(update(members).where(members.c.id == target_id).values(filled))
+    for kind in ("email", "phone"):
+        if target[kind] is None:
+            _refresh_profile_contact(conn, target_id, kind)
 
 
 def _keep_earlier_enrolment(conn: Connection, source_id: str, target_id: str, now: datetime) -> None:
