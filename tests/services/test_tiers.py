@@ -453,6 +453,28 @@ def test_anniversary_years_are_judged_on_each_members_own_year(
     assert tier_of(db, fay.id) == "bronze"
 
 
+def test_after_a_merge_anniversary_years_run_from_the_earlier_enrolment(
+    db: Database, clock: FrozenClock, new_program: Any
+) -> None:
+    program = with_tiers(db, clock, new_program(timezone="UTC"), window="anniversary_year")
+    joined = clock.now()
+    old = enrol(db, clock, program, first_name="Old")  # 2 March
+    clock.set(joined + timedelta(days=100))
+    new = enrol(db, clock, program, first_name="New")  # 10 June
+    spend(db, clock, program, new, 150)
+    merge(db, clock, program, old, new)  # a member since 2 March: the year ends on 2 March
+    with db.read() as conn:
+        shown = tiers.progress(conn=conn, clock=clock, program=program, member_id=new.id)
+    day = joined.replace(hour=0)
+    assert (shown.tier, shown.window_start, shown.window_end) == ("silver", day, day.replace(year=2027))
+    clock.set(joined.replace(year=2027) + timedelta(days=1))
+    assert requalify(db, clock, program) == 1  # judged when the year shown ends
+    assert tier_of(db, new.id) == "silver"  # 150 € in that year: kept
+    clock.set(joined.replace(year=2028) + timedelta(days=1))
+    assert requalify(db, clock, program) == 1
+    assert tier_of(db, new.id) == "bronze"
+
+
 @pytest.mark.parametrize("metric", ["points", "spend", "orders"])
 @pytest.mark.parametrize("window", ["lifetime", "calendar_year", "rolling_months", "anniversary_year"])
 def test_every_metric_and_window_upgrades_shows_progress_and_requalifies(

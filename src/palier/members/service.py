@@ -431,7 +431,7 @@ def _move_status(conn: Connection, clock: Clock, program: Program, source_id: st
     from palier.tiers.service import move_member as move_tier
     from palier.tiers.service import on_activity
 
-    move_tier(conn, program_id=program.id, source_id=source_id, target_id=target_id, now=clock.now())
+    move_tier(conn, program=program, source_id=source_id, target_id=target_id, now=clock.now())
     on_activity(conn=conn, clock=clock, program=program, member_id=target_id)
     move_memberships(conn, source_id=source_id, target_id=target_id, now=clock.now())
     move_segments(conn, source_id=source_id, target_id=target_id, now=clock.now())

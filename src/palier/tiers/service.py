@@ -777,9 +777,13 @@ def _status_of(row: Any) -> Status:
     )
 
 
-def move_member(conn: Connection, *, program_id: str, source_id: str, target_id: str, now: datetime) -> None:
+def move_member(conn: Connection, *, program: Program, source_id: str, target_id: str, now: datetime) -> None:
     """A merge: the member that remains keeps the higher of the two statuses; the history follows. Taking the
-    merged account's higher tier is a change of its own: a history line and a ``tier_upgraded`` event."""
+    merged account's higher tier is a change of its own: a history line and a ``tier_upgraded`` event.
+
+    On anniversary years the status kept is judged at the end of the year it shows, which runs from the
+    remaining member's enrolment (the earlier of the two, set by the caller before)."""
+    program_id = program.id
     policy = get_policy(conn, program_id=program_id)
     conn.execute(update(tier_history).where(tier_history.c.member_id == source_id).values(member_id=target_id))
     source, target = _status(conn, source_id), _status(conn, target_id)
@@ -794,6 +798,13 @@ def move_member(conn: Connection, *, program_id: str, source_id: str, target_id:
         _record(conn, program_id, target_id, [(before, source.tier, "merged", {"merged": source_id})], now, policy)
     else:
         conn.execute(member_tiers.delete().where(member_tiers.c.member_id == source_id))
+    if policy is not None and policy.window == "anniversary_year":
+        start, end = window(policy, program, at=now, enrolled_at=_enrolled_at(conn, target_id))
+        conn.execute(
+            update(member_tiers)
+            .where(member_tiers.c.member_id == target_id, member_tiers.c.period_end.is_not(None))
+            .values(period_start=start, period_end=end, updated_at=now)
+        )
 
 
 def place(db: Database, clock: Clock, *, program_id: str, batch_size: int = 5000) -> int:
