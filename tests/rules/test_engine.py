@@ -188,14 +188,16 @@ def test_first_purchase_tier_segment_and_attribute_conditions_read_the_member_co
     assert [a.rule_id for a in everybody] == ["base", "first", "gold", "vip", "fr"]
 
 
+TEN_PER_HUNDRED = {
+    "id": "ten-per-hundred",
+    "name": {"en": "€10 for every €100"},
+    "event": "purchase",
+    "effect": {"type": "spend_step", "step": 10000, "reward_id": "rwd_10"},
+}
+
+
 def test_spend_steps_count_each_crossing() -> None:
-    step = {
-        "id": "ten-per-hundred",
-        "name": {"en": "€10 for every €100"},
-        "event": "purchase",
-        "effect": {"type": "spend_step", "step": 10000, "reward_id": "rwd_10"},
-    }
-    compiled = rules(step)
+    compiled = rules(TEN_PER_HUNDRED)
     event = cart(LineSnapshot(sku="A", quantity=1, amount=25000))
     [_, award] = compiled.evaluate(event, MemberContext(counters={"spend:ten-per-hundred": 9000}), MONDAY_MORNING)
     assert (award.kind, award.amount, award.coupons, award.reward_id) == ("coupon", 25000, 3, "rwd_10")
@@ -206,13 +208,7 @@ def test_spend_steps_count_each_crossing() -> None:
 def test_the_steps_paid_tell_what_is_still_owed_and_without_them_the_running_spend_does() -> None:
     """180 € spent over two merged accounts, no step paid yet: 1 € more pays the first. Counters kept before
     the steps paid were recorded hold the spend alone: the steps it crossed were paid."""
-    step = {
-        "id": "ten-per-hundred",
-        "name": {"en": "€10 for every €100"},
-        "event": "purchase",
-        "effect": {"type": "spend_step", "step": 10000, "reward_id": "rwd_10"},
-    }
-    compiled = rules(step)
+    compiled = rules(TEN_PER_HUNDRED)
     event = cart(LineSnapshot(sku="A", quantity=1, amount=100))
     merged = {"spend:ten-per-hundred": 18000, "steps:ten-per-hundred": 0}
     [_, award] = compiled.evaluate(event, MemberContext(counters=merged), MONDAY_MORNING)
