@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -691,6 +692,11 @@ def test_a_merged_member_is_a_member_since_the_earlier_of_the_two_enrolments(
     merge_members(program, source, target)
     kept = program.call("GET", f"/v1/members/{target['id']}").json()
     assert kept["enrolled_at"] == first["enrolled_at"]  # a member since 2019
+    [audited] = program.call("GET", "/v1/audit", params={"limit": 1}).json()["items"]
+    taken = audited["details"].get("enrolled_at")  # the date the source brought, if it did
+    assert (taken and datetime.fromisoformat(taken)) == (
+        datetime.fromisoformat(first["enrolled_at"]) if older == "source" else None
+    )
     assert program.call("POST", "/v1/segments/loyal/refresh").status_code == 200
     assert program.call("GET", f"/v1/members/{target['id']}/segments").json() == ["loyal"]
 
@@ -703,6 +709,8 @@ def test_a_merged_member_is_written_to_at_the_e_mail_and_phone_the_other_account
     kept = program.call("GET", f"/v1/members/{target['id']}").json()
     assert (kept["email"], kept["phone"]) == (mail, e164(tel))  # what mails and texts are sent to
     assert {i["kind"] for i in kept["identities"]} == {"email", "phone"}
+    [audited] = program.call("GET", "/v1/audit", params={"limit": 1}).json()["items"]
+    assert audited["details"]["profile_filled"] == ["email", "phone"]  # staff see what came
     other, third = program.enrol(email=own), program.enrol(email=email())
     merge_members(program, third, other)
     assert program.call("GET", f"/v1/members/{other['id']}").json()["email"] == own  # its own stays

@@ -340,7 +340,7 @@ def merge(
     moved_identities = conn.execute(
         update(identities).where(identities.c.member_id == source_id).values(member_id=target_id)
     ).rowcount
-    _fill_profile(conn, source_id, target_id)
+    filled = _fill_profile(conn, source_id, target_id, now)
     from palier.activity.service import reassign_member
     from palier.rules.service import move_member as move_counters
 
@@ -350,7 +350,7 @@ def merge(
     from palier.rewards.service import move_member as move_rewards
 
     credit_moved = move_rewards(conn, booking=booking, program=program, source_id=source_id)
-    _keep_earlier_enrolment(conn, source_id, target_id, now)
+    earlier = _keep_earlier_enrolment(conn, source_id, target_id, now)
     _move_status(conn, clock, program, source_id, target_id)
     conn.execute(
         update(members)
@@ -365,6 +365,10 @@ def merge(
         details["store_credit_moved"] = credit_moved
     if counters_moved:
         details["counters_moved"] = counters_moved
+    if filled:
+        details["profile_filled"] = filled
+    if earlier is not None:
+        details["enrolled_at"] = earlier.isoformat()
     conn.execute(
         insert(merges).values(
             id=merge_id,
@@ -399,9 +403,10 @@ def merge(
     )
 
 
-def _fill_profile(conn: Connection, source_id: str, target_id: str) -> None:
+def _fill_profile(conn: Connection, source_id: str, target_id: str, now: datetime) -> list[str]:
     """What the target's profile leaves blank, the source's fills: names and birthday (the birthday gift comes on
-    the person's day), and an e-mail or phone from the identities moved (mails go to it). Its own stay."""
+    the person's day), and an e-mail or phone from the identities moved (mails go to it). Its own stay.
+    Returns the fields filled."""
     columns = (members.c.first_name, members.c.last_name, members.c.birthday, members.c.email, members.c.phone)
     rows = conn.execute(select(members.c.id, *columns).where(members.c.id.in_((source_id, target_id)))).mappings()
     found = {row["id"]: row for row in rows}
@@ -409,18 +414,24 @@ def _fill_profile(conn: Connection, source_id: str, target_id: str) -> None:
     names = ("first_name", "last_name", "birthday")
     filled = {name: source[name] for name in names if target[name] is None and source[name] is not None}
     if filled:
-        conn.execute(update(members).where(members.c.id == target_id).values(filled))
+        conn.execute(update(members).where(members.c.id == target_id).values({**filled, "updated_at": now}))
     for kind in ("email", "phone"):
         if target[kind] is None:
             _refresh_profile_contact(conn, target_id, kind)
+    contacts = conn.execute(select(members.c.email, members.c.phone).where(members.c.id == target_id)).one()
+    brought = [kind for kind, value in zip(("email", "phone"), contacts, strict=True) if target[kind] is None and value]
+    return [*filled, *brought]
 
 
-def _keep_earlier_enrolment(conn: Connection, source_id: str, target_id: str, now: datetime) -> None:
+def _keep_earlier_enrolment(conn: Connection, source_id: str, target_id: str, now: datetime) -> datetime | None:
     """The person is a member since the earlier of the two enrolments (2019 and 2024 make a member since 2019):
-    anniversaries, tenure in segments and anniversary-year tier windows follow it."""
+    anniversaries, tenure in segments and anniversary-year tier windows follow it. Returns the date taken from
+    the source, or None when the target's is the earlier."""
     source, target = (enrolled_at(conn=conn, member_id=member_id) for member_id in (source_id, target_id))
-    if source < target:
-        conn.execute(update(members).where(members.c.id == target_id).values(enrolled_at=source, updated_at=now))
+    if source >= target:
+        return None
+    conn.execute(update(members).where(members.c.id == target_id).values(enrolled_at=source, updated_at=now))
+    return source
 
 
 def _move_status(conn: Connection, clock: Clock, program: Program, source_id: str, target_id: str) -> None:
