@@ -18,19 +18,18 @@ from typing import Any
 from sqlalchemy import Connection, Table, bindparam, select, update
 
 from palier.ids import new_id
-from palier.ledger.lots import allocation_rows, choose_lots, record_allocations
+from palier.ledger.lots import allocation_rows, choose_lots
 from palier.ledger.operations import (
     Booking,
     InsufficientPoints,
     balances,
-    expire_from_lots,
-    lot_is_live,
     member_posting,
     outcome,
     program_posting,
     settle_debt,
 )
 from palier.ledger.post import Entry, write
+from palier.ledger.stand_ins import ComingBack, sort_out, write_restoring
 from palier.ledger.tables import allocations, holds, lots
 
 
@@ -132,29 +131,18 @@ def void(conn: Connection, booking: Booking, *, hold_id: str) -> Voided:
     b = booking
     held = _open(conn, hold_id)
     parts = conn.execute(_hold_parts, {"transaction_id": held.transaction_id}).all()
-    back = [(p.lot_id, int(p.amount)) for p in parts if lot_is_live(p.state, p.expires_at, b.now)]
-    gone = [(p.lot_id, int(p.amount)) for p in parts if not lot_is_live(p.state, p.expires_at, b.now)]
-    restored = sum(amount for _, amount in back)
-    lapsed = held.amount - restored
+    coming = [ComingBack(p.lot_id, int(p.amount), p.state, p.expires_at) for p in parts]
+    restoring = sort_out(conn, member_id=held.member_id, coming=coming, now=b.now)
+    restored, lapsed = restoring.restored, restoring.lapsed
     b = replace(b, reason=b.reason + outcome(restored, lapsed))
     entry = b.entry(
         [
             member_posting(held.member_id, "held", -held.amount),
-            member_posting(held.member_id, "available", restored),
-            program_posting(b.program_id, "expired", lapsed, member_id=held.member_id),
+            *restoring.postings(program_id=b.program_id, member_id=held.member_id),
         ],
         extra={"hold_id": hold_id, "restored": restored, "expired": lapsed},
     )
-    write(conn, [entry])
-    record_allocations(
-        conn,
-        program_id=b.program_id,
-        member_id=held.member_id,
-        transaction_id=entry.id,
-        purpose="release",
-        parts=[(lot_id, -amount) for lot_id, amount in back + gone],
-    )
-    expire_from_lots(conn, entry, member_id=held.member_id, parts=gone)
+    write_restoring(conn, entry, restoring, member_id=held.member_id)
     _close(conn, hold_id, "voided", b.now)
     settle_debt(conn, replace(b, member_id=held.member_id))
     return Voided(entry.id, restored=restored, expired=lapsed)

@@ -13,11 +13,12 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, Table, bindparam, func, select
 
-from palier.clock import utc
 from palier.ledger.accounts import MEMBER_KINDS, POINTS, member_account, program_account
 from palier.ledger.earning_rows import earn_rows, is_pending
 from palier.ledger.lots import Taken, choose_lots, record_allocations, set_state
 from palier.ledger.post import Entry, Posting, write, write_with
+from palier.ledger.stand_ins import ComingBack, sort_out, write_restoring
+from palier.ledger.stand_ins import record as record_stand_ins
 from palier.ledger.tables import accounts, allocations, lots
 
 
@@ -62,20 +63,6 @@ def write_allocating(conn: Connection, entry: Entry, *, purpose: str, parts: Seq
         member_id=entry.member_id,
         transaction_id=entry.id,
         purpose=purpose,
-        parts=parts,
-    )
-
-
-def expire_from_lots(conn: Connection, entry: Entry, *, member_id: str, parts: Sequence[tuple[str, int]]) -> None:
-    """Points that came back after their lots expired: ``expire`` allocations on those lots (``parts``, given
-    back to them first by the caller, so their remaining does not move). A later return of the order that
-    earned them then knows they expired, and takes nothing else for them."""
-    record_allocations(
-        conn,
-        program_id=entry.program_id,
-        member_id=member_id,
-        transaction_id=entry.id,
-        purpose="expire",
         parts=parts,
     )
 
@@ -287,6 +274,9 @@ def take_back(
     if result.recovered:
         write_allocating(conn, entry, purpose="return", parts=[(t.lot_id, t.amount) for t in taken])
         result.transaction_id = entry.id
+        if own_lot_id is not None:  # what stood in for the own lot's points that were out (see stand_ins)
+            instead = [(own_lot_id, t.lot_id, t.amount) for t in taken if t.lot_id != own_lot_id]
+            record_stand_ins(conn, entry, member_id=b.member_id, rows=[*instead, (own_lot_id, None, result.to_debt)])
         emptied = [t.lot_id for t in taken if t.state == "pending"]
         mark_reversed_if_empty(conn, emptied)
     return result
@@ -336,7 +326,7 @@ def move_member(conn: Connection, booking: Booking, *, source_id: str) -> tuple[
     could spend. Returns the transaction id (None if there was nothing to move), the amounts moved and
     lots moved.
     """
-    from palier.ledger.tables import holds, lots
+    from palier.ledger.tables import holds, lots, stand_ins
 
     b = booking
     moved = {kind: amount for kind, amount in balances(conn, member_id=source_id).items() if amount}
@@ -350,6 +340,7 @@ def move_member(conn: Connection, booking: Booking, *, source_id: str) -> tuple[
         transaction_id = entry.id
     lots_moved = conn.execute(lots.update().where(lots.c.member_id == source_id).values(member_id=b.member_id)).rowcount
     conn.execute(holds.update().where(holds.c.member_id == source_id).values(member_id=b.member_id))
+    conn.execute(stand_ins.update().where(stand_ins.c.member_id == source_id).values(member_id=b.member_id))
     return transaction_id, moved, int(lots_moved)
 
 
@@ -451,24 +442,16 @@ def reverse(conn: Connection, booking: Booking, *, original_id: str, booked_to: 
         .order_by(allocations.c.lot_id)
         .with_for_update(of=lots)
     ).all()
-    live = [(t.lot_id, int(t.amount)) for t in taken if lot_is_live(t.state, t.expires_at, b.now)]
-    gone = [(t.lot_id, int(t.amount)) for t in taken if not lot_is_live(t.state, t.expires_at, b.now)]
-    back, lapsed = sum(amount for _, amount in live), sum(amount for _, amount in gone)
+    coming = [ComingBack(t.lot_id, int(t.amount), t.state, t.expires_at) for t in taken]
+    restoring = sort_out(conn, member_id=b.member_id, coming=coming, now=b.now)
     sink = next(p for p in moved if p.member_id is None)
     entry.postings = [
         Posting(sink.account_id, -int(sink.amount)),
-        member_posting(b.member_id, "available", back),
-        program_posting(b.program_id, "expired", lapsed, member_id=b.member_id),
+        *restoring.postings(program_id=b.program_id, member_id=b.member_id),
     ]
-    write_allocating(conn, entry, purpose="restore", parts=[(lot_id, -amount) for lot_id, amount in live + gone])
-    expire_from_lots(conn, entry, member_id=b.member_id, parts=gone)  # a return of their order excuses them
+    write_restoring(conn, entry, restoring, member_id=b.member_id)
     settle_debt(conn, b)
     return entry.id
-
-
-def lot_is_live(state: str, expires_at: datetime | None, now: datetime) -> bool:
-    """A lot points can go back to: active, and not past its expiry (the expiry job may not have run yet)."""
-    return state == "active" and (expires_at is None or utc(expires_at) > now)
 
 
 def balances_moved(conn: Connection, *, transaction_id: str, member_id: str) -> int:
@@ -511,9 +494,8 @@ def give_back(
         .order_by(lots.c.expires_at.is_(None).desc(), lots.c.expires_at.desc(), lots.c.id)
         .with_for_update(of=lots)
     ).all()
-    back: list[tuple[str, int]] = []
-    gone: list[tuple[str, int]] = []
-    skip, left, lapsed = already, amount, 0
+    coming: list[ComingBack] = []
+    skip, left = already, amount
     for lot_id, taken, state, expires_at in parts:
         taken = int(taken)
         used = min(skip, taken)
@@ -522,23 +504,18 @@ def give_back(
         if part <= 0:
             continue
         left -= part
-        if lot_is_live(state, expires_at, b.now):
-            back.append((lot_id, part))
-        else:
-            gone.append((lot_id, part))
-            lapsed += part
+        coming.append(ComingBack(lot_id, part, state, expires_at))
     given = amount - left
-    restored = given - lapsed
+    restoring = sort_out(conn, member_id=b.member_id, coming=coming, now=b.now)
+    restored, lapsed = restoring.restored, restoring.lapsed
     b = replace(b, reason=b.reason + outcome(restored, lapsed))
     entry = b.entry(
         [
             program_posting(b.program_id, sink, -given, member_id=b.member_id),
-            member_posting(b.member_id, "available", restored),
-            program_posting(b.program_id, "expired", lapsed, member_id=b.member_id),
+            *restoring.postings(program_id=b.program_id, member_id=b.member_id),
         ],
         extra={"gives_back": original_id, "restored": restored, "expired": lapsed},
     )
-    write_allocating(conn, entry, purpose="restore", parts=[(lot_id, -part) for lot_id, part in back + gone])
-    expire_from_lots(conn, entry, member_id=b.member_id, parts=gone)
+    write_restoring(conn, entry, restoring, member_id=b.member_id)
     settle_debt(conn, b)
     return GivenBack(entry.id if given else None, restored, lapsed)

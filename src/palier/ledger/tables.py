@@ -137,6 +137,24 @@ allocations = Table(
     Index(None, "program_id", "lot_id"),  # palier verify --program
 )
 
+# Points a return took in place of its order's own lot: that lot's points were out (paying another order,
+# held by a coupon, debited) so the return took other points (``from_lot_id``) or booked a debt (NULL).
+# When the lot's points come back, they go where the return took these, not to the lot: rows with a
+# negative amount record that. Append-only, like allocations.
+stand_ins = Table(
+    "stand_ins",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("program_id", String(32), ForeignKey("programs.id"), nullable=False),
+    Column("member_id", String(32), nullable=False),
+    Column("lot_id", String(32), ForeignKey("lots.id"), nullable=False),
+    Column("from_lot_id", String(32), ForeignKey("lots.id"), nullable=True),
+    Column("transaction_id", String(32), ForeignKey("ledger_transactions.id"), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # > 0 taken in the lot's place, < 0 given back there since
+    Index(None, "lot_id"),
+    Index(None, "program_id", "member_id"),
+)
+
 # Redemption holds (two-phase): open while points sit in `held`. Filled by the rewards domain.
 holds = Table(
     "holds",
