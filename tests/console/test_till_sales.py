@@ -224,3 +224,32 @@ def test_a_refund_says_how_many_points_of_its_payment_had_expired_meanwhile(
     done = _post(client, f"{till}/refund", refund)
     said = client.get(done.headers["location"]).text
     assert "200 points de son paiement avaient expiré entre-temps : ils ne reviennent pas." in said
+
+
+def test_a_refund_says_the_points_given_back_to_this_customer_apart_from_another_payers(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    """Bo paid half of Ann's ticket with his points (a gift): the refund gives them back to Bo, and the till
+    must not tell the cashier that Ann got them."""
+    ann, bo = program.enrol(first_name="Ann"), program.enrol(first_name="Bo")
+    program.adjust(ann["id"], 300)
+    program.adjust(bo["id"], 300)
+    token = _till(client, program, add_staff, bo["id"])
+    paid = {"csrf": token, "order_id": "T1500-NNNNN", "order_total": "40", "points": "200"}
+    assert _post(client, f"/till/members/{bo['id']}/pay", paid).status_code == 303
+    ann_till = f"/till/members/{ann['id']}"
+    sale = {"csrf": token, "order_id": "T1500-NNNNN", "order_total": "40"}
+    assert _post(client, f"{ann_till}/sale", sale).status_code == 303
+    assert program.balance(ann["id"])["pending"] == 38  # €38 paid with money
+
+    refund = {"csrf": token, "return_id": "RT1510-PPPPP", "order_id": "T1500-NNNNN", "amount": "20"}
+    done = _post(client, f"{ann_till}/refund", refund)
+    assert done.status_code == 303
+    said = client.get(done.headers["location"]).text
+    assert "Remboursement enregistré sur le ticket T1500-NNNNN : 19 points repris." in said
+    assert "rendus au client" not in said  # Ann got no points back
+    assert "100 points rendus à un autre membre, qui avait payé une partie du ticket." in said
+    english = client.get(done.headers["location"] + "&lang=en").text
+    assert "given back to the customer" not in english
+    assert "100 points given back to another member, who had paid part of the ticket." in english
+    assert (program.balance(ann["id"])["available"], program.balance(bo["id"])["available"]) == (300, 200)

@@ -451,6 +451,7 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
             order_id=ret.order_id,
             refunded=order["refunded"] + plan.refund,
             total=order["total"],
+            buyer=member_id,
         )
     _insert_event(
         conn,

@@ -271,11 +271,13 @@ def payers(conn: Connection, *, program_id: str, order_id: str) -> list[str]:
 
 
 def on_return(
-    *, conn: Connection, clock: Clock, program: Program, order_id: str, refunded: int, total: int
+    *, conn: Connection, clock: Clock, program: Program, order_id: str, refunded: int, total: int, buyer: str | None
 ) -> dict[str, int]:
     """An order was (partly) returned: give back points and credit in proportion to ``refunded`` of ``total``.
 
     Cumulative and exact: returning the whole order in several goes gives back exactly what was paid.
+    The totals count every payer; what went to payers other than ``buyer`` (the member the order was
+    recorded for) is also said apart (``…_to_others``), so that the customer is told only what is theirs.
     The caller holds the member's lock."""
     found: dict[str, int] = {}
     rows = conn.execute(
@@ -308,10 +310,12 @@ def on_return(
             .where(order_payments.c.id == payment.id)
             .values(points_returned=points_due, amount_returned=amount_due if payment.kind == "credit" else 0)
         )
-        if points - lapsed > 0:
-            found["points_given_back"] = found.get("points_given_back", 0) + points - lapsed
-        if lapsed:  # their lots expired since the payment: they expire now instead of coming back
-            found["points_expired"] = found.get("points_expired", 0) + lapsed
+        others = "_to_others" if payment.member_id != buyer else ""
+        for key, value in (("points_given_back", points - lapsed), ("points_expired", lapsed)):
+            if value > 0:  # expired: their lots expired since the payment, they expire now instead of coming back
+                found[key] = found.get(key, 0) + value
+                if others:
+                    found[key + others] = found.get(key + others, 0) + value
         if amount > 0:
             found["credit_given_back"] = found.get("credit_given_back", 0) + amount
     return found

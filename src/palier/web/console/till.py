@@ -158,6 +158,7 @@ def _done(
             fact = activity.stored_fact(conn=conn, program_id=who.program.id, type_=kind, external_id=order[:64])
             if fact is not None and fact[0].member_id == member_id:
                 result, order_id = fact[0], str(fact[1]["order_id"])
+                details = result.details
                 recorded = activity.recorded_order(conn=conn, program_id=who.program.id, order_id=order_id)
                 return {
                     "kind": ok,
@@ -166,9 +167,12 @@ def _done(
                     "amount": recorded[1] if recorded else None,
                     "order_id": order_id,
                     "matures_at": result.matures_at if result.pending else None,
-                    "given_back": result.details.get("points_given_back", 0),
-                    "credit_back": result.details.get("credit_given_back", 0),  # not to be given in cash too
-                    "expired_back": result.details.get("points_expired", 0),  # their lots ran out meanwhile
+                    # to this customer; to another member who paid part of the ticket, said apart
+                    "given_back": details.get("points_given_back", 0) - details.get("points_given_back_to_others", 0),
+                    "given_to_others": details.get("points_given_back_to_others", 0),
+                    "credit_back": details.get("credit_given_back", 0),  # not to be given in cash too
+                    # their lots ran out meanwhile
+                    "expired_back": details.get("points_expired", 0) - details.get("points_expired_to_others", 0),
                 }
     return None
 
