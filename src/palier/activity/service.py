@@ -162,6 +162,15 @@ def recorded_order(*, conn: Connection, program_id: str, order_id: str) -> tuple
     return None if row is None else (row.member_id, int(row.total))
 
 
+def lock_repeat_check(*, conn: Connection, program_id: str, member_id: str) -> None:
+    """Take the member's "already recorded?" lock, first in the command: the till's check for a repeated sale,
+    refund or payment then runs in the same transaction as what it guards, after any other till's command for
+    the member has committed, so two tills sending the same ticket within milliseconds are taken one after the
+    other and the second is asked, as a repeat sent later is. Taken before any row lock, and only here, so it
+    never waits in a circle with them. SQLite's write lock already serialises the whole command."""
+    lock_key(conn, f"repeat:{program_id}:{member_id}")
+
+
 def looks_repeated_purchase(
     *, conn: Connection, program_id: str, member_id: str, order_id: str, total: int, since: datetime
 ) -> tuple[str, datetime] | None:

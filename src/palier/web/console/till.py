@@ -10,6 +10,7 @@ with the ticket number as the order id so that a double tap is answered once.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -257,13 +258,21 @@ async def pay_with_points(request: Request, member_id: str) -> Response:
             data["amount"] = parse_money(str(form.get("amount", "")), exponent, field="amount")
         payment = PaymentIn.model_validate(data)
         db: Database = request.app.state.db
-        if form.get("repeat") != "yes" and (twin := _repeated(request, member_id[:40], payment)) is not None:
-            return _member(request, member_id, status=409, repeat=twin, sent=sent)
-        paid = db.run(
-            lambda conn: payments.pay(
+
+        def command(conn: Any) -> Payment:
+            def repeated_payment(since: datetime) -> Payment | None:
+                return payments.looks_repeated(
+                    conn=conn, program=who.program, member_id=member_id[:40], data=payment, since=since
+                )
+
+            _ask_if_repeated(request, conn, member_id[:40], form, repeated_payment)
+            return payments.pay(
                 conn=conn, clock=request.app.state.clock, program=who.program, member_id=member_id[:40], data=payment
             )
-        )
+
+        paid = db.run(command)
+    except _Repeated as asked:
+        return _member(request, member_id, status=409, repeat=asked.repeat, sent=sent)
     except (ValidationError, PalierError) as error:
         return _refused(request, member_id, error, sent)
     query = urlencode({"ok": "paid" if kind == "points" else "credit", "payment": paid.id})
@@ -311,13 +320,27 @@ def _about_total(error: ValidationError | PalierError) -> bool:
     return isinstance(error, PalierError) and error.code == "order_total_below_payment"
 
 
-def _repeated(request: Request, member_id: str, payment: PaymentIn) -> Payment | None:
-    """The same payment made for this member in the last minutes under another ticket: asked about first."""
-    who = current(request)
-    since = request.app.state.clock.now() - REPEAT_WINDOW
-    db: Database = request.app.state.db
-    with db.read() as conn:
-        return payments.looks_repeated(conn=conn, program=who.program, member_id=member_id, data=payment, since=since)
+class _Repeated(Exception):
+    """The till's form looks like one recorded minutes ago under another ticket: asked about first (``repeat``
+    says what was recorded, for the question); the command writes nothing."""
+
+    def __init__(self, repeat: Any) -> None:
+        super().__init__("asked first")
+        self.repeat = repeat
+
+
+def _ask_if_repeated(
+    request: Request, conn: Any, member_id: str, form: Any, twin_since: Callable[[datetime], Any | None]
+) -> None:
+    """First in a till command: raise :class:`_Repeated` if ``twin_since`` finds the same thing recorded for
+    the member within ``REPEAT_WINDOW`` and the cashier has not confirmed (``repeat=yes``). The check runs under
+    the member's repeat lock, in the command's transaction, so a second till sending the same form within
+    milliseconds waits for the first and is asked, as a repeat sent later is."""
+    activity.lock_repeat_check(conn=conn, program_id=current(request).program.id, member_id=member_id)
+    if form.get("repeat") != "yes":
+        twin = twin_since(request.app.state.clock.now() - REPEAT_WINDOW)
+        if twin is not None:
+            raise _Repeated(twin)
 
 
 # --- the sale itself, and refunds ---------------------------------------------------------------------------
@@ -350,18 +373,18 @@ async def record_sale(request: Request, member_id: str) -> Response:
             }
         )
         db: Database = request.app.state.db
-        if form.get("repeat") != "yes":
-            with db.read() as conn:
-                twin = activity.looks_repeated_purchase(
-                    conn=conn, program_id=who.program.id, member_id=member_id[:40], order_id=purchase.order_id,
-                    total=total, since=clock.now() - REPEAT_WINDOW,
-                )  # fmt: skip
-            if twin is not None:
-                repeat = {"kind": "sale", "order_id": twin[0], "order_total": total, "created_at": twin[1]}
-                return _member(request, member_id, status=409, repeat=repeat, sent=sent)
         card_key = request.app.state.settings.card_hash_key
 
         def command(conn: Any) -> Any:
+            def repeated_sale(since: datetime) -> dict[str, Any] | None:
+                twin = activity.looks_repeated_purchase(
+                    conn=conn, program_id=who.program.id, member_id=member_id[:40], order_id=purchase.order_id,
+                    total=total, since=since,
+                )  # fmt: skip
+                return None if twin is None else {"kind": "sale", "order_id": twin[0], "order_total": total,
+                                                  "created_at": twin[1]}  # fmt: skip
+
+            _ask_if_repeated(request, conn, member_id[:40], form, repeated_sale)
             sent_first = _as_first_sent(conn, who.program.id, "purchase", purchase.order_id, purchase)
             done = activity.record_purchase(
                 conn=conn, clock=clock, program=who.program, purchase=sent_first, card_key=card_key
@@ -369,6 +392,8 @@ async def record_sale(request: Request, member_id: str) -> Response:
             return _audited(request, conn, "till.sale", done, total=total)
 
         result, _ = db.run(command)
+    except _Repeated as asked:
+        return _member(request, member_id, status=409, repeat=asked.repeat, sent=sent)
     except (ValidationError, PalierError) as error:
         return _refused(request, member_id, error, sent)
     return RedirectResponse(f"/till/members/{member_id}?{urlencode({'ok': 'sale', 'order': result.external_id})}", 303)
@@ -395,17 +420,16 @@ async def refund(request: Request, member_id: str) -> Response:
         )
 
         db: Database = request.app.state.db
-        if form.get("repeat") != "yes":
-            with db.read() as conn:
-                twin = activity.looks_repeated_return(
-                    conn=conn, program_id=who.program.id, member_id=member_id[:40], ret=ret,
-                    since=clock.now() - REPEAT_WINDOW,
-                )  # fmt: skip
-            if twin is not None:
-                repeat = {"kind": "refund", "order_id": ret.order_id, "amount": amount, "created_at": twin[1]}
-                return _member(request, member_id, status=409, repeat=repeat, sent=sent | {"return_id": ret.return_id})
 
         def command(conn: Any) -> Any:
+            def repeated_refund(since: datetime) -> dict[str, Any] | None:
+                twin = activity.looks_repeated_return(
+                    conn=conn, program_id=who.program.id, member_id=member_id[:40], ret=ret, since=since
+                )
+                return None if twin is None else {"kind": "refund", "order_id": ret.order_id, "amount": amount,
+                                                  "created_at": twin[1]}  # fmt: skip
+
+            _ask_if_repeated(request, conn, member_id[:40], form, repeated_refund)
             recorded = activity.recorded_order(conn=conn, program_id=who.program.id, order_id=ret.order_id)
             if recorded is not None and recorded[0] != member_id[:40]:  # the receipt of someone else
                 raise Unprocessable(
@@ -416,6 +440,8 @@ async def refund(request: Request, member_id: str) -> Response:
             return _audited(request, conn, "till.refund", done, amount=amount, order_id=ret.order_id)
 
         result, _ = db.run(command)
+    except _Repeated as asked:
+        return _member(request, member_id, status=409, repeat=asked.repeat, sent=sent | {"return_id": ret.return_id})
     except (ValidationError, PalierError) as error:
         return _refused(request, member_id, error, sent)
     return RedirectResponse(
