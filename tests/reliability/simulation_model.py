@@ -13,7 +13,10 @@ them, in plain Python, written without the engine's code.
   order's returns —
   from the order's own lot first (pending or available), then nothing for the part of that lot which has
   expired (it already left the member), then other available points soonest-expiring first, and what is
-  still missing becomes debt. A pending lot emptied by returns is reversed.
+  still missing becomes debt. A pending lot emptied by returns is reversed. What the return took from other
+  lots or booked as debt stands in for the own lot's points that were out: when those come back (a coupon
+  cancelled), they cancel that debt (while owed), then go back to those lots (longest-lasting first; expiring
+  if that lot has expired since), and only the rest to their own lot.
 - The maturity job makes due pending lots available (repaying debt first, lot by lot); the expiry job
   expires every due available lot, taking what is left of it.
 - A merge moves the duplicate's lots, holds, coupons, orders and debt to the member who remains.
@@ -26,6 +29,7 @@ from __future__ import annotations
 import calendar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 LIFETIME_MONTHS = 12
 PER_POINT = 100  # minor units per point
@@ -48,6 +52,8 @@ class Lot:
     matures_at: datetime
     expires_at: datetime
     expired_part: int = 0  # what the expiry took from it (a return later excuses up to this much)
+    # what a return of its order took elsewhere in place of its points that were out: [lot or None (debt), points]
+    stand_ins: list[list[Any]] = field(default_factory=list)
 
     def sort_key(self) -> tuple[datetime, datetime, str]:
         return (self.expires_at, self.earned_at, self.order_id)
@@ -190,12 +196,31 @@ class Model:
         account = self.accounts[coupon.member]
         account.held -= coupon.cost
         for lot, part in coupon.parts:
-            if lot.state == "active" and lot.expires_at > self.now:
-                lot.remaining += part
-                account.available += part
-            else:  # the part expires with its lot: it leaves the member, and a return of the order excuses it
-                lot.expired_part += part
+            for stand_in in sorted(lot.stand_ins, key=self._stand_in_order):
+                instead, owed = stand_in
+                back = min(part, owed, account.debt) if instead is None else min(part, owed)
+                stand_in[1] -= back
+                part -= back
+                if instead is None:
+                    account.debt -= back
+                else:
+                    self._give_back(account, instead, back)
+            self._give_back(account, lot, part)
         self._settle(coupon.member)
+
+    def _stand_in_order(self, stand_in: list[Any]) -> tuple[Any, ...]:
+        """Debt first, then the lots lasting longest, the newest first."""
+        lot = stand_in[0]
+        if lot is None:
+            return (0,)
+        return (1, -lot.expires_at.timestamp(), -lot.earned_at.timestamp())
+
+    def _give_back(self, account: Account, lot: Lot, part: int) -> None:
+        if lot.state == "active" and lot.expires_at > self.now:
+            lot.remaining += part
+            account.available += part
+        else:  # the part expires with its lot: it leaves the member, and a return of the order excuses it
+            lot.expired_part += part
 
     def pay(self, member: str, points: int) -> None:
         account = self.accounts[member]
@@ -240,11 +265,15 @@ class Model:
         excused = min(max(lapsed, 0), owed - taken)
         order.excused += excused
         rest = owed - taken - excused
-        for _, part in self._take(member, rest, exclude=lot):
+        for instead, part in self._take(member, rest, exclude=lot):
             account.available -= part
             taken += part
             rest -= part
+            if lot is not None:
+                lot.stand_ins.append([instead, part])
         account.debt += rest
+        if lot is not None and rest:
+            lot.stand_ins.append([None, rest])
         return owed
 
     # --- jobs ---

@@ -26,9 +26,11 @@ from tests.services.factories import (
     purchase,
     purchase_body,
     return_,
+    reverse,
     send_purchase,
 )
 from tests.services.test_pay_with_points import pay as pay_points
+from tests.services.test_rewards import add_reward, cancel, redeem
 
 
 def _spend_a_on_b(db: Database, clock: FrozenClock, program: Program) -> Member:
@@ -103,5 +105,29 @@ def test_every_order_of_events_leaves_the_member_the_same(
         lines = [(f"{order}{n}", 1) for n in range(returned[order] + 1, returned[order] + count + 1)]
         returned[order] += count
         return_(db, clock, monthly, order, lines=lines)
+    assert _shown(db, monthly, member) == (80, 0)
+    assert_ledger_sound(db, monthly)
+
+
+@pytest.mark.parametrize("held_by", ["a coupon", "a debit"])
+def test_points_of_a_returned_order_held_by_a_coupon_or_a_debit_come_back_where_its_return_took_them(
+    db: Database, clock: FrozenClock, monthly: Program, held_by: str
+) -> None:
+    """The same for a coupon cancelled, or a debit reversed, after the order was returned and its lot expired."""
+    member = enrol(db, clock, monthly)
+    purchase(db, clock, monthly, member, order_id="A", lines=[line("A1", 5_000), line("A2", 5_000)])  # 100 pts
+    if held_by == "a coupon":
+        coupon = redeem(db, clock, monthly, member, add_reward(db, clock, monthly, cost_points=100)).coupon
+    else:
+        debit = adjust(db, clock, monthly, member, -100, reason="Voucher handed over")
+    clock.advance(days=20)
+    adjust(db, clock, monthly, member, 80, reason="Later goodwill")  # lasts to day 50
+    return_(db, clock, monthly, "A", amount=10_000)  # 80 from the goodwill, 20 owed
+    clock.advance(days=20)
+    expire(db, clock, monthly)
+    if held_by == "a coupon":
+        cancel(db, clock, monthly, coupon.code)
+    else:
+        reverse(db, clock, monthly, member, debit.transaction_id)
     assert _shown(db, monthly, member) == (80, 0)
     assert_ledger_sound(db, monthly)

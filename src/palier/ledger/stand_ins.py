@@ -164,7 +164,7 @@ def _stand_ins(conn: Connection, lot_ids: list[str]) -> dict[str, list[list[Any]
     found = {
         lot.id: lot
         for lot in conn.execute(
-            select(lots.c.id, lots.c.state, lots.c.expires_at)
+            select(lots.c.id, lots.c.state, lots.c.expires_at, lots.c.earned_at)
             .where(lots.c.id.in_(bindparam("ids", expanding=True)))
             .order_by(lots.c.id)
             .with_for_update(),
@@ -172,12 +172,16 @@ def _stand_ins(conn: Connection, lot_ids: list[str]) -> dict[str, list[list[Any]
         )
     }
     owed: dict[str, list[list[Any]]] = {}
+    order: dict[str | None, tuple[Any, ...]] = {None: (0,)}  # debt first
     for lot_id, from_lot, amount in rows:
         lot = found.get(from_lot) if from_lot is not None else None
         state, expires_at = (lot.state, lot.expires_at) if lot is not None else ("", None)
+        if lot is not None:  # then the lots lasting longest (never-expiring first), the newest first
+            last = utc(lot.expires_at).timestamp() if lot.expires_at else float("inf")
+            order[from_lot] = (1, -last, -utc(lot.earned_at).timestamp(), lot.id)
         owed.setdefault(lot_id, []).append([from_lot, int(amount), state, expires_at])
-    for entries in owed.values():  # debt first, then the lots lasting longest (never-expiring first)
-        entries.sort(key=lambda e: (e[0] is not None, e[3] is not None, -(utc(e[3]).timestamp() if e[3] else 0)))
+    for entries in owed.values():
+        entries.sort(key=lambda e: order.get(e[0], (2,)))
     return owed
 
 
