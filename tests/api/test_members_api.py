@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -388,6 +388,25 @@ def test_balance_shows_available_pending_held_debt_and_what_comes_next(
     assert balance["next_maturity"] == {"points": 24, "matures_at": "2026-03-16T09:00:00Z"}
     unknown = program.call("GET", "/v1/members/mem_00000000000000000000000000/balance")
     assert_problem(unknown, 404, "member_not_found", field="member_id")
+
+
+def test_points_are_gone_from_the_balance_and_from_debits_the_second_they_expire(
+    new_program: Callable[..., ApiProgram], clock: FrozenClock
+) -> None:
+    program = new_program(points_lifetime_months=12)
+    member = program.enrol(first_name="Ann")
+    program.adjust(member["id"], 50)
+    assert program.balance(member["id"])["next_expiry"] == {"points": 50, "expires_at": "2027-03-02T09:00:00Z"}
+    clock.set(datetime(2027, 3, 2, 9, 0, 1, tzinfo=UTC))  # a second later; the expiry job has not run
+
+    balance = program.balance(member["id"])
+    debit = program.call(
+        "POST", f"/v1/members/{member['id']}/adjustments", json={"points": -50, "reason": "Spent at the desk"}
+    )
+
+    assert (balance["available"], balance["next_expiry"]) == (0, None)
+    assert_problem(debit, 422, "insufficient_points")
+    assert [line["kind"] for line in program.history(member["id"])] == ["adjust"]  # the refusal wrote nothing
 
 
 def test_a_return_of_spent_points_shows_as_debt(new_program: Callable[..., ApiProgram]) -> None:

@@ -18,7 +18,9 @@ them, in plain Python, written without the engine's code.
   cancelled), they cancel that debt (while owed), then go back to those lots (longest-lasting first; expiring
   if that lot has expired since), and only the rest to their own lot.
 - The maturity job makes due pending lots available (repaying debt first, lot by lot); the expiry job
-  expires every due available lot, taking what is left of it.
+  expires every due available lot, taking what is left of it. A debit (a redemption, a payment in points, a
+  return that takes points back, a debt repaid) first does both for its member, as the jobs would; a refused
+  one does neither. A balance is shown as it stands once the jobs have run.
 - A merge moves the duplicate's lots, holds, coupons, orders and debt to the member who remains.
 - A member never owes points while holding some to spend: after a merge, and when a cancelled coupon gives
   points back, those repay the debt at once, soonest-expiring first.
@@ -27,6 +29,7 @@ them, in plain Python, written without the engine's code.
 from __future__ import annotations
 
 import calendar
+import copy
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -162,10 +165,17 @@ class Model:
     def _spendable(self, member: str) -> list[Lot]:
         return [lot for lot in self.lots if lot.member == member and lot.state == "active" and lot.remaining > 0]
 
-    def redeem(self, member: str, key: str, cost: int) -> None:
-        account = self.accounts[member]
-        if account.available < cost:
+    def _debit(self, member: str, points: int) -> None:
+        """The member caught up for a debit of ``points``, or refused with nothing changed."""
+        trial = copy.deepcopy(self)
+        trial.catch_up(member)
+        if trial.accounts[member].available < points:
             raise Refused("insufficient_points")
+        self.catch_up(member)
+
+    def redeem(self, member: str, key: str, cost: int) -> None:
+        self._debit(member, cost)
+        account = self.accounts[member]
         parts = self._take(member, cost)
         account.available -= cost
         account.held += cost
@@ -180,6 +190,9 @@ class Model:
 
     def _settle(self, member: str) -> None:
         """A member who owes points and has some to spend repays the debt from them, soonest-expiring first."""
+        if self.accounts[member].debt <= 0:
+            return
+        self.catch_up(member)
         account = self.accounts[member]
         repay = min(account.debt, account.available)
         self._take(member, repay)
@@ -223,9 +236,8 @@ class Model:
             lot.expired_part += part
 
     def pay(self, member: str, points: int) -> None:
+        self._debit(member, points)
         account = self.accounts[member]
-        if account.available < points:
-            raise Refused("insufficient_points")
         self._take(member, points)
         account.available -= points
 
@@ -248,6 +260,7 @@ class Model:
         if owed == 0:
             return 0
         member = order.member
+        self.catch_up(member)
         account = self.accounts[member]
         taken = 0
         lot = order.lot
@@ -278,18 +291,26 @@ class Model:
 
     # --- jobs ---
 
-    def mature(self) -> None:
-        due = [lot for lot in self.lots if lot.state == "pending" and lot.matures_at <= self.now]
+    def catch_up(self, member: str) -> None:
+        self.mature(member)
+        self.expire(member)
+
+    def mature(self, member: str | None = None) -> None:
+        due = [
+            lot
+            for lot in self.lots
+            if lot.state == "pending" and lot.matures_at <= self.now and member in (None, lot.member)
+        ]
         for lot in sorted(due, key=lambda lot: (lot.matures_at, lot.order_id)):
             account = self.accounts[lot.member]
             lot.state = "active"
             account.pending -= lot.remaining
             self._credit(account, lot)
 
-    def expire(self) -> None:
+    def expire(self, member: str | None = None) -> None:
         """Every available lot past its date expires (a spent one too, with nothing left to take)."""
         for lot in self.lots:
-            if lot.state == "active" and lot.expires_at <= self.now:
+            if lot.state == "active" and lot.expires_at <= self.now and member in (None, lot.member):
                 self.accounts[lot.member].available -= lot.remaining
                 lot.expired_part += lot.remaining
                 lot.remaining = 0

@@ -11,7 +11,7 @@ import itertools
 import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event
@@ -140,9 +140,14 @@ def merge(db: Database, clock: FrozenClock, program: Program, source: Who, targe
         )
 
 
-def balance(db: Database, program: Program, who: Who) -> Balance:
+def balance(db: Database, program: Program, who: Who, clock: FrozenClock | None = None) -> Balance:
+    """The member's balance as shown at ``clock.now()``; without a clock, as the ledger holds it (what the
+    jobs have matured and expired so far, nothing more)."""
     with db.read() as conn:
-        return members.balance(conn=conn, program=program, member_id=_id(who))
+        return members.balance(conn=conn, clock=clock or _BEFORE_ALL, program=program, member_id=_id(who))
+
+
+_BEFORE_ALL = FrozenClock(datetime(2000, 1, 1, tzinfo=UTC))  # no lot is due to mature or expire yet
 
 
 def history(db: Database, program: Program, who: Who) -> list[HistoryLine]:

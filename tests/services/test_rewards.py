@@ -347,7 +347,9 @@ def balance_with_rewards(db: Database, clock: FrozenClock, program: Program, who
     from palier.members import service as members
 
     with db.read() as conn:
-        return members.balance(conn=conn, program=program, member_id=who.id, clock=clock).next_rewards
+        return members.balance(
+            conn=conn, clock=clock, program=program, member_id=who.id, next_rewards=True
+        ).next_rewards
 
 
 def test_changing_a_reward_is_checked_like_creating_it(db: Database, clock: FrozenClock, program: Program) -> None:

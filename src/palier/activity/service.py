@@ -34,6 +34,7 @@ from palier.clock import Clock, in_zone, utc
 from palier.errors import Conflict, InvalidInput, NotFound, Unprocessable
 from palier.ids import new_id
 from palier.ledger import operations as ledger
+from palier.ledger.catch_up import catch_up
 from palier.ledger.locks import lock_key, lock_members
 from palier.ledger.post import write_with
 from palier.ledger.tables import allocations
@@ -420,6 +421,8 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
             event_id=event_id,
             details={"order_id": ret.order_id},
         )
+        # points past their expiry expire first (as the job would): the order's own are then excused, not taken
+        catch_up(conn, program_id=program.id, member_id=member_id, now=now)
         lapsed = _expired_of(conn, order["lot_id"]) - order["points_excused"] if order["lot_id"] else 0
         taken = ledger.take_back(
             conn,

@@ -69,9 +69,9 @@ def cancel(code: str = CODE, program: str = PROGRAM) -> None:
             closed = _local(found)(before.closed_at) if before.closed_at else "earlier"
             console.print(f"Coupon {shown} was already cancelled ({closed}): nothing to do.")
             return
-        available = members.balance(conn=conn, program=found, member_id=before.member_id).available
+        available = members.balance(conn=conn, clock=clock, program=found, member_id=before.member_id).available
         coupon = cancel_coupon(conn=conn, clock=clock, program=found, code=code, actor="cli")
-        now_available = members.balance(conn=conn, program=found, member_id=coupon.member_id).available
+        now_available = members.balance(conn=conn, clock=clock, program=found, member_id=coupon.member_id).available
         holder = _member_name(conn, found, coupon.member_id)
     back = now_available - available
     lapsed = coupon.points - back

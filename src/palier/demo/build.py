@@ -254,7 +254,10 @@ class _Player:
             record_return(conn=conn, clock=clock, program=program, ret=spec)
         for a in day.adjustments:
             member_id = self.member_ids[a.person]
-            if a.points < 0 and members.balance(conn=conn, program=program, member_id=member_id).available < -a.points:
+            if (
+                a.points < 0
+                and members.balance(conn=conn, clock=clock, program=program, member_id=member_id).available < -a.points
+            ):
                 continue  # not enough points for the treat: nothing to take
             adjust(
                 conn=conn,

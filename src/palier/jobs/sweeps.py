@@ -6,6 +6,10 @@ SKIP LOCKED`` on PostgreSQL and skips members busy with a command, so two worker
 and a job never waits on a member's purchase; what was skipped is picked up by the next run. The same
 holds for ``workers`` threads of one sweep, each with its own connection: on PostgreSQL they use as
 many server processes (cores); on SQLite they simply take turns.
+
+Nothing waits for them: a member's debit first sweeps that member's due lots with the same statements
+(``ledger.catch_up``), and balances are shown as they stand once swept. Points are gone the instant they
+expire; the jobs bring the rest of the ledger, and every member's history, up to date.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
+from palier.ledger.catch_up import catch_up
 from palier.ledger.lots import choose_lots
 from palier.ledger.operations import (
     Booking,
@@ -38,6 +39,7 @@ def close_points(conn: Connection, booking: Booking) -> Closed:
     """Take every point out of the member's accounts in one transaction (after settling any debt they can
     repay from their own points). ``held`` must already be 0."""
     b = booking
+    catch_up(conn, program_id=b.program_id, member_id=b.member_id, now=b.now)  # expired points leave as expired
     repaid = settle_debt(conn, b)
     amounts = balances(conn, member_id=b.member_id)
     if amounts.get("held", 0):

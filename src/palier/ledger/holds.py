@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, bindparam, select, update
 
 from palier.ids import new_id
+from palier.ledger.catch_up import catch_up
 from palier.ledger.lots import allocation_rows, choose_lots
 from palier.ledger.operations import (
     Booking,
@@ -76,6 +77,7 @@ def prepare_hold(conn: Connection, booking: Booking, *, amount: int) -> HoldPlan
     b = booking
     if amount <= 0:
         raise ValueError("a hold is for a positive number of points")
+    catch_up(conn, program_id=b.program_id, member_id=b.member_id, now=b.now)  # expired points are not held
     before = balances(conn, member_id=b.member_id)
     if amount > before["available"]:
         raise InsufficientPoints(amount, before["available"])

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Table, bindparam, func, select
 
 from palier.ledger.accounts import MEMBER_KINDS, POINTS, member_account, program_account
+from palier.ledger.catch_up import catch_up
 from palier.ledger.earning_rows import earn_rows, is_pending
 from palier.ledger.lots import Taken, choose_lots, record_allocations, set_state
 from palier.ledger.post import Entry, Posting, write, write_with
@@ -301,8 +302,9 @@ def spend(conn: Connection, booking: Booking, *, amount: int, sink: str, also: S
     """Move ``amount`` available points to the program account ``sink`` (adjusted, redeemed…).
 
     ``also``: more postings of the same transaction, balanced on their own (the store credit a
-    redemption buys, in money)."""
+    redemption buys, in money). Points past their expiry expire first: they are not there to spend."""
     b = booking
+    catch_up(conn, program_id=b.program_id, member_id=b.member_id, now=b.now)
     available = balances_of(conn, b.member_id, "available")
     if amount > available:
         raise InsufficientPoints(amount, available)
@@ -350,6 +352,9 @@ def settle_debt(conn: Connection, booking: Booking) -> int:
     to a member in debt (a coupon cancelled, a payment returned, a debit reversed). A member never owes
     points while holding some to spend. Returns the points repaid."""
     b = booking
+    if balances_of(conn, b.member_id, "debt") >= 0:
+        return 0
+    catch_up(conn, program_id=b.program_id, member_id=b.member_id, now=b.now)  # maturing points repay it too
     owed = -balances_of(conn, b.member_id, "debt")
     repay = min(owed, balances_of(conn, b.member_id, "available")) if owed > 0 else 0
     if repay <= 0:

@@ -18,6 +18,11 @@ slots; the batch never waits on a lot or a member (it skips them), and slots are
 order by both sides, so there is no deadlock (but see ``jobs.sweeps._sweep`` for the
 commands that take a slot before a lot). On SQLite the batch holds the write lock (``BEGIN IMMEDIATE``)
 and steps 1–2 only claim.
+
+A member's command catches that member up with the same statements (``member_id``, ``ledger.catch_up``)
+before it debits: it already holds the member's lock, so step 1 waits for lots a job's batch holds (that
+batch skips the member and leaves them) and step 2 is not needed. Lots are then locked after the member,
+as every command locks them (``lots.choose_lots``).
 """
 
 from __future__ import annotations
@@ -49,20 +54,32 @@ class BatchResult:
 
 
 def sweep_batch(
-    conn: Connection, sweep: Sweep, *, now: datetime, size: int, program_id: str | None = None
+    conn: Connection,
+    sweep: Sweep,
+    *,
+    now: datetime,
+    size: int,
+    program_id: str | None = None,
+    member_id: str | None = None,
 ) -> BatchResult:
     """Mature or expire up to ``size`` lots due at ``now`` (all programs, or ``program_id``).
+
+    With ``member_id`` (and its ``program_id``), only that member's lots: the caller holds the member's
+    lock (``locks.lock_members``), and lots a job's batch holds are waited for rather than skipped.
 
     The caller holds the database transaction (``Database.write``): everything here commits or
     rolls back together, so a lot is swept exactly once however many workers run.
     """
     if not 0 < size <= MAX_BATCH:
         raise ValueError(f"batch size must be 1..{MAX_BATCH}")
+    if member_id is not None and program_id is None:
+        raise ValueError("a member's lots are swept within their program")
     sql = _Dialect(conn)
     for statement in sql.temp_tables():
         conn.execute(text(statement))
-    claimed = conn.execute(_claim(sql, sweep, program_id), _claim_params(now, size, program_id)).rowcount
-    if claimed and sql.pg:
+    params = _claim_params(now, size, program_id) | {"member_id": member_id}
+    claimed = conn.execute(_claim(sql, sweep, program_id, member_id), params).rowcount
+    if claimed and sql.pg and member_id is None:
         conn.execute(text(_DROP_BUSY_MEMBERS))
     swept, points = conn.execute(text(_COUNT)).one()
     if not swept:
@@ -92,11 +109,11 @@ class _Dialect:
         self.sinks = "jsonb_each_text(CAST(:sinks AS jsonb))" if self.pg else "json_each(:sinks)"
 
     def temp_tables(self) -> list[str]:
-        # PostgreSQL empties it at commit (and rollback); SQLite keeps rows, so it is emptied first.
-        if self.pg:
-            return [f"CREATE TEMPORARY TABLE IF NOT EXISTS palier_sweep_batch ({_BATCH_COLUMNS}) ON COMMIT DELETE ROWS"]
+        # PostgreSQL empties it at commit (and rollback); SQLite keeps rows. Emptied first on both: a
+        # command may catch a member up more than once in its transaction (mature, then expire).
+        on_commit = " ON COMMIT DELETE ROWS" if self.pg else ""
         return [
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS palier_sweep_batch ({_BATCH_COLUMNS})",
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS palier_sweep_batch ({_BATCH_COLUMNS}){on_commit}",
             "DELETE FROM palier_sweep_batch",
         ]
 
@@ -116,10 +133,12 @@ _BATCH_COLUMNS = """
 _DUE: Final = {"mature": ("pending", "matures_at"), "expire": ("active", "expires_at")}
 
 
-def _claim(sql: _Dialect, sweep: Sweep, program_id: str | None) -> TextClause:
+def _claim(sql: _Dialect, sweep: Sweep, program_id: str | None, member_id: str | None) -> TextClause:
     state, due_at = _DUE[sweep]
     only_program = "AND program_id = :program_id" if program_id is not None else ""
-    lock = "FOR UPDATE SKIP LOCKED" if sql.pg else ""
+    only_member = "AND member_id = :member_id" if member_id is not None else ""
+    # A job skips lots another batch holds; a member's command (who holds the member) waits for them.
+    lock = ("FOR UPDATE" if member_id is not None else "FOR UPDATE SKIP LOCKED") if sql.pg else ""
     seq = "row_number() OVER (ORDER BY due_at, id)"
     # Stored in lot id order: ids sort by time, like the lots' rows on disk, so the UPDATE of lots (and
     # of accounts, sorted likewise) walks the table and its index in order instead of jumping about.
@@ -129,7 +148,7 @@ def _claim(sql: _Dialect, sweep: Sweep, program_id: str | None) -> TextClause:
         SELECT seq, id, program_id, member_id, label, remaining, :stem || {_base32("seq", 4)}
         FROM (SELECT due.*, {seq} AS seq
               FROM (SELECT id, program_id, member_id, label, remaining, {due_at} AS due_at FROM lots
-                    WHERE state = '{state}' AND {due_at} <= :now {only_program}
+                    WHERE state = '{state}' AND {due_at} <= :now {only_program} {only_member}
                     ORDER BY {due_at} LIMIT :size {lock}) AS due) AS numbered
         ORDER BY id"""
     )

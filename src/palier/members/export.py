@@ -76,7 +76,7 @@ def export(*, conn: Connection, clock: Clock, program: Program, member_id: str) 
         exported_at=clock.now(),
         program_id=program.id,
         profile=profile,
-        balance=members.balance(conn=conn, program=program, member_id=member_id),
+        balance=members.balance(conn=conn, clock=clock, program=program, member_id=member_id),
         wallet=wallet(conn=conn, program=program, member_id=member_id),
         history=_history(conn, program, member_id),
         coupons=member_coupons(conn=conn, program_id=program.id, member_id=member_id),

@@ -14,6 +14,7 @@ from palier.errors import Conflict, InvalidInput, NotFound, PalierError
 from palier.ids import new_id
 from palier.ledger import operations as ledger
 from palier.ledger.accounts import open_member_accounts
+from palier.ledger.catch_up import LiveLot, as_of
 from palier.ledger.history import member_history
 from palier.ledger.locks import lock_key, lock_members
 from palier.ledger.tables import lots
@@ -448,11 +449,16 @@ def _move_status(conn: Connection, clock: Clock, program: Program, source_id: st
     move_segments(conn, source_id=source_id, target_id=target_id, now=clock.now())
 
 
-def balance(*, conn: Connection, program: Program, member_id: str, clock: Clock | None = None) -> Balance:
-    """Points by account, next expiry and maturity; with ``clock``, also the rewards within reach."""
+def balance(*, conn: Connection, clock: Clock, program: Program, member_id: str, next_rewards: bool = False) -> Balance:
+    """Points by account, next expiry and maturity; with ``next_rewards``, also the rewards within reach.
+
+    As of ``clock.now()``: points past their expiry are not shown, nor as available, even before the job
+    expires them; points whose return window has closed are shown available (``ledger.catch_up.as_of``)."""
     require_known(conn=conn, program_id=program.id, member_id=member_id)
-    amounts = ledger.balances(conn, member_id=member_id)
-    due = _soonest(conn, program, member_id)
+    stored = ledger.balances(conn, member_id=member_id)
+    rows = conn.execute(_live_lots, {"program_id": program.id, "member_id": member_id})
+    amounts, live = as_of(stored, [LiveLot(*row) for row in rows], clock.now())
+    due = _soonest(program, live)
     expiry, maturity = due.get("active"), due.get("pending")
     return Balance(
         member_id=member_id,
@@ -463,7 +469,7 @@ def balance(*, conn: Connection, program: Program, member_id: str, clock: Clock 
         debt=-amounts.get("debt", 0),
         next_expiry=Expiry(points=expiry[0], expires_at=expiry[1]) if expiry else None,
         next_maturity=Maturity(points=maturity[0], matures_at=maturity[1]) if maturity else None,
-        next_rewards=_next_rewards(conn, clock, program, member_id) if clock is not None else [],
+        next_rewards=_next_rewards(conn, clock, program, member_id) if next_rewards else [],
     )
 
 
@@ -489,19 +495,18 @@ def require_known(*, conn: Connection, program_id: str, member_id: str) -> None:
         raise NotFound("member_not_found", f"No member {member_id} in this program.", field="member_id")
 
 
-def _soonest(conn: Connection, program: Program, member_id: str) -> dict[str, tuple[int, datetime]]:
+def _soonest(program: Program, live: list[LiveLot]) -> dict[str, tuple[int, datetime]]:
     """For active lots the soonest expiry, for pending lots the soonest maturity, and the points due on that
     day in the program's time zone (lots earned moments apart expire moments apart: one day for a member).
 
-    One indexed read of the member's live lots (program_id, member_id, state).
+    From the member's live lots, as of now (``ledger.catch_up.as_of``).
     """
     zone = ZoneInfo(program.timezone)
     found: dict[str, list[tuple[datetime, int]]] = {}
-    rows = conn.execute(_live_lots, {"program_id": program.id, "member_id": member_id})
-    for state, remaining, expires_at, matures_at in rows:
-        when = expires_at if state == "active" else matures_at
+    for lot in live:
+        when = lot.expires_at if lot.state == "active" else lot.matures_at
         if when is not None:
-            found.setdefault(state, []).append((utc(when), int(remaining)))
+            found.setdefault(lot.state, []).append((utc(when), lot.remaining))
     due: dict[str, tuple[int, datetime]] = {}
     for state, items in found.items():
         soonest = min(when for when, _ in items)
@@ -510,7 +515,8 @@ def _soonest(conn: Connection, program: Program, member_id: str) -> dict[str, tu
     return due
 
 
-_live_lots = select(lots.c.state, lots.c.remaining, lots.c.expires_at, lots.c.matures_at).where(
+# One indexed read of the member's live lots (program_id, member_id, state), in ``LiveLot``'s order.
+_live_lots = select(lots.c.id, lots.c.state, lots.c.remaining, lots.c.matures_at, lots.c.expires_at).where(
     lots.c.program_id == bindparam("program_id"),
     lots.c.member_id == bindparam("member_id"),
     lots.c.state.in_(("active", "pending")),

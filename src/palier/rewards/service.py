@@ -173,11 +173,10 @@ def catalog(
     channel: str | None = None,
 ) -> list[CatalogItem]:
     """Every reward on offer now that the member is eligible for, with what stands in the way, if anything."""
-    members.require_known(conn=conn, program_id=program.id, member_id=member_id)
     now = clock.now()
-    balances = ledger.balances(conn, member_id=member_id)
+    shown = members.balance(conn=conn, clock=clock, program=program, member_id=member_id)  # none past expiry
     # points earned go to a debt first: a member who owes 420 needs 520 more for a 100-point reward
-    spendable = balances.get("available", 0) + balances.get("debt", 0)
+    spendable = shown.available - shown.debt
     language = members.language_of(conn, member_id)
     counts = _redeemed_counts(conn, program, member_id, now)
     who = audience(conn, program, member_id, now)

@@ -75,7 +75,9 @@ def _catalog_page(request: Request, who: SignedIn, *, status: int = 200, error: 
     language = i18n.request_language(request, preferred=who.language)
     with _db(request).read() as conn:
         items = portal_view.catalog(conn, request.app.state.clock, who.program, who.member_id, language)
-        available = members.balance(conn=conn, program=who.program, member_id=who.member_id).available
+        available = members.balance(
+            conn=conn, clock=request.app.state.clock, program=who.program, member_id=who.member_id
+        ).available
     return _page(request, who, "portal/rewards.html", status=status, items=items, available=available, error=error)
 
 

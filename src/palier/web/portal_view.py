@@ -131,7 +131,7 @@ def reward_views(items: list[CatalogItem], program: Program, language: str, avai
 def catalog(conn: Connection, clock: Clock, program: Program, member_id: str, language: str) -> list[RewardView]:
     """The rewards this member may have, nearest first (``rewards.service.catalog``, as the API)."""
     items = rewards.catalog(conn=conn, clock=clock, program=program, member_id=member_id, channel="web")
-    available = members.balance(conn=conn, program=program, member_id=member_id).available
+    available = members.balance(conn=conn, clock=clock, program=program, member_id=member_id).available
     return reward_views(items, program, language, available)
 
 
@@ -230,7 +230,7 @@ def _recent(conn: Connection, program: Program, member_id: str, language: str) -
 
 
 def dashboard(conn: Connection, clock: Clock, program: Program, member_id: str, language: str) -> Dashboard:
-    balance = members.balance(conn=conn, program=program, member_id=member_id)
+    balance = members.balance(conn=conn, clock=clock, program=program, member_id=member_id)
     items = rewards.catalog(conn=conn, clock=clock, program=program, member_id=member_id, channel="web")
     reachable = [i for i in items if i.blocked_by in (None, "insufficient_points")]
     return Dashboard(

@@ -211,7 +211,7 @@ def unlink_identity(
 @router.get("/{member_id}/balance", response_model=Balance, summary="Available, pending, held, debt and next expiry")
 def balance(member_id: str, access: ReadAccess, db: DB, clock: ClockDep) -> Balance:
     with db.read() as conn:
-        return service.balance(conn=conn, program=access.program, member_id=member_id, clock=clock)
+        return service.balance(conn=conn, clock=clock, program=access.program, member_id=member_id, next_rewards=True)
 
 
 @router.get(

@@ -141,7 +141,11 @@ def _merge_page(
     with db.read() as conn:
         target = shown_member(conn, request, member_id, history=1)
         others: list[tuple[Member, str, Balance]] = [
-            (m, display_name(m), members.balance(conn=conn, program=who.program, member_id=m.id))
+            (
+                m,
+                display_name(m),
+                members.balance(conn=conn, clock=request.app.state.clock, program=who.program, member_id=m.id),
+            )
             for m in found
             if m.id != target.member.id and m.status == "active"
         ]

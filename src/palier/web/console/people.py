@@ -74,7 +74,9 @@ def member_view(
     return MemberView(
         member=member,
         name=display_name(member),
-        balance=members.balance(conn=conn, program=program, member_id=member_id),  # no next rewards: not shown
+        balance=members.balance(
+            conn=conn, clock=clock, program=program, member_id=member_id
+        ),  # no next rewards: not shown
         tier=_tier_name(conn, program, member_id),
         coupons=_coupons(conn, program, member_id, coupons),
         history=found,
