@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -163,6 +164,23 @@ def test_cancelling_a_payment_before_the_order_gives_everything_back(
     assert cancelled.state == "cancelled" and cancelled.available == 3_000
     again = pay(db, clock, program, payer, order_id="Z", points=500)  # paying again after a cancellation is fine
     assert again.id != paid.id and again.available == 2_500
+
+
+def test_a_payment_answered_after_the_points_expired_does_not_count_them(
+    db: Database, clock: FrozenClock, program: Program, payer: Member
+) -> None:
+    paid = pay(db, clock, program, payer, order_id="LATE", points=1_000)
+    assert paid.available == 2_000
+    expiry = balance(db, program, payer, clock).next_expiry
+    assert expiry is not None
+    clock.set(expiry.expires_at + timedelta(seconds=1))  # the expiry job has not run yet
+
+    retried = pay(db, clock, program, payer, order_id="LATE", points=1_000)  # a retry gets the payment again
+    with db.write() as conn:
+        cancelled = payments.cancel(conn=conn, clock=clock, program=program, member_id=payer.id, payment_id=paid.id)
+
+    assert retried.id == paid.id and retried.available == 0  # not the 2,000 the expiry job has yet to take
+    assert cancelled.available == 0  # the points paid go back to a lot that has expired: they expire too
 
 
 def test_store_credit_pays_and_comes_back_with_a_return(db: Database, clock: FrozenClock, new_program: Any) -> None:

@@ -109,7 +109,7 @@ def pay(*, conn: Connection, clock: Clock, program: Program, member_id: str, dat
                 "differently.",
                 field="order_id",
             )
-        return _with_balances(conn, existing, member_id)
+        return _with_balances(conn, existing, member_id, shown=(clock, program))
     if _order_recorded(conn, program.id, data.order_id):
         raise Conflict(
             "order_already_recorded",
@@ -233,7 +233,7 @@ def cancel(*, conn: Connection, clock: Clock, program: Program, member_id: str, 
     if payment.member_id != member_id:
         raise NotFound("payment_not_found", f"No payment {payment_id} for this member.", field="payment_id")
     if payment.state == "cancelled":
-        return _with_balances(conn, payment, member_id)
+        return _with_balances(conn, payment, member_id, shown=(clock, program))
     lock_order(conn, program_id=program.id, order_id=payment.order_id)  # a purchase of it under way commits first
     if _order_recorded(conn, program.id, payment.order_id):
         raise Conflict(
@@ -253,7 +253,7 @@ def cancel(*, conn: Connection, clock: Clock, program: Program, member_id: str, 
             amount_returned=payment.amount,
         )
     )
-    return _with_balances(conn, _get(conn, program.id, payment_id), member_id)
+    return _with_balances(conn, _get(conn, program.id, payment_id), member_id, shown=(clock, program))
 
 
 def payers(conn: Connection, *, program_id: str, order_id: str) -> list[str]:
@@ -447,7 +447,15 @@ def _payment(row: Any) -> Payment:
     return Payment.model_validate(data)
 
 
-def _with_balances(conn: Connection, payment: Payment, member_id: str) -> Payment:
-    payment.available = ledger.balances_of(conn, member_id, "available")
+def _with_balances(
+    conn: Connection, payment: Payment, member_id: str, *, shown: tuple[Clock, Program] | None = None
+) -> Payment:
+    """The payment with the member's balances: as stored just after a debit (it caught the member up), or
+    with ``shown`` (clock, program) as the balance shows them, without points past their expiry."""
+    if shown is None:
+        payment.available = ledger.balances_of(conn, member_id, "available")
+    else:
+        clock, program = shown
+        payment.available = members.balance(conn=conn, clock=clock, program=program, member_id=member_id).available
     payment.wallet = ledger.balances_of(conn, member_id, "wallet")
     return payment
