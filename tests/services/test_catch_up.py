@@ -18,7 +18,7 @@ from palier.jobs import sweeps
 from palier.ledger.tables import allocations, lots
 from palier.members.models import Member
 from palier.programs.models import Program
-from tests.services.factories import adjust, balance, enrol, history, purchase
+from tests.services.factories import adjust, balance, enrol, history, purchase, return_
 from tests.services.test_concurrency import Outcome, beside, run_threads
 from tests.services.test_redemption import a_reward, redeem
 from tests.services.test_sweeps import aged, lot_of, sweep_details
@@ -179,3 +179,22 @@ def test_sweeps_and_debits_at_once_expire_each_lot_once_and_spend_none_of_them(
         ).scalar_one()
     assert spent == 0
     assert sum(balance(db, program, m).available for m in people) == 4 * 200 - 5 * 18
+
+
+def test_a_return_after_the_order_points_expired_excuses_them_before_the_job(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """The order's points expired a second ago: the return does not take them back (they are gone), nor
+    any other points, exactly as if the job had run first."""
+    member = enrol(db, clock, program)
+    order = purchase(db, clock, program, member, amount=10000, **aged(clock, days=30))
+    purchase(db, clock, program, member, amount=5000, **aged(clock, days=20))
+    clock.set(expiry_of(db, lot_of(db, order)) + SECOND)
+
+    returned = return_(db, clock, program, order.external_id, lines=[("SKU-1", 1)])
+
+    assert (returned.details["excused_expired"], returned.details["from_available"]) == (100, 0)
+    shown = balance(db, program, member, clock)
+    assert (shown.available, shown.debt) == (50, 0)
+    assert lines(db, program, member, "expire") == [("expired", -100)]
+    assert sweeps.expire(db, clock, program_id=program.id).lots == 0
