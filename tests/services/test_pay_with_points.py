@@ -285,3 +285,50 @@ def test_an_import_waits_for_a_payment_of_one_of_its_orders_and_earns_on_the_mon
     importer.join()
     assert imported[0].imported == 1 and imported[0].points == 80  # on the €80 paid with money
     assert balance(db, program, bo).available == 80
+
+
+def _erase(db: Database, clock: FrozenClock, program: Program, who: Member) -> None:
+    from palier.members.erasure import erase
+
+    with db.write() as conn:
+        erase(
+            conn=conn, clock=clock, program=program, member_id=who.id, reason="Asked to be forgotten",
+            forfeit_store_credit=True, actor="key_test",
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("recorded_as", ["the member", "a walk-in"])
+def test_points_and_credit_paid_before_an_erasure_do_not_come_back_to_the_erased_member(
+    db: Database, clock: FrozenClock, new_program: Any, recorded_as: str
+) -> None:
+    """The order is returned after its payer asked to be forgotten: what they paid with leaves the ledger
+    as the rest of their points and credit did at the erasure, and the return says so."""
+    program = new_program(return_window_days=0)
+    member = enrol(db, clock, program, first_name="Eve")
+    adjust(db, clock, program, member, 3_000)
+    redeem(db, clock, program, member, add_reward(db, clock, program, kind="store_credit", cost_points=1, amount=800))
+    pay(db, clock, program, member, order_id="GONE-1", points=2_000, order_total=10_000)
+    pay(db, clock, program, member, kind="credit", order_id="GONE-1", amount=800, order_total=10_000)
+    body = purchase_body(program, member, clock=clock, order_id="GONE-1", amount=10_000)
+    if recorded_as == "a walk-in":
+        body = body.model_copy(update={"member": None})
+    send_purchase(db, clock, program, body)
+    _erase(db, clock, program, member)
+    back = return_(db, clock, program, "GONE-1", lines=[("SKU-1", 1)])
+    assert (back.details["points_removed"], back.details["store_credit_forfeited"]) == (2_000, 800), back.details
+    assert "points_given_back" not in back.details and "credit_given_back" not in back.details
+    left = balance(db, program, member)
+    assert (left.available, left.pending, left.held, left.debt) == (0, 0, 0, 0)
+    with db.read() as conn:
+        assert payments.wallet(conn=conn, program=program, member_id=member.id).balance == 0
+
+
+def test_a_payment_of_an_erased_member_cannot_be_cancelled(
+    db: Database, clock: FrozenClock, program: Program, payer: Member
+) -> None:
+    paid = pay(db, clock, program, payer, order_id="GONE-2", points=1_000)
+    _erase(db, clock, program, payer)
+    with pytest.raises(PalierError) as caught, db.write() as conn:
+        payments.cancel(conn=conn, clock=clock, program=program, member_id=payer.id, payment_id=paid.id)
+    assert caught.value.code == "member_erased"
+    assert balance(db, program, payer).available == 0

@@ -6,7 +6,8 @@
    pending lots, and ``held`` the sum of their open holds;
 4. each lot's remaining equals its amount less its allocations;
 5. per program and asset, all balances sum to zero: ``-issued = Σ member balances + redeemed + expired + …``;
-6. no member ``available`` (nor pending, held, wallet) below zero, no ``debt`` above zero.
+6. no member ``available`` (nor pending, held, wallet) below zero, no ``debt`` above zero;
+7. a member erased at their request holds nothing: points, held points, debt and store credit all 0.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ _CHECKS: dict[str, str] = {
         SELECT a.id, a.kind, a.balance FROM accounts a
         WHERE ((a.kind IN ('available', 'pending', 'held', 'wallet') AND a.balance < 0)
             OR (a.kind = 'debt' AND a.balance > 0)) {and_a}""",
+    "erased_member_holds_nothing": """
+        SELECT a.id, a.kind, a.balance FROM accounts a JOIN members m ON m.id = a.member_id
+        WHERE m.status = 'erased' AND a.balance <> 0 {and_a}""",
 }
 
 

@@ -71,7 +71,7 @@ def erase(
         now=now,
         effective_at=now,
     )
-    credit = _forfeit_credit(conn, booking, program, forfeit=forfeit_store_credit)
+    credit = forfeit_credit(conn, booking, program, forfeit=forfeit_store_credit)
     coupons_cancelled = _cancel_coupons(conn, clock, program, member_id)
     closed = close_points(conn, booking)
     memberships_lapsed = _lapse_memberships(conn, member_id, now)
@@ -147,7 +147,7 @@ def _first_result(conn: Connection, program_id: str, member_id: str) -> ErasureR
     return ErasureResult.model_validate(details["result"])
 
 
-def _forfeit_credit(conn: Connection, booking: ledger.Booking, program: Program, *, forfeit: bool) -> int:
+def forfeit_credit(conn: Connection, booking: ledger.Booking, program: Program, *, forfeit: bool) -> int:
     """Store credit left is money the member was owed: refused unless the caller forfeits it on their behalf."""
     credit = ledger.balances_of(conn, booking.member_id, "wallet")
     if credit <= 0:

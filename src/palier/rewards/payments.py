@@ -228,7 +228,8 @@ def _refuse_above_total(data: PaymentIn, paid: int) -> None:
 def cancel(*, conn: Connection, clock: Clock, program: Program, member_id: str, payment_id: str) -> Payment:
     """The checkout was abandoned: the points go back to their lots (or expire), the credit to the wallet."""
     lock_members(conn, [member_id])
-    members.require_known(conn=conn, program_id=program.id, member_id=member_id)
+    # an erased member's points and credit left with the erasure: none comes back to them (member_erased)
+    members.require_active(conn=conn, program_id=program.id, member_id=member_id)
     payment = _get(conn, program.id, payment_id)
     if payment.member_id != member_id:
         raise NotFound("payment_not_found", f"No payment {payment_id} for this member.", field="payment_id")
@@ -289,6 +290,7 @@ def on_return(
     ).mappings()
     for row in list(rows):
         payment = _payment(row)
+        erased = members.is_erased(conn=conn, member_id=payment.member_id)
         share = min(refunded, total)
         points_due = divide(payment.points * share, total, Rounding.FLOOR) if total else payment.points
         amount_due = divide(payment.amount * share, total, Rounding.FLOOR) if total else payment.amount
@@ -311,14 +313,43 @@ def on_return(
             .values(points_returned=points_due, amount_returned=amount_due if payment.kind == "credit" else 0)
         )
         others = "_to_others" if payment.member_id != buyer else ""
-        for key, value in (("points_given_back", points - lapsed), ("points_expired", lapsed)):
-            if value > 0:  # expired: their lots expired since the payment, they expire now instead of coming back
+        tallies = [("points_expired", lapsed)]  # their lots expired since the payment: they expire now instead
+        if erased:  # the payer asked to be forgotten: what comes back leaves at once, as the rest did then
+            removed, forfeited = _remove_from_erased(conn, program, payment, now=clock.now())
+            for key, value in (("points_removed", removed), ("store_credit_forfeited", forfeited)):
+                if value:
+                    found[key] = found.get(key, 0) + value
+        else:
+            tallies.append(("points_given_back", points - lapsed))
+            if amount > 0:
+                found["credit_given_back"] = found.get("credit_given_back", 0) + amount
+        for key, value in tallies:
+            if value > 0:
                 found[key] = found.get(key, 0) + value
                 if others:
                     found[key + others] = found.get(key + others, 0) + value
-        if amount > 0:
-            found["credit_given_back"] = found.get("credit_given_back", 0) + amount
     return found
+
+
+def _remove_from_erased(conn: Connection, program: Program, payment: Payment, *, now: Any) -> tuple[int, int]:
+    """Take what a return gave back to an erased payer out again, as their erasure did with the rest: points to
+    the program's ``adjusted`` account, store credit forfeited. Returns (points, credit) removed."""
+    from palier.ledger.closing import close_points
+    from palier.members.erasure import REASON, forfeit_credit
+
+    booking = ledger.Booking(
+        program_id=program.id,
+        member_id=payment.member_id,
+        kind="erase",
+        reason=f"{REASON}: what order #{payment.order_id} gave back leaves too",
+        reason_code="member_erased",
+        now=now,
+        effective_at=now,
+        details={"order_id": payment.order_id, "payment_id": payment.id},
+    )
+    closed = close_points(conn, booking)
+    credit = forfeit_credit(conn, booking, program, forfeit=True)
+    return closed.available + closed.pending, credit
 
 
 def _give_back(
