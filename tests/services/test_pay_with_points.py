@@ -332,3 +332,23 @@ def test_a_payment_of_an_erased_member_cannot_be_cancelled(
         payments.cancel(conn=conn, clock=clock, program=program, member_id=payer.id, payment_id=paid.id)
     assert caught.value.code == "member_erased"
     assert balance(db, program, payer).available == 0
+
+
+def test_returning_every_item_of_a_taxed_order_gives_back_every_point_and_cent_paid(
+    db: Database, clock: FrozenClock, new_program: Any
+) -> None:
+    """Refunding an item refunds its tax: the points and credit that paid the tax come back with the items."""
+    program = new_program(return_window_days=0)
+    member = enrol(db, clock, program, first_name="Tax")
+    adjust(db, clock, program, member, 3_000)
+    redeem(db, clock, program, member, add_reward(db, clock, program, kind="store_credit", cost_points=1, amount=600))
+    # €30 of goods, €5 of shipping, €7 of tax: €42
+    pay(db, clock, program, member, order_id="TAX-1", points=2_000, order_total=4_200)
+    pay(db, clock, program, member, kind="credit", order_id="TAX-1", amount=600, order_total=4_200)
+    purchase(db, clock, program, member, order_id="TAX-1", lines=[line("A", 1_000, 3)], shipping=500, tax=700)
+    first = return_(db, clock, program, "TAX-1", lines=[("A", 1)])  # a third of the goods, and of their tax
+    assert (first.details["points_given_back"], first.details["credit_given_back"]) == (587, 176), first.details
+    return_(db, clock, program, "TAX-1", lines=[("A", 2)], shipping=500)  # the rest: the whole order
+    assert balance(db, program, member).available == 3_000 - 1  # every point paid is back (1 bought the credit)
+    with db.read() as conn:
+        assert payments.wallet(conn=conn, program=program, member_id=member.id).balance == 600
