@@ -7,6 +7,7 @@ unique-key races as an API worker retries them (api/commands.py). On both engine
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -144,4 +145,61 @@ def test_a_reward_edited_while_its_last_unit_is_redeemed_is_not_oversold(
         assert rewards.get_reward(conn=conn, program_id=program.id, reward_id=tote.id).stock_left == 0
     assert outcome.run(lambda: _redeem(db, clock, program, second.id, tote.id)) is None
     assert outcome.failures == ["out_of_stock: This reward is out of stock."]
+    assert_ledger_sound(db, program)
+
+
+def test_a_coupon_used_while_its_member_is_merged_is_not_cancelled_beside_it(
+    postgresql_db: Database, clock: FrozenClock
+) -> None:
+    """The till scans Ada's coupon while her duplicate account is merged into Bea's; the phone desk cancels
+    the same coupon, now Bea's, meanwhile. The till must hold Bea's lock too: the coupon is used once and the
+    cancellation told so (the till's use failed, or the points were both spent and given back).
+    PostgreSQL: SQLite runs one writer at a time."""
+    from palier.errors import PalierError
+    from palier.members import service as members
+
+    db = postgresql_db
+    program = make_program(db, clock)
+    ada, bea = enrol(db, clock, program, first_name="Ada"), enrol(db, clock, program, first_name="Bea")
+    adjust(db, clock, program, ada, 500)
+    code = _redeem(db, clock, program, ada.id, add_reward(db, clock, program).id).coupon.code
+    cancelled: list[str] = []
+
+    def cancel() -> None:
+        try:
+            with db.write() as conn:
+                rewards.cancel_coupon(conn=conn, clock=clock, program=program, code=code, actor="phone")
+            cancelled.append("cancelled")
+        except PalierError as refused:
+            cancelled.append(refused.code)
+
+    desk = threading.Thread(target=cancel)
+
+    class MidUse(FrozenClock):
+        """The till's clock: once the till has read the coupon under its lock, the desk cancels it."""
+
+        def now(self) -> Any:
+            if desk.ident is None:
+                desk.start()
+                desk.join(timeout=1)
+            return clock.now()
+
+    used: list[Any] = []
+
+    def till() -> None:
+        with db.write() as conn:
+            use = CouponUse(channel="store", order_id="T-1")
+            used.append(rewards.use_coupon(conn=conn, clock=MidUse(clock.now()), program=program, code=code, use=use))
+
+    scanner = threading.Thread(target=till)
+    with db.write() as conn:  # the merge holds Ada's lock while the till reads her coupon
+        members.merge(conn=conn, clock=clock, program=program, source_id=ada.id, target_id=bea.id, actor="admin")
+        scanner.start()
+        time.sleep(0.5)
+    scanner.join(timeout=30)
+    desk.join(timeout=30)
+    assert used and used[0][0].state == "used", "the till's use failed"
+    assert cancelled == ["coupon_used"]
+    shown = balance(db, program, bea)
+    assert (shown.available, shown.held) == (0, 0)
     assert_ledger_sound(db, program)

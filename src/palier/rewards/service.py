@@ -656,9 +656,7 @@ def validate_coupon(
 
 def use_coupon(*, conn: Connection, clock: Clock, program: Program, code: str, use: CouponUse) -> tuple[Coupon, bool]:
     """Capture the coupon's points for this order. Using it again for the same order returns the same answer."""
-    found = find_coupon(conn=conn, program_id=program.id, code=code)
-    lock_members(conn, [found.member_id])
-    coupon = find_coupon(conn=conn, program_id=program.id, code=code)  # as it is now that we hold the lock
+    coupon = _locked_coupon(conn, program, code)
     if coupon.state == "used" and coupon.order_id == use.order_id:
         return coupon, True
     reward = get_reward(conn=conn, program_id=program.id, reward_id=coupon.reward_id)
@@ -700,11 +698,21 @@ def use_coupon(*, conn: Connection, clock: Clock, program: Program, code: str, u
     return find_coupon(conn=conn, program_id=program.id, code=code), False
 
 
+def _locked_coupon(conn: Connection, program: Program, code: str) -> Coupon:
+    """The coupon as it is under its member's lock. A merge may have moved it to another member while we waited:
+    then that member is locked too, or a use and a cancellation under the two locks would both close its hold."""
+    coupon = find_coupon(conn=conn, program_id=program.id, code=code)
+    locked: set[str] = set()
+    while coupon.member_id not in locked:
+        lock_members(conn, [coupon.member_id])
+        locked.add(coupon.member_id)
+        coupon = find_coupon(conn=conn, program_id=program.id, code=code)  # as it is now that we hold the lock
+    return coupon
+
+
 def cancel_coupon(*, conn: Connection, clock: Clock, program: Program, code: str, actor: str) -> Coupon:
     """The member changed their mind: the points go back (those of lots expired since expire)."""
-    found = find_coupon(conn=conn, program_id=program.id, code=code)
-    lock_members(conn, [found.member_id])
-    coupon = find_coupon(conn=conn, program_id=program.id, code=code)
+    coupon = _locked_coupon(conn, program, code)
     if coupon.state == "cancelled":
         return coupon
     _refuse_closed(coupon)
