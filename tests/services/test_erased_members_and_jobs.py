@@ -84,3 +84,18 @@ def test_the_jobs_leave_an_erased_member_alone(db: Database, clock: FrozenClock,
     assert about(db, erased.id, erased_at) == {"events": [], "tier_changes": 0, "ledger_lines": 0, "segments": 0}
     handled = about(db, kept.id, erased_at)  # the same jobs did their work for the member who stays
     assert (handled["tier_changes"], handled["events"], handled["segments"]) == (1, ["points_expiring"], 1), handled
+
+
+def test_verify_reports_points_left_to_an_erased_member(db: Database, clock: FrozenClock, program: Program) -> None:
+    from sqlalchemy import update
+
+    from palier.ledger.verify import verify
+    from palier.members.tables import members
+
+    member = enrol(db, clock, program, language="fr")
+    adjust(db, clock, program, member, 50)
+    with db.write() as conn:  # marked erased behind the erasure's back: its 50 points would stay
+        conn.execute(update(members).where(members.c.id == member.id).values(status="erased"))
+        found = {(v.check, v.subject) for v in verify(conn, program_id=program.id)}
+        conn.execute(update(members).where(members.c.id == member.id).values(status="active"))
+    assert found == {("erased_member_holds_nothing", f"{member.id}:available")}, found
