@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -141,6 +142,39 @@ def test_a_payment_sent_again_answers_200_with_the_first_payment(new_program: Ca
     again = program.call("POST", f"/v1/members/{member['id']}/payments", json=body)
     assert again.status_code == 200 and again.json() == first.json()  # as a resent purchase: nothing new
     assert program.balance(member["id"])["available"] == 200
+
+
+def test_a_payment_resent_while_the_first_is_being_written_answers_200(
+    new_program: Callable[..., ApiProgram], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The till's network gives up on the first answer and sends the payment again while the first is still
+    being written: one payment, answered 201 once and 200 to the resend, as the README says."""
+    program = new_program()
+    ann = program.enrol(first_name="Ann")
+    program.adjust(ann["id"], 500)
+    checked, resent = threading.Event(), threading.Event()
+    order_recorded = payments._order_recorded
+
+    def first_payment_pauses(conn: Connection, program_id: str, order: str) -> bool:
+        found = order_recorded(conn, program_id, order)
+        if not checked.is_set():
+            checked.set()
+            resent.wait(timeout=2)  # the resend arrives meanwhile
+        return found
+
+    monkeypatch.setattr(payments, "_order_recorded", first_payment_pauses)
+    body = {"kind": "points", "order_id": unique("order"), "order_total": 4000, "points": 300}
+    path = f"/v1/members/{ann['id']}/payments"
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(program.call, "POST", path, json=body)
+        assert checked.wait(timeout=10)
+        again = pool.submit(program.call, "POST", path, json=body)
+        time.sleep(0.5)  # the resend now waits for the first payment
+        resent.set()
+        answers = [first.result(), again.result()]
+    assert [a.status_code for a in answers] == [201, 200], [a.text for a in answers]
+    assert answers[0].json() == answers[1].json()
+    assert program.balance(ann["id"])["available"] == 200
 
 
 def test_another_program_never_sees_a_coupon(new_program: Callable[..., ApiProgram]) -> None:

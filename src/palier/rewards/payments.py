@@ -48,11 +48,6 @@ def lock_orders(conn: Connection, *, program_id: str, order_ids: Iterable[str]) 
     lock_keys(conn, (f"order:{program_id}:{order_id}" for order_id in order_ids))
 
 
-def paid_already(*, conn: Connection, program: Program, data: PaymentIn) -> bool:
-    """This order was paid with this kind already: ``pay`` answers the first payment (a resend), or refuses."""
-    return _find(conn, program.id, data.order_id, data.kind) is not None
-
-
 def looks_repeated(
     *, conn: Connection, program: Program, member_id: str, data: PaymentIn, since: datetime
 ) -> Payment | None:
@@ -88,6 +83,14 @@ def looks_repeated(
 
 def pay(*, conn: Connection, clock: Clock, program: Program, member_id: str, data: PaymentIn) -> Payment:
     """Burn points, or spend store credit, for part of order ``data.order_id``. Once per order and kind."""
+    return pay_or_resend(conn=conn, clock=clock, program=program, member_id=member_id, data=data)[0]
+
+
+def pay_or_resend(
+    *, conn: Connection, clock: Clock, program: Program, member_id: str, data: PaymentIn
+) -> tuple[Payment, bool]:
+    """:func:`pay`, and whether the payment was there already (a resend, answered 200 as a purchase is): told
+    under the locks, so that a resend that arrives while the first is being written is one too."""
     lock_members(conn, [member_id])
     members.require_active(conn=conn, program_id=program.id, member_id=member_id)
     lock_order(conn, program_id=program.id, order_id=data.order_id)
@@ -109,7 +112,7 @@ def pay(*, conn: Connection, clock: Clock, program: Program, member_id: str, dat
                 "differently.",
                 field="order_id",
             )
-        return _with_balances(conn, existing, member_id, shown=(clock, program))
+        return _with_balances(conn, existing, member_id, shown=(clock, program)), True
     if _order_recorded(conn, program.id, data.order_id):
         raise Conflict(
             "order_already_recorded",
@@ -213,7 +216,7 @@ def pay(*, conn: Connection, clock: Clock, program: Program, member_id: str, dat
             created_at=now,
         )
     )
-    return _with_balances(conn, _get(conn, program.id, payment_id), member_id)
+    return _with_balances(conn, _get(conn, program.id, payment_id), member_id), False
 
 
 def _refuse_above_total(data: PaymentIn, paid: int) -> None:

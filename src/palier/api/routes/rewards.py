@@ -231,9 +231,10 @@ def cancel(
 )
 def pay(member_id: str, data: PaymentIn, access: PosAccess, db: DB, clock: ClockDep, request: Request) -> JSONResponse:
     def command(conn: Connection) -> tuple[Payment, int]:
-        resent = payments.paid_already(conn=conn, program=access.program, data=data)  # answered 200, as a purchase
-        paid = payments.pay(conn=conn, clock=clock, program=access.program, member_id=member_id, data=data)
-        return paid, 200 if resent else 201
+        paid, resent = payments.pay_or_resend(
+            conn=conn, clock=clock, program=access.program, member_id=member_id, data=data
+        )
+        return paid, 200 if resent else 201  # a resend answers 200, as a resent purchase does
 
     return commands.run(request=request, db=db, clock=clock, program_id=access.program.id, body=data, command=command)
 
