@@ -100,6 +100,15 @@ def test_codes_carry_a_check_character_that_catches_typos() -> None:
     code = codes.new_code()
     typed = f" {code[:5].lower()}-{code[5:]} ".replace("0", "O").replace("1", "l")
     assert codes.normalise(typed) == code
+    # as a phone or a word processor writes it: typographic dashes, a no-break space, full-width characters
+    # (a Japanese keyboard), a zero-width space copied from an e-mail
+    for typed in (
+        f"{code[:4]}\u2013{code[4:8]}\u2011{code[8:]}",
+        f"{code[:4]}\u2014{code[4:8]}\u2212{code[8:]}",
+        f"{code[:4]}\u00a0{code[4:8]}\u200b{code[8:]}",
+        "".join(chr(ord(c) + 0xFEE0) for c in code),
+    ):
+        assert codes.normalise(typed) == code, typed
 
 
 # --- redeem, use, cancel, expire ---

@@ -10,12 +10,15 @@ million is a one-in-a-billion shot, and lookups are rate-limited.
 from __future__ import annotations
 
 import secrets
+import unicodedata
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 BODY = 10
 LENGTH = BODY + 1
 _VALUE = {c: i for i, c in enumerate(ALPHABET)}
 _ALIASES = str.maketrans({"O": "0", "I": "1", "L": "1"})
+# what a phone or a word processor makes of the dashes the code is shown with: hyphens, en and em dashes, minus
+_DASHES = frozenset("-\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63")
 
 
 def check_character(body: str) -> str:
@@ -36,8 +39,11 @@ def new_code() -> str:
 
 
 def normalise(typed: str) -> str:
-    """Upper case, without spaces or dashes, with O read as 0 and I, L as 1."""
-    return "".join(typed.split()).replace("-", "").upper().translate(_ALIASES)
+    """Upper case, without spaces or dashes (typographic ones too), with O read as 0 and I, L as 1; full-width
+    characters (an Asian keyboard's) read as the usual ones and invisible ones (a zero-width space) left out."""
+    text = unicodedata.normalize("NFKC", typed)
+    kept = (c for c in text if not c.isspace() and c not in _DASHES and unicodedata.category(c) != "Cf")
+    return "".join(kept).upper().translate(_ALIASES)
 
 
 def is_well_formed(code: str) -> bool:
