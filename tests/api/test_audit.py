@@ -234,6 +234,7 @@ def test_a_console_admin_write_leaves_one_entry_naming_the_staff_user(
         ids["member_id"] = world.program.enrol(first_name="Forget")["id"]
     url = route[1].format(**ids)
     form = CONSOLE_FORMS[route](world) | {"csrf": csrf_of(module_client.get("/console/settings").text)}
+    form |= {"once": unique("form")}  # the form's one-time token, as its page gives it
     before = {e["id"] for e in entries(world.db, world.program.id)}
     done = module_client.post(url, data=form, follow_redirects=False)
     succeeded = 201 if route in ANSWERED_IN_PLACE else 303
@@ -241,6 +242,14 @@ def test_a_console_admin_write_leaves_one_entry_naming_the_staff_user(
     new = [e for e in entries(world.db, world.program.id) if e["id"] not in before]
     assert len(new) == 1, f"{route_id(route)} left {len(new)} audit entries, not one: {new}"
     assert new[0]["actor"] == console_admin and new[0]["subject_id"], new[0]
+
+    # The same form posted again (a double click, back then send again): answered with the first's page, not done
+    again = module_client.post(url, data=form, follow_redirects=False)
+    assert again.status_code == 303, f"{route_id(route)} posted twice: {again.status_code} {again.text[:2000]}"
+    if route not in ANSWERED_IN_PLACE:
+        assert again.headers["location"] == done.headers["location"], route_id(route)
+    after = [e for e in entries(world.db, world.program.id) if e["id"] not in before]
+    assert after == new, f"{route_id(route)} posted twice left {len(after)} audit entries, not one"
 
 
 def csrf_of(html: str) -> str:

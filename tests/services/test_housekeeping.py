@@ -22,8 +22,9 @@ from palier.notify import outbox
 from palier.notify.tables import outbox_events
 from palier.portal import service as portal
 from palier.portal.tables import portal_sign_ins
+from palier.sessions import once
 from palier.sessions import service as sessions
-from palier.sessions.tables import web_sessions
+from palier.sessions.tables import form_posts, web_sessions
 from palier.staff import service as staff
 from palier.staff.tables import staff_sign_ins
 from tests.services import factories as f
@@ -114,3 +115,20 @@ def _wrong_password(db: Database, clock: FrozenClock, *, times: int) -> None:
             except Unauthenticated:
                 conn.commit()
                 raise
+
+
+def test_console_forms_sent_are_forgotten_after_30_days(own_db: Database, clock: FrozenClock) -> None:
+    db = own_db
+    f.make_program(db, clock)
+    with db.write() as conn:
+        assert once.claim(conn=conn, clock=clock, token="old-form", staff_id="stf_a", action="/console/x") is None
+    clock.advance(days=29)
+    with db.write() as conn:
+        assert once.claim(conn=conn, clock=clock, token="new-form", staff_id="stf_a", action="/console/x") is None
+    assert housekeeping.tidy(db, clock).forms == 0
+    clock.advance(days=1, minutes=1)
+    tidied = housekeeping.tidy(db, clock)
+    assert tidied.forms == 1 and _count(db, form_posts) == 1
+    assert "and 1 console forms sent over 30 days ago" in tidied.summary()
+    with db.write() as conn:  # the newer form is still known as sent
+        assert once.claim(conn=conn, clock=clock, token="new-form", staff_id="stf_a", action="/console/x") is not None

@@ -6,7 +6,9 @@
 * outbox events delivered (pushed to the webhook or acknowledged) more than ``KEEP_DELIVERED`` ago: they
   carry e-mail addresses and sign-in codes, which should not be kept once the merchant has them;
 * console sign-in attempts (an e-mail and a client address each) more than ``KEEP_ATTEMPTS`` ago: the
-  lockout looks back 15 minutes, and the rest is kept long enough to look into a break-in attempt.
+  lockout looks back 15 minutes, and the rest is kept long enough to look into a break-in attempt;
+* the one-time tokens of console and till forms sent more than ``KEEP_FORMS`` ago (``palier.sessions.once``):
+  a form sent again after that is not a double click, and pages are never cached.
 
 Nothing the ledger, the audit trail or a member's history needs is touched. Rows go in batches of
 ``BATCH``, each its own short transaction, so a first run over a large table does not hold locks for long.
@@ -24,12 +26,13 @@ from palier.clock import Clock
 from palier.db import Database
 from palier.notify.tables import outbox_events
 from palier.portal.tables import portal_sign_ins
-from palier.sessions.tables import web_sessions
+from palier.sessions.tables import form_posts, web_sessions
 from palier.staff.tables import staff_sign_ins
 
 KEEP_DELIVERED = timedelta(days=30)
 KEEP_EXPIRED = timedelta(days=1)
 KEEP_ATTEMPTS = timedelta(days=90)
+KEEP_FORMS = timedelta(days=30)
 BATCH = 10_000
 
 
@@ -41,16 +44,18 @@ class Tidied:
     sign_ins: int
     events: int
     attempts: int
+    forms: int = 0
 
     @property
     def rows(self) -> int:
-        return self.sessions + self.sign_ins + self.events + self.attempts
+        return self.sessions + self.sign_ins + self.events + self.attempts + self.forms
 
     def summary(self) -> str:
         return (
             f"deleted {self.sessions:,} old sessions, {self.sign_ins:,} old portal sign-in codes and links, "
-            f"{self.events:,} events delivered over {KEEP_DELIVERED.days} days ago and {self.attempts:,} console "
-            f"sign-in attempts over {KEEP_ATTEMPTS.days} days old"
+            f"{self.events:,} events delivered over {KEEP_DELIVERED.days} days ago, {self.attempts:,} console "
+            f"sign-in attempts over {KEEP_ATTEMPTS.days} days old and {self.forms:,} console forms sent over "
+            f"{KEEP_FORMS.days} days ago"
         )
 
 
@@ -83,4 +88,5 @@ def tidy(db: Database, clock: Clock, *, program_id: str | None = None) -> Tidied
         sign_ins=_delete(db, portal_sign_ins, sign_ins),
         events=_delete(db, outbox_events, events),
         attempts=_delete(db, staff_sign_ins, staff_sign_ins.c.created_at < now - KEEP_ATTEMPTS) if everyone else 0,
+        forms=_delete(db, form_posts, form_posts.c.created_at < now - KEEP_FORMS) if everyone else 0,
     )

@@ -24,3 +24,18 @@ web_sessions = Table(
     Column("ended_at", Timestamp, nullable=True),
     Index(None, "kind", "subject_id"),
 )
+
+# A console or till form that acts once: each form a page shows carries a one-time token; the first post
+# of it records the token (its SHA-256) in the same transaction as what the form does, with where it led.
+# A second post of the same form (a double click, the browser's back then send again, a proxy's retry)
+# finds it and is answered with that page instead of acting again.
+form_posts = Table(
+    "form_posts",
+    metadata,
+    Column("id", String(64), primary_key=True),  # SHA-256 (hex) of the form's token
+    Column("staff_id", String(32), nullable=False),
+    Column("action", String(300), nullable=False),  # the address the form was posted to
+    Column("answer", String(500), nullable=True),  # the console page the first post led to (none: a page of its own)
+    Column("created_at", Timestamp, nullable=False),
+    Index(None, "created_at"),
+)

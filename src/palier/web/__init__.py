@@ -16,7 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from palier.api import problems
 from palier.api.ratelimit import RateLimited
-from palier.web.render import STATIC_DIR, PageError, SignInRequired, render
+from palier.web.once import AlreadySent
+from palier.web.render import STATIC_DIR, PageError, SignInRequired, area_home, render
 from palier.web.sessions import CsrfRefused, csrf_guard
 
 PAGES = ("/console", "/till", "/p/", "/how-it-works")  # where people, not programs, read the answers
@@ -102,6 +103,14 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(CsrfRefused)
     async def _csrf(request: Request, exc: CsrfRefused) -> HTMLResponse:
         return render(request, "error.html", status=403, error_code=403, message_key="error.csrf", params={})
+
+    @app.exception_handler(AlreadySent)
+    async def _already_sent(request: Request, exc: AlreadySent) -> Response:
+        """A form posted again: the page its first post led to, or a page saying it was done (nothing is
+        done twice)."""
+        if exc.answer is not None:
+            return RedirectResponse(exc.answer, status_code=303)
+        return render(request, "already_sent.html", status=409, back=area_home(request.url.path))
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:

@@ -20,7 +20,7 @@ from markupsafe import Markup
 from palier import __version__
 from palier.programs.models import Program
 from palier.text import points_word
-from palier.web import i18n, present
+from palier.web import i18n, once, present
 from palier.web.sessions import csrf_token, remember_csrf
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -90,6 +90,7 @@ def environment() -> Environment:
     )
     env.globals["static"] = lambda path: f"/static/{path}?v={__version__}"
     env.globals["area_home"] = area_home
+    env.globals["once_field"] = once.field  # a write form's one-time token: posted twice, it acts once
     # a phone number is never cut across two lines (+33 6 46 / 71 36 95 on a phone's narrow screen)
     env.filters["phone"] = lambda number: Markup('<span class="nowrap">{}</span>').format(present.phone(number))
     env.filters["after_colon"] = present.after_colon

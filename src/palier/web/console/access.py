@@ -23,7 +23,7 @@ from palier.programs.service import get_program
 from palier.staff import service as staff
 from palier.staff.models import StaffUser
 from palier.staff.permissions import Permission, allows
-from palier.web import page_router
+from palier.web import once, page_router
 from palier.web.render import PageError, SignInRequired
 from palier.web.sessions import STAFF_SESSION
 
@@ -98,6 +98,7 @@ def staff_router(**kwargs: Any) -> APIRouter:
     """A page router whose every route needs a staff session and the route's permission."""
     router = page_router(**kwargs)
     router.dependencies.append(Depends(staff_guard))  # after the CSRF check
+    router.dependencies.append(Depends(once.read_token))  # a write form's one-time token (palier.web.once)
     return router
 
 

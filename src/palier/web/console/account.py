@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 
-from palier.db import Database
 from palier.errors import PalierError
 from palier.staff import service as staff
+from palier.web import once
 from palier.web.console.access import current, open_session, requires, staff_router
 from palier.web.render import render
 
@@ -38,8 +38,7 @@ async def change_own_password(request: Request) -> Response:
     if new != again:
         return _page(request, status=422, errors={"new_password_again": "console.password.mismatch"})
     try:
-        db: Database = request.app.state.db
-        with db.write() as conn:
+        with once.write(request) as conn:
             staff.change_password(
                 conn=conn,
                 clock=request.app.state.clock,
@@ -48,6 +47,7 @@ async def change_own_password(request: Request) -> Response:
                 current_password=str(form.get("current_password", "")),
                 actor=f"staff:{who.user.id}",
             )
+            once.led_to(conn, request, "/console/password?saved=1")
     except PalierError as error:
         field = error.field or "new_password"
         return _page(request, status=422, errors={field: f"console.password.refused.{error.code}"})

@@ -17,7 +17,7 @@ from palier.memberships import service as memberships
 from palier.rewards import service as rewards
 from palier.rewards.models import RewardUpdate
 from palier.segments import service as segments
-from palier.web import i18n, present
+from palier.web import i18n, once, present
 from palier.web.console.access import current, own_or_404, requires, staff_router
 from palier.web.console.forms import errors_by_field
 from palier.web.console.search import display_name
@@ -103,8 +103,7 @@ async def save_reward(request: Request, reward_id: str) -> Response:
         sent[bound] = _in_program_zone(str(form.get(bound, "")).strip(), who.program.timezone)
     try:
         changes = RewardUpdate.model_validate(sent)
-        db: Database = request.app.state.db
-        with db.write() as conn:
+        with once.write(request) as conn:
             rewards.update_reward(
                 conn=conn,
                 clock=request.app.state.clock,
@@ -113,6 +112,7 @@ async def save_reward(request: Request, reward_id: str) -> Response:
                 changes=changes,
                 actor=f"staff:{who.user.id}",
             )
+            once.led_to(conn, request, f"/console/rewards/{reward.id}?saved=1")
     except ValidationError as error:
         errors = errors_by_field(error, i18n.request_language(request))
     except PalierError as error:

@@ -36,7 +36,7 @@ from palier.segments import service as segments
 from palier.segments.models import STORED, SegmentIn
 from palier.tiers import service as tiers
 from palier.tiers.models import TierPolicy
-from palier.web import i18n
+from palier.web import i18n, once
 from palier.web.console.access import Staff, current, own_or_404, requires, staff_router
 from palier.web.render import render
 from palier.yaml_lines import Problem, line_of, syntax_problem
@@ -157,15 +157,16 @@ async def save_rules(request: Request) -> Response:
         return _editor(request, who, kind="rules", text=text, problems=[problem], version=version, saved=None)
     try:
         document = rules_document.parse_text(text)
-        with db.write() as conn:
+        with once.write(request) as conn:
             applied = rules.apply_rules(
                 conn=conn, clock=clock, program_id=who.program.id, document=document, actor=f"staff:{who.user.id}"
             )
+            location = once.led_to(conn, request, f"/console/rules?saved={applied.version}")
     except PalierError as error:
         return _editor(
             request, who, kind="rules", text=text, problems=_problems(text, error), version=version, saved=None
         )
-    return RedirectResponse(f"/console/rules?saved={applied.version}", status_code=303)
+    return RedirectResponse(location, status_code=303)
 
 
 # --- tiers ---
@@ -218,7 +219,7 @@ async def save_tiers(request: Request) -> Response:
         return _editor(request, who, kind="tiers", text=text, problems=[problem], policy=policy, saved=None)
     try:
         new_policy = TierPolicy.model_validate(yaml.safe_load(text) or {})
-        with db.write() as conn:
+        with once.write(request) as conn:
             tiers.set_policy(
                 conn=conn,
                 clock=request.app.state.clock,
@@ -226,6 +227,7 @@ async def save_tiers(request: Request) -> Response:
                 policy=new_policy,
                 actor=f"staff:{who.user.id}",
             )
+            once.led_to(conn, request, "/console/tiers?saved=1")
     except ValidationError as error:
         return _editor(
             request, who, kind="tiers", text=text, problems=_validation_problems(text, error), policy=policy, saved=None
@@ -287,15 +289,15 @@ async def _create(
         return _editor(request, who, text=text, problems=[problem], saved=None, **page)
     try:
         data = parse(yaml.safe_load(text) or {})
-        db: Database = request.app.state.db
-        with db.write() as conn:
+        with once.write(request) as conn:
             made = create(conn=conn, clock=request.app.state.clock, program=who.program, data=data,
                           actor=f"staff:{who.user.id}")  # fmt: skip
+            location = once.led_to(conn, request, done.format(made=made))
     except ValidationError as error:
         return _editor(request, who, text=text, problems=_validation_problems(text, error), saved=None, **page)
     except PalierError as error:
         return _editor(request, who, text=text, problems=_problems(text, error), saved=None, **page)
-    return RedirectResponse(done.format(made=made), status_code=303)
+    return RedirectResponse(location, status_code=303)
 
 
 def _new_page(request: Request, *, kind: str, section: str, examples: dict[str, str]) -> HTMLResponse:

@@ -15,7 +15,7 @@ from palier.db import Database
 from palier.errors import PalierError
 from palier.programs import service as programs
 from palier.programs.models import KeyCreate, NewApiKey
-from palier.web import i18n
+from palier.web import i18n, once
 from palier.web.console.access import current, requires, staff_router
 from palier.web.console.forms import errors_by_field
 from palier.web.render import PageError, render
@@ -30,6 +30,7 @@ def _page(
     status: int = 200,
     created: NewApiKey | None = None,
     revoked: str | None = None,
+    made: str | None = None,
     errors: dict[str, str] | None = None,
     sent: dict[str, object] | None = None,
 ) -> HTMLResponse:
@@ -48,6 +49,7 @@ def _page(
         scopes=SCOPES,
         created=created,
         revoked=next((key for key in keys if key.id == revoked and key.revoked_at), None),
+        made=next((key for key in keys if key.id == made), None),
         errors=errors or {},
         sent=sent or {"scopes": ["pos"]},
     )
@@ -55,8 +57,9 @@ def _page(
 
 @router.get("/console/keys")
 @requires("keys.manage")
-def keys_page(request: Request, revoked: str | None = None) -> HTMLResponse:
-    return _page(request, revoked=revoked)
+def keys_page(request: Request, revoked: str | None = None, made: str | None = None) -> HTMLResponse:
+    """``made``: the key a form posted twice made the first time (its secret was on that answer only)."""
+    return _page(request, revoked=revoked, made=made)
 
 
 @router.post("/console/keys")
@@ -75,11 +78,11 @@ async def create_key(request: Request) -> Response:
         found = errors_by_field(error, language)
         errors = {field.split("[")[0]: said for field, said in found.items()}  # a tampered scopes[0]: at scopes
         return _page(request, status=422, errors=errors, sent=sent)
-    db: Database = request.app.state.db
-    with db.write() as conn:
+    with once.write(request) as conn:
         created = programs.create_key(
             conn=conn, clock=request.app.state.clock, program_id=who.program.id, spec=spec, actor=f"staff:{who.user.id}"
         )
+        once.led_to(conn, request, f"/console/keys?made={created.id}")  # a second post: the key, never its secret
     return _page(request, status=201, created=created)
 
 
@@ -88,9 +91,8 @@ async def create_key(request: Request) -> Response:
 def revoke_key(request: Request, key_id: str) -> Response:
     """Revoked at once: the next request with the key is refused. Revoking it again changes nothing."""
     who = current(request)
-    db: Database = request.app.state.db
     try:
-        with db.write() as conn:
+        with once.write(request) as conn:
             programs.revoke_key(
                 conn=conn,
                 clock=request.app.state.clock,
@@ -98,6 +100,7 @@ def revoke_key(request: Request, key_id: str) -> Response:
                 key_id=key_id[:40],
                 actor=f"staff:{who.user.id}",
             )
+            location = once.led_to(conn, request, f"/console/keys?revoked={key_id}")
     except PalierError:  # another program's key, or none: not found, as any page
         raise PageError(404, "error.not_found") from None
-    return RedirectResponse(f"/console/keys?revoked={key_id}", status_code=303)
+    return RedirectResponse(location, status_code=303)

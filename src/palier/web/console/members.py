@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy import Connection
 
 from palier.activity import service as activity
 from palier.activity.models import AdjustmentIn
@@ -17,7 +18,7 @@ from palier.members import erasure
 from palier.members import service as members
 from palier.members.export import export as export_member
 from palier.members.models import Balance, ErasureIn, Member
-from palier.web import history_text, i18n
+from palier.web import history_text, i18n, once
 from palier.web.console.access import current, requires, staff_router
 from palier.web.console.forms import errors_by_field
 from palier.web.console.people import shown_member
@@ -94,9 +95,9 @@ async def adjust(request: Request, member_id: str) -> Response:
     try:
         points = int(points_text.replace("+", "").replace(" ", "")) if points_text else 0
         adjustment = AdjustmentIn.model_validate({"points": points, "reason": reason})
-        db: Database = request.app.state.db
-        done, _ = db.run(
-            lambda conn: activity.adjust(
+
+        def command(conn: Connection) -> str:
+            done, _ = activity.adjust(
                 conn=conn,
                 clock=request.app.state.clock,
                 program=who.program,
@@ -104,7 +105,9 @@ async def adjust(request: Request, member_id: str) -> Response:
                 adjustment=adjustment,
                 actor=f"staff:{who.user.id}",
             )
-        )
+            return once.led_to(conn, request, f"/console/members/{member_id}?adjusted={done.points}")
+
+        location = once.run(request, command)
     except ValueError as error:  # not a number, or pydantic's ValidationError
         language = i18n.request_language(request)
         errors = errors_by_field(error, language) if isinstance(error, ValidationError) else {"points": "not_a_number"}
@@ -113,7 +116,7 @@ async def adjust(request: Request, member_id: str) -> Response:
         said = i18n.said(language, error, points_name=who.program.points_name_in(language))
         errors = {error.field or "points": said}
     else:
-        return RedirectResponse(f"/console/members/{member_id}?adjusted={done.points}", status_code=303)
+        return RedirectResponse(location, status_code=303)
     return _detail(request, member_id, status=422, errors=errors, sent=sent, adjusted=None)
 
 
@@ -177,24 +180,27 @@ async def merge(request: Request, member_id: str) -> Response:
     who = current(request)
     source_id = str((await request.form()).get("source_id", "")).strip()[:40]
     target_id = member_id[:40]
-    db: Database = request.app.state.db
-    try:
-        db.run(
-            lambda conn: members.merge(
-                conn=conn,
-                clock=request.app.state.clock,
-                program=who.program,
-                source_id=source_id,
-                target_id=target_id,
-                actor=f"staff:{who.user.id}",
-            )
+    location = f"/console/members/{target_id}?merged={source_id}"
+
+    def command(conn: Connection) -> None:
+        members.merge(
+            conn=conn,
+            clock=request.app.state.clock,
+            program=who.program,
+            source_id=source_id,
+            target_id=target_id,
+            actor=f"staff:{who.user.id}",
         )
+        once.led_to(conn, request, location)
+
+    try:
+        once.run(request, command)
     except PalierError as error:
         if not _merged_into(request, source_id, target_id):  # else: the second tap, answered as the first
             language = i18n.request_language(request)
             said = i18n.said(language, error, points_name=who.program.points_name_in(language))
             return _merge_page(request, member_id, q="", found=[], status=422, error=said)
-    return RedirectResponse(f"/console/members/{target_id}?merged={source_id}", status_code=303)
+    return RedirectResponse(location, status_code=303)
 
 
 # --- a member's personal data: export and erasure (GDPR) -------------------------------------------------------
@@ -230,9 +236,9 @@ async def erase(request: Request, member_id: str) -> Response:
     language = i18n.request_language(request)
     try:
         data = ErasureIn.model_validate(sent)
-        db: Database = request.app.state.db
-        db.run(
-            lambda conn: erasure.erase(
+
+        def command(conn: Connection) -> str:
+            erasure.erase(
                 conn=conn,
                 clock=request.app.state.clock,
                 program=who.program,
@@ -241,11 +247,13 @@ async def erase(request: Request, member_id: str) -> Response:
                 forfeit_store_credit=data.forfeit_store_credit,
                 actor=f"staff:{who.user.id}",
             )
-        )
+            return once.led_to(conn, request, f"/console/members/{member_id[:40]}?erased=1")
+
+        location = once.run(request, command)
     except ValidationError as error:
         refused = next(iter(errors_by_field(error, language).values()))
     except PalierError as error:
         refused = i18n.said(language, error, points_name=who.program.points_name_in(language))
     else:
-        return RedirectResponse(f"/console/members/{member_id[:40]}?erased=1", status_code=303)
+        return RedirectResponse(location, status_code=303)
     return _detail(request, member_id, status=422, erase_refused=refused, erase_reason=reason)

@@ -16,7 +16,7 @@ from palier.notify import webhook_health, webhooks
 from palier.programs import service as programs
 from palier.programs.models import ProgramUpdate
 from palier.text import mask_card_numbers
-from palier.web import i18n
+from palier.web import i18n, once
 from palier.web.console.access import Staff, current, requires, staff_router
 from palier.web.console.forms import errors_by_field
 from palier.web.render import render
@@ -108,12 +108,12 @@ async def save_webhook(request: Request) -> Response:
         card = any("card_number_in_text" in str(e.get("msg", "")) for e in refused.errors())
         error = "refusal.card_number_in_text" if card else "console.webhook.url_invalid"
         return _page(request, who, status=422, hook_url=mask_card_numbers(url), hook_error=error)  # never shown back
-    db: Database = request.app.state.db
-    with db.write() as conn:
+    with once.write(request) as conn:
         webhooks.set_webhook(
             conn=conn, clock=request.app.state.clock, program_id=who.program.id, spec=spec, actor=f"staff:{who.user.id}"
         )
-    return RedirectResponse("/console/settings?saved=webhook#webhook", status_code=303)
+        location = once.led_to(conn, request, "/console/settings?saved=webhook#webhook")
+    return RedirectResponse(location, status_code=303)
 
 
 @router.post("/console/settings/webhook/test")
@@ -130,12 +130,13 @@ def test_webhook(request: Request) -> Response:
 @requires("settings.edit")
 def remove_webhook(request: Request) -> Response:
     who = current(request)
-    db: Database = request.app.state.db
-    with db.write() as conn, suppress(NotFound):  # NotFound: removed already (another tab); the page shows none
+    location = "/console/settings?saved=webhook-removed#webhook"
+    with once.write(request) as conn, suppress(NotFound):  # NotFound: removed already (another tab); none shown
         webhooks.remove_webhook(
             conn=conn, clock=request.app.state.clock, program_id=who.program.id, actor=f"staff:{who.user.id}"
         )
-    return RedirectResponse("/console/settings?saved=webhook-removed#webhook", status_code=303)
+        once.led_to(conn, request, location)
+    return RedirectResponse(location, status_code=303)
 
 
 @router.post("/console/settings")
@@ -146,8 +147,7 @@ async def save_settings(request: Request) -> Response:
     sent = _changes(form)
     try:
         changes = ProgramUpdate.model_validate(sent)
-        db: Database = request.app.state.db
-        with db.write() as conn:
+        with once.write(request) as conn:
             programs.update_program(
                 conn=conn,
                 clock=request.app.state.clock,
@@ -155,6 +155,7 @@ async def save_settings(request: Request) -> Response:
                 changes=changes,
                 actor=f"staff:{who.user.id}",
             )
+            once.led_to(conn, request, "/console/settings?saved=1")
     except ValidationError as error:
         errors = errors_by_field(error, i18n.request_language(request))
         for field, language in NAMES.items():  # points_name_by_language.en: the field of the English name

@@ -19,7 +19,7 @@ from palier.errors import Conflict, PalierError
 from palier.staff import service as staff
 from palier.staff.models import StaffCreate, StaffUser
 from palier.staff.permissions import ROLES
-from palier.web import i18n
+from palier.web import i18n, once
 from palier.web.console.access import Staff, current, requires, staff_router
 from palier.web.console.forms import errors_by_field
 from palier.web.render import PageError, render
@@ -91,10 +91,10 @@ async def add_staff(request: Request) -> Response:
     sent = {name: str(form.get(name, "")).strip() for name in ("email", "display_name", "role")}
     try:
         data = StaffCreate.model_validate(sent | {"password": str(form.get("password", ""))})
-        db: Database = request.app.state.db
         clock = request.app.state.clock
-        with db.write() as conn:
+        with once.write(request) as conn:
             staff.create(conn=conn, clock=clock, program_id=who.program.id, data=data, actor=_actor(who))
+            once.led_to(conn, request, "/console/staff?done=added")
     except ValidationError as error:
         return _page(request, status=422, errors=errors_by_field(error, i18n.request_language(request)), sent=sent)
     except PalierError as error:
@@ -130,10 +130,9 @@ async def set_active(request: Request, staff_id: str) -> Response:
 def _act(request: Request, staff_id: str, done: str, **change: Any) -> Response:
     """One change to a colleague, in one transaction; a refusal re-shows the page with why."""
     who = current(request)
-    db: Database = request.app.state.db
     clock = request.app.state.clock
     try:
-        with db.write() as conn:
+        with once.write(request) as conn:
             user = _colleague(conn, who, staff_id)
             if "role" in change:
                 staff.set_role(conn=conn, clock=clock, staff_id=user.id, role=change["role"], actor=_actor(who))
@@ -145,6 +144,7 @@ def _act(request: Request, staff_id: str, done: str, **change: Any) -> Response:
                 if user.id == who.user.id and not change["active"]:
                     raise Conflict("own_account", "You cannot deactivate your own account.", field="active")
                 staff.set_active(conn=conn, clock=clock, staff_id=user.id, active=change["active"], actor=_actor(who))
+            once.led_to(conn, request, f"/console/staff?done={done}")
     except PalierError as error:
         return _page(request, status=error.status, refused=error)
     return RedirectResponse(f"/console/staff?done={done}", status_code=303)

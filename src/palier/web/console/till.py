@@ -33,7 +33,7 @@ from palier.rewards import codes, payments
 from palier.rewards import service as rewards
 from palier.rewards.models import CouponUse, Payment, PaymentIn
 from palier.text import mask_card_numbers
-from palier.web import i18n, present
+from palier.web import i18n, once, present
 from palier.web.console.access import current, requires, staff_router
 from palier.web.console.forms import errors_by_field, parse_money
 from palier.web.console.people import shown_member
@@ -221,16 +221,18 @@ async def use_coupon(request: Request, member_id: str, code: str) -> Response:
                 "order_total": total,
             }
         )
-        db: Database = request.app.state.db
-        coupon, _ = db.run(
-            lambda conn: rewards.use_coupon(
+
+        def command(conn: Any) -> str:
+            coupon, _ = rewards.use_coupon(
                 conn=conn, clock=request.app.state.clock, program=who.program, code=code[:40], use=use
             )
-        )
+            query = urlencode({"ok": "coupon", "code": coupon.code})
+            return once.led_to(conn, request, f"/till/members/{member_id}?{query}")
+
+        location = once.run(request, command)
     except (ValidationError, PalierError) as error:
         return _refused(request, member_id, error)
-    query = urlencode({"ok": "coupon", "code": coupon.code})
-    return RedirectResponse(f"/till/members/{member_id}?{query}", status_code=303)
+    return RedirectResponse(location, status_code=303)
 
 
 @router.post("/till/members/{member_id}/pay")
@@ -257,26 +259,26 @@ async def pay_with_points(request: Request, member_id: str) -> Response:
         else:
             data["amount"] = parse_money(str(form.get("amount", "")), exponent, field="amount")
         payment = PaymentIn.model_validate(data)
-        db: Database = request.app.state.db
 
-        def command(conn: Any) -> Payment:
+        def command(conn: Any) -> str:
             def repeated_payment(since: datetime) -> Payment | None:
                 return payments.looks_repeated(
                     conn=conn, program=who.program, member_id=member_id[:40], data=payment, since=since
                 )
 
             _ask_if_repeated(request, conn, member_id[:40], form, repeated_payment)
-            return payments.pay(
+            paid = payments.pay(
                 conn=conn, clock=request.app.state.clock, program=who.program, member_id=member_id[:40], data=payment
             )
+            query = urlencode({"ok": "paid" if kind == "points" else "credit", "payment": paid.id})
+            return once.led_to(conn, request, f"/till/members/{member_id}?{query}")
 
-        paid = db.run(command)
+        location = once.run(request, command)
     except _Repeated as asked:
         return _member(request, member_id, status=409, repeat=asked.repeat, sent=sent)
     except (ValidationError, PalierError) as error:
         return _refused(request, member_id, error, sent)
-    query = urlencode({"ok": "paid" if kind == "points" else "credit", "payment": paid.id})
-    return RedirectResponse(f"/till/members/{member_id}?{query}", status_code=303)
+    return RedirectResponse(location, status_code=303)
 
 
 def _sent(form: Any, kind: str, *names: str) -> dict[str, str]:
@@ -372,7 +374,6 @@ async def record_sale(request: Request, member_id: str) -> Response:
                 "lines": [{"sku": "TILL", "name": "Till ticket", "quantity": 1, "unit_price": total}],
             }
         )
-        db: Database = request.app.state.db
         card_key = request.app.state.settings.card_hash_key
 
         def command(conn: Any) -> Any:
@@ -389,14 +390,16 @@ async def record_sale(request: Request, member_id: str) -> Response:
             done = activity.record_purchase(
                 conn=conn, clock=clock, program=who.program, purchase=sent_first, card_key=card_key
             )
-            return _audited(request, conn, "till.sale", done, total=total)
+            result, _ = _audited(request, conn, "till.sale", done, total=total)
+            query = urlencode({"ok": "sale", "order": result.external_id})
+            return once.led_to(conn, request, f"/till/members/{member_id}?{query}")
 
-        result, _ = db.run(command)
+        location = once.run(request, command)
     except _Repeated as asked:
         return _member(request, member_id, status=409, repeat=asked.repeat, sent=sent)
     except (ValidationError, PalierError) as error:
         return _refused(request, member_id, error, sent)
-    return RedirectResponse(f"/till/members/{member_id}?{urlencode({'ok': 'sale', 'order': result.external_id})}", 303)
+    return RedirectResponse(location, 303)
 
 
 @router.post("/till/members/{member_id}/refund")
@@ -419,8 +422,6 @@ async def refund(request: Request, member_id: str) -> Response:
             }
         )
 
-        db: Database = request.app.state.db
-
         def command(conn: Any) -> Any:
             def repeated_refund(since: datetime) -> dict[str, Any] | None:
                 twin = activity.looks_repeated_return(
@@ -437,16 +438,16 @@ async def refund(request: Request, member_id: str) -> Response:
                 )
             sent_first = _as_first_sent(conn, who.program.id, "return", ret.return_id, ret)
             done = activity.record_return(conn=conn, clock=clock, program=who.program, ret=sent_first)
-            return _audited(request, conn, "till.refund", done, amount=amount, order_id=ret.order_id)
+            result, _ = _audited(request, conn, "till.refund", done, amount=amount, order_id=ret.order_id)
+            query = urlencode({"ok": "refund", "order": result.external_id})
+            return once.led_to(conn, request, f"/till/members/{member_id}?{query}")
 
-        result, _ = db.run(command)
+        location = once.run(request, command)
     except _Repeated as asked:
         return _member(request, member_id, status=409, repeat=asked.repeat, sent=sent | {"return_id": ret.return_id})
     except (ValidationError, PalierError) as error:
         return _refused(request, member_id, error, sent)
-    return RedirectResponse(
-        f"/till/members/{member_id}?{urlencode({'ok': 'refund', 'order': result.external_id})}", 303
-    )
+    return RedirectResponse(location, 303)
 
 
 def _as_first_sent(conn: Any, program_id: str, type_: str, external_id: str, fact: FactIn) -> FactIn:
@@ -562,12 +563,15 @@ async def enrol_customer(request: Request) -> Response:
             return _enrol_page(request, status=409, sent=sent, errors={}, same_name=same)
     try:
         data = MemberCreate.model_validate(body)
-        member = db.run(
-            lambda conn: members.enrol(
+
+        def command(conn: Any) -> str:
+            member = members.enrol(
                 conn=conn, clock=request.app.state.clock, program=who.program, data=data,
                 card_key=settings.card_hash_key, actor=f"staff:{who.user.id}",
-            )
-        )  # fmt: skip
+            )  # fmt: skip
+            return once.led_to(conn, request, f"/till/members/{member.id}?ok=enrolled")
+
+        location = once.run(request, command)
     except ValidationError as error:
         errors = _enrol_errors(errors_by_field(error, i18n.request_language(request)))
         return _enrol_page(request, status=422, sent=sent, errors=errors)
@@ -581,7 +585,7 @@ async def enrol_customer(request: Request) -> Response:
             existing = found[0].id if len(found) == 1 else None
         errors = _enrol_errors({error.field or "email": _in_words(request, error)})
         return _enrol_page(request, status=error.status, sent=sent, errors=errors, existing=existing)
-    return RedirectResponse(f"/till/members/{member.id}?ok=enrolled", status_code=303)
+    return RedirectResponse(location, status_code=303)
 
 
 def _identity_errors(request: Request, program: Program, sent: dict[str, str], card_key: bytes) -> dict[str, str]:

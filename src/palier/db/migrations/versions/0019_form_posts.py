@@ -1,0 +1,36 @@
+"""Console and till forms act once: the one-time token of each form posted, with where its first post led.
+
+Revision ID: 0019
+Revises: 0016
+Create Date: 2026-12-06
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0019"
+down_revision: str | Sequence[str] | None = "0016"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+TIMESTAMP = sa.DateTime(timezone=True)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "form_posts",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("staff_id", sa.String(length=32), nullable=False),
+        sa.Column("action", sa.String(length=300), nullable=False),
+        sa.Column("answer", sa.String(length=500), nullable=True),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_form_posts")),
+    )
+    op.create_index(op.f("ix_form_posts_created_at"), "form_posts", ["created_at"])
+
+
+def downgrade() -> None:
+    op.drop_index(op.f("ix_form_posts_created_at"), table_name="form_posts")
+    op.drop_table("form_posts")
