@@ -170,6 +170,7 @@ CONSOLE_FORMS: dict[Route, Callable[[World], dict[str, str]]] = {
     ("POST", "/console/settings/webhook/remove"): lambda w: hooked(w, {}),
     ("POST", "/console/keys"): lambda w: {"name": "Lyon till", "scopes": "pos"},
     ("POST", "/console/keys/{key_id}/revoke"): lambda w: {},
+    ("POST", "/console/members/{member_id}/fees/{payment_id}/refund"): lambda w: {"note": "Withdrawal within 14 days"},
     # a sale or refund recorded at the till names who recorded it: a till that sends nothing has no other trace
     ("POST", "/till/members/{member_id}/sale"): lambda w: {"order_id": unique("T"), "order_total": "12,50"},
     ("POST", "/till/members/{member_id}/refund"): lambda w: refund_of_a_sale(w),
@@ -183,6 +184,15 @@ def refund_of_a_sale(world: World) -> dict[str, str]:
     order = unique("W")
     world.program.purchase(world.member_id, order_id=order)
     return {"order_id": order, "amount": "1,00", "return_id": unique("R")}
+
+
+def paid_fee(world: World) -> tuple[str, str]:
+    """A new member of the world's program who paid a VIP fee; their id and the fee's payment id."""
+    fee = {"payment_id": unique("fee"), "member_id": world.program.enrol(first_name="Vera")["id"], "plan": "club",
+           "amount": 499, "paid_at": "2026-03-01T00:00:00Z"}  # fmt: skip
+    paid = world.program.call("POST", "/v1/memberships/payments", json=fee)
+    assert paid.status_code == 200, paid.text
+    return fee["member_id"], fee["payment_id"]
 
 
 def hooked(world: World, form: dict[str, str]) -> dict[str, str]:
@@ -232,6 +242,8 @@ def test_a_console_admin_write_leaves_one_entry_naming_the_staff_user(
         ids["key_id"] = world.program.make_key("pos", name="till to revoke").split(".", 1)[0]
     if route[1].endswith("/erase"):  # a member of its own: the world's members serve the other cases
         ids["member_id"] = world.program.enrol(first_name="Forget")["id"]
+    if "{payment_id}" in route[1]:  # a VIP fee of a member of its own, to refund
+        ids["member_id"], ids["payment_id"] = paid_fee(world)
     url = route[1].format(**ids)
     form = CONSOLE_FORMS[route](world) | {"csrf": csrf_of(module_client.get("/console/settings").text)}
     form |= {"once": unique("form")}  # the form's one-time token, as its page gives it

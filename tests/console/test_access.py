@@ -62,6 +62,7 @@ def shop(program: ApiProgram, db: Database, add_staff: Callable[..., str]) -> di
         "code": coupon["coupon"]["code"],
         "staff_id": colleague.id,
         "key_id": program.make_key("read", name="spare key").split(".", 1)[0],
+        "payment_id": "ch_no_such_fee",  # a VIP fee to refund: none, which a refund says, once let in
     }
 
 
@@ -115,9 +116,11 @@ def test_each_role_gets_exactly_its_pages(
         for page in ("/console/settings", "/console/rules", "/console/tiers", "/console/dashboard"):
             assert page in refused
         assert "/till" in allowed and "/till/members/{member_id}/coupons/{code}/use" in allowed
+        assert "/console/members/{member_id}/fees/{payment_id}/refund" in allowed  # as a pos key may
     if role == "marketer":
         assert "/console/rules" in allowed and "/console/settings" in refused and "/till" in refused
         assert "/console/members/{member_id}/adjust" in refused
+        assert "/console/members/{member_id}/fees/{payment_id}/refund" in refused
 
 
 def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(

@@ -115,6 +115,21 @@ class Membership(BaseModel):
     )
 
 
+class MembershipPaymentLine(BaseModel):
+    """A fee the member paid for a plan, as the console lists it (newest first), refunded or not."""
+
+    payment_id: str
+    plan: str
+    plan_name: Localized
+    amount: int = Field(description="minor units")
+    paid_at: datetime
+    period_start: datetime
+    period_end: datetime
+    refunded_at: datetime | None = None
+    time_taken_back: bool | None = None  # refunded: whether the time it paid for was taken back
+    coupons_cancelled: list[str] = Field(default_factory=list)  # refunded: that period's unused coupons, cancelled
+
+
 class MembershipRefundIn(Strict):
     """The merchant refunded a membership fee (a withdrawal within the legal period, a chargeback)."""
 

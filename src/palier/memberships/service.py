@@ -33,6 +33,7 @@ from palier.memberships.models import (
     JoinIn,
     Membership,
     MembershipPaymentIn,
+    MembershipPaymentLine,
     MembershipRefund,
     MembershipRefundIn,
     Plan,
@@ -443,6 +444,45 @@ def member_memberships(*, conn: Connection, program_id: str, member_id: str) -> 
         .order_by(memberships.c.started_at.desc())
     ).mappings()  # fmt: skip
     return [_membership(r) for r in rows]
+
+
+def member_payments(
+    *, conn: Connection, program_id: str, member_id: str, limit: int = 50
+) -> list[MembershipPaymentLine]:
+    """The fees the member paid for plans, newest first (the latest ``limit``), with those refunded."""
+    rows = conn.execute(
+        select(
+            membership_payments.c.payment_id, membership_payments.c.amount, membership_payments.c.paid_at,
+            membership_payments.c.period_start, membership_payments.c.period_end, membership_payments.c.refunded_at,
+            membership_payments.c.refund, plans.c.code.label("plan"), plans.c.name.label("plan_name"),
+        )
+        .join(memberships, memberships.c.id == membership_payments.c.membership_id)
+        .join(plans, plans.c.id == memberships.c.plan_id)
+        .where(membership_payments.c.program_id == program_id, memberships.c.member_id == member_id)
+        .order_by(membership_payments.c.paid_at.desc(), membership_payments.c.id.desc())
+        .limit(limit)
+    ).mappings()  # fmt: skip
+    lines = []
+    for row in rows:
+        refund = row["refund"] or {}
+        moments = {name: utc(row[name]) for name in ("paid_at", "period_start", "period_end")}
+        refunded = {"refunded_at": utc(row["refunded_at"]) if row["refunded_at"] is not None else None}
+        told = {
+            "time_taken_back": refund.get("time_taken_back"),
+            "coupons_cancelled": refund.get("coupons_cancelled", []),
+        }
+        fields = {k: v for k, v in row.items() if k != "refund"}
+        lines.append(MembershipPaymentLine.model_validate(fields | moments | refunded | told))
+    return lines
+
+
+def payment_member(*, conn: Connection, program_id: str, payment_id: str) -> str:
+    """The member whose membership fee ``payment_id`` paid (``payment_not_found`` if none of the program)."""
+    paid = _payment_row(conn, program_id, payment_id)
+    owner: str = conn.execute(
+        select(memberships.c.member_id).where(memberships.c.id == paid["membership_id"])
+    ).scalar_one()
+    return owner
 
 
 def get_membership(*, conn: Connection, program_id: str, membership_id: str) -> Membership:

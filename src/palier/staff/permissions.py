@@ -2,7 +2,7 @@
 
 admin does everything; a marketer shapes the program (rules, rewards, tiers, VIP plans, segments) and reads members
 and the dashboard; store staff work the till: find or enrol a member, use a coupon, pay with points, record
-a sale or a refund, no settings.
+a sale or a refund (of a sale, or of a VIP fee, as a ``pos`` key may), no settings.
 Everyone may change their own password.
 """
 
@@ -33,6 +33,7 @@ Permission = Literal[
     "coupons.use",
     "points.pay",
     "sales.record",
+    "memberships.refund",  # record a VIP fee given back, as POST /v1/memberships/payments/{id}/refund (pos)
     "till.use",
     "members.enrol",
     "account.password",
@@ -66,6 +67,7 @@ PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
             "coupons.use",
             "points.pay",
             "sales.record",
+            "memberships.refund",
             "account.password",
         }
     ),

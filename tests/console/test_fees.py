@@ -1,0 +1,107 @@
+"""A VIP membership fee given back, from the console's member page: the same service, checks and audit trail
+as ``POST /v1/memberships/payments/{payment_id}/refund``, asked about first, refused in the page's words."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from palier.db import Database
+from palier.programs.tables import audit_entries
+from tests.api.helpers import ApiProgram, unique
+from tests.console.conftest import sign_in
+from tests.console.test_once import form_of
+
+
+def _pay(program: ApiProgram, member_id: str, paid_at: str = "2026-03-01T00:00:00Z") -> str:
+    fee = {"payment_id": unique("ch"), "member_id": member_id, "plan": "club", "amount": 499, "paid_at": paid_at}
+    paid = program.call("POST", "/v1/memberships/payments", json=fee)
+    assert paid.status_code == 200, paid.text
+    return fee["payment_id"]
+
+
+def _vip(program: ApiProgram) -> dict[str, Any]:
+    plan = {"code": "club", "name": {"fr": "Club", "en": "Club"}, "price": 499, "period": "monthly", "trial_days": 0}
+    made = program.call("POST", "/v1/plans", json=plan)
+    assert made.status_code == 201, made.text
+    return program.enrol(first_name="Vera")
+
+
+def _audit(db: Database, member_id: str) -> list[Any]:
+    with db.read() as conn:
+        return list(conn.execute(select(audit_entries).where(audit_entries.c.subject_id == member_id)).mappings())
+
+
+def test_an_admin_refunds_a_fee_from_the_member_page_and_the_membership_ends(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str], db: Database
+) -> None:
+    vera = _vip(program)
+    payment = _pay(program, vera["id"])
+    assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
+    page = client.get(f"/console/members/{vera['id']}").text
+    assert f'data-fee="{payment}"' in page and "4,99" in page and 'data-membership="club"' in page
+    action = f"/console/members/{vera['id']}/fees/{payment}/refund"
+    form = form_of(page, action)
+    assert "Enregistrer le remboursement de la cotisation de 4,99\u00a0€" in page or "cotisation de 4,99 €" in page
+
+    done = client.post(action, data=form | {"note": "Rétractation sous 14 jours"}, follow_redirects=False)
+    assert done.status_code == 303, done.text
+    after = client.get(done.headers["location"]).text
+    assert f"Cotisation de 4,99 € remboursée (paiement {payment})." in after.replace("\u202f", " ").replace(
+        "\u00a0", " "
+    )
+    assert "Le temps qu&#39;elle payait et qui n&#39;était pas écoulé est repris." in after
+    assert 'data-membership="club"' not in after  # lapsed: no more VIP line
+    assert "Remboursée le" in after and action not in after  # no second button
+    entries = [e for e in _audit(db, vera["id"]) if e["action"] == "membership_payment.refunded"]
+    assert len(entries) == 1 and entries[0]["actor"].startswith("staff:")
+    assert entries[0]["details"]["note"] == "Rétractation sous 14 jours"
+    api = program.call("POST", f"/v1/memberships/payments/{payment}/refund", json={})
+    assert api.status_code == 200 and api.json()["time_taken_back"] is True  # the API answers the same refund
+
+
+def test_an_earlier_fee_is_refused_while_a_later_one_is_paid_in_the_pages_language(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    vera = _vip(program)
+    first = _pay(program, vera["id"])
+    later = _pay(program, vera["id"], paid_at="2026-03-02T08:00:00Z")  # pays the next month ahead
+    assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
+    action = f"/console/members/{vera['id']}/fees/{first}/refund"
+    form = form_of(client.get(f"/console/members/{vera['id']}").text, action)
+    refused = client.post(action, data=form)
+    assert refused.status_code == 409
+    assert f"refusé : le paiement {later} paie la période suivante : remboursez-le d&#39;abord." in refused.text
+    form = form_of(client.get(f"/console/members/{vera['id']}?lang=en").text, action)
+    refused = client.post(action, data=form)
+    assert refused.status_code == 409 and f"refused: payment {later} pays the period after this one" in refused.text
+    assert program.call("POST", f"/v1/memberships/payments/{later}/refund", json={}).status_code == 200
+    assert client.post(action, data=form, follow_redirects=False).status_code == 303  # now the latest: refunded
+
+
+def test_a_fee_of_another_member_is_not_found_and_a_marketer_may_not_refund(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    vera = _vip(program)
+    payment = _pay(program, vera["id"])
+    other = program.enrol(first_name="Otto")
+    assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
+    form = form_of(
+        client.get(f"/console/members/{vera['id']}?lang=en").text,
+        f"/console/members/{vera['id']}/fees/{payment}/refund",
+    )
+    wrong = client.post(f"/console/members/{other['id']}/fees/{payment}/refund", data=form)
+    assert wrong.status_code == 404 and "refused: no membership payment has this payment_id." in wrong.text
+
+    assert sign_in(client, add_staff(program.id, "marketer")).status_code == 303
+    page = client.get(f"/console/members/{vera['id']}").text
+    assert f'data-fee="{payment}"' in page and "/refund" not in page  # the fees, no button
+    token = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert token
+    refused = client.post(f"/console/members/{vera['id']}/fees/{payment}/refund", data={"csrf": token.group(1)})
+    assert refused.status_code == 403
+    assert program.call("POST", f"/v1/memberships/payments/{payment}/refund", json={}).json()["time_taken_back"]
