@@ -19,10 +19,17 @@ from typing import Any
 
 from palier.text import mask_card_numbers
 
+# Words of a code that a title writes as prose writes them (a code is all lower case: ``invalid_api_key``).
+_AS_WRITTEN = {"api": "API", "csv": "CSV", "id": "ID", "ids": "IDs", "ip": "IP", "json": "JSON", "nul": "NUL",
+               "sku": "SKU", "url": "URL", "utc": "UTC", "vip": "VIP", "yaml": "YAML"}  # fmt: skip
+
 
 def title_of(code: str) -> str:
-    """A problem's title: the same for every problem of ``code`` (RFC 9457), ``Insufficient points``."""
-    return code.replace("_", " ").capitalize()
+    """A problem's title: the same for every problem of ``code`` (RFC 9457), ``Insufficient points``,
+    ``Invalid API key``. Only the title reads as words: the ``code`` stays what clients compare."""
+    words = [_AS_WRITTEN.get(word, word) for word in code.split("_")]
+    words[0] = words[0][:1].upper() + words[0][1:]
+    return " ".join(words)
 
 
 class PalierError(Exception):

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from palier.activity.tables import events, idempotency_keys, purchases
 from palier.db import Database
+from palier.errors import title_of
 from palier.ledger.tables import allocations, holds, ledger_transactions, lots, postings
 from palier.members.tables import identities, members, merges
 from palier.programs.tables import api_keys, audit_entries, programs
@@ -33,7 +34,7 @@ def assert_problem(response: httpx.Response, status: int, code: str, field: Any 
     body: dict[str, Any] = response.json()
     assert body["status"] == status, body
     assert body["type"].endswith(f"/{body['code']}"), body
-    assert body["title"] == body["code"].replace("_", " ").capitalize(), body  # the same for every problem of a code
+    assert body["title"] == title_of(body["code"]), body  # the same for every problem of a code
     if code is not ANY:
         assert body["code"] == code, body
     if field is not ANY:
