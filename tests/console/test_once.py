@@ -12,8 +12,10 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from palier.clock import FrozenClock
 from palier.db import Database
 from palier.programs.tables import audit_entries
+from palier.sessions import once
 from palier.web.render import TEMPLATES_DIR
 from tests.api.helpers import ApiProgram
 from tests.console.conftest import sign_in
@@ -140,3 +142,17 @@ def test_every_write_form_of_the_console_and_the_till_carries_a_one_time_token()
             if "once_field()" not in body:
                 missing.append(f"{template.name}: {action}")
     assert missing == [], f"write forms without {{{{ once_field() }}}}: {missing}"
+
+
+def test_a_form_sent_again_whose_first_answer_cannot_be_shown_again_says_it_was_done(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str], db: Database, clock: FrozenClock
+) -> None:
+    ann = program.enrol(first_name="Ann")
+    assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
+    action = f"/console/members/{ann['id']}/adjust"
+    form = form_of(client.get(f"/console/members/{ann['id']}?lang=en").text, action)
+    with db.write() as conn:  # its first post acted, and answered with a page of its own
+        once.claim(conn=conn, clock=clock, token=form["once"], staff_id="stf_x", action=action)
+    again = client.post(action, data=form | {"points": "50", "reason": "Broken cup"}, follow_redirects=False)
+    assert again.status_code == 409 and "Already done" in again.text and "was not done a second time" in again.text
+    assert program.balance(ann["id"])["available"] == 0

@@ -132,10 +132,10 @@ def remove_webhook(request: Request) -> Response:
     who = current(request)
     location = "/console/settings?saved=webhook-removed#webhook"
     with once.write(request) as conn, suppress(NotFound):  # NotFound: removed already (another tab); none shown
+        once.led_to(conn, request, location)  # first: a webhook removed already skips what follows
         webhooks.remove_webhook(
             conn=conn, clock=request.app.state.clock, program_id=who.program.id, actor=f"staff:{who.user.id}"
         )
-        once.led_to(conn, request, location)
     return RedirectResponse(location, status_code=303)
 
 
