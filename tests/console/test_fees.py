@@ -12,7 +12,8 @@ from sqlalchemy import select
 
 from palier.db import Database
 from palier.programs.tables import audit_entries
-from tests.api.helpers import ApiProgram, unique
+from palier.web.present import display_code
+from tests.api.helpers import ApiProgram, reward_body, unique
 from tests.console.conftest import sign_in
 from tests.console.test_once import form_of
 
@@ -24,8 +25,9 @@ def _pay(program: ApiProgram, member_id: str, paid_at: str = "2026-03-01T00:00:0
     return fee["payment_id"]
 
 
-def _vip(program: ApiProgram) -> dict[str, Any]:
-    plan = {"code": "club", "name": {"fr": "Club", "en": "Club"}, "price": 499, "period": "monthly", "trial_days": 0}
+def _vip(program: ApiProgram, *, gift: str | None = None) -> dict[str, Any]:
+    plan = {"code": "club", "name": {"fr": "Club", "en": "Club"}, "price": 499, "period": "monthly", "trial_days": 0,
+            "benefits": {"period_rewards": [gift] if gift else []}}  # fmt: skip
     made = program.call("POST", "/v1/plans", json=plan)
     assert made.status_code == 201, made.text
     return program.enrol(first_name="Vera")
@@ -39,8 +41,10 @@ def _audit(db: Database, member_id: str) -> list[Any]:
 def test_an_admin_refunds_a_fee_from_the_member_page_and_the_membership_ends(
     client: TestClient, program: ApiProgram, add_staff: Callable[..., str], db: Database
 ) -> None:
-    vera = _vip(program)
+    gift = program.call("POST", "/v1/rewards", json=reward_body(cost_points=1)).json()["id"]
+    vera = _vip(program, gift=gift)  # each period paid gives a coupon, taken back with the fee if unused
     payment = _pay(program, vera["id"])
+    [coupon] = [c["code"] for c in program.call("GET", f"/v1/members/{vera['id']}/coupons").json()["items"]]
     assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
     page = client.get(f"/console/members/{vera['id']}").text
     assert f'data-fee="{payment}"' in page and "4,99" in page and 'data-membership="club"' in page
@@ -55,6 +59,7 @@ def test_an_admin_refunds_a_fee_from_the_member_page_and_the_membership_ends(
         "\u00a0", " "
     )
     assert "Le temps qu&#39;elle payait et qui n&#39;était pas écoulé est repris." in after
+    assert f"Coupons de cette période annulés : {display_code(coupon)}." in after
     assert 'data-membership="club"' not in after  # lapsed: no more VIP line
     assert "Remboursée le" in after and action not in after  # no second button
     entries = [e for e in _audit(db, vera["id"]) if e["action"] == "membership_payment.refunded"]

@@ -21,7 +21,7 @@ from palier.members.export import export as export_member
 from palier.members.models import Balance, ErasureIn, Member
 from palier.memberships import service as memberships
 from palier.memberships.models import MembershipRefundIn
-from palier.web import history_text, i18n, once
+from palier.web import history_text, i18n, once, present
 from palier.web.console.access import current, requires, staff_router
 from palier.web.console.forms import errors_by_field
 from palier.web.console.people import shown_member
@@ -61,6 +61,8 @@ def _detail(
         fees = memberships.member_payments(conn=conn, program_id=who.program.id, member_id=view.member.id)
     refunded = ctx.pop("fee_refunded", None)
     ctx["fee_refunded"] = next((fee for fee in fees if fee.payment_id == refunded and fee.refunded_at), None)
+    cancelled = ctx["fee_refunded"].coupons_cancelled if ctx["fee_refunded"] else []
+    ctx["fee_coupons"] = ", ".join(present.display_code(code) for code in cancelled)  # as the page shows codes
     ctx.setdefault("fee_refused", None)
     ctx.setdefault("errors", {})
     ctx.setdefault("sent", {})
