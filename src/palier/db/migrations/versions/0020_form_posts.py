@@ -1,7 +1,7 @@
 """Console and till forms act once: the one-time token of each form posted, with where its first post led.
 
-Revision ID: 0019
-Revises: 0016
+Revision ID: 0020
+Revises: 0019
 Create Date: 2026-12-06
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0019"
-down_revision: str | Sequence[str] | None = "0016"
+revision: str = "0020"
+down_revision: str | Sequence[str] | None = "0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
