@@ -152,7 +152,7 @@ def test_a_form_sent_again_whose_first_answer_cannot_be_shown_again_says_it_was_
     action = f"/console/members/{ann['id']}/adjust"
     form = form_of(client.get(f"/console/members/{ann['id']}?lang=en").text, action)
     with db.write() as conn:  # its first post acted, and answered with a page of its own
-        once.claim(conn=conn, clock=clock, token=form["once"], staff_id="stf_x", action=action)
+        once.claim(conn=conn, clock=clock, token=form["once"], posted_by="stf_x", action=action)
     again = client.post(action, data=form | {"points": "50", "reason": "Broken cup"}, follow_redirects=False)
     assert again.status_code == 409 and "Already done" in again.text and "was not done a second time" in again.text
     assert program.balance(ann["id"])["available"] == 0

@@ -143,3 +143,26 @@ def test_the_language_switch_on_a_refused_redemption_leads_back_to_the_catalog(w
     opened = alice.get(switch, follow_redirects=True)
     assert opened.status_code == 200 and str(opened.url).endswith(f"/p/{shop.program.id}/rewards?lang=en")
     assert "<h1>Rewards catalog</h1>" in opened.text
+
+
+def test_the_redeem_button_pressed_twice_redeems_once(web: LiveServer, shop: Shop) -> None:
+    """A double click without JavaScript, or Back then send again, posts the same Redeem form twice: one
+    coupon, the points taken once, and the second post is shown the first one's coupon."""
+    alice = signed_in_client(web.url, shop.portal_link())
+    catalog = alice.get(f"/p/{shop.program.id}/rewards").text
+    action = f"/p/{shop.program.id}/rewards/{shop.rewards['coffee']}/redeem"
+    form = re.search(rf'<form method="post" action="{re.escape(action)}".*?</form>', catalog, re.S)
+    assert form, "no Redeem form for the coffee"
+    fields = dict(re.findall(r'name="(csrf|once)" value="([^"]+)"', form.group(0)))
+    assert fields.get("once"), "the Redeem form carries no one-time token"
+    first = alice.post(action, data=fields)
+    second = alice.post(action, data=fields)
+    assert first.status_code == second.status_code == 303
+    assert second.headers["location"] == first.headers["location"]
+    coupons = shop.program.call("GET", f"/v1/members/{shop.member_id}/coupons").json()["items"]
+    assert len([c for c in coupons if c["reward_id"] == shop.rewards["coffee"]]) == 1
+    balance = shop.program.call("GET", f"/v1/members/{shop.member_id}/balance").json()
+    assert balance["available"] == 350 - 100
+    # A new page gives a new token: redeeming again on purpose still works.
+    again = alice.get(f"/p/{shop.program.id}/rewards").text
+    assert csrf_of(again) and re.search(r'name="once" value="([^"]+)"', again).group(1) != fields["once"]  # type: ignore[union-attr]

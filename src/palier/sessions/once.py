@@ -1,4 +1,4 @@
-"""Forms that act once: the one-time token of a console or till form, claimed by its first post.
+"""Forms that act once: the one-time token of a console, till or portal form, claimed by its first post.
 
 :func:`claim` runs first in the transaction of what the form does. It records the token (its SHA-256, so the
 table holds no usable token); if the token is there already, the form was posted before and the earlier post
@@ -31,11 +31,11 @@ def _key(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def claim(*, conn: Connection, clock: Clock, token: str, staff_id: str, action: str) -> EarlierPost | None:
+def claim(*, conn: Connection, clock: Clock, token: str, posted_by: str, action: str) -> EarlierPost | None:
     """Take ``token`` for this post: None if it is the form's first post, else the earlier post of it."""
     taken = conn.execute(
         upsert(conn, form_posts)
-        .values(id=_key(token), staff_id=staff_id, action=action[:300], answer=None, created_at=clock.now())
+        .values(id=_key(token), posted_by=posted_by, action=action[:300], answer=None, created_at=clock.now())
         .on_conflict_do_nothing()
         .returning(form_posts.c.id)  # a row only if this post took the token (rowcount is not told on every driver)
     ).scalar_one_or_none()

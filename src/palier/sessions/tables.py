@@ -33,7 +33,7 @@ form_posts = Table(
     "form_posts",
     metadata,
     Column("id", String(64), primary_key=True),  # SHA-256 (hex) of the form's token
-    Column("staff_id", String(32), nullable=False),
+    Column("posted_by", String(32), nullable=False),  # the staff user, or the member on the portal
     Column("action", String(300), nullable=False),  # the address the form was posted to
     Column("answer", String(500), nullable=True),  # the console page the first post led to (none: a page of its own)
     Column("created_at", Timestamp, nullable=False),

@@ -1,14 +1,14 @@
-"""Console and till forms act once, however often they are posted (see ``palier.sessions.once``).
+"""Console, till and portal forms act once, however often they are posted (see ``palier.sessions.once``).
 
-Every write form of a staff page carries a hidden one-time token (``{{ once_field() }}`` in its template, a
-new token each time the page is shown). The route runs its write with :func:`write` or :func:`run`, which
-claim the token first in the same transaction, and records with :func:`led_to`, before that transaction
-commits, the page it answers with. A second post of the same form (a double click without JavaScript, the
-browser's back then send again, a proxy's retry) raises :class:`AlreadySent` and acts not at all:
-``web.install`` answers it with the page the first post led to, or, when the first answered with a page of
-its own (a new API key's secret, shown once), with a page saying the form was sent and done already.
-A refused post writes nothing and keeps no token, so the corrected form goes through. A post without the
-field (a script of the merchant's) acts as before.
+Every write form of a staff page, and the portal's Redeem button, carries a hidden one-time token
+(``{{ once_field() }}`` in its template, a new token each time the page is shown). The route runs its write
+with :func:`write` or :func:`run`, which claim the token first in the same transaction, and records with
+:func:`led_to`, before that transaction commits, the page it answers with. A second post of the same form (a
+double click without JavaScript, the browser's back then send again, a proxy's retry) raises
+:class:`AlreadySent` and acts not at all: ``web.install`` answers it with the page the first post led to, or,
+when the first answered with a page of its own (a new API key's secret, shown once), with a page saying the
+form was sent and done already. A refused post writes nothing and keeps no token, so the corrected form goes
+through. A post without the field (a script of the merchant's) acts as before.
 """
 
 from __future__ import annotations
@@ -60,14 +60,19 @@ async def read_token(request: Request) -> None:
         raise AlreadySent(earlier.answer)
 
 
-def claim(conn: Connection, request: Request) -> None:
-    """Take this post's form token in ``conn``'s transaction, or raise :class:`AlreadySent` if it was taken."""
+def claim(conn: Connection, request: Request, *, posted_by: str | None = None) -> None:
+    """Take this post's form token in ``conn``'s transaction, or raise :class:`AlreadySent` if it was taken.
+
+    ``posted_by``: who posts it, the staff user signed in unless a portal page names its member."""
     token: str | None = getattr(request.state, "once_token", None)
     if token is None:
         return
-    staff_id = request.state.staff.user.id
     earlier = once.claim(
-        conn=conn, clock=request.app.state.clock, token=token, staff_id=staff_id, action=request.url.path
+        conn=conn,
+        clock=request.app.state.clock,
+        token=token,
+        posted_by=posted_by or request.state.staff.user.id,
+        action=request.url.path,
     )
     if earlier is not None:
         raise AlreadySent(earlier.answer)
@@ -90,12 +95,12 @@ def write(request: Request) -> Iterator[Connection]:
         yield conn
 
 
-def run(request: Request, command: Callable[[Connection], T]) -> T:
+def run(request: Request, command: Callable[[Connection], T], *, posted_by: str | None = None) -> T:
     """``db.run(command)`` for a form's post: its token claimed first, in the same transaction."""
     db: Database = request.app.state.db
 
     def claimed(conn: Connection) -> T:
-        claim(conn, request)
+        claim(conn, request, posted_by=posted_by)
         return command(conn)
 
     return db.run(claimed)

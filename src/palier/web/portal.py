@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import Connection
 
 from palier.api import ratelimit
 from palier.db import Database
@@ -20,7 +21,7 @@ from palier.members.models import ConsentsUpdate, MemberUpdate
 from palier.rewards import service as rewards
 from palier.rewards.models import RedeemIn
 from palier.text import points_word
-from palier.web import i18n, page_router, portal_view
+from palier.web import i18n, once, page_router, portal_view
 from palier.web.portal_auth import SignedIn, signed_in
 from palier.web.render import PageError, render
 
@@ -86,21 +87,25 @@ def catalog(program_id: str, request: Request) -> HTMLResponse:
     return _catalog_page(request, signed_in(request, program_id))
 
 
-@router.post("/p/{program_id}/rewards/{reward_id}/redeem", response_model=None)
+@router.post("/p/{program_id}/rewards/{reward_id}/redeem", response_model=None, dependencies=[Depends(once.read_token)])
 def redeem(program_id: str, reward_id: str, request: Request) -> Response:
+    """Redeem from the catalog; the form acts once (a double click or a resend shows the first coupon)."""
     who = signed_in(request, program_id)
     ratelimit.check(request, "redeem", who.program.id, who.member_id)  # the same count as the API's redemptions
     language = i18n.request_language(request, preferred=who.language)
-    try:
-        done = _db(request).run(
-            lambda conn: rewards.redeem(
-                conn=conn,
-                clock=request.app.state.clock,
-                program=who.program,
-                member_id=who.member_id,
-                data=RedeemIn(reward_id=reward_id[:32], channel="web"),
-            )
+
+    def command(conn: Connection) -> str:
+        done = rewards.redeem(
+            conn=conn,
+            clock=request.app.state.clock,
+            program=who.program,
+            member_id=who.member_id,
+            data=RedeemIn(reward_id=reward_id[:32], channel="web"),
         )
+        return once.led_to(conn, request, f"/p/{who.program.id}/coupons?new={done.coupon.id}")
+
+    try:
+        location = once.run(request, command, posted_by=who.member_id)
     except PalierError as refused:
         key = f"redeem.error.{refused.code}"
         if key in i18n.catalogs()[language]:
@@ -111,7 +116,7 @@ def redeem(program_id: str, reward_id: str, request: Request) -> Response:
             detail = i18n.said(language, refused, points_name=who.program.points_name_in(language))
             message = i18n.translate(language, "redeem.error.other", detail=detail)
         return _catalog_page(request, who, status=refused.status, error=message)
-    return RedirectResponse(f"/p/{who.program.id}/coupons?new={done.coupon.id}", status_code=303)
+    return RedirectResponse(location, status_code=303)
 
 
 @router.get("/p/{program_id}/rewards/{reward_id}/redeem", response_model=None)

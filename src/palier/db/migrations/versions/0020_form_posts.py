@@ -22,7 +22,7 @@ def upgrade() -> None:
     op.create_table(
         "form_posts",
         sa.Column("id", sa.String(length=64), nullable=False),
-        sa.Column("staff_id", sa.String(length=32), nullable=False),
+        sa.Column("posted_by", sa.String(length=32), nullable=False),
         sa.Column("action", sa.String(length=300), nullable=False),
         sa.Column("answer", sa.String(length=500), nullable=True),
         sa.Column("created_at", TIMESTAMP, nullable=False),
