@@ -413,3 +413,74 @@ def test_a_refunded_membership_fee_ends_the_month_it_paid_for_once(
     assert [c["state"] for c in coupons] == ["cancelled"]
     again = program.call("POST", path, json={})  # the processor's webhook, sent again: the first refund
     assert again.status_code == 200 and again.json() == body
+
+
+def test_a_coupon_keeps_the_terms_it_was_issued_with_when_its_reward_is_edited(
+    new_program: Callable[..., ApiProgram],
+) -> None:
+    """A €5 voucher bought for 500 points gives €5, on any channel, from any order, after the merchant has made
+    the reward a €1 voucher for the web shop from €20; coupons redeemed after the edit get the new terms."""
+    program = new_program(return_window_days=0)
+    ann = program.enrol(first_name="Ann", language="en")
+    program.adjust(ann["id"], 1_000)
+    reward = program.call("POST", "/v1/rewards", json=reward_body()).json()
+    old = program.call("POST", f"/v1/members/{ann['id']}/redemptions", json={"reward_id": reward["id"]}).json()
+    old_code = old["coupon"]["code"]
+    assert (old["coupon"]["amount"], old["coupon"]["min_order"], old["coupon"]["channels"]) == (500, None, None)
+
+    edited = program.call(
+        "PATCH", f"/v1/rewards/{reward['id']}", json={"amount": 100, "min_order": 2_000, "channels": ["web"]}
+    )
+    assert edited.status_code == 200, edited.text
+    new = program.call("POST", f"/v1/members/{ann['id']}/redemptions", json={"reward_id": reward["id"]}).json()
+    new_code = new["coupon"]["code"]
+    assert (new["coupon"]["amount"], new["coupon"]["min_order"], new["coupon"]["channels"]) == (100, 2_000, ["web"])
+
+    till = program.make_key("pos", name="till 1")
+    shown = program.call("GET", f"/v1/coupons/{old_code}", key=till).json()
+    assert (shown["amount"], shown["min_order"], shown["channels"]) == (500, None, None)
+    cart = {"channel": "store", "member_id": ann["id"], "order_total": 1_000}
+    check = program.call("POST", f"/v1/coupons/{old_code}/validate", key=till, json=cart)
+    assert check.status_code == 200, check.text
+    assert (check.json()["discount"], check.json()["describes"]) == (500, "€5.00 off")
+    refused = program.call("POST", f"/v1/coupons/{new_code}/validate", key=till, json=cart)
+    assert_problem(refused, 422, "coupon_wrong_channel", field="channel")
+    on_web = program.call("POST", f"/v1/coupons/{new_code}/validate", key=till, json=cart | {"channel": "web"})
+    assert_problem(on_web, 422, "coupon_min_order", field="order_total")
+
+    used = program.call("POST", f"/v1/coupons/{old_code}/use", key=till, json=cart | {"order_id": "T-1"})
+    assert used.status_code == 200, used.text
+    assert (used.json()["discount"], used.json()["amount"]) == (500, 500)
+    web_order = {"channel": "web", "order_id": "W-1", "order_total": 2_500}
+    used = program.call("POST", f"/v1/coupons/{new_code}/use", key=till, json=web_order)
+    assert used.status_code == 200, used.text
+    assert used.json()["discount"] == 100
+    listed = program.call("GET", f"/v1/members/{ann['id']}/coupons").json()["items"]
+    assert [(c["code"], c["amount"], c["min_order"]) for c in listed] == [(new_code, 100, 2_000), (old_code, 500, None)]
+
+
+def test_a_coupon_keeps_its_percentage_and_product_when_its_reward_is_edited(
+    new_program: Callable[..., ApiProgram],
+) -> None:
+    program = new_program(return_window_days=0)
+    ann = program.enrol(first_name="Ann", language="en")
+    program.adjust(ann["id"], 1_000)
+    percent = program.call(
+        "POST", "/v1/rewards", json=reward_body(kind="percent_off", amount=None, percent=20, max_discount=1_000)
+    ).json()
+    coffee = program.call(
+        "POST", "/v1/rewards", json=reward_body(kind="free_product", amount=None, sku="COFFEE", cost_points=100)
+    ).json()
+    codes = [
+        program.call("POST", f"/v1/members/{ann['id']}/redemptions", json={"reward_id": r["id"]}).json()["coupon"]
+        for r in (percent, coffee)
+    ]
+    for reward, change in ((percent, {"percent": 5, "max_discount": 100}), (coffee, {"sku": "TEA"})):
+        assert program.call("PATCH", f"/v1/rewards/{reward['id']}", json=change).status_code == 200
+    off = program.call(
+        "POST", f"/v1/coupons/{codes[0]['code']}/validate", json={"channel": "web", "order_total": 10_000}
+    ).json()
+    assert (off["discount"], off["describes"]) == (1_000, "20% off (at most €10.00)")
+    cart = {"channel": "store", "lines": [line("COFFEE", 250)]}
+    free = program.call("POST", f"/v1/coupons/{codes[1]['code']}/validate", json=cart).json()
+    assert (free["discount"], free["describes"], free["coupon"]["sku"]) == (250, "Free: COFFEE", "COFFEE")

@@ -105,3 +105,27 @@ def test_a_phone_number_is_kept_on_one_line(
     assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
     for path in (f"/till/members/{ann['id']}", f"/console/members/{ann['id']}"):
         assert '<span class="nowrap">+33 6 12 34 56 78</span>' in client.get(path).text, path
+
+
+def test_a_coupon_shows_and_gives_the_terms_it_was_issued_with_after_its_reward_is_edited(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    ann = program.enrol(first_name="Ann")
+    program.adjust(ann["id"], 100)
+    made = program.call("POST", "/v1/rewards", json=reward_body(cost_points=10)).json()
+    kept = program.call("POST", f"/v1/members/{ann['id']}/redemptions", json={"reward_id": made["id"]}).json()
+    kept = kept["coupon"]["code"]
+    edit = {"amount": 100, "min_order": 2_000, "channels": ["web"]}  # €1 from €20, on the web shop only
+    assert program.call("PATCH", f"/v1/rewards/{made['id']}", json=edit).status_code == 200
+    assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
+    till = client.get(f"/till/members/{ann['id']}").text
+    assert f'data-code="{kept}"' in till and "5,00\u00a0€ de remise" in till  # still for the store, still €5
+    looked_up = client.get(f"/console/coupons?code={kept}").text
+    assert "5,00\u00a0€ de remise" in looked_up and "1,00\u00a0€" not in looked_up
+    token = csrf_of(till)
+    use = {"csrf": token, "order_id": "T1000-ABCDE", "order_total": "10,00"}
+    assert client.post(f"/till/members/{ann['id']}/coupons/{kept}/use", data=use).status_code == 200
+    assert program.call("GET", f"/v1/coupons/{kept}").json()["discount"] == 500
+    new = program.call("POST", f"/v1/members/{ann['id']}/redemptions", json={"reward_id": made["id"]}).json()
+    looked_up = client.get(f"/console/coupons?code={new['coupon']['code']}").text
+    assert "1,00\u00a0€ de remise, dès 20,00\u00a0€ d&#39;achat" in looked_up

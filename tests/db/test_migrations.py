@@ -225,3 +225,46 @@ def test_postgresql_refuses_to_truncate_ledger_history(postgresql_db: Database, 
         conn.exec_driver_sql(f"TRUNCATE {table_name} CASCADE")
     with postgresql_db.read() as conn:
         assert conn.execute(select(func.count()).select_from(metadata.tables[table_name])).scalar_one() >= 1
+
+
+def test_coupons_issued_before_they_kept_their_terms_take_their_rewards_terms(empty_database_url: str) -> None:
+    """0021: a coupon keeps the terms it was issued with; one issued before takes its reward's terms as they
+    are at the upgrade, and keeps them when the reward is edited afterwards."""
+    from palier.rewards.tables import coupons, rewards
+
+    upgrade(empty_database_url, "0020")
+    database = make_database(empty_database_url)
+    now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    try:
+        with database.write() as conn:
+            program_id = insert_program_row(conn, new_id("program"))
+            terms = {
+                "voucher": {"kind": "amount_off", "amount": 500, "min_order": 2_000, "channels": ["store", "web"]},
+                "percent": {"kind": "percent_off", "percent": 10, "max_discount": 300},
+                "coffee": {"kind": "free_product", "sku": "COFFEE"},
+            }
+            for name, given in terms.items():
+                conn.execute(
+                    insert(rewards).values(
+                        id=name, program_id=program_id, status="active", cost_points=100, valid_days=30,
+                        title={"fr": name, "en": name}, created_at=now, updated_at=now, **given,
+                    )
+                )  # fmt: skip
+                conn.execute(
+                    insert(coupons).values(
+                        id=f"cpn_{name}", program_id=program_id, member_id="mem_1", reward_id=name, code=name.upper(),
+                        state="issued", points=100, source="redeem", issued_at=now, expires_at=now + timedelta(days=30),
+                    )
+                )  # fmt: skip
+        upgrade(empty_database_url)
+        with database.write() as conn:
+            conn.execute(update(rewards).values(amount=None, percent=None, sku=None))  # edited since
+            conn.execute(update(rewards).where(rewards.c.id == "voucher").values(amount=100, channels=None))
+            names = ("amount", "percent", "max_discount", "min_order", "sku", "channels")
+            found = {
+                row.reward_id: {name: getattr(row, name) for name in names if getattr(row, name) is not None}
+                for row in conn.execute(select(coupons))
+            }
+        assert found == {name: {k: v for k, v in given.items() if k != "kind"} for name, given in terms.items()}
+    finally:
+        database.dispose()

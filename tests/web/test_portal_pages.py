@@ -166,3 +166,17 @@ def test_the_redeem_button_pressed_twice_redeems_once(web: LiveServer, shop: Sho
     # A new page gives a new token: redeeming again on purpose still works.
     again = alice.get(f"/p/{shop.program.id}/rewards").text
     assert csrf_of(again) and re.search(r'name="once" value="([^"]+)"', again).group(1) != fields["once"]  # type: ignore[union-attr]
+
+
+def test_a_coupon_shows_the_terms_it_was_issued_with_after_its_reward_is_edited(web: LiveServer, shop: Shop) -> None:
+    program = shop.program
+    voucher = {"kind": "amount_off", "amount": 500, "cost_points": 10, "title": {"fr": "Bon", "en": "Voucher"}}
+    reward = program.call("POST", "/v1/rewards", json=voucher).json()["id"]
+    made = program.call("POST", f"/v1/members/{shop.member_id}/redemptions", json={"reward_id": reward})
+    assert made.status_code == 201, made.text
+    assert program.call("PATCH", f"/v1/rewards/{reward}", json={"amount": 100, "min_order": 2_000}).status_code == 200
+    alice = signed_in_client(web.url, shop.portal_link())
+    card = alice.get(f"/p/{program.id}/coupons").text
+    card = card[card.index(f'id="{made.json()["coupon"]["id"]}"') :]
+    gives = card[card.index('class="reward-gives"') : card.index("</p>", card.index('class="reward-gives"'))]
+    assert "5,00\u00a0€ de remise" in gives and "dès" not in gives, gives

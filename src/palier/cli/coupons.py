@@ -19,7 +19,7 @@ from palier.programs.models import Program
 from palier.programs.service import get_program
 from palier.rewards import codes
 from palier.rewards.models import Coupon
-from palier.rewards.service import cancel_coupon, describe_reward, find_coupon, get_reward
+from palier.rewards.service import cancel_coupon, describe_reward, find_coupon, reward_of
 
 app = new_app("Coupons at the till: look one up by its code, cancel it.")
 CODE = typer.Argument(..., help="The code the member shows, with or without dashes (O and 0, I and 1 alike).")
@@ -33,7 +33,7 @@ def show(code: str = CODE, program: str = PROGRAM) -> None:
     with open_database() as db, db.read() as conn:
         found = get_program(conn=conn, program_id=program)
         coupon = find_coupon(conn=conn, program_id=program, code=code)
-        reward = get_reward(conn=conn, program_id=program, reward_id=coupon.reward_id)
+        reward = reward_of(conn=conn, program_id=program, coupon=coupon)  # its terms as issued
         holder = _member_name(conn, found, coupon.member_id)
     local = _local(found)
     table = Table(title=f"Coupon {codes.display(coupon.code)}", title_justify="left", show_header=False)
@@ -42,7 +42,9 @@ def show(code: str = CODE, program: str = PROGRAM) -> None:
     rows = {
         "member": f"{holder} ({coupon.member_id})",
         "reward": f"{coupon.title.en} / {coupon.title.fr} ({coupon.reward_id})",
-        "gives": describe_reward(reward, found),
+        "gives": describe_reward(reward, found),  # its terms as issued, whatever the reward says now
+        "minimum order": found.money(reward.min_order) if reward.min_order else "none",
+        "channels": ", ".join(reward.channels) if reward.channels else "all",
         "state": _state(coupon, clock.now(), local),
         "issued": local(coupon.issued_at),
         "expires": local(coupon.expires_at) if coupon.expires_at else "never",

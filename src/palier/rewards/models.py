@@ -190,6 +190,14 @@ class Coupon(BaseModel):
     discount: int | None = Field(default=None, description="minor units taken off the order it was used on")
     closed_at: datetime | None = None
     hold_id: str | None = Field(default=None, description="the ledger hold keeping its points until used")
+    # the reward's terms when the coupon was issued: they are what its points paid for, and stay its own
+    # whatever happens to the reward afterwards (its validity is ``expires_at``)
+    amount: int | None = Field(default=None, description="amount_off: taken off the order; store_credit: credited")
+    percent: int | None = Field(default=None, description="percent_off")
+    max_discount: int | None = Field(default=None, description="percent_off cap")
+    min_order: int | None = Field(default=None, description="the order must reach this for the coupon to apply")
+    sku: str | None = Field(default=None, description="free_product: the product it gives")
+    channels: list[str] | None = Field(default=None, description="where it can be used (null: every channel)")
 
 
 class CouponPage(BaseModel):

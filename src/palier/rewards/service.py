@@ -507,7 +507,22 @@ def _coupon_row(
         "used_at": now if state == "used" else None,
         "channel": "wallet" if state == "used" else None,
         "closed_at": now if state == "used" else None,
+        **{name: getattr(reward, name) for name in COUPON_TERMS},
     }
+
+
+COUPON_TERMS = ("amount", "percent", "max_discount", "min_order", "sku", "channels")  # kept by each coupon
+
+
+def coupon_terms(reward: Reward, coupon: Coupon) -> Reward:
+    """``reward`` with the terms ``coupon`` was issued with: what the coupon gives and where, whatever the reward
+    says now (a reward edited since gives its new terms to new coupons only)."""
+    return reward.model_copy(update={name: getattr(coupon, name) for name in COUPON_TERMS})
+
+
+def reward_of(*, conn: Connection, program_id: str, coupon: Coupon) -> Reward:
+    """The coupon's reward, with the coupon's own terms (:func:`coupon_terms`)."""
+    return coupon_terms(get_reward(conn=conn, program_id=program_id, reward_id=coupon.reward_id), coupon)
 
 
 def require_grantable(reward: Reward, *, field: str) -> None:
@@ -647,7 +662,7 @@ def validate_coupon(
 ) -> CouponValidity:
     """Can this coupon be used here, by this member, on this cart? And what does it take off? Writes nothing."""
     coupon = find_coupon(conn=conn, program_id=program.id, code=code)
-    reward = get_reward(conn=conn, program_id=program.id, reward_id=coupon.reward_id)
+    reward = reward_of(conn=conn, program_id=program.id, coupon=coupon)  # its terms as issued
     _check_usable(coupon, reward, check, clock.now(), program)
     discount = _discount(reward, check)
     _refuse_nothing_off(reward, discount, check, program)
@@ -659,7 +674,7 @@ def use_coupon(*, conn: Connection, clock: Clock, program: Program, code: str, u
     coupon = _locked_coupon(conn, program, code)
     if coupon.state == "used" and coupon.order_id == use.order_id:
         return coupon, True
-    reward = get_reward(conn=conn, program_id=program.id, reward_id=coupon.reward_id)
+    reward = reward_of(conn=conn, program_id=program.id, coupon=coupon)  # its terms as issued
     now = clock.now()
     _check_usable(coupon, reward, use, now, program)
     if _cart_total(use) is None and (reward.min_order is not None or reward.kind == "percent_off"):

@@ -40,7 +40,9 @@ rewards = Table(
 
 # A coupon is what a redemption gives the member: a code to use at checkout or the till. Redeemed ones
 # keep their points in a hold until used (capture) or cancelled / expired (void). Granted ones (a gift
-# from a rule or a job) cost nothing and have no hold.
+# from a rule or a job) cost nothing and have no hold. A coupon keeps the terms of its reward as they were
+# when it was issued (value, minimum order, channels, product; its validity is ``expires_at``): the points
+# paid for those, and a reward edited since gives its new terms to new coupons only.
 coupons = Table(
     "coupons",
     metadata,
@@ -62,6 +64,12 @@ coupons = Table(
     Column("store_id", Text, nullable=True),
     Column("discount", BigInteger, nullable=True),  # minor units taken off the order it was used on
     Column("closed_at", Timestamp, nullable=True),
+    Column("amount", BigInteger, nullable=True),  # the reward's terms at issue: amount_off, store_credit
+    Column("percent", Integer, nullable=True),  # percent_off
+    Column("max_discount", BigInteger, nullable=True),  # percent_off cap
+    Column("min_order", BigInteger, nullable=True),
+    Column("sku", Text, nullable=True),  # free_product
+    Column("channels", Json, nullable=True),  # NULL: every channel
     Index(None, "program_id", "member_id", "state"),
     Index(None, "program_id", "member_id", "reward_id", "issued_at"),
     Index("ix_coupons_due_to_expire", "state", "expires_at"),

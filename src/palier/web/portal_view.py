@@ -260,6 +260,7 @@ def coupon_views(found: list[Coupon], program: Program, language: str, offered: 
     views = []
     for c in found:
         reward = offered.get(c.reward_id)
+        reward = rewards.coupon_terms(reward, c) if reward is not None else None  # what it gives: its own terms
         shown = present.display_code(c.code)
         views.append(
             CouponView(
@@ -267,7 +268,7 @@ def coupon_views(found: list[Coupon], program: Program, language: str, offered: 
                 code=c.code,
                 display_code=shown,
                 title=i18n.localized(c.title, language),
-                gives=present.reward_gives(reward, program, language) if reward is not None else "",
+                gives=present.coupon_gives(reward, program, language) if reward is not None else "",
                 state="credited"
                 if reward is not None and reward.kind == "store_credit" and c.state == "used"
                 else c.state,

@@ -107,3 +107,12 @@ def reward_gives(reward: Reward, program: Program, language: str) -> str:
     if reward.kind == "free_product":
         return t("reward.free_product")
     return t("reward.gift")
+
+
+def coupon_gives(terms: Reward, program: Program, language: str) -> str:
+    """What a coupon gives, with its minimum order: '5,00 € de remise, dès 20,00 € d'achat'. ``terms``: its reward
+    with the terms the coupon was issued with (rewards.service.coupon_terms)."""
+    gives = reward_gives(terms, program, language)
+    if terms.min_order:
+        gives += ", " + translator(language)("reward.min_order", amount=money(terms.min_order, program, language))
+    return gives

@@ -177,12 +177,12 @@ def coupons_page(request: Request, code: str | None = None) -> HTMLResponse:
         with db.read() as conn:
             try:
                 coupon = rewards.find_coupon(conn=conn, program_id=who.program.id, code=code.strip()[:40])
-                reward = rewards.get_reward(conn=conn, program_id=who.program.id, reward_id=coupon.reward_id)
+                reward = rewards.reward_of(conn=conn, program_id=who.program.id, coupon=coupon)  # terms as issued
                 holder = members.get_member(conn=conn, program_id=who.program.id, member_id=coupon.member_id)
                 found = {
                     "coupon": coupon,
                     "title": i18n.localized(coupon.title, language),
-                    "gives": present.reward_gives(reward, who.program, language),
+                    "gives": present.coupon_gives(reward, who.program, language),
                     "holder": display_name(holder),
                 }
             except PalierError as exc:

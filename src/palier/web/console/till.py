@@ -85,10 +85,10 @@ def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
         view = shown_member(conn, request, member_id, history=5)
         gives, in_store = {}, []
         for coupon in view.usable_coupons:
-            reward = rewards.get_reward(conn=conn, program_id=who.program.id, reward_id=coupon.reward_id)
+            reward = rewards.reward_of(conn=conn, program_id=who.program.id, coupon=coupon)  # its terms as issued
             if reward.channels is None or "store" in reward.channels:  # the others are for the web shop, the app…
                 in_store.append(coupon)
-                gives[coupon.code] = present.reward_gives(reward, who.program, language)
+                gives[coupon.code] = present.coupon_gives(reward, who.program, language)
     ctx.setdefault("error", None)
     ctx.setdefault("ok", None)
     ctx.setdefault("sent", {})  # what a refused payment form held, shown again
@@ -184,7 +184,7 @@ def _why_unusable(request: Request, member_id: str, code: str) -> str | None:
     with request.app.state.db.read() as conn:
         try:
             coupon = rewards.find_coupon(conn=conn, program_id=program.id, code=code[:40])
-            reward = rewards.get_reward(conn=conn, program_id=program.id, reward_id=coupon.reward_id)
+            reward = rewards.reward_of(conn=conn, program_id=program.id, coupon=coupon)
         except PalierError:
             return None
     if coupon.member_id != member_id:
