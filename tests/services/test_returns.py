@@ -498,3 +498,50 @@ def test_points_coming_back_to_a_member_in_debt_repay_it_first(
     assert (shown.available, shown.debt) == (0, 100)  # the 100 points back repaid half the debt
     last = history(db, program, member)[-1]  # the return took them as debt: they cancel it as they come back
     assert (last.available, last.debt) == (0, -100) and last.reason_code != "debt_repaid", last
+
+
+@pytest.mark.parametrize("earn_on_tax", [False, True])
+def test_an_item_returned_takes_its_tax_with_it_so_a_refund_of_the_rest_takes_the_rest(
+    db: Database, clock: FrozenClock, new_program: Callable[..., Program], earn_on_tax: bool
+) -> None:
+    """€50 coat and €50 boots with €20 of tax: the coat comes back (€60 refunded at the till, its tax with it),
+    then the boots are refunded by amount, €60 with their tax. The order is refunded in full: every point it
+    earned is taken back, not one more, and nothing is left to refund."""
+    program = new_program(earn_on_tax=earn_on_tax)
+    member = enrol(db, clock, program)
+    lines = [line("COAT", 5_000), line("BOOTS", 5_000)]
+    order = purchase(db, clock, program, member, lines=lines, tax=2_000)
+    earned = 120 if earn_on_tax else 100
+    assert order.points == earned
+    coat = return_(db, clock, program, order.external_id, lines=[("COAT", 1)])
+    assert coat.points == -earned // 2
+    boots = return_(db, clock, program, order.external_id, amount=6_000)
+    assert boots.points == -earned // 2
+    with pytest.raises(Unprocessable) as caught:
+        return_(db, clock, program, order.external_id, amount=1)
+    assert (caught.value.code, caught.value.extra) == ("return_exceeds_purchase", {"refundable": 0})
+    assert balance(db, program, member).pending == 0
+
+
+@pytest.mark.parametrize("earn_on_tax", [False, True])
+def test_returns_and_refunds_of_a_taxed_order_never_take_more_than_it_earned(
+    db: Database, clock: FrozenClock, new_program: Callable[..., Program], earn_on_tax: bool
+) -> None:
+    program = new_program(earn_on_tax=earn_on_tax)
+    member = enrol(db, clock, program)
+    adjust(db, clock, program, member, 500)
+    lines = [line("COAT", 5_000), line("BOOTS", 3_000), line("HAT", 2_000)]
+    order = purchase(db, clock, program, member, lines=lines, tax=2_000)
+    taken = [
+        return_(db, clock, program, order.external_id, lines=[("COAT", 1)]).points,
+        return_(db, clock, program, order.external_id, amount=1_000).points,
+        return_(db, clock, program, order.external_id, lines=[("BOOTS", 1)]).points,
+        # all that is left: the hat and its tax, €24, less the €10 refunded by amount (coat €60, boots €36 with theirs)
+        return_(db, clock, program, order.external_id, amount=1_400).points,
+    ]
+    assert all(points <= 0 for points in taken) and -sum(taken) == order.points
+    with pytest.raises(Unprocessable) as caught:
+        return_(db, clock, program, order.external_id, lines=[("HAT", 1)])
+    assert (caught.value.code, caught.value.extra) == ("return_exceeds_purchase", {"refundable": 0})
+    assert balance(db, program, member).available == 500
+    assert_ledger_sound(db, program)

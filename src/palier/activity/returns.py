@@ -41,27 +41,41 @@ def _line_points(line: dict[str, Any], returned: int) -> int:
     return int(line["points"]) * returned // int(line["quantity"])
 
 
-def returned_points(order: dict[str, Any], lines: list[dict[str, Any]], refunded: int) -> int:
-    """Points earned by everything returned or refunded so far (capped at what the order earned).
+def _tax(order: dict[str, Any], lines: list[dict[str, Any]]) -> int:
+    """The order's tax: what its total holds besides its lines and shipping."""
+    return max(int(order["total"]) - sum(int(line["amount"]) for line in lines) - int(order["shipping"]), 0)
 
-    Returned items give back their own points. A refund by amount refunds the goods first: it gives back a
-    share of the points not already returned, in proportion to the money not already refunded, shipping
-    left out when it earned nothing when the order was recorded (refunding €50 of a €50 order shipped for
-    €5 takes every point; a refund of its shipping takes none). Tax and gift cards are shared in
-    proportion (a refund of an item refunds its tax); return gift-card lines by line. A fully refunded
-    order keeps no points.
+
+def _lines_refund(order: dict[str, Any], lines: list[dict[str, Any]]) -> int:
+    """What the items returned so far refund: their amounts and their share of the order's tax (in proportion
+    to the lines' amounts), cumulatively, so that returning every line refunds all of the tax once."""
+    value = sum(_line_value(line, line["returned"]) for line in lines)
+    goods = sum(int(line["amount"]) for line in lines)
+    return value + (_tax(order, lines) * value // goods if goods > 0 else 0)
+
+
+def returned_points(order: dict[str, Any], lines: list[dict[str, Any]], refunded: int) -> int:
+    """Points earned by everything returned or refunded so far, never more than the order earned.
+
+    Returned items give back their own points, and refund their share of the tax with them. A refund by
+    amount refunds the goods first: it gives back a share of the points not already returned, in proportion
+    to the money not already refunded (the items returned and their tax left out), shipping left out when it
+    earned nothing when the order was recorded (refunding €50 of a €50 order shipped for €5 takes every point;
+    a refund of its shipping takes none). Tax and gift cards are shared in proportion (a refund of an item
+    refunds its tax); return gift-card lines by line. A fully refunded order keeps no points.
     """
     points, total = int(order["points"]), int(order["total"])
     if refunded >= total:
         return points
-    by_lines = sum(_line_points(line, line["returned"]) for line in lines)
-    by_lines_value = sum(_line_value(line, line["returned"]) for line in lines)
+    by_lines = min(sum(_line_points(line, line["returned"]) for line in lines), points)
+    # an item returned before items took their tax with them refunded its amount alone: never below nothing
+    by_lines_value = min(_lines_refund(order, lines), refunded)
     by_amount_value, rest_total = refunded - by_lines_value, total - by_lines_value
     if int(order["shipping_eligible"]) == 0:  # shipping earned nothing when the order was recorded
         by_amount_value -= int(order["shipping_refunded"])
         rest_total -= int(order["shipping"])
     rest_points = points - by_lines
-    by_amount = rest_points * min(by_amount_value, rest_total) // rest_total if rest_total > 0 else 0
+    by_amount = rest_points * min(max(by_amount_value, 0), rest_total) // rest_total if rest_total > 0 else 0
     return min(points, by_lines + by_amount)
 
 
@@ -135,6 +149,10 @@ def plan_return(*, order: dict[str, Any], ret: ReturnIn, program: Program) -> Re
                 line["returned"] += part
                 left -= part
             items += wanted.quantity
+        # the items' share of the tax comes back with them; never beyond what is left to refund once the goods
+        # are (an order refunded by amount first may have had its tax refunded already)
+        tax = _lines_refund(order, lines) - _lines_refund(order, order["lines"]) - refund
+        refund += max(min(tax, int(order["total"]) - refunded_before - refund), 0)
     elif ret.amount is not None:
         refundable = int(order["total"]) - refunded_before
         if ret.amount > refundable:
