@@ -171,7 +171,7 @@ def set_command(
     all_channels: bool = typer.Option(False, "--all-channels", help="Redeemable on every channel."),
     active: bool = typer.Option(False, "--active", help="Put an archived reward back in the catalog."),
 ) -> None:
-    """Change a few fields of a reward; the others stay as they are."""
+    """Change a few fields of a reward; the others stay as they are. Coupons already issued keep their terms."""
     _refuse_both(stock is not None and unlimited, "--stock", "--unlimited")
     _refuse_both(ends_at is not None and no_end, "--ends-at", "--no-end")
     _refuse_both(bool(channel) and all_channels, "--channel", "--all-channels")
