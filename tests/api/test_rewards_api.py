@@ -418,8 +418,9 @@ def test_a_refunded_membership_fee_ends_the_month_it_paid_for_once(
 def test_a_coupon_keeps_the_terms_it_was_issued_with_when_its_reward_is_edited(
     new_program: Callable[..., ApiProgram],
 ) -> None:
-    """A €5 voucher bought for 500 points gives €5, on any channel, from any order, after the merchant has made
-    the reward a €1 voucher for the web shop from €20; coupons redeemed after the edit get the new terms."""
+    """A €5 voucher bought for 500 points gives €5, on any channel, from any order, and keeps its title, after
+    the merchant has made the reward a €1 voucher for the web shop from €20; coupons redeemed after the edit get
+    the new terms."""
     program = new_program(return_window_days=0)
     ann = program.enrol(first_name="Ann", language="en")
     program.adjust(ann["id"], 1_000)
@@ -429,7 +430,9 @@ def test_a_coupon_keeps_the_terms_it_was_issued_with_when_its_reward_is_edited(
     assert (old["coupon"]["amount"], old["coupon"]["min_order"], old["coupon"]["channels"]) == (500, None, None)
 
     edited = program.call(
-        "PATCH", f"/v1/rewards/{reward['id']}", json={"amount": 100, "min_order": 2_000, "channels": ["web"]}
+        "PATCH",
+        f"/v1/rewards/{reward['id']}",
+        json={"amount": 100, "min_order": 2_000, "channels": ["web"], "title": {"fr": "Bon de 1 €", "en": "€1 off"}},
     )
     assert edited.status_code == 200, edited.text
     new = program.call("POST", f"/v1/members/{ann['id']}/redemptions", json={"reward_id": reward["id"]}).json()
@@ -439,6 +442,7 @@ def test_a_coupon_keeps_the_terms_it_was_issued_with_when_its_reward_is_edited(
     till = program.make_key("pos", name="till 1")
     shown = program.call("GET", f"/v1/coupons/{old_code}", key=till).json()
     assert (shown["amount"], shown["min_order"], shown["channels"]) == (500, None, None)
+    assert shown["title"] == old["coupon"]["title"] != new["coupon"]["title"]  # not "€1 off" on a €5 coupon
     cart = {"channel": "store", "member_id": ann["id"], "order_total": 1_000}
     check = program.call("POST", f"/v1/coupons/{old_code}/validate", key=till, json=cart)
     assert check.status_code == 200, check.text
@@ -456,7 +460,10 @@ def test_a_coupon_keeps_the_terms_it_was_issued_with_when_its_reward_is_edited(
     assert used.status_code == 200, used.text
     assert used.json()["discount"] == 100
     listed = program.call("GET", f"/v1/members/{ann['id']}/coupons").json()["items"]
-    assert [(c["code"], c["amount"], c["min_order"]) for c in listed] == [(new_code, 100, 2_000), (old_code, 500, None)]
+    assert [(c["code"], c["amount"], c["min_order"], c["title"]["en"]) for c in listed] == [
+        (new_code, 100, 2_000, "€1 off"),
+        (old_code, 500, None, old["coupon"]["title"]["en"]),
+    ]
 
 
 def test_a_coupon_keeps_its_percentage_and_product_when_its_reward_is_edited(

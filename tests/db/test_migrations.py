@@ -228,8 +228,8 @@ def test_postgresql_refuses_to_truncate_ledger_history(postgresql_db: Database, 
 
 
 def test_coupons_issued_before_they_kept_their_terms_take_their_rewards_terms(empty_database_url: str) -> None:
-    """0021: a coupon keeps the terms it was issued with; one issued before takes its reward's terms as they
-    are at the upgrade, and keeps them when the reward is edited afterwards."""
+    """0021: a coupon keeps the terms it was issued with, its title included; one issued before takes its
+    reward's terms as they are at the upgrade, and keeps them when the reward is edited afterwards."""
     from palier.rewards.tables import coupons, rewards
 
     upgrade(empty_database_url, "0020")
@@ -258,13 +258,18 @@ def test_coupons_issued_before_they_kept_their_terms_take_their_rewards_terms(em
                 )  # fmt: skip
         upgrade(empty_database_url)
         with database.write() as conn:
-            conn.execute(update(rewards).values(amount=None, percent=None, sku=None))  # edited since
+            retitled = {"fr": "Renommé", "en": "Renamed"}
+            conn.execute(update(rewards).values(amount=None, percent=None, sku=None, title=retitled))  # edited since
             conn.execute(update(rewards).where(rewards.c.id == "voucher").values(amount=100, channels=None))
-            names = ("amount", "percent", "max_discount", "min_order", "sku", "channels")
+            names = ("amount", "percent", "max_discount", "min_order", "sku", "channels", "title")
             found = {
                 row.reward_id: {name: getattr(row, name) for name in names if getattr(row, name) is not None}
                 for row in conn.execute(select(coupons))
             }
-        assert found == {name: {k: v for k, v in given.items() if k != "kind"} for name, given in terms.items()}
+        kept = {
+            name: {k: v for k, v in given.items() if k != "kind"} | {"title": {"fr": name, "en": name}}
+            for name, given in terms.items()
+        }
+        assert found == kept
     finally:
         database.dispose()

@@ -177,7 +177,7 @@ class Coupon(BaseModel):
     member_id: str
     reward_id: str
     kind: RewardKind
-    title: Localized
+    title: Localized = Field(description="the reward's title when the coupon was issued (a retitled reward keeps it)")
     state: CouponState
     points: int = Field(description="points the coupon cost (0 for a gift)")
     source: Literal["redeem", "grant"]

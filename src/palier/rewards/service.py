@@ -476,7 +476,7 @@ def _issue(conn: Connection, reward: Reward, row: dict[str, Any]) -> Coupon:
 
 
 def _issued(reward: Reward, row: dict[str, Any]) -> Coupon:
-    return _coupon(row | {"kind": reward.kind, "title": reward.title.model_dump()})
+    return _coupon(row | {"kind": reward.kind})
 
 
 def _coupon_row(
@@ -508,6 +508,7 @@ def _coupon_row(
         "channel": "wallet" if state == "used" else None,
         "closed_at": now if state == "used" else None,
         **{name: getattr(reward, name) for name in COUPON_TERMS},
+        "title": reward.title.model_dump(),
     }
 
 
@@ -517,7 +518,7 @@ COUPON_TERMS = ("amount", "percent", "max_discount", "min_order", "sku", "channe
 def coupon_terms(reward: Reward, coupon: Coupon) -> Reward:
     """``reward`` with the terms ``coupon`` was issued with: what the coupon gives and where, whatever the reward
     says now (a reward edited since gives its new terms to new coupons only)."""
-    return reward.model_copy(update={name: getattr(coupon, name) for name in COUPON_TERMS})
+    return reward.model_copy(update={name: getattr(coupon, name) for name in (*COUPON_TERMS, "title")})
 
 
 def reward_of(*, conn: Connection, program_id: str, coupon: Coupon) -> Reward:
@@ -999,7 +1000,7 @@ def move_member(conn: Connection, *, booking: ledger.Booking, program: Program, 
 
 
 def _coupon_query() -> Any:
-    return select(coupons, rewards.c.kind, rewards.c.title).join(rewards, rewards.c.id == coupons.c.reward_id)
+    return select(coupons, rewards.c.kind).join(rewards, rewards.c.id == coupons.c.reward_id)
 
 
 # Built once: on the hot paths (the balance, the catalog, redeem, validate, use) building a statement per

@@ -70,6 +70,7 @@ coupons = Table(
     Column("min_order", BigInteger, nullable=True),
     Column("sku", Text, nullable=True),  # free_product
     Column("channels", Json, nullable=True),  # NULL: every channel
+    Column("title", Json, nullable=True),  # the reward's title at issue, {"fr": …, "en": …} (always set)
     Index(None, "program_id", "member_id", "state"),
     Index(None, "program_id", "member_id", "reward_id", "issued_at"),
     Index("ix_coupons_due_to_expire", "state", "expires_at"),

@@ -1,4 +1,4 @@
-"""A coupon keeps the terms it was issued with (value, minimum order, channels, product): a reward edited
+"""A coupon keeps the terms it was issued with (value, minimum order, channels, product, title): a reward edited
 afterwards gives its new terms to new coupons only. Coupons issued before take their reward's terms as they
 are at the upgrade, the best that can be known of what they were issued with.
 
@@ -19,7 +19,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
-TERMS = ("amount", "percent", "max_discount", "min_order", "sku", "channels")
+TERMS = ("amount", "percent", "max_discount", "min_order", "sku", "channels", "title")
 
 
 def upgrade() -> None:
@@ -30,6 +30,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("min_order", sa.BigInteger(), nullable=True))
         batch.add_column(sa.Column("sku", sa.Text(), nullable=True))
         batch.add_column(sa.Column("channels", JSON, nullable=True))
+        batch.add_column(sa.Column("title", JSON, nullable=True))
     terms = ", ".join(f"{name} = (SELECT r.{name} FROM rewards r WHERE r.id = coupons.reward_id)" for name in TERMS)
     op.execute(f"UPDATE coupons SET {terms}")  # fixed column names, nothing sent
 
