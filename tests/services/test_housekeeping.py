@@ -121,14 +121,14 @@ def test_console_forms_sent_are_forgotten_after_30_days(own_db: Database, clock:
     db = own_db
     f.make_program(db, clock)
     with db.write() as conn:
-        assert once.claim(conn=conn, clock=clock, token="old-form", staff_id="stf_a", action="/console/x") is None
+        assert once.claim(conn=conn, clock=clock, token="old-form", posted_by="stf_a", action="/console/x") is None
     clock.advance(days=29)
     with db.write() as conn:
-        assert once.claim(conn=conn, clock=clock, token="new-form", staff_id="stf_a", action="/console/x") is None
+        assert once.claim(conn=conn, clock=clock, token="new-form", posted_by="stf_a", action="/console/x") is None
     assert housekeeping.tidy(db, clock).forms == 0
     clock.advance(days=1, minutes=1)
     tidied = housekeeping.tidy(db, clock)
     assert tidied.forms == 1 and _count(db, form_posts) == 1
     assert "and 1 console forms sent over 30 days ago" in tidied.summary()
     with db.write() as conn:  # the newer form is still known as sent
-        assert once.claim(conn=conn, clock=clock, token="new-form", staff_id="stf_a", action="/console/x") is not None
+        assert once.claim(conn=conn, clock=clock, token="new-form", posted_by="stf_a", action="/console/x") is not None

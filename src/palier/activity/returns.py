@@ -79,19 +79,6 @@ def returned_points(order: dict[str, Any], lines: list[dict[str, Any]], refunded
     return min(points, by_lines + by_amount)
 
 
-def refunded_with_tax(order: dict[str, Any], lines: list[dict[str, Any]], refunded: int) -> int:
-    """What an order's returns refunded so far, each returned item with its share of the order's tax (returning
-    an item refunds its tax; a refund by amount is money, tax included): what the points and credit that paid
-    part of the order come back in proportion to. Every item returned, the whole tax is counted."""
-    total, shipping = int(order["total"]), int(order["shipping"])
-    goods = sum(int(line["amount"]) for line in lines)
-    tax = total - goods - shipping
-    if tax <= 0 or goods <= 0:
-        return refunded
-    returned = sum(_line_value(line, line["returned"]) for line in lines)
-    return min(total, refunded + tax * returned // goods)
-
-
 def _matching(order: dict[str, Any], lines: list[dict[str, Any]], wanted: ReturnLine, i: int) -> list[dict[str, Any]]:
     """The order's lines a returned item can come from: its ``line``, or every line of its SKU."""
     if wanted.line is not None:

@@ -28,7 +28,7 @@ from palier.activity.purchase_rows import (
     purchase_result,
     purchase_row,
 )
-from palier.activity.returns import ReturnPlan, plan_return, refunded_with_tax
+from palier.activity.returns import ReturnPlan, plan_return
 from palier.activity.tables import events, purchases
 from palier.clock import Clock, in_zone, utc
 from palier.errors import Conflict, InvalidInput, NotFound, Unprocessable
@@ -461,7 +461,7 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
             clock=clock,
             program=program,
             order_id=ret.order_id,
-            refunded=refunded_with_tax(order, plan.lines, order["refunded"] + plan.refund),
+            refunded=order["refunded"] + plan.refund,  # the items returned with their share of the tax
             total=order["total"],
             buyer=member_id,
         )
