@@ -254,6 +254,25 @@ def test_a_voucher_on_an_order_it_would_take_nothing_off_is_refused_and_kept(
     assert paid.status_code == 200 and paid.json()["discount"] == 320
 
 
+def test_a_coupon_cart_whose_lines_add_up_past_any_order_is_refused_and_the_coupon_kept(
+    new_program: Callable[..., ApiProgram],
+) -> None:
+    """A price typed with too many zeros on the till's cart is refused as on a purchase, not turned into a
+    discount of billions."""
+    program = new_program()
+    bo = program.enrol(first_name="Bo")
+    program.adjust(bo["id"], 500)
+    percent = program.call("POST", "/v1/rewards", json=reward_body(kind="percent_off", amount=None, percent=20)).json()
+    code = program.call("POST", f"/v1/members/{bo['id']}/redemptions", json={"reward_id": percent["id"]}).json()
+    code = code["coupon"]["code"]
+    huge = [{"sku": f"SKU-{i}", "quantity": 1, "unit_price": 10**11} for i in range(3)]
+    cart = {"channel": "store", "lines": huge}
+    assert_problem(program.call("POST", f"/v1/coupons/{code}/validate", json=cart), 422, "order_too_large", "lines")
+    used = program.call("POST", f"/v1/coupons/{code}/use", json=cart | {"order_id": "T-9"})
+    assert_problem(used, 422, "order_too_large", "lines")
+    assert program.call("GET", f"/v1/coupons/{code}").json()["state"] == "issued"
+
+
 def test_a_percent_coupon_that_rounds_to_nothing_says_the_total_it_was_given(
     new_program: Callable[..., ApiProgram],
 ) -> None:

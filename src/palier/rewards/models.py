@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from palier.activity.models import Line, MemberId, Money
+from palier.activity.models import Line, MemberId, Money, check_order_total
 from palier.clock import Moment
 from palier.errors import FieldError
 from palier.members.models import Channel
@@ -218,6 +218,13 @@ class Cart(Strict):
     order_total: Money | None = Field(default=None, description="what the order costs before this coupon")
     shipping: Money | None = None
     lines: list[Line] | None = Field(default=None, max_length=500)
+
+    @model_validator(mode="after")
+    def _not_too_large(self) -> Cart:
+        """Lines adding up past what one order may cost are a typo, as on a purchase (``order_too_large``)."""
+        if self.lines:
+            check_order_total(self.lines, self.shipping or 0, 0)
+        return self
 
 
 class CouponCheck(Cart):
