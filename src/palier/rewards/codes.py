@@ -4,7 +4,8 @@ Crockford's alphabet has no I, L, O or U, so a code read aloud or typed from a r
 wrong, and typing O for 0 or I/L for 1 is forgiven. The check character (Luhn mod 32) catches every
 single mistyped character and almost every swap of two neighbours before any database lookup, so
 the till can say "mistyped" rather than "unknown". 50 random bits: guessing a live code among a
-million is a one-in-a-billion shot, and lookups are rate-limited.
+million is a one-in-a-billion shot, and a lookup needs an API key or a staff sign-in (it is not
+rate-limited: a busy till checks many codes a minute).
 """
 
 from __future__ import annotations
