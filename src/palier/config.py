@@ -21,6 +21,19 @@ def _secret_key() -> str:
     return os.environ.get("PALIER_SECRET_KEY") or _PROCESS_SECRET
 
 
+def public_webhooks_from_env(env: dict[str, str] | None = None) -> bool:
+    """``PALIER_WEBHOOK_NETWORKS``: ``any`` (the default) sends webhooks wherever their address leads;
+    ``public`` only to addresses on the public internet (a server shared by merchants you do not trust)."""
+    value = (os.environ if env is None else env).get("PALIER_WEBHOOK_NETWORKS", "").strip().lower() or "any"
+    if value not in ("any", "public"):
+        raise InvalidInput(
+            "invalid_setting",
+            f"PALIER_WEBHOOK_NETWORKS must be any or public, not {value!r}.",
+            field="PALIER_WEBHOOK_NETWORKS",
+        )
+    return value == "public"
+
+
 @dataclass(frozen=True)
 class Limit:
     count: int
@@ -74,6 +87,7 @@ class Settings:
     show_sign_in_codes: bool = False  # the demo: print members' one-time sign-in codes (there is no mailer)
     public_url: str | None = None  # where members reach the portal; None: the address the API was called at
     rate_limits: RateLimits = field(default_factory=RateLimits.from_env)
+    public_webhooks_only: bool = field(default_factory=public_webhooks_from_env)  # PALIER_WEBHOOK_NETWORKS=public
 
     @property
     def is_sqlite(self) -> bool:
@@ -90,6 +104,7 @@ def load_settings() -> Settings:
     portal links the API makes start with it, even when the shop's server calls the API at an inner address.
     ``PALIER_RATE_LIMIT_REDEEM`` / ``_LOOKUP`` / ``_SIGN_IN`` (``COUNT/SECONDS`` or ``off``) and
     ``PALIER_RATE_LIMITS=off`` (all of them): see :class:`RateLimits`.
+    ``PALIER_WEBHOOK_NETWORKS=public`` sends webhooks only to addresses on the public internet.
     """
     database_url = os.environ.get("PALIER_DATABASE_URL", "sqlite:///palier.db")
     return Settings(

@@ -10,13 +10,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from palier.clock import FrozenClock
+from palier.config import public_webhooks_from_env
 from palier.db import Database
+from palier.errors import InvalidInput
 from palier.notify import webhook_http, webhooks
 from palier.notify.tables import webhooks as webhook_rows
 from tests.api.helpers import ApiProgram, assert_problem, luhn_card, spaced
@@ -350,3 +353,104 @@ def test_a_failure_days_after_the_waiting_events_were_acknowledged_does_not_disa
     run = webhooks.deliver(db, clock, program_id=program.id)
     assert (run.failures, run.disabled) == (1, [])
     assert program.call("GET", "/v1/webhook").json()["disabled_at"] is None
+
+
+def _public_only(client: TestClient) -> None:
+    """The app as a server started with PALIER_WEBHOOK_NETWORKS=public."""
+    state = client.app.state  # type: ignore[attr-defined]
+    state.settings = replace(state.settings, public_webhooks_only=True)
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("93.184.216.34", True),
+        ("2606:2800:220:1:248:1893:25c8:1946", True),
+        ("127.0.0.1", False),
+        ("10.20.30.40", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),  # the cloud's metadata service
+        ("100.64.0.1", False),  # carrier-grade NAT
+        ("0.0.0.0", False),
+        ("224.0.0.1", False),
+        ("::1", False),
+        ("fd00::1", False),
+        ("fe80::1%eth0", False),
+        ("::ffff:10.0.0.1", False),  # an IPv4 private address written as IPv6
+        ("::ffff:93.184.216.34", True),
+    ],
+)
+def test_which_addresses_are_on_the_public_internet(address: str, public: bool) -> None:
+    assert webhook_http.is_public(address) is public
+
+
+def test_the_networks_setting_is_any_or_public() -> None:
+    assert public_webhooks_from_env({}) is False
+    assert public_webhooks_from_env({"PALIER_WEBHOOK_NETWORKS": "any"}) is False
+    assert public_webhooks_from_env({"PALIER_WEBHOOK_NETWORKS": " Public "}) is True
+    with pytest.raises(InvalidInput) as refused:
+        public_webhooks_from_env({"PALIER_WEBHOOK_NETWORKS": "internet"})
+    assert (refused.value.code, refused.value.field) == ("invalid_setting", "PALIER_WEBHOOK_NETWORKS")
+
+
+def test_a_request_through_a_proxy_is_left_to_the_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    assert not webhook_http.proxied("https://shop.example/hooks")
+    monkeypatch.setenv("HTTPS_PROXY", "http://10.0.0.9:3128")
+    assert webhook_http.proxied("https://shop.example/hooks")
+    assert not webhook_http.proxied("http://shop.example/hooks")  # no proxy for http
+    monkeypatch.setenv("NO_PROXY", "shop.example")
+    assert not webhook_http.proxied("https://shop.example/hooks")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://localhost:8080/hooks",
+        "http://127.0.0.1:8080/hooks",
+        "https://10.1.2.3/hooks",
+        "https://169.254.169.254/latest",
+        "https://[::1]/hooks",
+        "https://[fd00::5]/hooks",
+        "https://api.localhost/hooks",
+    ],
+)
+def test_a_public_only_server_refuses_to_save_a_private_address(
+    client: TestClient, new_program: Callable[..., ApiProgram], url: str
+) -> None:
+    program = new_program()
+    _public_only(client)
+    refused = assert_problem(
+        program.call("PUT", "/v1/webhook", json={"url": url}), 422, "webhook_url_not_public", "url"
+    )
+    assert "PALIER_WEBHOOK_NETWORKS=public" in refused["detail"]
+    assert program.call("GET", "/v1/webhook").status_code == 404  # nothing saved
+    assert program.call("PUT", "/v1/webhook", json={"url": "https://shop.example/hooks"}).status_code == 200
+
+
+def test_a_public_only_server_sends_nothing_to_a_name_that_leads_to_a_private_address(
+    db: Database, client: TestClient, new_program: Callable[..., ApiProgram], receiver: Receiver
+) -> None:
+    """The address connected to is judged, not the name: the receiver's name led to a public address when
+    it was saved (here: saved before the server was made public-only) and leads to a private one now."""
+    program, clock = new_program(), _clock(client)
+    program.call("PUT", "/v1/webhook", json={"url": receiver.url})
+    emit(db, clock, program, "segment_entered")
+    _public_only(client)
+
+    tested = program.call("POST", "/v1/webhook/test").json()
+    assert (tested["delivered"], tested["status"], tested["failure"]) == (False, None, "private")
+    assert "127.0.0.1 is not on the public internet" in tested["error"]
+    run = webhooks.deliver(db, clock, program_id=program.id, public_only=True)
+    assert (run.requests, run.events, run.failures) == (1, 0, 1)
+    assert receiver.received == []  # not a byte reached it
+    hook = program.call("GET", "/v1/webhook").json()
+    assert hook["waiting"] == 1 and hook["last_error"].startswith("PrivateAddress: 127.0.0.1")
+    assert len(program.call("GET", "/v1/outbox").json()["items"]) == 1  # kept for a poller
+
+    clock.advance(seconds=31)  # the same server sending anywhere (the default) delivers it
+    assert webhooks.deliver(db, clock, program_id=program.id).events == 1
+    assert [e["type"] for e in receiver.events()] == ["segment_entered"]

@@ -27,6 +27,7 @@ from palier.db import Database, make_database
 from palier.ledger.tables import accounts
 from palier.logs import uvicorn_log_config
 from palier.notify import outbox, webhooks
+from palier.notify.tables import outbox_events
 from palier.programs.service import authenticate, get_program
 from palier.programs.tables import programs
 from palier.rules import gifts
@@ -364,6 +365,34 @@ def test_jobs_run_says_when_a_gone_receiver_disables_the_webhook(cli_db: Databas
     assert "tried again later" not in said
     again = invoke("jobs", "run", "webhooks")
     assert "0 events delivered in 0 requests" in again.output and len(receiver.received) == 1
+
+
+def test_with_public_networks_only_the_worker_and_jobs_run_send_nothing_to_a_private_address(
+    cli_db: Database, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    program, _member = shop_with_due_points(cli_db)
+    clock = SystemClock()
+    with cli_db.write() as conn:
+        webhooks.set_webhook(
+            conn=conn, clock=clock, program_id=program.id, spec=webhooks.WebhookSet(url=receiver.url), actor="test"
+        )
+        outbox.emit(conn, program_id=program.id, type_="segment_entered", subject_id=None, payload={}, now=clock.now())
+    monkeypatch.setenv("PALIER_WEBHOOK_NETWORKS", "public")
+    for command in (("jobs", "run", "webhooks"), ("worker", "--once")):
+        result = invoke(*command)
+        assert result.exit_code == 0, result.output
+        said = " ".join(result.output.split())
+        assert "webhook failed" in said and "127.0.0.1 is not on the public internet" in said, said
+        with cli_db.write() as conn:  # due again at once
+            conn.execute(
+                update(outbox_events).where(outbox_events.c.program_id == program.id).values(next_attempt_at=None)
+            )
+    assert receiver.received == []
+    monkeypatch.setenv("PALIER_WEBHOOK_NETWORKS", "everywhere")
+    refused = invoke("jobs", "run", "webhooks")
+    assert refused.exit_code != 0 and "PALIER_WEBHOOK_NETWORKS must be any or public" in " ".join(
+        refused.output.split()
+    )
 
 
 def test_jobs_run_housekeeping_says_what_it_deleted(cli_db: Database) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -122,6 +123,23 @@ def test_an_admin_sets_the_webhook_sees_what_waits_and_removes_it(
             )
         ).scalars()
         assert sorted(actions) == ["webhook.removed", "webhook.set", "webhook.set"]
+
+
+def test_a_public_only_server_refuses_a_private_address_and_its_test_says_why(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str], receiver: Receiver
+) -> None:
+    token = admin(client, program, add_staff)
+    program.call("PUT", "/v1/webhook", json={"url": receiver.url})  # saved while the server sent anywhere
+    state = client.app.state  # type: ignore[attr-defined]
+    state.settings = replace(state.settings, public_webhooks_only=True)  # PALIER_WEBHOOK_NETWORKS=public
+    refused = client.post("/console/settings/webhook", data={"csrf": token, "url": "https://192.168.1.20/hooks"})
+    assert refused.status_code == 422
+    assert "n&#39;est pas sur Internet (localhost, réseau privé)" in refused.text
+    assert 'value="https://192.168.1.20/hooks"' in refused.text  # what was typed is kept
+    assert program.call("GET", "/v1/webhook").json()["url"] == receiver.url  # nothing saved
+    tested = html.unescape(client.post("/console/settings/webhook/test", data={"csrf": token}).text)
+    assert "l'adresse mène à un réseau privé, et ce serveur n'envoie qu'aux adresses publiques d'Internet." in tested
+    assert receiver.received == []
 
 
 def test_a_webhook_disabled_by_a_gone_receiver_says_when_and_why_and_is_enabled_again_with_a_press(

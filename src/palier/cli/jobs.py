@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from palier.cli.common import console, new_app, open_database, require_ready_database
+from palier.cli.common import console, new_app, open_database, require_ready_database, settings
 from palier.clock import Clock, SystemClock
 from palier.db import Database
 from palier.jobs import debts, housekeeping, sweeps
@@ -145,7 +145,7 @@ def run(
                 get_program(conn=conn, program_id=program)  # a mistyped id is refused, not an empty run
         for name in _names(job):
             if name == Job.webhooks.value:
-                pushed = webhooks.deliver(db, clock, program_id=program)
+                pushed = webhooks.deliver(db, clock, program_id=program, public_only=settings().public_webhooks_only)
             elif name == Job.housekeeping.value:
                 tidied = housekeeping.tidy(db, clock, program_id=program)
             elif name in STATUS:
@@ -228,8 +228,12 @@ def worker(
     try:
         with open_database() as db:
             clock = SystemClock()
+            public_only = settings().public_webhooks_only
             pusher = threading.Thread(
-                target=_push, args=(db, clock, stop), kwargs={"interval": webhook_interval}, name="webhooks"
+                target=_push,
+                args=(db, clock, stop),
+                kwargs={"interval": webhook_interval, "public_only": public_only},
+                name="webhooks",
             )
             if not once:
                 pusher.start()
@@ -240,7 +244,7 @@ def worker(
                 if pusher.is_alive():
                     pusher.join()
             if once:
-                _push(db, clock, stop, interval=0.0)
+                _push(db, clock, stop, interval=0.0, public_only=public_only)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -307,11 +311,12 @@ def _next_step(error: str, pushed: webhooks.DeliveryRun) -> str:
     return "(tried again later)"
 
 
-def _push(db: Database, clock: Clock, stop: threading.Event, *, interval: float) -> None:
-    """Deliver waiting events to the webhooks every ``interval`` seconds until ``stop`` (once if it is set)."""
+def _push(db: Database, clock: Clock, stop: threading.Event, *, interval: float, public_only: bool) -> None:
+    """Deliver waiting events to the webhooks every ``interval`` seconds until ``stop`` (once if it is set);
+    ``public_only``: only to addresses on the public internet (PALIER_WEBHOOK_NETWORKS=public)."""
     while True:
         try:
-            pushed = webhooks.deliver(db, clock)
+            pushed = webhooks.deliver(db, clock, public_only=public_only)
         except Exception as failure:  # a failed run is logged and retried at the next interval
             _failed("webhooks", failure)
         else:

@@ -35,7 +35,7 @@ from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
 from palier.clock import Clock, utc
 from palier.db import Database
-from palier.errors import NotFound
+from palier.errors import InvalidInput, NotFound
 from palier.ids import new_id
 from palier.notify import webhook_health, webhook_http
 from palier.notify.models import OutboxEvent
@@ -154,9 +154,31 @@ def get_webhook(*, conn: Connection, program_id: str) -> Webhook:
     )
 
 
-def set_webhook(*, conn: Connection, clock: Clock, program_id: str, spec: WebhookSet, actor: str) -> Webhook:
+def check_public(url: str) -> None:
+    """On a server that sends only to the public internet, refuse an address that plainly is not:
+    ``localhost`` or a private, loopback, link-local… IP address. A name is judged at each delivery, by the
+    address it leads to then (it may change)."""
+    host = (urlsplit(url).hostname or "").rstrip(".")
+    try:
+        private = not webhook_http.is_public(host)
+    except ValueError:  # a name, not an address
+        private = host == "localhost" or host.endswith(".localhost")
+    if private:
+        raise InvalidInput(
+            "webhook_url_not_public",
+            f"{host} is not on the public internet, and this server sends webhooks only there "
+            "(PALIER_WEBHOOK_NETWORKS=public).",
+            field="url",
+        )
+
+
+def set_webhook(
+    *, conn: Connection, clock: Clock, program_id: str, spec: WebhookSet, actor: str, public_only: bool = False
+) -> Webhook:
     """Point the program's events at ``spec.url`` (a first webhook gets a secret; ``new_secret`` rotates it);
-    a disabled webhook is enabled again, its failing run forgotten."""
+    a disabled webhook is enabled again, its failing run forgotten. ``public_only``: see :func:`check_public`."""
+    if public_only:
+        check_public(spec.url)
     now = clock.now()
     found = conn.execute(
         select(webhooks.c.secret, webhooks.c.disabled_at).where(webhooks.c.program_id == program_id)
@@ -264,16 +286,19 @@ def _body(rows: list[dict[str, Any]]) -> bytes:
     return json.dumps({"events": [e.model_dump(mode="json") for e in events]}, separators=(",", ":")).encode()
 
 
-Failure = Literal["unreachable", "timeout", "status", "network"]
+Failure = Literal["unreachable", "timeout", "status", "network", "private"]
 
 
 def failure(status: int | None, error: str | None) -> Failure | None:
     """What kind of failure ``_post``'s outcome is, for a person: nobody answered at that address, it
-    answered too slowly, it answered with an error status, or another network or certificate error."""
+    answered too slowly, it answered with an error status, another network or certificate error, or the
+    address is on a private network this server does not send to."""
     if error is None:
         return None
     if status is not None:
         return "status"
+    if error.startswith("PrivateAddress"):
+        return "private"
     if "[SSL" in error:  # something answers there, but the TLS handshake failed (a bad certificate…)
         return "network"
     if error.startswith("ConnectError") or error.startswith("ConnectTimeout"):
@@ -286,11 +311,13 @@ class WebhookTest(BaseModel):
     status: int | None = Field(description="the receiver's HTTP status (null: it never answered)")
     error: str | None = Field(description="what went wrong, if it did")
     failure: Failure | None = Field(
-        default=None, description="unreachable, timeout, status (an error status) or network; null when delivered"
+        default=None,
+        description="unreachable, timeout, status (an error status), network, or private (an address this "
+        "server does not send to); null when delivered",
     )
 
 
-def send_test(hook: Webhook, clock: Clock) -> WebhookTest:
+def send_test(hook: Webhook, clock: Clock, *, public_only: bool = False) -> WebhookTest:
     """POST one ``webhook_test`` event to the webhook now, signed like any delivery, and say how it went.
     Nothing is written: the test event is not in the outbox and is not sent again."""
     event = {
@@ -302,7 +329,7 @@ def send_test(hook: Webhook, clock: Clock) -> WebhookTest:
     }
     body = json.dumps({"events": [event]}, separators=(",", ":")).encode()
     with webhook_http.client() as client:
-        status, error = webhook_http.post(client, hook.url, hook.secret, body, clock)
+        status, error = webhook_http.post(client, hook.url, hook.secret, body, clock, public_only=public_only)
     return WebhookTest(delivered=error is None, status=status, error=error, failure=failure(status, error))
 
 
@@ -345,10 +372,11 @@ def deliver(
     *,
     program_id: str | None = None,
     batch_size: int = BATCH,
+    public_only: bool = False,
 ) -> DeliveryRun:
     """Push every program's due events to its webhook (``program_id``: that program's only). A program whose
     receiver fails is left until its next try (or disabled, :mod:`~palier.notify.webhook_health`); the others
-    go on. A disabled webhook is skipped."""
+    go on. A disabled webhook is skipped. ``public_only``: only to addresses on the public internet."""
     run = DeliveryRun()
     query = (
         select(webhooks.c.program_id, webhooks.c.url, webhooks.c.secret)
@@ -365,7 +393,10 @@ def deliver(
         for target in targets:
             while rows := _claim(db, target.program_id, clock.now(), batch_size):
                 run.requests += 1
-                status, error = webhook_http.post(client, target.url, target.secret, _body(rows), clock)
+                body = _body(rows)
+                status, error = webhook_http.post(
+                    client, target.url, target.secret, body, clock, public_only=public_only
+                )
                 disabled = _settle(db, clock, target, rows, status, error)
                 if error is not None:
                     run.failures += 1

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from palier.api import commands
-from palier.api.deps import DB, AdminAccess, ClockDep
+from palier.api.deps import DB, AdminAccess, ClockDep, SettingsDep
 from palier.notify import outbox, webhooks
 from palier.notify.models import Acknowledge, Acknowledged, EventType, OutboxPage
 
@@ -65,7 +65,7 @@ def get_webhook(access: AdminAccess, db: DB) -> webhooks.Webhook:
     openapi_extra=commands.IDEMPOTENT,
 )
 def set_webhook(
-    spec: webhooks.WebhookSet, access: AdminAccess, db: DB, clock: ClockDep, request: Request
+    spec: webhooks.WebhookSet, access: AdminAccess, db: DB, clock: ClockDep, settings: SettingsDep, request: Request
 ) -> JSONResponse:
     return commands.run(
         request=request,
@@ -75,7 +75,12 @@ def set_webhook(
         body=spec,
         command=lambda conn: (
             webhooks.set_webhook(
-                conn=conn, clock=clock, program_id=access.program.id, spec=spec, actor=access.caller.actor
+                conn=conn,
+                clock=clock,
+                program_id=access.program.id,
+                spec=spec,
+                actor=access.caller.actor,
+                public_only=settings.public_webhooks_only,
             ),
             200,
         ),
@@ -107,7 +112,7 @@ def remove_webhook(access: AdminAccess, db: DB, clock: ClockDep, request: Reques
     response_model=webhooks.WebhookTest,
     summary="Send one signed webhook_test event to the webhook now, and see how the receiver answered",
 )
-def test_webhook(access: AdminAccess, db: DB, clock: ClockDep) -> webhooks.WebhookTest:
+def test_webhook(access: AdminAccess, db: DB, clock: ClockDep, settings: SettingsDep) -> webhooks.WebhookTest:
     with db.read() as conn:
         hook = webhooks.get_webhook(conn=conn, program_id=access.program.id)
-    return webhooks.send_test(hook, clock)
+    return webhooks.send_test(hook, clock, public_only=settings.public_webhooks_only)

@@ -108,6 +108,11 @@ async def save_webhook(request: Request) -> Response:
         card = any("card_number_in_text" in str(e.get("msg", "")) for e in refused.errors())
         error = "refusal.card_number_in_text" if card else "console.webhook.url_invalid"
         return _page(request, who, status=422, hook_url=mask_card_numbers(url), hook_error=error)  # never shown back
+    try:
+        if request.app.state.settings.public_webhooks_only:
+            webhooks.check_public(spec.url)
+    except PalierError:
+        return _page(request, who, status=422, hook_url=url, hook_error="console.webhook.url_not_public")
     with once.write(request) as conn:
         webhooks.set_webhook(
             conn=conn, clock=request.app.state.clock, program_id=who.program.id, spec=spec, actor=f"staff:{who.user.id}"
@@ -123,7 +128,9 @@ def test_webhook(request: Request) -> Response:
     hook = _webhook(request, who.program.id)
     if hook is None:  # removed meanwhile (another tab)
         return RedirectResponse("/console/settings#webhook", status_code=303)
-    return _page(request, who, hook=hook, hook_test=webhooks.send_test(hook, request.app.state.clock))
+    public_only = request.app.state.settings.public_webhooks_only
+    sent = webhooks.send_test(hook, request.app.state.clock, public_only=public_only)
+    return _page(request, who, hook=hook, hook_test=sent)
 
 
 @router.post("/console/settings/webhook/remove")
