@@ -110,3 +110,53 @@ def test_a_fee_of_another_member_is_not_found_and_a_marketer_may_not_refund(
     refused = client.post(f"/console/members/{vera['id']}/fees/{payment}/refund", data={"csrf": token.group(1)})
     assert refused.status_code == 403
     assert program.call("POST", f"/v1/memberships/payments/{payment}/refund", json={}).json()["time_taken_back"]
+
+
+def test_store_staff_refund_a_fee_at_the_till_and_see_what_it_took_back(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str], db: Database
+) -> None:
+    """Store staff may refund a fee (as a pos key may) but have no console member page: the till lists the
+    member's fees with the same button, the same checks and the same audit entry."""
+    gift = program.call("POST", "/v1/rewards", json=reward_body(cost_points=1)).json()["id"]
+    vera = _vip(program, gift=gift)
+    payment = _pay(program, vera["id"])
+    [coupon] = [c["code"] for c in program.call("GET", f"/v1/members/{vera['id']}/coupons").json()["items"]]
+    assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
+    assert client.get(f"/console/members/{vera['id']}").status_code == 403  # no console member page
+    till = f"/till/members/{vera['id']}"
+    page = client.get(till).text
+    assert f'data-fee="{payment}"' in page and 'data-membership="club"' in page
+    action = f"{till}/fees/{payment}/refund"
+    form = form_of(page, action)
+
+    done = client.post(action, data=form | {"note": "Rendu en caisse"}, follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"].startswith(f"{till}?"), done.text
+    after = client.get(done.headers["location"]).text
+    said = after.replace("\u202f", " ").replace("\u00a0", " ")
+    assert f"Cotisation de 4,99 € remboursée (paiement {payment})." in said
+    assert f"Coupons de cette période annulés : {display_code(coupon)}." in after
+    assert 'data-membership="club"' not in after and action not in after  # lapsed, and no second button
+    again = client.post(action, data=form, follow_redirects=False)  # the same form sent twice: one refund
+    assert again.status_code == 303
+    [entry] = [e for e in _audit(db, vera["id"]) if e["action"] == "membership_payment.refunded"]
+    assert entry["actor"].startswith("staff:") and entry["details"]["note"] == "Rendu en caisse"
+
+    other = program.enrol(first_name="Otto")
+    second = _pay(program, vera["id"], paid_at="2026-03-02T08:00:00Z")
+    form = form_of(client.get(till).text, f"{till}/fees/{second}/refund")
+    wrong = client.post(f"/till/members/{other['id']}/fees/{second}/refund", data=form)
+    assert wrong.status_code == 404 and f"Remboursement de la cotisation {second} refusé" in wrong.text
+
+
+def test_a_marketer_has_no_till_and_the_till_hides_fees_from_whoever_may_not_refund(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    vera = _vip(program)
+    payment = _pay(program, vera["id"])
+    assert sign_in(client, add_staff(program.id, "marketer")).status_code == 303
+    assert client.get(f"/till/members/{vera['id']}").status_code == 403
+    page = client.get(f"/console/members/{vera['id']}").text
+    token = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert token
+    refused = client.post(f"/till/members/{vera['id']}/fees/{payment}/refund", data={"csrf": token.group(1)})
+    assert refused.status_code == 403

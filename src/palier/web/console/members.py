@@ -4,7 +4,6 @@ merging a duplicate account of the same person into the one shown, and a member'
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -14,14 +13,13 @@ from sqlalchemy import Connection
 from palier.activity import service as activity
 from palier.activity.models import AdjustmentIn
 from palier.db import Database
-from palier.errors import NotFound, PalierError
+from palier.errors import PalierError
 from palier.members import erasure
 from palier.members import service as members
 from palier.members.export import export as export_member
 from palier.members.models import Balance, ErasureIn, Member
-from palier.memberships import service as memberships
-from palier.memberships.models import MembershipRefundIn
-from palier.web import history_text, i18n, once, present
+from palier.web import history_text, i18n, once
+from palier.web.console import fees
 from palier.web.console.access import current, requires, staff_router
 from palier.web.console.forms import errors_by_field
 from palier.web.console.people import shown_member
@@ -58,11 +56,8 @@ def _detail(
     with db.read() as conn:
         view = shown_member(conn, request, member_id, before=before)
         said = history_text.describe(conn, who.program, view.history, i18n.request_language(request))
-        fees = memberships.member_payments(conn=conn, program_id=who.program.id, member_id=view.member.id)
-    refunded = ctx.pop("fee_refunded", None)
-    ctx["fee_refunded"] = next((fee for fee in fees if fee.payment_id == refunded and fee.refunded_at), None)
-    cancelled = ctx["fee_refunded"].coupons_cancelled if ctx["fee_refunded"] else []
-    ctx["fee_coupons"] = ", ".join(present.display_code(code) for code in cancelled)  # as the page shows codes
+        refunded = ctx.pop("fee_refunded", None)
+        ctx |= fees.fees_shown(conn, program_id=who.program.id, member_id=view.member.id, refunded=refunded)
     ctx.setdefault("fee_refused", None)
     ctx.setdefault("errors", {})
     ctx.setdefault("sent", {})
@@ -73,9 +68,8 @@ def _detail(
     ctx.setdefault("erase_reason", "")
     lines = list(zip(view.history, said, strict=True))
     return render(
-        request, "console/member.html", status=status, staff=who, section="members", v=view, lines=lines,
-        fees=fees, **ctx,
-    )  # fmt: skip
+        request, "console/member.html", status=status, staff=who, section="members", v=view, lines=lines, **ctx
+    )
 
 
 @router.get("/console/members/{member_id}")
@@ -137,32 +131,10 @@ async def adjust(request: Request, member_id: str) -> Response:
 @router.post("/console/members/{member_id}/fees/{payment_id}/refund")
 @requires("memberships.refund")
 async def refund_fee(request: Request, member_id: str, payment_id: str) -> Response:
-    """The same service as ``POST /v1/memberships/payments/{payment_id}/refund`` (the whole fee, a note for the
-    audit trail): the time it paid for and not used yet is taken back, and that period's unused coupons."""
-    who = current(request)
-    note = str((await request.form()).get("note", "")).strip()
-    language = i18n.request_language(request)
-
-    def command(conn: Connection) -> str:
-        owner = memberships.payment_member(conn=conn, program_id=who.program.id, payment_id=payment_id[:64])
-        if owner != member_id[:40]:  # another member's fee: not one of this page's
-            raise NotFound("payment_not_found", "No membership payment has this payment_id.", field="payment_id")
-        memberships.refund_payment(
-            conn=conn, clock=request.app.state.clock, program=who.program, payment_id=payment_id[:64],
-            data=MembershipRefundIn.model_validate({"note": note or None}), actor=f"staff:{who.user.id}",
-        )  # fmt: skip
-        query = urlencode({"fee_refunded": payment_id[:64]})
-        return once.led_to(conn, request, f"/console/members/{member_id[:40]}?{query}#fees")
-
-    try:
-        location = once.run(request, command)
-    except ValidationError as error:
-        refused, status = next(iter(errors_by_field(error, language).values())), 422
-    except PalierError as error:
-        refused, status = i18n.said(language, error, points_name=who.program.points_name_in(language)), error.status
-    else:
-        return RedirectResponse(location, status_code=303)
-    return _detail(request, member_id, status=status, fee_refused={"payment_id": payment_id[:64], "said": refused})
+    done = await fees.refund_fee(request, member_id, payment_id, page=f"/console/members/{member_id[:40]}")
+    if isinstance(done, fees.FeeRefused):
+        return _detail(request, member_id, status=done.status, fee_refused=done)
+    return RedirectResponse(done, status_code=303)
 
 
 # --- merging a duplicate account ------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from palier.rewards import service as rewards
 from palier.rewards.models import CouponUse, Payment, PaymentIn
 from palier.text import mask_card_numbers
 from palier.web import i18n, once, present
+from palier.web.console import fees
 from palier.web.console.access import current, requires, staff_router
 from palier.web.console.forms import errors_by_field, parse_money
 from palier.web.console.people import shown_member
@@ -83,6 +84,9 @@ def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
     db: Database = request.app.state.db
     with db.read() as conn:
         view = shown_member(conn, request, member_id, history=5)
+        refunded = ctx.pop("fee_refunded", None)
+        if who.may("memberships.refund"):  # the fees, to give one back
+            ctx |= fees.fees_shown(conn, program_id=who.program.id, member_id=view.member.id, refunded=refunded)
         gives, in_store = {}, []
         for coupon in view.usable_coupons:
             reward = rewards.reward_of(conn=conn, program_id=who.program.id, coupon=coupon)  # its terms as issued
@@ -94,6 +98,9 @@ def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
     ctx.setdefault("sent", {})  # what a refused payment form held, shown again
     ctx.setdefault("repeat", None)  # a payment like this one, made minutes ago: confirm before paying again
     ctx.setdefault("failed", None)  # the box of the payment form a refusal is about
+    ctx.setdefault("fees", [])
+    ctx.setdefault("fee_refunded", None)
+    ctx.setdefault("fee_refused", None)
     return render(
         request,
         "console/till_member.html",
@@ -113,10 +120,21 @@ def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
 @router.get("/till/members/{member_id}")
 @requires("till.use")
 def till_member(request: Request, member_id: str, ok: str | None = None, code: str | None = None,
-                payment: str | None = None, order: str | None = None) -> HTMLResponse:  # fmt: skip
+                payment: str | None = None, order: str | None = None,
+                fee_refunded: str | None = None) -> HTMLResponse:  # fmt: skip
     done = _done(request, member_id[:40], ok, code, payment, order)
     unusable = _why_unusable(request, member_id, code) if ok == "scanned" and code else None
-    return _member(request, member_id, ok=done, unusable=unusable)
+    return _member(request, member_id, ok=done, unusable=unusable, fee_refunded=fee_refunded)
+
+
+@router.post("/till/members/{member_id}/fees/{payment_id}/refund")
+@requires("memberships.refund")
+async def refund_fee(request: Request, member_id: str, payment_id: str) -> Response:
+    """A VIP fee given back at the counter, as on the console's member page."""
+    done = await fees.refund_fee(request, member_id, payment_id, page=f"/till/members/{member_id[:40]}")
+    if isinstance(done, fees.FeeRefused):
+        return _member(request, member_id, status=done.status, fee_refused=done)
+    return RedirectResponse(done, status_code=303)
 
 
 def _done(
