@@ -25,6 +25,7 @@ from tests.api.helpers import (
     spaced,
     unique,
 )
+from tests.api.routes import WORLD_PLAN, WORLD_SEGMENT, WORLD_TIERS
 
 
 def test_earn_redeem_and_use_at_the_till(new_program: Callable[..., ApiProgram]) -> None:
@@ -510,3 +511,36 @@ def test_a_coupon_keeps_its_percentage_and_product_when_its_reward_is_edited(
     cart = {"channel": "store", "lines": [line("COFFEE", 250)]}
     free = program.call("POST", f"/v1/coupons/{codes[1]['code']}/validate", json=cart).json()
     assert (free["discount"], free["describes"], free["coupon"]["sku"]) == (250, "Free: COFFEE", "COFFEE")
+
+
+def test_a_reward_reserved_to_a_tier_segment_or_plan_that_does_not_exist_is_refused(
+    new_program: Callable[..., ApiProgram],
+) -> None:
+    """A mistyped code would hide the reward from everyone: it is refused, naming the code's place."""
+    program = new_program()
+    assert program.call("PUT", "/v1/tiers", json=WORLD_TIERS).status_code == 200
+    assert program.call("POST", "/v1/segments", json=WORLD_SEGMENT).status_code == 201
+    assert program.call("POST", "/v1/plans", json=WORLD_PLAN).status_code == 201
+    for eligibility, code, field in (
+        ({"tiers": ["gold", "gld"]}, "unknown_tier", "eligibility.tiers[1]"),
+        ({"segments": ["tops"]}, "unknown_segment", "eligibility.segments[0]"),
+        ({"plans": ["Club"]}, "unknown_plan", "eligibility.plans[0]"),
+    ):
+        refused = program.call("POST", "/v1/rewards", json=reward_body(eligibility=eligibility))
+        assert_problem(refused, 422, code, field)
+    assert "its tiers: silver, gold" in refused_detail(program, {"tiers": ["platinum"]})
+    assert program.call("GET", "/v1/rewards").json() == []  # nothing written
+
+    audience = {"tiers": ["gold"], "segments": ["top"], "plans": ["club"]}
+    made = program.call("POST", "/v1/rewards", json=reward_body(eligibility=audience))
+    assert made.status_code == 201, made.text
+    reward_id = made.json()["id"]
+    changed = program.call("PATCH", f"/v1/rewards/{reward_id}", json={"eligibility": {"tiers": ["silvr"]}})
+    assert_problem(changed, 422, "unknown_tier", "eligibility.tiers[0]")
+    assert program.call("GET", f"/v1/rewards/{reward_id}").json()["eligibility"] == audience  # unchanged
+    assert program.call("PATCH", f"/v1/rewards/{reward_id}", json={"cost_points": 400}).status_code == 200
+
+
+def refused_detail(program: ApiProgram, eligibility: dict[str, Any]) -> str:
+    detail: str = program.call("POST", "/v1/rewards", json=reward_body(eligibility=eligibility)).json()["detail"]
+    return detail

@@ -20,6 +20,7 @@ from palier.rewards import codes
 from palier.rewards import service as rewards
 from palier.rewards.models import Coupon, CouponCheck, CouponUse, RedeemIn, Reward, RewardIn, RewardUpdate
 from tests.services.factories import ACTOR, adjust, balance, enrol, expire, history, line, mature, purchase, return_
+from tests.services.test_tiers import with_tiers
 
 # --- helpers ---
 
@@ -206,6 +207,7 @@ def test_each_refusal_has_its_code_and_writes_nothing(
     gone = add_reward(db, clock, program, stock=0)
     once = add_reward(db, clock, program, cost_points=10, limit_per_member={"count": 1, "period": "month"})
     web = add_reward(db, clock, program, kind="free_shipping", amount=None, cost_points=10, channels=["web"])
+    program = with_tiers(db, clock, program)  # alice has not reached gold
     vip = add_reward(db, clock, program, cost_points=10, eligibility={"tiers": ["gold"]})
     redeem(db, clock, program, alice, once)
     before = points(db, program, alice), history(db, program, alice)

@@ -31,6 +31,7 @@ from palier.ledger.locks import lock_members, try_lock_members
 from palier.ledger.post import Posting, write, write_with
 from palier.members import service as members
 from palier.members.models import NextReward
+from palier.memberships import service as memberships
 from palier.programs.models import Program
 from palier.programs.service import record_audit
 from palier.rewards import codes
@@ -41,6 +42,7 @@ from palier.rewards.models import (
     CouponPage,
     CouponUse,
     CouponValidity,
+    Eligibility,
     RedeemIn,
     Redemption,
     Reward,
@@ -48,13 +50,16 @@ from palier.rewards.models import (
     RewardUpdate,
 )
 from palier.rewards.tables import coupons, rewards
+from palier.segments import service as segments
 from palier.text import points_word
+from palier.tiers import service as tiers
 from palier.units import Rounding, divide
 
 # --- the catalog (admin) ---
 
 
 def create_reward(*, conn: Connection, clock: Clock, program: Program, data: RewardIn, actor: str) -> Reward:
+    _check_audience(conn, program, data.eligibility)
     now = clock.now()
     reward_id = new_id("reward")
     conn.execute(
@@ -88,6 +93,8 @@ def update_reward(
         data = RewardIn.model_validate(merged)
     except ValidationError as exc:  # the change leaves the reward inconsistent (a percent on an amount_off…)
         raise invalid_input(exc, default_field=next(iter(sent), "body")) from None
+    if "eligibility" in sent:  # an audience set before a tier or segment was renamed is left as it is
+        _check_audience(conn, program, data.eligibility)
     stock_used = conn.execute(select(rewards.c.stock_used).where(rewards.c.id == reward_id)).scalar_one()
     if current.stock is None and data.stock is not None:
         # coupons issued while the reward was unlimited took no stock: count those out now, or the new
@@ -116,6 +123,37 @@ def update_reward(
         details=changes.model_dump(mode="json", exclude_unset=True),
     )
     return get_reward(conn=conn, program_id=program.id, reward_id=reward_id)
+
+
+def _check_audience(conn: Connection, program: Program, eligibility: Eligibility | None) -> None:
+    """The tiers, segments and VIP plans a reward is reserved to must exist: a mistyped code would hide the
+    reward from everyone (``unknown_tier``, ``unknown_segment``, ``unknown_plan``, naming the code's place)."""
+    if eligibility is None:
+        return
+    policy = tiers.get_policy(conn, program_id=program.id)
+    wanted = (
+        ("tiers", "tier", eligibility.tiers, [t.code for t in policy.tiers] if policy is not None else []),
+        (
+            "segments",
+            "segment",
+            eligibility.segments,
+            [s.code for s in segments.list_segments(conn=conn, program_id=program.id)],
+        ),
+        (
+            "plans",
+            "plan",
+            eligibility.plans,
+            [p.code for p in memberships.list_plans(conn=conn, program_id=program.id)],
+        ),
+    )
+    for field, kind, codes_sent, known in wanted:
+        for i, code in enumerate(codes_sent):
+            if code not in known:
+                raise InvalidInput(
+                    f"unknown_{kind}",
+                    f"No {kind} {code!r} in this program (its {field}: {', '.join(known) or 'none yet'}).",
+                    field=f"eligibility.{field}[{i}]",
+                )
 
 
 def _row(data: RewardIn, now: datetime) -> dict[str, Any]:
