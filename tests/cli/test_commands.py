@@ -349,7 +349,8 @@ def test_the_worker_and_jobs_run_push_events_to_the_webhook(cli_db: Database, re
     assert [e["type"] for e in receiver.events()] == ["segment_entered", "segment_left"]
 
 
-def test_jobs_run_says_when_a_gone_receiver_disables_the_webhook(cli_db: Database, receiver: Receiver) -> None:
+def hooked_shop(cli_db: Database, receiver: Receiver) -> Any:
+    """A shop whose webhook is the receiver, with one event waiting for it."""
     program, _member = shop_with_due_points(cli_db)
     clock = SystemClock()
     with cli_db.write() as conn:
@@ -357,6 +358,11 @@ def test_jobs_run_says_when_a_gone_receiver_disables_the_webhook(cli_db: Databas
             conn=conn, clock=clock, program_id=program.id, spec=webhooks.WebhookSet(url=receiver.url), actor="test"
         )
         outbox.emit(conn, program_id=program.id, type_="segment_entered", subject_id=None, payload={}, now=clock.now())
+    return program
+
+
+def test_jobs_run_says_when_a_gone_receiver_disables_the_webhook(cli_db: Database, receiver: Receiver) -> None:
+    program = hooked_shop(cli_db, receiver)
     receiver.statuses = [410]
     gone = invoke("jobs", "run", "webhooks")
     assert gone.exit_code == 0, gone.output
@@ -370,13 +376,7 @@ def test_jobs_run_says_when_a_gone_receiver_disables_the_webhook(cli_db: Databas
 def test_with_public_networks_only_the_worker_and_jobs_run_send_nothing_to_a_private_address(
     cli_db: Database, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    program, _member = shop_with_due_points(cli_db)
-    clock = SystemClock()
-    with cli_db.write() as conn:
-        webhooks.set_webhook(
-            conn=conn, clock=clock, program_id=program.id, spec=webhooks.WebhookSet(url=receiver.url), actor="test"
-        )
-        outbox.emit(conn, program_id=program.id, type_="segment_entered", subject_id=None, payload={}, now=clock.now())
+    program = hooked_shop(cli_db, receiver)
     monkeypatch.setenv("PALIER_WEBHOOK_NETWORKS", "public")
     for command in (("jobs", "run", "webhooks"), ("worker", "--once")):
         result = invoke(*command)
