@@ -175,6 +175,7 @@ CONSOLE_FORMS: dict[Route, Callable[[World], dict[str, str]]] = {
     ("POST", "/till/members/{member_id}/sale"): lambda w: {"order_id": unique("T"), "order_total": "12,50"},
     ("POST", "/till/members/{member_id}/refund"): lambda w: refund_of_a_sale(w),
     ("POST", "/till/members/{member_id}/fees/{payment_id}/refund"): lambda w: {"note": "Given back at the counter"},
+    ("POST", "/till/members/{member_id}/membership"): lambda w: {"plan": WORLD_PLAN["code"], "payment_id": unique("T")},
 }
 # A new API key's secret is shown by the page that answers the form (201), never put in a redirect's address.
 ANSWERED_IN_PLACE = {("POST", "/console/keys")}

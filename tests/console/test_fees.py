@@ -160,3 +160,64 @@ def test_a_marketer_has_no_till_and_the_till_hides_fees_from_whoever_may_not_ref
     assert token
     refused = client.post(f"/till/members/{vera['id']}/fees/{payment}/refund", data={"csrf": token.group(1)})
     assert refused.status_code == 403
+
+
+def test_store_staff_take_a_vip_fee_at_the_till_once_and_are_asked_before_a_second(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str], db: Database
+) -> None:
+    """A shop whose till sends nothing takes the fee at the counter: the ticket is the payment's id."""
+    vera = _vip(program)
+    assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
+    till = f"/till/members/{vera['id']}"
+    page = client.get(till).text
+    assert "Formule VIP" in page and "Club · 4,99" in page.replace("\u00a0", " ")
+    action = f"{till}/membership"
+    form = form_of(page, action) | {"plan": "club", "payment_id": "T1000-VIPAA"}
+
+    done = client.post(action, data=form, follow_redirects=False)
+    assert done.status_code == 303, done.text
+    after = client.get(done.headers["location"]).text.replace("\u00a0", " ").replace("\u202f", " ")
+    assert "Cotisation Club de 4,99 € encaissée (ticket T1000-VIPAA) : membre VIP jusqu&#39;au" in after
+    assert 'data-membership="club"' in after and 'data-fee="T1000-VIPAA"' in after
+    assert client.post(action, data=form, follow_redirects=False).status_code == 303  # a second tap: the same fee
+    [membership] = program.call("GET", f"/v1/members/{vera['id']}/memberships").json()
+    assert membership["state"] == "active"
+    paid_once = membership["period_end"]
+    [entry] = [e for e in _audit(db, vera["id"]) if e["action"] == "till.membership_fee"]
+    assert entry["actor"].startswith("staff:") and entry["details"]["payment_id"] == "T1000-VIPAA"
+
+    again = form_of(client.get(till).text, action) | {"plan": "club", "payment_id": "T1001-VIPBB"}
+    asked = client.post(action, data=again)  # the same plan minutes later under another ticket: asked first
+    assert asked.status_code == 409
+    assert "Une cotisation Club de 4,99 € a déjà été encaissée pour ce client" in asked.text.replace("\u00a0", " ")
+    assert program.call("GET", f"/v1/members/{vera['id']}/memberships").json()[0]["period_end"] == paid_once
+    confirmed = client.post(action, data=form_of(asked.text, action), follow_redirects=False)
+    assert confirmed.status_code == 303, confirmed.text
+    [renewed] = program.call("GET", f"/v1/members/{vera['id']}/memberships").json()
+    assert renewed["period_end"] > paid_once  # one more period, after the one paid
+    assert len([e for e in _audit(db, vera["id"]) if e["action"] == "till.membership_fee"]) == 2
+
+
+def test_a_fee_the_plan_refuses_at_the_till_is_said_and_nothing_is_taken(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    plan = {"code": "cercle", "name": {"fr": "Cercle", "en": "Circle"}, "price": 9900, "period": "yearly",
+            "access": "invitation"}  # fmt: skip
+    assert program.call("POST", "/v1/plans", json=plan).status_code == 201
+    otto = program.enrol(first_name="Otto")
+    assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
+    till = f"/till/members/{otto['id']}"
+    page = client.get(till).text
+    assert "Code d&#39;invitation" in page and "99,00" in page and "par an" in page
+    form = form_of(page, f"{till}/membership") | {"plan": "cercle", "payment_id": "T1100-VIPCC"}
+    refused = client.post(f"{till}/membership", data=form)
+    assert refused.status_code == 422 and 'id="till-error"' in refused.text  # invitation_required, in words
+    assert "invitation" in refused.text.lower()
+    assert program.call("GET", f"/v1/members/{otto['id']}/memberships").json() == []
+    unknown = client.post(f"{till}/membership", data=form_of(page, f"{till}/membership") | {"plan": "nope"})
+    assert unknown.status_code == 404 and 'id="till-error"' in unknown.text
+
+    assert sign_in(client, add_staff(program.id, "marketer")).status_code == 303
+    token = re.search(r'name="csrf" value="([^"]+)"', client.get("/console/plans").text)
+    assert token
+    assert client.post(f"{till}/membership", data={"csrf": token.group(1), "plan": "cercle"}).status_code == 403

@@ -9,7 +9,19 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from palier.web.console import account, auth, catalog, dashboard, editors, keys, members, settings, team, till
+from palier.web.console import (
+    account,
+    auth,
+    catalog,
+    dashboard,
+    editors,
+    keys,
+    members,
+    settings,
+    team,
+    till,
+    till_vip,
+)
 from palier.web.render import PageError
 
 # Included after every router of routers(), by web.install: it answers only what no page does.
@@ -35,4 +47,5 @@ def routers() -> list[APIRouter]:
         catalog.router,
         members.router,
         till.router,
+        till_vip.router,
     ]

@@ -23,9 +23,12 @@ from palier.web.console.access import current
 from palier.web.console.forms import errors_by_field
 
 
-def fees_shown(conn: Connection, *, program_id: str, member_id: str, refunded: str | None) -> dict[str, Any]:
-    """What a page needs to show the member's fees: ``fees``, and ``fee_refunded`` (with the codes of the
-    coupons it cancelled, ``fee_coupons``) when the page follows the refund of ``refunded``."""
+def fees_shown(
+    conn: Connection, *, program_id: str, member_id: str, refunded: str | None, paid: str | None = None
+) -> dict[str, Any]:
+    """What a page needs to show the member's fees: ``fees``; ``fee_refunded`` (with the codes of the coupons it
+    cancelled, ``fee_coupons``) when the page follows the refund of ``refunded``, ``fee_paid`` when it follows the
+    fee ``paid`` taken at the till. What the address names is shown only if it was recorded for this member."""
     fees = memberships.member_payments(conn=conn, program_id=program_id, member_id=member_id)
     done = next((fee for fee in fees if fee.payment_id == refunded and fee.refunded_at), None)
     cancelled = done.coupons_cancelled if done else []
@@ -33,6 +36,7 @@ def fees_shown(conn: Connection, *, program_id: str, member_id: str, refunded: s
         "fees": fees,
         "fee_refunded": done,
         "fee_coupons": ", ".join(present.display_code(code) for code in cancelled),  # as the page shows codes
+        "fee_paid": next((fee for fee in fees if fee.payment_id == paid and not fee.refunded_at), None),
     }
 
 

@@ -27,6 +27,7 @@ from palier.errors import PalierError, Unprocessable
 from palier.members import service as members
 from palier.members.identities import is_payment_card_number, normalise
 from palier.members.models import Member, MemberCreate
+from palier.memberships import service as memberships
 from palier.programs.models import Program
 from palier.programs.service import record_audit
 from palier.rewards import codes, payments
@@ -84,9 +85,14 @@ def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
     db: Database = request.app.state.db
     with db.read() as conn:
         view = shown_member(conn, request, member_id, history=5)
-        refunded = ctx.pop("fee_refunded", None)
-        if who.may("memberships.refund"):  # the fees, to give one back
-            ctx |= fees.fees_shown(conn, program_id=who.program.id, member_id=view.member.id, refunded=refunded)
+        refunded, paid = ctx.pop("fee_refunded", None), ctx.pop("fee_paid", None)
+        if who.may("memberships.refund") or who.may("sales.record"):  # the fees, to give one back; the plans
+            ctx |= fees.fees_shown(
+                conn, program_id=who.program.id, member_id=view.member.id, refunded=refunded, paid=paid
+            )
+            ctx["plans"] = [
+                p for p in memberships.list_plans(conn=conn, program_id=who.program.id) if p.status == "active"
+            ]
         gives, in_store = {}, []
         for coupon in view.usable_coupons:
             reward = rewards.reward_of(conn=conn, program_id=who.program.id, coupon=coupon)  # its terms as issued
@@ -99,7 +105,9 @@ def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
     ctx.setdefault("repeat", None)  # a payment like this one, made minutes ago: confirm before paying again
     ctx.setdefault("failed", None)  # the box of the payment form a refusal is about
     ctx.setdefault("fees", [])
+    ctx.setdefault("plans", [])
     ctx.setdefault("fee_refunded", None)
+    ctx.setdefault("fee_paid", None)
     ctx.setdefault("fee_refused", None)
     return render(
         request,
@@ -120,21 +128,11 @@ def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
 @router.get("/till/members/{member_id}")
 @requires("till.use")
 def till_member(request: Request, member_id: str, ok: str | None = None, code: str | None = None,
-                payment: str | None = None, order: str | None = None,
-                fee_refunded: str | None = None) -> HTMLResponse:  # fmt: skip
+                payment: str | None = None, order: str | None = None, fee_refunded: str | None = None,
+                fee_paid: str | None = None) -> HTMLResponse:  # fmt: skip
     done = _done(request, member_id[:40], ok, code, payment, order)
     unusable = _why_unusable(request, member_id, code) if ok == "scanned" and code else None
-    return _member(request, member_id, ok=done, unusable=unusable, fee_refunded=fee_refunded)
-
-
-@router.post("/till/members/{member_id}/fees/{payment_id}/refund")
-@requires("memberships.refund")
-async def refund_fee(request: Request, member_id: str, payment_id: str) -> Response:
-    """A VIP fee given back at the counter, as on the console's member page."""
-    done = await fees.refund_fee(request, member_id, payment_id, page=f"/till/members/{member_id[:40]}")
-    if isinstance(done, fees.FeeRefused):
-        return _member(request, member_id, status=done.status, fee_refused=done)
-    return RedirectResponse(done, status_code=303)
+    return _member(request, member_id, ok=done, unusable=unusable, fee_refunded=fee_refunded, fee_paid=fee_paid)
 
 
 def _done(
