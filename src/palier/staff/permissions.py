@@ -2,7 +2,7 @@
 
 admin does everything; a marketer shapes the program (rules, rewards, tiers, VIP plans, segments) and reads members
 and the dashboard; store staff work the till: find or enrol a member, use a coupon, pay with points, record
-a sale or a refund (of a sale, or of a VIP fee, as a ``pos`` key may), no settings.
+a sale, a VIP fee, or a refund (of a sale, or of a VIP fee, as a ``pos`` key may), no settings.
 Everyone may change their own password.
 """
 
