@@ -558,12 +558,19 @@ class Decision:
     clear_manual: bool = False
 
 
-def decide(policy: TierPolicy, status: Status, value: int, now: datetime, next_period: Any) -> Decision:
-    """What requalification does to one member whose period, grace or manual tier has ended. Pure."""
+def decide(
+    policy: TierPolicy, status: Status, value: int, now: datetime, next_period: Any, *, earned: str | None = None
+) -> Decision:
+    """What requalification does to one member whose period, grace or manual tier has ended. Pure.
+
+    ``earned``: for a manual tier that has ended, the tier the metric gave the member for this period apart from
+    this window's value (the one held before the tier by hand, or what the last period earned): they go back to
+    the higher of it and what this window's value reaches."""
     qualified = policy.qualified(value)
     rank, current = policy.rank(qualified), policy.rank(status.tier)
     if status.manual_until is not None and status.manual_until <= now:  # back to what the metric says
-        return Decision(qualified, "manual_ended", None, (status.period_start, status.period_end), clear_manual=True)
+        back = earned if policy.rank(earned) > rank else qualified
+        return Decision(back, "manual_ended", None, (status.period_start, status.period_end), clear_manual=True)
     if status.manual_until is not None:  # a manual tier outlasts its periods
         return Decision(status.tier, None, None, next_period(status.period_end))
     if status.grace_until is not None and status.grace_until <= now:
@@ -640,6 +647,7 @@ def _requalify_batch(
             return 0, None
         periods: dict[tuple[datetime | None, datetime | None], tuple[datetime | None, datetime | None]] = {}
         anniversary = policy.window == "anniversary_year"
+        earned = _earned_apart_from_manual(conn, program, policy, [_status_of(r) for r in rows], now)
         updates, changes = [], []
         for row in rows:
             status = _status_of(row)
@@ -656,7 +664,7 @@ def _requalify_batch(
                     periods[key] = window(policy, program, at=at, enrolled_at=enrolled_at or now)
                 return periods[key]
 
-            decision = decide(policy, status, value, now, following)
+            decision = decide(policy, status, value, now, following, earned=earned.get(status.member_id))
             updates.append(
                 {
                     "member_id": status.member_id,
@@ -708,6 +716,46 @@ def _requalify_batch(
                 now=now,
             )
         return len(rows), rows[-1]["member_id"] if len(rows) == batch_size else None
+
+
+def _earned_apart_from_manual(
+    conn: Connection, program: Program, policy: TierPolicy, statuses: list[Status], now: datetime
+) -> dict[str, str | None]:
+    """For the members whose tier given by hand has ended: the tier the metric gave them for their current period
+    regardless of this window's value so far. A gift for February to a member who kept Silver for the year by
+    last year's spend ends on Silver, not on what January and February alone reach.
+
+    The tier they held when it was given, if it was given in this period (or the tiers are never lowered; with
+    ``returns_downgrade``, the tier held when the window opened, since a return may have undone a crossing);
+    given in an earlier period, what the period before this one reaches, as its requalification would have
+    judged it. A rolling window is judged on its months alone. Few members at a time: one query each."""
+    ended = [s for s in statuses if s.manual_until is not None and s.manual_until <= now]
+    if not ended or policy.window == "rolling_months":
+        return {}
+    known = {None, *(t.code for t in policy.tiers)}
+    earned: dict[str, str | None] = {}
+    for status in ended:
+        given = conn.execute(
+            select(tier_history.c.from_tier, tier_history.c.created_at)
+            .where(tier_history.c.member_id == status.member_id, tier_history.c.reason == "manual")
+            .order_by(tier_history.c.created_at.desc(), tier_history.c.id.desc())
+            .limit(1)
+        ).first()
+        if given is None or given.from_tier not in known:
+            continue
+        if policy.downgrade == "never" or status.period_start is None or utc(given.created_at) >= status.period_start:
+            # a return may since have undone a crossing of this window: then only the tier held when it opened
+            held = tier_at(conn, member_id=status.member_id, at=status.period_start) if status.period_start else None
+            kept = held if policy.returns_downgrade and held in known else given.from_tier
+            earned[status.member_id] = kept
+            continue
+        before = status.period_start - timedelta(microseconds=1)
+        start, end = window(policy, program, at=before, enrolled_at=_enrolled_at(conn, status.member_id))
+        value = metric_value(
+            conn, program_id=program.id, member_id=status.member_id, policy=policy, start=start, end=end
+        )
+        earned[status.member_id] = policy.qualified(value)
+    return earned
 
 
 # An erased member keeps their tier row (the merchant's records) but is judged no more: no change, no event.

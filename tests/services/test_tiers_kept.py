@@ -1,0 +1,76 @@
+"""A tier given (or taken away) by hand that ends: the member goes back to what the metric gave them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from palier.clock import FrozenClock
+from palier.db import Database
+from palier.tiers import service as tiers
+from palier.tiers.models import ManualTier
+from tests.services.factories import ACTOR, enrol, return_
+from tests.services.test_tiers import requalify, spend, tier_of, with_tiers
+
+
+def give(db: Database, clock: FrozenClock, program: Any, member_id: str, tier: str | None, until: datetime) -> None:
+    with db.write() as conn:
+        tiers.assign(
+            conn=conn, clock=clock, program=program, member_id=member_id,
+            data=ManualTier(tier=tier, reason="Goodwill", until=until), actor=ACTOR,
+        )  # fmt: skip
+
+
+def test_a_tier_given_by_hand_for_a_month_leaves_the_member_the_tier_they_kept_for_the_year(
+    db: Database, clock: FrozenClock, new_program: Any
+) -> None:
+    """Silver kept for 2027 by 2026's spend; Gold given by hand for February: on 1 March the member is back to
+    Silver (what the metric gives them for 2027), not Bronze for an empty January and February."""
+    program = with_tiers(db, clock, new_program(timezone="UTC"))
+    ann = enrol(db, clock, program, first_name="Ann")
+    spend(db, clock, program, ann, 150)
+    clock.set(datetime(2027, 1, 1, tzinfo=UTC))
+    requalify(db, clock, program)
+    assert tier_of(db, ann.id) == "silver"
+    clock.set(datetime(2027, 2, 1, tzinfo=UTC))
+    give(db, clock, program, ann.id, "gold", datetime(2027, 3, 1, tzinfo=UTC))
+    assert tier_of(db, ann.id) == "gold"
+    clock.set(datetime(2027, 3, 1, 0, 1, tzinfo=UTC))
+    requalify(db, clock, program)
+    assert tier_of(db, ann.id) == "silver"
+    clock.set(datetime(2028, 1, 1, tzinfo=UTC))  # nothing bought in 2027: the year's end judges it
+    requalify(db, clock, program)
+    assert tier_of(db, ann.id) == "bronze"
+
+
+def test_a_tier_given_by_hand_across_new_year_ends_on_what_last_year_earned(
+    db: Database, clock: FrozenClock, new_program: Any
+) -> None:
+    """Gold given in December until mid-January: 2026's €150 would have kept Silver for 2027."""
+    program = with_tiers(db, clock, new_program(timezone="UTC"))
+    bo = enrol(db, clock, program, first_name="Bo")
+    spend(db, clock, program, bo, 150)
+    clock.set(datetime(2026, 12, 1, tzinfo=UTC))
+    give(db, clock, program, bo.id, "gold", datetime(2027, 1, 15, tzinfo=UTC))
+    clock.set(datetime(2027, 1, 1, tzinfo=UTC))
+    requalify(db, clock, program)
+    assert tier_of(db, bo.id) == "gold"
+    clock.set(datetime(2027, 1, 15, 0, 1, tzinfo=UTC))
+    requalify(db, clock, program)
+    assert tier_of(db, bo.id) == "silver"
+
+
+def test_a_tier_taken_away_during_a_review_is_not_given_back_when_its_orders_were_refunded(
+    db: Database, clock: FrozenClock, new_program: Any
+) -> None:
+    """returns_downgrade: Silver crossed this year, taken away by hand for a review, the order refunded during
+    it: at the review's end the member is what the year's net spend gives, not the Silver of before."""
+    program = with_tiers(db, clock, new_program(timezone="UTC"), returns_downgrade=True)
+    jo = enrol(db, clock, program, first_name="Jo")
+    spend(db, clock, program, jo, 150, order_id="J-1")
+    assert tier_of(db, jo.id) == "silver"
+    give(db, clock, program, jo.id, None, datetime(2026, 4, 1, tzinfo=UTC))
+    return_(db, clock, program, "J-1", lines=[("SKU", 1)])
+    clock.set(datetime(2026, 4, 1, 0, 1, tzinfo=UTC))
+    requalify(db, clock, program)
+    assert tier_of(db, jo.id) == "bronze"
