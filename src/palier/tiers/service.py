@@ -65,11 +65,14 @@ def set_policy(*, conn: Connection, clock: Clock, program: Program, policy: Tier
             .values(document=document, version=current + 1, updated_at=now, updated_by=actor)
         )
     known = {t.code for t in policy.tiers}
-    orphaned = conn.execute(
+    orphaned = conn.execute(  # an erased member's row is the merchant's record, judged no more: not a holder
         select(func.count())
         .select_from(member_tiers)
         .where(
-            member_tiers.c.program_id == program.id, member_tiers.c.tier.is_not(None), member_tiers.c.tier.not_in(known)
+            member_tiers.c.program_id == program.id,
+            member_tiers.c.tier.is_not(None),
+            member_tiers.c.tier.not_in(known),
+            _still_active,
         )
     ).scalar_one()
     if orphaned:
@@ -78,12 +81,32 @@ def set_policy(*, conn: Connection, clock: Clock, program: Program, policy: Tier
             f"{orphaned} members hold a tier this policy removes; keep its code (rename it with name).",
             field="tiers",
         )
+    _give_periods(conn, program, policy, now)
     bump(conn, program_id=program.id)
     record_audit(
         conn=conn, clock=clock, program_id=program.id, actor=actor, action="tiers.updated", subject_id=program.id,
         details=document,
     )  # fmt: skip
     return policy
+
+
+def _give_periods(conn: Connection, program: Program, policy: TierPolicy, now: datetime) -> None:
+    """Tiers that counted a lifetime now count a window: the statuses placed under the lifetime one (no period
+    end, so never due) are judged at the end of the current window, like everyone's. Anniversary years differ
+    per member: theirs are due now, and the next requalification gives each member their own year."""
+    if policy.window == "lifetime":
+        return
+    start: datetime | None
+    end: datetime | None
+    if policy.window == "anniversary_year":
+        start, end = None, now
+    else:
+        start, end = window(policy, program, at=now, enrolled_at=now)
+    conn.execute(
+        update(member_tiers)
+        .where(member_tiers.c.program_id == program.id, member_tiers.c.period_end.is_(None))
+        .values(period_start=start, period_end=end, updated_at=now)
+    )
 
 
 def get_policy(conn: Connection, *, program_id: str) -> TierPolicy | None:

@@ -1,0 +1,71 @@
+"""A tier policy that changes under members: a new window, a tier removed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from palier.clock import FrozenClock
+from palier.db import Database
+from palier.members.erasure import erase
+from palier.tiers import service as tiers
+from tests.services.factories import ACTOR, enrol
+from tests.services.test_tiers import policy, requalify, spend, tier_of, with_tiers
+
+
+def test_lifetime_tiers_moved_to_a_yearly_window_are_judged_at_the_years_end(
+    db: Database, clock: FrozenClock, new_program: Any
+) -> None:
+    """A program whose tiers counted lifetime spend moves to calendar years judged at their end: the members
+    placed under the lifetime window are judged at the end of the year too, not kept for ever."""
+    program = with_tiers(db, clock, new_program(timezone="UTC"), window="lifetime", downgrade="never")
+    cy = enrol(db, clock, program, first_name="Cy")
+    spend(db, clock, program, cy, 150)
+    assert tier_of(db, cy.id) == "silver"
+    program = with_tiers(db, clock, program)  # calendar_year, period_end
+    clock.set(datetime(2027, 1, 1, tzinfo=UTC))
+    requalify(db, clock, program)
+    assert tier_of(db, cy.id) == "silver"  # €150 in 2026: kept for 2027
+    clock.set(datetime(2028, 1, 1, tzinfo=UTC))
+    requalify(db, clock, program)
+    assert tier_of(db, cy.id) == "bronze"  # nothing in 2027
+
+
+def test_a_tier_only_erased_members_held_can_be_removed(db: Database, clock: FrozenClock, program: Any) -> None:
+    program = with_tiers(db, clock, program)
+    di = enrol(db, clock, program, first_name="Di")
+    spend(db, clock, program, di, 600)
+    assert tier_of(db, di.id) == "gold"
+    with db.write() as conn:
+        erase(
+            conn=conn, clock=clock, program=program, member_id=di.id, reason="GDPR", forfeit_store_credit=True,
+            actor=ACTOR,
+        )  # fmt: skip
+    fewer = policy().model_dump(mode="json")
+    fewer["tiers"] = fewer["tiers"][:2]
+    with db.write() as conn:
+        tiers.set_policy(conn=conn, clock=clock, program=program, policy=policy(tiers=fewer["tiers"]), actor=ACTOR)
+    with db.read() as conn:  # the erased member's record still reads
+        assert tiers.progress(conn=conn, clock=clock, program=program, member_id=di.id).tier is None
+
+
+def test_lifetime_tiers_moved_to_anniversary_years_run_on_each_members_year(
+    db: Database, clock: FrozenClock, new_program: Any
+) -> None:
+    joined = clock.now()
+    program = with_tiers(db, clock, new_program(timezone="UTC"), window="lifetime", downgrade="never")
+    cy = enrol(db, clock, program, first_name="Cy")
+    spend(db, clock, program, cy, 150)
+    clock.advance(minutes=5)
+    program = with_tiers(db, clock, program, window="anniversary_year")
+    requalify(db, clock, program)
+    assert tier_of(db, cy.id) == "silver"  # judged on what the lifetime window counted: kept
+    with db.read() as conn:
+        shown = tiers.progress(conn=conn, clock=clock, program=program, member_id=cy.id)
+    assert (shown.window_start, shown.window_end) == (joined.replace(hour=0), joined.replace(hour=0, year=2027))
+    clock.set(joined.replace(year=2027) + timedelta(days=1))
+    requalify(db, clock, program)
+    assert tier_of(db, cy.id) == "silver"  # €150 in her first year
+    clock.set(joined.replace(year=2028) + timedelta(days=1))
+    requalify(db, clock, program)
+    assert tier_of(db, cy.id) == "bronze"
