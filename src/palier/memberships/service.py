@@ -549,7 +549,8 @@ def _live(conn: Connection, program_id: str, member_id: str, plan_id: str) -> An
 
 def _lapsed_in_grace(conn: Connection, program_id: str, member_id: str, plan_id: str, paid_at: datetime) -> Any:
     """A paid membership the lapse job ended although this payment is dated within its grace (recorded late,
-    after the job ran): the payment renews it on its billing dates, as it would have before the job."""
+    after the job ran): the payment renews it on its billing dates, as it would have before the job. One that a
+    refund ended is over: a fee paid after it starts a membership of its own, a whole period from its date."""
     return (
         conn.execute(
             select(memberships)
@@ -561,6 +562,13 @@ def _lapsed_in_grace(conn: Connection, program_id: str, member_id: str, plan_id:
                 memberships.c.period_end >= paid_at - LAPSE_GRACE,
                 select(membership_payments.c.id)  # it was paid for, not a trial that ended
                 .where(membership_payments.c.membership_id == memberships.c.id)
+                .exists(),
+                ~select(membership_payments.c.id)  # nor ended by a refund: a new fee buys a period of its own
+                .where(
+                    membership_payments.c.membership_id == memberships.c.id,
+                    membership_payments.c.refunded_at >= membership_payments.c.period_start,
+                    membership_payments.c.refunded_at < membership_payments.c.period_end,
+                )
                 .exists(),
             )
             .order_by(memberships.c.period_end.desc())
