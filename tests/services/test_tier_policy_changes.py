@@ -8,6 +8,7 @@ from typing import Any
 from palier.clock import FrozenClock
 from palier.db import Database
 from palier.members.erasure import erase
+from palier.notify.outbox import recent
 from palier.tiers import service as tiers
 from tests.services.factories import ACTOR, enrol
 from tests.services.test_tiers import policy, requalify, spend, tier_of, with_tiers
@@ -69,3 +70,21 @@ def test_lifetime_tiers_moved_to_anniversary_years_run_on_each_members_year(
     clock.set(joined.replace(year=2028) + timedelta(days=1))
     requalify(db, clock, program)
     assert tier_of(db, cy.id) == "bronze"
+
+
+def test_a_member_placed_by_a_purchase_is_told_placed_not_upgraded(
+    db: Database, clock: FrozenClock, new_program: Any
+) -> None:
+    """Members who were there before the tiers and buy before the job places them (always so on anniversary
+    years): starting in Bronze is tier_placed, as for a new member, never an upgrade to congratulate."""
+    program = new_program(timezone="UTC")
+    ann, bo = enrol(db, clock, program, first_name="Ann"), enrol(db, clock, program, first_name="Bo")
+    program = with_tiers(db, clock, program, window="anniversary_year")
+    spend(db, clock, program, ann, 5)
+    spend(db, clock, program, bo, 150)
+    with db.read() as conn:
+        told = {e["subject_id"]: (e["type"], e["payload"]["to"]) for e in recent(conn, program_id=program.id)}
+        shown = tiers.progress(conn=conn, clock=clock, program=program, member_id=ann.id)
+    assert told[ann.id] == ("tier_placed", "bronze")
+    assert told[bo.id] == ("tier_upgraded", "silver")  # placed above the first tier: that is worth telling
+    assert [c.reason for c in shown.history] == ["placed"]

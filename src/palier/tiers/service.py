@@ -243,7 +243,8 @@ def on_activity(*, conn: Connection, clock: Clock, program: Program, member_id: 
     rank, current_rank = policy.rank(qualified), policy.rank(current)
     changes: list[tuple[str | None, str | None, str, dict[str, Any]]] = []
     if rank > current_rank and not _held_down_by_hand(conn, policy, status, now):
-        changes.append((current, qualified, "upgrade", {"value": value}))
+        # not placed yet (a member from before the tiers, or on anniversary years): this purchase places them
+        changes.append((current, qualified, "upgrade" if status is not None else "placed", {"value": value}))
         status = _save(conn, program, status, member_id, qualified, now, start, end, grace_until=None)
     elif status is not None and status.grace_until is not None and rank >= current_rank:
         changes.append((current, current, "requalified", {"value": value}))
