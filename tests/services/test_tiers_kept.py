@@ -74,3 +74,46 @@ def test_a_tier_taken_away_during_a_review_is_not_given_back_when_its_orders_wer
     clock.set(datetime(2026, 4, 1, 0, 1, tzinfo=UTC))
     requalify(db, clock, program)
     assert tier_of(db, jo.id) == "bronze"
+
+
+def test_a_grace_period_ends_at_midnight_in_the_programs_time_zone_across_a_clock_change(
+    db: Database, clock: FrozenClock, new_program: Any
+) -> None:
+    """Paris: the year ends at 23:00 UTC (winter time), and three months of grace end on 1 April at midnight,
+    summer time by then: 22:00 UTC, not an hour later."""
+    program = with_tiers(db, clock, new_program(timezone="Europe/Paris"), downgrade="grace", grace_months=3)
+    di = enrol(db, clock, program, first_name="Di")
+    spend(db, clock, program, di, 600)
+    clock.set(datetime(2026, 12, 31, 23, 0, tzinfo=UTC))
+    requalify(db, clock, program)  # Gold kept for 2027
+    clock.set(datetime(2027, 12, 31, 23, 0, tzinfo=UTC))
+    requalify(db, clock, program)  # nothing in 2027: grace
+    with db.read() as conn:
+        shown = tiers.progress(conn=conn, clock=clock, program=program, member_id=di.id)
+    assert shown.grace_until == datetime(2028, 3, 31, 22, 0, tzinfo=UTC)
+    clock.set(datetime(2028, 3, 31, 22, 30, tzinfo=UTC))  # 00:30 on 1 April in Paris
+    requalify(db, clock, program)
+    assert tier_of(db, di.id) == "bronze"
+
+
+def test_a_grace_month_after_an_anniversary_year_ending_on_the_first_runs_to_the_next_first(
+    db: Database, clock: FrozenClock, new_program: Any
+) -> None:
+    """Joined on 1 March in Paris: the year ends on 1 March at midnight there (28 February, 23:00 UTC), and
+    one month of grace runs to 1 April, not to 29 March."""
+    program = with_tiers(
+        db, clock, new_program(timezone="Europe/Paris"), window="anniversary_year", downgrade="grace", grace_months=1
+    )
+    clock.set(datetime(2026, 3, 1, 9, 0, tzinfo=UTC))
+    ed = enrol(db, clock, program, first_name="Ed")
+    spend(db, clock, program, ed, 600)
+    clock.set(datetime(2027, 3, 1, 9, 0, tzinfo=UTC))
+    requalify(db, clock, program)  # Gold kept for the second year
+    clock.set(datetime(2028, 3, 1, 9, 0, tzinfo=UTC))
+    requalify(db, clock, program)  # nothing in it: a month of grace
+    with db.read() as conn:
+        shown = tiers.progress(conn=conn, clock=clock, program=program, member_id=ed.id)
+    assert shown.grace_until == datetime(2028, 3, 31, 22, 0, tzinfo=UTC)  # 1 April, midnight in Paris
+    clock.set(datetime(2028, 3, 30, 9, 0, tzinfo=UTC))
+    requalify(db, clock, program)
+    assert tier_of(db, ed.id) == "gold"

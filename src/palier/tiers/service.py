@@ -583,7 +583,14 @@ class Decision:
 
 
 def decide(
-    policy: TierPolicy, status: Status, value: int, now: datetime, next_period: Any, *, earned: str | None = None
+    policy: TierPolicy,
+    status: Status,
+    value: int,
+    now: datetime,
+    next_period: Any,
+    *,
+    earned: str | None = None,
+    zone: ZoneInfo = ZoneInfo("UTC"),
 ) -> Decision:
     """What requalification does to one member whose period, grace or manual tier has ended. Pure.
 
@@ -614,7 +621,9 @@ def decide(
         if status.grace_until is not None:  # already in grace: it runs its course
             return Decision(status.tier, None, status.grace_until, following)
         assert status.period_end is not None
-        return Decision(status.tier, "grace_started", add_months(status.period_end, policy.grace_months), following)
+        # months on the program's calendar (``zone``): a period ending at midnight there, its grace does too
+        grace_until = utc(add_months(status.period_end.astimezone(zone), policy.grace_months))
+        return Decision(status.tier, "grace_started", grace_until, following)
     return Decision(_lowered(policy, status.tier, qualified), "downgrade", None, following)
 
 
@@ -671,6 +680,7 @@ def _requalify_batch(
             return 0, None
         periods: dict[tuple[datetime | None, datetime | None], tuple[datetime | None, datetime | None]] = {}
         anniversary = policy.window == "anniversary_year"
+        zone = ZoneInfo(program.timezone)
         earned = _earned_apart_from_manual(conn, program, policy, [_status_of(r) for r in rows], now)
         updates, changes = [], []
         for row in rows:
@@ -688,7 +698,7 @@ def _requalify_batch(
                     periods[key] = window(policy, program, at=at, enrolled_at=enrolled_at or now)
                 return periods[key]
 
-            decision = decide(policy, status, value, now, following, earned=earned.get(status.member_id))
+            decision = decide(policy, status, value, now, following, earned=earned.get(status.member_id), zone=zone)
             updates.append(
                 {
                     "member_id": status.member_id,
