@@ -237,7 +237,7 @@ def test_the_rules_editor_names_the_attributes_to_choose_from_and_why_a_multipli
     assert refused.status_code == 422 and "ne multiplierait rien" in html.unescape(refused.text)
 
 
-def test_tiers_out_of_order_are_shown_at_the_threshold_at_fault_and_a_whole_document_problem_at_no_line(
+def test_tiers_out_of_order_are_shown_at_the_threshold_at_fault_and_a_lifetime_grace_at_its_downgrade(
     client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
 ) -> None:
     token = admin(client, program, add_staff)
@@ -251,7 +251,7 @@ def test_tiers_out_of_order_are_shown_at_the_threshold_at_fault_and_a_whole_docu
     forever = "metric: spend\nwindow: lifetime\ndowngrade: grace\ngrace_months: 3\ntiers:\n" + gold
     whole = client.post("/console/tiers", data={"csrf": token, "document": forever})
     assert whole.status_code == 422 and "window_has_no_period" in whole.text
-    assert 'class="line-ref"' not in whole.text and "<code>document</code>" in whole.text
+    assert 'data-line="3">Ligne 3</a>' in whole.text and "<code>downgrade</code>" in whole.text
 
 
 def test_a_reward_is_edited_and_archived(

@@ -60,12 +60,17 @@ class TierPolicy(Strict):
                 "grace_months", "grace_months_required", "grace_months goes with (and only with) downgrade grace"
             )
         if self.window == "lifetime" and self.downgrade != "never":
-            raise ValueError(
-                "window_has_no_period: a lifetime window never ends, so nobody requalifies; use downgrade never"
+            raise FieldError(
+                "downgrade",
+                "window_has_no_period",
+                "a lifetime window never ends, so nobody requalifies; use downgrade never",
             )
         codes = [t.code for t in self.tiers]
-        if len(set(codes)) != len(codes):
-            raise ValueError("duplicate_tier_code: each tier needs its own code")
+        for index, code in enumerate(codes):
+            if code in codes[:index]:
+                raise FieldError(
+                    f"tiers[{index}].code", "duplicate_tier_code", f"each tier needs its own code: {code!r} is taken"
+                )
         for index, (lower, higher) in enumerate(zip(self.tiers, self.tiers[1:], strict=False), start=1):
             if higher.threshold <= lower.threshold:
                 raise FieldError(
