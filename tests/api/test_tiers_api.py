@@ -1,4 +1,4 @@
-"""PUT /v1/tiers refusals name the field at fault, as every other refusal does."""
+"""Tiers and VIP plans through the API: refusals name the field at fault, as every other refusal does."""
 
 from __future__ import annotations
 
@@ -30,3 +30,13 @@ def test_a_policy_refused_names_its_field(
     body = {"metric": "spend", "window": "calendar_year", "tiers": [BRONZE, GOLD]} | change
     assert_problem(program.call("PUT", "/v1/tiers", json=body), 422, code, field)
     assert program.call("GET", "/v1/tiers").json() is None  # nothing written
+
+
+def test_a_plan_naming_a_reward_that_does_not_exist_names_it_by_its_place(
+    module_programs: Callable[..., ApiProgram],
+) -> None:
+    program = module_programs()
+    plan = {"code": "club", "name": {"fr": "Club", "en": "Club"}, "price": 499, "period": "monthly",
+            "benefits": {"period_rewards": ["rwd_01M95BV6Q32YB3HR4P9FQ7QH49"]}}  # fmt: skip
+    assert_problem(program.call("POST", "/v1/plans", json=plan), 404, "reward_not_found", "benefits.period_rewards[0]")
+    assert program.call("GET", "/v1/plans").json() == []

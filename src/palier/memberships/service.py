@@ -93,7 +93,11 @@ def _check_references(conn: Connection, program: Program, data: PlanIn) -> None:
     for i, reward_id in enumerate(data.benefits.period_rewards):
         from palier.rewards.service import get_reward, require_grantable
 
-        reward = get_reward(conn=conn, program_id=program.id, reward_id=reward_id)
+        try:
+            reward = get_reward(conn=conn, program_id=program.id, reward_id=reward_id)
+        except NotFound as missing:  # named by its place in the plan, as a reward that cannot be given is
+            missing.field = f"benefits.period_rewards[{i}]"
+            raise
         require_grantable(reward, field=f"benefits.period_rewards[{i}]")
 
 
