@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from palier.clock import FrozenClock
 from palier.db import Database
 from palier.tiers import service as tiers
 from palier.tiers.models import ManualTier
-from tests.services.factories import ACTOR, enrol, return_
+from tests.services.factories import ACTOR, enrol, merge, return_
 from tests.services.test_tiers import requalify, spend, tier_of, with_tiers
 
 
@@ -117,3 +117,26 @@ def test_a_grace_month_after_an_anniversary_year_ending_on_the_first_runs_to_the
     clock.set(datetime(2028, 3, 30, 9, 0, tzinfo=UTC))
     requalify(db, clock, program)
     assert tier_of(db, ed.id) == "gold"
+
+
+def test_a_tier_taken_away_by_hand_is_not_given_back_by_merging_another_account(
+    db: Database, clock: FrozenClock, program: Any
+) -> None:
+    """Under review until a date, tier taken away: merging the person's other account (Silver) into it, or it
+    into that one, does not end the review; the higher tier waits for the review's end."""
+    program = with_tiers(db, clock, program)
+    held, other = enrol(db, clock, program, first_name="Held"), enrol(db, clock, program, first_name="Other")
+    held2, other2 = enrol(db, clock, program, first_name="Held2"), enrol(db, clock, program, first_name="Other2")
+    for who in (held, other, held2, other2):
+        spend(db, clock, program, who, 150)
+    until = clock.now() + timedelta(days=30)
+    give(db, clock, program, held.id, None, until)
+    give(db, clock, program, held2.id, None, until)
+    merge(db, clock, program, other, held)  # the other account into the one under review
+    merge(db, clock, program, held2, other2)  # the one under review into the other
+    assert (tier_of(db, held.id), tier_of(db, other2.id)) == (None, None)
+    spend(db, clock, program, held, 10)
+    assert tier_of(db, held.id) is None
+    clock.set(until + timedelta(minutes=1))
+    requalify(db, clock, program)
+    assert (tier_of(db, held.id), tier_of(db, other2.id)) == ("silver", "silver")  # €300 of the year: Silver

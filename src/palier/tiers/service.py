@@ -861,18 +861,23 @@ def _status_of(row: Any) -> Status:
 
 def move_member(conn: Connection, *, program: Program, source_id: str, target_id: str, now: datetime) -> None:
     """A merge: the member that remains keeps the higher of the two statuses; the history follows. Taking the
-    merged account's higher tier is a change of its own: a history line and a ``tier_upgraded`` event.
+    merged account's higher tier is a change of its own: a history line and a ``tier_upgraded`` event. A tier
+    lowered by hand on either account until a date (a review) is the one kept, until that date.
 
     On anniversary years the status kept is judged at the end of the year it shows, which runs from the
     remaining member's enrolment (the earlier of the two, set by the caller before)."""
     program_id = program.id
     policy = get_policy(conn, program_id=program_id)
-    conn.execute(update(tier_history).where(tier_history.c.member_id == source_id).values(member_id=target_id))
     source, target = _status(conn, source_id), _status(conn, target_id)
+    # a tier lowered by hand (a review) holds on the merged member: neither account's tier lifts it before its end
+    held_source = policy is not None and _held_down_by_hand(conn, policy, source, now)
+    held_target = policy is not None and _held_down_by_hand(conn, policy, target, now)
+    conn.execute(update(tier_history).where(tier_history.c.member_id == source_id).values(member_id=target_id))
     if (
         source is not None
         and policy is not None
-        and policy.rank(source.tier) > policy.rank(target.tier if target else None)
+        and not held_target
+        and (held_source or policy.rank(source.tier) > policy.rank(target.tier if target else None))
     ):
         conn.execute(member_tiers.delete().where(member_tiers.c.member_id == target_id))
         conn.execute(update(member_tiers).where(member_tiers.c.member_id == source_id).values(member_id=target_id))
