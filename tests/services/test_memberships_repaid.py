@@ -1,4 +1,4 @@
-"""A membership paid again after its fee was refunded."""
+"""A membership paid again after its fee was refunded; a plan beside a tier."""
 
 from __future__ import annotations
 
@@ -50,3 +50,17 @@ def test_a_fee_paid_again_the_day_of_a_refund_gives_its_coupon(
     with db.read() as conn:
         states = sorted(c.state for c in rewards.member_coupons(conn=conn, program_id=program.id, member_id=ann.id))
     assert states == ["cancelled", "issued"]
+
+
+def test_a_gold_member_with_a_plan_earns_the_higher_multiplier_not_both(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    from tests.services.test_tiers import spend, with_tiers
+
+    program = with_tiers(db, clock, program)  # Gold ×1.5 from €500
+    program = add_plan(db, clock, program, benefits={"multiplier_percent": 200})
+    ann = enrol(db, clock, program, first_name="Ann")
+    spend(db, clock, program, ann, 500)
+    pay(db, clock, program, ann.id, payment_id="fee-1")
+    earned = spend(db, clock, program, ann, 40)
+    assert (earned.points, [a.text for a in earned.awards]) == (80, ["Club ×2: +40"])
