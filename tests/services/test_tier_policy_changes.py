@@ -88,3 +88,25 @@ def test_a_member_placed_by_a_purchase_is_told_placed_not_upgraded(
     assert told[ann.id] == ("tier_placed", "bronze")
     assert told[bo.id] == ("tier_upgraded", "silver")  # placed above the first tier: that is worth telling
     assert [c.reason for c in shown.history] == ["placed"]
+
+
+def test_a_tier_removed_while_a_purchase_reached_it_breaks_neither_purchases_nor_the_job(
+    db: Database, clock: FrozenClock, new_program: Any
+) -> None:
+    """Gold removed while a till's purchase, under the policy read when it began, makes a member Gold: the
+    member's next purchase, their tier page and the requalification job go on, and the member is judged under
+    the tiers there are."""
+    program = new_program(timezone="UTC")
+    stale = with_tiers(db, clock, program)  # what a request that began before the change read
+    cy = enrol(db, clock, stale, first_name="Cy")
+    spend(db, clock, stale, cy, 20)
+    fewer = policy().model_dump(mode="json")["tiers"][:2]
+    program = with_tiers(db, clock, program, tiers=fewer)  # nobody holds Gold yet: accepted
+    spend(db, clock, stale, cy, 600)  # the till's purchase, on the policy it read
+    assert tier_of(db, cy.id) == "gold"  # a tier the program no longer has
+    spend(db, clock, program, cy, 10)
+    with db.read() as conn:
+        assert tiers.progress(conn=conn, clock=clock, program=program, member_id=cy.id).value == 630_00
+    clock.set(datetime(2027, 1, 1, tzinfo=UTC))
+    requalify(db, clock, program)
+    assert tier_of(db, cy.id) == "silver"  # the highest there is for €630

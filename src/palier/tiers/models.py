@@ -86,8 +86,9 @@ class TierPolicy(Strict):
         return {None: 0} | {t.code: i for i, t in enumerate(self.tiers, start=1)}
 
     def rank(self, code: str | None) -> int:
-        """0 for no tier, 1 for the lowest, …"""
-        return self._ranks[code]
+        """0 for no tier, 1 for the lowest, … A tier the policy no longer has (removed while a purchase that began
+        under the one before reached it) ranks as none: the member is judged again on the tiers there are."""
+        return self._ranks.get(code, 0)
 
     def qualified(self, value: int) -> str | None:
         """The highest tier whose threshold ``value`` reaches."""
