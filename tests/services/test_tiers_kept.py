@@ -140,3 +140,32 @@ def test_a_tier_taken_away_by_hand_is_not_given_back_by_merging_another_account(
     clock.set(until + timedelta(minutes=1))
     requalify(db, clock, program)
     assert (tier_of(db, held.id), tier_of(db, other2.id)) == ("silver", "silver")  # €300 of the year: Silver
+
+
+def test_tier_history_is_read_by_program_and_member(db: Database, clock: FrozenClock, new_program: Any) -> None:
+    """A member's tier history is found through its (program, member) index, as every member-scoped read is:
+    never a scan of every program's history, on the tier page, a late purchase, a hold or the job."""
+    from sqlalchemy import event
+
+    program = with_tiers(db, clock, new_program(timezone="UTC"))
+    ann, bo = enrol(db, clock, program, first_name="Ann"), enrol(db, clock, program, first_name="Bo")
+    spend(db, clock, program, ann, 150)
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "tier_history" in statement and not statement.lstrip().upper().startswith("INSERT"):
+            seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        with db.read() as conn:
+            tiers.progress(conn=conn, clock=clock, program=program, member_id=ann.id)
+        give(db, clock, program, bo.id, None, datetime(2026, 4, 1, tzinfo=UTC))
+        spend(db, clock, program, bo, 10)  # held down: the hold is looked up
+        spend(db, clock, program, ann, 10, occurred_at=clock.now() - timedelta(days=1))  # late: the tier of its day
+        clock.set(datetime(2026, 4, 2, tzinfo=UTC))
+        requalify(db, clock, program)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert len(seen) >= 4
+    assert all("tier_history.program_id" in s for s in seen), [s for s in seen if "tier_history.program_id" not in s]

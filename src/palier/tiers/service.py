@@ -135,7 +135,7 @@ def member_tier(conn: Connection, *, member_id: str) -> str | None:
     return conn.execute(select(member_tiers.c.tier).where(member_tiers.c.member_id == member_id)).scalar()
 
 
-def tier_at(conn: Connection, *, member_id: str, at: datetime) -> str | None:
+def tier_at(conn: Connection, *, program_id: str, member_id: str, at: datetime) -> str | None:
     """The member's tier at ``at``: today's, unless it changed since (a purchase sent late earns with the tier
     of its day, read from the tier history), or None before the member had one."""
     row = conn.execute(
@@ -145,7 +145,11 @@ def tier_at(conn: Connection, *, member_id: str, at: datetime) -> str | None:
         return row.tier if row is not None else None
     return conn.execute(
         select(tier_history.c.to_tier)
-        .where(tier_history.c.member_id == member_id, tier_history.c.created_at <= at)
+        .where(
+            tier_history.c.program_id == program_id,
+            tier_history.c.member_id == member_id,
+            tier_history.c.created_at <= at,
+        )
         .order_by(tier_history.c.created_at.desc(), tier_history.c.id.desc())
         .limit(1)
     ).scalar()
@@ -242,7 +246,7 @@ def on_activity(*, conn: Connection, clock: Clock, program: Program, member_id: 
     current = status.tier if status else None
     rank, current_rank = policy.rank(qualified), policy.rank(current)
     changes: list[tuple[str | None, str | None, str, dict[str, Any]]] = []
-    if rank > current_rank and not _held_down_by_hand(conn, policy, status, now):
+    if rank > current_rank and not _held_down_by_hand(conn, program.id, policy, status, now):
         # not placed yet (a member from before the tiers, or on anniversary years): this purchase places them
         changes.append((current, qualified, "upgrade" if status is not None else "placed", {"value": value}))
         status = _save(conn, program, status, member_id, qualified, now, start, end, grace_until=None)
@@ -255,21 +259,27 @@ def on_activity(*, conn: Connection, clock: Clock, program: Program, member_id: 
         and rank < current_rank
         and status is not None
         and (status.manual_until is None or status.manual_until <= now)
-        and policy.rank(lowered := _after_return(conn, policy, member_id, qualified, start)) < current_rank
+        and policy.rank(lowered := _after_return(conn, program.id, policy, member_id, qualified, start)) < current_rank
     ):
         changes.append((current, lowered, "return", {"value": value}))
         _save(conn, program, status, member_id, lowered, now, start, end, grace_until=None)
     _record(conn, program.id, member_id, changes, now, policy)
 
 
-def _held_down_by_hand(conn: Connection, policy: TierPolicy, status: Status | None, now: datetime) -> bool:
+def _held_down_by_hand(
+    conn: Connection, program_id: str, policy: TierPolicy, status: Status | None, now: datetime
+) -> bool:
     """Whether a tier lowered (or taken away) by hand still holds: purchases do not climb back over it until its
     end date. A tier given by hand above what the member earned is a floor: buying can still climb higher."""
     if status is None or status.manual_until is None or status.manual_until <= now:
         return False
     given = conn.execute(
         select(tier_history.c.from_tier, tier_history.c.to_tier)
-        .where(tier_history.c.member_id == status.member_id, tier_history.c.reason == "manual")
+        .where(
+            tier_history.c.program_id == program_id,
+            tier_history.c.member_id == status.member_id,
+            tier_history.c.reason == "manual",
+        )
         .order_by(tier_history.c.created_at.desc(), tier_history.c.id.desc())
         .limit(1)
     ).first()
@@ -282,12 +292,12 @@ def _held_down_by_hand(conn: Connection, policy: TierPolicy, status: Status | No
 
 
 def _after_return(
-    conn: Connection, policy: TierPolicy, member_id: str, qualified: str | None, start: datetime | None
+    conn: Connection, program_id: str, policy: TierPolicy, member_id: str, qualified: str | None, start: datetime | None
 ) -> str | None:
     """The tier a return leaves: what the window's net metric reaches, but never below the tier held when the
     window opened (kept by the last period's judgement, or in its grace): a return undoes only a crossing made
     in this window; the period's end judges the rest."""
-    held = tier_at(conn, member_id=member_id, at=start) if start is not None else None
+    held = tier_at(conn, program_id=program_id, member_id=member_id, at=start) if start is not None else None
     if policy.tier(held) is None or policy.rank(held) <= policy.rank(qualified):
         return qualified
     return held
@@ -469,7 +479,7 @@ def progress(*, conn: Connection, clock: Clock, program: Program, member_id: str
         grace_until=status.grace_until if status else None,
         manual_until=status.manual_until if status else None,
         message=_message(policy, program, language, following, needed_next, end),
-        history=_history(conn, member_id),
+        history=_history(conn, program.id, member_id),
     )
 
 
@@ -511,10 +521,10 @@ MONTHS_FR = (
 )
 
 
-def _history(conn: Connection, member_id: str) -> list[TierChange]:
+def _history(conn: Connection, program_id: str, member_id: str) -> list[TierChange]:
     rows = conn.execute(
         select(tier_history)
-        .where(tier_history.c.member_id == member_id)
+        .where(tier_history.c.program_id == program_id, tier_history.c.member_id == member_id)
         .order_by(tier_history.c.created_at.desc(), tier_history.c.id.desc())
         .limit(50)
     ).mappings()
@@ -771,7 +781,11 @@ def _earned_apart_from_manual(
     for status in ended:
         given = conn.execute(
             select(tier_history.c.from_tier, tier_history.c.created_at)
-            .where(tier_history.c.member_id == status.member_id, tier_history.c.reason == "manual")
+            .where(
+                tier_history.c.program_id == program.id,
+                tier_history.c.member_id == status.member_id,
+                tier_history.c.reason == "manual",
+            )
             .order_by(tier_history.c.created_at.desc(), tier_history.c.id.desc())
             .limit(1)
         ).first()
@@ -779,7 +793,11 @@ def _earned_apart_from_manual(
             continue
         if policy.downgrade == "never" or status.period_start is None or utc(given.created_at) >= status.period_start:
             # a return may since have undone a crossing of this window: then only the tier held when it opened
-            held = tier_at(conn, member_id=status.member_id, at=status.period_start) if status.period_start else None
+            held = (
+                tier_at(conn, program_id=program.id, member_id=status.member_id, at=status.period_start)
+                if status.period_start
+                else None
+            )
             kept = held if policy.returns_downgrade and held in known else given.from_tier
             earned[status.member_id] = kept
             continue
@@ -870,9 +888,13 @@ def move_member(conn: Connection, *, program: Program, source_id: str, target_id
     policy = get_policy(conn, program_id=program_id)
     source, target = _status(conn, source_id), _status(conn, target_id)
     # a tier lowered by hand (a review) holds on the merged member: neither account's tier lifts it before its end
-    held_source = policy is not None and _held_down_by_hand(conn, policy, source, now)
-    held_target = policy is not None and _held_down_by_hand(conn, policy, target, now)
-    conn.execute(update(tier_history).where(tier_history.c.member_id == source_id).values(member_id=target_id))
+    held_source = policy is not None and _held_down_by_hand(conn, program_id, policy, source, now)
+    held_target = policy is not None and _held_down_by_hand(conn, program_id, policy, target, now)
+    conn.execute(
+        update(tier_history)
+        .where(tier_history.c.program_id == program_id, tier_history.c.member_id == source_id)
+        .values(member_id=target_id)
+    )
     if (
         source is not None
         and policy is not None

@@ -37,7 +37,7 @@ def standing(conn: Connection, *, program: Program, member_id: str | None, now: 
     from palier.segments.service import member_segments
     from palier.tiers.service import policy_for, tier_at
 
-    tier = tier_at(conn, member_id=member_id, at=now)
+    tier = tier_at(conn, program_id=program.id, member_id=member_id, at=now)
     best, source, name = 100, None, None
     if tier is not None and (policy := policy_for(conn, program)) is not None:
         found = policy.tier(tier)
