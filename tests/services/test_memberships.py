@@ -475,7 +475,7 @@ def test_a_fee_refunded_while_its_month_runs_ends_the_membership_and_cancels_its
     assert refunded.membership.state == "lapsed"
     assert refunded.membership.period_end == refunded.membership.ended_at == clock.now()
     with db.read() as conn:
-        assert memberships.live_plans(conn, member_id=ann.id, now=clock.now()) == frozenset()
+        assert memberships.live_plans(conn, program_id=program.id, member_id=ann.id, now=clock.now()) == frozenset()
         (coupon,) = rewards.member_coupons(conn=conn, program_id=program.id, member_id=ann.id)
         assert (coupon.code, coupon.state) == (refunded.coupons_cancelled[0], "cancelled")
         kinds = [e["type"] for e in recent(conn, program_id=program.id)]
@@ -510,7 +510,9 @@ def test_a_refunded_renewal_paid_ahead_takes_back_that_month_only(
     assert (taken.membership.state, taken.membership.period_end) == ("active", first.period_end)
     assert second.period_end > first.period_end
     with db.read() as conn:
-        assert memberships.live_plans(conn, member_id=ann.id, now=clock.now()) == frozenset({"club"})
+        assert memberships.live_plans(conn, program_id=program.id, member_id=ann.id, now=clock.now()) == frozenset(
+            {"club"}
+        )
 
 
 def test_a_fee_refunded_after_its_month_keeps_the_membership_and_its_used_coupon(

@@ -64,3 +64,45 @@ def test_a_gold_member_with_a_plan_earns_the_higher_multiplier_not_both(
     pay(db, clock, program, ann.id, payment_id="fee-1")
     earned = spend(db, clock, program, ann, 40)
     assert (earned.points, [a.text for a in earned.awards]) == (80, ["Club ×2: +40"])
+
+
+def test_a_members_plans_are_found_through_an_index_on_every_purchase(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """Every purchase of a program with plans reads the member's plans of its day (lapsed ones included, for a
+    purchase sent late): by an index on (program, member), never a scan of every membership."""
+    from sqlalchemy import event
+
+    from palier.memberships import service as memberships
+
+    program = add_plan(db, clock, program)
+    ann = enrol(db, clock, program, first_name="Ann")
+    pay(db, clock, program, ann.id, payment_id="fee-1")
+    seen: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        if "FROM plans JOIN memberships" in statement or "FROM memberships JOIN plans" in statement:
+            seen.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        with db.read() as conn:
+            assert memberships.live_plans(conn, program_id=program.id, member_id=ann.id, now=clock.now()) == frozenset(
+                {"club"}
+            )
+            memberships.member_memberships(conn=conn, program_id=program.id, member_id=ann.id)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    assert len(seen) == 2
+    with db.read() as conn:
+        for statement, parameters in seen:
+            if db.is_postgres:
+                conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # an index if there is one to use
+                plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + statement, parameters))
+                scanned = [line for line in plan.splitlines() if "Seq Scan on memberships" in line]
+            else:
+                plan = "\n".join(
+                    str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+                )
+                scanned = [line for line in plan.splitlines() if line.strip().startswith("SCAN memberships")]
+            assert scanned == [], plan

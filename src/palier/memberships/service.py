@@ -498,18 +498,21 @@ def get_membership(*, conn: Connection, program_id: str, membership_id: str) -> 
     return _membership(row)
 
 
-def live_plans(conn: Connection, *, member_id: str, now: datetime) -> frozenset[str]:
+def live_plans(conn: Connection, *, program_id: str, member_id: str, now: datetime) -> frozenset[str]:
     """Codes of the plans whose benefits the member has right now (reward eligibility, rules)."""
-    return frozenset(live_plan_benefits(conn, member_id=member_id, now=now))
+    return frozenset(live_plan_benefits(conn, program_id=program_id, member_id=member_id, now=now))
 
 
-def live_plan_benefits(conn: Connection, *, member_id: str, now: datetime) -> dict[str, tuple[Localized, int]]:
+def live_plan_benefits(
+    conn: Connection, *, program_id: str, member_id: str, now: datetime
+) -> dict[str, tuple[Localized, int]]:
     """The member's plans live at ``now``: code -> (name, earn multiplier percent). ``now`` may be in the past
     (a purchase sent late earns with the plans of its day): begun by then, its period not over, not ended."""
     rows = conn.execute(
         select(plans.c.code, plans.c.name, plans.c.benefits)
         .join(memberships, memberships.c.plan_id == plans.c.id)
         .where(
+            memberships.c.program_id == program_id,  # by the (program, member) index: on every purchase
             memberships.c.member_id == member_id,
             memberships.c.started_at <= now,
             memberships.c.period_end > now,

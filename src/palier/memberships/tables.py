@@ -50,6 +50,7 @@ memberships = Table(
         sqlite_where=text("state <> 'lapsed'"),
     ),
     Index(None, "state", "period_end"),
+    Index(None, "program_id", "member_id"),  # a member's plans, lapsed too (the plans of a late purchase's day)
 )
 
 membership_payments = Table(

@@ -43,7 +43,7 @@ def standing(conn: Connection, *, program: Program, member_id: str | None, now: 
         found = policy.tier(tier)
         if found is not None and found.multiplier_percent > best:
             best, source, name = found.multiplier_percent, f"tier:{tier}", found.name
-    plans = live_plan_benefits(conn, member_id=member_id, now=now)
+    plans = live_plan_benefits(conn, program_id=program.id, member_id=member_id, now=now)
     for code, (plan_name, percent) in sorted(plans.items()):
         if percent > best:
             best, source, name = percent, f"plan:{code}", plan_name

@@ -1,0 +1,26 @@
+"""A member's memberships are found through an index on (program, member), lapsed ones included: every purchase
+of a program with plans reads the plans of its day, and a member's page lists them all.
+
+Revision ID: 0022
+Revises: 0021
+Create Date: 2026-12-06
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0022"
+down_revision: str | Sequence[str] | None = "0021"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_index(
+        op.f("ix_memberships_program_id_member_id"), "memberships", ["program_id", "member_id"], unique=False
+    )
+
+
+def downgrade() -> None:
+    op.drop_index(op.f("ix_memberships_program_id_member_id"), table_name="memberships")
