@@ -66,11 +66,12 @@ def test_a_gold_member_with_a_plan_earns_the_higher_multiplier_not_both(
     assert (earned.points, [a.text for a in earned.awards]) == (80, ["Club ×2: +40"])
 
 
-def test_a_members_plans_are_found_through_an_index_on_every_purchase(
+def test_a_members_plans_and_their_payments_are_found_through_indexes(
     db: Database, clock: FrozenClock, program: Program
 ) -> None:
     """Every purchase of a program with plans reads the member's plans of its day (lapsed ones included, for a
-    purchase sent late): by an index on (program, member), never a scan of every membership."""
+    purchase sent late): by an index on (program, member), never a scan of every membership; a refund or a
+    payment finds the membership's payments by their membership."""
     from sqlalchemy import event
 
     from palier.memberships import service as memberships
@@ -81,7 +82,9 @@ def test_a_members_plans_are_found_through_an_index_on_every_purchase(
     seen: list[tuple[str, Any]] = []
 
     def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
-        if "FROM plans JOIN memberships" in statement or "FROM memberships JOIN plans" in statement:
+        plans_read = "FROM plans JOIN memberships" in statement or "FROM memberships JOIN plans" in statement
+        payments_read = statement.lstrip().startswith("SELECT") and "membership_payments.membership_id" in statement
+        if plans_read or payments_read:
             seen.append((statement, parameters))
 
     event.listen(db.engine, "before_cursor_execute", capture)
@@ -91,18 +94,21 @@ def test_a_members_plans_are_found_through_an_index_on_every_purchase(
                 {"club"}
             )
             memberships.member_memberships(conn=conn, program_id=program.id, member_id=ann.id)
+        clock.advance(days=2)
+        refund(db, clock, program, "fee-1")  # looks for a later payment of the membership
+        pay(db, clock, program, ann.id, payment_id="fee-2")  # and for a lapsed membership to revive
     finally:
         event.remove(db.engine, "before_cursor_execute", capture)
-    assert len(seen) == 2
+    assert len(seen) >= 4
     with db.read() as conn:
         for statement, parameters in seen:
             if db.is_postgres:
                 conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # an index if there is one to use
                 plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + statement, parameters))
-                scanned = [line for line in plan.splitlines() if "Seq Scan on memberships" in line]
+                scanned = [line for line in plan.splitlines() if "Seq Scan on membership" in line]
             else:
                 plan = "\n".join(
                     str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
                 )
-                scanned = [line for line in plan.splitlines() if line.strip().startswith("SCAN memberships")]
+                scanned = [line for line in plan.splitlines() if line.strip().startswith("SCAN membership")]
             assert scanned == [], plan

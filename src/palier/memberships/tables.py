@@ -68,6 +68,7 @@ membership_payments = Table(
     Column("refunded_at", Timestamp, nullable=True),
     Column("refund", Json, nullable=True),  # the refund's answer, given again to a refund sent twice
     UniqueConstraint("program_id", "payment_id"),
+    Index(None, "membership_id"),  # a membership's payments: a refund's later one, a lapsed membership's
 )
 
 invitations = Table(

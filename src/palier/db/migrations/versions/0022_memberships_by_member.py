@@ -1,5 +1,6 @@
 """A member's memberships are found through an index on (program, member), lapsed ones included: every purchase
-of a program with plans reads the plans of its day, and a member's page lists them all.
+of a program with plans reads the plans of its day, and a member's page lists them all. A membership's payments
+are found through an index on it (a refund looks for a later one, a payment for a lapsed membership to renew).
 
 Revision ID: 0022
 Revises: 0021
@@ -20,7 +21,11 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_memberships_program_id_member_id"), "memberships", ["program_id", "member_id"], unique=False
     )
+    op.create_index(
+        op.f("ix_membership_payments_membership_id"), "membership_payments", ["membership_id"], unique=False
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_membership_payments_membership_id"), table_name="membership_payments")
     op.drop_index(op.f("ix_memberships_program_id_member_id"), table_name="memberships")
