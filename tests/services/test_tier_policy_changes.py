@@ -10,6 +10,7 @@ from palier.db import Database
 from palier.members.erasure import erase
 from palier.notify.outbox import recent
 from palier.tiers import service as tiers
+from palier.tiers.models import ManualTier
 from tests.services.factories import ACTOR, enrol
 from tests.services.test_tiers import policy, requalify, spend, tier_of, with_tiers
 
@@ -110,3 +111,32 @@ def test_a_tier_removed_while_a_purchase_reached_it_breaks_neither_purchases_nor
     clock.set(datetime(2027, 1, 1, tzinfo=UTC))
     requalify(db, clock, program)
     assert tier_of(db, cy.id) == "silver"  # the highest there is for €630
+
+
+def test_members_who_reach_a_lowered_threshold_move_up_at_the_next_requalification(
+    db: Database, clock: FrozenClock, new_program: Any
+) -> None:
+    """Gold lowered from €500 to €300: a member with €400 this year is Gold after the next requalification
+    run, not Silver with "€0.00 more to reach Gold" until the year's end or their next purchase; a member
+    held down by hand stays so, and nobody is lowered by the change before their period's end."""
+    program = with_tiers(db, clock, new_program(timezone="UTC"))
+    ann, bo, cy = (enrol(db, clock, program, first_name=n) for n in ("Ann", "Bo", "Cy"))
+    spend(db, clock, program, ann, 400)
+    spend(db, clock, program, bo, 400)
+    spend(db, clock, program, cy, 150)
+    with db.write() as conn:
+        tiers.assign(
+            conn=conn, clock=clock, program=program, member_id=bo.id,
+            data=ManualTier(tier=None, reason="Under review", until=datetime(2026, 6, 1, tzinfo=UTC)), actor=ACTOR,
+        )  # fmt: skip
+    lowered = policy().model_dump(mode="json")["tiers"]
+    lowered[1]["threshold"], lowered[2]["threshold"] = 200_00, 300_00
+    program = with_tiers(db, clock, program, tiers=lowered)
+    assert requalify(db, clock, program) == 1
+    assert [tier_of(db, m.id) for m in (ann, bo, cy)] == ["gold", None, "silver"]
+    with db.read() as conn:
+        told = [
+            (e["subject_id"], e["payload"]["to"]) for e in recent(conn, program_id=program.id, types=["tier_upgraded"])
+        ]
+    assert told[0] == (ann.id, "gold")
+    assert requalify(db, clock, program) == 0  # once

@@ -648,7 +648,8 @@ def requalify(
     db: Database, clock: Clock, *, program_id: str | None = None, batch_size: int = 5000, workers: int = 1
 ) -> int:
     """Place members without a status yet, then judge every member whose period, grace or manual tier has
-    ended. Returns how many were placed or judged.
+    ended, then (once after each change of the tiers) move up the members the new tiers put higher. Returns
+    how many were placed, judged or moved up.
 
     ``workers`` batches run at once, each in its own connection (PostgreSQL: a core each). They walk the
     members in id order and never share one: a batch skips the members another batch holds, and the
@@ -659,9 +660,12 @@ def requalify(
         if program_id is not None:
             query = query.where(tier_policies.c.program_id == program_id)
         program_ids = list(conn.execute(query).scalars())
+    from palier.tiers.upgrades import upgrade_pass
+
     for pid in program_ids:
         done += place(db, clock, program_id=pid, batch_size=batch_size)
         done += sum(in_parallel(workers, partial(_requalify_program, db, clock, pid, batch_size)))
+        done += upgrade_pass(db, clock, program_id=pid, batch_size=batch_size)  # after a change of the tiers
     return done
 
 

@@ -12,6 +12,8 @@ tier_policies = Table(
     Column("program_id", String(32), ForeignKey("programs.id"), primary_key=True),
     Column("document", Json, nullable=False),  # a TierPolicy
     Column("version", Integer, nullable=False),
+    # the version whose tiers every member was last checked against for an upgrade (tiers.upgrades)
+    Column("upgraded_version", Integer, nullable=True),
     Column("updated_at", Timestamp, nullable=False),
     Column("updated_by", Text, nullable=False),
 )
