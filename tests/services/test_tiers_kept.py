@@ -169,3 +169,18 @@ def test_tier_history_is_read_by_program_and_member(db: Database, clock: FrozenC
         event.remove(db.engine, "before_cursor_execute", record)
     assert len(seen) >= 4
     assert all("tier_history.program_id" in s for s in seen), [s for s in seen if "tier_history.program_id" not in s]
+
+
+def test_how_it_works_says_one_month_in_the_singular() -> None:
+    from palier.web.howto import _tier_rule
+    from tests.services.test_tiers import policy
+
+    monthly = policy(window="rolling_months", rolling_months=1, downgrade="grace", grace_months=1)
+    assert _tier_rule(monthly, "en") == (
+        "Tiers are reached over the last month. If you no longer qualify, you keep your tier for 1 more month."
+    )
+    assert _tier_rule(monthly, "fr").startswith("Les niveaux se gagnent sur le dernier mois.")
+    yearly = policy(window="rolling_months", rolling_months=12, downgrade="grace", grace_months=3)
+    assert _tier_rule(yearly, "en") == (
+        "Tiers are reached over the last 12 months. If you no longer qualify, you keep your tier for 3 more months."
+    )

@@ -154,9 +154,9 @@ def _tiers(policy: TierPolicy, program: Program, language: str) -> list[dict[str
 
 
 def _tier_rule(policy: TierPolicy, language: str) -> str:
-    t = i18n.translator(language)
-    window = t(f"tier.window.{policy.window}", months=policy.rolling_months or 0)
-    keep = t(f"tier.downgrade.{policy.downgrade}", months=policy.grace_months or 0)
+    rolling, grace = policy.rolling_months or 0, policy.grace_months or 0  # "the last month", "1 more month"
+    window = i18n.translate_count(language, f"tier.window.{policy.window}", rolling, months=rolling)
+    keep = i18n.translate_count(language, f"tier.downgrade.{policy.downgrade}", grace, months=grace)
     return f"{window} {keep}"
 
 
