@@ -184,3 +184,29 @@ def test_how_it_works_says_one_month_in_the_singular() -> None:
     assert _tier_rule(yearly, "en") == (
         "Tiers are reached over the last 12 months. If you no longer qualify, you keep your tier for 3 more months."
     )
+
+
+def test_a_tier_given_by_hand_during_a_grace_ends_on_that_grace_not_a_whole_year(
+    db: Database, clock: FrozenClock, new_program: Any
+) -> None:
+    """Gold kept only by its grace (to 1 April), Platinum-like gift by hand for February: in March the member is
+    Gold to the grace's end, then the metric judges, as if the gift had not been."""
+    program = with_tiers(db, clock, new_program(timezone="UTC"), downgrade="grace", grace_months=3)
+    di = enrol(db, clock, program, first_name="Di")
+    spend(db, clock, program, di, 600)
+    clock.set(datetime(2027, 1, 1, tzinfo=UTC))
+    requalify(db, clock, program)
+    clock.set(datetime(2028, 1, 1, tzinfo=UTC))
+    requalify(db, clock, program)  # nothing in 2027: Gold in grace until 1 April
+    clock.set(datetime(2028, 2, 1, tzinfo=UTC))
+    give(db, clock, program, di.id, "silver", datetime(2028, 3, 1, tzinfo=UTC))
+    clock.set(datetime(2028, 3, 1, 0, 1, tzinfo=UTC))
+    requalify(db, clock, program)
+    assert tier_of(db, di.id) == "gold"
+    with db.read() as conn:
+        assert tiers.progress(conn=conn, clock=clock, program=program, member_id=di.id).grace_until == datetime(
+            2028, 4, 1, tzinfo=UTC
+        )
+    clock.set(datetime(2028, 4, 1, 0, 1, tzinfo=UTC))
+    requalify(db, clock, program)
+    assert tier_of(db, di.id) == "bronze"

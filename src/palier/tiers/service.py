@@ -418,15 +418,16 @@ def assign(
     status = _status(conn, member_id)
     start, end = window(policy, program, at=now, enrolled_at=_enrolled_at(conn, member_id))
     old = status.tier if status else None
+    given: dict[str, Any] = {"reason": data.reason, "actor": actor}
+    if status is not None and status.grace_until is not None:  # the tier held was kept by a grace: until then
+        given["grace_until"] = status.grace_until.isoformat()
     _save(conn, program, status, member_id, data.tier, now, start, end, grace_until=None)
     conn.execute(
         update(member_tiers)
         .where(member_tiers.c.member_id == member_id)
         .values(manual_until=until, manual_reason=data.reason)
     )
-    _record(
-        conn, program.id, member_id, [(old, data.tier, "manual", {"reason": data.reason, "actor": actor})], now, policy
-    )
+    _record(conn, program.id, member_id, [(old, data.tier, "manual", given)], now, policy)
     record_audit(
         conn=conn,
         clock=clock,
@@ -599,19 +600,21 @@ def decide(
     now: datetime,
     next_period: Any,
     *,
-    earned: str | None = None,
+    earned: tuple[str | None, datetime | None] | None = None,
     zone: ZoneInfo = ZoneInfo("UTC"),
 ) -> Decision:
     """What requalification does to one member whose period, grace or manual tier has ended. Pure.
 
     ``earned``: for a manual tier that has ended, the tier the metric gave the member for this period apart from
-    this window's value (the one held before the tier by hand, or what the last period earned): they go back to
-    the higher of it and what this window's value reaches."""
+    this window's value (the one held before the tier by hand, or what the last period earned) and the grace
+    that kept it, if one did: they go back to the higher of it and what this window's value reaches."""
     qualified = policy.qualified(value)
     rank, current = policy.rank(qualified), policy.rank(status.tier)
     if status.manual_until is not None and status.manual_until <= now:  # back to what the metric says
-        back = earned if policy.rank(earned) > rank else qualified
-        return Decision(back, "manual_ended", None, (status.period_start, status.period_end), clear_manual=True)
+        tier, grace = earned or (None, None)  # the tier held by the metric, and the grace keeping it (if any)
+        if policy.rank(tier) <= rank:
+            tier, grace = qualified, None
+        return Decision(tier, "manual_ended", grace, (status.period_start, status.period_end), clear_manual=True)
     if status.manual_until is not None:  # a manual tier outlasts its periods
         return Decision(status.tier, None, None, next_period(status.period_end))
     if status.grace_until is not None and status.grace_until <= now:
@@ -768,23 +771,24 @@ def _requalify_batch(
 
 def _earned_apart_from_manual(
     conn: Connection, program: Program, policy: TierPolicy, statuses: list[Status], now: datetime
-) -> dict[str, str | None]:
+) -> dict[str, tuple[str | None, datetime | None]]:
     """For the members whose tier given by hand has ended: the tier the metric gave them for their current period
     regardless of this window's value so far. A gift for February to a member who kept Silver for the year by
     last year's spend ends on Silver, not on what January and February alone reach.
 
     The tier they held when it was given, if it was given in this period (or the tiers are never lowered; with
-    ``returns_downgrade``, the tier held when the window opened, since a return may have undone a crossing);
+    ``returns_downgrade``, the tier held when the window opened, since a return may have undone a crossing),
+    with the grace that kept it, to that grace's end (none if it is over);
     given in an earlier period, what the period before this one reaches, as its requalification would have
     judged it. A rolling window is judged on its months alone. Few members at a time: one query each."""
     ended = [s for s in statuses if s.manual_until is not None and s.manual_until <= now]
     if not ended or policy.window == "rolling_months":
         return {}
     known = {None, *(t.code for t in policy.tiers)}
-    earned: dict[str, str | None] = {}
+    earned: dict[str, tuple[str | None, datetime | None]] = {}
     for status in ended:
         given = conn.execute(
-            select(tier_history.c.from_tier, tier_history.c.created_at)
+            select(tier_history.c.from_tier, tier_history.c.created_at, tier_history.c.details)
             .where(
                 tier_history.c.program_id == program.id,
                 tier_history.c.member_id == status.member_id,
@@ -803,14 +807,18 @@ def _earned_apart_from_manual(
                 else None
             )
             kept = held if policy.returns_downgrade and held in known else given.from_tier
-            earned[status.member_id] = kept
+            grace = given.details.get("grace_until") if isinstance(given.details, dict) else None
+            grace_until = utc(datetime.fromisoformat(grace)) if grace else None
+            if grace_until is not None and grace_until <= now:  # its grace is over: the metric alone judges
+                continue
+            earned[status.member_id] = (kept, grace_until)
             continue
         before = status.period_start - timedelta(microseconds=1)
         start, end = window(policy, program, at=before, enrolled_at=_enrolled_at(conn, status.member_id))
         value = metric_value(
             conn, program_id=program.id, member_id=status.member_id, policy=policy, start=start, end=end
         )
-        earned[status.member_id] = policy.qualified(value)
+        earned[status.member_id] = (policy.qualified(value), None)
     return earned
 
 
