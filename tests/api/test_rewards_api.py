@@ -544,3 +544,23 @@ def test_a_reward_reserved_to_a_tier_segment_or_plan_that_does_not_exist_is_refu
 def refused_detail(program: ApiProgram, eligibility: dict[str, Any]) -> str:
     detail: str = program.call("POST", "/v1/rewards", json=reward_body(eligibility=eligibility)).json()["detail"]
     return detail
+
+
+def test_tiers_that_drop_a_tier_a_reward_is_reserved_to_are_refused_until_the_reward_changes(
+    new_program: Callable[..., ApiProgram],
+) -> None:
+    program = new_program()
+    assert program.call("PUT", "/v1/tiers", json=WORLD_TIERS).status_code == 200
+    made = program.call("POST", "/v1/rewards", json=reward_body(eligibility={"tiers": ["gold"]}))
+    reward_id = made.json()["id"]
+    without_gold = WORLD_TIERS | {"tiers": WORLD_TIERS["tiers"][:1]}
+    refused = assert_problem(program.call("PUT", "/v1/tiers", json=without_gold), 422, "tier_in_use", "tiers")
+    assert refused["reward_id"] == reward_id and "reserved to tier 'gold'" in refused["detail"]
+    assert [t["code"] for t in program.call("GET", "/v1/tiers").json()["tiers"]] == ["silver", "gold"]  # unchanged
+    renamed = WORLD_TIERS | {
+        "tiers": [WORLD_TIERS["tiers"][0], WORLD_TIERS["tiers"][1] | {"name": {"fr": "Or+", "en": "Gold+"}}]
+    }
+    assert program.call("PUT", "/v1/tiers", json=renamed).status_code == 200  # a new name keeps the code
+    moved = program.call("PATCH", f"/v1/rewards/{reward_id}", json={"eligibility": {"tiers": ["silver"]}})
+    assert moved.status_code == 200, moved.text
+    assert program.call("PUT", "/v1/tiers", json=without_gold).status_code == 200

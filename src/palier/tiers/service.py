@@ -36,6 +36,7 @@ from palier.members.tables import members as members_table
 from palier.notify.outbox import emit_many
 from palier.programs.models import Program
 from palier.programs.service import get_program, record_audit
+from palier.rewards.tables import rewards
 from palier.text import points_word
 from palier.tiers.models import ManualTier, TierChange, TierPolicy, TierProgress
 from palier.tiers.status import bump
@@ -81,6 +82,7 @@ def set_policy(*, conn: Connection, clock: Clock, program: Program, policy: Tier
             f"{orphaned} members hold a tier this policy removes; keep its code (rename it with name).",
             field="tiers",
         )
+    _refuse_removing_rewards_tiers(conn, program.id, known)
     _give_periods(conn, program, policy, now)
     bump(conn, program_id=program.id)
     record_audit(
@@ -88,6 +90,25 @@ def set_policy(*, conn: Connection, clock: Clock, program: Program, policy: Tier
         details=document,
     )  # fmt: skip
     return policy
+
+
+def _refuse_removing_rewards_tiers(conn: Connection, program_id: str, known: set[str]) -> None:
+    """A reward reserved to a tier this policy removes would be offered to nobody: its audience is changed first."""
+    reserved = conn.execute(
+        select(rewards.c.id, rewards.c.eligibility)
+        .where(rewards.c.program_id == program_id, rewards.c.eligibility.is_not(None))
+        .order_by(rewards.c.id)
+    )
+    for reward_id, eligibility in reserved:
+        gone = [code for code in (eligibility or {}).get("tiers", []) if code not in known]
+        if gone:
+            raise InvalidInput(
+                "tier_in_use",
+                f"Reward {reward_id} is reserved to tier {gone[0]!r}, which this policy removes: change the "
+                "reward's eligibility first, or keep the tier's code (rename it with name).",
+                field="tiers",
+                reward_id=reward_id,
+            )
 
 
 def _give_periods(conn: Connection, program: Program, policy: TierPolicy, now: datetime) -> None:
