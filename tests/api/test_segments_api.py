@@ -33,7 +33,7 @@ def test_a_value_no_member_can_reach_is_refused_and_nothing_is_stored(
 
 def test_the_largest_values_allowed_still_refresh(program: ApiProgram) -> None:
     member = program.call("POST", "/v1/members", json={"email": "big@example.com"}).json()
-    program.call("POST", "/v1/purchases", json=purchase_body(member["id"]))
+    program.call("POST", "/v1/events/purchases", json=purchase_body(member["id"]))
     for code, value in (("rich", 10**12), ("anyone", -(10**12))):
         made = program.call("POST", "/v1/segments", json=segment(code, field="total_spend", op=">=", value=value))
         assert made.status_code == 201, made.text
@@ -41,6 +41,30 @@ def test_the_largest_values_allowed_still_refresh(program: ApiProgram) -> None:
         assert refreshed.status_code == 200, refreshed.text
     counts = {s["code"]: s["members_count"] for s in program.call("GET", "/v1/segments").json()}
     assert counts == {"rich": 0, "anyone": 1}
+
+
+@pytest.mark.parametrize("field", ["days_since_last_purchase", "days_since_enrolment"])
+@pytest.mark.parametrize("op", [">=", ">", "<=", "<", "=", "!=", "in", "not_in"])
+def test_a_day_count_past_any_calendar_refreshes_instead_of_crashing(program: ApiProgram, field: str, op: str) -> None:
+    """±10¹² days is allowed like any number, but no date is that far from today: the refresh (and the nightly
+    job, which refreshes every segment of the program at once) must still run, judging it as "never"."""
+    buyer = program.call("POST", "/v1/members", json={"email": "buyer@example.com"}).json()
+    program.call("POST", "/v1/members", json={"email": "idle@example.com"})
+    bought = program.call("POST", "/v1/events/purchases", json=purchase_body(buyer["id"]))
+    assert bought.status_code == 201, bought.text
+    for code, value in (("far", 10**12), ("ahead", -(10**12))):
+        condition = {"field": field, "op": op, "value": [value] if op in ("in", "not_in") else value}
+        made = program.call("POST", "/v1/segments", json=segment(code, **condition))
+        assert made.status_code == 201, made.text
+    for code in ("far", "ahead"):
+        refreshed = program.call("POST", f"/v1/segments/{code}/refresh")
+        assert refreshed.status_code == 200, refreshed.text
+    counts = {s["code"]: s["members_count"] for s in program.call("GET", "/v1/segments").json()}
+    # who happened that long ago, or will in that many days: nobody; "never" (no purchase) is longer ago than any
+    never = 1 if field == "days_since_last_purchase" else 0
+    far = {">=": never, ">": never, "<=": 2 - never, "<": 2 - never, "=": 0, "!=": 2, "in": 0, "not_in": 2}[op]
+    ahead = {">=": 2, ">": 2, "<=": 0, "<": 0, "=": 0, "!=": 2, "in": 0, "not_in": 2}[op]
+    assert counts == {"far": far, "ahead": ahead}, counts
 
 
 @pytest.mark.parametrize(

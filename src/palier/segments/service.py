@@ -34,6 +34,7 @@ from palier.tiers.status import bump
 from palier.tiers.tables import member_tiers
 
 CHANNELS = ("web", "store", "app", "phone")
+_FAR_DAYS = 100_000  # about 274 years: further back or ahead than any purchase or enrolment
 
 
 def create_segment(*, conn: Connection, clock: Clock, program: Program, data: SegmentIn, actor: str) -> Segment:
@@ -237,7 +238,9 @@ def _days_since(column: Any, op: str, value: Any, now: datetime) -> ColumnElemen
     """
 
     def ago(days: int) -> datetime:
-        return now - timedelta(days=days)
+        # a count allowed up to ±10¹² days is past what any calendar holds (Python's ends at year 9999): beyond
+        # _FAR_DAYS no member's date can lie, so the comparison is the same, without overflowing
+        return now - timedelta(days=max(-_FAR_DAYS, min(days, _FAR_DAYS)))
 
     never = column.is_(None)
     if op in ("in", "not_in"):
