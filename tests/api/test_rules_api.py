@@ -262,6 +262,39 @@ def test_how_to_earn_tells_every_condition_a_member_must_meet_by_its_name(progra
     ]
 
 
+def test_how_to_earn_tells_who_a_rule_is_for_by_their_language_channel_birthday_or_repeat_purchase(
+    program: ApiProgram,
+) -> None:
+    """A bonus for members who joined in the app, for French speakers, for those born in March, or on repeat
+    purchases pays no one else: told as "50 points per purchase" alone, every member would expect it."""
+    fixed = {"type": "fixed", "points": 50}
+    rules = [
+        {"id": "app", "name": {"en": "App club", "fr": "Club appli"}, "event": "purchase", "effect": fixed,
+         "conditions": {"attributes": {"enrolment_channel": "app"}}},
+        {"id": "march", "name": {"en": "March babies", "fr": "Natifs de mars"}, "event": "purchase", "effect": fixed,
+         "conditions": {"attributes": {"birthday_month": "3", "language": "fr"}}},
+        {"id": "again", "name": {"en": "Welcome back", "fr": "Bon retour"}, "event": "purchase", "effect": fixed,
+         "conditions": {"first_purchase": False}},
+        {"id": "reviewer", "name": {"en": "Reviewer", "fr": "Critique"}, "event": "action", "effect": fixed,
+         "conditions": {"actions": ["review"]}},
+    ]  # fmt: skip
+    assert apply(program, {"actions": RULES["actions"], "rules": rules}).status_code == 201
+    english = program.call("GET", "/v1/how-to-earn").json()["lines"][1:]
+    french = program.call("GET", "/v1/how-to-earn", params={"language": "fr"}).json()["lines"][1:]
+    assert english == [
+        "App club — 50 points per purchase for members who joined in the app",
+        "March babies — 50 points per purchase for members who speak French, for members born in March",
+        "Welcome back — 50 points per purchase from your second purchase",
+        "Reviewer — 50 points for: Product review",  # the action's name, not its id
+    ]
+    assert french == [
+        "Club appli — 50 points par achat pour les membres inscrits dans l'appli",
+        "Natifs de mars — 50 points par achat pour les membres francophones, pour les membres nés en mars",
+        "Bon retour — 50 points par achat à partir de votre deuxième achat",
+        "Critique — 50 points pour : Avis produit",
+    ]
+
+
 def test_how_to_earn_leaves_out_a_rule_whose_dates_are_over(program: ApiProgram, clock: FrozenClock) -> None:
     clock.set(datetime(2026, 3, 9, 23, 30, tzinfo=UTC))  # 10 March in Paris: the sale's last day was yesterday
     sale = {**RULES["rules"][2], "id": "sale", "name": {"en": "Sale", "fr": "Soldes"},

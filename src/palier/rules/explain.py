@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
 
+from palier.rules.document import MEMBER_ATTRIBUTES
 from palier.rules.engine import CompiledRuleSet, local_to_utc
 from palier.rules.models import (
     WEEKDAYS,
@@ -57,6 +58,7 @@ def how_to_earn(
     member must meet; tiers and segments by their names in that language (codes -> names)."""
     lang = "fr" if language == "fr" else "en"
     lines = []
+    actions = {action.id: action.name.in_language(lang) for action in rules.document.actions}
     for action in rules.document.actions:
         limit = (
             f" ({_PER[lang][action.limit.per]}" + (f", {action.limit.count}×)" if action.limit.count > 1 else ")")
@@ -72,7 +74,7 @@ def how_to_earn(
         if rule.conditions.dates is not None and rule.conditions.dates.end < now.astimezone(rules.timezone).date():
             continue  # its last day has passed: over too
         sentence = _effect(rule, lang, currency, exponent, points_name)
-        sentence += _when(rule.conditions, lang, currency, exponent, tier_names or {}, segment_names or {})
+        sentence += _when(rule.conditions, lang, currency, exponent, tier_names or {}, segment_names or {}, actions)
         if campaign is not None:
             starts, ends = _moment(campaign.starts, lang), _moment(campaign.ends, lang, end=True)
             sentence += f", du {starts} au {ends}" if lang == "fr" else f", from {starts} to {ends}"
@@ -134,8 +136,41 @@ def _effect(rule: Rule, lang: str, currency: str, exponent: int, points_name: st
     return f"{percent.replace('.', ',')}{NO_BREAK_SPACE}% remboursés" if fr else f"{percent}% back"
 
 
+# Who a rule's ``attributes`` let in, as a member reads it: a bonus for those who joined in the app is not for all.
+_JOINED = {
+    "en": {"web": "on the web", "store": "in store", "phone": "by phone", "app": "in the app",
+           "partner": "through a partner"},
+    "fr": {"web": "sur le site", "store": "en magasin", "phone": "par téléphone", "app": "dans l'appli",
+           "partner": "via un partenaire"},
+}  # fmt: skip
+_SPEAKING = {
+    "en": {"fr": "who speak French", "en": "who speak English"},
+    "fr": {"fr": "francophones", "en": "anglophones"},
+}
+
+
+def _attribute(name: str, value: str, lang: str) -> str:
+    fr = lang == "fr"
+    if name == "enrolment_channel":
+        return (
+            f"pour les membres inscrits {_JOINED[lang][value]}"
+            if fr
+            else f"for members who joined {_JOINED[lang][value]}"
+        )
+    if name == "birthday_month":
+        month = _MONTHS[lang][int(value) - 1]
+        return f"pour les membres nés en {month}" if fr else f"for members born in {month}"
+    return f"pour les membres {_SPEAKING[lang][value]}" if fr else f"for members {_SPEAKING[lang][value]}"
+
+
 def _when(
-    c: Conditions, lang: str, currency: str, exponent: int, tiers: Mapping[str, str], segments: Mapping[str, str]
+    c: Conditions,
+    lang: str,
+    currency: str,
+    exponent: int,
+    tiers: Mapping[str, str],
+    segments: Mapping[str, str],
+    actions: Mapping[str, str],
 ) -> str:
     fr = lang == "fr"
     parts = []
@@ -166,11 +201,16 @@ def _when(
         parts.append(f"{'du' if fr else 'from'} {start} {'au' if fr else 'to'} {end}")
     if c.first_purchase:
         parts.append("pour votre premier achat" if fr else "on your first purchase")
+    elif c.first_purchase is False:
+        parts.append("à partir de votre deuxième achat" if fr else "from your second purchase")
     if c.tiers:
         parts.append(("au niveau " if fr else "at tier ") + ", ".join(tiers.get(t, t) for t in c.tiers))
     if c.segments:
         in_segments = ", ".join(segments.get(x, x) for x in c.segments)
         parts.append(f"pour les membres : {in_segments}" if fr else f"for members in: {in_segments}")
+    # in one order whatever the storage kept (PostgreSQL's JSON sorts keys): language, channel, birthday month
+    attributes = sorted((c.attributes or {}).items(), key=lambda item: list(MEMBER_ATTRIBUTES).index(item[0]))
+    parts += [_attribute(name, value, lang) for name, value in attributes]
     if c.actions:
-        parts.append(("pour : " if fr else "for: ") + ", ".join(c.actions))
+        parts.append(("pour : " if fr else "for: ") + ", ".join(actions.get(a, a) for a in c.actions))
     return (" " + ", ".join(parts)) if parts else ""
