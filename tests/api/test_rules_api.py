@@ -109,6 +109,12 @@ def test_a_bad_document_is_refused_whole_with_the_path_and_nothing_applied(progr
     assert footprint(program.client.app.state.db, program.id) == before
 
 
+def test_a_body_that_is_not_a_rules_document_names_the_document_as_the_field(program: ApiProgram) -> None:
+    for body in ([RULES], "rules", 3):
+        assert_problem(apply(program, body), 422, "invalid_rules_file", field="document")
+    assert program.call("GET", "/v1/program/rules").json()["version"] == 0
+
+
 def test_an_exclusive_multiplier_above_every_rule_it_would_multiply_is_refused(program: ApiProgram) -> None:
     """ "Double points, not with other offers" at a higher priority than the base rule would stop the base rule
     and multiply nothing: every purchase would earn no points."""

@@ -106,7 +106,9 @@ def parse_text(text: str) -> RuleSetDocument:
 
 def parse_data(data: Any) -> RuleSetDocument:
     if not isinstance(data, dict):
-        raise InvalidInput("invalid_rules_file", "A rules file is a mapping with actions, campaigns and rules.")
+        raise InvalidInput(
+            "invalid_rules_file", "A rules file is a mapping with actions, campaigns and rules.", field="document"
+        )
     try:
         document = RuleSetDocument.model_validate(data)
     except ValidationError as exc:
