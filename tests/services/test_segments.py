@@ -198,3 +198,31 @@ def test_a_segment_stored_before_its_values_were_checked_still_loads_refreshes_a
             conn=conn, clock=clock, program=program, code="germans", data=renamed, actor=ACTOR
         )
     assert changed.conditions[0].value == "fr"
+
+
+def test_a_segment_bonus_goes_to_purchases_made_once_the_member_was_in_the_segment(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """A rule's ``segments`` hold on the member's segments when the purchase occurred: a till that was offline
+    sends a purchase made before the refresh that put the member in "regulars", and it gets no regulars' bonus;
+    one made after it does."""
+    from tests.services.factories import apply_rules, get_member
+
+    regular = {"id": "regulars", "name": {"en": "Regulars' bonus"}, "event": "purchase",
+               "conditions": {"segments": ["regulars"]}, "effect": {"type": "fixed", "points": 50}}  # fmt: skip
+    base = {"id": "base", "name": {"en": "1 point per euro"}, "event": "purchase"}
+    base["effect"] = {"type": "points_per_amount", "points": 1, "per_amount": 100}
+    define(db, clock, program, code="regulars", conditions=[{"field": "order_count", "op": ">=", "value": 1}])
+    program = apply_rules(db, clock, program, {"rules": [base, regular]})
+    ann = enrol(db, clock, program)
+    clock.advance(hours=1)
+    assert purchase(db, clock, program, ann, amount=1000).points == 10  # not a regular yet
+    offline_at = clock.now() + timedelta(hours=1)
+    clock.advance(hours=2)
+    segments.refresh(db, clock, program_id=program.id)  # Ann is a regular from now on
+    assert members_of(db, program, "regulars") == {ann.id}
+    assert get_member(db, program, ann.id).status == "active"
+    late = purchase(db, clock, program, ann, amount=1000, occurred_at=offline_at)  # made before the refresh
+    assert (late.points, [a.rule_id for a in late.awards]) == (10, ["base"])
+    clock.advance(minutes=5)
+    assert purchase(db, clock, program, ann, amount=1000).points == 10 + 50

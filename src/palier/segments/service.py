@@ -117,14 +117,18 @@ def _segment(row: Any) -> Segment:
     )
 
 
-def member_segments(conn: Connection, *, member_id: str) -> frozenset[str]:
-    """The codes of the segments the member is in (for rules, reward eligibility and plans)."""
-    rows = conn.execute(
+def member_segments(conn: Connection, *, member_id: str, at: datetime | None = None) -> frozenset[str]:
+    """The codes of the segments the member is in (for rules, reward eligibility and plans); with ``at``, only
+    those they had entered by then: a purchase sent late, made before a refresh put the member in a segment,
+    does not earn that segment's bonus."""
+    query = (
         select(segments.c.code)
         .join(segment_members, segment_members.c.segment_id == segments.c.id)
         .where(segment_members.c.member_id == member_id)
     )
-    return frozenset(rows.scalars())
+    if at is not None:
+        query = query.where(segment_members.c.since <= at)
+    return frozenset(conn.execute(query).scalars())
 
 
 # --- every member's figures, in one statement ---

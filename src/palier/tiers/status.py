@@ -49,7 +49,7 @@ def standing(conn: Connection, *, program: Program, member_id: str | None, now: 
             best, source, name = percent, f"plan:{code}", plan_name
     return Standing(
         tier=tier,
-        segments=member_segments(conn, member_id=member_id),
+        segments=member_segments(conn, member_id=member_id, at=now),
         plans=frozenset(plans),
         multiplier_percent=best,
         multiplier_source=source,
