@@ -283,6 +283,66 @@ def test_a_return_gives_back_to_the_budget_and_the_cap_the_share_of_campaign_poi
     assert campaign_counters(db, program) == {"": 20, member.id: 0, other.id: 20}
 
 
+def test_a_returned_item_gives_back_to_the_cap_and_budget_the_bonus_of_its_own_line(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """A pastry bonus (10 per croissant, 10 at most per member) on bread and a croissant: the croissant returned
+    takes back its 10 bonus points, so the cap and budget get all 10 back and the next croissant earns its bonus
+    again (not 1 point, as if the bread's share of the order had been returned). The bread returned gives back
+    none of it; a refund by amount its share of what lines have not given back."""
+    campaign = {"id": "pastry", "name": {"en": "Pastry week"}, "starts": "2026-01-01T00:00:00",
+                "ends": "2027-01-01T00:00:00", "member_cap": 10, "budget": 1000}  # fmt: skip
+    bonus = {"id": "pastry-x", "name": {"en": "Pastry bonus"}, "event": "purchase", "campaign": "pastry",
+             "conditions": {"categories": ["viennoiserie"]}, "effect": {"type": "per_item", "points": 10}}  # fmt: skip
+    program = apply_rules(db, clock, program, {"campaigns": [campaign], "rules": [BASE, bonus]})
+    ann = enrol(db, clock, program)
+    croissant = line("CROISSANT", 100, category="viennoiserie")
+    order = purchase(db, clock, program, ann, lines=[line("BREAD", 9000), croissant])
+    assert order.points == 90 + 1 + 10 and campaign_counters(db, program) == {"": 10, ann.id: 10}
+    assert return_(db, clock, program, order.external_id, lines=[("CROISSANT", 1)]).points == -11
+    assert campaign_counters(db, program) == {"": 0, ann.id: 0}
+    again = purchase(db, clock, program, ann, lines=[croissant])
+    assert (again.points, campaign_counters(db, program)) == (1 + 10, {"": 10, ann.id: 10})
+    assert return_(db, clock, program, order.external_id, lines=[("BREAD", 1)]).points == -90
+    assert campaign_counters(db, program) == {"": 10, ann.id: 10}  # the bread gave none of the bonus
+
+    two = purchase(db, clock, program, ann, lines=[line("BREAD", 9000), croissant])  # the cap is reached: no bonus
+    assert two.points == 91 and campaign_counters(db, program) == {"": 10, ann.id: 10}
+    third = [line("BREAD", 1000, quantity=2), line("PAIN-CHOC", 120, quantity=2, category="viennoiserie")]
+    clock.advance(days=1)
+    bob = enrol(db, clock, program)
+    mixed = purchase(db, clock, program, bob, lines=third)  # 20 + 2 + 10 (the cap)
+    assert mixed.points == 32 and campaign_counters(db, program)[bob.id] == 10
+    return_(db, clock, program, mixed.external_id, amount=1000)  # a refund by amount: a share of everything
+    return_(db, clock, program, mixed.external_id, lines=[("PAIN-CHOC", 1)])
+    assert 0 < campaign_counters(db, program)[bob.id] < 10
+    return_(db, clock, program, mixed.external_id, lines=[("PAIN-CHOC", 1), ("BREAD", 1)])
+    assert campaign_counters(db, program) == {"": 10, ann.id: 10, bob.id: 0}  # all of it back, exactly
+    assert_ledger_sound(db, program)
+
+
+def test_an_item_returned_before_its_card_was_linked_gives_back_the_bonus_of_its_own_line(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    from tests.services.factories import add_identity
+
+    campaign = {"id": "pastry", "name": {"en": "Pastry week"}, "starts": "2026-01-01T00:00:00",
+                "ends": "2027-01-01T00:00:00", "member_cap": 10}  # fmt: skip
+    bonus = {"id": "pastry-x", "name": {"en": "Pastry bonus"}, "event": "purchase", "campaign": "pastry",
+             "conditions": {"categories": ["viennoiserie"]}, "effect": {"type": "per_item", "points": 10}}  # fmt: skip
+    program = apply_rules(db, clock, program, {"campaigns": [campaign], "rules": [BASE, bonus]})
+    card = luhn_card()
+    croissant = line("CROISSANT", 100, category="viennoiserie")
+    order = purchase(db, clock, program, ("payment_card", card), lines=[line("BREAD", 9000), croissant])
+    return_(db, clock, program, order.external_id, lines=[("CROISSANT", 1)])
+    ann = enrol(db, clock, program)
+    add_identity(db, clock, program, ann, "payment_card", card)
+    assert balance(db, program, ann).pending == 90 and campaign_counters(db, program) == {ann.id: 0}
+    assert purchase(db, clock, program, ann, lines=[croissant]).points == 1 + 10  # the cap serves again
+    return_(db, clock, program, order.external_id, lines=[("BREAD", 1)])
+    assert campaign_counters(db, program) == {ann.id: 10}
+
+
 def test_sixteen_purchases_racing_never_spend_more_than_the_budget(
     db: Database, clock: FrozenClock, program: Program
 ) -> None:

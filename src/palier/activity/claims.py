@@ -111,6 +111,7 @@ def _claim(
         event_id=event_id,
         points=rules.Returned(earning.points, 0, returned),
         money=rules.Returned(total, 0, refunded),
+        lines=rules.LinesReturned(lines, [0] * len(lines), [int(line["returned"]) for line in lines]),
     )
     lot_id = _credit(conn, program, member_id, order, earning.points - returned, now)
     conn.execute(update(events).where(events.c.id == event_id).values(member_id=member_id, status="processed"))

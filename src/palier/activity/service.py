@@ -408,6 +408,9 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
         event_id=order["event_id"],
         points=rules.Returned(order["points"], order["points_returned"], order["points_returned"] + plan.points),
         money=rules.Returned(order["total"], order["refunded"], order["refunded"] + plan.refund),
+        lines=rules.LinesReturned(
+            order["lines"], [int(x["returned"]) for x in order["lines"]], [int(x["returned"]) for x in plan.lines]
+        ),
     )
     if member_id is not None and plan.points:
         booking = ledger.Booking(

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, and_, insert, or_, select, update
 from palier.activity.earning import Earning
 from palier.activity.earning import purchase_earning as base_earning
 from palier.activity.models import AwardLine, PurchaseIn, check_points_earned
-from palier.activity.tables import purchases
+from palier.activity.tables import events, purchases
 from palier.clock import Clock, utc
 from palier.errors import InvalidInput, NotFound
 from palier.programs.models import Program
@@ -42,6 +42,9 @@ from palier.rules.engine import (
     total_points,
 )
 from palier.rules.models import PointsPerAmount, Rule, RuleSetDocument, RuleSetVersion, SpendStep, Text
+from palier.rules.returned import LinesReturned as LinesReturned
+from palier.rules.returned import Returned as Returned
+from palier.rules.returned import counts_some_lines, share_on_lines, split_on_lines
 from palier.rules.tables import awards as award_rows
 from palier.rules.tables import counters as counter_rows
 from palier.rules.tables import rule_sets
@@ -469,30 +472,24 @@ def grant_awards(
     return granted, rows
 
 
-@dataclass(frozen=True)
-class Returned:
-    """How much of a purchase had been returned before a return and after it, out of the ``whole``."""
-
-    whole: int
-    before: int
-    after: int
-
-    def share(self, of: int) -> int:
-        """The part of ``of`` this return takes back. Of everything returned so far, less what earlier returns
-        took: an order returned in several parts takes back exactly what one full return would."""
-        if self.whole <= 0:
-            return 0
-        return of * min(self.after, self.whole) // self.whole - of * min(self.before, self.whole) // self.whole
-
-
 def give_back(
-    *, conn: Connection, clock: Clock, program: Program, event_id: str, points: Returned, money: Returned
+    *,
+    conn: Connection,
+    clock: Clock,
+    program: Program,
+    event_id: str,
+    points: Returned,
+    money: Returned,
+    lines: LinesReturned | None = None,
 ) -> None:
     """A return of a purchase undoes the same share of what its awards counted.
 
     - Each campaign that gave some of the purchase's points gets back in its budget, and the member in
       their cap, the share of those points the return takes back (``points``): a budget counts the points
-      members keep. Only the counters the award was counted in: the campaign's budget and cap in the rules
+      members keep. A rule that counts some lines only (``skus``, ``categories``, ``brands``) gave its points on
+      those lines: with ``lines``, the items returned give back what they earned of it (the croissant returned
+      gives back all of its pastry bonus, the bread returned none), a refund by amount its share of the rest.
+      Only the counters the award was counted in: the campaign's budget and cap in the rules
       version that made the award, the cap of the member the award went to.
     - A spend_step rule's running spend falls by the share of the spend it counted that was refunded
       (``money``). Coupons this order brought that the spend left no longer covers are cancelled while still
@@ -528,6 +525,7 @@ def give_back(
     if line is None:
         return
     by_version = {rules.version: rules for rules in line.versions}
+    bought: list[dict[str, Any]] | None = None  # the order's lines as sent (sku, category, brand), read once
     for row in rows:
         if row.kind == "coupon":  # a spend_step award: ``amount`` is the spend it counted
             spent = money.share(int(row.amount))
@@ -541,14 +539,30 @@ def give_back(
             continue
         rules = by_version.get(row.rule_version)
         campaign = rules.campaigns.get(row.campaign_id) if rules is not None else None
-        back = points.share(int(row.points))
-        if campaign is None or back <= 0:
+        rule = _rule_of(rules, row.rule_id)
+        split = None
+        if lines is not None and rule is not None and counts_some_lines(rule):
+            bought = _bought_lines(conn, event_id) if bought is None else bought
+            split = split_on_lines(program, rule, int(row.points), bought, len(lines.lines))
+        back = points.share(int(row.points)) if split is None or lines is None else share_on_lines(split, lines, points)
+        if campaign is None or back == 0:  # below 0: the line items' share counted back what an earlier refund gave
             continue
         name = counters.campaign_counter(row.campaign_id)
         if campaign.budget is not None:
             counters.add(conn, program_id=program.id, member_id=counters.PROGRAM_WIDE, name=name, delta=-back)
         if campaign.member_cap is not None and row.member_id is not None:
             counters.add(conn, program_id=program.id, member_id=row.member_id, name=name, delta=-back)
+
+
+def _rule_of(rules: CompiledRuleSet | None, rule_id: str) -> Rule | None:
+    return next((r for r in rules.document.rules if r.id == rule_id), None) if rules is not None else None
+
+
+def _bought_lines(conn: Connection, event_id: str) -> list[dict[str, Any]]:
+    """The purchase's lines as it was sent (their SKU, category, brand and kind: what line filters read)."""
+    body = conn.execute(select(events.c.body).where(events.c.id == event_id)).scalar()
+    found = body.get("lines") if isinstance(body, dict) else None
+    return list(found) if isinstance(found, list) else []
 
 
 def _step_of(rules: CompiledRuleSet | None, rule_id: str) -> int:
