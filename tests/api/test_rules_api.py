@@ -115,6 +115,28 @@ def test_a_body_that_is_not_a_rules_document_names_the_document_as_the_field(pro
     assert program.call("GET", "/v1/program/rules").json()["version"] == 0
 
 
+def test_a_rule_for_a_tier_or_segment_the_program_does_not_have_is_refused_rather_than_never_applying(
+    program: ApiProgram,
+) -> None:
+    """ "Gold" for the tier coded gold, or top-10 for the segment top10: such a rule would pay nobody, while how
+    to earn told every member about it."""
+    gold = {"code": "gold", "name": {"fr": "Or", "en": "Gold"}, "threshold": 0}
+    assert program.call("PUT", "/v1/tiers", json={"metric": "spend", "tiers": [gold]}).status_code == 200
+    top = {"code": "top10", "name": {"fr": "Top", "en": "Top"}, "kind": "top_revenue", "percent": 10}
+    assert program.call("POST", "/v1/segments", json=top).status_code == 201
+    base = RULES["rules"][0]
+    typos = {**base, "id": "vip", "conditions": {"tiers": ["gold", "Gold"], "segments": ["top-10"]}}
+    body = assert_problem(apply(program, {"rules": [base, typos]}), 422, "unknown_tier", "rules[1].conditions.tiers[1]")
+    assert [(e["field"], e["code"]) for e in body["errors"]] == [
+        ("rules[1].conditions.tiers[1]", "unknown_tier"),
+        ("rules[1].conditions.segments[0]", "unknown_segment"),
+    ]
+    assert "gold" in body["errors"][0]["message"] and "top10" in body["errors"][1]["message"]  # what there is
+    assert program.call("GET", "/v1/program/rules").json()["version"] == 0
+    right = {**typos, "conditions": {"tiers": ["gold"], "segments": ["top10"]}}
+    assert apply(program, {"rules": [base, right]}).status_code == 201
+
+
 def test_an_exclusive_multiplier_above_every_rule_it_would_multiply_is_refused(program: ApiProgram) -> None:
     """ "Double points, not with other offers" at a higher priority than the base rule would stop the base rule
     and multiply nothing: every purchase would earn no points."""

@@ -67,7 +67,7 @@ def _code(error: Any) -> tuple[str, str]:
     return ("invalid_type" if kind.endswith(("_parsing", "_type")) else "invalid_value"), message
 
 
-def _refuse(problems: list[dict[str, str]]) -> InvalidInput:
+def refuse(problems: list[dict[str, str]]) -> InvalidInput:
     first = problems[0]
     more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
     return InvalidInput(
@@ -116,7 +116,7 @@ def parse_data(data: Any) -> RuleSetDocument:
         for error in exc.errors():
             code, message = _code(error)
             problems.append({"field": path_of(error_location(error)), "code": code, "message": message})
-        raise _refuse(problems) from None
+        raise refuse(problems) from None
     check_document(document)
     return document
 
@@ -185,7 +185,7 @@ def check_document(document: RuleSetDocument) -> None:
     problems += _overlapping_exclusives(document, campaigns)
     problems += _exclusive_multipliers_with_nothing_to_multiply(document)
     if problems:
-        raise _refuse(problems)
+        raise refuse(problems)
 
 
 def _overlapping_exclusives(document: RuleSetDocument, campaigns: dict[str, Campaign]) -> list[dict[str, str]]:

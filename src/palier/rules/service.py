@@ -26,7 +26,7 @@ from palier.programs.service import record_audit
 from palier.programs.tables import programs
 from palier.rewards import service as rewards
 from palier.rules import context, counters, limits
-from palier.rules.document import check_document
+from palier.rules.document import check_document, refuse
 from palier.rules.engine import (
     ANONYMOUS,
     Award,
@@ -74,6 +74,7 @@ def apply_rules(
     """Make ``document`` the program's rules from now on, as a new version (the old ones are kept)."""
     check_document(document)
     _check_rewards(conn, program_id, document)
+    _check_tiers_and_segments(conn, program_id, document)
     now = clock.now()
     query = select(programs.c.rules_version).where(programs.c.id == program_id).with_for_update()
     current = int(conn.execute(query).scalar_one())
@@ -121,6 +122,37 @@ def _check_rewards(conn: Connection, program_id: str, document: RuleSetDocument)
                     f"{rule.effect.reward_id!r} in this program's catalog.",
                     field=f"rules[{i}].effect.reward_id",
                 ) from None
+
+
+def _check_tiers_and_segments(conn: Connection, program_id: str, document: RuleSetDocument) -> None:
+    """A rule's ``tiers`` and ``segments`` must name the program's own codes: "Gold" for gold, or a segment not
+    made yet, would pay nobody while how to earn told every member about it. Every such problem at once."""
+    from palier.segments.service import list_segments
+    from palier.tiers.service import get_policy
+
+    wanted = [r for r in document.rules if r.conditions.tiers or r.conditions.segments]
+    if not wanted:
+        return
+    policy = get_policy(conn, program_id=program_id)
+    known = {
+        "tiers": [t.code for t in policy.tiers] if policy is not None else [],
+        "segments": [s.code for s in list_segments(conn=conn, program_id=program_id)],
+    }
+    problems = []
+    for i, rule in enumerate(document.rules):
+        for kind, codes in (("tiers", rule.conditions.tiers), ("segments", rule.conditions.segments)):
+            for j, code in enumerate(codes or []):
+                if code not in known[kind]:
+                    there = ", ".join(known[kind]) or "none yet"
+                    problems.append(
+                        {
+                            "field": f"rules[{i}].conditions.{kind}[{j}]",
+                            "code": f"unknown_{kind[:-1]}",
+                            "message": f"this program has no {kind[:-1]} {code!r} (its {kind}: {there})",
+                        }
+                    )
+    if problems:
+        raise refuse(problems)
 
 
 def versions(*, conn: Connection, program_id: str) -> list[RuleSetVersion]:
