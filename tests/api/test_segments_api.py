@@ -85,3 +85,17 @@ def test_a_condition_that_does_not_fit_names_its_part_at_fault(
     program: ApiProgram, condition: dict[str, Any], code: str, field: str
 ) -> None:
     assert_problem(program.call("POST", "/v1/segments", json=segment("wrong", **condition)), 422, code, field)
+
+
+def test_a_tier_the_program_does_not_have_is_refused_rather_than_leaving_the_segment_empty(program: ApiProgram) -> None:
+    gold = {"code": "gold", "name": {"fr": "Or", "en": "Gold"}, "threshold": 0}
+    assert program.call("PUT", "/v1/tiers", json={"metric": "spend", "tiers": [gold]}).status_code == 200
+    for value in ("Gold", ["gold", "silver"]):
+        op = "in" if isinstance(value, list) else "="
+        refused = program.call("POST", "/v1/segments", json=segment("golden", field="tier", op=op, value=value))
+        assert "gold" in assert_problem(refused, 422, "invalid_choice", "conditions[0].value")["detail"]
+    assert program.call("GET", "/v1/segments").json() == []
+    made = program.call("POST", "/v1/segments", json=segment("golden", field="tier", op="=", value="gold"))
+    assert made.status_code == 201, made.text
+    changed = program.call("PUT", "/v1/segments/golden", json=segment("golden", field="tier", op="!=", value="gld"))
+    assert_problem(changed, 422, "invalid_choice", "conditions[0].value")

@@ -37,7 +37,27 @@ CHANNELS = ("web", "store", "app", "phone")
 _FAR_DAYS = 100_000  # about 274 years: further back or ahead than any purchase or enrolment
 
 
+def _check_tiers(conn: Connection, program: Program, data: SegmentIn) -> None:
+    """A ``tier`` condition names the program's own tier codes: "Gold" for gold would leave the segment empty."""
+    from palier.tiers.service import get_policy
+
+    tested = [(i, c) for i, c in enumerate(data.conditions) if c.field == "tier"]
+    if not tested:
+        return
+    policy = get_policy(conn, program_id=program.id)
+    known = [t.code for t in policy.tiers] if policy is not None else []
+    for i, condition in tested:
+        values = condition.value if isinstance(condition.value, list) else [condition.value]
+        if any(v not in known for v in values):
+            raise InvalidInput(
+                "invalid_choice",
+                f"tier is one of this program's tier codes: {', '.join(known) or 'none yet'}.",
+                field=f"conditions[{i}].value",
+            )
+
+
 def create_segment(*, conn: Connection, clock: Clock, program: Program, data: SegmentIn, actor: str) -> Segment:
+    _check_tiers(conn, program, data)
     now = clock.now()
     segment_id = new_id("segment")
     try:
@@ -75,6 +95,7 @@ def update_segment(
             f"A segment's code cannot change (rules, rewards and plans name it): send code {code!r}.",
             field="code",
         )
+    _check_tiers(conn, program, data)
     definition = data.model_dump(mode="json")
     conn.execute(
         update(segments)
