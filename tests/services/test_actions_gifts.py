@@ -93,6 +93,30 @@ def test_an_action_pays_once_per_reference_and_refuses_above_its_limit(
     assert balance(db, program, member).available == 30 + 30
 
 
+def test_an_action_sent_twice_at_once_answers_the_first_result_not_its_limit(
+    db: Database, clock: FrozenClock, program: Program, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A till retrying a newsletter sign-up (once ever) while the first request is still running: the retry
+    looked for the reference before the first committed, then waited for the member's lock. It must answer the
+    first result, not action_limit_reached for the very sign-up that was paid."""
+    from palier.rules import actions
+
+    program = with_rules(db, clock, program)
+    member = enrol(db, clock, program)
+    first, _ = act(db, clock, program, member.id, "newsletter", "camille@example.fr")
+    looked_up = actions.replay
+    calls: list[int] = []
+
+    def before_the_first_committed(**kwargs: Any) -> Any:
+        calls.append(1)
+        return None if len(calls) == 1 else looked_up(**kwargs)
+
+    monkeypatch.setattr(actions, "replay", before_the_first_committed)
+    again, replayed = act(db, clock, program, member.id, "newsletter", "camille@example.fr")
+    assert (again, replayed) == (first, True)
+    assert balance(db, program, member).available == 30 + 20
+
+
 def test_once_ever_and_unknown_actions_and_other_members(db: Database, clock: FrozenClock, program: Program) -> None:
     program = with_rules(db, clock, program)
     member, other = enrol(db, clock, program), enrol(db, clock, program)

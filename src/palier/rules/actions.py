@@ -57,19 +57,28 @@ def record_action(
     """Pay an action's points (and what rules add); the result and whether it is a replay."""
     external_id = f"{data.action}:{data.reference}"
     body_hash = payload_hash(data, member_id, timezone=program.timezone, key=key)
-    found = replay(
-        conn=conn,
-        program_id=program.id,
-        type_="action",
-        external_id=external_id,
-        body_hash=body_hash,
-        field="reference",
-    )
+
+    def first_result() -> EventResult | None:
+        return replay(
+            conn=conn,
+            program_id=program.id,
+            type_="action",
+            external_id=external_id,
+            body_hash=body_hash,
+            field="reference",
+        )
+
+    found = first_result()
     if found is not None:
         return found, True
     now = clock.now()
     occurred_at = _checked_date(data, now, program) if data.occurred_at else now
     lock_members(conn, [member_id])
+    # again under the lock: the same action sent twice at once (a retry) found nothing above while the first was
+    # running; it answers the first result rather than a limit the first one reached
+    found = first_result()
+    if found is not None:
+        return found, True
     members.require_active(conn=conn, program_id=program.id, member_id=member_id)
     _refuse_before_enrolment(conn, member_id, occurred_at)
     rules = rules_at(conn=conn, program=program, when=occurred_at)
