@@ -451,6 +451,35 @@ def test_overlapping_exclusive_campaigns_are_reported() -> None:
     )
 
 
+def test_exclusive_rules_that_can_never_meet_on_one_purchase_are_not_called_overlapping() -> None:
+    """ "Not with other offers" for Black Friday and for Christmas, told apart by their dates rather than by
+    campaigns, or one for the web shop and one for the stores: no purchase can meet both, so which wins is
+    never in doubt and the same priority is fine. Dates or channels in common still overlap."""
+    rule = {"name": {"en": "x"}, "event": "purchase", "exclusive": True, "effect": {"type": "fixed", "points": 5}}
+    base = {"id": "base", "name": {"en": "b"}, "event": "purchase", "priority": 10}
+    base["effect"] = {"type": "points_per_amount", "points": 1, "per_amount": 100}
+    friday = {"dates": {"start": "2026-11-27", "end": "2026-11-30"}}
+    christmas = {"dates": {"start": "2026-12-20", "end": "2026-12-24"}}
+    apart = [
+        (friday, christmas),
+        ({"channels": ["web"]}, {"channels": ["store", "phone"]}),
+        ({"weekdays": ["sat", "sun"]}, {"weekdays": ["mon"], "channels": ["web"]}),
+    ]
+    for one, other in apart:
+        parse_data({"rules": [base, rule | {"id": "x", "conditions": one}, rule | {"id": "y", "conditions": other}]})
+    together = [
+        (friday, {"dates": {"start": "2026-11-30", "end": "2026-12-24"}}),  # 30 November in both
+        ({"channels": ["web"]}, {"channels": ["web", "store"]}),
+        (friday, {"channels": ["web"]}),  # a web purchase on Black Friday meets both
+    ]
+    for one, other in together:
+        with pytest.raises(InvalidInput) as caught:
+            parse_data(
+                {"rules": [base, rule | {"id": "x", "conditions": one}, rule | {"id": "y", "conditions": other}]}
+            )
+        assert caught.value.code == "overlapping_exclusive_rules"
+
+
 def test_no_code_is_ever_evaluated() -> None:
     with pytest.raises(InvalidInput):
         parse_text("rules: !!python/object/apply:os.system ['true']")

@@ -19,6 +19,7 @@ from palier.rules.models import (
     EFFECTS_FOR,
     PURCHASE_ONLY,
     Campaign,
+    Conditions,
     Multiplier,
     PointsPerAmount,
     RuleSetDocument,
@@ -197,7 +198,7 @@ def _overlapping_exclusives(document: RuleSetDocument, campaigns: dict[str, Camp
             if other.event != rule.event or other.priority != rule.priority:
                 continue
             a, b = campaigns.get(rule.campaign or ""), campaigns.get(other.campaign or "")
-            if a is None or b is None or _overlap(a, b):
+            if (a is None or b is None or _overlap(a, b)) and _can_meet(rule.conditions, other.conditions):
                 found.append(
                     {
                         "field": f"rules[{i}].exclusive",
@@ -227,6 +228,18 @@ def _exclusive_multipliers_with_nothing_to_multiply(document: RuleSetDocument) -
                 }
             )
     return found
+
+
+def _can_meet(a: Conditions, b: Conditions) -> bool:
+    """Whether one event can meet both rules' dates, channels and weekdays (a condition left out meets any):
+    Black Friday's dates and Christmas's, or the web shop and the stores, never meet."""
+    if a.dates and b.dates and (a.dates.end < b.dates.start or b.dates.end < a.dates.start):
+        return False
+    for name in ("channels", "weekdays"):
+        mine, theirs = getattr(a, name), getattr(b, name)
+        if mine is not None and theirs is not None and not set(mine) & set(theirs):
+            return False
+    return True
 
 
 def _overlap(a: Campaign, b: Campaign) -> bool:
