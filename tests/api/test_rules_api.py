@@ -263,6 +263,17 @@ def test_how_to_earn_in_french_and_english(program: ApiProgram) -> None:
     assert any(x.endswith(", from 7 March 2026 to 8 March 2026") for x in english["lines"]), english["lines"]
 
 
+def test_how_to_earn_dates_a_campaign_given_in_utc_on_the_programs_calendar(program: ApiProgram) -> None:
+    """A weekend written in UTC (Friday 23:00Z to Sunday 23:00Z is Saturday to Monday midnight in Paris) is told
+    as the days members live it, not as the UTC wall clock: "from 7 March to 8 March", not "6 March at 23:00"."""
+    utc_weekend = {**RULES["campaigns"][0], "starts": "2026-03-06T23:00:00Z", "ends": "2026-03-08T23:00:00Z"}
+    assert apply(program, {**RULES, "campaigns": [utc_weekend]}).status_code == 201
+    english = program.call("GET", "/v1/how-to-earn").json()["lines"]
+    french = program.call("GET", "/v1/how-to-earn", params={"language": "fr"}).json()["lines"]
+    assert any(x.endswith(", from 7 March 2026 to 8 March 2026") for x in english), english
+    assert any(x.endswith(", du 7 mars 2026 au 8 mars 2026") for x in french), french
+
+
 def test_how_to_earn_tells_every_condition_a_member_must_meet_by_its_name(program: ApiProgram) -> None:
     """A bonus for Gold members of a segment, on small baskets, is not told as a bonus for everyone."""
     gold = {"code": "gold", "name": {"fr": "Or", "en": "Gold"}, "threshold": 500_00}

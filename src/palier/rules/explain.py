@@ -76,7 +76,9 @@ def how_to_earn(
         sentence = _effect(rule, lang, currency, exponent, points_name)
         sentence += _when(rule.conditions, lang, currency, exponent, tier_names or {}, segment_names or {}, actions)
         if campaign is not None:
-            starts, ends = _moment(campaign.starts, lang), _moment(campaign.ends, lang, end=True)
+            # a bound given with an offset, on the program's calendar: members live the days in its zone
+            local = [b.astimezone(rules.timezone) if b.tzinfo else b for b in (campaign.starts, campaign.ends)]
+            starts, ends = _moment(local[0], lang), _moment(local[1], lang, end=True)
             sentence += f", du {starts} au {ends}" if lang == "fr" else f", from {starts} to {ends}"
         lines.append(f"{rule.name.in_language(lang)} — {sentence}")
     return lines
@@ -91,7 +93,7 @@ _MONTHS = {
 
 
 def _moment(when: datetime, lang: str, *, end: bool = False) -> str:
-    """A campaign's bound as it was written (wall-clock time in the program's zone): "5 décembre 2026 à 18:00",
+    """A campaign's bound as wall-clock time in the program's zone: "5 décembre 2026 à 18:00",
     "5 December 2026 at 18:00"; the time left out at midnight, where an ``end`` is the day before, the last
     day the campaign runs ("to 6 December" for an end at 7 December 00:00: readers take "to" as included)."""
     if (when.hour, when.minute) == (0, 0):
