@@ -475,8 +475,9 @@ def test_purchases_with_a_card_not_yet_linked_cannot_take_a_member_past_a_campai
     program = with_campaign_bonus(db, clock, program, "launch", 50, member_cap=50)
     ann = enrol(db, clock, program)
     card = luhn_card()
-    for _ in range(3):
-        purchase(db, clock, program, ("payment_card", card), amount=1000)
+    for _ in range(3):  # each receipt says what the purchase earns for sure: none of the capped bonus
+        unclaimed = purchase(db, clock, program, ("payment_card", card), amount=1000)
+        assert (unclaimed.points, [a.rule_id for a in unclaimed.awards]) == (10, ["base"])
     add_identity(db, clock, program, ann, "payment_card", card)
     assert balance(db, program, ann).pending == 3 * 10 + 50
     assert purchase(db, clock, program, ann, amount=1000).points == 10  # the cap was reached by the claim

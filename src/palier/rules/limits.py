@@ -28,10 +28,13 @@ def reserve(
     member_id: str | None,
     awards: list[Award],
     take: bool = True,
+    unknown_buyer: bool = False,
 ) -> list[Award]:
     """``awards`` cut to what their campaigns may still give; with ``take``, count what they give.
 
     Without ``take`` (a preview, or a purchase nobody is credited for yet) nothing is locked or written.
+    ``unknown_buyer``: a purchase with a card nobody has linked gets none of a capped campaign's points (no cap
+    can be kept for a buyer nobody knows); the claim prices them for the member who links the card.
     """
     wanted = sorted({a.campaign_id for a in awards if a.campaign_id and a.kind == "points" and a.points > 0})
     limited = [
@@ -53,6 +56,8 @@ def reserve(
             bounds.append(campaign.budget - given[name])
         if campaign.member_cap is not None and member_id is not None:
             bounds.append(campaign.member_cap - mine[name])
+        elif campaign.member_cap is not None and unknown_buyer:
+            bounds.append(0)
         if bounds:
             left[campaign.id] = min(bounds)
     granted = within_limits(awards, left, rules.rounding)

@@ -480,7 +480,10 @@ def grant_awards(
     written: no one is credited, so no budget is spent; the claim prices it for the member who links the
     card (``activity.claims``), and only then are budgets, caps and spend counted."""
     if member_id is None:
-        return limits.reserve(conn=conn, program=program, rules=rules, member_id=None, awards=awards, take=False), []
+        unknown = limits.reserve(
+            conn=conn, program=program, rules=rules, member_id=None, awards=awards, take=False, unknown_buyer=True
+        )
+        return unknown, []
     granted = limits.reserve(conn=conn, program=program, rules=rules, member_id=member_id, awards=awards)
     granted = limits.count_spend(
         conn=conn, clock=clock, program=program, member_id=member_id, event_id=event_id, awards=granted
