@@ -228,6 +228,17 @@ def test_a_multiplier_doubles_what_a_spent_campaign_budget_granted_in_the_previe
     assert program.balance(member["id"])["pending"] == 320
 
 
+def test_a_croissant_given_free_earns_no_pastry_bonus_in_the_preview_or_the_purchase(program: ApiProgram) -> None:
+    apply(program, RULES)
+    member = program.enrol(first_name="Léa")
+    cart = [line("CROISSANT", 130, 2, category="viennoiserie"),
+            {**line("CROISSANT", 130, 1, category="viennoiserie"), "discount": 130}]  # its coupon: free  # fmt: skip
+    shown = program.call("POST", "/v1/preview", json={"lines": cart, "member_id": member["id"]}).json()
+    bought = program.purchase(member["id"], lines=cart, occurred_at="2026-03-02T09:00:00Z")
+    assert shown["points"] == bought["points"] == 2 + 4  # 2 points for €2.60, +2 for each croissant paid
+    assert [x["text"] for x in bought["awards"]] == ["1 point per euro: +2", "Pastry bonus +2/item: +4"]
+
+
 def test_actions_over_http(program: ApiProgram) -> None:
     apply(program, RULES)
     member = program.enrol(first_name="Léa")

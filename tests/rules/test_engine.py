@@ -114,6 +114,25 @@ def test_line_filters_count_only_their_lines() -> None:
     assert rules(pastry).evaluate(cart(COFFEE), MemberContext(), MONDAY_MORNING)[1:] == []
 
 
+def test_items_given_free_earn_no_per_item_bonus_and_do_not_count_towards_a_minimum_quantity() -> None:
+    """A croissant redeemed with a coupon (its line discounted to nothing), or a cart paid wholly with points,
+    was not bought with money: it earns no "+5 per item", and "from 3 pastries" is not met by two bought and one
+    given."""
+    pastry = {"id": "pastry", "name": {"en": "Pastry bonus"}, "event": "purchase",
+              "conditions": {"categories": ["viennoiserie"]}, "effect": {"type": "per_item", "points": 5}}  # fmt: skip
+    three = {"id": "three", "name": {"en": "Three pastries"}, "event": "purchase",
+             "conditions": {"categories": ["viennoiserie"], "min_quantity": 3},
+             "effect": {"type": "fixed", "points": 20}}  # fmt: skip
+    free = LineSnapshot(sku="CROISSANT", quantity=1, amount=0, category="viennoiserie")
+    found = rules(pastry, three).evaluate(cart(CROISSANT, free), MemberContext(), MONDAY_MORNING)
+    assert [(a.rule_id, a.points, a.line_points) for a in found] == [("base", 2, (2, 0)), ("pastry", 10, (10, 0))]
+    paid_with_points = LineSnapshot(sku="CROISSANT", quantity=3, amount=0, category="viennoiserie")
+    assert rules(pastry, three).evaluate(cart(paid_with_points), MemberContext(), MONDAY_MORNING) == []
+    bought = LineSnapshot(sku="CROISSANT", quantity=3, amount=390, category="viennoiserie")
+    found = rules(pastry, three).evaluate(cart(bought, free), MemberContext(), MONDAY_MORNING)
+    assert [(a.rule_id, a.points) for a in found] == [("base", 3), ("pastry", 15), ("three", 20)]
+
+
 def test_a_cashback_award_reads_as_money_in_the_program_currency() -> None:
     cashback = {
         "id": "cashback",

@@ -354,7 +354,7 @@ class _Evaluation:
     """One evaluation's working state: base points per line (for multipliers) and the awards so far."""
 
     __slots__ = (
-        "awards", "base", "base_total", "divide", "earning", "earning_amounts", "earning_quantities",
+        "awards", "base", "base_total", "bought_quantity", "divide", "earning", "earning_amounts", "earning_quantities",
         "earning_quantity", "earning_shares", "earning_spend", "earning_weights", "event", "local", "member", "now",
         "rules", "version",
     )  # fmt: skip
@@ -378,6 +378,10 @@ class _Evaluation:
             self.earning_amounts = [lines[i].amount for i in self.earning]
             self.earning_quantities = [lines[i].quantity for i in self.earning]
         self.earning_spend, self.earning_quantity = sum(self.earning_amounts), sum(self.earning_quantities)
+        # items given free (a line discounted to nothing, a cart paid with points) were not bought: they count for
+        # no minimum quantity and earn no per-item bonus
+        amounts = self.earning_amounts
+        self.bought_quantity = sum(q for q, paid in zip(self.earning_quantities, amounts, strict=True) if paid > 0)
         # how rules without filters split their points over the lines: by amount, else by quantity, else evenly
         if self.earning_spend > 0:
             self.earning_weights = self.earning_amounts
@@ -426,10 +430,10 @@ class _Evaluation:
             matched: Sequence[int] = lines_of[bit] if compiled.filtered else earning
             if compiled.cart:
                 if matched is earning:  # every line that earns: summed once for all such rules
-                    spend, quantity = self.earning_spend, self.earning_quantity
+                    spend, quantity = self.earning_spend, self.bought_quantity
                 else:
                     spend = sum(lines[i].amount for i in matched)
-                    quantity = sum(lines[i].quantity for i in matched)
+                    quantity = sum(lines[i].quantity for i in matched if lines[i].amount > 0)
                 if not compiled.cart_holds(spend, quantity):
                     continue
             if compiled.multiplier:
@@ -471,7 +475,7 @@ class _Evaluation:
 
     def _apply_per_item(self, compiled: CompiledRule, matched: Sequence[int]) -> None:
         each, lines = compiled.points, self.event.lines
-        split = [each * lines[i].quantity for i in matched]
+        split = [each * lines[i].quantity if lines[i].amount > 0 else 0 for i in matched]  # bought, not given
         points = sum(split)
         if points > 0:
             rule = compiled.rule
