@@ -555,7 +555,7 @@ def test_tiers_that_drop_a_tier_a_reward_is_reserved_to_are_refused_until_the_re
     reward_id = made.json()["id"]
     without_gold = WORLD_TIERS | {"tiers": WORLD_TIERS["tiers"][:1]}
     refused = assert_problem(program.call("PUT", "/v1/tiers", json=without_gold), 422, "tier_in_use", "tiers")
-    assert refused["reward_id"] == reward_id and "reserved to tier 'gold'" in refused["detail"]
+    assert refused["reward_id"] == reward_id and f"Reward {reward_id} names tier 'gold'" in refused["detail"]
     assert [t["code"] for t in program.call("GET", "/v1/tiers").json()["tiers"]] == ["silver", "gold"]  # unchanged
     renamed = WORLD_TIERS | {
         "tiers": [WORLD_TIERS["tiers"][0], WORLD_TIERS["tiers"][1] | {"name": {"fr": "Or+", "en": "Gold+"}}]
@@ -563,4 +563,29 @@ def test_tiers_that_drop_a_tier_a_reward_is_reserved_to_are_refused_until_the_re
     assert program.call("PUT", "/v1/tiers", json=renamed).status_code == 200  # a new name keeps the code
     moved = program.call("PATCH", f"/v1/rewards/{reward_id}", json={"eligibility": {"tiers": ["silver"]}})
     assert moved.status_code == 200, moved.text
+    assert program.call("PUT", "/v1/tiers", json=without_gold).status_code == 200
+
+
+def test_tiers_that_drop_a_tier_the_rules_or_a_segment_test_are_refused(
+    new_program: Callable[..., ApiProgram],
+) -> None:
+    from tests.api.test_rules_api import RULES
+
+    program = new_program()
+    assert program.call("PUT", "/v1/tiers", json=WORLD_TIERS).status_code == 200
+    without_gold = WORLD_TIERS | {"tiers": WORLD_TIERS["tiers"][:1]}
+    vip = {**RULES["rules"][0], "id": "gold-bonus", "conditions": {"tiers": ["gold"]}}
+    applied = program.call("POST", "/v1/program/rules", json={"rules": [RULES["rules"][0], vip]})
+    assert applied.status_code in (200, 201), applied.text
+    refused = assert_problem(program.call("PUT", "/v1/tiers", json=without_gold), 422, "tier_in_use", "tiers")
+    assert refused["rule"] == "gold-bonus" and "Rule gold-bonus (rules[1]" in refused["detail"]
+    assert program.call("POST", "/v1/program/rules", json={"rules": [RULES["rules"][0]]}).status_code in (200, 201)
+
+    golden = {"code": "golden", "name": {"fr": "Or", "en": "Gold"},
+              "conditions": [{"field": "tier", "op": "in", "value": ["silver", "gold"]}]}  # fmt: skip
+    assert program.call("POST", "/v1/segments", json=golden).status_code == 201
+    refused = assert_problem(program.call("PUT", "/v1/tiers", json=without_gold), 422, "tier_in_use", "tiers")
+    assert refused["segment"] == "golden"
+    silver_only = golden | {"conditions": [{"field": "tier", "op": "=", "value": "silver"}]}
+    assert program.call("PUT", "/v1/segments/golden", json=silver_only).status_code == 200
     assert program.call("PUT", "/v1/tiers", json=without_gold).status_code == 200

@@ -82,7 +82,7 @@ def set_policy(*, conn: Connection, clock: Clock, program: Program, policy: Tier
             f"{orphaned} members hold a tier this policy removes; keep its code (rename it with name).",
             field="tiers",
         )
-    _refuse_removing_rewards_tiers(conn, program.id, known)
+    _refuse_removing_named_tiers(conn, program, known)
     _give_periods(conn, program, policy, now)
     bump(conn, program_id=program.id)
     record_audit(
@@ -92,23 +92,40 @@ def set_policy(*, conn: Connection, clock: Clock, program: Program, policy: Tier
     return policy
 
 
-def _refuse_removing_rewards_tiers(conn: Connection, program_id: str, known: set[str]) -> None:
-    """A reward reserved to a tier this policy removes would be offered to nobody: its audience is changed first."""
+def _refuse_removing_named_tiers(conn: Connection, program: Program, known: set[str]) -> None:
+    """A tier a reward is reserved to, the rules in force test, or a segment tests, cannot be removed: the reward
+    would be offered to nobody, the rule pay nobody, the segment stay empty. They are changed first."""
+    from palier.rules.service import current_document
+    from palier.segments.service import list_segments
+
+    def refuse(gone: str, where: str, **named: str) -> InvalidInput:
+        return InvalidInput(
+            "tier_in_use",
+            f"{where} names tier {gone!r}, which this policy removes: change it first, or keep the tier's code "
+            "(rename it with name).",
+            field="tiers",
+            **named,
+        )
+
     reserved = conn.execute(
         select(rewards.c.id, rewards.c.eligibility)
-        .where(rewards.c.program_id == program_id, rewards.c.eligibility.is_not(None))
+        .where(rewards.c.program_id == program.id, rewards.c.eligibility.is_not(None))
         .order_by(rewards.c.id)
     )
     for reward_id, eligibility in reserved:
-        gone = [code for code in (eligibility or {}).get("tiers", []) if code not in known]
-        if gone:
-            raise InvalidInput(
-                "tier_in_use",
-                f"Reward {reward_id} is reserved to tier {gone[0]!r}, which this policy removes: change the "
-                "reward's eligibility first, or keep the tier's code (rename it with name).",
-                field="tiers",
-                reward_id=reward_id,
-            )
+        for code in (eligibility or {}).get("tiers", []):
+            if code not in known:
+                raise refuse(code, f"Reward {reward_id}", reward_id=reward_id)
+    version, document = current_document(conn=conn, program=program)
+    for i, rule in enumerate(document.rules):
+        for code in rule.conditions.tiers or []:
+            if code not in known:
+                raise refuse(code, f"Rule {rule.id} (rules[{i}] of rules version {version})", rule=rule.id)
+    for segment in list_segments(conn=conn, program_id=program.id):
+        for condition in segment.conditions:
+            values = condition.value if isinstance(condition.value, list) else [condition.value]
+            if condition.field == "tier" and (code := next((v for v in values if v not in known), None)):
+                raise refuse(str(code), f"Segment {segment.code!r}", segment=segment.code)
 
 
 def _give_periods(conn: Connection, program: Program, policy: TierPolicy, now: datetime) -> None:
