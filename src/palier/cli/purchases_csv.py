@@ -1,8 +1,8 @@
 """Reading purchases from CSV: one row per order line, order-level columns repeated on each row.
 
-Rows of one order are consecutive; the order's member, channel, store, date, currency, shipping
-and tax are read from its first row. Values are validated by the same models as the API, so a bad
-row gets the code the API would answer with, and the row number it came from.
+Rows of one order are consecutive (a row whose order_id is empty belongs to the order above it); the order's
+member, channel, store, date, currency, shipping and tax are read from its first row. Values are validated by
+the same models as the API, so a bad row gets the code the API would answer with, and the row number it came from.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ REQUIRED = ("order_id", "channel", "occurred_at", "currency", "sku", "quantity",
 
 HELP = """\
 CSV format: one row per order line, header first, UTF-8 (or --encoding), comma- or semicolon-separated. \
-The order's columns are repeated on each of its rows (or left empty after its first one) and must agree; \
-rows of one order must be consecutive. The whole file is checked before anything is written. \
+The order's columns are repeated on each of its rows (or left empty after its first one, order_id too) and \
+must agree; rows of one order must be consecutive; empty rows are skipped; quote a value holding the \
+separator. The whole file is checked before anything is written. \
 Columns (* required):
 
 \b
@@ -100,10 +101,12 @@ def check_file(path: Path, *, encoding: str) -> int:
                 if "unexpected end of data" in str(error):
                     raise _refused("csv_unclosed_quote", row, _UNCLOSED) from None
                 raise _refused("csv_malformed", records.line_num + 1, str(error)) from None
+            if _blank(record):  # a blank line, or the separators alone Excel leaves under a sheet
+                continue
             rows += 1
             if any("\n" in value or "\r" in value for value in record):
                 raise _refused("csv_unclosed_quote", row, _UNCLOSED)
-            order = record[at].strip() if at < len(record) else ""
+            order = (record[at].strip() if at < len(record) else "") or previous or ""  # empty: the order above
             if order != previous:
                 if order and hash(order) in seen:
                     raise _refused(
@@ -144,12 +147,14 @@ def read_batches(stream: IO[str], *, size: int) -> Iterator[Batch]:
     """Batches of ``size`` orders (an order is never split over two batches)."""
     reader = _reader(stream)
     batch = Batch()
-    numbered = ((reader.line_num + 1, row) for row in reader)  # +1: the header was read before
-    for order_id, group in groupby(numbered, key=lambda item: (item[1].get("order_id") or "").strip()):
-        lines = list(group)
+    width = len(reader.fieldnames or ())
+    numbered = ((reader.line_num + 1, row) for row in reader if not _blank(row.values()))  # +1: the header
+    for order_id, group in groupby(_with_order_ids(numbered), key=lambda item: item[0]):
+        lines = [(number, row) for _, number, row in group]
         batch.csv_rows += len(lines)
         first_row = lines[0][0]
         try:
+            _check_width(order_id, lines, width)
             _check_agreement(order_id, lines)
             batch.purchases.append(PurchaseIn.model_validate(_order(order_id, [row for _, row in lines])))
             batch.rows.append(first_row)
@@ -162,6 +167,41 @@ def read_batches(stream: IO[str], *, size: int) -> Iterator[Batch]:
             batch = Batch()
     if batch.csv_rows:
         yield batch
+
+
+def _blank(values: Iterable[Any]) -> bool:
+    """A row with nothing in it: a blank line, or separators only (``,,,,``, as Excel saves empty rows)."""
+    return all(v is None or (isinstance(v, str) and not v.strip()) for v in values)
+
+
+def _with_order_ids(
+    numbered: Iterable[tuple[int, dict[str, Any]]],
+) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """Each row with the order it belongs to: its own order_id, or, left empty, that of the order above it (an
+    order's columns may be left empty after its first row, its number too)."""
+    previous = ""
+    for number, row in numbered:
+        previous = (row.get("order_id") or "").strip() or previous
+        yield previous, number, row
+
+
+def _check_width(order_id: str, lines: list[tuple[int, dict[str, Any]]], width: int) -> None:
+    """A row with more values than the header names is refused rather than read short: its values have moved
+    (a French decimal comma, 1,30, in a comma-separated file would be read as a price of 1)."""
+    for row_number, row in lines:
+        extra = row.get(None)  # type: ignore[call-overload]  # csv.DictReader's key for values past the header
+        if extra:
+            raise _Disagreement(
+                RowProblem(
+                    row_number,
+                    order_id or None,
+                    "csv_too_many_values",
+                    f"Row {row_number} has {width + len(extra)} values where the header names {width}: a value "
+                    'holding the separator must be in quotes ("Lyon, Croix-Rousse"), and money is written in '
+                    "cents (130, not 1,30), so no value is read in the wrong column.",
+                    None,
+                )
+            )
 
 
 def _reader(stream: IO[str]) -> csv.DictReader[str]:

@@ -1,0 +1,122 @@
+"""``palier import purchases`` on files as spreadsheets and tills write them, on SQLite and PostgreSQL: a row
+with a value more than the header names (a French decimal comma in a comma-separated file), the empty rows
+Excel leaves at the end (separators only), an order's rows with its number given on the first one only."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from palier.activity.tables import purchases
+from palier.cli.common import console, err_console
+from palier.db import Database
+from palier.ledger.verify import verify
+from tests.cli.test_import import cli_shop, event_count, run_import, summary
+
+HEADER = "order_id,member_id,channel,occurred_at,currency,sku,quantity,unit_price"
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(console, "width", 250)
+    monkeypatch.setattr(err_console, "width", 250)
+
+
+@pytest.fixture
+def cli_db(db: Database, monkeypatch: pytest.MonkeyPatch) -> Database:
+    """The session's database of either engine, as the command finds it."""
+    monkeypatch.setenv("PALIER_DATABASE_URL", db.engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("PALIER_CARD_KEY", "6" * 64)
+    return db
+
+
+def written(path: Path, rows: list[str]) -> Path:
+    path.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def totals(db: Database, program_id: str) -> dict[str, int]:
+    with db.read() as conn:
+        query = select(purchases.c.order_id, purchases.c.total).where(
+            purchases.c.program_id == program_id, purchases.c.order_id.like("ORD-%")
+        )
+        return {order: total for order, total in conn.execute(query).all()}
+
+
+def sound(db: Database, program_id: str) -> None:
+    with db.read() as conn:
+        assert verify(conn, program_id=program_id) == []
+
+
+def row(order: str, member: str, when: datetime, tail: str) -> str:
+    return f"{order},{member},store,{when.strftime('%Y-%m-%dT%H:%M:%S')},EUR,{tail}"
+
+
+def test_a_row_with_more_values_than_the_header_is_rejected_not_read_short(cli_db: Database, tmp_path: Path) -> None:
+    """ "1,30" typed in a comma-separated file is two values: the price must not be read as 1 cent."""
+    shop = cli_shop(cli_db)
+    member, when = shop.members[0].id, datetime.now(UTC) - timedelta(days=1)
+    path = written(
+        tmp_path / "orders.csv",
+        [row("ORD-E1", member, when, "CRO,2,1,30"), row("ORD-E2", member, when, "CRO,2,130")],
+    )
+    result = run_import(path, shop)
+    assert result.exit_code == 1, result.output
+    assert summary(result.output) == {"imported": 1, "unclaimed": 0, "already present": 0, "rejected": 1}
+    assert re.search(r"2\s*│\s*ORD-E1\s*│\s*csv_too_many_values\s*│", result.output), result.output
+    assert "quote" in result.output
+    assert totals(cli_db, shop.program.id) == {"ORD-E2": 260}
+    sound(cli_db, shop.program.id)
+
+
+def test_rows_of_separators_only_are_skipped_like_blank_lines(cli_db: Database, tmp_path: Path) -> None:
+    shop = cli_shop(cli_db)
+    member, when = shop.members[0].id, datetime.now(UTC) - timedelta(days=1)
+    empty = "," * (HEADER.count(","))
+    path = written(
+        tmp_path / "orders.csv",
+        [row("ORD-F1", member, when, "CRO,1,130"), empty, "", row("ORD-F2", member, when, "CRO,1,150"), empty, empty],
+    )
+    result = run_import(path, shop)
+    assert result.exit_code == 0, result.output
+    assert summary(result.output) == {"imported": 2, "unclaimed": 0, "already present": 0, "rejected": 0}
+    assert totals(cli_db, shop.program.id) == {"ORD-F1": 130, "ORD-F2": 150}
+
+
+def test_an_order_number_left_empty_after_the_first_row_keeps_the_line_in_that_order(
+    cli_db: Database, tmp_path: Path
+) -> None:
+    """The help says an order's columns may be left empty after its first row: order_id is one of them."""
+    shop = cli_shop(cli_db)
+    member, when = shop.members[0].id, datetime.now(UTC) - timedelta(days=1)
+    path = written(
+        tmp_path / "orders.csv",
+        [
+            row("ORD-G1", member, when, "CRO,1,130"),
+            ",,,,,PAC,2,150",
+            row("ORD-G2", member, when, "CAF,1,320"),
+            ",,,,,CRO,1,130",
+        ],
+    )
+    result = run_import(path, shop)
+    assert result.exit_code == 0, result.output
+    assert totals(cli_db, shop.program.id) == {"ORD-G1": 430, "ORD-G2": 450}
+    assert event_count(cli_db, shop) == 2
+    again = run_import(path, shop)
+    assert summary(again.output) == {"imported": 0, "unclaimed": 0, "already present": 2, "rejected": 0}
+    sound(cli_db, shop.program.id)
+
+
+def test_a_first_row_without_an_order_number_is_rejected(cli_db: Database, tmp_path: Path) -> None:
+    shop = cli_shop(cli_db)
+    member, when = shop.members[0].id, datetime.now(UTC) - timedelta(days=1)
+    rows = [row("", member, when, "CRO,1,130"), row("ORD-H1", member, when, "CRO,1,9")]
+    path = written(tmp_path / "orders.csv", rows)
+    result = run_import(path, shop)
+    assert result.exit_code == 1, result.output
+    assert re.search(r"2\s*│\s*│\s*\w+\s*│\s*order_id\s*│", result.output), result.output
+    assert totals(cli_db, shop.program.id) == {"ORD-H1": 9}
