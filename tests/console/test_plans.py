@@ -69,3 +69,20 @@ def test_store_staff_cannot_open_the_plans(
     assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
     assert client.get("/console/plans", follow_redirects=False).status_code == 403
     assert client.get("/console/plans/club", follow_redirects=False).status_code == 403
+
+
+def test_a_plan_edited_into_a_document_that_is_not_a_mapping_is_refused_at_the_editor(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    """A plan's editor that holds a word, a number or a list (a paste gone wrong) says what is wrong, not a 500,
+    and the plan stays as it was."""
+    assert sign_in(client, add_staff(program.id, "marketer")).status_code == 303
+    code = unique("club").replace("-", "")[:30].lower()
+    token = csrf_of(client.get("/console/new-plan").text)
+    made = client.post("/console/new-plan", data={"csrf": token, "document": PLAN.format(code=code)})
+    assert made.status_code == 200, made.text
+    for document in ("Club 🎉", "-5", "- multiplier_percent: 300\n"):
+        refused = client.post(f"/console/plans/{code}", data={"csrf": token, "document": document})
+        assert refused.status_code == 422, (document, refused.text)
+        assert 'aria-invalid="true"' in refused.text or 'role="alert"' in refused.text
+    assert program.call("GET", "/v1/plans").json()[0]["benefits"]["multiplier_percent"] == 200

@@ -461,7 +461,9 @@ def plan_page(request: Request, code: str) -> HTMLResponse:
 async def save_plan(request: Request, code: str) -> Response:
     plan = _plan_or_404(request, code)
 
-    def changes(document: dict[str, Any]) -> PlanUpdate:
+    def changes(document: Any) -> PlanUpdate:
+        if not isinstance(document, dict):  # a word, a number or a list: refused as a new plan's would be
+            return PlanUpdate.model_validate(document)
         if document.get("code", plan.code) != plan.code:
             raise InvalidInput("plan_code_fixed", "A plan's code cannot change: add a new plan.", field="code")
         return PlanUpdate.model_validate({k: v for k, v in document.items() if k != "code"})
