@@ -149,6 +149,24 @@ def test_a_yaml_document_refused_says_why_in_either_language_with_the_choices_an
     assert program.call("GET", "/v1/rewards").json() == []  # nothing saved
 
 
+def test_an_editor_holding_a_word_or_a_list_says_a_document_of_fields_is_expected_in_the_pages_language(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    """Not "a whole number, for example" (the words for a field of the wrong type), nor English on a French page."""
+    assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
+    token = csrf_of(client.get("/console/new-reward").text)
+    editors = ("/console/new-reward", "/console/new-segment", "/console/new-plan", "/console/tiers", "/console/rules")
+    for page in editors:
+        for document in ("Tasse 🎉", "- kind: gift\n"):
+            for language, words in (("fr", "Le document est une suite de champs"), ("en", "The document is a set")):
+                refused = client.post(f"{page}?lang={language}", data={"csrf": token, "document": document})
+                assert refused.status_code == 422, (page, document)
+                said = html.unescape(refused.text)
+                assert words in said, (page, document, language)
+                assert "nombre entier" not in said and "whole number" not in said and "mapping" not in said
+    assert program.call("GET", "/v1/rewards").json() == []
+
+
 def test_a_refused_sign_in_and_an_unknown_coupon_are_read_out_with_their_boxes(
     client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
 ) -> None:

@@ -53,13 +53,20 @@ def _problems(text: str, error: PalierError) -> list[Problem]:
 
 
 def _document_problem(request: Request, text: str) -> Problem | None:
-    """A YAML syntax error, or a blank document: saving one would remove every rule or tier at a stroke,
-    which is never what a cleared editor means (an explicit ``rules: []`` or ``tiers: []`` still does it)."""
+    """A YAML syntax error, a blank document (saving one would remove every rule or tier at a stroke, which is
+    never what a cleared editor means: an explicit ``rules: []`` or ``tiers: []`` still does it), or one that is
+    not a set of fields."""
     problem = syntax_problem(text)
-    if problem is None and yaml.safe_load(text) is None:
+    if problem is not None:
+        return problem
+    document = yaml.safe_load(text)
+    if document is None:
         message = i18n.translate(i18n.request_language(request), "console.editor.empty")
-        problem = Problem(line=None, field="document", code="empty_document", message=message)
-    return problem
+        return Problem(line=None, field="document", code="empty_document", message=message)
+    if not isinstance(document, dict):  # a word, a number or a list: not "a whole number expected" nor English
+        message = i18n.translate(i18n.request_language(request), "console.editor.not_fields")
+        return Problem(line=1, field="document", code="document_not_fields", message=message)
+    return None
 
 
 def _validation_problems(text: str, error: ValidationError) -> list[Problem]:
