@@ -183,3 +183,23 @@ def test_a_refused_sign_in_and_an_unknown_coupon_are_read_out_with_their_boxes(
 def test_the_till_reads_an_amount_as_pages_and_other_software_write_it() -> None:
     for typed in ("1234,50", "1 234,50", "1\u202f234,50\u00a0€", "1\u00a0234,50 €", "1234.50"):
         assert parse_money(typed, 2, field="order_total") == 123450, typed
+
+
+def test_a_nul_character_typed_in_a_form_is_refused_with_a_page_in_its_language(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    """Pasted from a PDF or sent by a scanner: a page saying which box and what to do, not the API's JSON."""
+    ann = program.enrol(first_name="Ann")
+    assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
+    token = csrf_of(client.get("/till").text)
+    for language, words in (("fr", "caractère invisible (NUL)"), ("en", "an invisible character (NUL)")):
+        for path, data in (
+            ("/till", {"q": "MF\u000012"}),
+            (f"/console/members/{ann['id']}/adjust", {"points": "5", "reason": "Geste\u0000commercial"}),
+            (f"/p/{program.id}/sign-in", {"email": "ann\u0000@example.com"}),
+        ):
+            refused = client.post(f"{path}?lang={language}", data={"csrf": token, **data})
+            assert refused.status_code == 422, (path, refused.text)
+            assert refused.headers["content-type"].startswith("text/html"), (path, refused.text)
+            assert words in html.unescape(refused.text), (path, language)
+    assert program.balance(ann["id"])["available"] == 0  # nothing was written

@@ -41,6 +41,11 @@ async def no_nul_character(request: Request) -> None:
             return
         field = _holding_nul(body)  # None: only what looks like one ("100%00" in a text, an escaped backslash)
     if field is not None:
+        from palier.web import PAGES  # a form of a page: refused with a page in its language, not the API's JSON
+        from palier.web.render import PageError
+
+        if request.url.path.startswith(PAGES):
+            raise PageError(422, "error.nul_character")
         raise InvalidInput("nul_character", "A NUL character (\\u0000) cannot be stored: remove it.", field=field)
 
 
