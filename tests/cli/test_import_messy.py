@@ -120,3 +120,24 @@ def test_a_first_row_without_an_order_number_is_rejected(cli_db: Database, tmp_p
     assert result.exit_code == 1, result.output
     assert re.search(r"2\s*│\s*│\s*\w+\s*│\s*order_id\s*│", result.output), result.output
     assert totals(cli_db, shop.program.id) == {"ORD-H1": 9}
+
+
+def test_the_empty_columns_excel_adds_at_the_right_are_ignored_and_a_value_under_one_is_rejected(
+    cli_db: Database, tmp_path: Path
+) -> None:
+    """A sheet saved with cells touched right of the data: "…;unit_price;;" and ";;" after each row."""
+    shop = cli_shop(cli_db)
+    member, when = shop.members[0].id, datetime.now(UTC) - timedelta(days=1)
+    lines = [
+        f"{HEADER},,",
+        row("ORD-J1", member, when, "CRO,2,130,,"),
+        row("ORD-J2", member, when, "CRO,1,150,,note"),
+    ]
+    path = tmp_path / "orders.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = run_import(path, shop)
+    assert result.exit_code == 1, result.output
+    assert summary(result.output) == {"imported": 1, "unclaimed": 0, "already present": 0, "rejected": 1}
+    assert re.search(r"3\s*│\s*ORD-J2\s*│\s*csv_unnamed_column\s*│", result.output), result.output
+    assert totals(cli_db, shop.program.id) == {"ORD-J1": 260}
+    sound(cli_db, shop.program.id)

@@ -154,7 +154,7 @@ def read_batches(stream: IO[str], *, size: int) -> Iterator[Batch]:
         batch.csv_rows += len(lines)
         first_row = lines[0][0]
         try:
-            _check_width(order_id, lines, width)
+            _check_columns(order_id, lines, width)
             _check_agreement(order_id, lines)
             batch.purchases.append(PurchaseIn.model_validate(_order(order_id, [row for _, row in lines])))
             batch.rows.append(first_row)
@@ -185,10 +185,22 @@ def _with_order_ids(
         yield previous, number, row
 
 
-def _check_width(order_id: str, lines: list[tuple[int, dict[str, Any]]], width: int) -> None:
+def _check_columns(order_id: str, lines: list[tuple[int, dict[str, Any]]], width: int) -> None:
     """A row with more values than the header names is refused rather than read short: its values have moved
-    (a French decimal comma, 1,30, in a comma-separated file would be read as a price of 1)."""
+    (a French decimal comma, 1,30, in a comma-separated file would be read as a price of 1). So is a value under
+    a column with no name (those Excel leaves at the right of a sheet are empty)."""
     for row_number, row in lines:
+        if (row.get("") or "").strip():
+            raise _Disagreement(
+                RowProblem(
+                    row_number,
+                    order_id or None,
+                    "csv_unnamed_column",
+                    f"Row {row_number} has a value under a column the header gives no name: name the column if it "
+                    "is one of this import's, or clear it.",
+                    None,
+                )
+            )
         extra = row.get(None)  # type: ignore[call-overload]  # csv.DictReader's key for values past the header
         if extra:
             raise _Disagreement(
@@ -213,7 +225,7 @@ def _columns(header: str) -> tuple[list[str], str]:
     """The columns a header names and the delimiter it uses, or the refusal of a header that does not fit."""
     delimiter = ";" if header.count(";") > header.count(",") else ","
     columns = [c.strip().lower() for c in next(csv.reader([header], delimiter=delimiter), [])]
-    unknown = sorted(set(columns) - set(COLUMNS))
+    unknown = sorted(set(columns) - set(COLUMNS) - {""})  # "": the empty columns Excel leaves at the right
     if unknown:
         raise InvalidInput("csv_unknown_columns", f"Unknown column(s): {', '.join(unknown)}.", field="header")
     missing = [c for c in REQUIRED if c not in columns]
