@@ -141,3 +141,15 @@ def test_the_empty_columns_excel_adds_at_the_right_are_ignored_and_a_value_under
     assert re.search(r"3\s*│\s*ORD-J2\s*│\s*csv_unnamed_column\s*│", result.output), result.output
     assert totals(cli_db, shop.program.id) == {"ORD-J1": 260}
     sound(cli_db, shop.program.id)
+
+
+def test_a_tab_separated_file_is_read_like_a_comma_separated_one(cli_db: Database, tmp_path: Path) -> None:
+    """Excel's "Text (tab-delimited)": not refused with a header read as one unknown column."""
+    shop = cli_shop(cli_db)
+    member, when = shop.members[0].id, datetime.now(UTC) - timedelta(days=1)
+    lines = [HEADER, row("ORD-K1", member, when, "CRO,2,130"), row("ORD-K2", member, when, "PAC,1,150")]
+    path = tmp_path / "orders.txt"
+    path.write_text("\n".join(line.replace(",", "\t") for line in lines) + "\n", encoding="utf-8")
+    result = run_import(path, shop)
+    assert result.exit_code == 0, result.output
+    assert totals(cli_db, shop.program.id) == {"ORD-K1": 260, "ORD-K2": 150}

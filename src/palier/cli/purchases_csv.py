@@ -32,7 +32,7 @@ COLUMNS = ORDER_COLUMNS + LINE_COLUMNS
 REQUIRED = ("order_id", "channel", "occurred_at", "currency", "sku", "quantity", "unit_price")
 
 HELP = """\
-CSV format: one row per order line, header first, UTF-8 (or --encoding), comma- or semicolon-separated. \
+CSV format: one row per order line, header first, UTF-8 (or --encoding), comma-, semicolon- or tab-separated. \
 The order's columns are repeated on each of its rows (or left empty after its first one, order_id too) and \
 must agree; rows of one order must be consecutive; empty rows are skipped; quote a value holding the \
 separator. The whole file is checked before anything is written. \
@@ -223,7 +223,7 @@ def _reader(stream: IO[str]) -> csv.DictReader[str]:
 
 def _columns(header: str) -> tuple[list[str], str]:
     """The columns a header names and the delimiter it uses, or the refusal of a header that does not fit."""
-    delimiter = ";" if header.count(";") > header.count(",") else ","
+    delimiter = max((",", ";", "\t"), key=header.count)  # the one the header uses most; a comma on a tie
     columns = [c.strip().lower() for c in next(csv.reader([header], delimiter=delimiter), [])]
     unknown = sorted(set(columns) - set(COLUMNS) - {""})  # "": the empty columns Excel leaves at the right
     if unknown:
