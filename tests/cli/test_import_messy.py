@@ -153,3 +153,20 @@ def test_a_tab_separated_file_is_read_like_a_comma_separated_one(cli_db: Databas
     result = run_import(path, shop)
     assert result.exit_code == 0, result.output
     assert totals(cli_db, shop.program.id) == {"ORD-K1": 260, "ORD-K2": 150}
+
+
+def test_excel_unicode_text_in_utf_16_is_read_with_its_encoding_and_named_without_it(
+    cli_db: Database, tmp_path: Path
+) -> None:
+    """Excel's "Unicode text" is UTF-16 with tabs: without --encoding the refusal says which to give."""
+    shop = cli_shop(cli_db)
+    member, when = shop.members[0].id, datetime.now(UTC) - timedelta(days=1)
+    lines = [HEADER, row("ORD-L1", member, when, "CRO,2,130"), row("ORD-L2", member, when, "PAC,1,150")]
+    path = tmp_path / "orders.txt"
+    path.write_text("\r\n".join(line.replace(",", "\t") for line in lines) + "\r\n", encoding="utf-16")
+    refused = run_import(path, shop)
+    assert refused.exit_code == 2 and "--encoding utf-16" in refused.output, refused.output
+    assert event_count(cli_db, shop) == 0
+    result = run_import(path, shop, "--encoding", "utf-16")
+    assert result.exit_code == 0, result.output
+    assert totals(cli_db, shop.program.id) == {"ORD-L1": 260, "ORD-L2": 150}

@@ -129,18 +129,49 @@ def _refused(code: str, row: int, why: str) -> InvalidInput:
 
 
 def _decoded(binary: Iterable[bytes], encoding: str) -> Iterator[str]:
-    decode = codecs.getdecoder(reading_encoding(encoding))
-    for number, raw in enumerate(binary, start=1):
+    """The file's lines as text, each with its row number known for a refusal. UTF-16 is decoded as one stream,
+    not line by line: its line ends on a byte that the split at b"\\n" leaves at the start of the next line."""
+    codec = codecs.lookup(reading_encoding(encoding))
+    if codec.encode("\n")[0] == b"\n":  # UTF-8, Windows-1252…: each line decodes alone (the fast way)
+        for number, raw in enumerate(binary, start=1):
+            try:
+                yield codec.decode(raw)[0]
+            except UnicodeDecodeError as error:
+                raise _wrong_encoding(number, raw, error, encoding) from None
+        return
+    decoder = codec.incrementaldecoder()
+    pending, number = "", 1
+    for raw in binary:
         try:
-            yield decode(raw)[0]
+            text = pending + decoder.decode(raw)
         except UnicodeDecodeError as error:
-            byte = raw[error.start : error.start + 1].hex()
-            raise InvalidInput(
-                "csv_wrong_encoding",
-                f'Row {number} is not {encoding} (byte 0x{byte}). A file Excel saves as "CSV" is usually '
-                'Windows-1252: run again with --encoding cp1252, or save it as "CSV UTF-8".',
-                field=f"row {number}",
-            ) from None
+            raise _wrong_encoding(number, raw, error, encoding) from None
+        *lines, pending = text.split("\n")
+        for line in lines:
+            yield line + "\n"
+            number += 1
+    try:
+        pending += decoder.decode(b"", final=True)
+    except UnicodeDecodeError as error:
+        raise _wrong_encoding(number, b"", error, encoding) from None
+    if pending:
+        yield pending
+
+
+def _wrong_encoding(number: int, raw: bytes, error: UnicodeDecodeError, encoding: str) -> InvalidInput:
+    if number == 1 and raw[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        return InvalidInput(
+            "csv_wrong_encoding",
+            'This file is UTF-16 (what Excel saves as "Unicode text"): run again with --encoding utf-16.',
+            field="row 1",
+        )
+    byte = error.object[error.start : error.start + 1].hex()
+    return InvalidInput(
+        "csv_wrong_encoding",
+        f'Row {number} is not {encoding} (byte 0x{byte}). A file Excel saves as "CSV" is usually '
+        'Windows-1252: run again with --encoding cp1252, or save it as "CSV UTF-8".',
+        field=f"row {number}",
+    )
 
 
 def read_batches(stream: IO[str], *, size: int) -> Iterator[Batch]:
