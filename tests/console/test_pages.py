@@ -679,3 +679,22 @@ def test_a_members_vip_membership_is_shown_on_their_page_and_at_the_till(
     page = client.get(f"/console/members/{ann['id']}").text
     assert "Club Fournil : adhésion payée jusqu&#39;au" in page, page
     assert "VIP Club Fournil" in client.get(f"/till/members/{ann['id']}").text
+
+
+def test_a_search_finding_more_members_than_it_lists_says_so_and_asks_for_more(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    """22 Martins: the console and the till list 20 and say there are more, never "20 members found"."""
+    for n in range(22):
+        program.enrol(first_name=f"Lou{n:02d}", last_name="Martin", email=f"lou{n}.martin@example.com")
+    token = admin(client, program, add_staff)
+    for path, link in (("/console/members", "/console/members/mem_"), ("/till", "/till/members/mem_")):
+        for language, words in (("fr", "Plus de 20 membres trouvés"), ("en", "More than 20 members found")):
+            page = client.post(f"{path}?lang={language}", data={"csrf": token, "q": "martin"})
+            assert page.status_code == 200
+            assert words in page.text and "22" not in re.findall(r"<h2>(.*?)</h2>", page.text)[0], page.text
+            assert page.text.count(f'href="{link}') == 20
+    for first in ("Ada", "Bea", "Cy"):
+        program.enrol(first_name=first, last_name="Dupont")
+    few = client.post("/console/members?lang=en", data={"csrf": token, "q": "dupont"})
+    assert "3 members found" in few.text and "More than" not in few.text

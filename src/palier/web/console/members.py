@@ -23,7 +23,7 @@ from palier.web.console import fees
 from palier.web.console.access import current, requires, staff_router
 from palier.web.console.forms import errors_by_field
 from palier.web.console.people import shown_member
-from palier.web.console.search import display_name, posted_search
+from palier.web.console.search import MAX_FOUND, display_name, listed, posted_search
 from palier.web.render import render
 
 router = staff_router()
@@ -42,10 +42,11 @@ async def members_search(request: Request) -> Response:
     q, found = await posted_search(request, who.program)
     if len(found) == 1:
         return RedirectResponse(f"/console/members/{found[0].id}", status_code=303)
-    rows = [{"member": m, "name": display_name(m)} for m in found]
+    rows, more = listed(found)
     return render(
-        request, "console/members.html", staff=who, section="members", q=q, rows=rows, page_url="/console/members"
-    )
+        request, "console/members.html", staff=who, section="members", q=q, rows=rows, more=more,
+        page_url="/console/members",
+    )  # fmt: skip
 
 
 def _detail(
@@ -187,7 +188,7 @@ def _merge_page(
 async def merge_find(request: Request, member_id: str) -> Response:
     """Find the duplicate to merge into this member: by card, phone, e-mail, member id or name."""
     q, found = await posted_search(request, current(request).program)
-    return _merge_page(request, member_id, q=q, found=found)
+    return _merge_page(request, member_id, q=q, found=found[:MAX_FOUND])
 
 
 @router.post("/console/members/{member_id}/merge")

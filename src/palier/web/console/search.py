@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from fastapi import Request
 from sqlalchemy import ColumnElement, Connection, and_, func, or_, select
@@ -49,7 +50,8 @@ def scanned_once(text: str) -> str:
 
 
 def find_members(*, conn: Connection, program: Program, text: str, card_key: bytes) -> list[Member]:
-    """Every member ``text`` identifies (exactly, through ``members.find_member_id``), then name matches.
+    """Every member ``text`` identifies (exactly, through ``members.find_member_id``), then name matches: at most
+    :data:`MAX_FOUND` and one more, which tells there are more than a page lists (:func:`listed`).
     A code typed twice in a row (a double scan) that identifies nobody is tried once."""
     text = text.strip()
     if not text:
@@ -82,11 +84,16 @@ def find_members(*, conn: Connection, program: Program, text: str, card_key: byt
                 or_(*either),
             )
             .order_by(member_rows.c.last_name, member_rows.c.first_name)
-            .limit(MAX_FOUND)
+            .limit(MAX_FOUND + 1)  # one more tells the page there are more than it lists
         ).scalars()
         for member_id in names:
             found[member_id] = None
-    return [members.get_member(conn=conn, program_id=program.id, member_id=m) for m in list(found)[:MAX_FOUND]]
+    return [members.get_member(conn=conn, program_id=program.id, member_id=m) for m in list(found)[: MAX_FOUND + 1]]
+
+
+def listed(found: list[Member]) -> tuple[list[dict[str, Any]], bool]:
+    """The rows a page lists for the members a search found, and whether it found more than those."""
+    return [{"member": m, "name": display_name(m)} for m in found[:MAX_FOUND]], len(found) > MAX_FOUND
 
 
 def namesakes(*, conn: Connection, program: Program, first_name: str, last_name: str) -> list[Member]:

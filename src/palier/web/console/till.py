@@ -39,7 +39,7 @@ from palier.web.console import fees
 from palier.web.console.access import current, requires, staff_router
 from palier.web.console.forms import errors_by_field, parse_money
 from palier.web.console.people import shown_member
-from palier.web.console.search import display_name, find_members, namesakes, posted_search, scanned_once
+from palier.web.console.search import find_members, listed, namesakes, posted_search, scanned_once
 from palier.web.render import render
 
 router = staff_router()
@@ -73,10 +73,11 @@ async def till_search(request: Request) -> Response:
     if not found and (owner := _coupon_owner(request, q)) is not None:  # the QR code of a coupon, scanned
         query = urlencode({"ok": "scanned", "code": codes.normalise(q)})
         return RedirectResponse(f"/till/members/{owner}?{query}", status_code=303)
-    rows = [{"member": m, "name": display_name(m)} for m in found]
+    rows, more = listed(found)
     return render(
-        request, "console/till.html", staff=who, section="till", q=q, rows=rows, searched=bool(q), page_url="/till"
-    )
+        request, "console/till.html", staff=who, section="till", q=q, rows=rows, more=more, searched=bool(q),
+        page_url="/till",
+    )  # fmt: skip
 
 
 def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) -> HTMLResponse:
