@@ -10,7 +10,7 @@ from collections.abc import Callable
 from fastapi.testclient import TestClient
 
 from palier.web.console.forms import parse_money
-from tests.api.helpers import ApiProgram
+from tests.api.helpers import ApiProgram, reward_body
 from tests.console.conftest import csrf_of, sign_in
 
 SETTINGS = {"name": "Maison", "points_name": "points", "timezone": "Europe/Paris", "default_country": "FR",
@@ -203,3 +203,31 @@ def test_a_nul_character_typed_in_a_form_is_refused_with_a_page_in_its_language(
             assert refused.headers["content-type"].startswith("text/html"), (path, refused.text)
             assert words in html.unescape(refused.text), (path, language)
     assert program.balance(ann["id"])["available"] == 0  # nothing was written
+
+
+def test_a_superscript_or_other_non_ascii_digit_is_refused_at_its_field_not_a_500(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    """ "²" is a digit to Python's str.isdigit but no number int() reads: each box says so, nothing changes."""
+    reward = program.call("POST", "/v1/rewards", json=reward_body()).json()
+    ann = program.enrol(first_name="Ann")
+    program.call("POST", f"/v1/members/{ann['id']}/adjustments", json={"points": 500, "reason": "Welcome"})
+    assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
+    token = csrf_of(client.get("/console/settings?lang=en").text)
+    for typed in ("²", "³0", "½"):
+        for field in ("welcome_points", "points_lifetime_months"):
+            page = client.post("/console/settings?lang=en", data=SETTINGS | {"csrf": token, field: typed})
+            assert page.status_code == 422 and field_error(page.text, field), (field, typed)
+        form = {"csrf": token, "title_fr": "Bon", "title_en": "Voucher", "cost_points": "500", "status": "active"}
+        for field in ("cost_points", "stock"):
+            page = client.post(f"/console/rewards/{reward['id']}?lang=en", data=form | {field: typed})
+            assert page.status_code == 422, (field, typed, page.status_code)
+        paid = client.post(
+            f"/till/members/{ann['id']}/pay?lang=en",
+            data={"csrf": token, "kind": "points", "points": typed, "order_total": "10", "order_id": "T-SUP"},
+        )
+        assert paid.status_code == 422, (typed, paid.status_code)
+        assert client.get(f"/console/dashboard?weeks={typed}").status_code == 200
+    assert program.call("GET", f"/v1/rewards/{reward['id']}").json()["cost_points"] == 500
+    assert program.call("GET", "/v1/program").json()["welcome_points"] == 0
+    assert program.balance(ann["id"])["available"] == 500

@@ -19,7 +19,7 @@ from palier.rewards.models import RewardUpdate
 from palier.segments import service as segments
 from palier.web import i18n, once, present
 from palier.web.console.access import current, own_or_404, requires, staff_router
-from palier.web.console.forms import errors_by_field
+from palier.web.console.forms import errors_by_field, whole
 from palier.web.console.search import display_name
 from palier.web.render import render
 
@@ -95,9 +95,9 @@ async def save_reward(request: Request, reward_id: str) -> Response:
     cost = str(form.get("cost_points", "")).strip()
     sent: dict[str, Any] = {
         "title": {"fr": str(form.get("title_fr", "")).strip(), "en": str(form.get("title_en", "")).strip()},
-        "cost_points": int(cost) if cost.isdigit() else cost,
+        "cost_points": whole(cost),
         "status": str(form.get("status", reward.status)),
-        "stock": (int(stock) if stock.isdigit() else stock) if stock else None,
+        "stock": whole(stock) if stock else None,
     }
     for bound in ("starts_at", "ends_at"):  # the program's wall-clock time, as the page shows it
         sent[bound] = _in_program_zone(str(form.get(bound, "")).strip(), who.program.timezone)

@@ -17,6 +17,7 @@ from palier.web import i18n
 from palier.web.console import fmt
 from palier.web.console.access import current, requires, staff_router
 from palier.web.console.auth import home_of
+from palier.web.console.forms import whole
 from palier.web.render import render
 
 router = staff_router()
@@ -50,7 +51,7 @@ def _period(
                 refused = "console.dashboard.too_long"
             else:
                 return Period(start, end), None, None
-    count = int(weeks) if weeks and weeks.isdigit() and int(weeks) in PRESETS else 12
+    count = number if isinstance(number := whole(weeks or ""), int) and number in PRESETS else 12
     return Period.last_weeks(today, count), count, refused
 
 

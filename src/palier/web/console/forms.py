@@ -14,6 +14,15 @@ from palier.web import i18n
 _MONEY = re.compile(r"^\s*(\d{1,9})(?:[.,](\d{1,3}))?\s*$")
 
 
+def whole(text: str) -> int | str:
+    """``text`` as a whole number when it is written in the digits 0 to 9 ("-5" too), else as typed, for the
+    check to refuse in words: "²" or "½" are digits to ``str.isdigit`` but no number ``int`` reads."""
+    return int(text) if _WHOLE.fullmatch(text) else text
+
+
+_WHOLE = re.compile(r"-?[0-9]+")
+
+
 def parse_money(text: str, exponent: int, *, field: str) -> int:
     """'12,50' or '12.50' (or '12') → minor units; refused if malformed or with too many decimals."""
     found = _MONEY.match(re.sub(r"[\s\u202f€]", "", text)) if text else None  # "1 234,50 €" pasted from a page

@@ -18,7 +18,7 @@ from palier.programs.models import ProgramUpdate
 from palier.text import mask_card_numbers
 from palier.web import i18n, once
 from palier.web.console.access import Staff, current, requires, staff_router
-from palier.web.console.forms import errors_by_field
+from palier.web.console.forms import errors_by_field, whole
 from palier.web.render import render
 
 router = staff_router()
@@ -50,14 +50,14 @@ def _changes(form: Any) -> dict[str, Any]:
         if name not in form:  # the base rate, shown but not sent once the earning rules set the rate
             continue
         raw = str(form.get(name, "")).strip()
-        changes[name] = int(raw) if raw.lstrip("-").isdigit() else raw
+        changes[name] = whole(raw)
     for name in FLAGS:
         changes[name] = form.get(name) == "on"
     names = {language: str(form.get(field, "")).strip() for field, language in NAMES.items()}
     changes["points_name_by_language"] = {language: name for language, name in names.items() if name}
     lifetime = str(form.get("points_lifetime_months", "")).strip()
     if lifetime:
-        changes["points_lifetime_months"] = int(lifetime) if lifetime.isdigit() else lifetime
+        changes["points_lifetime_months"] = whole(lifetime)
     else:
         changes["never_expire"] = True
     return changes

@@ -37,7 +37,7 @@ from palier.text import mask_card_numbers
 from palier.web import i18n, once, present
 from palier.web.console import fees
 from palier.web.console.access import current, requires, staff_router
-from palier.web.console.forms import errors_by_field, parse_money
+from palier.web.console.forms import errors_by_field, parse_money, whole
 from palier.web.console.people import shown_member
 from palier.web.console.search import find_members, listed, namesakes, posted_search, scanned_once
 from palier.web.render import render
@@ -272,7 +272,7 @@ async def pay_with_points(request: Request, member_id: str) -> Response:
         }
         if kind == "points":
             points_text = str(form.get("points", "")).strip()
-            data["points"] = int(points_text) if points_text.isdigit() else points_text
+            data["points"] = whole(points_text)
         else:
             data["amount"] = parse_money(str(form.get("amount", "")), exponent, field="amount")
         payment = PaymentIn.model_validate(data)
