@@ -746,3 +746,17 @@ def test_a_card_number_typed_as_a_phone_is_refused_never_stored(program: ApiProg
     linked = program.call("POST", f"/v1/members/{ann['id']}/identities", json={"kind": "phone", "value": f"+{card}"})
     assert_problem(linked, 422, "card_number_in_text", field="value")
     assert program.call("POST", "/v1/members", json={"phone": "+49 30 901820"}).status_code == 201  # a real one
+
+
+def test_a_phone_typed_with_unusual_digits_is_read_or_refused_never_a_500(program: ApiProgram) -> None:
+    """Full-width digits (a Japanese keyboard) are digits: a card number typed with them is still refused; a
+    superscript "²" is no digit of a phone number: invalid_phone, not a crash."""
+    card = luhn_card()
+    wide = "".join(chr(ord("０") + int(d)) for d in card)
+    refused = program.call("POST", "/v1/members", json={"first_name": "Ann", "phone": f"+{wide}"})
+    assert_problem(refused, 422, "card_number_in_text", field="phone")
+    for phone in ("+4930901820²", "+33 6 12 34 56 7²"):
+        odd = program.call("POST", "/v1/members", json={"first_name": "Bo", "phone": phone})
+        assert_problem(odd, 422, "invalid_phone", field="phone")
+    found = program.call("POST", "/v1/members/lookup", json={"kind": "phone", "value": "+4970123456789²12"})
+    assert found.status_code in (404, 422), found.text

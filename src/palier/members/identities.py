@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
@@ -81,7 +82,7 @@ def normalise_email(raw: str, *, field: str) -> str:
 
 def normalise_phone(raw: str, *, field: str, default_country: str) -> str:
     """E.164 (``+33612345678``); numbers typed without ``+`` are read as ``default_country`` numbers."""
-    if is_payment_card_number("".join(c for c in raw if c.isdigit())):  # "+4970…": a Visa's digits pass as German
+    if is_payment_card_number(ascii_digits(raw)):  # "+4970…": a Visa's digits pass as German
         raise InvalidInput(
             "card_number_in_text",
             "This is a payment card number, not a phone number: a card number is never stored.",
@@ -118,7 +119,16 @@ _BRANDS = (
 def is_payment_card_number(value: str) -> bool:
     """13 to 19 digits, Luhn-valid, in a payment network's range: a bank card, not a loyalty card
     (loyalty card numbers are issued outside those ranges)."""
-    return value.isdigit() and 13 <= len(value) <= 19 and luhn_valid(value) and card_brand(value) != "other"
+    return (
+        value.isascii() and value.isdigit() and 13 <= len(value) <= 19 and luhn_valid(value)
+        and card_brand(value) != "other"
+    )  # fmt: skip
+
+
+def ascii_digits(raw: str) -> str:
+    """The digits of ``raw`` as 0 to 9, whichever script typed them (full-width ``４９７０`` from a Japanese
+    keyboard is read as a phone's 4970 too); a superscript or a fraction is no digit."""
+    return "".join(str(unicodedata.decimal(c)) for c in raw if c.isdecimal())
 
 
 def card_brand(digits: str) -> str:
