@@ -170,3 +170,18 @@ def test_excel_unicode_text_in_utf_16_is_read_with_its_encoding_and_named_withou
     result = run_import(path, shop, "--encoding", "utf-16")
     assert result.exit_code == 0, result.output
     assert totals(cli_db, shop.program.id) == {"ORD-L1": 260, "ORD-L2": 150}
+
+
+@pytest.mark.parametrize("magic", [b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"], ids=["xlsx", "xls"])
+def test_an_excel_workbook_given_instead_of_its_csv_is_refused_saying_so(
+    cli_db: Database, tmp_path: Path, magic: bytes
+) -> None:
+    """Not "Row 1 is not utf-8… run again with --encoding cp1252", which then reads the zip as a header."""
+    shop = cli_shop(cli_db)
+    path = tmp_path / "orders.xlsx"
+    path.write_bytes(magic + bytes(range(256)) * 4)
+    for extra in ((), ("--encoding", "cp1252")):
+        refused = run_import(path, shop, *extra)
+        assert refused.exit_code == 2, refused.output
+        assert "error csv_is_a_workbook" in refused.output and "CSV UTF-8" in refused.output, refused.output
+    assert event_count(cli_db, shop) == 0

@@ -85,6 +85,14 @@ def check_file(path: Path, *, encoding: str) -> int:
     fit, a row in another encoding (Excel's "CSV" is Windows-1252), a quote left open (it swallows the rows
     after it), the rows of one order split by another order (the second part would clash with the first)."""
     with path.open("rb") as binary:
+        if binary.read(8).startswith(_WORKBOOKS):
+            raise InvalidInput(
+                "csv_is_a_workbook",
+                f"{path.name} is a spreadsheet workbook (.xlsx or .xls), not a CSV file: in Excel, save it with "
+                '"Save as" › "CSV UTF-8", then import that file. Nothing was imported.',
+                field="file",
+            )
+        binary.seek(0)
         lines = _decoded(binary, encoding)
         columns, delimiter = _columns(next(lines, ""))
         records = csv.reader(lines, delimiter=delimiter, strict=True)
@@ -121,6 +129,7 @@ def check_file(path: Path, *, encoding: str) -> int:
     return rows
 
 
+_WORKBOOKS = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")  # a zip (.xlsx, .ods), an OLE file (.xls)
 _UNCLOSED = 'a quote (") opened in it is not closed on its line, so the rows after it would be read as part of it'
 
 
