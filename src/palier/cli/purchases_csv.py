@@ -33,9 +33,9 @@ REQUIRED = ("order_id", "channel", "occurred_at", "currency", "sku", "quantity",
 
 HELP = """\
 CSV format: one row per order line, header first, UTF-8 (or --encoding), comma-, semicolon- or tab-separated. \
-The order's columns are repeated on each of its rows (or left empty after its first one, order_id too) and \
-must agree; rows of one order must be consecutive; empty rows are skipped; quote a value holding the \
-separator. The whole file is checked before anything is written. \
+Empty rows are skipped; quote a value holding the separator. The order's columns are repeated on each of its \
+rows (or left empty after its first one, order_id too) and must agree; rows of one order must be consecutive. \
+The whole file is checked before anything is written. \
 Columns (* required):
 
 \b
