@@ -98,8 +98,9 @@ _CARD_SHAPED = re.compile(
 
 
 def digits_of(written: str) -> str:
-    """The digits of a number as written (spaces, dashes, ``+`` or ``%20`` between its groups)."""
-    return re.sub(r"\D", "", written.replace("%20", " "))
+    """The digits of a number as written (spaces, dashes, ``+`` or ``%20`` between its groups), in ASCII: a
+    number typed in another script's digits (the full-width ４９７０… of a Japanese keyboard) is the same number."""
+    return "".join(str(int(ch)) for ch in re.sub(r"\D", "", written.replace("%20", " ")))
 
 
 def find_card_numbers(value: str) -> list[str]:

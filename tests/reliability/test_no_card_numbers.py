@@ -44,6 +44,8 @@ def test_the_scan_knows_a_card_number_from_what_only_looks_like_one() -> None:
     card, amex = luhn_card("4970"), luhn_card("3782", length=15)
     as_written = [spaced(card, separator) for separator in (" ", "-", "+", "%20")]
     as_written += [card, f"{amex[:4]} {amex[4:10]} {amex[10:]}", f'{{"value": "{card}"}}', f"/v1/members/{card}?x=1"]
+    full_width = card.translate(str.maketrans("0123456789", "０１２３４５６７８９"))  # a Japanese keyboard's digits
+    as_written += [full_width, spaced(full_width, " "), f"phone {full_width}"]
     for written in as_written:
         assert find_card_numbers(written), written
         assert card[-4:] in mask_card_numbers(written) or amex[-4:] in mask_card_numbers(written)
