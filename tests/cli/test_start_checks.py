@@ -174,7 +174,7 @@ def test_a_worker_that_loses_the_database_says_so_in_one_line_per_job(caplog: py
             WORK(unreachable, SystemClock(), threading.Event(), interval=1, once=True, batch_size=10)
             stopped = threading.Event()
             stopped.set()  # one push, as `palier worker --once` makes
-            jobs._push(unreachable, SystemClock(), stopped, interval=0)
+            jobs._push(unreachable, SystemClock(), stopped, interval=0, public_only=False)
     finally:
         unreachable.dispose()
     failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
