@@ -698,3 +698,16 @@ def test_a_search_finding_more_members_than_it_lists_says_so_and_asks_for_more(
         program.enrol(first_name=first, last_name="Dupont")
     few = client.post("/console/members?lang=en", data={"csrf": token, "q": "dupont"})
     assert "3 members found" in few.text and "More than" not in few.text
+
+
+def test_a_one_letter_search_asks_for_two_not_no_member(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    program.enrol(first_name="Éa", last_name="Martin")
+    token = admin(client, program, add_staff)
+    for path in ("/console/members", "/till"):
+        page = html.unescape(client.post(f"{path}?lang=fr", data={"csrf": token, "q": "M"}).text)
+        assert "« M » : tapez au moins 2 lettres d'un nom, ou une carte, un téléphone, un e-mail." in page
+        assert "Aucun membre" not in page
+        english = html.unescape(client.post(f"{path}?lang=en", data={"csrf": token, "q": "zz"}).text)
+        assert "No member" in english and "at least 2 letters" not in english  # two letters: searched
