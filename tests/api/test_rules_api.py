@@ -386,3 +386,11 @@ def test_preview_and_the_real_award_agree_for_random_carts(
         bought = program.call("POST", "/v1/events/purchases", json=body).json()
         assert bought["points"] == shown["points"]
         assert [a["text"] for a in bought["awards"]] == [x["text"] for x in shown["lines"]]
+
+
+def test_a_national_chains_campaign_budget_of_billions_of_points_is_accepted(program: ApiProgram) -> None:
+    campaign = {**RULES["campaigns"][0], "budget": 5_000_000_000}  # 50 million members, 100 points each
+    assert apply(program, {**RULES, "campaigns": [campaign]}).status_code == 201
+    assert program.call("GET", "/v1/program/rules").json()["document"]["campaigns"][0]["budget"] == 5_000_000_000
+    too_much = {**RULES, "campaigns": [{**campaign, "budget": 10**12 + 1}]}
+    assert_problem(apply(program, too_much), 422, "out_of_range", field="campaigns[0].budget")

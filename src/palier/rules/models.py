@@ -69,7 +69,9 @@ class Campaign(Strict):
     name: Text
     starts: Moment
     ends: Moment
-    budget: Points | None = Field(default=None, description="total points the campaign may give, all members")
+    budget: Annotated[Whole, Field(ge=0, le=10**12)] | None = Field(
+        default=None, description="total points the campaign may give, all members (a national chain's: billions)"
+    )
     member_cap: Points | None = Field(default=None, description="points one member may get from it")
 
     @model_validator(mode="after")
