@@ -5,13 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import delete
+
 from palier.clock import FrozenClock
 from palier.db import Database
+from palier.ledger.locks import lock_members
 from palier.members.erasure import erase
 from palier.notify.outbox import recent
 from palier.tiers import service as tiers
 from palier.tiers.models import ManualTier
-from tests.services.factories import ACTOR, enrol
+from palier.tiers.tables import member_tiers
+from tests.services.factories import ACTOR, enrol, make_program
 from tests.services.test_tiers import policy, requalify, spend, tier_of, with_tiers
 
 
@@ -140,3 +144,38 @@ def test_members_who_reach_a_lowered_threshold_move_up_at_the_next_requalificati
         ]
     assert told[0] == (ann.id, "gold")
     assert requalify(db, clock, program) == 0  # once
+
+
+def test_the_tier_jobs_leave_a_member_a_command_holds_to_that_command(
+    postgresql_db: Database, clock: FrozenClock
+) -> None:
+    """A purchase (or return, or merge) holds its member while it judges their tier; a requalification, an
+    upgrade pass or a placing batch running then would judge them on what it read before the purchase
+    committed, and undo or repeat what the purchase decided. The jobs skip a member held (the purchase judges,
+    or the next run does) and commands wait for a batch that holds theirs. PostgreSQL: SQLite runs one writer
+    at a time."""
+    db = postgresql_db
+    program = with_tiers(db, clock, make_program(db, clock, timezone="UTC"))
+    cy, di = enrol(db, clock, program, first_name="Cy"), enrol(db, clock, program, first_name="Di")
+    spend(db, clock, program, cy, 600)
+    assert tier_of(db, cy.id) == "gold"
+    clock.set(datetime(2027, 1, 1, tzinfo=UTC))
+    requalify(db, clock, program)  # 2026's €600 keep Gold for 2027
+    assert tier_of(db, cy.id) == "gold"
+    clock.set(datetime(2028, 1, 1, tzinfo=UTC))  # nothing bought in 2027: Cy is due to go down
+    with db.write() as conn:
+        lock_members(conn, [cy.id])  # a purchase of Cy's, in flight
+        requalify(db, clock, program)
+        assert tier_of(db, cy.id) == "gold"  # left to the purchase
+    requalify(db, clock, program)  # the next run judges her
+    assert tier_of(db, cy.id) == "bronze"
+
+    with db.write() as conn:  # a new member's first purchase in flight while the tiers are placed
+        newcomer = enrol(db, clock, program, first_name="Ed")
+        conn.execute(delete(member_tiers).where(member_tiers.c.member_id == newcomer.id))
+    with db.write() as conn:
+        lock_members(conn, [newcomer.id])
+        assert tiers.place(db, clock, program_id=program.id) == 0  # held: not placed, and the run ends
+        assert tier_of(db, newcomer.id) is None
+    assert tiers.place(db, clock, program_id=program.id) == 1
+    assert tier_of(db, newcomer.id) == "bronze" and tier_of(db, di.id) == "bronze"

@@ -31,6 +31,7 @@ from palier.db.bulk import insert_many, update_many
 from palier.errors import InvalidInput, Unprocessable
 from palier.ids import new_id, new_ids
 from palier.jobs.parallel import in_parallel
+from palier.ledger.locks import try_lock_members
 from palier.members import service as members
 from palier.members.tables import members as members_table
 from palier.notify.outbox import emit_many
@@ -733,6 +734,8 @@ def _requalify_batch(
         rows = _due_with_values(conn, program, policy, now, batch_size, after)
         if not rows:
             return 0, None
+        last = rows[-1]["member_id"] if len(rows) == batch_size else None
+        rows = _free_of_commands(conn, rows)
         periods: dict[tuple[datetime | None, datetime | None], tuple[datetime | None, datetime | None]] = {}
         anniversary = policy.window == "anniversary_year"
         zone = ZoneInfo(program.timezone)
@@ -804,7 +807,7 @@ def _requalify_batch(
                 ],
                 now=now,
             )
-        return len(rows), rows[-1]["member_id"] if len(rows) == batch_size else None
+        return len(rows), last
 
 
 def _earned_apart_from_manual(
@@ -865,6 +868,15 @@ _member = members_table.alias("member")  # apart from the anniversary year's joi
 _still_active = (
     select(_member.c.id).where(_member.c.id == member_tiers.c.member_id, _member.c.status == "active").exists()
 )
+
+
+def _free_of_commands(conn: Connection, rows: Sequence[Any]) -> list[Any]:
+    """The statuses of ``rows`` whose member no command holds now (a purchase, a return, a merge: they lock
+    the member first), locked in turn so none starts until this batch commits. A member held is left to the
+    command, which judges the tier itself, and to the next run: a batch that judged them on what it read before
+    the command committed would undo what the command decided."""
+    free = try_lock_members(conn, [row["member_id"] for row in rows])
+    return [row for row in rows if row["member_id"] in free]
 
 
 def _due_with_values(
@@ -973,6 +985,7 @@ def place(db: Database, clock: Clock, *, program_id: str, batch_size: int = 5000
     Anniversary-year windows differ per member and are placed by their next purchase instead.
     """
     placed = 0
+    held: set[str] = set()  # by a command while a batch looked: placed by it, or by the next run
     while True:
         with db.write() as conn:
             now = clock.now()
@@ -988,13 +1001,18 @@ def place(db: Database, clock: Clock, *, program_id: str, batch_size: int = 5000
                     members_table.c.program_id == program_id,
                     members_table.c.status == "active",
                     member_tiers.c.member_id.is_(None),
+                    members_table.c.id.not_in(held) if held else true(),
                 )
                 .order_by(members_table.c.id)
                 .limit(batch_size)
             )
-            ids = list(conn.execute(unplaced).scalars())
-            if not ids:
+            found = list(conn.execute(unplaced).scalars())
+            if not found:
                 return placed
+            ids = sorted(try_lock_members(conn, found))  # a member a command holds is placed by that command
+            held.update(set(found) - set(ids))
+            if not ids:
+                continue
             conditions = [purchases.c.program_id == program_id, purchases.c.member_id.in_(ids)]
             if start is not None:
                 conditions.append(events.c.occurred_at >= start)
@@ -1008,7 +1026,7 @@ def place(db: Database, clock: Clock, *, program_id: str, batch_size: int = 5000
                     .group_by(purchases.c.member_id)
                 ).all()
             )
-            rows = [
+            rows: list[dict[str, Any]] = [
                 {
                     "member_id": m,
                     "program_id": program_id,

@@ -26,6 +26,7 @@ from palier.programs.service import get_program
 from palier.tiers.models import TierPolicy
 from palier.tiers.service import (
     STATUS_COLUMNS,
+    _free_of_commands,
     _held_down_by_hand,
     _metric_column,
     _status_of,
@@ -70,8 +71,9 @@ def _batch(
     rows = _statuses_with_values(conn, program, policy, now, batch_size, after)
     if not rows:
         return 0, None
+    last = rows[-1]["member_id"] if len(rows) == batch_size else None
     updates, changes = [], []
-    for row in rows:
+    for row in _free_of_commands(conn, rows):
         status = _status_of(row)
         value = int(row["value"])
         qualified = policy.qualified(value)
@@ -101,7 +103,7 @@ def _batch(
             ],
             now=now,
         )
-    return len(updates), rows[-1]["member_id"] if len(rows) == batch_size else None
+    return len(updates), last
 
 
 def _statuses_with_values(
