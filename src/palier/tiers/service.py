@@ -907,23 +907,29 @@ def _due_with_values(
         .with_for_update(of=member_tiers, skip_locked=True)
         .cte("due")
     )
-    if policy.window == "rolling_months":
-        start, end = window(policy, program, at=now, enrolled_at=now)
-        in_period = and_(events.c.occurred_at >= start, events.c.occurred_at < end)
-    else:
-        in_period = and_(
-            or_(due.c.period_start.is_(None), events.c.occurred_at >= due.c.period_start),
-            or_(due.c.period_end.is_(None), events.c.occurred_at < due.c.period_end),
-        )
-    value = (
-        select(func.coalesce(func.sum(_metric_column(policy)), 0))
-        .select_from(purchases.join(events, events.c.id == purchases.c.event_id))
-        .where(purchases.c.program_id == program.id, purchases.c.member_id == due.c.member_id, in_period)
-        .scalar_subquery()
-    )
+    value = metric_per_status(due, program, policy, now=now, shared=policy.window == "rolling_months")
     if conn.dialect.name == "postgresql":  # a few milliseconds of work: compiling it would take longer
         conn.exec_driver_sql("SET LOCAL jit = off")
     return conn.execute(select(due, value.label("value")).order_by(due.c.member_id)).mappings().all()
+
+
+def metric_per_status(statuses: Any, program: Program, policy: TierPolicy, *, now: datetime, shared: bool) -> Any:
+    """The metric of each status of ``statuses`` (a CTE of ``member_tiers`` rows), as a scalar subquery: over
+    the window running now when it is everyone's (``shared``), else over the status's own period (none: all)."""
+    if shared:
+        start, end = window(policy, program, at=now, enrolled_at=now)
+        in_window = and_(events.c.occurred_at >= start, events.c.occurred_at < end)
+    else:
+        in_window = and_(
+            or_(statuses.c.period_start.is_(None), events.c.occurred_at >= statuses.c.period_start),
+            or_(statuses.c.period_end.is_(None), events.c.occurred_at < statuses.c.period_end),
+        )
+    return (
+        select(func.coalesce(func.sum(_metric_column(policy)), 0))
+        .select_from(purchases.join(events, events.c.id == purchases.c.event_id))
+        .where(purchases.c.program_id == program.id, purchases.c.member_id == statuses.c.member_id, in_window)
+        .scalar_subquery()
+    )
 
 
 def _status_of(row: Any) -> Status:

@@ -13,9 +13,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, true, update
+from sqlalchemy import Connection, select, true, update
 
-from palier.activity.tables import events, purchases
 from palier.clock import Clock
 from palier.db import Database
 from palier.db.bulk import insert_many, update_many
@@ -28,11 +27,10 @@ from palier.tiers.service import (
     STATUS_COLUMNS,
     _free_of_commands,
     _held_down_by_hand,
-    _metric_column,
     _status_of,
     _still_active,
     get_policy,
-    window,
+    metric_per_status,
 )
 from palier.tiers.tables import member_tiers, tier_history, tier_policies
 
@@ -124,18 +122,6 @@ def _statuses_with_values(
         .with_for_update(of=member_tiers)
         .cte("statuses")
     )
-    if policy.window in ("calendar_year", "rolling_months"):
-        start, end = window(policy, program, at=now, enrolled_at=now)
-        in_window = and_(events.c.occurred_at >= start, events.c.occurred_at < end)
-    else:
-        in_window = and_(
-            or_(statuses.c.period_start.is_(None), events.c.occurred_at >= statuses.c.period_start),
-            or_(statuses.c.period_end.is_(None), events.c.occurred_at < statuses.c.period_end),
-        )
-    value = (
-        select(func.coalesce(func.sum(_metric_column(policy)), 0))
-        .select_from(purchases.join(events, events.c.id == purchases.c.event_id))
-        .where(purchases.c.program_id == program.id, purchases.c.member_id == statuses.c.member_id, in_window)
-        .scalar_subquery()
-    )
+    shared = policy.window in ("calendar_year", "rolling_months")  # the year running, not the one a status holds
+    value = metric_per_status(statuses, program, policy, now=now, shared=shared)
     return conn.execute(select(statuses, value.label("value")).order_by(statuses.c.member_id)).mappings().all()
