@@ -227,7 +227,7 @@ def uncached_dashboard(db: Any, program_id: str, count: int) -> list[tuple[str, 
         def compute(p: kpis.Period = period, c: str | None = channel) -> float:
             began = time.perf_counter()
             with db.read() as conn:
-                kpis.kpis(conn=conn, program=program, period=p, channel=c)
+                kpis.kpis(conn=conn, program=program, period=p, now=SystemClock().now(), channel=c)
                 kpis.channel_mix(conn, program, p)
             return time.perf_counter() - began
 

@@ -81,9 +81,9 @@ def story(db: Database, clock: FrozenClock, new_program: Callable[..., Program])
     return program
 
 
-def test_all_channels(db: Database, story: Program) -> None:
+def test_all_channels(db: Database, clock: FrozenClock, story: Program) -> None:
     with db.read() as conn:
-        found = kpis(conn=conn, program=story, period=TWO_WEEKS)
+        found = kpis(conn=conn, now=clock.now(), program=story, period=TWO_WEEKS)
     assert (found.members, found.new_members) == (4, 3)  # Ann joined in January
     assert [(w.week, w.issued, w.redeemed, w.expired) for w in found.weeks] == [
         (date(2026, 3, 2), 40 + 20 + 30 + 100, 0, 50),
@@ -102,10 +102,10 @@ def test_all_channels(db: Database, story: Program) -> None:
     assert found.non_member_orders.basket == 2000
 
 
-def test_by_channel(db: Database, story: Program) -> None:
+def test_by_channel(db: Database, clock: FrozenClock, story: Program) -> None:
     with db.read() as conn:
-        store = kpis(conn=conn, program=story, period=TWO_WEEKS, channel="store")
-        web = kpis(conn=conn, program=story, period=TWO_WEEKS, channel="web")
+        store = kpis(conn=conn, now=clock.now(), program=story, period=TWO_WEEKS, channel="store")
+        web = kpis(conn=conn, now=clock.now(), program=story, period=TWO_WEEKS, channel="web")
     assert (store.members, store.new_members) == (1, 1)  # Bob joined in store
     assert [(w.issued, w.redeemed, w.expired) for w in store.weeks] == [(70, 0, 0), (10, 60, 0)]
     assert store.redemption_rate == pytest.approx(60 / 80)
@@ -120,10 +120,10 @@ def test_by_channel(db: Database, story: Program) -> None:
     assert store.outstanding_points == web.outstanding_points == 157
 
 
-def test_a_period_with_nothing_in_it(db: Database, story: Program) -> None:
+def test_a_period_with_nothing_in_it(db: Database, clock: FrozenClock, story: Program) -> None:
     with db.read() as conn:
         found = kpis(
-            conn=conn, program=story, period=Period(date(2025, 6, 1), date(2025, 6, 30))
+            conn=conn, now=clock.now(), program=story, period=Period(date(2025, 6, 1), date(2025, 6, 30))
         )  # Sunday 1 June: 6 weeks
     assert len(found.weeks) == 6 and found.issued == found.redeemed == found.expired == 0
     assert found.redemption_rate is None and found.repeat_rate is None
@@ -140,7 +140,7 @@ def test_weeks_follow_the_program_time_zone(
     clock.set(at(1, hour=12))  # 01:00 on Monday 2 March in Auckland: the next week
     f.purchase(db, clock, program, member, amount=300)
     with db.read() as conn:
-        found = kpis(conn=conn, program=program, period=Period(date(2026, 2, 23), date(2026, 3, 8)))
+        found = kpis(conn=conn, now=clock.now(), program=program, period=Period(date(2026, 2, 23), date(2026, 3, 8)))
     assert [(w.week, w.issued) for w in found.weeks] == [(date(2026, 2, 23), 7), (date(2026, 3, 2), 3)]
 
 
@@ -160,9 +160,9 @@ def test_a_channels_points_issued_are_net_of_the_returns_of_its_purchases(
     clock.set(at(10))
     f.return_(db, clock, program, "S-1", lines=[("A", 1)])  # -40, in week 2
     with db.read() as conn:
-        everywhere = kpis(conn=conn, program=program, period=TWO_WEEKS)
-        store = kpis(conn=conn, program=program, period=TWO_WEEKS, channel="store")
-        web = kpis(conn=conn, program=program, period=TWO_WEEKS, channel="web")
+        everywhere = kpis(conn=conn, now=clock.now(), program=program, period=TWO_WEEKS)
+        store = kpis(conn=conn, now=clock.now(), program=program, period=TWO_WEEKS, channel="store")
+        web = kpis(conn=conn, now=clock.now(), program=program, period=TWO_WEEKS, channel="web")
     assert [w.issued for w in everywhere.weeks] == [60, -40]
     assert [w.issued for w in store.weeks] == [40, -40] and store.issued == 0
     assert web.issued == 20
@@ -182,7 +182,7 @@ def test_the_dashboard_is_computed_once_per_data_version(
 
     def shown(p: Program) -> Any:
         with db.read() as conn:
-            return dashboard(conn=conn, program=p, period=period)
+            return dashboard(conn=conn, now=clock.now(), program=p, period=period)
 
     first = shown(program)
     assert first is shown(program)  # nothing written since: the same figures, not computed again
@@ -214,7 +214,7 @@ def test_the_dashboard_counts_a_merged_member_out_at_once(
 
     def members() -> int:
         with db.read() as conn:
-            return dashboard(conn=conn, program=program, period=period).kpis.members
+            return dashboard(conn=conn, now=clock.now(), program=program, period=period).kpis.members
 
     assert members() == 2
     f.merge(db, clock, program, twin, ann)
@@ -234,6 +234,6 @@ def test_what_the_program_owes_counts_store_credit_with_points(
                                        actor=f.ACTOR)  # fmt: skip
         rewards.redeem(conn=conn, clock=clock, program=program, member_id=eve.id, data=RedeemIn(reward_id=credit.id))
     with db.read() as conn:
-        found = kpis(conn=conn, program=program, period=TWO_WEEKS)
+        found = kpis(conn=conn, now=clock.now(), program=program, period=TWO_WEEKS)
     assert (found.outstanding_points, found.liability, found.store_credit) == (500, 500, 1_000)
     assert found.owed == 1_500  # what it owed before the redemption: 1 500 points at a cent each

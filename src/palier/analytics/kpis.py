@@ -3,9 +3,11 @@
 A period is a range of days in the program's time zone, first and last day included; weeks start on
 Monday. Points figures come from the ledger's program accounts: *issued* is what left ``issued`` (net of
 returns taken back), *redeemed* what reached ``redeemed`` (coupons used, points paid at checkout, net of
-refunds), *expired* what reached ``expired``. Outstanding points are what members hold now (available,
-pending and held); the liability is what they are worth at the program's redemption value
-(``redeem_points`` points = ``redeem_amount`` minor units).
+refunds), *expired* what reached ``expired``. Outstanding points are what members hold now, as their
+balances show them: available, pending and held, less points past their expiry the job has not swept yet
+and less what a member owes (``debt``, which their points repay first), never below 0 for one member; the
+liability is what they are worth at the program's redemption value (``redeem_points`` points =
+``redeem_amount`` minor units).
 
 By channel: members by the channel they joined on; purchases and active members by the order's channel;
 points issued for purchases made on that channel (net of what their returns took back); points redeemed
@@ -26,11 +28,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, and_, case, distinct, func, literal, select
+from sqlalchemy import Connection, and_, case, distinct, func, literal, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from palier.activity.tables import events, purchases
-from palier.ledger.tables import accounts, allocations, ledger_transactions, lots, postings
+from palier.ledger.tables import accounts, allocations, ledger_transactions, lot_state_is, lots, postings
 from palier.members.tables import members, merges
 from palier.programs.models import Program
 from palier.rewards.payments import points_value
@@ -134,14 +136,14 @@ class Kpis:
         return self.buying_members_repeat / self.active_members if self.active_members else None
 
 
-def kpis(*, conn: Connection, program: Program, period: Period, channel: str | None = None) -> Kpis:
-    """Every figure of the dashboard for ``period`` (and ``channel``, when given)."""
+def kpis(*, conn: Connection, program: Program, period: Period, now: datetime, channel: str | None = None) -> Kpis:
+    """Every figure of the dashboard for ``period`` (and ``channel``, when given); what members hold, at ``now``."""
     if channel is not None and channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel!r}")
     start, end = period.bounds(program)
     enrolled, new = _members(conn, program, start, end, channel)
     active, repeat = _repeat(conn, program, start, end, channel)
-    outstanding = _outstanding(conn, program)
+    outstanding = _outstanding(conn, program, now)
     member_orders, non_member_orders = _orders(conn, program, start, end, channel)
     return Kpis(
         period=period,
@@ -212,16 +214,56 @@ def _repeat(conn: Connection, program: Program, start: datetime, end: datetime, 
     return int(buyers), int(repeat)
 
 
-def _outstanding(conn: Connection, program: Program) -> int:
+def _past_expiry(program: Program, now: datetime) -> list[ColumnElement[bool]]:
+    """Lots whose points are gone at ``now`` but that the expiry job has not swept yet."""
+    return [
+        lots.c.program_id == program.id,
+        or_(
+            and_(lot_state_is("active"), lots.c.expires_at <= now),
+            and_(lot_state_is("pending"), lots.c.matures_at <= now, lots.c.expires_at <= now),
+        ),
+        lots.c.remaining > 0,
+    ]
+
+
+def _outstanding(conn: Connection, program: Program, now: datetime) -> int:
+    """The points members hold now, as their balances show them: available, pending and held, less the points
+    of lots past their expiry that the job has not swept yet (gone the instant they expire), and less what a
+    member owes (``debt``: their points repay it before they can be spent), never below 0 for one member."""
+    kinds = ("available", "pending", "held", "debt")
+    mine = and_(accounts.c.program_id == program.id, accounts.c.member_id.is_not(None), accounts.c.asset == "PTS")
     held = conn.execute(
         select(func.coalesce(func.sum(accounts.c.balance), 0)).where(
-            accounts.c.program_id == program.id,
-            accounts.c.member_id.is_not(None),
-            accounts.c.kind.in_(("available", "pending", "held")),
-            accounts.c.asset == "PTS",
+            mine, accounts.c.kind.in_(("available", "pending", "held"))
         )
     ).scalar()
-    return int(held or 0)
+    # The few members whose balances are not simply what they hold: those who owe points, and those with
+    # points past their expiry (one indexed read each: the debt CHECK and the expiry job's index).
+    gone = (
+        select(lots.c.member_id, func.sum(lots.c.remaining).label("gone"))
+        .where(*_past_expiry(program, now))
+        .group_by(lots.c.member_id)
+        .subquery()
+    )
+    owing = select(accounts.c.member_id).where(mine, accounts.c.kind == "debt", accounts.c.balance < 0)
+    special = owing.union(select(gone.c.member_id)).subquery()
+    per_member = (
+        select(
+            accounts.c.member_id,
+            func.sum(accounts.c.balance).label("total"),
+            func.sum(case((accounts.c.kind == "debt", 0), else_=accounts.c.balance)).label("counted"),
+        )
+        .where(mine, accounts.c.kind.in_(kinds), accounts.c.member_id.in_(select(special.c.member_id)))
+        .group_by(accounts.c.member_id)
+        .subquery()
+    )
+    net = per_member.c.total - func.coalesce(gone.c.gone, 0)
+    correction = conn.execute(
+        select(func.coalesce(func.sum(case((net > 0, net), else_=0) - per_member.c.counted), 0)).select_from(
+            per_member.outerjoin(gone, gone.c.member_id == per_member.c.member_id)
+        )
+    ).scalar()
+    return int(held or 0) + int(correction or 0)
 
 
 def _store_credit(conn: Connection, program: Program) -> int:
@@ -385,8 +427,9 @@ def channel_mix(conn: Connection, program: Program, period: Period) -> dict[str,
 # to (issued, redeemed, expired, adjusted); purchases by non-members write no ledger line but add an
 # event; enrolments add a member and merges close one (counted apart: a merge leaves as many member rows,
 # and moves points between members only). So an unchanged version means unchanged figures, and
-# a changed one is never served stale. What moves without a program posting (maturity, holds) leaves
-# every figure as it was.
+# a changed one is never served stale. What moves without a program posting (maturity, holds, a maturing
+# lot repaying debt) leaves every figure as it was; points reaching their expiry before the job sweeps them
+# leave what members hold, and the count of such lots is part of the version too.
 
 
 @dataclass(frozen=True)
@@ -400,8 +443,9 @@ _CACHE_SIZE = 128
 _cache_lock = threading.Lock()
 
 
-def data_version(conn: Connection, program: Program) -> tuple[int, int, int, int]:
-    """(Σ versions of the program accounts, purchases received, members, merges): cheap reads."""
+def data_version(conn: Connection, program: Program, now: datetime) -> tuple[int, int, int, int, int]:
+    """(Σ versions of the program accounts, purchases received, members, merges, lots past their expiry not
+    swept yet): cheap reads."""
     row = conn.execute(
         select(
             select(func.coalesce(func.sum(accounts.c.version), 0))
@@ -413,21 +457,24 @@ def data_version(conn: Connection, program: Program) -> tuple[int, int, int, int
             .scalar_subquery(),
             select(func.count()).select_from(members).where(members.c.program_id == program.id).scalar_subquery(),
             select(func.count()).select_from(merges).where(merges.c.program_id == program.id).scalar_subquery(),
+            select(func.count()).select_from(lots).where(*_past_expiry(program, now)).scalar_subquery(),
         )
     ).one()
-    return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+    return int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4])
 
 
-def dashboard(*, conn: Connection, program: Program, period: Period, channel: str | None = None) -> Dashboard:
+def dashboard(
+    *, conn: Connection, program: Program, period: Period, now: datetime, channel: str | None = None
+) -> Dashboard:
     """:func:`kpis` and :func:`channel_mix`, computed once per data version (see the note above)."""
-    key = (program.model_dump_json(), period, channel, data_version(conn, program))
+    key = (program.model_dump_json(), period, channel, data_version(conn, program, now))
     with _cache_lock:
         found = _CACHE.get(key)
         if found is not None:
             _CACHE.move_to_end(key)
             return found
     made = Dashboard(
-        kpis(conn=conn, program=program, period=period, channel=channel), channel_mix(conn, program, period)
+        kpis(conn=conn, program=program, period=period, now=now, channel=channel), channel_mix(conn, program, period)
     )
     with _cache_lock:
         _CACHE[key] = made

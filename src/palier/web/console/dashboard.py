@@ -80,13 +80,14 @@ def dashboard(
     who = current(request)
     program = who.program
     clock: Clock = request.app.state.clock
-    today = clock.now().astimezone(ZoneInfo(program.timezone)).date()
+    now = clock.now()
+    today = now.astimezone(ZoneInfo(program.timezone)).date()
     period, preset, refused = _period(today, weeks, first, last)
     chosen = channel if channel in CHANNELS else None
     language = i18n.request_language(request)
     db: Database = request.app.state.db
     with db.read() as conn:
-        shown = dashboard_figures(conn=conn, program=program, period=period, channel=chosen)
+        shown = dashboard_figures(conn=conn, program=program, period=period, now=now, channel=chosen)
     found, mix = shown.kpis, shown.mix
     return render(
         request,

@@ -1,0 +1,54 @@
+"""Figures a merchant acts on, checked against what members really hold (both engines)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+
+from palier.analytics.kpis import Period, dashboard, kpis
+from palier.clock import FrozenClock
+from palier.db import Database
+from palier.programs.models import Program
+from tests.services import factories as f
+
+ANY = Period(date(2026, 1, 1), date(2026, 12, 31))
+
+
+def test_points_a_member_owes_are_not_owed_to_them(
+    db: Database, clock: FrozenClock, new_program: Callable[..., Program]
+) -> None:
+    """A return of spent points leaves a debt that the member's pending points repay: they are worth nothing."""
+    program = new_program(return_window_days=14, redeem_points=100, redeem_amount=100)
+    ann = f.enrol(db, clock, program, first_name="Ann")
+    f.purchase(db, clock, program, ann, order_id="A-1", lines=[f.line("A", 10_000)])  # 100 pending
+    clock.set(clock.now() + timedelta(days=15))
+    f.mature(db, clock, program)
+    f.adjust(db, clock, program, ann, -100)  # spent
+    f.purchase(db, clock, program, ann, order_id="A-2", lines=[f.line("B", 4_000)])  # 40 pending
+    f.return_(db, clock, program, "A-1", lines=[("A", 1)])  # 100 taken back: owed
+    assert (f.balance(db, program, ann, clock).pending, f.balance(db, program, ann, clock).debt) == (40, 100)
+    with db.read() as conn:
+        found = kpis(conn=conn, program=program, period=ANY, now=clock.now())
+    assert (found.outstanding_points, found.liability) == (0, 0)
+
+
+def test_points_past_their_expiry_are_not_owed_before_the_job_runs(
+    db: Database, clock: FrozenClock, new_program: Callable[..., Program]
+) -> None:
+    """Points are gone the instant they expire (README): the liability agrees with the members' balances."""
+    program = new_program(points_lifetime_months=1, redeem_points=100, redeem_amount=500)
+    ann = f.enrol(db, clock, program, first_name="Ann")
+    f.adjust(db, clock, program, ann, 200)
+
+    def shown() -> int:
+        with db.read() as conn:
+            return dashboard(conn=conn, program=program, period=ANY, now=clock.now()).kpis.outstanding_points
+
+    assert shown() == 200
+    clock.set(clock.now() + timedelta(days=40))  # expired; the expire job has not run yet
+    assert shown() == 0  # nothing was written: the cached figure is not served all the same
+    f.adjust(db, clock, program, ann, 30)
+    assert f.balance(db, program, ann, clock).available == 30
+    with db.read() as conn:
+        found = kpis(conn=conn, program=program, period=ANY, now=clock.now())
+    assert (found.outstanding_points, found.liability) == (30, 150)
