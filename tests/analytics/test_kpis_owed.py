@@ -52,3 +52,24 @@ def test_points_past_their_expiry_are_not_owed_before_the_job_runs(
     with db.read() as conn:
         found = kpis(conn=conn, program=program, period=ANY, now=clock.now())
     assert (found.outstanding_points, found.liability) == (30, 150)
+
+
+def test_an_erased_member_leaves_the_member_count_at_once(
+    db: Database, clock: FrozenClock, new_program: Callable[..., Program]
+) -> None:
+    """An erasure of a member with no points writes nothing to the ledger: one member fewer all the same."""
+    from palier.members.erasure import erase
+
+    program = new_program()
+    f.enrol(db, clock, program, first_name="Bob")
+    ann = f.enrol(db, clock, program, first_name="Ann")
+
+    def members() -> int:
+        with db.read() as conn:
+            return dashboard(conn=conn, program=program, period=ANY, now=clock.now()).kpis.members
+
+    assert members() == 2
+    with db.write() as conn:
+        erase(conn=conn, clock=clock, program=program, member_id=ann.id, reason="Asked to be forgotten",
+              forfeit_store_credit=True, actor="key_test")  # fmt: skip
+    assert members() == 1

@@ -425,8 +425,9 @@ def channel_mix(conn: Connection, program: Program, period: Period) -> dict[str,
 # program's settings (all of them), the period and channel, and a *data version* that changes with any
 # write the figures depend on. Every ledger write bumps the ``version`` of the program accounts it posts
 # to (issued, redeemed, expired, adjusted); purchases by non-members write no ledger line but add an
-# event; enrolments add a member and merges close one (counted apart: a merge leaves as many member rows,
-# and moves points between members only). So an unchanged version means unchanged figures, and
+# event; enrolments add a member, merges and erasures close one (counted apart: they leave as many member
+# rows, and a merge moves points between members only, an erasure of a member without points writes none).
+# So an unchanged version means unchanged figures, and
 # a changed one is never served stale. What moves without a program posting (maturity, holds, a maturing
 # lot repaying debt) leaves every figure as it was; points reaching their expiry before the job sweeps them
 # leave what members hold, and the count of such lots is part of the version too.
@@ -443,9 +444,9 @@ _CACHE_SIZE = 128
 _cache_lock = threading.Lock()
 
 
-def data_version(conn: Connection, program: Program, now: datetime) -> tuple[int, int, int, int, int]:
-    """(Σ versions of the program accounts, purchases received, members, merges, lots past their expiry not
-    swept yet): cheap reads."""
+def data_version(conn: Connection, program: Program, now: datetime) -> tuple[int, ...]:
+    """(Σ versions of the program accounts, purchases received, members, merges, erasures, lots past their
+    expiry not swept yet): cheap reads."""
     row = conn.execute(
         select(
             select(func.coalesce(func.sum(accounts.c.version), 0))
@@ -457,10 +458,14 @@ def data_version(conn: Connection, program: Program, now: datetime) -> tuple[int
             .scalar_subquery(),
             select(func.count()).select_from(members).where(members.c.program_id == program.id).scalar_subquery(),
             select(func.count()).select_from(merges).where(merges.c.program_id == program.id).scalar_subquery(),
+            select(func.count())
+            .select_from(members)
+            .where(members.c.program_id == program.id, members.c.status == "erased")
+            .scalar_subquery(),
             select(func.count()).select_from(lots).where(*_past_expiry(program, now)).scalar_subquery(),
         )
     ).one()
-    return int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4])
+    return int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]), int(row[5])
 
 
 def dashboard(
