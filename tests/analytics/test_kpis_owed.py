@@ -73,3 +73,30 @@ def test_an_erased_member_leaves_the_member_count_at_once(
         erase(conn=conn, clock=clock, program=program, member_id=ann.id, reason="Asked to be forgotten",
               forfeit_store_credit=True, actor="key_test")  # fmt: skip
     assert members() == 1
+
+
+def test_revenue_and_basket_are_net_of_refunds(
+    db: Database, clock: FrozenClock, new_program: Callable[..., Program]
+) -> None:
+    """A returned item is not revenue: members' and walk-ins' orders alike (and the cached figures follow)."""
+    program = new_program()
+    ann = f.enrol(db, clock, program, first_name="Ann")
+    f.purchase(db, clock, program, ann, order_id="M-1", lines=[f.line("A", 3_000), f.line("B", 1_000)])
+    f.purchase(db, clock, program, ann, order_id="M-2", lines=[f.line("C", 2_000)])
+    body = f.purchase_body(program, ann.id, clock=clock, order_id="W-1", lines=[f.line("D", 50), f.line("E", 4_000)])
+    body.member = None
+    assert f.send_purchase(db, clock, program, body)[0].status == "anonymous"
+
+    def shown() -> tuple[tuple[int, int, int | None], tuple[int, int, int | None]]:
+        with db.read() as conn:
+            found = dashboard(conn=conn, program=program, period=ANY, now=clock.now()).kpis
+        return (
+            (found.member_orders.orders, found.member_orders.revenue, found.member_orders.basket),
+            (found.non_member_orders.orders, found.non_member_orders.revenue, found.non_member_orders.basket),
+        )
+
+    assert shown() == ((2, 6_000, 3_000), (1, 4_050, 4_050))
+    f.return_(db, clock, program, "M-1", lines=[("A", 1)])
+    assert shown() == ((2, 3_000, 1_500), (1, 4_050, 4_050))
+    f.return_(db, clock, program, "W-1", lines=[("D", 1)])  # a walk-in's return writes nothing to the ledger
+    assert shown() == ((2, 3_000, 1_500), (1, 4_000, 4_000))

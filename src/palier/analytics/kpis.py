@@ -15,8 +15,10 @@ by the channel the coupon was used or the order paid on; points expired by the c
 that earned them. Programme-wide
 movements with no channel (welcome points, manual adjustments) count only without a channel filter.
 
-A non-member purchase is one with no member: sent anonymously, or paid with a payment card nobody has
-linked yet. The repeat-purchase rate is a members' figure (non-members cannot be recognised twice).
+Orders are those placed in the period; their revenue (and basket) is net of what their returns refunded so
+far, whenever the return came. A non-member purchase is one with no member: sent anonymously, or paid with
+a payment card nobody has linked yet. The repeat-purchase rate is a members' figure (non-members cannot
+be recognised twice).
 """
 
 from __future__ import annotations
@@ -85,11 +87,11 @@ class Orders:
     """Orders of one kind of shopper in the period: how many, what they paid, the average basket."""
 
     orders: int = 0
-    revenue: int = 0  # minor units, as bought (returns not deducted)
+    revenue: int = 0  # minor units: what the orders came to, less what their returns refunded so far
 
     @property
     def basket(self) -> int | None:
-        """Average order value in minor units (rounded half up), or None without orders."""
+        """Average order value (net of refunds) in minor units, rounded half up, or None without orders."""
         return (2 * self.revenue + self.orders) // (2 * self.orders) if self.orders else None
 
 
@@ -191,7 +193,7 @@ def _orders(
 ) -> tuple[Orders, Orders]:
     is_member = case((purchases.c.member_id.is_(None), 0), else_=1).label("is_member")
     rows = conn.execute(
-        select(is_member, func.count(), func.coalesce(func.sum(purchases.c.total), 0))
+        select(is_member, func.count(), func.coalesce(func.sum(purchases.c.total - purchases.c.refunded), 0))
         .select_from(events.join(purchases, purchases.c.event_id == events.c.id))
         .where(*_purchases_in(program, start, end, channel))
         .group_by(is_member)
@@ -424,10 +426,10 @@ def channel_mix(conn: Connection, program: Program, period: Period) -> dict[str,
 # opened again and again. The figures are kept per process, keyed by what they are computed from: the
 # program's settings (all of them), the period and channel, and a *data version* that changes with any
 # write the figures depend on. Every ledger write bumps the ``version`` of the program accounts it posts
-# to (issued, redeemed, expired, adjusted); purchases by non-members write no ledger line but add an
-# event; enrolments add a member, merges and erasures close one (counted apart: they leave as many member
-# rows, and a merge moves points between members only, an erasure of a member without points writes none).
-# So an unchanged version means unchanged figures, and
+# to (issued, redeemed, expired, adjusted); purchases by non-members and their returns (which lower the
+# revenue) write no ledger line but add an event; enrolments add a member, merges and erasures close one
+# (counted apart: they leave as many member rows, and a merge moves points between members only, an
+# erasure of a member without points writes none). So an unchanged version means unchanged figures, and
 # a changed one is never served stale. What moves without a program posting (maturity, holds, a maturing
 # lot repaying debt) leaves every figure as it was; points reaching their expiry before the job sweeps them
 # leave what members hold, and the count of such lots is part of the version too.
@@ -445,8 +447,8 @@ _cache_lock = threading.Lock()
 
 
 def data_version(conn: Connection, program: Program, now: datetime) -> tuple[int, ...]:
-    """(Σ versions of the program accounts, purchases received, members, merges, erasures, lots past their
-    expiry not swept yet): cheap reads."""
+    """(Σ versions of the program accounts, purchases and returns received, members, merges, erasures, lots past
+    their expiry not swept yet): cheap reads."""
     row = conn.execute(
         select(
             select(func.coalesce(func.sum(accounts.c.version), 0))
@@ -454,7 +456,7 @@ def data_version(conn: Connection, program: Program, now: datetime) -> tuple[int
             .scalar_subquery(),
             select(func.count())
             .select_from(events)
-            .where(events.c.program_id == program.id, events.c.type == "purchase")
+            .where(events.c.program_id == program.id, events.c.type.in_(("purchase", "return")))
             .scalar_subquery(),
             select(func.count()).select_from(members).where(members.c.program_id == program.id).scalar_subquery(),
             select(func.count()).select_from(merges).where(merges.c.program_id == program.id).scalar_subquery(),
