@@ -100,3 +100,23 @@ def test_revenue_and_basket_are_net_of_refunds(
     assert shown() == ((2, 3_000, 1_500), (1, 4_050, 4_050))
     f.return_(db, clock, program, "W-1", lines=[("D", 1)])  # a walk-in's return writes nothing to the ledger
     assert shown() == ((2, 3_000, 1_500), (1, 4_000, 4_000))
+
+
+def test_a_card_purchase_claimed_for_no_points_moves_to_the_members_column_at_once(
+    db: Database, clock: FrozenClock, new_program: Callable[..., Program]
+) -> None:
+    """Paid with a card nobody had linked, 0.50 € earns no point: linking the card writes nothing to the ledger,
+    yet the order is now a member's."""
+    program = new_program()
+    card = f.luhn_card()
+    f.purchase(db, clock, program, ("payment_card", card), amount=50)
+    ann = f.enrol(db, clock, program, first_name="Ann")
+
+    def orders() -> tuple[int, int, int]:
+        with db.read() as conn:
+            found = dashboard(conn=conn, program=program, period=ANY, now=clock.now()).kpis
+        return found.member_orders.orders, found.non_member_orders.orders, found.active_members
+
+    assert orders() == (0, 1, 0)
+    f.add_identity(db, clock, program, ann, "payment_card", card)
+    assert orders() == (1, 0, 1)

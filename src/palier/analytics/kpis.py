@@ -427,12 +427,14 @@ def channel_mix(conn: Connection, program: Program, period: Period) -> dict[str,
 # program's settings (all of them), the period and channel, and a *data version* that changes with any
 # write the figures depend on. Every ledger write bumps the ``version`` of the program accounts it posts
 # to (issued, redeemed, expired, adjusted); purchases by non-members and their returns (which lower the
-# revenue) write no ledger line but add an event; enrolments add a member, merges and erasures close one
-# (counted apart: they leave as many member rows, and a merge moves points between members only, an
-# erasure of a member without points writes none). So an unchanged version means unchanged figures, and
-# a changed one is never served stale. What moves without a program posting (maturity, holds, a maturing
-# lot repaying debt) leaves every figure as it was; points reaching their expiry before the job sweeps them
-# leave what members hold, and the count of such lots is part of the version too.
+# revenue) write no ledger line but add an event, and a card's purchase claimed when it is linked becomes a
+# member's even if it earns nothing (counted by the purchases not yet claimed); enrolments add a member,
+# merges and erasures close one (counted apart: they leave as many member rows, and a merge moves points
+# between members only, an erasure of a member without points writes none). So an unchanged version
+# means unchanged figures, and a changed one is never served stale. What moves without a program posting
+# (maturity, holds, a maturing lot repaying debt) leaves every figure as it was; points reaching their
+# expiry before the job sweeps them leave what members hold, and the count of such lots is part of the
+# version too.
 
 
 @dataclass(frozen=True)
@@ -447,8 +449,8 @@ _cache_lock = threading.Lock()
 
 
 def data_version(conn: Connection, program: Program, now: datetime) -> tuple[int, ...]:
-    """(Σ versions of the program accounts, purchases and returns received, members, merges, erasures, lots past
-    their expiry not swept yet): cheap reads."""
+    """(Σ versions of the program accounts, purchases and returns received, purchases by a card nobody has
+    linked yet, members, merges, erasures, lots past their expiry not swept yet): cheap reads."""
     row = conn.execute(
         select(
             select(func.coalesce(func.sum(accounts.c.version), 0))
@@ -457,6 +459,10 @@ def data_version(conn: Connection, program: Program, now: datetime) -> tuple[int
             select(func.count())
             .select_from(events)
             .where(events.c.program_id == program.id, events.c.type.in_(("purchase", "return")))
+            .scalar_subquery(),
+            select(func.count())
+            .select_from(events)
+            .where(events.c.program_id == program.id, events.c.status == "unclaimed")
             .scalar_subquery(),
             select(func.count()).select_from(members).where(members.c.program_id == program.id).scalar_subquery(),
             select(func.count()).select_from(merges).where(merges.c.program_id == program.id).scalar_subquery(),
@@ -467,7 +473,7 @@ def data_version(conn: Connection, program: Program, now: datetime) -> tuple[int
             select(func.count()).select_from(lots).where(*_past_expiry(program, now)).scalar_subquery(),
         )
     ).one()
-    return int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]), int(row[5])
+    return tuple(int(value) for value in row)
 
 
 def dashboard(
