@@ -18,7 +18,8 @@ from palier.ledger.tables import accounts
 POINTS: Final = "PTS"
 SLOTS: Final = 32
 MEMBER_KINDS: Final = ("available", "pending", "held", "debt")
-# issued is the source of every point (its negative balance is the liability); the others are sinks.
+# issued is the source of every point (its negative balance is every point issued net of returns); the others
+# are sinks.
 PROGRAM_KINDS: Final = ("issued", "redeemed", "expired", "adjusted")
 # Store credit, in the program's currency: credit_issued is its source (the money owed to members),
 # credit_spent where it goes when a member pays with it. A member's credit sits in their ``wallet``.
