@@ -120,3 +120,35 @@ def test_a_card_purchase_claimed_for_no_points_moves_to_the_members_column_at_on
     assert orders() == (0, 1, 0)
     f.add_identity(db, clock, program, ann, "payment_card", card)
     assert orders() == (1, 0, 1)
+
+
+def test_what_members_hold_is_the_sum_of_their_balances(
+    db: Database, clock: FrozenClock, new_program: Callable[..., Program]
+) -> None:
+    """Held points, debt, a merge and points past their expiry: the dashboard agrees with every balance."""
+    from palier.rewards import service as rewards
+    from palier.rewards.models import RedeemIn, RewardIn
+
+    program = new_program(return_window_days=14, points_lifetime_months=2)
+    ann, bob, cat = (f.enrol(db, clock, program, first_name=name) for name in ("Ann", "Bob", "Cat"))
+    f.purchase(db, clock, program, ann, order_id="A-1", lines=[f.line("A", 9_000)])
+    f.purchase(db, clock, program, bob, order_id="B-1", lines=[f.line("B", 5_000)])
+    f.adjust(db, clock, program, cat, 300)
+    clock.set(clock.now() + timedelta(days=15))
+    f.mature(db, clock, program)
+    data = {"kind": "amount_off", "amount": 500, "cost_points": 80, "title": {"fr": "Bon", "en": "Voucher"}}
+    with db.write() as conn:
+        reward = rewards.create_reward(conn=conn, clock=clock, program=program, data=RewardIn.model_validate(data),
+                                       actor=f.ACTOR)  # fmt: skip
+        rewards.redeem(conn=conn, clock=clock, program=program, member_id=ann.id, data=RedeemIn(reward_id=reward.id))
+    f.adjust(db, clock, program, bob, -50)  # spent: the return below leaves Bob owing 50
+    f.purchase(db, clock, program, bob, order_id="B-2", lines=[f.line("C", 2_000)])  # 20 pending
+    f.return_(db, clock, program, "B-1", lines=[("B", 1)])
+    f.merge(db, clock, program, bob, cat)  # Cat's 300 repay Bob's 50
+    clock.set(clock.now() + timedelta(days=60))  # Ann's and Cat's points are past their expiry, not swept
+    members = [ann.id, cat.id]
+    shown = [f.balance(db, program, who, clock) for who in members]
+    expected = sum(max(0, b.available + b.pending + b.held - b.debt) for b in shown)
+    with db.read() as conn:
+        found = kpis(conn=conn, program=program, period=ANY, now=clock.now())
+    assert found.outstanding_points == expected == 80 + 20  # Ann's coupon holds 80; Bob's last 20, now Cat's
