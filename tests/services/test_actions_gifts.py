@@ -240,6 +240,20 @@ def test_membership_anniversaries_are_given_once(db: Database, clock: FrozenCloc
     assert balance(db, program, member).available == 30 + 200
 
 
+def test_a_member_who_joined_on_the_programs_first_evening_west_of_utc_has_anniversaries(
+    db: Database, clock: FrozenClock, new_program: Any
+) -> None:
+    """The program opened on 31 December in Los Angeles, when it was already 1 January in UTC: a member who
+    joined that evening joined on 31 December, and is celebrated on 31 December."""
+    clock.set(datetime(2027, 1, 1, 5, 0, tzinfo=UTC))  # 31 December 2026, 21:00 in Los Angeles
+    program = with_rules(db, clock, new_program(timezone="America/Los_Angeles"))
+    member = enrol(db, clock, program)
+    clock.set(datetime(2027, 12, 31, 20, 0, tzinfo=UTC))  # 31 December 2027, noon in Los Angeles
+    assert gifts.anniversaries(db, clock, program_id=program.id).members == 1
+    assert gifts.anniversaries(db, clock, program_id=program.id).members == 0
+    assert balance(db, program, member).available == 30 + 200
+
+
 def test_history_names_the_rule_behind_a_bonus_or_gift_in_the_members_language(
     db: Database, clock: FrozenClock, program: Program
 ) -> None:

@@ -169,7 +169,9 @@ def _due_on(day: date, kind: str, program: Program, tz: ZoneInfo) -> ColumnEleme
             )
         )
         return and_(born, members.c.enrolled_at < local_midnight(day + timedelta(days=1), tz))
-    windows = anniversary_windows(day, utc(program.created_at).date(), tz)
+    # the program's first local day (a member who joined on its first evening in Los Angeles joined on
+    # 31 December, while it was already 1 January in UTC)
+    windows = anniversary_windows(day, utc(program.created_at).astimezone(tz).date(), tz)
     return or_(false(), *(and_(members.c.enrolled_at >= start, members.c.enrolled_at < end) for start, end in windows))
 
 
