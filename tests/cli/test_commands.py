@@ -416,6 +416,15 @@ def test_a_job_for_a_mistyped_program_is_refused_not_run_on_nothing(cli_db: Data
     assert result.exit_code == 2 and "error program_not_found" in result.output, result.output
 
 
+def test_a_batch_size_above_what_a_sweep_takes_is_refused_at_its_option_not_a_traceback(cli_db: Database) -> None:
+    for command in (("jobs", "run", "expire"), ("worker", "--once")):
+        result = invoke(*command, "--batch-size", "2000000")
+        assert result.exit_code == 2, result.output
+        assert "--batch-size" in result.output and "1048576" in result.output, result.output
+        assert "Traceback" not in result.output and "ValueError" not in result.output, result.output
+    assert invoke("jobs", "run", "expire", "--batch-size", "1048576").exit_code == 0
+
+
 def test_scan_cards_says_what_it_read_and_a_scan_of_nothing_proves_nothing(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_text(f"declined {f.luhn_card()}\n", encoding="utf-8")

@@ -25,6 +25,7 @@ from palier.cli.common import console, new_app, open_database, require_ready_dat
 from palier.clock import Clock, SystemClock
 from palier.db import Database
 from palier.jobs import debts, housekeeping, sweeps
+from palier.ledger.sweep_sql import MAX_BATCH
 from palier.ledger.tables import lots
 from palier.logs import mask_handlers
 from palier.memberships import service as memberships
@@ -128,7 +129,9 @@ def run(
         "expiry-warnings (points_expiring events for the mailer), webhooks (push waiting events), "
         "housekeeping (delete old sessions, sign-in codes, delivered events and sign-in attempts), or all.",
     ),
-    batch_size: int = typer.Option(sweeps.BATCH, min=1, help="Lots per database transaction."),
+    batch_size: int = typer.Option(
+        sweeps.BATCH, min=1, max=MAX_BATCH, help=f"Lots per database transaction (at most {MAX_BATCH})."
+    ),
     program: str | None = typer.Option(None, "--program", help="Only this program's lots (default: all)."),
     workers: int = typer.Option(
         1, min=1, help="Batches at once, each in its own connection (PostgreSQL: a core each)."
@@ -202,7 +205,9 @@ class _Stop(Exception):
 def worker(
     interval: float = typer.Option(60.0, min=0.1, help="Seconds between two runs."),
     once: bool = typer.Option(False, "--once", help="Run every job once, deliver waiting events, and exit."),
-    batch_size: int = typer.Option(sweeps.BATCH, min=1, help="Lots per database transaction."),
+    batch_size: int = typer.Option(
+        sweeps.BATCH, min=1, max=MAX_BATCH, help=f"Lots per database transaction (at most {MAX_BATCH})."
+    ),
     webhook_interval: float = typer.Option(
         5.0, min=0.1, help="Seconds between two pushes of waiting events to the programs' webhooks."
     ),
