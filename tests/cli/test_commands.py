@@ -272,6 +272,36 @@ def test_the_worker_looks_for_expiring_points_at_most_once_an_hour(
     assert runs["birthdays"] >= 3 and runs["expiry-warnings"] == 1, runs
 
 
+def test_an_hourly_job_the_database_was_down_for_runs_at_the_next_pass_not_an_hour_later(
+    cli_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The log says "tried again at the next run": expiry warnings that met a restarting database run at the
+    next pass of the worker (every --interval), not when the hour is up."""
+    from sqlalchemy.exc import OperationalError
+
+    runs: Counter[str] = Counter()
+    stop = threading.Event()
+
+    def warnings(*_args: Any, **_kwargs: Any) -> gifts.GiftRun:
+        runs.update(["expiry-warnings"])
+        if runs["expiry-warnings"] == 1:
+            raise OperationalError("SELECT 1", {}, Exception("the database system is starting up"))
+        stop.set()  # run again after the failure: done
+        return gifts.GiftRun()
+
+    def birthdays(*_args: Any, **_kwargs: Any) -> gifts.GiftRun:
+        runs.update(["birthdays"])
+        if runs["birthdays"] >= 5:  # five passes and no second try: it waits for the hour
+            stop.set()
+        return gifts.GiftRun()
+
+    monkeypatch.setitem(jobs.PER_MEMBER, "expiry-warnings", (warnings, "warnings"))
+    monkeypatch.setitem(jobs.PER_MEMBER, "birthdays", (birthdays, "gifts"))
+    clock = FrozenClock(datetime(2026, 3, 2, 9, tzinfo=UTC))
+    jobs._work(cli_db, clock, stop, interval=0.001, once=False, batch_size=100)
+    assert runs["expiry-warnings"] == 2, runs
+
+
 def test_verify_reports_violations_and_exits_1(cli_db: Database) -> None:
     program, member = shop_with_due_points(cli_db)
     clean = invoke("verify")

@@ -289,13 +289,16 @@ def _log_to_stdout() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def _failed(name: str, error: Exception) -> None:
+def _failed(name: str, error: Exception, last_run: dict[str, float] | None = None) -> None:
     """Log a job that failed (it runs again at the next pass): a database that is down or restarting in one
-    line per job, as it can last minutes; anything else with its traceback."""
+    line per job, as it can last minutes; anything else with its traceback. A job run hourly that met an
+    unavailable database is forgotten from ``last_run``, so it is tried again at the next pass, as logged."""
     if isinstance(error, OperationalError | PoolTimeout):
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()
         said = reason[0] if reason else "no answer"
         log.error("%s failed: database unavailable (%s); tried again at the next run", name, said)
+        if last_run is not None:
+            last_run.pop(name, None)
     else:
         log.error("%s failed", name, exc_info=error)
 
@@ -363,7 +366,7 @@ def _work(db: Database, clock: Clock, stop: threading.Event, *, interval: float,
             try:
                 given = give(db, clock, batch_size=batch_size)
             except Exception as error:
-                _failed(name, error)
+                _failed(name, error, last_run)
                 continue
             if given.members:
                 log.info("%s: %s %s, %s points", name, f"{given.members:,}", what, f"{given.points:,}")
@@ -380,7 +383,7 @@ def _work(db: Database, clock: Clock, stop: threading.Event, *, interval: float,
             try:
                 count = job(db, clock, None, 1)
             except Exception as error:
-                _failed(name, error)
+                _failed(name, error, last_run)
                 continue
             if count:
                 log.info("%s: %s %s", name, f"{count:,}", counts)
@@ -388,7 +391,7 @@ def _work(db: Database, clock: Clock, stop: threading.Event, *, interval: float,
             try:
                 tidied = housekeeping.tidy(db, clock)
             except Exception as error:
-                _failed("housekeeping", error)
+                _failed("housekeeping", error, last_run)
             else:
                 if tidied.rows:
                     log.info("housekeeping: %s", tidied.summary())
