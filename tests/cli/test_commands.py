@@ -246,6 +246,22 @@ def test_worker_once_runs_both_jobs(cli_db: Database) -> None:
     assert f.balance(cli_db, program, member).available == 12
 
 
+def test_worker_once_exits_1_when_a_job_failed_so_a_cron_or_timer_sees_it(
+    cli_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    def down(*_args: Any, **_kwargs: Any) -> gifts.GiftRun:
+        raise OperationalError("SELECT 1", {}, Exception("the database system is shutting down"))
+
+    with monkeypatch.context() as patched:
+        patched.setitem(jobs.PER_MEMBER, "birthdays", (down, "gifts"))
+        result = invoke("worker", "--once")
+    assert result.exit_code == 1, result.output
+    assert "birthdays failed: database unavailable" in result.output and "mature: " in result.output
+    assert invoke("worker", "--once").exit_code == 0
+
+
 def test_the_worker_looks_for_expiring_points_at_most_once_an_hour(
     cli_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:

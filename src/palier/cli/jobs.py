@@ -243,17 +243,19 @@ def worker(
             if not once:
                 pusher.start()
             try:
-                _work(db, clock, stop, interval=interval, once=once, batch_size=batch_size)
+                failed = _work(db, clock, stop, interval=interval, once=once, batch_size=batch_size)
             finally:
                 stop.set()
                 if pusher.is_alive():
                     pusher.join()
-            if once:
-                _push(db, clock, stop, interval=0.0, public_only=public_only)
+            if once and not _push(db, clock, stop, interval=0.0, public_only=public_only):
+                failed.append("webhooks")
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     log.info("worker stopped")
+    if once and failed:  # a cron job or a timer sees that this run did not do everything
+        raise typer.Exit(1)
 
 
 class _Stdout(logging.StreamHandler):  # type: ignore[type-arg]
@@ -319,39 +321,54 @@ def _next_step(error: str, pushed: webhooks.DeliveryRun) -> str:
     return "(tried again later)"
 
 
-def _push(db: Database, clock: Clock, stop: threading.Event, *, interval: float, public_only: bool) -> None:
+def _push(db: Database, clock: Clock, stop: threading.Event, *, interval: float, public_only: bool) -> bool:
     """Deliver waiting events to the webhooks every ``interval`` seconds until ``stop`` (once if it is set);
-    ``public_only``: only to addresses on the public internet (PALIER_WEBHOOK_NETWORKS=public)."""
+    ``public_only``: only to addresses on the public internet (PALIER_WEBHOOK_NETWORKS=public). False if the
+    last run failed (a receiver that fails is no failure of the worker: its events wait for the next try)."""
     while True:
+        ran = True
         try:
             pushed = webhooks.deliver(db, clock, public_only=public_only)
         except Exception as failure:  # a failed run is logged and retried at the next interval
             _failed("webhooks", failure)
+            ran = False
         else:
             if pushed.requests:
                 log.info("webhooks: %s events delivered in %s requests", f"{pushed.events:,}", f"{pushed.requests:,}")
             for error in pushed.errors:
                 log.warning("webhook failed: %s %s", error, _next_step(error, pushed))
         if stop.wait(interval):
-            return
+            return ran
 
 
-def _work(db: Database, clock: Clock, stop: threading.Event, *, interval: float, once: bool, batch_size: int) -> None:
+def _work(
+    db: Database, clock: Clock, stop: threading.Event, *, interval: float, once: bool, batch_size: int
+) -> list[str]:
+    """Run the jobs every ``interval`` seconds until ``stop`` (one pass if ``once``); the jobs that failed on
+    the last pass."""
+
     def between_batches(_done: int) -> None:
         if stop.is_set():
             raise _Stop  # the batch that just ran is committed; the next one never starts
 
     log.info("worker started: every job every %ss", interval)
     last_run: dict[str, float] = {}
+    failed: list[str] = []
+
+    def fail(name: str, error: Exception, hourly: bool = False) -> None:
+        _failed(name, error, last_run if hourly else None)
+        failed.append(name)
+
     while not stop.is_set():
+        failed.clear()
         for name in SWEEPS:
             started = time.perf_counter()
             try:
                 result = SWEEPS[name][0](db, clock, batch_size=batch_size, progress=between_batches)
             except _Stop:
-                return
+                return failed
             except Exception as error:  # a failed run is logged and retried at the next interval
-                _failed(name, error)
+                fail(name, error)
                 continue
             log.info(
                 "%s: %s lots, %s points in %.2fs",
@@ -366,14 +383,14 @@ def _work(db: Database, clock: Clock, stop: threading.Event, *, interval: float,
             try:
                 given = give(db, clock, batch_size=batch_size)
             except Exception as error:
-                _failed(name, error, last_run)
+                fail(name, error, hourly=True)
                 continue
             if given.members:
                 log.info("%s: %s %s, %s points", name, f"{given.members:,}", what, f"{given.points:,}")
         try:
             expired = expire_coupons(db, clock)
         except Exception as error:
-            _failed("coupons", error)
+            fail("coupons", error)
         else:
             if expired:
                 log.info("coupons: %s past their date expired", f"{expired:,}")
@@ -383,7 +400,7 @@ def _work(db: Database, clock: Clock, stop: threading.Event, *, interval: float,
             try:
                 count = job(db, clock, None, 1)
             except Exception as error:
-                _failed(name, error, last_run)
+                fail(name, error, hourly=True)
                 continue
             if count:
                 log.info("%s: %s %s", name, f"{count:,}", counts)
@@ -391,10 +408,11 @@ def _work(db: Database, clock: Clock, stop: threading.Event, *, interval: float,
             try:
                 tidied = housekeeping.tidy(db, clock)
             except Exception as error:
-                _failed("housekeeping", error, last_run)
+                fail("housekeeping", error, hourly=True)
             else:
                 if tidied.rows:
                     log.info("housekeeping: %s", tidied.summary())
         if once:
-            return
+            return failed
         stop.wait(interval)
+    return failed
