@@ -33,6 +33,7 @@ from palier.programs.tables import programs
 from palier.text import points_word
 
 BATCH = 1_000
+MAX_BATCH = 10_000  # members a batch's IN lists name: well under SQLite's 32,766 bound parameters
 
 
 @dataclass
@@ -54,7 +55,9 @@ class _Due:
 
 
 def warn(db: Database, clock: Clock, *, program_id: str | None = None, batch_size: int = BATCH) -> WarningRun:
-    """Warn every member whose points expire within their program's warning window (all programs, or one)."""
+    """Warn every member whose points expire within their program's warning window (all programs, or one).
+    ``batch_size`` is bounded by ``MAX_BATCH`` (``palier jobs run --batch-size`` counts a sweep's lots)."""
+    batch_size = min(batch_size, MAX_BATCH)
     run = WarningRun()
     now = clock.now()
     with db.read() as conn:

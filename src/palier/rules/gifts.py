@@ -33,6 +33,7 @@ from palier.rules.engine import CompiledRuleSet, EventSnapshot
 from palier.rules.service import member_context_at, rules_at
 
 BATCH = 500
+MAX_BATCH = 10_000  # members a batch's IN lists name: well under SQLite's 32,766 bound parameters
 CATCH_UP_DAYS = 7  # a gift whose day passed while no job ran is still given within this many days
 
 
@@ -66,6 +67,7 @@ def anniversaries(db: Database, clock: Clock, *, program_id: str | None = None, 
 
 
 def _run(db: Database, clock: Clock, kind: str, program_id: str | None, batch_size: int) -> GiftRun:
+    batch_size = min(batch_size, MAX_BATCH)  # palier jobs run --batch-size counts a sweep's lots: far more
     run = GiftRun()
     with db.read() as conn:
         query = select(programs.c.id).where(programs.c.rules_version > 0)
