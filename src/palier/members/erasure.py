@@ -18,7 +18,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, get_args
 
-from sqlalchemy import ColumnElement, Connection, Table, Text, cast, delete, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Table, Text, bindparam, cast, delete, or_, select, update
 
 from palier.clock import Clock
 from palier.errors import Conflict
@@ -275,12 +275,12 @@ def _forget_traces(
     )
     conn.execute(
         update(events)
-        .where(events.c.program_id == program_id, events.c.member_id.in_(people))
+        .where(events.c.program_id == program_id, events.c.member_id.in_(people), events.c.claim_kind.is_not(None))
         .values(claim_kind=None, claim_value=None)
     )
     # the records about the person: by their ids and identifiers (SQLite keeps JSON \u-escaped); inside those,
     # every string naming them goes, names and masked cards included
-    mentions = [*people, *identifiers, *(json.dumps(p)[1:-1] for p in identifiers)]
+    mentions = list(dict.fromkeys([*people, *identifiers, *(json.dumps(p)[1:-1] for p in identifiers)]))
     mine = events.c.member_id.in_(people)
     _scrub(conn, events, ("body", "result"), events.c.program_id == program_id, mentions, personal, also=mine)
     _scrub(conn, outbox_events, ("payload",), outbox_events.c.program_id == program_id, mentions, personal)
@@ -314,13 +314,18 @@ def _scrub(
     found = or_(*(text.contains(mention, autoescape=True) for text in texts for mention in mentions))
     if also is not None:
         found = or_(found, also)
+    rewritten: list[dict[str, Any]] = []
     for row in conn.execute(select(*keys, *(table.c[name] for name in names)).where(scope, found)).all():
         stored = dict(zip(names, row[len(keys) :], strict=True))
-        changed = {name: _scrubbed(value, personal) for name, value in stored.items()}
-        changed = {name: value for name, value in changed.items() if value != stored[name]}
-        if changed:
-            where = [key == value for key, value in zip(keys, row[: len(keys)], strict=True)]
-            conn.execute(update(table).where(*where).values(**changed))
+        scrubbed = {name: _scrubbed(value, personal) for name, value in stored.items()}
+        if scrubbed != stored:
+            rewritten.append(
+                {**{f"key_{n}": value for n, value in enumerate(row[: len(keys)])}}
+                | {f"new_{name}": value for name, value in scrubbed.items()}
+            )
+    if rewritten:  # one statement for them all (a member with 2,000 orders: not 2,000 round trips)
+        where = [key == bindparam(f"key_{n}") for n, key in enumerate(keys)]
+        conn.execute(update(table).where(*where).values({name: bindparam(f"new_{name}") for name in names}), rewritten)
 
 
 def _scrubbed(value: Any, personal: set[str]) -> Any:

@@ -11,7 +11,7 @@ members = Table(
     metadata,
     Column("id", String(32), primary_key=True),
     Column("program_id", String(32), ForeignKey("programs.id"), nullable=False),
-    Column("status", String(12), nullable=False),  # active | merged
+    Column("status", String(12), nullable=False),  # active | merged | erased
     Column("merged_into_id", String(32), nullable=True),
     Column("first_name", Text, nullable=True),
     Column("last_name", Text, nullable=True),
@@ -24,6 +24,7 @@ members = Table(
     Column("enrolment_channel", String(12), nullable=False),
     Column("updated_at", Timestamp, nullable=False),
     Index(None, "program_id", "enrolled_at"),
+    Index(None, "merged_into_id"),  # the duplicates merged into a member (erasure clears their profiles too)
 )
 
 # kind: card (loyalty card), email, phone, external (the merchant's customer id), payment_card.
