@@ -140,7 +140,9 @@ def card_brand(digits: str) -> str:
 
 def hash_payment_card(raw: str, *, field: str, key: bytes) -> Normalised:
     digits = re.sub(r"[\s-]", "", raw)
-    if not re.fullmatch(r"\d{12,19}", digits) or not luhn_valid(digits):
+    if re.fullmatch(r"\d{12,19}", digits):
+        digits = ascii_digits(digits)  # typed in full-width digits (a Japanese keyboard): the same card, same hash
+    if not re.fullmatch(r"[0-9]{12,19}", digits) or not luhn_valid(digits):
         raise InvalidInput(
             "invalid_payment_card",
             "Not a valid payment card number (12 to 19 digits, Luhn check).",

@@ -1,0 +1,30 @@
+"""Identities typed in unusual ways find the same member, never a second one."""
+
+from __future__ import annotations
+
+import pytest
+
+from palier.clock import FrozenClock
+from palier.db import Database
+from palier.errors import Conflict
+from palier.programs.models import Program
+from tests.services.factories import enrol, get_member, lookup, luhn_card
+
+
+def full_width(digits: str) -> str:
+    """``4970…`` as a Japanese keyboard types it: ``４９７０…``."""
+    return "".join(chr(ord(c) + 0xFEE0) for c in digits)
+
+
+def test_a_payment_card_typed_in_full_width_digits_is_the_same_card(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    card = luhn_card()
+    member = enrol(db, clock, program, identities=[("payment_card", card)])
+    assert lookup(db, program, "payment_card", full_width(card)).id == member.id
+    with pytest.raises(Conflict) as refused:
+        enrol(db, clock, program, identities=[("payment_card", full_width(card))])
+    assert refused.value.code == "identity_taken"
+    other = enrol(db, clock, program, identities=[("payment_card", full_width(luhn_card()))])
+    shown = get_member(db, program, other.id).identities[0].value
+    assert shown[-4:].isascii() and shown[-4:].isdigit()  # "visa •••• 1234", not in full-width digits
