@@ -342,7 +342,6 @@ def test_a_period_reward_out_of_stock_does_not_refuse_the_payment(
     ann, bo, cy = (enrol(db, clock, program, first_name=name) for name in ("Ann", "Bo", "Cy"))
     assert pay(db, clock, program, ann.id, payment_id="fee-ann").period_rewards_not_given == []
     paid = pay(db, clock, program, bo.id, payment_id="fee-bo")
-    assert paid.state == "active"
     assert [(r.reward_id, r.reason) for r in paid.period_rewards_not_given] == [(delivery.id, "out_of_stock")]
     assert pay(db, clock, program, bo.id, payment_id="fee-bo") == paid  # the same payment: the same answer
     with db.write() as conn:
@@ -535,3 +534,36 @@ def test_a_fee_refunded_after_its_month_keeps_the_membership_and_its_used_coupon
     assert not kept.time_taken_back and (kept.coupons_cancelled, kept.coupons_used) == ([], [coupon.code])
     assert kept.membership.state == "active" and kept.membership.period_end > clock.now()
     refused("payment_not_found", refund, db, clock, program, "fee-nobody-paid")
+
+
+def test_a_merge_tells_the_merchants_systems_which_membership_lapsed_and_an_erasure_only_that_the_member_went(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """Sam's paid months stay on Tom's account; Tom's trial lapses. A mirror of the memberships (a CRM, a
+    webhook) learns it, with ``reason: merged`` so a mailer does not write "your VIP has ended" to someone who
+    still has it. An erasure lapses the member's plan too, and writes nothing but ``member_erased``."""
+    from palier.members.erasure import erase
+
+    program = add_plan(db, clock, program, trial_days=3)
+    sam, tom = enrol(db, clock, program, first_name="Sam"), enrol(db, clock, program, first_name="Tom")
+    pay(db, clock, program, sam.id, payment_id="fee-sam-1")
+    with db.write() as conn:
+        trial = memberships.start_trial(
+            conn=conn, clock=clock, program=program, member_id=tom.id, data=JoinIn(plan="club")
+        )
+    merge(db, clock, program, sam, tom)
+    with db.read() as conn:
+        lapsed = recent(conn, program_id=program.id, types=["membership_lapsed"])
+    assert [(e["subject_id"], e["payload"]) for e in lapsed] == [
+        (tom.id, {"member_id": tom.id, "plan": "club", "period_end": trial.period_end.isoformat(), "reason": "merged"})
+    ]
+    with db.write() as conn:
+        erase(
+            conn=conn, clock=clock, program=program, member_id=tom.id, reason="Asked to be forgotten",
+            forfeit_store_credit=False, actor=ACTOR,
+        )  # fmt: skip
+    with db.read() as conn:
+        about_tom = [e["type"] for e in recent(conn, program_id=program.id) if e["subject_id"] == tom.id]
+        held = memberships.member_memberships(conn=conn, program_id=program.id, member_id=tom.id)
+    assert {m.state for m in held} == {"lapsed"}
+    assert about_tom == ["member_erased"]  # what was not delivered about Tom went with the rest

@@ -809,9 +809,24 @@ def move_member(conn: Connection, *, source_id: str, target_id: str, now: dateti
         if kept is not None and _worth(row) > _worth(kept):
             # the target's lapses first: one live membership of a plan per member (ix_memberships_live)
             conn.execute(update(memberships).where(memberships.c.id == kept["id"]).values(**lapsed))
+            _lapsed_by_merge(conn, kept, target_id, now)
         elif kept is not None:
             values |= lapsed
         conn.execute(update(memberships).where(memberships.c.id == row["id"]).values(**values))
+        if kept is not None and "state" in values:
+            _lapsed_by_merge(conn, row, target_id, now)
+
+
+def _lapsed_by_merge(conn: Connection, row: Any, member_id: str, now: datetime) -> None:
+    """The merchant's systems learn that this membership ended; ``reason: merged`` tells a mailer the person
+    keeps the plan (the other account's membership of it goes on)."""
+    code = conn.execute(select(plans.c.code).where(plans.c.id == row["plan_id"])).scalar_one()
+    emit(
+        conn, program_id=row["program_id"], type_="membership_lapsed", subject_id=member_id,
+        payload={"member_id": member_id, "plan": code, "period_end": utc(row["period_end"]).isoformat(),
+                 "reason": "merged"},
+        now=now,
+    )  # fmt: skip
 
 
 def _worth(row: Any) -> tuple[bool, datetime]:
