@@ -287,3 +287,28 @@ def test_erasing_a_member_leaves_another_member_of_the_same_name_untouched(progr
     assert replayed.json()["first_name"] == f"Camille{tag}"  # her stored answer is hers, whole
     assert program.call("GET", f"/v1/members/{kept.json()['id']}").json()["first_name"] == f"Camille{tag}"
     assert order["external_id"]
+
+
+def test_the_export_holds_the_duplicate_accounts_merged_into_the_member(program: ApiProgram, db: Database) -> None:
+    """What erasure treats as the person's (the profiles of the duplicates merged into them, even through a chain:
+    A into B, then B into C) the export hands over too: their names, history and audit entries."""
+    first, second, third = _person(), _person(), _person()
+    kept = program.enrol(**first)
+    duplicate, older = program.enrol(**second), program.enrol(**third)
+    program.adjust(older["id"], 30)
+    for source, target in ((older, duplicate), (duplicate, kept)):
+        merged = program.call(
+            "POST", "/v1/members/merge", json={"source_member_id": source["id"], "target_member_id": target["id"]}
+        )
+        assert merged.status_code == 200, merged.text
+
+    exported = program.call("GET", f"/v1/members/{kept['id']}/export")
+    assert exported.status_code == 200, exported.text
+    accounts = {account["profile"]["id"]: account for account in exported.json()["merged_accounts"]}
+    assert sorted(accounts) == sorted([duplicate["id"], older["id"]])
+    assert accounts[older["id"]]["profile"]["last_name"] == third["last_name"]
+    assert accounts[duplicate["id"]]["profile"]["first_name"] == second["first_name"]
+    assert accounts[older["id"]]["profile"]["merged_into_id"] == duplicate["id"]
+    assert [line["available"] for line in accounts[older["id"]]["history"]][-1] == 30
+    assert "member.enrolled" in [entry["action"] for entry in accounts[older["id"]]["audit"]]
+    assert exported.json()["profile"]["last_name"] == first["last_name"]

@@ -29,7 +29,7 @@ from palier.ledger.locks import lock_members
 from palier.ledger.post import Posting, write
 from palier.members.identities import IdentityKind
 from palier.members.models import ErasureResult
-from palier.members.service import refuse_unless_active
+from palier.members.service import merged_duplicates, refuse_unless_active
 from palier.members.tables import identities, members
 from palier.programs.models import Program
 from palier.programs.service import record_audit
@@ -97,7 +97,7 @@ def erase(
 def _forget_person(conn: Connection, program_id: str, member_id: str, now: datetime) -> int:
     """Profile, identities and every trace of them; returns how many identities were deleted."""
     # the duplicate accounts merged into this one are the same person: their profiles go too (they stay merged)
-    people = [member_id, *_merged_into(conn, member_id)]
+    people = [member_id, *merged_duplicates(conn, member_id)]
     personal, identifiers = _personal_strings(conn, people)
     deleted = conn.execute(delete(identities).where(identities.c.member_id == member_id)).rowcount
     _clear_profile(conn, people, now)
@@ -191,17 +191,6 @@ def _lapse_memberships(conn: Connection, member_id: str, now: datetime) -> int:
             .values(state="lapsed", ended_at=now, updated_at=now)
         ).rowcount
     )
-
-
-def _merged_into(conn: Connection, member_id: str) -> list[str]:
-    """The members merged into this one, and those merged into them, and so on."""
-    found: list[str] = []
-    frontier = [member_id]
-    while frontier:
-        frontier = list(conn.execute(select(members.c.id).where(members.c.merged_into_id.in_(frontier))).scalars())
-        frontier = [m for m in frontier if m not in found and m != member_id]
-        found += frontier
-    return found
 
 
 def _personal_strings(conn: Connection, people: list[str]) -> tuple[set[str], set[str]]:

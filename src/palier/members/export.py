@@ -3,7 +3,8 @@
 Built from the same read functions the API's routes use, so the export says what those say: the profile with
 its identities (a payment card as brand and last four digits, never its HMAC), the consents, the balance, the
 whole history, every coupon, the memberships, the tier, the segments, the purchases and returns with their
-lines, the store credit, and the audit entries about the member.
+lines, the store credit, the audit entries about the member; and the profile, history and audit entries of the
+duplicate accounts merged into them.
 """
 
 from __future__ import annotations
@@ -47,6 +48,12 @@ class ExportedReturn(BaseModel):
     points: int | None = Field(description="points taken back (negative)")
 
 
+class MergedAccount(BaseModel):
+    profile: Member
+    history: list[HistoryLine] = Field(description="the account's points until it was merged, newest first")
+    audit: list[AuditEntry] = Field(description="admin actions on the account, oldest first")
+
+
 class MemberExport(BaseModel):
     exported_at: datetime
     program_id: str
@@ -61,6 +68,9 @@ class MemberExport(BaseModel):
     purchases: list[ExportedOrder]
     returns: list[ExportedReturn]
     audit: list[AuditEntry] = Field(description="admin actions on the member, oldest first")
+    merged_accounts: list[MergedAccount] = Field(
+        description="the person's duplicate accounts merged into this one (and those merged into them)"
+    )
 
 
 def export(*, conn: Connection, clock: Clock, program: Program, member_id: str) -> MemberExport:
@@ -86,6 +96,14 @@ def export(*, conn: Connection, clock: Clock, program: Program, member_id: str) 
         purchases=_purchases(conn, program.id, member_id),
         returns=_returns(conn, program.id, member_id),
         audit=_audit(conn, program.id, member_id),
+        merged_accounts=[
+            MergedAccount(
+                profile=members.get_member(conn=conn, program_id=program.id, member_id=duplicate),
+                history=_history(conn, program, duplicate),
+                audit=_audit(conn, program.id, duplicate),
+            )
+            for duplicate in members.merged_duplicates(conn, member_id)
+        ],
     )
 
 

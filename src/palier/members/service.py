@@ -177,6 +177,18 @@ def holder_of(*, conn: Connection, program_id: str, member_id: str) -> str:
         seen.add(into)
 
 
+def merged_duplicates(conn: Connection, member_id: str) -> list[str]:
+    """The members merged into this one, and those merged into them, and so on (A into B, then B into C: for C,
+    B and A): one person's duplicate accounts."""
+    found: list[str] = []
+    frontier = [member_id]
+    while frontier:
+        frontier = list(conn.execute(select(members.c.id).where(members.c.merged_into_id.in_(frontier))).scalars())
+        frontier = [m for m in frontier if m not in found and m != member_id]
+        found += frontier
+    return found
+
+
 def refuse_unless_active(member_id: str, status: Any, *, field: str) -> None:
     """Raise unless ``status`` (a row with ``status`` and ``merged_into_id``, or None) is an active member's."""
     if status is None:
