@@ -225,7 +225,8 @@ def update_member(
                 )
             for field, normalised in new:
                 _insert_identity(conn, program.id, member_id, normalised, now, field=field)
-            values[kind] = new[0][1].value if new else None
+            # cleared: the oldest address still linked shows instead, as when the profile's one is unlinked
+            values[kind] = new[0][1].value if new else _oldest_identity(conn, member_id, kind)
     details: dict[str, Any] = {}
     if changes.consents is not None:
         stored = Consents.model_validate(
@@ -541,13 +542,17 @@ _live_lots = select(lots.c.id, lots.c.state, lots.c.remaining, lots.c.matures_at
 
 def _refresh_profile_contact(conn: Connection, member_id: str, kind: str) -> None:
     """The profile shows one of the member's identities of ``kind`` (the oldest left), or none."""
-    remaining = conn.execute(
+    remaining = _oldest_identity(conn, member_id, kind)
+    conn.execute(update(members).where(members.c.id == member_id).values({kind: remaining}))
+
+
+def _oldest_identity(conn: Connection, member_id: str, kind: str) -> str | None:
+    return conn.execute(
         select(identities.c.value)
         .where(identities.c.member_id == member_id, identities.c.kind == kind)
         .order_by(identities.c.id)
         .limit(1)
     ).scalar()
-    conn.execute(update(members).where(members.c.id == member_id).values({kind: remaining}))
 
 
 def _profile_identities(email: str | None, phone: str | None, program: Program) -> list[tuple[str, ident.Normalised]]:
