@@ -422,3 +422,43 @@ def test_two_returns_of_a_members_order_at_once_both_count(db: Database, clock: 
     assert first[0].points == -10
     assert isinstance(second, PalierError) and second.code == "return_exceeds_purchase"
     assert balance(db, program, member).pending == 20
+
+
+@pytest.mark.parametrize("change", ["link", "patch", "merge"])
+def test_a_member_changed_while_being_erased_gets_nothing_of_the_person_back(
+    db: Database, clock: FrozenClock, program: Program, change: str
+) -> None:
+    """An e-mail linked, a name typed, or a duplicate merged in while the erasure commits waits for it and is
+    refused (``member_erased``): it never writes the person back onto the erased member."""
+    from palier.members.erasure import erase
+    from palier.members.models import MemberUpdate
+
+    member = enrol(db, clock, program, first_name="Camille", email=f"{random.randrange(10**9)}@example.com")
+    duplicate = enrol(db, clock, program, first_name="Cam", email=f"{random.randrange(10**9)}@example.com")
+    mail = f"{random.randrange(10**9)}@example.com"
+
+    def other() -> Any:
+        if change == "link":
+            return add_identity(db, clock, program, member, "email", mail)
+        with db.write() as conn:
+            if change == "patch":
+                return members.update_member(
+                    conn=conn, clock=clock, program=program, member_id=member.id,
+                    changes=MemberUpdate(first_name="Camille", email=mail), actor=ACTOR,
+                )  # fmt: skip
+            return members.merge(
+                conn=conn, clock=clock, program=program, source_id=duplicate.id, target_id=member.id, actor=ACTOR
+            )
+
+    def forget(conn: Any) -> Any:
+        return erase(
+            conn=conn, clock=clock, program=program, member_id=member.id, reason="Asked to be forgotten",
+            forfeit_store_credit=False, actor=ACTOR,
+        )  # fmt: skip
+
+    _, outcome = beside(db, forget, other)
+    assert isinstance(outcome, PalierError) and outcome.code == "member_erased", outcome
+    with db.read() as conn:
+        erased = members.get_member(conn=conn, program_id=program.id, member_id=member.id)
+        owner = members.find_member_id(conn=conn, program=program, kind="email", value=mail, card_key=CARD_KEY)
+    assert (erased.first_name, erased.email, erased.identities, owner) == (None, None, [], None)

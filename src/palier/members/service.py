@@ -207,6 +207,7 @@ def refuse_unless_active(member_id: str, status: Any, *, field: str) -> None:
 def update_member(
     *, conn: Connection, clock: Clock, program: Program, member_id: str, changes: MemberUpdate, actor: str
 ) -> Member:
+    lock_members(conn, [member_id])  # then check: an erasure or a merge may have committed while we waited
     require_active(conn=conn, program_id=program.id, member_id=member_id)
     values = changes.model_dump(exclude_unset=True)
     now = clock.now()
@@ -262,6 +263,7 @@ def add_identity(
     actor: str,
 ) -> Member:
     """Link another identity; linking a payment card credits the purchases it made while unclaimed."""
+    lock_members(conn, [member_id])  # an erasure or a merge committing meanwhile is seen, not written over
     require_active(conn=conn, program_id=program.id, member_id=member_id)
     field, normalised = _normalise(identity, "value", program, card_key)
     owner = _owner(conn, program.id, normalised)
@@ -286,6 +288,7 @@ def add_identity(
 def remove_identity(
     *, conn: Connection, clock: Clock, program: Program, member_id: str, identity_id: str, actor: str
 ) -> Member:
+    lock_members(conn, [member_id])
     require_active(conn=conn, program_id=program.id, member_id=member_id)
     row = conn.execute(
         select(identities.c.kind, identities.c.value).where(
