@@ -312,3 +312,27 @@ def test_the_export_holds_the_duplicate_accounts_merged_into_the_member(program:
     assert [line["available"] for line in accounts[older["id"]]["history"]][-1] == 30
     assert "member.enrolled" in [entry["action"] for entry in accounts[older["id"]]["audit"]]
     assert exported.json()["profile"]["last_name"] == first["last_name"]
+
+
+def test_an_erasure_also_removes_the_email_phone_and_names_the_member_had_before_changing_them(
+    program: ApiProgram, db: Database
+) -> None:
+    """Ann enrolled with an old e-mail, phone and name (kept in the enrolment's stored answer, in a purchase sent
+    by that e-mail and in a delivered outbox event), then changed them: erased, none of the old ones is left."""
+    old, new = _person(), _person()
+    enrolled = program.call("POST", "/v1/members", json=old, idempotency_key=unique("enrol"))
+    assert enrolled.status_code == 201, enrolled.text
+    member = enrolled.json()
+    bought = program.call("POST", "/v1/events/purchases", json=purchase_body(member["id"]) | {
+        "member": {"kind": "email", "value": old["email"]}
+    })  # fmt: skip
+    assert bought.status_code == 201, bought.text
+    changed = program.call("PATCH", f"/v1/members/{member['id']}", json=new, idempotency_key=unique("patch"))
+    assert changed.status_code == 200, changed.text
+    named = [old["first_name"], old["last_name"], old["email"], member["phone"], new["first_name"], new["email"]]
+    with db.read() as conn:
+        assert find_mentions(conn, named)
+
+    assert program.call("POST", f"/v1/members/{member['id']}/erase", json=ERASE).status_code == 200
+    with db.read() as conn:
+        assert find_mentions(conn, named) == []

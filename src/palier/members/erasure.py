@@ -38,6 +38,7 @@ from palier.programs.tables import audit_entries
 ERASED = "[erased]"
 IDENTITY_KINDS = frozenset(get_args(IdentityKind))
 REASON = "Account erased at the member's request"
+PROFILE_FIELDS = frozenset({"first_name", "last_name", "email", "phone", "birthday"})
 EMPTY_CONSENTS = {"email_marketing": False, "sms_marketing": False, "push": False, "profiling": False}
 
 
@@ -324,7 +325,12 @@ def _scrubbed(value: Any, personal: set[str]) -> Any:
         if value.get("kind") in IDENTITY_KINDS and isinstance(value.get("value"), str):
             # an identity as sent (a purchase's member) or shown (a stored profile): its value, whatever its spelling
             value = {**value, "value": ERASED}
-        return {k: _scrubbed(v, personal) for k, v in value.items()}
+        # a profile as answered then (an enrolment's stored answer, a mail's payload): its fields, whatever they held
+        # then (an e-mail or a name changed since is no longer on the profile, so not among ``personal``)
+        return {
+            k: ERASED if k in PROFILE_FIELDS and isinstance(v, str) else _scrubbed(v, personal)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_scrubbed(v, personal) for v in value]
     return value
