@@ -304,18 +304,20 @@ def _scrub(
     found = or_(*(text.contains(mention, autoescape=True) for text in texts for mention in mentions))
     if also is not None:
         found = or_(found, also)
-    rewritten: list[dict[str, Any]] = []
+    # the rows rewritten, by the columns that change (only those are written: a NULL left alone stays SQL NULL)
+    rewritten: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in conn.execute(select(*keys, *(table.c[name] for name in names)).where(scope, found)).all():
         stored = dict(zip(names, row[len(keys) :], strict=True))
-        scrubbed = {name: _scrubbed(value, personal) for name, value in stored.items()}
-        if scrubbed != stored:
-            rewritten.append(
-                {**{f"key_{n}": value for n, value in enumerate(row[: len(keys)])}}
-                | {f"new_{name}": value for name, value in scrubbed.items()}
+        changed = {name: _scrubbed(value, personal) for name, value in stored.items()}
+        changed = {name: value for name, value in changed.items() if value != stored[name]}
+        if changed:
+            rewritten.setdefault(tuple(changed), []).append(
+                {f"key_{n}": value for n, value in enumerate(row[: len(keys)])}
+                | {f"new_{name}": value for name, value in changed.items()}
             )
-    if rewritten:  # one statement for them all (a member with 2,000 orders: not 2,000 round trips)
-        where = [key == bindparam(f"key_{n}") for n, key in enumerate(keys)]
-        conn.execute(update(table).where(*where).values({name: bindparam(f"new_{name}") for name in names}), rewritten)
+    where = [key == bindparam(f"key_{n}") for n, key in enumerate(keys)]
+    for columns, rows in rewritten.items():  # one statement each (2,000 orders: not 2,000 round trips)
+        conn.execute(update(table).where(*where).values({name: bindparam(f"new_{name}") for name in columns}), rows)
 
 
 def _scrubbed(value: Any, personal: set[str]) -> Any:
