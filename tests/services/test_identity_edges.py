@@ -47,3 +47,20 @@ def test_clearing_the_profiles_email_puts_back_the_oldest_one_still_linked(
         )  # fmt: skip
     assert (cleared.email, cleared.phone) == ("first@example.com", None)
     assert sorted(i.value for i in cleared.identities) == ["first@example.com", "second@example.com"]
+
+
+def test_a_profile_sent_again_with_the_same_email_and_phone_keeps_their_identities(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """A shop re-sending the whole profile (the same address, however typed) changes nothing of its identities."""
+    member = enrol(db, clock, program, email="ann@example.com", phone="06 12 34 56 78")
+    before = {(i.kind, i.value): (i.id, i.created_at) for i in member.identities}
+    clock.advance(days=1)
+    with db.write() as conn:
+        again = members.update_member(
+            conn=conn, clock=clock, program=program, member_id=member.id,
+            changes=MemberUpdate.model_validate({"email": "ANN@example.com", "phone": "+33 6 12 34 56 78"}),
+            actor=ACTOR,
+        )  # fmt: skip
+    assert {(i.kind, i.value): (i.id, i.created_at) for i in again.identities} == before
+    assert (again.email, again.phone) == ("ann@example.com", "+33612345678")

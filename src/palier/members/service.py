@@ -218,6 +218,9 @@ def update_member(
             new = _profile_identities(
                 values[kind] if kind == "email" else None, values[kind] if kind == "phone" else None, program
             )
+            if new and new[0][1].value == current:  # the same address, however typed: its identity stays as it is
+                values[kind] = current
+                continue
             if current is not None:
                 conn.execute(
                     delete(identities).where(
