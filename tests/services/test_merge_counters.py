@@ -211,6 +211,24 @@ def test_after_a_merge_the_anniversary_is_the_earlier_enrolments(
     assert balance(db, program, y).available == 30 + 30 + 200
 
 
+def test_after_a_merge_the_member_joined_where_the_earlier_enrolment_was_made(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """Joined in a store in March, again on the web in June: one member since March, in store."""
+    x = enrol(db, clock, program, channel="store")
+    clock.advance(days=100)
+    y = enrol(db, clock, program, channel="web")
+    merge(db, clock, program, x, y)
+    with db.read() as conn:
+        kept = members.get_member(conn=conn, program_id=program.id, member_id=y.id)
+    assert (kept.enrolled_at, kept.enrolment_channel) == (x.enrolled_at, "store")
+    z = enrol(db, clock, program, channel="app")  # later than y: y's date and channel stay
+    merge(db, clock, program, z, y)
+    with db.read() as conn:
+        kept = members.get_member(conn=conn, program_id=program.id, member_id=y.id)
+    assert (kept.enrolled_at, kept.enrolment_channel) == (x.enrolled_at, "store")
+
+
 def test_a_merge_keeps_the_birthday_and_names_only_the_closed_account_knew(
     db: Database, clock: FrozenClock, program: Program
 ) -> None:

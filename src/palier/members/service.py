@@ -444,13 +444,19 @@ def _fill_profile(conn: Connection, source_id: str, target_id: str, now: datetim
 
 
 def _keep_earlier_enrolment(conn: Connection, source_id: str, target_id: str, now: datetime) -> datetime | None:
-    """The person is a member since the earlier of the two enrolments (2019 and 2024 make a member since 2019):
-    anniversaries, tenure in segments and anniversary-year tier windows follow it. Returns the date taken from
-    the source, or None when the target's is the earlier."""
+    """The person is a member since the earlier of the two enrolments (2019 and 2024 make a member since 2019),
+    on the channel of that enrolment: anniversaries, tenure in segments, anniversary-year tier windows and the
+    segments and rules that test `enrolment_channel` follow it. Returns the date taken from the source, or None
+    when the target's is the earlier."""
     source, target = (enrolled_at(conn=conn, member_id=member_id) for member_id in (source_id, target_id))
     if source >= target:
         return None
-    conn.execute(update(members).where(members.c.id == target_id).values(enrolled_at=source, updated_at=now))
+    channel = conn.execute(select(members.c.enrolment_channel).where(members.c.id == source_id)).scalar_one()
+    conn.execute(
+        update(members)
+        .where(members.c.id == target_id)
+        .values(enrolled_at=source, enrolment_channel=channel, updated_at=now)
+    )
     return source
 
 
