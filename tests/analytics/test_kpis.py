@@ -91,6 +91,7 @@ def test_all_channels(db: Database, clock: FrozenClock, story: Program) -> None:
     ]
     assert (found.issued, found.redeemed, found.expired) == (212, 60, 50)
     assert found.redemption_rate == pytest.approx(60 / 212)
+    assert found.breakage_rate == pytest.approx(50 / 212)  # Ann's 50 expired
     # Ann 60 pending (40 + 20, her 50 expired) + 5; Bob 40; Cat 100 - 60; Dan 12
     assert found.outstanding_points == 65 + 40 + 40 + 12
     assert found.liability == 157 * 5  # cents: 100 points are worth 5.00 €
@@ -126,7 +127,7 @@ def test_a_period_with_nothing_in_it(db: Database, clock: FrozenClock, story: Pr
             conn=conn, now=clock.now(), program=story, period=Period(date(2025, 6, 1), date(2025, 6, 30))
         )  # Sunday 1 June: 6 weeks
     assert len(found.weeks) == 6 and found.issued == found.redeemed == found.expired == 0
-    assert found.redemption_rate is None and found.repeat_rate is None
+    assert found.redemption_rate is None and found.repeat_rate is None and found.breakage_rate is None
     assert found.members == 0 and found.member_orders.basket is None
 
 

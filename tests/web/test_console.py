@@ -140,6 +140,7 @@ def test_an_admin_adjusts_points_with_a_reason_and_sees_history_and_dashboard_ch
 
     navigate(page, page.get_by_role("link", name="Tableau de bord"))
     assert page.locator('[data-kpi="issued"]').inner_text() == "891"  # 641 + 250
+    assert page.locator('[data-kpi="breakage-rate"]').inner_text() == "0,0\u202f%"  # nothing expired yet
     page.select_option("#channel", "web")
     page.wait_for_url("**channel=web**")
     assert page.locator('[data-kpi="issued"]').inner_text() == "4"  # only the bread bought online

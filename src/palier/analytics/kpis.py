@@ -133,6 +133,13 @@ class Kpis:
         return self.redeemed / self.issued if self.issued > 0 else None
 
     @property
+    def breakage_rate(self) -> float | None:
+        """Points that expired per point issued in the period, the part of what the program gives that is never
+        redeemed (None when nothing was issued). Like the redemption rate, it sets one period's flows side by
+        side: the points expiring now were mostly issued a lifetime earlier."""
+        return self.expired / self.issued if self.issued > 0 else None
+
+    @property
     def repeat_rate(self) -> float | None:
         """Share of the period's buying members who bought at least twice in it."""
         return self.buying_members_repeat / self.active_members if self.active_members else None
