@@ -164,7 +164,7 @@ def pay_or_resend(
                 f"({program.money(cap)}); {points} points are worth {program.money(amount)}.",
                 field="points",
                 max_amount=cap,
-                max_points=divide(cap * program.redeem_points, program.redeem_amount, Rounding.FLOOR),
+                max_points=_max_points(program, cap),
             )
         _refuse_above_total(data, already + amount)
         try:
@@ -176,6 +176,7 @@ def pay_or_resend(
                 field="points",
                 needed=short.needed,
                 available=short.available,
+                missing=short.needed - short.available,
             ) from None
     else:
         assert data.amount is not None
@@ -217,6 +218,14 @@ def pay_or_resend(
         )
     )
     return _with_balances(conn, _get(conn, program.id, payment_id), member_id), False
+
+
+def _max_points(program: Program, cap: int) -> int:
+    """The most points that pay at most ``cap`` and are taken (none burnt for a fraction): the fewest that pay
+    ``cap`` itself when a point is worth less than a minor unit (150 points to €1: 752 pay €5.01), else as many
+    as ``cap`` holds whole (a point worth 5 cents: 99 of them for €4.99)."""
+    points = divide(cap * program.redeem_points, program.redeem_amount, Rounding.CEILING)
+    return points if points_value(program, points) <= cap else points - 1
 
 
 def _refuse_above_total(data: PaymentIn, paid: int) -> None:

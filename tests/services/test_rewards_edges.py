@@ -1,0 +1,38 @@
+"""Edges of paying with points and of coupons that a till or a member hits (found by a review)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from palier.clock import FrozenClock
+from palier.db import Database
+from palier.programs.models import Program
+from tests.services.factories import adjust, enrol
+from tests.services.test_pay_with_points import pay, refused
+
+
+def test_the_max_points_a_refusal_names_are_taken(db: Database, clock: FrozenClock, new_program: Any) -> None:
+    program = new_program(redeem_points=150, redeem_amount=100)  # 150 points = €1.00
+    member = enrol(db, clock, program, first_name="Pia")
+    adjust(db, clock, program, member, 5_000)
+    error = refused("payment_above_share", db, clock, program, member, order_id="X", points=900, order_total=1_002)
+    assert error.extra["max_amount"] == 501
+    paid = pay(db, clock, program, member, order_id="X", points=error.extra["max_points"], order_total=1_002)
+    assert paid.amount == 501  # the most points may pay of it, as the refusal said
+
+
+def test_max_points_when_a_point_is_worth_several_cents(db: Database, clock: FrozenClock, new_program: Any) -> None:
+    program = new_program(redeem_points=1, redeem_amount=5)  # a point = 5 cents
+    member = enrol(db, clock, program, first_name="Pia")
+    adjust(db, clock, program, member, 5_000)
+    error = refused("payment_above_share", db, clock, program, member, order_id="X", points=200, order_total=999)
+    assert error.extra["max_points"] == 99
+    paid = pay(db, clock, program, member, order_id="X", points=99, order_total=999)
+    assert paid.amount == 495
+
+
+def test_points_short_at_checkout_say_how_many_are_missing(db: Database, clock: FrozenClock, program: Program) -> None:
+    member = enrol(db, clock, program, first_name="Pia")
+    adjust(db, clock, program, member, 300)
+    error = refused("insufficient_points", db, clock, program, member, order_id="X", points=400, order_total=10_000)
+    assert (error.extra["needed"], error.extra["available"], error.extra["missing"]) == (400, 300, 100)
