@@ -36,3 +36,31 @@ def test_points_short_at_checkout_say_how_many_are_missing(db: Database, clock: 
     adjust(db, clock, program, member, 300)
     error = refused("insufficient_points", db, clock, program, member, order_id="X", points=400, order_total=10_000)
     assert (error.extra["needed"], error.extra["available"], error.extra["missing"]) == (400, 300, 100)
+
+
+def _catalog(db: Database, clock: FrozenClock, program: Program, who: Any) -> list[Any]:
+    from palier.rewards import service as rewards
+
+    with db.read() as conn:
+        return rewards.catalog(conn=conn, clock=clock, program=program, member_id=who.id)
+
+
+def test_a_reward_out_of_reach_for_another_reason_is_not_yours_now(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    from palier.web import portal_view
+    from tests.services.test_rewards import add_reward, redeem
+
+    member = enrol(db, clock, program, first_name="Alice", language="fr")
+    adjust(db, clock, program, member, 2_000)
+    once = add_reward(db, clock, program, limit_per_member={"count": 1, "period": "day"}, cost_points=100)
+    gone = add_reward(db, clock, program, stock=1, cost_points=200, title={"fr": "Sac", "en": "Bag"})
+    redeem(db, clock, program, member, once)
+    redeem(db, clock, program, member, gone)
+    found = {item.reward.id: item for item in _catalog(db, clock, program, member)}
+    assert found[once.id].blocked_by == "limit_reached" and found[once.id].points_needed == 0
+    assert found[once.id].message == "Bon de 5 € : limite atteinte"
+    assert found[gone.id].message == "Sac : épuisé"
+    with db.read() as conn:
+        views = {v.id: v for v in portal_view.catalog(conn, clock, program, member.id, "en")}
+    assert "Yours now" not in views[once.id].message and "Yours now" not in views[gone.id].message

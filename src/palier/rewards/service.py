@@ -242,7 +242,7 @@ def catalog(
                 points_needed=needed,
                 redeemable=blocked is None,
                 blocked_by=blocked,
-                message=_needed_message(needed, title, program.points_name_in(language), language),
+                message=_needed_message(needed, title, program.points_name_in(language), language, blocked),
             )
         )
     items.sort(key=lambda i: (i.points_needed, i.reward.cost_points, i.reward.id))
@@ -264,7 +264,17 @@ def next_rewards(*, conn: Connection, clock: Clock, program: Program, member_id:
     ]
 
 
-def _needed_message(needed: int, title: str, points_name: str, language: str) -> str:
+_BLOCKED = {
+    "out_of_stock": {"fr": "{title} : épuisé", "en": "{title}: out of stock"},
+    "limit_reached": {"fr": "{title} : limite atteinte", "en": "{title}: limit reached"},
+}
+
+
+def _needed_message(needed: int, title: str, points_name: str, language: str, blocked: str | None = None) -> str:
+    """ "Plus que 40 points pour : …", or, with the points there, whether it is theirs now (or out of stock, or
+    over its limit: never "yours now" for a reward that cannot be redeemed)."""
+    if needed == 0 and blocked in _BLOCKED:
+        return _BLOCKED[blocked]["fr" if language == "fr" else "en"].format(title=title)
     if needed == 0:
         return f"{title} : disponible maintenant" if language == "fr" else f"{title}: yours now"
     name = points_word(needed, points_name, language)

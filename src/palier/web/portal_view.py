@@ -101,6 +101,8 @@ def reward_views(items: list[CatalogItem], program: Program, language: str, avai
         needed = item.points_needed
         message = (
             t("dash.yours_now", title=title)
+            if needed == 0 and item.redeemable
+            else f"{t('rewards.blocked.' + str(item.blocked_by))}{' :' if language == 'fr' else ':'} {title}"
             if needed == 0
             else t(
                 "dash.points_to",
