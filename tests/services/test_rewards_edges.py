@@ -64,3 +64,25 @@ def test_a_reward_out_of_reach_for_another_reason_is_not_yours_now(
     with db.read() as conn:
         views = {v.id: v for v in portal_view.catalog(conn, clock, program, member.id, "en")}
     assert "Yours now" not in views[once.id].message and "Yours now" not in views[gone.id].message
+
+
+def test_a_free_product_already_free_in_the_cart_keeps_its_coupon(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    from tests.services.test_rewards import add_reward, points, use, validate
+    from tests.services.test_rewards import redeem as redeem_reward
+    from tests.services.test_rewards import refused as refused_call
+
+    member = enrol(db, clock, program, first_name="Alice", language="en")
+    adjust(db, clock, program, member, 500)
+    coffee = add_reward(db, clock, program, kind="free_product", amount=None, sku="COFFEE", cost_points=100)
+    code = redeem_reward(db, clock, program, member, coffee).coupon.code
+    lines = [
+        {"sku": "COFFEE", "quantity": 1, "unit_price": 320, "discount": 320},
+        {"sku": "CAKE", "quantity": 1, "unit_price": 450},
+    ]
+    refused_call("coupon_nothing_off", validate, db, clock, program, code, lines=lines)
+    error = refused_call("coupon_nothing_off", use, db, clock, program, code, lines=lines)
+    assert error.field == "lines"
+    assert points(db, program, member) == (400, 100)  # still held for the coupon, which is still to use
+    assert use(db, clock, program, code, lines=[{"sku": "COFFEE", "quantity": 1, "unit_price": 320}]).discount == 320

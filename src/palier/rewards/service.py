@@ -959,7 +959,15 @@ def _check_usable(coupon: Coupon, reward: Reward, check: CouponCheck, now: datet
 
 def _refuse_nothing_off(reward: Reward, discount: int | None, cart: CouponCheck, program: Program) -> None:
     """A discount coupon that would take nothing off this order (a €0 total, no shipping, a percentage of a few
-    cents) is kept for another."""
+    cents, a free product the cart already gives away) is kept for another."""
+    if discount == 0 and reward.kind == "free_product":
+        raise Unprocessable(
+            "coupon_nothing_off",
+            f"This coupon would take nothing off this order ({reward.sku} costs nothing in the cart): keep it for "
+            "another one.",
+            field="lines",
+            sku=reward.sku,
+        )
     if discount == 0 and reward.kind in ("amount_off", "percent_off", "free_shipping"):
         what = "shipping" if reward.kind == "free_shipping" else "order_total"
         seen = (cart.shipping if what == "shipping" else _cart_total(cart)) or 0
