@@ -86,3 +86,15 @@ def test_a_free_product_already_free_in_the_cart_keeps_its_coupon(
     assert error.field == "lines"
     assert points(db, program, member) == (400, 100)  # still held for the coupon, which is still to use
     assert use(db, clock, program, code, lines=[{"sku": "COFFEE", "quantity": 1, "unit_price": 320}]).discount == 320
+
+
+def test_a_french_title_keeps_its_decimal_comma_in_the_points_still_needed(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    from tests.services.test_rewards import add_reward
+
+    member = enrol(db, clock, program, first_name="Alice", language="fr")
+    adjust(db, clock, program, member, 460)
+    add_reward(db, clock, program, cost_points=1_500, title={"fr": "Bon de 7,50 €", "en": "€7.50 voucher"})
+    (item,) = _catalog(db, clock, program, member)
+    assert item.message == "Plus que 1\u202f040 points pour : Bon de 7,50 €"

@@ -279,7 +279,8 @@ def _needed_message(needed: int, title: str, points_name: str, language: str, bl
         return f"{title} : disponible maintenant" if language == "fr" else f"{title}: yours now"
     name = points_word(needed, points_name, language)
     if language == "fr":
-        return f"Plus que {needed:,} {name} pour : {title}".replace(",", "\u202f")
+        figure = f"{needed:,}".replace(",", "\u202f")  # the title keeps its commas (« Bon de 7,50 € »)
+        return f"Plus que {figure} {name} pour : {title}"
     return f"{needed:,} {name} to {title}"
 
 
