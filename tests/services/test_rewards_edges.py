@@ -98,3 +98,89 @@ def test_a_french_title_keeps_its_decimal_comma_in_the_points_still_needed(
     add_reward(db, clock, program, cost_points=1_500, title={"fr": "Bon de 7,50 €", "en": "€7.50 voucher"})
     (item,) = _catalog(db, clock, program, member)
     assert item.message == "Plus que 1\u202f040 points pour : Bon de 7,50 €"
+
+
+def test_store_credit_spent_at_many_tills_at_once_is_spent_once(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    import threading
+    from collections import Counter
+
+    from palier.ledger import operations as ledger
+    from tests.services.test_concurrency import Outcome, run_threads
+    from tests.services.test_rewards import add_reward
+    from tests.services.test_rewards import redeem as redeem_reward
+
+    member = enrol(db, clock, program, first_name="Cid")
+    adjust(db, clock, program, member, 1_000)
+    credit = add_reward(db, clock, program, kind="store_credit", cost_points=1_000, amount=1_000)
+    assert redeem_reward(db, clock, program, member, credit).wallet == 1_000
+    outcome = Outcome()
+    paid: list[Any] = []
+    lock = threading.Lock()
+
+    def till(index: int, barrier: threading.Barrier) -> None:
+        barrier.wait()
+        found = outcome.run(
+            lambda: pay(db, clock, program, member, kind="credit", order_id=f"S-{index}", amount=400, order_total=900)
+        )
+        if found is not None:
+            with lock:
+                paid.append(found)
+
+    run_threads(8, till)
+    refused_as = Counter(failure.split(":")[0] for failure in outcome.failures)  # not a refusal Outcome expects
+    assert len(paid) == 2 and refused_as == Counter({"insufficient_credit": 6}), outcome.failures
+    with db.read() as conn:
+        assert ledger.balances_of(conn, member.id, "wallet") == 200
+
+
+def test_coupons_used_as_the_expiry_job_reaches_them_end_one_way(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    import threading
+    from datetime import timedelta
+
+    from palier.rewards import service as rewards
+    from palier.rewards.models import CouponUse
+    from tests.services.factories import balance
+    from tests.services.test_concurrency import Outcome, run_threads
+    from tests.services.test_rewards import add_reward
+    from tests.services.test_rewards import redeem as redeem_reward
+
+    members = [enrol(db, clock, program, first_name=f"M{i}") for i in range(6)]
+    coffee = add_reward(db, clock, program, cost_points=100, valid_days=1)
+    codes = []
+    for member in members:
+        adjust(db, clock, program, member, 100)
+        codes.append(redeem_reward(db, clock, program, member, coffee).coupon.code)
+    due = clock.now() + timedelta(days=1)
+    till_clock, job_clock = FrozenClock(due - timedelta(microseconds=1)), FrozenClock(due)
+    outcome = Outcome()
+    used: list[str] = []
+    lock = threading.Lock()
+
+    def work(index: int, barrier: threading.Barrier) -> None:
+        barrier.wait()
+        if index == len(codes):
+            outcome.run(lambda: rewards.expire_coupons(db, job_clock, batch_size=2, program_id=program.id))
+            return
+        body = CouponUse(channel="store", order_id=f"T-{index}")
+
+        def command() -> Any:
+            with db.write() as conn:
+                return rewards.use_coupon(conn=conn, clock=till_clock, program=program, code=codes[index], use=body)
+
+        if outcome.run(command) is not None:
+            with lock:
+                used.append(codes[index])
+
+    run_threads(len(codes) + 1, work)
+    assert all(f.startswith("coupon_expired:") for f in outcome.failures), outcome.failures  # the job came first
+    rewards.expire_coupons(db, job_clock, program_id=program.id)
+    for member, code in zip(members, codes, strict=True):
+        shown = balance(db, program, member)
+        with db.read() as conn:
+            coupon = rewards.find_coupon(conn=conn, program_id=program.id, code=code)
+        assert coupon.state == ("used" if code in used else "expired")
+        assert (shown.available, shown.held) == ((0, 0) if code in used else (100, 0))
