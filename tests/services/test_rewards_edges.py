@@ -184,3 +184,14 @@ def test_coupons_used_as_the_expiry_job_reaches_them_end_one_way(
             coupon = rewards.find_coupon(conn=conn, program_id=program.id, code=code)
         assert coupon.state == ("used" if code in used else "expired")
         assert (shown.available, shown.held) == ((0, 0) if code in used else (100, 0))
+
+
+def test_points_too_few_for_a_cent_are_told_the_fewest_that_pay(
+    db: Database, clock: FrozenClock, new_program: Any
+) -> None:
+    program = new_program(redeem_points=1_000, redeem_amount=100)  # 10 points to the cent
+    member = enrol(db, clock, program, first_name="Tim")
+    adjust(db, clock, program, member, 100)
+    error = refused("payment_too_small", db, clock, program, member, order_id="T", points=5)
+    assert error.extra["min_points"] == 10 and "use at least 10." in error.detail, error.detail
+    assert pay(db, clock, program, member, order_id="T", points=10).amount == 1

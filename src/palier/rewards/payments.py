@@ -141,10 +141,12 @@ def pay_or_resend(
                 "pay_with_points_disabled", "This program does not take points as payment.", field="kind"
             )
         if amount < 1:
+            fewest = divide(program.redeem_points, program.redeem_amount, Rounding.CEILING)  # worth one minor unit
             raise Unprocessable(
                 "payment_too_small",
-                f"{points} points are worth less than one minor unit; use at least {program.redeem_points}.",
+                f"{points} points are worth less than one minor unit; use at least {fewest}.",
                 field="points",
+                min_points=fewest,
             )
         worth_exactly = divide(amount * program.redeem_points, program.redeem_amount, Rounding.CEILING)
         if worth_exactly != points:  # the points beyond would be burnt for nothing
