@@ -195,3 +195,20 @@ def test_points_too_few_for_a_cent_are_told_the_fewest_that_pay(
     error = refused("payment_too_small", db, clock, program, member, order_id="T", points=5)
     assert error.extra["min_points"] == 10 and "use at least 10." in error.detail, error.detail
     assert pay(db, clock, program, member, order_id="T", points=10).amount == 1
+
+
+def test_the_portal_does_not_offer_a_coupon_past_its_date(db: Database, clock: FrozenClock, program: Program) -> None:
+
+    from palier.web import portal_view
+    from tests.services.test_rewards import add_reward, refused, use
+    from tests.services.test_rewards import redeem as redeem_reward
+
+    member = enrol(db, clock, program, first_name="Alice", language="en")
+    adjust(db, clock, program, member, 500)
+    coffee = add_reward(db, clock, program, cost_points=100, valid_days=1)
+    code = redeem_reward(db, clock, program, member, coffee).coupon.code
+    clock.advance(days=1, minutes=5)  # the expiry job has not run yet
+    refused("coupon_expired", use, db, clock, program, code)
+    with db.read() as conn:
+        (shown,) = portal_view.coupons(conn, program, member.id, "en", clock.now())
+    assert shown.state == "expired" and shown.qr_svg is None

@@ -133,7 +133,7 @@ def coupons(program_id: str, request: Request, new: Annotated[str | None, Query(
     who = signed_in(request, program_id)
     language = i18n.request_language(request, preferred=who.language)
     with _db(request).read() as conn:
-        found = portal_view.coupons(conn, who.program, who.member_id, language)
+        found = portal_view.coupons(conn, who.program, who.member_id, language, request.app.state.clock.now())
     ready = [c for c in found if c.state == "issued"]
     past = [c for c in found if c.state != "issued"]
     fresh = new if any(c.id == new for c in ready) else None  # only the member's own coupon is highlighted

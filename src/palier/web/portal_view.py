@@ -284,9 +284,16 @@ def coupon_views(found: list[Coupon], program: Program, language: str, offered: 
 PAST_COUPONS = 30  # the latest used, expired or cancelled coupons the portal lists
 
 
-def coupons(conn: Connection, program: Program, member_id: str, language: str) -> list[CouponView]:
-    """Every coupon still to use, then the latest :data:`PAST_COUPONS` others (one more tells there are older)."""
-    found = rewards.member_coupons(conn=conn, program_id=program.id, member_id=member_id, states=["issued"])
+def coupons(
+    conn: Connection, program: Program, member_id: str, language: str, now: datetime | None = None
+) -> list[CouponView]:
+    """Every coupon still to use, then the latest :data:`PAST_COUPONS` others (one more tells there are older).
+
+    A coupon past its date that the expiry job has not reached yet is shown expired, as the till would refuse
+    it (``coupon_expired``), not offered with its QR code."""
+    issued = rewards.member_coupons(conn=conn, program_id=program.id, member_id=member_id, states=["issued"])
+    overdue = [c for c in issued if now is not None and c.expires_at is not None and c.expires_at <= now]
+    found = [c for c in issued if c not in overdue] + [c.model_copy(update={"state": "expired"}) for c in overdue]
     found += rewards.member_coupons(
         conn=conn, program_id=program.id, member_id=member_id, states=CLOSED_STATES, limit=PAST_COUPONS + 1
     )
