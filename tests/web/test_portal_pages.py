@@ -180,3 +180,16 @@ def test_a_coupon_shows_the_terms_it_was_issued_with_after_its_reward_is_edited(
     card = card[card.index(f'id="{made.json()["coupon"]["id"]}"') :]
     gives = card[card.index('class="reward-gives"') : card.index("</p>", card.index('class="reward-gives"'))]
     assert "5,00\u00a0€ de remise" in gives and "dès" not in gives, gives
+
+
+def test_the_points_a_refused_redemption_misses_are_written_as_the_catalog_writes_them(
+    web: LiveServer, shop: Shop
+) -> None:
+    expensive = {"kind": "gift", "cost_points": 10_000, "title": {"fr": "Vélo", "en": "Bike"}}
+    made = shop.program.call("POST", "/v1/rewards", json=expensive)
+    assert made.status_code == 201, made.text
+    alice = signed_in_client(web.url, shop.portal_link())
+    catalog = alice.get(f"/p/{shop.program.id}/rewards").text
+    refused = alice.post(f"/p/{shop.program.id}/rewards/{made.json()['id']}/redeem", data={"csrf": csrf_of(catalog)})
+    assert refused.status_code == 422
+    assert "Il vous manque 9\u202f650 points pour cette récompense." in html.unescape(refused.text)

@@ -111,7 +111,8 @@ def redeem(program_id: str, reward_id: str, request: Request) -> Response:
         if key in i18n.catalogs()[language]:
             figures = {k: v for k, v in refused.extra.items() if isinstance(v, int)}
             name = points_word(figures.get("missing", 2), who.program.points_name_in(language), language)
-            message = i18n.translate(language, key, name=name, **figures)
+            shown = {k: i18n.grouped(v, language) for k, v in figures.items()}  # 9 650 in French, as the catalog
+            message = i18n.translate(language, key, name=name, **shown)
         else:
             detail = i18n.said(language, refused, points_name=who.program.points_name_in(language))
             message = i18n.translate(language, "redeem.error.other", detail=detail)
