@@ -589,3 +589,28 @@ def test_tiers_that_drop_a_tier_the_rules_or_a_segment_test_are_refused(
     silver_only = golden | {"conditions": [{"field": "tier", "op": "=", "value": "silver"}]}
     assert program.call("PUT", "/v1/segments/golden", json=silver_only).status_code == 200
     assert program.call("PUT", "/v1/tiers", json=without_gold).status_code == 200
+
+
+def test_a_coupon_past_its_date_reads_expired_before_the_job_closes_it(new_program: Callable[..., ApiProgram]) -> None:
+    """The till and checkout refuse it at once: the lookup and the member's list say so too."""
+    program = new_program(return_window_days=0)
+    ann = program.enrol(first_name="Ann")
+    program.adjust(ann["id"], 500)
+    reward = program.call("POST", "/v1/rewards", json=reward_body(cost_points=100, valid_days=1)).json()
+    coupon = program.call("POST", f"/v1/members/{ann['id']}/redemptions", json={"reward_id": reward["id"]}).json()
+    code = coupon["coupon"]["code"]
+    clock: FrozenClock = program.client.app.state.clock  # type: ignore[attr-defined]
+    assert program.call("GET", f"/v1/coupons/{code}").json()["state"] == "issued"
+    clock.advance(days=2)  # past its date; the expiry job has not run
+
+    found = program.call("GET", f"/v1/coupons/{code}").json()
+    assert (found["state"], found["closed_at"]) == ("expired", found["expires_at"])
+    listed = f"/v1/members/{ann['id']}/coupons"
+    assert program.call("GET", listed, params={"state": "issued"}).json()["items"] == []
+    assert [c["code"] for c in program.call("GET", listed, params={"state": "expired"}).json()["items"]] == [code]
+    assert [c["state"] for c in program.call("GET", listed).json()["items"]] == ["expired"]
+    assert_problem(
+        program.call("POST", f"/v1/coupons/{code}/validate", json={"channel": "store", "member_id": ann["id"]}),
+        422,
+        "coupon_expired",
+    )

@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, insert, not_, or_, select, update
 
 from palier.clock import Clock, utc
 from palier.db import Database
@@ -676,12 +676,14 @@ def member_coupons(
     states: Sequence[str] | None = None,
     cursor: str | None = None,
     limit: int | None = None,
+    now: datetime | None = None,
 ) -> list[Coupon]:
-    """The member's coupons, newest first: up to ``limit`` of them, older than the coupon ``cursor``."""
+    """The member's coupons, newest first: up to ``limit`` of them, older than the coupon ``cursor``. With
+    ``now``, as a reader sees them then (:func:`as_of`), ``states`` included."""
     members.require_known(conn=conn, program_id=program_id, member_id=member_id)
     query = _coupon_query().where(coupons.c.program_id == program_id, coupons.c.member_id == member_id)
     if states:
-        query = query.where(coupons.c.state.in_(list(states)))
+        query = query.where(_in_states(list(states), now))
     if cursor is not None:
         after = conn.execute(
             select(coupons.c.issued_at).where(
@@ -694,15 +696,46 @@ def member_coupons(
     query = query.order_by(coupons.c.issued_at.desc(), coupons.c.id.desc())
     if limit is not None:
         query = query.limit(limit)
-    return [_coupon(r) for r in conn.execute(query).mappings()]
+    found = [_coupon(r) for r in conn.execute(query).mappings()]
+    return found if now is None else [as_of(coupon, now) for coupon in found]
+
+
+def as_of(coupon: Coupon, now: datetime) -> Coupon:
+    """The coupon as a reader sees it at ``now``: one past its date is expired, though the expiry job has not
+    reached it yet (no till and no checkout takes it any more)."""
+    if coupon.state == "issued" and coupon.expires_at is not None and coupon.expires_at <= now:
+        return coupon.model_copy(update={"state": "expired", "closed_at": coupon.expires_at})
+    return coupon
+
+
+def _in_states(states: list[str], now: datetime | None) -> ColumnElement[bool]:
+    """Coupons in any of ``states``; with ``now``, as :func:`as_of` shows them."""
+    if now is None:
+        return coupons.c.state.in_(states)
+    past = and_(coupons.c.expires_at.is_not(None), coupons.c.expires_at <= now)
+    wanted: list[ColumnElement[bool]] = [
+        coupons.c.state.in_([state for state in states if state not in ("issued", "expired")])
+    ]
+    if "issued" in states:
+        wanted.append(and_(coupons.c.state == "issued", not_(past)))
+    if "expired" in states:
+        wanted.append(or_(coupons.c.state == "expired", and_(coupons.c.state == "issued", past)))
+    return or_(*wanted)
 
 
 def coupon_page(
-    *, conn: Connection, program_id: str, member_id: str, states: Sequence[str] | None, cursor: str | None, limit: int
+    *,
+    conn: Connection,
+    program_id: str,
+    member_id: str,
+    states: Sequence[str] | None,
+    cursor: str | None,
+    limit: int,
+    now: datetime | None = None,
 ) -> CouponPage:
     """A page of the member's coupons, newest first; ``next_cursor`` leads to the older ones."""
     found = member_coupons(
-        conn=conn, program_id=program_id, member_id=member_id, states=states, cursor=cursor, limit=limit + 1
+        conn=conn, program_id=program_id, member_id=member_id, states=states, cursor=cursor, limit=limit + 1, now=now
     )
     return CouponPage(items=found[:limit], next_cursor=found[limit - 1].id if len(found) > limit else None)
 

@@ -160,20 +160,24 @@ def member_coupons(
     member_id: str,
     access: ReadAccess,
     db: DB,
+    clock: ClockDep,
     state: Annotated[list[CouponStates] | None, Query(description="only these states")] = None,
     cursor: Annotated[str | None, Query(max_length=40, description="the previous page's next_cursor")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> CouponPage:
+    """A coupon past its date reads `expired` at once, before the expiry job closes it."""
     with db.read() as conn:
         return rewards.coupon_page(
-            conn=conn, program_id=access.program.id, member_id=member_id, states=state, cursor=cursor, limit=limit
-        )
+            conn=conn, program_id=access.program.id, member_id=member_id, states=state, cursor=cursor, limit=limit,
+            now=clock.now(),
+        )  # fmt: skip
 
 
 @router.get("/v1/coupons/{code}", response_model=Coupon, summary="Look a coupon up by its code (the till)")
-def lookup(code: Code, access: ReadAccess, db: DB) -> Coupon:
+def lookup(code: Code, access: ReadAccess, db: DB, clock: ClockDep) -> Coupon:
+    """A coupon past its date reads `expired` at once, before the expiry job closes it."""
     with db.read() as conn:
-        return rewards.find_coupon(conn=conn, program_id=access.program.id, code=code)
+        return rewards.as_of(rewards.find_coupon(conn=conn, program_id=access.program.id, code=code), clock.now())
 
 
 @router.post(
