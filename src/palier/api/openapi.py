@@ -55,6 +55,17 @@ RATE_LIMITED: dict[str, Any] = {
 }
 
 
+# Every operation, /health included, answers 503 while the database cannot be used (api/problems.py).
+UNAVAILABLE: dict[str, Any] = {
+    "description": "The database cannot be used right now: `database_unavailable`. Try again after Retry-After"
+    " seconds; a write sent again with the same Idempotency-Key is made once",
+    "headers": {
+        "Retry-After": {"description": "whole seconds to wait (≥ 1)", "schema": {"type": "integer", "minimum": 1}}
+    },
+    "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+}
+
+
 def install(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -67,10 +78,11 @@ def install(app: FastAPI) -> None:
             components.pop(name, None)
         reference = {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
         for path, operations in schema.get("paths", {}).items():
-            if not path.startswith("/v1"):
-                continue
             for operation in operations.values():
                 responses = operation.setdefault("responses", {})
+                responses["503"] = UNAVAILABLE
+                if not path.startswith("/v1"):
+                    continue
                 for status, description in ERRORS.items():
                     responses[status] = {"description": description, "content": reference}
         app.openapi_schema = schema

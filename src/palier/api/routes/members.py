@@ -244,6 +244,7 @@ def history(
     "/{member_id}/adjustments",
     status_code=201,
     response_model=EventResult,
+    responses={200: {"model": EventResult, "description": "This external_id was already received: the first result"}},
     summary="Credit or debit points by hand, with a reason",
     openapi_extra=commands.IDEMPOTENT,
 )

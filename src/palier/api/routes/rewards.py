@@ -230,6 +230,7 @@ def cancel(
     "/v1/members/{member_id}/payments",
     status_code=201,
     response_model=Payment,
+    responses={200: {"model": Payment, "description": "This order and kind were already paid: the first payment"}},
     summary="Pay part of an order with points or store credit (once per order and kind)",
     openapi_extra=commands.IDEMPOTENT,
 )
