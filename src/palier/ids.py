@@ -7,6 +7,7 @@ so ids sort by creation time, which is what cursor pagination relies on.
 from __future__ import annotations
 
 import functools
+import re
 import secrets
 import threading
 import time
@@ -92,3 +93,11 @@ def new_ids(kind: str, count: int) -> list[str]:
     ms, first = _reserve(count)
     stem = f"{prefix}_{_encode_time(ms)}"
     return [stem + _encode_random(rand) for rand in range(first, first + count)]
+
+
+_ID = re.compile(r"[a-z]+_[0-9A-HJKMNP-TV-Z]{26}")
+
+
+def is_id(value: str, prefix: str) -> bool:
+    """Whether ``value`` is shaped as an id with ``prefix`` (a cursor sent back, say): nothing else is looked up."""
+    return value.startswith(f"{prefix}_") and _ID.fullmatch(value) is not None

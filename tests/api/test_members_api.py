@@ -760,3 +760,25 @@ def test_a_phone_typed_with_unusual_digits_is_read_or_refused_never_a_500(progra
         assert_problem(odd, 422, "invalid_phone", field="phone")
     found = program.call("POST", "/v1/members/lookup", json={"kind": "phone", "value": "+4970123456789²12"})
     assert found.status_code in (404, 422), found.text
+
+
+def test_history_and_audit_refuse_a_cursor_from_another_member_or_program(
+    program: ApiProgram, new_program: Callable[..., ApiProgram]
+) -> None:
+    """A cursor of another member's history (or another program's audit) would page through the wrong rows in
+    silence: the items between the two members' transactions skipped, with no error."""
+    ann, bob = program.enrol(first_name="Ann"), program.enrol(first_name="Bob")
+    for points in (10, 20, 30):
+        program.adjust(ann["id"], points)
+    program.adjust(bob["id"], 5)
+    bobs = program.call("GET", f"/v1/members/{bob['id']}/history").json()["items"][0]["id"]
+    url = f"/v1/members/{ann['id']}/history"
+    for cursor in (bobs, "txn_\x00", "txn_zzzz"):
+        assert_problem(program.call("GET", url, params={"cursor": cursor}), 422, "invalid_cursor", field="cursor")
+    first = program.call("GET", url, params={"limit": 1}).json()
+    rest = program.call("GET", url, params={"cursor": first["next_cursor"], "limit": 5}).json()["items"]
+    assert [line["available"] for line in rest] == [20, 10]  # the page after the first: the rest, none skipped
+    other = new_program()
+    theirs = other.call("GET", "/v1/audit", params={"limit": 1}).json()["items"][0]["id"]
+    for cursor in (theirs, "aud_\x00"):
+        assert_problem(program.call("GET", "/v1/audit", params={"cursor": cursor}), 422, "invalid_cursor", "cursor")

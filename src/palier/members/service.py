@@ -11,13 +11,13 @@ from sqlalchemy.exc import IntegrityError
 
 from palier.clock import Clock, utc
 from palier.errors import Conflict, InvalidInput, NotFound, PalierError
-from palier.ids import new_id
+from palier.ids import is_id, new_id
 from palier.ledger import operations as ledger
 from palier.ledger.accounts import open_member_accounts
 from palier.ledger.catch_up import LiveLot, as_of
 from palier.ledger.history import member_history
 from palier.ledger.locks import lock_key, lock_members
-from palier.ledger.tables import lots
+from palier.ledger.tables import lots, postings
 from palier.members import identities as ident
 from palier.members.models import (
     Balance,
@@ -669,10 +669,23 @@ def _claim(
         on_activity(conn=conn, clock=clock, program=program, member_id=member_id)  # the orders now count for a tier
 
 
+def _is_history_cursor(conn: Connection, *, program_id: str, member_id: str, cursor: str) -> bool:
+    if not is_id(cursor, "txn"):
+        return False
+    found = conn.execute(
+        select(postings.c.transaction_id)
+        .where(postings.c.transaction_id == cursor, postings.c.program_id == program_id)
+        .where(postings.c.member_id == member_id)
+        .limit(1)
+    ).first()
+    return found is not None
+
+
 def history(*, conn: Connection, program: Program, member_id: str, cursor: str | None, limit: int) -> HistoryPage:
     """The member's history, newest first; every line says why in words the member understands."""
     require_known(conn=conn, program_id=program.id, member_id=member_id)
-    if cursor is not None and not cursor.startswith("txn_"):
-        raise InvalidInput("invalid_cursor", "This cursor was not issued by a history page.", field="cursor")
+    if cursor is not None and not _is_history_cursor(conn, program_id=program.id, member_id=member_id, cursor=cursor):
+        # Another member's transaction would page through this one's history from the wrong place, in silence.
+        raise InvalidInput("invalid_cursor", "This cursor was not issued by this member's history.", field="cursor")
     lines, next_cursor = member_history(conn, program_id=program.id, member_id=member_id, before=cursor, limit=limit)
     return HistoryPage(items=[HistoryLine(**line) for line in lines], next_cursor=next_cursor)

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 
 from palier.clock import Clock, utc
 from palier.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
-from palier.ids import new_id
+from palier.ids import is_id, new_id
 from palier.ledger.accounts import money_asset, open_program_accounts
 from palier.programs.currencies import CURRENCY_EXPONENTS
 from palier.programs.models import (
@@ -237,8 +237,14 @@ def record_audit(
 
 def audit_trail(*, conn: Connection, program_id: str, cursor: str | None, limit: int) -> AuditPage:
     """The program's audit entries, newest first; ``cursor`` is the id of the last entry of the page before."""
-    if cursor is not None and not cursor.startswith("aud_"):
-        raise InvalidInput("invalid_cursor", "This cursor was not issued by an audit page.", field="cursor")
+    if cursor is not None and (
+        not is_id(cursor, "aud")
+        or conn.execute(
+            select(audit_entries.c.id).where(audit_entries.c.id == cursor, audit_entries.c.program_id == program_id)
+        ).first()
+        is None
+    ):  # another program's entry would page from the wrong place, in silence
+        raise InvalidInput("invalid_cursor", "This cursor was not issued by this program's audit.", field="cursor")
     query = select(audit_entries).where(audit_entries.c.program_id == program_id)
     if cursor is not None:
         query = query.where(audit_entries.c.id < cursor)
