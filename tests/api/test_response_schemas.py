@@ -131,3 +131,11 @@ def test_every_operation_declares_the_503_it_answers_while_the_database_is_down(
         if "Retry-After" not in operation["responses"].get("503", {}).get("headers", {})
     ]
     assert undeclared == []
+
+
+def test_a_method_the_route_does_not_have_is_refused_with_the_ones_it_has(client: TestClient) -> None:
+    """RFC 9110: a 405 says which methods the resource allows (``Allow``), and stays problem+json."""
+    refused = client.put("/v1/program", headers={"Authorization": "Bearer key_x.y"})
+    assert refused.status_code == 405 and refused.json()["code"] == "method_not_allowed"
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert set(refused.headers["Allow"].replace(" ", "").split(",")) == {"GET", "PATCH"}

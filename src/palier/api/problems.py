@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
@@ -119,9 +120,24 @@ def invalid_request(exc: RequestValidationError) -> JSONResponse:
     return problem(422, first["code"], first["message"], field=first["field"], errors=errors)
 
 
-def http_error(exc: HTTPException) -> JSONResponse:
+def allowed_methods(request: Request) -> str:
+    """Every method the requested path has. Each method of a path is a route of its own, and Starlette's 405
+    names only the first route's (``Allow: GET`` for ``/v1/program``, which has ``PATCH`` too)."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        pattern = getattr(route.route, "path_regex", None)
+        if pattern is not None and pattern.match(request.url.path):
+            methods |= set(route.methods or ())
+    return ", ".join(sorted(methods))
+
+
+def http_error(exc: HTTPException, request: Request | None = None) -> JSONResponse:
     codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 403: "forbidden"}
-    return problem(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+    response = problem(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+    response.headers.update(exc.headers or {})
+    if exc.status_code == 405 and request is not None and (allowed := allowed_methods(request)):
+        response.headers["Allow"] = allowed  # RFC 9110: a 405 says what the resource allows
+    return response
 
 
 def crash(request: Request) -> JSONResponse:
@@ -140,8 +156,8 @@ def install(app: FastAPI) -> None:
         return invalid_request(exc)
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        return http_error(exc)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        return http_error(exc, request)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeout)

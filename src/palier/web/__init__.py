@@ -87,7 +87,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if not request.url.path.startswith(PAGES):
-            return problems.http_error(exc)
+            return problems.http_error(exc, request)
         key = "error.not_found" if exc.status_code == 404 else "error.bad_request"
         page = _error_page(request, exc.status_code, key)
         page.headers.update(exc.headers or {})  # a 405's Allow
