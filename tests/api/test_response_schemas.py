@@ -12,7 +12,9 @@ from typing import Any
 import jsonschema_rs
 from fastapi.testclient import TestClient
 
+from palier.db import Database
 from tests.api.helpers import ApiProgram, luhn_card, purchase_body, return_body, reward_body
+from tests.api.routes import KEYED, WORLD_PLAN, WORLD_SEGMENT, make_world, request_for, route_id
 
 BRONZE = {"code": "bronze", "name": {"fr": "Bronze", "en": "Bronze"}, "threshold": 0}
 GOLD = {"code": "gold", "name": {"fr": "Or", "en": "Gold"}, "threshold": 500_00, "multiplier_percent": 150}
@@ -54,13 +56,19 @@ def _check(client: TestClient, program: ApiProgram, path: str, template: str, **
 
 
 def test_every_get_answers_as_its_schema_says(client: TestClient, program: ApiProgram) -> None:
+    bare = program.enrol(first_name="Dee")["id"]  # first, every GET of a program with nothing in it yet
+    for path in ("/v1/tiers", "/v1/plans", "/v1/segments", "/v1/rewards", "/v1/program/rules", "/v1/outbox"):
+        _check(client, program, path, path)
+    for suffix in ("", "/balance", "/history", "/export", "/memberships", "/segments", "/rewards", "/coupons"):
+        _check(client, program, f"/v1/members/{bare}{suffix}", "/v1/members/{member_id}" + suffix)
     card = luhn_card()
     member = program.enrol(first_name="Ann", email="ann.schema@example.com")
     other = program.enrol(first_name="Bob", email="bob.schema@example.com")
     gone = program.enrol(first_name="Cy", email="cy.schema@example.com")
     twin = program.enrol(first_name="Ann", email="ann.twin@example.com")
     program.call("POST", f"/v1/members/{member['id']}/identities", json={"kind": "payment_card", "value": card})
-    assert program.call("PUT", "/v1/tiers", json={"metric": "spend", "window": "lifetime", "tiers": [BRONZE, GOLD]})
+    tiers = {"metric": "spend", "window": "calendar_year", "tiers": [BRONZE, GOLD]}
+    assert program.call("PUT", "/v1/tiers", json=tiers).status_code == 200
     bought = program.call("POST", "/v1/events/purchases", json=purchase_body(member["id"]))
     assert bought.status_code == 201, bought.text
     order = bought.json()
@@ -80,6 +88,14 @@ def test_every_get_answers_as_its_schema_says(client: TestClient, program: ApiPr
     )
     assert erased.status_code == 200, erased.text
     assert order
+    trial = WORLD_PLAN | {"code": "club-trial", "trial_days": 30}
+    for path, body in (("/v1/plans", WORLD_PLAN), ("/v1/plans", trial), ("/v1/segments", WORLD_SEGMENT),
+                       (f"/v1/members/{member['id']}/memberships", {"plan": "club-trial"})):  # fmt: skip
+        made = program.call("POST", path, json=body)
+        assert made.status_code == 201, made.text
+    assert program.call("POST", "/v1/segments/top/refresh").status_code == 200
+    assert program.call("PUT", "/v1/webhook", json={"url": "http://127.0.0.1:9/palier-events"}).status_code == 200
+    assert _check(client, program, f"/v1/members/{member['id']}/tier", "/v1/members/{member_id}/tier")
     coupon = redeemed.json()["coupon"]["code"]
 
     m = "/v1/members/{member_id}"
@@ -139,3 +155,32 @@ def test_a_method_the_route_does_not_have_is_refused_with_the_ones_it_has(client
     assert refused.status_code == 405 and refused.json()["code"] == "method_not_allowed"
     assert refused.headers["content-type"] == "application/problem+json"
     assert set(refused.headers["Allow"].replace(" ", "").split(",")) == {"GET", "PATCH"}
+
+
+def test_every_route_answers_its_valid_request_as_its_schema_says(
+    client: TestClient, program: ApiProgram, db: Database
+) -> None:
+    """Each route once, with the valid request tests/api/routes.py gives it, on a world of its own: the status
+    it answers is one it declares, and the body is what the document says for that status (writes included)."""
+    world = make_world(program, db)
+    document = client.get("/openapi.json").json()
+    wrong = []
+    for route in KEYED:
+        method, url, kwargs = request_for(route, world)
+        response = program.call(method, url, **kwargs)
+        responses = document["paths"][route[1]][method.lower()]["responses"]
+        if str(response.status_code) not in responses:
+            wrong.append(f"{route_id(route)}: {response.status_code} not declared ({response.text[:120]})")
+            continue
+        content = responses[str(response.status_code)].get("content", {})
+        media = response.headers["content-type"].split(";")[0]
+        if media not in content:
+            wrong.append(f"{route_id(route)}: {response.status_code} as {media}, declared {list(content)}")
+            continue
+        schema = _strict({**content[media]["schema"], "components": document["components"]})
+        errors = [
+            f"{e.instance_path}: {e.message}" for e in jsonschema_rs.validator_for(schema).iter_errors(response.json())
+        ]
+        if errors:
+            wrong.append(f"{route_id(route)} ({response.status_code}): {errors}")
+    assert wrong == []
