@@ -455,6 +455,8 @@ def test_a_tampered_address_a_wrong_method_or_a_crash_on_a_page_answers_a_page(
     long = alice.get(f"/p/{p.id}/history", params={"before": "txn_" + "0" * 60})
     assert long.status_code == 400 and long.headers["content-type"].startswith("text/html")
     assert "Cette adresse ou ce formulaire n&#39;est pas valide" in long.text
+    for foreign in ("txn_" + "0" * 26, "txn_nothing"):  # not a line of her history: her latest lines
+        assert alice.get(f"/p/{p.id}/history", params={"before": foreign}).status_code == 200
     wrong = alice.post(f"/p/{p.id}/history")
     assert wrong.status_code == 405 and wrong.headers["content-type"].startswith("text/html")
     assert "GET" in wrong.headers["allow"]

@@ -681,11 +681,18 @@ def _is_history_cursor(conn: Connection, *, program_id: str, member_id: str, cur
     return found is not None
 
 
-def history(*, conn: Connection, program: Program, member_id: str, cursor: str | None, limit: int) -> HistoryPage:
-    """The member's history, newest first; every line says why in words the member understands."""
+def history(
+    *, conn: Connection, program: Program, member_id: str, cursor: str | None, limit: int, strict: bool = True
+) -> HistoryPage:
+    """The member's history, newest first; every line says why in words the member understands.
+
+    A cursor not from this member's history (another member's transaction would page through this one's from
+    the wrong place, in silence) is refused; or, not ``strict`` (a page's "older" link tampered with), ignored."""
     require_known(conn=conn, program_id=program.id, member_id=member_id)
     if cursor is not None and not _is_history_cursor(conn, program_id=program.id, member_id=member_id, cursor=cursor):
-        # Another member's transaction would page through this one's history from the wrong place, in silence.
-        raise InvalidInput("invalid_cursor", "This cursor was not issued by this member's history.", field="cursor")
+        if not strict:
+            cursor = None
+        else:
+            raise InvalidInput("invalid_cursor", "This cursor was not issued by this member's history.", field="cursor")
     lines, next_cursor = member_history(conn, program_id=program.id, member_id=member_id, before=cursor, limit=limit)
     return HistoryPage(items=[HistoryLine(**line) for line in lines], next_cursor=next_cursor)

@@ -219,7 +219,7 @@ def history_views(conn: Connection, lines: list[HistoryLine], program: Program, 
 def history(
     conn: Connection, program: Program, member_id: str, language: str, *, cursor: str | None, limit: int
 ) -> tuple[list[HistoryView], str | None]:
-    page = members.history(conn=conn, program=program, member_id=member_id, cursor=cursor, limit=limit)
+    page = members.history(conn=conn, program=program, member_id=member_id, cursor=cursor, limit=limit, strict=False)
     return history_views(conn, page.items, program, language), page.next_cursor
 
 

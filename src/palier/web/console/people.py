@@ -69,7 +69,9 @@ def member_view(
     before: str | None = None,
 ) -> MemberView:  # fmt: skip
     member = members.get_member(conn=conn, program_id=program.id, member_id=member_id)
-    page = members.history(conn=conn, program=program, member_id=member_id, cursor=before, limit=history)
+    page = members.history(
+        conn=conn, program=program, member_id=member_id, cursor=before, limit=history, strict=False
+    )  # an "older" link tampered with: the latest
     found: list[Any] = page.items
     return MemberView(
         member=member,
