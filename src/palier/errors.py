@@ -7,6 +7,7 @@
     ├── NotFound              404    unknown member, order, identity…
     ├── Conflict              409    duplicate identity, idempotency key reused with another body…
     ├── Unprocessable         422    well-formed but refused by the rules (return exceeds purchase…)
+    ├── NotJson               415    a body sent as a form or text where the API reads JSON
     └── Throttled             429    too many failed sign-ins: wait, then try again
 
 Services raise these; ``api/problems.py`` maps them to RFC 9457 problem+json and the CLI prints them.
@@ -82,6 +83,10 @@ class Conflict(PalierError):
 
 class Unprocessable(PalierError):
     status = 422
+
+
+class NotJson(PalierError):
+    status = 415
 
 
 class Throttled(PalierError):

@@ -13,7 +13,7 @@ import jsonschema_rs
 from fastapi.testclient import TestClient
 
 from palier.db import Database
-from tests.api.helpers import ApiProgram, luhn_card, purchase_body, return_body, reward_body
+from tests.api.helpers import ApiProgram, assert_problem, luhn_card, purchase_body, return_body, reward_body
 from tests.api.routes import KEYED, WORLD_PLAN, WORLD_SEGMENT, make_world, request_for, route_id
 
 BRONZE = {"code": "bronze", "name": {"fr": "Bronze", "en": "Bronze"}, "threshold": 0}
@@ -184,3 +184,19 @@ def test_every_route_answers_its_valid_request_as_its_schema_says(
         if errors:
             wrong.append(f"{route_id(route)} ({response.status_code}): {errors}")
     assert wrong == []
+
+
+def test_a_body_not_sent_as_json_is_refused_as_such(client: TestClient, program: ApiProgram) -> None:
+    """``curl -d`` without ``-H 'Content-Type: application/json'`` sends a form: the answer says to send JSON,
+    not "Input should be a valid dictionary", and the status is one the document declares."""
+    member = program.enrol(first_name="Ann")
+    form, text = "application/x-www-form-urlencoded", "text/plain"
+    cases = [("POST", "/v1/members", "/v1/members", '{"first_name":"Bob"}', form),
+             ("PATCH", f"/v1/members/{member['id']}", "/v1/members/{member_id}", "{}", text),
+             ("POST", "/v1/program/rules", "/v1/program/rules", '{"rules":[]}', text)]  # fmt: skip
+    for method, path, template, body, media in cases:
+        refused = program.call(method, path, content=body, headers={"Content-Type": media})
+        assert_problem(refused, 415, "unsupported_media_type", field="Content-Type")
+        assert "application/json" in refused.json()["detail"]
+        assert "415" in _declared(client, method, template)
+    assert program.call("GET", f"/v1/members/{member['id']}").json()["last_name"] is None

@@ -38,6 +38,7 @@ ERRORS = {
     "409": "Conflicts with what is already recorded",
     "422": "Invalid input, or refused by the program's rules; nothing was written",
 }
+NOT_JSON_SENT = "The body was not sent as JSON (`Content-Type: application/json`): `unsupported_media_type`"
 # Routes under a rate limit (api/ratelimit.py) answer 429 `rate_limited`, with a Retry-After header.
 RATE_LIMITED: dict[str, Any] = {
     "responses": {
@@ -85,6 +86,8 @@ def install(app: FastAPI) -> None:
                     continue
                 for status, description in ERRORS.items():
                     responses[status] = {"description": description, "content": reference}
+                if "requestBody" in operation:
+                    responses["415"] = {"description": NOT_JSON_SENT, "content": reference}
         app.openapi_schema = schema
         return schema
 

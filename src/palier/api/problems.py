@@ -106,8 +106,29 @@ def unavailable(request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
-def invalid_request(exc: RequestValidationError) -> JSONResponse:
-    """``422`` naming every field at fault, the first one as the problem's own ``code`` and ``field``."""
+NOT_JSON = (
+    "Send the body as JSON, with the header Content-Type: application/json (curl -d alone sends a form: add"
+    " -H 'Content-Type: application/json')."
+)
+
+
+def sent_as_other_than_json(request: Request) -> bool:
+    """A body declared as something else than JSON (no Content-Type at all is read as JSON)."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return bool(media) and media != "application/json" and not media.endswith("+json")
+
+
+def _sent_as_other_than_json(request: Request, exc: RequestValidationError) -> bool:
+    if not sent_as_other_than_json(request):
+        return False
+    return any(tuple(e.get("loc", ()))[:1] == ("body",) for e in exc.errors())
+
+
+def invalid_request(exc: RequestValidationError, request: Request | None = None) -> JSONResponse:
+    """``422`` naming every field at fault, the first one as the problem's own ``code`` and ``field``; ``415``
+    for a body sent as something else than JSON (a form, text), whose fields cannot be read at all."""
+    if request is not None and _sent_as_other_than_json(request, exc):
+        return problem(415, "unsupported_media_type", NOT_JSON, field="Content-Type")
     errors = [
         {
             "field": "body" if e.get("type") == "json_invalid" else field_path(error_location(e)),
@@ -152,8 +173,8 @@ def install(app: FastAPI) -> None:
         return refusal(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return invalid_request(exc)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return invalid_request(exc, request)
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:

@@ -81,7 +81,7 @@ def install(app: FastAPI) -> None:
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         """A page's address or form tampered with (a value longer than its box allows): a page, not JSON."""
         if not request.url.path.startswith(PAGES):
-            return problems.invalid_request(exc)
+            return problems.invalid_request(exc, request)
         return _error_page(request, 400, "error.bad_request")
 
     @app.exception_handler(StarletteHTTPException)

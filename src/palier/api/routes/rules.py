@@ -12,6 +12,8 @@ from sqlalchemy import Connection
 from palier.activity.models import EventResult
 from palier.api import commands
 from palier.api.deps import DB, AdminAccess, ClockDep, PosAccess, ReadAccess, SettingsDep
+from palier.api.problems import NOT_JSON, sent_as_other_than_json
+from palier.errors import NotJson
 from palier.rules import service
 from palier.rules.actions import ActionIn, record_action
 from palier.rules.document import parse_data
@@ -54,6 +56,8 @@ def apply_rules(
 ) -> JSONResponse:
     """The whole rule set (actions, campaigns, rules) becomes a new version, in force from now. An invalid
     document is refused whole, with the path of each problem; nothing is applied."""
+    if sent_as_other_than_json(request):  # a form or text: FastAPI reads the body as JSON only when it says so
+        raise NotJson("unsupported_media_type", NOT_JSON, field="Content-Type")
     document = parse_data(body)
 
     def command(conn: Connection) -> tuple[RuleSetVersion, int]:
