@@ -148,6 +148,21 @@ def hold_points(db: Database, clock: FrozenClock, program: Program, member_id: s
         )
 
 
+def test_one_point_expiring_reads_1_point(db: Database, clock: FrozenClock, program: Program) -> None:
+    """The expiry job's line and the one of a purchase recorded already expired agree with their count."""
+    start = clock.now()
+    member = enrol(db, clock, program)
+    swept = purchase(db, clock, program, member, amount=100, **aged(clock))  # 1 point
+    clock.set(start + timedelta(days=400))
+    late = purchase(db, clock, program, member, amount=150, occurred_at=start - timedelta(days=30))  # 1, expired
+    mature(db, clock, program)
+    sweeps.expire(db, clock, program_id=program.id)
+    expired = sorted(line.reason for line in history(db, program, member) if line.kind == "expire")
+    assert expired == sorted(
+        f"1 point from Purchase #{earned.external_id} in store expired" for earned in (swept, late)
+    )
+
+
 def test_a_member_busy_with_a_command_is_skipped_then_swept(db: Database, clock: FrozenClock, program: Program) -> None:
     busy, free = enrol(db, clock, program), enrol(db, clock, program)
     for member in (busy, free):

@@ -130,7 +130,7 @@ def earn_rows(
     expiry = replace(
         b,
         kind="expire",
-        reason=f"{amount} points from {label} expired",
+        reason=f"{amount} {'point' if amount == 1 else 'points'} from {label} expired",
         reason_code="expired",
         effective_at=expires_at,
         event_id=None,

@@ -275,7 +275,8 @@ _SPECS: Final = {
     ),
     "expire": _Spec(
         kind="expire",
-        reason="CAST(remaining AS TEXT) || ' points from ' || label || ' expired'",
+        reason="CAST(remaining AS TEXT) || CASE WHEN remaining = 1 THEN ' point from ' ELSE ' points from ' END"
+        " || label || ' expired'",
         reason_code="expired",
         details="{json_object}('lot_id', lot_id)",
         member_legs=_EXPIRE_LEGS,
