@@ -733,3 +733,23 @@ def test_a_credit_that_repays_owed_points_says_so_as_a_purchase_does(new_program
     assert (credited["points"], credited["details"]) == (60, {"debt_repaid": 60})
     balance = program.balance(ann)
     assert (balance["available"], balance["debt"]) == (0, 40)
+
+
+def test_a_return_that_says_no_shipping_was_refunded_is_taken(program: ApiProgram) -> None:
+    """A shop that always sends ``shipping`` sends 0 when none comes back: the return of the items is recorded
+    (and is the same fact as one that leaves shipping out); 0 alone refunds nothing and is refused as such."""
+    member = program.enrol(first_name="Cid")
+    body = purchase_body(member["id"], lines=[line(unit_price=1000, quantity=2)], shipping=500)
+    assert program.call("POST", PURCHASES, json=body).status_code == 201
+    sent = return_body(body["order_id"], lines=[{"sku": "SKU-1", "quantity": 1}], shipping=0)
+    returned = program.call("POST", RETURNS, json=sent)
+    assert returned.status_code == 201, returned.text
+    assert (returned.json()["points"], returned.json()["reason"]) == (
+        -10,
+        f"Returned 1 item from order #{body['order_id']}",
+    )
+    resent = program.call("POST", RETURNS, json={k: v for k, v in sent.items() if k != "shipping"})
+    assert resent.status_code == 200 and resent.json() == returned.json()
+    alone = return_body(body["order_id"], shipping=0)
+    del alone["lines"]
+    assert_problem(program.call("POST", RETURNS, json=alone), 422, "lines_or_amount_required", "lines")

@@ -132,11 +132,18 @@ class ReturnIn(Strict):
     amount: Annotated[Whole, Field(ge=1, le=MAX_MONEY)] | None = Field(
         default=None, description="a refund by amount, of the goods first: it takes back their share of the points"
     )
-    shipping: Annotated[Whole, Field(ge=1, le=MAX_MONEY)] | None = Field(
+    shipping: Annotated[Whole, Field(ge=0, le=MAX_MONEY)] | None = Field(
         default=None,
-        description="shipping refunded, alone or with lines or amount: takes back no points unless shipping earns",
+        description="shipping refunded, alone or with lines or amount: takes back no points unless shipping earns; "
+        "0 is none (as if left out)",
     )
     reason: Annotated[PlainText, Field(max_length=200)] | None = None
+
+    @field_validator("shipping")
+    @classmethod
+    def _no_shipping(cls, shipping: int | None) -> int | None:
+        """A shop that always sends the field sends 0 when no shipping comes back: the same as leaving it out."""
+        return shipping or None
 
     @model_validator(mode="after")
     def _lines_or_amount(self) -> ReturnIn:
