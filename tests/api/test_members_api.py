@@ -782,3 +782,13 @@ def test_history_and_audit_refuse_a_cursor_from_another_member_or_program(
     theirs = other.call("GET", "/v1/audit", params={"limit": 1}).json()["items"][0]["id"]
     for cursor in (theirs, "aud_\x00"):
         assert_problem(program.call("GET", "/v1/audit", params={"cursor": cursor}), 422, "invalid_cursor", "cursor")
+
+
+def test_an_empty_cursor_is_the_first_page(program: ApiProgram) -> None:
+    """A client filling ?cursor= from a next_cursor it has not had yet sends it empty: the first page."""
+    ann = program.enrol(first_name="Ann")
+    program.adjust(ann["id"], 10)
+    for url in (f"/v1/members/{ann['id']}/history", f"/v1/members/{ann['id']}/coupons", "/v1/audit"):
+        empty = program.call("GET", url, params={"cursor": ""})
+        assert empty.status_code == 200, (url, empty.text)
+        assert empty.json() == program.call("GET", url).json(), url

@@ -6,7 +6,7 @@ import json
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from palier.clock import Clock
@@ -123,3 +123,10 @@ SettingsDep = Annotated[Settings, Depends(settings)]
 AdminAccess = Annotated[Access, Depends(Scoped("admin"))]
 PosAccess = Annotated[Access, Depends(Scoped("pos"))]
 ReadAccess = Annotated[Access, Depends(Scoped("read", "pos"))]
+
+
+# A list's cursor: the previous page's next_cursor. Routes read an empty one (``?cursor=``, a client filling its
+# template with nothing yet) as the first page: ``cursor or None``.
+Cursor = Annotated[
+    str | None, Query(max_length=40, description="the previous page's next_cursor (empty or left out: the first page)")
+]

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from palier.activity import service as activity
 from palier.activity.models import AdjustmentIn, EventResult, ReversalResult
 from palier.api import commands, ratelimit
-from palier.api.deps import DB, AdminAccess, ClockDep, PosAccess, ReadAccess, SettingsDep
+from palier.api.deps import DB, AdminAccess, ClockDep, Cursor, PosAccess, ReadAccess, SettingsDep
 from palier.api.openapi import RATE_LIMITED
 from palier.members import erasure, service
 from palier.members.export import MemberExport
@@ -223,7 +223,7 @@ def history(
     member_id: str,
     access: ReadAccess,
     db: DB,
-    cursor: Annotated[str | None, Query(max_length=40)] = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     language: Annotated[
         Literal["en", "fr"] | None,
@@ -231,7 +231,9 @@ def history(
     ] = None,
 ) -> HistoryPage:
     with db.read() as conn:
-        page = service.history(conn=conn, program=access.program, member_id=member_id, cursor=cursor, limit=limit)
+        page = service.history(
+            conn=conn, program=access.program, member_id=member_id, cursor=cursor or None, limit=limit
+        )
         in_words = history_text.describe(
             conn, access.program, page.items, language or service.language_of(conn, member_id)
         )

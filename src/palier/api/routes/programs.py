@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy import Connection
 
 from palier.api import commands
-from palier.api.deps import DB, AdminAccess, ClockDep, ReadAccess
+from palier.api.deps import DB, AdminAccess, ClockDep, Cursor, ReadAccess
 from palier.errors import Forbidden
 from palier.programs import service
 from palier.programs.models import ApiKey, AuditPage, KeyCreate, NewApiKey, Program, ProgramSettings, ProgramUpdate
@@ -99,11 +99,11 @@ def update_program(
 def audit_trail(
     access: AdminAccess,
     db: DB,
-    cursor: Annotated[str | None, Query(max_length=40)] = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> AuditPage:
     with db.read() as conn:
-        return service.audit_trail(conn=conn, program_id=access.program.id, cursor=cursor, limit=limit)
+        return service.audit_trail(conn=conn, program_id=access.program.id, cursor=cursor or None, limit=limit)
 
 
 @router.get("/keys", response_model=list[ApiKey], summary="API keys of this program (never their secrets)")

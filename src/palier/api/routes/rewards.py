@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Connection
 
 from palier.api import commands, ratelimit
-from palier.api.deps import DB, AdminAccess, ClockDep, PosAccess, ReadAccess
+from palier.api.deps import DB, AdminAccess, ClockDep, Cursor, PosAccess, ReadAccess
 from palier.api.openapi import RATE_LIMITED
 from palier.rewards import payments
 from palier.rewards import service as rewards
@@ -162,14 +162,14 @@ def member_coupons(
     db: DB,
     clock: ClockDep,
     state: Annotated[list[CouponStates] | None, Query(description="only these states")] = None,
-    cursor: Annotated[str | None, Query(max_length=40, description="the previous page's next_cursor")] = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> CouponPage:
     """A coupon past its date reads `expired` at once, before the expiry job closes it."""
     with db.read() as conn:
         return rewards.coupon_page(
-            conn=conn, program_id=access.program.id, member_id=member_id, states=state, cursor=cursor, limit=limit,
-            now=clock.now(),
+            conn=conn, program_id=access.program.id, member_id=member_id, states=state, cursor=cursor or None,
+            limit=limit, now=clock.now(),
         )  # fmt: skip
 
 
