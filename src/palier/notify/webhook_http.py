@@ -89,22 +89,20 @@ def proxied(url: str) -> bool:
     return parts.scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(host)
 
 
-class PublicOnly:
-    """Refuses the connection, before a byte is sent, when the address the receiver's name led to is not
-    public. The address connected to is checked, not the name: a name that resolves to a public address
-    when saved and to a private one at delivery (DNS rebinding) is caught too."""
-
-    def trace(self, name: str, info: dict[str, Any]) -> None:
-        if name.endswith("connect_tcp.complete"):
-            sock = info["return_value"].get_extra_info("socket")
-            peer = sock.getpeername()[0]
-            if not is_public(peer):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                raise PrivateAddress(
-                    f"{peer} is not on the public internet, and this server sends only there "
-                    "(PALIER_WEBHOOK_NETWORKS=public)"
-                )
+def refuse_private_peer(name: str, info: dict[str, Any]) -> None:
+    """httpcore's trace hook: refuse the connection, before a byte is sent, when the address the receiver's
+    name led to is not public. The address connected to is checked, not the name: a name that resolves to a
+    public address when saved and to a private one at delivery (DNS rebinding) is caught too."""
+    if name.endswith("connect_tcp.complete"):
+        sock = info["return_value"].get_extra_info("socket")
+        peer = sock.getpeername()[0]
+        if not is_public(peer):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            raise PrivateAddress(
+                f"{peer} is not on the public internet, and this server sends only there "
+                "(PALIER_WEBHOOK_NETWORKS=public)"
+            )
 
 
 def client() -> httpx.Client:
@@ -124,12 +122,12 @@ def post(
         SIGNATURE_HEADER: sign(secret, int(clock.now().timestamp()), body),
     }
     deadline = Deadline(TIMEOUT)
-    guard = PublicOnly() if public_only and not proxied(url) else None
+    check_peer = public_only and not proxied(url)
 
     def trace(name: str, info: dict[str, Any]) -> None:
         deadline.trace(name, info)
-        if guard is not None:
-            guard.trace(name, info)
+        if check_peer:
+            refuse_private_peer(name, info)
 
     try:
         with (
