@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import Connection, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from palier.activity import service as activity
@@ -30,7 +30,7 @@ from palier.errors import PalierError
 from palier.jobs import sweeps
 from palier.ledger.tables import ledger_transactions, lots
 from palier.members import service as members
-from palier.members.models import IdentityIn
+from palier.members.models import IdentityIn, Member
 from palier.programs.models import Program
 from tests.services.factories import (
     ACTOR,
@@ -308,6 +308,19 @@ def test_a_card_linked_while_its_purchase_is_in_flight_still_earns(
     assert balance(db, program, member).pending == 25
 
 
+def linking(clock: FrozenClock, program: Program, member: Member, card: str) -> Callable[[Connection], object]:
+    """The command linking ``card`` to ``member``, for :func:`beside` to hold open while another runs."""
+    return lambda conn: members.add_identity(
+        conn=conn,
+        clock=clock,
+        program=program,
+        member_id=member.id,
+        identity=IdentityIn(kind="payment_card", value=card),
+        card_key=CARD_KEY,
+        actor=ACTOR,
+    )
+
+
 def test_two_members_linking_one_card_at_once_claim_its_purchases_once(
     request: pytest.FixtureRequest, db: Database, clock: FrozenClock, program: Program
 ) -> None:
@@ -319,15 +332,7 @@ def test_two_members_linking_one_card_at_once_claim_its_purchases_once(
     ann, bo = enrol(db, clock, program), enrol(db, clock, program)
     _, second = beside(
         db,
-        lambda conn: members.add_identity(
-            conn=conn,
-            clock=clock,
-            program=program,
-            member_id=ann.id,
-            identity=IdentityIn(kind="payment_card", value=card),
-            card_key=CARD_KEY,
-            actor=ACTOR,
-        ),
+        linking(clock, program, ann, card),
         lambda: add_identity(db, clock, program, bo, "payment_card", card),
     )
     assert isinstance(second, PalierError) and second.code == "identity_taken"
@@ -346,15 +351,7 @@ def test_a_return_sent_while_the_card_is_being_linked_takes_back_what_the_claim_
     ann = enrol(db, clock, program)
     _, returned = beside(
         db,
-        lambda conn: members.add_identity(
-            conn=conn,
-            clock=clock,
-            program=program,
-            member_id=ann.id,
-            identity=IdentityIn(kind="payment_card", value=card),
-            card_key=CARD_KEY,
-            actor=ACTOR,
-        ),
+        linking(clock, program, ann, card),
         lambda: return_(db, clock, program, order.external_id, amount=2500),
     )
     assert isinstance(returned, EventResult) and (returned.member_id, returned.points) == (ann.id, -(25 + 30))
