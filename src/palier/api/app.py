@@ -11,6 +11,7 @@ from fastapi.responses import RedirectResponse
 
 from palier import __version__, web
 from palier.api import openapi, problems
+from palier.api.body_limit import LimitBodySize
 from palier.api.deps import no_nul_character
 from palier.api.ratelimit import RateLimiter
 from palier.api.routes import events, members, outbox, programs, rewards, rules, status
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
     app.state.clock = clock or SystemClock()
     # The app's clock (not a monotonic one): tests move a FrozenClock and the windows move with it.
     app.state.rate_limiter = RateLimiter(lambda: app.state.clock.now().timestamp())
+    app.add_middleware(LimitBodySize)
     problems.install(app)
     openapi.install(app)
     for module in (programs, members, events, rewards, rules, status, outbox):

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
 
+from palier.api.body_limit import MAX_BODY_BYTES
 from palier.api.problems import PROBLEM
 
 
@@ -39,6 +40,7 @@ ERRORS = {
     "422": "Invalid input, or refused by the program's rules; nothing was written",
 }
 NOT_JSON_SENT = "The body was not sent as JSON (`Content-Type: application/json`): `unsupported_media_type`"
+TOO_LARGE = f"The body is larger than {MAX_BODY_BYTES:,} bytes: `body_too_large`"
 # Routes under a rate limit (api/ratelimit.py) answer 429 `rate_limited`, with a Retry-After header.
 RATE_LIMITED: dict[str, Any] = {
     "responses": {
@@ -87,6 +89,7 @@ def install(app: FastAPI) -> None:
                 for status, description in ERRORS.items():
                     responses[status] = {"description": description, "content": reference}
                 if "requestBody" in operation:
+                    responses["413"] = {"description": TOO_LARGE, "content": reference}
                     responses["415"] = {"description": NOT_JSON_SENT, "content": reference}
         app.openapi_schema = schema
         return schema

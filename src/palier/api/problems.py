@@ -153,7 +153,13 @@ def allowed_methods(request: Request) -> str:
 
 
 def http_error(exc: HTTPException, request: Request | None = None) -> JSONResponse:
-    codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 403: "forbidden"}
+    codes = {
+        404: "not_found",
+        405: "method_not_allowed",
+        401: "unauthenticated",
+        403: "forbidden",
+        413: "body_too_large",
+    }
     response = problem(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
     response.headers.update(exc.headers or {})
     if exc.status_code == 405 and request is not None and (allowed := allowed_methods(request)):

@@ -88,7 +88,7 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if not request.url.path.startswith(PAGES):
             return problems.http_error(exc, request)
-        key = "error.not_found" if exc.status_code == 404 else "error.bad_request"
+        key = {404: "error.not_found", 413: "error.too_large"}.get(exc.status_code, "error.bad_request")
         page = _error_page(request, exc.status_code, key)
         page.headers.update(exc.headers or {})  # a 405's Allow
         return page
