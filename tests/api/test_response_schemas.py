@@ -200,3 +200,22 @@ def test_a_body_not_sent_as_json_is_refused_as_such(client: TestClient, program:
         assert "application/json" in refused.json()["detail"]
         assert "415" in _declared(client, method, template)
     assert program.call("GET", f"/v1/members/{member['id']}").json()["last_name"] is None
+
+
+def test_an_answer_replayed_for_an_idempotency_key_carries_a_header_the_document_declares(
+    client: TestClient, program: ApiProgram
+) -> None:
+    """A retry's answer says it is the kept one (``Idempotent-Replayed: true``), a success as a refusal: a client
+    generated from the document knows the header."""
+    member = program.enrol(first_name="Ann")["id"]
+    cases = [("POST", "/v1/members", "/v1/members", {"first_name": "Bob"}, 201),
+             ("POST", f"/v1/members/{member}/adjustments", "/v1/members/{member_id}/adjustments",
+              {"points": -1000, "reason": "Taken back"}, 422)]  # fmt: skip
+    for method, path, template, body, status in cases:
+        key = f"replay-{template}"
+        first = program.call(method, path, json=body, idempotency_key=key)
+        again = program.call(method, path, json=body, idempotency_key=key)
+        assert (first.status_code, again.status_code) == (status, status), again.text
+        assert "Idempotent-Replayed" not in first.headers
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert "Idempotent-Replayed" in _declared(client, method, template)[str(status)]["headers"]

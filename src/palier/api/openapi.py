@@ -41,6 +41,13 @@ ERRORS = {
 }
 NOT_JSON_SENT = "The body was not sent as JSON (`Content-Type: application/json`): `unsupported_media_type`"
 TOO_LARGE = f"The body is larger than {MAX_BODY_BYTES:,} bytes: `body_too_large`"
+# A write's answer kept under its Idempotency-Key (api/commands.py): its success, or the refusal of the command
+# itself (not found, conflict, refused by the rules); a retry gets it again with this header.
+KEPT_REFUSALS = ("404", "409", "422")
+REPLAYED: dict[str, Any] = {
+    "description": "`true` when this is the answer kept for an earlier request with the same Idempotency-Key",
+    "schema": {"type": "string", "enum": ["true"]},
+}
 # Routes under a rate limit (api/ratelimit.py) answer 429 `rate_limited`, with a Retry-After header.
 RATE_LIMITED: dict[str, Any] = {
     "responses": {
@@ -91,6 +98,10 @@ def install(app: FastAPI) -> None:
                 if "requestBody" in operation:
                     responses["413"] = {"description": TOO_LARGE, "content": reference}
                     responses["415"] = {"description": NOT_JSON_SENT, "content": reference}
+                if any(parameter.get("name") == "Idempotency-Key" for parameter in operation.get("parameters", [])):
+                    for status, response in responses.items():
+                        if status.startswith("2") or status in KEPT_REFUSALS:
+                            response.setdefault("headers", {})["Idempotent-Replayed"] = REPLAYED
         app.openapi_schema = schema
         return schema
 
