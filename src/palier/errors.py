@@ -21,8 +21,8 @@ from typing import Any
 from palier.text import mask_card_numbers
 
 # Words of a code that a title writes as prose writes them (a code is all lower case: ``invalid_api_key``).
-_AS_WRITTEN = {"api": "API", "csv": "CSV", "id": "ID", "ids": "IDs", "ip": "IP", "json": "JSON", "nul": "NUL",
-               "sku": "SKU", "url": "URL", "utc": "UTC", "vip": "VIP", "yaml": "YAML"}  # fmt: skip
+_AS_WRITTEN = {"api": "API", "csv": "CSV", "http": "HTTP", "id": "ID", "ids": "IDs", "ip": "IP", "json": "JSON",
+               "nul": "NUL", "sku": "SKU", "url": "URL", "utc": "UTC", "vip": "VIP", "yaml": "YAML"}  # fmt: skip
 
 
 def title_of(code: str) -> str:

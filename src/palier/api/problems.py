@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -133,12 +134,44 @@ def invalid_request(exc: RequestValidationError, request: Request | None = None)
         {
             "field": "body" if e.get("type") == "json_invalid" else field_path(error_location(e)),
             "code": validation_code(e),
-            "message": validation_message(e).removeprefix(f"{validation_code(e)}: "),  # the code is its own field
+            "message": _not_json(e, exc.body)
+            if e.get("type") == "json_invalid"
+            else validation_message(e).removeprefix(f"{validation_code(e)}: "),  # the code is its own field
         }
         for e in exc.errors()
     ]
     first = errors[0] if errors else {"field": "body", "code": "invalid_input", "message": "Invalid request."}
     return problem(422, first["code"], first["message"], field=first["field"], errors=errors)
+
+
+def _not_json(error: dict[str, Any], document: Any) -> str:
+    """What the JSON parser found wrong, and where, as a person reading the body counts: line and column."""
+    reason = (error.get("ctx") or {}).get("error", "unreadable")
+    position = next(iter(error.get("loc", ())[1:]), None)  # ("body", 42)
+    where = ""
+    if isinstance(document, str) and isinstance(position, int):
+        line, column = document.count("\n", 0, position) + 1, position - document.rfind("\n", 0, position)
+        where = f" at line {line}, column {column}"
+    return f"The body is not valid JSON: {reason}{where}."
+
+
+def unreadable_body(exc: HTTPException) -> str | None:
+    """Why a body could not be read at all, when the framework says only "There was an error parsing the body"
+    (a 400 raised from the parser's own error): a till sending Latin-1, JSON nested without end, a number of
+    thousands of digits. ``None`` for any other 400."""
+    cause = exc.__cause__
+    if exc.status_code != 400 or cause is None:
+        return None
+    if isinstance(cause, UnicodeDecodeError):
+        return (
+            f"The body is not UTF-8 (byte 0x{cause.object[cause.start]:02X} at position {cause.start}): send JSON "
+            "encoded in UTF-8, as RFC 8259 requires."
+        )
+    if isinstance(cause, RecursionError):
+        return "The body's JSON is nested too deeply to be read."
+    if isinstance(cause, ValueError) and "digits" in str(cause):
+        return f"A number in the body has more than {sys.get_int_max_str_digits():,} digits."
+    return None
 
 
 def allowed_methods(request: Request) -> str:
@@ -153,6 +186,8 @@ def allowed_methods(request: Request) -> str:
 
 
 def http_error(exc: HTTPException, request: Request | None = None) -> JSONResponse:
+    if (unreadable := unreadable_body(exc)) is not None:
+        return problem(422, "invalid_json", unreadable, field="body")
     codes = {
         404: "not_found",
         405: "method_not_allowed",

@@ -1,9 +1,11 @@
-"""A body larger than the bound is refused as it arrives, whether its size is declared or sent in chunks."""
+"""Bodies the API cannot read: larger than the bound (refused as they arrive, declared or sent in chunks), not
+JSON, not UTF-8, nested without end. Each gets a refusal saying what to fix, and nothing is written."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -66,3 +68,32 @@ def test_a_form_past_the_bound_gets_a_page_in_its_language(client: TestClient, p
     assert page.status_code == 413
     assert page.headers["content-type"].startswith("text/html")
     assert "trop long" in page.text
+
+
+def _sent(program: ApiProgram, body: bytes) -> dict[str, Any]:
+    """``body`` as an enrolment; refused as unreadable JSON, naming the body, and nobody enrolled."""
+    refused = program.call("POST", "/v1/members", content=body, headers={"Content-Type": "application/json"})
+    problem = assert_problem(refused, 422, "invalid_json", field="body")
+    found = program.call("POST", "/v1/members/lookup", json={"kind": "email", "value": "zoe@example.com"})
+    assert_problem(found, 404, "member_not_found")
+    return problem
+
+
+def test_json_with_a_syntax_error_says_what_is_wrong_and_where(program: ApiProgram) -> None:
+    problem = _sent(program, b'{"first_name": "Zo\u00e9",\n "email": "zoe@example.com"\n "language": "fr"}')
+    assert problem["detail"] == "The body is not valid JSON: Expecting ',' delimiter at line 3, column 2."
+
+
+def test_a_body_in_latin_1_is_refused_as_not_utf_8(program: ApiProgram) -> None:
+    """An old till sends "Zoé" in Latin-1: not "There was an error parsing the body", but which byte and what to do."""
+    problem = _sent(program, '{"first_name": "Zoé", "email": "zoe@example.com"}'.encode("latin-1"))
+    assert problem["detail"] == (
+        "The body is not UTF-8 (byte 0xE9 at position 18): send JSON encoded in UTF-8, as RFC 8259 requires."
+    )
+
+
+def test_json_nested_without_end_or_a_number_of_thousands_of_digits_is_refused_not_crashed(program: ApiProgram) -> None:
+    deep = b'{"first_name": "Zoe", "email": "zoe@example.com", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert _sent(program, deep)["detail"] == "The body's JSON is nested too deeply to be read."
+    long = b'{"first_name": "Zoe", "email": "zoe@example.com", "x": ' + b"9" * 5_000 + b"}"
+    assert _sent(program, long)["detail"] == "A number in the body has more than 4,300 digits."
