@@ -44,7 +44,8 @@ def story(db: Database, clock: FrozenClock, new_program: Callable[..., Program])
     program = new_program(points_lifetime_months=1, redeem_points=100, redeem_amount=500)
     clock.set(at(20, month=1))
     ann = f.enrol(db, clock, program, first_name="Ann", channel="web")
-    f.adjust(db, clock, program, ann, 50, reason="January gesture")  # expires 20 February, swept 3 March
+    clock.set(at(2, month=2))
+    f.adjust(db, clock, program, ann, 50, reason="February gesture")  # expires 2 March (week 1), swept 3 March
     clock.set(at(2))
     bob = f.enrol(db, clock, program, first_name="Bob", channel="store")
     cat = f.enrol(db, clock, program, first_name="Cat", channel="web")
@@ -52,7 +53,7 @@ def story(db: Database, clock: FrozenClock, new_program: Callable[..., Program])
     buy(db, clock, program, ann, at(2), 4000, "store")  # +40
     buy(db, clock, program, ann, at(3), 2000, "web")  # +20
     clock.set(at(3, hour=10))
-    f.expire(db, clock, program)  # Ann's 50 January points lapse
+    f.expire(db, clock, program)  # Ann's 50 February points lapsed yesterday
     buy(db, clock, program, bob, at(4), 3000, "store")  # +30
     anonymous(db, clock, program, at(4, hour=11), 2500, "store")
     anonymous(db, clock, program, at(5), 1500, "web")
@@ -238,3 +239,27 @@ def test_what_the_program_owes_counts_store_credit_with_points(
         found = kpis(conn=conn, now=clock.now(), program=program, period=TWO_WEEKS)
     assert (found.outstanding_points, found.liability, found.store_credit) == (500, 500, 1_000)
     assert found.owed == 1_500  # what it owed before the redemption: 1 500 points at a cent each
+
+
+def test_points_expired_while_the_worker_was_off_count_in_the_week_they_expired(
+    db: Database, clock: FrozenClock, new_program: Callable[..., Program]
+) -> None:
+    """The expiry job ran days late: the points still lapsed in their own week, on the dashboard as in the history."""
+    from palier.analytics.kpis import dashboard
+
+    program = new_program(points_lifetime_months=1)
+    clock.set(at(5, month=2))
+    ann = f.enrol(db, clock, program, first_name="Ann")
+    f.purchase(db, clock, program, ann, amount=3000, channel="store")  # +30, expire Thursday 5 March (week 1)
+    clock.set(at(11))  # Wednesday of week 2: the worker is back
+
+    def expired_by_week(channel: str | None = None) -> list[int]:
+        with db.read() as conn:
+            found = dashboard(conn=conn, now=clock.now(), program=program, period=TWO_WEEKS, channel=channel)
+        return [w.expired for w in found.kpis.weeks]
+
+    assert expired_by_week() == [0, 0]  # gone from the balance, not yet booked
+    f.mature(db, clock, program)
+    f.expire(db, clock, program)
+    assert expired_by_week() == [30, 0]
+    assert expired_by_week("store") == [30, 0]

@@ -198,3 +198,17 @@ def test_a_return_after_the_order_points_expired_excuses_them_before_the_job(
     assert (shown.available, shown.debt) == (50, 0)
     assert lines(db, program, member, "expire") == [("expired", -100)]
     assert sweeps.expire(db, clock, program_id=program.id).lots == 0
+
+
+def test_a_debit_days_after_an_expiry_dates_it_when_the_points_expired(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    member, old = a_member_whose_old_points_just_expired(db, clock, program)
+    clock.set(expiry_of(db, old) + timedelta(days=5))  # no job ran meanwhile (the 50 points last 5 more days)
+
+    adjust(db, clock, program, member, -30, reason="Damaged parcel")
+
+    expired = [line for line in history(db, program, member) if line.kind == "expire"]
+    assert [(line.available, line.occurred_at, line.booked_at) for line in expired] == [
+        (-100, expiry_of(db, old), clock.now())
+    ]

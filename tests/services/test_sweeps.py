@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, insert, select
 
 from palier.activity.models import EventResult
-from palier.clock import FrozenClock
+from palier.clock import FrozenClock, utc
 from palier.db import Database
 from palier.ids import new_id
 from palier.jobs import sweeps
@@ -218,4 +219,61 @@ def test_expiry_workers_beside_purchases_expire_each_lot_once(
         states = Counter(conn.execute(select(lots.c.state).where(lots.c.id.in_(due))).scalars())
     assert states == Counter({"expired": 30})
     assert expired_total(db, program) == taken == sum(result.points for result in earned)
+    with db.read() as conn:  # each dated when its lot expired, whichever worker booked it
+        dated = conn.execute(
+            select(ledger_transactions.c.effective_at, lots.c.expires_at)
+            .join(allocations, allocations.c.transaction_id == ledger_transactions.c.id)
+            .join(lots, lots.c.id == allocations.c.lot_id)
+            .where(ledger_transactions.c.program_id == program.id, ledger_transactions.c.kind == "expire")
+        ).all()
+    assert len(dated) == 30 and all(utc(effective) == utc(expires) for effective, expires in dated)
     assert sum(balance(db, program, m).available for m in people) == 7 * len(outcome.results)
+
+
+def due_dates(db: Database, lot_id: str) -> tuple[datetime, datetime]:
+    """When a lot matures and when it expires."""
+    with db.read() as conn:
+        row = conn.execute(select(lots.c.matures_at, lots.c.expires_at).where(lots.c.id == lot_id)).one()
+    return utc(row.matures_at), utc(row.expires_at)
+
+
+def test_a_worker_off_for_ten_days_dates_each_maturity_and_expiry_when_it_fell_due(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    member = enrol(db, clock, program)
+    old = lot_of(db, purchase(db, clock, program, member, amount=10000, **aged(clock)))  # 100 points
+    _, expires = due_dates(db, old)
+    clock.set(expires - timedelta(days=16))
+    fresh = lot_of(db, purchase(db, clock, program, member, amount=4000))  # 40 points, pending for 14 days
+    matures, _ = due_dates(db, fresh)
+    assert matures < expires
+    clock.set(expires + timedelta(days=10))  # the worker was off from before the maturity until now
+    shown_before = balance(db, program, member, clock)
+
+    assert mature(db, clock, program).lots == 1
+    assert sweeps.expire(db, clock, program_id=program.id).lots == 1
+
+    dated = [(line.kind, line.occurred_at, line.booked_at) for line in history(db, program, member)]
+    assert dated[-2:] == [("mature", matures, clock.now()), ("expire", expires, clock.now())]
+    shown = balance(db, program, member, clock)
+    assert (shown.available, shown.pending) == (shown_before.available, shown_before.pending) == (40, 0)
+
+
+def test_points_still_pending_at_their_expiry_expire_when_they_mature(
+    db: Database, clock: FrozenClock, new_program: Callable[..., Program]
+) -> None:
+    """A return window longer than the points' life: they stay pending past their expiry, then go at once."""
+    program = new_program(points_lifetime_months=1, return_window_days=60)
+    member = enrol(db, clock, program)
+    lot = lot_of(db, purchase(db, clock, program, member, amount=4000))
+    matures, expires = due_dates(db, lot)
+    assert expires < matures
+    assert balance(db, program, member, FrozenClock(matures - timedelta(seconds=1))).pending == 40
+    clock.set(matures + timedelta(days=10))
+
+    mature(db, clock, program)
+    sweeps.expire(db, clock, program_id=program.id)
+
+    dated = [(line.kind, line.occurred_at) for line in history(db, program, member)]
+    assert dated[-2:] == [("mature", matures), ("expire", matures)]
+    assert balance(db, program, member, clock).available == 0

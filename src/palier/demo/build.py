@@ -54,7 +54,8 @@ DEMO_SETTINGS = ProgramSettings(
 )
 ACTOR = "demo"
 # The clock moves a week at a time: purchases are booked at the week's close and the jobs run then,
-# so points mature up to a week late in the past; on the last step (today) everything due is done.
+# so points are booked as matured or expired up to a week late in the past (dated when they fell due, as a
+# worker that was stopped books them); on the last step (today) everything due is done.
 STEP_DAYS = 7
 
 

@@ -6,7 +6,8 @@ the id of the ledger transaction it will get); every later statement reads it:
   1. claim     due lots into the batch, soonest due first (PostgreSQL: ``FOR UPDATE SKIP LOCKED``)
   2. members   lock their ``available`` rows (``SKIP LOCKED``); drop the lots of members busy elsewhere
   3. mature: what each lot repays of its member's debt / expire: each member's slot of ``expired``
-  4. INSERT … SELECT ledger_transactions  (one per lot: the member's history line names the lot)
+  4. INSERT … SELECT ledger_transactions  (one per lot: the member's history line names the lot; dated
+                                          when the lot fell due, booked now: see ``_DATED``)
   5. INSERT … SELECT postings             (member legs, and program slot legs for expiry)
   6. INSERT … SELECT allocations          (debt repaid, or points expired)
   7. UPDATE lots                          (state, remaining)
@@ -107,13 +108,16 @@ class _Dialect:
         self.json_object = "jsonb_build_object" if self.pg else "json_object"
         # The pairs (key, value) of a JSON object sent as parameter :sinks.
         self.sinks = "jsonb_each_text(CAST(:sinks AS jsonb))" if self.pg else "json_each(:sinks)"
+        # The type of a ``Timestamp`` column (``lots.expires_at``), as each engine stores it.
+        self.timestamp = "TIMESTAMP WITH TIME ZONE" if self.pg else "DATETIME"
 
     def temp_tables(self) -> list[str]:
         # PostgreSQL empties it at commit (and rollback); SQLite keeps rows. Emptied first on both: a
         # command may catch a member up more than once in its transaction (mature, then expire).
         on_commit = " ON COMMIT DELETE ROWS" if self.pg else ""
         return [
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS palier_sweep_batch ({_BATCH_COLUMNS}){on_commit}",
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS palier_sweep_batch"
+            f" ({_BATCH_COLUMNS.format(timestamp=self.timestamp)}){on_commit}",
             "DELETE FROM palier_sweep_batch",
         ]
 
@@ -126,11 +130,19 @@ _BATCH_COLUMNS = """
     label TEXT NOT NULL,
     remaining BIGINT NOT NULL,
     transaction_id VARCHAR(32) NOT NULL,
+    due_at {timestamp} NOT NULL,
     repay BIGINT NOT NULL DEFAULT 0"""
 
 # The due lots of each sweep: (state, date column), each served by a partial index of the lots in that state
 # (``ledger.tables``: the state is written into the SQL, so the planner sees the index fits).
 _DUE: Final = {"mature": ("pending", "matures_at"), "expire": ("active", "expires_at")}
+
+# The instant each lot's points moved, which its transaction is dated at (``effective_at``; ``created_at`` is
+# when the batch booked it, however late the job ran): the balances showed them moved from then on
+# (``catch_up.as_of``), so the member's history and the dashboard's weeks say so too. A lot still pending at
+# its expiry (a return window longer than the points' life) kept its points pending until it matured: they
+# expired then, not before.
+_DATED: Final = {"mature": "matures_at", "expire": "{greatest}(expires_at, COALESCE(matures_at, expires_at))"}
 
 
 def _claim(sql: _Dialect, sweep: Sweep, program_id: str | None, member_id: str | None) -> TextClause:
@@ -139,15 +151,18 @@ def _claim(sql: _Dialect, sweep: Sweep, program_id: str | None, member_id: str |
     only_member = "AND member_id = :member_id" if member_id is not None else ""
     # A job skips lots another batch holds; a member's command (who holds the member) waits for them.
     lock = ("FOR UPDATE" if member_id is not None else "FOR UPDATE SKIP LOCKED") if sql.pg else ""
-    seq = "row_number() OVER (ORDER BY due_at, id)"
+    seq = "row_number() OVER (ORDER BY due_order, id)"
+    dated = _DATED[sweep].format(greatest=sql.greatest)
     # Stored in lot id order: ids sort by time, like the lots' rows on disk, so the UPDATE of lots (and
     # of accounts, sorted likewise) walks the table and its index in order instead of jumping about.
     return _timed(
         f"""
-        INSERT INTO palier_sweep_batch (seq, lot_id, program_id, member_id, label, remaining, transaction_id)
-        SELECT seq, id, program_id, member_id, label, remaining, :stem || {_base32("seq", 4)}
+        INSERT INTO palier_sweep_batch
+               (seq, lot_id, program_id, member_id, label, remaining, transaction_id, due_at)
+        SELECT seq, id, program_id, member_id, label, remaining, :stem || {_base32("seq", 4)}, due_at
         FROM (SELECT due.*, {seq} AS seq
-              FROM (SELECT id, program_id, member_id, label, remaining, {due_at} AS due_at FROM lots
+              FROM (SELECT id, program_id, member_id, label, remaining, {due_at} AS due_order, {dated} AS due_at
+                    FROM lots
                     WHERE state = '{state}' AND {due_at} <= :now {only_program} {only_member}
                     ORDER BY {due_at} LIMIT :size {lock}) AS due) AS numbered
         ORDER BY id"""
@@ -292,7 +307,7 @@ _WRITES = (
     """
     INSERT INTO ledger_transactions
            (id, program_id, member_id, kind, reason, reason_code, created_at, effective_at, details)
-    SELECT transaction_id, program_id, member_id, '{kind}', {reason}, '{reason_code}', :now, :now, {details}
+    SELECT transaction_id, program_id, member_id, '{kind}', {reason}, '{reason_code}', :now, due_at, {details}
     FROM palier_sweep_batch WHERE remaining > 0""",
     f"""
     INSERT INTO postings (transaction_id, program_id, member_id, account_id, asset, amount)
