@@ -317,6 +317,7 @@ class Model:
                 lot.state = "expired"
 
     def merge(self, source: str, target: str) -> None:
+        self.catch_up(source)  # points past their date mature or expire on the account they were on
         a, b = self.accounts[source], self.accounts[target]
         b.available += a.available
         b.pending += a.pending

@@ -18,7 +18,7 @@ from palier.jobs import sweeps
 from palier.ledger.tables import allocations, lots
 from palier.members.models import Member
 from palier.programs.models import Program
-from tests.services.factories import adjust, balance, enrol, history, purchase, return_
+from tests.services.factories import adjust, balance, enrol, history, merge, purchase, return_
 from tests.services.test_concurrency import Outcome, beside, run_threads
 from tests.services.test_redemption import a_reward, redeem
 from tests.services.test_sweeps import aged, lot_of, sweep_details
@@ -212,3 +212,21 @@ def test_a_debit_days_after_an_expiry_dates_it_when_the_points_expired(
     assert [(line.available, line.occurred_at, line.booked_at) for line in expired] == [
         (-100, expiry_of(db, old), clock.now())
     ]
+
+
+def test_a_merge_moves_the_points_still_good_and_leaves_the_expiry_with_the_account_they_expired_on(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    source, old = a_member_whose_old_points_just_expired(db, clock, program)  # 100 expired, 50 good
+    target = enrol(db, clock, program)
+    clock.set(expiry_of(db, old) + timedelta(days=3))  # no job ran meanwhile
+
+    result = merge(db, clock, program, source, target)
+
+    assert result.moved == {"available": 50}  # as the balance showed them, not the 100 gone already
+    assert [(line.available, line.occurred_at) for line in history(db, program, source) if line.kind == "expire"] == [
+        (-100, expiry_of(db, old))
+    ]
+    assert lines(db, program, target, "expire") == []
+    assert balance(db, program, target, clock).available == 50
+    assert sweeps.expire(db, clock, program_id=program.id).lots == 0

@@ -323,7 +323,8 @@ def spend(conn: Connection, booking: Booking, *, amount: int, sink: str, also: S
 def move_member(conn: Connection, booking: Booking, *, source_id: str) -> tuple[str | None, dict[str, int], int]:
     """Move all of ``source_id``'s points, lots and open holds to ``booking.member_id`` (a merge).
 
-    One transaction: for each account kind, source ``-balance`` and target ``+balance``. The caller then
+    The source's due lots are first matured and expired, as the jobs would (the caller holds both members'
+    locks). One transaction: for each account kind, source ``-balance`` and target ``+balance``. The caller then
     settles the merged member's debt (:func:`settle_debt`): one account may have owed points the other
     could spend. Returns the transaction id (None if there was nothing to move), the amounts moved and
     lots moved.
@@ -331,6 +332,8 @@ def move_member(conn: Connection, booking: Booking, *, source_id: str) -> tuple[
     from palier.ledger.tables import holds, lots, stand_ins
 
     b = booking
+    # points past their expiry expire on the account they expired on, dated then; only what is left moves
+    catch_up(conn, program_id=b.program_id, member_id=source_id, now=b.now)
     moved = {kind: amount for kind, amount in balances(conn, member_id=source_id).items() if amount}
     transaction_id = None
     if moved:
