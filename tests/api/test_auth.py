@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from fastapi.testclient import TestClient
@@ -38,6 +41,12 @@ def world(module_programs: Callable[..., ApiProgram], module_db: Database) -> Wo
 @pytest.fixture(scope="module")
 def intruder(module_programs: Callable[..., ApiProgram]) -> ApiProgram:
     """Program B, whose admin key tries to reach program A's (the world's) members."""
+    return module_programs()
+
+
+@pytest.fixture(scope="module")
+def stranger(module_programs: Callable[..., ApiProgram]) -> ApiProgram:
+    """Program C, whose admin key sends program A's requests to every route (and may change C as it goes)."""
     return module_programs()
 
 
@@ -264,6 +273,56 @@ def test_another_programs_key_never_reaches_a_member(world: World, intruder: Api
     for secret in ("Alice", world.member["email"], world.identity_id, world.order_id):
         assert secret not in response.text
     assert state(world) == before
+
+
+def world_ids(world: World) -> set[str]:
+    """What names one of the world's objects: its members, their e-mail, identity, order, credit, reward,
+    coupons, payments, membership and spare key (plan and segment codes are per program: another may own
+    the same code)."""
+    return {
+        world.member_id, world.other_member["id"], world.erasable_id, world.member["email"], world.identity_id,
+        world.order_id, world.adjustment_transaction_id, world.reward_id, world.coupon_to_use,
+        world.coupon_to_cancel, world.payment_id, world.membership_id, world.fee_payment_id, world.spare_key_id,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("route", KEYED, ids=route_id)
+def test_another_programs_admin_key_never_reaches_its_objects(world: World, stranger: ApiProgram, route: Route) -> None:
+    """Every route, sent by program B's admin key with program A's request: whatever names one of A's objects
+    (in the path or the body: a member, order, reward, coupon, payment, membership, key, outbox event) is
+    404 ``*_not_found`` and leaves A as it was; the rest acts on B only. Generated from the routes."""
+    method, url, kwargs = request_for(route, world)
+    before = state(world)
+    response = stranger.call(method, url, **kwargs)
+    sent = url + json.dumps(kwargs.get("json"))
+    if any(name in sent for name in world_ids(world)) or "/v1/outbox/ack" in url:  # an event of A's outbox
+        body = assert_problem(response, 404, ANY)
+        assert body["code"].endswith("_not_found"), f"{route_id(route)}: {body}"
+    for secret in ("Alice", world.member["email"], world.identity_id, world.order_id, world.coupon_to_use):
+        if secret not in sent:
+            assert secret not in response.text, f"{route_id(route)} shows A's {secret!r}"
+    assert state(world) == before, f"{route_id(route)} changed program A"
+
+
+SECOND_OBJECT = [r for r in MEMBER_ROUTES if r in KEYED and r[1].count("{") > 1]
+
+
+@pytest.mark.parametrize("route", SECOND_OBJECT, ids=route_id)
+def test_another_members_object_is_not_reached_through_a_member(world: World, route: Route) -> None:
+    """A's identity, credit, payment or membership named under Bob's id (same program, admin key) is 404."""
+    method, url, kwargs = request_for(route, world)
+    url = url.replace(world.member_id, world.other_member["id"], 1)
+    before = state(world)
+    response = world.program.call(method, url, **kwargs)
+    body = assert_problem(response, 404, ANY)
+    assert body["code"].endswith("_not_found") and body["code"] != "member_not_found", f"{route_id(route)}: {body}"
+    assert state(world) == before, f"{route_id(route)} changed something"
+
+
+def test_the_member_matrix_covers_every_object_a_route_names() -> None:
+    assert len(SECOND_OBJECT) >= 4, SECOND_OBJECT
+    assert {p for r in KEYED for p in re.findall(r"{(\w+)}", r[1])} >= {"member_id", "code", "reward_id", "key_id",
+        "payment_id", "membership_id", "identity_id", "transaction_id"}  # fmt: skip
 
 
 def test_another_programs_key_cannot_lookup_merge_buy_return_or_revoke(world: World, intruder: ApiProgram) -> None:
