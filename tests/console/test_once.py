@@ -17,7 +17,7 @@ from palier.db import Database
 from palier.programs.tables import audit_entries
 from palier.sessions import once
 from palier.web.render import TEMPLATES_DIR
-from tests.api.helpers import ApiProgram
+from tests.api.helpers import ApiProgram, reward_body
 from tests.console.conftest import sign_in
 
 
@@ -124,6 +124,30 @@ def test_a_till_sale_posted_twice_earns_once(
     assert second.headers["location"] == first.headers["location"]
     balance = program.balance(ann["id"])
     assert balance["available"] + balance["pending"] == 25
+
+
+def test_a_till_payment_in_points_and_a_coupon_use_posted_twice_act_once(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    ann = program.enrol(first_name="Ann")
+    program.adjust(ann["id"], 500)
+    reward = program.call("POST", "/v1/rewards", json=reward_body(cost_points=10)).json()
+    redeemed = program.call("POST", f"/v1/members/{ann['id']}/redemptions", json={"reward_id": reward["id"]})
+    code = redeemed.json()["coupon"]["code"]
+    assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
+    page = client.get(f"/till/members/{ann['id']}").text
+    pay, use = f"/till/members/{ann['id']}/pay", f"/till/members/{ann['id']}/coupons/{code}/use"
+    for action, form in ((pay, {"kind": "points", "order_total": "20,00", "points": "30"}),
+                         (use, {"order_total": "20,00"})):  # fmt: skip
+        sent = form_of(page, action) | form
+        first = client.post(action, data=sent, follow_redirects=False)
+        second = client.post(action, data=sent, follow_redirects=False)  # a double tap on the till's button
+        assert first.status_code == second.status_code == 303, second.text
+        assert second.headers["location"] == first.headers["location"]
+    balance = program.balance(ann["id"])
+    assert (balance["available"], balance["held"]) == (460, 0)  # 500 - 10 (coupon, used once) - 30 (paid once)
+    coupons = program.call("GET", f"/v1/members/{ann['id']}/coupons").json()
+    assert [c["state"] for c in coupons.get("items", coupons)] == ["used"]
 
 
 # Posted forms that write nothing (searches, signing in and out, a test call to the webhook).
