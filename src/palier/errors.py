@@ -33,6 +33,17 @@ def title_of(code: str) -> str:
     return " ".join(words)
 
 
+def _masked(value: Any) -> Any:
+    """``value`` with every card number in its texts masked, however deep (a list of errors, each a dict)."""
+    if isinstance(value, str):
+        return mask_card_numbers(value)
+    if isinstance(value, list):
+        return [_masked(item) for item in value]
+    if isinstance(value, dict):
+        return {name: _masked(item) for name, item in value.items()}
+    return value
+
+
 class PalierError(Exception):
     status = 400
 
@@ -40,7 +51,7 @@ class PalierError(Exception):
         # A detail names what was sent ("No member 4970… in this program"): never a card number, which would
         # then reach the answer, the page and the logs. Masked here, once, for every refusal.
         detail = mask_card_numbers(detail)
-        extra = {name: mask_card_numbers(value) if isinstance(value, str) else value for name, value in extra.items()}
+        extra = {name: _masked(value) for name, value in extra.items()}  # ``errors``' messages too
         super().__init__(detail)
         self.code = code
         self.detail = detail
@@ -124,7 +135,8 @@ def validation_message(error: Any) -> str:
             ("at least", context["min_length"]) if "min_length" in context else ("at most", context["max_length"])
         )
         return f"Text should have {bound} {limit} character{'' if limit == 1 else 's'}, not {len(error['input'])}"
-    return str(error.get("msg", "")).removeprefix("Value error, ")
+    # pydantic may quote what was sent ("Input tag '4970…' found using 'type'"): never a card number back
+    return mask_card_numbers(str(error.get("msg", "")).removeprefix("Value error, "))
 
 
 def invalid_input(exc: Any, *, default_field: str = "body") -> InvalidInput:

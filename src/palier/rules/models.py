@@ -17,13 +17,17 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from palier.clock import Moment
-from palier.text import PlainText, Reference
+from palier.text import PlainText, Reference, no_card_shaped_number
 from palier.units import Whole
 
-Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="lower-case id: letters, digits, - _")]
+Ident = Annotated[
+    str,
+    Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="lower-case id: letters, digits, - _"),
+    AfterValidator(no_card_shaped_number),  # kept in every version of the rules, shown on pages: never a card
+]
 EventType = Literal["purchase", "action", "enrolment", "birthday", "anniversary"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
