@@ -1,7 +1,8 @@
 """The reference model of the deterministic simulation: a member's points as the README and DESIGN describe
 them, in plain Python, written without the engine's code.
 
-- A purchase earns 1 point per 1.00 of its amount, rounded down; its shipping earns nothing. Its points make
+- A purchase earns 1 point per 1.00 of its amount, rounded down; its shipping earns nothing. In a program with
+  the "big basket" rule (``BIG_BASKET``), goods of 40.00 or more earn 7 points more. Its points make
   one lot, pending until the return window has passed (available at once without one), expiring 12 calendar
   months after the purchase (the day clamped to the month's end). Points that become available repay debt
   first. A purchase sent after its points' life has ended earns them expired: never spendable.
@@ -36,6 +37,7 @@ from typing import Any
 
 LIFETIME_MONTHS = 12
 PER_POINT = 100  # minor units per point
+BIG_BASKET = (4_000, 7)  # goods of at least this much (minor units) earn these points more, when the rule is on
 
 
 def add_months(when: datetime, months: int) -> datetime:
@@ -105,6 +107,7 @@ class Refused(Exception):
 class Model:
     window_days: int
     now: datetime
+    big_basket: bool = False  # whether the program has the BIG_BASKET earning rule
     accounts: dict[str, Account] = field(default_factory=dict)
     merged_into: dict[str, str] = field(default_factory=dict)
     lots: list[Lot] = field(default_factory=list)
@@ -124,6 +127,8 @@ class Model:
     ) -> int:
         occurred = occurred or self.now
         points = amount // PER_POINT
+        if self.big_basket and amount >= BIG_BASKET[0]:
+            points += BIG_BASKET[1]
         account = self.accounts[member]
         lot = None
         if points > 0:

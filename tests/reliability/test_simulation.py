@@ -1,13 +1,14 @@
 """The deterministic simulation: the engine and a reference model (``simulation_model.py``, plain Python)
-receive the same seeded operations — purchases, refunds, redemptions, coupon use and cancel, payments in
-points, the maturity and expiry jobs, a merge, clock jumps — and must agree after every step on each
-member's available, pending, held points and debt, on every lot (amount, remaining, state, owner, dates)
-and on every coupon's state; the ledger verifies clean at the end.
+receive the same seeded operations — purchases (half the seeds in a program whose earning rule gives big
+baskets a bonus), refunds, redemptions, coupon use and cancel, payments in points, the maturity and expiry
+jobs, a merge, clock jumps — and must agree after every step on each member's available, pending, held
+points and debt, on every lot (amount, remaining, state, owner, dates) and on every coupon's state; the
+ledger verifies clean at the end.
 
 The engine runs on a frozen clock through the services the API calls. 1,000 seeds on SQLite and 200 on
 PostgreSQL per run (``PALIER_SIM_SEEDS=<n>`` for more); each run starts at a fresh base seed, printed by a
 failure with the step, the operations up to it and the one command that replays it:
-``PALIER_SIM_SEED=<seed> .venv/bin/pytest tests/reliability/test_simulation.py -q`` (it prints the trace).
+``PALIER_SIM_SEED=<seed> .venv/bin/pytest tests/reliability/test_simulation.py -q`` (``-s`` prints the trace).
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ from palier.rewards import payments
 from palier.rewards import service as rewards
 from palier.rewards.models import CouponUse, PaymentIn, RedeemIn, RewardIn
 from palier.rewards.tables import coupons
-from tests.reliability.simulation_model import Model, Refused
+from tests.reliability.simulation_model import BIG_BASKET, PER_POINT, Model, Refused
 from tests.services.factories import (
     ACTOR,
+    apply_rules,
     assert_ledger_sound,
     enrol,
     expire,
@@ -56,6 +58,15 @@ STEPS = 16
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 STORED = FrozenClock(START - timedelta(days=1))  # a balance as the ledger holds it: nothing is due yet
 COSTS = (10, 25, 60)
+# The earning rule of half the seeds' programs: the base rate as a rule, and the model's "big basket" bonus.
+RULES = {
+    "rules": [
+        {"id": "base", "name": {"en": "1 point per euro"}, "event": "purchase",
+         "effect": {"type": "points_per_amount", "points": 1, "per_amount": PER_POINT}},
+        {"id": "big-basket", "name": {"en": "Big basket"}, "event": "purchase",
+         "conditions": {"min_spend": BIG_BASKET[0]}, "effect": {"type": "fixed", "points": BIG_BASKET[1]}},
+    ]
+}  # fmt: skip
 BASE = int(ONE) if ONE else random.SystemRandom().randrange(1, 10**6) * 10_000
 
 
@@ -71,7 +82,7 @@ def _seeds(engine: str, chunk: int) -> range:
 @pytest.mark.parametrize("db", ["sqlite", "postgresql"], indirect=True)
 def test_the_engine_agrees_with_the_model_after_every_step(db: Database, chunk: int) -> None:
     engine = "postgresql" if db.is_postgres else "sqlite"
-    shared: dict[int, tuple[Program, dict[int, str]]] = {}  # by return window: a program and its rewards
+    shared: dict[tuple[int, bool], tuple[Program, dict[int, str]]] = {}  # by (return window, rule): program, rewards
     for seed in _seeds(engine, chunk):
         Simulation(db, seed, shared).run()
     for program, _ in shared.values():
@@ -85,22 +96,26 @@ class Simulation:
 
     db: Database
     seed: int
-    shared: dict[int, tuple[Program, dict[int, str]]]
+    shared: dict[tuple[int, bool], tuple[Program, dict[int, str]]]
     trace: list[str] = field(default_factory=list)
+    setting: str = ""
 
     def run(self) -> None:
         rng = random.Random(self.seed)
         self.clock = FrozenClock(START)
-        window = rng.choice([0, 14])
-        if window not in self.shared:
+        window, big_basket = rng.choice([0, 14]), rng.random() < 0.5
+        if (window, big_basket) not in self.shared:
             program = make_program(
                 self.db, self.clock, return_window_days=window, points_lifetime_months=12, welcome_points=0,
                 pay_with_points_max_percent=100, redeem_points=1, redeem_amount=1,
             )  # fmt: skip
+            if big_basket:  # in force long before any purchase, a late one too
+                program = apply_rules(self.db, FrozenClock(START - timedelta(days=1_000)), program, RULES)
             self.program = program
-            self.shared[window] = (program, {cost: self._reward(cost) for cost in COSTS})
-        self.program, self.rewards = self.shared[window]
-        self.model = Model(window_days=window, now=self.clock.now())
+            self.shared[(window, big_basket)] = (program, {cost: self._reward(cost) for cost in COSTS})
+        self.program, self.rewards = self.shared[(window, big_basket)]
+        self.setting = f"return window {window} days, big basket rule {'on' if big_basket else 'off'}"
+        self.model = Model(window_days=window, now=self.clock.now(), big_basket=big_basket)
         self.ids: dict[str, str] = {}  # model member -> engine member id
         self.codes: dict[str, str] = {}  # model coupon key -> engine code
         for name in ("A", "B"):
@@ -123,12 +138,12 @@ class Simulation:
                 raise AssertionError(self._report(step, mismatch)) from mismatch
         if ONE:
             assert_ledger_sound(self.db, self.program)
-            print("\n".join(f"{n:>3}. {t}" for n, t in enumerate(self.trace)))
+            print(self.setting, *(f"{n:>3}. {t}" for n, t in enumerate(self.trace)), sep="\n")
 
     def _report(self, step: int, mismatch: AssertionError) -> str:
         ops = "\n".join(f"  {n:>3}. {t}" for n, t in enumerate(self.trace))
         replay = f"PALIER_SIM_SEED={self.seed} .venv/bin/pytest tests/reliability/test_simulation.py -q"
-        return f"seed {self.seed}, step {step}: {mismatch}\noperations:\n{ops}\nreplay: {replay}"
+        return f"seed {self.seed}, step {step}: {mismatch}\n{self.setting}; operations:\n{ops}\nreplay: {replay}"
 
     def _reward(self, cost: int) -> str:
         data = RewardIn.model_validate(
