@@ -349,14 +349,31 @@ def pricey_reward(world: World) -> str:
     return str(made.json()["id"])
 
 
-# Refusals that depend on the member's state: (what, route, request for the world, status, problem code).
-REFUSALS: list[tuple[str, Route, Callable[[World], dict[str, Any]], int, str]] = [
+def give_points(world: World) -> None:
+    world.program.adjust(world.member_id, 10**7, reason="Enough points now")
+
+
+def give_store_credit(world: World) -> None:
+    """€10,000 of store credit in the member's wallet: a store-credit reward redeemed with points given."""
+    made = world.program.call("POST", "/v1/rewards", json=reward_body(kind="store_credit", cost_points=1,
+                                                                         amount=10**6))  # fmt: skip
+    assert made.status_code == 201, made.text
+    world.program.adjust(world.member_id, 1, reason="The reward's point")
+    redeemed = world.program.call("POST", f"/v1/members/{world.member_id}/redemptions",
+                                  json={"reward_id": made.json()["id"]})  # fmt: skip
+    assert redeemed.status_code == 201, redeemed.text
+
+
+# Refusals that depend on the member's state: (what, route, request for the world, status, problem code,
+# what makes the request possible afterwards).
+REFUSALS: list[tuple[str, Route, Callable[[World], dict[str, Any]], int, str, Callable[[World], None]]] = [
     (
         "redeem without enough points",
         ("POST", "/v1/members/{member_id}/redemptions"),
         lambda w: {"reward_id": pricey_reward(w)},
         422,
         "insufficient_points",
+        give_points,
     ),
     (
         "pay with more points than the member has",
@@ -364,6 +381,15 @@ REFUSALS: list[tuple[str, Route, Callable[[World], dict[str, Any]], int, str]] =
         lambda w: {"kind": "points", "order_id": unique("pay"), "order_total": 10**7, "points": 10**6},
         422,
         "insufficient_points",
+        give_points,
+    ),
+    (
+        "pay with more store credit than the wallet holds",
+        ("POST", "/v1/members/{member_id}/payments"),
+        lambda w: {"kind": "credit", "order_id": unique("pay"), "order_total": 10**7, "amount": 10**5},
+        422,
+        "insufficient_credit",
+        give_store_credit,
     ),
 ]
 
@@ -372,8 +398,8 @@ REFUSALS: list[tuple[str, Route, Callable[[World], dict[str, Any]], int, str]] =
 def test_a_refusal_replays_as_the_same_refusal_and_writes_nothing(
     served: Served, new_world: Callable[[], World], refusal: tuple[Any, ...]
 ) -> None:
-    """10 at once: one refusal, kept; then, with the points there, the key still answers the same refusal."""
-    _what, route, body, status, code = refusal
+    """10 at once: one refusal, kept; then, once the member can afford it, the key still answers the refusal."""
+    _what, route, body, status, code, make_possible = refusal
     seed = seed_of()
     world = new_world()
     method, url, _kwargs = request_for(route, world)
@@ -386,7 +412,7 @@ def test_a_refusal_replays_as_the_same_refusal_and_writes_nothing(
     refused = assert_one_answer(answers, status, code, seed)
     assert changes(before, footprint(served.db, world.program.id)) == {"idempotency_keys": 1}, f"seed {seed}"
 
-    world.program.adjust(world.member_id, 10**7, reason="Enough points now")
+    make_possible(world)
     rich = footprint(served.db, world.program.id)
     again = world.program.call(method, url, idempotency_key=key, json=request_body)
     assert (again.status_code, again.json()) == (status, refused), again.text
