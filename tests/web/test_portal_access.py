@@ -109,6 +109,12 @@ def test_a_session_is_for_its_own_program_and_browser(
     assert alice.get(f"/p/{elsewhere.program.id}").status_code == 303  # program B: sign in there
     carol_link = elsewhere.portal_link()["url"].replace(elsewhere.program.id, shop.program.id)
     assert alice.get(carol_link.removeprefix(web.url)).status_code == 400  # B's link at A's door
+    # B's reward redeemed on A's portal: not found, and nobody's points move
+    before = shop.program.snapshot(shop.member_id), elsewhere.program.snapshot(elsewhere.member_id)
+    token = csrf_of(alice.get(f"/p/{shop.program.id}/rewards").text)
+    foreign = alice.post(f"/p/{shop.program.id}/rewards/{elsewhere.rewards['voucher']}/redeem", data={"csrf": token})
+    assert foreign.status_code == 404
+    assert (shop.program.snapshot(shop.member_id), elsewhere.program.snapshot(elsewhere.member_id)) == before
     # the session cookie alone, in a browser with another CSRF cookie, is not a session
     with httpx.Client(base_url=web.url) as thief:
         thief.get(f"/p/{shop.program.id}/sign-in")  # gets its own CSRF cookie
