@@ -25,7 +25,7 @@ from palier.programs.tables import audit_entries
 from palier.staff import service as staff
 from palier.staff.models import StaffCreate
 from palier.web.console import editors
-from tests.api.helpers import ApiProgram, assert_problem, reward_body, unique
+from tests.api.helpers import ApiProgram, assert_problem, footprint, reward_body, unique
 from tests.api.routes import (
     ADMIN_ONLY,
     WORLD_PLAN,
@@ -264,6 +264,44 @@ def test_a_console_admin_write_leaves_one_entry_naming_the_staff_user(
         assert again.headers["location"] == done.headers["location"], route_id(route)
     after = [e for e in entries(world.db, world.program.id) if e["id"] not in before]
     assert after == new, f"{route_id(route)} posted twice left {len(after)} audit entries, not one"
+
+
+# The till's writes the audit leaves out, with a valid form: they name objects too.
+TILL_FORMS: dict[Route, Callable[[World], dict[str, str]]] = {
+    ("POST", "/till/members/{member_id}/pay"): lambda w: {"kind": "points", "order_total": "20,00", "points": "5"},
+    ("POST", "/till/members/{member_id}/coupons/{code}/use"): lambda w: {"order_total": "20,00"},
+}
+OBJECT_FORMS = sorted(
+    r for r in {**CONSOLE_FORMS, **TILL_FORMS} if any("{" + p + "}" in r[1] for p in (*OBJECT_PARAMS, "payment_id"))
+)
+
+
+@pytest.fixture(scope="module")
+def other_world(module_programs: Callable[..., ApiProgram], module_db: Database) -> World:
+    """Program B, whose members, rewards, keys and fees program A's staff must never reach."""
+    return make_world(module_programs(), module_db)
+
+
+@pytest.mark.parametrize("route", OBJECT_FORMS, ids=route_id)
+def test_a_console_form_naming_another_programs_object_is_not_found_and_changes_nothing(
+    module_client: TestClient, world: World, console_admin: str, other_world: World, route: Route
+) -> None:
+    """Program A's admin posts a valid form whose address names program B's member, reward, key or fee."""
+    b = other_world
+    url = route[1].format(member_id=b.member_id, reward_id=b.reward_id, key_id=b.spare_key_id,
+                          payment_id=b.fee_payment_id, code=b.coupon_to_use)  # fmt: skip
+    form = {**CONSOLE_FORMS, **TILL_FORMS}[route](world)
+    form |= {"csrf": csrf_of(module_client.get("/console/settings").text), "once": unique("form")}
+    before = footprint(b.db, b.program.id), b.program.snapshot(b.member_id), b.program.call("GET", "/v1/rewards").json()
+    done = module_client.post(url, data=form, follow_redirects=False)
+    assert done.status_code == 404, f"{route_id(route)}: {done.status_code} {done.headers.get('location')}"
+    after = footprint(b.db, b.program.id), b.program.snapshot(b.member_id), b.program.call("GET", "/v1/rewards").json()
+    assert after == before, f"{route_id(route)} changed program B"
+
+
+def test_the_console_matrix_covers_the_forms_that_name_objects() -> None:
+    assert len(OBJECT_FORMS) >= 10, OBJECT_FORMS
+    assert set(TILL_FORMS) <= set(CONSOLE_EXEMPT), "a till form with an audit case belongs in CONSOLE_FORMS"
 
 
 def csrf_of(html: str) -> str:
