@@ -330,6 +330,40 @@ def once_and_ten_times(
     return problems
 
 
+# Facts sent under their own id, which a retry without an Idempotency-Key repeats: (route, the id's field).
+FACTS: list[tuple[Route, str]] = [
+    (("POST", "/v1/events/purchases"), "order_id"),
+    (("POST", "/v1/events/returns"), "return_id"),
+    (("POST", "/v1/members/{member_id}/actions"), "reference"),
+    (("POST", "/v1/members/{member_id}/payments"), "order_id"),
+    (("POST", "/v1/memberships/payments"), "payment_id"),
+]
+
+
+@pytest.mark.parametrize("fact", FACTS, ids=[route_id(f[0]) for f in FACTS])
+def test_a_fact_sent_ten_times_at_once_under_its_own_id_has_one_effect(
+    served: Served, client: httpx.Client, new_world: Callable[[], World], fact: tuple[Route, str]
+) -> None:
+    """No Idempotency-Key: the fact's own id (order, return, payment, reference) makes the 9 others replays of
+    the first, each answered with its result, never a refusal caused by the first (the items it returned,
+    the period it paid)."""
+    route, field = fact
+    seed = seed_of()
+    reference, twin = new_world(), new_world()
+    before = footprint(served.db, reference.program.id), footprint(served.db, twin.program.id)
+    method, url, kwargs = request_for(route, reference)
+    once = client.request(method, url, headers=reference.program.headers(), **kwargs)
+    assert 200 <= once.status_code < 300, once.text
+    method, url, kwargs = request_for(route, twin)
+    assert field in kwargs["json"]
+    answers = fire(served.url, method, url, headers=twin.program.headers(), bodies=[kwargs["json"]] * REPLAYS,
+                   seed=seed)  # fmt: skip
+    refused = [a for a in answers if not 200 <= a.status < 300]
+    assert refused == [], f"seed {seed}: the same {field} sent again at once was refused: {refused}"
+    after = footprint(served.db, reference.program.id), footprint(served.db, twin.program.id)
+    assert changes(before[1], after[1]) == changes(before[0], after[0]), f"seed {seed}"
+
+
 def assert_one_answer(answers: list[Answer], status: int, code: str, seed: int) -> dict[str, Any]:
     """All answers the same refusal (status, problem code, body), one of them the original."""
     assert {a.status for a in answers} == {status}, f"seed {seed}: {answers}"

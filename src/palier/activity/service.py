@@ -354,16 +354,14 @@ def record_purchase(
 def record_return(*, conn: Connection, clock: Clock, program: Program, ret: ReturnIn) -> tuple[EventResult, bool]:
     """Take back exactly what the returned goods earned: pending first, then available, then debt."""
     body_hash = payload_hash(ret, timezone=program.timezone)
-    if (
-        found := replay(
-            conn=conn,
-            program_id=program.id,
-            type_="return",
-            external_id=ret.return_id,
-            body_hash=body_hash,
+
+    def sent_before() -> EventResult | None:
+        return replay(
+            conn=conn, program_id=program.id, type_="return", external_id=ret.return_id, body_hash=body_hash,
             field="return_id",
-        )
-    ) is not None:
+        )  # fmt: skip
+
+    if (found := sent_before()) is not None:
         return found, True
     now = clock.now()
     occurred_at = checked_occurred_at(ret.occurred_at, now, timezone=program.timezone)
@@ -386,6 +384,10 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
         raise InvalidInput("return_before_purchase", "A return cannot happen before its purchase.", field="occurred_at")
     anonymous = order["order_status"] == "anonymous"
     order, paid_by = _lock_order(conn, program.id, order)
+    # the same return sent again at once (a till retrying) waited on the lock while the first was recorded:
+    # it gets the first's answer, not a refusal for the items that first one returned
+    if (found := sent_before()) is not None:
+        return found, True
     excused = 0
     plan: ReturnPlan = plan_return(order=dict(order), ret=ret, program=program)
     event_id = new_id("event")

@@ -195,25 +195,36 @@ def start_trial(*, conn: Connection, clock: Clock, program: Program, member_id: 
     return found
 
 
-def record_payment(
-    *, conn: Connection, clock: Clock, program: Program, data: MembershipPaymentIn
-) -> tuple[Membership, bool]:
-    """Start or renew for a payment; the same payment again returns the first answer (True: a replay)."""
+def _recorded_payment(conn: Connection, program: Program, data: MembershipPaymentIn) -> Membership | None:
+    """The answer kept for this payment id, or None; the id kept for another member, plan or amount: 409."""
     kept = conn.execute(
         select(membership_payments.c.result, membership_payments.c.amount).where(
             membership_payments.c.program_id == program.id, membership_payments.c.payment_id == data.payment_id
         )
     ).first()
-    if kept is not None:
-        found = Membership.model_validate(kept.result)
-        if found.member_id != data.member_id or found.plan != data.plan or kept.amount != data.amount:
-            raise Conflict(
-                "payment_conflict",
-                "This payment was already recorded for another member, plan or amount.",
-                field="payment_id",
-            )
+    if kept is None:
+        return None
+    found = Membership.model_validate(kept.result)
+    if found.member_id != data.member_id or found.plan != data.plan or kept.amount != data.amount:
+        raise Conflict(
+            "payment_conflict",
+            "This payment was already recorded for another member, plan or amount.",
+            field="payment_id",
+        )
+    return found
+
+
+def record_payment(
+    *, conn: Connection, clock: Clock, program: Program, data: MembershipPaymentIn
+) -> tuple[Membership, bool]:
+    """Start or renew for a payment; the same payment again returns the first answer (True: a replay)."""
+    if (found := _recorded_payment(conn, program, data)) is not None:
         return found, True
     lock_members(conn, [data.member_id])
+    # the same payment sent again at once (a checkout retrying) waited on the lock while the first renewed
+    # the membership: it gets the first's answer, not paid_ahead for the period that first one paid
+    if (found := _recorded_payment(conn, program, data)) is not None:
+        return found, True
     members.require_active(conn=conn, program_id=program.id, member_id=data.member_id)
     plan = get_plan(conn=conn, program_id=program.id, code=data.plan)
     if data.amount != plan.price:
