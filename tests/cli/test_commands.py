@@ -335,6 +335,10 @@ def test_serve_runs_the_app_factory_under_uvicorn(monkeypatch: pytest.MonkeyPatc
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     monkeypatch.setattr(serve.uvicorn, "run", lambda *a, **k: calls.append((a, k)))
     monkeypatch.setattr(serve, "run_workers", lambda **k: calls.append((("workers",), k)))
+    # the port check is asked, not made: whatever listens on this machine's 8000 (a demo, another job) is not
+    # this test's business, and a refusal would set logging up on this runner's stream for the next tests
+    checked: list[tuple[str, int]] = []
+    monkeypatch.setattr(serve, "refuse_taken_port", lambda host, port: checked.append((host, port)))
     monkeypatch.setattr(serve, "spreads_connections", lambda: False)  # elsewhere than Linux: uvicorn's workers
     result = invoke("serve", "--port", "8123", "--workers", "2")
     assert result.exit_code == 0, result.output
@@ -350,6 +354,7 @@ def test_serve_runs_the_app_factory_under_uvicorn(monkeypatch: pytest.MonkeyPatc
         (("workers",), {"app": "palier.api.app:create_app", "host": "127.0.0.1", "port": 8000, "workers": 3,
                         "access_log": True}),
     ]  # fmt: skip
+    assert checked == [("127.0.0.1", 8123), ("127.0.0.1", 8000)]  # before uvicorn; run_workers checks its own
 
 
 def test_worker_stops_gracefully_on_sigterm(database_url: str, cli_db: Database) -> None:
