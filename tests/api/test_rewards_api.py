@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 import pytest
@@ -29,6 +28,7 @@ from tests.api.helpers import (
     unique,
 )
 from tests.api.routes import WORLD_PLAN, WORLD_SEGMENT, WORLD_TIERS
+from tests.waiting import PATIENCE, backend_pid, until_waited_on
 
 
 def test_earn_redeem_and_use_at_the_till(new_program: Callable[..., ApiProgram]) -> None:
@@ -149,7 +149,7 @@ def test_a_payment_sent_again_answers_200_with_the_first_payment(new_program: Ca
 
 
 def test_a_payment_resent_while_the_first_is_being_written_answers_200(
-    new_program: Callable[..., ApiProgram], monkeypatch: pytest.MonkeyPatch
+    db: Database, new_program: Callable[..., ApiProgram], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The till's network gives up on the first answer and sends the payment again while the first is still
     being written: one payment, answered 201 once and 200 to the resend, as the README says."""
@@ -157,13 +157,15 @@ def test_a_payment_resent_while_the_first_is_being_written_answers_200(
     ann = program.enrol(first_name="Ann")
     program.adjust(ann["id"], 500)
     checked, resent = threading.Event(), threading.Event()
+    first_pid: list[int] = []
     order_recorded = payments._order_recorded
 
     def first_payment_pauses(conn: Connection, program_id: str, order: str) -> bool:
         found = order_recorded(conn, program_id, order)
         if not checked.is_set():
+            first_pid.extend([backend_pid(conn)] if db.is_postgres else [])
             checked.set()
-            resent.wait(timeout=2)  # the resend arrives meanwhile
+            resent.wait(timeout=PATIENCE)  # the resend arrives meanwhile
         return found
 
     monkeypatch.setattr(payments, "_order_recorded", first_payment_pauses)
@@ -171,10 +173,15 @@ def test_a_payment_resent_while_the_first_is_being_written_answers_200(
     path = f"/v1/members/{ann['id']}/payments"
     with ThreadPoolExecutor(2) as pool:
         first = pool.submit(program.call, "POST", path, json=body)
-        assert checked.wait(timeout=10)
+        assert checked.wait(timeout=PATIENCE)
         again = pool.submit(program.call, "POST", path, json=body)
-        time.sleep(0.5)  # the resend now waits for the first payment
-        resent.set()
+        try:  # the resend now waits for the first payment (SQLite: for the write lock, which no one sees)
+            if db.is_postgres:
+                assert until_waited_on(db, first_pid[0], finished=again.done), "the resend did not wait"
+            else:
+                wait([again], timeout=0.5)
+        finally:
+            resent.set()
         answers = [first.result(), again.result()]
     assert [a.status_code for a in answers] == [201, 200], [a.text for a in answers]
     assert answers[0].json() == answers[1].json()
@@ -336,7 +343,7 @@ def test_a_members_coupons_come_by_pages_newest_first(new_program: Callable[...,
 
 @pytest.mark.parametrize("buyer", ["walk-in", "another member", "unlinked card"])
 def test_a_purchase_sent_while_its_order_is_being_paid_with_points_sees_the_payment(
-    new_program: Callable[..., ApiProgram], monkeypatch: pytest.MonkeyPatch, buyer: str
+    db: Database, new_program: Callable[..., ApiProgram], monkeypatch: pytest.MonkeyPatch, buyer: str
 ) -> None:
     """The web shop's payment service and its order service send the same order at once, the purchase
     recorded for someone other than the payer (a walk-in, a partner's account, a card nobody has linked).
@@ -346,12 +353,15 @@ def test_a_purchase_sent_while_its_order_is_being_paid_with_points_sees_the_paym
     program.adjust(ann["id"], 5000)
     order_id = unique("order")
     checked, recorded = threading.Event(), threading.Event()
+    payment_pid: list[int] = []
     order_recorded = payments._order_recorded
 
     def payment_pauses_after_its_check(conn: Connection, program_id: str, order: str) -> bool:
         found = order_recorded(conn, program_id, order)
-        checked.set()
-        recorded.wait(timeout=2)  # the purchase is let through here unless it waits for this payment
+        if not checked.is_set():
+            payment_pid.extend([backend_pid(conn)] if db.is_postgres else [])
+            checked.set()
+            recorded.wait(timeout=PATIENCE)  # the purchase is let through here unless it waits for this payment
         return found
 
     monkeypatch.setattr(payments, "_order_recorded", payment_pauses_after_its_check)
@@ -368,14 +378,19 @@ def test_a_purchase_sent_while_its_order_is_being_paid_with_points_sees_the_paym
         "unlinked card": {"kind": "payment_card", "value": luhn_card()},
     }[buyer]
     payment = {"kind": "points", "order_id": order_id, "order_total": 10_000, "points": 5000}
-    with ThreadPoolExecutor(1) as pool:
+    body = purchase_body(member, order_id=order_id, lines=[line("PEN", 100)])
+    with ThreadPoolExecutor(2) as pool:
         paying = pool.submit(program.call, "POST", f"/v1/members/{ann['id']}/payments", json=payment)
-        assert checked.wait(timeout=10)
-        purchase = program.call(
-            "POST", "/v1/events/purchases", json=purchase_body(member, order_id=order_id, lines=[line("PEN", 100)])
-        )
-        recorded.set()
-        paid = paying.result()
+        assert checked.wait(timeout=PATIENCE)
+        buying = pool.submit(program.call, "POST", "/v1/events/purchases", json=body)
+        try:  # until the purchase waits for the payment (SQLite: for the write lock, which no one sees)
+            if db.is_postgres:
+                until_waited_on(db, payment_pid[0], finished=buying.done)
+            else:
+                wait([buying], timeout=2)
+        finally:
+            recorded.set()
+        paid, purchase = paying.result(), buying.result()
     assert paid.status_code == 201, (paid.text, rolled_back)
     refused = assert_problem(purchase, 422, "order_total_below_payment", field="order_id")
     assert (refused["paid_for_total"], refused["total"]) == (10_000, 100)
