@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -33,6 +32,7 @@ from tests.services.factories import (
     unique,
 )
 from tests.services.test_rewards import add_reward, redeem
+from tests.waiting import backend_pid, until_waited_on
 
 
 def pay(db: Database, clock: FrozenClock, program: Program, who: Member, **fields: Any) -> Payment:
@@ -249,7 +249,7 @@ def test_a_payment_committing_while_its_purchase_waits_is_counted(
         payments.pay(conn=conn, clock=clock, program=program, member_id=member.id, data=data)
         sender = threading.Thread(target=lambda: recorded.append(send_purchase(db, clock, program, body)[0]))
         sender.start()
-        time.sleep(0.5)  # the purchase now waits on the member's lock
+        assert until_waited_on(db, backend_pid(conn), finished=lambda: not sender.is_alive())  # the member's lock
     sender.join()
     assert recorded[0].points == 80  # on the €80 paid with money
     assert balance(db, program, member).available == 1_080
@@ -281,7 +281,7 @@ def test_an_import_waits_for_a_payment_of_one_of_its_orders_and_earns_on_the_mon
         payments.pay(conn=conn, clock=clock, program=program, member_id=pia.id, data=data)
         importer = threading.Thread(target=run_import)
         importer.start()
-        time.sleep(0.5)  # the import now waits on the order
+        assert until_waited_on(db, backend_pid(conn), finished=lambda: not importer.is_alive())  # on the order
     importer.join()
     assert imported[0].imported == 1 and imported[0].points == 80  # on the €80 paid with money
     assert balance(db, program, bo).available == 80

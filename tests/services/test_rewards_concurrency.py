@@ -7,7 +7,6 @@ unique-key races as an API worker retries them (api/commands.py). On both engine
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from typing import Any
 
@@ -19,6 +18,7 @@ from palier.rewards.models import CouponUse, RedeemIn, RewardUpdate
 from tests.services.factories import adjust, assert_ledger_sound, balance, enrol, history, make_program
 from tests.services.test_concurrency import Outcome, run_threads
 from tests.services.test_rewards import add_reward
+from tests.waiting import PATIENCE, backend_pid, until_waited_on
 
 
 def _redeem(db: Database, clock: FrozenClock, program: Program, member_id: str, reward_id: str) -> Any:
@@ -195,9 +195,10 @@ def test_a_coupon_used_while_its_member_is_merged_is_not_cancelled_beside_it(
     with db.write() as conn:  # the merge holds Ada's lock while the till reads her coupon
         members.merge(conn=conn, clock=clock, program=program, source_id=ada.id, target_id=bea.id, actor="admin")
         scanner.start()
-        time.sleep(0.5)
-    scanner.join(timeout=30)
-    desk.join(timeout=30)
+        assert until_waited_on(db, backend_pid(conn), finished=lambda: not scanner.is_alive())  # on Ada's lock
+    scanner.join(timeout=PATIENCE)
+    desk.join(timeout=PATIENCE)
+    assert not scanner.is_alive() and not desk.is_alive(), "the till or the desk is stuck (deadlock?)"
     assert used and used[0][0].state == "used", "the till's use failed"
     assert cancelled == ["coupon_used"]
     shown = balance(db, program, bea)
