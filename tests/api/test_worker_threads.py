@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,6 +17,9 @@ def test_a_worker_runs_at_most_threads_requests_at_once_and_queues_the_rest(app:
     """More threads than pooled connections would open (and close) a connection per request under load."""
     running, most = 0, 0
     lock = threading.Lock()
+    # each request holds its thread until THREADS of them run at once: no guess of how long that takes to
+    # come about on a loaded machine (a request that never meets THREADS - 1 others fails on the timeout)
+    together = threading.Barrier(THREADS, timeout=60)
 
     @app.get("/test/slow")
     def slow() -> dict[str, int]:  # a sync route, as every route that reads the database
@@ -25,7 +27,7 @@ def test_a_worker_runs_at_most_threads_requests_at_once_and_queues_the_rest(app:
         with lock:
             running += 1
             most = max(most, running)
-        time.sleep(0.2)
+        together.wait()
         with lock:
             running -= 1
         return {"ok": 1}
