@@ -24,6 +24,7 @@ class Receiver:
     statuses: list[int] = field(default_factory=list)
     delay: float = 0.0  # seconds before each answer (a slow receiver: deliveries are in flight longer)
     trickle: float = 0.0  # seconds between the bytes of each answer (one that answers, ever so slowly)
+    answer_after: threading.Event | None = None  # each answer waits for it (up to a minute) once recorded
     received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -47,6 +48,8 @@ def receiver() -> Iterator[Receiver]:
             with found.lock:
                 found.received.append((dict(self.headers.items()), body))
                 status = found.statuses.pop(0) if found.statuses else 204
+            if found.answer_after is not None:
+                found.answer_after.wait(timeout=60)
             if found.trickle:
                 try:
                     for byte in f"HTTP/1.1 {status} Whatever\r\nContent-Length: 0\r\n\r\n".encode():

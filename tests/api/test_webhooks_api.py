@@ -327,7 +327,7 @@ def test_a_410_from_an_address_replaced_meanwhile_does_not_disable_the_new_one(
         program.call("PUT", "/v1/webhook", json={"url": receiver.url + "/v2"})
         moved.set()
 
-    receiver.trickle = 0.02  # the answer comes slowly, after the request is recorded: time to move
+    receiver.answer_after = moved  # the answer comes once the webhook has moved, however long that takes
     mover = threading.Thread(target=move_while_in_flight)
     mover.start()
     run = webhooks.deliver(db, clock, program_id=program.id)
