@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from palier.activity import service as activity
@@ -48,6 +48,7 @@ from tests.services.factories import (
     send_purchase,
     send_return,
 )
+from tests.waiting import PATIENCE, backend_pid, until_waited_on
 
 THREADS = 16
 EXPECTED_REFUSALS = {"insufficient_points", "return_exceeds_purchase"}
@@ -272,23 +273,15 @@ def beside(db: Database, hold: Callable[[Any], Any], other: Callable[[], Any]) -
     thread = threading.Thread(target=run_other)
     with db.write() as conn:
         held = hold(conn)
-        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one() if db.is_postgres else None
+        pid = backend_pid(conn) if db.is_postgres else None
         thread.start()
-        deadline = time.monotonic() + (10 if db.is_postgres else 0.3)
-        while thread.is_alive() and time.monotonic() < deadline:
-            thread.join(timeout=0.05)
-            if pid is not None and _blocked_by(db, pid):
-                break
-    thread.join(timeout=60)
+        if pid is not None:
+            until_waited_on(db, pid, finished=lambda: not thread.is_alive())
+        else:
+            thread.join(timeout=0.3)
+    thread.join(timeout=PATIENCE)
     assert not thread.is_alive()
     return held, box.get("value")
-
-
-def _blocked_by(db: Database, pid: int) -> int:
-    """How many PostgreSQL sessions are waiting on a lock that backend ``pid`` holds."""
-    with db.read() as conn:
-        query = text("SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))")
-        return int(conn.execute(query, {"pid": pid}).scalar_one())
 
 
 def test_a_card_linked_while_its_purchase_is_in_flight_still_earns(
