@@ -285,6 +285,7 @@ def test_the_worker_looks_for_expiring_points_at_most_once_an_hour(
         time.sleep(0.01)
     stop.set()
     worker.join(timeout=30)
+    assert not worker.is_alive(), "the worker did not stop"  # else it runs on, unpatched, after the test
     assert runs["birthdays"] >= 3 and runs["expiry-warnings"] == 1, runs
 
 
