@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from typing import Any
 
@@ -109,3 +110,19 @@ def test_how_it_works_follows_the_configuration(
     assert "rules version 1" in page.locator("footer").inner_text()
     assert_accessible(page)
     shoot(page, "changed")
+
+
+def test_the_fine_print_agrees_with_a_figure_of_one(new_program: Callable[..., ApiProgram], api: Any) -> None:
+    """1 point worth 1 cent, points that last 1 month, a 1-day trial: each sentence reads as singular."""
+    program = new_program(
+        points_lifetime_months=1, redeem_points=1, redeem_amount=1, pay_with_points_max_percent=50, welcome_points=0
+    )
+    plan = {"code": "club", "name": {"fr": "Club", "en": "Club"}, "price": 499, "period": "monthly", "trial_days": 1}
+    assert program.call("POST", "/v1/plans", json=plan).status_code == 201
+    said = {lang: html.unescape(api.get(f"/how-it-works/{program.id}?lang={lang}").text) for lang in ("fr", "en")}
+    assert "Vous pouvez aussi payer en points : 1 point vaut 0,01\u00a0€, jusqu'à 50 % de la commande." in said["fr"]
+    assert "You can also pay with your points: 1 point is worth €0.01, up to 50% of an order." in said["en"]
+    assert "Les points expirent 1 mois après leur attribution" in said["fr"]
+    assert "Your points expire 1 month after they are earned" in said["en"]
+    assert "1 jour d'essai gratuit" in said["fr"]
+    assert "1-day free trial" in said["en"]

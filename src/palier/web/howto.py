@@ -170,16 +170,21 @@ def _fine_print(program: Program, language: str) -> list[str]:
         )
     else:
         lines.append(t("howto.pending_none", name=program.points_name_in(language)))
-    if program.points_lifetime_months:
-        lines.append(t("howto.expiry", months=program.points_lifetime_months, name=program.points_name_in(language)))
+    if months := program.points_lifetime_months:
+        lines.append(
+            i18n.translate_count(language, "howto.expiry", months, months=months, name=program.points_name_in(language))
+        )
     else:
         lines.append(t("howto.no_expiry", name=program.points_name_in(language)))
     if program.pay_with_points_max_percent:
         lines.append(
-            t(
+            i18n.translate_count(  # "1 point vaut 0,01 €" (the verb agrees), "payer en points" all the same
+                language,
                 "howto.pay_with_points",
+                program.redeem_points,
                 points=present.number(program.redeem_points, language),
                 name=points_word(program.redeem_points, program.points_name_in(language), language),
+                names=program.points_name_in(language),
                 amount=present.money(program.redeem_amount, program, language),
                 percent=program.pay_with_points_max_percent,
             )
