@@ -41,7 +41,7 @@ def test_a_member_signs_in_by_link_sees_the_balance_redeems_and_gets_a_coupon_wi
     page.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))  # "sure?" — yes
     page.get_by_role("button", name="Échanger 200 points contre : Bon de 5 €").click()
     page.wait_for_url("**/coupons?new=*")
-    assert asked == ["Échanger 200 points contre : Bon de 5 € ? Ils sont réservés pour ce bon jusqu'à son utilisation."]
+    assert asked == ["Échanger 200 points contre : Bon de 5 € ? Ce bon les réserve jusqu'à son utilisation."]
     coupon = page.locator(".coupon.fresh")
     assert coupon.locator("h2").inner_text() == "Bon de 5 €"
     code = coupon.get_attribute("data-code")

@@ -193,3 +193,25 @@ def test_the_points_a_refused_redemption_misses_are_written_as_the_catalog_write
     refused = alice.post(f"/p/{shop.program.id}/rewards/{made.json()['id']}/redeem", data={"csrf": csrf_of(catalog)})
     assert refused.status_code == 422
     assert "Il vous manque 9\u202f650 points pour cette récompense." in html.unescape(refused.text)
+
+
+def test_the_portal_calls_the_points_by_the_programs_name_for_them(
+    web: LiveServer, new_program: Callable[..., ApiProgram]
+) -> None:
+    """A program of "étoiles" ("stars" in English): no page of a member who has none yet says "points", and
+    the sentences about them read right with a feminine name."""
+    program = new_program(points_name="étoiles", points_name_by_language={"en": "stars"}, welcome_points=0)
+    member = program.enrol(first_name="Inès", language="fr")
+    link = program.call("POST", f"/v1/members/{member['id']}/portal-link").json()
+    ines = signed_in_client(web.url, link)
+    for lang in ("fr", "en"):
+        for path in ("", "/rewards", "/coupons", "/history", "/settings"):
+            page = ines.get(f"/p/{program.id}{path}?lang={lang}").text
+            words = re.sub(r"<[^>]+>", " ", re.sub(r"(?s)<(head|script|svg)\b.*?</\1>", "", page))
+            assert "point" not in words.lower(), (lang, path, re.findall(r".{0,30}\bpoints?\b.{0,20}", words, re.I))
+    bag = {"kind": "gift", "cost_points": 1, "title": {"fr": "Sac", "en": "Bag"}}
+    assert program.call("POST", "/v1/rewards", json=bag).status_code == 201
+    program.adjust(member["id"], 5)
+    catalog = html.unescape(ines.get(f"/p/{program.id}/rewards?lang=fr").text)
+    assert "Échanger 1 étoile contre : Sac ? Ce bon les réserve jusqu'à son utilisation." in catalog
+    assert "Ils sont" not in catalog
