@@ -476,3 +476,23 @@ def test_a_tampered_address_a_wrong_method_or_a_crash_on_a_page_answers_a_page(
     assert "a bug of ours" not in crashed.text
     api = p.call("GET", "/v1/members/" + "m" * 80 + "/balance")
     assert api.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        lambda code: "".join(chr(ord(d) + 0xFEE0) for d in code),  # full-width, from a Japanese keyboard
+        lambda code: "".join(chr(ord(d) - ord("0") + 0x0660) for d in code),  # an Arabic keyboard's digits
+        lambda code: f"{code[:3]}-{code[3:]}",  # as a mailer may print it: 123-456
+    ],
+    ids=["full-width", "arabic-indic", "dashed"],
+)
+def test_a_code_typed_with_other_digits_or_a_dash_signs_in(
+    web: LiveServer, shop: Shop, typed: Callable[[str], str]
+) -> None:
+    p = shop.program
+    with httpx.Client(base_url=web.url) as phone:
+        assert _ask_code(phone, p.id, shop.email).status_code == 303
+        code = sent_codes(web.db, p.id)[0]["code"]
+        signed = _send_code(phone, p.id, typed(code))
+        assert signed.status_code == 303 and signed.headers["location"] == f"/p/{p.id}", signed.text[-600:]

@@ -20,7 +20,7 @@ from palier.api import ratelimit
 from palier.config import Settings
 from palier.db import Database
 from palier.errors import InvalidInput
-from palier.members.identities import normalise_email
+from palier.members.identities import ascii_digits, normalise_email
 from palier.members.tables import members
 from palier.portal import service as portal
 from palier.programs.models import Program
@@ -200,6 +200,13 @@ def code_form(program_id: str, request: Request) -> Response:
     )
 
 
+def _code_digits(typed: str) -> str:
+    """The six digits of a typed code as 0 to 9, whichever keyboard typed them (full-width, Arabic-Indic) and
+    with the spaces or dashes a mailer may print in it ("123-456"); "" if anything else is in it."""
+    kept = "".join(typed.split()).replace("-", "")
+    return ascii_digits(kept) if kept.isdecimal() else ""
+
+
 @router.post("/p/{program_id}/sign-in/code", response_model=None)
 def check_code(program_id: str, request: Request, code: Annotated[str, Form(max_length=20)] = "") -> Response:
     db: Database = request.app.state.db
@@ -210,9 +217,9 @@ def check_code(program_id: str, request: Request, code: Annotated[str, Form(max_
         return render(
             request, "portal/sign_in.html", status=400, program=program, error="signin.code_expired", email=""
         )
-    digits = "".join(code.split())
+    digits = _code_digits(code)
     member_id = None
-    if digits.isdigit() and len(digits) == 6:
+    if len(digits) == 6:
         with db.write() as conn:
             member_id = portal.check_code(
                 conn=conn,
