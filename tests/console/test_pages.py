@@ -476,7 +476,7 @@ def test_the_dashboard_takes_chosen_dates_and_falls_back_to_twelve_weeks(
     program.purchase(ann["id"], occurred_at="2026-02-10T08:00:00Z")  # 10 points, in an earlier week
     admin(client, program, add_staff)
     chosen = client.get("/console/dashboard", params={"first": "2026-03-01", "last": "2026-03-02"}).text
-    assert "Du 1 mars 2026 au 2 mars 2026" in chosen
+    assert "Du 1er mars 2026 au 2 mars 2026" in chosen
     assert '<p class="kpi-value" data-kpi="issued">10</p>' in chosen
     assert 'value="2026-03-01"' in chosen and '<option value="" selected>Dates choisies</option>' in chosen
     default = client.get("/console/dashboard", params={"first": "2026-03-05", "last": "2026-03-01"}).text

@@ -125,7 +125,7 @@ def test_the_language_switch_and_the_settings_change_the_language(
     assert joined.status_code == 200, joined.text
     sign_in_by_link(page, shop.portal_link()["url"])
     assert page.locator("html").get_attribute("lang") == "fr"
-    assert "Adhésion Club — active jusqu'au 1 avril 2026" in page.locator(".vip").inner_text()
+    assert "Adhésion Club — active jusqu'au 1er avril 2026" in page.locator(".vip").inner_text()
     page.get_by_role("link", name="English").click()
     assert page.locator("html").get_attribute("lang") == "en"
     assert page.locator("h1").inner_text() == "Hello Alice"

@@ -22,7 +22,7 @@ PARIS = Program.model_validate(PROGRAM_ROW | {"id": "prg_TEST"})
         (datetime(2026, 3, 31, 22, 0, tzinfo=UTC), "en", "31 March 2026"),  # 1 April 00:00, summer time
         (datetime(2026, 4, 1, 10, 0, tzinfo=UTC), "en", "1 April 2026, 12:00"),
         (datetime(2026, 4, 1, 21, 59, tzinfo=UTC), "en", "1 April 2026"),  # 23:59: that day, to its end
-        (datetime(2026, 4, 1, 21, 59, 59, tzinfo=UTC), "fr", "1 avril 2026"),
+        (datetime(2026, 4, 1, 21, 59, 59, tzinfo=UTC), "fr", "1er avril 2026"),  # French writes the 1st "1er"
     ],
 )
 def test_until_names_the_last_day_included(until: datetime, language: str, shown: str) -> None:
@@ -31,3 +31,18 @@ def test_until_names_the_last_day_included(until: datetime, language: str, shown
 
 def test_a_day_is_the_date_in_the_programs_time_zone() -> None:
     assert present.day(datetime(2026, 12, 24, 23, 0, tzinfo=UTC), PARIS, "fr") == "25 décembre 2026"
+
+
+def test_the_first_of_a_month_is_1er_in_french_everywhere_a_date_is_written() -> None:
+    """ "Valable jusqu'au 1er avril", never "jusqu'au 1 avril": on the portal, the how-it-works page's campaigns, the
+    console and the tier message of the API."""
+    from palier.rules.explain import _day
+    from palier.web.console.fmt import day_of
+
+    first = datetime(2026, 4, 1, 10, 0, tzinfo=UTC)
+    assert present.day(first, PARIS, "fr") == "1er avril 2026"
+    assert present.day(first, PARIS, "en") == "1 April 2026"
+    assert present.moment(first, PARIS, "fr") == "1er avril 2026, 12:00"
+    assert day_of(first.date(), "fr") == "1er avril 2026" and day_of(first.date(), "en") == "1 April 2026"
+    assert _day(first.date(), "fr") == "1er avril 2026"
+    assert present.day(datetime(2026, 4, 11, 10, 0, tzinfo=UTC), PARIS, "fr") == "11 avril 2026"  # 11, not 11er

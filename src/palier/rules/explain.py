@@ -19,6 +19,7 @@ from palier.rules.models import (
     SpendStep,
 )
 from palier.text import points_word
+from palier.timeutil import MONTHS, long_date
 from palier.units import NO_BREAK_SPACE, money
 
 _DAYS = {
@@ -84,14 +85,6 @@ def how_to_earn(
     return lines
 
 
-_MONTHS = {
-    "fr": ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
-           "novembre", "décembre"),
-    "en": ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-           "November", "December"),
-}  # fmt: skip
-
-
 def _moment(when: datetime, lang: str, *, end: bool = False) -> str:
     """A campaign's bound as wall-clock time in the program's zone: "5 décembre 2026 à 18:00",
     "5 December 2026 at 18:00"; the time left out at midnight, where an ``end`` is the day before, the last
@@ -102,7 +95,7 @@ def _moment(when: datetime, lang: str, *, end: bool = False) -> str:
 
 
 def _day(when: date, lang: str) -> str:
-    return f"{when.day} {_MONTHS[lang][when.month - 1]} {when.year}"
+    return long_date(when, lang)
 
 
 def counted(n: int, points_name: str, lang: str) -> str:
@@ -160,7 +153,7 @@ def _attribute(name: str, value: str, lang: str) -> str:
             else f"for members who joined {_JOINED[lang][value]}"
         )
     if name == "birthday_month":
-        month = _MONTHS[lang][int(value) - 1]
+        month = MONTHS[lang][int(value) - 1]
         return f"pour les membres nés en {month}" if fr else f"for members born in {month}"
     return f"pour les membres {_SPEAKING[lang][value]}" if fr else f"for members {_SPEAKING[lang][value]}"
 

@@ -42,7 +42,7 @@ from palier.text import points_word
 from palier.tiers.models import ManualTier, TierChange, TierPolicy, TierProgress
 from palier.tiers.status import bump
 from palier.tiers.tables import member_tiers, tier_history, tier_policies
-from palier.timeutil import add_months
+from palier.timeutil import add_months, long_date
 
 # --- the policy ---
 
@@ -541,24 +541,8 @@ def _message(
         return f"Encore {amount} pour atteindre {name}" if language == "fr" else f"{amount} more to reach {name}"
     day = (end - timedelta(seconds=1)).astimezone(ZoneInfo(program.timezone))
     if language == "fr":
-        return f"Encore {amount} avant le {day.day} {MONTHS_FR[day.month - 1]} pour atteindre {name}"
+        return f"Encore {amount} avant le {long_date(day, 'fr', year=False)} pour atteindre {name}"
     return f"{amount} more before {day.day} {day.strftime('%B')} to reach {name}"
-
-
-MONTHS_FR = (
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-)
 
 
 def _history(conn: Connection, program_id: str, member_id: str) -> list[TierChange]:

@@ -11,18 +11,8 @@ from palier.clock import utc
 from palier.programs.models import Program
 from palier.rewards import codes
 from palier.rewards.models import Reward
+from palier.timeutil import long_date
 from palier.web.i18n import translator
-
-_MONTHS = {
-    "fr": (
-        "janvier", "février", "mars", "avril", "mai", "juin",
-        "juillet", "août", "septembre", "octobre", "novembre", "décembre",
-    ),
-    "en": (
-        "January", "February", "March", "April", "May", "June",
-        "July", "August", "September", "October", "November", "December",
-    ),
-}  # fmt: skip
 
 
 def number(value: int, language: str) -> str:
@@ -81,7 +71,7 @@ def last_day(until: datetime, program: Program, language: str) -> str:
 
 
 def _written(local: datetime, language: str) -> str:
-    return f"{local.day} {_MONTHS[language if language in _MONTHS else 'en'][local.month - 1]} {local.year}"
+    return long_date(local, language)
 
 
 def moment(when: datetime, program: Program, language: str) -> str:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import date
 
-from palier.web.present import _MONTHS
+from palier.timeutil import MONTHS, long_date
 
 
 def day_of(value: date, language: str) -> str:
-    """A calendar date: '2 mars 2026' / '2 March 2026'."""
-    return f"{value.day} {_MONTHS[language if language in _MONTHS else 'en'][value.month - 1]} {value.year}"
+    """A calendar date: '2 mars 2026' / '2 March 2026' ('1er mars 2026')."""
+    return long_date(value, language)
 
 
 _SHORT_FR = ("janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.", "oct.", "nov.", "déc.")
@@ -19,7 +19,7 @@ def short_day(value: date, language: str) -> str:
     """'2 mars', '15 déc.' / '2 Mar' (chart labels)."""
     if language == "fr":
         return f"{value.day} {_SHORT_FR[value.month - 1]}"
-    return f"{value.day} {_MONTHS['en'][value.month - 1][:3]}"
+    return f"{value.day} {MONTHS['en'][value.month - 1][:3]}"
 
 
 def percent(value: float | None, language: str) -> str:
