@@ -215,3 +215,16 @@ def test_the_portal_calls_the_points_by_the_programs_name_for_them(
     catalog = html.unescape(ines.get(f"/p/{program.id}/rewards?lang=fr").text)
     assert "Échanger 1 étoile contre : Sac ? Ce bon les réserve jusqu'à son utilisation." in catalog
     assert "Ils sont" not in catalog
+
+
+def test_a_portal_address_with_a_trailing_slash_opens_the_page(web: LiveServer, shop: Shop) -> None:
+    """The merchant's e-mail or site links to /p/<id>/ (a slash added by hand or by a mail tool): the member lands
+    on the page, not on "page not found"."""
+    alice = signed_in_client(web.url, shop.portal_link())
+    home = alice.get(f"/p/{shop.program.id}/", follow_redirects=True)
+    assert home.status_code == 200 and home.url.path == f"/p/{shop.program.id}", home.url
+    catalog = alice.get(f"/p/{shop.program.id}/rewards/?lang=en", follow_redirects=True)
+    assert catalog.status_code == 200 and "<h1>Rewards catalog</h1>" in catalog.text
+    with httpx.Client(base_url=web.url) as visitor:
+        sign_in = visitor.get(f"/p/{shop.program.id}/sign-in/", follow_redirects=True)
+        assert sign_in.status_code == 200 and sign_in.url.path == f"/p/{shop.program.id}/sign-in"

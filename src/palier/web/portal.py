@@ -178,7 +178,11 @@ async def save_settings(program_id: str, request: Request) -> Response:
     return response
 
 
-@router.get("/p/{program_id}/{rest:path}", response_class=HTMLResponse)
-def not_found(program_id: str, rest: str, request: Request) -> HTMLResponse:
-    """A mistyped portal address: a page saying so (not the API's problem+json), for people."""
+@router.get("/p/{program_id}/{rest:path}", response_model=None)
+def not_found(program_id: str, rest: str, request: Request) -> Response:
+    """A mistyped portal address: a page saying so (not the API's problem+json), for people. An address with a
+    trailing slash (``/p/<id>/``, as links in e-mails often end) leads to the page without it, query kept."""
+    if rest == "" or rest.endswith("/"):
+        query = f"?{request.url.query}" if request.url.query else ""
+        return RedirectResponse(f"/p/{program_id}/{rest}".rstrip("/") + query, status_code=307)
     raise PageError(404, "error.not_found")
