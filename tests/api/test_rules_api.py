@@ -263,9 +263,9 @@ def test_how_to_earn_in_french_and_english(program: ApiProgram) -> None:
     apply(program, RULES)
     english = program.call("GET", "/v1/how-to-earn").json()
     french = program.call("GET", "/v1/how-to-earn", params={"language": "fr"}).json()
-    assert "Product review: 15 points (per week)" in english["lines"]
+    assert "Product review: 15 points (once a week)" in english["lines"]
     assert "1 point per euro — 1 point per €1.00" in english["lines"]
-    assert "Avis produit : 15 points (par semaine)" in french["lines"]  # a space before the colon, in French
+    assert "Avis produit : 15 points (une fois par semaine)" in french["lines"]  # a space before the colon, in French
     assert "Bonus viennoiserie — 2 points par article sur viennoiserie" in french["lines"]
     weekend = next(x for x in french["lines"] if x.startswith("Week-end double"))
     assert weekend.startswith("Week-end double — gains multipliés par 2")  # whatever the points are called

@@ -126,3 +126,35 @@ def test_the_fine_print_agrees_with_a_figure_of_one(new_program: Callable[..., A
     assert "Your points expire 1 month after they are earned" in said["en"]
     assert "1 jour d'essai gratuit" in said["fr"]
     assert "1-day free trial" in said["en"]
+
+
+def test_how_often_an_action_earns_reads_as_a_number_of_times(new_program: Callable[..., ApiProgram], api: Any) -> None:
+    """ "Avis produit : 10 points (une fois, 3×)" said once and three times at once: a limit reads as how many
+    times, and how often."""
+
+    def action(code: str, fr: str, en: str, count: int, per: str) -> dict[str, Any]:
+        return {"id": code, "name": {"fr": fr, "en": en}, "points": 10, "limit": {"count": count, "per": per}}
+
+    program = new_program()
+    actions = [
+        action("review", "Avis produit", "Product review", 3, "ever"),
+        action("photo", "Photo", "Photo", 2, "month"),
+        action("visit", "Visite", "Visit", 1, "day"),
+        action("newsletter", "Newsletter", "Newsletter", 1, "ever"),
+    ]
+    assert program.call("POST", "/v1/program/rules", json={"rules": [], "actions": actions}).status_code == 201
+    said = {lang: html.unescape(api.get(f"/how-it-works/{program.id}?lang={lang}").text) for lang in ("fr", "en")}
+    for line in (
+        "Avis produit : 10 points (jusqu'à 3 fois)",
+        "Photo : 10 points (jusqu'à 2 fois par mois)",
+        "Visite : 10 points (une fois par jour)",
+        "Newsletter : 10 points (une fois)",
+    ):
+        assert line in said["fr"], line
+    for line in (
+        "Product review: 10 points (up to 3 times)",
+        "Photo: 10 points (up to 2 times a month)",
+        "Visit: 10 points (once a day)",
+        "Newsletter: 10 points (once)",
+    ):
+        assert line in said["en"], line

@@ -39,9 +39,19 @@ _EVENTS = {
     },
 }
 _PER = {
-    "en": {"ever": "once", "day": "per day", "week": "per week", "month": "per month"},
-    "fr": {"ever": "une fois", "day": "par jour", "week": "par semaine", "month": "par mois"},
+    "en": {"ever": "", "day": " a day", "week": " a week", "month": " a month"},
+    "fr": {"ever": "", "day": " par jour", "week": " par semaine", "month": " par mois"},
 }
+
+
+def _how_often(count: int, per: str, lang: str) -> str:
+    """An action's limit as a number of times: "once a week", "up to 3 times" ("une fois par semaine",
+    "jusqu'à 3 fois"), never "(once, 3×)"."""
+    if count == 1:
+        times = "une fois" if lang == "fr" else "once"
+    else:
+        times = f"jusqu'à {count} fois" if lang == "fr" else f"up to {count} times"
+    return f"{times}{_PER[lang][per]}"
 
 
 def how_to_earn(
@@ -61,11 +71,7 @@ def how_to_earn(
     lines = []
     actions = {action.id: action.name.in_language(lang) for action in rules.document.actions}
     for action in rules.document.actions:
-        limit = (
-            f" ({_PER[lang][action.limit.per]}" + (f", {action.limit.count}×)" if action.limit.count > 1 else ")")
-            if action.limit
-            else ""
-        )
+        limit = f" ({_how_often(action.limit.count, action.limit.per, lang)})" if action.limit else ""
         colon = " : " if lang == "fr" else ": "  # French puts a space before the colon
         lines.append(f"{action.name.in_language(lang)}{colon}{counted(action.points, points_name, lang)}{limit}")
     for rule in rules.document.rules:
