@@ -158,3 +158,19 @@ def test_how_often_an_action_earns_reads_as_a_number_of_times(new_program: Calla
         "Newsletter: 10 points (once)",
     ):
         assert line in said["en"], line
+
+
+def test_the_channels_a_rule_needs_are_said_in_words(new_program: Callable[..., ApiProgram], api: Any) -> None:
+    """Not "canal : store, phone" (the API's codes) but where a member buys: "en magasin ou par téléphone"."""
+    program = new_program()
+    rule = {
+        "id": "shops",
+        "name": {"fr": "Bonus boutique", "en": "Shop bonus"},
+        "event": "purchase",
+        "conditions": {"channels": ["store", "phone"]},
+        "effect": {"type": "per_item", "points": 5},
+    }
+    assert program.call("POST", "/v1/program/rules", json={"rules": [rule]}).status_code == 201
+    said = {lang: html.unescape(api.get(f"/how-it-works/{program.id}?lang={lang}").text) for lang in ("fr", "en")}
+    assert "Bonus boutique — 5 points par article en magasin ou par téléphone" in said["fr"]
+    assert "Shop bonus — 5 points per item in store or by phone" in said["en"]

@@ -178,8 +178,9 @@ def _when(
     what = [*(c.categories or []), *(c.brands or []), *(c.skus or [])]
     if what:
         parts.append(("sur " if fr else "on ") + ", ".join(what))
-    if c.channels:
-        parts.append(("canal : " if fr else "channel: ") + ", ".join(c.channels))
+    if c.channels:  # where the member buys, in words: "en magasin ou par téléphone", not the codes
+        where = [_JOINED[lang][channel] for channel in c.channels]
+        parts.append(f" {'ou' if fr else 'or'} ".join([", ".join(where[:-1]), where[-1]] if len(where) > 1 else where))
     if c.stores:
         parts.append(("en magasin : " if fr else "at ") + ", ".join(c.stores))
     if c.min_spend:
