@@ -217,3 +217,19 @@ def test_older_history_from_the_keyboard_leaves_the_focus_on_the_first_line_it_a
     assert focused == 25  # the first line added: reading goes on from there
     page.keyboard.press("Tab")  # and on, past the end of the list, to what follows it
     assert page.evaluate("() => document.activeElement.tagName") in ("A", "BUTTON")
+
+
+def test_older_history_after_the_session_ended_opens_the_sign_in_page(
+    web: LiveServer, new_program: Callable[..., ApiProgram], page: Any
+) -> None:
+    """A phone keeps the history open overnight; "Plus ancien" the next morning leads to the sign-in page, instead
+    of pasting that page inside the list of lines."""
+    shop = make_shop(new_program(), points=10)
+    for n in range(1, 28):
+        shop.program.adjust(shop.member_id, n, reason=f"Gesture number {n}")
+    sign_in_by_link(page, shop.portal_link()["url"])
+    page.goto(f"/p/{shop.program.id}/history")
+    web.clock.advance(hours=13)  # the 12-hour session is over
+    page.get_by_role("link", name="Plus ancien").click()
+    page.wait_for_url(f"**/p/{shop.program.id}/sign-in")
+    assert page.locator("h1").count() == 1 and page.locator("#history-lines").count() == 0

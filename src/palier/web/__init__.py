@@ -114,6 +114,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:
+        if request.headers.get("HX-Request") == "true":
+            # htmx ("Older" in the history) would follow a redirect and paste the sign-in page into the list:
+            # it is told to open that page instead
+            return Response(headers={"HX-Redirect": exc.sign_in_url})
         return RedirectResponse(exc.sign_in_url, status_code=303)
 
 
