@@ -174,3 +174,19 @@ def test_the_channels_a_rule_needs_are_said_in_words(new_program: Callable[..., 
     said = {lang: html.unescape(api.get(f"/how-it-works/{program.id}?lang={lang}").text) for lang in ("fr", "en")}
     assert "Bonus boutique — 5 points par article en magasin ou par téléphone" in said["fr"]
     assert "Shop bonus — 5 points per item in store or by phone" in said["en"]
+
+
+def test_a_reward_for_some_channels_says_where(new_program: Callable[..., ApiProgram], api: Any) -> None:
+    """A tote bag to collect in store is not in the portal's catalog (it is redeemed at the till): the page says
+    so, or members look for it online in vain."""
+    program = new_program()
+    bag = reward_body(kind="gift", cost_points=700, title={"fr": "Sac", "en": "Bag"}, channels=["store"])
+    bag.pop("amount")
+    made = program.call("POST", "/v1/rewards", json=bag)
+    assert made.status_code == 201, made.text
+    both = reward_body(cost_points=300, title={"fr": "Bon", "en": "Voucher"}, channels=["phone", "store"])
+    assert program.call("POST", "/v1/rewards", json=both).status_code == 201
+    said = {lang: html.unescape(api.get(f"/how-it-works/{program.id}?lang={lang}").text) for lang in ("fr", "en")}
+    assert "uniquement en magasin<" in said["fr"] and "in store only<" in said["en"]
+    assert "uniquement en magasin ou par téléphone<" in said["fr"]
+    assert "in store or by phone only<" in said["en"]
