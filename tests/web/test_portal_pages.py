@@ -11,7 +11,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.api.helpers import ApiProgram
+from tests.api.helpers import ApiProgram, line
 from tests.web.conftest import LiveServer
 from tests.web.world import Shop, csrf_of, make_shop, signed_in_client
 
@@ -228,3 +228,24 @@ def test_a_portal_address_with_a_trailing_slash_opens_the_page(web: LiveServer, 
     with httpx.Client(base_url=web.url) as visitor:
         sign_in = visitor.get(f"/p/{shop.program.id}/sign-in/", follow_redirects=True)
         assert sign_in.status_code == 200 and sign_in.url.path == f"/p/{shop.program.id}/sign-in"
+
+
+def test_recent_activity_no_longer_calls_points_pending_once_they_are_available(
+    web: LiveServer, new_program: Callable[..., ApiProgram]
+) -> None:
+    """The home page leaves out the "now available" lines: a purchase of September must not read "+120 en attente"
+    in December beside "En attente 0"; one still in its return window does."""
+    program = new_program(return_window_days=14)
+    member = program.enrol(first_name="Léo", language="fr")
+    program.purchase(member["id"], order_id="OLD-1", lines=[{"sku": "CAKE", "quantity": 1, "unit_price": 12_000}])
+    web.clock.advance(days=15)  # its return window is over: the points are available
+    today = web.clock.now().isoformat()
+    program.purchase(member["id"], order_id="NEW-2", occurred_at=today, lines=[line("CAKE", 3_000)])
+    leo = signed_in_client(web.url, program.call("POST", f"/v1/members/{member['id']}/portal-link").json())
+    home = leo.get(f"/p/{program.id}?lang=fr").text
+    recent = home[home.index('id="recent-title"') :]
+    lines = [re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", li)).strip() for li in recent.split("<li")[1:]]
+    old, new = next(x for x in lines if "OLD-1" in x), next(x for x in lines if "NEW-2" in x)
+    assert "+120" in old and "en attente" not in old, old
+    assert "+30 en attente" in new, new
+    assert 'id="pending-points">30<' in home

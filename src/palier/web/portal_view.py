@@ -5,16 +5,17 @@ Every function here takes the member from a :class:`~palier.web.portal_auth.Sign
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import segno
 from markupsafe import Markup
-from sqlalchemy import Connection
+from sqlalchemy import Connection, or_, select
 
 from palier.clock import Clock
 from palier.ledger import operations as ledger
+from palier.ledger.tables import lots
 from palier.members import service as members
 from palier.members.models import Balance, HistoryLine, Member
 from palier.memberships import service as memberships
@@ -223,12 +224,27 @@ def history(
     return history_views(conn, page.items, program, language), page.next_cursor
 
 
-def _recent(conn: Connection, program: Program, member_id: str, language: str) -> list[HistoryView]:
+def _recent(conn: Connection, program: Program, member_id: str, language: str, now: datetime) -> list[HistoryView]:
     """The latest lines that mean something to the member: points maturing after the return window are
-    left out here (the full history has them), or a week of them would hide every purchase."""
+    left out here (the full history has them), or a week of them would hide every purchase. So a line whose
+    points have matured since shows them as earned, not "pending" beside a pending balance of 0."""
     page = members.history(conn=conn, program=program, member_id=member_id, cursor=None, limit=RECENT_SCAN)
     meaningful = [line for line in page.items if line.reason_code != "matured"][:RECENT]
-    return history_views(conn, meaningful, program, language)
+    views = history_views(conn, meaningful, program, language)
+    waiting = [line.id for line in meaningful if line.pending > 0]
+    matured = set(
+        conn.execute(
+            select(lots.c.transaction_id).where(
+                lots.c.transaction_id.in_(waiting),
+                lots.c.member_id == member_id,
+                or_(lots.c.state.in_(("active", "spent", "expired")), lots.c.matures_at <= now),
+            )
+        ).scalars()
+    )
+    return [
+        replace(view, points=view.points + view.pending, pending=0) if line.id in matured else view
+        for line, view in zip(meaningful, views, strict=True)
+    ]
 
 
 def dashboard(conn: Connection, clock: Clock, program: Program, member_id: str, language: str) -> Dashboard:
@@ -241,7 +257,7 @@ def dashboard(conn: Connection, clock: Clock, program: Program, member_id: str, 
         within_reach=reward_views(reachable[:REACH_CARDS], program, language, balance.available),
         tier=tier_view(conn, clock, program, member_id, language),
         vip=vip_lines(conn, clock, program, member_id, language),
-        recent=_recent(conn, program, member_id, language),
+        recent=_recent(conn, program, member_id, language, clock.now()),
         store_credit=_store_credit(conn, program, member_id, language),
     )
 
