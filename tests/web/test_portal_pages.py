@@ -249,3 +249,15 @@ def test_recent_activity_no_longer_calls_points_pending_once_they_are_available(
     assert "+120" in old and "en attente" not in old, old
     assert "+30 en attente" in new, new
     assert 'id="pending-points">30<' in home
+
+
+def test_the_catalog_says_a_rewards_minimum_order_before_the_points_are_spent(web: LiveServer, shop: Shop) -> None:
+    """The coupon says "dès 20,00 € d'achat" once redeemed; the card with the Redeem button must say it first."""
+    body = {"kind": "amount_off", "amount": 500, "min_order": 2000, "cost_points": 50}
+    made = shop.program.call("POST", "/v1/rewards", json=body | {"title": {"fr": "Bon du midi", "en": "Lunch voucher"}})
+    assert made.status_code == 201, made.text
+    alice = signed_in_client(web.url, shop.portal_link())
+    for path in ("/rewards", ""):  # the catalog, and the cards within reach on the home page
+        page = html.unescape(alice.get(f"/p/{shop.program.id}{path}?lang=fr").text)
+        card = page[page.index(f'data-reward="{made.json()["id"]}"') :]
+        assert "5,00\u00a0€ de remise, dès 20,00\u00a0€ d'achat" in card[: card.index("</li>")], path

@@ -116,7 +116,7 @@ def reward_views(items: list[CatalogItem], program: Program, language: str, avai
             RewardView(
                 id=reward.id,
                 title=title,
-                gives=present.reward_gives(reward, program, language),
+                gives=present.coupon_gives(reward, program, language),  # its minimum order too, before redeeming
                 description=i18n.localized(reward.description, language) if reward.description else "",
                 cost=reward.cost_points,
                 needed=needed,
