@@ -261,3 +261,22 @@ def test_the_catalog_says_a_rewards_minimum_order_before_the_points_are_spent(we
         page = html.unescape(alice.get(f"/p/{shop.program.id}{path}?lang=fr").text)
         card = page[page.index(f'data-reward="{made.json()["id"]}"') :]
         assert "5,00\u00a0€ de remise, dès 20,00\u00a0€ d'achat" in card[: card.index("</li>")], path
+
+
+def test_a_coupon_for_some_channels_says_where_it_is_used(web: LiveServer, shop: Shop) -> None:
+    """Free shipping is for the web shop and the app: its card and coupon say so, rather than "show this code at
+    the till" alone, where the till would refuse it."""
+    body = {"kind": "free_shipping", "cost_points": 50, "channels": ["app", "web"]}
+    made = shop.program.call("POST", "/v1/rewards", json=body | {"title": {"fr": "Port offert", "en": "Free delivery"}})
+    assert made.status_code == 201, made.text
+    alice = signed_in_client(web.url, shop.portal_link())
+    catalog = html.unescape(alice.get(f"/p/{shop.program.id}/rewards?lang=fr").text)
+    card = catalog[catalog.index(f'data-reward="{made.json()["id"]}"') :]
+    assert "uniquement en ligne ou dans l'appli" in card[: card.index("</li>")]
+    redeemed = shop.program.call(
+        "POST", f"/v1/members/{shop.member_id}/redemptions", json={"reward_id": made.json()["id"]}
+    )
+    assert redeemed.status_code == 201, redeemed.text
+    coupons = html.unescape(alice.get(f"/p/{shop.program.id}/coupons?lang=en").text)
+    coupon = coupons[coupons.index(f'id="{redeemed.json()["coupon"]["id"]}"') :]
+    assert "online or in the app only" in coupon[: coupon.index("</li>")]

@@ -9,7 +9,7 @@ the configuration and the page follows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -17,7 +17,6 @@ from fastapi.responses import HTMLResponse
 from palier.clock import Clock
 from palier.db import Database
 from palier.errors import NotFound
-from palier.members.models import Channel
 from palier.memberships import service as memberships
 from palier.programs.models import Program
 from palier.programs.service import get_program
@@ -32,7 +31,6 @@ from palier.web.render import PageError, render
 from . import page_router
 
 router = page_router()
-CHANNELS = get_args(Channel)  # web, store, phone…: the order a list of them is written in
 
 
 @dataclass(frozen=True)
@@ -105,10 +103,8 @@ def _reward(reward: Any, program: Program, language: str) -> dict[str, Any]:
     e = reward.eligibility
     if e is not None and (e.tiers or e.segments or e.plans):
         conditions.append(t("reward.reserved"))
-    if reward.channels:  # not in the portal's catalog unless it is "web": members must know where to ask
-        where = [t(f"history.where.{c}") for c in CHANNELS if c in reward.channels]
-        listed = f" {t('reward.or')} ".join([", ".join(where[:-1]), where[-1]] if len(where) > 1 else where)
-        conditions.append(t("reward.only", where=listed))
+    if where := present.only_on(reward.channels, language):  # the portal's catalog lists only "web" ones
+        conditions.append(where)
     if reward.ends_at is not None:
         conditions.append(t("reward.until", date=present.last_day(reward.ends_at, program, language)))
     return {

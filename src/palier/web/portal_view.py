@@ -46,6 +46,7 @@ class RewardView:
     message: str
     kind: str = ""  # the reward's kind: store_credit is credited at once, not set aside
     until: str | None = None  # the last day it is on offer ("8 mars 2026"), when it ends
+    where: str | None = None  # the channels it is limited to ("uniquement en ligne ou dans l'appli")
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class CouponView:
     state: str
     expires: str | None
     qr_svg: Markup | None
+    where: str | None = None  # the channels it is limited to ("online or in the app only")
 
 
 @dataclass
@@ -126,6 +128,7 @@ def reward_views(items: list[CatalogItem], program: Program, language: str, avai
                 message=message,
                 kind=reward.kind,
                 until=present.last_day(reward.ends_at, program, language) if reward.ends_at else None,
+                where=present.only_on(reward.channels, language),
             )
         )
     return views
@@ -292,6 +295,7 @@ def coupon_views(found: list[Coupon], program: Program, language: str, offered: 
                 else c.state,
                 expires=present.last_day(c.expires_at, program, language) if c.expires_at else None,
                 qr_svg=qr_svg(c.code, t("coupons.qr", code=shown)) if c.state == "issued" else None,
+                where=present.only_on(c.channels, language),
             )
         )
     return views

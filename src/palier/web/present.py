@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, time, timedelta
+from typing import get_args
 from zoneinfo import ZoneInfo
 
 import phonenumbers
 
 from palier.clock import utc
+from palier.members.models import Channel
 from palier.programs.models import Program
 from palier.rewards import codes
 from palier.rewards.models import Reward
@@ -106,3 +109,17 @@ def coupon_gives(terms: Reward, program: Program, language: str) -> str:
     if terms.min_order:
         gives += ", " + translator(language)("reward.min_order", amount=money(terms.min_order, program, language))
     return gives
+
+
+CHANNELS = get_args(Channel)  # web, store, phone…: the order a list of them is written in
+
+
+def only_on(channels: Sequence[str] | None, language: str) -> str | None:
+    """Where a reward or coupon is limited to, in words: 'uniquement en magasin ou par téléphone', 'online or in
+    the app only'; None when it is good everywhere."""
+    if not channels:
+        return None
+    t = translator(language)
+    where = [t(f"history.where.{c}") for c in CHANNELS if c in channels]
+    listed = f" {t('reward.or')} ".join([", ".join(where[:-1]), where[-1]] if len(where) > 1 else where)
+    return t("reward.only", where=listed)
