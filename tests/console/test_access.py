@@ -211,3 +211,14 @@ def test_a_mistyped_console_or_till_address_is_a_page_not_problem_json(client: T
         response = client.get(path)
         assert response.status_code == 404 and response.headers["content-type"].startswith("text/html"), path
         assert "/console" in response.text or "/till" in response.text  # the way back to the console or till
+
+
+def test_a_console_or_till_address_with_a_trailing_slash_leads_to_its_page(client: TestClient) -> None:
+    """``/console/`` typed or bookmarked, ``/till/`` from a shortcut on the shop's tablet: the page, not a 404."""
+    for path, page in (
+        ("/console/", "/console"),
+        ("/till/", "/till"),
+        ("/console/rewards/?q=1", "/console/rewards?q=1"),
+    ):
+        response = client.get(path, follow_redirects=False)
+        assert (response.status_code, response.headers.get("location")) == (307, page), path

@@ -6,8 +6,8 @@ and the page's permission from ``palier.staff.permissions``.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
 
 from palier.web.console import (
     account,
@@ -28,10 +28,14 @@ from palier.web.render import PageError
 missing = APIRouter(include_in_schema=False)
 
 
-@missing.get("/console/{rest:path}", response_class=HTMLResponse)
-@missing.get("/till/{rest:path}", response_class=HTMLResponse)
-def not_found(rest: str) -> HTMLResponse:
-    """A mistyped console or till address: a page saying so (not the API's problem+json), for people."""
+@missing.get("/console/{rest:path}", response_model=None)
+@missing.get("/till/{rest:path}", response_model=None)
+def not_found(rest: str, request: Request) -> Response:
+    """A mistyped console or till address: a page saying so (not the API's problem+json), for people. An address
+    with a trailing slash (``/console/``, a bookmark, a shortcut on the till's tablet) leads to the page without it."""
+    if rest == "" or rest.endswith("/"):
+        query = f"?{request.url.query}" if request.url.query else ""
+        return RedirectResponse(request.url.path.rstrip("/") + query, status_code=307)
     raise PageError(404, "error.not_found")
 
 
