@@ -351,7 +351,10 @@ def _work(
         if stop.is_set():
             raise _Stop  # the batch that just ran is committed; the next one never starts
 
-    log.info("worker started: every job every %ss", interval)
+    if once:
+        log.info("worker started: every job once, then exit")
+    else:
+        log.info("worker started: every job every %ss", interval)
     last_run: dict[str, float] = {}
     failed: list[str] = []
 
