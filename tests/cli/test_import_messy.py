@@ -185,3 +185,21 @@ def test_an_excel_workbook_given_instead_of_its_csv_is_refused_saying_so(
         assert refused.exit_code == 2, refused.output
         assert "error csv_is_a_workbook" in refused.output and "CSV UTF-8" in refused.output, refused.output
     assert event_count(cli_db, shop) == 0
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
+def test_a_file_whose_lines_end_with_a_carriage_return_alone_is_read_with_its_row_numbers(
+    cli_db: Database, tmp_path: Path, encoding: str
+) -> None:
+    """Excel for Mac's "CSV (Macintosh)" and some tills end lines with CR alone: read as lines, not a traceback."""
+    shop = cli_shop(cli_db)
+    member, when = shop.members[0].id, datetime.now(UTC) - timedelta(days=1)
+    lines = [HEADER, row("ORD-M1", member, when, "CRO,2,130"), row("ORD-M2", member, when, "PAC,1,1.50")]
+    path = tmp_path / "orders.csv"
+    path.write_bytes("\r".join([*lines, row("ORD-M3", member, when, "CAF,1,320")]).encode(encoding))
+    result = run_import(path, shop, "--encoding", encoding)
+    assert result.exit_code == 1, result.output
+    assert summary(result.output) == {"imported": 2, "unclaimed": 0, "already present": 0, "rejected": 1}
+    assert re.search(r"3\s*│\s*ORD-M2\s*│\s*invalid_type\s*│\s*unit_price", result.output), result.output
+    assert totals(cli_db, shop.program.id) == {"ORD-M1": 260, "ORD-M3": 320}
+    sound(cli_db, shop.program.id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -142,7 +143,7 @@ def _decoded(binary: Iterable[bytes], encoding: str) -> Iterator[str]:
     not line by line: its line ends on a byte that the split at b"\\n" leaves at the start of the next line."""
     codec = codecs.lookup(reading_encoding(encoding))
     if codec.encode("\n")[0] == b"\n":  # UTF-8, Windows-1252…: each line decodes alone (the fast way)
-        for number, raw in enumerate(binary, start=1):
+        for number, raw in enumerate(_split_at_lone_cr(binary), start=1):
             try:
                 yield codec.decode(raw)[0]
             except UnicodeDecodeError as error:
@@ -157,14 +158,30 @@ def _decoded(binary: Iterable[bytes], encoding: str) -> Iterator[str]:
             raise _wrong_encoding(number, raw, error, encoding) from None
         *lines, pending = text.split("\n")
         for line in lines:
-            yield line + "\n"
-            number += 1
+            for part in _LONE_CR_TEXT.split(line + "\n") if "\r" in line[:-1] else (line + "\n",):
+                yield part
+                number += 1
     try:
         pending += decoder.decode(b"", final=True)
     except UnicodeDecodeError as error:
         raise _wrong_encoding(number, b"", error, encoding) from None
     if pending:
-        yield pending
+        yield from _LONE_CR_TEXT.split(pending)
+
+
+# Lines may end with a CR alone (Excel for Mac's "CSV (Macintosh)", some tills), as the import's text reader
+# (newline="") takes them: split there too, so that a row has the same number in the check and the import.
+_LONE_CR = re.compile(rb"(?<=\r)(?!\n|\Z)")
+_LONE_CR_TEXT = re.compile(r"(?<=\r)(?!\n|\Z)")
+
+
+def _split_at_lone_cr(lines: Iterable[bytes]) -> Iterator[bytes]:
+    """``lines`` (split at LF) split after each CR that does not end them; CR LF stays one line end."""
+    for line in lines:
+        if b"\r" in line[:-2] or (line[-2:-1] == b"\r" and line[-1:] != b"\n"):
+            yield from _LONE_CR.split(line)
+        else:
+            yield line
 
 
 def _wrong_encoding(number: int, raw: bytes, error: UnicodeDecodeError, encoding: str) -> InvalidInput:
