@@ -122,8 +122,9 @@ def test_a_first_row_without_an_order_number_is_rejected(cli_db: Database, tmp_p
     assert totals(cli_db, shop.program.id) == {"ORD-H1": 9}
 
 
+@pytest.mark.parametrize("note", ["CRO,1,150,,note", "CRO,1,150,note,"], ids=["last", "first"])
 def test_the_empty_columns_excel_adds_at_the_right_are_ignored_and_a_value_under_one_is_rejected(
-    cli_db: Database, tmp_path: Path
+    cli_db: Database, tmp_path: Path, note: str
 ) -> None:
     """A sheet saved with cells touched right of the data: "…;unit_price;;" and ";;" after each row."""
     shop = cli_shop(cli_db)
@@ -131,7 +132,7 @@ def test_the_empty_columns_excel_adds_at_the_right_are_ignored_and_a_value_under
     lines = [
         f"{HEADER},,",
         row("ORD-J1", member, when, "CRO,2,130,,"),
-        row("ORD-J2", member, when, "CRO,1,150,,note"),
+        row("ORD-J2", member, when, note),
     ]
     path = tmp_path / "orders.csv"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -141,6 +142,25 @@ def test_the_empty_columns_excel_adds_at_the_right_are_ignored_and_a_value_under
     assert re.search(r"3\s*│\s*ORD-J2\s*│\s*csv_unnamed_column\s*│", result.output), result.output
     assert totals(cli_db, shop.program.id) == {"ORD-J1": 260}
     sound(cli_db, shop.program.id)
+
+
+def test_a_header_naming_a_column_twice_is_refused_whole_not_read_from_one_of_them(
+    cli_db: Database, tmp_path: Path
+) -> None:
+    """Two quantity columns: reading the last one alone would import 1 where the first says 5."""
+    shop = cli_shop(cli_db)
+    member, when = shop.members[0].id, datetime.now(UTC) - timedelta(days=1)
+    path = tmp_path / "orders.csv"
+    lines = [
+        f"{HEADER},Quantity",
+        row("ORD-N1", member, when, "CRO,5,130,"),
+        row("ORD-N2", member, when, "CRO,5,130,1"),
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    refused = run_import(path, shop)
+    assert refused.exit_code == 2 and "error csv_duplicate_columns" in refused.output, refused.output
+    assert "quantity" in refused.output
+    assert event_count(cli_db, shop) == 0
 
 
 def test_a_tab_separated_file_is_read_like_a_comma_separated_one(cli_db: Database, tmp_path: Path) -> None:

@@ -205,13 +205,14 @@ def read_batches(stream: IO[str], *, size: int) -> Iterator[Batch]:
     reader = _reader(stream)
     batch = Batch()
     width = len(reader.fieldnames or ())
+    unnamed = [column for column in reader.fieldnames or () if column.startswith(_UNNAMED)]
     numbered = ((reader.line_num + 1, row) for row in reader if not _blank(row.values()))  # +1: the header
     for order_id, group in groupby(_with_order_ids(numbered), key=lambda item: item[0]):
         lines = [(number, row) for _, number, row in group]
         batch.csv_rows += len(lines)
         first_row = lines[0][0]
         try:
-            _check_columns(order_id, lines, width)
+            _check_columns(order_id, lines, width, unnamed)
             _check_agreement(order_id, lines)
             batch.purchases.append(PurchaseIn.model_validate(_order(order_id, [row for _, row in lines])))
             batch.rows.append(first_row)
@@ -242,12 +243,15 @@ def _with_order_ids(
         yield previous, number, row
 
 
-def _check_columns(order_id: str, lines: list[tuple[int, dict[str, Any]]], width: int) -> None:
+_UNNAMED = "\0unnamed "  # the key of a column the header gives no name, before its position
+
+
+def _check_columns(order_id: str, lines: list[tuple[int, dict[str, Any]]], width: int, unnamed: list[str]) -> None:
     """A row with more values than the header names is refused rather than read short: its values have moved
     (a French decimal comma, 1,30, in a comma-separated file would be read as a price of 1). So is a value under
     a column with no name (those Excel leaves at the right of a sheet are empty)."""
     for row_number, row in lines:
-        if (row.get("") or "").strip():
+        if any((row[column] or "").strip() for column in unnamed):
             raise _Disagreement(
                 RowProblem(
                     row_number,
@@ -279,12 +283,23 @@ def _reader(stream: IO[str]) -> csv.DictReader[str]:
 
 
 def _columns(header: str) -> tuple[list[str], str]:
-    """The columns a header names and the delimiter it uses, or the refusal of a header that does not fit."""
+    """The columns a header names and the delimiter it uses, or the refusal of a header that does not fit.
+
+    Each column with no name gets a key of its own (``_UNNAMED`` and its position): under one shared key, a
+    value under any but the last of them would not be seen."""
     delimiter = max((",", ";", "\t"), key=header.count)  # the one the header uses most; a comma on a tie
     columns = [c.strip().lower() for c in next(csv.reader([header], delimiter=delimiter), [])]
     unknown = sorted(set(columns) - set(COLUMNS) - {""})  # "": the empty columns Excel leaves at the right
     if unknown:
         raise InvalidInput("csv_unknown_columns", f"Unknown column(s): {', '.join(unknown)}.", field="header")
+    twice = sorted({c for c in columns if c and columns.count(c) > 1})
+    if twice:  # a reader would keep the values of one and drop the other's
+        raise InvalidInput(
+            "csv_duplicate_columns",
+            f"Column(s) named more than once: {', '.join(twice)}. Keep one of each (delete or clear the other).",
+            field="header",
+        )
+    columns = [c or f"{_UNNAMED}{n}" for n, c in enumerate(columns, start=1)]
     missing = [c for c in REQUIRED if c not in columns]
     if "member_id" not in columns and not {"member_kind", "member_value"} <= set(columns):
         missing.append("member_id (or member_kind and member_value)")
