@@ -223,3 +223,18 @@ def test_a_file_whose_lines_end_with_a_carriage_return_alone_is_read_with_its_ro
     assert re.search(r"3\s*│\s*ORD-M2\s*│\s*invalid_type\s*│\s*unit_price", result.output), result.output
     assert totals(cli_db, shop.program.id) == {"ORD-M1": 260, "ORD-M3": 320}
     sound(cli_db, shop.program.id)
+
+
+def test_a_cell_holding_a_line_break_is_refused_naming_the_rows_it_runs_over(cli_db: Database, tmp_path: Path) -> None:
+    """A product name typed on two lines (Alt+Enter) is quoted and closed: not "a quote not closed on its line"."""
+    shop = cli_shop(cli_db)
+    member, when = shop.members[0].id, datetime.now(UTC) - timedelta(days=1)
+    lines = [f"{HEADER},name", row("ORD-P1", member, when, "CRO,2,130,Croissant")]
+    lines += [row("ORD-P2", member, when, 'PAC,1,150,"Pain\r\nau chocolat"'), row("ORD-P3", member, when, "CRO,1,130,")]
+    path = tmp_path / "orders.csv"
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    refused = run_import(path, shop)
+    assert refused.exit_code == 2 and "error csv_unclosed_quote" in refused.output, refused.output
+    message = " ".join(refused.output.split())
+    assert "Row 3: a value in quotes runs on to row 4" in message and "line break" in message, message
+    assert event_count(cli_db, shop) == 0

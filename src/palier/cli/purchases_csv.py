@@ -113,8 +113,8 @@ def check_file(path: Path, *, encoding: str) -> int:
             if _blank(record):  # a blank line, or the separators alone Excel leaves under a sheet
                 continue
             rows += 1
-            if any("\n" in value or "\r" in value for value in record):
-                raise _refused("csv_unclosed_quote", row, _UNCLOSED)
+            if records.line_num + 1 > row:  # a value in quotes went on past the end of its line
+                raise _refused("csv_unclosed_quote", row, _runs_on(records.line_num + 1))
             order = (record[at].strip() if at < len(record) else "") or previous or ""  # empty: the order above
             if order != previous:
                 if order and hash(order) in seen:
@@ -132,6 +132,14 @@ def check_file(path: Path, *, encoding: str) -> int:
 
 _WORKBOOKS = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")  # a zip (.xlsx, .ods), an OLE file (.xls)
 _UNCLOSED = 'a quote (") opened in it is not closed on its line, so the rows after it would be read as part of it'
+
+
+def _runs_on(last: int) -> str:
+    return (
+        f'a value in quotes runs on to row {last}: either a quote (") is left open there, swallowing the rows '
+        "after it, or a cell holds a line break (typed with Alt+Enter), which this import does not read; close "
+        "the quote, or put the cell's text on one line"
+    )
 
 
 def _refused(code: str, row: int, why: str) -> InvalidInput:
@@ -178,7 +186,7 @@ _LONE_CR_TEXT = re.compile(r"(?<=\r)(?!\n|\Z)")
 def _split_at_lone_cr(lines: Iterable[bytes]) -> Iterator[bytes]:
     """``lines`` (split at LF) split after each CR that does not end them; CR LF stays one line end."""
     for line in lines:
-        if b"\r" in line[:-2] or (line[-2:-1] == b"\r" and line[-1:] != b"\n"):
+        if line.find(b"\r", 0, -2) != -1 or (line[-2:-1] == b"\r" and line[-1:] != b"\n"):
             yield from _LONE_CR.split(line)
         else:
             yield line
