@@ -238,3 +238,21 @@ def test_a_cell_holding_a_line_break_is_refused_naming_the_rows_it_runs_over(cli
     message = " ".join(refused.output.split())
     assert "Row 3: a value in quotes runs on to row 4" in message and "line break" in message, message
     assert event_count(cli_db, shop) == 0
+
+
+def test_a_refund_line_of_a_till_export_is_rejected_saying_returns_are_recorded_apart(
+    cli_db: Database, tmp_path: Path
+) -> None:
+    """A till's export lists refunds as negative quantities or prices: "should be greater than or equal to 1"
+    tells a merchant nothing of what to do with them."""
+    shop = cli_shop(cli_db)
+    member, when = shop.members[0].id, datetime.now(UTC) - timedelta(days=1)
+    refunds = [row("ORD-R2", member, when, "CRO,-1,130"), row("ORD-R3", member, when, "CRO,1,-130")]
+    result = run_import(written(tmp_path / "orders.csv", [row("ORD-R1", member, when, "CRO,2,130"), *refunds]), shop)
+    assert result.exit_code == 1, result.output
+    assert summary(result.output) == {"imported": 1, "unclaimed": 0, "already present": 0, "rejected": 2}
+    message = " ".join(result.output.split())
+    for order, column in (("ORD-R2", "quantity"), ("ORD-R3", "unit_price")):
+        assert re.search(rf"{order}\s*│\s*out_of_range\s*│\s*{column}\s*│", result.output), result.output
+    assert message.count("POST /v1/events/returns") == 2, message
+    assert totals(cli_db, shop.program.id) == {"ORD-R1": 260}

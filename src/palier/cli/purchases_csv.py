@@ -379,7 +379,19 @@ def _problem(error: ValidationError, order_id: str, first_row: int) -> RowProble
             f"{mask_card_numbers(str(first.get('input', '')))!r} is not a date and time this import reads: write "
             "it in ISO 8601, 2026-10-02T18:30:00+02:00, or 2026-10-02T18:30:00 for the program's time zone."
         )
+    elif first["type"] == "greater_than_equal" and _below_zero(first.get("input")):  # a till's refund line
+        detail = (
+            f"{first['input']} is below zero: this import loads purchases only. Leave the refund out of the file "
+            "and record it as a return of its order (POST /v1/events/returns)."
+        )
     return RowProblem(row, order_id or None, problem.code, detail, csv_column(problem.field))
+
+
+def _below_zero(value: object) -> bool:
+    try:
+        return int(str(value).strip()) < 0
+    except ValueError:
+        return False
 
 
 _MEMBER_COLUMNS = {"member.kind": "member_kind", "member.value": "member_value", "member.member_id": "member_id"}
