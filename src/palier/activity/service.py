@@ -98,12 +98,18 @@ def fingerprinted(body: BaseModel, sent: dict[str, Any], *context: str, timezone
     """``payload_hash`` of ``body``, given its JSON dump ``sent`` (made once by a caller that needs it too)."""
     moments = {name: value for name, value in body if isinstance(value, datetime)}
     instants = {name: _instant(value, timezone) for name, value in moments.items() if value.tzinfo is not None}
-    local = {name: _instant(value, timezone) for name, value in moments.items()}
-    return Fingerprint(
-        value=fingerprint([{**sent, **instants}, *context], key=key),
-        local=fingerprint([{**sent, **local}, *context], key=key),
-        as_sent=fingerprint([_as_earlier_versions_sent(sent), *context], key=key),
-    )
+    value = fingerprint([{**sent, **instants}, *context], key=key)
+    # Each hash costs a JSON dump of the whole body: one is not made again for the same content (every moment
+    # with an offset: local is value; none with one, nor a field added since: as_sent is value).
+    if len(instants) == len(moments):
+        local = value
+    else:
+        local = fingerprint(
+            [{**sent, **{name: _instant(v, timezone) for name, v in moments.items()}}, *context], key=key
+        )
+    earlier = _as_earlier_versions_sent(sent)
+    as_sent = value if earlier is sent and not instants else fingerprint([earlier, *context], key=key)
+    return Fingerprint(value=value, local=local, as_sent=as_sent)
 
 
 def _as_earlier_versions_sent(sent: dict[str, Any]) -> dict[str, Any]:
