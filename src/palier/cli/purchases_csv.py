@@ -221,8 +221,8 @@ def read_batches(stream: IO[str], *, size: int) -> Iterator[Batch]:
         first_row = lines[0][0]
         try:
             _check_columns(order_id, lines, width, unnamed)
-            _check_agreement(order_id, lines)
-            batch.purchases.append(PurchaseIn.model_validate(_order(order_id, [row for _, row in lines])))
+            head = _check_agreement(order_id, lines)
+            batch.purchases.append(PurchaseIn.model_validate(_order(order_id, head, [row for _, row in lines])))
             batch.rows.append(first_row)
         except ValidationError as error:
             batch.problems.append(_problem(error, order_id, first_row))
@@ -317,7 +317,7 @@ def _columns(header: str) -> tuple[list[str], str]:
 
 
 def _present(row: dict[str, Any], columns: tuple[str, ...]) -> dict[str, str]:
-    return {c: v.strip() for c in columns if (v := row.get(c)) is not None and v.strip() != ""}
+    return {c: stripped for c in columns if (v := row.get(c)) and (stripped := v.strip())}
 
 
 class _Disagreement(Exception):
@@ -325,9 +325,10 @@ class _Disagreement(Exception):
         self.problem = problem
 
 
-def _check_agreement(order_id: str, lines: list[tuple[int, dict[str, Any]]]) -> None:
+def _check_agreement(order_id: str, lines: list[tuple[int, dict[str, Any]]]) -> dict[str, str]:
     """The order's columns say the same on each of its rows (or are left empty after the first): rows of two
-    orders sharing a number, or a shipping total typed twice, are refused rather than read from the first."""
+    orders sharing a number, or a shipping total typed twice, are refused rather than read from the first.
+    Returns the order's columns, as its first row gives them."""
     first = _present(lines[0][1], ORDER_COLUMNS)
     for row_number, row in lines[1:]:
         for column, value in _present(row, ORDER_COLUMNS).items():
@@ -343,10 +344,11 @@ def _check_agreement(order_id: str, lines: list[tuple[int, dict[str, Any]]]) -> 
                         column,
                     )
                 )
+    return first
 
 
-def _order(order_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    head = _present(rows[0], ORDER_COLUMNS)
+def _order(order_id: str, head: dict[str, str], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The purchase, as the API takes it, from the order's columns (``head``, which it uses up) and rows."""
     member: dict[str, str] = {}
     if "member_id" in head:
         member["member_id"] = head.pop("member_id")
