@@ -38,6 +38,7 @@ from palier.rewards import service as rewards
 from palier.rewards.models import PaymentIn
 from tests.cli.shop import Shop, csv_row, for_twin, lapsed_row, open_shop, order_rows, problem_rows, snapshot, to_csv
 from tests.services import factories as f
+from tests.services.test_concurrency import beside, linking
 from tests.services.test_rules import BASE, counters_of, with_ten_for_every_hundred
 
 runner = CliRunner()
@@ -217,6 +218,34 @@ def test_a_batch_racing_another_writer_is_retried_and_skips_what_it_sent(
     assert calls == 2
     assert (stats.skipped, stats.imported + stats.unclaimed, stats.rejected) == (3, len(purchases) - 3, [])
     assert_sound(db, shop.program.id)
+
+
+@pytest.mark.parametrize("held", ["import", "link"])
+def test_a_card_linked_while_its_purchase_is_being_imported_still_earns(
+    db: Database, clock: FrozenClock, held: str
+) -> None:
+    """As through the API: the import and the linking of the card take turns, so the member linking it gets the
+    purchase whichever commits first, not a purchase left unclaimed beside a card that is linked."""
+    program, card = f.make_program(db, clock), f.luhn_card()
+    member = f.enrol(db, clock, program)
+    body = f.purchase_body(program, ("payment_card", card), clock=clock, amount=2500)
+
+    def importing(conn: Any) -> ImportStats:
+        return import_purchases(conn=conn, clock=clock, program=program, purchases=[body], card_key=f.CARD_KEY)
+
+    if held == "import":
+        stats, _ = beside(db, importing, lambda: f.add_identity(db, clock, program, member, "payment_card", card))
+        assert stats.unclaimed == 1
+    else:
+        _, stats = beside(db, linking(clock, program, member, card), lambda: db_write(db, importing))
+        assert isinstance(stats, ImportStats) and stats.imported == 1, stats
+    assert f.balance(db, program, member).pending == 25
+    assert_sound(db, program.id)
+
+
+def db_write(db: Database, command: Callable[[Any], Any]) -> Any:
+    with db.write() as conn:
+        return command(conn)
 
 
 @pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)

@@ -46,9 +46,9 @@ from palier.errors import Conflict, InvalidInput, NotFound, PalierError
 from palier.ids import new_id
 from palier.ledger.bulk_write import write_earnings
 from palier.ledger.earning_rows import EarnRows, earn_rows
-from palier.ledger.locks import lock_members
+from palier.ledger.locks import lock_keys, lock_members
 from palier.ledger.tables import accounts, ledger_transactions, lots, postings
-from palier.members.identities import Normalised, normalise
+from palier.members.identities import Normalised, card_claim_key, normalise
 from palier.members.service import expiry_for
 from palier.members.tables import identities, members
 from palier.programs.models import Program
@@ -232,8 +232,14 @@ def _checked(items: list[_Item], program: Program, now: datetime, stats: ImportS
 def _resolved(
     conn: Connection, program: Program, items: list[_Item], card_key: bytes, stats: ImportStats
 ) -> list[_Item]:
-    """Who bought: member ids as given; identities normalised, then looked up one query per kind."""
+    """Who bought: member ids as given; identities normalised, then looked up one query per kind.
+
+    A payment card's claim lock is taken before its owner is looked up, as by record_purchase: the linking
+    of the card, under way, commits first and its member gets the purchase, or waits for this batch and
+    claims it; else the purchase would be kept unclaimed beside a card that is linked."""
     for kind, by_value in _identities(program, items, card_key, stats).items():
+        if kind == "payment_card":
+            lock_keys(conn, (card_claim_key(program.id, value) for value in by_value))
         where = (identities.c.program_id == program.id, identities.c.kind == kind)
         owners = lookup(conn, identities.c.value, identities.c.member_id, by_value, *where)
         for value, waiting in by_value.items():
