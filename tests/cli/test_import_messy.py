@@ -4,6 +4,7 @@ Excel leaves at the end (separators only), an order's rows with its number given
 
 from __future__ import annotations
 
+import csv
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,10 +13,12 @@ import pytest
 from sqlalchemy import select
 
 from palier.activity.tables import purchases
+from palier.cli import imports
 from palier.cli.common import console, err_console
 from palier.db import Database
 from palier.ledger.verify import verify
 from tests.cli.test_import import cli_shop, event_count, run_import, summary
+from tests.services.factories import luhn_card
 
 HEADER = "order_id,member_id,channel,occurred_at,currency,sku,quantity,unit_price"
 
@@ -256,3 +259,29 @@ def test_a_refund_line_of_a_till_export_is_rejected_saying_returns_are_recorded_
         assert re.search(rf"{order}\s*│\s*out_of_range\s*│\s*{column}\s*│", result.output), result.output
     assert message.count("POST /v1/events/returns") == 2, message
     assert totals(cli_db, shop.program.id) == {"ORD-R1": 260}
+
+
+def test_every_rejected_row_can_be_listed_in_a_file_when_the_table_shows_the_first_ones(
+    cli_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file with thousands of bad rows: the table shows the first ones and says where to find them all."""
+    monkeypatch.setattr(imports, "SHOWN_PROBLEMS", 2)
+    shop, card = cli_shop(cli_db), luhn_card()
+    member, when = shop.members[0].id, datetime.now(UTC) - timedelta(days=1)
+    bad = [row(f"ORD-S{n}", member, when, "CRO,-1,130") for n in range(1, 4)] + [row(card, member, when, "CRO,1,1.5")]
+    path = written(tmp_path / "orders.csv", [row("ORD-S0", member, when, "CRO,2,130"), *bad])
+    shown = run_import(path, shop)
+    assert shown.exit_code == 1 and "… and 2 more: run again with --rejected" in shown.output, shown.output
+
+    listed = run_import(path, shop, "--rejected", str(tmp_path / "rejected.csv"))
+    assert listed.exit_code == 1, listed.output
+    with (tmp_path / "rejected.csv").open(encoding="utf-8-sig", newline="") as report:
+        rows = list(csv.DictReader(report))
+    assert [(r["row"], r["order_id"], r["code"], r["column"]) for r in rows] == [
+        ("3", "ORD-S1", "out_of_range", "quantity"),
+        ("4", "ORD-S2", "out_of_range", "quantity"),
+        ("5", "ORD-S3", "out_of_range", "quantity"),
+        ("6", f"****{card[-4:]}", "card_number_in_text", "order_id"),
+    ], rows
+    assert "POST /v1/events/returns" in rows[0]["detail"]
+    assert card not in (tmp_path / "rejected.csv").read_text(encoding="utf-8-sig")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -16,6 +18,7 @@ from palier.activity.models import PurchaseIn
 from palier.cli.common import console, new_app, open_database, settings
 from palier.cli.purchases_csv import HELP, Batch, check_file, csv_column, read_batches, reading_encoding
 from palier.clock import SystemClock
+from palier.errors import InvalidInput
 from palier.programs.models import Program
 from palier.programs.service import get_program
 from palier.text import counted, mask_card_numbers, points_word
@@ -36,8 +39,17 @@ def purchases(
     program: str = typer.Option(..., "--program", help="The program's id (prg_…)."),
     batch_size: int = typer.Option(1000, min=1, max=50_000, help="Orders per database transaction."),
     encoding: str = typer.Option("utf-8", help="The file's encoding: utf-8, or cp1252 for Excel's plain CSV."),
+    rejected: Path | None = typer.Option(
+        None,
+        "--rejected",
+        dir_okay=False,
+        help="Write every rejected row to this CSV file (row, order_id, code, column, detail): the table on the "
+        f"screen shows the first {SHOWN_PROBLEMS}.",
+    ),
 ) -> None:
     config = settings()
+    if rejected is not None:
+        _check_writable(rejected, file)
     clock = SystemClock()
     total_rows = check_file(file, encoding=encoding)
     started = time.perf_counter()
@@ -64,7 +76,9 @@ def purchases(
                 )
                 raise typer.Exit(130) from None
     stats.rejected = sorted(batches.problems + stats.rejected, key=lambda p: p.row)
-    _summary(file, loyalty, stats, time.perf_counter() - started)
+    if rejected is not None:
+        _write_rejected(rejected, stats.rejected)
+    _summary(file, loyalty, stats, time.perf_counter() - started, listed=rejected)
     if stats.rejected:
         raise typer.Exit(1)
 
@@ -102,7 +116,7 @@ class _Batches:
         self._progress.advance(self._task, self._in_flight)
 
 
-def _summary(file: Path, program: Program, stats: ImportStats, seconds: float) -> None:
+def _summary(file: Path, program: Program, stats: ImportStats, seconds: float, *, listed: Path | None) -> None:
     orders = stats.imported + stats.unclaimed + stats.skipped + len(stats.rejected)
     table = Table(
         title=f"{escape(file.name)} → {escape(program.name)} ({program.id})", title_justify="left", show_header=False
@@ -121,10 +135,10 @@ def _summary(file: Path, program: Program, stats: ImportStats, seconds: float) -
     rate = orders / seconds if seconds else 0.0
     console.print(f"{counted(orders, 'order')} in {seconds:.1f} s ({rate:,.0f} orders/s)")
     if stats.rejected:
-        _problems(stats.rejected)
+        _problems(stats.rejected, listed)
 
 
-def _problems(problems: list[RowProblem]) -> None:
+def _problems(problems: list[RowProblem], listed: Path | None) -> None:
     table = Table(title="Rejected rows", title_justify="left", title_style="bold red")
     for column in ("row", "order", "code", "field", "detail"):
         table.add_column(column, overflow="fold")
@@ -133,4 +147,30 @@ def _problems(problems: list[RowProblem]) -> None:
         table.add_row(str(p.row), order, p.code, escape(csv_column(p.field) or ""), detail)
     console.print(table)
     if len(problems) > SHOWN_PROBLEMS:
-        console.print(f"… and {len(problems) - SHOWN_PROBLEMS:,} more.")
+        where = f"listed in {escape(str(listed))}" if listed else "run again with --rejected FILE.csv to list them all"
+        console.print(f"… and {len(problems) - SHOWN_PROBLEMS:,} more: {where}.")
+    elif listed:
+        console.print(f"Listed in {escape(str(listed))} too.")
+
+
+def _check_writable(path: Path, file: Path) -> None:
+    """Refuses, before anything is imported, a --rejected file that could not be written after."""
+    if path.resolve() == file.resolve():
+        raise InvalidInput(
+            "csv_rejected_is_the_file", "--rejected must name another file than the one imported.", field="--rejected"
+        )
+    folder = path.resolve().parent
+    if not (os.access(path, os.W_OK) if path.exists() else folder.is_dir() and os.access(folder, os.W_OK)):
+        raise InvalidInput(
+            "csv_rejected_unwritable", f"Cannot write {path} (no such folder, or not allowed).", field="--rejected"
+        )
+
+
+def _write_rejected(path: Path, problems: list[RowProblem]) -> None:
+    """Every rejected row, as the table shows them (an order id holding a card number masked), in a CSV file
+    Excel opens as it is (UTF-8 with its byte-order mark)."""
+    with path.open("w", encoding="utf-8-sig", newline="") as report:
+        out = csv.writer(report)
+        out.writerow(("row", "order_id", "code", "column", "detail"))
+        for p in problems:
+            out.writerow((p.row, mask_card_numbers(p.order_id or ""), p.code, csv_column(p.field) or "", p.detail))
