@@ -285,3 +285,18 @@ def test_every_rejected_row_can_be_listed_in_a_file_when_the_table_shows_the_fir
     ], rows
     assert "POST /v1/events/returns" in rows[0]["detail"]
     assert card not in (tmp_path / "rejected.csv").read_text(encoding="utf-8-sig")
+
+
+def test_a_csv_utf_8_file_read_with_encoding_cp1252_is_refused_saying_to_drop_the_option(
+    cli_db: Database, tmp_path: Path
+) -> None:
+    """Excel's "CSV UTF-8" starts with a byte-order mark: read as Windows-1252 it made "ï»¿order_id" unknown."""
+    shop = cli_shop(cli_db)
+    member, when = shop.members[0].id, datetime.now(UTC) - timedelta(days=1)
+    path = tmp_path / "orders.csv"
+    path.write_text("\n".join([HEADER, row("ORD-U1", member, when, "CRO,2,130")]) + "\n", encoding="utf-8-sig")
+    refused = run_import(path, shop, "--encoding", "cp1252")
+    assert refused.exit_code == 2 and "error csv_wrong_encoding" in refused.output, refused.output
+    assert "without --encoding" in refused.output and "ï»¿" not in refused.output, refused.output
+    assert run_import(path, shop).exit_code == 0
+    assert totals(cli_db, shop.program.id) == {"ORD-U1": 260}

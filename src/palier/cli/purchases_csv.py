@@ -86,7 +86,15 @@ def check_file(path: Path, *, encoding: str) -> int:
     fit, a row in another encoding (Excel's "CSV" is Windows-1252), a quote left open (it swallows the rows
     after it), the rows of one order split by another order (the second part would clash with the first)."""
     with path.open("rb") as binary:
-        if binary.read(8).startswith(_WORKBOOKS):
+        start = binary.read(8)
+        if start.startswith(codecs.BOM_UTF8) and reading_encoding(encoding) != "utf-8-sig":
+            raise InvalidInput(
+                "csv_wrong_encoding",
+                f'{path.name} is UTF-8: it begins with the mark Excel\'s "CSV UTF-8" writes. Run again without '
+                "--encoding. Nothing was imported.",
+                field="--encoding",
+            )
+        if start.startswith(_WORKBOOKS):
             raise InvalidInput(
                 "csv_is_a_workbook",
                 f"{path.name} is a spreadsheet workbook (.xlsx or .xls), not a CSV file: in Excel, save it with "
