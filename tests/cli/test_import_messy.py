@@ -300,3 +300,15 @@ def test_a_csv_utf_8_file_read_with_encoding_cp1252_is_refused_saying_to_drop_th
     assert "without --encoding" in refused.output and "ï»¿" not in refused.output, refused.output
     assert run_import(path, shop).exit_code == 0
     assert totals(cli_db, shop.program.id) == {"ORD-U1": 260}
+
+
+@pytest.mark.parametrize("content", [b"", b"\xef\xbb\xbf", b"\r\n\r\n"], ids=["empty", "mark only", "blank lines"])
+def test_an_empty_file_is_refused_as_empty_not_as_missing_every_column(
+    cli_db: Database, tmp_path: Path, content: bytes
+) -> None:
+    shop = cli_shop(cli_db)
+    path = tmp_path / "orders.csv"
+    path.write_bytes(content)
+    refused = run_import(path, shop)
+    assert refused.exit_code == 2 and "error csv_empty" in refused.output, refused.output
+    assert "Missing column" not in refused.output

@@ -303,6 +303,13 @@ def _columns(header: str) -> tuple[list[str], str]:
 
     Each column with no name gets a key of its own (``_UNNAMED`` and its position): under one shared key, a
     value under any but the last of them would not be seen."""
+    if not header.strip():
+        raise InvalidInput(
+            "csv_empty",
+            "The file's first line is empty: a CSV file to import starts with its header, the names of its columns "
+            f"({','.join(REQUIRED[:3])},…), then one row per order line.",
+            field="header",
+        )
     delimiter = max((",", ";", "\t"), key=header.count)  # the one the header uses most; a comma on a tie
     columns = [c.strip().lower() for c in next(csv.reader([header], delimiter=delimiter), [])]
     unknown = sorted(set(columns) - set(COLUMNS) - {""})  # "": the empty columns Excel leaves at the right
