@@ -312,3 +312,17 @@ def test_an_empty_file_is_refused_as_empty_not_as_missing_every_column(
     refused = run_import(path, shop)
     assert refused.exit_code == 2 and "error csv_empty" in refused.output, refused.output
     assert "Missing column" not in refused.output
+
+
+def test_a_row_in_another_encoding_is_named_in_a_file_whose_lines_end_with_a_carriage_return_alone(
+    cli_db: Database, tmp_path: Path
+) -> None:
+    shop = cli_shop(cli_db)
+    member, when = shop.members[0].id, datetime.now(UTC) - timedelta(days=1)
+    lines = [f"{HEADER},name", row("ORD-V1", member, when, "CRO,2,130,Croissant"), row("ORD-V2", member, when, "")]
+    path = tmp_path / "orders.csv"
+    path.write_bytes(("\r".join(lines) + "ECL,1,250,Éclair\r").encode("cp1252"))
+    refused = run_import(path, shop)
+    assert refused.exit_code == 2 and "Row 3 is not utf-8" in refused.output, refused.output
+    assert run_import(path, shop, "--encoding", "cp1252").exit_code == 0
+    assert totals(cli_db, shop.program.id) == {"ORD-V1": 260, "ORD-V2": 250}

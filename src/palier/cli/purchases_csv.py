@@ -158,7 +158,9 @@ def _decoded(binary: Iterable[bytes], encoding: str) -> Iterator[str]:
     """The file's lines as text, each with its row number known for a refusal. UTF-16 is decoded as one stream,
     not line by line: its line ends on a byte that the split at b"\\n" leaves at the start of the next line."""
     codec = codecs.lookup(reading_encoding(encoding))
-    if codec.encode("\n")[0] == b"\n":  # UTF-8, Windows-1252…: each line decodes alone (the fast way)
+    # UTF-8, Windows-1252…: each line decodes alone (the fast way, and a row in another encoding is named even
+    # in a file whose lines end with CR alone). UTF-8's codec here is utf-8-sig, which encodes "\n" after a BOM.
+    if codec.name == "utf-8-sig" or codec.encode("\n")[0] == b"\n":
         for number, raw in enumerate(_split_at_lone_cr(binary), start=1):
             try:
                 yield codec.decode(raw)[0]
