@@ -326,3 +326,15 @@ def test_a_row_in_another_encoding_is_named_in_a_file_whose_lines_end_with_a_car
     assert refused.exit_code == 2 and "Row 3 is not utf-8" in refused.output, refused.output
     assert run_import(path, shop, "--encoding", "cp1252").exit_code == 0
     assert totals(cli_db, shop.program.id) == {"ORD-V1": 260, "ORD-V2": 250}
+
+
+def test_a_time_without_offset_read_as_future_says_which_time_zone_it_was_read_in(
+    cli_db: Database, tmp_path: Path
+) -> None:
+    """A till that writes UTC without saying so, for a shop east of it: its last orders are "in the future"."""
+    shop = cli_shop(cli_db)
+    member, soon = shop.members[0].id, datetime.now(UTC) + timedelta(hours=3)
+    result = run_import(written(tmp_path / "orders.csv", [row("ORD-W1", member, soon, "CRO,2,130")]), shop)
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.output.split())
+    assert "occurred_in_future" in message and "Europe/Paris" in message and "offset" in message, message

@@ -223,6 +223,11 @@ def _checked(items: list[_Item], program: Program, now: datetime, stats: ImportS
             item.occurred_at = checked_occurred_at(item.purchase.occurred_at, now, timezone=program.timezone)
             check_currency(item.purchase, program)
         except PalierError as error:
+            if error.code == "occurred_in_future" and item.purchase.occurred_at.tzinfo is None:
+                error.detail += (  # a till writing UTC without saying so, for a shop east of Greenwich
+                    f" Without an offset, {item.purchase.occurred_at.isoformat()} is read in the program's time "
+                    f"zone, {program.timezone}: write the offset the till's clock keeps (Z for UTC)."
+                )
             _reject(stats, item, error)
         else:
             kept.append(item)
