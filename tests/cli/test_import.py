@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner
 
 from palier.activity import bulk
@@ -217,6 +218,35 @@ def test_a_batch_racing_another_writer_is_retried_and_skips_what_it_sent(
     )
     assert calls == 2
     assert (stats.skipped, stats.imported + stats.unclaimed, stats.rejected) == (3, len(purchases) - 3, [])
+    assert_sound(db, shop.program.id)
+
+
+def test_a_batch_chosen_as_a_deadlock_victim_is_run_again_not_a_crash(
+    db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL rolls back one of two commands locking the same rows in opposite orders (a card linked to a
+    member of the batch, say): the API runs its command again, and so must the import, not stop with a traceback."""
+
+    class Deadlock(Exception):
+        sqlstate = "40P01"
+
+    shop = open_shop(db, clock)
+    purchases, rows, _ = parsed(order_rows(shop, clock.now(), orders=6))
+    real, calls = bulk.import_purchases, 0
+
+    def victim_first_time(**kwargs: Any) -> ImportStats:
+        nonlocal calls
+        calls += 1
+        stats = real(**kwargs)
+        if calls == 1:
+            raise OperationalError("SELECT pg_advisory_xact_lock(…)", {}, Deadlock("deadlock detected"))
+        return stats
+
+    monkeypatch.setattr(bulk, "import_purchases", victim_first_time)
+    stats = bulk.import_batches(
+        db=db, clock=clock, program_id=shop.program.id, batches=[(purchases, rows)], card_key=f.CARD_KEY
+    )
+    assert calls == 2 and (stats.imported + stats.unclaimed, stats.skipped, stats.rejected) == (len(purchases), 0, [])
     assert_sound(db, shop.program.id)
 
 

@@ -16,6 +16,7 @@ collected as :class:`RowProblem` and the rest of the batch goes on.
 from __future__ import annotations
 
 import gc
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import Connection, and_
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 
 from palier.activity.earning import purchase_earning
 from palier.activity.facts import checked_occurred_at, event_row, redact
@@ -42,6 +43,7 @@ from palier.activity.tables import events, purchases
 from palier.clock import Clock
 from palier.db import Database
 from palier.db.bulk import GrowingTables, insert_many, lookup
+from palier.db.engine import ATTEMPTS, transient
 from palier.errors import Conflict, InvalidInput, NotFound, PalierError
 from palier.ids import new_id
 from palier.ledger.bulk_write import write_earnings
@@ -157,15 +159,17 @@ def import_batches(
 ) -> ImportStats:
     """Import ``(purchases, row numbers)`` batches, each in its own transaction; the totals.
 
-    A batch that collides with a concurrent writer of the same order ids (a unique-constraint
-    violation) is retried once: the retry finds those orders already present and skips them. Between
+    A batch rolled back for a reason that running it again settles is run again, as the API runs its
+    commands (:func:`palier.db.engine.transient`): one that collides with a concurrent writer of the same
+    order ids (a unique-constraint violation) finds those orders already present and skips them; one that
+    PostgreSQL chose as a deadlock's victim waits no more. Between
     batches the statistics of the tables written are refreshed once they have grown stale
     (:class:`palier.db.bulk.GrowingTables`), so the lookups stay index probes as the tables grow.
     """
     total = ImportStats()
     written = GrowingTables(db.engine, _WRITTEN)
     for batch, rows in batches:
-        for attempt in (1, 2):
+        for attempt in range(1, ATTEMPTS + 1):
             try:
                 with db.write() as conn:
                     program = get_program(conn=conn, program_id=program_id)
@@ -173,9 +177,10 @@ def import_batches(
                         conn=conn, clock=clock, program=program, purchases=batch, card_key=card_key, rows=rows
                     )
                 break
-            except (IntegrityError, psycopg.IntegrityError):  # the latter from COPY, below SQLAlchemy
-                if attempt == 2:
+            except (DBAPIError, psycopg.Error) as error:  # the latter from COPY, below SQLAlchemy
+                if attempt == ATTEMPTS or not _transient(error):
                     raise
+                time.sleep(0.002 * attempt)
         written.grew(stats.imported + stats.unclaimed)
         total.add(stats)
         if after_batch is not None:
@@ -184,6 +189,13 @@ def import_batches(
 
 
 _WRITTEN = (events, purchases, ledger_transactions, postings, lots)  # by a batch, and read by the next
+
+
+def _transient(error: DBAPIError | psycopg.Error) -> bool:
+    """:func:`transient`, for psycopg's own errors too (COPY raises them below SQLAlchemy)."""
+    if isinstance(error, DBAPIError):
+        return transient(error)
+    return isinstance(error, psycopg.errors.UniqueViolation) or error.sqlstate in ("40P01", "40001", "55P03")
 
 
 def _reject(stats: ImportStats, item: _Item, error: PalierError) -> None:
