@@ -338,3 +338,14 @@ def test_a_time_without_offset_read_as_future_says_which_time_zone_it_was_read_i
     assert result.exit_code == 1, result.output
     message = " ".join(result.output.split())
     assert "occurred_in_future" in message and "Europe/Paris" in message and "offset" in message, message
+
+
+def test_a_bad_line_after_an_empty_row_inside_its_order_is_named_by_its_own_row(
+    cli_db: Database, tmp_path: Path
+) -> None:
+    shop = cli_shop(cli_db)
+    member, when = shop.members[0].id, datetime.now(UTC) - timedelta(days=1)
+    path = written(tmp_path / "orders.csv", [row("ORD-X1", member, when, "CRO,2,130"), ",,,,,,,", ",,,,,PAC,1,1.5"])
+    result = run_import(path, shop)
+    assert result.exit_code == 1, result.output
+    assert re.search(r"4\s*│\s*ORD-X1\s*│\s*invalid_type\s*│\s*unit_price", result.output), result.output

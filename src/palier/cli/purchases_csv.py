@@ -235,7 +235,7 @@ def read_batches(stream: IO[str], *, size: int) -> Iterator[Batch]:
             batch.purchases.append(PurchaseIn.model_validate(_order(order_id, head, [row for _, row in lines])))
             batch.rows.append(first_row)
         except ValidationError as error:
-            batch.problems.append(_problem(error, order_id, first_row))
+            batch.problems.append(_problem(error, order_id, [number for number, _ in lines]))
         except _Disagreement as found:
             batch.problems.append(found.problem)
         if len(batch.purchases) + len(batch.problems) >= size:
@@ -385,13 +385,14 @@ def _order(order_id: str, head: dict[str, str], rows: list[dict[str, Any]]) -> d
 _DATE_ERRORS = {"datetime_parsing", "datetime_from_date_parsing", "datetime_type", "date_from_datetime_parsing"}
 
 
-def _problem(error: ValidationError, order_id: str, first_row: int) -> RowProblem:
+def _problem(error: ValidationError, order_id: str, rows: list[int]) -> RowProblem:
+    """The refusal of an order, on the row of the line at fault (``rows``: the row of each of its lines)."""
     problem = from_validation(error)
     first = error.errors()[0]
-    row = first_row
+    row = rows[0]
     loc = error_location(first)
-    if len(loc) >= 2 and loc[0] == "lines" and isinstance(loc[1], int):
-        row += loc[1]  # the line's own row
+    if len(loc) >= 2 and loc[0] == "lines" and isinstance(loc[1], int) and loc[1] < len(rows):
+        row = rows[loc[1]]  # the line's own row (an empty row may stand between two lines of the order)
     detail = problem.detail
     if first["type"] in _DATE_ERRORS:  # pydantic's "invalid character in year" tells a spreadsheet user nothing
         detail = (
