@@ -349,3 +349,22 @@ def test_a_bad_line_after_an_empty_row_inside_its_order_is_named_by_its_own_row(
     result = run_import(path, shop)
     assert result.exit_code == 1, result.output
     assert re.search(r"4\s*│\s*ORD-X1\s*│\s*invalid_type\s*│\s*unit_price", result.output), result.output
+
+
+def test_the_header_of_a_file_joined_after_another_is_rejected_as_such_and_the_orders_after_it_imported(
+    cli_db: Database, tmp_path: Path
+) -> None:
+    """Three days' exports joined with cat, each with its header (the second and third "CSV UTF-8", with the mark)."""
+    shop = cli_shop(cli_db)
+    member, when = shop.members[0].id, datetime.now(UTC) - timedelta(days=1)
+    days = [[HEADER, row(f"ORD-Y{n}", member, when, "CRO,2,130")] for n in (1, 2, 3)]
+    path = tmp_path / "orders.csv"
+    path.write_bytes(
+        b"".join(("\ufeff" if n else "").encode() + ("\n".join(d) + "\n").encode() for n, d in enumerate(days))
+    )
+    result = run_import(path, shop)
+    assert result.exit_code == 1, result.output
+    assert summary(result.output) == {"imported": 3, "unclaimed": 0, "already present": 0, "rejected": 2}
+    for at in (3, 5):
+        assert re.search(rf"{at}\s*│\s*│\s*csv_header_again\s*│", result.output), result.output
+    assert totals(cli_db, shop.program.id) == {"ORD-Y1": 260, "ORD-Y2": 260, "ORD-Y3": 260}

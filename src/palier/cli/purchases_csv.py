@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
@@ -123,6 +123,8 @@ def check_file(path: Path, *, encoding: str) -> int:
             rows += 1
             if records.line_num + 1 > row:  # a value in quotes went on past the end of its line
                 raise _refused("csv_unclosed_quote", row, _runs_on(records.line_num + 1))
+            if _repeats_header(record, columns, at):  # rejected alone when read (not an order of the file)
+                continue
             order = (record[at].strip() if at < len(record) else "") or previous or ""  # empty: the order above
             if order != previous:
                 if order and hash(order) in seen:
@@ -223,13 +225,16 @@ def read_batches(stream: IO[str], *, size: int) -> Iterator[Batch]:
     reader = _reader(stream)
     batch = Batch()
     width = len(reader.fieldnames or ())
-    unnamed = [column for column in reader.fieldnames or () if column.startswith(_UNNAMED)]
+    columns = list(reader.fieldnames or ())
+    unnamed, at = [c for c in columns if c.startswith(_UNNAMED)], columns.index("order_id")
     numbered = ((reader.line_num + 1, row) for row in reader if not _blank(row.values()))  # +1: the header
     for order_id, group in groupby(_with_order_ids(numbered), key=lambda item: item[0]):
         lines = [(number, row) for _, number, row in group]
         batch.csv_rows += len(lines)
         first_row = lines[0][0]
         try:
+            if _repeats_header([lines[0][1].get(c) for c in columns], columns, at):
+                raise _Disagreement(RowProblem(first_row, None, "csv_header_again", _HEADER_AGAIN, None))
             _check_columns(order_id, lines, width, unnamed)
             head = _check_agreement(order_id, lines)
             batch.purchases.append(PurchaseIn.model_validate(_order(order_id, head, [row for _, row in lines])))
@@ -262,6 +267,18 @@ def _with_order_ids(
 
 
 _UNNAMED = "\0unnamed "  # the key of a column the header gives no name, before its position
+_HEADER_AGAIN = (
+    "This row names the columns again, as the header does: files joined one after the other? It is not an order; "
+    "the rows after it are read."
+)
+
+
+def _repeats_header(values: Sequence[str | None], columns: list[str], at: int) -> bool:
+    """Whether a row is the header again (two exports joined; the second's may begin with a byte-order mark)."""
+    if at >= len(values) or (values[at] or "").strip().lstrip("\ufeff").lower() != "order_id":  # the quick test
+        return False
+    named = [(i, c) for i, c in enumerate(columns) if not c.startswith(_UNNAMED)]
+    return all(i < len(values) and (values[i] or "").strip().lstrip("\ufeff").lower() == c for i, c in named)
 
 
 def _check_columns(order_id: str, lines: list[tuple[int, dict[str, Any]]], width: int, unnamed: list[str]) -> None:
