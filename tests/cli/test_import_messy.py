@@ -368,3 +368,19 @@ def test_the_header_of_a_file_joined_after_another_is_rejected_as_such_and_the_o
     for at in (3, 5):
         assert re.search(rf"{at}\s*│\s*│\s*csv_header_again\s*│", result.output), result.output
     assert totals(cli_db, shop.program.id) == {"ORD-Y1": 260, "ORD-Y2": 260, "ORD-Y3": 260}
+
+
+def test_a_file_joined_after_one_with_its_columns_in_another_order_is_refused_whole(
+    cli_db: Database, tmp_path: Path
+) -> None:
+    """Read under the first header, the second file's prices would be taken for quantities."""
+    shop = cli_shop(cli_db)
+    member, when = shop.members[0].id, datetime.now(UTC) - timedelta(days=1)
+    swapped = HEADER.replace("quantity,unit_price", "unit_price,quantity")
+    lines = [HEADER, row("ORD-Z1", member, when, "CRO,2,130"), swapped, row("ORD-Z2", member, when, "CRO,130,2")]
+    path = tmp_path / "orders.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    refused = run_import(path, shop)
+    assert refused.exit_code == 2 and "error csv_header_again" in refused.output, refused.output
+    assert "Row 3:" in refused.output and "another order" in refused.output, refused.output
+    assert event_count(cli_db, shop) == 0

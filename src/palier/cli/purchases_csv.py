@@ -125,6 +125,14 @@ def check_file(path: Path, *, encoding: str) -> int:
                 raise _refused("csv_unclosed_quote", row, _runs_on(records.line_num + 1))
             if _repeats_header(record, columns, at):  # rejected alone when read (not an order of the file)
                 continue
+            if _names_columns(record, columns):
+                raise _refused(
+                    "csv_header_again",
+                    row,
+                    "it names the columns again, in another order (files joined one after the other?): the rows "
+                    "after it would be read under the first header's columns. Join files whose columns are in the "
+                    "same order, or import them one by one",
+                )
             order = (record[at].strip() if at < len(record) else "") or previous or ""  # empty: the order above
             if order != previous:
                 if order and hash(order) in seen:
@@ -275,10 +283,21 @@ _HEADER_AGAIN = (
 
 def _repeats_header(values: Sequence[str | None], columns: list[str], at: int) -> bool:
     """Whether a row is the header again (two exports joined; the second's may begin with a byte-order mark)."""
-    if at >= len(values) or (values[at] or "").strip().lstrip("\ufeff").lower() != "order_id":  # the quick test
+    if at >= len(values) or _name(values[at]) != "order_id":  # the quick test
         return False
     named = [(i, c) for i, c in enumerate(columns) if not c.startswith(_UNNAMED)]
-    return all(i < len(values) and (values[i] or "").strip().lstrip("\ufeff").lower() == c for i, c in named)
+    return all(i < len(values) and _name(values[i]) == c for i, c in named)
+
+
+def _names_columns(values: Sequence[str], columns: list[str]) -> bool:
+    """Whether a row names this file's columns, in whatever order (the header of another export, joined)."""
+    if "order_id" not in values and "\ufefforder_id" not in values:  # the quick test, exactly as exports write it
+        return False
+    return {_name(v) for v in values} - {""} == {c for c in columns if not c.startswith(_UNNAMED)}
+
+
+def _name(value: str | None) -> str:
+    return (value or "").strip().lstrip("\ufeff").lower()
 
 
 def _check_columns(order_id: str, lines: list[tuple[int, dict[str, Any]]], width: int, unnamed: list[str]) -> None:
