@@ -384,3 +384,19 @@ def test_a_file_joined_after_one_with_its_columns_in_another_order_is_refused_wh
     assert refused.exit_code == 2 and "error csv_header_again" in refused.output, refused.output
     assert "Row 3:" in refused.output and "another order" in refused.output, refused.output
     assert event_count(cli_db, shop) == 0
+
+
+def test_a_price_with_a_decimal_comma_in_a_semicolon_file_is_rejected_saying_what_it_is_in_cents(
+    cli_db: Database, tmp_path: Path
+) -> None:
+    """French Excel writes 1,30 € as 1,30: the import reads cents, and says what to write instead."""
+    shop = cli_shop(cli_db)
+    member, when = shop.members[0].id, datetime.now(UTC) - timedelta(days=1)
+    lines = [HEADER, row("ORD-F1", member, when, "CRO,2,130"), row("ORD-F2", member, when, "PAC,1,1|5")]
+    path = tmp_path / "orders.csv"
+    path.write_text("\n".join(lines).replace(",", ";").replace("|", ",") + "\n", encoding="utf-8")
+    result = run_import(path, shop)
+    assert result.exit_code == 1, result.output
+    assert re.search(r"3\s*│\s*ORD-F2\s*│\s*invalid_type\s*│\s*unit_price", result.output), result.output
+    assert "'1,5' is 150" in " ".join(result.output.split()), result.output
+    assert totals(cli_db, shop.program.id) == {"ORD-F1": 260}

@@ -435,12 +435,24 @@ def _problem(error: ValidationError, order_id: str, rows: list[int]) -> RowProbl
             f"{mask_card_numbers(str(first.get('input', '')))!r} is not a date and time this import reads: write "
             "it in ISO 8601, 2026-10-02T18:30:00+02:00, or 2026-10-02T18:30:00 for the program's time zone."
         )
+    elif loc and loc[-1] in _MONEY and (cents := _in_cents(first.get("input"))) is not None:
+        detail = f"money is written in cents (minor units), without a decimal separator: {first['input']!r} is {cents}."
     elif first["type"] == "greater_than_equal" and _below_zero(first.get("input")):  # a till's refund line
         detail = (
             f"{first['input']} is below zero: this import loads purchases only. Leave the refund out of the file "
             "and record it as a return of its order (POST /v1/events/returns)."
         )
     return RowProblem(row, order_id or None, problem.code, detail, csv_column(problem.field))
+
+
+_MONEY = ("unit_price", "discount", "shipping", "tax")
+_DECIMAL = re.compile(r"\s*(\d{1,9})[.,](\d{1,2})\s*")  # 1,30 (a French spreadsheet) or 1.30
+
+
+def _in_cents(value: object) -> int | None:
+    """An amount written with a decimal separator, in cents (1,5 is 150); None for anything else."""
+    found = _DECIMAL.fullmatch(value) if isinstance(value, str) else None
+    return None if found is None else int(found[1]) * 100 + int(found[2].ljust(2, "0"))
 
 
 def _below_zero(value: object) -> bool:
