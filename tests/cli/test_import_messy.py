@@ -370,14 +370,16 @@ def test_the_header_of_a_file_joined_after_another_is_rejected_as_such_and_the_o
     assert totals(cli_db, shop.program.id) == {"ORD-Y1": 260, "ORD-Y2": 260, "ORD-Y3": 260}
 
 
+@pytest.mark.parametrize(
+    "second", [HEADER.replace("quantity,unit_price", "unit_price,quantity"), "name," + HEADER], ids=["order", "more"]
+)
 def test_a_file_joined_after_one_with_its_columns_in_another_order_is_refused_whole(
-    cli_db: Database, tmp_path: Path
+    cli_db: Database, tmp_path: Path, second: str
 ) -> None:
     """Read under the first header, the second file's prices would be taken for quantities."""
     shop = cli_shop(cli_db)
     member, when = shop.members[0].id, datetime.now(UTC) - timedelta(days=1)
-    swapped = HEADER.replace("quantity,unit_price", "unit_price,quantity")
-    lines = [HEADER, row("ORD-Z1", member, when, "CRO,2,130"), swapped, row("ORD-Z2", member, when, "CRO,130,2")]
+    lines = [HEADER, row("ORD-Z1", member, when, "CRO,2,130"), second, row("ORD-Z2", member, when, "CRO,130,2")]
     path = tmp_path / "orders.csv"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     refused = run_import(path, shop)

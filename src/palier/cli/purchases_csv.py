@@ -125,13 +125,13 @@ def check_file(path: Path, *, encoding: str) -> int:
                 raise _refused("csv_unclosed_quote", row, _runs_on(records.line_num + 1))
             if _repeats_header(record, columns, at):  # rejected alone when read (not an order of the file)
                 continue
-            if _names_columns(record, columns):
+            if _names_columns(record):
                 raise _refused(
                     "csv_header_again",
                     row,
-                    "it names the columns again, in another order (files joined one after the other?): the rows "
-                    "after it would be read under the first header's columns. Join files whose columns are in the "
-                    "same order, or import them one by one",
+                    "it names the columns again, other ones or in another order (files joined one after the "
+                    "other?): the rows after it would be read under the first header's columns. Join files whose "
+                    "columns are the same, in the same order, or import them one by one",
                 )
             order = (record[at].strip() if at < len(record) else "") or previous or ""  # empty: the order above
             if order != previous:
@@ -289,11 +289,11 @@ def _repeats_header(values: Sequence[str | None], columns: list[str], at: int) -
     return all(i < len(values) and _name(values[i]) == c for i, c in named)
 
 
-def _names_columns(values: Sequence[str], columns: list[str]) -> bool:
-    """Whether a row names this file's columns, in whatever order (the header of another export, joined)."""
+def _names_columns(values: Sequence[str]) -> bool:
+    """Whether a row names the columns an import needs, in whatever order (the header of another export)."""
     if "order_id" not in values and "\ufefforder_id" not in values:  # the quick test, exactly as exports write it
         return False
-    return {_name(v) for v in values} - {""} == {c for c in columns if not c.startswith(_UNNAMED)}
+    return set(REQUIRED) <= {_name(v) for v in values}
 
 
 def _name(value: str | None) -> str:
