@@ -16,7 +16,8 @@ from rich.table import Table
 from palier.activity.bulk import ImportStats, RowProblem, import_batches
 from palier.activity.models import PurchaseIn
 from palier.cli.common import console, new_app, open_database, settings
-from palier.cli.purchases_csv import HELP, Batch, check_file, csv_column, read_batches, reading_encoding
+from palier.cli.csv_problems import csv_column
+from palier.cli.purchases_csv import HELP, Batch, check_file, read_batches, reading_encoding
 from palier.clock import SystemClock
 from palier.errors import InvalidInput
 from palier.programs.models import Program
