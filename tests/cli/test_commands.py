@@ -390,14 +390,14 @@ def test_the_worker_and_jobs_run_push_events_to_the_webhook(cli_db: Database, re
         outbox.emit(conn, program_id=program.id, type_="segment_entered", subject_id=None, payload={}, now=clock.now())
     failed = invoke("jobs", "run", "webhooks")
     assert failed.exit_code == 0, failed.output
-    assert "0 events delivered in 1 requests" in failed.output and "webhook failed" in failed.output
+    assert "0 events delivered in 1 request" in failed.output and "webhook failed" in failed.output
     with cli_db.write() as conn:  # the merchant fixes the address: the event goes at once
         spec = webhooks.WebhookSet(url=receiver.url)
         webhooks.set_webhook(conn=conn, clock=clock, program_id=program.id, spec=spec, actor="test")
         outbox.emit(conn, program_id=program.id, type_="segment_left", subject_id=None, payload={}, now=clock.now())
     result = invoke("worker", "--once")
     assert result.exit_code == 0, result.output
-    assert "webhooks: 2 events delivered in 1 requests" in result.output
+    assert "webhooks: 2 events delivered in 1 request" in result.output
     assert [e["type"] for e in receiver.events()] == ["segment_entered", "segment_left"]
 
 

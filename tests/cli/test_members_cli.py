@@ -43,7 +43,9 @@ def test_export_then_erase_from_the_command_line(
 
     erased = invoke("members", "erase", member.id, "--program", program.id, "--reason", "Asked to be forgotten")
     assert erased.exit_code == 0, erased.output
-    assert f"Member {member.id} erased: 250 points taken out" in erased.output
+    assert (
+        f"Member {member.id} erased: 250 points taken out, 0 coupons cancelled, 2 identities deleted" in erased.output
+    )
     with cli_db.read() as conn:
         gone = members.get_member(conn=conn, program_id=program.id, member_id=member.id)
         assert verify(conn, program_id=program.id) == []

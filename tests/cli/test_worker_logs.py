@@ -48,5 +48,5 @@ def test_the_worker_logs_one_dated_line_per_record_when_not_in_a_terminal(tmp_pa
     # --once runs every job once, from cron or a systemd timer: the log says so, not a schedule it won't keep
     assert said[0] == "worker started: every job once, then exit" and said[-1] == "worker stopped"
     assert any(line.startswith("mature: 0 lots, 0 points in ") for line in said), said
-    assert "webhooks: 1 events delivered in 1 requests" in said and len(receiver.events()) == 1
+    assert "webhooks: 1 event delivered in 1 request" in said and len(receiver.events()) == 1
     assert "t0k3n" not in done.stdout + done.stderr and "s3cret" not in done.stdout + done.stderr

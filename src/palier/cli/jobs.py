@@ -34,6 +34,7 @@ from palier.programs.service import get_program
 from palier.rewards.service import expire_coupons
 from palier.rules import gifts
 from palier.segments import service as segments
+from palier.text import counted
 from palier.tiers import service as tiers
 
 
@@ -172,7 +173,7 @@ def run(
     if results:
         console.print(table)
     if pushed is not None:
-        console.print(f"webhooks: {pushed.events:,} events delivered in {pushed.requests:,} requests")
+        console.print(f"webhooks: {counted(pushed.events, 'event')} delivered in {counted(pushed.requests, 'request')}")
         for error in pushed.errors:
             console.print(f"[yellow]webhook failed[/] {error} {_next_step(error, pushed)}")
     if tidied is not None:
@@ -334,7 +335,8 @@ def _push(db: Database, clock: Clock, stop: threading.Event, *, interval: float,
             ran = False
         else:
             if pushed.requests:
-                log.info("webhooks: %s events delivered in %s requests", f"{pushed.events:,}", f"{pushed.requests:,}")
+                events, requests = counted(pushed.events, "event"), counted(pushed.requests, "request")
+                log.info("webhooks: %s delivered in %s", events, requests)
             for error in pushed.errors:
                 log.warning("webhook failed: %s %s", error, _next_step(error, pushed))
         if stop.wait(interval):

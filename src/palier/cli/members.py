@@ -12,6 +12,7 @@ from palier.members.erasure import erase as erase_member
 from palier.members.export import export as export_member
 from palier.members.models import ErasureIn
 from palier.programs.service import get_program
+from palier.text import counted
 
 app = new_app("A member's personal data: export everything held about them, or erase them at their request.")
 MEMBER = typer.Argument(..., help="The member's id (mem_…).")
@@ -60,8 +61,9 @@ def erase(
         )
     console.print(
         f"Member {member_id} erased: {result.points_removed:,} {found.points_name_in('en')} taken out, "
-        f"{result.coupons_cancelled} coupon(s) cancelled, {result.identities_deleted} identities deleted, "
-        f"{result.memberships_lapsed} membership(s) lapsed"
+        f"{counted(result.coupons_cancelled, 'coupon')} cancelled, "
+        f"{counted(result.identities_deleted, 'identity', 'identities')} deleted, "
+        f"{counted(result.memberships_lapsed, 'membership')} lapsed"
         + (
             f", {found.money(result.store_credit_forfeited)} store credit forfeited"
             if result.store_credit_forfeited
