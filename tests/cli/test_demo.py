@@ -18,10 +18,12 @@ from palier.clock import SystemClock
 from palier.config import DEMO_CARD_KEY
 from palier.db import Database, make_database
 from palier.demo import DemoInfo, build_demo
+from palier.demo import build as demo_build
 from palier.ledger.tables import accounts, lots
 from palier.ledger.verify import verify
 from palier.members.tables import identities, members, merges
 from palier.programs.service import authenticate
+from palier.programs.tables import programs
 from palier.rewards.tables import coupons, order_payments, rewards
 from palier.staff import service as staff_service
 from tests.conftest import ENGINES
@@ -270,3 +272,39 @@ def test_demo_on_an_unknown_host_names_the_host_not_the_port(in_tmp: Path) -> No
     assert "error invalid_host: Cannot listen on no-such-host.invalid" in refused.output, refused.output
     assert "another server" not in refused.output and refused.output.rstrip().endswith("(--host)")
     assert not (in_tmp / demo_command.DEMO_FILE).exists()
+
+
+def _programs_in(path: Path) -> int:
+    database = make_database(f"sqlite:///{path}")
+    try:
+        with database.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(programs)).scalar_one())
+    finally:
+        database.dispose()
+
+
+def test_a_demo_interrupted_while_it_was_built_is_built_again_not_reused(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during "Building Maison Fournil…" (a minute on a small machine), then ``make demo`` again: the demo,
+    not a program with half a year in it, no tiers, and "Member <member id>" printed for the URLs."""
+    finish = demo_build.add_status
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo_build, "add_status", interrupted)
+    stopped = runner.invoke(app, ["demo", "--no-serve", "--members", "8"])
+    assert stopped.exit_code != 0 and _programs_in(in_tmp / demo_command.DEMO_FILE) == 1
+    monkeypatch.setattr(demo_build, "add_status", finish)
+    again = runner.invoke(app, ["demo", "--no-serve", "--members", "8"])
+    assert again.exit_code == 0, again.output
+    assert "was not finished" in again.output and "Reusing" not in again.output
+    assert "<member id>" not in again.output and "the demo is ready" in again.output
+    assert _programs_in(in_tmp / demo_command.DEMO_FILE) == 1
+
+
+def test_a_demo_refused_for_its_card_key_writes_nothing(in_tmp: Path) -> None:
+    refused = runner.invoke(app, ["demo", "--no-serve", "--members", "8"], env={"PALIER_CARD_KEY": "too-short"})
+    assert refused.exit_code == 2 and "PALIER_CARD_KEY" in refused.output
+    assert _programs_in(in_tmp / demo_command.DEMO_FILE) == 0

@@ -23,7 +23,7 @@ from palier.cli.demo_staff import show_staff
 from palier.cli.serve import run_api
 from palier.db import Database
 from palier.db.migrate import upgrade
-from palier.demo import DEMO_NAME, DemoInfo, build_demo, demo_access, find_demo
+from palier.demo import DEMO_NAME, DemoInfo, build_demo, demo_access, find_demo, unfinished_demo
 from palier.demo.staff import demo_staff
 from palier.errors import Conflict, InvalidInput
 from palier.programs.tables import programs
@@ -50,9 +50,14 @@ def demo(
     url = f"sqlite:///{path}"
     os.environ["PALIER_DATABASE_URL"] = url  # the API served below reads the same database
     if fresh:
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        _delete(path)
     upgrade(url)
+    with open_database(url) as db:
+        stopped = unfinished_demo(db)
+    if stopped:
+        console.print(f"The demo in {path} was not finished (stopped while it was built): building it again.")
+        _delete(path)
+        upgrade(url)
     with open_database(url) as db:
         program_id = find_demo(db)
         if program_id is None:
@@ -92,6 +97,11 @@ def _refuse_if_port_taken(host: str, port: int) -> None:
                 f"already running, uses it. Nothing was changed; pass another port, e.g. --port {port + 1}.",
                 field="--port",
             ) from None
+
+
+def _delete(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 def _refuse_if_in_use(db: Database, path: Path) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, and_, func, select
 
 from palier.activity.bulk import import_purchases
 from palier.activity.models import AdjustmentIn, PurchaseIn, ReturnIn, ReturnLine
@@ -34,8 +34,8 @@ from palier.members import service as members
 from palier.members.models import Consents, IdentityIn, MemberCreate
 from palier.notify import expiry
 from palier.programs.models import KeyCreate, Program, ProgramSettings
-from palier.programs.service import create_key, create_program, get_program
-from palier.programs.tables import audit_entries
+from palier.programs.service import create_key, create_program, get_program, record_audit
+from palier.programs.tables import audit_entries, programs
 from palier.rewards.models import RewardIn
 from palier.rewards.service import create_reward, expire_coupons
 from palier.rules.service import apply_rules
@@ -53,6 +53,7 @@ DEMO_SETTINGS = ProgramSettings(
     welcome_points=50,
 )
 ACTOR = "demo"
+BUILT = "demo.built"  # the audit entry written once the demo is whole (see find_demo)
 # The clock moves a week at a time: purchases are booked at the week's close and the jobs run then,
 # so points are booked as matured or expired up to a week late in the past (dated when they fell due, as a
 # worker that was stopped books them); on the last step (today) everything due is done.
@@ -72,12 +73,13 @@ def build_demo(
     db: Database, *, members: int = 300, seed: int = 42, now: datetime | None = None, card_key: bytes | None = None
 ) -> DemoInfo:
     """Create the Maison Fournil program with a year of history ending ``now``; its keys and samples."""
+    card_key = card_key or load_settings().card_hash_key  # a PALIER_CARD_KEY refused before anything is written
     end = now or SystemClock().now()
     plan = plan_history(members=members, seed=seed, end=end)
     clock = FrozenClock(plan.start)
     with db.write() as conn:
         program = create_program(conn=conn, clock=clock, settings=DEMO_SETTINGS, actor=ACTOR)
-    player = _Player(db, clock, program, plan, card_key or load_settings().card_hash_key)
+    player = _Player(db, clock, program, plan, card_key)
     for start in range(0, len(plan.days), STEP_DAYS):
         player.play(plan.days[start : start + STEP_DAYS])
     clock.set(end)
@@ -90,18 +92,31 @@ def build_demo(
         program = get_program(conn=conn, program_id=program.id)
     add_status(db, clock, program, seed=seed)  # tiers, the Club plan, segments (see demo/status.py)
     expiry.warn(db, clock, program_id=program.id)  # points earned a year ago expire soon: the mailer's work
+    with db.write() as conn:  # the demo is whole: only now will find_demo reuse it
+        record_audit(conn=conn, clock=clock, program_id=program.id, actor=ACTOR, action=BUILT)
     return demo_access(db, program.id, clock=clock)
 
 
 def find_demo(db: Database) -> str | None:
-    """The id of the demo program in this database, if there is one: the program the demo created, known by
-    who created it (its ``program.created`` audit entry), never by its name, which any program may share."""
+    """The id of the demo program in this database, if there is one: the program the demo created and finished
+    building, known by who wrote its ``demo.built`` audit entry, never by its name, which any program may share."""
     with db.read() as conn:
         return conn.execute(
             select(audit_entries.c.program_id)
-            .where(audit_entries.c.action == "program.created", audit_entries.c.actor == ACTOR)
+            .where(audit_entries.c.action == BUILT, audit_entries.c.actor == ACTOR)
             .order_by(audit_entries.c.program_id)
         ).scalar()
+
+
+def unfinished_demo(db: Database) -> bool:
+    """Whether this database holds only a demo whose building stopped half-way (Ctrl-C, an error): to build again,
+    not to reuse, and nothing else in it to lose."""
+    by_demo = select(audit_entries.c.program_id).where(audit_entries.c.actor == ACTOR)
+    with db.read() as conn:
+        started = set(conn.execute(by_demo.where(audit_entries.c.action == "program.created")).scalars())
+        finished = conn.execute(by_demo.where(audit_entries.c.action == BUILT)).first()
+        every = conn.execute(select(func.count()).select_from(programs)).scalar_one()
+    return bool(started) and finished is None and every == len(started)
 
 
 def demo_access(db: Database, program_id: str, *, clock: FrozenClock | SystemClock | None = None) -> DemoInfo:
