@@ -64,15 +64,18 @@ class RateLimits:
     redeem: Limit | None = Limit(30, 60)  # per program and member: a till redeems a few at a time
     lookup: Limit | None = Limit(600, 60)  # per API key: a busy till looks members up every few seconds
     sign_in: Limit | None = Limit(10, 300)  # per client address and identity (e-mail)
+    # per client address, whoever the codes are for: a guesser asking codes for many members and trying 5 of
+    # each; a household or a carrier's shared address signs in a few members, each with a try or two
+    sign_in_code: Limit | None = Limit(60, 300)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> RateLimits:
         """``PALIER_RATE_LIMITS=off`` turns every limit off; ``PALIER_RATE_LIMIT_<KIND>`` sets one."""
         env = dict(os.environ) if env is None else env
         if env.get("PALIER_RATE_LIMITS", "").strip().lower() == "off":
-            return cls(redeem=None, lookup=None, sign_in=None)
+            return cls(redeem=None, lookup=None, sign_in=None, sign_in_code=None)
         found = {}
-        for kind in ("redeem", "lookup", "sign_in"):
+        for kind in ("redeem", "lookup", "sign_in", "sign_in_code"):
             name = f"PALIER_RATE_LIMIT_{kind.upper()}"
             if env.get(name, "").strip():
                 found[kind] = Limit.parse(env[name], name=name)
@@ -102,7 +105,7 @@ def load_settings() -> Settings:
     ``PALIER_SHOW_SIGN_IN_CODES=1`` (the demo) logs members' one-time portal codes to the console.
     ``PALIER_PUBLIC_URL`` (e.g. ``https://loyalty.example.com``) is where members reach the portal: the
     portal links the API makes start with it, even when the shop's server calls the API at an inner address.
-    ``PALIER_RATE_LIMIT_REDEEM`` / ``_LOOKUP`` / ``_SIGN_IN`` (``COUNT/SECONDS`` or ``off``) and
+    ``PALIER_RATE_LIMIT_REDEEM`` / ``_LOOKUP`` / ``_SIGN_IN`` / ``_SIGN_IN_CODE`` (``COUNT/SECONDS`` or ``off``) and
     ``PALIER_RATE_LIMITS=off`` (all of them): see :class:`RateLimits`.
     ``PALIER_WEBHOOK_NETWORKS=public`` sends webhooks only to addresses on the public internet.
     """

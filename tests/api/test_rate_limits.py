@@ -26,7 +26,7 @@ from palier.staff import service as staff
 from palier.staff.models import StaffCreate
 from tests.api.conftest import assert_ledger_sound
 from tests.api.helpers import ApiProgram, assert_problem, footprint, reward_body, unique
-from tests.web.world import enter
+from tests.web.world import enter, sent_codes
 
 ALLOWED = 3
 WINDOW = 60
@@ -34,7 +34,7 @@ WINDOW = 60
 
 def set_limits(app: FastAPI, **limits: Limit | None) -> None:
     """Small limits on this app only (what the PALIER_RATE_LIMIT_* variables set for a server)."""
-    off = RateLimits(redeem=None, lookup=None, sign_in=None)
+    off = RateLimits(redeem=None, lookup=None, sign_in=None, sign_in_code=None)
     app.state.settings = dataclasses.replace(app.state.settings, rate_limits=dataclasses.replace(off, **limits))
 
 
@@ -118,10 +118,14 @@ def test_off_turns_the_limits_off(app: FastAPI, program: ApiProgram) -> None:
 
 def test_the_environment_sets_the_limits() -> None:
     assert RateLimits.from_env({}) == RateLimits()
-    assert RateLimits() == RateLimits(redeem=Limit(30, 60), lookup=Limit(600, 60), sign_in=Limit(10, 300))
-    assert RateLimits.from_env({"PALIER_RATE_LIMITS": "off"}) == RateLimits(redeem=None, lookup=None, sign_in=None)
-    read = RateLimits.from_env({"PALIER_RATE_LIMIT_REDEEM": "5/10", "PALIER_RATE_LIMIT_SIGN_IN": "OFF"})
-    assert read == RateLimits(redeem=Limit(5, 10), sign_in=None)
+    assert RateLimits() == RateLimits(
+        redeem=Limit(30, 60), lookup=Limit(600, 60), sign_in=Limit(10, 300), sign_in_code=Limit(60, 300)
+    )
+    off = RateLimits(redeem=None, lookup=None, sign_in=None, sign_in_code=None)
+    assert RateLimits.from_env({"PALIER_RATE_LIMITS": "off"}) == off
+    sent = {"REDEEM": "5/10", "SIGN_IN": "OFF", "SIGN_IN_CODE": "9/90"}
+    read = RateLimits.from_env({f"PALIER_RATE_LIMIT_{kind}": value for kind, value in sent.items()})
+    assert read == RateLimits(redeem=Limit(5, 10), sign_in=None, sign_in_code=Limit(9, 90))
     for bad in ("5", "0/60", "5/0", "five/60", "5/-1"):
         with pytest.raises(InvalidInput, match="PALIER_RATE_LIMIT_LOOKUP must be COUNT/SECONDS") as refused:
             RateLimits.from_env({"PALIER_RATE_LIMIT_LOOKUP": bad})
@@ -175,6 +179,38 @@ def test_portal_sign_in_and_redeem_answer_a_429_page(
     assert_rate_limited(redeem(program, member_id, reward_id))  # one count for the API and the portal
     clock.advance(seconds=WINDOW)
     assert ask_code(email).status_code == 303, "the window has passed, yet the sign-in is refused"
+
+
+def test_codes_checked_from_one_address_are_limited_whoever_they_sign_in(
+    app: FastAPI, db: Database, clock: FrozenClock, client: TestClient, program: ApiProgram
+) -> None:
+    """Guessing codes: each member's code dies after 5 wrong tries, but one address asking codes for thousands of
+    members and trying 5 of each would open an account now and then. Codes checked from one address are counted
+    whoever they are for: over the limit, even the right code waits (and spends none of its tries)."""
+    set_limits(app, sign_in_code=Limit(ALLOWED, WINDOW))
+    emails = [f"{unique(name)}@example.com" for name in ("ada", "bob")]
+    for email in emails:
+        program.enrol(first_name="Ada", email=email)
+
+    def ask_code(email: str) -> None:
+        form = client.get(f"/p/{program.id}/sign-in")
+        data = {"email": email, "csrf": csrf_of(form.text)}
+        assert client.post(f"/p/{program.id}/sign-in", data=data, follow_redirects=False).status_code == 303
+
+    def check(code: str) -> httpx.Response:
+        form = client.get(f"/p/{program.id}/sign-in/code")
+        data = {"code": code, "csrf": csrf_of(form.text)}
+        return client.post(f"/p/{program.id}/sign-in/code", data=data, follow_redirects=False)
+
+    ask_code(emails[0])
+    for _ in range(ALLOWED - 1):
+        assert check("000000").status_code == 422
+    ask_code(emails[1])
+    assert check("000000").status_code == 422
+    right = sent_codes(db, program.id)[0]["code"]
+    assert_page_rate_limited(check(right))  # a guesser's next try, as anyone's, waits
+    clock.advance(seconds=WINDOW)
+    assert check(right).status_code == 303, "the window has passed, yet the right code is refused"
 
 
 def test_console_sign_in_answers_a_429_page(

@@ -68,7 +68,7 @@ class RateLimiter:
 
 
 def check(request: Request, kind: str, *subject: str) -> None:
-    """Count a call of ``kind`` (redeem, lookup, sign_in) by ``subject`` against the app's limits."""
+    """Count a call of ``kind`` (redeem, lookup, sign_in, sign_in_code) by ``subject`` against the app's limits."""
     limits: RateLimits = request.app.state.settings.rate_limits
     limiter: RateLimiter = request.app.state.rate_limiter
     limiter.hit(kind, "\x1f".join(subject), getattr(limits, kind))
@@ -76,5 +76,13 @@ def check(request: Request, kind: str, *subject: str) -> None:
 
 def check_sign_in(request: Request, where: str, email: str) -> None:
     """Count a sign-in attempt on page ``where`` by this client address for this e-mail (however typed)."""
-    address = request.client.host if request.client else "unknown"
-    check(request, "sign_in", where, address, email.strip().lower())
+    check(request, "sign_in", where, _address(request), email.strip().lower())
+
+
+def check_sign_in_code(request: Request) -> None:
+    """Count a one-time code checked by this client address, whichever member's code it is."""
+    check(request, "sign_in_code", _address(request))
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"

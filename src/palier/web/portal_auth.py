@@ -217,6 +217,7 @@ def check_code(program_id: str, request: Request, code: Annotated[str, Form(max_
         return render(
             request, "portal/sign_in.html", status=400, program=program, error="signin.code_expired", email=""
         )
+    ratelimit.check_sign_in_code(request)  # before the code is read: over the limit, no try is spent
     digits = _code_digits(code)
     member_id = None
     if len(digits) == 6:
