@@ -267,6 +267,14 @@ def test_erasing_a_member_also_erases_the_duplicate_accounts_merged_into_it(prog
         assert find_mentions(conn, named) == []
     closed = program.call("GET", f"/v1/members/{duplicate['id']}").json()
     assert (closed["status"], closed["merged_into_id"], closed["email"]) == ("merged", kept["id"], None)
+    # the merchant's systems know the duplicate by its own id (events were about it before the merge): told too
+    told = program.call("GET", "/v1/outbox", params={"type": "member_erased"}).json()["items"]
+    assert sorted((e["subject_id"], e["payload"]) for e in told) == sorted(
+        [
+            (kept["id"], {"member_id": kept["id"]}),
+            (duplicate["id"], {"member_id": duplicate["id"], "merged_into_id": kept["id"]}),
+        ]
+    )
 
 
 def test_erasing_a_member_leaves_another_member_of_the_same_name_untouched(program: ApiProgram, db: Database) -> None:

@@ -110,7 +110,7 @@ def _forget_person(conn: Connection, program_id: str, member_id: str, now: datet
 def _record(
     conn: Connection, clock: Clock, program: Program, *, actor: str, reason: str, result: ErasureResult
 ) -> None:
-    """The audit entry (the first result, answered again to a repeat) and the event for the merchant's systems."""
+    """The audit entry (the first result, answered again to a repeat) and the events for the merchant's systems."""
     from palier.notify import outbox
 
     details = {"reason": reason, "result": result.model_dump(mode="json")}
@@ -123,15 +123,15 @@ def _record(
         subject_id=result.member_id,
         details=details,
     )
-    payload = {"member_id": result.member_id}
-    outbox.emit(
-        conn,
-        program_id=program.id,
-        type_="member_erased",
-        subject_id=result.member_id,
-        payload=payload,
-        now=clock.now(),
-    )
+    # the duplicate accounts merged into the member went too: the merchant's systems may know them by their own ids
+    erased: list[tuple[str, str, str | None, dict[str, Any]]] = [
+        (program.id, "member_erased", result.member_id, {"member_id": result.member_id})
+    ]
+    erased += [
+        (program.id, "member_erased", duplicate, {"member_id": duplicate, "merged_into_id": result.member_id})
+        for duplicate in merged_duplicates(conn, result.member_id)
+    ]
+    outbox.emit_many(conn, erased, now=clock.now())
 
 
 def _first_result(conn: Connection, program_id: str, member_id: str) -> ErasureResult:
