@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from palier.activity.tables import purchases
+from palier.clock import FrozenClock
 from palier.db import Database
 from palier.members.tables import identities
 from palier.privacy import find_mentions
@@ -344,3 +345,30 @@ def test_an_erasure_also_removes_the_email_phone_and_names_the_member_had_before
     assert program.call("POST", f"/v1/members/{member['id']}/erase", json=ERASE).status_code == 200
     with db.read() as conn:
         assert find_mentions(conn, named) == []
+
+
+def test_a_mailer_that_read_events_before_an_erasure_can_still_acknowledge_them(
+    program: ApiProgram, db: Database, clock: FrozenClock
+) -> None:
+    """A mailer reads a page, sends its mails, then acknowledges the page: a member of that page erased meanwhile
+    does not make the whole acknowledgement fail (and every other mail of the page go out again)."""
+    from palier.notify import outbox
+
+    erased, kept = program.enrol(**_person()), program.enrol(**_person())
+    with db.write() as conn:
+        for member in (erased, kept):
+            payload = {"member_id": member["id"], "email": member["email"], "language": "fr"}
+            outbox.emit(
+                conn, program_id=program.id, type_="points_expiring", subject_id=member["id"], payload=payload,
+                now=clock.now(),
+            )  # fmt: skip
+    page = program.call("GET", "/v1/outbox", params={"type": "points_expiring"}).json()["items"]
+    assert [e["subject_id"] for e in page] == [erased["id"], kept["id"]]
+
+    assert program.call("POST", f"/v1/members/{erased['id']}/erase", json=ERASE).status_code == 200
+    acked = program.call("POST", "/v1/outbox/ack", json={"ids": [e["id"] for e in page]})
+    assert acked.status_code == 200, acked.text
+    left = program.call("GET", "/v1/outbox", params={"type": "points_expiring"}).json()["items"]
+    assert left == []  # the erased member's event is not served (nor pushed) any more, the other one was handled
+    with db.read() as conn:
+        assert find_mentions(conn, [erased["email"]]) == []

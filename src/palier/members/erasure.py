@@ -2,8 +2,9 @@
 
 What goes: the profile (names, e-mail, phone, birthday, consents), every identity (so the same e-mail or card
 can join again as a new member), portal sign-ins and sessions, segment memberships, expiry warnings, outbox
-events not yet delivered, and every copy of the member's e-mail, phone, names, card numbers or card HMACs in
-stored purchase bodies, stored idempotent responses and delivered outbox payloads.
+events not yet delivered (never sent now: marked done, and scrubbed like the rest), and every copy of the
+member's e-mail, phone, names, card numbers or card HMACs in stored purchase bodies, stored idempotent responses
+and outbox payloads.
 
 What stays: the ledger (amounts, ids, dates: the merchant's accounts need them; its rows are immutable), the
 purchases and their lines, coupons, the tier row, memberships (lapsed), audit entries. None of it names the
@@ -103,7 +104,7 @@ def _forget_person(conn: Connection, program_id: str, member_id: str, now: datet
     deleted = conn.execute(delete(identities).where(identities.c.member_id == member_id)).rowcount
     _clear_profile(conn, people, now)
     conn.execute(update(members).where(members.c.id == member_id).values(status="erased"))
-    _forget_traces(conn, program_id, people, personal, identifiers)
+    _forget_traces(conn, program_id, people, personal, identifiers, now)
     return int(deleted)
 
 
@@ -236,7 +237,7 @@ def _clear_profile(conn: Connection, people: list[str], now: datetime) -> None:
 
 
 def _forget_traces(
-    conn: Connection, program_id: str, people: list[str], personal: set[str], identifiers: set[str]
+    conn: Connection, program_id: str, people: list[str], personal: set[str], identifiers: set[str], now: datetime
 ) -> None:
     from palier.activity.tables import events, idempotency_keys
     from palier.memberships.tables import membership_payments
@@ -256,12 +257,16 @@ def _forget_traces(
     conn.execute(delete(segment_members).where(segment_members.c.member_id.in_(people)))
     conn.execute(delete(expiry_warnings).where(expiry_warnings.c.member_id.in_(people)))
     conn.execute(update(member_tiers).where(member_tiers.c.member_id.in_(people)).values(manual_reason=None))
+    # the events about them not yet delivered are never sent, but stay (scrubbed below) as done: a mailer that
+    # read them before can still acknowledge its page without a 404 for them
     conn.execute(
-        delete(outbox_events).where(
+        update(outbox_events)
+        .where(
             outbox_events.c.program_id == program_id,
             outbox_events.c.subject_id.in_(people),
             outbox_events.c.delivered_at.is_(None),
         )
+        .values(delivered_at=now)
     )
     conn.execute(
         update(events)
