@@ -7,10 +7,13 @@ a retry is due.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -454,3 +457,23 @@ def test_a_public_only_server_sends_nothing_to_a_name_that_leads_to_a_private_ad
     clock.advance(seconds=31)  # the same server sending anywhere (the default) delivers it
     assert webhooks.deliver(db, clock, program_id=program.id).events == 1
     assert [e["type"] for e in receiver.events()] == ["segment_entered"]
+
+
+def test_the_readmes_signature_check_accepts_a_delivery_and_refuses_a_forgery_without_crashing() -> None:
+    """A receiver copies the README's check: it must say yes to Palier's signature and no (not raise, which a
+    web framework turns into a 500) to a request with a missing or garbled header."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    [code] = re.findall(r"```python\n(def from_palier.*?|import hashlib, hmac, time\n.*?)```", readme, re.DOTALL)
+    scope: dict[str, Any] = {}
+    exec(code, scope)  # the README's own example
+    from_palier = scope["from_palier"]
+    secret, body = "whsec_readme", b'{"events":[]}'
+    header = webhooks.sign(secret, int(time.time()), body)
+    assert from_palier(secret, header, body)
+    assert not from_palier(secret, header, body + b" ")
+    assert not from_palier(secret, webhooks.sign(secret, int(time.time()) - 301, body), body)  # a replay, later
+    now = int(time.time())
+    garbled = ("", "garbage", "v1=00", "t=soon,v1=00", "t=\u00b2,v1=00")
+    for forged in (*garbled, f"t={now},v1", f"t={now},v1=\u00e9t\u00e9", f"t={now}"):
+        assert not from_palier(secret, forged, body), forged
+        assert not webhooks.verify(secret, forged, body), forged

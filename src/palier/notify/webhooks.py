@@ -116,7 +116,9 @@ def verify(secret: str, header: str, body: bytes, *, now: float | None = None, t
         timestamp = int(parts.get("t", ""))
     except ValueError:
         return False
-    return abs(now - timestamp) <= tolerance and hmac.compare_digest(sign(secret, timestamp, body), header)
+    # as bytes: a header of any characters (an HTTP header may hold Latin-1) is refused, never an error
+    expected = sign(secret, timestamp, body).encode()
+    return abs(now - timestamp) <= tolerance and hmac.compare_digest(expected, header.encode())
 
 
 # --- the program's webhook ---
