@@ -195,7 +195,7 @@ def test_setting_rotating_and_removing_the_webhook(
     program = new_program()
     assert_problem(program.call("GET", "/v1/webhook"), 404, "webhook_not_set")
     refused = ("http://shop.example/hooks", "ftp://127.0.0.1/hooks", "hooks", "https://", "http://[::1",
-               "https://256.1.1.1/hooks", "https://xn--/hooks")  # fmt: skip
+               "https://256.1.1.1/hooks", "https://xn--/hooks", "https://shop.example:99999/hooks")  # fmt: skip
     for url in refused:
         assert_problem(program.call("PUT", "/v1/webhook", json={"url": url}), 422, "invalid_webhook_url", "url")
     card_in_url = {"url": f"https://shop.example/hooks?card={luhn_card()}"}

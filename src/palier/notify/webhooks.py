@@ -56,6 +56,7 @@ def _webhook_url(value: str) -> str:
     try:
         parts = urlsplit(value)
         host = parts.hostname or ""
+        _ = parts.port  # a port past 65535 (or not a number) is no address
     except ValueError:
         host, parts = "", None
     if find_card_numbers(value):
