@@ -477,3 +477,27 @@ def test_the_readmes_signature_check_accepts_a_delivery_and_refuses_a_forgery_wi
     for forged in (*garbled, f"t={now},v1", f"t={now},v1=\u00e9t\u00e9", f"t={now}"):
         assert not from_palier(secret, forged, body), forged
         assert not webhooks.verify(secret, forged, body), forged
+
+
+def test_a_webhook_saved_again_starts_its_retries_afresh(
+    db: Database, client: TestClient, new_program: Callable[..., ApiProgram], receiver: Receiver
+) -> None:
+    """A receiver down for a day, its events retried 6 hours apart by then: the merchant fixes it and saves the
+    webhook. A hiccup on the first try after that (the deploy not quite done) is tried again after 30 s, as for
+    any new failure, not 6 hours later behind the old address's run of failures."""
+    program, clock = new_program(), _clock(client)
+    program.call("PUT", "/v1/webhook", json={"url": receiver.url})
+    emit(db, clock, program, "tier_upgraded")
+    receiver.statuses = [503] * 12
+    for _ in range(12):
+        assert webhooks.deliver(db, clock, program_id=program.id).failures == 1
+        clock.advance(hours=6)
+    assert len(receiver.received) == 12
+    saved = program.call("PUT", "/v1/webhook", json={"url": receiver.url}).json()
+    assert (saved["waiting"], saved["retrying"]) == (1, 0)
+    receiver.statuses = [502]
+    assert webhooks.deliver(db, clock, program_id=program.id).failures == 1
+    clock.advance(seconds=31)
+    run = webhooks.deliver(db, clock, program_id=program.id)
+    assert (run.events, run.failures) == (1, 0)
+    assert len(receiver.received) == 14  # 12 tries, the hiccup, the delivery

@@ -200,8 +200,9 @@ def set_webhook(
                 url=spec.url, secret=secret, updated_at=now, failing_since=None, disabled_at=None, disabled_reason=None
             )
         )
-    # events that failed are tried at the new address at once, not after the backoff the old one earned
-    # (a batch in flight for the first time keeps its claim), and the old address's error is not shown for it
+    # events that failed are tried at the new address at once, not after the backoff the old one earned, and
+    # their retries start afresh (a failure now waits 30 s, not 6 h); a batch in flight for the first time keeps
+    # its claim; the old address's error is not shown for it
     conn.execute(
         update(outbox_events)
         .where(
@@ -209,7 +210,7 @@ def set_webhook(
             outbox_events.c.delivered_at.is_(None),
             outbox_events.c.attempts > 0,
         )
-        .values(next_attempt_at=None, last_error=None)
+        .values(next_attempt_at=None, last_error=None, attempts=0)
     )
     details = {"url": spec.url, "new_secret": current is None or spec.new_secret}
     if found is not None and found.disabled_at is not None:
