@@ -501,3 +501,21 @@ def test_a_webhook_saved_again_starts_its_retries_afresh(
     run = webhooks.deliver(db, clock, program_id=program.id)
     assert (run.events, run.failures) == (1, 0)
     assert len(receiver.received) == 14  # 12 tries, the hiccup, the delivery
+
+
+def test_the_audit_trail_keeps_where_a_webhook_pointed_not_what_authenticated_it(
+    new_program: Callable[..., ApiProgram],
+) -> None:
+    """An address often carries its receiver's credentials (a password, ``?token=``, a secret path): the trail,
+    kept for years and read by every admin, says which host and whether the address changed, not the secret."""
+    program = new_program()
+    secret_url = "https://mailer:s3cret-pw@hooks.shop.example:8443/in/k9Zq7TOKENx?token=t0ken-v4lue"
+    for url in (secret_url, secret_url, "https://hooks.shop.example:8443/other"):
+        assert program.call("PUT", "/v1/webhook", json={"url": url}).status_code == 200
+    assert program.call("DELETE", "/v1/webhook").status_code == 200
+    entries = [e for e in program.call("GET", "/v1/audit").json()["items"] if e["action"].startswith("webhook.")]
+    trail = str(entries)
+    assert "s3cret-pw" not in trail and "t0ken-v4lue" not in trail and "k9Zq7TOKENx" not in trail
+    removed, third, second, first = (entry["details"] for entry in entries)
+    assert first["url"] == second["url"] == third["url"] == "https://hooks.shop.example:8443/…"
+    assert first["address"] == second["address"] != third["address"] == removed["address"]

@@ -20,6 +20,7 @@ sender has locked), so two workers do not send the same events.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import secrets
@@ -212,7 +213,7 @@ def set_webhook(
         )
         .values(next_attempt_at=None, last_error=None, attempts=0)
     )
-    details = {"url": spec.url, "new_secret": current is None or spec.new_secret}
+    details: dict[str, Any] = audited(spec.url) | {"new_secret": current is None or spec.new_secret}
     if found is not None and found.disabled_at is not None:
         details["enabled_again"] = True
     record_audit(
@@ -238,9 +239,19 @@ def remove_webhook(*, conn: Connection, clock: Clock, program_id: str, actor: st
         actor=actor,
         action="webhook.removed",
         subject_id=program_id,
-        details={"url": removed.url},
+        details=audited(removed.url),
     )
     return removed
+
+
+def audited(url: str) -> dict[str, str]:
+    """What the audit trail keeps of a webhook's address, for years and for every admin to read: the host it
+    pointed at, and a fingerprint telling whether two saves were the same address; not what authenticated it (a
+    password, a ``?token=``, a secret path), which the receiver may since have changed."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    fingerprint = hashlib.sha256(url.encode()).hexdigest()[:12]
+    return {"url": f"{parts.scheme}://{parts.hostname}{port}/…", "address": fingerprint}
 
 
 # --- delivering ---
