@@ -99,8 +99,11 @@ async def save_reward(request: Request, reward_id: str) -> Response:
         "status": str(form.get("status", reward.status)),
         "stock": whole(stock) if stock else None,
     }
+    shown = _shown(reward, who.program.timezone)
     for bound in ("starts_at", "ends_at"):  # the program's wall-clock time, as the page shows it
-        sent[bound] = _in_program_zone(str(form.get(bound, "")).strip(), who.program.timezone)
+        typed = str(form.get(bound, "")).strip()
+        if typed != shown[bound]:  # as shown (to the minute): left as set, seconds and all (23:59:59 by the API)
+            sent[bound] = _in_program_zone(typed, who.program.timezone)
     try:
         changes = RewardUpdate.model_validate(sent)
         with once.write(request) as conn:
