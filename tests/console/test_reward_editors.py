@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Callable
 
 from fastapi.testclient import TestClient
@@ -33,3 +35,21 @@ def test_saving_a_reward_keeps_its_window_to_the_second_when_the_dates_are_not_t
     now = program.call("GET", f"/v1/rewards/{reward['id']}").json()
     assert (now["starts_at"], now["ends_at"]) == ("2026-12-01T10:00:30Z", "2027-01-15T19:00:00Z")
 
+
+def _problems(page: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", " ", page.split('role="alert"', 1)[1].split("</div>", 1)[0]))
+
+
+def test_a_new_reward_missing_what_its_kind_needs_is_refused_in_the_pages_words(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    token = admin(client, program, add_staff)
+    no_amount = 'kind: amount_off\ncost_points: 300\ntitle: {fr: "Bon", en: "Voucher"}\n'
+    with_percent = no_amount + "amount: 300\npercent: 10\n"
+    french = _problems(client.post("/console/new-reward", data={"csrf": token, "document": no_amount}).text)
+    assert "Indiquez le montant" in french and "needs" not in french and "amount_required:" not in french
+    french = _problems(client.post("/console/new-reward", data={"csrf": token, "document": with_percent}).text)
+    assert "Un pourcentage (percent) ne s'applique pas ici" in french and "has no" not in french
+    english = _problems(client.post("/console/new-reward?lang=en", data={"csrf": token, "document": no_amount}).text)
+    assert "an amount_off reward needs amount" in english and "amount_required:" not in english
+    assert program.call("GET", "/v1/rewards").json() == []

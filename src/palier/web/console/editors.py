@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from palier.api.problems import field_path, validation_code
 from palier.clock import Clock
 from palier.db import Database
-from palier.errors import InvalidInput, PalierError, error_location
+from palier.errors import InvalidInput, PalierError, error_location, validation_message
 from palier.memberships import service as memberships
 from palier.memberships.models import PlanIn, PlanUpdate
 from palier.rewards import service as rewards
@@ -74,8 +74,9 @@ def _validation_problems(text: str, error: ValidationError) -> list[Problem]:
     for e in error.errors():
         where = error_location(e)
         field = field_path(where) if where else "document"  # a check of the whole document: no line of its own
-        message = str(e["msg"]).removeprefix("Value error, ")
-        found.append(Problem(line_of(text, field) if where else None, field, validation_code(dict(e)), message))
+        code = validation_code(dict(e))  # a model check's message starts with its code ("amount_required: …")
+        message = validation_message(dict(e)).removeprefix(f"{code}: ")
+        found.append(Problem(line_of(text, field) if where else None, field, code, message))
     return found
 
 
