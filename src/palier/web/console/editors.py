@@ -91,9 +91,14 @@ _BOUND = re.compile(r"\b(greater|less) than( or equal to)? (-?[\d.]+)")
 def _in_words(language: str, problem: Problem) -> str:
     """A problem as the page's language says it: a check's code in the catalogue's words in either language,
     with the choices or the bound the check named ("Choose one of: gift, store_credit."; "Give at least 1.")."""
+    if problem.code == "effect_not_applicable" and (allowed := problem.message.partition("can be: ")[2]):
+        return i18n.translate(language, "refusal.effect_not_applicable.figures", choices=allowed)
     if problem.code not in _CHECKER_CODES:
         return i18n.refusal(language, problem.code, problem.message)  # French by its code, English as written
-    if problem.code == "invalid_choice" and (choices := re.findall(r"'([^']+)'", problem.message)):
+    # a mistyped effect type: "Input tag 'fixed_points' found using 'type' does not match any of the expected
+    # tags: 'points_per_amount', …": the choices are the expected tags, never what was typed nor the key's name
+    offered = problem.message.rpartition("expected tags:")[2]
+    if problem.code == "invalid_choice" and (choices := re.findall(r"'([^']+)'", offered)):
         return i18n.translate(language, "refusal.invalid_choice.figures", choices=", ".join(choices))
     if problem.code == "out_of_range" and (bound := _BOUND.search(problem.message)):
         kind = f"{bound[1]}_than{'_equal' if bound[2] else ''}"
