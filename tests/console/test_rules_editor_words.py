@@ -47,3 +47,19 @@ def test_a_mistyped_effect_type_is_not_offered_back_as_a_choice(
     said = _problems(client.post("/console/rules", data={"csrf": token, "document": document}).text)
     assert "choix possibles : points_per_amount, fixed, multiplier" in said
     assert "fixed_points" not in said.split("choix possibles", 1)[1] and "type," not in said
+
+
+def test_a_document_longer_than_the_editor_takes_is_refused_whole_not_saved_cut(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    token = admin(client, program, add_staff)
+    before = program.call("GET", "/v1/program/rules").json()
+    padding = "# " + "x" * 200_000 + "\n"  # a long note: what follows it would be cut off
+    second = "  - id: gift\n    name: {en: Gift}\n    event: birthday\n    effect: {type: fixed, points: 50}\n"
+    refused = client.post(
+        "/console/rules", data={"csrf": token, "document": "rules:\n" + BASE + padding + second}, follow_redirects=False
+    )
+    assert refused.status_code == 422
+    assert "Le document est trop long" in _problems(refused.text)
+    assert program.call("GET", "/v1/program/rules").json() == before  # nothing saved
+    assert "id: gift" in html.unescape(refused.text)  # what was typed is shown again, whole

@@ -53,9 +53,13 @@ def _problems(text: str, error: PalierError) -> list[Problem]:
 
 
 def _document_problem(request: Request, text: str) -> Problem | None:
-    """A YAML syntax error, a blank document (saving one would remove every rule or tier at a stroke, which is
-    never what a cleared editor means: an explicit ``rules: []`` or ``tiers: []`` still does it), or one that is
-    not a set of fields."""
+    """A document longer than the editor takes, a YAML syntax error, a blank document (saving one would remove
+    every rule or tier at a stroke, which is never what a cleared editor means: an explicit ``rules: []`` or
+    ``tiers: []`` still does it), or one that is not a set of fields."""
+    if len(text) > MAX_TEXT:  # refused whole: a document cut at the limit could still read, and be saved cut
+        language = i18n.request_language(request)
+        message = i18n.translate(language, "console.editor.too_long", limit=i18n.grouped(MAX_TEXT, language))
+        return Problem(line=None, field="document", code="document_too_long", message=message)
     problem = syntax_problem(text)
     if problem is not None:
         return problem
@@ -160,7 +164,7 @@ def rules_page(request: Request, saved: int | None = None) -> HTMLResponse:
 @requires("rules.edit")
 async def save_rules(request: Request) -> Response:
     who = current(request)
-    text = str((await request.form()).get("document", ""))[:MAX_TEXT].replace("\r\n", "\n")
+    text = str((await request.form()).get("document", "")).replace("\r\n", "\n")
     db: Database = request.app.state.db
     clock: Clock = request.app.state.clock
     with db.read() as conn:
@@ -223,7 +227,7 @@ def tiers_page(request: Request, saved: int | None = None) -> HTMLResponse:
 @requires("tiers.edit")
 async def save_tiers(request: Request) -> Response:
     who = current(request)
-    text = str((await request.form()).get("document", ""))[:MAX_TEXT].replace("\r\n", "\n")
+    text = str((await request.form()).get("document", "")).replace("\r\n", "\n")
     db: Database = request.app.state.db
     with db.read() as conn:
         policy = tiers.get_policy(conn, program_id=who.program.id)
@@ -295,7 +299,7 @@ async def _create(
 ) -> Response:
     """Check the posted YAML with ``parse`` and save it with ``create``; problems at their line."""
     who = current(request)
-    text = str((await request.form()).get("document", ""))[:MAX_TEXT].replace("\r\n", "\n")
+    text = str((await request.form()).get("document", "")).replace("\r\n", "\n")
     page = {"kind": kind, "section": section, "action": action or f"/console/{kind}", "back": f"/console/{section}"}
     problem = _document_problem(request, text)
     if problem is not None:
