@@ -15,7 +15,7 @@ from pydantic.fields import FieldInfo
 from palier.activity.models import AdjustmentIn
 from palier.members.models import MemberCreate
 from palier.programs.models import ProgramUpdate
-from palier.rewards.models import CouponUse, Localized
+from palier.rewards.models import CouponUse, Localized, LocalizedLong, RewardUpdate
 from palier.staff.models import StaffCreate
 from tests.api.helpers import ApiProgram, reward_body
 from tests.console.conftest import sign_in
@@ -43,7 +43,7 @@ def _max_lengths(items: list[Any]) -> list[int]:
 
 def page_limit(html: str, name: str) -> int | None:
     """The maxlength of the page's text box called ``name``."""
-    tag = re.search(rf'<input[^>]*\bname="{name}"[^>]*>', html)
+    tag = re.search(rf'<(?:input|textarea)[^>]*\bname="{name}"[^>]*>', html)
     assert tag, f"no input {name}"
     found = re.search(r'maxlength="?(\d+)', tag.group(0))
     return int(found.group(1)) if found else None
@@ -64,7 +64,13 @@ def test_every_text_box_takes_what_the_service_takes(
         },
         f"/till/members/{member['id']}": {"order_id": (CouponUse, "order_id")},
         f"/console/members/{member['id']}": {"reason": (AdjustmentIn, "reason")},
-        f"/console/rewards/{reward['id']}": {"title_fr": (Localized, "fr"), "title_en": (Localized, "en")},
+        f"/console/rewards/{reward['id']}": {
+            "title_fr": (Localized, "fr"),
+            "title_en": (Localized, "en"),
+            "description_fr": (LocalizedLong, "fr"),
+            "description_en": (LocalizedLong, "en"),
+            "image_url": (RewardUpdate, "image_url"),
+        },
         "/console/settings": {"name": (ProgramUpdate, "name"), "points_name": (ProgramUpdate, "points_name")},
         "/console/staff": {"display_name": (StaffCreate, "display_name"), "password": (StaffCreate, "password")},
     }

@@ -18,6 +18,7 @@ from palier.rewards import service as rewards
 from palier.rewards.models import RewardUpdate
 from palier.segments import service as segments
 from palier.web import i18n, once, present
+from palier.web.console import reward_form
 from palier.web.console.access import current, own_or_404, requires, staff_router
 from palier.web.console.forms import errors_by_field, whole
 from palier.web.console.search import display_name
@@ -39,12 +40,15 @@ def rewards_page(request: Request) -> HTMLResponse:
             "reward": r,
             "title": i18n.localized(r.title, language),
             "gives": present.reward_gives(r, who.program, language),
+            "min_order": present.money(r.min_order, who.program, language) if r.min_order else None,
         }
         for r in found
     ]
     return render(request, "console/rewards.html", staff=who, section="rewards", rows=rows)
 
 
+_FORM_NAMES = {"title": {"title_fr", "title_en"}, "cost_points": {"cost_points"}, "stock": {"stock"},
+               "starts_at": {"starts_at"}, "ends_at": {"ends_at"}}  # fmt: skip
 REWARD_FIELDS = ("title_fr", "title_en", "cost_points", "stock", "status", "starts_at", "ends_at")
 
 
@@ -79,9 +83,21 @@ def _reward_or_404(request: Request, reward_id: str) -> Any:
 @requires("rewards.edit")
 def reward_page(request: Request, reward_id: str, saved: int | None = None) -> HTMLResponse:
     reward, who = _reward_or_404(request, reward_id), current(request)
+    shown = _shown(reward, who.program.timezone) | reward_form.shown(reward, who.program)
+    return _reward_form(request, who, reward, errors={}, saved=saved, typed=shown)
+
+
+def _reward_form(
+    request: Request, who: Any, reward: Any, *, errors: dict[str, str], saved: int | None, typed: dict[str, Any]
+) -> HTMLResponse:
+    """The reward's form: ``typed`` what it shows (the reward's fields, or what a refused form held)."""
+    db: Database = request.app.state.db
+    with db.read() as conn:
+        choices = reward_form.choices(conn, who.program, i18n.request_language(request), typed)
     return render(
-        request, "console/reward.html", staff=who, section="rewards", reward=reward, errors={},
-        saved=saved, typed=_shown(reward, who.program.timezone),  # or what a refused form held, shown again
+        request, "console/reward.html", status=422 if errors else 200, staff=who, section="rewards", reward=reward,
+        errors=errors, saved=saved, typed=typed, choices=choices, channels=reward_form.CHANNELS,
+        periods=reward_form.PERIODS,
     )  # fmt: skip
 
 
@@ -104,7 +120,10 @@ async def save_reward(request: Request, reward_id: str) -> Response:
         typed = str(form.get(bound, "")).strip()
         if typed != shown[bound]:  # as shown (to the minute): left as set, seconds and all (23:59:59 by the API)
             sent[bound] = _in_program_zone(typed, who.program.timezone)
+    # a field the post does not have (a form of the title alone, from a script) is left as it is, not cleared
+    sent = {name: value for name, value in sent.items() if name not in _FORM_NAMES or _FORM_NAMES[name] & form.keys()}
     try:
+        sent |= reward_form.sent(form, reward, who.program)
         changes = RewardUpdate.model_validate(sent)
         with once.write(request) as conn:
             rewards.update_reward(
@@ -124,18 +143,12 @@ async def save_reward(request: Request, reward_id: str) -> Response:
         errors = {error.field or "form": said}
     else:
         return RedirectResponse(f"/console/rewards/{reward.id}?saved=1", status_code=303)
-    errors = {name.replace(".", "_"): message for name, message in errors.items()}  # title.fr: the title_fr field
-    return render(
-        request,
-        "console/reward.html",
-        status=422,
-        staff=who,
-        section="rewards",
-        reward=reward,
-        errors=errors,
-        saved=None,
-        typed={name: str(form.get(name, "")) for name in REWARD_FIELDS},
-    )
+    errors = {reward_form.field_of(name): message for name, message in errors.items()}  # title.fr: title_fr
+    kept = {name: str(form.get(name, "")) for name in REWARD_FIELDS}
+    return _reward_form(
+        request, who, reward, errors=errors, saved=None,
+        typed=reward_form.shown(reward, who.program) | reward_form.typed(form) | kept,
+    )  # fmt: skip
 
 
 @router.get("/console/segments")

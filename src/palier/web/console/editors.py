@@ -267,6 +267,12 @@ title: {fr: "Bon de 5 €", en: "€5 voucher"}
 amount: 500          # en centimes : 5,00 €
 valid_days: 30       # combien de jours le bon peut servir
 # stock: 100         # à omettre pour un stock illimité
+# description: {fr: "Sur tout le magasin", en: "On the whole shop"}
+# image_url: https://boutique.example/bon.png
+# min_order: 2500    # commande minimum, en centimes : 25,00 €
+# limit_per_member: {count: 1, period: month}   # day, week, month, year ou ever
+# channels: [store, web]                        # à omettre : tous les canaux
+# eligibility: {tiers: [gold], segments: [], plans: []}   # les codes du programme ; à omettre : tous
 """,
     "en": """# A reward of the catalog. Kinds: amount_off, percent_off, free_product, store_credit, gift.
 kind: amount_off
@@ -275,6 +281,12 @@ title: {fr: "Bon de 5 €", en: "€5 voucher"}
 amount: 500          # minor units: 5.00
 valid_days: 30       # how long the coupon can be used
 # stock: 100         # leave out for unlimited
+# description: {fr: "Sur tout le magasin", en: "On the whole shop"}
+# image_url: https://shop.example/voucher.png
+# min_order: 2500    # minimum order, minor units: 25.00
+# limit_per_member: {count: 1, period: month}   # day, week, month, year or ever
+# channels: [store, web]                        # leave out for every channel
+# eligibility: {tiers: [gold], segments: [], plans: []}   # the program's codes; leave out for everyone
 """,
 }
 
