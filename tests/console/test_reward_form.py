@@ -122,6 +122,8 @@ def test_an_unknown_tier_is_refused_at_its_field_in_french_and_the_typed_values_
     assert program.call("GET", f"/v1/rewards/{reward['id']}").json() == reward  # nothing written
     bad_amount = client.post(f"/console/rewards/{reward['id']}", data=_form(token, reward) | {"min_order": "12,5x"})
     assert 'id="min_order-error">Saisissez un montant, par exemple 12,50.</p>' in html.unescape(bad_amount.text)
+    half = client.post(f"/console/rewards/{reward['id']}", data=_form(token, reward) | {"limit_per_member_count": "2"})
+    assert 'id="limit_per_member_period-error">Cette information est obligatoire.</p>' in html.unescape(half.text)
 
 
 def test_the_rewards_list_says_the_minimum_order_of_a_reward_that_has_one(

@@ -77,7 +77,8 @@ def sent(form: Any, reward: Any, program: Program) -> dict[str, Any]:
         out["min_order"] = parse_money(amount, program.currency_exponent, field="min_order") if amount else None
     if changed & {"limit_per_member_count", "limit_per_member_period"}:
         count, period = now["limit_per_member_count"], now["limit_per_member_period"]
-        out["limit_per_member"] = {"count": whole(count), "period": period} if count or period else None
+        limit = {"count": whole(count)} if count else {}  # a half left empty is refused as required, at its box
+        out["limit_per_member"] = limit | ({"period": period} if period else {}) if count or period else None
     if "valid_days" in changed:
         out["valid_days"] = whole(now["valid_days"])
     if "channels" in changed:  # none ticked: every channel, as the API's null
