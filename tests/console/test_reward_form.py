@@ -136,3 +136,5 @@ def test_the_rewards_list_says_the_minimum_order_of_a_reward_that_has_one(
     listed = html.unescape(client.get("/console/rewards").text)
     assert listed.count("dès 25,00\u00a0€ d'achat") == 1
     assert "on orders from €25.00" in html.unescape(client.get("/console/rewards?lang=en").text)
+    voucher = next(r for r in program.call("GET", "/v1/rewards").json() if r["min_order"])
+    assert 'name="min_order" type="text" value="25.00"' in client.get(f"/console/rewards/{voucher['id']}?lang=en").text

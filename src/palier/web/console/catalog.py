@@ -83,7 +83,8 @@ def _reward_or_404(request: Request, reward_id: str) -> Any:
 @requires("rewards.edit")
 def reward_page(request: Request, reward_id: str, saved: int | None = None) -> HTMLResponse:
     reward, who = _reward_or_404(request, reward_id), current(request)
-    shown = _shown(reward, who.program.timezone) | reward_form.shown(reward, who.program)
+    language = i18n.request_language(request)
+    shown = _shown(reward, who.program.timezone) | reward_form.shown(reward, who.program, language)
     return _reward_form(request, who, reward, errors={}, saved=saved, typed=shown)
 
 
@@ -123,7 +124,7 @@ async def save_reward(request: Request, reward_id: str) -> Response:
     # a field the post does not have (a form of the title alone, from a script) is left as it is, not cleared
     sent = {name: value for name, value in sent.items() if name not in _FORM_NAMES or _FORM_NAMES[name] & form.keys()}
     try:
-        sent |= reward_form.sent(form, reward, who.program)
+        sent |= reward_form.sent(form, reward, who.program, i18n.request_language(request))
         changes = RewardUpdate.model_validate(sent)
         with once.write(request) as conn:
             rewards.update_reward(
@@ -147,7 +148,7 @@ async def save_reward(request: Request, reward_id: str) -> Response:
     kept = {name: str(form.get(name, "")) for name in REWARD_FIELDS}
     return _reward_form(
         request, who, reward, errors=errors, saved=None,
-        typed=reward_form.shown(reward, who.program) | reward_form.typed(form) | kept,
+        typed=reward_form.shown(reward, who.program, i18n.request_language(request)) | reward_form.typed(form) | kept,
     )  # fmt: skip
 
 

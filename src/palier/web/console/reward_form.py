@@ -27,24 +27,25 @@ LISTS = ("channels", "eligibility_tiers", "eligibility_segments", "eligibility_p
 AUDIENCE = ("tiers", "segments", "plans")
 
 
-def _amount(units: int | None, program: Program) -> str:
-    """Minor units as the field shows them ("25,00" in French pages, "25.00" in English ones read alike)."""
+def _amount(units: int | None, program: Program, language: str) -> str:
+    """Minor units as the field shows them: "25,00" on a French page, "25.00" on an English one."""
     if units is None:
         return ""
     exponent = program.currency_exponent
     if exponent == 0:
         return str(units)
-    return f"{units // 10**exponent},{units % 10**exponent:0{exponent}d}"
+    mark = "," if language == "fr" else "."
+    return f"{units // 10**exponent}{mark}{units % 10**exponent:0{exponent}d}"
 
 
-def shown(reward: Any, program: Program) -> dict[str, Any]:
+def shown(reward: Any, program: Program, language: str) -> dict[str, Any]:
     """The reward's fields as the form shows them: text fields as strings, checkbox groups as lists."""
     description, limit, audience = reward.description, reward.limit_per_member, reward.eligibility
     return {
         "description_fr": description.fr if description else "",
         "description_en": description.en if description else "",
         "image_url": reward.image_url or "",
-        "min_order": _amount(reward.min_order, program),
+        "min_order": _amount(reward.min_order, program, language),
         "limit_per_member_count": str(limit.count) if limit else "",
         "limit_per_member_period": limit.period if limit else "",
         "valid_days": str(reward.valid_days),
@@ -59,9 +60,10 @@ def typed(form: Any) -> dict[str, Any]:
     return found | {name: [str(v) for v in form.getlist(name)] for name in LISTS if name in listed}
 
 
-def sent(form: Any, reward: Any, program: Program) -> dict[str, Any]:
+def sent(form: Any, reward: Any, program: Program, language: str) -> dict[str, Any]:
     """The ``RewardUpdate`` fields the form changes (``parse_money`` refuses a malformed minimum order)."""
-    before, now = shown(reward, program), {**shown(reward, program), **typed(form)}
+    before = shown(reward, program, language)
+    now = before | typed(form)
     now = {name: value.strip() if isinstance(value, str) else value for name, value in now.items()}
     changed = {
         name for name in before if (set(now[name]) != set(before[name]) if name in LISTS else now[name] != before[name])
