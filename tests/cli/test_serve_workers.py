@@ -17,7 +17,7 @@ import pytest
 
 from palier.cli.workers import spreads_connections
 from palier.db.migrate import upgrade
-from tests.reliability.crash_helpers import free_port, kill_9, run_palier, start_palier
+from tests.reliability.crash_helpers import free_port, kill_9, palier_env, run_palier, start_palier
 
 pytestmark = pytest.mark.skipif(not spreads_connections(), reason="the kernel spreads connections on Linux only")
 
@@ -166,3 +166,49 @@ def test_workers_that_cannot_start_are_given_up_on_and_serve_exits(tmp_path: Pat
     done = subprocess.run([sys.executable, "-c", start], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "Workers keep dying as they start" in done.stdout + done.stderr
+
+
+def create_app_when_let_through():  # type: ignore[no-untyped-def]
+    """The app factory, held until the test creates the file in ``PALIER_TEST_GATE``: a worker still starting
+    (importing, building the app) for as long as the test needs, as on a loaded machine."""
+    gate = Path(os.environ["PALIER_TEST_GATE"])
+    while not gate.exists():
+        time.sleep(0.05)
+    from palier.api.app import create_app
+
+    return create_app()
+
+
+def test_a_request_sent_while_the_workers_start_waits_and_serving_is_said_once_they_answer(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'serve.db'}"
+    upgrade(url)
+    port = free_port()
+    log = tmp_path / "serve.log"
+    gate = tmp_path / "gate"
+    start = (
+        "from palier.cli.workers import run_workers; run_workers(app='tests.cli.test_serve_workers:"
+        f"create_app_when_let_through', host='127.0.0.1', port={port}, workers=2, access_log=True)"
+    )
+    with log.open("ab") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-c", start], env={**palier_env(url), "PALIER_TEST_GATE": str(gate)},
+            cwd=Path(__file__).parents[2], stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    client = None
+    try:
+        _wait_for(lambda: "Serving on" in log.read_text() or len(_sockets(port, "0A")) == 2, "workers starting")
+        # Neither worker has its app yet: saying "Serving on" now would send a load balancer or a script to a
+        # port that refuses them.
+        assert "Serving on" not in log.read_text()
+        client = socket.create_connection(("127.0.0.1", port), timeout=60)
+        client.sendall(b"GET /health HTTP/1.1\r\nHost: palier\r\n\r\n")  # queued, not refused nor closed
+        gate.touch()
+        assert client.recv(4096).startswith(b"HTTP/1.1 200"), log.read_text()
+        _wait_for(lambda: "Serving on http://127.0.0.1" in log.read_text(), "the line saying it serves")
+        assert _healthy(port)
+    finally:
+        if client is not None:
+            client.close()
+        for pid in _workers_of(server.pid):
+            os.kill(pid, signal.SIGKILL)
+        kill_9(server)

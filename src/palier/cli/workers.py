@@ -5,8 +5,14 @@ wake accepts every connection waiting, and a keep-alive connection stays with th
 a proxy's or a till system's pool of 16 connections can land on one worker while the others idle. Here
 each worker binds the port with ``SO_REUSEPORT`` and the kernel spreads new connections evenly over them.
 
-The supervisor binds nothing: it starts the workers, starts a worker again if one dies, and stops them all
-on SIGINT or SIGTERM. A worker whose supervisor is gone (``kill -9``) shuts itself down.
+The supervisor starts the workers, starts a worker again if one dies, and stops them all on SIGINT or
+SIGTERM. A worker whose supervisor is gone (``kill -9``) shuts itself down.
+
+Starting takes seconds (importing, building the app; more on a loaded machine). The supervisor opens the first
+workers' sockets, listening, and hands one to each: a request sent meanwhile waits in a backlog rather than
+being refused, and the supervisor says "Serving on …" only once every worker has its app and answers. A worker
+started in place of a dead one opens its own socket once it answers: until then its siblings take the
+connections.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import sys
 import threading
 import time
 from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event
 from types import FrameType
 
 import uvicorn
@@ -82,18 +89,28 @@ def run_workers(*, app: str, host: str, port: int, workers: int, access_log: boo
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
 
-    def start() -> tuple[BaseProcess, float]:
+    def start(*, first: bool) -> tuple[BaseProcess, float, Event]:
+        ready = context.Event()  # set by the worker once it answers
+        sock = listening_socket(host, port) if first else None
+        if sock is not None:
+            sock.listen(BACKLOG)  # connections wait in its backlog while the worker starts
         process = context.Process(
-            target=serve_one, args=(app, host, port, access_log, os.getpid()), name="palier-api-worker"
+            target=serve_one, args=(app, host, port, access_log, os.getpid(), ready, sock), name="palier-api-worker"
         )
-        process.start()
-        return process, time.monotonic()
+        process.start()  # the worker has its copy of the socket now
+        if sock is not None:
+            sock.close()
+        return process, time.monotonic(), ready
 
-    running = [start() for _ in range(workers)]
-    log.info("Serving on http://%s:%s with %d workers, one socket each (Press CTRL+C to quit)", host, port, workers)
-    failed_starts = 0
+    running = [start(first=True) for _ in range(workers)]
+    log.info("Starting %d workers on http://%s:%s", workers, host, port)
+    failed_starts, said_serving = 0, False
     while not stop.wait(0.5):
-        for n, (process, started) in enumerate(running):
+        if not said_serving and all(ready.is_set() for _, _, ready in running):
+            said_serving = True
+            said = "Serving on http://%s:%s with %d workers, one socket each (Press CTRL+C to quit)"
+            log.info(said, host, port, workers)
+        for n, (process, started, _) in enumerate(running):
             if process.is_alive():
                 continue
             failed_starts = failed_starts + 1 if time.monotonic() - started < QUICK_DEATH else 0
@@ -102,12 +119,12 @@ def run_workers(*, app: str, host: str, port: int, workers: int, access_log: boo
                 stop.set()
                 break
             log.warning("Worker %s exited with %s: starting another", process.pid, process.exitcode)
-            running[n] = start()
-    for process, _ in running:
+            running[n] = start(first=False)
+    for process, _, _ in running:
         if process.is_alive():
             process.terminate()
     deadline = time.monotonic() + STOP_GRACE
-    for process, _ in running:
+    for process, _, _ in running:
         process.join(max(0.0, deadline - time.monotonic()))
         if process.is_alive():
             process.kill()
@@ -116,16 +133,32 @@ def run_workers(*, app: str, host: str, port: int, workers: int, access_log: boo
         raise SystemExit(1)
 
 
-def serve_one(app: str, host: str, port: int, access_log: bool, supervisor: int) -> None:
-    """One worker: its own socket on the shared port, the app, and an eye on its supervisor."""
-    sock = listening_socket(host, port)
+def serve_one(
+    app: str, host: str, port: int, access_log: bool, supervisor: int, ready: Event, sock: socket.socket | None
+) -> None:
+    """One worker: its own socket on the shared port (given, or opened once the app is built), the app, and an
+    eye on its supervisor."""
+    sock = sock or listening_socket(host, port)
     config = uvicorn.Config(
         app, factory=True, host=host, port=port, proxy_headers=True, access_log=access_log,
         log_config=uvicorn_log_config(), backlog=BACKLOG,
     )  # fmt: skip
-    server = uvicorn.Server(config)
+    server = _Worker(config, ready)
     threading.Thread(target=_stop_when_orphaned, args=(server, supervisor), daemon=True).start()
     server.run(sockets=[sock])
+
+
+class _Worker(uvicorn.Server):
+    """uvicorn's server, which tells the supervisor when it answers."""
+
+    def __init__(self, config: uvicorn.Config, ready: Event) -> None:
+        super().__init__(config)
+        self.ready = ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self.ready.set()
 
 
 def _stop_when_orphaned(server: uvicorn.Server, supervisor: int) -> None:
