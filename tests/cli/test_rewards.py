@@ -176,7 +176,7 @@ def test_stock_cannot_go_below_the_coupons_out(cli_db: Database, clock: FrozenCl
     assert re.search(r"3 of 5 left", invoke("rewards", "list", "--program", program.id).output)
     refused = invoke("rewards", "set", reward_id, "--program", program.id, "--stock", "1")
     assert refused.exit_code == 2
-    assert "error stock_below_issued" in refused.output and refused.output.strip().endswith("(stock)")
+    assert "error stock_below_issued" in refused.output and refused.output.strip().endswith("(--stock)")
 
 
 def test_a_stock_set_later_counts_the_coupons_already_out(
@@ -203,10 +203,15 @@ def write(tmp_path: Path, name: str, text: str) -> str:
     [
         (["rewards", "list", "--program", "prg_nope"], "program_not_found", "program_id"),
         (["rewards", "add", "--kind", "amount_off", "--cost", "500", "--title-fr", "Bon", "--title-en", "Voucher"],
-         "amount_required", "amount"),
-        (["rewards", "add", "--kind", "gift", "--cost", "5", "--title-en", "Mug"], "missing_field", "title.fr"),
+         "amount_required", "--amount"),
+        (["rewards", "add", "--kind", "gift", "--cost", "5", "--title-en", "Mug"], "missing_field", "--title-fr"),
         (["rewards", "add", "--kind", "gift", "--cost", "0", "--title-fr", "Tasse", "--title-en", "Mug"],
-         "out_of_range", "cost_points"),
+         "out_of_range", "--cost"),
+        (["rewards", "add", "--kind", "gift", "--cost", "5"], "missing_field", "--title-fr"),
+        (["rewards", "add", "--kind", "gift", "--cost", "5", "--title-fr", "T", "--title-en", "M", "--limit", "0",
+          "--per", "day"], "out_of_range", "--limit"),
+        (["rewards", "add", "--kind", "gift", "--cost", "5", "--title-fr", "T", "--title-en", "M", "--starts-at",
+          "soon"], "invalid_type", "--starts-at"),
         (["rewards", "add", "--kind", "gift", "--cost", "5", "--title-fr", "T", "--title-en", "M", "--limit", "1"],
          "missing_option", "--per"),
         (["rewards", "add", "--file", "{good}", "--cost", "3"], "conflicting_options", "--file"),
@@ -221,7 +226,10 @@ def write(tmp_path: Path, name: str, text: str) -> str:
         (["rewards", "set", "{reward}"], "nothing_to_change", None),
         (["rewards", "set", "{reward}", "--stock", "3", "--unlimited"], "conflicting_options", "--unlimited"),
         (["rewards", "set", "{reward}", "--percent", "10"], "no_such_option", None),
-        (["rewards", "set", "{reward}", "--amount", "10"], "amount_not_applicable", "amount"),
+        (["rewards", "set", "{reward}", "--amount", "10"], "amount_not_applicable", "--amount"),
+        (["rewards", "set", "{reward}", "--cost", "0"], "out_of_range", "--cost"),
+        (["rewards", "set", "{reward}", "--title-en", ""], "invalid_length", "--title-en"),
+        (["rewards", "set", "{reward}", "--valid-days", "0"], "out_of_range", "--valid-days"),
         (["rewards", "archive", "rwd_nope"], "reward_not_found", "reward_id"),
         (["coupons", "show", "ABCDE-FGHJK"], "coupon_code_mistyped", "code"),
         (["coupons", "show", "{unknown_code}"], "coupon_not_found", "code"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,27 @@ def from_validation(error: ValidationError) -> InvalidInput:
     code = validation_code(dict(first))
     message = message.removeprefix(f"{code}: ")
     return InvalidInput(code, message, field=field_path(error_location(first)))
+
+
+@contextmanager
+def naming_options(renamed: Mapping[str, str] | None) -> Iterator[None]:
+    """Say a refusal with the option the user typed, not the API's field name: the fields whose option has
+    another name are in ``renamed`` (``cost_points`` → ``--cost``), the others are the field with dashes
+    (``min_order`` → ``--min-order``). ``None``: the fields came from a file, and are named as they are."""
+    try:
+        yield
+    except ValidationError as error:
+        raise naming_options_of(from_validation(error), renamed) from None
+    except PalierError as error:
+        raise naming_options_of(error, renamed) from None
+
+
+def naming_options_of(error: PalierError, renamed: Mapping[str, str] | None) -> PalierError:
+    if error.field == "body":  # a rule across fields ("an amount_off reward needs amount"): no one option
+        error.field = None
+    elif error.field and renamed is not None:
+        error.field = renamed.get(error.field, f"--{error.field.replace('_', '-')}")
+    return error
 
 
 def _missing_tables(error: Exception) -> bool:

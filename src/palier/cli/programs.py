@@ -16,6 +16,7 @@ from palier.cli.common import (
     console,
     err_console,
     from_validation,
+    naming_options,
     new_app,
     open_database,
     print_error,
@@ -74,7 +75,7 @@ def create(
     if currency not in CURRENCY_EXPONENTS:  # "eu" too: invalid_currency, as the model's pattern would not say
         why = f"{currency!r} is not an ISO 4217 currency code such as EUR, USD or JPY"
         raise InvalidInput("invalid_currency", why, field="--currency")
-    try:
+    with naming_options(_OPTIONS):
         spec = ProgramSettings(
             name=name,
             currency=currency,
@@ -89,11 +90,6 @@ def create(
             points_name=points_name,
             points_name_by_language=_by_language(fr=points_name_fr, en=points_name_en),
         )
-    except ValidationError as error:  # said with the option to change, not the API's field name
-        problem = from_validation(error)
-        field = problem.field or ""
-        option = _OPTIONS.get(field, f"--{field.replace('_', '-')}")
-        raise InvalidInput(problem.code, problem.detail, field=option) from None
     clock = SystemClock()
     with open_database() as db, db.write() as conn:
         program = create_program(conn=conn, clock=clock, settings=spec, actor="cli")

@@ -9,11 +9,10 @@ from typing import Any
 
 import typer
 import yaml
-from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from palier.cli.common import console, from_validation, new_app, open_database, read_text, table_columns
+from palier.cli.common import console, naming_options, new_app, open_database, read_text, table_columns
 from palier.clock import SystemClock
 from palier.errors import InvalidInput
 from palier.programs.models import Program
@@ -24,6 +23,17 @@ from palier.rewards.service import create_reward, describe_reward, get_reward, l
 app = new_app("The reward catalog: list, add, change, archive.")
 ACTOR = "cli"
 PROGRAM = typer.Option(..., "--program", help="The program's id (prg_…).")
+OPTIONS = {  # the fields of a reward whose option has another name (the others: min_order is --min-order)
+    "cost_points": "--cost",
+    "title": "--title-fr",
+    "title.fr": "--title-fr",
+    "title.en": "--title-en",
+    "description.fr": "--description-fr",
+    "description.en": "--description-en",
+    "channels": "--channel",
+    "limit_per_member.count": "--limit",
+    "limit_per_member.period": "--per",
+}
 
 
 class Kind(StrEnum):
@@ -139,16 +149,12 @@ def add(
             f"Give the reward in --file or in options, not both (also given: {shown}).",
             field="--file",
         )
-    try:
+    with naming_options(OPTIONS if file is None else None):  # a file's fields are the API's: named as they are
         data = RewardIn.model_validate(read_reward_file(file) if file is not None else given)
-    except ValidationError as error:
-        problem = from_validation(error)
-        if problem.field == "body":  # a rule across fields ("an amount_off reward needs amount"): no one option
-            problem.field = None
-        raise problem from None
     with open_database() as db, db.write() as conn:
         found = get_program(conn=conn, program_id=program)
-        reward = create_reward(conn=conn, clock=SystemClock(), program=found, data=data, actor=ACTOR)
+        with naming_options(OPTIONS if file is None else None):
+            reward = create_reward(conn=conn, clock=SystemClock(), program=found, data=data, actor=ACTOR)
     console.print(f"Reward [bold]{escape(reward.title.en)}[/bold] added: [bold cyan]{reward.id}[/bold cyan]")
     console.print(reward_table(reward, found))
 
@@ -196,10 +202,11 @@ def set_command(
             sent["channels"] = None
         if not sent:
             raise InvalidInput("nothing_to_change", "Give at least one field to change (see --help).", field=None)
-        changes = RewardUpdate.model_validate(sent)
-        after = update_reward(
-            conn=conn, clock=SystemClock(), program=found, reward_id=reward_id, changes=changes, actor=ACTOR
-        )
+        with naming_options(OPTIONS):
+            changes = RewardUpdate.model_validate(sent)
+            after = update_reward(
+                conn=conn, clock=SystemClock(), program=found, reward_id=reward_id, changes=changes, actor=ACTOR
+            )
     old, new = before.model_dump(mode="json"), after.model_dump(mode="json")
     changed = [name for name in changes.changes() if old[name] != new[name]]  # --no-end on no end changes nothing
     if not changed:
