@@ -122,6 +122,7 @@ def test_health_and_the_api_answer_503_while_the_database_is_down_then_recover(
             _cut(cutter)
             with caplog.at_level(logging.WARNING, logger="palier.api"):
                 down = client.get("/health")
+                monitor = client.head("/health")  # an uptime monitor's HEAD: down too, said the same way
                 read = client.get("/v1/program", headers=key)
                 page = client.get("/how-it-works/prg_anything?lang=en")  # a person's page: an HTML page
             for answer in (down, read):
@@ -129,20 +130,31 @@ def test_health_and_the_api_answer_503_while_the_database_is_down_then_recover(
                 assert answer.headers["content-type"] == "application/problem+json"
                 assert answer.json()["code"] == "database_unavailable"
                 assert int(answer.headers["Retry-After"]) >= 1
+            assert monitor.status_code == 503 and monitor.headers["Retry-After"] == down.headers["Retry-After"]
             assert page.status_code == 503 and page.headers["content-type"].startswith("text/html")
             assert "The service is unavailable for a moment." in page.text and page.headers["Retry-After"]
             said = [r for r in caplog.records if r.name == "palier.api"]
             assert [r.getMessage().split(":")[0] for r in said] == [
                 "database unavailable on GET /health",
+                "database unavailable on HEAD /health",
                 "database unavailable on GET /v1/program",
                 "database unavailable on GET /how-it-works/prg_anything",
             ]
             assert all(r.exc_info is None and "\n" not in r.getMessage() for r in said)
             _restore(cutter)
             assert client.get("/health").status_code == 200
+            assert client.head("/health").status_code == 200
             assert client.get("/v1/program", headers=key).json()["code"] == "invalid_api_key"  # the database answered
     finally:
         db.dispose()
+
+
+def test_health_answers_head_as_it_answers_get_without_a_body(client: TestClient) -> None:
+    """Uptime monitors often check with ``HEAD /health``: the same status and headers as GET, no body."""
+    got, head = client.get("/health"), client.head("/health")
+    assert head.status_code == 200, head.text
+    assert head.content == b"" and head.headers["content-type"] == got.headers["content-type"]
+    assert list(client.get("/openapi.json").json()["paths"]["/health"]) == ["get"]  # documented once, as GET
 
 
 def test_the_relay_is_a_real_cut() -> None:
