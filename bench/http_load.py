@@ -43,8 +43,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 import common
 from http_client import LoadResult, run_in_process
 from palier.clock import SystemClock
@@ -178,11 +176,9 @@ def serving(url: str, workers: int, port: int, log: Path) -> Iterator[subprocess
         while True:
             if server.poll() is not None:
                 raise RuntimeError(f"palier serve exited ({server.returncode}): {log.read_text()[-2000:]}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    # every worker up: uvicorn starts them together, give the slower one a moment
-                    time.sleep(1.0)
-                    break
+            said = log.read_text()  # once every worker answers (cli/workers.py; uvicorn's line for one worker)
+            if "Serving on http://" in said or "Uvicorn running on http://" in said:
+                break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"palier serve did not answer: {log.read_text()[-2000:]}")
             time.sleep(0.2)
