@@ -519,3 +519,72 @@ def test_the_audit_trail_keeps_where_a_webhook_pointed_not_what_authenticated_it
     removed, third, second, first = (entry["details"] for entry in entries)
     assert first["url"] == second["url"] == third["url"] == "https://hooks.shop.example:8443/…"
     assert first["address"] == second["address"] != third["address"] == removed["address"]
+
+
+@pytest.mark.parametrize("retry", [False, True], ids=["first try", "retry"])
+def test_a_batch_failing_at_the_old_address_after_the_webhook_moved_goes_to_the_new_one_at_once(
+    db: Database, client: TestClient, new_program: Callable[..., ApiProgram], receiver: Receiver, retry: bool
+) -> None:
+    """The merchant replaces a webhook while a batch is on its way to the old address, which then fails: that
+    failure says nothing about the new address, so the events go there at the next run (not after the old
+    address's backoff, up to 6 hours), and the old address's error is not shown as the new one's."""
+    program, clock = new_program(), _clock(client)
+    program.call("PUT", "/v1/webhook", json={"url": receiver.url})
+    emit(db, clock, program, "tier_upgraded", "segment_left")
+    tries = 8 if retry else 0  # a retry: the old address has failed for a while, its retries are hours apart
+    receiver.statuses = [503] * tries
+    for _ in range(tries):
+        assert webhooks.deliver(db, clock, program_id=program.id).failures == 1
+        clock.advance(hours=6)
+    receiver.statuses = [503]
+    moved = threading.Event()
+
+    def move_while_in_flight() -> None:
+        while len(receiver.received) <= tries:
+            time.sleep(0.01)
+        assert program.call("PUT", "/v1/webhook", json={"url": receiver.url + "/v2"}).status_code == 200
+        moved.set()
+
+    receiver.answer_after = moved  # the old address answers 503 once the webhook has moved
+    mover = threading.Thread(target=move_while_in_flight)
+    mover.start()
+    run = webhooks.deliver(db, clock, program_id=program.id)
+    mover.join()
+    assert moved.is_set() and (run.events, run.failures) == (0, 1)
+    receiver.answer_after = None
+    hook = program.call("GET", "/v1/webhook").json()
+    assert (hook["url"], hook["waiting"], hook["retrying"], hook["last_error"]) == (receiver.url + "/v2", 2, 0, None)
+    run = webhooks.deliver(db, clock, program_id=program.id)  # at once, the clock has not moved
+    assert (run.events, run.failures) == (2, 0)
+    assert [e["type"] for e in receiver.events()[-2:]] == ["tier_upgraded", "segment_left"]
+
+
+def test_a_failure_after_the_same_address_was_saved_again_waits_30_seconds_not_the_old_backoff(
+    db: Database, client: TestClient, new_program: Callable[..., ApiProgram], receiver: Receiver
+) -> None:
+    """Saving the webhook again starts its retries afresh, a batch then on its way included: if that try fails,
+    the next one is 30 s later, not the 6 hours the address's run of failures had reached."""
+    program, clock = new_program(), _clock(client)
+    program.call("PUT", "/v1/webhook", json={"url": receiver.url})
+    emit(db, clock, program, "tier_upgraded")
+    receiver.statuses = [503] * 9
+    for _ in range(8):
+        assert webhooks.deliver(db, clock, program_id=program.id).failures == 1
+        clock.advance(hours=6)
+    saved = threading.Event()
+
+    def save_while_in_flight() -> None:
+        while len(receiver.received) < 9:
+            time.sleep(0.01)
+        assert program.call("PUT", "/v1/webhook", json={"url": receiver.url}).status_code == 200
+        saved.set()
+
+    receiver.answer_after = saved
+    saver = threading.Thread(target=save_while_in_flight)
+    saver.start()
+    assert webhooks.deliver(db, clock, program_id=program.id).failures == 1
+    saver.join()
+    receiver.answer_after = None
+    assert program.call("GET", "/v1/webhook").json()["retrying"] == 1
+    clock.advance(seconds=30)
+    assert webhooks.deliver(db, clock, program_id=program.id).events == 1

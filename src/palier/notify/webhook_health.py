@@ -25,11 +25,12 @@ GONE = 410
 DisabledReason = Literal["gone", "failing"]
 
 
-def record_success(conn: Connection, *, program_id: str) -> None:
-    """A 2xx: the webhook is no longer failing."""
+def record_success(conn: Connection, *, program_id: str, url: str) -> None:
+    """A 2xx from ``url``: the webhook is no longer failing (if it is still at ``url``: a 2xx from an address
+    replaced since says nothing of the new one)."""
     conn.execute(
         update(webhooks)
-        .where(webhooks.c.program_id == program_id, webhooks.c.failing_since.is_not(None))
+        .where(webhooks.c.program_id == program_id, webhooks.c.url == url, webhooks.c.failing_since.is_not(None))
         .values(failing_since=None)
     )
 

@@ -15,7 +15,8 @@ Delivery is at least once: a receiver dedupes by event id. A receiver that answe
 for three days, has its webhook disabled until it is saved again (:mod:`palier.notify.webhook_health`).
 
 Before sending, a batch is claimed (its next try set a lease ahead, in a transaction that skips rows another
-sender has locked), so two workers do not send the same events.
+sender has locked), so two workers do not send the same events; saving the webhook makes a failed batch due at
+once, one on its way included, which another worker may then send to the new address too (at least once).
 """
 
 from __future__ import annotations
@@ -202,8 +203,9 @@ def set_webhook(
             )
         )
     # events that failed are tried at the new address at once, not after the backoff the old one earned, and
-    # their retries start afresh (a failure now waits 30 s, not 6 h); a batch in flight for the first time keeps
-    # its claim; the old address's error is not shown for it
+    # their retries start afresh (a failure now waits 30 s, not 6 h); the old address's error is not shown for
+    # them. A batch in flight for the first time keeps its claim (a failure at the old address then makes it due
+    # at once, see _settle); a retry in flight cannot be told from a backoff here, and is made due too
     conn.execute(
         update(outbox_events)
         .where(
@@ -349,18 +351,35 @@ def send_test(hook: Webhook, clock: Clock, *, public_only: bool = False) -> Webh
 
 
 def _settle(
-    db: Database, clock: Clock, target: Any, rows: list[dict[str, Any]], status: int | None, error: str | None
+    db: Database,
+    clock: Clock,
+    target: Any,
+    rows: list[dict[str, Any]],
+    lease: datetime,
+    status: int | None,
+    error: str | None,
 ) -> DisabledReason | None:
-    """Mark the batch delivered, or failed and due again later; the reason if the failure disabled the webhook."""
+    """Mark the batch delivered, or failed and due again later; the reason if the failure disabled the webhook.
+    ``lease``: what its claim set ``next_attempt_at`` to."""
     now = clock.now()
     ids = [r["id"] for r in rows]
     waiting = outbox_events.c.id.in_(ids), outbox_events.c.delivered_at.is_(None)
     with db.write() as conn:
         if error is None:
             conn.execute(update(outbox_events).where(*waiting).values(delivered_at=now, last_error=None))
-            webhook_health.record_success(conn, program_id=target.program_id)
+            webhook_health.record_success(conn, program_id=target.program_id, url=target.url)
             return None
-        attempts = max(r["attempts"] for r in rows) + 1
+        url = conn.execute(select(webhooks.c.url).where(webhooks.c.program_id == target.program_id)).scalar()
+        if url != target.url:
+            # the webhook was replaced (or removed) while the batch was on its way: the old address's failure
+            # says nothing of the new one, which gets the events at once. Those the save already made due (a
+            # retry's) are left as it left them: another sender may have claimed them since.
+            free = update(outbox_events).where(*waiting, outbox_events.c.next_attempt_at == lease)
+            conn.execute(free.values(next_attempt_at=None))
+            return None
+        # counted from what the rows hold now: saving the webhook meanwhile started their retries afresh
+        tried = select(outbox_events.c.attempts).where(*waiting).with_for_update()
+        attempts = max(conn.execute(tried).scalars(), default=0) + 1
         conn.execute(
             update(outbox_events)
             .where(*waiting)
@@ -406,13 +425,13 @@ def deliver(
         return run
     with webhook_http.client() as client:
         for target in targets:
-            while rows := _claim(db, target.program_id, clock.now(), batch_size):
+            while rows := _claim(db, target.program_id, claimed_at := clock.now(), batch_size):
                 run.requests += 1
                 body = _body(rows)
                 status, error = webhook_http.post(
                     client, target.url, target.secret, body, clock, public_only=public_only
                 )
-                disabled = _settle(db, clock, target, rows, status, error)
+                disabled = _settle(db, clock, target, rows, claimed_at + LEASE, status, error)
                 if error is not None:
                     run.failures += 1
                     run.errors.append(f"{target.program_id}: {error}")
