@@ -7,6 +7,7 @@ a retry is due.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -519,6 +520,27 @@ def test_the_audit_trail_keeps_where_a_webhook_pointed_not_what_authenticated_it
     removed, third, second, first = (entry["details"] for entry in entries)
     assert first["url"] == second["url"] == third["url"] == "https://hooks.shop.example:8443/…"
     assert first["address"] == second["address"] != third["address"] == removed["address"]
+
+
+def test_one_programs_backlog_does_not_hold_back_another_programs_events(
+    db: Database, client: TestClient, new_program: Callable[..., ApiProgram], receiver: Receiver
+) -> None:
+    """A merchant with a large backlog (here: three batches) gets one request per round, in turn with every other
+    program: another merchant's single event goes in the first round, not once the whole backlog is through."""
+    busy, quiet, clock = new_program(), new_program(), _clock(client)
+    for program in (busy, quiet):
+        program.call("PUT", "/v1/webhook", json={"url": receiver.url})
+    emit(db, clock, busy, *["segment_entered"] * 6)
+    emit(db, clock, quiet, "tier_upgraded")
+    busy_ids = {event["id"] for event in busy.call("GET", "/v1/outbox").json()["items"]}
+    run = webhooks.deliver(db, clock, program_ids=[busy.id, quiet.id], batch_size=2)
+    assert (run.events, run.requests, run.failures) == (7, 4, 0)
+    requests = [json.loads(body)["events"] for _, body in receiver.received]
+    sent_for = ["busy" if events[0]["id"] in busy_ids else "quiet" for events in requests]
+    assert sorted(sent_for) == ["busy", "busy", "busy", "quiet"]
+    assert sent_for.index("quiet") <= 1  # in the first round, whichever of the two went first
+    busy_order = [event["payload"]["n"] for events in requests for event in events if event["id"] in busy_ids]
+    assert busy_order == [0, 1, 2, 3, 4, 5]  # each program's events still oldest first
 
 
 @pytest.mark.parametrize("retry", [False, True], ids=["first try", "retry"])

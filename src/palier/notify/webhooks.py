@@ -2,7 +2,8 @@
 
 A program has at most one webhook: an https URL (http only to this machine, for development) and a secret.
 ``deliver`` (run by ``palier worker`` every few seconds, or ``palier jobs run webhooks``) takes each program's
-events not yet delivered, oldest first, up to ``BATCH`` at a time, and POSTs them as one JSON body::
+events not yet delivered, oldest first, up to ``BATCH`` at a time, and POSTs them as one JSON body (programs take
+turns, a batch each per round, so one program's backlog or slow receiver does not hold the others back)::
 
     {"events": [{"id": "obx_…", "type": "points_expiring", "subject_id": "mem_…", "payload": {…},
                  "created_at": "…"}, …]}
@@ -26,6 +27,7 @@ import hmac
 import json
 import secrets
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -400,18 +402,8 @@ def _settle(
         )
 
 
-def deliver(
-    db: Database,
-    clock: Clock,
-    *,
-    program_id: str | None = None,
-    batch_size: int = BATCH,
-    public_only: bool = False,
-) -> DeliveryRun:
-    """Push every program's due events to its webhook (``program_id``: that program's only). A program whose
-    receiver fails is left until its next try (or disabled, :mod:`~palier.notify.webhook_health`); the others
-    go on. A disabled webhook is skipped. ``public_only``: only to addresses on the public internet."""
-    run = DeliveryRun()
+def _targets(db: Database, program_id: str | None, program_ids: Collection[str] | None) -> list[Any]:
+    """The enabled webhooks (``program_id``, ``program_ids``: only that program's, or those programs')."""
     query = (
         select(webhooks.c.program_id, webhooks.c.url, webhooks.c.secret)
         .where(webhooks.c.disabled_at.is_(None))
@@ -419,24 +411,51 @@ def deliver(
     )
     if program_id is not None:
         query = query.where(webhooks.c.program_id == program_id)
+    if program_ids is not None:
+        query = query.where(webhooks.c.program_id.in_(list(program_ids)))
     with db.read() as conn:
-        targets = conn.execute(query).all()
-    if not targets:
-        return run
+        return list(conn.execute(query).all())
+
+
+def deliver(
+    db: Database,
+    clock: Clock,
+    *,
+    program_id: str | None = None,
+    program_ids: Collection[str] | None = None,
+    batch_size: int = BATCH,
+    public_only: bool = False,
+) -> DeliveryRun:
+    """Push every program's due events to its webhook (``program_id``, ``program_ids``: only that program's, or
+    those programs'), in rounds: each round sends one batch to every program with events due, in turn, so one
+    program's backlog or slow receiver holds another's events back by one request per round at most. A program
+    whose receiver fails is left until its next try (or disabled, :mod:`~palier.notify.webhook_health`); the
+    others go on. A disabled webhook is skipped. ``public_only``: only to addresses on the public internet."""
+    run = DeliveryRun()
+    failed: set[str] = set()  # their receiver failed in this run: their events wait for their next try
     with webhook_http.client() as client:
-        for target in targets:
-            while rows := _claim(db, target.program_id, claimed_at := clock.now(), batch_size):
+        while True:
+            sent = False
+            # read again each round: a webhook saved, removed or disabled meanwhile, a program's first event
+            for target in _targets(db, program_id, program_ids):
+                if target.program_id in failed:
+                    continue
+                claimed_at = clock.now()
+                if not (rows := _claim(db, target.program_id, claimed_at, batch_size)):
+                    continue
+                sent = True
                 run.requests += 1
-                body = _body(rows)
                 status, error = webhook_http.post(
-                    client, target.url, target.secret, body, clock, public_only=public_only
+                    client, target.url, target.secret, _body(rows), clock, public_only=public_only
                 )
                 disabled = _settle(db, clock, target, rows, claimed_at + LEASE, status, error)
-                if error is not None:
-                    run.failures += 1
-                    run.errors.append(f"{target.program_id}: {error}")
-                    if disabled is not None:
-                        run.disabled.append(target.program_id)
-                    break  # this receiver is down: its events wait for their next try
-                run.events += len(rows)
-    return run
+                if error is None:
+                    run.events += len(rows)
+                    continue
+                failed.add(target.program_id)
+                run.failures += 1
+                run.errors.append(f"{target.program_id}: {error}")
+                if disabled is not None:
+                    run.disabled.append(target.program_id)
+            if not sent:
+                return run
