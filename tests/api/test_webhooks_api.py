@@ -610,3 +610,30 @@ def test_a_failure_after_the_same_address_was_saved_again_waits_30_seconds_not_t
     assert program.call("GET", "/v1/webhook").json()["retrying"] == 1
     clock.advance(seconds=30)
     assert webhooks.deliver(db, clock, program_id=program.id).events == 1
+
+
+def test_a_stopping_worker_settles_the_request_in_flight_and_leaves_the_backlog_for_later(
+    db: Database, client: TestClient, new_program: Callable[..., ApiProgram], receiver: Receiver
+) -> None:
+    """SIGTERM while a merchant's backlog goes out: the worker stops once the batch in flight is settled (as its
+    help promises), not after the whole backlog; what it did not send waits, nothing is lost or sent twice."""
+    program, clock = new_program(), _clock(client)
+    program.call("PUT", "/v1/webhook", json={"url": receiver.url})
+    emit(db, clock, program, *["segment_entered"] * 6)
+    stop = threading.Event()
+
+    def stop_while_in_flight() -> None:
+        while not receiver.received:
+            time.sleep(0.01)
+        stop.set()
+
+    receiver.answer_after = stop
+    stopper = threading.Thread(target=stop_while_in_flight)
+    stopper.start()
+    run = webhooks.deliver(db, clock, program_id=program.id, batch_size=2, stop=stop)
+    stopper.join()
+    assert (run.events, run.requests, run.failures) == (2, 1, 0)
+    assert program.call("GET", "/v1/webhook").json()["waiting"] == 4
+    assert webhooks.deliver(db, clock, program_id=program.id, batch_size=2).events == 4
+    ids = [event["id"] for event in receiver.events()]
+    assert len(ids) == len(set(ids)) == 6

@@ -329,7 +329,10 @@ def _push(db: Database, clock: Clock, stop: threading.Event, *, interval: float,
     while True:
         ran = True
         try:
-            pushed = webhooks.deliver(db, clock, public_only=public_only)
+            # a worker asked to stop returns once the request in flight is settled, not after every backlog;
+            # --once comes here with stop already set, and goes to the end
+            halt = None if stop.is_set() else stop
+            pushed = webhooks.deliver(db, clock, public_only=public_only, stop=halt)
         except Exception as failure:  # a failed run is logged and retried at the next interval
             _failed("webhooks", failure)
             ran = False

@@ -26,6 +26,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -425,12 +426,14 @@ def deliver(
     program_ids: Collection[str] | None = None,
     batch_size: int = BATCH,
     public_only: bool = False,
+    stop: threading.Event | None = None,
 ) -> DeliveryRun:
     """Push every program's due events to its webhook (``program_id``, ``program_ids``: only that program's, or
     those programs'), in rounds: each round sends one batch to every program with events due, in turn, so one
     program's backlog or slow receiver holds another's events back by one request per round at most. A program
     whose receiver fails is left until its next try (or disabled, :mod:`~palier.notify.webhook_health`); the
-    others go on. A disabled webhook is skipped. ``public_only``: only to addresses on the public internet."""
+    others go on. A disabled webhook is skipped. ``public_only``: only to addresses on the public internet.
+    ``stop``: once set, the run returns when the request in flight is settled (a stopping worker)."""
     run = DeliveryRun()
     failed: set[str] = set()  # their receiver failed in this run: their events wait for their next try
     with webhook_http.client() as client:
@@ -438,6 +441,8 @@ def deliver(
             sent = False
             # read again each round: a webhook saved, removed or disabled meanwhile, a program's first event
             for target in _targets(db, program_id, program_ids):
+                if stop is not None and stop.is_set():
+                    return run
                 if target.program_id in failed:
                     continue
                 claimed_at = clock.now()
