@@ -277,11 +277,16 @@ class DeliveryRun:
 def _claim(db: Database, program_id: str, now: datetime, batch_size: int) -> list[dict[str, Any]]:
     """The program's next due events, oldest first, leased to this sender."""
     due = or_(outbox_events.c.next_attempt_at.is_(None), outbox_events.c.next_attempt_at <= now)
+    waiting = outbox_events.c.program_id == program_id, outbox_events.c.delivered_at.is_(None), due
+    # a read first: each round of a run looks at every webhook, and most have nothing due (no write lock for them)
+    with db.read_one() as conn:
+        if conn.execute(select(outbox_events.c.id).where(*waiting).limit(1)).first() is None:
+            return []
     with db.write() as conn:
         rows = (
             conn.execute(
                 select(outbox_events)
-                .where(outbox_events.c.program_id == program_id, outbox_events.c.delivered_at.is_(None), due)
+                .where(*waiting)
                 .order_by(outbox_events.c.id)
                 .limit(batch_size)
                 .with_for_update(skip_locked=True)
