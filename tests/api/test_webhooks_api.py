@@ -637,3 +637,34 @@ def test_a_stopping_worker_settles_the_request_in_flight_and_leaves_the_backlog_
     assert webhooks.deliver(db, clock, program_id=program.id, batch_size=2).events == 4
     ids = [event["id"] for event in receiver.events()]
     assert len(ids) == len(set(ids)) == 6
+
+
+def test_a_batch_refused_for_the_secret_rotated_meanwhile_is_signed_again_at_once(
+    db: Database, client: TestClient, new_program: Callable[..., ApiProgram], receiver: Receiver
+) -> None:
+    """The merchant rotates the secret while a batch signed with the old one is on its way, and the receiver,
+    already checking with the new one, answers 401: the events go again at once, signed with the new secret."""
+    program, clock = new_program(), _clock(client)
+    program.call("PUT", "/v1/webhook", json={"url": receiver.url})
+    emit(db, clock, program, "tier_upgraded")
+    receiver.statuses = [401]
+    rotated = threading.Event()
+    secrets: list[str] = []
+
+    def rotate_while_in_flight() -> None:
+        while not receiver.received:
+            time.sleep(0.01)
+        saved = program.call("PUT", "/v1/webhook", json={"url": receiver.url, "new_secret": True})
+        secrets.append(saved.json()["secret"])
+        rotated.set()
+
+    receiver.answer_after = rotated
+    rotator = threading.Thread(target=rotate_while_in_flight)
+    rotator.start()
+    assert webhooks.deliver(db, clock, program_id=program.id).failures == 1
+    rotator.join()
+    receiver.answer_after = None
+    assert program.call("GET", "/v1/webhook").json()["last_error"] is None
+    assert webhooks.deliver(db, clock, program_id=program.id).events == 1  # at once, the clock has not moved
+    headers, body = receiver.received[-1]
+    assert webhooks.verify(secrets[0], headers["Palier-Signature"], body, now=clock.now().timestamp())

@@ -377,11 +377,12 @@ def _settle(
             conn.execute(update(outbox_events).where(*waiting).values(delivered_at=now, last_error=None))
             webhook_health.record_success(conn, program_id=target.program_id, url=target.url)
             return None
-        url = conn.execute(select(webhooks.c.url).where(webhooks.c.program_id == target.program_id)).scalar()
-        if url != target.url:
-            # the webhook was replaced (or removed) while the batch was on its way: the old address's failure
-            # says nothing of the new one, which gets the events at once. Those the save already made due (a
-            # retry's) are left as it left them: another sender may have claimed them since.
+        saved = select(webhooks.c.url, webhooks.c.secret).where(webhooks.c.program_id == target.program_id)
+        if conn.execute(saved).first() != (target.url, target.secret):
+            # the webhook was replaced, its secret rotated (or it was removed) while the batch was on its way: the
+            # old address's failure (or a receiver refusing the old signature) says nothing of the new webhook,
+            # which gets the events at once. Those the save already made due (a retry's) are left as it left
+            # them: another sender may have claimed them since.
             free = update(outbox_events).where(*waiting, outbox_events.c.next_attempt_at == lease)
             conn.execute(free.values(next_attempt_at=None))
             return None
