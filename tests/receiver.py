@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -31,6 +32,37 @@ class Receiver:
     def events(self) -> list[dict[str, Any]]:
         with self.lock:
             return [event for _, body in self.received for event in json.loads(body)["events"]]
+
+    @contextmanager
+    def holding(self, change: Callable[[], object], *, request: int = 1) -> Iterator[threading.Event]:
+        """What happens while a delivery is on its way: once the ``request``-th request has arrived, ``change``
+        runs (in a thread of its own) and only then is that request answered. Yields the event set when
+        ``change`` is done. A failure of ``change`` (an assertion on its answer) fails the test, as does a request
+        that never comes (within 30 s): neither is lost in the thread."""
+        done, failures = threading.Event(), []
+
+        def run() -> None:
+            try:
+                deadline = time.monotonic() + 30
+                while len(self.received) < request:
+                    assert time.monotonic() < deadline, f"request {request} never reached the receiver"
+                    time.sleep(0.01)
+                change()
+            except BaseException as failure:  # re-raised below, in the test's own thread
+                failures.append(failure)
+            finally:
+                done.set()
+
+        self.answer_after = done
+        thread = threading.Thread(target=run)
+        thread.start()
+        try:
+            yield done
+        finally:
+            thread.join()
+            self.answer_after = None
+        if failures:
+            raise failures[0]
 
 
 @pytest.fixture

@@ -323,19 +323,12 @@ def test_a_410_from_an_address_replaced_meanwhile_does_not_disable_the_new_one(
     program.call("PUT", "/v1/webhook", json={"url": receiver.url})
     emit(db, clock, program, "segment_entered")
     receiver.statuses = [410]
-    moved = threading.Event()
 
-    def move_while_in_flight() -> None:
-        while not receiver.received:
-            time.sleep(0.01)
-        program.call("PUT", "/v1/webhook", json={"url": receiver.url + "/v2"})
-        moved.set()
+    def move() -> None:
+        assert program.call("PUT", "/v1/webhook", json={"url": receiver.url + "/v2"}).status_code == 200
 
-    receiver.answer_after = moved  # the answer comes once the webhook has moved, however long that takes
-    mover = threading.Thread(target=move_while_in_flight)
-    mover.start()
-    run = webhooks.deliver(db, clock, program_id=program.id)
-    mover.join()
+    with receiver.holding(move) as moved:  # the answer comes once the webhook has moved, however long that takes
+        run = webhooks.deliver(db, clock, program_id=program.id)
     assert moved.is_set() and run.failures == 1 and run.disabled == []
     assert program.call("GET", "/v1/webhook").json()["disabled_at"] is None
 
@@ -559,21 +552,13 @@ def test_a_batch_failing_at_the_old_address_after_the_webhook_moved_goes_to_the_
         assert webhooks.deliver(db, clock, program_id=program.id).failures == 1
         clock.advance(hours=6)
     receiver.statuses = [503]
-    moved = threading.Event()
 
-    def move_while_in_flight() -> None:
-        while len(receiver.received) <= tries:
-            time.sleep(0.01)
+    def move() -> None:
         assert program.call("PUT", "/v1/webhook", json={"url": receiver.url + "/v2"}).status_code == 200
-        moved.set()
 
-    receiver.answer_after = moved  # the old address answers 503 once the webhook has moved
-    mover = threading.Thread(target=move_while_in_flight)
-    mover.start()
-    run = webhooks.deliver(db, clock, program_id=program.id)
-    mover.join()
+    with receiver.holding(move, request=tries + 1) as moved:  # the old address answers 503 once it has moved
+        run = webhooks.deliver(db, clock, program_id=program.id)
     assert moved.is_set() and (run.events, run.failures) == (0, 1)
-    receiver.answer_after = None
     hook = program.call("GET", "/v1/webhook").json()
     assert (hook["url"], hook["waiting"], hook["retrying"], hook["last_error"]) == (receiver.url + "/v2", 2, 0, None)
     run = webhooks.deliver(db, clock, program_id=program.id)  # at once, the clock has not moved
@@ -593,20 +578,12 @@ def test_a_failure_after_the_same_address_was_saved_again_waits_30_seconds_not_t
     for _ in range(8):
         assert webhooks.deliver(db, clock, program_id=program.id).failures == 1
         clock.advance(hours=6)
-    saved = threading.Event()
 
-    def save_while_in_flight() -> None:
-        while len(receiver.received) < 9:
-            time.sleep(0.01)
+    def save() -> None:
         assert program.call("PUT", "/v1/webhook", json={"url": receiver.url}).status_code == 200
-        saved.set()
 
-    receiver.answer_after = saved
-    saver = threading.Thread(target=save_while_in_flight)
-    saver.start()
-    assert webhooks.deliver(db, clock, program_id=program.id).failures == 1
-    saver.join()
-    receiver.answer_after = None
+    with receiver.holding(save, request=9):
+        assert webhooks.deliver(db, clock, program_id=program.id).failures == 1
     assert program.call("GET", "/v1/webhook").json()["retrying"] == 1
     clock.advance(seconds=30)
     assert webhooks.deliver(db, clock, program_id=program.id).events == 1
@@ -621,17 +598,8 @@ def test_a_stopping_worker_settles_the_request_in_flight_and_leaves_the_backlog_
     program.call("PUT", "/v1/webhook", json={"url": receiver.url})
     emit(db, clock, program, *["segment_entered"] * 6)
     stop = threading.Event()
-
-    def stop_while_in_flight() -> None:
-        while not receiver.received:
-            time.sleep(0.01)
-        stop.set()
-
-    receiver.answer_after = stop
-    stopper = threading.Thread(target=stop_while_in_flight)
-    stopper.start()
-    run = webhooks.deliver(db, clock, program_id=program.id, batch_size=2, stop=stop)
-    stopper.join()
+    with receiver.holding(stop.set):
+        run = webhooks.deliver(db, clock, program_id=program.id, batch_size=2, stop=stop)
     assert (run.events, run.requests, run.failures) == (2, 1, 0)
     assert program.call("GET", "/v1/webhook").json()["waiting"] == 4
     assert webhooks.deliver(db, clock, program_id=program.id, batch_size=2).events == 4
@@ -648,22 +616,15 @@ def test_a_batch_refused_for_the_secret_rotated_meanwhile_is_signed_again_at_onc
     program.call("PUT", "/v1/webhook", json={"url": receiver.url})
     emit(db, clock, program, "tier_upgraded")
     receiver.statuses = [401]
-    rotated = threading.Event()
     secrets: list[str] = []
 
-    def rotate_while_in_flight() -> None:
-        while not receiver.received:
-            time.sleep(0.01)
+    def rotate() -> None:
         saved = program.call("PUT", "/v1/webhook", json={"url": receiver.url, "new_secret": True})
+        assert saved.status_code == 200, saved.text
         secrets.append(saved.json()["secret"])
-        rotated.set()
 
-    receiver.answer_after = rotated
-    rotator = threading.Thread(target=rotate_while_in_flight)
-    rotator.start()
-    assert webhooks.deliver(db, clock, program_id=program.id).failures == 1
-    rotator.join()
-    receiver.answer_after = None
+    with receiver.holding(rotate):
+        assert webhooks.deliver(db, clock, program_id=program.id).failures == 1
     assert program.call("GET", "/v1/webhook").json()["last_error"] is None
     assert webhooks.deliver(db, clock, program_id=program.id).events == 1  # at once, the clock has not moved
     headers, body = receiver.received[-1]
