@@ -206,7 +206,6 @@ def test_each_refusal_has_its_code_and_writes_nothing(
     over = add_reward(db, clock, program, ends_at=now - timedelta(seconds=1), starts_at=now - timedelta(days=9))
     gone = add_reward(db, clock, program, stock=0)
     once = add_reward(db, clock, program, cost_points=10, limit_per_member={"count": 1, "period": "month"})
-    web = add_reward(db, clock, program, kind="free_shipping", amount=None, cost_points=10, channels=["web"])
     program = with_tiers(db, clock, program)  # alice has not reached gold
     vip = add_reward(db, clock, program, cost_points=10, eligibility={"tiers": ["gold"]})
     redeem(db, clock, program, alice, once)
@@ -219,7 +218,6 @@ def test_each_refusal_has_its_code_and_writes_nothing(
     refused("reward_ended", redeem, db, clock, program, alice, over)
     refused("out_of_stock", redeem, db, clock, program, alice, gone)
     refused("reward_limit_reached", redeem, db, clock, program, alice, once)
-    refused("reward_wrong_channel", redeem, db, clock, program, alice, web, channel="store")
     refused("reward_not_eligible", redeem, db, clock, program, alice, vip)
     with db.write() as conn:
         refused("reward_not_found", rewards.redeem, conn=conn, clock=clock, program=program, member_id=alice.id,
@@ -228,6 +226,18 @@ def test_each_refusal_has_its_code_and_writes_nothing(
 
     clock.advance(days=31)  # a new month: the limit allows one more
     redeem(db, clock, program, alice, once)
+
+
+def test_a_reward_limited_to_some_channels_is_redeemed_anywhere_and_used_only_there(
+    db: Database, clock: FrozenClock, program: Program, alice: Member
+) -> None:
+    """The channels of a reward say where its coupon is used: free delivery asked for at the till is issued
+    (the member orders online that evening), and the web shop takes it while the till does not."""
+    web = add_reward(db, clock, program, kind="free_shipping", amount=None, cost_points=10, channels=["web"])
+    done = redeem(db, clock, program, alice, web, channel="store")
+    assert done.coupon.state == "issued" and done.coupon.channels == ["web"]
+    refused("coupon_wrong_channel", use, db, clock, program, done.coupon.code, channel="store")
+    assert use(db, clock, program, done.coupon.code, channel="web", shipping=499).state == "used"
 
 
 def test_coupon_refusals_at_the_till(db: Database, clock: FrozenClock, program: Program, alice: Member) -> None:

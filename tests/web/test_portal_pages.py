@@ -280,3 +280,34 @@ def test_a_coupon_for_some_channels_says_where_it_is_used(web: LiveServer, shop:
     coupons = html.unescape(alice.get(f"/p/{shop.program.id}/coupons?lang=en").text)
     coupon = coupons[coupons.index(f'id="{redeemed.json()["coupon"]["id"]}"') :]
     assert "online or in the app only" in coupon[: coupon.index("</li>")]
+
+
+def test_a_reward_used_only_in_store_is_redeemed_in_the_portal_and_used_at_the_till(
+    web: LiveServer, shop: Shop
+) -> None:
+    """A free coffee served only in the shops: the member finds it in the portal, redeems it there and shows the
+    coupon at the till, where it is used; the web shop still refuses it."""
+    body = {"kind": "free_product", "sku": "CAFE", "cost_points": 40, "channels": ["store"]}
+    made = shop.program.call("POST", "/v1/rewards", json=body | {"title": {"fr": "Café offert", "en": "Free coffee"}})
+    assert made.status_code == 201, made.text
+    reward = made.json()["id"]
+    alice = signed_in_client(web.url, shop.portal_link())
+    for path in ("/rewards", ""):  # the catalog, and the cards within reach on the home page
+        page = html.unescape(alice.get(f"/p/{shop.program.id}{path}?lang=fr").text)
+        assert f'data-reward="{reward}"' in page, path
+        card = page[page.index(f'data-reward="{reward}"') :]
+        assert "uniquement en magasin" in card[: card.index("</li>")], path
+    catalog = alice.get(f"/p/{shop.program.id}/rewards").text
+    action = f"/p/{shop.program.id}/rewards/{reward}/redeem"
+    form = re.search(rf'<form method="post" action="{re.escape(action)}".*?</form>', catalog, re.S)
+    assert form, "no Redeem form for the coffee"
+    fields = dict(re.findall(r'name="(csrf|once)" value="([^"]+)"', form.group(0)))
+    assert alice.post(action, data=fields).status_code == 303
+    coupons = shop.program.call("GET", f"/v1/members/{shop.member_id}/coupons").json()["items"]
+    code = next(c["code"] for c in coupons if c["reward_id"] == reward)
+    cart = {"order_total": 450, "lines": [line(sku="CAFE", unit_price=450)]}
+    online = shop.program.call("POST", f"/v1/coupons/{code}/validate", json=cart | {"channel": "web"})
+    assert online.status_code == 422 and online.json()["code"] == "coupon_wrong_channel", online.text
+    till = cart | {"channel": "store", "order_id": "T-88"}
+    used = shop.program.call("POST", f"/v1/coupons/{code}/use", json=till)
+    assert used.status_code == 200, used.text

@@ -110,7 +110,7 @@ def add(
     min_order: int | None = typer.Option(None, help="Smallest order the coupon applies to (minor units)."),
     stock: int | None = typer.Option(None, help=escape("How many can be redeemed in all. [default: unlimited]")),
     channel: list[ChannelName] | None = typer.Option(
-        None, help=escape("Where it can be redeemed; repeat for several. [default: all]")
+        None, help=escape("Where its coupon is used; repeat for several. [default: all]")
     ),
     valid_days: int | None = typer.Option(None, help=escape("Days a coupon can be used. [default: 30]")),
     starts_at: str | None = typer.Option(None, help="On offer from (ISO 8601 with a time zone)."),
@@ -173,7 +173,7 @@ def set_command(
     valid_days: int | None = typer.Option(None, help="Days a new coupon can be used."),
     ends_at: str | None = typer.Option(None, help="On offer until (ISO 8601 with a time zone)."),
     no_end: bool = typer.Option(False, "--no-end", help="On offer with no end date."),
-    channel: list[ChannelName] | None = typer.Option(None, help="Where it can be redeemed; repeat."),
+    channel: list[ChannelName] | None = typer.Option(None, help="Where its coupon is used; repeat."),
     all_channels: bool = typer.Option(False, "--all-channels", help="Redeemable on every channel."),
     active: bool = typer.Option(False, "--active", help="Put an archived reward back in the catalog."),
 ) -> None:

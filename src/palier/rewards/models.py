@@ -168,7 +168,11 @@ class CatalogItem(BaseModel):
 
 class RedeemIn(Strict):
     reward_id: str = Field(min_length=1, max_length=32)
-    channel: Channel | None = Field(default=None, description="where the member asks (for the channel check)")
+    channel: Channel | None = Field(
+        default=None,
+        description="where the member asks; any channel may redeem: a reward's `channels` limit where its coupon "
+        "is used, not where it is redeemed",
+    )
 
 
 class Coupon(BaseModel):

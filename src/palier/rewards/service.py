@@ -328,7 +328,7 @@ def redeem(*, conn: Connection, clock: Clock, program: Program, member_id: str, 
     members.require_active(conn=conn, program_id=program.id, member_id=member_id)
     now = clock.now()
     reward = get_reward(conn=conn, program_id=program.id, reward_id=data.reward_id)
-    _check_redeemable(conn, program, member_id, reward, data.channel, now)
+    _check_redeemable(conn, program, member_id, reward, now)
     title = reward.title.en
     booking = ledger.Booking(
         program_id=program.id,
@@ -434,16 +434,11 @@ def _check_on_offer(reward: Reward, now: datetime) -> None:
         )
 
 
-def _check_redeemable(
-    conn: Connection, program: Program, member_id: str, reward: Reward, channel: str | None, now: datetime
-) -> None:
+def _check_redeemable(conn: Connection, program: Program, member_id: str, reward: Reward, now: datetime) -> None:
+    """A reward's channels are where its coupon is used, not where it is asked for: a member redeems a coffee
+    served only in the shops from the portal, and shows the coupon at the till (``_check_usable`` refuses it
+    elsewhere)."""
     _check_on_offer(reward, now)
-    if channel is not None and not _on_channel(reward, channel):
-        raise Unprocessable(
-            "reward_wrong_channel",
-            f"This reward cannot be redeemed {channel}; it is for {', '.join(reward.channels or [])}.",
-            field="channel",
-        )
     if not _eligible(reward, audience(conn, program, member_id, now)):
         raise Unprocessable("reward_not_eligible", "This reward is reserved to other members.", field="reward_id")
     limit = reward.limit_per_member

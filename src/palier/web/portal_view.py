@@ -136,7 +136,7 @@ def reward_views(items: list[CatalogItem], program: Program, language: str, avai
 
 def catalog(conn: Connection, clock: Clock, program: Program, member_id: str, language: str) -> list[RewardView]:
     """The rewards this member may have, nearest first (``rewards.service.catalog``, as the API)."""
-    items = rewards.catalog(conn=conn, clock=clock, program=program, member_id=member_id, channel="web")
+    items = rewards.catalog(conn=conn, clock=clock, program=program, member_id=member_id)
     available = members.balance(conn=conn, clock=clock, program=program, member_id=member_id).available
     return reward_views(items, program, language, available)
 
@@ -252,7 +252,7 @@ def _recent(conn: Connection, program: Program, member_id: str, language: str, n
 
 def dashboard(conn: Connection, clock: Clock, program: Program, member_id: str, language: str) -> Dashboard:
     balance = members.balance(conn=conn, clock=clock, program=program, member_id=member_id)
-    items = rewards.catalog(conn=conn, clock=clock, program=program, member_id=member_id, channel="web")
+    items = rewards.catalog(conn=conn, clock=clock, program=program, member_id=member_id)
     reachable = [i for i in items if i.blocked_by in (None, "insufficient_points")]
     return Dashboard(
         member=members.get_member(conn=conn, program_id=program.id, member_id=member_id),
