@@ -76,3 +76,31 @@ def test_on_a_phone_a_history_wider_than_the_screen_scrolls_with_the_arrow_keys(
         raise AssertionError("the history is never reached with Tab")
     phone.keyboard.press("ArrowRight")
     phone.wait_for_function("() => document.querySelector('.table-wrap').scrollLeft > 0")
+
+
+def test_the_dashboards_filters_wait_for_enter_when_chosen_from_the_keyboard(
+    new_program: Callable[..., ApiProgram], page: Any, add_staff: Callable[..., str]
+) -> None:
+    """Arrows go through the period's choices and digits fill a date part by part: the page is not loaded again
+    (and the focus lost) at each key, but once, with Enter, and the focus comes back to the field."""
+    program = new_program(name="Maison Flèches")
+    sign_in(page, add_staff(program, "marketer", "Inès Laurent"), next_path="/console/dashboard")
+    page.wait_for_url("**/console/dashboard")
+    page.evaluate("() => { window.stayed = true; }")  # gone once the page is loaded again
+    page.locator("#weeks").focus()
+    page.keyboard.press("ArrowDown")  # 12 weeks -> 26
+    page.keyboard.press("ArrowDown")  # -> 52
+    assert page.evaluate("() => [document.activeElement.id, window.stayed]") == ["weeks", True]
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert "weeks=52" in page.url
+    assert page.evaluate(FOCUSED) == "weeks"
+    page.evaluate("() => { window.stayed = true; }")
+    page.locator("#last").fill("2026-03-01")  # picked, with only one end of the period: nothing to apply yet
+    page.locator("#first").focus()
+    page.keyboard.type("02022026")  # day and month (either order), then year
+    assert page.evaluate("() => [document.activeElement.id, window.stayed]") == ["first", True]
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert "first=2026-02-02" in page.url and "last=2026-03-01" in page.url
+    assert page.evaluate(FOCUSED) == "first"

@@ -110,5 +110,47 @@
     }
   }
 
-  document.addEventListener("DOMContentLoaded", function () { charts(); editor(); });
+  // The dashboard's filters apply as soon as a choice is made with the mouse (a period, both ends of a range, a
+  // channel). From the keyboard, arrows go through a list's choices and digits fill a date part by part: the
+  // choice waits for Enter, or for the focus to leave the field, instead of loading the page again at every key.
+  // The field that applied it has the focus again on the new page.
+  function filters() {
+    var form = document.querySelector("form[data-apply-on-change]");
+    if (!form) return;
+    var again = sessionStorage.getItem("palier-filter");
+    sessionStorage.removeItem("palier-filter");
+    if (again && form.elements.namedItem(again) && !document.querySelector("[role='alert']")) {
+      form.elements.namedItem(again).focus();
+    }
+    var keyed = null, waiting = null;
+    function apply(field) {
+      waiting = null;
+      if (field.name === "weeks") {
+        form.elements.namedItem("first").value = "";
+        form.elements.namedItem("last").value = "";
+      } else if ((field.name === "first" && !form.elements.namedItem("last").value) ||
+                 (field.name === "last" && !form.elements.namedItem("first").value)) {
+        return;  // one end of a range: the other is still to come
+      }
+      sessionStorage.setItem("palier-filter", field.name);
+      form.requestSubmit();
+    }
+    form.addEventListener("keydown", function (event) {
+      keyed = event.target;
+      if (event.key === "Enter" && waiting === event.target) {
+        event.preventDefault();
+        apply(event.target);
+      }
+    });
+    form.addEventListener("pointerdown", function () { keyed = null; });
+    form.addEventListener("change", function (event) {
+      if (keyed === event.target) waiting = event.target;
+      else apply(event.target);
+    });
+    form.addEventListener("focusout", function (event) {
+      if (waiting === event.target) apply(event.target);
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { charts(); editor(); filters(); });
 })();
