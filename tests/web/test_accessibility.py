@@ -95,6 +95,19 @@ def _enter_page(page: Any, world: World) -> None:
     page.goto(world.shop.portal_link()["url"])
 
 
+def _broken_rules(page: Any, world: World) -> None:
+    page.locator("#document").fill("rules: [")
+    with page.expect_navigation():
+        page.locator("main form button[type=submit]").click()
+
+
+def _new_key(page: Any, world: World) -> None:
+    page.locator("#new-name").fill(unique("Caisse Lyon"))
+    page.locator("input[name=scopes][value=read]").check()
+    with page.expect_navigation():
+        page.locator("#new-name").press("Enter")
+
+
 PAGES = [
     Page("/how-it-works/{program_id}", "visitor", "/how-it-works/{program}"),
     Page("/p/{program_id}/sign-in", "visitor", "/p/{program}/sign-in"),
@@ -115,6 +128,7 @@ PAGES = [
     Page("/console/coupons", "staff", "/console/coupons"),
     Page("/console/coupons", "staff", "/console/coupons?code={coupon}", name="a coupon looked up"),
     Page("/console/rules", "staff", "/console/rules"),
+    Page("/console/rules", "staff", "/console/rules", then=_broken_rules, name="rules refused"),
     Page("/console/rewards", "staff", "/console/rewards"),
     Page("/console/rewards/{reward_id}", "staff", "/console/rewards/{reward}"),
     Page("/console/new-reward", "staff", "/console/new-reward"),
@@ -128,6 +142,7 @@ PAGES = [
     Page("/console/settings", "staff", "/console/settings"),
     Page("/console/staff", "staff", "/console/staff"),
     Page("/console/keys", "staff", "/console/keys"),
+    Page("/console/keys", "staff", "/console/keys", then=_new_key, name="a key just made"),
     Page("/console/password", "staff", "/console/password"),
     Page("/till", "staff", "/till"),
     Page("/till", "staff", "/till", then=_search("#q", "example.com"), name="till choices"),
