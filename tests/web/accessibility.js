@@ -118,9 +118,11 @@ window.palierAudit = {
     if (!window.__unfocused.has(el)) window.__unfocused.set(el, '');
     if (!el.dataset.a11yStop) el.dataset.a11yStop = String(document.querySelectorAll('[data-a11y-stop]').length + 1);
     const rect = el.getBoundingClientRect();
+    const box = (el.closest('.header-inner > *') || el).getBoundingClientRect();  // a part of the header's rows
     return {
       stop: el.dataset.a11yStop, what: el.outerHTML.slice(0, 100), shown: window.__look(el) !== window.__unfocused.get(el),
       inView: rect.bottom > 0 && rect.right > 0 && rect.top < innerHeight && rect.left < innerWidth,
+      header: Boolean(el.closest('header')), top: box.top, middle: box.top + box.height / 2,
     };
   },
 };

@@ -159,11 +159,13 @@ AUDIT = (Path(__file__).parent / "accessibility.js").read_text(encoding="utf-8")
 
 def tab_round(page: Any) -> list[str]:
     """Tab from the top of the page (whatever a page focuses on its own) round to its end: what is wrong at the
-    stops on the way. The focus stays on a field for a few Tabs where the field has parts (a date's day, month
-    and year) or takes Tab in (the YAML editor: Esc lets it go, as the page says under it); more is a trap."""
+    stops on the way (in the header, the focus goes row by row as the eye does). The focus stays on a field for
+    a few Tabs where the field has parts (a date's day, month and year) or takes Tab in (the YAML editor: Esc lets
+    it go, as the page says under it); more is a trap."""
     problems: list[str] = []
     page.evaluate("() => window.palierAudit.looks()")
     seen: list[str] = []
+    header: list[dict[str, Any]] = []  # the header's stops, read as they are seen: row by row, top down
     still = 0
     for _ in range(300):
         page.keyboard.press("Tab")
@@ -182,6 +184,10 @@ def tab_round(page: Any) -> list[str]:
             problems.append(f"the first Tab stop is not the skip link: {stop['what']}")
         if not stop["shown"]:
             problems.append(f"no visible focus: {stop['what']}")
+        if stop["header"] and header and stop["middle"] < header[-1]["top"]:
+            problems.append(f"in the header, Tab goes back up a row: {header[-1]['what']} then {stop['what']}")
+        if stop["header"]:
+            header.append(stop)
         if not stop["inView"]:
             problems.append(f"focused out of sight: {stop['what']}")
         seen.append(stop["stop"])
@@ -327,6 +333,12 @@ def _free_reward(page: Any, world: World) -> None:
         page.locator("#cost_points").press("Enter")
 
 
+def _sale_total(page: Any, world: World) -> None:
+    page.locator("#sale_order_total").fill("douze")
+    with page.expect_navigation():
+        page.locator("#sale_order_total").press("Enter")
+
+
 def _colleague(email: Callable[[World], str], role: str = "") -> Callable[[Any, World], None]:
     def add(page: Any, world: World) -> None:
         page.locator("#new-display_name").fill("Noé Petit")
@@ -349,6 +361,8 @@ ERRORS = [
      "#points"),
     (Page("/console/rewards/{reward_id}", "staff", "/console/rewards/{reward}", then=_free_reward, name="0 points"),
      "#cost_points"),
+    (Page("/till/members/{member_id}", "staff", "/till/members/{member}", then=_sale_total, name="a total in words"),
+     "#sale_order_total"),
     (Page("/console/staff", "staff", "/console/staff", name="an e-mail taken",
           then=_colleague(lambda world: world.admin_email)), "#new-email"),
     (Page("/console/staff", "staff", "/console/staff", name="a role not offered",
