@@ -321,6 +321,50 @@ def test_a_returned_item_gives_back_to_the_cap_and_budget_the_bonus_of_its_own_l
     assert_ledger_sound(db, program)
 
 
+def test_an_item_returned_gives_back_to_the_budget_exactly_the_multiplier_points_of_its_own_line(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """Double points in a campaign of 20 points: a €10 croissant (10 + a 10-point pastry bonus, doubled: +10) and
+    a €10 bread (10, doubled: +10) take the whole budget. The croissant returned takes back its own +10 of the
+    campaign, not 12 (its 30 of the order's 50 points): the bread's +10 is kept, so the budget has 10 to give,
+    and what members keep of the campaign never goes above its 20."""
+    campaign = {"id": "double", "name": {"en": "Double week"}, "starts": "2026-01-01T00:00:00",
+                "ends": "2027-01-01T00:00:00", "budget": 20}  # fmt: skip
+    pastry = PASTRY | {"effect": {"type": "per_item", "points": 10}}
+    program = apply_rules(db, clock, program, document(pastry, DOUBLE | {"campaign": "double"}, campaigns=[campaign]))
+    ann, bob = enrol(db, clock, program), enrol(db, clock, program)
+    order = purchase(
+        db, clock, program, ann, lines=[line("CROISSANT", 1000, category="viennoiserie"), line("BREAD", 1000)]
+    )
+    assert order.points == 10 + 10 + 10 + 20 and campaign_counters(db, program) == {"": 20}
+    assert return_(db, clock, program, order.external_id, lines=[("CROISSANT", 1)]).points == -30
+    assert campaign_counters(db, program) == {"": 10}
+    later = purchase(db, clock, program, bob, lines=[line("BREAD", 2000)])
+    assert later.points == 20 + 10  # what is left of the budget: 10, not 12
+    assert return_(db, clock, program, order.external_id, lines=[("BREAD", 1)]).points == -20
+    assert campaign_counters(db, program) == {"": 10}
+
+
+def test_a_free_item_returned_gives_back_none_of_the_per_item_bonus_it_did_not_earn(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """A pastry bonus of 10 per item bought, in a campaign with a cap: two croissants bought and one given free
+    earn 20 of it. The free one and a bread returned together give back none of the bonus: the cap stays at 20."""
+    campaign = {"id": "pastry", "name": {"en": "Pastry week"}, "starts": "2026-01-01T00:00:00",
+                "ends": "2027-01-01T00:00:00", "member_cap": 100}  # fmt: skip
+    bonus = PASTRY | {"campaign": "pastry", "effect": {"type": "per_item", "points": 10}}
+    program = apply_rules(db, clock, program, document(bonus, campaigns=[campaign]))
+    ann = enrol(db, clock, program)
+    bought = line("CROISSANT", 100, quantity=2, category="viennoiserie")
+    given = line("PAIN-CHOC", 100, category="viennoiserie", discount=100)
+    order = purchase(db, clock, program, ann, lines=[bought, given, line("BREAD", 500)])
+    assert order.points == 2 + 20 + 5 and campaign_counters(db, program) == {ann.id: 20}
+    assert return_(db, clock, program, order.external_id, lines=[("PAIN-CHOC", 1), ("BREAD", 1)]).points == -5
+    assert campaign_counters(db, program) == {ann.id: 20}
+    assert return_(db, clock, program, order.external_id, lines=[("CROISSANT", 2)]).points == -22
+    assert campaign_counters(db, program) == {ann.id: 0}
+
+
 def test_an_item_returned_before_its_card_was_linked_gives_back_the_bonus_of_its_own_line(
     db: Database, clock: FrozenClock, program: Program
 ) -> None:

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, delete, insert, select, update
 
 from palier.activity.models import Line, MemberRef, PurchaseIn
+from palier.activity.purchase_rows import with_campaign_points
 from palier.activity.returns import returned_points
 from palier.activity.tables import events, purchases
 from palier.clock import Clock, utc
@@ -95,7 +96,10 @@ def _claim(
         occurred_at=occurred_at,
         paid_otherwise=payments.paid_otherwise(conn, program=program, order_id=order["order_id"], total=total),
     )
-    lines = [{**line, "points": points} for line, points in zip(order["lines"], earning.line_points, strict=True)]
+    lines = with_campaign_points(
+        [{**line, "points": points} for line, points in zip(order["lines"], earning.line_points, strict=True)],
+        earning.awards,
+    )
     # whether its shipping earned, as it was priced (a refund of shipping takes back points only then)
     shipping_eligible = int(order["shipping"]) if program.earn_on_shipping else 0
     repriced = {**order, "points": earning.points, "shipping_eligible": shipping_eligible}

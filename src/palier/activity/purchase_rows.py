@@ -6,6 +6,7 @@ Shared by :func:`palier.activity.service.record_purchase` (one purchase as it co
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ from palier.activity.models import EventResult, PurchaseIn
 from palier.errors import InvalidInput
 from palier.ledger.operations import Booking
 from palier.programs.models import Program
+from palier.rules.engine import Award, campaign_points_on_lines
 
 
 def check_currency(purchase: PurchaseIn, program: Program) -> None:
@@ -82,6 +84,17 @@ def purchase_booking(
     )
 
 
+def with_campaign_points(lines: list[dict[str, Any]], awards: Sequence[Award]) -> list[dict[str, Any]]:
+    """``lines`` (stored order lines) with the points each campaign rule put on them, as ``campaign_points``
+    (rule id -> points; left out of lines that got none)."""
+    found = campaign_points_on_lines(awards, len(lines))
+    out = []
+    for line, campaigns in zip(lines, found, strict=True):
+        line = {k: v for k, v in line.items() if k != "campaign_points"}
+        out.append(line | {"campaign_points": campaigns} if campaigns else line)
+    return out
+
+
 def purchase_row(
     *,
     event_id: str,
@@ -92,13 +105,18 @@ def purchase_row(
     label: str,
     lot_id: str | None,
     shipping_earns: bool,
+    awards: Sequence[Award] = (),
 ) -> dict[str, Any]:
     """The ``purchases`` row: what the order earned, line by line, nothing returned yet; whether its shipping
-    earned (``shipping_eligible``), as the program said then: a refund of shipping takes back points only then."""
-    lines = [
-        {"sku": line.sku, "quantity": line.quantity, "amount": line.amount, "points": points, "returned": 0}
-        for line, points in zip(purchase.lines, earning.line_points, strict=True)
-    ]
+    earned (``shipping_eligible``), as the program said then: a refund of shipping takes back points only then.
+    Each line keeps what campaign rules' ``awards`` put on it (``campaign_points``): a return gives that back."""
+    lines = with_campaign_points(
+        [
+            {"sku": line.sku, "quantity": line.quantity, "amount": line.amount, "points": points, "returned": 0}
+            for line, points in zip(purchase.lines, earning.line_points, strict=True)
+        ],
+        awards,
+    )
     return {
         "event_id": event_id,
         "program_id": program_id,

@@ -342,6 +342,7 @@ def record_purchase(
         label=label,
         lot_id=plan.earned.lot_id if plan is not None else None,
         shipping_earns=program.earn_on_shipping,
+        awards=earning.awards if isinstance(earning, rules.RuledEarning) else (),
     )
     # The points, the event, its purchase and its awards: one statement on PostgreSQL (events before the
     # purchase that refers to it, for SQLite, which checks each foreign key at once).

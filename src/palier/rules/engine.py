@@ -620,6 +620,19 @@ def total_points(awards: Sequence[Award], lines: int) -> tuple[int, list[int]]:
     return total, per_line
 
 
+def campaign_points_on_lines(awards: Sequence[Award], lines: int) -> list[dict[str, int]]:
+    """Per line, the points each campaign rule's award put on it (rule id -> points): what an item returned
+    gives back to the campaign's budget and cap, exactly what its line got of them."""
+    found: list[dict[str, int]] = [{} for _ in range(lines)]
+    for award in awards:
+        if award.kind != "points" or award.campaign_id is None:
+            continue
+        for i, p in zip(award.lines, award.line_points, strict=True):
+            if p and i < lines:
+                found[i][award.rule_id] = found[i].get(award.rule_id, 0) + p
+    return found
+
+
 def within_limits(awards: Sequence[Award], left: Mapping[str, int], rounding: Rounding) -> list[Award]:
     """Awards cut to what each campaign may still give (``left``: campaign id -> points; absent: unlimited).
 

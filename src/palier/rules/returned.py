@@ -44,6 +44,13 @@ def counts_some_lines(rule: Rule) -> bool:
     return c.skus is not None or c.categories is not None or c.brands is not None
 
 
+def kept_on_lines(lines: Sequence[Mapping[str, Any]], rule_id: str, of: int) -> list[int] | None:
+    """The ``of`` points a campaign rule gave, on the order's lines as the purchase kept them
+    (``campaign_points``); None when the lines do not hold them all (an order recorded before they were kept)."""
+    split = [int((line.get("campaign_points") or {}).get(rule_id, 0)) for line in lines]
+    return split if of > 0 and sum(split) == of else None
+
+
 def split_on_lines(
     program: Program, rule: Rule, of: int, bought: Sequence[Mapping[str, Any]], count: int
 ) -> list[int] | None:

@@ -44,7 +44,7 @@ from palier.rules.engine import (
 from palier.rules.models import PointsPerAmount, Rule, RuleSetDocument, RuleSetVersion, SpendStep, Text
 from palier.rules.returned import LinesReturned as LinesReturned
 from palier.rules.returned import Returned as Returned
-from palier.rules.returned import counts_some_lines, share_on_lines, split_on_lines
+from palier.rules.returned import counts_some_lines, kept_on_lines, share_on_lines, split_on_lines
 from palier.rules.tables import awards as award_rows
 from palier.rules.tables import counters as counter_rows
 from palier.rules.tables import rule_sets
@@ -521,9 +521,10 @@ def give_back(
 
     - Each campaign that gave some of the purchase's points gets back in its budget, and the member in
       their cap, the share of those points the return takes back (``points``): a budget counts the points
-      members keep. A rule that counts some lines only (``skus``, ``categories``, ``brands``) gave its points on
-      those lines: with ``lines``, the items returned give back what they earned of it (the croissant returned
-      gives back all of its pastry bonus, the bread returned none), a refund by amount its share of the rest.
+      members keep. With ``lines``, the items returned give back what their lines got of the award, as the
+      purchase kept it (``campaign_points``; the croissant returned gives back all of its pastry bonus, the
+      bread returned none), a refund by amount its share of the rest. An order kept without them: a rule that
+      counts some lines only gives back by its lines' amounts, any other the order's share.
       Only the counters the award was counted in: the campaign's budget and cap in the rules
       version that made the award, the cap of the member the award went to.
     - A spend_step rule's running spend falls by the share of the spend it counted that was refunded
@@ -575,8 +576,8 @@ def give_back(
         rules = by_version.get(row.rule_version)
         campaign = rules.campaigns.get(row.campaign_id) if rules is not None else None
         rule = _rule_of(rules, row.rule_id)
-        split = None
-        if lines is not None and rule is not None and counts_some_lines(rule):
+        split = kept_on_lines(lines.lines, row.rule_id, int(row.points)) if lines is not None else None
+        if split is None and lines is not None and rule is not None and counts_some_lines(rule):
             bought = _bought_lines(conn, event_id) if bought is None else bought
             split = split_on_lines(program, rule, int(row.points), bought, len(lines.lines))
         back = points.share(int(row.points)) if split is None or lines is None else share_on_lines(split, lines, points)
