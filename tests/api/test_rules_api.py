@@ -356,6 +356,34 @@ def test_how_to_earn_leaves_out_a_rule_whose_dates_are_over(program: ApiProgram,
     assert [line.split(" — ")[0] for line in lines] == ["1 point per euro", "Today"]
 
 
+def test_how_to_earn_says_what_an_exclusive_rule_is_not_combined_with_and_a_campaigns_cap_per_member(
+    program: ApiProgram, clock: FrozenClock
+) -> None:
+    """Black Friday pays 3 points per euro instead of the base rate, not on top of it: the page does not let a
+    member add them up to 4 (the preview gives 3 a euro); and a double weekend capped at 50 points per member
+    says so."""
+    clock.set(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    base = RULES["rules"][0]
+    friday = {**base, "id": "black-friday", "name": {"en": "Black Friday", "fr": "Black Friday"}, "priority": 10,
+              "exclusive": True, "effect": {"type": "points_per_amount", "points": 3, "per_amount": 100},
+              "conditions": {"dates": {"start": "2026-03-06", "end": "2026-03-06"}}}  # fmt: skip
+    weekend = {**RULES["campaigns"][0], "member_cap": 50}
+    rules = [base, friday, RULES["rules"][1]]
+    assert apply(program, {"campaigns": [weekend], "rules": rules}).status_code == 201
+    english = program.call("GET", "/v1/how-to-earn").json()["lines"]
+    french = program.call("GET", "/v1/how-to-earn", params={"language": "fr"}).json()["lines"]
+    assert english[1] == (
+        "Black Friday — 3 points per €1.00 from 6 March 2026 to 6 March 2026 "
+        "(not combined with: 1 point per euro, Double points weekend)"
+    )
+    assert french[1].endswith("(non cumulable avec : 1 point par euro, Week-end double)"), french
+    assert english[0] == "1 point per euro — 1 point per €1.00"  # what runs before nothing exclusive: as it was
+    assert english[2].endswith(", from 7 March 2026 to 8 March 2026, up to 50 points per member"), english
+    assert french[2].endswith(", du 7 mars 2026 au 8 mars 2026, jusqu'à 50 points par membre"), french
+    shown = program.call("POST", "/v1/preview", json={"lines": [line("BAG", 1000)], "at": "2026-03-06T12:00:00"})
+    assert shown.json()["points"] == 30  # 3 a euro, as told: not 4
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     carts=st.lists(

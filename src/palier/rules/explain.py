@@ -74,12 +74,9 @@ def how_to_earn(
         limit = f" ({_how_often(action.limit.count, action.limit.per, lang)})" if action.limit else ""
         colon = " : " if lang == "fr" else ": "  # French puts a space before the colon
         lines.append(f"{action.name.in_language(lang)}{colon}{counted(action.points, points_name, lang)}{limit}")
-    for rule in rules.document.rules:
+    told = [rule for rule in rules.document.rules if not _over(rule, rules, now)]
+    for rule in told:
         campaign = rules.campaigns.get(rule.campaign or "")
-        if campaign is not None and local_to_utc(campaign.ends, rules.timezone) <= now:
-            continue  # over: not worth telling
-        if rule.conditions.dates is not None and rule.conditions.dates.end < now.astimezone(rules.timezone).date():
-            continue  # its last day has passed: over too
         sentence = _effect(rule, lang, currency, exponent, points_name)
         sentence += _when(rule.conditions, lang, currency, exponent, tier_names or {}, segment_names or {}, actions)
         if campaign is not None:
@@ -87,8 +84,30 @@ def how_to_earn(
             local = [b.astimezone(rules.timezone) if b.tzinfo else b for b in (campaign.starts, campaign.ends)]
             starts, ends = _moment(local[0], lang), _moment(local[1], lang, end=True)
             sentence += f", du {starts} au {ends}" if lang == "fr" else f", from {starts} to {ends}"
+            if campaign.member_cap is not None:  # what one member can get of it: the engine stops there
+                most = counted(campaign.member_cap, points_name, lang)
+                sentence += f", jusqu'à {most} par membre" if lang == "fr" else f", up to {most} per member"
+        stopped = _stopped_by(rule, told, lang) if rule.exclusive else ""
+        if stopped:  # an exclusive rule that applies pays instead of these: they do not add up
+            sentence += f" (non cumulable avec : {stopped})" if lang == "fr" else f" (not combined with: {stopped})"
         lines.append(f"{rule.name.in_language(lang)} — {sentence}")
     return lines
+
+
+def _over(rule: Rule, rules: CompiledRuleSet, now: datetime) -> bool:
+    """A rule whose campaign has ended, or whose last day has passed: not worth telling."""
+    campaign = rules.campaigns.get(rule.campaign or "")
+    if campaign is not None and local_to_utc(campaign.ends, rules.timezone) <= now:
+        return True
+    return rule.conditions.dates is not None and rule.conditions.dates.end < now.astimezone(rules.timezone).date()
+
+
+def _stopped_by(exclusive: Rule, told: list[Rule], lang: str) -> str:
+    """The names of the rules told that an ``exclusive`` rule stops when it applies: those of its event that run
+    after it (lower priority, or the same priority written after it)."""
+    order = {id(rule): (-rule.priority, i) for i, rule in enumerate(told)}
+    after = [r for r in told if r.event == exclusive.event and order[id(r)] > order[id(exclusive)]]
+    return ", ".join(r.name.in_language(lang) for r in after)
 
 
 def _moment(when: datetime, lang: str, *, end: bool = False) -> str:
