@@ -273,6 +273,35 @@ def test_history_names_the_rule_behind_a_bonus_or_gift_in_the_members_language(
     assert [d.detail for d in english] == ["A free drink for joining", "Newsletter sign-up", "Birthday gift"]
 
 
+def test_history_names_the_campaign_that_added_to_an_action_or_a_purchase_in_the_members_language(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """A review paid double by a campaign reads "Avis produit · Semaine des avis" in French (not the English
+    reason because two rules paid it), and a purchase the campaign doubled names it after its order."""
+    from tests.services.factories import purchase
+
+    campaign = {"id": "reviews", "name": {"en": "Review week", "fr": "Semaine des avis"},
+                "starts": "2026-01-01T00:00:00", "ends": "2027-01-01T00:00:00"}  # fmt: skip
+    double = {"id": "double", "name": {"en": "Double points", "fr": "Points doublés"}, "event": "action",
+              "campaign": "reviews", "effect": {"type": "multiplier", "factor": 2}}  # fmt: skip
+    on_purchases = double | {"id": "double-buy", "event": "purchase"}
+    actions = [{**ACTIONS[1], "name": {"en": "Product review", "fr": "Avis produit"}}]
+    program = apply_rules(db, clock, program, {"actions": actions, "campaigns": [campaign],
+                                               "rules": [BASE, double, on_purchases]})  # fmt: skip
+    member = enrol(db, clock, program)
+    assert act(db, clock, program, member.id, "review", "rev-1")[0].points == 20
+    order = purchase(db, clock, program, member, amount=1000)
+    assert order.points == 20
+    lines = history(db, program, member)
+    with db.read() as conn:
+        french = [d.detail for d in history_text.describe(conn, program, lines, "fr")]
+        english = [d.detail for d in history_text.describe(conn, program, lines, "en")]
+    assert french[0] == "Avis produit · Semaine des avis"
+    assert english[0] == "Product review · Review week"
+    assert french[1].startswith(f"Commande n°{order.external_id}") and french[1].endswith(" · Semaine des avis")
+    assert english[1].endswith(" · Review week"), english
+
+
 def test_action_and_birthday_rules_for_a_tier_pay_members_of_that_tier(
     db: Database, clock: FrozenClock, new_program: Any
 ) -> None:

@@ -88,7 +88,8 @@ def _detail(line: HistoryLine, facts: _Facts, t: Callable[..., str], language: s
         event = facts.events.get(line.event_id or "")
         if event is None or event["type"] != "purchase":
             return _order(t, details["order_id"]) if "order_id" in details else None
-        return f"{_order(t, str(event['body'].get('order_id')))} {_where(t, event)}"
+        told = f"{_order(t, str(event['body'].get('order_id')))} {_where(t, event)}"
+        return " · ".join([told, *facts.campaign_names(line, language)])
     if code == "return":
         event = facts.events.get(line.event_id or "")
         order = details.get("order_id")
@@ -182,21 +183,41 @@ class _Facts:
     def coupon_title(self, coupon_id: object, language: str) -> str | None:
         return self.reward_title(self.coupon_rewards.get(str(coupon_id)), language)
 
-    def rule_name(self, line: HistoryLine, language: str) -> str | None:
-        """The name of the one rule (or action) that gave a gift or bonus, in the rules of its time."""
+    def _awards(self, line: HistoryLine) -> list[dict[str, Any]]:
         event = self.events.get(line.event_id or "")
-        awards = (event or {}).get("result", {}).get("awards") or []
+        return list((event or {}).get("result", {}).get("awards") or [])
+
+    def rule_name(self, line: HistoryLine, language: str) -> str | None:
+        """The name of the rule (or action) that gave a gift or bonus, in the rules of its time ("Cadeau
+        d'anniversaire + Bonus Or" when several did), then the campaigns that added to it ("Avis produit ·
+        Week-end gourmand"); None when a rule can no longer be found."""
+        awards = self._awards(line)
         rules = rules_at(conn=self.conn, program=self.program, when=line.occurred_at)
-        if len(awards) != 1 or rules is None:
+        if not awards or rules is None:
             return None
-        rule_id = str(awards[0]["rule_id"])
-        if rule_id.startswith("action:"):
-            action = rules.actions.get(rule_id.removeprefix("action:"))
-            return None if action is None else action.name.in_language(language)
-        for rule in rules.document.rules:
-            if rule.id == rule_id:
-                return rule.name.in_language(language)
-        return None
+        names = {r.id: r.name.in_language(language) for r in rules.document.rules}
+        names |= {f"action:{a.id}": a.name.in_language(language) for a in rules.actions.values()}
+        ids = [str(award["rule_id"]) for award in awards]
+        if any(rule_id not in names for rule_id in ids):
+            return None
+        if ids[0].startswith("action:"):  # what adds to an action multiplies it: the campaign says why
+            ids = ids[:1]
+        told = " + ".join(names[rule_id] for rule_id in ids)
+        return " · ".join([told, *(c for c in self.campaign_names(line, language) if c not in told)])
+
+    def campaign_names(self, line: HistoryLine, language: str) -> list[str]:
+        """The campaigns whose rules gave some of the line's points, by name, in the rules of its time."""
+        awards = self._awards(line)
+        rules = rules_at(conn=self.conn, program=self.program, when=line.occurred_at) if awards else None
+        if rules is None:
+            return []
+        by_rule = {r.id: r.campaign for r in rules.document.rules if r.campaign}
+        names: list[str] = []
+        for award in awards:
+            campaign = rules.campaigns.get(by_rule.get(str(award.get("rule_id")), "") or "")
+            if campaign is not None and award.get("points") and campaign.name.in_language(language) not in names:
+                names.append(campaign.name.in_language(language))
+        return names
 
 
 def _values(details: dict[str, dict[str, Any]], key: str) -> set[str]:
