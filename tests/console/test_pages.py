@@ -237,6 +237,41 @@ def test_the_rules_editor_names_the_attributes_to_choose_from_and_why_a_multipli
     assert refused.status_code == 422 and "ne multiplierait rien" in html.unescape(refused.text)
 
 
+def test_rules_saved_by_a_colleague_while_the_editor_was_open_are_not_overwritten_by_its_save(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    """Two marketers prepare a launch: one adds the campaign while the other, editor open on the version before,
+    changes the base rate. The second save is refused, its text kept, and the campaign is still there."""
+    token = admin(client, program, add_staff)
+    base = (
+        "  - id: base\n    name: {en: Base}\n    event: purchase\n"
+        "    effect: {type: points_per_amount, points: 1, per_amount: 100}\n"
+    )
+    assert client.post("/console/rules", data={"csrf": token, "document": "rules:\n" + base}).status_code == 200
+    opened = client.get("/console/rules").text
+    based_on = re.search(r'name="based_on" value="(\d+)"', opened)
+    assert based_on is not None and based_on.group(1) == "1"
+    launch = {"campaigns": [{"id": "launch", "name": {"en": "Launch"}, "starts": "2026-12-01T00:00:00",
+                             "ends": "2026-12-08T00:00:00", "budget": 50000}],
+              "rules": [{"id": "base", "name": {"en": "Base"}, "event": "purchase",
+                         "effect": {"type": "points_per_amount", "points": 1, "per_amount": 100}},
+                        {"id": "launch-x2", "name": {"en": "Launch"}, "event": "purchase", "campaign": "launch",
+                         "effect": {"type": "multiplier", "factor": 2}}]}  # fmt: skip
+    assert program.call("POST", "/v1/program/rules", json=launch).status_code == 201  # the colleague's version 2
+    mine = "rules:\n" + base.replace("points: 1,", "points: 2,")
+    refused = client.post("/console/rules", data={"csrf": token, "document": mine, "based_on": based_on.group(1)})
+    assert refused.status_code == 422
+    said = html.unescape(refused.text)
+    assert "Une autre version des règles a été enregistrée depuis que vous les avez ouvertes" in said
+    assert "points: 2," in said and 'name="based_on" value="1"' in said  # the text kept, still on version 1
+    again = client.post("/console/rules", data={"csrf": token, "document": mine, "based_on": "1"})
+    assert again.status_code == 422  # saving the kept text again is refused the same
+    current = program.call("GET", "/v1/program/rules").json()
+    assert current["version"] == 2 and [c["id"] for c in current["document"]["campaigns"]] == ["launch"]
+    fresh = client.post("/console/rules", data={"csrf": token, "document": mine, "based_on": "2"})
+    assert fresh.status_code == 200 and program.call("GET", "/v1/program/rules").json()["version"] == 3
+
+
 def test_tiers_out_of_order_are_shown_at_the_threshold_at_fault_and_a_lifetime_grace_at_its_downgrade(
     client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
 ) -> None:

@@ -20,7 +20,7 @@ from palier.activity.earning import purchase_earning as base_earning
 from palier.activity.models import AwardLine, PurchaseIn, check_points_earned
 from palier.activity.tables import events, purchases
 from palier.clock import Clock, utc
-from palier.errors import InvalidInput, NotFound
+from palier.errors import Conflict, InvalidInput, NotFound
 from palier.programs.models import Program
 from palier.programs.service import record_audit
 from palier.programs.tables import programs
@@ -69,15 +69,33 @@ def default_document(program: Program) -> RuleSetDocument:
 
 
 def apply_rules(
-    *, conn: Connection, clock: Clock, program_id: str, document: RuleSetDocument, actor: str
+    *,
+    conn: Connection,
+    clock: Clock,
+    program_id: str,
+    document: RuleSetDocument,
+    actor: str,
+    based_on: int | None = None,
 ) -> RuleSetVersion:
-    """Make ``document`` the program's rules from now on, as a new version (the old ones are kept)."""
+    """Make ``document`` the program's rules from now on, as a new version (the old ones are kept).
+
+    ``based_on``: the version the document was edited from. Another version applied since (a colleague's
+    save while the editor was open) refuses it with ``rules_changed``, rather than silently dropping theirs."""
     check_document(document)
     _check_rewards(conn, program_id, document)
     _check_tiers_and_segments(conn, program_id, document)
     now = clock.now()
     query = select(programs.c.rules_version).where(programs.c.id == program_id).with_for_update()
     current = int(conn.execute(query).scalar_one())
+    if based_on is not None and based_on != current:
+        raise Conflict(
+            "rules_changed",
+            f"The rules were not applied: version {current} was applied since this document was opened "
+            f"(version {based_on}). Open the rules again and make the change on them.",
+            field="document",
+            version=current,
+            based_on=based_on,
+        )
     previous = conn.execute(
         select(rule_sets.c.effective_from).where(rule_sets.c.program_id == program_id, rule_sets.c.version == current)
     ).scalar()

@@ -155,34 +155,46 @@ def rules_page(request: Request, saved: int | None = None) -> HTMLResponse:
     db: Database = request.app.state.db
     with db.read() as conn:
         version, document = rules.current_document(conn=conn, program=who.program)
-    return _editor(
-        request, who, kind="rules", text=rules_document.dump_yaml(document), problems=[], version=version, saved=saved
-    )
+    text = rules_document.dump_yaml(document)
+    return _editor(request, who, kind="rules", text=text, problems=[], version=version, based_on=version, saved=saved)
+
+
+def _based_on(value: object) -> int | None:
+    """The version the editor was opened on (a hidden field of the form); None when the form has none."""
+    text = str(value or "").strip()
+    return int(text) if text.isdigit() and len(text) < 10 else None
 
 
 @router.post("/console/rules")
 @requires("rules.edit")
 async def save_rules(request: Request) -> Response:
     who = current(request)
-    text = str((await request.form()).get("document", "")).replace("\r\n", "\n")
+    form = await request.form()
+    text = str(form.get("document", "")).replace("\r\n", "\n")
+    based_on = _based_on(form.get("based_on"))
     db: Database = request.app.state.db
     clock: Clock = request.app.state.clock
     with db.read() as conn:
         version, _ = rules.current_document(conn=conn, program=who.program)
+    # a refused text stays based on the version it was opened on: saving it again must not pass for a fresh edit
+    shown: dict[str, Any] = {"version": version, "based_on": version if based_on is None else based_on, "saved": None}
     problem = _document_problem(request, text)
     if problem is not None:
-        return _editor(request, who, kind="rules", text=text, problems=[problem], version=version, saved=None)
+        return _editor(request, who, kind="rules", text=text, problems=[problem], **shown)
     try:
         document = rules_document.parse_text(text)
         with once.write(request) as conn:
             applied = rules.apply_rules(
-                conn=conn, clock=clock, program_id=who.program.id, document=document, actor=f"staff:{who.user.id}"
+                conn=conn,
+                clock=clock,
+                program_id=who.program.id,
+                document=document,
+                actor=f"staff:{who.user.id}",
+                based_on=based_on,
             )
             location = once.led_to(conn, request, f"/console/rules?saved={applied.version}")
     except PalierError as error:
-        return _editor(
-            request, who, kind="rules", text=text, problems=_problems(text, error), version=version, saved=None
-        )
+        return _editor(request, who, kind="rules", text=text, problems=_problems(text, error), **shown)
     return RedirectResponse(location, status_code=303)
 
 
