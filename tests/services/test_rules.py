@@ -387,6 +387,40 @@ def test_an_item_returned_before_its_card_was_linked_gives_back_the_bonus_of_its
     assert campaign_counters(db, program) == {ann.id: 10}
 
 
+def test_once_an_exclusive_launch_rule_has_nothing_left_to_give_the_base_rate_pays_again(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """A launch pays 3 points per euro instead of the base rate (exclusive), 100 points in all, 60 at most per
+    member. A member at their cap, then everyone once the budget is spent, earns the base rate again (and the
+    preview says so), not nothing; the purchase that takes the last points gets what was left of them."""
+    from palier.rules.preview import PreviewIn, preview
+
+    campaign = {"id": "launch", "name": {"en": "Launch"}, "starts": "2026-01-01T00:00:00",
+                "ends": "2027-01-01T00:00:00", "budget": 100, "member_cap": 60}  # fmt: skip
+    launch = {"id": "launch-x", "name": {"en": "Launch: 3 a euro"}, "event": "purchase", "campaign": "launch",
+              "priority": 10, "exclusive": True,
+              "effect": {"type": "points_per_amount", "points": 3, "per_amount": 100}}  # fmt: skip
+    program = apply_rules(db, clock, program, document(launch, campaigns=[campaign]))
+    ann, bob, cyd = enrol(db, clock, program), enrol(db, clock, program), enrol(db, clock, program)
+
+    def earned(who: Any) -> list[tuple[str, int]]:
+        return [(a.rule_id, a.points) for a in purchase(db, clock, program, who, amount=2000).awards]
+
+    def previewed(who: Any) -> int:
+        cart = PreviewIn.model_validate(
+            {"member_id": who.id, "lines": [{"sku": "S", "quantity": 1, "unit_price": 2000}]}
+        )
+        with db.read() as conn:
+            return preview(conn=conn, clock=clock, program=program, data=cart).points
+
+    assert earned(ann) == [("launch-x", 60)]
+    assert previewed(ann) == 20 and earned(ann) == [("base", 20)]  # her cap is reached: the base rate
+    assert previewed(bob) == 40 and earned(bob) == [("launch-x", 40)]  # the last 40 of the budget
+    assert previewed(cyd) == 20 and earned(cyd) == [("base", 20)]  # the budget is spent: the base rate
+    assert earned(bob) == [("base", 20)]
+    assert campaign_counters(db, program) == {"": 100, ann.id: 60, bob.id: 40}
+
+
 def test_sixteen_purchases_racing_never_spend_more_than_the_budget(
     db: Database, clock: FrozenClock, program: Program
 ) -> None:

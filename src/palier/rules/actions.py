@@ -24,7 +24,7 @@ from palier.errors import InvalidInput, Unprocessable
 from palier.ledger.locks import lock_members
 from palier.members import service as members
 from palier.programs.models import Program
-from palier.rules import bookings
+from palier.rules import bookings, limits
 from palier.rules.calendar import period
 from palier.rules.engine import EventSnapshot
 from palier.rules.models import Channel, Ident
@@ -125,7 +125,12 @@ def record_action(
         external_id=external_id,
         shown_id=data.reference,
         occurred_at=occurred_at,
-        awards=rules.evaluate(event, context, occurred_at),
+        awards=rules.evaluate(
+            event,
+            context,
+            occurred_at,
+            limits.closed_campaigns(conn=conn, program=program, rules=rules, member_id=member_id),
+        ),
         label=action.name.en,
         body=data.model_dump(mode="json"),
         body_hash=body_hash.value,

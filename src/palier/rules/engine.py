@@ -251,10 +251,18 @@ class CompiledRuleSet:
     needs_first_purchase: bool
     needs_attributes: bool
     counters: frozenset[str]
+    # campaigns with a budget or a member cap that an exclusive rule belongs to: when one has nothing left to
+    # give, its exclusive rule must not stop the rules after it (see ``evaluate``'s ``closed``)
+    exclusive_limited: frozenset[str] = frozenset()
 
-    def evaluate(self, event: EventSnapshot, member: MemberContext, now: datetime) -> list[Award]:
-        """The awards this event earns at ``now`` (when it occurred; a preview may pick a future time)."""
-        return _Evaluation(self, event, member, now).run()
+    def evaluate(
+        self, event: EventSnapshot, member: MemberContext, now: datetime, closed: frozenset[str] = frozenset()
+    ) -> list[Award]:
+        """The awards this event earns at ``now`` (when it occurred; a preview may pick a future time).
+
+        ``closed``: campaigns with nothing left to give this member (budget spent, cap reached): their rules do
+        not apply, so an exclusive one stops nothing (the base rate pays once a launch's budget is spent)."""
+        return _Evaluation(self, event, member, now, closed).run()
 
 
 def compile_rules(
@@ -277,6 +285,13 @@ def compile_rules(
         campaigns=campaigns,
         needs_first_purchase=any(r.conditions.first_purchase is not None for r in document.rules),
         needs_attributes=any(r.conditions.attributes for r in document.rules),
+        exclusive_limited=frozenset(
+            r.campaign
+            for r in document.rules
+            if r.exclusive
+            and r.campaign in campaigns
+            and (campaigns[r.campaign].budget is not None or campaigns[r.campaign].member_cap is not None)
+        ),
         counters=frozenset(
             name(r.id) for r in document.rules if isinstance(r.effect, SpendStep) for name in (counter_name, steps_name)
         ),
@@ -354,13 +369,21 @@ class _Evaluation:
     """One evaluation's working state: base points per line (for multipliers) and the awards so far."""
 
     __slots__ = (
-        "awards", "base", "base_total", "bought_quantity", "divide", "earning", "earning_amounts", "earning_quantities",
-        "earning_quantity", "earning_shares", "earning_spend", "earning_weights", "event", "local", "member", "now",
-        "rules", "version",
+        "awards", "base", "base_total", "bought_quantity", "closed", "divide", "earning", "earning_amounts",
+        "earning_quantities", "earning_quantity", "earning_shares", "earning_spend", "earning_weights", "event",
+        "local", "member", "now", "rules", "version",
     )  # fmt: skip
 
-    def __init__(self, rules: CompiledRuleSet, event: EventSnapshot, member: MemberContext, now: datetime) -> None:
+    def __init__(
+        self,
+        rules: CompiledRuleSet,
+        event: EventSnapshot,
+        member: MemberContext,
+        now: datetime,
+        closed: frozenset[str] = frozenset(),
+    ) -> None:
         self.rules, self.event, self.member, self.version = rules, event, member, rules.version
+        self.closed = closed
         self.divide = divider(rules.rounding)
         self.now = now.astimezone(UTC)
         self.local = now.astimezone(rules.timezone)
@@ -425,6 +448,8 @@ class _Evaluation:
             bit = candidates & -candidates
             candidates ^= bit
             compiled = index.rules[bit.bit_length() - 1]
+            if self.closed and compiled.rule.campaign in self.closed:
+                continue
             if compiled.checks and not compiled.applies(event, member, local, now):
                 continue
             matched: Sequence[int] = lines_of[bit] if compiled.filtered else earning

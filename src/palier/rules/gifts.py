@@ -27,7 +27,7 @@ from palier.members.tables import members
 from palier.programs.models import Program
 from palier.programs.service import get_program
 from palier.programs.tables import programs
-from palier.rules import bookings
+from palier.rules import bookings, limits
 from palier.rules.calendar import anniversary_windows, local_midnight, month_days_celebrated_on
 from palier.rules.engine import CompiledRuleSet, EventSnapshot
 from palier.rules.service import member_context_at, rules_at
@@ -194,7 +194,8 @@ def _give(
     channel: str | None = None,
 ) -> EventResult:
     context = member_context_at(conn=conn, program=program, member_id=member_id, rules=rules, at=now)
-    awards = rules.evaluate(EventSnapshot(type=kind, channel=channel), context, now)
+    closed = limits.closed_campaigns(conn=conn, program=program, rules=rules, member_id=member_id)
+    awards = rules.evaluate(EventSnapshot(type=kind, channel=channel), context, now, closed)
     names = [a.name.en for a in awards]
     return bookings.credit(
         conn=conn,

@@ -20,6 +20,35 @@ from palier.rules.counters import PROGRAM_WIDE, campaign_counter
 from palier.rules.engine import Award, CompiledRuleSet, bare_steps_name, steps_name, within_limits
 
 
+def closed_campaigns(
+    *, conn: Connection, program: Program, rules: CompiledRuleSet, member_id: str | None, unknown_buyer: bool = False
+) -> frozenset[str]:
+    """Of the campaigns an exclusive rule belongs to, those with nothing left for this buyer: the budget spent,
+    or the member's cap reached (a buyer nobody knows: any cap). Their rules are left out of the evaluation, so
+    that an exclusive launch rule does not stop the base rate once its campaign can give nothing.
+
+    Read without a lock (none is taken before the member's purchase reserves, in name order, what its awards
+    want): a purchase racing for the very last points may still find them gone at :func:`reserve`."""
+    if not rules.exclusive_limited:
+        return frozenset()
+    wanted = sorted(rules.exclusive_limited)
+    given = counters.read(conn, program_id=program.id, member_id=PROGRAM_WIDE, names=map(campaign_counter, wanted))
+    mine = (
+        counters.read(conn, program_id=program.id, member_id=member_id, names=map(campaign_counter, wanted))
+        if member_id is not None
+        else {}
+    )
+    closed = set()
+    for campaign_id in wanted:
+        campaign, name = rules.campaigns[campaign_id], campaign_counter(campaign_id)
+        if campaign.budget is not None and campaign.budget - given[name] <= 0:
+            closed.add(campaign_id)
+        cap = campaign.member_cap
+        if cap is not None and (cap - mine[name] <= 0 if member_id is not None else unknown_buyer):
+            closed.add(campaign_id)
+    return frozenset(closed)
+
+
 def reserve(
     *,
     conn: Connection,
