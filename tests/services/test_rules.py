@@ -421,6 +421,21 @@ def test_once_an_exclusive_launch_rule_has_nothing_left_to_give_the_base_rate_pa
     assert campaign_counters(db, program) == {"": 100, ann.id: 60, bob.id: 40}
 
 
+def test_a_campaign_counts_what_it_gave_under_its_id_across_versions(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """Raising a spent budget gives the difference; the same campaign moved to other dates goes on from what it
+    gave; next month's offer under a new id starts afresh (as the README tells marketers)."""
+    program = with_campaign_bonus(db, clock, program, "launch", 30, budget=30)
+    member = enrol(db, clock, program)
+    assert purchase(db, clock, program, member, amount=100).points == 1 + 30
+    assert purchase(db, clock, program, member, amount=100).points == 1  # spent
+    program = with_campaign_bonus(db, clock, program, "launch", 30, budget=40)
+    assert purchase(db, clock, program, member, amount=100).points == 1 + 10  # the 10 the new budget added
+    program = with_campaign_bonus(db, clock, program, "december", 30, budget=30)
+    assert purchase(db, clock, program, member, amount=100).points == 1 + 30  # a new id: a new budget
+
+
 def test_sixteen_purchases_racing_never_spend_more_than_the_budget(
     db: Database, clock: FrozenClock, program: Program
 ) -> None:
