@@ -269,6 +269,12 @@ def test_how_to_earn_in_french_and_english(program: ApiProgram) -> None:
     assert "Bonus viennoiserie — 2 points par article sur viennoiserie" in french["lines"]
     weekend = next(x for x in french["lines"] if x.startswith("Week-end double"))
     assert weekend.startswith("Week-end double — gains multipliés par 2")  # whatever the points are called
+    # the pastry bonus per item is not doubled (a multiplier multiplies points per amount): the line says so
+    assert weekend.startswith("Week-end double — gains multipliés par 2 (sauf : Bonus viennoiserie), du 7 mars")
+    assert any(
+        x.startswith("Double points weekend — earnings multiplied by 2 (except: Pastry bonus), from")
+        for x in english["lines"]
+    )
     # dates as people write them; a campaign ending at midnight runs to the day before, included
     assert weekend.endswith(", du 7 mars 2026 au 8 mars 2026"), weekend
     assert any(x.endswith(", from 7 March 2026 to 8 March 2026") for x in english["lines"]), english["lines"]

@@ -78,6 +78,11 @@ def how_to_earn(
     for rule in told:
         campaign = rules.campaigns.get(rule.campaign or "")
         sentence = _effect(rule, lang, currency, exponent, points_name)
+        if isinstance(rule.effect, Multiplier) and rule.event == "purchase":
+            # a multiplier multiplies the points per amount spent: a bonus per item or per purchase stays as it is
+            kept = [r.name.in_language(lang) for r in told if r.event == "purchase" and _not_multiplied(r)]
+            if kept:
+                sentence += f" (sauf : {', '.join(kept)})" if lang == "fr" else f" (except: {', '.join(kept)})"
         sentence += _when(rule.conditions, lang, currency, exponent, tier_names or {}, segment_names or {}, actions)
         if campaign is not None:
             # a bound given with an offset, on the program's calendar: members live the days in its zone
@@ -92,6 +97,11 @@ def how_to_earn(
             sentence += f" (non cumulable avec : {stopped})" if lang == "fr" else f" (not combined with: {stopped})"
         lines.append(f"{rule.name.in_language(lang)} — {sentence}")
     return lines
+
+
+def _not_multiplied(rule: Rule) -> bool:
+    """Points a multiplier leaves as they are: a bonus per item bought or per purchase."""
+    return isinstance(rule.effect, PerItem | FixedPoints)
 
 
 def _over(rule: Rule, rules: CompiledRuleSet, now: datetime) -> bool:
