@@ -390,6 +390,29 @@ def test_how_to_earn_says_what_an_exclusive_rule_is_not_combined_with_and_a_camp
     assert shown.json()["points"] == 30  # 3 a euro, as told: not 4
 
 
+def test_how_to_earn_leaves_out_a_campaign_whose_budget_is_spent_until_a_return_gives_some_back(
+    program: ApiProgram, clock: FrozenClock
+) -> None:
+    clock.set(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    launch = {"id": "launch", "name": {"en": "Launch"}, "starts": "2026-03-01T00:00:00",
+              "ends": "2026-04-01T00:00:00", "budget": 10}  # fmt: skip
+    bonus = {"id": "launch-gift", "name": {"en": "Launch gift"}, "event": "purchase", "campaign": "launch",
+             "effect": {"type": "fixed", "points": 10}}  # fmt: skip
+    assert apply(program, {"campaigns": [launch], "rules": [RULES["rules"][0], bonus]}).status_code == 201
+
+    def told() -> list[str]:
+        return [x.split(" — ")[0] for x in program.call("GET", "/v1/how-to-earn").json()["lines"]]
+
+    assert told() == ["1 point per euro", "Launch gift"]
+    member = program.enrol(first_name="Ann")
+    body = purchase_body(member["id"], occurred_at=clock.now().isoformat())
+    assert program.call("POST", "/v1/events/purchases", json=body).json()["points"] == 10 + 10
+    assert told() == ["1 point per euro"]  # nobody can get it any more: not told as if they could
+    back = {"return_id": "R-1", "order_id": body["order_id"], "occurred_at": clock.now().isoformat(), "amount": 1000}
+    assert program.call("POST", "/v1/events/returns", json=back).status_code == 201
+    assert told() == ["1 point per euro", "Launch gift"]
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     carts=st.lists(

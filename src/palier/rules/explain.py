@@ -64,9 +64,11 @@ def how_to_earn(
     points_name: str,
     tier_names: Mapping[str, str] | None = None,
     segment_names: Mapping[str, str] | None = None,
+    spent: frozenset[str] = frozenset(),
 ) -> list[str]:
     """One sentence per active rule and action type, in ``language`` (fr or en), with every condition a
-    member must meet; tiers and segments by their names in that language (codes -> names)."""
+    member must meet; tiers and segments by their names in that language (codes -> names). A rule of a campaign
+    whose budget is ``spent`` is over for everyone, as one whose campaign has ended: it is left out."""
     lang = "fr" if language == "fr" else "en"
     lines = []
     actions = {action.id: action.name.in_language(lang) for action in rules.document.actions}
@@ -74,7 +76,7 @@ def how_to_earn(
         limit = f" ({_how_often(action.limit.count, action.limit.per, lang)})" if action.limit else ""
         colon = " : " if lang == "fr" else ": "  # French puts a space before the colon
         lines.append(f"{action.name.in_language(lang)}{colon}{counted(action.points, points_name, lang)}{limit}")
-    told = [rule for rule in rules.document.rules if not _over(rule, rules, now)]
+    told = [rule for rule in rules.document.rules if not _over(rule, rules, now) and rule.campaign not in spent]
     for rule in told:
         campaign = rules.campaigns.get(rule.campaign or "")
         sentence = _effect(rule, lang, currency, exponent, points_name)

@@ -275,8 +275,19 @@ def how_to_earn_lines(*, conn: Connection, program: Program, now: datetime, lang
         points_name=program.points_name_in(language),
         tier_names=tier_names,
         segment_names=segment_names,
+        spent=_spent_budgets(conn, program, rules),
     )
     return rules.version, lines
+
+
+def _spent_budgets(conn: Connection, program: Program, rules: CompiledRuleSet) -> frozenset[str]:
+    """The campaigns of ``rules`` with a budget that has nothing left to give anyone."""
+    budgeted = [c for c in rules.campaigns.values() if c.budget is not None]
+    names = [counters.campaign_counter(c.id) for c in budgeted]
+    given = counters.read(conn, program_id=program.id, member_id=counters.PROGRAM_WIDE, names=names)
+    return frozenset(
+        c.id for c in budgeted if c.budget is not None and c.budget - given[counters.campaign_counter(c.id)] <= 0
+    )
 
 
 # --- purchases ---
