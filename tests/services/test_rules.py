@@ -392,7 +392,7 @@ def test_once_an_exclusive_launch_rule_has_nothing_left_to_give_the_base_rate_pa
 ) -> None:
     """A launch pays 3 points per euro instead of the base rate (exclusive), 100 points in all, 60 at most per
     member. A member at their cap, then everyone once the budget is spent, earns the base rate again (and the
-    preview says so), not nothing; the purchase that takes the last points gets what was left of them."""
+    preview says so), not nothing; what is left of the launch pays when it pays more than the base rate."""
     from palier.rules.preview import PreviewIn, preview
 
     campaign = {"id": "launch", "name": {"en": "Launch"}, "starts": "2026-01-01T00:00:00",
@@ -403,8 +403,8 @@ def test_once_an_exclusive_launch_rule_has_nothing_left_to_give_the_base_rate_pa
     program = apply_rules(db, clock, program, document(launch, campaigns=[campaign]))
     ann, bob, cyd = enrol(db, clock, program), enrol(db, clock, program), enrol(db, clock, program)
 
-    def earned(who: Any) -> list[tuple[str, int]]:
-        return [(a.rule_id, a.points) for a in purchase(db, clock, program, who, amount=2000).awards]
+    def earned(who: Any, amount: int = 2000) -> list[tuple[str, int]]:
+        return [(a.rule_id, a.points) for a in purchase(db, clock, program, who, amount=amount).awards]
 
     def previewed(who: Any) -> int:
         cart = PreviewIn.model_validate(
@@ -413,7 +413,10 @@ def test_once_an_exclusive_launch_rule_has_nothing_left_to_give_the_base_rate_pa
         with db.read() as conn:
             return preview(conn=conn, clock=clock, program=program, data=cart).points
 
-    assert earned(ann) == [("launch-x", 60)]
+    assert earned(ann, 1500) == [("launch-x", 45)]
+    assert previewed(ann) == 20 and earned(ann) == [("base", 20)]  # 15 left of her cap: the base rate pays more
+    assert campaign_counters(db, program) == {"": 45, ann.id: 45}
+    assert earned(ann, 500) == [("launch-x", 15)]  # 15 for €5: the launch still pays more
     assert previewed(ann) == 20 and earned(ann) == [("base", 20)]  # her cap is reached: the base rate
     assert previewed(bob) == 40 and earned(bob) == [("launch-x", 40)]  # the last 40 of the budget
     assert previewed(cyd) == 20 and earned(cyd) == [("base", 20)]  # the budget is spent: the base rate

@@ -125,11 +125,8 @@ def record_action(
         external_id=external_id,
         shown_id=data.reference,
         occurred_at=occurred_at,
-        awards=rules.evaluate(
-            event,
-            context,
-            occurred_at,
-            limits.closed_campaigns(conn=conn, program=program, rules=rules, member_id=member_id),
+        awards=limits.evaluate_within(
+            conn=conn, program=program, rules=rules, event=event, member=context, at=occurred_at, member_id=member_id
         ),
         label=action.name.en,
         body=data.model_dump(mode="json"),

@@ -194,8 +194,10 @@ def _give(
     channel: str | None = None,
 ) -> EventResult:
     context = member_context_at(conn=conn, program=program, member_id=member_id, rules=rules, at=now)
-    closed = limits.closed_campaigns(conn=conn, program=program, rules=rules, member_id=member_id)
-    awards = rules.evaluate(EventSnapshot(type=kind, channel=channel), context, now, closed)
+    event = EventSnapshot(type=kind, channel=channel)
+    awards = limits.evaluate_within(
+        conn=conn, program=program, rules=rules, event=event, member=context, at=now, member_id=member_id
+    )
     names = [a.name.en for a in awards]
     return bookings.credit(
         conn=conn,

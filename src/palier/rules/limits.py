@@ -8,6 +8,7 @@ A member's cap and spend counters need no lock of their own: the caller holds th
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 
 from sqlalchemy import Connection
 
@@ -17,7 +18,15 @@ from palier.programs.models import Program
 from palier.rewards import service as rewards
 from palier.rules import counters
 from palier.rules.counters import PROGRAM_WIDE, campaign_counter
-from palier.rules.engine import Award, CompiledRuleSet, bare_steps_name, steps_name, within_limits
+from palier.rules.engine import (
+    Award,
+    CompiledRuleSet,
+    EventSnapshot,
+    MemberContext,
+    bare_steps_name,
+    steps_name,
+    within_limits,
+)
 
 
 def closed_campaigns(
@@ -47,6 +56,48 @@ def closed_campaigns(
         if cap is not None and (cap - mine[name] <= 0 if member_id is not None else unknown_buyer):
             closed.add(campaign_id)
     return frozenset(closed)
+
+
+def evaluate_within(
+    *,
+    conn: Connection,
+    program: Program,
+    rules: CompiledRuleSet,
+    event: EventSnapshot,
+    member: MemberContext,
+    at: datetime,
+    member_id: str | None,
+    unknown_buyer: bool = False,
+) -> list[Award]:
+    """``rules.evaluate`` with the campaigns that have nothing left for this buyer closed
+    (:func:`closed_campaigns`); and when an exclusive rule of a budgeted or capped campaign applies that its
+    limits would cut below what the rules after it pay (the last 5 points of a launch on a 20-point purchase),
+    those rules instead: an exclusive offer never leaves a buyer with less than they would earn without it."""
+    closed = closed_campaigns(conn=conn, program=program, rules=rules, member_id=member_id, unknown_buyer=unknown_buyer)
+    awards = rules.evaluate(event, member, at, closed)
+    exclusive = {
+        a.campaign_id
+        for a in awards
+        if a.campaign_id in rules.exclusive_limited
+        and any(r.exclusive and r.id == a.rule_id for r in rules.document.rules)
+    }
+    if not exclusive:
+        return awards
+    without = rules.evaluate(event, member, at, closed | {c for c in exclusive if c is not None})
+
+    def kept(found: list[Award]) -> int:
+        granted = reserve(
+            conn=conn,
+            program=program,
+            rules=rules,
+            member_id=member_id,
+            awards=found,
+            take=False,
+            unknown_buyer=unknown_buyer,
+        )
+        return sum(a.points for a in granted if a.kind == "points")
+
+    return without if kept(without) > kept(awards) else awards
 
 
 def reserve(

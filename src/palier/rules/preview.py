@@ -56,8 +56,9 @@ def preview(*, conn: Connection, clock: Clock, program: Program, data: PreviewIn
     )
     member_standing = standing(conn, program=program, member_id=data.member_id, now=at)
     context = member_context(conn=conn, program=program, member_id=data.member_id, rules=rules, status=member_standing)
-    closed = limits.closed_campaigns(conn=conn, program=program, rules=rules, member_id=data.member_id)
-    found = rules.evaluate(event, context, at, closed)
+    found = limits.evaluate_within(
+        conn=conn, program=program, rules=rules, event=event, member=context, at=at, member_id=data.member_id
+    )
     found = limits.reserve(conn=conn, program=program, rules=rules, member_id=data.member_id, awards=found, take=False)
     found = [_as_granted(conn, program, award, at) for award in found]  # step vouchers the catalog still gives
     points, line_points = total_points(found, len(data.lines))

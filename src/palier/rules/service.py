@@ -396,10 +396,16 @@ def purchase_earning(
     if paid_otherwise and base.total:
         event = paid_with_money_only(event, paid=max(base.total - paid_otherwise, 0), total=base.total)
     member = member_context(conn=conn, program=program, member_id=member_id, rules=rules, status=member_standing)
-    closed = limits.closed_campaigns(
-        conn=conn, program=program, rules=rules, member_id=member_id, unknown_buyer=member_id is None
+    awarded = limits.evaluate_within(
+        conn=conn,
+        program=program,
+        rules=rules,
+        event=event,
+        member=member,
+        at=occurred_at,
+        member_id=member_id,
+        unknown_buyer=member_id is None,
     )
-    awarded = rules.evaluate(event, member, occurred_at, closed)
     found, rows = grant_awards(
         conn=conn, clock=clock, program=program, rules=rules, member_id=member_id, event_id=event_id, awards=awarded
     )
