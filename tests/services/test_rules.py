@@ -459,6 +459,30 @@ def test_sixteen_purchases_racing_never_spend_more_than_the_budget(
     assert sum(r.points for r in outcome.results) == 16 + 100
 
 
+def test_sixteen_purchases_racing_for_an_exclusive_launchs_last_points_each_earn_at_least_the_base_rate(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """3 points per euro instead of 1 while 100 launch points last: of sixteen €20 purchases at once, the launch
+    pays 60 and 40 (never more than its 100), and the fourteen that find it spent earn the base 20, not 0."""
+    campaign = {"id": "launch", "name": {"en": "Launch"}, "starts": "2026-01-01T00:00:00",
+                "ends": "2027-01-01T00:00:00", "budget": 100}  # fmt: skip
+    launch = {"id": "launch-x", "name": {"en": "Launch"}, "event": "purchase", "campaign": "launch", "priority": 10,
+              "exclusive": True, "effect": {"type": "points_per_amount", "points": 3, "per_amount": 100}}  # fmt: skip
+    program = apply_rules(db, clock, program, document(launch, campaigns=[campaign]))
+    buyers = [enrol(db, clock, program) for _ in range(16)]
+    outcome = Outcome()
+
+    def work(index: int, barrier: threading.Barrier) -> None:
+        body = purchase_body(program, buyers[index], clock=clock, amount=2000)
+        barrier.wait()
+        outcome.run(lambda: send_purchase(db, clock, program, body))
+
+    run_threads(16, work)
+    assert outcome.failures == []
+    assert sorted(r.points for r in outcome.results) == [20] * 14 + [40, 60]
+    assert campaign_counters(db, program) == {"": 100}
+
+
 def test_returns_racing_purchases_keep_the_budget_equal_to_what_members_keep(
     db: Database, clock: FrozenClock, program: Program
 ) -> None:

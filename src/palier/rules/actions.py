@@ -126,7 +126,14 @@ def record_action(
         shown_id=data.reference,
         occurred_at=occurred_at,
         awards=limits.evaluate_within(
-            conn=conn, program=program, rules=rules, event=event, member=context, at=occurred_at, member_id=member_id
+            conn=conn,
+            program=program,
+            rules=rules,
+            event=event,
+            member=context,
+            at=occurred_at,
+            member_id=member_id,
+            lock=True,
         ),
         label=action.name.en,
         body=data.model_dump(mode="json"),

@@ -196,7 +196,7 @@ def _give(
     context = member_context_at(conn=conn, program=program, member_id=member_id, rules=rules, at=now)
     event = EventSnapshot(type=kind, channel=channel)
     awards = limits.evaluate_within(
-        conn=conn, program=program, rules=rules, event=event, member=context, at=now, member_id=member_id
+        conn=conn, program=program, rules=rules, event=event, member=context, at=now, member_id=member_id, lock=True
     )
     names = [a.name.en for a in awards]
     return bookings.credit(

@@ -68,11 +68,16 @@ def evaluate_within(
     at: datetime,
     member_id: str | None,
     unknown_buyer: bool = False,
+    lock: bool = False,
 ) -> list[Award]:
     """``rules.evaluate`` with the campaigns that have nothing left for this buyer closed
     (:func:`closed_campaigns`); and when an exclusive rule of a budgeted or capped campaign applies that its
     limits would cut below what the rules after it pay (the last 5 points of a launch on a 20-point purchase),
-    those rules instead: an exclusive offer never leaves a buyer with less than they would earn without it."""
+    those rules instead: an exclusive offer never leaves a buyer with less than they would earn without it.
+
+    ``lock`` (a purchase, action or gift being booked): the budgets both choices draw on are locked before they
+    are compared, in name order, so purchases racing for a launch's last points each choose on what is really
+    left (and those that find none earn the base rate, not nothing)."""
     closed = closed_campaigns(conn=conn, program=program, rules=rules, member_id=member_id, unknown_buyer=unknown_buyer)
     awards = rules.evaluate(event, member, at, closed)
     exclusive = {
@@ -84,6 +89,10 @@ def evaluate_within(
     if not exclusive:
         return awards
     without = rules.evaluate(event, member, at, closed | {c for c in exclusive if c is not None})
+    if lock:
+        drawn = {a.campaign_id for a in (*awards, *without) if a.campaign_id and a.kind == "points"}
+        budgets = [campaign_counter(c) for c in drawn if rules.campaigns[c].budget is not None]
+        counters.read(conn, program_id=program.id, member_id=PROGRAM_WIDE, names=budgets, lock=True)
 
     def kept(found: list[Award]) -> int:
         granted = reserve(

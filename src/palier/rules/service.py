@@ -405,6 +405,7 @@ def purchase_earning(
         at=occurred_at,
         member_id=member_id,
         unknown_buyer=member_id is None,
+        lock=member_id is not None,
     )
     found, rows = grant_awards(
         conn=conn, clock=clock, program=program, rules=rules, member_id=member_id, event_id=event_id, awards=awarded
