@@ -34,6 +34,7 @@ from palier.rules import gifts
 from palier.tiers import service as tiers
 from palier.tiers.models import TierPolicy
 from palier.tiers.tables import member_tiers
+from tests.conftest import ENGINES
 from tests.receiver import Receiver
 from tests.services import factories as f
 
@@ -512,7 +513,7 @@ def test_a_refusal_prints_brackets_as_typed_never_as_markup(cli_db: Database) ->
     assert closing.exit_code == 2, closing.output
     assert "error staff_not_found: No staff user '[/red]x@example.com' in this program. (email)" in closing.output
     shown = invoke("program", "show", "[bold]prg_x")
-    assert shown.exit_code == 2 and "No program [bold]prg_x." in shown.output, shown.output
+    assert shown.exit_code == 2 and "No program [bold]prg_x: " in shown.output, shown.output
 
 
 def test_a_program_or_key_named_with_brackets_is_created_and_its_key_shown(cli_db: Database, tmp_path: Path) -> None:
@@ -588,3 +589,23 @@ def test_scan_cards_names_a_file_with_brackets_as_it_is(tmp_path: Path) -> None:
     missing = invoke("scan-cards", "--no-database", str(tmp_path / "[red]gone.log"))
     assert missing.exit_code == 2, missing.output
     assert "Not read: " in missing.output and "[red]gone.log" in missing.output, missing.output
+
+
+@pytest.mark.parametrize("empty_database_url", ENGINES, indirect=True)
+def test_program_list_finds_a_program_id_lost_since_it_was_created(
+    empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PALIER_DATABASE_URL", empty_database_url)
+    monkeypatch.setenv("PALIER_CARD_KEY", "k" * 64)
+    assert invoke("db", "upgrade").exit_code == 0
+    none = invoke("program", "list")
+    assert none.exit_code == 0 and "No program yet: create one with `palier program create --name …`" in none.output
+    rose = created_program(invoke("program", "create", "--name", "Boulangerie Rose", "--points-name", "grains").output)
+    lumiere = created_program(invoke("program", "create", "--name", "Café Lumière", "--currency", "chf").output)
+    listed = invoke("program", "list")
+    assert listed.exit_code == 0, listed.output
+    assert re.search(rf"{rose} +│ Boulangerie Rose +│ EUR +│ Europe/Paris", listed.output), listed.output
+    assert re.search(rf"{lumiere} +│ Café Lumière +│ CHF", listed.output), listed.output
+    mistyped = invoke("program", "show", "prg_nope")
+    assert mistyped.exit_code == 2
+    assert "No program prg_nope: `palier program list` shows the programs of this database." in mistyped.output

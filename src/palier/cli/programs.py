@@ -28,14 +28,14 @@ from palier.clock import SystemClock
 from palier.errors import InvalidInput
 from palier.programs.currencies import CURRENCY_EXPONENTS
 from palier.programs.models import KeyCreate, NewApiKey, Program, ProgramSettings
-from palier.programs.service import create_key, create_program, get_program, list_keys
+from palier.programs.service import create_key, create_program, get_program, list_keys, list_programs
 from palier.rules.actions import ActionIn, record_action
 from palier.rules.document import dump_yaml, parse_text
 from palier.rules.service import apply_rules, current_document
 from palier.text import counted, points_word
 from palier.yaml_lines import line_of
 
-app = new_app("Loyalty programs: create, show, API keys, earning rules (apply, export), actions.")
+app = new_app("Loyalty programs: create, list, show, API keys, earning rules (apply, export), actions.")
 keys_app = new_app("API keys of a program (stored hashed: a key is shown once, when created).")
 app.add_typer(keys_app, name="keys")
 
@@ -118,6 +118,23 @@ def _by_language(*, fr: str | None, en: str | None) -> dict[Literal["fr", "en"],
     if en:
         names["en"] = en
     return names
+
+
+@app.command("list")
+def list_command() -> None:
+    """The programs of the database, with their ids (for every command that takes one)."""
+    with open_database() as db, db.read() as conn:
+        found = list_programs(conn=conn)
+    if not found:
+        console.print("No program yet: create one with `palier program create --name …`.")
+        return
+    table = Table(title="Programs", title_justify="left")
+    table_columns(table, ("id", "name", "currency", "time zone", "created"))
+    for program in found:
+        table.add_row(
+            program.id, escape(program.name), program.currency, program.timezone, f"{program.created_at:%Y-%m-%d %H:%M}"
+        )
+    console.print(table)
 
 
 @app.command("show")

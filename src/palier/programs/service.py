@@ -57,8 +57,15 @@ def create_program(*, conn: Connection, clock: Clock, settings: ProgramSettings,
 def get_program(*, conn: Connection, program_id: str) -> Program:
     row = conn.execute(select(programs).where(programs.c.id == program_id)).mappings().first()
     if row is None:
-        raise NotFound("program_not_found", f"No program {program_id}.", field="program_id")
+        hint = "`palier program list` shows the programs of this database."  # the id is long, and shown once
+        raise NotFound("program_not_found", f"No program {program_id}: {hint}", field="program_id")
     return _program(row)
+
+
+def list_programs(*, conn: Connection) -> list[Program]:
+    """Every program of the database, oldest first (an instance holds a handful: one per merchant)."""
+    rows = conn.execute(select(programs).order_by(programs.c.created_at, programs.c.id)).mappings()
+    return [_program(row) for row in rows]
 
 
 def _program(row: Any) -> Program:
