@@ -129,6 +129,8 @@ CONSOLE_EXEMPT: dict[Route, str] = {
     ("POST", "/till/new-member/start"): "the enrolment form filled from the search: writes nothing",
     ("POST", "/till/members/{member_id}/coupons/{code}/use"): "store staff at the till, as POST /v1/coupons/{code}/use",
     ("POST", "/till/members/{member_id}/pay"): "store staff at the till, as POST /v1/members/{id}/payments",
+    ("POST", "/till/members/{member_id}/rewards/{reward_id}/redeem"): "store staff at the till, as POST "
+    "/v1/members/{id}/redemptions",
     ("POST", "/till/new-member"): "store staff enrolling a customer at the till, as POST /v1/members (pos)",
     ("POST", "/console/password"): "a staff user's own password (any role); audited as staff.password",
     ("POST", "/console/settings/webhook/test"): "sends a test event to the webhook: writes nothing",

@@ -129,3 +129,74 @@ def test_a_coupon_shows_and_gives_the_terms_it_was_issued_with_after_its_reward_
     new = program.call("POST", f"/v1/members/{ann['id']}/redemptions", json={"reward_id": made["id"]}).json()
     looked_up = client.get(f"/console/coupons?code={new['coupon']['code']}").text
     assert "1,00\u00a0€ de remise, dès 20,00\u00a0€ d&#39;achat" in looked_up
+
+
+def test_store_staff_redeem_a_reward_for_the_customer_at_the_counter_and_use_its_coupon_at_once(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    from tests.console.test_once import form_of
+
+    ann = program.enrol(first_name="Ann")
+    program.adjust(ann["id"], 100)
+    croissant = program.call(
+        "POST", "/v1/rewards", json=reward_body(kind="free_product", sku="CROISSANT", cost_points=60, amount=None,
+                                                 title={"fr": "Croissant offert", "en": "Free croissant"}),
+    ).json()  # fmt: skip
+    far = program.call("POST", "/v1/rewards", json=reward_body(cost_points=500)).json()
+    web = program.call("POST", "/v1/rewards", json=reward_body(cost_points=10, channels=["web"])).json()
+    assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
+    page = client.get(f"/till/members/{ann['id']}").text
+    redeem = f"/till/members/{ann['id']}/rewards/{croissant['id']}/redeem"
+    assert "Échanger une récompense" in page and "Croissant offert" in page
+    assert f'action="/till/members/{ann["id"]}/rewards/{far["id"]}/redeem"' not in page  # not enough points: no button
+    assert re.search(r"Bon de 5 €</strong>.*?Plus que 400 points<", page, re.S)
+    assert web["id"] not in page  # a web-only reward is not redeemed at the counter
+
+    form = form_of(page, redeem)
+    done = client.post(redeem, data=form, follow_redirects=False)
+    assert done.status_code == 303, done.text
+    again = client.post(redeem, data=form, follow_redirects=False)  # a double tap: one coupon, the points taken once
+    assert again.headers["location"] == done.headers["location"]
+    coupons = program.call("GET", f"/v1/members/{ann['id']}/coupons").json()["items"]
+    assert [c["reward_id"] for c in coupons] == [croissant["id"]]
+    shown = client.get(done.headers["location"]).text
+    code = display_code(coupons[0]["code"])
+    assert f"Récompense échangée contre 60 points : Croissant offert. Coupon {code}, à utiliser ci-dessous." in shown
+    assert f'data-code="{coupons[0]["code"]}"' in shown  # its Use button, ready for this ticket
+    balance = program.call("GET", f"/v1/members/{ann['id']}/balance").json()
+    assert (balance["available"], balance["held"]) == (40, 60)
+
+    assert f'action="{redeem}"' not in shown  # 40 points left: no button now, and the form sent from a stale page
+    fresh = form_of(shown, f"/till/members/{ann['id']}/pay")  # tokens a page gives
+    refused = client.post(redeem, data=fresh)
+    assert refused.status_code == 422 and "Il faut 60 points ; le membre en a 40." in refused.text
+
+
+def test_a_marketer_redeems_nothing_at_the_till(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    ann = program.enrol(first_name="Ann")
+    program.adjust(ann["id"], 100)
+    made = program.call("POST", "/v1/rewards", json=reward_body(cost_points=10)).json()
+    assert sign_in(client, add_staff(program.id, "marketer")).status_code == 303
+    token = csrf_of(client.get("/console/members").text)
+    refused = client.post(f"/till/members/{ann['id']}/rewards/{made['id']}/redeem", data={"csrf": token})
+    assert refused.status_code == 403
+    assert program.call("GET", f"/v1/members/{ann['id']}/coupons").json()["items"] == []
+
+
+def test_store_credit_redeemed_at_the_till_says_what_landed_in_the_wallet(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    from tests.console.test_once import form_of
+
+    ann = program.enrol(first_name="Ann")
+    program.adjust(ann["id"], 100)
+    credit = program.call("POST", "/v1/rewards", json=reward_body(kind="store_credit", cost_points=80,
+                                                                   title={"fr": "Avoir de 5 €", "en": "€5 credit"})).json()  # fmt: skip
+    assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
+    redeem = f"/till/members/{ann['id']}/rewards/{credit['id']}/redeem"
+    done = client.post(redeem, data=form_of(client.get(f"/till/members/{ann['id']}").text, redeem))
+    assert done.status_code == 200, done.text
+    assert "Récompense échangée contre 80 points : Avoir de 5 €. 5,00\u00a0€ ajoutés à son avoir." in done.text
+    assert program.call("GET", f"/v1/members/{ann['id']}/wallet").json()["balance"] == 500

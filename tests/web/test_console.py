@@ -404,6 +404,37 @@ def test_an_admin_makes_an_api_key_copies_it_once_and_revokes_it_after_a_questio
     assert program.client.post("/v1/members", json={"first_name": "Hugo"}, headers=headers).status_code == 401
 
 
+def test_a_reward_is_redeemed_at_the_till_after_a_question_and_its_coupon_used_on_the_ticket(
+    new_program: Callable[..., ApiProgram],
+    page: Any,
+    add_staff: Callable[..., str],
+    shoot: Callable[..., Any],
+) -> None:
+    program = new_program(name="Maison Échange")
+    ann = program.enrol(first_name="Ann", last_name="Roux")
+    program.adjust(ann["id"], 100)
+    croissant = {"kind": "free_product", "sku": "CROISSANT", "cost_points": 60,
+                 "title": {"fr": "Croissant offert", "en": "Free croissant"}}  # fmt: skip
+    assert program.call("POST", "/v1/rewards", json=croissant).status_code == 201
+    sign_in(page, add_staff(program, "store_staff", "Hugo Caisse"), f"/till/members/{ann['id']}")
+    page.wait_for_url(f"**/till/members/{ann['id']}")
+    shoot(page, "rewards")
+    assert_accessible(page)
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.get_by_role("button", name="Échanger 60 points contre : Croissant offert").click()
+    assert asked == ["Échanger 60 points contre : Croissant offert ?"]
+    assert program.balance(ann["id"])["available"] == 100  # dismissed: nothing spent
+    page.once("dialog", lambda dialog: dialog.accept())
+    navigate(page, page.get_by_role("button", name="Échanger 60 points contre : Croissant offert"))
+    assert "Récompense échangée contre 60 points : Croissant offert." in page.locator(".notice.ok").inner_text()
+    assert page.locator('[data-balance="held"]').inner_text() == "60"
+    code = program.call("GET", f"/v1/members/{ann['id']}/coupons").json()["items"][0]["code"]
+    page.get_by_label(f"Total du ticket {code}").fill("4,20")
+    navigate(page, page.locator(f'button[data-code="{code}"]'))
+    assert program.call("GET", f"/v1/coupons/{code}").json()["state"] == "used"
+
+
 def test_a_new_customer_is_enrolled_at_the_till_from_the_card_they_were_just_given(
     new_program: Callable[..., ApiProgram], page: Any, add_staff: Callable[..., str], shoot: Callable[..., Any]
 ) -> None:

@@ -20,6 +20,7 @@ from palier.web.console import (
     settings,
     team,
     till,
+    till_rewards,
     till_vip,
 )
 from palier.web.render import PageError
@@ -51,5 +52,6 @@ def routers() -> list[APIRouter]:
         catalog.router,
         members.router,
         till.router,
+        till_rewards.router,
         till_vip.router,
     ]

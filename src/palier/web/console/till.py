@@ -94,6 +94,10 @@ def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
             ctx["plans"] = [
                 p for p in memberships.list_plans(conn=conn, program_id=who.program.id) if p.status == "active"
             ]
+        if who.may("points.pay") and view.member.status == "active":  # what the customer may redeem here
+            ctx["offered"] = rewards.catalog(
+                conn=conn, clock=request.app.state.clock, program=who.program, member_id=view.member.id, channel="store"
+            )
         gives, in_store = {}, []
         for coupon in view.usable_coupons:
             reward = rewards.reward_of(conn=conn, program_id=who.program.id, coupon=coupon)  # its terms as issued
@@ -106,6 +110,7 @@ def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
     ctx.setdefault("repeat", None)  # a payment like this one, made minutes ago: confirm before paying again
     ctx.setdefault("failed", None)  # the box of the payment form a refusal is about
     ctx.setdefault("fees", [])
+    ctx.setdefault("offered", [])
     ctx.setdefault("plans", [])
     ctx.setdefault("fee_refunded", None)
     ctx.setdefault("fee_paid", None)
@@ -154,6 +159,8 @@ def _done(
             if coupon.member_id == member_id and coupon.state == "used":
                 done = {"kind": ok, "code": coupon.code, "points": None, "amount": coupon.discount or 0}
                 return done | {"order_id": coupon.order_id}
+        if ok == "redeemed" and code:
+            return _redeemed(conn, who.program.id, member_id, code[:40], i18n.request_language(request))
         if ok in ("paid", "credit") and payment:
             try:
                 paid = payments.get_payment(conn=conn, program_id=who.program.id, payment_id=payment[:40])
@@ -193,6 +200,20 @@ def _done(
                     "expired_back": details.get("points_expired", 0) - details.get("points_expired_to_others", 0),
                 }
     return None
+
+
+def _redeemed(conn: Any, program_id: str, member_id: str, code: str, language: str) -> dict[str, Any] | None:
+    """The coupon a reward redeemed at the till gave the member (its store credit, for a store_credit reward)."""
+    try:
+        coupon = rewards.find_coupon(conn=conn, program_id=program_id, code=code)
+    except PalierError:
+        return None
+    if coupon.member_id != member_id or coupon.source != "redeem":
+        return None
+    credit = coupon.amount if coupon.kind == "store_credit" else None  # landed in the wallet: no coupon to use
+    title = getattr(coupon.title, language)
+    return {"kind": "redeemed", "code": coupon.code, "points": coupon.points, "title": title, "credit": credit,
+            "amount": None, "order_id": None}  # fmt: skip
 
 
 def _why_unusable(request: Request, member_id: str, code: str) -> str | None:
