@@ -192,8 +192,9 @@ def test_store_credit_redeemed_at_the_till_says_what_landed_in_the_wallet(
 
     ann = program.enrol(first_name="Ann")
     program.adjust(ann["id"], 100)
-    credit = program.call("POST", "/v1/rewards", json=reward_body(kind="store_credit", cost_points=80,
-                                                                   title={"fr": "Avoir de 5 €", "en": "€5 credit"})).json()  # fmt: skip
+    title = {"fr": "Avoir de 5 €", "en": "€5 credit"}
+    credit = program.call("POST", "/v1/rewards", json=reward_body(kind="store_credit", cost_points=80, title=title))
+    credit = credit.json()
     assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
     redeem = f"/till/members/{ann['id']}/rewards/{credit['id']}/redeem"
     done = client.post(redeem, data=form_of(client.get(f"/till/members/{ann['id']}").text, redeem))
