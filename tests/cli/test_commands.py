@@ -609,3 +609,19 @@ def test_program_list_finds_a_program_id_lost_since_it_was_created(
     mistyped = invoke("program", "show", "prg_nope")
     assert mistyped.exit_code == 2
     assert "No program prg_nope: `palier program list` shows the programs of this database." in mistyped.output
+
+
+def test_program_create_says_what_comes_next_and_takes_the_phone_country(cli_db: Database) -> None:
+    """A merchant starting without the demo learns how to get a till key and into the console."""
+    made = invoke("program", "create", "--name", "Bakery Bern", "--currency", "CHF", "--timezone", "Europe/Zurich",
+                  "--default-country", "ch")  # fmt: skip
+    assert made.exit_code == 0, made.output
+    program_id = created_program(made.output)
+    assert f'palier program keys create {program_id} --name "Till" --scope pos' in made.output
+    assert f"palier staff add you@example.com --program {program_id} --name " in made.output
+    assert "palier serve, then open http://127.0.0.1:8000/console" in made.output
+    with cli_db.read() as conn:
+        assert get_program(conn=conn, program_id=program_id).default_country == "CH"  # 079 … is a Swiss mobile
+    assert re.search(r"phone country +│ CH ", invoke("program", "show", program_id).output)
+    wrong = invoke("program", "create", "--name", "X", "--default-country", "Suisse")
+    assert wrong.exit_code == 2 and "(--default-country)" in wrong.output, wrong.output

@@ -51,6 +51,9 @@ def create(
     name: str = typer.Option(..., help="The program's name, as members will read it."),
     currency: str = typer.Option("EUR", help="ISO 4217 code of the money purchases are counted in (eur or EUR)."),
     timezone: str = typer.Option("Europe/Paris", help="IANA time zone (birthdays, calendar periods)."),
+    default_country: str = typer.Option(
+        "FR", help="Country of phone numbers typed without + (ISO 3166: FR, BE, CH, US…)."
+    ),
     earn_points: int = typer.Option(1, help="Points earned…"),
     earn_per_amount: int = typer.Option(100, help="…per this many minor units (100 = per euro)."),
     return_window_days: int = typer.Option(14, help="Days purchase points stay pending (returns)."),
@@ -80,6 +83,7 @@ def create(
             name=name,
             currency=currency,
             timezone=timezone,
+            default_country=default_country.strip().upper(),  # "ch" is CH, as --currency eur is EUR
             earn_points=earn_points,
             earn_per_amount=earn_per_amount,
             return_window_days=return_window_days,
@@ -102,6 +106,12 @@ def create(
         )
     console.print(f"Program [bold]{escape(program.name)}[/bold] created: [bold cyan]{program.id}[/bold cyan]")
     print_new_key(key)
+    next_steps = (  # without the demo, nothing else says how to reach the console
+        f'palier program keys create {program.id} --name "Till" --scope pos   # a key for your till or shop',
+        f'palier staff add you@example.com --program {program.id} --name "Your Name" --role admin',
+        "palier serve, then open http://127.0.0.1:8000/console and sign in with that e-mail",
+    )
+    console.print("Next:\n" + "\n".join(f"  {escape(step)}" for step in next_steps), soft_wrap=True)
 
 
 _OPTIONS = {  # the fields of ProgramSettings whose option has another name
@@ -165,6 +175,7 @@ def settings_table(program: Program) -> Table:
     rows = {
         "currency": program.currency,
         "time zone": program.timezone,
+        "phone country": program.default_country,
         "earning": f"by the earning rules, version {program.rules_version} (palier program export)"
         if program.rules_version  # the base rate decides nothing once rules are applied (rate_set_by_rules)
         else f"{program.earn_points} {points_word(program.earn_points, program.points_name_in('en'), 'en')} per "
