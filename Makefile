@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 PORT ?= 8000
 
-.PHONY: demo test check lint typecheck bench clean
+.PHONY: install demo test check lint typecheck bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP) $@
+
+## Install palier in .venv (no demo): then `. .venv/bin/activate` and see "Your own program" in README.md.
+install: $(STAMP)
 
 ## Build a demo program on SQLite and serve the API, docs, portal and console on localhost (make demo PORT=8001).
 demo: $(STAMP)
