@@ -129,6 +129,8 @@ CONSOLE_EXEMPT: dict[Route, str] = {
     ("POST", "/till/new-member/start"): "the enrolment form filled from the search: writes nothing",
     ("POST", "/till/members/{member_id}/coupons/{code}/use"): "store staff at the till, as POST /v1/coupons/{code}/use",
     ("POST", "/till/members/{member_id}/pay"): "store staff at the till, as POST /v1/members/{id}/payments",
+    ("POST", "/till/members/{member_id}/portal-link"): "a member's sign-in link shown at the till, as POST "
+    "/v1/members/{id}/portal-link (pos)",
     ("POST", "/till/members/{member_id}/rewards/{reward_id}/redeem"): "store staff at the till, as POST "
     "/v1/members/{id}/redemptions",
     ("POST", "/till/new-member"): "store staff enrolling a customer at the till, as POST /v1/members (pos)",

@@ -201,3 +201,25 @@ def test_store_credit_redeemed_at_the_till_says_what_landed_in_the_wallet(
     assert done.status_code == 200, done.text
     assert "Récompense échangée contre 80 points : Avoir de 5 €. 5,00\u00a0€ ajoutés à son avoir." in done.text
     assert program.call("GET", f"/v1/members/{ann['id']}/wallet").json()["balance"] == 500
+
+
+def test_the_till_shows_the_customer_a_qr_code_that_signs_them_in_to_their_portal_on_their_phone(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    from tests.console.test_once import form_of
+
+    ann = program.enrol(first_name="Ann", email="ann@example.com")
+    assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
+    action = f"/till/members/{ann['id']}/portal-link"
+    form = form_of(client.get(f"/till/members/{ann['id']}").text, action)
+    shown = client.post(action, data=form, follow_redirects=False)
+    assert shown.status_code == 201, shown.text
+    assert "elle scanne ce code avec son téléphone" in shown.text and '<svg role="img"' in shown.text
+    link = re.search(rf'href="(http://testserver/p/{program.id}/enter\?token=[^"]+)"', shown.text)
+    assert link, shown.text
+    assert shown.headers["cache-control"] == "no-store"
+    again = client.post(action, data=form, follow_redirects=False)  # a double tap: the link is not shown twice
+    assert again.status_code == 303 and "token" not in again.headers["location"]
+    client.post("/console/sign-out", data={"csrf": csrf_of(client.get(f"/till/members/{ann['id']}").text)})
+    opened = client.get(link.group(1).replace("&amp;", "&"))
+    assert "Continuer en tant que Ann (a•••@example.com)" in opened.text

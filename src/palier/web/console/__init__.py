@@ -20,6 +20,7 @@ from palier.web.console import (
     settings,
     team,
     till,
+    till_portal,
     till_rewards,
     till_vip,
 )
@@ -52,6 +53,7 @@ def routers() -> list[APIRouter]:
         catalog.router,
         members.router,
         till.router,
+        till_portal.router,
         till_rewards.router,
         till_vip.router,
     ]

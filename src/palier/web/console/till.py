@@ -111,6 +111,7 @@ def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
     ctx.setdefault("failed", None)  # the box of the payment form a refusal is about
     ctx.setdefault("fees", [])
     ctx.setdefault("offered", [])
+    ctx.setdefault("portal_link", None)  # a sign-in link to the member's portal, just made: on this answer only
     ctx.setdefault("plans", [])
     ctx.setdefault("fee_refunded", None)
     ctx.setdefault("fee_paid", None)
