@@ -435,6 +435,29 @@ def test_a_reward_is_redeemed_at_the_till_after_a_question_and_its_coupon_used_o
     assert program.call("GET", f"/v1/coupons/{code}").json()["state"] == "used"
 
 
+def test_the_customer_scans_the_tills_qr_code_and_lands_on_their_portal_on_a_phone(
+    new_program: Callable[..., ApiProgram], new_page: Callable[..., Any], add_staff: Callable[..., str],
+    shoot: Callable[..., Any],
+) -> None:  # fmt: skip
+    program = new_program(name="Maison QR")
+    ann = program.enrol(first_name="Ann", email=f"{unique('ann')}@example.com")
+    till = new_page(viewport=MOBILE)  # the shop's tablet or phone
+    sign_in(till, add_staff(program, "store_staff", "Hugo Caisse"), f"/till/members/{ann['id']}")
+    till.wait_for_url(f"**/till/members/{ann['id']}")
+    navigate(till, till.get_by_role("button", name="Espace fidélité sur son téléphone"))
+    qr = till.get_by_role("img", name="Code QR de connexion à l'espace fidélité")
+    box = qr.bounding_box()
+    assert box is not None and 150 <= box["width"] <= 260, box  # big enough to scan, not the whole screen
+    assert till.evaluate("document.documentElement.scrollWidth") <= MOBILE["width"]  # the long address wraps
+    shoot(till, "qr")
+    assert_accessible(till)
+    link = till.locator(".portal-link a").get_attribute("href")
+    phone = new_page(viewport=MOBILE)  # the customer's own phone
+    phone.goto(link)
+    navigate(phone, phone.get_by_role("button", name="Continuer en tant que Ann"))
+    phone.wait_for_url(f"**/p/{program.id}")
+
+
 def test_a_new_customer_is_enrolled_at_the_till_from_the_card_they_were_just_given(
     new_program: Callable[..., ApiProgram], page: Any, add_staff: Callable[..., str], shoot: Callable[..., Any]
 ) -> None:
