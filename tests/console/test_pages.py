@@ -645,7 +645,13 @@ def test_the_points_name_agrees_with_the_count_on_how_it_works_and_at_the_till(
     ann = program.enrol(first_name="Ann")
     program.call("POST", f"/v1/members/{ann['id']}/adjustments", json={"points": 1, "reason": "Bienvenue"})
     assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
-    assert "Solde : 1 étoile, soit" in client.get(f"/till/members/{ann['id']}").text
+    till = client.get(f"/till/members/{ann['id']}").text
+    assert "Solde : 1 étoile, soit" in till
+    assert "<h2>Payer avec des étoiles</h2>" in till and ">Étoiles à utiliser</label>" in till  # not "points"
+    assert ">Payer avec les étoiles</button>" in till
+    pay = {"csrf": csrf_of(till), "order_id": "T1000-ETOIL", "order_total": "10,00", "points": "0"}
+    refused = client.post(f"/till/members/{ann['id']}/pay", data=pay).text
+    assert "Étoiles à utiliser : " in refused
     for cost in (1, 2):
         body = {"kind": "gift", "cost_points": cost, "title": {"fr": f"Cadeau {cost}", "en": f"Gift {cost}"}}
         assert program.call("POST", "/v1/rewards", json=body).status_code == 201

@@ -33,7 +33,7 @@ from palier.programs.service import record_audit
 from palier.rewards import codes, payments
 from palier.rewards import service as rewards
 from palier.rewards.models import CouponUse, Payment, PaymentIn
-from palier.text import mask_card_numbers
+from palier.text import mask_card_numbers, points_word
 from palier.web import i18n, once, present
 from palier.web.console import fees
 from palier.web.console.access import current, requires, staff_router
@@ -352,8 +352,10 @@ def _refused(
     status = error.status if isinstance(error, PalierError) else 422  # a conflict stays a 409
     if sent is None or field not in labels:
         return _member(request, member_id, status=status, error=said, sent=sent or {})
-    t = i18n.translator(i18n.request_language(request))
-    said = t("console.till.field_error", field=t(labels[field]), message=said)
+    language = i18n.request_language(request)
+    t, name = i18n.translator(language), current(request).program.points_name_in(language)
+    plural = points_word(2, name, language)  # the boxes say the program's points: "Étoiles à utiliser"
+    said = t("console.till.field_error", field=t(labels[field], name=plural, Name=plural.capitalize()), message=said)
     return _member(request, member_id, status=status, error=said, sent=sent, failed=field)
 
 
