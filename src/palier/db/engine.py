@@ -15,19 +15,24 @@ SQLite, two details that decide how many writers per second one file takes:
   sleep 1, 2, 5, 10 … 100 ms between tries, so the lock sits idle while waiters sleep and the slowest
   commands wait for seconds; the kernel wakes a waiter of the file lock the moment it is released. The
   busy timeout stays as the fallback for writers that do not take the file lock (other programs).
+* A write waits ``WRITE_WAIT`` seconds at most, on either lock, then fails as the database being
+  unavailable (the API's ``503`` with ``Retry-After``): a writer that holds the lock longer (a large
+  import batch, a script left in a transaction) does not hold every request up with it.
 """
 
 from __future__ import annotations
 
+import select
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
     DBAPIError,
@@ -47,9 +52,11 @@ except ImportError:  # Windows: SQLite's busy timeout alone serialises writers
 
 _WRITE = "palier_write"
 _PENDING_BEGIN = "palier_pending_begin"  # Connection.info: the BEGIN still to send with the first statement
-_LOCK_FD = "palier_writer_fd"  # pool record info: this connection's own descriptor of the writer lock file
 _IDLE_SINCE = "palier_idle_since"
 PING_AFTER_IDLE = 10.0  # seconds: a pooled PostgreSQL connection idle longer is pinged before use
+WRITE_WAIT = 30.0  # seconds: how long an SQLite write waits for another to finish, before database_unavailable
+CONNECT_TIMEOUT = 10  # seconds: a PostgreSQL server that does not answer a new connection in time is down
+_AT_COMMIT = "palier_at_commit"  # set on an error raised by the COMMIT itself
 _held = threading.local()  # .file: the writer lock file this thread holds (a nested write must not wait on itself)
 ATTEMPTS = 8
 T = TypeVar("T")
@@ -57,7 +64,11 @@ T = TypeVar("T")
 
 def transient(exc: DBAPIError) -> bool:
     """Unique-key races, deadlocks, serialisation failures and lock timeouts: the transaction was rolled back
-    whole, and running the command again is safe."""
+    whole, and running the command again is safe. So is a connection that dropped (a restart, a fail-over,
+    ``pg_terminate_backend``) before the COMMIT was sent: the server kept nothing of the transaction. One that
+    dropped during the COMMIT is not: it may have been made."""
+    if exc.connection_invalidated:
+        return not getattr(exc, _AT_COMMIT, False)
     if isinstance(exc, IntegrityError):
         return "unique" in str(exc.orig).lower() or "duplicate" in str(exc.orig).lower()
     code = getattr(exc.orig, "sqlstate", None)
@@ -82,9 +93,15 @@ class Database:
         with self.engine.connect() as conn:
             conn.execution_options(**{_WRITE: True})
             nested = getattr(_held, "file", None) is not None
+            committing = False
             try:
                 with conn.begin():
                     yield conn
+                    committing = True
+            except DBAPIError as exc:
+                if committing:
+                    setattr(exc, _AT_COMMIT, True)
+                raise
             finally:
                 if not nested:
                     _release_writer_lock()
@@ -129,32 +146,23 @@ class Database:
 def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
     engine = create_engine(
         url,
-        connect_args={"timeout": 60, "check_same_thread": False},
+        connect_args={"timeout": WRITE_WAIT, "check_same_thread": False},
         **kwargs,
     )
     database = engine.url.database
     lock_path = f"{database}-writer" if fcntl is not None and database else None
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: sqlite3.Connection, record: Any) -> None:
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute(f"PRAGMA busy_timeout={round(WRITE_WAIT * 1000)}")
         cur.execute("PRAGMA secure_delete=ON")  # what is deleted or rewritten (an erased member) is zeroed in the file
         cur.close()
         dbapi_conn.create_function("translate", 3, translate, deterministic=True)  # as PostgreSQL's
-        if lock_path is not None:
-            # One open file per connection: flock() locks belong to an open file, so two connections
-            # (two threads) of this process exclude each other exactly as two processes do.
-            record.info[_LOCK_FD] = open(lock_path, "a+b")  # noqa: SIM115 (closed with the connection)
-
-    @event.listens_for(engine, "close")
-    def _on_close(_dbapi_conn: sqlite3.Connection, record: Any) -> None:
-        if (lock_file := record.info.pop(_LOCK_FD, None)) is not None:
-            lock_file.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
@@ -166,8 +174,8 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
         begin = conn.info.pop(_PENDING_BEGIN, None)
         if begin is None:
             return
-        if begin == "BEGIN IMMEDIATE":
-            _take_writer_lock(conn)
+        if begin == "BEGIN IMMEDIATE" and lock_path is not None:
+            _take_writer_lock(lock_path)
         cursor.execute(begin)
 
     @event.listens_for(engine, "commit")
@@ -178,29 +186,79 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
     return engine
 
 
-def _take_writer_lock(conn: Connection) -> None:
-    lock_file = conn.connection.info.get(_LOCK_FD)
-    if lock_file is None or getattr(_held, "file", None) is not None:
-        return  # no file lock here, or a write nested in this thread's own write: the busy timeout decides
-    fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+def _take_writer_lock(lock_path: str) -> None:
+    """Queue on the writer lock file, for ``WRITE_WAIT`` seconds at most.
+
+    The file is opened for this write alone: flock() locks belong to an open file, so two writes of this
+    process (two threads) exclude each other exactly as two processes do. A write nested in this thread's
+    own write does not wait on itself: SQLite's busy timeout decides for it.
+    """
+    if getattr(_held, "file", None) is not None:
+        return
+    lock_file = open(lock_path, "a+b")  # noqa: SIM115 (closed by _release_writer_lock, or by the waiter)
+    try:
+        fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        if not _LockWaiter(lock_file).taken_within(WRITE_WAIT):
+            raise sqlite3.OperationalError(
+                f"another writer has held the database for more than {WRITE_WAIT:g} s"
+            ) from None
+    except BaseException:
+        lock_file.close()
+        raise
     _held.file = lock_file
 
 
+class _LockWaiter:
+    """A blocking flock() cannot be given a timeout: a thread of its own waits on it, and the writer waits on
+    that thread for as long as it will. A waiter given up on closes its file as soon as it gets the lock,
+    which gives the lock back (the kernel still wakes waiters in turn, the moment the lock is free)."""
+
+    def __init__(self, lock_file: Any) -> None:
+        self.lock_file = lock_file
+        self.guard = threading.Lock()
+        self.done = threading.Event()
+        self.taken = False
+        self.abandoned = False
+
+    def taken_within(self, seconds: float) -> bool:
+        threading.Thread(target=self._wait, name="palier-writer-lock", daemon=True).start()
+        self.done.wait(seconds)
+        with self.guard:
+            self.abandoned = not self.taken
+            return self.taken
+
+    def _wait(self) -> None:
+        try:
+            fcntl.flock(self.lock_file.fileno(), fcntl.LOCK_EX)
+        except OSError:
+            taken = False
+        else:
+            taken = True
+        with self.guard:
+            self.taken = taken and not self.abandoned
+            if not self.taken:
+                self.lock_file.close()
+        self.done.set()
+
+
 def _release_writer_lock() -> None:
-    """After COMMIT or ROLLBACK (a closed file has already given its lock back)."""
+    """After COMMIT or ROLLBACK: closing the file gives its lock back."""
     lock_file = _held.__dict__.pop("file", None)
-    if lock_file is not None and not lock_file.closed:
-        with suppress(OSError, ValueError):
-            fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+    if lock_file is not None:
+        lock_file.close()
 
 
 def _postgres_engine(url: str, *, pool_size: int, echo: bool) -> Engine:
     """A pool without SQLAlchemy's pre-ping: that is one more round trip on every command.
 
-    A connection that sat idle for ``PING_AFTER_IDLE`` seconds or more (the ones a server restart or a
-    firewall may have cut) is still checked before use, and replaced if dead.
+    A connection is still checked before use, and replaced if dead, when it sat idle for ``PING_AFTER_IDLE``
+    seconds or more (the ones a firewall may have cut without a word) or when the server sent it something
+    while it sat in the pool: an idle session hears from the server only as it is ended (a restart, a
+    fail-over, ``pg_terminate_backend``), and looking costs no round trip.
     """
-    engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size)
+    connect_args = {} if "connect_timeout" in make_url(url).query else {"connect_timeout": CONNECT_TIMEOUT}
+    engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, connect_args=connect_args)
 
     @event.listens_for(engine, "checkin")
     def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
@@ -209,7 +267,9 @@ def _postgres_engine(url: str, *, pool_size: int, echo: bool) -> Engine:
     @event.listens_for(engine, "checkout")
     def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
         idle_since = record.info.pop(_IDLE_SINCE, None)
-        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE:
+        if idle_since is None:
+            return  # a new connection
+        if time.monotonic() - idle_since < PING_AFTER_IDLE and not _server_spoke(dbapi_conn):
             return
         try:
             alive = engine.dialect.do_ping(dbapi_conn)
@@ -220,6 +280,19 @@ def _postgres_engine(url: str, *, pool_size: int, echo: bool) -> Engine:
             raise DisconnectionError("the pooled connection is dead")
 
     return engine
+
+
+def _server_spoke(dbapi_conn: Any) -> bool:
+    """Whether the server sent anything to this idle connection (its farewell, or the end of the stream)."""
+    try:
+        fd = dbapi_conn.fileno()
+    except Exception:  # closed already
+        return True
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])  # Windows: poll() is not there
 
 
 class DatabaseUrlError(ValueError):
