@@ -17,13 +17,14 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from palier.api.app import create_app
 from palier.clock import FrozenClock
 from palier.config import Settings
 from palier.db import make_database
-from palier.db.migrate import upgrade
+from palier.db.migrate import head, upgrade
 from tests.api.conftest import CARD_KEY
 from tests.conftest import ENGINES
 
@@ -166,3 +167,30 @@ def test_the_relay_is_a_real_cut() -> None:
             sock.settimeout(5)
             assert sock.recv(1) == b""
         relay.close()
+
+
+def test_health_says_when_the_schema_is_not_this_versions(empty_database_url: str, clock: FrozenClock) -> None:
+    """A node whose database is not at its version's schema (not upgraded yet, or upgraded by a newer Palier
+    during a rolling upgrade) cannot serve: its health check says so, for the load balancer to take it out."""
+    url = empty_database_url
+    db = make_database(url, pool_size=1)
+    app = create_app(Settings(database_url=url, card_hash_key=CARD_KEY), db=db, clock=clock)
+    try:
+        with TestClient(app) as client:
+            never = client.get("/health")
+            assert never.status_code == 503 and never.json()["code"] == "database_not_ready"
+            assert "has no Palier tables yet: run `palier db upgrade` first" in never.json()["detail"]
+            upgrade(url)
+            assert client.get("/health").json() == {"status": "ok"}
+            for revision, code, said in (
+                ("0013", "database_not_ready", f"is at revision 0013, this Palier needs {head()}"),
+                ("9999", "database_too_new", "a newer Palier migrated it"),
+            ):
+                with db.write() as conn:
+                    conn.execute(text("UPDATE alembic_version SET version_num = :revision"), {"revision": revision})
+                answer = client.get("/health")
+                assert answer.status_code == 503 and answer.headers["content-type"] == "application/problem+json"
+                assert answer.json()["code"] == code and said in answer.json()["detail"], answer.text
+                assert client.head("/health").status_code == 503
+    finally:
+        db.dispose()

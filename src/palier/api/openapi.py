@@ -76,6 +76,13 @@ UNAVAILABLE: dict[str, Any] = {
 }
 
 
+NOT_READY: dict[str, Any] = UNAVAILABLE | {
+    "description": UNAVAILABLE["description"] + ". Or the database is not at this version's schema: "
+    "`database_not_ready` (run `palier db upgrade`) or `database_too_new` (a newer Palier migrated it), without"
+    " Retry-After. Either way, this node cannot serve: take it out of the load balancer"
+}
+
+
 def install(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -90,7 +97,7 @@ def install(app: FastAPI) -> None:
         for path, operations in schema.get("paths", {}).items():
             for operation in operations.values():
                 responses = operation.setdefault("responses", {})
-                responses["503"] = UNAVAILABLE
+                responses["503"] = NOT_READY if path == "/health" else UNAVAILABLE
                 if not path.startswith("/v1"):
                     continue
                 for status, description in ERRORS.items():

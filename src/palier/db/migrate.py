@@ -9,6 +9,7 @@ its database anywhere. A new revision is written the same way, from a checkout::
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ def downgrade(url: str, revision: str) -> None:
     command.downgrade(alembic_config(url), revision)
 
 
+@cache  # read from the files shipped with this version, which do not change while it runs
 def head() -> str | None:
     """The newest revision shipped with this version of Palier."""
     return ScriptDirectory.from_config(alembic_config("")).get_current_head()
@@ -61,6 +63,7 @@ def current(url: str) -> str | None:
         database.dispose()
 
 
+@cache
 def known(revision: str) -> bool:
     """Whether ``revision`` is one of the migrations shipped with this version of Palier."""
     scripts = ScriptDirectory.from_config(alembic_config(""))
@@ -81,15 +84,20 @@ def require_current(url: str, *, place: str) -> None:
     """Refuse a database this code cannot serve: never migrated, migrated by an older Palier (``palier db
     upgrade`` brings it up to date) or by a newer one (``place`` names it). An unreachable one raises the
     driver's error."""
-    revision = current(url)
+    if (refusal := not_servable(current(url), place=place)) is not None:
+        raise refusal
+
+
+def not_servable(revision: str | None, *, place: str = "") -> PalierError | None:
+    """Why a database at ``revision`` cannot be served by this code (``None`` when it can)."""
     if revision == head():
-        return
+        return None
     if revision is not None and not known(revision):
-        raise too_new(revision)
+        return too_new(revision)
     state = "has no Palier tables yet" if revision is None else f"is at revision {revision}, this Palier needs {head()}"
-    raise PalierError(
+    return PalierError(
         "database_not_ready",
-        f"The database {place} {state}: run `palier db upgrade` first.",
+        f"The database {place + ' ' if place else ''}{state}: run `palier db upgrade` first.",
         field="PALIER_DATABASE_URL",
     )
 
