@@ -131,11 +131,12 @@ def test_health_and_the_api_answer_503_while_the_database_is_down_then_recover(
                 assert answer.headers["content-type"] == "application/problem+json"
                 assert answer.json()["code"] == "database_unavailable"
                 assert int(answer.headers["Retry-After"]) >= 1
+                assert answer.json()["request_id"] == answer.headers["X-Request-ID"]  # what the log line names
             assert monitor.status_code == 503 and monitor.headers["Retry-After"] == down.headers["Retry-After"]
             assert page.status_code == 503 and page.headers["content-type"].startswith("text/html")
             assert "The service is unavailable for a moment." in page.text and page.headers["Retry-After"]
             said = [r for r in caplog.records if r.name == "palier.api"]
-            assert [r.getMessage().split(":")[0] for r in said] == [
+            assert [r.getMessage().split(" (request ")[0] for r in said] == [
                 "database unavailable on GET /health",
                 "database unavailable on HEAD /health",
                 "database unavailable on GET /v1/program",

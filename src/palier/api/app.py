@@ -17,6 +17,7 @@ from palier.api import openapi, problems
 from palier.api.body_limit import LimitBodySize
 from palier.api.deps import no_nul_character
 from palier.api.ratelimit import RateLimiter
+from palier.api.request_ids import RequestIds
 from palier.api.routes import events, members, outbox, programs, rewards, rules, status
 from palier.clock import Clock, SystemClock
 from palier.config import Settings, load_settings
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None, 
     # The app's clock (not a monotonic one): tests move a FrozenClock and the windows move with it.
     app.state.rate_limiter = RateLimiter(lambda: app.state.clock.now().timestamp())
     app.add_middleware(LimitBodySize)
+    app.add_middleware(RequestIds)
     problems.install(app)
     openapi.install(app)
     for module in (programs, members, events, rewards, rules, status, outbox):

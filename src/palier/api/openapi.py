@@ -30,6 +30,9 @@ class Problem(BaseModel):
     detail: str
     field: str | None = Field(default=None, description="the offending field, e.g. lines[0].quantity")
     errors: list[FieldProblem] | None = Field(default=None, description="every invalid field, for 422s")
+    request_id: str | None = Field(
+        default=None, description="for 500s and 503s: the X-Request-ID the server's log line names, to quote to us"
+    )
 
 
 ERRORS = {

@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
+from palier.api.request_ids import HEADER, request_id
 from palier.errors import PalierError, error_location, title_of, validation_message, value_error_code
 from palier.text import contains_card_number
 
@@ -99,11 +100,17 @@ def unavailable(request: Request, exc: Exception) -> JSONResponse:
     out of connections (or a lock outlived the retries). Not a bug to trace on every request for as long as it
     lasts, and a client's retry is what cures it."""
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    rid = request_id(request)
     log.warning(
-        "database unavailable on %s %s: %s", request.method, request.url.path, reason[0] if reason else "no answer"
+        "database unavailable on %s %s (request %s): %s",
+        request.method,
+        request.url.path,
+        rid,
+        reason[0] if reason else "no answer",
     )
-    response = problem(503, "database_unavailable", UNAVAILABLE)
+    response = problem(503, "database_unavailable", UNAVAILABLE, request_id=rid)
     response.headers["Retry-After"] = str(RETRY_AFTER)
+    response.headers[HEADER] = rid
     return response
 
 
@@ -204,8 +211,11 @@ def http_error(exc: HTTPException, request: Request | None = None) -> JSONRespon
 
 def crash(request: Request) -> JSONResponse:
     """``500``, logged with its traceback: a bug of ours, and the transaction was rolled back."""
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return problem(500, "internal_error", "Something went wrong on our side; nothing was written.")
+    rid = request_id(request)
+    log.exception("unhandled error on %s %s (request %s)", request.method, request.url.path, rid)
+    response = problem(500, "internal_error", "Something went wrong on our side; nothing was written.", request_id=rid)
+    response.headers[HEADER] = rid  # sent from outside the middleware that adds it to every other answer
+    return response
 
 
 def install(app: FastAPI) -> None:

@@ -147,6 +147,7 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
     engine = create_engine(
         url,
         connect_args={"timeout": WRITE_WAIT, "check_same_thread": False},
+        hide_parameters=True,  # an error's message (a traceback in a log) never repeats a value sent
         **kwargs,
     )
     database = engine.url.database
@@ -258,7 +259,14 @@ def _postgres_engine(url: str, *, pool_size: int, echo: bool) -> Engine:
     fail-over, ``pg_terminate_backend``), and looking costs no round trip.
     """
     connect_args = {} if "connect_timeout" in make_url(url).query else {"connect_timeout": CONNECT_TIMEOUT}
-    engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, connect_args=connect_args)
+    engine = create_engine(
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        connect_args=connect_args,
+        hide_parameters=True,  # an error's message (a traceback in a log) never repeats a value sent
+    )
 
     @event.listens_for(engine, "checkin")
     def _on_checkin(_dbapi_conn: Any, record: Any) -> None:

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from palier.api import problems
 from palier.api.ratelimit import RateLimited
+from palier.api.request_ids import HEADER
 from palier.web.once import AlreadySent
 from palier.web.render import STATIC_DIR, PageError, SignInRequired, area_home, render
 from palier.web.sessions import CsrfRefused, csrf_guard
@@ -98,7 +99,9 @@ def install(app: FastAPI) -> None:
         answer = problems.crash(request)
         if not request.url.path.startswith(PAGES):
             return answer
-        return _error_page(request, 500, "error.internal")
+        page = _error_page(request, 500, "error.internal")
+        page.headers[HEADER] = answer.headers[HEADER]  # sent from outside the middleware that adds it
+        return page
 
     @app.exception_handler(CsrfRefused)
     async def _csrf(request: Request, exc: CsrfRefused) -> HTMLResponse:
