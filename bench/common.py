@@ -798,7 +798,9 @@ def seed_members(
             conn.execute(
                 text(
                     "UPDATE accounts SET balance = (SELECT COALESCE(SUM(p.amount), 0) FROM postings p "
-                    "WHERE p.account_id = accounts.id) WHERE program_id = :program AND member_id IS NULL"
+                    "WHERE p.account_id = accounts.id), version = version + 1 "
+                    "WHERE program_id = :program AND member_id IS NULL "
+                    "AND EXISTS (SELECT 1 FROM postings p WHERE p.account_id = accounts.id)"
                 ),
                 {"program": program.id},
             )
@@ -862,11 +864,14 @@ def _seed_chunk(conn: Connection, seeded: Seeded, lo: int, hi: int, now: datetim
     pending = " + ".join(plan.amount(j) for j in plan.pending()) or "0"
     active = " + ".join(plan.amount(j) for j in plan.active()) or "0"
     kinds = " UNION ALL ".join(f"SELECT '{k}' AS kind" for k in MEMBER_KINDS)
-    run(
-        "INSERT INTO accounts (id, program_id, member_id, kind, asset, slot, balance, version) "
-        f"SELECT {member} || ':' || k.kind, :program, {member}, k.kind, 'PTS', 0, "
+    balance = (
         f"CASE WHEN NOT {holds} THEN 0 WHEN k.kind = 'pending' THEN {pending} "
-        f"WHEN k.kind = 'available' THEN {active} ELSE 0 END, 0 "
+        f"WHEN k.kind = 'available' THEN {active} ELSE 0 END"
+    )
+    run(  # the opening transaction is one write: version 1 where it posts
+        "INSERT INTO accounts (id, program_id, member_id, kind, asset, slot, balance, version) "
+        f"SELECT {member} || ':' || k.kind, :program, {member}, k.kind, 'PTS', 0, {balance}, "
+        f"CASE WHEN {balance} <> 0 THEN 1 ELSE 0 END "
         f"FROM {source} CROSS JOIN ({kinds}) AS k ORDER BY g, k.kind"
     )
     if contact:

@@ -8,19 +8,17 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from palier.activity.models import EventResult
 from palier.clock import FrozenClock, utc
 from palier.db import Database
-from palier.ids import new_id
 from palier.jobs import sweeps
 from palier.ledger.locks import lock_members
-from palier.ledger.lots import choose_lots, record_allocations
-from palier.ledger.operations import member_posting
-from palier.ledger.post import Entry, write
-from palier.ledger.tables import accounts, allocations, holds, ledger_transactions, lots
+from palier.ledger.tables import accounts, allocations, ledger_transactions, lots
 from palier.programs.models import Program
+from palier.rewards import service as rewards
+from palier.rewards.models import RedeemIn, RewardIn
 from tests.services.factories import adjust, balance, enrol, history, mature, purchase, return_
 from tests.services.test_concurrency import Outcome, beside, run_threads
 
@@ -113,40 +111,11 @@ def test_expiry_takes_what_is_left_and_leaves_held_points_alone(
 
 
 def hold_points(db: Database, clock: FrozenClock, program: Program, member_id: str, points: int) -> None:
-    """An open redemption hold, as the rewards domain books one: available -> held, allocated from lots."""
+    """An open redemption hold: a coupon redeemed for ``points`` (available -> held, allocated from lots)."""
+    data = RewardIn(kind="gift", cost_points=points, title={"fr": "Cadeau", "en": "Gift"})
     with db.write() as conn:
-        lock_members(conn, [member_id])
-        taken = choose_lots(conn, program_id=program.id, member_id=member_id, amount=points)
-        entry = Entry(
-            program_id=program.id,
-            kind="hold",
-            reason="Reward on hold",
-            reason_code="held",
-            created_at=clock.now(),
-            effective_at=clock.now(),
-            member_id=member_id,
-            postings=[member_posting(member_id, "available", -points), member_posting(member_id, "held", points)],
-        )
-        write(conn, [entry])
-        record_allocations(
-            conn,
-            program_id=program.id,
-            member_id=member_id,
-            transaction_id=entry.id,
-            purpose="hold",
-            parts=[(t.lot_id, t.amount) for t in taken],
-        )
-        conn.execute(
-            insert(holds).values(
-                id="hld_" + new_id("transaction")[4:],
-                program_id=program.id,
-                member_id=member_id,
-                transaction_id=entry.id,
-                amount=points,
-                state="open",
-                created_at=clock.now(),
-            )
-        )
+        reward = rewards.create_reward(conn=conn, clock=clock, program=program, data=data, actor="test")
+        rewards.redeem(conn=conn, clock=clock, program=program, member_id=member_id, data=RedeemIn(reward_id=reward.id))
 
 
 def test_one_point_expiring_reads_1_point(db: Database, clock: FrozenClock, program: Program) -> None:
