@@ -20,6 +20,7 @@ from tests.api.helpers import ApiProgram, assert_problem, footprint, purchase_bo
 from tests.api.routes import (
     ADMIN_ONLY,
     BEYOND_READ,
+    BODIES,
     KEYED,
     MEMBER_ROUTES,
     POLICY,
@@ -129,6 +130,31 @@ def test_401_says_how_to_authenticate(module_client: TestClient, world: World) -
         response = module_client.get("/v1/program", headers=headers)
         assert response.status_code == 401  # RFC 9110 §15.5.2: a 401 MUST say how to authenticate
         assert response.headers.get("www-authenticate", "").startswith("Bearer")
+
+
+@pytest.mark.parametrize("route", KEYED, ids=route_id)
+def test_a_refused_key_is_answered_before_the_fields_it_sent(world: World, route: Route) -> None:
+    """An unknown key gets 401 and a key without the scope 403 on every route, whatever the body: the fields of
+    a caller who may not call are not judged (422), and nothing is written."""
+    method, url, _ = request_for(route, world)
+    sent = {"json": {"no_such_field": 1}} if route in BODIES else {}
+    before = state(world)
+    unknown = world.program.call(method, url, key="key_01HZZZZZZZZZZZZZZZZZZZZZZZ.wrong", **sent)
+    assert_problem(unknown, 401, "invalid_api_key", field="Authorization")
+    if route in BEYOND_READ:
+        weak = world.program.call(method, url, key=world.keys["read"], **sent)
+        assert_problem(weak, 403, "insufficient_scope", field="Authorization")
+    if sent:
+        allowed = world.program.call(method, url, key=world.keys["admin"], **sent)
+        assert allowed.status_code == 422, allowed.text  # the body is refused once the key may call
+    assert state(world) == before
+
+
+def test_a_refused_key_is_answered_before_its_query(world: World) -> None:
+    url = f"/v1/members/{world.member_id}/history?limit=0"
+    unknown = world.program.call("GET", url, key="key_01HZZZZZZZZZZZZZZZZZZZZZZZ.wrong")
+    assert_problem(unknown, 401, "invalid_api_key", field="Authorization")
+    assert_problem(world.program.call("GET", url, key=world.keys["read"]), 422, "out_of_range", field="limit")
 
 
 # --- scopes ---
