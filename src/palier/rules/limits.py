@@ -36,8 +36,8 @@ def closed_campaigns(
     or the member's cap reached (a buyer nobody knows: any cap). Their rules are left out of the evaluation, so
     that an exclusive launch rule does not stop the base rate once its campaign can give nothing.
 
-    Read without a lock (none is taken before the member's purchase reserves, in name order, what its awards
-    want): a purchase racing for the very last points may still find them gone at :func:`reserve`."""
+    Read without a lock: a first look, which :func:`evaluate_within` checks under the budgets' lock when an
+    exclusive rule still applies."""
     if not rules.exclusive_limited:
         return frozenset()
     wanted = sorted(rules.exclusive_limited)
