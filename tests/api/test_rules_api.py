@@ -75,6 +75,28 @@ def test_apply_export_and_versions(program: ApiProgram) -> None:
     assert program.call("GET", "/v1/program").json()["rules_version"] == 2
 
 
+def test_rules_saved_by_another_client_since_they_were_read_are_not_overwritten(program: ApiProgram) -> None:
+    """Two scripts (or a script and the console) read version 1 and each change it: the second to save, naming
+    the version it read (``based_on``), is refused with the version now in force, rather than dropping the
+    first's campaign; nothing is applied, and the same key sent on with another version is another request."""
+    assert apply(program, RULES).status_code == 201
+    read = program.call("GET", "/v1/program/rules").json()
+    assert read["version"] == 1
+    theirs = {**read["document"], "rules": read["document"]["rules"][:1]}
+    assert program.call("POST", "/v1/program/rules?based_on=1", json=theirs).json()["version"] == 2
+    mine = {**read["document"], "campaigns": []}
+    mine["rules"] = [r for r in read["document"]["rules"] if r["id"] != "weekend-x2"]
+    stale = program.call("POST", "/v1/program/rules?based_on=1", json=mine, idempotency_key="rules-mine")
+    assert_problem(stale, 409, "rules_changed", field="document")
+    assert (stale.json()["version"], stale.json()["based_on"]) == (2, 1)
+    assert program.call("GET", "/v1/program/rules").json()["version"] == 2
+    again = program.call("POST", "/v1/program/rules?based_on=2", json=mine, idempotency_key="rules-mine")
+    assert_problem(again, 409, "idempotency_key_reused")
+    saved = program.call("POST", "/v1/program/rules?based_on=2", json=mine)
+    assert saved.status_code == 201 and saved.json()["version"] == 3
+    assert_problem(program.call("POST", "/v1/program/rules?based_on=-1", json=mine), 422, "out_of_range", "based_on")
+
+
 def test_once_rules_are_applied_the_base_rate_is_changed_in_them_not_in_the_settings(program: ApiProgram) -> None:
     """The rules' rate decides what a purchase earns: a settings rate changed beside them would change nothing
     while the console and how-it-works page went on showing one or the other."""

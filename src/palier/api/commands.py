@@ -78,7 +78,8 @@ def run(
         key = "hmac:" + hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()
     hash_ = idempotency.request_hash(
         request.method,
-        request.url.path,
+        # With its query when it has one: rules saved ``?based_on=1`` are another request than ``?based_on=2``.
+        f"{request.url.path}?{request.url.query}" if request.url.query else request.url.path,
         # As sent: a PATCH that names a field (to clear it) is another request than one that leaves it out.
         body.model_dump(mode="json", exclude_unset=True) if body is not None else None,
         key=request.app.state.settings.card_hash_key,

@@ -52,17 +52,35 @@ _DOCUMENT_BODY: dict[str, Any] = {
     openapi_extra=_DOCUMENT_BODY | commands.IDEMPOTENT,
 )
 def apply_rules(
-    body: Annotated[Any, Body(include_in_schema=False)], access: AdminAccess, db: DB, clock: ClockDep, request: Request
+    body: Annotated[Any, Body(include_in_schema=False)],
+    access: AdminAccess,
+    db: DB,
+    clock: ClockDep,
+    request: Request,
+    based_on: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            description="the version the document was read from (`GET /v1/program/rules`): if another was applied "
+            "since, 409 `rules_changed` with the `version` now in force, and nothing is applied",
+        ),
+    ] = None,
 ) -> JSONResponse:
     """The whole rule set (actions, campaigns, rules) becomes a new version, in force from now. An invalid
-    document is refused whole, with the path of each problem; nothing is applied."""
+    document is refused whole, with the path of each problem; nothing is applied. Name the version you edited
+    (``based_on``) so that a colleague's save since is not silently replaced."""
     if sent_as_other_than_json(request):  # a form or text: FastAPI reads the body as JSON only when it says so
         raise NotJson("unsupported_media_type", NOT_JSON, field="Content-Type")
     document = parse_data(body)
 
     def command(conn: Connection) -> tuple[RuleSetVersion, int]:
         applied = service.apply_rules(
-            conn=conn, clock=clock, program_id=access.program.id, document=document, actor=access.caller.actor
+            conn=conn,
+            clock=clock,
+            program_id=access.program.id,
+            document=document,
+            actor=access.caller.actor,
+            based_on=based_on,
         )
         return applied, 201
 
