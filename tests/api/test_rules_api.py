@@ -71,7 +71,8 @@ def test_apply_export_and_versions(program: ApiProgram) -> None:
     ]
     assert apply(program, exported["document"]).json()["version"] == 2  # the export applies as it is
     versions = program.call("GET", "/v1/program/rules/versions").json()
-    assert [v["version"] for v in versions] == [1, 2] and versions[0]["actor"].startswith("key_")
+    assert [v["version"] for v in versions["items"]] == [2, 1] and versions["items"][1]["actor"].startswith("key_")
+    assert versions["next_cursor"] is None
     assert program.call("GET", "/v1/program").json()["rules_version"] == 2
 
 
@@ -95,6 +96,23 @@ def test_rules_saved_by_another_client_since_they_were_read_are_not_overwritten(
     saved = program.call("POST", "/v1/program/rules?based_on=2", json=mine)
     assert saved.status_code == 201 and saved.json()["version"] == 3
     assert_problem(program.call("POST", "/v1/program/rules?based_on=-1", json=mine), 422, "out_of_range", "based_on")
+
+
+def test_rule_versions_come_a_page_at_a_time_newest_first(program: ApiProgram) -> None:
+    """A program saving its rules every day for years has thousands of versions, each a whole document: they
+    come a page at a time, newest first, as the audit trail does."""
+    for _ in range(5):
+        assert apply(program, RULES).status_code == 201
+    first = program.call("GET", "/v1/program/rules/versions?limit=2").json()
+    assert [v["version"] for v in first["items"]] == [5, 4] and first["next_cursor"]
+    second = program.call("GET", f"/v1/program/rules/versions?limit=2&cursor={first['next_cursor']}").json()
+    assert [v["version"] for v in second["items"]] == [3, 2]
+    last = program.call("GET", f"/v1/program/rules/versions?limit=2&cursor={second['next_cursor']}").json()
+    assert [v["version"] for v in last["items"]] == [1] and last["next_cursor"] is None
+    for bad in ("abc", "0", "-1", "99"):
+        refused = program.call("GET", f"/v1/program/rules/versions?cursor={bad}")
+        assert_problem(refused, 422, "invalid_cursor", field="cursor")
+    assert_problem(program.call("GET", "/v1/program/rules/versions?limit=0"), 422, "out_of_range", field="limit")
 
 
 def test_once_rules_are_applied_the_base_rate_is_changed_in_them_not_in_the_settings(program: ApiProgram) -> None:

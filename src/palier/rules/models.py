@@ -262,3 +262,8 @@ class RuleSetVersion(BaseModel):
     created_at: datetime
     effective_from: datetime
     document: RuleSetDocument
+
+
+class RuleSetVersionPage(BaseModel):
+    items: list[RuleSetVersion] = Field(description="newest first")
+    next_cursor: str | None = Field(description="pass as `cursor` for older versions; null on the last page")

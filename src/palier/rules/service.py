@@ -41,7 +41,15 @@ from palier.rules.engine import (
     steps_name,
     total_points,
 )
-from palier.rules.models import PointsPerAmount, Rule, RuleSetDocument, RuleSetVersion, SpendStep, Text
+from palier.rules.models import (
+    PointsPerAmount,
+    Rule,
+    RuleSetDocument,
+    RuleSetVersion,
+    RuleSetVersionPage,
+    SpendStep,
+    Text,
+)
 from palier.rules.returned import LinesReturned as LinesReturned
 from palier.rules.returned import Returned as Returned
 from palier.rules.returned import counts_some_lines, kept_on_lines, share_on_lines, split_on_lines
@@ -173,12 +181,16 @@ def _check_tiers_and_segments(conn: Connection, program_id: str, document: RuleS
         raise refuse(problems)
 
 
-def versions(*, conn: Connection, program_id: str) -> list[RuleSetVersion]:
-    """Every version of the program's rules, oldest first."""
-    rows = conn.execute(
-        select(rule_sets).where(rule_sets.c.program_id == program_id).order_by(rule_sets.c.version)
-    ).mappings()
-    return [
+def versions(*, conn: Connection, program_id: str, cursor: str | None, limit: int) -> RuleSetVersionPage:
+    """The versions of the program's rules, newest first; ``cursor`` is the last version of the page before."""
+    query = select(rule_sets).where(rule_sets.c.program_id == program_id)
+    if cursor is not None:
+        before = int(cursor) if cursor.isdigit() and len(cursor) <= 9 else None
+        if before is None or conn.execute(query.where(rule_sets.c.version == before)).first() is None:
+            raise InvalidInput("invalid_cursor", "This cursor was not issued by this program's rules.", field="cursor")
+        query = query.where(rule_sets.c.version < before)
+    rows = conn.execute(query.order_by(rule_sets.c.version.desc()).limit(limit + 1)).mappings().all()
+    items = [
         RuleSetVersion(
             version=int(row["version"]),
             actor=str(row["actor"]),
@@ -186,8 +198,9 @@ def versions(*, conn: Connection, program_id: str) -> list[RuleSetVersion]:
             effective_from=utc(row["effective_from"]),
             document=RuleSetDocument.model_validate(row["document"]),
         )
-        for row in rows
+        for row in rows[:limit]
     ]
+    return RuleSetVersionPage(items=items, next_cursor=str(items[-1].version) if len(rows) > limit else None)
 
 
 def current_document(*, conn: Connection, program: Program) -> tuple[int, RuleSetDocument]:

@@ -11,13 +11,13 @@ from sqlalchemy import Connection
 
 from palier.activity.models import EventResult
 from palier.api import commands
-from palier.api.deps import DB, AdminAccess, ClockDep, PosAccess, ReadAccess, SettingsDep
+from palier.api.deps import DB, AdminAccess, ClockDep, Cursor, PosAccess, ReadAccess, SettingsDep
 from palier.api.problems import NOT_JSON, sent_as_other_than_json
 from palier.errors import NotJson
 from palier.rules import service
 from palier.rules.actions import ActionIn, record_action
 from palier.rules.document import parse_data
-from palier.rules.models import RuleSetDocument, RuleSetVersion
+from palier.rules.models import RuleSetDocument, RuleSetVersion, RuleSetVersionPage
 from palier.rules.preview import Preview, PreviewIn, preview
 
 router = APIRouter(prefix="/v1", tags=["rules"])
@@ -96,10 +96,14 @@ def read_rules(access: AdminAccess, db: DB) -> CurrentRules:
     return CurrentRules(version=version, document=document)
 
 
-@router.get("/program/rules/versions", response_model=list[RuleSetVersion], summary="Every version of the rules")
-def rule_versions(access: AdminAccess, db: DB) -> list[RuleSetVersion]:
+@router.get(
+    "/program/rules/versions", response_model=RuleSetVersionPage, summary="The versions of the rules, newest first"
+)
+def rule_versions(
+    access: AdminAccess, db: DB, cursor: Cursor = None, limit: Annotated[int, Query(ge=1, le=100)] = 20
+) -> RuleSetVersionPage:
     with db.read() as conn:
-        return service.versions(conn=conn, program_id=access.program.id)
+        return service.versions(conn=conn, program_id=access.program.id, cursor=cursor or None, limit=limit)
 
 
 @router.post("/preview", response_model=Preview, summary="What a cart would earn, one line per rule (no writes)")
