@@ -80,7 +80,7 @@ def _sent(program: ApiProgram, body: bytes) -> dict[str, Any]:
 
 
 def test_json_with_a_syntax_error_says_what_is_wrong_and_where(program: ApiProgram) -> None:
-    problem = _sent(program, b'{"first_name": "Zo\u00e9",\n "email": "zoe@example.com"\n "language": "fr"}')
+    problem = _sent(program, b'{"first_name": "Zo\\u00e9",\n "email": "zoe@example.com"\n "language": "fr"}')
     assert problem["detail"] == "The body is not valid JSON: Expecting ',' delimiter at line 3, column 2."
 
 
