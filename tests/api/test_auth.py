@@ -11,8 +11,11 @@ from unittest.mock import ANY
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
 from palier.activity.tables import idempotency_keys
+from palier.cli.common import console
+from palier.cli.main import app as cli
 from palier.db import Database
 from palier.programs.tables import programs
 from tests.api.conftest import OPERATOR_TOKEN
@@ -123,6 +126,37 @@ def test_revoked_key_is_401_from_then_on(fresh_world: World) -> None:
     assert p.balance(world.member_id)["pending"] == 10  # the purchase of make_world only
     again = p.call("DELETE", f"/v1/keys/{pos.split('.')[0]}")  # revoking twice changes nothing
     assert again.status_code == 200 and again.json()["revoked_at"] == revoked.json()["revoked_at"]
+
+
+def test_a_key_revoked_from_the_cli_is_401_at_once(
+    fresh_world: World, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`palier program keys revoke`: the same revocation as the console's and DELETE /v1/keys/{id}."""
+    p = fresh_world.program
+    pos = fresh_world.keys["pos"]
+    key_id = pos.split(".")[0]
+    assert p.call("GET", "/v1/program", key=pos).status_code == 200
+    monkeypatch.setenv("PALIER_DATABASE_URL", db.engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("PALIER_CARD_KEY", "a-card-key-of-at-least-32-characters")  # PostgreSQL needs one
+    monkeypatch.setattr(console, "width", 250)
+    listed = CliRunner().invoke(cli, ["program", "keys", "list", p.id])
+    assert listed.exit_code == 0, listed.output
+    assert re.search(rf"{key_id}\s*│[^│]*│\s*pos\s*│", listed.output), listed.output
+    revoked = CliRunner().invoke(cli, ["program", "keys", "revoke", p.id, key_id])
+    assert revoked.exit_code == 0, revoked.output
+    assert f"API key {key_id}" in revoked.output and "revoked" in revoked.output
+    assert_problem(p.call("GET", "/v1/program", key=pos), 401, "invalid_api_key", field="Authorization")
+    trail = p.call("GET", "/v1/audit", params={"limit": 1}).json()["items"][0]
+    assert (trail["action"], trail["actor"], trail["subject_id"]) == ("key.revoked", "cli", key_id)
+    again = CliRunner().invoke(cli, ["program", "keys", "revoke", p.id, key_id])  # twice: nothing changes
+    assert again.exit_code == 0 and "already revoked" in again.output, again.output
+    assert p.call("GET", "/v1/audit", params={"limit": 1}).json()["items"][0]["id"] == trail["id"]
+    unknown = CliRunner().invoke(cli, ["program", "keys", "revoke", p.id, "key_nope"])
+    assert (
+        unknown.exit_code == 2
+        and "error key_not_found" in unknown.output
+        and unknown.output.rstrip().endswith("(key_id)")
+    )
 
 
 def test_401_says_how_to_authenticate(module_client: TestClient, world: World) -> None:

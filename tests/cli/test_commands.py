@@ -126,6 +126,7 @@ def test_program_create_show_and_keys(cli_db: Database) -> None:
     with cli_db.read() as conn:
         program = get_program(conn=conn, program_id=program_id)
         assert authenticate(conn=conn, token=secret.group(1)).scopes == {"admin"}
+    assert re.search(r"│ admin +│ admin +│", invoke("program", "show", program_id).output)  # named as by the API
     assert (program.earn_points, program.return_window_days, program.points_lifetime_months) == (2, 7, None)
     assert program.welcome_points == 25
     assert (program.points_name, program.points_name_by_language) == ("étoiles", {"en": "stars"})

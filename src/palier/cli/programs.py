@@ -1,4 +1,4 @@
-"""``palier program``: create a program, show it, issue its API keys."""
+"""``palier program``: create a program, show it, issue, list and revoke its API keys."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from palier.cli.common import (
 from palier.clock import SystemClock
 from palier.errors import InvalidInput
 from palier.programs.currencies import CURRENCY_EXPONENTS
-from palier.programs.models import KeyCreate, NewApiKey, Program, ProgramSettings
-from palier.programs.service import create_key, create_program, get_program, list_keys, list_programs
+from palier.programs.models import ApiKey, KeyCreate, NewApiKey, Program, ProgramSettings
+from palier.programs.service import create_key, create_program, get_program, list_keys, list_programs, revoke_key
 from palier.rules.actions import ActionIn, record_action
 from palier.rules.document import dump_yaml, parse_text
 from palier.rules.service import apply_rules, current_document
@@ -101,7 +101,7 @@ def create(
             conn=conn,
             clock=clock,
             program_id=program.id,
-            spec=KeyCreate(name="admin (created with the program)", scopes=["admin"]),
+            spec=KeyCreate(name="admin", scopes=["admin"]),  # as POST /v1/programs names it
             actor="cli",
         )
     console.print(f"Program [bold]{escape(program.name)}[/bold] created: [bold cyan]{program.id}[/bold cyan]")
@@ -154,6 +154,10 @@ def show(program_id: str = typer.Argument(..., help="The program's id (prg_…).
         program = get_program(conn=conn, program_id=program_id)
         keys = list_keys(conn=conn, program_id=program_id)
     console.print(settings_table(program))
+    console.print(keys_table(keys))
+
+
+def keys_table(keys: list[ApiKey]) -> Table:
     table = Table(title="API keys", title_justify="left")
     table_columns(table, ("id", "name", "scopes", "created", "revoked"))
     for key in keys:
@@ -164,7 +168,7 @@ def show(program_id: str = typer.Argument(..., help="The program's id (prg_…).
             f"{key.created_at:%Y-%m-%d %H:%M}",
             f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "",
         )
-    console.print(table)
+    return table
 
 
 def settings_table(program: Program) -> Table:
@@ -214,6 +218,39 @@ def create_key_command(
         get_program(conn=conn, program_id=program_id)
         key = create_key(conn=conn, clock=clock, program_id=program_id, spec=spec, actor="cli")
     print_new_key(key)
+
+
+@keys_app.command("list")
+def list_keys_command(program_id: str = typer.Argument(..., help="The program's id (prg_…).")) -> None:
+    """A program's API keys: ids (for revoke), names, scopes, revoked or not (secrets are never shown again)."""
+    with open_database() as db, db.read() as conn:
+        get_program(conn=conn, program_id=program_id)
+        keys = list_keys(conn=conn, program_id=program_id)
+    active = sum(1 for key in keys if key.revoked_at is None)
+    console.print(keys_table(keys))
+    console.print(f"{counted(active, 'active key')}, {counted(len(keys) - active, 'revoked key')}.")
+
+
+@keys_app.command("revoke")
+def revoke_key_command(
+    program_id: str = typer.Argument(..., help="The program's id (prg_…)."),
+    key_id: str = typer.Argument(..., help="The key's id (key_…, from `palier program keys list`)."),
+) -> None:
+    """Revoke an API key: the API refuses it from its next request on (as the console's Revoke, and
+    DELETE /v1/keys/{id}). Revoking it again changes nothing."""
+    clock = SystemClock()
+    with open_database() as db, db.write() as conn:
+        get_program(conn=conn, program_id=program_id)
+        before = next((key for key in list_keys(conn=conn, program_id=program_id) if key.id == key_id), None)
+        key = revoke_key(conn=conn, clock=clock, program_id=program_id, key_id=key_id, actor="cli")
+    if before is not None and before.revoked_at is not None:
+        console.print(f"API key {key.id} ([bold]{escape(key.name)}[/bold]) was already revoked on "
+                      f"{key.revoked_at:%Y-%m-%d %H:%M} UTC: nothing changed.")  # fmt: skip
+        return
+    console.print(
+        f"API key {key.id} ([bold]{escape(key.name)}[/bold], {', '.join(key.scopes)}) revoked: "
+        "the API refuses it from now on."
+    )
 
 
 def print_new_key(key: NewApiKey) -> None:
