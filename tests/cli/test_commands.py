@@ -357,7 +357,13 @@ def test_serve_runs_the_app_factory_under_uvicorn(monkeypatch: pytest.MonkeyPatc
         (("workers",), {"app": "palier.api.app:create_app", "host": "127.0.0.1", "port": 8000, "workers": 3,
                         "access_log": True}),
     ]  # fmt: skip
-    assert checked == [("127.0.0.1", 8123), ("127.0.0.1", 8000)]  # before uvicorn; run_workers checks its own
+    assert checked == [("127.0.0.1", 8123), ("127.0.0.1", 8000), ("127.0.0.1", 8000)]  # before uvicorn or workers
+    # every address a merchant opens, not only uvicorn's own line
+    for address in ("API      http://127.0.0.1:8123\n", "Docs     http://127.0.0.1:8123/docs",
+                    "Console  http://127.0.0.1:8123/console", "Till     http://127.0.0.1:8123/till",
+                    "Portal   http://127.0.0.1:8123/p/<program id>"):  # fmt: skip
+        assert address in result.output, result.output
+    assert "http://127.0.0.1:8000/console" in quiet.output
 
 
 def test_worker_stops_gracefully_on_sigterm(database_url: str, cli_db: Database) -> None:

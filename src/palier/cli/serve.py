@@ -1,4 +1,5 @@
-"""``palier serve``: the HTTP API (OpenAPI at /openapi.json, docs at /docs) under uvicorn."""
+"""``palier serve``: the HTTP API (OpenAPI at /openapi.json, docs at /docs), the console, till and portal under
+uvicorn."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import typer
 import uvicorn
 
-from palier.cli.common import require_ready_database
+from palier.cli.common import console, require_ready_database
 from palier.cli.workers import refuse_taken_port, run_workers, spreads_connections
 from palier.errors import InvalidInput
 from palier.logs import uvicorn_log_config
@@ -33,14 +34,29 @@ def serve(
             "of your own (openssl rand -hex 32).",
             field="PALIER_SECRET_KEY",
         )
-    run_api(host=host, port=port, workers=workers, access_log=access_log)
+    run_api(host=host, port=port, workers=workers, access_log=access_log, addresses=True)
 
 
-def run_api(*, host: str, port: int, workers: int = 1, access_log: bool = True) -> None:
+def show_addresses(*, host: str, port: int) -> None:
+    """Where each part is reached: uvicorn names only the server's address."""
+    base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    for label, path in (
+        ("API", ""),  # what the README's $API holds (as the demo says it): its calls add /v1/… themselves
+        ("Docs", "/docs"),
+        ("Console", "/console"),
+        ("Till", "/till"),
+        ("Portal", "/p/<program id>"),
+    ):
+        console.print(f"{label:<8} {base}{path}", markup=False, soft_wrap=True)
+
+
+def run_api(*, host: str, port: int, workers: int = 1, access_log: bool = True, addresses: bool = False) -> None:
+    refuse_taken_port(host, port)  # in one line, before the addresses; uvicorn would say it among its start-up lines
+    if addresses:
+        show_addresses(host=host, port=port)
     if workers > 1 and spreads_connections():  # a socket per worker: connections spread evenly (see workers.py)
         run_workers(app=APP_FACTORY, host=host, port=port, workers=workers, access_log=access_log)
         return
-    refuse_taken_port(host, port)  # uvicorn would say it among its start-up lines, and exit 3
     uvicorn.run(
         APP_FACTORY, factory=True, host=host, port=port, workers=workers, proxy_headers=True, access_log=access_log,
         log_config=uvicorn_log_config(),
