@@ -36,6 +36,8 @@ window.palierAudit = {
       const caption = table.querySelector('caption');
       if (!(caption && text(caption)) && !name(table)) say('table without a name', table);
     }
+    // a summary is a button to a screen reader: a heading inside it is lost (the summary is named by its text)
+    for (const el of document.querySelectorAll('summary :is(h1, h2, h3, h4, h5, h6, [role=heading])')) say('heading inside a summary', el);
     const ids = new Set();
     for (const el of document.querySelectorAll('[id]')) { if (ids.has(el.id)) say('id twice: ' + el.id); ids.add(el.id); }
     for (const attr of ['aria-describedby', 'aria-labelledby', 'aria-controls']) {

@@ -28,7 +28,7 @@ from palier.staff.models import StaffCreate
 from tests.api.conftest import program_maker
 from tests.api.helpers import ApiProgram, unique
 from tests.api.routes import WORLD_SEGMENT, app_routes
-from tests.web.conftest import DESKTOP, START, LiveServer
+from tests.web.conftest import DESKTOP, MOBILE, START, LiveServer
 from tests.web.test_console import PASSWORD
 from tests.web.world import Shop, enrol_another, make_shop
 
@@ -312,6 +312,27 @@ def test_each_page_has_a_title_of_its_own(world: World, browser: Any, lang: str)
         page = open_page(world, browser, target, lang)
         titles.setdefault(page.title(), target.id)
         assert titles[page.title()] in (target.id, target.route), f"{target.id} has the title of {titles[page.title()]}"
+        page.close()
+
+
+@ONE_ENGINE
+@pytest.mark.parametrize("viewport", [DESKTOP, MOBILE], ids=["desktop", "phone"])
+def test_the_tills_refund_opens_from_a_title_that_looks_like_the_others(
+    world: World, browser: Any, viewport: dict[str, int]
+) -> None:
+    """The refund form folds under its title: the title names the button that opens it and looks like the
+    titles of the till's other forms."""
+    page = open_page(world, browser, Page("/till/members/{member_id}", "staff", "/till/members/{member}"), "fr")
+    try:
+        page.set_viewport_size(viewport)
+        summary = page.locator(".refund-form summary")
+        assert summary.inner_text().strip() == "Rembourser un ticket"
+        look = "(el) => { const s = getComputedStyle(el); return [s.fontSize, s.fontWeight, s.lineHeight]; }"
+        title = summary.locator(":scope > *").first
+        assert title.evaluate(look) == page.locator(".vip-form h2, main .card > h2").first.evaluate(look)
+        assert page.evaluate("(lang) => window.palierAudit.audit(lang)", "fr") == []
+    finally:
+        page.set_viewport_size(DESKTOP)
         page.close()
 
 
