@@ -38,6 +38,21 @@ window.palierAudit = {
     }
     // a summary is a button to a screen reader: a heading inside it is lost (the summary is named by its text)
     for (const el of document.querySelectorAll('summary :is(h1, h2, h3, h4, h5, h6, [role=heading])')) say('heading inside a summary', el);
+    // where a form mixes fields to fill in that are required with some that are not, the required ones show a mark
+    // by their label, and the form says once what it means; where all are required (or none), no mark
+    for (const form of document.querySelectorAll('form')) {
+      const fields = Array.from(form.querySelectorAll('input:not([type=hidden], [type=checkbox], [type=radio], [type=submit], [type=button]), select, textarea')).filter(visible);
+      const marked = (el) => Array.from(el.labels || []).some((label) => Array.from(label.querySelectorAll('.required-mark')).some(visible));
+      // a list with nothing to leave empty (no blank choice) is no optional field
+      const optional = (el) => !el.required && !(el.tagName === 'SELECT' && !Array.from(el.options).some((o) => o.value === ''));
+      const mixed = fields.some((el) => el.required) && fields.some(optional);
+      for (const el of fields) {
+        if (mixed && el.required && !marked(el)) say('required field without its mark', el);
+        if ((!mixed || !el.required) && marked(el)) say('required mark where it tells nothing', el);
+      }
+      const note = form.querySelector('.required-note');
+      if (mixed && !(note && visible(note) && text(note).includes('*'))) say('form marking its required fields without saying so', form);
+    }
     const ids = new Set();
     for (const el of document.querySelectorAll('[id]')) { if (ids.has(el.id)) say('id twice: ' + el.id); ids.add(el.id); }
     for (const attr of ['aria-describedby', 'aria-labelledby', 'aria-controls']) {

@@ -336,6 +336,44 @@ def test_the_tills_refund_opens_from_a_title_that_looks_like_the_others(
         page.close()
 
 
+@ONE_ENGINE
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_where_a_form_mixes_required_and_optional_fields_the_required_ones_are_marked(
+    live_server: LiveServer, browser: Any, lang: str
+) -> None:
+    """A shop where joining and a plan take an invitation: at the till, the new member's form asks for the
+    invitation code alone among optional fields, and the plan's form for the ticket but not the code. The
+    required fields show a mark the form explains; forms whose fields are all required show none."""
+    with httpx.Client(base_url=live_server.url, timeout=30) as api, program_maker(live_server.db, api) as make:  # type: ignore[arg-type]
+        closed = make(name="Maison Close", enrolment="invitation")
+        program = make(name="Maison Cercle")
+        plan = {"code": "cercle", "name": {"fr": "Cercle", "en": "Circle"}, "price": 9900, "period": "yearly",
+                "access": "invitation"}  # fmt: skip
+        assert program.call("POST", "/v1/plans", json=plan).status_code == 201
+        member = program.enrol(first_name="Otto")
+        for shop, path, required, optional in (
+            (closed, "/till/new-member", "#invitation_code", "#first_name"),
+            (program, f"/till/members/{member['id']}", "#vip_payment_id", "#vip_invitation_code"),
+        ):
+            context = browser.new_context(viewport=DESKTOP, base_url=live_server.url)
+            try:
+                context.add_init_script(script=AUDIT)
+                context.add_cookies([{"name": "lang", "value": lang, "url": live_server.url}])
+                page = context.new_page()
+                page.goto("/console/sign-in")
+                page.locator("#email").fill(_add_admin(live_server, shop))
+                page.locator("#password").fill(PASSWORD)
+                with page.expect_navigation():
+                    page.locator("main button[type=submit]").click()
+                page.goto(path)
+                label = "(el) => Array.from(el.labels).map((l) => l.innerText).join(' ')"
+                assert "*" in page.locator(required).evaluate(label), path
+                assert "*" not in page.locator(optional).evaluate(label), path
+                assert page.evaluate("(lang) => window.palierAudit.audit(lang)", lang) == [], path
+            finally:
+                context.close()
+
+
 # --- an error next to its field ---
 
 
