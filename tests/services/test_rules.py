@@ -160,7 +160,8 @@ def test_an_event_is_evaluated_with_the_rules_in_force_when_it_occurred(
     assert [(a.rule_id, a.version) for a in older.awards] == [("base", 1)]
     assert [(a.rule_id, a.version) for a in now.awards] == [("base", 2), ("pastry", 2)]
     with db.read() as conn:
-        assert [v.version for v in rules.versions(conn=conn, program_id=program.id)] == [1, 2]
+        page = rules.versions(conn=conn, program_id=program.id, cursor=None, limit=20)
+        assert [v.version for v in page.items] == [2, 1] and page.next_cursor is None
 
 
 def test_first_purchase_bonus_is_paid_once(db: Database, clock: FrozenClock, program: Program) -> None:

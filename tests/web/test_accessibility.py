@@ -242,7 +242,7 @@ def browser_as(world: World, browser: Any, who: str, lang: str) -> Any:
         context = browser.new_context(
             viewport=DESKTOP, locale="fr-FR" if lang == "fr" else "en-GB", base_url=world.server.url
         )
-        context.set_default_timeout(10_000)
+        context.set_default_timeout(30_000)  # a page is read in well under a second; a loaded CI machine needs more
         context.add_init_script(script=AUDIT)
         context.add_cookies([{"name": "lang", "value": lang, "url": world.server.url}])
         page = context.new_page()
