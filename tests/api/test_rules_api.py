@@ -69,7 +69,10 @@ def test_apply_export_and_versions(program: ApiProgram) -> None:
         "weekend-x2",
         "pastry",
     ]
-    assert apply(program, exported["document"]).json()["version"] == 2  # the export applies as it is
+    again = apply(program, exported["document"])  # the export applies as it is: the same rules, no new version
+    assert (again.status_code, again.json()["version"]) == (200, 1)
+    changed = {**exported["document"], "campaigns": [{**RULES["campaigns"][0], "budget": 6000}]}
+    assert apply(program, changed).json()["version"] == 2
     versions = program.call("GET", "/v1/program/rules/versions").json()
     assert [v["version"] for v in versions["items"]] == [2, 1] and versions["items"][1]["actor"].startswith("key_")
     assert versions["next_cursor"] is None
@@ -98,11 +101,27 @@ def test_rules_saved_by_another_client_since_they_were_read_are_not_overwritten(
     assert_problem(program.call("POST", "/v1/program/rules?based_on=-1", json=mine), 422, "out_of_range", "based_on")
 
 
+def test_saving_the_rules_in_force_unchanged_makes_no_version(program: ApiProgram) -> None:
+    """A merchant who opens the rules and saves without a change, or a deploy script that applies its rules
+    file on every release, does not fill the versions and the audit trail with copies: the answer is the
+    version in force, 200 rather than 201; a real change after it is the next version."""
+    assert apply(program, RULES).status_code == 201
+    before = program.call("GET", "/v1/audit?limit=100").json()["items"]
+    for _ in range(2):
+        same = program.call("POST", "/v1/program/rules?based_on=1", json=RULES)
+        assert same.status_code == 200, same.text
+        assert same.json()["version"] == 1
+    assert [v["version"] for v in program.call("GET", "/v1/program/rules/versions").json()["items"]] == [1]
+    assert program.call("GET", "/v1/audit?limit=100").json()["items"] == before
+    assert program.call("GET", "/v1/program").json()["rules_version"] == 1
+    assert apply(program, {**RULES, "campaigns": []} | {"rules": RULES["rules"][:1]}).json()["version"] == 2
+
+
 def test_rule_versions_come_a_page_at_a_time_newest_first(program: ApiProgram) -> None:
     """A program saving its rules every day for years has thousands of versions, each a whole document: they
     come a page at a time, newest first, as the audit trail does."""
-    for _ in range(5):
-        assert apply(program, RULES).status_code == 201
+    for budget in range(1, 6):
+        assert apply(program, {**RULES, "campaigns": [{**RULES["campaigns"][0], "budget": budget}]}).status_code == 201
     first = program.call("GET", "/v1/program/rules/versions?limit=2").json()
     assert [v["version"] for v in first["items"]] == [5, 4] and first["next_cursor"]
     second = program.call("GET", f"/v1/program/rules/versions?limit=2&cursor={first['next_cursor']}").json()

@@ -43,7 +43,8 @@ def test_apply_export_action_and_birthdays(cli_db: Database, tmp_path: Path) -> 
     assert exported.exit_code == 0 and "version 1" in exported.output and "per_amount: 100" in exported.output
     out = tmp_path / "out.yaml"
     assert invoke("program", "export", program.id, "-o", str(out)).exit_code == 0
-    assert invoke("program", "apply", program.id, str(out)).exit_code == 0  # an export applies as it is
+    again_applied = invoke("program", "apply", program.id, str(out))  # an export applies as it is: no new version
+    assert again_applied.exit_code == 0 and "The rules are unchanged: version 1 stays in force." in again_applied.output
     paid = invoke("program", "action", program.id, member.id, "newsletter", "camille@example.fr")
     assert paid.exit_code == 0 and "Newsletter sign-up: +20 points" in paid.output, paid.output
     again = invoke("program", "action", program.id, member.id, "newsletter", "other@example.fr")

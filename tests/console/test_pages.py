@@ -272,6 +272,29 @@ def test_rules_saved_by_a_colleague_while_the_editor_was_open_are_not_overwritte
     assert fresh.status_code == 200 and program.call("GET", "/v1/program/rules").json()["version"] == 3
 
 
+def test_saving_the_rules_without_a_change_says_so_and_adds_no_version(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    """A marketer opens the rules, reads them and presses save: the page says nothing changed, and the versions
+    and audit trail hold no copy."""
+    token = admin(client, program, add_staff)
+    base = (
+        "rules:\n  - id: base\n    name: {en: Base}\n    event: purchase\n"
+        "    effect: {type: points_per_amount, points: 1, per_amount: 100}\n"
+    )
+    assert client.post("/console/rules", data={"csrf": token, "document": base}).status_code == 200
+    opened = client.get("/console/rules").text
+    shown = re.search(r'<textarea[^>]*name="document"[^>]*>(.*?)</textarea>', opened, re.S)
+    assert shown is not None
+    again = {"csrf": token, "document": html.unescape(shown.group(1)), "based_on": "1"}
+    saved = client.post("/console/rules", data=again)
+    said = html.unescape(saved.text)
+    assert saved.status_code == 200 and "Aucun changement : la version 1 reste en vigueur" in said
+    assert [v["version"] for v in program.call("GET", "/v1/program/rules/versions").json()["items"]] == [1]
+    actions = [e["action"] for e in program.call("GET", "/v1/audit?limit=100").json()["items"]]
+    assert actions.count("rules.applied") == 1
+
+
 def test_tiers_out_of_order_are_shown_at_the_threshold_at_fault_and_a_lifetime_grace_at_its_downgrade(
     client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
 ) -> None:

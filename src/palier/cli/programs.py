@@ -281,10 +281,13 @@ def apply_command(
             raise
         _print_problems(file, text, error, problems)
         raise typer.Exit(EXIT_REFUSED) from None
+    if not applied.new:
+        console.print(f"The rules are unchanged: version [bold]{applied.rules.version}[/bold] stays in force.")
+        return
     console.print(
-        f"Rules version [bold]{applied.version}[/bold] applied: {counted(len(document.rules), 'rule')}, "
+        f"Rules version [bold]{applied.rules.version}[/bold] applied: {counted(len(document.rules), 'rule')}, "
         f"{counted(len(document.campaigns), 'campaign')}, {counted(len(document.actions), 'action type')}; "
-        f"in force for events from {applied.effective_from:%Y-%m-%d %H:%M:%S} UTC."
+        f"in force for events from {applied.rules.effective_from:%Y-%m-%d %H:%M:%S} UTC."
     )
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, Row, and_, insert, or_, select, update
 
 from palier.activity.earning import Earning
 from palier.activity.earning import purchase_earning as base_earning
@@ -62,6 +62,24 @@ from palier.units import Rounding, divide, split_proportionally
 # --- versions ---
 
 
+@dataclass(frozen=True)
+class Applied:
+    """What saving a rules document did: the version in force after it, and whether the save made it."""
+
+    rules: RuleSetVersion
+    new: bool
+
+
+def _version(row: Row[Any]) -> RuleSetVersion:
+    return RuleSetVersion(
+        version=int(row.version),
+        actor=str(row.actor),
+        created_at=utc(row.created_at),
+        effective_from=utc(row.effective_from),
+        document=RuleSetDocument.model_validate(row.document),
+    )
+
+
 def default_document(program: Program) -> RuleSetDocument:
     """The rules a program has before any are applied: its base rate as a rule."""
     if program.earn_points == 0:
@@ -84,8 +102,9 @@ def apply_rules(
     document: RuleSetDocument,
     actor: str,
     based_on: int | None = None,
-) -> RuleSetVersion:
-    """Make ``document`` the program's rules from now on, as a new version (the old ones are kept).
+) -> Applied:
+    """Make ``document`` the program's rules from now on, as a new version (the old ones are kept); the very
+    document in force already makes none (``Applied.new`` is False: the answer is the version in force).
 
     ``based_on``: the version the document was edited from. Another version applied since (a colleague's
     save while the editor was open) refuses it with ``rules_changed``, rather than silently dropping theirs."""
@@ -104,16 +123,20 @@ def apply_rules(
             version=current,
             based_on=based_on,
         )
+    stored = document.model_dump(mode="json", exclude_none=True)
     previous = conn.execute(
-        select(rule_sets.c.effective_from).where(rule_sets.c.program_id == program_id, rule_sets.c.version == current)
-    ).scalar()
-    effective_from = max(now, utc(previous)) if previous is not None else now  # versions never go back in time
+        select(rule_sets).where(rule_sets.c.program_id == program_id, rule_sets.c.version == current)
+    ).first()
+    if previous is not None and previous.document == stored:  # saved unchanged: no copy in the versions or audit
+        return Applied(rules=_version(previous), new=False)
+    # versions never go back in time
+    effective_from = max(now, utc(previous.effective_from)) if previous is not None else now
     version = current + 1
     conn.execute(
         insert(rule_sets).values(
             program_id=program_id,
             version=version,
-            document=document.model_dump(mode="json", exclude_none=True),
+            document=stored,
             actor=actor,
             created_at=now,
             effective_from=effective_from,
@@ -129,9 +152,10 @@ def apply_rules(
         subject_id=program_id,
         details={"version": version, "rules": len(document.rules), "campaigns": len(document.campaigns)},
     )
-    return RuleSetVersion(
+    made = RuleSetVersion(
         version=version, actor=actor, created_at=now, effective_from=effective_from, document=document
     )
+    return Applied(rules=made, new=True)
 
 
 def _check_rewards(conn: Connection, program_id: str, document: RuleSetDocument) -> None:
@@ -189,17 +213,8 @@ def versions(*, conn: Connection, program_id: str, cursor: str | None, limit: in
         if before is None or conn.execute(query.where(rule_sets.c.version == before)).first() is None:
             raise InvalidInput("invalid_cursor", "This cursor was not issued by this program's rules.", field="cursor")
         query = query.where(rule_sets.c.version < before)
-    rows = conn.execute(query.order_by(rule_sets.c.version.desc()).limit(limit + 1)).mappings().all()
-    items = [
-        RuleSetVersion(
-            version=int(row["version"]),
-            actor=str(row["actor"]),
-            created_at=utc(row["created_at"]),
-            effective_from=utc(row["effective_from"]),
-            document=RuleSetDocument.model_validate(row["document"]),
-        )
-        for row in rows[:limit]
-    ]
+    rows = conn.execute(query.order_by(rule_sets.c.version.desc()).limit(limit + 1)).all()
+    items = [_version(row) for row in rows[:limit]]
     return RuleSetVersionPage(items=items, next_cursor=str(items[-1].version) if len(rows) > limit else None)
 
 

@@ -49,6 +49,7 @@ _DOCUMENT_BODY: dict[str, Any] = {
     status_code=201,
     response_model=RuleSetVersion,
     summary="Apply new earning rules",
+    responses={200: {"model": RuleSetVersion, "description": "The document is the version in force: no new version"}},
     openapi_extra=_DOCUMENT_BODY | commands.IDEMPOTENT,
 )
 def apply_rules(
@@ -66,7 +67,8 @@ def apply_rules(
         ),
     ] = None,
 ) -> JSONResponse:
-    """The whole rule set (actions, campaigns, rules) becomes a new version, in force from now. An invalid
+    """The whole rule set (actions, campaigns, rules) becomes a new version, in force from now (201). The very
+    document in force makes no version: 200 with the version in force. An invalid
     document is refused whole, with the path of each problem; nothing is applied. Name the version you edited
     (``based_on``) so that a colleague's save since is not silently replaced."""
     if sent_as_other_than_json(request):  # a form or text: FastAPI reads the body as JSON only when it says so
@@ -82,7 +84,7 @@ def apply_rules(
             actor=access.caller.actor,
             based_on=based_on,
         )
-        return applied, 201
+        return applied.rules, 201 if applied.new else 200
 
     return commands.run(
         request=request, db=db, clock=clock, program_id=access.program.id, body=document, command=command

@@ -150,13 +150,14 @@ def _editor(
 
 @router.get("/console/rules")
 @requires("rules.edit")
-def rules_page(request: Request, saved: int | None = None) -> HTMLResponse:
+def rules_page(request: Request, saved: int | None = None, unchanged: int | None = None) -> HTMLResponse:
     who = current(request)
     db: Database = request.app.state.db
     with db.read() as conn:
         version, document = rules.current_document(conn=conn, program=who.program)
     text = rules_document.dump_yaml(document)
-    return _editor(request, who, kind="rules", text=text, problems=[], version=version, based_on=version, saved=saved)
+    page: dict[str, Any] = {"version": version, "based_on": version, "saved": saved, "unchanged": unchanged}
+    return _editor(request, who, kind="rules", text=text, problems=[], **page)
 
 
 def _based_on(value: object) -> int | None:
@@ -192,7 +193,8 @@ async def save_rules(request: Request) -> Response:
                 actor=f"staff:{who.user.id}",
                 based_on=based_on,
             )
-            location = once.led_to(conn, request, f"/console/rules?saved={applied.version}")
+            saved = f"saved={applied.rules.version}" if applied.new else f"unchanged={applied.rules.version}"
+            location = once.led_to(conn, request, f"/console/rules?{saved}")
     except PalierError as error:
         return _editor(request, who, kind="rules", text=text, problems=_problems(text, error), **shown)
     return RedirectResponse(location, status_code=303)
