@@ -632,3 +632,12 @@ def test_program_create_says_what_comes_next_and_takes_the_phone_country(cli_db:
     assert re.search(r"phone country +│ CH ", invoke("program", "show", program_id).output)
     wrong = invoke("program", "create", "--name", "X", "--default-country", "Suisse")
     assert wrong.exit_code == 2 and "(--default-country)" in wrong.output, wrong.output
+
+
+def test_python_dash_m_palier_is_the_same_command_line() -> None:
+    """Where a virtualenv's scripts are not on PATH (a cron line, a container), ``python -m palier`` works."""
+    ran = subprocess.run(
+        [sys.executable, "-m", "palier", "program", "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "Usage: palier program" in ran.stdout and "apply" in ran.stdout
