@@ -152,3 +152,30 @@ def test_what_members_hold_is_the_sum_of_their_balances(
     with db.read() as conn:
         found = kpis(conn=conn, program=program, period=ANY, now=clock.now())
     assert found.outstanding_points == expected == 80 + 20  # Ann's coupon holds 80; Bob's last 20, now Cat's
+
+
+def test_points_debited_by_hand_or_erased_are_a_flow_so_the_figures_add_up(
+    db: Database, clock: FrozenClock, new_program: Callable[..., Program]
+) -> None:
+    """Issued − redeemed − expired − debited is what members hold: a debit adjustment and an erasure do not
+    make points vanish from the dashboard (they go to the ledger's ``adjusted`` account); a reversed debit
+    comes off again."""
+    from palier.members.erasure import erase
+
+    program = new_program()
+    ann, bob = f.enrol(db, clock, program, first_name="Ann"), f.enrol(db, clock, program, first_name="Bob")
+    f.adjust(db, clock, program, ann, 1_000)
+    f.adjust(db, clock, program, bob, 300)
+    f.adjust(db, clock, program, ann, -250, reason="Entered twice")
+    wrong = f.adjust(db, clock, program, ann, -100, reason="Meant for someone else")
+    f.reverse(db, clock, program, ann, wrong.transaction_id)  # the 100 come back
+    with db.write() as conn:
+        erase(conn=conn, clock=clock, program=program, member_id=bob.id, reason="Asked to be forgotten",
+              forfeit_store_credit=True, actor="key_test")  # fmt: skip
+    with db.read() as conn:
+        found = kpis(conn=conn, program=program, period=ANY, now=clock.now())
+        store = kpis(conn=conn, program=program, period=ANY, now=clock.now(), channel="store")
+    assert (found.issued, found.redeemed, found.expired, found.debited) == (1_300, 0, 0, 250 + 300)
+    assert found.outstanding_points == 750 == found.issued - found.redeemed - found.expired - found.debited
+    assert sum(w.debited for w in found.weeks) == 550
+    assert store.debited == 0  # taken by hand or by an erasure: no channel's

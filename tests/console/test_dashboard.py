@@ -66,3 +66,19 @@ def test_counts_agree_with_their_number_in_french(
     assert "dont 1 nouveau sur la période" in page and "0 utilisé · 0 expiré" in page
     english = client.get("/console/dashboard", params={"lang": "en"}).text
     assert "1 joined in the period" in english and "0 redeemed · 0 expired" in english
+
+
+def test_points_debited_by_hand_show_beside_those_redeemed_and_expired(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    """1 000 issued, 250 debited by hand, 750 held: the page's figures add up."""
+    ann = program.enrol(first_name="Ann")
+    program.adjust(ann["id"], 1_000)
+    program.adjust(ann["id"], -250, reason="Entered twice")
+    assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
+    page = client.get("/console/dashboard").text
+    assert "0 utilisé · 0 expiré · 250 débités" in page and "750 points chez les membres" in page
+    assert '<th scope="col" class="num">Débités</th>' in page and '<td class="num">250</td>' in page
+    assert '"debited": "D\\u00e9bit\\u00e9s"' in page  # the chart's series
+    english = client.get("/console/dashboard", params={"lang": "en"}).text
+    assert "0 redeemed · 0 expired · 250 debited" in english

@@ -3,17 +3,19 @@
 A period is a range of days in the program's time zone, first and last day included; weeks start on
 Monday. Points figures come from the ledger's program accounts: *issued* is what left ``issued`` (net of
 returns taken back), *redeemed* what reached ``redeemed`` (coupons used, points paid at checkout, net of
-refunds), *expired* what reached ``expired``. Outstanding points are what members hold now, as their
-balances show them: available, pending and held, less points past their expiry the job has not swept yet
-and less what a member owes (``debt``, which their points repay first), never below 0 for one member; the
-liability is what they are worth at the program's redemption value (``redeem_points`` points =
-``redeem_amount`` minor units).
+refunds), *expired* what reached ``expired``, *debited* what reached ``adjusted`` (points taken by hand or
+by an erasure, net of debits reversed): issued − redeemed − expired − debited is what members' balances gained.
+Outstanding points are what members hold now, as their balances show them: available, pending and held, less
+points past their expiry the job has not swept yet and less what a member owes (``debt``, which their points
+repay first), never below 0 for one member; the liability is what they are worth at the program's redemption
+value (``redeem_points`` points = ``redeem_amount`` minor units).
 
 By channel: members by the channel they joined on; purchases and active members by the order's channel;
 points issued for purchases made on that channel (net of what their returns took back); points redeemed
 by the channel the coupon was used or the order paid on; points expired by the channel of the purchase
 that earned them. Programme-wide
-movements with no channel (welcome points, manual adjustments) count only without a channel filter.
+movements with no channel (welcome points, manual adjustments, points debited) count only without a channel
+filter.
 
 Orders are those placed in the period; their revenue (and basket) is net of what their returns refunded so
 far, whenever the return came. A non-member purchase is one with no member: sent anonymously, or paid with
@@ -41,7 +43,7 @@ from palier.rewards.payments import points_value
 from palier.rewards.tables import coupons, order_payments
 
 CHANNELS = ("web", "store", "phone", "app", "partner")
-FLOWS = ("issued", "redeemed", "expired")
+FLOWS = ("issued", "redeemed", "expired", "adjusted")
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class WeekPoints:
     issued: int
     redeemed: int
     expired: int
+    debited: int = 0  # taken out by hand (a debit adjustment) or by an erasure, net of debits reversed
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,10 @@ class Kpis:
     @property
     def expired(self) -> int:
         return sum(w.expired for w in self.weeks)
+
+    @property
+    def debited(self) -> int:
+        return sum(w.debited for w in self.weeks)
 
     @property
     def redemption_rate(self) -> float | None:
@@ -326,6 +333,7 @@ def _weekly_points(conn: Connection, program: Program, period: Period, channel: 
             issued=-totals.get((n, "issued"), 0),
             redeemed=totals.get((n, "redeemed"), 0),
             expired=totals.get((n, "expired"), 0),
+            debited=totals.get((n, "adjusted"), 0),
         )
         for n, monday in enumerate(period.weeks())
     ]

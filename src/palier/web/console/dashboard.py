@@ -1,4 +1,5 @@
-"""The KPI dashboard: members, points flows per week, liability, members vs non-members, by period and channel."""
+"""The KPI dashboard: members, points flows per week (issued, redeemed, expired, debited), liability, members vs
+non-members, by period and channel."""
 
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ def _chart_data(found: Kpis, language: str, exponent: int) -> dict[str, Any]:
         "issued": [w.issued for w in found.weeks],
         "redeemed": [w.redeemed for w in found.weeks],
         "expired": [w.expired for w in found.weeks],
+        "debited": [w.debited for w in found.weeks],
         "basket": [(found.member_orders.basket or 0) / unit, (found.non_member_orders.basket or 0) / unit],
         "currency": "",
     }

@@ -25,7 +25,8 @@
           datasets: [
             { label: labels.issued, data: data.issued, backgroundColor: "#4338ca", borderRadius: 4 },
             { label: labels.redeemed, data: data.redeemed, backgroundColor: "#059669", borderRadius: 4 },
-            { label: labels.expired, data: data.expired, backgroundColor: "#d97706", borderRadius: 4 }
+            { label: labels.expired, data: data.expired, backgroundColor: "#d97706", borderRadius: 4 },
+            { label: labels.debited, data: data.debited, backgroundColor: "#b91c1c", borderRadius: 4 }
           ]
         },
         options: {
