@@ -179,3 +179,23 @@ def test_points_debited_by_hand_or_erased_are_a_flow_so_the_figures_add_up(
     assert found.outstanding_points == 750 == found.issued - found.redeemed - found.expired - found.debited
     assert sum(w.debited for w in found.weeks) == 550
     assert store.debited == 0  # taken by hand or by an erasure: no channel's
+
+
+def test_points_members_owe_beyond_what_they_hold_are_shown_so_the_flows_reconcile(
+    db: Database, clock: FrozenClock, new_program: Callable[..., Program]
+) -> None:
+    """A return after the points were spent leaves a debt that is no liability (0 owed to the member) but is
+    what the flows add up to: issued − redeemed − expired − debited = held − owed."""
+    program = new_program(return_window_days=14)
+    ann, bob = f.enrol(db, clock, program, first_name="Ann"), f.enrol(db, clock, program, first_name="Bob")
+    f.purchase(db, clock, program, ann, order_id="A-1", lines=[f.line("A", 10_000)])  # 100 pending
+    f.adjust(db, clock, program, bob, 70)
+    clock.set(clock.now() + timedelta(days=15))
+    f.mature(db, clock, program)
+    f.adjust(db, clock, program, ann, -100, reason="Spent at a partner")
+    f.purchase(db, clock, program, ann, order_id="A-2", lines=[f.line("B", 4_000)])  # 40 pending
+    f.return_(db, clock, program, "A-1", lines=[("A", 1)])  # 100 taken back: Ann owes 100, holds 40
+    with db.read() as conn:
+        found = kpis(conn=conn, program=program, period=ANY, now=clock.now())
+    assert (found.outstanding_points, found.owed_by_members) == (70, 60)
+    assert found.issued - found.redeemed - found.expired - found.debited == 70 - 60

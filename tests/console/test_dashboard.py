@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 
-from tests.api.helpers import ApiProgram
+from tests.api.helpers import ApiProgram, line, return_body
 from tests.console.conftest import sign_in
 
 
@@ -82,3 +82,21 @@ def test_points_debited_by_hand_show_beside_those_redeemed_and_expired(
     assert '"debited": "D\\u00e9bit\\u00e9s"' in page  # the chart's series
     english = client.get("/console/dashboard", params={"lang": "en"}).text
     assert "0 redeemed · 0 expired · 250 debited" in english
+
+
+def test_points_members_owe_show_under_the_liability(
+    client: TestClient, new_program: Callable[..., ApiProgram], add_staff: Callable[..., str]
+) -> None:
+    """Points spent, then their order returned: the member owes them, which the liability card says."""
+    program = new_program(return_window_days=0)
+    ann = program.enrol(first_name="Ann")
+    program.purchase(ann["id"], order_id="D-1", lines=[line("A", 5_000)])  # 50 points, available at once
+    program.adjust(ann["id"], -50, reason="Spent at a partner")
+    returned = program.call("POST", "/v1/events/returns", json=return_body("D-1", lines=[{"sku": "A", "quantity": 1}]))
+    assert returned.status_code == 201, returned.text
+    assert program.balance(ann["id"])["debt"] == 50
+    assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
+    page = client.get("/console/dashboard").text
+    assert "0 point chez les membres · 50 points à rembourser par des membres" in page
+    english = client.get("/console/dashboard", params={"lang": "en"}).text
+    assert "0 points held by members · 50 points for members to repay" in english

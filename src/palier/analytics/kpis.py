@@ -8,7 +8,8 @@ by an erasure, net of debits reversed): issued − redeemed − expired − debi
 Outstanding points are what members hold now, as their balances show them: available, pending and held, less
 points past their expiry the job has not swept yet and less what a member owes (``debt``, which their points
 repay first), never below 0 for one member; the liability is what they are worth at the program's redemption
-value (``redeem_points`` points = ``redeem_amount`` minor units).
+value (``redeem_points`` points = ``redeem_amount`` minor units). What members owe beyond what they hold is
+no liability, but it is shown (``owed_by_members``): the flows add up to what members hold less it.
 
 By channel: members by the channel they joined on; purchases and active members by the order's channel;
 points issued for purchases made on that channel (net of what their returns took back); points redeemed
@@ -110,6 +111,7 @@ class Kpis:
     outstanding_points: int  # held by members now: available + pending + held
     liability: int  # minor units: outstanding points at the program's redemption value
     store_credit: int = 0  # minor units: what members hold in their wallets, owed as money
+    owed_by_members: int = 0  # points members owe beyond what they hold (a return took back points they had spent)
     member_orders: Orders = field(default_factory=Orders)
     non_member_orders: Orders = field(default_factory=Orders)
 
@@ -159,7 +161,7 @@ def kpis(*, conn: Connection, program: Program, period: Period, now: datetime, c
     start, end = period.bounds(program)
     enrolled, new = _members(conn, program, start, end, channel)
     active, repeat = _repeat(conn, program, start, end, channel)
-    outstanding = _outstanding(conn, program, now)
+    outstanding, owed = _outstanding(conn, program, now)
     member_orders, non_member_orders = _orders(conn, program, start, end, channel)
     return Kpis(
         period=period,
@@ -172,6 +174,7 @@ def kpis(*, conn: Connection, program: Program, period: Period, now: datetime, c
         outstanding_points=outstanding,
         liability=points_value(program, outstanding),
         store_credit=_store_credit(conn, program),
+        owed_by_members=owed,
         member_orders=member_orders,
         non_member_orders=non_member_orders,
     )
@@ -241,10 +244,11 @@ def _past_expiry(program: Program, now: datetime) -> list[list[ColumnElement[boo
     ]
 
 
-def _outstanding(conn: Connection, program: Program, now: datetime) -> int:
+def _outstanding(conn: Connection, program: Program, now: datetime) -> tuple[int, int]:
     """The points members hold now, as their balances show them: available, pending and held, less the points
     of lots past their expiry that the job has not swept yet (gone the instant they expire), and less what a
-    member owes (``debt``: their points repay it before they can be spent), never below 0 for one member."""
+    member owes (``debt``: their points repay it before they can be spent), never below 0 for one member; and
+    what members owe beyond what they hold (the debt their points do not cover yet)."""
     kinds = ("available", "pending", "held", "debt")
     mine = and_(accounts.c.program_id == program.id, accounts.c.member_id.is_not(None), accounts.c.asset == "PTS")
     held = conn.execute(
@@ -271,12 +275,13 @@ def _outstanding(conn: Connection, program: Program, now: datetime) -> int:
         .subquery()
     )
     net = per_member.c.total - func.coalesce(gone.c.gone, 0)
-    correction = conn.execute(
-        select(func.coalesce(func.sum(case((net > 0, net), else_=0) - per_member.c.counted), 0)).select_from(
-            per_member.outerjoin(gone, gone.c.member_id == per_member.c.member_id)
-        )
-    ).scalar()
-    return int(held or 0) + int(correction or 0)
+    correction, owed = conn.execute(
+        select(
+            func.coalesce(func.sum(case((net > 0, net), else_=0) - per_member.c.counted), 0),
+            func.coalesce(func.sum(case((net < 0, -net), else_=0)), 0),
+        ).select_from(per_member.outerjoin(gone, gone.c.member_id == per_member.c.member_id))
+    ).one()
+    return int(held or 0) + int(correction or 0), int(owed or 0)
 
 
 def _store_credit(conn: Connection, program: Program) -> int:
