@@ -535,11 +535,11 @@ def test_the_dashboard_takes_chosen_dates_and_falls_back_to_twelve_weeks(
     admin(client, program, add_staff)
     chosen = client.get("/console/dashboard", params={"first": "2026-03-01", "last": "2026-03-02"}).text
     assert "Du 1er mars 2026 au 2 mars 2026" in chosen
-    assert '<p class="kpi-value" data-kpi="issued">10</p>' in chosen
+    assert 'data-kpi="issued" style="--chars: 2">10</p>' in chosen
     assert 'value="2026-03-01"' in chosen and '<option value="" selected>Dates choisies</option>' in chosen
     default = client.get("/console/dashboard", params={"first": "2026-03-05", "last": "2026-03-01"}).text
     assert "Du 15 décembre 2025 au 2 mars 2026" in default  # an impossible range: the last 12 weeks
-    assert '<p class="kpi-value" data-kpi="issued">20</p>' in default
+    assert 'data-kpi="issued" style="--chars: 2">20</p>' in default
     assert "La date de début est après la date de fin" in default and 'value="2026-03-05"' in default  # kept
     for first, said in (("2026-13-01", "ne sont pas valides"), ("2020-01-01", "au plus 3 ans")):
         last = "2026-03-01"
