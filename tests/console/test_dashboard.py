@@ -100,3 +100,15 @@ def test_points_members_owe_show_under_the_liability(
     assert "0 point chez les membres · 50 points à rembourser par des membres" in page
     english = client.get("/console/dashboard", params={"lang": "en"}).text
     assert "0 points held by members · 50 points for members to repay" in english
+
+
+def test_with_a_channel_chosen_no_points_debited_are_shown_since_they_have_no_channel(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    ann = program.enrol(first_name="Ann")
+    program.adjust(ann["id"], 1_000)
+    program.adjust(ann["id"], -250, reason="Entered twice")
+    assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
+    store = client.get("/console/dashboard", params={"channel": "store"}).text
+    assert "0 utilisé · 0 expiré</p>" in store and "débité" not in store and "Débités" not in store
+    assert '"debited": null' in store  # no series in the chart

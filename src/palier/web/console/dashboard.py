@@ -64,7 +64,8 @@ def _chart_data(found: Kpis, language: str, exponent: int) -> dict[str, Any]:
         "issued": [w.issued for w in found.weeks],
         "redeemed": [w.redeemed for w in found.weeks],
         "expired": [w.expired for w in found.weeks],
-        "debited": [w.debited for w in found.weeks],
+        # points debited have no channel: no series for them with one chosen
+        "debited": [w.debited for w in found.weeks] if found.channel is None else None,
         "basket": [(found.member_orders.basket or 0) / unit, (found.non_member_orders.basket or 0) / unit],
         "currency": "",
     }

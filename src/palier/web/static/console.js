@@ -18,17 +18,17 @@
     Chart.defaults.locale = document.documentElement.lang || "fr";
     var points = document.getElementById("points-chart");
     if (points) {
+      var series = [
+        { label: labels.issued, data: data.issued, backgroundColor: "#4338ca", borderRadius: 4 },
+        { label: labels.redeemed, data: data.redeemed, backgroundColor: "#059669", borderRadius: 4 },
+        { label: labels.expired, data: data.expired, backgroundColor: "#d97706", borderRadius: 4 }
+      ];
+      if (data.debited) {  // none with a channel chosen: points debited have no channel
+        series.push({ label: labels.debited, data: data.debited, backgroundColor: "#b91c1c", borderRadius: 4 });
+      }
       new Chart(points, {
         type: "bar",
-        data: {
-          labels: data.weeks,
-          datasets: [
-            { label: labels.issued, data: data.issued, backgroundColor: "#4338ca", borderRadius: 4 },
-            { label: labels.redeemed, data: data.redeemed, backgroundColor: "#059669", borderRadius: 4 },
-            { label: labels.expired, data: data.expired, backgroundColor: "#d97706", borderRadius: 4 },
-            { label: labels.debited, data: data.debited, backgroundColor: "#b91c1c", borderRadius: 4 }
-          ]
-        },
+        data: { labels: data.weeks, datasets: series },
         options: {
           maintainAspectRatio: false, animation: false,
           plugins: { legend: { position: "bottom" } },
