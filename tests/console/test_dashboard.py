@@ -112,3 +112,18 @@ def test_with_a_channel_chosen_no_points_debited_are_shown_since_they_have_no_ch
     store = client.get("/console/dashboard", params={"channel": "store"}).text
     assert "0 utilisé · 0 expiré</p>" in store and "débité" not in store and "Débités" not in store
     assert '"debited": null' in store  # no series in the chart
+
+
+def test_what_members_owe_is_in_the_programs_points_name(
+    client: TestClient, new_program: Callable[..., ApiProgram], add_staff: Callable[..., str]
+) -> None:
+    program = new_program(return_window_days=0, points_name="étoiles")
+    ann = program.enrol(first_name="Ann")
+    program.purchase(ann["id"], order_id="E-1", lines=[line("A", 3_000)])
+    program.adjust(ann["id"], -30, reason="Spent at a partner")
+    returned = program.call("POST", "/v1/events/returns", json=return_body("E-1", lines=[{"sku": "A", "quantity": 1}]))
+    assert returned.status_code == 201, returned.text
+    assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
+    page = client.get("/console/dashboard").text
+    assert "30 étoiles à rembourser par des membres (un retour a repris ce qu&#39;ils avaient déjà dépensé)" in page
+    assert "points" not in page[page.index('data-kpi="liability"') : page.index('data-kpi="redemption-rate"')]
