@@ -46,3 +46,12 @@ def test_the_first_of_a_month_is_1er_in_french_everywhere_a_date_is_written() ->
     assert day_of(first.date(), "fr") == "1er avril 2026" and day_of(first.date(), "en") == "1 April 2026"
     assert _day(first.date(), "fr") == "1er avril 2026"
     assert present.day(datetime(2026, 4, 11, 10, 0, tzinfo=UTC), PARIS, "fr") == "11 avril 2026"  # 11, not 11er
+
+
+def test_a_rate_below_zero_is_written_with_the_minus_sign_the_pages_use() -> None:
+    """Points paid at checkout and given back by returns can outweigh a quiet period's redemptions: −5,0 %."""
+    from palier.web.console.fmt import percent
+
+    assert percent(-0.05, "fr") == "\u22125,0\u202f%" and percent(-0.05, "en") == "\u22125.0%"
+    assert percent(0.2831, "fr") == "28,3\u202f%" and percent(None, "en") == "—"
+    assert percent(-0.0001, "en") == "0.0%"  # no "−0.0%"

@@ -23,8 +23,9 @@ def short_day(value: date, language: str) -> str:
 
 
 def percent(value: float | None, language: str) -> str:
-    """0.2831 → '28,3 %' / '28.3%'; None → '—'."""
+    """0.2831 → '28,3 %' / '28.3%'; -0.05 → '−5,0 %' (the minus sign numbers are written with); None → '—'."""
     if value is None:
         return "—"
     text = f"{value * 100:.1f}"
+    text = "0.0" if text == "-0.0" else text.replace("-", "\u2212")
     return text.replace(".", ",") + "\u202f%" if language == "fr" else text + "%"
