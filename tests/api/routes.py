@@ -167,6 +167,12 @@ WORLD_RULES: dict[str, Any] = {
     ],
 }
 
+# What the routes' tests save as the rules: a change to the world's (the very rules in force make no version).
+CHANGED_RULES: dict[str, Any] = {
+    **WORLD_RULES,
+    "actions": [{"id": "newsletter", "name": {"en": "Newsletter sign-up"}, "points": 25}],
+}
+
 
 def make_world(program: Any, db: Database) -> World:
     applied = program.call("POST", "/v1/program/rules", json=WORLD_RULES)
@@ -267,7 +273,7 @@ BODIES: dict[Route, Callable[[World], dict[str, Any]]] = {
     ("POST", "/v1/members/{member_id}/erase"): lambda w: {"reason": "Asked to be forgotten"},
     ("POST", "/v1/events/purchases"): lambda w: purchase_body(w.member_id),
     ("POST", "/v1/events/returns"): lambda w: return_body(w.order_id),
-    ("POST", "/v1/program/rules"): lambda w: WORLD_RULES,
+    ("POST", "/v1/program/rules"): lambda w: CHANGED_RULES,
     ("POST", "/v1/preview"): lambda w: {"lines": [{"sku": "SKU-1", "quantity": 1, "unit_price": 1000}]},
     ("POST", "/v1/members/{member_id}/actions"): lambda w: {"action": "newsletter", "reference": unique("nl")},
     ("PUT", "/v1/tiers"): lambda w: WORLD_TIERS,

@@ -28,8 +28,8 @@ from palier.web.console import editors
 from tests.api.helpers import ApiProgram, assert_problem, footprint, reward_body, unique
 from tests.api.routes import (
     ADMIN_ONLY,
+    CHANGED_RULES,
     WORLD_PLAN,
-    WORLD_RULES,
     WORLD_SEGMENT,
     WORLD_TIERS,
     Route,
@@ -120,6 +120,9 @@ def test_the_audit_trail_pages_newest_first(new_program: Callable[..., ApiProgra
 
 # --- the console: its admin forms call the same services, with a staff actor ---
 
+# The console saves a change of its own: the API's case may already have saved CHANGED_RULES in this world.
+CONSOLE_RULES = {**CHANGED_RULES, "actions": [{**CHANGED_RULES["actions"][0], "points": 30}]}
+
 CONSOLE_EXEMPT: dict[Route, str] = {
     ("POST", "/console/sign-in"): "signs a staff user in: no change to the program (attempts are in staff_sign_ins)",
     ("POST", "/console/sign-out"): "ends the browser's own session (web_sessions): no change to the program",
@@ -151,7 +154,7 @@ SETTINGS_FORM = {"name": "Maison Réglée", "points_name": "grains", "timezone":
 # A valid form for each console admin write, and the page whose CSRF token it sends.
 CONSOLE_FORMS: dict[Route, Callable[[World], dict[str, str]]] = {
     ("POST", "/console/settings"): lambda w: SETTINGS_FORM,
-    ("POST", "/console/rules"): lambda w: {"document": yaml.safe_dump(WORLD_RULES)},
+    ("POST", "/console/rules"): lambda w: {"document": yaml.safe_dump(CONSOLE_RULES)},
     ("POST", "/console/tiers"): lambda w: {"document": yaml.safe_dump(WORLD_TIERS)},
     ("POST", "/console/new-reward"): lambda w: {"document": editors.NEW_REWARD["en"]},
     ("POST", "/console/new-segment"): lambda w: {"document": editors.NEW_SEGMENT["en"]},
