@@ -36,6 +36,8 @@ LANGUAGES = ("fr", "en")
 # Markup, styles and keyboard paths are the same whichever database serves the page: one engine audits them, and
 # the other engine's pages are covered by the portal, console and till tests.
 ONE_ENGINE = pytest.mark.parametrize("live_server", ["sqlite"], indirect=True)
+# The Tab stops come from the template, not the words in it: one language walks them (a round is the slowest check).
+KEYBOARD_LANGUAGE = "fr"
 NARROW = {"width": 320, "height": 800}
 FITS = "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
 
@@ -286,7 +288,8 @@ def test_the_page_passes_the_machine_checks(world: World, browser: Any, target: 
     page = open_page(world, browser, target, lang)
     try:
         problems = page.evaluate("(lang) => window.palierAudit.audit(lang)", lang)
-        problems += tab_round(page)
+        if lang == KEYBOARD_LANGUAGE:
+            problems += tab_round(page)
         page.set_viewport_size(NARROW)
         try:  # the charts take the new width at their next frame
             page.wait_for_function(f"() => {FITS}", timeout=3_000)
