@@ -354,7 +354,7 @@ def record_purchase(
         rows=[*ledger_rows, (events, [event]), (purchases, [row]), (award_rows, awarded)],
     )
     if member_id is not None:  # the event that crosses a tier threshold upgrades at once
-        tiers.on_activity(conn=conn, clock=clock, program=program, member_id=member_id)
+        tiers.on_activity(conn=conn, clock=clock, program=program, member_id=member_id, made_at=occurred_at)
     return result, False
 
 

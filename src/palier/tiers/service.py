@@ -270,8 +270,21 @@ class Status:
 STATUS_COLUMNS = tuple(f.name for f in fields(Status))  # as member_tiers names them
 
 
-def on_activity(*, conn: Connection, clock: Clock, program: Program, member_id: str, returned: bool = False) -> None:
-    """After a purchase (or a return) of ``member_id``, whose lock the caller holds: upgrade on the crossing."""
+def on_activity(
+    *,
+    conn: Connection,
+    clock: Clock,
+    program: Program,
+    member_id: str,
+    returned: bool = False,
+    made_at: datetime | None = None,
+) -> None:
+    """After a purchase (or a return) of ``member_id``, whose lock the caller holds: upgrade on the crossing.
+
+    ``made_at``: when the purchase was made, if it may be earlier than the period the member's tier is judged on
+    now (None: a merge or a card's link, whose orders may be of any date). A purchase of a period the job has
+    already judged (a till offline over New Year sending 31 December's sales on the 2nd) counts for that period,
+    as it would have on time: if that period's metric now reaches a higher tier, the member has it at once."""
     if program.status_version == 0:  # no tiers, plans or segments: nothing to look up
         return
     policy = policy_for(conn, program)
@@ -282,6 +295,12 @@ def on_activity(*, conn: Connection, clock: Clock, program: Program, member_id: 
     start, end = window(policy, program, at=now, enrolled_at=enrolled_at)
     value = metric_value(conn, program_id=program.id, member_id=member_id, policy=policy, start=start, end=end)
     qualified = policy.qualified(value)
+    if not returned and (judged := _judged_period(policy, program, status, enrolled_at, made_at)) is not None:
+        before = metric_value(
+            conn, program_id=program.id, member_id=member_id, policy=policy, start=judged[0], end=judged[1]
+        )
+        if policy.rank(policy.qualified(before)) > policy.rank(qualified):
+            value, qualified = before, policy.qualified(before)
     current = status.tier if status else None
     rank, current_rank = policy.rank(qualified), policy.rank(current)
     changes: list[tuple[str | None, str | None, str, dict[str, Any]]] = []
@@ -303,6 +322,23 @@ def on_activity(*, conn: Connection, clock: Clock, program: Program, member_id: 
         changes.append((current, lowered, "return", {"value": value}))
         _save(conn, program, status, member_id, lowered, now, start, end, grace_until=None)
     _record(conn, program.id, member_id, changes, now, policy)
+
+
+def _judged_period(
+    policy: TierPolicy, program: Program, status: Status | None, enrolled_at: datetime, made_at: datetime | None
+) -> tuple[datetime, datetime] | None:
+    """The period whose judgement gave the member the tier they hold for their current one, if an activity made
+    at ``made_at`` (None: any date) may have added to it after it was judged; else None. A rolling window, judged
+    every day on the months that end then, already counts it."""
+    if status is None or status.period_start is None or policy.window in ("lifetime", "rolling_months"):
+        return None
+    if made_at is not None and made_at >= status.period_start:
+        return None
+    before = status.period_start - timedelta(microseconds=1)
+    start, end = window(policy, program, at=made_at or before, enrolled_at=enrolled_at)
+    if start is None or end is None or end != status.period_start:  # older than that period: long judged
+        return None
+    return start, end
 
 
 def _held_down_by_hand(
