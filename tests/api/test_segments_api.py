@@ -20,6 +20,12 @@ def segment(code: str, **condition: Any) -> dict[str, Any]:
         ({"field": "order_count", "op": "in", "value": [1, -(10**13)]}, "out_of_range"),
         ({"field": "language", "op": "=", "value": "x" * 101}, "invalid_length"),
         ({"field": "order_count", "op": "in", "value": list(range(101))}, "too_many_values"),
+        # a share is a percentage of orders, an RFM score 1 to 5 (their sum 3 to 15), 0 without orders
+        ({"field": "web_share", "op": ">=", "value": 150}, "out_of_range"),
+        ({"field": "store_share", "op": "in", "value": [50, -1]}, "out_of_range"),
+        ({"field": "rfm_monetary", "op": "=", "value": 6}, "out_of_range"),
+        ({"field": "rfm_recency", "op": ">=", "value": 10}, "out_of_range"),
+        ({"field": "rfm_score", "op": ">", "value": 16}, "out_of_range"),
     ],
 )
 def test_a_value_no_member_can_reach_is_refused_and_nothing_is_stored(

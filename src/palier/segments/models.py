@@ -36,6 +36,15 @@ CHOICES: dict[str, tuple[str | int, ...]] = {
     "language": get_args(Language),
     "enrolment_channel": get_args(Channel),
 }
+# the figures whose values lie within a known range: beyond it, a condition matches no member (or every one)
+BOUNDS: dict[str, tuple[int, int, str]] = {
+    **{
+        f"{channel}_share": (0, 100, "a percentage of the member's orders")
+        for channel in ("web", "store", "app", "phone")
+    },
+    **{f"rfm_{part}": (0, 5, "1 to 5 among buyers, 0 without orders") for part in ("recency", "frequency", "monetary")},
+    "rfm_score": (0, 15, "the three RFM scores added: 3 to 15, 0 without orders"),
+}
 Field_ = Literal[
     "total_spend",
     "order_count",
@@ -99,7 +108,12 @@ class Condition(Strict):
             raise FieldError("value", "text_required", f"{self.field} is compared with text")
         if not numeric and self.op in ("<", "<=", ">", ">="):
             raise FieldError("op", "op_not_applicable", f"{self.field} is compared with =, !=, in or not_in")
-        choices = None if STORED in (info.context or {}) else CHOICES.get(self.field)  # stored ones load as they are
+        stored = STORED in (info.context or {})  # stored ones load as they are
+        bounds = None if stored else BOUNDS.get(self.field)
+        if bounds is not None and any(not bounds[0] <= v <= bounds[1] for v in values):  # type: ignore[operator]
+            low, high, what = bounds
+            raise FieldError("value", "out_of_range", f"{self.field} is between {low} and {high} ({what})")
+        choices = None if stored else CHOICES.get(self.field)
         if choices is not None and any(v not in choices for v in values):  # else it would never match anyone
             raise FieldError("value", "invalid_choice", f"{self.field} is one of: {', '.join(map(str, choices))}")
         return self
