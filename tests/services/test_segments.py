@@ -226,3 +226,25 @@ def test_a_segment_bonus_goes_to_purchases_made_once_the_member_was_in_the_segme
     assert (late.points, [a.rule_id for a in late.awards]) == (10, ["base"])
     clock.advance(minutes=5)
     assert purchase(db, clock, program, ann, amount=1000).points == 10 + 50
+
+
+def test_an_order_given_back_in_full_is_no_purchase_for_recency(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """A customer who returned everything they bought yesterday has not bought lately: order_count says 0, and
+    so do days_since_last_purchase and rfm_recency, which look at the last order that still counts."""
+    gave_back = enrol(db, clock, program, first_name="Gave back")
+    kept_old = enrol(db, clock, program, first_name="Kept old")
+    purchase(db, clock, program, gave_back, order_id="gb-1", lines=[line("A", 5_000)])
+    return_(db, clock, program, "gb-1", lines=[("A", 1)])
+    purchase(db, clock, program, kept_old, lines=[line("A", 5_000)], occurred_at=clock.now() - timedelta(days=200))
+    purchase(db, clock, program, kept_old, order_id="ko-2", lines=[line("A", 5_000)])
+    return_(db, clock, program, "ko-2", lines=[("A", 1)])  # their last order, given back: they last bought 200 days ago
+    recent = {"field": "days_since_last_purchase", "op": "<", "value": 30}
+    define(db, clock, program, code="recent", conditions=[recent])
+    define(db, clock, program, code="winback", conditions=[
+        {"field": "days_since_last_purchase", "op": ">=", "value": 90}, {"field": "order_count", "op": ">", "value": 0}
+    ])  # fmt: skip
+    segments.refresh(db, clock, program_id=program.id)
+    assert members_of(db, program, "recent") == set()
+    assert members_of(db, program, "winback") == {kept_old.id}

@@ -164,7 +164,8 @@ def figures(program_id: str, now: datetime) -> Select[Any]:
             purchases.c.member_id.label("member_id"),
             func.sum(net).label("total_spend"),
             func.sum(counted).label("order_count"),
-            func.max(events.c.occurred_at).label("last_purchase"),
+            # the last order that still counts: one given back in full is no purchase, as for order_count
+            func.max(case((purchases.c.refunded < purchases.c.total, events.c.occurred_at))).label("last_purchase"),
             *[
                 func.sum(
                     case((and_(events.c.channel == channel, purchases.c.refunded < purchases.c.total), 1), else_=0)
