@@ -60,3 +60,20 @@ def test_two_accounts_merged_after_new_year_count_last_years_orders_together(
     requalify(db, clock, program)  # each €60 of 2026: Bronze for 2027
     merge(db, clock, program, dup, cy)
     assert tier_of(db, cy.id) == "silver"  # €120 of 2026 between them, as a merge in December would have made it
+
+
+def test_a_late_purchase_of_a_year_before_the_tiers_existed_does_not_judge_that_year(
+    db: Database, clock: FrozenClock, new_program: Any
+) -> None:
+    """Tiers set in 2026 place members on 2026's spend: an order of 2025 sent late (or merged in) gives no tier
+    for a year nobody was judged on."""
+    program = new_program(timezone="Europe/Paris")
+    eve = enrol(db, clock, program, first_name="Eve")
+    twin = enrol(db, clock, program, first_name="Eve")
+    spend(db, clock, program, twin, 90, occurred_at=datetime(2025, 6, 1, tzinfo=UTC))
+    program = with_tiers(db, clock, program)  # 2 March 2026
+    requalify(db, clock, program)  # placed on 2026's spend: Bronze
+    spend(db, clock, program, eve, 60, occurred_at=datetime(2025, 12, 31, 12, 0, tzinfo=UTC))
+    assert tier_of(db, eve.id) == "bronze"
+    merge(db, clock, program, twin, eve)  # €150 in 2025 between them, a year the tiers did not judge
+    assert tier_of(db, eve.id) == "bronze"

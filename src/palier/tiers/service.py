@@ -295,7 +295,11 @@ def on_activity(
     start, end = window(policy, program, at=now, enrolled_at=enrolled_at)
     value = metric_value(conn, program_id=program.id, member_id=member_id, policy=policy, start=start, end=end)
     qualified = policy.qualified(value)
-    if not returned and (judged := _judged_period(policy, program, status, enrolled_at, made_at)) is not None:
+    if (
+        not returned
+        and (judged := _judged_period(policy, program, status, enrolled_at, made_at)) is not None
+        and _had_status_in(conn, program.id, status, judged)
+    ):
         before = metric_value(
             conn, program_id=program.id, member_id=member_id, policy=policy, start=judged[0], end=judged[1]
         )
@@ -339,6 +343,25 @@ def _judged_period(
     if start is None or end is None or end != status.period_start:  # older than that period: long judged
         return None
     return start, end
+
+
+def _had_status_in(conn: Connection, program_id: str, status: Status | None, period: tuple[datetime, datetime]) -> bool:
+    """Whether the member (or an account merged into them) had a tier status during ``period``, which the job then
+    judged: not a year before the tiers were set, nor before the member was placed in them."""
+    if status is None:
+        return False
+    if status.since < period[1]:  # this status, or the tier it holds, dates from then (no tier: no history line)
+        return True
+    found = conn.execute(
+        select(tier_history.c.id)
+        .where(
+            tier_history.c.program_id == program_id,
+            tier_history.c.member_id == status.member_id,
+            tier_history.c.created_at < period[1],
+        )
+        .limit(1)
+    ).first()
+    return found is not None
 
 
 def _held_down_by_hand(
