@@ -8,6 +8,7 @@ from typing import Any
 from palier.clock import FrozenClock
 from palier.db import Database
 from palier.notify.outbox import recent
+from palier.tiers import service as tiers
 from tests.services.factories import enrol, merge
 from tests.services.test_tiers import requalify, spend, tier_of, with_tiers
 
@@ -77,3 +78,19 @@ def test_a_late_purchase_of_a_year_before_the_tiers_existed_does_not_judge_that_
     assert tier_of(db, eve.id) == "bronze"
     merge(db, clock, program, twin, eve)  # €150 in 2025 between them, a year the tiers did not judge
     assert tier_of(db, eve.id) == "bronze"
+
+
+def test_a_rolling_window_judged_every_night_writes_history_only_when_the_tier_changes(
+    db: Database, clock: FrozenClock, new_program: Any
+) -> None:
+    """A rolling window closes every night, so the job judges every member every day: a member who keeps their
+    tier gets no history line for it (their tier page would show nothing but "requalified" within weeks)."""
+    program = with_tiers(db, clock, new_program(timezone="UTC"), window="rolling_months", rolling_months=12)
+    ivy = enrol(db, clock, program, first_name="Ivy")
+    spend(db, clock, program, ivy, 150)  # Silver
+    for _ in range(5):
+        clock.advance(days=1)
+        assert requalify(db, clock, program) == 1  # judged every night
+    with db.read() as conn:
+        shown = tiers.progress(conn=conn, clock=clock, program=program, member_id=ivy.id)
+    assert [c.reason for c in shown.history] == ["upgrade", "placed"]

@@ -707,8 +707,12 @@ def decide(
         )
     # the period has ended: judge it
     following = next_period(status.period_end)
-    if rank >= current:
-        return Decision(qualified, "requalified" if rank == current else "upgrade", None, following)
+    if rank > current:
+        return Decision(qualified, "upgrade", None, following)
+    if rank == current:
+        # a rolling window closes every night: keeping the tier is news only when it ends a grace
+        kept = "requalified" if policy.window != "rolling_months" or status.grace_until is not None else None
+        return Decision(qualified, kept, None, following)
     if policy.downgrade == "never":
         return Decision(status.tier, None, None, following)
     if policy.downgrade == "grace":
