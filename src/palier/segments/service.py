@@ -301,28 +301,54 @@ def holds(stats: Any, segment: SegmentIn, now: datetime) -> ColumnElement[bool]:
 def refresh(db: Database, clock: Clock, *, program_id: str, code: str | None = None) -> list[Refreshed]:
     """Recompute one segment (or all of the program's): who entered, who left, written with their events.
 
-    Every member's figures are worked out once for all the segments, in one transaction: the segments agree
-    with each other, and refreshing many costs about as much as refreshing one.
-    """
-    with db.write() as conn:
-        return refresh_in(conn=conn, clock=clock, program_id=program_id, code=code)
-
-
-def refresh_in(
-    *, conn: Connection, clock: Clock, program_id: str, code: str | None = None, actor: str | None = None
-) -> list[Refreshed]:
-    """:func:`refresh` in the caller's transaction (the API keeps its answer there, for retries).
-
-    ``actor``: an admin asked for it (audited, one entry per segment); the nightly job passes none."""
+    Every member's figures are worked out once for all the segments, in one read: the segments agree with each
+    other, and refreshing many costs about as much as refreshing one. That read takes seconds over many members;
+    it holds no write lock (SQLite has one, which a till's purchase would wait for): only who entered and who
+    left is written, in a short transaction after it."""
     now = clock.now()
+    with db.read() as conn:
+        wanted = _wanted(conn, program_id, code)
+        found = _members_of(conn, program_id, wanted, now) if wanted else []
+    if not wanted:
+        return []
+    with db.write() as conn:
+        return refresh_in(conn=conn, clock=clock, program_id=program_id, code=code, worked_out=(now, wanted, found))
+
+
+def _wanted(conn: Connection, program_id: str, code: str | None) -> list[Segment]:
     wanted = [s for s in list_segments(conn=conn, program_id=program_id) if code is None or s.code == code]
     if code is not None and not wanted:
         raise NotFound("segment_not_found", f"No segment {code!r} in this program.", field="segment")
+    return wanted
+
+
+def refresh_in(
+    *,
+    conn: Connection,
+    clock: Clock,
+    program_id: str,
+    code: str | None = None,
+    actor: str | None = None,
+    worked_out: tuple[datetime, list[Segment], list[set[str]]] | None = None,
+) -> list[Refreshed]:
+    """:func:`refresh` in the caller's transaction (the API keeps its answer there, for retries).
+
+    ``actor``: an admin asked for it (audited, one entry per segment); the nightly job passes none.
+    ``worked_out``: the members of the segments as a read before this transaction found them at a moment: kept
+    if the segments' definitions are still the same (else worked out again here), without the members who have
+    left the program since (merged, erased), whose segment rows are gone."""
+    now = clock.now()
+    wanted = _wanted(conn, program_id, code)
     if not wanted:
         return []
     ids = sorted(s.id for s in wanted)
     conn.execute(select(segments.c.id).where(segments.c.id.in_(ids)).with_for_update())  # one refresh at once
-    found = _members_of(conn, program_id, wanted, now)
+    if worked_out is not None and _same(worked_out[1], wanted):
+        now, found = worked_out[0], worked_out[2]
+        gone = _no_longer_active(conn, program_id, set().union(*found))
+        found = [members - gone for members in found]
+    else:
+        found = _members_of(conn, program_id, wanted, now)
     done = [_save(conn, now, program_id, segment, members) for segment, members in zip(wanted, found, strict=True)]
     for segment, result in zip(wanted, done, strict=True):
         if actor is not None:
@@ -331,6 +357,31 @@ def refresh_in(
                 subject_id=segment.id, details=result.model_dump(),
             )  # fmt: skip
     return done
+
+
+def _same(before: list[Segment], now: list[Segment]) -> bool:
+    """Whether the segments are the same ones, with the same definitions, as when their members were worked out,
+    and no other refresh (another worker) has written since: its newer figures are not undone."""
+    fields = set(SegmentIn.model_fields)
+
+    def seen(found: list[Segment]) -> list[tuple[str, datetime | None, dict[str, Any]]]:
+        return [(s.id, s.refreshed_at, s.model_dump(include=fields)) for s in found]
+
+    return seen(before) == seen(now)
+
+
+def _no_longer_active(conn: Connection, program_id: str, found: set[str]) -> set[str]:
+    """Those of ``found`` who are no longer active members (merged or erased since they were seen)."""
+    active: set[str] = set()
+    for chunk in _chunks(sorted(found), 5000):
+        active.update(
+            conn.execute(
+                select(members.c.id).where(
+                    members.c.program_id == program_id, members.c.status == "active", members.c.id.in_(chunk)
+                )
+            ).scalars()
+        )
+    return found - active
 
 
 def _members_of(conn: Connection, program_id: str, wanted: list[Segment], now: datetime) -> list[set[str]]:
