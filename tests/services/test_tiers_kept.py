@@ -186,6 +186,28 @@ def test_how_it_works_says_one_month_in_the_singular() -> None:
     )
 
 
+def test_how_it_works_says_whose_tier_is_reviewed_and_when() -> None:
+    """ "Tiers are reached over the calendar year. It is reviewed…": "it" had nothing to stand for. A rolling
+    window is reviewed every night, not at the end of a period the member never sees."""
+    from palier.web.howto import _tier_rule
+    from tests.services.test_tiers import policy
+
+    assert _tier_rule(policy(), "en") == (
+        "Tiers are reached over the calendar year. Your tier is reviewed at the end of each year."
+    )
+    assert _tier_rule(policy(), "fr") == (
+        "Les niveaux se gagnent sur l'année civile. Votre niveau est revu à la fin de chaque année."
+    )
+    rolling = policy(window="rolling_months", rolling_months=12)
+    assert _tier_rule(rolling, "en") == "Tiers are reached over the last 12 months. Your tier is reviewed every night."
+    assert _tier_rule(rolling, "fr") == (
+        "Les niveaux se gagnent sur les 12 derniers mois. Votre niveau est revu chaque nuit."
+    )
+    anniversary = policy(window="anniversary_year")
+    assert _tier_rule(anniversary, "en").endswith(" Your tier is reviewed on each anniversary of the day you joined.")
+    assert _tier_rule(anniversary, "fr").endswith(" Votre niveau est revu à chaque anniversaire de votre inscription.")
+
+
 def test_a_tier_given_by_hand_during_a_grace_ends_on_that_grace_not_a_whole_year(
     db: Database, clock: FrozenClock, new_program: Any
 ) -> None:

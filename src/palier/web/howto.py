@@ -158,7 +158,9 @@ def _tiers(policy: TierPolicy, program: Program, language: str) -> list[dict[str
 def _tier_rule(policy: TierPolicy, language: str) -> str:
     rolling, grace = policy.rolling_months or 0, policy.grace_months or 0  # "the last month", "1 more month"
     window = i18n.translate_count(language, f"tier.window.{policy.window}", rolling, months=rolling)
-    keep = i18n.translate_count(language, f"tier.downgrade.{policy.downgrade}", grace, months=grace)
+    # reviewed at the end of a year, or every night for a rolling window (a lifetime one has no period_end)
+    downgrade = f"period_end.{policy.window}" if policy.downgrade == "period_end" else policy.downgrade
+    keep = i18n.translate_count(language, f"tier.downgrade.{downgrade}", grace, months=grace)
     return f"{window} {keep}"
 
 
