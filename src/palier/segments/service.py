@@ -343,13 +343,15 @@ def refresh_in(
         return []
     ids = sorted(s.id for s in wanted)
     conn.execute(select(segments.c.id).where(segments.c.id.in_(ids)).with_for_update())  # one refresh at once
-    if worked_out is not None and _same(worked_out[1], wanted):
+    read_before = worked_out is not None and _same(worked_out[1], wanted)
+    if worked_out is not None and read_before:
         now, found = worked_out[0], worked_out[2]
-        gone = _no_longer_active(conn, program_id, set().union(*found))
-        found = [members - gone for members in found]
     else:
         found = _members_of(conn, program_id, wanted, now)
-    done = [_save(conn, now, program_id, segment, members) for segment, members in zip(wanted, found, strict=True)]
+    done = [
+        _save(conn, now, program_id, segment, members, read_before=read_before)
+        for segment, members in zip(wanted, found, strict=True)
+    ]
     for segment, result in zip(wanted, done, strict=True):
         if actor is not None:
             record_audit(
@@ -397,11 +399,17 @@ def _members_of(conn: Connection, program_id: str, wanted: list[Segment], now: d
     return found
 
 
-def _save(conn: Connection, now: datetime, program_id: str, segment: Segment, new: set[str]) -> Refreshed:
-    """Write who entered and who left ``segment`` (now holding ``new``), with their events."""
+def _save(
+    conn: Connection, now: datetime, program_id: str, segment: Segment, new: set[str], *, read_before: bool = False
+) -> Refreshed:
+    """Write who entered and who left ``segment`` (now holding ``new``), with their events. ``read_before``:
+    ``new`` was read before this transaction; a member merged or erased since, whose segment rows those commands
+    removed, does not enter again."""
     old = set(
         conn.execute(select(segment_members.c.member_id).where(segment_members.c.segment_id == segment.id)).scalars()
     )
+    if read_before:
+        new = new - _no_longer_active(conn, program_id, new - old)
     entered, left = sorted(new - old), sorted(old - new)
     insert_many(
         conn,
