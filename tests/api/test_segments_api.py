@@ -105,3 +105,21 @@ def test_a_tier_the_program_does_not_have_is_refused_rather_than_leaving_the_seg
     assert made.status_code == 201, made.text
     changed = program.call("PUT", "/v1/segments/golden", json=segment("golden", field="tier", op="!=", value="gld"))
     assert_problem(changed, 422, "invalid_choice", "conditions[0].value")
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        (1.5, "without a decimal point"),
+        (True, "not a number"),
+        ({"x": 1}, "a whole number or text"),
+        ([1, "2"], "not both"),
+    ],
+)
+def test_a_value_of_the_wrong_kind_is_one_error_on_its_field(program: ApiProgram, value: Any, says: str) -> None:
+    """Not four: one per shape a value may take, named after pydantic's inner types ("value.constrained-str")."""
+    op = "in" if isinstance(value, list) else ">="
+    refused = program.call("POST", "/v1/segments", json=segment("odd", field="total_spend", op=op, value=value))
+    said = assert_problem(refused, 422, "invalid_type", "conditions[0].value")
+    assert [e["field"] for e in said["errors"]] == ["conditions[0].value"], said
+    assert says in said["detail"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -79,6 +79,24 @@ class Condition(Strict):
     field: Field_
     op: Op
     value: Value = Field(description="a whole number or text; a non-empty list of them for in and not_in")
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _one_shape(cls, value: Any) -> Any:
+        """A value of none of the shapes a condition takes is one error, said once (else one per shape tried)."""
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, bool):
+                raise ValueError(f"invalid_type: {str(item).lower()} is not a number")
+            if isinstance(item, float):  # even 10.0: money is in minor units, day counts are whole
+                raise ValueError(
+                    "invalid_type: a whole number is expected, without a decimal point (money in minor units: "
+                    "12.50 is 1250)"
+                )
+            if not isinstance(item, int | str):
+                raise ValueError("invalid_type: a whole number or text is expected, or a list of them for in, not_in")
+        if isinstance(value, list) and len({isinstance(item, str) for item in value}) > 1:
+            raise ValueError("invalid_type: a list holds whole numbers or texts, not both")
+        return value
 
     @field_validator("value")
     @classmethod
