@@ -40,17 +40,22 @@ def _person() -> dict[str, Any]:
         "last_name": f"Quillfeather{tag}",
         "email": f"zq.{tag}@erasure-test.example",
         "phone": f"+33 6 12 {random.randrange(10, 99)} {random.randrange(10, 99)} {random.randrange(10, 99)}",
-        "birthday": "1984-07-19",
+        # a day no other test's member has: the scan of the whole database looks for it
+        "birthday": f"19{random.randrange(30, 70)}-{random.randrange(1, 13):02}-{random.randrange(1, 29):02}",
     }
 
 
 def _rich_member(program: ApiProgram, db: Database) -> tuple[dict[str, Any], list[str]]:
     """A member with everything Palier can hold about a person; returns the member and the strings that name them."""
     person = _person()
-    card, loyalty = luhn_card(), f"LOY-{random.randrange(10**9)}"
+    card, loyalty, customer = luhn_card(), f"LOY-{random.randrange(10**9)}", f"CRM-{random.randrange(10**9)}"
     sent = person | {
         "consents": {"email_marketing": True, "profiling": True},
-        "identities": [{"kind": "card", "value": loyalty}, {"kind": "payment_card", "value": card}],
+        "identities": [
+            {"kind": "card", "value": loyalty},
+            {"kind": "payment_card", "value": card},
+            {"kind": "external", "value": customer},
+        ],
     }
     enrolled = program.call("POST", "/v1/members", json=sent, idempotency_key=unique("enrol"))
     assert enrolled.status_code == 201, enrolled.text
@@ -102,7 +107,12 @@ def _rich_member(program: ApiProgram, db: Database) -> tuple[dict[str, Any], lis
     assert program.call("POST", "/v1/outbox/ack", json={"ids": [first]}).status_code == 200
     named = [person["first_name"], person["last_name"], person["email"], loyalty, hmac_value, f"•••• {card[-4:]}"]
     phone = program.call("GET", f"/v1/members/{member['id']}").json()["phone"]
-    return member, [*named, phone, phone.replace("+", "")]
+    brand = next(
+        i["value"]
+        for i in program.call("GET", f"/v1/members/{member['id']}").json()["identities"]
+        if i["kind"] == "payment_card"
+    )
+    return member, [*named, phone, phone.replace("+", ""), person["birthday"], customer, brand]
 
 
 def test_an_erased_member_leaves_nothing_of_the_person_and_the_ledger_balances(
@@ -122,7 +132,7 @@ def test_an_erased_member_leaves_nothing_of_the_person_and_the_ledger_balances(
     # pending: 4 purchases of 400.00 (the last two gold, +50 %); available: 1200 given, 1000 spent on coupons, 500
     # back from the one cancelled
     assert (result["pending_points_removed"], result["points_removed"]) == (2000, 2000 + 200 + 500)
-    assert result["identities_deleted"] == 4
+    assert result["identities_deleted"] == 5
 
     with db.read() as conn:
         assert find_mentions(conn, named) == []
@@ -218,9 +228,9 @@ def test_the_export_holds_everything_about_the_member_and_never_a_card_number_or
     assert exported.status_code == 200, exported.text
     document = exported.json()
     profile = document["profile"]
-    assert (profile["first_name"], profile["email"], profile["birthday"]) == (named[0], named[2], "1984-07-19")
+    assert (profile["first_name"], profile["email"], profile["birthday"]) == (named[0], named[2], named[8])
     assert profile["consents"]["email_marketing"] is True
-    assert sorted(i["kind"] for i in profile["identities"]) == ["card", "email", "payment_card", "phone"]
+    assert sorted(i["kind"] for i in profile["identities"]) == ["card", "email", "external", "payment_card", "phone"]
     card = next(i for i in profile["identities"] if i["kind"] == "payment_card")
     assert card["value"].endswith(masked)
     assert hmac_value not in exported.text and masked[-4:] in exported.text
@@ -374,3 +384,4 @@ def test_a_mailer_that_read_events_before_an_erasure_can_still_acknowledge_them(
     assert left == []  # the erased member's event is not served (nor pushed) any more, the other one was handled
     with db.read() as conn:
         assert find_mentions(conn, [erased["email"], f"new.{erased['email']}"]) == []
+
