@@ -385,3 +385,28 @@ def test_a_mailer_that_read_events_before_an_erasure_can_still_acknowledge_them(
     with db.read() as conn:
         assert find_mentions(conn, [erased["email"], f"new.{erased['email']}"]) == []
 
+
+def test_an_erasure_removes_the_note_of_the_invitation_the_member_used(program: ApiProgram, db: Database) -> None:
+    """Staff wrote who an invitation was for in its note: the member used it, then asked to be forgotten. The
+    note goes (the invitation stays, used: the plan's seats are counted by it); another invitation's stays."""
+    person = _person()
+    member = program.enrol(**person)
+    club = PLAN | {"code": "club", "access": "invitation"}
+    assert program.call("POST", "/v1/plans", json=club).status_code == 201
+    notes = [f"For {person['first_name']} {person['last_name']}", "For the Salon 2026 guests"]
+    made = [program.call("POST", "/v1/invitations", json={"purpose": "plan", "plan": "club", "note": n}) for n in notes]
+    assert [m.status_code for m in made] == [201, 201], made[0].text
+    fee = {
+        "payment_id": unique("fee"),
+        "member_id": member["id"],
+        "plan": "club",
+        "amount": 999,
+        "paid_at": "2026-03-01T00:00:00Z",
+    }
+    joined = program.call("POST", "/v1/memberships/payments", json=fee | {"invitation_code": made[0].json()[0]["code"]})
+    assert joined.status_code == 200, joined.text
+
+    assert program.call("POST", f"/v1/members/{member['id']}/erase", json=ERASE).status_code == 200
+    with db.read() as conn:
+        assert find_mentions(conn, [person["first_name"], person["last_name"]]) == []
+        assert find_mentions(conn, [notes[1]]), "an invitation the member did not use lost its note"

@@ -3,8 +3,8 @@
 What goes: the profile (names, e-mail, phone, birthday, consents), every identity (so the same e-mail or card
 can join again as a new member), portal sign-ins and sessions, segment memberships, expiry warnings, outbox
 events not yet delivered (never sent now: marked done, and scrubbed like the rest), and every copy of the
-member's e-mail, phone, names, card numbers or card HMACs in stored purchase bodies, stored idempotent responses
-and outbox payloads.
+member's e-mail, phone, names, card numbers or card HMACs in stored purchase bodies, stored idempotent responses,
+outbox payloads, audit entries and the notes of invitations they used.
 
 What stays: the ledger (amounts, ids, dates: the merchant's accounts need them; its rows are immutable), the
 purchases and their lines, coupons, the tier row, memberships (lapsed), audit entries. None of it names the
@@ -240,7 +240,7 @@ def _forget_traces(
     conn: Connection, program_id: str, people: list[str], personal: set[str], identifiers: set[str], now: datetime
 ) -> None:
     from palier.activity.tables import events, idempotency_keys
-    from palier.memberships.tables import membership_payments
+    from palier.memberships.tables import invitations, membership_payments
     from palier.notify.tables import expiry_warnings, outbox_events
     from palier.portal.tables import portal_sign_ins
     from palier.segments.tables import segment_members, segments
@@ -285,6 +285,9 @@ def _forget_traces(
     # what staff typed about the member (a manual tier's reason, an audited change) may name them too
     changes = tier_history.c.member_id.in_(people)
     _scrub(conn, tier_history, ("details",), changes, mentions, personal, also=changes)
+    # the note of an invitation they used ("For Camille Martin"), or of one naming their e-mail
+    invited = invitations.c.used_by.in_(people)
+    _scrub(conn, invitations, ("note",), invitations.c.program_id == program_id, mentions, personal, also=invited)
     audited = audit_entries.c.program_id == program_id
     _scrub(conn, audit_entries, ("details",), audited, mentions, personal, also=audit_entries.c.subject_id.in_(people))
 
