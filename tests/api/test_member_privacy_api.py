@@ -410,3 +410,20 @@ def test_an_erasure_removes_the_note_of_the_invitation_the_member_used(program: 
     with db.read() as conn:
         assert find_mentions(conn, [person["first_name"], person["last_name"]]) == []
         assert find_mentions(conn, [notes[1]]), "an invitation the member did not use lost its note"
+
+
+def test_an_erasure_removes_the_member_s_name_however_staff_capitalised_it(program: ApiProgram, db: Database) -> None:
+    """French staff write surnames in capitals ("Geste pour Mme MARTIN"): the name goes from a manual tier's reason
+    and an invitation's note all the same."""
+    assert program.call("PUT", "/v1/tiers", json=WORLD_TIERS).status_code == 200
+    person = _person()
+    member = program.enrol(**person)
+    shouted = person["last_name"].upper()
+    manual = {"tier": "gold", "reason": f"Geste pour Mme {shouted}", "until": "2099-01-01T00:00:00Z"}
+    assert program.call("POST", f"/v1/members/{member['id']}/tier", json=manual).status_code == 200
+    invited = program.call("POST", "/v1/invitations", json={"note": f"Pour {shouted} ({person['email'].upper()})"})
+    assert invited.status_code == 201, invited.text
+
+    assert program.call("POST", f"/v1/members/{member['id']}/erase", json=ERASE).status_code == 200
+    with db.read() as conn:
+        assert find_mentions(conn, [person["last_name"], person["email"]]) == []

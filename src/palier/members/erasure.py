@@ -309,9 +309,12 @@ def _scrub(
         return
     keys = list(table.primary_key.columns)
     texts = [cast(table.c[name], Text) for name in names]
-    found = or_(*(text.contains(mention, autoescape=True) for text in texts for mention in mentions))
+    # whatever the case ("CAMILLE@EXAMPLE.FR" in a note, "MARTIN" in a reason): SQLite's LIKE ignores it, not
+    # PostgreSQL's
+    found = or_(*(text.icontains(mention, autoescape=True) for text in texts for mention in mentions))
     if also is not None:
         found = or_(found, also)
+    personal = {p.casefold() for p in personal}
     # the rows rewritten, by the columns that change (only those are written: a NULL left alone stays SQL NULL)
     rewritten: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in conn.execute(select(*keys, *(table.c[name] for name in names)).where(scope, found)).all():
@@ -329,8 +332,10 @@ def _scrub(
 
 
 def _scrubbed(value: Any, personal: set[str]) -> Any:
+    """``value`` with every string holding one of ``personal`` (casefolded) replaced, whatever its case."""
     if isinstance(value, str):
-        return ERASED if any(p in value for p in personal) else value
+        folded = value.casefold()
+        return ERASED if any(p in folded for p in personal) else value
     if isinstance(value, dict):
         if value.get("kind") in IDENTITY_KINDS and isinstance(value.get("value"), str):
             # an identity as sent (a purchase's member) or shown (a stored profile): its value, whatever its spelling
