@@ -427,3 +427,36 @@ def test_an_erasure_removes_the_member_s_name_however_staff_capitalised_it(progr
     assert program.call("POST", f"/v1/members/{member['id']}/erase", json=ERASE).status_code == 200
     with db.read() as conn:
         assert find_mentions(conn, [person["last_name"], person["email"]]) == []
+
+
+def test_the_export_holds_the_fees_paid_the_orders_paid_with_points_and_the_consents_given_at_enrolment(
+    program: ApiProgram,
+) -> None:
+    """What the member paid for a VIP plan (and the refund), what they paid orders with, and when they gave each
+    consent: all of it is the person's data, handed over in the export."""
+    sent = _person() | {"consents": {"email_marketing": True, "sms_marketing": False}}
+    enrolled = program.call("POST", "/v1/members", json=sent)
+    assert enrolled.status_code == 201, enrolled.text
+    member = enrolled.json()
+    program.adjust(member["id"], 500)
+    assert program.call("POST", "/v1/plans", json=PLAN).status_code == 201
+    fee = {"payment_id": unique("fee"), "member_id": member["id"], "plan": "vip", "amount": 999}
+    assert program.call("POST", "/v1/memberships/payments", json=fee | {"paid_at": "2026-03-01T00:00:00Z"}).is_success
+    refund = program.call("POST", f"/v1/memberships/payments/{fee['payment_id']}/refund", json={"note": "Withdrawal"})
+    assert refund.status_code == 200, refund.text
+    paid = {"kind": "points", "order_id": "o-paid-with-points", "order_total": 5000, "points": 300}
+    payment = program.call("POST", f"/v1/members/{member['id']}/payments", json=paid)
+    assert payment.status_code in (200, 201), payment.text
+
+    exported = program.call("GET", f"/v1/members/{member['id']}/export")
+    assert exported.status_code == 200, exported.text
+    document = exported.json()
+    fees = document["membership_payments"]
+    assert [(f["payment_id"], f["amount"], f["plan"]) for f in fees] == [(fee["payment_id"], 999, "vip")]
+    assert fees[0]["refunded_at"] is not None
+    assert [(p["order_id"], p["kind"], p["points"]) for p in document["payments"]] == [
+        ("o-paid-with-points", "points", 300)
+    ]
+    enrolment = next(entry for entry in document["audit"] if entry["action"] == "member.enrolled")
+    assert enrolment["details"]["consents"] == {"email_marketing": True}
+    assert enrolment["created_at"] == member["enrolled_at"]

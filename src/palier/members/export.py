@@ -1,10 +1,11 @@
 """Everything Palier holds about one member, as one document (GDPR right of access).
 
 Built from the same read functions the API's routes use, so the export says what those say: the profile with
-its identities (a payment card as brand and last four digits, never its HMAC), the consents, the balance, the
-whole history, every coupon, the memberships, the tier, the segments, the purchases and returns with their
-lines, the store credit, the audit entries about the member; and the profile, history and audit entries of the
-duplicate accounts merged into them.
+its identities (a payment card as brand and last four digits, never its HMAC), the consents (the audit entries
+say when each was given or withdrawn), the balance, the whole history, every coupon, the memberships and the
+fees paid for them, the tier, the segments, the purchases and returns with their lines, the parts of orders
+paid with points or store credit, the store credit, the audit entries about the member; and the profile,
+history and audit entries of the duplicate accounts merged into them.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from sqlalchemy import Connection, select
 from palier.clock import Clock, utc
 from palier.members import service as members
 from palier.members.models import Balance, HistoryLine, Member
-from palier.memberships.models import Membership
+from palier.memberships.models import Membership, MembershipPaymentLine
 from palier.programs.models import AuditEntry, Program
-from palier.rewards.models import Coupon, Wallet
+from palier.rewards.models import Coupon, Payment, Wallet
 from palier.tiers.models import TierProgress
 
 PAGE = 200
@@ -63,10 +64,16 @@ class MemberExport(BaseModel):
     history: list[HistoryLine] = Field(description="every change to the member's points, newest first")
     coupons: list[Coupon]
     memberships: list[Membership]
+    membership_payments: list[MembershipPaymentLine] = Field(
+        description="the fees paid for VIP plans, newest first, with their refunds"
+    )
     tier: TierProgress | None = Field(description="null: the program has no tiers")
     segments: list[str]
     purchases: list[ExportedOrder]
     returns: list[ExportedReturn]
+    payments: list[Payment] = Field(
+        description="the parts of orders paid with points or store credit, oldest first (cancelled ones too)"
+    )
     audit: list[AuditEntry] = Field(description="admin actions on the member, oldest first")
     merged_accounts: list[MergedAccount] = Field(
         description="the person's duplicate accounts merged into this one (and those merged into them)"
@@ -74,7 +81,8 @@ class MemberExport(BaseModel):
 
 
 def export(*, conn: Connection, clock: Clock, program: Program, member_id: str) -> MemberExport:
-    from palier.memberships.service import member_memberships
+    from palier.memberships.service import member_memberships, member_payments
+    from palier.rewards.payments import member_payments as order_payments
     from palier.rewards.payments import wallet
     from palier.rewards.service import member_coupons
     from palier.segments.service import member_segments
@@ -91,10 +99,12 @@ def export(*, conn: Connection, clock: Clock, program: Program, member_id: str) 
         history=_history(conn, program, member_id),
         coupons=member_coupons(conn=conn, program_id=program.id, member_id=member_id),
         memberships=member_memberships(conn=conn, program_id=program.id, member_id=member_id),
+        membership_payments=member_payments(conn=conn, program_id=program.id, member_id=member_id, limit=None),
         tier=progress(conn=conn, clock=clock, program=program, member_id=member_id) if has_tiers else None,
         segments=sorted(member_segments(conn, member_id=member_id)),
         purchases=_purchases(conn, program.id, member_id),
         returns=_returns(conn, program.id, member_id),
+        payments=order_payments(conn=conn, program_id=program.id, member_id=member_id),
         audit=_audit(conn, program.id, member_id),
         merged_accounts=[
             MergedAccount(

@@ -105,6 +105,8 @@ def enrol(
         actor=actor,
         action="member.enrolled",
         subject_id=member_id,
+        # the proof of when each consent was given, and by whom (later changes: member.updated)
+        details={"consents": given} if (given := {k: v for k, v in data.consents.model_dump().items() if v}) else None,
     )
     for field, normalised in wanted:
         if normalised.kind == "payment_card":

@@ -462,9 +462,9 @@ def member_memberships(*, conn: Connection, program_id: str, member_id: str) -> 
 
 
 def member_payments(
-    *, conn: Connection, program_id: str, member_id: str, limit: int = 50
+    *, conn: Connection, program_id: str, member_id: str, limit: int | None = 50
 ) -> list[MembershipPaymentLine]:
-    """The fees the member paid for plans, newest first (the latest ``limit``), with those refunded."""
+    """The fees the member paid for plans, newest first (the latest ``limit``; None: all), with those refunded."""
     rows = conn.execute(
         select(
             membership_payments.c.payment_id, membership_payments.c.amount, membership_payments.c.paid_at,

@@ -467,6 +467,16 @@ def _find(conn: Connection, program_id: str, order_id: str, kind: str) -> Paymen
     return _payment(row) if row is not None else None
 
 
+def member_payments(*, conn: Connection, program_id: str, member_id: str) -> list[Payment]:
+    """Every part of an order the member paid with points or store credit, oldest first (cancelled ones too)."""
+    rows = conn.execute(
+        select(order_payments)
+        .where(order_payments.c.program_id == program_id, order_payments.c.member_id == member_id)
+        .order_by(order_payments.c.created_at, order_payments.c.id)
+    ).mappings()
+    return [_payment(row) for row in rows]
+
+
 def get_payment(*, conn: Connection, program_id: str, payment_id: str) -> Payment:
     """One of the program's payments by its id (``payment_not_found`` otherwise)."""
     return _get(conn, program_id, payment_id)
