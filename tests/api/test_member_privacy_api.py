@@ -460,3 +460,25 @@ def test_the_export_holds_the_fees_paid_the_orders_paid_with_points_and_the_cons
     enrolment = next(entry for entry in document["audit"] if entry["action"] == "member.enrolled")
     assert enrolment["details"]["consents"] == {"email_marketing": True}
     assert enrolment["created_at"] == member["enrolled_at"]
+
+
+def test_an_erasure_whose_reason_names_the_member_keeps_no_name_in_the_audit_trail(
+    program: ApiProgram, db: Database
+) -> None:
+    """Staff are asked to name no one in the reason; one who writes "Asked by Zoé Martin (zoe@…)" all the same
+    leaves no copy of the name or e-mail in the audit entry that records the erasure (the rest of it is kept)."""
+    person = _person()
+    member = program.enrol(**person)
+    reason = f"Asked by {person['first_name']} {person['last_name'].upper()} ({person['email']}) on 3 March"
+    erased = program.call("POST", f"/v1/members/{member['id']}/erase", json={"reason": reason})
+    assert erased.status_code == 200, erased.text
+    with db.read() as conn:
+        assert find_mentions(conn, [person["first_name"], person["last_name"], person["email"]]) == []
+    audit = program.call("GET", "/v1/audit").json()["items"]
+    entry = next(a for a in audit if a["action"] == "member.erased" and a["subject_id"] == member["id"])
+    assert (
+        entry["details"]["result"] == erased.json()
+        and entry["details"]["reason"] == "Asked by [erased] [erased] ([erased]) on 3 March"
+    )
+    again = program.call("POST", f"/v1/members/{member['id']}/erase", json={"reason": reason})
+    assert again.status_code == 200 and again.json() == erased.json()

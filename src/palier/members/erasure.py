@@ -15,6 +15,7 @@ store credit too when the caller agrees to forfeit it.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, get_args
@@ -77,7 +78,7 @@ def erase(
     coupons_cancelled = _cancel_coupons(conn, clock, program, member_id)
     closed = close_points(conn, booking)
     memberships_lapsed = _lapse_memberships(conn, member_id, now)
-    identities_deleted = _forget_person(conn, program.id, member_id, now)
+    identities_deleted, personal = _forget_person(conn, program.id, member_id, now)
     result = ErasureResult(
         member_id=member_id,
         status="erased",
@@ -92,12 +93,23 @@ def erase(
         memberships_lapsed=memberships_lapsed,
         identities_deleted=identities_deleted,
     )
-    _record(conn, clock, program, actor=actor, reason=reason, result=result)
+    # asked to name no one, staff may all the same ("Asked by Camille MARTIN"): the why stays, not who
+    _record(conn, clock, program, actor=actor, reason=_redacted(reason, personal), result=result)
     return result
 
 
-def _forget_person(conn: Connection, program_id: str, member_id: str, now: datetime) -> int:
-    """Profile, identities and every trace of them; returns how many identities were deleted."""
+def _redacted(text: str, personal: set[str]) -> str:
+    """``text`` with every string naming the person replaced by ``[erased]``, whatever its case; a whole word only
+    (a first name Ann leaves "Annual" alone)."""
+    if not personal:
+        return text
+    pattern = "|".join(re.escape(p) for p in sorted(personal, key=len, reverse=True))
+    return re.sub(rf"(?<!\w)(?:{pattern})(?!\w)", ERASED, text, flags=re.IGNORECASE)
+
+
+def _forget_person(conn: Connection, program_id: str, member_id: str, now: datetime) -> tuple[int, set[str]]:
+    """Profile, identities and every trace of them; returns how many identities were deleted and the strings that
+    named the person."""
     # the duplicate accounts merged into this one are the same person: their profiles go too (they stay merged)
     people = [member_id, *merged_duplicates(conn, member_id)]
     personal, identifiers = _personal_strings(conn, people)
@@ -105,7 +117,7 @@ def _forget_person(conn: Connection, program_id: str, member_id: str, now: datet
     _clear_profile(conn, people, now)
     conn.execute(update(members).where(members.c.id == member_id).values(status="erased"))
     _forget_traces(conn, program_id, people, personal, identifiers, now)
-    return int(deleted)
+    return int(deleted), personal
 
 
 def _record(
