@@ -482,3 +482,24 @@ def test_an_erasure_whose_reason_names_the_member_keeps_no_name_in_the_audit_tra
     )
     again = program.call("POST", f"/v1/members/{member['id']}/erase", json={"reason": reason})
     assert again.status_code == 200 and again.json() == erased.json()
+
+
+def test_every_export_of_a_member_s_data_is_in_the_audit_trail(
+    new_program: Callable[..., ApiProgram],
+) -> None:
+    """Handing a person's whole file over is recorded (who, when, whose), as an erasure is: the proof that an access
+    request was answered, and the trace of an export nobody asked for. A refused one records nothing."""
+    program, other = new_program(), new_program()
+    member = program.enrol(**_person())
+    key = program.make_key("admin")
+    assert program.call("GET", f"/v1/members/{member['id']}/export", key=key).status_code == 200
+    assert other.call("GET", f"/v1/members/{member['id']}/export").status_code == 404
+    assert program.call("GET", f"/v1/members/{member['id']}/export", key=program.make_key("read")).status_code == 403
+
+    audit = program.call("GET", "/v1/audit").json()["items"]
+    exports = [a for a in audit if a["action"] == "member.exported"]
+    assert [(a["subject_id"], a["details"]) for a in exports] == [(member["id"], None)]
+    assert exports[0]["actor"].startswith("key_") and exports[0]["actor"] != "operator"
+    assert not [a for a in other.call("GET", "/v1/audit").json()["items"] if a["action"] == "member.exported"]
+    again = program.call("GET", f"/v1/members/{member['id']}/export").json()
+    assert "member.exported" in [a["action"] for a in again["audit"]]  # the person sees who had their file

@@ -9,6 +9,7 @@ from palier.db import Database
 from palier.ledger.verify import verify
 from palier.members import service as members
 from palier.programs.models import Program
+from palier.programs.service import audit_trail
 from tests.api.helpers import luhn_card
 
 # the same database, clock, program and wide console as the other CLI tests
@@ -37,6 +38,9 @@ def test_export_then_erase_from_the_command_line(
     document = json.loads(exported.output)
     assert document["profile"]["email"] == "solveig.cli@example.org" and document["balance"]["available"] == 250
     assert card not in exported.output and card[-4:] in exported.output
+    with cli_db.read() as conn:
+        trail = audit_trail(conn=conn, program_id=program.id, cursor=None, limit=1).items
+    assert [(a.action, a.subject_id, a.actor) for a in trail] == [("member.exported", member.id, "cli")]
 
     refused = invoke("members", "erase", member.id, "--program", program.id, "--reason", f"card {card}")
     assert refused.exit_code == 2 and card not in refused.output

@@ -48,6 +48,9 @@ def test_an_admin_exports_then_erases_a_member_from_the_console(
     assert exported.status_code == 200 and exported.headers["cache-control"] == "no-store"
     assert exported.headers["content-disposition"] == f'attachment; filename="{ann["id"]}.json"'
     assert exported.json()["profile"]["email"] == "annabelle.export@example.org"
+    recorded = program.call("GET", "/v1/audit", params={"limit": 1}).json()["items"][0]
+    assert (recorded["action"], recorded["subject_id"]) == ("member.exported", ann["id"])
+    assert recorded["actor"].startswith("staff:")
 
     too_short = client.post(f"/console/members/{ann['id']}/erase", data={"csrf": csrf_of(page.text), "reason": "x"})
     assert too_short.status_code == 422 and "Effacement refusé" in too_short.text

@@ -10,6 +10,7 @@ from palier.cli.common import console, new_app, open_database
 from palier.clock import SystemClock
 from palier.members.erasure import erase as erase_member
 from palier.members.export import export as export_member
+from palier.members.export import record_export
 from palier.members.models import ErasureIn
 from palier.programs.service import get_program
 from palier.text import counted
@@ -26,9 +27,12 @@ def export(
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the JSON there (default: print it)."),
 ) -> None:
     """Everything Palier holds about the member, as one JSON document (payment cards as brand and last four)."""
-    with open_database() as db, db.read() as conn:
-        found = get_program(conn=conn, program_id=program)
-        document = export_member(conn=conn, clock=SystemClock(), program=found, member_id=member_id)
+    with open_database() as db:
+        with db.read() as conn:
+            found = get_program(conn=conn, program_id=program)
+            document = export_member(conn=conn, clock=SystemClock(), program=found, member_id=member_id)
+        with db.write() as conn:
+            record_export(conn=conn, clock=SystemClock(), program=found, member_id=member_id, actor="cli")
     text = document.model_dump_json(indent=2)
     if output is None:
         typer.echo(text)

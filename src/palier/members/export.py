@@ -117,6 +117,16 @@ def export(*, conn: Connection, clock: Clock, program: Program, member_id: str) 
     )
 
 
+def record_export(*, conn: Connection, clock: Clock, program: Program, member_id: str, actor: str) -> None:
+    """Who had the member's whole file, and when: the proof that an access request was answered (and the trace of
+    an export nobody asked for). The export holds these entries too, so the person sees them."""
+    from palier.programs.service import record_audit
+
+    record_audit(
+        conn=conn, clock=clock, program_id=program.id, actor=actor, action="member.exported", subject_id=member_id
+    )
+
+
 def _history(conn: Connection, program: Program, member_id: str) -> list[HistoryLine]:
     lines: list[HistoryLine] = []
     cursor = None

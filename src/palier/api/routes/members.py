@@ -15,7 +15,7 @@ from palier.api import commands, ratelimit
 from palier.api.deps import DB, AdminAccess, ClockDep, Cursor, PosAccess, ReadAccess, SettingsDep
 from palier.api.openapi import RATE_LIMITED
 from palier.members import erasure, service
-from palier.members.export import MemberExport
+from palier.members.export import MemberExport, record_export
 from palier.members.export import export as export_member
 from palier.members.identities import IdentityKind
 from palier.members.models import (
@@ -345,9 +345,13 @@ def portal_link(
 )
 def export(member_id: str, access: AdminAccess, db: DB, clock: ClockDep) -> MemberExport:
     """Profile, identities (payment cards as brand and last four digits), consents, balance, the whole history,
-    coupons, memberships, tier, segments, purchases and returns with their lines, store credit, audit entries."""
+    coupons, memberships, tier, segments, purchases and returns with their lines, store credit, audit entries.
+    Recorded in the audit trail (`member.exported`)."""
     with db.read() as conn:
-        return export_member(conn=conn, clock=clock, program=access.program, member_id=member_id)
+        document = export_member(conn=conn, clock=clock, program=access.program, member_id=member_id)
+    with db.write() as conn:
+        record_export(conn=conn, clock=clock, program=access.program, member_id=member_id, actor=access.caller.actor)
+    return document
 
 
 @router.post(

@@ -17,6 +17,7 @@ from palier.errors import PalierError
 from palier.members import erasure
 from palier.members import service as members
 from palier.members.export import export as export_member
+from palier.members.export import record_export
 from palier.members.models import Balance, ErasureIn, Member
 from palier.web import history_text, i18n, once
 from palier.web.console import fees
@@ -230,8 +231,13 @@ def export_data(request: Request, member_id: str) -> Response:
     """The same document as ``GET /v1/members/{id}/export``, downloaded as a file to hand to the member."""
     who = current(request)
     db: Database = request.app.state.db
+    clock = request.app.state.clock
     with db.read() as conn:
-        found = export_member(conn=conn, clock=request.app.state.clock, program=who.program, member_id=member_id[:40])
+        found = export_member(conn=conn, clock=clock, program=who.program, member_id=member_id[:40])
+    with db.write() as conn:
+        record_export(
+            conn=conn, clock=clock, program=who.program, member_id=found.profile.id, actor=f"staff:{who.user.id}"
+        )
     return Response(
         found.model_dump_json(indent=2),
         media_type="application/json",
