@@ -13,6 +13,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from palier.activity import idempotency
 from palier.clock import FrozenClock
 from palier.db import Database, make_database
 from palier.db.migrate import upgrade
@@ -129,6 +130,28 @@ def test_console_forms_sent_are_forgotten_after_30_days(own_db: Database, clock:
     clock.advance(days=1, minutes=1)
     tidied = housekeeping.tidy(db, clock)
     assert tidied.forms == 1 and _count(db, form_posts) == 1
-    assert "and 1 console forms sent over 30 days ago" in tidied.summary()
+    assert "1 console forms sent over 30 days ago" in tidied.summary()
     with db.write() as conn:  # the newer form is still known as sent
         assert once.claim(conn=conn, clock=clock, token="new-form", posted_by="stf_a", action="/console/x") is not None
+
+
+def test_answers_kept_for_retries_are_forgotten_after_48_hours(own_db: Database, clock: FrozenClock) -> None:
+    """The answer to a write sent with an Idempotency-Key (an enrolment's: the member's name, e-mail and phone) is
+    kept 48 hours for a retry, then deleted, as the README says: not kept for ever."""
+    db = own_db
+    shop, other = f.make_program(db, clock), f.make_program(db, clock)
+    answer = {"first_name": "Camille", "email": "camille@example.fr"}
+    with db.write() as conn:
+        for program, key in ((shop, "enrol-1"), (other, "enrol-1"), (shop, "enrol-2")):
+            idempotency.keep(conn, program_id=program.id, key=key, hash_="h", status=201, body=answer, now=clock.now())
+    clock.advance(hours=47)
+    with db.write() as conn:
+        idempotency.keep(conn, program_id=shop.id, key="enrol-3", hash_="h", status=201, body=answer, now=clock.now())
+    assert housekeeping.tidy(db, clock).answers == 0
+    clock.advance(hours=1, minutes=1)
+    assert housekeeping.tidy(db, clock, program_id=shop.id).answers == 2  # only this program's
+    tidied = housekeeping.tidy(db, clock)
+    assert tidied.answers == 1 and "1 answers kept for retries over 48 hours ago" in tidied.summary()
+    with db.read() as conn:
+        assert idempotency.stored(conn, program_id=shop.id, key="enrol-3", hash_="h") == (201, answer)
+        assert idempotency.stored(conn, program_id=shop.id, key="enrol-1", hash_="h") is None

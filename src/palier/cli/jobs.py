@@ -128,7 +128,7 @@ def run(
         "birthdays, anniversaries, tiers (requalification), memberships (lapse unpaid ones), segments (refresh), "
         "debts (members who owe points and hold some repay from them), "
         "expiry-warnings (points_expiring events for the mailer), webhooks (push waiting events), "
-        "housekeeping (delete old sessions, sign-in codes, delivered events and sign-in attempts), or all.",
+        "housekeeping (delete old sessions, sign-in codes, delivered events, sign-in attempts, kept answers), or all.",
     ),
     batch_size: int = typer.Option(
         sweeps.BATCH, min=1, max=MAX_BATCH, help=f"Lots per database transaction (at most {MAX_BATCH})."

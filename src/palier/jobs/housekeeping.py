@@ -8,7 +8,9 @@
 * console sign-in attempts (an e-mail and a client address each) more than ``KEEP_ATTEMPTS`` ago: the
   lockout looks back 15 minutes, and the rest is kept long enough to look into a break-in attempt;
 * the one-time tokens of console and till forms sent more than ``KEEP_FORMS`` ago (``palier.sessions.once``):
-  a form sent again after that is not a double click, and pages are never cached.
+  a form sent again after that is not a double click, and pages are never cached;
+* the answers kept for writes sent with an ``Idempotency-Key`` more than ``idempotency.KEEP_FOR`` (48 hours)
+  ago: a retry comes long before, and they hold members' names, e-mails and phone numbers.
 
 Nothing the ledger, the audit trail or a member's history needs is touched. Rows go in batches of
 ``BATCH``, each its own short transaction, so a first run over a large table does not hold locks for long.
@@ -20,8 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import ColumnElement, Table, delete, or_, select
+from sqlalchemy import ColumnElement, Table, delete, or_, select, tuple_
 
+from palier.activity import idempotency
+from palier.activity.tables import idempotency_keys
 from palier.clock import Clock
 from palier.db import Database
 from palier.notify.tables import outbox_events
@@ -45,26 +49,29 @@ class Tidied:
     events: int
     attempts: int
     forms: int = 0
+    answers: int = 0
 
     @property
     def rows(self) -> int:
-        return self.sessions + self.sign_ins + self.events + self.attempts + self.forms
+        return self.sessions + self.sign_ins + self.events + self.attempts + self.forms + self.answers
 
     def summary(self) -> str:
         return (
             f"deleted {self.sessions:,} old sessions, {self.sign_ins:,} old portal sign-in codes and links, "
             f"{self.events:,} events delivered over {KEEP_DELIVERED.days} days ago, {self.attempts:,} console "
-            f"sign-in attempts over {KEEP_ATTEMPTS.days} days old and {self.forms:,} console forms sent over "
-            f"{KEEP_FORMS.days} days ago"
+            f"sign-in attempts over {KEEP_ATTEMPTS.days} days old, {self.forms:,} console forms sent over "
+            f"{KEEP_FORMS.days} days ago and {self.answers:,} answers kept for retries over "
+            f"{int(idempotency.KEEP_FOR.total_seconds() // 3600)} hours ago"
         )
 
 
 def _delete(db: Database, table: Table, gone: ColumnElement[bool]) -> int:
-    key = table.c.id
+    keys = list(table.primary_key.columns)
+    key = keys[0] if len(keys) == 1 else tuple_(*keys)  # idempotency_keys: (program_id, key)
     deleted = 0
     while True:
         with db.write() as conn:
-            batch = select(key).where(gone).limit(BATCH).scalar_subquery()
+            batch = select(*keys).where(gone).limit(BATCH)
             count = int(conn.execute(delete(table).where(key.in_(batch))).rowcount)
         deleted += count
         if count < BATCH:
@@ -78,9 +85,11 @@ def tidy(db: Database, clock: Clock, *, program_id: str | None = None) -> Tidied
     expired = now - KEEP_EXPIRED
     sign_ins: ColumnElement[bool] = portal_sign_ins.c.expires_at < expired
     events: ColumnElement[bool] = outbox_events.c.delivered_at < now - KEEP_DELIVERED
+    answers: ColumnElement[bool] = idempotency_keys.c.created_at < now - idempotency.KEEP_FOR
     if program_id is not None:
         sign_ins = sign_ins & (portal_sign_ins.c.program_id == program_id)
         events = events & (outbox_events.c.program_id == program_id)
+        answers = answers & (idempotency_keys.c.program_id == program_id)
     old_sessions = or_(web_sessions.c.ended_at < expired, web_sessions.c.expires_at < expired)
     everyone = program_id is None
     return Tidied(
@@ -89,4 +98,5 @@ def tidy(db: Database, clock: Clock, *, program_id: str | None = None) -> Tidied
         events=_delete(db, outbox_events, events),
         attempts=_delete(db, staff_sign_ins, staff_sign_ins.c.created_at < now - KEEP_ATTEMPTS) if everyone else 0,
         forms=_delete(db, form_posts, form_posts.c.created_at < now - KEEP_FORMS) if everyone else 0,
+        answers=_delete(db, idempotency_keys, answers),
     )
