@@ -503,3 +503,25 @@ def test_every_export_of_a_member_s_data_is_in_the_audit_trail(
     assert not [a for a in other.call("GET", "/v1/audit").json()["items"] if a["action"] == "member.exported"]
     again = program.call("GET", f"/v1/members/{member['id']}/export").json()
     assert "member.exported" in [a["action"] for a in again["audit"]]  # the person sees who had their file
+
+
+def test_the_export_holds_the_invitation_the_member_joined_with_and_its_note(program: ApiProgram) -> None:
+    """What staff wrote about the person is theirs to read: the note of the invitation they used is in the export."""
+    person = _person()
+    member = program.enrol(**person)
+    assert program.call("POST", "/v1/plans", json=PLAN | {"code": "club", "access": "invitation"}).status_code == 201
+    note = f"For {person['first_name']}, met at the Salon"
+    made = program.call("POST", "/v1/invitations", json={"purpose": "plan", "plan": "club", "note": note})
+    assert made.status_code == 201, made.text
+    code = made.json()[0]["code"]
+    fee = {"payment_id": unique("fee"), "member_id": member["id"], "plan": "club", "amount": 999}
+    joined = program.call("POST", "/v1/memberships/payments", json=fee | {"paid_at": "2026-03-01T00:00:00Z"} | {
+        "invitation_code": code
+    })  # fmt: skip
+    assert joined.status_code == 200, joined.text
+
+    document = program.call("GET", f"/v1/members/{member['id']}/export").json()
+    assert [(i["code"], i["purpose"], i["plan"], i["note"]) for i in document["invitations"]] == [
+        (code, "plan", "club", note)
+    ]
+    assert document["invitations"][0]["used_at"] is not None

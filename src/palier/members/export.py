@@ -4,8 +4,8 @@ Built from the same read functions the API's routes use, so the export says what
 its identities (a payment card as brand and last four digits, never its HMAC), the consents (the audit entries
 say when each was given or withdrawn), the balance, the whole history, every coupon, the memberships and the
 fees paid for them, the tier, the segments, the purchases and returns with their lines, the parts of orders
-paid with points or store credit, the store credit, the audit entries about the member; and the profile,
-history and audit entries of the duplicate accounts merged into them.
+paid with points or store credit, the store credit, the invitations they joined with (and their notes), the
+audit entries; and the profile, history and audit entries of the duplicate accounts merged into them.
 """
 
 from __future__ import annotations
@@ -49,6 +49,14 @@ class ExportedReturn(BaseModel):
     points: int | None = Field(description="points taken back (negative)")
 
 
+class ExportedInvitation(BaseModel):
+    code: str
+    purpose: str = Field(description="enrol (joined the program) or plan (joined a VIP plan)")
+    plan: str | None
+    note: str | None = Field(description="what staff wrote when making it")
+    used_at: datetime
+
+
 class MergedAccount(BaseModel):
     profile: Member
     history: list[HistoryLine] = Field(description="the account's points until it was merged, newest first")
@@ -74,6 +82,7 @@ class MemberExport(BaseModel):
     payments: list[Payment] = Field(
         description="the parts of orders paid with points or store credit, oldest first (cancelled ones too)"
     )
+    invitations: list[ExportedInvitation] = Field(description="the invitations the member joined with")
     audit: list[AuditEntry] = Field(description="admin actions on the member, oldest first")
     merged_accounts: list[MergedAccount] = Field(
         description="the person's duplicate accounts merged into this one (and those merged into them)"
@@ -105,6 +114,7 @@ def export(*, conn: Connection, clock: Clock, program: Program, member_id: str) 
         purchases=_purchases(conn, program.id, member_id),
         returns=_returns(conn, program.id, member_id),
         payments=order_payments(conn=conn, program_id=program.id, member_id=member_id),
+        invitations=_invitations(conn, program.id, member_id),
         audit=_audit(conn, program.id, member_id),
         merged_accounts=[
             MergedAccount(
@@ -180,6 +190,23 @@ def _returns(conn: Connection, program_id: str, member_id: str) -> list[Exported
             lines=row.body.get("lines"),
             amount=row.body.get("amount"),
             points=(row.result or {}).get("points"),
+        )
+        for row in rows
+    ]
+
+
+def _invitations(conn: Connection, program_id: str, member_id: str) -> list[ExportedInvitation]:
+    from palier.memberships.tables import invitations, plans
+
+    rows = conn.execute(
+        select(invitations, plans.c.code.label("plan"))
+        .outerjoin(plans, plans.c.id == invitations.c.plan_id)
+        .where(invitations.c.program_id == program_id, invitations.c.used_by == member_id)
+        .order_by(invitations.c.used_at, invitations.c.id)
+    ).mappings()
+    return [
+        ExportedInvitation(
+            code=row["code"], purpose=row["purpose"], plan=row["plan"], note=row["note"], used_at=utc(row["used_at"])
         )
         for row in rows
     ]
