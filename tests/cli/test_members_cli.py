@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import stat
+from pathlib import Path
 
 from palier.clock import FrozenClock
 from palier.db import Database
@@ -59,3 +61,21 @@ def test_export_then_erase_from_the_command_line(
 
     unknown = invoke("members", "export", "mem_00000000000000000000000000", "--program", program.id)
     assert unknown.exit_code == 2 and "member_not_found" in unknown.output
+
+
+def test_an_export_written_to_a_file_is_readable_by_its_owner_only(
+    cli_db: Database,  # noqa: F811
+    clock: FrozenClock,  # noqa: F811
+    program: Program,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A member's whole file on a shared server: not for every account on it to read (the console's download and
+    the API's answer are the admin's alone too). Written again, an older file's wider rights go as well."""
+    member = f.enrol(cli_db, clock, program, first_name="Solveig", email="solveig.file@example.org")
+    target = tmp_path / "member-export.json"
+    target.write_text("{}")
+    target.chmod(0o644)
+    exported = invoke("members", "export", member.id, "--program", program.id, "--output", str(target))
+    assert exported.exit_code == 0, exported.output
+    assert json.loads(target.read_text())["profile"]["email"] == "solveig.file@example.org"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600

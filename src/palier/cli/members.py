@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -37,7 +38,12 @@ def export(
     if output is None:
         typer.echo(text)
     else:
-        output.write_text(text + "\n", encoding="utf-8")
+        # a person's whole file: readable by its owner only, an older file's wider rights gone too
+        handle = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        if hasattr(os, "fchmod"):
+            os.fchmod(handle, 0o600)
+        with os.fdopen(handle, "w", encoding="utf-8") as written:
+            written.write(text + "\n")
         console.print(f"Export of {member_id} written to {output}.")
 
 
