@@ -525,3 +525,25 @@ def test_the_export_holds_the_invitation_the_member_joined_with_and_its_note(pro
         (code, "plan", "club", note)
     ]
     assert document["invitations"][0]["used_at"] is not None
+
+
+def test_an_erasure_removes_the_member_s_name_from_the_lines_of_their_orders(program: ApiProgram, db: Database) -> None:
+    """A personalised product names the buyer ("Cake: Happy birthday Zoé", "Engraving: Z. MARTIN"): the order and
+    its amounts stay for the accounts, the name goes (the stored purchase body's line names; the order's lines keep
+    SKUs and amounts, no names)."""
+    person = _person()
+    member = program.enrol(**person)
+    lines = [
+        {"sku": "CAKE", "name": f"Cake: Happy birthday {person['first_name']}", "quantity": 1, "unit_price": 3000},
+        {"sku": "PEN", "name": f"Engraving: {person['last_name'].upper()}", "quantity": 1, "unit_price": 2000},
+        {"sku": "BREAD", "name": "Baguette", "quantity": 2, "unit_price": 120},
+    ]
+    bought = program.call("POST", "/v1/events/purchases", json=purchase_body(member["id"], lines=lines))
+    assert bought.status_code == 201, bought.text
+
+    assert program.call("POST", f"/v1/members/{member['id']}/erase", json=ERASE).status_code == 200
+    with db.read() as conn:
+        assert find_mentions(conn, [person["first_name"], person["last_name"]]) == []
+        kept = conn.execute(select(purchases.c.lines, purchases.c.total).where(purchases.c.member_id == member["id"]))
+        stored, total = kept.one()
+    assert total == 5240 and [line["sku"] for line in stored] == ["CAKE", "PEN", "BREAD"]
