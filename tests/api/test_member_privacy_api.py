@@ -547,3 +547,23 @@ def test_an_erasure_removes_the_member_s_name_from_the_lines_of_their_orders(pro
         kept = conn.execute(select(purchases.c.lines, purchases.c.total).where(purchases.c.member_id == member["id"]))
         stored, total = kept.one()
     assert total == 5240 and [line["sku"] for line in stored] == ["CAKE", "PEN", "BREAD"]
+
+
+def test_the_export_holds_the_audit_entries_about_the_member_filed_under_another_subject(program: ApiProgram) -> None:
+    """A reversal is filed under its transaction, a granted coupon under the coupon: both are about the member (and
+    the reversal says why, in staff's words), so both are in the export's audit entries."""
+    member = program.enrol(**_person())
+    adjusted = program.adjust(member["id"], 80, "Goodwill gesture")
+    reverse = f"/v1/members/{member['id']}/transactions/{adjusted['transaction_id']}/reverse"
+    reversed_ = program.call("POST", reverse, json={"reason": "Given to the wrong customer"})
+    assert reversed_.status_code in (200, 201), reversed_.text
+    other = program.enrol(**_person())
+    other_adjusted = program.adjust(other["id"], 10)
+    undo = f"/v1/members/{other['id']}/transactions/{other_adjusted['transaction_id']}/reverse"
+    assert program.call("POST", undo, json={"reason": "Not theirs"}).status_code in (200, 201)
+
+    audit = program.call("GET", f"/v1/members/{member['id']}/export").json()["audit"]
+    reversals = [entry for entry in audit if entry["action"] == "transaction.reversed"]
+    assert [(r["subject_id"], r["details"]["reason"]) for r in reversals] == [
+        (adjusted["transaction_id"], "Given to the wrong customer")
+    ]

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Text, cast, or_, select
 
 from palier.clock import Clock, utc
 from palier.members import service as members
@@ -83,7 +83,9 @@ class MemberExport(BaseModel):
         description="the parts of orders paid with points or store credit, oldest first (cancelled ones too)"
     )
     invitations: list[ExportedInvitation] = Field(description="the invitations the member joined with")
-    audit: list[AuditEntry] = Field(description="admin actions on the member, oldest first")
+    audit: list[AuditEntry] = Field(
+        description="admin actions on the member, oldest first (a reversal or a granted coupon of theirs too)"
+    )
     merged_accounts: list[MergedAccount] = Field(
         description="the person's duplicate accounts merged into this one (and those merged into them)"
     )
@@ -215,9 +217,13 @@ def _invitations(conn: Connection, program_id: str, member_id: str) -> list[Expo
 def _audit(conn: Connection, program_id: str, member_id: str) -> list[AuditEntry]:
     from palier.programs.tables import audit_entries
 
+    # about the member: filed under them, or under something of theirs that names them (a reversal under its
+    # transaction, a granted coupon under the coupon: {"member_id": …})
+    about = or_(
+        audit_entries.c.subject_id == member_id,
+        cast(audit_entries.c.details, Text).contains(member_id, autoescape=True),
+    )
     rows = conn.execute(
-        select(audit_entries)
-        .where(audit_entries.c.program_id == program_id, audit_entries.c.subject_id == member_id)
-        .order_by(audit_entries.c.id)
+        select(audit_entries).where(audit_entries.c.program_id == program_id, about).order_by(audit_entries.c.id)
     ).mappings()
     return [AuditEntry(**{**row, "created_at": utc(row["created_at"])}) for row in rows]
