@@ -26,7 +26,7 @@ from tests.api.helpers import (
     reward_body,
     unique,
 )
-from tests.api.routes import WORLD_TIERS
+from tests.api.routes import WORLD_RULES, WORLD_TIERS
 from tests.web.world import csrf_of, enter
 
 ERASE = {"reason": "The member asked by e-mail to be forgotten"}
@@ -567,3 +567,25 @@ def test_the_export_holds_the_audit_entries_about_the_member_filed_under_another
     assert [(r["subject_id"], r["details"]["reason"]) for r in reversals] == [
         (adjusted["transaction_id"], "Given to the wrong customer")
     ]
+
+
+def test_an_erasure_removes_the_references_of_the_member_s_actions(program: ApiProgram, db: Database) -> None:
+    """An action is paid once per reference, and the reference may name the person: the social account they
+    followed ("instagram:@zoe.quill84"). Erased, the account goes from every record of the action; the points it
+    gave stay in the ledger, and the action still counts as done."""
+    follow = {"id": "follow", "name": {"en": "Follow us"}, "points": 10}
+    applied = program.call("POST", "/v1/program/rules", json=WORLD_RULES | {"actions": [follow]})
+    assert applied.status_code == 201, applied.text
+    member = program.enrol(**_person())
+    handle = f"instagram:@{unique('zq')}"
+    path = f"/v1/members/{member['id']}/actions"
+    done = program.call("POST", path, json={"action": "follow", "reference": handle}, idempotency_key=unique("act"))
+    assert done.status_code == 201, done.text
+    with db.read() as conn:
+        assert find_mentions(conn, [handle])
+
+    assert program.call("POST", f"/v1/members/{member['id']}/erase", json=ERASE).status_code == 200
+    with db.read() as conn:
+        assert find_mentions(conn, [handle]) == []
+    history = program.history(member["id"])
+    assert [line["reason_code"] for line in history][-1] != "member_erased" and len(history) == 2

@@ -285,6 +285,7 @@ def _forget_traces(
         .where(events.c.program_id == program_id, events.c.member_id.in_(people), events.c.claim_kind.is_not(None))
         .values(claim_kind=None, claim_value=None)
     )
+    _forget_action_references(conn, program_id, people)
     # the records about the person: by their ids and identifiers (SQLite keeps JSON \u-escaped); inside those,
     # every string naming them goes, names and masked cards included
     mentions = list(dict.fromkeys([*people, *identifiers, *(json.dumps(p)[1:-1] for p in identifiers)]))
@@ -302,6 +303,56 @@ def _forget_traces(
     _scrub(conn, invitations, ("note",), invitations.c.program_id == program_id, mentions, personal, also=invited)
     audited = audit_entries.c.program_id == program_id
     _scrub(conn, audit_entries, ("details",), audited, mentions, personal, also=audit_entries.c.subject_id.in_(people))
+
+
+def _forget_action_references(conn: Connection, program_id: str, people: list[str]) -> None:
+    """An action is stored once by ``<action>:<reference>``, and the reference may name the person (the social
+    account they followed): it goes from the action (``<action>:[erased]:<event id>``, still unique, still of its
+    type for the limits), from its stored result and from the stored answers that gave it (found by the event's
+    id). A reference is not searched for elsewhere: "R-1" is no one's alone."""
+    from palier.activity.tables import events, idempotency_keys
+
+    done = conn.execute(
+        select(events.c.id, events.c.external_id, events.c.body, events.c.result).where(
+            events.c.program_id == program_id, events.c.member_id.in_(people), events.c.type == "action"
+        )
+    ).all()
+    if not done:
+        return
+    forgotten = {"external_id": ERASED}
+    conn.execute(
+        update(events)
+        .where(events.c.id == bindparam("key_id"))
+        .values(external_id=bindparam("new_external_id"), body=bindparam("new_body"), result=bindparam("new_result")),
+        [
+            {
+                "key_id": event_id,
+                "new_external_id": f"{external_id.split(':', 1)[0]}:{ERASED}:{event_id}",
+                "new_body": {**body, "reference": ERASED} if isinstance(body, dict) else body,
+                "new_result": {**result, **forgotten} if isinstance(result, dict) else result,
+            }
+            for event_id, external_id, body, result in done
+        ],
+    )
+    ids = {event_id for event_id, *_ in done}
+    texts = cast(idempotency_keys.c.response, Text)
+    answers = conn.execute(
+        select(idempotency_keys.c.key, idempotency_keys.c.response).where(
+            idempotency_keys.c.program_id == program_id, or_(*(texts.contains(i, autoescape=True) for i in ids))
+        )
+    ).all()
+    rewritten = [
+        {"key_key": key, "new_response": {**response, **forgotten}}
+        for key, response in answers
+        if isinstance(response, dict) and response.get("event_id") in ids
+    ]
+    if rewritten:
+        conn.execute(
+            update(idempotency_keys)
+            .where(idempotency_keys.c.program_id == program_id, idempotency_keys.c.key == bindparam("key_key"))
+            .values(response=bindparam("new_response")),
+            rewritten,
+        )
 
 
 def _scrub(
