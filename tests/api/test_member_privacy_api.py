@@ -272,6 +272,8 @@ def test_erasing_a_member_also_erases_the_duplicate_accounts_merged_into_it(prog
     )
     assert merged.status_code == 200, merged.text
     named = [first["first_name"], first["email"], second["first_name"], second["last_name"], second["email"]]
+    by_own_id = program.call("POST", f"/v1/members/{duplicate['id']}/erase", json=ERASE)
+    assert assert_problem(by_own_id, 409, "member_merged", field="member_id")["merged_into_id"] == kept["id"]
 
     assert program.call("POST", f"/v1/members/{kept['id']}/erase", json=ERASE).status_code == 200
     with db.read() as conn:
