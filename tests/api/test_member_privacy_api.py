@@ -591,3 +591,36 @@ def test_an_erasure_removes_the_references_of_the_member_s_actions(program: ApiP
         assert find_mentions(conn, [handle]) == []
     history = program.history(member["id"])
     assert [line["reason_code"] for line in history][-1] != "member_erased" and len(history) == 2
+
+
+def test_the_export_holds_the_messages_written_for_the_member_without_a_live_sign_in_code(
+    program: ApiProgram, db: Database, clock: FrozenClock
+) -> None:
+    """What Palier wrote for the merchant's mailer about the person (an expiry warning, a sign-in code: to their
+    e-mail) is data about them, still held until housekeeping deletes it: in the export, with when it was written
+    and whether it was handed over. A sign-in code still usable is not copied into a file."""
+    from palier.notify import outbox
+
+    person = _person()
+    member = program.enrol(**person)
+    other = program.enrol(**_person())
+    with db.write() as conn:
+        for who in (member, other):
+            payload = {"member_id": who["id"], "email": who["email"], "points": 40}
+            outbox.emit(
+                conn, program_id=program.id, type_="points_expiring", subject_id=who["id"], payload=payload,
+                now=clock.now(),
+            )  # fmt: skip
+    client: TestClient = program.client
+    form = client.get(f"/p/{program.id}/sign-in").text
+    asked = client.post(
+        f"/p/{program.id}/sign-in", data={"email": person["email"], "csrf": csrf_of(form)}, follow_redirects=False
+    )
+    assert asked.status_code == 303, asked.text
+
+    messages = program.call("GET", f"/v1/members/{member['id']}/export").json()["messages"]
+    assert sorted(m["type"] for m in messages) == ["points_expiring", "portal_sign_in_code"]
+    expiring = next(m for m in messages if m["type"] == "points_expiring")
+    assert expiring["payload"]["email"] == person["email"] and expiring["delivered_at"] is None
+    code = next(m for m in messages if m["type"] == "portal_sign_in_code")
+    assert "code" not in code["payload"] and code["payload"]["email"] == person["email"]

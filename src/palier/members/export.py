@@ -5,7 +5,8 @@ its identities (a payment card as brand and last four digits, never its HMAC), t
 say when each was given or withdrawn), the balance, the whole history, every coupon, the memberships and the
 fees paid for them, the tier, the segments, the purchases and returns with their lines, the parts of orders
 paid with points or store credit, the store credit, the invitations they joined with (and their notes), the
-audit entries; and the profile, history and audit entries of the duplicate accounts merged into them.
+messages written about them for the mailer (a sign-in code left out), the audit entries; and the profile,
+history and audit entries of the duplicate accounts merged into them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from palier.rewards.models import Coupon, Payment, Wallet
 from palier.tiers.models import TierProgress
 
 PAGE = 200
+SIGN_IN_CODE = "portal_sign_in_code"
 
 
 class ExportedOrder(BaseModel):
@@ -57,6 +59,14 @@ class ExportedInvitation(BaseModel):
     used_at: datetime
 
 
+class ExportedMessage(BaseModel):
+    id: str
+    type: str
+    payload: dict[str, Any] = Field(description="as written for the mailer (a sign-in code left out)")
+    created_at: datetime
+    delivered_at: datetime | None = Field(description="when the mailer or the webhook took it (null: waiting)")
+
+
 class MergedAccount(BaseModel):
     profile: Member
     history: list[HistoryLine] = Field(description="the account's points until it was merged, newest first")
@@ -83,6 +93,9 @@ class MemberExport(BaseModel):
         description="the parts of orders paid with points or store credit, oldest first (cancelled ones too)"
     )
     invitations: list[ExportedInvitation] = Field(description="the invitations the member joined with")
+    messages: list[ExportedMessage] = Field(
+        description="the outbox events about the member still held (delivered ones go after 30 days), oldest first"
+    )
     audit: list[AuditEntry] = Field(
         description="admin actions on the member, oldest first (a reversal or a granted coupon of theirs too)"
     )
@@ -117,6 +130,7 @@ def export(*, conn: Connection, clock: Clock, program: Program, member_id: str) 
         returns=_returns(conn, program.id, member_id),
         payments=order_payments(conn=conn, program_id=program.id, member_id=member_id),
         invitations=_invitations(conn, program.id, member_id),
+        messages=_messages(conn, program.id, member_id),
         audit=_audit(conn, program.id, member_id),
         merged_accounts=[
             MergedAccount(
@@ -209,6 +223,27 @@ def _invitations(conn: Connection, program_id: str, member_id: str) -> list[Expo
     return [
         ExportedInvitation(
             code=row["code"], purpose=row["purpose"], plan=row["plan"], note=row["note"], used_at=utc(row["used_at"])
+        )
+        for row in rows
+    ]
+
+
+def _messages(conn: Connection, program_id: str, member_id: str) -> list[ExportedMessage]:
+    from palier.notify.tables import outbox_events
+
+    rows = conn.execute(
+        select(outbox_events)
+        .where(outbox_events.c.program_id == program_id, outbox_events.c.subject_id == member_id)
+        .order_by(outbox_events.c.id)
+    ).mappings()
+    return [
+        ExportedMessage(
+            id=row["id"],
+            type=row["type"],
+            # a sign-in code may still open the portal: the file handed over is no key to the account
+            payload={k: v for k, v in row["payload"].items() if not (row["type"] == SIGN_IN_CODE and k == "code")},
+            created_at=utc(row["created_at"]),
+            delivered_at=utc(row["delivered_at"]) if row["delivered_at"] is not None else None,
         )
         for row in rows
     ]
