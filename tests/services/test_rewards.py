@@ -15,6 +15,7 @@ from palier.clock import FrozenClock
 from palier.db import Database
 from palier.errors import PalierError
 from palier.members.models import Member
+from palier.notify import outbox
 from palier.programs.models import Program
 from palier.rewards import codes
 from palier.rewards import service as rewards
@@ -317,6 +318,21 @@ def test_a_granted_coupon_costs_nothing_and_is_granted_once(
             reason="€10 for every €100", source_ref="spend-step:1",
         )  # fmt: skip
     assert again == first and first.points == 0 and first.source == "grant"
+    with db.read() as conn:  # once, with what a mail about the gift needs
+        [told] = outbox.recent(conn, program_id=program.id, types=["coupon_granted"])
+    assert told["subject_id"] == alice.id and told["payload"] == {
+        "member_id": alice.id,
+        "email": alice.email,
+        "language": alice.language,
+        "reward_id": gift.id,
+        "title": getattr(gift.title, alice.language),
+        "kind": gift.kind,
+        "code": first.code,
+        "expires_at": first.expires_at.isoformat() if first.expires_at else None,
+        "amount": gift.amount,
+        "currency": program.currency,
+        "reason": "€10 for every €100",
+    }
     used = use(db, clock, program, first.code)
     assert used.state == "used" and points(db, program, alice) == (1200, 0)
 

@@ -21,6 +21,11 @@ EventType = Literal[
     "portal_sign_in_code",  # a member asked for a one-time code: the merchant's mailer sends it
     "points_expiring",  # a member's points expire soon: the merchant's mailer warns them
     "member_erased",  # a member was erased at their request: the merchant's systems erase them too
+    "reward_redeemed",  # a member spent points on a reward: the coupon's code (or the store credit) to mail them
+    "coupon_granted",  # a coupon given, not bought (a rule's award, a birthday gift, a plan's benefit)
+    "coupon_used",  # a coupon was used on an order
+    "coupon_cancelled",  # a coupon was given back: its points came back
+    "coupon_expired",  # a coupon expired unused: its points came back
 ]
 
 

@@ -54,6 +54,14 @@ def emit_many(
         conn.execute(insert(outbox_events), rows)
 
 
+def contact(conn: Connection, member_id: str) -> dict[str, Any]:
+    """What every event about a member starts with: their id, and the e-mail and language a mail to them needs."""
+    from palier.members.tables import members
+
+    row = conn.execute(select(members.c.email, members.c.language).where(members.c.id == member_id)).one()
+    return {"member_id": member_id, "email": row.email, "language": row.language or "fr"}
+
+
 def recent(conn: Connection, *, program_id: str, types: Sequence[str] = (), limit: int = 100) -> list[dict[str, Any]]:
     """The program's latest events, newest first (what a webhook sender or a test reads)."""
     query = select(outbox_events).where(outbox_events.c.program_id == program_id)

@@ -32,6 +32,7 @@ from palier.ledger.post import Posting, write, write_with
 from palier.members import service as members
 from palier.members.models import NextReward
 from palier.memberships import service as memberships
+from palier.notify import outbox
 from palier.programs.models import Program
 from palier.programs.service import record_audit
 from palier.rewards import codes
@@ -380,6 +381,7 @@ def _redeem_for_credit(
     _take_stock(conn, reward)
     amounts = ledger.balances(conn, member_id=member_id)
     wallet = ledger.balances_of(conn, member_id, "wallet")
+    _tell_redeemed(conn, program, coupon, available=amounts["available"], held=amounts["held"], now=now)
     return Redemption(coupon=coupon, available=amounts["available"], held=amounts["held"], wallet=wallet)
 
 
@@ -403,11 +405,57 @@ def _redeem_for_coupon(
     # The hold, its allocations, the points taken from the lots and the coupon: one statement on PostgreSQL.
     write_with(conn, planned.entries, rows=[*planned.rows, (coupons, [row])], lots_taken=planned.lots_taken)
     before = planned.balances_before  # read under the member's lock: after = before ± the points held
-    return Redemption(
+    redemption = Redemption(
         coupon=_issued(reward, row),
         available=before["available"] - reward.cost_points,
         held=before["held"] + reward.cost_points,
     )
+    _tell_redeemed(conn, program, redemption.coupon, available=redemption.available, held=redemption.held, now=now)
+    return redemption
+
+
+# --- what the merchant's mailer hears (the outbox, in the change's transaction) ---
+
+
+def _about(conn: Connection, coupon: Coupon) -> dict[str, Any]:
+    """What every coupon event says: the member and how to write to them, the coupon and its title in their
+    language."""
+    who = outbox.contact(conn, coupon.member_id)
+    title = getattr(coupon.title, who["language"], coupon.title.en)
+    return who | {"code": coupon.code, "reward_id": coupon.reward_id, "title": title}
+
+
+def _tell(
+    conn: Connection, program: Program, type_: str, coupon: Coupon, payload: dict[str, Any], now: datetime
+) -> None:
+    outbox.emit(
+        conn,
+        program_id=program.id,
+        type_=type_,
+        subject_id=coupon.member_id,
+        payload=_about(conn, coupon) | payload,
+        now=now,
+    )
+
+
+def _tell_redeemed(
+    conn: Connection, program: Program, coupon: Coupon, *, available: int, held: int, now: datetime
+) -> None:
+    expires = None if coupon.expires_at is None else utc(coupon.expires_at).isoformat(timespec="seconds")
+    terms = {"kind": coupon.kind, "points": coupon.points, "expires_at": expires, "amount": coupon.amount}
+    balances = {"currency": program.currency, "available": available, "held": held}
+    _tell(conn, program, "reward_redeemed", coupon, terms | balances, now)
+
+
+def _tell_closed(conn: Connection, program: Program, coupon: Coupon, state: str, returned: int, now: datetime) -> None:
+    amounts = ledger.balances(conn, member_id=coupon.member_id)
+    payload = {
+        "points": coupon.points,
+        "points_returned": returned,
+        "available": amounts["available"],
+        "held": amounts["held"],
+    }
+    _tell(conn, program, f"coupon_{state}", coupon, payload, now)
 
 
 def _insufficient(needed: int, available: int) -> Unprocessable:
@@ -641,6 +689,9 @@ def grant_coupon(
         subject_id=coupon.id,
         details={"member_id": member_id, "reward_id": reward_id, "reason": reason, "source_ref": source_ref},
     )
+    expires = None if coupon.expires_at is None else utc(coupon.expires_at).isoformat(timespec="seconds")
+    terms = {"kind": coupon.kind, "expires_at": expires, "amount": coupon.amount, "currency": program.currency}
+    _tell(conn, program, "coupon_granted", coupon, terms | {"reason": reason}, now)
     return coupon
 
 
@@ -788,6 +839,10 @@ def use_coupon(*, conn: Connection, clock: Clock, program: Program, code: str, u
             discount=discount,
         )
     )
+    amounts = ledger.balances(conn, member_id=coupon.member_id)
+    told = {"points": coupon.points, "order_id": use.order_id, "channel": use.channel, "discount": discount}
+    balances = {"currency": program.currency, "available": amounts["available"], "held": amounts["held"]}
+    _tell(conn, program, "coupon_used", coupon, told | balances, now)
     return find_coupon(conn=conn, program_id=program.id, code=code), False
 
 
@@ -817,6 +872,7 @@ def _close(conn: Connection, clock: Clock, program: Program, coupon: Coupon, *, 
     """Cancel or expire an issued coupon: void its hold, give its stock back."""
     now = clock.now()
     title = coupon.title.en
+    returned = 0
     if coupon.hold_id is not None:
         booking = ledger.Booking(
             program_id=program.id,
@@ -828,11 +884,13 @@ def _close(conn: Connection, clock: Clock, program: Program, coupon: Coupon, *, 
             effective_at=now,
             details={"coupon_id": coupon.id, "actor": actor},
         )
-        holds.void(conn, booking, hold_id=coupon.hold_id)
+        returned = holds.void(conn, booking, hold_id=coupon.hold_id).restored
     conn.execute(
         update(coupons).where(coupons.c.id == coupon.id, coupons.c.state == "issued").values(state=state, closed_at=now)
     )
     _give_back_stock(conn, coupon.reward_id)
+    if actor != "erasure":  # an erasure's one event is member_erased: there is no one left to write to
+        _tell_closed(conn, program, coupon, state, returned, now)
 
 
 def cancel_granted(
