@@ -103,7 +103,8 @@ def test_trial_payment_renewal_cancel_and_lapse(db: Database, clock: FrozenClock
         ended = recent(conn, program_id=program.id, types=["membership_cancelled", "membership_lapsed"])
     told = {e["type"]: e["payload"] for e in ended}
     until = {"member_id": ann.id, "plan": "club", "period_end": renewed.period_end.isoformat()}
-    assert told == {"membership_cancelled": until, "membership_lapsed": until}  # the mail says until when
+    contact = {"email": ann.email, "language": ann.language}  # to whom, and in which language, the mail goes
+    assert told == {"membership_cancelled": until | contact, "membership_lapsed": until | contact}  # until when
 
 
 def test_monthly_renewals_keep_the_day_they_started_on(db: Database, new_program: Any) -> None:
@@ -555,8 +556,9 @@ def test_a_merge_tells_the_merchants_systems_which_membership_lapsed_and_an_eras
     with db.read() as conn:
         lapsed = recent(conn, program_id=program.id, types=["membership_lapsed"])
     assert [(e["subject_id"], e["payload"]) for e in lapsed] == [
-        (tom.id, {"member_id": tom.id, "plan": "club", "period_end": trial.period_end.isoformat(), "reason": "merged"})
-    ]
+        (tom.id, {"member_id": tom.id, "plan": "club", "period_end": trial.period_end.isoformat(), "reason": "merged",
+                  "email": tom.email, "language": tom.language})
+    ]  # fmt: skip
     with db.write() as conn:
         erase(
             conn=conn, clock=clock, program=program, member_id=tom.id, reason="Asked to be forgotten",

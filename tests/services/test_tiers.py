@@ -63,7 +63,7 @@ def test_the_purchase_that_crosses_the_threshold_upgrades_at_once(
     db: Database, clock: FrozenClock, program: Program
 ) -> None:
     program = with_tiers(db, clock, program)
-    ann = enrol(db, clock, program, first_name="Ann", language="en")
+    ann = enrol(db, clock, program, first_name="Ann", email="ann@example.com", language="en")
     assert tier_of(db, ann.id) == "bronze"  # Bronze asks for nothing: a new member starts there
     spend(db, clock, program, ann, 60)
     assert tier_of(db, ann.id) == "bronze"
@@ -77,6 +77,10 @@ def test_the_purchase_that_crosses_the_threshold_upgrades_at_once(
     # starting in Bronze is not an upgrade to congratulate: a mailer listening to tier_upgraded hears Silver only
     assert [(e["type"], e["payload"]["to"]) for e in events] == [("tier_upgraded", "silver"), ("tier_placed", "bronze")]
     assert [c.reason for c in shown.history] == ["upgrade", "placed"]
+    assert events[0]["payload"] == {  # and to whom, in which language, a congratulation goes
+        "member_id": ann.id, "email": "ann@example.com", "language": "en",
+        "from": "bronze", "to": "silver", "reason": "upgrade",
+    }  # fmt: skip
 
 
 def test_a_member_not_yet_placed_is_shown_the_tier_they_earn(

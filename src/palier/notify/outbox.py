@@ -22,6 +22,11 @@ from palier.notify.models import EventType, OutboxEvent, OutboxPage
 from palier.notify.tables import outbox_events
 
 EVENT_TYPES = frozenset(get_args(EventType))
+# events a mailer writes to the member about: each says to whom (the member's e-mail) and in which language, unless
+# its payload says so already
+ADDRESSED = frozenset(
+    {"tier_placed", "tier_upgraded", "tier_downgraded"} | {t for t in EVENT_TYPES if t.startswith("membership_")}
+)
 
 
 def emit(
@@ -33,7 +38,19 @@ def emit(
 def emit_many(
     conn: Connection, events: Sequence[tuple[str, str, str | None, dict[str, Any]]], *, now: datetime
 ) -> None:
-    """Several events at once: (program_id, type, subject_id, payload)."""
+    """Several events at once: (program_id, type, subject_id, payload). An event of a type in ``ADDRESSED`` about
+    a member gets their ``email`` and ``language``."""
+    addressed = {subject for _, type_, subject, payload in events if type_ in ADDRESSED and "email" not in payload}
+    contacts = _contacts(conn, sorted(s for s in addressed if s is not None))
+    events = [
+        (
+            program_id,
+            type_,
+            subject,
+            payload | contacts[subject] if type_ in ADDRESSED and subject in contacts else payload,
+        )
+        for program_id, type_, subject, payload in events
+    ]
     rows = []
     for id_, (program_id, type_, subject_id, payload) in zip(new_ids("outbox", len(events)), events, strict=True):
         if type_ not in EVENT_TYPES:
@@ -54,12 +71,21 @@ def emit_many(
         conn.execute(insert(outbox_events), rows)
 
 
-def contact(conn: Connection, member_id: str) -> dict[str, Any]:
-    """What every event about a member starts with: their id, and the e-mail and language a mail to them needs."""
+def _contacts(conn: Connection, member_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     from palier.members.tables import members
 
-    row = conn.execute(select(members.c.email, members.c.language).where(members.c.id == member_id)).one()
-    return {"member_id": member_id, "email": row.email, "language": row.language or "fr"}
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(member_ids), 1000):
+        query = select(members.c.id, members.c.email, members.c.language).where(
+            members.c.id.in_(member_ids[start : start + 1000])
+        )
+        found |= {row.id: {"email": row.email, "language": row.language or "fr"} for row in conn.execute(query)}
+    return found
+
+
+def contact(conn: Connection, member_id: str) -> dict[str, Any]:
+    """What every event about a member starts with: their id, and the e-mail and language a mail to them needs."""
+    return {"member_id": member_id} | _contacts(conn, [member_id])[member_id]
 
 
 def recent(conn: Connection, *, program_id: str, types: Sequence[str] = (), limit: int = 100) -> list[dict[str, Any]]:
