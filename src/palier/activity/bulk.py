@@ -1,7 +1,8 @@
 """Bulk import of purchases: a whole batch in a handful of set-based statements.
 
 :func:`import_purchases` stores exactly what :func:`palier.activity.service.record_purchase` would
-store for each purchase, built by the same functions (:mod:`palier.activity.purchase_rows`,
+store for each purchase (but the outbox's ``points_earned``: past orders are no news to mail members), built by
+the same functions (:mod:`palier.activity.purchase_rows`,
 :func:`palier.ledger.earning_rows.earn_rows`), but for a batch at once: one query finds the orders
 already received, one query per identity kind resolves the buyers, one locks them, one reads their
 status, one their debts; then each table gets one multi-row insert (``COPY`` on PostgreSQL) and the

@@ -21,6 +21,9 @@ EventType = Literal[
     "portal_sign_in_code",  # a member asked for a one-time code: the merchant's mailer sends it
     "points_expiring",  # a member's points expire soon: the merchant's mailer warns them
     "member_erased",  # a member was erased at their request: the merchant's systems erase them too
+    "points_earned",  # a purchase credited the member (pending through the return window, or available at once)
+    "points_returned",  # a return took back points its goods earned
+    "points_adjusted",  # a manual credit or debit, with its reason
     "reward_redeemed",  # a member spent points on a reward: the coupon's code (or the store credit) to mail them
     "coupon_granted",  # a coupon given, not bought (a rule's award, a birthday gift, a plan's benefit)
     "coupon_used",  # a coupon was used on an order

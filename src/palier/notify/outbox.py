@@ -51,6 +51,15 @@ def emit_many(
         )
         for program_id, type_, subject, payload in events
     ]
+    rows = event_rows(events, now=now)
+    if len(rows) >= 50:  # a job's batch: one COPY on PostgreSQL
+        insert_many(conn, outbox_events, rows)
+    elif rows:
+        conn.execute(insert(outbox_events), rows)
+
+
+def event_rows(events: Sequence[tuple[str, str, str | None, dict[str, Any]]], *, now: datetime) -> list[dict[str, Any]]:
+    """The ``outbox_events`` rows of these events, to insert with a command's other rows (``post.write_with``)."""
     rows = []
     for id_, (program_id, type_, subject_id, payload) in zip(new_ids("outbox", len(events)), events, strict=True):
         if type_ not in EVENT_TYPES:
@@ -65,10 +74,7 @@ def emit_many(
                 "created_at": now,
             }
         )
-    if len(rows) >= 50:  # a job's batch: one COPY on PostgreSQL
-        insert_many(conn, outbox_events, rows)
-    elif rows:
-        conn.execute(insert(outbox_events), rows)
+    return rows
 
 
 def _contacts(conn: Connection, member_ids: Sequence[str]) -> dict[str, dict[str, Any]]:

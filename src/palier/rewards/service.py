@@ -33,6 +33,7 @@ from palier.members import service as members
 from palier.members.models import NextReward
 from palier.memberships import service as memberships
 from palier.notify import outbox
+from palier.notify.tables import outbox_events
 from palier.programs.models import Program
 from palier.programs.service import record_audit
 from palier.rewards import codes
@@ -381,7 +382,9 @@ def _redeem_for_credit(
     _take_stock(conn, reward)
     amounts = ledger.balances(conn, member_id=member_id)
     wallet = ledger.balances_of(conn, member_id, "wallet")
-    _tell_redeemed(conn, program, coupon, available=amounts["available"], held=amounts["held"], now=now)
+    outbox.emit_many(
+        conn, [_redeemed_event(conn, program, coupon, available=amounts["available"], held=amounts["held"])], now=now
+    )
     return Redemption(coupon=coupon, available=amounts["available"], held=amounts["held"], wallet=wallet)
 
 
@@ -402,15 +405,21 @@ def _redeem_for_coupon(
         source_ref=None,
         now=now,
     )
-    # The hold, its allocations, the points taken from the lots and the coupon: one statement on PostgreSQL.
-    write_with(conn, planned.entries, rows=[*planned.rows, (coupons, [row])], lots_taken=planned.lots_taken)
     before = planned.balances_before  # read under the member's lock: after = before ± the points held
     redemption = Redemption(
         coupon=_issued(reward, row),
         available=before["available"] - reward.cost_points,
         held=before["held"] + reward.cost_points,
     )
-    _tell_redeemed(conn, program, redemption.coupon, available=redemption.available, held=redemption.held, now=now)
+    told = _redeemed_event(conn, program, redemption.coupon, available=redemption.available, held=redemption.held)
+    # The hold, its allocations, the points taken from the lots, the coupon and the outbox's event: one statement
+    # on PostgreSQL.
+    write_with(
+        conn,
+        planned.entries,
+        rows=[*planned.rows, (coupons, [row]), (outbox_events, outbox.event_rows([told], now=now))],
+        lots_taken=planned.lots_taken,
+    )
     return redemption
 
 
@@ -438,13 +447,14 @@ def _tell(
     )
 
 
-def _tell_redeemed(
-    conn: Connection, program: Program, coupon: Coupon, *, available: int, held: int, now: datetime
-) -> None:
+def _redeemed_event(
+    conn: Connection, program: Program, coupon: Coupon, *, available: int, held: int
+) -> tuple[str, str, str | None, dict[str, Any]]:
+    """The reward_redeemed event (for ``outbox.emit_many`` or ``outbox.event_rows``)."""
     expires = None if coupon.expires_at is None else utc(coupon.expires_at).isoformat(timespec="seconds")
     terms = {"kind": coupon.kind, "points": coupon.points, "expires_at": expires, "amount": coupon.amount}
     balances = {"currency": program.currency, "available": available, "held": held}
-    _tell(conn, program, "reward_redeemed", coupon, terms | balances, now)
+    return program.id, "reward_redeemed", coupon.member_id, _about(conn, coupon) | terms | balances
 
 
 def _tell_closed(conn: Connection, program: Program, coupon: Coupon, state: str, returned: int, now: datetime) -> None:

@@ -1,0 +1,74 @@
+"""What a mailer hears about a member's points: a purchase credited, a return taking points back, an adjustment,
+each an outbox event with the member's e-mail and language, the points and the balances after, written in the
+command's transaction (a replay writes nothing more, a refusal nothing at all)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tests.api.helpers import ApiProgram, assert_problem, line, purchase_body, return_body
+
+POINTS_EVENTS = ("points_earned", "points_returned", "points_adjusted")
+
+
+def events(program: ApiProgram) -> list[dict[str, Any]]:
+    page = program.call("GET", "/v1/outbox", params=[("type", t) for t in POINTS_EVENTS])
+    assert page.status_code == 200, page.text
+    items: list[dict[str, Any]] = page.json()["items"]
+    return items
+
+
+def test_points_earned_returned_and_adjusted_are_told_to_the_mailer(new_program: Callable[..., ApiProgram]) -> None:
+    program = new_program(return_window_days=14)
+    zoe = program.enrol(first_name="Zoé", email="zoe@example.fr", language="fr")
+    body = purchase_body(zoe["id"], order_id="L-1042", lines=[line("COAT", 4_000), line("HAT", 1_000)])
+    for _ in range(2):  # sent twice: one credit, one event
+        assert program.call("POST", "/v1/events/purchases", json=body).status_code in (200, 201)
+    returned = program.call(
+        "POST", "/v1/events/returns", json=return_body("L-1042", lines=[{"sku": "HAT", "quantity": 1}])
+    )
+    assert returned.status_code == 201, returned.text
+    assert (
+        program.call("POST", f"/v1/members/{zoe['id']}/adjustments", json={"points": 15, "reason": "Sorry"}).status_code
+        == 201
+    )
+    too_much = program.call("POST", f"/v1/members/{zoe['id']}/adjustments", json={"points": -500, "reason": "Oops"})
+    assert_problem(too_much, 422, "insufficient_points")  # refused: nothing told
+
+    told = events(program)
+    assert [e["type"] for e in told] == ["points_earned", "points_returned", "points_adjusted"]
+    assert all(e["subject_id"] == zoe["id"] for e in told)
+    contact = {"member_id": zoe["id"], "email": "zoe@example.fr", "language": "fr"}
+    earned = told[0]["payload"]
+    assert earned == contact | {
+        "order_id": "L-1042",
+        "points": 50,
+        "pending": True,
+        "matures_at": earned["matures_at"],
+        "total": 5_000,
+        "currency": "EUR",
+        "available": 0,
+        "pending_balance": 50,
+    }
+    assert earned["matures_at"].startswith("2026-03-16T09:00:00")
+    assert told[1]["payload"] == contact | {
+        "order_id": "L-1042",
+        "return_id": body_return_id(returned.json()),
+        "points": 10,
+        "available": 0,
+        "pending_balance": 40,
+        "debt": 0,
+    }
+    assert told[2]["payload"] == contact | {"points": 15, "reason": "Sorry", "available": 15, "pending_balance": 40}
+
+
+def body_return_id(result: dict[str, Any]) -> str:
+    return str(result["external_id"])
+
+
+def test_a_purchase_without_a_member_tells_nobody(new_program: Callable[..., ApiProgram]) -> None:
+    program = new_program()
+    walk_in = purchase_body("x") | {"member": None}
+    assert program.call("POST", "/v1/events/purchases", json=walk_in).status_code == 201
+    assert events(program) == []
