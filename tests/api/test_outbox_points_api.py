@@ -72,3 +72,26 @@ def test_a_purchase_without_a_member_tells_nobody(new_program: Callable[..., Api
     walk_in = purchase_body("x") | {"member": None}
     assert program.call("POST", "/v1/events/purchases", json=walk_in).status_code == 201
     assert events(program) == []
+
+
+def test_a_merge_tells_the_crm_which_account_was_closed_into_which(new_program: Callable[..., ApiProgram]) -> None:
+    program = new_program(return_window_days=0)
+    kept = program.enrol(first_name="Zoé", email="zoe@example.fr", language="fr")
+    twin = program.enrol(first_name="Zoe", phone="+33612345678", language="en")
+    program.adjust(twin["id"], 30)
+    merged = program.call(
+        "POST", "/v1/members/merge", json={"source_member_id": twin["id"], "target_member_id": kept["id"]}
+    )
+    assert merged.status_code in (200, 201), merged.text
+    [told] = [e for e in program.call("GET", "/v1/outbox", params={"type": "member_merged"}).json()["items"]]
+    assert told["subject_id"] == kept["id"]
+    assert told["payload"] == {
+        "member_id": kept["id"],
+        "email": "zoe@example.fr",
+        "language": "fr",
+        "merged_member_id": twin["id"],
+        "points_moved": 30,
+        "store_credit_moved": 0,
+        "available": 30,
+        "pending_balance": 0,
+    }

@@ -412,6 +412,7 @@ def merge(
         subject_id=target_id,
         details={"source_member_id": source_id, **details},
     )
+    _tell_merged(conn, program, source_id, target_id, moved, credit_moved, now)
     return MergeResult(
         merge_id=merge_id,
         source_member_id=source_id,
@@ -423,6 +424,30 @@ def merge(
         debt_repaid=debt_repaid,
         store_credit_moved=credit_moved,
     )
+
+
+def _tell_merged(
+    conn: Connection,
+    program: Program,
+    source_id: str,
+    target_id: str,
+    moved: dict[str, int],
+    credit_moved: int,
+    now: datetime,
+) -> None:
+    """The merchant's CRM and mailer hear that ``source`` is closed into ``target`` (whose address and language
+    are now the person's), with the points and store credit it brought and the points after it."""
+    from palier.notify import outbox
+
+    after = ledger.balances(conn, member_id=target_id)
+    payload = outbox.contact(conn, target_id) | {
+        "merged_member_id": source_id,
+        "points_moved": sum(moved.get(kind, 0) for kind in ("available", "pending", "held")),
+        "store_credit_moved": credit_moved,
+        "available": after.get("available", 0),
+        "pending_balance": after.get("pending", 0),
+    }
+    outbox.emit(conn, program_id=program.id, type_="member_merged", subject_id=target_id, payload=payload, now=now)
 
 
 def _fill_profile(conn: Connection, source_id: str, target_id: str, now: datetime) -> list[str]:

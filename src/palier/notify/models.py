@@ -24,6 +24,7 @@ EventType = Literal[
     "points_earned",  # a purchase credited the member (pending through the return window, or available at once)
     "points_returned",  # a return took back points its goods earned
     "points_adjusted",  # a manual credit or debit, with its reason
+    "member_merged",  # a duplicate account was closed into the member: the merchant's CRM merges them too
     "reward_redeemed",  # a member spent points on a reward: the coupon's code (or the store credit) to mail them
     "coupon_granted",  # a coupon given, not bought (a rule's award, a birthday gift, a plan's benefit)
     "coupon_used",  # a coupon was used on an order
