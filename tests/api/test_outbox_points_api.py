@@ -95,3 +95,15 @@ def test_a_merge_tells_the_crm_which_account_was_closed_into_which(new_program: 
         "available": 30,
         "pending_balance": 0,
     }
+
+
+def test_a_command_rolled_back_leaves_no_event(new_program: Callable[..., ApiProgram]) -> None:
+    """The same Idempotency-Key again runs the command, fails to keep its answer (the key is kept already) and
+    rolls it back: the event it wrote goes with it, and the mailer hears of the purchase once."""
+    program = new_program()
+    ann = program.enrol(first_name="Ann", email="ann@example.com", language="en")
+    body = purchase_body(ann["id"])
+    for _ in range(2):
+        sent = program.call("POST", "/v1/events/purchases", json=body, idempotency_key="till-7-0001")
+        assert sent.status_code == 201, sent.text
+    assert [e["type"] for e in events(program)] == ["points_earned"]
