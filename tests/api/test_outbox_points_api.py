@@ -24,7 +24,9 @@ def test_points_earned_returned_and_adjusted_are_told_to_the_mailer(new_program:
     zoe = program.enrol(first_name="Zoé", email="zoe@example.fr", language="fr")
     body = purchase_body(zoe["id"], order_id="L-1042", lines=[line("COAT", 4_000), line("HAT", 1_000)])
     for _ in range(2):  # sent twice: one credit, one event
-        assert program.call("POST", "/v1/events/purchases", json=body).status_code in (200, 201)
+        sent = program.call("POST", "/v1/events/purchases", json=body)
+        assert sent.status_code in (200, 201), sent.text
+    body_reason = sent.json()["reason"]
     returned = program.call(
         "POST", "/v1/events/returns", json=return_body("L-1042", lines=[{"sku": "HAT", "quantity": 1}])
     )
@@ -42,6 +44,8 @@ def test_points_earned_returned_and_adjusted_are_told_to_the_mailer(new_program:
     contact = {"member_id": zoe["id"], "email": "zoe@example.fr", "language": "fr"}
     earned = told[0]["payload"]
     assert earned == contact | {
+        "source": "purchase",
+        "reason": body_reason,
         "order_id": "L-1042",
         "points": 50,
         "pending": True,
@@ -107,3 +111,26 @@ def test_a_command_rolled_back_leaves_no_event(new_program: Callable[..., ApiPro
         sent = program.call("POST", "/v1/events/purchases", json=body, idempotency_key="till-7-0001")
         assert sent.status_code == 201, sent.text
     assert [e["type"] for e in events(program)] == ["points_earned"]
+
+
+def test_a_welcome_and_an_action_are_told_to_the_mailer(new_program: Callable[..., ApiProgram]) -> None:
+    program = new_program(welcome_points=20)
+    actions = [{"id": "review", "name": {"en": "Product review", "fr": "Avis produit"}, "points": 15}]
+    base = {"id": "base", "name": {"en": "1 point per euro", "fr": "1 point par euro"}, "event": "purchase",
+            "effect": {"type": "points_per_amount", "points": 1, "per_amount": 100}}  # fmt: skip
+    applied = program.call("POST", "/v1/program/rules", json={"actions": actions, "rules": [base]})
+    assert applied.status_code == 201, applied.text
+    lea = program.enrol(first_name="Léa", email="lea@example.fr", language="fr", channel="store")
+    done = program.call("POST", f"/v1/members/{lea['id']}/actions", json={"action": "review", "reference": "R-1"})
+    assert done.status_code == 201, done.text
+    told = program.call("GET", "/v1/outbox", params=[("type", "member_enrolled"), ("type", "points_earned")])
+    contact = {"member_id": lea["id"], "email": "lea@example.fr", "language": "fr"}
+    assert [(e["type"], e["payload"]) for e in told.json()["items"]] == [
+        ("member_enrolled", contact | {
+            "channel": "store", "welcome_points": 20, "available": 20, "pending_balance": 0,
+        }),
+        ("points_earned", contact | {
+            "source": "action", "reason": "Product review", "order_id": None, "points": 15, "pending": False,
+            "matures_at": None, "total": None, "currency": "EUR", "available": 35, "pending_balance": 0,
+        }),
+    ]  # fmt: skip

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,15 +34,12 @@ from palier.clock import Clock, in_zone, utc
 from palier.errors import Conflict, InvalidInput, NotFound, Unprocessable
 from palier.ids import new_id
 from palier.ledger import operations as ledger
-from palier.ledger.accounts import member_account
 from palier.ledger.catch_up import catch_up
-from palier.ledger.entry_rows import balance_deltas
 from palier.ledger.locks import lock_key, lock_members
-from palier.ledger.post import Entry, write_with
-from palier.ledger.tables import accounts, allocations
+from palier.ledger.post import write_with
+from palier.ledger.tables import allocations
 from palier.members import service as members
 from palier.members.identities import card_claim_key, normalise
-from palier.members.tables import members as members_table
 from palier.notify import outbox
 from palier.notify.tables import outbox_events
 from palier.programs.models import Program
@@ -353,9 +349,12 @@ def record_purchase(
     told: list[dict[str, Any]] = []  # the points_earned event, for the merchant's mailer
     if member_id is not None and plan is not None and earning.points:
         matured = None if result.matures_at is None else utc(result.matures_at).isoformat(timespec="seconds")
-        credited = {"order_id": purchase.order_id, "points": earning.points, "pending": bool(result.pending)}
+        credited = {"source": "purchase", "reason": label, "order_id": purchase.order_id, "points": earning.points}
+        credited["pending"] = bool(result.pending)
         money = {"matures_at": matured, "total": order_total(purchase), "currency": program.currency}
-        earned = _tell(conn, program, "points_earned", member_id, credited | money, now, entries=plan.entries)
+        earned = outbox.tell_points(
+            conn, program.id, "points_earned", member_id, credited | money, now, entries=plan.entries
+        )
         told = [earned] if earned is not None else []
     # The points, the event, its purchase, its awards and the outbox's event: one statement on PostgreSQL (events
     # before the purchase that refers to it, for SQLite, which checks each foreign key at once).
@@ -369,52 +368,6 @@ def record_purchase(
     if member_id is not None:  # the event that crosses a tier threshold upgrades at once
         tiers.on_activity(conn=conn, clock=clock, program=program, member_id=member_id, made_at=occurred_at)
     return result, False
-
-
-def _tell(
-    conn: Connection,
-    program: Program,
-    type_: str,
-    member_id: str,
-    payload: dict[str, Any],
-    now: datetime,
-    *,
-    entries: Sequence[Entry] | None = None,
-) -> dict[str, Any] | None:
-    """The merchant's mailer hears of the member's points (the outbox, in this transaction): to whom, in which
-    language, what happened, and the member's points after it. One read (the member's address and balances)
-    and one insert; with ``entries`` (the command's ledger entries, not yet written), the balances are read
-    before them and the event's row is returned for the caller to write with them (no statement of its own)."""
-    found = conn.execute(_contact_and_points, {"member_id": member_id, **_accounts_of(member_id)}).one()
-    moves = balance_deltas(entries or [])
-    points = {
-        kind: int(getattr(found, kind) or 0) + moves.get(account_id, 0)
-        for kind, account_id in ((k, member_account(member_id, k)) for k in ("available", "pending", "debt"))
-    }
-    after = {"available": points["available"], "pending_balance": points["pending"]}
-    if type_ == "points_returned":
-        after["debt"] = -points["debt"]
-    contact = {"member_id": member_id, "email": found.email, "language": found.language or "fr"}
-    event = (program.id, type_, member_id, contact | payload | after)
-    if entries is not None:
-        [row] = outbox.event_rows([event], now=now)
-        return row
-    outbox.emit_many(conn, [event], now=now)
-    return None
-
-
-def _accounts_of(member_id: str) -> dict[str, str]:
-    return {f"{kind}_id": member_account(member_id, kind) for kind in ("available", "pending", "debt")}
-
-
-_contact_and_points = select(
-    members_table.c.email,
-    members_table.c.language,
-    *(
-        select(accounts.c.balance).where(accounts.c.id == bindparam(f"{kind}_id")).scalar_subquery().label(kind)
-        for kind in ("available", "pending", "debt")
-    ),
-).where(members_table.c.id == bindparam("member_id"))
 
 
 def record_return(*, conn: Connection, clock: Clock, program: Program, ret: ReturnIn) -> tuple[EventResult, bool]:
@@ -554,7 +507,7 @@ def record_return(*, conn: Connection, clock: Clock, program: Program, ret: Retu
     )
     if member_id is not None and plan.points and not members.is_erased(conn=conn, member_id=member_id):
         taken_back = {"order_id": ret.order_id, "return_id": ret.return_id, "points": plan.points}
-        _tell(conn, program, "points_returned", member_id, taken_back, now)
+        outbox.tell_points(conn, program.id, "points_returned", member_id, taken_back, now)
     if member_id is not None:  # the event that crosses a tier threshold upgrades at once
         tiers.on_activity(conn=conn, clock=clock, program=program, member_id=member_id, returned=True)
     return result, False
@@ -660,7 +613,9 @@ def adjust(
         adjustment,
         result,
     )
-    _tell(conn, program, "points_adjusted", member_id, {"points": adjustment.points, "reason": adjustment.reason}, now)
+    outbox.tell_points(
+        conn, program.id, "points_adjusted", member_id, {"points": adjustment.points, "reason": adjustment.reason}, now
+    )
     return result, False
 
 

@@ -93,9 +93,13 @@ def enrol(
             matures_at=None,
             expires_at=expiry_for(program, now),
         )
+    from palier.notify.outbox import tell_points
     from palier.rules.gifts import on_enrolment  # here: rules and tiers build on members
     from palier.tiers.service import on_enrolment as place_in_tier
 
+    # the welcome mail first, then what the rules give for joining (points_earned) and the first tier
+    joined = {"channel": data.channel, "welcome_points": program.welcome_points}
+    tell_points(conn, program.id, "member_enrolled", member_id, joined, now)
     place_in_tier(conn=conn, clock=clock, program=program, member_id=member_id)
     on_enrolment(conn=conn, clock=clock, program=program, member_id=member_id, channel=data.channel)
     record_audit(

@@ -21,6 +21,7 @@ EventType = Literal[
     "portal_sign_in_code",  # a member asked for a one-time code: the merchant's mailer sends it
     "points_expiring",  # a member's points expire soon: the merchant's mailer warns them
     "member_erased",  # a member was erased at their request: the merchant's systems erase them too
+    "member_enrolled",  # a member joined: the welcome mail (with the welcome points, if the program gives some)
     "points_earned",  # a purchase credited the member (pending through the return window, or available at once)
     "points_returned",  # a return took back points its goods earned
     "points_adjusted",  # a manual credit or debit, with its reason

@@ -12,12 +12,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, get_args
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from palier.clock import utc
 from palier.db.bulk import insert_many
 from palier.errors import NotFound
 from palier.ids import new_ids
+from palier.ledger.accounts import member_account
+from palier.ledger.entry_rows import balance_deltas
+from palier.ledger.post import Entry
+from palier.ledger.tables import accounts
+from palier.members.tables import members
 from palier.notify.models import EventType, OutboxEvent, OutboxPage
 from palier.notify.tables import outbox_events
 
@@ -78,8 +83,6 @@ def event_rows(events: Sequence[tuple[str, str, str | None, dict[str, Any]]], *,
 
 
 def _contacts(conn: Connection, member_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    from palier.members.tables import members
-
     found: dict[str, dict[str, Any]] = {}
     for start in range(0, len(member_ids), 1000):
         query = select(members.c.id, members.c.email, members.c.language).where(
@@ -92,6 +95,52 @@ def _contacts(conn: Connection, member_ids: Sequence[str]) -> dict[str, dict[str
 def contact(conn: Connection, member_id: str) -> dict[str, Any]:
     """What every event about a member starts with: their id, and the e-mail and language a mail to them needs."""
     return {"member_id": member_id} | _contacts(conn, [member_id])[member_id]
+
+
+def tell_points(
+    conn: Connection,
+    program_id: str,
+    type_: str,
+    member_id: str,
+    payload: dict[str, Any],
+    now: datetime,
+    *,
+    entries: Sequence[Entry] | None = None,
+) -> dict[str, Any] | None:
+    """The merchant's mailer hears of the member's points (the outbox, in this transaction): to whom, in which
+    language, what happened, and the member's points after it. One read (the member's address and balances)
+    and one insert; with ``entries`` (the command's ledger entries, not yet written), the balances are read
+    before them and the event's row is returned for the caller to write with them (no statement of its own)."""
+    found = conn.execute(_contact_and_points, {"member_id": member_id, **_accounts_of(member_id)}).one()
+    moves = balance_deltas(entries or [])
+    points = {
+        kind: int(getattr(found, kind) or 0) + moves.get(account_id, 0)
+        for kind, account_id in ((k, member_account(member_id, k)) for k in ("available", "pending", "debt"))
+    }
+    after = {"available": points["available"], "pending_balance": points["pending"]}
+    if type_ == "points_returned":
+        after["debt"] = -points["debt"]
+    contact = {"member_id": member_id, "email": found.email, "language": found.language or "fr"}
+    event = (program_id, type_, member_id, contact | payload | after)
+    if entries is not None:
+        [row] = event_rows([event], now=now)
+        return row
+    emit_many(conn, [event], now=now)
+    return None
+
+
+def _accounts_of(member_id: str) -> dict[str, str]:
+    return {f"{kind}_id": member_account(member_id, kind) for kind in ("available", "pending", "debt")}
+
+
+_contact_and_points = select(
+    members.c.email,
+    members.c.language,
+    *(
+        select(accounts.c.balance).where(accounts.c.id == bindparam(f"{kind}_id")).scalar_subquery().label(kind)
+        for kind in ("available", "pending", "debt")
+    ),
+).where(members.c.id == bindparam("member_id"))
 
 
 def recent(conn: Connection, *, program_id: str, types: Sequence[str] = (), limit: int = 100) -> list[dict[str, Any]]:

@@ -92,4 +92,10 @@ def credit(
             result=result.model_dump(mode="json"),
         )
     )
+    if points:  # the merchant's mailer hears of it (the outbox, in this transaction)
+        from palier.notify.outbox import tell_points
+
+        told = {"source": type_, "reason": label, "order_id": None, "points": points, "pending": False}
+        told |= {"matures_at": None, "total": None, "currency": program.currency}
+        tell_points(conn, program.id, "points_earned", member_id, told, now)
     return result
