@@ -181,3 +181,20 @@ def test_a_card_whose_purchase_would_earn_too_much_for_the_member_is_not_linked(
     shown = program.call("GET", f"/v1/members/{member['id']}").json()
     assert [i for i in shown["identities"] if i["kind"] == "payment_card"] == []
     assert program.balance(member["id"])["pending"] == 0
+
+
+def test_a_claimed_purchase_is_told_to_the_mailer_as_points_earned(program: ApiProgram) -> None:
+    member = program.enrol(first_name="Ann", email="ann@example.com", language="en")
+    card = luhn_card()
+    paid = pay_with_card(program, card, lines=[line(unit_price=1500)])
+    link(program, member["id"], card)
+    told = program.call("GET", "/v1/outbox", params={"type": "points_earned", "limit": 500}).json()["items"]
+    [earned] = [e["payload"] for e in told if e["subject_id"] == member["id"]]
+    assert (earned["source"], earned["order_id"], earned["points"], earned["total"]) == (
+        "purchase",
+        paid["external_id"],
+        15,
+        1500,
+    )
+    assert (earned["email"], earned["pending_balance"]) == ("ann@example.com", 15)
+    assert card not in str(told)  # the card that paid is never in an event

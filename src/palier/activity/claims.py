@@ -29,6 +29,7 @@ from palier.errors import Unprocessable
 from palier.ledger import operations as ledger
 from palier.ledger.locks import lock_members
 from palier.members import service as members
+from palier.notify import outbox
 from palier.programs.models import Program
 from palier.rewards import payments
 from palier.rules import service as rules
@@ -171,6 +172,15 @@ def _credit(
         matures_at=occurred_at + timedelta(days=program.return_window_days),
         expires_at=members.expiry_for(program, occurred_at),
     )
+    if points > 0:  # the merchant's mailer hears of the purchase now credited (the outbox, in this transaction)
+        matures = occurred_at + timedelta(days=program.return_window_days)
+        told = {"source": "purchase", "reason": booking.reason, "order_id": order["order_id"], "points": points}
+        told |= {
+            "pending": earned.pending,
+            "matures_at": matures.isoformat(timespec="seconds") if earned.pending else None,
+        }
+        told |= {"total": int(order["total"]), "currency": program.currency}
+        outbox.tell_points(conn, program.id, "points_earned", member_id, told, now)
     return earned.lot_id
 
 
