@@ -31,15 +31,16 @@ def test_points_earned_returned_and_adjusted_are_told_to_the_mailer(new_program:
         "POST", "/v1/events/returns", json=return_body("L-1042", lines=[{"sku": "HAT", "quantity": 1}])
     )
     assert returned.status_code == 201, returned.text
-    assert (
-        program.call("POST", f"/v1/members/{zoe['id']}/adjustments", json={"points": 15, "reason": "Sorry"}).status_code
-        == 201
-    )
+    adjusted = program.call("POST", f"/v1/members/{zoe['id']}/adjustments", json={"points": 15, "reason": "Sorry"})
+    assert adjusted.status_code == 201, adjusted.text
+    credit = adjusted.json()["transaction_id"]
+    path = f"/v1/members/{zoe['id']}/transactions/{credit}/reverse"
+    assert program.call("POST", path, json={"reason": "Entered twice"}).status_code in (200, 201)
     too_much = program.call("POST", f"/v1/members/{zoe['id']}/adjustments", json={"points": -500, "reason": "Oops"})
     assert_problem(too_much, 422, "insufficient_points")  # refused: nothing told
 
     told = events(program)
-    assert [e["type"] for e in told] == ["points_earned", "points_returned", "points_adjusted"]
+    assert [e["type"] for e in told] == ["points_earned", "points_returned", "points_adjusted", "points_adjusted"]
     assert all(e["subject_id"] == zoe["id"] for e in told)
     contact = {"member_id": zoe["id"], "email": "zoe@example.fr", "language": "fr"}
     earned = told[0]["payload"]
@@ -64,7 +65,12 @@ def test_points_earned_returned_and_adjusted_are_told_to_the_mailer(new_program:
         "pending_balance": 40,
         "debt": 0,
     }
-    assert told[2]["payload"] == contact | {"points": 15, "reason": "Sorry", "available": 15, "pending_balance": 40}
+    assert told[2]["payload"] == contact | {
+        "points": 15, "reason": "Sorry", "reverses": None, "available": 15, "pending_balance": 40,
+    }  # fmt: skip
+    assert told[3]["payload"] == contact | {  # a correction: the credit reversed
+        "points": -15, "reason": "Entered twice", "reverses": credit, "available": 0, "pending_balance": 40,
+    }  # fmt: skip
 
 
 def body_return_id(result: dict[str, Any]) -> str:

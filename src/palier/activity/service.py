@@ -614,7 +614,12 @@ def adjust(
         result,
     )
     outbox.tell_points(
-        conn, program.id, "points_adjusted", member_id, {"points": adjustment.points, "reason": adjustment.reason}, now
+        conn,
+        program.id,
+        "points_adjusted",
+        member_id,
+        {"points": adjustment.points, "reason": adjustment.reason, "reverses": None},
+        now,
     )
     return result, False
 
@@ -773,6 +778,8 @@ def reverse_transaction(
             "already_reversed", f"Transaction {transaction_id} was already reversed.", field="transaction_id"
         ) from None
     moved = ledger.balances_moved(conn, transaction_id=reversal_id, member_id=member_id)
+    reversed_ = {"points": moved, "reason": reason, "reverses": transaction_id}
+    outbox.tell_points(conn, program.id, "points_adjusted", member_id, reversed_, now)
     record_audit(
         conn=conn, clock=clock, program_id=program.id, actor=actor, action="transaction.reversed",
         subject_id=transaction_id, details={"member_id": member_id, "reversal_id": reversal_id, "reason": reason},
