@@ -87,7 +87,7 @@ def test_what_has_long_served_is_deleted_and_nothing_else(
     everything = housekeeping.tidy(db, clock)
     assert (everything.sessions, everything.sign_ins, everything.events, everything.attempts) == (1, 0, 2, 0)
     # events not yet delivered are never deleted, however old: they wait for the webhook or the mailer
-    assert _count(db, outbox_events, outbox_events.c.program_id == shop.id) == 5  # 3 codes, 2 events
+    assert _count(db, outbox_events, outbox_events.c.program_id == shop.id) == 6  # 3 codes, 2 events, the sign-up
     assert _count(db, outbox_events, outbox_events.c.program_id == other.id) == 3
     assert _count(db, outbox_events, outbox_events.c.delivered_at.isnot(None)) == 0
     assert f.balance(db, shop, member).available == 0  # a member's own rows are untouched

@@ -420,7 +420,8 @@ def test_tiers_set_on_a_program_with_members_place_them(db: Database, clock: Fro
     assert (tier_of(db, big.id), tier_of(db, small.id)) == ("gold", "bronze")
     assert requalify(db, clock, program) == 0
     with db.read() as conn:  # Gold by past spend is an upgrade to congratulate; starting in Bronze is not
-        told = {e["subject_id"]: e["type"] for e in recent(conn, program_id=program.id)}
+        changes = recent(conn, program_id=program.id, types=["tier_placed", "tier_upgraded", "tier_downgraded"])
+        told = {e["subject_id"]: e["type"] for e in changes}
     assert (told[big.id], told[small.id]) == ("tier_upgraded", "tier_placed")
 
 
