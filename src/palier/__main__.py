@@ -2,4 +2,5 @@
 
 from palier.cli.main import app
 
-app(prog_name="palier")
+if __name__ == "__main__":  # importing it (a walk of the package's modules) runs nothing
+    app(prog_name="palier")
