@@ -619,7 +619,7 @@ def test_the_export_holds_the_messages_written_for_the_member_without_a_live_sig
     assert asked.status_code == 303, asked.text
 
     messages = program.call("GET", f"/v1/members/{member['id']}/export").json()["messages"]
-    assert sorted(m["type"] for m in messages) == ["points_expiring", "portal_sign_in_code"]
+    assert sorted(m["type"] for m in messages) == ["member_enrolled", "points_expiring", "portal_sign_in_code"]
     expiring = next(m for m in messages if m["type"] == "points_expiring")
     assert expiring["payload"]["email"] == person["email"] and expiring["delivered_at"] is None
     code = next(m for m in messages if m["type"] == "portal_sign_in_code")
