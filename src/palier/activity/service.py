@@ -264,12 +264,12 @@ def record_purchase(
     check_currency(purchase, program)
     event_id = new_id("event")
     if purchase.member is None:  # a shopper who is not a member: kept for the KPIs, earns nothing
-        member_id, claim = None, None
+        member_id, claim, member = None, None, None
         # it earns nothing, but a member may have paid part of it: refused below what they paid for
         payments.paid_otherwise(conn, program=program, order_id=purchase.order_id, total=order_total(purchase))
         earning: Earning = anonymous_earning(purchase, program)
     else:
-        member_id, claim = _resolve_and_lock(conn, program, purchase.member, card_key)
+        member_id, claim, member = _resolve_and_lock(conn, program, purchase.member, card_key)
         # read under the member's lock: a payment of this order at the till, committing meanwhile, is counted
         paid_otherwise = payments.paid_otherwise(
             conn, program=program, order_id=purchase.order_id, total=order_total(purchase)
@@ -353,7 +353,7 @@ def record_purchase(
         credited["pending"] = bool(result.pending)
         money = {"matures_at": matured, "total": order_total(purchase), "currency": program.currency}
         earned = outbox.tell_points(
-            conn, program.id, "points_earned", member_id, credited | money, now, entries=plan.entries
+            conn, program.id, "points_earned", member_id, credited | money, now, entries=plan.entries, member=member
         )
         told = [earned] if earned is not None else []
     # The points, the event, its purchase, its awards and the outbox's event: one statement on PostgreSQL (events
@@ -642,8 +642,10 @@ def reassign_member(*, conn: Connection, program_id: str, source_id: str, target
 
 def _resolve_and_lock(
     conn: Connection, program: Program, ref: MemberRef, card_key: bytes
-) -> tuple[str | None, tuple[str, str] | None]:
-    """Who bought, locked: (member id, None); or (None, claim) for a payment card nobody has linked yet.
+) -> tuple[str | None, tuple[str, str] | None, Any]:
+    """Who bought, locked: (member id, None, their row); or (None, claim, None) for a payment card nobody has
+    linked yet. The row (``members.require_active(with_points=True)``), read under the lock, is what the
+    points_earned event needs: no other read.
 
     The member is checked *after* its lock is held: a merge that committed while we waited has closed
     it, and an identity then belongs to the member that remains, so we look again.
@@ -651,11 +653,11 @@ def _resolve_and_lock(
     if ref.member_id is not None:
         lock_members(conn, [ref.member_id])
         try:
-            members.require_active(conn=conn, program_id=program.id, member_id=ref.member_id)
+            found = members.require_active(conn=conn, program_id=program.id, member_id=ref.member_id, with_points=True)
         except (NotFound, Conflict) as exc:
             exc.field = "member.member_id"
             raise
-        return ref.member_id, None
+        return ref.member_id, None, found
     assert ref.kind is not None and ref.value is not None
     normalised = normalise(
         ref.kind, ref.value, field="member.value", card_key=card_key, default_country=program.default_country
@@ -666,13 +668,14 @@ def _resolve_and_lock(
         member_id = members.owner_of(conn=conn, program_id=program.id, normalised=normalised)
         if member_id is None:
             if normalised.kind == "payment_card":
-                return None, (normalised.kind, normalised.value)
+                return None, (normalised.kind, normalised.value), None
             raise NotFound(
                 "member_not_found", f"No member has this {ref.kind.replace('_', ' ')}.", field="member.value"
             )
         lock_members(conn, [member_id])
-        if members.is_active(conn=conn, member_id=member_id):
-            return member_id, None
+        found = members.status_of(conn=conn, program_id=program.id, member_id=member_id, with_points=True)
+        if found is not None and found.status == "active":
+            return member_id, None, found
     raise Conflict("member_merged", "This member was just merged; send the purchase again.", field="member.value")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import zlib
 from typing import Final
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import ColumnElement, Connection, Label, insert, select
 
 from palier.ledger.tables import accounts
 
@@ -33,6 +33,13 @@ def money_asset(currency: str, exponent: int) -> str:
 
 def member_account(member_id: str, kind: str) -> str:
     return f"{member_id}:{kind}"
+
+
+def member_balance(member_id: ColumnElement[str], kind: str) -> Label[int | None]:
+    """The balance of a member's ``kind`` account as a column of another query (``member_id``: the member's id
+    column there), named ``kind``; None when the account was never opened."""
+    account_id = member_id.concat(f":{kind}")
+    return select(accounts.c.balance).where(accounts.c.id == account_id).scalar_subquery().label(kind)
 
 
 def slot_of(member_id: str) -> int:

@@ -13,7 +13,7 @@ from palier.clock import Clock, utc
 from palier.errors import Conflict, InvalidInput, NotFound, PalierError
 from palier.ids import is_id, new_id
 from palier.ledger import operations as ledger
-from palier.ledger.accounts import open_member_accounts
+from palier.ledger.accounts import member_balance, open_member_accounts
 from palier.ledger.catch_up import LiveLot, as_of
 from palier.ledger.history import member_history
 from palier.ledger.locks import lock_key, lock_members
@@ -34,6 +34,7 @@ from palier.members.models import (
     MergeResult,
 )
 from palier.members.tables import identities, members, merges
+from palier.notify.outbox import TOLD_BALANCES
 from palier.programs.models import Program
 from palier.programs.service import record_audit
 from palier.timeutil import add_months
@@ -160,14 +161,26 @@ def get_member(*, conn: Connection, program_id: str, member_id: str) -> Member:
     return Member(identities=found, **data)
 
 
-_member_status = select(members.c.status, members.c.merged_into_id).where(
+# a member's status, and what an event about them says (outbox): how to write to them and, for a command that
+# tells their points, their balances before it
+_member_status = select(members.c.status, members.c.merged_into_id, members.c.email, members.c.language).where(
     members.c.id == bindparam("member_id"), members.c.program_id == bindparam("program_id")
 )
+_member_status_and_points = _member_status.add_columns(*(member_balance(members.c.id, k) for k in TOLD_BALANCES))
 
 
-def require_active(*, conn: Connection, program_id: str, member_id: str) -> None:
-    status = conn.execute(_member_status, {"member_id": member_id, "program_id": program_id}).first()
+def require_active(*, conn: Connection, program_id: str, member_id: str, with_points: bool = False) -> Any:
+    """Refuse unless the member is active; its row: ``status``, ``email``, ``language`` and, ``with_points``, the
+    balances a points event tells (``outbox.tell_points(member=…)``), read in the same statement."""
+    status = status_of(conn=conn, program_id=program_id, member_id=member_id, with_points=with_points)
     refuse_unless_active(member_id, status, field="member_id")
+    return status
+
+
+def status_of(*, conn: Connection, program_id: str, member_id: str, with_points: bool = False) -> Any:
+    """The member's row of :func:`require_active`, whatever its status; None for no such member."""
+    query = _member_status_and_points if with_points else _member_status
+    return conn.execute(query, {"member_id": member_id, "program_id": program_id}).first()
 
 
 def holder_of(*, conn: Connection, program_id: str, member_id: str) -> str:
@@ -625,10 +638,6 @@ def owner_of(*, conn: Connection, program_id: str, normalised: ident.Normalised)
 
 def is_erased(*, conn: Connection, member_id: str) -> bool:
     return conn.execute(select(members.c.status).where(members.c.id == member_id)).scalar() == "erased"
-
-
-def is_active(*, conn: Connection, member_id: str) -> bool:
-    return conn.execute(select(members.c.status).where(members.c.id == member_id)).scalar() == "active"
 
 
 def _owner(conn: Connection, program_id: str, normalised: ident.Normalised) -> str | None:

@@ -18,10 +18,9 @@ from palier.clock import utc
 from palier.db.bulk import insert_many
 from palier.errors import NotFound
 from palier.ids import new_ids
-from palier.ledger.accounts import member_account
+from palier.ledger.accounts import member_account, member_balance
 from palier.ledger.entry_rows import balance_deltas
 from palier.ledger.post import Entry
-from palier.ledger.tables import accounts
 from palier.members.tables import members
 from palier.notify.models import EventType, OutboxEvent, OutboxPage
 from palier.notify.tables import outbox_events
@@ -92,9 +91,13 @@ def _contacts(conn: Connection, member_ids: Sequence[str]) -> dict[str, dict[str
     return found
 
 
-def contact(conn: Connection, member_id: str) -> dict[str, Any]:
-    """What every event about a member starts with: their id, and the e-mail and language a mail to them needs."""
-    return {"member_id": member_id} | _contacts(conn, [member_id])[member_id]
+def contact(conn: Connection, member_id: str, member: Any = None) -> dict[str, Any]:
+    """What every event about a member starts with: their id, and the e-mail and language a mail to them needs.
+    ``member``: a row of theirs with ``email`` and ``language`` read already (``members.require_active``), so
+    no statement runs."""
+    if member is None:
+        return {"member_id": member_id} | _contacts(conn, [member_id])[member_id]
+    return {"member_id": member_id, "email": member.email, "language": member.language or "fr"}
 
 
 def tell_points(
@@ -106,22 +109,24 @@ def tell_points(
     now: datetime,
     *,
     entries: Sequence[Entry] | None = None,
+    member: Any = None,
 ) -> dict[str, Any] | None:
     """The merchant's mailer hears of the member's points (the outbox, in this transaction): to whom, in which
     language, what happened, and the member's points after it. One read (the member's address and balances)
     and one insert; with ``entries`` (the command's ledger entries, not yet written), the balances are read
-    before them and the event's row is returned for the caller to write with them (no statement of its own)."""
-    found = conn.execute(_contact_and_points, {"member_id": member_id, **_accounts_of(member_id)}).one()
+    before them and the event's row is returned for the caller to write with them (no statement of its own).
+    ``member``: that read already made under the member's lock (``members.require_active(with_points=True)``),
+    so none is."""
+    found = member if member is not None else conn.execute(_contact_and_points, {"member_id": member_id}).one()
     moves = balance_deltas(entries or [])
     points = {
         kind: int(getattr(found, kind) or 0) + moves.get(account_id, 0)
-        for kind, account_id in ((k, member_account(member_id, k)) for k in ("available", "pending", "debt"))
+        for kind, account_id in ((k, member_account(member_id, k)) for k in TOLD_BALANCES)
     }
     after = {"available": points["available"], "pending_balance": points["pending"]}
     if type_ == "points_returned":
         after["debt"] = -points["debt"]
-    contact = {"member_id": member_id, "email": found.email, "language": found.language or "fr"}
-    event = (program_id, type_, member_id, contact | payload | after)
+    event = (program_id, type_, member_id, contact(conn, member_id, found) | payload | after)
     if entries is not None:
         [row] = event_rows([event], now=now)
         return row
@@ -129,17 +134,9 @@ def tell_points(
     return None
 
 
-def _accounts_of(member_id: str) -> dict[str, str]:
-    return {f"{kind}_id": member_account(member_id, kind) for kind in ("available", "pending", "debt")}
-
-
+TOLD_BALANCES = ("available", "pending", "debt")  # what a points event says the member has after it
 _contact_and_points = select(
-    members.c.email,
-    members.c.language,
-    *(
-        select(accounts.c.balance).where(accounts.c.id == bindparam(f"{kind}_id")).scalar_subquery().label(kind)
-        for kind in ("available", "pending", "debt")
-    ),
+    members.c.email, members.c.language, *(member_balance(members.c.id, kind) for kind in TOLD_BALANCES)
 ).where(members.c.id == bindparam("member_id"))
 
 

@@ -327,7 +327,7 @@ def _eligible(reward: Reward, who: Audience) -> bool:
 
 def redeem(*, conn: Connection, clock: Clock, program: Program, member_id: str, data: RedeemIn) -> Redemption:
     lock_members(conn, [member_id])
-    members.require_active(conn=conn, program_id=program.id, member_id=member_id)
+    member = members.require_active(conn=conn, program_id=program.id, member_id=member_id)  # and their address
     now = clock.now()
     reward = get_reward(conn=conn, program_id=program.id, reward_id=data.reward_id)
     _check_redeemable(conn, program, member_id, reward, now)
@@ -344,16 +344,18 @@ def redeem(*, conn: Connection, clock: Clock, program: Program, member_id: str, 
     )
     try:
         if reward.kind == "store_credit":
-            return _redeem_for_credit(conn, program, member_id, reward, booking, now)
-        return _redeem_for_coupon(conn, program, member_id, reward, booking, now)
+            return _redeem_for_credit(conn, program, member, reward, booking, now)
+        return _redeem_for_coupon(conn, program, member, reward, booking, now)
     except ledger.InsufficientPoints as short:
         raise _insufficient(short.needed, short.available) from None
 
 
 def _redeem_for_credit(
-    conn: Connection, program: Program, member_id: str, reward: Reward, booking: ledger.Booking, now: datetime
+    conn: Connection, program: Program, member: Any, reward: Reward, booking: ledger.Booking, now: datetime
 ) -> Redemption:
-    """Points spent at once for store credit in the member's wallet; the coupon is born used."""
+    """Points spent at once for store credit in the member's wallet; the coupon is born used. ``member``: the
+    member's row read under its lock (``members.require_active``)."""
+    member_id = booking.member_id
     assert reward.amount is not None
     money = money_asset(program.currency, program.currency_exponent)
     wallet_id = open_wallet(conn, program_id=program.id, member_id=member_id, money=money)
@@ -383,15 +385,18 @@ def _redeem_for_credit(
     amounts = ledger.balances(conn, member_id=member_id)
     wallet = ledger.balances_of(conn, member_id, "wallet")
     outbox.emit_many(
-        conn, [_redeemed_event(conn, program, coupon, available=amounts["available"], held=amounts["held"])], now=now
+        conn,
+        [_redeemed_event(conn, program, coupon, member, available=amounts["available"], held=amounts["held"])],
+        now=now,
     )
     return Redemption(coupon=coupon, available=amounts["available"], held=amounts["held"], wallet=wallet)
 
 
 def _redeem_for_coupon(
-    conn: Connection, program: Program, member_id: str, reward: Reward, booking: ledger.Booking, now: datetime
+    conn: Connection, program: Program, member: Any, reward: Reward, booking: ledger.Booking, now: datetime
 ) -> Redemption:
     """Points held for a coupon: captured when it is used, given back if it is cancelled or expires."""
+    member_id = booking.member_id
     planned = holds.prepare_hold(conn, booking, amount=reward.cost_points)
     _take_stock(conn, reward)
     row = _coupon_row(
@@ -411,7 +416,9 @@ def _redeem_for_coupon(
         available=before["available"] - reward.cost_points,
         held=before["held"] + reward.cost_points,
     )
-    told = _redeemed_event(conn, program, redemption.coupon, available=redemption.available, held=redemption.held)
+    told = _redeemed_event(
+        conn, program, redemption.coupon, member, available=redemption.available, held=redemption.held
+    )
     # The hold, its allocations, the points taken from the lots, the coupon and the outbox's event: one statement
     # on PostgreSQL.
     write_with(
@@ -426,10 +433,10 @@ def _redeem_for_coupon(
 # --- what the merchant's mailer hears (the outbox, in the change's transaction) ---
 
 
-def _about(conn: Connection, coupon: Coupon) -> dict[str, Any]:
+def _about(conn: Connection, coupon: Coupon, member: Any = None) -> dict[str, Any]:
     """What every coupon event says: the member and how to write to them, the coupon and its title in their
-    language."""
-    who = outbox.contact(conn, coupon.member_id)
+    language (``member``: their row read already, see ``outbox.contact``)."""
+    who = outbox.contact(conn, coupon.member_id, member)
     title = getattr(coupon.title, who["language"], coupon.title.en)
     return who | {"code": coupon.code, "reward_id": coupon.reward_id, "title": title}
 
@@ -448,13 +455,13 @@ def _tell(
 
 
 def _redeemed_event(
-    conn: Connection, program: Program, coupon: Coupon, *, available: int, held: int
+    conn: Connection, program: Program, coupon: Coupon, member: Any, *, available: int, held: int
 ) -> tuple[str, str, str | None, dict[str, Any]]:
     """The reward_redeemed event (for ``outbox.emit_many`` or ``outbox.event_rows``)."""
     expires = None if coupon.expires_at is None else utc(coupon.expires_at).isoformat(timespec="seconds")
     terms = {"kind": coupon.kind, "points": coupon.points, "expires_at": expires, "amount": coupon.amount}
     balances = {"currency": program.currency, "available": available, "held": held}
-    return program.id, "reward_redeemed", coupon.member_id, _about(conn, coupon) | terms | balances
+    return program.id, "reward_redeemed", coupon.member_id, _about(conn, coupon, member) | terms | balances
 
 
 def _tell_closed(conn: Connection, program: Program, coupon: Coupon, state: str, returned: int, now: datetime) -> None:
