@@ -9,6 +9,7 @@ with the right password, so guessing is slow whatever the attacker rotates.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -30,8 +31,13 @@ MAX_FAILURES_PER_ACCOUNT = 5
 MAX_FAILURES_PER_ADDRESS = 20
 
 _hasher = PasswordHasher()
-# Verifying against this when the e-mail is unknown takes as long as for a real account.
-_DUMMY_HASH = _hasher.hash("palier-no-such-user")
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verifying against this when the e-mail is unknown takes as long as for a real account. Made on first need,
+    not at import: a hash takes most of a second on a small machine, and every command line imports this."""
+    return _hasher.hash("palier-no-such-user")
 
 
 def hash_password(password: str) -> str:
@@ -139,7 +145,7 @@ def authenticate(
             found = row
             break
     if not candidates:
-        _verify(_DUMMY_HASH, password)
+        _verify(_dummy_hash(), password)
     conn.execute(
         insert(staff_sign_ins).values(
             id=new_id("staff_sign_in"), email=email, ip=ip[:64], succeeded=found is not None, created_at=now
