@@ -71,7 +71,7 @@ def test_two_commands_that_deadlock_on_postgresql_both_commit(postgresql_db: Dat
             thread.join(timeout=30)
         assert errors == []
         with db.read() as conn:
-            assert dict(conn.execute(text(f"SELECT id, n FROM {table}")).tuples().all()) == {1: 2, 2: 2}
+            assert dict(conn.execute(text(f"SELECT id, n FROM {table}")).all()) == {1: 2, 2: 2}
     finally:
         with db.write() as conn:
             conn.execute(text(f"DROP TABLE {table}"))

@@ -3,8 +3,8 @@ points, purchases, returns of earlier orders and the expiry job — over 200 see
 
 Each round is a fresh program and member at a moment when some of the member's points are due to expire,
 so the expiry job races the redeemers for the same lots. The 64 commands start together (a barrier) and
-each runs in its own transaction through the services the API calls, retried on deadlocks, lock timeouts
-and unique-key races as an API worker retries them. After every round, from the ledger:
+each runs in its own transaction through the services the API calls, retried on deadlocks and unique-key
+races as an API worker retries them. After every round, from the ledger:
 
 - no account below zero, and ``verify`` clean (every posting, lot and allocation adds up);
 - points are conserved: the member's net balance moved by exactly what the successes say (purchases in,

@@ -97,8 +97,8 @@ def refusal(exc: PalierError) -> JSONResponse:
 
 def unavailable(request: Request, exc: Exception) -> JSONResponse:
     """``503 database_unavailable`` with ``Retry-After``, and one log line: the database is down, restarting or
-    out of connections (or a lock outlived the retries). Not a bug to trace on every request for as long as it
-    lasts, and a client's retry is what cures it."""
+    out of connections (or a lock held elsewhere outlived a write's wait). Not a bug to trace on every request
+    for as long as it lasts, and a client's retry is what cures it."""
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     rid = request_id(request)
     log.warning(

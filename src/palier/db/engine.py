@@ -18,6 +18,10 @@ SQLite, two details that decide how many writers per second one file takes:
 * A write waits ``WRITE_WAIT`` seconds at most, on either lock, then fails as the database being
   unavailable (the API's ``503`` with ``Retry-After``): a writer that holds the lock longer (a large
   import batch, a script left in a transaction) does not hold every request up with it.
+
+PostgreSQL: every session's ``lock_timeout`` is ``WRITE_WAIT`` too, so a command that waits for a row or
+advisory lock another session holds (a psql session left in a transaction, a migration) fails the same way
+after that long, rather than holding its request (and the till) up for as long as the other session lives.
 """
 
 from __future__ import annotations
@@ -63,16 +67,17 @@ T = TypeVar("T")
 
 
 def transient(exc: DBAPIError) -> bool:
-    """Unique-key races, deadlocks, serialisation failures and lock timeouts: the transaction was rolled back
-    whole, and running the command again is safe. So is a connection that dropped (a restart, a fail-over,
+    """Unique-key races, deadlocks and serialisation failures: the transaction was rolled back whole, and
+    running the command again is safe. So is a connection that dropped (a restart, a fail-over,
     ``pg_terminate_backend``) before the COMMIT was sent: the server kept nothing of the transaction. One that
-    dropped during the COMMIT is not: it may have been made."""
+    dropped during the COMMIT is not: it may have been made. Not a lock timeout: the command waited
+    ``WRITE_WAIT`` for a lock held that long, and would wait as long again."""
     if exc.connection_invalidated:
         return not getattr(exc, _AT_COMMIT, False)
     if isinstance(exc, IntegrityError):
         return "unique" in str(exc.orig).lower() or "duplicate" in str(exc.orig).lower()
     code = getattr(exc.orig, "sqlstate", None)
-    return code in ("40P01", "40001", "55P03") or (isinstance(exc, OperationalError) and "locked" in str(exc.orig))
+    return code in ("40P01", "40001") or (isinstance(exc, OperationalError) and "locked" in str(exc.orig))
 
 
 @dataclass
@@ -258,7 +263,10 @@ def _postgres_engine(url: str, *, pool_size: int, echo: bool) -> Engine:
     while it sat in the pool: an idle session hears from the server only as it is ended (a restart, a
     fail-over, ``pg_terminate_backend``), and looking costs no round trip.
     """
-    connect_args = {} if "connect_timeout" in make_url(url).query else {"connect_timeout": CONNECT_TIMEOUT}
+    query = make_url(url).query
+    connect_args: dict[str, Any] = {} if "connect_timeout" in query else {"connect_timeout": CONNECT_TIMEOUT}
+    if "options" not in query:  # the URL's own ?options=-c lock_timeout=… wins
+        connect_args["options"] = f"-c lock_timeout={max(1, round(WRITE_WAIT * 1000))}"
     engine = create_engine(
         url,
         echo=echo,
