@@ -1,7 +1,7 @@
 """Redemption under contention: a point is never spent twice, a stocked reward never oversold, a coupon used once.
 
-Threads run real commands, each in its own ``db.write()``, retried on deadlocks, lock timeouts and
-unique-key races as an API worker retries them (api/commands.py). On both engines.
+Threads run real commands, each in its own ``db.write()``, retried on deadlocks and unique-key races as an
+API worker retries them (api/commands.py). On both engines.
 """
 
 from __future__ import annotations
