@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import calendar
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 
 
 def add_months(when: datetime, months: int) -> datetime:
@@ -32,3 +32,15 @@ def long_date(value: date, language: str, *, year: bool = True) -> str:
     first = "1er" if fr and value.day == 1 else str(value.day)
     written = f"{first} {MONTHS['fr' if fr else 'en'][value.month - 1]}"
     return f"{written} {value.year}" if year else written
+
+
+def last_day(local: datetime, language: str) -> str:
+    """The last day something lasts that ends at ``local`` (wall-clock time), for "until …" ("jusqu'au …"), which
+    readers take as including that day: an end at midnight sharp is the day before, one at 23:59 is that day;
+    an end within a day gives its time too ("5 janvier 2027, 00:31"), since the day alone would promise the
+    rest of it."""
+    if local.time() == time(0):
+        return long_date(local - timedelta(days=1), language)
+    if local.time() >= time(23, 59):
+        return long_date(local, language)
+    return f"{long_date(local, language)}, {local:%H:%M}"

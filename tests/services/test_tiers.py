@@ -18,6 +18,7 @@ from palier.programs.service import get_program
 from palier.rules.preview import PreviewIn, preview
 from palier.tiers import service as tiers
 from palier.tiers.models import ManualTier, TierPolicy
+from palier.web import portal_view
 from tests.services.factories import ACTOR, add_identity, enrol, line, luhn_card, merge, purchase, return_
 
 GOLD = {"fr": "Or", "en": "Gold"}
@@ -320,6 +321,35 @@ def test_a_tier_taken_away_by_hand_is_not_given_back_by_the_next_purchase(
     clock.set(until + timedelta(minutes=1))
     requalify(db, clock, program)
     assert tier_of(db, jo.id) == "silver"  # then the metric judges again
+
+
+def test_a_member_held_down_by_hand_is_told_until_when_not_what_is_left_to_climb(
+    db: Database, clock: FrozenClock, program: Program
+) -> None:
+    """Gold by their spend, lowered to Silver by hand until a date: buying cannot take them back up before it, so
+    neither the API nor the portal tells them "€0.00 more to reach Gold"; both say until when the tier holds."""
+    program = with_tiers(db, clock, program)
+    jo, kim = enrol(db, clock, program, first_name="Jo"), enrol(db, clock, program, first_name="Kim")
+    spend(db, clock, program, jo, 600)
+    spend(db, clock, program, kim, 150)
+    until = datetime(2026, 4, 1, 22, 0, tzinfo=UTC)  # midnight in Paris: through 1 April
+    with db.write() as conn:
+        for who, tier in ((jo, "silver"), (kim, None)):
+            tiers.assign(
+                conn=conn, clock=clock, program=program, member_id=who.id,
+                data=ManualTier(tier=tier, reason="Under review", until=until), actor=ACTOR,
+            )  # fmt: skip
+    with db.read() as conn:
+        shown = tiers.progress(conn=conn, clock=clock, program=program, member_id=jo.id)
+        portal = {lang: portal_view.tier_view(conn, clock, program, jo.id, lang) for lang in ("fr", "en")}
+        none = tiers.progress(conn=conn, clock=clock, program=program, member_id=kim.id)
+        none_portal = portal_view.tier_view(conn, clock, program, kim.id, "en")
+    assert shown.tier == "silver"
+    assert shown.message == "Niveau Argent jusqu'au 1er avril 2026."
+    assert portal["fr"] is not None and portal["fr"].message == "Niveau Argent jusqu'au 1er avril 2026."
+    assert portal["en"] is not None and portal["en"].message == "Silver tier until 1 April 2026."
+    assert none.tier is None and none.message == "Sans niveau jusqu'au 1er avril 2026."
+    assert none_portal is not None and none_portal.message == "No tier until 1 April 2026."
 
 
 def test_a_merge_keeps_the_higher_tier(db: Database, clock: FrozenClock, program: Program) -> None:

@@ -42,7 +42,7 @@ from palier.text import points_word
 from palier.tiers.models import ManualTier, TierChange, TierPolicy, TierProgress
 from palier.tiers.status import bump
 from palier.tiers.tables import member_tiers, tier_history, tier_policies
-from palier.timeutil import add_months, long_date
+from palier.timeutil import add_months, last_day, long_date
 
 # --- the policy ---
 
@@ -561,6 +561,12 @@ def progress(*, conn: Connection, clock: Clock, program: Program, member_id: str
     following = above[0] if above else None
     needed_next = max(0, following.threshold - value) if following else None
     needed_keep = max(0, current.threshold - value) if current and policy.downgrade != "never" else None
+    held = status.manual_until if _held_down_by_hand(conn, program.id, policy, status, now) and status else None
+    message = (  # lowered by hand: buying cannot climb before then, so no "€0.00 more to reach Gold"
+        _held_message(program, language, current, held)
+        if held is not None
+        else _message(policy, program, language, following, needed_next, end)
+    )
     return TierProgress(
         member_id=member_id,
         metric=policy.metric,
@@ -577,9 +583,29 @@ def progress(*, conn: Connection, clock: Clock, program: Program, member_id: str
         needed_to_keep=needed_keep,
         grace_until=status.grace_until if status else None,
         manual_until=status.manual_until if status else None,
-        message=_message(policy, program, language, following, needed_next, end),
+        message=message,
         history=_history(conn, program.id, member_id),
     )
+
+
+def held_down_until(*, conn: Connection, clock: Clock, program_id: str, member_id: str) -> datetime | None:
+    """Until when the member's tier, lowered or taken away by hand, holds whatever they buy (None when it does
+    not: no tier by hand, one given above what they earn, or one whose date has passed)."""
+    policy = get_policy(conn, program_id=program_id)
+    status = _status(conn, member_id)
+    if policy is None or status is None or not _held_down_by_hand(conn, program_id, policy, status, clock.now()):
+        return None
+    return status.manual_until
+
+
+def _held_message(program: Program, language: str, current: Any, until: datetime) -> str:
+    """'Niveau Argent jusqu'au 1er avril 2026.': what buying cannot change before then, rather than what is
+    left to climb."""
+    day = last_day(utc(until).astimezone(ZoneInfo(program.timezone)), language)
+    if current is None:
+        return f"Sans niveau jusqu'au {day}." if language == "fr" else f"No tier until {day}."
+    name = getattr(current.name, language)
+    return f"Niveau {name} jusqu'au {day}." if language == "fr" else f"{name} tier until {day}."
 
 
 def _message(

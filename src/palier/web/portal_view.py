@@ -159,9 +159,15 @@ def tier_view(conn: Connection, clock: Clock, program: Program, member_id: str, 
     following = policy.tier(progress.next_tier)
     name = i18n.localized(current.name, language) if current else None
     next_name = i18n.localized(following.name, language) if following else None
+    perks = [i18n.localized(p, language) for p in current.perks] if current else []
+    held = tiers.held_down_until(conn=conn, clock=clock, program_id=program.id, member_id=member_id)
+    if held is not None:  # lowered by hand: what is left to climb means nothing before then
+        until = present.last_day(held, program, language)
+        message = t("dash.tier_held", tier=name, date=until) if name else t("dash.tier_held_none", date=until)
+        return TierView(name, None, 100, message, None, None, perks)
+    grace = _grace(progress.grace_until, program, language)
     if following is None or progress.needed_for_next is None:
-        return TierView(name, None, 100, t("dash.tier_top"), None, _grace(progress.grace_until, program, language),
-                        [i18n.localized(p, language) for p in current.perks] if current else [])  # fmt: skip
+        return TierView(name, None, 100, t("dash.tier_top"), None, grace, perks)
     amount = _amount(policy, progress.needed_for_next, program, language)
     if progress.window_end is not None and policy.window != "rolling_months":  # rolling: it closes every night
         by = present.day(progress.window_end - timedelta(seconds=1), program, language)
@@ -177,8 +183,8 @@ def tier_view(conn: Connection, clock: Clock, program: Program, member_id: str, 
         percent=min(100, progress.value * 100 // max(1, following.threshold)),
         message=message,
         keep=keep,
-        grace=_grace(progress.grace_until, program, language),
-        perks=[i18n.localized(p, language) for p in current.perks] if current else [],
+        grace=grace,
+        perks=perks,
     )
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, time, timedelta
+from datetime import datetime
 from typing import get_args
 from zoneinfo import ZoneInfo
 
 import phonenumbers
 
+from palier import timeutil
 from palier.clock import utc
 from palier.members.models import Channel
 from palier.programs.models import Program
@@ -61,16 +62,9 @@ def day(when: datetime, program: Program, language: str) -> str:
 
 
 def last_day(until: datetime, program: Program, language: str) -> str:
-    """The last day something lasts, for "until …" ("jusqu'au …"), which readers take as including that day:
-    an end at midnight sharp is the day before (a reward ending 25 December 00:00 is "until 24 December"),
-    one at 23:59 is that day; an end within a day gives its time too ("5 janvier 2027, 00:31"), since the
-    day alone would promise the rest of it."""
-    local = utc(until).astimezone(ZoneInfo(program.timezone))
-    if local.time() == time(0):
-        return _written(local - timedelta(days=1), language)
-    if local.time() >= time(23, 59):
-        return _written(local, language)
-    return f"{_written(local, language)}, {local:%H:%M}"
+    """The last day something lasts, for "until …", in the program's time zone (``timeutil.last_day``): a
+    reward ending 25 December 00:00 is "until 24 December"."""
+    return timeutil.last_day(utc(until).astimezone(ZoneInfo(program.timezone)), language)
 
 
 def _written(local: datetime, language: str) -> str:
