@@ -199,6 +199,9 @@ def test_setting_rotating_and_removing_the_webhook(
                "https://256.1.1.1/hooks", "https://xn--/hooks", "https://shop.example:99999/hooks")  # fmt: skip
     for url in refused:
         assert_problem(program.call("PUT", "/v1/webhook", json={"url": url}), 422, "invalid_webhook_url", "url")
+    for url in ("https://256.1.1.1/hooks", "https://shop.example:99999/hooks", "https://"):  # https, as asked
+        detail = program.call("PUT", "/v1/webhook", json={"url": url}).json()["detail"]
+        assert "https:// address is expected" not in detail and "host name and port" in detail, (url, detail)
     card_in_url = {"url": f"https://shop.example/hooks?card={luhn_card()}"}
     assert_problem(program.call("PUT", "/v1/webhook", json=card_in_url), 422, "card_number_in_text", "url")
     renamed = program.call("PATCH", "/v1/program", json={"name": f"Shop {spaced(luhn_card())}"})

@@ -91,6 +91,9 @@ def test_an_admin_sets_the_webhook_sees_what_waits_and_removes_it(
     refused = client.post("/console/settings/webhook", data={"csrf": token, "url": "http://shop.example/hook"})
     assert refused.status_code == 422 and "Une adresse https:// est attendue" in refused.text
     assert 'value="http://shop.example/hook"' in refused.text  # what was typed is kept
+    unusable = client.post("/console/settings/webhook", data={"csrf": token, "url": "https://256.1.1.1/hook"})
+    assert unusable.status_code == 422 and "Une adresse https:// est attendue" not in unusable.text  # it is one
+    assert "vérifiez son nom d'hôte et son port" in html.unescape(unusable.text)
     assert program.call("GET", "/v1/webhook").status_code == 404  # nothing saved
     saved = client.post("/console/settings/webhook", data={"csrf": token, "url": receiver.url})
     assert saved.status_code == 200 and "Webhook enregistré" in saved.text

@@ -55,27 +55,39 @@ LEASE = timedelta(seconds=60)  # a claimed batch is not claimed again before (th
 FIRST_RETRY = timedelta(seconds=30)
 LONGEST_WAIT = timedelta(hours=6)
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+UNUSABLE = "no request can be sent to this address: check its host name and port"
+
+
+UNUSABLE = "no request can be sent to this address: check its host name and port"
 
 
 def _webhook_url(value: str) -> str:
-    try:
-        parts = urlsplit(value)
-        host = parts.hostname or ""
-        _ = parts.port  # a port past 65535 (or not a number) is no address
-    except ValueError:
-        host, parts = "", None
     if find_card_numbers(value):
         raise ValueError("card_number_in_text: this address holds a payment card number, which is never stored")
-    if parts is not None and host and (parts.scheme == "https" or (parts.scheme == "http" and host in LOOPBACK)):
-        try:  # what the HTTP client refuses to send to (https://256.1.1.1/, a malformed xn-- name…)
-            httpx.Request("POST", value)
-        except (httpx.InvalidURL, UnicodeError, ValueError):
-            pass
-        else:
-            return value
+    try:
+        scheme = urlsplit(value).scheme
+    except ValueError:
+        scheme = ""
+    host = _sendable_host(value)
+    if (scheme == "https" and host) or (scheme == "http" and host in LOOPBACK):
+        return value
+    if scheme == "https":  # as asked, but nowhere to send to: say what to check, not what was given
+        raise ValueError(f"invalid_webhook_url: {UNUSABLE}")
     raise ValueError(
         "invalid_webhook_url: an https:// address is expected (http:// only to localhost, for development)"
     )
+
+
+def _sendable_host(value: str) -> str:
+    """The host a request to ``value`` goes to; "" when the HTTP client cannot send one there (no host,
+    https://256.1.1.1/, a malformed xn-- name, a port past 65535)."""
+    try:
+        parts = urlsplit(value)
+        _ = parts.port
+        httpx.Request("POST", value)
+    except (httpx.InvalidURL, UnicodeError, ValueError):
+        return ""
+    return parts.hostname or ""
 
 
 WebhookUrl = Annotated[str, AfterValidator(_webhook_url)]

@@ -105,8 +105,14 @@ async def save_webhook(request: Request) -> Response:
     try:
         spec = webhooks.WebhookSet.model_validate({"url": url, "new_secret": form.get("new_secret") == "on"})
     except ValidationError as refused:
-        card = any("card_number_in_text" in str(e.get("msg", "")) for e in refused.errors())
-        error = "refusal.card_number_in_text" if card else "console.webhook.url_invalid"
+        said = " ".join(str(e.get("msg", "")) for e in refused.errors())
+        error = (
+            "refusal.card_number_in_text"
+            if "card_number_in_text" in said
+            else "console.webhook.url_unusable"
+            if webhooks.UNUSABLE in said
+            else "console.webhook.url_invalid"
+        )
         return _page(request, who, status=422, hook_url=mask_card_numbers(url), hook_error=error)  # never shown back
     try:
         if request.app.state.settings.public_webhooks_only:
