@@ -6,7 +6,9 @@ that answers 500 to every request, nor a worker writing a traceback per job for 
 from __future__ import annotations
 
 import logging
+import re
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,6 +72,8 @@ def test_serve_and_worker_start_only_on_a_database_at_this_version(
     for command in (("serve",), ("worker",)):
         result = refused(url, *command)
         assert f"is at revision 0013, this Palier needs {head()}: run `palier db upgrade`" in result.output
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert set(re.findall(r"this Palier needs (\d+)", readme)) == {head()}  # the README quotes this message
     assert production_env == []
     upgrade(url)
     ok = runner.invoke(app, ["serve", "--port", "8123"], env={"PALIER_DATABASE_URL": url})
