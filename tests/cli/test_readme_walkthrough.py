@@ -2,11 +2,11 @@
 
 ``palier demo`` starts in an empty folder; the values its banner prints (API, Admin key, POS key, Member,
 Program) are copied into the shell as the README's first lines say, and every command of the "A walk-through
-with curl" block, then of the rewards walk-through (redeem, use at the till, give back), is run by bash exactly
-as written, one after the other: the ids the README tells the user to copy from an answer (``C=mem_…``,
-``REWARD=rwd_…``, ``CODE=…``) are taken from that answer. Every curl must get a 2xx, and each answer must hold
-the literal values of the ``# ->`` line under its command (``"pending":true``, ``"available":80``…; what the
-README writes ``…`` is left out).
+with curl" block, then of the rewards walk-through (redeem, use at the till, give back), then the erasure
+example, is run by bash exactly as written, one after the other: the ids the README tells the user to copy
+from an answer (``C=mem_…``, ``REWARD=rwd_…``, ``CODE=…``, ``Z=mem_…``) are taken from that answer. Every curl
+must get a 2xx, and each answer must hold the literal values of the ``# ->`` line under its command
+(``"pending":true``, ``"available":80``…; what the README writes ``…`` is left out).
 
 SQLite only, and not in the database the other tests get: the walk-through starts from ``make demo``, and the
 demo always lives in ``./palier.db`` of the folder it runs in, whatever ``PALIER_DATABASE_URL`` says.
@@ -249,7 +249,7 @@ FROM_THE_ANSWER: dict[str, Callable[[Any], str]] = {
 DOUBLING = {"weekday-mornings", "weekend-double"}
 
 
-def test_the_readme_walk_through_runs_as_written(tmp_path: Path) -> None:
+def test_the_readme_walk_through_rewards_and_erasure_run_as_written(tmp_path: Path) -> None:
     with demo(tmp_path) as banner:
         copied = {name: (lambda _answer, value=value: value) for name, value in banner.items()} | FROM_THE_ANSWER
         variables: dict[str, str] = {}
@@ -269,3 +269,13 @@ def test_the_readme_walk_through_runs_as_written(tmp_path: Path) -> None:
         used = keep(steps, "POST", r"/v1/coupons/\$CODE/use")
         cancelled = keep(steps, "POST", r"/v1/coupons/\$CODE/cancel")
         assert cancelled.answer["code"] != used.answer["code"]  # a coupon of its own: the used one cannot go back
+
+        # the erasure example erases a member of its own, as the # -> under it says, and leaves the banner's
+        # member to the examples after it
+        copied["Z"] = lambda enrolled: enrolled["id"]  # "her id, from the answer above"
+        block = shell_block("Members' personal data: export and erasure", "curl -s -X POST $API/v1/members ")
+        steps = walk(block, variables, copied)
+        assert_as_promised(keep(steps, "POST", r"/v1/members/\$Z/erase"))
+        key = {"Authorization": f"Bearer {variables['KEY']}"}
+        member = httpx.get(f"{variables['API']}/v1/members/{variables['M']}", headers=key)
+        assert member.json()["status"] == "active"
