@@ -45,7 +45,7 @@ def test_the_feed_can_be_limited_to_some_types(
     emit(db, client.app.state.clock, program, "segment_entered", "points_expiring", "segment_left")  # type: ignore[attr-defined]
     only = program.call("GET", "/v1/outbox", params=[("type", "points_expiring"), ("type", "segment_left")])
     assert [e["type"] for e in only.json()["items"]] == ["points_expiring", "segment_left"]
-    assert_problem(program.call("GET", "/v1/outbox", params={"type": "points_spent"}), 422, "invalid_choice")
+    assert_problem(program.call("GET", "/v1/outbox", params={"type": "points_spended"}), 422, "invalid_choice")
 
 
 def test_an_unknown_id_is_refused_and_nothing_is_acknowledged(

@@ -1,15 +1,17 @@
 """What a mailer hears about a member's points: a purchase credited, a return taking points back, an adjustment,
-each an outbox event with the member's e-mail and language, the points and the balances after, written in the
-command's transaction (a replay writes nothing more, a refusal nothing at all)."""
+points or store credit paying for an order and what comes back of them, each an outbox event with the member's
+e-mail and language, the points and the balances after, written in the command's transaction (a replay writes
+nothing more, a refusal nothing at all)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from tests.api.helpers import ApiProgram, assert_problem, line, purchase_body, return_body
+from tests.api.helpers import ApiProgram, assert_problem, line, purchase_body, return_body, reward_body
 
 POINTS_EVENTS = ("points_earned", "points_returned", "points_adjusted")
+PAYMENT_EVENTS = ("points_spent", "credit_spent", "payment_refunded")
 
 
 def events(program: ApiProgram) -> list[dict[str, Any]]:
@@ -140,3 +142,95 @@ def test_a_welcome_and_an_action_are_told_to_the_mailer(new_program: Callable[..
             "matures_at": None, "total": None, "currency": "EUR", "available": 35, "pending_balance": 0,
         }),
     ]  # fmt: skip
+
+
+def test_a_payment_with_points_or_credit_and_what_comes_back_are_told_to_the_mailer(
+    new_program: Callable[..., ApiProgram],
+) -> None:
+    """Points spent at checkout (and store credit) are the member's points leaving as surely as a redemption: the
+    mailer hears of the payment, and of what a cancelled checkout or a return gives back; a resend tells nothing
+    more, a refused payment nothing at all."""
+    program = new_program()
+    zoe = program.enrol(first_name="Zoé", email="zoe@example.fr", language="fr")
+    program.adjust(zoe["id"], 1_500)
+    credit = program.call("POST", "/v1/rewards", json=reward_body(kind="store_credit", cost_points=500, amount=1_000))
+    assert credit.status_code == 201, credit.text
+    redeemed = program.call("POST", f"/v1/members/{zoe['id']}/redemptions", json={"reward_id": credit.json()["id"]})
+    assert redeemed.status_code == 201, redeemed.text  # 1,000 points and €10 of store credit left
+    paid_path = f"/v1/members/{zoe['id']}/payments"
+    with_points = {"kind": "points", "order_id": "W-7", "order_total": 4_000, "points": 300, "channel": "web"}
+    for _ in range(2):  # sent twice: one payment, one event
+        paid = program.call("POST", paid_path, json=with_points)
+        assert paid.status_code in (200, 201), paid.text
+    too_many = program.call("POST", paid_path, json=with_points | {"order_id": "W-8", "points": 5_000})
+    assert too_many.status_code == 422  # refused: nothing told
+    with_credit = {"kind": "credit", "order_id": "W-7", "order_total": 4_000, "amount": 600, "channel": "web"}
+    assert program.call("POST", paid_path, json=with_credit).status_code == 201
+    back = program.call("POST", f"{paid_path}/{paid.json()['id']}/cancel", json={})
+    assert back.status_code in (200, 201), back.text  # the checkout was abandoned: the 300 points come back
+
+    page = program.call("GET", "/v1/outbox", params=[("type", t) for t in PAYMENT_EVENTS]).json()["items"]
+    assert [e["type"] for e in page] == ["points_spent", "credit_spent", "payment_refunded"]
+    contact = {"member_id": zoe["id"], "email": "zoe@example.fr", "language": "fr"}
+    payment = {"order_id": "W-7", "channel": "web", "currency": "EUR"}
+    assert page[0]["payload"] == contact | payment | {
+        "payment_id": paid.json()["id"],
+        "points": 300,
+        "amount": 300,
+        "available": 700,
+        "pending_balance": 0,
+    }
+    assert page[1]["payload"] == contact | payment | {
+        "payment_id": page[1]["payload"]["payment_id"],
+        "amount": 600,
+        "wallet": 400,
+    }
+    assert page[2]["payload"] == contact | {
+        "order_id": "W-7",
+        "payment_id": paid.json()["id"],
+        "kind": "points",
+        "why": "cancelled",
+        "points": 300,
+        "points_expired": 0,
+        "amount": 0,
+        "available": 1_000,
+        "pending_balance": 0,
+        "wallet": 400,
+    }
+
+
+def test_a_return_of_an_order_paid_with_points_tells_what_came_back(new_program: Callable[..., ApiProgram]) -> None:
+    program = new_program(return_window_days=14)
+    zoe = program.enrol(first_name="Zoé", email="zoe@example.fr", language="en")
+    program.adjust(zoe["id"], 500)
+    paid = program.call(
+        "POST",
+        f"/v1/members/{zoe['id']}/payments",
+        json={"kind": "points", "order_id": "L-9", "order_total": 5_000, "points": 400},
+    )
+    assert paid.status_code == 201, paid.text
+    body = purchase_body(zoe["id"], order_id="L-9", lines=[line("COAT", 4_000), line("HAT", 1_000)])
+    assert program.call("POST", "/v1/events/purchases", json=body).status_code == 201
+    returned = program.call(
+        "POST", "/v1/events/returns", json=return_body("L-9", lines=[{"sku": "HAT", "quantity": 1}])
+    )
+    assert returned.status_code == 201, returned.text
+
+    page = program.call("GET", "/v1/outbox", params=[("type", "payment_refunded")]).json()["items"]
+    assert [e["payload"] for e in page] == [
+        {
+            "member_id": zoe["id"],
+            "email": "zoe@example.fr",
+            "language": "en",
+            "order_id": "L-9",
+            "payment_id": paid.json()["id"],
+            "kind": "points",
+            "why": "returned",
+            "points": 80,  # a fifth of the order came back: a fifth of its points
+            "points_expired": 0,
+            "amount": 0,
+            "available": 180,
+            "pending_balance": page[0]["payload"]["pending_balance"],
+            "wallet": 0,
+        }
+    ]

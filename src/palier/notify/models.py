@@ -31,6 +31,9 @@ EventType = Literal[
     "coupon_used",  # a coupon was used on an order
     "coupon_cancelled",  # a coupon was given back: its points came back
     "coupon_expired",  # a coupon expired unused: its points came back
+    "points_spent",  # points paid for part of an order at checkout (pay with points)
+    "credit_spent",  # store credit paid for part of an order
+    "payment_refunded",  # a cancelled checkout or a return gave points or store credit of a payment back
 ]
 
 

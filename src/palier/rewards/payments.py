@@ -22,6 +22,7 @@ from palier.ledger.accounts import member_account, money_asset, open_wallet
 from palier.ledger.locks import lock_key, lock_keys, lock_members
 from palier.ledger.post import Entry, Posting, write
 from palier.members import service as members
+from palier.notify import outbox
 from palier.programs.models import Program
 from palier.rewards.models import Payment, PaymentIn, Wallet
 from palier.rewards.tables import order_payments
@@ -92,7 +93,7 @@ def pay_or_resend(
     """:func:`pay`, and whether the payment was there already (a resend, answered 200 as a purchase is): told
     under the locks, so that a resend that arrives while the first is being written is one too."""
     lock_members(conn, [member_id])
-    members.require_active(conn=conn, program_id=program.id, member_id=member_id)
+    member = members.require_active(conn=conn, program_id=program.id, member_id=member_id)  # and their address
     lock_order(conn, program_id=program.id, order_id=data.order_id)
     existing = _find(conn, program.id, data.order_id, data.kind)
     if existing is not None:
@@ -219,7 +220,38 @@ def pay_or_resend(
             created_at=now,
         )
     )
-    return _with_balances(conn, _get(conn, program.id, payment_id), member_id), False
+    paid = _with_balances(conn, _get(conn, program.id, payment_id), member_id)
+    _tell_paid(conn, program, paid, member, channel=data.channel, now=now)
+    return paid, False
+
+
+def _tell_paid(
+    conn: Connection, program: Program, payment: Payment, member: Any, *, channel: str | None, now: datetime
+) -> None:
+    """The merchant's mailer hears of points (``points_spent``) or store credit (``credit_spent``) paying for an
+    order, with what the member has left. ``member``: their row read under the lock (their address)."""
+    told: dict[str, Any] = {"order_id": payment.order_id, "payment_id": payment.id, "channel": channel}
+    told |= {"amount": payment.amount, "currency": program.currency}
+    if payment.kind == "points":
+        outbox.tell_points(conn, program.id, "points_spent", payment.member_id, told | {"points": payment.points}, now)
+        return
+    who = outbox.contact(conn, payment.member_id, member)
+    payload = who | told | {"wallet": payment.wallet}
+    outbox.emit(
+        conn, program_id=program.id, type_="credit_spent", subject_id=payment.member_id, payload=payload, now=now
+    )
+
+
+def _tell_refunded(
+    conn: Connection, program: Program, payment: Payment, *, why: str, points: int, expired: int, amount: int, now: Any
+) -> None:
+    """The mailer hears of what a cancelled checkout or a return gave back of a payment (``payment_refunded``):
+    ``points`` came back, of which ``expired`` expired at once (their lots had expired meanwhile), or
+    ``amount`` of store credit."""
+    told: dict[str, Any] = {"order_id": payment.order_id, "payment_id": payment.id, "kind": payment.kind, "why": why}
+    told |= {"points": points - expired, "points_expired": expired, "amount": amount}
+    told["wallet"] = ledger.balances_of(conn, payment.member_id, "wallet")
+    outbox.tell_points(conn, program.id, "payment_refunded", payment.member_id, told, now)
 
 
 def _max_points(program: Program, cap: int) -> int:
@@ -257,7 +289,9 @@ def cancel(*, conn: Connection, clock: Clock, program: Program, member_id: str, 
             field="payment_id",
         )
     now = clock.now()
-    _give_back(conn, program, payment, points=payment.points, amount=payment.amount, now=now, reason="cancelled")
+    points, amount = payment.points, payment.amount if payment.kind == "credit" else 0
+    expired = _give_back(conn, program, payment, points=points, amount=amount, now=now, reason="cancelled")
+    _tell_refunded(conn, program, payment, why="cancelled", points=points, expired=expired, amount=amount, now=now)
     conn.execute(
         update(order_payments)
         .where(order_payments.c.id == payment.id)
@@ -337,6 +371,8 @@ def on_return(
             tallies.append(("points_given_back", points - lapsed))
             if amount > 0:
                 found["credit_given_back"] = found.get("credit_given_back", 0) + amount
+            back = {"points": max(points, 0), "expired": lapsed, "amount": max(amount, 0)}
+            _tell_refunded(conn, program, payment, why="returned", **back, now=clock.now())
         for key, value in tallies:
             if value > 0:
                 found[key] = found.get(key, 0) + value
