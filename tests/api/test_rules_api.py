@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from palier.clock import FrozenClock
-from tests.api.helpers import ApiProgram, assert_problem, footprint, line, luhn_card, purchase_body
+from tests.api.helpers import ApiProgram, assert_problem, footprint, line, luhn_card, purchase_body, return_body
 
 RULES: dict[str, Any] = {
     "actions": [
@@ -285,6 +285,27 @@ def test_a_multiplier_doubles_what_a_spent_campaign_budget_granted_in_the_previe
         bought = program.purchase(member["id"], lines=cart)
         assert ([a["text"] for a in bought["awards"]], bought["points"]) == (texts, points)
     assert program.balance(member["id"])["pending"] == 320
+
+
+def test_a_category_sent_in_capitals_earns_its_bonus_in_the_preview_the_purchase_and_gives_it_back(
+    program: ApiProgram,
+) -> None:
+    """The rules say "viennoiserie", the till sends "Viennoiserie": the pastry bonus is paid, previewed alike,
+    and a return of the croissants takes back their bonus."""
+    apply(program, RULES)
+    member = program.enrol(first_name="Léa")
+    cart = [line("CROISSANT", 130, 2, category="Viennoiserie"), line("BAGUETTE", 120, 1, category="Pain")]
+    shown = program.call("POST", "/v1/preview", json={"lines": cart, "member_id": member["id"]}).json()
+    bought = program.purchase(member["id"], lines=cart, occurred_at="2026-03-02T09:00:00Z")
+    assert shown["points"] == bought["points"] == 3 + 4  # 3 points for €3.80, +2 for each croissant
+    assert [x["text"] for x in bought["awards"]] == ["1 point per euro: +3", "Pastry bonus +2/item: +4"]
+    returned = program.call(
+        "POST",
+        "/v1/events/returns",
+        json=return_body(bought["external_id"], lines=[{"sku": "CROISSANT", "quantity": 2}]),
+    )
+    assert returned.status_code == 201, returned.text
+    assert returned.json()["points"] == -(2 + 4)  # their 2 points of the €3.80 and their bonus
 
 
 def test_a_croissant_given_free_earns_no_pastry_bonus_in_the_preview_or_the_purchase(program: ApiProgram) -> None:

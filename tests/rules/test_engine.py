@@ -114,6 +114,27 @@ def test_line_filters_count_only_their_lines() -> None:
     assert rules(pastry).evaluate(cart(COFFEE), MemberContext(), MONDAY_MORNING)[1:] == []
 
 
+def test_categories_and_brands_match_whatever_the_case_the_accents_or_their_encoding() -> None:
+    """A till sends "Pâtisserie" or "PATISSERIE", a Mac writes the rules file's "pâtisserie" as p-a-◌̂: the bonus
+    for pâtisserie is theirs all the same (a category is a name people type, not a code)."""
+    pastry = {
+        "id": "pastry",
+        "name": {"en": "Pastry bonus"},
+        "event": "purchase",
+        "conditions": {"categories": ["pa\u0302tisserie"], "brands": ["Maison Dupré"]},
+        "effect": {"type": "per_item", "points": 5},
+    }
+    compiled = rules(pastry)
+    sent = [("Pâtisserie", "MAISON DUPRÉ"), ("PATISSERIE", "maison  dupre"), ("pâtisserie", "Maison Dupré")]
+    for category, brand in sent:
+        cake = LineSnapshot(sku="CAKE", quantity=1, amount=2450, category=category, brand=brand)
+        assert [a.line() for a in compiled.evaluate(cart(cake), MemberContext(), MONDAY_MORNING)][1:] == [
+            "Pastry bonus +5/item: +5"
+        ], (category, brand)
+    other = LineSnapshot(sku="CAKE", quantity=1, amount=2450, category="pâtisseries", brand="Maison Dupré")
+    assert compiled.evaluate(cart(other), MemberContext(), MONDAY_MORNING)[1:] == []
+
+
 def test_items_given_free_earn_no_per_item_bonus_and_do_not_count_towards_a_minimum_quantity() -> None:
     """A croissant redeemed with a coupon (its line discounted to nothing), or a cart paid wholly with points,
     was not bought with money: it earns no "+5 per item", and "from 3 pastries" is not met by two bought and one

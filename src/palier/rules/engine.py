@@ -9,6 +9,7 @@ budgets or caps cut those points, :func:`within_limits` works the multipliers ou
 
 from __future__ import annotations
 
+import unicodedata
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -149,13 +150,28 @@ class CompiledRule:
         return c.min_quantity is None or quantity >= c.min_quantity
 
 
+def name_key(value: str | None) -> str | None:
+    """A category or brand as line filters compare it: names people type, so "Pâtisserie", "PATISSERIE" and a
+    "pâtisserie" whose accent came as a combining mark (files written on a Mac) are one name (accents, case and
+    runs of spaces aside). SKUs and store ids are codes, compared as they are."""
+    if value is None:
+        return None
+    bare = "".join(c for c in unicodedata.normalize("NFKD", value) if not unicodedata.combining(c))
+    return " ".join(bare.casefold().split())
+
+
 class _Masks:
     """For one condition over rules numbered 0..n-1: the bit set of rules a value lets through.
 
     A rule without the condition lets every value through; a rule with it, only its listed values.
     """
 
-    def __init__(self, rules: Sequence[CompiledRule], values_of: Callable[[Rule], Sequence[str] | None]) -> None:
+    def __init__(
+        self,
+        rules: Sequence[CompiledRule],
+        values_of: Callable[[Rule], Sequence[str] | None],
+        key: Callable[[str], str | None] = str,
+    ) -> None:
         self.free = 0  # rules without this condition
         self.by_value: dict[str | None, int] = {}
         for bit, compiled in enumerate(rules):
@@ -163,7 +179,7 @@ class _Masks:
             if values is None:
                 self.free |= 1 << bit
                 continue
-            for value in values:
+            for value in map(key, values):
                 self.by_value[value] = self.by_value.get(value, 0) | 1 << bit
 
     def allowed(self, value: str | None) -> int:
@@ -193,8 +209,8 @@ class RuleIndex:
         self.unfiltered = sum(1 << i for i, r in enumerate(rules) if not r.filtered)
         self.filtered_mask = ((1 << len(rules)) - 1) ^ self.unfiltered
         self._skus = _Masks(rules, lambda rule: rule.conditions.skus)
-        self._categories = _Masks(rules, lambda rule: rule.conditions.categories)
-        self._brands = _Masks(rules, lambda rule: rule.conditions.brands)
+        self._categories = _Masks(rules, lambda rule: rule.conditions.categories, name_key)
+        self._brands = _Masks(rules, lambda rule: rule.conditions.brands, name_key)
         self._channels = _Masks(rules, lambda rule: rule.conditions.channels)
         self._stores = _Masks(rules, lambda rule: rule.conditions.stores)
         self._actions = _Masks(rules, lambda rule: rule.conditions.actions)
@@ -224,8 +240,8 @@ class RuleIndex:
             mask = (
                 self.filtered_mask
                 & self._skus.allowed(line.sku)
-                & self._categories.allowed(line.category)
-                & self._brands.allowed(line.brand)
+                & self._categories.allowed(name_key(line.category))
+                & self._brands.allowed(name_key(line.brand))
             )
             found = []
             while mask:  # one step per rule the line counts for

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from palier.programs.models import Program
+from palier.rules.engine import name_key
 from palier.rules.models import PerItem, Rule
 from palier.units import split_proportionally
 
@@ -59,13 +60,15 @@ def split_on_lines(
     if len(bought) != count:
         return None
     c = rule.conditions
+    categories = {name_key(name) for name in c.categories or ()}
+    brands = {name_key(name) for name in c.brands or ()}
 
     def counts(line: Mapping[str, Any]) -> bool:
         return (
             (line.get("kind") != "gift_card" or program.earn_on_gift_cards)
             and (c.skus is None or line.get("sku") in c.skus)
-            and (c.categories is None or line.get("category") in c.categories)
-            and (c.brands is None or line.get("brand") in c.brands)
+            and (c.categories is None or name_key(line.get("category")) in categories)
+            and (c.brands is None or name_key(line.get("brand")) in brands)
         )
 
     def quantity(line: Mapping[str, Any]) -> int:
