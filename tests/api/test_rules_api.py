@@ -371,6 +371,28 @@ def test_how_to_earn_dates_a_campaign_given_in_utc_on_the_programs_calendar(prog
     assert any(x.endswith(", du 7 mars 2026 au 8 mars 2026") for x in french), french
 
 
+def test_a_weekend_ending_sunday_at_23_59_59_pays_its_last_second_and_is_told_as_the_whole_sunday(
+    program: ApiProgram, clock: FrozenClock
+) -> None:
+    """Saturday 00:00 to Sunday 23:59:59 in Paris: how-to-earn says "to 1 March" ("au 1er mars"), not "at 23:59",
+    which leaves the reader unsure of the last minute; and a sale at 23:59:59.5 on Sunday gets the double points, in the
+    preview as in the purchase."""
+    clock.set(datetime(2026, 2, 27, 9, 0, tzinfo=UTC))
+    weekend = {**RULES["campaigns"][0], "starts": "2026-02-28T00:00:00", "ends": "2026-03-01T23:59:59"}
+    assert apply(program, {**RULES, "campaigns": [weekend]}).status_code == 201
+    english = program.call("GET", "/v1/how-to-earn").json()["lines"]
+    french = program.call("GET", "/v1/how-to-earn", params={"language": "fr"}).json()["lines"]
+    assert any(x.endswith(", from 28 February 2026 to 1 March 2026") for x in english), english
+    assert any(x.endswith(", du 28 février 2026 au 1er mars 2026") for x in french), french
+    clock.set(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    member = program.enrol(first_name="Léa")
+    last_second = "2026-03-01T22:59:59.500Z"  # Sunday 23:59:59.5 in Paris
+    shown = program.call("POST", "/v1/preview", json={"lines": [line("BAG", 2000)], "at": last_second}).json()
+    bought = program.purchase(member["id"], lines=[line("BAG", 2000)], occurred_at=last_second)
+    assert shown["points"] == bought["points"] == 40
+    assert [a["text"] for a in bought["awards"]] == ["1 point per euro: +20", "Double points weekend ×2: +20"]
+
+
 def test_how_to_earn_tells_every_condition_a_member_must_meet_by_its_name(program: ApiProgram) -> None:
     """A bonus for Gold members of a segment, on small baskets, is not told as a bonus for everyone."""
     gold = {"code": "gold", "name": {"fr": "Or", "en": "Gold"}, "threshold": 500_00}

@@ -202,6 +202,31 @@ def test_campaign_windows_are_read_in_the_program_time_zone() -> None:
     assert len(compiled.evaluate(cart(CAKE), MemberContext(), datetime(2026, 3, 8, 22, 30, tzinfo=UTC))) == 2
 
 
+def test_a_campaign_ending_at_23_59_59_or_23_59_runs_to_the_end_of_that_day_across_the_october_clock_change() -> None:
+    """ "Double points this weekend", Saturday 00:00 to Sunday 23:59:59 in Paris, the weekend the clocks go back
+    (25 October 2026, CEST to CET): a purchase at 23:59:59.5 on Sunday, or in the last minute of an end written
+    23:59, is still in the weekend; Monday 00:00 is not; Friday 22:30 UTC (Saturday 00:30 in Paris) is in it."""
+    double = {
+        "id": "double",
+        "name": {"en": "Double points weekend"},
+        "event": "purchase",
+        "campaign": "weekend",
+        "effect": {"type": "multiplier", "factor": 2},
+    }
+    for ends in ("2026-10-25T23:59:59", "2026-10-25T23:59"):
+        weekend = {"id": "weekend", "name": {"en": "Weekend"}, "starts": "2026-10-24T00:00:00", "ends": ends}
+        compiled = rules(double, campaigns=[weekend])
+
+        def doubled(at: datetime, compiled: Any = compiled) -> bool:
+            return len(compiled.evaluate(cart(CAKE), MemberContext(), at)) == 2
+
+        assert not doubled(datetime(2026, 10, 23, 21, 59, 59, tzinfo=UTC))  # Friday 23:59:59 CEST
+        assert doubled(datetime(2026, 10, 23, 22, 30, tzinfo=UTC))  # Saturday 00:30 CEST
+        assert doubled(datetime(2026, 10, 25, 22, 59, 30, tzinfo=UTC)), ends  # Sunday 23:59:30 CET
+        assert doubled(datetime(2026, 10, 25, 22, 59, 59, 500_000, tzinfo=UTC)), ends
+        assert not doubled(datetime(2026, 10, 25, 23, 0, tzinfo=UTC))  # Monday 00:00 CET
+
+
 def test_first_purchase_tier_segment_and_attribute_conditions_read_the_member_context() -> None:
     def bonus(rule_id: str, **conditions: Any) -> dict[str, Any]:
         return {

@@ -246,7 +246,7 @@ def _overlap(a: Campaign, b: Campaign) -> bool:
     def naive(value: datetime) -> datetime:
         return value.replace(tzinfo=None)  # an approximation when offsets differ: errs towards reporting
 
-    return naive(a.starts) < naive(b.ends) and naive(b.starts) < naive(a.ends)
+    return naive(a.starts) < naive(b.until) and naive(b.starts) < naive(a.until)
 
 
 def dump_yaml(document: RuleSetDocument) -> str:

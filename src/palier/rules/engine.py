@@ -340,7 +340,7 @@ def _compile(rule: Rule, campaign: Campaign | None, tz: ZoneInfo) -> CompiledRul
     c, effect = rule.conditions, rule.effect
     checks: list[Check] = []
     if campaign is not None:
-        starts, ends = local_to_utc(campaign.starts, tz), local_to_utc(campaign.ends, tz)
+        starts, ends = local_to_utc(campaign.starts, tz), local_to_utc(campaign.until, tz)
         checks.append(lambda e, m, local, now: starts <= now < ends)
     if c.dates is not None:
         first, last = c.dates.start, c.dates.end

@@ -88,7 +88,7 @@ def how_to_earn(
         sentence += _when(rule.conditions, lang, currency, exponent, tier_names or {}, segment_names or {}, actions)
         if campaign is not None:
             # a bound given with an offset, on the program's calendar: members live the days in its zone
-            local = [b.astimezone(rules.timezone) if b.tzinfo else b for b in (campaign.starts, campaign.ends)]
+            local = [b.astimezone(rules.timezone) if b.tzinfo else b for b in (campaign.starts, campaign.until)]
             starts, ends = _moment(local[0], lang), _moment(local[1], lang, end=True)
             sentence += f", du {starts} au {ends}" if lang == "fr" else f", from {starts} to {ends}"
             if campaign.member_cap is not None:  # what one member can get of it: the engine stops there
@@ -109,7 +109,7 @@ def _not_multiplied(rule: Rule) -> bool:
 def _over(rule: Rule, rules: CompiledRuleSet, now: datetime) -> bool:
     """A rule whose campaign has ended, or whose last day has passed: not worth telling."""
     campaign = rules.campaigns.get(rule.campaign or "")
-    if campaign is not None and local_to_utc(campaign.ends, rules.timezone) <= now:
+    if campaign is not None and local_to_utc(campaign.until, rules.timezone) <= now:
         return True
     return rule.conditions.dates is not None and rule.conditions.dates.end < now.astimezone(rules.timezone).date()
 

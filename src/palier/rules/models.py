@@ -13,7 +13,7 @@ needs the whole document (unknown campaign, duplicate ids, overlapping exclusive
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -87,6 +87,18 @@ class Campaign(Strict):
         if not (self.starts.year >= 2000 and self.ends.year <= 2200):
             raise ValueError("out_of_range: campaigns run between the years 2000 and 2200")
         return self
+
+    @property
+    def until(self) -> datetime:
+        """The first moment the campaign no longer runs: ``ends``, but an end written as a day's last minute or
+        second (23:59, 23:59:59) means "to the end of that day", as marketers write it: it runs to midnight, so a
+        sale at 23:59:30 or 23:59:59.5 is in the campaign (wall-clock, in the zone ``ends`` is written in)."""
+        if self.ends.time() in _DAY_LAST:
+            return datetime.combine(self.ends.date() + timedelta(days=1), time(0), tzinfo=self.ends.tzinfo)
+        return self.ends
+
+
+_DAY_LAST = (time(23, 59), time(23, 59, 59))  # how people write "to the end of the day"
 
 
 class DateRange(Strict):
