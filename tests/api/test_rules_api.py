@@ -263,6 +263,41 @@ def test_a_weekend_purchase_earns_double_and_the_preview_said_so(program: ApiPro
     assert [a["rule_id"] for a in bought["awards"]] == ["base", "pastry"]
 
 
+def test_a_budget_and_cap_given_to_a_running_campaign_count_what_it_gave_before_them(
+    program: ApiProgram, clock: FrozenClock
+) -> None:
+    """A launch runs without limits, costs more than planned, and the marketer gives it a budget of 100 points
+    and a cap of 70 a member: the 50 points it already gave Léa count in both (20 more for her, then 30 for
+    Hugo, not 100 more), and a return of her first order gives its 50 back to both, as to any capped order."""
+    base = RULES["rules"][0]
+    launch = {"id": "launch", "name": {"en": "Launch"}, "starts": "2026-03-01T00:00:00", "ends": "2026-04-01T00:00:00"}
+    bonus = {**base, "id": "bonus", "name": {"en": "Launch bonus"}, "campaign": "launch"}
+    assert apply(program, {"campaigns": [launch], "rules": [base, bonus]}).status_code == 201
+    lea, hugo = program.enrol(first_name="Léa")["id"], program.enrol(first_name="Hugo")["id"]
+    first = program.purchase(lea, lines=[line("BAG", 5000)])
+    assert first["points"] == 100
+    clock.advance(minutes=1)
+    limited = {**launch, "budget": 100, "member_cap": 70}
+    assert apply(program, {"campaigns": [limited], "rules": [base, bonus]}).status_code == 201
+
+    def bonus_of(member: str) -> int:
+        cart = [line("BAG", 5000)]
+        shown = program.call("POST", "/v1/preview", json={"lines": cart, "member_id": member}).json()
+        bought = program.purchase(member, lines=cart, occurred_at="2026-03-02T09:01:00Z")
+        assert bought["points"] == shown["points"]
+        return int(bought["points"]) - 50
+
+    assert bonus_of(lea) == 20  # her cap: 70, of which the launch gave her 50 before it had one
+    assert bonus_of(hugo) == 30  # the budget: 100, of which 50 + 20 are given
+    assert bonus_of(hugo) == 0
+    returned = program.call(
+        "POST", "/v1/events/returns", json=return_body(first["external_id"], lines=[{"sku": "BAG", "quantity": 1}])
+    )
+    assert returned.status_code == 201, returned.text
+    assert bonus_of(hugo) == 40  # the return gave 50 back to the budget; Hugo's cap leaves him 40 of them
+    assert bonus_of(lea) == 10  # and 50 back to Léa's cap: the budget has 10 left for her
+
+
 def test_a_multiplier_doubles_what_a_spent_campaign_budget_granted_in_the_preview_and_the_purchase(
     program: ApiProgram,
 ) -> None:

@@ -7,12 +7,14 @@ A member's cap and spend counters need no lock of their own: the caller holds th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, String, func, literal, select
 
 from palier.clock import Clock
+from palier.db.bulk import upsert
 from palier.errors import PalierError
 from palier.programs.models import Program
 from palier.rewards import service as rewards
@@ -27,6 +29,10 @@ from palier.rules.engine import (
     steps_name,
     within_limits,
 )
+from palier.rules.models import RuleSetDocument
+from palier.rules.tables import awards as award_rows
+from palier.rules.tables import counters as counter_rows
+from palier.rules.tables import rule_sets
 
 
 def closed_campaigns(
@@ -205,3 +211,73 @@ def count_spend(
             )
         given_awards.append(award if given == award.coupons else replace(award, coupons=given, points=given))
     return given_awards
+
+
+def count_given_before_limits(*, conn: Connection, program_id: str, version: int, document: RuleSetDocument) -> None:
+    """A campaign given a budget or a member cap it did not have counts in it what it gave without one: a launch
+    that ran without limits and is given a budget of 20,000 has 20,000 in all, less what it gave, not 20,000 more.
+
+    Only the versions since the campaign last had that limit count (before, the counter kept it); in one
+    statement per limit (``INSERT … SELECT … ON CONFLICT``), every member's cap at once. What returns took back
+    before the limit came is not taken off: the campaign errs towards giving less, never more."""
+    limited = [c for c in document.campaigns if c.budget is not None or c.member_cap is not None]
+    if not limited or version == 1:
+        return
+    earlier = conn.execute(
+        select(rule_sets.c.version, rule_sets.c.document)
+        .where(rule_sets.c.program_id == program_id, rule_sets.c.version < version)
+        .order_by(rule_sets.c.version.desc())
+    ).all()
+    for campaign in limited:
+        for limit, per_member in (("budget", False), ("member_cap", True)):
+            if getattr(campaign, limit) is None:
+                continue
+            uncounted = []
+            for row in earlier:  # newest first, back to the last version that kept this limit
+                theirs = next((c for c in row.document.get("campaigns", []) if c.get("id") == campaign.id), None)
+                if theirs is not None and theirs.get(limit) is not None:
+                    break
+                uncounted.append(int(row.version))
+            if uncounted:
+                _add_awards_to_counters(conn, program_id, campaign.id, uncounted, per_member=per_member)
+
+
+def _add_awards_to_counters(
+    conn: Connection, program_id: str, campaign_id: str, versions: list[int], *, per_member: bool
+) -> None:
+    """Add to the campaign's counter (the program's, or each member's) the points its awards of ``versions``
+    gave members (an unclaimed card purchase's gave no one anything)."""
+    a = award_rows.c
+    who = a.member_id if per_member else literal(PROGRAM_WIDE, String)
+    given = (
+        select(a.program_id, who, literal(campaign_counter(campaign_id), String), func.sum(a.points))
+        .where(
+            a.program_id == program_id,
+            a.campaign_id == campaign_id,
+            a.kind == "points",
+            a.rule_version.in_(versions),
+            a.member_id.is_not(None),
+        )
+        .group_by(a.program_id, *([a.member_id] if per_member else []))
+    )
+    c = counter_rows.c
+    statement = upsert(conn, counter_rows).from_select([c.program_id, c.member_id, c.name, c.value], given)
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[c.program_id, c.member_id, c.name], set_={"value": c.value + statement.excluded.value}
+        )
+    )
+
+
+def counted_in(
+    versions: Sequence[CompiledRuleSet], campaign_id: str, made_by: int, member_id: str | None, limit: str
+) -> bool:
+    """Whether a campaign's award counts in its ``limit`` (budget or member cap): the version that made it had the
+    limit, or a later one gave it one and counted what the campaign had given (:func:`count_given_before_limits`;
+    a member's award only: an unclaimed card purchase's was never counted)."""
+    later = [v for v in versions if v.version > made_by] if member_id is not None else []
+    for rules in (*(v for v in versions if v.version == made_by), *later):
+        campaign = rules.campaigns.get(campaign_id)
+        if campaign is not None and getattr(campaign, limit) is not None:
+            return True
+    return False

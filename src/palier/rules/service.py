@@ -11,6 +11,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Row, and_, insert, or_, select, update
@@ -152,6 +153,7 @@ def apply_rules(
         subject_id=program_id,
         details={"version": version, "rules": len(document.rules), "campaigns": len(document.campaigns)},
     )
+    limits.count_given_before_limits(conn=conn, program_id=program_id, version=version, document=document)
     made = RuleSetVersion(
         version=version, actor=actor, created_at=now, effective_from=effective_from, document=document
     )
@@ -593,7 +595,8 @@ def give_back(
       bread returned none), a refund by amount its share of the rest. An order kept without them: a rule that
       counts some lines only gives back by its lines' amounts, any other the order's share.
       Only the counters the award was counted in: the campaign's budget and cap in the rules
-      version that made the award, the cap of the member the award went to.
+      version that made the award (or a later one that gave the campaign them), the cap of the member the award
+      went to.
     - A spend_step rule's running spend falls by the share of the spend it counted that was refunded
       (``money``). Coupons this order brought that the spend left no longer covers are cancelled while still
       unused, and their steps are to be paid again; a coupon already used stays paid, so that spend must be
@@ -651,9 +654,10 @@ def give_back(
         if campaign is None or back == 0:  # below 0: the line items' share counted back what an earlier refund gave
             continue
         name = counters.campaign_counter(row.campaign_id)
-        if campaign.budget is not None:
+        counted = partial(limits.counted_in, line.versions, row.campaign_id, row.rule_version, row.member_id)
+        if counted("budget"):
             counters.add(conn, program_id=program.id, member_id=counters.PROGRAM_WIDE, name=name, delta=-back)
-        if campaign.member_cap is not None and row.member_id is not None:
+        if row.member_id is not None and counted("member_cap"):
             counters.add(conn, program_id=program.id, member_id=row.member_id, name=name, delta=-back)
 
 
