@@ -98,6 +98,22 @@ def test_an_evening_window_may_end_at_midnight() -> None:
     )  # 00:00 reads as the same midnight
 
 
+def test_an_evening_window_written_to_23_59_runs_to_midnight() -> None:
+    """ "From 20:00 to 23:59" is the evening to its end: a sale at 23:59:30 gets the bonus, as with "24:00"."""
+    for end in ("23:59", "23:59:59"):
+        evening = {
+            "id": "evenings",
+            "name": {"en": "Late bonus"},
+            "event": "purchase",
+            "conditions": {"hours": {"start": "20:00", "end": end}},
+            "effect": {"type": "multiplier", "factor": 2},
+        }
+        compiled = rules(evening)
+        paris = ZoneInfo("Europe/Paris")
+        at = [datetime(2026, 3, 2, 23, 59, s, 500_000, tzinfo=paris) for s in (0, 30, 59)]
+        assert [len(compiled.evaluate(cart(CAKE), MemberContext(), moment)) for moment in at] == [2, 2, 2], end
+
+
 def test_line_filters_count_only_their_lines() -> None:
     pastry = {
         "id": "pastry",

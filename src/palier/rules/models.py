@@ -115,8 +115,9 @@ class DateRange(Strict):
 
 
 class HourRange(Strict):
-    """Local times of day, from ``start`` (included) to ``end`` (excluded); ``end`` ``24:00`` (or ``00:00``) is
-    midnight at the end of the day, so ``22:00``–``24:00`` is the last two hours."""
+    """Local times of day, from ``start`` (included) to ``end`` (excluded); ``end`` ``24:00`` (or ``00:00``, or
+    the day's last minute or second, ``23:59``) is midnight at the end of the day, so ``22:00``–``24:00`` is the
+    last two hours."""
 
     start: time
     end: time
@@ -149,8 +150,9 @@ class HourRange(Strict):
         return self
 
     def holds(self, moment: time) -> bool:
-        """Whether the wall-clock time ``moment`` is in the window."""
-        return self.start <= moment and (self.end == time(0) or moment < self.end)
+        """Whether the wall-clock time ``moment`` is in the window (an end at 23:59 or 23:59:59 runs to midnight,
+        as a campaign's does: "to 23:59" takes in the last minute)."""
+        return self.start <= moment and (self.end == time(0) or self.end in _DAY_LAST or moment < self.end)
 
 
 class Conditions(Strict):
