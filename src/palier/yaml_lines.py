@@ -92,3 +92,37 @@ def line_of(text: str, path: str) -> int | None:
         else:
             break
     return line + 1
+
+
+def duplicate_keys(text: str) -> list[tuple[str, int, int]]:
+    """The keys written twice in one mapping of ``text``, as (field path, first line, line again), in the order
+    they come: YAML and JSON keep the last without a word, so a pasted second ``conditions`` would drop the
+    first. Aliases are walked once (``<<`` merges are left to YAML)."""
+    try:
+        root: Node | None = yaml.compose(text)
+    except (yaml.YAMLError, RecursionError):
+        return []
+    found: list[tuple[str, int, int]] = []
+    seen_nodes: set[int] = set()
+    stack: list[tuple[Node, str]] = [(root, "")] if root is not None else []
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        children: list[tuple[Node, str]] = []
+        if isinstance(node, MappingNode):
+            lines: dict[str, int] = {}
+            for key, value in node.value:
+                name = key.value if isinstance(key, ScalarNode) else None
+                here = f"{path}.{name}" if path else str(name)
+                if name is not None and name != "<<":
+                    if name in lines:
+                        found.append((here, lines[name], key.start_mark.line + 1))
+                    else:
+                        lines[name] = key.start_mark.line + 1
+                children.append((value, here))
+        elif isinstance(node, SequenceNode):
+            children = [(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
+        stack.extend(reversed(children))
+    return sorted(found, key=lambda problem: problem[2])

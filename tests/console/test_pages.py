@@ -222,6 +222,21 @@ def test_a_date_that_does_not_exist_is_shown_at_its_line_in_the_rules_and_tiers_
     assert program.call("GET", "/v1/program/rules").json()["version"] == 0
 
 
+def test_a_field_written_twice_in_the_rules_editor_is_shown_at_its_line_and_nothing_is_saved(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    token = admin(client, program, add_staff)
+    rules = (
+        "rules:\n  - id: pastry\n    name: {en: Pastry bonus}\n    event: purchase\n"
+        "    conditions: {categories: [viennoiserie]}\n    effect: {type: per_item, points: 2}\n"
+        "    conditions: {channels: [store]}\n"
+    )
+    refused = client.post("/console/rules", data={"csrf": token, "document": rules})
+    assert refused.status_code == 422 and 'class="bad">5</li>' in refused.text, refused.text
+    assert "<code>rules[0].conditions</code> — Ce champ est écrit deux fois au même endroit" in refused.text
+    assert program.call("GET", "/v1/program/rules").json()["version"] == 0
+
+
 def test_the_rules_editor_names_the_attributes_to_choose_from_and_why_a_multiplier_is_refused_in_french(
     client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
 ) -> None:

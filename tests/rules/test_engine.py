@@ -561,6 +561,30 @@ def test_exclusive_rules_that_can_never_meet_on_one_purchase_are_not_called_over
         assert caught.value.code == "overlapping_exclusive_rules"
 
 
+def test_a_field_written_twice_in_a_rules_file_is_refused_at_both_lines_not_overwritten() -> None:
+    """YAML (and JSON) keep the last of two keys of one mapping: a second `conditions` pasted under a pastry
+    bonus would silently drop the first and pay the bonus on every purchase. Refused, naming both lines."""
+    text = (
+        "rules:\n"
+        "  - id: pastry\n"
+        "    name: {en: Pastry bonus}\n"
+        "    event: purchase\n"
+        "    conditions: {categories: [viennoiserie]}\n"
+        "    effect: {type: per_item, points: 2, points: 20}\n"
+        "    conditions: {channels: [store]}\n"
+    )
+    with pytest.raises(InvalidInput) as caught:
+        parse_text(text)
+    assert caught.value.code == "duplicate_key" and caught.value.field == "rules[0].effect.points"
+    assert [e["field"] for e in caught.value.extra["errors"]] == ["rules[0].effect.points", "rules[0].conditions"]
+    assert "lines 5 and 7" in caught.value.extra["errors"][1]["message"]
+    as_json = '{"rules": [{"id": "a", "id": "b", "name": {"en": "A"}, "event": "purchase",\n'
+    as_json += '"effect": {"type": "fixed", "points": 3}}]}'
+    with pytest.raises(InvalidInput) as caught:
+        parse_text(as_json)
+    assert (caught.value.code, caught.value.field) == ("duplicate_key", "rules[0].id")
+
+
 def test_no_code_is_ever_evaluated() -> None:
     with pytest.raises(InvalidInput):
         parse_text("rules: !!python/object/apply:os.system ['true']")

@@ -24,7 +24,7 @@ from palier.rules.models import (
     PointsPerAmount,
     RuleSetDocument,
 )
-from palier.yaml_lines import TOO_DEEP, bad_value_line
+from palier.yaml_lines import TOO_DEEP, bad_value_line, duplicate_keys
 
 _PYDANTIC_CODES = {
     "extra_forbidden": "unknown_field",
@@ -96,6 +96,20 @@ def parse_text(text: str) -> RuleSetDocument:
         raise InvalidInput(
             "invalid_rules_file", f"This is not valid YAML or JSON{where}: {exc}.", field="document"
         ) from None
+    twice = duplicate_keys(text)
+    if twice:  # YAML and JSON keep the last of the two without a word: which one was meant is the writer's call
+        raise refuse(
+            [
+                {
+                    "field": field,
+                    "code": "duplicate_key",
+                    "message": "written twice in the same place, "
+                    + (f"at lines {first} and {again}" if first != again else f"on line {first}")
+                    + ": keep one",
+                }
+                for field, first, again in twice
+            ]
+        )
     if data is None:  # an empty file (truncated by a `>`?) would remove every rule at a stroke
         raise InvalidInput(
             "empty_document",
