@@ -85,6 +85,18 @@ def test_a_date_that_does_not_exist_is_refused_at_its_line(cli_db: Database, tmp
     assert "version 0" in invoke("program", "export", program.id).output
 
 
+def test_a_field_written_twice_is_refused_at_its_line(cli_db: Database, tmp_path: Path) -> None:  # noqa: F811
+    program = f.make_program(cli_db, SystemClock())  # type: ignore[arg-type]
+    file = tmp_path / "rules.yaml"
+    file.write_text(RULES.replace("points: 20\n", "points: 20\n    points: 200\n"), encoding="utf-8")
+    refused = invoke("program", "apply", program.id, str(file))
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
+    assert f"{file}:5  actions[0].points  duplicate_key: written twice in the same place, at lines 5 and 6" in (
+        refused.output
+    )
+    assert "version 0" in invoke("program", "export", program.id).output
+
+
 def test_brackets_nested_thousands_deep_are_refused_not_a_crash(cli_db: Database, tmp_path: Path) -> None:  # noqa: F811
     program = f.make_program(cli_db, SystemClock())  # type: ignore[arg-type]
     file = tmp_path / "rules.yaml"
