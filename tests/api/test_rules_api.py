@@ -428,6 +428,17 @@ def test_a_weekend_ending_sunday_at_23_59_59_pays_its_last_second_and_is_told_as
     assert [a["text"] for a in bought["awards"]] == ["1 point per euro: +20", "Double points weekend ×2: +20"]
 
 
+def test_a_campaign_given_by_its_days_is_told_and_exported_with_its_last_day_included(program: ApiProgram) -> None:
+    weekend = {**RULES["campaigns"][0], "starts": "2026-03-07", "ends": "2026-03-08"}
+    applied = apply(program, {**RULES, "campaigns": [weekend]})
+    assert applied.status_code == 201, applied.text
+    english = program.call("GET", "/v1/how-to-earn").json()["lines"]
+    assert any(x.endswith(", from 7 March 2026 to 8 March 2026") for x in english), english
+    exported = program.call("GET", "/v1/program/rules").json()["document"]["campaigns"][0]
+    assert (exported["starts"], exported["ends"]) == ("2026-03-07T00:00:00", "2026-03-08T23:59:59")
+    assert apply(program, {**RULES, "campaigns": [weekend]}).status_code == 200  # the same file: unchanged
+
+
 def test_how_to_earn_tells_every_condition_a_member_must_meet_by_its_name(program: ApiProgram) -> None:
     """A bonus for Gold members of a segment, on small baskets, is not told as a bonus for everyone."""
     gold = {"code": "gold", "name": {"fr": "Or", "en": "Gold"}, "threshold": 500_00}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -241,6 +241,31 @@ def test_a_campaign_ending_at_23_59_59_or_23_59_runs_to_the_end_of_that_day_acro
         assert doubled(datetime(2026, 10, 25, 22, 59, 30, tzinfo=UTC)), ends  # Sunday 23:59:30 CET
         assert doubled(datetime(2026, 10, 25, 22, 59, 59, 500_000, tzinfo=UTC)), ends
         assert not doubled(datetime(2026, 10, 25, 23, 0, tzinfo=UTC))  # Monday 00:00 CET
+
+
+def test_a_campaign_given_by_its_days_runs_on_its_last_day_too() -> None:
+    """ "starts: 2026-11-28, ends: 2026-11-29" is the weekend, both days included, as `dates` are: Sunday 23:30
+    is in it (it was read as Sunday 00:00, and the campaign stopped a day early); one day is its own window."""
+    double = {
+        "id": "double",
+        "name": {"en": "Double points weekend"},
+        "event": "purchase",
+        "campaign": "weekend",
+        "effect": {"type": "multiplier", "factor": 2},
+    }
+    paris = ZoneInfo("Europe/Paris")
+    for starts, ends in (("2026-11-28", "2026-11-29"), (date(2026, 11, 28), date(2026, 11, 29))):
+        weekend = {"id": "weekend", "name": {"en": "Weekend"}, "starts": starts, "ends": ends}
+        compiled = rules(double, campaigns=[weekend])
+        found = [
+            len(compiled.evaluate(cart(CAKE), MemberContext(), datetime(2026, 11, day, hour, 30, tzinfo=paris)))
+            for day, hour in ((27, 23), (28, 0), (29, 23))
+        ]
+        assert found == [1, 2, 2], (starts, ends)
+        assert len(compiled.evaluate(cart(CAKE), MemberContext(), datetime(2026, 11, 30, tzinfo=paris))) == 1
+    saturday = {"id": "weekend", "name": {"en": "Saturday"}, "starts": "2026-11-28", "ends": "2026-11-28"}
+    compiled = rules(double, campaigns=[saturday])
+    assert len(compiled.evaluate(cart(CAKE), MemberContext(), datetime(2026, 11, 28, 23, 59, tzinfo=paris))) == 2
 
 
 def test_first_purchase_tier_segment_and_attribute_conditions_read_the_member_context() -> None:

@@ -13,6 +13,7 @@ needs the whole document (unknown campaign, duplicate ids, overlapping exclusive
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -78,6 +79,17 @@ class Campaign(Strict):
     )
     member_cap: Points | None = Field(default=None, description="points one member may get from it")
 
+    @field_validator("ends", mode="before")
+    @classmethod
+    def _last_day_included(cls, value: object) -> object:
+        # a day alone ("ends: 2026-11-29", as `dates` are written) is that day included: read as its midnight, the
+        # campaign stopped a day early, and how-to-earn told "from 28 November to 28 November"
+        if isinstance(value, str) and _DAY_ONLY.fullmatch(value.strip()):
+            value = date.fromisoformat(value.strip())
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return datetime.combine(value, _DAY_LAST[-1])
+        return value
+
     @model_validator(mode="after")
     def _window(self) -> Campaign:
         if (self.starts.tzinfo is None) != (self.ends.tzinfo is None):
@@ -99,6 +111,7 @@ class Campaign(Strict):
 
 
 _DAY_LAST = (time(23, 59), time(23, 59, 59))  # how people write "to the end of the day"
+_DAY_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class DateRange(Strict):
