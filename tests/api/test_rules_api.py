@@ -255,7 +255,12 @@ def test_a_weekend_purchase_earns_double_and_the_preview_said_so(program: ApiPro
     french = program.call(
         "POST", "/v1/preview", json={"lines": cart, "at": "2026-03-07T10:00:00Z", "language": "fr"}
     ).json()
-    assert french["lines"][2]["text"] == "Week-end double ×2: +23"
+    # in French words and typography, as how-to-earn writes them: "par article", a space before the colon
+    assert [x["text"] for x in french["lines"]] == [
+        "1 point par euro : +23",
+        "Bonus viennoiserie +2/article : +4",
+        "Week-end double ×2 : +23",
+    ]
     today = program.call("POST", "/v1/preview", json={"lines": cart}).json()  # Monday 2 March: no weekend
     assert today["points"] == 27
     bought = program.purchase(member["id"], lines=cart, occurred_at="2026-03-02T09:00:00Z")

@@ -72,7 +72,13 @@ def test_a_weekday_morning_multiplier_doubles_in_the_program_time_zone() -> None
     compiled = rules(morning)
     found = compiled.evaluate(cart(CAKE), MemberContext(), MONDAY_MORNING)
     assert [a.line() for a in found] == ["1 point per euro: +24", "Double points weekday mornings ×2: +24"]
-    assert found[1].line("fr") == "Points doublés le matin ×2: +24"
+    assert found[1].line("fr") == "Points doublés le matin ×2 : +24"
+    one_and_half = rules({**morning, "effect": {"type": "multiplier", "factor": "1.5"}})
+    found = one_and_half.evaluate(cart(CAKE), MemberContext(), MONDAY_MORNING)
+    assert (found[1].line(), found[1].line("fr")) == (
+        "Double points weekday mornings ×1.5: +12",
+        "Points doublés le matin ×1,5 : +12",
+    )
     # 10:00 in Paris is 09:00 UTC: the window is closed
     assert len(compiled.evaluate(cart(CAKE), MemberContext(), datetime(2026, 3, 2, 9, 0, tzinfo=UTC))) == 1
     assert len(compiled.evaluate(cart(CAKE), MemberContext(), SATURDAY_NOON)) == 1
@@ -179,7 +185,10 @@ def test_a_cashback_award_reads_as_money_in_the_program_currency() -> None:
     }
     [_, award] = rules(cashback).evaluate(cart(CAKE, COFFEE), MemberContext(), MONDAY_MORNING)
     assert (award.kind, award.amount) == ("cashback", 69)  # 2.5 % of €27.70, rounded down
-    assert award.line("fr", money=lambda cents: money(cents, "EUR", 2, "fr")) == "Remboursement 2.5%: 0,69\u00a0€"
+    # in French as how-to-earn writes it: "2,5 %" (a decimal comma, a space before % and before the colon)
+    french = award.line("fr", money=lambda cents: money(cents, "EUR", 2, "fr"))
+    assert french == "Remboursement 2,5\u00a0% : 0,69\u00a0€"
+    assert award.line("en", money=lambda cents: money(cents, "EUR", 2, "en")) == "Cashback 2.5%: €0.69"
 
 
 def test_an_exclusive_rule_stops_the_rules_after_it() -> None:

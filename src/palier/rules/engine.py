@@ -32,7 +32,7 @@ from palier.rules.models import (
     SpendStep,
     Text,
 )
-from palier.units import Rounding, Shares, divide, divider, split_proportionally
+from palier.units import NO_BREAK_SPACE, Rounding, Shares, divide, divider, split_proportionally
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,20 +98,24 @@ class Award:
         """ "Double points weekend ×2: +46" (or the coupons / cashback it gives); ``money`` writes an amount
         in minor units in the program's currency ("€62.80")."""
         name = self.name.in_language(language)
-        head = f"{name} {self.detail}" if self.detail else name
         fr = language == "fr"
+        detail = self.detail  # "+5/item", "×1.5", "2.5%"
+        if fr:  # in French words and figures, as how-to-earn writes them: "+5/article", "×1,5", "2,5 %"
+            detail = detail.replace("/item", "/article").replace(".", ",").replace("%", f"{NO_BREAK_SPACE}%")
+        # French puts a space before the colon, as how-to-earn writes it
+        head = (f"{name} {detail}" if detail else name) + (" :" if fr else ":")
         if self.kind == "coupon":
             to_next = money(self.to_next)
             if not self.coupons:
                 progress = f"encore {to_next} avant le prochain bon" if fr else f"{to_next} to the next reward"
-                return f"{head}: {progress}"
+                return f"{head} {progress}"
             word = "bon" if fr else "reward"
             plural = "s" if self.coupons != 1 else ""
             then = f"encore {to_next} avant le suivant" if fr else f"{to_next} to the next"
-            return f"{head}: {self.coupons} {word}{plural} ({then})"
+            return f"{head} {self.coupons} {word}{plural} ({then})"
         if self.kind == "cashback":
-            return f"{head}: {money(self.amount)}"
-        return f"{head}: +{self.points}"
+            return f"{head} {money(self.amount)}"
+        return f"{head} +{self.points}"
 
 
 Check = Callable[[EventSnapshot, MemberContext, datetime, datetime], bool]  # event, member, local now, utc now
