@@ -237,6 +237,23 @@ def test_an_order_too_large_or_earning_absurdly_many_points_is_refused_whole(pro
     assert program.call("POST", "/v1/preview", json={"lines": [line("PEN", 100)]}).json()["points"] == 10_000_000
 
 
+def test_a_field_sent_twice_in_the_rules_json_is_refused_not_read_as_the_last(program: ApiProgram) -> None:
+    """JSON parsers keep the last of two keys: a second "conditions" in a rule would silently replace the first
+    (the pastry bonus paid on every purchase). Refused with the path, as a rules file is; nothing applied."""
+    text = (
+        '{"rules": [{"id": "pastry", "name": {"en": "Pastry bonus"}, "event": "purchase",\n'
+        ' "conditions": {"categories": ["viennoiserie"]},\n'
+        ' "effect": {"type": "per_item", "points": 2},\n'
+        ' "conditions": {"channels": ["store"]}}]}'
+    )
+    refused = program.call(
+        "POST", "/v1/program/rules", content=text.encode(), headers={"Content-Type": "application/json"}
+    )
+    body = assert_problem(refused, 422, "duplicate_key", "rules[0].conditions")
+    assert "lines 2 and 4" in body["errors"][0]["message"]
+    assert program.call("GET", "/v1/program/rules").json()["version"] == 0
+
+
 def test_a_weekend_purchase_earns_double_and_the_preview_said_so(program: ApiProgram) -> None:
     apply(program, RULES)
     member = program.enrol(first_name="Léa")

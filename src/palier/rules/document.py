@@ -96,8 +96,22 @@ def parse_text(text: str) -> RuleSetDocument:
         raise InvalidInput(
             "invalid_rules_file", f"This is not valid YAML or JSON{where}: {exc}.", field="document"
         ) from None
+    refuse_duplicate_keys(text)
+    if data is None:  # an empty file (truncated by a `>`?) would remove every rule at a stroke
+        raise InvalidInput(
+            "empty_document",
+            "The rules file is empty: nothing was applied. To remove every rule on purpose, write `rules: []`.",
+            field="document",
+        )
+    return parse_data(data)
+
+
+def refuse_duplicate_keys(text: str) -> None:
+    """Refuse a rules file or JSON body with a field written twice in one place: YAML and JSON keep the last of
+    the two without a word (a second ``conditions`` pasted under a rule drops the first): which one was meant is
+    the writer's call."""
     twice = duplicate_keys(text)
-    if twice:  # YAML and JSON keep the last of the two without a word: which one was meant is the writer's call
+    if twice:
         raise refuse(
             [
                 {
@@ -110,13 +124,6 @@ def parse_text(text: str) -> RuleSetDocument:
                 for field, first, again in twice
             ]
         )
-    if data is None:  # an empty file (truncated by a `>`?) would remove every rule at a stroke
-        raise InvalidInput(
-            "empty_document",
-            "The rules file is empty: nothing was applied. To remove every rule on purpose, write `rules: []`.",
-            field="document",
-        )
-    return parse_data(data)
 
 
 def parse_data(data: Any) -> RuleSetDocument:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection
@@ -16,7 +16,7 @@ from palier.api.problems import NOT_JSON, sent_as_other_than_json
 from palier.errors import NotJson
 from palier.rules import service
 from palier.rules.actions import ActionIn, record_action
-from palier.rules.document import parse_data
+from palier.rules.document import parse_data, refuse_duplicate_keys
 from palier.rules.models import RuleSetDocument, RuleSetVersion, RuleSetVersionPage
 from palier.rules.preview import Preview, PreviewIn, preview
 
@@ -44,6 +44,11 @@ _DOCUMENT_BODY: dict[str, Any] = {
 }
 
 
+async def _raw_body(request: Request) -> bytes:
+    """The request's body as sent (read once and kept by the framework): what its JSON parser does not tell."""
+    return await request.body()
+
+
 @router.post(
     "/program/rules",
     status_code=201,
@@ -54,6 +59,7 @@ _DOCUMENT_BODY: dict[str, Any] = {
 )
 def apply_rules(
     body: Annotated[Any, Body(include_in_schema=False)],
+    raw: Annotated[bytes, Depends(_raw_body)],
     access: AdminAccess,
     db: DB,
     clock: ClockDep,
@@ -73,6 +79,7 @@ def apply_rules(
     (``based_on``) so that a colleague's save since is not silently replaced."""
     if sent_as_other_than_json(request):  # a form or text: FastAPI reads the body as JSON only when it says so
         raise NotJson("unsupported_media_type", NOT_JSON, field="Content-Type")
+    refuse_duplicate_keys(raw.decode("utf-8", errors="replace"))  # JSON keeps the last of two keys without a word
     document = parse_data(body)
 
     def command(conn: Connection) -> tuple[RuleSetVersion, int]:
