@@ -320,6 +320,30 @@ def test_a_budget_and_cap_given_to_a_running_campaign_count_what_it_gave_before_
     assert bonus_of(lea) == 10  # and 50 back to Léa's cap: the budget has 10 left for her
 
 
+def test_a_budget_taken_off_and_given_again_counts_each_points_given_once(
+    program: ApiProgram, clock: FrozenClock
+) -> None:
+    """Without a budget, with one, without, with one again: what it gave while it had none counts once, when a
+    budget comes (50 before any, 50 under the first, 50 while it had none: 150 of a budget of 160, 10 left)."""
+    base = RULES["rules"][0]
+    launch = {"id": "launch", "name": {"en": "Launch"}, "starts": "2026-03-01T00:00:00", "ends": "2026-04-01T00:00:00"}
+    bonus = {**base, "id": "bonus", "name": {"en": "Launch bonus"}, "campaign": "launch"}
+    lea = program.enrol(first_name="Léa")["id"]
+
+    def bonus_of_a_purchase() -> int:
+        now = clock.now().isoformat()
+        return int(program.purchase(lea, lines=[line("BAG", 5000)], occurred_at=now)["points"]) - 50
+
+    found = []
+    for budget in (None, 1000, None, 160):
+        clock.advance(minutes=1)
+        campaign = launch if budget is None else {**launch, "budget": budget}
+        assert apply(program, {"campaigns": [campaign], "rules": [base, bonus]}).status_code == 201
+        found.append(bonus_of_a_purchase())
+    assert found == [50, 50, 50, 10]
+    assert bonus_of_a_purchase() == 0
+
+
 def test_a_multiplier_doubles_what_a_spent_campaign_budget_granted_in_the_preview_and_the_purchase(
     program: ApiProgram,
 ) -> None:

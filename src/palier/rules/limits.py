@@ -220,26 +220,32 @@ def count_given_before_limits(*, conn: Connection, program_id: str, version: int
     Only the versions since the campaign last had that limit count (before, the counter kept it); in one
     statement per limit (``INSERT … SELECT … ON CONFLICT``), every member's cap at once. What returns took back
     before the limit came is not taken off: the campaign errs towards giving less, never more."""
-    limited = [c for c in document.campaigns if c.budget is not None or c.member_cap is not None]
-    if not limited or version == 1:
-        return
-    earlier = conn.execute(
-        select(rule_sets.c.version, rule_sets.c.document)
-        .where(rule_sets.c.program_id == program_id, rule_sets.c.version < version)
-        .order_by(rule_sets.c.version.desc())
-    ).all()
-    for campaign in limited:
-        for limit, per_member in (("budget", False), ("member_cap", True)):
-            if getattr(campaign, limit) is None:
-                continue
-            uncounted = []
-            for row in earlier:  # newest first, back to the last version that kept this limit
-                theirs = next((c for c in row.document.get("campaigns", []) if c.get("id") == campaign.id), None)
-                if theirs is not None and theirs.get(limit) is not None:
-                    break
-                uncounted.append(int(row.version))
-            if uncounted:
-                _add_awards_to_counters(conn, program_id, campaign.id, uncounted, per_member=per_member)
+    wanted = {
+        (campaign.id, limit)
+        for campaign in document.campaigns
+        for limit in ("budget", "member_cap")
+        if getattr(campaign, limit) is not None
+    }
+    uncounted: dict[tuple[str, str], list[int]] = {key: [] for key in wanted}
+    below, page = version, 1  # the version before first: it keeps these limits already, almost always
+    while wanted and below > 1:
+        rows = conn.execute(
+            select(rule_sets.c.version, rule_sets.c.document)
+            .where(rule_sets.c.program_id == program_id, rule_sets.c.version < below)
+            .order_by(rule_sets.c.version.desc())
+            .limit(page)
+        ).all()
+        for row in rows:  # newest first, back to the last version that kept each limit
+            theirs = {c.get("id"): c for c in row.document.get("campaigns", [])}
+            for key in sorted(wanted):
+                if theirs.get(key[0], {}).get(key[1]) is not None:
+                    wanted.discard(key)
+                else:
+                    uncounted[key].append(int(row.version))
+        below, page = (int(rows[-1].version), 50) if rows else (1, page)
+    for (campaign_id, limit), versions in sorted(uncounted.items()):
+        if versions:
+            _add_awards_to_counters(conn, program_id, campaign_id, versions, per_member=limit == "member_cap")
 
 
 def _add_awards_to_counters(
