@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from fastapi import FastAPI
@@ -80,7 +81,10 @@ def test_anonymous_visitors_are_sent_to_sign_in(app: FastAPI, client: TestClient
         data = {"csrf": token} if method == "POST" else None
         response = client.request(method, url, data=data, follow_redirects=False)
         assert response.status_code == 303, (method, url, response.status_code)
-        assert response.headers["location"].startswith("/console/sign-in?next=%2F"), url
+        # a page: back to it once signed in; a form (sent without the page it was on): the sign-in page alone
+        assert response.headers["location"] == (
+            f"/console/sign-in?next={quote(url, safe='')}" if method == "GET" else "/console/sign-in"
+        ), url
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -168,6 +172,28 @@ def test_a_staff_session_ends_after_ten_hours(
     assert client.get("/console/rules", follow_redirects=False).status_code == 200
     clock.advance(minutes=1)
     assert client.get("/console/rules", follow_redirects=False).headers["location"].startswith("/console/sign-in")
+
+
+def test_a_till_form_sent_after_the_session_ended_leads_back_to_its_page_once_signed_in_and_records_nothing(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str], clock: Any
+) -> None:
+    ann = program.enrol(first_name="Ann")
+    email = add_staff(program.id, "store_staff")
+    assert sign_in(client, email).status_code == 303
+    page = f"/till/members/{ann['id']}"
+    token = csrf_of(client.get(page).text)
+    clock.advance(hours=10)  # the cashier types the ticket's total as the session runs out
+    sale = {"csrf": token, "order_id": "T1900-ABCDE", "order_total": "20,00"}
+    on_page = {"Referer": f"http://testserver{page}"}  # as the browser sends it
+    sent = client.post(f"{page}/sale", data=sale, headers=on_page, follow_redirects=False)
+    assert sent.status_code == 303 and sent.headers["location"].startswith("/console/sign-in")
+    form = client.get(sent.headers["location"]).text
+    next_path = re.search(r'name="next" value="([^"]*)"', form)
+    assert next_path is not None
+    back = sign_in(client, email, next=next_path.group(1))
+    assert back.status_code == 303 and back.headers["location"] == page  # the till page, not the form's address
+    assert client.get(back.headers["location"]).status_code == 200
+    assert program.balance(ann["id"])["pending"] == 0  # the sale was not recorded: the cashier sends it again
 
 
 def test_store_staff_land_on_the_till_and_a_deactivated_user_is_signed_out(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Depends, Request, Response
 
@@ -86,12 +86,24 @@ def staff_guard(request: Request) -> Staff:
     """The dependency of every staff router: signed in, and allowed this page's permission."""
     who = signed_in(request)
     if who is None:
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        raise SignInRequired(f"{SIGN_IN}?next={quote(target, safe='')}")
+        target = _back_to(request)
+        raise SignInRequired(f"{SIGN_IN}?next={quote(target, safe='')}" if target else SIGN_IN)
     permission = permission_of(request.scope.get("endpoint"))
     if permission is None or not who.may(permission):
         raise PageError(403, "console.forbidden")
     return who
+
+
+def _back_to(request: Request) -> str | None:
+    """Where signing in leads back to: the page asked for or, for a form sent after the session ended, the page
+    the form was on (its own address only takes forms: opened after signing in, it would be a 404)."""
+    url = request.url
+    if request.method in ("GET", "HEAD"):
+        return url.path + (f"?{url.query}" if url.query else "")
+    came_from = urlsplit(request.headers.get("referer", ""))
+    if came_from.netloc != url.netloc:
+        return None
+    return safe_next(came_from.path + (f"?{came_from.query}" if came_from.query else ""))
 
 
 def staff_router(**kwargs: Any) -> APIRouter:
