@@ -223,3 +223,24 @@ def test_the_till_shows_the_customer_a_qr_code_that_signs_them_in_to_their_porta
     client.post("/console/sign-out", data={"csrf": csrf_of(client.get(f"/till/members/{ann['id']}").text)})
     opened = client.get(link.group(1).replace("&amp;", "&"))
     assert "Continuer en tant que Ann (a•••@example.com)" in opened.text
+
+
+def test_the_till_page_of_a_merged_or_erased_member_says_so_and_offers_nothing_to_record(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    kept, duplicate = program.enrol(first_name="Ann"), program.enrol(first_name="Anne")
+    gone = program.enrol(first_name="Dan")
+    merged = {"source_member_id": duplicate["id"], "target_member_id": kept["id"]}
+    assert program.call("POST", "/v1/members/merge", json=merged).status_code == 200
+    assert program.call("POST", f"/v1/members/{gone['id']}/erase", json={"reason": "asked"}).status_code == 200
+    assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303  # a page left open meanwhile
+
+    page = client.get(f"/till/members/{duplicate['id']}").text
+    assert "Ce compte a été fusionné dans un autre" in page and f'href="/till/members/{kept["id"]}"' in page
+    assert f'action="/till/members/{duplicate["id"]}/' not in page  # nothing to record on the closed account
+    english = client.get(f"/till/members/{duplicate['id']}?lang=en").text
+    assert "This account was merged into another" in english
+
+    page = client.get(f"/till/members/{gone['id']}?lang=fr").text
+    assert "Ce client a été effacé à sa demande : plus rien ne peut être enregistré pour lui." in page
+    assert f'action="/till/members/{gone["id"]}/' not in page  # neither a sale, a payment nor a refund to send
