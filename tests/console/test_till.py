@@ -244,3 +244,14 @@ def test_the_till_page_of_a_merged_or_erased_member_says_so_and_offers_nothing_t
     page = client.get(f"/till/members/{gone['id']}?lang=fr").text
     assert "Ce client a été effacé à sa demande : plus rien ne peut être enregistré pour lui." in page
     assert f'action="/till/members/{gone["id"]}/' not in page  # neither a sale, a payment nor a refund to send
+
+
+def test_the_till_finds_a_customer_by_a_phone_number_written_the_french_way(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    ann = program.enrol(first_name="Ann", phone="+33612345678")
+    assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
+    token = csrf_of(client.get("/till").text)
+    for typed in ("06 12 34 56 78", "06.12.34.56.78", "06-12-34-56-78", "+33 (0)6 12 34 56 78"):
+        found = client.post("/till", data={"csrf": token, "q": typed}, follow_redirects=False)
+        assert found.headers.get("location") == f"/till/members/{ann['id']}", typed

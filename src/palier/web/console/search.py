@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Any
 
 from fastapi import Request
@@ -23,7 +24,7 @@ def _kinds(text: str) -> list[str]:
     if "@" in text:
         return ["email", "external"]
     digits = sum(ch.isdigit() for ch in text)
-    if digits and digits >= len(text.replace(" ", "").replace("+", "").replace("-", "")) - 1:
+    if digits and digits >= len(re.sub(r"[\s+\-.()]", "", text)) - 1:  # "06.12.34.56.78", "+33 (0)6 12…"
         return ["card", "phone", "external", "payment_card"]
     return ["card", "external"]
 
