@@ -255,3 +255,28 @@ def test_the_till_finds_a_customer_by_a_phone_number_written_the_french_way(
     for typed in ("06 12 34 56 78", "06.12.34.56.78", "06-12-34-56-78", "+33 (0)6 12 34 56 78"):
         found = client.post("/till", data={"csrf": token, "q": typed}, follow_redirects=False)
         assert found.headers.get("location") == f"/till/members/{ann['id']}", typed
+
+
+def test_a_coupon_refused_at_the_till_names_the_box_at_fault_and_keeps_what_was_typed(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    ann = program.enrol(first_name="Ann")
+    program.adjust(ann["id"], 100)
+    code = _coupon(program, ann["id"], min_order=2000)
+    other = _coupon(program, ann["id"])
+    assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
+    token = csrf_of(client.get(f"/till/members/{ann['id']}").text)
+    use = f"/till/members/{ann['id']}/coupons/{code}/use"
+
+    mistyped = client.post(use, data={"csrf": token, "order_id": "T1000-ABCDE", "order_total": "1O,00"})
+    assert mistyped.status_code == 422
+    assert "Total du ticket : Saisissez un montant, par exemple 12,50." in mistyped.text
+    form = mistyped.text.split(f'action="{use}"', 1)[1].split("</form>", 1)[0]  # the form of that coupon
+    assert 'value="T1000-ABCDE"' in form and 'value="1O,00"' in form  # to correct, not to type again
+    assert re.search(r'name="order_total"[^>]*aria-invalid="true"', form), form
+    another = mistyped.text.split(f'coupons/{other}/use"', 1)[1].split("</form>", 1)[0]
+    assert "aria-invalid" not in another and "1O,00" not in another  # the other coupon's form is left alone
+
+    below = client.post(use, data={"csrf": token, "order_id": "T1000-ABCDE", "order_total": "10,00"})
+    assert below.status_code == 422 and "Total du ticket : Ce coupon demande" in below.text
+    assert program.balance(ann["id"])["held"] == 20  # both coupons still there to use

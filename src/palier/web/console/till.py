@@ -249,6 +249,7 @@ def _why_unusable(request: Request, member_id: str, code: str) -> str | None:
 async def use_coupon(request: Request, member_id: str, code: str) -> Response:
     who = current(request)
     form = await request.form()
+    sent = _sent(form, "coupon", "order_id", "order_total") | {"code": code[:40]}  # which coupon's form it was
     try:
         # the receipt's total: the coupon's minimum order is checked and its discount worked out on it
         total = parse_money(str(form.get("order_total", "")), who.program.currency_exponent, field="order_total")
@@ -270,7 +271,7 @@ async def use_coupon(request: Request, member_id: str, code: str) -> Response:
 
         location = once.run(request, command)
     except (ValidationError, PalierError) as error:
-        return _refused(request, member_id, error)
+        return _refused(request, member_id, error, sent)
     return RedirectResponse(location, status_code=303)
 
 
