@@ -7,6 +7,7 @@ import string
 import pytest
 from starlette.requests import Request
 
+from palier.errors import Unprocessable
 from palier.web import i18n, present
 
 
@@ -80,6 +81,15 @@ def test_a_refusals_figures_are_grouped_as_the_page_writes_numbers() -> None:
     assert i18n.translate_count("fr", "dash.expiry", 3, points="3", name="points", date="5 mai") == (
         "3 points expirent le 5 mai."
     )
+
+
+def test_an_amount_a_refusal_names_is_written_as_money_or_left_out() -> None:
+    refused = Unprocessable("return_exceeds_purchase", "Only €5.00 of order #A1 can still be refunded.", refundable=500)
+    assert i18n.said("fr", refused, money=lambda amount: f"{amount / 100:.2f} €".replace(".", ",")) == (
+        "Il ne reste que 5,00 € à rembourser sur ce ticket."
+    )
+    assert i18n.said("fr", refused) == i18n.translate("fr", "refusal.return_exceeds_purchase")  # never "500"
+    assert i18n.said("en", refused) == "Only €5.00 of order #A1 can still be refunded."
 
 
 @pytest.mark.parametrize(

@@ -119,9 +119,19 @@ def _counted(figure: str, points_name: str, language: str) -> str:
     return f"{figure} {points_word(int(re.sub(r'[^0-9]', '', figure)), points_name, language)}"
 
 
-def said(language: str, error: PalierError, *, points_name: str = "points") -> str:
-    """:func:`refusal` of an engine refusal; ``points_name``: the program's name for points."""
-    return refusal(language, error.code, error.detail, error.extra, points_name=points_name)
+MONEY_FIGURES = frozenset({"refundable", "min_order"})  # figures in minor units, written as money
+
+
+def said(
+    language: str, error: PalierError, *, points_name: str = "points", money: Callable[[int], str] | None = None
+) -> str:
+    """:func:`refusal` of an engine refusal; ``points_name``: the program's name for points; ``money``: how the
+    page writes an amount ("20,00 €"), for the refusals whose figures are amounts (without it, their words
+    without the figures: a count of cents is never shown as the amount)."""
+    figures: Mapping[str, Any] | None = error.extra
+    if figures and not MONEY_FIGURES.isdisjoint(figures):
+        figures = {k: money(v) if k in MONEY_FIGURES else v for k, v in figures.items()} if money else None
+    return refusal(language, error.code, error.detail, figures, points_name=points_name)
 
 
 def translator(language: str) -> Callable[..., str]:

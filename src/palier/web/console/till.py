@@ -643,8 +643,9 @@ def _identity_errors(request: Request, program: Program, sent: dict[str, str], c
 
 
 def _in_words(request: Request, error: PalierError) -> str:
-    language = i18n.request_language(request)
-    return i18n.said(language, error, points_name=current(request).program.points_name_in(language))
+    language, program = i18n.request_language(request), current(request).program
+    name = program.points_name_in(language)
+    return i18n.said(language, error, points_name=name, money=lambda amount: program.money(amount, language))
 
 
 def _enrol_errors(found: dict[str, str]) -> dict[str, str]:
