@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 
 from palier.db import Database
 from palier.members.tables import members
-from tests.api.helpers import ApiProgram, luhn_card, spaced
+from palier.rewards import codes
+from tests.api.helpers import ApiProgram, luhn_card, reward_body, spaced
 from tests.console.conftest import csrf_of, sign_in
 
 CARD = "2900000000024"
@@ -135,3 +136,22 @@ def test_a_bank_card_number_typed_in_a_name_is_not_shown_back(
     assert refused.status_code == 422 and 'id="first_name-error"' in refused.text
     assert bank_card[4:12] not in refused.text.replace(" ", "") and f"****{bank_card[-4:]}" in refused.text
     assert _count(db, program) == 0
+
+
+def test_a_coupon_code_typed_with_a_wrong_character_is_said_mistyped_not_offered_as_a_new_card(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    ann = program.enrol(first_name="Ann")
+    program.adjust(ann["id"], 100)
+    reward = program.call("POST", "/v1/rewards", json=reward_body(cost_points=10)).json()
+    code = program.call("POST", f"/v1/members/{ann['id']}/redemptions", json={"reward_id": reward["id"]}).json()
+    real = codes.display(code["coupon"]["code"])
+    typed = real[:-1] + ("Y" if real[-1] != "Y" else "Z")  # read out from the customer's phone, one slip
+    assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
+    token = csrf_of(client.get("/till").text)
+    missed = client.post("/till", data={"csrf": token, "q": typed.lower()})
+    assert missed.status_code == 200 and "ressemble au code d&#39;un coupon" in missed.text, missed.text
+    form = client.post("/till/new-member/start", data={"csrf": token, "q": typed}).text
+    assert 'name="card" type="text" value=""' in form  # not a loyalty card to enrol someone with
+    card = client.post("/till/new-member/start", data={"csrf": token, "q": "MF36 8196 77"}).text
+    assert 'name="card" type="text" value="MF36 8196 77"' in card  # a card printed in groups is still one

@@ -9,6 +9,7 @@ with the ticket number as the order id so that a double tap is answered once.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -76,7 +77,7 @@ async def till_search(request: Request) -> Response:
     rows, more = listed(found)
     return render(
         request, "console/till.html", staff=who, section="till", q=q, rows=rows, more=more, searched=bool(q),
-        page_url="/till",
+        page_url="/till", mistyped=not found and _mistyped_coupon(q),
     )  # fmt: skip
 
 
@@ -533,6 +534,14 @@ def _coupon_owner(request: Request, text: str) -> str | None:
     return coupon.member_id
 
 
+def _mistyped_coupon(text: str) -> bool:
+    """``text`` is typed as a coupon's code is shown (``ABCD-EFGH-JKM``), but its check character says a
+    character is wrong: a code read out from the customer's phone, with a slip."""
+    groups = [len(group) for group in re.split(r"[\s\-\u2010-\u2015\u2212]+", text.strip())]
+    code = codes.normalise(text)
+    return groups == [4, 4, 3] and code.isalnum() and not codes.is_well_formed(code)
+
+
 def _prefill(q: str | None) -> dict[str, str]:
     """What the search box held, in the field it belongs to: an e-mail, a phone number, or a card scanned."""
     text = scanned_once((q or "").strip()[:254])
@@ -545,7 +554,7 @@ def _prefill(q: str | None) -> dict[str, str]:
         return {"phone": text}
     if is_payment_card_number(digits):
         return {}  # a bank card swiped at the till: never a loyalty card number, and never shown again
-    if codes.is_well_formed(codes.normalise(text)):
+    if codes.is_well_formed(codes.normalise(text)) or _mistyped_coupon(text):
         return {}  # a coupon's code, not a loyalty card
     if digits.isalnum() and any(ch.isdigit() for ch in digits):
         return {"card": text}
