@@ -7,8 +7,10 @@ import html
 import re
 from collections.abc import Callable
 
+import pytest
 from fastapi.testclient import TestClient
 
+from palier.errors import InvalidInput
 from palier.web.console.forms import parse_money
 from tests.api.helpers import ApiProgram, reward_body
 from tests.console.conftest import csrf_of, sign_in
@@ -181,8 +183,11 @@ def test_a_refused_sign_in_and_an_unknown_coupon_are_read_out_with_their_boxes(
 
 
 def test_the_till_reads_an_amount_as_pages_and_other_software_write_it() -> None:
-    for typed in ("1234,50", "1 234,50", "1\u202f234,50\u00a0€", "1\u00a0234,50 €", "1234.50"):
+    for typed in ("1234,50", "1 234,50", "1\u202f234,50\u00a0€", "1\u00a0234,50 €", "1234.50", "€1,234.50", "1.234,50"):
         assert parse_money(typed, 2, field="order_total") == 123450, typed
+    for ambiguous in ("1,234", "1.234", "1,23,4.50", "1,234,50"):  # a thousand or a bit over one: asked again
+        with pytest.raises(InvalidInput):
+            parse_money(ambiguous, 2, field="order_total")
 
 
 def test_a_nul_character_typed_in_a_form_is_refused_with_a_page_in_its_language(

@@ -12,6 +12,8 @@ from palier.errors import InvalidInput, error_location, validation_message
 from palier.web import i18n
 
 _MONEY = re.compile(r"^\s*(\d{1,9})(?:[.,](\d{1,3}))?\s*$")
+# thousands grouped with one mark, the decimals after the other: never ambiguous, unlike "1,234"
+_GROUPED = re.compile(r"(\d{1,3}(?:([,.])\d{3})+)(?!\2)[,.](\d{1,3})")
 
 
 def whole(text: str) -> int | str:
@@ -24,8 +26,12 @@ _WHOLE = re.compile(r"-?[0-9]+")
 
 
 def parse_money(text: str, exponent: int, *, field: str) -> int:
-    """'12,50' or '12.50' (or '12') → minor units; refused if malformed or with too many decimals."""
-    found = _MONEY.match(re.sub(r"[\s\u202f€]", "", text)) if text else None  # "1 234,50 €" pasted from a page
+    """'12,50' or '12.50' (or '12', '1 234,50', '1,234.50') → minor units; refused if malformed or with too
+    many decimals."""
+    compact = re.sub(r"[\s\u202f€]", "", text)  # "1 234,50 €" pasted from a French page
+    if grouped := _GROUPED.fullmatch(compact):  # "€1,234.50" from an English one (or "1.234,50"): both marks
+        compact = f"{re.sub(r'[,.]', '', grouped[1])}.{grouped[3]}"
+    found = _MONEY.match(compact) if text else None
     if found is None or (found.group(2) and len(found.group(2)) > exponent):
         raise InvalidInput("invalid_amount", "Type an amount such as 12.50.", field=field)
     decimals = (found.group(2) or "").ljust(exponent, "0")
