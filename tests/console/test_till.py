@@ -282,3 +282,17 @@ def test_a_coupon_refused_at_the_till_names_the_box_at_fault_and_keeps_what_was_
     assert below.status_code == 422
     assert "Total du ticket : Ce coupon demande un achat d'au moins 20,00\u00a0€." in html.unescape(below.text)
     assert program.balance(ann["id"])["held"] == 20  # both coupons still there to use
+
+
+def test_store_staff_checking_a_coupon_go_from_its_holder_to_their_till_page(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    ann = program.enrol(first_name="Ann", last_name="Lee")
+    program.adjust(ann["id"], 100)
+    code = _coupon(program, ann["id"])
+    assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
+    checked = client.get("/console/coupons", params={"code": display_code(code).lower()})
+    assert checked.status_code == 200 and "Ann Lee" in checked.text
+    holder = re.search(r'<a href="([^"]+)">Ann Lee</a>', checked.text)
+    assert holder is not None and holder.group(1) == f"/till/members/{ann['id']}"  # not a page they may not open
+    assert client.get(holder.group(1)).status_code == 200
