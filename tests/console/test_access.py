@@ -83,7 +83,7 @@ def test_anonymous_visitors_are_sent_to_sign_in(app: FastAPI, client: TestClient
         assert response.status_code == 303, (method, url, response.status_code)
         # a page: back to it once signed in; a form (sent without the page it was on): the sign-in page alone
         assert response.headers["location"] == (
-            f"/console/sign-in?next={quote(url, safe='')}" if method == "GET" else "/console/sign-in"
+            f"/console/sign-in?next={quote(url, safe='')}" if method == "GET" else "/console/sign-in?unsent=1"
         ), url
 
 
@@ -188,6 +188,7 @@ def test_a_till_form_sent_after_the_session_ended_leads_back_to_its_page_once_si
     sent = client.post(f"{page}/sale", data=sale, headers=on_page, follow_redirects=False)
     assert sent.status_code == 303 and sent.headers["location"].startswith("/console/sign-in")
     form = client.get(sent.headers["location"]).text
+    assert "Votre session a pris fin : ce formulaire n&#39;a pas été envoyé." in form  # to send again, once back
     next_path = re.search(r'name="next" value="([^"]*)"', form)
     assert next_path is not None
     back = sign_in(client, email, next=next_path.group(1))

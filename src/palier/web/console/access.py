@@ -87,7 +87,9 @@ def staff_guard(request: Request) -> Staff:
     who = signed_in(request)
     if who is None:
         target = _back_to(request)
-        raise SignInRequired(f"{SIGN_IN}?next={quote(target, safe='')}" if target else SIGN_IN)
+        unsent = "" if request.method in ("GET", "HEAD") else "unsent=1"  # a form that was not sent: said so
+        query = "&".join(part for part in (f"next={quote(target, safe='')}" if target else "", unsent) if part)
+        raise SignInRequired(f"{SIGN_IN}?{query}" if query else SIGN_IN)
     permission = permission_of(request.scope.get("endpoint"))
     if permission is None or not who.may(permission):
         raise PageError(403, "console.forbidden")

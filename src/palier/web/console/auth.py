@@ -24,11 +24,14 @@ def home_of(role: str) -> str:
 
 
 @router.get("/console/sign-in")
-def sign_in_page(request: Request, next: str | None = None) -> Response:
+def sign_in_page(request: Request, next: str | None = None, unsent: str | None = None) -> Response:
+    """``unsent``: the session ended as a form was sent, which was not taken: the page says so."""
     who = signed_in(request)
     if who is not None:
         return RedirectResponse(safe_next(next) or home_of(who.user.role), status_code=303)
-    return render(request, "console/sign_in.html", next=safe_next(next) or "", email="", error=None)
+    return render(
+        request, "console/sign_in.html", next=safe_next(next) or "", email="", error=None, unsent=unsent == "1"
+    )
 
 
 @router.post("/console/sign-in")
