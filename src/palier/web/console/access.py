@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Depends, Request, Response
+from starlette.routing import Match
 
 from palier.db import Database
 from palier.errors import NotFound, PalierError
@@ -28,6 +29,7 @@ from palier.web.render import PageError, SignInRequired
 from palier.web.sessions import STAFF_SESSION
 
 SIGN_IN = "/console/sign-in"
+_ROUTERS: list[APIRouter] = []  # every staff router, whose pages a form's address leads back to
 _MARK = "__palier_permission__"
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -98,19 +100,32 @@ def staff_guard(request: Request) -> Staff:
 
 def _back_to(request: Request) -> str | None:
     """Where signing in leads back to: the page asked for or, for a form sent after the session ended, the page
-    the form was on (its own address only takes forms: opened after signing in, it would be a 404)."""
+    the form was on (the browser's Referer, else the form's own address), as a page: the address a refused form
+    answered at, like the form's own, only takes forms and would be a 404 once signed in."""
     url = request.url
     if request.method in ("GET", "HEAD"):
         return url.path + (f"?{url.query}" if url.query else "")
     came_from = urlsplit(request.headers.get("referer", ""))
-    if came_from.netloc != url.netloc:
-        return None
-    return safe_next(came_from.path + (f"?{came_from.query}" if came_from.query else ""))
+    path = came_from.path if came_from.netloc == url.netloc and came_from.path else url.path
+    return _page_at(path)  # without its query: "?ok=sale…" would show a sale not this form's
+
+
+def _page_at(path: str) -> str | None:
+    """``path`` if a staff page is shown there, else the nearest one above it (``/till/members/m1/sale`` →
+    ``/till/members/m1``)."""
+    while safe_next(path):
+        scope = {"type": "http", "method": "GET", "path": path, "root_path": ""}
+        for route in (route for router in _ROUTERS for route in router.routes):  # the staff pages only
+            if route.matches(scope)[0] == Match.FULL:
+                return path
+        path = path.rsplit("/", 1)[0]
+    return None
 
 
 def staff_router(**kwargs: Any) -> APIRouter:
     """A page router whose every route needs a staff session and the route's permission."""
     router = page_router(**kwargs)
+    _ROUTERS.append(router)
     router.dependencies.append(Depends(staff_guard))  # after the CSRF check
     router.dependencies.append(Depends(once.read_token))  # a write form's one-time token (palier.web.once)
     return router
