@@ -254,3 +254,17 @@ def test_a_refund_says_the_points_given_back_to_this_customer_apart_from_another
     assert "given back to the customer" not in english
     assert "100 points given back to another member, who had paid part of the ticket." in english
     assert (program.balance(ann["id"])["available"], program.balance(bo["id"])["available"]) == (300, 200)
+
+
+def test_a_refused_till_form_answers_with_the_members_page_address_and_its_language_switch_works(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    ann = program.enrol(first_name="Ann")
+    token = _till(client, program, add_staff, ann["id"])
+    page = f"/till/members/{ann['id']}"
+    refused = _post(client, f"{page}/sale", {"csrf": token, "order_id": "T1000-ABCDE", "order_total": "abc"})
+    assert refused.status_code == 422
+    assert f'<meta name="palier-page-url" content="{page}">' in refused.text  # the address bar: a page to reload
+    switch = re.search(r'<a href="([^"]+)" hreflang="en"', refused.text)
+    assert switch is not None and switch.group(1) == f"{page}?lang=en"  # not the form's address, a 404
+    assert "Record the sale" in client.get(switch.group(1)).text

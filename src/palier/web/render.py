@@ -108,11 +108,12 @@ def area_home(path: str) -> str:
     return "/"
 
 
-def lang_url(request: Request, language: str) -> str:
-    """The current page in ``language`` (its query kept)."""
+def lang_url(request: Request, language: str, page: str | None = None) -> str:
+    """The current page in ``language`` (its query kept); ``page``: its address when the answer is to a form
+    posted elsewhere (the ``page_url`` of the page)."""
     query = {k: v for k, v in request.query_params.items() if k != "lang"}
     query["lang"] = language
-    return f"{request.url.path}?{urlencode(query)}"
+    return f"{page or request.url.path}?{urlencode(query)}"
 
 
 def render(
@@ -138,7 +139,7 @@ def render(
             t=i18n.translator(lang),
             tn=functools.partial(i18n.translate_count, lang),
             csrf=token,
-            lang_url=functools.partial(lang_url, request),
+            lang_url=functools.partial(lang_url, request, page=context.get("page_url")),
             fmt_int=lambda value: present.number(int(value), lang),
             points_name=points_name,
             points_word=lambda count: points_word(int(count), points_name, lang),

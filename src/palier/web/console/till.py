@@ -117,6 +117,8 @@ def _member(request: Request, member_id: str, *, status: int = 200, **ctx: Any) 
     ctx.setdefault("fee_refunded", None)
     ctx.setdefault("fee_paid", None)
     ctx.setdefault("fee_refused", None)
+    if request.method != "GET":  # a form answered here (refused, or asked again): the address of the page, not
+        ctx.setdefault("page_url", f"/till/members/{view.member.id}")  # the form's, for a reload and the FR/EN switch
     return render(
         request,
         "console/till_member.html",
