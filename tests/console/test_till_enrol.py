@@ -4,6 +4,7 @@ already a member) leads to that member's page instead of a twin account."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from fastapi.testclient import TestClient
@@ -155,3 +156,14 @@ def test_a_coupon_code_typed_with_a_wrong_character_is_said_mistyped_not_offered
     assert 'name="card" type="text" value=""' in form  # not a loyalty card to enrol someone with
     card = client.post("/till/new-member/start", data={"csrf": token, "q": "MF36 8196 77"}).text
     assert 'name="card" type="text" value="MF36 8196 77"' in card  # a card printed in groups is still one
+
+
+def test_the_enrolment_form_opened_from_a_search_switches_language_on_its_own_page(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    assert sign_in(client, add_staff(program.id, "store_staff")).status_code == 303
+    token = csrf_of(client.get("/till").text)
+    form = client.post("/till/new-member/start", data={"csrf": token, "q": "06 12 34 56 78"}).text
+    switch = re.search(r'<a href="([^"]+)" hreflang="en"', form)
+    assert switch is not None and switch.group(1) == "/till/new-member?lang=en"  # not the search's post, a 404
+    assert client.get(switch.group(1)).status_code == 200

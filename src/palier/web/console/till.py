@@ -570,6 +570,7 @@ def _enrol_page(request: Request, *, status: int = 200, sent: dict[str, str], er
     return render(
         request, "console/till_enrol.html", status=status, staff=who, section="till", sent=sent, errors=errors,
         existing=existing, invitation=who.program.enrolment == "invitation", same_name=same_name or [],
+        page_url="/till/new-member",  # answered from the search's post too: the FR/EN switch opens the form
     )  # fmt: skip
 
 
