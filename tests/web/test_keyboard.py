@@ -104,3 +104,26 @@ def test_the_dashboards_filters_wait_for_enter_when_chosen_from_the_keyboard(
         page.keyboard.press("Enter")
     assert "first=2026-02-02" in page.url and "last=2026-03-01" in page.url
     assert page.evaluate(FOCUSED) == "first"
+
+
+def test_on_a_phone_a_refused_till_form_says_why_where_the_focus_lands(
+    new_program: Callable[..., ApiProgram], new_page: Callable[..., Any], add_staff: Callable[..., str]
+) -> None:
+    program = new_program(name="Maison Caisse")
+    member = shop(program)["member"]
+    phone = new_page(viewport=MOBILE)
+    sign_in(phone, add_staff(program, "store_staff", "Hugo Caisse"), next_path=f"/till/members/{member['id']}")
+    phone.wait_for_url(f"**/till/members/{member['id']}")
+    phone.locator(".refund-form summary").click()
+    phone.locator("#refund_order_id").fill("T0000-NOPE")
+    phone.locator("#refund_amount").fill("5")
+    phone.locator("#refund_amount").press("Enter")  # the keyboard's Enter sends it
+    phone.wait_for_function("() => document.activeElement.id === 'refund_order_id'")  # the box at fault
+    said = "Aucun achat ne porte ce numéro de commande"
+    # the words are on screen with the box, not only in the alert at the top of a page the phone has scrolled down
+    shown = phone.locator(f".field-error:has-text('{said}')")
+    assert shown.count() == 1 and shown.is_visible()
+    on_screen = "el => { const r = el.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight }"
+    assert shown.evaluate(on_screen)
+    described = phone.locator("#refund_order_id").get_attribute("aria-describedby") or ""
+    assert shown.get_attribute("id") in described.split()  # and read out with it
