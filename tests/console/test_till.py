@@ -275,6 +275,7 @@ def test_a_coupon_refused_at_the_till_names_the_box_at_fault_and_keeps_what_was_
     form = mistyped.text.split(f'action="{use}"', 1)[1].split("</form>", 1)[0]  # the form of that coupon
     assert 'value="T1000-ABCDE"' in form and 'value="1O,00"' in form  # to correct, not to type again
     assert re.search(r'name="order_total"[^>]*aria-invalid="true"', form), form
+    assert 'id="till-field-error">Total du ticket : Saisissez un montant' in form  # said there too, under the boxes
     another = mistyped.text.split(f'coupons/{other}/use"', 1)[1].split("</form>", 1)[0]
     assert "aria-invalid" not in another and "1O,00" not in another  # the other coupon's form is left alone
 
