@@ -236,3 +236,16 @@ def test_a_superscript_or_other_non_ascii_digit_is_refused_at_its_field_not_a_50
     assert program.call("GET", f"/v1/rewards/{reward['id']}").json()["cost_points"] == 500
     assert program.call("GET", "/v1/program").json()["welcome_points"] == 0
     assert program.balance(ann["id"])["available"] == 500
+
+
+def test_a_member_with_no_points_to_spend_is_offered_no_payment_box_at_the_till(
+    client: TestClient, program: ApiProgram, add_staff: Callable[..., str]
+) -> None:
+    """A box whose highest value is 0 would only get the browser's own "must be 0 or less" (in its language)."""
+    ann = program.enrol(first_name="Ann")
+    assert sign_in(client, add_staff(program.id, "admin")).status_code == 303
+    page = client.get(f"/till/members/{ann['id']}").text
+    assert 'id="pay_points"' not in page
+    assert "Pas de points à utiliser pour l&#39;instant." in page
+    program.adjust(ann["id"], 500)
+    assert 'id="pay_points"' in client.get(f"/till/members/{ann['id']}").text
