@@ -78,6 +78,33 @@ def drop_pg_database(url: URL) -> None:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
 
 
+@contextmanager
+def own_database(engine: str, tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Database]:
+    """A migrated database of its own on ``engine`` (``sqlite`` or ``postgresql``), for tests that must not share
+    the session's: what they do to it stays there, and what they read of it is theirs alone. Dropped after."""
+    if engine == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp(name) / 'palier.db'}"
+        upgrade(url)
+        database = make_database(url)
+        try:
+            yield database
+        finally:
+            database.dispose()
+        return
+    base = postgres_base_url()
+    pg_url = base.set(database=f"{base.database}_{name}_{uuid.uuid4().hex[:8]}")
+    create_pg_database(pg_url)
+    try:
+        upgrade(render(pg_url))
+        database = make_database(render(pg_url), pool_size=2)
+        try:
+            yield database
+        finally:
+            database.dispose()
+    finally:
+        drop_pg_database(pg_url)
+
+
 def migrations_fingerprint() -> str:
     digest = hashlib.sha256()
     for path in sorted(MIGRATIONS_DIR.rglob("*.py")):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,8 +12,7 @@ from sqlalchemy import select
 
 from palier.activity.tables import purchases
 from palier.clock import FrozenClock
-from palier.db import Database, make_database
-from palier.db.migrate import upgrade
+from palier.db import Database
 from palier.members.tables import identities
 from palier.privacy import find_mentions
 from palier.text import find_card_numbers
@@ -30,7 +28,7 @@ from tests.api.helpers import (
     unique,
 )
 from tests.api.routes import WORLD_RULES, WORLD_TIERS
-from tests.conftest import ENGINES, _migrated_pg_url, drop_pg_database, postgres_base_url
+from tests.conftest import ENGINES, own_database
 from tests.web.world import csrf_of, enter
 
 ERASE = {"reason": "The member asked by e-mail to be forgotten"}
@@ -42,21 +40,8 @@ def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory)
     """A database of this module's own, on each engine. An erasure is checked by reading every value of every
     table (``find_mentions``): in the session's shared database that grows with every test run before, to 20 s
     a check on PostgreSQL late in a run."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('privacy') / 'palier.db'}"
-        upgrade(url)
-        database = make_database(url)
+    with own_database(request.param, tmp_path_factory, "privacy") as database:
         yield database
-        database.dispose()
-        return
-    base = postgres_base_url()
-    pg_url = base.set(database=f"{base.database}_privacy_{uuid.uuid4().hex[:8]}")
-    database = make_database(_migrated_pg_url(pg_url), pool_size=4)
-    try:
-        yield database
-    finally:
-        database.dispose()
-        drop_pg_database(pg_url)
 
 
 def _person() -> dict[str, Any]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,12 +25,11 @@ from typer.testing import CliRunner
 from palier.cli.common import console, err_console
 from palier.cli.main import app
 from palier.clock import FrozenClock
-from palier.db import Database, make_database
-from palier.db.migrate import upgrade
+from palier.db import Database
 from palier.ledger.verify import CHECKS
 from palier.rewards import service as rewards
 from palier.rewards.models import CouponUse, RedeemIn, RewardIn
-from tests.conftest import ENGINES, create_pg_database, drop_pg_database, postgres_base_url, render
+from tests.conftest import ENGINES, own_database
 from tests.services import factories as f
 
 runner = CliRunner()
@@ -40,23 +38,8 @@ runner = CliRunner()
 @pytest.fixture(scope="module", params=ENGINES)
 def private_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
     """A migrated database of its own: what the corruptions do to it (a dropped CHECK) stays here."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('corrupt') / 'palier.db'}"
-        upgrade(url)
-        database = make_database(url)
+    with own_database(request.param, tmp_path_factory, "corrupt") as database:
         yield database
-        database.dispose()
-        return
-    base = postgres_base_url()
-    pg_url = base.set(database=f"{base.database}_corrupt_{uuid.uuid4().hex[:8]}")
-    create_pg_database(pg_url)
-    try:
-        upgrade(render(pg_url))
-        database = make_database(render(pg_url), pool_size=2)
-        yield database
-        database.dispose()
-    finally:
-        drop_pg_database(pg_url)
 
 
 @pytest.fixture
